@@ -1,0 +1,310 @@
+//! Wharf's log event and its versioned binary encoding.
+//!
+//! An event is kept in its encoded form: the bytes that travel on the bus are the event, and
+//! the accessors read fields out of them. Fanning an event out to many drains clones a
+//! reference-counted buffer, never the fields.
+//!
+//! Encoding, version 1 (all integers big-endian):
+//!
+//! ```text
+//! u8   version (1)
+//! i64  event time, microseconds since the Unix epoch
+//! u8   stream: 0 none, 1 stdout, 2 stderr
+//! u8   app key length,  then the app key (`app-space`)
+//! u8   site length,     then the site's domain (0: no site)
+//! u8   source length,   then the source (`app`, `akkeris/router`, ...)
+//! u8   process length,  then the process (`web.1562910588-cg82f`, or empty)
+//!      the message: every remaining byte
+//! ```
+//!
+//! The header fields are printable ASCII without spaces, so they can go into RFC 5424 header
+//! fields as they are; the message is any bytes.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// The encoding version this code writes.
+pub const VERSION: u8 = 1;
+
+/// Longest message kept; longer ones are cut at this many bytes.
+pub const MAX_MESSAGE: usize = 64 * 1024;
+
+const FIXED: usize = 1 + 8 + 1;
+
+/// Which output stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stream {
+    /// Not from a process's standard streams (router lines, platform events).
+    None,
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// Why bytes are not a valid event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// The version byte names an encoding this code does not know.
+    #[error("unsupported log event version {0}")]
+    Version(u8),
+    /// The bytes end inside the header.
+    #[error("log event is truncated")]
+    Truncated,
+    /// A header field has bytes outside printable ASCII, or a space.
+    #[error("log event field {0} is not printable ASCII")]
+    Field(&'static str),
+    /// The stream byte is not 0, 1 or 2.
+    #[error("log event has an unknown stream {0}")]
+    Stream(u8),
+    /// The app key is empty.
+    #[error("log event has no app")]
+    NoApp,
+}
+
+/// A log event, in its encoded form.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LogEvent {
+    buf: Bytes,
+    /// Start offsets of app, site, source, process and message; each field ends where the
+    /// next begins minus its length byte.
+    app: (u16, u8),
+    site: (u16, u8),
+    source: (u16, u8),
+    process: (u16, u8),
+    message: u16,
+}
+
+impl LogEvent {
+    /// Starts an event for the app `app-space` from `source`.
+    pub fn builder<'a>(app: &'a str, source: &'a str) -> LogEventBuilder<'a> {
+        LogEventBuilder { app, source, site: "", process: "", stream: Stream::None, time: None }
+    }
+
+    /// Checks and wraps encoded bytes.
+    pub fn decode(buf: Bytes) -> Result<LogEvent, FrameError> {
+        let b = &buf[..];
+        if b.is_empty() {
+            return Err(FrameError::Truncated);
+        }
+        if b[0] != VERSION {
+            return Err(FrameError::Version(b[0]));
+        }
+        if b.len() < FIXED {
+            return Err(FrameError::Truncated);
+        }
+        match b[9] {
+            0..=2 => {}
+            s => return Err(FrameError::Stream(s)),
+        }
+        let mut at = FIXED;
+        let mut field = |name: &'static str| -> Result<(u16, u8), FrameError> {
+            let len = *b.get(at).ok_or(FrameError::Truncated)? as usize;
+            let start = at + 1;
+            let bytes = b.get(start..start + len).ok_or(FrameError::Truncated)?;
+            if !bytes.iter().all(|c| c.is_ascii_graphic()) {
+                return Err(FrameError::Field(name));
+            }
+            at = start + len;
+            Ok((start as u16, len as u8))
+        };
+        let app = field("app")?;
+        let site = field("site")?;
+        let source = field("source")?;
+        let process = field("process")?;
+        if app.1 == 0 {
+            return Err(FrameError::NoApp);
+        }
+        Ok(LogEvent { message: at as u16, app, site, source, process, buf })
+    }
+
+    /// The encoded bytes, as they travel on the bus.
+    pub fn encoded(&self) -> &Bytes {
+        &self.buf
+    }
+
+    fn field(&self, (start, len): (u16, u8)) -> &str {
+        let bytes = &self.buf[start as usize..start as usize + len as usize];
+        // Header fields were checked to be ASCII when built or decoded.
+        std::str::from_utf8(bytes).unwrap_or_default()
+    }
+
+    /// When the line was written, in microseconds since the Unix epoch.
+    pub fn time_micros(&self) -> i64 {
+        i64::from_be_bytes(self.buf[1..9].try_into().expect("header length checked"))
+    }
+
+    /// When the line was written.
+    pub fn time(&self) -> SystemTime {
+        let us = self.time_micros();
+        if us >= 0 {
+            UNIX_EPOCH + Duration::from_micros(us as u64)
+        } else {
+            UNIX_EPOCH - Duration::from_micros(us.unsigned_abs())
+        }
+    }
+
+    /// The stream the line came from.
+    pub fn stream(&self) -> Stream {
+        match self.buf[9] {
+            1 => Stream::Stdout,
+            2 => Stream::Stderr,
+            _ => Stream::None,
+        }
+    }
+
+    /// The app's key, `app-space`.
+    pub fn app(&self) -> &str {
+        self.field(self.app)
+    }
+
+    /// The site the request came through, for router lines.
+    pub fn site(&self) -> Option<&str> {
+        Some(self.field(self.site)).filter(|s| !s.is_empty())
+    }
+
+    /// Who wrote the line: `app`, `akkeris/router`, ...
+    pub fn source(&self) -> &str {
+        self.field(self.source)
+    }
+
+    /// The process (dyno) that wrote the line; empty when none.
+    pub fn process(&self) -> &str {
+        self.field(self.process)
+    }
+
+    /// The line itself.
+    pub fn message(&self) -> &[u8] {
+        &self.buf[self.message as usize..]
+    }
+}
+
+impl std::fmt::Debug for LogEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogEvent")
+            .field("time_micros", &self.time_micros())
+            .field("app", &self.app())
+            .field("site", &self.site())
+            .field("source", &self.source())
+            .field("process", &self.process())
+            .field("message", &String::from_utf8_lossy(self.message()))
+            .finish()
+    }
+}
+
+/// Builds a [`LogEvent`]. Header fields are cleaned rather than rejected: bytes outside
+/// printable ASCII become `_` and each is cut at 255 bytes, because a producer's log line must
+/// never be lost to a formatting mistake.
+#[derive(Debug, Clone)]
+pub struct LogEventBuilder<'a> {
+    app: &'a str,
+    source: &'a str,
+    site: &'a str,
+    process: &'a str,
+    stream: Stream,
+    time: Option<SystemTime>,
+}
+
+impl<'a> LogEventBuilder<'a> {
+    /// The site the request came through.
+    pub fn site(mut self, site: &'a str) -> Self {
+        self.site = site;
+        self
+    }
+
+    /// The process (dyno) name.
+    pub fn process(mut self, process: &'a str) -> Self {
+        self.process = process;
+        self
+    }
+
+    /// The output stream.
+    pub fn stream(mut self, stream: Stream) -> Self {
+        self.stream = stream;
+        self
+    }
+
+    /// When the line was written; now, if not set.
+    pub fn time(mut self, time: SystemTime) -> Self {
+        self.time = Some(time);
+        self
+    }
+
+    /// Encodes the event with this message.
+    pub fn message(self, message: &[u8]) -> LogEvent {
+        let message = &message[..message.len().min(MAX_MESSAGE)];
+        let fields = [self.app, self.site, self.source, self.process];
+        let header: usize = fields.iter().map(|f| 1 + f.len().min(255)).sum();
+        let mut buf = BytesMut::with_capacity(FIXED + header + message.len());
+        let time = self.time.unwrap_or_else(SystemTime::now);
+        let micros = match time.duration_since(UNIX_EPOCH) {
+            Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
+            Err(e) => -i64::try_from(e.duration().as_micros()).unwrap_or(i64::MAX),
+        };
+        buf.put_u8(VERSION);
+        buf.put_i64(micros);
+        buf.put_u8(match self.stream {
+            Stream::None => 0,
+            Stream::Stdout => 1,
+            Stream::Stderr => 2,
+        });
+        let app = if self.app.is_empty() { "unknown" } else { self.app };
+        for f in [app, self.site, self.source, self.process] {
+            let f = &f.as_bytes()[..f.len().min(255)];
+            buf.put_u8(f.len() as u8);
+            buf.extend(f.iter().map(|&c| if c.is_ascii_graphic() { c } else { b'_' }));
+        }
+        buf.put_slice(message);
+        LogEvent::decode(buf.freeze()).expect("the builder writes valid events")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let t = UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456);
+        let e = LogEvent::builder("api-default", "app")
+            .process("web.1-abcde")
+            .site("www.example.com")
+            .stream(Stream::Stderr)
+            .time(t)
+            .message(b"hello world");
+        assert_eq!(
+            (e.app(), e.source(), e.process(), e.site(), e.stream(), e.time(), e.message()),
+            ("api-default", "app", "web.1-abcde", Some("www.example.com"), Stream::Stderr, t, &b"hello world"[..])
+        );
+        let again = LogEvent::decode(e.encoded().clone()).unwrap();
+        assert_eq!(again, e);
+    }
+
+    #[test]
+    fn builder_cleans_header_fields() {
+        let e = LogEvent::builder("", "a b\u{e9}").process(&"p".repeat(300)).message(b"");
+        assert_eq!(e.app(), "unknown");
+        assert_eq!(e.source(), "a_b__");
+        assert_eq!(e.process().len(), 255);
+        assert_eq!(e.site(), None);
+        let long = vec![b'x'; MAX_MESSAGE + 10];
+        assert_eq!(LogEvent::builder("a-b", "app").message(&long).message().len(), MAX_MESSAGE);
+    }
+
+    #[test]
+    fn decode_rejects_bad_frames() {
+        let good = LogEvent::builder("api-default", "app").message(b"m").encoded().to_vec();
+        let check = |mut bytes: Vec<u8>, edit: &dyn Fn(&mut Vec<u8>), want: FrameError| {
+            edit(&mut bytes);
+            assert_eq!(LogEvent::decode(Bytes::from(bytes)), Err(want));
+        };
+        check(good.clone(), &|b| b.clear(), FrameError::Truncated);
+        check(good.clone(), &|b| b[0] = 2, FrameError::Version(2));
+        check(good.clone(), &|b| b.truncate(5), FrameError::Truncated);
+        check(good.clone(), &|b| b[9] = 7, FrameError::Stream(7));
+        check(good.clone(), &|b| b[10] = 200, FrameError::Truncated);
+        check(good.clone(), &|b| b[11] = b' ', FrameError::Field("app"));
+        check(good, &|b| *b = vec![1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], FrameError::NoApp);
+    }
+}

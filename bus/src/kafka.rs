@@ -1,0 +1,300 @@
+//! The Kafka transport: a producer keyed by app, and a consumer-group member on its own thread.
+//!
+//! Events are keyed by app key, so one app's lines land in one partition and stay in order.
+//! The consumer runs librdkafka's poll loop on a dedicated thread and hands batches to the async
+//! side through a bounded channel; rebalances are reported in the same channel, in order with
+//! the batches. Offsets are never committed automatically: the logshuttle commits what every
+//! drain has taken responsibility for.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+use wharf_config::KafkaConfig;
+
+use crate::{LogEvent, Position, Received, SourceEvent};
+
+/// How long to wait for brokers when checking or creating the topic at start.
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Why the Kafka bus could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    /// The brokers did not answer, or refused a request.
+    #[error("kafka at {brokers}: {message}")]
+    Broker {
+        /// The bootstrap brokers.
+        brokers: String,
+        /// What failed.
+        message: String,
+    },
+    /// The client could not be configured.
+    #[error("kafka client: {0}")]
+    Config(String),
+}
+
+fn broker_err(k: &KafkaConfig, what: &str, e: impl std::fmt::Display) -> KafkaError {
+    KafkaError::Broker { brokers: k.brokers.clone(), message: format!("{what}: {e}") }
+}
+
+fn base_config(k: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &k.brokers).set_log_level(RDKafkaLogLevel::Warning);
+    c
+}
+
+/// Creates the topic when it does not exist.
+pub(crate) async fn ensure_topic(k: &KafkaConfig) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> =
+        base_config(k).create().map_err(|e| KafkaError::Config(e.to_string()))?;
+    let topic = k.topic.clone();
+    let (admin, exists) = tokio::task::spawn_blocking(move || {
+        let found = admin
+            .inner()
+            .fetch_metadata(Some(&topic), START_TIMEOUT)
+            .map(|m| m.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()));
+        (admin, found)
+    })
+    .await
+    .map_err(|e| KafkaError::Config(e.to_string()))?;
+    if exists.map_err(|e| broker_err(k, "cannot read metadata", e))? {
+        return Ok(());
+    }
+    let new = NewTopic::new(&k.topic, k.partitions as i32, TopicReplication::Fixed(k.replication_factor.into()));
+    let opts = AdminOptions::new().operation_timeout(Some(START_TIMEOUT));
+    let results = admin.create_topics([&new], &opts).await.map_err(|e| broker_err(k, "cannot create topic", e))?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, code)) => return Err(broker_err(k, &format!("cannot create topic {t}"), code)),
+        }
+    }
+    tracing::info!(topic = %k.topic, partitions = k.partitions, "created kafka topic");
+    Ok(())
+}
+
+/// Counts delivery failures; librdkafka retries for `message.timeout.ms` before reporting one.
+#[derive(Debug, Default)]
+struct ProduceContext {
+    failed: std::sync::atomic::AtomicU64,
+}
+
+impl ClientContext for ProduceContext {}
+
+impl ProducerContext for ProduceContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            let n = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
+            // One line per thousand failures: the counter is exact, the log stays readable.
+            if n % 1000 == 1 {
+                tracing::error!(error = %e, failed_total = n, "log events could not be delivered to kafka");
+            }
+        }
+    }
+}
+
+/// Puts events on the topic, keyed by app.
+pub(crate) struct KafkaPublisher {
+    producer: ThreadedProducer<ProduceContext>,
+    topic: String,
+}
+
+impl std::fmt::Debug for KafkaPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaPublisher").field("topic", &self.topic).finish()
+    }
+}
+
+impl KafkaPublisher {
+    pub(crate) fn new(k: &KafkaConfig) -> Result<Self, KafkaError> {
+        let producer = base_config(k)
+            // A short linger batches the router's access lines without delaying them noticeably.
+            .set("linger.ms", "5")
+            .set("queue.buffering.max.messages", "500000")
+            // Keep retrying across a broker restart for up to five minutes before giving up.
+            .set("message.timeout.ms", "300000")
+            .create_with_context(ProduceContext::default())
+            .map_err(|e| KafkaError::Config(e.to_string()))?;
+        Ok(KafkaPublisher { producer, topic: k.topic.clone() })
+    }
+
+    /// Queues an event; false when librdkafka's queue is full.
+    pub(crate) fn send(&self, event: LogEvent) -> bool {
+        let record = BaseRecord::to(&self.topic).key(event.app()).payload(&event.encoded()[..]);
+        self.producer.send(record).is_ok()
+    }
+
+    pub(crate) fn flush(&self, timeout: Duration) {
+        if let Err(e) = self.producer.flush(timeout) {
+            tracing::warn!(error = %e, "kafka producer did not flush in time");
+        }
+    }
+}
+
+/// Reports rebalances to the async side, in order with the batches.
+struct ConsumeContext {
+    tx: mpsc::Sender<SourceEvent>,
+    /// Set when the source is dropped: closing the consumer then revokes its partitions, and
+    /// nobody is listening any more (the close may even run on an async thread, where a
+    /// blocking send is not allowed).
+    stop: Arc<AtomicBool>,
+}
+
+impl ConsumeContext {
+    fn report(&self, event: SourceEvent) {
+        if !self.stop.load(Ordering::Relaxed) {
+            let _ = self.tx.blocking_send(event);
+        }
+    }
+}
+
+impl ClientContext for ConsumeContext {}
+
+impl ConsumerContext for ConsumeContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            let parts = list.elements().iter().map(|e| e.partition()).collect();
+            self.report(SourceEvent::Revoked(parts));
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(list) => {
+                let parts = list.elements().iter().map(|e| e.partition()).collect();
+                self.report(SourceEvent::Assigned(parts));
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "kafka rebalance failed"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}
+
+/// A consumer-group member whose poll loop runs on its own thread.
+pub(crate) struct KafkaSource {
+    rx: mpsc::Receiver<SourceEvent>,
+    consumer: Arc<BaseConsumer<ConsumeContext>>,
+    topic: String,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for KafkaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSource").field("topic", &self.topic).finish()
+    }
+}
+
+/// Most messages handed over in one batch.
+const BATCH: usize = 1024;
+
+impl KafkaSource {
+    pub(crate) fn join(k: &KafkaConfig) -> Result<Self, KafkaError> {
+        let (tx, rx) = mpsc::channel(16);
+        let stop = Arc::new(AtomicBool::new(false));
+        let consumer: BaseConsumer<ConsumeContext> = base_config(k)
+            .set("group.id", &k.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            // A new group starts at the oldest event still kept: nothing produced before the first
+            // logshuttle started is skipped.
+            .set("auto.offset.reset", "earliest")
+            // A logshuttle that died is replaced within seconds rather than the default 45 s.
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "1000")
+            .create_with_context(ConsumeContext { tx: tx.clone(), stop: stop.clone() })
+            .map_err(|e| KafkaError::Config(e.to_string()))?;
+        consumer.subscribe(&[&k.topic]).map_err(|e| broker_err(k, "cannot subscribe", e))?;
+        let consumer = Arc::new(consumer);
+        let thread = std::thread::Builder::new()
+            .name("kafka-consumer".into())
+            .spawn({
+                let (consumer, stop) = (consumer.clone(), stop.clone());
+                move || poll_loop(&consumer, &tx, &stop)
+            })
+            .map_err(|e| KafkaError::Config(e.to_string()))?;
+        Ok(KafkaSource { rx, consumer, topic: k.topic.clone(), stop, thread: Some(thread) })
+    }
+
+    pub(crate) async fn recv(&mut self) -> Option<SourceEvent> {
+        self.rx.recv().await
+    }
+
+    pub(crate) fn commit(&self, offsets: &[(i32, i64)]) {
+        if offsets.is_empty() {
+            return;
+        }
+        let mut list = TopicPartitionList::new();
+        for &(partition, next) in offsets {
+            if list.add_partition_offset(&self.topic, partition, Offset::Offset(next)).is_err() {
+                return;
+            }
+        }
+        if let Err(e) = self.consumer.commit(&list, CommitMode::Async) {
+            // A commit fails while the group rebalances; the next one covers it.
+            tracing::debug!(error = %e, "kafka commit failed");
+        }
+    }
+}
+
+impl Drop for KafkaSource {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.rx.close();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn poll_loop(consumer: &BaseConsumer<ConsumeContext>, tx: &mpsc::Sender<SourceEvent>, stop: &AtomicBool) {
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut bad_frames = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        // Block briefly for the first message, then take whatever else is already fetched.
+        let mut timeout = Duration::from_millis(100);
+        while batch.len() < BATCH {
+            match consumer.poll(timeout) {
+                None => break,
+                Some(Ok(m)) => {
+                    let payload = Bytes::copy_from_slice(m.payload().unwrap_or_default());
+                    match LogEvent::decode(payload) {
+                        Ok(event) => batch.push(Received {
+                            event,
+                            position: Some(Position { partition: m.partition(), offset: m.offset() }),
+                        }),
+                        Err(e) => {
+                            bad_frames += 1;
+                            if bad_frames % 1000 == 1 {
+                                tracing::warn!(error = %e, partition = m.partition(), offset = m.offset(), bad_frames, "skipping undecodable log event");
+                            }
+                        }
+                    }
+                }
+                Some(Err(RdError::PartitionEOF(_))) => {}
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "kafka consumer error");
+                    break;
+                }
+            }
+            timeout = Duration::ZERO;
+        }
+        if !batch.is_empty() {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+            if tx.blocking_send(SourceEvent::Batch(full)).is_err() {
+                return;
+            }
+        }
+    }
+}

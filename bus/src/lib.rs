@@ -1,0 +1,201 @@
+//! The log bus: how log events travel from their producers (the router, dynos, platform
+//! components) to the logshuttle.
+//!
+//! Two transports share one interface. The embedded bus is an in-process queue for `wharf
+//! serve` on one machine; Kafka carries events between machines and keeps them across restarts.
+//! Producers hold a [`Publisher`], which never blocks: when the transport cannot take an event
+//! it is dropped and counted. The logshuttle holds a [`Source`], which yields batches of
+//! [`Received`] events with their positions, and commits positions it no longer needs.
+
+#![forbid(unsafe_code)]
+
+pub mod event;
+pub mod kafka;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use event::{FrameError, LogEvent, LogEventBuilder, Stream};
+pub use kafka::KafkaError;
+
+/// Counters shared by every publisher of one bus.
+#[derive(Debug, Default)]
+pub struct PublishStats {
+    /// Events handed to the transport.
+    pub published: AtomicU64,
+    /// Events dropped because the transport's queue was full or it failed.
+    pub dropped: AtomicU64,
+}
+
+/// A cheap, cloneable handle that puts events on the bus without ever waiting.
+#[derive(Clone, Debug)]
+pub struct Publisher {
+    inner: PublisherInner,
+    stats: Arc<PublishStats>,
+}
+
+#[derive(Clone, Debug)]
+enum PublisherInner {
+    Embedded(tokio::sync::mpsc::Sender<LogEvent>),
+    Kafka(Arc<kafka::KafkaPublisher>),
+}
+
+impl Publisher {
+    /// Puts an event on the bus, or drops and counts it when the bus is full.
+    pub fn publish(&self, event: LogEvent) {
+        let ok = match &self.inner {
+            PublisherInner::Embedded(tx) => tx.try_send(event).is_ok(),
+            PublisherInner::Kafka(k) => k.send(event),
+        };
+        let counter = if ok { &self.stats.published } else { &self.stats.dropped };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counters of this bus's publishers.
+    pub fn stats(&self) -> &PublishStats {
+        &self.stats
+    }
+
+    /// Waits until events handed to the transport have left the process, up to `timeout`.
+    /// A no-op for the embedded bus.
+    pub fn flush(&self, timeout: std::time::Duration) {
+        if let PublisherInner::Kafka(k) = &self.inner {
+            k.flush(timeout);
+        }
+    }
+}
+
+/// Where an event sits in its transport: a Kafka partition and offset. The embedded bus has no
+/// positions; its events are gone once taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Position {
+    /// The partition.
+    pub partition: i32,
+    /// The event's offset in the partition.
+    pub offset: i64,
+}
+
+/// An event taken from the bus.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The event.
+    pub event: LogEvent,
+    /// Where it came from, for committing.
+    pub position: Option<Position>,
+}
+
+/// What the consumer side of the bus reports, in order.
+#[derive(Debug)]
+pub enum SourceEvent {
+    /// Events, in bus order per partition.
+    Batch(Vec<Received>),
+    /// This consumer now owns these partitions (Kafka rebalance).
+    Assigned(Vec<i32>),
+    /// This consumer no longer owns these partitions; their events may be redelivered elsewhere.
+    Revoked(Vec<i32>),
+}
+
+/// The consumer side of the bus.
+#[derive(Debug)]
+pub struct Source {
+    inner: SourceInner,
+}
+
+#[derive(Debug)]
+enum SourceInner {
+    Embedded(tokio::sync::mpsc::Receiver<LogEvent>),
+    Kafka(kafka::KafkaSource),
+}
+
+/// Most events handed over in one batch.
+const BATCH: usize = 512;
+
+impl Source {
+    /// The next batch or assignment change; `None` once the bus is closed.
+    pub async fn recv(&mut self) -> Option<SourceEvent> {
+        match &mut self.inner {
+            SourceInner::Embedded(rx) => {
+                let mut events = Vec::with_capacity(BATCH);
+                if rx.recv_many(&mut events, BATCH).await == 0 {
+                    return None;
+                }
+                Some(SourceEvent::Batch(events.into_iter().map(|event| Received { event, position: None }).collect()))
+            }
+            SourceInner::Kafka(k) => k.recv().await,
+        }
+    }
+
+    /// Whether this source has positions to commit (Kafka) or not (embedded).
+    pub fn commits(&self) -> bool {
+        matches!(self.inner, SourceInner::Kafka(_))
+    }
+
+    /// Records that everything before the given next offset of each listed partition is taken
+    /// care of. Committing is asynchronous and best effort: a lost commit only means redelivery.
+    pub fn commit(&self, offsets: &[(i32, i64)]) {
+        if let SourceInner::Kafka(k) = &self.inner {
+            k.commit(offsets);
+        }
+    }
+}
+
+/// Which transport a bus uses.
+#[derive(Debug, Clone)]
+pub enum BusConfig {
+    /// The in-process queue, holding at most `capacity` events.
+    Embedded {
+        /// Queue size in events.
+        capacity: usize,
+    },
+    /// Kafka.
+    Kafka(wharf_config::KafkaConfig),
+}
+
+/// A connected bus: its publisher, and its source when this process consumes.
+#[derive(Debug)]
+pub struct Bus {
+    /// Puts events on the bus.
+    pub publisher: Publisher,
+    /// Takes events off the bus; `None` after [`Bus::take_source`].
+    source: Option<Source>,
+    config: BusConfig,
+}
+
+impl Bus {
+    /// Connects to the bus. For Kafka this creates the topic when missing and checks that the
+    /// brokers answer, so a wrong address fails here rather than silently later.
+    pub async fn connect(config: BusConfig) -> Result<Bus, KafkaError> {
+        let stats = Arc::new(PublishStats::default());
+        match &config {
+            BusConfig::Embedded { capacity } => {
+                let (tx, rx) = tokio::sync::mpsc::channel((*capacity).max(1));
+                Ok(Bus {
+                    publisher: Publisher { inner: PublisherInner::Embedded(tx), stats },
+                    source: Some(Source { inner: SourceInner::Embedded(rx) }),
+                    config,
+                })
+            }
+            BusConfig::Kafka(k) => {
+                kafka::ensure_topic(k).await?;
+                let publisher = kafka::KafkaPublisher::new(k)?;
+                Ok(Bus {
+                    publisher: Publisher { inner: PublisherInner::Kafka(Arc::new(publisher)), stats },
+                    source: None,
+                    config,
+                })
+            }
+        }
+    }
+
+    /// The consumer side. For the embedded bus it exists from the start; for Kafka this joins
+    /// the consumer group.
+    pub fn take_source(&mut self) -> Result<Source, KafkaError> {
+        if let Some(s) = self.source.take() {
+            return Ok(s);
+        }
+        match &self.config {
+            BusConfig::Embedded { .. } => Err(KafkaError::Config("the embedded bus has one consumer".into())),
+            BusConfig::Kafka(k) => Ok(Source { inner: SourceInner::Kafka(kafka::KafkaSource::join(k)?) }),
+        }
+    }
+}

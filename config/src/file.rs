@@ -1,0 +1,480 @@
+//! The configuration file (TOML) and its `WHARF_*` environment overrides.
+//!
+//! Every section has defaults that make `wharf serve` work with no file at all. Loading is
+//! three steps: read the TOML, overlay `WHARF_SECTION__KEY=value` variables, deserialize with
+//! unknown keys rejected, then [`Config::validate`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::names::Hostname;
+use crate::units::{ByteSize, HumanDuration};
+
+/// Variables with the `WHARF_` prefix that are not configuration keys.
+const NOT_CONFIG: &[&str] = &["WHARF_ADMIN_TOKEN", "WHARF_LOG"];
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or has unknown keys or wrong types.
+    #[error("invalid configuration{origin}: {message}")]
+    Parse {
+        /// Where the configuration came from, for the message.
+        origin: String,
+        /// The parser's explanation.
+        message: String,
+    },
+    /// A `WHARF_*` variable does not name a configuration key.
+    #[error("environment variable {var}: {message}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Well-formed, but a value is impossible.
+    #[error("invalid configuration: {field}: {message}")]
+    Invalid {
+        /// The key, as `section.key`.
+        field: &'static str,
+        /// What to fix.
+        message: String,
+    },
+}
+
+/// All of Wharf's configuration. Each service reads its own section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory for state: the embedded database, generated certificates and the admin token.
+    pub data_dir: PathBuf,
+    /// The control API.
+    pub control_api: ControlApiConfig,
+    /// The router.
+    pub router: RouterConfig,
+    /// The logshuttle.
+    pub logshuttle: LogshuttleConfig,
+    /// The Kafka log bus. Without this section, the embedded in-process bus carries logs.
+    pub kafka: Option<KafkaConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("wharf-data"),
+            control_api: ControlApiConfig::default(),
+            router: RouterConfig::default(),
+            logshuttle: LogshuttleConfig::default(),
+            kafka: None,
+        }
+    }
+}
+
+/// The control API's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlApiConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Largest request body accepted.
+    pub max_body: ByteSize,
+}
+
+impl Default for ControlApiConfig {
+    fn default() -> Self {
+        ControlApiConfig { listen: SocketAddr::from(([127, 0, 0, 1], 5000)), max_body: ByteSize(1 << 20) }
+    }
+}
+
+/// The router's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouterConfig {
+    /// Plain-HTTP listener; it redirects every request to HTTPS.
+    pub http_listen: SocketAddr,
+    /// HTTPS listener.
+    pub https_listen: SocketAddr,
+    /// The port that HTTP-to-HTTPS redirects name; defaults to `https_listen`'s port.
+    pub https_public_port: Option<u16>,
+    /// Apps are served on `app-space.<stack_domain>`.
+    pub stack_domain: String,
+    /// Worker threads, each with its own event loop and listening sockets; 0 means one per CPU.
+    pub workers: usize,
+    /// PEM certificate chain served when no other certificate matches. Without it, a
+    /// certificate for `*.<stack_domain>` is generated in the data directory at first start.
+    pub default_cert: Option<PathBuf>,
+    /// PEM private key of `default_cert`.
+    pub default_key: Option<PathBuf>,
+    /// How long to wait for a dyno to accept a connection.
+    pub connect_timeout: HumanDuration,
+    /// How long to wait for the first byte of a dyno's response once the request is sent.
+    pub first_byte_timeout: HumanDuration,
+    /// How long a connection may stay silent, in either direction, before it is closed.
+    pub idle_timeout: HumanDuration,
+    /// How many dynos to try when connecting fails, per request.
+    pub connect_attempts: u32,
+    /// How long a dyno that failed to accept a connection is skipped.
+    pub quarantine: HumanDuration,
+    /// How long in-flight requests may take to finish at shutdown.
+    pub shutdown_grace: HumanDuration,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            https_listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            https_public_port: None,
+            stack_domain: "localhost".into(),
+            workers: 0,
+            default_cert: None,
+            default_key: None,
+            connect_timeout: HumanDuration::secs(5),
+            first_byte_timeout: HumanDuration::secs(30),
+            idle_timeout: HumanDuration::secs(55),
+            connect_attempts: 3,
+            quarantine: HumanDuration::secs(5),
+            shutdown_grace: HumanDuration::secs(10),
+        }
+    }
+}
+
+/// The logshuttle's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogshuttleConfig {
+    /// Where a standalone logshuttle serves live tails. `wharf serve` serves them on the
+    /// control API's listener instead.
+    pub listen: SocketAddr,
+    /// Base URL of live-tail links (`logplex_url`); defaults to the address tails are served on.
+    pub public_url: Option<String>,
+    /// Most lines a drain holds while its receiver is slow or away; past it, the oldest go.
+    pub drain_buffer_lines: usize,
+    /// Most bytes a drain holds while its receiver is slow or away; past it, the oldest go.
+    pub drain_buffer_bytes: ByteSize,
+    /// Lines of recent history kept per app for new log sessions.
+    pub history_lines: usize,
+    /// First delay before reconnecting to a drain; it doubles up to `reconnect_max`.
+    pub reconnect_min: HumanDuration,
+    /// Longest delay between reconnection attempts.
+    pub reconnect_max: HumanDuration,
+    /// How long a log session URL stays valid.
+    pub session_ttl: HumanDuration,
+}
+
+impl Default for LogshuttleConfig {
+    fn default() -> Self {
+        LogshuttleConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5001)),
+            public_url: None,
+            drain_buffer_lines: 10_000,
+            drain_buffer_bytes: ByteSize(8 << 20),
+            history_lines: 1500,
+            reconnect_min: HumanDuration::millis(100),
+            reconnect_max: HumanDuration::secs(10),
+            session_ttl: HumanDuration::secs(300),
+        }
+    }
+}
+
+/// The Kafka log bus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, `host:port` separated by commas.
+    pub brokers: String,
+    /// The topic of log events; created at start when missing.
+    pub topic: String,
+    /// Partitions of the topic when Wharf creates it.
+    pub partitions: u32,
+    /// Replication factor of the topic when Wharf creates it.
+    pub replication_factor: u16,
+    /// The logshuttles' consumer group.
+    pub group_id: String,
+    /// How often the logshuttle commits the offsets every drain has taken responsibility for.
+    pub commit_interval: HumanDuration,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            topic: "wharf-logs".into(),
+            partitions: 8,
+            replication_factor: 1,
+            group_id: "wharf-logshuttle".into(),
+            commit_interval: HumanDuration::secs(1),
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// A Kafka section with these brokers and defaults for the rest.
+    pub fn with_brokers(brokers: impl Into<String>) -> Self {
+        KafkaConfig { brokers: brokers.into(), ..KafkaConfig::default() }
+    }
+}
+
+impl Config {
+    /// Reads the optional file, applies the `WHARF_*` variables among `env`, and validates.
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let text = match file {
+            Some(path) => {
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?
+            }
+            None => String::new(),
+        };
+        let origin = file.map(|p| format!(" in {}", p.display())).unwrap_or_default();
+        Config::from_toml_and_env(&text, &origin, env)
+    }
+
+    /// Parses TOML text, applies the `WHARF_*` variables among `env`, and validates.
+    pub fn from_toml_and_env(
+        text: &str,
+        origin: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let parse_err = |origin: &str, e: &dyn std::fmt::Display| ConfigError::Parse {
+            origin: origin.to_owned(),
+            message: e.to_string().trim().replace('\n', " "),
+        };
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| parse_err(origin, &e))?;
+        let mut from_env = Vec::new();
+        for (var, value) in env {
+            if let Some(path) = env_path(&var)? {
+                set_path(&mut table, &var, &path, &value)?;
+                from_env.push(var);
+            }
+        }
+        let origin =
+            if from_env.is_empty() { origin.to_owned() } else { format!("{origin} (with {})", from_env.join(", ")) };
+        let merged = toml::to_string(&table).map_err(|e| parse_err(&origin, &e))?;
+        let config: Config = toml::from_str(&merged).map_err(|e| parse_err(&origin, &e))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, message: &str| Err(ConfigError::Invalid { field, message: message.to_owned() });
+        let r = &self.router;
+        if self.data_dir.as_os_str().is_empty() {
+            return invalid("data_dir", "must not be empty");
+        }
+        if Hostname::try_new(&r.stack_domain).is_err() || r.stack_domain.parse::<std::net::IpAddr>().is_ok() {
+            return invalid("router.stack_domain", "must be a DNS name such as `localhost` or `apps.example.com`");
+        }
+        if r.workers > 1024 {
+            return invalid("router.workers", "must be at most 1024 (0 means one per CPU)");
+        }
+        for (field, d) in [
+            ("router.connect_timeout", r.connect_timeout),
+            ("router.first_byte_timeout", r.first_byte_timeout),
+            ("router.idle_timeout", r.idle_timeout),
+        ] {
+            if d.0.is_zero() {
+                return invalid(field, "must be longer than zero");
+            }
+        }
+        if r.connect_attempts == 0 || r.connect_attempts > 10 {
+            return invalid("router.connect_attempts", "must be between 1 and 10");
+        }
+        if r.default_cert.is_some() != r.default_key.is_some() {
+            return invalid("router.default_cert", "default_cert and default_key go together");
+        }
+        if r.https_public_port == Some(0) {
+            return invalid("router.https_public_port", "must be a port between 1 and 65535");
+        }
+        let mut listens = vec![
+            ("control_api.listen", self.control_api.listen),
+            ("router.http_listen", r.http_listen),
+            ("router.https_listen", r.https_listen),
+        ];
+        listens.retain(|(_, a)| a.port() != 0);
+        for (i, (field, a)) in listens.iter().enumerate() {
+            if listens[..i].iter().any(|(_, b)| b == a) {
+                return invalid(field, &format!("{a} is already used by another listener"));
+            }
+        }
+        let l = &self.logshuttle;
+        if l.drain_buffer_lines == 0 || l.drain_buffer_bytes.0 == 0 {
+            return invalid("logshuttle.drain_buffer_lines", "drain buffers must hold at least one line and one byte");
+        }
+        if l.reconnect_min.0.is_zero() || l.reconnect_min > l.reconnect_max {
+            return invalid("logshuttle.reconnect_min", "must be longer than zero and at most reconnect_max");
+        }
+        if l.session_ttl.0.is_zero() {
+            return invalid("logshuttle.session_ttl", "must be longer than zero");
+        }
+        if let Some(url) = &l.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return invalid("logshuttle.public_url", "must start with http:// or https://");
+        }
+        if let Some(k) = &self.kafka {
+            if k.brokers.split(',').any(|b| !valid_broker(b.trim())) {
+                return invalid("kafka.brokers", "must be host:port pairs separated by commas");
+            }
+            let topic_ok = !k.topic.is_empty()
+                && k.topic.len() <= 249
+                && k.topic.bytes().all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c));
+            if !topic_ok {
+                return invalid("kafka.topic", "must be 1 to 249 letters, digits, dots, underscores or dashes");
+            }
+            if k.partitions == 0 || k.replication_factor == 0 {
+                return invalid("kafka.partitions", "partitions and replication_factor must be at least 1");
+            }
+            if k.group_id.is_empty() {
+                return invalid("kafka.group_id", "must not be empty");
+            }
+            if k.commit_interval.0.is_zero() {
+                return invalid("kafka.commit_interval", "must be longer than zero");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn valid_broker(b: &str) -> bool {
+    let Some((host, port)) = b.rsplit_once(':') else {
+        return false;
+    };
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    Hostname::try_new(host).is_ok() && port.parse::<u16>().is_ok_and(|p| p > 0)
+}
+
+/// Maps `WHARF_ROUTER__HTTPS_LISTEN` to `["router", "https_listen"]`; `None` for other variables.
+fn env_path(var: &str) -> Result<Option<Vec<String>>, ConfigError> {
+    let Some(rest) = var.strip_prefix("WHARF_") else {
+        return Ok(None);
+    };
+    if NOT_CONFIG.contains(&var) {
+        return Ok(None);
+    }
+    let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+    if path.iter().any(String::is_empty) {
+        return Err(ConfigError::Env {
+            var: var.to_owned(),
+            message: "write WHARF_SECTION__KEY, for example WHARF_ROUTER__HTTPS_LISTEN".into(),
+        });
+    }
+    Ok(Some(path))
+}
+
+fn set_path(table: &mut toml::Table, var: &str, path: &[String], value: &str) -> Result<(), ConfigError> {
+    let (last, parents) = path.split_last().expect("env_path never returns an empty path");
+    let mut t = table;
+    for key in parents {
+        let entry = t.entry(key.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        t = entry
+            .as_table_mut()
+            .ok_or_else(|| ConfigError::Env { var: var.to_owned(), message: format!("`{key}` is not a section") })?;
+    }
+    // A value is TOML when it parses as TOML (numbers, booleans, arrays), and a string otherwise,
+    // so that `WHARF_ROUTER__WORKERS=4` and `WHARF_DATA_DIR=/var/lib/wharf` both work.
+    let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_owned()));
+    t.insert(last.clone(), parsed);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, String> {
+        Config::from_toml_and_env(text, "", env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .map_err(|e| e.to_string())
+    }
+
+    #[track_caller]
+    fn check_rejected(text: &str, env: &[(&str, &str)], want: &str) {
+        let err = load(text, env).expect_err("should be rejected");
+        assert!(err.contains(want), "error {err:?} should mention {want:?}");
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let c = load("", &[]).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.control_api.listen.to_string(), "127.0.0.1:5000");
+        assert!(c.kafka.is_none());
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let c = load(
+            "[router]\nworkers = 2\n",
+            &[
+                ("WHARF_ROUTER__WORKERS", "3"),
+                ("WHARF_DATA_DIR", "/tmp/w"),
+                ("WHARF_KAFKA__BROKERS", "k1:9092,k2:9092"),
+                ("WHARF_ROUTER__CONNECT_TIMEOUT", "2s"),
+                ("WHARF_ADMIN_TOKEN", "not config"),
+                ("HOME", "/root"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.router.workers, 3);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/w"));
+        assert_eq!(c.kafka.unwrap().brokers, "k1:9092,k2:9092");
+        assert_eq!(c.router.connect_timeout, HumanDuration::secs(2));
+    }
+
+    #[test]
+    fn rejections() {
+        check_rejected("bogus = 1", &[], "unknown field `bogus`");
+        check_rejected("[router]\nworker = 1", &[], "unknown field `worker`");
+        check_rejected("[router]\nworkers = \"two\"", &[], "invalid type");
+        check_rejected("[router\n", &[], "invalid configuration");
+        check_rejected("", &[("WHARF_ROUTER__NOPE", "1")], "WHARF_ROUTER__NOPE");
+        check_rejected("", &[("WHARF_ROUTER____X", "1")], "WHARF_SECTION__KEY");
+        check_rejected("data_dir = \"\"", &[], "data_dir");
+        check_rejected("[router]\nstack_domain = \"bad domain\"", &[], "router.stack_domain");
+        check_rejected("[router]\nstack_domain = \"10.0.0.1\"", &[], "router.stack_domain");
+        check_rejected("[router]\nworkers = 5000", &[], "router.workers");
+        check_rejected("[router]\nconnect_timeout = \"0s\"", &[], "router.connect_timeout");
+        check_rejected("[router]\nconnect_timeout = \"5\"", &[], "invalid duration");
+        check_rejected("[router]\nconnect_attempts = 0", &[], "router.connect_attempts");
+        check_rejected("[router]\ndefault_cert = \"/x.pem\"", &[], "router.default_cert");
+        check_rejected("[router]\nhttps_public_port = 0", &[], "router.https_public_port");
+        check_rejected("[router]\nhttps_listen = \"127.0.0.1:5000\"", &[], "already used");
+        check_rejected("[router]\nhttps_listen = \"localhost:1\"", &[], "invalid");
+        check_rejected("[logshuttle]\ndrain_buffer_lines = 0", &[], "logshuttle.drain_buffer_lines");
+        check_rejected("[logshuttle]\ndrain_buffer_bytes = \"1XB\"", &[], "invalid size");
+        check_rejected("[logshuttle]\nreconnect_min = \"1m\"", &[], "logshuttle.reconnect_min");
+        check_rejected("[logshuttle]\nsession_ttl = \"0s\"", &[], "logshuttle.session_ttl");
+        check_rejected("[logshuttle]\npublic_url = \"ftp://x\"", &[], "logshuttle.public_url");
+        check_rejected("[kafka]\nbrokers = \"nohost\"", &[], "kafka.brokers");
+        check_rejected("[kafka]\ntopic = \"a b\"", &[], "kafka.topic");
+        check_rejected("[kafka]\npartitions = 0", &[], "kafka.partitions");
+        check_rejected("[kafka]\ngroup_id = \"\"", &[], "kafka.group_id");
+        check_rejected("[kafka]\ncommit_interval = \"0ms\"", &[], "kafka.commit_interval");
+    }
+
+    #[test]
+    fn example_files_are_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Config::load(Some(&path), []).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                seen += 1;
+            }
+        }
+        assert!(seen >= 2, "expected example configs in {}", dir.display());
+    }
+}

@@ -1,0 +1,37 @@
+//! Typed configuration for every Wharf service, and the data-plane snapshot model.
+//!
+//! Two kinds of types live here. The file configuration (`Config` and its sections) is what an
+//! operator writes in TOML or sets through `WHARF_*` variables. The snapshot (`Snapshot`) is what
+//! the control API publishes and the router and logshuttle consume. Both are built from the domain
+//! value types in [`names`] and [`drain`], whose constructors reject bad values, so that nothing
+//! past the parsing edge has to validate again.
+
+#![forbid(unsafe_code)]
+
+pub mod drain;
+pub mod file;
+pub mod names;
+pub mod session;
+pub mod snapshot;
+pub mod timestamp;
+pub mod units;
+
+pub use drain::{DrainScheme, DrainUrl, DrainUrlError, Framing};
+pub use file::{Config, ConfigError, ControlApiConfig, KafkaConfig, LogshuttleConfig, RouterConfig};
+pub use names::{AppKey, AppName, DynoName, DynoType, Hostname, NameError, SpaceName};
+pub use session::{SessionError, SessionGrant, SessionKey};
+pub use snapshot::{AppSpec, DrainSpec, DrainTarget, DynoSpec, Snapshot};
+pub use units::{ByteSize, HumanDuration};
+
+/// A new random (version 4) id for a control-API resource.
+pub fn new_id() -> uuid::Uuid {
+    uuid::Builder::from_random_bytes(random_bytes()).into_uuid()
+}
+
+/// Fills a buffer from the system's secure random number generator.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .expect("the system random number generator works");
+    bytes
+}

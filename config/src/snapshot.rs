@@ -1,0 +1,76 @@
+//! The data-plane snapshot: everything the router and the logshuttle need, at one version.
+//!
+//! The control API builds a new `Snapshot` after every change and publishes it; data planes
+//! compile it into their own lookup structures and swap them in atomically. A snapshot is a
+//! complete picture, never a delta, so a data plane that missed versions only needs the newest.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::drain::DrainUrl;
+use crate::names::{AppKey, DynoName, Hostname};
+
+/// The whole routing and draining state at one version.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Grows with every change; a data plane ignores a snapshot older than the one it serves.
+    pub version: u64,
+    /// Every app, with its web dynos.
+    pub apps: Vec<AppSpec>,
+    /// Every drain of every app and site.
+    pub drains: Vec<DrainSpec>,
+}
+
+/// An app as the data plane sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppSpec {
+    /// The app's id in the control API.
+    pub id: Uuid,
+    /// `app-space`.
+    pub key: AppKey,
+    /// Whether the app's space is `internal`: it is then served only on the internal listener.
+    pub internal: bool,
+    /// The web dynos the router balances over, in a stable order.
+    pub web_dynos: Vec<DynoSpec>,
+}
+
+/// One web dyno's endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DynoSpec {
+    /// `web.<deployment>-<5 chars>`.
+    pub name: DynoName,
+    /// Where it listens.
+    pub host: Hostname,
+    /// Its port.
+    pub port: u16,
+}
+
+/// A drain and what it receives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainSpec {
+    /// The drain's id in the control API; a drain keeps its buffer across snapshots by id.
+    pub id: Uuid,
+    /// Whose lines it receives.
+    pub target: DrainTarget,
+    /// Where they go.
+    pub url: DrainUrl,
+    /// Sent to HTTPS receivers as `Logplex-Drain-Token`.
+    pub token: String,
+}
+
+/// Whose lines a drain receives.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrainTarget {
+    /// Every line of the app.
+    App(AppKey),
+    /// The router's lines for requests on the site (by domain).
+    Site(String),
+}
+
+impl Snapshot {
+    /// The app with this key.
+    pub fn app(&self, key: &AppKey) -> Option<&AppSpec> {
+        self.apps.iter().find(|a| &a.key == key)
+    }
+}

@@ -1,0 +1,484 @@
+//! The REST edge: routes, bearer-token auth, JSON wire types, and Heroku's error shape.
+//!
+//! This is the only module that knows JSON. Request bodies are parsed into wire structs that
+//! reject unknown fields, then into domain values; responses are built from the model. Every
+//! refusal is `{"id": "...", "message": "..."}` with a 4xx status, and changes nothing.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+use wharf_config::timestamp::format_seconds;
+use wharf_config::{AppName, DrainUrl, DynoName, DynoType, Hostname, SpaceName};
+
+use crate::model::{App, Compliance, Drain, Dyno, Model, Space};
+use crate::plane::{ControlPlane, Error};
+
+/// A refusal, as Heroku's Platform API shapes it.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    id: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, id: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, id, message: message.into() }
+    }
+
+    fn invalid(message: impl std::fmt::Display) -> Self {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_params", message.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(json!({ "id": self.id, "message": self.message }))).into_response()
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::NotFound { .. } => ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+            Error::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            Error::Invalid(m) => ApiError::invalid(m),
+            Error::Store(e) => {
+                tracing::error!(error = %e, "control api storage failed");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "service_unavailable",
+                    "storage is unavailable; nothing was changed",
+                )
+            }
+        }
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// A JSON request body: malformed JSON is a 400, and well-formed JSON of the wrong shape
+/// (unknown fields, wrong types, missing fields) a 422. An empty body reads as `{}`.
+#[derive(Debug)]
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body is too large")
+            } else {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("cannot read request body: {e}"))
+            }
+        })?;
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
+        serde_json::from_slice(bytes).map(Body).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => ApiError::invalid(e),
+            _ => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("malformed JSON: {e}")),
+        })
+    }
+}
+
+/// The admin bearer token.
+#[derive(Clone)]
+pub struct AdminToken(Arc<str>);
+
+impl AdminToken {
+    /// Wraps a token.
+    pub fn new(token: &str) -> Self {
+        AdminToken(token.into())
+    }
+
+    fn matches(&self, given: &str) -> bool {
+        // Compare in time independent of where the first difference is.
+        let (a, b) = (self.0.as_bytes(), given.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(****)")
+    }
+}
+
+async fn require_token(State(token): State<AdminToken>, headers: HeaderMap, req: Request, next: Next) -> Response {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+    match given {
+        Some(t) if token.matches(t.trim()) => next.run(req).await,
+        Some(_) => {
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "invalid credentials provided").into_response()
+        }
+        None => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "an Authorization: Bearer token is required")
+            .into_response(),
+    }
+}
+
+/// The control API's routes. `extra` routes (the logshuttle's live tails in `wharf serve`) are
+/// served beside them without the admin token: their URLs carry their own signed grant.
+pub fn router(plane: Arc<ControlPlane>, token: AdminToken, max_body: usize, extra: Option<Router>) -> Router {
+    let api = Router::new()
+        .route("/spaces", get(list_spaces).post(create_space))
+        .route("/spaces/{space}", get(get_space))
+        .route("/apps", get(list_apps).post(create_app))
+        .route("/apps/{app}", get(get_app).delete(delete_app))
+        .route("/apps/{app}/dynos", get(list_dynos))
+        .route("/apps/{app}/dynos/{dyno}", get(get_dyno).put(put_dyno).delete(delete_dyno))
+        .route("/apps/{app}/log-drains", get(list_drains).post(create_drain))
+        .route("/apps/{app}/log-drains/{drain}", get(get_drain).delete(delete_drain))
+        .route("/apps/{app}/log-sessions", post(create_log_session))
+        .route_layer(axum::middleware::from_fn_with_state(token, require_token))
+        .route("/healthz", get(healthz))
+        .with_state(plane);
+    let app = match extra {
+        Some(extra) => api.merge(extra),
+        None => api,
+    };
+    app.fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not support that method",
+            )
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+}
+
+type Plane = State<Arc<ControlPlane>>;
+
+async fn healthz(State(plane): Plane) -> impl IntoResponse {
+    let version = plane.read(Model::version).await;
+    axum::Json(json!({ "status": "ok", "version": version }))
+}
+
+// ---- spaces ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpaceCreate {
+    name: String,
+    #[serde(default)]
+    compliance: Vec<Compliance>,
+}
+
+#[derive(Serialize)]
+struct SpaceOut {
+    id: Uuid,
+    name: String,
+    compliance: Vec<Compliance>,
+    created_at: String,
+    updated_at: String,
+}
+
+fn space_out(s: &Space) -> SpaceOut {
+    SpaceOut {
+        id: s.id,
+        name: s.name.to_string(),
+        compliance: s.compliance.clone(),
+        created_at: format_seconds(s.created_at),
+        updated_at: format_seconds(s.updated_at),
+    }
+}
+
+async fn list_spaces(State(plane): Plane) -> impl IntoResponse {
+    axum::Json(plane.read(|m| m.spaces().map(space_out).collect::<Vec<_>>()).await)
+}
+
+async fn get_space(State(plane): Plane, Path(space): Path<String>) -> ApiResult<impl IntoResponse> {
+    let out = plane.read(|m| m.space(&space).map(space_out)).await;
+    out.map(axum::Json).ok_or_else(|| Error::NotFound { what: "space", key: space }.into())
+}
+
+async fn create_space(State(plane): Plane, Body(req): Body<SpaceCreate>) -> ApiResult<impl IntoResponse> {
+    let name = SpaceName::try_new(&req.name).map_err(ApiError::invalid)?;
+    let space = plane.create_space(name, req.compliance).await?;
+    Ok((StatusCode::CREATED, axum::Json(space_out(&space))))
+}
+
+// ---- apps ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AppCreate {
+    name: String,
+    #[serde(default = "default_space")]
+    space: String,
+}
+
+fn default_space() -> String {
+    "default".into()
+}
+
+#[derive(Serialize)]
+struct AppOut {
+    id: Uuid,
+    name: String,
+    simple_name: String,
+    space: SpaceRef,
+    web_url: String,
+    created_at: String,
+    updated_at: String,
+}
+
+#[derive(Serialize)]
+struct SpaceRef {
+    id: Uuid,
+    name: String,
+}
+
+#[derive(Serialize)]
+struct AppRef {
+    id: Uuid,
+    name: String,
+}
+
+fn app_out(plane: &ControlPlane, m: &Model, a: &App) -> AppOut {
+    let key = m.app_key(a);
+    let space = m.app_space(a);
+    let s = plane.settings();
+    let port = if s.https_port == 443 { String::new() } else { format!(":{}", s.https_port) };
+    AppOut {
+        id: a.id,
+        web_url: format!("https://{key}.{}{port}/", s.stack_domain),
+        name: key.to_string(),
+        simple_name: a.name.to_string(),
+        space: SpaceRef { id: space.id, name: space.name.to_string() },
+        created_at: format_seconds(a.created_at),
+        updated_at: format_seconds(a.updated_at),
+    }
+}
+
+fn app_ref(m: &Model, a: &App) -> AppRef {
+    AppRef { id: a.id, name: m.app_key(a).to_string() }
+}
+
+async fn list_apps(State(plane): Plane) -> impl IntoResponse {
+    axum::Json(plane.read(|m| m.apps().map(|a| app_out(&plane, m, a)).collect::<Vec<_>>()).await)
+}
+
+async fn get_app(State(plane): Plane, Path(app): Path<String>) -> ApiResult<impl IntoResponse> {
+    let out = plane.read(|m| m.app(&app).map(|a| app_out(&plane, m, a))).await;
+    out.map(axum::Json).ok_or_else(|| Error::NotFound { what: "app", key: app }.into())
+}
+
+async fn create_app(State(plane): Plane, Body(req): Body<AppCreate>) -> ApiResult<impl IntoResponse> {
+    let name = AppName::try_new(&req.name).map_err(ApiError::invalid)?;
+    let app = plane.create_app(name, &req.space).await?;
+    let out = plane.read(|m| app_out(&plane, m, &app)).await;
+    Ok((StatusCode::CREATED, axum::Json(out)))
+}
+
+async fn delete_app(State(plane): Plane, Path(app): Path<String>) -> ApiResult<impl IntoResponse> {
+    // Build the response while the app's space is still known.
+    let out = plane.read(|m| m.app(&app).map(|a| app_out(&plane, m, a))).await;
+    plane.delete_app(&app).await?;
+    Ok(axum::Json(out))
+}
+
+// ---- dynos ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DynoPut {
+    #[serde(rename = "type")]
+    dyno_type: String,
+    host: String,
+    port: u32,
+}
+
+#[derive(Serialize)]
+struct DynoOut {
+    id: Uuid,
+    name: String,
+    #[serde(rename = "type")]
+    dyno_type: String,
+    state: &'static str,
+    host: String,
+    port: u16,
+    app: AppRef,
+    created_at: String,
+    updated_at: String,
+}
+
+fn dyno_out(m: &Model, d: &Dyno) -> Option<DynoOut> {
+    let app = m.app(&d.app_id.to_string())?;
+    Some(DynoOut {
+        id: d.id,
+        name: d.name.to_string(),
+        dyno_type: d.dyno_type.to_string(),
+        state: "up",
+        host: d.host.to_string(),
+        port: d.port,
+        app: app_ref(m, app),
+        created_at: format_seconds(d.created_at),
+        updated_at: format_seconds(d.updated_at),
+    })
+}
+
+async fn list_dynos(State(plane): Plane, Path(app): Path<String>) -> ApiResult<impl IntoResponse> {
+    let out = plane
+        .read(|m| m.app(&app).map(|a| m.dynos_of(a.id).into_iter().filter_map(|d| dyno_out(m, d)).collect::<Vec<_>>()))
+        .await;
+    out.map(axum::Json).ok_or_else(|| Error::NotFound { what: "app", key: app }.into())
+}
+
+async fn get_dyno(State(plane): Plane, Path((app, dyno)): Path<(String, String)>) -> ApiResult<impl IntoResponse> {
+    let out = plane
+        .read(|m| {
+            let a = m.app(&app).ok_or(Error::NotFound { what: "app", key: app.clone() })?;
+            let d = m.dyno(a.id, &dyno).ok_or(Error::NotFound { what: "dyno", key: dyno.clone() })?;
+            Ok::<_, Error>(dyno_out(m, d))
+        })
+        .await?;
+    Ok(axum::Json(out))
+}
+
+async fn put_dyno(
+    State(plane): Plane,
+    Path((app, dyno)): Path<(String, String)>,
+    Body(req): Body<DynoPut>,
+) -> ApiResult<impl IntoResponse> {
+    let name = DynoName::try_new(&dyno).map_err(ApiError::invalid)?;
+    let dyno_type = DynoType::try_new(&req.dyno_type).map_err(ApiError::invalid)?;
+    let host = Hostname::try_new(&req.host).map_err(ApiError::invalid)?;
+    let port = u16::try_from(req.port)
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| ApiError::invalid(format!("port {} is not between 1 and 65535", req.port)))?;
+    let (d, created) = plane.put_dyno(&app, name, dyno_type, host, port).await?;
+    let out = plane.read(|m| dyno_out(m, &d)).await;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, axum::Json(out)))
+}
+
+async fn delete_dyno(State(plane): Plane, Path((app, dyno)): Path<(String, String)>) -> ApiResult<impl IntoResponse> {
+    let out = plane.read(|m| m.app(&app).and_then(|a| m.dyno(a.id, &dyno)).and_then(|d| dyno_out(m, d))).await;
+    plane.delete_dyno(&app, &dyno).await?;
+    Ok(axum::Json(out))
+}
+
+// ---- log drains ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DrainCreate {
+    url: String,
+}
+
+#[derive(Serialize)]
+struct DrainOut {
+    id: Uuid,
+    /// With any password replaced by `****`.
+    url: String,
+    token: String,
+    addon: Option<()>,
+    app: AppRef,
+    created_at: String,
+    updated_at: String,
+}
+
+fn drain_out(m: &Model, d: &Drain) -> Option<DrainOut> {
+    let app = m.app(&d.app_id.to_string())?;
+    Some(DrainOut {
+        id: d.id,
+        url: d.url.redacted(),
+        token: d.token.clone(),
+        addon: None,
+        app: app_ref(m, app),
+        created_at: format_seconds(d.created_at),
+        updated_at: format_seconds(d.updated_at),
+    })
+}
+
+async fn list_drains(State(plane): Plane, Path(app): Path<String>) -> ApiResult<impl IntoResponse> {
+    let out = plane
+        .read(|m| {
+            m.app(&app).map(|a| m.drains_of(a.id).into_iter().filter_map(|d| drain_out(m, d)).collect::<Vec<_>>())
+        })
+        .await;
+    out.map(axum::Json).ok_or_else(|| Error::NotFound { what: "app", key: app }.into())
+}
+
+async fn get_drain(State(plane): Plane, Path((app, drain)): Path<(String, String)>) -> ApiResult<impl IntoResponse> {
+    let out = plane
+        .read(|m| {
+            let a = m.app(&app).ok_or(Error::NotFound { what: "app", key: app.clone() })?;
+            let d = m.drain(a.id, &drain).ok_or(Error::NotFound { what: "log drain", key: drain.clone() })?;
+            Ok::<_, Error>(drain_out(m, d))
+        })
+        .await?;
+    Ok(axum::Json(out))
+}
+
+async fn create_drain(
+    State(plane): Plane,
+    Path(app): Path<String>,
+    Body(req): Body<DrainCreate>,
+) -> ApiResult<impl IntoResponse> {
+    let url = DrainUrl::try_new(&req.url).map_err(ApiError::invalid)?;
+    let d = plane.add_drain(&app, url).await?;
+    let out = plane.read(|m| drain_out(m, &d)).await;
+    Ok((StatusCode::CREATED, axum::Json(out)))
+}
+
+async fn delete_drain(State(plane): Plane, Path((app, drain)): Path<(String, String)>) -> ApiResult<impl IntoResponse> {
+    let out = plane.read(|m| m.app(&app).and_then(|a| m.drain(a.id, &drain)).and_then(|d| drain_out(m, d))).await;
+    plane.delete_drain(&app, &drain).await?;
+    Ok(axum::Json(out))
+}
+
+// ---- log sessions ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogSessionCreate {
+    #[serde(default = "default_lines")]
+    lines: u32,
+    #[serde(default)]
+    tail: bool,
+    source: Option<String>,
+    dyno: Option<String>,
+}
+
+fn default_lines() -> u32 {
+    100
+}
+
+async fn create_log_session(
+    State(plane): Plane,
+    Path(app): Path<String>,
+    Body(req): Body<LogSessionCreate>,
+) -> ApiResult<impl IntoResponse> {
+    for (field, value) in [("source", &req.source), ("dyno", &req.dyno)] {
+        if value.as_ref().is_some_and(|v| v.is_empty() || v.len() > 255 || !v.bytes().all(|c| c.is_ascii_graphic())) {
+            return Err(ApiError::invalid(format!("{field} must be 1 to 255 printable characters without spaces")));
+        }
+    }
+    let session = plane.create_log_session(&app, req.lines, req.tail, req.source, req.dyno).await?;
+    let now = format_seconds(wharf_config::timestamp::now_seconds());
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({
+            "id": session.grant.id,
+            "logplex_url": session.url,
+            "created_at": now,
+            "updated_at": now,
+        })),
+    ))
+}

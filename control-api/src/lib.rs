@@ -1,0 +1,25 @@
+//! The control API: the REST interface operators and tools drive, the durable state behind it,
+//! and the snapshots it publishes to the router and the logshuttle.
+//!
+//! Layers, from the edge in: [`http`] (JSON, auth, error shapes), [`plane`] (operations on typed
+//! values), [`model`] (records and the snapshot built from them), [`store`] (SQLite).
+
+#![forbid(unsafe_code)]
+
+pub mod http;
+pub mod model;
+pub mod plane;
+pub mod store;
+
+pub use http::{AdminToken, router};
+pub use plane::{ControlPlane, Error, Settings};
+pub use store::{SqliteStore, Store, StoreError};
+
+/// Serves `app` on `listener` until `shutdown` resolves, then lets in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}

@@ -1,0 +1,358 @@
+//! The control plane's state: typed records, their indexes, and the snapshot built from them.
+//!
+//! The model is changed only by applying a list of [`Change`]s that an operation computed and
+//! the store has made durable, so memory never runs ahead of disk.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+use wharf_config::{
+    AppKey, AppName, AppSpec, DrainSpec, DrainTarget, DrainUrl, DynoName, DynoSpec, DynoType, Hostname, Snapshot,
+    SpaceName,
+};
+
+/// A space's compliance flags, fixed at creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compliance {
+    /// Served only on the router's internal listener.
+    Internal,
+    /// Production: given preference, production credentials only.
+    Prod,
+    /// Audited; sensitive config vars are redacted.
+    Socs,
+}
+
+/// A space: a group of apps sharing a network and compliance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Space {
+    /// Its id.
+    pub id: Uuid,
+    /// Its name.
+    pub name: SpaceName,
+    /// Its compliance flags, sorted.
+    pub compliance: Vec<Compliance>,
+    /// Creation time, seconds since the epoch.
+    pub created_at: i64,
+    /// Last change, seconds since the epoch.
+    pub updated_at: i64,
+}
+
+/// An app, in one space.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct App {
+    /// Its id.
+    pub id: Uuid,
+    /// Its short name.
+    pub name: AppName,
+    /// Its space's id.
+    pub space_id: Uuid,
+    /// Creation time, seconds since the epoch.
+    pub created_at: i64,
+    /// Last change, seconds since the epoch.
+    pub updated_at: i64,
+}
+
+/// A running instance of one of an app's dyno types.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dyno {
+    /// Its id.
+    pub id: Uuid,
+    /// Its app's id.
+    pub app_id: Uuid,
+    /// `type.suffix`.
+    pub name: DynoName,
+    /// Its type; `web` dynos receive HTTP traffic.
+    pub dyno_type: DynoType,
+    /// Where it listens.
+    pub host: Hostname,
+    /// Its port.
+    pub port: u16,
+    /// Creation time, seconds since the epoch.
+    pub created_at: i64,
+    /// Last change, seconds since the epoch.
+    pub updated_at: i64,
+}
+
+/// A log drain of an app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drain {
+    /// Its id.
+    pub id: Uuid,
+    /// The app whose lines it receives.
+    pub app_id: Uuid,
+    /// Where they go.
+    pub url: DrainUrl,
+    /// Identifies the drain to HTTPS receivers (`Logplex-Drain-Token`).
+    pub token: String,
+    /// Creation time, seconds since the epoch.
+    pub created_at: i64,
+    /// Last change, seconds since the epoch.
+    pub updated_at: i64,
+}
+
+/// One stored record of any kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "body", rename_all = "snake_case")]
+pub enum Object {
+    /// A space.
+    Space(Space),
+    /// An app.
+    App(App),
+    /// A dyno.
+    Dyno(Dyno),
+    /// A drain.
+    Drain(Drain),
+}
+
+/// The kinds of records, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Spaces.
+    Space,
+    /// Apps.
+    App,
+    /// Dynos.
+    Dyno,
+    /// Drains.
+    Drain,
+}
+
+impl Kind {
+    /// The kind's name in storage.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Space => "space",
+            Kind::App => "app",
+            Kind::Dyno => "dyno",
+            Kind::Drain => "drain",
+        }
+    }
+}
+
+impl Object {
+    /// The record's kind and id.
+    pub fn key(&self) -> (Kind, Uuid) {
+        match self {
+            Object::Space(s) => (Kind::Space, s.id),
+            Object::App(a) => (Kind::App, a.id),
+            Object::Dyno(d) => (Kind::Dyno, d.id),
+            Object::Drain(d) => (Kind::Drain, d.id),
+        }
+    }
+}
+
+/// One step of an operation's effect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Insert or replace a record.
+    Put(Object),
+    /// Remove a record.
+    Delete(Kind, Uuid),
+}
+
+/// Every record, with the indexes that lookups by name need.
+#[derive(Debug, Clone, Default)]
+pub struct Model {
+    version: u64,
+    spaces: BTreeMap<Uuid, Space>,
+    apps: BTreeMap<Uuid, App>,
+    dynos: BTreeMap<Uuid, Dyno>,
+    drains: BTreeMap<Uuid, Drain>,
+    space_by_name: HashMap<SpaceName, Uuid>,
+    app_by_key: HashMap<AppKey, Uuid>,
+}
+
+impl Model {
+    /// A model holding these records at this version.
+    pub fn from_objects(version: u64, objects: impl IntoIterator<Item = Object>) -> Model {
+        let mut m = Model::default();
+        m.apply(version, objects.into_iter().map(Change::Put));
+        m
+    }
+
+    /// The version of the last applied change.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Applies changes that the store has already made durable as `version`.
+    pub fn apply(&mut self, version: u64, changes: impl IntoIterator<Item = Change>) {
+        for change in changes {
+            match change {
+                Change::Put(Object::Space(s)) => {
+                    self.space_by_name.insert(s.name.clone(), s.id);
+                    self.spaces.insert(s.id, s);
+                }
+                Change::Put(Object::App(a)) => {
+                    // Records may arrive in any order when loading; the key is indexed once the
+                    // space is known, and `reindex` fixes up the rest.
+                    if let Some(space) = self.spaces.get(&a.space_id) {
+                        self.app_by_key.insert(AppKey::new(&a.name, &space.name), a.id);
+                    }
+                    self.apps.insert(a.id, a);
+                }
+                Change::Put(Object::Dyno(d)) => {
+                    self.dynos.insert(d.id, d);
+                }
+                Change::Put(Object::Drain(d)) => {
+                    self.drains.insert(d.id, d);
+                }
+                Change::Delete(Kind::Space, id) => {
+                    if let Some(s) = self.spaces.remove(&id) {
+                        self.space_by_name.remove(&s.name);
+                    }
+                }
+                Change::Delete(Kind::App, id) => {
+                    if let Some(a) = self.apps.remove(&id) {
+                        match self.spaces.get(&a.space_id) {
+                            Some(space) => {
+                                self.app_by_key.remove(&AppKey::new(&a.name, &space.name));
+                            }
+                            None => self.app_by_key.retain(|_, v| *v != a.id),
+                        }
+                    }
+                }
+                Change::Delete(Kind::Dyno, id) => {
+                    self.dynos.remove(&id);
+                }
+                Change::Delete(Kind::Drain, id) => {
+                    self.drains.remove(&id);
+                }
+            }
+        }
+        self.reindex_apps();
+        self.version = version;
+    }
+
+    fn reindex_apps(&mut self) {
+        if self.app_by_key.len() == self.apps.len() {
+            return;
+        }
+        self.app_by_key = self
+            .apps
+            .values()
+            .filter_map(|a| Some((AppKey::new(&a.name, &self.spaces.get(&a.space_id)?.name), a.id)))
+            .collect();
+    }
+
+    /// Every space, by id.
+    pub fn spaces(&self) -> impl Iterator<Item = &Space> {
+        self.spaces.values()
+    }
+
+    /// The space with this id or name.
+    pub fn space(&self, id_or_name: &str) -> Option<&Space> {
+        match id_or_name.parse::<Uuid>() {
+            Ok(id) => self.spaces.get(&id),
+            Err(_) => SpaceName::try_new(id_or_name).ok().and_then(|n| self.spaces.get(self.space_by_name.get(&n)?)),
+        }
+    }
+
+    /// The space with this id.
+    pub fn space_by_id(&self, id: Uuid) -> Option<&Space> {
+        self.spaces.get(&id)
+    }
+
+    /// Every app, by id.
+    pub fn apps(&self) -> impl Iterator<Item = &App> {
+        self.apps.values()
+    }
+
+    /// The app with this id or key (`app-space`).
+    pub fn app(&self, id_or_key: &str) -> Option<&App> {
+        match id_or_key.parse::<Uuid>() {
+            Ok(id) => self.apps.get(&id),
+            Err(_) => AppKey::try_new(id_or_key).ok().and_then(|k| self.apps.get(self.app_by_key.get(&k)?)),
+        }
+    }
+
+    /// The app with this key.
+    pub fn app_by_key(&self, key: &AppKey) -> Option<&App> {
+        self.apps.get(self.app_by_key.get(key)?)
+    }
+
+    /// An app's key, `app-space`.
+    pub fn app_key(&self, app: &App) -> AppKey {
+        let space = self.spaces.get(&app.space_id).expect("an app's space exists");
+        AppKey::new(&app.name, &space.name)
+    }
+
+    /// An app's space.
+    pub fn app_space(&self, app: &App) -> &Space {
+        self.spaces.get(&app.space_id).expect("an app's space exists")
+    }
+
+    /// An app's dynos, by name.
+    pub fn dynos_of(&self, app_id: Uuid) -> Vec<&Dyno> {
+        let mut v: Vec<&Dyno> = self.dynos.values().filter(|d| d.app_id == app_id).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// The dyno of this app with this id or name.
+    pub fn dyno(&self, app_id: Uuid, id_or_name: &str) -> Option<&Dyno> {
+        let id = id_or_name.parse::<Uuid>().ok();
+        self.dynos.values().find(|d| d.app_id == app_id && (Some(d.id) == id || d.name.as_str() == id_or_name))
+    }
+
+    /// An app's drains, oldest first.
+    pub fn drains_of(&self, app_id: Uuid) -> Vec<&Drain> {
+        let mut v: Vec<&Drain> = self.drains.values().filter(|d| d.app_id == app_id).collect();
+        v.sort_by_key(|d| (d.created_at, d.id));
+        v
+    }
+
+    /// The drain of this app with this id, or with this URL.
+    pub fn drain(&self, app_id: Uuid, id_or_url: &str) -> Option<&Drain> {
+        let id = id_or_url.parse::<Uuid>().ok();
+        self.drains.values().find(|d| d.app_id == app_id && (Some(d.id) == id || d.url.expose() == id_or_url))
+    }
+
+    /// Whether any app lives in the space.
+    pub fn space_has_apps(&self, space_id: Uuid) -> bool {
+        self.apps.values().any(|a| a.space_id == space_id)
+    }
+
+    /// The data-plane picture of this model.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        let mut web: HashMap<Uuid, Vec<DynoSpec>> = HashMap::new();
+        for d in self.dynos.values().filter(|d| d.dyno_type.is_web()) {
+            web.entry(d.app_id).or_default().push(DynoSpec {
+                name: d.name.clone(),
+                host: d.host.clone(),
+                port: d.port,
+            });
+        }
+        let apps = self
+            .apps
+            .values()
+            .map(|a| {
+                let mut web_dynos = web.remove(&a.id).unwrap_or_default();
+                web_dynos.sort_by(|x, y| x.name.cmp(&y.name));
+                AppSpec {
+                    id: a.id,
+                    key: self.app_key(a),
+                    internal: self.app_space(a).compliance.contains(&Compliance::Internal),
+                    web_dynos,
+                }
+            })
+            .collect();
+        let drains = self
+            .drains
+            .values()
+            .filter_map(|d| {
+                let app = self.apps.get(&d.app_id)?;
+                Some(DrainSpec {
+                    id: d.id,
+                    target: DrainTarget::App(self.app_key(app)),
+                    url: d.url.clone(),
+                    token: d.token.clone(),
+                })
+            })
+            .collect();
+        Arc::new(Snapshot { version: self.version, apps, drains })
+    }
+}

@@ -1,0 +1,397 @@
+//! The control plane's operations: each checks its inputs against the current model, computes
+//! the changes, makes them durable, applies them, and publishes the new snapshot.
+//!
+//! Operations take typed values (names and URLs already parsed); what they check here is what
+//! depends on state: existence, uniqueness, limits.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{RwLock, watch};
+use wharf_config::{
+    AppName, DrainUrl, DynoName, DynoType, Hostname, SessionGrant, SessionKey, Snapshot, SpaceName, new_id,
+    timestamp::now_seconds,
+};
+
+use crate::model::{App, Change, Compliance, Drain, Dyno, Kind, Model, Object, Space};
+use crate::store::{Store, StoreError};
+
+/// Most drains one app may have.
+pub const MAX_DRAINS_PER_APP: usize = 50;
+
+/// Why an operation did nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A named resource does not exist.
+    #[error("no {what} {key:?}")]
+    NotFound {
+        /// What kind of resource.
+        what: &'static str,
+        /// The id or name asked for.
+        key: String,
+    },
+    /// The request contradicts existing state (a duplicate, a resource in use).
+    #[error("{0}")]
+    Conflict(String),
+    /// A value is well formed but not allowed.
+    #[error("{0}")]
+    Invalid(String),
+    /// Storage failed; nothing changed.
+    #[error("storage failed: {0}")]
+    Store(#[from] StoreError),
+}
+
+fn not_found(what: &'static str, key: &str) -> Error {
+    Error::NotFound { what, key: key.to_owned() }
+}
+
+/// Settings the control plane needs from the rest of the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Apps are served on `app-space.<stack_domain>`.
+    pub stack_domain: String,
+    /// The router's public HTTPS port, for `web_url`.
+    pub https_port: u16,
+    /// Base URL of live-tail links.
+    pub session_base_url: String,
+    /// How long a log session URL stays valid.
+    pub session_ttl: Duration,
+    /// Most history lines a session may ask for.
+    pub max_session_lines: u32,
+}
+
+/// A log session's grant and its URL.
+#[derive(Debug, Clone)]
+pub struct LogSession {
+    /// What the URL allows.
+    pub grant: SessionGrant,
+    /// The URL that streams the lines.
+    pub url: String,
+}
+
+/// The state and its operations.
+pub struct ControlPlane {
+    model: RwLock<Model>,
+    /// Serializes writers: an operation computes its changes against the model it commits on.
+    writer: tokio::sync::Mutex<()>,
+    store: Arc<Mutex<Box<dyn Store>>>,
+    snapshots: watch::Sender<Arc<Snapshot>>,
+    settings: Settings,
+    sessions: Arc<SessionKey>,
+}
+
+impl std::fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlane").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+impl ControlPlane {
+    /// Loads the stored state, creating the `default` space on first start.
+    pub async fn open(
+        mut store: Box<dyn Store>,
+        settings: Settings,
+        sessions: Arc<SessionKey>,
+    ) -> Result<ControlPlane, Error> {
+        let (store, loaded) = tokio::task::spawn_blocking(move || {
+            let loaded = store.load();
+            (store, loaded)
+        })
+        .await
+        .expect("loading does not panic");
+        let loaded = loaded?;
+        let model = Model::from_objects(loaded.version, loaded.objects);
+        let (snapshots, _) = watch::channel(model.snapshot());
+        let plane = ControlPlane {
+            model: RwLock::new(model),
+            writer: tokio::sync::Mutex::new(()),
+            store: Arc::new(Mutex::new(store)),
+            snapshots,
+            settings,
+            sessions,
+        };
+        if plane.read(|m| m.spaces().next().is_none()).await {
+            plane.create_space(SpaceName::try_new("default").expect("valid"), vec![]).await?;
+        }
+        Ok(plane)
+    }
+
+    /// Follows every new snapshot.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.snapshots.subscribe()
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Reads the model.
+    pub async fn read<T>(&self, f: impl FnOnce(&Model) -> T) -> T {
+        f(&*self.model.read().await)
+    }
+
+    /// Runs an operation: `f` computes changes from the current model, or refuses.
+    async fn change<T>(&self, f: impl FnOnce(&Model) -> Result<(T, Vec<Change>), Error>) -> Result<T, Error> {
+        let _writer = self.writer.lock().await;
+        let (out, changes, base) = {
+            let model = self.model.read().await;
+            let (out, changes) = f(&model)?;
+            (out, changes, model.version())
+        };
+        if changes.is_empty() {
+            return Ok(out);
+        }
+        let store = self.store.clone();
+        let (changes, committed) = tokio::task::spawn_blocking(move || {
+            let r = store.lock().expect("store lock").commit(base, &changes);
+            (changes, r)
+        })
+        .await
+        .expect("commit does not panic");
+        let version = committed?;
+        let snapshot = {
+            let mut model = self.model.write().await;
+            model.apply(version, changes);
+            model.snapshot()
+        };
+        tracing::debug!(version, "published snapshot");
+        self.snapshots.send_replace(snapshot);
+        Ok(out)
+    }
+
+    /// Creates a space.
+    pub async fn create_space(&self, name: SpaceName, mut compliance: Vec<Compliance>) -> Result<Space, Error> {
+        compliance.sort();
+        compliance.dedup();
+        self.change(|m| {
+            if m.space(name.as_str()).is_some() {
+                return Err(Error::Conflict(format!("space {name} already exists")));
+            }
+            let now = now_seconds();
+            let space = Space { id: new_id(), name, compliance, created_at: now, updated_at: now };
+            Ok((space.clone(), vec![Change::Put(Object::Space(space))]))
+        })
+        .await
+    }
+
+    /// Creates an app in a space (by id or name).
+    pub async fn create_app(&self, name: AppName, space: &str) -> Result<App, Error> {
+        self.change(|m| {
+            let space = m.space(space).ok_or_else(|| not_found("space", space))?;
+            let key = wharf_config::AppKey::new(&name, &space.name);
+            if m.app_by_key(&key).is_some() {
+                return Err(Error::Conflict(format!("app {key} already exists")));
+            }
+            let now = now_seconds();
+            let app = App { id: new_id(), name, space_id: space.id, created_at: now, updated_at: now };
+            Ok((app.clone(), vec![Change::Put(Object::App(app))]))
+        })
+        .await
+    }
+
+    /// Deletes an app with its dynos and drains.
+    pub async fn delete_app(&self, app: &str) -> Result<App, Error> {
+        self.change(|m| {
+            let a = m.app(app).ok_or_else(|| not_found("app", app))?.clone();
+            let mut changes: Vec<Change> = m.dynos_of(a.id).iter().map(|d| Change::Delete(Kind::Dyno, d.id)).collect();
+            changes.extend(m.drains_of(a.id).iter().map(|d| Change::Delete(Kind::Drain, d.id)));
+            changes.push(Change::Delete(Kind::App, a.id));
+            Ok((a, changes))
+        })
+        .await
+    }
+
+    /// Registers or replaces a dyno's endpoint, as an external orchestrator does. Returns the
+    /// dyno and whether it is new.
+    pub async fn put_dyno(
+        &self,
+        app: &str,
+        name: DynoName,
+        dyno_type: DynoType,
+        host: Hostname,
+        port: u16,
+    ) -> Result<(Dyno, bool), Error> {
+        if name.dyno_type() != dyno_type.as_str() {
+            return Err(Error::Invalid(format!(
+                "dyno {name} is not of type {dyno_type}: its name starts with its type"
+            )));
+        }
+        if port == 0 {
+            return Err(Error::Invalid("port must be between 1 and 65535".into()));
+        }
+        self.change(|m| {
+            let a = m.app(app).ok_or_else(|| not_found("app", app))?;
+            let now = now_seconds();
+            let existing = m.dyno(a.id, name.as_str());
+            let dyno = Dyno {
+                id: existing.map_or_else(new_id, |d| d.id),
+                app_id: a.id,
+                name,
+                dyno_type,
+                host,
+                port,
+                created_at: existing.map_or(now, |d| d.created_at),
+                updated_at: now,
+            };
+            if existing == Some(&dyno) {
+                return Ok(((dyno, false), vec![]));
+            }
+            let created = existing.is_none();
+            Ok(((dyno.clone(), created), vec![Change::Put(Object::Dyno(dyno))]))
+        })
+        .await
+    }
+
+    /// Removes a registered dyno.
+    pub async fn delete_dyno(&self, app: &str, dyno: &str) -> Result<Dyno, Error> {
+        self.change(|m| {
+            let a = m.app(app).ok_or_else(|| not_found("app", app))?;
+            let d = m.dyno(a.id, dyno).ok_or_else(|| not_found("dyno", dyno))?.clone();
+            let id = d.id;
+            Ok((d, vec![Change::Delete(Kind::Dyno, id)]))
+        })
+        .await
+    }
+
+    /// Adds a log drain to an app.
+    pub async fn add_drain(&self, app: &str, url: DrainUrl) -> Result<Drain, Error> {
+        self.change(|m| {
+            let a = m.app(app).ok_or_else(|| not_found("app", app))?;
+            let drains = m.drains_of(a.id);
+            if drains.iter().any(|d| d.url == url) {
+                return Err(Error::Conflict(format!("app already has a drain to {url}")));
+            }
+            if drains.len() >= MAX_DRAINS_PER_APP {
+                return Err(Error::Invalid(format!("an app has at most {MAX_DRAINS_PER_APP} drains")));
+            }
+            let now = now_seconds();
+            let drain = Drain {
+                id: new_id(),
+                app_id: a.id,
+                url,
+                token: format!("d.{}", new_id()),
+                created_at: now,
+                updated_at: now,
+            };
+            Ok((drain.clone(), vec![Change::Put(Object::Drain(drain))]))
+        })
+        .await
+    }
+
+    /// Removes a log drain, by id or URL.
+    pub async fn delete_drain(&self, app: &str, drain: &str) -> Result<Drain, Error> {
+        self.change(|m| {
+            let a = m.app(app).ok_or_else(|| not_found("app", app))?;
+            let d = m.drain(a.id, drain).ok_or_else(|| not_found("log drain", drain))?.clone();
+            let id = d.id;
+            Ok((d, vec![Change::Delete(Kind::Drain, id)]))
+        })
+        .await
+    }
+
+    /// Grants a live tail of an app's lines.
+    pub async fn create_log_session(
+        &self,
+        app: &str,
+        lines: u32,
+        tail: bool,
+        source: Option<String>,
+        dyno: Option<String>,
+    ) -> Result<LogSession, Error> {
+        if lines > self.settings.max_session_lines {
+            return Err(Error::Invalid(format!("lines must be at most {}", self.settings.max_session_lines)));
+        }
+        let key = self.read(|m| m.app(app).map(|a| m.app_key(a))).await.ok_or_else(|| not_found("app", app))?;
+        let grant = SessionGrant {
+            id: new_id(),
+            app: key,
+            lines,
+            tail,
+            source,
+            dyno,
+            expires: now_seconds() + self.settings.session_ttl.as_secs() as i64,
+        };
+        let url = format!(
+            "{}/log-sessions/{}",
+            self.settings.session_base_url.trim_end_matches('/'),
+            self.sessions.sign(&grant)
+        );
+        Ok(LogSession { grant, url })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SqliteStore;
+    use uuid::Uuid;
+
+    async fn plane() -> ControlPlane {
+        let settings = Settings {
+            stack_domain: "localhost".into(),
+            https_port: 8443,
+            session_base_url: "http://127.0.0.1:5000".into(),
+            session_ttl: Duration::from_secs(60),
+            max_session_lines: 1500,
+        };
+        let store = Box::new(SqliteStore::in_memory().unwrap());
+        ControlPlane::open(store, settings, Arc::new(SessionKey::generate())).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_change_publishes_a_newer_snapshot() {
+        let p = plane().await;
+        let mut rx = p.subscribe();
+        let v0 = rx.borrow_and_update().version;
+        p.create_app("api".parse().unwrap(), "default").await.unwrap();
+        p.put_dyno("api-default", "web.1".parse().unwrap(), "web".parse().unwrap(), "127.0.0.1".parse().unwrap(), 9000)
+            .await
+            .unwrap();
+        assert!(rx.has_changed().unwrap());
+        let snap = rx.borrow_and_update().clone();
+        assert_eq!(snap.version, v0 + 2);
+        let app = snap.app(&"api-default".parse().unwrap()).unwrap();
+        assert_eq!(app.web_dynos.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn refused_operations_change_nothing() {
+        let p = plane().await;
+        p.create_app("api".parse().unwrap(), "default").await.unwrap();
+        let before = p.subscribe().borrow().clone();
+        let errs = [
+            p.create_app("api".parse().unwrap(), "default").await.unwrap_err(),
+            p.create_app("web".parse().unwrap(), "nope").await.unwrap_err(),
+            p.put_dyno("api-default", "web.1".parse().unwrap(), "worker".parse().unwrap(), "h".parse().unwrap(), 1)
+                .await
+                .unwrap_err(),
+            p.put_dyno("nope-default", "web.1".parse().unwrap(), "web".parse().unwrap(), "h".parse().unwrap(), 1)
+                .await
+                .unwrap_err(),
+            p.delete_drain("api-default", "x").await.unwrap_err(),
+            p.create_log_session("api-default", 5000, false, None, None).await.unwrap_err(),
+        ];
+        assert!(matches!(errs[0], Error::Conflict(_)), "{}", errs[0]);
+        assert!(matches!(errs[1], Error::NotFound { what: "space", .. }), "{}", errs[1]);
+        assert!(matches!(errs[2], Error::Invalid(_)), "{}", errs[2]);
+        assert!(matches!(errs[3], Error::NotFound { what: "app", .. }), "{}", errs[3]);
+        assert!(matches!(errs[4], Error::NotFound { what: "log drain", .. }), "{}", errs[4]);
+        assert!(matches!(errs[5], Error::Invalid(_)), "{}", errs[5]);
+        assert_eq!(*p.subscribe().borrow(), before);
+    }
+
+    #[tokio::test]
+    async fn deleting_an_app_removes_its_dynos_and_drains() {
+        let p = plane().await;
+        p.create_app("api".parse().unwrap(), "default").await.unwrap();
+        p.put_dyno("api-default", "web.1".parse().unwrap(), "web".parse().unwrap(), "h".parse().unwrap(), 1)
+            .await
+            .unwrap();
+        p.add_drain("api-default", "syslog+tcp://h:1".parse().unwrap()).await.unwrap();
+        p.delete_app("api-default").await.unwrap();
+        let snap = p.subscribe().borrow().clone();
+        assert!(snap.apps.is_empty() && snap.drains.is_empty());
+        assert!(p.read(|m| m.dyno(Uuid::nil(), "web.1").is_none()).await);
+    }
+}

@@ -1,0 +1,269 @@
+//! A drain's bounded buffer: the consumer pushes without ever waiting, the drain's task takes
+//! batches, and past the budget the oldest lines are dropped and counted.
+//!
+//! The buffer also keeps, per Kafka partition, how far this drain has taken care of the lines
+//! it was given (delivered or dropped). The logshuttle commits no offset beyond what every drain
+//! has taken care of, so a crash loses nothing a reachable drain had not yet received.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use tokio::sync::Notify;
+use wharf_bus::{LogEvent, Position};
+
+/// A line waiting for its drain.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The event.
+    pub event: LogEvent,
+    /// Where it came from on the bus.
+    pub position: Option<Position>,
+}
+
+/// How far a drain got in one partition. Lines arrive in offset order per partition, and
+/// leave the queue in the same order, so two offsets say what is still queued.
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    /// The offset of the last line given to the drain.
+    pushed: i64,
+    /// The offset of the last line that left the queue (taken for delivery, or dropped).
+    taken: i64,
+}
+
+/// Lines dropped since the drain last heard about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overflow {
+    /// How many.
+    pub count: u64,
+    /// When the first of them was dropped, microseconds since the epoch.
+    pub since_micros: i64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    queue: VecDeque<Entry>,
+    bytes: usize,
+    cursors: HashMap<i32, Cursor>,
+    /// The lowest offset per partition among lines taken but not yet delivered.
+    in_flight: HashMap<i32, i64>,
+    overflow: Option<Overflow>,
+    closed: bool,
+}
+
+/// Counters of one drain, as paired pushed/popped counts rather than a depth gauge.
+#[derive(Debug, Default)]
+pub struct BufferStats {
+    /// Lines given to the drain.
+    pub pushed: AtomicU64,
+    /// Lines taken by the drain's task for delivery.
+    pub popped: AtomicU64,
+    /// Lines dropped because the buffer was full.
+    pub dropped: AtomicU64,
+}
+
+/// The buffer.
+#[derive(Debug)]
+pub struct Buffer {
+    inner: Mutex<Inner>,
+    ready: Notify,
+    max_lines: usize,
+    max_bytes: usize,
+    /// Its counters.
+    pub stats: BufferStats,
+}
+
+fn cost(e: &Entry) -> usize {
+    e.event.encoded().len()
+}
+
+impl Buffer {
+    /// A buffer holding at most `max_lines` lines and `max_bytes` bytes.
+    pub fn new(max_lines: usize, max_bytes: usize) -> Self {
+        Buffer {
+            inner: Mutex::new(Inner::default()),
+            ready: Notify::new(),
+            max_lines: max_lines.max(1),
+            max_bytes: max_bytes.max(1),
+            stats: BufferStats::default(),
+        }
+    }
+
+    /// Adds a line; drops the oldest ones when over budget. Never waits.
+    pub fn push(&self, entry: Entry) {
+        let mut inner = self.inner.lock().expect("buffer lock");
+        if inner.closed {
+            return;
+        }
+        let was_empty = inner.queue.is_empty();
+        if let Some(p) = entry.position {
+            let c = inner.cursors.entry(p.partition).or_insert(Cursor { pushed: p.offset - 1, taken: p.offset - 1 });
+            c.pushed = p.offset;
+        }
+        inner.bytes += cost(&entry);
+        inner.queue.push_back(entry);
+        let mut dropped = 0;
+        while inner.queue.len() > self.max_lines || (inner.bytes > self.max_bytes && inner.queue.len() > 1) {
+            let old = inner.queue.pop_front().expect("over budget means not empty");
+            inner.bytes -= cost(&old);
+            Self::mark_taken(&mut inner.cursors, old.position);
+            let since = old.event.time_micros();
+            let o = inner.overflow.get_or_insert(Overflow { count: 0, since_micros: since });
+            o.count += 1;
+            dropped += 1;
+        }
+        drop(inner);
+        self.stats.pushed.fetch_add(1, Relaxed);
+        if dropped > 0 {
+            self.stats.dropped.fetch_add(dropped, Relaxed);
+        }
+        if was_empty {
+            self.ready.notify_one();
+        }
+    }
+
+    fn mark_taken(cursors: &mut HashMap<i32, Cursor>, position: Option<Position>) {
+        if let Some(p) = position
+            && let Some(c) = cursors.get_mut(&p.partition)
+        {
+            c.taken = c.taken.max(p.offset);
+        }
+    }
+
+    /// Waits for lines and moves up to `max` of them into `out`, with any overflow to report
+    /// first. `None` once the buffer is closed.
+    pub async fn pop(&self, out: &mut Vec<Entry>, max: usize) -> Option<Option<Overflow>> {
+        loop {
+            let notified = self.ready.notified();
+            {
+                let mut inner = self.inner.lock().expect("buffer lock");
+                if inner.closed {
+                    return None;
+                }
+                if !inner.queue.is_empty() {
+                    let n = inner.queue.len().min(max);
+                    let Inner { queue, cursors, in_flight, .. } = &mut *inner;
+                    for e in queue.drain(..n) {
+                        if let Some(p) = e.position {
+                            in_flight.entry(p.partition).or_insert(p.offset);
+                        }
+                        Self::mark_taken(cursors, e.position);
+                        out.push(e);
+                    }
+                    let taken: usize = out[out.len() - n..].iter().map(cost).sum();
+                    inner.bytes -= taken;
+                    self.stats.popped.fetch_add(n as u64, Relaxed);
+                    return Some(inner.overflow.take());
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Records that every line taken by [`Buffer::pop`] so far is delivered (or given up on).
+    /// A drain has one batch in flight at a time.
+    pub fn done(&self) {
+        self.inner.lock().expect("buffer lock").in_flight.clear();
+    }
+
+    /// The lowest offset of `partition` this drain has not taken care of, if any: the oldest
+    /// line in flight, else the oldest still queued.
+    pub fn pending_from(&self, partition: i32) -> Option<i64> {
+        let inner = self.inner.lock().expect("buffer lock");
+        let queued = inner.cursors.get(&partition).filter(|c| c.taken < c.pushed).map(|c| c.taken + 1);
+        match (inner.in_flight.get(&partition).copied(), queued) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Forgets a partition this logshuttle no longer owns.
+    pub fn forget(&self, partition: i32) {
+        let mut inner = self.inner.lock().expect("buffer lock");
+        inner.cursors.remove(&partition);
+        inner.in_flight.remove(&partition);
+    }
+
+    /// Stops the drain: its task's next `pop` returns `None`.
+    pub fn close(&self) {
+        self.inner.lock().expect("buffer lock").closed = true;
+        self.ready.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(offset: i64, msg: &str) -> Entry {
+        Entry {
+            event: LogEvent::builder("a-b", "app").message(msg.as_bytes()),
+            position: Some(Position { partition: 0, offset }),
+        }
+    }
+
+    fn messages(v: &[Entry]) -> Vec<String> {
+        v.iter().map(|e| String::from_utf8_lossy(e.event.message()).into_owned()).collect()
+    }
+
+    #[tokio::test]
+    async fn overflow_drops_the_oldest_and_counts_them() {
+        let b = Buffer::new(3, usize::MAX);
+        for i in 0..5 {
+            b.push(entry(i, &i.to_string()));
+        }
+        let mut out = Vec::new();
+        let overflow = b.pop(&mut out, 10).await.unwrap().unwrap();
+        assert_eq!(messages(&out), ["2", "3", "4"]);
+        assert_eq!(overflow.count, 2);
+        assert_eq!(b.stats.dropped.load(Relaxed), 2);
+        b.push(entry(5, "5"));
+        out.clear();
+        assert_eq!(b.pop(&mut out, 10).await.unwrap(), None, "overflow is reported once");
+    }
+
+    #[tokio::test]
+    async fn byte_budget_is_honoured() {
+        let one = entry(0, "x").event.encoded().len();
+        let b = Buffer::new(100, one * 2);
+        for i in 0..4 {
+            b.push(entry(i, "x"));
+        }
+        let mut out = Vec::new();
+        b.pop(&mut out, 10).await.unwrap();
+        assert_eq!(out.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn cursors_follow_delivery_and_drops() {
+        let b = Buffer::new(2, usize::MAX);
+        assert_eq!(b.pending_from(0), None);
+        b.push(entry(10, "a"));
+        b.push(entry(11, "b"));
+        assert_eq!(b.pending_from(0), Some(10));
+        let mut out = Vec::new();
+        b.pop(&mut out, 1).await.unwrap();
+        assert_eq!(b.pending_from(0), Some(10), "taken is not delivered");
+        b.push(entry(12, "c"));
+        b.push(entry(13, "d"));
+        assert_eq!(b.pending_from(0), Some(10), "a drop behind a line in flight does not pass it");
+        b.done();
+        assert_eq!(b.pending_from(0), Some(12), "the dropped line 11 counts as taken care of");
+        out.clear();
+        b.pop(&mut out, 10).await.unwrap();
+        b.done();
+        assert_eq!(b.pending_from(0), None);
+    }
+
+    #[tokio::test]
+    async fn close_wakes_the_drain() {
+        let b = std::sync::Arc::new(Buffer::new(2, 100));
+        let waiter = tokio::spawn({
+            let b = b.clone();
+            async move { b.pop(&mut Vec::new(), 1).await }
+        });
+        tokio::task::yield_now().await;
+        b.close();
+        assert_eq!(waiter.await.unwrap(), None);
+    }
+}

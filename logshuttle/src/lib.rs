@@ -1,0 +1,199 @@
+//! The logshuttle: takes log events off the bus and fans them out to each app's and site's
+//! drains and to live tails.
+//!
+//! The consumer never waits on a drain. Each drain has a bounded buffer and its own delivery
+//! task; the consumer pushes into buffers and moves on. Kafka offsets are committed only up to
+//! the oldest line some drain has not yet delivered (or dropped past its budget), so a crash
+//! redelivers rather than loses, and a dead drain holds the commit back by at most its budget.
+
+#![forbid(unsafe_code)]
+
+pub mod buffer;
+pub mod drain;
+pub mod syslog;
+pub mod tail;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+use uuid::Uuid;
+use wharf_bus::{Received, Source, SourceEvent};
+use wharf_config::{DrainTarget, LogshuttleConfig, SessionKey, Snapshot};
+
+pub use drain::{Drain, DrainSettings};
+pub use tail::History;
+
+use buffer::Entry;
+
+/// Which drains receive which lines.
+#[derive(Debug, Default)]
+struct DrainTable {
+    by_app: HashMap<Box<str>, Vec<Arc<Drain>>>,
+    by_site: HashMap<Box<str>, Vec<Arc<Drain>>>,
+    all: Vec<Arc<Drain>>,
+}
+
+impl DrainTable {
+    /// The table for a snapshot, keeping the drains (and their buffers) that `old` already runs.
+    fn build(snapshot: &Snapshot, old: &DrainTable, settings: &DrainSettings) -> DrainTable {
+        let mut existing: HashMap<Uuid, &Arc<Drain>> = old.all.iter().map(|d| (d.id, d)).collect();
+        let mut table = DrainTable::default();
+        for spec in &snapshot.drains {
+            let label: Arc<str> = match &spec.target {
+                DrainTarget::App(k) => k.as_str().into(),
+                DrainTarget::Site(s) => s.as_str().into(),
+            };
+            let drain = match existing.remove(&spec.id) {
+                Some(d) if d.url == spec.url => d.clone(),
+                Some(d) => {
+                    d.stop();
+                    Drain::start(spec, label.clone(), settings)
+                }
+                None => Drain::start(spec, label.clone(), settings),
+            };
+            let map = match spec.target {
+                DrainTarget::App(_) => &mut table.by_app,
+                DrainTarget::Site(_) => &mut table.by_site,
+            };
+            map.entry((*label).into()).or_default().push(drain.clone());
+            table.all.push(drain);
+        }
+        for gone in existing.into_values() {
+            gone.stop();
+        }
+        table
+    }
+}
+
+/// A running logshuttle.
+pub struct Logshuttle {
+    drains: Arc<ArcSwap<DrainTable>>,
+    history: Arc<History>,
+    sessions: Arc<SessionKey>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Logshuttle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Logshuttle").field("drains", &self.drains.load().all.len()).finish_non_exhaustive()
+    }
+}
+
+impl Logshuttle {
+    /// Starts consuming `source` and following `snapshots`, on the current runtime.
+    pub fn start(
+        config: &LogshuttleConfig,
+        source: Source,
+        mut snapshots: watch::Receiver<Arc<Snapshot>>,
+        sessions: Arc<SessionKey>,
+        commit_interval: Duration,
+    ) -> Logshuttle {
+        let settings = DrainSettings {
+            buffer_lines: config.drain_buffer_lines,
+            buffer_bytes: config.drain_buffer_bytes.0 as usize,
+            reconnect_min: config.reconnect_min.0,
+            reconnect_max: config.reconnect_max.0,
+        };
+        let first = DrainTable::build(&snapshots.borrow_and_update(), &DrainTable::default(), &settings);
+        let drains = Arc::new(ArcSwap::from_pointee(first));
+        // History is bounded per app in lines, and in bytes at 512 bytes a line on average.
+        let history = Arc::new(History::new(config.history_lines, config.history_lines.saturating_mul(512)));
+        let follower = tokio::spawn({
+            let drains = drains.clone();
+            async move {
+                while snapshots.changed().await.is_ok() {
+                    let snapshot = snapshots.borrow_and_update().clone();
+                    let table = DrainTable::build(&snapshot, &drains.load(), &settings);
+                    tracing::debug!(version = snapshot.version, drains = table.all.len(), "drain table swapped");
+                    drains.store(Arc::new(table));
+                }
+            }
+        });
+        let dispatcher = tokio::spawn(dispatch(source, drains.clone(), history.clone(), commit_interval));
+        Logshuttle { drains, history, sessions, tasks: vec![follower, dispatcher] }
+    }
+
+    /// The live-tail endpoint, `GET /log-sessions/{token}`, to serve on an HTTP listener.
+    pub fn tail_router(&self) -> axum::Router {
+        let state = tail::TailState { history: self.history.clone(), sessions: self.sessions.clone() };
+        axum::Router::new().route("/log-sessions/{token}", axum::routing::get(tail::stream)).with_state(state)
+    }
+
+    /// Stops consuming and delivering.
+    pub async fn shutdown(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        for d in &self.drains.load().all {
+            d.stop();
+        }
+    }
+}
+
+/// Takes batches off the bus, hands each line to its drains and tails, and commits offsets.
+async fn dispatch(
+    mut source: Source,
+    drains: Arc<ArcSwap<DrainTable>>,
+    history: Arc<History>,
+    commit_interval: Duration,
+) {
+    // Per partition: the offset after the last line received.
+    let mut consumed: HashMap<i32, i64> = HashMap::new();
+    let mut committed: HashMap<i32, i64> = HashMap::new();
+    let mut tick = tokio::time::interval(commit_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            event = source.recv() => match event {
+                None => return,
+                Some(SourceEvent::Batch(batch)) => deliver(&batch, &drains.load(), &history, &mut consumed),
+                Some(SourceEvent::Assigned(parts)) => {
+                    tracing::info!(partitions = ?parts, "partitions assigned");
+                }
+                Some(SourceEvent::Revoked(parts)) => {
+                    commit(&source, &drains.load(), &consumed, &mut committed);
+                    for p in &parts {
+                        consumed.remove(p);
+                        committed.remove(p);
+                        for d in &drains.load().all {
+                            d.buffer.forget(*p);
+                        }
+                    }
+                    tracing::info!(partitions = ?parts, "partitions revoked");
+                }
+            },
+            _ = tick.tick(), if source.commits() => commit(&source, &drains.load(), &consumed, &mut committed),
+        }
+    }
+}
+
+fn deliver(batch: &[Received], drains: &DrainTable, history: &History, consumed: &mut HashMap<i32, i64>) {
+    for r in batch {
+        if let Some(p) = r.position {
+            consumed.insert(p.partition, p.offset + 1);
+        }
+        let e = &r.event;
+        let app = drains.by_app.get(e.app()).map(Vec::as_slice).unwrap_or_default();
+        let site = e.site().and_then(|s| drains.by_site.get(s)).map(Vec::as_slice).unwrap_or_default();
+        for d in app.iter().chain(site) {
+            d.buffer.push(Entry { event: e.clone(), position: r.position });
+        }
+    }
+    history.record(batch.iter().map(|r| &r.event));
+}
+
+/// Commits, per partition, the oldest offset some drain still needs, or everything received.
+fn commit(source: &Source, drains: &DrainTable, consumed: &HashMap<i32, i64>, committed: &mut HashMap<i32, i64>) {
+    let mut offsets = Vec::new();
+    for (&p, &next) in consumed {
+        let safe = drains.all.iter().filter_map(|d| d.buffer.pending_from(p)).min().unwrap_or(next).min(next);
+        if committed.get(&p) != Some(&safe) {
+            committed.insert(p, safe);
+            offsets.push((p, safe));
+        }
+    }
+    source.commit(&offsets);
+}

@@ -1,0 +1,157 @@
+//! RFC 5424 messages and RFC 6587 framing.
+//!
+//! `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD MSG`, where HOSTNAME is the app's key,
+//! APP-NAME the source (`app`, `akkeris/router`), PROCID the dyno, MSGID and SD nil. Header
+//! fields are cut at RFC 5424's byte limits; they are printable ASCII by construction of the
+//! event.
+
+use wharf_bus::{LogEvent, Stream};
+use wharf_config::Framing;
+
+/// Facility local7: the platform's, as Heroku's logplex uses.
+const FACILITY: u8 = 23;
+/// Severities: informational for output, error for standard error.
+const INFO: u8 = 6;
+const ERR: u8 = 3;
+
+/// RFC 5424 field limits, in bytes.
+const HOSTNAME_MAX: usize = 255;
+const APP_NAME_MAX: usize = 48;
+const PROCID_MAX: usize = 128;
+
+fn field(out: &mut Vec<u8>, value: &str, max: usize) {
+    if value.is_empty() {
+        out.push(b'-');
+    } else {
+        out.extend_from_slice(&value.as_bytes()[..value.len().min(max)]);
+    }
+}
+
+/// Appends the RFC 5424 message for an event, without framing. `max_len` cuts the message
+/// (UDP datagrams); it returns whether it had to.
+pub fn write_message(out: &mut Vec<u8>, e: &LogEvent, max_len: Option<usize>) -> bool {
+    let start = out.len();
+    let severity = if e.stream() == Stream::Stderr { ERR } else { INFO };
+    out.push(b'<');
+    push_u64(out, u64::from(FACILITY * 8 + severity));
+    out.extend_from_slice(b">1 ");
+    let mut ts = String::with_capacity(27);
+    wharf_config::timestamp::write_micros(&mut ts, e.time_micros());
+    out.extend_from_slice(ts.as_bytes());
+    out.push(b' ');
+    field(out, e.app(), HOSTNAME_MAX);
+    out.push(b' ');
+    field(out, e.source(), APP_NAME_MAX);
+    out.push(b' ');
+    field(out, e.process(), PROCID_MAX);
+    out.extend_from_slice(b" - - ");
+    out.extend_from_slice(e.message());
+    match max_len {
+        Some(max) if out.len() - start > max => {
+            out.truncate(start + max);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Appends one framed message for a stream transport.
+pub fn write_framed(out: &mut Vec<u8>, e: &LogEvent, framing: Framing) {
+    match framing {
+        Framing::OctetCounting => {
+            // Write the message first, then splice its length in front of it.
+            let start = out.len();
+            write_message(out, e, None);
+            let len = out.len() - start;
+            let mut prefix = Vec::with_capacity(8);
+            push_u64(&mut prefix, len as u64);
+            prefix.push(b' ');
+            out.splice(start..start, prefix);
+        }
+        Framing::Lf => {
+            let start = out.len();
+            write_message(out, e, None);
+            // A newline inside the message would end the frame early.
+            for b in &mut out[start..] {
+                if *b == b'\n' || *b == b'\r' {
+                    *b = b' ';
+                }
+            }
+            out.push(b'\n');
+        }
+    }
+}
+
+fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+
+    fn event(msg: &[u8]) -> LogEvent {
+        LogEvent::builder("api-default", "app")
+            .process("web.1-abcde")
+            .stream(Stream::Stdout)
+            .time(UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456))
+            .message(msg)
+    }
+
+    #[test]
+    fn formats_rfc5424() {
+        let mut out = Vec::new();
+        write_message(&mut out, &event(b"hello"), None);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "<190>1 2023-11-14T22:13:20.123456Z api-default app web.1-abcde - - hello"
+        );
+        let mut out = Vec::new();
+        let router =
+            LogEvent::builder("api-default", "akkeris/router").stream(Stream::Stderr).time(UNIX_EPOCH).message(b"x");
+        write_message(&mut out, &router, None);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "<187>1 1970-01-01T00:00:00.000000Z api-default akkeris/router - - - x"
+        );
+    }
+
+    #[test]
+    fn long_header_fields_are_cut_to_rfc_limits() {
+        let long = "s".repeat(100);
+        let e = LogEvent::builder("api-default", &long).process(&"p".repeat(200)).message(b"m");
+        let mut out = Vec::new();
+        write_message(&mut out, &e, None);
+        let text = String::from_utf8(out).unwrap();
+        let fields: Vec<&str> = text.split(' ').collect();
+        assert_eq!((fields[3].len(), fields[4].len()), (APP_NAME_MAX, PROCID_MAX));
+    }
+
+    #[test]
+    fn framings() {
+        let mut out = Vec::new();
+        write_framed(&mut out, &event(b"a\nb"), Framing::OctetCounting);
+        let text = String::from_utf8(out).unwrap();
+        let (len, msg) = text.split_once(' ').unwrap();
+        assert_eq!(len.parse::<usize>().unwrap(), msg.len());
+        assert!(msg.ends_with("a\nb"));
+        let mut out = Vec::new();
+        write_framed(&mut out, &event(b"a\nb"), Framing::Lf);
+        assert!(out.ends_with(b"a b\n"));
+        let mut out = Vec::new();
+        assert!(write_message(&mut out, &event(&[b'x'; 100]), Some(80)));
+        assert_eq!(out.len(), 80);
+    }
+}

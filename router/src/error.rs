@@ -1,0 +1,122 @@
+//! Why a request could not be proxied: where the failure came from, whether another dyno may
+//! be tried, and the Heroku-style code and status the client and the app's logs see.
+
+use std::fmt;
+
+use http::StatusCode;
+
+/// Which side of the proxy failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The client: a malformed request, or it went away.
+    Downstream,
+    /// The dyno: it refused, timed out, or answered badly.
+    Upstream,
+    /// The router itself.
+    Internal,
+}
+
+/// A failure's code, in the vocabulary of Heroku's router errors, which app owners already
+/// know how to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// The dyno sent no response headers within the first-byte timeout.
+    H12,
+    /// The dyno closed the connection without a response.
+    H13,
+    /// The app has no web dynos.
+    H14,
+    /// The dyno's response was not valid HTTP.
+    H17,
+    /// No dyno accepted a connection within the connect timeout.
+    H19,
+    /// Every dyno tried refused the connection.
+    H21,
+    /// The client went away before the response was complete.
+    H27,
+    /// An internal router error.
+    H99,
+}
+
+impl Code {
+    /// Heroku's description of the code.
+    pub fn desc(self) -> &'static str {
+        match self {
+            Code::H12 => "Request timeout",
+            Code::H13 => "Connection closed without response",
+            Code::H14 => "No web dynos running",
+            Code::H17 => "Poorly formatted HTTP response",
+            Code::H19 => "Backend connection timeout",
+            Code::H21 => "Backend connection refused",
+            Code::H27 => "Client Request Interrupted",
+            Code::H99 => "Platform error",
+        }
+    }
+
+    /// The status the client receives.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Code::H17 => StatusCode::BAD_GATEWAY,
+            // Nobody reads a response to a client that left; 499 is nginx's name for it.
+            Code::H27 => StatusCode::from_u16(499).expect("valid status"),
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// Which side failed.
+    pub fn side(self) -> Side {
+        match self {
+            Code::H12 | Code::H13 | Code::H14 | Code::H17 | Code::H19 | Code::H21 => Side::Upstream,
+            Code::H27 => Side::Downstream,
+            Code::H99 => Side::Internal,
+        }
+    }
+
+    /// Whether the request may go to another dyno: only when nothing was sent to this one.
+    pub fn retryable(self) -> bool {
+        matches!(self, Code::H19 | Code::H21)
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// A proxying failure with its cause.
+#[derive(Debug, thiserror::Error)]
+#[error("{code} {}{}", code.desc(), cause.as_ref().map(|c| format!(": {c}")).unwrap_or_default())]
+pub struct ProxyError {
+    /// The code.
+    pub code: Code,
+    /// What went wrong underneath, when known.
+    #[source]
+    pub cause: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl ProxyError {
+    /// A failure with a cause.
+    pub fn new(code: Code, cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        ProxyError { code, cause: Some(cause.into()) }
+    }
+
+    /// A failure without one.
+    pub fn bare(code: Code) -> Self {
+        ProxyError { code, cause: None }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_connect_failures_are_retried() {
+        let all = [Code::H12, Code::H13, Code::H14, Code::H17, Code::H19, Code::H21, Code::H27, Code::H99];
+        let retried: Vec<_> = all.into_iter().filter(|c| c.retryable()).collect();
+        assert_eq!(retried, [Code::H19, Code::H21]);
+        assert!(all.iter().all(|c| c.status().as_u16() >= 400));
+        assert_eq!(ProxyError::new(Code::H21, "refused").to_string(), "H21 Backend connection refused: refused");
+    }
+}

@@ -1,0 +1,232 @@
+//! The router: terminates TLS, routes each request by host and path to one of an app's web
+//! dynos, round robin, and writes an access log line into the app's log stream.
+//!
+//! The HTTP core is hyper 1 on tokio, with one single-threaded event loop per worker thread
+//! (ARCHITECTURE.md records the measurement behind that choice). The routing table is an
+//! immutable value behind an `ArcSwap`: a snapshot from the control API compiles into a new
+//! table that replaces the old one in one pointer swap, so no request ever sees half a reload.
+
+#![forbid(unsafe_code)]
+
+mod body;
+pub mod error;
+pub mod metrics;
+mod pool;
+mod proxy;
+mod server;
+pub mod table;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+use wharf_bus::Publisher;
+use wharf_config::{RouterConfig, Snapshot};
+
+pub use body::ProxyBody;
+pub use error::{Code, ProxyError, Side};
+pub use metrics::Metrics;
+pub use pool::PoolStats;
+pub use proxy::Listener;
+pub use table::RoutingTable;
+
+/// Why the router could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+}
+
+/// The settings the proxy uses on every request.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) connect_timeout: Duration,
+    pub(crate) first_byte_timeout: Duration,
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) connect_attempts: u32,
+    pub(crate) quarantine: Duration,
+    pub(crate) shutdown_grace: Duration,
+    /// The HTTPS port clients see, for redirects and `X-Forwarded-Port`.
+    pub(crate) https_port: u16,
+}
+
+/// State every worker shares.
+pub(crate) struct Shared {
+    pub(crate) table: ArcSwap<RoutingTable>,
+    pub(crate) publisher: Publisher,
+    pub(crate) settings: Settings,
+    pub(crate) metrics: Metrics,
+    pub(crate) pool_stats: PoolStats,
+    pub(crate) tls: tokio_rustls::TlsAcceptor,
+}
+
+impl Shared {
+    /// The port to report in `X-Forwarded-Port` for a connection on a listener's local port.
+    pub(crate) fn public_port(&self, kind: Listener, local: u16) -> u16 {
+        match kind {
+            Listener::Https => self.settings.https_port,
+            Listener::Http => local,
+        }
+    }
+}
+
+/// The router's listening sockets, bound before it starts so that their addresses are known.
+#[derive(Debug)]
+pub struct Listeners {
+    http: std::net::TcpListener,
+    https: std::net::TcpListener,
+    http_addr: SocketAddr,
+    https_addr: SocketAddr,
+}
+
+impl Listeners {
+    /// Binds the plain and TLS listeners of the configuration.
+    pub fn bind(config: &RouterConfig) -> Result<Listeners, StartError> {
+        let bind = |addr| {
+            let l = server::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
+            let bound = l.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+            Ok::<_, StartError>((l, bound))
+        };
+        let (http, http_addr) = bind(config.http_listen)?;
+        let (https, https_addr) = bind(config.https_listen)?;
+        Ok(Listeners { http, https, http_addr, https_addr })
+    }
+
+    /// Where plain HTTP is served.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Where HTTPS is served.
+    pub fn https_addr(&self) -> SocketAddr {
+        self.https_addr
+    }
+}
+
+/// A running router.
+pub struct Router {
+    shared: Arc<Shared>,
+    http_addr: SocketAddr,
+    https_addr: SocketAddr,
+    workers: Vec<std::thread::JoinHandle<()>>,
+    shutdown: watch::Sender<bool>,
+    follower: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router").field("http", &self.http_addr).field("https", &self.https_addr).finish_non_exhaustive()
+    }
+}
+
+impl Router {
+    /// Starts the workers on the bound listeners and follows `snapshots`. Must be called from
+    /// within a tokio runtime, which runs the snapshot follower.
+    pub fn start(
+        config: &RouterConfig,
+        listeners: Listeners,
+        certs: Arc<tls::SniResolver>,
+        mut snapshots: watch::Receiver<Arc<Snapshot>>,
+        publisher: Publisher,
+    ) -> Result<Router, StartError> {
+        let Listeners { http, https, http_addr, https_addr } = listeners;
+        let stack_domain = config.stack_domain.clone();
+        let first = RoutingTable::compile(&snapshots.borrow_and_update(), &stack_domain, None);
+        let shared = Arc::new(Shared {
+            table: ArcSwap::from_pointee(first),
+            publisher,
+            settings: Settings {
+                connect_timeout: config.connect_timeout.0,
+                first_byte_timeout: config.first_byte_timeout.0,
+                header_read_timeout: config.first_byte_timeout.0,
+                connect_attempts: config.connect_attempts,
+                quarantine: config.quarantine.0,
+                shutdown_grace: config.shutdown_grace.0,
+                https_port: config.https_public_port.unwrap_or(https_addr.port()),
+            },
+            metrics: Metrics::default(),
+            pool_stats: PoolStats::default(),
+            tls: tokio_rustls::TlsAcceptor::from(tls::server_config(certs.clone())?),
+        });
+        let served = Arc::downgrade(&shared);
+        certs.set_served(Box::new(move |name| served.upgrade().is_some_and(|s| s.table.load().host(name).is_some())));
+        let (shutdown, _) = watch::channel(false);
+        let n = match config.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let mut workers = Vec::with_capacity(n);
+        for i in 0..n {
+            let clone = |l: &std::net::TcpListener| {
+                l.try_clone().map_err(|source| StartError::Bind { addr: http_addr, source })
+            };
+            let listeners = vec![(clone(&http)?, Listener::Http), (clone(&https)?, Listener::Https)];
+            let (shared, rx) = (shared.clone(), shutdown.subscribe());
+            let handle = std::thread::Builder::new()
+                .name(format!("router-{i}"))
+                .spawn(move || server::run_worker(listeners, shared, rx))
+                .map_err(|source| StartError::Bind { addr: http_addr, source })?;
+            workers.push(handle);
+        }
+        let follower = tokio::spawn({
+            let shared = shared.clone();
+            async move {
+                while snapshots.changed().await.is_ok() {
+                    let snapshot = snapshots.borrow_and_update().clone();
+                    if snapshot.version <= shared.table.load().version {
+                        continue;
+                    }
+                    let table = RoutingTable::compile(&snapshot, &stack_domain, Some(&shared.table.load()));
+                    tracing::debug!(version = table.version, hosts = table.len(), "routing table swapped");
+                    shared.table.store(Arc::new(table));
+                }
+            }
+        });
+        Ok(Router { shared, http_addr, https_addr, workers, shutdown, follower })
+    }
+
+    /// Where plain HTTP is served.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Where HTTPS is served.
+    pub fn https_addr(&self) -> SocketAddr {
+        self.https_addr
+    }
+
+    /// The router's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// The snapshot version being served.
+    pub fn version(&self) -> u64 {
+        self.shared.table.load().version
+    }
+
+    /// Stops accepting, lets in-flight requests finish within the grace period, and returns.
+    pub async fn shutdown(self) {
+        self.follower.abort();
+        let _ = self.shutdown.send(true);
+        let workers = self.workers;
+        let _ = tokio::task::spawn_blocking(move || {
+            for w in workers {
+                let _ = w.join();
+            }
+        })
+        .await;
+    }
+}

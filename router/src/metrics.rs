@@ -1,0 +1,73 @@
+//! The router's Prometheus metrics: plain atomic counters, rendered on demand.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Upper bounds of the latency histogram's buckets, in milliseconds.
+const BUCKETS_MS: [u64; 12] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000, 30_000];
+
+/// Counters shared by every worker.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Requests by status class: 1xx to 5xx.
+    by_class: [AtomicU64; 5],
+    /// Cumulative histogram counts of total request time.
+    latency: [AtomicU64; BUCKETS_MS.len()],
+    latency_count: AtomicU64,
+    latency_sum_ms: AtomicU64,
+    connect_errors: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts a finished request.
+    pub fn record(&self, status: u16, total_ms: u64) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.by_class[class].fetch_add(1, Relaxed);
+        if let Some(i) = BUCKETS_MS.iter().position(|b| total_ms <= *b) {
+            self.latency[i].fetch_add(1, Relaxed);
+        }
+        self.latency_count.fetch_add(1, Relaxed);
+        self.latency_sum_ms.fetch_add(total_ms, Relaxed);
+    }
+
+    /// Counts a dyno that failed to accept a connection.
+    pub fn connect_error(&self) {
+        self.connect_errors.fetch_add(1, Relaxed);
+    }
+
+    /// Requests so far with a status in the class (`2` for 2xx).
+    pub fn requests(&self, class: u16) -> u64 {
+        self.by_class[usize::from(class.clamp(1, 5)) - 1].load(Relaxed)
+    }
+
+    /// Appends the metrics in Prometheus' text format.
+    pub fn render(&self, out: &mut String) {
+        out.push_str("# HELP wharf_router_requests_total Requests answered, by status class.\n");
+        out.push_str("# TYPE wharf_router_requests_total counter\n");
+        for (i, c) in self.by_class.iter().enumerate() {
+            let _ = writeln!(out, "wharf_router_requests_total{{class=\"{}xx\"}} {}", i + 1, c.load(Relaxed));
+        }
+        out.push_str("# HELP wharf_router_request_duration_seconds Time from request to the end of the response.\n");
+        out.push_str("# TYPE wharf_router_request_duration_seconds histogram\n");
+        let mut cumulative = 0;
+        for (b, c) in BUCKETS_MS.iter().zip(&self.latency) {
+            cumulative += c.load(Relaxed);
+            let _ = writeln!(
+                out,
+                "wharf_router_request_duration_seconds_bucket{{le=\"{}\"}} {cumulative}",
+                *b as f64 / 1000.0
+            );
+        }
+        let count = self.latency_count.load(Relaxed);
+        let _ = writeln!(out, "wharf_router_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "wharf_router_request_duration_seconds_sum {}",
+            self.latency_sum_ms.load(Relaxed) as f64 / 1000.0
+        );
+        let _ = writeln!(out, "wharf_router_request_duration_seconds_count {count}");
+        out.push_str("# HELP wharf_router_upstream_connect_errors_total Dyno connections refused or timed out.\n");
+        out.push_str("# TYPE wharf_router_upstream_connect_errors_total counter\n");
+        let _ = writeln!(out, "wharf_router_upstream_connect_errors_total {}", self.connect_errors.load(Relaxed));
+    }
+}

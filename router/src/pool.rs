@@ -1,0 +1,118 @@
+//! Upstream HTTP/1.1 connections, kept alive and reused per worker thread.
+//!
+//! Each worker runs its own single-threaded event loop, so its pool is a thread-local with no
+//! lock: a connection is only ever used by the thread that opened it. A connection goes back
+//! to the pool when its response body has been read to the end.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::error::{Code, ProxyError};
+use crate::table::Upstream;
+
+/// Most idle connections kept per dyno per worker.
+const MAX_IDLE_PER_UPSTREAM: usize = 256;
+
+/// How long an idle connection is trusted. Shorter than the keep-alive timeout of common app
+/// servers (Node's is 5 s), so the router never sends a request on a connection the app is
+/// closing at that moment, which could neither succeed nor be safely retried.
+const IDLE_TRUST: Duration = Duration::from_secs(4);
+
+struct Idle {
+    sender: SendRequest<Incoming>,
+    since: Instant,
+}
+
+thread_local! {
+    static IDLE: RefCell<HashMap<SocketAddr, Vec<Idle>>> = RefCell::new(HashMap::new());
+}
+
+/// A connection to a dyno, ready for one request.
+pub(crate) struct Conn {
+    pub(crate) sender: SendRequest<Incoming>,
+    pub(crate) addr: SocketAddr,
+    /// Whether it came from the pool (and so may turn out to be closed).
+    pub(crate) reused: bool,
+}
+
+fn pop_idle(addr: SocketAddr) -> Option<SendRequest<Incoming>> {
+    IDLE.with(|idle| {
+        let mut idle = idle.borrow_mut();
+        let list = idle.get_mut(&addr)?;
+        while let Some(c) = list.pop() {
+            if !c.sender.is_closed() && c.since.elapsed() < IDLE_TRUST {
+                return Some(c.sender);
+            }
+        }
+        None
+    })
+}
+
+/// Returns a connection whose response was read to the end.
+pub(crate) fn checkin(addr: SocketAddr, sender: SendRequest<Incoming>) {
+    if sender.is_closed() {
+        return;
+    }
+    IDLE.with(|idle| {
+        let mut idle = idle.borrow_mut();
+        let list = idle.entry(addr).or_default();
+        if list.len() < MAX_IDLE_PER_UPSTREAM {
+            list.push(Idle { sender, since: Instant::now() });
+        }
+    });
+}
+
+/// Counts of pool outcomes, for metrics.
+#[derive(Debug, Default)]
+pub struct PoolStats {
+    /// Requests sent on a reused connection.
+    pub reused: std::sync::atomic::AtomicU64,
+    /// New connections opened.
+    pub opened: std::sync::atomic::AtomicU64,
+}
+
+/// A ready connection to the dyno: an idle one when there is one, else a new one.
+pub(crate) async fn checkout(up: &Upstream, connect_timeout: Duration, stats: &PoolStats) -> Result<Conn, ProxyError> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let addr = match up.addr {
+        Some(a) => a,
+        None => resolve(up).await?,
+    };
+    while let Some(mut sender) = pop_idle(addr) {
+        if sender.ready().await.is_ok() {
+            stats.reused.fetch_add(1, Relaxed);
+            return Ok(Conn { sender, addr, reused: true });
+        }
+    }
+    let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
+        Err(_) => return Err(ProxyError::bare(Code::H19)),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+            return Err(ProxyError::new(Code::H19, e));
+        }
+        Ok(Err(e)) => return Err(ProxyError::new(Code::H21, e)),
+        Ok(Ok(s)) => s,
+    };
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) =
+        http1::Builder::new().handshake(TokioIo::new(stream)).await.map_err(|e| ProxyError::new(Code::H21, e))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, %addr, "upstream connection ended");
+        }
+    });
+    stats.opened.fetch_add(1, Relaxed);
+    Ok(Conn { sender, addr, reused: false })
+}
+
+async fn resolve(up: &Upstream) -> Result<SocketAddr, ProxyError> {
+    let mut addrs =
+        tokio::net::lookup_host((up.host.as_str(), up.port)).await.map_err(|e| ProxyError::new(Code::H21, e))?;
+    addrs.next().ok_or_else(|| ProxyError::new(Code::H21, format!("{} resolves to no address", up.host)))
+}

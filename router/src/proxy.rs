@@ -1,0 +1,350 @@
+//! One request through the router: find the app by host and path, pick a dyno, forward with the
+//! platform's headers, and stream the response back.
+
+use std::convert::Infallible;
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
+use hyper::body::Incoming;
+
+use crate::Shared;
+use crate::body::{AccessLog, ProxyBody, UpstreamBody};
+use crate::error::{Code, ProxyError};
+use crate::pool;
+use crate::table::{normalize_host, now_millis};
+
+/// What kind of listener a connection arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// Plain HTTP: every request is redirected to HTTPS.
+    Http,
+    /// Public HTTPS.
+    Https,
+}
+
+/// Facts about a client connection that every request on it shares.
+#[derive(Debug)]
+pub(crate) struct ConnInfo {
+    pub(crate) peer: SocketAddr,
+    pub(crate) listener: Listener,
+    /// The port the client connected to, for `X-Forwarded-Port`.
+    pub(crate) port: u16,
+}
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+static X_FORWARDED_PATH: HeaderName = HeaderName::from_static("x-forwarded-path");
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_REQUEST_START: HeaderName = HeaderName::from_static("x-request-start");
+static X_ORIG_HOST: HeaderName = HeaderName::from_static("x-orig-host");
+static X_ORIG_PATH: HeaderName = HeaderName::from_static("x-orig-path");
+static X_ORIG_PROTO: HeaderName = HeaderName::from_static("x-orig-proto");
+static X_ORIG_PORT: HeaderName = HeaderName::from_static("x-orig-port");
+static VIA_VALUE: HeaderValue = HeaderValue::from_static("1.1 wharf");
+static HTTPS: HeaderValue = HeaderValue::from_static("https");
+
+/// Serves one request.
+pub(crate) async fn handle(
+    req: Request<Incoming>,
+    conn: Arc<ConnInfo>,
+    shared: Arc<Shared>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    Ok(match conn.listener {
+        Listener::Http => redirect(&req, &shared),
+        Listener::Https => proxy(req, &conn, shared).await,
+    })
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
+    let mut r = Response::new(ProxyBody::full(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+fn request_host(req: &Request<Incoming>) -> Option<String> {
+    let raw = match req.uri().authority() {
+        Some(a) => a.as_str(),
+        None => req.headers().get(header::HOST)?.to_str().ok()?,
+    };
+    normalize_host(raw)
+}
+
+/// Sends a plain-HTTP request to the same URL over HTTPS.
+fn redirect(req: &Request<Incoming>, shared: &Shared) -> Response<ProxyBody> {
+    let Some(host) = request_host(req) else {
+        return text(StatusCode::BAD_REQUEST, "missing or invalid Host header\n");
+    };
+    let port = shared.settings.https_port;
+    let port = if port == 443 { String::new() } else { format!(":{port}") };
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let Ok(location) = HeaderValue::try_from(format!("https://{host}{port}{path}")) else {
+        return text(StatusCode::BAD_REQUEST, "invalid request target\n");
+    };
+    // 301 keeps browsers' habits for GET; 308 keeps the method and body for everything else.
+    let status = if matches!(req.method(), &http::Method::GET | &http::Method::HEAD) {
+        StatusCode::MOVED_PERMANENTLY
+    } else {
+        StatusCode::PERMANENT_REDIRECT
+    };
+    let mut r = text(status, "");
+    r.headers_mut().insert(header::LOCATION, location);
+    r
+}
+
+/// A request id is kept when it is 20 to 200 characters of `[A-Za-z0-9+/=-]`, as Heroku does.
+fn valid_request_id(v: &HeaderValue) -> bool {
+    let b = v.as_bytes();
+    (20..=200).contains(&b.len()) && b.iter().all(|c| c.is_ascii_alphanumeric() || b"+/=-".contains(c))
+}
+
+/// A random request id in UUID form. Not a secret, so a fast generator suffices.
+fn new_request_id() -> String {
+    let (a, b) = (fastrand::u64(..), fastrand::u64(..));
+    let mut s = String::with_capacity(36);
+    let _ = write!(
+        s,
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        ((b >> 48) & 0x3fff) | 0x8000,
+        b & 0xffff_ffff_ffff
+    );
+    s
+}
+
+/// Headers that describe one connection, not the message, and never cross a proxy.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Headers named in Connection are hop-by-hop too.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    headers.remove(header::UPGRADE);
+}
+
+fn error_response(code: Code) -> Response<ProxyBody> {
+    let body = match code {
+        Code::H12 => "the app did not respond in time\n",
+        Code::H14 => "the app has no web dynos running\n",
+        Code::H17 => "the app sent an invalid response\n",
+        Code::H19 | Code::H21 => "the app is not accepting connections\n",
+        _ => "the request could not be completed\n",
+    };
+    text(code.status(), body)
+}
+
+async fn proxy(req: Request<Incoming>, conn: &ConnInfo, shared: Arc<Shared>) -> Response<ProxyBody> {
+    let started = Instant::now();
+    let Some(host) = request_host(&req) else {
+        return text(StatusCode::BAD_REQUEST, "missing or invalid Host header\n");
+    };
+    let (backend, site, upstream_path, orig_prefix) = {
+        let table = shared.table.load();
+        let Some(entry) = table.host(&host) else {
+            return text(StatusCode::NOT_FOUND, "no such app\n");
+        };
+        let Some(route) = entry.route(req.uri().path()) else {
+            return text(StatusCode::NOT_FOUND, "no such app\n");
+        };
+        (route.backend.clone(), entry.site.clone(), route.rewrite(req.uri().path()), route.prefix.to_string())
+    };
+
+    let (mut parts, body) = req.into_parts();
+    let orig_path = parts.uri.path_and_query().map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
+    let request_id = match parts.headers.get(&X_REQUEST_ID) {
+        Some(v) if valid_request_id(v) => v.to_str().unwrap_or_default().to_owned(),
+        _ => new_request_id(),
+    };
+    let mut log = AccessLog {
+        app: backend.app.clone(),
+        site,
+        host: host.clone(),
+        fwd: conn.peer.ip(),
+        method: parts.method.clone(),
+        path: orig_path.clone(),
+        request_id,
+        dyno: None,
+        status: 0,
+        started,
+        connect_ms: 0,
+        service_ms: 0,
+        code: None,
+    };
+
+    // The request as the dyno sees it: HTTP/1.1, origin-form, the platform's headers.
+    let target = match parts.uri.query() {
+        Some(q) => format!("{upstream_path}?{q}"),
+        None => upstream_path,
+    };
+    let Ok(uri) = Uri::try_from(target) else {
+        return text(StatusCode::BAD_REQUEST, "invalid request target\n");
+    };
+    let orig_host = match parts.uri.authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => parts.headers.get(header::HOST).cloned(),
+    };
+    parts.uri = uri;
+    parts.version = Version::HTTP_11;
+    let h = &mut parts.headers;
+    strip_hop_by_hop(h);
+    if let Some(orig_host) = &orig_host {
+        h.insert(header::HOST, orig_host.clone());
+        h.insert(&X_ORIG_HOST, orig_host.clone());
+    }
+    let peer_ip = conn.peer.ip().to_string();
+    let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {peer_ip}"),
+        None => peer_ip,
+    };
+    let port = HeaderValue::from(conn.port);
+    let start_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    if let Ok(v) = HeaderValue::try_from(xff) {
+        h.insert(&X_FORWARDED_FOR, v);
+    }
+    h.insert(&X_FORWARDED_PROTO, HTTPS.clone());
+    h.insert(&X_FORWARDED_PORT, port.clone());
+    h.insert(&X_REQUEST_ID, HeaderValue::try_from(log.request_id.as_str()).expect("request ids are header-safe"));
+    h.insert(&X_REQUEST_START, HeaderValue::from(start_ms));
+    h.append(header::VIA, VIA_VALUE.clone());
+    if let Ok(v) = HeaderValue::try_from(orig_path.as_str()) {
+        h.insert(&X_FORWARDED_PATH, v);
+    }
+    if let Ok(v) = HeaderValue::try_from(if orig_prefix.is_empty() { "/" } else { orig_prefix.as_str() }) {
+        h.insert(&X_ORIG_PATH, v);
+    }
+    h.insert(&X_ORIG_PROTO, HTTPS.clone());
+    h.insert(&X_ORIG_PORT, port);
+    let mut req = Some(Request::from_parts(parts, body));
+
+    let settings = &shared.settings;
+    let mut failed_connects = 0u32;
+    let mut stale = 0u32;
+    let outcome = loop {
+        let now = now_millis();
+        let Some(dyno) = backend.pick(now).cloned() else {
+            break Err(ProxyError::bare(Code::H14));
+        };
+        log.dyno = Some(dyno.name.clone());
+        let connect_start = Instant::now();
+        let mut c = match pool::checkout(&dyno, settings.connect_timeout, &shared.pool_stats).await {
+            Ok(c) => c,
+            Err(e) => {
+                dyno.quarantine(now + settings.quarantine.as_millis() as u64);
+                shared.metrics.connect_error();
+                failed_connects += 1;
+                tracing::debug!(app = %backend.app, dyno = %dyno.name, error = %e, "dyno quarantined");
+                if failed_connects < settings.connect_attempts && (failed_connects as usize) < backend.dynos.len() {
+                    continue;
+                }
+                break Err(e);
+            }
+        };
+        log.connect_ms = connect_start.elapsed().as_millis() as u64;
+        let sent = Instant::now();
+        let request = req.take().expect("the request is present until it is sent");
+        match tokio::time::timeout(settings.first_byte_timeout, c.sender.try_send_request(request)).await {
+            Err(_) => break Err(ProxyError::bare(Code::H12)),
+            Ok(Ok(resp)) => {
+                log.service_ms = sent.elapsed().as_millis() as u64;
+                break Ok((resp, c));
+            }
+            Ok(Err(mut e)) => match e.take_message() {
+                // Nothing was sent: a pooled connection closed under us. Try a fresh one.
+                Some(r) if c.reused && stale < 2 => {
+                    stale += 1;
+                    req = Some(r);
+                }
+                Some(_) => break Err(ProxyError::new(Code::H13, e.into_error())),
+                None => {
+                    let err = e.into_error();
+                    let code = if err.is_parse() { Code::H17 } else { Code::H13 };
+                    break Err(ProxyError::new(code, err));
+                }
+            },
+        }
+    };
+
+    match outcome {
+        Ok((resp, c)) => {
+            let (mut parts, body) = resp.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            parts.headers.append(header::VIA, VIA_VALUE.clone());
+            log.status = parts.status.as_u16();
+            let body = UpstreamBody::wrap(body, log, (c.addr, c.sender), shared);
+            Response::from_parts(parts, body)
+        }
+        Err(e) => {
+            let code = e.code;
+            log.status = code.status().as_u16();
+            log.code = Some(code);
+            tracing::debug!(app = %backend.app, error = %e, "request failed");
+            let resp = error_response(code);
+            log.emit(&shared, resp.body().size_hint().exact().unwrap_or(0));
+            resp
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids() {
+        let check = |v: &str, want: bool| assert_eq!(valid_request_id(&HeaderValue::from_str(v).unwrap()), want, "{v}");
+        check("abcdefghij0123456789", true);
+        check("24FB1BE9-D54C-4BF8-AE0C-DCAEC5CD2BE1", true);
+        check("a+b/c=d-e0123456789xyz", true);
+        check("short", false);
+        check(&"a".repeat(201), false);
+        check("abcdefghij 0123456789", false);
+        check("abcdefghij_0123456789", false);
+        let id = new_request_id();
+        assert_eq!(id.len(), 36);
+        assert!(valid_request_id(&HeaderValue::from_str(&id).unwrap()));
+        assert_ne!(id, new_request_id());
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("connection", "keep-alive, x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("transfer-encoding", "chunked"),
+            ("te", "trailers"),
+            ("upgrade", "h2c"),
+            ("x-kept", "yes"),
+        ] {
+            h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-kept"]);
+    }
+}

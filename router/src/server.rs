@@ -1,0 +1,183 @@
+//! Listeners and workers: each worker thread runs its own single-threaded event loop and
+//! accepts from every listener, so a connection and everything it touches stay on one thread.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+
+use crate::Shared;
+use crate::proxy::{self, ConnInfo, Listener};
+
+/// How long a client may take to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Binds a listening socket that every worker can accept from.
+pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
+}
+
+/// Connections a worker is serving, so that shutdown can wait for them.
+#[derive(Default)]
+struct Active {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+struct ActiveGuard(Arc<Active>);
+
+impl Active {
+    fn enter(self: &Arc<Self>) -> ActiveGuard {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        ActiveGuard(self.clone())
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// Runs one worker until shutdown, then lets its connections finish within the grace period.
+pub(crate) fn run_worker(
+    listeners: Vec<(std::net::TcpListener, Listener)>,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a worker runtime starts");
+    rt.block_on(async move {
+        let active = Arc::new(Active::default());
+        let mut accepting = Vec::new();
+        for (std_listener, kind) in listeners {
+            let listener = TcpListener::from_std(std_listener).expect("a listener registers with the event loop");
+            let (shared, active, shutdown) = (shared.clone(), active.clone(), shutdown.clone());
+            accepting.push(tokio::spawn(accept_loop(listener, kind, shared, active, shutdown)));
+        }
+        let _ = shutdown.wait_for(|stop| *stop).await;
+        for task in accepting {
+            task.abort();
+        }
+        let drained = async {
+            loop {
+                let idle = active.idle.notified();
+                if active.count.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        if tokio::time::timeout(shared.settings.shutdown_grace, drained).await.is_err() {
+            tracing::warn!(
+                connections = active.count.load(Ordering::Acquire),
+                "shutdown grace period over; closing connections"
+            );
+        }
+    });
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    kind: Listener,
+    shared: Arc<Shared>,
+    active: Arc<Active>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let port = listener.local_addr().map_or(0, |a| a.port());
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let guard = active.enter();
+        let conn = Arc::new(ConnInfo { peer, listener: kind, port: shared.public_port(kind, port) });
+        tokio::spawn(serve_connection(stream, conn, shared.clone(), shutdown.clone(), guard));
+    }
+}
+
+/// Drives a hyper connection until it ends; on shutdown, asks it to finish the requests in
+/// flight and close.
+macro_rules! drive {
+    ($conn:expr, $shutdown:expr) => {{
+        let conn = $conn;
+        let mut shutdown = $shutdown;
+        tokio::pin!(conn);
+        let result = tokio::select! {
+            r = conn.as_mut() => r,
+            // The guard `wait_for` returns must not live across the await below.
+            () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "client connection ended with an error");
+        }
+    }};
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    conn: Arc<ConnInfo>,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+    _active: ActiveGuard,
+) {
+    let _ = stream.set_nodelay(true);
+    let svc = {
+        let (conn, shared) = (conn.clone(), shared.clone());
+        service_fn(move |req| proxy::handle(req, conn.clone(), shared.clone()))
+    };
+    match conn.listener {
+        Listener::Http => {
+            let c = http1(&shared).serve_connection(TokioIo::new(stream), svc).with_upgrades();
+            drive!(c, shutdown);
+        }
+        Listener::Https => {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, shared.tls.accept(stream)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = %conn.peer, error = %e, "tls handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(peer = %conn.peer, "tls handshake timed out");
+                    return;
+                }
+            };
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            if h2 {
+                let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+                b.timer(TokioTimer::new());
+                drive!(b.serve_connection(TokioIo::new(tls), svc), shutdown);
+            } else {
+                let c = http1(&shared).serve_connection(TokioIo::new(tls), svc).with_upgrades();
+                drive!(c, shutdown);
+            }
+        }
+    }
+}
+
+fn http1(shared: &Shared) -> hyper::server::conn::http1::Builder {
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(TokioTimer::new()).header_read_timeout(shared.settings.header_read_timeout).keep_alive(true);
+    b
+}

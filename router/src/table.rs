@@ -1,0 +1,299 @@
+//! The routing table: an immutable map from host and path to an app's dynos, compiled from a
+//! snapshot and swapped in whole.
+//!
+//! Lookups cost a hash of the host and one hash per path segment, whatever the number of
+//! routes. Dyno health (quarantine) lives in [`Upstream`]s that a new table inherits from the
+//! old one by endpoint, so a reload neither forgets a failing dyno nor resets a healthy one.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use wharf_config::{Hostname, Snapshot};
+
+/// One dyno endpoint and its health.
+#[derive(Debug)]
+pub struct Upstream {
+    /// The dyno's name, for logs.
+    pub name: Box<str>,
+    /// Where it listens.
+    pub host: Hostname,
+    /// Its port.
+    pub port: u16,
+    /// The address, when the host is an IP literal; names are resolved at connect time.
+    pub addr: Option<SocketAddr>,
+    /// Milliseconds since the router's epoch until which the dyno is skipped.
+    quarantined_until: AtomicU64,
+}
+
+impl Upstream {
+    fn new(name: &str, host: &Hostname, port: u16) -> Self {
+        Upstream {
+            name: name.into(),
+            host: host.clone(),
+            port,
+            addr: host.ip().map(|ip| SocketAddr::new(ip, port)),
+            quarantined_until: AtomicU64::new(0),
+        }
+    }
+
+    /// Skips this dyno until `until` (milliseconds since the router's epoch).
+    pub fn quarantine(&self, until: u64) {
+        self.quarantined_until.fetch_max(until, Ordering::Relaxed);
+    }
+
+    /// Whether the dyno is being skipped at `now`.
+    pub fn is_quarantined(&self, now: u64) -> bool {
+        self.quarantined_until.load(Ordering::Relaxed) > now
+    }
+}
+
+/// An app's web dynos, balanced round robin.
+#[derive(Debug)]
+pub struct Backend {
+    /// The app's key, `app-space`.
+    pub app: Arc<str>,
+    /// Its web dynos, in a stable order.
+    pub dynos: Box<[Arc<Upstream>]>,
+    next: AtomicUsize,
+}
+
+impl Backend {
+    /// The next dyno in turn that is not quarantined; when all are, the next in turn anyway,
+    /// since a dyno that recovered should get traffic without waiting out its quarantine.
+    pub fn pick(&self, now: u64) -> Option<&Arc<Upstream>> {
+        let n = self.dynos.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        for i in 0..n {
+            let d = &self.dynos[(start + i) % n];
+            if !d.is_quarantined(now) {
+                if i > 0 {
+                    // Keep the rotation moving past the skipped dynos.
+                    self.next.fetch_add(i, Ordering::Relaxed);
+                }
+                return Some(d);
+            }
+        }
+        Some(&self.dynos[start % n])
+    }
+}
+
+/// A path prefix on a host, and where it goes.
+#[derive(Debug)]
+pub struct Route {
+    /// The prefix without a trailing slash; empty for the root.
+    pub prefix: Box<str>,
+    /// The path the prefix is replaced with, without a trailing slash; empty for the root.
+    pub target: Box<str>,
+    /// The app.
+    pub backend: Arc<Backend>,
+}
+
+impl Route {
+    /// The path to send upstream for a request path this route matched.
+    pub fn rewrite(&self, path: &str) -> String {
+        let rest = &path[self.prefix.len()..];
+        let mut out = String::with_capacity(self.target.len() + rest.len() + 1);
+        out.push_str(&self.target);
+        out.push_str(rest);
+        if out.is_empty() {
+            out.push('/');
+        }
+        out
+    }
+}
+
+/// Everything served on one host.
+#[derive(Debug)]
+pub struct HostEntry {
+    /// Served only on the internal listener.
+    pub internal: bool,
+    /// The site's domain, for site drains; `None` for an app's default domain.
+    pub site: Option<Arc<str>>,
+    routes: HashMap<Box<str>, Route>,
+}
+
+impl HostEntry {
+    /// The route with the longest prefix that matches `path` on a segment boundary: `/foo`
+    /// matches `/foo` and `/foo/x`, never `/foobar`.
+    pub fn route(&self, path: &str) -> Option<&Route> {
+        let mut end = path.len();
+        loop {
+            let candidate = &path[..end];
+            let candidate = if candidate == "/" { "" } else { candidate };
+            if let Some(r) = self.routes.get(candidate) {
+                return Some(r);
+            }
+            if candidate.is_empty() {
+                return None;
+            }
+            end = path[..end].rfind('/').unwrap_or(0);
+        }
+    }
+}
+
+/// The compiled routing table.
+#[derive(Debug, Default)]
+pub struct RoutingTable {
+    /// The snapshot version it was compiled from.
+    pub version: u64,
+    hosts: HashMap<Box<str>, HostEntry>,
+    /// `*.example.com` entries, keyed by `example.com`.
+    wildcards: HashMap<Box<str>, HostEntry>,
+    upstreams: HashMap<(Hostname, u16), Arc<Upstream>>,
+}
+
+impl RoutingTable {
+    /// Builds the table for a snapshot, keeping the health of dynos `previous` knew.
+    pub fn compile(snapshot: &Snapshot, stack_domain: &str, previous: Option<&RoutingTable>) -> RoutingTable {
+        let mut table = RoutingTable { version: snapshot.version, ..RoutingTable::default() };
+        for app in &snapshot.apps {
+            let dynos = app
+                .web_dynos
+                .iter()
+                .map(|d| {
+                    let key = (d.host.clone(), d.port);
+                    let up = previous
+                        .and_then(|p| p.upstreams.get(&key))
+                        .cloned()
+                        .unwrap_or_else(|| Arc::new(Upstream::new(d.name.as_str(), &d.host, d.port)));
+                    table.upstreams.insert(key, up.clone());
+                    up
+                })
+                .collect();
+            let backend = Arc::new(Backend { app: app.key.as_str().into(), dynos, next: AtomicUsize::new(0) });
+            let host = format!("{}.{}", app.key, stack_domain.to_ascii_lowercase());
+            let route = Route { prefix: "".into(), target: "".into(), backend };
+            let entry = HostEntry { internal: app.internal, site: None, routes: HashMap::from([("".into(), route)]) };
+            table.hosts.insert(host.into(), entry);
+        }
+        table
+    }
+
+    /// The entry for a normalized host: exact first, then a wildcard one label up.
+    pub fn host(&self, host: &str) -> Option<&HostEntry> {
+        self.hosts.get(host).or_else(|| host.split_once('.').and_then(|(_, parent)| self.wildcards.get(parent)))
+    }
+
+    /// How many hosts the table serves.
+    pub fn len(&self) -> usize {
+        self.hosts.len() + self.wildcards.len()
+    }
+
+    /// Whether the table serves nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A host as routing compares it: lowercase, without port or trailing dot. `None` when the
+/// text cannot be a host.
+pub fn normalize_host(raw: &str) -> Option<String> {
+    let host = if raw.starts_with('[') {
+        // An IPv6 literal, with or without a port.
+        &raw[..=raw.find(']')?]
+    } else {
+        raw.rsplit_once(':').map_or(raw, |(h, port)| if port.bytes().all(|b| b.is_ascii_digit()) { h } else { raw })
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.is_empty() || host.len() > 253 {
+        return None;
+    }
+    let ok = host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b));
+    ok.then(|| host.to_ascii_lowercase())
+}
+
+/// Milliseconds since the router started, for quarantine deadlines.
+pub fn now_millis() -> u64 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wharf_config::{AppSpec, DynoSpec};
+
+    fn snapshot(apps: &[(&str, &[u16])]) -> Snapshot {
+        Snapshot {
+            version: 7,
+            apps: apps
+                .iter()
+                .map(|(key, ports)| AppSpec {
+                    id: wharf_config::new_id(),
+                    key: key.parse().unwrap(),
+                    internal: false,
+                    web_dynos: ports
+                        .iter()
+                        .enumerate()
+                        .map(|(i, p)| DynoSpec {
+                            name: format!("web.{i}").parse().unwrap(),
+                            host: "127.0.0.1".parse().unwrap(),
+                            port: *p,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            drains: vec![],
+        }
+    }
+
+    #[test]
+    fn default_domains_route_to_their_app() {
+        let t = RoutingTable::compile(&snapshot(&[("api-default", &[1, 2]), ("web-prod", &[3])]), "Localhost", None);
+        assert_eq!(t.version, 7);
+        let check = |host: &str, want: Option<&str>| {
+            let got = t.host(host).and_then(|h| h.route("/x")).map(|r| &*r.backend.app);
+            assert_eq!(got, want, "{host}");
+        };
+        check("api-default.localhost", Some("api-default"));
+        check("web-prod.localhost", Some("web-prod"));
+        check("nope-default.localhost", None);
+        check("localhost", None);
+    }
+
+    #[test]
+    fn round_robin_skips_quarantined_dynos() {
+        let t = RoutingTable::compile(&snapshot(&[("api-default", &[1, 2, 3])]), "localhost", None);
+        let b = &t.host("api-default.localhost").unwrap().route("/").unwrap().backend;
+        let ports: Vec<u16> = (0..6).map(|_| b.pick(0).unwrap().port).collect();
+        assert_eq!(ports, [1, 2, 3, 1, 2, 3]);
+        b.dynos[1].quarantine(100);
+        let ports: Vec<u16> = (0..4).map(|_| b.pick(50).unwrap().port).collect();
+        assert_eq!(ports, [1, 3, 1, 3]);
+        assert_eq!((0..3).map(|_| b.pick(100).unwrap().port).collect::<Vec<_>>(), [1, 2, 3]);
+        for d in b.dynos.iter() {
+            d.quarantine(200);
+        }
+        assert!(b.pick(150).is_some(), "all quarantined still tries one");
+    }
+
+    #[test]
+    fn health_survives_a_reload() {
+        let s = snapshot(&[("api-default", &[1, 2])]);
+        let t1 = RoutingTable::compile(&s, "localhost", None);
+        t1.host("api-default.localhost").unwrap().route("/").unwrap().backend.dynos[0].quarantine(1000);
+        let t2 = RoutingTable::compile(&s, "localhost", Some(&t1));
+        assert!(t2.host("api-default.localhost").unwrap().route("/").unwrap().backend.dynos[0].is_quarantined(10));
+    }
+
+    #[test]
+    fn hosts_normalize() {
+        for (raw, want) in [
+            ("Api-Default.LOCALHOST", Some("api-default.localhost")),
+            ("api-default.localhost:8443", Some("api-default.localhost")),
+            ("api-default.localhost.", Some("api-default.localhost")),
+            ("[::1]:8443", Some("[::1]")),
+            ("", None),
+            ("a b", None),
+            ("a/b", None),
+        ] {
+            assert_eq!(normalize_host(raw).as_deref(), want, "{raw:?}");
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! TLS: certificates chosen by SNI (exact name, then wildcard, then the default), the server
+//! configuration (TLS 1.2 and 1.3, ALPN h2 and http/1.1), and the local CA that `wharf serve`
+//! generates so that it works with no certificate at hand.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+/// Why a certificate could not be loaded or made.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The PEM has no certificate, no key, or unparsable blocks.
+    #[error("invalid PEM: {0}")]
+    Pem(String),
+    /// The key does not belong to the certificate, or is of an unsupported kind.
+    #[error("certificate and key do not match: {0}")]
+    Key(rustls::Error),
+    /// Generating the local certificate failed.
+    #[error("cannot generate certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    /// The TLS configuration was refused.
+    #[error("tls configuration: {0}")]
+    Config(rustls::Error),
+}
+
+/// The crypto provider used everywhere in Wharf's TLS.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Parses a PEM certificate chain and private key, and checks that they belong together.
+pub fn certified_key(chain_pem: &[u8], key_pem: &[u8]) -> Result<Arc<CertifiedKey>, TlsError> {
+    let chain = CertificateDer::pem_slice_iter(chain_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Pem(format!("certificate chain: {e}")))?;
+    if chain.is_empty() {
+        return Err(TlsError::Pem("no certificate found".into()));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::Pem(format!("private key: {e}")))?;
+    CertifiedKey::from_der(chain, key, &provider()).map(Arc::new).map_err(TlsError::Key)
+}
+
+/// Certificates by name.
+#[derive(Debug, Default, Clone)]
+pub struct CertSet {
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    /// Keyed by the parent domain: `*.example.com` is under `example.com`.
+    wildcard: HashMap<String, Arc<CertifiedKey>>,
+    default: Option<Arc<CertifiedKey>>,
+}
+
+impl CertSet {
+    /// A set serving `default` when nothing else matches.
+    pub fn with_default(default: Arc<CertifiedKey>) -> Self {
+        CertSet { default: Some(default), ..CertSet::default() }
+    }
+
+    /// Adds a certificate for a name, `example.com` or `*.example.com`.
+    pub fn insert(&mut self, name: &str, key: Arc<CertifiedKey>) {
+        let name = name.to_ascii_lowercase();
+        match name.strip_prefix("*.") {
+            Some(parent) => self.wildcard.insert(parent.to_owned(), key),
+            None => self.exact.insert(name, key),
+        };
+    }
+
+    /// The certificate for a server name: exact, then wildcard one label up, then the default.
+    pub fn choose(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        let found = sni.and_then(|name| {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            self.exact
+                .get(&name)
+                .or_else(|| name.split_once('.').and_then(|(_, parent)| self.wildcard.get(parent)))
+                .cloned()
+        });
+        found.or_else(|| self.default.clone())
+    }
+}
+
+/// Says whether the router serves a host, so that certificates are issued only for real names.
+pub type ServedFn = Box<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// Chooses certificates by SNI from a set that can be replaced at any time. With a local CA,
+/// a served name that no certificate covers gets one issued on its first handshake: clients
+/// such as curl refuse a wildcard directly under a one-label domain like `*.localhost`.
+pub struct SniResolver {
+    certs: ArcSwap<CertSet>,
+    local: Option<LocalCa>,
+    served: std::sync::OnceLock<ServedFn>,
+}
+
+impl std::fmt::Debug for SniResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SniResolver").field("local_ca", &self.local.is_some()).finish_non_exhaustive()
+    }
+}
+
+impl SniResolver {
+    /// A resolver serving this set.
+    pub fn new(certs: CertSet) -> Self {
+        SniResolver { certs: ArcSwap::from_pointee(certs), local: None, served: std::sync::OnceLock::new() }
+    }
+
+    /// A resolver that also issues certificates for served names from a local CA.
+    pub fn with_local_ca(certs: CertSet, ca: LocalCa) -> Self {
+        SniResolver { local: Some(ca), ..SniResolver::new(certs) }
+    }
+
+    /// Tells the resolver which names are served; set once by the router.
+    pub fn set_served(&self, served: ServedFn) {
+        let _ = self.served.set(served);
+    }
+
+    /// Replaces the set; handshakes in progress finish with the old one.
+    pub fn replace(&self, certs: CertSet) {
+        self.certs.store(Arc::new(certs));
+    }
+
+    fn resolve_name(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        let certs = self.certs.load();
+        if let (Some(ca), Some(name)) = (&self.local, sni) {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            let covered = certs.exact.contains_key(&name)
+                || name.split_once('.').is_some_and(|(_, parent)| certs.wildcard.contains_key(parent));
+            if !covered
+                && self.served.get().is_some_and(|served| served(&name))
+                && let Some(key) = ca.issue(&name)
+            {
+                return Some(key);
+            }
+        }
+        certs.choose(sni)
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.resolve_name(hello.server_name())
+    }
+}
+
+/// Most certificates a local CA keeps issued at once.
+const LOCAL_CA_CACHE: usize = 10_000;
+
+/// The local CA of `wharf serve`, issuing a certificate per served name on demand.
+pub struct LocalCa {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    ca_der: CertificateDer<'static>,
+    issued: std::sync::Mutex<HashMap<String, Arc<CertifiedKey>>>,
+}
+
+impl std::fmt::Debug for LocalCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalCa").finish_non_exhaustive()
+    }
+}
+
+impl LocalCa {
+    /// Loads the CA that [`ensure_local_cert`] keeps in `dir`.
+    pub fn load(dir: &Path) -> Result<LocalCa, TlsError> {
+        let read = |p: PathBuf| std::fs::read_to_string(&p).map_err(|source| TlsError::Io { path: p, source });
+        let key = rcgen::KeyPair::from_pem(&read(dir.join("ca.key"))?)?;
+        let ca_der = CertificateDer::from_pem_slice(read(dir.join("ca.pem"))?.as_bytes())
+            .map_err(|e| TlsError::Pem(format!("local CA: {e}")))?;
+        Ok(LocalCa { issuer: rcgen::Issuer::new(local_ca_params()?, key), ca_der, issued: Default::default() })
+    }
+
+    /// The certificate for `name`, issued now if not before. `None` if issuing fails.
+    pub fn issue(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+        if let Some(k) = self.issued.lock().expect("issued lock").get(name) {
+            return Some(k.clone());
+        }
+        let made = (|| -> Result<Arc<CertifiedKey>, TlsError> {
+            let key = rcgen::KeyPair::generate()?;
+            let mut params = rcgen::CertificateParams::new(vec![name.to_owned()])?;
+            params.distinguished_name.push(rcgen::DnType::CommonName, name);
+            let cert = params.signed_by(&key, &self.issuer)?;
+            let der = PrivateKeyDer::try_from(key.serialize_der()).map_err(|e| TlsError::Pem(e.to_string()))?;
+            let chain = vec![cert.der().clone(), self.ca_der.clone()];
+            CertifiedKey::from_der(chain, der, &provider()).map(Arc::new).map_err(TlsError::Key)
+        })();
+        match made {
+            Ok(k) => {
+                let mut issued = self.issued.lock().expect("issued lock");
+                if issued.len() >= LOCAL_CA_CACHE {
+                    issued.clear();
+                }
+                issued.insert(name.to_owned(), k.clone());
+                Some(k)
+            }
+            Err(e) => {
+                tracing::warn!(name, error = %e, "cannot issue a local certificate");
+                None
+            }
+        }
+    }
+}
+
+/// The local CA's parameters are the same every time, so an issuer rebuilt from them and the
+/// stored key signs certificates that chain to the stored CA certificate.
+fn local_ca_params() -> Result<rcgen::CertificateParams, rcgen::Error> {
+    use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyUsagePurpose};
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "Wharf local CA");
+    params.distinguished_name = dn;
+    Ok(params)
+}
+
+/// The server configuration: TLS 1.3 and 1.2 only, ALPN h2 then http/1.1, stateless
+/// resumption tickets.
+pub fn server_config(resolver: Arc<SniResolver>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(TlsError::Config)?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(TlsError::Config)?;
+    Ok(Arc::new(config))
+}
+
+/// Where the local CA and the default certificate live in the data directory.
+#[derive(Debug, Clone)]
+pub struct LocalCertPaths {
+    /// The CA certificate to trust (`curl --cacert`).
+    pub ca: PathBuf,
+    /// The default certificate chain (leaf, then CA).
+    pub cert: PathBuf,
+    /// The default certificate's key.
+    pub key: PathBuf,
+}
+
+/// Makes sure `dir` holds a local CA and a certificate it signed for `*.<domain>` and
+/// `<domain>`; creates whatever is missing. The CA survives, so a client that trusts it once
+/// keeps trusting new certificates for other domains.
+pub fn ensure_local_cert(dir: &Path, domain: &str) -> Result<LocalCertPaths, TlsError> {
+    use rcgen::{CertificateParams, DistinguishedName, DnType, Issuer, KeyPair};
+
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| TlsError::Io { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let domain = domain.to_ascii_lowercase();
+    let paths = LocalCertPaths {
+        ca: dir.join("ca.pem"),
+        cert: dir.join(format!("{domain}.pem")),
+        key: dir.join(format!("{domain}.key")),
+    };
+    let ca_key_path = dir.join("ca.key");
+    let (ca_pem, ca_key) = if paths.ca.exists() && ca_key_path.exists() {
+        let pem = std::fs::read_to_string(&paths.ca).map_err(io(&paths.ca))?;
+        let key = KeyPair::from_pem(&std::fs::read_to_string(&ca_key_path).map_err(io(&ca_key_path))?)?;
+        (pem, key)
+    } else {
+        let key = KeyPair::generate()?;
+        let cert = local_ca_params()?.self_signed(&key)?;
+        write_private(&ca_key_path, key.serialize_pem().as_bytes()).map_err(io(&ca_key_path))?;
+        std::fs::write(&paths.ca, cert.pem()).map_err(io(&paths.ca))?;
+        // A new CA invalidates certificates signed by an old one.
+        let _ = std::fs::remove_file(&paths.cert);
+        (cert.pem(), key)
+    };
+    if paths.cert.exists() && paths.key.exists() {
+        return Ok(paths);
+    }
+    let issuer = Issuer::new(local_ca_params()?, ca_key);
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(vec![format!("*.{domain}"), domain.clone()])?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, format!("*.{domain}"));
+    params.distinguished_name = dn;
+    let cert = params.signed_by(&key, &issuer)?;
+    write_private(&paths.key, key.serialize_pem().as_bytes()).map_err(io(&paths.key))?;
+    std::fs::write(&paths.cert, format!("{}{ca_pem}", cert.pem())).map_err(io(&paths.cert))?;
+    Ok(paths)
+}
+
+/// Writes a file only its owner can read.
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(contents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("wharf-tls-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn local_cert_is_made_once_and_loads() {
+        let dir = temp_dir();
+        let p = ensure_local_cert(&dir, "localhost").unwrap();
+        let first = std::fs::read(&p.cert).unwrap();
+        let again = ensure_local_cert(&dir, "localhost").unwrap();
+        assert_eq!(std::fs::read(&again.cert).unwrap(), first, "an existing certificate is kept");
+        let key = certified_key(&first, &std::fs::read(&p.key).unwrap()).unwrap();
+        assert_eq!(key.cert.len(), 2, "leaf and CA");
+        let other = ensure_local_cert(&dir, "apps.test").unwrap();
+        assert_eq!(std::fs::read(&other.ca).unwrap(), std::fs::read(&p.ca).unwrap(), "one CA for every domain");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn mismatched_or_bad_pem_is_refused() {
+        let dir = temp_dir();
+        let a = ensure_local_cert(&dir, "a.test").unwrap();
+        let b = ensure_local_cert(&dir, "b.test").unwrap();
+        let cert = std::fs::read(&a.cert).unwrap();
+        let err = certified_key(&cert, &std::fs::read(&b.key).unwrap()).unwrap_err();
+        assert!(matches!(err, TlsError::Key(_)), "{err}");
+        assert!(matches!(certified_key(b"", b"").unwrap_err(), TlsError::Pem(_)));
+        assert!(matches!(certified_key(&cert, b"junk").unwrap_err(), TlsError::Pem(_)));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn local_ca_issues_served_names_only() {
+        let dir = temp_dir();
+        let p = ensure_local_cert(&dir, "localhost").unwrap();
+        let default = certified_key(&std::fs::read(&p.cert).unwrap(), &std::fs::read(&p.key).unwrap()).unwrap();
+        let r = SniResolver::with_local_ca(CertSet::with_default(default.clone()), LocalCa::load(&dir).unwrap());
+        r.set_served(Box::new(|name| name == "api-default.localhost"));
+        let issued = r.resolve_name(Some("API-default.localhost")).unwrap();
+        assert!(!Arc::ptr_eq(&issued, &default));
+        assert!(Arc::ptr_eq(&issued, &r.resolve_name(Some("api-default.localhost")).unwrap()), "issued once");
+        assert!(Arc::ptr_eq(&r.resolve_name(Some("nope-default.localhost")).unwrap(), &default));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn sni_picks_exact_then_wildcard_then_default() {
+        let dir = temp_dir();
+        let load = |d: &str| {
+            let p = ensure_local_cert(&dir, d).unwrap();
+            certified_key(&std::fs::read(p.cert).unwrap(), &std::fs::read(p.key).unwrap()).unwrap()
+        };
+        let (exact, wild, default) = (load("one.test"), load("two.test"), load("three.test"));
+        let mut set = CertSet::with_default(default.clone());
+        set.insert("www.example.com", exact.clone());
+        set.insert("*.Example.com", wild.clone());
+        let pick = |name: Option<&str>| set.choose(name).unwrap();
+        assert!(Arc::ptr_eq(&pick(Some("WWW.example.com.")), &exact));
+        assert!(Arc::ptr_eq(&pick(Some("api.example.com")), &wild));
+        assert!(Arc::ptr_eq(&pick(Some("a.b.example.com")), &default), "wildcards cover one label");
+        assert!(Arc::ptr_eq(&pick(Some("example.com")), &default));
+        assert!(Arc::ptr_eq(&pick(None), &default));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,56 @@
+//! The `wharf` binary: parses the command line, loads the configuration, and runs the services.
+
+#![forbid(unsafe_code)]
+
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Wharf: the data plane of a Heroku-style platform.
+#[derive(Parser, Debug)]
+#[command(name = "wharf", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Runs the control API, the router and the logshuttle in one process, with embedded
+    /// storage and log bus: nothing else to install.
+    Serve(serve::ServeArgs),
+}
+
+/// Options every service shares.
+#[derive(clap::Args, Debug)]
+struct Common {
+    /// TOML configuration file (examples in config/examples/). Environment variables
+    /// WHARF_SECTION__KEY override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Directory for state; overrides `data_dir` in the configuration.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let filter = std::env::var("WHARF_LOG").unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wharf: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

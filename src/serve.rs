@@ -1,0 +1,199 @@
+//! `wharf serve`: the whole platform data plane in one process.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use wharf_bus::{Bus, BusConfig};
+use wharf_config::{Config, KafkaConfig, SessionKey};
+use wharf_control_api::{AdminToken, ControlPlane, Settings, SqliteStore};
+use wharf_logshuttle::Logshuttle;
+use wharf_router::{Listeners, Router, tls};
+
+use crate::Common;
+
+/// Events the embedded bus holds before producers' lines are dropped and counted.
+const EMBEDDED_BUS_CAPACITY: usize = 65_536;
+
+/// Options of `wharf serve`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct ServeArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Use Kafka at these brokers (host:port, comma-separated) as the log bus instead of the
+    /// embedded one.
+    #[arg(long, value_name = "BROKERS")]
+    kafka: Option<String>,
+}
+
+pub(crate) fn run(args: ServeArgs) -> Result<()> {
+    let mut config = Config::load(args.common.config.as_deref(), std::env::vars())?;
+    if let Some(dir) = args.common.data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(brokers) = args.kafka {
+        let mut kafka = config.kafka.take().unwrap_or_default();
+        kafka.brokers = brokers;
+        config.kafka = Some(kafka);
+        config.validate()?;
+    }
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(config))
+}
+
+/// The admin token: from `WHARF_ADMIN_TOKEN`, else the one stored in the data directory, else
+/// a new one stored there. Returns it and whether it was just generated.
+fn admin_token(data_dir: &Path) -> Result<(String, bool)> {
+    if let Ok(t) = std::env::var("WHARF_ADMIN_TOKEN") {
+        anyhow::ensure!(t.trim().len() >= 16, "WHARF_ADMIN_TOKEN must be at least 16 characters");
+        return Ok((t.trim().to_owned(), false));
+    }
+    let path = data_dir.join("admin-token");
+    match std::fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => return Ok((t.trim().to_owned(), false)),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    let token: String = wharf_config::random_bytes::<24>().iter().map(|b| format!("{b:02x}")).collect();
+    let mut f = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)
+    }
+    .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(token.as_bytes())?;
+    Ok((token, true))
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_owned())
+}
+
+async fn serve(config: Config) -> Result<()> {
+    let data_dir = &config.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let (token, generated) = admin_token(data_dir)?;
+
+    let (cert_pem, key_pem, ca) = match (&config.router.default_cert, &config.router.default_key) {
+        (Some(c), Some(k)) => (c.clone(), k.clone(), None),
+        _ => {
+            let paths = tls::ensure_local_cert(&data_dir.join("tls"), &config.router.stack_domain)?;
+            (paths.cert, paths.key, Some(paths.ca))
+        }
+    };
+    let read = |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+    let default_cert = tls::certified_key(&read(&cert_pem)?, &read(&key_pem)?)
+        .with_context(|| format!("default certificate {}", cert_pem.display()))?;
+    let certs = tls::CertSet::with_default(default_cert);
+    let certs = Arc::new(match &ca {
+        Some(_) => tls::SniResolver::with_local_ca(certs, tls::LocalCa::load(&data_dir.join("tls"))?),
+        None => tls::SniResolver::new(certs),
+    });
+
+    let bus_config = match &config.kafka {
+        Some(k) => BusConfig::Kafka(k.clone()),
+        None => BusConfig::Embedded { capacity: EMBEDDED_BUS_CAPACITY },
+    };
+    let mut bus = Bus::connect(bus_config).await?;
+    let source = bus.take_source()?;
+
+    let api_listener = tokio::net::TcpListener::bind(config.control_api.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.control_api.listen))?;
+    let api_addr = api_listener.local_addr()?;
+    let listeners = Listeners::bind(&config.router)?;
+    let https_port = config.router.https_public_port.unwrap_or(listeners.https_addr().port());
+
+    let sessions = Arc::new(SessionKey::generate());
+    let store = SqliteStore::open(&data_dir.join("wharf.db")).context("cannot open the database")?;
+    let settings = Settings {
+        stack_domain: config.router.stack_domain.clone(),
+        https_port,
+        session_base_url: config.logshuttle.public_url.clone().unwrap_or_else(|| format!("http://{api_addr}")),
+        session_ttl: config.logshuttle.session_ttl.0,
+        max_session_lines: config.logshuttle.history_lines as u32,
+    };
+    let plane = Arc::new(ControlPlane::open(Box::new(store), settings, sessions.clone()).await?);
+
+    let router = Router::start(&config.router, listeners, certs, plane.subscribe(), bus.publisher.clone())?;
+    let commit_interval = config.kafka.as_ref().map_or(Duration::from_secs(1), |k: &KafkaConfig| k.commit_interval.0);
+    let logshuttle = Logshuttle::start(&config.logshuttle, source, plane.subscribe(), sessions, commit_interval);
+
+    let app = wharf_control_api::router(
+        plane.clone(),
+        AdminToken::new(&token),
+        config.control_api.max_body.0 as usize,
+        Some(logshuttle.tail_router()),
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let api = tokio::spawn(wharf_control_api::serve(api_listener, app, {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    }));
+
+    let port = if https_port == 443 { String::new() } else { format!(":{https_port}") };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "Wharf is running.")?;
+    writeln!(out, "  control API:  http://{api_addr}")?;
+    writeln!(out, "  router HTTP:  http://{}  (redirects to HTTPS)", router.http_addr())?;
+    writeln!(
+        out,
+        "  router HTTPS: https://{}  (apps at https://APP-SPACE.{}{port}/)",
+        router.https_addr(),
+        config.router.stack_domain
+    )?;
+    if let Some(ca) = &ca {
+        writeln!(out, "  CA to trust:  {}", absolute(ca).display())?;
+    }
+    match &config.kafka {
+        Some(k) => writeln!(out, "  log bus:      kafka at {} (topic {})", k.brokers, k.topic)?,
+        None => writeln!(out, "  log bus:      embedded")?,
+    }
+    writeln!(out, "  data:         {}", absolute(data_dir).display())?;
+    if generated {
+        writeln!(
+            out,
+            "  admin token:  {token}  (generated now and stored in {}; it is not printed again)",
+            absolute(&data_dir.join("admin-token")).display()
+        )?;
+    } else {
+        writeln!(
+            out,
+            "  admin token:  from WHARF_ADMIN_TOKEN or {}",
+            absolute(&data_dir.join("admin-token")).display()
+        )?;
+    }
+    out.flush()?;
+    drop(out);
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    router.shutdown().await;
+    match tokio::time::timeout(config.router.shutdown_grace.0, api).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "control api stopped with an error"),
+        Err(_) => tracing::warn!("control api did not stop in time"),
+        _ => {}
+    }
+    bus.publisher.flush(Duration::from_secs(5));
+    logshuttle.shutdown().await;
+    writeln!(std::io::stdout(), "Wharf stopped.")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(t) => { t.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
+}

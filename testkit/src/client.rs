@@ -1,0 +1,173 @@
+//! A small HTTP/1.1 and HTTP/2 client over plain TCP or rustls, one connection per request, so
+//! tests control exactly which address, SNI name and Host header each request uses.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode, Version};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+
+/// A response read to the end.
+#[derive(Debug)]
+pub struct Response {
+    /// The status.
+    pub status: StatusCode,
+    /// The protocol version the server answered with.
+    pub version: Version,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl Response {
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
+    }
+
+    /// A header's value as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// TLS settings trusting one CA, offering h2 and http/1.1 (or only one of them).
+pub fn tls_config(ca_pem: &Path, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca_pem).expect("CA file") {
+        roots.add(cert.expect("CA certificate")).expect("CA is a valid trust anchor");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+/// A request to send: method, host (for Host and SNI), path, headers, body.
+#[derive(Debug, Clone)]
+pub struct Req {
+    /// The method.
+    pub method: Method,
+    /// The host the request names.
+    pub host: String,
+    /// The path and query.
+    pub path: String,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl Req {
+    /// A GET of `path` on `host`.
+    pub fn get(host: &str, path: &str) -> Req {
+        Req { method: Method::GET, host: host.into(), path: path.into(), headers: vec![], body: Bytes::new() }
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: &str) -> Req {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    fn build(&self, version: Version) -> Request<Full<Bytes>> {
+        let mut b = Request::builder().method(self.method.clone()).version(version);
+        b = if version == Version::HTTP_2 {
+            b.uri(format!("https://{}{}", self.host, self.path))
+        } else {
+            b.uri(&self.path).header("host", &self.host)
+        };
+        for (k, v) in &self.headers {
+            b = b.header(k, v);
+        }
+        b.body(Full::new(self.body.clone())).expect("valid request")
+    }
+}
+
+/// Sends a request over a new connection to `addr`, with TLS when `tls` is given, and returns
+/// the response with its body still streaming.
+pub async fn send_streaming(
+    addr: SocketAddr,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    req: &Req,
+) -> Result<http::Response<Incoming>, String> {
+    let tcp = TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
+    let Some(tls) = tls else {
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        return sender.send_request(req.build(Version::HTTP_11)).await.map_err(|e| e.to_string());
+    };
+    let name = ServerName::try_from(req.host.clone()).map_err(|e| e.to_string())?;
+    let stream =
+        tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp).await.map_err(|e| format!("tls: {e}"))?;
+    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        sender.send_request(req.build(Version::HTTP_2)).await.map_err(|e| e.to_string())
+    } else {
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        sender.send_request(req.build(Version::HTTP_11)).await.map_err(|e| e.to_string())
+    }
+}
+
+/// Sends a request and reads the whole response.
+pub async fn send(addr: SocketAddr, tls: Option<&Arc<rustls::ClientConfig>>, req: &Req) -> Result<Response, String> {
+    let resp = send_streaming(addr, tls, req).await?;
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok(Response { status: parts.status, version: parts.version, headers: parts.headers, body })
+}
+
+/// A client of the control API.
+#[derive(Debug, Clone)]
+pub struct Api {
+    /// Where the API listens.
+    pub addr: SocketAddr,
+    /// The bearer token, if any.
+    pub token: Option<String>,
+}
+
+impl Api {
+    /// Calls `method path` with an optional JSON body; returns the status and the JSON answer.
+    pub async fn call(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
+        let mut req = Req::get(&self.addr.to_string(), path);
+        req.method = Method::from_bytes(method.as_bytes()).expect("method");
+        if let Some(t) = &self.token {
+            req = req.header("authorization", &format!("Bearer {t}"));
+        }
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json");
+            req.body = Bytes::from(b.to_string());
+        }
+        self.raw(&req).await
+    }
+
+    /// Sends a prepared request; returns the status and the JSON answer (`null` when empty).
+    pub async fn raw(&self, req: &Req) -> (u16, serde_json::Value) {
+        let r = send(self.addr, None, req).await.expect("control API answers");
+        let json = if r.body.is_empty() { serde_json::Value::Null } else { r.json() };
+        (r.status.as_u16(), json)
+    }
+}

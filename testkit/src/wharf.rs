@@ -1,0 +1,145 @@
+//! The `wharf` binary as a child process, started the way a user starts it, with every
+//! listener on a free port, and its addresses and admin token read from what it prints.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::TempDir;
+use crate::client::Api;
+
+/// A running `wharf serve`.
+#[derive(Debug)]
+pub struct Wharf {
+    /// The control API.
+    pub api: Api,
+    /// The router's plain-HTTP listener.
+    pub http: SocketAddr,
+    /// The router's HTTPS listener.
+    pub https: SocketAddr,
+    /// The CA that signs the router's generated certificates.
+    pub ca: PathBuf,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    stderr: PathBuf,
+    stdout: tokio::sync::mpsc::UnboundedReceiver<String>,
+    child: Child,
+    _dir: Option<TempDir>,
+}
+
+fn field(lines: &[String], label: &str) -> String {
+    let line = lines
+        .iter()
+        .find(|l| l.trim_start().starts_with(label))
+        .unwrap_or_else(|| panic!("wharf did not print {label:?}; it printed:\n{}", lines.join("\n")));
+    line.trim_start()[label.len()..].split_whitespace().next().expect("a value after the label").to_owned()
+}
+
+fn addr(url: &str) -> SocketAddr {
+    url.split_once("://").map_or(url, |(_, a)| a).parse().unwrap_or_else(|e| panic!("{url}: {e}"))
+}
+
+impl Wharf {
+    /// Starts `wharf serve` (the binary at `bin`) with `args`, in a fresh data directory that
+    /// is removed when the process is.
+    pub async fn serve(bin: &str, args: &[&str]) -> Wharf {
+        let dir = TempDir::new("wharf");
+        let mut w = Wharf::serve_in(bin, args, &dir.path().join("data")).await;
+        w._dir = Some(dir);
+        w
+    }
+
+    /// Starts `wharf serve` with the data directory `data_dir`, which the caller keeps.
+    pub async fn serve_in(bin: &str, args: &[&str], data_dir: &Path) -> Wharf {
+        let data_dir = data_dir.to_owned();
+        let stderr = data_dir.with_extension("stderr");
+        let mut child = Command::new(bin)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(args)
+            .env_remove("WHARF_ADMIN_TOKEN")
+            .env("WHARF_CONTROL_API__LISTEN", "127.0.0.1:0")
+            .env("WHARF_ROUTER__HTTP_LISTEN", "127.0.0.1:0")
+            .env("WHARF_ROUTER__HTTPS_LISTEN", "127.0.0.1:0")
+            .env("WHARF_LOG", "info,wharf_router=debug,wharf_logshuttle=debug")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("wharf starts");
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut out = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = out.next_line().await {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut lines = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !lines.last().is_some_and(|l: &String| l.trim_start().starts_with("admin token:")) {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(line)) => lines.push(line),
+                _ => panic!(
+                    "wharf did not start; stdout:\n{}\nstderr:\n{}",
+                    lines.join("\n"),
+                    std::fs::read_to_string(&stderr).unwrap_or_default()
+                ),
+            }
+        }
+        let token_line = lines.last().expect("token line");
+        let token = if token_line.contains("generated now") {
+            field(&lines, "admin token:")
+        } else {
+            std::fs::read_to_string(data_dir.join("admin-token")).expect("stored admin token").trim().to_owned()
+        };
+        Wharf {
+            api: Api { addr: addr(&field(&lines, "control API:")), token: Some(token) },
+            http: addr(&field(&lines, "router HTTP:")),
+            https: addr(&field(&lines, "router HTTPS:")),
+            ca: PathBuf::from(field(&lines, "CA to trust:")),
+            data_dir,
+            stderr,
+            stdout: rx,
+            child,
+            _dir: None,
+        }
+    }
+
+    /// What the process wrote to standard error so far (its logs).
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// The data directory's path.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns whether it exited successfully
+    /// and everything else it printed.
+    pub async fn terminate(mut self) -> (bool, String) {
+        let pid = self.child.id().expect("running").to_string();
+        let killed = Command::new("kill").args(["-TERM", &pid]).status().await.expect("kill runs");
+        assert!(killed.success(), "kill -TERM {pid} failed");
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("wharf exits within 30 s of SIGTERM")
+            .expect("wait");
+        let mut rest = Vec::new();
+        while let Ok(line) = self.stdout.try_recv() {
+            rest.push(line);
+        }
+        // Lines still in the pipe arrive once the reader task sees end of file.
+        while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(5), self.stdout.recv()).await {
+            rest.push(line);
+        }
+        (status.success(), rest.join("\n"))
+    }
+}
