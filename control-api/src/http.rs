@@ -23,6 +23,25 @@ use wharf_config::{AppName, DrainUrl, DynoName, DynoType, Hostname, SpaceName};
 use crate::model::{App, Compliance, Drain, Dyno, Model, Space};
 use crate::plane::{ControlPlane, Error};
 
+/// A JSON response body, ending in a newline so that it reads well in a terminal.
+#[derive(Debug)]
+pub struct Json<T>(pub T);
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        match serde_json::to_vec(&self.0) {
+            Ok(mut body) => {
+                body.push(b'\n');
+                ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot serialize a response");
+                StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            }
+        }
+    }
+}
+
 /// A refusal, as Heroku's Platform API shapes it.
 #[derive(Debug)]
 pub struct ApiError {
@@ -43,7 +62,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(json!({ "id": self.id, "message": self.message }))).into_response()
+        (self.status, Json(json!({ "id": self.id, "message": self.message }))).into_response()
     }
 }
 
@@ -164,7 +183,7 @@ type Plane = State<Arc<ControlPlane>>;
 
 async fn healthz(State(plane): Plane) -> impl IntoResponse {
     let version = plane.read(Model::version).await;
-    axum::Json(json!({ "status": "ok", "version": version }))
+    Json(json!({ "status": "ok", "version": version }))
 }
 
 // ---- spaces ----
@@ -197,7 +216,7 @@ fn space_out(s: &Space) -> SpaceOut {
 }
 
 async fn list_spaces(State(plane): Plane) -> impl IntoResponse {
-    axum::Json(plane.read(|m| m.spaces().map(space_out).collect::<Vec<_>>()).await)
+    Json(plane.read(|m| m.spaces().map(space_out).collect::<Vec<_>>()).await)
 }
 
 async fn get_space(State(plane): Plane, Path(space): Path<String>) -> ApiResult<impl IntoResponse> {
@@ -208,7 +227,7 @@ async fn get_space(State(plane): Plane, Path(space): Path<String>) -> ApiResult<
 async fn create_space(State(plane): Plane, Body(req): Body<SpaceCreate>) -> ApiResult<impl IntoResponse> {
     let name = SpaceName::try_new(&req.name).map_err(ApiError::invalid)?;
     let space = plane.create_space(name, req.compliance).await?;
-    Ok((StatusCode::CREATED, axum::Json(space_out(&space))))
+    Ok((StatusCode::CREATED, Json(space_out(&space))))
 }
 
 // ---- apps ----
@@ -269,7 +288,7 @@ fn app_ref(m: &Model, a: &App) -> AppRef {
 }
 
 async fn list_apps(State(plane): Plane) -> impl IntoResponse {
-    axum::Json(plane.read(|m| m.apps().map(|a| app_out(&plane, m, a)).collect::<Vec<_>>()).await)
+    Json(plane.read(|m| m.apps().map(|a| app_out(&plane, m, a)).collect::<Vec<_>>()).await)
 }
 
 async fn get_app(State(plane): Plane, Path(app): Path<String>) -> ApiResult<impl IntoResponse> {
@@ -281,14 +300,14 @@ async fn create_app(State(plane): Plane, Body(req): Body<AppCreate>) -> ApiResul
     let name = AppName::try_new(&req.name).map_err(ApiError::invalid)?;
     let app = plane.create_app(name, &req.space).await?;
     let out = plane.read(|m| app_out(&plane, m, &app)).await;
-    Ok((StatusCode::CREATED, axum::Json(out)))
+    Ok((StatusCode::CREATED, Json(out)))
 }
 
 async fn delete_app(State(plane): Plane, Path(app): Path<String>) -> ApiResult<impl IntoResponse> {
     // Build the response while the app's space is still known.
     let out = plane.read(|m| m.app(&app).map(|a| app_out(&plane, m, a))).await;
     plane.delete_app(&app).await?;
-    Ok(axum::Json(out))
+    Ok(Json(out))
 }
 
 // ---- dynos ----
@@ -346,7 +365,7 @@ async fn get_dyno(State(plane): Plane, Path((app, dyno)): Path<(String, String)>
             Ok::<_, Error>(dyno_out(m, d))
         })
         .await?;
-    Ok(axum::Json(out))
+    Ok(Json(out))
 }
 
 async fn put_dyno(
@@ -364,13 +383,13 @@ async fn put_dyno(
     let (d, created) = plane.put_dyno(&app, name, dyno_type, host, port).await?;
     let out = plane.read(|m| dyno_out(m, &d)).await;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, axum::Json(out)))
+    Ok((status, Json(out)))
 }
 
 async fn delete_dyno(State(plane): Plane, Path((app, dyno)): Path<(String, String)>) -> ApiResult<impl IntoResponse> {
     let out = plane.read(|m| m.app(&app).and_then(|a| m.dyno(a.id, &dyno)).and_then(|d| dyno_out(m, d))).await;
     plane.delete_dyno(&app, &dyno).await?;
-    Ok(axum::Json(out))
+    Ok(Json(out))
 }
 
 // ---- log drains ----
@@ -423,7 +442,7 @@ async fn get_drain(State(plane): Plane, Path((app, drain)): Path<(String, String
             Ok::<_, Error>(drain_out(m, d))
         })
         .await?;
-    Ok(axum::Json(out))
+    Ok(Json(out))
 }
 
 async fn create_drain(
@@ -434,13 +453,13 @@ async fn create_drain(
     let url = DrainUrl::try_new(&req.url).map_err(ApiError::invalid)?;
     let d = plane.add_drain(&app, url).await?;
     let out = plane.read(|m| drain_out(m, &d)).await;
-    Ok((StatusCode::CREATED, axum::Json(out)))
+    Ok((StatusCode::CREATED, Json(out)))
 }
 
 async fn delete_drain(State(plane): Plane, Path((app, drain)): Path<(String, String)>) -> ApiResult<impl IntoResponse> {
     let out = plane.read(|m| m.app(&app).and_then(|a| m.drain(a.id, &drain)).and_then(|d| drain_out(m, d))).await;
     plane.delete_drain(&app, &drain).await?;
-    Ok(axum::Json(out))
+    Ok(Json(out))
 }
 
 // ---- log sessions ----
@@ -474,7 +493,7 @@ async fn create_log_session(
     let now = format_seconds(wharf_config::timestamp::now_seconds());
     Ok((
         StatusCode::CREATED,
-        axum::Json(json!({
+        Json(json!({
             "id": session.grant.id,
             "logplex_url": session.url,
             "created_at": now,
