@@ -14,8 +14,9 @@ use wharf_router::{Listeners, Router, tls};
 
 use crate::Common;
 
-/// Events the embedded bus holds before producers' lines are dropped and counted.
-const EMBEDDED_BUS_CAPACITY: usize = 65_536;
+/// Batches the embedded bus holds before producers' lines are dropped and counted. The router
+/// hands over a batch per worker per millisecond at most, so this is seconds of backlog.
+const EMBEDDED_BUS_CAPACITY: usize = 4096;
 
 /// Options of `wharf serve`.
 #[derive(clap::Args, Debug)]

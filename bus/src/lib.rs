@@ -36,19 +36,34 @@ pub struct Publisher {
 
 #[derive(Clone, Debug)]
 enum PublisherInner {
-    Embedded(tokio::sync::mpsc::Sender<LogEvent>),
+    /// Batches of events: one hand-over (and at most one wake-up of the consumer) per batch.
+    Embedded(tokio::sync::mpsc::Sender<Vec<LogEvent>>),
     Kafka(Arc<kafka::KafkaPublisher>),
 }
 
 impl Publisher {
     /// Puts an event on the bus, or drops and counts it when the bus is full.
     pub fn publish(&self, event: LogEvent) {
-        let ok = match &self.inner {
-            PublisherInner::Embedded(tx) => tx.try_send(event).is_ok(),
-            PublisherInner::Kafka(k) => k.send(event),
+        self.publish_batch(vec![event]);
+    }
+
+    /// Puts events on the bus, in order, or drops and counts those the bus cannot take.
+    pub fn publish_batch(&self, events: Vec<LogEvent>) {
+        let n = events.len() as u64;
+        let published = match &self.inner {
+            PublisherInner::Embedded(tx) => {
+                if tx.try_send(events).is_ok() {
+                    n
+                } else {
+                    0
+                }
+            }
+            PublisherInner::Kafka(k) => events.into_iter().map(|e| u64::from(k.send(e))).sum(),
         };
-        let counter = if ok { &self.stats.published } else { &self.stats.dropped };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.stats.published.fetch_add(published, Ordering::Relaxed);
+        if published < n {
+            self.stats.dropped.fetch_add(n - published, Ordering::Relaxed);
+        }
     }
 
     /// Counters of this bus's publishers.
@@ -103,23 +118,24 @@ pub struct Source {
 
 #[derive(Debug)]
 enum SourceInner {
-    Embedded(tokio::sync::mpsc::Receiver<LogEvent>),
+    Embedded(tokio::sync::mpsc::Receiver<Vec<LogEvent>>),
     Kafka(kafka::KafkaSource),
 }
 
-/// Most events handed over in one batch.
-const BATCH: usize = 512;
+/// Most publishers' batches handed over at once.
+const BATCHES: usize = 64;
 
 impl Source {
     /// The next batch or assignment change; `None` once the bus is closed.
     pub async fn recv(&mut self) -> Option<SourceEvent> {
         match &mut self.inner {
             SourceInner::Embedded(rx) => {
-                let mut events = Vec::with_capacity(BATCH);
-                if rx.recv_many(&mut events, BATCH).await == 0 {
+                let mut batches = Vec::with_capacity(BATCHES);
+                if rx.recv_many(&mut batches, BATCHES).await == 0 {
                     return None;
                 }
-                Some(SourceEvent::Batch(events.into_iter().map(|event| Received { event, position: None }).collect()))
+                let events = batches.into_iter().flatten().map(|event| Received { event, position: None });
+                Some(SourceEvent::Batch(events.collect()))
             }
             SourceInner::Kafka(k) => k.recv().await,
         }
@@ -142,9 +158,9 @@ impl Source {
 /// Which transport a bus uses.
 #[derive(Debug, Clone)]
 pub enum BusConfig {
-    /// The in-process queue, holding at most `capacity` events.
+    /// The in-process queue, holding at most `capacity` batches of events.
     Embedded {
-        /// Queue size in events.
+        /// Queue size in publishers' batches.
         capacity: usize,
     },
     /// Kafka.

@@ -106,6 +106,9 @@ pub struct RouterConfig {
     pub https_listen: SocketAddr,
     /// The port that HTTP-to-HTTPS redirects name; defaults to `https_listen`'s port.
     pub https_public_port: Option<u16>,
+    /// Whether the plain-HTTP listener redirects to HTTPS. Turn it off only behind a load
+    /// balancer that terminates TLS itself; requests are then proxied as plain HTTP.
+    pub http_redirect: bool,
     /// Apps are served on `app-space.<stack_domain>`.
     pub stack_domain: String,
     /// Worker threads, each with its own event loop and listening sockets; 0 means one per CPU.
@@ -135,6 +138,7 @@ impl Default for RouterConfig {
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             https_listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             https_public_port: None,
+            http_redirect: true,
             stack_domain: "localhost".into(),
             workers: 0,
             default_cert: None,

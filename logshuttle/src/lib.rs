@@ -28,11 +28,14 @@ pub use tail::History;
 
 use buffer::Entry;
 
+/// Maps looked up once per line use foldhash rather than SipHash.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Which drains receive which lines.
 #[derive(Debug, Default)]
 struct DrainTable {
-    by_app: HashMap<Box<str>, Vec<Arc<Drain>>>,
-    by_site: HashMap<Box<str>, Vec<Arc<Drain>>>,
+    by_app: Map<Box<str>, Vec<Arc<Drain>>>,
+    by_site: Map<Box<str>, Vec<Arc<Drain>>>,
     all: Vec<Arc<Drain>>,
 }
 

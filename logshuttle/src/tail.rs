@@ -30,7 +30,7 @@ struct AppLog {
 
 /// Recent lines of every app, and the live subscribers.
 pub struct History {
-    apps: Mutex<HashMap<Box<str>, AppLog>>,
+    apps: Mutex<HashMap<Box<str>, AppLog, foldhash::fast::RandomState>>,
     max_lines: usize,
     max_bytes: usize,
 }
@@ -44,7 +44,7 @@ impl std::fmt::Debug for History {
 impl History {
     /// Keeps up to `max_lines` lines and `max_bytes` bytes per app.
     pub fn new(max_lines: usize, max_bytes: usize) -> Self {
-        History { apps: Mutex::new(HashMap::new()), max_lines, max_bytes }
+        History { apps: Mutex::new(HashMap::default()), max_lines, max_bytes }
     }
 
     /// Records a batch of lines: into each app's ring, and to its live subscribers.

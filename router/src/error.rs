@@ -39,6 +39,20 @@ pub enum Code {
 }
 
 impl Code {
+    /// The code as text, `H12`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::H12 => "H12",
+            Code::H13 => "H13",
+            Code::H14 => "H14",
+            Code::H17 => "H17",
+            Code::H19 => "H19",
+            Code::H21 => "H21",
+            Code::H27 => "H27",
+            Code::H99 => "H99",
+        }
+    }
+
     /// Heroku's description of the code.
     pub fn desc(self) -> &'static str {
         match self {

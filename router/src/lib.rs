@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+mod batch;
 mod body;
 pub mod error;
 pub mod metrics;
@@ -60,6 +61,8 @@ pub(crate) struct Settings {
     pub(crate) shutdown_grace: Duration,
     /// The HTTPS port clients see, for redirects and `X-Forwarded-Port`.
     pub(crate) https_port: u16,
+    /// Whether plain HTTP is redirected rather than proxied.
+    pub(crate) http_redirect: bool,
 }
 
 /// State every worker shares.
@@ -155,6 +158,7 @@ impl Router {
                 quarantine: config.quarantine.0,
                 shutdown_grace: config.shutdown_grace.0,
                 https_port: config.https_public_port.unwrap_or(https_addr.port()),
+                http_redirect: config.http_redirect,
             },
             metrics: Metrics::default(),
             pool_stats: PoolStats::default(),

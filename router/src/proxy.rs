@@ -2,12 +2,12 @@
 //! platform's headers, and stream the response back.
 
 use std::convert::Infallible;
-use std::fmt::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
@@ -32,8 +32,17 @@ pub enum Listener {
 pub(crate) struct ConnInfo {
     pub(crate) peer: SocketAddr,
     pub(crate) listener: Listener,
+    /// The client's address as text, formatted once for all of the connection's requests.
+    pub(crate) peer_ip: HeaderValue,
     /// The port the client connected to, for `X-Forwarded-Port`.
-    pub(crate) port: u16,
+    pub(crate) port: HeaderValue,
+}
+
+impl ConnInfo {
+    pub(crate) fn new(peer: SocketAddr, listener: Listener, port: u16) -> Self {
+        let peer_ip = HeaderValue::try_from(peer.ip().to_string()).expect("an IP address is a valid header value");
+        ConnInfo { peer, listener, peer_ip, port: HeaderValue::from(port) }
+    }
 }
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -48,6 +57,7 @@ static X_ORIG_PROTO: HeaderName = HeaderName::from_static("x-orig-proto");
 static X_ORIG_PORT: HeaderName = HeaderName::from_static("x-orig-port");
 static VIA_VALUE: HeaderValue = HeaderValue::from_static("1.1 wharf");
 static HTTPS: HeaderValue = HeaderValue::from_static("https");
+static HTTP: HeaderValue = HeaderValue::from_static("http");
 
 /// Serves one request.
 pub(crate) async fn handle(
@@ -56,8 +66,8 @@ pub(crate) async fn handle(
     shared: Arc<Shared>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     Ok(match conn.listener {
-        Listener::Http => redirect(&req, &shared),
-        Listener::Https => proxy(req, &conn, shared).await,
+        Listener::Http if shared.settings.http_redirect => redirect(&req, &shared),
+        Listener::Http | Listener::Https => proxy(req, &conn, shared).await,
     })
 }
 
@@ -104,24 +114,25 @@ fn valid_request_id(v: &HeaderValue) -> bool {
     (20..=200).contains(&b.len()) && b.iter().all(|c| c.is_ascii_alphanumeric() || b"+/=-".contains(c))
 }
 
-/// A random request id in UUID form. Not a secret, so a fast generator suffices.
+/// A random request id in UUID (version 4) form. Not a secret, so a fast generator suffices.
 fn new_request_id() -> String {
-    let (a, b) = (fastrand::u64(..), fastrand::u64(..));
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut bytes = fastrand::u128(..).to_be_bytes();
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
     let mut s = String::with_capacity(36);
-    let _ = write!(
-        s,
-        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-        a >> 32,
-        (a >> 16) & 0xffff,
-        a & 0xfff,
-        ((b >> 48) & 0x3fff) | 0x8000,
-        b & 0xffff_ffff_ffff
-    );
+    for (i, b) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            s.push('-');
+        }
+        s.push(HEX[usize::from(b >> 4)] as char);
+        s.push(HEX[usize::from(b & 15)] as char);
+    }
     s
 }
 
 /// Headers that describe one connection, not the message, and never cross a proxy.
-const HOP_BY_HOP: [HeaderName; 8] = [
+const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -130,21 +141,29 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TE,
     header::TRAILER,
     header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the names present finds the few to remove; most messages have none, and
+    // removing every listed name by lookup would hash each of them for nothing.
+    let mut remove: Vec<HeaderName> = headers.keys().filter(|k| HOP_BY_HOP.contains(k)).cloned().collect();
+    if remove.is_empty() {
+        return;
+    }
     // Headers named in Connection are hop-by-hop too.
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+    if remove.contains(&header::CONNECTION) {
+        let named = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok());
+        remove.extend(named.collect::<Vec<_>>());
+    }
+    for name in &remove {
         headers.remove(name);
     }
-    headers.remove(header::UPGRADE);
 }
 
 fn error_response(code: Code) -> Response<ProxyBody> {
@@ -171,7 +190,9 @@ async fn proxy(req: Request<Incoming>, conn: &ConnInfo, shared: Arc<Shared>) -> 
         let Some(route) = entry.route(req.uri().path()) else {
             return text(StatusCode::NOT_FOUND, "no such app\n");
         };
-        (route.backend.clone(), entry.site.clone(), route.rewrite(req.uri().path()), route.prefix.to_string())
+        // A route from `/` to `/` (every app's default domain) sends the path as it came.
+        let rewritten = (!route.is_identity()).then(|| route.rewrite(req.uri().path()));
+        (route.backend.clone(), entry.site.clone(), rewritten, route.prefix.to_string())
     };
 
     let (mut parts, body) = req.into_parts();
@@ -184,7 +205,7 @@ async fn proxy(req: Request<Incoming>, conn: &ConnInfo, shared: Arc<Shared>) -> 
         app: backend.app.clone(),
         site,
         host: host.clone(),
-        fwd: conn.peer.ip(),
+        fwd: conn.peer_ip.clone(),
         method: parts.method.clone(),
         path: orig_path.clone(),
         request_id,
@@ -197,18 +218,29 @@ async fn proxy(req: Request<Incoming>, conn: &ConnInfo, shared: Arc<Shared>) -> 
     };
 
     // The request as the dyno sees it: HTTP/1.1, origin-form, the platform's headers.
-    let target = match parts.uri.query() {
-        Some(q) => format!("{upstream_path}?{q}"),
-        None => upstream_path,
-    };
-    let Ok(uri) = Uri::try_from(target) else {
-        return text(StatusCode::BAD_REQUEST, "invalid request target\n");
+    let uri = match upstream_path {
+        Some(path) => {
+            let target = match parts.uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path,
+            };
+            match Uri::try_from(target) {
+                Ok(uri) => Some(uri),
+                Err(_) => return text(StatusCode::BAD_REQUEST, "invalid request target\n"),
+            }
+        }
+        None if parts.uri.authority().is_some() => {
+            Some(Uri::from(parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"))))
+        }
+        None => None,
     };
     let orig_host = match parts.uri.authority() {
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
         None => parts.headers.get(header::HOST).cloned(),
     };
-    parts.uri = uri;
+    if let Some(uri) = uri {
+        parts.uri = uri;
+    }
     parts.version = Version::HTTP_11;
     let h = &mut parts.headers;
     strip_hop_by_hop(h);
@@ -216,17 +248,21 @@ async fn proxy(req: Request<Incoming>, conn: &ConnInfo, shared: Arc<Shared>) -> 
         h.insert(header::HOST, orig_host.clone());
         h.insert(&X_ORIG_HOST, orig_host.clone());
     }
-    let peer_ip = conn.peer.ip().to_string();
-    let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {peer_ip}"),
-        None => peer_ip,
+    let xff = match h.get(&X_FORWARDED_FOR) {
+        Some(prev) => {
+            let mut v = Vec::with_capacity(prev.len() + 2 + conn.peer_ip.len());
+            v.extend_from_slice(prev.as_bytes());
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(conn.peer_ip.as_bytes());
+            HeaderValue::from_bytes(&v).unwrap_or_else(|_| conn.peer_ip.clone())
+        }
+        None => conn.peer_ip.clone(),
     };
-    let port = HeaderValue::from(conn.port);
+    let port = conn.port.clone();
     let start_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-    if let Ok(v) = HeaderValue::try_from(xff) {
-        h.insert(&X_FORWARDED_FOR, v);
-    }
-    h.insert(&X_FORWARDED_PROTO, HTTPS.clone());
+    h.insert(&X_FORWARDED_FOR, xff);
+    let proto = if conn.listener == Listener::Https { &HTTPS } else { &HTTP };
+    h.insert(&X_FORWARDED_PROTO, proto.clone());
     h.insert(&X_FORWARDED_PORT, port.clone());
     h.insert(&X_REQUEST_ID, HeaderValue::try_from(log.request_id.as_str()).expect("request ids are header-safe"));
     h.insert(&X_REQUEST_START, HeaderValue::from(start_ms));
@@ -237,7 +273,7 @@ async fn proxy(req: Request<Incoming>, conn: &ConnInfo, shared: Arc<Shared>) -> 
     if let Ok(v) = HeaderValue::try_from(if orig_prefix.is_empty() { "/" } else { orig_prefix.as_str() }) {
         h.insert(&X_ORIG_PATH, v);
     }
-    h.insert(&X_ORIG_PROTO, HTTPS.clone());
+    h.insert(&X_ORIG_PROTO, proto.clone());
     h.insert(&X_ORIG_PORT, port);
     let mut req = Some(Request::from_parts(parts, body));
 

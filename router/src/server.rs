@@ -86,6 +86,7 @@ pub(crate) fn run_worker(
                 "shutdown grace period over; closing connections"
             );
         }
+        crate::batch::flush(&shared.publisher);
     });
 }
 
@@ -108,7 +109,7 @@ async fn accept_loop(
             }
         };
         let guard = active.enter();
-        let conn = Arc::new(ConnInfo { peer, listener: kind, port: shared.public_port(kind, port) });
+        let conn = Arc::new(ConnInfo::new(peer, kind, shared.public_port(kind, port)));
         tokio::spawn(serve_connection(stream, conn, shared.clone(), shutdown.clone(), guard));
     }
 }

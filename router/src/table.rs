@@ -6,6 +6,10 @@
 //! old one by endpoint, so a reload neither forgets a failing dyno nor resets a healthy one.
 
 use std::collections::HashMap;
+
+/// Maps keyed by hosts and paths use foldhash: fast, and seeded per process. The keys are the
+/// operator's, so request input can only look up, never shape, the table.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -95,6 +99,11 @@ pub struct Route {
 }
 
 impl Route {
+    /// Whether the route sends paths unchanged (`/` to `/`).
+    pub fn is_identity(&self) -> bool {
+        self.prefix.is_empty() && self.target.is_empty()
+    }
+
     /// The path to send upstream for a request path this route matched.
     pub fn rewrite(&self, path: &str) -> String {
         let rest = &path[self.prefix.len()..];
@@ -115,7 +124,7 @@ pub struct HostEntry {
     pub internal: bool,
     /// The site's domain, for site drains; `None` for an app's default domain.
     pub site: Option<Arc<str>>,
-    routes: HashMap<Box<str>, Route>,
+    routes: Map<Box<str>, Route>,
 }
 
 impl HostEntry {
@@ -142,10 +151,10 @@ impl HostEntry {
 pub struct RoutingTable {
     /// The snapshot version it was compiled from.
     pub version: u64,
-    hosts: HashMap<Box<str>, HostEntry>,
+    hosts: Map<Box<str>, HostEntry>,
     /// `*.example.com` entries, keyed by `example.com`.
-    wildcards: HashMap<Box<str>, HostEntry>,
-    upstreams: HashMap<(Hostname, u16), Arc<Upstream>>,
+    wildcards: Map<Box<str>, HostEntry>,
+    upstreams: Map<(Hostname, u16), Arc<Upstream>>,
 }
 
 impl RoutingTable {
@@ -169,7 +178,8 @@ impl RoutingTable {
             let backend = Arc::new(Backend { app: app.key.as_str().into(), dynos, next: AtomicUsize::new(0) });
             let host = format!("{}.{}", app.key, stack_domain.to_ascii_lowercase());
             let route = Route { prefix: "".into(), target: "".into(), backend };
-            let entry = HostEntry { internal: app.internal, site: None, routes: HashMap::from([("".into(), route)]) };
+            let entry =
+                HostEntry { internal: app.internal, site: None, routes: [("".into(), route)].into_iter().collect() };
             table.hosts.insert(host.into(), entry);
         }
         table
@@ -205,7 +215,7 @@ pub fn normalize_host(raw: &str) -> Option<String> {
         return None;
     }
     let ok = host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b));
-    ok.then(|| host.to_ascii_lowercase())
+    ok.then(|| if host.bytes().any(|b| b.is_ascii_uppercase()) { host.to_ascii_lowercase() } else { host.to_owned() })
 }
 
 /// Milliseconds since the router started, for quarantine deadlines.

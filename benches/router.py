@@ -1,0 +1,320 @@
+#!/usr/bin/env python3
+"""Router benchmark: Wharf's router beside nginx and HAProxy, in one run.
+
+A small nginx backend answers every request with a short body. Wharf, nginx and HAProxy each
+proxy to it with the same number of worker threads, and wrk drives each in turn:
+
+  - HTTP/1.1 keep-alive, 50 connections, plain HTTP;
+  - the same over TLS;
+  - new TLS connections (every request on a fresh connection: handshake rate).
+
+It prints requests per second, p50 and p99 latency, and the proxy's CPU seconds per 100k requests
+(user + system time of all its processes, read from /proc), with the ratios Wharf/nginx and
+Wharf/HAProxy. By default the proxy runs on CPU 1 and wrk and the backend on CPU 0, so that the
+proxy under test has a core of its own.
+
+    python3 benches/router.py [--duration 10] [--repeat 3] [--workers 1] [--no-pin]
+
+Each measurement is repeated and the run with the median requests per second is reported; the
+proxies take turns within each repetition so that drifts in the machine's speed hit all alike.
+
+Needs nginx, haproxy and wrk (Debian packages; installed when missing) and builds Wharf in
+release mode. Wharf writes an access line per request into the app's log stream; nginx and HAProxy
+run with logging off, their fastest configuration.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"nothing listens on port {port} after {timeout}s")
+
+
+def ensure_tools():
+    missing = [pkg for tool, pkg in [("nginx", "nginx"), ("haproxy", "haproxy"), ("wrk", "wrk")]
+               if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}")]
+    if missing:
+        print(f"installing {' '.join(missing)} from Debian", file=sys.stderr)
+        sudo = [] if os.geteuid() == 0 else ["sudo"]
+        subprocess.run(sudo + ["apt-get", "update", "-qq"], check=True)
+        subprocess.run(sudo + ["apt-get", "install", "-y", "-qq", *missing], check=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+
+
+def tool(name):
+    return shutil.which(name) or f"/usr/sbin/{name}"
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process and its children (nginx's workers)."""
+    pids = {pid}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid:
+                    pids.add(int(entry))
+            except OSError:
+                pass
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total / TICK
+
+
+PROCS = []
+
+
+def spawn(cmd, **kw):
+    """Starts a child process that the harness stops at exit, whatever happens."""
+    proc = subprocess.Popen(cmd, **kw)
+    PROCS.append(proc)
+    return proc
+
+
+def pinned(cmd, cpu, pin):
+    return (["taskset", "-c", str(cpu)] + cmd) if pin else cmd
+
+
+def wrk(url, host, duration, pin, close=False):
+    cmd = [tool("wrk"), "-t1", "-c50", f"-d{duration}s", "--latency", "-H", f"Host: {host}"]
+    if close:
+        cmd += ["-H", "Connection: close"]
+    out = subprocess.run(pinned(cmd + [url], 0, pin), capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+
+    def pct(p):
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        value, unit = float(m.group(1)), m.group(2)
+        return value * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {"rps": rps, "requests": total, "p50": pct(50), "p99": pct(99),
+            "non2xx": int(bad.group(1)) if bad else 0, "errors": errors.group(1) if errors else ""}
+
+
+class Proxy:
+    def __init__(self, name, proc, plain, tls, host):
+        self.name, self.proc, self.plain, self.tls, self.host = name, proc, plain, tls, host
+
+
+def start_backend(tmp, pin):
+    port = free_port()
+    conf = os.path.join(tmp, "backend.conf")
+    with open(conf, "w") as f:
+        f.write(f"""
+worker_processes 1; daemon off; pid {tmp}/backend.pid; error_log stderr error;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  server {{ listen 127.0.0.1:{port}; location / {{ return 200 "hello, world\\n"; }} }}
+}}
+""")
+    proc = spawn(pinned([tool("nginx"), "-c", conf, "-p", tmp], 0, pin))
+    wait_port(port)
+    return proc, port
+
+
+def start_wharf(tmp, backend, workers, pin):
+    plain, tls, api = free_port(), free_port(), free_port()
+    env = {**os.environ,
+           "WHARF_CONTROL_API__LISTEN": f"127.0.0.1:{api}",
+           "WHARF_ROUTER__HTTP_LISTEN": f"127.0.0.1:{plain}",
+           "WHARF_ROUTER__HTTPS_LISTEN": f"127.0.0.1:{tls}",
+           "WHARF_ROUTER__HTTP_REDIRECT": "false",
+           "WHARF_ROUTER__WORKERS": str(workers),
+           "WHARF_ADMIN_TOKEN": "benchmark-admin-token-0123456789",
+           "WHARF_LOG": "warn"}
+    binary = os.path.join(ROOT, "target", "release", "wharf")
+    proc = spawn(pinned([binary, "serve", "--data-dir", os.path.join(tmp, "wharf")], 1, pin),
+                            env=env, stdout=subprocess.DEVNULL)
+    wait_port(api)
+
+    def call(method, path, body):
+        req = urllib.request.Request(f"http://127.0.0.1:{api}{path}", method=method, data=json.dumps(body).encode(),
+                                     headers={"Authorization": "Bearer benchmark-admin-token-0123456789"})
+        urllib.request.urlopen(req).read()
+
+    call("POST", "/apps", {"name": "bench", "space": "default"})
+    call("PUT", "/apps/bench-default/dynos/web.1", {"type": "web", "host": "127.0.0.1", "port": backend})
+    host = "bench-default.localhost"
+    # The router follows the snapshot on its own; wait until it routes.
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", f"Host: {host}",
+                            f"http://127.0.0.1:{plain}/"], capture_output=True, text=True)
+        if r.stdout == "200":
+            break
+        time.sleep(0.05)
+    return Proxy("wharf", proc, plain, tls, host), os.path.join(tmp, "wharf", "tls")
+
+
+def start_nginx(tmp, backend, workers, cert, key, pin):
+    plain, tls = free_port(), free_port()
+    d = os.path.join(tmp, "nginx")
+    os.makedirs(d, exist_ok=True)
+    conf = os.path.join(d, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""
+worker_processes {workers}; daemon off; pid {d}/nginx.pid; error_log stderr error;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  upstream backend {{ server 127.0.0.1:{backend}; keepalive 128; }}
+  server {{
+    listen 127.0.0.1:{plain};
+    listen 127.0.0.1:{tls} ssl;
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location / {{
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    }}
+  }}
+}}
+""")
+    proc = spawn(pinned([tool("nginx"), "-c", conf, "-p", d], 1, pin))
+    wait_port(plain)
+    return Proxy("nginx", proc, plain, tls, "bench-default.localhost")
+
+
+def start_haproxy(tmp, backend, workers, cert, key, pin):
+    plain, tls = free_port(), free_port()
+    d = os.path.join(tmp, "haproxy")
+    os.makedirs(d, exist_ok=True)
+    pem = os.path.join(d, "combined.pem")
+    with open(pem, "w") as f:
+        f.write(open(cert).read() + open(key).read())
+    conf = os.path.join(d, "haproxy.cfg")
+    with open(conf, "w") as f:
+        f.write(f"""
+global
+  nbthread {workers}
+  maxconn 4000
+  ssl-default-bind-options ssl-min-ver TLSv1.2
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+  option forwardfor
+frontend web
+  bind 127.0.0.1:{plain}
+  bind 127.0.0.1:{tls} ssl crt {pem}
+  default_backend dynos
+backend dynos
+  http-reuse always
+  server web1 127.0.0.1:{backend}
+""")
+    proc = spawn(pinned([tool("haproxy"), "-f", conf, "-db"], 1, pin))
+    wait_port(plain)
+    return Proxy("haproxy", proc, plain, tls, "bench-default.localhost")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--no-pin", dest="pin", action="store_false")
+    args = ap.parse_args()
+    ensure_tools()
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    tmp = tempfile.mkdtemp(prefix="wharf-bench-")
+    try:
+        _, backend_port = start_backend(tmp, args.pin)
+        wharf, tls_dir = start_wharf(tmp, backend_port, args.workers, args.pin)
+        cert, key = os.path.join(tls_dir, "localhost.pem"), os.path.join(tls_dir, "localhost.key")
+        proxies = [wharf, start_nginx(tmp, backend_port, args.workers, cert, key, args.pin),
+                   start_haproxy(tmp, backend_port, args.workers, cert, key, args.pin)]
+        scenarios = [("http keep-alive", lambda p: (f"http://127.0.0.1:{p.plain}/", False)),
+                     ("https keep-alive", lambda p: (f"https://127.0.0.1:{p.tls}/", False)),
+                     ("https new connections", lambda p: (f"https://127.0.0.1:{p.tls}/", True))]
+        runs = {}
+        for scenario, target in scenarios:
+            for p in proxies:
+                url, close = target(p)
+                wrk(url, p.host, 2, args.pin, close)  # warm up: connections, pools, caches
+            for _ in range(args.repeat):
+                for p in proxies:
+                    url, close = target(p)
+                    before = cpu_seconds(p.proc.pid)
+                    r = wrk(url, p.host, args.duration, args.pin, close)
+                    r["cpu_per_100k"] = (cpu_seconds(p.proc.pid) - before) / r["requests"] * 100_000
+                    runs.setdefault((scenario, p.name), []).append(r)
+                    if r["non2xx"] or r["errors"]:
+                        print(f"warning: {p.name} {scenario}: {r['non2xx']} non-2xx, errors: {r['errors']}",
+                              file=sys.stderr)
+        results = {k: sorted(v, key=lambda r: r["rps"])[len(v) // 2] for k, v in runs.items()}
+        print(f"\nrouter benchmark: {args.workers} worker(s) per proxy, wrk -t1 -c50 -d{args.duration}s, "
+              f"median of {args.repeat}, "
+              f"{'proxy pinned to CPU 1, wrk and backend to CPU 0' if args.pin else 'unpinned'}\n")
+        print("| scenario | proxy | req/s | p50 ms | p99 ms | CPU s/100k req | req/s vs nginx | req/s vs HAProxy | CPU vs nginx | CPU vs HAProxy |")
+        print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for scenario, _ in scenarios:
+            n, h = results[(scenario, "nginx")], results[(scenario, "haproxy")]
+            for p in proxies:
+                r = results[(scenario, p.name)]
+                ratios = ""
+                if p.name == "wharf":
+                    ratios = (f"{r['rps'] / n['rps']:.2f}x | {r['rps'] / h['rps']:.2f}x | "
+                              f"{r['cpu_per_100k'] / n['cpu_per_100k']:.2f}x | {r['cpu_per_100k'] / h['cpu_per_100k']:.2f}x")
+                else:
+                    ratios = " | | | "
+                print(f"| {scenario} | {p.name} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
+                      f"{r['cpu_per_100k']:.2f} | {ratios} |")
+    finally:
+        for p in PROCS:
+            p.send_signal(signal.SIGTERM)
+        for p in PROCS:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
