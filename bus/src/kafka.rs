@@ -231,7 +231,7 @@ impl KafkaSource {
         self.rx.recv().await
     }
 
-    pub(crate) fn commit(&self, offsets: &[(i32, i64)]) {
+    pub(crate) fn commit(&self, offsets: &[(i32, i64)], wait: bool) {
         if offsets.is_empty() {
             return;
         }
@@ -241,7 +241,8 @@ impl KafkaSource {
                 return;
             }
         }
-        if let Err(e) = self.consumer.commit(&list, CommitMode::Async) {
+        let mode = if wait { CommitMode::Sync } else { CommitMode::Async };
+        if let Err(e) = self.consumer.commit(&list, mode) {
             // A commit fails while the group rebalances; the next one covers it.
             tracing::debug!(error = %e, "kafka commit failed");
         }

@@ -150,7 +150,14 @@ impl Source {
     /// care of. Committing is asynchronous and best effort: a lost commit only means redelivery.
     pub fn commit(&self, offsets: &[(i32, i64)]) {
         if let SourceInner::Kafka(k) = &self.inner {
-            k.commit(offsets);
+            k.commit(offsets, false);
+        }
+    }
+
+    /// Commits and waits for the broker to confirm: for the last commit before stopping.
+    pub fn commit_and_wait(&self, offsets: &[(i32, i64)]) {
+        if let SourceInner::Kafka(k) = &self.inner {
+            k.commit(offsets, true);
         }
     }
 }

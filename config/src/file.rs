@@ -174,6 +174,8 @@ pub struct LogshuttleConfig {
     pub reconnect_max: HumanDuration,
     /// How long a log session URL stays valid.
     pub session_ttl: HumanDuration,
+    /// How long, at shutdown, drains may take to deliver what they hold before the last commit.
+    pub shutdown_grace: HumanDuration,
 }
 
 impl Default for LogshuttleConfig {
@@ -187,6 +189,7 @@ impl Default for LogshuttleConfig {
             reconnect_min: HumanDuration::millis(100),
             reconnect_max: HumanDuration::secs(10),
             session_ttl: HumanDuration::secs(300),
+            shutdown_grace: HumanDuration::secs(5),
         }
     }
 }

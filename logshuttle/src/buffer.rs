@@ -177,6 +177,12 @@ impl Buffer {
         }
     }
 
+    /// Whether the drain holds nothing: nothing queued, nothing in flight.
+    pub fn is_idle(&self) -> bool {
+        let inner = self.inner.lock().expect("buffer lock");
+        inner.queue.is_empty() && inner.in_flight.is_empty()
+    }
+
     /// Forgets a partition this logshuttle no longer owns.
     pub fn forget(&self, partition: i32) {
         let mut inner = self.inner.lock().expect("buffer lock");

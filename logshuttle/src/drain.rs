@@ -120,7 +120,8 @@ async fn connect(url: &DrainUrl) -> std::io::Result<Conn> {
 /// Delivers batches until the drain is stopped. A batch that fails to write is sent again on
 /// a new connection, so a receiver may see a line twice but never misses one it was sent.
 async fn run(drain: Arc<Drain>, settings: DrainSettings) {
-    let mut batch: Vec<Entry> = Vec::with_capacity(16);
+    // Allocated on first use: most drains are idle most of the time.
+    let mut batch: Vec<Entry> = Vec::new();
     let mut frames = Vec::new();
     let mut conn: Option<Conn> = None;
     let mut backoff = settings.reconnect_min;

@@ -76,7 +76,10 @@ pub struct Logshuttle {
     drains: Arc<ArcSwap<DrainTable>>,
     history: Arc<History>,
     sessions: Arc<SessionKey>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    follower: tokio::task::JoinHandle<()>,
+    dispatcher: tokio::task::JoinHandle<()>,
+    stop: watch::Sender<bool>,
+    grace: Duration,
 }
 
 impl std::fmt::Debug for Logshuttle {
@@ -115,8 +118,11 @@ impl Logshuttle {
                 }
             }
         });
-        let dispatcher = tokio::spawn(dispatch(source, drains.clone(), history.clone(), commit_interval));
-        Logshuttle { drains, history, sessions, tasks: vec![follower, dispatcher] }
+        let (stop, stopped) = watch::channel(false);
+        let grace = config.shutdown_grace.0;
+        let dispatcher =
+            tokio::spawn(dispatch(source, drains.clone(), history.clone(), commit_interval, stopped, grace));
+        Logshuttle { drains, history, sessions, follower, dispatcher, stop, grace }
     }
 
     /// The live-tail endpoint, `GET /log-sessions/{token}`, to serve on an HTTP listener.
@@ -125,10 +131,14 @@ impl Logshuttle {
         axum::Router::new().route("/log-sessions/{token}", axum::routing::get(tail::stream)).with_state(state)
     }
 
-    /// Stops consuming and delivering.
+    /// Stops consuming, gives drains the grace period to deliver what they hold, commits what
+    /// they delivered, and stops them.
     pub async fn shutdown(self) {
-        for t in &self.tasks {
-            t.abort();
+        self.follower.abort();
+        let _ = self.stop.send(true);
+        let mut dispatcher = self.dispatcher;
+        if tokio::time::timeout(self.grace + Duration::from_secs(5), &mut dispatcher).await.is_err() {
+            dispatcher.abort();
         }
         for d in &self.drains.load().all {
             d.stop();
@@ -142,6 +152,8 @@ async fn dispatch(
     drains: Arc<ArcSwap<DrainTable>>,
     history: Arc<History>,
     commit_interval: Duration,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
 ) {
     // Per partition: the offset after the last line received.
     let mut consumed: HashMap<i32, i64> = HashMap::new();
@@ -169,8 +181,16 @@ async fn dispatch(
                 }
             },
             _ = tick.tick(), if source.commits() => commit(&source, &drains.load(), &consumed, &mut committed),
+            _ = stop.wait_for(|s| *s) => break,
         }
     }
+    // Nothing new is taken; let the drains deliver what they hold, then commit it.
+    let deadline = tokio::time::Instant::now() + grace;
+    while tokio::time::Instant::now() < deadline && !drains.load().all.iter().all(|d| d.buffer.is_idle()) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let offsets = safe_offsets(&drains.load(), &consumed, &mut committed);
+    source.commit_and_wait(&offsets);
 }
 
 fn deliver(batch: &[Received], drains: &DrainTable, history: &History, consumed: &mut HashMap<i32, i64>) {
@@ -190,6 +210,15 @@ fn deliver(batch: &[Received], drains: &DrainTable, history: &History, consumed:
 
 /// Commits, per partition, the oldest offset some drain still needs, or everything received.
 fn commit(source: &Source, drains: &DrainTable, consumed: &HashMap<i32, i64>, committed: &mut HashMap<i32, i64>) {
+    source.commit(&safe_offsets(drains, consumed, committed));
+}
+
+/// The offsets safe to commit that differ from the last ones committed.
+fn safe_offsets(
+    drains: &DrainTable,
+    consumed: &HashMap<i32, i64>,
+    committed: &mut HashMap<i32, i64>,
+) -> Vec<(i32, i64)> {
     let mut offsets = Vec::new();
     for (&p, &next) in consumed {
         let safe = drains.all.iter().filter_map(|d| d.buffer.pending_from(p)).min().unwrap_or(next).min(next);
@@ -198,5 +227,5 @@ fn commit(source: &Source, drains: &DrainTable, consumed: &HashMap<i32, i64>, co
             offsets.push((p, safe));
         }
     }
-    source.commit(&offsets);
+    offsets
 }

@@ -125,6 +125,8 @@ pub struct HostEntry {
     /// The site's domain, for site drains; `None` for an app's default domain.
     pub site: Option<Arc<str>>,
     routes: Map<Box<str>, Route>,
+    /// The length of the longest prefix: shorter candidates are all a lookup needs to try.
+    longest: usize,
 }
 
 impl HostEntry {
@@ -132,6 +134,10 @@ impl HostEntry {
     /// matches `/foo` and `/foo/x`, never `/foobar`.
     pub fn route(&self, path: &str) -> Option<&Route> {
         let mut end = path.len();
+        if end > self.longest {
+            // The longest candidate that ends on a segment boundary within reach.
+            end = path.as_bytes()[..=self.longest].iter().rposition(|&b| b == b'/').unwrap_or(0);
+        }
         loop {
             let candidate = &path[..end];
             let candidate = if candidate == "/" { "" } else { candidate };
@@ -178,8 +184,12 @@ impl RoutingTable {
             let backend = Arc::new(Backend { app: app.key.as_str().into(), dynos, next: AtomicUsize::new(0) });
             let host = format!("{}.{}", app.key, stack_domain.to_ascii_lowercase());
             let route = Route { prefix: "".into(), target: "".into(), backend };
-            let entry =
-                HostEntry { internal: app.internal, site: None, routes: [("".into(), route)].into_iter().collect() };
+            let entry = HostEntry {
+                internal: app.internal,
+                site: None,
+                routes: [("".into(), route)].into_iter().collect(),
+                longest: 0,
+            };
             table.hosts.insert(host.into(), entry);
         }
         table

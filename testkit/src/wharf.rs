@@ -55,6 +55,11 @@ impl Wharf {
 
     /// Starts `wharf serve` with the data directory `data_dir`, which the caller keeps.
     pub async fn serve_in(bin: &str, args: &[&str], data_dir: &Path) -> Wharf {
+        Wharf::serve_with(bin, args, data_dir, &[]).await
+    }
+
+    /// Starts `wharf serve` with the data directory `data_dir` and extra environment variables.
+    pub async fn serve_with(bin: &str, args: &[&str], data_dir: &Path, env: &[(&str, &str)]) -> Wharf {
         let data_dir = data_dir.to_owned();
         let stderr = data_dir.with_extension("stderr");
         let mut child = Command::new(bin)
@@ -67,6 +72,7 @@ impl Wharf {
             .env("WHARF_ROUTER__HTTP_LISTEN", "127.0.0.1:0")
             .env("WHARF_ROUTER__HTTPS_LISTEN", "127.0.0.1:0")
             .env("WHARF_LOG", "info,wharf_router=debug,wharf_logshuttle=debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).expect("stderr file"))
             .kill_on_drop(true)
@@ -115,6 +121,11 @@ impl Wharf {
     /// What the process wrote to standard error so far (its logs).
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// The process id, as text.
+    pub fn pid(&self) -> String {
+        self.child.id().map(|p| p.to_string()).unwrap_or_default()
     }
 
     /// The data directory's path.

@@ -1,0 +1,394 @@
+//! Logshuttle benchmark, in one run, on one tansu broker:
+//!
+//! 1. a raw rdkafka consumer reading the backlog (the limit);
+//! 2. Wharf from Kafka to one TCP syslog drain;
+//! 3. Wharf from Kafka to 1,000 drains of 1,000 apps;
+//! 4. rsyslog relaying the same number of lines from TCP to TCP.
+//!
+//! For each: lines/s, MB/s and CPU seconds per million lines, with the ratios to the raw
+//! consumer and to rsyslog; and Wharf's memory per idle drain. Wharf cases read a backlog that
+//! was produced while Wharf was stopped, so they measure consuming and delivering, not producing.
+//!
+//!     cargo bench --bench logshuttle -- [--lines N]
+//!
+//! Needs tansu (`./scripts/test` installs it) and rsyslog (Debian).
+
+#![allow(clippy::print_stdout)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use serde_json::json;
+use tokio::io::AsyncReadExt;
+use wharf_bus::LogEvent;
+use wharf_testkit::tansu::Tansu;
+use wharf_testkit::wharf::Wharf;
+use wharf_testkit::{TempDir, eventually};
+
+const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
+
+/// Drain budgets that hold the whole backlog. A backlog read at Kafka's speed overflows the
+/// default budget of a drain that is merely slower than the read; this measures the pipeline,
+/// not the budget.
+const BIG_BUFFERS: &[(&str, &str)] =
+    &[("WHARF_LOGSHUTTLE__DRAIN_BUFFER_LINES", "5000000"), ("WHARF_LOGSHUTTLE__DRAIN_BUFFER_BYTES", "4GiB")];
+const TOPIC: &str = "wharf-logs";
+
+/// CPU seconds (user and system) a process has used, from /proc.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, f)| f.split_whitespace().collect()).unwrap_or_default();
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|t| t.parse::<f64>().ok()).sum());
+    ticks / 100.0
+}
+
+/// Resident memory of a process, in bytes.
+fn rss(pid: &str) -> u64 {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).unwrap_or_default();
+    statm.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()).unwrap_or(0) * 4096
+}
+
+/// A TCP receiver that counts octet-counted frames and their bytes, on every connection.
+struct Sink {
+    addr: SocketAddr,
+    frames: Arc<AtomicU64>,
+    bytes: Arc<AtomicU64>,
+}
+
+impl Sink {
+    async fn start() -> Sink {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (frames, bytes) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (f, b) = (frames.clone(), bytes.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else { continue };
+                let (f, b) = (f.clone(), b.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 256 * 1024];
+                    let (mut filled, mut need): (usize, Option<usize>) = (0, None);
+                    loop {
+                        let n = match s.read(&mut buf[filled..]).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        filled += n;
+                        let mut at = 0;
+                        loop {
+                            if need.is_none() {
+                                let Some(sp) = buf[at..filled].iter().position(|&c| c == b' ') else { break };
+                                let len = std::str::from_utf8(&buf[at..at + sp]).ok().and_then(|l| l.parse().ok());
+                                let Some(len) = len else { return };
+                                need = Some(len);
+                                at += sp + 1;
+                            }
+                            let len = need.unwrap();
+                            if filled - at < len {
+                                break;
+                            }
+                            at += len;
+                            need = None;
+                            f.fetch_add(1, Ordering::Relaxed);
+                            b.fetch_add(len as u64, Ordering::Relaxed);
+                        }
+                        buf.copy_within(at..filled, 0);
+                        filled -= at;
+                        if filled == buf.len() {
+                            buf.resize(buf.len() * 2, 0);
+                        }
+                    }
+                });
+            }
+        });
+        Sink { addr, frames, bytes }
+    }
+
+    fn frames(&self) -> u64 {
+        self.frames.load(Ordering::Relaxed)
+    }
+
+    fn reset(&self) {
+        self.frames.store(0, Ordering::Relaxed);
+        self.bytes.store(0, Ordering::Relaxed);
+    }
+}
+
+fn message(i: u64) -> Vec<u8> {
+    format!(
+        "host=api-default.example.com fwd=10.1.2.3 method=GET path=/v1/items/{i} request_id=8a8f7c2e-1b9d-4e0a-9c3f-{i:012} status=200 service=12 connect=1 total=13 bytes=512"
+    )
+    .into_bytes()
+}
+
+/// Produces `n` events for `apps` apps, keyed by app, and waits until the broker has them.
+fn produce(brokers: &str, n: u64, apps: &[String]) -> u64 {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap();
+    let mut bytes = 0;
+    for i in 0..n {
+        let app = &apps[(i as usize) % apps.len()];
+        let event = LogEvent::builder(app, "akkeris/router").message(&message(i));
+        bytes += event.encoded().len() as u64;
+        loop {
+            match producer.send(BaseRecord::<str, [u8]>::to(TOPIC).key(app.as_str()).payload(&event.encoded()[..])) {
+                Ok(()) => break,
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120)).expect("the broker takes the backlog");
+    bytes
+}
+
+struct Row {
+    name: &'static str,
+    lines: u64,
+    seconds: f64,
+    bytes: u64,
+    cpu: f64,
+}
+
+impl Row {
+    fn lines_per_sec(&self) -> f64 {
+        self.lines as f64 / self.seconds
+    }
+    fn cpu_per_million(&self) -> f64 {
+        self.cpu / self.lines as f64 * 1e6
+    }
+}
+
+/// Reads the whole backlog with a plain consumer in a new group: the most any consumer gets.
+fn raw_consumer(brokers: &str, n: u64) -> Row {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("raw-{}", std::process::id()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[TOPIC]).unwrap();
+    let (mut got, mut bytes) = (0u64, 0u64);
+    let mut start = None;
+    let cpu0 = cpu_seconds("self");
+    while got < n {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            start.get_or_insert_with(Instant::now);
+            got += 1;
+            bytes += m.payload().map_or(0, |p| p.len() as u64);
+        }
+    }
+    let seconds = start.unwrap().elapsed().as_secs_f64();
+    Row { name: "raw rdkafka consumer", lines: got, seconds, bytes, cpu: cpu_seconds("self") - cpu0 }
+}
+
+/// Starts Wharf on the broker, sets up `apps` apps with a drain each to the sink, and stops
+/// it again, leaving the data directory configured.
+async fn configure(broker: Option<&Tansu>, data: &std::path::Path, sink: Option<&Sink>, apps: usize) -> Vec<String> {
+    let kafka = broker.map(|b| b.brokers());
+    let args: Vec<&str> = kafka.as_deref().map_or(vec![], |k| vec!["--kafka", k]);
+    let wharf = Wharf::serve_in(WHARF, &args, data).await;
+    let mut keys = Vec::new();
+    for i in 0..apps {
+        let (s, _) = wharf.api.call("POST", "/apps", Some(json!({"name": format!("app{i}")}))).await;
+        assert_eq!(s, 201);
+        if let Some(sink) = sink {
+            let url = format!("syslog+tcp://{}", sink.addr);
+            let path = format!("/apps/app{i}-default/log-drains");
+            let (s, body) = wharf.api.call("POST", &path, Some(json!({ "url": url }))).await;
+            assert_eq!(s, 201, "{body}");
+        }
+        keys.push(format!("app{i}-default"));
+    }
+    let (ok, _) = wharf.terminate().await;
+    assert!(ok);
+    keys
+}
+
+/// Restarts Wharf on a configured data directory with a backlog of `n` lines waiting, and
+/// measures from the first line at the sink to the last.
+async fn wharf_drains(
+    name: &'static str,
+    broker: &Tansu,
+    data: &std::path::Path,
+    sink: &Sink,
+    n: u64,
+    bytes: u64,
+) -> Row {
+    sink.reset();
+    let wharf = Wharf::serve_with(WHARF, &["--kafka", &broker.brokers()], data, BIG_BUFFERS).await;
+    let pid = wharf.pid();
+    let waited = Instant::now();
+    while sink.frames() == 0 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(60),
+            "{name}: no line in 60 s; wharf logged:\n{}",
+            wharf.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (start, cpu0) = (Instant::now(), cpu_seconds(&pid));
+    let mut last = (0, Instant::now());
+    while sink.frames() < n {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = sink.frames();
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if last.1.elapsed() > Duration::from_secs(30) {
+            panic!(
+                "{name}: the sink has {now} of {n} lines and nothing arrived for 30 s; wharf logged:\n{}",
+                wharf.stderr()
+            );
+        }
+    }
+    let row = Row { name, lines: n, seconds: start.elapsed().as_secs_f64(), bytes, cpu: cpu_seconds(&pid) - cpu0 };
+    let (ok, _) = wharf.terminate().await;
+    assert!(ok);
+    row
+}
+
+/// rsyslog receiving octet-counted frames over TCP and forwarding them over TCP to the sink.
+async fn rsyslog_relay(sink: &Sink, n: u64) -> Row {
+    let dir = TempDir::new("rsyslog-bench");
+    let port = wharf_testkit::free_port();
+    let conf = dir.path().join("rsyslog.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"global(workDirectory="{dir}")
+module(load="imtcp" MaxSessions="100")
+input(type="imtcp" port="{port}" address="127.0.0.1")
+action(type="omfwd" target="127.0.0.1" port="{sink}" protocol="tcp" TCP_Framing="octet-counted"
+       template="RSYSLOG_SyslogProtocol23Format" queue.type="LinkedList" queue.size="1000000")
+"#,
+            dir = dir.path().display(),
+            sink = sink.addr.port()
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new("rsyslogd")
+        .args(["-n", "-f"])
+        .arg(&conf)
+        .arg("-i")
+        .arg(dir.path().join("rsyslog.pid"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("rsyslogd runs (apt install rsyslog)");
+    let pid = child.id().unwrap().to_string();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut conn = eventually(Duration::from_secs(10), "rsyslog to listen", || async {
+        tokio::net::TcpStream::connect(addr).await.ok()
+    })
+    .await;
+    sink.reset();
+    let mut frames = Vec::new();
+    let mut bytes = 0;
+    for i in 0..n {
+        let mut msg = Vec::new();
+        let event = LogEvent::builder("api-default", "akkeris/router").message(&message(i));
+        wharf_logshuttle::syslog::write_message(&mut msg, &event, None);
+        bytes += event.encoded().len() as u64;
+        frames.extend_from_slice(format!("{} ", msg.len()).as_bytes());
+        frames.extend_from_slice(&msg);
+    }
+    let (start, cpu0) = (Instant::now(), cpu_seconds(&pid));
+    tokio::io::AsyncWriteExt::write_all(&mut conn, &frames).await.unwrap();
+    eventually(Duration::from_secs(600), "every line through rsyslog", || async { (sink.frames() >= n).then_some(()) })
+        .await;
+    let row = Row {
+        name: "rsyslog TCP to TCP",
+        lines: n,
+        seconds: start.elapsed().as_secs_f64(),
+        bytes,
+        cpu: cpu_seconds(&pid) - cpu0,
+    };
+    let _ = child.kill().await;
+    row
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if !args.iter().any(|a| a == "--bench") {
+        // `cargo test --all-targets` runs bench targets; this one is for `cargo bench`.
+        return;
+    }
+    let n: u64 =
+        args.iter().position(|a| a == "--lines").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(500_000);
+    let broker = Tansu::start().await;
+    let sink = Sink::start().await;
+    eprintln!("benchmarking with {n} lines");
+    let dir = TempDir::new("logshuttle-bench");
+
+    // One app, one drain.
+    let one = dir.path().join("one");
+    let apps = configure(Some(&broker), &one, Some(&sink), 1).await;
+    let bytes = produce(&broker.brokers(), n, &apps);
+    eprintln!("produced {n} lines for one app");
+    let raw = raw_consumer(&broker.brokers(), n);
+    eprintln!("raw consumer: {:.0} lines/s", raw.lines_per_sec());
+    let single = wharf_drains("wharf, 1 drain", &broker, &one, &sink, n, bytes).await;
+
+    // A thousand apps with a drain each, on a fresh topic.
+    let broker2 = Tansu::start().await;
+    let many_dir = dir.path().join("many");
+    let apps = configure(Some(&broker2), &many_dir, Some(&sink), 1000).await;
+    // Memory per idle drain: a process with a thousand apps that have a drain each, against one
+    // with the same apps and no drains. The bus does not matter here, so both use the embedded
+    // one (two members leaving a tansu group at once leave it waiting minutes for a departed
+    // leader).
+    let idle = {
+        let bare = dir.path().join("bare");
+        configure(None, &bare, None, 1000).await;
+        let empty = Wharf::serve_in(WHARF, &[], &bare).await;
+        let loaded = Wharf::serve_in(WHARF, &[], &many_dir).await;
+        // Both have started their drains from the stored snapshot before printing their
+        // addresses; let their allocators settle before reading memory.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let per = (rss(&loaded.pid()) as f64 - rss(&empty.pid()) as f64) / 1000.0;
+        let _ = loaded.terminate().await;
+        let _ = empty.terminate().await;
+        per
+    };
+    let bytes = produce(&broker2.brokers(), n, &apps);
+    let many = wharf_drains("wharf, 1,000 drains", &broker2, &many_dir, &sink, n, bytes).await;
+
+    let rsyslog = rsyslog_relay(&sink, n).await;
+
+    println!(
+        "\nlogshuttle benchmark: {n} lines of about 200 bytes, tansu broker, 2 cores; Wharf reads a backlog \
+         produced while it was stopped, with drain budgets that hold it\n"
+    );
+    println!(
+        "| case | lines/s | MB/s | CPU s per million lines | vs raw consumer (lines/s) | vs rsyslog (lines/s) | vs rsyslog (lines per CPU s) |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for r in [&raw, &single, &many, &rsyslog] {
+        println!(
+            "| {} | {:.0} | {:.1} | {:.2} | {:.2}x | {:.2}x | {:.2}x |",
+            r.name,
+            r.lines_per_sec(),
+            r.bytes as f64 / r.seconds / 1e6,
+            r.cpu_per_million(),
+            r.lines_per_sec() / raw.lines_per_sec(),
+            r.lines_per_sec() / rsyslog.lines_per_sec(),
+            rsyslog.cpu_per_million() / r.cpu_per_million(),
+        );
+    }
+    println!(
+        "\nWharf memory per idle drain: {:.1} KiB (resident memory with 1,000 apps that have a drain each, minus \
+         the same apps without drains, per drain; an idle drain holds no connection until it has lines)",
+        idle / 1024.0
+    );
+}
