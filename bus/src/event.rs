@@ -203,7 +203,7 @@ pub struct LogEventBuilder<'a> {
     site: &'a str,
     process: &'a str,
     stream: Stream,
-    time: Option<SystemTime>,
+    time: Option<i64>,
 }
 
 impl<'a> LogEventBuilder<'a> {
@@ -227,7 +227,16 @@ impl<'a> LogEventBuilder<'a> {
 
     /// When the line was written; now, if not set.
     pub fn time(mut self, time: SystemTime) -> Self {
-        self.time = Some(time);
+        self.time = Some(match time.duration_since(UNIX_EPOCH) {
+            Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
+            Err(e) => i64::try_from(e.duration().as_micros()).map_or(i64::MIN, |m| -m),
+        });
+        self
+    }
+
+    /// When the line was written, in microseconds since the Unix epoch.
+    pub fn time_micros(mut self, micros: i64) -> Self {
+        self.time = Some(micros);
         self
     }
 
@@ -237,11 +246,9 @@ impl<'a> LogEventBuilder<'a> {
         let fields = [self.app, self.site, self.source, self.process];
         let header: usize = fields.iter().map(|f| 1 + f.len().min(255)).sum();
         let mut buf = BytesMut::with_capacity(FIXED + header + message.len());
-        let time = self.time.unwrap_or_else(SystemTime::now);
-        let micros = match time.duration_since(UNIX_EPOCH) {
-            Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
-            Err(e) => -i64::try_from(e.duration().as_micros()).unwrap_or(i64::MAX),
-        };
+        let micros = self
+            .time
+            .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64));
         buf.put_u8(VERSION);
         buf.put_i64(micros);
         buf.put_u8(match self.stream {

@@ -22,29 +22,13 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use wharf_config::KafkaConfig;
 
-use crate::{LogEvent, Position, Received, SourceEvent};
+use crate::{BusError, LogEvent, Position, Received, SourceEvent};
 
 /// How long to wait for brokers when checking or creating the topic at start.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Why the Kafka bus could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum KafkaError {
-    /// The brokers did not answer, or refused a request.
-    #[error("kafka at {brokers}: {message}")]
-    Broker {
-        /// The bootstrap brokers.
-        brokers: String,
-        /// What failed.
-        message: String,
-    },
-    /// The client could not be configured.
-    #[error("kafka client: {0}")]
-    Config(String),
-}
-
-fn broker_err(k: &KafkaConfig, what: &str, e: impl std::fmt::Display) -> KafkaError {
-    KafkaError::Broker { brokers: k.brokers.clone(), message: format!("{what}: {e}") }
+fn broker_err(k: &KafkaConfig, what: &str, e: impl std::fmt::Display) -> BusError {
+    BusError::Broker { brokers: k.brokers.clone(), message: format!("{what}: {e}") }
 }
 
 fn base_config(k: &KafkaConfig) -> ClientConfig {
@@ -54,9 +38,9 @@ fn base_config(k: &KafkaConfig) -> ClientConfig {
 }
 
 /// Creates the topic when it does not exist.
-pub(crate) async fn ensure_topic(k: &KafkaConfig) -> Result<(), KafkaError> {
+pub(crate) async fn ensure_topic(k: &KafkaConfig) -> Result<(), BusError> {
     let admin: AdminClient<DefaultClientContext> =
-        base_config(k).create().map_err(|e| KafkaError::Config(e.to_string()))?;
+        base_config(k).create().map_err(|e| BusError::Config(e.to_string()))?;
     let topic = k.topic.clone();
     let (admin, exists) = tokio::task::spawn_blocking(move || {
         let found = admin
@@ -66,7 +50,7 @@ pub(crate) async fn ensure_topic(k: &KafkaConfig) -> Result<(), KafkaError> {
         (admin, found)
     })
     .await
-    .map_err(|e| KafkaError::Config(e.to_string()))?;
+    .map_err(|e| BusError::Config(e.to_string()))?;
     if exists.map_err(|e| broker_err(k, "cannot read metadata", e))? {
         return Ok(());
     }
@@ -117,7 +101,7 @@ impl std::fmt::Debug for KafkaPublisher {
 }
 
 impl KafkaPublisher {
-    pub(crate) fn new(k: &KafkaConfig) -> Result<Self, KafkaError> {
+    pub(crate) fn new(k: &KafkaConfig) -> Result<Self, BusError> {
         let producer = base_config(k)
             // A short linger batches the router's access lines without delaying them noticeably.
             .set("linger.ms", "5")
@@ -125,7 +109,7 @@ impl KafkaPublisher {
             // Keep retrying across a broker restart for up to five minutes before giving up.
             .set("message.timeout.ms", "300000")
             .create_with_context(ProduceContext::default())
-            .map_err(|e| KafkaError::Config(e.to_string()))?;
+            .map_err(|e| BusError::Config(e.to_string()))?;
         Ok(KafkaPublisher { producer, topic: k.topic.clone() })
     }
 
@@ -200,7 +184,7 @@ impl std::fmt::Debug for KafkaSource {
 const BATCH: usize = 1024;
 
 impl KafkaSource {
-    pub(crate) fn join(k: &KafkaConfig) -> Result<Self, KafkaError> {
+    pub(crate) fn join(k: &KafkaConfig) -> Result<Self, BusError> {
         let (tx, rx) = mpsc::channel(16);
         let stop = Arc::new(AtomicBool::new(false));
         let consumer: BaseConsumer<ConsumeContext> = base_config(k)
@@ -214,7 +198,7 @@ impl KafkaSource {
             .set("session.timeout.ms", "6000")
             .set("heartbeat.interval.ms", "1000")
             .create_with_context(ConsumeContext { tx: tx.clone(), stop: stop.clone() })
-            .map_err(|e| KafkaError::Config(e.to_string()))?;
+            .map_err(|e| BusError::Config(e.to_string()))?;
         consumer.subscribe(&[&k.topic]).map_err(|e| broker_err(k, "cannot subscribe", e))?;
         let consumer = Arc::new(consumer);
         let thread = std::thread::Builder::new()
@@ -223,7 +207,7 @@ impl KafkaSource {
                 let (consumer, stop) = (consumer.clone(), stop.clone());
                 move || poll_loop(&consumer, &tx, &stop)
             })
-            .map_err(|e| KafkaError::Config(e.to_string()))?;
+            .map_err(|e| BusError::Config(e.to_string()))?;
         Ok(KafkaSource { rx, consumer, topic: k.topic.clone(), stop, thread: Some(thread) })
     }
 

@@ -10,13 +10,28 @@
 #![forbid(unsafe_code)]
 
 pub mod event;
+#[cfg(feature = "kafka")]
 pub mod kafka;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use event::{FrameError, LogEvent, LogEventBuilder, Stream};
-pub use kafka::KafkaError;
+/// Why the bus could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// The brokers did not answer, or refused a request.
+    #[error("kafka at {brokers}: {message}")]
+    Broker {
+        /// The bootstrap brokers.
+        brokers: String,
+        /// What failed.
+        message: String,
+    },
+    /// The client could not be configured, or this build has no Kafka support.
+    #[error("kafka client: {0}")]
+    Config(String),
+}
 
 /// Counters shared by every publisher of one bus.
 #[derive(Debug, Default)]
@@ -38,6 +53,7 @@ pub struct Publisher {
 enum PublisherInner {
     /// Batches of events: one hand-over (and at most one wake-up of the consumer) per batch.
     Embedded(tokio::sync::mpsc::Sender<Vec<LogEvent>>),
+    #[cfg(feature = "kafka")]
     Kafka(Arc<kafka::KafkaPublisher>),
 }
 
@@ -58,6 +74,7 @@ impl Publisher {
                     0
                 }
             }
+            #[cfg(feature = "kafka")]
             PublisherInner::Kafka(k) => events.into_iter().map(|e| u64::from(k.send(e))).sum(),
         };
         self.stats.published.fetch_add(published, Ordering::Relaxed);
@@ -74,9 +91,12 @@ impl Publisher {
     /// Waits until events handed to the transport have left the process, up to `timeout`.
     /// A no-op for the embedded bus.
     pub fn flush(&self, timeout: std::time::Duration) {
+        #[cfg(feature = "kafka")]
         if let PublisherInner::Kafka(k) = &self.inner {
             k.flush(timeout);
         }
+        #[cfg(not(feature = "kafka"))]
+        let _ = timeout;
     }
 }
 
@@ -119,6 +139,7 @@ pub struct Source {
 #[derive(Debug)]
 enum SourceInner {
     Embedded(tokio::sync::mpsc::Receiver<Vec<LogEvent>>),
+    #[cfg(feature = "kafka")]
     Kafka(kafka::KafkaSource),
 }
 
@@ -137,28 +158,35 @@ impl Source {
                 let events = batches.into_iter().flatten().map(|event| Received { event, position: None });
                 Some(SourceEvent::Batch(events.collect()))
             }
+            #[cfg(feature = "kafka")]
             SourceInner::Kafka(k) => k.recv().await,
         }
     }
 
     /// Whether this source has positions to commit (Kafka) or not (embedded).
     pub fn commits(&self) -> bool {
-        matches!(self.inner, SourceInner::Kafka(_))
+        !matches!(self.inner, SourceInner::Embedded(_))
     }
 
     /// Records that everything before the given next offset of each listed partition is taken
     /// care of. Committing is asynchronous and best effort: a lost commit only means redelivery.
     pub fn commit(&self, offsets: &[(i32, i64)]) {
+        #[cfg(feature = "kafka")]
         if let SourceInner::Kafka(k) = &self.inner {
             k.commit(offsets, false);
         }
+        #[cfg(not(feature = "kafka"))]
+        let _ = offsets;
     }
 
     /// Commits and waits for the broker to confirm: for the last commit before stopping.
     pub fn commit_and_wait(&self, offsets: &[(i32, i64)]) {
+        #[cfg(feature = "kafka")]
         if let SourceInner::Kafka(k) = &self.inner {
             k.commit(offsets, true);
         }
+        #[cfg(not(feature = "kafka"))]
+        let _ = offsets;
     }
 }
 
@@ -187,7 +215,7 @@ pub struct Bus {
 impl Bus {
     /// Connects to the bus. For Kafka this creates the topic when missing and checks that the
     /// brokers answer, so a wrong address fails here rather than silently later.
-    pub async fn connect(config: BusConfig) -> Result<Bus, KafkaError> {
+    pub async fn connect(config: BusConfig) -> Result<Bus, BusError> {
         let stats = Arc::new(PublishStats::default());
         match &config {
             BusConfig::Embedded { capacity } => {
@@ -198,6 +226,9 @@ impl Bus {
                     config,
                 })
             }
+            #[cfg(not(feature = "kafka"))]
+            BusConfig::Kafka(_) => Err(BusError::Config("this wharf was built without Kafka support".into())),
+            #[cfg(feature = "kafka")]
             BusConfig::Kafka(k) => {
                 kafka::ensure_topic(k).await?;
                 let publisher = kafka::KafkaPublisher::new(k)?;
@@ -212,12 +243,15 @@ impl Bus {
 
     /// The consumer side. For the embedded bus it exists from the start; for Kafka this joins
     /// the consumer group.
-    pub fn take_source(&mut self) -> Result<Source, KafkaError> {
+    pub fn take_source(&mut self) -> Result<Source, BusError> {
         if let Some(s) = self.source.take() {
             return Ok(s);
         }
         match &self.config {
-            BusConfig::Embedded { .. } => Err(KafkaError::Config("the embedded bus has one consumer".into())),
+            BusConfig::Embedded { .. } => Err(BusError::Config("the embedded bus has one consumer".into())),
+            #[cfg(not(feature = "kafka"))]
+            BusConfig::Kafka(_) => Err(BusError::Config("this wharf was built without Kafka support".into())),
+            #[cfg(feature = "kafka")]
             BusConfig::Kafka(k) => Ok(Source { inner: SourceInner::Kafka(kafka::KafkaSource::join(k)?) }),
         }
     }

@@ -46,7 +46,18 @@ pub fn format_seconds(secs: i64) -> String {
     s
 }
 
-/// `2024-01-02T03:04:05.123456Z`, appended to `out`: the RFC 5424 timestamp form.
+/// The first and last microsecond of years 0001 to 9999: times RFC 3339 can write.
+pub const MIN_MICROS: i64 = -62_135_596_800_000_000;
+/// See [`MIN_MICROS`].
+pub const MAX_MICROS: i64 = 253_402_300_799_999_999;
+
+/// Whether RFC 3339 can write this time (years 0001 to 9999).
+pub fn in_range(micros: i64) -> bool {
+    (MIN_MICROS..=MAX_MICROS).contains(&micros)
+}
+
+/// `2024-01-02T03:04:05.123456Z`, appended to `out`: the RFC 5424 timestamp form. Only for
+/// times [`in_range`].
 pub fn write_micros(out: &mut String, micros: i64) {
     write_seconds(out, micros.div_euclid(1_000_000));
     let _ = write!(out, ".{:06}Z", micros.rem_euclid(1_000_000));
@@ -120,6 +131,13 @@ mod tests {
         assert_eq!(format_seconds(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(format_micros(1_700_000_000_123_456), "2023-11-14T22:13:20.123456Z");
         assert_eq!(format_micros(-1), "1969-12-31T23:59:59.999999Z");
+    }
+
+    #[test]
+    fn range_ends_are_four_digit_years() {
+        assert_eq!(format_micros(MIN_MICROS), "0001-01-01T00:00:00.000000Z");
+        assert_eq!(format_micros(MAX_MICROS), "9999-12-31T23:59:59.999999Z");
+        assert!(in_range(0) && !in_range(MIN_MICROS - 1) && !in_range(MAX_MICROS + 1));
     }
 
     #[test]

@@ -35,9 +35,15 @@ pub fn write_message(out: &mut Vec<u8>, e: &LogEvent, max_len: Option<usize>) ->
     out.push(b'<');
     push_u64(out, u64::from(FACILITY * 8 + severity));
     out.extend_from_slice(b">1 ");
-    let mut ts = String::with_capacity(27);
-    wharf_config::timestamp::write_micros(&mut ts, e.time_micros());
-    out.extend_from_slice(ts.as_bytes());
+    // A producer's clock can say anything; RFC 5424 has four-digit years, and a nil timestamp
+    // for times it cannot write.
+    if wharf_config::timestamp::in_range(e.time_micros()) {
+        let mut ts = String::with_capacity(27);
+        wharf_config::timestamp::write_micros(&mut ts, e.time_micros());
+        out.extend_from_slice(ts.as_bytes());
+    } else {
+        out.push(b'-');
+    }
     out.push(b' ');
     field(out, e.app(), HOSTNAME_MAX);
     out.push(b' ');
@@ -126,6 +132,15 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "<187>1 1970-01-01T00:00:00.000000Z api-default akkeris/router - - - x"
         );
+    }
+
+    #[test]
+    fn times_rfc_5424_cannot_write_are_nil() {
+        for micros in [i64::MIN, i64::MAX, wharf_config::timestamp::MAX_MICROS + 1] {
+            let mut out = Vec::new();
+            write_message(&mut out, &LogEvent::builder("a-b", "app").time_micros(micros).message(b"m"), None);
+            assert!(out.starts_with(b"<190>1 - a-b app"), "{}", String::from_utf8_lossy(&out));
+        }
     }
 
     #[test]

@@ -120,7 +120,11 @@ fn passes(grant: &SessionGrant, e: &LogEvent) -> bool {
 pub fn format_line(e: &LogEvent) -> Bytes {
     let msg = String::from_utf8_lossy(e.message());
     let mut s = String::with_capacity(64 + msg.len());
-    write_micros(&mut s, e.time_micros());
+    if wharf_config::timestamp::in_range(e.time_micros()) {
+        write_micros(&mut s, e.time_micros());
+    } else {
+        s.push('-');
+    }
     s.push(' ');
     s.push_str(e.app());
     s.push(' ');

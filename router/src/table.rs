@@ -133,6 +133,10 @@ impl HostEntry {
     /// The route with the longest prefix that matches `path` on a segment boundary: `/foo`
     /// matches `/foo` and `/foo/x`, never `/foobar`.
     pub fn route(&self, path: &str) -> Option<&Route> {
+        // Only origin-form paths route; `*` (OPTIONS *) and anything else do not.
+        if !path.starts_with('/') {
+            return None;
+        }
         let mut end = path.len();
         if end > self.longest {
             // The longest candidate that ends on a segment boundary within reach.
@@ -275,6 +279,8 @@ mod tests {
         check("web-prod.localhost", Some("web-prod"));
         check("nope-default.localhost", None);
         check("localhost", None);
+        let entry = t.host("api-default.localhost").unwrap();
+        assert!(entry.route("*").is_none() && entry.route("").is_none() && entry.route(".").is_none());
     }
 
     #[test]
