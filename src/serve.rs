@@ -105,7 +105,7 @@ async fn serve(config: Config) -> Result<()> {
         .with_context(|| format!("cannot listen on {}", config.control_api.listen))?;
     let api_addr = api_listener.local_addr()?;
     let listeners = Listeners::bind(&config.router)?;
-    let https_port = config.router.https_public_port.unwrap_or(listeners.https_addr().port());
+    let https_port = config.router.https_public_port.unwrap_or(listeners.addrs().https.port());
 
     let sessions = Arc::new(SessionKey::generate());
     let store = SqliteStore::open(&data_dir.join("wharf.db")).context("cannot open the database")?;
@@ -140,13 +140,19 @@ async fn serve(config: Config) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "Wharf is running.")?;
     writeln!(out, "  control API:  http://{api_addr}")?;
-    writeln!(out, "  router HTTP:  http://{}  (redirects to HTTPS)", router.http_addr())?;
+    let addrs = router.addrs();
+    if config.router.http_redirect {
+        writeln!(out, "  router HTTP:  http://{}  (redirects to HTTPS)", addrs.http)?;
+    } else {
+        writeln!(out, "  router HTTP:  http://{}", addrs.http)?;
+    }
     writeln!(
         out,
         "  router HTTPS: https://{}  (apps at https://APP-SPACE.{}{port}/)",
-        router.https_addr(),
-        config.router.stack_domain
+        addrs.https, config.router.stack_domain
     )?;
+    writeln!(out, "  internal:     https://{}  (internal sites and apps only)", addrs.internal)?;
+    writeln!(out, "  metrics:      http://{}/metrics", addrs.admin)?;
     if let Some(ca) = &ca {
         writeln!(out, "  CA to trust:  {}", absolute(ca).display())?;
     }

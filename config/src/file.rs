@@ -104,6 +104,11 @@ pub struct RouterConfig {
     pub http_listen: SocketAddr,
     /// HTTPS listener.
     pub https_listen: SocketAddr,
+    /// HTTPS listener for internal sites and apps in internal spaces, which the public
+    /// listeners never serve. Bind it only where internal clients reach it.
+    pub internal_listen: SocketAddr,
+    /// Prometheus metrics (`/metrics`) and health (`/healthz`), over plain HTTP.
+    pub admin_listen: SocketAddr,
     /// The port that HTTP-to-HTTPS redirects name; defaults to `https_listen`'s port.
     pub https_public_port: Option<u16>,
     /// Whether the plain-HTTP listener redirects to HTTPS. Turn it off only behind a load
@@ -122,8 +127,20 @@ pub struct RouterConfig {
     pub connect_timeout: HumanDuration,
     /// How long to wait for the first byte of a dyno's response once the request is sent.
     pub first_byte_timeout: HumanDuration,
-    /// How long a connection may stay silent, in either direction, before it is closed.
+    /// How long a dyno's response may stay silent between two bytes before it is cut off (H15).
     pub idle_timeout: HumanDuration,
+    /// How long a client may take to send a request's line and headers; also how long an idle
+    /// keep-alive connection is kept waiting for the next request.
+    pub header_timeout: HumanDuration,
+    /// Longest request line (method, target and version) accepted; longer ones get 414.
+    pub max_request_line: ByteSize,
+    /// Most bytes of header names and values accepted; more get 431.
+    pub max_header_bytes: ByteSize,
+    /// Most header fields accepted; more get 431.
+    pub max_headers: usize,
+    /// `max-age` of the `Strict-Transport-Security` header added to HTTPS responses that do not
+    /// set their own; `0s` adds none.
+    pub hsts_max_age: HumanDuration,
     /// How many dynos to try when connecting fails, per request.
     pub connect_attempts: u32,
     /// How long a dyno that failed to accept a connection is skipped.
@@ -137,6 +154,8 @@ impl Default for RouterConfig {
         RouterConfig {
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             https_listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            internal_listen: SocketAddr::from(([127, 0, 0, 1], 8444)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9100)),
             https_public_port: None,
             http_redirect: true,
             stack_domain: "localhost".into(),
@@ -146,6 +165,11 @@ impl Default for RouterConfig {
             connect_timeout: HumanDuration::secs(5),
             first_byte_timeout: HumanDuration::secs(30),
             idle_timeout: HumanDuration::secs(55),
+            header_timeout: HumanDuration::secs(10),
+            max_request_line: ByteSize(8 * 1024),
+            max_header_bytes: ByteSize(8 * 1024),
+            max_headers: 100,
+            hsts_max_age: HumanDuration::secs(365 * 24 * 3600),
             connect_attempts: 3,
             quarantine: HumanDuration::secs(5),
             shutdown_grace: HumanDuration::secs(10),
@@ -288,10 +312,21 @@ impl Config {
             ("router.connect_timeout", r.connect_timeout),
             ("router.first_byte_timeout", r.first_byte_timeout),
             ("router.idle_timeout", r.idle_timeout),
+            ("router.header_timeout", r.header_timeout),
         ] {
             if d.0.is_zero() {
                 return invalid(field, "must be longer than zero");
             }
+        }
+        for (field, size) in
+            [("router.max_request_line", r.max_request_line), ("router.max_header_bytes", r.max_header_bytes)]
+        {
+            if !(1024..=1024 * 1024).contains(&size.0) {
+                return invalid(field, "must be between 1KiB and 1MiB");
+            }
+        }
+        if !(1..=1000).contains(&r.max_headers) {
+            return invalid("router.max_headers", "must be between 1 and 1000");
         }
         if r.connect_attempts == 0 || r.connect_attempts > 10 {
             return invalid("router.connect_attempts", "must be between 1 and 10");
@@ -306,6 +341,8 @@ impl Config {
             ("control_api.listen", self.control_api.listen),
             ("router.http_listen", r.http_listen),
             ("router.https_listen", r.https_listen),
+            ("router.internal_listen", r.internal_listen),
+            ("router.admin_listen", r.admin_listen),
         ];
         listens.retain(|(_, a)| a.port() != 0);
         for (i, (field, a)) in listens.iter().enumerate() {
@@ -455,6 +492,11 @@ mod tests {
         check_rejected("[router]\nconnect_timeout = \"0s\"", &[], "router.connect_timeout");
         check_rejected("[router]\nconnect_timeout = \"5\"", &[], "invalid duration");
         check_rejected("[router]\nconnect_attempts = 0", &[], "router.connect_attempts");
+        check_rejected("[router]\nheader_timeout = \"0s\"", &[], "router.header_timeout");
+        check_rejected("[router]\nmax_header_bytes = \"10B\"", &[], "router.max_header_bytes");
+        check_rejected("[router]\nmax_request_line = \"2MiB\"", &[], "router.max_request_line");
+        check_rejected("[router]\nmax_headers = 0", &[], "router.max_headers");
+        check_rejected("[router]\nadmin_listen = \"127.0.0.1:8443\"", &[], "already used");
         check_rejected("[router]\ndefault_cert = \"/x.pem\"", &[], "router.default_cert");
         check_rejected("[router]\nhttps_public_port = 0", &[], "router.https_public_port");
         check_rejected("[router]\nhttps_listen = \"127.0.0.1:5000\"", &[], "already used");

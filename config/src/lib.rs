@@ -18,9 +18,9 @@ pub mod units;
 
 pub use drain::{DrainScheme, DrainUrl, DrainUrlError, Framing};
 pub use file::{Config, ConfigError, ControlApiConfig, KafkaConfig, LogshuttleConfig, RouterConfig};
-pub use names::{AppKey, AppName, DynoName, DynoType, Hostname, NameError, SpaceName};
+pub use names::{AppKey, AppName, DynoName, DynoType, Hostname, NameError, RoutePath, SiteDomain, SpaceName};
 pub use session::{SessionError, SessionGrant, SessionKey};
-pub use snapshot::{AppSpec, DrainSpec, DrainTarget, DynoSpec, Snapshot};
+pub use snapshot::{AppSpec, DrainSpec, DrainTarget, DynoSpec, RouteSpec, SiteSpec, Snapshot};
 pub use units::{ByteSize, HumanDuration};
 
 /// A new random (version 4) id for a control-API resource.

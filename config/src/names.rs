@@ -278,6 +278,86 @@ impl Hostname {
     }
 }
 
+string_newtype!(
+    /// A site's domain: a DNS name with at least two labels, or a wildcard `*.` followed by
+    /// one, kept in lowercase.
+    SiteDomain
+);
+
+impl SiteDomain {
+    /// Accepts `www.example.com` or `*.example.com`; IP addresses and single labels are not
+    /// domains a certificate or a DNS record could name.
+    pub fn try_new(s: &str) -> Result<Self, NameError> {
+        const RULE: &str = "a site domain is a DNS name with a dot, optionally starting with \"*.\"";
+        let bad = || NameError::new("site domain", s, RULE);
+        let rest = s.strip_prefix("*.").unwrap_or(s);
+        let host = Hostname::try_new(rest).map_err(|_| bad())?;
+        if host.ip().is_some() || !host.as_str().contains('.') {
+            return Err(bad());
+        }
+        let wildcard = rest.len() != s.len();
+        Ok(SiteDomain(if wildcard { format!("*.{host}").into() } else { host.0 }))
+    }
+
+    /// For `*.example.com`, `example.com`: the parent that matching hosts are one label under.
+    pub fn wildcard_parent(&self) -> Option<&str> {
+        self.0.strip_prefix("*.")
+    }
+}
+
+string_newtype!(
+    /// A route's path prefix: `/`, or `/`-separated segments without a trailing slash.
+    RoutePath
+);
+
+impl RoutePath {
+    /// Longest path a route may name.
+    pub const MAX_LEN: usize = 1024;
+
+    /// Accepts an absolute path of URL path characters, without empty, `.` or `..` segments,
+    /// a query or a fragment; one trailing slash is dropped (`/foo/` is `/foo`).
+    pub fn try_new(s: &str) -> Result<Self, NameError> {
+        const RULE: &str = "a route path starts with \"/\", has no empty, \".\" or \"..\" segments, no query or \
+                            fragment, and only URL path characters";
+        let bad = || NameError::new("route path", s, RULE);
+        if !s.starts_with('/') || s.len() > Self::MAX_LEN {
+            return Err(bad());
+        }
+        if s == "/" {
+            return Ok(RoutePath("/".into()));
+        }
+        let trimmed = s.strip_suffix('/').unwrap_or(s);
+        let path_char = |c: u8| c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@%".contains(&c);
+        let segments_ok = trimmed[1..]
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && seg.bytes().all(path_char) && percent_ok(seg));
+        if segments_ok { Ok(RoutePath(trimmed.into())) } else { Err(bad()) }
+    }
+
+    /// The path as a prefix to match: empty for `/`, else the path itself.
+    pub fn prefix(&self) -> &str {
+        if &*self.0 == "/" { "" } else { &self.0 }
+    }
+}
+
+/// Whether every `%` in the text starts a two-digit hex escape.
+fn percent_ok(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = |j: usize| b.get(j).is_some_and(u8::is_ascii_hexdigit);
+            if !(hex(i + 1) && hex(i + 2)) {
+                return false;
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,6 +415,31 @@ mod tests {
             &["", "-a.com", "a-.com", "a..b", "a b", "[::1]", "1.2.3.4.5", "host:80"],
         );
         assert_eq!(Hostname::try_new("Example.COM.").unwrap().as_str(), "example.com");
+    }
+
+    #[test]
+    fn site_domains() {
+        check(
+            SiteDomain::try_new,
+            &["www.example.com", "*.example.com", "Example.COM", "a.b"],
+            &["", "localhost", "*", "*.", "*.com", "a.*.com", "**.a.com", "1.2.3.4", "*.1.2.3", "a b.com", "x.com:80"],
+        );
+        let d = SiteDomain::try_new("*.Example.com").unwrap();
+        assert_eq!((d.as_str(), d.wildcard_parent()), ("*.example.com", Some("example.com")));
+        assert_eq!(SiteDomain::try_new("www.example.com.").unwrap().wildcard_parent(), None);
+    }
+
+    #[test]
+    fn route_paths() {
+        check(
+            RoutePath::try_new,
+            &["/", "/a", "/a/b", "/a/", "/v1.0/x-y_z~", "/%20a", "/a:b@c"],
+            &["", "a", "//", "/a//b", "/./a", "/a/..", "/a?b", "/a#b", "/a b", "/%zz", "/%2", "/é"],
+        );
+        assert_eq!(RoutePath::try_new("/a/").unwrap().as_str(), "/a");
+        assert_eq!(RoutePath::try_new("/").unwrap().prefix(), "");
+        assert_eq!(RoutePath::try_new("/a/b").unwrap().prefix(), "/a/b");
+        assert!(RoutePath::try_new(&format!("/{}", "a".repeat(1024))).is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::drain::DrainUrl;
-use crate::names::{AppKey, DynoName, Hostname};
+use crate::names::{AppKey, DynoName, Hostname, RoutePath, SiteDomain};
 
 /// The whole routing and draining state at one version.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,6 +19,35 @@ pub struct Snapshot {
     pub apps: Vec<AppSpec>,
     /// Every drain of every app and site.
     pub drains: Vec<DrainSpec>,
+    /// Every site, with its routes.
+    #[serde(default)]
+    pub sites: Vec<SiteSpec>,
+}
+
+/// A site: a domain whose path prefixes route to apps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteSpec {
+    /// The site's id in the control API.
+    pub id: Uuid,
+    /// `www.example.com` or `*.example.com`.
+    pub domain: SiteDomain,
+    /// Served only on the internal listener, and only routing to internal apps.
+    pub internal: bool,
+    /// Its routes; at most one per source path.
+    pub routes: Vec<RouteSpec>,
+}
+
+/// One of a site's path prefixes and the app it goes to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteSpec {
+    /// The route's id in the control API.
+    pub id: Uuid,
+    /// The prefix matched on a segment boundary.
+    pub source_path: RoutePath,
+    /// What the prefix is replaced with upstream.
+    pub target_path: RoutePath,
+    /// The app.
+    pub app: AppKey,
 }
 
 /// An app as the data plane sees it.

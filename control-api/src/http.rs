@@ -18,9 +18,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 use wharf_config::timestamp::format_seconds;
-use wharf_config::{AppName, DrainUrl, DynoName, DynoType, Hostname, SpaceName};
+use wharf_config::{AppName, DrainUrl, DynoName, DynoType, Hostname, RoutePath, SiteDomain, SpaceName};
 
-use crate::model::{App, Compliance, Drain, Dyno, Model, Space};
+use crate::model::{App, Compliance, Drain, Dyno, Model, Route, Site, Space};
 use crate::plane::{ControlPlane, Error};
 
 /// A JSON response body, ending in a newline so that it reads well in a terminal.
@@ -161,6 +161,12 @@ pub fn router(plane: Arc<ControlPlane>, token: AdminToken, max_body: usize, extr
         .route("/apps/{app}/log-drains", get(list_drains).post(create_drain))
         .route("/apps/{app}/log-drains/{drain}", get(get_drain).delete(delete_drain))
         .route("/apps/{app}/log-sessions", post(create_log_session))
+        .route("/apps/{app}/routes", get(list_app_routes))
+        .route("/sites", get(list_sites).post(create_site))
+        .route("/sites/{site}", get(get_site).delete(delete_site))
+        .route("/sites/{site}/routes", get(list_site_routes).post(create_site_route))
+        .route("/routes", get(list_routes).post(create_route))
+        .route("/routes/{route}", get(get_route).delete(delete_route))
         .route_layer(axum::middleware::from_fn_with_state(token, require_token))
         .route("/healthz", get(healthz))
         .with_state(plane);
@@ -500,4 +506,162 @@ async fn create_log_session(
             "updated_at": now,
         })),
     ))
+}
+
+// ---- sites and routes ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SiteCreate {
+    domain: String,
+    #[serde(default)]
+    internal: bool,
+}
+
+#[derive(Serialize)]
+struct SiteOut {
+    id: Uuid,
+    domain: String,
+    internal: bool,
+    /// Akkeris' spelling of `internal`.
+    compliance: Vec<Compliance>,
+    created_at: String,
+    updated_at: String,
+}
+
+fn site_out(s: &Site) -> SiteOut {
+    SiteOut {
+        id: s.id,
+        domain: s.domain.to_string(),
+        internal: s.internal,
+        compliance: if s.internal { vec![Compliance::Internal] } else { vec![] },
+        created_at: format_seconds(s.created_at),
+        updated_at: format_seconds(s.updated_at),
+    }
+}
+
+async fn list_sites(State(plane): Plane) -> impl IntoResponse {
+    Json(plane.read(|m| m.sites().map(site_out).collect::<Vec<_>>()).await)
+}
+
+async fn get_site(State(plane): Plane, Path(site): Path<String>) -> ApiResult<impl IntoResponse> {
+    let out = plane.read(|m| m.site(&site).map(site_out)).await;
+    out.map(Json).ok_or_else(|| Error::NotFound { what: "site", key: site }.into())
+}
+
+async fn create_site(State(plane): Plane, Body(req): Body<SiteCreate>) -> ApiResult<impl IntoResponse> {
+    let domain = SiteDomain::try_new(&req.domain).map_err(ApiError::invalid)?;
+    let site = plane.create_site(domain, req.internal).await?;
+    Ok((StatusCode::CREATED, Json(site_out(&site))))
+}
+
+async fn delete_site(State(plane): Plane, Path(site): Path<String>) -> ApiResult<impl IntoResponse> {
+    let s = plane.delete_site(&site).await?;
+    Ok(Json(site_out(&s)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteCreate {
+    /// Required on `POST /routes`; taken from the path on `POST /sites/{site}/routes`.
+    site: Option<String>,
+    app: String,
+    source_path: String,
+    #[serde(default = "root")]
+    target_path: String,
+}
+
+fn root() -> String {
+    "/".into()
+}
+
+#[derive(Serialize)]
+struct SiteRef {
+    id: Uuid,
+    domain: String,
+}
+
+#[derive(Serialize)]
+struct RouteOut {
+    id: Uuid,
+    /// Always false: routes take effect with the snapshot the change publishes.
+    pending: bool,
+    app: AppRef,
+    site: SiteRef,
+    source_path: String,
+    target_path: String,
+    created_at: String,
+    updated_at: String,
+}
+
+fn route_out(m: &Model, r: &Route) -> Option<RouteOut> {
+    let app = m.app(&r.app_id.to_string())?;
+    let site = m.site_by_id(r.site_id)?;
+    Some(RouteOut {
+        id: r.id,
+        pending: false,
+        app: app_ref(m, app),
+        site: SiteRef { id: site.id, domain: site.domain.to_string() },
+        source_path: r.source_path.to_string(),
+        target_path: r.target_path.to_string(),
+        created_at: format_seconds(r.created_at),
+        updated_at: format_seconds(r.updated_at),
+    })
+}
+
+fn routes_out(m: &Model, keep: impl Fn(&Route) -> bool) -> Vec<RouteOut> {
+    m.routes_where(keep).into_iter().filter_map(|r| route_out(m, r)).collect()
+}
+
+async fn list_routes(State(plane): Plane) -> impl IntoResponse {
+    Json(plane.read(|m| routes_out(m, |_| true)).await)
+}
+
+async fn list_site_routes(State(plane): Plane, Path(site): Path<String>) -> ApiResult<impl IntoResponse> {
+    let out = plane.read(|m| m.site(&site).map(|s| routes_out(m, |r| r.site_id == s.id))).await;
+    out.map(Json).ok_or_else(|| Error::NotFound { what: "site", key: site }.into())
+}
+
+async fn list_app_routes(State(plane): Plane, Path(app): Path<String>) -> ApiResult<impl IntoResponse> {
+    let out = plane.read(|m| m.app(&app).map(|a| routes_out(m, |r| r.app_id == a.id))).await;
+    out.map(Json).ok_or_else(|| Error::NotFound { what: "app", key: app }.into())
+}
+
+async fn get_route(State(plane): Plane, Path(route): Path<String>) -> ApiResult<impl IntoResponse> {
+    let out = plane.read(|m| route.parse().ok().and_then(|id| m.route(id)).and_then(|r| route_out(m, r))).await;
+    out.map(Json).ok_or_else(|| Error::NotFound { what: "route", key: route }.into())
+}
+
+async fn add_route(plane: &ControlPlane, site: &str, req: RouteCreate) -> ApiResult<(StatusCode, Json<RouteOut>)> {
+    let parse = |field: &str, v: &str| RoutePath::try_new(v).map_err(|e| ApiError::invalid(format!("{field}: {e}")));
+    let source = parse("source_path", &req.source_path)?;
+    let target = parse("target_path", &req.target_path)?;
+    let r = plane.create_route(site, &req.app, source, target).await?;
+    let out = plane.read(|m| route_out(m, &r)).await;
+    let out = out.ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "conflict", "the route was removed meanwhile"))?;
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+async fn create_route(State(plane): Plane, Body(req): Body<RouteCreate>) -> ApiResult<impl IntoResponse> {
+    let Some(site) = req.site.clone() else {
+        return Err(ApiError::invalid("missing field `site`"));
+    };
+    add_route(&plane, &site, req).await
+}
+
+async fn create_site_route(
+    State(plane): Plane,
+    Path(site): Path<String>,
+    Body(req): Body<RouteCreate>,
+) -> ApiResult<impl IntoResponse> {
+    if req.site.as_ref().is_some_and(|s| s != &site) {
+        return Err(ApiError::invalid(format!("site in the body ({:?}) is not the site in the path", req.site)));
+    }
+    add_route(&plane, &site, req).await
+}
+
+async fn delete_route(State(plane): Plane, Path(route): Path<String>) -> ApiResult<impl IntoResponse> {
+    let out = plane.read(|m| route.parse().ok().and_then(|id| m.route(id)).and_then(|r| route_out(m, r))).await;
+    plane.delete_route(&route).await?;
+    Ok(Json(out))
 }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use wharf_config::{
-    AppKey, AppName, AppSpec, DrainSpec, DrainTarget, DrainUrl, DynoName, DynoSpec, DynoType, Hostname, Snapshot,
-    SpaceName,
+    AppKey, AppName, AppSpec, DrainSpec, DrainTarget, DrainUrl, DynoName, DynoSpec, DynoType, Hostname, RoutePath,
+    RouteSpec, SiteDomain, SiteSpec, Snapshot, SpaceName,
 };
 
 /// A space's compliance flags, fixed at creation.
@@ -93,6 +93,40 @@ pub struct Drain {
     pub updated_at: i64,
 }
 
+/// A site: a domain whose path prefixes route to apps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Site {
+    /// Its id.
+    pub id: Uuid,
+    /// `www.example.com` or `*.example.com`.
+    pub domain: SiteDomain,
+    /// Served only on the router's internal listener, routing only to internal apps.
+    pub internal: bool,
+    /// Creation time, seconds since the epoch.
+    pub created_at: i64,
+    /// Last change, seconds since the epoch.
+    pub updated_at: i64,
+}
+
+/// A route: a site's path prefix, sent to an app under another prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    /// Its id.
+    pub id: Uuid,
+    /// Its site's id.
+    pub site_id: Uuid,
+    /// Its app's id.
+    pub app_id: Uuid,
+    /// The prefix matched.
+    pub source_path: RoutePath,
+    /// The prefix sent upstream instead.
+    pub target_path: RoutePath,
+    /// Creation time, seconds since the epoch.
+    pub created_at: i64,
+    /// Last change, seconds since the epoch.
+    pub updated_at: i64,
+}
+
 /// One stored record of any kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "body", rename_all = "snake_case")]
@@ -105,6 +139,10 @@ pub enum Object {
     Dyno(Dyno),
     /// A drain.
     Drain(Drain),
+    /// A site.
+    Site(Site),
+    /// A route.
+    Route(Route),
 }
 
 /// The kinds of records, as stored.
@@ -118,6 +156,10 @@ pub enum Kind {
     Dyno,
     /// Drains.
     Drain,
+    /// Sites.
+    Site,
+    /// Routes.
+    Route,
 }
 
 impl Kind {
@@ -128,6 +170,8 @@ impl Kind {
             Kind::App => "app",
             Kind::Dyno => "dyno",
             Kind::Drain => "drain",
+            Kind::Site => "site",
+            Kind::Route => "route",
         }
     }
 }
@@ -140,6 +184,8 @@ impl Object {
             Object::App(a) => (Kind::App, a.id),
             Object::Dyno(d) => (Kind::Dyno, d.id),
             Object::Drain(d) => (Kind::Drain, d.id),
+            Object::Site(s) => (Kind::Site, s.id),
+            Object::Route(r) => (Kind::Route, r.id),
         }
     }
 }
@@ -161,6 +207,9 @@ pub struct Model {
     apps: BTreeMap<Uuid, App>,
     dynos: BTreeMap<Uuid, Dyno>,
     drains: BTreeMap<Uuid, Drain>,
+    sites: BTreeMap<Uuid, Site>,
+    routes: BTreeMap<Uuid, Route>,
+    site_by_domain: HashMap<SiteDomain, Uuid>,
     space_by_name: HashMap<SpaceName, Uuid>,
     app_by_key: HashMap<AppKey, Uuid>,
 }
@@ -199,6 +248,21 @@ impl Model {
                 }
                 Change::Put(Object::Drain(d)) => {
                     self.drains.insert(d.id, d);
+                }
+                Change::Put(Object::Site(site)) => {
+                    self.site_by_domain.insert(site.domain.clone(), site.id);
+                    self.sites.insert(site.id, site);
+                }
+                Change::Put(Object::Route(r)) => {
+                    self.routes.insert(r.id, r);
+                }
+                Change::Delete(Kind::Site, id) => {
+                    if let Some(site) = self.sites.remove(&id) {
+                        self.site_by_domain.remove(&site.domain);
+                    }
+                }
+                Change::Delete(Kind::Route, id) => {
+                    self.routes.remove(&id);
                 }
                 Change::Delete(Kind::Space, id) => {
                     if let Some(s) = self.spaces.remove(&id) {
@@ -311,6 +375,41 @@ impl Model {
         self.drains.values().find(|d| d.app_id == app_id && (Some(d.id) == id || d.url.expose() == id_or_url))
     }
 
+    /// Every site, by id.
+    pub fn sites(&self) -> impl Iterator<Item = &Site> {
+        self.sites.values()
+    }
+
+    /// The site with this id or domain.
+    pub fn site(&self, id_or_domain: &str) -> Option<&Site> {
+        match id_or_domain.parse::<Uuid>() {
+            Ok(id) => self.sites.get(&id),
+            Err(_) => SiteDomain::try_new(id_or_domain).ok().and_then(|d| self.sites.get(self.site_by_domain.get(&d)?)),
+        }
+    }
+
+    /// The site with this id.
+    pub fn site_by_id(&self, id: Uuid) -> Option<&Site> {
+        self.sites.get(&id)
+    }
+
+    /// The route with this id.
+    pub fn route(&self, id: Uuid) -> Option<&Route> {
+        self.routes.get(&id)
+    }
+
+    /// Routes matching a filter, by site and source path.
+    pub fn routes_where(&self, keep: impl Fn(&Route) -> bool) -> Vec<&Route> {
+        let mut v: Vec<&Route> = self.routes.values().filter(|r| keep(r)).collect();
+        v.sort_by(|a, b| (a.site_id, &a.source_path).cmp(&(b.site_id, &b.source_path)));
+        v
+    }
+
+    /// Whether an app's space is internal.
+    pub fn app_is_internal(&self, app: &App) -> bool {
+        self.app_space(app).compliance.contains(&Compliance::Internal)
+    }
+
     /// Whether any app lives in the space.
     pub fn space_has_apps(&self, space_id: Uuid) -> bool {
         self.apps.values().any(|a| a.space_id == space_id)
@@ -332,12 +431,7 @@ impl Model {
             .map(|a| {
                 let mut web_dynos = web.remove(&a.id).unwrap_or_default();
                 web_dynos.sort_by(|x, y| x.name.cmp(&y.name));
-                AppSpec {
-                    id: a.id,
-                    key: self.app_key(a),
-                    internal: self.app_space(a).compliance.contains(&Compliance::Internal),
-                    web_dynos,
-                }
+                AppSpec { id: a.id, key: self.app_key(a), internal: self.app_is_internal(a), web_dynos }
             })
             .collect();
         let drains = self
@@ -353,6 +447,27 @@ impl Model {
                 })
             })
             .collect();
-        Arc::new(Snapshot { version: self.version, apps, drains })
+        let mut sites: HashMap<Uuid, SiteSpec> = self
+            .sites
+            .values()
+            .map(|s| (s.id, SiteSpec { id: s.id, domain: s.domain.clone(), internal: s.internal, routes: vec![] }))
+            .collect();
+        for r in self.routes.values() {
+            let (Some(site), Some(app)) = (sites.get_mut(&r.site_id), self.apps.get(&r.app_id)) else {
+                continue;
+            };
+            site.routes.push(RouteSpec {
+                id: r.id,
+                source_path: r.source_path.clone(),
+                target_path: r.target_path.clone(),
+                app: self.app_key(app),
+            });
+        }
+        let mut sites: Vec<SiteSpec> = sites.into_values().collect();
+        sites.sort_by(|a, b| a.domain.cmp(&b.domain));
+        for s in &mut sites {
+            s.routes.sort_by(|a, b| a.source_path.cmp(&b.source_path));
+        }
+        Arc::new(Snapshot { version: self.version, apps, drains, sites })
     }
 }

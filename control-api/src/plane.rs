@@ -9,15 +9,18 @@ use std::time::Duration;
 
 use tokio::sync::{RwLock, watch};
 use wharf_config::{
-    AppName, DrainUrl, DynoName, DynoType, Hostname, SessionGrant, SessionKey, Snapshot, SpaceName, new_id,
-    timestamp::now_seconds,
+    AppName, DrainUrl, DynoName, DynoType, Hostname, RoutePath, SessionGrant, SessionKey, SiteDomain, Snapshot,
+    SpaceName, new_id, timestamp::now_seconds,
 };
 
-use crate::model::{App, Change, Compliance, Drain, Dyno, Kind, Model, Object, Space};
+use crate::model::{App, Change, Compliance, Drain, Dyno, Kind, Model, Object, Route, Site, Space};
 use crate::store::{Store, StoreError};
 
 /// Most drains one app may have.
 pub const MAX_DRAINS_PER_APP: usize = 50;
+
+/// Most routes one site may have.
+pub const MAX_ROUTES_PER_SITE: usize = 1000;
 
 /// Why an operation did nothing.
 #[derive(Debug, thiserror::Error)]
@@ -183,6 +186,10 @@ impl ControlPlane {
             if m.app_by_key(&key).is_some() {
                 return Err(Error::Conflict(format!("app {key} already exists")));
             }
+            let domain = self.default_domain(&key);
+            if m.site(&domain).is_some() {
+                return Err(Error::Conflict(format!("site {domain} already uses the app's default domain")));
+            }
             let now = now_seconds();
             let app = App { id: new_id(), name, space_id: space.id, created_at: now, updated_at: now };
             Ok((app.clone(), vec![Change::Put(Object::App(app))]))
@@ -196,6 +203,7 @@ impl ControlPlane {
             let a = m.app(app).ok_or_else(|| not_found("app", app))?.clone();
             let mut changes: Vec<Change> = m.dynos_of(a.id).iter().map(|d| Change::Delete(Kind::Dyno, d.id)).collect();
             changes.extend(m.drains_of(a.id).iter().map(|d| Change::Delete(Kind::Drain, d.id)));
+            changes.extend(m.routes_where(|r| r.app_id == a.id).iter().map(|r| Change::Delete(Kind::Route, r.id)));
             changes.push(Change::Delete(Kind::App, a.id));
             Ok((a, changes))
         })
@@ -290,6 +298,100 @@ impl ControlPlane {
         .await
     }
 
+    /// An app's default domain, `app-space.<stack_domain>`.
+    pub fn default_domain(&self, key: &wharf_config::AppKey) -> String {
+        format!("{key}.{}", self.settings.stack_domain.to_ascii_lowercase())
+    }
+
+    /// Creates a site.
+    pub async fn create_site(&self, domain: SiteDomain, internal: bool) -> Result<Site, Error> {
+        self.change(|m| {
+            if m.site(domain.as_str()).is_some() {
+                return Err(Error::Conflict(format!("site {domain} already exists")));
+            }
+            if let Some(a) = m.apps().find(|a| self.default_domain(&m.app_key(a)) == domain.as_str()) {
+                return Err(Error::Conflict(format!("{domain} is the default domain of app {}", m.app_key(a))));
+            }
+            let now = now_seconds();
+            let site = Site { id: new_id(), domain, internal, created_at: now, updated_at: now };
+            Ok((site.clone(), vec![Change::Put(Object::Site(site))]))
+        })
+        .await
+    }
+
+    /// Deletes a site with its routes.
+    pub async fn delete_site(&self, site: &str) -> Result<Site, Error> {
+        self.change(|m| {
+            let s = m.site(site).ok_or_else(|| not_found("site", site))?.clone();
+            let mut changes: Vec<Change> =
+                m.routes_where(|r| r.site_id == s.id).iter().map(|r| Change::Delete(Kind::Route, r.id)).collect();
+            changes.push(Change::Delete(Kind::Site, s.id));
+            Ok((s, changes))
+        })
+        .await
+    }
+
+    /// Routes a site's path prefix to an app. Internal apps go only on internal sites and
+    /// public apps only on public ones, so that no route exposes an internal app publicly.
+    pub async fn create_route(
+        &self,
+        site: &str,
+        app: &str,
+        source_path: RoutePath,
+        target_path: RoutePath,
+    ) -> Result<Route, Error> {
+        self.change(|m| {
+            let s = m.site(site).ok_or_else(|| not_found("site", site))?;
+            let a = m.app(app).ok_or_else(|| not_found("app", app))?;
+            match (s.internal, m.app_is_internal(a)) {
+                (false, true) => {
+                    return Err(Error::Invalid(format!(
+                        "app {} is internal and cannot be routed from the public site {}",
+                        m.app_key(a),
+                        s.domain
+                    )));
+                }
+                (true, false) => {
+                    return Err(Error::Invalid(format!(
+                        "app {} is public and cannot be routed from the internal site {}",
+                        m.app_key(a),
+                        s.domain
+                    )));
+                }
+                _ => {}
+            }
+            let routes = m.routes_where(|r| r.site_id == s.id);
+            if routes.iter().any(|r| r.source_path == source_path) {
+                return Err(Error::Conflict(format!("site {} already routes {source_path}", s.domain)));
+            }
+            if routes.len() >= MAX_ROUTES_PER_SITE {
+                return Err(Error::Invalid(format!("a site has at most {MAX_ROUTES_PER_SITE} routes")));
+            }
+            let now = now_seconds();
+            let route = Route {
+                id: new_id(),
+                site_id: s.id,
+                app_id: a.id,
+                source_path,
+                target_path,
+                created_at: now,
+                updated_at: now,
+            };
+            Ok((route.clone(), vec![Change::Put(Object::Route(route))]))
+        })
+        .await
+    }
+
+    /// Removes a route.
+    pub async fn delete_route(&self, id: &str) -> Result<Route, Error> {
+        self.change(|m| {
+            let r = id.parse().ok().and_then(|id| m.route(id)).ok_or_else(|| not_found("route", id))?.clone();
+            let rid = r.id;
+            Ok((r, vec![Change::Delete(Kind::Route, rid)]))
+        })
+        .await
+    }
+
     /// Grants a live tail of an app's lines.
     pub async fn create_log_session(
         &self,
@@ -379,6 +481,44 @@ mod tests {
         assert!(matches!(errs[4], Error::NotFound { what: "log drain", .. }), "{}", errs[4]);
         assert!(matches!(errs[5], Error::Invalid(_)), "{}", errs[5]);
         assert_eq!(*p.subscribe().borrow(), before);
+    }
+
+    #[tokio::test]
+    async fn routes_keep_internal_and_public_apart() {
+        let p = plane().await;
+        p.create_space("vpn".parse().unwrap(), vec![Compliance::Internal]).await.unwrap();
+        p.create_app("api".parse().unwrap(), "default").await.unwrap();
+        p.create_app("hr".parse().unwrap(), "vpn").await.unwrap();
+        p.create_site("www.example.com".parse().unwrap(), false).await.unwrap();
+        p.create_site("intra.example.com".parse().unwrap(), true).await.unwrap();
+        let path = |s: &str| RoutePath::try_new(s).unwrap();
+        p.create_route("www.example.com", "api-default", path("/api"), path("/")).await.unwrap();
+        p.create_route("intra.example.com", "hr-vpn", path("/"), path("/")).await.unwrap();
+        let before = p.subscribe().borrow().clone();
+        let errs = [
+            p.create_route("www.example.com", "hr-vpn", path("/hr"), path("/")).await.unwrap_err(),
+            p.create_route("intra.example.com", "api-default", path("/api"), path("/")).await.unwrap_err(),
+            p.create_route("www.example.com", "api-default", path("/api/"), path("/v2")).await.unwrap_err(),
+            p.create_route("nope.example.com", "api-default", path("/"), path("/")).await.unwrap_err(),
+            p.create_site("www.example.com".parse().unwrap(), false).await.unwrap_err(),
+            p.create_site("api-default.localhost".parse().unwrap(), false).await.unwrap_err(),
+        ];
+        assert!(matches!(errs[0], Error::Invalid(_)), "{}", errs[0]);
+        assert!(matches!(errs[1], Error::Invalid(_)), "{}", errs[1]);
+        assert!(matches!(errs[2], Error::Conflict(_)), "{}", errs[2]);
+        assert!(matches!(errs[3], Error::NotFound { what: "site", .. }), "{}", errs[3]);
+        assert!(matches!(errs[4], Error::Conflict(_)), "{}", errs[4]);
+        assert!(matches!(errs[5], Error::Conflict(_)), "{}", errs[5]);
+        assert_eq!(*p.subscribe().borrow(), before);
+        let www = before.sites.iter().find(|s| s.domain.as_str() == "www.example.com").unwrap();
+        assert_eq!(www.routes[0].app.as_str(), "api-default");
+        // Deleting the app takes its routes with it; deleting a site takes the rest.
+        p.delete_app("api-default").await.unwrap();
+        assert!(
+            p.subscribe().borrow().sites.iter().all(|s| s.domain.as_str() != "www.example.com" || s.routes.is_empty())
+        );
+        p.delete_site("intra.example.com").await.unwrap();
+        assert!(p.read(|m| m.routes_where(|_| true).is_empty()).await);
     }
 
     #[tokio::test]

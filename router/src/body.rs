@@ -2,6 +2,7 @@
 //! When a response ends (or the client goes away), its access log line goes to the app's logs
 //! and its upstream connection back to the pool.
 
+use std::future::Future as _;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use crate::pool;
 #[derive(Debug)]
 pub(crate) struct AccessLog {
     pub(crate) app: Arc<str>,
+    pub(crate) stats: Arc<crate::metrics::AppStats>,
     pub(crate) site: Option<Arc<str>>,
     pub(crate) host: String,
     pub(crate) fwd: http::HeaderValue,
@@ -79,6 +81,7 @@ impl AccessLog {
         }
         crate::batch::publish(shared, event.message(line.as_bytes()));
         shared.metrics.record(self.status, total);
+        self.stats.record(self.status);
     }
 }
 
@@ -101,6 +104,8 @@ impl ProxyBody {
 /// A dyno's response body on its way to the client.
 pub struct UpstreamBody {
     inner: Incoming,
+    /// Runs while the dyno sends nothing; when it fires, the response is cut off (H15).
+    idle: Option<Pin<Box<tokio::time::Sleep>>>,
     bytes: u64,
     log: Option<AccessLog>,
     /// The connection, returned to the pool once the body is read to the end.
@@ -121,7 +126,7 @@ impl UpstreamBody {
         conn: (SocketAddr, SendRequest<Incoming>),
         shared: Arc<Shared>,
     ) -> ProxyBody {
-        let mut body = UpstreamBody { inner, bytes: 0, log: Some(log), conn: Some(conn), shared };
+        let mut body = UpstreamBody { inner, idle: None, bytes: 0, log: Some(log), conn: Some(conn), shared };
         if body.inner.is_end_stream() {
             body.finish(true);
         }
@@ -149,15 +154,36 @@ impl Drop for UpstreamBody {
     }
 }
 
+/// Why a response body ended early.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             ProxyBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             ProxyBody::Upstream(u) => {
-                let polled = ready!(Pin::new(&mut u.inner).poll_frame(cx));
+                let polled = match Pin::new(&mut u.inner).poll_frame(cx) {
+                    Poll::Ready(p) => p,
+                    Poll::Pending => {
+                        // The idle timer starts the first time the dyno makes us wait, and
+                        // restarts with every frame; small responses never arm it.
+                        let window = u.shared.settings.idle_timeout;
+                        let timer = u.idle.get_or_insert_with(|| Box::pin(tokio::time::sleep(window)));
+                        ready!(timer.as_mut().poll(cx));
+                        if let Some(log) = &mut u.log {
+                            log.code = Some(Code::H15);
+                        }
+                        u.finish(false);
+                        return Poll::Ready(Some(Err("the dyno's response was idle for too long".into())));
+                    }
+                };
+                if let Some(timer) = &mut u.idle {
+                    timer.as_mut().reset(tokio::time::Instant::now() + u.shared.settings.idle_timeout);
+                }
+                let polled = polled.map(|r| r.map_err(BodyError::from));
                 match &polled {
                     Some(Ok(frame)) => {
                         if let Some(data) = frame.data_ref() {

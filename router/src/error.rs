@@ -24,6 +24,8 @@ pub enum Code {
     H12,
     /// The dyno closed the connection without a response.
     H13,
+    /// The dyno's response stalled for longer than the idle timeout.
+    H15,
     /// The app has no web dynos.
     H14,
     /// The dyno's response was not valid HTTP.
@@ -44,6 +46,7 @@ impl Code {
         match self {
             Code::H12 => "H12",
             Code::H13 => "H13",
+            Code::H15 => "H15",
             Code::H14 => "H14",
             Code::H17 => "H17",
             Code::H19 => "H19",
@@ -58,6 +61,7 @@ impl Code {
         match self {
             Code::H12 => "Request timeout",
             Code::H13 => "Connection closed without response",
+            Code::H15 => "Idle connection",
             Code::H14 => "No web dynos running",
             Code::H17 => "Poorly formatted HTTP response",
             Code::H19 => "Backend connection timeout",
@@ -80,7 +84,7 @@ impl Code {
     /// Which side failed.
     pub fn side(self) -> Side {
         match self {
-            Code::H12 | Code::H13 | Code::H14 | Code::H17 | Code::H19 | Code::H21 => Side::Upstream,
+            Code::H12 | Code::H13 | Code::H14 | Code::H15 | Code::H17 | Code::H19 | Code::H21 => Side::Upstream,
             Code::H27 => Side::Downstream,
             Code::H99 => Side::Internal,
         }
@@ -127,7 +131,7 @@ mod tests {
 
     #[test]
     fn only_connect_failures_are_retried() {
-        let all = [Code::H12, Code::H13, Code::H14, Code::H17, Code::H19, Code::H21, Code::H27, Code::H99];
+        let all = [Code::H12, Code::H13, Code::H14, Code::H15, Code::H17, Code::H19, Code::H21, Code::H27, Code::H99];
         let retried: Vec<_> = all.into_iter().filter(|c| c.retryable()).collect();
         assert_eq!(retried, [Code::H19, Code::H21]);
         assert!(all.iter().all(|c| c.status().as_u16() >= 400));

@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+mod admin;
 mod batch;
 mod body;
 pub mod error;
@@ -27,7 +28,7 @@ use tokio::sync::watch;
 use wharf_bus::Publisher;
 use wharf_config::{RouterConfig, Snapshot};
 
-pub use body::ProxyBody;
+pub use body::{BodyError, ProxyBody};
 pub use error::{Code, ProxyError, Side};
 pub use metrics::Metrics;
 pub use pool::PoolStats;
@@ -55,7 +56,13 @@ pub enum StartError {
 pub(crate) struct Settings {
     pub(crate) connect_timeout: Duration,
     pub(crate) first_byte_timeout: Duration,
-    pub(crate) header_read_timeout: Duration,
+    pub(crate) header_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_request_line: usize,
+    pub(crate) max_header_bytes: usize,
+    pub(crate) max_headers: usize,
+    /// `Strict-Transport-Security` for HTTPS responses that set none.
+    pub(crate) hsts: Option<http::HeaderValue>,
     pub(crate) connect_attempts: u32,
     pub(crate) quarantine: Duration,
     pub(crate) shutdown_grace: Duration,
@@ -80,7 +87,7 @@ impl Shared {
     pub(crate) fn public_port(&self, kind: Listener, local: u16) -> u16 {
         match kind {
             Listener::Https => self.settings.https_port,
-            Listener::Http => local,
+            Listener::Http | Listener::Internal => local,
         }
     }
 }
@@ -90,8 +97,22 @@ impl Shared {
 pub struct Listeners {
     http: std::net::TcpListener,
     https: std::net::TcpListener,
-    http_addr: SocketAddr,
-    https_addr: SocketAddr,
+    internal: std::net::TcpListener,
+    admin: std::net::TcpListener,
+    addrs: Addrs,
+}
+
+/// Where the router's listeners are bound.
+#[derive(Debug, Clone, Copy)]
+pub struct Addrs {
+    /// Plain HTTP.
+    pub http: SocketAddr,
+    /// Public HTTPS.
+    pub https: SocketAddr,
+    /// Internal HTTPS.
+    pub internal: SocketAddr,
+    /// Metrics and health.
+    pub admin: SocketAddr,
 }
 
 impl Listeners {
@@ -104,33 +125,31 @@ impl Listeners {
         };
         let (http, http_addr) = bind(config.http_listen)?;
         let (https, https_addr) = bind(config.https_listen)?;
-        Ok(Listeners { http, https, http_addr, https_addr })
+        let (internal, internal_addr) = bind(config.internal_listen)?;
+        let (admin, admin_addr) = bind(config.admin_listen)?;
+        let addrs = Addrs { http: http_addr, https: https_addr, internal: internal_addr, admin: admin_addr };
+        Ok(Listeners { http, https, internal, admin, addrs })
     }
 
-    /// Where plain HTTP is served.
-    pub fn http_addr(&self) -> SocketAddr {
-        self.http_addr
-    }
-
-    /// Where HTTPS is served.
-    pub fn https_addr(&self) -> SocketAddr {
-        self.https_addr
+    /// Where the listeners are bound.
+    pub fn addrs(&self) -> Addrs {
+        self.addrs
     }
 }
 
 /// A running router.
 pub struct Router {
     shared: Arc<Shared>,
-    http_addr: SocketAddr,
-    https_addr: SocketAddr,
+    addrs: Addrs,
     workers: Vec<std::thread::JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
     follower: tokio::task::JoinHandle<()>,
+    admin: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Router").field("http", &self.http_addr).field("https", &self.https_addr).finish_non_exhaustive()
+        f.debug_struct("Router").field("addrs", &self.addrs).finish_non_exhaustive()
     }
 }
 
@@ -144,7 +163,8 @@ impl Router {
         mut snapshots: watch::Receiver<Arc<Snapshot>>,
         publisher: Publisher,
     ) -> Result<Router, StartError> {
-        let Listeners { http, https, http_addr, https_addr } = listeners;
+        let Listeners { http, https, internal, admin, addrs } = listeners;
+        let http_addr = addrs.http;
         let stack_domain = config.stack_domain.clone();
         let first = RoutingTable::compile(&snapshots.borrow_and_update(), &stack_domain, None);
         let shared = Arc::new(Shared {
@@ -153,11 +173,19 @@ impl Router {
             settings: Settings {
                 connect_timeout: config.connect_timeout.0,
                 first_byte_timeout: config.first_byte_timeout.0,
-                header_read_timeout: config.first_byte_timeout.0,
+                header_timeout: config.header_timeout.0,
+                idle_timeout: config.idle_timeout.0,
+                max_request_line: config.max_request_line.0 as usize,
+                max_header_bytes: config.max_header_bytes.0 as usize,
+                max_headers: config.max_headers,
+                hsts: (!config.hsts_max_age.0.is_zero()).then(|| {
+                    http::HeaderValue::try_from(format!("max-age={}", config.hsts_max_age.0.as_secs()))
+                        .expect("a number is a header value")
+                }),
                 connect_attempts: config.connect_attempts,
                 quarantine: config.quarantine.0,
                 shutdown_grace: config.shutdown_grace.0,
-                https_port: config.https_public_port.unwrap_or(https_addr.port()),
+                https_port: config.https_public_port.unwrap_or(addrs.https.port()),
                 http_redirect: config.http_redirect,
             },
             metrics: Metrics::default(),
@@ -176,7 +204,11 @@ impl Router {
             let clone = |l: &std::net::TcpListener| {
                 l.try_clone().map_err(|source| StartError::Bind { addr: http_addr, source })
             };
-            let listeners = vec![(clone(&http)?, Listener::Http), (clone(&https)?, Listener::Https)];
+            let listeners = vec![
+                (clone(&http)?, Listener::Http),
+                (clone(&https)?, Listener::Https),
+                (clone(&internal)?, Listener::Internal),
+            ];
             let (shared, rx) = (shared.clone(), shutdown.subscribe());
             let handle = std::thread::Builder::new()
                 .name(format!("router-{i}"))
@@ -198,17 +230,13 @@ impl Router {
                 }
             }
         });
-        Ok(Router { shared, http_addr, https_addr, workers, shutdown, follower })
+        let admin = tokio::spawn(admin::serve(admin, shared.clone()));
+        Ok(Router { shared, addrs, workers, shutdown, follower, admin })
     }
 
-    /// Where plain HTTP is served.
-    pub fn http_addr(&self) -> SocketAddr {
-        self.http_addr
-    }
-
-    /// Where HTTPS is served.
-    pub fn https_addr(&self) -> SocketAddr {
-        self.https_addr
+    /// Where the listeners are bound.
+    pub fn addrs(&self) -> Addrs {
+        self.addrs
     }
 
     /// The router's metrics.
@@ -224,6 +252,7 @@ impl Router {
     /// Stops accepting, lets in-flight requests finish within the grace period, and returns.
     pub async fn shutdown(self) {
         self.follower.abort();
+        self.admin.abort();
         let _ = self.shutdown.send(true);
         let workers = self.workers;
         let _ = tokio::task::spawn_blocking(move || {

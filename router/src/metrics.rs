@@ -1,7 +1,30 @@
 //! The router's Prometheus metrics: plain atomic counters, rendered on demand.
+//!
+//! Per-app counters live beside each app's dynos in the routing table (and move to the next
+//! table on reload), so counting a request costs one atomic add and no lookup.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::pool::PoolStats;
+use crate::table::RoutingTable;
+
+/// One app's request counts by status class.
+#[derive(Debug, Default)]
+pub struct AppStats {
+    by_class: [AtomicU64; 5],
+}
+
+impl AppStats {
+    /// Counts a response with this status.
+    pub fn record(&self, status: u16) {
+        self.by_class[class_index(status)].fetch_add(1, Relaxed);
+    }
+}
+
+fn class_index(status: u16) -> usize {
+    usize::from(status / 100).clamp(1, 5) - 1
+}
 
 /// Upper bounds of the latency histogram's buckets, in milliseconds.
 const BUCKETS_MS: [u64; 12] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000, 30_000];
@@ -16,13 +39,13 @@ pub struct Metrics {
     latency_count: AtomicU64,
     latency_sum_ms: AtomicU64,
     connect_errors: AtomicU64,
+    quarantines: AtomicU64,
 }
 
 impl Metrics {
     /// Counts a finished request.
     pub fn record(&self, status: u16, total_ms: u64) {
-        let class = usize::from(status / 100).clamp(1, 5) - 1;
-        self.by_class[class].fetch_add(1, Relaxed);
+        self.by_class[class_index(status)].fetch_add(1, Relaxed);
         if let Some(i) = BUCKETS_MS.iter().position(|b| total_ms <= *b) {
             self.latency[i].fetch_add(1, Relaxed);
         }
@@ -35,17 +58,37 @@ impl Metrics {
         self.connect_errors.fetch_add(1, Relaxed);
     }
 
+    /// Counts a dyno put in quarantine.
+    pub fn quarantine(&self) {
+        self.quarantines.fetch_add(1, Relaxed);
+    }
+
     /// Requests so far with a status in the class (`2` for 2xx).
     pub fn requests(&self, class: u16) -> u64 {
         self.by_class[usize::from(class.clamp(1, 5)) - 1].load(Relaxed)
     }
 
     /// Appends the metrics in Prometheus' text format.
-    pub fn render(&self, out: &mut String) {
+    pub fn render(&self, out: &mut String, table: &RoutingTable, pool: &PoolStats) {
         out.push_str("# HELP wharf_router_requests_total Requests answered, by status class.\n");
         out.push_str("# TYPE wharf_router_requests_total counter\n");
         for (i, c) in self.by_class.iter().enumerate() {
             let _ = writeln!(out, "wharf_router_requests_total{{class=\"{}xx\"}} {}", i + 1, c.load(Relaxed));
+        }
+        out.push_str("# HELP wharf_router_app_requests_total Requests routed to an app, by status class.\n");
+        out.push_str("# TYPE wharf_router_app_requests_total counter\n");
+        for backend in table.backends() {
+            for (i, c) in backend.stats.by_class.iter().enumerate() {
+                let n = c.load(Relaxed);
+                if n > 0 {
+                    let _ = writeln!(
+                        out,
+                        "wharf_router_app_requests_total{{app=\"{}\",class=\"{}xx\"}} {n}",
+                        backend.app,
+                        i + 1
+                    );
+                }
+            }
         }
         out.push_str("# HELP wharf_router_request_duration_seconds Time from request to the end of the response.\n");
         out.push_str("# TYPE wharf_router_request_duration_seconds histogram\n");
@@ -69,5 +112,18 @@ impl Metrics {
         out.push_str("# HELP wharf_router_upstream_connect_errors_total Dyno connections refused or timed out.\n");
         out.push_str("# TYPE wharf_router_upstream_connect_errors_total counter\n");
         let _ = writeln!(out, "wharf_router_upstream_connect_errors_total {}", self.connect_errors.load(Relaxed));
+        out.push_str("# HELP wharf_router_quarantines_total Dynos skipped for a while after failing to accept.\n");
+        out.push_str("# TYPE wharf_router_quarantines_total counter\n");
+        let _ = writeln!(out, "wharf_router_quarantines_total {}", self.quarantines.load(Relaxed));
+        out.push_str(
+            "# HELP wharf_router_upstream_connections_total Dyno connections used, new or reused from the pool.\n",
+        );
+        out.push_str("# TYPE wharf_router_upstream_connections_total counter\n");
+        let _ = writeln!(out, "wharf_router_upstream_connections_total{{kind=\"new\"}} {}", pool.opened.load(Relaxed));
+        let _ =
+            writeln!(out, "wharf_router_upstream_connections_total{{kind=\"reused\"}} {}", pool.reused.load(Relaxed));
+        out.push_str("# HELP wharf_router_snapshot_version Version of the routing snapshot being served.\n");
+        out.push_str("# TYPE wharf_router_snapshot_version gauge\n");
+        let _ = writeln!(out, "wharf_router_snapshot_version {}", table.version);
     }
 }

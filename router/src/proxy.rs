@@ -11,6 +11,8 @@ use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::Shared;
 use crate::body::{AccessLog, ProxyBody, UpstreamBody};
@@ -23,8 +25,10 @@ use crate::table::{normalize_host, now_millis};
 pub enum Listener {
     /// Plain HTTP: every request is redirected to HTTPS.
     Http,
-    /// Public HTTPS.
+    /// Public HTTPS: never serves internal sites or apps.
     Https,
+    /// Internal HTTPS: serves only internal sites and apps.
+    Internal,
 }
 
 /// Facts about a client connection that every request on it shares.
@@ -67,8 +71,40 @@ pub(crate) async fn handle(
 ) -> Result<Response<ProxyBody>, Infallible> {
     Ok(match conn.listener {
         Listener::Http if shared.settings.http_redirect => redirect(&req, &shared),
-        Listener::Http | Listener::Https => proxy(req, &conn, shared).await,
+        Listener::Http | Listener::Https | Listener::Internal => {
+            let mut resp = proxy(req, &conn, shared.clone()).await;
+            if conn.listener != Listener::Http
+                && let Some(hsts) = &shared.settings.hsts
+                && !resp.headers().contains_key(header::STRICT_TRANSPORT_SECURITY)
+            {
+                resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+            }
+            resp
+        }
     })
+}
+
+/// A response the router writes before the request reaches an app, counted in the metrics.
+fn refuse(shared: &Shared, status: StatusCode, body: &'static str) -> Response<ProxyBody> {
+    shared.metrics.record(status.as_u16(), 0);
+    text(status, body)
+}
+
+/// Checks the request line and header fields against the configured limits: hyper bounds the
+/// whole head, and these bound its parts the way operators configure them.
+fn check_limits<B>(req: &Request<B>, shared: &Shared) -> Result<(), (StatusCode, &'static str)> {
+    let s = &shared.settings;
+    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len())
+        + req.uri().authority().map_or(0, |a| a.as_str().len());
+    if target + req.method().as_str().len() + 10 > s.max_request_line {
+        return Err((StatusCode::URI_TOO_LONG, "request line too long\n"));
+    }
+    let headers = req.headers();
+    let bytes: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
+    if bytes > s.max_header_bytes || headers.len() > s.max_headers {
+        return Err((StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request header fields too large\n"));
+    }
+    Ok(())
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
@@ -177,24 +213,34 @@ fn error_response(code: Code) -> Response<ProxyBody> {
     text(code.status(), body)
 }
 
-async fn proxy(req: Request<Incoming>, conn: &ConnInfo, shared: Arc<Shared>) -> Response<ProxyBody> {
+async fn proxy(mut req: Request<Incoming>, conn: &ConnInfo, shared: Arc<Shared>) -> Response<ProxyBody> {
     let started = Instant::now();
+    if let Err((status, body)) = check_limits(&req, &shared) {
+        return refuse(&shared, status, body);
+    }
     let Some(host) = request_host(&req) else {
-        return text(StatusCode::BAD_REQUEST, "missing or invalid Host header\n");
+        return refuse(&shared, StatusCode::BAD_REQUEST, "missing or invalid Host header\n");
     };
     let (backend, site, upstream_path, orig_prefix) = {
         let table = shared.table.load();
-        let Some(entry) = table.host(&host) else {
-            return text(StatusCode::NOT_FOUND, "no such app\n");
+        // Internal hosts exist only on the internal listener, and public ones only elsewhere:
+        // to a client on the wrong side, the host does not exist.
+        let internal = conn.listener == Listener::Internal;
+        let Some(entry) = table.host(&host).filter(|e| e.internal == internal) else {
+            return refuse(&shared, StatusCode::NOT_FOUND, "no such app\n");
         };
         let Some(route) = entry.route(req.uri().path()) else {
-            return text(StatusCode::NOT_FOUND, "no such app\n");
+            return refuse(&shared, StatusCode::NOT_FOUND, "no such app\n");
         };
         // A route from `/` to `/` (every app's default domain) sends the path as it came.
         let rewritten = (!route.is_identity()).then(|| route.rewrite(req.uri().path()));
         (route.backend.clone(), entry.site.clone(), rewritten, route.prefix.to_string())
     };
 
+    // A WebSocket (or other HTTP/1.1) upgrade keeps its Upgrade and Connection headers, and
+    // the client's side of the upgraded connection is claimed before the request moves on.
+    let upgrade = is_upgrade(req.version(), req.headers())
+        .then(|| (req.headers().get(header::UPGRADE).cloned(), hyper::upgrade::on(&mut req)));
     let (mut parts, body) = req.into_parts();
     let orig_path = parts.uri.path_and_query().map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
     let request_id = match parts.headers.get(&X_REQUEST_ID) {
@@ -203,6 +249,7 @@ async fn proxy(req: Request<Incoming>, conn: &ConnInfo, shared: Arc<Shared>) -> 
     };
     let mut log = AccessLog {
         app: backend.app.clone(),
+        stats: backend.stats.clone(),
         site,
         host: host.clone(),
         fwd: conn.peer_ip.clone(),
@@ -226,7 +273,7 @@ async fn proxy(req: Request<Incoming>, conn: &ConnInfo, shared: Arc<Shared>) -> 
             };
             match Uri::try_from(target) {
                 Ok(uri) => Some(uri),
-                Err(_) => return text(StatusCode::BAD_REQUEST, "invalid request target\n"),
+                Err(_) => return refuse(&shared, StatusCode::BAD_REQUEST, "invalid request target\n"),
             }
         }
         None if parts.uri.authority().is_some() => {
@@ -261,7 +308,11 @@ async fn proxy(req: Request<Incoming>, conn: &ConnInfo, shared: Arc<Shared>) -> 
     let port = conn.port.clone();
     let start_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     h.insert(&X_FORWARDED_FOR, xff);
-    let proto = if conn.listener == Listener::Https { &HTTPS } else { &HTTP };
+    if let Some((Some(protocol), _)) = &upgrade {
+        h.insert(header::UPGRADE, protocol.clone());
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    let proto = if conn.listener == Listener::Http { &HTTP } else { &HTTPS };
     h.insert(&X_FORWARDED_PROTO, proto.clone());
     h.insert(&X_FORWARDED_PORT, port.clone());
     h.insert(&X_REQUEST_ID, HeaderValue::try_from(log.request_id.as_str()).expect("request ids are header-safe"));
@@ -292,8 +343,9 @@ async fn proxy(req: Request<Incoming>, conn: &ConnInfo, shared: Arc<Shared>) -> 
             Err(e) => {
                 dyno.quarantine(now + settings.quarantine.as_millis() as u64);
                 shared.metrics.connect_error();
+                shared.metrics.quarantine();
+                tracing::info!(app = %backend.app, dyno = %dyno.name, code = e.code.as_str(), "dyno quarantined after a failed connect");
                 failed_connects += 1;
-                tracing::debug!(app = %backend.app, dyno = %dyno.name, error = %e, "dyno quarantined");
                 if failed_connects < settings.connect_attempts && (failed_connects as usize) < backend.dynos.len() {
                     continue;
                 }
@@ -326,6 +378,34 @@ async fn proxy(req: Request<Incoming>, conn: &ConnInfo, shared: Arc<Shared>) -> 
     };
 
     match outcome {
+        Ok((mut resp, c)) if resp.status() == StatusCode::SWITCHING_PROTOCOLS && upgrade.is_some() => {
+            let (_, client) = upgrade.expect("checked");
+            let dyno_side = hyper::upgrade::on(&mut resp);
+            let (mut parts, _) = resp.into_parts();
+            let protocol = parts.headers.get(header::UPGRADE).cloned();
+            strip_hop_by_hop(&mut parts.headers);
+            if let Some(p) = protocol {
+                parts.headers.insert(header::UPGRADE, p);
+                parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            }
+            log.status = 101;
+            let idle = settings.idle_timeout;
+            drop(c);
+            tokio::spawn(async move {
+                match tokio::try_join!(client, dyno_side) {
+                    Ok((client, dyno)) => {
+                        let bytes = tunnel(TokioIo::new(client), TokioIo::new(dyno), idle).await;
+                        log.emit(&shared, bytes);
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "upgrade failed");
+                        log.code = Some(Code::H13);
+                        log.emit(&shared, 0);
+                    }
+                }
+            });
+            Response::from_parts(parts, ProxyBody::full(""))
+        }
         Ok((resp, c)) => {
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
@@ -344,6 +424,49 @@ async fn proxy(req: Request<Incoming>, conn: &ConnInfo, shared: Arc<Shared>) -> 
             resp
         }
     }
+}
+
+/// Whether a request asks to switch protocols (a WebSocket handshake, most often).
+fn is_upgrade(version: Version, headers: &HeaderMap) -> bool {
+    version == Version::HTTP_11
+        && headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Copies an upgraded connection both ways until both sides close, or until neither has sent
+/// anything for `idle`. Returns the bytes sent to the client.
+async fn tunnel(
+    mut client: impl AsyncRead + AsyncWrite + Unpin,
+    mut dyno: impl AsyncRead + AsyncWrite + Unpin,
+    idle: std::time::Duration,
+) -> u64 {
+    let (mut up, mut down) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
+    let (mut client_open, mut dyno_open) = (true, true);
+    let mut sent = 0u64;
+    while client_open || dyno_open {
+        let step = tokio::time::timeout(idle, async {
+            tokio::select! {
+                r = client.read(&mut up), if client_open => match r {
+                    Ok(0) | Err(_) => { client_open = false; let _ = dyno.shutdown().await; Ok(()) }
+                    Ok(n) => dyno.write_all(&up[..n]).await,
+                },
+                r = dyno.read(&mut down), if dyno_open => match r {
+                    Ok(0) | Err(_) => { dyno_open = false; let _ = client.shutdown().await; Ok(()) }
+                    Ok(n) => { sent += n as u64; client.write_all(&down[..n]).await }
+                },
+            }
+        })
+        .await;
+        if !matches!(step, Ok(Ok(()))) {
+            break;
+        }
+    }
+    sent
 }
 
 #[cfg(test)]

@@ -152,7 +152,7 @@ async fn serve_connection(
             let c = http1(&shared).serve_connection(TokioIo::new(stream), svc).with_upgrades();
             drive!(c, shutdown);
         }
-        Listener::Https => {
+        Listener::Https | Listener::Internal => {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, shared.tls.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
@@ -167,7 +167,10 @@ async fn serve_connection(
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             if h2 {
                 let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-                b.timer(TokioTimer::new());
+                // HPACK counts 32 bytes of overhead per field; the limit covers the same
+                // fields that HTTP/1.1's does.
+                let list = shared.settings.max_header_bytes + 32 * shared.settings.max_headers;
+                b.timer(TokioTimer::new()).max_header_list_size(u32::try_from(list).unwrap_or(u32::MAX));
                 drive!(b.serve_connection(TokioIo::new(tls), svc), shutdown);
             } else {
                 let c = http1(&shared).serve_connection(TokioIo::new(tls), svc).with_upgrades();
@@ -178,7 +181,15 @@ async fn serve_connection(
 }
 
 fn http1(shared: &Shared) -> hyper::server::conn::http1::Builder {
+    let s = &shared.settings;
     let mut b = hyper::server::conn::http1::Builder::new();
-    b.timer(TokioTimer::new()).header_read_timeout(shared.settings.header_read_timeout).keep_alive(true);
+    // The read buffer must hold a whole request head: hyper answers 431 when it cannot. The
+    // proxy then holds the line and the fields to their own limits.
+    let head = s.max_request_line + s.max_header_bytes + 4 * s.max_headers + 4;
+    b.timer(TokioTimer::new())
+        .header_read_timeout(s.header_timeout)
+        .max_buf_size(head.max(8192))
+        .max_headers(s.max_headers)
+        .keep_alive(true);
     b
 }

@@ -17,6 +17,8 @@ use std::time::Instant;
 
 use wharf_config::{Hostname, Snapshot};
 
+use crate::metrics::AppStats;
+
 /// One dyno endpoint and its health.
 #[derive(Debug)]
 pub struct Upstream {
@@ -61,6 +63,8 @@ pub struct Backend {
     pub app: Arc<str>,
     /// Its web dynos, in a stable order.
     pub dynos: Box<[Arc<Upstream>]>,
+    /// Its request counts, carried from table to table.
+    pub stats: Arc<AppStats>,
     next: AtomicUsize,
 }
 
@@ -165,12 +169,18 @@ pub struct RoutingTable {
     /// `*.example.com` entries, keyed by `example.com`.
     wildcards: Map<Box<str>, HostEntry>,
     upstreams: Map<(Hostname, u16), Arc<Upstream>>,
+    backends: Map<Box<str>, Arc<Backend>>,
 }
 
 impl RoutingTable {
     /// Builds the table for a snapshot, keeping the health of dynos `previous` knew.
+    ///
+    /// Every app is served on its default domain, `app-space.<stack_domain>`; sites add their
+    /// own domains, exact or wildcard. The control API keeps the two apart, and should a site
+    /// still name a default domain, the site wins: it is the more specific intent.
     pub fn compile(snapshot: &Snapshot, stack_domain: &str, previous: Option<&RoutingTable>) -> RoutingTable {
         let mut table = RoutingTable { version: snapshot.version, ..RoutingTable::default() };
+        let stack_domain = stack_domain.to_ascii_lowercase();
         for app in &snapshot.apps {
             let dynos = app
                 .web_dynos
@@ -185,8 +195,11 @@ impl RoutingTable {
                     up
                 })
                 .collect();
-            let backend = Arc::new(Backend { app: app.key.as_str().into(), dynos, next: AtomicUsize::new(0) });
-            let host = format!("{}.{}", app.key, stack_domain.to_ascii_lowercase());
+            let stats =
+                previous.and_then(|p| p.backends.get(app.key.as_str())).map_or_else(Arc::default, |b| b.stats.clone());
+            let backend = Arc::new(Backend { app: app.key.as_str().into(), dynos, stats, next: AtomicUsize::new(0) });
+            table.backends.insert(app.key.as_str().into(), backend.clone());
+            let host = format!("{}.{stack_domain}", app.key);
             let route = Route { prefix: "".into(), target: "".into(), backend };
             let entry = HostEntry {
                 internal: app.internal,
@@ -196,12 +209,39 @@ impl RoutingTable {
             };
             table.hosts.insert(host.into(), entry);
         }
+        for site in &snapshot.sites {
+            let mut entry = HostEntry {
+                internal: site.internal,
+                site: Some(site.domain.as_str().into()),
+                routes: Map::default(),
+                longest: 0,
+            };
+            for r in &site.routes {
+                // A route to an app the snapshot does not have cannot be served; the control API
+                // never publishes one, so this only guards against a hand-made snapshot.
+                let Some(backend) = table.backends.get(r.app.as_str()) else { continue };
+                let prefix = r.source_path.prefix();
+                entry.longest = entry.longest.max(prefix.len());
+                let route =
+                    Route { prefix: prefix.into(), target: r.target_path.prefix().into(), backend: backend.clone() };
+                entry.routes.insert(prefix.into(), route);
+            }
+            match site.domain.wildcard_parent() {
+                Some(parent) => table.wildcards.insert(parent.into(), entry),
+                None => table.hosts.insert(site.domain.as_str().into(), entry),
+            };
+        }
         table
     }
 
     /// The entry for a normalized host: exact first, then a wildcard one label up.
     pub fn host(&self, host: &str) -> Option<&HostEntry> {
         self.hosts.get(host).or_else(|| host.split_once('.').and_then(|(_, parent)| self.wildcards.get(parent)))
+    }
+
+    /// Every app's backend.
+    pub fn backends(&self) -> impl Iterator<Item = &Arc<Backend>> {
+        self.backends.values()
     }
 
     /// How many hosts the table serves.
@@ -264,6 +304,7 @@ mod tests {
                 })
                 .collect(),
             drains: vec![],
+            sites: vec![],
         }
     }
 
@@ -281,6 +322,67 @@ mod tests {
         check("localhost", None);
         let entry = t.host("api-default.localhost").unwrap();
         assert!(entry.route("*").is_none() && entry.route("").is_none() && entry.route(".").is_none());
+    }
+
+    fn site(domain: &str, internal: bool, routes: &[(&str, &str, &str)]) -> wharf_config::SiteSpec {
+        wharf_config::SiteSpec {
+            id: wharf_config::new_id(),
+            domain: domain.parse().unwrap(),
+            internal,
+            routes: routes
+                .iter()
+                .map(|(source, app, target)| wharf_config::RouteSpec {
+                    id: wharf_config::new_id(),
+                    source_path: source.parse().unwrap(),
+                    target_path: target.parse().unwrap(),
+                    app: app.parse().unwrap(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn sites_route_by_longest_prefix_and_rewrite() {
+        let mut s = snapshot(&[("www-prod", &[1]), ("api-prod", &[2]), ("docs-prod", &[3]), ("tenant-prod", &[4])]);
+        s.sites = vec![
+            site(
+                "www.example.com",
+                false,
+                &[
+                    ("/", "www-prod", "/"),
+                    ("/api", "api-prod", "/"),
+                    ("/api/v2", "api-prod", "/v2"),
+                    ("/docs/", "docs-prod", "/help"),
+                ],
+            ),
+            site("*.example.com", false, &[("/", "tenant-prod", "/t")]),
+            site("api-prod.localhost", false, &[("/", "docs-prod", "/")]),
+        ];
+        let t = RoutingTable::compile(&s, "localhost", None);
+        // (host as sent, path) => (app, path upstream); None means 404.
+        let check = |raw_host: &str, path: &str, want: Option<(&str, &str)>| {
+            let host = normalize_host(raw_host).unwrap();
+            let got = t.host(&host).and_then(|h| h.route(path)).map(|r| (&*r.backend.app, r.rewrite(path)));
+            assert_eq!(got.as_ref().map(|(a, p)| (*a, p.as_str())), want, "{raw_host} {path}");
+        };
+        check("www.example.com", "/", Some(("www-prod", "/")));
+        check("WWW.Example.COM:443", "/about", Some(("www-prod", "/about")));
+        check("www.example.com.", "/apix", Some(("www-prod", "/apix")));
+        check("www.example.com", "/api", Some(("api-prod", "/")));
+        check("www.example.com", "/api/", Some(("api-prod", "/")));
+        check("www.example.com", "/api/users/7", Some(("api-prod", "/users/7")));
+        check("www.example.com", "/api/v2", Some(("api-prod", "/v2")));
+        check("www.example.com", "/api/v2/users", Some(("api-prod", "/v2/users")));
+        check("www.example.com", "/api/v20", Some(("api-prod", "/v20")));
+        check("www.example.com", "/docs", Some(("docs-prod", "/help")));
+        check("www.example.com", "/docs/a/b", Some(("docs-prod", "/help/a/b")));
+        check("acme.example.com", "/x", Some(("tenant-prod", "/t/x")));
+        check("a.b.example.com", "/x", None);
+        check("example.com", "/x", None);
+        check("www-prod.localhost", "/x", Some(("www-prod", "/x")));
+        // A site on a default domain wins over the app's default route.
+        check("api-prod.localhost", "/x", Some(("docs-prod", "/x")));
+        check("nope.localhost", "/", None);
     }
 
     #[test]

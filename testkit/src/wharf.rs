@@ -21,6 +21,10 @@ pub struct Wharf {
     pub http: SocketAddr,
     /// The router's HTTPS listener.
     pub https: SocketAddr,
+    /// The router's internal HTTPS listener.
+    pub internal: SocketAddr,
+    /// The router's metrics and health listener.
+    pub admin: SocketAddr,
     /// The CA that signs the router's generated certificates.
     pub ca: PathBuf,
     /// The data directory.
@@ -71,6 +75,8 @@ impl Wharf {
             .env("WHARF_CONTROL_API__LISTEN", "127.0.0.1:0")
             .env("WHARF_ROUTER__HTTP_LISTEN", "127.0.0.1:0")
             .env("WHARF_ROUTER__HTTPS_LISTEN", "127.0.0.1:0")
+            .env("WHARF_ROUTER__INTERNAL_LISTEN", "127.0.0.1:0")
+            .env("WHARF_ROUTER__ADMIN_LISTEN", "127.0.0.1:0")
             .env("WHARF_LOG", "info,wharf_router=debug,wharf_logshuttle=debug")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
@@ -109,6 +115,8 @@ impl Wharf {
             api: Api { addr: addr(&field(&lines, "control API:")), token: Some(token) },
             http: addr(&field(&lines, "router HTTP:")),
             https: addr(&field(&lines, "router HTTPS:")),
+            internal: addr(&field(&lines, "internal:")),
+            admin: addr(field(&lines, "metrics:").trim_end_matches("/metrics")),
             ca: PathBuf::from(field(&lines, "CA to trust:")),
             data_dir,
             stderr,
