@@ -12,6 +12,7 @@ mod admin;
 mod batch;
 mod body;
 pub mod error;
+mod framing;
 pub mod metrics;
 mod pool;
 mod proxy;

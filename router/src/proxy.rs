@@ -100,6 +100,11 @@ fn check_limits<B>(req: &Request<B>, shared: &Shared) -> Result<(), (StatusCode,
         return Err((StatusCode::URI_TOO_LONG, "request line too long\n"));
     }
     let headers = req.headers();
+    // A message framed by both Content-Length and Transfer-Encoding is how requests are
+    // smuggled past proxies that pick one and servers that pick the other: refuse it outright.
+    if headers.contains_key(header::TRANSFER_ENCODING) && headers.contains_key(header::CONTENT_LENGTH) {
+        return Err((StatusCode::BAD_REQUEST, "ambiguous framing: both Content-Length and Transfer-Encoding\n"));
+    }
     let bytes: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
     if bytes > s.max_header_bytes || headers.len() > s.max_headers {
         return Err((StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request header fields too large\n"));

@@ -12,6 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 
 use crate::Shared;
+use crate::framing::Gate;
 use crate::proxy::{self, ConnInfo, Listener};
 
 /// How long a client may take to complete the TLS handshake.
@@ -149,6 +150,7 @@ async fn serve_connection(
     };
     match conn.listener {
         Listener::Http => {
+            let stream = Gate::new(stream, max_head(&shared));
             let c = http1(&shared).serve_connection(TokioIo::new(stream), svc).with_upgrades();
             drive!(c, shutdown);
         }
@@ -173,6 +175,7 @@ async fn serve_connection(
                 b.timer(TokioTimer::new()).max_header_list_size(u32::try_from(list).unwrap_or(u32::MAX));
                 drive!(b.serve_connection(TokioIo::new(tls), svc), shutdown);
             } else {
+                let tls = Gate::new(tls, max_head(&shared));
                 let c = http1(&shared).serve_connection(TokioIo::new(tls), svc).with_upgrades();
                 drive!(c, shutdown);
             }
@@ -180,15 +183,21 @@ async fn serve_connection(
     }
 }
 
+/// The largest request head accepted: the line and the fields at their limits, with the
+/// separators between them.
+fn max_head(shared: &Shared) -> usize {
+    let s = &shared.settings;
+    (s.max_request_line + s.max_header_bytes + 4 * s.max_headers + 4).max(8192)
+}
+
 fn http1(shared: &Shared) -> hyper::server::conn::http1::Builder {
     let s = &shared.settings;
     let mut b = hyper::server::conn::http1::Builder::new();
     // The read buffer must hold a whole request head: hyper answers 431 when it cannot. The
     // proxy then holds the line and the fields to their own limits.
-    let head = s.max_request_line + s.max_header_bytes + 4 * s.max_headers + 4;
     b.timer(TokioTimer::new())
         .header_read_timeout(s.header_timeout)
-        .max_buf_size(head.max(8192))
+        .max_buf_size(max_head(shared))
         .max_headers(s.max_headers)
         .keep_alive(true);
     b

@@ -40,6 +40,27 @@ pub struct Backend {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
     task: tokio::task::JoinHandle<()>,
+    conns: Conns,
+}
+
+/// The tasks serving a backend's connections, so that killing it closes them too.
+type Conns = Arc<Mutex<Vec<tokio::task::AbortHandle>>>;
+
+/// Accepts connections on `listener` and serves each with `serve` until the backend is killed.
+fn accept_loop<F, Fut>(listener: TcpListener, conns: Conns, serve: F) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let handle = tokio::spawn(serve(stream));
+            conns.lock().unwrap().push(handle.abort_handle());
+        }
+    })
 }
 
 impl Backend {
@@ -48,37 +69,72 @@ impl Backend {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
         let addr = listener.local_addr().expect("backend address");
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let task = tokio::spawn({
+        let conns = Conns::default();
+        let task = accept_loop(listener, conns.clone(), {
             let seen = seen.clone();
-            async move {
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let seen = seen.clone();
-                    tokio::spawn(async move {
-                        let svc = service_fn(move |req: Request<Incoming>| {
-                            let seen = seen.clone();
-                            async move {
-                                let (parts, body) = req.into_parts();
-                                let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                                seen.lock().unwrap().push(Seen {
-                                    method: parts.method.to_string(),
-                                    path: parts.uri.to_string(),
-                                    headers: parts.headers,
-                                    body,
-                                });
-                                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(reply.as_bytes()))))
-                            }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), svc)
-                            .await;
+            move |stream| {
+                let seen = seen.clone();
+                async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let seen = seen.clone();
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            seen.lock().unwrap().push(Seen {
+                                method: parts.method.to_string(),
+                                path: parts.uri.to_string(),
+                                headers: parts.headers,
+                                body,
+                            });
+                            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(reply.as_bytes()))))
+                        }
                     });
+                    let _ =
+                        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
                 }
             }
         });
-        Backend { addr, seen, task }
+        Backend { addr, seen, task, conns }
+    }
+
+    /// Starts a backend that accepts connections, reads what it is sent, and never answers:
+    /// a dyno stuck before its first byte.
+    pub async fn silent() -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+        let addr = listener.local_addr().expect("backend address");
+        let conns = Conns::default();
+        let task = accept_loop(listener, conns.clone(), |mut stream| async move {
+            let mut buf = [0u8; 4096];
+            while tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await.is_ok_and(|n| n > 0) {}
+        });
+        Backend { addr, seen: Arc::default(), task, conns }
+    }
+
+    /// Starts a WebSocket server that echoes every text and binary message back.
+    pub async fn websocket_echo() -> Backend {
+        use futures_util::{SinkExt, StreamExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+        let addr = listener.local_addr().expect("backend address");
+        let conns = Conns::default();
+        let task = accept_loop(listener, conns.clone(), |stream| async move {
+            let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                return;
+            };
+            while let Some(Ok(msg)) = ws.next().await {
+                if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Backend { addr, seen: Arc::default(), task, conns }
+    }
+
+    /// Stops accepting and closes every open connection, as a crashed dyno would.
+    pub fn kill(&self) {
+        self.task.abort();
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
     }
 
     /// Requests received so far.
@@ -94,6 +150,6 @@ impl Backend {
 
 impl Drop for Backend {
     fn drop(&mut self) {
-        self.task.abort();
+        self.kill();
     }
 }

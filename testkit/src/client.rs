@@ -140,6 +140,56 @@ pub async fn send(addr: SocketAddr, tls: Option<&Arc<rustls::ClientConfig>>, req
     Ok(Response { status: parts.status, version: parts.version, headers: parts.headers, body })
 }
 
+/// Writes `bytes` as they are over a new connection (TLS with SNI `host` when `tls` is given)
+/// and returns everything the server sends until it closes, or for at most five seconds.
+pub async fn send_raw(
+    addr: SocketAddr,
+    tls: Option<(&Arc<rustls::ClientConfig>, &str)>,
+    bytes: &[u8],
+) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    async fn exchange(mut s: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin, bytes: &[u8]) -> String {
+        let mut out = Vec::new();
+        if s.write_all(bytes).await.is_err() {
+            return String::new();
+        }
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    let tcp = TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
+    match tls {
+        None => Ok(exchange(tcp, bytes).await),
+        Some((config, host)) => {
+            let name = ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
+            let stream = tokio_rustls::TlsConnector::from(config.clone())
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("tls: {e}"))?;
+            Ok(exchange(stream, bytes).await)
+        }
+    }
+}
+
+/// Opens a WebSocket through TLS to `addr`, naming `host`, at `path`.
+pub async fn websocket(
+    addr: SocketAddr,
+    tls: &Arc<rustls::ClientConfig>,
+    host: &str,
+    path: &str,
+) -> Result<tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>, String> {
+    let tcp = TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
+    let name = ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
+    let stream =
+        tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp).await.map_err(|e| format!("tls: {e}"))?;
+    let (ws, resp) = tokio_tungstenite::client_async(format!("wss://{host}{path}"), stream)
+        .await
+        .map_err(|e| format!("websocket handshake: {e}"))?;
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return Err(format!("websocket handshake answered {}", resp.status()));
+    }
+    Ok(ws)
+}
+
 /// A client of the control API.
 #[derive(Debug, Clone)]
 pub struct Api {

@@ -1,0 +1,348 @@
+//! The router's production behaviour through public interfaces only: `wharf serve` as a child
+//! process, sites, routes and dynos created over the REST API, requests from real HTTP/1.1,
+//! HTTP/2 and WebSocket clients over real TLS, real backends that answer, stall or die, and the
+//! access lines read from a real syslog drain.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use wharf_testkit::backend::Backend;
+use wharf_testkit::client::{self, Api, Req};
+use wharf_testkit::eventually;
+use wharf_testkit::syslog::SyslogReceiver;
+use wharf_testkit::wharf::Wharf;
+
+const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
+const WAIT: Duration = Duration::from_secs(30);
+
+type Tls = Arc<rustls::ClientConfig>;
+
+async fn start(env: &[(&str, &str)]) -> (Wharf, Tls) {
+    let dir = wharf_testkit::TempDir::new("router");
+    let wharf = Wharf::serve_with(WHARF, &[], &dir.path().join("data"), env).await;
+    // The directory goes when the test ends; the process is killed before that.
+    std::mem::forget(dir);
+    let tls = client::tls_config(&wharf.ca, &[b"http/1.1"]);
+    (wharf, tls)
+}
+
+async fn call(api: &Api, method: &str, path: &str, body: serde_json::Value, want: u16) -> serde_json::Value {
+    let (status, out) = api.call(method, path, Some(body)).await;
+    assert_eq!(status, want, "{method} {path}: {out}");
+    out
+}
+
+/// Creates the app `key` (`name-space`) with one web dyno per backend.
+async fn app(api: &Api, key: &str, backends: &[&Backend]) {
+    let (name, space) = key.split_once('-').expect("an app key");
+    call(api, "POST", "/apps", json!({"name": name, "space": space}), 201).await;
+    for (i, b) in backends.iter().enumerate() {
+        let body = json!({"type": "web", "host": "127.0.0.1", "port": b.port()});
+        call(api, "PUT", &format!("/apps/{key}/dynos/web.{i}"), body, 201).await;
+    }
+}
+
+/// Sends GETs until one answers `status`, since the router follows snapshots on its own.
+async fn until_status(addr: SocketAddr, tls: &Tls, host: &str, path: &str, status: u16) -> client::Response {
+    eventually(WAIT, &format!("GET https://{host}{path} to answer {status}"), || async move {
+        let r = client::send(addr, Some(tls), &Req::get(host, path)).await.ok()?;
+        (r.status.as_u16() == status).then_some(r)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn sites_route_by_host_and_longest_path_prefix() {
+    let (wharf, tls) = start(&[]).await;
+    let api = &wharf.api;
+    let (www, api_b, docs, tenant) = (
+        Backend::start("www").await,
+        Backend::start("api").await,
+        Backend::start("docs").await,
+        Backend::start("tenant").await,
+    );
+    for (key, b) in [("www-prod", &www), ("api-prod", &api_b), ("docs-prod", &docs), ("tenant-prod", &tenant)] {
+        if key == "www-prod" {
+            call(api, "POST", "/spaces", json!({"name": "prod"}), 201).await;
+        }
+        app(api, key, &[b]).await;
+    }
+    call(api, "POST", "/sites", json!({"domain": "www.example.com"}), 201).await;
+    call(api, "POST", "/sites", json!({"domain": "*.example.com"}), 201).await;
+    for (source, app, target) in [
+        ("/", "www-prod", "/"),
+        ("/api", "api-prod", "/"),
+        ("/api/v2", "api-prod", "/v2"),
+        ("/docs/", "docs-prod", "/help"),
+    ] {
+        let body = json!({"app": app, "source_path": source, "target_path": target});
+        let r = call(api, "POST", "/sites/www.example.com/routes", body, 201).await;
+        assert_eq!((r["app"]["name"].as_str(), r["site"]["domain"].as_str()), (Some(app), Some("www.example.com")));
+    }
+    let body = json!({"site": "*.example.com", "app": "tenant-prod", "source_path": "/", "target_path": "/t"});
+    call(api, "POST", "/routes", body, 201).await;
+    call(api, "POST", "/sites", json!({"domain": "api.example.com"}), 201).await;
+    let body = json!({"site": "api.example.com", "app": "api-prod", "source_path": "/v1", "target_path": "/"});
+    call(api, "POST", "/routes", body, 201).await;
+    until_status(wharf.https, &tls, "acme.example.com", "/", 200).await;
+
+    // (host, path) => (app, path the app sees); 404 when nothing matches.
+    let check = |host: &'static str, path: &'static str, want: Option<(&'static str, &'static str)>| {
+        let (tls, wharf) = (&tls, &wharf);
+        let backends = [("www", &www), ("api", &api_b), ("docs", &docs), ("tenant", &tenant)];
+        async move {
+            let r = client::send(wharf.https, Some(tls), &Req::get(host, path)).await.expect("router answers");
+            match want {
+                None => assert_eq!(r.status, 404, "{host}{path}: {}", r.text()),
+                Some((app, upstream)) => {
+                    assert_eq!((r.status.as_u16(), r.text().as_str()), (200, app), "{host}{path}");
+                    let backend = backends.iter().find(|(name, _)| *name == app).expect("a backend").1;
+                    let last = backend.seen().last().cloned().expect("the app saw the request");
+                    assert_eq!(last.path, upstream, "{host}{path}");
+                    assert_eq!(last.header("x-forwarded-path"), Some(path), "{host}{path}");
+                    assert_eq!(last.header("x-forwarded-proto"), Some("https"));
+                }
+            }
+        }
+    };
+    check("www.example.com", "/", Some(("www", "/"))).await;
+    check("www.example.com", "/about?x=1", Some(("www", "/about?x=1"))).await;
+    check("www.example.com", "/apix", Some(("www", "/apix"))).await;
+    check("www.example.com", "/api", Some(("api", "/"))).await;
+    check("www.example.com", "/api/users/7", Some(("api", "/users/7"))).await;
+    check("www.example.com", "/api/v2/users", Some(("api", "/v2/users"))).await;
+    check("www.example.com", "/docs/a/b", Some(("docs", "/help/a/b"))).await;
+    check("WWW.EXAMPLE.COM", "/docs", Some(("docs", "/help"))).await;
+    check("acme.example.com", "/x", Some(("tenant", "/t/x"))).await;
+    check("api.example.com", "/v1/x", Some(("api", "/x"))).await;
+    check("api.example.com", "/v10", None).await;
+    check("api.example.com", "/", None).await;
+    // A wildcard covers one label only, for routing and for certificates alike.
+    let deeper = client::send(wharf.https, Some(&tls), &Req::get("a.b.example.com", "/x")).await;
+    assert!(deeper.is_err_and(|e| e.contains("not valid for name")));
+    check("api-prod.localhost", "/api/v2", Some(("api", "/api/v2"))).await;
+
+    // Routes list by site and by app; bad and conflicting routes are refused and change nothing.
+    let (_, routes) = api.call("GET", "/sites/www.example.com/routes", None).await;
+    assert_eq!(routes.as_array().map(Vec::len), Some(4), "{routes}");
+    let (_, routes) = api.call("GET", "/apps/api-prod/routes", None).await;
+    assert_eq!(routes.as_array().map(Vec::len), Some(3), "{routes}");
+    let bad = |source: &str, want: u16| {
+        let body = json!({"app": "api-prod", "source_path": source});
+        async move { call(api, "POST", "/sites/www.example.com/routes", body, want).await }
+    };
+    bad("/api", 409).await;
+    bad("/api/", 409).await;
+    bad("api", 422).await;
+    bad("/a/../b", 422).await;
+    bad("/a?b", 422).await;
+    call(api, "POST", "/sites", json!({"domain": "www.example.com"}), 409).await;
+    call(api, "POST", "/sites", json!({"domain": "10.0.0.1"}), 422).await;
+    call(api, "POST", "/sites", json!({"domain": "x.example.com", "extra": 1}), 422).await;
+    let (_, routes) = api.call("GET", "/routes", None).await;
+    assert_eq!(routes.as_array().map(Vec::len), Some(6), "{routes}");
+
+    // Deleting a route takes effect without a restart.
+    let docs_route = routes.as_array().unwrap().iter().find(|r| r["source_path"] == "/docs").unwrap();
+    let (status, _) = api.call("DELETE", &format!("/routes/{}", docs_route["id"].as_str().unwrap()), None).await;
+    assert_eq!(status, 200);
+    eventually(WAIT, "/docs to fall back to the site's root route", || async {
+        let r = client::send(wharf.https, Some(&tls), &Req::get("www.example.com", "/docs")).await.ok()?;
+        (r.text() == "www").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn internal_sites_are_served_only_on_the_internal_listener() {
+    let (wharf, tls) = start(&[]).await;
+    let api = &wharf.api;
+    let (hr, web) = (Backend::start("hr").await, Backend::start("web").await);
+    call(api, "POST", "/spaces", json!({"name": "vpn", "compliance": ["internal"]}), 201).await;
+    app(api, "hr-vpn", &[&hr]).await;
+    app(api, "web-default", &[&web]).await;
+    call(api, "POST", "/sites", json!({"domain": "intra.example.com", "internal": true}), 201).await;
+    let body = json!({"app": "hr-vpn", "source_path": "/hr"});
+    call(api, "POST", "/sites/intra.example.com/routes", body, 201).await;
+    // A public app cannot be routed from an internal site, nor an internal app from a public one.
+    let body = json!({"app": "web-default", "source_path": "/web"});
+    call(api, "POST", "/sites/intra.example.com/routes", body, 422).await;
+    call(api, "POST", "/sites", json!({"domain": "www.example.com"}), 201).await;
+    let body = json!({"app": "hr-vpn", "source_path": "/"});
+    call(api, "POST", "/sites/www.example.com/routes", body, 422).await;
+
+    let r = until_status(wharf.internal, &tls, "intra.example.com", "/hr/people", 200).await;
+    assert_eq!(r.text(), "hr");
+    assert_eq!(hr.seen().last().unwrap().path, "/people");
+    until_status(wharf.internal, &tls, "hr-vpn.localhost", "/", 200).await;
+    until_status(wharf.https, &tls, "web-default.localhost", "/", 200).await;
+    for (addr, host) in [
+        (wharf.https, "intra.example.com"),
+        (wharf.https, "hr-vpn.localhost"),
+        (wharf.internal, "web-default.localhost"),
+    ] {
+        let r = client::send(addr, Some(&tls), &Req::get(host, "/hr/x")).await.expect("router answers");
+        assert_eq!(r.status, 404, "{host} on {addr}");
+    }
+}
+
+#[tokio::test]
+async fn http2_websockets_and_the_platform_headers() {
+    let (wharf, tls) = start(&[]).await;
+    let api = &wharf.api;
+    let (web, ws) = (Backend::start("hello").await, Backend::websocket_echo().await);
+    app(api, "web-default", &[&web]).await;
+    app(api, "ws-default", &[&ws]).await;
+    until_status(wharf.https, &tls, "web-default.localhost", "/", 200).await;
+
+    // HTTP/2 by ALPN, forwarded to the dyno as HTTP/1.1 with the platform's headers.
+    let h2 = client::tls_config(&wharf.ca, &[b"h2", b"http/1.1"]);
+    let req = Req::get("web-default.localhost", "/h2?q=1")
+        .header("x-forwarded-for", "203.0.113.7")
+        .header("x-request-id", "bad id")
+        .header("te", "trailers");
+    let r = client::send(wharf.https, Some(&h2), &req).await.expect("h2 request");
+    assert_eq!((r.version, r.status.as_u16(), r.text().as_str()), (http::Version::HTTP_2, 200, "hello"));
+    assert!(r.header("strict-transport-security").is_some_and(|v| v.starts_with("max-age=")));
+    let seen = web.seen().last().cloned().unwrap();
+    assert_eq!(seen.path, "/h2?q=1");
+    assert_eq!(seen.header("x-forwarded-for"), Some("203.0.113.7, 127.0.0.1"));
+    assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
+    assert_eq!(seen.header("x-forwarded-port"), Some(wharf.https.port().to_string().as_str()));
+    assert_eq!(seen.header("host"), Some("web-default.localhost"));
+    assert_eq!(seen.header("x-orig-host"), Some("web-default.localhost"));
+    assert_eq!(seen.header("via"), Some("1.1 wharf"));
+    assert!(seen.header("te").is_none(), "hop-by-hop headers are stripped");
+    let id = seen.header("x-request-id").unwrap();
+    assert!(id.len() == 36 && id != "bad id", "{id}");
+    let start: u128 = seen.header("x-request-start").unwrap().parse().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    assert!(start <= now && now - start < 60_000, "X-Request-Start is in milliseconds");
+
+    // A WebSocket through the router echoes both ways.
+    let mut socket = eventually(WAIT, "a websocket through the router", || async {
+        client::websocket(wharf.https, &tls, "ws-default.localhost", "/chat").await.ok()
+    })
+    .await;
+    for text in ["hello", "world"] {
+        socket.send(tokio_tungstenite::tungstenite::Message::text(text)).await.unwrap();
+        let echoed = tokio::time::timeout(WAIT, socket.next()).await.unwrap().unwrap().unwrap();
+        assert_eq!(echoed.into_text().unwrap().as_str(), text);
+    }
+    socket.close(None).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_dead_dyno_is_quarantined_and_requests_go_to_the_others() {
+    let (wharf, tls) = start(&[]).await;
+    let api = &wharf.api;
+    let (one, two) = (Backend::start("one").await, Backend::start("two").await);
+    app(api, "api-default", &[&one, &two]).await;
+    until_status(wharf.https, &tls, "api-default.localhost", "/", 200).await;
+    for _ in 0..4 {
+        let r = client::send(wharf.https, Some(&tls), &Req::get("api-default.localhost", "/")).await.unwrap();
+        assert_eq!(r.status, 200);
+    }
+    one.kill();
+    // Every request still succeeds: a refused connect is retried on the other dyno.
+    for i in 0..10 {
+        let r = client::send(wharf.https, Some(&tls), &Req::get("api-default.localhost", "/")).await.unwrap();
+        assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "two"), "request {i} after the kill");
+    }
+    let metrics = client::send(wharf.admin, None, &Req::get("localhost", "/metrics")).await.unwrap().text();
+    let count = |name: &str| -> u64 {
+        metrics.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or_else(|| panic!("{name}"))
+    };
+    assert!(count("wharf_router_quarantines_total") >= 1, "{metrics}");
+    assert!(count("wharf_router_upstream_connect_errors_total") >= 1, "{metrics}");
+    assert!(count("wharf_router_app_requests_total{app=\"api-default\",class=\"2xx\"}") >= 15, "{metrics}");
+    assert!(metrics.contains("wharf_router_upstream_connections_total{kind=\"reused\"}"), "{metrics}");
+    assert!(wharf.stderr().contains("dyno quarantined"), "{}", wharf.stderr());
+    let health = client::send(wharf.admin, None, &Req::get("localhost", "/healthz")).await.unwrap();
+    assert_eq!(health.status, 200);
+    assert_eq!(health.json()["status"], "ok");
+}
+
+#[tokio::test]
+async fn timeouts_and_missing_dynos_answer_503_and_log_their_code() {
+    let (wharf, tls) = start(&[("WHARF_ROUTER__FIRST_BYTE_TIMEOUT", "1s")]).await;
+    let api = &wharf.api;
+    let stuck = Backend::silent().await;
+    let drain = SyslogReceiver::tcp().await;
+    app(api, "slow-default", &[&stuck]).await;
+    app(api, "empty-default", &[]).await;
+    for key in ["slow-default", "empty-default"] {
+        call(api, "POST", &format!("/apps/{key}/log-drains"), json!({"url": drain.url()}), 201).await;
+    }
+    let slow = until_status(wharf.https, &tls, "slow-default.localhost", "/", 503).await;
+    assert!(slow.text().contains("did not respond in time"), "{}", slow.text());
+    let empty = until_status(wharf.https, &tls, "empty-default.localhost", "/", 503).await;
+    assert!(empty.text().contains("no web dynos"), "{}", empty.text());
+    for (app, line) in [
+        ("slow-default", "at=error code=H12 desc=\"Request timeout\""),
+        ("empty-default", "at=error code=H14 desc=\"No web dynos running\""),
+    ] {
+        eventually(WAIT, &format!("{app}'s {line} line at the drain"), || async {
+            let msgs = drain.messages();
+            msgs.iter()
+                .any(|m| m.hostname == app && m.text().starts_with(line) && m.text().contains("status=503"))
+                .then_some(())
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn oversized_and_ambiguous_requests_are_refused_and_never_forwarded() {
+    let (wharf, _) = start(&[("WHARF_ROUTER__HTTP_REDIRECT", "false")]).await;
+    let web = Backend::start("ok").await;
+    app(&wharf.api, "web-default", &[&web]).await;
+    eventually(WAIT, "the app to answer on plain HTTP", || async {
+        let r = client::send(wharf.http, None, &Req::get("web-default.localhost", "/")).await.ok()?;
+        (r.status == 200).then_some(())
+    })
+    .await;
+    let before = web.seen().len();
+    let host = "Host: web-default.localhost\r\n";
+    let big = "a".repeat(9 * 1024);
+    let many: String = (0..101).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("oversized header", format!("GET / HTTP/1.1\r\n{host}X-Big: {big}\r\n\r\n"), "431"),
+        ("too many headers", format!("GET / HTTP/1.1\r\n{host}{many}\r\n"), "431"),
+        ("oversized request line", format!("GET /{big} HTTP/1.1\r\n{host}\r\n"), "414"),
+        (
+            "content-length with transfer-encoding",
+            format!(
+                "POST / HTTP/1.1\r\n{host}Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n{host}\r\n"
+            ),
+            "400",
+        ),
+        (
+            "two different content-lengths",
+            format!("POST / HTTP/1.1\r\n{host}Content-Length: 4\r\nContent-Length: 40\r\n\r\nabcd"),
+            "400",
+        ),
+        ("obs-fold", format!("GET / HTTP/1.1\r\n{host}X-Folded: a\r\n b\r\n\r\n"), "400"),
+        ("bare LF", format!("GET / HTTP/1.1\n{}X-A: b\n\n", host.replace("\r\n", "\n")), "400"),
+        (
+            "invalid chunk size",
+            format!("POST / HTTP/1.1\r\n{host}Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n"),
+            "400",
+        ),
+        (
+            "chunked not last",
+            format!("POST / HTTP/1.1\r\n{host}Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n"),
+            "400",
+        ),
+    ];
+    for (name, raw, want) in &cases {
+        let answer = client::send_raw(wharf.http, None, raw.as_bytes()).await.unwrap();
+        let status = answer.split_whitespace().nth(1).unwrap_or("(no answer)");
+        assert_eq!(status, *want, "{name}: {answer:?}");
+    }
+    let forwarded: Vec<_> = web.seen().into_iter().skip(before).map(|s| s.path).collect();
+    assert!(forwarded.is_empty(), "refused requests reached the app: {forwarded:?}");
+}
