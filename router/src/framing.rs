@@ -247,14 +247,17 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Gate<IO> {
                 }
                 return Poll::Ready(Ok(()));
             }
-            // Fast path: body bytes and unchecked connections go straight into hyper's buffer.
+            // Unchecked connections go straight into hyper's buffer.
             if let State::Passthrough = this.state {
                 return Pin::new(&mut this.inner).poll_read(cx, buf);
             }
-            let mut chunk = [0u8; 8192];
-            let mut rb = ReadBuf::new(&mut chunk);
-            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut rb))?;
-            if rb.filled().is_empty() {
+            // Read into hyper's buffer too, and judge the new bytes there: when they are whole
+            // heads and bodies that pass, as almost all are, they stay where they are. Only a
+            // partial or refused head is taken back out and held.
+            let start = buf.filled().len();
+            let nothing_held = this.pending.is_empty() && this.held.is_empty();
+            ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+            if buf.filled().len() == start {
                 // End of stream: whatever was held goes to hyper, which judges a partial head.
                 this.ready.append(&mut this.held);
                 this.ready.append(&mut this.pending);
@@ -264,7 +267,13 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Gate<IO> {
                 }
                 continue;
             }
-            this.process(rb.filled());
+            let new = &buf.filled()[start..];
+            this.process(new);
+            if nothing_held && this.pending.is_empty() && this.held.is_empty() && this.ready == new {
+                this.ready.clear();
+                return Poll::Ready(Ok(()));
+            }
+            buf.set_filled(start);
         }
     }
 }
