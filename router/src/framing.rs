@@ -213,6 +213,8 @@ fn judge(head: &[u8]) -> Result<State, &'static str> {
     let http10 = request_line.ends_with(b"HTTP/1.0");
     Ok(if upgrade || (te && !chunked) || http10 && te {
         // An upgraded connection stops being HTTP; a bad Transfer-Encoding is hyper's to refuse.
+        // When the dyno declines an upgrade, the connection stays HTTP but unchecked by the
+        // gate from here on (hyper still parses it): the gate cannot see the dyno's answer.
         State::Passthrough
     } else if chunked {
         State::ChunkSize
