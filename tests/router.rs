@@ -157,6 +157,54 @@ async fn sites_route_by_host_and_longest_path_prefix() {
 }
 
 #[tokio::test]
+async fn site_drains_receive_the_router_lines_of_their_site_only() {
+    let (wharf, tls) = start(&[]).await;
+    let api = &wharf.api;
+    let (www, shop) = (Backend::start("www").await, Backend::start("shop").await);
+    app(api, "www-default", &[&www]).await;
+    app(api, "shop-default", &[&shop]).await;
+    call(api, "POST", "/sites", json!({"domain": "www.example.com"}), 201).await;
+    for (source, app) in [("/", "www-default"), ("/shop", "shop-default")] {
+        let body = json!({"app": app, "source_path": source});
+        call(api, "POST", "/sites/www.example.com/routes", body, 201).await;
+    }
+    let (site_drain, app_drain) = (SyslogReceiver::tcp().await, SyslogReceiver::tcp().await);
+    let d = call(api, "POST", "/sites/www.example.com/log-drains", json!({"url": site_drain.url()}), 201).await;
+    assert_eq!(d["site"]["domain"], "www.example.com", "{d}");
+    assert!(d.get("app").is_none(), "{d}");
+    call(api, "POST", "/apps/shop-default/log-drains", json!({"url": app_drain.url()}), 201).await;
+    // Bad and duplicate drains are refused and change nothing.
+    call(api, "POST", "/sites/www.example.com/log-drains", json!({"url": "ftp://h:1"}), 422).await;
+    call(api, "POST", "/sites/www.example.com/log-drains", json!({"url": site_drain.url()}), 409).await;
+    call(api, "POST", "/sites/nope.example.com/log-drains", json!({"url": site_drain.url()}), 404).await;
+    let (_, list) = api.call("GET", "/sites/www.example.com/log-drains", None).await;
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+
+    until_status(wharf.https, &tls, "www.example.com", "/shop/cart", 200).await;
+    for (host, path) in [("www.example.com", "/"), ("shop-default.localhost", "/direct")] {
+        let r = client::send(wharf.https, Some(&tls), &Req::get(host, path)).await.expect("router answers");
+        assert_eq!(r.status, 200, "{host}{path}");
+    }
+    // The site's drain has both apps' lines for requests on the site, and nothing else; the
+    // app's drain has its app's lines whichever way they came.
+    let lines = |d: &SyslogReceiver| d.messages().iter().map(|m| (m.hostname.clone(), m.text())).collect::<Vec<_>>();
+    eventually(WAIT, "the router lines at both drains", || async {
+        let (site, app) = (lines(&site_drain), lines(&app_drain));
+        let has = |v: &[(String, String)], app: &str, path: &str| {
+            v.iter().any(|(h, t)| h == app && t.contains(&format!(" path={path} ")))
+        };
+        (has(&site, "shop-default", "/shop/cart")
+            && has(&site, "www-default", "/")
+            && has(&app, "shop-default", "/shop/cart")
+            && has(&app, "shop-default", "/direct"))
+        .then_some(())
+    })
+    .await;
+    assert!(lines(&site_drain).iter().all(|(_, t)| !t.contains("/direct")), "{:?}", lines(&site_drain));
+    assert!(lines(&app_drain).iter().all(|(h, _)| h == "shop-default"), "{:?}", lines(&app_drain));
+}
+
+#[tokio::test]
 async fn internal_sites_are_served_only_on_the_internal_listener() {
     let (wharf, tls) = start(&[]).await;
     let api = &wharf.api;

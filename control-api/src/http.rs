@@ -20,8 +20,8 @@ use uuid::Uuid;
 use wharf_config::timestamp::format_seconds;
 use wharf_config::{AppName, DrainUrl, DynoName, DynoType, Hostname, RoutePath, SiteDomain, SpaceName};
 
-use crate::model::{App, Compliance, Drain, Dyno, Model, Route, Site, Space};
-use crate::plane::{ControlPlane, Error};
+use crate::model::{App, Compliance, Drain, Dyno, Model, Owner, Route, Site, Space};
+use crate::plane::{ControlPlane, Drains, Error};
 
 /// A JSON response body, ending in a newline so that it reads well in a terminal.
 #[derive(Debug)]
@@ -165,6 +165,8 @@ pub fn router(plane: Arc<ControlPlane>, token: AdminToken, max_body: usize, extr
         .route("/sites", get(list_sites).post(create_site))
         .route("/sites/{site}", get(get_site).delete(delete_site))
         .route("/sites/{site}/routes", get(list_site_routes).post(create_site_route))
+        .route("/sites/{site}/log-drains", get(list_site_drains).post(create_site_drain))
+        .route("/sites/{site}/log-drains/{drain}", get(get_site_drain).delete(delete_site_drain))
         .route("/routes", get(list_routes).post(create_route))
         .route("/routes/{route}", get(get_route).delete(delete_route))
         .route_layer(axum::middleware::from_fn_with_state(token, require_token))
@@ -413,42 +415,89 @@ struct DrainOut {
     url: String,
     token: String,
     addon: Option<()>,
-    app: AppRef,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    app: Option<AppRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    site: Option<SiteRef>,
     created_at: String,
     updated_at: String,
 }
 
+#[derive(Serialize)]
+struct SiteRef {
+    id: Uuid,
+    domain: String,
+}
+
+fn site_ref(s: &Site) -> SiteRef {
+    SiteRef { id: s.id, domain: s.domain.to_string() }
+}
+
 fn drain_out(m: &Model, d: &Drain) -> Option<DrainOut> {
-    let app = m.app(&d.app_id.to_string())?;
+    let (app, site) = match d.owner {
+        Owner::App(id) => (Some(app_ref(m, m.app(&id.to_string())?)), None),
+        Owner::Site(id) => {
+            let s = m.site_by_id(id)?;
+            (None, Some(site_ref(s)))
+        }
+    };
     Some(DrainOut {
         id: d.id,
         url: d.url.redacted(),
         token: d.token.clone(),
         addon: None,
-        app: app_ref(m, app),
+        app,
+        site,
         created_at: format_seconds(d.created_at),
         updated_at: format_seconds(d.updated_at),
     })
 }
 
-async fn list_drains(State(plane): Plane, Path(app): Path<String>) -> ApiResult<impl IntoResponse> {
-    let out = plane
-        .read(|m| {
-            m.app(&app).map(|a| m.drains_of(a.id).into_iter().filter_map(|d| drain_out(m, d)).collect::<Vec<_>>())
-        })
-        .await;
-    out.map(axum::Json).ok_or_else(|| Error::NotFound { what: "app", key: app }.into())
+/// The owner a request names, or the 404 that says which one is missing.
+fn owner(m: &Model, of: Drains<'_>) -> Result<Owner, Error> {
+    let missing = |what, key: &str| Error::NotFound { what, key: key.to_owned() };
+    match of {
+        Drains::App(a) => m.app(a).map(|a| Owner::App(a.id)).ok_or_else(|| missing("app", a)),
+        Drains::Site(s) => m.site(s).map(|s| Owner::Site(s.id)).ok_or_else(|| missing("site", s)),
+    }
 }
 
-async fn get_drain(State(plane): Plane, Path((app, drain)): Path<(String, String)>) -> ApiResult<impl IntoResponse> {
+async fn drains_list(plane: &ControlPlane, of: Drains<'_>) -> ApiResult<Json<Vec<DrainOut>>> {
+    let out = plane
+        .read(|m| Ok::<_, Error>(m.drains_of(owner(m, of)?).into_iter().filter_map(|d| drain_out(m, d)).collect()))
+        .await?;
+    Ok(Json(out))
+}
+
+async fn drains_get(plane: &ControlPlane, of: Drains<'_>, drain: &str) -> ApiResult<Json<Option<DrainOut>>> {
     let out = plane
         .read(|m| {
-            let a = m.app(&app).ok_or(Error::NotFound { what: "app", key: app.clone() })?;
-            let d = m.drain(a.id, &drain).ok_or(Error::NotFound { what: "log drain", key: drain.clone() })?;
+            let d = m.drain(owner(m, of)?, drain).ok_or(Error::NotFound { what: "log drain", key: drain.into() })?;
             Ok::<_, Error>(drain_out(m, d))
         })
         .await?;
     Ok(Json(out))
+}
+
+async fn drains_add(plane: &ControlPlane, of: Drains<'_>, req: DrainCreate) -> ApiResult<impl IntoResponse + use<>> {
+    let url = DrainUrl::try_new(&req.url).map_err(ApiError::invalid)?;
+    let d = plane.add_drain(of, url).await?;
+    let out = plane.read(|m| drain_out(m, &d)).await;
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+async fn drains_delete(plane: &ControlPlane, of: Drains<'_>, drain: &str) -> ApiResult<Json<Option<DrainOut>>> {
+    let out = plane.read(|m| owner(m, of).ok().and_then(|o| m.drain(o, drain)).and_then(|d| drain_out(m, d))).await;
+    plane.delete_drain(of, drain).await?;
+    Ok(Json(out))
+}
+
+async fn list_drains(State(plane): Plane, Path(app): Path<String>) -> ApiResult<impl IntoResponse> {
+    drains_list(&plane, Drains::App(&app)).await
+}
+
+async fn get_drain(State(plane): Plane, Path((app, drain)): Path<(String, String)>) -> ApiResult<impl IntoResponse> {
+    drains_get(&plane, Drains::App(&app), &drain).await
 }
 
 async fn create_drain(
@@ -456,16 +505,37 @@ async fn create_drain(
     Path(app): Path<String>,
     Body(req): Body<DrainCreate>,
 ) -> ApiResult<impl IntoResponse> {
-    let url = DrainUrl::try_new(&req.url).map_err(ApiError::invalid)?;
-    let d = plane.add_drain(&app, url).await?;
-    let out = plane.read(|m| drain_out(m, &d)).await;
-    Ok((StatusCode::CREATED, Json(out)))
+    drains_add(&plane, Drains::App(&app), req).await
 }
 
 async fn delete_drain(State(plane): Plane, Path((app, drain)): Path<(String, String)>) -> ApiResult<impl IntoResponse> {
-    let out = plane.read(|m| m.app(&app).and_then(|a| m.drain(a.id, &drain)).and_then(|d| drain_out(m, d))).await;
-    plane.delete_drain(&app, &drain).await?;
-    Ok(Json(out))
+    drains_delete(&plane, Drains::App(&app), &drain).await
+}
+
+async fn list_site_drains(State(plane): Plane, Path(site): Path<String>) -> ApiResult<impl IntoResponse> {
+    drains_list(&plane, Drains::Site(&site)).await
+}
+
+async fn get_site_drain(
+    State(plane): Plane,
+    Path((site, drain)): Path<(String, String)>,
+) -> ApiResult<impl IntoResponse> {
+    drains_get(&plane, Drains::Site(&site), &drain).await
+}
+
+async fn create_site_drain(
+    State(plane): Plane,
+    Path(site): Path<String>,
+    Body(req): Body<DrainCreate>,
+) -> ApiResult<impl IntoResponse> {
+    drains_add(&plane, Drains::Site(&site), req).await
+}
+
+async fn delete_site_drain(
+    State(plane): Plane,
+    Path((site, drain)): Path<(String, String)>,
+) -> ApiResult<impl IntoResponse> {
+    drains_delete(&plane, Drains::Site(&site), &drain).await
 }
 
 // ---- log sessions ----
@@ -576,12 +646,6 @@ fn root() -> String {
 }
 
 #[derive(Serialize)]
-struct SiteRef {
-    id: Uuid,
-    domain: String,
-}
-
-#[derive(Serialize)]
 struct RouteOut {
     id: Uuid,
     /// Always false: routes take effect with the snapshot the change publishes.
@@ -601,7 +665,7 @@ fn route_out(m: &Model, r: &Route) -> Option<RouteOut> {
         id: r.id,
         pending: false,
         app: app_ref(m, app),
-        site: SiteRef { id: site.id, domain: site.domain.to_string() },
+        site: site_ref(site),
         source_path: r.source_path.to_string(),
         target_path: r.target_path.to_string(),
         created_at: format_seconds(r.created_at),

@@ -12,7 +12,7 @@ pub mod plane;
 pub mod store;
 
 pub use http::{AdminToken, router};
-pub use plane::{ControlPlane, Error, Settings};
+pub use plane::{ControlPlane, Drains, Error, Settings};
 pub use store::{SqliteStore, Store, StoreError};
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets in-flight requests finish.

@@ -76,13 +76,23 @@ pub struct Dyno {
     pub updated_at: i64,
 }
 
-/// A log drain of an app.
+/// Whose lines a drain receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Owner {
+    /// Every line of the app with this id.
+    App(Uuid),
+    /// The router's lines for requests on the site with this id.
+    Site(Uuid),
+}
+
+/// A log drain of an app or a site.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Drain {
     /// Its id.
     pub id: Uuid,
-    /// The app whose lines it receives.
-    pub app_id: Uuid,
+    /// Whose lines it receives.
+    pub owner: Owner,
     /// Where they go.
     pub url: DrainUrl,
     /// Identifies the drain to HTTPS receivers (`Logplex-Drain-Token`).
@@ -362,17 +372,17 @@ impl Model {
         self.dynos.values().find(|d| d.app_id == app_id && (Some(d.id) == id || d.name.as_str() == id_or_name))
     }
 
-    /// An app's drains, oldest first.
-    pub fn drains_of(&self, app_id: Uuid) -> Vec<&Drain> {
-        let mut v: Vec<&Drain> = self.drains.values().filter(|d| d.app_id == app_id).collect();
+    /// An app's or a site's drains, oldest first.
+    pub fn drains_of(&self, owner: Owner) -> Vec<&Drain> {
+        let mut v: Vec<&Drain> = self.drains.values().filter(|d| d.owner == owner).collect();
         v.sort_by_key(|d| (d.created_at, d.id));
         v
     }
 
-    /// The drain of this app with this id, or with this URL.
-    pub fn drain(&self, app_id: Uuid, id_or_url: &str) -> Option<&Drain> {
+    /// The drain of this app or site with this id, or with this URL.
+    pub fn drain(&self, owner: Owner, id_or_url: &str) -> Option<&Drain> {
         let id = id_or_url.parse::<Uuid>().ok();
-        self.drains.values().find(|d| d.app_id == app_id && (Some(d.id) == id || d.url.expose() == id_or_url))
+        self.drains.values().find(|d| d.owner == owner && (Some(d.id) == id || d.url.expose() == id_or_url))
     }
 
     /// Every site, by id.
@@ -438,10 +448,13 @@ impl Model {
             .drains
             .values()
             .filter_map(|d| {
-                let app = self.apps.get(&d.app_id)?;
+                let target = match d.owner {
+                    Owner::App(id) => DrainTarget::App(self.app_key(self.apps.get(&id)?)),
+                    Owner::Site(id) => DrainTarget::Site(self.sites.get(&id)?.domain.as_str().to_owned()),
+                };
                 Some(DrainSpec {
                     id: d.id,
-                    target: DrainTarget::App(self.app_key(app)),
+                    target,
                     url: d.url.clone(),
                     token: d.token.clone(),
                 })

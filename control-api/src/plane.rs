@@ -13,11 +13,29 @@ use wharf_config::{
     SpaceName, new_id, timestamp::now_seconds,
 };
 
-use crate::model::{App, Change, Compliance, Drain, Dyno, Kind, Model, Object, Route, Site, Space};
+use crate::model::{App, Change, Compliance, Drain, Dyno, Kind, Model, Object, Owner, Route, Site, Space};
 use crate::store::{Store, StoreError};
 
-/// Most drains one app may have.
+/// Most drains one app or site may have.
 pub const MAX_DRAINS_PER_APP: usize = 50;
+
+/// Whose drains an operation is about, as the request names it (id, key or domain).
+#[derive(Debug, Clone, Copy)]
+pub enum Drains<'a> {
+    /// An app's, by id or `app-space`.
+    App(&'a str),
+    /// A site's, by id or domain.
+    Site(&'a str),
+}
+
+impl Drains<'_> {
+    fn what(self) -> &'static str {
+        match self {
+            Drains::App(_) => "an app",
+            Drains::Site(_) => "a site",
+        }
+    }
+}
 
 /// Most routes one site may have.
 pub const MAX_ROUTES_PER_SITE: usize = 1000;
@@ -202,7 +220,7 @@ impl ControlPlane {
         self.change(|m| {
             let a = m.app(app).ok_or_else(|| not_found("app", app))?.clone();
             let mut changes: Vec<Change> = m.dynos_of(a.id).iter().map(|d| Change::Delete(Kind::Dyno, d.id)).collect();
-            changes.extend(m.drains_of(a.id).iter().map(|d| Change::Delete(Kind::Drain, d.id)));
+            changes.extend(m.drains_of(Owner::App(a.id)).iter().map(|d| Change::Delete(Kind::Drain, d.id)));
             changes.extend(m.routes_where(|r| r.app_id == a.id).iter().map(|r| Change::Delete(Kind::Route, r.id)));
             changes.push(Change::Delete(Kind::App, a.id));
             Ok((a, changes))
@@ -262,21 +280,29 @@ impl ControlPlane {
         .await
     }
 
-    /// Adds a log drain to an app.
-    pub async fn add_drain(&self, app: &str, url: DrainUrl) -> Result<Drain, Error> {
+    /// Finds the app (`Drains::App`) or site (`Drains::Site`) that drains belong to.
+    fn drain_owner(m: &Model, of: Drains<'_>) -> Result<Owner, Error> {
+        match of {
+            Drains::App(app) => Ok(Owner::App(m.app(app).ok_or_else(|| not_found("app", app))?.id)),
+            Drains::Site(site) => Ok(Owner::Site(m.site(site).ok_or_else(|| not_found("site", site))?.id)),
+        }
+    }
+
+    /// Adds a log drain to an app or a site.
+    pub async fn add_drain(&self, of: Drains<'_>, url: DrainUrl) -> Result<Drain, Error> {
         self.change(|m| {
-            let a = m.app(app).ok_or_else(|| not_found("app", app))?;
-            let drains = m.drains_of(a.id);
+            let owner = Self::drain_owner(m, of)?;
+            let drains = m.drains_of(owner);
             if drains.iter().any(|d| d.url == url) {
-                return Err(Error::Conflict(format!("app already has a drain to {url}")));
+                return Err(Error::Conflict(format!("{} already has a drain to {url}", of.what())));
             }
             if drains.len() >= MAX_DRAINS_PER_APP {
-                return Err(Error::Invalid(format!("an app has at most {MAX_DRAINS_PER_APP} drains")));
+                return Err(Error::Invalid(format!("{} has at most {MAX_DRAINS_PER_APP} drains", of.what())));
             }
             let now = now_seconds();
             let drain = Drain {
                 id: new_id(),
-                app_id: a.id,
+                owner,
                 url,
                 token: format!("d.{}", new_id()),
                 created_at: now,
@@ -287,11 +313,11 @@ impl ControlPlane {
         .await
     }
 
-    /// Removes a log drain, by id or URL.
-    pub async fn delete_drain(&self, app: &str, drain: &str) -> Result<Drain, Error> {
+    /// Removes a log drain of an app or a site, by id or URL.
+    pub async fn delete_drain(&self, of: Drains<'_>, drain: &str) -> Result<Drain, Error> {
         self.change(|m| {
-            let a = m.app(app).ok_or_else(|| not_found("app", app))?;
-            let d = m.drain(a.id, drain).ok_or_else(|| not_found("log drain", drain))?.clone();
+            let owner = Self::drain_owner(m, of)?;
+            let d = m.drain(owner, drain).ok_or_else(|| not_found("log drain", drain))?.clone();
             let id = d.id;
             Ok((d, vec![Change::Delete(Kind::Drain, id)]))
         })
@@ -325,6 +351,7 @@ impl ControlPlane {
             let s = m.site(site).ok_or_else(|| not_found("site", site))?.clone();
             let mut changes: Vec<Change> =
                 m.routes_where(|r| r.site_id == s.id).iter().map(|r| Change::Delete(Kind::Route, r.id)).collect();
+            changes.extend(m.drains_of(Owner::Site(s.id)).iter().map(|d| Change::Delete(Kind::Drain, d.id)));
             changes.push(Change::Delete(Kind::Site, s.id));
             Ok((s, changes))
         })
@@ -471,7 +498,7 @@ mod tests {
             p.put_dyno("nope-default", "web.1".parse().unwrap(), "web".parse().unwrap(), "h".parse().unwrap(), 1)
                 .await
                 .unwrap_err(),
-            p.delete_drain("api-default", "x").await.unwrap_err(),
+            p.delete_drain(Drains::App("api-default"), "x").await.unwrap_err(),
             p.create_log_session("api-default", 5000, false, None, None).await.unwrap_err(),
         ];
         assert!(matches!(errs[0], Error::Conflict(_)), "{}", errs[0]);
@@ -528,10 +555,26 @@ mod tests {
         p.put_dyno("api-default", "web.1".parse().unwrap(), "web".parse().unwrap(), "h".parse().unwrap(), 1)
             .await
             .unwrap();
-        p.add_drain("api-default", "syslog+tcp://h:1".parse().unwrap()).await.unwrap();
+        p.add_drain(Drains::App("api-default"), "syslog+tcp://h:1".parse().unwrap()).await.unwrap();
         p.delete_app("api-default").await.unwrap();
         let snap = p.subscribe().borrow().clone();
         assert!(snap.apps.is_empty() && snap.drains.is_empty());
         assert!(p.read(|m| m.dyno(Uuid::nil(), "web.1").is_none()).await);
+    }
+
+    #[tokio::test]
+    async fn site_drains_follow_their_site() {
+        let p = plane().await;
+        p.create_site("www.example.com".parse().unwrap(), false).await.unwrap();
+        let url = || "syslog+tcp://h:1".parse().unwrap();
+        p.add_drain(Drains::Site("www.example.com"), url()).await.unwrap();
+        let snap = p.subscribe().borrow().clone();
+        assert_eq!(snap.drains[0].target, wharf_config::DrainTarget::Site("www.example.com".into()));
+        let err = p.add_drain(Drains::Site("www.example.com"), url()).await.unwrap_err();
+        assert!(matches!(err, Error::Conflict(_)), "{err}");
+        let err = p.add_drain(Drains::Site("nope.example.com"), url()).await.unwrap_err();
+        assert!(matches!(err, Error::NotFound { what: "site", .. }), "{err}");
+        p.delete_site("www.example.com").await.unwrap();
+        assert!(p.subscribe().borrow().drains.is_empty(), "a deleted site's drains go with it");
     }
 }
