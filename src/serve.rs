@@ -87,7 +87,18 @@ async fn serve(config: Config) -> Result<()> {
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
     let default_cert = tls::certified_key(&read(&cert_pem)?, &read(&key_pem)?)
         .with_context(|| format!("default certificate {}", cert_pem.display()))?;
-    let certs = tls::CertSet::with_default(default_cert);
+    let mut certs = tls::CertSet::with_default(default_cert);
+    for files in &config.router.certificates {
+        let text = |p: &Path| std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()));
+        let cert = wharf_config::Certificate::parse(&text(&files.chain)?, &text(&files.key)?)
+            .with_context(|| format!("certificate {}", files.chain.display()))?;
+        // An expired file is still served rather than refusing to start: clients see the
+        // expiry, and the other names keep working.
+        if let Err(e) = cert.check_time(wharf_config::timestamp::now_seconds()) {
+            tracing::warn!(file = %files.chain.display(), error = %e, "serving a certificate outside its validity");
+        }
+        certs.add(&cert).with_context(|| format!("certificate {}", files.chain.display()))?;
+    }
     let certs = Arc::new(match &ca {
         Some(_) => tls::SniResolver::with_local_ca(certs, tls::LocalCa::load(&data_dir.join("tls"))?),
         None => tls::SniResolver::new(certs),

@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use wharf_testkit::backend::Backend;
+use wharf_testkit::certs::{Issued, TestCa};
 use wharf_testkit::client::{self, Api, Req};
 use wharf_testkit::eventually;
 use wharf_testkit::syslog::SyslogReceiver;
@@ -202,6 +203,91 @@ async fn site_drains_receive_the_router_lines_of_their_site_only() {
     .await;
     assert!(lines(&site_drain).iter().all(|(_, t)| !t.contains("/direct")), "{:?}", lines(&site_drain));
     assert!(lines(&app_drain).iter().all(|(h, _)| h == "shop-default"), "{:?}", lines(&app_drain));
+}
+
+#[tokio::test]
+async fn certificates_from_the_api_and_files_are_chosen_by_sni() {
+    let ca = TestCa::new("Wharf test CA");
+    let (exact, wildcard, file) = (
+        ca.issue(&["www.example.test"], -1, 90),
+        ca.issue(&["*.example.test"], -1, 90),
+        ca.issue(&["files.example.test"], -1, 90),
+    );
+    let dir = wharf_testkit::TempDir::new("certs");
+    let (chain_path, key_path) = (dir.path().join("files.pem"), dir.path().join("files.key"));
+    std::fs::write(&chain_path, &file.chain_pem).unwrap();
+    std::fs::write(&key_path, &file.key_pem).unwrap();
+    let config = dir.path().join("wharf.toml");
+    let toml = format!("[[router.certificates]]\nchain = {chain_path:?}\nkey = {key_path:?}\n");
+    std::fs::write(&config, toml).unwrap();
+    let wharf = Wharf::serve_in(WHARF, &["--config", config.to_str().unwrap()], &dir.path().join("data")).await;
+    let api = &wharf.api;
+
+    let upload = |c: &Issued, want: u16| {
+        let body = json!({"certificate_chain": c.chain_pem, "private_key": c.key_pem});
+        async move { call(api, "POST", "/certs", body, want).await }
+    };
+    let out = upload(&exact, 201).await;
+    assert_eq!(out["domains"], json!(["www.example.test"]), "{out}");
+    assert!(out["expires_at"].is_string() && out["fingerprint_sha256"].is_string(), "{out}");
+    assert!(!out.to_string().contains("PRIVATE KEY"), "the key is never returned: {out}");
+    let exact_id = out["id"].as_str().unwrap().to_owned();
+    upload(&wildcard, 201).await;
+
+    // Bad uploads are refused with what is wrong, and change nothing.
+    let refused = |chain: &str, key: &str, says: &'static str| {
+        let body = json!({"certificate_chain": chain, "private_key": key});
+        async move {
+            let out = call(api, "POST", "/certs", body, 422).await;
+            assert!(out["message"].as_str().unwrap().contains(says), "{out} should say {says:?}");
+        }
+    };
+    let expired = ca.issue(&["old.example.test"], -90, -1);
+    refused(&exact.chain_pem, &wildcard.key_pem, "does not belong to the certificate").await;
+    refused(&expired.chain_pem, &expired.key_pem, "expired at").await;
+    refused("-----BEGIN CERTIFICATE-----\nbm9wZQ==\n-----END CERTIFICATE-----\n", &exact.key_pem, "cannot be parsed")
+        .await;
+    refused("", &exact.key_pem, "no CERTIFICATE block").await;
+    upload(&exact, 409).await;
+    let extra = json!({"certificate_chain": exact.chain_pem, "private_key": exact.key_pem, "name": "x"});
+    call(api, "POST", "/certs", extra, 422).await;
+    let (_, list) = api.call("GET", "/certs", None).await;
+    assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
+
+    // Exact name, then wildcard, then files' certificates, each over TLS 1.3 and 1.2.
+    for versions in [&[&rustls::version::TLS13][..], &[&rustls::version::TLS12][..]] {
+        let tls = client::tls_config_trusting(ca.pem().as_bytes(), &[b"http/1.1"], versions);
+        for (sni, want) in
+            [("www.example.test", &exact), ("api.example.test", &wildcard), ("files.example.test", &file)]
+        {
+            let got = eventually(WAIT, &format!("{sni} to present its certificate"), || async {
+                let h = client::handshake(wharf.https, &tls, sni).await.ok()?;
+                (h.leaf_der == want.leaf_der).then_some(h)
+            })
+            .await;
+            assert_eq!(got.version, versions[0].version, "{sni}");
+        }
+        // Names no certificate covers get the default one, which this CA did not sign.
+        let err = client::handshake(wharf.https, &tls, "a.b.example.test").await.unwrap_err();
+        assert!(err.contains("UnknownIssuer"), "{err}");
+    }
+
+    // A request through an uploaded certificate reaches the site's app.
+    let backend = Backend::start("www").await;
+    app(api, "www-default", &[&backend]).await;
+    call(api, "POST", "/sites", json!({"domain": "www.example.test"}), 201).await;
+    call(api, "POST", "/sites/www.example.test/routes", json!({"app": "www-default", "source_path": "/"}), 201).await;
+    let tls = client::tls_config_trusting(ca.pem().as_bytes(), &[b"h2", b"http/1.1"], &[&rustls::version::TLS13]);
+    let r = until_status(wharf.https, &tls, "www.example.test", "/", 200).await;
+    assert_eq!(r.text(), "www");
+
+    // Deleting the exact certificate leaves the name to the wildcard.
+    call(api, "DELETE", &format!("/certs/{exact_id}"), json!(null), 200).await;
+    eventually(WAIT, "www.example.test to fall back to the wildcard", || async {
+        let h = client::handshake(wharf.https, &tls, "www.example.test").await.ok()?;
+        (h.leaf_der == wildcard.leaf_der).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

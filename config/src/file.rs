@@ -123,6 +123,9 @@ pub struct RouterConfig {
     pub default_cert: Option<PathBuf>,
     /// PEM private key of `default_cert`.
     pub default_key: Option<PathBuf>,
+    /// More certificates, read at start and chosen by SNI like uploaded ones: exact name, then
+    /// wildcard; of two for one name, the one expiring later.
+    pub certificates: Vec<CertFiles>,
     /// How long to wait for a dyno to accept a connection.
     pub connect_timeout: HumanDuration,
     /// How long to wait for the first byte of a dyno's response once the request is sent.
@@ -149,6 +152,16 @@ pub struct RouterConfig {
     pub shutdown_grace: HumanDuration,
 }
 
+/// A certificate chain and its key, in PEM files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertFiles {
+    /// The chain, leaf first.
+    pub chain: PathBuf,
+    /// The chain's private key.
+    pub key: PathBuf,
+}
+
 impl Default for RouterConfig {
     fn default() -> Self {
         RouterConfig {
@@ -162,6 +175,7 @@ impl Default for RouterConfig {
             workers: 0,
             default_cert: None,
             default_key: None,
+            certificates: vec![],
             connect_timeout: HumanDuration::secs(5),
             first_byte_timeout: HumanDuration::secs(30),
             idle_timeout: HumanDuration::secs(55),
@@ -499,6 +513,8 @@ mod tests {
         check_rejected("[router]\nadmin_listen = \"127.0.0.1:8443\"", &[], "already used");
         check_rejected("[router]\ndefault_cert = \"/x.pem\"", &[], "router.default_cert");
         check_rejected("[router]\nhttps_public_port = 0", &[], "router.https_public_port");
+        check_rejected("[[router.certificates]]\nchain = \"/x.pem\"", &[], "missing field `key`");
+        check_rejected("[[router.certificates]]\nchain = \"a\"\nkey = \"b\"\nname = \"c\"", &[], "unknown field");
         check_rejected("[router]\nhttps_listen = \"127.0.0.1:5000\"", &[], "already used");
         check_rejected("[router]\nhttps_listen = \"localhost:1\"", &[], "invalid");
         check_rejected("[logshuttle]\ndrain_buffer_lines = 0", &[], "logshuttle.drain_buffer_lines");

@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cert;
 pub mod drain;
 pub mod file;
 pub mod names;
@@ -16,11 +17,12 @@ pub mod snapshot;
 pub mod timestamp;
 pub mod units;
 
+pub use cert::{CertError, Certificate};
 pub use drain::{DrainScheme, DrainUrl, DrainUrlError, Framing};
-pub use file::{Config, ConfigError, ControlApiConfig, KafkaConfig, LogshuttleConfig, RouterConfig};
+pub use file::{CertFiles, Config, ConfigError, ControlApiConfig, KafkaConfig, LogshuttleConfig, RouterConfig};
 pub use names::{AppKey, AppName, DynoName, DynoType, Hostname, NameError, RoutePath, SiteDomain, SpaceName};
 pub use session::{SessionError, SessionGrant, SessionKey};
-pub use snapshot::{AppSpec, DrainSpec, DrainTarget, DynoSpec, RouteSpec, SiteSpec, Snapshot};
+pub use snapshot::{AppSpec, CertSpec, DrainSpec, DrainTarget, DynoSpec, RouteSpec, SiteSpec, Snapshot};
 pub use units::{ByteSize, HumanDuration};
 
 /// A new random (version 4) id for a control-API resource.

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::cert::Certificate;
 use crate::drain::DrainUrl;
 use crate::names::{AppKey, DynoName, Hostname, RoutePath, SiteDomain};
 
@@ -22,6 +23,18 @@ pub struct Snapshot {
     /// Every site, with its routes.
     #[serde(default)]
     pub sites: Vec<SiteSpec>,
+    /// Every uploaded certificate.
+    #[serde(default)]
+    pub certs: Vec<CertSpec>,
+}
+
+/// A certificate the router serves for the domains it names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertSpec {
+    /// The certificate's id in the control API.
+    pub id: Uuid,
+    /// The chain and key.
+    pub certificate: Certificate,
 }
 
 /// A site: a domain whose path prefixes route to apps.

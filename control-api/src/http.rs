@@ -17,10 +17,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
-use wharf_config::timestamp::format_seconds;
-use wharf_config::{AppName, DrainUrl, DynoName, DynoType, Hostname, RoutePath, SiteDomain, SpaceName};
+use wharf_config::timestamp::{format_seconds, now_seconds};
+use wharf_config::{AppName, Certificate, DrainUrl, DynoName, DynoType, Hostname, RoutePath, SiteDomain, SpaceName};
 
-use crate::model::{App, Compliance, Drain, Dyno, Model, Owner, Route, Site, Space};
+use crate::model::{App, Cert, Compliance, Drain, Dyno, Model, Owner, Route, Site, Space};
 use crate::plane::{ControlPlane, Drains, Error};
 
 /// A JSON response body, ending in a newline so that it reads well in a terminal.
@@ -169,6 +169,8 @@ pub fn router(plane: Arc<ControlPlane>, token: AdminToken, max_body: usize, extr
         .route("/sites/{site}/log-drains/{drain}", get(get_site_drain).delete(delete_site_drain))
         .route("/routes", get(list_routes).post(create_route))
         .route("/routes/{route}", get(get_route).delete(delete_route))
+        .route("/certs", get(list_certs).post(create_cert))
+        .route("/certs/{cert}", get(get_cert).delete(delete_cert))
         .route_layer(axum::middleware::from_fn_with_state(token, require_token))
         .route("/healthz", get(healthz))
         .with_state(plane);
@@ -728,4 +730,63 @@ async fn delete_route(State(plane): Plane, Path(route): Path<String>) -> ApiResu
     let out = plane.read(|m| route.parse().ok().and_then(|id| m.route(id)).and_then(|r| route_out(m, r))).await;
     plane.delete_route(&route).await?;
     Ok(Json(out))
+}
+
+// ---- certificates ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CertCreate {
+    /// PEM, leaf first.
+    certificate_chain: String,
+    /// PEM; stored, never returned.
+    private_key: String,
+}
+
+#[derive(Serialize)]
+struct CertOut {
+    id: Uuid,
+    domains: Vec<String>,
+    subject: String,
+    issuer: String,
+    fingerprint_sha256: String,
+    starts_at: String,
+    expires_at: String,
+    created_at: String,
+    updated_at: String,
+}
+
+fn cert_out(c: &Cert) -> CertOut {
+    let cert = &c.certificate;
+    CertOut {
+        id: c.id,
+        domains: cert.names().iter().map(|n| n.to_string()).collect(),
+        subject: cert.subject().to_owned(),
+        issuer: cert.issuer().to_owned(),
+        fingerprint_sha256: cert.fingerprint().to_owned(),
+        starts_at: format_seconds(cert.not_before()),
+        expires_at: format_seconds(cert.not_after()),
+        created_at: format_seconds(c.created_at),
+        updated_at: format_seconds(c.updated_at),
+    }
+}
+
+async fn list_certs(State(plane): Plane) -> impl IntoResponse {
+    Json(plane.read(|m| m.certs().map(cert_out).collect::<Vec<_>>()).await)
+}
+
+async fn get_cert(State(plane): Plane, Path(cert): Path<String>) -> ApiResult<impl IntoResponse> {
+    let out = plane.read(|m| m.cert(&cert).map(cert_out)).await;
+    out.map(Json).ok_or_else(|| Error::NotFound { what: "certificate", key: cert }.into())
+}
+
+async fn create_cert(State(plane): Plane, Body(req): Body<CertCreate>) -> ApiResult<impl IntoResponse> {
+    let certificate =
+        Certificate::try_new(&req.certificate_chain, &req.private_key, now_seconds()).map_err(ApiError::invalid)?;
+    let c = plane.add_cert(certificate).await?;
+    Ok((StatusCode::CREATED, Json(cert_out(&c))))
+}
+
+async fn delete_cert(State(plane): Plane, Path(cert): Path<String>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(cert_out(&plane.delete_cert(&cert).await?)))
 }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use wharf_config::{
-    AppKey, AppName, AppSpec, DrainSpec, DrainTarget, DrainUrl, DynoName, DynoSpec, DynoType, Hostname, RoutePath,
-    RouteSpec, SiteDomain, SiteSpec, Snapshot, SpaceName,
+    AppKey, AppName, AppSpec, CertSpec, Certificate, DrainSpec, DrainTarget, DrainUrl, DynoName, DynoSpec, DynoType,
+    Hostname, RoutePath, RouteSpec, SiteDomain, SiteSpec, Snapshot, SpaceName,
 };
 
 /// A space's compliance flags, fixed at creation.
@@ -137,6 +137,19 @@ pub struct Route {
     pub updated_at: i64,
 }
 
+/// A TLS certificate the router serves for the domains it names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cert {
+    /// Its id.
+    pub id: Uuid,
+    /// The chain and key, checked when uploaded.
+    pub certificate: Certificate,
+    /// Creation time, seconds since the epoch.
+    pub created_at: i64,
+    /// Last change, seconds since the epoch.
+    pub updated_at: i64,
+}
+
 /// One stored record of any kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "body", rename_all = "snake_case")]
@@ -153,6 +166,8 @@ pub enum Object {
     Site(Site),
     /// A route.
     Route(Route),
+    /// A certificate.
+    Cert(Cert),
 }
 
 /// The kinds of records, as stored.
@@ -170,6 +185,8 @@ pub enum Kind {
     Site,
     /// Routes.
     Route,
+    /// Certificates.
+    Cert,
 }
 
 impl Kind {
@@ -182,6 +199,7 @@ impl Kind {
             Kind::Drain => "drain",
             Kind::Site => "site",
             Kind::Route => "route",
+            Kind::Cert => "cert",
         }
     }
 }
@@ -196,6 +214,7 @@ impl Object {
             Object::Drain(d) => (Kind::Drain, d.id),
             Object::Site(s) => (Kind::Site, s.id),
             Object::Route(r) => (Kind::Route, r.id),
+            Object::Cert(c) => (Kind::Cert, c.id),
         }
     }
 }
@@ -219,6 +238,7 @@ pub struct Model {
     drains: BTreeMap<Uuid, Drain>,
     sites: BTreeMap<Uuid, Site>,
     routes: BTreeMap<Uuid, Route>,
+    certs: BTreeMap<Uuid, Cert>,
     site_by_domain: HashMap<SiteDomain, Uuid>,
     space_by_name: HashMap<SpaceName, Uuid>,
     app_by_key: HashMap<AppKey, Uuid>,
@@ -273,6 +293,12 @@ impl Model {
                 }
                 Change::Delete(Kind::Route, id) => {
                     self.routes.remove(&id);
+                }
+                Change::Put(Object::Cert(c)) => {
+                    self.certs.insert(c.id, c);
+                }
+                Change::Delete(Kind::Cert, id) => {
+                    self.certs.remove(&id);
                 }
                 Change::Delete(Kind::Space, id) => {
                     if let Some(s) = self.spaces.remove(&id) {
@@ -415,6 +441,16 @@ impl Model {
         v
     }
 
+    /// Every certificate, by id.
+    pub fn certs(&self) -> impl Iterator<Item = &Cert> {
+        self.certs.values()
+    }
+
+    /// The certificate with this id.
+    pub fn cert(&self, id: &str) -> Option<&Cert> {
+        self.certs.get(&id.parse::<Uuid>().ok()?)
+    }
+
     /// Whether an app's space is internal.
     pub fn app_is_internal(&self, app: &App) -> bool {
         self.app_space(app).compliance.contains(&Compliance::Internal)
@@ -452,12 +488,7 @@ impl Model {
                     Owner::App(id) => DrainTarget::App(self.app_key(self.apps.get(&id)?)),
                     Owner::Site(id) => DrainTarget::Site(self.sites.get(&id)?.domain.as_str().to_owned()),
                 };
-                Some(DrainSpec {
-                    id: d.id,
-                    target,
-                    url: d.url.clone(),
-                    token: d.token.clone(),
-                })
+                Some(DrainSpec { id: d.id, target, url: d.url.clone(), token: d.token.clone() })
             })
             .collect();
         let mut sites: HashMap<Uuid, SiteSpec> = self
@@ -481,6 +512,7 @@ impl Model {
         for s in &mut sites {
             s.routes.sort_by(|a, b| a.source_path.cmp(&b.source_path));
         }
-        Arc::new(Snapshot { version: self.version, apps, drains, sites })
+        let certs = self.certs.values().map(|c| CertSpec { id: c.id, certificate: c.certificate.clone() }).collect();
+        Arc::new(Snapshot { version: self.version, apps, drains, sites, certs })
     }
 }

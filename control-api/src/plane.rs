@@ -9,15 +9,18 @@ use std::time::Duration;
 
 use tokio::sync::{RwLock, watch};
 use wharf_config::{
-    AppName, DrainUrl, DynoName, DynoType, Hostname, RoutePath, SessionGrant, SessionKey, SiteDomain, Snapshot,
-    SpaceName, new_id, timestamp::now_seconds,
+    AppName, Certificate, DrainUrl, DynoName, DynoType, Hostname, RoutePath, SessionGrant, SessionKey, SiteDomain,
+    Snapshot, SpaceName, new_id, timestamp::now_seconds,
 };
 
-use crate::model::{App, Change, Compliance, Drain, Dyno, Kind, Model, Object, Owner, Route, Site, Space};
+use crate::model::{App, Cert, Change, Compliance, Drain, Dyno, Kind, Model, Object, Owner, Route, Site, Space};
 use crate::store::{Store, StoreError};
 
 /// Most drains one app or site may have.
 pub const MAX_DRAINS_PER_APP: usize = 50;
+
+/// Most certificates the platform holds.
+pub const MAX_CERTS: usize = 10_000;
 
 /// Whose drains an operation is about, as the request names it (id, key or domain).
 #[derive(Debug, Clone, Copy)]
@@ -300,14 +303,8 @@ impl ControlPlane {
                 return Err(Error::Invalid(format!("{} has at most {MAX_DRAINS_PER_APP} drains", of.what())));
             }
             let now = now_seconds();
-            let drain = Drain {
-                id: new_id(),
-                owner,
-                url,
-                token: format!("d.{}", new_id()),
-                created_at: now,
-                updated_at: now,
-            };
+            let drain =
+                Drain { id: new_id(), owner, url, token: format!("d.{}", new_id()), created_at: now, updated_at: now };
             Ok((drain.clone(), vec![Change::Put(Object::Drain(drain))]))
         })
         .await
@@ -320,6 +317,36 @@ impl ControlPlane {
             let d = m.drain(owner, drain).ok_or_else(|| not_found("log drain", drain))?.clone();
             let id = d.id;
             Ok((d, vec![Change::Delete(Kind::Drain, id)]))
+        })
+        .await
+    }
+
+    /// Adds a certificate, checked by its constructor. The same leaf twice is a conflict.
+    pub async fn add_cert(&self, certificate: Certificate) -> Result<Cert, Error> {
+        self.change(|m| {
+            if let Some(c) = m.certs().find(|c| c.certificate.fingerprint() == certificate.fingerprint()) {
+                return Err(Error::Conflict(format!(
+                    "certificate {} is already uploaded as {}",
+                    c.certificate.subject(),
+                    c.id
+                )));
+            }
+            if m.certs().count() >= MAX_CERTS {
+                return Err(Error::Invalid(format!("at most {MAX_CERTS} certificates")));
+            }
+            let now = now_seconds();
+            let cert = Cert { id: new_id(), certificate, created_at: now, updated_at: now };
+            Ok((cert.clone(), vec![Change::Put(Object::Cert(cert))]))
+        })
+        .await
+    }
+
+    /// Removes a certificate; the router stops serving it with the next snapshot.
+    pub async fn delete_cert(&self, id: &str) -> Result<Cert, Error> {
+        self.change(|m| {
+            let c = m.cert(id).ok_or_else(|| not_found("certificate", id))?.clone();
+            let id = c.id;
+            Ok((c, vec![Change::Delete(Kind::Cert, id)]))
         })
         .await
     }

@@ -22,6 +22,9 @@ pub enum StoreError {
         /// The database's error.
         source: rusqlite::Error,
     },
+    /// The database file's permissions could not be restricted to its owner.
+    #[error("cannot restrict the database file to its owner: {0}")]
+    Permissions(std::io::Error),
     /// The stored version moved since the operation read it.
     #[error("stored version is {found}, expected {expected}")]
     Conflict {
@@ -84,6 +87,10 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         let conn = Connection::open(path).map_err(sql("open"))?;
+        // Certificates' private keys live here: only the owner may read the file. SQLite gives
+        // its journal files the database's permissions.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(StoreError::Permissions)?;
         SqliteStore::init(conn)
     }
 

@@ -41,7 +41,7 @@ fuzz_target!(|data: (Vec<(&str, &str, &str)>, &str, &str)| {
             site.routes.push(RouteSpec { id: Default::default(), source_path, target_path, app: app(i) });
         }
     }
-    let snapshot = Snapshot { version: 1, apps, drains: vec![], sites: sites.clone() };
+    let snapshot = Snapshot { version: 1, apps, sites: sites.clone(), ..Snapshot::default() };
     let table = RoutingTable::compile(&snapshot, "localhost", None);
     let Some(h) = normalize_host(host) else { return };
     let got = table.host(&h).and_then(|e| e.route(path));

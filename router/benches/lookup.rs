@@ -22,7 +22,7 @@ fn snapshot(n: usize) -> Snapshot {
             }],
         })
         .collect();
-    Snapshot { version: 1, apps, drains: vec![], sites: vec![] }
+    Snapshot { version: 1, apps, drains: vec![], ..Snapshot::default() }
 }
 
 /// Resident memory of this process, in bytes.

@@ -167,7 +167,9 @@ impl Router {
         let Listeners { http, https, internal, admin, addrs } = listeners;
         let http_addr = addrs.http;
         let stack_domain = config.stack_domain.clone();
-        let first = RoutingTable::compile(&snapshots.borrow_and_update(), &stack_domain, None);
+        let first_snapshot = snapshots.borrow_and_update().clone();
+        let first = RoutingTable::compile(&first_snapshot, &stack_domain, None);
+        certs.serve_uploaded(&first_snapshot.certs);
         let shared = Arc::new(Shared {
             table: ArcSwap::from_pointee(first),
             publisher,
@@ -219,11 +221,22 @@ impl Router {
         }
         let follower = tokio::spawn({
             let shared = shared.clone();
+            let mut served_certs = first_snapshot;
             async move {
                 while snapshots.changed().await.is_ok() {
                     let snapshot = snapshots.borrow_and_update().clone();
                     if snapshot.version <= shared.table.load().version {
                         continue;
+                    }
+                    // An uploaded certificate never changes under its id, so ids tell the change.
+                    if snapshot.certs.iter().map(|c| c.id).ne(served_certs.certs.iter().map(|c| c.id)) {
+                        certs.serve_uploaded(&snapshot.certs);
+                        tracing::debug!(
+                            version = snapshot.version,
+                            certs = snapshot.certs.len(),
+                            "certificates swapped"
+                        );
+                        served_certs = snapshot.clone();
                     }
                     let table = RoutingTable::compile(&snapshot, &stack_domain, Some(&shared.table.load()));
                     tracing::debug!(version = table.version, hosts = table.len(), "routing table swapped");

@@ -305,6 +305,7 @@ mod tests {
                 .collect(),
             drains: vec![],
             sites: vec![],
+            certs: vec![],
         }
     }
 

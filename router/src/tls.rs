@@ -12,6 +12,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use wharf_config::{CertSpec, Certificate};
 
 /// Why a certificate could not be loaded or made.
 #[derive(Debug, thiserror::Error)]
@@ -55,12 +56,20 @@ pub fn certified_key(chain_pem: &[u8], key_pem: &[u8]) -> Result<Arc<CertifiedKe
     CertifiedKey::from_der(chain, key, &provider()).map(Arc::new).map_err(TlsError::Key)
 }
 
+/// A certificate for a name, with when it expires: of two for the same name, the one that
+/// expires later is served, so that a renewal takes over as soon as it is uploaded.
+#[derive(Debug, Clone)]
+struct Entry {
+    not_after: i64,
+    key: Arc<CertifiedKey>,
+}
+
 /// Certificates by name.
 #[derive(Debug, Default, Clone)]
 pub struct CertSet {
-    exact: HashMap<String, Arc<CertifiedKey>>,
+    exact: HashMap<String, Entry>,
     /// Keyed by the parent domain: `*.example.com` is under `example.com`.
-    wildcard: HashMap<String, Arc<CertifiedKey>>,
+    wildcard: HashMap<String, Entry>,
     default: Option<Arc<CertifiedKey>>,
 }
 
@@ -70,13 +79,27 @@ impl CertSet {
         CertSet { default: Some(default), ..CertSet::default() }
     }
 
-    /// Adds a certificate for a name, `example.com` or `*.example.com`.
-    pub fn insert(&mut self, name: &str, key: Arc<CertifiedKey>) {
+    /// Adds a certificate for a name, `example.com` or `*.example.com`, unless the name already
+    /// has one that expires later.
+    pub fn insert(&mut self, name: &str, key: Arc<CertifiedKey>, not_after: i64) {
         let name = name.to_ascii_lowercase();
-        match name.strip_prefix("*.") {
-            Some(parent) => self.wildcard.insert(parent.to_owned(), key),
-            None => self.exact.insert(name, key),
+        let (map, name) = match name.strip_prefix("*.") {
+            Some(parent) => (&mut self.wildcard, parent.to_owned()),
+            None => (&mut self.exact, name),
         };
+        let entry = map.entry(name).or_insert_with(|| Entry { not_after, key: key.clone() });
+        if entry.not_after < not_after {
+            *entry = Entry { not_after, key };
+        }
+    }
+
+    /// Adds a checked certificate for every name it has.
+    pub fn add(&mut self, cert: &Certificate) -> Result<(), TlsError> {
+        let key = certified_key(cert.chain_pem().as_bytes(), cert.key_pem().as_bytes())?;
+        for name in cert.names() {
+            self.insert(name.as_str(), key.clone(), cert.not_after());
+        }
+        Ok(())
     }
 
     /// The certificate for a server name: exact, then wildcard one label up, then the default.
@@ -86,7 +109,7 @@ impl CertSet {
             self.exact
                 .get(&name)
                 .or_else(|| name.split_once('.').and_then(|(_, parent)| self.wildcard.get(parent)))
-                .cloned()
+                .map(|e| e.key.clone())
         });
         found.or_else(|| self.default.clone())
     }
@@ -99,6 +122,8 @@ pub type ServedFn = Box<dyn Fn(&str) -> bool + Send + Sync>;
 /// a served name that no certificate covers gets one issued on its first handshake: clients
 /// such as curl refuse a wildcard directly under a one-label domain like `*.localhost`.
 pub struct SniResolver {
+    /// The default and the certificates from files; uploaded ones are added to a copy.
+    base: CertSet,
     certs: ArcSwap<CertSet>,
     local: Option<LocalCa>,
     served: std::sync::OnceLock<ServedFn>,
@@ -113,7 +138,12 @@ impl std::fmt::Debug for SniResolver {
 impl SniResolver {
     /// A resolver serving this set.
     pub fn new(certs: CertSet) -> Self {
-        SniResolver { certs: ArcSwap::from_pointee(certs), local: None, served: std::sync::OnceLock::new() }
+        SniResolver {
+            certs: ArcSwap::from_pointee(certs.clone()),
+            base: certs,
+            local: None,
+            served: std::sync::OnceLock::new(),
+        }
     }
 
     /// A resolver that also issues certificates for served names from a local CA.
@@ -126,9 +156,17 @@ impl SniResolver {
         let _ = self.served.set(served);
     }
 
-    /// Replaces the set; handshakes in progress finish with the old one.
-    pub fn replace(&self, certs: CertSet) {
-        self.certs.store(Arc::new(certs));
+    /// Serves these uploaded certificates beside the default and the files' ones; handshakes in
+    /// progress finish with the old set. A certificate that no longer loads (it was checked
+    /// when uploaded) is skipped and logged; the others are still served.
+    pub fn serve_uploaded(&self, uploaded: &[CertSpec]) {
+        let mut set = self.base.clone();
+        for c in uploaded {
+            if let Err(e) = set.add(&c.certificate) {
+                tracing::warn!(id = %c.id, subject = c.certificate.subject(), error = %e, "cannot serve an uploaded certificate");
+            }
+        }
+        self.certs.store(Arc::new(set));
     }
 
     fn resolve_name(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
@@ -362,11 +400,18 @@ mod tests {
         };
         let (exact, wild, default) = (load("one.test"), load("two.test"), load("three.test"));
         let mut set = CertSet::with_default(default.clone());
-        set.insert("www.example.com", exact.clone());
-        set.insert("*.Example.com", wild.clone());
+        set.insert("www.example.com", exact.clone(), 100);
+        set.insert("*.Example.com", wild.clone(), 100);
+        // An older certificate for a name does not replace a newer one, and a newer one does.
+        set.insert("www.example.com", default.clone(), 50);
+        set.insert("*.example.com", default.clone(), 50);
+        let renewed = load("four.test");
+        set.insert("renewed.example.com", default.clone(), 50);
+        set.insert("renewed.example.com", renewed.clone(), 150);
         let pick = |name: Option<&str>| set.choose(name).unwrap();
         assert!(Arc::ptr_eq(&pick(Some("WWW.example.com.")), &exact));
         assert!(Arc::ptr_eq(&pick(Some("api.example.com")), &wild));
+        assert!(Arc::ptr_eq(&pick(Some("renewed.example.com")), &renewed));
         assert!(Arc::ptr_eq(&pick(Some("a.b.example.com")), &default), "wildcards cover one label");
         assert!(Arc::ptr_eq(&pick(Some("example.com")), &default));
         assert!(Arc::ptr_eq(&pick(None), &default));

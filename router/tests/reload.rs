@@ -41,6 +41,7 @@ fn snapshot(version: u64, dyno_port: u16, sites: usize) -> Snapshot {
                 }],
             })
             .collect(),
+        certs: vec![],
     }
 }
 

@@ -46,13 +46,23 @@ impl Response {
 
 /// TLS settings trusting one CA, offering h2 and http/1.1 (or only one of them).
 pub fn tls_config(ca_pem: &Path, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    let pem = std::fs::read(ca_pem).expect("CA file");
+    tls_config_trusting(&pem, alpn, &[&rustls::version::TLS13, &rustls::version::TLS12])
+}
+
+/// TLS settings trusting the CAs in `ca_pem`, offering these ALPN protocols and TLS versions.
+pub fn tls_config_trusting(
+    ca_pem: &[u8],
+    alpn: &[&[u8]],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca_pem).expect("CA file") {
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
         roots.add(cert.expect("CA certificate")).expect("CA is a valid trust anchor");
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .expect("TLS versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
@@ -130,6 +140,26 @@ pub async fn send_streaming(
         tokio::spawn(conn);
         sender.send_request(req.build(Version::HTTP_11)).await.map_err(|e| e.to_string())
     }
+}
+
+/// What a TLS handshake settled on.
+#[derive(Debug)]
+pub struct Handshake {
+    /// The leaf certificate the server presented, in DER.
+    pub leaf_der: Vec<u8>,
+    /// The protocol version.
+    pub version: rustls::ProtocolVersion,
+}
+
+/// Completes a TLS handshake with `addr` naming `sni`, verifying the server's certificate.
+pub async fn handshake(addr: SocketAddr, tls: &Arc<rustls::ClientConfig>, sni: &str) -> Result<Handshake, String> {
+    let tcp = TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
+    let name = ServerName::try_from(sni.to_owned()).map_err(|e| e.to_string())?;
+    let stream =
+        tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp).await.map_err(|e| format!("tls: {e}"))?;
+    let conn = stream.get_ref().1;
+    let leaf_der = conn.peer_certificates().and_then(|c| c.first()).ok_or("no certificate")?.to_vec();
+    Ok(Handshake { leaf_der, version: conn.protocol_version().ok_or("no version")? })
 }
 
 /// Sends a request and reads the whole response.

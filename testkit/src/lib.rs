@@ -7,6 +7,7 @@
 #![allow(clippy::print_stdout)]
 
 pub mod backend;
+pub mod certs;
 pub mod client;
 pub mod rfc5424;
 pub mod syslog;
