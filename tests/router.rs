@@ -480,3 +480,88 @@ async fn oversized_and_ambiguous_requests_are_refused_and_never_forwarded() {
     let forwarded: Vec<_> = web.seen().into_iter().skip(before).map(|s| s.path).collect();
     assert!(forwarded.is_empty(), "refused requests reached the app: {forwarded:?}");
 }
+
+#[tokio::test]
+async fn a_slow_header_sender_is_cut_off_and_never_forwarded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (wharf, _) = start(&[("WHARF_ROUTER__HTTP_REDIRECT", "false"), ("WHARF_ROUTER__HEADER_TIMEOUT", "1s")]).await;
+    let web = Backend::start("ok").await;
+    app(&wharf.api, "web-default", &[&web]).await;
+    eventually(WAIT, "the app to answer on plain HTTP", || async {
+        let r = client::send(wharf.http, None, &Req::get("web-default.localhost", "/")).await.ok()?;
+        (r.status == 200).then_some(())
+    })
+    .await;
+    let before = web.seen().len();
+    // A client that keeps sending header bytes, a few a second, never finishing the head: the
+    // header timeout counts from the start of the request, not from the last byte.
+    let mut tcp = tokio::net::TcpStream::connect(wharf.http).await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: web-default.localhost\r\n").await.unwrap();
+    let cut_off = async {
+        let mut buf = [0u8; 1024];
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                read = tcp.read(&mut buf) => return read.map(|n| String::from_utf8_lossy(&buf[..n]).into_owned()),
+                _ = tick.tick() => {
+                    tcp.write_all(b"X-Slow: a\r\n").await?;
+                }
+            }
+        }
+    };
+    let answer = tokio::time::timeout(WAIT, cut_off).await.expect("the router closes a slow header sender");
+    // Closed outright, or told 408 first; either way no response from the app.
+    if let Ok(text) = &answer {
+        assert!(text.is_empty() || text.starts_with("HTTP/1.1 408"), "{text:?}");
+    }
+    assert_eq!(web.seen().len(), before, "the unfinished request reached the app");
+}
+
+#[tokio::test]
+async fn shutdown_stops_accepting_and_lets_requests_in_flight_finish() {
+    let (wharf, tls) = start(&[("WHARF_ROUTER__SHUTDOWN_GRACE", "20s")]).await;
+    let (held, hold) = Backend::held("finished").await;
+    app(&wharf.api, "slow-default", &[&held]).await;
+    let probe = Backend::start("probe").await;
+    app(&wharf.api, "probe-default", &[&probe]).await;
+    until_status(wharf.https, &tls, "probe-default.localhost", "/", 200).await;
+
+    let in_flight = tokio::spawn({
+        let (addr, tls) = (wharf.https, tls.clone());
+        async move { client::send(addr, Some(&tls), &Req::get("slow-default.localhost", "/work")).await }
+    });
+    eventually(WAIT, "the request to reach the dyno", || async { (!held.seen().is_empty()).then_some(()) }).await;
+    wharf.signal_term().await;
+    let https = wharf.https;
+    eventually(WAIT, "the router to stop accepting", || async {
+        tokio::net::TcpStream::connect(https).await.is_err().then_some(())
+    })
+    .await;
+    assert!(!in_flight.is_finished(), "the request in flight was not cut short");
+    hold.release();
+    let r = in_flight.await.unwrap().expect("the request in flight completes");
+    assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "finished"));
+    let (ok, out) = wharf.wait_exit().await;
+    assert!(ok, "wharf exits cleanly: {out}");
+    assert!(out.contains("Wharf stopped."), "{out}");
+}
+
+#[tokio::test]
+async fn shutdown_closes_what_is_still_in_flight_when_the_grace_period_ends() {
+    let (wharf, tls) = start(&[("WHARF_ROUTER__SHUTDOWN_GRACE", "1s")]).await;
+    let stuck = Backend::silent().await;
+    app(&wharf.api, "stuck-default", &[&stuck]).await;
+    let probe = Backend::start("probe").await;
+    app(&wharf.api, "probe-default", &[&probe]).await;
+    until_status(wharf.https, &tls, "probe-default.localhost", "/", 200).await;
+    let in_flight = tokio::spawn({
+        let (addr, tls) = (wharf.https, tls.clone());
+        async move { client::send(addr, Some(&tls), &Req::get("stuck-default.localhost", "/")).await }
+    });
+    // The dyno never answers; shutdown must not wait for it past the grace period.
+    eventually(WAIT, "the request to reach the dyno", || async { (stuck.connections() > 0).then_some(()) }).await;
+    let (ok, out) = wharf.terminate().await;
+    assert!(ok, "wharf exits cleanly: {out}");
+    let r = in_flight.await.unwrap();
+    assert!(r.is_err(), "the stuck request is closed, not answered: {r:?}");
+}

@@ -63,9 +63,31 @@ where
     })
 }
 
+/// Lets a [`Backend::held`] answer the requests it holds, and every later one.
+#[derive(Debug)]
+pub struct Hold(tokio::sync::watch::Sender<bool>);
+
+impl Hold {
+    /// Answers every held request now.
+    pub fn release(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
 impl Backend {
     /// Starts a backend answering every request with `200` and `body`.
     pub async fn start(reply: &'static str) -> Backend {
+        Backend::start_gated(reply, None).await
+    }
+
+    /// Starts a backend that records each request at once but answers only after
+    /// [`Hold::release`]: a dyno with requests in flight.
+    pub async fn held(reply: &'static str) -> (Backend, Hold) {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        (Backend::start_gated(reply, Some(rx)).await, Hold(tx))
+    }
+
+    async fn start_gated(reply: &'static str, gate: Option<tokio::sync::watch::Receiver<bool>>) -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
         let addr = listener.local_addr().expect("backend address");
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -73,10 +95,10 @@ impl Backend {
         let task = accept_loop(listener, conns.clone(), {
             let seen = seen.clone();
             move |stream| {
-                let seen = seen.clone();
+                let (seen, gate) = (seen.clone(), gate.clone());
                 async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
-                        let seen = seen.clone();
+                        let (seen, gate) = (seen.clone(), gate.clone());
                         async move {
                             let (parts, body) = req.into_parts();
                             let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
@@ -86,6 +108,9 @@ impl Backend {
                                 headers: parts.headers,
                                 body,
                             });
+                            if let Some(mut gate) = gate {
+                                let _ = gate.wait_for(|open| *open).await;
+                            }
                             Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(reply.as_bytes()))))
                         }
                     });
@@ -140,6 +165,11 @@ impl Backend {
     /// Requests received so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.conns.lock().unwrap().len()
     }
 
     /// The port it listens on.

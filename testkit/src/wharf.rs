@@ -143,10 +143,21 @@ impl Wharf {
 
     /// Sends SIGTERM and waits for the process to exit; returns whether it exited successfully
     /// and everything else it printed.
-    pub async fn terminate(mut self) -> (bool, String) {
+    pub async fn terminate(self) -> (bool, String) {
+        self.signal_term().await;
+        self.wait_exit().await
+    }
+
+    /// Sends SIGTERM and returns at once: the process begins its graceful shutdown.
+    pub async fn signal_term(&self) {
         let pid = self.child.id().expect("running").to_string();
         let killed = Command::new("kill").args(["-TERM", &pid]).status().await.expect("kill runs");
         assert!(killed.success(), "kill -TERM {pid} failed");
+    }
+
+    /// Waits (at most 30 s) for the process to exit; returns whether it exited successfully and
+    /// everything else it printed.
+    pub async fn wait_exit(mut self) -> (bool, String) {
         let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await
             .expect("wharf exits within 30 s of SIGTERM")
