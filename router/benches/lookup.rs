@@ -1,4 +1,6 @@
-//! Route lookup cost and memory per route, for tables of 10, 1,000 and 100,000 routes.
+//! Route lookup cost and memory per route, for tables of 10, 1,000 and 100,000 routes: apps'
+//! default domains (one route per host), and sites with ten routes each, nested prefixes up to
+//! four segments deep.
 //!
 //! `cargo bench -p wharf-router --bench lookup`. Lookup should not grow with the number of
 //! routes: it is one hash of the host and one per path segment.
@@ -6,7 +8,7 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use wharf_config::{AppSpec, DynoSpec, Snapshot};
+use wharf_config::{AppSpec, DynoSpec, RouteSpec, SiteSpec, Snapshot};
 use wharf_router::RoutingTable;
 
 fn snapshot(n: usize) -> Snapshot {
@@ -23,6 +25,33 @@ fn snapshot(n: usize) -> Snapshot {
         })
         .collect();
     Snapshot { version: 1, apps, drains: vec![], ..Snapshot::default() }
+}
+
+/// Routes per site in the site tables.
+const ROUTES_PER_SITE: usize = 10;
+
+/// `n` routes on `n / 10` sites, each routing `/`, `/s1` ... `/s3/a/b/c` to ten apps.
+fn site_snapshot(n: usize) -> Snapshot {
+    let mut snap = snapshot(ROUTES_PER_SITE);
+    let prefixes = ["/", "/s1", "/s1/a", "/s1/a/b", "/s2", "/s2/a", "/s2/a/b/c", "/s3", "/s3/a/b", "/s3/a/b/c"];
+    snap.sites = (0..n / ROUTES_PER_SITE)
+        .map(|i| SiteSpec {
+            id: uuid::Uuid::from_u128(i as u128),
+            domain: format!("www{i}.example.com").parse().expect("valid domain"),
+            internal: false,
+            routes: prefixes
+                .iter()
+                .enumerate()
+                .map(|(j, p)| RouteSpec {
+                    id: uuid::Uuid::from_u128((i * ROUTES_PER_SITE + j) as u128),
+                    source_path: p.parse().expect("valid path"),
+                    target_path: "/".parse().expect("valid path"),
+                    app: snap.apps[j].key.clone(),
+                })
+                .collect(),
+        })
+        .collect();
+    snap
 }
 
 /// Resident memory of this process, in bytes.
@@ -44,6 +73,13 @@ fn lookup(c: &mut Criterion) {
         alive.push((0..copies).map(|_| RoutingTable::compile(&snap, "apps.example.com", None)).collect::<Vec<_>>());
         eprintln!("{n} routes: {} bytes per route", rss().saturating_sub(before) / (n * copies));
     }
+    for n in SIZES {
+        let snap = site_snapshot(n);
+        let copies = (50_000 / n).max(1);
+        let before = rss();
+        alive.push((0..copies).map(|_| RoutingTable::compile(&snap, "apps.example.com", None)).collect::<Vec<_>>());
+        eprintln!("{n} site routes: {} bytes per route", rss().saturating_sub(before) / (n * copies));
+    }
     drop(alive);
 
     let mut group = c.benchmark_group("route lookup");
@@ -58,6 +94,22 @@ fn lookup(c: &mut Criterion) {
                 i = (i + 1) % hosts.len();
                 let entry = table.host(black_box(&hosts[i])).expect("routed");
                 black_box(entry.route(black_box("/api/v1/users/42")).expect("matched"));
+            })
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("site route lookup");
+    for n in SIZES {
+        let table = RoutingTable::compile(&site_snapshot(n), "apps.example.com", None);
+        let sites = n / ROUTES_PER_SITE;
+        let hosts: Vec<String> = (0..1024).map(|i| format!("www{}.example.com", (i * 7919) % sites)).collect();
+        let mut i = 0;
+        group.bench_with_input(BenchmarkId::from_parameter(n), &table, |b, table| {
+            b.iter(|| {
+                i = (i + 1) % hosts.len();
+                let entry = table.host(black_box(&hosts[i])).expect("routed");
+                black_box(entry.route(black_box("/s2/a/b/c/orders/42")).expect("matched"));
             })
         });
     }
