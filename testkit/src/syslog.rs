@@ -1,12 +1,16 @@
-//! A syslog receiver over TCP with octet counting: every frame is checked by the strict RFC
-//! 5424 parser, and anything malformed is kept as an error for the test to assert on.
+//! Syslog receivers over TCP and TLS with octet counting, and over UDP with a message per
+//! datagram: every message is checked by the strict RFC 5424 parser, and anything malformed is
+//! kept as an error for the test to assert on.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::AsyncReadExt;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpListener;
 
+use crate::certs::TestCa;
 use crate::rfc5424::{self, SyslogMessage};
 
 #[derive(Debug, Default)]
@@ -21,61 +25,112 @@ struct Received {
 pub struct SyslogReceiver {
     /// Where it listens.
     pub addr: SocketAddr,
+    scheme: &'static str,
     received: Arc<Mutex<Received>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Reads octet-counted frames from one stream until it ends, parsing each.
+async fn read_frames(mut stream: impl AsyncRead + Unpin, received: Arc<Mutex<Received>>) {
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let frames = rfc5424::deframe_octet_counted(&mut buf);
+        let mut r = received.lock().unwrap();
+        match frames {
+            Ok(frames) => frames.iter().for_each(|f| r.record(f)),
+            Err(e) => {
+                r.errors.push(e);
+                return;
+            }
+        }
+    }
+}
+
+impl Received {
+    fn record(&mut self, frame: &[u8]) {
+        match rfc5424::parse(frame) {
+            Ok(m) => self.messages.push(m),
+            Err(e) => self.errors.push(format!("{e}: {:?}", String::from_utf8_lossy(frame))),
+        }
+    }
 }
 
 impl SyslogReceiver {
     /// Starts a TCP receiver expecting octet-counted RFC 5424 frames.
     pub async fn tcp() -> SyslogReceiver {
+        SyslogReceiver::stream(None).await
+    }
+
+    /// Starts a TLS receiver expecting octet-counted RFC 5424 frames, presenting a certificate
+    /// for 127.0.0.1 issued by `ca`. A failed handshake is recorded as an error.
+    pub async fn tls(ca: &TestCa) -> SyslogReceiver {
+        let issued = ca.issue(&["127.0.0.1"], -1, 30);
+        let chain = CertificateDer::pem_slice_iter(issued.chain_pem.as_bytes()).collect::<Result<Vec<_>, _>>();
+        let key = PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes()).expect("key");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(chain.expect("chain"), key)
+            .expect("certificate");
+        SyslogReceiver::stream(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+    }
+
+    async fn stream(tls: Option<tokio_rustls::TlsAcceptor>) -> SyslogReceiver {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind syslog receiver");
         let addr = listener.local_addr().expect("receiver address");
         let received = Arc::new(Mutex::new(Received::default()));
         let task = tokio::spawn({
-            let received = received.clone();
+            let (received, tls) = (received.clone(), tls.clone());
             async move {
                 loop {
-                    let Ok((mut stream, _)) = listener.accept().await else {
+                    let Ok((stream, _)) = listener.accept().await else {
                         continue;
                     };
                     received.lock().unwrap().connections += 1;
-                    let received = received.clone();
+                    let (received, tls) = (received.clone(), tls.clone());
                     tokio::spawn(async move {
-                        let mut buf = Vec::new();
-                        let mut chunk = vec![0u8; 64 * 1024];
-                        loop {
-                            let n = match stream.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => n,
-                            };
-                            buf.extend_from_slice(&chunk[..n]);
-                            let frames = rfc5424::deframe_octet_counted(&mut buf);
-                            let mut r = received.lock().unwrap();
-                            match frames {
-                                Ok(frames) => {
-                                    for f in frames {
-                                        match rfc5424::parse(&f) {
-                                            Ok(m) => r.messages.push(m),
-                                            Err(e) => r.errors.push(format!("{e}: {:?}", String::from_utf8_lossy(&f))),
-                                        }
-                                    }
-                                }
-                                Err(e) => {
-                                    r.errors.push(e);
-                                    return;
-                                }
-                            }
+                        match tls {
+                            None => read_frames(stream, received).await,
+                            Some(acceptor) => match acceptor.accept(stream).await {
+                                Ok(s) => read_frames(s, received).await,
+                                Err(e) => received.lock().unwrap().errors.push(format!("tls handshake: {e}")),
+                            },
                         }
                     });
                 }
             }
         });
-        SyslogReceiver { addr, received, task }
+        let scheme = if tls.is_some() { "syslog+tls" } else { "syslog+tcp" };
+        SyslogReceiver { addr, scheme, received, task }
+    }
+
+    /// Starts a UDP receiver: one RFC 5424 message per datagram.
+    pub async fn udp() -> SyslogReceiver {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind syslog receiver");
+        let addr = socket.local_addr().expect("receiver address");
+        let received = Arc::new(Mutex::new(Received::default()));
+        let task = tokio::spawn({
+            let received = received.clone();
+            async move {
+                let mut buf = vec![0u8; 65_536];
+                while let Ok(n) = socket.recv(&mut buf).await {
+                    received.lock().unwrap().record(&buf[..n]);
+                }
+            }
+        });
+        SyslogReceiver { addr, scheme: "syslog+udp", received, task }
     }
 
     /// The drain URL that points here.
     pub fn url(&self) -> String {
-        format!("syslog+tcp://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Messages received so far, in arrival order.

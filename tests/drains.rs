@@ -1,0 +1,123 @@
+//! Every syslog drain kind end to end through Kafka (a tansu broker the test starts): router
+//! lines produced by real requests, consumed by the logshuttle, and delivered over TCP, TLS
+//! (verified, with the drain's own CA) and UDP to real receivers that check every message with
+//! a strict RFC 5424 parser.
+
+use std::time::Duration;
+
+use serde_json::json;
+use wharf_testkit::backend::Backend;
+use wharf_testkit::certs::TestCa;
+use wharf_testkit::client::{self, Req};
+use wharf_testkit::eventually;
+use wharf_testkit::rfc5424::SyslogMessage;
+use wharf_testkit::syslog::SyslogReceiver;
+use wharf_testkit::tansu::Tansu;
+use wharf_testkit::wharf::Wharf;
+
+const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
+const HOST: &str = "api-default.localhost";
+const WAIT: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn tcp_tls_and_udp_drains_receive_every_line_as_rfc_5424() {
+    let broker = Tansu::start().await;
+    let wharf = Wharf::serve(WHARF, &["--kafka", &broker.brokers()]).await;
+    let api = &wharf.api;
+    let backend = Backend::start("ok").await;
+    let (status, out) = api.call("POST", "/apps", Some(json!({"name": "api", "space": "default"}))).await;
+    assert_eq!(status, 201, "{out}");
+    let body = json!({"type": "web", "host": "127.0.0.1", "port": backend.port()});
+    let (status, out) = api.call("PUT", "/apps/api-default/dynos/web.1", Some(body)).await;
+    assert_eq!(status, 201, "{out}");
+
+    let ca = TestCa::new("Drain receivers' CA");
+    let dir = wharf_testkit::TempDir::new("drains");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let (tcp, tls, udp, small_udp, untrusted) = (
+        SyslogReceiver::tcp().await,
+        SyslogReceiver::tls(&ca).await,
+        SyslogReceiver::udp().await,
+        SyslogReceiver::udp().await,
+        SyslogReceiver::tls(&ca).await,
+    );
+    let urls = [
+        tcp.url(),
+        format!("{}?ca={}", tls.url(), ca_file.display()),
+        udp.url(),
+        format!("{}?max_size=480", small_udp.url()),
+        // Verification is on: without the CA, the receiver's certificate is not trusted.
+        untrusted.url(),
+    ];
+    for url in &urls {
+        let (status, out) = api.call("POST", "/apps/api-default/log-drains", Some(json!({"url": url}))).await;
+        assert_eq!(status, 201, "{url}: {out}");
+    }
+
+    let tls_client = client::tls_config(&wharf.ca, &[b"http/1.1"]);
+    eventually(WAIT, "the app to answer", || async {
+        let r = client::send(wharf.https, Some(&tls_client), &Req::get(HOST, "/")).await.ok()?;
+        (r.status == 200).then_some(())
+    })
+    .await;
+    // Some paths are long enough that their lines do not fit a 480-byte datagram.
+    let ids: Vec<String> = (0..20).map(|i| format!("drain-kinds-request-{i:04}")).collect();
+    let long = "x".repeat(400);
+    for (i, id) in ids.iter().enumerate() {
+        let path = if i % 2 == 0 { format!("/short/{i}") } else { format!("/long/{i}/{long}") };
+        let r = client::send(wharf.https, Some(&tls_client), &Req::get(HOST, &path).header("x-request-id", id))
+            .await
+            .expect("request through the router");
+        assert_eq!(r.status, 200);
+    }
+
+    let full = all_lines(&tcp, "tcp", &ids).await;
+    for (name, receiver) in [("tls", &tls), ("udp", &udp)] {
+        let got = all_lines(receiver, name, &ids).await;
+        for (a, b) in got.iter().zip(&full) {
+            assert_eq!((&a.hostname, &a.app_name, &a.msg), (&b.hostname, &b.app_name, &b.msg), "{name}");
+        }
+    }
+    // A 480-byte datagram holds the short lines whole and the start of the long ones.
+    let markers: Vec<String> = (0..ids.len())
+        .map(|i| if i % 2 == 0 { format!("path=/short/{i} ") } else { format!("path=/long/{i}/") })
+        .collect();
+    let msgs = eventually(WAIT, "every request's datagram at the small udp drain", || async {
+        let msgs = small_udp.messages();
+        markers.iter().all(|mark| msgs.iter().any(|m| m.text().contains(mark))).then_some(msgs)
+    })
+    .await;
+    for (mark, line) in markers.iter().zip(&full) {
+        let got = msgs.iter().find(|m| m.text().contains(mark)).expect("the datagram for a line");
+        assert!(line.text().contains(mark), "lines are in request order");
+        if mark.contains("/long/") {
+            assert!(got.msg.len() < line.msg.len() && line.msg.starts_with(&got.msg), "cut: {}", got.text());
+        } else {
+            assert_eq!(got.msg, line.msg);
+        }
+    }
+    for (name, receiver) in [("tcp", &tcp), ("tls", &tls), ("udp", &udp), ("small udp", &small_udp)] {
+        assert_eq!(receiver.errors(), Vec::<String>::new(), "{name}: every message parses as RFC 5424");
+    }
+    let refused = eventually(WAIT, "the untrusted receiver to see a refused handshake", || async {
+        let errors = untrusted.errors();
+        (!errors.is_empty()).then_some(errors)
+    })
+    .await;
+    assert!(refused[0].contains("tls handshake"), "{refused:?}");
+    assert!(untrusted.messages().is_empty(), "nothing is sent to a receiver that is not trusted");
+}
+
+/// Waits for the line of every request id at a receiver, and returns them in id order.
+async fn all_lines(receiver: &SyslogReceiver, name: &str, ids: &[String]) -> Vec<SyslogMessage> {
+    eventually(WAIT, &format!("every request's line at the {name} drain"), || async {
+        let msgs = receiver.messages();
+        let found: Vec<_> = ids
+            .iter()
+            .filter_map(|id| msgs.iter().find(|m| m.text().contains(&format!("request_id={id} "))).cloned())
+            .collect();
+        (found.len() == ids.len()).then_some(found)
+    })
+    .await
+}
