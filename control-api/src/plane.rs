@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use tokio::sync::{RwLock, watch};
 use wharf_config::{
-    AppName, Certificate, DrainUrl, DynoName, DynoType, Hostname, RoutePath, SessionGrant, SessionKey, SiteDomain,
-    Snapshot, SpaceName, new_id, timestamp::now_seconds,
+    AppName, Certificate, DrainScheme, DrainUrl, DynoName, DynoType, Hostname, RoutePath, SessionGrant, SessionKey,
+    SiteDomain, Snapshot, SpaceName, new_id, timestamp::now_seconds,
 };
 
 use crate::model::{App, Cert, Change, Compliance, Drain, Dyno, Kind, Model, Object, Owner, Route, Site, Space};
@@ -293,6 +293,12 @@ impl ControlPlane {
 
     /// Adds a log drain to an app or a site.
     pub async fn add_drain(&self, of: Drains<'_>, url: DrainUrl) -> Result<Drain, Error> {
+        // Refused rather than accepted and never delivered, until the logshuttle speaks logplex.
+        if url.scheme() == DrainScheme::Https {
+            return Err(Error::Invalid(
+                "https drains are not delivered yet; use syslog+tcp, syslog+tls or syslog+udp".into(),
+            ));
+        }
         self.change(|m| {
             let owner = Self::drain_owner(m, of)?;
             let drains = m.drains_of(owner);
@@ -599,6 +605,8 @@ mod tests {
         assert_eq!(snap.drains[0].target, wharf_config::DrainTarget::Site("www.example.com".into()));
         let err = p.add_drain(Drains::Site("www.example.com"), url()).await.unwrap_err();
         assert!(matches!(err, Error::Conflict(_)), "{err}");
+        let err = p.add_drain(Drains::Site("www.example.com"), "https://h/x".parse().unwrap()).await.unwrap_err();
+        assert!(matches!(err, Error::Invalid(_)), "{err}");
         let err = p.add_drain(Drains::Site("nope.example.com"), url()).await.unwrap_err();
         assert!(matches!(err, Error::NotFound { what: "site", .. }), "{err}");
         p.delete_site("www.example.com").await.unwrap();
