@@ -221,7 +221,8 @@ impl Router {
         }
         let follower = tokio::spawn({
             let shared = shared.clone();
-            let mut served_certs = first_snapshot;
+            // Only the ids: holding the old snapshot would keep all of it alive.
+            let mut served_certs: Vec<_> = first_snapshot.certs.iter().map(|c| c.id).collect();
             async move {
                 while snapshots.changed().await.is_ok() {
                     let snapshot = snapshots.borrow_and_update().clone();
@@ -229,14 +230,14 @@ impl Router {
                         continue;
                     }
                     // An uploaded certificate never changes under its id, so ids tell the change.
-                    if snapshot.certs.iter().map(|c| c.id).ne(served_certs.certs.iter().map(|c| c.id)) {
+                    if snapshot.certs.iter().map(|c| c.id).ne(served_certs.iter().copied()) {
                         certs.serve_uploaded(&snapshot.certs);
                         tracing::debug!(
                             version = snapshot.version,
                             certs = snapshot.certs.len(),
                             "certificates swapped"
                         );
-                        served_certs = snapshot.clone();
+                        served_certs = snapshot.certs.iter().map(|c| c.id).collect();
                     }
                     let table = RoutingTable::compile(&snapshot, &stack_domain, Some(&shared.table.load()));
                     tracing::debug!(version = table.version, hosts = table.len(), "routing table swapped");
