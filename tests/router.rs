@@ -55,6 +55,24 @@ async fn until_status(addr: SocketAddr, tls: &Tls, host: &str, path: &str, statu
     .await
 }
 
+/// Waits until `host` answers 200 on the plain-HTTP listener (with `http_redirect = false`).
+async fn until_plain_ok(wharf: &Wharf, host: &str) {
+    eventually(WAIT, &format!("{host} to answer on plain HTTP"), || async {
+        let r = client::send(wharf.http, None, &Req::get(host, "/")).await.ok()?;
+        (r.status == 200).then_some(())
+    })
+    .await;
+}
+
+/// Adds a probe app and waits until the router serves it, so that the router is known to follow
+/// the snapshot that also holds the apps created before. Keep the backend alive.
+async fn routing(wharf: &Wharf, tls: &Tls) -> Backend {
+    let probe = Backend::start("probe").await;
+    app(&wharf.api, "probe-default", &[&probe]).await;
+    until_status(wharf.https, tls, "probe-default.localhost", "/", 200).await;
+    probe
+}
+
 #[tokio::test]
 async fn sites_route_by_host_and_longest_path_prefix() {
     let (wharf, tls) = start(&[]).await;
@@ -434,11 +452,7 @@ async fn oversized_and_ambiguous_requests_are_refused_and_never_forwarded() {
     let (wharf, _) = start(&[("WHARF_ROUTER__HTTP_REDIRECT", "false")]).await;
     let web = Backend::start("ok").await;
     app(&wharf.api, "web-default", &[&web]).await;
-    eventually(WAIT, "the app to answer on plain HTTP", || async {
-        let r = client::send(wharf.http, None, &Req::get("web-default.localhost", "/")).await.ok()?;
-        (r.status == 200).then_some(())
-    })
-    .await;
+    until_plain_ok(&wharf, "web-default.localhost").await;
     let before = web.seen().len();
     let host = "Host: web-default.localhost\r\n";
     let big = "a".repeat(9 * 1024);
@@ -487,11 +501,7 @@ async fn a_slow_header_sender_is_cut_off_and_never_forwarded() {
     let (wharf, _) = start(&[("WHARF_ROUTER__HTTP_REDIRECT", "false"), ("WHARF_ROUTER__HEADER_TIMEOUT", "1s")]).await;
     let web = Backend::start("ok").await;
     app(&wharf.api, "web-default", &[&web]).await;
-    eventually(WAIT, "the app to answer on plain HTTP", || async {
-        let r = client::send(wharf.http, None, &Req::get("web-default.localhost", "/")).await.ok()?;
-        (r.status == 200).then_some(())
-    })
-    .await;
+    until_plain_ok(&wharf, "web-default.localhost").await;
     let before = web.seen().len();
     // A client that keeps sending header bytes, a few a second, never finishing the head: the
     // header timeout counts from the start of the request, not from the last byte.
@@ -522,9 +532,7 @@ async fn shutdown_stops_accepting_and_lets_requests_in_flight_finish() {
     let (wharf, tls) = start(&[("WHARF_ROUTER__SHUTDOWN_GRACE", "20s")]).await;
     let (held, hold) = Backend::held("finished").await;
     app(&wharf.api, "slow-default", &[&held]).await;
-    let probe = Backend::start("probe").await;
-    app(&wharf.api, "probe-default", &[&probe]).await;
-    until_status(wharf.https, &tls, "probe-default.localhost", "/", 200).await;
+    let _probe = routing(&wharf, &tls).await;
 
     let in_flight = tokio::spawn({
         let (addr, tls) = (wharf.https, tls.clone());
@@ -551,9 +559,7 @@ async fn shutdown_closes_what_is_still_in_flight_when_the_grace_period_ends() {
     let (wharf, tls) = start(&[("WHARF_ROUTER__SHUTDOWN_GRACE", "1s")]).await;
     let stuck = Backend::silent().await;
     app(&wharf.api, "stuck-default", &[&stuck]).await;
-    let probe = Backend::start("probe").await;
-    app(&wharf.api, "probe-default", &[&probe]).await;
-    until_status(wharf.https, &tls, "probe-default.localhost", "/", 200).await;
+    let _probe = routing(&wharf, &tls).await;
     let in_flight = tokio::spawn({
         let (addr, tls) = (wharf.https, tls.clone());
         async move { client::send(addr, Some(&tls), &Req::get("stuck-default.localhost", "/")).await }

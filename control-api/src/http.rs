@@ -455,18 +455,9 @@ fn drain_out(m: &Model, d: &Drain) -> Option<DrainOut> {
     })
 }
 
-/// The owner a request names, or the 404 that says which one is missing.
-fn owner(m: &Model, of: Drains<'_>) -> Result<Owner, Error> {
-    let missing = |what, key: &str| Error::NotFound { what, key: key.to_owned() };
-    match of {
-        Drains::App(a) => m.app(a).map(|a| Owner::App(a.id)).ok_or_else(|| missing("app", a)),
-        Drains::Site(s) => m.site(s).map(|s| Owner::Site(s.id)).ok_or_else(|| missing("site", s)),
-    }
-}
-
 async fn drains_list(plane: &ControlPlane, of: Drains<'_>) -> ApiResult<Json<Vec<DrainOut>>> {
     let out = plane
-        .read(|m| Ok::<_, Error>(m.drains_of(owner(m, of)?).into_iter().filter_map(|d| drain_out(m, d)).collect()))
+        .read(|m| Ok::<_, Error>(m.drains_of(of.owner(m)?).into_iter().filter_map(|d| drain_out(m, d)).collect()))
         .await?;
     Ok(Json(out))
 }
@@ -474,7 +465,7 @@ async fn drains_list(plane: &ControlPlane, of: Drains<'_>) -> ApiResult<Json<Vec
 async fn drains_get(plane: &ControlPlane, of: Drains<'_>, drain: &str) -> ApiResult<Json<Option<DrainOut>>> {
     let out = plane
         .read(|m| {
-            let d = m.drain(owner(m, of)?, drain).ok_or(Error::NotFound { what: "log drain", key: drain.into() })?;
+            let d = m.drain(of.owner(m)?, drain).ok_or(Error::NotFound { what: "log drain", key: drain.into() })?;
             Ok::<_, Error>(drain_out(m, d))
         })
         .await?;
@@ -489,7 +480,7 @@ async fn drains_add(plane: &ControlPlane, of: Drains<'_>, req: DrainCreate) -> A
 }
 
 async fn drains_delete(plane: &ControlPlane, of: Drains<'_>, drain: &str) -> ApiResult<Json<Option<DrainOut>>> {
-    let out = plane.read(|m| owner(m, of).ok().and_then(|o| m.drain(o, drain)).and_then(|d| drain_out(m, d))).await;
+    let out = plane.read(|m| of.owner(m).ok().and_then(|o| m.drain(o, drain)).and_then(|d| drain_out(m, d))).await;
     plane.delete_drain(of, drain).await?;
     Ok(Json(out))
 }

@@ -32,6 +32,14 @@ pub enum Drains<'a> {
 }
 
 impl Drains<'_> {
+    /// The app or site named, or the 404 that says which one is missing.
+    pub(crate) fn owner(self, m: &Model) -> Result<Owner, Error> {
+        match self {
+            Drains::App(app) => Ok(Owner::App(m.app(app).ok_or_else(|| not_found("app", app))?.id)),
+            Drains::Site(site) => Ok(Owner::Site(m.site(site).ok_or_else(|| not_found("site", site))?.id)),
+        }
+    }
+
     fn what(self) -> &'static str {
         match self {
             Drains::App(_) => "an app",
@@ -283,14 +291,6 @@ impl ControlPlane {
         .await
     }
 
-    /// Finds the app (`Drains::App`) or site (`Drains::Site`) that drains belong to.
-    fn drain_owner(m: &Model, of: Drains<'_>) -> Result<Owner, Error> {
-        match of {
-            Drains::App(app) => Ok(Owner::App(m.app(app).ok_or_else(|| not_found("app", app))?.id)),
-            Drains::Site(site) => Ok(Owner::Site(m.site(site).ok_or_else(|| not_found("site", site))?.id)),
-        }
-    }
-
     /// Adds a log drain to an app or a site.
     pub async fn add_drain(&self, of: Drains<'_>, url: DrainUrl) -> Result<Drain, Error> {
         // Refused rather than accepted and never delivered, until the logshuttle speaks logplex.
@@ -300,7 +300,7 @@ impl ControlPlane {
             ));
         }
         self.change(|m| {
-            let owner = Self::drain_owner(m, of)?;
+            let owner = of.owner(m)?;
             let drains = m.drains_of(owner);
             if drains.iter().any(|d| d.url == url) {
                 return Err(Error::Conflict(format!("{} already has a drain to {url}", of.what())));
@@ -319,7 +319,7 @@ impl ControlPlane {
     /// Removes a log drain of an app or a site, by id or URL.
     pub async fn delete_drain(&self, of: Drains<'_>, drain: &str) -> Result<Drain, Error> {
         self.change(|m| {
-            let owner = Self::drain_owner(m, of)?;
+            let owner = of.owner(m)?;
             let d = m.drain(owner, drain).ok_or_else(|| not_found("log drain", drain))?.clone();
             let id = d.id;
             Ok((d, vec![Change::Delete(Kind::Drain, id)]))

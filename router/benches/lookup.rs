@@ -61,59 +61,61 @@ fn rss() -> usize {
     pages * 4096
 }
 
+/// One kind of table: how to build it for `n` routes, the host of the `i`th lookup, the path.
+struct Kind {
+    name: &'static str,
+    snapshot: fn(usize) -> Snapshot,
+    host: fn(usize, usize) -> String,
+    path: &'static str,
+}
+
+const KINDS: [Kind; 2] = [
+    Kind {
+        name: "route lookup",
+        snapshot,
+        host: |i, n| format!("app{}-space{}.apps.example.com", (i * 7919) % n, ((i * 7919) % n) % 97),
+        path: "/api/v1/users/42",
+    },
+    Kind {
+        name: "site route lookup",
+        snapshot: site_snapshot,
+        host: |i, n| format!("www{}.example.com", (i * 7919) % (n / ROUTES_PER_SITE)),
+        path: "/s2/a/b/c/orders/42",
+    },
+];
+
 fn lookup(c: &mut Criterion) {
     const SIZES: [usize; 3] = [10, 1_000, 100_000];
     // Memory first, with every table alive at once: freed tables would otherwise be reused by
     // the next size and hide its growth.
     let mut alive = Vec::new();
-    for n in SIZES {
-        let snap = snapshot(n);
-        let copies = (50_000 / n).max(1);
-        let before = rss();
-        alive.push((0..copies).map(|_| RoutingTable::compile(&snap, "apps.example.com", None)).collect::<Vec<_>>());
-        eprintln!("{n} routes: {} bytes per route", rss().saturating_sub(before) / (n * copies));
-    }
-    for n in SIZES {
-        let snap = site_snapshot(n);
-        let copies = (50_000 / n).max(1);
-        let before = rss();
-        alive.push((0..copies).map(|_| RoutingTable::compile(&snap, "apps.example.com", None)).collect::<Vec<_>>());
-        eprintln!("{n} site routes: {} bytes per route", rss().saturating_sub(before) / (n * copies));
+    for kind in &KINDS {
+        for n in SIZES {
+            let snap = (kind.snapshot)(n);
+            let copies = (50_000 / n).max(1);
+            let before = rss();
+            alive.push((0..copies).map(|_| RoutingTable::compile(&snap, "apps.example.com", None)).collect::<Vec<_>>());
+            eprintln!("{}, {n} routes: {} bytes per route", kind.name, rss().saturating_sub(before) / (n * copies));
+        }
     }
     drop(alive);
 
-    let mut group = c.benchmark_group("route lookup");
-    for n in SIZES {
-        let table = RoutingTable::compile(&snapshot(n), "apps.example.com", None);
-        let hosts: Vec<String> = (0..1024)
-            .map(|i| format!("app{}-space{}.apps.example.com", (i * 7919) % n, ((i * 7919) % n) % 97))
-            .collect();
-        let mut i = 0;
-        group.bench_with_input(BenchmarkId::from_parameter(n), &table, |b, table| {
-            b.iter(|| {
-                i = (i + 1) % hosts.len();
-                let entry = table.host(black_box(&hosts[i])).expect("routed");
-                black_box(entry.route(black_box("/api/v1/users/42")).expect("matched"));
-            })
-        });
+    for kind in &KINDS {
+        let mut group = c.benchmark_group(kind.name);
+        for n in SIZES {
+            let table = RoutingTable::compile(&(kind.snapshot)(n), "apps.example.com", None);
+            let hosts: Vec<String> = (0..1024).map(|i| (kind.host)(i, n)).collect();
+            let mut i = 0;
+            group.bench_with_input(BenchmarkId::from_parameter(n), &table, |b, table| {
+                b.iter(|| {
+                    i = (i + 1) % hosts.len();
+                    let entry = table.host(black_box(&hosts[i])).expect("routed");
+                    black_box(entry.route(black_box(kind.path)).expect("matched"));
+                })
+            });
+        }
+        group.finish();
     }
-    group.finish();
-
-    let mut group = c.benchmark_group("site route lookup");
-    for n in SIZES {
-        let table = RoutingTable::compile(&site_snapshot(n), "apps.example.com", None);
-        let sites = n / ROUTES_PER_SITE;
-        let hosts: Vec<String> = (0..1024).map(|i| format!("www{}.example.com", (i * 7919) % sites)).collect();
-        let mut i = 0;
-        group.bench_with_input(BenchmarkId::from_parameter(n), &table, |b, table| {
-            b.iter(|| {
-                i = (i + 1) % hosts.len();
-                let entry = table.host(black_box(&hosts[i])).expect("routed");
-                black_box(entry.route(black_box("/s2/a/b/c/orders/42")).expect("matched"));
-            })
-        });
-    }
-    group.finish();
 }
 
 criterion_group!(benches, lookup);
