@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod canary;
 pub mod cert;
 pub mod drain;
 pub mod file;
@@ -17,6 +18,10 @@ pub mod snapshot;
 pub mod timestamp;
 pub mod units;
 
+pub use canary::{
+    CanaryError, CanaryEvidence, CanaryPolicy, CanarySpec, CanaryState, CanaryVerdict, ErrorClasses, PolicyInput,
+    Tally, Weight,
+};
 pub use cert::{CertError, Certificate};
 pub use drain::{DrainScheme, DrainUrl, DrainUrlError, Framing};
 pub use file::{CertFiles, Config, ConfigError, ControlApiConfig, KafkaConfig, LogshuttleConfig, RouterConfig};

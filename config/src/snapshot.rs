@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::canary::CanarySpec;
 use crate::cert::Certificate;
 use crate::drain::DrainUrl;
 use crate::names::{AppKey, DynoName, Hostname, RoutePath, SiteDomain};
@@ -26,6 +27,9 @@ pub struct Snapshot {
     /// Every uploaded certificate.
     #[serde(default)]
     pub certs: Vec<CertSpec>,
+    /// Every canary that is running, promoted or aborted.
+    #[serde(default)]
+    pub canaries: Vec<CanarySpec>,
 }
 
 /// A certificate the router serves for the domains it names.

@@ -18,9 +18,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 use wharf_config::timestamp::{format_seconds, now_seconds};
-use wharf_config::{AppName, Certificate, DrainUrl, DynoName, DynoType, Hostname, RoutePath, SiteDomain, SpaceName};
+use wharf_config::{
+    AppName, CanaryEvidence, CanaryPolicy, Certificate, DrainUrl, DynoName, DynoType, Hostname, PolicyInput, RoutePath,
+    SiteDomain, SpaceName,
+};
 
-use crate::model::{App, Cert, Compliance, Drain, Dyno, Model, Owner, Route, Site, Space};
+use crate::model::{App, Canary, Cert, Compliance, Drain, Dyno, Model, Owner, Route, Site, Space};
 use crate::plane::{ControlPlane, Drains, Error};
 
 /// A JSON response body, ending in a newline so that it reads well in a terminal.
@@ -162,6 +165,8 @@ pub fn router(plane: Arc<ControlPlane>, token: AdminToken, max_body: usize, extr
         .route("/apps/{app}/log-drains/{drain}", get(get_drain).delete(delete_drain))
         .route("/apps/{app}/log-sessions", post(create_log_session))
         .route("/apps/{app}/routes", get(list_app_routes))
+        .route("/apps/{app}/canary", get(get_canary).put(put_canary).delete(delete_canary))
+        .route("/apps/{app}/canary/promote", post(promote_canary))
         .route("/sites", get(list_sites).post(create_site))
         .route("/sites/{site}", get(get_site).delete(delete_site))
         .route("/sites/{site}/routes", get(list_site_routes).post(create_site_route))
@@ -780,4 +785,76 @@ async fn create_cert(State(plane): Plane, Body(req): Body<CertCreate>) -> ApiRes
 
 async fn delete_cert(State(plane): Plane, Path(cert): Path<String>) -> ApiResult<impl IntoResponse> {
     Ok(Json(cert_out(&plane.delete_cert(&cert).await?)))
+}
+
+// ---- canaries ----
+
+#[derive(Serialize)]
+struct CanaryOut {
+    id: Uuid,
+    app: AppRef,
+    canary_app: AppRef,
+    state: &'static str,
+    #[serde(flatten)]
+    policy: PolicyInput,
+    /// Live counts while running; the decision's once aborted.
+    evidence: Option<CanaryEvidence>,
+    created_at: String,
+    updated_at: String,
+}
+
+fn canary_out(plane: &ControlPlane, m: &Model, c: &Canary) -> Option<CanaryOut> {
+    let (app, canary) = (m.app(&c.app_id.to_string())?, m.app(&c.canary_app_id.to_string())?);
+    Some(CanaryOut {
+        id: c.id,
+        app: app_ref(m, app),
+        canary_app: app_ref(m, canary),
+        state: c.state.as_str(),
+        policy: c.policy.clone().into(),
+        evidence: plane.canary_evidence(c),
+        created_at: format_seconds(c.created_at),
+        updated_at: format_seconds(c.updated_at),
+    })
+}
+
+/// The canary as stored now, for a response.
+async fn canary_response(plane: &ControlPlane, c: &Canary) -> ApiResult<Json<CanaryOut>> {
+    let out = plane.read(|m| canary_out(plane, m, c)).await;
+    out.map(Json).ok_or_else(|| Error::NotFound { what: "canary", key: c.id.to_string() }.into())
+}
+
+async fn get_canary(State(plane): Plane, Path(app): Path<String>) -> ApiResult<impl IntoResponse> {
+    let c = plane.read(|m| m.app(&app).and_then(|a| m.canary_of(a.id)).cloned()).await;
+    match c {
+        Some(c) => canary_response(&plane, &c).await,
+        None => Err(Error::NotFound { what: "canary of app", key: app }.into()),
+    }
+}
+
+/// `{"canary_app": ..., "weight": ..., ...}`: the canary app beside the policy's fields, which
+/// reject anything unknown.
+async fn put_canary(
+    State(plane): Plane,
+    Path(app): Path<String>,
+    Body(mut req): Body<serde_json::Map<String, serde_json::Value>>,
+) -> ApiResult<impl IntoResponse> {
+    let canary_app = match req.remove("canary_app") {
+        Some(serde_json::Value::String(s)) => s,
+        Some(_) => return Err(ApiError::invalid("canary_app must be a string: the canary app's id or name")),
+        None => return Err(ApiError::invalid("canary_app is required: the canary app's id or name")),
+    };
+    let policy: CanaryPolicy = serde_json::from_value(serde_json::Value::Object(req)).map_err(ApiError::invalid)?;
+    let (c, created) = plane.put_canary(&app, &canary_app, policy).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, canary_response(&plane, &c).await?))
+}
+
+async fn promote_canary(State(plane): Plane, Path(app): Path<String>) -> ApiResult<impl IntoResponse> {
+    let c = plane.promote_canary(&app).await?;
+    canary_response(&plane, &c).await
+}
+
+async fn delete_canary(State(plane): Plane, Path(app): Path<String>) -> ApiResult<impl IntoResponse> {
+    let c = plane.abort_canary(&app).await?;
+    canary_response(&plane, &c).await
 }

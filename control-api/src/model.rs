@@ -9,8 +9,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use wharf_config::{
-    AppKey, AppName, AppSpec, CertSpec, Certificate, DrainSpec, DrainTarget, DrainUrl, DynoName, DynoSpec, DynoType,
-    Hostname, RoutePath, RouteSpec, SiteDomain, SiteSpec, Snapshot, SpaceName,
+    AppKey, AppName, AppSpec, CanaryEvidence, CanaryPolicy, CanarySpec, CanaryState, CertSpec, Certificate, DrainSpec,
+    DrainTarget, DrainUrl, DynoName, DynoSpec, DynoType, Hostname, RoutePath, RouteSpec, SiteDomain, SiteSpec,
+    Snapshot, SpaceName,
 };
 
 /// A space's compliance flags, fixed at creation.
@@ -150,6 +151,27 @@ pub struct Cert {
     pub updated_at: i64,
 }
 
+/// A canary: another app taking a share of an app's requests, judged by the routers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Canary {
+    /// Its id; a new `PUT` makes a new canary.
+    pub id: Uuid,
+    /// The app whose requests are split.
+    pub app_id: Uuid,
+    /// The app taking the canary's share.
+    pub canary_app_id: Uuid,
+    /// The split and the judge's rules.
+    pub policy: CanaryPolicy,
+    /// Running, promoted or aborted.
+    pub state: CanaryState,
+    /// Why it was aborted: the deciding router's counts and statistics, or the operator's hand.
+    pub evidence: Option<CanaryEvidence>,
+    /// Creation time, seconds since the epoch.
+    pub created_at: i64,
+    /// Last change, seconds since the epoch.
+    pub updated_at: i64,
+}
+
 /// One stored record of any kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "body", rename_all = "snake_case")]
@@ -168,6 +190,8 @@ pub enum Object {
     Route(Route),
     /// A certificate.
     Cert(Cert),
+    /// A canary.
+    Canary(Canary),
 }
 
 /// The kinds of records, as stored.
@@ -187,6 +211,8 @@ pub enum Kind {
     Route,
     /// Certificates.
     Cert,
+    /// Canaries.
+    Canary,
 }
 
 impl Kind {
@@ -200,6 +226,7 @@ impl Kind {
             Kind::Site => "site",
             Kind::Route => "route",
             Kind::Cert => "cert",
+            Kind::Canary => "canary",
         }
     }
 }
@@ -215,6 +242,7 @@ impl Object {
             Object::Site(s) => (Kind::Site, s.id),
             Object::Route(r) => (Kind::Route, r.id),
             Object::Cert(c) => (Kind::Cert, c.id),
+            Object::Canary(c) => (Kind::Canary, c.id),
         }
     }
 }
@@ -239,6 +267,7 @@ pub struct Model {
     sites: BTreeMap<Uuid, Site>,
     routes: BTreeMap<Uuid, Route>,
     certs: BTreeMap<Uuid, Cert>,
+    canaries: BTreeMap<Uuid, Canary>,
     site_by_domain: HashMap<SiteDomain, Uuid>,
     space_by_name: HashMap<SpaceName, Uuid>,
     app_by_key: HashMap<AppKey, Uuid>,
@@ -299,6 +328,12 @@ impl Model {
                 }
                 Change::Delete(Kind::Cert, id) => {
                     self.certs.remove(&id);
+                }
+                Change::Put(Object::Canary(c)) => {
+                    self.canaries.insert(c.id, c);
+                }
+                Change::Delete(Kind::Canary, id) => {
+                    self.canaries.remove(&id);
                 }
                 Change::Delete(Kind::Space, id) => {
                     if let Some(s) = self.spaces.remove(&id) {
@@ -451,6 +486,21 @@ impl Model {
         self.certs.get(&id.parse::<Uuid>().ok()?)
     }
 
+    /// The app's canary, in whatever state.
+    pub fn canary_of(&self, app_id: Uuid) -> Option<&Canary> {
+        self.canaries.values().find(|c| c.app_id == app_id)
+    }
+
+    /// Canaries matching a filter.
+    pub fn canaries_where(&self, keep: impl Fn(&Canary) -> bool) -> Vec<&Canary> {
+        self.canaries.values().filter(|c| keep(c)).collect()
+    }
+
+    /// The canary with this id.
+    pub fn canary(&self, id: Uuid) -> Option<&Canary> {
+        self.canaries.get(&id)
+    }
+
     /// Whether an app's space is internal.
     pub fn app_is_internal(&self, app: &App) -> bool {
         self.app_space(app).compliance.contains(&Compliance::Internal)
@@ -513,6 +563,19 @@ impl Model {
             s.routes.sort_by(|a, b| a.source_path.cmp(&b.source_path));
         }
         let certs = self.certs.values().map(|c| CertSpec { id: c.id, certificate: c.certificate.clone() }).collect();
-        Arc::new(Snapshot { version: self.version, apps, drains, sites, certs })
+        let canaries = self
+            .canaries
+            .values()
+            .filter_map(|c| {
+                Some(CanarySpec {
+                    id: c.id,
+                    app: self.app_key(self.apps.get(&c.app_id)?),
+                    canary: self.app_key(self.apps.get(&c.canary_app_id)?),
+                    policy: c.policy.clone(),
+                    state: c.state,
+                })
+            })
+            .collect();
+        Arc::new(Snapshot { version: self.version, apps, drains, sites, certs, canaries })
     }
 }

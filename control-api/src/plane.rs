@@ -4,16 +4,20 @@
 //! Operations take typed values (names and URLs already parsed); what they check here is what
 //! depends on state: existence, uniqueness, limits.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::{RwLock, watch};
+use uuid::Uuid;
 use wharf_config::{
-    AppName, Certificate, DrainScheme, DrainUrl, DynoName, DynoType, Hostname, RoutePath, SessionGrant, SessionKey,
-    SiteDomain, Snapshot, SpaceName, new_id, timestamp::now_seconds,
+    AppName, CanaryEvidence, CanaryPolicy, CanaryState, CanaryVerdict, Certificate, DrainScheme, DrainUrl, DynoName,
+    DynoType, Hostname, RoutePath, SessionGrant, SessionKey, SiteDomain, Snapshot, SpaceName, Tally, new_id,
+    timestamp::now_seconds,
 };
 
-use crate::model::{App, Cert, Change, Compliance, Drain, Dyno, Kind, Model, Object, Owner, Route, Site, Space};
+use crate::model::{
+    App, Canary, Cert, Change, Compliance, Drain, Dyno, Kind, Model, Object, Owner, Route, Site, Space,
+};
 use crate::store::{Store, StoreError};
 
 /// Most drains one app or site may have.
@@ -77,6 +81,12 @@ fn not_found(what: &'static str, key: &str) -> Error {
     Error::NotFound { what, key: key.to_owned() }
 }
 
+/// The canary of an app named by id or key, or the 404 that says what is missing.
+fn canary_of<'m>(m: &'m Model, app: &str) -> Result<&'m Canary, Error> {
+    let a = m.app(app).ok_or_else(|| not_found("app", app))?;
+    m.canary_of(a.id).ok_or_else(|| not_found("canary of app", app))
+}
+
 /// Settings the control plane needs from the rest of the configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -110,7 +120,11 @@ pub struct ControlPlane {
     snapshots: watch::Sender<Arc<Snapshot>>,
     settings: Settings,
     sessions: Arc<SessionKey>,
+    canary_reader: OnceLock<CanaryReader>,
 }
+
+/// Reads a running canary's live counts and statistics from the router that judges it.
+pub type CanaryReader = Box<dyn Fn(Uuid) -> Option<CanaryEvidence> + Send + Sync>;
 
 impl std::fmt::Debug for ControlPlane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -141,6 +155,7 @@ impl ControlPlane {
             snapshots,
             settings,
             sessions,
+            canary_reader: OnceLock::new(),
         };
         if plane.read(|m| m.spaces().next().is_none()).await {
             plane.create_space(SpaceName::try_new("default").expect("valid"), vec![]).await?;
@@ -233,6 +248,8 @@ impl ControlPlane {
             let mut changes: Vec<Change> = m.dynos_of(a.id).iter().map(|d| Change::Delete(Kind::Dyno, d.id)).collect();
             changes.extend(m.drains_of(Owner::App(a.id)).iter().map(|d| Change::Delete(Kind::Drain, d.id)));
             changes.extend(m.routes_where(|r| r.app_id == a.id).iter().map(|r| Change::Delete(Kind::Route, r.id)));
+            let canaries = m.canaries_where(|c| c.app_id == a.id || c.canary_app_id == a.id);
+            changes.extend(canaries.iter().map(|c| Change::Delete(Kind::Canary, c.id)));
             changes.push(Change::Delete(Kind::App, a.id));
             Ok((a, changes))
         })
@@ -353,6 +370,128 @@ impl ControlPlane {
             let c = m.cert(id).ok_or_else(|| not_found("certificate", id))?.clone();
             let id = c.id;
             Ok((c, vec![Change::Delete(Kind::Cert, id)]))
+        })
+        .await
+    }
+
+    /// Lets `GET` show a running canary's live counts, read from the router in this process.
+    pub fn set_canary_reader(&self, reader: CanaryReader) {
+        let _ = self.canary_reader.set(reader);
+    }
+
+    /// A canary's counts and statistics: the decision's when it was aborted, else the router's
+    /// live ones while it runs.
+    pub fn canary_evidence(&self, c: &Canary) -> Option<CanaryEvidence> {
+        match c.state {
+            CanaryState::Aborted => c.evidence.clone(),
+            CanaryState::Running => self.canary_reader.get().and_then(|read| read(c.id)),
+            CanaryState::Promoted => None,
+        }
+    }
+
+    /// Starts a canary: `canary_app` takes the policy's share of `app`'s requests, judged from
+    /// zero. Replaces the app's previous canary. Returns it and whether the app had none.
+    pub async fn put_canary(&self, app: &str, canary_app: &str, policy: CanaryPolicy) -> Result<(Canary, bool), Error> {
+        self.change(|m| {
+            let a = m.app(app).ok_or_else(|| not_found("app", app))?;
+            let c = m.app(canary_app).ok_or_else(|| not_found("app", canary_app))?;
+            let (key, canary_key) = (m.app_key(a), m.app_key(c));
+            if a.id == c.id {
+                return Err(Error::Invalid(format!("app {key} cannot be its own canary")));
+            }
+            if m.app_is_internal(a) != m.app_is_internal(c) {
+                return Err(Error::Invalid(format!(
+                    "apps {key} and {canary_key} must both be internal or both be public: a canary takes the app's traffic"
+                )));
+            }
+            // Splits do not chain: a canary's share goes to the canary app's own dynos.
+            let live = |x: &Canary| x.state != CanaryState::Aborted;
+            if let Some(x) = m.canaries_where(|x| live(x) && x.app_id == c.id).first() {
+                return Err(Error::Conflict(format!(
+                    "app {canary_key} has a canary of its own ({}); it cannot be one",
+                    x.id
+                )));
+            }
+            if m.canaries_where(|x| live(x) && x.canary_app_id == a.id).first().is_some() {
+                return Err(Error::Conflict(format!("app {key} is another app's canary; it cannot have one")));
+            }
+            let now = now_seconds();
+            let previous = m.canary_of(a.id);
+            let canary = Canary {
+                id: new_id(),
+                app_id: a.id,
+                canary_app_id: c.id,
+                policy,
+                state: CanaryState::Running,
+                evidence: None,
+                created_at: now,
+                updated_at: now,
+            };
+            let mut changes: Vec<Change> = previous.iter().map(|p| Change::Delete(Kind::Canary, p.id)).collect();
+            changes.push(Change::Put(Object::Canary(canary.clone())));
+            Ok(((canary, previous.is_none()), changes))
+        })
+        .await
+    }
+
+    /// Sends every request of the app to its running canary, and stops judging it.
+    pub async fn promote_canary(&self, app: &str) -> Result<Canary, Error> {
+        self.change(|m| {
+            let c = canary_of(m, app)?;
+            match c.state {
+                CanaryState::Promoted => return Ok((c.clone(), vec![])),
+                CanaryState::Aborted => {
+                    return Err(Error::Conflict("the canary was aborted; put a new one to try again".into()));
+                }
+                CanaryState::Running => {}
+            }
+            let c = Canary { state: CanaryState::Promoted, updated_at: now_seconds(), ..c.clone() };
+            Ok((c.clone(), vec![Change::Put(Object::Canary(c))]))
+        })
+        .await
+    }
+
+    /// Aborts the app's canary by hand: the app's own dynos take every request again.
+    pub async fn abort_canary(&self, app: &str) -> Result<Canary, Error> {
+        self.change(|m| {
+            let c = canary_of(m, app)?;
+            if c.state == CanaryState::Aborted {
+                return Ok((c.clone(), vec![]));
+            }
+            let mut evidence = self.canary_evidence(c).unwrap_or_else(|| CanaryEvidence {
+                baseline: Tally::default(),
+                canary: Tally::default(),
+                e_value: 1.0,
+                p_value: 1.0,
+                decision: String::new(),
+            });
+            evidence.decision = "aborted by hand".into();
+            let c = Canary {
+                state: CanaryState::Aborted,
+                evidence: Some(evidence),
+                updated_at: now_seconds(),
+                ..c.clone()
+            };
+            Ok((c.clone(), vec![Change::Put(Object::Canary(c))]))
+        })
+        .await
+    }
+
+    /// Records a router's abort so that every router follows. The first abort of a running
+    /// canary wins; a late one (another router's, or for a canary since replaced) changes
+    /// nothing. Returns the canary when this verdict aborted it.
+    pub async fn record_verdict(&self, verdict: CanaryVerdict) -> Result<Option<Canary>, Error> {
+        self.change(|m| match m.canary(verdict.id) {
+            Some(c) if c.state == CanaryState::Running => {
+                let c = Canary {
+                    state: CanaryState::Aborted,
+                    evidence: Some(verdict.evidence),
+                    updated_at: now_seconds(),
+                    ..c.clone()
+                };
+                Ok((Some(c.clone()), vec![Change::Put(Object::Canary(c))]))
+            }
+            _ => Ok((None, vec![])),
         })
         .await
     }

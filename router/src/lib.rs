@@ -11,6 +11,7 @@
 mod admin;
 mod batch;
 mod body;
+pub mod canary;
 pub mod error;
 mod framing;
 pub mod metrics;
@@ -27,7 +28,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use wharf_bus::Publisher;
-use wharf_config::{RouterConfig, Snapshot};
+use wharf_config::{CanaryEvidence, CanaryVerdict, RouterConfig, Snapshot};
 
 pub use body::{BodyError, ProxyBody};
 pub use error::{Code, ProxyError, Side};
@@ -81,6 +82,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: Metrics,
     pub(crate) pool_stats: PoolStats,
     pub(crate) tls: tokio_rustls::TlsAcceptor,
+    /// Where canary aborts go, for the control API to record.
+    pub(crate) verdicts: tokio::sync::mpsc::UnboundedSender<CanaryVerdict>,
 }
 
 impl Shared {
@@ -146,6 +149,7 @@ pub struct Router {
     shutdown: watch::Sender<bool>,
     follower: tokio::task::JoinHandle<()>,
     admin: tokio::task::JoinHandle<()>,
+    verdicts: Option<tokio::sync::mpsc::UnboundedReceiver<CanaryVerdict>>,
 }
 
 impl std::fmt::Debug for Router {
@@ -169,6 +173,7 @@ impl Router {
         let stack_domain = config.stack_domain.clone();
         let first_snapshot = snapshots.borrow_and_update().clone();
         let first = RoutingTable::compile(&first_snapshot, &stack_domain, None);
+        let (verdicts, verdicts_rx) = tokio::sync::mpsc::unbounded_channel();
         certs.serve_uploaded(&first_snapshot.certs);
         let shared = Arc::new(Shared {
             table: ArcSwap::from_pointee(first),
@@ -194,6 +199,7 @@ impl Router {
             metrics: Metrics::default(),
             pool_stats: PoolStats::default(),
             tls: tokio_rustls::TlsAcceptor::from(tls::server_config(certs.clone())?),
+            verdicts,
         });
         let served = Arc::downgrade(&shared);
         certs.set_served(Box::new(move |name| served.upgrade().is_some_and(|s| s.table.load().host(name).is_some())));
@@ -246,7 +252,7 @@ impl Router {
             }
         });
         let admin = tokio::spawn(admin::serve(admin, shared.clone()));
-        Ok(Router { shared, addrs, workers, shutdown, follower, admin })
+        Ok(Router { shared, addrs, workers, shutdown, follower, admin, verdicts: Some(verdicts_rx) })
     }
 
     /// Where the listeners are bound.
@@ -257,6 +263,18 @@ impl Router {
     /// The router's metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
+    }
+
+    /// The canary aborts this router decides, for the control API to record so that every
+    /// router follows. Only the first call gets them.
+    pub fn take_verdicts(&mut self) -> Option<tokio::sync::mpsc::UnboundedReceiver<CanaryVerdict>> {
+        self.verdicts.take()
+    }
+
+    /// A handle that reads canaries' live counts, for the control API's `GET`.
+    pub fn canary_reader(&self) -> impl Fn(uuid::Uuid) -> Option<CanaryEvidence> + Send + Sync + 'static {
+        let shared = Arc::downgrade(&self.shared);
+        move |id| shared.upgrade()?.table.load().canary(id).map(|c| c.evidence())
     }
 
     /// The snapshot version being served.

@@ -239,8 +239,9 @@ async fn proxy(mut req: Request<Incoming>, conn: &ConnInfo, shared: Arc<Shared>)
         };
         // A route from `/` to `/` (every app's default domain) sends the path as it came.
         let rewritten = (!route.is_identity()).then(|| route.rewrite(req.uri().path()));
-        (route.backend.clone(), entry.site.clone(), rewritten, route.prefix.to_string())
+        (route.backend.choose(), entry.site.clone(), rewritten, route.prefix.to_string())
     };
+    let crate::table::Chosen { backend, judged } = backend;
 
     // A WebSocket (or other HTTP/1.1) upgrade keeps its Upgrade and Connection headers, and
     // the client's side of the upgraded connection is claimed before the request moves on.
@@ -381,6 +382,14 @@ async fn proxy(mut req: Request<Incoming>, conn: &ConnInfo, shared: Arc<Shared>)
             },
         }
     };
+
+    if let Some((canary, arm)) = judged {
+        let status = match &outcome {
+            Ok((resp, _)) => resp.status().as_u16(),
+            Err(e) => e.code.status().as_u16(),
+        };
+        canary.judge(&shared, arm, status);
+    }
 
     match outcome {
         Ok((mut resp, c)) if resp.status() == StatusCode::SWITCHING_PROTOCOLS && upgrade.is_some() => {

@@ -15,8 +15,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use wharf_config::{Hostname, Snapshot};
+use uuid::Uuid;
+use wharf_config::{CanaryState, Hostname, Snapshot};
 
+use crate::canary::{Arm, Canary};
 use crate::metrics::AppStats;
 
 /// One dyno endpoint and its health.
@@ -65,10 +67,48 @@ pub struct Backend {
     pub dynos: Box<[Arc<Upstream>]>,
     /// Its request counts, carried from table to table.
     pub stats: Arc<AppStats>,
+    /// Where a share of its requests goes instead, while it has a canary.
+    pub canary: Option<CanaryRoute>,
     next: AtomicUsize,
 }
 
+/// An app's canary: the other app that takes a share of its requests.
+#[derive(Debug)]
+pub struct CanaryRoute {
+    /// The canary app's dynos.
+    pub backend: Arc<Backend>,
+    /// The running canary's split and judge; `None` once promoted, when the canary takes every
+    /// request and nothing is judged.
+    pub judged: Option<Arc<Canary>>,
+}
+
+/// The app a request goes to, and the canary that counts its outcome.
+#[derive(Debug)]
+pub struct Chosen {
+    /// The app whose dynos serve the request.
+    pub backend: Arc<Backend>,
+    /// The canary judging this request, and the side it went to.
+    pub judged: Option<(Arc<Canary>, Arm)>,
+}
+
 impl Backend {
+    fn new(app: Arc<str>, dynos: Box<[Arc<Upstream>]>, stats: Arc<AppStats>, canary: Option<CanaryRoute>) -> Self {
+        Backend { app, dynos, stats, canary, next: AtomicUsize::new(0) }
+    }
+
+    /// The app that serves the next request: this one, or its canary for the canary's share.
+    pub fn choose(self: &Arc<Self>) -> Chosen {
+        match &self.canary {
+            None => Chosen { backend: self.clone(), judged: None },
+            Some(CanaryRoute { backend, judged: None }) => Chosen { backend: backend.clone(), judged: None },
+            Some(CanaryRoute { backend, judged: Some(canary) }) => {
+                let arm = canary.choose();
+                let chosen = if arm == Arm::Canary { backend.clone() } else { self.clone() };
+                Chosen { backend: chosen, judged: Some((canary.clone(), arm)) }
+            }
+        }
+    }
+
     /// The next dyno in turn that is not quarantined; when all are, the next in turn anyway,
     /// since a dyno that recovered should get traffic without waiting out its quarantine.
     pub fn pick(&self, now: u64) -> Option<&Arc<Upstream>> {
@@ -170,6 +210,8 @@ pub struct RoutingTable {
     wildcards: Map<Box<str>, HostEntry>,
     upstreams: Map<(Hostname, u16), Arc<Upstream>>,
     backends: Map<Box<str>, Arc<Backend>>,
+    /// Running canaries, by id: their counts carry over to the next table.
+    canaries: Map<Uuid, Arc<Canary>>,
 }
 
 impl RoutingTable {
@@ -197,8 +239,33 @@ impl RoutingTable {
                 .collect();
             let stats =
                 previous.and_then(|p| p.backends.get(app.key.as_str())).map_or_else(Arc::default, |b| b.stats.clone());
-            let backend = Arc::new(Backend { app: app.key.as_str().into(), dynos, stats, next: AtomicUsize::new(0) });
-            table.backends.insert(app.key.as_str().into(), backend.clone());
+            let backend = Arc::new(Backend::new(app.key.as_str().into(), dynos, stats, None));
+            table.backends.insert(app.key.as_str().into(), backend);
+        }
+        // A canary replaces its app's backend with one that splits. The canary app's backend
+        // is taken before any replacement, so that splits never chain.
+        let plain = if snapshot.canaries.is_empty() { Map::default() } else { table.backends.clone() };
+        for c in &snapshot.canaries {
+            let (Some(base), Some(target)) = (plain.get(c.app.as_str()), plain.get(c.canary.as_str())) else {
+                continue;
+            };
+            let judged = match c.state {
+                CanaryState::Aborted => continue,
+                CanaryState::Promoted => None,
+                CanaryState::Running => {
+                    let canary = previous.and_then(|p| p.canaries.get(&c.id)).cloned().unwrap_or_else(|| {
+                        Arc::new(Canary::new(c.id, base.app.clone(), target.app.clone(), c.policy.clone()))
+                    });
+                    table.canaries.insert(c.id, canary.clone());
+                    Some(canary)
+                }
+            };
+            let route = CanaryRoute { backend: target.clone(), judged };
+            let split = Backend::new(base.app.clone(), base.dynos.clone(), base.stats.clone(), Some(route));
+            table.backends.insert(c.app.as_str().into(), Arc::new(split));
+        }
+        for app in &snapshot.apps {
+            let backend = table.backends[app.key.as_str()].clone();
             let host = format!("{}.{stack_domain}", app.key);
             let route = Route { prefix: "".into(), target: "".into(), backend };
             let entry = HostEntry {
@@ -237,6 +304,11 @@ impl RoutingTable {
     /// The entry for a normalized host: exact first, then a wildcard one label up.
     pub fn host(&self, host: &str) -> Option<&HostEntry> {
         self.hosts.get(host).or_else(|| host.split_once('.').and_then(|(_, parent)| self.wildcards.get(parent)))
+    }
+
+    /// A running canary, by id.
+    pub fn canary(&self, id: Uuid) -> Option<&Arc<Canary>> {
+        self.canaries.get(&id)
     }
 
     /// Every app's backend.
@@ -306,6 +378,7 @@ mod tests {
             drains: vec![],
             sites: vec![],
             certs: vec![],
+            canaries: vec![],
         }
     }
 
