@@ -11,7 +11,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use wharf_testkit::backend::Backend;
 use wharf_testkit::certs::{Issued, TestCa};
-use wharf_testkit::client::{self, Api, Req};
+use wharf_testkit::client::{self, Req};
 use wharf_testkit::eventually;
 use wharf_testkit::syslog::SyslogReceiver;
 use wharf_testkit::wharf::Wharf;
@@ -28,22 +28,6 @@ async fn start(env: &[(&str, &str)]) -> (Wharf, Tls) {
     std::mem::forget(dir);
     let tls = client::tls_config(&wharf.ca, &[b"http/1.1"]);
     (wharf, tls)
-}
-
-async fn call(api: &Api, method: &str, path: &str, body: serde_json::Value, want: u16) -> serde_json::Value {
-    let (status, out) = api.call(method, path, Some(body)).await;
-    assert_eq!(status, want, "{method} {path}: {out}");
-    out
-}
-
-/// Creates the app `key` (`name-space`) with one web dyno per backend.
-async fn app(api: &Api, key: &str, backends: &[&Backend]) {
-    let (name, space) = key.split_once('-').expect("an app key");
-    call(api, "POST", "/apps", json!({"name": name, "space": space}), 201).await;
-    for (i, b) in backends.iter().enumerate() {
-        let body = json!({"type": "web", "host": "127.0.0.1", "port": b.port()});
-        call(api, "PUT", &format!("/apps/{key}/dynos/web.{i}"), body, 201).await;
-    }
 }
 
 /// Sends GETs until one answers `status`, since the router follows snapshots on its own.
@@ -68,7 +52,7 @@ async fn until_plain_ok(wharf: &Wharf, host: &str) {
 /// the snapshot that also holds the apps created before. Keep the backend alive.
 async fn routing(wharf: &Wharf, tls: &Tls) -> Backend {
     let probe = Backend::start("probe").await;
-    app(&wharf.api, "probe-default", &[&probe]).await;
+    wharf.api.create_app("probe-default", &[&probe]).await;
     until_status(wharf.https, tls, "probe-default.localhost", "/", 200).await;
     probe
 }
@@ -85,12 +69,12 @@ async fn sites_route_by_host_and_longest_path_prefix() {
     );
     for (key, b) in [("www-prod", &www), ("api-prod", &api_b), ("docs-prod", &docs), ("tenant-prod", &tenant)] {
         if key == "www-prod" {
-            call(api, "POST", "/spaces", json!({"name": "prod"}), 201).await;
+            api.expect("POST", "/spaces", json!({"name": "prod"}), 201).await;
         }
-        app(api, key, &[b]).await;
+        api.create_app(key, &[b]).await;
     }
-    call(api, "POST", "/sites", json!({"domain": "www.example.com"}), 201).await;
-    call(api, "POST", "/sites", json!({"domain": "*.example.com"}), 201).await;
+    api.expect("POST", "/sites", json!({"domain": "www.example.com"}), 201).await;
+    api.expect("POST", "/sites", json!({"domain": "*.example.com"}), 201).await;
     for (source, app, target) in [
         ("/", "www-prod", "/"),
         ("/api", "api-prod", "/"),
@@ -98,14 +82,14 @@ async fn sites_route_by_host_and_longest_path_prefix() {
         ("/docs/", "docs-prod", "/help"),
     ] {
         let body = json!({"app": app, "source_path": source, "target_path": target});
-        let r = call(api, "POST", "/sites/www.example.com/routes", body, 201).await;
+        let r = api.expect("POST", "/sites/www.example.com/routes", body, 201).await;
         assert_eq!((r["app"]["name"].as_str(), r["site"]["domain"].as_str()), (Some(app), Some("www.example.com")));
     }
     let body = json!({"site": "*.example.com", "app": "tenant-prod", "source_path": "/", "target_path": "/t"});
-    call(api, "POST", "/routes", body, 201).await;
-    call(api, "POST", "/sites", json!({"domain": "api.example.com"}), 201).await;
+    api.expect("POST", "/routes", body, 201).await;
+    api.expect("POST", "/sites", json!({"domain": "api.example.com"}), 201).await;
     let body = json!({"site": "api.example.com", "app": "api-prod", "source_path": "/v1", "target_path": "/"});
-    call(api, "POST", "/routes", body, 201).await;
+    api.expect("POST", "/routes", body, 201).await;
     until_status(wharf.https, &tls, "acme.example.com", "/", 200).await;
 
     // (host, path) => (app, path the app sees); 404 when nothing matches.
@@ -151,16 +135,16 @@ async fn sites_route_by_host_and_longest_path_prefix() {
     assert_eq!(routes.as_array().map(Vec::len), Some(3), "{routes}");
     let bad = |source: &str, want: u16| {
         let body = json!({"app": "api-prod", "source_path": source});
-        async move { call(api, "POST", "/sites/www.example.com/routes", body, want).await }
+        async move { api.expect("POST", "/sites/www.example.com/routes", body, want).await }
     };
     bad("/api", 409).await;
     bad("/api/", 409).await;
     bad("api", 422).await;
     bad("/a/../b", 422).await;
     bad("/a?b", 422).await;
-    call(api, "POST", "/sites", json!({"domain": "www.example.com"}), 409).await;
-    call(api, "POST", "/sites", json!({"domain": "10.0.0.1"}), 422).await;
-    call(api, "POST", "/sites", json!({"domain": "x.example.com", "extra": 1}), 422).await;
+    api.expect("POST", "/sites", json!({"domain": "www.example.com"}), 409).await;
+    api.expect("POST", "/sites", json!({"domain": "10.0.0.1"}), 422).await;
+    api.expect("POST", "/sites", json!({"domain": "x.example.com", "extra": 1}), 422).await;
     let (_, routes) = api.call("GET", "/routes", None).await;
     assert_eq!(routes.as_array().map(Vec::len), Some(6), "{routes}");
 
@@ -180,22 +164,22 @@ async fn site_drains_receive_the_router_lines_of_their_site_only() {
     let (wharf, tls) = start(&[]).await;
     let api = &wharf.api;
     let (www, shop) = (Backend::start("www").await, Backend::start("shop").await);
-    app(api, "www-default", &[&www]).await;
-    app(api, "shop-default", &[&shop]).await;
-    call(api, "POST", "/sites", json!({"domain": "www.example.com"}), 201).await;
+    api.create_app("www-default", &[&www]).await;
+    api.create_app("shop-default", &[&shop]).await;
+    api.expect("POST", "/sites", json!({"domain": "www.example.com"}), 201).await;
     for (source, app) in [("/", "www-default"), ("/shop", "shop-default")] {
         let body = json!({"app": app, "source_path": source});
-        call(api, "POST", "/sites/www.example.com/routes", body, 201).await;
+        api.expect("POST", "/sites/www.example.com/routes", body, 201).await;
     }
     let (site_drain, app_drain) = (SyslogReceiver::tcp().await, SyslogReceiver::tcp().await);
-    let d = call(api, "POST", "/sites/www.example.com/log-drains", json!({"url": site_drain.url()}), 201).await;
+    let d = api.expect("POST", "/sites/www.example.com/log-drains", json!({"url": site_drain.url()}), 201).await;
     assert_eq!(d["site"]["domain"], "www.example.com", "{d}");
     assert!(d.get("app").is_none(), "{d}");
-    call(api, "POST", "/apps/shop-default/log-drains", json!({"url": app_drain.url()}), 201).await;
+    api.expect("POST", "/apps/shop-default/log-drains", json!({"url": app_drain.url()}), 201).await;
     // Bad and duplicate drains are refused and change nothing.
-    call(api, "POST", "/sites/www.example.com/log-drains", json!({"url": "ftp://h:1"}), 422).await;
-    call(api, "POST", "/sites/www.example.com/log-drains", json!({"url": site_drain.url()}), 409).await;
-    call(api, "POST", "/sites/nope.example.com/log-drains", json!({"url": site_drain.url()}), 404).await;
+    api.expect("POST", "/sites/www.example.com/log-drains", json!({"url": "ftp://h:1"}), 422).await;
+    api.expect("POST", "/sites/www.example.com/log-drains", json!({"url": site_drain.url()}), 409).await;
+    api.expect("POST", "/sites/nope.example.com/log-drains", json!({"url": site_drain.url()}), 404).await;
     let (_, list) = api.call("GET", "/sites/www.example.com/log-drains", None).await;
     assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
 
@@ -243,7 +227,7 @@ async fn certificates_from_the_api_and_files_are_chosen_by_sni() {
 
     let upload = |c: &Issued, want: u16| {
         let body = json!({"certificate_chain": c.chain_pem, "private_key": c.key_pem});
-        async move { call(api, "POST", "/certs", body, want).await }
+        async move { api.expect("POST", "/certs", body, want).await }
     };
     let out = upload(&exact, 201).await;
     assert_eq!(out["domains"], json!(["www.example.test"]), "{out}");
@@ -256,7 +240,7 @@ async fn certificates_from_the_api_and_files_are_chosen_by_sni() {
     let refused = |chain: &str, key: &str, says: &'static str| {
         let body = json!({"certificate_chain": chain, "private_key": key});
         async move {
-            let out = call(api, "POST", "/certs", body, 422).await;
+            let out = api.expect("POST", "/certs", body, 422).await;
             assert!(out["message"].as_str().unwrap().contains(says), "{out} should say {says:?}");
         }
     };
@@ -268,7 +252,7 @@ async fn certificates_from_the_api_and_files_are_chosen_by_sni() {
     refused("", &exact.key_pem, "no CERTIFICATE block").await;
     upload(&exact, 409).await;
     let extra = json!({"certificate_chain": exact.chain_pem, "private_key": exact.key_pem, "name": "x"});
-    call(api, "POST", "/certs", extra, 422).await;
+    api.expect("POST", "/certs", extra, 422).await;
     let (_, list) = api.call("GET", "/certs", None).await;
     assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
 
@@ -292,15 +276,15 @@ async fn certificates_from_the_api_and_files_are_chosen_by_sni() {
 
     // A request through an uploaded certificate reaches the site's app.
     let backend = Backend::start("www").await;
-    app(api, "www-default", &[&backend]).await;
-    call(api, "POST", "/sites", json!({"domain": "www.example.test"}), 201).await;
-    call(api, "POST", "/sites/www.example.test/routes", json!({"app": "www-default", "source_path": "/"}), 201).await;
+    api.create_app("www-default", &[&backend]).await;
+    api.expect("POST", "/sites", json!({"domain": "www.example.test"}), 201).await;
+    api.expect("POST", "/sites/www.example.test/routes", json!({"app": "www-default", "source_path": "/"}), 201).await;
     let tls = client::tls_config_trusting(ca.pem().as_bytes(), &[b"h2", b"http/1.1"], &[&rustls::version::TLS13]);
     let r = until_status(wharf.https, &tls, "www.example.test", "/", 200).await;
     assert_eq!(r.text(), "www");
 
     // Deleting the exact certificate leaves the name to the wildcard.
-    call(api, "DELETE", &format!("/certs/{exact_id}"), json!(null), 200).await;
+    api.expect("DELETE", &format!("/certs/{exact_id}"), json!(null), 200).await;
     eventually(WAIT, "www.example.test to fall back to the wildcard", || async {
         let h = client::handshake(wharf.https, &tls, "www.example.test").await.ok()?;
         (h.leaf_der == wildcard.leaf_der).then_some(())
@@ -313,18 +297,18 @@ async fn internal_sites_are_served_only_on_the_internal_listener() {
     let (wharf, tls) = start(&[]).await;
     let api = &wharf.api;
     let (hr, web) = (Backend::start("hr").await, Backend::start("web").await);
-    call(api, "POST", "/spaces", json!({"name": "vpn", "compliance": ["internal"]}), 201).await;
-    app(api, "hr-vpn", &[&hr]).await;
-    app(api, "web-default", &[&web]).await;
-    call(api, "POST", "/sites", json!({"domain": "intra.example.com", "internal": true}), 201).await;
+    api.expect("POST", "/spaces", json!({"name": "vpn", "compliance": ["internal"]}), 201).await;
+    api.create_app("hr-vpn", &[&hr]).await;
+    api.create_app("web-default", &[&web]).await;
+    api.expect("POST", "/sites", json!({"domain": "intra.example.com", "internal": true}), 201).await;
     let body = json!({"app": "hr-vpn", "source_path": "/hr"});
-    call(api, "POST", "/sites/intra.example.com/routes", body, 201).await;
+    api.expect("POST", "/sites/intra.example.com/routes", body, 201).await;
     // A public app cannot be routed from an internal site, nor an internal app from a public one.
     let body = json!({"app": "web-default", "source_path": "/web"});
-    call(api, "POST", "/sites/intra.example.com/routes", body, 422).await;
-    call(api, "POST", "/sites", json!({"domain": "www.example.com"}), 201).await;
+    api.expect("POST", "/sites/intra.example.com/routes", body, 422).await;
+    api.expect("POST", "/sites", json!({"domain": "www.example.com"}), 201).await;
     let body = json!({"app": "hr-vpn", "source_path": "/"});
-    call(api, "POST", "/sites/www.example.com/routes", body, 422).await;
+    api.expect("POST", "/sites/www.example.com/routes", body, 422).await;
 
     let r = until_status(wharf.internal, &tls, "intra.example.com", "/hr/people", 200).await;
     assert_eq!(r.text(), "hr");
@@ -346,8 +330,8 @@ async fn http2_websockets_and_the_platform_headers() {
     let (wharf, tls) = start(&[]).await;
     let api = &wharf.api;
     let (web, ws) = (Backend::start("hello").await, Backend::websocket_echo().await);
-    app(api, "web-default", &[&web]).await;
-    app(api, "ws-default", &[&ws]).await;
+    api.create_app("web-default", &[&web]).await;
+    api.create_app("ws-default", &[&ws]).await;
     until_status(wharf.https, &tls, "web-default.localhost", "/", 200).await;
 
     // HTTP/2 by ALPN, forwarded to the dyno as HTTP/1.1 with the platform's headers.
@@ -392,7 +376,7 @@ async fn a_dead_dyno_is_quarantined_and_requests_go_to_the_others() {
     let (wharf, tls) = start(&[]).await;
     let api = &wharf.api;
     let (one, two) = (Backend::start("one").await, Backend::start("two").await);
-    app(api, "api-default", &[&one, &two]).await;
+    api.create_app("api-default", &[&one, &two]).await;
     until_status(wharf.https, &tls, "api-default.localhost", "/", 200).await;
     for _ in 0..4 {
         let r = client::send(wharf.https, Some(&tls), &Req::get("api-default.localhost", "/")).await.unwrap();
@@ -424,10 +408,10 @@ async fn timeouts_and_missing_dynos_answer_503_and_log_their_code() {
     let api = &wharf.api;
     let stuck = Backend::silent().await;
     let drain = SyslogReceiver::tcp().await;
-    app(api, "slow-default", &[&stuck]).await;
-    app(api, "empty-default", &[]).await;
+    api.create_app("slow-default", &[&stuck]).await;
+    api.create_app("empty-default", &[]).await;
     for key in ["slow-default", "empty-default"] {
-        call(api, "POST", &format!("/apps/{key}/log-drains"), json!({"url": drain.url()}), 201).await;
+        api.expect("POST", &format!("/apps/{key}/log-drains"), json!({"url": drain.url()}), 201).await;
     }
     let slow = until_status(wharf.https, &tls, "slow-default.localhost", "/", 503).await;
     assert!(slow.text().contains("did not respond in time"), "{}", slow.text());
@@ -451,7 +435,7 @@ async fn timeouts_and_missing_dynos_answer_503_and_log_their_code() {
 async fn oversized_and_ambiguous_requests_are_refused_and_never_forwarded() {
     let (wharf, _) = start(&[("WHARF_ROUTER__HTTP_REDIRECT", "false")]).await;
     let web = Backend::start("ok").await;
-    app(&wharf.api, "web-default", &[&web]).await;
+    wharf.api.create_app("web-default", &[&web]).await;
     until_plain_ok(&wharf, "web-default.localhost").await;
     let before = web.seen().len();
     let host = "Host: web-default.localhost\r\n";
@@ -500,7 +484,7 @@ async fn a_slow_header_sender_is_cut_off_and_never_forwarded() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (wharf, _) = start(&[("WHARF_ROUTER__HTTP_REDIRECT", "false"), ("WHARF_ROUTER__HEADER_TIMEOUT", "1s")]).await;
     let web = Backend::start("ok").await;
-    app(&wharf.api, "web-default", &[&web]).await;
+    wharf.api.create_app("web-default", &[&web]).await;
     until_plain_ok(&wharf, "web-default.localhost").await;
     let before = web.seen().len();
     // A client that keeps sending header bytes, a few a second, never finishing the head: the
@@ -531,7 +515,7 @@ async fn a_slow_header_sender_is_cut_off_and_never_forwarded() {
 async fn shutdown_stops_accepting_and_lets_requests_in_flight_finish() {
     let (wharf, tls) = start(&[("WHARF_ROUTER__SHUTDOWN_GRACE", "20s")]).await;
     let (held, hold) = Backend::held("finished").await;
-    app(&wharf.api, "slow-default", &[&held]).await;
+    wharf.api.create_app("slow-default", &[&held]).await;
     let _probe = routing(&wharf, &tls).await;
 
     let in_flight = tokio::spawn({
@@ -558,7 +542,7 @@ async fn shutdown_stops_accepting_and_lets_requests_in_flight_finish() {
 async fn shutdown_closes_what_is_still_in_flight_when_the_grace_period_ends() {
     let (wharf, tls) = start(&[("WHARF_ROUTER__SHUTDOWN_GRACE", "1s")]).await;
     let stuck = Backend::silent().await;
-    app(&wharf.api, "stuck-default", &[&stuck]).await;
+    wharf.api.create_app("stuck-default", &[&stuck]).await;
     let _probe = routing(&wharf, &tls).await;
     let in_flight = tokio::spawn({
         let (addr, tls) = (wharf.https, tls.clone());

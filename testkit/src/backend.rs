@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -39,8 +40,16 @@ pub struct Backend {
     /// Where it listens.
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    count: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
     conns: Conns,
+}
+
+/// A failing backend's error rate and its seeded draws.
+#[derive(Debug, Clone)]
+struct Errors {
+    rate: f64,
+    rng: Arc<Mutex<fastrand::Rng>>,
 }
 
 /// The tasks serving a backend's connections, so that killing it closes them too.
@@ -77,31 +86,53 @@ impl Hold {
 impl Backend {
     /// Starts a backend answering every request with `200` and `body`.
     pub async fn start(reply: &'static str) -> Backend {
-        Backend::start_gated(reply, None).await
+        Backend::start_gated(reply, None, None).await
+    }
+
+    /// Starts a backend that answers `500` to each request with probability `error_rate` and
+    /// `200` otherwise, always with `body`: a release with a known error rate. The draws come
+    /// from `seed`, so a run repeats. It keeps no record of the requests, only their number.
+    pub async fn failing(reply: &'static str, error_rate: f64, seed: u64) -> Backend {
+        let errors = Errors { rate: error_rate, rng: Arc::new(Mutex::new(fastrand::Rng::with_seed(seed))) };
+        Backend::start_gated(reply, None, Some(errors)).await
     }
 
     /// Starts a backend that records each request at once but answers only after
     /// [`Hold::release`]: a dyno with requests in flight.
     pub async fn held(reply: &'static str) -> (Backend, Hold) {
         let (tx, rx) = tokio::sync::watch::channel(false);
-        (Backend::start_gated(reply, Some(rx)).await, Hold(tx))
+        (Backend::start_gated(reply, Some(rx), None).await, Hold(tx))
     }
 
-    async fn start_gated(reply: &'static str, gate: Option<tokio::sync::watch::Receiver<bool>>) -> Backend {
+    async fn start_gated(
+        reply: &'static str,
+        gate: Option<tokio::sync::watch::Receiver<bool>>,
+        errors: Option<Errors>,
+    ) -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
         let addr = listener.local_addr().expect("backend address");
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let count = Arc::new(AtomicUsize::new(0));
         let conns = Conns::default();
         let task = accept_loop(listener, conns.clone(), {
-            let seen = seen.clone();
+            let (seen, count) = (seen.clone(), count.clone());
             move |stream| {
-                let (seen, gate) = (seen.clone(), gate.clone());
+                let (seen, count, gate, errors) = (seen.clone(), count.clone(), gate.clone(), errors.clone());
                 async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
-                        let (seen, gate) = (seen.clone(), gate.clone());
+                        let (seen, count, gate, errors) = (seen.clone(), count.clone(), gate.clone(), errors.clone());
                         async move {
                             let (parts, body) = req.into_parts();
                             let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            count.fetch_add(1, Ordering::Relaxed);
+                            if let Some(errors) = errors {
+                                let fail = errors.rng.lock().unwrap().f64() < errors.rate;
+                                let mut r = Response::new(Full::new(Bytes::from_static(reply.as_bytes())));
+                                if fail {
+                                    *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                                }
+                                return Ok::<_, Infallible>(r);
+                            }
                             seen.lock().unwrap().push(Seen {
                                 method: parts.method.to_string(),
                                 path: parts.uri.to_string(),
@@ -119,7 +150,7 @@ impl Backend {
                 }
             }
         });
-        Backend { addr, seen, task, conns }
+        Backend { addr, seen, count, task, conns }
     }
 
     /// Starts a backend that accepts connections, reads what it is sent, and never answers:
@@ -132,7 +163,7 @@ impl Backend {
             let mut buf = [0u8; 4096];
             while tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await.is_ok_and(|n| n > 0) {}
         });
-        Backend { addr, seen: Arc::default(), task, conns }
+        Backend { addr, seen: Arc::default(), count: Arc::default(), task, conns }
     }
 
     /// Starts a WebSocket server that echoes every text and binary message back.
@@ -151,7 +182,7 @@ impl Backend {
                 }
             }
         });
-        Backend { addr, seen: Arc::default(), task, conns }
+        Backend { addr, seen: Arc::default(), count: Arc::default(), task, conns }
     }
 
     /// Stops accepting and closes every open connection, as a crashed dyno would.
@@ -165,6 +196,11 @@ impl Backend {
     /// Requests received so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
+    }
+
+    /// Requests received so far.
+    pub fn requests(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
     }
 
     /// Connections accepted so far.

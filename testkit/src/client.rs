@@ -244,10 +244,73 @@ impl Api {
         self.raw(&req).await
     }
 
+    /// Calls `method path` with a JSON body and asserts the status; returns the JSON answer.
+    pub async fn expect(&self, method: &str, path: &str, body: serde_json::Value, want: u16) -> serde_json::Value {
+        let (status, out) = self.call(method, path, Some(body)).await;
+        assert_eq!(status, want, "{method} {path}: {out}");
+        out
+    }
+
+    /// Creates the app `key` (`name-space`) with one web dyno per backend.
+    pub async fn create_app(&self, key: &str, backends: &[&crate::backend::Backend]) {
+        let (name, space) = key.split_once('-').expect("an app key");
+        self.expect("POST", "/apps", serde_json::json!({"name": name, "space": space}), 201).await;
+        for (i, b) in backends.iter().enumerate() {
+            let body = serde_json::json!({"type": "web", "host": "127.0.0.1", "port": b.port()});
+            self.expect("PUT", &format!("/apps/{key}/dynos/web.{i}"), body, 201).await;
+        }
+    }
+
     /// Sends a prepared request; returns the status and the JSON answer (`null` when empty).
     pub async fn raw(&self, req: &Req) -> (u16, serde_json::Value) {
         let r = send(self.addr, None, req).await.expect("control API answers");
         let json = if r.body.is_empty() { serde_json::Value::Null } else { r.json() };
         (r.status.as_u16(), json)
     }
+}
+
+/// One answer of a [`load`] run.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The status.
+    pub status: u16,
+    /// The body.
+    pub body: Bytes,
+}
+
+/// Sends `total` GETs of `path` on `host` over `connections` plain-HTTP keep-alive connections
+/// at once, each connection sending its next request when the last one is answered. Returns
+/// the answers in the order they arrived; a request that fails outright is an error.
+pub async fn load(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    total: usize,
+    connections: usize,
+) -> Result<Vec<Answer>, String> {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let answers = Arc::new(std::sync::Mutex::new(Vec::with_capacity(total)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..connections {
+        let (next, answers, req) = (next.clone(), answers.clone(), Req::get(host, path));
+        tasks.spawn(async move {
+            let tcp = TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| e.to_string())?;
+            tokio::spawn(conn);
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
+                sender.ready().await.map_err(|e| e.to_string())?;
+                let resp = sender.send_request(req.build(Version::HTTP_11)).await.map_err(|e| e.to_string())?;
+                let status = resp.status().as_u16();
+                let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+                answers.lock().expect("answers lock").push(Answer { status, body });
+            }
+            Ok::<(), String>(())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.map_err(|e| e.to_string())??;
+    }
+    let answers = std::mem::take(&mut *answers.lock().expect("answers lock"));
+    Ok(answers)
 }
