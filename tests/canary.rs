@@ -199,7 +199,11 @@ async fn equal_error_rates_abort_no_more_often_than_the_false_alarm_rate_allows(
         let (b, n) = (format!("base{run}-default"), format!("next{run}-default"));
         api.create_app(&b, &[&base]).await;
         api.create_app(&n, &[&next]).await;
-        let body = json!({"canary_app": n, "weight": 10, "false_alarm_rate": 0.001});
+        // The guards off: the sequential test alone has to keep the false-alarm rate.
+        let body = json!({
+            "canary_app": n, "weight": 10, "false_alarm_rate": 0.001,
+            "min_requests": 0, "min_errors": 1, "min_rate_ratio": 1, "min_rate_difference": 0,
+        });
         api.expect("PUT", &format!("/apps/{b}/canary"), body, 201).await;
         let _probe = router_caught_up(&wharf, &format!("probe{run}-default")).await;
         load(&wharf, &format!("{b}.localhost"), REQUESTS, 8).await;
