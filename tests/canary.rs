@@ -220,3 +220,43 @@ async fn equal_error_rates_abort_no_more_often_than_the_false_alarm_rate_allows(
     }
     assert!(aborts <= 1, "{aborts} of {RUNS} runs aborted a canary with the baseline's error rate");
 }
+
+#[tokio::test]
+async fn bad_canary_settings_are_refused_and_change_nothing() {
+    let wharf = start().await;
+    let api = &wharf.api;
+    let (base, next) = (Backend::start("base").await, Backend::start("next").await);
+    api.create_app("base-default", &[&base]).await;
+    api.create_app("next-default", &[&next]).await;
+    let put = json!({"canary_app": "next-default", "weight": 10});
+    let good = api.expect("PUT", "/apps/base-default/canary", put, 201).await;
+    // (body, status, what the message names)
+    let check = |body: Value, status: u16, names: &'static str| async move {
+        let out = api.expect("PUT", "/apps/base-default/canary", body.clone(), status).await;
+        assert!(out["message"].as_str().unwrap().contains(names), "{body}: {out}");
+    };
+    check(json!({"weight": 10}), 422, "canary_app is required").await;
+    check(json!({"canary_app": 7, "weight": 10}), 422, "canary_app must be a string").await;
+    check(json!({"canary_app": "next-default"}), 422, "weight is required").await;
+    check(json!({"canary_app": "next-default", "weight": 0}), 422, "more than 0").await;
+    check(json!({"canary_app": "next-default", "weight": 100}), 422, "less than 100").await;
+    check(json!({"canary_app": "next-default", "weight": "10"}), 422, "invalid type").await;
+    check(json!({"canary_app": "next-default", "weight": 10, "errors": ["2xx"]}), 422, "\"2xx\"").await;
+    check(json!({"canary_app": "next-default", "weight": 10, "false_alarm_rate": 0.9}), 422, "false_alarm_rate").await;
+    check(json!({"canary_app": "next-default", "weight": 10, "min_requests": -1}), 422, "invalid value").await;
+    check(json!({"canary_app": "next-default", "weight": 10, "colour": "red"}), 422, "unknown field").await;
+    check(json!({"canary_app": "base-default", "weight": 10}), 422, "its own canary").await;
+    check(json!({"canary_app": "nope-default", "weight": 10}), 404, "nope-default").await;
+    let (status, out) = api.raw(&client::Req::get(&api.addr.to_string(), "/apps/nope-default/canary")).await;
+    assert_eq!(status, 401, "no token: {out}");
+    let (status, out) =
+        api.call("PUT", "/apps/nope-default/canary", Some(json!({"canary_app": "next-default", "weight": 1}))).await;
+    assert_eq!((status, out["id"].as_str()), (404, Some("not_found")), "{out}");
+    let mut raw = client::Req::get(&api.addr.to_string(), "/apps/base-default/canary");
+    raw.method = http::Method::PUT;
+    raw.body = "{\"canary_app\": ".into();
+    let raw = raw.header("authorization", &format!("Bearer {}", api.token.as_deref().unwrap()));
+    let (status, out) = api.raw(&raw).await;
+    assert_eq!((status, out["id"].as_str()), (400, Some("bad_request")), "{out}");
+    assert_eq!(canary(&wharf).await["id"], good["id"], "nothing changed");
+}

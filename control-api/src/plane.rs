@@ -412,7 +412,7 @@ impl ControlPlane {
                     x.id
                 )));
             }
-            if m.canaries_where(|x| live(x) && x.canary_app_id == a.id).first().is_some() {
+            if !m.canaries_where(|x| live(x) && x.canary_app_id == a.id).is_empty() {
                 return Err(Error::Conflict(format!("app {key} is another app's canary; it cannot have one")));
             }
             let now = now_seconds();
@@ -750,5 +750,63 @@ mod tests {
         assert!(matches!(err, Error::NotFound { what: "site", .. }), "{err}");
         p.delete_site("www.example.com").await.unwrap();
         assert!(p.subscribe().borrow().drains.is_empty(), "a deleted site's drains go with it");
+    }
+
+    #[tokio::test]
+    async fn canaries_are_checked_and_the_first_abort_wins() {
+        let p = plane().await;
+        p.create_space("intra".parse().unwrap(), vec![Compliance::Internal]).await.unwrap();
+        for (app, space) in [("api", "default"), ("next", "default"), ("third", "default"), ("secret", "intra")] {
+            p.create_app(app.parse().unwrap(), space).await.unwrap();
+        }
+        let policy = || CanaryPolicy::with_weight(wharf_config::Weight::from_percent(10.0).unwrap());
+        let (c, created) = p.put_canary("api-default", "next-default", policy()).await.unwrap();
+        assert!(created && c.state == CanaryState::Running);
+        let before = p.subscribe().borrow().clone();
+        assert_eq!(before.canaries.len(), 1);
+        let errs = [
+            p.put_canary("api-default", "api-default", policy()).await.unwrap_err(),
+            p.put_canary("api-default", "nope-default", policy()).await.unwrap_err(),
+            p.put_canary("api-default", "secret-intra", policy()).await.unwrap_err(),
+            // Splits do not chain, either way round.
+            p.put_canary("third-default", "api-default", policy()).await.unwrap_err(),
+            p.put_canary("next-default", "third-default", policy()).await.unwrap_err(),
+            p.promote_canary("third-default").await.unwrap_err(),
+        ];
+        assert!(matches!(errs[0], Error::Invalid(_)), "{}", errs[0]);
+        assert!(matches!(errs[1], Error::NotFound { what: "app", .. }), "{}", errs[1]);
+        assert!(matches!(errs[2], Error::Invalid(_)), "{}", errs[2]);
+        assert!(matches!(errs[3], Error::Conflict(_)), "{}", errs[3]);
+        assert!(matches!(errs[4], Error::Conflict(_)), "{}", errs[4]);
+        assert!(matches!(errs[5], Error::NotFound { what: "canary of app", .. }), "{}", errs[5]);
+        assert_eq!(*p.subscribe().borrow(), before);
+
+        // Two routers decide; the first verdict is recorded and published, the second is not.
+        let evidence = |decision: &str| CanaryEvidence {
+            baseline: Tally { requests: 900, errors: 1 },
+            canary: Tally { requests: 100, errors: 9 },
+            e_value: 150.0,
+            p_value: 1.0 / 150.0,
+            decision: decision.into(),
+        };
+        let verdict = |d: &str| CanaryVerdict { id: c.id, app: "api-default".parse().unwrap(), evidence: evidence(d) };
+        let first = p.record_verdict(verdict("first")).await.unwrap().expect("recorded");
+        assert_eq!(
+            (first.state, first.evidence.as_ref().map(|e| e.decision.as_str())),
+            (CanaryState::Aborted, Some("first"))
+        );
+        assert!(p.record_verdict(verdict("second")).await.unwrap().is_none());
+        let snapshot = p.subscribe().borrow().clone();
+        assert_eq!(snapshot.canaries[0].state, CanaryState::Aborted);
+        assert_eq!(p.read(|m| m.canary(c.id).unwrap().evidence.clone()).await.unwrap().decision, "first");
+        assert!(matches!(p.promote_canary("api-default").await.unwrap_err(), Error::Conflict(_)));
+
+        // A new canary replaces the aborted one; deleting either app removes it.
+        let (again, created) = p.put_canary("api-default", "next-default", policy()).await.unwrap();
+        assert!(!created && again.id != c.id);
+        assert!(p.record_verdict(verdict("late")).await.unwrap().is_none(), "a verdict for a replaced canary");
+        p.delete_app("next-default").await.unwrap();
+        assert!(p.subscribe().borrow().canaries.is_empty());
+        assert!(p.read(|m| m.canary(again.id).is_none()).await);
     }
 }

@@ -485,6 +485,46 @@ mod tests {
     }
 
     #[test]
+    fn canaries_split_promote_and_abort() {
+        let mut s = snapshot(&[("api-default", &[1]), ("next-default", &[2])]);
+        let id = wharf_config::new_id();
+        let policy = wharf_config::CanaryPolicy::with_weight(wharf_config::Weight::from_percent(25.0).unwrap());
+        let canary = |state| wharf_config::CanarySpec {
+            id,
+            app: "api-default".parse().unwrap(),
+            canary: "next-default".parse().unwrap(),
+            policy: policy.clone(),
+            state,
+        };
+        let ports = |t: &RoutingTable, n: usize| -> Vec<u16> {
+            let b = &t.host("api-default.localhost").unwrap().route("/").unwrap().backend;
+            (0..n)
+                .map(|_| {
+                    let chosen = b.choose();
+                    if let Some((c, arm)) = &chosen.judged {
+                        c.record(*arm, 200);
+                    }
+                    chosen.backend.pick(0).unwrap().port
+                })
+                .collect()
+        };
+        s.canaries = vec![canary(CanaryState::Running)];
+        let t1 = RoutingTable::compile(&s, "localhost", None);
+        assert_eq!(ports(&t1, 8), [1, 1, 1, 2, 1, 1, 1, 2]);
+        // The canary app itself is not split, and a reload keeps the counts.
+        assert!(t1.host("next-default.localhost").unwrap().route("/").unwrap().backend.canary.is_none());
+        let t2 = RoutingTable::compile(&s, "localhost", Some(&t1));
+        assert_eq!(t2.canary(id).unwrap().evidence().canary.requests, 2);
+        s.canaries = vec![canary(CanaryState::Promoted)];
+        let t3 = RoutingTable::compile(&s, "localhost", Some(&t2));
+        assert_eq!(ports(&t3, 4), [2, 2, 2, 2]);
+        assert!(t3.canary(id).is_none(), "a promoted canary is not judged");
+        s.canaries = vec![canary(CanaryState::Aborted)];
+        let t4 = RoutingTable::compile(&s, "localhost", Some(&t3));
+        assert_eq!(ports(&t4, 4), [1, 1, 1, 1]);
+    }
+
+    #[test]
     fn hosts_normalize() {
         for (raw, want) in [
             ("Api-Default.LOCALHOST", Some("api-default.localhost")),
