@@ -18,6 +18,8 @@ use wharf_router::canary::{Arm, Judge, Split};
 /// sides for a stretch of requests.
 #[derive(Clone, Copy)]
 struct Scenario {
+    /// Whether the default guards apply; without them the sequential test alone decides.
+    guards: bool,
     weight: f64,
     baseline: f64,
     canary: f64,
@@ -106,7 +108,8 @@ fn main() {
             _ => {}
         }
     }
-    let s = |weight, baseline, canary| Scenario { weight, baseline, canary, outage: None };
+    let s = |weight, baseline, canary| Scenario { guards: true, weight, baseline, canary, outage: None };
+    let raw = |weight, baseline, canary| Scenario { guards: false, ..s(weight, baseline, canary) };
     let scenarios = [
         s(10.0, 0.1, 0.1),
         s(10.0, 1.0, 1.0),
@@ -121,20 +124,33 @@ fn main() {
         s(10.0, 5.0, 10.0),
         s(1.0, 0.1, 5.0),
         s(50.0, 1.0, 1.5),
+        raw(10.0, 0.1, 0.1),
+        raw(10.0, 1.0, 1.0),
+        raw(10.0, 5.0, 5.0),
+        raw(50.0, 1.0, 1.0),
+        Scenario { outage: Some((40_000, 42_000)), ..raw(10.0, 0.5, 0.5) },
+        raw(10.0, 0.1, 5.0),
+        raw(10.0, 1.0, 2.0),
     ];
     println!(
-        "{trials} trials of {horizon} requests each; default guards (100 canary requests, 5 canary errors, \
-         ratio 1.5, difference 0.5 points), false-alarm rate 0.01. Flagger-style: canary error rate over \
+        "{trials} trials of {horizon} requests each; false-alarm rate 0.01; guards on: the defaults (100 canary \
+         requests, 5 canary errors, ratio 1.5, difference 0.5 points); off: none. Flagger-style: canary error rate over \
          {INTERVAL}-request intervals above {}%, rolled back after {FAILED_CHECKS} failed checks.\n",
         THRESHOLD * 100.0
     );
     println!(
-        "| weight | baseline | canary | judge aborts | median | p95 | max | fixed threshold aborts | median | p95 |"
+        "| guards | weight | baseline | canary | judge aborts | median | p95 | max | fixed threshold aborts | median | p95 |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for sc in scenarios {
-        let policy =
-            CanaryPolicy::try_from(PolicyInput { weight: Some(sc.weight), ..PolicyInput::default() }).expect("valid");
+        let mut input = PolicyInput { weight: Some(sc.weight), ..PolicyInput::default() };
+        if !sc.guards {
+            input.min_requests = Some(0);
+            input.min_errors = Some(1);
+            input.min_rate_ratio = Some(1.0);
+            input.min_rate_difference = Some(0.0);
+        }
+        let policy = CanaryPolicy::try_from(input).expect("valid");
         let workers = thread::available_parallelism().map_or(1, |n| n.get());
         let outcomes: Vec<Outcome> = thread::scope(|scope| {
             let handles: Vec<_> = (0..workers)
@@ -154,7 +170,8 @@ fn main() {
         let flagger = summarize(outcomes.iter().filter_map(|o| o.flagger).collect(), trials);
         let outage = if sc.outage.is_some() { " (+outage)" } else { "" };
         println!(
-            "| {}% | {}%{outage} | {}% | {:.2}% | {} | {} | {} | {:.2}% | {} | {} |",
+            "| {} | {}% | {}%{outage} | {}% | {:.2}% | {} | {} | {} | {:.2}% | {} | {} |",
+            if sc.guards { "on" } else { "off" },
             sc.weight,
             sc.baseline,
             sc.canary,
