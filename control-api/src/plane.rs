@@ -81,6 +81,17 @@ fn not_found(what: &'static str, key: &str) -> Error {
     Error::NotFound { what, key: key.to_owned() }
 }
 
+/// Counts of a canary no request has reached.
+fn no_evidence(decision: &str) -> CanaryEvidence {
+    CanaryEvidence {
+        baseline: Tally::default(),
+        canary: Tally::default(),
+        e_value: 1.0,
+        p_value: 1.0,
+        decision: decision.into(),
+    }
+}
+
 /// The canary of an app named by id or key, or the 404 that says what is missing.
 fn canary_of<'m>(m: &'m Model, app: &str) -> Result<&'m Canary, Error> {
     let a = m.app(app).ok_or_else(|| not_found("app", app))?;
@@ -384,7 +395,12 @@ impl ControlPlane {
     pub fn canary_evidence(&self, c: &Canary) -> Option<CanaryEvidence> {
         match c.state {
             CanaryState::Aborted => c.evidence.clone(),
-            CanaryState::Running => self.canary_reader.get().and_then(|read| read(c.id)),
+            CanaryState::Running => Some(
+                self.canary_reader
+                    .get()
+                    .and_then(|read| read(c.id))
+                    .unwrap_or_else(|| no_evidence("running: the router has not judged a request yet")),
+            ),
             CanaryState::Promoted => None,
         }
     }
@@ -458,13 +474,7 @@ impl ControlPlane {
             if c.state == CanaryState::Aborted {
                 return Ok((c.clone(), vec![]));
             }
-            let mut evidence = self.canary_evidence(c).unwrap_or_else(|| CanaryEvidence {
-                baseline: Tally::default(),
-                canary: Tally::default(),
-                e_value: 1.0,
-                p_value: 1.0,
-                decision: String::new(),
-            });
+            let mut evidence = self.canary_evidence(c).unwrap_or_else(|| no_evidence(""));
             evidence.decision = "aborted by hand".into();
             let c = Canary {
                 state: CanaryState::Aborted,
