@@ -132,7 +132,7 @@ async fn serve(config: Config) -> Result<()> {
     let mut router = Router::start(&config.router, listeners, certs, plane.subscribe(), bus.publisher.clone())?;
     plane.set_canary_reader(Box::new(router.canary_reader()));
     if let Some(verdicts) = router.take_verdicts() {
-        tokio::spawn(record_verdicts(plane.clone(), verdicts));
+        tokio::spawn(plane.clone().record_verdicts(verdicts));
     }
     let commit_interval = config.kafka.as_ref().map_or(Duration::from_secs(1), |k: &KafkaConfig| k.commit_interval.0);
     let logshuttle = Logshuttle::start(&config.logshuttle, source, plane.subscribe(), sessions, commit_interval);
@@ -205,31 +205,6 @@ async fn serve(config: Config) -> Result<()> {
     logshuttle.shutdown().await;
     writeln!(std::io::stdout(), "Wharf stopped.")?;
     Ok(())
-}
-
-/// Records the router's canary aborts in the control API, which publishes them to every router.
-/// A verdict the store cannot take yet is retried: the router that decided has already stopped
-/// the split, and the others should follow as soon as the store is back.
-async fn record_verdicts(
-    plane: Arc<ControlPlane>,
-    mut verdicts: tokio::sync::mpsc::UnboundedReceiver<wharf_config::CanaryVerdict>,
-) {
-    while let Some(verdict) = verdicts.recv().await {
-        let mut delay = Duration::from_millis(100);
-        loop {
-            match plane.record_verdict(verdict.clone()).await {
-                Ok(Some(c)) => tracing::info!(canary_id = %c.id, "canary abort recorded"),
-                Ok(None) => tracing::debug!(canary_id = %verdict.id, "canary abort already recorded or replaced"),
-                Err(e) => {
-                    tracing::error!(canary_id = %verdict.id, error = %e, "cannot record a canary abort; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(10));
-                    continue;
-                }
-            }
-            break;
-        }
-    }
 }
 
 async fn shutdown_signal() {

@@ -1,10 +1,17 @@
 //! Canary releases end to end: `wharf serve` as a child process, canaries set over the REST API,
 //! real backends answering with set error rates, real keep-alive requests through the router,
-//! and the abort line read from real syslog drains.
+//! and the abort line read from real syslog drains; and two routers in one process following one
+//! control plane, as a fleet follows one control API.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use wharf_bus::{Bus, BusConfig};
+use wharf_config::{CanaryPolicy, CanaryState, RouterConfig, SessionKey, Weight};
+use wharf_control_api::{ControlPlane, Settings, SqliteStore};
+use wharf_router::{Listeners, Router, tls};
 use wharf_testkit::backend::Backend;
 use wharf_testkit::client::{self, Answer, Req};
 use wharf_testkit::eventually;
@@ -259,4 +266,70 @@ async fn bad_canary_settings_are_refused_and_change_nothing() {
     let (status, out) = api.raw(&raw).await;
     assert_eq!((status, out["id"].as_str()), (400, Some("bad_request")), "{out}");
     assert_eq!(canary(&wharf).await["id"], good["id"], "nothing changed");
+}
+
+/// A router in this process following `plane`, its verdicts recorded there, as `wharf serve`
+/// wires it; several of them stand for a fleet of routers following one control API.
+async fn router_following(plane: &Arc<ControlPlane>, dir: &Path) -> Router {
+    let config = RouterConfig {
+        http_listen: "127.0.0.1:0".parse().unwrap(),
+        https_listen: "127.0.0.1:0".parse().unwrap(),
+        internal_listen: "127.0.0.1:0".parse().unwrap(),
+        admin_listen: "127.0.0.1:0".parse().unwrap(),
+        http_redirect: false,
+        workers: 1,
+        ..RouterConfig::default()
+    };
+    let paths = tls::ensure_local_cert(dir, "localhost").unwrap();
+    let key = tls::certified_key(&std::fs::read(&paths.cert).unwrap(), &std::fs::read(&paths.key).unwrap()).unwrap();
+    let certs = Arc::new(tls::SniResolver::new(tls::CertSet::with_default(key)));
+    let bus = Bus::connect(BusConfig::Embedded { capacity: 1 << 12 }).await.unwrap();
+    let listeners = Listeners::bind(&config).unwrap();
+    let mut router = Router::start(&config, listeners, certs, plane.subscribe(), bus.publisher.clone()).unwrap();
+    tokio::spawn(plane.clone().record_verdicts(router.take_verdicts().unwrap()));
+    router
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_router_to_abort_aborts_for_every_router() {
+    let dir = wharf_testkit::TempDir::new("canary-fleet");
+    let settings = Settings {
+        stack_domain: "localhost".into(),
+        https_port: 8443,
+        session_base_url: "http://127.0.0.1:1".into(),
+        session_ttl: Duration::from_secs(60),
+        max_session_lines: 100,
+    };
+    let store = Box::new(SqliteStore::in_memory().unwrap());
+    let plane = Arc::new(ControlPlane::open(store, settings, Arc::new(SessionKey::generate())).await.unwrap());
+    let (base, next) = (Backend::start("base").await, Backend::failing("next", 1.0, 4).await);
+    for (app, backend) in [("base", &base), ("next", &next)] {
+        plane.create_app(app.parse().unwrap(), "default").await.unwrap();
+        let (name, web, host) = ("web.1".parse().unwrap(), "web".parse().unwrap(), "127.0.0.1".parse().unwrap());
+        plane.put_dyno(&format!("{app}-default"), name, web, host, backend.port()).await.unwrap();
+    }
+    let policy = CanaryPolicy::with_weight(Weight::from_percent(50.0).unwrap());
+    let (canary, _) = plane.put_canary("base-default", "next-default", policy).await.unwrap();
+    let (a, b) = (router_following(&plane, dir.path()).await, router_following(&plane, dir.path()).await);
+
+    // Only router A sees requests, and decides; router B follows through the snapshot.
+    load_at(a.addrs().http, 1000).await;
+    eventually(WAIT, "the abort to be recorded", || async {
+        plane.read(|m| (m.canary(canary.id)?.state == CanaryState::Aborted).then_some(())).await
+    })
+    .await;
+    let version = plane.read(|m| m.version()).await;
+    eventually(WAIT, "router B to follow", || async { (b.version() >= version).then_some(()) }).await;
+    let before = next.requests();
+    let answers = load_at(b.addrs().http, 200).await;
+    assert_eq!(count(&answers, "base"), 200, "router B sends nothing to an aborted canary");
+    assert_eq!(next.requests(), before);
+    let evidence = plane.read(|m| m.canary(canary.id).unwrap().evidence.clone()).await.unwrap();
+    assert_eq!((evidence.canary.requests, evidence.canary.errors), (100, 100), "decided by A: {evidence:?}");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+async fn load_at(addr: std::net::SocketAddr, n: usize) -> Vec<Answer> {
+    client::load(addr, BASE, "/", n, 4).await.expect("every request is answered")
 }

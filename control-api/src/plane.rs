@@ -506,6 +506,28 @@ impl ControlPlane {
         .await
     }
 
+    /// Records a router's verdicts as they come, until the router goes away. A verdict the
+    /// store cannot take yet is retried: the router that decided has already stopped the split,
+    /// and the others should follow as soon as the store is back.
+    pub async fn record_verdicts(self: Arc<Self>, mut verdicts: tokio::sync::mpsc::UnboundedReceiver<CanaryVerdict>) {
+        while let Some(verdict) = verdicts.recv().await {
+            let mut delay = Duration::from_millis(100);
+            loop {
+                match self.record_verdict(verdict.clone()).await {
+                    Ok(Some(c)) => tracing::info!(canary_id = %c.id, "canary abort recorded"),
+                    Ok(None) => tracing::debug!(canary_id = %verdict.id, "canary abort already recorded or replaced"),
+                    Err(e) => {
+                        tracing::error!(canary_id = %verdict.id, error = %e, "cannot record a canary abort; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(10));
+                        continue;
+                    }
+                }
+                break;
+            }
+        }
+    }
+
     /// An app's default domain, `app-space.<stack_domain>`.
     pub fn default_domain(&self, key: &wharf_config::AppKey) -> String {
         format!("{key}.{}", self.settings.stack_domain.to_ascii_lowercase())
