@@ -135,13 +135,15 @@ async fn serve(config: Config) -> Result<()> {
         tokio::spawn(plane.clone().record_verdicts(verdicts));
     }
     let commit_interval = config.kafka.as_ref().map_or(Duration::from_secs(1), |k: &KafkaConfig| k.commit_interval.0);
-    let logshuttle = Logshuttle::start(&config.logshuttle, source, plane.subscribe(), sessions, commit_interval);
+    let logshuttle = Logshuttle::start(&config.logshuttle, source, plane.subscribe(), sessions, commit_interval)?;
+    router.add_metrics(Box::new(logshuttle.metrics()));
 
     let app = wharf_control_api::router(
         plane.clone(),
         AdminToken::new(&token),
         config.control_api.max_body.0 as usize,
         Some(logshuttle.tail_router()),
+        Some(bus.publisher.clone()),
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let api = tokio::spawn(wharf_control_api::serve(api_listener, app, {

@@ -64,7 +64,8 @@ impl Publisher {
     }
 
     /// Puts events on the bus, in order, or drops and counts those the bus cannot take.
-    pub fn publish_batch(&self, events: Vec<LogEvent>) {
+    /// Returns how many it put on the bus.
+    pub fn publish_batch(&self, events: Vec<LogEvent>) -> u64 {
         let n = events.len() as u64;
         let published = match &self.inner {
             PublisherInner::Embedded(tx) => {
@@ -81,6 +82,7 @@ impl Publisher {
         if published < n {
             self.stats.dropped.fetch_add(n - published, Ordering::Relaxed);
         }
+        published
     }
 
     /// Counters of this bus's publishers.

@@ -214,6 +214,9 @@ pub struct LogshuttleConfig {
     pub session_ttl: HumanDuration,
     /// How long, at shutdown, drains may take to deliver what they hold before the last commit.
     pub shutdown_grace: HumanDuration,
+    /// A PEM file of CAs that `syslog+tls://` and `https://` drains trust beside the Mozilla
+    /// roots: an organisation's internal CA. A TLS drain's `?ca=` adds one for that drain only.
+    pub trusted_ca: Option<PathBuf>,
 }
 
 impl Default for LogshuttleConfig {
@@ -228,6 +231,7 @@ impl Default for LogshuttleConfig {
             reconnect_max: HumanDuration::secs(10),
             session_ttl: HumanDuration::secs(300),
             shutdown_grace: HumanDuration::secs(5),
+            trusted_ca: None,
         }
     }
 }

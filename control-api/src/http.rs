@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
+use wharf_bus::Publisher;
 use wharf_config::timestamp::{format_seconds, now_seconds};
 use wharf_config::{
     AppName, CanaryEvidence, CanaryPolicy, Certificate, DrainUrl, DynoName, DynoType, Hostname, PolicyInput, RoutePath,
@@ -58,8 +59,12 @@ impl ApiError {
         ApiError { status, id, message: message.into() }
     }
 
-    fn invalid(message: impl std::fmt::Display) -> Self {
+    pub(crate) fn invalid(message: impl std::fmt::Display) -> Self {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_params", message.to_string())
+    }
+
+    pub(crate) fn unavailable(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", message)
     }
 }
 
@@ -152,9 +157,20 @@ async fn require_token(State(token): State<AdminToken>, headers: HeaderMap, req:
 }
 
 /// The control API's routes. `extra` routes (the logshuttle's live tails in `wharf serve`) are
-/// served beside them without the admin token: their URLs carry their own signed grant.
-pub fn router(plane: Arc<ControlPlane>, token: AdminToken, max_body: usize, extra: Option<Router>) -> Router {
-    let api = Router::new()
+/// served beside them without the admin token: their URLs carry their own signed grant. With a
+/// `publisher`, `POST /log-events` puts platform components' lines onto the log bus.
+pub fn router(
+    plane: Arc<ControlPlane>,
+    token: AdminToken,
+    max_body: usize,
+    extra: Option<Router>,
+    publisher: Option<Publisher>,
+) -> Router {
+    let mut api = Router::new();
+    if let Some(publisher) = publisher {
+        api = api.route("/log-events", post(move |plane, body| crate::ingest::post(plane, publisher.clone(), body)));
+    }
+    let api = api
         .route("/spaces", get(list_spaces).post(create_space))
         .route("/spaces/{space}", get(get_space))
         .route("/apps", get(list_apps).post(create_app))

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod http;
+pub mod ingest;
 pub mod model;
 pub mod plane;
 pub mod store;

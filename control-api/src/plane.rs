@@ -10,8 +10,8 @@ use std::time::Duration;
 use tokio::sync::{RwLock, watch};
 use uuid::Uuid;
 use wharf_config::{
-    AppName, CanaryEvidence, CanaryPolicy, CanaryState, CanaryVerdict, Certificate, DrainScheme, DrainUrl, DynoName,
-    DynoType, Hostname, RoutePath, SessionGrant, SessionKey, SiteDomain, Snapshot, SpaceName, Tally, new_id,
+    AppName, CanaryEvidence, CanaryPolicy, CanaryState, CanaryVerdict, Certificate, DrainUrl, DynoName, DynoType,
+    Hostname, RoutePath, SessionGrant, SessionKey, SiteDomain, Snapshot, SpaceName, Tally, new_id,
     timestamp::now_seconds,
 };
 
@@ -321,12 +321,6 @@ impl ControlPlane {
 
     /// Adds a log drain to an app or a site.
     pub async fn add_drain(&self, of: Drains<'_>, url: DrainUrl) -> Result<Drain, Error> {
-        // Refused rather than accepted and never delivered, until the logshuttle speaks logplex.
-        if url.scheme() == DrainScheme::Https {
-            return Err(Error::Invalid(
-                "https drains are not delivered yet; use syslog+tcp, syslog+tls or syslog+udp".into(),
-            ));
-        }
         self.change(|m| {
             let owner = of.owner(m)?;
             let drains = m.drains_of(owner);

@@ -130,6 +130,25 @@ impl Buffer {
         }
     }
 
+    /// Waits until lines are queued, without taking them; `false` once the buffer is closed.
+    /// A drain connects after this and takes lines only once connected, so that while its
+    /// receiver is down the lines stay here, where the budget and the overflow count apply.
+    pub async fn wait_ready(&self) -> bool {
+        loop {
+            let notified = self.ready.notified();
+            {
+                let inner = self.inner.lock().expect("buffer lock");
+                if inner.closed {
+                    return false;
+                }
+                if !inner.queue.is_empty() {
+                    return true;
+                }
+            }
+            notified.await;
+        }
+    }
+
     /// Waits for lines and moves up to `max` of them into `out`, with any overflow to report
     /// first. `None` once the buffer is closed.
     pub async fn pop(&self, out: &mut Vec<Entry>, max: usize) -> Option<Option<Overflow>> {

@@ -6,10 +6,13 @@
 //! the oldest line some drain has not yet delivered (or dropped past its budget), so a crash
 //! redelivers rather than loses, and a dead drain holds the commit back by at most its budget.
 
-#![forbid(unsafe_code)]
+// Unsafe code is allowed in `acked` alone, to read a socket's output queue.
+#![deny(unsafe_code)]
 
+mod acked;
 pub mod buffer;
 pub mod drain;
+pub mod metrics;
 pub mod syslog;
 pub mod tail;
 
@@ -76,6 +79,7 @@ pub struct Logshuttle {
     drains: Arc<ArcSwap<DrainTable>>,
     history: Arc<History>,
     sessions: Arc<SessionKey>,
+    stats: Arc<metrics::ShuttleStats>,
     follower: tokio::task::JoinHandle<()>,
     dispatcher: tokio::task::JoinHandle<()>,
     stop: watch::Sender<bool>,
@@ -89,19 +93,25 @@ impl std::fmt::Debug for Logshuttle {
 }
 
 impl Logshuttle {
-    /// Starts consuming `source` and following `snapshots`, on the current runtime.
+    /// Starts consuming `source` and following `snapshots`, on the current runtime. Fails only
+    /// when the configured `trusted_ca` cannot be read.
     pub fn start(
         config: &LogshuttleConfig,
         source: Source,
         mut snapshots: watch::Receiver<Arc<Snapshot>>,
         sessions: Arc<SessionKey>,
         commit_interval: Duration,
-    ) -> Logshuttle {
+    ) -> Result<Logshuttle, drain::CaError> {
+        let trusted = match &config.trusted_ca {
+            Some(path) => drain::read_ca(path)?,
+            None => Vec::new(),
+        };
         let settings = DrainSettings {
             buffer_lines: config.drain_buffer_lines,
             buffer_bytes: config.drain_buffer_bytes.0 as usize,
             reconnect_min: config.reconnect_min.0,
             reconnect_max: config.reconnect_max.0,
+            trusted: Arc::new(trusted),
         };
         let first = DrainTable::build(&snapshots.borrow_and_update(), &DrainTable::default(), &settings);
         let drains = Arc::new(ArcSwap::from_pointee(first));
@@ -120,15 +130,31 @@ impl Logshuttle {
         });
         let (stop, stopped) = watch::channel(false);
         let grace = config.shutdown_grace.0;
-        let dispatcher =
-            tokio::spawn(dispatch(source, drains.clone(), history.clone(), commit_interval, stopped, grace));
-        Logshuttle { drains, history, sessions, follower, dispatcher, stop, grace }
+        let stats = Arc::new(metrics::ShuttleStats::default());
+        let dispatcher = tokio::spawn(dispatch(
+            source,
+            drains.clone(),
+            history.clone(),
+            stats.clone(),
+            Commits { interval: commit_interval, stop: stopped, grace },
+        ));
+        Ok(Logshuttle { drains, history, sessions, stats, follower, dispatcher, stop, grace })
     }
 
     /// The live-tail endpoint, `GET /log-sessions/{token}`, to serve on an HTTP listener.
     pub fn tail_router(&self) -> axum::Router {
         let state = tail::TailState { history: self.history.clone(), sessions: self.sessions.clone() };
         axum::Router::new().route("/log-sessions/{token}", axum::routing::get(tail::stream)).with_state(state)
+    }
+
+    /// Renders the drains' Prometheus metrics, for the admin listener's `/metrics`.
+    pub fn metrics(&self) -> impl Fn(&mut String) + Send + Sync + 'static {
+        let (drains, stats) = (Arc::downgrade(&self.drains), self.stats.clone());
+        move |out| {
+            if let Some(drains) = drains.upgrade() {
+                metrics::render(out, &drains.load(), &stats);
+            }
+        }
     }
 
     /// Stops consuming, gives drains the grace period to deliver what they hold, commits what
@@ -146,15 +172,22 @@ impl Logshuttle {
     }
 }
 
+/// When the dispatcher commits, and when it stops.
+struct Commits {
+    interval: Duration,
+    stop: watch::Receiver<bool>,
+    grace: Duration,
+}
+
 /// Takes batches off the bus, hands each line to its drains and tails, and commits offsets.
 async fn dispatch(
     mut source: Source,
     drains: Arc<ArcSwap<DrainTable>>,
     history: Arc<History>,
-    commit_interval: Duration,
-    mut stop: watch::Receiver<bool>,
-    grace: Duration,
+    stats: Arc<metrics::ShuttleStats>,
+    commits: Commits,
 ) {
+    let Commits { interval: commit_interval, mut stop, grace } = commits;
     // Per partition: the offset after the last line received.
     let mut consumed: HashMap<i32, i64> = HashMap::new();
     let mut committed: HashMap<i32, i64> = HashMap::new();
@@ -164,7 +197,10 @@ async fn dispatch(
         tokio::select! {
             event = source.recv() => match event {
                 None => return,
-                Some(SourceEvent::Batch(batch)) => deliver(&batch, &drains.load(), &history, &mut consumed),
+                Some(SourceEvent::Batch(batch)) => {
+                    stats.received.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    deliver(&batch, &drains.load(), &history, &mut consumed);
+                }
                 Some(SourceEvent::Assigned(parts)) => {
                     tracing::info!(partitions = ?parts, "partitions assigned");
                 }

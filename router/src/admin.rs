@@ -43,6 +43,9 @@ fn respond(req: &Request<Incoming>, shared: &Shared) -> Response<ProxyBody> {
         (&Method::GET | &Method::HEAD, "/metrics") => {
             let mut out = String::with_capacity(4096);
             shared.metrics.render(&mut out, &shared.table.load(), &shared.pool_stats);
+            if let Some(more) = shared.more_metrics.get() {
+                more(&mut out);
+            }
             (StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", out)
         }
         (&Method::GET | &Method::HEAD, "/healthz") => {

@@ -84,7 +84,13 @@ pub(crate) struct Shared {
     pub(crate) tls: tokio_rustls::TlsAcceptor,
     /// Where canary aborts go, for the control API to record.
     pub(crate) verdicts: tokio::sync::mpsc::UnboundedSender<CanaryVerdict>,
+    /// Metrics of other parts of the process (the logshuttle's drains), rendered after the
+    /// router's own on the admin listener.
+    pub(crate) more_metrics: std::sync::OnceLock<MoreMetrics>,
 }
+
+/// Renders more Prometheus text onto the admin listener's `/metrics`.
+pub type MoreMetrics = Box<dyn Fn(&mut String) + Send + Sync>;
 
 impl Shared {
     /// The port to report in `X-Forwarded-Port` for a connection on a listener's local port.
@@ -200,6 +206,7 @@ impl Router {
             pool_stats: PoolStats::default(),
             tls: tokio_rustls::TlsAcceptor::from(tls::server_config(certs.clone())?),
             verdicts,
+            more_metrics: std::sync::OnceLock::new(),
         });
         let served = Arc::downgrade(&shared);
         certs.set_served(Box::new(move |name| served.upgrade().is_some_and(|s| s.table.load().host(name).is_some())));
@@ -269,6 +276,12 @@ impl Router {
     /// router follows. Only the first call gets them.
     pub fn take_verdicts(&mut self) -> Option<tokio::sync::mpsc::UnboundedReceiver<CanaryVerdict>> {
         self.verdicts.take()
+    }
+
+    /// Adds metrics of another part of the process to the admin listener's `/metrics`; only the
+    /// first call takes effect.
+    pub fn add_metrics(&self, render: MoreMetrics) {
+        let _ = self.shared.more_metrics.set(render);
     }
 
     /// A handle that reads canaries' live counts, for the control API's `GET`.

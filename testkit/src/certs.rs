@@ -56,4 +56,22 @@ impl TestCa {
         let leaf_der = CertificateDer::from_pem_slice(leaf.pem().as_bytes()).expect("der").to_vec();
         Issued { chain_pem: format!("{}{}", leaf.pem(), self.pem), key_pem: key.serialize_pem(), leaf_der }
     }
+
+    /// A TLS server configuration presenting a certificate for `names` issued by this CA, for
+    /// receivers that Wharf connects to.
+    pub fn server_config(&self, names: &[&str], alpn: &[&[u8]]) -> std::sync::Arc<rustls::ServerConfig> {
+        use rustls::pki_types::PrivateKeyDer;
+        let issued = self.issue(names, -1, 30);
+        let chain = CertificateDer::pem_slice_iter(issued.chain_pem.as_bytes()).collect::<Result<Vec<_>, _>>();
+        let key = PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes()).expect("key");
+        let mut config =
+            rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_no_client_auth()
+                .with_single_cert(chain.expect("chain"), key)
+                .expect("certificate");
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        std::sync::Arc::new(config)
+    }
 }

@@ -9,6 +9,7 @@
 pub mod backend;
 pub mod certs;
 pub mod client;
+pub mod logplex;
 pub mod rfc5424;
 pub mod syslog;
 pub mod tansu;

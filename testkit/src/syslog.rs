@@ -5,8 +5,6 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpListener;
 
@@ -30,11 +28,29 @@ pub struct SyslogReceiver {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// How a stream receiver reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pace {
+    /// As fast as frames arrive.
+    Full,
+    /// At most 16 KiB every 10 ms (1.6 MB/s): a receiver slower than the sender.
+    Throttled,
+    /// Accepts connections and never reads: a receiver that has hung.
+    Never,
+}
+
 /// Reads octet-counted frames from one stream until it ends, parsing each.
-async fn read_frames(mut stream: impl AsyncRead + Unpin, received: Arc<Mutex<Received>>) {
+async fn read_frames(mut stream: impl AsyncRead + Unpin, received: Arc<Mutex<Received>>, pace: Pace) {
     let mut buf = Vec::new();
-    let mut chunk = vec![0u8; 64 * 1024];
+    let mut chunk = vec![0u8; if pace == Pace::Throttled { 16 * 1024 } else { 64 * 1024 }];
+    if pace == Pace::Never {
+        // Hold the connection open, unread, until the receiver is dropped.
+        std::future::pending::<()>().await;
+    }
     loop {
+        if pace == Pace::Throttled {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         let n = match stream.read(&mut chunk).await {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
@@ -64,42 +80,53 @@ impl Received {
 impl SyslogReceiver {
     /// Starts a TCP receiver expecting octet-counted RFC 5424 frames.
     pub async fn tcp() -> SyslogReceiver {
-        SyslogReceiver::stream(None).await
+        SyslogReceiver::stream(None, "127.0.0.1:0".parse().expect("address"), Pace::Full).await
+    }
+
+    /// Starts a TCP receiver at `addr`: one that comes (back) up where a drain points.
+    pub async fn tcp_at(addr: SocketAddr) -> SyslogReceiver {
+        SyslogReceiver::stream(None, addr, Pace::Full).await
+    }
+
+    /// Starts a TCP receiver at `addr` that reads at most 1.6 MB/s, so that a stream of lines
+    /// takes a while to arrive.
+    pub async fn tcp_throttled_at(addr: SocketAddr) -> SyslogReceiver {
+        SyslogReceiver::stream(None, addr, Pace::Throttled).await
+    }
+
+    /// Starts a TCP receiver that accepts connections and never reads from them.
+    pub async fn tcp_never_reading() -> SyslogReceiver {
+        SyslogReceiver::stream(None, "127.0.0.1:0".parse().expect("address"), Pace::Never).await
     }
 
     /// Starts a TLS receiver expecting octet-counted RFC 5424 frames, presenting a certificate
     /// for 127.0.0.1 issued by `ca`. A failed handshake is recorded as an error.
     pub async fn tls(ca: &TestCa) -> SyslogReceiver {
-        let issued = ca.issue(&["127.0.0.1"], -1, 30);
-        let chain = CertificateDer::pem_slice_iter(issued.chain_pem.as_bytes()).collect::<Result<Vec<_>, _>>();
-        let key = PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes()).expect("key");
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_no_client_auth()
-            .with_single_cert(chain.expect("chain"), key)
-            .expect("certificate");
-        SyslogReceiver::stream(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+        let acceptor = tokio_rustls::TlsAcceptor::from(ca.server_config(&["127.0.0.1"], &[]));
+        SyslogReceiver::stream(Some(acceptor), "127.0.0.1:0".parse().expect("address"), Pace::Full).await
     }
 
-    async fn stream(tls: Option<tokio_rustls::TlsAcceptor>) -> SyslogReceiver {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind syslog receiver");
+    async fn stream(tls: Option<tokio_rustls::TlsAcceptor>, addr: SocketAddr, pace: Pace) -> SyslogReceiver {
+        let listener = TcpListener::bind(addr).await.expect("bind syslog receiver");
         let addr = listener.local_addr().expect("receiver address");
         let received = Arc::new(Mutex::new(Received::default()));
         let task = tokio::spawn({
             let (received, tls) = (received.clone(), tls.clone());
             async move {
+                // Connections end with the receiver: dropping the set aborts them.
+                let mut conns = tokio::task::JoinSet::new();
                 loop {
                     let Ok((stream, _)) = listener.accept().await else {
                         continue;
                     };
+                    while conns.try_join_next().is_some() {}
                     received.lock().unwrap().connections += 1;
                     let (received, tls) = (received.clone(), tls.clone());
-                    tokio::spawn(async move {
+                    conns.spawn(async move {
                         match tls {
-                            None => read_frames(stream, received).await,
+                            None => read_frames(stream, received, pace).await,
                             Some(acceptor) => match acceptor.accept(stream).await {
-                                Ok(s) => read_frames(s, received).await,
+                                Ok(s) => read_frames(s, received, pace).await,
                                 Err(e) => received.lock().unwrap().errors.push(format!("tls handshake: {e}")),
                             },
                         }

@@ -1,0 +1,156 @@
+//! `POST /log-events`: platform components (build workers, schedulers, an orchestrator) put
+//! log lines onto the bus over HTTP, in batches, with the admin token.
+//!
+//! A batch is checked whole before any of it is published, so a refused batch changes
+//! nothing: every event names an app that exists, a source and process that fit RFC 5424's
+//! header fields, a known stream and, when given, an RFC 3339 time. The event's own time is
+//! kept; only an event without one gets the time it arrived.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::json;
+use wharf_bus::{LogEvent, Publisher, Stream};
+
+use crate::http::{ApiError, Body, Json};
+use crate::plane::ControlPlane;
+
+/// Most events in one request.
+pub const MAX_EVENTS: usize = 1000;
+/// RFC 5424's limits for APP-NAME (the source) and PROCID (the process), in bytes.
+const SOURCE_MAX: usize = 48;
+const PROCESS_MAX: usize = 128;
+
+/// One event as it arrives.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EventIn {
+    /// The app's key (`app-space`) or id.
+    app: String,
+    /// Who wrote the line: `akkeris/build`, `app`, ...
+    source: String,
+    /// The process or dyno, if any.
+    #[serde(default)]
+    process: String,
+    /// `stdout`, `stderr`, or absent.
+    #[serde(default)]
+    stream: Option<String>,
+    /// When the line was written, RFC 3339; when it arrived, if absent.
+    #[serde(default)]
+    time: Option<String>,
+    /// The line.
+    message: String,
+}
+
+fn header_field(what: &str, value: &str, max: usize, required: bool) -> Result<(), String> {
+    if value.is_empty() && !required {
+        return Ok(());
+    }
+    if value.is_empty() || value.len() > max || !value.bytes().all(|c| c.is_ascii_graphic()) {
+        return Err(format!("{what} must be 1 to {max} printable ASCII characters without spaces"));
+    }
+    Ok(())
+}
+
+/// Checks one event and encodes it for the bus with the app's canonical key.
+fn event(e: &EventIn, key: &str) -> Result<LogEvent, String> {
+    header_field("source", &e.source, SOURCE_MAX, true)?;
+    header_field("process", &e.process, PROCESS_MAX, false)?;
+    let stream = match e.stream.as_deref() {
+        None => Stream::None,
+        Some("stdout") => Stream::Stdout,
+        Some("stderr") => Stream::Stderr,
+        Some(other) => return Err(format!("stream is stdout or stderr, not {other:?}")),
+    };
+    if e.message.len() > wharf_bus::event::MAX_MESSAGE {
+        return Err(format!("message is longer than {} bytes", wharf_bus::event::MAX_MESSAGE));
+    }
+    let mut b = LogEvent::builder(key, &e.source).process(&e.process).stream(stream);
+    if let Some(t) = &e.time {
+        let micros = wharf_config::timestamp::parse_micros(t)
+            .filter(|&m| wharf_config::timestamp::in_range(m))
+            .ok_or_else(|| format!("time {t:?} is not an RFC 3339 timestamp such as 2024-01-02T03:04:05.678Z"))?;
+        b = b.time_micros(micros);
+    }
+    Ok(b.message(e.message.as_bytes()))
+}
+
+/// The handler: 202 with the count when every event is on the bus, 503 when the bus could not
+/// take them all (the client retries; lines may then arrive twice, never not at all).
+pub(crate) async fn post(
+    State(plane): State<Arc<ControlPlane>>,
+    publisher: Publisher,
+    Body(events): Body<Vec<EventIn>>,
+) -> Result<impl IntoResponse, ApiError> {
+    if events.is_empty() {
+        return Err(ApiError::invalid("the body is a JSON array of at least one event"));
+    }
+    if events.len() > MAX_EVENTS {
+        return Err(ApiError::invalid(format!("at most {MAX_EVENTS} events per request, got {}", events.len())));
+    }
+    let keys = plane
+        .read(|m| events.iter().map(|e| m.app(&e.app).map(|a| m.app_key(a).to_string())).collect::<Vec<_>>())
+        .await;
+    let mut encoded = Vec::with_capacity(events.len());
+    for (i, (e, key)) in events.iter().zip(keys).enumerate() {
+        let Some(key) = key else {
+            return Err(ApiError::invalid(format!("event {i}: no app {:?}", e.app)));
+        };
+        encoded.push(event(e, &key).map_err(|m| ApiError::invalid(format!("event {i}: {m}")))?);
+    }
+    let n = encoded.len() as u64;
+    let published = publisher.publish_batch(encoded);
+    if published < n {
+        return Err(ApiError::unavailable(format!(
+            "the log bus is full: {} of {n} events were not taken; retry later",
+            n - published
+        )));
+    }
+    Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": n }))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(json: serde_json::Value, want: Result<(&str, &str, &str), &str>) {
+        let e: EventIn = serde_json::from_value(json).expect("wire shape");
+        match (event(&e, "api-default"), want) {
+            (Ok(got), Ok((source, process, message))) => {
+                assert_eq!((got.app(), got.source(), got.process()), ("api-default", source, process));
+                assert_eq!(got.message(), message.as_bytes());
+            }
+            (Err(got), Err(want)) => assert!(got.contains(want), "{got:?} should say {want:?}"),
+            (got, want) => panic!("got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn events() {
+        let ok = |source, process, message| Ok((source, process, message));
+        check(json!({"app": "x", "source": "akkeris/build", "message": "hi"}), ok("akkeris/build", "", "hi"));
+        check(
+            json!({"app": "x", "source": "app", "process": "web.1", "stream": "stderr", "message": "m"}),
+            ok("app", "web.1", "m"),
+        );
+        check(json!({"app": "x", "source": "", "message": "m"}), Err("source must be 1 to 48"));
+        check(json!({"app": "x", "source": "a b", "message": "m"}), Err("source must be"));
+        check(json!({"app": "x", "source": "a".repeat(49), "message": "m"}), Err("source must be"));
+        check(json!({"app": "x", "source": "s", "process": "p\u{e9}", "message": "m"}), Err("process must be"));
+        check(json!({"app": "x", "source": "s", "stream": "out", "message": "m"}), Err("stream is stdout or stderr"));
+        check(json!({"app": "x", "source": "s", "time": "yesterday", "message": "m"}), Err("RFC 3339"));
+        check(json!({"app": "x", "source": "s", "message": "x".repeat(65 * 1024)}), Err("longer than"));
+    }
+
+    #[test]
+    fn the_event_time_is_kept() {
+        let e: EventIn =
+            serde_json::from_value(json!({"app": "x", "source": "s", "time": "2024-01-02T03:04:05.5Z", "message": ""}))
+                .unwrap();
+        let got = event(&e, "api-default").unwrap();
+        assert_eq!(wharf_config::timestamp::format_micros(got.time_micros()), "2024-01-02T03:04:05.500000Z");
+    }
+}

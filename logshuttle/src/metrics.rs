@@ -1,0 +1,75 @@
+//! The logshuttle's Prometheus metrics: per drain, lines in and out of its buffer as paired
+//! pushed/popped counts, lines sent, dropped (by reason), retries, errors and the last error.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::DrainTable;
+use crate::drain::Drain;
+
+/// Counters of the consumer side.
+#[derive(Debug, Default)]
+pub struct ShuttleStats {
+    /// Events taken off the bus.
+    pub received: AtomicU64,
+}
+
+/// A per-drain counter: its name, its help text, and how to read it.
+type Counter = (&'static str, &'static str, fn(&Drain) -> u64);
+
+/// Escapes a label value: backslash, double quote and newline, as the text format requires.
+fn escape(value: &str) -> String {
+    value.replace('\\', r"\\").replace('"', "\\\"").replace('\n', r"\n")
+}
+
+fn family(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Renders the metrics of every running drain.
+pub(crate) fn render(out: &mut String, table: &DrainTable, shuttle: &ShuttleStats) {
+    family(out, "wharf_logshuttle_events_received_total", "Log events taken off the bus.", "counter");
+    let _ = writeln!(out, "wharf_logshuttle_events_received_total {}", shuttle.received.load(Relaxed));
+    let labels: Vec<String> =
+        table.all.iter().map(|d| format!("drain=\"{}\",owner=\"{}\"", d.id, escape(&d.label))).collect();
+    let counters: [Counter; 6] = [
+        ("wharf_drain_lines_pushed_total", "Lines given to a drain's buffer.", |d| d.buffer.stats.pushed.load(Relaxed)),
+        ("wharf_drain_lines_popped_total", "Lines taken from a drain's buffer for delivery.", |d| {
+            d.buffer.stats.popped.load(Relaxed)
+        }),
+        ("wharf_drain_lines_sent_total", "Lines a drain's receiver took.", |d| d.stats.sent.load(Relaxed)),
+        ("wharf_drain_retries_total", "Batches sent again after a failed attempt.", |d| d.stats.retried.load(Relaxed)),
+        ("wharf_drain_errors_total", "Failed connections and deliveries.", |d| d.stats.errors.load(Relaxed)),
+        ("wharf_drain_messages_truncated_total", "Messages cut to fit a UDP datagram.", |d| {
+            d.stats.truncated.load(Relaxed)
+        }),
+    ];
+    for (name, help, value) in counters {
+        family(out, name, help, "counter");
+        for (d, l) in table.all.iter().zip(&labels) {
+            let _ = writeln!(out, "{name}{{{l}}} {}", value(d));
+        }
+    }
+    let name = "wharf_drain_lines_dropped_total";
+    family(out, name, "Lines dropped: the buffer overflowed, or the receiver refused them.", "counter");
+    for (d, l) in table.all.iter().zip(&labels) {
+        let _ = writeln!(out, "{name}{{{l},reason=\"overflow\"}} {}", d.buffer.stats.dropped.load(Relaxed));
+        let _ = writeln!(out, "{name}{{{l},reason=\"refused\"}} {}", d.stats.rejected.load(Relaxed));
+    }
+    family(out, "wharf_drain_last_error_info", "The last error of a drain that has had one.", "gauge");
+    for (d, l) in table.all.iter().zip(&labels) {
+        if let Some(e) = d.stats.last_error.lock().expect("last error lock").as_deref() {
+            let _ = writeln!(out, "wharf_drain_last_error_info{{{l},error=\"{}\"}} 1", escape(e));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), r#"a\"b\\c\nd"#);
+    }
+}

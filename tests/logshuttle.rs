@@ -1,0 +1,287 @@
+//! The logshuttle's delivery guarantees, through a real Kafka-protocol broker (tansu, started
+//! here) and real receivers: HTTPS drains retried with the same frame id, a drain that was
+//! down receiving what fit its budget and the exact L10 count of the rest, a hung drain that
+//! holds up nobody, and a `kill -9` in the middle of a stream that loses no line.
+//!
+//! Lines enter through `POST /log-events`, the platform components' ingest, with times set
+//! by the test so that the notices that quote them can be checked exactly.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wharf_testkit::certs::TestCa;
+use wharf_testkit::client::{self, Api, Req};
+use wharf_testkit::logplex::LogplexReceiver;
+use wharf_testkit::rfc5424::SyslogMessage;
+use wharf_testkit::syslog::SyslogReceiver;
+use wharf_testkit::tansu::Tansu;
+use wharf_testkit::wharf::Wharf;
+use wharf_testkit::{TempDir, eventually};
+
+const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
+const WAIT: Duration = Duration::from_secs(90);
+/// Event times start here and go up a second per line.
+const EPOCH: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+
+/// Starts `wharf serve` on the broker with quick reconnections and `env` on top.
+async fn start(broker: &Tansu, data: &std::path::Path, env: &[(&str, &str)]) -> Wharf {
+    let mut all = vec![("WHARF_LOGSHUTTLE__RECONNECT_MIN", "20ms"), ("WHARF_LOGSHUTTLE__RECONNECT_MAX", "200ms")];
+    all.extend_from_slice(env);
+    Wharf::serve_with(WHARF, &["--kafka", &broker.brokers()], data, &all).await
+}
+
+/// The message of line `i`, padded to `size` bytes.
+fn line(i: usize, size: usize) -> String {
+    let head = format!("line {i:06} ");
+    format!("{head}{}", "x".repeat(size.saturating_sub(head.len())))
+}
+
+/// Puts lines `range` of `app` on the bus, 500 to a request, line `i` written at `EPOCH + i`.
+async fn ingest(api: &Api, app: &str, range: std::ops::Range<usize>, size: usize) {
+    let all: Vec<usize> = range.collect();
+    for chunk in all.chunks(500) {
+        let events: Vec<Value> = chunk
+            .iter()
+            .map(|&i| {
+                let time = wharf_config_time(EPOCH + i as i64);
+                json!({"app": app, "source": "akkeris/build", "process": "build.1", "time": time, "message": line(i, size)})
+            })
+            .collect();
+        let out = api.expect("POST", "/log-events", Value::Array(events), 202).await;
+        assert_eq!(out["accepted"], chunk.len());
+    }
+}
+
+/// RFC 3339 for whole seconds since the epoch, as an operator's tool would write it.
+fn wharf_config_time(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// The value of the metric `name` whose labels include each of `labels` (`key="value"`).
+async fn metric(wharf: &Wharf, name: &str, labels: &[&str]) -> Option<u64> {
+    let r = client::send(wharf.admin, None, &Req::get("localhost", "/metrics")).await.ok()?;
+    let text = r.text();
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|label| l.contains(label)))
+        .find_map(|l| l.rsplit_once(' ')?.1.parse().ok())
+}
+
+/// Adds a drain and waits until the logshuttle runs it (its counters are on `/metrics`).
+async fn add_drain(wharf: &Wharf, app: &str, url: &str) -> String {
+    let out = wharf.api.expect("POST", &format!("/apps/{app}/log-drains"), json!({"url": url}), 201).await;
+    let id = out["id"].as_str().expect("drain id").to_owned();
+    let label = format!("drain=\"{id}\"");
+    eventually(WAIT, "the logshuttle to run the new drain", || async {
+        metric(wharf, "wharf_drain_lines_pushed_total", &[&label]).await
+    })
+    .await;
+    id
+}
+
+/// Waits until `receiver` holds at least `n` messages, and returns them.
+async fn at_least(receiver: &SyslogReceiver, n: usize, what: &str) -> Vec<SyslogMessage> {
+    eventually(WAIT, what, || async {
+        let msgs = receiver.messages();
+        (msgs.len() >= n).then_some(msgs)
+    })
+    .await
+}
+
+/// The line numbers of messages, in the order they arrived.
+fn numbers(msgs: &[SyslogMessage]) -> Vec<usize> {
+    msgs.iter().filter_map(|m| m.text().strip_prefix("line ")?.get(..6)?.parse().ok()).collect()
+}
+
+#[tokio::test]
+async fn https_drains_retry_a_batch_with_its_frame_id_and_drop_what_is_refused() {
+    let broker = Tansu::start().await;
+    let ca = TestCa::new("HTTPS drain receivers' CA");
+    let dir = TempDir::new("https-drains");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let wharf =
+        start(&broker, &dir.path().join("data"), &[("WHARF_LOGSHUTTLE__TRUSTED_CA", ca_file.to_str().unwrap())]).await;
+    let api = &wharf.api;
+    api.create_app("api-default", &[]).await;
+
+    // One receiver fails three times before it takes the batch, the other refuses the first.
+    let flaky = LogplexReceiver::start(&ca, &[500, 503, 429]).await;
+    let strict = LogplexReceiver::start(&ca, &[400]).await;
+    let flaky_id = add_drain(&wharf, "api-default", &flaky.url("user:s3cret", "/logs?token=abc")).await;
+    let strict_id = add_drain(&wharf, "api-default", &strict.url("", "")).await;
+    let (_, listed) = api.call("GET", "/apps/api-default/log-drains", None).await;
+    assert!(!listed.to_string().contains("s3cret"), "the drain's password is never shown: {listed}");
+
+    ingest(api, "api-default", 0..5, 40).await;
+    let posts = eventually(WAIT, "the flaky receiver to take a batch", || async {
+        let posts = flaky.posts();
+        posts.iter().any(|p| p.status == 200).then_some(posts)
+    })
+    .await;
+    let statuses: Vec<u16> = posts.iter().map(|p| p.status).collect();
+    assert_eq!(statuses, [500, 503, 429, 200], "retried after 5xx and 429 until accepted");
+    let first = &posts[0];
+    for p in &posts {
+        assert_eq!(p.errors, Vec::<String>::new(), "every frame parses as RFC 5424");
+        assert_eq!(p.header("logplex-frame-id"), first.header("logplex-frame-id"), "one frame id across retries");
+        assert_eq!(numbers(&p.messages), [0, 1, 2, 3, 4], "the same batch on every attempt");
+        assert_eq!(p.header("logplex-msg-count"), "5");
+        assert_eq!(p.header("content-type"), "application/logplex-1");
+        assert_eq!(p.header("logplex-drain-token"), format!("d.{flaky_id}"));
+        // "user:s3cret" in base64.
+        assert_eq!(p.header("authorization"), "Basic dXNlcjpzM2NyZXQ=");
+        assert_eq!(p.path, "/logs?token=abc", "the receiver's own query is passed through");
+    }
+    assert_eq!(first.header("logplex-frame-id").len(), 32);
+    let m = &first.messages[0];
+    assert_eq!(
+        (m.hostname.as_str(), m.app_name.as_str(), m.procid.as_str()),
+        ("api-default", "akkeris/build", "build.1")
+    );
+    assert_eq!(m.timestamp, "2026-01-01T00:00:00.000000Z", "the event's own time");
+    let label = format!("drain=\"{flaky_id}\"");
+    assert_eq!(metric(&wharf, "wharf_drain_retries_total", &[&label]).await, Some(3));
+    assert_eq!(metric(&wharf, "wharf_drain_lines_sent_total", &[&label]).await, Some(5));
+
+    // The refused batch is dropped and counted, not retried; the next batch is delivered.
+    let strict_label = format!("drain=\"{strict_id}\"");
+    eventually(WAIT, "the refused batch to be counted", || async {
+        let refused = metric(&wharf, "wharf_drain_lines_dropped_total", &[&strict_label, "reason=\"refused\""]).await;
+        (refused == Some(5)).then_some(())
+    })
+    .await;
+    let last_error = metric(&wharf, "wharf_drain_last_error_info", &[&strict_label]).await;
+    assert_eq!(last_error, Some(1), "the refusal is the drain's last error");
+    ingest(api, "api-default", 5..8, 40).await;
+    let posts = eventually(WAIT, "the next batch at the strict receiver", || async {
+        let posts = strict.posts();
+        (posts.len() >= 2).then_some(posts)
+    })
+    .await;
+    assert_eq!(posts.iter().map(|p| p.status).collect::<Vec<_>>(), [400, 200]);
+    assert_eq!(numbers(&posts[0].messages), [0, 1, 2, 3, 4]);
+    assert_eq!(numbers(&posts[1].messages), [5, 6, 7], "the refused lines are not sent again");
+    assert_ne!(posts[0].header("logplex-frame-id"), posts[1].header("logplex-frame-id"));
+    assert_eq!(posts[0].header("authorization"), "", "no credentials unless the url has them");
+}
+
+#[tokio::test]
+async fn a_drain_that_was_down_gets_what_fit_its_budget_and_the_exact_count_of_the_rest() {
+    let broker = Tansu::start().await;
+    let dir = TempDir::new("drain-down");
+    let wharf = start(&broker, &dir.path().join("data"), &[("WHARF_LOGSHUTTLE__DRAIN_BUFFER_LINES", "50")]).await;
+    wharf.api.create_app("api-default", &[]).await;
+    // Nothing listens at the drain's address until the receiver comes up.
+    let addr: SocketAddr = format!("127.0.0.1:{}", wharf_testkit::free_port()).parse().unwrap();
+    let id = add_drain(&wharf, "api-default", &format!("syslog+tcp://{addr}")).await;
+    let label = format!("drain=\"{id}\"");
+
+    ingest(&wharf.api, "api-default", 0..80, 40).await;
+    eventually(WAIT, "the 30 lines beyond the budget to be dropped", || async {
+        let dropped = metric(&wharf, "wharf_drain_lines_dropped_total", &[&label, "reason=\"overflow\""]).await;
+        (dropped == Some(30)).then_some(())
+    })
+    .await;
+    assert!(metric(&wharf, "wharf_drain_errors_total", &[&label]).await.unwrap() >= 1, "the failed connections");
+
+    let receiver = SyslogReceiver::tcp_at(addr).await;
+    let msgs = at_least(&receiver, 51, "the notice and the 50 lines that fit").await;
+    assert_eq!(
+        msgs[0].text(),
+        "Error L10 (output buffer overflow): 30 messages dropped since 2026-01-01T00:00:00.000000Z."
+    );
+    assert_eq!((msgs[0].hostname.as_str(), msgs[0].app_name.as_str()), ("api-default", "akkeris/logshuttle"));
+    assert_eq!(numbers(&msgs[1..]), (30..80).collect::<Vec<_>>(), "the newest 50, in order");
+    assert_eq!(receiver.errors(), Vec::<String>::new());
+    ingest(&wharf.api, "api-default", 80..81, 40).await;
+    let msgs = at_least(&receiver, 52, "a later line").await;
+    assert_eq!(numbers(&msgs[51..]), [80], "the notice is sent once");
+}
+
+#[tokio::test]
+async fn a_hung_drain_holds_up_no_other_drain() {
+    const LINES: usize = 20_000;
+    let broker = Tansu::start().await;
+    let dir = TempDir::new("hung-drain");
+    let wharf = start(&broker, &dir.path().join("data"), &[("WHARF_LOGSHUTTLE__DRAIN_BUFFER_BYTES", "1MiB")]).await;
+    let api = &wharf.api;
+    api.create_app("busy-default", &[]).await;
+    api.create_app("other-default", &[]).await;
+    let (hung, same_app, other_app) =
+        (SyslogReceiver::tcp_never_reading().await, SyslogReceiver::tcp().await, SyslogReceiver::tcp().await);
+    let hung_id = add_drain(&wharf, "busy-default", &hung.url()).await;
+    add_drain(&wharf, "busy-default", &same_app.url()).await;
+    add_drain(&wharf, "other-default", &other_app.url()).await;
+
+    // 20 MB for the busy app, far more than the hung receiver's socket buffers and its drain's
+    // 1 MiB budget hold, sent as fast as the healthy receivers take it: each batch once the
+    // last one has arrived at both.
+    for (i, start) in (0..LINES).step_by(500).enumerate() {
+        ingest(api, "busy-default", start..start + 500, 1000).await;
+        ingest(api, "other-default", i * 25..(i + 1) * 25, 100).await;
+        at_least(&same_app, start + 500, "the batch at the busy app's other drain").await;
+        at_least(&other_app, (i + 1) * 25, "the batch at the other app's drain").await;
+    }
+    let msgs = same_app.messages();
+    assert_eq!(numbers(&msgs), (0..LINES).collect::<Vec<_>>(), "all of them, in order");
+    assert_eq!(numbers(&other_app.messages()), (0..1000).collect::<Vec<_>>());
+    let label = format!("drain=\"{hung_id}\"");
+    let dropped = eventually(WAIT, "the hung drain to drop its oldest lines", || async {
+        let dropped = metric(&wharf, "wharf_drain_lines_dropped_total", &[&label, "reason=\"overflow\""]).await;
+        dropped.filter(|&n| n > 0)
+    })
+    .await;
+    assert!(dropped < LINES as u64, "{dropped}");
+    assert!(hung.messages().is_empty());
+}
+
+#[tokio::test]
+async fn kill_9_in_the_middle_of_a_stream_loses_no_line() {
+    const LINES: usize = 5_000;
+    let broker = Tansu::start().await;
+    let dir = TempDir::new("kill-9");
+    let data = dir.path().join("data");
+    let wharf = start(&broker, &data, &[]).await;
+    wharf.api.create_app("api-default", &[]).await;
+    // A receiver slower than the stream, so that the kill lands while lines are on their way.
+    let addr: SocketAddr = format!("127.0.0.1:{}", wharf_testkit::free_port()).parse().unwrap();
+    let receiver = SyslogReceiver::tcp_throttled_at(addr).await;
+    add_drain(&wharf, "api-default", &format!("syslog+tcp://{addr}")).await;
+    ingest(&wharf.api, "api-default", 0..LINES, 1000).await;
+    at_least(&receiver, 500, "the stream to be under way").await;
+
+    let status = std::process::Command::new("kill").args(["-9", &wharf.pid()]).status().unwrap();
+    assert!(status.success());
+    let (clean, _) = wharf.wait_exit().await;
+    assert!(!clean, "killed, not stopped");
+    let at_kill = receiver.messages().len();
+    assert!(at_kill < LINES, "the kill landed in the middle of the stream ({at_kill} of {LINES} delivered)");
+
+    let again = start(&broker, &data, &[]).await;
+    let msgs = eventually(WAIT, "every line after the restart", || async {
+        let msgs = receiver.messages();
+        let mut seen = numbers(&msgs);
+        seen.sort_unstable();
+        seen.dedup();
+        (seen.len() == LINES).then_some(msgs)
+    })
+    .await;
+    let got = numbers(&msgs);
+    assert_eq!(got.len(), msgs.len(), "every message is a line");
+    let duplicates = got.len() - LINES;
+    eprintln!("kill -9 after {at_kill} of {LINES} lines: every line delivered, {duplicates} delivered twice");
+    assert_eq!(receiver.errors(), Vec::<String>::new(), "no torn frame reaches the receiver as a message");
+    drop(again);
+}
