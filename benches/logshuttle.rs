@@ -27,6 +27,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use serde_json::json;
 use tokio::io::AsyncReadExt;
 use wharf_bus::LogEvent;
+use wharf_testkit::rsyslog::Rsyslog;
 use wharf_testkit::tansu::Tansu;
 use wharf_testkit::wharf::Wharf;
 use wharf_testkit::{TempDir, eventually};
@@ -260,37 +261,26 @@ async fn wharf_drains(
 
 /// rsyslog receiving octet-counted frames over TCP and forwarding them over TCP to the sink.
 async fn rsyslog_relay(sink: &Sink, n: u64) -> Row {
-    let dir = TempDir::new("rsyslog-bench");
     let port = wharf_testkit::free_port();
-    let conf = dir.path().join("rsyslog.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            r#"global(workDirectory="{dir}")
+    let rsyslog = Rsyslog::start(
+        |dir| {
+            format!(
+                r#"global(workDirectory="{dir}")
 module(load="imtcp" MaxSessions="100")
 input(type="imtcp" port="{port}" address="127.0.0.1")
 action(type="omfwd" target="127.0.0.1" port="{sink}" protocol="tcp" TCP_Framing="octet-counted"
        template="RSYSLOG_SyslogProtocol23Format" queue.type="LinkedList" queue.size="1000000")
 "#,
-            dir = dir.path().display(),
-            sink = sink.addr.port()
-        ),
+                dir = dir.display(),
+                sink = sink.addr.port()
+            )
+        },
+        &[port],
     )
-    .unwrap();
-    let mut child = tokio::process::Command::new("rsyslogd")
-        .args(["-n", "-f"])
-        .arg(&conf)
-        .arg("-i")
-        .arg(dir.path().join("rsyslog.pid"))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("rsyslogd runs (apt install rsyslog)");
-    let pid = child.id().unwrap().to_string();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut conn = eventually(Duration::from_secs(10), "rsyslog to listen", || async {
-        tokio::net::TcpStream::connect(addr).await.ok()
-    })
     .await;
+    let pid = rsyslog.pid();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect to rsyslog");
     sink.reset();
     let mut frames = Vec::new();
     let mut bytes = 0;
@@ -313,7 +303,7 @@ action(type="omfwd" target="127.0.0.1" port="{sink}" protocol="tcp" TCP_Framing=
         bytes,
         cpu: cpu_seconds(&pid) - cpu0,
     };
-    let _ = child.kill().await;
+    drop(rsyslog);
     row
 }
 

@@ -11,6 +11,7 @@ use wharf_testkit::certs::TestCa;
 use wharf_testkit::client::{self, Req};
 use wharf_testkit::eventually;
 use wharf_testkit::rfc5424::SyslogMessage;
+use wharf_testkit::rsyslog::Rsyslog;
 use wharf_testkit::syslog::SyslogReceiver;
 use wharf_testkit::tansu::Tansu;
 use wharf_testkit::wharf::Wharf;
@@ -120,4 +121,73 @@ async fn all_lines(receiver: &SyslogReceiver, name: &str, ids: &[String]) -> Vec
         (found.len() == ids.len()).then_some(found)
     })
     .await
+}
+
+#[tokio::test]
+async fn rsyslog_receives_every_line_over_tcp_and_tls() {
+    let broker = Tansu::start().await;
+    let wharf = Wharf::serve(WHARF, &["--kafka", &broker.brokers()]).await;
+    let api = &wharf.api;
+    api.create_app("api-default", &[]).await;
+    let ca = TestCa::new("rsyslog's CA");
+    let issued = ca.issue(&["127.0.0.1"], -1, 30);
+    let (tcp_port, tls_port) = (wharf_testkit::free_port(), wharf_testkit::free_port());
+    let rsyslog = Rsyslog::start(
+        |dir| {
+            for (name, pem) in [("ca.pem", ca.pem()), ("cert.pem", &issued.chain_pem), ("key.pem", &issued.key_pem)] {
+                std::fs::write(dir.join(name), pem).unwrap();
+            }
+            let dir = dir.display();
+            format!(
+                r#"global(workDirectory="{dir}" DefaultNetstreamDriverCAFile="{dir}/ca.pem"
+       DefaultNetstreamDriverCertFile="{dir}/cert.pem" DefaultNetstreamDriverKeyFile="{dir}/key.pem")
+template(name="fields" type="string" string="%hostname% %app-name% %procid% %msg%\n")
+module(load="imtcp")
+ruleset(name="tcp") {{ action(type="omfile" file="{dir}/tcp.log" template="fields") }}
+ruleset(name="tls") {{ action(type="omfile" file="{dir}/tls.log" template="fields") }}
+input(type="imtcp" port="{tcp_port}" address="127.0.0.1" ruleset="tcp")
+input(type="imtcp" port="{tls_port}" address="127.0.0.1" ruleset="tls"
+      StreamDriver.Name="ossl" StreamDriver.Mode="1" StreamDriver.AuthMode="anon")
+"#
+            )
+        },
+        &[tcp_port, tls_port],
+    )
+    .await;
+    let ca_file = rsyslog.dir().join("ca.pem");
+    for url in [
+        format!("syslog+tcp://127.0.0.1:{tcp_port}"),
+        format!("syslog+tls://127.0.0.1:{tls_port}?ca={}", ca_file.display()),
+    ] {
+        api.expect("POST", "/apps/api-default/log-drains", json!({"url": url}), 201).await;
+    }
+    // Let the logshuttle pick the drains up before the lines arrive.
+    eventually(WAIT, "the logshuttle to run both drains", || async {
+        let r = client::send(wharf.admin, None, &Req::get("localhost", "/metrics")).await.ok()?;
+        (r.text().matches("wharf_drain_lines_pushed_total{").count() == 2).then_some(())
+    })
+    .await;
+
+    // Octet counting carries a newline inside a message as part of it; UTF-8 passes through.
+    let messages: Vec<String> = (0..200)
+        .map(|i| if i == 7 { format!("line {i} spans\ntwo rows") } else { format!("line {i} h\u{e9}llo") })
+        .collect();
+    let events: Vec<_> = messages
+        .iter()
+        .map(|m| json!({"app": "api-default", "source": "app", "process": "web.1", "stream": "stdout", "message": m}))
+        .collect();
+    api.expect("POST", "/log-events", json!(events), 202).await;
+    // rsyslog writes control characters as #ooo, in octal.
+    let want: Vec<String> =
+        messages.iter().map(|m| format!("api-default app web.1 {}", m.replace('\n', "#012"))).collect();
+    for file in ["tcp.log", "tls.log"] {
+        let path = rsyslog.dir().join(file);
+        let got = eventually(WAIT, &format!("every line in rsyslog's {file}"), || async {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+            (lines.len() >= want.len()).then_some(lines)
+        })
+        .await;
+        assert_eq!(got, want, "{file}; rsyslog said: {}", rsyslog.stderr());
+    }
 }

@@ -285,3 +285,45 @@ async fn kill_9_in_the_middle_of_a_stream_loses_no_line() {
     assert_eq!(receiver.errors(), Vec::<String>::new(), "no torn frame reaches the receiver as a message");
     drop(again);
 }
+
+#[tokio::test]
+async fn log_events_refuses_a_bad_batch_whole() {
+    let wharf = Wharf::serve(WHARF, &[]).await;
+    let api = &wharf.api;
+    api.create_app("api-default", &[]).await;
+    let receiver = SyslogReceiver::tcp().await;
+    add_drain(&wharf, "api-default", &receiver.url()).await;
+    let good = json!({"app": "api-default", "source": "akkeris/build", "message": "kept"});
+    for (body, status, says) in [
+        (
+            json!([good, {"app": "nope-default", "source": "s", "message": "m"}]),
+            422,
+            "event 1: no app \"nope-default\"",
+        ),
+        (json!([good, {"app": "api-default", "source": "a b", "message": "m"}]), 422, "event 1: source must be"),
+        (
+            json!([good, {"app": "api-default", "source": "s", "message": "m", "level": 3}]),
+            422,
+            "unknown field `level`",
+        ),
+        (json!([good, {"app": "api-default", "source": "s", "stream": "out", "message": "m"}]), 422, "stream is"),
+        (json!([good, {"app": "api-default", "source": "s", "time": "today", "message": "m"}]), 422, "RFC 3339"),
+        (json!([]), 422, "at least one event"),
+        (json!(good), 422, "expected a sequence"),
+        (Value::Array(vec![good.clone(); 1001]), 422, "at most 1000 events"),
+    ] {
+        let out = api.expect("POST", "/log-events", body, status).await;
+        let message = out["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{message:?} should say {says:?}");
+    }
+    let anonymous = Api { addr: api.addr, token: None };
+    let (status, _) = anonymous.call("POST", "/log-events", Some(json!([good]))).await;
+    assert_eq!(status, 401, "ingest needs the token");
+
+    // Nothing of the refused batches reached the bus: the next line is the first delivered.
+    let mut last = good.clone();
+    last["message"] = json!("the only line");
+    api.expect("POST", "/log-events", json!([last]), 202).await;
+    let msgs = at_least(&receiver, 1, "the accepted line").await;
+    assert_eq!(msgs.iter().map(SyslogMessage::text).collect::<Vec<_>>(), ["the only line"]);
+}

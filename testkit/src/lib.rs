@@ -11,6 +11,7 @@ pub mod certs;
 pub mod client;
 pub mod logplex;
 pub mod rfc5424;
+pub mod rsyslog;
 pub mod syslog;
 pub mod tansu;
 pub mod wharf;
