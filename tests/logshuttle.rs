@@ -74,7 +74,8 @@ async fn metric(wharf: &Wharf, name: &str, labels: &[&str]) -> Option<u64> {
     let r = client::send(wharf.admin, None, &Req::get("localhost", "/metrics")).await.ok()?;
     let text = r.text();
     text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|label| l.contains(label)))
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' '])))
+        .filter(|l| labels.iter().all(|label| l.contains(label)))
         .find_map(|l| l.rsplit_once(' ')?.1.parse().ok())
 }
 
@@ -326,4 +327,65 @@ async fn log_events_refuses_a_bad_batch_whole() {
     api.expect("POST", "/log-events", json!([last]), 202).await;
     let msgs = at_least(&receiver, 1, "the accepted line").await;
     assert_eq!(msgs.iter().map(SyslogMessage::text).collect::<Vec<_>>(), ["the only line"]);
+}
+
+#[tokio::test]
+async fn akkeris_app_and_build_topics_reach_the_apps_drains() {
+    use rdkafka::ClientConfig;
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+    let broker = Tansu::start().await;
+    let dir = TempDir::new("akkeris-inputs");
+    let env =
+        [("WHARF_KAFKA__AKKERIS_APP_TOPICS", r#"["perf"]"#), ("WHARF_KAFKA__AKKERIS_BUILD_TOPIC", "akkeris-builds")];
+    let wharf = start(&broker, &dir.path().join("data"), &env).await;
+    wharf.api.expect("POST", "/spaces", json!({"name": "perf"}), 201).await;
+    wharf.api.create_app("api-perf", &[]).await;
+    let receiver = SyslogReceiver::tcp().await;
+    add_drain(&wharf, "api-perf", &receiver.url()).await;
+
+    // As fluentd and the build workers write them; Wharf created the topics at start.
+    let fluentd = |container: &str, pod: &str, stream: &str, log: &str| {
+        json!({
+            "log": log, "stream": stream, "time": "2019-07-16T20:05:21.123456789Z", "docker": {"container_id": "c0ffee"},
+            "kubernetes": {"namespace_name": "perf", "pod_id": "p1", "pod_name": pod, "container_name": container,
+                           "labels": {"name": container}, "host": "node-1"},
+            "topic": "perf", "tag": "kubernetes.var.log.containers"
+        })
+        .to_string()
+    };
+    let lines = [
+        ("perf", fluentd("api", "api-1562910588-cg82f", "stdout", "listening on 5000\n")),
+        ("perf", fluentd("api--worker", "api--worker-1562910588-x7k2p", "stderr", "job failed\n")),
+        ("perf", "{\"log\": \"not for anyone\"}".to_owned()),
+        (
+            "akkeris-builds",
+            json!({"build": 7, "job": "12", "message": "Step 3/9 : ARG NPM_TOKEN=s3cret", "metadata": "api-perf"})
+                .to_string(),
+        ),
+    ];
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        ClientConfig::new().set("bootstrap.servers", broker.brokers()).create().expect("producer");
+    for (topic, payload) in &lines {
+        producer.send(BaseRecord::<str, str>::to(topic).key("api").payload(payload)).expect("queued");
+    }
+    producer.flush(Duration::from_secs(30)).expect("the broker takes the lines");
+
+    let msgs = at_least(&receiver, 3, "the app's and the build's lines").await;
+    let find = |text: &str| msgs.iter().find(|m| m.text().contains(text)).unwrap_or_else(|| panic!("{text}: {msgs:?}"));
+    let web = find("listening on 5000");
+    assert_eq!(
+        (web.pri, web.hostname.as_str(), web.app_name.as_str(), web.procid.as_str(), web.timestamp.as_str()),
+        (190, "api-perf", "app", "web.1562910588-cg82f", "2019-07-16T20:05:21.123456Z")
+    );
+    assert_eq!(web.text(), "listening on 5000", "fluentd's newline is not part of the line");
+    let worker = find("job failed");
+    assert_eq!((worker.pri, worker.procid.as_str()), (187, "worker.1562910588-x7k2p"), "stderr is severity error");
+    let build = find("Step 3/9");
+    assert_eq!((build.app_name.as_str(), build.text().as_str()), ("akkeris/build", "Step 3/9 : ARG NPM_TOKEN=..."));
+    assert!(msgs.iter().all(|m| !m.text().contains("s3cret")), "build arguments never reach a drain");
+    eventually(WAIT, "the malformed line to be counted", || async {
+        (metric(&wharf, "wharf_logshuttle_events_undecodable_total", &[]).await == Some(1)).then_some(())
+    })
+    .await;
 }

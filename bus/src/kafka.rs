@@ -22,7 +22,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use wharf_config::KafkaConfig;
 
-use crate::{BusError, LogEvent, Position, Received, SourceEvent};
+use crate::{BusError, LogEvent, Partition, Position, Received, SourceEvent, SourceStats};
 
 /// How long to wait for brokers when checking or creating the topic at start.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
@@ -37,24 +37,35 @@ fn base_config(k: &KafkaConfig) -> ClientConfig {
     c
 }
 
+/// Creates each topic to read that does not exist: Wharf's own, and the Akkeris inputs (so that
+/// a space with no lines yet does not leave the consumer without its topic).
+pub(crate) async fn ensure_topics(k: &KafkaConfig) -> Result<(), BusError> {
+    for topic in k.topics() {
+        ensure_topic(k, topic).await?;
+    }
+    Ok(())
+}
+
 /// Creates the topic when it does not exist.
-pub(crate) async fn ensure_topic(k: &KafkaConfig) -> Result<(), BusError> {
+async fn ensure_topic(k: &KafkaConfig, topic: &str) -> Result<(), BusError> {
     let admin: AdminClient<DefaultClientContext> =
         base_config(k).create().map_err(|e| BusError::Config(e.to_string()))?;
-    let topic = k.topic.clone();
-    let (admin, exists) = tokio::task::spawn_blocking(move || {
-        let found = admin
-            .inner()
-            .fetch_metadata(Some(&topic), START_TIMEOUT)
-            .map(|m| m.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()));
-        (admin, found)
+    let topic = topic.to_owned();
+    let (admin, exists) = tokio::task::spawn_blocking({
+        let topic = topic.clone();
+        move || {
+            let found = admin.inner().fetch_metadata(Some(&topic), START_TIMEOUT).map(|m| {
+                m.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+            });
+            (admin, found)
+        }
     })
     .await
     .map_err(|e| BusError::Config(e.to_string()))?;
     if exists.map_err(|e| broker_err(k, "cannot read metadata", e))? {
         return Ok(());
     }
-    let new = NewTopic::new(&k.topic, k.partitions as i32, TopicReplication::Fixed(k.replication_factor.into()));
+    let new = NewTopic::new(&topic, k.partitions as i32, TopicReplication::Fixed(k.replication_factor.into()));
     let opts = AdminOptions::new().operation_timeout(Some(START_TIMEOUT));
     let results = admin.create_topics([&new], &opts).await.map_err(|e| broker_err(k, "cannot create topic", e))?;
     for r in results {
@@ -63,7 +74,7 @@ pub(crate) async fn ensure_topic(k: &KafkaConfig) -> Result<(), BusError> {
             Err((t, code)) => return Err(broker_err(k, &format!("cannot create topic {t}"), code)),
         }
     }
-    tracing::info!(topic = %k.topic, partitions = k.partitions, "created kafka topic");
+    tracing::info!(topic = %topic, partitions = k.partitions, "created kafka topic");
     Ok(())
 }
 
@@ -129,6 +140,7 @@ impl KafkaPublisher {
 /// Reports rebalances to the async side, in order with the batches.
 struct ConsumeContext {
     tx: mpsc::Sender<SourceEvent>,
+    topics: Arc<Topics>,
     /// Set when the source is dropped: closing the consumer then revokes its partitions, and
     /// nobody is listening any more (the close may even run on an async thread, where a
     /// blocking send is not allowed).
@@ -148,19 +160,63 @@ impl ClientContext for ConsumeContext {}
 impl ConsumerContext for ConsumeContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
-            let parts = list.elements().iter().map(|e| e.partition()).collect();
-            self.report(SourceEvent::Revoked(parts));
+            self.report(SourceEvent::Revoked(self.topics.partitions(list)));
         }
     }
 
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(list) => {
-                let parts = list.elements().iter().map(|e| e.partition()).collect();
-                self.report(SourceEvent::Assigned(parts));
+                self.report(SourceEvent::Assigned(self.topics.partitions(list)));
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "kafka rebalance failed"),
             Rebalance::Revoke(_) => {}
+        }
+    }
+}
+
+/// What a topic carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Wharf's own encoding.
+    Wharf,
+    /// Akkeris' fluentd/Kubernetes JSON lines; the topic is the space.
+    AkkerisApps,
+    /// Akkeris' build-log JSON lines.
+    AkkerisBuilds,
+}
+
+/// The topics a source reads, in the order of [`KafkaConfig::topics`]; a topic's index there
+/// is its [`Partition::topic`].
+#[derive(Debug)]
+struct Topics(Vec<(String, Kind)>);
+
+impl Topics {
+    fn new(k: &KafkaConfig) -> Topics {
+        let kinds = std::iter::once(Kind::Wharf)
+            .chain(k.akkeris_app_topics.iter().map(|_| Kind::AkkerisApps))
+            .chain(k.akkeris_build_topic.iter().map(|_| Kind::AkkerisBuilds));
+        Topics(k.topics().into_iter().map(str::to_owned).zip(kinds).collect())
+    }
+
+    fn index(&self, name: &str) -> Option<u16> {
+        self.0.iter().position(|(t, _)| t == name).map(|i| i as u16)
+    }
+
+    fn partitions(&self, list: &TopicPartitionList) -> Vec<Partition> {
+        let known = |e: &rdkafka::topic_partition_list::TopicPartitionListElem<'_>| {
+            Some(Partition { topic: self.index(e.topic())?, number: e.partition() })
+        };
+        list.elements().iter().filter_map(known).collect()
+    }
+
+    /// Reads a message of topic `index`.
+    fn decode(&self, index: u16, payload: &[u8]) -> Result<LogEvent, String> {
+        let (name, kind) = &self.0[usize::from(index)];
+        match kind {
+            Kind::Wharf => LogEvent::decode(Bytes::copy_from_slice(payload)).map_err(|e| e.to_string()),
+            Kind::AkkerisApps => crate::akkeris::app_line(payload, name).map_err(|e| e.to_string()),
+            Kind::AkkerisBuilds => crate::akkeris::build_line(payload).map_err(|e| e.to_string()),
         }
     }
 }
@@ -169,14 +225,14 @@ impl ConsumerContext for ConsumeContext {
 pub(crate) struct KafkaSource {
     rx: mpsc::Receiver<SourceEvent>,
     consumer: Arc<BaseConsumer<ConsumeContext>>,
-    topic: String,
+    topics: Arc<Topics>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for KafkaSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaSource").field("topic", &self.topic).finish()
+        f.debug_struct("KafkaSource").field("topics", &self.topics).finish()
     }
 }
 
@@ -184,9 +240,10 @@ impl std::fmt::Debug for KafkaSource {
 const BATCH: usize = 1024;
 
 impl KafkaSource {
-    pub(crate) fn join(k: &KafkaConfig) -> Result<Self, BusError> {
+    pub(crate) fn join(k: &KafkaConfig, stats: Arc<SourceStats>) -> Result<Self, BusError> {
         let (tx, rx) = mpsc::channel(16);
         let stop = Arc::new(AtomicBool::new(false));
+        let topics = Arc::new(Topics::new(k));
         let consumer: BaseConsumer<ConsumeContext> = base_config(k)
             .set("group.id", &k.group_id)
             .set("enable.auto.commit", "false")
@@ -197,31 +254,32 @@ impl KafkaSource {
             // A logshuttle that died is replaced within seconds rather than the default 45 s.
             .set("session.timeout.ms", "6000")
             .set("heartbeat.interval.ms", "1000")
-            .create_with_context(ConsumeContext { tx: tx.clone(), stop: stop.clone() })
+            .create_with_context(ConsumeContext { tx: tx.clone(), topics: topics.clone(), stop: stop.clone() })
             .map_err(|e| BusError::Config(e.to_string()))?;
-        consumer.subscribe(&[&k.topic]).map_err(|e| broker_err(k, "cannot subscribe", e))?;
+        consumer.subscribe(&k.topics()).map_err(|e| broker_err(k, "cannot subscribe", e))?;
         let consumer = Arc::new(consumer);
         let thread = std::thread::Builder::new()
             .name("kafka-consumer".into())
             .spawn({
-                let (consumer, stop) = (consumer.clone(), stop.clone());
-                move || poll_loop(&consumer, &tx, &stop)
+                let (consumer, stop, topics) = (consumer.clone(), stop.clone(), topics.clone());
+                move || poll_loop(&consumer, &topics, &tx, &stop, &stats)
             })
             .map_err(|e| BusError::Config(e.to_string()))?;
-        Ok(KafkaSource { rx, consumer, topic: k.topic.clone(), stop, thread: Some(thread) })
+        Ok(KafkaSource { rx, consumer, topics, stop, thread: Some(thread) })
     }
 
     pub(crate) async fn recv(&mut self) -> Option<SourceEvent> {
         self.rx.recv().await
     }
 
-    pub(crate) fn commit(&self, offsets: &[(i32, i64)], wait: bool) {
+    pub(crate) fn commit(&self, offsets: &[(Partition, i64)], wait: bool) {
         if offsets.is_empty() {
             return;
         }
         let mut list = TopicPartitionList::new();
-        for &(partition, next) in offsets {
-            if list.add_partition_offset(&self.topic, partition, Offset::Offset(next)).is_err() {
+        for &(p, next) in offsets {
+            let topic = &self.topics.0[usize::from(p.topic)].0;
+            if list.add_partition_offset(topic, p.number, Offset::Offset(next)).is_err() {
                 return;
             }
         }
@@ -243,7 +301,13 @@ impl Drop for KafkaSource {
     }
 }
 
-fn poll_loop(consumer: &BaseConsumer<ConsumeContext>, tx: &mpsc::Sender<SourceEvent>, stop: &AtomicBool) {
+fn poll_loop(
+    consumer: &BaseConsumer<ConsumeContext>,
+    topics: &Topics,
+    tx: &mpsc::Sender<SourceEvent>,
+    stop: &AtomicBool,
+    stats: &SourceStats,
+) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut bad_frames = 0u64;
     while !stop.load(Ordering::Relaxed) {
@@ -253,16 +317,19 @@ fn poll_loop(consumer: &BaseConsumer<ConsumeContext>, tx: &mpsc::Sender<SourceEv
             match consumer.poll(timeout) {
                 None => break,
                 Some(Ok(m)) => {
-                    let payload = Bytes::copy_from_slice(m.payload().unwrap_or_default());
-                    match LogEvent::decode(payload) {
-                        Ok(event) => batch.push(Received {
-                            event,
-                            position: Some(Position { partition: m.partition(), offset: m.offset() }),
-                        }),
+                    let Some(topic) = topics.index(m.topic()) else {
+                        continue;
+                    };
+                    let partition = Partition { topic, number: m.partition() };
+                    match topics.decode(topic, m.payload().unwrap_or_default()) {
+                        Ok(event) => {
+                            batch.push(Received { event, position: Some(Position { partition, offset: m.offset() }) })
+                        }
                         Err(e) => {
                             bad_frames += 1;
+                            stats.undecodable.fetch_add(1, Ordering::Relaxed);
                             if bad_frames % 1000 == 1 {
-                                tracing::warn!(error = %e, partition = m.partition(), offset = m.offset(), bad_frames, "skipping undecodable log event");
+                                tracing::warn!(error = %e, topic = m.topic(), partition = m.partition(), offset = m.offset(), bad_frames, "skipping undecodable log event");
                             }
                         }
                     }

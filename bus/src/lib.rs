@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod akkeris;
 pub mod event;
 #[cfg(feature = "kafka")]
 pub mod kafka;
@@ -16,6 +17,7 @@ pub mod kafka;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub use akkeris::AkkerisError;
 pub use event::{FrameError, LogEvent, LogEventBuilder, Stream};
 /// Why the bus could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -102,12 +104,22 @@ impl Publisher {
     }
 }
 
+/// A partition of one of the topics a source reads: the topic's index in the source's list
+/// (Wharf's own topic first, then the Akkeris inputs) and the partition's number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Partition {
+    /// The topic's index.
+    pub topic: u16,
+    /// The partition's number within the topic.
+    pub number: i32,
+}
+
 /// Where an event sits in its transport: a Kafka partition and offset. The embedded bus has no
 /// positions; its events are gone once taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Position {
     /// The partition.
-    pub partition: i32,
+    pub partition: Partition,
     /// The event's offset in the partition.
     pub offset: i64,
 }
@@ -127,15 +139,23 @@ pub enum SourceEvent {
     /// Events, in bus order per partition.
     Batch(Vec<Received>),
     /// This consumer now owns these partitions (Kafka rebalance).
-    Assigned(Vec<i32>),
+    Assigned(Vec<Partition>),
     /// This consumer no longer owns these partitions; their events may be redelivered elsewhere.
-    Revoked(Vec<i32>),
+    Revoked(Vec<Partition>),
+}
+
+/// Counters of the consumer side.
+#[derive(Debug, Default)]
+pub struct SourceStats {
+    /// Messages skipped because they were not log events (Wharf's or Akkeris').
+    pub undecodable: AtomicU64,
 }
 
 /// The consumer side of the bus.
 #[derive(Debug)]
 pub struct Source {
     inner: SourceInner,
+    stats: Arc<SourceStats>,
 }
 
 #[derive(Debug)]
@@ -165,6 +185,11 @@ impl Source {
         }
     }
 
+    /// Its counters.
+    pub fn stats(&self) -> Arc<SourceStats> {
+        self.stats.clone()
+    }
+
     /// Whether this source has positions to commit (Kafka) or not (embedded).
     pub fn commits(&self) -> bool {
         !matches!(self.inner, SourceInner::Embedded(_))
@@ -172,7 +197,7 @@ impl Source {
 
     /// Records that everything before the given next offset of each listed partition is taken
     /// care of. Committing is asynchronous and best effort: a lost commit only means redelivery.
-    pub fn commit(&self, offsets: &[(i32, i64)]) {
+    pub fn commit(&self, offsets: &[(Partition, i64)]) {
         #[cfg(feature = "kafka")]
         if let SourceInner::Kafka(k) = &self.inner {
             k.commit(offsets, false);
@@ -182,7 +207,7 @@ impl Source {
     }
 
     /// Commits and waits for the broker to confirm: for the last commit before stopping.
-    pub fn commit_and_wait(&self, offsets: &[(i32, i64)]) {
+    pub fn commit_and_wait(&self, offsets: &[(Partition, i64)]) {
         #[cfg(feature = "kafka")]
         if let SourceInner::Kafka(k) = &self.inner {
             k.commit(offsets, true);
@@ -224,7 +249,7 @@ impl Bus {
                 let (tx, rx) = tokio::sync::mpsc::channel((*capacity).max(1));
                 Ok(Bus {
                     publisher: Publisher { inner: PublisherInner::Embedded(tx), stats },
-                    source: Some(Source { inner: SourceInner::Embedded(rx) }),
+                    source: Some(Source { inner: SourceInner::Embedded(rx), stats: Arc::default() }),
                     config,
                 })
             }
@@ -232,7 +257,7 @@ impl Bus {
             BusConfig::Kafka(_) => Err(BusError::Config("this wharf was built without Kafka support".into())),
             #[cfg(feature = "kafka")]
             BusConfig::Kafka(k) => {
-                kafka::ensure_topic(k).await?;
+                kafka::ensure_topics(k).await?;
                 let publisher = kafka::KafkaPublisher::new(k)?;
                 Ok(Bus {
                     publisher: Publisher { inner: PublisherInner::Kafka(Arc::new(publisher)), stats },
@@ -254,7 +279,10 @@ impl Bus {
             #[cfg(not(feature = "kafka"))]
             BusConfig::Kafka(_) => Err(BusError::Config("this wharf was built without Kafka support".into())),
             #[cfg(feature = "kafka")]
-            BusConfig::Kafka(k) => Ok(Source { inner: SourceInner::Kafka(kafka::KafkaSource::join(k)?) }),
+            BusConfig::Kafka(k) => {
+                let stats = Arc::<SourceStats>::default();
+                Ok(Source { inner: SourceInner::Kafka(kafka::KafkaSource::join(k, stats.clone())?), stats })
+            }
         }
     }
 }

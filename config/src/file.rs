@@ -252,6 +252,11 @@ pub struct KafkaConfig {
     pub group_id: String,
     /// How often the logshuttle commits the offsets every drain has taken responsibility for.
     pub commit_interval: HumanDuration,
+    /// Akkeris' per-space topics of fluentd/Kubernetes JSON lines to read as well. A topic's
+    /// name is its space; the container name is the app (or `app--type`).
+    pub akkeris_app_topics: Vec<String>,
+    /// Akkeris' topic of build-log JSON (`{"build", "job", "message", "metadata": "app-space"}`).
+    pub akkeris_build_topic: Option<String>,
 }
 
 impl Default for KafkaConfig {
@@ -263,11 +268,21 @@ impl Default for KafkaConfig {
             replication_factor: 1,
             group_id: "wharf-logshuttle".into(),
             commit_interval: HumanDuration::secs(1),
+            akkeris_app_topics: Vec::new(),
+            akkeris_build_topic: None,
         }
     }
 }
 
 impl KafkaConfig {
+    /// Every topic to read, Wharf's own first, then the Akkeris app topics, then the build topic.
+    pub fn topics(&self) -> Vec<&str> {
+        let mut all = vec![self.topic.as_str()];
+        all.extend(self.akkeris_app_topics.iter().map(String::as_str));
+        all.extend(self.akkeris_build_topic.as_deref());
+        all
+    }
+
     /// A Kafka section with these brokers and defaults for the rest.
     pub fn with_brokers(brokers: impl Into<String>) -> Self {
         KafkaConfig { brokers: brokers.into(), ..KafkaConfig::default() }
@@ -387,11 +402,22 @@ impl Config {
             if k.brokers.split(',').any(|b| !valid_broker(b.trim())) {
                 return invalid("kafka.brokers", "must be host:port pairs separated by commas");
             }
-            let topic_ok = !k.topic.is_empty()
-                && k.topic.len() <= 249
-                && k.topic.bytes().all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c));
-            if !topic_ok {
-                return invalid("kafka.topic", "must be 1 to 249 letters, digits, dots, underscores or dashes");
+            let topic_ok = |t: &str| {
+                !t.is_empty() && t.len() <= 249 && t.bytes().all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c))
+            };
+            const TOPIC: &str = "must be 1 to 249 letters, digits, dots, underscores or dashes";
+            if !topic_ok(&k.topic) {
+                return invalid("kafka.topic", TOPIC);
+            }
+            if !k.akkeris_app_topics.iter().all(|t| topic_ok(t)) {
+                return invalid("kafka.akkeris_app_topics", TOPIC);
+            }
+            if !k.akkeris_build_topic.as_deref().is_none_or(topic_ok) {
+                return invalid("kafka.akkeris_build_topic", TOPIC);
+            }
+            let topics = k.topics();
+            if topics.iter().enumerate().any(|(i, t)| topics[..i].contains(t)) {
+                return invalid("kafka.akkeris_app_topics", "each topic is read once: the lists name one twice");
             }
             if k.partitions == 0 || k.replication_factor == 0 {
                 return invalid("kafka.partitions", "partitions and replication_factor must be at least 1");
@@ -528,6 +554,9 @@ mod tests {
         check_rejected("[logshuttle]\npublic_url = \"ftp://x\"", &[], "logshuttle.public_url");
         check_rejected("[kafka]\nbrokers = \"nohost\"", &[], "kafka.brokers");
         check_rejected("[kafka]\ntopic = \"a b\"", &[], "kafka.topic");
+        check_rejected("[kafka]\nakkeris_app_topics = [\"ok\", \"\"]", &[], "kafka.akkeris_app_topics");
+        check_rejected("[kafka]\nakkeris_build_topic = \"a/b\"", &[], "kafka.akkeris_build_topic");
+        check_rejected("[kafka]\nakkeris_app_topics = [\"wharf-logs\"]", &[], "read once");
         check_rejected("[kafka]\npartitions = 0", &[], "kafka.partitions");
         check_rejected("[kafka]\ngroup_id = \"\"", &[], "kafka.group_id");
         check_rejected("[kafka]\ncommit_interval = \"0ms\"", &[], "kafka.commit_interval");

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use tokio::sync::Notify;
-use wharf_bus::{LogEvent, Position};
+use wharf_bus::{LogEvent, Partition, Position};
 
 /// A line waiting for its drain.
 #[derive(Debug, Clone)]
@@ -44,9 +44,9 @@ pub struct Overflow {
 struct Inner {
     queue: VecDeque<Entry>,
     bytes: usize,
-    cursors: HashMap<i32, Cursor>,
+    cursors: HashMap<Partition, Cursor>,
     /// The lowest offset per partition among lines taken but not yet delivered.
-    in_flight: HashMap<i32, i64>,
+    in_flight: HashMap<Partition, i64>,
     overflow: Option<Overflow>,
     closed: bool,
 }
@@ -122,7 +122,7 @@ impl Buffer {
         }
     }
 
-    fn mark_taken(cursors: &mut HashMap<i32, Cursor>, position: Option<Position>) {
+    fn mark_taken(cursors: &mut HashMap<Partition, Cursor>, position: Option<Position>) {
         if let Some(p) = position
             && let Some(c) = cursors.get_mut(&p.partition)
         {
@@ -187,7 +187,7 @@ impl Buffer {
 
     /// The lowest offset of `partition` this drain has not taken care of, if any: the oldest
     /// line in flight, else the oldest still queued.
-    pub fn pending_from(&self, partition: i32) -> Option<i64> {
+    pub fn pending_from(&self, partition: Partition) -> Option<i64> {
         let inner = self.inner.lock().expect("buffer lock");
         let queued = inner.cursors.get(&partition).filter(|c| c.taken < c.pushed).map(|c| c.taken + 1);
         match (inner.in_flight.get(&partition).copied(), queued) {
@@ -203,7 +203,7 @@ impl Buffer {
     }
 
     /// Forgets a partition this logshuttle no longer owns.
-    pub fn forget(&self, partition: i32) {
+    pub fn forget(&self, partition: Partition) {
         let mut inner = self.inner.lock().expect("buffer lock");
         inner.cursors.remove(&partition);
         inner.in_flight.remove(&partition);
@@ -220,10 +220,12 @@ impl Buffer {
 mod tests {
     use super::*;
 
+    const P0: Partition = Partition { topic: 0, number: 0 };
+
     fn entry(offset: i64, msg: &str) -> Entry {
         Entry {
             event: LogEvent::builder("a-b", "app").message(msg.as_bytes()),
-            position: Some(Position { partition: 0, offset }),
+            position: Some(Position { partition: P0, offset }),
         }
     }
 
@@ -262,22 +264,22 @@ mod tests {
     #[tokio::test]
     async fn cursors_follow_delivery_and_drops() {
         let b = Buffer::new(2, usize::MAX);
-        assert_eq!(b.pending_from(0), None);
+        assert_eq!(b.pending_from(P0), None);
         b.push(entry(10, "a"));
         b.push(entry(11, "b"));
-        assert_eq!(b.pending_from(0), Some(10));
+        assert_eq!(b.pending_from(P0), Some(10));
         let mut out = Vec::new();
         b.pop(&mut out, 1).await.unwrap();
-        assert_eq!(b.pending_from(0), Some(10), "taken is not delivered");
+        assert_eq!(b.pending_from(P0), Some(10), "taken is not delivered");
         b.push(entry(12, "c"));
         b.push(entry(13, "d"));
-        assert_eq!(b.pending_from(0), Some(10), "a drop behind a line in flight does not pass it");
+        assert_eq!(b.pending_from(P0), Some(10), "a drop behind a line in flight does not pass it");
         b.done();
-        assert_eq!(b.pending_from(0), Some(12), "the dropped line 11 counts as taken care of");
+        assert_eq!(b.pending_from(P0), Some(12), "the dropped line 11 counts as taken care of");
         out.clear();
         b.pop(&mut out, 10).await.unwrap();
         b.done();
-        assert_eq!(b.pending_from(0), None);
+        assert_eq!(b.pending_from(P0), None);
     }
 
     #[tokio::test]

@@ -23,7 +23,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use uuid::Uuid;
-use wharf_bus::{Received, Source, SourceEvent};
+use wharf_bus::{Partition, Received, Source, SourceEvent};
 use wharf_config::{DrainTarget, LogshuttleConfig, SessionKey, Snapshot};
 
 pub use drain::{Drain, DrainSettings};
@@ -130,7 +130,7 @@ impl Logshuttle {
         });
         let (stop, stopped) = watch::channel(false);
         let grace = config.shutdown_grace.0;
-        let stats = Arc::new(metrics::ShuttleStats::default());
+        let stats = Arc::new(metrics::ShuttleStats { source: source.stats(), ..Default::default() });
         let dispatcher = tokio::spawn(dispatch(
             source,
             drains.clone(),
@@ -189,8 +189,8 @@ async fn dispatch(
 ) {
     let Commits { interval: commit_interval, mut stop, grace } = commits;
     // Per partition: the offset after the last line received.
-    let mut consumed: HashMap<i32, i64> = HashMap::new();
-    let mut committed: HashMap<i32, i64> = HashMap::new();
+    let mut consumed: HashMap<Partition, i64> = HashMap::new();
+    let mut committed: HashMap<Partition, i64> = HashMap::new();
     let mut tick = tokio::time::interval(commit_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -229,7 +229,7 @@ async fn dispatch(
     source.commit_and_wait(&offsets);
 }
 
-fn deliver(batch: &[Received], drains: &DrainTable, history: &History, consumed: &mut HashMap<i32, i64>) {
+fn deliver(batch: &[Received], drains: &DrainTable, history: &History, consumed: &mut HashMap<Partition, i64>) {
     for r in batch {
         if let Some(p) = r.position {
             consumed.insert(p.partition, p.offset + 1);
@@ -245,16 +245,21 @@ fn deliver(batch: &[Received], drains: &DrainTable, history: &History, consumed:
 }
 
 /// Commits, per partition, the oldest offset some drain still needs, or everything received.
-fn commit(source: &Source, drains: &DrainTable, consumed: &HashMap<i32, i64>, committed: &mut HashMap<i32, i64>) {
+fn commit(
+    source: &Source,
+    drains: &DrainTable,
+    consumed: &HashMap<Partition, i64>,
+    committed: &mut HashMap<Partition, i64>,
+) {
     source.commit(&safe_offsets(drains, consumed, committed));
 }
 
 /// The offsets safe to commit that differ from the last ones committed.
 fn safe_offsets(
     drains: &DrainTable,
-    consumed: &HashMap<i32, i64>,
-    committed: &mut HashMap<i32, i64>,
-) -> Vec<(i32, i64)> {
+    consumed: &HashMap<Partition, i64>,
+    committed: &mut HashMap<Partition, i64>,
+) -> Vec<(Partition, i64)> {
     let mut offsets = Vec::new();
     for (&p, &next) in consumed {
         let safe = drains.all.iter().filter_map(|d| d.buffer.pending_from(p)).min().unwrap_or(next).min(next);

@@ -12,6 +12,8 @@ use crate::drain::Drain;
 pub struct ShuttleStats {
     /// Events taken off the bus.
     pub received: AtomicU64,
+    /// The bus's own counters.
+    pub source: std::sync::Arc<wharf_bus::SourceStats>,
 }
 
 /// A per-drain counter: its name, its help text, and how to read it.
@@ -30,6 +32,9 @@ fn family(out: &mut String, name: &str, help: &str, kind: &str) {
 pub(crate) fn render(out: &mut String, table: &DrainTable, shuttle: &ShuttleStats) {
     family(out, "wharf_logshuttle_events_received_total", "Log events taken off the bus.", "counter");
     let _ = writeln!(out, "wharf_logshuttle_events_received_total {}", shuttle.received.load(Relaxed));
+    let name = "wharf_logshuttle_events_undecodable_total";
+    family(out, name, "Messages on the bus skipped because they are not log events.", "counter");
+    let _ = writeln!(out, "{name} {}", shuttle.source.undecodable.load(Relaxed));
     let labels: Vec<String> =
         table.all.iter().map(|d| format!("drain=\"{}\",owner=\"{}\"", d.id, escape(&d.label))).collect();
     let counters: [Counter; 6] = [
