@@ -79,6 +79,18 @@ async fn metric(wharf: &Wharf, name: &str, labels: &[&str]) -> Option<u64> {
         .find_map(|l| l.rsplit_once(' ')?.1.parse().ok())
 }
 
+/// The consumer lag summed over the partitions of Wharf's topic, once Kafka has reported it.
+async fn consumer_lag(wharf: &Wharf) -> Option<i64> {
+    let r = client::send(wharf.admin, None, &Req::get("localhost", "/metrics")).await.ok()?;
+    let lags: Vec<i64> = r
+        .text()
+        .lines()
+        .filter(|l| l.starts_with("wharf_logshuttle_consumer_lag{topic=\"wharf-logs\""))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse().ok())
+        .collect();
+    (!lags.is_empty()).then(|| lags.iter().sum())
+}
+
 /// Adds a drain and waits until the logshuttle runs it (its counters are on `/metrics`).
 async fn add_drain(wharf: &Wharf, app: &str, url: &str) -> String {
     let out = wharf.api.expect("POST", &format!("/apps/{app}/log-drains"), json!({"url": url}), 201).await;
@@ -196,6 +208,12 @@ async fn a_drain_that_was_down_gets_what_fit_its_budget_and_the_exact_count_of_t
     })
     .await;
     assert!(metric(&wharf, "wharf_drain_errors_total", &[&label]).await.unwrap() >= 1, "the failed connections");
+    // Nothing is committed past what the drain still holds: the 50 lines in its buffer are
+    // Kafka's lag (the 30 dropped ones are taken care of).
+    eventually(WAIT, "the consumer lag to show the undelivered lines", || async {
+        (consumer_lag(&wharf).await == Some(50)).then_some(())
+    })
+    .await;
 
     let receiver = SyslogReceiver::tcp_at(addr).await;
     let msgs = at_least(&receiver, 51, "the notice and the 50 lines that fit").await;
@@ -209,6 +227,10 @@ async fn a_drain_that_was_down_gets_what_fit_its_budget_and_the_exact_count_of_t
     ingest(&wharf.api, "api-default", 80..81, 40).await;
     let msgs = at_least(&receiver, 52, "a later line").await;
     assert_eq!(numbers(&msgs[51..]), [80], "the notice is sent once");
+    eventually(WAIT, "the lag to fall to zero once everything is delivered", || async {
+        (consumer_lag(&wharf).await == Some(0)).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -386,6 +408,106 @@ async fn akkeris_app_and_build_topics_reach_the_apps_drains() {
     assert!(msgs.iter().all(|m| !m.text().contains("s3cret")), "build arguments never reach a drain");
     eventually(WAIT, "the malformed line to be counted", || async {
         (metric(&wharf, "wharf_logshuttle_events_undecodable_total", &[]).await == Some(1)).then_some(())
+    })
+    .await;
+}
+
+/// Opens a log session with `body` and returns its streaming response.
+async fn open_session(api: &Api, body: Value) -> (String, http::Response<hyper::body::Incoming>) {
+    let session = api.expect("POST", "/apps/api-default/log-sessions", body, 201).await;
+    let url = session["logplex_url"].as_str().expect("logplex_url");
+    let path = url[url.find("/log-sessions/").expect("session path")..].to_owned();
+    let resp = client::send_streaming(api.addr, None, &Req::get(&api.addr.to_string(), &path)).await.unwrap();
+    (path, resp)
+}
+
+/// Reads a session's stream until a line contains `last`; returns the lines.
+async fn lines_until(body: &mut hyper::body::Incoming, last: &str) -> Vec<String> {
+    use http_body_util::BodyExt;
+    let (mut lines, mut partial) = (Vec::<String>::new(), Vec::new());
+    while !lines.last().is_some_and(|l| l.contains(last)) {
+        let frame = tokio::time::timeout(WAIT, body.frame()).await.expect("the session streams").unwrap().unwrap();
+        partial.extend_from_slice(frame.data_ref().unwrap());
+        while let Some(end) = partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = partial.drain(..=end).collect();
+            lines.push(String::from_utf8_lossy(&line[..end]).into_owned());
+            if lines.last().is_some_and(|l| l.contains(last)) {
+                break;
+            }
+        }
+    }
+    lines
+}
+
+#[tokio::test]
+async fn log_sessions_filter_on_the_server_tell_a_slow_reader_what_it_missed_and_expire() {
+    let dir = TempDir::new("log-sessions");
+    let env = [("WHARF_LOGSHUTTLE__SESSION_TTL", "2s")];
+    let wharf = Wharf::serve_with(WHARF, &[], &dir.path().join("data"), &env).await;
+    let api = &wharf.api;
+    api.create_app("api-default", &[]).await;
+    let event = |source: &str, process: &str, message: &str| json!({"app": "api-default", "source": source, "process": process, "message": message});
+    api.expect(
+        "POST",
+        "/log-events",
+        json!([
+            event("app", "web.1-aaaaa", "web one"),
+            event("app", "worker.1-bbbbb", "worker one"),
+            event("akkeris/router", "", "router one"),
+            event("app", "web.2-ccccc", "web two"),
+        ]),
+        202,
+    )
+    .await;
+
+    // History, filtered by source and dyno type on the server.
+    let (_, mut resp) = open_session(api, json!({"lines": 10, "source": "app", "dyno": "web"})).await;
+    let got = lines_until(resp.body_mut(), "web two").await;
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got[0].ends_with(" api-default app[web.1-aaaaa]: web one"), "{got:?}");
+    assert!(got[1].ends_with(" api-default app[web.2-ccccc]: web two"), "{got:?}");
+
+    // A live tail of one dyno sees its new lines and nothing else.
+    let (_, mut resp) = open_session(api, json!({"lines": 0, "tail": true, "dyno": "worker.1-bbbbb"})).await;
+    api.expect(
+        "POST",
+        "/log-events",
+        json!([event("app", "web.1-aaaaa", "web three"), event("app", "worker.1-bbbbb", "worker three")]),
+        202,
+    )
+    .await;
+    let got = lines_until(resp.body_mut(), "worker three").await;
+    assert_eq!(got.len(), 1, "{got:?}");
+
+    // A reader that does not read: its session drops what it cannot hold, and says how much.
+    let (_, mut slow) = open_session(api, json!({"lines": 0, "tail": true})).await;
+    // 10 MB: more than the session's 1,024 lines and the socket buffers between hold.
+    const LINES: usize = 10_000;
+    ingest(api, "api-default", 0..LINES, 1000).await;
+    api.expect("POST", "/log-events", json!([event("app", "web.1-aaaaa", "the end")]), 202).await;
+    let got = lines_until(slow.body_mut(), "the end").await;
+    let notices: Vec<&String> = got.iter().filter(|l| l.contains("Error L11")).collect();
+    assert!(!notices.is_empty(), "a session that fell behind is told so");
+    let dropped: usize = notices
+        .iter()
+        .map(|l| {
+            let n = l.split("): ").nth(1).and_then(|r| r.split(' ').next()).expect("a count");
+            n.parse::<usize>().expect("a number")
+        })
+        .sum();
+    let shown = got.len() - notices.len();
+    assert_eq!(shown + dropped, LINES + 1, "every line is either shown or counted");
+    assert!(
+        notices[0].contains(" api-default akkeris/logshuttle: Error L11 (tail buffer overflow): "),
+        "{}",
+        notices[0]
+    );
+
+    // A session URL expires.
+    let (path, _) = open_session(api, json!({"lines": 1})).await;
+    eventually(WAIT, "the session url to expire", || async {
+        let r = client::send(api.addr, None, &Req::get(&api.addr.to_string(), &path)).await.ok()?;
+        (r.status == 410).then_some(())
     })
     .await;
 }

@@ -141,6 +141,7 @@ impl KafkaPublisher {
 struct ConsumeContext {
     tx: mpsc::Sender<SourceEvent>,
     topics: Arc<Topics>,
+    stats: Arc<SourceStats>,
     /// Set when the source is dropped: closing the consumer then revokes its partitions, and
     /// nobody is listening any more (the close may even run on an async thread, where a
     /// blocking send is not allowed).
@@ -155,7 +156,30 @@ impl ConsumeContext {
     }
 }
 
-impl ClientContext for ConsumeContext {}
+impl ClientContext for ConsumeContext {
+    /// Keeps each partition's lag: the newest offset minus the committed one, which is what the
+    /// logshuttle has yet to deliver to every drain (or has delivered but not committed yet).
+    /// Read from the raw JSON for the few fields needed, so that a broker's omissions elsewhere in
+    /// the statistics do not lose them.
+    fn stats_raw(&self, json: &[u8]) {
+        let Ok(stats) = serde_json::from_slice::<serde_json::Value>(json) else {
+            return;
+        };
+        let mut lag = Vec::new();
+        for (name, _) in &self.topics.0 {
+            let Some(parts) = stats["topics"][name]["partitions"].as_object() else { continue };
+            for (number, p) in parts {
+                // Partition -1 is librdkafka's internal "unassigned" one; -1 lag means unknown.
+                let (Ok(number), Some(n)) = (number.parse::<i32>(), p["consumer_lag"].as_i64()) else { continue };
+                if number >= 0 && n >= 0 {
+                    lag.push((name.clone(), number, n));
+                }
+            }
+        }
+        lag.sort_unstable();
+        *self.stats.lag.lock().expect("lag lock") = lag;
+    }
+}
 
 impl ConsumerContext for ConsumeContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -254,7 +278,14 @@ impl KafkaSource {
             // A logshuttle that died is replaced within seconds rather than the default 45 s.
             .set("session.timeout.ms", "6000")
             .set("heartbeat.interval.ms", "1000")
-            .create_with_context(ConsumeContext { tx: tx.clone(), topics: topics.clone(), stop: stop.clone() })
+            // Lag per partition, for the metrics.
+            .set("statistics.interval.ms", "2000")
+            .create_with_context(ConsumeContext {
+                tx: tx.clone(),
+                topics: topics.clone(),
+                stats: stats.clone(),
+                stop: stop.clone(),
+            })
             .map_err(|e| BusError::Config(e.to_string()))?;
         consumer.subscribe(&k.topics()).map_err(|e| broker_err(k, "cannot subscribe", e))?;
         let consumer = Arc::new(consumer);

@@ -149,6 +149,9 @@ pub enum SourceEvent {
 pub struct SourceStats {
     /// Messages skipped because they were not log events (Wharf's or Akkeris').
     pub undecodable: AtomicU64,
+    /// Kafka's consumer lag of each assigned partition (newest offset minus committed offset)
+    /// by topic name and partition number, as last reported; empty for the embedded bus.
+    pub lag: std::sync::Mutex<Vec<(String, i32, i64)>>,
 }
 
 /// The consumer side of the bus.

@@ -35,6 +35,11 @@ pub(crate) fn render(out: &mut String, table: &DrainTable, shuttle: &ShuttleStat
     let name = "wharf_logshuttle_events_undecodable_total";
     family(out, name, "Messages on the bus skipped because they are not log events.", "counter");
     let _ = writeln!(out, "{name} {}", shuttle.source.undecodable.load(Relaxed));
+    let name = "wharf_logshuttle_consumer_lag";
+    family(out, name, "Kafka messages after the committed offset: not yet delivered to every drain.", "gauge");
+    for (topic, partition, lag) in shuttle.source.lag.lock().expect("lag lock").iter() {
+        let _ = writeln!(out, "{name}{{topic=\"{}\",partition=\"{partition}\"}} {lag}", escape(topic));
+    }
     let labels: Vec<String> =
         table.all.iter().map(|d| format!("drain=\"{}\",owner=\"{}\"", d.id, escape(&d.label))).collect();
     let counters: [Counter; 6] = [
