@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+mod router_only;
 mod serve;
 
 /// mimalloc: the proxy allocates a few small buffers per request, and mimalloc's per-thread
@@ -26,6 +27,9 @@ enum Command {
     /// Runs the control API, the router and the logshuttle in one process, with embedded
     /// storage and log bus: nothing else to install.
     Serve(serve::ServeArgs),
+    /// Runs the router alone, following a control API elsewhere (`--control-api URL`) and
+    /// serving its last good snapshot, kept on disk, while that API is away.
+    Router(router_only::RouterArgs),
 }
 
 /// Options every service shares.
@@ -50,6 +54,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Router(args) => router_only::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

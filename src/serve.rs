@@ -71,12 +71,9 @@ fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_owned())
 }
 
-async fn serve(config: Config) -> Result<()> {
-    let data_dir = &config.data_dir;
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
-    let (token, generated) = admin_token(data_dir)?;
-
+/// The router's certificates: the default one (from the configuration, or generated with a
+/// local CA in the data directory, whose CA file is returned) and those from files.
+pub(crate) fn router_tls(config: &Config, data_dir: &Path) -> Result<(Arc<tls::SniResolver>, Option<PathBuf>)> {
     let (cert_pem, key_pem, ca) = match (&config.router.default_cert, &config.router.default_key) {
         (Some(c), Some(k)) => (c.clone(), k.clone(), None),
         _ => {
@@ -103,6 +100,17 @@ async fn serve(config: Config) -> Result<()> {
         Some(_) => tls::SniResolver::with_local_ca(certs, tls::LocalCa::load(&data_dir.join("tls"))?),
         None => tls::SniResolver::new(certs),
     });
+
+    Ok((certs, ca))
+}
+
+async fn serve(config: Config) -> Result<()> {
+    let data_dir = &config.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let (token, generated) = admin_token(data_dir)?;
+
+    let (certs, ca) = router_tls(&config, data_dir)?;
 
     let bus_config = match &config.kafka {
         Some(k) => BusConfig::Kafka(k.clone()),
@@ -209,7 +217,7 @@ async fn serve(config: Config) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

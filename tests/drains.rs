@@ -1,7 +1,8 @@
 //! Every syslog drain kind end to end through Kafka (a tansu broker the test starts): router
 //! lines produced by real requests, consumed by the logshuttle, and delivered over TCP, TLS
 //! (verified, with the drain's own CA) and UDP to real receivers that check every message with
-//! a strict RFC 5424 parser.
+//! a strict RFC 5424 parser; and rsyslog, the receiver most operators run, taking octet-counted
+//! frames over TCP and TLS.
 
 use std::time::Duration;
 

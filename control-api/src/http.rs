@@ -192,6 +192,8 @@ pub fn router(
         .route("/routes/{route}", get(get_route).delete(delete_route))
         .route("/certs", get(list_certs).post(create_cert))
         .route("/certs/{cert}", get(get_cert).delete(delete_cert))
+        .route("/v1/snapshot", get(crate::watch::snapshot))
+        .route("/v1/snapshot/watch", get(crate::watch::stream))
         .route_layer(axum::middleware::from_fn_with_state(token, require_token))
         .route("/healthz", get(healthz))
         .with_state(plane);

@@ -11,6 +11,7 @@ pub mod ingest;
 pub mod model;
 pub mod plane;
 pub mod store;
+pub mod watch;
 
 pub use http::{AdminToken, router};
 pub use plane::{ControlPlane, Drains, Error, Settings};

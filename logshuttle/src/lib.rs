@@ -5,6 +5,7 @@
 //! task; the consumer pushes into buffers and moves on. Kafka offsets are committed only up to
 //! the oldest line some drain has not yet delivered (or dropped past its budget), so a crash
 //! redelivers rather than loses, and a dead drain holds the commit back by at most its budget.
+//! Delivered means the receiver has it: its TCP acknowledged every byte, or it answered 2xx.
 
 // Unsafe code is allowed in `acked` alone, to read a socket's output queue.
 #![deny(unsafe_code)]

@@ -43,6 +43,106 @@ fn field(lines: &[String], label: &str) -> String {
     line.trim_start()[label.len()..].split_whitespace().next().expect("a value after the label").to_owned()
 }
 
+/// A `wharf` process that has printed its addresses.
+struct Started {
+    child: Child,
+    lines: Vec<String>,
+    stdout: tokio::sync::mpsc::UnboundedReceiver<String>,
+    stderr: PathBuf,
+}
+
+/// Starts `wharf SUBCOMMAND --data-dir DATA_DIR ARGS` with every listener on a free port, and
+/// waits until it prints a line starting with `ready`.
+async fn start(
+    bin: &str,
+    subcommand: &str,
+    args: &[&str],
+    data_dir: &Path,
+    env: &[(&str, &str)],
+    ready: &str,
+) -> Started {
+    let stderr = data_dir.with_extension("stderr");
+    let mut child = Command::new(bin)
+        .arg(subcommand)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("WHARF_ADMIN_TOKEN")
+        .env("WHARF_CONTROL_API__LISTEN", "127.0.0.1:0")
+        .env("WHARF_ROUTER__HTTP_LISTEN", "127.0.0.1:0")
+        .env("WHARF_ROUTER__HTTPS_LISTEN", "127.0.0.1:0")
+        .env("WHARF_ROUTER__INTERNAL_LISTEN", "127.0.0.1:0")
+        .env("WHARF_ROUTER__ADMIN_LISTEN", "127.0.0.1:0")
+        .env("WHARF_LOG", "info,wharf_router=debug,wharf_logshuttle=debug")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("wharf starts");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut out = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = out.next_line().await {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !lines.last().is_some_and(|l: &String| l.trim_start().starts_with(ready)) {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(line)) => lines.push(line),
+            _ => panic!(
+                "wharf {subcommand} did not start; stdout:\n{}\nstderr:\n{}",
+                lines.join("\n"),
+                std::fs::read_to_string(&stderr).unwrap_or_default()
+            ),
+        }
+    }
+    Started { child, lines, stdout: rx, stderr }
+}
+
+/// A running `wharf router`, following a control API.
+#[derive(Debug)]
+pub struct WharfRouter {
+    /// The HTTPS listener.
+    pub https: SocketAddr,
+    /// The metrics and health listener.
+    pub admin: SocketAddr,
+    /// The CA that signs its generated default certificate.
+    pub ca: PathBuf,
+    child: Child,
+    stderr: PathBuf,
+}
+
+impl WharfRouter {
+    /// Starts `wharf router --control-api URL` with `token` and the data directory `data_dir`.
+    pub async fn start(bin: &str, control_api: &str, token: &str, data_dir: &Path) -> WharfRouter {
+        let env = [("WHARF_ADMIN_TOKEN", token)];
+        let Started { child, lines, stderr, .. } =
+            start(bin, "router", &["--control-api", control_api], data_dir, &env, "metrics:").await;
+        WharfRouter {
+            https: addr(&field(&lines, "router HTTPS:")),
+            admin: addr(field(&lines, "metrics:").trim_end_matches("/metrics")),
+            ca: PathBuf::from(field(&lines, "CA to trust:")),
+            child,
+            stderr,
+        }
+    }
+
+    /// Kills the process with SIGKILL and waits for it to be gone.
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("kill");
+    }
+
+    /// What the process wrote to standard error so far (its logs).
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
 fn addr(url: &str) -> SocketAddr {
     url.split_once("://").map_or(url, |(_, a)| a).parse().unwrap_or_else(|e| panic!("{url}: {e}"))
 }
@@ -64,47 +164,7 @@ impl Wharf {
 
     /// Starts `wharf serve` with the data directory `data_dir` and extra environment variables.
     pub async fn serve_with(bin: &str, args: &[&str], data_dir: &Path, env: &[(&str, &str)]) -> Wharf {
-        let data_dir = data_dir.to_owned();
-        let stderr = data_dir.with_extension("stderr");
-        let mut child = Command::new(bin)
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .args(args)
-            .env_remove("WHARF_ADMIN_TOKEN")
-            .env("WHARF_CONTROL_API__LISTEN", "127.0.0.1:0")
-            .env("WHARF_ROUTER__HTTP_LISTEN", "127.0.0.1:0")
-            .env("WHARF_ROUTER__HTTPS_LISTEN", "127.0.0.1:0")
-            .env("WHARF_ROUTER__INTERNAL_LISTEN", "127.0.0.1:0")
-            .env("WHARF_ROUTER__ADMIN_LISTEN", "127.0.0.1:0")
-            .env("WHARF_LOG", "info,wharf_router=debug,wharf_logshuttle=debug")
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("wharf starts");
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let mut out = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = out.next_line().await {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut lines = Vec::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while !lines.last().is_some_and(|l: &String| l.trim_start().starts_with("admin token:")) {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(line)) => lines.push(line),
-                _ => panic!(
-                    "wharf did not start; stdout:\n{}\nstderr:\n{}",
-                    lines.join("\n"),
-                    std::fs::read_to_string(&stderr).unwrap_or_default()
-                ),
-            }
-        }
+        let Started { child, lines, stdout, stderr } = start(bin, "serve", args, data_dir, env, "admin token:").await;
         let token_line = lines.last().expect("token line");
         let token = if token_line.contains("generated now") {
             field(&lines, "admin token:")
@@ -118,9 +178,9 @@ impl Wharf {
             internal: addr(&field(&lines, "internal:")),
             admin: addr(field(&lines, "metrics:").trim_end_matches("/metrics")),
             ca: PathBuf::from(field(&lines, "CA to trust:")),
-            data_dir,
+            data_dir: data_dir.to_owned(),
             stderr,
-            stdout: rx,
+            stdout,
             child,
             _dir: None,
         }

@@ -1,0 +1,86 @@
+//! `wharf router`: the router alone, on a machine of its own, following a control API
+//! elsewhere over its watch stream and serving the last good snapshot while that API is away.
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use wharf_bus::{Bus, BusConfig};
+use wharf_config::Config;
+use wharf_control_api::watch::{Upstream, follow};
+use wharf_router::{Listeners, Router};
+
+use crate::Common;
+use crate::serve::{router_tls, shutdown_signal};
+
+/// Options of `wharf router`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct RouterArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The control API to follow, `http://host:port`; its admin token comes from
+    /// WHARF_ADMIN_TOKEN.
+    #[arg(long, value_name = "URL")]
+    control_api: String,
+    /// Put access lines on Kafka at these brokers (host:port, comma-separated). Without it they
+    /// are counted and dropped: a router on its own has no logshuttle beside it.
+    #[arg(long, value_name = "BROKERS")]
+    kafka: Option<String>,
+}
+
+pub(crate) fn run(args: RouterArgs) -> Result<()> {
+    let mut config = Config::load(args.common.config.as_deref(), std::env::vars())?;
+    if let Some(dir) = args.common.data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(brokers) = args.kafka {
+        let mut kafka = config.kafka.take().unwrap_or_default();
+        kafka.brokers = brokers;
+        config.kafka = Some(kafka);
+        config.validate()?;
+    }
+    let token =
+        std::env::var("WHARF_ADMIN_TOKEN").context("WHARF_ADMIN_TOKEN must hold the control API's admin token")?;
+    let upstream = Upstream::new(&args.control_api, token.trim())?;
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(config, upstream))
+}
+
+async fn serve(config: Config, upstream: Upstream) -> Result<()> {
+    let data_dir = &config.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let (certs, ca) = router_tls(&config, data_dir)?;
+    let bus = Bus::connect(match &config.kafka {
+        Some(k) => BusConfig::Kafka(k.clone()),
+        // Nobody consumes this queue: the router's lines are counted as dropped.
+        None => BusConfig::Embedded { capacity: 1 },
+    })
+    .await?;
+    let (snapshots, follower) = follow(upstream, data_dir.join("snapshot.json"));
+    let listeners = Listeners::bind(&config.router)?;
+    let mut router = Router::start(&config.router, listeners, certs, snapshots, bus.publisher.clone())?;
+    // Canary aborts this router decides apply here at once; recording them for every router is
+    // the control API's, which only `wharf serve`'s own router reports to.
+    drop(router.take_verdicts());
+
+    let addrs = router.addrs();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "Wharf router is running.")?;
+    writeln!(out, "  router HTTP:  http://{}", addrs.http)?;
+    writeln!(out, "  router HTTPS: https://{}", addrs.https)?;
+    writeln!(out, "  internal:     https://{}", addrs.internal)?;
+    if let Some(ca) = &ca {
+        writeln!(out, "  CA to trust:  {}", std::path::absolute(ca).unwrap_or_else(|_| ca.clone()).display())?;
+    }
+    writeln!(out, "  metrics:      http://{}/metrics", addrs.admin)?;
+    out.flush()?;
+    drop(out);
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    follower.abort();
+    router.shutdown().await;
+    bus.publisher.flush(Duration::from_secs(5));
+    writeln!(std::io::stdout(), "Wharf router stopped.")?;
+    Ok(())
+}

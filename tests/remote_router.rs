@@ -1,0 +1,79 @@
+//! `wharf router` on a machine of its own, following a `wharf serve` control API over the watch
+//! stream: it serves what the API publishes, keeps serving when the API is killed, starts from
+//! its kept copy while the API is still away, and catches up when the API returns.
+
+use std::time::Duration;
+
+use wharf_testkit::backend::Backend;
+use wharf_testkit::client::{self, Req};
+use wharf_testkit::wharf::{Wharf, WharfRouter};
+use wharf_testkit::{TempDir, eventually, free_port};
+
+const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
+const WAIT: Duration = Duration::from_secs(60);
+
+/// What the router answers for `host`, if it answers 200.
+async fn body(router: &WharfRouter, host: &str) -> Option<String> {
+    let tls = client::tls_config(&router.ca, &[b"http/1.1"]);
+    let r = client::send(router.https, Some(&tls), &Req::get(host, "/")).await.ok()?;
+    (r.status == 200).then(|| r.text())
+}
+
+#[tokio::test]
+async fn a_remote_router_serves_its_last_good_snapshot_while_the_control_api_is_away() {
+    let dir = TempDir::new("remote-router");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let env = [("WHARF_CONTROL_API__LISTEN", listen.as_str())];
+    let control = dir.path().join("control");
+    let wharf = Wharf::serve_with(WHARF, &[], &control, &env).await;
+    let token = wharf.api.token.clone().expect("admin token");
+    let one = Backend::start("one").await;
+    wharf.api.create_app("one-default", &[&one]).await;
+
+    let url = format!("http://{listen}");
+    let router_dir = dir.path().join("router");
+    let router = WharfRouter::start(WHARF, &url, &token, &router_dir).await;
+    eventually(WAIT, "the remote router to serve the app", || async {
+        (body(&router, "one-default.localhost").await.as_deref() == Some("one")).then_some(())
+    })
+    .await;
+
+    // The control API dies: the router keeps serving what it has.
+    let killed = std::process::Command::new("kill").args(["-9", &wharf.pid()]).status().unwrap();
+    assert!(killed.success());
+    let (clean, _) = wharf.wait_exit().await;
+    assert!(!clean);
+    for _ in 0..20 {
+        assert_eq!(
+            body(&router, "one-default.localhost").await.as_deref(),
+            Some("one"),
+            "served while the API is away"
+        );
+    }
+
+    // A restart while the API is still away serves the copy kept on disk.
+    router.kill().await;
+    let router = WharfRouter::start(WHARF, &url, &token, &router_dir).await;
+    assert_eq!(body(&router, "one-default.localhost").await.as_deref(), Some("one"), "served from the kept copy");
+
+    // The API returns with a change the router has not seen: it catches up.
+    let wharf = Wharf::serve_with(WHARF, &[], &control, &env).await;
+    let two = Backend::start("two").await;
+    wharf.api.create_app("two-default", &[&two]).await;
+    eventually(WAIT, "the router to catch up with the returned API", || async {
+        (body(&router, "two-default.localhost").await.as_deref() == Some("two")).then_some(())
+    })
+    .await;
+    assert_eq!(body(&router, "one-default.localhost").await.as_deref(), Some("one"));
+    let copy = std::fs::metadata(router_dir.join("snapshot.json")).expect("the kept copy");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(copy.permissions().mode() & 0o777, 0o600, "it holds secrets: owner only");
+
+    // The feed needs the admin token.
+    let anonymous = wharf_testkit::client::Api { addr: wharf.api.addr, token: None };
+    let (status, _) = anonymous.call("GET", "/v1/snapshot", None).await;
+    assert_eq!(status, 401);
+    let (status, snapshot) = wharf.api.call("GET", "/v1/snapshot", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(snapshot["apps"].as_array().map(Vec::len), Some(2), "{snapshot}");
+}
