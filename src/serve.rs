@@ -134,6 +134,7 @@ async fn serve(config: Config) -> Result<()> {
         session_base_url: config.logshuttle.public_url.clone().unwrap_or_else(|| format!("http://{api_addr}")),
         session_ttl: config.logshuttle.session_ttl.0,
         max_session_lines: config.logshuttle.history_lines as u32,
+        max_quantity: config.control_api.max_quantity,
     };
     let plane = Arc::new(ControlPlane::open(Box::new(store), settings, sessions.clone()).await?);
 

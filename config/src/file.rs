@@ -88,11 +88,17 @@ pub struct ControlApiConfig {
     pub listen: SocketAddr,
     /// Largest request body accepted.
     pub max_body: ByteSize,
+    /// Most dynos of one type an app's formation may ask for.
+    pub max_quantity: u32,
 }
 
 impl Default for ControlApiConfig {
     fn default() -> Self {
-        ControlApiConfig { listen: SocketAddr::from(([127, 0, 0, 1], 5000)), max_body: ByteSize(1 << 20) }
+        ControlApiConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
+            max_body: ByteSize(1 << 20),
+            max_quantity: 100,
+        }
     }
 }
 
@@ -383,6 +389,9 @@ impl Config {
                 return invalid(field, &format!("{a} is already used by another listener"));
             }
         }
+        if self.control_api.max_quantity == 0 {
+            return invalid("control_api.max_quantity", "must be at least 1");
+        }
         let l = &self.logshuttle;
         if l.drain_buffer_lines == 0 || l.drain_buffer_bytes.0 == 0 {
             return invalid("logshuttle.drain_buffer_lines", "drain buffers must hold at least one line and one byte");
@@ -558,6 +567,7 @@ mod tests {
         check_rejected("[kafka]\nakkeris_build_topic = \"a/b\"", &[], "kafka.akkeris_build_topic");
         check_rejected("[kafka]\nakkeris_app_topics = [\"wharf-logs\"]", &[], "read once");
         check_rejected("[kafka]\npartitions = 0", &[], "kafka.partitions");
+        check_rejected("[control_api]\nmax_quantity = 0", &[], "control_api.max_quantity");
         check_rejected("[kafka]\ngroup_id = \"\"", &[], "kafka.group_id");
         check_rejected("[kafka]\ncommit_interval = \"0ms\"", &[], "kafka.commit_interval");
     }

@@ -24,8 +24,8 @@ use wharf_config::{
     SiteDomain, SpaceName,
 };
 
-use crate::model::{App, Canary, Cert, Compliance, Drain, Dyno, Model, Owner, Route, Site, Space};
-use crate::plane::{ControlPlane, Drains, Error};
+use crate::model::{App, Canary, Cert, Compliance, Drain, Dyno, Formation, Model, Owner, Route, Site, Space};
+use crate::plane::{ControlPlane, Drains, Error, FormationUpdate};
 
 /// A JSON response body, ending in a newline so that it reads well in a terminal.
 #[derive(Debug)]
@@ -176,6 +176,9 @@ pub fn router(
         .route("/apps", get(list_apps).post(create_app))
         .route("/apps/{app}", get(get_app).delete(delete_app))
         .route("/apps/{app}/dynos", get(list_dynos))
+        .route("/apps/{app}/formation", get(list_formation).patch(patch_formation))
+        .route("/apps/{app}/formation/{type}", get(get_formation).patch(patch_formation_type).delete(delete_formation))
+        .route("/apps/{app}/config-vars", get(get_config_vars).patch(patch_config_vars))
         .route("/apps/{app}/dynos/{dyno}", get(get_dyno).put(put_dyno).delete(delete_dyno))
         .route("/apps/{app}/log-drains", get(list_drains).post(create_drain))
         .route("/apps/{app}/log-drains/{drain}", get(get_drain).delete(delete_drain))
@@ -875,4 +878,198 @@ async fn promote_canary(State(plane): Plane, Path(app): Path<String>) -> ApiResu
 async fn delete_canary(State(plane): Plane, Path(app): Path<String>) -> ApiResult<impl IntoResponse> {
     let c = plane.abort_canary(&app).await?;
     canary_response(&plane, &c).await
+}
+
+// ---- formation ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FormationPatch {
+    #[serde(default)]
+    quantity: Option<u32>,
+    #[serde(default)]
+    command: Option<String>,
+    #[serde(default)]
+    port: Option<u16>,
+    #[serde(default)]
+    healthcheck: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FormationBatchItem {
+    #[serde(rename = "type")]
+    dyno_type: String,
+    #[serde(default)]
+    quantity: Option<u32>,
+    #[serde(default)]
+    command: Option<String>,
+    #[serde(default)]
+    port: Option<u16>,
+    #[serde(default)]
+    healthcheck: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FormationBatch {
+    updates: Vec<FormationBatchItem>,
+}
+
+#[derive(Serialize)]
+struct FormationOut {
+    id: Uuid,
+    #[serde(rename = "type")]
+    dyno_type: String,
+    quantity: u32,
+    command: Option<String>,
+    port: Option<u16>,
+    healthcheck: Option<String>,
+    size: &'static str,
+    app: AppRef,
+    created_at: String,
+    updated_at: String,
+}
+
+fn formation_out(m: &Model, f: &Formation) -> Option<FormationOut> {
+    let app = m.app(&f.app_id.to_string())?;
+    Some(FormationOut {
+        id: f.id,
+        dyno_type: f.dyno_type.to_string(),
+        quantity: f.quantity,
+        command: f.command.clone(),
+        port: f.port,
+        healthcheck: f.healthcheck.clone(),
+        size: "standard",
+        app: app_ref(m, app),
+        created_at: format_seconds(f.created_at),
+        updated_at: format_seconds(f.updated_at),
+    })
+}
+
+fn formation_update(dyno_type: &str, p: FormationPatch) -> ApiResult<FormationUpdate> {
+    let dyno_type = DynoType::try_new(dyno_type).map_err(ApiError::invalid)?;
+    Ok(FormationUpdate {
+        dyno_type,
+        quantity: p.quantity,
+        command: p.command,
+        port: p.port,
+        healthcheck: p.healthcheck,
+    })
+}
+
+async fn list_formation(State(plane): Plane, Path(app): Path<String>) -> ApiResult<impl IntoResponse> {
+    let out = plane
+        .read(|m| {
+            m.app(&app)
+                .map(|a| m.formation_of(a.id).into_iter().filter_map(|f| formation_out(m, f)).collect::<Vec<_>>())
+        })
+        .await;
+    out.map(Json).ok_or_else(|| Error::NotFound { what: "app", key: app }.into())
+}
+
+async fn get_formation(State(plane): Plane, Path((app, ty)): Path<(String, String)>) -> ApiResult<impl IntoResponse> {
+    let out = plane
+        .read(|m| {
+            let a = m.app(&app).ok_or(Error::NotFound { what: "app", key: app.clone() })?;
+            let f = m.formation_of(a.id).into_iter().find(|f| f.dyno_type.as_str() == ty);
+            let f = f.ok_or(Error::NotFound { what: "formation", key: ty.clone() })?;
+            Ok::<_, Error>(formation_out(m, f))
+        })
+        .await?;
+    out.map(Json).ok_or_else(|| Error::NotFound { what: "app", key: app }.into())
+}
+
+async fn formation_response(plane: &ControlPlane, updated: Vec<Formation>) -> Vec<FormationOut> {
+    plane.read(|m| updated.iter().filter_map(|f| formation_out(m, f)).collect()).await
+}
+
+async fn patch_formation(
+    State(plane): Plane,
+    Path(app): Path<String>,
+    Body(req): Body<FormationBatch>,
+) -> ApiResult<impl IntoResponse> {
+    let updates = req
+        .updates
+        .into_iter()
+        .map(|u| {
+            let patch =
+                FormationPatch { quantity: u.quantity, command: u.command, port: u.port, healthcheck: u.healthcheck };
+            formation_update(&u.dyno_type, patch)
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    let updated = plane.update_formation(&app, updates).await?;
+    Ok(Json(formation_response(&plane, updated).await))
+}
+
+async fn patch_formation_type(
+    State(plane): Plane,
+    Path((app, ty)): Path<(String, String)>,
+    Body(req): Body<FormationPatch>,
+) -> ApiResult<impl IntoResponse> {
+    let updated = plane.update_formation(&app, vec![formation_update(&ty, req)?]).await?;
+    let mut out = formation_response(&plane, updated).await;
+    out.pop().map(Json).ok_or_else(|| Error::NotFound { what: "app", key: app }.into())
+}
+
+async fn delete_formation(
+    State(plane): Plane,
+    Path((app, ty)): Path<(String, String)>,
+) -> ApiResult<impl IntoResponse> {
+    let out = plane
+        .read(|m| {
+            let a = m.app(&app)?;
+            m.formation_of(a.id).into_iter().find(|f| f.dyno_type.as_str() == ty).and_then(|f| formation_out(m, f))
+        })
+        .await;
+    plane.delete_formation(&app, &ty).await?;
+    out.map(Json).ok_or_else(|| Error::NotFound { what: "formation", key: ty }.into())
+}
+
+// ---- config vars ----
+
+/// Shown instead of a sensitive value in a `socs` space.
+const REDACTED: &str = "[redacted]";
+
+/// Whether a config var's name marks it sensitive: its value is hidden in `socs` spaces.
+fn sensitive(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    ["PASSWORD", "SECRET", "TOKEN", "KEY", "PRIVATE", "CREDENTIAL"].iter().any(|w| upper.contains(w))
+}
+
+/// An app's config vars as the API shows them: in a `socs` space, sensitive values redacted.
+fn config_vars_out(
+    m: &Model,
+    app: &App,
+    vars: &std::collections::BTreeMap<String, String>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let socs = m.app_space(app).compliance.contains(&Compliance::Socs);
+    vars.iter()
+        .map(|(k, v)| {
+            let shown = if socs && sensitive(k) { REDACTED } else { v.as_str() };
+            (k.clone(), serde_json::Value::String(shown.to_owned()))
+        })
+        .collect()
+}
+
+async fn get_config_vars(State(plane): Plane, Path(app): Path<String>) -> ApiResult<impl IntoResponse> {
+    let out = plane
+        .read(|m| {
+            let a = m.app(&app)?;
+            let empty = std::collections::BTreeMap::new();
+            let vars = m.config_vars_of(a.id).map_or(&empty, |c| &c.vars);
+            Some(config_vars_out(m, a, vars))
+        })
+        .await;
+    out.map(Json).ok_or_else(|| Error::NotFound { what: "app", key: app }.into())
+}
+
+async fn patch_config_vars(
+    State(plane): Plane,
+    Path(app): Path<String>,
+    Body(req): Body<std::collections::BTreeMap<String, Option<String>>>,
+) -> ApiResult<impl IntoResponse> {
+    let vars = plane.update_config_vars(&app, req).await?;
+    let out = plane.read(|m| m.app(&app).map(|a| config_vars_out(m, a, &vars))).await;
+    out.map(Json).ok_or_else(|| Error::NotFound { what: "app", key: app }.into())
 }

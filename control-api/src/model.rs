@@ -172,6 +172,50 @@ pub struct Canary {
     pub updated_at: i64,
 }
 
+/// How many dynos of one type an app runs, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Formation {
+    /// Its id.
+    pub id: Uuid,
+    /// The app.
+    pub app_id: Uuid,
+    /// The dyno type: `web`, `worker`, ...
+    pub dyno_type: DynoType,
+    /// How many dynos.
+    pub quantity: u32,
+    /// The command each dyno runs, with `sh -c`; none for an image's own entry point.
+    pub command: Option<String>,
+    /// The port a web dyno listens on (`PORT`); none to let the runtime choose.
+    pub port: Option<u16>,
+    /// An HTTP path to check a web dyno's health on; none for a TCP connect.
+    pub healthcheck: Option<String>,
+    /// Creation time, seconds since the epoch.
+    pub created_at: i64,
+    /// Last change, seconds since the epoch.
+    pub updated_at: i64,
+}
+
+/// An app's config vars: one record per app.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigVars {
+    /// The record's id, which is the app's.
+    pub id: Uuid,
+    /// Name to value.
+    pub vars: BTreeMap<String, String>,
+    /// Last change, seconds since the epoch.
+    pub updated_at: i64,
+}
+
+impl std::fmt::Debug for ConfigVars {
+    // Values are secrets: debug output names the variables only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigVars")
+            .field("id", &self.id)
+            .field("names", &self.vars.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
 /// One stored record of any kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "body", rename_all = "snake_case")]
@@ -192,6 +236,10 @@ pub enum Object {
     Cert(Cert),
     /// A canary.
     Canary(Canary),
+    /// A formation entry.
+    Formation(Formation),
+    /// An app's config vars.
+    ConfigVars(ConfigVars),
 }
 
 /// The kinds of records, as stored.
@@ -213,6 +261,10 @@ pub enum Kind {
     Cert,
     /// Canaries.
     Canary,
+    /// Formation entries.
+    Formation,
+    /// Config vars.
+    ConfigVars,
 }
 
 impl Kind {
@@ -227,6 +279,8 @@ impl Kind {
             Kind::Route => "route",
             Kind::Cert => "cert",
             Kind::Canary => "canary",
+            Kind::Formation => "formation",
+            Kind::ConfigVars => "config_vars",
         }
     }
 }
@@ -243,6 +297,8 @@ impl Object {
             Object::Route(r) => (Kind::Route, r.id),
             Object::Cert(c) => (Kind::Cert, c.id),
             Object::Canary(c) => (Kind::Canary, c.id),
+            Object::Formation(f) => (Kind::Formation, f.id),
+            Object::ConfigVars(c) => (Kind::ConfigVars, c.id),
         }
     }
 }
@@ -268,6 +324,8 @@ pub struct Model {
     routes: BTreeMap<Uuid, Route>,
     certs: BTreeMap<Uuid, Cert>,
     canaries: BTreeMap<Uuid, Canary>,
+    formations: BTreeMap<Uuid, Formation>,
+    config_vars: BTreeMap<Uuid, ConfigVars>,
     site_by_domain: HashMap<SiteDomain, Uuid>,
     space_by_name: HashMap<SpaceName, Uuid>,
     app_by_key: HashMap<AppKey, Uuid>,
@@ -356,6 +414,18 @@ impl Model {
                 Change::Delete(Kind::Drain, id) => {
                     self.drains.remove(&id);
                 }
+                Change::Put(Object::Formation(f)) => {
+                    self.formations.insert(f.id, f);
+                }
+                Change::Delete(Kind::Formation, id) => {
+                    self.formations.remove(&id);
+                }
+                Change::Put(Object::ConfigVars(c)) => {
+                    self.config_vars.insert(c.id, c);
+                }
+                Change::Delete(Kind::ConfigVars, id) => {
+                    self.config_vars.remove(&id);
+                }
             }
         }
         self.reindex_apps();
@@ -413,6 +483,18 @@ impl Model {
     pub fn app_key(&self, app: &App) -> AppKey {
         let space = self.spaces.get(&app.space_id).expect("an app's space exists");
         AppKey::new(&app.name, &space.name)
+    }
+
+    /// An app's formation, by dyno type.
+    pub fn formation_of(&self, app_id: Uuid) -> Vec<&Formation> {
+        let mut all: Vec<&Formation> = self.formations.values().filter(|f| f.app_id == app_id).collect();
+        all.sort_by(|a, b| a.dyno_type.as_str().cmp(b.dyno_type.as_str()));
+        all
+    }
+
+    /// An app's config vars, if any were ever set.
+    pub fn config_vars_of(&self, app_id: Uuid) -> Option<&ConfigVars> {
+        self.config_vars.get(&app_id)
     }
 
     /// An app's space.

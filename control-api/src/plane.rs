@@ -4,6 +4,7 @@
 //! Operations take typed values (names and URLs already parsed); what they check here is what
 //! depends on state: existence, uniqueness, limits.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -16,7 +17,8 @@ use wharf_config::{
 };
 
 use crate::model::{
-    App, Canary, Cert, Change, Compliance, Drain, Dyno, Kind, Model, Object, Owner, Route, Site, Space,
+    App, Canary, Cert, Change, Compliance, ConfigVars, Drain, Dyno, Formation, Kind, Model, Object, Owner, Route, Site,
+    Space,
 };
 use crate::store::{Store, StoreError};
 
@@ -111,6 +113,42 @@ pub struct Settings {
     pub session_ttl: Duration,
     /// Most history lines a session may ask for.
     pub max_session_lines: u32,
+    /// Most dynos of one type an app may ask for.
+    pub max_quantity: u32,
+}
+
+/// A change to one dyno type of an app's formation: what is given is set.
+#[derive(Debug, Clone)]
+pub struct FormationUpdate {
+    /// The dyno type.
+    pub dyno_type: DynoType,
+    /// How many dynos.
+    pub quantity: Option<u32>,
+    /// The command.
+    pub command: Option<String>,
+    /// The port of a web dyno.
+    pub port: Option<u16>,
+    /// The health check path of a web dyno.
+    pub healthcheck: Option<String>,
+}
+
+/// Most config vars an app may have, and the longest name and value, in bytes.
+pub const MAX_CONFIG_VARS: usize = 1000;
+const MAX_VAR_NAME: usize = 256;
+const MAX_VAR_VALUE: usize = 32 * 1024;
+
+/// Checks a config var's name: a letter or underscore, then letters, digits and underscores.
+fn check_var_name(name: &str) -> Result<(), Error> {
+    let ok = name.len() <= MAX_VAR_NAME
+        && name.bytes().next().is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
+        && name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "invalid config var name {name:?}: a letter or underscore, then letters, digits or underscores, at most {MAX_VAR_NAME}"
+        )))
+    }
 }
 
 /// A log session's grant and its URL.
@@ -261,6 +299,10 @@ impl ControlPlane {
             changes.extend(m.routes_where(|r| r.app_id == a.id).iter().map(|r| Change::Delete(Kind::Route, r.id)));
             let canaries = m.canaries_where(|c| c.app_id == a.id || c.canary_app_id == a.id);
             changes.extend(canaries.iter().map(|c| Change::Delete(Kind::Canary, c.id)));
+            changes.extend(m.formation_of(a.id).iter().map(|f| Change::Delete(Kind::Formation, f.id)));
+            if m.config_vars_of(a.id).is_some() {
+                changes.push(Change::Delete(Kind::ConfigVars, a.id));
+            }
             changes.push(Change::Delete(Kind::App, a.id));
             Ok((a, changes))
         })
@@ -304,6 +346,113 @@ impl ControlPlane {
             }
             let created = existing.is_none();
             Ok(((dyno.clone(), created), vec![Change::Put(Object::Dyno(dyno))]))
+        })
+        .await
+    }
+
+    /// Changes an app's formation, all of it or nothing: each update sets what it gives on its
+    /// dyno type, which is added when the app does not have it yet. Returns the updated entries.
+    pub async fn update_formation(&self, app: &str, updates: Vec<FormationUpdate>) -> Result<Vec<Formation>, Error> {
+        for (i, u) in updates.iter().enumerate() {
+            if updates[..i].iter().any(|o| o.dyno_type == u.dyno_type) {
+                return Err(Error::Invalid(format!("dyno type {} is updated twice", u.dyno_type)));
+            }
+            if let Some(q) = u.quantity
+                && q > self.settings.max_quantity
+            {
+                return Err(Error::Invalid(format!(
+                    "quantity of {} must be between 0 and {}, got {q}",
+                    u.dyno_type, self.settings.max_quantity
+                )));
+            }
+            if let Some(c) = &u.command
+                && (c.trim().is_empty() || c.len() > 4096 || c.contains('\0'))
+            {
+                return Err(Error::Invalid("command must be 1 to 4096 bytes, not blank".into()));
+            }
+            if u.port == Some(0) {
+                return Err(Error::Invalid("port must be between 1 and 65535".into()));
+            }
+            if let Some(h) = &u.healthcheck
+                && (!h.starts_with('/') || h.len() > 1024 || !h.bytes().all(|c| c.is_ascii_graphic()))
+            {
+                return Err(Error::Invalid(format!("healthcheck must be a path such as /health, got {h:?}")));
+            }
+        }
+        if updates.is_empty() {
+            return Err(Error::Invalid("updates must name at least one dyno type".into()));
+        }
+        self.change(|m| {
+            let a = m.app(app).ok_or_else(|| not_found("app", app))?;
+            let now = now_seconds();
+            let existing = m.formation_of(a.id);
+            let mut out = Vec::new();
+            for u in &updates {
+                let mut f = match existing.iter().find(|f| f.dyno_type == u.dyno_type) {
+                    Some(f) => (*f).clone(),
+                    None => Formation {
+                        id: new_id(),
+                        app_id: a.id,
+                        dyno_type: u.dyno_type.clone(),
+                        quantity: 1,
+                        command: None,
+                        port: None,
+                        healthcheck: None,
+                        created_at: now,
+                        updated_at: now,
+                    },
+                };
+                f.quantity = u.quantity.unwrap_or(f.quantity);
+                f.command = u.command.clone().or(f.command);
+                f.port = u.port.or(f.port);
+                f.healthcheck = u.healthcheck.clone().or(f.healthcheck);
+                f.updated_at = now;
+                out.push(f);
+            }
+            let changes = out.iter().cloned().map(|f| Change::Put(Object::Formation(f))).collect();
+            Ok((out, changes))
+        })
+        .await
+    }
+
+    /// Removes a dyno type from an app's formation.
+    pub async fn delete_formation(&self, app: &str, dyno_type: &str) -> Result<Formation, Error> {
+        self.change(|m| {
+            let a = m.app(app).ok_or_else(|| not_found("app", app))?;
+            let f = m.formation_of(a.id).into_iter().find(|f| f.dyno_type.as_str() == dyno_type).cloned();
+            let f = f.ok_or_else(|| not_found("formation", dyno_type))?;
+            let id = f.id;
+            Ok((f, vec![Change::Delete(Kind::Formation, id)]))
+        })
+        .await
+    }
+
+    /// Sets (`Some`) and deletes (`None`) an app's config vars, all or nothing; returns them all.
+    pub async fn update_config_vars(
+        &self,
+        app: &str,
+        changes: BTreeMap<String, Option<String>>,
+    ) -> Result<BTreeMap<String, String>, Error> {
+        for (name, value) in &changes {
+            check_var_name(name)?;
+            if value.as_ref().is_some_and(|v| v.len() > MAX_VAR_VALUE) {
+                return Err(Error::Invalid(format!("config var {name} is longer than {MAX_VAR_VALUE} bytes")));
+            }
+        }
+        self.change(|m| {
+            let a = m.app(app).ok_or_else(|| not_found("app", app))?;
+            let mut vars = m.config_vars_of(a.id).map(|c| c.vars.clone()).unwrap_or_default();
+            for (name, value) in &changes {
+                match value {
+                    Some(v) => vars.insert(name.clone(), v.clone()),
+                    None => vars.remove(name),
+                };
+            }
+            if vars.len() > MAX_CONFIG_VARS {
+                return Err(Error::Invalid(format!("an app has at most {MAX_CONFIG_VARS} config vars")));
+            }
+            let record = ConfigVars { id: a.id, vars: vars.clone(), updated_at: now_seconds() };
+            Ok((vars, vec![Change::Put(Object::ConfigVars(record))]))
         })
         .await
     }
@@ -661,6 +810,7 @@ mod tests {
             session_base_url: "http://127.0.0.1:5000".into(),
             session_ttl: Duration::from_secs(60),
             max_session_lines: 1500,
+            max_quantity: 100,
         };
         let store = Box::new(SqliteStore::in_memory().unwrap());
         ControlPlane::open(store, settings, Arc::new(SessionKey::generate())).await.unwrap()
