@@ -146,6 +146,16 @@ async fn serve(config: Config) -> Result<()> {
     let commit_interval = config.kafka.as_ref().map_or(Duration::from_secs(1), |k: &KafkaConfig| k.commit_interval.0);
     let logshuttle = Logshuttle::start(&config.logshuttle, source, plane.subscribe(), sessions, commit_interval)?;
     router.add_metrics(Box::new(logshuttle.metrics()));
+    let supervisor = wharf_supervisor::Supervisor::start(
+        plane.clone(),
+        bus.publisher.clone(),
+        wharf_supervisor::Settings {
+            health_timeout: config.supervisor.health_timeout.0,
+            stop_grace: config.supervisor.stop_grace.0,
+            drain: config.supervisor.drain.0,
+            restart_min: config.supervisor.restart_min.0,
+        },
+    );
 
     let app = wharf_control_api::router(
         plane.clone(),
@@ -207,6 +217,7 @@ async fn serve(config: Config) -> Result<()> {
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     router.shutdown().await;
+    supervisor.shutdown().await;
     match tokio::time::timeout(config.router.shutdown_grace.0, api).await {
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "control api stopped with an error"),
         Err(_) => tracing::warn!("control api did not stop in time"),

@@ -64,6 +64,8 @@ pub struct Config {
     pub router: RouterConfig,
     /// The logshuttle.
     pub logshuttle: LogshuttleConfig,
+    /// The local supervisor, which runs formations that have commands.
+    pub supervisor: SupervisorConfig,
     /// The Kafka log bus. Without this section, the embedded in-process bus carries logs.
     pub kafka: Option<KafkaConfig>,
 }
@@ -75,7 +77,33 @@ impl Default for Config {
             control_api: ControlApiConfig::default(),
             router: RouterConfig::default(),
             logshuttle: LogshuttleConfig::default(),
+            supervisor: SupervisorConfig::default(),
             kafka: None,
+        }
+    }
+}
+
+/// The local supervisor's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupervisorConfig {
+    /// How long a new web dyno has to pass its health check before its release is given up.
+    pub health_timeout: HumanDuration,
+    /// How long a dyno has to exit after SIGTERM before it gets SIGKILL.
+    pub stop_grace: HumanDuration,
+    /// How long a dyno keeps running after it left the router, for requests in flight.
+    pub drain: HumanDuration,
+    /// First delay before a crashed dyno is restarted; it doubles up to a minute.
+    pub restart_min: HumanDuration,
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        SupervisorConfig {
+            health_timeout: HumanDuration::secs(60),
+            stop_grace: HumanDuration::secs(10),
+            drain: HumanDuration::secs(1),
+            restart_min: HumanDuration::secs(1),
         }
     }
 }
@@ -389,6 +417,9 @@ impl Config {
                 return invalid(field, &format!("{a} is already used by another listener"));
             }
         }
+        if self.supervisor.health_timeout.0.is_zero() || self.supervisor.restart_min.0.is_zero() {
+            return invalid("supervisor.health_timeout", "health_timeout and restart_min must be longer than zero");
+        }
         if self.control_api.max_quantity == 0 {
             return invalid("control_api.max_quantity", "must be at least 1");
         }
@@ -568,6 +599,8 @@ mod tests {
         check_rejected("[kafka]\nakkeris_app_topics = [\"wharf-logs\"]", &[], "read once");
         check_rejected("[kafka]\npartitions = 0", &[], "kafka.partitions");
         check_rejected("[control_api]\nmax_quantity = 0", &[], "control_api.max_quantity");
+        check_rejected("[supervisor]\nhealth_timeout = \"0s\"", &[], "supervisor.health_timeout");
+        check_rejected("[supervisor]\nrestart = \"1s\"", &[], "unknown field");
         check_rejected("[kafka]\ngroup_id = \"\"", &[], "kafka.group_id");
         check_rejected("[kafka]\ncommit_interval = \"0ms\"", &[], "kafka.commit_interval");
     }

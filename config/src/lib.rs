@@ -24,7 +24,9 @@ pub use canary::{
 };
 pub use cert::{CertError, Certificate};
 pub use drain::{DrainScheme, DrainUrl, DrainUrlError, Framing};
-pub use file::{CertFiles, Config, ConfigError, ControlApiConfig, KafkaConfig, LogshuttleConfig, RouterConfig};
+pub use file::{
+    CertFiles, Config, ConfigError, ControlApiConfig, KafkaConfig, LogshuttleConfig, RouterConfig, SupervisorConfig,
+};
 pub use names::{AppKey, AppName, DynoName, DynoType, Hostname, NameError, RoutePath, SiteDomain, SpaceName};
 pub use session::{SessionError, SessionGrant, SessionKey};
 pub use snapshot::{AppSpec, CertSpec, DrainSpec, DrainTarget, DynoSpec, RouteSpec, SiteSpec, Snapshot};

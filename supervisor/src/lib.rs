@@ -1,0 +1,516 @@
+//! The local supervisor, `wharf serve`'s embedded runtime: it runs each formation entry that has
+//! a command as dynos on this machine.
+//!
+//! A dyno is `sh -c COMMAND` in its own process group, with the app's config vars, `PORT` (web
+//! dynos get a free port unless the formation names one) and `DYNO`. A web dyno is registered
+//! with the control API, and so seen by the router, only once it passes its health check (a TCP
+//! connect, or an HTTP `GET` of the formation's `healthcheck` path). Its output goes onto the log
+//! bus as `app[web.<release>-<5 chars>]`. A dyno that exits is unregistered, logged
+//! (`at=error code=H10 desc="App crashed"`) and restarted with backoff.
+//!
+//! Any change to an entry's command, port, health check or the app's config vars rolls it: the
+//! new dynos start and become healthy, then the old ones leave the router and stop one at a
+//! time. If a new dyno fails before it is healthy, the new ones stop and the old ones keep
+//! serving. A change of quantity alone scales the running release.
+//!
+//! An app whose formation has a command belongs to the supervisor: dynos registered for it by
+//! an earlier run are removed at start. Apps without commands are left to an external runtime.
+
+#![forbid(unsafe_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::sync::watch;
+use uuid::Uuid;
+use wharf_bus::{LogEvent, Publisher, Stream};
+use wharf_config::{DynoName, DynoType, Hostname};
+use wharf_control_api::ControlPlane;
+use wharf_control_api::model::Model;
+
+/// How the supervisor runs dynos.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How long a new web dyno has to pass its health check.
+    pub health_timeout: Duration,
+    /// How long a dyno has to exit after SIGTERM before SIGKILL.
+    pub stop_grace: Duration,
+    /// How long an unregistered dyno keeps running so that requests in flight finish.
+    pub drain: Duration,
+    /// First delay before restarting a crashed dyno; it doubles up to a minute.
+    pub restart_min: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            health_timeout: Duration::from_secs(60),
+            stop_grace: Duration::from_secs(10),
+            drain: Duration::from_secs(1),
+            restart_min: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What one formation entry should run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Spec {
+    command: String,
+    env: BTreeMap<String, String>,
+    port: Option<u16>,
+    healthcheck: Option<String>,
+}
+
+/// One formation entry's target: how many dynos of which spec.
+type Target = Option<(u32, Spec)>;
+
+/// The formation entries with commands, by app and type.
+fn desired(m: &Model) -> HashMap<(Uuid, String), (String, DynoType, u32, Spec)> {
+    let mut out = HashMap::new();
+    for app in m.apps() {
+        let key = m.app_key(app).to_string();
+        let env = m.config_vars_of(app.id).map(|c| c.vars.clone()).unwrap_or_default();
+        for f in m.formation_of(app.id) {
+            let Some(command) = &f.command else { continue };
+            let spec =
+                Spec { command: command.clone(), env: env.clone(), port: f.port, healthcheck: f.healthcheck.clone() };
+            out.insert((app.id, f.dyno_type.to_string()), (key.clone(), f.dyno_type.clone(), f.quantity, spec));
+        }
+    }
+    out
+}
+
+/// What every dyno task needs.
+#[derive(Clone)]
+struct Ctx {
+    plane: Arc<ControlPlane>,
+    publisher: Publisher,
+    settings: Settings,
+}
+
+/// A running supervisor.
+#[derive(Debug)]
+pub struct Supervisor {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Supervisor {
+    /// Starts following the control plane's formations on the current runtime.
+    pub fn start(plane: Arc<ControlPlane>, publisher: Publisher, settings: Settings) -> Supervisor {
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(run(Ctx { plane, publisher, settings }, stopped));
+        Supervisor { stop, task }
+    }
+
+    /// Stops every dyno (each leaves the router first) and returns when they are gone.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+async fn run(ctx: Ctx, mut stopped: watch::Receiver<bool>) {
+    let mut snapshots = ctx.plane.subscribe();
+    // Dynos an earlier run registered for apps the supervisor runs are gone with that run.
+    let stale: Vec<(String, String)> = ctx
+        .plane
+        .read(|m| {
+            let wanted = desired(m);
+            m.apps()
+                .filter(|a| wanted.keys().any(|(id, _)| *id == a.id))
+                .flat_map(|a| m.dynos_of(a.id).into_iter().map(|d| (a.id.to_string(), d.name.to_string())))
+                .collect()
+        })
+        .await;
+    for (app, dyno) in stale {
+        let _ = ctx.plane.delete_dyno(&app, &dyno).await;
+    }
+    let mut groups: HashMap<(Uuid, String), (watch::Sender<Target>, tokio::task::JoinHandle<()>)> = HashMap::new();
+    loop {
+        let wanted = ctx.plane.read(desired).await;
+        for (key, (app, dyno_type, quantity, spec)) in &wanted {
+            let target = Some((*quantity, spec.clone()));
+            match groups.get(key) {
+                Some((tx, _)) => {
+                    tx.send_if_modified(|t| {
+                        let changed = *t != target;
+                        *t = target.clone();
+                        changed
+                    });
+                }
+                None => {
+                    let (tx, rx) = watch::channel(target);
+                    let task = tokio::spawn(manage(ctx.clone(), key.0, app.clone(), dyno_type.clone(), rx));
+                    groups.insert(key.clone(), (tx, task));
+                }
+            }
+        }
+        let gone: Vec<_> = groups.keys().filter(|k| !wanted.contains_key(*k)).cloned().collect();
+        for key in gone {
+            if let Some((tx, task)) = groups.remove(&key) {
+                let _ = tx.send(None);
+                let _ = task.await;
+            }
+        }
+        tokio::select! {
+            changed = snapshots.changed() => if changed.is_err() { break },
+            () = until(&mut stopped) => break,
+        }
+    }
+    for (_, (tx, task)) in groups.drain() {
+        let _ = tx.send(None);
+        let _ = task.await;
+    }
+}
+
+/// A dyno's health, as its task reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Health {
+    Starting,
+    Healthy,
+    /// It exited before it was ever healthy.
+    Failed,
+}
+
+/// A dyno the supervisor runs.
+struct Running {
+    name: String,
+    health: watch::Receiver<Health>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Runs one formation entry: scales the current release, and rolls to a new one when its spec
+/// changes.
+async fn manage(ctx: Ctx, app_id: Uuid, app: String, dyno_type: DynoType, mut target: watch::Receiver<Target>) {
+    let mut release = 0u32;
+    let mut current: Option<Spec> = None;
+    let mut failed: Option<Spec> = None;
+    let mut dynos: Vec<Running> = Vec::new();
+    loop {
+        let want = target.borrow_and_update().clone();
+        let Some((quantity, spec)) = want else { break };
+        if current.as_ref() == Some(&spec) {
+            while dynos.len() < quantity as usize {
+                dynos.push(start_dyno(&ctx, app_id, &app, &dyno_type, release, &spec));
+            }
+            while dynos.len() > quantity as usize {
+                dynos.pop().expect("more than the quantity").stop().await;
+            }
+        } else if failed.as_ref() != Some(&spec) {
+            release += 1;
+            let new: Vec<Running> =
+                (0..quantity).map(|_| start_dyno(&ctx, app_id, &app, &dyno_type, release, &spec)).collect();
+            if all_healthy(&new, ctx.settings.health_timeout).await {
+                tracing::info!(app, dyno_type = %dyno_type, release, "release is healthy; stopping the old dynos");
+                for old in dynos.drain(..) {
+                    old.stop().await;
+                }
+                dynos = new;
+                current = Some(spec);
+                failed = None;
+            } else {
+                let text = format!(
+                    "at=error code=R10 desc=\"release {release} failed its health check\" type={dyno_type}; the running dynos keep serving"
+                );
+                tracing::warn!(app, dyno_type = %dyno_type, release, "new release failed its health check; keeping the old one");
+                ctx.publisher.publish(LogEvent::builder(&app, "akkeris/supervisor").message(text.as_bytes()));
+                for d in new {
+                    d.stop().await;
+                }
+                failed = Some(spec);
+            }
+        }
+        if target.changed().await.is_err() {
+            break;
+        }
+    }
+    for d in dynos {
+        d.stop().await;
+    }
+}
+
+/// Whether every dyno becomes healthy within `timeout`; false as soon as one fails.
+async fn all_healthy(dynos: &[Running], timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    for d in dynos {
+        let mut health = d.health.clone();
+        let settled = tokio::time::timeout_at(deadline, health.wait_for(|h| *h != Health::Starting)).await;
+        match settled {
+            Ok(Ok(h)) if *h == Health::Healthy => {}
+            _ => {
+                tracing::debug!(dyno = d.name, "dyno did not become healthy");
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Five random lowercase letters and digits, for dyno names.
+fn suffix() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    (0..5).map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char).collect()
+}
+
+fn start_dyno(ctx: &Ctx, app_id: Uuid, app: &str, dyno_type: &DynoType, release: u32, spec: &Spec) -> Running {
+    let name = format!("{dyno_type}.{release}-{}", suffix());
+    let (health_tx, health) = watch::channel(Health::Starting);
+    let (stop, stopped) = watch::channel(false);
+    let dyno = Dyno {
+        ctx: ctx.clone(),
+        app_id,
+        app: app.to_owned(),
+        dyno_type: dyno_type.clone(),
+        name: name.clone(),
+        spec: spec.clone(),
+    };
+    let task = tokio::spawn(dyno.run(health_tx, stopped));
+    Running { name, health, stop, task }
+}
+
+/// One dyno's life: start, check, serve, and restart after a crash until told to stop.
+struct Dyno {
+    ctx: Ctx,
+    app_id: Uuid,
+    app: String,
+    dyno_type: DynoType,
+    name: String,
+    spec: Spec,
+}
+
+/// Why a dyno's process is no longer serving.
+enum End {
+    Stop,
+    Exited(String),
+}
+
+impl Dyno {
+    fn is_web(&self) -> bool {
+        self.dyno_type.as_str() == "web"
+    }
+
+    fn log(&self, source: &str, stream: Stream, line: &[u8]) {
+        let event = LogEvent::builder(&self.app, source).process(&self.name).stream(stream).message(line);
+        self.ctx.publisher.publish(event);
+    }
+
+    async fn run(self, health: watch::Sender<Health>, mut stopped: watch::Receiver<bool>) {
+        let port = match (self.is_web(), self.spec.port) {
+            (true, Some(p)) => p,
+            (true, None) => free_port().unwrap_or(0),
+            (false, _) => 0,
+        };
+        let mut backoff = self.ctx.settings.restart_min;
+        loop {
+            let mut child = match self.spawn(port) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(dyno = self.name, app = self.app, error = %e, "cannot start the dyno's command");
+                    self.crashed(&health, &format!("cannot start: {e}"));
+                    if self.pause(&mut backoff, &mut stopped).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let end = self.serve(&mut child, port, &health, &mut stopped).await;
+            match end {
+                End::Stop => {
+                    self.stop_process(&mut child).await;
+                    return;
+                }
+                End::Exited(status) => {
+                    self.crashed(&health, &status);
+                    if self.pause(&mut backoff, &mut stopped).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn spawn(&self, port: u16) -> std::io::Result<tokio::process::Child> {
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.arg("-c").arg(&self.spec.command);
+        // A dyno sees its app's config and nothing of Wharf's own environment (the admin token).
+        cmd.env_clear();
+        for key in ["PATH", "HOME", "LANG", "TMPDIR"] {
+            if let Ok(v) = std::env::var(key) {
+                cmd.env(key, v);
+            }
+        }
+        cmd.envs(&self.spec.env).env("DYNO", &self.name);
+        if port != 0 {
+            cmd.env("PORT", port.to_string());
+        }
+        // Its own process group, so that stopping it stops what `sh` started too.
+        cmd.process_group(0).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        let mut child = cmd.spawn()?;
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(self.forward(out, Stream::Stdout));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(self.forward(err, Stream::Stderr));
+        }
+        Ok(child)
+    }
+
+    /// Puts each line the dyno writes onto the log bus.
+    fn forward(
+        &self,
+        pipe: impl AsyncRead + Unpin + Send + 'static,
+        stream: Stream,
+    ) -> impl Future<Output = ()> + 'static {
+        let (publisher, app, name) = (self.ctx.publisher.clone(), self.app.clone(), self.name.clone());
+        async move {
+            let mut lines = BufReader::new(pipe).split(b'\n');
+            while let Ok(Some(line)) = lines.next_segment().await {
+                let line = line.strip_suffix(b"\r").unwrap_or(&line);
+                publisher.publish(LogEvent::builder(&app, "app").process(&name).stream(stream).message(line));
+            }
+        }
+    }
+
+    /// Checks the dyno's health, registers a web dyno once healthy, and waits for the process to
+    /// exit or the supervisor to stop it.
+    async fn serve(
+        &self,
+        child: &mut tokio::process::Child,
+        port: u16,
+        health: &watch::Sender<Health>,
+        stopped: &mut watch::Receiver<bool>,
+    ) -> End {
+        let mut registered = false;
+        if self.is_web() {
+            let check = async {
+                loop {
+                    if self.healthy(port).await {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            };
+            tokio::select! {
+                () = check => {
+                    registered = self.register(port).await;
+                    health.send_replace(Health::Healthy);
+                }
+                status = child.wait() => return End::Exited(exit_text(status)),
+                () = until(&mut *stopped) => return End::Stop,
+            }
+        } else {
+            health.send_replace(Health::Healthy);
+        }
+        let end = tokio::select! {
+            status = child.wait() => End::Exited(exit_text(status)),
+            () = until(&mut *stopped) => End::Stop,
+        };
+        if registered {
+            // Out of the router first; requests already on their way finish during the drain.
+            let _ = self.ctx.plane.delete_dyno(&self.app_id.to_string(), &self.name).await;
+            if matches!(end, End::Stop) {
+                tokio::time::sleep(self.ctx.settings.drain).await;
+            }
+        }
+        end
+    }
+
+    async fn register(&self, port: u16) -> bool {
+        let (Ok(name), Ok(host)) = (DynoName::try_new(&self.name), Hostname::try_new("127.0.0.1")) else {
+            return false;
+        };
+        let app = self.app_id.to_string();
+        match self.ctx.plane.put_dyno(&app, name, self.dyno_type.clone(), host, port).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(dyno = self.name, app = self.app, error = %e, "cannot register the dyno");
+                false
+            }
+        }
+    }
+
+    /// A TCP connect to the dyno's port, or an HTTP `GET` of the health check path answering
+    /// 2xx or 3xx.
+    async fn healthy(&self, port: u16) -> bool {
+        let connect = tokio::net::TcpStream::connect(("127.0.0.1", port));
+        let Ok(Ok(mut stream)) = tokio::time::timeout(Duration::from_secs(2), connect).await else {
+            return false;
+        };
+        let Some(path) = &self.spec.healthcheck else {
+            return true;
+        };
+        let check = async {
+            let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+            stream.write_all(req.as_bytes()).await.ok()?;
+            let mut head = [0u8; 12];
+            tokio::io::AsyncReadExt::read_exact(&mut stream, &mut head).await.ok()?;
+            Some(head.starts_with(b"HTTP/1.") && matches!(head[9], b'2' | b'3'))
+        };
+        tokio::time::timeout(Duration::from_secs(5), check).await.ok().flatten().unwrap_or(false)
+    }
+
+    fn crashed(&self, health: &watch::Sender<Health>, status: &str) {
+        tracing::warn!(dyno = self.name, app = self.app, status, "dyno crashed");
+        let text = format!("at=error code=H10 desc=\"App crashed\" dyno={} status=\"{status}\"", self.name);
+        self.log("akkeris/supervisor", Stream::None, text.as_bytes());
+        health.send_if_modified(|h| {
+            if *h == Health::Starting {
+                *h = Health::Failed;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Waits before a restart; true when told to stop meanwhile.
+    async fn pause(&self, backoff: &mut Duration, stopped: &mut watch::Receiver<bool>) -> bool {
+        let wait = *backoff + backoff.mul_f64(fastrand::f64() * 0.5);
+        *backoff = (*backoff * 2).min(Duration::from_secs(60));
+        tokio::select! {
+            () = tokio::time::sleep(wait) => false,
+            () = until(&mut *stopped) => true,
+        }
+    }
+
+    /// SIGTERM to the dyno's process group, then SIGKILL after the grace period.
+    async fn stop_process(&self, child: &mut tokio::process::Child) {
+        if let Some(pid) = child.id() {
+            let _ = tokio::process::Command::new("kill").args(["-TERM", "--", &format!("-{pid}")]).status().await;
+            if tokio::time::timeout(self.ctx.settings.stop_grace, child.wait()).await.is_ok() {
+                return;
+            }
+            let _ = tokio::process::Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status().await;
+        }
+        let _ = child.kill().await;
+    }
+}
+
+fn exit_text(status: std::io::Result<std::process::ExitStatus>) -> String {
+    match status {
+        Ok(s) => s.to_string(),
+        Err(e) => format!("unknown: {e}"),
+    }
+}
+
+/// A free loopback port for a web dyno.
+fn free_port() -> Option<u16> {
+    std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok().map(|a| a.port())
+}
+
+/// Resolves once the stop flag is set (or its sender is gone).
+async fn until(stopped: &mut watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|s| *s).await;
+}
