@@ -18,8 +18,8 @@ use crate::serve::{router_tls, shutdown_signal};
 pub(crate) struct RouterArgs {
     #[command(flatten)]
     common: Common,
-    /// The control API to follow, `http://host:port`; its admin token comes from
-    /// WHARF_ADMIN_TOKEN.
+    /// The control API to follow, `http://host:port`; the token comes from
+    /// WHARF_DATA_PLANE_TOKEN (the control API's `data-plane-token` file), or WHARF_ADMIN_TOKEN.
     #[arg(long, value_name = "URL")]
     control_api: String,
     /// Put access lines on Kafka at these brokers (host:port, comma-separated). Without it they
@@ -39,8 +39,9 @@ pub(crate) fn run(args: RouterArgs) -> Result<()> {
         config.kafka = Some(kafka);
         config.validate()?;
     }
-    let token =
-        std::env::var("WHARF_ADMIN_TOKEN").context("WHARF_ADMIN_TOKEN must hold the control API's admin token")?;
+    let token = std::env::var("WHARF_DATA_PLANE_TOKEN")
+        .or_else(|_| std::env::var("WHARF_ADMIN_TOKEN"))
+        .context("WHARF_DATA_PLANE_TOKEN must hold the control API's data-plane token")?;
     let upstream = Upstream::new(&args.control_api, token.trim())?;
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(config, upstream))
 }

@@ -43,14 +43,14 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(config))
 }
 
-/// The admin token: from `WHARF_ADMIN_TOKEN`, else the one stored in the data directory, else
-/// a new one stored there. Returns it and whether it was just generated.
-fn admin_token(data_dir: &Path) -> Result<(String, bool)> {
-    if let Ok(t) = std::env::var("WHARF_ADMIN_TOKEN") {
-        anyhow::ensure!(t.trim().len() >= 16, "WHARF_ADMIN_TOKEN must be at least 16 characters");
+/// A token: from the environment variable `var`, else the one stored in the data directory's
+/// file `file`, else a new one stored there. Returns it and whether it was just generated.
+fn load_token(data_dir: &Path, var: &str, file: &str) -> Result<(String, bool)> {
+    if let Ok(t) = std::env::var(var) {
+        anyhow::ensure!(t.trim().len() >= 16, "{var} must be at least 16 characters");
         return Ok((t.trim().to_owned(), false));
     }
-    let path = data_dir.join("admin-token");
+    let path = data_dir.join(file);
     match std::fs::read_to_string(&path) {
         Ok(t) if !t.trim().is_empty() => return Ok((t.trim().to_owned(), false)),
         Ok(_) => {}
@@ -108,7 +108,8 @@ async fn serve(config: Config) -> Result<()> {
     let data_dir = &config.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
-    let (token, generated) = admin_token(data_dir)?;
+    let (token, generated) = load_token(data_dir, "WHARF_ADMIN_TOKEN", "admin-token")?;
+    let (data_plane_token, _) = load_token(data_dir, "WHARF_DATA_PLANE_TOKEN", "data-plane-token")?;
 
     let (certs, ca) = router_tls(&config, data_dir)?;
 
@@ -159,7 +160,7 @@ async fn serve(config: Config) -> Result<()> {
 
     let app = wharf_control_api::router(
         plane.clone(),
-        AdminToken::new(&token),
+        AdminToken::new(&token).with_data_plane(&data_plane_token),
         config.control_api.max_body.0 as usize,
         Some(logshuttle.tail_router()),
         Some(bus.publisher.clone()),
@@ -197,6 +198,11 @@ async fn serve(config: Config) -> Result<()> {
         None => writeln!(out, "  log bus:      embedded")?,
     }
     writeln!(out, "  data:         {}", absolute(data_dir).display())?;
+    writeln!(
+        out,
+        "  data plane:   token for wharf router --control-api in {}",
+        absolute(&data_dir.join("data-plane-token")).display()
+    )?;
     if generated {
         writeln!(
             out,

@@ -26,7 +26,8 @@ async fn a_remote_router_serves_its_last_good_snapshot_while_the_control_api_is_
     let env = [("WHARF_CONTROL_API__LISTEN", listen.as_str())];
     let control = dir.path().join("control");
     let wharf = Wharf::serve_with(WHARF, &[], &control, &env).await;
-    let token = wharf.api.token.clone().expect("admin token");
+    let token = std::fs::read_to_string(control.join("data-plane-token")).expect("the data-plane token");
+    let token = token.trim().to_owned();
     let one = Backend::start("one").await;
     wharf.api.create_app("one-default", &[&one]).await;
 
@@ -69,10 +70,20 @@ async fn a_remote_router_serves_its_last_good_snapshot_while_the_control_api_is_
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(copy.permissions().mode() & 0o777, 0o600, "it holds secrets: owner only");
 
-    // The feed needs the admin token.
+    // The feed needs a token; the data-plane token reads the feed and nothing else.
     let anonymous = wharf_testkit::client::Api { addr: wharf.api.addr, token: None };
     let (status, _) = anonymous.call("GET", "/v1/snapshot", None).await;
     assert_eq!(status, 401);
+    let wrong = wharf_testkit::client::Api { addr: wharf.api.addr, token: Some("not-the-token-at-all".into()) };
+    assert_eq!(wrong.call("GET", "/v1/snapshot", None).await.0, 401);
+    let data_plane = wharf_testkit::client::Api { addr: wharf.api.addr, token: Some(token.clone()) };
+    assert_eq!(data_plane.call("GET", "/v1/snapshot", None).await.0, 200);
+    for (method, path) in [("GET", "/apps"), ("POST", "/apps"), ("DELETE", "/apps/one-default"), ("GET", "/certs")] {
+        let (status, out) = data_plane.call(method, path, Some(serde_json::json!({"name": "x"}))).await;
+        assert_eq!(status, 403, "{method} {path}: {out}");
+        assert_eq!(out["id"], "forbidden");
+    }
+    assert_eq!(wharf.api.call("GET", "/apps/one-default", None).await.0, 200, "and changed nothing");
     let (status, snapshot) = wharf.api.call("GET", "/v1/snapshot", None).await;
     assert_eq!(status, 200);
     assert_eq!(snapshot["apps"].as_array().map(Vec::len), Some(2), "{snapshot}");

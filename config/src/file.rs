@@ -13,7 +13,7 @@ use crate::names::Hostname;
 use crate::units::{ByteSize, HumanDuration};
 
 /// Variables with the `WHARF_` prefix that are not configuration keys.
-const NOT_CONFIG: &[&str] = &["WHARF_ADMIN_TOKEN", "WHARF_LOG"];
+const NOT_CONFIG: &[&str] = &["WHARF_ADMIN_TOKEN", "WHARF_DATA_PLANE_TOKEN", "WHARF_LOG"];
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -551,6 +551,7 @@ mod tests {
                 ("WHARF_KAFKA__BROKERS", "k1:9092,k2:9092"),
                 ("WHARF_ROUTER__CONNECT_TIMEOUT", "2s"),
                 ("WHARF_ADMIN_TOKEN", "not config"),
+                ("WHARF_DATA_PLANE_TOKEN", "not config"),
                 ("HOME", "/root"),
             ],
         )

@@ -118,20 +118,30 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     }
 }
 
-/// The admin bearer token.
+/// The bearer tokens the API accepts: the admin token, allowed everything, and an optional
+/// data-plane token, allowed only the snapshot feed that remote routers and logshuttles follow.
 #[derive(Clone)]
-pub struct AdminToken(Arc<str>);
+pub struct AdminToken {
+    admin: Arc<str>,
+    data_plane: Option<Arc<str>>,
+}
+
+/// Compares in time independent of where the first difference is.
+fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
 
 impl AdminToken {
-    /// Wraps a token.
+    /// The admin token alone.
     pub fn new(token: &str) -> Self {
-        AdminToken(token.into())
+        AdminToken { admin: token.into(), data_plane: None }
     }
 
-    fn matches(&self, given: &str) -> bool {
-        // Compare in time independent of where the first difference is.
-        let (a, b) = (self.0.as_bytes(), given.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    /// Also accepts `token` for the data-plane feed (`/v1/snapshot`), and nothing else.
+    pub fn with_data_plane(mut self, token: &str) -> Self {
+        self.data_plane = Some(token.into());
+        self
     }
 }
 
@@ -145,9 +155,18 @@ async fn require_token(State(token): State<AdminToken>, headers: HeaderMap, req:
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    let data_plane = given.zip(token.data_plane.as_deref()).is_some_and(|(t, d)| same(t, d));
     match given {
-        Some(t) if token.matches(t.trim()) => next.run(req).await,
+        Some(t) if same(t, &token.admin) => next.run(req).await,
+        Some(_) if data_plane && req.uri().path().starts_with("/v1/snapshot") => next.run(req).await,
+        Some(_) if data_plane => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this token may only read the data-plane feed (/v1/snapshot); use the admin token",
+        )
+        .into_response(),
         Some(_) => {
             ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "invalid credentials provided").into_response()
         }

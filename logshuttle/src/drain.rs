@@ -105,6 +105,8 @@ pub struct Drain {
     pub url: DrainUrl,
     /// The app key or site domain whose lines it receives, for notices.
     pub label: Arc<str>,
+    /// Sent to HTTPS receivers as `Logplex-Drain-Token`, as the control API shows it.
+    pub token: Box<str>,
     /// Its buffer.
     pub buffer: Buffer,
     /// Its counters.
@@ -118,6 +120,7 @@ impl Drain {
             id: spec.id,
             url: spec.url.clone(),
             label,
+            token: spec.token.as_str().into(),
             buffer: Buffer::new(settings.buffer_lines, settings.buffer_bytes),
             stats: DrainStats::default(),
         });
@@ -274,7 +277,7 @@ async fn post(sender: &mut http1::SendRequest<Full<Bytes>>, drain: &Drain, batch
         .header(http::header::USER_AGENT, concat!("wharf-logshuttle/", env!("CARGO_PKG_VERSION")))
         .header("logplex-msg-count", batch.messages)
         .header("logplex-frame-id", &batch.frame_id)
-        .header("logplex-drain-token", format!("d.{}", drain.id));
+        .header("logplex-drain-token", &*drain.token);
     if let Some((user, password)) = url.basic_auth() {
         let credentials = format!("{user}:{}", password.unwrap_or_default());
         req = req.header(http::header::AUTHORIZATION, format!("Basic {}", BASE64.encode(credentials)));

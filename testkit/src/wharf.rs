@@ -68,6 +68,7 @@ async fn start(
         .arg(data_dir)
         .args(args)
         .env_remove("WHARF_ADMIN_TOKEN")
+        .env_remove("WHARF_DATA_PLANE_TOKEN")
         .env("WHARF_CONTROL_API__LISTEN", "127.0.0.1:0")
         .env("WHARF_ROUTER__HTTP_LISTEN", "127.0.0.1:0")
         .env("WHARF_ROUTER__HTTPS_LISTEN", "127.0.0.1:0")
@@ -118,9 +119,10 @@ pub struct WharfRouter {
 }
 
 impl WharfRouter {
-    /// Starts `wharf router --control-api URL` with `token` and the data directory `data_dir`.
+    /// Starts `wharf router --control-api URL` with `token` (the data-plane token) and the data
+    /// directory `data_dir`.
     pub async fn start(bin: &str, control_api: &str, token: &str, data_dir: &Path) -> WharfRouter {
-        let env = [("WHARF_ADMIN_TOKEN", token)];
+        let env = [("WHARF_DATA_PLANE_TOKEN", token)];
         let Started { child, lines, stderr, .. } =
             start(bin, "router", &["--control-api", control_api], data_dir, &env, "metrics:").await;
         WharfRouter {
