@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+mod logshuttle_only;
 mod router_only;
 mod serve;
 
@@ -30,6 +31,9 @@ enum Command {
     /// Runs the router alone, following a control API elsewhere (`--control-api URL`) and
     /// serving its last good snapshot, kept on disk, while that API is away.
     Router(router_only::RouterArgs),
+    /// Runs the logshuttle alone, reading Kafka and following a control API elsewhere
+    /// (`--control-api URL`) for its drains; it serves live tails and `/metrics`.
+    Logshuttle(logshuttle_only::LogshuttleArgs),
 }
 
 /// Options every service shares.
@@ -55,6 +59,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Router(args) => router_only::run(args),
+        Command::Logshuttle(args) => logshuttle_only::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -127,7 +127,10 @@ async fn serve(config: Config) -> Result<()> {
     let listeners = Listeners::bind(&config.router)?;
     let https_port = config.router.https_public_port.unwrap_or(listeners.addrs().https.port());
 
-    let sessions = Arc::new(SessionKey::generate());
+    // Log session URLs are signed with a secret kept in the data directory, so that they stay
+    // valid across restarts and a logshuttle elsewhere given the same secret can serve them.
+    let (session_secret, _) = load_token(data_dir, "WHARF_SESSION_SECRET", "session-secret")?;
+    let sessions = Arc::new(SessionKey::new(session_secret.as_bytes()));
     let store = SqliteStore::open(&data_dir.join("wharf.db")).context("cannot open the database")?;
     let settings = Settings {
         stack_domain: config.router.stack_domain.clone(),

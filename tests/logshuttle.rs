@@ -530,3 +530,72 @@ async fn log_sessions_filter_on_the_server_tell_a_slow_reader_what_it_missed_and
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_remote_logshuttle_follows_the_control_api_and_serves_its_sessions() {
+    use rdkafka::ClientConfig;
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    use wharf_testkit::wharf::WharfLogshuttle;
+
+    let broker = Tansu::start().await;
+    let dir = TempDir::new("remote-logshuttle");
+    let (api_listen, tails_listen) =
+        (format!("127.0.0.1:{}", wharf_testkit::free_port()), format!("127.0.0.1:{}", wharf_testkit::free_port()));
+    // The control API runs on its own embedded bus; the remote logshuttle reads Akkeris' topic.
+    let public_url = format!("http://{tails_listen}");
+    let env =
+        [("WHARF_CONTROL_API__LISTEN", api_listen.as_str()), ("WHARF_LOGSHUTTLE__PUBLIC_URL", public_url.as_str())];
+    let control = dir.path().join("control");
+    let wharf = Wharf::serve_with(WHARF, &[], &control, &env).await;
+    wharf.api.create_app("api-default", &[]).await;
+    let receiver = SyslogReceiver::tcp().await;
+    let drain = wharf.api.expect("POST", "/apps/api-default/log-drains", json!({"url": receiver.url()}), 201).await;
+
+    let read = |name: &str| std::fs::read_to_string(control.join(name)).expect(name).trim().to_owned();
+    let (token, secret) = (read("data-plane-token"), read("session-secret"));
+    let env = [
+        ("WHARF_DATA_PLANE_TOKEN", token.as_str()),
+        ("WHARF_SESSION_SECRET", secret.as_str()),
+        ("WHARF_LOGSHUTTLE__LISTEN", tails_listen.as_str()),
+        ("WHARF_KAFKA__AKKERIS_APP_TOPICS", r#"["default"]"#),
+    ];
+    let url = format!("http://{api_listen}");
+    let remote = WharfLogshuttle::start(WHARF, &url, &broker.brokers(), &dir.path().join("remote"), &env).await;
+    let label = format!("drain=\"{}\"", drain["id"].as_str().unwrap());
+    eventually(WAIT, "the remote logshuttle to run the drain it follows", || async {
+        let r = client::send(remote.addr, None, &Req::get("localhost", "/metrics")).await.ok()?;
+        r.text().contains(&label).then_some(())
+    })
+    .await;
+
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        ClientConfig::new().set("bootstrap.servers", broker.brokers()).create().expect("producer");
+    for i in 0..3 {
+        let line = json!({"log": format!("remote line {i}\n"), "stream": "stdout",
+                          "kubernetes": {"pod_name": "api-1-abcde", "container_name": "api"}})
+        .to_string();
+        producer.send(BaseRecord::<str, str>::to("default").key("api").payload(&line)).expect("queued");
+    }
+    producer.flush(Duration::from_secs(30)).expect("the broker takes the lines");
+    let msgs = at_least(&receiver, 3, "the lines at the drain").await;
+    assert_eq!(
+        msgs.iter().map(SyslogMessage::text).collect::<Vec<_>>(),
+        ["remote line 0", "remote line 1", "remote line 2"]
+    );
+
+    // A log session the control API grants opens at the remote logshuttle, which has the lines.
+    let session = wharf.api.expect("POST", "/apps/api-default/log-sessions", json!({"lines": 10}), 201).await;
+    let session_url = session["logplex_url"].as_str().unwrap();
+    assert!(session_url.starts_with(&public_url), "{session_url}");
+    let path = &session_url[public_url.len()..];
+    let r = client::send(remote.addr, None, &Req::get("localhost", path)).await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.text().lines().filter(|l| l.contains(" api-default app[web.1-abcde]: remote line ")).count(),
+        3,
+        "{}",
+        r.text()
+    );
+    let forged = format!("{path}x");
+    assert_eq!(client::send(remote.addr, None, &Req::get("localhost", &forged)).await.unwrap().status, 404);
+}

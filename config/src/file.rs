@@ -13,7 +13,7 @@ use crate::names::Hostname;
 use crate::units::{ByteSize, HumanDuration};
 
 /// Variables with the `WHARF_` prefix that are not configuration keys.
-const NOT_CONFIG: &[&str] = &["WHARF_ADMIN_TOKEN", "WHARF_DATA_PLANE_TOKEN", "WHARF_LOG"];
+const NOT_CONFIG: &[&str] = &["WHARF_ADMIN_TOKEN", "WHARF_DATA_PLANE_TOKEN", "WHARF_SESSION_SECRET", "WHARF_LOG"];
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]

@@ -69,6 +69,7 @@ async fn start(
         .args(args)
         .env_remove("WHARF_ADMIN_TOKEN")
         .env_remove("WHARF_DATA_PLANE_TOKEN")
+        .env_remove("WHARF_SESSION_SECRET")
         .env("WHARF_CONTROL_API__LISTEN", "127.0.0.1:0")
         .env("WHARF_ROUTER__HTTP_LISTEN", "127.0.0.1:0")
         .env("WHARF_ROUTER__HTTPS_LISTEN", "127.0.0.1:0")
@@ -142,6 +143,29 @@ impl WharfRouter {
     /// What the process wrote to standard error so far (its logs).
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+/// A running `wharf logshuttle`, following a control API and reading Kafka.
+#[derive(Debug)]
+pub struct WharfLogshuttle {
+    /// Where it serves live tails and `/metrics`.
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl WharfLogshuttle {
+    /// Starts `wharf logshuttle --control-api URL --kafka BROKERS` with the data directory
+    /// `data_dir` and `env` (the data-plane token, the session secret, configuration).
+    pub async fn start(bin: &str, control_api: &str, brokers: &str, data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        let args = ["--control-api", control_api, "--kafka", brokers];
+        let Started { child, lines, .. } = start(bin, "logshuttle", &args, data_dir, env, "metrics:").await;
+        WharfLogshuttle { addr: addr(field(&lines, "metrics:").trim_end_matches("/metrics")), child }
+    }
+
+    /// The process id, as text.
+    pub fn pid(&self) -> String {
+        self.child.id().map(|p| p.to_string()).unwrap_or_default()
     }
 }
 

@@ -1,0 +1,106 @@
+//! `wharf logshuttle`: the logshuttle alone, on a machine of its own, consuming Kafka and
+//! following a control API elsewhere for its drains; it serves live tails and its metrics.
+
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use wharf_bus::{Bus, BusConfig};
+use wharf_config::{Config, SessionKey};
+use wharf_control_api::watch::{Upstream, follow};
+use wharf_logshuttle::Logshuttle;
+
+use crate::Common;
+use crate::serve::shutdown_signal;
+
+/// Options of `wharf logshuttle`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct LogshuttleArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The control API to follow, `http://host:port`; the token comes from
+    /// WHARF_DATA_PLANE_TOKEN. Log session URLs verify with WHARF_SESSION_SECRET, the control
+    /// API's `session-secret` file.
+    #[arg(long, value_name = "URL")]
+    control_api: String,
+    /// Kafka brokers (host:port, comma-separated), unless the configuration has a `[kafka]`
+    /// section: a logshuttle on its own reads Kafka.
+    #[arg(long, value_name = "BROKERS")]
+    kafka: Option<String>,
+}
+
+pub(crate) fn run(args: LogshuttleArgs) -> Result<()> {
+    let mut config = Config::load(args.common.config.as_deref(), std::env::vars())?;
+    if let Some(dir) = args.common.data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(brokers) = args.kafka {
+        let mut kafka = config.kafka.take().unwrap_or_default();
+        kafka.brokers = brokers;
+        config.kafka = Some(kafka);
+        config.validate()?;
+    }
+    anyhow::ensure!(config.kafka.is_some(), "wharf logshuttle reads Kafka: pass --kafka BROKERS or a [kafka] section");
+    let token = std::env::var("WHARF_DATA_PLANE_TOKEN")
+        .or_else(|_| std::env::var("WHARF_ADMIN_TOKEN"))
+        .context("WHARF_DATA_PLANE_TOKEN must hold the control API's data-plane token")?;
+    let upstream = Upstream::new(&args.control_api, token.trim())?;
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(config, upstream))
+}
+
+async fn serve(config: Config, upstream: Upstream) -> Result<()> {
+    let data_dir = &config.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let kafka = config.kafka.clone().context("a [kafka] section")?;
+    let mut bus = Bus::connect(BusConfig::Kafka(kafka.clone())).await?;
+    let source = bus.take_source()?;
+    let sessions = match std::env::var("WHARF_SESSION_SECRET") {
+        Ok(secret) => SessionKey::new(secret.trim().as_bytes()),
+        Err(_) => {
+            tracing::warn!("WHARF_SESSION_SECRET is not set: log session URLs from the control API will not open here");
+            SessionKey::generate()
+        }
+    };
+    let (snapshots, follower) = follow(upstream, data_dir.join("snapshot.json"));
+    let logshuttle =
+        Logshuttle::start(&config.logshuttle, source, snapshots, Arc::new(sessions), kafka.commit_interval.0)?;
+    let metrics = Arc::new(logshuttle.metrics());
+    let app = logshuttle
+        .tail_router()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let mut out = String::with_capacity(4096);
+                (*metrics)(&mut out);
+                std::future::ready(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
+            }),
+        )
+        .route("/healthz", axum::routing::get(|| std::future::ready("{\"status\":\"ok\"}\n")));
+    let listener = tokio::net::TcpListener::bind(config.logshuttle.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.logshuttle.listen))?;
+    let addr = listener.local_addr()?;
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(wharf_control_api::serve(listener, app, async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+    }));
+
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "Wharf logshuttle is running.")?;
+    writeln!(out, "  log bus:      kafka at {} (topic {})", kafka.brokers, kafka.topic)?;
+    writeln!(out, "  tails:        http://{addr}/log-sessions/...")?;
+    writeln!(out, "  metrics:      http://{addr}/metrics")?;
+    out.flush()?;
+    drop(out);
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    follower.abort();
+    logshuttle.shutdown().await;
+    writeln!(std::io::stdout(), "Wharf logshuttle stopped.")?;
+    Ok(())
+}
