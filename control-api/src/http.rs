@@ -218,6 +218,7 @@ pub fn router(
         .route("/v1/snapshot/watch", get(crate::watch::stream))
         .route_layer(axum::middleware::from_fn_with_state(token, require_token))
         .route("/healthz", get(healthz))
+        .route("/openapi.json", get(openapi))
         .with_state(plane);
     let app = match extra {
         Some(extra) => api.merge(extra),
@@ -235,6 +236,13 @@ pub fn router(
 }
 
 type Plane = State<Arc<ControlPlane>>;
+
+/// The OpenAPI document of every endpoint (`control-api/openapi/`), kept true by tests/openapi.rs.
+pub const OPENAPI: &str = include_str!("../openapi/openapi.json");
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
 
 async fn healthz(State(plane): Plane) -> impl IntoResponse {
     let version = plane.read(Model::version).await;

@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""Writes control-api/openapi/openapi.json, the control API's OpenAPI 3.0 document.
+
+The document is data: edit this file, run it, and commit both. tests/openapi.rs keeps the
+document true: every route the API serves is described, every described operation exists, and
+random requests built from it get no 5xx and no answer that breaks its schema.
+"""
+import json
+import os
+
+def ref(name):
+    return {"$ref": f"#/components/schemas/{name}"}
+
+S = {"type": "string"}
+TIME = {"type": "string", "format": "date-time"}
+UUID = {"type": "string", "format": "uuid"}
+INT = {"type": "integer", "minimum": 0}
+
+def obj(props, required=None, extra=False):
+    o = {"type": "object", "properties": props, "required": sorted(required if required is not None else props.keys())}
+    o["additionalProperties"] = extra
+    return o
+
+def nullable(schema):
+    s = dict(schema)
+    s["nullable"] = True
+    return s
+
+schemas = {
+    "Error": obj({"id": S, "message": S}),
+    "AppRef": obj({"id": UUID, "name": S}),
+    "SpaceRef": obj({"id": UUID, "name": S}),
+    "SiteRef": obj({"id": UUID, "domain": S}),
+    "Compliance": {"type": "string", "enum": ["internal", "prod", "socs"]},
+    "Space": obj({"id": UUID, "name": S, "compliance": {"type": "array", "items": ref("Compliance")},
+                  "created_at": TIME, "updated_at": TIME}),
+    "App": obj({"id": UUID, "name": S, "simple_name": S, "space": ref("SpaceRef"), "web_url": S,
+                "created_at": TIME, "updated_at": TIME}),
+    "Dyno": obj({"id": UUID, "name": S, "type": S, "state": S, "host": S, "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                 "app": ref("AppRef"), "created_at": TIME, "updated_at": TIME}),
+    "Drain": obj({"id": UUID, "url": S, "token": S, "addon": nullable({"type": "object"}), "app": ref("AppRef"),
+                  "site": ref("SiteRef"), "created_at": TIME, "updated_at": TIME},
+                 required=["id", "url", "token", "created_at", "updated_at"]),
+    "LogSession": obj({"id": UUID, "logplex_url": S, "created_at": TIME, "updated_at": TIME}),
+    "Site": obj({"id": UUID, "domain": S, "internal": {"type": "boolean"},
+                 "compliance": {"type": "array", "items": ref("Compliance")}, "created_at": TIME, "updated_at": TIME}),
+    "Route": obj({"id": UUID, "pending": {"type": "boolean"}, "app": ref("AppRef"), "site": ref("SiteRef"),
+                  "source_path": S, "target_path": S, "created_at": TIME, "updated_at": TIME}),
+    "Cert": obj({"id": UUID, "domains": {"type": "array", "items": S}, "subject": S, "issuer": S,
+                 "fingerprint_sha256": S, "starts_at": TIME, "expires_at": TIME, "created_at": TIME, "updated_at": TIME}),
+    "Tally": obj({"requests": INT, "errors": INT}),
+    "Evidence": obj({"baseline": ref("Tally"), "canary": ref("Tally"), "e_value": {"type": "number"},
+                     "p_value": {"type": "number"}, "decision": S}),
+    "Canary": obj({"id": UUID, "app": ref("AppRef"), "canary_app": ref("AppRef"), "state": {"type": "string", "enum": ["running", "promoted", "aborted"]},
+                   "weight": {"type": "number"}, "errors": {"type": "array", "items": S}, "false_alarm_rate": {"type": "number"},
+                   "min_requests": INT, "min_errors": INT, "min_rate_ratio": {"type": "number"},
+                   "min_rate_difference": {"type": "number"}, "evidence": nullable(ref("Evidence")),
+                   "created_at": TIME, "updated_at": TIME}),
+    "Formation": obj({"id": UUID, "type": S, "quantity": INT, "command": nullable(S),
+                      "port": nullable({"type": "integer", "minimum": 1, "maximum": 65535}), "healthcheck": nullable(S),
+                      "size": S, "app": ref("AppRef"), "created_at": TIME, "updated_at": TIME}),
+    "ConfigVars": {"type": "object", "additionalProperties": S},
+    "Accepted": obj({"accepted": INT}),
+    "Health": obj({"status": S, "version": INT}),
+    "Snapshot": {"type": "object", "required": ["version", "apps", "drains"], "additionalProperties": True,
+                 "properties": {"version": INT, "apps": {"type": "array"}, "drains": {"type": "array"}}},
+}
+
+# Request bodies.
+bodies = {
+    "SpaceCreate": obj({"name": S, "compliance": {"type": "array", "items": ref("Compliance")}}, required=["name"]),
+    "AppCreate": obj({"name": S, "space": S}, required=["name"]),
+    "DynoPut": obj({"type": S, "host": S, "port": {"type": "integer", "minimum": 1, "maximum": 65535}}),
+    "DrainCreate": obj({"url": S}),
+    "LogSessionCreate": obj({"lines": INT, "tail": {"type": "boolean"}, "source": S, "dyno": S}, required=[]),
+    "SiteCreate": obj({"domain": S, "internal": {"type": "boolean"}}, required=["domain"]),
+    "RouteCreate": obj({"site": S, "app": S, "source_path": S, "target_path": S}, required=["site", "app", "source_path"]),
+    "SiteRouteCreate": obj({"app": S, "source_path": S, "target_path": S}, required=["app", "source_path"]),
+    "CertCreate": obj({"certificate_chain": S, "private_key": S}),
+    "CanaryPut": obj({"canary_app": S, "weight": {"type": "number", "minimum": 0, "maximum": 100},
+                      "errors": {"type": "array", "items": {"type": "string", "enum": ["4xx", "5xx"]}},
+                      "false_alarm_rate": {"type": "number"}, "min_requests": INT, "min_errors": INT,
+                      "min_rate_ratio": {"type": "number"}, "min_rate_difference": {"type": "number"}},
+                     required=["canary_app", "weight"]),
+    "FormationUpdate": obj({"quantity": INT, "command": S, "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                            "healthcheck": S}, required=[]),
+    "FormationBatch": obj({"updates": {"type": "array", "items": obj({"type": S, "quantity": INT, "command": S,
+                                                                        "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                                                                        "healthcheck": S}, required=["type"])}}),
+    "ConfigVarsPatch": {"type": "object", "additionalProperties": nullable(S)},
+    "LogEvents": {"type": "array", "minItems": 1, "maxItems": 1000,
+                  "items": obj({"app": S, "source": S, "process": S, "stream": {"type": "string", "enum": ["stdout", "stderr"]},
+                                "time": TIME, "message": S}, required=["app", "source", "message"])},
+}
+schemas.update(bodies)
+
+def param(name, description):
+    return {"name": name, "in": "path", "required": True, "schema": S, "description": description}
+
+P = {
+    "app": param("app", "the app's id or key, `app-space`"),
+    "space": param("space", "the space's id or name"),
+    "dyno": param("dyno", "the dyno's name, `type.suffix`"),
+    "type": param("type", "the dyno type"),
+    "drain": param("drain", "the drain's id or url"),
+    "site": param("site", "the site's id or domain"),
+    "route": param("route", "the route's id"),
+    "cert": param("cert", "the certificate's id"),
+    "token": param("token", "the signed log session grant"),
+}
+
+def op(summary, ok, schema, body=None, params=(), secure=True, content="application/json", streaming=False):
+    o = {"summary": summary, "responses": {
+        str(ok): {"description": "done", "content": {content: {"schema": schema}}},
+        "default": {"description": "refused, with what to fix", "content": {"application/json": {"schema": ref("Error")}}},
+    }}
+    if params:
+        o["parameters"] = [P[p] for p in params]
+    if body:
+        o["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref(body)}}}
+    if not secure:
+        o["security"] = []
+    if streaming:
+        o["x-streaming"] = True
+    return o
+
+def arr(name):
+    return {"type": "array", "items": ref(name)}
+
+paths = {
+    "/healthz": {"get": op("Whether the API is up, and the snapshot version", 200, ref("Health"), secure=False)},
+    "/openapi.json": {"get": op("This document", 200, {"type": "object"}, secure=False)},
+    "/spaces": {"get": op("List spaces", 200, arr("Space")), "post": op("Create a space", 201, ref("Space"), "SpaceCreate")},
+    "/spaces/{space}": {"get": op("Show a space", 200, ref("Space"), params=["space"])},
+    "/apps": {"get": op("List apps", 200, arr("App")), "post": op("Create an app", 201, ref("App"), "AppCreate")},
+    "/apps/{app}": {"get": op("Show an app", 200, ref("App"), params=["app"]),
+                    "delete": op("Delete an app, with its dynos, drains, routes, canaries, formation and config vars", 200, ref("App"), params=["app"])},
+    "/apps/{app}/dynos": {"get": op("List an app's dynos", 200, arr("Dyno"), params=["app"])},
+    "/apps/{app}/dynos/{dyno}": {
+        "get": op("Show a dyno", 200, ref("Dyno"), params=["app", "dyno"]),
+        "put": op("Register or move a dyno (an external runtime)", 200, ref("Dyno"), "DynoPut", params=["app", "dyno"]),
+        "delete": op("Remove a registered dyno", 200, ref("Dyno"), params=["app", "dyno"])},
+    "/apps/{app}/formation": {
+        "get": op("List an app's formation", 200, arr("Formation"), params=["app"]),
+        "patch": op("Change several dyno types at once", 200, arr("Formation"), "FormationBatch", params=["app"])},
+    "/apps/{app}/formation/{type}": {
+        "get": op("Show one dyno type", 200, ref("Formation"), params=["app", "type"]),
+        "patch": op("Change one dyno type", 200, ref("Formation"), "FormationUpdate", params=["app", "type"]),
+        "delete": op("Remove one dyno type", 200, ref("Formation"), params=["app", "type"])},
+    "/apps/{app}/config-vars": {
+        "get": op("Show config vars", 200, ref("ConfigVars"), params=["app"]),
+        "patch": op("Set config vars; null deletes one", 200, ref("ConfigVars"), "ConfigVarsPatch", params=["app"])},
+    "/apps/{app}/log-drains": {
+        "get": op("List an app's drains", 200, arr("Drain"), params=["app"]),
+        "post": op("Add a drain", 201, ref("Drain"), "DrainCreate", params=["app"])},
+    "/apps/{app}/log-drains/{drain}": {
+        "get": op("Show a drain", 200, ref("Drain"), params=["app", "drain"]),
+        "delete": op("Remove a drain", 200, ref("Drain"), params=["app", "drain"])},
+    "/apps/{app}/log-sessions": {"post": op("Open a log session", 201, ref("LogSession"), "LogSessionCreate", params=["app"])},
+    "/apps/{app}/routes": {"get": op("List the routes to an app", 200, arr("Route"), params=["app"])},
+    "/apps/{app}/canary": {
+        "get": op("Show an app's canary, with live counts", 200, ref("Canary"), params=["app"]),
+        "put": op("Start or change a canary", 200, ref("Canary"), "CanaryPut", params=["app"]),
+        "delete": op("Abort the canary", 200, ref("Canary"), params=["app"])},
+    "/apps/{app}/canary/promote": {"post": op("Promote the canary", 200, ref("Canary"), params=["app"])},
+    "/sites": {"get": op("List sites", 200, arr("Site")), "post": op("Create a site", 201, ref("Site"), "SiteCreate")},
+    "/sites/{site}": {"get": op("Show a site", 200, ref("Site"), params=["site"]),
+                      "delete": op("Delete a site, with its routes and drains", 200, ref("Site"), params=["site"])},
+    "/sites/{site}/routes": {
+        "get": op("List a site's routes", 200, arr("Route"), params=["site"]),
+        "post": op("Add a route to a site", 201, ref("Route"), "SiteRouteCreate", params=["site"])},
+    "/sites/{site}/log-drains": {
+        "get": op("List a site's drains", 200, arr("Drain"), params=["site"]),
+        "post": op("Add a site drain", 201, ref("Drain"), "DrainCreate", params=["site"])},
+    "/sites/{site}/log-drains/{drain}": {
+        "get": op("Show a site drain", 200, ref("Drain"), params=["site", "drain"]),
+        "delete": op("Remove a site drain", 200, ref("Drain"), params=["site", "drain"])},
+    "/routes": {"get": op("List routes", 200, arr("Route")), "post": op("Create a route", 201, ref("Route"), "RouteCreate")},
+    "/routes/{route}": {"get": op("Show a route", 200, ref("Route"), params=["route"]),
+                        "delete": op("Delete a route", 200, ref("Route"), params=["route"])},
+    "/certs": {"get": op("List certificates", 200, arr("Cert")), "post": op("Upload a certificate", 201, ref("Cert"), "CertCreate")},
+    "/certs/{cert}": {"get": op("Show a certificate", 200, ref("Cert"), params=["cert"]),
+                      "delete": op("Delete a certificate", 200, ref("Cert"), params=["cert"])},
+    "/log-events": {"post": op("Put platform components' lines on the log bus", 202, ref("Accepted"), "LogEvents")},
+    "/log-sessions/{token}": {"get": op("Stream a log session's lines as text", 200, S, params=["token"], secure=False,
+                                        content="text/plain", streaming=True)},
+    "/v1/snapshot": {"get": op("The current snapshot (admin or data-plane token)", 200, ref("Snapshot"))},
+    "/v1/snapshot/watch": {"get": op("Every snapshot from now on, as newline-delimited JSON", 200, ref("Snapshot"),
+                                     content="application/x-ndjson", streaming=True)},
+}
+
+doc = {
+    "openapi": "3.0.3",
+    "info": {"title": "Wharf control API", "version": "1", "description":
+             "Apps, formations, dynos, config vars, sites, routes, drains, canaries and certificates, in the shapes of "
+             "Heroku's Platform API where Heroku has the resource. Every refusal is {\"id\", \"message\"} with a 4xx status."},
+    "servers": [{"url": "http://127.0.0.1:5000"}],
+    "security": [{"bearer": []}],
+    "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}, "schemas": schemas},
+    "paths": paths,
+}
+
+out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "openapi.json")
+with open(out, "w") as f:
+    json.dump(doc, f, indent=1, sort_keys=True)
+    f.write("\n")
