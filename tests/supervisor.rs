@@ -121,11 +121,34 @@ async fn the_supervisor_runs_rolls_and_restarts_real_processes() {
     })
     .await
     .expect("the old dynos stop");
+
+    // Restarting one dyno replaces it; restarting them all rolls a new release; still under load.
+    let second = dyno_names(&wharf).await;
+    let one = &second[0];
+    let (status, _) = api.call("DELETE", &format!("/apps/api-default/dynos/{one}"), None).await;
+    assert_eq!(status, 202);
+    eventually(WAIT, "the dyno to be replaced", || async {
+        let names = dyno_names(&wharf).await;
+        let replaced = names.len() == 2 && !names.contains(one) && names.contains(&second[1]);
+        (replaced && names.iter().all(|n| n.starts_with("web.2-"))).then_some(())
+    })
+    .await;
+    let (status, _) = api.call("DELETE", "/apps/api-default/dynos", None).await;
+    assert_eq!(status, 202);
+    eventually(WAIT, "every dyno to be restarted", || async {
+        let names = dyno_names(&wharf).await;
+        (names.len() == 2 && names.iter().all(|n| n.starts_with("web.3-"))).then_some(())
+    })
+    .await;
     done.store(true, Ordering::Relaxed);
     let answers = load.await.unwrap().expect("no request failed outright");
     assert!(answers.len() >= 100);
     let bad: Vec<_> = answers.iter().filter(|a| a.status != 200).map(|a| a.status).collect();
-    assert!(bad.is_empty(), "{} of {} requests failed during the roll: {bad:?}", bad.len(), answers.len());
+    assert!(bad.is_empty(), "{} of {} requests failed during the rolls: {bad:?}", bad.len(), answers.len());
+    api.expect("POST", "/apps", json!({"name": "external", "space": "default"}), 201).await;
+    let (status, out) = api.call("DELETE", "/apps/external-default/dynos", None).await;
+    assert_eq!(status, 422, "{out}");
+    assert!(out["message"].as_str().unwrap().contains("external runtime"), "{out}");
     assert!(answers.iter().all(|a| a.body == "hello" || a.body == "bonjour"));
 
     // A crashing command is restarted, and each crash is logged.
@@ -151,7 +174,7 @@ async fn the_supervisor_runs_rolls_and_restarts_real_processes() {
     .await;
     assert_eq!(answer(&wharf).await.as_deref(), Some("bonjour"), "the old release still serves");
     let serving = dyno_names(&wharf).await;
-    assert!(serving.len() == 2 && serving.iter().all(|n| n.starts_with("web.2-")), "{serving:?}");
+    assert!(serving.len() == 2 && serving.iter().all(|n| n.starts_with("web.3-")), "{serving:?}");
 
     // Stopping Wharf stops its dynos.
     let last: Vec<_> = receiver.messages().into_iter().filter(|m| m.text().starts_with("listening on")).collect();

@@ -135,11 +135,14 @@ paths = {
     "/apps": {"get": op("List apps", 200, arr("App")), "post": op("Create an app", 201, ref("App"), "AppCreate")},
     "/apps/{app}": {"get": op("Show an app", 200, ref("App"), params=["app"]),
                     "delete": op("Delete an app, with its dynos, drains, routes, canaries, formation and config vars", 200, ref("App"), params=["app"])},
-    "/apps/{app}/dynos": {"get": op("List an app's dynos", 200, arr("Dyno"), params=["app"])},
+    "/apps/{app}/dynos": {"get": op("List an app's dynos", 200, arr("Dyno"), params=["app"]),
+                          "delete": op("Restart every dyno the local supervisor runs, rolling (an external runtime's: 422)",
+                                       202, obj({}), params=["app"])},
     "/apps/{app}/dynos/{dyno}": {
         "get": op("Show a dyno", 200, ref("Dyno"), params=["app", "dyno"]),
         "put": op("Register or move a dyno (an external runtime)", 200, ref("Dyno"), "DynoPut", params=["app", "dyno"]),
-        "delete": op("Remove a registered dyno", 200, ref("Dyno"), params=["app", "dyno"])},
+        "delete": op("Restart a dyno the local supervisor runs (202), or remove one an external runtime registered (200)",
+                     200, ref("Dyno"), params=["app", "dyno"])},
     "/apps/{app}/formation": {
         "get": op("List an app's formation", 200, arr("Formation"), params=["app"]),
         "patch": op("Change several dyno types at once", 200, arr("Formation"), "FormationBatch", params=["app"])},

@@ -194,7 +194,7 @@ pub fn router(
         .route("/spaces/{space}", get(get_space))
         .route("/apps", get(list_apps).post(create_app))
         .route("/apps/{app}", get(get_app).delete(delete_app))
-        .route("/apps/{app}/dynos", get(list_dynos))
+        .route("/apps/{app}/dynos", get(list_dynos).delete(restart_dynos))
         .route("/apps/{app}/formation", get(list_formation).patch(patch_formation))
         .route("/apps/{app}/formation/{type}", get(get_formation).patch(patch_formation_type).delete(delete_formation))
         .route("/apps/{app}/config-vars", get(get_config_vars).patch(patch_config_vars))
@@ -449,10 +449,23 @@ async fn put_dyno(
     Ok((status, Json(out)))
 }
 
-async fn delete_dyno(State(plane): Plane, Path((app, dyno)): Path<(String, String)>) -> ApiResult<impl IntoResponse> {
+/// Restarts a dyno the local supervisor runs (202), or removes one an external runtime
+/// registered (200).
+async fn delete_dyno(State(plane): Plane, Path((app, dyno)): Path<(String, String)>) -> ApiResult<Response> {
     let out = plane.read(|m| m.app(&app).and_then(|a| m.dyno(a.id, &dyno)).and_then(|d| dyno_out(m, d))).await;
+    if plane.supervised(&app).await? {
+        plane.restart_dynos(&app, Some(&dyno)).await?;
+        return Ok((StatusCode::ACCEPTED, Json(out)).into_response());
+    }
     plane.delete_dyno(&app, &dyno).await?;
-    Ok(Json(out))
+    Ok(Json(out).into_response())
+}
+
+/// Restarts every dyno of an app the local supervisor runs, rolling, as Heroku's
+/// `DELETE /apps/{app}/dynos` does.
+async fn restart_dynos(State(plane): Plane, Path(app): Path<String>) -> ApiResult<impl IntoResponse> {
+    plane.restart_dynos(&app, None).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({}))))
 }
 
 // ---- log drains ----

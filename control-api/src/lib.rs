@@ -14,7 +14,7 @@ pub mod store;
 pub mod watch;
 
 pub use http::{AdminToken, router};
-pub use plane::{ControlPlane, Drains, Error, Settings};
+pub use plane::{ControlPlane, Drains, Error, Restart, Settings};
 pub use store::{SqliteStore, Store, StoreError};
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets in-flight requests finish.

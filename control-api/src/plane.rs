@@ -170,6 +170,17 @@ pub struct ControlPlane {
     settings: Settings,
     sessions: Arc<SessionKey>,
     canary_reader: OnceLock<CanaryReader>,
+    restarts: tokio::sync::broadcast::Sender<Restart>,
+}
+
+/// A request to restart an app's dynos run by the local supervisor: all of them (rolling), or
+/// one. An action, not state: it is not stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restart {
+    /// The app.
+    pub app_id: Uuid,
+    /// One dyno's name, or every dyno when `None`.
+    pub dyno: Option<String>,
 }
 
 /// Reads a running canary's live counts and statistics from the router that judges it.
@@ -205,6 +216,7 @@ impl ControlPlane {
             settings,
             sessions,
             canary_reader: OnceLock::new(),
+            restarts: tokio::sync::broadcast::channel(64).0,
         };
         if plane.read(|m| m.spaces().next().is_none()).await {
             plane.create_space(SpaceName::try_new("default").expect("valid"), vec![]).await?;
@@ -455,6 +467,45 @@ impl ControlPlane {
             Ok((vars, vec![Change::Put(Object::ConfigVars(record))]))
         })
         .await
+    }
+
+    /// Restart requests, for the local supervisor.
+    pub fn subscribe_restarts(&self) -> tokio::sync::broadcast::Receiver<Restart> {
+        self.restarts.subscribe()
+    }
+
+    /// Whether the local supervisor runs this app: its formation has a command.
+    pub async fn supervised(&self, app: &str) -> Result<bool, Error> {
+        self.read(|m| {
+            let a = m.app(app).ok_or_else(|| not_found("app", app))?;
+            Ok(m.formation_of(a.id).iter().any(|f| f.command.is_some()))
+        })
+        .await
+    }
+
+    /// Asks the local supervisor to restart an app's dynos: all of them, rolling, or one web
+    /// dyno. Refused for apps an external runtime runs, which restarts its own dynos.
+    pub async fn restart_dynos(&self, app: &str, dyno: Option<&str>) -> Result<(), Error> {
+        let restart = self
+            .read(|m| {
+                let a = m.app(app).ok_or_else(|| not_found("app", app))?;
+                if !m.formation_of(a.id).iter().any(|f| f.command.is_some()) {
+                    return Err(Error::Invalid(format!(
+                        "the dynos of {} are run by an external runtime: restart them there",
+                        m.app_key(a)
+                    )));
+                }
+                if let Some(d) = dyno
+                    && m.dyno(a.id, d).is_none()
+                {
+                    return Err(not_found("dyno", d));
+                }
+                Ok(Restart { app_id: a.id, dyno: dyno.map(str::to_owned) })
+            })
+            .await?;
+        // Nobody listening means no supervisor: nothing runs to restart.
+        let _ = self.restarts.send(restart);
+        Ok(())
     }
 
     /// Removes a registered dyno.

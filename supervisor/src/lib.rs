@@ -129,13 +129,14 @@ async fn run(ctx: Ctx, mut stopped: watch::Receiver<bool>) {
     for (app, dyno) in stale {
         let _ = ctx.plane.delete_dyno(&app, &dyno).await;
     }
-    let mut groups: HashMap<(Uuid, String), (watch::Sender<Target>, tokio::task::JoinHandle<()>)> = HashMap::new();
+    let mut restarts = ctx.plane.subscribe_restarts();
+    let mut groups: HashMap<(Uuid, String), Group> = HashMap::new();
     loop {
         let wanted = ctx.plane.read(desired).await;
         for (key, (app, dyno_type, quantity, spec)) in &wanted {
             let target = Some((*quantity, spec.clone()));
             match groups.get(key) {
-                Some((tx, _)) => {
+                Some(Group { target: tx, .. }) => {
                     tx.send_if_modified(|t| {
                         let changed = *t != target;
                         *t = target.clone();
@@ -144,26 +145,67 @@ async fn run(ctx: Ctx, mut stopped: watch::Receiver<bool>) {
                 }
                 None => {
                     let (tx, rx) = watch::channel(target);
-                    let task = tokio::spawn(manage(ctx.clone(), key.0, app.clone(), dyno_type.clone(), rx));
-                    groups.insert(key.clone(), (tx, task));
+                    let (orders, orders_rx) = tokio::sync::mpsc::unbounded_channel();
+                    let task = tokio::spawn(manage(ctx.clone(), key.0, app.clone(), dyno_type.clone(), rx, orders_rx));
+                    groups.insert(key.clone(), Group { target: tx, orders, task });
                 }
             }
         }
         let gone: Vec<_> = groups.keys().filter(|k| !wanted.contains_key(*k)).cloned().collect();
         for key in gone {
-            if let Some((tx, task)) = groups.remove(&key) {
-                let _ = tx.send(None);
-                let _ = task.await;
+            if let Some(g) = groups.remove(&key) {
+                g.stop().await;
             }
         }
-        tokio::select! {
-            changed = snapshots.changed() => if changed.is_err() { break },
-            () = until(&mut stopped) => break,
+        loop {
+            tokio::select! {
+                changed = snapshots.changed() => if changed.is_err() { return stop_all(groups).await } else { break },
+                restart = restarts.recv() => match restart {
+                    Ok(r) => order(&groups, r),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "restart requests came faster than they were handled");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return stop_all(groups).await,
+                },
+                () = until(&mut stopped) => return stop_all(groups).await,
+            }
         }
     }
-    for (_, (tx, task)) in groups.drain() {
-        let _ = tx.send(None);
-        let _ = task.await;
+}
+
+/// A formation entry's task and how to reach it.
+struct Group {
+    target: watch::Sender<Target>,
+    orders: tokio::sync::mpsc::UnboundedSender<Order>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Group {
+    async fn stop(self) {
+        let _ = self.target.send(None);
+        let _ = self.task.await;
+    }
+}
+
+/// Hands a restart to the tasks of the app's formation entries: all of them, or the one whose
+/// type the dyno has.
+fn order(groups: &HashMap<(Uuid, String), Group>, r: wharf_control_api::Restart) {
+    for ((app_id, dyno_type), g) in groups {
+        if *app_id != r.app_id {
+            continue;
+        }
+        let o = match &r.dyno {
+            None => Order::RestartAll,
+            Some(name) if name.split_once('.').is_some_and(|(t, _)| t == dyno_type) => Order::Restart(name.clone()),
+            Some(_) => continue,
+        };
+        let _ = g.orders.send(o);
+    }
+}
+
+async fn stop_all(groups: HashMap<(Uuid, String), Group>) {
+    for (_, g) in groups {
+        g.stop().await;
     }
 }
 
@@ -191,24 +233,52 @@ impl Running {
     }
 }
 
+/// What a formation entry's task is asked to do besides following its target.
+enum Order {
+    /// Restart every dyno, rolling.
+    RestartAll,
+    /// Restart one dyno: a replacement first, then the old one stops.
+    Restart(String),
+}
+
 /// Runs one formation entry: scales the current release, and rolls to a new one when its spec
-/// changes.
-async fn manage(ctx: Ctx, app_id: Uuid, app: String, dyno_type: DynoType, mut target: watch::Receiver<Target>) {
+/// changes or a restart is asked for.
+async fn manage(
+    ctx: Ctx,
+    app_id: Uuid,
+    app: String,
+    dyno_type: DynoType,
+    mut target: watch::Receiver<Target>,
+    mut orders: tokio::sync::mpsc::UnboundedReceiver<Order>,
+) {
     let mut release = 0u32;
     let mut current: Option<Spec> = None;
     let mut failed: Option<Spec> = None;
     let mut dynos: Vec<Running> = Vec::new();
+    let mut order: Option<Order> = None;
     loop {
         let want = target.borrow_and_update().clone();
         let Some((quantity, spec)) = want else { break };
-        if current.as_ref() == Some(&spec) {
+        let restart_all = matches!(order, Some(Order::RestartAll)) && current.as_ref() == Some(&spec);
+        if let Some(Order::Restart(name)) = order.take().filter(|_| current.as_ref() == Some(&spec)) {
+            if let Some(i) = dynos.iter().position(|d| d.name == name) {
+                let fresh = start_dyno(&ctx, app_id, &app, &dyno_type, release, &spec);
+                if all_healthy(std::slice::from_ref(&fresh), ctx.settings.health_timeout).await {
+                    let old = std::mem::replace(&mut dynos[i], fresh);
+                    old.stop().await;
+                } else {
+                    tracing::warn!(app, dyno = name, "the replacement did not become healthy; keeping the dyno");
+                    fresh.stop().await;
+                }
+            }
+        } else if current.as_ref() == Some(&spec) && !restart_all {
             while dynos.len() < quantity as usize {
                 dynos.push(start_dyno(&ctx, app_id, &app, &dyno_type, release, &spec));
             }
             while dynos.len() > quantity as usize {
                 dynos.pop().expect("more than the quantity").stop().await;
             }
-        } else if failed.as_ref() != Some(&spec) {
+        } else if failed.as_ref() != Some(&spec) || restart_all {
             release += 1;
             let new: Vec<Running> =
                 (0..quantity).map(|_| start_dyno(&ctx, app_id, &app, &dyno_type, release, &spec)).collect();
@@ -232,8 +302,13 @@ async fn manage(ctx: Ctx, app_id: Uuid, app: String, dyno_type: DynoType, mut ta
                 failed = Some(spec);
             }
         }
-        if target.changed().await.is_err() {
-            break;
+        order = None;
+        tokio::select! {
+            changed = target.changed() => if changed.is_err() { break },
+            next = orders.recv() => match next {
+                Some(o) => order = Some(o),
+                None => break,
+            },
         }
     }
     for d in dynos {
