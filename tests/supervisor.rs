@@ -18,13 +18,15 @@ const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
 const WAIT: Duration = Duration::from_secs(60);
 const HOST: &str = "api-default.localhost";
 
-/// A small web app: answers every GET with `$GREETING`, and says where it listens.
+/// A small web app: answers `GET /` with `$GREETING` and `GET /NAME` with `$NAME`, and says
+/// where it listens.
 const SERVER: &str = r#"
 import http.server, os
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
-        body = os.environ.get("GREETING", "none").encode()
+        name = self.path[1:] or "GREETING"
+        body = os.environ.get(name, "none").encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -81,8 +83,11 @@ async fn the_supervisor_runs_rolls_and_restarts_real_processes() {
         (answer(&wharf).await.as_deref() == Some("hello")).then_some(())
     })
     .await;
-    let first = dyno_names(&wharf).await;
-    assert_eq!(first.len(), 2, "{first:?}");
+    let first = eventually(WAIT, "both dynos to be healthy", || async {
+        let names = dyno_names(&wharf).await;
+        (names.len() == 2).then_some(names)
+    })
+    .await;
     assert!(first.iter().all(|n| n.starts_with("web.1-") && n.len() == "web.1-".len() + 5), "{first:?}");
     let said = eventually(WAIT, "the dynos' output at the drain", || async {
         let msgs: Vec<_> = receiver.messages().into_iter().filter(|m| m.text().starts_with("listening on")).collect();
@@ -145,6 +150,30 @@ async fn the_supervisor_runs_rolls_and_restarts_real_processes() {
     assert!(answers.len() >= 100);
     let bad: Vec<_> = answers.iter().filter(|a| a.status != 200).map(|a| a.status).collect();
     assert!(bad.is_empty(), "{} of {} requests failed during the rolls: {bad:?}", bad.len(), answers.len());
+
+    // Apps in one space find each other at NAME_SERVICE_HOST:NAME_SERVICE_PORT, a stable port
+    // in front of the other app's dynos; the first app rolls to get it.
+    api.expect("POST", "/apps", json!({"name": "other", "space": "default"}), 201).await;
+    api.expect("PATCH", "/apps/other-default/config-vars", json!({"GREETING": "from other"}), 200).await;
+    let other = json!({"updates": [{"type": "web", "quantity": 1, "command": command}]});
+    api.expect("PATCH", "/apps/other-default/formation", other, 200).await;
+    let (host, port) = eventually(WAIT, "the app to learn the other's service", || async {
+        let get =
+            |path| async move { client::send(wharf.http, None, &Req::get(HOST, path)).await.ok().map(|r| r.text()) };
+        let host = get("/OTHER_SERVICE_HOST").await.filter(|h| h != "none")?;
+        let port: u16 = get("/OTHER_SERVICE_PORT").await?.parse().ok()?;
+        Some((host, port))
+    })
+    .await;
+    let via_service =
+        client::send(format!("{host}:{port}").parse().unwrap(), None, &Req::get("other", "/")).await.unwrap();
+    assert_eq!(via_service.text(), "from other");
+    eventually(WAIT, "the new variables to roll the app", || async {
+        let names = dyno_names(&wharf).await;
+        (names.len() == 2 && names.iter().all(|n| n.starts_with("web.4-"))).then_some(())
+    })
+    .await;
+
     api.expect("POST", "/apps", json!({"name": "external", "space": "default"}), 201).await;
     let (status, out) = api.call("DELETE", "/apps/external-default/dynos", None).await;
     assert_eq!(status, 422, "{out}");
@@ -174,10 +203,14 @@ async fn the_supervisor_runs_rolls_and_restarts_real_processes() {
     .await;
     assert_eq!(answer(&wharf).await.as_deref(), Some("bonjour"), "the old release still serves");
     let serving = dyno_names(&wharf).await;
-    assert!(serving.len() == 2 && serving.iter().all(|n| n.starts_with("web.3-")), "{serving:?}");
+    assert!(serving.len() == 2 && serving.iter().all(|n| n.starts_with("web.4-")), "{serving:?}");
 
     // Stopping Wharf stops its dynos.
-    let last: Vec<_> = receiver.messages().into_iter().filter(|m| m.text().starts_with("listening on")).collect();
+    let last = eventually(WAIT, "the serving dynos' output at the drain", || async {
+        let msgs: Vec<_> = receiver.messages().into_iter().filter(|m| m.text().starts_with("listening on")).collect();
+        serving.iter().all(|n| msgs.iter().any(|m| &m.procid == n)).then_some(msgs)
+    })
+    .await;
     let (ok, _) = wharf.terminate().await;
     assert!(ok);
     for name in &serving {

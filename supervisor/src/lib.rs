@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,11 +69,30 @@ struct Spec {
 type Target = Option<(u32, Spec)>;
 
 /// The formation entries with commands, by app and type.
-fn desired(m: &Model) -> HashMap<(Uuid, String), (String, DynoType, u32, Spec)> {
+type Wanted = HashMap<(Uuid, String), (String, DynoType, u32, Spec)>;
+
+/// A supervised web app, for its service.
+struct WebApp {
+    id: Uuid,
+    name: String,
+    dynos: Vec<SocketAddr>,
+}
+
+/// The formation entries with commands, and the apps among them that have web dynos. Every
+/// dyno also gets `NAME_SERVICE_HOST` and `NAME_SERVICE_PORT` for each web app in its space.
+fn desired(m: &Model, services: &HashMap<Uuid, Service>) -> Wanted {
     let mut out = HashMap::new();
     for app in m.apps() {
         let key = m.app_key(app).to_string();
-        let env = m.config_vars_of(app.id).map(|c| c.vars.clone()).unwrap_or_default();
+        let mut env = BTreeMap::new();
+        for other in m.apps().filter(|o| o.space_id == app.space_id) {
+            if let Some(service) = services.get(&other.id) {
+                let name = other.name.as_str().to_ascii_uppercase();
+                env.insert(format!("{name}_SERVICE_HOST"), "127.0.0.1".to_owned());
+                env.insert(format!("{name}_SERVICE_PORT"), service.port.to_string());
+            }
+        }
+        env.extend(m.config_vars_of(app.id).map(|c| c.vars.clone()).unwrap_or_default());
         for f in m.formation_of(app.id) {
             let Some(command) = &f.command else { continue };
             let spec =
@@ -81,6 +101,69 @@ fn desired(m: &Model) -> HashMap<(Uuid, String), (String, DynoType, u32, Spec)> 
         }
     }
     out
+}
+
+fn web_apps(m: &Model) -> Vec<WebApp> {
+    m.apps()
+        .filter(|a| m.formation_of(a.id).iter().any(|f| f.command.is_some() && f.dyno_type.as_str() == "web"))
+        .map(|a| WebApp {
+            id: a.id,
+            name: a.name.to_string(),
+            dynos: m
+                .dynos_of(a.id)
+                .iter()
+                .filter(|d| d.dyno_type.as_str() == "web")
+                .filter_map(|d| format!("{}:{}", d.host, d.port).parse().ok())
+                .collect(),
+        })
+        .collect()
+}
+
+/// A web app's service: a stable loopback port, for the life of the supervisor, that forwards
+/// each connection to one of the app's healthy web dynos, round robin, so that other apps in
+/// its space reach it at `NAME_SERVICE_HOST:NAME_SERVICE_PORT` whatever its dynos' ports.
+struct Service {
+    port: u16,
+    dynos: Arc<std::sync::Mutex<Vec<SocketAddr>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Service {
+    async fn start(app: &str) -> std::io::Result<Service> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let dynos = Arc::new(std::sync::Mutex::new(Vec::<SocketAddr>::new()));
+        let task = tokio::spawn({
+            let (dynos, app) = (dynos.clone(), app.to_owned());
+            async move {
+                let mut next = 0usize;
+                loop {
+                    let Ok((mut client, _)) = listener.accept().await else { continue };
+                    let target = {
+                        let d = dynos.lock().expect("service lock");
+                        next = next.wrapping_add(1);
+                        (!d.is_empty()).then(|| d[next % d.len()])
+                    };
+                    let Some(target) = target else {
+                        tracing::debug!(app, "service has no healthy dyno; closing the connection");
+                        continue;
+                    };
+                    tokio::spawn(async move {
+                        if let Ok(mut upstream) = tokio::net::TcpStream::connect(target).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                        }
+                    });
+                }
+            }
+        });
+        Ok(Service { port, dynos, task })
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// What every dyno task needs.
@@ -119,7 +202,7 @@ async fn run(ctx: Ctx, mut stopped: watch::Receiver<bool>) {
     let stale: Vec<(String, String)> = ctx
         .plane
         .read(|m| {
-            let wanted = desired(m);
+            let wanted = desired(m, &HashMap::new());
             m.apps()
                 .filter(|a| wanted.keys().any(|(id, _)| *id == a.id))
                 .flat_map(|a| m.dynos_of(a.id).into_iter().map(|d| (a.id.to_string(), d.name.to_string())))
@@ -131,8 +214,24 @@ async fn run(ctx: Ctx, mut stopped: watch::Receiver<bool>) {
     }
     let mut restarts = ctx.plane.subscribe_restarts();
     let mut groups: HashMap<(Uuid, String), Group> = HashMap::new();
+    let mut services: HashMap<Uuid, Service> = HashMap::new();
     loop {
-        let wanted = ctx.plane.read(desired).await;
+        let web = ctx.plane.read(web_apps).await;
+        for app in &web {
+            if let std::collections::hash_map::Entry::Vacant(slot) = services.entry(app.id) {
+                match Service::start(&app.name).await {
+                    Ok(s) => {
+                        slot.insert(s);
+                    }
+                    Err(e) => tracing::warn!(app = app.name, error = %e, "cannot open the app's service port"),
+                }
+            }
+            if let Some(s) = services.get(&app.id) {
+                *s.dynos.lock().expect("service lock") = app.dynos.clone();
+            }
+        }
+        services.retain(|id, _| web.iter().any(|a| a.id == *id));
+        let wanted = ctx.plane.read(|m| desired(m, &services)).await;
         for (key, (app, dyno_type, quantity, spec)) in &wanted {
             let target = Some((*quantity, spec.clone()));
             match groups.get(key) {
