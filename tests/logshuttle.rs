@@ -599,3 +599,38 @@ async fn a_remote_logshuttle_follows_the_control_api_and_serves_its_sessions() {
     let forged = format!("{path}x");
     assert_eq!(client::send(remote.addr, None, &Req::get("localhost", &forged)).await.unwrap().status, 404);
 }
+
+#[tokio::test]
+async fn a_receiver_that_closed_an_idle_connection_gets_the_next_line_on_a_new_one() {
+    use tokio::io::AsyncReadExt;
+
+    /// Reads from `conn` until one whole frame has arrived, and returns its message.
+    async fn one_frame(conn: &mut tokio::net::TcpStream) -> String {
+        let mut buf = Vec::new();
+        loop {
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(WAIT, conn.read(&mut chunk)).await.expect("a frame").expect("read");
+            assert!(n > 0, "the drain closed the connection");
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(f) = wharf_testkit::rfc5424::deframe_octet_counted(&mut buf).unwrap().first() {
+                return wharf_testkit::rfc5424::parse(f).unwrap().text();
+            }
+        }
+    }
+
+    let wharf = Wharf::serve(WHARF, &[]).await;
+    wharf.api.create_app("api-default", &[]).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let id = add_drain(&wharf, "api-default", &format!("syslog+tcp://{}", listener.local_addr().unwrap())).await;
+    ingest(&wharf.api, "api-default", 0..1, 40).await;
+    let (mut first, _) = tokio::time::timeout(WAIT, listener.accept()).await.expect("a connection").unwrap();
+    assert!(one_frame(&mut first).await.starts_with("line 000000"));
+    // The receiver closes the connection while the drain has nothing to send.
+    drop(first);
+    ingest(&wharf.api, "api-default", 1..2, 40).await;
+    let (mut second, _) = tokio::time::timeout(WAIT, listener.accept()).await.expect("a new connection").unwrap();
+    assert!(one_frame(&mut second).await.starts_with("line 000001"));
+    let label = format!("drain=\"{id}\"");
+    assert_eq!(metric(&wharf, "wharf_drain_retries_total", &[&label]).await, Some(0), "seen closed before writing");
+    assert_eq!(metric(&wharf, "wharf_drain_errors_total", &[&label]).await, Some(0));
+}

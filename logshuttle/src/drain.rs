@@ -242,8 +242,23 @@ impl Conn {
     fn is_open(&self) -> bool {
         match self {
             Conn::Https(sender) => !sender.is_closed(),
-            _ => true,
+            Conn::Tcp(s) => peer_open(s),
+            // Bytes waiting under TLS may be the server's session tickets; a closed TLS
+            // connection shows when a write's acknowledgement check sees the reset.
+            Conn::Tls(_) | Conn::Udp(_) => true,
         }
+    }
+}
+
+/// Whether a TCP syslog receiver still has the connection open: end of stream or an error mean
+/// it closed it while the drain was idle, and writing to it would only be refused later.
+fn peer_open(s: &TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    match s.try_read(&mut buf) {
+        Ok(0) => false,
+        // A receiver that talks back is unusual but alive; what it said is of no use here.
+        Ok(_) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
     }
 }
 
@@ -252,6 +267,10 @@ impl Conn {
 async fn acknowledged(s: &TcpStream) -> Result<(), Failure> {
     let mut wait = Duration::ZERO;
     while crate::acked::unacked(s)? > 0 {
+        // A receiver that reset the connection will never acknowledge the rest.
+        if let Some(e) = s.take_error()? {
+            return Err(e.into());
+        }
         if wait.is_zero() {
             // On a fast link the acknowledgement is already on its way back.
             tokio::task::yield_now().await;
