@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use wharf_bus::{Bus, BusConfig};
 use wharf_config::Config;
-use wharf_control_api::watch::{Upstream, follow};
+use wharf_control_api::watch::{Upstream, follow, report_verdicts};
 use wharf_router::{Listeners, Router};
 
 use crate::Common;
@@ -57,12 +57,12 @@ async fn serve(config: Config, upstream: Upstream) -> Result<()> {
         None => BusConfig::Embedded { capacity: 1 },
     })
     .await?;
-    let (snapshots, follower) = follow(upstream, data_dir.join("snapshot.json"));
+    let (snapshots, follower) = follow(upstream.clone(), data_dir.join("snapshot.json"));
     let listeners = Listeners::bind(&config.router)?;
     let mut router = Router::start(&config.router, listeners, certs, snapshots, bus.publisher.clone())?;
-    // Canary aborts this router decides apply here at once; recording them for every router is
-    // the control API's, which only `wharf serve`'s own router reports to.
-    drop(router.take_verdicts());
+    // Canary aborts this router decides apply here at once, and go to the control API, which
+    // records them so that every router follows.
+    let reporter = router.take_verdicts().map(|v| tokio::spawn(report_verdicts(upstream, v)));
 
     let addrs = router.addrs();
     let mut out = std::io::stdout().lock();
@@ -80,6 +80,9 @@ async fn serve(config: Config, upstream: Upstream) -> Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     follower.abort();
+    if let Some(r) = reporter {
+        r.abort();
+    }
     router.shutdown().await;
     bus.publisher.flush(Duration::from_secs(5));
     writeln!(std::io::stdout(), "Wharf router stopped.")?;

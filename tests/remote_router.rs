@@ -88,3 +88,47 @@ async fn a_remote_router_serves_its_last_good_snapshot_while_the_control_api_is_
     assert_eq!(status, 200);
     assert_eq!(snapshot["apps"].as_array().map(Vec::len), Some(2), "{snapshot}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_routers_canary_abort_is_recorded_for_every_router() {
+    let dir = TempDir::new("remote-canary");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let env = [("WHARF_CONTROL_API__LISTEN", listen.as_str()), ("WHARF_ROUTER__HTTP_REDIRECT", "false")];
+    let control = dir.path().join("control");
+    let wharf = Wharf::serve_with(WHARF, &[], &control, &env).await;
+    let (base, next) = (Backend::start("base").await, Backend::failing("next", 0.3, 7).await);
+    wharf.api.create_app("base-default", &[&base]).await;
+    wharf.api.create_app("next-default", &[&next]).await;
+    let token = std::fs::read_to_string(control.join("data-plane-token")).expect("the data-plane token");
+    let router = WharfRouter::start_with(
+        WHARF,
+        &format!("http://{listen}"),
+        token.trim(),
+        &dir.path().join("router"),
+        &[("WHARF_ROUTER__HTTP_REDIRECT", "false")],
+    )
+    .await;
+    let canary = serde_json::json!({"canary_app": "next-default", "weight": 20});
+    wharf.api.expect("PUT", "/apps/base-default/canary", canary, 201).await;
+    eventually(WAIT, "the remote router to split the app", || async {
+        let answers = client::load(router.http, "base-default.localhost", "/", 50, 1).await.ok()?;
+        answers.iter().any(|a| a.body == "next").then_some(())
+    })
+    .await;
+
+    // Only the remote router sees traffic; its abort is recorded by the control API.
+    let aborted = eventually(WAIT, "the remote router's abort to be recorded", || async {
+        client::load(router.http, "base-default.localhost", "/", 500, 4).await.ok()?;
+        let (_, c) = wharf.api.call("GET", "/apps/base-default/canary", None).await;
+        (c["state"] == "aborted").then_some(c)
+    })
+    .await;
+    assert!(aborted["evidence"]["canary"]["errors"].as_u64().unwrap() > 0, "{aborted}");
+    assert_ne!(aborted["evidence"]["decision"], "aborted by hand", "{aborted}");
+
+    // `wharf serve`'s own router, which judged nothing, follows: no request reaches the canary.
+    let before = next.requests();
+    let answers = client::load(wharf.http, "base-default.localhost", "/", 200, 2).await.expect("answered");
+    assert!(answers.iter().all(|a| a.status == 200 && a.body == "base"));
+    assert_eq!(next.requests(), before, "the canary gets nothing once aborted");
+}

@@ -325,7 +325,8 @@ pub struct CanarySpec {
 }
 
 /// A router's decision to abort a canary, sent to the control API to record for all routers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CanaryVerdict {
     /// The canary.
     pub id: Uuid,

@@ -88,6 +88,7 @@ bodies = {
                                                                         "port": {"type": "integer", "minimum": 1, "maximum": 65535},
                                                                         "healthcheck": S}, required=["type"])}}),
     "ConfigVarsPatch": {"type": "object", "additionalProperties": nullable(S)},
+    "CanaryVerdict": obj({"id": UUID, "app": S, "evidence": ref("Evidence")}),
     "LogEvents": {"type": "array", "minItems": 1, "maxItems": 1000,
                   "items": obj({"app": S, "source": S, "process": S, "stream": {"type": "string", "enum": ["stdout", "stderr"]},
                                 "time": TIME, "message": S}, required=["app", "source", "message"])},
@@ -188,6 +189,8 @@ paths = {
     "/log-sessions/{token}": {"get": op("Stream a log session's lines as text", 200, S, params=["token"], secure=False,
                                         content="text/plain", streaming=True)},
     "/v1/snapshot": {"get": op("The current snapshot (admin or data-plane token)", 200, ref("Snapshot"))},
+    "/v1/canary-verdicts": {"post": op("A router elsewhere reports a canary it aborted (admin or data-plane token)", 200,
+                                       obj({"recorded": {"type": "boolean"}}), "CanaryVerdict")},
     "/v1/snapshot/watch": {"get": op("Every snapshot from now on, as newline-delimited JSON", 200, ref("Snapshot"),
                                      content="application/x-ndjson", streaming=True)},
 }

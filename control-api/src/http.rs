@@ -160,11 +160,11 @@ async fn require_token(State(token): State<AdminToken>, headers: HeaderMap, req:
     let data_plane = given.zip(token.data_plane.as_deref()).is_some_and(|(t, d)| same(t, d));
     match given {
         Some(t) if same(t, &token.admin) => next.run(req).await,
-        Some(_) if data_plane && req.uri().path().starts_with("/v1/snapshot") => next.run(req).await,
+        Some(_) if data_plane && req.uri().path().starts_with("/v1/") => next.run(req).await,
         Some(_) if data_plane => ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            "this token may only read the data-plane feed (/v1/snapshot); use the admin token",
+            "this token may only use the data-plane endpoints (/v1/snapshot, /v1/canary-verdicts); use the admin token",
         )
         .into_response(),
         Some(_) => {
@@ -216,6 +216,7 @@ pub fn router(
         .route("/certs/{cert}", get(get_cert).delete(delete_cert))
         .route("/v1/snapshot", get(crate::watch::snapshot))
         .route("/v1/snapshot/watch", get(crate::watch::stream))
+        .route("/v1/canary-verdicts", post(post_verdict))
         .route_layer(axum::middleware::from_fn_with_state(token, require_token))
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi))
@@ -849,6 +850,17 @@ async fn delete_cert(State(plane): Plane, Path(cert): Path<String>) -> ApiResult
 }
 
 // ---- canaries ----
+
+/// `POST /v1/canary-verdicts`: a router elsewhere reports that it aborted a canary, so that
+/// every router follows. The first verdict of a running canary is recorded; later ones change
+/// nothing.
+async fn post_verdict(
+    State(plane): Plane,
+    Body(verdict): Body<wharf_config::CanaryVerdict>,
+) -> ApiResult<impl IntoResponse> {
+    let recorded = plane.record_verdict(verdict).await?.is_some();
+    Ok(Json(json!({ "recorded": recorded })))
+}
 
 #[derive(Serialize)]
 struct CanaryOut {

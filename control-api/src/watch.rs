@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use tokio::sync::watch;
-use wharf_config::Snapshot;
+use wharf_config::{CanaryVerdict, Snapshot};
 
 use crate::http::Json;
 use crate::plane::ControlPlane;
@@ -84,6 +84,57 @@ impl Upstream {
             .filter(|a| !a.is_empty() && !a.contains('/'))
             .ok_or_else(|| FollowError::Url(url.to_owned()))?;
         Ok(Upstream { authority: authority.to_owned(), token: token.to_owned() })
+    }
+}
+
+/// Reports a router's canary aborts to the control API, each until it is taken (or refused as
+/// malformed), with backoff while the API is away, so that every router follows the first
+/// router to abort.
+pub async fn report_verdicts(upstream: Upstream, mut verdicts: tokio::sync::mpsc::UnboundedReceiver<CanaryVerdict>) {
+    while let Some(verdict) = verdicts.recv().await {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match post_verdict(&upstream, &verdict).await {
+                Ok(()) => break,
+                Err((e, retry)) => {
+                    tracing::warn!(canary = %verdict.id, error = %e, retry, "cannot report a canary abort");
+                    if !retry {
+                        break;
+                    }
+                    tokio::time::sleep(backoff + backoff.mul_f64(fastrand::f64() * 0.5)).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+}
+
+/// One attempt; the error says whether another may succeed.
+async fn post_verdict(upstream: &Upstream, verdict: &CanaryVerdict) -> Result<(), (String, bool)> {
+    let retry = |e: String| (e, true);
+    let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(&upstream.authority))
+        .await
+        .map_err(|_| retry("connect timed out".into()))?
+        .map_err(|e| retry(format!("connect: {e}")))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+        .await
+        .map_err(|e| retry(format!("handshake: {e}")))?;
+    tokio::spawn(conn);
+    let body = serde_json::to_vec(verdict).map_err(|e| (e.to_string(), false))?;
+    let req = http::Request::post("/v1/canary-verdicts")
+        .header(header::HOST, &upstream.authority)
+        .header(header::AUTHORIZATION, format!("Bearer {}", upstream.token))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(http_body_util::Full::new(Bytes::from(body)))
+        .map_err(|e| (e.to_string(), false))?;
+    let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
+        .await
+        .map_err(|_| retry("timed out".into()))?
+        .map_err(|e| retry(format!("request: {e}")))?;
+    match resp.status() {
+        s if s.is_success() => Ok(()),
+        s if s.is_server_error() || s == http::StatusCode::TOO_MANY_REQUESTS => Err(retry(format!("answered {s}"))),
+        s => Err((format!("answered {s}"), false)),
     }
 }
 

@@ -109,6 +109,8 @@ async fn start(
 /// A running `wharf router`, following a control API.
 #[derive(Debug)]
 pub struct WharfRouter {
+    /// The plain HTTP listener.
+    pub http: SocketAddr,
     /// The HTTPS listener.
     pub https: SocketAddr,
     /// The metrics and health listener.
@@ -123,10 +125,23 @@ impl WharfRouter {
     /// Starts `wharf router --control-api URL` with `token` (the data-plane token) and the data
     /// directory `data_dir`.
     pub async fn start(bin: &str, control_api: &str, token: &str, data_dir: &Path) -> WharfRouter {
-        let env = [("WHARF_DATA_PLANE_TOKEN", token)];
+        WharfRouter::start_with(bin, control_api, token, data_dir, &[]).await
+    }
+
+    /// As [`WharfRouter::start`], with more environment variables.
+    pub async fn start_with(
+        bin: &str,
+        control_api: &str,
+        token: &str,
+        data_dir: &Path,
+        env: &[(&str, &str)],
+    ) -> WharfRouter {
+        let mut all = vec![("WHARF_DATA_PLANE_TOKEN", token)];
+        all.extend_from_slice(env);
         let Started { child, lines, stderr, .. } =
-            start(bin, "router", &["--control-api", control_api], data_dir, &env, "metrics:").await;
+            start(bin, "router", &["--control-api", control_api], data_dir, &all, "metrics:").await;
         WharfRouter {
+            http: addr(&field(&lines, "router HTTP:")),
             https: addr(&field(&lines, "router HTTPS:")),
             admin: addr(field(&lines, "metrics:").trim_end_matches("/metrics")),
             ca: PathBuf::from(field(&lines, "CA to trust:")),
