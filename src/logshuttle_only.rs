@@ -31,21 +31,9 @@ pub(crate) struct LogshuttleArgs {
 }
 
 pub(crate) fn run(args: LogshuttleArgs) -> Result<()> {
-    let mut config = Config::load(args.common.config.as_deref(), std::env::vars())?;
-    if let Some(dir) = args.common.data_dir {
-        config.data_dir = dir;
-    }
-    if let Some(brokers) = args.kafka {
-        let mut kafka = config.kafka.take().unwrap_or_default();
-        kafka.brokers = brokers;
-        config.kafka = Some(kafka);
-        config.validate()?;
-    }
+    let config = args.common.load(args.kafka)?;
     anyhow::ensure!(config.kafka.is_some(), "wharf logshuttle reads Kafka: pass --kafka BROKERS or a [kafka] section");
-    let token = std::env::var("WHARF_DATA_PLANE_TOKEN")
-        .or_else(|_| std::env::var("WHARF_ADMIN_TOKEN"))
-        .context("WHARF_DATA_PLANE_TOKEN must hold the control API's data-plane token")?;
-    let upstream = Upstream::new(&args.control_api, token.trim())?;
+    let upstream = crate::follow_upstream(&args.control_api)?;
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(config, upstream))
 }
 

@@ -48,6 +48,34 @@ struct Common {
     data_dir: Option<PathBuf>,
 }
 
+impl Common {
+    /// The configuration: the file and `WHARF_*` variables, then the command line's data
+    /// directory and Kafka brokers on top, validated again after they are applied.
+    fn load(&self, kafka: Option<String>) -> anyhow::Result<wharf_config::Config> {
+        let mut config = wharf_config::Config::load(self.config.as_deref(), std::env::vars())?;
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = dir.clone();
+        }
+        if let Some(brokers) = kafka {
+            let mut k = config.kafka.take().unwrap_or_default();
+            k.brokers = brokers;
+            config.kafka = Some(k);
+            config.validate()?;
+        }
+        Ok(config)
+    }
+}
+
+/// The control API a remote part follows, with the data-plane token (or the admin token) from
+/// the environment.
+fn follow_upstream(url: &str) -> anyhow::Result<wharf_control_api::watch::Upstream> {
+    use anyhow::Context;
+    let token = std::env::var("WHARF_DATA_PLANE_TOKEN")
+        .or_else(|_| std::env::var("WHARF_ADMIN_TOKEN"))
+        .context("WHARF_DATA_PLANE_TOKEN must hold the control API's data-plane token")?;
+    Ok(wharf_control_api::watch::Upstream::new(url, token.trim())?)
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let filter = std::env::var("WHARF_LOG").unwrap_or_else(|_| "info".into());

@@ -30,16 +30,7 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) fn run(args: ServeArgs) -> Result<()> {
-    let mut config = Config::load(args.common.config.as_deref(), std::env::vars())?;
-    if let Some(dir) = args.common.data_dir {
-        config.data_dir = dir;
-    }
-    if let Some(brokers) = args.kafka {
-        let mut kafka = config.kafka.take().unwrap_or_default();
-        kafka.brokers = brokers;
-        config.kafka = Some(kafka);
-        config.validate()?;
-    }
+    let config = args.common.load(args.kafka)?;
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(config))
 }
 
