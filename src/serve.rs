@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use wharf_bus::{Bus, BusConfig};
 use wharf_config::{Config, KafkaConfig, SessionKey};
-use wharf_control_api::{AdminToken, ControlPlane, Settings, SqliteStore};
+use wharf_control_api::{AdminToken, ControlPlane, PostgresStore, Settings, SqliteStore, Store};
 use wharf_logshuttle::Logshuttle;
 use wharf_router::{Listeners, Router, tls};
 
@@ -27,10 +27,19 @@ pub(crate) struct ServeArgs {
     /// embedded one.
     #[arg(long, value_name = "BROKERS")]
     kafka: Option<String>,
+    /// Keep the state in this PostgreSQL database (postgres://user:password@host/db) instead of
+    /// SQLite in the data directory; control APIs given the same database are replicas of one
+    /// another. WHARF_CONTROL_API__DATABASE_URL keeps the password off the command line.
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
 }
 
 pub(crate) fn run(args: ServeArgs) -> Result<()> {
-    let config = args.common.load(args.kafka)?;
+    let mut config = args.common.load(args.kafka)?;
+    if let Some(url) = args.database_url {
+        let url = wharf_config::DatabaseUrl::try_new(&url).map_err(|e| anyhow::anyhow!("--database-url {e}"))?;
+        config.control_api.database_url = Some(url);
+    }
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(config))
 }
 
@@ -122,7 +131,14 @@ async fn serve(config: Config) -> Result<()> {
     // valid across restarts and a logshuttle elsewhere given the same secret can serve them.
     let (session_secret, _) = load_token(data_dir, "WHARF_SESSION_SECRET", "session-secret")?;
     let sessions = Arc::new(SessionKey::new(session_secret.as_bytes()));
-    let store = SqliteStore::open(&data_dir.join("wharf.db")).context("cannot open the database")?;
+    let store: Box<dyn Store> = match &config.control_api.database_url {
+        Some(url) => Box::new(
+            PostgresStore::connect(url, config.control_api.database_ca.as_deref())
+                .await
+                .with_context(|| format!("cannot open the database {url}"))?,
+        ),
+        None => Box::new(SqliteStore::open(&data_dir.join("wharf.db")).context("cannot open the database")?),
+    };
     let settings = Settings {
         stack_domain: config.router.stack_domain.clone(),
         https_port,
@@ -131,7 +147,8 @@ async fn serve(config: Config) -> Result<()> {
         max_session_lines: config.logshuttle.history_lines as u32,
         max_quantity: config.control_api.max_quantity,
     };
-    let plane = Arc::new(ControlPlane::open(Box::new(store), settings, sessions.clone()).await?);
+    let plane = Arc::new(ControlPlane::open(store, settings, sessions.clone()).await?);
+    tokio::spawn(plane.clone().follow_store());
 
     let mut router = Router::start(&config.router, listeners, certs, plane.subscribe(), bus.publisher.clone())?;
     plane.set_canary_reader(Box::new(router.canary_reader()));
@@ -192,6 +209,10 @@ async fn serve(config: Config) -> Result<()> {
         None => writeln!(out, "  log bus:      embedded")?,
     }
     writeln!(out, "  data:         {}", absolute(data_dir).display())?;
+    match &config.control_api.database_url {
+        Some(url) => writeln!(out, "  database:     {url}")?,
+        None => writeln!(out, "  database:     {}", absolute(&data_dir.join("wharf.db")).display())?,
+    }
     writeln!(
         out,
         "  data plane:   token for wharf router --control-api in {}",

@@ -1,9 +1,12 @@
 //! The control API's formation and config vars, through a real HTTP client against `wharf
 //! serve`: Heroku's shapes, refusals that change nothing, redaction in `socs` spaces, values
-//! kept out of logs, concurrent updates, and state across a restart.
+//! kept out of logs, concurrent updates, and state across a restart; on SQLite and on a real
+//! PostgreSQL server, where two replicas share one database.
 
+use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use wharf_testkit::client::Api;
+use wharf_testkit::postgres::Postgres;
 use wharf_testkit::wharf::Wharf;
 
 const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
@@ -20,10 +23,26 @@ async fn refused(api: &Api, method: &str, path: &str, body: Value, status: u16, 
 }
 
 #[tokio::test]
-async fn formation_and_config_vars_in_heroku_shapes() {
+async fn formation_and_config_vars_on_sqlite() {
+    formation_and_config_vars_in_heroku_shapes(&[]).await;
+}
+
+#[tokio::test]
+async fn formation_and_config_vars_on_postgres() {
+    let pg = Postgres::start().await;
+    let url = pg.database("wharf").await;
+    let logs = formation_and_config_vars_in_heroku_shapes(&["--database-url", &url]).await;
+    assert!(!logs.contains(pg.password()), "the database password is never printed");
+    let versions = pg.query("wharf", "SELECT version FROM wharf_meta").await;
+    let log = pg.query("wharf", "SELECT count(*) FROM wharf_changes").await;
+    assert_eq!(versions, log, "the state is in PostgreSQL, with one log entry per version");
+}
+
+/// The suite, on the database `args` name; returns what the servers printed.
+async fn formation_and_config_vars_in_heroku_shapes(args: &[&str]) -> String {
     let dir = wharf_testkit::TempDir::new("control-api");
     let data = dir.path().join("data");
-    let wharf = Wharf::serve_in(WHARF, &[], &data).await;
+    let wharf = Wharf::serve_in(WHARF, args, &data).await;
     let api = &wharf.api;
     api.expect("POST", "/spaces", json!({"name": "audited", "compliance": ["socs"]}), 201).await;
     api.expect("POST", "/apps", json!({"name": "api", "space": "audited"}), 201).await;
@@ -111,9 +130,11 @@ async fn formation_and_config_vars_in_heroku_shapes() {
 
     // Everything survives a restart.
     let (_, formation_before) = api.call("GET", formation, None).await;
-    let (ok, _) = wharf.terminate().await;
+    let mut printed = wharf.stderr();
+    let (ok, out) = wharf.terminate().await;
     assert!(ok);
-    let wharf = Wharf::serve_in(WHARF, &[], &data).await;
+    printed.push_str(&out);
+    let wharf = Wharf::serve_in(WHARF, args, &data).await;
     let api = &wharf.api;
     assert_eq!(api.call("GET", formation, None).await, (200, formation_before));
     assert_eq!(api.call("GET", vars, None).await, (200, all));
@@ -123,4 +144,178 @@ async fn formation_and_config_vars_in_heroku_shapes() {
     api.expect("POST", "/apps", json!({"name": "api", "space": "audited"}), 201).await;
     assert_eq!(api.call("GET", formation, None).await, (200, json!([])));
     assert_eq!(api.call("GET", vars, None).await, (200, json!({})));
+    printed.push_str(&wharf.stderr());
+    printed
+}
+
+const ADMIN_TOKEN: &str = "replica-admin-token-0123456789";
+const DATA_PLANE_TOKEN: &str = "replica-data-plane-token-0123456789";
+
+/// Reads a control API's watch stream, sending the version of each snapshot it pushes.
+async fn watch_versions(api: &Api) -> tokio::sync::mpsc::UnboundedReceiver<(u64, Value)> {
+    let req = wharf_testkit::client::Req::get(&api.addr.to_string(), "/v1/snapshot/watch")
+        .header("authorization", &format!("Bearer {DATA_PLANE_TOKEN}"));
+    let resp = wharf_testkit::client::send_streaming(api.addr, None, &req).await.expect("watch");
+    assert_eq!(resp.status(), 200);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut body = resp.into_body();
+        let mut partial = Vec::new();
+        while let Some(Ok(frame)) = body.frame().await {
+            let Some(data) = frame.data_ref() else { continue };
+            partial.extend_from_slice(data);
+            while let Some(end) = partial.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = partial.drain(..=end).collect();
+                if line.len() > 1 {
+                    let snapshot: Value = serde_json::from_slice(&line).expect("a snapshot per line");
+                    let _ = tx.send((snapshot["version"].as_u64().expect("version"), snapshot));
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Two `wharf serve` on one PostgreSQL database: writes to either are seen by both, concurrent
+/// writes through both lose nothing, the same name created on both at once exists once, and a
+/// watcher of either sees versions that only grow, up to the same last one.
+#[tokio::test]
+async fn two_replicas_on_one_postgres_stay_consistent() {
+    let pg = Postgres::start().await;
+    let url = pg.database("shared").await;
+    let dir = wharf_testkit::TempDir::new("replicas");
+    let env = [("WHARF_ADMIN_TOKEN", ADMIN_TOKEN), ("WHARF_DATA_PLANE_TOKEN", DATA_PLANE_TOKEN)];
+    let args = ["--database-url", url.as_str()];
+    let (dir_a, dir_b) = (dir.path().join("a"), dir.path().join("b"));
+    let (a, b) =
+        tokio::join!(Wharf::serve_with(WHARF, &args, &dir_a, &env), Wharf::serve_with(WHARF, &args, &dir_b, &env),);
+    let apis = [a.api.clone(), b.api.clone()];
+    // Both started on an empty database at once; there is one default space.
+    for api in &apis {
+        let (_, spaces) = api.call("GET", "/spaces", None).await;
+        assert_eq!(spaces.as_array().unwrap().iter().filter(|s| s["name"] == "default").count(), 1, "{spaces}");
+    }
+    let mut watchers = [watch_versions(&apis[0]).await, watch_versions(&apis[1]).await];
+
+    // Twenty apps and twenty config vars, through alternate replicas at once.
+    a.api.expect("POST", "/apps", json!({"name": "shared", "space": "default"}), 201).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let api = apis[i % 2].clone();
+        tasks.spawn(async move {
+            let app = api.call("POST", "/apps", Some(json!({"name": format!("app{i}"), "space": "default"}))).await;
+            let var = json!({format!("VAR_{i}"): i.to_string()});
+            let vars = api.call("PATCH", "/apps/shared-default/config-vars", Some(var)).await;
+            if app.0 != 201 {
+                eprintln!("APP {app:?}");
+            }
+            (app.0, vars.0)
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        let r = r.unwrap();
+
+        assert_eq!(r, (201, 200));
+    }
+    // The same app created on both at once: one wins, the other is told it exists.
+    let (x, y) = tokio::join!(
+        apis[0].call("POST", "/apps", Some(json!({"name": "twice", "space": "default"}))),
+        apis[1].call("POST", "/apps", Some(json!({"name": "twice", "space": "default"}))),
+    );
+    let mut statuses = [x.0, y.0];
+    statuses.sort();
+    assert_eq!(statuses, [201, 409], "{x:?} {y:?}");
+
+    // Each replica answers with everything, whichever replica wrote it.
+    let mut answers = Vec::new();
+    for api in &apis {
+        let (_, vars) = api.call("GET", "/apps/shared-default/config-vars", None).await;
+        assert_eq!(vars.as_object().map(|v| v.len()), Some(20), "no update is lost: {vars}");
+        let (_, apps) = api.call("GET", "/apps", None).await;
+        let mut names: Vec<String> = apps.as_array().unwrap().iter().map(|a| a["name"].to_string()).collect();
+        names.sort();
+        assert_eq!(names.len(), 22, "{names:?}");
+        answers.push((vars, names));
+    }
+    assert_eq!(answers[0], answers[1]);
+
+    // A change through one replica reaches the other without anything asking it.
+    a.api.expect("POST", "/apps", json!({"name": "onlya", "space": "default"}), 201).await;
+    let seen_by_b = wharf_testkit::eventually(std::time::Duration::from_secs(10), "b to hear of a's app", || async {
+        let (status, _) = apis[1].call("GET", "/apps/onlya-default", None).await;
+        (status == 200).then_some(())
+    });
+    seen_by_b.await;
+
+    // Watchers of both saw versions that only grow, and reach the same last snapshot.
+    let (_, last) = apis[0].call("GET", "/v1/snapshot", None).await;
+    let last_version = last["version"].as_u64().unwrap();
+    let mut finals = Vec::new();
+    for (i, rx) in watchers.iter_mut().enumerate() {
+        let mut seen = Vec::new();
+        let snapshot = loop {
+            let (version, snapshot) = tokio::time::timeout(std::time::Duration::from_secs(30), rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("replica {i}'s watcher stopped at {seen:?}, short of {last_version}"))
+                .expect("stream open");
+            assert!(seen.last().is_none_or(|&v| v < version), "replica {i}: version {version} after {seen:?}");
+            seen.push(version);
+            if version == last_version {
+                break snapshot;
+            }
+        };
+        assert_eq!(snapshot["apps"].as_array().unwrap().len(), 23);
+        finals.push(snapshot);
+    }
+    assert_eq!(finals[0], finals[1], "both replicas publish the same snapshot for the same version");
+}
+
+/// Runs `wharf serve` expecting it to refuse to start; returns what it printed.
+async fn refused_at_start(args: &[&str], data: &std::path::Path) -> String {
+    let out = tokio::process::Command::new(WHARF)
+        .arg("serve")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env("WHARF_CONTROL_API__LISTEN", "127.0.0.1:0")
+        .env("WHARF_ROUTER__HTTP_LISTEN", "127.0.0.1:0")
+        .env("WHARF_ROUTER__HTTPS_LISTEN", "127.0.0.1:0")
+        .env("WHARF_ROUTER__INTERNAL_LISTEN", "127.0.0.1:0")
+        .env("WHARF_ROUTER__ADMIN_LISTEN", "127.0.0.1:0")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), out).await.expect("exits").expect("runs");
+    assert!(!out.status.success(), "wharf serve {args:?} should refuse to start");
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// A database Wharf cannot use stops it at start with a message that says why, and never shows
+/// the password: a wrong password, a server that is not there, a schema from a newer Wharf.
+#[tokio::test]
+async fn a_database_it_cannot_use_is_refused_at_start() {
+    let pg = Postgres::start().await;
+    let url = pg.database("wharf").await;
+    let dir = wharf_testkit::TempDir::new("bad-database");
+    let data = dir.path().join("data");
+
+    let wrong = url.replace(pg.password(), "not-the-password");
+    let out = refused_at_start(&["--database-url", &wrong], &data).await;
+    assert!(out.contains("password authentication failed"), "{out}");
+    assert!(!out.contains("not-the-password"), "{out}");
+
+    let nowhere = format!("postgres://wharf:{}@127.0.0.1:{}/wharf", pg.password(), wharf_testkit::free_port());
+    let out = refused_at_start(&["--database-url", &nowhere], &data).await;
+    assert!(out.contains("cannot open the database") && out.contains("connect"), "{out}");
+    assert!(!out.contains(pg.password()), "{out}");
+
+    let out = refused_at_start(&["--database-url", "mysql://db/wharf"], &data).await;
+    assert!(out.contains("must be a postgres:// URL"), "{out}");
+
+    // A schema version this Wharf does not know is refused, and left as it is.
+    let wharf = Wharf::serve_in(WHARF, &["--database-url", &url], &data).await;
+    assert!(wharf.terminate().await.0);
+    pg.query("wharf", "UPDATE wharf_schema SET version = 99").await;
+    let out = refused_at_start(&["--database-url", &url], &data).await;
+    assert!(out.contains("schema version 99 is newer"), "{out}");
+    assert_eq!(pg.query("wharf", "SELECT version FROM wharf_schema").await, ["99"]);
 }

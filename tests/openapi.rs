@@ -274,9 +274,21 @@ async fn seed(api: &Api, backend: &Backend) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn random_requests_get_no_5xx_and_answers_that_fit_the_document() {
+async fn random_requests_get_no_5xx_and_answers_that_fit_the_document_on_sqlite() {
+    random_requests_get_no_5xx_and_answers_that_fit_the_document(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_requests_get_no_5xx_and_answers_that_fit_the_document_on_postgres() {
+    let pg = wharf_testkit::postgres::Postgres::start().await;
+    let url = pg.database("wharf").await;
+    random_requests_get_no_5xx_and_answers_that_fit_the_document(&["--database-url", &url]).await;
+}
+
+/// The property run against `wharf serve` with `args`.
+async fn random_requests_get_no_5xx_and_answers_that_fit_the_document(args: &[&str]) {
     let doc = document();
-    let wharf = Wharf::serve(WHARF, &[]).await;
+    let wharf = Wharf::serve(WHARF, args).await;
     let api = &wharf.api;
     let backend = Backend::start("ok").await;
     let (status, served) = api.call("GET", "/openapi.json", None).await;

@@ -16,6 +16,29 @@ use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 use crate::names::SiteDomain;
 use crate::timestamp::format_seconds;
 
+/// Why a CA file cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("ca {path}: {message}")]
+pub struct CaError {
+    /// The file.
+    pub path: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// Reads the certificates of a PEM file of CAs (a drain's or the database's); a file without
+/// any is an error.
+pub fn read_ca(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, CaError> {
+    let error = |message: String| CaError { path: path.display().to_string(), message };
+    let pem = std::fs::read(path).map_err(|e| error(e.to_string()))?;
+    let certs =
+        CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>().map_err(|e| error(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(error("holds no PEM certificate".into()));
+    }
+    Ok(certs)
+}
+
 /// Most certificates a chain may hold; real chains have two or three.
 pub const MAX_CHAIN: usize = 8;
 

@@ -118,6 +118,92 @@ pub struct ControlApiConfig {
     pub max_body: ByteSize,
     /// Most dynos of one type an app's formation may ask for.
     pub max_quantity: u32,
+    /// PostgreSQL database to keep the state in, shared by every control-API replica that names
+    /// it (`postgres://user:password@host:5432/dbname`, libpq's URL form). Without it, the state
+    /// is in an embedded SQLite database in the data directory.
+    pub database_url: Option<DatabaseUrl>,
+    /// PEM file of the CA that signs the database server's certificate, trusted beside the
+    /// Mozilla roots when the connection uses TLS (`sslmode=prefer`, the default, or `require`).
+    pub database_ca: Option<PathBuf>,
+}
+
+/// A PostgreSQL connection URL. Its password never appears in `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// Accepts a `postgres://` or `postgresql://` URL.
+    pub fn try_new(url: &str) -> Result<DatabaseUrl, String> {
+        let rest = url
+            .strip_prefix("postgres://")
+            .or_else(|| url.strip_prefix("postgresql://"))
+            .ok_or("must be a postgres:// URL, such as postgres://wharf:password@db.internal:5432/wharf")?;
+        if rest.is_empty() || url.chars().any(char::is_whitespace) {
+            return Err("must name a host, and contain no spaces".into());
+        }
+        Ok(DatabaseUrl(url.to_owned()))
+    }
+
+    /// The URL, password included, for connecting.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with its password replaced by `***`, for logs and messages.
+    pub fn redacted(&self) -> String {
+        let (scheme, rest) = self.0.split_once("://").unwrap_or(("", &self.0));
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(authority_end);
+        match authority.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+                let password = if userinfo.contains(':') { ":***" } else { "" };
+                // A password can also be a query parameter.
+                let tail = redact_query_password(tail);
+                format!("{scheme}://{user}{password}@{host}{tail}")
+            }
+            None => format!("{scheme}://{authority}{}", redact_query_password(tail)),
+        }
+    }
+}
+
+fn redact_query_password(tail: &str) -> String {
+    match tail.split_once('?') {
+        Some((path, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|p| if p.starts_with("password=") { "password=***".to_owned() } else { p.to_owned() })
+                .collect();
+            format!("{path}?{}", params.join("&"))
+        }
+        None => tail.to_owned(),
+    }
+}
+
+impl TryFrom<String> for DatabaseUrl {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        DatabaseUrl::try_new(&s)
+    }
+}
+
+impl From<DatabaseUrl> for String {
+    fn from(u: DatabaseUrl) -> String {
+        u.0
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DatabaseUrl({:?})", self.redacted())
+    }
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
 }
 
 impl Default for ControlApiConfig {
@@ -126,6 +212,8 @@ impl Default for ControlApiConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
             max_body: ByteSize(1 << 20),
             max_quantity: 100,
+            database_url: None,
+            database_ca: None,
         }
     }
 }
@@ -600,6 +688,8 @@ mod tests {
         check_rejected("[kafka]\nakkeris_app_topics = [\"wharf-logs\"]", &[], "read once");
         check_rejected("[kafka]\npartitions = 0", &[], "kafka.partitions");
         check_rejected("[control_api]\nmax_quantity = 0", &[], "control_api.max_quantity");
+        check_rejected("[control_api]\ndatabase_url = \"mysql://db/wharf\"", &[], "must be a postgres:// URL");
+        check_rejected("[control_api]\ndatabase_url = \"postgres://\"", &[], "must name a host");
         check_rejected("[supervisor]\nhealth_timeout = \"0s\"", &[], "supervisor.health_timeout");
         check_rejected("[supervisor]\nrestart = \"1s\"", &[], "unknown field");
         check_rejected("[kafka]\ngroup_id = \"\"", &[], "kafka.group_id");
@@ -618,5 +708,22 @@ mod tests {
             }
         }
         assert!(seen >= 2, "expected example configs in {}", dir.display());
+    }
+
+    #[test]
+    fn database_url_passwords_are_never_shown() {
+        for (url, shown) in [
+            ("postgres://wharf:s3cret@db:5432/wharf", "postgres://wharf:***@db:5432/wharf"),
+            ("postgresql://wharf@db/wharf?sslmode=require", "postgresql://wharf@db/wharf?sslmode=require"),
+            ("postgres://db/wharf?user=w&password=s3cret", "postgres://db/wharf?user=w&password=***"),
+            ("postgres://w:p%40ss@db", "postgres://w:***@db"),
+        ] {
+            let u = DatabaseUrl::try_new(url).unwrap();
+            assert_eq!(u.to_string(), shown);
+            assert!(!format!("{u:?}").contains("s3cret"), "{u:?}");
+        }
+        let c = load("[control_api]\ndatabase_url = \"postgres://wharf:s3cret@db/wharf\"", &[]).unwrap();
+        assert!(!format!("{c:?}").contains("s3cret"), "a configuration's Debug hides the password");
+        assert_eq!(c.control_api.database_url.unwrap().expose(), "postgres://wharf:s3cret@db/wharf");
     }
 }

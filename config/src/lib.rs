@@ -25,7 +25,8 @@ pub use canary::{
 pub use cert::{CertError, Certificate};
 pub use drain::{DrainScheme, DrainUrl, DrainUrlError, Framing};
 pub use file::{
-    CertFiles, Config, ConfigError, ControlApiConfig, KafkaConfig, LogshuttleConfig, RouterConfig, SupervisorConfig,
+    CertFiles, Config, ConfigError, ControlApiConfig, DatabaseUrl, KafkaConfig, LogshuttleConfig, RouterConfig,
+    SupervisorConfig,
 };
 pub use names::{AppKey, AppName, DynoName, DynoType, Hostname, NameError, RoutePath, SiteDomain, SpaceName};
 pub use session::{SessionError, SessionGrant, SessionKey};

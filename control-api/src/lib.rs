@@ -2,7 +2,8 @@
 //! and the snapshots it publishes to the router and the logshuttle.
 //!
 //! Layers, from the edge in: [`http`] (JSON, auth, error shapes), [`plane`] (operations on typed
-//! values), [`model`] (records and the snapshot built from them), [`store`] (SQLite).
+//! values), [`model`] (records and the snapshot built from them), [`store`] (SQLite, or
+//! PostgreSQL shared by replicas).
 
 #![forbid(unsafe_code)]
 
@@ -15,6 +16,7 @@ pub mod watch;
 
 pub use http::{AdminToken, router};
 pub use plane::{ControlPlane, Drains, Error, Restart, Settings};
+pub use store::postgres::PostgresStore;
 pub use store::{SqliteStore, Store, StoreError};
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets in-flight requests finish.

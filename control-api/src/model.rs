@@ -242,8 +242,9 @@ pub enum Object {
     ConfigVars(ConfigVars),
 }
 
-/// The kinds of records, as stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The kinds of records, as stored. Serde's names are [`Kind::as_str`]'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// Spaces.
     Space,
@@ -304,7 +305,8 @@ impl Object {
 }
 
 /// One step of an operation's effect.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Change {
     /// Insert or replace a record.
     Put(Object),

@@ -162,16 +162,109 @@ pub struct LogSession {
 
 /// The state and its operations.
 pub struct ControlPlane {
-    model: RwLock<Model>,
+    /// The records, the store, and the published snapshot, shared with the blocking tasks that
+    /// write them (which run to the end even when the request that started them is dropped).
+    state: Arc<State>,
     /// Serializes writers: an operation computes its changes against the model it commits on.
-    writer: tokio::sync::Mutex<()>,
-    store: Arc<Mutex<Box<dyn Store>>>,
-    snapshots: watch::Sender<Arc<Snapshot>>,
+    /// Blocking tasks that finish an operation hold it until they are done.
+    writer: Arc<tokio::sync::Mutex<()>>,
     settings: Settings,
     sessions: Arc<SessionKey>,
     canary_reader: OnceLock<CanaryReader>,
     restarts: tokio::sync::broadcast::Sender<Restart>,
+    /// Woken when another replica may have committed (PostgreSQL).
+    store_changed: Option<Arc<tokio::sync::Notify>>,
 }
+
+/// What the plane's blocking tasks share. Lock order: `store`, then `model`.
+struct State {
+    model: RwLock<Model>,
+    store: Mutex<Box<dyn Store>>,
+    snapshots: watch::Sender<Arc<Snapshot>>,
+}
+
+impl State {
+    /// Brings the model up to the store's version, publishing the result if it moved. With
+    /// `lock`, it takes the store's write lock first ([`Store::begin`]). Blocking.
+    fn sync(&self, store: &mut dyn Store, lock: bool) -> Result<(), StoreError> {
+        let from = self.model.blocking_read().version();
+        let steps = if lock { store.begin(from)? } else { store.changes_since(from)? };
+        let snapshot = match steps {
+            Some(steps) if steps.is_empty() => return Ok(()),
+            Some(steps) => {
+                let mut model = self.model.blocking_write();
+                for step in steps {
+                    model.apply(step.version, step.changes);
+                }
+                model.snapshot()
+            }
+            None => {
+                // Too far behind for the log: load everything.
+                let loaded = store.load()?;
+                let mut model = self.model.blocking_write();
+                if loaded.version <= model.version() {
+                    return Ok(());
+                }
+                *model = Model::from_objects(loaded.version, loaded.objects);
+                model.snapshot()
+            }
+        };
+        tracing::debug!(version = snapshot.version, "published another replica's changes");
+        self.snapshots.send_replace(snapshot);
+        Ok(())
+    }
+
+    /// Commits `changes` on `base`, then applies and publishes them; releases the store's
+    /// write lock either way. Blocking.
+    fn commit(&self, store: &mut dyn Store, base: u64, changes: Vec<Change>) -> Result<(), StoreError> {
+        let version = match store.commit(base, &changes) {
+            Ok(version) => version,
+            Err(e) => {
+                store.abort();
+                return Err(e);
+            }
+        };
+        let snapshot = {
+            let mut model = self.model.blocking_write();
+            model.apply(version, changes);
+            model.snapshot()
+        };
+        tracing::debug!(version, "published snapshot");
+        self.snapshots.send_replace(snapshot);
+        Ok(())
+    }
+}
+
+/// The writer's turn and the store's write lock, released together unless handed to the commit:
+/// an operation that refuses, or whose request is dropped while it computes, must not keep other
+/// replicas waiting. The next operation starts only after the release.
+struct WriteLock {
+    state: Arc<State>,
+    writer: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteLock {
+    /// Hands the writer's turn to the commit.
+    fn commit(mut self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.writer.take().expect("held until committed or dropped")
+    }
+}
+
+impl Drop for WriteLock {
+    fn drop(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            let state = self.state.clone();
+            tokio::task::spawn_blocking(move || {
+                state.store.lock().expect("store lock").abort();
+                drop(writer);
+            });
+        }
+    }
+}
+
+/// How often a replica checks the store for other replicas' commits even without being told;
+/// notifications arrive within milliseconds, this covers one lost with a broken connection.
+const STORE_POLL: Duration = Duration::from_secs(5);
 
 /// A request to restart an app's dynos run by the local supervisor: all of them (rolling), or
 /// one. An action, not state: it is not stored.
@@ -199,6 +292,7 @@ impl ControlPlane {
         settings: Settings,
         sessions: Arc<SessionKey>,
     ) -> Result<ControlPlane, Error> {
+        let store_changed = store.changed();
         let (store, loaded) = tokio::task::spawn_blocking(move || {
             let loaded = store.load();
             (store, loaded)
@@ -209,24 +303,50 @@ impl ControlPlane {
         let model = Model::from_objects(loaded.version, loaded.objects);
         let (snapshots, _) = watch::channel(model.snapshot());
         let plane = ControlPlane {
-            model: RwLock::new(model),
-            writer: tokio::sync::Mutex::new(()),
-            store: Arc::new(Mutex::new(store)),
-            snapshots,
+            state: Arc::new(State { model: RwLock::new(model), store: Mutex::new(store), snapshots }),
+            writer: Arc::new(tokio::sync::Mutex::new(())),
             settings,
             sessions,
             canary_reader: OnceLock::new(),
             restarts: tokio::sync::broadcast::channel(64).0,
+            store_changed,
         };
         if plane.read(|m| m.spaces().next().is_none()).await {
-            plane.create_space(SpaceName::try_new("default").expect("valid"), vec![]).await?;
+            // Another replica starting at the same time may create it first.
+            match plane.create_space(SpaceName::try_new("default").expect("valid"), vec![]).await {
+                Ok(_) | Err(Error::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(plane)
     }
 
+    /// Follows what other replicas commit to a shared store, applying it and publishing each
+    /// new snapshot; returns at once for a store with one writer. Runs until the process ends.
+    pub async fn follow_store(self: Arc<Self>) {
+        let Some(changed) = self.store_changed.clone() else { return };
+        loop {
+            tokio::select! {
+                () = changed.notified() => {}
+                () = tokio::time::sleep(STORE_POLL) => {}
+            }
+            let _writer = self.writer.lock().await;
+            let state = self.state.clone();
+            let synced = tokio::task::spawn_blocking(move || {
+                let mut store = state.store.lock().expect("store lock");
+                state.sync(&mut **store, false)
+            })
+            .await
+            .expect("reading does not panic");
+            if let Err(e) = synced {
+                tracing::warn!(error = %e, "cannot read other replicas' changes; serving the last known state");
+            }
+        }
+    }
+
     /// Follows every new snapshot.
     pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
-        self.snapshots.subscribe()
+        self.state.snapshots.subscribe()
     }
 
     /// The settings.
@@ -236,35 +356,45 @@ impl ControlPlane {
 
     /// Reads the model.
     pub async fn read<T>(&self, f: impl FnOnce(&Model) -> T) -> T {
-        f(&*self.model.read().await)
+        f(&*self.state.model.read().await)
     }
 
-    /// Runs an operation: `f` computes changes from the current model, or refuses.
+    /// Runs an operation: `f` computes changes from the current model, or refuses. With a store
+    /// shared by replicas, the operation first takes the store's write lock and catches up with
+    /// what the others committed, so it is computed on the latest state and cannot be refused
+    /// for a stale version; replicas take turns in the order they asked.
     async fn change<T>(&self, f: impl FnOnce(&Model) -> Result<(T, Vec<Change>), Error>) -> Result<T, Error> {
-        let _writer = self.writer.lock().await;
+        let writer = self.writer.clone().lock_owned().await;
+        let state = self.state.clone();
+        let (writer, synced) = tokio::task::spawn_blocking(move || {
+            let mut store = state.store.lock().expect("store lock");
+            let synced = state.sync(&mut **store, true);
+            (writer, synced)
+        })
+        .await
+        .expect("catching up does not panic");
+        let lock = WriteLock { state: self.state.clone(), writer: Some(writer) };
+        synced?;
         let (out, changes, base) = {
-            let model = self.model.read().await;
+            let model = self.state.model.read().await;
             let (out, changes) = f(&model)?;
             (out, changes, model.version())
         };
         if changes.is_empty() {
             return Ok(out);
         }
-        let store = self.store.clone();
-        let (changes, committed) = tokio::task::spawn_blocking(move || {
-            let r = store.lock().expect("store lock").commit(base, &changes);
-            (changes, r)
+        // From here the commit runs to its end even if this request is dropped, so the model
+        // never misses a commit the store made.
+        let writer = lock.commit();
+        let state = self.state.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut store = state.store.lock().expect("store lock");
+            let committed = state.commit(&mut **store, base, changes);
+            drop(writer);
+            committed
         })
         .await
-        .expect("commit does not panic");
-        let version = committed?;
-        let snapshot = {
-            let mut model = self.model.write().await;
-            model.apply(version, changes);
-            model.snapshot()
-        };
-        tracing::debug!(version, "published snapshot");
-        self.snapshots.send_replace(snapshot);
+        .expect("commit does not panic")?;
         Ok(out)
     }
 

@@ -1,11 +1,15 @@
-//! Durable storage of the control plane's records: an embedded SQLite database by default.
+//! Durable storage of the control plane's records: an embedded SQLite database by default, or
+//! PostgreSQL ([`postgres`]) shared by several control-API replicas.
 //!
 //! Records are stored as JSON documents keyed by kind and id, beside one version counter. A
 //! commit writes a whole operation's changes and the new version in one transaction, and only
 //! if the stored version is the one the operation was computed against, so a commit can never
 //! silently overwrite a change it did not see.
 
+pub mod postgres;
+
 use std::path::Path;
+use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -43,9 +47,33 @@ pub enum StoreError {
         /// Why.
         message: String,
     },
+    /// PostgreSQL failed.
+    #[error("database {context}: {}", with_causes(.error))]
+    Postgres {
+        /// What was being done.
+        context: &'static str,
+        /// The database's error. Its text is in the message, causes included ("db error" alone
+        /// says nothing), so it is not also given as the source.
+        error: tokio_postgres::Error,
+    },
+    /// The database's TLS settings could not be used.
+    #[error("database TLS: {0}")]
+    Tls(String),
     /// The database was written by a newer Wharf.
     #[error("database schema version {0} is newer than this wharf understands ({1})")]
     TooNew(i64, i64),
+}
+
+/// An error's message followed by those of its causes.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 fn sql(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -67,6 +95,33 @@ pub trait Store: Send + 'static {
     fn load(&mut self) -> Result<Loaded, StoreError>;
     /// Writes `changes` as version `base + 1`, atomically, if the stored version is `base`.
     fn commit(&mut self, base: u64, changes: &[Change]) -> Result<u64, StoreError>;
+    /// Takes the store's write lock, held until the next `commit` or `abort`, and returns what
+    /// other writers committed after `version`, as [`Store::changes_since`] does. A store with
+    /// one writer has no lock to take.
+    fn begin(&mut self, version: u64) -> Result<Option<Vec<Committed>>, StoreError> {
+        self.changes_since(version)
+    }
+    /// Releases the write lock `begin` took, committing nothing.
+    fn abort(&mut self) {}
+    /// What other writers committed after `version`, in order; `None` when the store no longer
+    /// has every step, and the caller must load everything again. A store with one writer has
+    /// nothing to report.
+    fn changes_since(&mut self, _version: u64) -> Result<Option<Vec<Committed>>, StoreError> {
+        Ok(Some(Vec::new()))
+    }
+    /// Woken when another writer may have committed; `None` for a store with one writer.
+    fn changed(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
+    }
+}
+
+/// One commit: its version and what it changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// The version it made.
+    pub version: u64,
+    /// Its changes.
+    pub changes: Vec<Change>,
 }
 
 /// Schema migrations, applied in order; the position in this list is the schema version.
@@ -193,6 +248,15 @@ fn decode(kind: &str, body: &str) -> Result<Object, String> {
     serde_json::from_value(serde_json::json!({ "kind": kind, "body": body })).map_err(|e| e.to_string())
 }
 
+/// A commit's changes as stored in a log of commits.
+fn encode_changes(changes: &[Change]) -> String {
+    serde_json::to_string(changes).expect("changes serialize")
+}
+
+fn decode_changes(body: &str) -> Result<Vec<Change>, String> {
+    serde_json::from_str(body).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,6 +296,16 @@ mod tests {
         assert!(matches!(err, StoreError::Conflict { expected: 0, found: 1 }), "{err}");
         let loaded = s.load().unwrap();
         assert_eq!((loaded.version, loaded.objects.len()), (1, 1));
+    }
+
+    #[test]
+    fn changes_read_back_as_written() {
+        let a = space("a");
+        let changes = vec![Change::Put(a.clone()), Change::Delete(Kind::ConfigVars, a.key().1)];
+        let text = encode_changes(&changes);
+        assert!(text.contains("\"config_vars\""), "kinds are stored by their names: {text}");
+        assert_eq!(decode_changes(&text).unwrap(), changes);
+        assert!(decode_changes("[{\"put\": 1}]").is_err());
     }
 
     #[test]

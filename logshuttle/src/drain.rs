@@ -49,28 +49,7 @@ pub struct DrainSettings {
     pub trusted: Arc<Vec<CertificateDer<'static>>>,
 }
 
-/// Why a CA file cannot be used.
-#[derive(Debug, thiserror::Error)]
-#[error("ca {path}: {message}")]
-pub struct CaError {
-    /// The file.
-    pub path: String,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-/// Reads the certificates of a PEM file of CAs; a file without any is an error.
-pub fn read_ca(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, CaError> {
-    use rustls::pki_types::pem::PemObject;
-    let error = |message: String| CaError { path: path.display().to_string(), message };
-    let pem = std::fs::read(path).map_err(|e| error(e.to_string()))?;
-    let certs =
-        CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>().map_err(|e| error(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(error("holds no PEM certificate".into()));
-    }
-    Ok(certs)
-}
+pub use wharf_config::cert::{CaError, read_ca};
 
 /// Per-drain counters, and the last error, for the metrics endpoint.
 #[derive(Debug, Default)]

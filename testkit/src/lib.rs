@@ -10,6 +10,7 @@ pub mod backend;
 pub mod certs;
 pub mod client;
 pub mod logplex;
+pub mod postgres;
 pub mod rfc5424;
 pub mod rsyslog;
 pub mod syslog;

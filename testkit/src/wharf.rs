@@ -207,8 +207,11 @@ impl Wharf {
     pub async fn serve_with(bin: &str, args: &[&str], data_dir: &Path, env: &[(&str, &str)]) -> Wharf {
         let Started { child, lines, stdout, stderr } = start(bin, "serve", args, data_dir, env, "admin token:").await;
         let token_line = lines.last().expect("token line");
+        let from_env = env.iter().find(|(k, _)| *k == "WHARF_ADMIN_TOKEN").map(|(_, v)| v.to_string());
         let token = if token_line.contains("generated now") {
             field(&lines, "admin token:")
+        } else if let Some(token) = from_env {
+            token
         } else {
             std::fs::read_to_string(data_dir.join("admin-token")).expect("stored admin token").trim().to_owned()
         };

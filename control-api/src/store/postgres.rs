@@ -1,0 +1,480 @@
+//! The PostgreSQL store: the SQLite store's records and version, shared by several control-API
+//! replicas, with a log of recent commits and a notification on each so that every replica
+//! follows what the others commit.
+//!
+//! Writers take turns through a row lock on the version ([`Store::begin`]): a replica takes it,
+//! catches up from the log, computes its operation on the latest state and commits, so versions
+//! only grow and no operation is computed on a stale state. Each commit sends `NOTIFY wharf_changes`
+//! in its own transaction; a separate connection listens, and the plane also polls, so a
+//! notification lost with a broken connection delays a replica by one poll, never forever.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use tokio::runtime::Handle;
+use tokio::sync::Notify;
+use tokio_postgres::{AsyncMessage, Client, GenericClient, IsolationLevel};
+use wharf_config::DatabaseUrl;
+
+use super::{Committed, Loaded, Store, StoreError, decode, decode_changes, encode, encode_changes};
+use crate::model::Change;
+
+/// Commits kept in the log for replicas to catch up from; one further behind loads everything.
+const LOG_KEPT: i64 = 10_000;
+
+/// The channel commits notify on.
+const CHANNEL: &str = "wharf_changes";
+
+/// Key of the advisory lock that keeps two replicas from migrating at once.
+const MIGRATION_LOCK: i64 = 0x7768_6172_6600_0001;
+
+/// Schema migrations, applied in order; the position in this list is the schema version. Table
+/// names carry a `wharf_` prefix so that the database can be shared with other software.
+const MIGRATIONS: &[&str] = &[
+    // 1: records as JSON documents, the version, and the log of recent commits.
+    "CREATE TABLE wharf_objects (kind TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (kind, id));
+     CREATE TABLE wharf_meta (version BIGINT NOT NULL);
+     INSERT INTO wharf_meta (version) VALUES (0);
+     CREATE TABLE wharf_changes (version BIGINT PRIMARY KEY, body TEXT NOT NULL);",
+];
+
+fn pg(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
+    move |error| StoreError::Postgres { context, error }
+}
+
+/// The PostgreSQL store.
+pub struct PostgresStore {
+    config: tokio_postgres::Config,
+    tls: tls::MakeRustls,
+    runtime: Handle,
+    /// The connection commits and reads use; reconnected when it breaks.
+    conn: Option<Conn>,
+    changed: Arc<Notify>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The configuration holds the password.
+        f.debug_struct("PostgresStore").field("hosts", &self.config.get_hosts()).finish_non_exhaustive()
+    }
+}
+
+/// A connection, and whether it holds the write lock in an open transaction.
+struct Conn {
+    client: Client,
+    in_tx: bool,
+}
+
+impl Conn {
+    /// Ends a transaction left open by an operation that did not finish.
+    async fn end_stale(&mut self) -> Result<(), StoreError> {
+        if self.in_tx {
+            self.client.batch_execute("ROLLBACK").await.map_err(pg("roll back"))?;
+            self.in_tx = false;
+        }
+        Ok(())
+    }
+
+    /// Opens a transaction and waits for the write lock: the version row, locked in the order
+    /// replicas ask for it. Returns the version.
+    async fn lock(&mut self) -> Result<u64, StoreError> {
+        self.in_tx = true;
+        self.client.batch_execute("BEGIN").await.map_err(pg("begin"))?;
+        let row = self.client.query_one("SELECT version FROM wharf_meta FOR UPDATE", &[]).await;
+        Ok(row.map_err(pg("lock version"))?.get::<_, i64>(0) as u64)
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+impl PostgresStore {
+    /// Connects, brings the schema up to date, and starts listening for other replicas'
+    /// commits. `ca` is a PEM file trusted beside the Mozilla roots for the server's TLS.
+    pub async fn connect(url: &DatabaseUrl, ca: Option<&Path>) -> Result<PostgresStore, StoreError> {
+        let config: tokio_postgres::Config = url.expose().parse().map_err(pg("URL"))?;
+        let tls = tls::MakeRustls::new(ca)?;
+        let client = connect(&config, &tls).await?;
+        migrate(&client).await?;
+        let changed = Arc::new(Notify::new());
+        let listener = tokio::spawn(listen(config.clone(), tls.clone(), changed.clone()));
+        let conn = Some(Conn { client, in_tx: false });
+        Ok(PostgresStore { config, tls, runtime: Handle::current(), conn, changed, listener })
+    }
+
+    /// Runs `f` on a live connection, connecting again first if the last one broke (which
+    /// also ended any transaction it had open).
+    fn with_conn<T>(&mut self, f: impl AsyncFnOnce(&mut Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let runtime = self.runtime.clone();
+        runtime.block_on(async {
+            if self.conn.as_ref().is_none_or(|c| c.client.is_closed()) {
+                self.conn = None;
+                self.conn = Some(Conn { client: connect(&self.config, &self.tls).await?, in_tx: false });
+            }
+            f(self.conn.as_mut().expect("connected")).await
+        })
+    }
+}
+
+async fn connect(config: &tokio_postgres::Config, tls: &tls::MakeRustls) -> Result<Client, StoreError> {
+    let (client, connection) = config.connect(tls.clone()).await.map_err(pg("connect"))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "database connection broke; the next operation reconnects");
+        }
+    });
+    // Should a replica stall while it holds the write lock, the server ends its session rather
+    // than keep every other replica waiting.
+    client.batch_execute("SET idle_in_transaction_session_timeout = '60s'").await.map_err(pg("set session timeout"))?;
+    Ok(client)
+}
+
+/// The commits after `version`, up to `current`, from the log; `None` when the log no longer
+/// holds them all.
+async fn read_log(
+    client: &impl GenericClient,
+    version: u64,
+    current: u64,
+) -> Result<Option<Vec<Committed>>, StoreError> {
+    if current <= version {
+        // Equal: nothing new. Lower: the database was replaced by an older one; what this
+        // replica holds is newer, and it keeps serving that.
+        return Ok(Some(Vec::new()));
+    }
+    let rows = client
+        .query("SELECT version, body FROM wharf_changes WHERE version > $1 ORDER BY version", &[&(version as i64)])
+        .await
+        .map_err(pg("read log"))?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (expected, row) in (version + 1..).zip(&rows) {
+        let (v, body): (i64, String) = (row.get(0), row.get(1));
+        if v as u64 != expected {
+            return Ok(None);
+        }
+        let changes = decode_changes(&body).map_err(|message| StoreError::Corrupt {
+            kind: "log".into(),
+            id: v.to_string(),
+            message,
+        })?;
+        out.push(Committed { version: expected, changes });
+    }
+    if out.last().map(|c| c.version) != Some(current) {
+        return Ok(None);
+    }
+    Ok(Some(out))
+}
+
+/// Every record and the version, read by a client inside a consistent transaction.
+async fn read_all(client: &impl GenericClient) -> Result<Loaded, StoreError> {
+    let version: i64 =
+        client.query_one("SELECT version FROM wharf_meta", &[]).await.map_err(pg("read version"))?.get(0);
+    let rows = client.query("SELECT kind, id, body FROM wharf_objects", &[]).await.map_err(pg("read records"))?;
+    let mut objects = Vec::with_capacity(rows.len());
+    for row in rows {
+        let (kind, id, body): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+        let object = decode(&kind, &body).map_err(|message| StoreError::Corrupt { kind, id, message })?;
+        objects.push(object);
+    }
+    Ok(Loaded { version: version as u64, objects })
+}
+
+async fn migrate(client: &Client) -> Result<(), StoreError> {
+    client.batch_execute("BEGIN").await.map_err(pg("begin migration"))?;
+    let result = async {
+        // Replicas starting together take turns; `IF NOT EXISTS` alone races.
+        client.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(pg("lock"))?;
+        client
+            .batch_execute("CREATE TABLE IF NOT EXISTS wharf_schema (version INTEGER NOT NULL)")
+            .await
+            .map_err(pg("create schema table"))?;
+        let row = client.query_opt("SELECT version FROM wharf_schema", &[]).await.map_err(pg("read schema"))?;
+        let current: i32 = row.map_or(0, |r| r.get(0));
+        let latest = MIGRATIONS.len() as i32;
+        if current > latest {
+            return Err(StoreError::TooNew(current.into(), latest.into()));
+        }
+        for step in MIGRATIONS.iter().skip(current as usize) {
+            client.batch_execute(step).await.map_err(pg("migrate"))?;
+        }
+        client.execute("DELETE FROM wharf_schema", &[]).await.map_err(pg("record schema version"))?;
+        client
+            .execute("INSERT INTO wharf_schema (version) VALUES ($1)", &[&latest])
+            .await
+            .map_err(pg("record schema version"))?;
+        Ok(())
+    }
+    .await;
+    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    client.batch_execute(end).await.map_err(pg("commit migration"))?;
+    result
+}
+
+/// Listens for commits, on its own connection, waking `changed` for each and once after every
+/// (re)connection, for what was committed while it was away.
+async fn listen(config: tokio_postgres::Config, tls: tls::MakeRustls, changed: Arc<Notify>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match config.connect(tls.clone()).await {
+            Ok((client, mut connection)) => {
+                let changed_by_others = changed.clone();
+                let messages = tokio::spawn(async move {
+                    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                    while let Some(message) = messages.next().await {
+                        match message {
+                            Ok(AsyncMessage::Notification(_)) => changed_by_others.notify_one(),
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::warn!(error = %e, "lost the database connection that hears other replicas' changes");
+                                break;
+                            }
+                        }
+                    }
+                });
+                match client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
+                    Ok(()) => {
+                        backoff = Duration::from_millis(100);
+                        changed.notify_one();
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot listen for other replicas' changes"),
+                }
+                let _ = messages.await;
+                drop(client);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot connect to hear other replicas' changes"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+impl Store for PostgresStore {
+    fn load(&mut self) -> Result<Loaded, StoreError> {
+        self.with_conn(async |conn| {
+            if conn.in_tx {
+                // The write lock is held: nothing can change underneath.
+                return read_all(&conn.client).await;
+            }
+            let tx = conn
+                .client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await
+                .map_err(pg("begin"))?;
+            let loaded = read_all(&tx).await?;
+            tx.commit().await.map_err(pg("end read"))?;
+            Ok(loaded)
+        })
+    }
+
+    fn begin(&mut self, version: u64) -> Result<Option<Vec<Committed>>, StoreError> {
+        self.with_conn(async |conn| {
+            conn.end_stale().await?;
+            let current = conn.lock().await?;
+            read_log(&conn.client, version, current).await
+        })
+    }
+
+    fn abort(&mut self) {
+        if let Err(e) = self.with_conn(async |conn| conn.end_stale().await) {
+            tracing::warn!(error = %e, "cannot release the database write lock; the session timeout will");
+        }
+    }
+
+    fn commit(&mut self, base: u64, changes: &[Change]) -> Result<u64, StoreError> {
+        self.with_conn(async |conn| {
+            let found = if conn.in_tx {
+                conn.client
+                    .query_one("SELECT version FROM wharf_meta", &[])
+                    .await
+                    .map_err(pg("read version"))?
+                    .get::<_, i64>(0) as u64
+            } else {
+                conn.lock().await?
+            };
+            if found != base {
+                return Err(StoreError::Conflict { expected: base, found });
+            }
+            let client = &conn.client;
+            let put = client
+                .prepare(
+                    "INSERT INTO wharf_objects (kind, id, body) VALUES ($1, $2, $3)
+                     ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body",
+                )
+                .await
+                .map_err(pg("prepare write"))?;
+            let delete = client
+                .prepare("DELETE FROM wharf_objects WHERE kind = $1 AND id = $2")
+                .await
+                .map_err(pg("prepare delete"))?;
+            // The statements are sent together (pipelined) rather than one round trip each: a
+            // commit of ten thousand sites takes one wait, not ten thousand.
+            let writes = changes.iter().map(|change| {
+                let (put, delete) = (&put, &delete);
+                async move {
+                    match change {
+                        Change::Put(object) => {
+                            let (kind, id) = object.key();
+                            let body = encode(object);
+                            client.execute(put, &[&kind.as_str(), &id.to_string(), &body]).await
+                        }
+                        Change::Delete(kind, id) => client.execute(delete, &[&kind.as_str(), &id.to_string()]).await,
+                    }
+                }
+            });
+            futures_util::future::try_join_all(writes).await.map_err(pg("write records"))?;
+            let version = base as i64 + 1;
+            client
+                .execute(
+                    "INSERT INTO wharf_changes (version, body) VALUES ($1, $2)",
+                    &[&version, &encode_changes(changes)],
+                )
+                .await
+                .map_err(pg("write log"))?;
+            client
+                .execute("DELETE FROM wharf_changes WHERE version <= $1", &[&(version - LOG_KEPT)])
+                .await
+                .map_err(pg("trim log"))?;
+            client.execute("UPDATE wharf_meta SET version = $1", &[&version]).await.map_err(pg("write version"))?;
+            // Delivered to listeners when, and only if, the transaction commits.
+            client
+                .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &version.to_string()])
+                .await
+                .map_err(pg("notify"))?;
+            client.batch_execute("COMMIT").await.map_err(pg("commit"))?;
+            conn.in_tx = false;
+            Ok(version as u64)
+        })
+    }
+
+    fn changes_since(&mut self, version: u64) -> Result<Option<Vec<Committed>>, StoreError> {
+        self.with_conn(async |conn| {
+            conn.end_stale().await?;
+            let tx = conn
+                .client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await
+                .map_err(pg("begin"))?;
+            let current: i64 =
+                tx.query_one("SELECT version FROM wharf_meta", &[]).await.map_err(pg("read version"))?.get(0);
+            let steps = read_log(&tx, version, current as u64).await?;
+            tx.commit().await.map_err(pg("end read"))?;
+            Ok(steps)
+        })
+    }
+
+    fn changed(&self) -> Option<Arc<Notify>> {
+        Some(self.changed.clone())
+    }
+}
+
+/// TLS to the database server with rustls, verified against the Mozilla roots and an optional
+/// CA of the operator's.
+mod tls {
+    use std::path::Path;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::task::{Context, Poll};
+
+    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+    use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect};
+    use tokio_rustls::TlsConnector;
+
+    use crate::store::StoreError;
+
+    /// Makes a verified TLS connection per server name.
+    #[derive(Clone)]
+    pub(super) struct MakeRustls(Arc<rustls::ClientConfig>);
+
+    impl MakeRustls {
+        pub(super) fn new(ca: Option<&Path>) -> Result<MakeRustls, StoreError> {
+            let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+            if let Some(ca) = ca {
+                let certs = wharf_config::cert::read_ca(ca).map_err(|e| StoreError::Tls(e.to_string()))?;
+                for der in certs {
+                    roots.add(der).map_err(|e| StoreError::Tls(format!("{}: {e}", ca.display())))?;
+                }
+            }
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| StoreError::Tls(e.to_string()))?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Ok(MakeRustls(Arc::new(config)))
+        }
+    }
+
+    impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> MakeTlsConnect<S> for MakeRustls {
+        type Stream = Stream<S>;
+        type TlsConnect = Connect;
+        type Error = rustls::pki_types::InvalidDnsNameError;
+
+        fn make_tls_connect(&mut self, domain: &str) -> Result<Connect, Self::Error> {
+            let name = rustls::pki_types::ServerName::try_from(domain.to_owned())?;
+            Ok(Connect { config: self.0.clone(), name })
+        }
+    }
+
+    /// One connection's TLS handshake.
+    pub(super) struct Connect {
+        config: Arc<rustls::ClientConfig>,
+        name: rustls::pki_types::ServerName<'static>,
+    }
+
+    impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> TlsConnect<S> for Connect {
+        type Stream = Stream<S>;
+        type Error = std::io::Error;
+        type Future = Pin<Box<dyn Future<Output = std::io::Result<Stream<S>>> + Send>>;
+
+        fn connect(self, stream: S) -> Self::Future {
+            Box::pin(async move {
+                let tls = TlsConnector::from(self.config).connect(self.name, stream).await?;
+                Ok(Stream(tls))
+            })
+        }
+    }
+
+    /// A TLS stream to the database server.
+    pub(super) struct Stream<S>(tokio_rustls::client::TlsStream<S>);
+
+    impl<S: AsyncRead + AsyncWrite + Unpin> tokio_postgres::tls::TlsStream for Stream<S> {
+        fn channel_binding(&self) -> ChannelBinding {
+            // SCRAM works without channel binding; the verified certificate is what binds
+            // the session to the server.
+            ChannelBinding::none()
+        }
+    }
+
+    impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Stream<S> {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.0).poll_read(cx, buf)
+        }
+    }
+
+    impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Stream<S> {
+        fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+            Pin::new(&mut self.0).poll_write(cx, buf)
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.0).poll_flush(cx)
+        }
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.0).poll_shutdown(cx)
+        }
+    }
+}
