@@ -319,3 +319,30 @@ async fn a_database_it_cannot_use_is_refused_at_start() {
     assert!(out.contains("schema version 99 is newer"), "{out}");
     assert_eq!(pg.query("wharf", "SELECT version FROM wharf_schema").await, ["99"]);
 }
+
+/// TLS to the database is verified: a server whose certificate no trusted CA signed is refused,
+/// under libpq's default `sslmode=prefer` as under `require`, and accepted with its CA given as
+/// `control_api.database_ca`, over TLS.
+#[tokio::test]
+async fn the_database_server_certificate_is_verified() {
+    let ca = wharf_testkit::certs::TestCa::new("database ca");
+    let pg = Postgres::start_tls(&ca.issue(&["localhost"], -1, 30)).await;
+    pg.database("wharf").await;
+    let url = pg.url("wharf").replace("127.0.0.1", "localhost");
+    let dir = wharf_testkit::TempDir::new("database-tls");
+    let data = dir.path().join("data");
+
+    for url in [url.clone(), format!("{url}?sslmode=require")] {
+        let out = refused_at_start(&["--database-url", &url], &data).await;
+        assert!(out.contains("cannot open the database") && out.contains("UnknownIssuer"), "{out}");
+    }
+
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let ca_path = ca_file.display().to_string();
+    let env = [("WHARF_CONTROL_API__DATABASE_CA", ca_path.as_str())];
+    let wharf = Wharf::serve_with(WHARF, &["--database-url", &format!("{url}?sslmode=require")], &data, &env).await;
+    wharf.api.expect("POST", "/apps", json!({"name": "overtls", "space": "default"}), 201).await;
+    let encrypted = pg.query("postgres", "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE s.ssl AND a.datname = 'wharf'").await;
+    assert_ne!(encrypted, ["0"], "wharf's connections use TLS");
+}

@@ -71,11 +71,36 @@ fn own(path: &Path) {
 impl Postgres {
     /// Creates a cluster and starts its server, waiting until it accepts logins.
     pub async fn start() -> Postgres {
+        Postgres::start_with(None).await
+    }
+
+    /// Like [`Postgres::start`], with TLS offered under `cert` (for `localhost`).
+    pub async fn start_tls(cert: &crate::certs::Issued) -> Postgres {
+        Postgres::start_with(Some(cert)).await
+    }
+
+    async fn start_with(tls: Option<&crate::certs::Issued>) -> Postgres {
         let bin = bin_dir();
         let dir = TempDir::new("wharf-postgres");
         let data = dir.path().join("data");
         let pwfile = dir.path().join("password");
         std::fs::write(&pwfile, PASSWORD).unwrap();
+        let mut tls_args = Vec::new();
+        if let Some(cert) = tls {
+            let (chain, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
+            std::fs::write(&chain, &cert.chain_pem).unwrap();
+            std::fs::write(&key, &cert.key_pem).unwrap();
+            // The server refuses a key others may read.
+            std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+            tls_args = vec![
+                "-c".to_owned(),
+                "ssl=on".to_owned(),
+                "-c".to_owned(),
+                format!("ssl_cert_file={}", chain.display()),
+                "-c".to_owned(),
+                format!("ssl_key_file={}", key.display()),
+            ];
+        }
         own(dir.path());
         let out = command(&bin.join("initdb"))
             .arg("-D")
@@ -93,6 +118,7 @@ impl Postgres {
                 .arg("-D")
                 .arg(&data)
                 .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+                .args(&tls_args)
                 .arg("-k")
                 .arg(dir.path())
                 .stdout(Stdio::null())
