@@ -1,7 +1,8 @@
 //! The local supervisor, `wharf serve`'s own runtime, with real processes: a formation's command
 //! runs as web dynos the router serves once they are healthy, with the app's config vars; their
 //! output reaches the app's drains; a change rolls to new dynos under load without one failed
-//! request; a crashing command is restarted and its crashes logged; a release that fails its
+//! request; a crashing command is restarted and its crashes logged; a worker is listed and
+//! restarted by name; a release that fails its
 //! health check leaves the old dynos serving; and stopping Wharf stops the dynos.
 
 use std::sync::Arc;
@@ -43,12 +44,16 @@ async fn answer(wharf: &Wharf) -> Option<String> {
     (r.status == 200).then(|| r.text())
 }
 
+/// The app's web dynos' names.
 async fn dyno_names(wharf: &Wharf) -> Vec<String> {
+    dynos_of_type(wharf, "web").await.into_iter().map(|(name, _)| name).collect()
+}
+
+/// The app's dynos of one type, with their states, as `GET /apps/{app}/dynos` lists them.
+async fn dynos_of_type(wharf: &Wharf, dyno_type: &str) -> Vec<(String, String)> {
     let (_, dynos) = wharf.api.call("GET", "/apps/api-default/dynos", None).await;
-    dynos
-        .as_array()
-        .map(|a| a.iter().filter_map(|d| d["name"].as_str().map(str::to_owned)).collect())
-        .unwrap_or_default()
+    let of_type = dynos.as_array().into_iter().flatten().filter(|d| d["type"] == dyno_type);
+    of_type.filter_map(|d| Some((d["name"].as_str()?.to_owned(), d["state"].as_str()?.to_owned()))).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,6 +198,39 @@ async fn the_supervisor_runs_rolls_and_restarts_real_processes() {
         (booms >= 3 && crashes >= 2).then_some(())
     })
     .await;
+    eventually(WAIT, "the crashed worker to be listed as crashed", || async {
+        let workers = dynos_of_type(&wharf, "worker").await;
+        (workers.len() == 1 && workers[0].1 == "crashed").then_some(())
+    })
+    .await;
+
+    // A worker is listed, and restarted by name: a new one replaces it, and the old process ends.
+    let sleeper = json!({"updates": [{"type": "worker", "command": "echo worker $$ is $DYNO; exec sleep 600"}]});
+    api.expect("PATCH", "/apps/api-default/formation", sleeper, 200).await;
+    let said = |name: &str| {
+        let msgs = receiver.messages();
+        let m = msgs.iter().find(|m| m.procid == name && m.text().starts_with("worker "))?;
+        m.text().split_whitespace().nth(1)?.parse::<u32>().ok()
+    };
+    let (first, first_pid) = eventually(WAIT, "a worker to be up", || async {
+        let workers = dynos_of_type(&wharf, "worker").await;
+        let [(name, state)] = &workers[..] else { return None };
+        let pid = said(name)?;
+        (state == "up").then(|| (name.clone(), pid))
+    })
+    .await;
+    let (_, listed) = api.call("GET", &format!("/apps/api-default/dynos/{first}"), None).await;
+    assert_eq!((&listed["type"], &listed["state"], &listed["port"]), (&json!("worker"), &json!("up"), &json!(null)));
+    let restarted = api.expect("DELETE", &format!("/apps/api-default/dynos/{first}"), json!(null), 202).await;
+    assert_eq!(restarted["name"], json!(first));
+    eventually(WAIT, "another worker to replace the restarted one", || async {
+        let workers = dynos_of_type(&wharf, "worker").await;
+        let [(name, state)] = &workers[..] else { return None };
+        let gone = !std::path::Path::new(&format!("/proc/{first_pid}")).exists();
+        (name != &first && state == "up" && gone).then_some(())
+    })
+    .await;
+    api.expect("PATCH", "/apps/api-default/formation/worker", json!({"quantity": 0}), 200).await;
 
     // A release that never becomes healthy leaves the running one serving.
     let broken = json!({"updates": [{"type": "web", "command": "exit 1"}]});

@@ -36,8 +36,12 @@ schemas = {
                   "created_at": TIME, "updated_at": TIME}),
     "App": obj({"id": UUID, "name": S, "simple_name": S, "space": ref("SpaceRef"), "web_url": S,
                 "created_at": TIME, "updated_at": TIME}),
-    "Dyno": obj({"id": UUID, "name": S, "type": S, "state": S, "host": S, "port": {"type": "integer", "minimum": 1, "maximum": 65535},
-                 "app": ref("AppRef"), "created_at": TIME, "updated_at": TIME}),
+    # Workers, and web dynos not yet healthy, are the local supervisor's alone: no id, no endpoint.
+    "Dyno": obj({"id": nullable(UUID), "name": S, "type": S,
+                 "state": {"type": "string", "enum": ["starting", "up", "crashed"]},
+                 "host": S, "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                 "app": ref("AppRef"), "created_at": TIME, "updated_at": TIME},
+                required=["id", "name", "type", "state", "app", "created_at", "updated_at"]),
     "Drain": obj({"id": UUID, "url": S, "token": S, "addon": nullable({"type": "object"}), "app": ref("AppRef"),
                   "site": ref("SiteRef"), "created_at": TIME, "updated_at": TIME},
                  required=["id", "url", "token", "created_at", "updated_at"]),
@@ -142,7 +146,7 @@ paths = {
     "/apps/{app}/dynos/{dyno}": {
         "get": op("Show a dyno", 200, ref("Dyno"), params=["app", "dyno"]),
         "put": op("Register or move a dyno (an external runtime)", 200, ref("Dyno"), "DynoPut", params=["app", "dyno"]),
-        "delete": op("Restart a dyno the local supervisor runs (202), or remove one an external runtime registered (200)",
+        "delete": op("Restart a dyno the local supervisor runs, of any type (202), or remove one an external runtime registered (200)",
                      200, ref("Dyno"), params=["app", "dyno"])},
     "/apps/{app}/formation": {
         "get": op("List an app's formation", 200, arr("Formation"), params=["app"]),

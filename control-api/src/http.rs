@@ -25,7 +25,7 @@ use wharf_config::{
 };
 
 use crate::model::{App, Canary, Cert, Compliance, Drain, Dyno, Formation, Model, Owner, Route, Site, Space};
-use crate::plane::{ControlPlane, Drains, Error, FormationUpdate};
+use crate::plane::{ControlPlane, Drains, Error, FormationUpdate, LocalDyno};
 
 /// A JSON response body, ending in a newline so that it reads well in a terminal.
 #[derive(Debug)]
@@ -387,37 +387,67 @@ struct DynoPut {
 
 #[derive(Serialize)]
 struct DynoOut {
-    id: Uuid,
+    /// A registered dyno's id; a dyno of the local supervisor that is not registered (a worker,
+    /// or a web dyno before its health check passes) has none.
+    id: Option<Uuid>,
     name: String,
     #[serde(rename = "type")]
     dyno_type: String,
     state: &'static str,
-    host: String,
-    port: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
     app: AppRef,
     created_at: String,
     updated_at: String,
 }
 
-fn dyno_out(m: &Model, d: &Dyno) -> Option<DynoOut> {
+/// A registered dyno, with the state the local supervisor reports if it runs it.
+fn dyno_out(m: &Model, d: &Dyno, local: Option<&LocalDyno>) -> Option<DynoOut> {
     let app = m.app(&d.app_id.to_string())?;
     Some(DynoOut {
-        id: d.id,
+        id: Some(d.id),
         name: d.name.to_string(),
         dyno_type: d.dyno_type.to_string(),
-        state: "up",
-        host: d.host.to_string(),
-        port: d.port,
+        state: local.map_or("up", |l| l.state.as_str()),
+        host: Some(d.host.to_string()),
+        port: Some(d.port),
         app: app_ref(m, app),
         created_at: format_seconds(d.created_at),
         updated_at: format_seconds(d.updated_at),
     })
 }
 
+/// A dyno the local supervisor runs that is not registered.
+fn local_dyno_out(m: &Model, app: &App, d: &LocalDyno) -> DynoOut {
+    DynoOut {
+        id: None,
+        name: d.name.clone(),
+        dyno_type: d.dyno_type.to_string(),
+        state: d.state.as_str(),
+        host: None,
+        port: None,
+        app: app_ref(m, app),
+        created_at: format_seconds(d.started_at),
+        updated_at: format_seconds(d.started_at),
+    }
+}
+
+/// An app's dynos: those registered, and those the local supervisor runs, once each.
+fn dynos_out(plane: &ControlPlane, m: &Model, app: &App) -> Vec<DynoOut> {
+    let local = plane.local_dynos().of(app.id);
+    let registered = m.dynos_of(app.id);
+    let mut out: Vec<DynoOut> =
+        registered.iter().filter_map(|d| dyno_out(m, d, local.iter().find(|l| l.name == d.name.as_str()))).collect();
+    let unregistered = local.iter().filter(|l| !registered.iter().any(|d| d.name.as_str() == l.name));
+    out.extend(unregistered.map(|l| local_dyno_out(m, app, l)));
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
 async fn list_dynos(State(plane): Plane, Path(app): Path<String>) -> ApiResult<impl IntoResponse> {
-    let out = plane
-        .read(|m| m.app(&app).map(|a| m.dynos_of(a.id).into_iter().filter_map(|d| dyno_out(m, d)).collect::<Vec<_>>()))
-        .await;
+    let out = plane.read(|m| m.app(&app).map(|a| dynos_out(&plane, m, a))).await;
     out.map(axum::Json).ok_or_else(|| Error::NotFound { what: "app", key: app }.into())
 }
 
@@ -425,8 +455,10 @@ async fn get_dyno(State(plane): Plane, Path((app, dyno)): Path<(String, String)>
     let out = plane
         .read(|m| {
             let a = m.app(&app).ok_or(Error::NotFound { what: "app", key: app.clone() })?;
-            let d = m.dyno(a.id, &dyno).ok_or(Error::NotFound { what: "dyno", key: dyno.clone() })?;
-            Ok::<_, Error>(dyno_out(m, d))
+            dynos_out(&plane, m, a)
+                .into_iter()
+                .find(|d| d.name == dyno)
+                .ok_or(Error::NotFound { what: "dyno", key: dyno.clone() })
         })
         .await?;
     Ok(Json(out))
@@ -445,7 +477,7 @@ async fn put_dyno(
         .filter(|p| *p > 0)
         .ok_or_else(|| ApiError::invalid(format!("port {} is not between 1 and 65535", req.port)))?;
     let (d, created) = plane.put_dyno(&app, name, dyno_type, host, port).await?;
-    let out = plane.read(|m| dyno_out(m, &d)).await;
+    let out = plane.read(|m| dyno_out(m, &d, None)).await;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(out)))
 }
@@ -453,7 +485,8 @@ async fn put_dyno(
 /// Restarts a dyno the local supervisor runs (202), or removes one an external runtime
 /// registered (200).
 async fn delete_dyno(State(plane): Plane, Path((app, dyno)): Path<(String, String)>) -> ApiResult<Response> {
-    let out = plane.read(|m| m.app(&app).and_then(|a| m.dyno(a.id, &dyno)).and_then(|d| dyno_out(m, d))).await;
+    let out =
+        plane.read(|m| m.app(&app).and_then(|a| dynos_out(&plane, m, a).into_iter().find(|d| d.name == dyno))).await;
     if plane.supervised(&app).await? {
         plane.restart_dynos(&app, Some(&dyno)).await?;
         return Ok((StatusCode::ACCEPTED, Json(out)).into_response());

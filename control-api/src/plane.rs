@@ -174,6 +174,7 @@ pub struct ControlPlane {
     restarts: tokio::sync::broadcast::Sender<Restart>,
     /// Woken when another replica may have committed (PostgreSQL).
     store_changed: Option<Arc<tokio::sync::Notify>>,
+    local_dynos: LocalDynos,
 }
 
 /// What the plane's blocking tasks share. Lock order: `store`, then `model`.
@@ -276,6 +277,82 @@ pub struct Restart {
     pub dyno: Option<String>,
 }
 
+/// What a dyno the local supervisor runs is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DynoState {
+    /// Started, not yet healthy.
+    Starting,
+    /// Running (and, for a web dyno, passing its health check).
+    Up,
+    /// Exited, and waiting to be started again.
+    Crashed,
+}
+
+impl DynoState {
+    /// Heroku's name for the state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DynoState::Starting => "starting",
+            DynoState::Up => "up",
+            DynoState::Crashed => "crashed",
+        }
+    }
+}
+
+/// A dyno the local supervisor runs, as it reports it. Workers appear only here (they have no
+/// endpoint to register), and web dynos appear here before they are healthy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalDyno {
+    /// `type.release-xxxxx`.
+    pub name: String,
+    /// Its formation entry's type.
+    pub dyno_type: DynoType,
+    /// What it is doing.
+    pub state: DynoState,
+    /// When it was started, in seconds since the epoch.
+    pub started_at: i64,
+}
+
+/// The dynos this process's supervisor runs, by app: live state, not stored.
+#[derive(Debug, Default)]
+pub struct LocalDynos(Mutex<BTreeMap<Uuid, BTreeMap<String, LocalDyno>>>);
+
+impl LocalDynos {
+    /// Records a dyno, or its new state.
+    pub fn set(&self, app_id: Uuid, dyno: LocalDyno) {
+        self.0.lock().expect("local dynos lock").entry(app_id).or_default().insert(dyno.name.clone(), dyno);
+    }
+
+    /// Sets a known dyno's state.
+    pub fn set_state(&self, app_id: Uuid, name: &str, state: DynoState) {
+        let mut all = self.0.lock().expect("local dynos lock");
+        if let Some(d) = all.get_mut(&app_id).and_then(|a| a.get_mut(name)) {
+            d.state = state;
+        }
+    }
+
+    /// Forgets a dyno that stopped.
+    pub fn remove(&self, app_id: Uuid, name: &str) {
+        let mut all = self.0.lock().expect("local dynos lock");
+        if let Some(app) = all.get_mut(&app_id) {
+            app.remove(name);
+            if app.is_empty() {
+                all.remove(&app_id);
+            }
+        }
+    }
+
+    /// An app's dynos, by name.
+    pub fn of(&self, app_id: Uuid) -> Vec<LocalDyno> {
+        self.0.lock().expect("local dynos lock").get(&app_id).map(|a| a.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// One dyno.
+    pub fn get(&self, app_id: Uuid, name: &str) -> Option<LocalDyno> {
+        self.0.lock().expect("local dynos lock").get(&app_id).and_then(|a| a.get(name)).cloned()
+    }
+}
+
 /// Reads a running canary's live counts and statistics from the router that judges it.
 pub type CanaryReader = Box<dyn Fn(Uuid) -> Option<CanaryEvidence> + Send + Sync>;
 
@@ -310,6 +387,7 @@ impl ControlPlane {
             canary_reader: OnceLock::new(),
             restarts: tokio::sync::broadcast::channel(64).0,
             store_changed,
+            local_dynos: LocalDynos::default(),
         };
         if plane.read(|m| m.spaces().next().is_none()).await {
             // Another replica starting at the same time may create it first.
@@ -342,6 +420,11 @@ impl ControlPlane {
                 tracing::warn!(error = %e, "cannot read other replicas' changes; serving the last known state");
             }
         }
+    }
+
+    /// The dynos this process's supervisor runs.
+    pub fn local_dynos(&self) -> &LocalDynos {
+        &self.local_dynos
     }
 
     /// Follows every new snapshot.
@@ -613,8 +696,8 @@ impl ControlPlane {
         .await
     }
 
-    /// Asks the local supervisor to restart an app's dynos: all of them, rolling, or one web
-    /// dyno. Refused for apps an external runtime runs, which restarts its own dynos.
+    /// Asks the local supervisor to restart an app's dynos: all of them, rolling, or one (of
+    /// any type). Refused for apps an external runtime runs, which restarts its own dynos.
     pub async fn restart_dynos(&self, app: &str, dyno: Option<&str>) -> Result<(), Error> {
         let restart = self
             .read(|m| {
@@ -627,6 +710,7 @@ impl ControlPlane {
                 }
                 if let Some(d) = dyno
                     && m.dyno(a.id, d).is_none()
+                    && self.local_dynos.get(a.id, d).is_none()
                 {
                     return Err(not_found("dyno", d));
                 }

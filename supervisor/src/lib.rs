@@ -28,9 +28,10 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 use uuid::Uuid;
 use wharf_bus::{LogEvent, Publisher, Stream};
+use wharf_config::timestamp::now_seconds;
 use wharf_config::{DynoName, DynoType, Hostname};
-use wharf_control_api::ControlPlane;
 use wharf_control_api::model::Model;
+use wharf_control_api::{ControlPlane, DynoState, LocalDyno};
 
 /// How the supervisor runs dynos.
 #[derive(Debug, Clone)]
@@ -480,7 +481,24 @@ impl Dyno {
         self.ctx.publisher.publish(event);
     }
 
+    /// Reports the dyno's state to the control plane, for `GET /apps/{app}/dynos`.
+    fn report(&self, state: DynoState) {
+        self.ctx.plane.local_dynos().set_state(self.app_id, &self.name, state);
+    }
+
     async fn run(self, health: watch::Sender<Health>, mut stopped: watch::Receiver<bool>) {
+        /// Takes the dyno off the control plane's list however its task ends.
+        struct Listed<'a>(&'a Dyno);
+        impl Drop for Listed<'_> {
+            fn drop(&mut self) {
+                self.0.ctx.plane.local_dynos().remove(self.0.app_id, &self.0.name);
+            }
+        }
+        let dyno_type = self.dyno_type.clone();
+        let listing =
+            LocalDyno { name: self.name.clone(), dyno_type, state: DynoState::Starting, started_at: now_seconds() };
+        self.ctx.plane.local_dynos().set(self.app_id, listing);
+        let _listed = Listed(&self);
         let port = match (self.is_web(), self.spec.port) {
             (true, Some(p)) => p,
             (true, None) => free_port().unwrap_or(0),
@@ -488,6 +506,7 @@ impl Dyno {
         };
         let mut backoff = self.ctx.settings.restart_min;
         loop {
+            self.report(DynoState::Starting);
             let mut child = match self.spawn(port) {
                 Ok(c) => c,
                 Err(e) => {
@@ -579,12 +598,14 @@ impl Dyno {
             tokio::select! {
                 () = check => {
                     registered = self.register(port).await;
+                    self.report(DynoState::Up);
                     health.send_replace(Health::Healthy);
                 }
                 status = child.wait() => return End::Exited(exit_text(status)),
                 () = until(&mut *stopped) => return End::Stop,
             }
         } else {
+            self.report(DynoState::Up);
             health.send_replace(Health::Healthy);
         }
         let end = tokio::select! {
@@ -637,6 +658,7 @@ impl Dyno {
 
     fn crashed(&self, health: &watch::Sender<Health>, status: &str) {
         tracing::warn!(dyno = self.name, app = self.app, status, "dyno crashed");
+        self.report(DynoState::Crashed);
         let text = format!("at=error code=H10 desc=\"App crashed\" dyno={} status=\"{status}\"", self.name);
         self.log("akkeris/supervisor", Stream::None, text.as_bytes());
         health.send_if_modified(|h| {
