@@ -346,3 +346,36 @@ async fn the_database_server_certificate_is_verified() {
     let encrypted = pg.query("postgres", "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE s.ssl AND a.datname = 'wharf'").await;
     assert_ne!(encrypted, ["0"], "wharf's connections use TLS");
 }
+
+/// PostgreSQL going away: replicas keep answering reads from memory, refuse writes with 503
+/// and change nothing, and once it is back, writes through one reach the other again.
+#[tokio::test]
+async fn replicas_ride_out_a_database_restart() {
+    let mut pg = Postgres::start().await;
+    let url = pg.database("wharf").await;
+    let dir = wharf_testkit::TempDir::new("db-restart");
+    let env = [("WHARF_ADMIN_TOKEN", ADMIN_TOKEN), ("WHARF_DATA_PLANE_TOKEN", DATA_PLANE_TOKEN)];
+    let args = ["--database-url", url.as_str()];
+    let (dir_a, dir_b) = (dir.path().join("a"), dir.path().join("b"));
+    let a = Wharf::serve_with(WHARF, &args, &dir_a, &env).await;
+    let b = Wharf::serve_with(WHARF, &args, &dir_b, &env).await;
+    a.api.expect("POST", "/apps", json!({"name": "before", "space": "default"}), 201).await;
+
+    pg.stop().await;
+    for api in [&a.api, &b.api] {
+        assert_eq!(api.call("GET", "/apps/before-default", None).await.0, 200, "reads are served from memory");
+        let out = api.expect("POST", "/apps", json!({"name": "during", "space": "default"}), 503).await;
+        assert_eq!(out["id"], "service_unavailable", "{out}");
+    }
+
+    pg.start_again().await;
+    a.api.expect("POST", "/apps", json!({"name": "after", "space": "default"}), 201).await;
+    wharf_testkit::eventually(std::time::Duration::from_secs(30), "b to hear of a's change again", || async {
+        (b.api.call("GET", "/apps/after-default", None).await.0 == 200).then_some(())
+    })
+    .await;
+    for api in [&a.api, &b.api] {
+        assert_eq!(api.call("GET", "/apps/during-default", None).await.0, 404, "a refused write left nothing");
+    }
+    assert!(!a.stderr().contains(pg.password()) && !b.stderr().contains(pg.password()));
+}

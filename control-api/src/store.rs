@@ -56,6 +56,9 @@ pub enum StoreError {
         /// says nothing), so it is not also given as the source.
         error: tokio_postgres::Error,
     },
+    /// The database did not answer in time; the connection was dropped.
+    #[error("database did not answer within {0:?}")]
+    Timeout(std::time::Duration),
     /// The database's TLS settings could not be used.
     #[error("database TLS: {0}")]
     Tls(String),

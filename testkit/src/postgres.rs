@@ -18,7 +18,10 @@ const PASSWORD: &str = "pg-test-password";
 pub struct Postgres {
     /// Its port on 127.0.0.1.
     pub port: u16,
-    child: Child,
+    /// The server, while it runs.
+    child: Option<Child>,
+    /// The server program and its arguments but the port.
+    args: Vec<std::ffi::OsString>,
     _dir: TempDir,
 }
 
@@ -111,34 +114,56 @@ impl Postgres {
             .await
             .expect("initdb runs");
         assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        let mut args: Vec<std::ffi::OsString> = vec![bin.join("postgres").into(), "-D".into(), data.into()];
+        args.extend(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-k"].map(Into::into));
+        args.push(dir.path().into());
+        args.extend(tls_args.into_iter().map(Into::into));
+        let mut pg = Postgres { port: 0, child: None, args, _dir: dir };
         // A port taken between choosing and binding makes the server exit; choose again then.
         for _ in 0..5 {
-            let port = crate::free_port();
-            let mut child = command(&bin.join("postgres"))
-                .arg("-D")
-                .arg(&data)
-                .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
-                .args(&tls_args)
-                .arg("-k")
-                .arg(dir.path())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
-                .expect("postgres starts");
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-            loop {
-                if child.try_wait().expect("postgres status").is_some() {
-                    break;
-                }
-                if Postgres::login(port, "postgres").await.is_ok() {
-                    return Postgres { port, child, _dir: dir };
-                }
-                assert!(tokio::time::Instant::now() < deadline, "postgres did not accept logins in 30s");
-                tokio::time::sleep(Duration::from_millis(20)).await;
+            pg.port = crate::free_port();
+            if pg.run().await {
+                return pg;
             }
         }
         panic!("postgres did not start on a free port");
+    }
+
+    /// Starts the server on its port; false when it exited instead of accepting logins.
+    async fn run(&mut self) -> bool {
+        let mut child = command(Path::new(&self.args[0]))
+            .args(&self.args[1..])
+            .args(["-p", &self.port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("postgres starts");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if child.try_wait().expect("postgres status").is_some() {
+                return false;
+            }
+            if Postgres::login(self.port, "postgres").await.is_ok() {
+                self.child = Some(child);
+                return true;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "postgres did not accept logins in 30s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the server (its fast shutdown: clients are disconnected), keeping its data.
+    pub async fn stop(&mut self) {
+        let mut child = self.child.take().expect("running");
+        let pid = child.id().expect("running").to_string();
+        let _ = Command::new("kill").args(["-INT", &pid]).status().await;
+        tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("postgres stops").expect("wait");
+    }
+
+    /// Starts the stopped server again, on the same port, with the same data.
+    pub async fn start_again(&mut self) {
+        assert!(self.run().await, "postgres started again on port {}", self.port);
     }
 
     async fn login(port: u16, db: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
@@ -183,17 +208,18 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
+        let Some(child) = &mut self.child else { return };
         // SIGQUIT is the server's immediate shutdown: it stops its backends too, which SIGKILL
         // would leave behind. Waiting for it lets the directory be removed after it.
-        if let Some(pid) = self.child.id() {
+        if let Some(pid) = child.id() {
             let _ = std::process::Command::new("kill").args(["-QUIT", &pid.to_string()]).status();
             for _ in 0..500 {
-                if !matches!(self.child.try_wait(), Ok(None)) {
+                if !matches!(child.try_wait(), Ok(None)) {
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        let _ = self.child.start_kill();
+        let _ = child.start_kill();
     }
 }

@@ -24,6 +24,14 @@ use crate::model::Change;
 /// Commits kept in the log for replicas to catch up from; one further behind loads everything.
 const LOG_KEPT: i64 = 10_000;
 
+/// Longest a store operation may take, waiting for the write lock included, before it fails and
+/// its connection is dropped (which ends its transaction on the server): nothing waits forever on
+/// a database that stopped answering.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connection timeout when the URL gives none (`connect_timeout=`).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The channel commits notify on.
 const CHANNEL: &str = "wharf_changes";
 
@@ -98,7 +106,13 @@ impl PostgresStore {
     /// Connects, brings the schema up to date, and starts listening for other replicas'
     /// commits. `ca` is a PEM file trusted beside the Mozilla roots for the server's TLS.
     pub async fn connect(url: &DatabaseUrl, ca: Option<&Path>) -> Result<PostgresStore, StoreError> {
-        let config: tokio_postgres::Config = url.expose().parse().map_err(pg("URL"))?;
+        let mut config: tokio_postgres::Config = url.expose().parse().map_err(pg("URL"))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        // A server gone without a word (a partition, a dead host) is noticed within a minute
+        // rather than the kernel's two hours.
+        config.keepalives_idle(Duration::from_secs(30));
         let tls = tls::MakeRustls::new(ca)?;
         let client = connect(&config, &tls).await?;
         migrate(&client).await?;
@@ -112,13 +126,23 @@ impl PostgresStore {
     /// also ended any transaction it had open).
     fn with_conn<T>(&mut self, f: impl AsyncFnOnce(&mut Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let runtime = self.runtime.clone();
-        runtime.block_on(async {
-            if self.conn.as_ref().is_none_or(|c| c.client.is_closed()) {
+        let result = runtime.block_on(async {
+            tokio::time::timeout(OPERATION_TIMEOUT, async {
+                if self.conn.as_ref().is_none_or(|c| c.client.is_closed()) {
+                    self.conn = None;
+                    self.conn = Some(Conn { client: connect(&self.config, &self.tls).await?, in_tx: false });
+                }
+                f(self.conn.as_mut().expect("connected")).await
+            })
+            .await
+        });
+        match result {
+            Ok(r) => r,
+            Err(_) => {
                 self.conn = None;
-                self.conn = Some(Conn { client: connect(&self.config, &self.tls).await?, in_tx: false });
+                Err(StoreError::Timeout(OPERATION_TIMEOUT))
             }
-            f(self.conn.as_mut().expect("connected")).await
-        })
+        }
     }
 }
 
