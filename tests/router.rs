@@ -555,3 +555,137 @@ async fn shutdown_closes_what_is_still_in_flight_when_the_grace_period_ends() {
     let r = in_flight.await.unwrap();
     assert!(r.is_err(), "the stuck request is closed, not answered: {r:?}");
 }
+
+/// What a scripted dyno saw of one request: its connection's number, the method, path and body.
+type Heard = (usize, String, String, Vec<u8>);
+
+/// A dyno speaking raw HTTP/1.1, answering each path with fixed bytes so that every framing a
+/// response may have is exercised: chunked with trailers, close-delimited, interim 100, 204, a
+/// malformed head, an answer before the upload was read, and an echo of the request body (sent
+/// with a length or chunked).
+async fn scripted_dyno() -> (u16, Arc<std::sync::Mutex<Vec<Heard>>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = heard.clone();
+    tokio::spawn(async move {
+        for conn in 0.. {
+            let (stream, _) = listener.accept().await.unwrap();
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut s = BufReader::new(stream);
+                loop {
+                    let mut line = String::new();
+                    if s.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut words = line.split_whitespace();
+                    let (method, path) = (words.next().unwrap().to_owned(), words.next().unwrap().to_owned());
+                    let (mut length, mut chunked) = (0usize, false);
+                    loop {
+                        let mut h = String::new();
+                        s.read_line(&mut h).await.unwrap();
+                        let h = h.trim_end().to_ascii_lowercase();
+                        if h.is_empty() {
+                            break;
+                        }
+                        if let Some(v) = h.strip_prefix("content-length: ") {
+                            length = v.parse().unwrap();
+                        }
+                        chunked |= h == "transfer-encoding: chunked";
+                    }
+                    if path == "/toolarge" {
+                        // Answers before reading the upload, and closes with it unread.
+                        let answer =
+                            b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+                        log.lock().unwrap().push((conn, method, path, Vec::new()));
+                        s.get_mut().write_all(answer).await.unwrap();
+                        return;
+                    }
+                    let mut body = vec![0u8; length];
+                    s.read_exact(&mut body).await.unwrap();
+                    while chunked {
+                        let mut size = String::new();
+                        s.read_line(&mut size).await.unwrap();
+                        let n = usize::from_str_radix(size.trim(), 16).unwrap();
+                        let mut data = vec![0u8; n + 2];
+                        s.read_exact(&mut data).await.unwrap();
+                        body.extend_from_slice(&data[..n]);
+                        chunked = n > 0;
+                    }
+                    let answer: Vec<u8> = match path.as_str() {
+                        "/chunked" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nX-Trailer: 1\r\n\r\n".to_vec(),
+                        "/close" => b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end".to_vec(),
+                        "/continue" => b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+                        "/nocontent" => b"HTTP/1.1 204 No Content\r\n\r\n".to_vec(),
+                        "/bad" => b"HTTP/1.1 abc\r\n\r\n".to_vec(),
+                        "/len" if method == "HEAD" => b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n".to_vec(),
+                        _ => [format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes(), &body]
+                            .concat(),
+                    };
+                    log.lock().unwrap().push((conn, method, path.clone(), body));
+                    s.get_mut().write_all(&answer).await.unwrap();
+                    if path == "/close" || path == "/bad" {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, heard)
+}
+
+/// Responses of every framing reach the client whole, request bodies reach the dyno whole
+/// (with a length, or chunked), a bad response head is a 502, and a connection whose response
+/// was read to its end carries the next request.
+#[tokio::test]
+async fn every_framing_of_bodies_passes_through() {
+    let (wharf, _) = start(&[("WHARF_ROUTER__HTTP_REDIRECT", "false")]).await;
+    let (port, heard) = scripted_dyno().await;
+    let api = &wharf.api;
+    api.expect("POST", "/apps", json!({"name": "framing", "space": "default"}), 201).await;
+    let dyno = json!({"type": "web", "host": "127.0.0.1", "port": port});
+    api.expect("PUT", "/apps/framing-default/dynos/web.1", dyno, 201).await;
+    let host = "framing-default.localhost";
+    until_plain_ok(&wharf, host).await;
+
+    let get = |path: &'static str| async move { client::send(wharf.http, None, &Req::get(host, path)).await.unwrap() };
+    let r = get("/chunked").await;
+    assert_eq!((r.status.as_u16(), r.text()), (200, "hello, world".to_owned()));
+    let r = get("/close").await;
+    assert_eq!((r.status.as_u16(), r.text()), (200, "until the end".to_owned()));
+    let r = get("/continue").await;
+    assert_eq!((r.status.as_u16(), r.text()), (200, "ok".to_owned()));
+    assert_eq!(get("/nocontent").await.status, 204);
+    assert_eq!(get("/bad").await.status, 502, "a malformed head is the app's error (H17)");
+    let r =
+        client::send(wharf.http, None, &Req { method: http::Method::HEAD, ..Req::get(host, "/len") }).await.unwrap();
+    assert_eq!((r.status.as_u16(), r.header("content-length"), r.body.len()), (200, Some("10"), 0));
+    let post = Req {
+        method: http::Method::POST,
+        body: bytes::Bytes::from_static(b"with a length"),
+        ..Req::get(host, "/echo")
+    };
+    assert_eq!(client::send(wharf.http, None, &post).await.unwrap().text(), "with a length");
+    let upload = bytes::Bytes::from(vec![b'x'; 8 << 20]);
+    let big = Req { method: http::Method::POST, body: upload, ..Req::get(host, "/toolarge") };
+    let r = client::send(wharf.http, None, &big).await;
+    assert_eq!(r.map(|r| r.status.as_u16()), Ok(413), "a dyno's answer before it read the upload gets through");
+
+    // Two requests on one client connection: a chunked upload, then a GET after a chunked
+    // response; the dyno sees the upload whole, and the second request on the same connection.
+    let raw = format!(
+        "POST /echo HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n\
+         GET /chunked HTTP/1.1\r\nHost: {host}\r\n\r\n\
+         GET /after HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    );
+    let out = client::send_raw(wharf.http, None, raw.as_bytes()).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n") && out.contains("\r\n\r\nabcdef"), "{out}");
+    assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 3, "{out}");
+    let heard = heard.lock().unwrap().clone();
+    let upload = heard.iter().find(|h| h.1 == "POST" && h.3 == b"abcdef").expect("the chunked upload, whole");
+    let chunked = heard.iter().rev().find(|h| h.2 == "/chunked").unwrap();
+    let after = heard.iter().find(|h| h.2 == "/after").unwrap();
+    assert_eq!((upload.0, chunked.0), (after.0, after.0), "one dyno connection carried all three: {heard:?}");
+}

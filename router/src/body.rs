@@ -3,7 +3,6 @@
 //! and its upstream connection back to the pool.
 
 use std::future::Future as _;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -11,12 +10,11 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
 
 use crate::Shared;
 use crate::error::Code;
 use crate::pool;
+use crate::upstream::{Framing, UpConn};
 
 /// What the access log line says about one request.
 #[derive(Debug)]
@@ -101,15 +99,18 @@ impl ProxyBody {
     }
 }
 
-/// A dyno's response body on its way to the client.
+/// A dyno's response body on its way to the client, read from the dyno's connection as the
+/// client's side asks for it.
 pub struct UpstreamBody {
-    inner: Incoming,
+    /// The connection, until the body ends: then back to the pool, or closed.
+    conn: Option<UpConn>,
+    framing: Framing,
+    /// Whether the dyno keeps the connection for another request once the body is read.
+    keep_alive: bool,
     /// Runs while the dyno sends nothing; when it fires, the response is cut off (H15).
     idle: Option<Pin<Box<tokio::time::Sleep>>>,
     bytes: u64,
     log: Option<AccessLog>,
-    /// The connection, returned to the pool once the body is read to the end.
-    conn: Option<(SocketAddr, SendRequest<Incoming>)>,
     shared: Arc<Shared>,
 }
 
@@ -121,21 +122,26 @@ impl std::fmt::Debug for UpstreamBody {
 
 impl UpstreamBody {
     pub(crate) fn wrap(
-        inner: Incoming,
+        conn: UpConn,
+        framing: Framing,
+        keep_alive: bool,
         log: AccessLog,
-        conn: (SocketAddr, SendRequest<Incoming>),
         shared: Arc<Shared>,
     ) -> ProxyBody {
-        let mut body = UpstreamBody { inner, idle: None, bytes: 0, log: Some(log), conn: Some(conn), shared };
-        if body.inner.is_end_stream() {
+        let mut body =
+            UpstreamBody { conn: Some(conn), framing, keep_alive, idle: None, bytes: 0, log: Some(log), shared };
+        if framing.is_done() {
             body.finish(true);
         }
         ProxyBody::Upstream(Box::new(body))
     }
 
     fn finish(&mut self, complete: bool) {
-        if complete && let Some((addr, sender)) = self.conn.take() {
-            pool::checkin(addr, sender);
+        if let Some(conn) = self.conn.take()
+            && complete
+            && self.keep_alive
+        {
+            pool::checkin(conn);
         }
         if let Some(mut log) = self.log.take() {
             if !complete && log.code.is_none() {
@@ -165,7 +171,10 @@ impl Body for ProxyBody {
         match self.get_mut() {
             ProxyBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             ProxyBody::Upstream(u) => {
-                let polled = match Pin::new(&mut u.inner).poll_frame(cx) {
+                let Some(conn) = u.conn.as_mut() else {
+                    return Poll::Ready(None);
+                };
+                let polled = match conn.poll_body(&mut u.framing, cx) {
                     Poll::Ready(p) => p,
                     Poll::Pending => {
                         // The idle timer starts the first time the dyno makes us wait, and
@@ -183,20 +192,23 @@ impl Body for ProxyBody {
                 if let Some(timer) = &mut u.idle {
                     timer.as_mut().reset(tokio::time::Instant::now() + u.shared.settings.idle_timeout);
                 }
-                let polled = polled.map(|r| r.map_err(BodyError::from));
-                match &polled {
-                    Some(Ok(frame)) => {
-                        if let Some(data) = frame.data_ref() {
-                            u.bytes += data.len() as u64;
-                        }
-                        if u.inner.is_end_stream() {
+                match polled {
+                    Some(Ok(data)) => {
+                        u.bytes += data.len() as u64;
+                        if u.framing.is_done() {
                             u.finish(true);
                         }
+                        Poll::Ready(Some(Ok(Frame::data(data))))
                     }
-                    Some(Err(_)) => u.finish(false),
-                    None => u.finish(true),
+                    Some(Err(e)) => {
+                        u.finish(false);
+                        Poll::Ready(Some(Err(e.into())))
+                    }
+                    None => {
+                        u.finish(true);
+                        Poll::Ready(None)
+                    }
                 }
-                Poll::Ready(polled)
             }
         }
     }
@@ -204,7 +216,7 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ProxyBody::Full(b) => b.is_none(),
-            ProxyBody::Upstream(u) => u.inner.is_end_stream(),
+            ProxyBody::Upstream(u) => u.framing.is_done(),
         }
     }
 
@@ -212,7 +224,11 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             ProxyBody::Full(None) => SizeHint::with_exact(0),
-            ProxyBody::Upstream(u) => u.inner.size_hint(),
+            ProxyBody::Upstream(u) => match u.framing {
+                Framing::Empty => SizeHint::with_exact(0),
+                Framing::Length(n) => SizeHint::with_exact(n),
+                Framing::Chunked(_) | Framing::Close => SizeHint::default(),
+            },
         }
     }
 }

@@ -20,6 +20,7 @@ mod proxy;
 mod server;
 pub mod table;
 pub mod tls;
+mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -2,20 +2,19 @@
 //!
 //! Each worker runs its own single-threaded event loop, so its pool is a thread-local with no
 //! lock: a connection is only ever used by the thread that opened it. A connection goes back
-//! to the pool when its response body has been read to the end.
+//! to the pool when its response body has been read to the end and the dyno keeps it open; one
+//! taken from the pool is checked for an end of stream first.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::error::{Code, ProxyError};
 use crate::table::Upstream;
+use crate::upstream::UpConn;
 
 /// Most idle connections kept per dyno per worker.
 const MAX_IDLE_PER_UPSTREAM: usize = 256;
@@ -26,45 +25,41 @@ const MAX_IDLE_PER_UPSTREAM: usize = 256;
 const IDLE_TRUST: Duration = Duration::from_secs(4);
 
 struct Idle {
-    sender: SendRequest<Incoming>,
+    conn: UpConn,
     since: Instant,
 }
 
+/// Keyed by the dyno's address; foldhash rather than SipHash, as for the routing table's maps.
+type IdleMap = HashMap<SocketAddr, Vec<Idle>, foldhash::fast::RandomState>;
+
 thread_local! {
-    static IDLE: RefCell<HashMap<SocketAddr, Vec<Idle>>> = RefCell::new(HashMap::new());
+    static IDLE: RefCell<IdleMap> = RefCell::new(IdleMap::default());
 }
 
-/// A connection to a dyno, ready for one request.
-pub(crate) struct Conn {
-    pub(crate) sender: SendRequest<Incoming>,
-    pub(crate) addr: SocketAddr,
-    /// Whether it came from the pool (and so may turn out to be closed).
-    pub(crate) reused: bool,
-}
-
-fn pop_idle(addr: SocketAddr) -> Option<SendRequest<Incoming>> {
+fn pop_idle(addr: SocketAddr) -> Option<UpConn> {
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         let list = idle.get_mut(&addr)?;
         while let Some(c) = list.pop() {
-            if !c.sender.is_closed() && c.since.elapsed() < IDLE_TRUST {
-                return Some(c.sender);
+            if c.since.elapsed() < IDLE_TRUST && c.conn.is_open() {
+                return Some(c.conn);
             }
         }
         None
     })
 }
 
-/// Returns a connection whose response was read to the end.
-pub(crate) fn checkin(addr: SocketAddr, sender: SendRequest<Incoming>) {
-    if sender.is_closed() {
+/// Returns a connection whose response was read to the end, with nothing left over.
+pub(crate) fn checkin(mut conn: UpConn) {
+    if !conn.buf.is_empty() {
         return;
     }
+    conn.reused = true;
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
-        let list = idle.entry(addr).or_default();
+        let list = idle.entry(conn.addr).or_default();
         if list.len() < MAX_IDLE_PER_UPSTREAM {
-            list.push(Idle { sender, since: Instant::now() });
+            list.push(Idle { conn, since: Instant::now() });
         }
     });
 }
@@ -79,17 +74,19 @@ pub struct PoolStats {
 }
 
 /// A ready connection to the dyno: an idle one when there is one, else a new one.
-pub(crate) async fn checkout(up: &Upstream, connect_timeout: Duration, stats: &PoolStats) -> Result<Conn, ProxyError> {
+pub(crate) async fn checkout(
+    up: &Upstream,
+    connect_timeout: Duration,
+    stats: &PoolStats,
+) -> Result<UpConn, ProxyError> {
     use std::sync::atomic::Ordering::Relaxed;
     let addr = match up.addr {
         Some(a) => a,
         None => resolve(up).await?,
     };
-    while let Some(mut sender) = pop_idle(addr) {
-        if sender.ready().await.is_ok() {
-            stats.reused.fetch_add(1, Relaxed);
-            return Ok(Conn { sender, addr, reused: true });
-        }
+    if let Some(conn) = pop_idle(addr) {
+        stats.reused.fetch_add(1, Relaxed);
+        return Ok(conn);
     }
     let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
         Err(_) => return Err(ProxyError::bare(Code::H19)),
@@ -100,15 +97,8 @@ pub(crate) async fn checkout(up: &Upstream, connect_timeout: Duration, stats: &P
         Ok(Ok(s)) => s,
     };
     let _ = stream.set_nodelay(true);
-    let (sender, conn) =
-        http1::Builder::new().handshake(TokioIo::new(stream)).await.map_err(|e| ProxyError::new(Code::H21, e))?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!(error = %e, %addr, "upstream connection ended");
-        }
-    });
     stats.opened.fetch_add(1, Relaxed);
-    Ok(Conn { sender, addr, reused: false })
+    Ok(UpConn::new(stream, addr))
 }
 
 async fn resolve(up: &Upstream) -> Result<SocketAddr, ProxyError> {

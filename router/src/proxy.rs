@@ -19,6 +19,7 @@ use crate::body::{AccessLog, ProxyBody, UpstreamBody};
 use crate::error::{Code, ProxyError};
 use crate::pool;
 use crate::table::{normalize_host, now_millis};
+use crate::upstream::Failed;
 
 /// What kind of listener a connection arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,18 +51,8 @@ impl ConnInfo {
 }
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
-static X_FORWARDED_PATH: HeaderName = HeaderName::from_static("x-forwarded-path");
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-static X_REQUEST_START: HeaderName = HeaderName::from_static("x-request-start");
-static X_ORIG_HOST: HeaderName = HeaderName::from_static("x-orig-host");
-static X_ORIG_PATH: HeaderName = HeaderName::from_static("x-orig-path");
-static X_ORIG_PROTO: HeaderName = HeaderName::from_static("x-orig-proto");
-static X_ORIG_PORT: HeaderName = HeaderName::from_static("x-orig-port");
 static VIA_VALUE: HeaderValue = HeaderValue::from_static("1.1 wharf");
-static HTTPS: HeaderValue = HeaderValue::from_static("https");
-static HTTP: HeaderValue = HeaderValue::from_static("http");
 
 /// Serves one request.
 pub(crate) async fn handle(
@@ -173,7 +164,7 @@ fn new_request_id() -> String {
 }
 
 /// Headers that describe one connection, not the message, and never cross a proxy.
-const HOP_BY_HOP: [HeaderName; 9] = [
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -205,6 +196,45 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in &remove {
         headers.remove(name);
     }
+}
+
+/// Header fields of the client's request that the dyno does not get as they came: the platform
+/// writes its own (`Via` is appended to, the rest replaced), and hop-by-hop fields stay behind.
+fn replaced_or_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "host"
+            | "x-orig-host"
+            | "x-forwarded-for"
+            | "x-forwarded-proto"
+            | "x-forwarded-port"
+            | "x-request-id"
+            | "x-request-start"
+            | "x-forwarded-path"
+            | "x-orig-path"
+            | "x-orig-proto"
+            | "x-orig-port"
+            | "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
+/// The fields a `Connection` header names, which are hop-by-hop too; usually none.
+fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect()
 }
 
 fn error_response(code: Code) -> Response<ProxyBody> {
@@ -295,44 +325,51 @@ async fn proxy(mut req: Request<Incoming>, conn: &ConnInfo, shared: Arc<Shared>)
         parts.uri = uri;
     }
     parts.version = Version::HTTP_11;
-    let h = &mut parts.headers;
-    strip_hop_by_hop(h);
-    if let Some(orig_host) = &orig_host {
-        h.insert(header::HOST, orig_host.clone());
-        h.insert(&X_ORIG_HOST, orig_host.clone());
-    }
+    // The platform's headers are written straight into the request head, after the client's
+    // minus those they replace and the hop-by-hop ones: no header map is built for the dyno.
+    let h = &parts.headers;
     let xff = match h.get(&X_FORWARDED_FOR) {
         Some(prev) => {
             let mut v = Vec::with_capacity(prev.len() + 2 + conn.peer_ip.len());
             v.extend_from_slice(prev.as_bytes());
             v.extend_from_slice(b", ");
             v.extend_from_slice(conn.peer_ip.as_bytes());
-            HeaderValue::from_bytes(&v).unwrap_or_else(|_| conn.peer_ip.clone())
+            v
         }
-        None => conn.peer_ip.clone(),
+        None => conn.peer_ip.as_bytes().to_vec(),
     };
-    let port = conn.port.clone();
     let start_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-    h.insert(&X_FORWARDED_FOR, xff);
+    let mut start_text = itoa::Buffer::new();
+    let proto: &[u8] = if conn.listener == Listener::Http { b"http" } else { b"https" };
+    let port = conn.port.as_bytes();
+    let orig_prefix = if orig_prefix.is_empty() { "/" } else { orig_prefix.as_str() };
+    let mut platform: Vec<(&str, &[u8])> = Vec::with_capacity(14);
+    if let Some(orig_host) = &orig_host {
+        platform.push(("host", orig_host.as_bytes()));
+        platform.push(("x-orig-host", orig_host.as_bytes()));
+    }
+    platform.push(("x-forwarded-for", &xff));
     if let Some((Some(protocol), _)) = &upgrade {
-        h.insert(header::UPGRADE, protocol.clone());
-        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        platform.push(("upgrade", protocol.as_bytes()));
+        platform.push(("connection", b"upgrade"));
     }
-    let proto = if conn.listener == Listener::Http { &HTTP } else { &HTTPS };
-    h.insert(&X_FORWARDED_PROTO, proto.clone());
-    h.insert(&X_FORWARDED_PORT, port.clone());
-    h.insert(&X_REQUEST_ID, HeaderValue::try_from(log.request_id.as_str()).expect("request ids are header-safe"));
-    h.insert(&X_REQUEST_START, HeaderValue::from(start_ms));
-    h.append(header::VIA, VIA_VALUE.clone());
-    if let Ok(v) = HeaderValue::try_from(orig_path.as_str()) {
-        h.insert(&X_FORWARDED_PATH, v);
-    }
-    if let Ok(v) = HeaderValue::try_from(if orig_prefix.is_empty() { "/" } else { orig_prefix.as_str() }) {
-        h.insert(&X_ORIG_PATH, v);
-    }
-    h.insert(&X_ORIG_PROTO, proto.clone());
-    h.insert(&X_ORIG_PORT, port);
-    let mut req = Some(Request::from_parts(parts, body));
+    platform.extend([
+        ("x-forwarded-proto", proto),
+        ("x-forwarded-port", port),
+        ("x-request-id", log.request_id.as_bytes()),
+        ("x-request-start", start_text.format(start_ms).as_bytes()),
+        ("via", VIA_VALUE.as_bytes()),
+        ("x-forwarded-path", orig_path.as_bytes()),
+        ("x-orig-path", orig_prefix.as_bytes()),
+        ("x-orig-proto", proto),
+        ("x-orig-port", port),
+    ]);
+    let named = connection_named(h);
+    let skip = |name: &HeaderName| replaced_or_hop_by_hop(name) || named.contains(name);
+    let has_body = !body.is_end_stream();
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let (head, chunked) = crate::upstream::encode_head(&parts.method, target, h, skip, &platform, has_body);
+    let mut body = has_body.then_some(body);
 
     let settings = &shared.settings;
     let mut failed_connects = 0u32;
@@ -360,42 +397,32 @@ async fn proxy(mut req: Request<Incoming>, conn: &ConnInfo, shared: Arc<Shared>)
         };
         log.connect_ms = connect_start.elapsed().as_millis() as u64;
         let sent = Instant::now();
-        let request = req.take().expect("the request is present until it is sent");
-        match tokio::time::timeout(settings.first_byte_timeout, c.sender.try_send_request(request)).await {
+        let exchange = c.exchange(&head, &mut body, chunked, &parts.method, upgrade.is_some());
+        match tokio::time::timeout(settings.first_byte_timeout, exchange).await {
             Err(_) => break Err(ProxyError::bare(Code::H12)),
             Ok(Ok(resp)) => {
                 log.service_ms = sent.elapsed().as_millis() as u64;
                 break Ok((resp, c));
             }
-            Ok(Err(mut e)) => match e.take_message() {
-                // Nothing was sent: a pooled connection closed under us. Try a fresh one.
-                Some(r) if c.reused && stale < 2 => {
-                    stale += 1;
-                    req = Some(r);
-                }
-                Some(_) => break Err(ProxyError::new(Code::H13, e.into_error())),
-                None => {
-                    let err = e.into_error();
-                    let code = if err.is_parse() { Code::H17 } else { Code::H13 };
-                    break Err(ProxyError::new(code, err));
-                }
-            },
+            // Nothing was sent: a pooled connection closed under us. Try a fresh one.
+            Ok(Err(Failed::NotSent(_))) if c.reused && stale < 2 => stale += 1,
+            Ok(Err(Failed::NotSent(e))) => break Err(ProxyError::new(Code::H13, e)),
+            Ok(Err(Failed::Sent(e))) => break Err(e),
         }
     };
 
     if let Some((canary, arm)) = judged {
         let status = match &outcome {
-            Ok((resp, _)) => resp.status().as_u16(),
+            Ok((resp, _)) => resp.parts.status.as_u16(),
             Err(e) => e.code.status().as_u16(),
         };
         canary.judge(&shared, arm, status);
     }
 
     match outcome {
-        Ok((mut resp, c)) if resp.status() == StatusCode::SWITCHING_PROTOCOLS && upgrade.is_some() => {
-            let (_, client) = upgrade.expect("checked");
-            let dyno_side = hyper::upgrade::on(&mut resp);
-            let (mut parts, _) = resp.into_parts();
+        Ok((resp, c)) if resp.parts.status == StatusCode::SWITCHING_PROTOCOLS => {
+            let (_, client) = upgrade.expect("a 101 is only accepted for an upgrade request");
+            let mut parts = resp.parts;
             let protocol = parts.headers.get(header::UPGRADE).cloned();
             strip_hop_by_hop(&mut parts.headers);
             if let Some(p) = protocol {
@@ -404,11 +431,16 @@ async fn proxy(mut req: Request<Incoming>, conn: &ConnInfo, shared: Arc<Shared>)
             }
             log.status = 101;
             let idle = settings.idle_timeout;
-            drop(c);
             tokio::spawn(async move {
-                match tokio::try_join!(client, dyno_side) {
-                    Ok((client, dyno)) => {
-                        let bytes = tunnel(TokioIo::new(client), TokioIo::new(dyno), idle).await;
+                match client.await {
+                    Ok(client) => {
+                        let mut client = TokioIo::new(client);
+                        // What the dyno sent right after its head is the tunnel's first bytes.
+                        let early = c.buf.len() as u64;
+                        let bytes = match client.write_all(&c.buf).await {
+                            Ok(()) => early + tunnel(client, c.stream, idle).await,
+                            Err(_) => 0,
+                        };
                         log.emit(&shared, bytes);
                     }
                     Err(e) => {
@@ -421,11 +453,11 @@ async fn proxy(mut req: Request<Incoming>, conn: &ConnInfo, shared: Arc<Shared>)
             Response::from_parts(parts, ProxyBody::full(""))
         }
         Ok((resp, c)) => {
-            let (mut parts, body) = resp.into_parts();
+            let mut parts = resp.parts;
             strip_hop_by_hop(&mut parts.headers);
             parts.headers.append(header::VIA, VIA_VALUE.clone());
             log.status = parts.status.as_u16();
-            let body = UpstreamBody::wrap(body, log, (c.addr, c.sender), shared);
+            let body = UpstreamBody::wrap(c, resp.framing, resp.keep_alive, log, shared);
             Response::from_parts(parts, body)
         }
         Err(e) => {

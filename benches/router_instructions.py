@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Router instructions per request: a repeatable measure of the router's user-space cost.
+
+Runs `wharf serve` (one router worker, plain HTTP) under valgrind's callgrind in front of the same
+nginx backend as benches/router.py, warms it up for 3 s with wrk, zeroes the counters, drives it
+for `--seconds` more, and prints the instructions executed per request served. Unlike requests per
+second, the count does not drift with the machine's speed or load, so two builds compare exactly;
+kernel time is not counted.
+
+    python3 benches/router_instructions.py [--binary target/release/wharf] [--seconds 10]
+
+Needs valgrind, nginx and wrk (Debian packages; installed when missing) and a release build of
+Wharf (`cargo build --release`).
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import router as bench  # noqa: E402  (the router benchmark's helpers)
+
+TOKEN = "benchmark-admin-token-0123456789"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--binary", default=os.path.join(bench.ROOT, "target", "release", "wharf"))
+    parser.add_argument("--seconds", type=int, default=10)
+    args = parser.parse_args()
+    bench.ensure_tools()
+    if not bench.shutil.which("valgrind"):
+        sudo = [] if os.geteuid() == 0 else ["sudo"]
+        subprocess.run(sudo + ["apt-get", "install", "-y", "-qq", "valgrind"], check=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+
+    tmp = tempfile.mkdtemp()
+    _, backend = bench.start_backend(tmp, False)
+    plain, api = bench.free_port(), bench.free_port()
+    env = {**os.environ,
+           "WHARF_CONTROL_API__LISTEN": f"127.0.0.1:{api}",
+           "WHARF_ROUTER__HTTP_LISTEN": f"127.0.0.1:{plain}",
+           "WHARF_ROUTER__HTTPS_LISTEN": f"127.0.0.1:{bench.free_port()}",
+           "WHARF_ROUTER__INTERNAL_LISTEN": f"127.0.0.1:{bench.free_port()}",
+           "WHARF_ROUTER__ADMIN_LISTEN": f"127.0.0.1:{bench.free_port()}",
+           "WHARF_ROUTER__HTTP_REDIRECT": "false",
+           "WHARF_ROUTER__WORKERS": "1",
+           "WHARF_ADMIN_TOKEN": TOKEN,
+           "WHARF_LOG": "warn"}
+    out = os.path.join(tmp, "callgrind.out")
+    proc = bench.spawn(["valgrind", "--tool=callgrind", "--compress-strings=no", f"--callgrind-out-file={out}",
+                        args.binary, "serve", "--data-dir", os.path.join(tmp, "wharf")],
+                       env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    bench.wait_port(api, 120)
+
+    def call(method, path, body):
+        req = urllib.request.Request(f"http://127.0.0.1:{api}{path}", method=method, data=json.dumps(body).encode(),
+                                     headers={"Authorization": f"Bearer {TOKEN}"})
+        urllib.request.urlopen(req).read()
+
+    call("POST", "/apps", {"name": "bench", "space": "default"})
+    call("PUT", "/apps/bench-default/dynos/web.1", {"type": "web", "host": "127.0.0.1", "port": backend})
+    host = "bench-default.localhost"
+    url = f"http://127.0.0.1:{plain}/"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", f"Host: {host}", url],
+                           capture_output=True, text=True)
+        if r.stdout == "200":
+            break
+        time.sleep(0.2)
+
+    def load(seconds):
+        r = subprocess.run(["wrk", "-t1", "-c50", f"-d{seconds}s", "-H", f"Host: {host}", url],
+                           capture_output=True, text=True, check=True).stdout
+        return int(re.search(r"(\d+) requests in", r).group(1))
+
+    load(3)
+    subprocess.run(["callgrind_control", "-z", str(proc.pid)], capture_output=True, check=True)
+    requests = load(args.seconds)
+    subprocess.run(["callgrind_control", "-d", str(proc.pid)], capture_output=True, check=True)
+    time.sleep(1)
+    dump = os.path.join(tmp, "callgrind.out.1")
+    total = int(re.search(r"^summary: (\d+)", open(dump).read(), re.M).group(1))
+    print(f"{args.binary}: {requests} requests, {total} instructions, {total // requests} per request")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    finally:
+        for p in bench.PROCS:
+            p.terminate()
+        for p in bench.PROCS:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
