@@ -360,6 +360,10 @@ async fn replicas_ride_out_a_database_restart() {
     let a = Wharf::serve_with(WHARF, &args, &dir_a, &env).await;
     let b = Wharf::serve_with(WHARF, &args, &dir_b, &env).await;
     a.api.expect("POST", "/apps", json!({"name": "before", "space": "default"}), 201).await;
+    wharf_testkit::eventually(std::time::Duration::from_secs(30), "b to hear of a's app", || async {
+        (b.api.call("GET", "/apps/before-default", None).await.0 == 200).then_some(())
+    })
+    .await;
 
     pg.stop().await;
     for api in [&a.api, &b.api] {
