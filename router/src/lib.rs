@@ -38,6 +38,12 @@ pub use pool::PoolStats;
 pub use proxy::Listener;
 pub use table::RoutingTable;
 
+/// Entry points for `cargo fuzz` (fuzz/), not for use elsewhere.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::upstream::check_response;
+}
+
 /// Why the router could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

@@ -462,6 +462,9 @@ fn decode_chunk(buf: &mut BytesMut, state: &mut Chunk) -> Result<Option<Bytes>, 
                 let Some(end) = find_crlf(buf) else {
                     return if buf.len() > MAX_LINE { Err("chunk size line too long") } else { Ok(None) };
                 };
+                if end > MAX_LINE {
+                    return Err("chunk size line too long");
+                }
                 let line = &buf[..end];
                 let digits = line.split(|&b| b == b';').next().unwrap_or_default();
                 let digits = std::str::from_utf8(digits).map_err(|_| "invalid chunk size")?.trim_matches([' ', '\t']);
@@ -495,6 +498,9 @@ fn decode_chunk(buf: &mut BytesMut, state: &mut Chunk) -> Result<Option<Bytes>, 
                 let Some(end) = find_crlf(buf) else {
                     return if buf.len() > MAX_LINE { Err("trailer line too long") } else { Ok(None) };
                 };
+                if end > MAX_LINE {
+                    return Err("trailer line too long");
+                }
                 buf.advance(end + 2);
                 if end == 0 {
                     *state = Chunk::Done;
@@ -507,6 +513,43 @@ fn decode_chunk(buf: &mut BytesMut, state: &mut Chunk) -> Result<Option<Bytes>, 
 
 fn find_crlf(buf: &[u8]) -> Option<usize> {
     buf.windows(2).position(|w| w == b"\r\n")
+}
+
+/// For fuzzing: parses a response head from `data` and decodes a chunked body after it, checking
+/// that nothing panics, that a head is consumed only when whole, and that the body decodes the
+/// same whether its bytes arrive at once or split at `split`.
+pub fn check_response(data: &[u8], split: usize) {
+    let mut buf = BytesMut::from(data);
+    let head = match parse_head(&mut buf, &Method::GET) {
+        Ok(Some(head)) => head,
+        Ok(None) | Err(_) => {
+            assert_eq!(&buf[..], data, "an incomplete or bad head consumes nothing");
+            return;
+        }
+    };
+    assert!(buf.len() < data.len(), "a head was consumed");
+    if head.framing != Framing::Chunked(Chunk::Size) {
+        return;
+    }
+    let body = buf.to_vec();
+    let decode = |pieces: &[&[u8]]| {
+        let (mut buf, mut state, mut out) = (BytesMut::new(), Chunk::Size, Vec::new());
+        for piece in pieces {
+            buf.extend_from_slice(piece);
+            loop {
+                match decode_chunk(&mut buf, &mut state) {
+                    Ok(Some(data)) => out.extend_from_slice(&data),
+                    Ok(None) => break,
+                    Err(_) => return None,
+                }
+            }
+        }
+        Some((out, state, buf.len()))
+    };
+    let at = split % (body.len() + 1);
+    let whole = decode(&[&body]);
+    let split = decode(&[&body[..at], &body[at..]]);
+    assert_eq!(whole, split, "decoding depends on how the bytes arrive");
 }
 
 #[cfg(test)]
@@ -550,6 +593,8 @@ mod tests {
         check("\r\n", Err("invalid chunk size"), false);
         check("5\r\nhelloXX", Err("chunk data not followed by CRLF"), false);
         check("fffffffffffffffff\r\n", Err("invalid chunk size"), false);
+        let long_trailer = format!("0\r\nX-Long: {}\r\n\r\n", "x".repeat(5000));
+        check(&long_trailer, Err("trailer line too long"), false);
     }
 
     #[test]
