@@ -277,11 +277,7 @@ async fn refused_at_start(args: &[&str], data: &std::path::Path) -> String {
         .args(args)
         .arg("--data-dir")
         .arg(data)
-        .env("WHARF_CONTROL_API__LISTEN", "127.0.0.1:0")
-        .env("WHARF_ROUTER__HTTP_LISTEN", "127.0.0.1:0")
-        .env("WHARF_ROUTER__HTTPS_LISTEN", "127.0.0.1:0")
-        .env("WHARF_ROUTER__INTERNAL_LISTEN", "127.0.0.1:0")
-        .env("WHARF_ROUTER__ADMIN_LISTEN", "127.0.0.1:0")
+        .envs(wharf_testkit::wharf::FREE_PORTS)
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(std::time::Duration::from_secs(30), out).await.expect("exits").expect("runs");

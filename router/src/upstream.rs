@@ -515,6 +515,25 @@ fn find_crlf(buf: &[u8]) -> Option<usize> {
     buf.windows(2).position(|w| w == b"\r\n")
 }
 
+/// Decodes a chunked body arriving in `pieces`: the data, the decoder's final state and how many
+/// bytes were left over, or the error that stopped it with the state it stopped in.
+fn decode_pieces<'a>(
+    pieces: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<(Vec<u8>, Chunk, usize), (&'static str, Chunk)> {
+    let (mut buf, mut state, mut out) = (BytesMut::new(), Chunk::Size, Vec::new());
+    for piece in pieces {
+        buf.extend_from_slice(piece);
+        loop {
+            match decode_chunk(&mut buf, &mut state) {
+                Ok(Some(data)) => out.extend_from_slice(&data),
+                Ok(None) => break,
+                Err(e) => return Err((e, state)),
+            }
+        }
+    }
+    Ok((out, state, buf.len()))
+}
+
 /// For fuzzing: parses a response head from `data` and decodes a chunked body after it, checking
 /// that nothing panics, that a head is consumed only when whole, and that the body decodes the
 /// same whether its bytes arrive at once or split at `split`.
@@ -532,23 +551,9 @@ pub fn check_response(data: &[u8], split: usize) {
         return;
     }
     let body = buf.to_vec();
-    let decode = |pieces: &[&[u8]]| {
-        let (mut buf, mut state, mut out) = (BytesMut::new(), Chunk::Size, Vec::new());
-        for piece in pieces {
-            buf.extend_from_slice(piece);
-            loop {
-                match decode_chunk(&mut buf, &mut state) {
-                    Ok(Some(data)) => out.extend_from_slice(&data),
-                    Ok(None) => break,
-                    Err(_) => return None,
-                }
-            }
-        }
-        Some((out, state, buf.len()))
-    };
     let at = split % (body.len() + 1);
-    let whole = decode(&[&body]);
-    let split = decode(&[&body[..at], &body[at..]]);
+    let whole = decode_pieces([&body[..]]);
+    let split = decode_pieces([&body[..at], &body[at..]]);
     assert_eq!(whole, split, "decoding depends on how the bytes arrive");
 }
 
@@ -558,18 +563,10 @@ mod tests {
 
     /// Decodes `input` fed in pieces of `step` bytes; returns the data and the final state.
     fn decode(input: &[u8], step: usize) -> (Result<Vec<u8>, &'static str>, Chunk) {
-        let (mut buf, mut state, mut out) = (BytesMut::new(), Chunk::Size, Vec::new());
-        for piece in input.chunks(step) {
-            buf.extend_from_slice(piece);
-            loop {
-                match decode_chunk(&mut buf, &mut state) {
-                    Ok(Some(data)) => out.extend_from_slice(&data),
-                    Ok(None) => break,
-                    Err(e) => return (Err(e), state),
-                }
-            }
+        match decode_pieces(input.chunks(step)) {
+            Ok((out, state, _)) => (Ok(out), state),
+            Err((e, state)) => (Err(e), state),
         }
-        (Ok(out), state)
     }
 
     #[test]

@@ -53,6 +53,16 @@ struct Started {
 
 /// Starts `wharf SUBCOMMAND --data-dir DATA_DIR ARGS` with every listener on a free port, and
 /// waits until it prints a line starting with `ready`.
+/// Every listener of `wharf serve` on a free loopback port, as environment variables, so that
+/// tests run side by side.
+pub const FREE_PORTS: [(&str, &str); 5] = [
+    ("WHARF_CONTROL_API__LISTEN", "127.0.0.1:0"),
+    ("WHARF_ROUTER__HTTP_LISTEN", "127.0.0.1:0"),
+    ("WHARF_ROUTER__HTTPS_LISTEN", "127.0.0.1:0"),
+    ("WHARF_ROUTER__INTERNAL_LISTEN", "127.0.0.1:0"),
+    ("WHARF_ROUTER__ADMIN_LISTEN", "127.0.0.1:0"),
+];
+
 async fn start(
     bin: &str,
     subcommand: &str,
@@ -70,11 +80,7 @@ async fn start(
         .env_remove("WHARF_ADMIN_TOKEN")
         .env_remove("WHARF_DATA_PLANE_TOKEN")
         .env_remove("WHARF_SESSION_SECRET")
-        .env("WHARF_CONTROL_API__LISTEN", "127.0.0.1:0")
-        .env("WHARF_ROUTER__HTTP_LISTEN", "127.0.0.1:0")
-        .env("WHARF_ROUTER__HTTPS_LISTEN", "127.0.0.1:0")
-        .env("WHARF_ROUTER__INTERNAL_LISTEN", "127.0.0.1:0")
-        .env("WHARF_ROUTER__ADMIN_LISTEN", "127.0.0.1:0")
+        .envs(FREE_PORTS)
         .env("WHARF_LOG", "info,wharf_router=debug,wharf_logshuttle=debug")
         .envs(env.iter().copied())
         .stdout(Stdio::piped())

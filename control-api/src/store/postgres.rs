@@ -194,10 +194,21 @@ async fn read_log(
     Ok(Some(out))
 }
 
+/// A read-only transaction that sees one state of the database throughout.
+async fn begin_read(client: &mut Client) -> Result<tokio_postgres::Transaction<'_>, StoreError> {
+    let tx = client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true);
+    tx.start().await.map_err(pg("begin"))
+}
+
+/// The stored version, as the client's transaction sees it.
+async fn stored_version(client: &impl GenericClient) -> Result<u64, StoreError> {
+    let row = client.query_one("SELECT version FROM wharf_meta", &[]).await.map_err(pg("read version"))?;
+    Ok(row.get::<_, i64>(0) as u64)
+}
+
 /// Every record and the version, read by a client inside a consistent transaction.
 async fn read_all(client: &impl GenericClient) -> Result<Loaded, StoreError> {
-    let version: i64 =
-        client.query_one("SELECT version FROM wharf_meta", &[]).await.map_err(pg("read version"))?.get(0);
+    let version = stored_version(client).await?;
     let rows = client.query("SELECT kind, id, body FROM wharf_objects", &[]).await.map_err(pg("read records"))?;
     let mut objects = Vec::with_capacity(rows.len());
     for row in rows {
@@ -205,7 +216,7 @@ async fn read_all(client: &impl GenericClient) -> Result<Loaded, StoreError> {
         let object = decode(&kind, &body).map_err(|message| StoreError::Corrupt { kind, id, message })?;
         objects.push(object);
     }
-    Ok(Loaded { version: version as u64, objects })
+    Ok(Loaded { version, objects })
 }
 
 async fn migrate(client: &Client) -> Result<(), StoreError> {
@@ -284,14 +295,7 @@ impl Store for PostgresStore {
                 // The write lock is held: nothing can change underneath.
                 return read_all(&conn.client).await;
             }
-            let tx = conn
-                .client
-                .build_transaction()
-                .isolation_level(IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()
-                .await
-                .map_err(pg("begin"))?;
+            let tx = begin_read(&mut conn.client).await?;
             let loaded = read_all(&tx).await?;
             tx.commit().await.map_err(pg("end read"))?;
             Ok(loaded)
@@ -314,15 +318,7 @@ impl Store for PostgresStore {
 
     fn commit(&mut self, base: u64, changes: &[Change]) -> Result<u64, StoreError> {
         self.with_conn(async |conn| {
-            let found = if conn.in_tx {
-                conn.client
-                    .query_one("SELECT version FROM wharf_meta", &[])
-                    .await
-                    .map_err(pg("read version"))?
-                    .get::<_, i64>(0) as u64
-            } else {
-                conn.lock().await?
-            };
+            let found = if conn.in_tx { stored_version(&conn.client).await? } else { conn.lock().await? };
             if found != base {
                 return Err(StoreError::Conflict { expected: base, found });
             }
@@ -381,17 +377,9 @@ impl Store for PostgresStore {
     fn changes_since(&mut self, version: u64) -> Result<Option<Vec<Committed>>, StoreError> {
         self.with_conn(async |conn| {
             conn.end_stale().await?;
-            let tx = conn
-                .client
-                .build_transaction()
-                .isolation_level(IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()
-                .await
-                .map_err(pg("begin"))?;
-            let current: i64 =
-                tx.query_one("SELECT version FROM wharf_meta", &[]).await.map_err(pg("read version"))?.get(0);
-            let steps = read_log(&tx, version, current as u64).await?;
+            let tx = begin_read(&mut conn.client).await?;
+            let current = stored_version(&tx).await?;
+            let steps = read_log(&tx, version, current).await?;
             tx.commit().await.map_err(pg("end read"))?;
             Ok(steps)
         })
