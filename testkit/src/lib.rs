@@ -28,8 +28,12 @@ pub struct TempDir(PathBuf);
 impl TempDir {
     /// A new, empty directory under the system's temporary directory.
     pub fn new(prefix: &str) -> TempDir {
+        // Tests run in parallel threads, which can read the same clock value: a counter keeps
+        // their directories apart.
+        static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let made = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let n: u64 = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
-        let path = std::env::temp_dir().join(format!("{prefix}-{}-{n:x}", std::process::id()));
+        let path = std::env::temp_dir().join(format!("{prefix}-{}-{made}-{n:x}", std::process::id()));
         std::fs::create_dir_all(&path).expect("temporary directory");
         TempDir(path)
     }
