@@ -1,308 +1,193 @@
-//! A strict gate in front of hyper's HTTP/1 parser: request heads that different servers could
-//! frame differently never reach the parser intact, so they are never forwarded.
+//! Request heads as the router accepts them: parsed strictly, so that a request that different
+//! servers could frame differently is refused with 400 and never forwarded.
 //!
-//! hyper follows RFC 9112's lenient options: it accepts a bare LF as a line end, and resolves
-//! Content-Length beside Transfer-Encoding by dropping the length. Either is how a request is
-//! smuggled past one hop and split differently by the next, so the router refuses both. The
-//! gate holds each request head until it is complete, checks it, and passes it on unchanged;
-//! a refused head is replaced by a line hyper cannot parse, so that hyper answers 400 and
-//! closes the connection, as it does for every other malformed request. To find where the
-//! next head starts, the gate follows each message's body framing (Content-Length or chunked).
+//! RFC 9112 lets a server accept a bare LF as a line end and resolve Content-Length beside
+//! Transfer-Encoding by dropping the length; either is how a request is smuggled past one hop
+//! and split differently by the next, so the router refuses both, along with obsolete line
+//! folding, conflicting or malformed lengths, and a Transfer-Encoding whose last coding is not
+//! chunked. A chunked request's first chunk-size line is checked before the request is sent on
+//! (`http1.rs` does that), so a body that cannot be framed is never forwarded either.
 
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::mem::MaybeUninit;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use bytes::{Bytes, BytesMut};
+use http::{Method, StatusCode, Version};
 
-/// What hyper sees instead of a refused head: not a request line, so it answers 400.
-const REFUSED: &[u8] = b"\x00 refused-ambiguous-framing\r\n\r\n";
+use crate::fields::{Fields, Span};
+use crate::upstream::{Chunk, Framing, content_length};
 
+/// Fields parsed without allocating; a head with more is parsed again with room for them all.
+const INLINE_FIELDS: usize = 64;
+
+/// A complete request head.
+#[derive(Debug)]
+pub(crate) struct RequestHead {
+    pub(crate) method: Method,
+    pub(crate) version: Version,
+    /// The request target as it came: origin form (`/path?query`) or absolute form.
+    pub(crate) target: Bytes,
+    pub(crate) fields: Fields,
+    /// How the body is delimited: `Empty`, `Length` or `Chunked`.
+    pub(crate) body: Framing,
+}
+
+/// Why a request head was refused: the status and a short reason for the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    /// Collecting a request head.
-    Head,
-    /// Passing `n` more body bytes.
-    Body(u64),
-    /// Reading a chunk-size line.
-    ChunkSize,
-    /// Passing a chunk's data and its CRLF: `n` more bytes.
-    ChunkData(u64),
-    /// Reading trailer lines until an empty one.
-    Trailers,
-    /// No more checks on this connection: an upgrade, a refusal, or framing the gate does
-    /// not follow (which hyper then refuses on its own).
-    Passthrough,
+pub(crate) struct Refusal {
+    pub(crate) status: StatusCode,
+    pub(crate) reason: &'static str,
 }
 
-/// An HTTP/1 client connection with the gate in front of it.
-pub(crate) struct Gate<IO> {
-    inner: IO,
-    state: State,
-    /// Bytes read but not yet handed to hyper: a partial head, or a partial chunk line.
-    pending: Vec<u8>,
-    /// A chunked request's head, held until its first chunk-size line is checked too, so that
-    /// a body that cannot be framed is refused before the request is forwarded.
-    held: Vec<u8>,
-    /// Validated bytes waiting for hyper to read them.
-    ready: Vec<u8>,
-    ready_at: usize,
-    /// Longest head held before giving up and letting hyper's own limit (431) answer.
-    max_head: usize,
+fn bad(reason: &'static str) -> Refusal {
+    Refusal { status: StatusCode::BAD_REQUEST, reason }
 }
 
-impl<IO> Gate<IO> {
-    pub(crate) fn new(inner: IO, max_head: usize) -> Self {
-        Gate {
-            inner,
-            state: State::Head,
-            pending: Vec::new(),
-            held: Vec::new(),
-            ready: Vec::new(),
-            ready_at: 0,
-            max_head,
-        }
+/// Limits on a request head.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Longest whole head; a longer one is refused with 431 (414 while still in the line).
+    pub(crate) max_head: usize,
+    pub(crate) max_request_line: usize,
+    pub(crate) max_headers: usize,
+}
+
+/// Parses a request head from the front of `buf`, removing it (and any empty lines before it);
+/// `None` when more bytes are needed.
+pub(crate) fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Result<Option<RequestHead>, Refusal> {
+    // Empty lines before a request line are allowed (RFC 9112, section 2.2).
+    let blank = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+    let _ = buf.split_to(blank);
+    if buf.is_empty() {
+        return Ok(None);
     }
-
-    /// Moves what can be judged from `input` to `ready`.
-    fn process(&mut self, mut input: &[u8]) {
-        while !input.is_empty() {
-            match self.state {
-                State::Passthrough => {
-                    self.ready.extend_from_slice(input);
-                    return;
-                }
-                State::Body(n) | State::ChunkData(n) => {
-                    let take = (n as usize).min(input.len());
-                    self.ready.extend_from_slice(&input[..take]);
-                    input = &input[take..];
-                    let left = n - take as u64;
-                    self.state = match (self.state, left) {
-                        (State::Body(_), 0) => State::Head,
-                        (State::ChunkData(_), 0) => State::ChunkSize,
-                        (State::Body(_), _) => State::Body(left),
-                        _ => State::ChunkData(left),
-                    };
-                }
-                State::Head => {
-                    let start = self.pending.len().saturating_sub(3);
-                    self.pending.extend_from_slice(input);
-                    input = &[];
-                    // Blank lines before a request line are allowed, and hyper skips them.
-                    let Some(end) = find_head_end(&self.pending, start) else {
-                        if self.pending.len() > self.max_head {
-                            self.state = State::Passthrough;
-                            self.ready.append(&mut self.pending);
-                        }
-                        return;
-                    };
-                    let rest = self.pending.split_off(end);
-                    let head = std::mem::take(&mut self.pending);
-                    match judge(&head) {
-                        Ok(State::ChunkSize) => {
-                            self.held = head;
-                            self.state = State::ChunkSize;
-                        }
-                        Ok(next) => {
-                            self.ready.extend_from_slice(&head);
-                            self.state = next;
-                        }
-                        Err(why) => {
-                            tracing::debug!(why, "request refused before parsing");
-                            self.ready.extend_from_slice(REFUSED);
-                            self.state = State::Passthrough;
-                            return;
-                        }
-                    }
-                    if !rest.is_empty() {
-                        self.process(&rest);
-                    }
-                }
-                State::ChunkSize | State::Trailers => {
-                    self.pending.extend_from_slice(input);
-                    input = &[];
-                    while let Some(nl) = self.pending.iter().position(|&b| b == b'\n') {
-                        let line: Vec<u8> = self.pending.drain(..=nl).collect();
-                        let text = line.strip_suffix(b"\r\n").unwrap_or(&line);
-                        let size = (self.state == State::ChunkSize).then(|| chunk_size(text));
-                        if !self.held.is_empty() {
-                            if size == Some(None) {
-                                tracing::debug!("request refused before parsing: invalid chunk size");
-                                self.held.clear();
-                                self.pending.clear();
-                                self.ready.extend_from_slice(REFUSED);
-                                self.state = State::Passthrough;
-                                return;
-                            }
-                            self.ready.append(&mut self.held);
-                        }
-                        self.ready.extend_from_slice(&line);
-                        self.state = match size {
-                            Some(Some(0)) => State::Trailers,
-                            Some(Some(n)) => State::ChunkData(n + 2),
-                            // A later chunk that cannot be framed is hyper's to refuse.
-                            Some(None) => State::Passthrough,
-                            None if text.is_empty() => State::Head,
-                            None => State::Trailers,
-                        };
-                        if !matches!(self.state, State::ChunkSize | State::Trailers) {
-                            let rest = std::mem::take(&mut self.pending);
-                            self.process(&rest);
-                            return;
-                        }
-                    }
-                    if self.pending.len() > 4096 {
-                        self.state = State::Passthrough;
-                        self.ready.append(&mut self.held);
-                        self.ready.append(&mut self.pending);
-                    }
-                }
+    let mut inline = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; INLINE_FIELDS];
+    let parsed = match parse(buf, &mut inline) {
+        Err(httparse::Error::TooManyHeaders) if limits.max_headers >= INLINE_FIELDS => {
+            let mut more = vec![MaybeUninit::<httparse::Header<'_>>::uninit(); limits.max_headers];
+            parse(buf, &mut more)
+        }
+        other => other,
+    };
+    let (len, method, version, target, places) = match parsed {
+        Ok(Some(p)) if p.4.len() > limits.max_headers => return Err(too_large()),
+        Ok(Some(p)) => p,
+        Ok(None) if buf.len() > limits.max_head => {
+            let in_line = !buf.contains(&b'\n');
+            return Err(if in_line { too_long_line() } else { too_large() });
+        }
+        Ok(None) => {
+            if !buf.contains(&b'\n') && buf.len() > limits.max_request_line {
+                return Err(too_long_line());
             }
+            return Ok(None);
         }
-    }
-}
-
-/// The end of the head that starts `buf` (after any blank lines), searching from `from`.
-fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
-    let skip = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
-    let from = from.max(skip);
-    // Either terminator ends the head; a bare LF in it is judged afterwards.
-    (from..buf.len())
-        .find(|&i| {
-            buf[i] == b'\n'
-                && i > skip
-                && (buf[i - 1] == b'\n' || (i >= 2 && buf[i - 1] == b'\r' && buf[i - 2] == b'\n'))
-        })
-        .map(|i| i + 1)
-}
-
-/// Checks a complete head; returns the state its body puts the gate in.
-fn judge(head: &[u8]) -> Result<State, &'static str> {
-    let skip = head.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
-    let head = &head[skip..];
+        Err(httparse::Error::TooManyHeaders) => return Err(too_large()),
+        Err(httparse::Error::Version) => return Err(bad("unsupported HTTP version")),
+        Err(_) => return Err(bad("malformed request head")),
+    };
+    let head = buf.split_to(len).freeze();
+    // httparse takes a bare LF for a line end; the router does not.
     if head.iter().enumerate().any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r')) {
-        return Err("bare LF in request head");
+        return Err(bad("bare LF in request head"));
     }
-    let mut lines = head.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
-    let request_line = lines.next().unwrap_or_default();
-    let (mut length, mut chunked, mut te, mut upgrade) = (None, false, false, false);
-    for line in lines.filter(|l| !l.is_empty()) {
-        if line[0] == b' ' || line[0] == b'\t' {
-            return Err("obsolete line folding in request head");
+    let target = head.slice(target.range());
+    let fields = Fields::new(head, places);
+    let body = body_framing(&fields, version)?;
+    Ok(Some(RequestHead { method, version, target, fields, body }))
+}
+
+fn too_large() -> Refusal {
+    Refusal { status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, reason: "request header fields too large" }
+}
+
+fn too_long_line() -> Refusal {
+    Refusal { status: StatusCode::URI_TOO_LONG, reason: "request line too long" }
+}
+
+type Parsed = (usize, Method, Version, Span, Vec<(Span, Span)>);
+
+/// One httparse pass over `buf` with room for `headers.len()` fields.
+fn parse<'b>(
+    buf: &'b [u8],
+    headers: &mut [MaybeUninit<httparse::Header<'b>>],
+) -> Result<Option<Parsed>, httparse::Error> {
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, headers)? {
+        httparse::Status::Complete(len) => len,
+        httparse::Status::Partial => return Ok(None),
+    };
+    let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes()).map_err(|_| httparse::Error::Token)?;
+    let version = if req.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
+    let target = Span::of(req.path.unwrap_or_default().as_bytes(), buf);
+    Ok(Some((len, method, version, target, Fields::locate(buf, req.headers))))
+}
+
+/// How a request's body is delimited, refusing every ambiguous case.
+fn body_framing(fields: &Fields, version: Version) -> Result<Framing, Refusal> {
+    let mut length = None;
+    for value in fields.get_all("content-length") {
+        let n = content_length(value.trim_ascii()).ok_or(bad("invalid Content-Length"))?;
+        if length.is_some_and(|l| l != n) {
+            return Err(bad("conflicting Content-Length values"));
         }
-        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
-        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
-        if name.eq_ignore_ascii_case(b"content-length") {
-            let n = std::str::from_utf8(value).ok().and_then(|v| v.parse::<u64>().ok());
-            match (length, n) {
-                (_, None) => return Err("invalid Content-Length"),
-                (Some(prev), Some(n)) if prev != n => return Err("conflicting Content-Length values"),
-                (_, n) => length = n,
-            }
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            te = true;
-            chunked =
-                value.rsplit(|&b| b == b',').next().is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if name.eq_ignore_ascii_case(b"upgrade") {
-            upgrade = true;
-        }
+        length = Some(n);
     }
-    if te && length.is_some() {
-        return Err("both Content-Length and Transfer-Encoding");
-    }
-    let http10 = request_line.ends_with(b"HTTP/1.0");
-    Ok(if upgrade || (te && !chunked) || http10 && te {
-        // An upgraded connection stops being HTTP; a bad Transfer-Encoding is hyper's to refuse.
-        // When the dyno declines an upgrade, the connection stays HTTP but unchecked by the
-        // gate from here on (hyper still parses it): the gate cannot see the dyno's answer.
-        State::Passthrough
-    } else if chunked {
-        State::ChunkSize
-    } else {
-        match length {
-            Some(0) | None => State::Head,
-            Some(n) => State::Body(n),
+    if fields.contains("transfer-encoding") {
+        if length.is_some() {
+            return Err(bad("both Content-Length and Transfer-Encoding"));
         }
+        if version == Version::HTTP_10 {
+            return Err(bad("Transfer-Encoding in an HTTP/1.0 request"));
+        }
+        // A request's body must end where its framing says: chunked has to be the last coding.
+        if !fields.tokens("transfer-encoding").last().is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")) {
+            return Err(bad("Transfer-Encoding without chunked last"));
+        }
+        return Ok(Framing::Chunked(Chunk::Size));
+    }
+    Ok(match length {
+        None | Some(0) => Framing::Empty,
+        Some(n) => Framing::Length(n),
     })
 }
 
-/// A chunk-size line's size, ignoring extensions; `None` when it is not hex.
-fn chunk_size(line: &[u8]) -> Option<u64> {
-    let hex = line.split(|&b| b == b';').next()?.trim_ascii();
-    if hex.is_empty() || hex.len() > 15 {
-        return None;
-    }
-    u64::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
+/// Checks a chunked body's first chunk-size line at the front of `buf`: `Ok(true)` when it is
+/// there and valid, `Ok(false)` when more bytes are needed.
+pub(crate) fn first_chunk_ok(buf: &[u8]) -> Result<bool, Refusal> {
+    let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else {
+        return if buf.len() > 4096 { Err(bad("chunk size line too long")) } else { Ok(false) };
+    };
+    let digits = buf[..end].split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
+    let valid = !digits.is_empty() && digits.len() <= 15 && digits.iter().all(u8::is_ascii_hexdigit);
+    if valid { Ok(true) } else { Err(bad("invalid chunk size")) }
 }
 
-impl<IO: AsyncRead + Unpin> AsyncRead for Gate<IO> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        loop {
-            if this.ready_at < this.ready.len() {
-                let n = (this.ready.len() - this.ready_at).min(buf.remaining());
-                buf.put_slice(&this.ready[this.ready_at..this.ready_at + n]);
-                this.ready_at += n;
-                if this.ready_at == this.ready.len() {
-                    this.ready.clear();
-                    this.ready_at = 0;
-                }
-                return Poll::Ready(Ok(()));
+/// For fuzzing: parses `data` as request heads arriving in two pieces split at `split`, checking
+/// that nothing panics, that the outcome does not depend on where the bytes were split, and that
+/// an accepted head's framing is never ambiguous.
+pub fn check_request(data: &[u8], split: usize) {
+    let limits = Limits { max_head: 16 * 1024, max_request_line: 8 * 1024, max_headers: 100 };
+    let outcome = |pieces: &[&[u8]]| {
+        let (mut buf, mut fed) = (BytesMut::new(), 0);
+        let mut last = Ok(None);
+        for piece in pieces {
+            buf.extend_from_slice(piece);
+            fed += piece.len();
+            last = parse_request(&mut buf, &limits);
+            if !matches!(last, Ok(None)) {
+                break;
             }
-            // Unchecked connections go straight into hyper's buffer.
-            if let State::Passthrough = this.state {
-                return Pin::new(&mut this.inner).poll_read(cx, buf);
-            }
-            // Read into hyper's buffer too, and judge the new bytes there: when they are whole
-            // heads and bodies that pass, as almost all are, they stay where they are. Only a
-            // partial or refused head is taken back out and held.
-            let start = buf.filled().len();
-            let nothing_held = this.pending.is_empty() && this.held.is_empty();
-            ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-            if buf.filled().len() == start {
-                // End of stream: whatever was held goes to hyper, which judges a partial head.
-                this.ready.append(&mut this.held);
-                this.ready.append(&mut this.pending);
-                this.state = State::Passthrough;
-                if this.ready.is_empty() {
-                    return Poll::Ready(Ok(()));
-                }
-                continue;
-            }
-            let new = &buf.filled()[start..];
-            this.process(new);
-            if nothing_held && this.pending.is_empty() && this.held.is_empty() && this.ready == new {
-                this.ready.clear();
-                return Poll::Ready(Ok(()));
-            }
-            buf.set_filled(start);
         }
-    }
-}
-
-impl<IO: AsyncWrite + Unpin> AsyncWrite for Gate<IO> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        // What follows the head: what is in the buffer and what was not fed yet.
+        let after = buf.len() + data.len() - fed;
+        last.map(|h| h.map(|h| (h.method, h.version, h.target, h.body, after)))
+    };
+    let at = split % (data.len() + 1);
+    let whole = outcome(&[data]);
+    let split = outcome(&[&data[..at], &data[at..]]);
+    assert_eq!(whole, split, "the outcome depends on how the bytes arrive");
+    if let Ok(Some((_, _, _, body, _))) = whole {
+        assert!(matches!(body, Framing::Empty | Framing::Length(_) | Framing::Chunked(Chunk::Size)));
     }
 }
 
@@ -310,47 +195,78 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Gate<IO> {
 mod tests {
     use super::*;
 
-    /// Feeds `input` in pieces of `step` bytes and returns what hyper would read.
-    fn gate(input: &[u8], step: usize) -> Vec<u8> {
-        let mut g = Gate::new((), 16 * 1024);
+    const LIMITS: Limits = Limits { max_head: 16 * 1024, max_request_line: 8 * 1024, max_headers: 100 };
+
+    /// Feeds `input` in pieces of `step` bytes and returns the status of a refusal, or the framing
+    /// of an accepted head with the bytes left after it.
+    fn parse_pieces(input: &[u8], step: usize) -> Result<Option<(Framing, usize)>, u16> {
+        let mut buf = BytesMut::new();
+        let mut fed = 0;
         for piece in input.chunks(step) {
-            g.process(piece);
+            buf.extend_from_slice(piece);
+            fed += piece.len();
+            match parse_request(&mut buf, &LIMITS) {
+                Ok(None) => {}
+                // What follows the head: what is in the buffer and what was not fed yet.
+                Ok(Some(head)) => return Ok(Some((head.body, buf.len() + input.len() - fed))),
+                Err(r) => return Err(r.status.as_u16()),
+            }
         }
-        g.ready
+        Ok(None)
     }
 
-    fn check(input: &str, refused: bool) {
+    fn check(input: &str, want: Result<Option<(Framing, usize)>, u16>) {
         for step in [1, 3, 7, input.len().max(1)] {
-            let out = gate(input.as_bytes(), step);
-            let was_refused = out.windows(REFUSED.len()).any(|w| w == REFUSED);
-            assert_eq!(was_refused, refused, "step {step}: {input:?}");
-            if !refused {
-                assert_eq!(out, input.as_bytes(), "step {step}: accepted input passes unchanged");
-            }
+            assert_eq!(parse_pieces(input.as_bytes(), step), want, "step {step}: {input:?}");
         }
     }
 
     #[test]
-    fn judges_every_head_on_a_connection() {
+    fn request_heads_and_their_framing() {
         let ok = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
-        check(ok, false);
-        check(&format!("\r\n{ok}{ok}"), false);
-        check("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nab\ncdGET / HTTP/1.1\r\n\r\n", false);
+        check(ok, Ok(Some((Framing::Empty, 0))));
+        check(&format!("\r\n{ok}{ok}"), Ok(Some((Framing::Empty, ok.len()))));
+        check("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nab\ncd", Ok(Some((Framing::Length(5), 5))));
+        check("POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n", Ok(Some((Framing::Empty, 0))));
         check(
-            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\na\nb\r\n0\r\nT: 1\r\n\r\nGET / HTTP/1.1\r\n\r\n",
-            false,
+            "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\n",
+            Ok(Some((Framing::Chunked(Chunk::Size), 3))),
         );
-        check("GET / HTTP/1.1\nHost: a\n\n", true);
-        check("GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n", true);
-        check("POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", true);
-        check("POST / HTTP/1.1\r\ncontent-length: 4\r\nContent-Length: 5\r\n\r\nabcd", true);
-        check("GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n", true);
-        check("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", true);
-        // A smuggled head after a body is judged too.
-        check("POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nokGET / HTTP/1.1\nHost: a\n\n", true);
-        check(
-            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nPOST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
-            true,
-        );
+        check("GET / HTTP/1.1\r\nHost: a\r\n", Ok(None));
+    }
+
+    #[test]
+    fn ambiguous_and_malformed_heads_are_refused() {
+        check("GET / HTTP/1.1\nHost: a\n\n", Err(400));
+        check("GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n", Err(400));
+        check("POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", Err(400));
+        check("POST / HTTP/1.1\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nabcd", Err(400));
+        check("POST / HTTP/1.1\r\nContent-Length: 4, 4\r\n\r\nabcd", Err(400));
+        check("POST / HTTP/1.1\r\nContent-Length: +4\r\n\r\nabcd", Err(400));
+        check("GET / HTTP/1.1\r\nHost: a\r\nX-Folded: a\r\n b\r\n\r\n", Err(400));
+        check("POST / HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n", Err(400));
+        check("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", Err(400));
+        check("GET / HTTP/2.0\r\n\r\n", Err(400));
+        check("G\x00T / HTTP/1.1\r\n\r\n", Err(400));
+    }
+
+    #[test]
+    fn oversized_heads_are_refused() {
+        let long = "a".repeat(9 * 1024);
+        check(&format!("GET /{long}"), Err(414));
+        check(&format!("GET / HTTP/1.1\r\nX: {long}\r\nY: {long}\r\n"), Err(431));
+        let many: String = (0..101).map(|i| format!("X-{i}: v\r\n")).collect();
+        check(&format!("GET / HTTP/1.1\r\n{many}\r\n"), Err(431));
+        let seventy: String = (0..70).map(|i| format!("X-{i}: v\r\n")).collect();
+        check(&format!("GET / HTTP/1.1\r\n{seventy}\r\n"), Ok(Some((Framing::Empty, 0))));
+    }
+
+    #[test]
+    fn first_chunk_lines() {
+        assert_eq!(first_chunk_ok(b"5;ext=1\r\nhello"), Ok(true));
+        assert_eq!(first_chunk_ok(b"5"), Ok(false));
+        assert!(first_chunk_ok(b"zz\r\n").is_err());
+        assert!(first_chunk_ok(b"\r\n").is_err());
+        assert!(first_chunk_ok(b"fffffffffffffffff\r\n").is_err());
     }
 }

@@ -1,8 +1,9 @@
 //! The router: terminates TLS, routes each request by host and path to one of an app's web
 //! dynos, round robin, and writes an access log line into the app's log stream.
 //!
-//! The HTTP core is hyper 1 on tokio, with one single-threaded event loop per worker thread
-//! (ARCHITECTURE.md records the measurement behind that choice). The routing table is an
+//! It runs on tokio, one single-threaded event loop per worker thread, with HTTP/1.1 on both
+//! sides written here (`http1.rs` for clients, `upstream.rs` for dynos) and hyper serving
+//! HTTP/2 (ARCHITECTURE.md records the measurements behind those choices). The routing table is an
 //! immutable value behind an `ArcSwap`: a snapshot from the control API compiles into a new
 //! table that replaces the old one in one pointer swap, so no request ever sees half a reload.
 
@@ -13,7 +14,9 @@ mod batch;
 mod body;
 pub mod canary;
 pub mod error;
+mod fields;
 mod framing;
+mod http1;
 pub mod metrics;
 mod pool;
 mod proxy;
@@ -41,6 +44,7 @@ pub use table::RoutingTable;
 /// Entry points for `cargo fuzz` (fuzz/), not for use elsewhere.
 #[doc(hidden)]
 pub mod fuzzing {
+    pub use crate::framing::check_request;
     pub use crate::upstream::check_response;
 }
 

@@ -6,20 +6,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::uri::PathAndQuery;
-use http::{Request, Response, StatusCode, Uri, Version};
-use http_body::Body as _;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::Shared;
 use crate::body::{AccessLog, ProxyBody, UpstreamBody};
 use crate::error::{Code, ProxyError};
+use crate::fields::{Fields, is_one_of};
 use crate::pool;
 use crate::table::{normalize_host, now_millis};
-use crate::upstream::Failed;
+use crate::upstream::{Failed, Head, RequestBody, UpConn};
 
 /// What kind of listener a connection arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,99 +48,184 @@ impl ConnInfo {
     }
 }
 
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static VIA_VALUE: HeaderValue = HeaderValue::from_static("1.1 wharf");
+
+/// A client's request as the proxy sees it, whichever protocol it came in.
+#[derive(Debug)]
+pub(crate) struct ClientRequest<'a> {
+    pub(crate) method: &'a Method,
+    pub(crate) version: Version,
+    /// The target's authority, when the request named one (absolute form, or HTTP/2's
+    /// `:authority`); it takes the place of `Host`.
+    pub(crate) authority: Option<&'a str>,
+    /// The path and query, in origin form.
+    pub(crate) target: &'a str,
+    pub(crate) fields: &'a Fields,
+    /// Whether a body follows the head.
+    pub(crate) has_body: bool,
+}
+
+impl ClientRequest<'_> {
+    fn path(&self) -> &str {
+        self.target.split_once('?').map_or(self.target, |(p, _)| p)
+    }
+
+    fn query(&self) -> Option<&str> {
+        self.target.split_once('?').map(|(_, q)| q)
+    }
+
+    /// The host the request is for, as routing compares it.
+    fn host(&self) -> Option<String> {
+        let raw = match self.authority {
+            Some(a) => a,
+            None => std::str::from_utf8(self.fields.get("host")?).ok()?,
+        };
+        normalize_host(raw)
+    }
+}
+
+/// What the client gets.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    /// The dyno's response: its head and its body on the way.
+    Dyno(Head, ProxyBody),
+    /// A response the router wrote.
+    Own(Own),
+    /// The dyno switched protocols: its head, the connection to join with the client's, and
+    /// the access log line, written when the tunnel closes.
+    Upgrade(Head, UpConn, Box<AccessLog>),
+}
+
+/// A response the router writes itself: a refusal, an error or a redirect.
+#[derive(Debug)]
+pub(crate) struct Own {
+    pub(crate) status: StatusCode,
+    pub(crate) body: &'static str,
+    pub(crate) location: Option<String>,
+}
+
+fn own(status: StatusCode, body: &'static str) -> Reply {
+    Reply::Own(Own { status, body, location: None })
+}
 
 /// Serves one request.
 pub(crate) async fn handle(
+    req: &ClientRequest<'_>,
+    body: Option<&mut (dyn RequestBody + Send)>,
+    conn: &ConnInfo,
+    shared: &Arc<Shared>,
+) -> Reply {
+    match conn.listener {
+        Listener::Http if shared.settings.http_redirect => redirect(req, shared),
+        Listener::Http | Listener::Https | Listener::Internal => proxy(req, body, conn, shared).await,
+    }
+}
+
+/// The `Strict-Transport-Security` value to add to a response, if any: on HTTPS, when the
+/// response sets none of its own.
+pub(crate) fn hsts<'a>(conn: &ConnInfo, shared: &'a Shared, has_own: bool) -> Option<&'a HeaderValue> {
+    if conn.listener == Listener::Http || has_own { None } else { shared.settings.hsts.as_ref() }
+}
+
+/// Serves an HTTP/2 request through hyper's server.
+pub(crate) async fn handle_h2(
     req: Request<Incoming>,
     conn: Arc<ConnInfo>,
     shared: Arc<Shared>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    Ok(match conn.listener {
-        Listener::Http if shared.settings.http_redirect => redirect(&req, &shared),
-        Listener::Http | Listener::Https | Listener::Internal => {
-            let mut resp = proxy(req, &conn, shared.clone()).await;
-            if conn.listener != Listener::Http
-                && let Some(hsts) = &shared.settings.hsts
-                && !resp.headers().contains_key(header::STRICT_TRANSPORT_SECURITY)
-            {
-                resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    let (parts, mut body) = req.into_parts();
+    let fields = Fields::from_map(&parts.headers);
+    let request = ClientRequest {
+        method: &parts.method,
+        version: parts.version,
+        authority: parts.uri.authority().map(|a| a.as_str()),
+        target: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+        fields: &fields,
+        has_body: !http_body::Body::is_end_stream(&body),
+    };
+    let reply = handle(&request, Some(&mut body), &conn, &shared).await;
+    let (status, mut headers, body) = match reply {
+        Reply::Own(o) => {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+            if let Some(location) = o.location.and_then(|l| HeaderValue::try_from(l).ok()) {
+                headers.insert(header::LOCATION, location);
             }
-            resp
+            (o.status, headers, ProxyBody::full(o.body))
         }
-    })
+        Reply::Dyno(head, body) => {
+            let named = connection_named(&head.fields);
+            let mut headers = head
+                .fields
+                .to_map(|n| is_one_of(n, HOP_BY_HOP) || named.iter().any(|c| c.eq_ignore_ascii_case(n)))
+                .unwrap_or_else(|e| {
+                    tracing::debug!(error = %e, "a response field HTTP/2 cannot carry was left out");
+                    HeaderMap::new()
+                });
+            headers.append(header::VIA, VIA_VALUE.clone());
+            (head.status, headers, body)
+        }
+        // Only an HTTP/1.1 request asks for an upgrade, and only such a request accepts a 101.
+        Reply::Upgrade(..) => (StatusCode::BAD_GATEWAY, HeaderMap::new(), ProxyBody::full("")),
+    };
+    if let Some(v) = hsts(&conn, &shared, headers.contains_key(header::STRICT_TRANSPORT_SECURITY)) {
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, v.clone());
+    }
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    Ok(resp)
 }
 
 /// A response the router writes before the request reaches an app, counted in the metrics.
-fn refuse(shared: &Shared, status: StatusCode, body: &'static str) -> Response<ProxyBody> {
+fn refuse(shared: &Shared, status: StatusCode, body: &'static str) -> Reply {
     shared.metrics.record(status.as_u16(), 0);
-    text(status, body)
+    own(status, body)
 }
 
-/// Checks the request line and header fields against the configured limits: hyper bounds the
-/// whole head, and these bound its parts the way operators configure them.
-fn check_limits<B>(req: &Request<B>, shared: &Shared) -> Result<(), (StatusCode, &'static str)> {
+/// Checks the request line and header fields against the configured limits: the head's
+/// parser bounds the whole head, and these bound its parts the way operators configure them.
+fn check_limits(req: &ClientRequest<'_>, shared: &Shared) -> Result<(), (StatusCode, &'static str)> {
     let s = &shared.settings;
-    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len())
-        + req.uri().authority().map_or(0, |a| a.as_str().len());
-    if target + req.method().as_str().len() + 10 > s.max_request_line {
+    let target = req.target.len() + req.authority.map_or(0, str::len);
+    if target + req.method.as_str().len() + 10 > s.max_request_line {
         return Err((StatusCode::URI_TOO_LONG, "request line too long\n"));
     }
-    let headers = req.headers();
+    let fields = req.fields;
     // A message framed by both Content-Length and Transfer-Encoding is how requests are
     // smuggled past proxies that pick one and servers that pick the other: refuse it outright.
-    if headers.contains_key(header::TRANSFER_ENCODING) && headers.contains_key(header::CONTENT_LENGTH) {
+    if fields.contains("transfer-encoding") && fields.contains("content-length") {
         return Err((StatusCode::BAD_REQUEST, "ambiguous framing: both Content-Length and Transfer-Encoding\n"));
     }
-    let bytes: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
-    if bytes > s.max_header_bytes || headers.len() > s.max_headers {
+    let bytes: usize = fields.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if bytes > s.max_header_bytes || fields.len() > s.max_headers {
         return Err((StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request header fields too large\n"));
     }
     Ok(())
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
-    let mut r = Response::new(ProxyBody::full(body));
-    *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    r
-}
-
-fn request_host(req: &Request<Incoming>) -> Option<String> {
-    let raw = match req.uri().authority() {
-        Some(a) => a.as_str(),
-        None => req.headers().get(header::HOST)?.to_str().ok()?,
-    };
-    normalize_host(raw)
-}
-
 /// Sends a plain-HTTP request to the same URL over HTTPS.
-fn redirect(req: &Request<Incoming>, shared: &Shared) -> Response<ProxyBody> {
-    let Some(host) = request_host(req) else {
-        return text(StatusCode::BAD_REQUEST, "missing or invalid Host header\n");
+fn redirect(req: &ClientRequest<'_>, shared: &Shared) -> Reply {
+    let Some(host) = req.host() else {
+        return own(StatusCode::BAD_REQUEST, "missing or invalid Host header\n");
     };
     let port = shared.settings.https_port;
     let port = if port == 443 { String::new() } else { format!(":{port}") };
-    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let Ok(location) = HeaderValue::try_from(format!("https://{host}{port}{path}")) else {
-        return text(StatusCode::BAD_REQUEST, "invalid request target\n");
-    };
+    let location = format!("https://{host}{port}{}", req.target);
+    if HeaderValue::try_from(location.as_str()).is_err() {
+        return own(StatusCode::BAD_REQUEST, "invalid request target\n");
+    }
     // 301 keeps browsers' habits for GET; 308 keeps the method and body for everything else.
-    let status = if matches!(req.method(), &http::Method::GET | &http::Method::HEAD) {
+    let status = if matches!(req.method, &Method::GET | &Method::HEAD) {
         StatusCode::MOVED_PERMANENTLY
     } else {
         StatusCode::PERMANENT_REDIRECT
     };
-    let mut r = text(status, "");
-    r.headers_mut().insert(header::LOCATION, location);
-    r
+    Reply::Own(Own { status, body: "", location: Some(location) })
 }
 
 /// A request id is kept when it is 20 to 200 characters of `[A-Za-z0-9+/=-]`, as Heroku does.
-fn valid_request_id(v: &HeaderValue) -> bool {
-    let b = v.as_bytes();
+fn valid_request_id(b: &[u8]) -> bool {
     (20..=200).contains(&b.len()) && b.iter().all(|c| c.is_ascii_alphanumeric() || b"+/=-".contains(c))
 }
 
@@ -163,81 +246,51 @@ fn new_request_id() -> String {
     s
 }
 
-/// Headers that describe one connection, not the message, and never cross a proxy.
-static HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
+/// Fields that describe one connection, not the message, and never cross a proxy.
+pub(crate) const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
 ];
 
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the names present finds the few to remove; most messages have none, and
-    // removing every listed name by lookup would hash each of them for nothing.
-    let mut remove: Vec<HeaderName> = headers.keys().filter(|k| HOP_BY_HOP.contains(k)).cloned().collect();
-    if remove.is_empty() {
-        return;
-    }
-    // Headers named in Connection are hop-by-hop too.
-    if remove.contains(&header::CONNECTION) {
-        let named = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok());
-        remove.extend(named.collect::<Vec<_>>());
-    }
-    for name in &remove {
-        headers.remove(name);
-    }
+/// Fields of the client's request that the dyno does not get as they came: the platform writes
+/// its own (`Via` is appended to, the rest replaced), and hop-by-hop fields stay behind.
+const REPLACED_OR_HOP_BY_HOP: &[&str] = &[
+    "host",
+    "x-orig-host",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-request-id",
+    "x-request-start",
+    "x-forwarded-path",
+    "x-orig-path",
+    "x-orig-proto",
+    "x-orig-port",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// The fields a `Connection` header names, which are hop-by-hop too; usually none but the
+/// connection options themselves.
+pub(crate) fn connection_named(fields: &Fields) -> Vec<&[u8]> {
+    fields.tokens("connection").collect()
 }
 
-/// Header fields of the client's request that the dyno does not get as they came: the platform
-/// writes its own (`Via` is appended to, the rest replaced), and hop-by-hop fields stay behind.
-fn replaced_or_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "host"
-            | "x-orig-host"
-            | "x-forwarded-for"
-            | "x-forwarded-proto"
-            | "x-forwarded-port"
-            | "x-request-id"
-            | "x-request-start"
-            | "x-forwarded-path"
-            | "x-orig-path"
-            | "x-orig-proto"
-            | "x-orig-port"
-            | "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-    )
-}
-
-/// The fields a `Connection` header names, which are hop-by-hop too; usually none.
-fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect()
-}
-
-fn error_response(code: Code) -> Response<ProxyBody> {
+fn error_reply(code: Code) -> Own {
     let body = match code {
         Code::H12 => "the app did not respond in time\n",
         Code::H14 => "the app has no web dynos running\n",
@@ -245,16 +298,21 @@ fn error_response(code: Code) -> Response<ProxyBody> {
         Code::H19 | Code::H21 => "the app is not accepting connections\n",
         _ => "the request could not be completed\n",
     };
-    text(code.status(), body)
+    Own { status: code.status(), body, location: None }
 }
 
-async fn proxy(mut req: Request<Incoming>, conn: &ConnInfo, shared: Arc<Shared>) -> Response<ProxyBody> {
+async fn proxy(
+    req: &ClientRequest<'_>,
+    body: Option<&mut (dyn RequestBody + Send)>,
+    conn: &ConnInfo,
+    shared: &Arc<Shared>,
+) -> Reply {
     let started = Instant::now();
-    if let Err((status, body)) = check_limits(&req, &shared) {
-        return refuse(&shared, status, body);
+    if let Err((status, body)) = check_limits(req, shared) {
+        return refuse(shared, status, body);
     }
-    let Some(host) = request_host(&req) else {
-        return refuse(&shared, StatusCode::BAD_REQUEST, "missing or invalid Host header\n");
+    let Some(host) = req.host() else {
+        return refuse(shared, StatusCode::BAD_REQUEST, "missing or invalid Host header\n");
     };
     let (backend, site, upstream_path, orig_prefix) = {
         let table = shared.table.load();
@@ -262,35 +320,32 @@ async fn proxy(mut req: Request<Incoming>, conn: &ConnInfo, shared: Arc<Shared>)
         // to a client on the wrong side, the host does not exist.
         let internal = conn.listener == Listener::Internal;
         let Some(entry) = table.host(&host).filter(|e| e.internal == internal) else {
-            return refuse(&shared, StatusCode::NOT_FOUND, "no such app\n");
+            return refuse(shared, StatusCode::NOT_FOUND, "no such app\n");
         };
-        let Some(route) = entry.route(req.uri().path()) else {
-            return refuse(&shared, StatusCode::NOT_FOUND, "no such app\n");
+        let Some(route) = entry.route(req.path()) else {
+            return refuse(shared, StatusCode::NOT_FOUND, "no such app\n");
         };
         // A route from `/` to `/` (every app's default domain) sends the path as it came.
-        let rewritten = (!route.is_identity()).then(|| route.rewrite(req.uri().path()));
+        let rewritten = (!route.is_identity()).then(|| route.rewrite(req.path()));
         (route.backend.choose(), entry.site.clone(), rewritten, route.prefix.to_string())
     };
     let crate::table::Chosen { backend, judged } = backend;
 
-    // A WebSocket (or other HTTP/1.1) upgrade keeps its Upgrade and Connection headers, and
-    // the client's side of the upgraded connection is claimed before the request moves on.
-    let upgrade = is_upgrade(req.version(), req.headers())
-        .then(|| (req.headers().get(header::UPGRADE).cloned(), hyper::upgrade::on(&mut req)));
-    let (mut parts, body) = req.into_parts();
-    let orig_path = parts.uri.path_and_query().map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
-    let request_id = match parts.headers.get(&X_REQUEST_ID) {
-        Some(v) if valid_request_id(v) => v.to_str().unwrap_or_default().to_owned(),
+    let fields = req.fields;
+    // A WebSocket (or other HTTP/1.1) upgrade keeps its Upgrade and Connection headers.
+    let upgrade = is_upgrade(req.version, fields).then(|| fields.get("upgrade")).flatten();
+    let request_id = match fields.get("x-request-id") {
+        Some(v) if valid_request_id(v) => String::from_utf8_lossy(v).into_owned(),
         _ => new_request_id(),
     };
     let mut log = AccessLog {
         app: backend.app.clone(),
         stats: backend.stats.clone(),
         site,
-        host: host.clone(),
+        host,
         fwd: conn.peer_ip.clone(),
-        method: parts.method.clone(),
-        path: orig_path.clone(),
+        method: req.method.clone(),
+        path: req.target.to_owned(),
         request_id,
         dyno: None,
         status: 0,
@@ -301,37 +356,30 @@ async fn proxy(mut req: Request<Incoming>, conn: &ConnInfo, shared: Arc<Shared>)
     };
 
     // The request as the dyno sees it: HTTP/1.1, origin-form, the platform's headers.
-    let uri = match upstream_path {
+    let rewritten;
+    let target = match upstream_path {
         Some(path) => {
-            let target = match parts.uri.query() {
+            rewritten = match req.query() {
                 Some(q) => format!("{path}?{q}"),
                 None => path,
             };
-            match Uri::try_from(target) {
-                Ok(uri) => Some(uri),
-                Err(_) => return refuse(&shared, StatusCode::BAD_REQUEST, "invalid request target\n"),
+            if !rewritten.bytes().all(|b| b.is_ascii_graphic()) {
+                return refuse(shared, StatusCode::BAD_REQUEST, "invalid request target\n");
             }
+            rewritten.as_str()
         }
-        None if parts.uri.authority().is_some() => {
-            Some(Uri::from(parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"))))
-        }
-        None => None,
+        None => req.target,
     };
-    let orig_host = match parts.uri.authority() {
-        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-        None => parts.headers.get(header::HOST).cloned(),
+    let orig_host = match req.authority {
+        Some(a) => Some(a.as_bytes()),
+        None => fields.get("host"),
     };
-    if let Some(uri) = uri {
-        parts.uri = uri;
-    }
-    parts.version = Version::HTTP_11;
     // The platform's headers are written straight into the request head, after the client's
     // minus those they replace and the hop-by-hop ones: no header map is built for the dyno.
-    let h = &parts.headers;
-    let xff = match h.get(&X_FORWARDED_FOR) {
+    let xff = match fields.get("x-forwarded-for") {
         Some(prev) => {
             let mut v = Vec::with_capacity(prev.len() + 2 + conn.peer_ip.len());
-            v.extend_from_slice(prev.as_bytes());
+            v.extend_from_slice(prev);
             v.extend_from_slice(b", ");
             v.extend_from_slice(conn.peer_ip.as_bytes());
             v
@@ -344,13 +392,13 @@ async fn proxy(mut req: Request<Incoming>, conn: &ConnInfo, shared: Arc<Shared>)
     let port = conn.port.as_bytes();
     let orig_prefix = if orig_prefix.is_empty() { "/" } else { orig_prefix.as_str() };
     let mut platform: Vec<(&str, &[u8])> = Vec::with_capacity(14);
-    if let Some(orig_host) = &orig_host {
-        platform.push(("host", orig_host.as_bytes()));
-        platform.push(("x-orig-host", orig_host.as_bytes()));
+    if let Some(orig_host) = orig_host {
+        platform.push(("host", orig_host));
+        platform.push(("x-orig-host", orig_host));
     }
     platform.push(("x-forwarded-for", &xff));
-    if let Some((Some(protocol), _)) = &upgrade {
-        platform.push(("upgrade", protocol.as_bytes()));
+    if let Some(protocol) = upgrade {
+        platform.push(("upgrade", protocol));
         platform.push(("connection", b"upgrade"));
     }
     platform.extend([
@@ -359,17 +407,16 @@ async fn proxy(mut req: Request<Incoming>, conn: &ConnInfo, shared: Arc<Shared>)
         ("x-request-id", log.request_id.as_bytes()),
         ("x-request-start", start_text.format(start_ms).as_bytes()),
         ("via", VIA_VALUE.as_bytes()),
-        ("x-forwarded-path", orig_path.as_bytes()),
+        ("x-forwarded-path", req.target.as_bytes()),
         ("x-orig-path", orig_prefix.as_bytes()),
         ("x-orig-proto", proto),
         ("x-orig-port", port),
     ]);
-    let named = connection_named(h);
-    let skip = |name: &HeaderName| replaced_or_hop_by_hop(name) || named.contains(name);
-    let has_body = !body.is_end_stream();
-    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let (head, chunked) = crate::upstream::encode_head(&parts.method, target, h, skip, &platform, has_body);
-    let mut body = has_body.then_some(body);
+    let named = connection_named(fields);
+    let skip =
+        |name: &[u8]| is_one_of(name, REPLACED_OR_HOP_BY_HOP) || named.iter().any(|n| n.eq_ignore_ascii_case(name));
+    let (head, chunked) = crate::upstream::encode_head(req.method, target, fields, skip, &platform, req.has_body);
+    let mut body = if req.has_body { body } else { None };
 
     let settings = &shared.settings;
     let mut failed_connects = 0u32;
@@ -397,7 +444,7 @@ async fn proxy(mut req: Request<Incoming>, conn: &ConnInfo, shared: Arc<Shared>)
         };
         log.connect_ms = connect_start.elapsed().as_millis() as u64;
         let sent = Instant::now();
-        let exchange = c.exchange(&head, &mut body, chunked, &parts.method, upgrade.is_some());
+        let exchange = c.exchange(&head, &mut body, chunked, req.method, upgrade.is_some());
         match tokio::time::timeout(settings.first_byte_timeout, exchange).await {
             Err(_) => break Err(ProxyError::bare(Code::H12)),
             Ok(Ok(resp)) => {
@@ -413,80 +460,42 @@ async fn proxy(mut req: Request<Incoming>, conn: &ConnInfo, shared: Arc<Shared>)
 
     if let Some((canary, arm)) = judged {
         let status = match &outcome {
-            Ok((resp, _)) => resp.parts.status.as_u16(),
+            Ok((resp, _)) => resp.status.as_u16(),
             Err(e) => e.code.status().as_u16(),
         };
-        canary.judge(&shared, arm, status);
+        canary.judge(shared, arm, status);
     }
 
     match outcome {
-        Ok((resp, c)) if resp.parts.status == StatusCode::SWITCHING_PROTOCOLS => {
-            let (_, client) = upgrade.expect("a 101 is only accepted for an upgrade request");
-            let mut parts = resp.parts;
-            let protocol = parts.headers.get(header::UPGRADE).cloned();
-            strip_hop_by_hop(&mut parts.headers);
-            if let Some(p) = protocol {
-                parts.headers.insert(header::UPGRADE, p);
-                parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            }
+        Ok((resp, c)) if resp.status == StatusCode::SWITCHING_PROTOCOLS => {
             log.status = 101;
-            let idle = settings.idle_timeout;
-            tokio::spawn(async move {
-                match client.await {
-                    Ok(client) => {
-                        let mut client = TokioIo::new(client);
-                        // What the dyno sent right after its head is the tunnel's first bytes.
-                        let early = c.buf.len() as u64;
-                        let bytes = match client.write_all(&c.buf).await {
-                            Ok(()) => early + tunnel(client, c.stream, idle).await,
-                            Err(_) => 0,
-                        };
-                        log.emit(&shared, bytes);
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "upgrade failed");
-                        log.code = Some(Code::H13);
-                        log.emit(&shared, 0);
-                    }
-                }
-            });
-            Response::from_parts(parts, ProxyBody::full(""))
+            Reply::Upgrade(resp, c, Box::new(log))
         }
         Ok((resp, c)) => {
-            let mut parts = resp.parts;
-            strip_hop_by_hop(&mut parts.headers);
-            parts.headers.append(header::VIA, VIA_VALUE.clone());
-            log.status = parts.status.as_u16();
-            let body = UpstreamBody::wrap(c, resp.framing, resp.keep_alive, log, shared);
-            Response::from_parts(parts, body)
+            log.status = resp.status.as_u16();
+            let body = UpstreamBody::wrap(c, resp.framing, resp.keep_alive, log, shared.clone());
+            Reply::Dyno(resp, body)
         }
         Err(e) => {
             let code = e.code;
             log.status = code.status().as_u16();
             log.code = Some(code);
             tracing::debug!(app = %backend.app, error = %e, "request failed");
-            let resp = error_response(code);
-            log.emit(&shared, resp.body().size_hint().exact().unwrap_or(0));
-            resp
+            let reply = error_reply(code);
+            log.emit(shared, reply.body.len() as u64);
+            Reply::Own(reply)
         }
     }
 }
 
 /// Whether a request asks to switch protocols (a WebSocket handshake, most often).
-fn is_upgrade(version: Version, headers: &HeaderMap) -> bool {
-    version == Version::HTTP_11
-        && headers.contains_key(header::UPGRADE)
-        && headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+fn is_upgrade(version: Version, fields: &Fields) -> bool {
+    version == Version::HTTP_11 && fields.contains("upgrade") && fields.has_token("connection", "upgrade")
 }
 
 /// Copies an upgraded connection both ways until both sides close, or until neither has sent
 /// anything for `idle`. Returns the bytes sent to the client.
-async fn tunnel(
+pub(crate) async fn tunnel(
     mut client: impl AsyncRead + AsyncWrite + Unpin,
     mut dyno: impl AsyncRead + AsyncWrite + Unpin,
     idle: std::time::Duration,
@@ -521,7 +530,7 @@ mod tests {
 
     #[test]
     fn request_ids() {
-        let check = |v: &str, want: bool| assert_eq!(valid_request_id(&HeaderValue::from_str(v).unwrap()), want, "{v}");
+        let check = |v: &str, want: bool| assert_eq!(valid_request_id(v.as_bytes()), want, "{v}");
         check("abcdefghij0123456789", true);
         check("24FB1BE9-D54C-4BF8-AE0C-DCAEC5CD2BE1", true);
         check("a+b/c=d-e0123456789xyz", true);
@@ -531,15 +540,15 @@ mod tests {
         check("abcdefghij_0123456789", false);
         let id = new_request_id();
         assert_eq!(id.len(), 36);
-        assert!(valid_request_id(&HeaderValue::from_str(&id).unwrap()));
+        assert!(valid_request_id(id.as_bytes()));
         assert_ne!(id, new_request_id());
     }
 
     #[test]
-    fn hop_by_hop_headers_are_removed() {
-        let mut h = HeaderMap::new();
+    fn hop_by_hop_fields_are_named() {
+        let mut map = HeaderMap::new();
         for (k, v) in [
-            ("connection", "keep-alive, x-secret"),
+            ("connection", "keep-alive, X-Secret"),
             ("keep-alive", "timeout=5"),
             ("x-secret", "1"),
             ("transfer-encoding", "chunked"),
@@ -547,9 +556,15 @@ mod tests {
             ("upgrade", "h2c"),
             ("x-kept", "yes"),
         ] {
-            h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
+            map.insert(http::HeaderName::from_static(k), HeaderValue::from_static(v));
         }
-        strip_hop_by_hop(&mut h);
-        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-kept"]);
+        let fields = Fields::from_map(&map);
+        let named = connection_named(&fields);
+        let kept: Vec<_> = fields
+            .iter()
+            .filter(|(n, _)| !is_one_of(n, HOP_BY_HOP) && !named.iter().any(|c| c.eq_ignore_ascii_case(n)))
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(kept, [b"x-kept"]);
     }
 }

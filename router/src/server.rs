@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 
 use crate::Shared;
-use crate::framing::Gate;
+use crate::http1;
 use crate::proxy::{self, ConnInfo, Listener};
 
 /// How long a client may take to complete the TLS handshake.
@@ -115,25 +115,31 @@ async fn accept_loop(
     }
 }
 
-/// Drives a hyper connection until it ends; on shutdown, asks it to finish the requests in
-/// flight and close.
-macro_rules! drive {
-    ($conn:expr, $shutdown:expr) => {{
-        let conn = $conn;
-        let mut shutdown = $shutdown;
-        tokio::pin!(conn);
-        let result = tokio::select! {
-            r = conn.as_mut() => r,
-            // The guard `wait_for` returns must not live across the await below.
-            () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
-        };
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "client connection ended with an error");
+/// Drives hyper's HTTP/2 connection until it ends; on shutdown, asks it to finish the requests
+/// in flight and close.
+async fn drive_h2<IO>(io: IO, conn: Arc<ConnInfo>, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    // HPACK counts 32 bytes of overhead per field; the limit covers the same fields that
+    // HTTP/1.1's does.
+    let list = shared.settings.max_header_bytes + 32 * shared.settings.max_headers;
+    b.timer(TokioTimer::new()).max_header_list_size(u32::try_from(list).unwrap_or(u32::MAX));
+    let svc = service_fn(move |req| proxy::handle_h2(req, conn.clone(), shared.clone()));
+    let c = b.serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(c);
+    let result = tokio::select! {
+        r = c.as_mut() => r,
+        // The guard `wait_for` returns must not live across the await below.
+        () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {
+            c.as_mut().graceful_shutdown();
+            c.await
         }
-    }};
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "client connection ended with an error");
+    }
 }
 
 async fn serve_connection(
@@ -144,16 +150,8 @@ async fn serve_connection(
     _active: ActiveGuard,
 ) {
     let _ = stream.set_nodelay(true);
-    let svc = {
-        let (conn, shared) = (conn.clone(), shared.clone());
-        service_fn(move |req| proxy::handle(req, conn.clone(), shared.clone()))
-    };
     match conn.listener {
-        Listener::Http => {
-            let stream = Gate::new(stream, max_head(&shared));
-            let c = http1(&shared).serve_connection(TokioIo::new(stream), svc).with_upgrades();
-            drive!(c, shutdown);
-        }
+        Listener::Http => http1::serve(stream, conn, shared, shutdown).await,
         Listener::Https | Listener::Internal => {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, shared.tls.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
@@ -166,39 +164,11 @@ async fn serve_connection(
                     return;
                 }
             };
-            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-            if h2 {
-                let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-                // HPACK counts 32 bytes of overhead per field; the limit covers the same
-                // fields that HTTP/1.1's does.
-                let list = shared.settings.max_header_bytes + 32 * shared.settings.max_headers;
-                b.timer(TokioTimer::new()).max_header_list_size(u32::try_from(list).unwrap_or(u32::MAX));
-                drive!(b.serve_connection(TokioIo::new(tls), svc), shutdown);
+            if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                drive_h2(tls, conn, shared, shutdown).await;
             } else {
-                let tls = Gate::new(tls, max_head(&shared));
-                let c = http1(&shared).serve_connection(TokioIo::new(tls), svc).with_upgrades();
-                drive!(c, shutdown);
+                http1::serve(tls, conn, shared, shutdown).await;
             }
         }
     }
-}
-
-/// The largest request head accepted: the line and the fields at their limits, with the
-/// separators between them.
-fn max_head(shared: &Shared) -> usize {
-    let s = &shared.settings;
-    (s.max_request_line + s.max_header_bytes + 4 * s.max_headers + 4).max(8192)
-}
-
-fn http1(shared: &Shared) -> hyper::server::conn::http1::Builder {
-    let s = &shared.settings;
-    let mut b = hyper::server::conn::http1::Builder::new();
-    // The read buffer must hold a whole request head: hyper answers 431 when it cannot. The
-    // proxy then holds the line and the fields to their own limits.
-    b.timer(TokioTimer::new())
-        .header_read_timeout(s.header_timeout)
-        .max_buf_size(max_head(shared))
-        .max_headers(s.max_headers)
-        .keep_alive(true);
-    b
 }

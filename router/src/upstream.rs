@@ -11,14 +11,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
-use http_body::Body as _;
-use hyper::body::Incoming;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::error::{Code, ProxyError};
+use crate::fields::Fields;
 
 /// Largest response head accepted; a larger one is a bad response (H17).
 const MAX_HEAD: usize = 64 * 1024;
@@ -81,7 +79,9 @@ impl Framing {
 /// A dyno's response head.
 #[derive(Debug)]
 pub(crate) struct Head {
-    pub(crate) parts: http::response::Parts,
+    pub(crate) status: StatusCode,
+    /// The header fields as the dyno sent them, hop-by-hop ones included.
+    pub(crate) fields: Fields,
     pub(crate) framing: Framing,
     /// Whether the connection may carry another request once the body is read.
     pub(crate) keep_alive: bool,
@@ -97,17 +97,41 @@ pub(crate) enum Failed {
     Sent(ProxyError),
 }
 
+/// A request body on its way to the dyno: the client's, read as the dyno's side asks for it.
+pub(crate) trait RequestBody {
+    /// The next piece of the body; `None` at its end.
+    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, crate::BodyError>>>;
+}
+
+/// An HTTP/2 request's body.
+impl RequestBody for hyper::body::Incoming {
+    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, crate::BodyError>>> {
+        use http_body::Body as _;
+        loop {
+            return match ready!(Pin::new(&mut *self).poll_frame(cx)) {
+                None => Poll::Ready(None),
+                Some(Err(e)) => Poll::Ready(Some(Err(e.into()))),
+                // Trailers do not travel: the dyno's request head has gone.
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => Poll::Ready(Some(Ok(data))),
+                    Err(_) => continue,
+                },
+            };
+        }
+    }
+}
+
 /// The request head as the dyno gets it, and whether the body follows it chunked.
 /// The client's `headers` go as they are but those `skip` names, then `extra`.
 pub(crate) fn encode_head(
     method: &Method,
     target: &str,
-    headers: &HeaderMap,
-    skip: impl Fn(&HeaderName) -> bool,
+    headers: &Fields,
+    skip: impl Fn(&[u8]) -> bool,
     extra: &[(&str, &[u8])],
     has_body: bool,
 ) -> (Vec<u8>, bool) {
-    let size: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>()
+    let size: usize = headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>()
         + extra.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>();
     let mut out = Vec::with_capacity(method.as_str().len() + target.len() + size + 64);
     out.extend_from_slice(method.as_str().as_bytes());
@@ -120,15 +144,15 @@ pub(crate) fn encode_head(
         out.extend_from_slice(v);
         out.extend_from_slice(b"\r\n");
     };
-    for (k, v) in headers {
+    for (k, v) in headers.iter() {
         if !skip(k) {
-            line(k.as_str().as_bytes(), v.as_bytes());
+            line(k, v);
         }
     }
     for (k, v) in extra {
         line(k.as_bytes(), v);
     }
-    let has_length = headers.contains_key(header::CONTENT_LENGTH);
+    let has_length = headers.contains("content-length");
     // A body of unknown length (the client's was chunked, or HTTP/2) goes chunked; a request
     // without a body whose method normally has one says so, so the dyno does not wait for one.
     let chunked = has_body && !has_length;
@@ -158,7 +182,7 @@ impl UpConn {
     pub(crate) async fn exchange(
         &mut self,
         head: &[u8],
-        body: &mut Option<Incoming>,
+        body: &mut Option<&mut (dyn RequestBody + Send)>,
         chunked: bool,
         method: &Method,
         upgrade: bool,
@@ -174,7 +198,7 @@ impl UpConn {
         }
         loop {
             let head = self.read_head(method).await.map_err(Failed::Sent)?;
-            if is_interim(head.parts.status) {
+            if is_interim(head.status) {
                 continue;
             }
             return check_upgrade(head, upgrade);
@@ -186,13 +210,12 @@ impl UpConn {
     /// close. Returns such an early final answer; interim ones (100 Continue) are passed over.
     async fn send_body(
         &mut self,
-        mut body: Incoming,
+        body: &mut (dyn RequestBody + Send),
         chunked: bool,
         method: &Method,
     ) -> Result<Option<Head>, ProxyError> {
-        while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
-            let frame = frame.map_err(|e| ProxyError::new(Code::H27, e))?;
-            let Ok(data) = frame.into_data() else { continue };
+        while let Some(data) = std::future::poll_fn(|cx| body.poll_data(cx)).await {
+            let data = data.map_err(|e| ProxyError::new(Code::H27, e))?;
             if data.is_empty() {
                 continue;
             }
@@ -282,7 +305,7 @@ impl UpConn {
     /// none yet.
     fn early(&mut self, method: &Method) -> Result<Option<Head>, ProxyError> {
         while let Some(head) = parse_head(&mut self.buf, method)? {
-            if !is_interim(head.parts.status) {
+            if !is_interim(head.status) {
                 return Ok(Some(head));
             }
         }
@@ -309,55 +332,60 @@ impl UpConn {
         }
     }
 
-    /// Reads more from the dyno into the buffer; `Ok(0)` at the end of the stream.
-    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
-        self.buf.reserve(READ_SIZE);
-        loop {
-            ready!(self.stream.poll_read_ready(cx))?;
-            match self.stream.try_read_buf(&mut self.buf) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                r => return Poll::Ready(r),
-            }
-        }
-    }
-
     /// The next piece of a body framed by `framing`, which it advances; `None` at its end.
     pub(crate) fn poll_body(
         &mut self,
         framing: &mut Framing,
         cx: &mut Context<'_>,
     ) -> Poll<Option<std::io::Result<Bytes>>> {
-        use std::io::{Error, ErrorKind};
-        let truncated = || Error::new(ErrorKind::UnexpectedEof, "the dyno closed the connection mid-body");
-        loop {
-            match framing {
-                Framing::Empty | Framing::Length(0) | Framing::Chunked(Chunk::Done) => return Poll::Ready(None),
-                Framing::Length(left) => {
-                    if self.buf.is_empty() && ready!(self.poll_fill(cx))? == 0 {
+        poll_body(&mut self.stream, &mut self.buf, framing, cx)
+    }
+}
+
+/// The next piece of a body framed by `framing` (which it advances) from `buf` and then `io`;
+/// `None` at its end. Used for the dyno's responses and the client's requests alike.
+pub(crate) fn poll_body(
+    io: &mut (impl AsyncRead + Unpin),
+    buf: &mut BytesMut,
+    framing: &mut Framing,
+    cx: &mut Context<'_>,
+) -> Poll<Option<std::io::Result<Bytes>>> {
+    use std::future::Future as _;
+    use std::io::{Error, ErrorKind};
+    let truncated = || Error::new(ErrorKind::UnexpectedEof, "the connection closed mid-body");
+    // Reads more into the buffer; `Ok(0)` at the end of the stream.
+    let mut fill = |buf: &mut BytesMut, cx: &mut Context<'_>| {
+        buf.reserve(READ_SIZE);
+        std::pin::pin!(io.read_buf(buf)).poll(cx)
+    };
+    loop {
+        match framing {
+            Framing::Empty | Framing::Length(0) | Framing::Chunked(Chunk::Done) => return Poll::Ready(None),
+            Framing::Length(left) => {
+                if buf.is_empty() && ready!(fill(buf, cx))? == 0 {
+                    return Poll::Ready(Some(Err(truncated())));
+                }
+                let take = (*left).min(buf.len() as u64);
+                *left -= take;
+                return Poll::Ready(Some(Ok(buf.split_to(take as usize).freeze())));
+            }
+            Framing::Close => {
+                if buf.is_empty() && ready!(fill(buf, cx))? == 0 {
+                    *framing = Framing::Empty;
+                    return Poll::Ready(None);
+                }
+                return Poll::Ready(Some(Ok(buf.split().freeze())));
+            }
+            Framing::Chunked(state) => match decode_chunk(buf, state) {
+                Ok(Some(data)) => return Poll::Ready(Some(Ok(data))),
+                Ok(None) if *state == Chunk::Done => return Poll::Ready(None),
+                Ok(None) => {
+                    if ready!(fill(buf, cx))? == 0 {
                         return Poll::Ready(Some(Err(truncated())));
                     }
-                    let take = (*left).min(self.buf.len() as u64);
-                    *left -= take;
-                    return Poll::Ready(Some(Ok(self.buf.split_to(take as usize).freeze())));
                 }
-                Framing::Close => {
-                    if self.buf.is_empty() && ready!(self.poll_fill(cx))? == 0 {
-                        *framing = Framing::Empty;
-                        return Poll::Ready(None);
-                    }
-                    return Poll::Ready(Some(Ok(self.buf.split().freeze())));
-                }
-                Framing::Chunked(state) => match decode_chunk(&mut self.buf, state) {
-                    Ok(Some(data)) => return Poll::Ready(Some(Ok(data))),
-                    Ok(None) if *state == Chunk::Done => return Poll::Ready(None),
-                    Ok(None) => {
-                        if ready!(self.poll_fill(cx))? == 0 {
-                            return Poll::Ready(Some(Err(truncated())));
-                        }
-                    }
-                    Err(e) => return Poll::Ready(Some(Err(Error::new(ErrorKind::InvalidData, e)))),
-                },
-            }
+                Err(e) => return Poll::Ready(Some(Err(Error::new(ErrorKind::InvalidData, e)))),
+            },
         }
     }
 }
@@ -369,14 +397,14 @@ fn is_interim(status: StatusCode) -> bool {
 
 /// Refuses a 101 to a request that asked for no upgrade.
 fn check_upgrade(head: Head, upgrade: bool) -> Result<Head, Failed> {
-    if head.parts.status == StatusCode::SWITCHING_PROTOCOLS && !upgrade {
+    if head.status == StatusCode::SWITCHING_PROTOCOLS && !upgrade {
         return Err(Failed::Sent(ProxyError::new(Code::H17, "101 to a request that asked for no upgrade")));
     }
     Ok(head)
 }
 
 /// Parses a response head from the front of `buf`, removing it; `None` when more is needed.
-fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, ProxyError> {
+pub(crate) fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, ProxyError> {
     let bad = |e: &dyn std::fmt::Display| ProxyError::new(Code::H17, e.to_string());
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);
@@ -387,24 +415,15 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Proxy
     };
     let status = StatusCode::from_u16(resp.code.unwrap_or(0)).map_err(|e| bad(&e))?;
     let version = if resp.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
-    let mut map = HeaderMap::with_capacity(resp.headers.len());
-    for h in resp.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|e| bad(&e))?;
-        let value = HeaderValue::from_bytes(h.value).map_err(|e| bad(&e))?;
-        map.append(name, value);
-    }
-    buf.advance(len);
-    let framing = framing(method, status, &map)?;
-    let keep_alive = framing != Framing::Close && persistent(version, &map);
-    let mut parts = http::Response::new(()).into_parts().0;
-    parts.status = status;
-    parts.version = version;
-    parts.headers = map;
-    Ok(Some(Head { parts, framing, keep_alive }))
+    let places = Fields::locate(buf, resp.headers);
+    let fields = Fields::new(buf.split_to(len).freeze(), places);
+    let framing = framing(method, status, &fields)?;
+    let keep_alive = framing != Framing::Close && persistent(version, &fields);
+    Ok(Some(Head { status, fields, framing, keep_alive }))
 }
 
-/// How the body of a response with this status and these headers is delimited.
-fn framing(method: &Method, status: StatusCode, headers: &HeaderMap) -> Result<Framing, ProxyError> {
+/// How the body of a response with this status and these fields is delimited.
+fn framing(method: &Method, status: StatusCode, fields: &Fields) -> Result<Framing, ProxyError> {
     if *method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -412,20 +431,15 @@ fn framing(method: &Method, status: StatusCode, headers: &HeaderMap) -> Result<F
     {
         return Ok(Framing::Empty);
     }
-    if headers.contains_key(header::TRANSFER_ENCODING) {
+    if fields.contains("transfer-encoding") {
         // Chunked only when it is the last coding; any other is read until the dyno closes.
-        let last = headers.get_all(header::TRANSFER_ENCODING).iter().next_back().and_then(|v| v.to_str().ok());
-        let chunked = last.and_then(|v| v.rsplit(',').next()).is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"));
+        let chunked = fields.tokens("transfer-encoding").last().is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"));
         return Ok(if chunked { Framing::Chunked(Chunk::Size) } else { Framing::Close });
     }
     let mut length = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        for part in value.to_str().unwrap_or("x").split(',') {
-            let part = part.trim();
-            let n: u64 = part
-                .parse()
-                .ok()
-                .filter(|_| part.bytes().all(|b| b.is_ascii_digit()))
+    for value in fields.get_all("content-length") {
+        for part in value.split(|&b| b == b',') {
+            let n = content_length(part.trim_ascii())
                 .ok_or_else(|| ProxyError::new(Code::H17, "invalid Content-Length"))?;
             if length.is_some_and(|l| l != n) {
                 return Err(ProxyError::new(Code::H17, "conflicting Content-Length values"));
@@ -436,25 +450,25 @@ fn framing(method: &Method, status: StatusCode, headers: &HeaderMap) -> Result<F
     Ok(length.map_or(Framing::Close, Framing::Length))
 }
 
+/// A Content-Length value: digits only, no sign, no spaces.
+pub(crate) fn content_length(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(value).ok()?.parse().ok()
+}
+
 /// Whether the dyno keeps the connection open after this response.
-fn persistent(version: Version, headers: &HeaderMap) -> bool {
-    let has = |token: &str| {
-        headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
-    };
+fn persistent(version: Version, fields: &Fields) -> bool {
     match version {
-        Version::HTTP_10 => has("keep-alive"),
-        _ => !has("close"),
+        Version::HTTP_10 => fields.has_token("connection", "keep-alive"),
+        _ => !fields.has_token("connection", "close"),
     }
 }
 
 /// Decodes what it can of a chunked body from the front of `buf`: a piece of a chunk's data,
 /// or `None` when it needs more bytes (or reached the end, `state` then being `Done`).
-fn decode_chunk(buf: &mut BytesMut, state: &mut Chunk) -> Result<Option<Bytes>, &'static str> {
+pub(crate) fn decode_chunk(buf: &mut BytesMut, state: &mut Chunk) -> Result<Option<Bytes>, &'static str> {
     loop {
         match *state {
             Chunk::Done => return Ok(None),
@@ -597,11 +611,15 @@ mod tests {
     #[test]
     fn response_framing() {
         let check = |method: Method, status: u16, headers: &[(&str, &str)], want: Result<Framing, ()>| {
-            let mut map = HeaderMap::new();
+            let mut map = http::HeaderMap::new();
             for (k, v) in headers {
-                map.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+                map.append(
+                    http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    http::HeaderValue::from_str(v).unwrap(),
+                );
             }
-            let got = framing(&method, StatusCode::from_u16(status).unwrap(), &map).map_err(|_| ());
+            let fields = Fields::from_map(&map);
+            let got = framing(&method, StatusCode::from_u16(status).unwrap(), &fields).map_err(|_| ());
             assert_eq!(got, want, "{method} {status} {headers:?}");
         };
         check(Method::GET, 200, &[("content-length", "12")], Ok(Framing::Length(12)));
@@ -632,7 +650,7 @@ mod tests {
             let got = parse_head(&mut buf, &Method::GET)
                 .ok()
                 .flatten()
-                .map(|h| (h.parts.status.as_u16(), h.framing, h.keep_alive, buf.len()));
+                .map(|h| (h.status.as_u16(), h.framing, h.keep_alive, buf.len()));
             assert_eq!(got, want, "{input:?}");
         };
         check("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", Some((200, Framing::Length(2), true, 2)));
@@ -652,10 +670,10 @@ mod tests {
 
     #[test]
     fn request_heads() {
-        let mut h = HeaderMap::new();
-        h.insert(header::HOST, HeaderValue::from_static("app.example.com"));
-        let head = |m: Method, h: &HeaderMap, body| {
-            let (bytes, chunked) = encode_head(&m, "/p?q=1", h, |_| false, &[], body);
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::HOST, http::HeaderValue::from_static("app.example.com"));
+        let head = |m: Method, h: &http::HeaderMap, body| {
+            let (bytes, chunked) = encode_head(&m, "/p?q=1", &Fields::from_map(h), |_| false, &[], body);
             (String::from_utf8(bytes).unwrap(), chunked)
         };
         assert_eq!(
@@ -670,14 +688,14 @@ mod tests {
             head(Method::POST, &h, true),
             ("POST /p?q=1 HTTP/1.1\r\nhost: app.example.com\r\ntransfer-encoding: chunked\r\n\r\n".into(), true)
         );
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
+        h.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from_static("3"));
         assert!(!head(Method::POST, &h, true).1, "a body with a length goes as it is");
-        h.insert(HeaderName::from_static("x-request-id"), HeaderValue::from_static("client's"));
+        h.insert(http::HeaderName::from_static("x-request-id"), http::HeaderValue::from_static("client's"));
         let (bytes, _) = encode_head(
             &Method::GET,
             "/",
-            &h,
-            |n| n == "x-request-id",
+            &Fields::from_map(&h),
+            |n| n == b"x-request-id",
             &[("x-request-id", b"platform's"), ("via", b"1.1 wharf")],
             false,
         );

@@ -1,0 +1,478 @@
+//! Wharf's own HTTP/1.1 server loop: reads each request head off a client connection, hands it
+//! to the proxy, and writes the response head and body back, until the connection ends.
+//!
+//! hyper's server builds a header map for every request and needs one for every response, and
+//! runs a general state machine around them; on a proxy's hot path those were a third of a
+//! request's cost. Here the request head is parsed strictly in place (`framing.rs`), the dyno's
+//! response head is written from the bytes the dyno sent, and a small response goes out in one
+//! write with its head. HTTP/2 stays on hyper (`server.rs`).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{StatusCode, Version};
+use http_body::Body as _;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+
+use crate::Shared;
+use crate::body::ProxyBody;
+use crate::fields::{is, is_one_of};
+use crate::framing::{self, Limits, Refusal, RequestHead};
+use crate::proxy::{self, ClientRequest, ConnInfo, HOP_BY_HOP, Own, Reply};
+use crate::upstream::{self, Framing, Head, RequestBody};
+
+/// How much is read from the client at once.
+const READ_SIZE: usize = 8 * 1024;
+
+/// Output gathered before it is written: a response head and the first pieces of its body go
+/// out together, and larger pieces are written as they come.
+const GATHER: usize = 64 * 1024;
+
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Serves HTTP/1.1 on a client connection until the client closes it, it idles past the header
+/// timeout, a request is refused, or the router shuts down (after the request in flight).
+pub(crate) async fn serve<IO>(mut io: IO, conn: Arc<ConnInfo>, shared: Arc<Shared>, shutdown: watch::Receiver<bool>)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let s = &shared.settings;
+    let limits = Limits {
+        max_head: (s.max_request_line + s.max_header_bytes + 4 * s.max_headers + 4).max(8192),
+        max_request_line: s.max_request_line,
+        max_headers: s.max_headers,
+    };
+    let mut buf = BytesMut::with_capacity(READ_SIZE);
+    let mut out = Vec::with_capacity(READ_SIZE);
+    // One shutdown watch for the connection's life.
+    let mut stop = {
+        let mut shutdown = shutdown.clone();
+        Box::pin(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+    };
+    let mut stopping = *shutdown.borrow();
+    loop {
+        // The header timeout counts from the end of the previous response: it bounds both a
+        // slow head and an idle keep-alive connection. The timer is only armed when the loop
+        // has to wait.
+        let deadline = tokio::time::Instant::now() + s.header_timeout;
+        let head = loop {
+            match framing::parse_request(&mut buf, &limits) {
+                Ok(Some(head)) => break head,
+                Ok(None) => {}
+                Err(refusal) => return refuse(&mut io, &mut out, refusal, &conn, &shared).await,
+            }
+            if buf.is_empty() && stopping {
+                return;
+            }
+            buf.reserve(READ_SIZE);
+            tokio::select! {
+                biased;
+                read = io.read_buf(&mut buf) => match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                },
+                () = tokio::time::sleep_until(deadline) => {
+                    if !buf.is_empty() {
+                        let timeout = Refusal { status: StatusCode::REQUEST_TIMEOUT, reason: "request head not received in time" };
+                        return refuse(&mut io, &mut out, timeout, &conn, &shared).await;
+                    }
+                    return;
+                },
+                () = &mut stop, if !stopping => stopping = true,
+            }
+        };
+        let keep = serve_one(&mut io, &mut buf, &mut out, head, &conn, &shared, &shutdown).await;
+        if !keep {
+            let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
+            return;
+        }
+        stopping = stopping || *shutdown.borrow();
+    }
+}
+
+/// Answers a request head that was refused, and ends the connection.
+async fn refuse<IO: AsyncWrite + Unpin>(
+    io: &mut IO,
+    out: &mut Vec<u8>,
+    refusal: Refusal,
+    conn: &ConnInfo,
+    shared: &Shared,
+) {
+    tracing::debug!(peer = %conn.peer, reason = refusal.reason, "request refused before routing");
+    shared.metrics.record(refusal.status.as_u16(), 0);
+    out.clear();
+    let body = format!("{}\n", refusal.reason);
+    write_own_head(out, refusal.status, None, body.len(), false, conn, shared);
+    out.extend_from_slice(body.as_bytes());
+    let _ = write_out(io, out, shared.settings.idle_timeout).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
+}
+
+/// Serves one request; returns whether the connection may carry another.
+async fn serve_one<IO>(
+    io: &mut IO,
+    buf: &mut BytesMut,
+    out: &mut Vec<u8>,
+    head: RequestHead,
+    conn: &ConnInfo,
+    shared: &Arc<Shared>,
+    shutdown: &watch::Receiver<bool>,
+) -> bool
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let version = head.version;
+    let fields = &head.fields;
+    let mut keep = match version {
+        Version::HTTP_10 => fields.has_token("connection", "keep-alive"),
+        _ => !fields.has_token("connection", "close"),
+    };
+    let Some((authority, target)) = split_target(&head.target) else {
+        let refusal = Refusal { status: StatusCode::BAD_REQUEST, reason: "invalid request target" };
+        refuse(io, out, refusal, conn, shared).await;
+        return false;
+    };
+    let expects_continue =
+        version == Version::HTTP_11 && fields.get("expect").is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
+    let mut body = ClientBody {
+        io: &mut *io,
+        buf: &mut *buf,
+        framing: head.body,
+        continue_left: if expects_continue { CONTINUE.len() } else { 0 },
+    };
+    if matches!(body.framing, Framing::Chunked(_)) {
+        // The first chunk-size line is checked before anything is forwarded, so that a body
+        // that cannot be framed never reaches a dyno.
+        match body.first_chunk(shared.settings.header_timeout).await {
+            Ok(()) => {}
+            Err(refusal) => {
+                refuse(io, out, refusal, conn, shared).await;
+                return false;
+            }
+        }
+    }
+    let has_body = !body.framing.is_done();
+    let request = ClientRequest {
+        method: &head.method,
+        version,
+        authority: authority.as_deref(),
+        target: &target,
+        fields,
+        has_body,
+    };
+    let reply =
+        proxy::handle(&request, has_body.then_some(&mut body as &mut (dyn RequestBody + Send)), conn, shared).await;
+    // A body left unread (the request never reached a dyno, or the dyno answered early) would
+    // be taken for the next request: the connection ends after this response instead.
+    keep &= body.framing.is_done() && !*shutdown.borrow();
+    let idle = shared.settings.idle_timeout;
+    out.clear();
+    match reply {
+        Reply::Own(Own { status, body, location }) => {
+            write_own_head(out, status, location.as_deref(), body.len(), keep, conn, shared);
+            if head.method != http::Method::HEAD {
+                out.extend_from_slice(body.as_bytes());
+            }
+            write_out(io, out, idle).await && keep
+        }
+        Reply::Dyno(resp, body) => {
+            let chunked = match resp.framing {
+                Framing::Chunked(_) | Framing::Close => {
+                    // A body of unknown length goes chunked to an HTTP/1.1 client, and until the
+                    // connection closes to an HTTP/1.0 one.
+                    keep &= version == Version::HTTP_11;
+                    version == Version::HTTP_11
+                }
+                Framing::Empty | Framing::Length(_) => false,
+            };
+            write_dyno_head(out, &resp, chunked, keep, version, conn, shared);
+            drop(resp);
+            send_body(io, out, body, chunked, idle).await && keep
+        }
+        Reply::Upgrade(resp, mut up, log) => {
+            write_dyno_head(out, &resp, false, true, version, conn, shared);
+            drop(resp);
+            // What the client sent after its head is the tunnel's first bytes upstream, and
+            // what the dyno sent after its head the first bytes downstream.
+            out.extend_from_slice(&up.buf);
+            let early_down = up.buf.len() as u64;
+            up.buf.clear();
+            let early_up = buf.split();
+            let mut bytes = 0;
+            if write_out(io, out, idle).await && up.stream.write_all(&early_up).await.is_ok() {
+                bytes = early_down + proxy::tunnel(&mut *io, up.stream, idle).await;
+            }
+            log.emit(shared, bytes);
+            false
+        }
+    }
+}
+
+/// The authority (absolute form only) and the origin-form path and query of a request target;
+/// `None` for a target the router does not serve (asterisk or authority form).
+fn split_target(target: &[u8]) -> Option<(Option<String>, std::borrow::Cow<'_, str>)> {
+    let target = std::str::from_utf8(target).ok()?;
+    if target.starts_with('/') {
+        return Some((None, target.into()));
+    }
+    let scheme_end = target.find("://")?;
+    if !target[..scheme_end].eq_ignore_ascii_case("http") && !target[..scheme_end].eq_ignore_ascii_case("https") {
+        return None;
+    }
+    let rest = &target[scheme_end + 3..];
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    let path = match path.as_bytes().first() {
+        None => "/".into(),
+        Some(b'?') => format!("/{path}").into(),
+        Some(_) => path.into(),
+    };
+    Some((Some(authority.to_owned()), path))
+}
+
+/// Writes the head of a response the router wrote itself.
+fn write_own_head(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    location: Option<&str>,
+    len: usize,
+    keep: bool,
+    conn: &ConnInfo,
+    shared: &Shared,
+) {
+    status_line(out, status);
+    field(out, b"content-type", b"text/plain; charset=utf-8");
+    if let Some(location) = location {
+        field(out, b"location", location.as_bytes());
+    }
+    if let Some(hsts) = proxy::hsts(conn, shared, false) {
+        field(out, b"strict-transport-security", hsts.as_bytes());
+    }
+    field(out, b"content-length", itoa::Buffer::new().format(len).as_bytes());
+    if !keep {
+        field(out, b"connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes the head of the dyno's response: its fields as they came but the hop-by-hop ones, and
+/// the framing the client's side needs.
+fn write_dyno_head(
+    out: &mut Vec<u8>,
+    resp: &Head,
+    chunked: bool,
+    keep: bool,
+    version: Version,
+    conn: &ConnInfo,
+    shared: &Shared,
+) {
+    status_line(out, resp.status);
+    let named = proxy::connection_named(&resp.fields);
+    let mut has_hsts = false;
+    for (name, value) in resp.fields.iter() {
+        if is_one_of(name, HOP_BY_HOP) || named.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            continue;
+        }
+        // The router states the length itself, but the one of a body that is not sent (a
+        // response to HEAD, a 304) belongs to the dyno.
+        if is(name, "content-length") && resp.framing != Framing::Empty {
+            continue;
+        }
+        has_hsts |= is(name, "strict-transport-security");
+        field(out, name, value);
+    }
+    field(out, b"via", b"1.1 wharf");
+    if let Some(hsts) = proxy::hsts(conn, shared, has_hsts) {
+        field(out, b"strict-transport-security", hsts.as_bytes());
+    }
+    if resp.status == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(protocol) = resp.fields.get("upgrade") {
+            field(out, b"upgrade", protocol);
+        }
+        field(out, b"connection", b"upgrade");
+    } else {
+        match resp.framing {
+            Framing::Length(n) => field(out, b"content-length", itoa::Buffer::new().format(n).as_bytes()),
+            _ if chunked => field(out, b"transfer-encoding", b"chunked"),
+            _ => {}
+        }
+        if !keep {
+            field(out, b"connection", b"close");
+        } else if version == Version::HTTP_10 {
+            field(out, b"connection", b"keep-alive");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn status_line(out: &mut Vec<u8>, status: StatusCode) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes and empties `out`; `false` when the client is gone or took nothing for `idle`.
+async fn write_out<IO: AsyncWrite + Unpin>(io: &mut IO, out: &mut Vec<u8>, idle: Duration) -> bool {
+    let written = write_all(io, out, idle).await;
+    out.clear();
+    written
+}
+
+async fn write_all<IO: AsyncWrite + Unpin>(io: &mut IO, data: &[u8], idle: Duration) -> bool {
+    let write = async {
+        io.write_all(data).await?;
+        io.flush().await
+    };
+    matches!(tokio::time::timeout(idle, write).await, Ok(Ok(())))
+}
+
+/// What the body stream gave: a frame, or a pause in which gathered output should go out.
+enum Step {
+    Frame(Option<Result<Bytes, crate::BodyError>>),
+    Flush,
+}
+
+/// Sends the response head gathered in `out` and the body after it; returns whether the whole
+/// response went out.
+async fn send_body<IO: AsyncWrite + Unpin>(
+    io: &mut IO,
+    out: &mut Vec<u8>,
+    mut body: ProxyBody,
+    chunked: bool,
+    idle: Duration,
+) -> bool {
+    loop {
+        let step = std::future::poll_fn(|cx| match Pin::new(&mut body).poll_frame(cx) {
+            Poll::Pending if !out.is_empty() => Poll::Ready(Step::Flush),
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(frame) => Poll::Ready(Step::Frame(frame.map(|f| f.map(|f| f.into_data().unwrap_or_default())))),
+        })
+        .await;
+        match step {
+            Step::Flush => {
+                if !write_out(io, out, idle).await {
+                    return false;
+                }
+            }
+            Step::Frame(None) => break,
+            // The dyno's body broke off: the client must not take what it got for the whole.
+            Step::Frame(Some(Err(e))) => {
+                tracing::debug!(error = %e, "response body ended early");
+                let _ = write_out(io, out, idle).await;
+                return false;
+            }
+            Step::Frame(Some(Ok(data))) if data.is_empty() => {}
+            Step::Frame(Some(Ok(data))) => {
+                if chunked {
+                    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                }
+                if out.len() + data.len() <= GATHER {
+                    out.extend_from_slice(&data);
+                } else if !write_out(io, out, idle).await || !write_all(io, &data, idle).await {
+                    return false;
+                }
+                if chunked {
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+        }
+    }
+    if chunked {
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
+    write_out(io, out, idle).await
+}
+
+/// The client's request body, read from its connection as the dyno's side asks for it.
+struct ClientBody<'a, IO> {
+    io: &'a mut IO,
+    buf: &'a mut BytesMut,
+    framing: Framing,
+    /// How much of `100 Continue` is still to be sent: all of it when the client waits for it
+    /// before sending its body, none when it did not ask.
+    continue_left: usize,
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> ClientBody<'_, IO> {
+    /// Tells a client waiting for it to send its body.
+    fn poll_continue(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        while self.continue_left > 0 {
+            let left = &CONTINUE[CONTINUE.len() - self.continue_left..];
+            match ready!(Pin::new(&mut *self.io).poll_write(cx, left))? {
+                0 => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+                n => self.continue_left -= n,
+            }
+            if self.continue_left == 0 {
+                ready!(Pin::new(&mut *self.io).poll_flush(cx))?;
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Waits for a chunked body's first chunk-size line and checks it.
+    async fn first_chunk(&mut self, timeout: Duration) -> Result<(), Refusal> {
+        let timed_out = Refusal { status: StatusCode::REQUEST_TIMEOUT, reason: "request body not received in time" };
+        let wait = async {
+            std::future::poll_fn(|cx| self.poll_continue(cx)).await.map_err(|_| timed_out)?;
+            while !framing::first_chunk_ok(self.buf)? {
+                self.buf.reserve(READ_SIZE);
+                match self.io.read_buf(self.buf).await {
+                    Ok(0) | Err(_) => {
+                        return Err(Refusal { status: StatusCode::BAD_REQUEST, reason: "request body cut short" });
+                    }
+                    Ok(_) => {}
+                }
+            }
+            Ok(())
+        };
+        tokio::time::timeout(timeout, wait).await.unwrap_or(Err(timed_out))
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> RequestBody for ClientBody<'_, IO> {
+    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, crate::BodyError>>> {
+        ready!(self.poll_continue(cx))?;
+        upstream::poll_body(&mut *self.io, self.buf, &mut self.framing, cx).map(|d| d.map(|d| d.map_err(Into::into)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_targets() {
+        let check = |target: &str, want: Option<(Option<&str>, &str)>| {
+            let got = split_target(target.as_bytes());
+            let got = got.as_ref().map(|(a, p)| (a.as_deref(), p.as_ref()));
+            assert_eq!(got, want, "{target}");
+        };
+        check("/a/b?c=d", Some((None, "/a/b?c=d")));
+        check("http://Host.example:80/a?b", Some((Some("Host.example:80"), "/a?b")));
+        check("https://host.example", Some((Some("host.example"), "/")));
+        check("http://host.example?x=1", Some((Some("host.example"), "/?x=1")));
+        check("*", None);
+        check("host.example:443", None);
+        check("ftp://host/", None);
+        check("http://user@host/", None);
+        check("http:///path", None);
+    }
+}
