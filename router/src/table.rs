@@ -340,7 +340,9 @@ pub fn normalize_host(raw: &str) -> Option<String> {
     if host.is_empty() || host.len() > 253 {
         return None;
     }
-    let ok = host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b));
+    let ok = host
+        .bytes()
+        .all(|b| matches!(b, b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'[' | b']' | b':'));
     ok.then(|| if host.bytes().any(|b| b.is_ascii_uppercase()) { host.to_ascii_lowercase() } else { host.to_owned() })
 }
 
