@@ -619,6 +619,7 @@ async fn scripted_dyno() -> (u16, Arc<std::sync::Mutex<Vec<Heard>>>) {
                         "/close" => b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end".to_vec(),
                         "/continue" => b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
                         "/nocontent" => b"HTTP/1.1 204 No Content\r\n\r\n".to_vec(),
+                        "/hop" => b"HTTP/1.1 200 OK\r\nConnection: X-Private\r\nX-Private: secret\r\nKeep-Alive: timeout=5\r\nX-Kept: yes\r\nContent-Length: 2\r\n\r\nok".to_vec(),
                         "/bad" => b"HTTP/1.1 abc\r\n\r\n".to_vec(),
                         "/len" if method == "HEAD" => b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n".to_vec(),
                         _ => [format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes(), &body]
@@ -688,4 +689,95 @@ async fn every_framing_of_bodies_passes_through() {
     let chunked = heard.iter().rev().find(|h| h.2 == "/chunked").unwrap();
     let after = heard.iter().find(|h| h.2 == "/after").unwrap();
     assert_eq!((upload.0, chunked.0), (after.0, after.0), "one dyno connection carried all three: {heard:?}");
+}
+
+/// Reads from `s` until `end` has arrived (or the connection closes), and returns the text.
+async fn read_until(s: &mut tokio::net::TcpStream, end: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&out).contains(end) {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, read).await.expect("the router answers");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The client side of HTTP/1.1 as clients speak it: HTTP/1.0 with and without keep-alive, a
+/// body of unknown length to each, `Expect: 100-continue`, an absolute-form target, hop-by-hop
+/// fields of the dyno's response left behind, and a body the router did not forward.
+#[tokio::test]
+async fn clients_of_every_http1_dialect_are_served() {
+    use tokio::io::AsyncWriteExt;
+    let (wharf, _) = start(&[("WHARF_ROUTER__HTTP_REDIRECT", "false")]).await;
+    let (port, heard) = scripted_dyno().await;
+    let api = &wharf.api;
+    api.expect("POST", "/apps", json!({"name": "dialects", "space": "default"}), 201).await;
+    let dyno = json!({"type": "web", "host": "127.0.0.1", "port": port});
+    api.expect("PUT", "/apps/dialects-default/dynos/web.1", dyno, 201).await;
+    let host = "dialects-default.localhost";
+    until_plain_ok(&wharf, host).await;
+    let raw = |text: String| async move { client::send_raw(wharf.http, None, text.as_bytes()).await.unwrap() };
+    let head_and_body = |out: &str| {
+        let (head, body) = out.split_once("\r\n\r\n").unwrap_or((out, ""));
+        (head.to_ascii_lowercase(), body.to_owned())
+    };
+
+    // HTTP/1.0 without keep-alive: a chunked response arrives unframed, and the connection closes.
+    let out = raw(format!("GET /chunked HTTP/1.0\r\nHost: {host}\r\n\r\n")).await;
+    let (head, body) = head_and_body(&out);
+    assert!(head.starts_with("http/1.1 200 ok") && head.contains("connection: close"), "{out}");
+    assert!(!head.contains("transfer-encoding"), "{out}");
+    assert_eq!(body, "hello, world");
+
+    // HTTP/1.1: the same body re-chunked, without the dyno's trailer.
+    let out = raw(format!("GET /chunked HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")).await;
+    let (head, body) = head_and_body(&out);
+    assert!(head.contains("transfer-encoding: chunked"), "{out}");
+    assert!(body.starts_with("5\r\nhello\r\n") && body.ends_with("0\r\n\r\n") && !body.contains("X-Trailer"), "{out}");
+
+    // HTTP/1.0 with keep-alive: two requests on one connection, the first kept alive.
+    let out = raw(format!(
+        "GET /echo HTTP/1.0\r\nHost: {host}\r\nConnection: keep-alive\r\n\r\nGET /second HTTP/1.0\r\nHost: {host}\r\n\r\n"
+    ))
+    .await;
+    assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 2, "{out}");
+    assert!(out.to_ascii_lowercase().contains("connection: keep-alive"), "{out}");
+
+    // An absolute-form target is routed by its authority, and the dyno gets the origin form.
+    let out =
+        raw(format!("GET http://{host}/absolute?q=1 HTTP/1.1\r\nHost: elsewhere\r\nConnection: close\r\n\r\n")).await;
+    assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
+    assert!(heard.lock().unwrap().iter().any(|h| h.2 == "/absolute?q=1"), "{:?}", heard.lock().unwrap());
+
+    // The dyno's hop-by-hop fields, and those its Connection names, stay behind.
+    let out = raw(format!("GET /hop HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")).await;
+    let (head, body) = head_and_body(&out);
+    assert!(head.contains("x-kept: yes") && head.contains("via: 1.1 wharf"), "{out}");
+    assert!(!head.contains("x-private") && !head.contains("keep-alive"), "{out}");
+    assert_eq!(body, "ok");
+
+    // A client that waits for 100 Continue gets it, then its upload reaches the dyno whole.
+    let mut tcp = tokio::net::TcpStream::connect(wharf.http).await.unwrap();
+    let head = format!("POST /echo HTTP/1.1\r\nHost: {host}\r\nExpect: 100-continue\r\nContent-Length: 9\r\n\r\n");
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let interim = read_until(&mut tcp, "\r\n\r\n").await;
+    assert_eq!(interim, "HTTP/1.1 100 Continue\r\n\r\n");
+    tcp.write_all(b"continued").await.unwrap();
+    let out = read_until(&mut tcp, "continued").await;
+    assert!(out.starts_with("HTTP/1.1 200 OK") && out.ends_with("\r\n\r\ncontinued"), "{out}");
+
+    // A body the router did not forward is not taken for a next request: the connection ends.
+    let out = raw(format!(
+        "POST / HTTP/1.1\r\nHost: nowhere.localhost\r\nContent-Length: 40\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: {host}\r\n\r\n"
+    ))
+    .await;
+    assert!(out.starts_with("HTTP/1.1 404") && out.to_ascii_lowercase().contains("connection: close"), "{out}");
+    assert_eq!(out.matches("HTTP/1.1").count(), 1, "{out}");
+    assert!(!heard.lock().unwrap().iter().any(|h| h.2 == "/smuggled"));
 }

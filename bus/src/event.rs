@@ -262,7 +262,11 @@ impl<'a> LogEventBuilder<'a> {
             let f = &f.as_bytes()[..f.len().min(255)];
             buf.put_u8(f.len() as u8);
             offsets[i] = (buf.len() as u16, f.len() as u8);
-            buf.extend(f.iter().map(|&c| if c.is_ascii_graphic() { c } else { b'_' }));
+            if f.iter().all(u8::is_ascii_graphic) {
+                buf.put_slice(f);
+            } else {
+                buf.extend(f.iter().map(|&c| if c.is_ascii_graphic() { c } else { b'_' }));
+            }
         }
         let message_at = buf.len() as u16;
         buf.put_slice(message);

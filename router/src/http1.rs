@@ -20,6 +20,7 @@ use tokio::sync::watch;
 
 use crate::Shared;
 use crate::body::ProxyBody;
+use crate::deadline::Deadline;
 use crate::fields::{is, is_one_of};
 use crate::framing::{self, Limits, Refusal, RequestHead};
 use crate::proxy::{self, ClientRequest, ConnInfo, HOP_BY_HOP, Own, Reply};
@@ -56,16 +57,22 @@ where
         })
     };
     let mut stopping = *shutdown.borrow();
+    // The connection's two waits, each with a timer of its own that moves without touching
+    // tokio's timer wheel on every request.
+    let mut head_timer = Deadline::new(s.header_timeout);
+    let mut first_byte = Deadline::new(s.first_byte_timeout);
     loop {
         // The header timeout counts from the end of the previous response: it bounds both a
-        // slow head and an idle keep-alive connection. The timer is only armed when the loop
-        // has to wait.
-        let deadline = tokio::time::Instant::now() + s.header_timeout;
+        // slow head and an idle keep-alive connection.
+        head_timer.set(s.header_timeout);
         let head = loop {
             match framing::parse_request(&mut buf, &limits) {
                 Ok(Some(head)) => break head,
                 Ok(None) => {}
-                Err(refusal) => return refuse(&mut io, &mut out, refusal, &conn, &shared).await,
+                Err(refusal) => {
+                    refuse(&mut io, &mut out, refusal, &conn, &shared).await;
+                    return close(&mut io, true).await;
+                }
             }
             if buf.is_empty() && stopping {
                 return;
@@ -77,26 +84,63 @@ where
                     Ok(0) | Err(_) => return,
                     Ok(_) => {}
                 },
-                () = tokio::time::sleep_until(deadline) => {
+                () = head_timer.elapsed() => {
                     if !buf.is_empty() {
                         let timeout = Refusal { status: StatusCode::REQUEST_TIMEOUT, reason: "request head not received in time" };
-                        return refuse(&mut io, &mut out, timeout, &conn, &shared).await;
+                        refuse(&mut io, &mut out, timeout, &conn, &shared).await;
+                        return close(&mut io, true).await;
                     }
                     return;
                 },
                 () = &mut stop, if !stopping => stopping = true,
             }
         };
-        let keep = serve_one(&mut io, &mut buf, &mut out, head, &conn, &shared, &shutdown).await;
-        if !keep {
-            let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
-            return;
+        let session = Session { conn: &conn, shared: &shared, shutdown: &shutdown };
+        match serve_one(&mut io, &mut buf, &mut out, head, session, &mut first_byte).await {
+            Next::KeepAlive => {}
+            Next::Close => return close(&mut io, false).await,
+            Next::Linger => return close(&mut io, true).await,
         }
         stopping = stopping || *shutdown.borrow();
     }
 }
 
-/// Answers a request head that was refused, and ends the connection.
+/// What becomes of the connection after a response.
+enum Next {
+    /// It carries the next request.
+    KeepAlive,
+    /// It closes.
+    Close,
+    /// It closes, but the client may still be sending what the router did not read.
+    Linger,
+}
+
+/// Ends a connection. When the client may still be sending (a body the router did not read),
+/// what it sends is read and dropped for a moment first: closing a socket with unread data
+/// makes the kernel send a reset, and a reset can make the client's kernel discard the answer
+/// before the client has read it.
+async fn close<IO: AsyncRead + AsyncWrite + Unpin>(io: &mut IO, linger: bool) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
+    if linger {
+        let drain = async {
+            let mut sink = [0u8; 4096];
+            let mut total = 0;
+            while total < LINGER_BYTES {
+                match io.read(&mut sink).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => total += n,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER, drain).await;
+    }
+}
+
+/// How long, and how much, a closing connection's unread input is read and dropped.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1 << 20;
+
+/// Answers a request that was refused; the connection ends after it.
 async fn refuse<IO: AsyncWrite + Unpin>(
     io: &mut IO,
     out: &mut Vec<u8>,
@@ -111,22 +155,29 @@ async fn refuse<IO: AsyncWrite + Unpin>(
     write_own_head(out, refusal.status, None, body.len(), false, conn, shared);
     out.extend_from_slice(body.as_bytes());
     let _ = write_out(io, out, shared.settings.idle_timeout).await;
-    let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
 }
 
-/// Serves one request; returns whether the connection may carry another.
+/// What every request on a connection shares.
+#[derive(Clone, Copy)]
+struct Session<'a> {
+    conn: &'a ConnInfo,
+    shared: &'a Arc<Shared>,
+    shutdown: &'a watch::Receiver<bool>,
+}
+
+/// Serves one request; returns what becomes of the connection.
 async fn serve_one<IO>(
     io: &mut IO,
     buf: &mut BytesMut,
     out: &mut Vec<u8>,
     head: RequestHead,
-    conn: &ConnInfo,
-    shared: &Arc<Shared>,
-    shutdown: &watch::Receiver<bool>,
-) -> bool
+    session: Session<'_>,
+    first_byte: &mut Deadline,
+) -> Next
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send,
 {
+    let Session { conn, shared, shutdown } = session;
     let version = head.version;
     let fields = &head.fields;
     let mut keep = match version {
@@ -136,7 +187,7 @@ where
     let Some((authority, target)) = split_target(&head.target) else {
         let refusal = Refusal { status: StatusCode::BAD_REQUEST, reason: "invalid request target" };
         refuse(io, out, refusal, conn, shared).await;
-        return false;
+        return Next::Linger;
     };
     let expects_continue =
         version == Version::HTTP_11 && fields.get("expect").is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
@@ -153,7 +204,7 @@ where
             Ok(()) => {}
             Err(refusal) => {
                 refuse(io, out, refusal, conn, shared).await;
-                return false;
+                return Next::Linger;
             }
         }
     }
@@ -166,20 +217,27 @@ where
         fields,
         has_body,
     };
-    let reply =
-        proxy::handle(&request, has_body.then_some(&mut body as &mut (dyn RequestBody + Send)), conn, shared).await;
+    let reply = proxy::handle(
+        &request,
+        has_body.then_some(&mut body as &mut (dyn RequestBody + Send)),
+        conn,
+        shared,
+        first_byte,
+    )
+    .await;
     // A body left unread (the request never reached a dyno, or the dyno answered early) would
     // be taken for the next request: the connection ends after this response instead.
-    keep &= body.framing.is_done() && !*shutdown.borrow();
+    let unread = !body.framing.is_done();
+    keep &= !unread && !*shutdown.borrow();
     let idle = shared.settings.idle_timeout;
     out.clear();
-    match reply {
+    let sent = match reply {
         Reply::Own(Own { status, body, location }) => {
             write_own_head(out, status, location.as_deref(), body.len(), keep, conn, shared);
             if head.method != http::Method::HEAD {
                 out.extend_from_slice(body.as_bytes());
             }
-            write_out(io, out, idle).await && keep
+            write_out(io, out, idle).await
         }
         Reply::Dyno(resp, body) => {
             let chunked = match resp.framing {
@@ -193,7 +251,7 @@ where
             };
             write_dyno_head(out, &resp, chunked, keep, version, conn, shared);
             drop(resp);
-            send_body(io, out, body, chunked, idle).await && keep
+            send_body(io, out, body, chunked, idle).await
         }
         Reply::Upgrade(resp, mut up, log) => {
             write_dyno_head(out, &resp, false, true, version, conn, shared);
@@ -209,8 +267,13 @@ where
                 bytes = early_down + proxy::tunnel(&mut *io, up.stream, idle).await;
             }
             log.emit(shared, bytes);
-            false
+            return Next::Close;
         }
+    };
+    match (sent && keep, unread) {
+        (true, _) => Next::KeepAlive,
+        (false, false) => Next::Close,
+        (false, true) => Next::Linger,
     }
 }
 
@@ -336,7 +399,26 @@ async fn write_out<IO: AsyncWrite + Unpin>(io: &mut IO, out: &mut Vec<u8>, idle:
     written
 }
 
-async fn write_all<IO: AsyncWrite + Unpin>(io: &mut IO, data: &[u8], idle: Duration) -> bool {
+async fn write_all<IO: AsyncWrite + Unpin>(io: &mut IO, mut data: &[u8], idle: Duration) -> bool {
+    // Most writes are taken whole at once; the idle timer is only armed for a client that
+    // makes the router wait.
+    let first = std::future::poll_fn(|cx| {
+        Poll::Ready(match Pin::new(&mut *io).poll_write(cx, data) {
+            Poll::Ready(r) => Some(r),
+            Poll::Pending => None,
+        })
+    });
+    match first.await {
+        Some(Ok(0) | Err(_)) => return false,
+        Some(Ok(n)) => data = &data[n..],
+        None => {}
+    }
+    if data.is_empty() {
+        // Flushing is immediate for a plain socket, and for TLS once its records are written.
+        if let Poll::Ready(r) = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *io).poll_flush(cx))).await {
+            return r.is_ok();
+        }
+    }
     let write = async {
         io.write_all(data).await?;
         io.flush().await

@@ -13,6 +13,7 @@ mod admin;
 mod batch;
 mod body;
 pub mod canary;
+mod deadline;
 pub mod error;
 mod fields;
 mod framing;

@@ -13,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::Shared;
 use crate::body::{AccessLog, ProxyBody, UpstreamBody};
+use crate::deadline::Deadline;
 use crate::error::{Code, ProxyError};
 use crate::fields::{Fields, is_one_of};
 use crate::pool;
@@ -108,16 +109,17 @@ fn own(status: StatusCode, body: &'static str) -> Reply {
     Reply::Own(Own { status, body, location: None })
 }
 
-/// Serves one request.
+/// Serves one request. `first_byte` times the wait for the dyno's response head.
 pub(crate) async fn handle(
     req: &ClientRequest<'_>,
     body: Option<&mut (dyn RequestBody + Send)>,
     conn: &ConnInfo,
     shared: &Arc<Shared>,
+    first_byte: &mut Deadline,
 ) -> Reply {
     match conn.listener {
         Listener::Http if shared.settings.http_redirect => redirect(req, shared),
-        Listener::Http | Listener::Https | Listener::Internal => proxy(req, body, conn, shared).await,
+        Listener::Http | Listener::Https | Listener::Internal => proxy(req, body, conn, shared, first_byte).await,
     }
 }
 
@@ -143,7 +145,8 @@ pub(crate) async fn handle_h2(
         fields: &fields,
         has_body: !http_body::Body::is_end_stream(&body),
     };
-    let reply = handle(&request, Some(&mut body), &conn, &shared).await;
+    let mut first_byte = Deadline::new(shared.settings.first_byte_timeout);
+    let reply = handle(&request, Some(&mut body), &conn, &shared, &mut first_byte).await;
     let (status, mut headers, body) = match reply {
         Reply::Own(o) => {
             let mut headers = HeaderMap::new();
@@ -232,18 +235,22 @@ fn valid_request_id(b: &[u8]) -> bool {
 /// A random request id in UUID (version 4) form. Not a secret, so a fast generator suffices.
 fn new_request_id() -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut bytes = fastrand::u128(..).to_be_bytes();
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&fastrand::u64(..).to_be_bytes());
+    bytes[8..].copy_from_slice(&fastrand::u64(..).to_be_bytes());
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let mut s = String::with_capacity(36);
+    let mut id = [b'-'; 36];
+    let mut at = 0;
     for (i, b) in bytes.iter().enumerate() {
         if matches!(i, 4 | 6 | 8 | 10) {
-            s.push('-');
+            at += 1;
         }
-        s.push(HEX[usize::from(b >> 4)] as char);
-        s.push(HEX[usize::from(b & 15)] as char);
+        id[at] = HEX[usize::from(b >> 4)];
+        id[at + 1] = HEX[usize::from(b & 15)];
+        at += 2;
     }
-    s
+    String::from_utf8(id.to_vec()).expect("hex digits and dashes are ASCII")
 }
 
 /// Fields that describe one connection, not the message, and never cross a proxy.
@@ -306,6 +313,7 @@ async fn proxy(
     body: Option<&mut (dyn RequestBody + Send)>,
     conn: &ConnInfo,
     shared: &Arc<Shared>,
+    first_byte: &mut Deadline,
 ) -> Reply {
     let started = Instant::now();
     if let Err((status, body)) = check_limits(req, shared) {
@@ -445,7 +453,7 @@ async fn proxy(
         log.connect_ms = connect_start.elapsed().as_millis() as u64;
         let sent = Instant::now();
         let exchange = c.exchange(&head, &mut body, chunked, req.method, upgrade.is_some());
-        match tokio::time::timeout(settings.first_byte_timeout, exchange).await {
+        match first_byte.timeout(settings.first_byte_timeout, exchange).await {
             Err(_) => break Err(ProxyError::bare(Code::H12)),
             Ok(Ok(resp)) => {
                 log.service_ms = sent.elapsed().as_millis() as u64;

@@ -330,20 +330,30 @@ impl RoutingTable {
 /// A host as routing compares it: lowercase, without port or trailing dot. `None` when the
 /// text cannot be a host.
 pub fn normalize_host(raw: &str) -> Option<String> {
-    let host = if raw.starts_with('[') {
+    let b = raw.as_bytes();
+    let end = if b.first() == Some(&b'[') {
         // An IPv6 literal, with or without a port.
-        &raw[..=raw.find(']')?]
+        b.iter().position(|&c| c == b']')? + 1
     } else {
-        raw.rsplit_once(':').map_or(raw, |(h, port)| if port.bytes().all(|b| b.is_ascii_digit()) { h } else { raw })
+        match b.iter().rposition(|&c| c == b':') {
+            Some(colon) if b[colon + 1..].iter().all(u8::is_ascii_digit) => colon,
+            _ => b.len(),
+        }
     };
-    let host = host.strip_suffix('.').unwrap_or(host);
+    let host = &b[..end];
+    let host = host.strip_suffix(b".").unwrap_or(host);
     if host.is_empty() || host.len() > 253 {
         return None;
     }
-    let ok = host
-        .bytes()
-        .all(|b| matches!(b, b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'[' | b']' | b':'));
-    ok.then(|| if host.bytes().any(|b| b.is_ascii_uppercase()) { host.to_ascii_lowercase() } else { host.to_owned() })
+    let mut out = Vec::with_capacity(host.len());
+    for &c in host {
+        match c {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'[' | b']' | b':' => out.push(c),
+            b'A'..=b'Z' => out.push(c.to_ascii_lowercase()),
+            _ => return None,
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Milliseconds since the router started, for quarantine deadlines.

@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::error::{Code, ProxyError};
-use crate::fields::Fields;
+use crate::fields::{self, Fields};
 
 /// Largest response head accepted; a larger one is a bad response (H17).
 const MAX_HEAD: usize = 64 * 1024;
@@ -424,28 +424,33 @@ pub(crate) fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<H
 
 /// How the body of a response with this status and these fields is delimited.
 fn framing(method: &Method, status: StatusCode, fields: &Fields) -> Result<Framing, ProxyError> {
-    if *method == Method::HEAD
+    let no_body = *method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
+        || status == StatusCode::NOT_MODIFIED;
+    if no_body {
         return Ok(Framing::Empty);
     }
-    if fields.contains("transfer-encoding") {
+    // One pass over the fields finds both framing fields; Transfer-Encoding wins.
+    let (mut length, mut coding) = (None, None);
+    for (name, value) in fields.iter() {
+        if fields::is(name, "transfer-encoding") {
+            coding = Some(value);
+        } else if fields::is(name, "content-length") {
+            for part in value.split(|&b| b == b',') {
+                let n = content_length(part.trim_ascii())
+                    .ok_or_else(|| ProxyError::new(Code::H17, "invalid Content-Length"))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(ProxyError::new(Code::H17, "conflicting Content-Length values"));
+                }
+                length = Some(n);
+            }
+        }
+    }
+    if coding.is_some() {
         // Chunked only when it is the last coding; any other is read until the dyno closes.
         let chunked = fields.tokens("transfer-encoding").last().is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"));
         return Ok(if chunked { Framing::Chunked(Chunk::Size) } else { Framing::Close });
-    }
-    let mut length = None;
-    for value in fields.get_all("content-length") {
-        for part in value.split(|&b| b == b',') {
-            let n = content_length(part.trim_ascii())
-                .ok_or_else(|| ProxyError::new(Code::H17, "invalid Content-Length"))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(ProxyError::new(Code::H17, "conflicting Content-Length values"));
-            }
-            length = Some(n);
-        }
     }
     Ok(length.map_or(Framing::Close, Framing::Length))
 }
