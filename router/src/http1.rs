@@ -39,7 +39,7 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// timeout, a request is refused, or the router shuts down (after the request in flight).
 pub(crate) async fn serve<IO>(mut io: IO, conn: Arc<ConnInfo>, shared: Arc<Shared>, shutdown: watch::Receiver<bool>)
 where
-    IO: AsyncRead + AsyncWrite + Unpin + Send,
+    IO: Transport,
 {
     let s = &shared.settings;
     let limits = Limits {
@@ -141,7 +141,7 @@ const LINGER: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 1 << 20;
 
 /// Answers a request that was refused; the connection ends after it.
-async fn refuse<IO: AsyncWrite + Unpin>(
+async fn refuse<IO: Transport>(
     io: &mut IO,
     out: &mut Vec<u8>,
     refusal: Refusal,
@@ -154,7 +154,7 @@ async fn refuse<IO: AsyncWrite + Unpin>(
     let body = format!("{}\n", refusal.reason);
     write_own_head(out, refusal.status, None, body.len(), false, conn, shared);
     out.extend_from_slice(body.as_bytes());
-    let _ = write_out(io, out, shared.settings.idle_timeout).await;
+    let _ = write_out(io, out, shared.settings.idle_timeout, true).await;
 }
 
 /// What every request on a connection shares.
@@ -175,7 +175,7 @@ async fn serve_one<IO>(
     first_byte: &mut Deadline,
 ) -> Next
 where
-    IO: AsyncRead + AsyncWrite + Unpin + Send,
+    IO: Transport,
 {
     let Session { conn, shared, shutdown } = session;
     let version = head.version;
@@ -237,7 +237,7 @@ where
             if head.method != http::Method::HEAD {
                 out.extend_from_slice(body.as_bytes());
             }
-            write_out(io, out, idle).await
+            write_out(io, out, idle, !keep).await
         }
         Reply::Dyno(resp, body) => {
             let chunked = match resp.framing {
@@ -251,7 +251,7 @@ where
             };
             write_dyno_head(out, &resp, chunked, keep, version, conn, shared);
             drop(resp);
-            send_body(io, out, body, chunked, idle).await
+            send_body(io, out, body, chunked, idle, !keep).await
         }
         Reply::Upgrade(resp, mut up, log) => {
             write_dyno_head(out, &resp, false, true, version, conn, shared);
@@ -263,7 +263,7 @@ where
             up.buf.clear();
             let early_up = buf.split();
             let mut bytes = 0;
-            if write_out(io, out, idle).await && up.stream.write_all(&early_up).await.is_ok() {
+            if write_out(io, out, idle, false).await && up.stream.write_all(&early_up).await.is_ok() {
                 bytes = early_down + proxy::tunnel(&mut *io, up.stream, idle).await;
             }
             log.emit(shared, bytes);
@@ -392,9 +392,37 @@ fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Writes and empties `out`; `false` when the client is gone or took nothing for `idle`.
-async fn write_out<IO: AsyncWrite + Unpin>(io: &mut IO, out: &mut Vec<u8>, idle: Duration) -> bool {
-    let written = write_all(io, out, idle).await;
+/// A client's transport: TCP, or TLS over it.
+pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send {
+    /// Queues the last bytes the connection will carry with the end of the stream behind them,
+    /// so that both leave in one write at the next flush; returns how many bytes were queued
+    /// (the rest, if any, are written as usual, and the end follows at shutdown).
+    fn queue_last(&mut self, _data: &[u8]) -> usize {
+        0
+    }
+}
+
+impl Transport for tokio::net::TcpStream {}
+
+impl Transport for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
+    fn queue_last(&mut self, data: &[u8]) -> usize {
+        use std::io::Write as _;
+        // A response and its close_notify as one write: the client's kernel handles a segment
+        // less per closed connection.
+        let conn = self.get_mut().1;
+        let queued = conn.writer().write(data).unwrap_or(0);
+        if queued == data.len() {
+            conn.send_close_notify();
+        }
+        queued
+    }
+}
+
+/// Writes and empties `out`; `false` when the client is gone or took nothing for `idle`. When
+/// `last`, nothing more will follow on the connection.
+async fn write_out<IO: Transport>(io: &mut IO, out: &mut Vec<u8>, idle: Duration, last: bool) -> bool {
+    let queued = if last { io.queue_last(out) } else { 0 };
+    let written = write_all(io, &out[queued..], idle).await;
     out.clear();
     written
 }
@@ -433,13 +461,14 @@ enum Step {
 }
 
 /// Sends the response head gathered in `out` and the body after it; returns whether the whole
-/// response went out.
-async fn send_body<IO: AsyncWrite + Unpin>(
+/// response went out. When `last`, the connection carries nothing after it.
+async fn send_body<IO: Transport>(
     io: &mut IO,
     out: &mut Vec<u8>,
     mut body: ProxyBody,
     chunked: bool,
     idle: Duration,
+    last: bool,
 ) -> bool {
     loop {
         let step = std::future::poll_fn(|cx| match Pin::new(&mut body).poll_frame(cx) {
@@ -450,7 +479,7 @@ async fn send_body<IO: AsyncWrite + Unpin>(
         .await;
         match step {
             Step::Flush => {
-                if !write_out(io, out, idle).await {
+                if !write_out(io, out, idle, false).await {
                     return false;
                 }
             }
@@ -458,7 +487,7 @@ async fn send_body<IO: AsyncWrite + Unpin>(
             // The dyno's body broke off: the client must not take what it got for the whole.
             Step::Frame(Some(Err(e))) => {
                 tracing::debug!(error = %e, "response body ended early");
-                let _ = write_out(io, out, idle).await;
+                let _ = write_out(io, out, idle, false).await;
                 return false;
             }
             Step::Frame(Some(Ok(data))) if data.is_empty() => {}
@@ -468,7 +497,7 @@ async fn send_body<IO: AsyncWrite + Unpin>(
                 }
                 if out.len() + data.len() <= GATHER {
                     out.extend_from_slice(&data);
-                } else if !write_out(io, out, idle).await || !write_all(io, &data, idle).await {
+                } else if !write_out(io, out, idle, false).await || !write_all(io, &data, idle).await {
                     return false;
                 }
                 if chunked {
@@ -480,7 +509,7 @@ async fn send_body<IO: AsyncWrite + Unpin>(
     if chunked {
         out.extend_from_slice(b"0\r\n\r\n");
     }
-    write_out(io, out, idle).await
+    write_out(io, out, idle, last).await
 }
 
 /// The client's request body, read from its connection as the dyno's side asks for it.
