@@ -27,7 +27,8 @@ pub(crate) struct AccessLog {
     pub(crate) method: http::Method,
     pub(crate) path: String,
     pub(crate) request_id: String,
-    pub(crate) dyno: Option<Box<str>>,
+    /// The dyno the request went to (its name is logged).
+    pub(crate) dyno: Option<Arc<crate::table::Upstream>>,
     pub(crate) status: u16,
     pub(crate) started: Instant,
     pub(crate) connect_ms: u64,
@@ -71,7 +72,7 @@ impl AccessLog {
         }
         if let Some(dyno) = &self.dyno {
             line.push_str(" dyno=");
-            line.push_str(dyno);
+            line.push_str(&dyno.name);
         }
         let mut event = wharf_bus::LogEvent::builder(&self.app, "akkeris/router");
         if let Some(site) = &self.site {

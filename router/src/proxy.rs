@@ -17,7 +17,7 @@ use crate::deadline::Deadline;
 use crate::error::{Code, ProxyError};
 use crate::fields::{Fields, is_one_of};
 use crate::pool;
-use crate::table::{normalize_host, now_millis};
+use crate::table::{normalize_host, normalize_host_bytes, now_millis};
 use crate::upstream::{Failed, Head, RequestBody, UpConn};
 
 /// What kind of listener a connection arrived on.
@@ -77,11 +77,10 @@ impl ClientRequest<'_> {
 
     /// The host the request is for, as routing compares it.
     fn host(&self) -> Option<String> {
-        let raw = match self.authority {
-            Some(a) => a,
-            None => std::str::from_utf8(self.fields.get("host")?).ok()?,
-        };
-        normalize_host(raw)
+        match self.authority {
+            Some(a) => normalize_host(a),
+            None => normalize_host_bytes(self.fields.get("host")?),
+        }
     }
 }
 
@@ -434,7 +433,7 @@ async fn proxy(
         let Some(dyno) = backend.pick(now).cloned() else {
             break Err(ProxyError::bare(Code::H14));
         };
-        log.dyno = Some(dyno.name.clone());
+        log.dyno = Some(dyno.clone());
         let connect_start = Instant::now();
         let mut c = match pool::checkout(&dyno, settings.connect_timeout, &shared.pool_stats).await {
             Ok(c) => c,

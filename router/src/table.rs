@@ -330,7 +330,11 @@ impl RoutingTable {
 /// A host as routing compares it: lowercase, without port or trailing dot. `None` when the
 /// text cannot be a host.
 pub fn normalize_host(raw: &str) -> Option<String> {
-    let b = raw.as_bytes();
+    normalize_host_bytes(raw.as_bytes())
+}
+
+/// [`normalize_host`] for a host as it came in a header field's bytes.
+pub fn normalize_host_bytes(b: &[u8]) -> Option<String> {
     let end = if b.first() == Some(&b'[') {
         // An IPv6 literal, with or without a port.
         b.iter().position(|&c| c == b']')? + 1
@@ -342,19 +346,28 @@ pub fn normalize_host(raw: &str) -> Option<String> {
     };
     let host = &b[..end];
     let host = host.strip_suffix(b".").unwrap_or(host);
-    if host.is_empty() || host.len() > 253 {
+    if host.is_empty() || host.len() > 253 || !host.iter().all(|&c| HOST_BYTES[usize::from(c)] != 0) {
         return None;
     }
-    let mut out = Vec::with_capacity(host.len());
-    for &c in host {
-        match c {
-            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'[' | b']' | b':' => out.push(c),
-            b'A'..=b'Z' => out.push(c.to_ascii_lowercase()),
-            _ => return None,
-        }
-    }
-    String::from_utf8(out).ok()
+    // Every byte is one of the ASCII characters the table allows, so each is one `char`.
+    Some(host.iter().map(|&c| char::from(HOST_BYTES[usize::from(c)])).collect())
 }
+
+/// The bytes a host may hold, each mapped to its lowercase form; 0 for those it may not.
+static HOST_BYTES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = match b {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'[' | b']' | b':' => b,
+            b'A'..=b'Z' => b.to_ascii_lowercase(),
+            _ => 0,
+        };
+        c += 1;
+    }
+    t
+};
 
 /// Milliseconds since the router started, for quarantine deadlines.
 pub fn now_millis() -> u64 {
