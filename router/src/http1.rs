@@ -141,13 +141,7 @@ const LINGER: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 1 << 20;
 
 /// Answers a request that was refused; the connection ends after it.
-async fn refuse<IO: Transport>(
-    io: &mut IO,
-    out: &mut Vec<u8>,
-    refusal: Refusal,
-    conn: &ConnInfo,
-    shared: &Shared,
-) {
+async fn refuse<IO: Transport>(io: &mut IO, out: &mut Vec<u8>, refusal: Refusal, conn: &ConnInfo, shared: &Shared) {
     tracing::debug!(peer = %conn.peer, reason = refusal.reason, "request refused before routing");
     shared.metrics.record(refusal.status.as_u16(), 0);
     out.clear();
