@@ -637,19 +637,27 @@ async fn scripted_dyno() -> (u16, Arc<std::sync::Mutex<Vec<Heard>>>) {
     (port, heard)
 }
 
+/// Wharf proxying plain HTTP to an app `name` whose one web dyno is [`scripted_dyno`]: Wharf,
+/// the app's host, and what the dyno heard.
+async fn scripted_app(name: &str) -> (Wharf, String, Arc<std::sync::Mutex<Vec<Heard>>>) {
+    let (wharf, _) = start(&[("WHARF_ROUTER__HTTP_REDIRECT", "false")]).await;
+    let (port, heard) = scripted_dyno().await;
+    let api = &wharf.api;
+    api.expect("POST", "/apps", json!({"name": name, "space": "default"}), 201).await;
+    let dyno = json!({"type": "web", "host": "127.0.0.1", "port": port});
+    api.expect("PUT", &format!("/apps/{name}-default/dynos/web.1"), dyno, 201).await;
+    let host = format!("{name}-default.localhost");
+    until_plain_ok(&wharf, &host).await;
+    (wharf, host, heard)
+}
+
 /// Responses of every framing reach the client whole, request bodies reach the dyno whole
 /// (with a length, or chunked), a bad response head is a 502, and a connection whose response
 /// was read to its end carries the next request.
 #[tokio::test]
 async fn every_framing_of_bodies_passes_through() {
-    let (wharf, _) = start(&[("WHARF_ROUTER__HTTP_REDIRECT", "false")]).await;
-    let (port, heard) = scripted_dyno().await;
-    let api = &wharf.api;
-    api.expect("POST", "/apps", json!({"name": "framing", "space": "default"}), 201).await;
-    let dyno = json!({"type": "web", "host": "127.0.0.1", "port": port});
-    api.expect("PUT", "/apps/framing-default/dynos/web.1", dyno, 201).await;
-    let host = "framing-default.localhost";
-    until_plain_ok(&wharf, host).await;
+    let (wharf, host, heard) = scripted_app("framing").await;
+    let host = host.as_str();
 
     let get = |path: &'static str| async move { client::send(wharf.http, None, &Req::get(host, path)).await.unwrap() };
     let r = get("/chunked").await;
@@ -714,14 +722,8 @@ async fn read_until(s: &mut tokio::net::TcpStream, end: &str) -> String {
 #[tokio::test]
 async fn clients_of_every_http1_dialect_are_served() {
     use tokio::io::AsyncWriteExt;
-    let (wharf, _) = start(&[("WHARF_ROUTER__HTTP_REDIRECT", "false")]).await;
-    let (port, heard) = scripted_dyno().await;
-    let api = &wharf.api;
-    api.expect("POST", "/apps", json!({"name": "dialects", "space": "default"}), 201).await;
-    let dyno = json!({"type": "web", "host": "127.0.0.1", "port": port});
-    api.expect("PUT", "/apps/dialects-default/dynos/web.1", dyno, 201).await;
-    let host = "dialects-default.localhost";
-    until_plain_ok(&wharf, host).await;
+    let (wharf, host, heard) = scripted_app("dialects").await;
+    let host = host.as_str();
     let raw = |text: String| async move { client::send_raw(wharf.http, None, text.as_bytes()).await.unwrap() };
     let head_and_body = |out: &str| {
         let (head, body) = out.split_once("\r\n\r\n").unwrap_or((out, ""));

@@ -265,9 +265,9 @@ pub(crate) const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
-/// Fields of the client's request that the dyno does not get as they came: the platform writes
-/// its own (`Via` is appended to, the rest replaced), and hop-by-hop fields stay behind.
-const REPLACED_OR_HOP_BY_HOP: &[&str] = &[
+/// Fields of the client's request that the platform writes its own of (`Via` is appended to,
+/// the rest replaced), so the dyno does not get them as they came; nor the hop-by-hop ones.
+const REPLACED: &[&str] = &[
     "host",
     "x-orig-host",
     "x-forwarded-for",
@@ -279,15 +279,6 @@ const REPLACED_OR_HOP_BY_HOP: &[&str] = &[
     "x-orig-path",
     "x-orig-proto",
     "x-orig-port",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
 ];
 
 /// The fields a `Connection` header names, which are hop-by-hop too; usually none but the
@@ -420,8 +411,9 @@ async fn proxy(
         ("x-orig-port", port),
     ]);
     let named = connection_named(fields);
-    let skip =
-        |name: &[u8]| is_one_of(name, REPLACED_OR_HOP_BY_HOP) || named.iter().any(|n| n.eq_ignore_ascii_case(name));
+    let skip = |name: &[u8]| {
+        is_one_of(name, REPLACED) || is_one_of(name, HOP_BY_HOP) || named.iter().any(|n| n.eq_ignore_ascii_case(name))
+    };
     let (head, chunked) = crate::upstream::encode_head(req.method, target, fields, skip, &platform, req.has_body);
     let mut body = if req.has_body { body } else { None };
 
