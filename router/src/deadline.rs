@@ -34,7 +34,12 @@ impl Deadline {
 
     /// Sets the deadline to `after` from now.
     pub(crate) fn set(&mut self, after: Duration) {
-        self.at = Instant::now() + after;
+        self.set_at(Instant::now() + after);
+    }
+
+    /// Sets the deadline to `at`.
+    pub(crate) fn set_at(&mut self, at: Instant) {
+        self.at = at;
         // Only an earlier deadline moves the sleep now; a later one is caught up with when the
         // sleep fires.
         if self.at < self.sleep.deadline() {
@@ -58,9 +63,9 @@ impl Deadline {
         std::future::poll_fn(|cx| self.poll_elapsed(cx)).await;
     }
 
-    /// Runs `fut` for at most `limit` from now.
-    pub(crate) async fn timeout<F: Future>(&mut self, limit: Duration, fut: F) -> Result<F::Output, Elapsed> {
-        self.set(limit);
+    /// Runs `fut` until `at` at the latest, for a caller that has just read the clock.
+    pub(crate) async fn timeout_at<F: Future>(&mut self, at: impl Into<Instant>, fut: F) -> Result<F::Output, Elapsed> {
+        self.set_at(at.into());
         let mut fut = std::pin::pin!(fut);
         std::future::poll_fn(|cx| {
             if let Poll::Ready(out) = fut.as_mut().poll(cx) {
@@ -97,12 +102,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn timeouts_let_quick_work_finish_and_cut_slow_work_off() {
         let mut d = Deadline::new(Duration::from_secs(1));
-        assert_eq!(d.timeout(Duration::from_secs(5), async { 7 }).await, Ok(7));
+        assert_eq!(d.timeout_at(Instant::now() + Duration::from_secs(5), async { 7 }).await, Ok(7));
         let slow = tokio::time::sleep(Duration::from_secs(6));
         let start = Instant::now();
-        assert_eq!(d.timeout(Duration::from_secs(5), slow).await, Err(Elapsed));
+        assert_eq!(d.timeout_at(Instant::now() + Duration::from_secs(5), slow).await, Err(Elapsed));
         assert_eq!(start.elapsed(), Duration::from_secs(5));
         let quick = tokio::time::sleep(Duration::from_secs(4));
-        assert_eq!(d.timeout(Duration::from_secs(5), quick).await, Ok(()));
+        assert_eq!(d.timeout_at(Instant::now() + Duration::from_secs(5), quick).await, Ok(()));
     }
 }

@@ -34,22 +34,139 @@ impl Span {
     }
 }
 
+/// The field names the router acts on. Each field's name is looked up once, when its head is
+/// parsed, so that every later question about it compares one byte instead of a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Name {
+    /// Any name the router passes along without looking at it.
+    Other,
+    Close,
+    Connection,
+    ContentLength,
+    Expect,
+    Host,
+    KeepAlive,
+    ProxyAuthenticate,
+    ProxyAuthorization,
+    ProxyConnection,
+    StrictTransportSecurity,
+    Te,
+    Trailer,
+    TransferEncoding,
+    Upgrade,
+    XForwardedFor,
+    XForwardedPath,
+    XForwardedPort,
+    XForwardedProto,
+    XOrigHost,
+    XOrigPath,
+    XOrigPort,
+    XOrigProto,
+    XRequestId,
+    XRequestStart,
+}
+
+impl Name {
+    /// The name's lowercase text; empty for [`Name::Other`].
+    pub(crate) fn text(self) -> &'static str {
+        match self {
+            Name::Other => "",
+            Name::Close => "close",
+            Name::Connection => "connection",
+            Name::ContentLength => "content-length",
+            Name::Expect => "expect",
+            Name::Host => "host",
+            Name::KeepAlive => "keep-alive",
+            Name::ProxyAuthenticate => "proxy-authenticate",
+            Name::ProxyAuthorization => "proxy-authorization",
+            Name::ProxyConnection => "proxy-connection",
+            Name::StrictTransportSecurity => "strict-transport-security",
+            Name::Te => "te",
+            Name::Trailer => "trailer",
+            Name::TransferEncoding => "transfer-encoding",
+            Name::Upgrade => "upgrade",
+            Name::XForwardedFor => "x-forwarded-for",
+            Name::XForwardedPath => "x-forwarded-path",
+            Name::XForwardedPort => "x-forwarded-port",
+            Name::XForwardedProto => "x-forwarded-proto",
+            Name::XOrigHost => "x-orig-host",
+            Name::XOrigPath => "x-orig-path",
+            Name::XOrigPort => "x-orig-port",
+            Name::XOrigProto => "x-orig-proto",
+            Name::XRequestId => "x-request-id",
+            Name::XRequestStart => "x-request-start",
+        }
+    }
+
+    /// The known name `name` is, without regard to case, or [`Name::Other`].
+    pub(crate) fn of(name: &[u8]) -> Name {
+        use Name::*;
+        // By length first: most fields are none of these, and few of these share a length.
+        let candidates: &[Name] = match name.len() {
+            2 => &[Te],
+            4 => &[Host],
+            5 => &[Close],
+            6 => &[Expect],
+            7 => &[Trailer, Upgrade],
+            10 => &[Connection, KeepAlive],
+            11 => &[XOrigHost, XOrigPath, XOrigPort],
+            12 => &[XOrigProto, XRequestId],
+            14 => &[ContentLength],
+            15 => &[XForwardedFor, XRequestStart],
+            16 => &[ProxyConnection, XForwardedPath, XForwardedPort],
+            17 => &[TransferEncoding, XForwardedProto],
+            18 => &[ProxyAuthenticate],
+            19 => &[ProxyAuthorization],
+            25 => &[StrictTransportSecurity],
+            _ => &[],
+        };
+        // Every known name starts with a letter, so its first byte decides most comparisons.
+        let first = name.first().map_or(0, u8::to_ascii_lowercase);
+        candidates
+            .iter()
+            .copied()
+            .find(|c| c.text().as_bytes()[0] == first && eq_lowercase(name, c.text()))
+            .unwrap_or(Other)
+    }
+}
+
+/// Whether `bytes` are `lower` (which is lowercase) without regard to case; half the work of
+/// `eq_ignore_ascii_case`, which lowers both sides.
+pub(crate) fn eq_lowercase(bytes: &[u8], lower: &str) -> bool {
+    bytes.len() == lower.len() && bytes.iter().zip(lower.as_bytes()).all(|(b, &l)| b.to_ascii_lowercase() == l)
+}
+
+/// One field: where its name and value lie, and which known name it has.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Place {
+    name: Span,
+    value: Span,
+    known: Name,
+}
+
 /// A message head's header fields, in their order, with names as the peer spelled them.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Fields {
     bytes: Bytes,
-    list: Vec<(Span, Span)>,
+    list: Vec<Place>,
 }
 
 impl Fields {
     /// The places of httparse's `headers` inside `base`, the buffer they were parsed from.
     /// `base` must be the start of what later becomes the `Bytes` given to [`Fields::new`].
-    pub(crate) fn locate(base: &[u8], headers: &[httparse::Header<'_>]) -> Vec<(Span, Span)> {
-        headers.iter().map(|h| (Span::of(h.name.as_bytes(), base), Span::of(h.value, base))).collect()
+    pub(crate) fn locate(base: &[u8], headers: &[httparse::Header<'_>]) -> Vec<Place> {
+        headers
+            .iter()
+            .map(|h| Place {
+                name: Span::of(h.name.as_bytes(), base),
+                value: Span::of(h.value, base),
+                known: Name::of(h.name.as_bytes()),
+            })
+            .collect()
     }
 
     /// Fields over `bytes`, at places [`Fields::locate`] found.
-    pub(crate) fn new(bytes: Bytes, list: Vec<(Span, Span)>) -> Fields {
+    pub(crate) fn new(bytes: Bytes, list: Vec<Place>) -> Fields {
         Fields { bytes, list }
     }
 
@@ -62,7 +179,7 @@ impl Fields {
             bytes.extend_from_slice(k.as_str().as_bytes());
             let value = Span { at: bytes.len() as u32, len: v.len() as u32 };
             bytes.extend_from_slice(v.as_bytes());
-            list.push((name, value));
+            list.push(Place { name, value, known: Name::of(k.as_str().as_bytes()) });
         }
         Fields { bytes: bytes.into(), list }
     }
@@ -72,63 +189,48 @@ impl Fields {
         self.list.len()
     }
 
-    /// Every field, in order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.list.iter().map(|&(n, v)| (n.get(&self.bytes), v.get(&self.bytes)))
+    /// Every field, in order: its known name, its name as spelled, and its value.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (Name, &[u8], &[u8])> {
+        self.list.iter().map(|p| (p.known, p.name.get(&self.bytes), p.value.get(&self.bytes)))
     }
 
-    /// The value of the first field named `name` (lowercase).
-    pub(crate) fn get(&self, name: &str) -> Option<&[u8]> {
-        self.iter().find(|(n, _)| is(n, name)).map(|(_, v)| v)
+    /// The value of the first field named `name`.
+    pub(crate) fn get(&self, name: Name) -> Option<&[u8]> {
+        self.get_all(name).next()
     }
 
-    /// The values of every field named `name` (lowercase), in order.
-    pub(crate) fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.iter().filter(move |(n, _)| is(n, name)).map(|(_, v)| v)
+    /// The values of every field named `name`, in order.
+    pub(crate) fn get_all(&self, name: Name) -> impl Iterator<Item = &[u8]> {
+        debug_assert_ne!(name, Name::Other, "only known names are looked up");
+        self.list.iter().filter(move |p| p.known == name).map(|p| p.value.get(&self.bytes))
     }
 
     /// Whether a field named `name` is present.
-    pub(crate) fn contains(&self, name: &str) -> bool {
-        self.get(name).is_some()
+    pub(crate) fn contains(&self, name: Name) -> bool {
+        self.list.iter().any(|p| p.known == name)
     }
 
-    /// Whether the comma-separated lists of the fields named `name` hold `token`.
-    pub(crate) fn has_token(&self, name: &str, token: &str) -> bool {
-        // A plain loop: this runs for every request and response, and the iterator chain of
-        // `tokens` cost several times as much.
-        for (n, value) in self.iter() {
-            if is(n, name) && value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-            {
-                return true;
-            }
-        }
-        false
+    /// Whether the comma-separated lists of the fields named `name` hold `token` (lowercase).
+    pub(crate) fn has_token(&self, name: Name, token: &str) -> bool {
+        // Not through `tokens`: this runs for every request and response, and that iterator
+        // chain cost several times as much.
+        self.get_all(name).any(|v| v.split(|&b| b == b',').any(|t| eq_lowercase(t.trim_ascii(), token)))
     }
 
     /// The items of the comma-separated lists of the fields named `name`, trimmed.
-    pub(crate) fn tokens<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+    pub(crate) fn tokens(&self, name: Name) -> impl Iterator<Item = &[u8]> {
         self.get_all(name).flat_map(|v| v.split(|&b| b == b',')).map(<[u8]>::trim_ascii).filter(|t| !t.is_empty())
     }
 
     /// The fields as a header map (for an HTTP/2 response), leaving out those `skip` names.
     /// Fails on a name or value that a header map cannot hold.
-    pub(crate) fn to_map(&self, skip: impl Fn(&[u8]) -> bool) -> Result<HeaderMap, http::Error> {
+    pub(crate) fn to_map(&self, skip: impl Fn(Name, &[u8]) -> bool) -> Result<HeaderMap, http::Error> {
         let mut map = HeaderMap::with_capacity(self.list.len());
-        for (name, value) in self.iter().filter(|(n, _)| !skip(n)) {
+        for (_, name, value) in self.iter().filter(|&(k, n, _)| !skip(k, n)) {
             map.append(HeaderName::from_bytes(name)?, HeaderValue::from_bytes(value)?);
         }
         Ok(map)
     }
-}
-
-/// Whether a field name is `lower`, compared without regard to case.
-pub(crate) fn is(name: &[u8], lower: &str) -> bool {
-    name.len() == lower.len() && name.eq_ignore_ascii_case(lower.as_bytes())
-}
-
-/// Whether a field name is one of `list` (lowercase), compared without regard to case.
-pub(crate) fn is_one_of(name: &[u8], list: &[&str]) -> bool {
-    list.iter().any(|l| is(name, l))
 }
 
 #[cfg(test)]
@@ -145,17 +247,69 @@ mod tests {
 
     #[test]
     fn fields_are_found_by_name_without_regard_to_case() {
-        let f = parse("GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, X-Secret\r\nX-A: 1\r\nx-a: 2\r\n\r\n");
-        assert_eq!(f.len(), 4);
-        assert_eq!(f.get("host"), Some(&b"a"[..]));
-        assert_eq!(f.get_all("x-a").collect::<Vec<_>>(), [b"1", b"2"]);
-        assert!(f.has_token("connection", "x-secret"));
-        assert!(!f.has_token("connection", "close"));
-        assert!(!f.contains("x-b"));
-        let map = f.to_map(|n| is(n, "connection")).unwrap();
-        assert_eq!(map.len(), 3);
-        assert_eq!(map.get_all("x-a").iter().count(), 2);
+        let f = parse(
+            "GET / HTTP/1.1\r\nHOST: a\r\nConnection: keep-alive, X-Secret\r\nX-Forwarded-For: 1\r\nx-forwarded-for: 2\r\nX-A: 3\r\n\r\n",
+        );
+        assert_eq!(f.len(), 5);
+        assert_eq!(f.get(Name::Host), Some(&b"a"[..]));
+        assert_eq!(f.get_all(Name::XForwardedFor).collect::<Vec<_>>(), [b"1", b"2"]);
+        assert!(f.has_token(Name::Connection, "x-secret"));
+        assert!(!f.has_token(Name::Connection, "close"));
+        assert_eq!(f.tokens(Name::Connection).collect::<Vec<_>>(), [&b"keep-alive"[..], b"X-Secret"]);
+        assert!(!f.contains(Name::Upgrade));
+        let kinds: Vec<_> = f.iter().map(|(k, _, _)| k).collect();
+        assert_eq!(kinds, [Name::Host, Name::Connection, Name::XForwardedFor, Name::XForwardedFor, Name::Other]);
+        let map = f.to_map(|k, _| k == Name::Connection).unwrap();
+        assert_eq!(map.len(), 4);
+        assert_eq!(map.get_all("x-forwarded-for").iter().count(), 2);
         let back = Fields::from_map(&map);
-        assert_eq!(back.iter().map(|(n, _)| n.to_vec()).collect::<Vec<_>>(), [&b"host"[..], b"x-a", b"x-a"]);
+        assert_eq!(back.get(Name::Host), Some(&b"a"[..]));
+        assert_eq!(
+            back.iter().map(|(_, n, _)| n.to_vec()).collect::<Vec<_>>(),
+            [&b"host"[..], b"x-forwarded-for", b"x-forwarded-for", b"x-a"]
+        );
+    }
+
+    #[test]
+    fn every_known_name_is_recognised_in_any_case_and_nothing_else_is() {
+        use Name::*;
+        let all = [
+            Close,
+            Connection,
+            ContentLength,
+            Expect,
+            Host,
+            KeepAlive,
+            ProxyAuthenticate,
+            ProxyAuthorization,
+            ProxyConnection,
+            StrictTransportSecurity,
+            Te,
+            Trailer,
+            TransferEncoding,
+            Upgrade,
+            XForwardedFor,
+            XForwardedPath,
+            XForwardedPort,
+            XForwardedProto,
+            XOrigHost,
+            XOrigPath,
+            XOrigPort,
+            XOrigProto,
+            XRequestId,
+            XRequestStart,
+        ];
+        for name in all {
+            assert_eq!(Name::of(name.text().as_bytes()), name);
+            assert_eq!(Name::of(name.text().to_uppercase().as_bytes()), name);
+            // One letter off, or one longer, is another name.
+            let mut near = name.text().as_bytes().to_vec();
+            near[0] ^= 1;
+            assert_eq!(Name::of(&near), Other, "{}", name.text());
+            assert_eq!(Name::of(format!("{}s", name.text()).as_bytes()), Other);
+        }
+        for other in ["", "x-a", "hosts", "content-type", "x-request-ids", "connection\0"] {
+            assert_eq!(Name::of(other.as_bytes()), Other, "{other:?}");
+        }
     }
 }

@@ -13,7 +13,7 @@ use std::mem::MaybeUninit;
 use bytes::{Bytes, BytesMut};
 use http::{Method, StatusCode, Version};
 
-use crate::fields::{Fields, Span};
+use crate::fields::{Fields, Name, Place, Span};
 use crate::upstream::{Chunk, Framing, content_length};
 
 /// Fields parsed without allocating; a head with more is parsed again with room for them all.
@@ -104,7 +104,7 @@ fn too_long_line() -> Refusal {
     Refusal { status: StatusCode::URI_TOO_LONG, reason: "request line too long" }
 }
 
-type Parsed = (usize, Method, Version, Span, Vec<(Span, Span)>);
+type Parsed = (usize, Method, Version, Span, Vec<Place>);
 
 /// One httparse pass over `buf` with room for `headers.len()` fields.
 fn parse<'b>(
@@ -125,14 +125,14 @@ fn parse<'b>(
 /// How a request's body is delimited, refusing every ambiguous case.
 fn body_framing(fields: &Fields, version: Version) -> Result<Framing, Refusal> {
     let mut length = None;
-    for value in fields.get_all("content-length") {
+    for value in fields.get_all(Name::ContentLength) {
         let n = content_length(value.trim_ascii()).ok_or(bad("invalid Content-Length"))?;
         if length.is_some_and(|l| l != n) {
             return Err(bad("conflicting Content-Length values"));
         }
         length = Some(n);
     }
-    if fields.contains("transfer-encoding") {
+    if fields.contains(Name::TransferEncoding) {
         if length.is_some() {
             return Err(bad("both Content-Length and Transfer-Encoding"));
         }
@@ -140,7 +140,7 @@ fn body_framing(fields: &Fields, version: Version) -> Result<Framing, Refusal> {
             return Err(bad("Transfer-Encoding in an HTTP/1.0 request"));
         }
         // A request's body must end where its framing says: chunked has to be the last coding.
-        if !fields.tokens("transfer-encoding").last().is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")) {
+        if !fields.tokens(Name::TransferEncoding).last().is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")) {
             return Err(bad("Transfer-Encoding without chunked last"));
         }
         return Ok(Framing::Chunked(Chunk::Size));

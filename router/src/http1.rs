@@ -21,9 +21,9 @@ use tokio::sync::watch;
 use crate::Shared;
 use crate::body::ProxyBody;
 use crate::deadline::Deadline;
-use crate::fields::{is, is_one_of};
+use crate::fields::Name;
 use crate::framing::{self, Limits, Refusal, RequestHead};
-use crate::proxy::{self, ClientRequest, ConnInfo, HOP_BY_HOP, Own, Reply};
+use crate::proxy::{self, ClientRequest, ConnInfo, HopByHop, Own, Reply};
 use crate::upstream::{self, Framing, Head, RequestBody};
 
 /// How much is read from the client at once.
@@ -175,16 +175,16 @@ where
     let version = head.version;
     let fields = &head.fields;
     let mut keep = match version {
-        Version::HTTP_10 => fields.has_token("connection", "keep-alive"),
-        _ => !fields.has_token("connection", "close"),
+        Version::HTTP_10 => fields.has_token(Name::Connection, "keep-alive"),
+        _ => !fields.has_token(Name::Connection, "close"),
     };
     let Some((authority, target)) = split_target(&head.target) else {
         let refusal = Refusal { status: StatusCode::BAD_REQUEST, reason: "invalid request target" };
         refuse(io, out, refusal, conn, shared).await;
         return Next::Linger;
     };
-    let expects_continue =
-        version == Version::HTTP_11 && fields.get("expect").is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
+    let expects_continue = version == Version::HTTP_11
+        && fields.get(Name::Expect).is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
     let mut body = ClientBody {
         io: &mut *io,
         buf: &mut *buf,
@@ -260,7 +260,7 @@ where
             if write_out(io, out, idle, false).await && up.stream.write_all(&early_up).await.is_ok() {
                 bytes = early_down + proxy::tunnel(&mut *io, up.stream, idle).await;
             }
-            log.emit(shared, bytes);
+            log.emit(shared, bytes, std::time::Instant::now());
             return Next::Close;
         }
     };
@@ -333,18 +333,18 @@ fn write_dyno_head(
     shared: &Shared,
 ) {
     status_line(out, resp.status);
-    let named = proxy::connection_named(&resp.fields);
+    let hop = HopByHop::of(&resp.fields);
     let mut has_hsts = false;
-    for (name, value) in resp.fields.iter() {
-        if is_one_of(name, HOP_BY_HOP) || named.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+    for (known, name, value) in resp.fields.iter() {
+        if hop.contains(known, name) {
             continue;
         }
         // The router states the length itself, but the one of a body that is not sent (a
         // response to HEAD, a 304) belongs to the dyno.
-        if is(name, "content-length") && resp.framing != Framing::Empty {
+        if known == Name::ContentLength && resp.framing != Framing::Empty {
             continue;
         }
-        has_hsts |= is(name, "strict-transport-security");
+        has_hsts |= known == Name::StrictTransportSecurity;
         field(out, name, value);
     }
     field(out, b"via", b"1.1 wharf");
@@ -352,7 +352,7 @@ fn write_dyno_head(
         field(out, b"strict-transport-security", hsts.as_bytes());
     }
     if resp.status == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(protocol) = resp.fields.get("upgrade") {
+        if let Some(protocol) = resp.fields.get(Name::Upgrade) {
             field(out, b"upgrade", protocol);
         }
         field(out, b"connection", b"upgrade");

@@ -36,12 +36,12 @@ thread_local! {
     static IDLE: RefCell<IdleMap> = RefCell::new(IdleMap::default());
 }
 
-fn pop_idle(addr: SocketAddr) -> Option<UpConn> {
+fn pop_idle(addr: SocketAddr, now: Instant) -> Option<UpConn> {
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         let list = idle.get_mut(&addr)?;
         while let Some(c) = list.pop() {
-            if c.since.elapsed() < IDLE_TRUST && c.conn.is_open() {
+            if now.saturating_duration_since(c.since) < IDLE_TRUST && c.conn.is_open() {
                 return Some(c.conn);
             }
         }
@@ -49,8 +49,8 @@ fn pop_idle(addr: SocketAddr) -> Option<UpConn> {
     })
 }
 
-/// Returns a connection whose response was read to the end, with nothing left over.
-pub(crate) fn checkin(mut conn: UpConn) {
+/// Returns a connection whose response was read to the end, at `now`, with nothing left over.
+pub(crate) fn checkin(mut conn: UpConn, now: Instant) {
     if !conn.buf.is_empty() {
         return;
     }
@@ -59,7 +59,7 @@ pub(crate) fn checkin(mut conn: UpConn) {
         let mut idle = idle.borrow_mut();
         let list = idle.entry(conn.addr).or_default();
         if list.len() < MAX_IDLE_PER_UPSTREAM {
-            list.push(Idle { conn, since: Instant::now() });
+            list.push(Idle { conn, since: now });
         }
     });
 }
@@ -73,18 +73,20 @@ pub struct PoolStats {
     pub opened: std::sync::atomic::AtomicU64,
 }
 
-/// A ready connection to the dyno: an idle one when there is one, else a new one.
+/// A ready connection to the dyno: an idle one when there is one, else a new one. `now` is
+/// the caller's recent reading of the clock.
 pub(crate) async fn checkout(
     up: &Upstream,
     connect_timeout: Duration,
     stats: &PoolStats,
+    now: Instant,
 ) -> Result<UpConn, ProxyError> {
     use std::sync::atomic::Ordering::Relaxed;
     let addr = match up.addr {
         Some(a) => a,
         None => resolve(up).await?,
     };
-    if let Some(conn) = pop_idle(addr) {
+    if let Some(conn) = pop_idle(addr, now) {
         stats.reused.fetch_add(1, Relaxed);
         return Ok(conn);
     }

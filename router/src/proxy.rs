@@ -15,9 +15,9 @@ use crate::Shared;
 use crate::body::{AccessLog, ProxyBody, UpstreamBody};
 use crate::deadline::Deadline;
 use crate::error::{Code, ProxyError};
-use crate::fields::{Fields, is_one_of};
+use crate::fields::{Fields, Name};
 use crate::pool;
-use crate::table::{normalize_host, normalize_host_bytes, now_millis};
+use crate::table::{millis_at, normalize_host, normalize_host_bytes};
 use crate::upstream::{Failed, Head, RequestBody, UpConn};
 
 /// What kind of listener a connection arrived on.
@@ -79,7 +79,7 @@ impl ClientRequest<'_> {
     fn host(&self) -> Option<String> {
         match self.authority {
             Some(a) => normalize_host(a),
-            None => normalize_host_bytes(self.fields.get("host")?),
+            None => normalize_host_bytes(self.fields.get(Name::Host)?),
         }
     }
 }
@@ -156,14 +156,11 @@ pub(crate) async fn handle_h2(
             (o.status, headers, ProxyBody::full(o.body))
         }
         Reply::Dyno(head, body) => {
-            let named = connection_named(&head.fields);
-            let mut headers = head
-                .fields
-                .to_map(|n| is_one_of(n, HOP_BY_HOP) || named.iter().any(|c| c.eq_ignore_ascii_case(n)))
-                .unwrap_or_else(|e| {
-                    tracing::debug!(error = %e, "a response field HTTP/2 cannot carry was left out");
-                    HeaderMap::new()
-                });
+            let hop = HopByHop::of(&head.fields);
+            let mut headers = head.fields.to_map(|known, n| hop.contains(known, n)).unwrap_or_else(|e| {
+                tracing::debug!(error = %e, "a response field HTTP/2 cannot carry was left out");
+                HeaderMap::new()
+            });
             headers.append(header::VIA, VIA_VALUE.clone());
             (head.status, headers, body)
         }
@@ -196,10 +193,10 @@ fn check_limits(req: &ClientRequest<'_>, shared: &Shared) -> Result<(), (StatusC
     let fields = req.fields;
     // A message framed by both Content-Length and Transfer-Encoding is how requests are
     // smuggled past proxies that pick one and servers that pick the other: refuse it outright.
-    if fields.contains("transfer-encoding") && fields.contains("content-length") {
+    if fields.contains(Name::TransferEncoding) && fields.contains(Name::ContentLength) {
         return Err((StatusCode::BAD_REQUEST, "ambiguous framing: both Content-Length and Transfer-Encoding\n"));
     }
-    let bytes: usize = fields.iter().map(|(k, v)| k.len() + v.len()).sum();
+    let bytes: usize = fields.iter().map(|(_, k, v)| k.len() + v.len()).sum();
     if bytes > s.max_header_bytes || fields.len() > s.max_headers {
         return Err((StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request header fields too large\n"));
     }
@@ -252,39 +249,62 @@ fn new_request_id() -> String {
     String::from_utf8(id.to_vec()).expect("hex digits and dashes are ASCII")
 }
 
-/// Fields that describe one connection, not the message, and never cross a proxy.
-pub(crate) const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
+/// Whether the client's field is one the platform writes its own of (`Via` is appended to,
+/// the rest replaced), so the dyno does not get it as it came.
+fn is_replaced(known: Name) -> bool {
+    use Name::*;
+    matches!(
+        known,
+        Host | XOrigHost
+            | XForwardedFor
+            | XForwardedProto
+            | XForwardedPort
+            | XRequestId
+            | XRequestStart
+            | XForwardedPath
+            | XOrigPath
+            | XOrigProto
+            | XOrigPort
+    )
+}
 
-/// Fields of the client's request that the platform writes its own of (`Via` is appended to,
-/// the rest replaced), so the dyno does not get them as they came; nor the hop-by-hop ones.
-const REPLACED: &[&str] = &[
-    "host",
-    "x-orig-host",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-port",
-    "x-request-id",
-    "x-request-start",
-    "x-forwarded-path",
-    "x-orig-path",
-    "x-orig-proto",
-    "x-orig-port",
-];
+/// The fields of a message that stay on its hop and never cross a proxy: the standard
+/// hop-by-hop ones and those its `Connection` field names.
+pub(crate) struct HopByHop<'a> {
+    /// Names from `Connection` that are not standard hop-by-hop names; nearly always none, so
+    /// nothing is allocated.
+    named: Vec<&'a [u8]>,
+}
 
-/// The fields a `Connection` header names, which are hop-by-hop too; usually none but the
-/// connection options themselves.
-pub(crate) fn connection_named(fields: &Fields) -> Vec<&[u8]> {
-    fields.tokens("connection").collect()
+impl<'a> HopByHop<'a> {
+    pub(crate) fn of(fields: &'a Fields) -> HopByHop<'a> {
+        let named = fields.tokens(Name::Connection).filter(|option| !is_hop_by_hop(Name::of(option))).collect();
+        HopByHop { named }
+    }
+
+    /// Whether the field `name` (known as `known`) stays on this hop.
+    pub(crate) fn contains(&self, known: Name, name: &[u8]) -> bool {
+        is_hop_by_hop(known) || self.named.iter().any(|n| n.eq_ignore_ascii_case(name))
+    }
+}
+
+/// Whether a field describes one connection, not the message. `close` is reserved as a field
+/// name because it is a connection option.
+fn is_hop_by_hop(known: Name) -> bool {
+    use Name::*;
+    matches!(
+        known,
+        Close
+            | Connection
+            | KeepAlive
+            | ProxyConnection
+            | ProxyAuthenticate
+            | ProxyAuthorization
+            | Te
+            | Trailer
+            | TransferEncoding
+            | Upgrade
+    )
 }
 
 fn error_reply(code: Code) -> Own {
@@ -331,11 +351,12 @@ async fn proxy(
 
     let fields = req.fields;
     // A WebSocket (or other HTTP/1.1) upgrade keeps its Upgrade and Connection headers.
-    let upgrade = is_upgrade(req.version, fields).then(|| fields.get("upgrade")).flatten();
-    let request_id = match fields.get("x-request-id") {
+    let upgrade = is_upgrade(req.version, fields).then(|| fields.get(Name::Upgrade)).flatten();
+    let request_id = match fields.get(Name::XRequestId) {
         Some(v) if valid_request_id(v) => String::from_utf8_lossy(v).into_owned(),
         _ => new_request_id(),
     };
+    let started_micros = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
     let mut log = AccessLog {
         app: backend.app.clone(),
         stats: backend.stats.clone(),
@@ -348,6 +369,7 @@ async fn proxy(
         dyno: None,
         status: 0,
         started,
+        started_micros,
         connect_ms: 0,
         service_ms: 0,
         code: None,
@@ -370,36 +392,29 @@ async fn proxy(
     };
     let orig_host = match req.authority {
         Some(a) => Some(a.as_bytes()),
-        None => fields.get("host"),
+        None => fields.get(Name::Host),
     };
     // The platform's headers are written straight into the request head, after the client's
     // minus those they replace and the hop-by-hop ones: no header map is built for the dyno.
-    let xff = match fields.get("x-forwarded-for") {
+    let xff: std::borrow::Cow<'_, [u8]> = match fields.get(Name::XForwardedFor) {
         Some(prev) => {
             let mut v = Vec::with_capacity(prev.len() + 2 + conn.peer_ip.len());
             v.extend_from_slice(prev);
             v.extend_from_slice(b", ");
             v.extend_from_slice(conn.peer_ip.as_bytes());
-            v
+            v.into()
         }
-        None => conn.peer_ip.as_bytes().to_vec(),
+        None => conn.peer_ip.as_bytes().into(),
     };
-    let start_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let start_ms = started_micros / 1000;
     let mut start_text = itoa::Buffer::new();
     let proto: &[u8] = if conn.listener == Listener::Http { b"http" } else { b"https" };
     let port = conn.port.as_bytes();
     let orig_prefix = if orig_prefix.is_empty() { "/" } else { orig_prefix.as_str() };
-    let mut platform: Vec<(&str, &[u8])> = Vec::with_capacity(14);
-    if let Some(orig_host) = orig_host {
-        platform.push(("host", orig_host));
-        platform.push(("x-orig-host", orig_host));
-    }
-    platform.push(("x-forwarded-for", &xff));
-    if let Some(protocol) = upgrade {
-        platform.push(("upgrade", protocol));
-        platform.push(("connection", b"upgrade"));
-    }
-    platform.extend([
+    let upgrade_fields = upgrade.map(|protocol| [("upgrade", protocol), ("connection", &b"upgrade"[..])]);
+    let host_fields = orig_host.map(|orig_host| [("host", orig_host), ("x-orig-host", orig_host)]);
+    let rest = [
+        ("x-forwarded-for", &*xff),
         ("x-forwarded-proto", proto),
         ("x-forwarded-port", port),
         ("x-request-id", log.request_id.as_bytes()),
@@ -409,28 +424,34 @@ async fn proxy(
         ("x-orig-path", orig_prefix.as_bytes()),
         ("x-orig-proto", proto),
         ("x-orig-port", port),
-    ]);
-    let named = connection_named(fields);
-    let skip = |name: &[u8]| {
-        is_one_of(name, REPLACED) || is_one_of(name, HOP_BY_HOP) || named.iter().any(|n| n.eq_ignore_ascii_case(name))
-    };
+    ];
+    let none: &[(&str, &[u8])] = &[];
+    let platform = [host_fields.as_ref().map_or(none, |f| f), &rest, upgrade_fields.as_ref().map_or(none, |f| f)];
+    let hop = HopByHop::of(fields);
+    let skip = |known: Name, name: &[u8]| is_replaced(known) || hop.contains(known, name);
     let (head, chunked) = crate::upstream::encode_head(req.method, target, fields, skip, &platform, req.has_body);
     let mut body = if req.has_body { body } else { None };
 
     let settings = &shared.settings;
     let mut failed_connects = 0u32;
     let mut stale = 0u32;
+    // The clock is read once per attempt (the first uses the request's start) and once when
+    // the connection is ready.
+    let mut attempt_start = started;
     let outcome = loop {
-        let now = now_millis();
+        let now = millis_at(attempt_start);
         let Some(dyno) = backend.pick(now).cloned() else {
             break Err(ProxyError::bare(Code::H14));
         };
         log.dyno = Some(dyno.clone());
-        let connect_start = Instant::now();
-        let mut c = match pool::checkout(&dyno, settings.connect_timeout, &shared.pool_stats).await {
+        let connect_from = attempt_start;
+        let checkout = pool::checkout(&dyno, settings.connect_timeout, &shared.pool_stats, connect_from).await;
+        attempt_start = Instant::now();
+        let mut c = match checkout {
             Ok(c) => c,
             Err(e) => {
-                dyno.quarantine(now + settings.quarantine.as_millis() as u64);
+                // The quarantine counts from when the connect failed, not when it began.
+                dyno.quarantine(millis_at(attempt_start) + settings.quarantine.as_millis() as u64);
                 shared.metrics.connect_error();
                 shared.metrics.quarantine();
                 tracing::info!(app = %backend.app, dyno = %dyno.name, code = e.code.as_str(), "dyno quarantined after a failed connect");
@@ -441,10 +462,10 @@ async fn proxy(
                 break Err(e);
             }
         };
-        log.connect_ms = connect_start.elapsed().as_millis() as u64;
-        let sent = Instant::now();
+        let sent = attempt_start;
+        log.connect_ms = sent.saturating_duration_since(connect_from).as_millis() as u64;
         let exchange = c.exchange(&head, &mut body, chunked, req.method, upgrade.is_some());
-        match first_byte.timeout(settings.first_byte_timeout, exchange).await {
+        match first_byte.timeout_at(sent + settings.first_byte_timeout, exchange).await {
             Err(_) => break Err(ProxyError::bare(Code::H12)),
             Ok(Ok(resp)) => {
                 log.service_ms = sent.elapsed().as_millis() as u64;
@@ -481,7 +502,7 @@ async fn proxy(
             log.code = Some(code);
             tracing::debug!(app = %backend.app, error = %e, "request failed");
             let reply = error_reply(code);
-            log.emit(shared, reply.body.len() as u64);
+            log.emit(shared, reply.body.len() as u64, Instant::now());
             Reply::Own(reply)
         }
     }
@@ -489,7 +510,7 @@ async fn proxy(
 
 /// Whether a request asks to switch protocols (a WebSocket handshake, most often).
 fn is_upgrade(version: Version, fields: &Fields) -> bool {
-    version == Version::HTTP_11 && fields.contains("upgrade") && fields.has_token("connection", "upgrade")
+    version == Version::HTTP_11 && fields.contains(Name::Upgrade) && fields.has_token(Name::Connection, "upgrade")
 }
 
 /// Copies an upgraded connection both ways until both sides close, or until neither has sent
@@ -547,23 +568,27 @@ mod tests {
     fn hop_by_hop_fields_are_named() {
         let mut map = HeaderMap::new();
         for (k, v) in [
-            ("connection", "keep-alive, X-Secret"),
+            ("connection", "keep-alive, X-Secret, close, Upgrade"),
             ("keep-alive", "timeout=5"),
             ("x-secret", "1"),
             ("transfer-encoding", "chunked"),
             ("te", "trailers"),
             ("upgrade", "h2c"),
+            ("close", "reserved"),
+            ("proxy-authorization", "Basic eA=="),
             ("x-kept", "yes"),
+            ("x-forwarded-for", "10.0.0.1"),
         ] {
             map.insert(http::HeaderName::from_static(k), HeaderValue::from_static(v));
         }
         let fields = Fields::from_map(&map);
-        let named = connection_named(&fields);
-        let kept: Vec<_> = fields
-            .iter()
-            .filter(|(n, _)| !is_one_of(n, HOP_BY_HOP) && !named.iter().any(|c| c.eq_ignore_ascii_case(n)))
-            .map(|(n, _)| n)
-            .collect();
-        assert_eq!(kept, [b"x-kept"]);
+        let hop = HopByHop::of(&fields);
+        // Only the option that is not a standard hop-by-hop name is kept aside.
+        assert_eq!(hop.named, [b"X-Secret"]);
+        let kept: Vec<_> = fields.iter().filter(|&(k, n, _)| !hop.contains(k, n)).map(|(_, n, _)| n).collect();
+        assert_eq!(kept, [&b"x-kept"[..], b"x-forwarded-for"]);
+        let passed: Vec<_> =
+            fields.iter().filter(|&(k, n, _)| !is_replaced(k) && !hop.contains(k, n)).map(|(_, n, _)| n).collect();
+        assert_eq!(passed, [b"x-kept"], "the platform writes its own X-Forwarded-For");
     }
 }

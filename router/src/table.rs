@@ -346,11 +346,21 @@ pub fn normalize_host_bytes(b: &[u8]) -> Option<String> {
     };
     let host = &b[..end];
     let host = host.strip_suffix(b".").unwrap_or(host);
-    if host.is_empty() || host.len() > 253 || !host.iter().all(|&c| HOST_BYTES[usize::from(c)] != 0) {
+    if host.is_empty() || host.len() > 253 {
         return None;
     }
-    // Every byte is one of the ASCII characters the table allows, so each is one `char`.
-    Some(host.iter().map(|&c| char::from(HOST_BYTES[usize::from(c)])).collect())
+    // One pass maps each byte to its lowercase form and finds any the table refuses (0).
+    let mut lower = host.to_vec();
+    let mut refused = false;
+    for c in &mut lower {
+        *c = HOST_BYTES[usize::from(*c)];
+        refused |= *c == 0;
+    }
+    if refused {
+        return None;
+    }
+    // Every byte is one of the ASCII characters the table allows.
+    String::from_utf8(lower).ok()
 }
 
 /// The bytes a host may hold, each mapped to its lowercase form; 0 for those it may not.
@@ -369,10 +379,11 @@ static HOST_BYTES: [u8; 256] = {
     t
 };
 
-/// Milliseconds since the router started, for quarantine deadlines.
-pub fn now_millis() -> u64 {
+/// Milliseconds from the router's start to `at`, for quarantine deadlines; the caller passes
+/// a time it has read anyway.
+pub fn millis_at(at: Instant) -> u64 {
     static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+    at.saturating_duration_since(*EPOCH.get_or_init(Instant::now)).as_millis() as u64
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::error::{Code, ProxyError};
-use crate::fields::{self, Fields};
+use crate::fields::{Fields, Name};
 
 /// Largest response head accepted; a larger one is a bad response (H17).
 const MAX_HEAD: usize = 64 * 1024;
@@ -122,17 +122,17 @@ impl RequestBody for hyper::body::Incoming {
 }
 
 /// The request head as the dyno gets it, and whether the body follows it chunked.
-/// The client's `headers` go as they are but those `skip` names, then `extra`.
+/// The client's `headers` go as they are but those `skip` names, then the groups of `extra`.
 pub(crate) fn encode_head(
     method: &Method,
     target: &str,
     headers: &Fields,
-    skip: impl Fn(&[u8]) -> bool,
-    extra: &[(&str, &[u8])],
+    skip: impl Fn(Name, &[u8]) -> bool,
+    extra: &[&[(&str, &[u8])]],
     has_body: bool,
 ) -> (Vec<u8>, bool) {
-    let size: usize = headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>()
-        + extra.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>();
+    let size: usize = headers.iter().map(|(_, k, v)| k.len() + v.len() + 4).sum::<usize>()
+        + extra.iter().flat_map(|e| e.iter()).map(|(k, v)| k.len() + v.len() + 4).sum::<usize>();
     let mut out = Vec::with_capacity(method.as_str().len() + target.len() + size + 64);
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
@@ -144,15 +144,15 @@ pub(crate) fn encode_head(
         out.extend_from_slice(v);
         out.extend_from_slice(b"\r\n");
     };
-    for (k, v) in headers.iter() {
-        if !skip(k) {
+    for (known, k, v) in headers.iter() {
+        if !skip(known, k) {
             line(k, v);
         }
     }
-    for (k, v) in extra {
+    for (k, v) in extra.iter().flat_map(|e| e.iter()) {
         line(k.as_bytes(), v);
     }
-    let has_length = headers.contains("content-length");
+    let has_length = headers.contains(Name::ContentLength);
     // A body of unknown length (the client's was chunked, or HTTP/2) goes chunked; a request
     // without a body whose method normally has one says so, so the dyno does not wait for one.
     let chunked = has_body && !has_length;
@@ -434,10 +434,10 @@ fn framing(method: &Method, status: StatusCode, fields: &Fields) -> Result<Frami
     }
     // One pass over the fields finds both framing fields; Transfer-Encoding wins.
     let (mut length, mut coding) = (None, None);
-    for (name, value) in fields.iter() {
-        if fields::is(name, "transfer-encoding") {
+    for (known, _, value) in fields.iter() {
+        if known == Name::TransferEncoding {
             coding = Some(value);
-        } else if fields::is(name, "content-length") {
+        } else if known == Name::ContentLength {
             for part in value.split(|&b| b == b',') {
                 let n = content_length(part.trim_ascii())
                     .ok_or_else(|| ProxyError::new(Code::H17, "invalid Content-Length"))?;
@@ -450,7 +450,7 @@ fn framing(method: &Method, status: StatusCode, fields: &Fields) -> Result<Frami
     }
     if coding.is_some() {
         // Chunked only when it is the last coding; any other is read until the dyno closes.
-        let chunked = fields.tokens("transfer-encoding").last().is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"));
+        let chunked = fields.tokens(Name::TransferEncoding).last().is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"));
         return Ok(if chunked { Framing::Chunked(Chunk::Size) } else { Framing::Close });
     }
     Ok(length.map_or(Framing::Close, Framing::Length))
@@ -467,8 +467,8 @@ pub(crate) fn content_length(value: &[u8]) -> Option<u64> {
 /// Whether the dyno keeps the connection open after this response.
 fn persistent(version: Version, fields: &Fields) -> bool {
     match version {
-        Version::HTTP_10 => fields.has_token("connection", "keep-alive"),
-        _ => !fields.has_token("connection", "close"),
+        Version::HTTP_10 => fields.has_token(Name::Connection, "keep-alive"),
+        _ => !fields.has_token(Name::Connection, "close"),
     }
 }
 
@@ -679,7 +679,7 @@ mod tests {
         let mut h = http::HeaderMap::new();
         h.insert(http::header::HOST, http::HeaderValue::from_static("app.example.com"));
         let head = |m: Method, h: &http::HeaderMap, body| {
-            let (bytes, chunked) = encode_head(&m, "/p?q=1", &Fields::from_map(h), |_| false, &[], body);
+            let (bytes, chunked) = encode_head(&m, "/p?q=1", &Fields::from_map(h), |_, _| false, &[], body);
             (String::from_utf8(bytes).unwrap(), chunked)
         };
         assert_eq!(
@@ -701,8 +701,8 @@ mod tests {
             &Method::GET,
             "/",
             &Fields::from_map(&h),
-            |n| n == b"x-request-id",
-            &[("x-request-id", b"platform's"), ("via", b"1.1 wharf")],
+            |known, _| known == Name::XRequestId,
+            &[&[("x-request-id", b"platform's")], &[("via", b"1.1 wharf")]],
             false,
         );
         assert_eq!(
