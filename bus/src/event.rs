@@ -124,8 +124,17 @@ impl LogEvent {
         &self.buf
     }
 
-    fn field(&self, (start, len): (u16, u8)) -> &str {
-        let bytes = &self.buf[start as usize..start as usize + len as usize];
+    /// Whether both lines belong to the same app; cheaper than comparing [`LogEvent::app`]s.
+    pub fn same_app(&self, other: &LogEvent) -> bool {
+        self.raw(self.app) == other.raw(other.app)
+    }
+
+    fn raw(&self, (start, len): (u16, u8)) -> &[u8] {
+        &self.buf[start as usize..start as usize + len as usize]
+    }
+
+    fn field(&self, place: (u16, u8)) -> &str {
+        let bytes = self.raw(place);
         // Header fields were checked to be ASCII when built or decoded.
         std::str::from_utf8(bytes).unwrap_or_default()
     }

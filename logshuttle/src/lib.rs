@@ -235,6 +235,9 @@ fn deliver(batch: &[Received], drains: &DrainTable, history: &History, consumed:
         if let Some(p) = r.position {
             consumed.insert(p.partition, p.offset + 1);
         }
+        if drains.all.is_empty() {
+            continue;
+        }
         let e = &r.event;
         let app = drains.by_app.get(e.app()).map(Vec::as_slice).unwrap_or_default();
         let site = e.site().and_then(|s| drains.by_site.get(s)).map(Vec::as_slice).unwrap_or_default();

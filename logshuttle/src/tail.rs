@@ -28,6 +28,29 @@ struct AppLog {
     live: Option<broadcast::Sender<LogEvent>>,
 }
 
+impl AppLog {
+    /// Sends a line to the live subscribers and keeps it, within the limits.
+    fn record(&mut self, e: &LogEvent, max_lines: usize, max_bytes: usize) {
+        if let Some(live) = &self.live
+            && live.send(e.clone()).is_err()
+        {
+            // Nobody is listening any more.
+            self.live = None;
+        }
+        if max_lines == 0 {
+            return;
+        }
+        self.bytes += e.encoded().len();
+        self.ring.push_back(e.clone());
+        while self.ring.len() > max_lines || self.bytes > max_bytes {
+            let Some(old) = self.ring.pop_front() else {
+                break;
+            };
+            self.bytes -= old.encoded().len();
+        }
+    }
+}
+
 /// Recent lines of every app, and the live subscribers.
 pub struct History {
     apps: Mutex<HashMap<Box<str>, AppLog, foldhash::fast::RandomState>>,
@@ -50,29 +73,21 @@ impl History {
     /// Records a batch of lines: into each app's ring, and to its live subscribers.
     pub fn record<'a>(&self, events: impl IntoIterator<Item = &'a LogEvent>) {
         let mut apps = self.apps.lock().expect("history lock");
-        for e in events {
-            let log = match apps.get_mut(e.app()) {
+        let mut events = events.into_iter().peekable();
+        while let Some(first) = events.next() {
+            // A batch comes in runs of one app's lines (a router worker's access lines, a
+            // dyno's output), so the app's log is looked up once per run.
+            let log = match apps.get_mut(first.app()) {
                 Some(log) => log,
-                None => {
-                    apps.entry(e.app().into()).or_insert_with(|| AppLog { ring: VecDeque::new(), bytes: 0, live: None })
-                }
+                None => apps.entry(first.app().into()).or_insert_with(|| AppLog {
+                    ring: VecDeque::new(),
+                    bytes: 0,
+                    live: None,
+                }),
             };
-            if let Some(live) = &log.live
-                && live.send(e.clone()).is_err()
-            {
-                // Nobody is listening any more.
-                log.live = None;
-            }
-            if self.max_lines == 0 {
-                continue;
-            }
-            log.bytes += e.encoded().len();
-            log.ring.push_back(e.clone());
-            while log.ring.len() > self.max_lines || log.bytes > self.max_bytes {
-                let Some(old) = log.ring.pop_front() else {
-                    break;
-                };
-                log.bytes -= old.encoded().len();
+            log.record(first, self.max_lines, self.max_bytes);
+            while let Some(e) = events.next_if(|e| e.same_app(first)) {
+                log.record(e, self.max_lines, self.max_bytes);
             }
         }
     }
@@ -225,6 +240,24 @@ mod tests {
         assert_eq!(msgs(grant(10, None, Some("web.4"))), ["4"]);
         assert_eq!(msgs(grant(10, None, Some("web"))), ["3", "4"]);
         assert_eq!(msgs(grant(10, None, Some("we"))), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_batch_of_several_apps_lines_goes_to_each_apps_history_in_order() {
+        let h = History::new(10, usize::MAX);
+        let line = |app: &str, msg: &str| LogEvent::builder(app, "app").message(msg.as_bytes());
+        h.record(&[
+            line("api-default", "1"),
+            line("api-default", "2"),
+            line("web-default", "w"),
+            line("api-default", "3"),
+        ]);
+        let msgs = |app: &str| -> Vec<String> {
+            let g = SessionGrant { app: app.parse().unwrap(), ..grant(10, None, None) };
+            h.open(&g).0.iter().map(|e| String::from_utf8_lossy(e.message()).into_owned()).collect()
+        };
+        assert_eq!(msgs("api-default"), ["1", "2", "3"]);
+        assert_eq!(msgs("web-default"), ["w"]);
     }
 
     #[test]
