@@ -7,7 +7,10 @@ for `--seconds` more, and prints the instructions executed per request served. U
 second, the count does not drift with the machine's speed or load, so two builds compare exactly;
 kernel time is not counted.
 
-    python3 benches/router_instructions.py [--binary target/release/wharf] [--seconds 10]
+    python3 benches/router_instructions.py [--binary target/release/wharf] [--seconds 10] [--browser]
+
+wrk's requests carry only a Host field; `--browser` adds the ten fields a browser sends with a
+page request (user agent, accepts, cookie, referer, ...), about 600 bytes of head in all.
 
 Needs valgrind, nginx and wrk (Debian packages; installed when missing) and a release build of
 Wharf (`cargo build --release`).
@@ -28,11 +31,26 @@ import router as bench  # noqa: E402  (the router benchmark's helpers)
 
 TOKEN = "benchmark-admin-token-0123456789"
 
+# What a browser sends beside Host when it asks for a page.
+BROWSER_FIELDS = [
+    "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+    "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8",
+    "Accept-Language: en-US,en;q=0.9",
+    "Accept-Encoding: gzip, deflate, br",
+    "Cookie: session=3f2a9c1e7b6d4e8fa0b1c2d3e4f5a6b7; theme=dark; _ga=GA1.1.123456789.1700000000",
+    "Referer: https://bench-default.localhost/home",
+    "Sec-Fetch-Mode: navigate",
+    "Sec-Fetch-Site: same-origin",
+    "Upgrade-Insecure-Requests: 1",
+    "Cache-Control: max-age=0",
+]
+
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--binary", default=os.path.join(bench.ROOT, "target", "release", "wharf"))
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--browser", action="store_true", help="send a browser's request fields too")
     args = parser.parse_args()
     bench.ensure_tools()
     if not bench.shutil.which("valgrind"):
@@ -76,8 +94,10 @@ def main():
             break
         time.sleep(0.2)
 
+    fields = [f"Host: {host}"] + (BROWSER_FIELDS if args.browser else [])
+
     def load(seconds):
-        r = subprocess.run(["wrk", "-t1", "-c50", f"-d{seconds}s", "-H", f"Host: {host}", url],
+        r = subprocess.run(["wrk", "-t1", "-c50", f"-d{seconds}s"] + [a for f in fields for a in ("-H", f)] + [url],
                            capture_output=True, text=True, check=True).stdout
         return int(re.search(r"(\d+) requests in", r).group(1))
 
@@ -88,7 +108,8 @@ def main():
     time.sleep(1)
     dump = os.path.join(tmp, "callgrind.out.1")
     total = int(re.search(r"^summary: (\d+)", open(dump).read(), re.M).group(1))
-    print(f"{args.binary}: {requests} requests, {total} instructions, {total // requests} per request")
+    kind = "browser-like requests" if args.browser else "requests"
+    print(f"{args.binary}: {requests} {kind}, {total} instructions, {total // requests} per request")
 
 
 if __name__ == "__main__":
