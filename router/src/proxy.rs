@@ -435,8 +435,9 @@ async fn proxy(
     let settings = &shared.settings;
     let mut failed_connects = 0u32;
     let mut stale = 0u32;
-    // The clock is read once per attempt (the first uses the request's start) and once when
-    // the connection is ready.
+    // The clock is read once per attempt, when its connection is ready (or failed): that
+    // reading times the exchange, or starts the next attempt. The first attempt starts at the
+    // request's start.
     let mut attempt_start = started;
     let outcome = loop {
         let now = millis_at(attempt_start);
