@@ -371,6 +371,47 @@ async fn http2_websockets_and_the_platform_headers() {
     socket.close(None).await.unwrap();
 }
 
+/// The router's client connection counts for one listener from `/metrics`: (opened, closed).
+async fn client_connections(wharf: &Wharf, listener: &str) -> (u64, u64) {
+    let metrics = client::send(wharf.admin, None, &Req::get("localhost", "/metrics")).await.unwrap().text();
+    let count = |event: &str| -> u64 {
+        let name = format!("wharf_router_client_connections_{event}_total{{listener=\"{listener}\"}}");
+        metrics.lines().find_map(|l| l.strip_prefix(&name)?.trim().parse().ok()).unwrap_or_else(|| panic!("{name}"))
+    };
+    (count("opened"), count("closed"))
+}
+
+#[tokio::test]
+async fn a_client_that_connects_and_says_nothing_is_not_handed_to_the_router_until_it_speaks() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (wharf, _) = start(&[]).await;
+    let (opened, _) = client_connections(&wharf, "http").await;
+    // Twenty clients complete the TCP handshake and say nothing; the kernel holds them.
+    let mut silent = Vec::new();
+    for _ in 0..20 {
+        silent.push(tokio::net::TcpStream::connect(wharf.http).await.unwrap());
+    }
+    // A client that connected after them and speaks is served, and is the only one handed over.
+    let r = client::send(wharf.http, None, &Req::get("web-default.localhost", "/")).await.unwrap();
+    assert_eq!(r.status, 301);
+    assert_eq!(client_connections(&wharf, "http").await.0, opened + 1);
+    // One of the silent clients speaks at last and is served like any other.
+    let mut late = silent.pop().unwrap();
+    late.write_all(b"GET /late HTTP/1.1\r\nHost: web-default.localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(WAIT, late.read_to_string(&mut answer)).await.unwrap().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 301"), "{answer:?}");
+    assert!(answer.contains("location: https://web-default.localhost"), "{answer:?}");
+    assert_eq!(client_connections(&wharf, "http").await.0, opened + 2);
+    // When the others hang up, every connection the router was handed is counted as closed.
+    drop(silent);
+    eventually(WAIT, "every http connection counted as closed", || async {
+        let (opened, closed) = client_connections(&wharf, "http").await;
+        (opened == closed).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_dead_dyno_is_quarantined_and_requests_go_to_the_others() {
     let (wharf, tls) = start(&[]).await;

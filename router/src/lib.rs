@@ -7,7 +7,7 @@
 //! immutable value behind an `ArcSwap`: a snapshot from the control API compiles into a new
 //! table that replaces the old one in one pointer swap, so no request ever sees half a reload.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod admin;
 mod batch;
@@ -22,6 +22,7 @@ pub mod metrics;
 mod pool;
 mod proxy;
 mod server;
+mod sockopt;
 pub mod table;
 pub mod tls;
 mod upstream;

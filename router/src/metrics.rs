@@ -7,6 +7,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::pool::PoolStats;
+use crate::proxy::Listener;
 use crate::table::RoutingTable;
 
 /// One app's request counts by status class.
@@ -40,6 +41,21 @@ pub struct Metrics {
     latency_sum_ms: AtomicU64,
     connect_errors: AtomicU64,
     quarantines: AtomicU64,
+    /// Client connections handed to the router and ended, by listener; their difference is the
+    /// number open (paired counters rather than a gauge, so that a scrape can also tell a rate).
+    connections_opened: [AtomicU64; LISTENERS.len()],
+    connections_closed: [AtomicU64; LISTENERS.len()],
+}
+
+/// The listeners' label values, in the order of the connection counters (`listener_index`).
+const LISTENERS: [&str; 3] = ["http", "https", "internal"];
+
+fn listener_index(listener: Listener) -> usize {
+    match listener {
+        Listener::Http => 0,
+        Listener::Https => 1,
+        Listener::Internal => 2,
+    }
 }
 
 impl Metrics {
@@ -61,6 +77,16 @@ impl Metrics {
     /// Counts a dyno put in quarantine.
     pub fn quarantine(&self) {
         self.quarantines.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a client connection handed to the router by a listener.
+    pub(crate) fn connection_opened(&self, listener: Listener) {
+        self.connections_opened[listener_index(listener)].fetch_add(1, Relaxed);
+    }
+
+    /// Counts a client connection that ended, whichever way.
+    pub(crate) fn connection_closed(&self, listener: Listener) {
+        self.connections_closed[listener_index(listener)].fetch_add(1, Relaxed);
     }
 
     /// Requests so far with a status in the class (`2` for 2xx).
@@ -122,6 +148,17 @@ impl Metrics {
         let _ = writeln!(out, "wharf_router_upstream_connections_total{{kind=\"new\"}} {}", pool.opened.load(Relaxed));
         let _ =
             writeln!(out, "wharf_router_upstream_connections_total{{kind=\"reused\"}} {}", pool.reused.load(Relaxed));
+        for (name, help, counts) in [
+            ("opened", "Client connections handed to the router, by listener.", &self.connections_opened),
+            ("closed", "Client connections ended, by listener.", &self.connections_closed),
+        ] {
+            let _ = writeln!(out, "# HELP wharf_router_client_connections_{name}_total {help}");
+            let _ = writeln!(out, "# TYPE wharf_router_client_connections_{name}_total counter");
+            for (label, c) in LISTENERS.iter().zip(counts) {
+                let n = c.load(Relaxed);
+                let _ = writeln!(out, "wharf_router_client_connections_{name}_total{{listener=\"{label}\"}} {n}");
+            }
+        }
         out.push_str("# HELP wharf_router_snapshot_version Version of the routing snapshot being served.\n");
         out.push_str("# TYPE wharf_router_snapshot_version gauge\n");
         let _ = writeln!(out, "wharf_router_snapshot_version {}", table.version);

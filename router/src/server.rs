@@ -14,17 +14,24 @@ use tokio::sync::{Notify, watch};
 use crate::Shared;
 use crate::http1;
 use crate::proxy::{self, ConnInfo, Listener};
+use crate::sockopt;
 
 /// How long a client may take to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Binds a listening socket that every worker can accept from.
+/// How long the kernel holds a new connection whose client has not spoken yet before handing it
+/// to the router anyway (it rounds up to its SYN-ACK retransmission schedule).
+const DEFER_ACCEPT: Duration = Duration::from_secs(10);
+
+/// Binds a listening socket that every worker can accept from, and that hands over
+/// connections once their client has spoken (`sockopt::defer_accept`).
 pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
+    sockopt::defer_accept(&socket, DEFER_ACCEPT)?;
     socket.listen(4096)?;
     Ok(socket.into())
 }
@@ -36,19 +43,27 @@ struct Active {
     idle: Notify,
 }
 
-struct ActiveGuard(Arc<Active>);
+/// A connection being served: counted among the worker's active ones, and in the metrics as
+/// opened and, when dropped, closed (also when shutdown aborts it).
+struct ActiveGuard {
+    active: Arc<Active>,
+    shared: Arc<Shared>,
+    listener: Listener,
+}
 
 impl Active {
-    fn enter(self: &Arc<Self>) -> ActiveGuard {
+    fn enter(self: &Arc<Self>, shared: &Arc<Shared>, listener: Listener) -> ActiveGuard {
         self.count.fetch_add(1, Ordering::AcqRel);
-        ActiveGuard(self.clone())
+        shared.metrics.connection_opened(listener);
+        ActiveGuard { active: self.clone(), shared: shared.clone(), listener }
     }
 }
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
+        self.shared.metrics.connection_closed(self.listener);
+        if self.active.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.active.idle.notify_waiters();
         }
     }
 }
@@ -109,7 +124,7 @@ async fn accept_loop(
                 continue;
             }
         };
-        let guard = active.enter();
+        let guard = active.enter(&shared, kind);
         let conn = Arc::new(ConnInfo::new(peer, kind, shared.public_port(kind, port)));
         tokio::spawn(serve_connection(stream, conn, shared.clone(), shutdown.clone(), guard));
     }
