@@ -293,6 +293,27 @@ async fn certificates_from_the_api_and_files_are_chosen_by_sni() {
 }
 
 #[tokio::test]
+async fn tls13_clients_get_the_configured_session_tickets_and_resume_with_them() {
+    // One ticket by default; as many as `tls13_tickets` says; none turns resumption off.
+    for (env, tickets) in [(None, 1), (Some("3"), 3), (Some("0"), 0)] {
+        let env: Vec<_> = env.map(|n| ("WHARF_ROUTER__TLS13_TICKETS", n)).into_iter().collect();
+        let (wharf, tls) = start(&env).await;
+        let web = Backend::start("web").await;
+        wharf.api.create_app("web-default", &[&web]).await;
+        until_status(wharf.https, &tls, "web-default.localhost", "/", 200).await;
+        // A client of its own, so that its session store holds only what these requests leave.
+        let client =
+            client::tls_config_trusting(&std::fs::read(&wharf.ca).unwrap(), &[b"http/1.1"], &[&rustls::version::TLS13]);
+        let first = client::resumption(wharf.https, &client, "web-default.localhost").await.unwrap();
+        assert!(first.response.starts_with("HTTP/1.1 200"), "{env:?}: {}", first.response);
+        assert_eq!((first.tickets, first.resumed), (tickets, false), "{env:?}: first connection");
+        let second = client::resumption(wharf.https, &client, "web-default.localhost").await.unwrap();
+        assert!(second.response.starts_with("HTTP/1.1 200"), "{env:?}: {}", second.response);
+        assert_eq!((second.tickets, second.resumed), (tickets, tickets > 0), "{env:?}: second connection");
+    }
+}
+
+#[tokio::test]
 async fn internal_sites_are_served_only_on_the_internal_listener() {
     let (wharf, tls) = start(&[]).await;
     let api = &wharf.api;

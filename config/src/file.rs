@@ -266,6 +266,12 @@ pub struct RouterConfig {
     /// `max-age` of the `Strict-Transport-Security` header added to HTTPS responses that do not
     /// set their own; `0s` adds none.
     pub hsts_max_age: HumanDuration,
+    /// Session tickets a client gets after each TLS 1.3 handshake, to resume a later connection
+    /// without a full handshake. One serves a client that opens its connections one after
+    /// another (every connection, resumed or not, brings a fresh ticket); more serve one that
+    /// opens several at once from a single earlier connection, at a cost to every client that
+    /// never resumes. `0` turns TLS 1.3 resumption off.
+    pub tls13_tickets: usize,
     /// How many dynos to try when connecting fails, per request.
     pub connect_attempts: u32,
     /// How long a dyno that failed to accept a connection is skipped.
@@ -306,6 +312,7 @@ impl Default for RouterConfig {
             max_header_bytes: ByteSize(8 * 1024),
             max_headers: 100,
             hsts_max_age: HumanDuration::secs(365 * 24 * 3600),
+            tls13_tickets: 1,
             connect_attempts: 3,
             quarantine: HumanDuration::secs(5),
             shutdown_grace: HumanDuration::secs(10),
@@ -482,6 +489,9 @@ impl Config {
         }
         if !(1..=1000).contains(&r.max_headers) {
             return invalid("router.max_headers", "must be between 1 and 1000");
+        }
+        if r.tls13_tickets > 8 {
+            return invalid("router.tls13_tickets", "must be at most 8");
         }
         if r.connect_attempts == 0 || r.connect_attempts > 10 {
             return invalid("router.connect_attempts", "must be between 1 and 10");
@@ -669,6 +679,8 @@ mod tests {
         check_rejected("[router]\nmax_header_bytes = \"10B\"", &[], "router.max_header_bytes");
         check_rejected("[router]\nmax_request_line = \"2MiB\"", &[], "router.max_request_line");
         check_rejected("[router]\nmax_headers = 0", &[], "router.max_headers");
+        check_rejected("[router]\ntls13_tickets = 9", &[], "router.tls13_tickets");
+        check_rejected("[router]\ntls13_tickets = -1", &[], "invalid value");
         check_rejected("[router]\nadmin_listen = \"127.0.0.1:8443\"", &[], "already used");
         check_rejected("[router]\ndefault_cert = \"/x.pem\"", &[], "router.default_cert");
         check_rejected("[router]\nhttps_public_port = 0", &[], "router.https_public_port");

@@ -217,7 +217,7 @@ impl Router {
             },
             metrics: Metrics::default(),
             pool_stats: PoolStats::default(),
-            tls: tokio_rustls::TlsAcceptor::from(tls::server_config(certs.clone())?),
+            tls: tokio_rustls::TlsAcceptor::from(tls::server_config(certs.clone(), config.tls13_tickets)?),
             verdicts,
             more_metrics: std::sync::OnceLock::new(),
         });

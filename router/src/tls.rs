@@ -263,8 +263,13 @@ fn local_ca_params() -> Result<rcgen::CertificateParams, rcgen::Error> {
 }
 
 /// The server configuration: TLS 1.3 and 1.2 only, ALPN h2 then http/1.1, stateless
-/// resumption tickets.
-pub fn server_config(resolver: Arc<SniResolver>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+/// resumption tickets, `tls13_tickets` of them after each TLS 1.3 handshake.
+///
+/// rustls sends a handshake's tickets together in one record, and OpenSSL's client (curl, wrk,
+/// most languages' HTTP clients) handles a record of two tickets at about 8 µs more CPU per
+/// connection than a record of one (`benches/RESULTS.md`, run 8), which is why one is the
+/// default: a client that resumes gets a fresh ticket with every connection anyway.
+pub fn server_config(resolver: Arc<SniResolver>, tls13_tickets: usize) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(TlsError::Config)?
@@ -272,6 +277,7 @@ pub fn server_config(resolver: Arc<SniResolver>) -> Result<Arc<rustls::ServerCon
         .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(TlsError::Config)?;
+    config.send_tls13_tickets = tls13_tickets;
     Ok(Arc::new(config))
 }
 

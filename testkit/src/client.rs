@@ -162,6 +162,42 @@ pub async fn handshake(addr: SocketAddr, tls: &Arc<rustls::ClientConfig>, sni: &
     Ok(Handshake { leaf_der, version: conn.protocol_version().ok_or("no version")? })
 }
 
+/// What one request over a new TLS connection showed about session resumption.
+#[derive(Debug)]
+pub struct Resumption {
+    /// TLS 1.3 session tickets the server sent.
+    pub tickets: u32,
+    /// Whether the handshake resumed an earlier session (with a ticket from `tls`'s store)
+    /// instead of being a full one.
+    pub resumed: bool,
+    /// Everything the server sent back, until it closed.
+    pub response: String,
+}
+
+/// Sends a GET for `host` with `Connection: close` over a new TLS connection naming `host`,
+/// reads until the server closes, and says how many session tickets came and whether the
+/// handshake resumed a session; the tickets go to `tls`'s session store for the next one.
+pub async fn resumption(addr: SocketAddr, tls: &Arc<rustls::ClientConfig>, host: &str) -> Result<Resumption, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
+    let name = ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
+    let mut stream =
+        tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp).await.map_err(|e| format!("tls: {e}"))?;
+    let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut out))
+        .await
+        .map_err(|_| "no end of response within 10s".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let conn = stream.get_ref().1;
+    Ok(Resumption {
+        tickets: conn.tls13_tickets_received(),
+        resumed: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+        response: String::from_utf8_lossy(&out).into_owned(),
+    })
+}
+
 /// Sends a request and reads the whole response.
 pub async fn send(addr: SocketAddr, tls: Option<&Arc<rustls::ClientConfig>>, req: &Req) -> Result<Response, String> {
     let resp = send_streaming(addr, tls, req).await?;
