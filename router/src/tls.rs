@@ -265,9 +265,9 @@ fn local_ca_params() -> Result<rcgen::CertificateParams, rcgen::Error> {
 /// The server configuration: TLS 1.3 and 1.2 only, ALPN h2 then http/1.1, stateless
 /// resumption tickets, `tls13_tickets` of them after each TLS 1.3 handshake.
 ///
-/// rustls sends a handshake's tickets together in one record, and OpenSSL's client (curl, wrk,
-/// most languages' HTTP clients) handles a record of two tickets at about 8 µs more CPU per
-/// connection than a record of one (`benches/RESULTS.md`, run 8), which is why one is the
+/// rustls sends a handshake's tickets together in one record, and OpenSSL's client (curl's,
+/// Python's, wrk's) spends about 94,000 more instructions, 4% of the connection, on a record of
+/// two tickets than on one ticket (`benches/RESULTS.md`, run 8), which is why one is the
 /// default: a client that resumes gets a fresh ticket with every connection anyway.
 pub fn server_config(resolver: Arc<SniResolver>, tls13_tickets: usize) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
