@@ -9,9 +9,11 @@ proxy to it with the same number of worker threads, and wrk drives each in turn:
   - new TLS connections (every request on a fresh connection: handshake rate).
 
 It prints requests per second, p50 and p99 latency, and the proxy's CPU seconds per 100k requests
-(user + system time of all its processes, read from /proc), with the ratios Wharf/nginx and
+(user + system time of all its processes, read from /proc) and how often per request its threads
+went to sleep waiting for work (voluntary context switches), with the ratios Wharf/nginx and
 Wharf/HAProxy. By default the proxy runs on CPU 1 and wrk and the backend on CPU 0, so that the
-proxy under test has a core of its own.
+proxy under test has a core of its own; a sleeping proxy is then woken, at a cost, by wrk or the
+backend on CPU 0, which bounds the new-connection rate.
 
     python3 benches/router.py [--duration 10] [--repeat 3] [--workers 1] [--no-pin]
 
@@ -82,8 +84,8 @@ def tool(name):
     return shutil.which(name) or f"/usr/sbin/{name}"
 
 
-def cpu_seconds(pid):
-    """User + system CPU time of a process and its children (nginx's workers)."""
+def process_tree(pid):
+    """A process and its children (nginx's workers)."""
     pids = {pid}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -94,8 +96,13 @@ def cpu_seconds(pid):
                     pids.add(int(entry))
             except OSError:
                 pass
+    return pids
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process and its children."""
     total = 0
-    for p in pids:
+    for p in process_tree(pid):
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
@@ -103,6 +110,21 @@ def cpu_seconds(pid):
         except OSError:
             pass
     return total / TICK
+
+
+def sleeps(pid):
+    """Times the threads of a process and its children went to sleep waiting for something
+    (voluntary context switches). On one machine, waking a sleeping proxy costs the process whose
+    packet wakes it: wrk or the backend, which share the other CPU."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/status") as f:
+                    total += sum(int(line.split()[1]) for line in f if line.startswith("voluntary_ctxt_switches"))
+        except OSError:
+            pass
+    return total
 
 
 PROCS = []
@@ -290,9 +312,10 @@ def main():
             for _ in range(args.repeat):
                 for p in proxies:
                     url, close = target(p)
-                    before = cpu_seconds(p.proc.pid)
+                    before, slept = cpu_seconds(p.proc.pid), sleeps(p.proc.pid)
                     r = wrk(url, p.host, args.duration, args.pin, close)
                     r["cpu_per_100k"] = (cpu_seconds(p.proc.pid) - before) / r["requests"] * 100_000
+                    r["sleeps"] = (sleeps(p.proc.pid) - slept) / r["requests"]
                     runs.setdefault((scenario, p.name), []).append(r)
                     if r["non2xx"] or r["errors"]:
                         print(f"warning: {p.name} {scenario}: {r['non2xx']} non-2xx, errors: {r['errors']}",
@@ -301,8 +324,9 @@ def main():
         print(f"\nrouter benchmark: {args.workers} worker(s) per proxy, wrk -t1 -c50 -d{args.duration}s, "
               f"median of {args.repeat}, "
               f"{'proxy pinned to CPU 1, wrk and backend to CPU 0' if args.pin else 'unpinned'}\n")
-        print("| scenario | proxy | req/s | p50 ms | p99 ms | CPU s/100k req | req/s vs nginx | req/s vs HAProxy | CPU vs nginx | CPU vs HAProxy |")
-        print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        print("| scenario | proxy | req/s | p50 ms | p99 ms | CPU s/100k req | sleeps/req "
+              "| req/s vs nginx | req/s vs HAProxy | CPU vs nginx | CPU vs HAProxy |")
+        print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for scenario, _ in scenarios:
             n, h = results[(scenario, "nginx")], results[(scenario, "haproxy")]
             for p in proxies:
@@ -314,7 +338,7 @@ def main():
                 else:
                     ratios = " | | | "
                 print(f"| {scenario} | {p.name} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
-                      f"{r['cpu_per_100k']:.2f} | {ratios} |")
+                      f"{r['cpu_per_100k']:.2f} | {r['sleeps']:.2f} | {ratios} |")
     finally:
         for p in PROCS:
             p.send_signal(signal.SIGTERM)
