@@ -371,6 +371,8 @@ async fn http2_websockets_and_the_platform_headers() {
     assert_eq!(seen.header("x-forwarded-port"), Some(wharf.https.port().to_string().as_str()));
     assert_eq!(seen.header("host"), Some("web-default.localhost"));
     assert_eq!(seen.header("x-orig-host"), Some("web-default.localhost"));
+    assert_eq!(seen.header("x-orig-proto"), Some("https"));
+    assert_eq!(seen.header("x-orig-port"), Some(wharf.https.port().to_string().as_str()));
     assert_eq!(seen.header("via"), Some("1.1 wharf"));
     assert!(seen.header("te").is_none(), "hop-by-hop headers are stripped");
     let id = seen.header("x-request-id").unwrap();

@@ -38,18 +38,28 @@ pub(crate) struct ConnInfo {
     pub(crate) listener: Listener,
     /// The client's address as text, formatted once for all of the connection's requests.
     pub(crate) peer_ip: HeaderValue,
-    /// The port the client connected to, for `X-Forwarded-Port`.
-    pub(crate) port: HeaderValue,
+    /// The platform's fields that are the same for every request on the connection (protocol,
+    /// the port the client connected to, `Via`), as header lines ready to copy into each request
+    /// head in one piece.
+    pub(crate) fixed_fields: Box<[u8]>,
 }
 
 impl ConnInfo {
     pub(crate) fn new(peer: SocketAddr, listener: Listener, port: u16) -> Self {
         let peer_ip = HeaderValue::try_from(peer.ip().to_string()).expect("an IP address is a valid header value");
-        ConnInfo { peer, listener, peer_ip, port: HeaderValue::from(port) }
+        let proto = if listener == Listener::Http { "http" } else { "https" };
+        let fixed_fields = format!(
+            "x-forwarded-proto: {proto}\r\nx-forwarded-port: {port}\r\nvia: {VIA}\r\n\
+             x-orig-proto: {proto}\r\nx-orig-port: {port}\r\n"
+        );
+        ConnInfo { peer, listener, peer_ip, fixed_fields: fixed_fields.into_bytes().into_boxed_slice() }
     }
 }
 
-static VIA_VALUE: HeaderValue = HeaderValue::from_static("1.1 wharf");
+/// What the router puts in `Via`.
+const VIA: &str = "1.1 wharf";
+
+static VIA_VALUE: HeaderValue = HeaderValue::from_static(VIA);
 
 /// A client's request as the proxy sees it, whichever protocol it came in.
 #[derive(Debug)]
@@ -408,28 +418,22 @@ async fn proxy(
     };
     let start_ms = started_micros / 1000;
     let mut start_text = itoa::Buffer::new();
-    let proto: &[u8] = if conn.listener == Listener::Http { b"http" } else { b"https" };
-    let port = conn.port.as_bytes();
     let orig_prefix = if orig_prefix.is_empty() { "/" } else { orig_prefix.as_str() };
     let upgrade_fields = upgrade.map(|protocol| [("upgrade", protocol), ("connection", &b"upgrade"[..])]);
     let host_fields = orig_host.map(|orig_host| [("host", orig_host), ("x-orig-host", orig_host)]);
     let rest = [
         ("x-forwarded-for", &*xff),
-        ("x-forwarded-proto", proto),
-        ("x-forwarded-port", port),
         ("x-request-id", log.request_id.as_bytes()),
         ("x-request-start", start_text.format(start_ms).as_bytes()),
-        ("via", VIA_VALUE.as_bytes()),
         ("x-forwarded-path", req.target.as_bytes()),
         ("x-orig-path", orig_prefix.as_bytes()),
-        ("x-orig-proto", proto),
-        ("x-orig-port", port),
     ];
     let none: &[(&str, &[u8])] = &[];
     let platform = [host_fields.as_ref().map_or(none, |f| f), &rest, upgrade_fields.as_ref().map_or(none, |f| f)];
     let hop = HopByHop::of(fields);
     let skip = |known: Name, name: &[u8]| is_replaced(known) || hop.contains(known, name);
-    let (head, chunked) = crate::upstream::encode_head(req.method, target, fields, skip, &platform, req.has_body);
+    let (head, chunked) =
+        crate::upstream::encode_head(req.method, target, fields, skip, &platform, &conn.fixed_fields, req.has_body);
     let mut body = if req.has_body { body } else { None };
 
     let settings = &shared.settings;

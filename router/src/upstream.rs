@@ -122,17 +122,20 @@ impl RequestBody for hyper::body::Incoming {
 }
 
 /// The request head as the dyno gets it, and whether the body follows it chunked.
-/// The client's `headers` go as they are but those `skip` names, then the groups of `extra`.
+/// The client's `headers` go as they are but those `skip` names, then the groups of `extra`,
+/// then `lines`, header lines already formatted.
 pub(crate) fn encode_head(
     method: &Method,
     target: &str,
     headers: &Fields,
     skip: impl Fn(Name, &[u8]) -> bool,
     extra: &[&[(&str, &[u8])]],
+    lines: &[u8],
     has_body: bool,
 ) -> (Vec<u8>, bool) {
     let size: usize = headers.iter().map(|(_, k, v)| k.len() + v.len() + 4).sum::<usize>()
-        + extra.iter().flat_map(|e| e.iter()).map(|(k, v)| k.len() + v.len() + 4).sum::<usize>();
+        + extra.iter().flat_map(|e| e.iter()).map(|(k, v)| k.len() + v.len() + 4).sum::<usize>()
+        + lines.len();
     let mut out = Vec::with_capacity(method.as_str().len() + target.len() + size + 64);
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
@@ -152,6 +155,7 @@ pub(crate) fn encode_head(
     for (k, v) in extra.iter().flat_map(|e| e.iter()) {
         line(k.as_bytes(), v);
     }
+    out.extend_from_slice(lines);
     let has_length = headers.contains(Name::ContentLength);
     // A body of unknown length (the client's was chunked, or HTTP/2) goes chunked; a request
     // without a body whose method normally has one says so, so the dyno does not wait for one.
@@ -679,7 +683,7 @@ mod tests {
         let mut h = http::HeaderMap::new();
         h.insert(http::header::HOST, http::HeaderValue::from_static("app.example.com"));
         let head = |m: Method, h: &http::HeaderMap, body| {
-            let (bytes, chunked) = encode_head(&m, "/p?q=1", &Fields::from_map(h), |_, _| false, &[], body);
+            let (bytes, chunked) = encode_head(&m, "/p?q=1", &Fields::from_map(h), |_, _| false, &[], b"", body);
             (String::from_utf8(bytes).unwrap(), chunked)
         };
         assert_eq!(
@@ -703,12 +707,14 @@ mod tests {
             &Fields::from_map(&h),
             |known, _| known == Name::XRequestId,
             &[&[("x-request-id", b"platform's")], &[("via", b"1.1 wharf")]],
+            b"x-orig-port: 443\r\n",
             false,
         );
         assert_eq!(
             String::from_utf8(bytes).unwrap(),
-            "GET / HTTP/1.1\r\nhost: app.example.com\r\ncontent-length: 3\r\nx-request-id: platform's\r\nvia: 1.1 wharf\r\n\r\n",
-            "skipped fields give way to the extra ones, which come last"
+            "GET / HTTP/1.1\r\nhost: app.example.com\r\ncontent-length: 3\r\nx-request-id: platform's\r\nvia: 1.1 wharf\r\n\
+             x-orig-port: 443\r\n\r\n",
+            "skipped fields give way to the extra ones, then the ready lines, which come last"
         );
     }
 }
