@@ -63,10 +63,15 @@ impl Deadline {
         std::future::poll_fn(|cx| self.poll_elapsed(cx)).await;
     }
 
-    /// Runs `fut` until `at` at the latest, for a caller that has just read the clock.
-    pub(crate) async fn timeout_at<F: Future>(&mut self, at: impl Into<Instant>, fut: F) -> Result<F::Output, Elapsed> {
+    /// Runs `fut` until `at` at the latest, for a caller that has just read the clock. The
+    /// future is borrowed pinned where the caller made it: a request's exchange with a dyno is a
+    /// large future, and moving it in and pinning it again copied it twice per request.
+    pub(crate) async fn timeout_at<F: Future>(
+        &mut self,
+        at: impl Into<Instant>,
+        mut fut: Pin<&mut F>,
+    ) -> Result<F::Output, Elapsed> {
         self.set_at(at.into());
-        let mut fut = std::pin::pin!(fut);
         std::future::poll_fn(|cx| {
             if let Poll::Ready(out) = fut.as_mut().poll(cx) {
                 return Poll::Ready(Ok(out));
@@ -102,12 +107,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn timeouts_let_quick_work_finish_and_cut_slow_work_off() {
         let mut d = Deadline::new(Duration::from_secs(1));
-        assert_eq!(d.timeout_at(Instant::now() + Duration::from_secs(5), async { 7 }).await, Ok(7));
-        let slow = tokio::time::sleep(Duration::from_secs(6));
+        assert_eq!(d.timeout_at(Instant::now() + Duration::from_secs(5), std::pin::pin!(async { 7 })).await, Ok(7));
+        let slow = std::pin::pin!(tokio::time::sleep(Duration::from_secs(6)));
         let start = Instant::now();
         assert_eq!(d.timeout_at(Instant::now() + Duration::from_secs(5), slow).await, Err(Elapsed));
         assert_eq!(start.elapsed(), Duration::from_secs(5));
-        let quick = tokio::time::sleep(Duration::from_secs(4));
+        let quick = std::pin::pin!(tokio::time::sleep(Duration::from_secs(4)));
         assert_eq!(d.timeout_at(Instant::now() + Duration::from_secs(5), quick).await, Ok(()));
     }
 }

@@ -469,8 +469,11 @@ async fn proxy(
         };
         let sent = attempt_start;
         log.connect_ms = sent.saturating_duration_since(connect_from).as_millis() as u64;
-        let exchange = c.exchange(&head, &mut body, chunked, req.method, upgrade.is_some());
-        match first_byte.timeout_at(sent + settings.first_byte_timeout, exchange).await {
+        let answer = {
+            let exchange = std::pin::pin!(c.exchange(&head, &mut body, chunked, req.method, upgrade.is_some()));
+            first_byte.timeout_at(sent + settings.first_byte_timeout, exchange).await
+        };
+        match answer {
             Err(_) => break Err(ProxyError::bare(Code::H12)),
             Ok(Ok(resp)) => {
                 log.service_ms = sent.elapsed().as_millis() as u64;
