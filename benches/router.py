@@ -69,9 +69,11 @@ def wait_port(port, timeout=30):
     sys.exit(f"nothing listens on port {port} after {timeout}s")
 
 
-def ensure_tools():
-    missing = [pkg for tool, pkg in [("nginx", "nginx"), ("haproxy", "haproxy"), ("wrk", "wrk")]
-               if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}")]
+def ensure_tools(*extra):
+    """Installs nginx, haproxy, wrk and the `extra` tools (Debian packages of the same name)
+    when missing."""
+    missing = [t for t in ("nginx", "haproxy", "wrk", *extra)
+               if not shutil.which(t) and not os.path.exists(f"/usr/sbin/{t}")]
     if missing:
         print(f"installing {' '.join(missing)} from Debian", file=sys.stderr)
         sudo = [] if os.geteuid() == 0 else ["sudo"]
@@ -128,6 +130,17 @@ def sleeps(pid):
 
 
 PROCS = []
+
+
+def stop_all():
+    """Stops every child the harness started: asks first, then kills what has not gone in 30 s."""
+    for p in PROCS:
+        p.send_signal(signal.SIGTERM)
+    for p in PROCS:
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
 
 
 def spawn(cmd, **kw):
@@ -340,13 +353,7 @@ def main():
                 print(f"| {scenario} | {p.name} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
                       f"{r['cpu_per_100k']:.2f} | {r['sleeps']:.2f} | {ratios} |")
     finally:
-        for p in PROCS:
-            p.send_signal(signal.SIGTERM)
-        for p in PROCS:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

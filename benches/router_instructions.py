@@ -52,11 +52,7 @@ def main():
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--browser", action="store_true", help="send a browser's request fields too")
     args = parser.parse_args()
-    bench.ensure_tools()
-    if not bench.shutil.which("valgrind"):
-        sudo = [] if os.geteuid() == 0 else ["sudo"]
-        subprocess.run(sudo + ["apt-get", "install", "-y", "-qq", "valgrind"], check=True,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    bench.ensure_tools("valgrind")
 
     tmp = tempfile.mkdtemp()
     _, backend = bench.start_backend(tmp, False)
@@ -116,10 +112,4 @@ if __name__ == "__main__":
     try:
         main()
     finally:
-        for p in bench.PROCS:
-            p.terminate()
-        for p in bench.PROCS:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        bench.stop_all()
