@@ -347,7 +347,7 @@ fn write_dyno_head(
         has_hsts |= known == Name::StrictTransportSecurity;
         field(out, name, value);
     }
-    field(out, b"via", b"1.1 wharf");
+    field(out, b"via", proxy::VIA.as_bytes());
     if let Some(hsts) = proxy::hsts(conn, shared, has_hsts) {
         field(out, b"strict-transport-security", hsts.as_bytes());
     }

@@ -57,7 +57,7 @@ impl ConnInfo {
 }
 
 /// What the router puts in `Via`.
-const VIA: &str = "1.1 wharf";
+pub(crate) const VIA: &str = "1.1 wharf";
 
 static VIA_VALUE: HeaderValue = HeaderValue::from_static(VIA);
 
