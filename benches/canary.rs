@@ -11,7 +11,7 @@
 
 use std::thread;
 
-use wharf_config::{CanaryPolicy, PolicyInput};
+use wharf_domain::{CanaryPolicy, PolicyInput};
 use wharf_router::canary::{Arm, Judge, Split};
 
 /// One row: error rates in percent, and an optional outage that fails every request on both

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use wharf_bus::{Bus, BusConfig};
-use wharf_config::{Config, KafkaConfig, SessionKey};
+use wharf_config::{Config, KafkaConfig};
+use wharf_domain::SessionKey;
 use wharf_control_api::{AdminToken, ControlPlane, PostgresStore, Settings, SqliteStore, Store};
 use wharf_logshuttle::Logshuttle;
 use wharf_router::{Listeners, Router, tls};
@@ -57,7 +58,7 @@ fn load_token(data_dir: &Path, var: &str, file: &str) -> Result<(String, bool)> 
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
-    let token: String = wharf_config::random_bytes::<24>().iter().map(|b| format!("{b:02x}")).collect();
+    let token: String = wharf_domain::random_bytes::<24>().iter().map(|b| format!("{b:02x}")).collect();
     let mut f = {
         use std::os::unix::fs::OpenOptionsExt;
         std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)
@@ -87,11 +88,11 @@ pub(crate) fn router_tls(config: &Config, data_dir: &Path) -> Result<(Arc<tls::S
     let mut certs = tls::CertSet::with_default(default_cert);
     for files in &config.router.certificates {
         let text = |p: &Path| std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()));
-        let cert = wharf_config::Certificate::parse(&text(&files.chain)?, &text(&files.key)?)
+        let cert = wharf_domain::Certificate::parse(&text(&files.chain)?, &text(&files.key)?)
             .with_context(|| format!("certificate {}", files.chain.display()))?;
         // An expired file is still served rather than refusing to start: clients see the
         // expiry, and the other names keep working.
-        if let Err(e) = cert.check_time(wharf_config::timestamp::now_seconds()) {
+        if let Err(e) = cert.check_time(wharf_domain::timestamp::now_seconds()) {
             tracing::warn!(file = %files.chain.display(), error = %e, "serving a certificate outside its validity");
         }
         certs.add(&cert).with_context(|| format!("certificate {}", files.chain.display()))?;

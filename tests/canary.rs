@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use wharf_bus::{Bus, BusConfig};
-use wharf_config::{CanaryPolicy, CanaryState, RouterConfig, SessionKey, Weight};
+use wharf_config::RouterConfig;
+use wharf_domain::{CanaryPolicy, CanaryState, SessionKey, Weight};
 use wharf_control_api::{ControlPlane, Settings, SqliteStore};
 use wharf_router::{Listeners, Router, tls};
 use wharf_testkit::backend::Backend;

@@ -92,7 +92,7 @@ pub fn app_line(json: &[u8], space: &str) -> Result<LogEvent, AkkerisError> {
     let key = format!("{app}-{space}");
     let mut b = LogEvent::builder(&key, "app").process(&process).stream(stream);
     if let Some(t) = line.time {
-        let micros = wharf_config::timestamp::parse_micros(t).ok_or_else(|| AkkerisError::Time(t.to_owned()))?;
+        let micros = wharf_domain::timestamp::parse_micros(t).ok_or_else(|| AkkerisError::Time(t.to_owned()))?;
         b = b.time_micros(micros);
     }
     Ok(b.message(trim_newline(&line.log).as_bytes()))
@@ -177,7 +177,7 @@ mod tests {
     fn the_event_time_is_kept() {
         let e = app_line(br#"{"log":"m","time":"2019-07-16T20:05:21.5Z","kubernetes":{"container_name":"a"}}"#, "s")
             .unwrap();
-        assert_eq!(wharf_config::timestamp::format_micros(e.time_micros()), "2019-07-16T20:05:21.500000Z");
+        assert_eq!(wharf_domain::timestamp::format_micros(e.time_micros()), "2019-07-16T20:05:21.500000Z");
     }
 
     #[test]

@@ -1,47 +1,743 @@
-//! Typed configuration for every Wharf service, and the data-plane snapshot model.
+//! The configuration file (TOML) and its `WHARF_*` environment overrides.
 //!
-//! Two kinds of types live here. The file configuration (`Config` and its sections) is what an
-//! operator writes in TOML or sets through `WHARF_*` variables. The snapshot (`Snapshot`) is what
-//! the control API publishes and the router and logshuttle consume. Both are built from the domain
-//! value types in [`names`] and [`drain`], whose constructors reject bad values, so that nothing
-//! past the parsing edge has to validate again.
+//! Every section has defaults that make `wharf serve` work with no file at all. Loading is
+//! three steps: read the TOML, overlay `WHARF_SECTION__KEY=value` variables, deserialize with
+//! unknown keys rejected, then [`Config::validate`].
 
 #![forbid(unsafe_code)]
 
-pub mod canary;
-pub mod cert;
-pub mod drain;
-pub mod file;
-pub mod names;
-pub mod session;
-pub mod snapshot;
-pub mod timestamp;
-pub mod units;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
-pub use canary::{
-    CanaryError, CanaryEvidence, CanaryPolicy, CanarySpec, CanaryState, CanaryVerdict, ErrorClasses, PolicyInput,
-    Tally, Weight,
-};
-pub use cert::{CertError, Certificate};
-pub use drain::{DrainScheme, DrainUrl, DrainUrlError, Framing};
-pub use file::{
-    CertFiles, Config, ConfigError, ControlApiConfig, DatabaseUrl, KafkaConfig, LogshuttleConfig, RouterConfig,
-    SupervisorConfig,
-};
-pub use names::{AppKey, AppName, DynoName, DynoType, Hostname, NameError, RoutePath, SiteDomain, SpaceName};
-pub use session::{SessionError, SessionGrant, SessionKey};
-pub use snapshot::{AppSpec, CertSpec, DrainSpec, DrainTarget, DynoSpec, RouteSpec, SiteSpec, Snapshot};
-pub use units::{ByteSize, HumanDuration};
+use serde::{Deserialize, Serialize};
 
-/// A new random (version 4) id for a control-API resource.
-pub fn new_id() -> uuid::Uuid {
-    uuid::Builder::from_random_bytes(random_bytes()).into_uuid()
+use wharf_domain::names::Hostname;
+use wharf_domain::units::{ByteSize, HumanDuration};
+
+/// Variables with the `WHARF_` prefix that are not configuration keys.
+const NOT_CONFIG: &[&str] = &["WHARF_ADMIN_TOKEN", "WHARF_DATA_PLANE_TOKEN", "WHARF_SESSION_SECRET", "WHARF_LOG"];
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or has unknown keys or wrong types.
+    #[error("invalid configuration{origin}: {message}")]
+    Parse {
+        /// Where the configuration came from, for the message.
+        origin: String,
+        /// The parser's explanation.
+        message: String,
+    },
+    /// A `WHARF_*` variable does not name a configuration key.
+    #[error("environment variable {var}: {message}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Well-formed, but a value is impossible.
+    #[error("invalid configuration: {field}: {message}")]
+    Invalid {
+        /// The key, as `section.key`.
+        field: &'static str,
+        /// What to fix.
+        message: String,
+    },
 }
 
-/// Fills a buffer from the system's secure random number generator.
-pub fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut bytes = [0u8; N];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
-        .expect("the system random number generator works");
-    bytes
+/// All of Wharf's configuration. Each service reads its own section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory for state: the embedded database, generated certificates and the admin token.
+    pub data_dir: PathBuf,
+    /// The control API.
+    pub control_api: ControlApiConfig,
+    /// The router.
+    pub router: RouterConfig,
+    /// The logshuttle.
+    pub logshuttle: LogshuttleConfig,
+    /// The local supervisor, which runs formations that have commands.
+    pub supervisor: SupervisorConfig,
+    /// The Kafka log bus. Without this section, the embedded in-process bus carries logs.
+    pub kafka: Option<KafkaConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("wharf-data"),
+            control_api: ControlApiConfig::default(),
+            router: RouterConfig::default(),
+            logshuttle: LogshuttleConfig::default(),
+            supervisor: SupervisorConfig::default(),
+            kafka: None,
+        }
+    }
+}
+
+/// The local supervisor's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupervisorConfig {
+    /// How long a new web dyno has to pass its health check before its release is given up.
+    pub health_timeout: HumanDuration,
+    /// How long a dyno has to exit after SIGTERM before it gets SIGKILL.
+    pub stop_grace: HumanDuration,
+    /// How long a dyno keeps running after it left the router, for requests in flight.
+    pub drain: HumanDuration,
+    /// First delay before a crashed dyno is restarted; it doubles up to a minute.
+    pub restart_min: HumanDuration,
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        SupervisorConfig {
+            health_timeout: HumanDuration::secs(60),
+            stop_grace: HumanDuration::secs(10),
+            drain: HumanDuration::secs(1),
+            restart_min: HumanDuration::secs(1),
+        }
+    }
+}
+
+/// The control API's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlApiConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Largest request body accepted.
+    pub max_body: ByteSize,
+    /// Most dynos of one type an app's formation may ask for.
+    pub max_quantity: u32,
+    /// PostgreSQL database to keep the state in, shared by every control-API replica that names
+    /// it (`postgres://user:password@host:5432/dbname`, libpq's URL form). Without it, the state
+    /// is in an embedded SQLite database in the data directory.
+    pub database_url: Option<DatabaseUrl>,
+    /// PEM file of the CA that signs the database server's certificate, trusted beside the
+    /// Mozilla roots when the connection uses TLS (`sslmode=prefer`, the default, or `require`).
+    pub database_ca: Option<PathBuf>,
+}
+
+/// A PostgreSQL connection URL. Its password never appears in `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// Accepts a `postgres://` or `postgresql://` URL.
+    pub fn try_new(url: &str) -> Result<DatabaseUrl, String> {
+        let rest = url
+            .strip_prefix("postgres://")
+            .or_else(|| url.strip_prefix("postgresql://"))
+            .ok_or("must be a postgres:// URL, such as postgres://wharf:password@db.internal:5432/wharf")?;
+        if rest.is_empty() || url.chars().any(char::is_whitespace) {
+            return Err("must name a host, and contain no spaces".into());
+        }
+        Ok(DatabaseUrl(url.to_owned()))
+    }
+
+    /// The URL, password included, for connecting.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with its password replaced by `***`, for logs and messages.
+    pub fn redacted(&self) -> String {
+        let (scheme, rest) = self.0.split_once("://").unwrap_or(("", &self.0));
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(authority_end);
+        match authority.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+                let password = if userinfo.contains(':') { ":***" } else { "" };
+                // A password can also be a query parameter.
+                let tail = redact_query_password(tail);
+                format!("{scheme}://{user}{password}@{host}{tail}")
+            }
+            None => format!("{scheme}://{authority}{}", redact_query_password(tail)),
+        }
+    }
+}
+
+fn redact_query_password(tail: &str) -> String {
+    match tail.split_once('?') {
+        Some((path, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|p| if p.starts_with("password=") { "password=***".to_owned() } else { p.to_owned() })
+                .collect();
+            format!("{path}?{}", params.join("&"))
+        }
+        None => tail.to_owned(),
+    }
+}
+
+impl TryFrom<String> for DatabaseUrl {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        DatabaseUrl::try_new(&s)
+    }
+}
+
+impl From<DatabaseUrl> for String {
+    fn from(u: DatabaseUrl) -> String {
+        u.0
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DatabaseUrl({:?})", self.redacted())
+    }
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl Default for ControlApiConfig {
+    fn default() -> Self {
+        ControlApiConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
+            max_body: ByteSize(1 << 20),
+            max_quantity: 100,
+            database_url: None,
+            database_ca: None,
+        }
+    }
+}
+
+/// The router's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouterConfig {
+    /// Plain-HTTP listener; it redirects every request to HTTPS.
+    pub http_listen: SocketAddr,
+    /// HTTPS listener.
+    pub https_listen: SocketAddr,
+    /// HTTPS listener for internal sites and apps in internal spaces, which the public
+    /// listeners never serve. Bind it only where internal clients reach it.
+    pub internal_listen: SocketAddr,
+    /// Prometheus metrics (`/metrics`) and health (`/healthz`), over plain HTTP.
+    pub admin_listen: SocketAddr,
+    /// The port that HTTP-to-HTTPS redirects name; defaults to `https_listen`'s port.
+    pub https_public_port: Option<u16>,
+    /// Whether the plain-HTTP listener redirects to HTTPS. Turn it off only behind a load
+    /// balancer that terminates TLS itself; requests are then proxied as plain HTTP.
+    pub http_redirect: bool,
+    /// Apps are served on `app-space.<stack_domain>`.
+    pub stack_domain: String,
+    /// Worker threads, each with its own event loop and listening sockets; 0 means one per CPU.
+    pub workers: usize,
+    /// PEM certificate chain served when no other certificate matches. Without it, a
+    /// certificate for `*.<stack_domain>` is generated in the data directory at first start.
+    pub default_cert: Option<PathBuf>,
+    /// PEM private key of `default_cert`.
+    pub default_key: Option<PathBuf>,
+    /// More certificates, read at start and chosen by SNI like uploaded ones: exact name, then
+    /// wildcard; of two for one name, the one expiring later.
+    pub certificates: Vec<CertFiles>,
+    /// How long to wait for a dyno to accept a connection.
+    pub connect_timeout: HumanDuration,
+    /// How long to wait for the first byte of a dyno's response once the request is sent.
+    pub first_byte_timeout: HumanDuration,
+    /// How long a dyno's response may stay silent between two bytes before it is cut off (H15).
+    pub idle_timeout: HumanDuration,
+    /// How long a client may take to send a request's line and headers; also how long an idle
+    /// keep-alive connection is kept waiting for the next request.
+    pub header_timeout: HumanDuration,
+    /// Longest request line (method, target and version) accepted; longer ones get 414.
+    pub max_request_line: ByteSize,
+    /// Most bytes of header names and values accepted; more get 431.
+    pub max_header_bytes: ByteSize,
+    /// Most header fields accepted; more get 431.
+    pub max_headers: usize,
+    /// `max-age` of the `Strict-Transport-Security` header added to HTTPS responses that do not
+    /// set their own; `0s` adds none.
+    pub hsts_max_age: HumanDuration,
+    /// Session tickets a client gets after each TLS 1.3 handshake, to resume a later connection
+    /// without a full handshake. One serves a client that opens its connections one after
+    /// another (every connection, resumed or not, brings a fresh ticket); more serve one that
+    /// opens several at once from a single earlier connection, at a cost to every client that
+    /// never resumes. `0` turns TLS 1.3 resumption off.
+    pub tls13_tickets: usize,
+    /// How many dynos to try when connecting fails, per request.
+    pub connect_attempts: u32,
+    /// How long a dyno that failed to accept a connection is skipped.
+    pub quarantine: HumanDuration,
+    /// How long in-flight requests may take to finish at shutdown.
+    pub shutdown_grace: HumanDuration,
+}
+
+/// A certificate chain and its key, in PEM files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertFiles {
+    /// The chain, leaf first.
+    pub chain: PathBuf,
+    /// The chain's private key.
+    pub key: PathBuf,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            https_listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            internal_listen: SocketAddr::from(([127, 0, 0, 1], 8444)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9100)),
+            https_public_port: None,
+            http_redirect: true,
+            stack_domain: "localhost".into(),
+            workers: 0,
+            default_cert: None,
+            default_key: None,
+            certificates: vec![],
+            connect_timeout: HumanDuration::secs(5),
+            first_byte_timeout: HumanDuration::secs(30),
+            idle_timeout: HumanDuration::secs(55),
+            header_timeout: HumanDuration::secs(10),
+            max_request_line: ByteSize(8 * 1024),
+            max_header_bytes: ByteSize(8 * 1024),
+            max_headers: 100,
+            hsts_max_age: HumanDuration::secs(365 * 24 * 3600),
+            tls13_tickets: 1,
+            connect_attempts: 3,
+            quarantine: HumanDuration::secs(5),
+            shutdown_grace: HumanDuration::secs(10),
+        }
+    }
+}
+
+/// The logshuttle's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogshuttleConfig {
+    /// Where a standalone logshuttle serves live tails. `wharf serve` serves them on the
+    /// control API's listener instead.
+    pub listen: SocketAddr,
+    /// Base URL of live-tail links (`logplex_url`); defaults to the address tails are served on.
+    pub public_url: Option<String>,
+    /// Most lines a drain holds while its receiver is slow or away; past it, the oldest go.
+    pub drain_buffer_lines: usize,
+    /// Most bytes a drain holds while its receiver is slow or away; past it, the oldest go.
+    pub drain_buffer_bytes: ByteSize,
+    /// Lines of recent history kept per app for new log sessions.
+    pub history_lines: usize,
+    /// First delay before reconnecting to a drain; it doubles up to `reconnect_max`.
+    pub reconnect_min: HumanDuration,
+    /// Longest delay between reconnection attempts.
+    pub reconnect_max: HumanDuration,
+    /// How long a log session URL stays valid.
+    pub session_ttl: HumanDuration,
+    /// How long, at shutdown, drains may take to deliver what they hold before the last commit.
+    pub shutdown_grace: HumanDuration,
+    /// A PEM file of CAs that `syslog+tls://` and `https://` drains trust beside the Mozilla
+    /// roots: an organisation's internal CA. A TLS drain's `?ca=` adds one for that drain only.
+    pub trusted_ca: Option<PathBuf>,
+}
+
+impl Default for LogshuttleConfig {
+    fn default() -> Self {
+        LogshuttleConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5001)),
+            public_url: None,
+            drain_buffer_lines: 10_000,
+            drain_buffer_bytes: ByteSize(8 << 20),
+            history_lines: 1500,
+            reconnect_min: HumanDuration::millis(100),
+            reconnect_max: HumanDuration::secs(10),
+            session_ttl: HumanDuration::secs(300),
+            shutdown_grace: HumanDuration::secs(5),
+            trusted_ca: None,
+        }
+    }
+}
+
+/// The Kafka log bus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, `host:port` separated by commas.
+    pub brokers: String,
+    /// The topic of log events; created at start when missing.
+    pub topic: String,
+    /// Partitions of the topic when Wharf creates it.
+    pub partitions: u32,
+    /// Replication factor of the topic when Wharf creates it.
+    pub replication_factor: u16,
+    /// The logshuttles' consumer group.
+    pub group_id: String,
+    /// How often the logshuttle commits the offsets every drain has taken responsibility for.
+    pub commit_interval: HumanDuration,
+    /// Akkeris' per-space topics of fluentd/Kubernetes JSON lines to read as well. A topic's
+    /// name is its space; the container name is the app (or `app--type`).
+    pub akkeris_app_topics: Vec<String>,
+    /// Akkeris' topic of build-log JSON (`{"build", "job", "message", "metadata": "app-space"}`).
+    pub akkeris_build_topic: Option<String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            topic: "wharf-logs".into(),
+            partitions: 8,
+            replication_factor: 1,
+            group_id: "wharf-logshuttle".into(),
+            commit_interval: HumanDuration::secs(1),
+            akkeris_app_topics: Vec::new(),
+            akkeris_build_topic: None,
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// Every topic to read, Wharf's own first, then the Akkeris app topics, then the build topic.
+    pub fn topics(&self) -> Vec<&str> {
+        let mut all = vec![self.topic.as_str()];
+        all.extend(self.akkeris_app_topics.iter().map(String::as_str));
+        all.extend(self.akkeris_build_topic.as_deref());
+        all
+    }
+
+    /// A Kafka section with these brokers and defaults for the rest.
+    pub fn with_brokers(brokers: impl Into<String>) -> Self {
+        KafkaConfig { brokers: brokers.into(), ..KafkaConfig::default() }
+    }
+}
+
+impl Config {
+    /// Reads the optional file, applies the `WHARF_*` variables among `env`, and validates.
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let text = match file {
+            Some(path) => {
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?
+            }
+            None => String::new(),
+        };
+        let origin = file.map(|p| format!(" in {}", p.display())).unwrap_or_default();
+        Config::from_toml_and_env(&text, &origin, env)
+    }
+
+    /// Parses TOML text, applies the `WHARF_*` variables among `env`, and validates.
+    pub fn from_toml_and_env(
+        text: &str,
+        origin: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let parse_err = |origin: &str, e: &dyn std::fmt::Display| ConfigError::Parse {
+            origin: origin.to_owned(),
+            message: e.to_string().trim().replace('\n', " "),
+        };
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| parse_err(origin, &e))?;
+        let mut from_env = Vec::new();
+        for (var, value) in env {
+            if let Some(path) = env_path(&var)? {
+                set_path(&mut table, &var, &path, &value)?;
+                from_env.push(var);
+            }
+        }
+        let origin =
+            if from_env.is_empty() { origin.to_owned() } else { format!("{origin} (with {})", from_env.join(", ")) };
+        let merged = toml::to_string(&table).map_err(|e| parse_err(&origin, &e))?;
+        let config: Config = toml::from_str(&merged).map_err(|e| parse_err(&origin, &e))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, message: &str| Err(ConfigError::Invalid { field, message: message.to_owned() });
+        let r = &self.router;
+        if self.data_dir.as_os_str().is_empty() {
+            return invalid("data_dir", "must not be empty");
+        }
+        if Hostname::try_new(&r.stack_domain).is_err() || r.stack_domain.parse::<std::net::IpAddr>().is_ok() {
+            return invalid("router.stack_domain", "must be a DNS name such as `localhost` or `apps.example.com`");
+        }
+        if r.workers > 1024 {
+            return invalid("router.workers", "must be at most 1024 (0 means one per CPU)");
+        }
+        for (field, d) in [
+            ("router.connect_timeout", r.connect_timeout),
+            ("router.first_byte_timeout", r.first_byte_timeout),
+            ("router.idle_timeout", r.idle_timeout),
+            ("router.header_timeout", r.header_timeout),
+        ] {
+            if d.0.is_zero() {
+                return invalid(field, "must be longer than zero");
+            }
+        }
+        for (field, size) in
+            [("router.max_request_line", r.max_request_line), ("router.max_header_bytes", r.max_header_bytes)]
+        {
+            if !(1024..=1024 * 1024).contains(&size.0) {
+                return invalid(field, "must be between 1KiB and 1MiB");
+            }
+        }
+        if !(1..=1000).contains(&r.max_headers) {
+            return invalid("router.max_headers", "must be between 1 and 1000");
+        }
+        if r.tls13_tickets > 8 {
+            return invalid("router.tls13_tickets", "must be at most 8");
+        }
+        if r.connect_attempts == 0 || r.connect_attempts > 10 {
+            return invalid("router.connect_attempts", "must be between 1 and 10");
+        }
+        if r.default_cert.is_some() != r.default_key.is_some() {
+            return invalid("router.default_cert", "default_cert and default_key go together");
+        }
+        if r.https_public_port == Some(0) {
+            return invalid("router.https_public_port", "must be a port between 1 and 65535");
+        }
+        let mut listens = vec![
+            ("control_api.listen", self.control_api.listen),
+            ("router.http_listen", r.http_listen),
+            ("router.https_listen", r.https_listen),
+            ("router.internal_listen", r.internal_listen),
+            ("router.admin_listen", r.admin_listen),
+        ];
+        listens.retain(|(_, a)| a.port() != 0);
+        for (i, (field, a)) in listens.iter().enumerate() {
+            if listens[..i].iter().any(|(_, b)| b == a) {
+                return invalid(field, &format!("{a} is already used by another listener"));
+            }
+        }
+        if self.supervisor.health_timeout.0.is_zero() || self.supervisor.restart_min.0.is_zero() {
+            return invalid("supervisor.health_timeout", "health_timeout and restart_min must be longer than zero");
+        }
+        if self.control_api.max_quantity == 0 {
+            return invalid("control_api.max_quantity", "must be at least 1");
+        }
+        let l = &self.logshuttle;
+        if l.drain_buffer_lines == 0 || l.drain_buffer_bytes.0 == 0 {
+            return invalid("logshuttle.drain_buffer_lines", "drain buffers must hold at least one line and one byte");
+        }
+        if l.reconnect_min.0.is_zero() || l.reconnect_min > l.reconnect_max {
+            return invalid("logshuttle.reconnect_min", "must be longer than zero and at most reconnect_max");
+        }
+        if l.session_ttl.0.is_zero() {
+            return invalid("logshuttle.session_ttl", "must be longer than zero");
+        }
+        if let Some(url) = &l.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return invalid("logshuttle.public_url", "must start with http:// or https://");
+        }
+        if let Some(k) = &self.kafka {
+            if k.brokers.split(',').any(|b| !valid_broker(b.trim())) {
+                return invalid("kafka.brokers", "must be host:port pairs separated by commas");
+            }
+            let topic_ok = |t: &str| {
+                !t.is_empty() && t.len() <= 249 && t.bytes().all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c))
+            };
+            const TOPIC: &str = "must be 1 to 249 letters, digits, dots, underscores or dashes";
+            if !topic_ok(&k.topic) {
+                return invalid("kafka.topic", TOPIC);
+            }
+            if !k.akkeris_app_topics.iter().all(|t| topic_ok(t)) {
+                return invalid("kafka.akkeris_app_topics", TOPIC);
+            }
+            if !k.akkeris_build_topic.as_deref().is_none_or(topic_ok) {
+                return invalid("kafka.akkeris_build_topic", TOPIC);
+            }
+            let topics = k.topics();
+            if topics.iter().enumerate().any(|(i, t)| topics[..i].contains(t)) {
+                return invalid("kafka.akkeris_app_topics", "each topic is read once: the lists name one twice");
+            }
+            if k.partitions == 0 || k.replication_factor == 0 {
+                return invalid("kafka.partitions", "partitions and replication_factor must be at least 1");
+            }
+            if k.group_id.is_empty() {
+                return invalid("kafka.group_id", "must not be empty");
+            }
+            if k.commit_interval.0.is_zero() {
+                return invalid("kafka.commit_interval", "must be longer than zero");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn valid_broker(b: &str) -> bool {
+    let Some((host, port)) = b.rsplit_once(':') else {
+        return false;
+    };
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    Hostname::try_new(host).is_ok() && port.parse::<u16>().is_ok_and(|p| p > 0)
+}
+
+/// Maps `WHARF_ROUTER__HTTPS_LISTEN` to `["router", "https_listen"]`; `None` for other variables.
+fn env_path(var: &str) -> Result<Option<Vec<String>>, ConfigError> {
+    let Some(rest) = var.strip_prefix("WHARF_") else {
+        return Ok(None);
+    };
+    if NOT_CONFIG.contains(&var) {
+        return Ok(None);
+    }
+    let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+    if path.iter().any(String::is_empty) {
+        return Err(ConfigError::Env {
+            var: var.to_owned(),
+            message: "write WHARF_SECTION__KEY, for example WHARF_ROUTER__HTTPS_LISTEN".into(),
+        });
+    }
+    Ok(Some(path))
+}
+
+fn set_path(table: &mut toml::Table, var: &str, path: &[String], value: &str) -> Result<(), ConfigError> {
+    let (last, parents) = path.split_last().expect("env_path never returns an empty path");
+    let mut t = table;
+    for key in parents {
+        let entry = t.entry(key.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        t = entry
+            .as_table_mut()
+            .ok_or_else(|| ConfigError::Env { var: var.to_owned(), message: format!("`{key}` is not a section") })?;
+    }
+    // A value is TOML when it parses as TOML (numbers, booleans, arrays), and a string otherwise,
+    // so that `WHARF_ROUTER__WORKERS=4` and `WHARF_DATA_DIR=/var/lib/wharf` both work.
+    let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_owned()));
+    t.insert(last.clone(), parsed);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, String> {
+        Config::from_toml_and_env(text, "", env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .map_err(|e| e.to_string())
+    }
+
+    #[track_caller]
+    fn check_rejected(text: &str, env: &[(&str, &str)], want: &str) {
+        let err = load(text, env).expect_err("should be rejected");
+        assert!(err.contains(want), "error {err:?} should mention {want:?}");
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let c = load("", &[]).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.control_api.listen.to_string(), "127.0.0.1:5000");
+        assert!(c.kafka.is_none());
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let c = load(
+            "[router]\nworkers = 2\n",
+            &[
+                ("WHARF_ROUTER__WORKERS", "3"),
+                ("WHARF_DATA_DIR", "/tmp/w"),
+                ("WHARF_KAFKA__BROKERS", "k1:9092,k2:9092"),
+                ("WHARF_ROUTER__CONNECT_TIMEOUT", "2s"),
+                ("WHARF_ADMIN_TOKEN", "not config"),
+                ("WHARF_DATA_PLANE_TOKEN", "not config"),
+                ("HOME", "/root"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.router.workers, 3);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/w"));
+        assert_eq!(c.kafka.unwrap().brokers, "k1:9092,k2:9092");
+        assert_eq!(c.router.connect_timeout, HumanDuration::secs(2));
+    }
+
+    #[test]
+    fn rejections() {
+        check_rejected("bogus = 1", &[], "unknown field `bogus`");
+        check_rejected("[router]\nworker = 1", &[], "unknown field `worker`");
+        check_rejected("[router]\nworkers = \"two\"", &[], "invalid type");
+        check_rejected("[router\n", &[], "invalid configuration");
+        check_rejected("", &[("WHARF_ROUTER__NOPE", "1")], "WHARF_ROUTER__NOPE");
+        check_rejected("", &[("WHARF_ROUTER____X", "1")], "WHARF_SECTION__KEY");
+        check_rejected("data_dir = \"\"", &[], "data_dir");
+        check_rejected("[router]\nstack_domain = \"bad domain\"", &[], "router.stack_domain");
+        check_rejected("[router]\nstack_domain = \"10.0.0.1\"", &[], "router.stack_domain");
+        check_rejected("[router]\nworkers = 5000", &[], "router.workers");
+        check_rejected("[router]\nconnect_timeout = \"0s\"", &[], "router.connect_timeout");
+        check_rejected("[router]\nconnect_timeout = \"5\"", &[], "invalid duration");
+        check_rejected("[router]\nconnect_attempts = 0", &[], "router.connect_attempts");
+        check_rejected("[router]\nheader_timeout = \"0s\"", &[], "router.header_timeout");
+        check_rejected("[router]\nmax_header_bytes = \"10B\"", &[], "router.max_header_bytes");
+        check_rejected("[router]\nmax_request_line = \"2MiB\"", &[], "router.max_request_line");
+        check_rejected("[router]\nmax_headers = 0", &[], "router.max_headers");
+        check_rejected("[router]\ntls13_tickets = 9", &[], "router.tls13_tickets");
+        check_rejected("[router]\ntls13_tickets = -1", &[], "invalid value");
+        check_rejected("[router]\nadmin_listen = \"127.0.0.1:8443\"", &[], "already used");
+        check_rejected("[router]\ndefault_cert = \"/x.pem\"", &[], "router.default_cert");
+        check_rejected("[router]\nhttps_public_port = 0", &[], "router.https_public_port");
+        check_rejected("[[router.certificates]]\nchain = \"/x.pem\"", &[], "missing field `key`");
+        check_rejected("[[router.certificates]]\nchain = \"a\"\nkey = \"b\"\nname = \"c\"", &[], "unknown field");
+        check_rejected("[router]\nhttps_listen = \"127.0.0.1:5000\"", &[], "already used");
+        check_rejected("[router]\nhttps_listen = \"localhost:1\"", &[], "invalid");
+        check_rejected("[logshuttle]\ndrain_buffer_lines = 0", &[], "logshuttle.drain_buffer_lines");
+        check_rejected("[logshuttle]\ndrain_buffer_bytes = \"1XB\"", &[], "invalid size");
+        check_rejected("[logshuttle]\nreconnect_min = \"1m\"", &[], "logshuttle.reconnect_min");
+        check_rejected("[logshuttle]\nsession_ttl = \"0s\"", &[], "logshuttle.session_ttl");
+        check_rejected("[logshuttle]\npublic_url = \"ftp://x\"", &[], "logshuttle.public_url");
+        check_rejected("[kafka]\nbrokers = \"nohost\"", &[], "kafka.brokers");
+        check_rejected("[kafka]\ntopic = \"a b\"", &[], "kafka.topic");
+        check_rejected("[kafka]\nakkeris_app_topics = [\"ok\", \"\"]", &[], "kafka.akkeris_app_topics");
+        check_rejected("[kafka]\nakkeris_build_topic = \"a/b\"", &[], "kafka.akkeris_build_topic");
+        check_rejected("[kafka]\nakkeris_app_topics = [\"wharf-logs\"]", &[], "read once");
+        check_rejected("[kafka]\npartitions = 0", &[], "kafka.partitions");
+        check_rejected("[control_api]\nmax_quantity = 0", &[], "control_api.max_quantity");
+        check_rejected("[control_api]\ndatabase_url = \"mysql://db/wharf\"", &[], "must be a postgres:// URL");
+        check_rejected("[control_api]\ndatabase_url = \"postgres://\"", &[], "must name a host");
+        check_rejected("[supervisor]\nhealth_timeout = \"0s\"", &[], "supervisor.health_timeout");
+        check_rejected("[supervisor]\nrestart = \"1s\"", &[], "unknown field");
+        check_rejected("[kafka]\ngroup_id = \"\"", &[], "kafka.group_id");
+        check_rejected("[kafka]\ncommit_interval = \"0ms\"", &[], "kafka.commit_interval");
+    }
+
+    #[test]
+    fn example_files_are_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Config::load(Some(&path), []).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                seen += 1;
+            }
+        }
+        assert!(seen >= 2, "expected example configs in {}", dir.display());
+    }
+
+    #[test]
+    fn database_url_passwords_are_never_shown() {
+        for (url, shown) in [
+            ("postgres://wharf:s3cret@db:5432/wharf", "postgres://wharf:***@db:5432/wharf"),
+            ("postgresql://wharf@db/wharf?sslmode=require", "postgresql://wharf@db/wharf?sslmode=require"),
+            ("postgres://db/wharf?user=w&password=s3cret", "postgres://db/wharf?user=w&password=***"),
+            ("postgres://w:p%40ss@db", "postgres://w:***@db"),
+        ] {
+            let u = DatabaseUrl::try_new(url).unwrap();
+            assert_eq!(u.to_string(), shown);
+            assert!(!format!("{u:?}").contains("s3cret"), "{u:?}");
+        }
+        let c = load("[control_api]\ndatabase_url = \"postgres://wharf:s3cret@db/wharf\"", &[]).unwrap();
+        assert!(!format!("{c:?}").contains("s3cret"), "a configuration's Debug hides the password");
+        assert_eq!(c.control_api.database_url.unwrap().expose(), "postgres://wharf:s3cret@db/wharf");
+    }
 }

@@ -18,11 +18,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 use wharf_bus::Publisher;
-use wharf_config::timestamp::{format_seconds, now_seconds};
-use wharf_config::{
-    AppName, CanaryEvidence, CanaryPolicy, Certificate, DrainUrl, DynoName, DynoType, Hostname, PolicyInput, RoutePath,
-    SiteDomain, SpaceName,
-};
+use wharf_domain::timestamp::{format_seconds, now_seconds};
+use wharf_domain::{AppName, CanaryEvidence, CanaryPolicy, Certificate, DrainUrl, DynoName, DynoType, Hostname, PolicyInput, RoutePath, SiteDomain, SpaceName};
 
 use crate::model::{App, Canary, Cert, Compliance, Drain, Dyno, Formation, Model, Owner, Route, Site, Space};
 use crate::plane::{ControlPlane, Drains, Error, FormationUpdate, LocalDyno};
@@ -659,7 +656,7 @@ async fn create_log_session(
         }
     }
     let session = plane.create_log_session(&app, req.lines, req.tail, req.source, req.dyno).await?;
-    let now = format_seconds(wharf_config::timestamp::now_seconds());
+    let now = format_seconds(wharf_domain::timestamp::now_seconds());
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -889,7 +886,7 @@ async fn delete_cert(State(plane): Plane, Path(cert): Path<String>) -> ApiResult
 /// nothing.
 async fn post_verdict(
     State(plane): Plane,
-    Body(verdict): Body<wharf_config::CanaryVerdict>,
+    Body(verdict): Body<wharf_domain::CanaryVerdict>,
 ) -> ApiResult<impl IntoResponse> {
     let recorded = plane.record_verdict(verdict).await?.is_some();
     Ok(Json(json!({ "recorded": recorded })))

@@ -70,8 +70,8 @@ fn event(e: &EventIn, key: &str) -> Result<LogEvent, String> {
     }
     let mut b = LogEvent::builder(key, &e.source).process(&e.process).stream(stream);
     if let Some(t) = &e.time {
-        let micros = wharf_config::timestamp::parse_micros(t)
-            .filter(|&m| wharf_config::timestamp::in_range(m))
+        let micros = wharf_domain::timestamp::parse_micros(t)
+            .filter(|&m| wharf_domain::timestamp::in_range(m))
             .ok_or_else(|| format!("time {t:?} is not an RFC 3339 timestamp such as 2024-01-02T03:04:05.678Z"))?;
         b = b.time_micros(micros);
     }
@@ -151,6 +151,6 @@ mod tests {
             serde_json::from_value(json!({"app": "x", "source": "s", "time": "2024-01-02T03:04:05.5Z", "message": ""}))
                 .unwrap();
         let got = event(&e, "api-default").unwrap();
-        assert_eq!(wharf_config::timestamp::format_micros(got.time_micros()), "2024-01-02T03:04:05.500000Z");
+        assert_eq!(wharf_domain::timestamp::format_micros(got.time_micros()), "2024-01-02T03:04:05.500000Z");
     }
 }

@@ -10,11 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::{RwLock, watch};
 use uuid::Uuid;
-use wharf_config::{
-    AppName, CanaryEvidence, CanaryPolicy, CanaryState, CanaryVerdict, Certificate, DrainUrl, DynoName, DynoType,
-    Hostname, RoutePath, SessionGrant, SessionKey, SiteDomain, Snapshot, SpaceName, Tally, new_id,
-    timestamp::now_seconds,
-};
+use wharf_domain::{AppName, CanaryEvidence, CanaryPolicy, CanaryState, CanaryVerdict, Certificate, DrainUrl, DynoName, DynoType, Hostname, RoutePath, SessionGrant, SessionKey, SiteDomain, Snapshot, SpaceName, Tally, new_id, timestamp::now_seconds};
 
 use crate::model::{
     App, Canary, Cert, Change, Compliance, ConfigVars, Drain, Dyno, Formation, Kind, Model, Object, Owner, Route, Site,
@@ -500,7 +496,7 @@ impl ControlPlane {
     pub async fn create_app(&self, name: AppName, space: &str) -> Result<App, Error> {
         self.change(|m| {
             let space = m.space(space).ok_or_else(|| not_found("space", space))?;
-            let key = wharf_config::AppKey::new(&name, &space.name);
+            let key = wharf_domain::AppKey::new(&name, &space.name);
             if m.app_by_key(&key).is_some() {
                 return Err(Error::Conflict(format!("app {key} already exists")));
             }
@@ -937,7 +933,7 @@ impl ControlPlane {
     }
 
     /// An app's default domain, `app-space.<stack_domain>`.
-    pub fn default_domain(&self, key: &wharf_config::AppKey) -> String {
+    pub fn default_domain(&self, key: &wharf_domain::AppKey) -> String {
         format!("{key}.{}", self.settings.stack_domain.to_ascii_lowercase())
     }
 
@@ -1182,7 +1178,7 @@ mod tests {
         let url = || "syslog+tcp://h:1".parse().unwrap();
         p.add_drain(Drains::Site("www.example.com"), url()).await.unwrap();
         let snap = p.subscribe().borrow().clone();
-        assert_eq!(snap.drains[0].target, wharf_config::DrainTarget::Site("www.example.com".into()));
+        assert_eq!(snap.drains[0].target, wharf_domain::DrainTarget::Site("www.example.com".into()));
         let err = p.add_drain(Drains::Site("www.example.com"), url()).await.unwrap_err();
         assert!(matches!(err, Error::Conflict(_)), "{err}");
         let err = p.add_drain(Drains::Site("nope.example.com"), url()).await.unwrap_err();
@@ -1198,7 +1194,7 @@ mod tests {
         for (app, space) in [("api", "default"), ("next", "default"), ("third", "default"), ("secret", "intra")] {
             p.create_app(app.parse().unwrap(), space).await.unwrap();
         }
-        let policy = || CanaryPolicy::with_weight(wharf_config::Weight::from_percent(10.0).unwrap());
+        let policy = || CanaryPolicy::with_weight(wharf_domain::Weight::from_percent(10.0).unwrap());
         let (c, created) = p.put_canary("api-default", "next-default", policy()).await.unwrap();
         assert!(created && c.state == CanaryState::Running);
         let before = p.subscribe().borrow().clone();

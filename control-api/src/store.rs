@@ -267,7 +267,7 @@ mod tests {
 
     fn space(name: &str) -> Object {
         Object::Space(Space {
-            id: wharf_config::new_id(),
+            id: wharf_domain::new_id(),
             name: name.parse().unwrap(),
             compliance: vec![],
             created_at: 1,
@@ -277,7 +277,7 @@ mod tests {
 
     #[test]
     fn commits_survive_reopening() {
-        let dir = std::env::temp_dir().join(format!("wharf-store-{}", wharf_config::new_id()));
+        let dir = std::env::temp_dir().join(format!("wharf-store-{}", wharf_domain::new_id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("wharf.db");
         let (a, b) = (space("a"), space("b"));

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use tokio::sync::watch;
-use wharf_config::{CanaryVerdict, Snapshot};
+use wharf_domain::{CanaryVerdict, Snapshot};
 
 use crate::http::Json;
 use crate::plane::ControlPlane;

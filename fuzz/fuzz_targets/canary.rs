@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wharf_config::CanaryPolicy;
+use wharf_domain::CanaryPolicy;
 use wharf_router::canary::{Arm, Judge};
 
 fuzz_target!(|input: (&str, Vec<(bool, u16)>)| {

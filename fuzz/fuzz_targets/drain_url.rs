@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wharf_config::DrainUrl;
+use wharf_domain::DrainUrl;
 
 fuzz_target!(|data: &str| {
     let Ok(url) = DrainUrl::try_new(data) else { return };

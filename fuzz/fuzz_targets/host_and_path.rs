@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wharf_config::{AppSpec, DynoSpec, RoutePath, RouteSpec, SiteDomain, SiteSpec, Snapshot};
+use wharf_domain::{AppSpec, DynoSpec, RoutePath, RouteSpec, SiteDomain, SiteSpec, Snapshot};
 use wharf_router::RoutingTable;
 use wharf_router::table::normalize_host;
 

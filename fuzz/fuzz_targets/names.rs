@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wharf_config::{AppKey, AppName, DynoName, DynoType, Hostname, SpaceName};
+use wharf_domain::{AppKey, AppName, DynoName, DynoType, Hostname, SpaceName};
 
 fuzz_target!(|data: &str| {
     if let Ok(n) = AppName::try_new(data) {

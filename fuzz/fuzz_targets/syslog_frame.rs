@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use wharf_bus::LogEvent;
-use wharf_config::Framing;
+use wharf_domain::Framing;
 use wharf_testkit::rfc5424;
 
 fuzz_target!(|data: &[u8]| {

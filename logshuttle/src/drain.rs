@@ -19,7 +19,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UdpSocket};
 use uuid::Uuid;
 use wharf_bus::LogEvent;
-use wharf_config::{DrainScheme, DrainSpec, DrainUrl, Framing};
+use wharf_domain::{DrainScheme, DrainSpec, DrainUrl, Framing};
 
 use crate::buffer::{Buffer, Entry, Overflow};
 use crate::syslog;
@@ -49,7 +49,7 @@ pub struct DrainSettings {
     pub trusted: Arc<Vec<CertificateDer<'static>>>,
 }
 
-pub use wharf_config::cert::{CaError, read_ca};
+pub use wharf_domain::cert::{CaError, read_ca};
 
 /// Per-drain counters, and the last error, for the metrics endpoint.
 #[derive(Debug, Default)]
@@ -115,7 +115,7 @@ impl Drain {
 
 /// The notice a drain receives after its buffer overflowed, as Heroku's logplex words it.
 fn overflow_notice(label: &str, o: Overflow) -> LogEvent {
-    let since = wharf_config::timestamp::format_micros(o.since_micros);
+    let since = wharf_domain::timestamp::format_micros(o.since_micros);
     let text = format!("Error L10 (output buffer overflow): {} messages dropped since {since}.", o.count);
     LogEvent::builder(label, "akkeris/logshuttle").message(text.as_bytes())
 }
@@ -390,7 +390,7 @@ async fn connect(
 
 /// A new HTTPS frame id: 32 hex digits.
 fn frame_id() -> String {
-    wharf_config::random_bytes::<16>().iter().map(|b| format!("{b:02x}")).collect()
+    wharf_domain::random_bytes::<16>().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Delivers batches until the drain is stopped. A batch that fails is sent again, as it was,

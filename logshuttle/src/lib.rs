@@ -25,7 +25,8 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use uuid::Uuid;
 use wharf_bus::{Partition, Received, Source, SourceEvent};
-use wharf_config::{DrainTarget, LogshuttleConfig, SessionKey, Snapshot};
+use wharf_config::LogshuttleConfig;
+use wharf_domain::{DrainTarget, SessionKey, Snapshot};
 
 pub use drain::{Drain, DrainSettings};
 pub use tail::History;

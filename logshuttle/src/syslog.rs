@@ -6,7 +6,7 @@
 //! event.
 
 use wharf_bus::{LogEvent, Stream};
-use wharf_config::Framing;
+use wharf_domain::Framing;
 
 /// Facility local7: the platform's, as Heroku's logplex uses.
 const FACILITY: u8 = 23;
@@ -37,9 +37,9 @@ pub fn write_message(out: &mut Vec<u8>, e: &LogEvent, max_len: Option<usize>) ->
     out.extend_from_slice(b">1 ");
     // A producer's clock can say anything; RFC 5424 has four-digit years, and a nil timestamp
     // for times it cannot write.
-    if wharf_config::timestamp::in_range(e.time_micros()) {
+    if wharf_domain::timestamp::in_range(e.time_micros()) {
         let mut ts = String::with_capacity(27);
-        wharf_config::timestamp::write_micros(&mut ts, e.time_micros());
+        wharf_domain::timestamp::write_micros(&mut ts, e.time_micros());
         out.extend_from_slice(ts.as_bytes());
     } else {
         out.push(b'-');
@@ -136,7 +136,7 @@ mod tests {
 
     #[test]
     fn times_rfc_5424_cannot_write_are_nil() {
-        for micros in [i64::MIN, i64::MAX, wharf_config::timestamp::MAX_MICROS + 1] {
+        for micros in [i64::MIN, i64::MAX, wharf_domain::timestamp::MAX_MICROS + 1] {
             let mut out = Vec::new();
             write_message(&mut out, &LogEvent::builder("a-b", "app").time_micros(micros).message(b"m"), None);
             assert!(out.starts_with(b"<190>1 - a-b app"), "{}", String::from_utf8_lossy(&out));

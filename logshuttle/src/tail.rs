@@ -14,8 +14,8 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use tokio::sync::broadcast;
 use wharf_bus::LogEvent;
-use wharf_config::timestamp::{format_micros, now_seconds, write_micros};
-use wharf_config::{SessionError, SessionGrant, SessionKey};
+use wharf_domain::timestamp::{format_micros, now_seconds, write_micros};
+use wharf_domain::{SessionError, SessionGrant, SessionKey};
 
 /// Lines a live subscriber may fall behind by before it misses some.
 const LIVE_CAPACITY: usize = 1024;
@@ -135,7 +135,7 @@ fn passes(grant: &SessionGrant, e: &LogEvent) -> bool {
 pub fn format_line(e: &LogEvent) -> Bytes {
     let msg = String::from_utf8_lossy(e.message());
     let mut s = String::with_capacity(64 + msg.len());
-    if wharf_config::timestamp::in_range(e.time_micros()) {
+    if wharf_domain::timestamp::in_range(e.time_micros()) {
         write_micros(&mut s, e.time_micros());
     } else {
         s.push('-');
@@ -215,7 +215,7 @@ mod tests {
 
     fn grant(lines: u32, source: Option<&str>, dyno: Option<&str>) -> SessionGrant {
         SessionGrant {
-            id: wharf_config::new_id(),
+            id: wharf_domain::new_id(),
             app: "api-default".parse().unwrap(),
             lines,
             tail: false,

@@ -8,7 +8,7 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use wharf_config::{AppSpec, DynoSpec, RouteSpec, SiteSpec, Snapshot};
+use wharf_domain::{AppSpec, DynoSpec, RouteSpec, SiteSpec, Snapshot};
 use wharf_router::RoutingTable;
 
 fn snapshot(n: usize) -> Snapshot {

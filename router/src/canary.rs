@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use wharf_bus::LogEvent;
-use wharf_config::{AppKey, CanaryEvidence, CanaryPolicy, CanaryVerdict, Tally};
+use wharf_domain::{AppKey, CanaryEvidence, CanaryPolicy, CanaryVerdict, Tally};
 
 use crate::Shared;
 
@@ -263,7 +263,7 @@ impl Canary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wharf_config::{PolicyInput, Weight};
+    use wharf_domain::{PolicyInput, Weight};
 
     fn policy(weight: f64) -> CanaryPolicy {
         CanaryPolicy::with_weight(Weight::from_percent(weight).unwrap())

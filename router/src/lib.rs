@@ -34,7 +34,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use wharf_bus::Publisher;
-use wharf_config::{CanaryEvidence, CanaryVerdict, RouterConfig, Snapshot};
+use wharf_config::RouterConfig;
+use wharf_domain::{CanaryEvidence, CanaryVerdict, Snapshot};
 
 pub use body::{BodyError, ProxyBody};
 pub use error::{Code, ProxyError, Side};

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use uuid::Uuid;
-use wharf_config::{CanaryState, Hostname, Snapshot};
+use wharf_domain::{CanaryState, Hostname, Snapshot};
 
 use crate::canary::{Arm, Canary};
 use crate::metrics::AppStats;
@@ -389,7 +389,7 @@ pub fn millis_at(at: Instant) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wharf_config::{AppSpec, DynoSpec};
+    use wharf_domain::{AppSpec, DynoSpec};
 
     fn snapshot(apps: &[(&str, &[u16])]) -> Snapshot {
         Snapshot {
@@ -397,7 +397,7 @@ mod tests {
             apps: apps
                 .iter()
                 .map(|(key, ports)| AppSpec {
-                    id: wharf_config::new_id(),
+                    id: wharf_domain::new_id(),
                     key: key.parse().unwrap(),
                     internal: false,
                     web_dynos: ports
@@ -434,15 +434,15 @@ mod tests {
         assert!(entry.route("*").is_none() && entry.route("").is_none() && entry.route(".").is_none());
     }
 
-    fn site(domain: &str, internal: bool, routes: &[(&str, &str, &str)]) -> wharf_config::SiteSpec {
-        wharf_config::SiteSpec {
-            id: wharf_config::new_id(),
+    fn site(domain: &str, internal: bool, routes: &[(&str, &str, &str)]) -> wharf_domain::SiteSpec {
+        wharf_domain::SiteSpec {
+            id: wharf_domain::new_id(),
             domain: domain.parse().unwrap(),
             internal,
             routes: routes
                 .iter()
-                .map(|(source, app, target)| wharf_config::RouteSpec {
-                    id: wharf_config::new_id(),
+                .map(|(source, app, target)| wharf_domain::RouteSpec {
+                    id: wharf_domain::new_id(),
                     source_path: source.parse().unwrap(),
                     target_path: target.parse().unwrap(),
                     app: app.parse().unwrap(),
@@ -523,9 +523,9 @@ mod tests {
     #[test]
     fn canaries_split_promote_and_abort() {
         let mut s = snapshot(&[("api-default", &[1]), ("next-default", &[2])]);
-        let id = wharf_config::new_id();
-        let policy = wharf_config::CanaryPolicy::with_weight(wharf_config::Weight::from_percent(25.0).unwrap());
-        let canary = |state| wharf_config::CanarySpec {
+        let id = wharf_domain::new_id();
+        let policy = wharf_domain::CanaryPolicy::with_weight(wharf_domain::Weight::from_percent(25.0).unwrap());
+        let canary = |state| wharf_domain::CanarySpec {
             id,
             app: "api-default".parse().unwrap(),
             canary: "next-default".parse().unwrap(),

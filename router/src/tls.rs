@@ -12,7 +12,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use wharf_config::{CertSpec, Certificate};
+use wharf_domain::{CertSpec, Certificate};
 
 /// Why a certificate could not be loaded or made.
 #[derive(Debug, thiserror::Error)]

@@ -7,14 +7,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use wharf_bus::{Bus, BusConfig};
-use wharf_config::{AppSpec, DynoSpec, RouteSpec, RouterConfig, SiteSpec, Snapshot, new_id};
+use wharf_config::RouterConfig;
+use wharf_domain::{AppSpec, DynoSpec, RouteSpec, SiteSpec, Snapshot, new_id};
 use wharf_router::{Listeners, Router, tls};
 use wharf_testkit::backend::Backend;
 use wharf_testkit::client::{self, Req};
 use wharf_testkit::{TempDir, eventually};
 
 fn snapshot(version: u64, dyno_port: u16, sites: usize) -> Snapshot {
-    let app: wharf_config::AppKey = "api-default".parse().unwrap();
+    let app: wharf_domain::AppKey = "api-default".parse().unwrap();
     Snapshot {
         version,
         apps: vec![AppSpec {

@@ -28,8 +28,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 use uuid::Uuid;
 use wharf_bus::{LogEvent, Publisher, Stream};
-use wharf_config::timestamp::now_seconds;
-use wharf_config::{DynoName, DynoType, Hostname};
+use wharf_domain::timestamp::now_seconds;
+use wharf_domain::{DynoName, DynoType, Hostname};
 use wharf_control_api::model::Model;
 use wharf_control_api::{ControlPlane, DynoState, LocalDyno};
 

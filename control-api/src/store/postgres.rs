@@ -412,7 +412,7 @@ mod tls {
         pub(super) fn new(ca: Option<&Path>) -> Result<MakeRustls, StoreError> {
             let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
             if let Some(ca) = ca {
-                let certs = wharf_config::cert::read_ca(ca).map_err(|e| StoreError::Tls(e.to_string()))?;
+                let certs = wharf_domain::cert::read_ca(ca).map_err(|e| StoreError::Tls(e.to_string()))?;
                 for der in certs {
                     roots.add(der).map_err(|e| StoreError::Tls(format!("{}: {e}", ca.display())))?;
                 }
