@@ -1,9 +1,17 @@
-//! RFC 3339 timestamps in UTC, written and read without a calendar library.
+//! RFC 3339 timestamps: read with the `time` crate, written in UTC by a small formatter.
 //!
 //! The platform only ever writes UTC (`Z`), but reads any offset, because Kubernetes and fluentd
-//! write local times with offsets.
+//! write local times with offsets. Reading is `time`'s RFC 3339 parser, which checks the calendar
+//! (no 30 February, no hour 24). Writing stays hand-written: the logshuttle writes one timestamp
+//! per delivered line, and the formatter below appends to a buffer it already has with no
+//! allocation and no `Result`, which `time`'s formatter (an `OffsetDateTime`, then its well-known
+//! format through `io::Write`) does not; the unit test `writes_what_time_writes` checks the two
+//! agree over the whole writable range.
 
 use std::fmt::Write;
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 /// Days since 1970-01-01 to a civil date (proleptic Gregorian), after Howard Hinnant's
 /// `civil_from_days`.
@@ -18,17 +26,6 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let y = yoe + era * 400 + i64::from(m <= 2);
     (y, m, d)
-}
-
-/// A civil date to days since 1970-01-01, after Howard Hinnant's `days_from_civil`.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// Appends `YYYY-MM-DDTHH:MM:SS` for whole seconds since the epoch.
@@ -75,50 +72,25 @@ pub fn now_seconds() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
-/// Parses an RFC 3339 timestamp (`2024-01-02T03:04:05.123456789+02:00`, `...Z`) into
-/// microseconds since the epoch. Fractions beyond microseconds are cut.
+/// Parses an RFC 3339 timestamp (`2024-01-02T03:04:05.123456789+02:00`, `...Z`; RFC 3339 §5.6)
+/// into microseconds since the epoch. Fractions beyond microseconds are cut. A space instead of
+/// the `T` is read too, as RFC 3339's note on §5.6 allows and some log shippers write. `None` for
+/// anything else: a date the calendar does not have (30 February), hour 24, minute 60, a missing
+/// offset, a leap second (`:60`, which no clock Wharf reads from reports).
 pub fn parse_micros(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let part = b.get(r)?;
-        part.iter().all(u8::is_ascii_digit).then(|| part.iter().fold(0i64, |n, c| n * 10 + i64::from(c - b'0')))
-    };
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't' | b' ')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let (y, mo, d) = (num(0..4)?, num(5..7)? as u32, num(8..10)? as u32);
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    let mut at = 19;
-    let mut micros = 0i64;
-    if b[at] == b'.' {
-        let digits = b[at + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
-        if digits == 0 {
-            return None;
-        }
-        for i in 0..6 {
-            micros = micros * 10 + b.get(at + 1 + i).filter(|_| i < digits).map_or(0, |c| i64::from(c - b'0'));
-        }
-        at += 1 + digits;
-    }
-    let offset = match b.get(at)? {
-        b'Z' | b'z' if at + 1 == b.len() => 0,
-        sign @ (b'+' | b'-') if at + 6 == b.len() && b[at + 3] == b':' => {
-            let off = num(at + 1..at + 3)? * 3600 + num(at + 4..at + 6)? * 60;
-            if *sign == b'+' { off } else { -off }
+    // `time` reads any byte between the date and the time; RFC 3339 allows `T`, `t` and (by its
+    // note) a space.
+    let parsed = match s.as_bytes().get(10) {
+        Some(b'T' | b't') => OffsetDateTime::parse(s, &Rfc3339),
+        Some(b' ') => {
+            let mut t = s.to_owned();
+            t.replace_range(10..11, "T");
+            OffsetDateTime::parse(&t, &Rfc3339)
         }
         _ => return None,
-    };
-    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec - offset;
-    Some(secs * 1_000_000 + micros)
+    }
+    .ok()?;
+    i64::try_from(parsed.unix_timestamp_nanos().div_euclid(1_000)).ok()
 }
 
 #[cfg(test)]
@@ -148,16 +120,60 @@ mod tests {
             ("2023-11-14T23:13:20.1+01:00", Some(1_700_000_000_100_000)),
             ("2023-11-14T22:13:20.123456789Z", Some(1_700_000_000_123_456)),
             ("2023-11-14 22:13:20Z", Some(1_700_000_000_000_000)),
+            ("2023-11-14t22:13:20z", Some(1_700_000_000_000_000)),
+            ("2024-02-29T00:00:00Z", Some(1_709_164_800_000_000)),
             ("2023-11-14T22:13:20", None),
             ("2023-13-14T22:13:20Z", None),
             ("2023-11-14T22:13:20.Z", None),
             ("2023-11-14T22:13:20+0100", None),
             ("garbage", None),
+            ("", None),
+            // Dates the calendar does not have, and times the clock does not show.
+            ("2023-02-31T00:00:00Z", None),
+            ("2023-02-30T00:00:00Z", None),
+            ("2023-02-29T00:00:00Z", None),
+            ("2023-04-31T00:00:00Z", None),
+            ("2023-11-00T00:00:00Z", None),
+            ("2023-11-14T24:00:00Z", None),
+            ("2023-11-14T23:60:00Z", None),
+            ("2023-11-14T23:59:61Z", None),
+            ("2023-11-14T22:13:20+24:00", None),
+            ("2023-11-14T22:13:20-00:60", None),
+            ("2023-11-14X22:13:20Z", None),
+            ("2023-11-14T22:13:20Z ", None),
         ] {
             assert_eq!(parse_micros(text), want, "{text}");
         }
-        for us in [0, 1_700_000_000_123_456, 4_102_444_800_000_000] {
+        for us in [0, 1_700_000_000_123_456, 4_102_444_800_000_000, MIN_MICROS, MAX_MICROS] {
             assert_eq!(parse_micros(&format_micros(us)), Some(us));
+        }
+    }
+
+    /// The hand-written formatter against `time`'s, over the writable range: both ends, the
+    /// epoch, leap days and a spread of times in between.
+    #[test]
+    fn writes_what_time_writes() {
+        let mut samples = vec![MIN_MICROS, MAX_MICROS, -1, 0, 951_782_400_000_000, 4_107_542_399_999_999];
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            samples.push(MIN_MICROS + (x % (MAX_MICROS - MIN_MICROS) as u64) as i64);
+        }
+        for us in samples {
+            let theirs = OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000).unwrap();
+            let want = format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+                theirs.year(),
+                u8::from(theirs.month()),
+                theirs.day(),
+                theirs.hour(),
+                theirs.minute(),
+                theirs.second(),
+                theirs.microsecond()
+            );
+            assert_eq!(format_micros(us), want, "{us}");
         }
     }
 }
