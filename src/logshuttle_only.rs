@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use wharf_bus::{Bus, BusConfig};
 use wharf_config::Config;
-use wharf_domain::SessionKey;
 use wharf_control_api::watch::{Upstream, follow};
+use wharf_domain::SessionKey;
 use wharf_logshuttle::Logshuttle;
 
 use crate::Common;

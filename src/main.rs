@@ -53,6 +53,9 @@ impl Common {
     /// directory and Kafka brokers on top, validated again after they are applied.
     fn load(&self, kafka: Option<String>) -> anyhow::Result<wharf_config::Config> {
         let mut config = wharf_config::Config::load(self.config.as_deref(), std::env::vars())?;
+        for var in wharf_config::unrecognised_variables(std::env::vars()) {
+            tracing::warn!(%var, "ignoring a WHARF_ variable that is not configuration (configuration is WHARF_SECTION__KEY)");
+        }
         if let Some(dir) = &self.data_dir {
             config.data_dir = dir.clone();
         }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use wharf_bus::{Bus, BusConfig};
 use wharf_config::{Config, KafkaConfig};
-use wharf_domain::SessionKey;
 use wharf_control_api::{AdminToken, ControlPlane, PostgresStore, Settings, SqliteStore, Store};
+use wharf_domain::SessionKey;
 use wharf_logshuttle::Logshuttle;
 use wharf_router::{Listeners, Router, tls};
 

@@ -14,8 +14,14 @@ use serde::{Deserialize, Serialize};
 use wharf_domain::names::Hostname;
 use wharf_domain::units::{ByteSize, HumanDuration};
 
-/// Variables with the `WHARF_` prefix that are not configuration keys.
-const NOT_CONFIG: &[&str] = &["WHARF_ADMIN_TOKEN", "WHARF_DATA_PLANE_TOKEN", "WHARF_SESSION_SECRET", "WHARF_LOG"];
+/// Variables with the `WHARF_` prefix that Wharf reads, but not as configuration keys: the
+/// named secrets and the log filter.
+pub const NAMED_VARIABLES: &[&str] =
+    &["WHARF_ADMIN_TOKEN", "WHARF_DATA_PLANE_TOKEN", "WHARF_SESSION_SECRET", "WHARF_LOG"];
+
+/// The configuration's top-level keys that are values, not sections: the only configuration
+/// variables without a `__` (`WHARF_DATA_DIR`). A unit test checks this list against [`Config`].
+const TOP_LEVEL_VALUES: &[&str] = &["data_dir"];
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -581,13 +587,23 @@ fn valid_broker(b: &str) -> bool {
     Hostname::try_new(host).is_ok() && port.parse::<u16>().is_ok_and(|p| p > 0)
 }
 
-/// Maps `WHARF_ROUTER__HTTPS_LISTEN` to `["router", "https_listen"]`; `None` for other variables.
+/// Maps `WHARF_ROUTER__HTTPS_LISTEN` to `["router", "https_listen"]` and `WHARF_DATA_DIR` to
+/// `["data_dir"]`; `None` for variables that are not configuration.
+///
+/// Only the documented forms are configuration: `WHARF_SECTION__KEY` (any variable with `__`, so
+/// that a misspelt key is refused with its name rather than ignored) and the top-level values.
+/// Other `WHARF_*` names belong to whoever set them (a wrapper's `WHARF_BIN`, `WHARF_HOME`) and
+/// are left alone; [`unrecognised_variables`] lists them so the binary can warn.
 fn env_path(var: &str) -> Result<Option<Vec<String>>, ConfigError> {
     let Some(rest) = var.strip_prefix("WHARF_") else {
         return Ok(None);
     };
-    if NOT_CONFIG.contains(&var) {
+    if NAMED_VARIABLES.contains(&var) {
         return Ok(None);
+    }
+    if !rest.contains("__") {
+        let key = rest.to_ascii_lowercase();
+        return Ok(TOP_LEVEL_VALUES.contains(&key.as_str()).then(|| vec![key]));
     }
     let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
     if path.iter().any(String::is_empty) {
@@ -597,6 +613,18 @@ fn env_path(var: &str) -> Result<Option<Vec<String>>, ConfigError> {
         });
     }
     Ok(Some(path))
+}
+
+/// The `WHARF_*` variables among `env` that Wharf neither reads as configuration nor as one of its
+/// [`NAMED_VARIABLES`]: left alone, worth a warning in case one is a misspelt key
+/// (`WHARF_ROUTER_WORKERS` with one underscore).
+pub fn unrecognised_variables(env: impl IntoIterator<Item = (String, String)>) -> Vec<String> {
+    env.into_iter()
+        .map(|(var, _)| var)
+        .filter(|var| {
+            matches!(env_path(var), Ok(None)) && var.starts_with("WHARF_") && !NAMED_VARIABLES.contains(&var.as_str())
+        })
+        .collect()
 }
 
 fn set_path(table: &mut toml::Table, var: &str, path: &[String], value: &str) -> Result<(), ConfigError> {
@@ -653,6 +681,10 @@ mod tests {
                 ("WHARF_ADMIN_TOKEN", "not config"),
                 ("WHARF_DATA_PLANE_TOKEN", "not config"),
                 ("HOME", "/root"),
+                // A wrapper's own variables are not Wharf's configuration.
+                ("WHARF_BIN", "/usr/local/bin/wharf"),
+                ("WHARF_HOME", "/srv/wharf"),
+                ("WHARF_ROUTER_WORKERS", "9"),
             ],
         )
         .unwrap();
@@ -660,6 +692,35 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/tmp/w"));
         assert_eq!(c.kafka.unwrap().brokers, "k1:9092,k2:9092");
         assert_eq!(c.router.connect_timeout, HumanDuration::secs(2));
+    }
+
+    #[test]
+    fn only_documented_variables_are_configuration() {
+        let env = |pairs: &[&str]| pairs.iter().map(|v| (v.to_string(), "1".to_string())).collect::<Vec<_>>();
+        assert_eq!(
+            unrecognised_variables(env(&[
+                "WHARF_BIN",
+                "WHARF_HOME",
+                "WHARF_ROUTER_WORKERS",
+                "WHARF_ROUTER__WORKERS",
+                "WHARF_DATA_DIR",
+                "WHARF_ADMIN_TOKEN",
+                "WHARF_LOG",
+                "PATH",
+            ])),
+            ["WHARF_BIN", "WHARF_HOME", "WHARF_ROUTER_WORKERS"]
+        );
+        // An unknown key in the documented form is still refused, with the variable named.
+        check_rejected("", &[("WHARF_BOGUS__KEY", "1")], "WHARF_BOGUS__KEY");
+        check_rejected("", &[("WHARF_LOGSHUTTLE__NOPE", "1")], "WHARF_LOGSHUTTLE__NOPE");
+    }
+
+    /// `TOP_LEVEL_VALUES` lists exactly the top-level keys that are not sections.
+    #[test]
+    fn top_level_values_match_the_configuration() {
+        let table: toml::Table = toml::from_str(&toml::to_string(&Config::default()).unwrap()).unwrap();
+        let values: Vec<&str> = table.iter().filter(|(_, v)| !v.is_table()).map(|(k, _)| k.as_str()).collect();
+        assert_eq!(values, TOP_LEVEL_VALUES);
     }
 
     #[test]

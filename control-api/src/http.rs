@@ -19,7 +19,10 @@ use serde_json::json;
 use uuid::Uuid;
 use wharf_bus::Publisher;
 use wharf_domain::timestamp::{format_seconds, now_seconds};
-use wharf_domain::{AppName, CanaryEvidence, CanaryPolicy, Certificate, DrainUrl, DynoName, DynoType, Hostname, PolicyInput, RoutePath, SiteDomain, SpaceName};
+use wharf_domain::{
+    AppName, CanaryEvidence, CanaryPolicy, Certificate, DrainUrl, DynoName, DynoType, Hostname, PolicyInput, RoutePath,
+    SiteDomain, SpaceName,
+};
 
 use crate::model::{App, Canary, Cert, Compliance, Drain, Dyno, Formation, Model, Owner, Route, Site, Space};
 use crate::plane::{ControlPlane, Drains, Error, FormationUpdate, LocalDyno};

@@ -28,10 +28,10 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 use uuid::Uuid;
 use wharf_bus::{LogEvent, Publisher, Stream};
-use wharf_domain::timestamp::now_seconds;
-use wharf_domain::{DynoName, DynoType, Hostname};
 use wharf_control_api::model::Model;
 use wharf_control_api::{ControlPlane, DynoState, LocalDyno};
+use wharf_domain::timestamp::now_seconds;
+use wharf_domain::{DynoName, DynoType, Hostname};
 
 /// How the supervisor runs dynos.
 #[derive(Debug, Clone)]
