@@ -48,6 +48,9 @@ async fn serve(config: Config, upstream: Upstream) -> Result<()> {
     let (snapshots, follower) = follow(upstream.clone(), data_dir.join("snapshot.json"));
     let listeners = Listeners::bind(&config.router)?;
     let mut router = Router::start(&config.router, listeners, certs, snapshots, bus.publisher.clone())?;
+    // Access lines the bus could not take show in /metrics.
+    let bus_stats = bus.publisher.stats();
+    router.add_metrics(Box::new(move |out: &mut String| bus_stats.render(out)));
     // Canary aborts this router decides apply here at once, and go to the control API, which
     // records them so that every router follows.
     let reporter = router.take_verdicts().map(|v| tokio::spawn(report_verdicts(upstream, v)));

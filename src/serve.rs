@@ -158,7 +158,13 @@ async fn serve(config: Config) -> Result<()> {
     }
     let commit_interval = config.kafka.as_ref().map_or(Duration::from_secs(1), |k: &KafkaConfig| k.commit_interval.0);
     let logshuttle = Logshuttle::start(&config.logshuttle, source, plane.subscribe(), sessions, commit_interval)?;
-    router.add_metrics(Box::new(logshuttle.metrics()));
+    // The router's /metrics carries the logshuttle's counters and the log bus's publish counts
+    // (lines the bus dropped would otherwise be visible nowhere).
+    let (shuttle_metrics, bus_stats) = (logshuttle.metrics(), bus.publisher.stats());
+    router.add_metrics(Box::new(move |out: &mut String| {
+        shuttle_metrics(out);
+        bus_stats.render(out);
+    }));
     let supervisor = wharf_supervisor::Supervisor::start(
         plane.clone(),
         bus.publisher.clone(),

@@ -44,29 +44,13 @@ async fn ingest(api: &Api, app: &str, range: std::ops::Range<usize>, size: usize
         let events: Vec<Value> = chunk
             .iter()
             .map(|&i| {
-                let time = wharf_config_time(EPOCH + i as i64);
+                let time = wharf_domain::timestamp::format_seconds(EPOCH + i as i64);
                 json!({"app": app, "source": "akkeris/build", "process": "build.1", "time": time, "message": line(i, size)})
             })
             .collect();
         let out = api.expect("POST", "/log-events", Value::Array(events), 202).await;
         assert_eq!(out["accepted"], chunk.len());
     }
-}
-
-/// RFC 3339 for whole seconds since the epoch, as an operator's tool would write it.
-fn wharf_config_time(secs: i64) -> String {
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// The value of the metric `name` whose labels include each of `labels` (`key="value"`).
@@ -227,6 +211,9 @@ async fn a_drain_that_was_down_gets_what_fit_its_budget_and_the_exact_count_of_t
     })
     .await;
     assert!(metric(&wharf, "wharf_drain_errors_total", &[&label]).await.unwrap() >= 1, "the failed connections");
+    // What was put on the log bus is counted where an operator looks (and so would a drop be).
+    assert!(metric(&wharf, "wharf_bus_events_published_total", &[]).await.unwrap() >= 80, "the posted lines");
+    assert_eq!(metric(&wharf, "wharf_bus_events_dropped_total", &[]).await, Some(0));
     // Nothing is committed past what the drain still holds: the 50 lines in its buffer are
     // Kafka's lag (the 30 dropped ones are taken care of).
     eventually(WAIT, "the consumer lag to show the undelivered lines", || async {

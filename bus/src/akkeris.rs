@@ -87,7 +87,7 @@ pub fn app_line(json: &[u8], space: &str) -> Result<LogEvent, AkkerisError> {
     let stream = match line.stream {
         Some("stderr") => Stream::Stderr,
         Some("stdout") => Stream::Stdout,
-        _ => Stream::None,
+        _ => Stream::Platform,
     };
     let key = format!("{app}-{space}");
     let mut b = LogEvent::builder(&key, "app").process(&process).stream(stream);

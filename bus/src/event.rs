@@ -35,12 +35,21 @@ const FIXED: usize = 1 + 8 + 1;
 /// Which output stream a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stream {
-    /// Not from a process's standard streams (router lines, platform events).
-    None,
+    /// Written by the platform, not by a process's standard streams: router access lines,
+    /// events posted to `/log-events`, build output.
+    Platform,
+
     /// Standard output.
     Stdout,
     /// Standard error.
     Stderr,
+}
+
+impl Stream {
+    /// Old spelling of [`Stream::Platform`], while the crates that used it are being renamed.
+    #[allow(non_upper_case_globals)]
+    #[doc(hidden)]
+    pub const None: Stream = Stream::Platform;
 }
 
 /// Why bytes are not a valid event.
@@ -79,7 +88,7 @@ pub struct LogEvent {
 impl LogEvent {
     /// Starts an event for the app `app-space` from `source`.
     pub fn builder<'a>(app: &'a str, source: &'a str) -> LogEventBuilder<'a> {
-        LogEventBuilder { app, source, site: "", process: "", stream: Stream::None, time: None }
+        LogEventBuilder { app, source, site: "", process: "", stream: Stream::Platform, time: None }
     }
 
     /// Checks and wraps encoded bytes.
@@ -159,7 +168,7 @@ impl LogEvent {
         match self.buf[9] {
             1 => Stream::Stdout,
             2 => Stream::Stderr,
-            _ => Stream::None,
+            _ => Stream::Platform,
         }
     }
 
@@ -261,7 +270,7 @@ impl<'a> LogEventBuilder<'a> {
         buf.put_u8(VERSION);
         buf.put_i64(micros);
         buf.put_u8(match self.stream {
-            Stream::None => 0,
+            Stream::Platform => 0,
             Stream::Stdout => 1,
             Stream::Stderr => 2,
         });

@@ -229,7 +229,7 @@ impl Topics {
 
     fn partitions(&self, list: &TopicPartitionList) -> Vec<Partition> {
         let known = |e: &rdkafka::topic_partition_list::TopicPartitionListElem<'_>| {
-            Some(Partition { topic: self.index(e.topic())?, number: e.partition() })
+            Some(Partition { topic_index: self.index(e.topic())?, number: e.partition() })
         };
         list.elements().iter().filter_map(known).collect()
     }
@@ -309,7 +309,7 @@ impl KafkaSource {
         }
         let mut list = TopicPartitionList::new();
         for &(p, next) in offsets {
-            let topic = &self.topics.0[usize::from(p.topic)].0;
+            let topic = &self.topics.0[usize::from(p.topic_index)].0;
             if list.add_partition_offset(topic, p.number, Offset::Offset(next)).is_err() {
                 return;
             }
@@ -351,7 +351,7 @@ fn poll_loop(
                     let Some(topic) = topics.index(m.topic()) else {
                         continue;
                     };
-                    let partition = Partition { topic, number: m.partition() };
+                    let partition = Partition { topic_index: topic, number: m.partition() };
                     match topics.decode(topic, m.payload().unwrap_or_default()) {
                         Ok(event) => {
                             batch.push(Received { event, position: Some(Position { partition, offset: m.offset() }) })

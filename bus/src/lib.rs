@@ -35,13 +35,32 @@ pub enum BusError {
     Config(String),
 }
 
-/// Counters shared by every publisher of one bus.
+/// Counters shared by every publisher of one bus: a pair, so that what was offered is their sum.
 #[derive(Debug, Default)]
 pub struct PublishStats {
     /// Events handed to the transport.
     pub published: AtomicU64,
     /// Events dropped because the transport's queue was full or it failed.
     pub dropped: AtomicU64,
+}
+
+impl PublishStats {
+    /// Appends the counters in Prometheus' text format: `wharf_bus_events_published_total` and
+    /// `wharf_bus_events_dropped_total` (access lines, dyno output and posted log events alike).
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        let _ = write!(
+            out,
+            "# HELP wharf_bus_events_published_total Log events handed to the log bus.\n\
+             # TYPE wharf_bus_events_published_total counter\n\
+             wharf_bus_events_published_total {}\n\
+             # HELP wharf_bus_events_dropped_total Log events the log bus could not take (full or failed), dropped.\n\
+             # TYPE wharf_bus_events_dropped_total counter\n\
+             wharf_bus_events_dropped_total {}\n",
+            self.published.load(Ordering::Relaxed),
+            self.dropped.load(Ordering::Relaxed),
+        );
+    }
 }
 
 /// A cheap, cloneable handle that puts events on the bus without ever waiting.
@@ -87,9 +106,9 @@ impl Publisher {
         published
     }
 
-    /// Counters of this bus's publishers.
-    pub fn stats(&self) -> &PublishStats {
-        &self.stats
+    /// Counters of this bus's publishers, shared with every clone.
+    pub fn stats(&self) -> Arc<PublishStats> {
+        self.stats.clone()
     }
 
     /// Waits until events handed to the transport have left the process, up to `timeout`.
@@ -108,8 +127,8 @@ impl Publisher {
 /// (Wharf's own topic first, then the Akkeris inputs) and the partition's number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Partition {
-    /// The topic's index.
-    pub topic: u16,
+    /// The topic's index in the source's list of topics (0 is Wharf's own), not a topic name.
+    pub topic_index: u16,
     /// The partition's number within the topic.
     pub number: i32,
 }
@@ -287,5 +306,23 @@ impl Bus {
                 Ok(Source { inner: SourceInner::Kafka(kafka::KafkaSource::join(k, stats.clone())?), stats })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the publishers could not put on the bus shows in `/metrics`, beside what they did.
+    #[tokio::test]
+    async fn publish_counters_reach_the_metrics_text() {
+        let bus = Bus::connect(BusConfig::Embedded { capacity: 1 }).await.unwrap();
+        let line = || LogEvent::builder("app-space", "app").message(b"line");
+        bus.publisher.publish_batch(vec![line(), line()]);
+        bus.publisher.publish(line());
+        let mut out = String::new();
+        bus.publisher.stats().render(&mut out);
+        assert!(out.contains("\nwharf_bus_events_published_total 2\n"), "{out}");
+        assert!(out.contains("\nwharf_bus_events_dropped_total 1\n"), "{out}");
     }
 }

@@ -220,7 +220,7 @@ impl Buffer {
 mod tests {
     use super::*;
 
-    const P0: Partition = Partition { topic: 0, number: 0 };
+    const P0: Partition = Partition { topic_index: 0, number: 0 };
 
     fn entry(offset: i64, msg: &str) -> Entry {
         Entry {
