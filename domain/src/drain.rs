@@ -44,14 +44,16 @@ impl DrainScheme {
     }
 }
 
-/// How messages are delimited on a stream transport.
+/// How syslog messages are delimited on a stream transport (RFC 6587 §3.4), chosen by a drain
+/// URL's `framing` parameter (`octet-counting`, the default, or `lf`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Framing {
+pub enum SyslogFraming {
     /// RFC 6587 octet counting: `LEN SP MSG`. The default.
     #[default]
     OctetCounting,
-    /// RFC 6587 non-transparent framing: `MSG LF`, for receivers that want newlines.
-    Lf,
+    /// RFC 6587 §3.4.2 non-transparent framing with an LF trailer: `MSG LF`, for receivers that
+    /// want newlines (`framing=lf`).
+    NonTransparent,
 }
 
 /// Why a drain URL was rejected.
@@ -94,7 +96,7 @@ pub struct DrainUrl {
     path_and_query: Box<str>,
     user: Option<Box<str>>,
     password: Option<Box<str>>,
-    framing: Framing,
+    framing: SyslogFraming,
     ca: Option<PathBuf>,
     max_size: Option<usize>,
 }
@@ -139,7 +141,7 @@ impl DrainUrl {
             path_and_query: "/".into(),
             user: None,
             password: None,
-            framing: Framing::OctetCounting,
+            framing: SyslogFraming::OctetCounting,
             ca: None,
             max_size: None,
         };
@@ -171,8 +173,8 @@ impl DrainUrl {
             match (key, scheme) {
                 ("framing", DrainScheme::SyslogTcp | DrainScheme::SyslogTls) => {
                     url.framing = match value {
-                        "lf" => Framing::Lf,
-                        "octet-counting" => Framing::OctetCounting,
+                        "lf" => SyslogFraming::NonTransparent,
+                        "octet-counting" => SyslogFraming::OctetCounting,
                         _ => {
                             return Err(DrainUrlError::Query(pair.into(), "framing is lf or octet-counting"));
                         }
@@ -227,7 +229,7 @@ impl DrainUrl {
     }
 
     /// The stream framing (TCP and TLS drains).
-    pub fn framing(&self) -> Framing {
+    pub fn framing(&self) -> SyslogFraming {
         self.framing
     }
 
@@ -349,10 +351,10 @@ mod tests {
         let u = ok("syslog+tcp://logs.example.com:514");
         assert_eq!(
             (u.scheme(), u.host().as_str(), u.port(), u.framing()),
-            (DrainScheme::SyslogTcp, "logs.example.com", 514, Framing::OctetCounting)
+            (DrainScheme::SyslogTcp, "logs.example.com", 514, SyslogFraming::OctetCounting)
         );
         assert_eq!(ok("syslog://127.0.0.1:601").scheme(), DrainScheme::SyslogTcp);
-        assert_eq!(ok("syslog+tcp://h:1?framing=lf").framing(), Framing::Lf);
+        assert_eq!(ok("syslog+tcp://h:1?framing=lf").framing(), SyslogFraming::NonTransparent);
         assert_eq!(ok("syslog+tls://[::1]:6514?ca=/etc/ca.pem").ca().unwrap().to_str(), Some("/etc/ca.pem"));
         assert_eq!(ok("syslog+udp://h:514?max_size=1024").max_size(), Some(1024));
         let h = ok("https://user:p%40ss@logs.example.com/drain?token=x");

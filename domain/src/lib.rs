@@ -22,7 +22,7 @@ pub use canary::{
     Tally, Weight,
 };
 pub use cert::{CertError, Certificate};
-pub use drain::{DrainScheme, DrainUrl, DrainUrlError, Framing};
+pub use drain::{DrainScheme, DrainUrl, DrainUrlError, SyslogFraming};
 pub use names::{AppKey, AppName, DynoName, DynoType, Hostname, NameError, RoutePath, SiteDomain, SpaceName};
 pub use session::{SessionError, SessionGrant, SessionKey};
 pub use snapshot::{AppSpec, CertSpec, DrainSpec, DrainTarget, DynoSpec, RouteSpec, SiteSpec, Snapshot};

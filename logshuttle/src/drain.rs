@@ -19,7 +19,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UdpSocket};
 use uuid::Uuid;
 use wharf_bus::LogEvent;
-use wharf_domain::{DrainScheme, DrainSpec, DrainUrl, Framing};
+use wharf_domain::{DrainScheme, DrainSpec, DrainUrl, SyslogFraming};
 
 use crate::buffer::{Buffer, Entry, Overflow};
 use crate::syslog;
@@ -185,7 +185,7 @@ impl Batch {
                 self.ends.push(self.frames.len());
             }
             // logplex-1 bodies are octet-counted RFC 5424 frames, whatever the URL says.
-            DrainScheme::Https => syslog::write_framed(&mut self.frames, event, Framing::OctetCounting),
+            DrainScheme::Https => syslog::write_framed(&mut self.frames, event, SyslogFraming::OctetCounting),
             _ => syslog::write_framed(&mut self.frames, event, drain.url.framing()),
         }
     }
@@ -401,7 +401,7 @@ async fn run(drain: Arc<Drain>, settings: DrainSettings) {
     let mut batch = Batch::default();
     let mut conn: Option<Conn> = None;
     let mut tls = None;
-    let mut backoff = settings.reconnect_min;
+    let mut delays = backoff(&settings);
     loop {
         if batch.is_empty() && !drain.buffer.wait_ready().await {
             return;
@@ -415,8 +415,9 @@ async fn run(drain: Arc<Drain>, settings: DrainSettings) {
                 Ok(c) => conn.insert(c),
                 Err(e) => {
                     drain.stats.failed(&e.to_string());
-                    tracing::warn!(drain = %drain.id, url = %drain.url, error = %e, retry_in = ?backoff, "drain unreachable");
-                    pause(&mut backoff, &settings).await;
+                    let retry_in = delays.next().unwrap_or(settings.reconnect_max);
+                    tracing::warn!(drain = %drain.id, url = %drain.url, error = %e, ?retry_in, "drain unreachable");
+                    tokio::time::sleep(retry_in).await;
                     continue;
                 }
             },
@@ -444,7 +445,7 @@ async fn run(drain: Arc<Drain>, settings: DrainSettings) {
                 drain.stats.sent.fetch_add(batch.entries.len() as u64, Relaxed);
                 drain.buffer.done();
                 batch.clear();
-                backoff = settings.reconnect_min;
+                delays = backoff(&settings);
             }
             Err(Failure::Rejected(reason)) => {
                 drain.stats.failed(&reason);
@@ -456,20 +457,27 @@ async fn run(drain: Arc<Drain>, settings: DrainSettings) {
             Err(Failure::Retry { reason, reconnect }) => {
                 drain.stats.failed(&reason);
                 drain.stats.retried.fetch_add(1, Relaxed);
-                tracing::warn!(drain = %drain.id, url = %drain.url, error = %reason, retry_in = ?backoff, "drain delivery failed; retrying");
+                let retry_in = delays.next().unwrap_or(settings.reconnect_max);
+                tracing::warn!(drain = %drain.id, url = %drain.url, error = %reason, ?retry_in, "drain delivery failed; retrying");
                 if reconnect {
                     conn = None;
                 }
-                pause(&mut backoff, &settings).await;
+                tokio::time::sleep(retry_in).await;
             }
         }
     }
 }
 
-/// Sleeps for the backoff plus up to half again of jitter, which spreads out the retries of
-/// many drains to one receiver, and doubles the backoff up to its cap.
-async fn pause(backoff: &mut Duration, settings: &DrainSettings) {
-    let jitter = backoff.mul_f64(fastrand::f64() * 0.5);
-    tokio::time::sleep(*backoff + jitter).await;
-    *backoff = (*backoff * 2).min(settings.reconnect_max);
+/// The delays between a drain's attempts: from `reconnect_min`, doubling up to `reconnect_max`,
+/// each with random jitter of up to as much again (backon's), which spreads out the retries of
+/// many drains to one receiver. A delivered batch starts the sequence over.
+fn backoff(settings: &DrainSettings) -> backon::ExponentialBackoff {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::new()
+        .with_min_delay(settings.reconnect_min)
+        .with_max_delay(settings.reconnect_max)
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .build()
 }

@@ -6,7 +6,7 @@
 //! event.
 
 use wharf_bus::{LogEvent, Stream};
-use wharf_domain::Framing;
+use wharf_domain::SyslogFraming;
 
 /// Facility local7: the platform's, as Heroku's logplex uses.
 const FACILITY: u8 = 23;
@@ -62,9 +62,9 @@ pub fn write_message(out: &mut Vec<u8>, e: &LogEvent, max_len: Option<usize>) ->
 }
 
 /// Appends one framed message for a stream transport.
-pub fn write_framed(out: &mut Vec<u8>, e: &LogEvent, framing: Framing) {
+pub fn write_framed(out: &mut Vec<u8>, e: &LogEvent, framing: SyslogFraming) {
     match framing {
-        Framing::OctetCounting => {
+        SyslogFraming::OctetCounting => {
             // Write the message first, then splice its length in front of it.
             let start = out.len();
             write_message(out, e, None);
@@ -74,7 +74,7 @@ pub fn write_framed(out: &mut Vec<u8>, e: &LogEvent, framing: Framing) {
             prefix.push(b' ');
             out.splice(start..start, prefix);
         }
-        Framing::Lf => {
+        SyslogFraming::NonTransparent => {
             let start = out.len();
             write_message(out, e, None);
             // A newline inside the message would end the frame early.
@@ -157,13 +157,13 @@ mod tests {
     #[test]
     fn framings() {
         let mut out = Vec::new();
-        write_framed(&mut out, &event(b"a\nb"), Framing::OctetCounting);
+        write_framed(&mut out, &event(b"a\nb"), SyslogFraming::OctetCounting);
         let text = String::from_utf8(out).unwrap();
         let (len, msg) = text.split_once(' ').unwrap();
         assert_eq!(len.parse::<usize>().unwrap(), msg.len());
         assert!(msg.ends_with("a\nb"));
         let mut out = Vec::new();
-        write_framed(&mut out, &event(b"a\nb"), Framing::Lf);
+        write_framed(&mut out, &event(b"a\nb"), SyslogFraming::NonTransparent);
         assert!(out.ends_with(b"a b\n"));
         let mut out = Vec::new();
         assert!(write_message(&mut out, &event(&[b'x'; 100]), Some(80)));
