@@ -83,9 +83,11 @@ async fn serve(config: Config, upstream: Upstream) -> Result<()> {
     writeln!(out, "  metrics:      http://{addr}/metrics")?;
     out.flush()?;
     drop(out);
+    crate::addresses::Addresses { logshuttle: Some(addr), ..Default::default() }.write(data_dir)?;
 
     shutdown_signal().await;
     tracing::info!("shutting down");
+    crate::addresses::Addresses::remove(data_dir);
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     follower.abort();

@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+mod addresses;
 mod logshuttle_only;
 mod router_only;
 mod serve;

@@ -67,9 +67,19 @@ async fn serve(config: Config, upstream: Upstream) -> Result<()> {
     writeln!(out, "  metrics:      http://{}/metrics", addrs.admin)?;
     out.flush()?;
     drop(out);
+    crate::addresses::Addresses {
+        router_http: Some(addrs.http),
+        router_https: Some(addrs.https),
+        router_internal: Some(addrs.internal),
+        admin: Some(addrs.admin),
+        ca: ca.clone(),
+        ..Default::default()
+    }
+    .write(data_dir)?;
 
     shutdown_signal().await;
     tracing::info!("shutting down");
+    crate::addresses::Addresses::remove(data_dir);
     follower.abort();
     if let Some(r) = reporter {
         r.abort();

@@ -240,9 +240,20 @@ async fn serve(config: Config) -> Result<()> {
     }
     out.flush()?;
     drop(out);
+    crate::addresses::Addresses {
+        control_api: Some(api_addr),
+        router_http: Some(addrs.http),
+        router_https: Some(addrs.https),
+        router_internal: Some(addrs.internal),
+        admin: Some(addrs.admin),
+        logshuttle: None,
+        ca: ca.clone(),
+    }
+    .write(data_dir)?;
 
     shutdown_signal().await;
     tracing::info!("shutting down");
+    crate::addresses::Addresses::remove(data_dir);
     let _ = stop_tx.send(true);
     router.shutdown().await;
     supervisor.shutdown().await;

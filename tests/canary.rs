@@ -13,8 +13,8 @@ use wharf_config::RouterConfig;
 use wharf_control_api::{ControlPlane, Settings, SqliteStore};
 use wharf_domain::{CanaryPolicy, CanaryState, SessionKey, Weight};
 use wharf_router::{Listeners, Router, tls};
-use wharf_testkit::backend::Backend;
 use wharf_testkit::client::{self, Answer, Req};
+use wharf_testkit::dyno_server::DynoServer;
 use wharf_testkit::eventually;
 use wharf_testkit::syslog::SyslogReceiver;
 use wharf_testkit::wharf::Wharf;
@@ -35,8 +35,8 @@ async fn start() -> Wharf {
 
 /// Adds an app and waits until the router serves it: the router then follows a snapshot that
 /// holds every change made before, the canary included. Keep the backend alive.
-async fn router_caught_up(wharf: &Wharf, key: &str) -> Backend {
-    let probe = Backend::start("probe").await;
+async fn router_caught_up(wharf: &Wharf, key: &str) -> DynoServer {
+    let probe = DynoServer::start("probe").await;
     wharf.api.create_app(key, &[&probe]).await;
     let host = format!("{key}.localhost");
     eventually(WAIT, &format!("{host} to answer"), || async {
@@ -66,7 +66,7 @@ async fn canary(wharf: &Wharf) -> Value {
 async fn the_canary_takes_its_share_of_every_route_to_the_app() {
     let wharf = start().await;
     let api = &wharf.api;
-    let (base, next) = (Backend::start("base").await, Backend::start("next").await);
+    let (base, next) = (DynoServer::start("base").await, DynoServer::start("next").await);
     api.create_app("base-default", &[&base]).await;
     api.create_app("next-default", &[&next]).await;
     api.expect("POST", "/sites", json!({"domain": "www.example.com"}), 201).await;
@@ -120,7 +120,7 @@ async fn the_canary_takes_its_share_of_every_route_to_the_app() {
 async fn a_worse_canary_is_aborted_within_the_requests_the_simulation_predicts() {
     let wharf = start().await;
     let api = &wharf.api;
-    let (base, next) = (Backend::failing("base", 0.001, 1).await, Backend::failing("next", 0.05, 2).await);
+    let (base, next) = (DynoServer::failing("base", 0.001, 1).await, DynoServer::failing("next", 0.05, 2).await);
     api.create_app("base-default", &[&base]).await;
     api.create_app("next-default", &[&next]).await;
     let (base_drain, next_drain) = (SyslogReceiver::tcp().await, SyslogReceiver::tcp().await);
@@ -169,7 +169,7 @@ async fn a_worse_canary_is_aborted_within_the_requests_the_simulation_predicts()
 async fn an_abort_under_load_fails_only_the_canarys_requests_before_it() {
     let wharf = start().await;
     let api = &wharf.api;
-    let (base, next) = (Backend::start("base").await, Backend::failing("next", 1.0, 3).await);
+    let (base, next) = (DynoServer::start("base").await, DynoServer::failing("next", 1.0, 3).await);
     api.create_app("base-default", &[&base]).await;
     api.create_app("next-default", &[&next]).await;
     api.expect("PUT", "/apps/base-default/canary", json!({"canary_app": "next-default", "weight": 10}), 201).await;
@@ -203,7 +203,7 @@ async fn equal_error_rates_abort_no_more_often_than_the_false_alarm_rate_allows(
     let mut aborts = 0;
     for run in 0..RUNS {
         let (base, next) =
-            (Backend::failing("base", 0.05, 10 + run).await, Backend::failing("next", 0.05, 20 + run).await);
+            (DynoServer::failing("base", 0.05, 10 + run).await, DynoServer::failing("next", 0.05, 20 + run).await);
         let (b, n) = (format!("base{run}-default"), format!("next{run}-default"));
         api.create_app(&b, &[&base]).await;
         api.create_app(&n, &[&next]).await;
@@ -233,7 +233,7 @@ async fn equal_error_rates_abort_no_more_often_than_the_false_alarm_rate_allows(
 async fn bad_canary_settings_are_refused_and_change_nothing() {
     let wharf = start().await;
     let api = &wharf.api;
-    let (base, next) = (Backend::start("base").await, Backend::start("next").await);
+    let (base, next) = (DynoServer::start("base").await, DynoServer::start("next").await);
     api.create_app("base-default", &[&base]).await;
     api.create_app("next-default", &[&next]).await;
     let put = json!({"canary_app": "next-default", "weight": 10});
@@ -304,7 +304,7 @@ async fn the_first_router_to_abort_aborts_for_every_router() {
     };
     let store = Box::new(SqliteStore::in_memory().unwrap());
     let plane = Arc::new(ControlPlane::open(store, settings, Arc::new(SessionKey::generate())).await.unwrap());
-    let (base, next) = (Backend::start("base").await, Backend::failing("next", 1.0, 4).await);
+    let (base, next) = (DynoServer::start("base").await, DynoServer::failing("next", 1.0, 4).await);
     for (app, backend) in [("base", &base), ("next", &next)] {
         plane.create_app(app.parse().unwrap(), "default").await.unwrap();
         let (name, web, host) = ("web.1".parse().unwrap(), "web".parse().unwrap(), "127.0.0.1".parse().unwrap());

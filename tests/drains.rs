@@ -7,9 +7,9 @@
 use std::time::Duration;
 
 use serde_json::json;
-use wharf_testkit::backend::Backend;
 use wharf_testkit::certs::TestCa;
 use wharf_testkit::client::{self, Req};
+use wharf_testkit::dyno_server::DynoServer;
 use wharf_testkit::eventually;
 use wharf_testkit::rfc5424::SyslogMessage;
 use wharf_testkit::rsyslog::Rsyslog;
@@ -26,7 +26,7 @@ async fn tcp_tls_and_udp_drains_receive_every_line_as_rfc_5424() {
     let broker = Tansu::start().await;
     let wharf = Wharf::serve(WHARF, &["--kafka", &broker.brokers()]).await;
     let api = &wharf.api;
-    let backend = Backend::start("ok").await;
+    let backend = DynoServer::start("ok").await;
     let (status, out) = api.call("POST", "/apps", Some(json!({"name": "api", "space": "default"}))).await;
     assert_eq!(status, 201, "{out}");
     let body = json!({"type": "web", "host": "127.0.0.1", "port": backend.port()});

@@ -7,8 +7,8 @@
 use std::collections::BTreeSet;
 
 use serde_json::{Map, Value, json};
-use wharf_testkit::backend::Backend;
 use wharf_testkit::client::{Api, Req};
+use wharf_testkit::dyno_server::DynoServer;
 use wharf_testkit::wharf::Wharf;
 
 const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
@@ -258,7 +258,7 @@ fn param(name: &str, rng: &mut fastrand::Rng) -> String {
 }
 
 /// Makes sure the fixtures the parameters name exist, whatever earlier requests deleted.
-async fn seed(api: &Api, backend: &Backend) {
+async fn seed(api: &Api, backend: &DynoServer) {
     let _ = api.call("POST", "/spaces", Some(json!({"name": "stg"}))).await;
     for name in ["api", "other"] {
         let _ = api.call("POST", "/apps", Some(json!({"name": name, "space": "default"}))).await;
@@ -290,7 +290,7 @@ async fn random_requests_get_no_5xx_and_answers_that_fit_the_document(args: &[&s
     let doc = document();
     let wharf = Wharf::serve(WHARF, args).await;
     let api = &wharf.api;
-    let backend = Backend::start("ok").await;
+    let backend = DynoServer::start("ok").await;
     let (status, served) = api.call("GET", "/openapi.json", None).await;
     assert_eq!((status, &served), (200, &doc), "the API serves the document");
 

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use wharf_testkit::backend::Backend;
 use wharf_testkit::client::{self, Req};
+use wharf_testkit::dyno_server::DynoServer;
 use wharf_testkit::wharf::{Wharf, WharfRouter};
 use wharf_testkit::{TempDir, eventually, free_port};
 
@@ -28,7 +28,7 @@ async fn a_remote_router_serves_its_last_good_snapshot_while_the_control_api_is_
     let wharf = Wharf::serve_with(WHARF, &[], &control, &env).await;
     let token = std::fs::read_to_string(control.join("data-plane-token")).expect("the data-plane token");
     let token = token.trim().to_owned();
-    let one = Backend::start("one").await;
+    let one = DynoServer::start("one").await;
     wharf.api.create_app("one-default", &[&one]).await;
 
     let url = format!("http://{listen}");
@@ -59,7 +59,7 @@ async fn a_remote_router_serves_its_last_good_snapshot_while_the_control_api_is_
 
     // The API returns with a change the router has not seen: it catches up.
     let wharf = Wharf::serve_with(WHARF, &[], &control, &env).await;
-    let two = Backend::start("two").await;
+    let two = DynoServer::start("two").await;
     wharf.api.create_app("two-default", &[&two]).await;
     eventually(WAIT, "the router to catch up with the returned API", || async {
         (body(&router, "two-default.localhost").await.as_deref() == Some("two")).then_some(())
@@ -96,7 +96,7 @@ async fn a_remote_routers_canary_abort_is_recorded_for_every_router() {
     let env = [("WHARF_CONTROL_API__LISTEN", listen.as_str()), ("WHARF_ROUTER__HTTP_REDIRECT", "false")];
     let control = dir.path().join("control");
     let wharf = Wharf::serve_with(WHARF, &[], &control, &env).await;
-    let (base, next) = (Backend::start("base").await, Backend::failing("next", 0.3, 7).await);
+    let (base, next) = (DynoServer::start("base").await, DynoServer::failing("next", 0.3, 7).await);
     wharf.api.create_app("base-default", &[&base]).await;
     wharf.api.create_app("next-default", &[&next]).await;
     let token = std::fs::read_to_string(control.join("data-plane-token")).expect("the data-plane token");

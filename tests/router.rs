@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
-use wharf_testkit::backend::Backend;
 use wharf_testkit::certs::{Issued, TestCa};
 use wharf_testkit::client::{self, Req};
+use wharf_testkit::dyno_server::DynoServer;
 use wharf_testkit::eventually;
 use wharf_testkit::syslog::SyslogReceiver;
 use wharf_testkit::wharf::Wharf;
@@ -50,8 +50,8 @@ async fn until_plain_ok(wharf: &Wharf, host: &str) {
 
 /// Adds a probe app and waits until the router serves it, so that the router is known to follow
 /// the snapshot that also holds the apps created before. Keep the backend alive.
-async fn routing(wharf: &Wharf, tls: &Tls) -> Backend {
-    let probe = Backend::start("probe").await;
+async fn routing(wharf: &Wharf, tls: &Tls) -> DynoServer {
+    let probe = DynoServer::start("probe").await;
     wharf.api.create_app("probe-default", &[&probe]).await;
     until_status(wharf.https, tls, "probe-default.localhost", "/", 200).await;
     probe
@@ -62,10 +62,10 @@ async fn sites_route_by_host_and_longest_path_prefix() {
     let (wharf, tls) = start(&[]).await;
     let api = &wharf.api;
     let (www, api_b, docs, tenant) = (
-        Backend::start("www").await,
-        Backend::start("api").await,
-        Backend::start("docs").await,
-        Backend::start("tenant").await,
+        DynoServer::start("www").await,
+        DynoServer::start("api").await,
+        DynoServer::start("docs").await,
+        DynoServer::start("tenant").await,
     );
     for (key, b) in [("www-prod", &www), ("api-prod", &api_b), ("docs-prod", &docs), ("tenant-prod", &tenant)] {
         if key == "www-prod" {
@@ -163,7 +163,7 @@ async fn sites_route_by_host_and_longest_path_prefix() {
 async fn site_drains_receive_the_router_lines_of_their_site_only() {
     let (wharf, tls) = start(&[]).await;
     let api = &wharf.api;
-    let (www, shop) = (Backend::start("www").await, Backend::start("shop").await);
+    let (www, shop) = (DynoServer::start("www").await, DynoServer::start("shop").await);
     api.create_app("www-default", &[&www]).await;
     api.create_app("shop-default", &[&shop]).await;
     api.expect("POST", "/sites", json!({"domain": "www.example.com"}), 201).await;
@@ -275,7 +275,7 @@ async fn certificates_from_the_api_and_files_are_chosen_by_sni() {
     }
 
     // A request through an uploaded certificate reaches the site's app.
-    let backend = Backend::start("www").await;
+    let backend = DynoServer::start("www").await;
     api.create_app("www-default", &[&backend]).await;
     api.expect("POST", "/sites", json!({"domain": "www.example.test"}), 201).await;
     api.expect("POST", "/sites/www.example.test/routes", json!({"app": "www-default", "source_path": "/"}), 201).await;
@@ -298,7 +298,7 @@ async fn tls13_clients_get_the_configured_session_tickets_and_resume_with_them()
     for (env, tickets) in [(None, 1), (Some("3"), 3), (Some("0"), 0)] {
         let env: Vec<_> = env.map(|n| ("WHARF_ROUTER__TLS13_TICKETS", n)).into_iter().collect();
         let (wharf, tls) = start(&env).await;
-        let web = Backend::start("web").await;
+        let web = DynoServer::start("web").await;
         wharf.api.create_app("web-default", &[&web]).await;
         until_status(wharf.https, &tls, "web-default.localhost", "/", 200).await;
         // A client of its own, so that its session store holds only what these requests leave.
@@ -317,7 +317,7 @@ async fn tls13_clients_get_the_configured_session_tickets_and_resume_with_them()
 async fn internal_sites_are_served_only_on_the_internal_listener() {
     let (wharf, tls) = start(&[]).await;
     let api = &wharf.api;
-    let (hr, web) = (Backend::start("hr").await, Backend::start("web").await);
+    let (hr, web) = (DynoServer::start("hr").await, DynoServer::start("web").await);
     api.expect("POST", "/spaces", json!({"name": "vpn", "compliance": ["internal"]}), 201).await;
     api.create_app("hr-vpn", &[&hr]).await;
     api.create_app("web-default", &[&web]).await;
@@ -350,7 +350,7 @@ async fn internal_sites_are_served_only_on_the_internal_listener() {
 async fn http2_websockets_and_the_platform_headers() {
     let (wharf, tls) = start(&[]).await;
     let api = &wharf.api;
-    let (web, ws) = (Backend::start("hello").await, Backend::websocket_echo().await);
+    let (web, ws) = (DynoServer::start("hello").await, DynoServer::websocket_echo().await);
     api.create_app("web-default", &[&web]).await;
     api.create_app("ws-default", &[&ws]).await;
     until_status(wharf.https, &tls, "web-default.localhost", "/", 200).await;
@@ -439,7 +439,7 @@ async fn a_client_that_connects_and_says_nothing_is_not_handed_to_the_router_unt
 async fn a_dead_dyno_is_quarantined_and_requests_go_to_the_others() {
     let (wharf, tls) = start(&[]).await;
     let api = &wharf.api;
-    let (one, two) = (Backend::start("one").await, Backend::start("two").await);
+    let (one, two) = (DynoServer::start("one").await, DynoServer::start("two").await);
     api.create_app("api-default", &[&one, &two]).await;
     until_status(wharf.https, &tls, "api-default.localhost", "/", 200).await;
     for _ in 0..4 {
@@ -470,7 +470,7 @@ async fn a_dead_dyno_is_quarantined_and_requests_go_to_the_others() {
 async fn timeouts_and_missing_dynos_answer_503_and_log_their_code() {
     let (wharf, tls) = start(&[("WHARF_ROUTER__FIRST_BYTE_TIMEOUT", "1s")]).await;
     let api = &wharf.api;
-    let stuck = Backend::silent().await;
+    let stuck = DynoServer::silent().await;
     let drain = SyslogReceiver::tcp().await;
     api.create_app("slow-default", &[&stuck]).await;
     api.create_app("empty-default", &[]).await;
@@ -498,7 +498,7 @@ async fn timeouts_and_missing_dynos_answer_503_and_log_their_code() {
 #[tokio::test]
 async fn oversized_and_ambiguous_requests_are_refused_and_never_forwarded() {
     let (wharf, _) = start(&[("WHARF_ROUTER__HTTP_REDIRECT", "false")]).await;
-    let web = Backend::start("ok").await;
+    let web = DynoServer::start("ok").await;
     wharf.api.create_app("web-default", &[&web]).await;
     until_plain_ok(&wharf, "web-default.localhost").await;
     let before = web.seen().len();
@@ -547,7 +547,7 @@ async fn oversized_and_ambiguous_requests_are_refused_and_never_forwarded() {
 async fn a_slow_header_sender_is_cut_off_and_never_forwarded() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (wharf, _) = start(&[("WHARF_ROUTER__HTTP_REDIRECT", "false"), ("WHARF_ROUTER__HEADER_TIMEOUT", "1s")]).await;
-    let web = Backend::start("ok").await;
+    let web = DynoServer::start("ok").await;
     wharf.api.create_app("web-default", &[&web]).await;
     until_plain_ok(&wharf, "web-default.localhost").await;
     let before = web.seen().len();
@@ -578,7 +578,7 @@ async fn a_slow_header_sender_is_cut_off_and_never_forwarded() {
 #[tokio::test]
 async fn shutdown_stops_accepting_and_lets_requests_in_flight_finish() {
     let (wharf, tls) = start(&[("WHARF_ROUTER__SHUTDOWN_GRACE", "20s")]).await;
-    let (held, hold) = Backend::held("finished").await;
+    let (held, hold) = DynoServer::held("finished").await;
     wharf.api.create_app("slow-default", &[&held]).await;
     let _probe = routing(&wharf, &tls).await;
 
@@ -605,7 +605,7 @@ async fn shutdown_stops_accepting_and_lets_requests_in_flight_finish() {
 #[tokio::test]
 async fn shutdown_closes_what_is_still_in_flight_when_the_grace_period_ends() {
     let (wharf, tls) = start(&[("WHARF_ROUTER__SHUTDOWN_GRACE", "1s")]).await;
-    let stuck = Backend::silent().await;
+    let stuck = DynoServer::silent().await;
     wharf.api.create_app("stuck-default", &[&stuck]).await;
     let _probe = routing(&wharf, &tls).await;
     let in_flight = tokio::spawn({

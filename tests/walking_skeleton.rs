@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use http_body_util::BodyExt;
 use serde_json::json;
-use wharf_testkit::backend::Backend;
 use wharf_testkit::client::{self, Req};
+use wharf_testkit::dyno_server::DynoServer;
 use wharf_testkit::eventually;
 use wharf_testkit::syslog::SyslogReceiver;
 use wharf_testkit::tansu::Tansu;
@@ -31,7 +31,7 @@ async fn walking_skeleton_on_kafka() {
 async fn walking_skeleton(args: &[&str]) {
     let wharf = Wharf::serve(WHARF, args).await;
     let api = &wharf.api;
-    let (one, two) = (Backend::start("one").await, Backend::start("two").await);
+    let (one, two) = (DynoServer::start("one").await, DynoServer::start("two").await);
     let drain = SyslogReceiver::tcp().await;
 
     let (status, app) = api.call("POST", "/apps", Some(json!({"name": "api", "space": "default"}))).await;

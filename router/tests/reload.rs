@@ -10,8 +10,8 @@ use wharf_bus::{Bus, BusConfig};
 use wharf_config::RouterConfig;
 use wharf_domain::{AppSpec, DynoSpec, RouteSpec, SiteSpec, Snapshot, new_id};
 use wharf_router::{Listeners, Router, tls};
-use wharf_testkit::backend::Backend;
 use wharf_testkit::client::{self, Req};
+use wharf_testkit::dyno_server::DynoServer;
 use wharf_testkit::{TempDir, eventually};
 
 fn snapshot(version: u64, dyno_port: u16, sites: usize) -> Snapshot {
@@ -50,7 +50,7 @@ fn snapshot(version: u64, dyno_port: u16, sites: usize) -> Snapshot {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_sites_arrive_in_one_swap_under_load_without_errors() {
     let dir = TempDir::new("reload");
-    let backend = Backend::start("ok").await;
+    let backend = DynoServer::start("ok").await;
     let config = RouterConfig {
         http_listen: "127.0.0.1:0".parse().unwrap(),
         https_listen: "127.0.0.1:0".parse().unwrap(),

@@ -288,7 +288,7 @@ impl Api {
     }
 
     /// Creates the app `key` (`name-space`) with one web dyno per backend.
-    pub async fn create_app(&self, key: &str, backends: &[&crate::backend::Backend]) {
+    pub async fn create_app(&self, key: &str, backends: &[&crate::dyno_server::DynoServer]) {
         let (name, space) = key.split_once('-').expect("an app key");
         self.expect("POST", "/apps", serde_json::json!({"name": name, "space": space}), 201).await;
         for (i, b) in backends.iter().enumerate() {

@@ -1,14 +1,14 @@
 //! Real peers for Wharf's tests: the `wharf` binary as a child process, a tansu Kafka broker,
-//! HTTP backends that record what they receive, an HTTP/HTTPS client, and syslog receivers
+//! HTTP servers standing in for web dynos that record what they receive, an HTTP/HTTPS client, and syslog receivers
 //! that check every frame with a strict RFC 5424 parser. Nothing here fakes a component Wharf
 //! talks to; everything speaks the real protocol over loopback sockets.
 
 #![forbid(unsafe_code)]
 #![allow(clippy::print_stdout)]
 
-pub mod backend;
 pub mod certs;
 pub mod client;
+pub mod dyno_server;
 pub mod logplex;
 pub mod postgres;
 pub mod rfc5424;
@@ -18,35 +18,23 @@ pub mod tansu;
 pub mod wharf;
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-/// A directory removed when dropped.
+/// A new, empty directory under the system's temporary directory, removed when dropped:
+/// `tempfile`'s, named after the test that made it (`PREFIX-XXXXXX`) so a leftover says whose it is.
 #[derive(Debug)]
-pub struct TempDir(PathBuf);
+pub struct TempDir(tempfile::TempDir);
 
 impl TempDir {
-    /// A new, empty directory under the system's temporary directory.
+    /// A new directory whose name starts with `prefix`.
     pub fn new(prefix: &str) -> TempDir {
-        // Tests run in parallel threads, which can read the same clock value: a counter keeps
-        // their directories apart.
-        static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let made = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let n: u64 = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
-        let path = std::env::temp_dir().join(format!("{prefix}-{}-{made}-{n:x}", std::process::id()));
-        std::fs::create_dir_all(&path).expect("temporary directory");
-        TempDir(path)
+        TempDir(tempfile::Builder::new().prefix(&format!("{prefix}-")).tempdir().expect("temporary directory"))
     }
 
     /// Its path.
     pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0.path()
     }
 }
 

@@ -1,5 +1,6 @@
 //! The `wharf` binary as a child process, started the way a user starts it, with every
-//! listener on a free port, and its addresses and admin token read from what it prints.
+//! listener on a free port, and its addresses read from the `addresses.json` it writes in its
+//! data directory when it is ready (the machine-readable form of what it prints).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -35,24 +36,30 @@ pub struct Wharf {
     _dir: Option<TempDir>,
 }
 
-fn field(lines: &[String], label: &str) -> String {
-    let line = lines
-        .iter()
-        .find(|l| l.trim_start().starts_with(label))
-        .unwrap_or_else(|| panic!("wharf did not print {label:?}; it printed:\n{}", lines.join("\n")));
-    line.trim_start()[label.len()..].split_whitespace().next().expect("a value after the label").to_owned()
-}
-
-/// A `wharf` process that has printed its addresses.
+/// A `wharf` process that is ready: its `addresses.json`.
 struct Started {
     child: Child,
-    lines: Vec<String>,
+    addresses: Addresses,
     stdout: tokio::sync::mpsc::UnboundedReceiver<String>,
     stderr: PathBuf,
 }
 
-/// Starts `wharf SUBCOMMAND --data-dir DATA_DIR ARGS` with every listener on a free port, and
-/// waits until it prints a line starting with `ready`.
+/// What a ready `wharf` wrote in `DATA_DIR/addresses.json`.
+struct Addresses(serde_json::Value);
+
+impl Addresses {
+    /// The address under `key`; panics when the file has none, naming the file's text.
+    fn addr(&self, key: &str) -> SocketAddr {
+        let text = self.0[key].as_str().unwrap_or_else(|| panic!("addresses.json has no {key:?}: {}", self.0));
+        text.parse().unwrap_or_else(|e| panic!("addresses.json {key:?} = {text:?}: {e}"))
+    }
+
+    /// The CA's path.
+    fn ca(&self) -> PathBuf {
+        PathBuf::from(self.0["ca"].as_str().unwrap_or_else(|| panic!("addresses.json has no \"ca\": {}", self.0)))
+    }
+}
+
 /// Every listener of `wharf serve` on a free loopback port, as environment variables, so that
 /// tests run side by side.
 pub const FREE_PORTS: [(&str, &str); 5] = [
@@ -63,14 +70,9 @@ pub const FREE_PORTS: [(&str, &str); 5] = [
     ("WHARF_ROUTER__ADMIN_LISTEN", "127.0.0.1:0"),
 ];
 
-async fn start(
-    bin: &str,
-    subcommand: &str,
-    args: &[&str],
-    data_dir: &Path,
-    env: &[(&str, &str)],
-    ready: &str,
-) -> Started {
+/// Starts `wharf SUBCOMMAND --data-dir DATA_DIR ARGS` with every listener on a free port, and
+/// waits until it is ready: its `addresses.json` names its process id.
+async fn start(bin: &str, subcommand: &str, args: &[&str], data_dir: &Path, env: &[(&str, &str)]) -> Started {
     let stderr = data_dir.with_extension("stderr");
     let mut child = Command::new(bin)
         .arg(subcommand)
@@ -97,19 +99,33 @@ async fn start(
             }
         }
     });
-    let mut lines = Vec::new();
+    let pid = child.id().expect("a running child has a pid");
+    let file = data_dir.join("addresses.json");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !lines.last().is_some_and(|l: &String| l.trim_start().starts_with(ready)) {
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(line)) => lines.push(line),
-            _ => panic!(
-                "wharf {subcommand} did not start; stdout:\n{}\nstderr:\n{}",
-                lines.join("\n"),
-                std::fs::read_to_string(&stderr).unwrap_or_default()
-            ),
+    loop {
+        // A file left by an earlier process in the same data directory names that process.
+        let ready = std::fs::read(&file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .filter(|doc| doc["pid"].as_u64() == Some(u64::from(pid)));
+        if let Some(doc) = ready {
+            return Started { child, addresses: Addresses(doc), stdout: rx, stderr };
         }
+        let exited = child.try_wait().ok().flatten();
+        if exited.is_some() || tokio::time::Instant::now() > deadline {
+            let mut printed = Vec::new();
+            while let Ok(line) = rx.try_recv() {
+                printed.push(line);
+            }
+            panic!(
+                "wharf {subcommand} did not start ({}); stdout:\n{}\nstderr:\n{}",
+                exited.map_or("no addresses.json after 60 s".to_owned(), |s| s.to_string()),
+                printed.join("\n"),
+                std::fs::read_to_string(&stderr).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Started { child, lines, stdout: rx, stderr }
 }
 
 /// A running `wharf router`, following a control API.
@@ -144,13 +160,13 @@ impl WharfRouter {
     ) -> WharfRouter {
         let mut all = vec![("WHARF_DATA_PLANE_TOKEN", token)];
         all.extend_from_slice(env);
-        let Started { child, lines, stderr, .. } =
-            start(bin, "router", &["--control-api", control_api], data_dir, &all, "metrics:").await;
+        let Started { child, addresses, stderr, .. } =
+            start(bin, "router", &["--control-api", control_api], data_dir, &all).await;
         WharfRouter {
-            http: addr(&field(&lines, "router HTTP:")),
-            https: addr(&field(&lines, "router HTTPS:")),
-            admin: addr(field(&lines, "metrics:").trim_end_matches("/metrics")),
-            ca: PathBuf::from(field(&lines, "CA to trust:")),
+            http: addresses.addr("router_http"),
+            https: addresses.addr("router_https"),
+            admin: addresses.addr("admin"),
+            ca: addresses.ca(),
             child,
             stderr,
         }
@@ -180,18 +196,14 @@ impl WharfLogshuttle {
     /// `data_dir` and `env` (the data-plane token, the session secret, configuration).
     pub async fn start(bin: &str, control_api: &str, brokers: &str, data_dir: &Path, env: &[(&str, &str)]) -> Self {
         let args = ["--control-api", control_api, "--kafka", brokers];
-        let Started { child, lines, .. } = start(bin, "logshuttle", &args, data_dir, env, "metrics:").await;
-        WharfLogshuttle { addr: addr(field(&lines, "metrics:").trim_end_matches("/metrics")), child }
+        let Started { child, addresses, .. } = start(bin, "logshuttle", &args, data_dir, env).await;
+        WharfLogshuttle { addr: addresses.addr("logshuttle"), child }
     }
 
     /// The process id, as text.
     pub fn pid(&self) -> String {
         self.child.id().map(|p| p.to_string()).unwrap_or_default()
     }
-}
-
-fn addr(url: &str) -> SocketAddr {
-    url.split_once("://").map_or(url, |(_, a)| a).parse().unwrap_or_else(|e| panic!("{url}: {e}"))
 }
 
 impl Wharf {
@@ -211,23 +223,21 @@ impl Wharf {
 
     /// Starts `wharf serve` with the data directory `data_dir` and extra environment variables.
     pub async fn serve_with(bin: &str, args: &[&str], data_dir: &Path, env: &[(&str, &str)]) -> Wharf {
-        let Started { child, lines, stdout, stderr } = start(bin, "serve", args, data_dir, env, "admin token:").await;
-        let token_line = lines.last().expect("token line");
-        let from_env = env.iter().find(|(k, _)| *k == "WHARF_ADMIN_TOKEN").map(|(_, v)| v.to_string());
-        let token = if token_line.contains("generated now") {
-            field(&lines, "admin token:")
-        } else if let Some(token) = from_env {
-            token
-        } else {
-            std::fs::read_to_string(data_dir.join("admin-token")).expect("stored admin token").trim().to_owned()
+        let Started { child, addresses, stdout, stderr } = start(bin, "serve", args, data_dir, env).await;
+        // The token is the one given, or the one Wharf generated and stored (and printed once).
+        let token = match env.iter().find(|(k, _)| *k == "WHARF_ADMIN_TOKEN") {
+            Some((_, token)) => token.to_string(),
+            None => {
+                std::fs::read_to_string(data_dir.join("admin-token")).expect("stored admin token").trim().to_owned()
+            }
         };
         Wharf {
-            api: Api { addr: addr(&field(&lines, "control API:")), token: Some(token) },
-            http: addr(&field(&lines, "router HTTP:")),
-            https: addr(&field(&lines, "router HTTPS:")),
-            internal: addr(&field(&lines, "internal:")),
-            admin: addr(field(&lines, "metrics:").trim_end_matches("/metrics")),
-            ca: PathBuf::from(field(&lines, "CA to trust:")),
+            api: Api { addr: addresses.addr("control_api"), token: Some(token) },
+            http: addresses.addr("router_http"),
+            https: addresses.addr("router_https"),
+            internal: addresses.addr("router_internal"),
+            admin: addresses.addr("admin"),
+            ca: addresses.ca(),
             data_dir: data_dir.to_owned(),
             stderr,
             stdout,

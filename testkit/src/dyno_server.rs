@@ -1,4 +1,4 @@
-//! HTTP backends standing in for an app's web dynos: real HTTP/1.1 servers on loopback that
+//! Dyno servers: real HTTP/1.1 servers on loopback standing in for an app's web dynos, that
 //! answer with a fixed body and record every request they receive.
 
 use std::convert::Infallible;
@@ -14,7 +14,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-/// A request as a backend saw it.
+/// A request as a dyno server saw it.
 #[derive(Debug, Clone)]
 pub struct Seen {
     /// The method.
@@ -34,9 +34,9 @@ impl Seen {
     }
 }
 
-/// A running backend.
+/// A running dyno server.
 #[derive(Debug)]
-pub struct Backend {
+pub struct DynoServer {
     /// Where it listens.
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
@@ -45,17 +45,17 @@ pub struct Backend {
     conns: Conns,
 }
 
-/// A failing backend's error rate and its seeded draws.
+/// A failing dyno server's error rate and its seeded draws.
 #[derive(Debug, Clone)]
 struct Errors {
     rate: f64,
     rng: Arc<Mutex<fastrand::Rng>>,
 }
 
-/// The tasks serving a backend's connections, so that killing it closes them too.
+/// The tasks serving a dyno server's connections, so that killing it closes them too.
 type Conns = Arc<Mutex<Vec<tokio::task::AbortHandle>>>;
 
-/// Accepts connections on `listener` and serves each with `serve` until the backend is killed.
+/// Accepts connections on `listener` and serves each with `serve` until the dyno server is killed.
 fn accept_loop<F, Fut>(listener: TcpListener, conns: Conns, serve: F) -> tokio::task::JoinHandle<()>
 where
     F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
@@ -72,7 +72,7 @@ where
     })
 }
 
-/// Lets a [`Backend::held`] answer the requests it holds, and every later one.
+/// Lets a [`DynoServer::held`] answer the requests it holds, and every later one.
 #[derive(Debug)]
 pub struct Hold(tokio::sync::watch::Sender<bool>);
 
@@ -83,34 +83,34 @@ impl Hold {
     }
 }
 
-impl Backend {
-    /// Starts a backend answering every request with `200` and `body`.
-    pub async fn start(reply: &'static str) -> Backend {
-        Backend::start_gated(reply, None, None).await
+impl DynoServer {
+    /// Starts a dyno server answering every request with `200` and `body`.
+    pub async fn start(reply: &'static str) -> DynoServer {
+        DynoServer::start_gated(reply, None, None).await
     }
 
-    /// Starts a backend that answers `500` to each request with probability `error_rate` and
+    /// Starts a dyno server that answers `500` to each request with probability `error_rate` and
     /// `200` otherwise, always with `body`: a release with a known error rate. The draws come
     /// from `seed`, so a run repeats. It keeps no record of the requests, only their number.
-    pub async fn failing(reply: &'static str, error_rate: f64, seed: u64) -> Backend {
+    pub async fn failing(reply: &'static str, error_rate: f64, seed: u64) -> DynoServer {
         let errors = Errors { rate: error_rate, rng: Arc::new(Mutex::new(fastrand::Rng::with_seed(seed))) };
-        Backend::start_gated(reply, None, Some(errors)).await
+        DynoServer::start_gated(reply, None, Some(errors)).await
     }
 
-    /// Starts a backend that records each request at once but answers only after
+    /// Starts a dyno server that records each request at once but answers only after
     /// [`Hold::release`]: a dyno with requests in flight.
-    pub async fn held(reply: &'static str) -> (Backend, Hold) {
+    pub async fn held(reply: &'static str) -> (DynoServer, Hold) {
         let (tx, rx) = tokio::sync::watch::channel(false);
-        (Backend::start_gated(reply, Some(rx), None).await, Hold(tx))
+        (DynoServer::start_gated(reply, Some(rx), None).await, Hold(tx))
     }
 
     async fn start_gated(
         reply: &'static str,
         gate: Option<tokio::sync::watch::Receiver<bool>>,
         errors: Option<Errors>,
-    ) -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
-        let addr = listener.local_addr().expect("backend address");
+    ) -> DynoServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind dyno server");
+        let addr = listener.local_addr().expect("dyno server address");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let count = Arc::new(AtomicUsize::new(0));
         let conns = Conns::default();
@@ -150,27 +150,27 @@ impl Backend {
                 }
             }
         });
-        Backend { addr, seen, count, task, conns }
+        DynoServer { addr, seen, count, task, conns }
     }
 
-    /// Starts a backend that accepts connections, reads what it is sent, and never answers:
+    /// Starts a dyno server that accepts connections, reads what it is sent, and never answers:
     /// a dyno stuck before its first byte.
-    pub async fn silent() -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
-        let addr = listener.local_addr().expect("backend address");
+    pub async fn silent() -> DynoServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind dyno server");
+        let addr = listener.local_addr().expect("dyno server address");
         let conns = Conns::default();
         let task = accept_loop(listener, conns.clone(), |mut stream| async move {
             let mut buf = [0u8; 4096];
             while tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await.is_ok_and(|n| n > 0) {}
         });
-        Backend { addr, seen: Arc::default(), count: Arc::default(), task, conns }
+        DynoServer { addr, seen: Arc::default(), count: Arc::default(), task, conns }
     }
 
     /// Starts a WebSocket server that echoes every text and binary message back.
-    pub async fn websocket_echo() -> Backend {
+    pub async fn websocket_echo() -> DynoServer {
         use futures_util::{SinkExt, StreamExt};
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
-        let addr = listener.local_addr().expect("backend address");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind dyno server");
+        let addr = listener.local_addr().expect("dyno server address");
         let conns = Conns::default();
         let task = accept_loop(listener, conns.clone(), |stream| async move {
             let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
@@ -182,7 +182,7 @@ impl Backend {
                 }
             }
         });
-        Backend { addr, seen: Arc::default(), count: Arc::default(), task, conns }
+        DynoServer { addr, seen: Arc::default(), count: Arc::default(), task, conns }
     }
 
     /// Stops accepting and closes every open connection, as a crashed dyno would.
@@ -214,7 +214,7 @@ impl Backend {
     }
 }
 
-impl Drop for Backend {
+impl Drop for DynoServer {
     fn drop(&mut self) {
         self.kill();
     }
