@@ -6,6 +6,13 @@
 
 #![forbid(unsafe_code)]
 
+mod database_url;
+mod env;
+
+pub use database_url::DatabaseUrl;
+pub use env::unrecognised_variables;
+use env::{env_path, set_path};
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -133,85 +140,6 @@ pub struct ControlApiConfig {
     /// PEM file of the CA that signs the database server's certificate, trusted beside the
     /// Mozilla roots when the connection uses TLS (`sslmode=prefer`, the default, or `require`).
     pub database_ca: Option<PathBuf>,
-}
-
-/// A PostgreSQL connection URL. Its password never appears in `Debug` or `Display`.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct DatabaseUrl(String);
-
-impl DatabaseUrl {
-    /// Accepts a `postgres://` or `postgresql://` URL.
-    pub fn try_new(url: &str) -> Result<DatabaseUrl, String> {
-        let rest = url
-            .strip_prefix("postgres://")
-            .or_else(|| url.strip_prefix("postgresql://"))
-            .ok_or("must be a postgres:// URL, such as postgres://wharf:password@db.internal:5432/wharf")?;
-        if rest.is_empty() || url.chars().any(char::is_whitespace) {
-            return Err("must name a host, and contain no spaces".into());
-        }
-        Ok(DatabaseUrl(url.to_owned()))
-    }
-
-    /// The URL, password included, for connecting.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// The URL with its password replaced by `***`, for logs and messages.
-    pub fn redacted(&self) -> String {
-        let (scheme, rest) = self.0.split_once("://").unwrap_or(("", &self.0));
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        let (authority, tail) = rest.split_at(authority_end);
-        match authority.rsplit_once('@') {
-            Some((userinfo, host)) => {
-                let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-                let password = if userinfo.contains(':') { ":***" } else { "" };
-                // A password can also be a query parameter.
-                let tail = redact_query_password(tail);
-                format!("{scheme}://{user}{password}@{host}{tail}")
-            }
-            None => format!("{scheme}://{authority}{}", redact_query_password(tail)),
-        }
-    }
-}
-
-fn redact_query_password(tail: &str) -> String {
-    match tail.split_once('?') {
-        Some((path, query)) => {
-            let params: Vec<String> = query
-                .split('&')
-                .map(|p| if p.starts_with("password=") { "password=***".to_owned() } else { p.to_owned() })
-                .collect();
-            format!("{path}?{}", params.join("&"))
-        }
-        None => tail.to_owned(),
-    }
-}
-
-impl TryFrom<String> for DatabaseUrl {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        DatabaseUrl::try_new(&s)
-    }
-}
-
-impl From<DatabaseUrl> for String {
-    fn from(u: DatabaseUrl) -> String {
-        u.0
-    }
-}
-
-impl std::fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "DatabaseUrl({:?})", self.redacted())
-    }
-}
-
-impl std::fmt::Display for DatabaseUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.redacted())
-    }
 }
 
 impl Default for ControlApiConfig {
@@ -585,65 +513,6 @@ fn valid_broker(b: &str) -> bool {
     };
     let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
     Hostname::try_new(host).is_ok() && port.parse::<u16>().is_ok_and(|p| p > 0)
-}
-
-/// Maps `WHARF_ROUTER__HTTPS_LISTEN` to `["router", "https_listen"]` and `WHARF_DATA_DIR` to
-/// `["data_dir"]`; `None` for variables that are not configuration.
-///
-/// Only the documented forms are configuration: `WHARF_SECTION__KEY` (any variable with `__`, so
-/// that a misspelt key is refused with its name rather than ignored) and the top-level values.
-/// Other `WHARF_*` names belong to whoever set them (a wrapper's `WHARF_BIN`, `WHARF_HOME`) and
-/// are left alone; [`unrecognised_variables`] lists them so the binary can warn.
-fn env_path(var: &str) -> Result<Option<Vec<String>>, ConfigError> {
-    let Some(rest) = var.strip_prefix("WHARF_") else {
-        return Ok(None);
-    };
-    if NAMED_VARIABLES.contains(&var) {
-        return Ok(None);
-    }
-    if !rest.contains("__") {
-        let key = rest.to_ascii_lowercase();
-        return Ok(TOP_LEVEL_VALUES.contains(&key.as_str()).then(|| vec![key]));
-    }
-    let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
-    if path.iter().any(String::is_empty) {
-        return Err(ConfigError::Env {
-            var: var.to_owned(),
-            message: "write WHARF_SECTION__KEY, for example WHARF_ROUTER__HTTPS_LISTEN".into(),
-        });
-    }
-    Ok(Some(path))
-}
-
-/// The `WHARF_*` variables among `env` that Wharf neither reads as configuration nor as one of its
-/// [`NAMED_VARIABLES`]: left alone, worth a warning in case one is a misspelt key
-/// (`WHARF_ROUTER_WORKERS` with one underscore).
-pub fn unrecognised_variables(env: impl IntoIterator<Item = (String, String)>) -> Vec<String> {
-    env.into_iter()
-        .map(|(var, _)| var)
-        .filter(|var| {
-            matches!(env_path(var), Ok(None)) && var.starts_with("WHARF_") && !NAMED_VARIABLES.contains(&var.as_str())
-        })
-        .collect()
-}
-
-fn set_path(table: &mut toml::Table, var: &str, path: &[String], value: &str) -> Result<(), ConfigError> {
-    let (last, parents) = path.split_last().expect("env_path never returns an empty path");
-    let mut t = table;
-    for key in parents {
-        let entry = t.entry(key.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        t = entry
-            .as_table_mut()
-            .ok_or_else(|| ConfigError::Env { var: var.to_owned(), message: format!("`{key}` is not a section") })?;
-    }
-    // A value is TOML when it parses as TOML (numbers, booleans, arrays), and a string otherwise,
-    // so that `WHARF_ROUTER__WORKERS=4` and `WHARF_DATA_DIR=/var/lib/wharf` both work.
-    let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(value.to_owned()));
-    t.insert(last.clone(), parsed);
-    Ok(())
 }
 
 #[cfg(test)]
