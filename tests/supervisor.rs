@@ -64,7 +64,7 @@ async fn the_supervisor_runs_rolls_and_restarts_real_processes() {
     let env = [
         ("WHARF_ROUTER__HTTP_REDIRECT", "false"),
         ("WHARF_SUPERVISOR__RESTART_MIN", "200ms"),
-        ("WHARF_SUPERVISOR__DRAIN", "500ms"),
+        ("WHARF_SUPERVISOR__CONNECTION_GRACE", "500ms"),
         ("WHARF_SUPERVISOR__STOP_GRACE", "2s"),
         ("WHARF_SUPERVISOR__HEALTH_TIMEOUT", "20s"),
     ];

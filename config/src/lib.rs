@@ -93,8 +93,9 @@ pub struct SupervisorConfig {
     pub health_timeout: HumanDuration,
     /// How long a dyno has to exit after SIGTERM before it gets SIGKILL.
     pub stop_grace: HumanDuration,
-    /// How long a dyno keeps running after it left the router, for requests in flight.
-    pub drain: HumanDuration,
+    /// How long a web dyno keeps running after it left the router, for the requests and
+    /// connections already on their way to it (before SIGTERM). Not a log drain.
+    pub connection_grace: HumanDuration,
     /// First delay before a crashed dyno is restarted; it doubles up to a minute.
     pub restart_min: HumanDuration,
 }
@@ -104,7 +105,7 @@ impl Default for SupervisorConfig {
         SupervisorConfig {
             health_timeout: HumanDuration::secs(60),
             stop_grace: HumanDuration::secs(10),
-            drain: HumanDuration::secs(1),
+            connection_grace: HumanDuration::secs(1),
             restart_min: HumanDuration::secs(1),
         }
     }

@@ -1,0 +1,376 @@
+//! One dyno's process lifecycle: `sh -c COMMAND` in its own process group, its output lines
+//! onto the log bus, its health check, its registration with the control API (so the router
+//! sees a healthy web dyno), and its restart with backoff after it exits, until it is stopped.
+//!
+//! A dyno is named `TYPE.RELEASE-XXXXX` (five random lowercase letters and digits), gets the
+//! app's config vars, `DYNO` and, for a web dyno, `PORT`. Its output goes onto the bus as
+//! `app[TYPE.RELEASE-XXXXX]`; a crash is logged as Heroku's `at=error code=H10 desc="App crashed"`
+//! (<https://devcenter.heroku.com/articles/error-codes#h10-app-crashed>).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use std::sync::Arc;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+use wharf_bus::{LogEvent, Publisher, Stream};
+use wharf_control_api::{ControlPlane, DynoState, LocalDyno};
+use wharf_domain::timestamp::now_seconds;
+use wharf_domain::{DynoName, DynoType, Hostname};
+
+use crate::desired::{DynoSpec, WEB};
+use crate::settings::{RESTART_MAX, Settings};
+
+/// A dyno's health, as its task reports it to the formation that started it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DynoHealth {
+    /// Started, not yet through its health check.
+    Starting,
+    /// Through its health check (a web dyno is registered with the router by then).
+    Healthy,
+    /// It exited before it was ever healthy.
+    Failed,
+}
+
+/// A dyno the supervisor runs: its name, its health, and how to stop it.
+#[derive(Debug)]
+pub(crate) struct RunningDyno {
+    /// `TYPE.RELEASE-XXXXX`.
+    pub(crate) name: String,
+    /// Its health, as its task reports it.
+    pub(crate) health: watch::Receiver<DynoHealth>,
+    /// Set to true to stop it.
+    pub(crate) stop: watch::Sender<bool>,
+    /// Its task, which ends once the process is gone and the dyno unregistered.
+    pub(crate) task: JoinHandle<()>,
+}
+
+impl RunningDyno {
+    /// Stops the dyno (a web dyno leaves the router first) and returns once its process is gone.
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Starts the dynos of one formation entry. A formation's scale and roll logic goes through
+/// this trait rather than [`DynoLauncher`] itself so that it can be tested without processes.
+pub(crate) trait LaunchDynos: Send + Sync + 'static {
+    /// Starts one dyno of `release` running `spec`.
+    fn launch(&self, release: u32, spec: &DynoSpec) -> RunningDyno;
+
+    /// Tells the app's log that `release` failed its health check and the running dynos keep
+    /// serving: `at=error code=R10` (Heroku's boot timeout,
+    /// <https://devcenter.heroku.com/articles/error-codes#r10-boot-timeout>).
+    fn report_failed_release(&self, release: u32);
+}
+
+/// What every dyno of one formation entry needs: the control plane, the log bus, the
+/// settings, and which app and process type it runs.
+#[derive(Clone)]
+pub(crate) struct DynoLauncher {
+    /// Where web dynos are registered and every dyno's state is listed.
+    pub(crate) plane: Arc<ControlPlane>,
+    /// Where dyno output and the supervisor's own lines about the app go.
+    pub(crate) publisher: Publisher,
+    /// Timeouts and grace periods.
+    pub(crate) settings: Settings,
+    /// The app's id.
+    pub(crate) app_id: Uuid,
+    /// The app's key (`name-space`), for the bus and log lines.
+    pub(crate) app: String,
+    /// The process type.
+    pub(crate) dyno_type: DynoType,
+}
+
+impl LaunchDynos for DynoLauncher {
+    fn launch(&self, release: u32, spec: &DynoSpec) -> RunningDyno {
+        let name = format!("{}.{release}-{}", self.dyno_type, name_suffix());
+        let (health_tx, health) = watch::channel(DynoHealth::Starting);
+        let (stop, stopped) = watch::channel(false);
+        let dyno = Dyno { launcher: self.clone(), name: name.clone(), spec: spec.clone() };
+        let task = tokio::spawn(dyno.run(health_tx, stopped));
+        RunningDyno { name, health, stop, task }
+    }
+
+    fn report_failed_release(&self, release: u32) {
+        let dyno_type = &self.dyno_type;
+        let text = format!(
+            "at=error code=R10 desc=\"release {release} failed its health check\" type={dyno_type}; the running dynos keep serving"
+        );
+        self.publisher.publish(LogEvent::builder(&self.app, "akkeris/supervisor").message(text.as_bytes()));
+    }
+}
+
+/// Five random lowercase letters and digits, for dyno names.
+fn name_suffix() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    (0..5).map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char).collect()
+}
+
+/// One dyno's life: start, check, serve, and restart after a crash until told to stop.
+struct Dyno {
+    launcher: DynoLauncher,
+    name: String,
+    spec: DynoSpec,
+}
+
+/// Why a dyno's process is no longer serving.
+#[derive(Debug, PartialEq, Eq)]
+enum DynoExit {
+    /// The supervisor stops it.
+    Stopped,
+    /// The process exited by itself, with this status text.
+    Exited(String),
+}
+
+impl Dyno {
+    fn is_web(&self) -> bool {
+        self.launcher.dyno_type.as_str() == WEB
+    }
+
+    /// Reports the dyno's state to the control plane, for `GET /apps/{app}/dynos`.
+    fn report(&self, state: DynoState) {
+        self.launcher.plane.local_dynos().set_state(self.launcher.app_id, &self.name, state);
+    }
+
+    async fn run(self, health: watch::Sender<DynoHealth>, mut stopped: watch::Receiver<bool>) {
+        /// Takes the dyno off the control plane's list however its task ends.
+        struct Listed<'a>(&'a Dyno);
+        impl Drop for Listed<'_> {
+            fn drop(&mut self) {
+                self.0.launcher.plane.local_dynos().remove(self.0.launcher.app_id, &self.0.name);
+            }
+        }
+        let dyno_type = self.launcher.dyno_type.clone();
+        let listing =
+            LocalDyno { name: self.name.clone(), dyno_type, state: DynoState::Starting, started_at: now_seconds() };
+        self.launcher.plane.local_dynos().set(self.launcher.app_id, listing);
+        let _listed = Listed(&self);
+        let port = match (self.is_web(), self.spec.port) {
+            (true, Some(p)) => p,
+            (true, None) => free_port().unwrap_or(0),
+            (false, _) => 0,
+        };
+        // The delay grows over the dyno's life and is never reset: a command that keeps
+        // crashing after a while of serving is still restarted ever more slowly.
+        let mut backoff = restart_backoff(self.launcher.settings.restart_min);
+        loop {
+            self.report(DynoState::Starting);
+            let exit = match self.spawn(port) {
+                Ok(mut child) => match self.serve(&mut child, port, &health, &mut stopped).await {
+                    DynoExit::Stopped => {
+                        stop_process_group(&mut child, self.launcher.settings.stop_grace).await;
+                        return;
+                    }
+                    DynoExit::Exited(status) => status,
+                },
+                Err(e) => {
+                    tracing::warn!(dyno = self.name, app = self.launcher.app, error = %e, "cannot start the dyno's command");
+                    format!("cannot start: {e}")
+                }
+            };
+            self.crashed(&health, &exit);
+            let pause = backoff.next().unwrap_or(RESTART_MAX);
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = until(&mut stopped) => return,
+            }
+        }
+    }
+
+    fn spawn(&self, port: u16) -> std::io::Result<Child> {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(&self.spec.command);
+        // A dyno sees its app's config and nothing of Wharf's own environment (the admin token).
+        cmd.env_clear();
+        for key in ["PATH", "HOME", "LANG", "TMPDIR"] {
+            if let Ok(v) = std::env::var(key) {
+                cmd.env(key, v);
+            }
+        }
+        cmd.envs(&self.spec.env).env("DYNO", &self.name);
+        if port != 0 {
+            cmd.env("PORT", port.to_string());
+        }
+        // Its own process group, so that stopping it stops what `sh` started too.
+        cmd.process_group(0).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        let mut child = cmd.spawn()?;
+        let publisher = &self.launcher.publisher;
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(forward_lines(
+                out,
+                publisher.clone(),
+                self.launcher.app.clone(),
+                self.name.clone(),
+                Stream::Stdout,
+            ));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(forward_lines(
+                err,
+                publisher.clone(),
+                self.launcher.app.clone(),
+                self.name.clone(),
+                Stream::Stderr,
+            ));
+        }
+        Ok(child)
+    }
+
+    /// Checks the dyno's health, registers a web dyno once healthy, and waits for the process to
+    /// exit or the supervisor to stop it.
+    async fn serve(
+        &self,
+        child: &mut Child,
+        port: u16,
+        health: &watch::Sender<DynoHealth>,
+        stopped: &mut watch::Receiver<bool>,
+    ) -> DynoExit {
+        let mut registered = false;
+        if self.is_web() {
+            let check = async {
+                while !probe(port, self.spec.healthcheck.as_deref()).await {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            };
+            tokio::select! {
+                () = check => {
+                    registered = self.register(port).await;
+                    self.report(DynoState::Up);
+                    health.send_replace(DynoHealth::Healthy);
+                }
+                status = child.wait() => return DynoExit::Exited(exit_text(status)),
+                () = until(&mut *stopped) => return DynoExit::Stopped,
+            }
+        } else {
+            self.report(DynoState::Up);
+            health.send_replace(DynoHealth::Healthy);
+        }
+        let exit = tokio::select! {
+            status = child.wait() => DynoExit::Exited(exit_text(status)),
+            () = until(&mut *stopped) => DynoExit::Stopped,
+        };
+        if registered {
+            // Out of the router first; requests already on their way finish during the grace.
+            let _ = self.launcher.plane.delete_dyno(&self.launcher.app_id.to_string(), &self.name).await;
+            if exit == DynoExit::Stopped {
+                tokio::time::sleep(self.launcher.settings.connection_grace).await;
+            }
+        }
+        exit
+    }
+
+    /// Registers the web dyno with the control API, and so the router; false when that fails.
+    async fn register(&self, port: u16) -> bool {
+        let (Ok(name), Ok(host)) = (DynoName::try_new(&self.name), Hostname::try_new("127.0.0.1")) else {
+            return false;
+        };
+        let app = self.launcher.app_id.to_string();
+        match self.launcher.plane.put_dyno(&app, name, self.launcher.dyno_type.clone(), host, port).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(dyno = self.name, app = self.launcher.app, error = %e, "cannot register the dyno");
+                false
+            }
+        }
+    }
+
+    fn crashed(&self, health: &watch::Sender<DynoHealth>, status: &str) {
+        tracing::warn!(dyno = self.name, app = self.launcher.app, status, "dyno crashed");
+        self.report(DynoState::Crashed);
+        let text = format!("at=error code=H10 desc=\"App crashed\" dyno={} status=\"{status}\"", self.name);
+        let event =
+            LogEvent::builder(&self.launcher.app, "akkeris/supervisor").process(&self.name).stream(Stream::None);
+        self.launcher.publisher.publish(event.message(text.as_bytes()));
+        health.send_if_modified(|h| {
+            if *h == DynoHealth::Starting {
+                *h = DynoHealth::Failed;
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+/// Puts each line `pipe` carries onto the log bus as the app's (`app[DYNO]`), without its line
+/// ending (LF or CRLF).
+async fn forward_lines(
+    pipe: impl AsyncRead + Unpin + Send + 'static,
+    publisher: Publisher,
+    app: String,
+    dyno: String,
+    stream: Stream,
+) {
+    let mut lines = BufReader::new(pipe).split(b'\n');
+    while let Ok(Some(line)) = lines.next_segment().await {
+        let line = line.strip_suffix(b"\r").unwrap_or(&line);
+        publisher.publish(LogEvent::builder(&app, "app").process(&dyno).stream(stream).message(line));
+    }
+}
+
+/// The delays between a crashed dyno's restarts: `min`, doubling up to [`RESTART_MAX`], each
+/// plus up to as much again of random jitter so that dynos that crashed together do not
+/// restart together; never ending.
+fn restart_backoff(min: Duration) -> ExponentialBackoff {
+    ExponentialBuilder::new().with_jitter().with_min_delay(min).with_max_delay(RESTART_MAX).without_max_times().build()
+}
+
+/// A web dyno's health check: a TCP connect to its port on 127.0.0.1 within 2 s, then, when it
+/// has a `healthcheck` path, an HTTP/1.1 `GET` of it (RFC 9112) answered within 5 s with a
+/// 2xx or 3xx status.
+async fn probe(port: u16, healthcheck: Option<&str>) -> bool {
+    let connect = tokio::net::TcpStream::connect(("127.0.0.1", port));
+    let Ok(Ok(mut stream)) = tokio::time::timeout(Duration::from_secs(2), connect).await else {
+        return false;
+    };
+    let Some(path) = healthcheck else {
+        return true;
+    };
+    let check = async {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        stream.write_all(req.as_bytes()).await.ok()?;
+        // `HTTP/1.x NNN`: the status code's first digit is the tenth byte (RFC 9112 section 4).
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await.ok()?;
+        Some(head.starts_with(b"HTTP/1.") && matches!(head[9], b'2' | b'3'))
+    };
+    tokio::time::timeout(Duration::from_secs(5), check).await.ok().flatten().unwrap_or(false)
+}
+
+/// SIGTERM to the dyno's process group, then SIGKILL to it after `grace`.
+async fn stop_process_group(child: &mut Child, grace: Duration) {
+    let group = child.id().and_then(|pid| rustix::process::Pid::from_raw(i32::try_from(pid).ok()?));
+    if let Some(group) = group {
+        // An error means the group is already gone, which is what we want.
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::TERM);
+        if tokio::time::timeout(grace, child.wait()).await.is_ok() {
+            return;
+        }
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+    }
+    let _ = child.kill().await;
+}
+
+/// A process's exit status as the crash log line gives it, e.g. `exit status: 3`.
+fn exit_text(status: std::io::Result<std::process::ExitStatus>) -> String {
+    match status {
+        Ok(s) => s.to_string(),
+        Err(e) => format!("unknown: {e}"),
+    }
+}
+
+/// A free loopback port for a web dyno.
+fn free_port() -> Option<u16> {
+    std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok().map(|a| a.port())
+}
+
+/// Resolves once the stop flag is set (or its sender is gone).
+pub(crate) async fn until(stopped: &mut watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|s| *s).await;
+}
