@@ -374,3 +374,259 @@ fn free_port() -> Option<u16> {
 pub(crate) async fn until(stopped: &mut watch::Receiver<bool>) {
     let _ = stopped.wait_for(|s| *s).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::path::Path;
+    use std::time::Instant;
+    use tokio::io::AsyncBufReadExt;
+    use tokio::net::TcpListener;
+    use wharf_bus::{Bus, BusConfig, Source, SourceEvent};
+    use wharf_control_api::{Settings as PlaneSettings, SqliteStore};
+    use wharf_domain::SessionKey;
+
+    /// A control plane in memory with app `api-default`, and a launcher for its `dyno_type`
+    /// entry; the bus's source gets what the dynos say.
+    async fn launcher(dyno_type: &str, settings: Settings) -> (DynoLauncher, Source) {
+        let plane_settings = PlaneSettings {
+            stack_domain: "localhost".into(),
+            https_port: 8443,
+            session_base_url: "http://127.0.0.1:1".into(),
+            session_ttl: Duration::from_secs(60),
+            max_session_lines: 100,
+            max_quantity: 100,
+        };
+        let store = Box::new(SqliteStore::in_memory().unwrap());
+        let plane = ControlPlane::open(store, plane_settings, Arc::new(SessionKey::generate())).await.unwrap();
+        let app = plane.create_app("api".parse().unwrap(), "default").await.unwrap();
+        let mut bus = Bus::connect(BusConfig::Embedded { capacity: 1024 }).await.unwrap();
+        let source = bus.take_source().unwrap();
+        let launcher = DynoLauncher {
+            plane: Arc::new(plane),
+            publisher: bus.publisher.clone(),
+            settings,
+            app_id: app.id,
+            app: "api-default".to_owned(),
+            dyno_type: DynoType::try_new(dyno_type).unwrap(),
+        };
+        (launcher, source)
+    }
+
+    fn spec(command: &str, healthcheck: Option<&str>) -> DynoSpec {
+        let env = BTreeMap::from([("GREETING".to_owned(), "hello".to_owned())]);
+        DynoSpec { command: command.to_owned(), env, port: None, healthcheck: healthcheck.map(str::to_owned) }
+    }
+
+    /// (source, process, message) of the bus's events, until `enough` says so of all so far.
+    async fn lines_until(
+        source: &mut Source,
+        enough: impl Fn(&[(String, String, String)]) -> bool,
+    ) -> Vec<(String, String, String)> {
+        let mut lines = Vec::new();
+        let collect = async {
+            while !enough(&lines) {
+                let Some(SourceEvent::Batch(batch)) = source.recv().await else { continue };
+                for r in batch {
+                    let e = r.event;
+                    let text = String::from_utf8_lossy(e.message()).into_owned();
+                    lines.push((e.source().to_owned(), e.process().to_owned(), text));
+                }
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(20), collect).await.is_err() {
+            panic!("not enough lines: {lines:?}");
+        }
+        lines
+    }
+
+    fn state_of(launcher: &DynoLauncher, name: &str) -> Option<DynoState> {
+        launcher.plane.local_dynos().get(launcher.app_id, name).map(|d| d.state)
+    }
+
+    async fn registered(launcher: &DynoLauncher) -> Vec<(String, u16)> {
+        let app_id = launcher.app_id;
+        launcher.plane.read(|m| m.dynos_of(app_id).iter().map(|d| (d.name.to_string(), d.port)).collect()).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_web_dyno_is_registered_once_healthy_and_unregistered_before_it_stops() {
+        let settings = Settings { connection_grace: Duration::from_millis(300), ..Settings::default() };
+        let (launcher, mut source) = launcher("web", settings).await;
+        let command = "echo $GREETING from $DYNO on $PORT; exec python3 -m http.server $PORT --bind 127.0.0.1";
+        let dyno = launcher.launch(7, &spec(command, Some("/")));
+        assert!(dyno.name.starts_with("web.7-") && dyno.name.len() == "web.7-".len() + 5, "{}", dyno.name);
+        let mut health = dyno.health.clone();
+        tokio::time::timeout(Duration::from_secs(20), health.wait_for(|h| *h != DynoHealth::Starting))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(*dyno.health.borrow(), DynoHealth::Healthy);
+        assert_eq!(state_of(&launcher, &dyno.name), Some(DynoState::Up));
+        let listed = registered(&launcher).await;
+        let [(name, port)] = &listed[..] else { panic!("one registered dyno: {listed:?}") };
+        assert_eq!(name, &dyno.name);
+        let said = lines_until(&mut source, |l| !l.is_empty()).await;
+        let expected = format!("hello from {} on {port}", dyno.name);
+        assert_eq!(said[0], ("app".to_owned(), dyno.name.clone(), expected));
+
+        let port = *port;
+        let name = dyno.name.clone();
+        let start = Instant::now();
+        dyno.stop().await;
+        assert!(start.elapsed() >= Duration::from_millis(300), "the connection grace is waited");
+        assert!(registered(&launcher).await.is_empty(), "out of the router");
+        assert_eq!(state_of(&launcher, &name), None, "off the list");
+        assert!(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err(), "the process is gone");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_crashing_dyno_is_logged_and_restarted_with_growing_delays() {
+        let settings = Settings { restart_min: Duration::from_millis(100), ..Settings::default() };
+        let (launcher, mut source) = launcher("worker", settings).await;
+        let start = Instant::now();
+        let dyno = launcher.launch(1, &spec("echo boom; exit 3", None));
+        let lines = lines_until(&mut source, |l| l.iter().filter(|(_, _, t)| t == "boom").count() >= 3).await;
+        // Restarts after at least 100 ms and 200 ms.
+        assert!(start.elapsed() >= Duration::from_millis(300), "{:?}", start.elapsed());
+        let crash = format!("at=error code=H10 desc=\"App crashed\" dyno={} status=\"exit status: 3\"", dyno.name);
+        let crashes = lines.iter().filter(|(s, p, t)| s == "akkeris/supervisor" && p == &dyno.name && *t == crash);
+        assert!(crashes.count() >= 2, "{lines:?}");
+        assert!(lines.iter().filter(|(_, _, t)| t == "boom").all(|(s, p, _)| s == "app" && p == &dyno.name));
+        // A worker is healthy once started: a crash after that is not a failed start.
+        assert_eq!(*dyno.health.borrow(), DynoHealth::Healthy);
+        let name = dyno.name.clone();
+        dyno.stop().await;
+        assert_eq!(state_of(&launcher, &name), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_web_dyno_that_exits_before_it_is_healthy_has_failed() {
+        let (launcher, _source) = launcher("web", Settings::default()).await;
+        let dyno = launcher.launch(1, &spec("exit 1", None));
+        let mut health = dyno.health.clone();
+        tokio::time::timeout(Duration::from_secs(20), health.wait_for(|h| *h != DynoHealth::Starting))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(*dyno.health.borrow(), DynoHealth::Failed);
+        assert!(registered(&launcher).await.is_empty());
+        dyno.stop().await;
+    }
+
+    /// Starts `sh -c SCRIPT` in its own group; SCRIPT prints the pid of a child it starts.
+    async fn group_with_child(script: &str) -> (Child, u32) {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(script).process_group(0).stdout(Stdio::piped()).kill_on_drop(true);
+        let mut child = cmd.spawn().unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+        let pid = out.next_line().await.unwrap().unwrap().trim().parse().unwrap();
+        (child, pid)
+    }
+
+    /// Whether process `pid` is gone (or a zombie about to be reaped by init).
+    async fn gone(pid: u32) -> bool {
+        for _ in 0..100 {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            if !Path::new(&format!("/proc/{pid}")).exists() || status.contains("State:\tZ") {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn stopping_a_dyno_stops_what_its_shell_started_too() {
+        let (mut child, pid) = group_with_child("sleep 600 & echo $!; wait").await;
+        let start = Instant::now();
+        stop_process_group(&mut child, Duration::from_secs(10)).await;
+        assert!(start.elapsed() < Duration::from_secs(5), "SIGTERM was enough");
+        assert!(gone(pid).await, "the shell's child got SIGTERM too");
+    }
+
+    #[tokio::test]
+    async fn a_dyno_that_ignores_sigterm_gets_sigkill_after_the_grace() {
+        let (mut child, pid) = group_with_child("trap '' TERM; sleep 600 & echo $!; wait").await;
+        let start = Instant::now();
+        stop_process_group(&mut child, Duration::from_millis(300)).await;
+        assert!(start.elapsed() >= Duration::from_millis(300), "{:?}", start.elapsed());
+        assert!(gone(pid).await, "the shell's child got SIGKILL too");
+    }
+
+    /// A server that answers every connection with `head` once it has read a request head.
+    async fn answering(head: &'static str) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut s = BufReader::new(s);
+                    let mut line = String::new();
+                    while s.read_line(&mut line).await.is_ok_and(|n| n > 0) && line != "\r\n" {
+                        line.clear();
+                    }
+                    let _ = s.get_mut().write_all(head.as_bytes()).await;
+                });
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn the_health_check_wants_a_connection_or_a_2xx_or_3xx_answer() {
+        let closed = free_port().unwrap();
+        assert!(!probe(closed, None).await, "nothing listens");
+        let ok = answering("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await;
+        assert!(probe(ok, None).await);
+        assert!(probe(ok, Some("/health")).await);
+        let redirect = answering("HTTP/1.1 302 Found\r\nLocation: /\r\n\r\n").await;
+        assert!(probe(redirect, Some("/health")).await);
+        let unavailable = answering("HTTP/1.1 503 Service Unavailable\r\n\r\n").await;
+        assert!(probe(unavailable, None).await, "a TCP connect is enough without a path");
+        assert!(!probe(unavailable, Some("/health")).await);
+        let not_http = answering("SSH-2.0-OpenSSH_9.6\r\n").await;
+        assert!(!probe(not_http, Some("/health")).await);
+    }
+
+    #[test]
+    fn restart_delays_double_from_the_minimum_with_jitter_up_to_the_maximum() {
+        let min = Duration::from_millis(500);
+        let delays: Vec<_> = restart_backoff(min).take(12).collect();
+        assert_eq!(delays.len(), 12, "never ending");
+        for (i, d) in delays.into_iter().enumerate() {
+            let base = (min * 2u32.pow(i as u32)).min(RESTART_MAX);
+            assert!(d >= base && d <= base * 2, "delay {i}: {d:?} from {base:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn output_lines_reach_the_bus_without_their_line_endings() {
+        let mut bus = Bus::connect(BusConfig::Embedded { capacity: 16 }).await.unwrap();
+        let mut source = bus.take_source().unwrap();
+        let pipe: &'static [u8] = b"one\r\ntwo\n\nthree";
+        forward_lines(pipe, bus.publisher.clone(), "api-default".into(), "web.1-abcde".into(), Stream::Stderr).await;
+        let mut got = Vec::new();
+        while got.len() < 4 {
+            let Some(SourceEvent::Batch(batch)) = source.recv().await else { panic!("the bus closed") };
+            for r in batch {
+                let e = r.event;
+                assert_eq!(
+                    (e.app(), e.source(), e.process(), e.stream()),
+                    ("api-default", "app", "web.1-abcde", Stream::Stderr)
+                );
+                got.push(String::from_utf8_lossy(e.message()).into_owned());
+            }
+        }
+        assert_eq!(got, ["one", "two", "", "three"]);
+    }
+
+    #[test]
+    fn exit_statuses_read_as_the_crash_line_gives_them() {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(exit_text(Ok(std::process::ExitStatus::from_raw(3 << 8))), "exit status: 3");
+        assert_eq!(exit_text(Ok(std::process::ExitStatus::from_raw(9))), "signal: 9 (SIGKILL)");
+        assert!(exit_text(Err(std::io::Error::other("gone"))).starts_with("unknown: "));
+    }
+}
