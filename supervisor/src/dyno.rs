@@ -1,19 +1,18 @@
-//! One dyno's process lifecycle: `sh -c COMMAND` in its own process group, its output lines
-//! onto the log bus, its health check, its registration with the control API (so the router
-//! sees a healthy web dyno), and its restart with backoff after it exits, until it is stopped.
+//! One dyno's life: its process started (see [`crate::process`]), its health checked (see
+//! [`crate::probe`]), a web dyno registered with the control API once healthy (so the router
+//! sees it) and unregistered before it stops, its state listed for `GET /apps/{app}/dynos`, and
+//! its restart with backoff after it exits, until it is stopped.
 //!
 //! A dyno is named `TYPE.RELEASE-XXXXX` (five random lowercase letters and digits), gets the
 //! app's config vars, `DYNO` and, for a web dyno, `PORT`. Its output goes onto the bus as
 //! `app[TYPE.RELEASE-XXXXX]`; a crash is logged as Heroku's `at=error code=H10 desc="App crashed"`
 //! (<https://devcenter.heroku.com/articles/error-codes#h10-app-crashed>).
 
-use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
-use std::sync::Arc;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -23,6 +22,8 @@ use wharf_domain::timestamp::now_seconds;
 use wharf_domain::{DynoName, DynoType, Hostname};
 
 use crate::desired::{DynoSpec, WEB};
+use crate::probe;
+use crate::process::{self, exit_text, free_port, stop_process_group};
 use crate::settings::{RESTART_MAX, Settings};
 
 /// A dyno's health, as its task reports it to the formation that started it.
@@ -161,7 +162,8 @@ impl Dyno {
         let mut backoff = restart_backoff(self.launcher.settings.restart_min);
         loop {
             self.report(DynoState::Starting);
-            let exit = match self.spawn(port) {
+            let exit = match process::spawn(&self.spec, &self.name, port, &self.launcher.app, &self.launcher.publisher)
+            {
                 Ok(mut child) => match self.serve(&mut child, port, &health, &mut stopped).await {
                     DynoExit::Stopped => {
                         stop_process_group(&mut child, self.launcher.settings.stop_grace).await;
@@ -183,45 +185,6 @@ impl Dyno {
         }
     }
 
-    fn spawn(&self, port: u16) -> std::io::Result<Child> {
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c").arg(&self.spec.command);
-        // A dyno sees its app's config and nothing of Wharf's own environment (the admin token).
-        cmd.env_clear();
-        for key in ["PATH", "HOME", "LANG", "TMPDIR"] {
-            if let Ok(v) = std::env::var(key) {
-                cmd.env(key, v);
-            }
-        }
-        cmd.envs(&self.spec.env).env("DYNO", &self.name);
-        if port != 0 {
-            cmd.env("PORT", port.to_string());
-        }
-        // Its own process group, so that stopping it stops what `sh` started too.
-        cmd.process_group(0).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-        let mut child = cmd.spawn()?;
-        let publisher = &self.launcher.publisher;
-        if let Some(out) = child.stdout.take() {
-            tokio::spawn(forward_lines(
-                out,
-                publisher.clone(),
-                self.launcher.app.clone(),
-                self.name.clone(),
-                Stream::Stdout,
-            ));
-        }
-        if let Some(err) = child.stderr.take() {
-            tokio::spawn(forward_lines(
-                err,
-                publisher.clone(),
-                self.launcher.app.clone(),
-                self.name.clone(),
-                Stream::Stderr,
-            ));
-        }
-        Ok(child)
-    }
-
     /// Checks the dyno's health, registers a web dyno once healthy, and waits for the process to
     /// exit or the supervisor to stop it.
     async fn serve(
@@ -234,7 +197,7 @@ impl Dyno {
         let mut registered = false;
         if self.is_web() {
             let check = async {
-                while !probe(port, self.spec.healthcheck.as_deref()).await {
+                while !probe::probe(port, self.spec.healthcheck.as_deref()).await {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             };
@@ -298,76 +261,11 @@ impl Dyno {
     }
 }
 
-/// Puts each line `pipe` carries onto the log bus as the app's (`app[DYNO]`), without its line
-/// ending (LF or CRLF).
-async fn forward_lines(
-    pipe: impl AsyncRead + Unpin + Send + 'static,
-    publisher: Publisher,
-    app: String,
-    dyno: String,
-    stream: Stream,
-) {
-    let mut lines = BufReader::new(pipe).split(b'\n');
-    while let Ok(Some(line)) = lines.next_segment().await {
-        let line = line.strip_suffix(b"\r").unwrap_or(&line);
-        publisher.publish(LogEvent::builder(&app, "app").process(&dyno).stream(stream).message(line));
-    }
-}
-
 /// The delays between a crashed dyno's restarts: `min`, doubling up to [`RESTART_MAX`], each
 /// plus up to as much again of random jitter so that dynos that crashed together do not
 /// restart together; never ending.
 fn restart_backoff(min: Duration) -> ExponentialBackoff {
     ExponentialBuilder::new().with_jitter().with_min_delay(min).with_max_delay(RESTART_MAX).without_max_times().build()
-}
-
-/// A web dyno's health check: a TCP connect to its port on 127.0.0.1 within 2 s, then, when it
-/// has a `healthcheck` path, an HTTP/1.1 `GET` of it (RFC 9112) answered within 5 s with a
-/// 2xx or 3xx status.
-async fn probe(port: u16, healthcheck: Option<&str>) -> bool {
-    let connect = tokio::net::TcpStream::connect(("127.0.0.1", port));
-    let Ok(Ok(mut stream)) = tokio::time::timeout(Duration::from_secs(2), connect).await else {
-        return false;
-    };
-    let Some(path) = healthcheck else {
-        return true;
-    };
-    let check = async {
-        let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-        stream.write_all(req.as_bytes()).await.ok()?;
-        // `HTTP/1.x NNN`: the status code's first digit is the tenth byte (RFC 9112 section 4).
-        let mut head = [0u8; 12];
-        stream.read_exact(&mut head).await.ok()?;
-        Some(head.starts_with(b"HTTP/1.") && matches!(head[9], b'2' | b'3'))
-    };
-    tokio::time::timeout(Duration::from_secs(5), check).await.ok().flatten().unwrap_or(false)
-}
-
-/// SIGTERM to the dyno's process group, then SIGKILL to it after `grace`.
-async fn stop_process_group(child: &mut Child, grace: Duration) {
-    let group = child.id().and_then(|pid| rustix::process::Pid::from_raw(i32::try_from(pid).ok()?));
-    if let Some(group) = group {
-        // An error means the group is already gone, which is what we want.
-        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::TERM);
-        if tokio::time::timeout(grace, child.wait()).await.is_ok() {
-            return;
-        }
-        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
-    }
-    let _ = child.kill().await;
-}
-
-/// A process's exit status as the crash log line gives it, e.g. `exit status: 3`.
-fn exit_text(status: std::io::Result<std::process::ExitStatus>) -> String {
-    match status {
-        Ok(s) => s.to_string(),
-        Err(e) => format!("unknown: {e}"),
-    }
-}
-
-/// A free loopback port for a web dyno.
-fn free_port() -> Option<u16> {
-    std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok().map(|a| a.port())
 }
 
 /// Resolves once the stop flag is set (or its sender is gone).
@@ -379,10 +277,7 @@ pub(crate) async fn until(stopped: &mut watch::Receiver<bool>) {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
-    use std::path::Path;
     use std::time::Instant;
-    use tokio::io::AsyncBufReadExt;
-    use tokio::net::TcpListener;
     use wharf_bus::{Bus, BusConfig, Source, SourceEvent};
     use wharf_control_api::{Settings as PlaneSettings, SqliteStore};
     use wharf_domain::SessionKey;
@@ -515,81 +410,6 @@ mod tests {
         dyno.stop().await;
     }
 
-    /// Starts `sh -c SCRIPT` in its own group; SCRIPT prints the pid of a child it starts.
-    async fn group_with_child(script: &str) -> (Child, u32) {
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c").arg(script).process_group(0).stdout(Stdio::piped()).kill_on_drop(true);
-        let mut child = cmd.spawn().unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-        let pid = out.next_line().await.unwrap().unwrap().trim().parse().unwrap();
-        (child, pid)
-    }
-
-    /// Whether process `pid` is gone (or a zombie about to be reaped by init).
-    async fn gone(pid: u32) -> bool {
-        for _ in 0..100 {
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-            if !Path::new(&format!("/proc/{pid}")).exists() || status.contains("State:\tZ") {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        false
-    }
-
-    #[tokio::test]
-    async fn stopping_a_dyno_stops_what_its_shell_started_too() {
-        let (mut child, pid) = group_with_child("sleep 600 & echo $!; wait").await;
-        let start = Instant::now();
-        stop_process_group(&mut child, Duration::from_secs(10)).await;
-        assert!(start.elapsed() < Duration::from_secs(5), "SIGTERM was enough");
-        assert!(gone(pid).await, "the shell's child got SIGTERM too");
-    }
-
-    #[tokio::test]
-    async fn a_dyno_that_ignores_sigterm_gets_sigkill_after_the_grace() {
-        let (mut child, pid) = group_with_child("trap '' TERM; sleep 600 & echo $!; wait").await;
-        let start = Instant::now();
-        stop_process_group(&mut child, Duration::from_millis(300)).await;
-        assert!(start.elapsed() >= Duration::from_millis(300), "{:?}", start.elapsed());
-        assert!(gone(pid).await, "the shell's child got SIGKILL too");
-    }
-
-    /// A server that answers every connection with `head` once it has read a request head.
-    async fn answering(head: &'static str) -> u16 {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move {
-            while let Ok((s, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let mut s = BufReader::new(s);
-                    let mut line = String::new();
-                    while s.read_line(&mut line).await.is_ok_and(|n| n > 0) && line != "\r\n" {
-                        line.clear();
-                    }
-                    let _ = s.get_mut().write_all(head.as_bytes()).await;
-                });
-            }
-        });
-        port
-    }
-
-    #[tokio::test]
-    async fn the_health_check_wants_a_connection_or_a_2xx_or_3xx_answer() {
-        let closed = free_port().unwrap();
-        assert!(!probe(closed, None).await, "nothing listens");
-        let ok = answering("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await;
-        assert!(probe(ok, None).await);
-        assert!(probe(ok, Some("/health")).await);
-        let redirect = answering("HTTP/1.1 302 Found\r\nLocation: /\r\n\r\n").await;
-        assert!(probe(redirect, Some("/health")).await);
-        let unavailable = answering("HTTP/1.1 503 Service Unavailable\r\n\r\n").await;
-        assert!(probe(unavailable, None).await, "a TCP connect is enough without a path");
-        assert!(!probe(unavailable, Some("/health")).await);
-        let not_http = answering("SSH-2.0-OpenSSH_9.6\r\n").await;
-        assert!(!probe(not_http, Some("/health")).await);
-    }
-
     #[test]
     fn restart_delays_double_from_the_minimum_with_jitter_up_to_the_maximum() {
         let min = Duration::from_millis(500);
@@ -599,34 +419,5 @@ mod tests {
             let base = (min * 2u32.pow(i as u32)).min(RESTART_MAX);
             assert!(d >= base && d <= base * 2, "delay {i}: {d:?} from {base:?}");
         }
-    }
-
-    #[tokio::test]
-    async fn output_lines_reach_the_bus_without_their_line_endings() {
-        let mut bus = Bus::connect(BusConfig::Embedded { capacity: 16 }).await.unwrap();
-        let mut source = bus.take_source().unwrap();
-        let pipe: &'static [u8] = b"one\r\ntwo\n\nthree";
-        forward_lines(pipe, bus.publisher.clone(), "api-default".into(), "web.1-abcde".into(), Stream::Stderr).await;
-        let mut got = Vec::new();
-        while got.len() < 4 {
-            let Some(SourceEvent::Batch(batch)) = source.recv().await else { panic!("the bus closed") };
-            for r in batch {
-                let e = r.event;
-                assert_eq!(
-                    (e.app(), e.source(), e.process(), e.stream()),
-                    ("api-default", "app", "web.1-abcde", Stream::Stderr)
-                );
-                got.push(String::from_utf8_lossy(e.message()).into_owned());
-            }
-        }
-        assert_eq!(got, ["one", "two", "", "three"]);
-    }
-
-    #[test]
-    fn exit_statuses_read_as_the_crash_line_gives_them() {
-        use std::os::unix::process::ExitStatusExt;
-        assert_eq!(exit_text(Ok(std::process::ExitStatus::from_raw(3 << 8))), "exit status: 3");
-        assert_eq!(exit_text(Ok(std::process::ExitStatus::from_raw(9))), "signal: 9 (SIGKILL)");
-        assert!(exit_text(Err(std::io::Error::other("gone"))).starts_with("unknown: "));
     }
 }

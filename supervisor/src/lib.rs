@@ -18,7 +18,8 @@
 //!
 //! This module holds the public API and the top task, which follows the control plane's model:
 //! [`desired`] computes what should run, [`service`] keeps each web app's loopback service,
-//! [`formation`] scales and rolls one formation entry, and [`dyno`] runs one dyno's process.
+//! [`formation`] scales and rolls one formation entry, [`dyno`] runs one dyno's life, with its
+//! [`process`] and its health check [`probe`].
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -26,6 +27,8 @@
 mod desired;
 mod dyno;
 mod formation;
+mod probe;
+mod process;
 mod service;
 mod settings;
 
