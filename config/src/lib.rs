@@ -94,7 +94,9 @@ pub struct SupervisorConfig {
     /// How long a dyno has to exit after SIGTERM before it gets SIGKILL.
     pub stop_grace: HumanDuration,
     /// How long a web dyno keeps running after it left the router, for the requests and
-    /// connections already on their way to it (before SIGTERM). Not a log drain.
+    /// connections already on their way to it (before SIGTERM). Not a log drain; `drain` is
+    /// still accepted, its name before drain came to mean log drains only.
+    #[serde(alias = "drain")]
     pub connection_grace: HumanDuration,
     /// First delay before a crashed dyno is restarted; it doubles up to a minute.
     pub restart_min: HumanDuration,
@@ -661,6 +663,16 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/tmp/w"));
         assert_eq!(c.kafka.unwrap().brokers, "k1:9092,k2:9092");
         assert_eq!(c.router.connect_timeout, HumanDuration::secs(2));
+    }
+
+    #[test]
+    fn the_supervisor_s_connection_grace_is_still_read_from_its_old_name_drain() {
+        let c = load("[supervisor]\nconnection_grace = \"3s\"\n", &[]).unwrap();
+        assert_eq!(c.supervisor.connection_grace, HumanDuration::secs(3));
+        let c = load("[supervisor]\ndrain = \"2s\"\n", &[]).unwrap();
+        assert_eq!(c.supervisor.connection_grace, HumanDuration::secs(2));
+        let c = load("", &[("WHARF_SUPERVISOR__DRAIN", "4s")]).unwrap();
+        assert_eq!(c.supervisor.connection_grace, HumanDuration::secs(4));
     }
 
     #[test]

@@ -180,7 +180,7 @@ impl Dyno {
             let pause = backoff.next().unwrap_or(RESTART_MAX);
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
-                () = until(&mut stopped) => return,
+                () = stop_requested(&mut stopped) => return,
             }
         }
     }
@@ -208,7 +208,7 @@ impl Dyno {
                     health.send_replace(DynoHealth::Healthy);
                 }
                 status = child.wait() => return DynoExit::Exited(exit_text(status)),
-                () = until(&mut *stopped) => return DynoExit::Stopped,
+                () = stop_requested(&mut *stopped) => return DynoExit::Stopped,
             }
         } else {
             self.report(DynoState::Up);
@@ -216,7 +216,7 @@ impl Dyno {
         }
         let exit = tokio::select! {
             status = child.wait() => DynoExit::Exited(exit_text(status)),
-            () = until(&mut *stopped) => DynoExit::Stopped,
+            () = stop_requested(&mut *stopped) => DynoExit::Stopped,
         };
         if registered {
             // Out of the router first; requests already on their way finish during the grace.
@@ -269,7 +269,7 @@ fn restart_backoff(min: Duration) -> ExponentialBackoff {
 }
 
 /// Resolves once the stop flag is set (or its sender is gone).
-pub(crate) async fn until(stopped: &mut watch::Receiver<bool>) {
+pub(crate) async fn stop_requested(stopped: &mut watch::Receiver<bool>) {
     let _ = stopped.wait_for(|s| *s).await;
 }
 

@@ -240,7 +240,7 @@ mod tests {
     use std::collections::BTreeMap;
     use std::sync::{Arc, Mutex};
 
-    use crate::dyno::until;
+    use crate::dyno::stop_requested;
 
     /// How the dynos the fake launcher starts next behave.
     #[derive(Debug, Clone, Copy)]
@@ -318,7 +318,7 @@ mod tests {
                     };
                     tokio::select! {
                         () = settle => {}
-                        () = until(&mut stopped) => {}
+                        () = stop_requested(&mut stopped) => {}
                     }
                     events.lock().unwrap().push(format!("stop {name}"));
                 }

@@ -43,7 +43,7 @@ use wharf_bus::Publisher;
 use wharf_control_api::ControlPlane;
 
 use crate::desired::{FormationKey, desired_formations, stale_dynos, web_apps};
-use crate::dyno::{DynoLauncher, until};
+use crate::dyno::{DynoLauncher, stop_requested};
 use crate::formation::{FormationHandle, FormationTarget, restart_command};
 use crate::service::LoopbackService;
 pub use crate::settings::{RESTART_MAX, Settings};
@@ -143,7 +143,7 @@ async fn run(plane: Arc<ControlPlane>, publisher: Publisher, settings: Settings,
                     }
                     Err(RecvError::Closed) => return stop_all(formations).await,
                 },
-                () = until(&mut stopped) => return stop_all(formations).await,
+                () = stop_requested(&mut stopped) => return stop_all(formations).await,
             }
         }
     }
