@@ -17,9 +17,9 @@
 //! an earlier run are removed at start. Apps without commands are left to an external runtime.
 //!
 //! This module holds the public API and the top task, which follows the control plane's model:
-//! [`desired`] computes what should run, [`service`] keeps each web app's loopback service,
-//! [`formation`] scales and rolls one formation entry, [`dyno`] runs one dyno's life, with its
-//! [`process`] and its health check [`probe`].
+//! `desired` computes what should run, `service` keeps each web app's loopback service,
+//! `formation` scales and rolls one formation entry, `dyno` runs one dyno's life, with its
+//! `process` and its health check `probe`.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
