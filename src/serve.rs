@@ -171,7 +171,7 @@ async fn serve(config: Config) -> Result<()> {
         wharf_supervisor::Settings {
             health_timeout: config.supervisor.health_timeout.0,
             stop_grace: config.supervisor.stop_grace.0,
-            drain: config.supervisor.drain.0,
+            connection_grace: config.supervisor.connection_grace.0,
             restart_min: config.supervisor.restart_min.0,
         },
     );

@@ -1,16 +1,19 @@
-//! The local supervisor, `wharf serve`'s own runtime, with real processes: a formation's command
-//! runs as web dynos the router serves once they are healthy, with the app's config vars; their
-//! output reaches the app's drains; a change rolls to new dynos under load without one failed
-//! request; a crashing command is restarted and its crashes logged; a worker is listed and
-//! restarted by name; a release that fails its
-//! health check leaves the old dynos serving; and stopping Wharf stops the dynos.
+//! The local supervisor, `wharf serve`'s own runtime, with real processes, one behaviour per
+//! test, each with its own `wharf`: a formation's command runs as web dynos the router serves
+//! once they are healthy, with the app's config vars, and their output reaches the app's drains;
+//! a change rolls to new dynos under load without one failed request, and so do restarts of one
+//! dyno and of all; apps in one space reach each other through their services; an app without
+//! a command is left to an external runtime; a crashing command is restarted and its crashes
+//! logged; a worker is listed and restarted by name; a release that fails its health check
+//! leaves the old dynos serving; and stopping Wharf stops the dynos.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
-use wharf_testkit::client::{self, Req};
+use wharf_testkit::client::{self, Answer, Req};
+use wharf_testkit::rfc5424::SyslogMessage;
 use wharf_testkit::syslog::SyslogReceiver;
 use wharf_testkit::wharf::Wharf;
 use wharf_testkit::{TempDir, eventually};
@@ -39,6 +42,71 @@ print("listening on", port, "as", os.environ["DYNO"], flush=True)
 http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
 "#;
 
+/// A `wharf serve` with a quick supervisor, app `api-default`, and a syslog drain on the app.
+struct Setup {
+    wharf: Wharf,
+    receiver: SyslogReceiver,
+    /// The web app's command.
+    command: String,
+    _dir: TempDir,
+}
+
+impl Setup {
+    async fn start() -> Setup {
+        let dir = TempDir::new("supervisor");
+        let script = dir.path().join("server.py");
+        std::fs::write(&script, SERVER).unwrap();
+        let env = [
+            ("WHARF_ROUTER__HTTP_REDIRECT", "false"),
+            ("WHARF_SUPERVISOR__RESTART_MIN", "200ms"),
+            ("WHARF_SUPERVISOR__CONNECTION_GRACE", "500ms"),
+            ("WHARF_SUPERVISOR__STOP_GRACE", "2s"),
+            ("WHARF_SUPERVISOR__HEALTH_TIMEOUT", "20s"),
+        ];
+        let wharf = Wharf::serve_with(WHARF, &[], &dir.path().join("data"), &env).await;
+        let api = &wharf.api;
+        api.create_app("api-default", &[]).await;
+        let receiver = SyslogReceiver::tcp().await;
+        let drain = api.expect("POST", "/apps/api-default/log-drains", json!({"url": receiver.url()}), 201).await;
+        let label = format!("drain=\"{}\"", drain["id"].as_str().unwrap());
+        eventually(WAIT, "the logshuttle to run the drain", || async {
+            let r = client::send(wharf.admin, None, &Req::get("localhost", "/metrics")).await.ok()?;
+            r.text().contains(&label).then_some(())
+        })
+        .await;
+        let command = format!("exec python3 {}", script.display());
+        Setup { wharf, receiver, command, _dir: dir }
+    }
+
+    /// Runs two web dynos of the app saying `hello`, and returns their names once the router
+    /// serves them.
+    async fn run_web(&self) -> Vec<String> {
+        let (wharf, api) = (&self.wharf, &self.wharf.api);
+        api.expect("PATCH", "/apps/api-default/config-vars", json!({"GREETING": "hello"}), 200).await;
+        let web = json!({"updates": [{"type": "web", "quantity": 2, "command": self.command}]});
+        api.expect("PATCH", "/apps/api-default/formation", web, 200).await;
+        eventually(WAIT, "the app to answer through the router", || async {
+            (answer(wharf).await.as_deref() == Some("hello")).then_some(())
+        })
+        .await;
+        eventually(WAIT, "both dynos to be healthy", || async {
+            let names = dyno_names(wharf).await;
+            (names.len() == 2).then_some(names)
+        })
+        .await
+    }
+
+    /// The dynos' `listening on` lines at the drain, once each of `names` has said it.
+    async fn listening(&self, names: &[String]) -> Vec<SyslogMessage> {
+        eventually(WAIT, "the dynos' output at the drain", || async {
+            let msgs: Vec<_> =
+                self.receiver.messages().into_iter().filter(|m| m.text().starts_with("listening on")).collect();
+            names.iter().all(|n| msgs.iter().any(|m| &m.procid == n)).then_some(msgs)
+        })
+        .await
+    }
+}
+
 async fn answer(wharf: &Wharf) -> Option<String> {
     let r = client::send(wharf.http, None, &Req::get(HOST, "/")).await.ok()?;
     (r.status == 200).then(|| r.text())
@@ -56,46 +124,39 @@ async fn dynos_of_type(wharf: &Wharf, dyno_type: &str) -> Vec<(String, String)> 
     of_type.filter_map(|d| Some((d["name"].as_str()?.to_owned(), d["state"].as_str()?.to_owned()))).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_supervisor_runs_rolls_and_restarts_real_processes() {
-    let dir = TempDir::new("supervisor");
-    let script = dir.path().join("server.py");
-    std::fs::write(&script, SERVER).unwrap();
-    let env = [
-        ("WHARF_ROUTER__HTTP_REDIRECT", "false"),
-        ("WHARF_SUPERVISOR__RESTART_MIN", "200ms"),
-        ("WHARF_SUPERVISOR__DRAIN", "500ms"),
-        ("WHARF_SUPERVISOR__STOP_GRACE", "2s"),
-        ("WHARF_SUPERVISOR__HEALTH_TIMEOUT", "20s"),
-    ];
-    let wharf = Wharf::serve_with(WHARF, &[], &dir.path().join("data"), &env).await;
-    let api = &wharf.api;
-    api.create_app("api-default", &[]).await;
-    let receiver = SyslogReceiver::tcp().await;
-    let drain = api.expect("POST", "/apps/api-default/log-drains", json!({"url": receiver.url()}), 201).await;
-    let label = format!("drain=\"{}\"", drain["id"].as_str().unwrap());
-    eventually(WAIT, "the logshuttle to run the drain", || async {
-        let r = client::send(wharf.admin, None, &Req::get("localhost", "/metrics")).await.ok()?;
-        r.text().contains(&label).then_some(())
+/// Sends requests to the app through the router until `done`, and returns the answers.
+fn load(wharf: &Wharf, done: &Arc<AtomicBool>) -> tokio::task::JoinHandle<Result<Vec<Answer>, String>> {
+    let (done, http) = (done.clone(), wharf.http);
+    tokio::spawn(async move {
+        let mut answers = Vec::new();
+        while !done.load(Ordering::Relaxed) {
+            answers.extend(client::load(http, HOST, "/", 100, 4).await?);
+        }
+        Ok(answers)
     })
-    .await;
+}
 
-    api.expect("PATCH", "/apps/api-default/config-vars", json!({"GREETING": "hello"}), 200).await;
-    let command = format!("exec python3 {}", script.display());
-    let web = json!({"updates": [{"type": "web", "quantity": 2, "command": command}]});
-    api.expect("PATCH", "/apps/api-default/formation", web, 200).await;
-    eventually(WAIT, "the app to answer through the router", || async {
-        (answer(&wharf).await.as_deref() == Some("hello")).then_some(())
-    })
-    .await;
-    let first = eventually(WAIT, "both dynos to be healthy", || async {
-        let names = dyno_names(&wharf).await;
-        (names.len() == 2).then_some(names)
-    })
-    .await;
+/// Stops the load and checks that no request failed during the rolls.
+async fn no_failed_request(
+    done: &AtomicBool,
+    load: tokio::task::JoinHandle<Result<Vec<Answer>, String>>,
+) -> Vec<Answer> {
+    done.store(true, Ordering::Relaxed);
+    let answers = load.await.unwrap().expect("no request failed outright");
+    assert!(answers.len() >= 100);
+    let bad: Vec<_> = answers.iter().filter(|a| a.status != 200).map(|a| a.status).collect();
+    assert!(bad.is_empty(), "{} of {} requests failed during the rolls: {bad:?}", bad.len(), answers.len());
+    answers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_dynos_serve_through_the_router_once_healthy_and_their_output_reaches_the_drain() {
+    let setup = Setup::start().await;
+    let first = setup.run_web().await;
     assert!(first.iter().all(|n| n.starts_with("web.1-") && n.len() == "web.1-".len() + 5), "{first:?}");
     let said = eventually(WAIT, "the dynos' output at the drain", || async {
-        let msgs: Vec<_> = receiver.messages().into_iter().filter(|m| m.text().starts_with("listening on")).collect();
+        let msgs: Vec<_> =
+            setup.receiver.messages().into_iter().filter(|m| m.text().starts_with("listening on")).collect();
         (msgs.len() >= 2).then_some(msgs)
     })
     .await;
@@ -103,24 +164,22 @@ async fn the_supervisor_runs_rolls_and_restarts_real_processes() {
         assert_eq!(m.app_name, "app");
         assert!(first.contains(&m.procid), "{} is one of {first:?}", m.procid);
     }
+}
 
-    // A config change rolls to new dynos while requests keep coming: none of them fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_change_rolls_to_new_dynos_under_load_without_a_failed_request() {
+    let setup = Setup::start().await;
+    let (wharf, api) = (&setup.wharf, &setup.wharf.api);
+    let first = setup.run_web().await;
+    let said = setup.listening(&first).await;
+
     let done = Arc::new(AtomicBool::new(false));
-    let load = tokio::spawn({
-        let (done, http) = (done.clone(), wharf.http);
-        async move {
-            let mut answers = Vec::new();
-            while !done.load(Ordering::Relaxed) {
-                answers.extend(client::load(http, HOST, "/", 100, 4).await?);
-            }
-            Ok::<_, String>(answers)
-        }
-    });
+    let load = load(wharf, &done);
     api.expect("PATCH", "/apps/api-default/config-vars", json!({"GREETING": "bonjour"}), 200).await;
     eventually(WAIT, "the new release to serve alone", || async {
-        let names = dyno_names(&wharf).await;
+        let names = dyno_names(wharf).await;
         let rolled = names.len() == 2 && names.iter().all(|n| n.starts_with("web.2-"));
-        (rolled && answer(&wharf).await.as_deref() == Some("bonjour")).then_some(())
+        (rolled && answer(wharf).await.as_deref() == Some("bonjour")).then_some(())
     })
     .await;
     // Keep the load on until the old dynos have stopped.
@@ -131,36 +190,48 @@ async fn the_supervisor_runs_rolls_and_restarts_real_processes() {
     })
     .await
     .expect("the old dynos stop");
+    let answers = no_failed_request(&done, load).await;
+    assert!(answers.iter().all(|a| a.body == "hello" || a.body == "bonjour"));
+}
 
-    // Restarting one dyno replaces it; restarting them all rolls a new release; still under load.
-    let second = dyno_names(&wharf).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_one_dyno_replaces_it_and_restarting_all_rolls_under_load_without_a_failed_request() {
+    let setup = Setup::start().await;
+    let (wharf, api) = (&setup.wharf, &setup.wharf.api);
+    let second = setup.run_web().await;
+    let done = Arc::new(AtomicBool::new(false));
+    let load = load(wharf, &done);
+
     let one = &second[0];
     let (status, _) = api.call("DELETE", &format!("/apps/api-default/dynos/{one}"), None).await;
     assert_eq!(status, 202);
     eventually(WAIT, "the dyno to be replaced", || async {
-        let names = dyno_names(&wharf).await;
+        let names = dyno_names(wharf).await;
         let replaced = names.len() == 2 && !names.contains(one) && names.contains(&second[1]);
-        (replaced && names.iter().all(|n| n.starts_with("web.2-"))).then_some(())
+        (replaced && names.iter().all(|n| n.starts_with("web.1-"))).then_some(())
     })
     .await;
     let (status, _) = api.call("DELETE", "/apps/api-default/dynos", None).await;
     assert_eq!(status, 202);
     eventually(WAIT, "every dyno to be restarted", || async {
-        let names = dyno_names(&wharf).await;
-        (names.len() == 2 && names.iter().all(|n| n.starts_with("web.3-"))).then_some(())
+        let names = dyno_names(wharf).await;
+        (names.len() == 2 && names.iter().all(|n| n.starts_with("web.2-"))).then_some(())
     })
     .await;
-    done.store(true, Ordering::Relaxed);
-    let answers = load.await.unwrap().expect("no request failed outright");
-    assert!(answers.len() >= 100);
-    let bad: Vec<_> = answers.iter().filter(|a| a.status != 200).map(|a| a.status).collect();
-    assert!(bad.is_empty(), "{} of {} requests failed during the rolls: {bad:?}", bad.len(), answers.len());
+    let answers = no_failed_request(&done, load).await;
+    assert!(answers.iter().all(|a| a.body == "hello"));
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_in_one_space_reach_each_other_through_their_services() {
+    let setup = Setup::start().await;
+    let (wharf, api) = (&setup.wharf, &setup.wharf.api);
+    setup.run_web().await;
     // Apps in one space find each other at NAME_SERVICE_HOST:NAME_SERVICE_PORT, a stable port
     // in front of the other app's dynos; the first app rolls to get it.
     api.expect("POST", "/apps", json!({"name": "other", "space": "default"}), 201).await;
     api.expect("PATCH", "/apps/other-default/config-vars", json!({"GREETING": "from other"}), 200).await;
-    let other = json!({"updates": [{"type": "web", "quantity": 1, "command": command}]});
+    let other = json!({"updates": [{"type": "web", "quantity": 1, "command": setup.command}]});
     api.expect("PATCH", "/apps/other-default/formation", other, 200).await;
     let (host, port) = eventually(WAIT, "the app to learn the other's service", || async {
         let get =
@@ -174,18 +245,26 @@ async fn the_supervisor_runs_rolls_and_restarts_real_processes() {
         client::send(format!("{host}:{port}").parse().unwrap(), None, &Req::get("other", "/")).await.unwrap();
     assert_eq!(via_service.text(), "from other");
     eventually(WAIT, "the new variables to roll the app", || async {
-        let names = dyno_names(&wharf).await;
-        (names.len() == 2 && names.iter().all(|n| n.starts_with("web.4-"))).then_some(())
+        let names = dyno_names(wharf).await;
+        (names.len() == 2 && names.iter().all(|n| n.starts_with("web.2-"))).then_some(())
     })
     .await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_without_a_command_is_left_to_an_external_runtime() {
+    let setup = Setup::start().await;
+    let api = &setup.wharf.api;
     api.expect("POST", "/apps", json!({"name": "external", "space": "default"}), 201).await;
     let (status, out) = api.call("DELETE", "/apps/external-default/dynos", None).await;
     assert_eq!(status, 422, "{out}");
     assert!(out["message"].as_str().unwrap().contains("external runtime"), "{out}");
-    assert!(answers.iter().all(|a| a.body == "hello" || a.body == "bonjour"));
+}
 
-    // A crashing command is restarted, and each crash is logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashing_command_is_restarted_and_each_crash_logged() {
+    let setup = Setup::start().await;
+    let (wharf, api, receiver) = (&setup.wharf, &setup.wharf.api, &setup.receiver);
     let worker = json!({"updates": [{"type": "worker", "quantity": 1, "command": "echo boom; exit 3"}]});
     api.expect("PATCH", "/apps/api-default/formation", worker, 200).await;
     eventually(WAIT, "the worker to crash and restart", || async {
@@ -199,13 +278,19 @@ async fn the_supervisor_runs_rolls_and_restarts_real_processes() {
     })
     .await;
     eventually(WAIT, "the crashed worker to be listed as crashed", || async {
-        let workers = dynos_of_type(&wharf, "worker").await;
+        let workers = dynos_of_type(wharf, "worker").await;
         (workers.len() == 1 && workers[0].1 == "crashed").then_some(())
     })
     .await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_is_listed_and_restarted_by_name() {
+    let setup = Setup::start().await;
+    let (wharf, api, receiver) = (&setup.wharf, &setup.wharf.api, &setup.receiver);
     // A worker is listed, and restarted by name: a new one replaces it, and the old process ends.
-    let sleeper = json!({"updates": [{"type": "worker", "command": "echo worker $$ is $DYNO; exec sleep 600"}]});
+    let sleeper =
+        json!({"updates": [{"type": "worker", "quantity": 1, "command": "echo worker $$ is $DYNO; exec sleep 600"}]});
     api.expect("PATCH", "/apps/api-default/formation", sleeper, 200).await;
     let said = |name: &str| {
         let msgs = receiver.messages();
@@ -213,7 +298,7 @@ async fn the_supervisor_runs_rolls_and_restarts_real_processes() {
         m.text().split_whitespace().nth(1)?.parse::<u32>().ok()
     };
     let (first, first_pid) = eventually(WAIT, "a worker to be up", || async {
-        let workers = dynos_of_type(&wharf, "worker").await;
+        let workers = dynos_of_type(wharf, "worker").await;
         let [(name, state)] = &workers[..] else { return None };
         let pid = said(name)?;
         (state == "up").then(|| (name.clone(), pid))
@@ -224,31 +309,50 @@ async fn the_supervisor_runs_rolls_and_restarts_real_processes() {
     let restarted = api.expect("DELETE", &format!("/apps/api-default/dynos/{first}"), json!(null), 202).await;
     assert_eq!(restarted["name"], json!(first));
     eventually(WAIT, "another worker to replace the restarted one", || async {
-        let workers = dynos_of_type(&wharf, "worker").await;
+        let workers = dynos_of_type(wharf, "worker").await;
         let [(name, state)] = &workers[..] else { return None };
         let gone = !std::path::Path::new(&format!("/proc/{first_pid}")).exists();
         (name != &first && state == "up" && gone).then_some(())
     })
     .await;
     api.expect("PATCH", "/apps/api-default/formation/worker", json!({"quantity": 0}), 200).await;
+    eventually(WAIT, "the worker to stop at quantity 0", || async {
+        dynos_of_type(wharf, "worker").await.is_empty().then_some(())
+    })
+    .await;
+}
 
-    // A release that never becomes healthy leaves the running one serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_that_fails_its_health_check_leaves_the_running_one_serving() {
+    let setup = Setup::start().await;
+    let (wharf, api, receiver) = (&setup.wharf, &setup.wharf.api, &setup.receiver);
+    let mut running = setup.run_web().await;
     let broken = json!({"updates": [{"type": "web", "command": "exit 1"}]});
     api.expect("PATCH", "/apps/api-default/formation", broken, 200).await;
     eventually(WAIT, "the failed release to be reported", || async {
         receiver.messages().iter().any(|m| m.text().contains("code=R10")).then_some(())
     })
     .await;
-    assert_eq!(answer(&wharf).await.as_deref(), Some("bonjour"), "the old release still serves");
-    let serving = dyno_names(&wharf).await;
-    assert!(serving.len() == 2 && serving.iter().all(|n| n.starts_with("web.4-")), "{serving:?}");
-
-    // Stopping Wharf stops its dynos.
-    let last = eventually(WAIT, "the serving dynos' output at the drain", || async {
-        let msgs: Vec<_> = receiver.messages().into_iter().filter(|m| m.text().starts_with("listening on")).collect();
-        serving.iter().all(|n| msgs.iter().any(|m| &m.procid == n)).then_some(msgs)
+    assert_eq!(answer(wharf).await.as_deref(), Some("hello"), "the old release still serves");
+    // The failed release's dynos are stopped just after the report, and listed until then.
+    let mut serving = eventually(WAIT, "the failed release's dynos to be stopped", || async {
+        let names = dyno_names(wharf).await;
+        (names.len() == 2).then_some(names)
     })
     .await;
+    assert!(serving.len() == 2 && serving.iter().all(|n| n.starts_with("web.1-")), "{serving:?}");
+    serving.sort();
+    running.sort();
+    assert_eq!(serving, running, "the same dynos serve");
+    assert_eq!(answer(wharf).await.as_deref(), Some("hello"), "the old release still serves");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_wharf_stops_its_dynos() {
+    let setup = Setup::start().await;
+    let serving = setup.run_web().await;
+    let last = setup.listening(&serving).await;
+    let Setup { wharf, receiver: _receiver, command: _, _dir } = setup;
     let (ok, _) = wharf.terminate().await;
     assert!(ok);
     for name in &serving {

@@ -106,8 +106,11 @@ pub struct SupervisorConfig {
     pub health_timeout: HumanDuration,
     /// How long a dyno has to exit after SIGTERM before it gets SIGKILL.
     pub stop_grace: HumanDuration,
-    /// How long a dyno keeps running after it left the router, for requests in flight.
-    pub drain: HumanDuration,
+    /// How long a web dyno keeps running after it left the router, for the requests and
+    /// connections already on their way to it (before SIGTERM). Not a log drain; `drain` is
+    /// still accepted, its name before drain came to mean log drains only.
+    #[serde(alias = "drain")]
+    pub connection_grace: HumanDuration,
     /// First delay before a crashed dyno is restarted; it doubles up to a minute.
     pub restart_min: HumanDuration,
 }
@@ -117,7 +120,7 @@ impl Default for SupervisorConfig {
         SupervisorConfig {
             health_timeout: HumanDuration::secs(60),
             stop_grace: HumanDuration::secs(10),
-            drain: HumanDuration::secs(1),
+            connection_grace: HumanDuration::secs(1),
             restart_min: HumanDuration::secs(1),
         }
     }
@@ -590,6 +593,16 @@ mod tests {
         let table: toml::Table = toml::from_str(&toml::to_string(&Config::default()).unwrap()).unwrap();
         let values: Vec<&str> = table.iter().filter(|(_, v)| !v.is_table()).map(|(k, _)| k.as_str()).collect();
         assert_eq!(values, TOP_LEVEL_VALUES);
+    }
+
+    #[test]
+    fn the_supervisor_s_connection_grace_is_still_read_from_its_old_name_drain() {
+        let c = load("[supervisor]\nconnection_grace = \"3s\"\n", &[]).unwrap();
+        assert_eq!(c.supervisor.connection_grace, HumanDuration::secs(3));
+        let c = load("[supervisor]\ndrain = \"2s\"\n", &[]).unwrap();
+        assert_eq!(c.supervisor.connection_grace, HumanDuration::secs(2));
+        let c = load("", &[("WHARF_SUPERVISOR__DRAIN", "4s")]).unwrap();
+        assert_eq!(c.supervisor.connection_grace, HumanDuration::secs(4));
     }
 
     #[test]

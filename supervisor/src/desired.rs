@@ -1,0 +1,283 @@
+//! Desired state: what the control plane's model says the supervisor should run, computed
+//! from one model without side effects.
+//!
+//! A formation entry (Heroku's "formation": an app's process type with a quantity) belongs to
+//! the supervisor when it has a command. Each such entry becomes a [`DesiredFormation`]; the
+//! apps among them that have a `web` entry get a loopback service, listed by [`web_apps`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+
+use uuid::Uuid;
+use wharf_control_api::model::Model;
+use wharf_domain::DynoType;
+
+/// The process type that receives HTTP traffic through the router (Heroku's `web`).
+pub(crate) const WEB: &str = "web";
+
+/// Which formation entry: an app and one of its process types.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct FormationKey {
+    /// The app's id.
+    pub(crate) app_id: Uuid,
+    /// The process type, e.g. `web` or `worker`.
+    pub(crate) dyno_type: DynoType,
+}
+
+/// What each dyno of a formation entry runs. Any change to it rolls the entry to a new release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DynoSpec {
+    /// The command, run with `sh -c`.
+    pub(crate) command: String,
+    /// The environment besides `PORT` and `DYNO`: the other web apps' service addresses in the
+    /// app's space, then the app's config vars (which win on a clash).
+    pub(crate) env: BTreeMap<String, String>,
+    /// The port a web dyno listens on (`PORT`); `None` to pick a free loopback port.
+    pub(crate) port: Option<u16>,
+    /// The HTTP path a web dyno's health check `GET`s; `None` for a TCP connect only.
+    pub(crate) healthcheck: Option<String>,
+}
+
+/// One formation entry the supervisor should run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DesiredFormation {
+    /// The app's key (`name-space`), as log lines and the bus name the app.
+    pub(crate) app: String,
+    /// How many dynos.
+    pub(crate) quantity: u32,
+    /// What each of them runs.
+    pub(crate) spec: DynoSpec,
+}
+
+/// The formation entries with commands, by app and process type. Every dyno also gets
+/// `NAME_SERVICE_HOST` and `NAME_SERVICE_PORT` for each app in its space that has a loopback
+/// service (`service_ports`: app id to the service's port), `NAME` being the app's name in
+/// upper case.
+pub(crate) fn desired_formations(
+    m: &Model,
+    service_ports: &HashMap<Uuid, u16>,
+) -> HashMap<FormationKey, DesiredFormation> {
+    let mut out = HashMap::new();
+    for app in m.apps() {
+        let key = m.app_key(app).to_string();
+        let mut env = BTreeMap::new();
+        for other in m.apps().filter(|o| o.space_id == app.space_id) {
+            if let Some(port) = service_ports.get(&other.id) {
+                let name = other.name.as_str().to_ascii_uppercase();
+                env.insert(format!("{name}_SERVICE_HOST"), "127.0.0.1".to_owned());
+                env.insert(format!("{name}_SERVICE_PORT"), port.to_string());
+            }
+        }
+        env.extend(m.config_vars_of(app.id).map(|c| c.vars.clone()).unwrap_or_default());
+        for f in m.formation_of(app.id) {
+            let Some(command) = &f.command else { continue };
+            let spec = DynoSpec {
+                command: command.clone(),
+                env: env.clone(),
+                port: f.port,
+                healthcheck: f.healthcheck.clone(),
+            };
+            out.insert(
+                FormationKey { app_id: app.id, dyno_type: f.dyno_type.clone() },
+                DesiredFormation { app: key.clone(), quantity: f.quantity, spec },
+            );
+        }
+    }
+    out
+}
+
+/// A supervised web app, for its loopback service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WebApp {
+    /// The app's id.
+    pub(crate) id: Uuid,
+    /// The app's short name, for log lines.
+    pub(crate) name: String,
+    /// Its registered (so healthy) web dynos' addresses.
+    pub(crate) dynos: Vec<SocketAddr>,
+}
+
+/// The apps whose `web` formation entry has a command, with their registered web dynos.
+pub(crate) fn web_apps(m: &Model) -> Vec<WebApp> {
+    m.apps()
+        .filter(|a| m.formation_of(a.id).iter().any(|f| f.command.is_some() && f.dyno_type.as_str() == WEB))
+        .map(|a| WebApp {
+            id: a.id,
+            name: a.name.to_string(),
+            dynos: m
+                .dynos_of(a.id)
+                .iter()
+                .filter(|d| d.dyno_type.as_str() == WEB)
+                .filter_map(|d| format!("{}:{}", d.host, d.port).parse().ok())
+                .collect(),
+        })
+        .collect()
+}
+
+/// The registered dynos, as (app id, dyno name), of the apps the supervisor runs: an earlier
+/// run registered them, and they went with it.
+pub(crate) fn stale_dynos(m: &Model) -> Vec<(String, String)> {
+    let desired = desired_formations(m, &HashMap::new());
+    m.apps()
+        .filter(|a| desired.keys().any(|k| k.app_id == a.id))
+        .flat_map(|a| m.dynos_of(a.id).into_iter().map(|d| (a.id.to_string(), d.name.to_string())))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wharf_control_api::model::{App, ConfigVars, Dyno, Formation, Object, Space};
+    use wharf_domain::{AppName, DynoName, Hostname, SpaceName};
+
+    /// A new id: the uuid crate is built without random (v4) ids.
+    fn fresh_id() -> Uuid {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Uuid::from_u128(u128::from(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)))
+    }
+
+    fn space(id: Uuid, name: &str) -> Object {
+        let name = SpaceName::try_new(name).unwrap();
+        Object::Space(Space { id, name, compliance: vec![], created_at: 0, updated_at: 0 })
+    }
+
+    fn app(id: Uuid, name: &str, space_id: Uuid) -> Object {
+        Object::App(App { id, name: AppName::try_new(name).unwrap(), space_id, created_at: 0, updated_at: 0 })
+    }
+
+    fn formation(app_id: Uuid, dyno_type: &str, quantity: u32, command: Option<&str>) -> Formation {
+        Formation {
+            id: fresh_id(),
+            app_id,
+            dyno_type: DynoType::try_new(dyno_type).unwrap(),
+            quantity,
+            command: command.map(str::to_owned),
+            port: None,
+            healthcheck: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn dyno(app_id: Uuid, name: &str, port: u16) -> Object {
+        let name = DynoName::try_new(name).unwrap();
+        Object::Dyno(Dyno {
+            id: fresh_id(),
+            app_id,
+            dyno_type: DynoType::try_new(name.as_str().split('.').next().unwrap()).unwrap(),
+            name,
+            host: Hostname::try_new("127.0.0.1").unwrap(),
+            port,
+            created_at: 0,
+            updated_at: 0,
+        })
+    }
+
+    fn vars(id: Uuid, pairs: &[(&str, &str)]) -> Object {
+        let vars = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Object::ConfigVars(ConfigVars { id, vars, updated_at: 0 })
+    }
+
+    fn key(app_id: Uuid, dyno_type: &str) -> FormationKey {
+        FormationKey { app_id, dyno_type: DynoType::try_new(dyno_type).unwrap() }
+    }
+
+    /// Two apps in space `default` (`api` with a web and a worker entry and config vars,
+    /// `other` with a web entry), one in space `prod`, and `external` without a command.
+    struct World {
+        model: Model,
+        api: Uuid,
+        other: Uuid,
+        far: Uuid,
+        external: Uuid,
+    }
+
+    fn world() -> World {
+        let (default, prod) = (fresh_id(), fresh_id());
+        let (api, other, far, external) = (fresh_id(), fresh_id(), fresh_id(), fresh_id());
+        let mut web = formation(api, "web", 2, Some("exec server"));
+        web.port = Some(5000);
+        web.healthcheck = Some("/health".to_owned());
+        let objects = vec![
+            space(default, "default"),
+            space(prod, "prod"),
+            app(api, "api", default),
+            app(other, "other", default),
+            app(far, "far", prod),
+            app(external, "external", default),
+            Object::Formation(web),
+            Object::Formation(formation(api, "worker", 1, Some("exec worker"))),
+            Object::Formation(formation(other, "web", 1, Some("exec other"))),
+            Object::Formation(formation(far, "web", 1, Some("exec far"))),
+            Object::Formation(formation(external, "web", 3, None)),
+            vars(api, &[("GREETING", "hello"), ("OTHER_SERVICE_PORT", "override")]),
+            dyno(api, "web.1-abcde", 4001),
+            dyno(api, "worker.1-fghij", 0),
+            dyno(other, "web.1-klmno", 4002),
+            dyno(external, "web.1-pqrst", 4003),
+        ];
+        World { model: Model::from_objects(1, objects), api, other, far, external }
+    }
+
+    #[test]
+    fn every_formation_entry_with_a_command_is_desired_and_no_other() {
+        let w = world();
+        let desired = desired_formations(&w.model, &HashMap::new());
+        let mut keys: Vec<_> = desired.keys().cloned().collect();
+        keys.sort_by_key(|k| (k.app_id, k.dyno_type.clone()));
+        let mut expected = vec![key(w.api, "web"), key(w.api, "worker"), key(w.other, "web"), key(w.far, "web")];
+        expected.sort_by_key(|k| (k.app_id, k.dyno_type.clone()));
+        assert_eq!(keys, expected);
+        assert!(!desired.keys().any(|k| k.app_id == w.external));
+        let web = &desired[&key(w.api, "web")];
+        assert_eq!((web.app.as_str(), web.quantity), ("api-default", 2));
+        assert_eq!(web.spec.command, "exec server");
+        assert_eq!((web.spec.port, web.spec.healthcheck.as_deref()), (Some(5000), Some("/health")));
+        assert_eq!(desired[&key(w.api, "worker")].spec.env, desired[&key(w.api, "web")].spec.env);
+    }
+
+    #[test]
+    fn dynos_learn_the_services_of_their_own_space_and_config_vars_win() {
+        let w = world();
+        let ports = HashMap::from([(w.api, 7001), (w.other, 7002), (w.far, 7003)]);
+        let desired = desired_formations(&w.model, &ports);
+        let env = &desired[&key(w.api, "web")].spec.env;
+        assert_eq!(env["GREETING"], "hello");
+        assert_eq!(env["API_SERVICE_HOST"], "127.0.0.1");
+        assert_eq!(env["API_SERVICE_PORT"], "7001");
+        assert_eq!(env["OTHER_SERVICE_HOST"], "127.0.0.1");
+        assert_eq!(env["OTHER_SERVICE_PORT"], "override", "the app's own config var wins");
+        assert!(!env.contains_key("FAR_SERVICE_PORT"), "another space's service is not visible");
+        let far = &desired[&key(w.far, "web")].spec.env;
+        assert_eq!(far.keys().collect::<Vec<_>>(), ["FAR_SERVICE_HOST", "FAR_SERVICE_PORT"]);
+        // A new service changes the spec, which is what rolls the dynos that should see it.
+        let without = desired_formations(&w.model, &HashMap::from([(w.api, 7001)]));
+        assert_ne!(without[&key(w.api, "web")].spec, desired[&key(w.api, "web")].spec);
+    }
+
+    #[test]
+    fn web_apps_are_those_with_a_web_command_with_their_registered_web_dynos() {
+        let w = world();
+        let mut apps = web_apps(&w.model);
+        apps.sort_by(|a, b| a.name.cmp(&b.name));
+        let names: Vec<_> = apps.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["api", "far", "other"]);
+        assert_eq!(apps[0].dynos, ["127.0.0.1:4001".parse::<SocketAddr>().unwrap()], "web dynos only");
+        assert!(apps[1].dynos.is_empty());
+        assert_eq!(apps[2].dynos, ["127.0.0.1:4002".parse::<SocketAddr>().unwrap()]);
+    }
+
+    #[test]
+    fn stale_dynos_are_the_registered_dynos_of_supervised_apps_only() {
+        let w = world();
+        let mut stale = stale_dynos(&w.model);
+        stale.sort();
+        let mut expected = vec![
+            (w.api.to_string(), "web.1-abcde".to_owned()),
+            (w.api.to_string(), "worker.1-fghij".to_owned()),
+            (w.other.to_string(), "web.1-klmno".to_owned()),
+        ];
+        expected.sort();
+        assert_eq!(stale, expected, "the external runtime's dynos stay");
+    }
+}

@@ -1,0 +1,423 @@
+//! One dyno's life: its process started (see [`crate::process`]), its health checked (see
+//! [`crate::probe`]), a web dyno registered with the control API once healthy (so the router
+//! sees it) and unregistered before it stops, its state listed for `GET /apps/{app}/dynos`, and
+//! its restart with backoff after it exits, until it is stopped.
+//!
+//! A dyno is named `TYPE.RELEASE-XXXXX` (five random lowercase letters and digits), gets the
+//! app's config vars, `DYNO` and, for a web dyno, `PORT`. Its output goes onto the bus as
+//! `app[TYPE.RELEASE-XXXXX]`; a crash is logged as Heroku's `at=error code=H10 desc="App crashed"`
+//! (<https://devcenter.heroku.com/articles/error-codes#h10-app-crashed>).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use tokio::process::Child;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+use wharf_bus::{LogEvent, Publisher, Stream};
+use wharf_control_api::{ControlPlane, DynoState, LocalDyno};
+use wharf_domain::timestamp::now_seconds;
+use wharf_domain::{DynoName, DynoType, Hostname};
+
+use crate::desired::{DynoSpec, WEB};
+use crate::probe;
+use crate::process::{self, exit_text, free_port, stop_process_group};
+use crate::settings::{RESTART_MAX, Settings};
+
+/// A dyno's health, as its task reports it to the formation that started it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DynoHealth {
+    /// Started, not yet through its health check.
+    Starting,
+    /// Through its health check (a web dyno is registered with the router by then).
+    Healthy,
+    /// It exited before it was ever healthy.
+    Failed,
+}
+
+/// A dyno the supervisor runs: its name, its health, and how to stop it.
+#[derive(Debug)]
+pub(crate) struct RunningDyno {
+    /// `TYPE.RELEASE-XXXXX`.
+    pub(crate) name: String,
+    /// Its health, as its task reports it.
+    pub(crate) health: watch::Receiver<DynoHealth>,
+    /// Set to true to stop it.
+    pub(crate) stop: watch::Sender<bool>,
+    /// Its task, which ends once the process is gone and the dyno unregistered.
+    pub(crate) task: JoinHandle<()>,
+}
+
+impl RunningDyno {
+    /// Stops the dyno (a web dyno leaves the router first) and returns once its process is gone.
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Starts the dynos of one formation entry. A formation's scale and roll logic goes through
+/// this trait rather than [`DynoLauncher`] itself so that it can be tested without processes.
+pub(crate) trait LaunchDynos: Send + Sync + 'static {
+    /// Starts one dyno of `release` running `spec`.
+    fn launch(&self, release: u32, spec: &DynoSpec) -> RunningDyno;
+
+    /// Tells the app's log that `release` failed its health check and the running dynos keep
+    /// serving: `at=error code=R10` (Heroku's boot timeout,
+    /// <https://devcenter.heroku.com/articles/error-codes#r10-boot-timeout>).
+    fn report_failed_release(&self, release: u32);
+}
+
+/// What every dyno of one formation entry needs: the control plane, the log bus, the
+/// settings, and which app and process type it runs.
+#[derive(Clone)]
+pub(crate) struct DynoLauncher {
+    /// Where web dynos are registered and every dyno's state is listed.
+    pub(crate) plane: Arc<ControlPlane>,
+    /// Where dyno output and the supervisor's own lines about the app go.
+    pub(crate) publisher: Publisher,
+    /// Timeouts and grace periods.
+    pub(crate) settings: Settings,
+    /// The app's id.
+    pub(crate) app_id: Uuid,
+    /// The app's key (`name-space`), for the bus and log lines.
+    pub(crate) app: String,
+    /// The process type.
+    pub(crate) dyno_type: DynoType,
+}
+
+impl LaunchDynos for DynoLauncher {
+    fn launch(&self, release: u32, spec: &DynoSpec) -> RunningDyno {
+        let name = format!("{}.{release}-{}", self.dyno_type, name_suffix());
+        let (health_tx, health) = watch::channel(DynoHealth::Starting);
+        let (stop, stopped) = watch::channel(false);
+        let dyno = Dyno { launcher: self.clone(), name: name.clone(), spec: spec.clone() };
+        let task = tokio::spawn(dyno.run(health_tx, stopped));
+        RunningDyno { name, health, stop, task }
+    }
+
+    fn report_failed_release(&self, release: u32) {
+        let dyno_type = &self.dyno_type;
+        let text = format!(
+            "at=error code=R10 desc=\"release {release} failed its health check\" type={dyno_type}; the running dynos keep serving"
+        );
+        self.publisher.publish(LogEvent::builder(&self.app, "akkeris/supervisor").message(text.as_bytes()));
+    }
+}
+
+/// Five random lowercase letters and digits, for dyno names.
+fn name_suffix() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    (0..5).map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char).collect()
+}
+
+/// One dyno's life: start, check, serve, and restart after a crash until told to stop.
+struct Dyno {
+    launcher: DynoLauncher,
+    name: String,
+    spec: DynoSpec,
+}
+
+/// Why a dyno's process is no longer serving.
+#[derive(Debug, PartialEq, Eq)]
+enum DynoExit {
+    /// The supervisor stops it.
+    Stopped,
+    /// The process exited by itself, with this status text.
+    Exited(String),
+}
+
+impl Dyno {
+    fn is_web(&self) -> bool {
+        self.launcher.dyno_type.as_str() == WEB
+    }
+
+    /// Reports the dyno's state to the control plane, for `GET /apps/{app}/dynos`.
+    fn report(&self, state: DynoState) {
+        self.launcher.plane.local_dynos().set_state(self.launcher.app_id, &self.name, state);
+    }
+
+    async fn run(self, health: watch::Sender<DynoHealth>, mut stopped: watch::Receiver<bool>) {
+        /// Takes the dyno off the control plane's list however its task ends.
+        struct Listed<'a>(&'a Dyno);
+        impl Drop for Listed<'_> {
+            fn drop(&mut self) {
+                self.0.launcher.plane.local_dynos().remove(self.0.launcher.app_id, &self.0.name);
+            }
+        }
+        let dyno_type = self.launcher.dyno_type.clone();
+        let listing =
+            LocalDyno { name: self.name.clone(), dyno_type, state: DynoState::Starting, started_at: now_seconds() };
+        self.launcher.plane.local_dynos().set(self.launcher.app_id, listing);
+        let _listed = Listed(&self);
+        let port = match (self.is_web(), self.spec.port) {
+            (true, Some(p)) => p,
+            (true, None) => free_port().unwrap_or(0),
+            (false, _) => 0,
+        };
+        // The delay grows over the dyno's life and is never reset: a command that keeps
+        // crashing after a while of serving is still restarted ever more slowly.
+        let mut backoff = restart_backoff(self.launcher.settings.restart_min);
+        loop {
+            self.report(DynoState::Starting);
+            let exit = match process::spawn(&self.spec, &self.name, port, &self.launcher.app, &self.launcher.publisher)
+            {
+                Ok(mut child) => match self.serve(&mut child, port, &health, &mut stopped).await {
+                    DynoExit::Stopped => {
+                        stop_process_group(&mut child, self.launcher.settings.stop_grace).await;
+                        return;
+                    }
+                    DynoExit::Exited(status) => status,
+                },
+                Err(e) => {
+                    tracing::warn!(dyno = self.name, app = self.launcher.app, error = %e, "cannot start the dyno's command");
+                    format!("cannot start: {e}")
+                }
+            };
+            self.crashed(&health, &exit);
+            let pause = backoff.next().unwrap_or(RESTART_MAX);
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = stop_requested(&mut stopped) => return,
+            }
+        }
+    }
+
+    /// Checks the dyno's health, registers a web dyno once healthy, and waits for the process to
+    /// exit or the supervisor to stop it.
+    async fn serve(
+        &self,
+        child: &mut Child,
+        port: u16,
+        health: &watch::Sender<DynoHealth>,
+        stopped: &mut watch::Receiver<bool>,
+    ) -> DynoExit {
+        let mut registered = false;
+        if self.is_web() {
+            let check = async {
+                while !probe::probe(port, self.spec.healthcheck.as_deref()).await {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            };
+            tokio::select! {
+                () = check => {
+                    registered = self.register(port).await;
+                    self.report(DynoState::Up);
+                    health.send_replace(DynoHealth::Healthy);
+                }
+                status = child.wait() => return DynoExit::Exited(exit_text(status)),
+                () = stop_requested(&mut *stopped) => return DynoExit::Stopped,
+            }
+        } else {
+            self.report(DynoState::Up);
+            health.send_replace(DynoHealth::Healthy);
+        }
+        let exit = tokio::select! {
+            status = child.wait() => DynoExit::Exited(exit_text(status)),
+            () = stop_requested(&mut *stopped) => DynoExit::Stopped,
+        };
+        if registered {
+            // Out of the router first; requests already on their way finish during the grace.
+            let _ = self.launcher.plane.delete_dyno(&self.launcher.app_id.to_string(), &self.name).await;
+            if exit == DynoExit::Stopped {
+                tokio::time::sleep(self.launcher.settings.connection_grace).await;
+            }
+        }
+        exit
+    }
+
+    /// Registers the web dyno with the control API, and so the router; false when that fails.
+    async fn register(&self, port: u16) -> bool {
+        let (Ok(name), Ok(host)) = (DynoName::try_new(&self.name), Hostname::try_new("127.0.0.1")) else {
+            return false;
+        };
+        let app = self.launcher.app_id.to_string();
+        match self.launcher.plane.put_dyno(&app, name, self.launcher.dyno_type.clone(), host, port).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(dyno = self.name, app = self.launcher.app, error = %e, "cannot register the dyno");
+                false
+            }
+        }
+    }
+
+    fn crashed(&self, health: &watch::Sender<DynoHealth>, status: &str) {
+        tracing::warn!(dyno = self.name, app = self.launcher.app, status, "dyno crashed");
+        self.report(DynoState::Crashed);
+        let text = format!("at=error code=H10 desc=\"App crashed\" dyno={} status=\"{status}\"", self.name);
+        let event =
+            LogEvent::builder(&self.launcher.app, "akkeris/supervisor").process(&self.name).stream(Stream::Platform);
+        self.launcher.publisher.publish(event.message(text.as_bytes()));
+        health.send_if_modified(|h| {
+            if *h == DynoHealth::Starting {
+                *h = DynoHealth::Failed;
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+/// The delays between a crashed dyno's restarts: `min`, doubling up to [`RESTART_MAX`], each
+/// plus up to as much again of random jitter so that dynos that crashed together do not
+/// restart together; never ending.
+fn restart_backoff(min: Duration) -> ExponentialBackoff {
+    ExponentialBuilder::new().with_jitter().with_min_delay(min).with_max_delay(RESTART_MAX).without_max_times().build()
+}
+
+/// Resolves once the stop flag is set (or its sender is gone).
+pub(crate) async fn stop_requested(stopped: &mut watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|s| *s).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::time::Instant;
+    use wharf_bus::{Bus, BusConfig, Source, SourceEvent};
+    use wharf_control_api::{Settings as PlaneSettings, SqliteStore};
+    use wharf_domain::SessionKey;
+
+    /// A control plane in memory with app `api-default`, and a launcher for its `dyno_type`
+    /// entry; the bus's source gets what the dynos say.
+    async fn launcher(dyno_type: &str, settings: Settings) -> (DynoLauncher, Source) {
+        let plane_settings = PlaneSettings {
+            stack_domain: "localhost".into(),
+            https_port: 8443,
+            session_base_url: "http://127.0.0.1:1".into(),
+            session_ttl: Duration::from_secs(60),
+            max_session_lines: 100,
+            max_quantity: 100,
+        };
+        let store = Box::new(SqliteStore::in_memory().unwrap());
+        let plane = ControlPlane::open(store, plane_settings, Arc::new(SessionKey::generate())).await.unwrap();
+        let app = plane.create_app("api".parse().unwrap(), "default").await.unwrap();
+        let mut bus = Bus::connect(BusConfig::Embedded { capacity: 1024 }).await.unwrap();
+        let source = bus.take_source().unwrap();
+        let launcher = DynoLauncher {
+            plane: Arc::new(plane),
+            publisher: bus.publisher.clone(),
+            settings,
+            app_id: app.id,
+            app: "api-default".to_owned(),
+            dyno_type: DynoType::try_new(dyno_type).unwrap(),
+        };
+        (launcher, source)
+    }
+
+    fn spec(command: &str, healthcheck: Option<&str>) -> DynoSpec {
+        let env = BTreeMap::from([("GREETING".to_owned(), "hello".to_owned())]);
+        DynoSpec { command: command.to_owned(), env, port: None, healthcheck: healthcheck.map(str::to_owned) }
+    }
+
+    /// (source, process, message) of the bus's events, until `enough` says so of all so far.
+    async fn lines_until(
+        source: &mut Source,
+        enough: impl Fn(&[(String, String, String)]) -> bool,
+    ) -> Vec<(String, String, String)> {
+        let mut lines = Vec::new();
+        let collect = async {
+            while !enough(&lines) {
+                let Some(SourceEvent::Batch(batch)) = source.recv().await else { continue };
+                for r in batch {
+                    let e = r.event;
+                    let text = String::from_utf8_lossy(e.message()).into_owned();
+                    lines.push((e.source().to_owned(), e.process().to_owned(), text));
+                }
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(20), collect).await.is_err() {
+            panic!("not enough lines: {lines:?}");
+        }
+        lines
+    }
+
+    fn state_of(launcher: &DynoLauncher, name: &str) -> Option<DynoState> {
+        launcher.plane.local_dynos().get(launcher.app_id, name).map(|d| d.state)
+    }
+
+    async fn registered(launcher: &DynoLauncher) -> Vec<(String, u16)> {
+        let app_id = launcher.app_id;
+        launcher.plane.read(|m| m.dynos_of(app_id).iter().map(|d| (d.name.to_string(), d.port)).collect()).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_web_dyno_is_registered_once_healthy_and_unregistered_before_it_stops() {
+        let settings = Settings { connection_grace: Duration::from_millis(300), ..Settings::default() };
+        let (launcher, mut source) = launcher("web", settings).await;
+        let command = "echo $GREETING from $DYNO on $PORT; exec python3 -m http.server $PORT --bind 127.0.0.1";
+        let dyno = launcher.launch(7, &spec(command, Some("/")));
+        assert!(dyno.name.starts_with("web.7-") && dyno.name.len() == "web.7-".len() + 5, "{}", dyno.name);
+        let mut health = dyno.health.clone();
+        tokio::time::timeout(Duration::from_secs(20), health.wait_for(|h| *h != DynoHealth::Starting))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(*dyno.health.borrow(), DynoHealth::Healthy);
+        assert_eq!(state_of(&launcher, &dyno.name), Some(DynoState::Up));
+        let listed = registered(&launcher).await;
+        let [(name, port)] = &listed[..] else { panic!("one registered dyno: {listed:?}") };
+        assert_eq!(name, &dyno.name);
+        let said = lines_until(&mut source, |l| !l.is_empty()).await;
+        let expected = format!("hello from {} on {port}", dyno.name);
+        assert_eq!(said[0], ("app".to_owned(), dyno.name.clone(), expected));
+
+        let port = *port;
+        let name = dyno.name.clone();
+        let start = Instant::now();
+        dyno.stop().await;
+        assert!(start.elapsed() >= Duration::from_millis(300), "the connection grace is waited");
+        assert!(registered(&launcher).await.is_empty(), "out of the router");
+        assert_eq!(state_of(&launcher, &name), None, "off the list");
+        assert!(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err(), "the process is gone");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_crashing_dyno_is_logged_and_restarted_with_growing_delays() {
+        let settings = Settings { restart_min: Duration::from_millis(100), ..Settings::default() };
+        let (launcher, mut source) = launcher("worker", settings).await;
+        let start = Instant::now();
+        let dyno = launcher.launch(1, &spec("echo boom; exit 3", None));
+        let lines = lines_until(&mut source, |l| l.iter().filter(|(_, _, t)| t == "boom").count() >= 3).await;
+        // Restarts after at least 100 ms and 200 ms.
+        assert!(start.elapsed() >= Duration::from_millis(300), "{:?}", start.elapsed());
+        let crash = format!("at=error code=H10 desc=\"App crashed\" dyno={} status=\"exit status: 3\"", dyno.name);
+        let crashes = lines.iter().filter(|(s, p, t)| s == "akkeris/supervisor" && p == &dyno.name && *t == crash);
+        assert!(crashes.count() >= 2, "{lines:?}");
+        assert!(lines.iter().filter(|(_, _, t)| t == "boom").all(|(s, p, _)| s == "app" && p == &dyno.name));
+        // A worker is healthy once started: a crash after that is not a failed start.
+        assert_eq!(*dyno.health.borrow(), DynoHealth::Healthy);
+        let name = dyno.name.clone();
+        dyno.stop().await;
+        assert_eq!(state_of(&launcher, &name), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_web_dyno_that_exits_before_it_is_healthy_has_failed() {
+        let (launcher, _source) = launcher("web", Settings::default()).await;
+        let dyno = launcher.launch(1, &spec("exit 1", None));
+        let mut health = dyno.health.clone();
+        tokio::time::timeout(Duration::from_secs(20), health.wait_for(|h| *h != DynoHealth::Starting))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(*dyno.health.borrow(), DynoHealth::Failed);
+        assert!(registered(&launcher).await.is_empty());
+        dyno.stop().await;
+    }
+
+    #[test]
+    fn restart_delays_double_from_the_minimum_with_jitter_up_to_the_maximum() {
+        let min = Duration::from_millis(500);
+        let delays: Vec<_> = restart_backoff(min).take(12).collect();
+        assert_eq!(delays.len(), 12, "never ending");
+        for (i, d) in delays.into_iter().enumerate() {
+            let base = (min * 2u32.pow(i as u32)).min(RESTART_MAX);
+            assert!(d >= base && d <= base * 2, "delay {i}: {d:?} from {base:?}");
+        }
+    }
+}

@@ -1,0 +1,483 @@
+//! Formation: one formation entry's task, which scales and rolls its dynos.
+//!
+//! A change of quantity alone scales the running release. Any change of the dynos' spec
+//! (command, port, health check, environment) or a restart of them all rolls: a new release's
+//! dynos start and become healthy, then the old ones leave the router and stop one at a time.
+//! If a new dyno fails or is not healthy within the health timeout, the new ones stop, the old
+//! ones keep serving, and that spec is not tried again until it changes. A restart of one dyno
+//! starts its replacement first and stops it only once the replacement is healthy.
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use wharf_control_api::Restart;
+use wharf_domain::DynoType;
+
+use crate::desired::DynoSpec;
+use crate::dyno::{DynoHealth, LaunchDynos, RunningDyno};
+
+/// What a formation entry's task should run: `quantity` dynos running `spec`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FormationTarget {
+    /// How many dynos.
+    pub(crate) quantity: u32,
+    /// What each of them runs.
+    pub(crate) spec: DynoSpec,
+}
+
+/// What a formation entry's task is asked to do besides following its target: the control
+/// API's `DELETE /apps/{app}/dynos[/{dyno}]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FormationCommand {
+    /// Restart every dyno, rolling to a new release.
+    RestartAll,
+    /// Restart the named dyno: a replacement first, then the old one stops.
+    Restart(String),
+}
+
+/// The command a restart asks of the formation entry of process type `dyno_type`, if any: a
+/// restart of every dyno concerns every entry, a restart of `TYPE.…` only the entry of `TYPE`.
+/// The caller checks that the restart is for the entry's app.
+pub(crate) fn restart_command(restart: &Restart, dyno_type: &DynoType) -> Option<FormationCommand> {
+    match &restart.dyno {
+        None => Some(FormationCommand::RestartAll),
+        Some(name) if name.split_once('.').is_some_and(|(t, _)| t == dyno_type.as_str()) => {
+            Some(FormationCommand::Restart(name.clone()))
+        }
+        Some(_) => None,
+    }
+}
+
+/// A formation entry's task and how to reach it.
+#[derive(Debug)]
+pub(crate) struct FormationHandle {
+    target: watch::Sender<Option<FormationTarget>>,
+    commands: mpsc::UnboundedSender<FormationCommand>,
+    task: JoinHandle<()>,
+}
+
+impl FormationHandle {
+    /// Starts the task of `app`'s (its key, for log lines) `dyno_type` entry, which runs
+    /// `target` with dynos from `launcher`, giving each new release `health_timeout` to be
+    /// healthy.
+    pub(crate) fn start(
+        launcher: impl LaunchDynos,
+        app: &str,
+        dyno_type: &DynoType,
+        target: FormationTarget,
+        health_timeout: Duration,
+    ) -> FormationHandle {
+        let (target_tx, target_rx) = watch::channel(Some(target));
+        let (commands, commands_rx) = mpsc::unbounded_channel();
+        let formation = Formation::new(launcher, app, dyno_type, health_timeout);
+        let task = tokio::spawn(formation.run(target_rx, commands_rx));
+        FormationHandle { target: target_tx, commands, task }
+    }
+
+    /// Sets what the entry should run; nothing happens when it is what it runs already.
+    pub(crate) fn set_target(&self, target: FormationTarget) {
+        let target = Some(target);
+        self.target.send_if_modified(|t| {
+            let changed = *t != target;
+            *t = target.clone();
+            changed
+        });
+    }
+
+    /// Hands the task a restart.
+    pub(crate) fn command(&self, command: FormationCommand) {
+        let _ = self.commands.send(command);
+    }
+
+    /// Stops every dyno of the entry and returns once they are gone.
+    pub(crate) async fn stop(self) {
+        let _ = self.target.send(None);
+        let _ = self.task.await;
+    }
+}
+
+/// One formation entry's dynos and releases.
+struct Formation<L> {
+    launcher: L,
+    /// The app's key and the process type, for log lines.
+    app: String,
+    dyno_type: DynoType,
+    health_timeout: Duration,
+    /// The number of the latest release started; the first is 1. It counts this supervisor's
+    /// rolls, and appears in dyno names (`web.3-xxxxx`).
+    release: u32,
+    /// The spec the running dynos run.
+    current: Option<DynoSpec>,
+    /// The spec whose release last failed, not to be tried again until the spec changes.
+    failed: Option<DynoSpec>,
+    dynos: Vec<RunningDyno>,
+}
+
+impl<L: LaunchDynos> Formation<L> {
+    fn new(launcher: L, app: &str, dyno_type: &DynoType, health_timeout: Duration) -> Formation<L> {
+        Formation {
+            launcher,
+            app: app.to_owned(),
+            dyno_type: dyno_type.clone(),
+            health_timeout,
+            release: 0,
+            current: None,
+            failed: None,
+            dynos: Vec::new(),
+        }
+    }
+
+    /// Follows the target and the commands until the target is `None` (or its sender gone),
+    /// then stops every dyno.
+    async fn run(
+        mut self,
+        mut target: watch::Receiver<Option<FormationTarget>>,
+        mut commands: mpsc::UnboundedReceiver<FormationCommand>,
+    ) {
+        let mut command = None;
+        loop {
+            let Some(want) = target.borrow_and_update().clone() else { break };
+            self.apply(&want, command.take()).await;
+            tokio::select! {
+                changed = target.changed() => if changed.is_err() { break },
+                next = commands.recv() => match next {
+                    Some(c) => command = Some(c),
+                    None => break,
+                },
+            }
+        }
+        for d in self.dynos {
+            d.stop().await;
+        }
+    }
+
+    /// Brings the dynos to `target`, doing `command` if it still applies: a restart asked for
+    /// while the spec has changed is done by the roll to the new spec.
+    async fn apply(&mut self, target: &FormationTarget, command: Option<FormationCommand>) {
+        let runs_spec = self.current.as_ref() == Some(&target.spec);
+        match command {
+            Some(FormationCommand::Restart(name)) if runs_spec => self.replace(&name, &target.spec).await,
+            Some(FormationCommand::RestartAll) if runs_spec => self.roll(target).await,
+            _ if runs_spec => self.scale(target).await,
+            _ if self.failed.as_ref() != Some(&target.spec) => self.roll(target).await,
+            _ => {}
+        }
+    }
+
+    /// Starts or stops dynos of the running release until there are `target.quantity`; the
+    /// newest stop first.
+    async fn scale(&mut self, target: &FormationTarget) {
+        while self.dynos.len() < target.quantity as usize {
+            self.dynos.push(self.launcher.launch(self.release, &target.spec));
+        }
+        while self.dynos.len() > target.quantity as usize {
+            self.dynos.pop().expect("more than the quantity").stop().await;
+        }
+    }
+
+    /// Starts a new release of `target`, and once all its dynos are healthy stops the old ones
+    /// one at a time; if one is not, stops the new ones and keeps the old.
+    async fn roll(&mut self, target: &FormationTarget) {
+        self.release += 1;
+        let release = self.release;
+        let new: Vec<RunningDyno> = (0..target.quantity).map(|_| self.launcher.launch(release, &target.spec)).collect();
+        let (app, dyno_type) = (&self.app, &self.dyno_type);
+        if all_healthy(&new, self.health_timeout).await {
+            tracing::info!(app, %dyno_type, release, "release is healthy; stopping the old dynos");
+            for old in self.dynos.drain(..) {
+                old.stop().await;
+            }
+            self.dynos = new;
+            self.current = Some(target.spec.clone());
+            self.failed = None;
+        } else {
+            tracing::warn!(app, %dyno_type, release, "new release failed its health check; keeping the old one");
+            self.launcher.report_failed_release(release);
+            for d in new {
+                d.stop().await;
+            }
+            self.failed = Some(target.spec.clone());
+        }
+    }
+
+    /// Replaces the dyno called `name`, if it is one of the entry's: its replacement starts,
+    /// and once healthy takes its place and it stops; if the replacement is not healthy, it
+    /// stops and the dyno stays.
+    async fn replace(&mut self, name: &str, spec: &DynoSpec) {
+        let Some(i) = self.dynos.iter().position(|d| d.name == name) else { return };
+        let fresh = self.launcher.launch(self.release, spec);
+        if all_healthy(std::slice::from_ref(&fresh), self.health_timeout).await {
+            let old = std::mem::replace(&mut self.dynos[i], fresh);
+            old.stop().await;
+        } else {
+            tracing::warn!(app = self.app, dyno = name, "the replacement did not become healthy; keeping the dyno");
+            fresh.stop().await;
+        }
+    }
+}
+
+/// Whether every dyno becomes healthy within `timeout`; false as soon as one fails.
+async fn all_healthy(dynos: &[RunningDyno], timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    for d in dynos {
+        let mut health = d.health.clone();
+        let settled = tokio::time::timeout_at(deadline, health.wait_for(|h| *h != DynoHealth::Starting)).await;
+        match settled {
+            Ok(Ok(h)) if *h == DynoHealth::Healthy => {}
+            _ => {
+                tracing::debug!(dyno = d.name, "dyno did not become healthy");
+                return false;
+            }
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    use crate::dyno::stop_requested;
+
+    /// How the dynos the fake launcher starts next behave.
+    #[derive(Debug, Clone, Copy)]
+    enum Behaviour {
+        /// Healthy after this long.
+        Healthy(Duration),
+        /// Exit before being healthy, after this long.
+        Fail(Duration),
+        /// Never settle.
+        Hang,
+    }
+
+    /// Starts pretend dynos and records what happens to them, in order: `start NAME`,
+    /// `healthy NAME`, `failed NAME`, `stop NAME`, `R10 RELEASE`.
+    #[derive(Clone)]
+    struct FakeLauncher {
+        events: Arc<Mutex<Vec<String>>>,
+        behaviour: Arc<Mutex<Behaviour>>,
+        started: Arc<Mutex<u32>>,
+    }
+
+    impl FakeLauncher {
+        fn new() -> FakeLauncher {
+            FakeLauncher {
+                events: Arc::default(),
+                behaviour: Arc::new(Mutex::new(Behaviour::Healthy(Duration::from_millis(10)))),
+                started: Arc::default(),
+            }
+        }
+
+        fn behave(&self, b: Behaviour) {
+            *self.behaviour.lock().unwrap() = b;
+        }
+
+        fn events(&self) -> Vec<String> {
+            self.events.lock().unwrap().clone()
+        }
+
+        fn take_events(&self) -> Vec<String> {
+            std::mem::take(&mut *self.events.lock().unwrap())
+        }
+    }
+
+    impl LaunchDynos for FakeLauncher {
+        fn launch(&self, release: u32, _spec: &DynoSpec) -> RunningDyno {
+            let n = {
+                let mut started = self.started.lock().unwrap();
+                *started += 1;
+                *started
+            };
+            let name = format!("web.{release}-{n}");
+            let events = self.events.clone();
+            events.lock().unwrap().push(format!("start {name}"));
+            let (health_tx, health) = watch::channel(DynoHealth::Starting);
+            let (stop, mut stopped) = watch::channel(false);
+            let behaviour = *self.behaviour.lock().unwrap();
+            let task = tokio::spawn({
+                let name = name.clone();
+                async move {
+                    let settle = async {
+                        match behaviour {
+                            Behaviour::Healthy(after) => {
+                                tokio::time::sleep(after).await;
+                                events.lock().unwrap().push(format!("healthy {name}"));
+                                health_tx.send_replace(DynoHealth::Healthy);
+                            }
+                            Behaviour::Fail(after) => {
+                                tokio::time::sleep(after).await;
+                                events.lock().unwrap().push(format!("failed {name}"));
+                                health_tx.send_replace(DynoHealth::Failed);
+                            }
+                            Behaviour::Hang => std::future::pending().await,
+                        }
+                        std::future::pending::<()>().await;
+                    };
+                    tokio::select! {
+                        () = settle => {}
+                        () = stop_requested(&mut stopped) => {}
+                    }
+                    events.lock().unwrap().push(format!("stop {name}"));
+                }
+            });
+            RunningDyno { name, health, stop, task }
+        }
+
+        fn report_failed_release(&self, release: u32) {
+            self.events.lock().unwrap().push(format!("R10 {release}"));
+        }
+    }
+
+    fn spec(command: &str) -> DynoSpec {
+        DynoSpec { command: command.to_owned(), env: BTreeMap::new(), port: None, healthcheck: None }
+    }
+
+    fn target(quantity: u32, command: &str) -> FormationTarget {
+        FormationTarget { quantity, spec: spec(command) }
+    }
+
+    const TIMEOUT: Duration = Duration::from_secs(20);
+
+    fn formation(launcher: &FakeLauncher) -> Formation<FakeLauncher> {
+        Formation::new(launcher.clone(), "api-default", &DynoType::try_new("web").unwrap(), TIMEOUT)
+    }
+
+    fn names(f: &Formation<FakeLauncher>) -> Vec<&str> {
+        f.dynos.iter().map(|d| d.name.as_str()).collect()
+    }
+
+    fn position(events: &[String], event: &str) -> usize {
+        events.iter().position(|e| e == event).unwrap_or_else(|| panic!("{event} in {events:?}"))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_change_of_quantity_scales_the_running_release() {
+        let launcher = FakeLauncher::new();
+        let mut f = formation(&launcher);
+        f.apply(&target(2, "a"), None).await;
+        assert_eq!(names(&f), ["web.1-1", "web.1-2"]);
+        f.apply(&target(3, "a"), None).await;
+        assert_eq!(names(&f), ["web.1-1", "web.1-2", "web.1-3"], "same release, no roll");
+        launcher.take_events();
+        f.apply(&target(1, "a"), None).await;
+        assert_eq!(names(&f), ["web.1-1"]);
+        assert_eq!(launcher.take_events(), ["stop web.1-3", "stop web.1-2"], "the newest stop first");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_spec_rolls_and_the_old_dynos_stop_only_once_the_new_are_healthy() {
+        let launcher = FakeLauncher::new();
+        let mut f = formation(&launcher);
+        f.apply(&target(2, "a"), None).await;
+        launcher.take_events();
+        launcher.behave(Behaviour::Healthy(Duration::from_secs(3)));
+        let start = tokio::time::Instant::now();
+        f.apply(&target(2, "b"), None).await;
+        assert!(start.elapsed() >= Duration::from_secs(3));
+        assert_eq!(names(&f), ["web.2-3", "web.2-4"]);
+        let events = launcher.events();
+        let last_healthy = position(&events, "healthy web.2-3").max(position(&events, "healthy web.2-4"));
+        assert!(last_healthy < position(&events, "stop web.1-1"), "{events:?}");
+        assert!(position(&events, "stop web.1-1") < position(&events, "stop web.1-2"), "{events:?}");
+        assert_eq!(events.len(), 6, "{events:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_release_that_fails_leaves_the_old_dynos_serving_and_is_not_retried() {
+        let launcher = FakeLauncher::new();
+        let mut f = formation(&launcher);
+        f.apply(&target(2, "a"), None).await;
+        launcher.take_events();
+        launcher.behave(Behaviour::Fail(Duration::from_millis(500)));
+        f.apply(&target(2, "broken"), None).await;
+        assert_eq!(names(&f), ["web.1-1", "web.1-2"]);
+        let events = launcher.take_events();
+        assert!(events.contains(&"R10 2".to_owned()), "{events:?}");
+        assert!(events.contains(&"stop web.2-3".to_owned()) && events.contains(&"stop web.2-4".to_owned()));
+        assert!(!events.iter().any(|e| e.starts_with("stop web.1-")), "{events:?}");
+
+        // The same spec again (the target is re-sent on any model change) starts nothing.
+        f.apply(&target(2, "broken"), None).await;
+        assert_eq!(launcher.take_events(), Vec::<String>::new());
+        // A fixed spec rolls, as release 3.
+        launcher.behave(Behaviour::Healthy(Duration::from_millis(10)));
+        f.apply(&target(2, "fixed"), None).await;
+        assert_eq!(names(&f), ["web.3-5", "web.3-6"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_release_not_healthy_within_the_health_timeout_fails() {
+        let launcher = FakeLauncher::new();
+        let mut f = formation(&launcher);
+        f.apply(&target(1, "a"), None).await;
+        launcher.behave(Behaviour::Hang);
+        let start = tokio::time::Instant::now();
+        f.apply(&target(1, "slow"), None).await;
+        let waited = start.elapsed();
+        assert!(waited >= TIMEOUT && waited < TIMEOUT + Duration::from_secs(1), "{waited:?}");
+        assert_eq!(names(&f), ["web.1-1"]);
+        assert!(launcher.events().contains(&"R10 2".to_owned()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn restarting_one_dyno_starts_its_replacement_first() {
+        let launcher = FakeLauncher::new();
+        let mut f = formation(&launcher);
+        f.apply(&target(2, "a"), None).await;
+        launcher.take_events();
+        f.apply(&target(2, "a"), Some(FormationCommand::Restart("web.1-1".to_owned()))).await;
+        assert_eq!(names(&f), ["web.1-3", "web.1-2"], "same release, same place");
+        assert_eq!(launcher.take_events(), ["start web.1-3", "healthy web.1-3", "stop web.1-1"]);
+
+        // A dyno that is not the entry's is left alone.
+        f.apply(&target(2, "a"), Some(FormationCommand::Restart("web.1-9".to_owned()))).await;
+        assert_eq!(launcher.take_events(), Vec::<String>::new());
+
+        // A replacement that fails is stopped and the dyno stays.
+        launcher.behave(Behaviour::Fail(Duration::from_millis(10)));
+        f.apply(&target(2, "a"), Some(FormationCommand::Restart("web.1-2".to_owned()))).await;
+        assert_eq!(names(&f), ["web.1-3", "web.1-2"]);
+        assert_eq!(launcher.take_events(), ["start web.1-4", "failed web.1-4", "stop web.1-4"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn restarting_every_dyno_rolls_a_new_release_of_the_same_spec() {
+        let launcher = FakeLauncher::new();
+        let mut f = formation(&launcher);
+        f.apply(&target(2, "a"), None).await;
+        f.apply(&target(2, "a"), Some(FormationCommand::RestartAll)).await;
+        assert_eq!(names(&f), ["web.2-3", "web.2-4"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_task_follows_its_target_and_commands_and_stops_every_dyno() {
+        let launcher = FakeLauncher::new();
+        let web = DynoType::try_new("web").unwrap();
+        let handle = FormationHandle::start(launcher.clone(), "api-default", &web, target(1, "a"), TIMEOUT);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        handle.set_target(target(2, "a"));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        handle.command(FormationCommand::RestartAll);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        handle.stop().await;
+        let events = launcher.events();
+        let started: Vec<_> = events.iter().filter(|e| e.starts_with("start ")).collect();
+        assert_eq!(started, ["start web.1-1", "start web.1-2", "start web.2-3", "start web.2-4"]);
+        let stopped = events.iter().filter(|e| e.starts_with("stop ")).count();
+        assert_eq!(stopped, 4, "every dyno stopped: {events:?}");
+    }
+
+    #[test]
+    fn a_restart_concerns_every_entry_or_the_named_dyno_s_type_only() {
+        let (web, worker) = (DynoType::try_new("web").unwrap(), DynoType::try_new("worker").unwrap());
+        let all = Restart { app_id: uuid::Uuid::nil(), dyno: None };
+        assert_eq!(restart_command(&all, &web), Some(FormationCommand::RestartAll));
+        assert_eq!(restart_command(&all, &worker), Some(FormationCommand::RestartAll));
+        let one = Restart { app_id: uuid::Uuid::nil(), dyno: Some("worker.2-abcde".to_owned()) };
+        assert_eq!(restart_command(&one, &web), None);
+        assert_eq!(restart_command(&one, &worker), Some(FormationCommand::Restart("worker.2-abcde".to_owned())));
+    }
+}

@@ -1,0 +1,33 @@
+//! The supervisor's settings: the periods it waits for dynos to start, stop and restart.
+
+use std::time::Duration;
+
+/// How the supervisor runs dynos; `wharf serve` fills it from the `[supervisor]` section of
+/// the configuration file (`wharf_config::SupervisorConfig`).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How long a new web dyno has to pass its health check before its release is given up.
+    pub health_timeout: Duration,
+    /// How long a dyno has to exit after SIGTERM to its process group before SIGKILL.
+    pub stop_grace: Duration,
+    /// How long a web dyno keeps running after it left the router, so that the requests (and
+    /// connections) already on their way to it finish before SIGTERM.
+    pub connection_grace: Duration,
+    /// First delay before restarting a crashed dyno; it doubles, with jitter, up to
+    /// [`RESTART_MAX`].
+    pub restart_min: Duration,
+}
+
+/// The longest delay before a crashed dyno's restart, before jitter.
+pub const RESTART_MAX: Duration = Duration::from_secs(60);
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            health_timeout: Duration::from_secs(60),
+            stop_grace: Duration::from_secs(10),
+            connection_grace: Duration::from_secs(1),
+            restart_min: Duration::from_secs(1),
+        }
+    }
+}
