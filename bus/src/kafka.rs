@@ -211,7 +211,7 @@ enum Kind {
 }
 
 /// The topics a source reads, in the order of [`KafkaConfig::topics`]; a topic's index there
-/// is its [`Partition::topic`].
+/// is its [`Partition::topic_index`].
 #[derive(Debug)]
 struct Topics(Vec<(String, Kind)>);
 
