@@ -44,7 +44,8 @@ impl Addresses {
         data_dir.join("addresses.json")
     }
 
-    /// Writes the file atomically (a temporary file renamed over it).
+    /// Writes the file atomically (a temporary file renamed over it), with this process's id
+    /// beside the addresses. Errors when the data directory cannot be written.
     pub(crate) fn write(&self, data_dir: &Path) -> anyhow::Result<()> {
         let mut doc = serde_json::Map::new();
         doc.insert("pid".into(), std::process::id().into());

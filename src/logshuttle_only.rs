@@ -31,6 +31,9 @@ pub(crate) struct LogshuttleArgs {
     kafka: Option<String>,
 }
 
+/// Runs a logshuttle that reads Kafka and follows the control API at `--control-api` for its
+/// snapshots, until SIGINT or SIGTERM. Errors when no Kafka brokers are configured, the
+/// configuration does not load, or the tail listener cannot bind.
 pub(crate) fn run(args: LogshuttleArgs) -> Result<()> {
     let config = args.common.load(args.kafka)?;
     anyhow::ensure!(config.kafka.is_some(), "wharf logshuttle reads Kafka: pass --kafka BROKERS or a [kafka] section");

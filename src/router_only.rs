@@ -28,6 +28,9 @@ pub(crate) struct RouterArgs {
     kafka: Option<String>,
 }
 
+/// Runs a router that follows the control API at `--control-api` for its snapshots, until
+/// SIGINT or SIGTERM. Errors when the configuration does not load, the control API URL or
+/// token is missing or malformed, or a listener cannot bind.
 pub(crate) fn run(args: RouterArgs) -> Result<()> {
     let config = args.common.load(args.kafka)?;
     let upstream = crate::follow_upstream(&args.control_api)?;

@@ -35,6 +35,9 @@ pub(crate) struct ServeArgs {
     database_url: Option<String>,
 }
 
+/// Runs the control API, router and logshuttle in one process on a multi-threaded Tokio
+/// runtime until SIGINT or SIGTERM, then stops them in order. Errors when the configuration
+/// does not load, a listener cannot bind, or the data directory cannot be written.
 pub(crate) fn run(args: ServeArgs) -> Result<()> {
     let mut config = args.common.load(args.kafka)?;
     if let Some(url) = args.database_url {
@@ -73,7 +76,8 @@ fn absolute(p: &Path) -> PathBuf {
 }
 
 /// The router's certificates: the default one (from the configuration, or generated with a
-/// local CA in the data directory, whose CA file is returned) and those from files.
+/// local CA in the data directory, whose CA file is returned) and those from files. Errors
+/// when a certificate or key cannot be read or parsed, or the local CA cannot be written.
 pub(crate) fn router_tls(config: &Config, data_dir: &Path) -> Result<(Arc<tls::SniResolver>, Option<PathBuf>)> {
     let (cert_pem, key_pem, ca) = match (&config.router.default_cert, &config.router.default_key) {
         (Some(c), Some(k)) => (c.clone(), k.clone(), None),
@@ -268,6 +272,8 @@ async fn serve(config: Config) -> Result<()> {
     Ok(())
 }
 
+/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM. If the SIGTERM handler cannot be
+/// installed, only SIGINT stops the process.
 pub(crate) async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     tokio::select! {

@@ -66,7 +66,10 @@ fn trim_newline(s: &str) -> &str {
     s.strip_suffix('\n').map_or(s, |s| s.strip_suffix('\r').unwrap_or(s))
 }
 
-/// Reads a fluentd/Kubernetes JSON line from the topic of `space`.
+/// Reads a fluentd/Kubernetes JSON line from the topic of `space` as an event of source `app`
+/// for the app `app-space`, with the process `type.instance`. Errors with
+/// [`AkkerisError::Shape`] for bad JSON, [`AkkerisError::App`] when the container or space is
+/// not a valid name, and [`AkkerisError::Time`] when `time` is not RFC 3339.
 pub fn app_line(json: &[u8], space: &str) -> Result<LogEvent, AkkerisError> {
     let line: AppLine<'_> = serde_json::from_slice(json).map_err(|e| AkkerisError::Shape(e.to_string()))?;
     let container = line.kubernetes.container_name;
@@ -98,7 +101,9 @@ pub fn app_line(json: &[u8], space: &str) -> Result<LogEvent, AkkerisError> {
     Ok(b.message(trim_newline(&line.log).as_bytes()))
 }
 
-/// Reads a build-log JSON line.
+/// Reads a build-log JSON line as an event of source `akkeris/build`, with Docker `ARG` values
+/// hidden. Errors with [`AkkerisError::Shape`] for bad JSON and [`AkkerisError::App`] when
+/// `metadata` is not `app` or `app-space` of valid names.
 pub fn build_line(json: &[u8]) -> Result<LogEvent, AkkerisError> {
     let line: BuildLine<'_> = serde_json::from_slice(json).map_err(|e| AkkerisError::Shape(e.to_string()))?;
     let (app, space) = line.metadata.split_once('-').unwrap_or((line.metadata, "default"));

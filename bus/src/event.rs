@@ -91,7 +91,9 @@ impl LogEvent {
         LogEventBuilder { app, source, site: "", process: "", stream: Stream::Platform, time: None }
     }
 
-    /// Checks and wraps encoded bytes.
+    /// Checks and wraps bytes in the version 1 encoding (see the module docs) without copying
+    /// them. Errors with the first [`FrameError`] found: version, truncation, stream byte, a
+    /// header field outside printable ASCII, or an empty app key.
     pub fn decode(buf: Bytes) -> Result<LogEvent, FrameError> {
         let b = &buf[..];
         if b.is_empty() {

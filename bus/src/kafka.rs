@@ -112,6 +112,9 @@ impl std::fmt::Debug for KafkaPublisher {
 }
 
 impl KafkaPublisher {
+    /// A librdkafka producer for `k.topic` that lingers 5 ms to batch and retries a message for
+    /// up to 5 minutes. Errors with [`BusError::Config`] when librdkafka rejects the settings;
+    /// it does not contact the brokers.
     pub(crate) fn new(k: &KafkaConfig) -> Result<Self, BusError> {
         let producer = base_config(k)
             // A short linger batches the router's access lines without delaying them noticeably.
@@ -130,6 +133,8 @@ impl KafkaPublisher {
         self.producer.send(record).is_ok()
     }
 
+    /// Waits up to `timeout` for queued events to reach the brokers; events still queued after
+    /// that are logged as a warning, not returned as an error.
     pub(crate) fn flush(&self, timeout: Duration) {
         if let Err(e) = self.producer.flush(timeout) {
             tracing::warn!(error = %e, "kafka producer did not flush in time");
@@ -211,7 +216,7 @@ enum Kind {
 }
 
 /// The topics a source reads, in the order of [`KafkaConfig::topics`]; a topic's index there
-/// is its [`Partition::topic`].
+/// is its [`Partition::topic_index`].
 #[derive(Debug)]
 struct Topics(Vec<(String, Kind)>);
 
@@ -264,6 +269,10 @@ impl std::fmt::Debug for KafkaSource {
 const BATCH: usize = 1024;
 
 impl KafkaSource {
+    /// Joins the consumer group `k.group_id`, subscribes to [`KafkaConfig::topics`] and starts
+    /// the poll thread. Offsets are committed only through [`KafkaSource::commit`]; a new group
+    /// starts at the earliest kept offset. Errors with [`BusError::Config`] for bad settings or
+    /// a failed thread spawn, [`BusError::Broker`] when the subscription fails.
     pub(crate) fn join(k: &KafkaConfig, stats: Arc<SourceStats>) -> Result<Self, BusError> {
         let (tx, rx) = mpsc::channel(16);
         let stop = Arc::new(AtomicBool::new(false));
@@ -299,10 +308,16 @@ impl KafkaSource {
         Ok(KafkaSource { rx, consumer, topics, stop, thread: Some(thread) })
     }
 
+    /// The next batch (at most 1024 decoded events; undecodable ones are counted in
+    /// [`SourceStats::undecodable`] and skipped) or assignment change, in the order the poll
+    /// thread saw them; `None` once every sender is gone.
     pub(crate) async fn recv(&mut self) -> Option<SourceEvent> {
         self.rx.recv().await
     }
 
+    /// Commits, for each partition, the offset of the next message to read. With `wait` the call
+    /// blocks until the group coordinator confirms; a failed commit (as during a rebalance) is
+    /// logged at debug level and left to the next one.
     pub(crate) fn commit(&self, offsets: &[(Partition, i64)], wait: bool) {
         if offsets.is_empty() {
             return;

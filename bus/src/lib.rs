@@ -8,6 +8,7 @@
 //! [`Received`] events with their positions, and commits positions it no longer needs.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod akkeris;
 pub mod event;
@@ -291,7 +292,9 @@ impl Bus {
     }
 
     /// The consumer side. For the embedded bus it exists from the start; for Kafka this joins
-    /// the consumer group.
+    /// the consumer group. Errors with [`BusError::Config`] when the source was already taken
+    /// from an embedded bus or this build has no Kafka support, and with the errors of joining
+    /// the group otherwise.
     pub fn take_source(&mut self) -> Result<Source, BusError> {
         if let Some(s) = self.source.take() {
             return Ok(s);

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 pub struct DatabaseUrl(String);
 
 impl DatabaseUrl {
-    /// Accepts a `postgres://` or `postgresql://` URL.
+    /// Accepts a `postgres://` or `postgresql://` URL (libpq's connection URI form) with
+    /// something after the scheme and no whitespace; the rest is checked on connecting. The
+    /// error is a sentence for the user that never contains the URL.
     pub fn try_new(url: &str) -> Result<DatabaseUrl, String> {
         let rest = url
             .strip_prefix("postgres://")

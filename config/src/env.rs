@@ -42,6 +42,9 @@ pub fn unrecognised_variables(env: impl IntoIterator<Item = (String, String)>) -
         .collect()
 }
 
+/// Sets `value` at `path` (from [`env_path`]) in `table`, creating missing sections. The value
+/// is taken as TOML when it parses as one (`4`, `true`, `["a"]`) and as a string otherwise.
+/// Errors with [`ConfigError::Env`] naming `var` when a key on the way is not a section.
 pub(crate) fn set_path(table: &mut toml::Table, var: &str, path: &[String], value: &str) -> Result<(), ConfigError> {
     let (last, parents) = path.split_last().expect("env_path never returns an empty path");
     let mut t = table;

@@ -5,6 +5,7 @@
 //! unknown keys rejected, then [`Config::validate`].
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod database_url;
 mod env;
@@ -358,7 +359,9 @@ impl KafkaConfig {
 }
 
 impl Config {
-    /// Reads the optional file, applies the `WHARF_*` variables among `env`, and validates.
+    /// Reads the optional file (no file: all defaults), applies the `WHARF_*` variables among
+    /// `env`, and validates. Errors with [`ConfigError::Read`] when the file cannot be read, and
+    /// as [`Config::from_toml_and_env`] otherwise.
     pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
         let text = match file {
             Some(path) => {
@@ -370,7 +373,10 @@ impl Config {
         Config::from_toml_and_env(&text, &origin, env)
     }
 
-    /// Parses TOML text, applies the `WHARF_*` variables among `env`, and validates.
+    /// Parses TOML text, applies the `WHARF_*` variables among `env`, and validates; `origin`
+    /// (` in PATH`, or empty) goes into parse errors. Errors with [`ConfigError::Parse`] for bad
+    /// TOML, unknown keys or wrong types, [`ConfigError::Env`] for a malformed `WHARF_*`
+    /// variable, and [`ConfigError::Invalid`] from [`Config::validate`].
     pub fn from_toml_and_env(
         text: &str,
         origin: &str,

@@ -24,7 +24,8 @@ impl Weight {
     /// Every request: a promoted canary's weight.
     pub const ALL: Weight = Weight(10_000);
 
-    /// A weight from a percentage: more than 0 and less than 100, in steps of 0.01.
+    /// A weight from a percentage: more than 0 and less than 100, in steps of 0.01 (`12.5` is
+    /// 1,250 basis points). Errors with a [`CanaryError`] saying which rule the value breaks.
     pub fn from_percent(percent: f64) -> Result<Weight, CanaryError> {
         let bp = percent * 100.0;
         if !(percent > 0.0 && percent < 100.0) {

@@ -153,14 +153,18 @@ impl From<Certificate> for CertificateWire {
 
 impl Certificate {
     /// Parses a chain (leaf first) and its key, and checks that every certificate of the chain
-    /// is valid at `now` (seconds since the epoch).
+    /// is valid at `now` (seconds since the epoch). Errors as [`Certificate::parse`] and
+    /// [`Certificate::check_time`] do.
     pub fn try_new(chain_pem: &str, key_pem: &str, now: i64) -> Result<Certificate, CertError> {
         let cert = Certificate::parse(chain_pem, key_pem)?;
         cert.check_time(now)?;
         Ok(cert)
     }
 
-    /// Parses a chain and key without looking at the clock.
+    /// Parses a PEM chain (leaf first, at most [`MAX_CHAIN`] certificates, each signed by the
+    /// next) and its PEM private key, without looking at the clock. Errors with the
+    /// [`CertError`] variant for the first problem: not PEM, not X.509 DER (RFC 5280), out of
+    /// order, no DNS subject alternative name, an unusable key, or a key of another certificate.
     pub fn parse(chain_pem: &str, key_pem: &str) -> Result<Certificate, CertError> {
         let ders = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
             .collect::<Result<Vec<_>, _>>()
@@ -242,6 +246,8 @@ impl Certificate {
     }
 
     /// Checks that every certificate of the chain is valid at `now` (seconds since the epoch).
+    /// Errors with [`CertError::Expired`] or [`CertError::NotYetValid`] for the first one that is
+    /// not, naming its subject and the RFC 3339 time it stops or starts being valid.
     pub fn check_time(&self, now: i64) -> Result<(), CertError> {
         for v in &self.validity {
             if now > v.not_after {

@@ -102,7 +102,10 @@ pub struct DrainUrl {
 }
 
 impl DrainUrl {
-    /// Parses and checks a drain URL.
+    /// Parses and checks a drain URL of one of the forms in the module docs: at most 2,048
+    /// printable ASCII bytes, a known scheme, a valid host, a port (required for syslog, 443 by
+    /// default for HTTPS); syslog URLs take no user, path or unknown query parameter. Errors
+    /// with the [`DrainUrlError`] variant for the first problem found.
     pub fn try_new(s: &str) -> Result<Self, DrainUrlError> {
         if s.len() > 2048 {
             return Err(DrainUrlError::TooLong);

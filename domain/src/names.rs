@@ -91,7 +91,7 @@ string_newtype!(
 );
 
 impl AppName {
-    /// Accepts `^[a-z][a-z0-9]{0,29}$`.
+    /// Accepts `^[a-z][a-z0-9]{0,29}$`; otherwise a [`NameError`] stating the rule.
     pub fn try_new(s: &str) -> Result<Self, NameError> {
         const RULE: &str = "an app name is a lowercase letter followed by up to 29 lowercase letters or digits";
         let b = s.as_bytes();
@@ -110,7 +110,7 @@ string_newtype!(
 );
 
 impl SpaceName {
-    /// Accepts `^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$`.
+    /// Accepts `^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$`; otherwise a [`NameError`] stating the rule.
     pub fn try_new(s: &str) -> Result<Self, NameError> {
         const RULE: &str = "a space name is 1 to 32 lowercase letters, digits or dashes, starting with a letter and not ending with a dash";
         let b = s.as_bytes();
@@ -137,7 +137,8 @@ impl AppKey {
         AppKey { key: format!("{app}-{space}").into(), dash: app.as_str().len() }
     }
 
-    /// Parses `app-space`: the app is everything before the first dash.
+    /// Parses `app-space`: the app is everything before the first dash, and both parts must
+    /// be valid [`AppName`] and [`SpaceName`]s; otherwise a [`NameError`] for the whole key.
     pub fn try_new(s: &str) -> Result<Self, NameError> {
         const RULE: &str = "an app key is `app-space`, for example `api-default`";
         let Some((app, space)) = s.split_once('-') else {
@@ -197,7 +198,7 @@ string_newtype!(
 );
 
 impl DynoType {
-    /// Accepts `^[a-z][a-z0-9_]{0,29}$`.
+    /// Accepts `^[a-z][a-z0-9_]{0,29}$`; otherwise a [`NameError`] stating the rule.
     pub fn try_new(s: &str) -> Result<Self, NameError> {
         const RULE: &str =
             "a dyno type is a lowercase letter followed by up to 29 lowercase letters, digits or underscores";
@@ -222,7 +223,7 @@ string_newtype!(
 
 impl DynoName {
     /// Accepts a valid dyno type, a dot, then 1 to 40 lowercase letters, digits or dashes that
-    /// start with a letter or digit.
+    /// start with a letter or digit; otherwise a [`NameError`] stating the rule.
     pub fn try_new(s: &str) -> Result<Self, NameError> {
         const RULE: &str = "a dyno name is `type.suffix`, for example `web.1562910588-cg82f`, where the suffix is 1 to 40 lowercase letters, digits or dashes";
         let Some((ty, suffix)) = s.split_once('.') else {
@@ -250,7 +251,8 @@ string_newtype!(
 
 impl Hostname {
     /// Accepts an IPv4 or IPv6 literal (without brackets), or a DNS name of labels of 1 to 63
-    /// letters, digits and dashes (no leading or trailing dash), at most 253 characters.
+    /// letters, digits and dashes (no leading or trailing dash), at most 253 characters, as
+    /// RFC 1123 §2.1 allows; one trailing dot is dropped. Otherwise a [`NameError`].
     pub fn try_new(s: &str) -> Result<Self, NameError> {
         const RULE: &str = "a host is an IP address or a DNS name of letters, digits, dashes and dots";
         if s.parse::<IpAddr>().is_ok() {
@@ -285,8 +287,9 @@ string_newtype!(
 );
 
 impl SiteDomain {
-    /// Accepts `www.example.com` or `*.example.com`; IP addresses and single labels are not
-    /// domains a certificate or a DNS record could name.
+    /// Accepts `www.example.com` or `*.example.com` (a wildcard only as the whole leftmost
+    /// label, RFC 6125 §6.4.3); IP addresses and single labels are not domains a certificate or
+    /// a DNS record could name. Otherwise a [`NameError`].
     pub fn try_new(s: &str) -> Result<Self, NameError> {
         const RULE: &str = "a site domain is a DNS name with a dot, optionally starting with \"*.\"";
         let bad = || NameError::new("site domain", s, RULE);
@@ -314,8 +317,10 @@ impl RoutePath {
     /// Longest path a route may name.
     pub const MAX_LEN: usize = 1024;
 
-    /// Accepts an absolute path of URL path characters, without empty, `.` or `..` segments,
-    /// a query or a fragment; one trailing slash is dropped (`/foo/` is `/foo`).
+    /// Accepts an absolute path of at most [`RoutePath::MAX_LEN`] bytes of URL path characters
+    /// (RFC 3986 §3.3 `pchar`, with well-formed percent escapes), without empty, `.` or `..`
+    /// segments, a query or a fragment; one trailing slash is dropped (`/foo/` is `/foo`).
+    /// Otherwise a [`NameError`].
     pub fn try_new(s: &str) -> Result<Self, NameError> {
         const RULE: &str = "a route path starts with \"/\", has no empty, \".\" or \"..\" segments, no query or \
                             fragment, and only URL path characters";

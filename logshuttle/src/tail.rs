@@ -158,7 +158,9 @@ pub fn format_line(e: &LogEvent) -> Bytes {
 /// What the tail endpoint needs.
 #[derive(Clone)]
 pub(crate) struct TailState {
+    /// Recent lines per app, and the live subscribers new lines go to.
     pub(crate) history: Arc<History>,
+    /// Checks the `{token}` in the URL: shared with the control API that signs the grants.
     pub(crate) sessions: Arc<SessionKey>,
 }
 

@@ -152,6 +152,7 @@ pub struct Handshake {
 }
 
 /// Completes a TLS handshake with `addr` naming `sni`, verifying the server's certificate.
+/// The error is a message naming the step that failed: connecting, the name, or TLS.
 pub async fn handshake(addr: SocketAddr, tls: &Arc<rustls::ClientConfig>, sni: &str) -> Result<Handshake, String> {
     let tcp = TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
     let name = ServerName::try_from(sni.to_owned()).map_err(|e| e.to_string())?;
@@ -177,6 +178,7 @@ pub struct Resumption {
 /// Sends a GET for `host` with `Connection: close` over a new TLS connection naming `host`,
 /// reads until the server closes, and says how many session tickets came and whether the
 /// handshake resumed a session; the tickets go to `tls`'s session store for the next one.
+/// The error is a message: connecting, TLS, writing, or no close within 10 seconds.
 pub async fn resumption(addr: SocketAddr, tls: &Arc<rustls::ClientConfig>, host: &str) -> Result<Resumption, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let tcp = TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
@@ -198,7 +200,8 @@ pub async fn resumption(addr: SocketAddr, tls: &Arc<rustls::ClientConfig>, host:
     })
 }
 
-/// Sends a request and reads the whole response.
+/// Sends a request (over TLS when `tls` is given) and reads the whole response body into
+/// memory. The error is a message from connecting, TLS, HTTP or reading the body.
 pub async fn send(addr: SocketAddr, tls: Option<&Arc<rustls::ClientConfig>>, req: &Req) -> Result<Response, String> {
     let resp = send_streaming(addr, tls, req).await?;
     let (parts, body) = resp.into_parts();
@@ -236,7 +239,8 @@ pub async fn send_raw(
     }
 }
 
-/// Opens a WebSocket through TLS to `addr`, naming `host`, at `path`.
+/// Opens a WebSocket (RFC 6455) through TLS to `addr`, naming `host`, at `path`. The error is
+/// a message from connecting, TLS or the opening handshake.
 pub async fn websocket(
     addr: SocketAddr,
     tls: &Arc<rustls::ClientConfig>,

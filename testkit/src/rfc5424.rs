@@ -145,7 +145,10 @@ fn structured_data<'a>(rest: &mut &'a [u8]) -> Result<&'a str, String> {
     Ok(std::str::from_utf8(&all[..i]).map_err(|_| "structured data: not UTF-8")?)
 }
 
-/// Parses one RFC 5424 message.
+/// Parses one RFC 5424 message (§6) strictly: PRI of 1 to 3 digits up to 191, version 1, a
+/// §6.2.3 TIMESTAMP (RFC 3339, at most 6 fractional digits) or `-`, printable header fields
+/// within their §6 lengths, well-formed structured data, and a space before any MSG. The error
+/// says which field is wrong and why.
 pub fn parse(msg: &[u8]) -> Result<SyslogMessage, String> {
     let mut rest = msg;
     if rest.first() != Some(&b'<') {
@@ -183,7 +186,9 @@ pub fn parse(msg: &[u8]) -> Result<SyslogMessage, String> {
     Ok(SyslogMessage { pri: pri as u8, timestamp, hostname, app_name, procid, msgid, structured_data, msg })
 }
 
-/// Splits RFC 6587 octet-counted frames off the front of `buf`, leaving an incomplete tail.
+/// Splits RFC 6587 §3.4.1 octet-counted frames (`LEN SP MSG`) off the front of `buf`, leaving
+/// an incomplete tail in it. Errors when the bytes at a frame start are not a length prefix
+/// (1 to 10 digits, no leading zero).
 pub fn deframe_octet_counted(buf: &mut Vec<u8>) -> Result<Vec<Vec<u8>>, String> {
     let mut frames = Vec::new();
     let mut at = 0;
