@@ -6,9 +6,9 @@
 //! PostgreSQL shared by replicas).
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod http;
-pub mod ingest;
 pub mod model;
 pub mod plane;
 pub mod store;

@@ -8,7 +8,11 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-use wharf_domain::{AppKey, AppName, AppSpec, CanaryEvidence, CanaryPolicy, CanarySpec, CanaryState, CertSpec, Certificate, DrainSpec, DrainTarget, DrainUrl, DynoName, DynoSpec, DynoType, Hostname, RoutePath, RouteSpec, SiteDomain, SiteSpec, Snapshot, SpaceName};
+use wharf_domain::{
+    AppKey, AppName, AppSpec, CanaryEvidence, CanaryPolicy, CanarySpec, CanaryState, CertSpec, Certificate, DrainSpec,
+    DrainTarget, DrainUrl, DynoName, DynoSpec, DynoType, Hostname, RoutePath, RouteSpec, SiteDomain, SiteSpec,
+    Snapshot, SpaceName,
+};
 
 /// A space's compliance flags, fixed at creation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -10,7 +10,11 @@ use std::time::Duration;
 
 use tokio::sync::{RwLock, watch};
 use uuid::Uuid;
-use wharf_domain::{AppName, CanaryEvidence, CanaryPolicy, CanaryState, CanaryVerdict, Certificate, DrainUrl, DynoName, DynoType, Hostname, RoutePath, SessionGrant, SessionKey, SiteDomain, Snapshot, SpaceName, Tally, new_id, timestamp::now_seconds};
+use wharf_domain::{
+    AppName, CanaryEvidence, CanaryPolicy, CanaryState, CanaryVerdict, Certificate, DrainUrl, DynoName, DynoType,
+    Hostname, RoutePath, SessionGrant, SessionKey, SiteDomain, Snapshot, SpaceName, Tally, new_id,
+    timestamp::now_seconds,
+};
 
 use crate::model::{
     App, Canary, Cert, Change, Compliance, ConfigVars, Drain, Dyno, Formation, Kind, Model, Object, Owner, Route, Site,
