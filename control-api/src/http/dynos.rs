@@ -75,7 +75,7 @@ fn local_dyno_out(m: &Model, app: &App, d: &LocalDyno) -> DynoOut {
 
 /// An app's dynos: those registered, and those the local supervisor runs, once each.
 fn dynos_out(plane: &ControlPlane, m: &Model, app: &App) -> Vec<DynoOut> {
-    let local = plane.local_dynos().of(app.id);
+    let local = plane.local_runtime().dynos(app.id);
     let registered = m.dynos_of(app.id);
     let mut out: Vec<DynoOut> =
         registered.iter().filter_map(|d| dyno_out(m, d, local.iter().find(|l| l.name == d.name.as_str()))).collect();

@@ -130,7 +130,7 @@ pub struct Route {
     pub app_id: Uuid,
     /// The prefix matched.
     pub source_path: RoutePath,
-    /// The prefix sent upstream instead.
+    /// The prefix the app's dynos receive instead of `source_path`.
     pub target_path: RoutePath,
     /// Creation time, seconds since the epoch.
     pub created_at: i64,

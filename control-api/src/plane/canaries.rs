@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use uuid::Uuid;
 use wharf_domain::timestamp::now_seconds;
 use wharf_domain::{CanaryEvidence, CanaryPolicy, CanaryState, CanaryVerdict, Tally, new_id};
@@ -158,15 +159,21 @@ impl ControlPlane {
     /// and the others should follow as soon as the store is back.
     pub async fn record_verdicts(self: Arc<Self>, mut verdicts: tokio::sync::mpsc::UnboundedReceiver<CanaryVerdict>) {
         while let Some(verdict) = verdicts.recv().await {
-            let mut delay = Duration::from_millis(100);
+            // From 100 ms, doubling up to 10 s, without jitter: this process is the only writer
+            // retrying, so there is no herd to spread.
+            let mut delays = ExponentialBuilder::new()
+                .with_min_delay(Duration::from_millis(100))
+                .with_max_delay(Duration::from_secs(10))
+                .with_factor(2.0)
+                .without_max_times()
+                .build();
             loop {
                 match self.record_verdict(verdict.clone()).await {
                     Ok(Some(c)) => tracing::info!(canary_id = %c.id, "canary abort recorded"),
                     Ok(None) => tracing::debug!(canary_id = %verdict.id, "canary abort already recorded or replaced"),
                     Err(e) => {
                         tracing::error!(canary_id = %verdict.id, error = %e, "cannot record a canary abort; retrying");
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(10));
+                        tokio::time::sleep(delays.next().expect("backoff without a limit")).await;
                         continue;
                     }
                 }

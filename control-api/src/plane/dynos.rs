@@ -63,7 +63,7 @@ impl ControlPlane {
 
     /// Restart requests, for the local supervisor.
     pub fn subscribe_restarts(&self) -> tokio::sync::broadcast::Receiver<Restart> {
-        self.restarts.subscribe()
+        self.local.subscribe_restarts()
     }
 
     /// Whether the local supervisor runs this app: its formation has a command.
@@ -89,15 +89,14 @@ impl ControlPlane {
                 }
                 if let Some(d) = dyno
                     && m.dyno(a.id, d).is_none()
-                    && self.local_dynos.get(a.id, d).is_none()
+                    && self.local_runtime().dyno(a.id, d).is_none()
                 {
                     return Err(not_found("dyno", d));
                 }
                 Ok(Restart { app_id: a.id, dyno: dyno.map(str::to_owned) })
             })
             .await?;
-        // Nobody listening means no supervisor: nothing runs to restart.
-        let _ = self.restarts.send(restart);
+        self.local_runtime().restart(restart);
         Ok(())
     }
 }

@@ -1,9 +1,13 @@
-//! The local supervisor's live state as the control plane sees it: the dynos it runs and their
-//! states ([`LocalDynos`]), and the restart requests it takes ([`Restart`]). Nothing here is
+//! The port between the control plane and a local runtime (the supervisor in `wharf serve`):
+//! [`LocalRuntime`] is all the plane and the HTTP edge ask of it, namely which dynos it runs and
+//! in what state, and to restart some. [`InProcess`] is today's implementation: the supervisor
+//! writes its dynos into [`LocalDynos`] and takes [`Restart`]s from a broadcast. Nothing here is
 //! stored; it lives as long as the process.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+
+use tokio::sync::broadcast;
 
 use uuid::Uuid;
 use wharf_domain::DynoType;
@@ -91,5 +95,64 @@ impl LocalDynos {
     /// One dyno.
     pub fn get(&self, app_id: Uuid, name: &str) -> Option<LocalDyno> {
         self.0.lock().expect("local dynos lock").get(&app_id).and_then(|a| a.get(name)).cloned()
+    }
+}
+
+/// What the control plane needs from a runtime that runs dynos on this machine. The plane reads
+/// dynos through it to show unregistered ones (workers, web dynos not yet healthy) and to check
+/// a restart names a dyno that exists; it never reaches into the runtime otherwise.
+pub trait LocalRuntime: Send + Sync {
+    /// The app's dynos this runtime runs, by name; empty for an app it does not run.
+    fn dynos(&self, app_id: Uuid) -> Vec<LocalDyno>;
+
+    /// One of the app's dynos, by name.
+    fn dyno(&self, app_id: Uuid, name: &str) -> Option<LocalDyno> {
+        self.dynos(app_id).into_iter().find(|d| d.name == name)
+    }
+
+    /// Asks for a restart: every dyno of the app, rolling, or one. Fire and forget: the runtime
+    /// restarts in its own time, and a request with no runtime listening is dropped.
+    fn restart(&self, restart: Restart);
+}
+
+/// The in-process runtime port: the supervisor reports its dynos into [`InProcess::dynos`] and
+/// subscribes to [`InProcess::subscribe_restarts`].
+#[derive(Debug)]
+pub struct InProcess {
+    dynos: LocalDynos,
+    restarts: broadcast::Sender<Restart>,
+}
+
+impl Default for InProcess {
+    fn default() -> Self {
+        // Restarts are rare and the supervisor takes them at once; 64 queued is plenty.
+        InProcess { dynos: LocalDynos::default(), restarts: broadcast::channel(64).0 }
+    }
+}
+
+impl InProcess {
+    /// The dynos the supervisor reports.
+    pub fn dynos(&self) -> &LocalDynos {
+        &self.dynos
+    }
+
+    /// Restart requests, for the supervisor.
+    pub fn subscribe_restarts(&self) -> broadcast::Receiver<Restart> {
+        self.restarts.subscribe()
+    }
+}
+
+impl LocalRuntime for InProcess {
+    fn dynos(&self, app_id: Uuid) -> Vec<LocalDyno> {
+        self.dynos.of(app_id)
+    }
+
+    fn dyno(&self, app_id: Uuid, name: &str) -> Option<LocalDyno> {
+        self.dynos.get(app_id, name)
+    }
+
+    fn restart(&self, restart: Restart) {
+        // Nobody listening means no supervisor: nothing runs to restart.
+        let _ = self.restarts.send(restart);
     }
 }

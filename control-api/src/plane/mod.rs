@@ -1,11 +1,11 @@
 //! The control plane: typed operations on the state, each checking its inputs against the
-//! current model, computing the changes, and handing them to the commit engine ([`engine`]),
+//! current model, computing the changes, and handing them to the commit engine (`engine`),
 //! which makes them durable, applies them and publishes the new snapshot.
 //!
 //! Operations take typed values (names and URLs already parsed); what they check is what
 //! depends on state: existence, uniqueness, limits. There is one `impl ControlPlane` file per
-//! aggregate: [`apps`] (spaces and apps), [`formation`], [`dynos`], [`config_vars`],
-//! [`drains`], [`routing`] (sites, routes, certificates), [`canaries`], [`sessions`].
+//! aggregate: `apps` (spaces and apps), `formation`, `dynos`, `config_vars`,
+//! `drains`, `routing` (sites, routes, certificates), `canaries`, `sessions`.
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -33,7 +33,7 @@ pub use canaries::CanaryReader;
 pub use config_vars::MAX_CONFIG_VARS;
 pub use drains::{Drains, MAX_DRAINS_PER_APP};
 pub use formation::FormationUpdate;
-pub use local::{DynoState, LocalDyno, LocalDynos, Restart};
+pub use local::{DynoState, InProcess, LocalDyno, LocalDynos, LocalRuntime, Restart};
 pub use routing::{MAX_CERTS, MAX_ROUTES_PER_SITE};
 pub use sessions::LogSession;
 
@@ -93,10 +93,10 @@ pub struct ControlPlane {
     settings: Settings,
     sessions: Arc<SessionKey>,
     canary_reader: OnceLock<CanaryReader>,
-    restarts: tokio::sync::broadcast::Sender<Restart>,
     /// Woken when another replica may have committed (PostgreSQL).
     store_changed: Option<Arc<tokio::sync::Notify>>,
-    local_dynos: LocalDynos,
+    /// The local supervisor's side of the port; the plane itself uses only [`LocalRuntime`].
+    local: InProcess,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -128,9 +128,8 @@ impl ControlPlane {
             settings,
             sessions,
             canary_reader: OnceLock::new(),
-            restarts: tokio::sync::broadcast::channel(64).0,
             store_changed,
-            local_dynos: LocalDynos::default(),
+            local: InProcess::default(),
         };
         if plane.read(|m| m.spaces().next().is_none()).await {
             // Another replica starting at the same time may create it first.
@@ -144,7 +143,12 @@ impl ControlPlane {
 
     /// The dynos this process's supervisor runs.
     pub fn local_dynos(&self) -> &LocalDynos {
-        &self.local_dynos
+        self.local.dynos()
+    }
+
+    /// The local runtime, as the plane and the HTTP edge read it.
+    pub fn local_runtime(&self) -> &dyn LocalRuntime {
+        &self.local
     }
 
     /// Follows every new snapshot.
