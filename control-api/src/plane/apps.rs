@@ -4,7 +4,8 @@
 use wharf_domain::timestamp::now_seconds;
 use wharf_domain::{AppName, SpaceName, new_id};
 
-use super::{ControlPlane, Error, not_found};
+use super::engine::ControlPlane;
+use super::error::{Error, not_found};
 use crate::model::{App, Change, Compliance, Kind, Object, Space};
 
 impl ControlPlane {

@@ -5,15 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use uuid::Uuid;
 use wharf_domain::timestamp::now_seconds;
 use wharf_domain::{CanaryEvidence, CanaryPolicy, CanaryState, CanaryVerdict, Tally, new_id};
 
-use super::{ControlPlane, Error, not_found};
+use super::engine::{CanaryReader, ControlPlane};
+use super::error::{Error, not_found};
 use crate::model::{Canary, Change, Kind, Model, Object};
-
-/// Reads a running canary's live counts and statistics from the router that judges it.
-pub type CanaryReader = Box<dyn Fn(Uuid) -> Option<CanaryEvidence> + Send + Sync>;
 
 /// Counts of a canary no request has reached.
 fn no_evidence(decision: &str) -> CanaryEvidence {

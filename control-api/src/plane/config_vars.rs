@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use wharf_domain::timestamp::now_seconds;
 
-use super::{ControlPlane, Error, not_found};
+use super::engine::ControlPlane;
+use super::error::{Error, not_found};
 use crate::model::{Change, ConfigVars, Object};
 
 /// Most config vars an app may have, and the longest name and value, in bytes.

@@ -3,7 +3,8 @@
 use wharf_domain::timestamp::now_seconds;
 use wharf_domain::{DrainUrl, new_id};
 
-use super::{ControlPlane, Error, not_found};
+use super::engine::ControlPlane;
+use super::error::{Error, not_found};
 use crate::model::{Change, Drain, Kind, Model, Object, Owner};
 
 /// Most drains one app or site may have.

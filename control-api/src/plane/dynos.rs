@@ -4,8 +4,9 @@
 use wharf_domain::timestamp::now_seconds;
 use wharf_domain::{DynoName, DynoType, Hostname, new_id};
 
+use super::engine::ControlPlane;
+use super::error::{Error, not_found};
 use super::local::Restart;
-use super::{ControlPlane, Error, not_found};
 use crate::model::{Change, Dyno, Kind, Object};
 
 impl ControlPlane {

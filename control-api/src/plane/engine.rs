@@ -1,17 +1,20 @@
 //! The commit engine: how an operation's changes become durable, applied and published, one
 //! writer at a time, and how a replica follows what other replicas commit to a shared store.
 //!
-//! Lock order: the writer's turn, then the store, then the model.
+//! [`ControlPlane`] itself lives here with its construction and reads; the operations are in
+//! one file per aggregate beside this one. Lock order: the writer's turn, then the store, then
+//! the model.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::watch;
-use wharf_domain::Snapshot;
+use tokio::sync::{RwLock, watch};
+use uuid::Uuid;
+use wharf_domain::{CanaryEvidence, SessionKey, Snapshot, SpaceName};
 
-use super::{ControlPlane, Error};
+use super::error::Error;
+use super::local::{InProcess, LocalDynos, LocalRuntime};
 use crate::model::{Change, Model};
-use tokio::sync::RwLock;
 
 use crate::store::{Store, StoreError};
 
@@ -169,5 +172,110 @@ impl ControlPlane {
         .await
         .expect("commit does not panic")?;
         Ok(out)
+    }
+}
+
+/// Reads a running canary's live counts and statistics from the router that judges it.
+pub type CanaryReader = Box<dyn Fn(Uuid) -> Option<CanaryEvidence> + Send + Sync>;
+
+/// Settings the control plane needs from the rest of the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Apps are served on `app-space.<stack_domain>`.
+    pub stack_domain: String,
+    /// The router's public HTTPS port, for `web_url`.
+    pub https_port: u16,
+    /// Base URL of live-tail links.
+    pub session_base_url: String,
+    /// How long a log session URL stays valid.
+    pub session_ttl: Duration,
+    /// Most history lines a session may ask for.
+    pub max_session_lines: u32,
+    /// Most dynos of one type an app may ask for.
+    pub max_quantity: u32,
+}
+
+/// The state and its operations.
+pub struct ControlPlane {
+    /// The records, the store, and the published snapshot, shared with the blocking tasks that
+    /// write them (which run to the end even when the request that started them is dropped).
+    pub(super) state: Arc<State>,
+    /// Serializes writers: an operation computes its changes against the model it commits on.
+    /// Blocking tasks that finish an operation hold it until they are done.
+    pub(super) writer: Arc<tokio::sync::Mutex<()>>,
+    pub(super) settings: Settings,
+    pub(super) sessions: Arc<SessionKey>,
+    pub(super) canary_reader: OnceLock<CanaryReader>,
+    /// Woken when another replica may have committed (PostgreSQL).
+    pub(super) store_changed: Option<Arc<tokio::sync::Notify>>,
+    /// The local supervisor's side of the port; the plane itself uses only [`LocalRuntime`].
+    pub(super) local: InProcess,
+}
+
+impl std::fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlane").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+impl ControlPlane {
+    /// Loads the stored state, creating the `default` space on first start.
+    pub async fn open(
+        mut store: Box<dyn Store>,
+        settings: Settings,
+        sessions: Arc<SessionKey>,
+    ) -> Result<ControlPlane, Error> {
+        let store_changed = store.changed();
+        let (store, loaded) = tokio::task::spawn_blocking(move || {
+            let loaded = store.load();
+            (store, loaded)
+        })
+        .await
+        .expect("loading does not panic");
+        let loaded = loaded?;
+        let model = Model::from_objects(loaded.version, loaded.objects);
+        let (snapshots, _) = watch::channel(model.snapshot());
+        let plane = ControlPlane {
+            state: Arc::new(State { model: RwLock::new(model), store: Mutex::new(store), snapshots }),
+            writer: Arc::new(tokio::sync::Mutex::new(())),
+            settings,
+            sessions,
+            canary_reader: OnceLock::new(),
+            store_changed,
+            local: InProcess::default(),
+        };
+        if plane.read(|m| m.spaces().next().is_none()).await {
+            // Another replica starting at the same time may create it first.
+            match plane.create_space(SpaceName::try_new("default").expect("valid"), vec![]).await {
+                Ok(_) | Err(Error::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(plane)
+    }
+
+    /// The dynos this process's supervisor runs.
+    pub fn local_dynos(&self) -> &LocalDynos {
+        self.local.dynos()
+    }
+
+    /// The local runtime, as the plane and the HTTP edge read it.
+    pub fn local_runtime(&self) -> &dyn LocalRuntime {
+        &self.local
+    }
+
+    /// Follows every new snapshot.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.state.snapshots.subscribe()
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Reads the model.
+    pub async fn read<T>(&self, f: impl FnOnce(&Model) -> T) -> T {
+        f(&*self.state.model.read().await)
     }
 }

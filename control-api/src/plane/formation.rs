@@ -4,7 +4,8 @@
 use wharf_domain::timestamp::now_seconds;
 use wharf_domain::{DynoType, new_id};
 
-use super::{ControlPlane, Error, not_found};
+use super::engine::ControlPlane;
+use super::error::{Error, not_found};
 use crate::model::{Change, Formation, Kind, Object};
 
 /// A change to one dyno type of an app's formation: what is given is set.

@@ -4,7 +4,8 @@
 use wharf_domain::timestamp::now_seconds;
 use wharf_domain::{Certificate, RoutePath, SiteDomain, new_id};
 
-use super::{ControlPlane, Error, not_found};
+use super::engine::ControlPlane;
+use super::error::{Error, not_found};
 use crate::model::{Cert, Change, Kind, Object, Route, Site};
 
 /// Most routes one site may have.

@@ -3,7 +3,8 @@
 use wharf_domain::timestamp::now_seconds;
 use wharf_domain::{SessionGrant, new_id};
 
-use super::{ControlPlane, Error, not_found};
+use super::engine::ControlPlane;
+use super::error::{Error, not_found};
 
 /// A log session's grant and its URL.
 #[derive(Debug, Clone)]
