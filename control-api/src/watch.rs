@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::header;
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use bytes::Bytes;
+use http::header;
 use http_body_util::BodyExt;
 use tokio::sync::watch;
 use wharf_domain::{CanaryVerdict, Snapshot};

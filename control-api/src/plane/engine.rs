@@ -15,7 +15,6 @@ use wharf_domain::{CanaryEvidence, SessionKey, Snapshot, SpaceName};
 use super::error::Error;
 use super::local::{InProcess, LocalDynos, LocalRuntime};
 use crate::model::{Change, Model};
-
 use crate::store::{Store, StoreError};
 
 /// What the plane's blocking tasks share. Lock order: `store`, then `model`.
@@ -195,7 +194,9 @@ pub struct Settings {
     pub max_quantity: u32,
 }
 
-/// The state and its operations.
+/// The control plane: the model, the store and the published snapshot, with the operations
+/// (one `impl` file per aggregate beside this one). Shared as `Arc<ControlPlane>` by the HTTP
+/// edge, the local supervisor and `wharf serve`.
 pub struct ControlPlane {
     /// The records, the store, and the published snapshot, shared with the blocking tasks that
     /// write them (which run to the end even when the request that started them is dropped).
