@@ -62,11 +62,6 @@ impl ControlPlane {
         .await
     }
 
-    /// Restart requests, for the local supervisor.
-    pub fn subscribe_restarts(&self) -> tokio::sync::broadcast::Receiver<Restart> {
-        self.local.subscribe_restarts()
-    }
-
     /// Whether the local supervisor runs this app: its formation has a command.
     pub async fn supervised(&self, app: &str) -> Result<bool, Error> {
         self.read(|m| {

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use wharf_domain::{CanaryEvidence, SessionKey, Snapshot, SpaceName};
 
 use super::error::Error;
-use super::local::{InProcess, LocalDynos, LocalRuntime};
+use super::local::{InProcess, LocalDynos, LocalRuntime, Restart};
 use crate::model::{Change, Model};
 use crate::store::{Store, StoreError};
 
@@ -258,6 +258,11 @@ impl ControlPlane {
     /// The dynos this process's supervisor runs.
     pub fn local_dynos(&self) -> &LocalDynos {
         self.local.dynos()
+    }
+
+    /// Restart requests, for the local supervisor.
+    pub fn subscribe_restarts(&self) -> tokio::sync::broadcast::Receiver<Restart> {
+        self.local.subscribe_restarts()
     }
 
     /// The local runtime, as the plane and the HTTP edge read it.
