@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use wharf_bus::{Bus, BusConfig};
 use wharf_config::Config;
-use wharf_control_api::watch::{Upstream, follow};
+use wharf_control_api::watch::{ControlApiUrl, follow};
 use wharf_domain::SessionKey;
 use wharf_logshuttle::Logshuttle;
 
@@ -37,11 +37,11 @@ pub(crate) struct LogshuttleArgs {
 pub(crate) fn run(args: LogshuttleArgs) -> Result<()> {
     let config = args.common.load(args.kafka)?;
     anyhow::ensure!(config.kafka.is_some(), "wharf logshuttle reads Kafka: pass --kafka BROKERS or a [kafka] section");
-    let upstream = crate::follow_upstream(&args.control_api)?;
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(config, upstream))
+    let control_api = crate::control_api_url(&args.control_api)?;
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(config, control_api))
 }
 
-async fn serve(config: Config, upstream: Upstream) -> Result<()> {
+async fn serve(config: Config, control_api: ControlApiUrl) -> Result<()> {
     let data_dir = &config.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
@@ -55,7 +55,7 @@ async fn serve(config: Config, upstream: Upstream) -> Result<()> {
             SessionKey::generate()
         }
     };
-    let (snapshots, follower) = follow(upstream, data_dir.join("snapshot.json"));
+    let (snapshots, follower) = follow(control_api, data_dir.join("snapshot.json"));
     let logshuttle =
         Logshuttle::start(&config.logshuttle, source, snapshots, Arc::new(sessions), kafka.commit_interval.0)?;
     let metrics = Arc::new(logshuttle.metrics());

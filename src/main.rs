@@ -73,12 +73,12 @@ impl Common {
 
 /// The control API a remote part follows, with the data-plane token (or the admin token) from
 /// the environment.
-fn follow_upstream(url: &str) -> anyhow::Result<wharf_control_api::watch::Upstream> {
+fn control_api_url(url: &str) -> anyhow::Result<wharf_control_api::watch::ControlApiUrl> {
     use anyhow::Context;
     let token = std::env::var("WHARF_DATA_PLANE_TOKEN")
         .or_else(|_| std::env::var("WHARF_ADMIN_TOKEN"))
         .context("WHARF_DATA_PLANE_TOKEN must hold the control API's data-plane token")?;
-    Ok(wharf_control_api::watch::Upstream::new(url, token.trim())?)
+    Ok(wharf_control_api::watch::ControlApiUrl::new(url, token.trim())?)
 }
 
 fn main() -> std::process::ExitCode {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use wharf_bus::{Bus, BusConfig};
 use wharf_config::Config;
-use wharf_control_api::watch::{Upstream, follow, report_verdicts};
+use wharf_control_api::watch::{ControlApiUrl, follow, report_verdicts};
 use wharf_router::{Listeners, Router};
 
 use crate::Common;
@@ -33,11 +33,11 @@ pub(crate) struct RouterArgs {
 /// token is missing or malformed, or a listener cannot bind.
 pub(crate) fn run(args: RouterArgs) -> Result<()> {
     let config = args.common.load(args.kafka)?;
-    let upstream = crate::follow_upstream(&args.control_api)?;
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(config, upstream))
+    let control_api = crate::control_api_url(&args.control_api)?;
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(config, control_api))
 }
 
-async fn serve(config: Config, upstream: Upstream) -> Result<()> {
+async fn serve(config: Config, control_api: ControlApiUrl) -> Result<()> {
     let data_dir = &config.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
@@ -48,7 +48,7 @@ async fn serve(config: Config, upstream: Upstream) -> Result<()> {
         None => BusConfig::Embedded { capacity: 1 },
     })
     .await?;
-    let (snapshots, follower) = follow(upstream.clone(), data_dir.join("snapshot.json"));
+    let (snapshots, follower) = follow(control_api.clone(), data_dir.join("snapshot.json"));
     let listeners = Listeners::bind(&config.router)?;
     let mut router = Router::start(&config.router, listeners, certs, snapshots, bus.publisher.clone())?;
     // Access lines the bus could not take show in /metrics.
@@ -56,7 +56,7 @@ async fn serve(config: Config, upstream: Upstream) -> Result<()> {
     router.add_metrics(Box::new(move |out: &mut String| bus_stats.render(out)));
     // Canary aborts this router decides apply here at once, and go to the control API, which
     // records them so that every router follows.
-    let reporter = router.take_verdicts().map(|v| tokio::spawn(report_verdicts(upstream, v)));
+    let reporter = router.take_verdicts().map(|v| tokio::spawn(report_verdicts(control_api, v)));
 
     let addrs = router.addrs();
     let mut out = std::io::stdout().lock();

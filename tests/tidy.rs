@@ -235,7 +235,13 @@ fn expand(prefix: &str, tree: &str, out: &mut Vec<String>) {
 /// The module paths a file refers to: `use crate::…`, `use super::…`, and `crate::a::b` in code.
 fn references(file_module: &[String], text: &str, known: &BTreeSet<Vec<String>>) -> BTreeSet<Vec<String>> {
     let mut paths = Vec::new();
-    let code = non_test_part(text);
+    // Comments (doc links among them) name modules without importing them.
+    let code: String = non_test_part(text)
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let code = code.as_str();
     // `use` statements, possibly over several lines.
     let mut rest = code;
     while let Some(at) = rest.find("use ") {

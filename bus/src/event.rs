@@ -45,13 +45,6 @@ pub enum Stream {
     Stderr,
 }
 
-impl Stream {
-    /// Old spelling of [`Stream::Platform`], while the crates that used it are being renamed.
-    #[allow(non_upper_case_globals)]
-    #[doc(hidden)]
-    pub const None: Stream = Stream::Platform;
-}
-
 /// Why bytes are not a valid event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {

@@ -1,21 +1,25 @@
 //! The control API: the REST interface operators and tools drive, the durable state behind it,
 //! and the snapshots it publishes to the router and the logshuttle.
 //!
-//! Layers, from the edge in: [`http`] (JSON, auth, error shapes), [`plane`] (operations on typed
-//! values), [`model`] (records and the snapshot built from them), [`store`] (SQLite, or
-//! PostgreSQL shared by replicas).
+//! Layers, from the edge in: [`http`] (the route table, auth, and one module per resource over
+//! the shared [`http::wire`] types), [`plane`] (operations on typed values, and the commit
+//! engine that makes them durable and publishes them), [`model`] (records, their tables, the
+//! cascade of deletions, and the snapshot built from them), [`store`] (SQLite, or PostgreSQL
+//! shared by replicas). [`watch`] is the other side of the feed: the client a remote router or
+//! logshuttle follows the API with. The local supervisor meets the plane through the
+//! [`plane::local`] port.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod http;
-pub mod ingest;
 pub mod model;
 pub mod plane;
 pub mod store;
 pub mod watch;
 
 pub use http::{AdminToken, router};
-pub use plane::{ControlPlane, Drains, DynoState, Error, LocalDyno, LocalDynos, Restart, Settings};
+pub use plane::{ControlPlane, Drains, DynoState, Error, LocalDyno, LocalDynos, LocalRuntime, Restart, Settings};
 pub use store::postgres::PostgresStore;
 pub use store::{SqliteStore, Store, StoreError};
 

@@ -1,64 +1,39 @@
-//! The data planes' feed over HTTP: `GET /v1/snapshot` (the current snapshot) and
-//! `GET /v1/snapshot/watch` (the current one, then every new version as it is published), for
-//! routers and logshuttles on other machines. [`follow`] is the client side.
+//! The data planes' side of the feed: [`follow`] keeps a router or logshuttle on another
+//! machine up to date with the control API's snapshots (`GET /v1/snapshot/watch`, served by
+//! `http::snapshot`), and [`report_verdicts`] sends a router's canary aborts back
+//! (`POST /v1/canary-verdicts`).
 //!
 //! The watch stream is newline-delimited JSON: each line is a whole snapshot, never a delta, so
-//! a follower that missed versions only needs the newest line. An empty line every
-//! [`HEARTBEAT`] tells the follower the connection is alive while nothing changes.
+//! a follower that missed versions only needs the newest line; an empty line is the server's
+//! heartbeat. Both clients retry with exponential backoff and jitter while the API is away.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use bytes::Bytes;
+use http::header;
 use http_body_util::BodyExt;
 use tokio::sync::watch;
 use wharf_domain::{CanaryVerdict, Snapshot};
 
-use crate::http::Json;
-use crate::plane::ControlPlane;
+/// The clients' retry delays: from 100 ms, doubling up to 10 s, each with up to as much again
+/// of random jitter so that many followers do not reconnect in step, and never giving up.
+/// Building a new one starts again from 100 ms.
+fn backoff() -> ExponentialBackoff {
+    ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(10))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
 
-/// How often the watch stream says it is alive when nothing changes.
-pub const HEARTBEAT: Duration = Duration::from_secs(10);
-/// How long a follower waits for a line or heartbeat before it reconnects.
+/// How long a follower waits for a line or heartbeat before it reconnects: over three of the
+/// server's heartbeats ([`crate::http::HEARTBEAT`]).
 const SILENCE: Duration = Duration::from_secs(35);
-
-/// `GET /v1/snapshot`.
-pub(crate) async fn snapshot(State(plane): State<Arc<ControlPlane>>) -> impl IntoResponse {
-    let current = plane.subscribe().borrow().clone();
-    Json((*current).clone())
-}
-
-fn line(snapshot: &Snapshot) -> Bytes {
-    let mut out = serde_json::to_vec(snapshot).unwrap_or_default();
-    out.push(b'\n');
-    Bytes::from(out)
-}
-
-/// `GET /v1/snapshot/watch`.
-pub(crate) async fn stream(State(plane): State<Arc<ControlPlane>>) -> Response {
-    let mut rx = plane.subscribe();
-    let first = line(&rx.borrow_and_update());
-    let rest = futures_util::stream::unfold(rx, |mut rx| async move {
-        match tokio::time::timeout(HEARTBEAT, rx.changed()).await {
-            Err(_) => Some((Ok::<_, std::io::Error>(Bytes::from_static(b"\n")), rx)),
-            Ok(Err(_)) => None,
-            Ok(Ok(())) => {
-                let next = line(&rx.borrow_and_update());
-                Some((Ok(next), rx))
-            }
-        }
-    });
-    let body = futures_util::StreamExt::chain(futures_util::stream::iter([Ok(first)]), rest);
-    (
-        [(header::CONTENT_TYPE, "application/x-ndjson"), (header::CACHE_CONTROL, "no-cache")],
-        axum::body::Body::from_stream(body),
-    )
-        .into_response()
-}
 
 /// Why a control API URL cannot be followed.
 #[derive(Debug, thiserror::Error)]
@@ -68,41 +43,48 @@ pub enum FollowError {
     Url(String),
 }
 
-/// Where a follower connects.
+/// The control API a data plane follows: its address (`host:port`, plain HTTP) and the bearer
+/// token it sends (the admin token or the data-plane token).
 #[derive(Debug, Clone)]
-pub struct Upstream {
+pub struct ControlApiUrl {
     authority: String,
     token: String,
 }
 
-impl Upstream {
-    /// The control API at `url` (`http://host:port`), with the admin token.
-    pub fn new(url: &str, token: &str) -> Result<Upstream, FollowError> {
+impl ControlApiUrl {
+    /// The control API at `url` (`http://host:port`, a trailing `/` allowed), with `token`.
+    ///
+    /// # Errors
+    ///
+    /// [`FollowError::Url`] when `url` is not of that form (another scheme, a path).
+    pub fn new(url: &str, token: &str) -> Result<ControlApiUrl, FollowError> {
         let authority = url
             .strip_prefix("http://")
             .map(|a| a.trim_end_matches('/'))
             .filter(|a| !a.is_empty() && !a.contains('/'))
             .ok_or_else(|| FollowError::Url(url.to_owned()))?;
-        Ok(Upstream { authority: authority.to_owned(), token: token.to_owned() })
+        Ok(ControlApiUrl { authority: authority.to_owned(), token: token.to_owned() })
     }
 }
 
 /// Reports a router's canary aborts to the control API, each until it is taken (or refused as
 /// malformed), with backoff while the API is away, so that every router follows the first
 /// router to abort.
-pub async fn report_verdicts(upstream: Upstream, mut verdicts: tokio::sync::mpsc::UnboundedReceiver<CanaryVerdict>) {
+pub async fn report_verdicts(
+    control_api: ControlApiUrl,
+    mut verdicts: tokio::sync::mpsc::UnboundedReceiver<CanaryVerdict>,
+) {
     while let Some(verdict) = verdicts.recv().await {
-        let mut backoff = Duration::from_millis(100);
+        let mut delays = backoff();
         loop {
-            match post_verdict(&upstream, &verdict).await {
+            match post_verdict(&control_api, &verdict).await {
                 Ok(()) => break,
                 Err((e, retry)) => {
                     tracing::warn!(canary = %verdict.id, error = %e, retry, "cannot report a canary abort");
                     if !retry {
                         break;
                     }
-                    tokio::time::sleep(backoff + backoff.mul_f64(fastrand::f64() * 0.5)).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    tokio::time::sleep(delays.next().expect("backoff without a limit")).await;
                 }
             }
         }
@@ -110,9 +92,9 @@ pub async fn report_verdicts(upstream: Upstream, mut verdicts: tokio::sync::mpsc
 }
 
 /// One attempt; the error says whether another may succeed.
-async fn post_verdict(upstream: &Upstream, verdict: &CanaryVerdict) -> Result<(), (String, bool)> {
+async fn post_verdict(control_api: &ControlApiUrl, verdict: &CanaryVerdict) -> Result<(), (String, bool)> {
     let retry = |e: String| (e, true);
-    let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(&upstream.authority))
+    let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(&control_api.authority))
         .await
         .map_err(|_| retry("connect timed out".into()))?
         .map_err(|e| retry(format!("connect: {e}")))?;
@@ -122,8 +104,8 @@ async fn post_verdict(upstream: &Upstream, verdict: &CanaryVerdict) -> Result<()
     tokio::spawn(conn);
     let body = serde_json::to_vec(verdict).map_err(|e| (e.to_string(), false))?;
     let req = http::Request::post("/v1/canary-verdicts")
-        .header(header::HOST, &upstream.authority)
-        .header(header::AUTHORIZATION, format!("Bearer {}", upstream.token))
+        .header(header::HOST, &control_api.authority)
+        .header(header::AUTHORIZATION, format!("Bearer {}", control_api.token))
         .header(header::CONTENT_TYPE, "application/json")
         .body(http_body_util::Full::new(Bytes::from(body)))
         .map_err(|e| (e.to_string(), false))?;
@@ -166,35 +148,43 @@ fn store(path: &Path, snapshot: &Snapshot) -> std::io::Result<()> {
 /// at `cache` (or an empty snapshot), and takes every newer version the API publishes, each
 /// also written to `cache`. While the API is unreachable the receiver keeps the last good
 /// snapshot, and the follower reconnects with backoff.
-pub fn follow(upstream: Upstream, cache: PathBuf) -> (watch::Receiver<Arc<Snapshot>>, tokio::task::JoinHandle<()>) {
+pub fn follow(
+    control_api: ControlApiUrl,
+    cache: PathBuf,
+) -> (watch::Receiver<Arc<Snapshot>>, tokio::task::JoinHandle<()>) {
     let start = load_cached(&cache).unwrap_or_default();
     if start.version > 0 {
         tracing::info!(version = start.version, "serving the kept snapshot until the control api answers");
     }
     let (tx, rx) = watch::channel(Arc::new(start));
     let task = tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(100);
+        // One backoff for the task's life: like the loop it replaced, it is not reset when a
+        // connection succeeds, so a flapping API is not hammered.
+        let mut delays = backoff();
         loop {
-            match watch_once(&upstream, &tx, &cache).await {
-                Ok(()) => tracing::warn!(api = %upstream.authority, "control api closed the watch stream"),
+            let delay = delays.next().expect("backoff without a limit");
+            match watch_once(&control_api, &tx, &cache).await {
+                Ok(()) => tracing::warn!(api = %control_api.authority, "control api closed the watch stream"),
                 Err(e) => {
-                    tracing::warn!(api = %upstream.authority, error = %e, retry_in = ?backoff, "control api unreachable; serving the last good snapshot")
+                    tracing::warn!(api = %control_api.authority, error = %e, retry_in = ?delay, "control api unreachable; serving the last good snapshot")
                 }
             }
             if tx.is_closed() {
                 return;
             }
-            let jitter = backoff.mul_f64(fastrand::f64() * 0.5);
-            tokio::time::sleep(backoff + jitter).await;
-            backoff = (backoff * 2).min(Duration::from_secs(10));
+            tokio::time::sleep(delay).await;
         }
     });
     (rx, task)
 }
 
 /// One connection's worth of following; returns when the stream ends or fails.
-async fn watch_once(upstream: &Upstream, tx: &watch::Sender<Arc<Snapshot>>, cache: &Path) -> Result<(), String> {
-    let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(&upstream.authority))
+async fn watch_once(
+    control_api: &ControlApiUrl,
+    tx: &watch::Sender<Arc<Snapshot>>,
+    cache: &Path,
+) -> Result<(), String> {
+    let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(&control_api.authority))
         .await
         .map_err(|_| "connect timed out".to_owned())?
         .map_err(|e| format!("connect: {e}"))?;
@@ -203,8 +193,8 @@ async fn watch_once(upstream: &Upstream, tx: &watch::Sender<Arc<Snapshot>>, cach
         .map_err(|e| format!("handshake: {e}"))?;
     tokio::spawn(conn);
     let req = http::Request::get("/v1/snapshot/watch")
-        .header(header::HOST, &upstream.authority)
-        .header(header::AUTHORIZATION, format!("Bearer {}", upstream.token))
+        .header(header::HOST, &control_api.authority)
+        .header(header::AUTHORIZATION, format!("Bearer {}", control_api.token))
         .body(http_body_util::Empty::<Bytes>::new())
         .map_err(|e| e.to_string())?;
     let resp = sender.send_request(req).await.map_err(|e| format!("request: {e}"))?;

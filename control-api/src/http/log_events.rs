@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -15,11 +16,11 @@ use serde::Deserialize;
 use serde_json::json;
 use wharf_bus::{LogEvent, Publisher, Stream};
 
-use crate::http::{ApiError, Body, Json};
+use super::wire::{ApiError, Body, Json};
 use crate::plane::ControlPlane;
 
 /// Most events in one request.
-pub const MAX_EVENTS: usize = 1000;
+pub(super) const MAX_EVENTS: usize = 1000;
 /// RFC 5424's limits for APP-NAME (the source) and PROCID (the process), in bytes.
 const SOURCE_MAX: usize = 48;
 const PROCESS_MAX: usize = 128;
@@ -60,7 +61,7 @@ fn event(e: &EventIn, key: &str) -> Result<LogEvent, String> {
     header_field("source", &e.source, SOURCE_MAX, true)?;
     header_field("process", &e.process, PROCESS_MAX, false)?;
     let stream = match e.stream.as_deref() {
-        None => Stream::None,
+        None => Stream::Platform,
         Some("stdout") => Stream::Stdout,
         Some("stderr") => Stream::Stderr,
         Some(other) => return Err(format!("stream is stdout or stderr, not {other:?}")),
@@ -80,9 +81,9 @@ fn event(e: &EventIn, key: &str) -> Result<LogEvent, String> {
 
 /// The handler: 202 with the count when every event is on the bus, 503 when the bus could not
 /// take them all (the client retries; lines may then arrive twice, never not at all).
-pub(crate) async fn post(
+pub(super) async fn post(
     State(plane): State<Arc<ControlPlane>>,
-    publisher: Publisher,
+    Extension(publisher): Extension<Publisher>,
     Body(events): Body<Vec<EventIn>>,
 ) -> Result<impl IntoResponse, ApiError> {
     if events.is_empty() {

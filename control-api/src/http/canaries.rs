@@ -1,0 +1,96 @@
+//! `/apps/{app}/canary` and `POST /v1/canary-verdicts`: canaries (another app taking a share of
+//! an app's requests, judged by the routers), their promotion and abort, and routers' verdicts.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::Serialize;
+use serde_json::json;
+use uuid::Uuid;
+use wharf_domain::timestamp::format_seconds;
+use wharf_domain::{CanaryEvidence, CanaryPolicy, PolicyInput};
+
+use super::wire::{ApiError, ApiResult, AppRef, Body, Json, Plane, app_ref};
+use crate::model::{Canary, Model};
+use crate::plane::{ControlPlane, Error};
+
+/// `POST /v1/canary-verdicts`: a router elsewhere reports that it aborted a canary, so that
+/// every router follows. The first verdict of a running canary is recorded; later ones change
+/// nothing.
+pub(super) async fn post_verdict(
+    State(plane): Plane,
+    Body(verdict): Body<wharf_domain::CanaryVerdict>,
+) -> ApiResult<impl IntoResponse> {
+    let recorded = plane.record_verdict(verdict).await?.is_some();
+    Ok(Json(json!({ "recorded": recorded })))
+}
+
+#[derive(Serialize)]
+pub(super) struct CanaryOut {
+    id: Uuid,
+    app: AppRef,
+    canary_app: AppRef,
+    state: &'static str,
+    #[serde(flatten)]
+    policy: PolicyInput,
+    /// Live counts while running; the decision's once aborted.
+    evidence: Option<CanaryEvidence>,
+    created_at: String,
+    updated_at: String,
+}
+
+fn canary_out(plane: &ControlPlane, m: &Model, c: &Canary) -> Option<CanaryOut> {
+    let (app, canary) = (m.app(&c.app_id.to_string())?, m.app(&c.canary_app_id.to_string())?);
+    Some(CanaryOut {
+        id: c.id,
+        app: app_ref(m, app),
+        canary_app: app_ref(m, canary),
+        state: c.state.as_str(),
+        policy: c.policy.clone().into(),
+        evidence: plane.canary_evidence(c),
+        created_at: format_seconds(c.created_at),
+        updated_at: format_seconds(c.updated_at),
+    })
+}
+
+/// The canary as stored now, for a response.
+pub(super) async fn canary_response(plane: &ControlPlane, c: &Canary) -> ApiResult<Json<CanaryOut>> {
+    let out = plane.read(|m| canary_out(plane, m, c)).await;
+    out.map(Json).ok_or_else(|| Error::NotFound { what: "canary", key: c.id.to_string() }.into())
+}
+
+pub(super) async fn get_canary(State(plane): Plane, Path(app): Path<String>) -> ApiResult<impl IntoResponse> {
+    let c = plane.read(|m| m.app(&app).and_then(|a| m.canary_of(a.id)).cloned()).await;
+    match c {
+        Some(c) => canary_response(&plane, &c).await,
+        None => Err(Error::NotFound { what: "canary of app", key: app }.into()),
+    }
+}
+
+/// `{"canary_app": ..., "weight": ..., ...}`: the canary app beside the policy's fields, which
+/// reject anything unknown.
+pub(super) async fn put_canary(
+    State(plane): Plane,
+    Path(app): Path<String>,
+    Body(mut req): Body<serde_json::Map<String, serde_json::Value>>,
+) -> ApiResult<impl IntoResponse> {
+    let canary_app = match req.remove("canary_app") {
+        Some(serde_json::Value::String(s)) => s,
+        Some(_) => return Err(ApiError::invalid("canary_app must be a string: the canary app's id or name")),
+        None => return Err(ApiError::invalid("canary_app is required: the canary app's id or name")),
+    };
+    let policy: CanaryPolicy = serde_json::from_value(serde_json::Value::Object(req)).map_err(ApiError::invalid)?;
+    let (c, created) = plane.put_canary(&app, &canary_app, policy).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, canary_response(&plane, &c).await?))
+}
+
+pub(super) async fn promote_canary(State(plane): Plane, Path(app): Path<String>) -> ApiResult<impl IntoResponse> {
+    let c = plane.promote_canary(&app).await?;
+    canary_response(&plane, &c).await
+}
+
+pub(super) async fn delete_canary(State(plane): Plane, Path(app): Path<String>) -> ApiResult<impl IntoResponse> {
+    let c = plane.abort_canary(&app).await?;
+    canary_response(&plane, &c).await
+}

@@ -1,0 +1,145 @@
+//! `/apps/{app}/dynos`: an app's dynos, both those an external runtime registered with their
+//! endpoint and those the local supervisor runs (Heroku's dyno resource: list, info, restart),
+//! plus `PUT` to register an endpoint.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+use wharf_domain::timestamp::format_seconds;
+use wharf_domain::{DynoName, DynoType, Hostname};
+
+use super::wire::{ApiError, ApiResult, AppRef, Body, Json, Plane, app_ref};
+use crate::model::{App, Dyno, Model};
+use crate::plane::{ControlPlane, Error, LocalDyno};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DynoPut {
+    #[serde(rename = "type")]
+    dyno_type: String,
+    host: String,
+    port: u32,
+}
+
+#[derive(Serialize)]
+pub(super) struct DynoOut {
+    /// A registered dyno's id; a dyno of the local supervisor that is not registered (a worker,
+    /// or a web dyno before its health check passes) has none.
+    id: Option<Uuid>,
+    name: String,
+    #[serde(rename = "type")]
+    dyno_type: String,
+    state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
+    app: AppRef,
+    created_at: String,
+    updated_at: String,
+}
+
+/// A registered dyno, with the state the local supervisor reports if it runs it.
+fn dyno_out(m: &Model, d: &Dyno, local: Option<&LocalDyno>) -> Option<DynoOut> {
+    let app = m.app(&d.app_id.to_string())?;
+    Some(DynoOut {
+        id: Some(d.id),
+        name: d.name.to_string(),
+        dyno_type: d.dyno_type.to_string(),
+        state: local.map_or("up", |l| l.state.as_str()),
+        host: Some(d.host.to_string()),
+        port: Some(d.port),
+        app: app_ref(m, app),
+        created_at: format_seconds(d.created_at),
+        updated_at: format_seconds(d.updated_at),
+    })
+}
+
+/// A dyno the local supervisor runs that is not registered.
+fn local_dyno_out(m: &Model, app: &App, d: &LocalDyno) -> DynoOut {
+    DynoOut {
+        id: None,
+        name: d.name.clone(),
+        dyno_type: d.dyno_type.to_string(),
+        state: d.state.as_str(),
+        host: None,
+        port: None,
+        app: app_ref(m, app),
+        created_at: format_seconds(d.started_at),
+        updated_at: format_seconds(d.started_at),
+    }
+}
+
+/// An app's dynos: those registered, and those the local supervisor runs, once each.
+fn dynos_out(plane: &ControlPlane, m: &Model, app: &App) -> Vec<DynoOut> {
+    let local = plane.local_runtime().dynos(app.id);
+    let registered = m.dynos_of(app.id);
+    let mut out: Vec<DynoOut> =
+        registered.iter().filter_map(|d| dyno_out(m, d, local.iter().find(|l| l.name == d.name.as_str()))).collect();
+    let unregistered = local.iter().filter(|l| !registered.iter().any(|d| d.name.as_str() == l.name));
+    out.extend(unregistered.map(|l| local_dyno_out(m, app, l)));
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+pub(super) async fn list_dynos(State(plane): Plane, Path(app): Path<String>) -> ApiResult<impl IntoResponse> {
+    let out = plane.read(|m| m.app(&app).map(|a| dynos_out(&plane, m, a))).await;
+    out.map(axum::Json).ok_or_else(|| Error::NotFound { what: "app", key: app }.into())
+}
+
+pub(super) async fn get_dyno(
+    State(plane): Plane,
+    Path((app, dyno)): Path<(String, String)>,
+) -> ApiResult<impl IntoResponse> {
+    let out = plane
+        .read(|m| {
+            let a = m.app(&app).ok_or(Error::NotFound { what: "app", key: app.clone() })?;
+            dynos_out(&plane, m, a)
+                .into_iter()
+                .find(|d| d.name == dyno)
+                .ok_or(Error::NotFound { what: "dyno", key: dyno.clone() })
+        })
+        .await?;
+    Ok(Json(out))
+}
+
+pub(super) async fn put_dyno(
+    State(plane): Plane,
+    Path((app, dyno)): Path<(String, String)>,
+    Body(req): Body<DynoPut>,
+) -> ApiResult<impl IntoResponse> {
+    let name = DynoName::try_new(&dyno).map_err(ApiError::invalid)?;
+    let dyno_type = DynoType::try_new(&req.dyno_type).map_err(ApiError::invalid)?;
+    let host = Hostname::try_new(&req.host).map_err(ApiError::invalid)?;
+    let port = u16::try_from(req.port)
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| ApiError::invalid(format!("port {} is not between 1 and 65535", req.port)))?;
+    let (d, created) = plane.put_dyno(&app, name, dyno_type, host, port).await?;
+    let out = plane.read(|m| dyno_out(m, &d, None)).await;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(out)))
+}
+
+/// Restarts a dyno the local supervisor runs (202), or removes one an external runtime
+/// registered (200).
+pub(super) async fn delete_dyno(State(plane): Plane, Path((app, dyno)): Path<(String, String)>) -> ApiResult<Response> {
+    let out =
+        plane.read(|m| m.app(&app).and_then(|a| dynos_out(&plane, m, a).into_iter().find(|d| d.name == dyno))).await;
+    if plane.supervised(&app).await? {
+        plane.restart_dynos(&app, Some(&dyno)).await?;
+        return Ok((StatusCode::ACCEPTED, Json(out)).into_response());
+    }
+    plane.delete_dyno(&app, &dyno).await?;
+    Ok(Json(out).into_response())
+}
+
+/// Restarts every dyno of an app the local supervisor runs, rolling, as Heroku's
+/// `DELETE /apps/{app}/dynos` does.
+pub(super) async fn restart_dynos(State(plane): Plane, Path(app): Path<String>) -> ApiResult<impl IntoResponse> {
+    plane.restart_dynos(&app, None).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({}))))
+}

@@ -1,0 +1,189 @@
+//! The REST edge: the route table, bearer-token auth, and one module per resource.
+//!
+//! [`wire`] holds what every handler shares (JSON bodies, Heroku's error shape, embedded
+//! references); each resource module parses requests into domain values, calls one
+//! [`ControlPlane`] operation, and shapes the answer. The route table below is written once:
+//! the same declaration registers the routes and lists them ([`endpoints`]), so that
+//! tests/openapi.rs compares the OpenAPI document with what is really served.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{MethodFilter, on};
+use axum::{Extension, Router};
+use serde_json::json;
+use wharf_bus::Publisher;
+
+use crate::model::Model;
+use crate::plane::ControlPlane;
+
+mod apps;
+mod auth;
+mod canaries;
+mod certs;
+mod config_vars;
+mod drains;
+mod dynos;
+mod formation;
+mod log_events;
+mod log_sessions;
+mod routes;
+mod sites;
+mod snapshot;
+mod spaces;
+pub mod wire;
+
+pub use auth::AdminToken;
+pub use snapshot::HEARTBEAT;
+pub use wire::{ApiError, Body, Json};
+
+/// One served operation: an HTTP method (RFC 9110 section 9) and a path template, with
+/// `{param}` segments as axum and OpenAPI write them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Endpoint {
+    /// `GET`, `POST`, `PUT`, `PATCH` or `DELETE`.
+    pub method: &'static str,
+    /// `/apps/{app}/dynos`, ...
+    pub path: &'static str,
+}
+
+/// Declares a group of routes once: a const that lists them and a function that registers
+/// them on a router, so that the list cannot drift from what is served.
+macro_rules! route_group {
+    ($(#[$doc:meta])* $list:ident, $register:ident: [$($method:ident $path:literal => $handler:expr,)*]) => {
+        $(#[$doc])*
+        const $list: &[Endpoint] = &[$(Endpoint { method: stringify!($method), path: $path }),*];
+
+        /// Registers the group's routes on `router`.
+        fn $register(router: Router<Arc<ControlPlane>>) -> Router<Arc<ControlPlane>> {
+            router$(.route($path, on(MethodFilter::$method, $handler)))*
+        }
+    };
+}
+
+route_group! {
+    /// The routes behind the admin token; `/v1/` ones also take the data-plane token.
+    ADMIN, admin_routes: [
+        GET "/spaces" => spaces::list_spaces,
+        POST "/spaces" => spaces::create_space,
+        GET "/spaces/{space}" => spaces::get_space,
+        GET "/apps" => apps::list_apps,
+        POST "/apps" => apps::create_app,
+        GET "/apps/{app}" => apps::get_app,
+        DELETE "/apps/{app}" => apps::delete_app,
+        GET "/apps/{app}/dynos" => dynos::list_dynos,
+        DELETE "/apps/{app}/dynos" => dynos::restart_dynos,
+        GET "/apps/{app}/dynos/{dyno}" => dynos::get_dyno,
+        PUT "/apps/{app}/dynos/{dyno}" => dynos::put_dyno,
+        DELETE "/apps/{app}/dynos/{dyno}" => dynos::delete_dyno,
+        GET "/apps/{app}/formation" => formation::list_formation,
+        PATCH "/apps/{app}/formation" => formation::patch_formation,
+        GET "/apps/{app}/formation/{type}" => formation::get_formation,
+        PATCH "/apps/{app}/formation/{type}" => formation::patch_formation_type,
+        DELETE "/apps/{app}/formation/{type}" => formation::delete_formation,
+        GET "/apps/{app}/config-vars" => config_vars::get_config_vars,
+        PATCH "/apps/{app}/config-vars" => config_vars::patch_config_vars,
+        GET "/apps/{app}/log-drains" => drains::list_drains,
+        POST "/apps/{app}/log-drains" => drains::create_drain,
+        GET "/apps/{app}/log-drains/{drain}" => drains::get_drain,
+        DELETE "/apps/{app}/log-drains/{drain}" => drains::delete_drain,
+        POST "/apps/{app}/log-sessions" => log_sessions::create_log_session,
+        GET "/apps/{app}/routes" => routes::list_app_routes,
+        GET "/apps/{app}/canary" => canaries::get_canary,
+        PUT "/apps/{app}/canary" => canaries::put_canary,
+        DELETE "/apps/{app}/canary" => canaries::delete_canary,
+        POST "/apps/{app}/canary/promote" => canaries::promote_canary,
+        GET "/sites" => sites::list_sites,
+        POST "/sites" => sites::create_site,
+        GET "/sites/{site}" => sites::get_site,
+        DELETE "/sites/{site}" => sites::delete_site,
+        GET "/sites/{site}/routes" => routes::list_site_routes,
+        POST "/sites/{site}/routes" => routes::create_site_route,
+        GET "/sites/{site}/log-drains" => drains::list_site_drains,
+        POST "/sites/{site}/log-drains" => drains::create_site_drain,
+        GET "/sites/{site}/log-drains/{drain}" => drains::get_site_drain,
+        DELETE "/sites/{site}/log-drains/{drain}" => drains::delete_site_drain,
+        GET "/routes" => routes::list_routes,
+        POST "/routes" => routes::create_route,
+        GET "/routes/{route}" => routes::get_route,
+        DELETE "/routes/{route}" => routes::delete_route,
+        GET "/certs" => certs::list_certs,
+        POST "/certs" => certs::create_cert,
+        GET "/certs/{cert}" => certs::get_cert,
+        DELETE "/certs/{cert}" => certs::delete_cert,
+        GET "/v1/snapshot" => snapshot::snapshot,
+        GET "/v1/snapshot/watch" => snapshot::stream,
+        POST "/v1/canary-verdicts" => canaries::post_verdict,
+    ]
+}
+
+route_group! {
+    /// The routes served, behind the admin token, only when the API has a log bus to publish to.
+    LOG_EVENTS, log_event_routes: [
+        POST "/log-events" => log_events::post,
+    ]
+}
+
+route_group! {
+    /// The routes served without a token.
+    OPEN, open_routes: [
+        GET "/healthz" => healthz,
+        GET "/openapi.json" => openapi,
+    ]
+}
+
+/// Every operation [`router`] serves itself (with a publisher), in declaration order; `extra`
+/// routes are not among them.
+pub fn endpoints() -> impl Iterator<Item = Endpoint> {
+    [ADMIN, LOG_EVENTS, OPEN].into_iter().flatten().copied()
+}
+
+/// The control API's routes. `extra` routes (the logshuttle's live tails in `wharf serve`) are
+/// served beside them without the admin token: their URLs carry their own signed grant. With a
+/// `publisher`, `POST /log-events` puts platform components' lines onto the log bus. Request
+/// bodies over `max_body` bytes are refused with 413; unknown paths answer 404 and known paths
+/// with another method 405, both in Heroku's error shape.
+pub fn router(
+    plane: Arc<ControlPlane>,
+    token: AdminToken,
+    max_body: usize,
+    extra: Option<Router>,
+    publisher: Option<Publisher>,
+) -> Router {
+    let mut api = admin_routes(Router::new());
+    if let Some(publisher) = publisher {
+        api = log_event_routes(api).layer(Extension(publisher));
+    }
+    let api = api.route_layer(axum::middleware::from_fn_with_state(token, auth::require_token));
+    let api = open_routes(api).with_state(plane);
+    let app = match extra {
+        Some(extra) => api.merge(extra),
+        None => api,
+    };
+    app.fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not support that method",
+            )
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+}
+
+/// The OpenAPI 3.0 document of every endpoint, generated by `control-api/openapi/generate.py`
+/// and kept true by tests/openapi.rs.
+pub const OPENAPI: &str = include_str!("../../openapi/openapi.json");
+
+/// `GET /openapi.json`.
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+/// `GET /healthz`: `{"status": "ok", "version": N}` with the model's version.
+async fn healthz(State(plane): State<Arc<ControlPlane>>) -> impl IntoResponse {
+    let version = plane.read(Model::version).await;
+    Json(json!({ "status": "ok", "version": version }))
+}

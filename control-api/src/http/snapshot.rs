@@ -1,0 +1,57 @@
+//! The data planes' feed, served: `GET /v1/snapshot` (the current snapshot) and
+//! `GET /v1/snapshot/watch` (the current one, then every new version as it is published), for
+//! routers and logshuttles on other machines. [`crate::watch`] is the client side.
+//!
+//! The watch stream is newline-delimited JSON: each line is a whole snapshot, never a delta, so
+//! a follower that missed versions only needs the newest line. An empty line every
+//! [`HEARTBEAT`] tells the follower the connection is alive while nothing changes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use wharf_domain::Snapshot;
+
+use super::wire::Json;
+use crate::plane::ControlPlane;
+
+/// How often the watch stream says it is alive when nothing changes.
+pub const HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// `GET /v1/snapshot`.
+pub(super) async fn snapshot(State(plane): State<Arc<ControlPlane>>) -> impl IntoResponse {
+    let current = plane.subscribe().borrow().clone();
+    Json((*current).clone())
+}
+
+/// One line of the watch stream: the snapshot as JSON, then a newline.
+fn line(snapshot: &Snapshot) -> Bytes {
+    let mut out = serde_json::to_vec(snapshot).unwrap_or_default();
+    out.push(b'\n');
+    Bytes::from(out)
+}
+
+/// `GET /v1/snapshot/watch`.
+pub(super) async fn stream(State(plane): State<Arc<ControlPlane>>) -> Response {
+    let mut rx = plane.subscribe();
+    let first = line(&rx.borrow_and_update());
+    let rest = futures_util::stream::unfold(rx, |mut rx| async move {
+        match tokio::time::timeout(HEARTBEAT, rx.changed()).await {
+            Err(_) => Some((Ok::<_, std::io::Error>(Bytes::from_static(b"\n")), rx)),
+            Ok(Err(_)) => None,
+            Ok(Ok(())) => {
+                let next = line(&rx.borrow_and_update());
+                Some((Ok(next), rx))
+            }
+        }
+    });
+    let body = futures_util::StreamExt::chain(futures_util::stream::iter([Ok(first)]), rest);
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson"), (header::CACHE_CONTROL, "no-cache")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
+}

@@ -1,0 +1,349 @@
+//! The stored records (spaces, apps, dynos, drains, sites, routes, certificates, canaries,
+//! formation entries, config vars), the [`Object`] and [`Kind`] that name any of them, and the
+//! [`Change`]s operations are made of. Their serde shapes are the store's format: renaming a
+//! field or variant breaks existing databases.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+use wharf_domain::{
+    AppName, CanaryEvidence, CanaryPolicy, CanaryState, Certificate, DrainUrl, DynoName, DynoType, Hostname, RoutePath,
+    SiteDomain, SpaceName,
+};
+
+use super::table::Record;
+
+/// A space's compliance flags, fixed at creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compliance {
+    /// Served only on the router's internal listener.
+    Internal,
+    /// Production: given preference, production credentials only.
+    Prod,
+    /// Audited; sensitive config vars are redacted.
+    Socs,
+}
+
+/// A space: a group of apps sharing a network and compliance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Space {
+    /// Its id.
+    pub id: Uuid,
+    /// Its name.
+    pub name: SpaceName,
+    /// Its compliance flags, sorted.
+    pub compliance: Vec<Compliance>,
+    /// Creation time, seconds since the epoch.
+    pub created_at: i64,
+    /// Last change, seconds since the epoch.
+    pub updated_at: i64,
+}
+
+/// An app, in one space.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct App {
+    /// Its id.
+    pub id: Uuid,
+    /// Its short name.
+    pub name: AppName,
+    /// Its space's id.
+    pub space_id: Uuid,
+    /// Creation time, seconds since the epoch.
+    pub created_at: i64,
+    /// Last change, seconds since the epoch.
+    pub updated_at: i64,
+}
+
+/// A running instance of one of an app's dyno types.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dyno {
+    /// Its id.
+    pub id: Uuid,
+    /// Its app's id.
+    pub app_id: Uuid,
+    /// `type.suffix`.
+    pub name: DynoName,
+    /// Its type; `web` dynos receive HTTP traffic.
+    pub dyno_type: DynoType,
+    /// Where it listens.
+    pub host: Hostname,
+    /// Its port.
+    pub port: u16,
+    /// Creation time, seconds since the epoch.
+    pub created_at: i64,
+    /// Last change, seconds since the epoch.
+    pub updated_at: i64,
+}
+
+/// Whose lines a drain receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Owner {
+    /// Every line of the app with this id.
+    App(Uuid),
+    /// The router's lines for requests on the site with this id.
+    Site(Uuid),
+}
+
+/// A log drain of an app or a site.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drain {
+    /// Its id.
+    pub id: Uuid,
+    /// Whose lines it receives.
+    pub owner: Owner,
+    /// Where they go.
+    pub url: DrainUrl,
+    /// Identifies the drain to HTTPS receivers (`Logplex-Drain-Token`).
+    pub token: String,
+    /// Creation time, seconds since the epoch.
+    pub created_at: i64,
+    /// Last change, seconds since the epoch.
+    pub updated_at: i64,
+}
+
+/// A site: a domain whose path prefixes route to apps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Site {
+    /// Its id.
+    pub id: Uuid,
+    /// `www.example.com` or `*.example.com`.
+    pub domain: SiteDomain,
+    /// Served only on the router's internal listener, routing only to internal apps.
+    pub internal: bool,
+    /// Creation time, seconds since the epoch.
+    pub created_at: i64,
+    /// Last change, seconds since the epoch.
+    pub updated_at: i64,
+}
+
+/// A route: a site's path prefix, sent to an app under another prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    /// Its id.
+    pub id: Uuid,
+    /// Its site's id.
+    pub site_id: Uuid,
+    /// Its app's id.
+    pub app_id: Uuid,
+    /// The prefix matched.
+    pub source_path: RoutePath,
+    /// The prefix the app's dynos receive instead of `source_path`.
+    pub target_path: RoutePath,
+    /// Creation time, seconds since the epoch.
+    pub created_at: i64,
+    /// Last change, seconds since the epoch.
+    pub updated_at: i64,
+}
+
+/// A TLS certificate the router serves for the domains it names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cert {
+    /// Its id.
+    pub id: Uuid,
+    /// The chain and key, checked when uploaded.
+    pub certificate: Certificate,
+    /// Creation time, seconds since the epoch.
+    pub created_at: i64,
+    /// Last change, seconds since the epoch.
+    pub updated_at: i64,
+}
+
+/// A canary: another app taking a share of an app's requests, judged by the routers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Canary {
+    /// Its id; a new `PUT` makes a new canary.
+    pub id: Uuid,
+    /// The app whose requests are split.
+    pub app_id: Uuid,
+    /// The app taking the canary's share.
+    pub canary_app_id: Uuid,
+    /// The split and the judge's rules.
+    pub policy: CanaryPolicy,
+    /// Running, promoted or aborted.
+    pub state: CanaryState,
+    /// Why it was aborted: the deciding router's counts and statistics, or the operator's hand.
+    pub evidence: Option<CanaryEvidence>,
+    /// Creation time, seconds since the epoch.
+    pub created_at: i64,
+    /// Last change, seconds since the epoch.
+    pub updated_at: i64,
+}
+
+/// How many dynos of one type an app runs, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Formation {
+    /// Its id.
+    pub id: Uuid,
+    /// The app.
+    pub app_id: Uuid,
+    /// The dyno type: `web`, `worker`, ...
+    pub dyno_type: DynoType,
+    /// How many dynos.
+    pub quantity: u32,
+    /// The command each dyno runs, with `sh -c`; none for an image's own entry point.
+    pub command: Option<String>,
+    /// The port a web dyno listens on (`PORT`); none to let the runtime choose.
+    pub port: Option<u16>,
+    /// An HTTP path to check a web dyno's health on; none for a TCP connect.
+    pub healthcheck: Option<String>,
+    /// Creation time, seconds since the epoch.
+    pub created_at: i64,
+    /// Last change, seconds since the epoch.
+    pub updated_at: i64,
+}
+
+/// An app's config vars: one record per app.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigVars {
+    /// The record's id, which is the app's.
+    pub id: Uuid,
+    /// Name to value.
+    pub vars: BTreeMap<String, String>,
+    /// Last change, seconds since the epoch.
+    pub updated_at: i64,
+}
+
+impl std::fmt::Debug for ConfigVars {
+    // Values are secrets: debug output names the variables only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigVars")
+            .field("id", &self.id)
+            .field("names", &self.vars.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// One stored record of any kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "body", rename_all = "snake_case")]
+pub enum Object {
+    /// A space.
+    Space(Space),
+    /// An app.
+    App(App),
+    /// A dyno.
+    Dyno(Dyno),
+    /// A drain.
+    Drain(Drain),
+    /// A site.
+    Site(Site),
+    /// A route.
+    Route(Route),
+    /// A certificate.
+    Cert(Cert),
+    /// A canary.
+    Canary(Canary),
+    /// A formation entry.
+    Formation(Formation),
+    /// An app's config vars.
+    ConfigVars(ConfigVars),
+}
+
+/// The kinds of records, as stored. Serde's names are [`Kind::as_str`]'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Spaces.
+    Space,
+    /// Apps.
+    App,
+    /// Dynos.
+    Dyno,
+    /// Drains.
+    Drain,
+    /// Sites.
+    Site,
+    /// Routes.
+    Route,
+    /// Certificates.
+    Cert,
+    /// Canaries.
+    Canary,
+    /// Formation entries.
+    Formation,
+    /// Config vars.
+    ConfigVars,
+}
+
+impl Kind {
+    /// The kind's name in storage.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Space => "space",
+            Kind::App => "app",
+            Kind::Dyno => "dyno",
+            Kind::Drain => "drain",
+            Kind::Site => "site",
+            Kind::Route => "route",
+            Kind::Cert => "cert",
+            Kind::Canary => "canary",
+            Kind::Formation => "formation",
+            Kind::ConfigVars => "config_vars",
+        }
+    }
+}
+
+impl Object {
+    /// The record's kind and id.
+    pub fn key(&self) -> (Kind, Uuid) {
+        match self {
+            Object::Space(s) => (Kind::Space, s.id),
+            Object::App(a) => (Kind::App, a.id),
+            Object::Dyno(d) => (Kind::Dyno, d.id),
+            Object::Drain(d) => (Kind::Drain, d.id),
+            Object::Site(s) => (Kind::Site, s.id),
+            Object::Route(r) => (Kind::Route, r.id),
+            Object::Cert(c) => (Kind::Cert, c.id),
+            Object::Canary(c) => (Kind::Canary, c.id),
+            Object::Formation(f) => (Kind::Formation, f.id),
+            Object::ConfigVars(c) => (Kind::ConfigVars, c.id),
+        }
+    }
+}
+
+/// One step of an operation's effect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    /// Insert or replace a record.
+    Put(Object),
+    /// Remove a record.
+    Delete(Kind, Uuid),
+}
+
+/// Implements [`Record`] for records without a unique name of their own.
+macro_rules! unnamed_records {
+    ($($t:ty),*) => {$(
+        impl Record for $t {
+            type Key = ();
+            fn id(&self) -> Uuid {
+                self.id
+            }
+        }
+    )*};
+}
+
+unnamed_records!(App, Dyno, Drain, Route, Cert, Canary, Formation, ConfigVars);
+
+impl Record for Space {
+    type Key = SpaceName;
+    fn id(&self) -> Uuid {
+        self.id
+    }
+    fn key(&self) -> Option<SpaceName> {
+        Some(self.name.clone())
+    }
+}
+
+impl Record for Site {
+    type Key = SiteDomain;
+    fn id(&self) -> Uuid {
+        self.id
+    }
+    fn key(&self) -> Option<SiteDomain> {
+        Some(self.domain.clone())
+    }
+}

@@ -1,0 +1,60 @@
+//! An app's config vars: set and deleted all or nothing, with names as POSIX shells take them.
+
+use std::collections::BTreeMap;
+
+use wharf_domain::timestamp::now_seconds;
+
+use super::engine::ControlPlane;
+use super::error::{Error, not_found};
+use crate::model::{Change, ConfigVars, Object};
+
+/// Most config vars an app may have, and the longest name and value, in bytes.
+pub const MAX_CONFIG_VARS: usize = 1000;
+const MAX_VAR_NAME: usize = 256;
+const MAX_VAR_VALUE: usize = 32 * 1024;
+
+/// Checks a config var's name: a letter or underscore, then letters, digits and underscores.
+fn check_var_name(name: &str) -> Result<(), Error> {
+    let ok = name.len() <= MAX_VAR_NAME
+        && name.bytes().next().is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
+        && name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "invalid config var name {name:?}: a letter or underscore, then letters, digits or underscores, at most {MAX_VAR_NAME}"
+        )))
+    }
+}
+
+impl ControlPlane {
+    /// Sets (`Some`) and deletes (`None`) an app's config vars, all or nothing; returns them all.
+    pub async fn update_config_vars(
+        &self,
+        app: &str,
+        changes: BTreeMap<String, Option<String>>,
+    ) -> Result<BTreeMap<String, String>, Error> {
+        for (name, value) in &changes {
+            check_var_name(name)?;
+            if value.as_ref().is_some_and(|v| v.len() > MAX_VAR_VALUE) {
+                return Err(Error::Invalid(format!("config var {name} is longer than {MAX_VAR_VALUE} bytes")));
+            }
+        }
+        self.change(|m| {
+            let a = m.app(app).ok_or_else(|| not_found("app", app))?;
+            let mut vars = m.config_vars_of(a.id).map(|c| c.vars.clone()).unwrap_or_default();
+            for (name, value) in &changes {
+                match value {
+                    Some(v) => vars.insert(name.clone(), v.clone()),
+                    None => vars.remove(name),
+                };
+            }
+            if vars.len() > MAX_CONFIG_VARS {
+                return Err(Error::Invalid(format!("an app has at most {MAX_CONFIG_VARS} config vars")));
+            }
+            let record = ConfigVars { id: a.id, vars: vars.clone(), updated_at: now_seconds() };
+            Ok((vars, vec![Change::Put(Object::ConfigVars(record))]))
+        })
+        .await
+    }
+}

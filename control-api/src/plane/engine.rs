@@ -1,0 +1,287 @@
+//! The commit engine: how an operation's changes become durable, applied and published, one
+//! writer at a time, and how a replica follows what other replicas commit to a shared store.
+//!
+//! [`ControlPlane`] itself lives here with its construction and reads; the operations are in
+//! one file per aggregate beside this one. Lock order: the writer's turn, then the store, then
+//! the model.
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::{RwLock, watch};
+use uuid::Uuid;
+use wharf_domain::{CanaryEvidence, SessionKey, Snapshot, SpaceName};
+
+use super::error::Error;
+use super::local::{InProcess, LocalDynos, LocalRuntime, Restart};
+use crate::model::{Change, Model};
+use crate::store::{Store, StoreError};
+
+/// What the plane's blocking tasks share. Lock order: `store`, then `model`.
+pub(super) struct State {
+    pub(super) model: RwLock<Model>,
+    pub(super) store: Mutex<Box<dyn Store>>,
+    pub(super) snapshots: watch::Sender<Arc<Snapshot>>,
+}
+
+impl State {
+    /// Brings the model up to the store's version, publishing the result if it moved. With
+    /// `lock`, it takes the store's write lock first ([`Store::begin`]). Blocking.
+    fn sync(&self, store: &mut dyn Store, lock: bool) -> Result<(), StoreError> {
+        let from = self.model.blocking_read().version();
+        let steps = if lock { store.begin(from)? } else { store.changes_since(from)? };
+        let snapshot = match steps {
+            Some(steps) if steps.is_empty() => return Ok(()),
+            Some(steps) => {
+                let mut model = self.model.blocking_write();
+                for step in steps {
+                    model.apply(step.version, step.changes);
+                }
+                model.snapshot()
+            }
+            None => {
+                // Too far behind for the log: load everything.
+                let loaded = store.load()?;
+                let mut model = self.model.blocking_write();
+                if loaded.version <= model.version() {
+                    return Ok(());
+                }
+                *model = Model::from_objects(loaded.version, loaded.objects);
+                model.snapshot()
+            }
+        };
+        tracing::debug!(version = snapshot.version, "published another replica's changes");
+        self.snapshots.send_replace(snapshot);
+        Ok(())
+    }
+
+    /// Commits `changes` on `base`, then applies and publishes them; releases the store's
+    /// write lock either way. Blocking.
+    fn commit(&self, store: &mut dyn Store, base: u64, changes: Vec<Change>) -> Result<(), StoreError> {
+        let version = match store.commit(base, &changes) {
+            Ok(version) => version,
+            Err(e) => {
+                store.abort();
+                return Err(e);
+            }
+        };
+        let snapshot = {
+            let mut model = self.model.blocking_write();
+            model.apply(version, changes);
+            model.snapshot()
+        };
+        tracing::debug!(version, "published snapshot");
+        self.snapshots.send_replace(snapshot);
+        Ok(())
+    }
+}
+
+/// The writer's turn and the store's write lock, released together unless handed to the commit:
+/// an operation that refuses, or whose request is dropped while it computes, must not keep other
+/// replicas waiting. The next operation starts only after the release.
+struct WriteLock {
+    state: Arc<State>,
+    writer: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteLock {
+    /// Hands the writer's turn to the commit.
+    fn commit(mut self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.writer.take().expect("held until committed or dropped")
+    }
+}
+
+impl Drop for WriteLock {
+    fn drop(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            let state = self.state.clone();
+            tokio::task::spawn_blocking(move || {
+                state.store.lock().expect("store lock").abort();
+                drop(writer);
+            });
+        }
+    }
+}
+
+/// How often a replica checks the store for other replicas' commits even without being told;
+/// notifications arrive within milliseconds, this covers one lost with a broken connection.
+const STORE_POLL: Duration = Duration::from_secs(5);
+
+impl ControlPlane {
+    /// Follows what other replicas commit to a shared store, applying it and publishing each
+    /// new snapshot; returns at once for a store with one writer. Runs until the process ends.
+    pub async fn follow_store(self: Arc<Self>) {
+        let Some(changed) = self.store_changed.clone() else { return };
+        loop {
+            tokio::select! {
+                () = changed.notified() => {}
+                () = tokio::time::sleep(STORE_POLL) => {}
+            }
+            let _writer = self.writer.lock().await;
+            let state = self.state.clone();
+            let synced = tokio::task::spawn_blocking(move || {
+                let mut store = state.store.lock().expect("store lock");
+                state.sync(&mut **store, false)
+            })
+            .await
+            .expect("reading does not panic");
+            if let Err(e) = synced {
+                tracing::warn!(error = %e, "cannot read other replicas' changes; serving the last known state");
+            }
+        }
+    }
+
+    /// Runs an operation: `f` computes changes from the current model, or refuses. With a store
+    /// shared by replicas, the operation first takes the store's write lock and catches up with
+    /// what the others committed, so it is computed on the latest state and cannot be refused
+    /// for a stale version; replicas take turns in the order they asked.
+    pub(super) async fn change<T>(
+        &self,
+        f: impl FnOnce(&Model) -> Result<(T, Vec<Change>), Error>,
+    ) -> Result<T, Error> {
+        let writer = self.writer.clone().lock_owned().await;
+        let state = self.state.clone();
+        let (writer, synced) = tokio::task::spawn_blocking(move || {
+            let mut store = state.store.lock().expect("store lock");
+            let synced = state.sync(&mut **store, true);
+            (writer, synced)
+        })
+        .await
+        .expect("catching up does not panic");
+        let lock = WriteLock { state: self.state.clone(), writer: Some(writer) };
+        synced?;
+        let (out, changes, base) = {
+            let model = self.state.model.read().await;
+            let (out, changes) = f(&model)?;
+            (out, changes, model.version())
+        };
+        if changes.is_empty() {
+            return Ok(out);
+        }
+        // From here the commit runs to its end even if this request is dropped, so the model
+        // never misses a commit the store made.
+        let writer = lock.commit();
+        let state = self.state.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut store = state.store.lock().expect("store lock");
+            let committed = state.commit(&mut **store, base, changes);
+            drop(writer);
+            committed
+        })
+        .await
+        .expect("commit does not panic")?;
+        Ok(out)
+    }
+}
+
+/// Reads a running canary's live counts and statistics from the router that judges it.
+pub type CanaryReader = Box<dyn Fn(Uuid) -> Option<CanaryEvidence> + Send + Sync>;
+
+/// Settings the control plane needs from the rest of the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Apps are served on `app-space.<stack_domain>`.
+    pub stack_domain: String,
+    /// The router's public HTTPS port, for `web_url`.
+    pub https_port: u16,
+    /// Base URL of live-tail links.
+    pub session_base_url: String,
+    /// How long a log session URL stays valid.
+    pub session_ttl: Duration,
+    /// Most history lines a session may ask for.
+    pub max_session_lines: u32,
+    /// Most dynos of one type an app may ask for.
+    pub max_quantity: u32,
+}
+
+/// The control plane: the model, the store and the published snapshot, with the operations
+/// (one `impl` file per aggregate beside this one). Shared as `Arc<ControlPlane>` by the HTTP
+/// edge, the local supervisor and `wharf serve`.
+pub struct ControlPlane {
+    /// The records, the store, and the published snapshot, shared with the blocking tasks that
+    /// write them (which run to the end even when the request that started them is dropped).
+    pub(super) state: Arc<State>,
+    /// Serializes writers: an operation computes its changes against the model it commits on.
+    /// Blocking tasks that finish an operation hold it until they are done.
+    pub(super) writer: Arc<tokio::sync::Mutex<()>>,
+    pub(super) settings: Settings,
+    pub(super) sessions: Arc<SessionKey>,
+    pub(super) canary_reader: OnceLock<CanaryReader>,
+    /// Woken when another replica may have committed (PostgreSQL).
+    pub(super) store_changed: Option<Arc<tokio::sync::Notify>>,
+    /// The local supervisor's side of the port; the plane itself uses only [`LocalRuntime`].
+    pub(super) local: InProcess,
+}
+
+impl std::fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlane").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+impl ControlPlane {
+    /// Loads the stored state, creating the `default` space on first start.
+    pub async fn open(
+        mut store: Box<dyn Store>,
+        settings: Settings,
+        sessions: Arc<SessionKey>,
+    ) -> Result<ControlPlane, Error> {
+        let store_changed = store.changed();
+        let (store, loaded) = tokio::task::spawn_blocking(move || {
+            let loaded = store.load();
+            (store, loaded)
+        })
+        .await
+        .expect("loading does not panic");
+        let loaded = loaded?;
+        let model = Model::from_objects(loaded.version, loaded.objects);
+        let (snapshots, _) = watch::channel(model.snapshot());
+        let plane = ControlPlane {
+            state: Arc::new(State { model: RwLock::new(model), store: Mutex::new(store), snapshots }),
+            writer: Arc::new(tokio::sync::Mutex::new(())),
+            settings,
+            sessions,
+            canary_reader: OnceLock::new(),
+            store_changed,
+            local: InProcess::default(),
+        };
+        if plane.read(|m| m.spaces().next().is_none()).await {
+            // Another replica starting at the same time may create it first.
+            match plane.create_space(SpaceName::try_new("default").expect("valid"), vec![]).await {
+                Ok(_) | Err(Error::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(plane)
+    }
+
+    /// The dynos this process's supervisor runs.
+    pub fn local_dynos(&self) -> &LocalDynos {
+        self.local.dynos()
+    }
+
+    /// Restart requests, for the local supervisor.
+    pub fn subscribe_restarts(&self) -> tokio::sync::broadcast::Receiver<Restart> {
+        self.local.subscribe_restarts()
+    }
+
+    /// The local runtime, as the plane and the HTTP edge read it.
+    pub fn local_runtime(&self) -> &dyn LocalRuntime {
+        &self.local
+    }
+
+    /// Follows every new snapshot.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.state.snapshots.subscribe()
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Reads the model.
+    pub async fn read<T>(&self, f: impl FnOnce(&Model) -> T) -> T {
+        f(&*self.state.model.read().await)
+    }
+}

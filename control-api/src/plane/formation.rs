@@ -1,0 +1,103 @@
+//! An app's formation: how many dynos of each type it runs, and how (Heroku's formation
+//! resource). The local supervisor runs the entries that have a command.
+
+use wharf_domain::timestamp::now_seconds;
+use wharf_domain::{DynoType, new_id};
+
+use super::engine::ControlPlane;
+use super::error::{Error, not_found};
+use crate::model::{Change, Formation, Kind, Object};
+
+/// A change to one dyno type of an app's formation: what is given is set.
+#[derive(Debug, Clone)]
+pub struct FormationUpdate {
+    /// The dyno type.
+    pub dyno_type: DynoType,
+    /// How many dynos.
+    pub quantity: Option<u32>,
+    /// The command.
+    pub command: Option<String>,
+    /// The port of a web dyno.
+    pub port: Option<u16>,
+    /// The health check path of a web dyno.
+    pub healthcheck: Option<String>,
+}
+
+impl ControlPlane {
+    /// Changes an app's formation, all of it or nothing: each update sets what it gives on its
+    /// dyno type, which is added when the app does not have it yet. Returns the updated entries.
+    pub async fn update_formation(&self, app: &str, updates: Vec<FormationUpdate>) -> Result<Vec<Formation>, Error> {
+        for (i, u) in updates.iter().enumerate() {
+            if updates[..i].iter().any(|o| o.dyno_type == u.dyno_type) {
+                return Err(Error::Invalid(format!("dyno type {} is updated twice", u.dyno_type)));
+            }
+            if let Some(q) = u.quantity
+                && q > self.settings.max_quantity
+            {
+                return Err(Error::Invalid(format!(
+                    "quantity of {} must be between 0 and {}, got {q}",
+                    u.dyno_type, self.settings.max_quantity
+                )));
+            }
+            if let Some(c) = &u.command
+                && (c.trim().is_empty() || c.len() > 4096 || c.contains('\0'))
+            {
+                return Err(Error::Invalid("command must be 1 to 4096 bytes, not blank".into()));
+            }
+            if u.port == Some(0) {
+                return Err(Error::Invalid("port must be between 1 and 65535".into()));
+            }
+            if let Some(h) = &u.healthcheck
+                && (!h.starts_with('/') || h.len() > 1024 || !h.bytes().all(|c| c.is_ascii_graphic()))
+            {
+                return Err(Error::Invalid(format!("healthcheck must be a path such as /health, got {h:?}")));
+            }
+        }
+        if updates.is_empty() {
+            return Err(Error::Invalid("updates must name at least one dyno type".into()));
+        }
+        self.change(|m| {
+            let a = m.app(app).ok_or_else(|| not_found("app", app))?;
+            let now = now_seconds();
+            let existing = m.formation_of(a.id);
+            let mut out = Vec::new();
+            for u in &updates {
+                let mut f = match existing.iter().find(|f| f.dyno_type == u.dyno_type) {
+                    Some(f) => (*f).clone(),
+                    None => Formation {
+                        id: new_id(),
+                        app_id: a.id,
+                        dyno_type: u.dyno_type.clone(),
+                        quantity: 1,
+                        command: None,
+                        port: None,
+                        healthcheck: None,
+                        created_at: now,
+                        updated_at: now,
+                    },
+                };
+                f.quantity = u.quantity.unwrap_or(f.quantity);
+                f.command = u.command.clone().or(f.command);
+                f.port = u.port.or(f.port);
+                f.healthcheck = u.healthcheck.clone().or(f.healthcheck);
+                f.updated_at = now;
+                out.push(f);
+            }
+            let changes = out.iter().cloned().map(|f| Change::Put(Object::Formation(f))).collect();
+            Ok((out, changes))
+        })
+        .await
+    }
+
+    /// Removes a dyno type from an app's formation.
+    pub async fn delete_formation(&self, app: &str, dyno_type: &str) -> Result<Formation, Error> {
+        self.change(|m| {
+            let a = m.app(app).ok_or_else(|| not_found("app", app))?;
+            let f = m.formation_of(a.id).into_iter().find(|f| f.dyno_type.as_str() == dyno_type).cloned();
+            let f = f.ok_or_else(|| not_found("formation", dyno_type))?;
+            let id = f.id;
+            Ok((f, m.cascade(Kind::Formation, id)))
+        })
+        .await
+    }
+}

@@ -1,0 +1,32 @@
+//! The control plane: typed operations on the state, each checking its inputs against the
+//! current model, computing the changes, and handing them to the commit engine (`engine`, which also holds
+//! [`ControlPlane`] itself),
+//! which makes them durable, applies them and publishes the new snapshot.
+//!
+//! Operations take typed values (names and URLs already parsed); what they check is what
+//! depends on state: existence, uniqueness, limits. There is one `impl ControlPlane` file per
+//! aggregate: `apps` (spaces and apps), `formation`, `dynos`, `config_vars`,
+//! `drains`, `routing` (sites, routes, certificates), `canaries`, `sessions`.
+
+mod apps;
+mod canaries;
+mod config_vars;
+mod drains;
+mod dynos;
+mod engine;
+mod error;
+mod formation;
+pub mod local;
+mod routing;
+mod sessions;
+#[cfg(test)]
+mod tests;
+
+pub use config_vars::MAX_CONFIG_VARS;
+pub use drains::{Drains, MAX_DRAINS_PER_APP};
+pub use engine::{CanaryReader, ControlPlane, Settings};
+pub use error::Error;
+pub use formation::FormationUpdate;
+pub use local::{DynoState, InProcess, LocalDyno, LocalDynos, LocalRuntime, Restart};
+pub use routing::{MAX_CERTS, MAX_ROUTES_PER_SITE};
+pub use sessions::LogSession;
