@@ -147,7 +147,7 @@ impl DynoConnection {
             Read(std::io::Result<()>),
             Write(std::io::Result<()>),
         }
-        let upstream = |e: std::io::Error| ProxyError::new(Code::H13, e);
+        let dyno_failed = |e: std::io::Error| ProxyError::new(Code::H13, e);
         let mut written = 0;
         while written < data.len() {
             let ready = tokio::select! {
@@ -157,7 +157,7 @@ impl DynoConnection {
             };
             match ready {
                 Ready::Read(r) => {
-                    r.map_err(upstream)?;
+                    r.map_err(dyno_failed)?;
                     match self.stream.try_read_buf(&mut self.buf) {
                         Ok(0) => {
                             return self.early(method)?.map(Some).ok_or_else(|| {
@@ -170,18 +170,18 @@ impl DynoConnection {
                             }
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(e) => return Err(upstream(e)),
+                        Err(e) => return Err(dyno_failed(e)),
                     }
                 }
                 Ready::Write(w) => {
-                    w.map_err(upstream)?;
+                    w.map_err(dyno_failed)?;
                     match self.stream.try_write(&data[written..]) {
                         Ok(n) => written += n,
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                         Err(e) => {
                             // It may have answered and closed: what it said is the answer.
                             self.read_what_is_left().await;
-                            return self.early(method)?.map(Some).ok_or_else(|| upstream(e));
+                            return self.early(method)?.map(Some).ok_or_else(|| dyno_failed(e));
                         }
                     }
                 }

@@ -140,7 +140,7 @@ fn body_length(fields: &Fields, version: Version) -> Result<BodyLength, Refusal>
         if version == Version::HTTP_10 {
             return Err(bad("Transfer-Encoding in an HTTP/1.0 request"));
         }
-        // A request's body must end where its framing says: chunked has to be the last coding.
+        // A request's body must end where its coding says it does: chunked has to be the last one.
         if !fields.tokens(FieldName::TransferEncoding).last().is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")) {
             return Err(bad("Transfer-Encoding without chunked last"));
         }

@@ -62,7 +62,7 @@ fn body_length(method: &Method, status: StatusCode, fields: &Fields) -> Result<B
     if no_body {
         return Ok(BodyLength::Empty);
     }
-    // One pass over the fields finds both framing fields; Transfer-Encoding wins.
+    // One pass over the fields finds both length fields; Transfer-Encoding wins.
     let (mut length, mut coding) = (None, None);
     for (known, _, value) in fields.iter() {
         if known == FieldName::TransferEncoding {

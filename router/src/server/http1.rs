@@ -104,8 +104,8 @@ pub(crate) async fn serve<IO>(
                 () = &mut stop, if !stopping => stopping = true,
             }
         };
-        let session = ConnectionScope { conn: &conn, shared: &shared, shutdown: &shutdown };
-        match serve_one(&mut io, &mut buf, &mut out, head, session, &mut first_byte).await {
+        let scope = ConnectionScope { conn: &conn, shared: &shared, shutdown: &shutdown };
+        match serve_one(&mut io, &mut buf, &mut out, head, scope, &mut first_byte).await {
             Next::KeepAlive => {}
             Next::Close => return close(&mut io, false).await,
             Next::Linger => return close(&mut io, true).await,
@@ -180,13 +180,13 @@ async fn serve_one<IO>(
     buf: &mut BytesMut,
     out: &mut Vec<u8>,
     head: RequestHead,
-    session: ConnectionScope<'_>,
+    scope: ConnectionScope<'_>,
     first_byte: &mut Deadline,
 ) -> Next
 where
     IO: Transport,
 {
-    let ConnectionScope { conn, shared, shutdown } = session;
+    let ConnectionScope { conn, shared, shutdown } = scope;
     let version = head.version;
     let fields = &head.fields;
     let mut keep = match version {
@@ -262,18 +262,18 @@ where
             drop(resp);
             send_body(io, out, body, chunked, idle, !keep).await
         }
-        Reply::Upgrade(resp, mut up, log) => {
+        Reply::Upgrade(resp, mut dyno, log) => {
             write_dyno_head(out, &resp, false, true, version, conn.hsts(&shared.settings));
             drop(resp);
-            // What the client sent after its head is the tunnel's first bytes upstream, and
-            // what the dyno sent after its head the first bytes downstream.
-            out.extend_from_slice(&up.buf);
-            let early_down = up.buf.len() as u64;
-            up.buf.clear();
-            let early_up = buf.split();
+            // What the client sent after its head is the tunnel's first bytes to the dyno, and
+            // what the dyno sent after its head the first bytes to the client.
+            out.extend_from_slice(&dyno.buf);
+            let early_to_client = dyno.buf.len() as u64;
+            dyno.buf.clear();
+            let early_to_dyno = buf.split();
             let mut bytes = 0;
-            if write_out(io, out, idle, false).await && up.stream.write_all(&early_up).await.is_ok() {
-                bytes = early_down + tunnel::tunnel(&mut *io, up.stream, idle).await;
+            if write_out(io, out, idle, false).await && dyno.stream.write_all(&early_to_dyno).await.is_ok() {
+                bytes = early_to_client + tunnel::tunnel(&mut *io, dyno.stream, idle).await;
             }
             log.emit(shared, bytes, std::time::Instant::now());
             return Next::Close;
