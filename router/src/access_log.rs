@@ -13,23 +13,36 @@ use crate::table::Dyno;
 /// What the access log line says about one request.
 #[derive(Debug)]
 pub(crate) struct AccessLog {
+    /// The app's key, whose log stream gets the line.
     pub(crate) app: Arc<str>,
+    /// The app's request counters.
     pub(crate) stats: Arc<AppStats>,
+    /// The site's domain, whose log stream gets the line too.
     pub(crate) site: Option<Arc<str>>,
+    /// The host, normalized.
     pub(crate) host: String,
+    /// The client's address.
     pub(crate) fwd: http::HeaderValue,
+    /// The request's method.
     pub(crate) method: http::Method,
+    /// The request's target as the client sent it.
     pub(crate) path: String,
+    /// The request id (`X-Request-Id`).
     pub(crate) request_id: String,
     /// The dyno the request went to (its name is logged).
     pub(crate) dyno: Option<Arc<Dyno>>,
+    /// The status the client got.
     pub(crate) status: u16,
+    /// When the router began serving the request.
     pub(crate) started: Instant,
     /// The wall-clock time at `started`, in microseconds since the Unix epoch: the line's time
     /// is this plus the request's duration, so the wall clock is read once per request.
     pub(crate) started_micros: i64,
+    /// Milliseconds to get a connection to the dyno.
     pub(crate) connect_ms: u64,
+    /// Milliseconds from sending the request to the dyno's response head.
     pub(crate) service_ms: u64,
+    /// The error code, when the request failed.
     pub(crate) code: Option<Code>,
 }
 

@@ -25,6 +25,7 @@ impl Span {
         Span { at: at as u32, len: piece.len() as u32 }
     }
 
+    /// The byte range it covers.
     pub(crate) fn range(self) -> std::ops::Range<usize> {
         self.at as usize..(self.at + self.len) as usize
     }

@@ -95,6 +95,7 @@ pub(crate) struct HopByHop<'a> {
 }
 
 impl<'a> HopByHop<'a> {
+    /// The hop-by-hop fields of a message with these `fields`.
     pub(crate) fn of(fields: &'a Fields) -> HopByHop<'a> {
         let named =
             fields.tokens(FieldName::Connection).filter(|option| !is_hop_by_hop(FieldName::of(option))).collect();

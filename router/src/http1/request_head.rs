@@ -22,10 +22,13 @@ const INLINE_FIELDS: usize = 64;
 /// A complete request head.
 #[derive(Debug)]
 pub(crate) struct RequestHead {
+    /// The method.
     pub(crate) method: Method,
+    /// HTTP/1.0 or HTTP/1.1.
     pub(crate) version: Version,
     /// The request target as it came: origin form (`/path?query`) or absolute form.
     pub(crate) target: Bytes,
+    /// The header fields.
     pub(crate) fields: Fields,
     /// How the body's length is known: `Empty`, `Remaining` or `Chunked`.
     pub(crate) body: BodyLength,
@@ -34,7 +37,9 @@ pub(crate) struct RequestHead {
 /// Why a request head was refused: the status and a short reason for the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Refusal {
+    /// 400, 408, 414 or 431.
     pub(crate) status: StatusCode,
+    /// One line for the client and the debug log.
     pub(crate) reason: &'static str,
 }
 
@@ -47,7 +52,9 @@ fn bad(reason: &'static str) -> Refusal {
 pub(crate) struct Limits {
     /// Longest whole head; a longer one is refused with 431 (414 while still in the line).
     pub(crate) max_head: usize,
+    /// Longest request line, in bytes (414 beyond).
     pub(crate) max_request_line: usize,
+    /// Most header fields (431 beyond).
     pub(crate) max_headers: usize,
 }
 

@@ -18,6 +18,7 @@ const MAX_HEADERS: usize = 128;
 /// A dyno's response head.
 #[derive(Debug)]
 pub(crate) struct ResponseHead {
+    /// The final (or interim) status.
     pub(crate) status: StatusCode,
     /// The header fields as the dyno sent them, hop-by-hop ones included.
     pub(crate) fields: Fields,

@@ -4,7 +4,7 @@
 //! by ALPN, by `h2.rs` (hyper's HTTP/2).
 
 mod h2;
-pub(crate) mod http1;
+mod http1;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
