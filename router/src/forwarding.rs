@@ -46,25 +46,12 @@ pub(crate) fn valid_request_id(b: &[u8]) -> bool {
     (20..=200).contains(&b.len()) && b.iter().all(|c| c.is_ascii_alphanumeric() || b"+/=-".contains(c))
 }
 
-/// A random request id in UUID (version 4) form. Not a secret, so a fast generator suffices.
+/// A random request id in UUID (version 4) form (RFC 9562, section 5.4), as Heroku's router
+/// makes them. Not a secret, so a fast generator suffices; the uuid crate sets the version and
+/// variant bits and writes the hyphenated text without going through `fmt`.
 pub(crate) fn new_request_id() -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&fastrand::u64(..).to_be_bytes());
-    bytes[8..].copy_from_slice(&fastrand::u64(..).to_be_bytes());
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let mut id = [b'-'; 36];
-    let mut at = 0;
-    for (i, b) in bytes.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            at += 1;
-        }
-        id[at] = HEX[usize::from(b >> 4)];
-        id[at + 1] = HEX[usize::from(b & 15)];
-        at += 2;
-    }
-    String::from_utf8(id.to_vec()).expect("hex digits and dashes are ASCII")
+    let id = uuid::Builder::from_random_bytes(fastrand::u128(..).to_ne_bytes()).into_uuid();
+    id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()).to_owned()
 }
 
 /// Whether the client's field is one the platform writes its own of (`Via` is appended to,
@@ -144,6 +131,8 @@ mod tests {
         check("abcdefghij_0123456789", false);
         let id = new_request_id();
         assert_eq!(id.len(), 36);
+        assert_eq!(id.as_bytes()[14], b'4', "version 4: {id}");
+        assert!(b"89ab".contains(&id.as_bytes()[19]), "RFC 9562 variant: {id}");
         assert!(valid_request_id(id.as_bytes()));
         assert_ne!(id, new_request_id());
     }

@@ -53,7 +53,10 @@ struct Pool {
 }
 
 impl Pool {
-    /// Drops the idle connections to dynos `table` does not have, and remembers its dynos.
+    /// Drops the idle connections to dynos `table` does not have, and remembers its dynos. Once
+    /// per table per worker, so kept out of the checkout's hot path.
+    #[cold]
+    #[inline(never)]
     fn prune(&mut self, table: &RoutingTable) {
         let live = table.dyno_addrs();
         self.idle.retain(|addr, _| live.contains(addr));

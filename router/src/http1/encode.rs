@@ -153,7 +153,8 @@ fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// The chunk-size line that goes before a chunk of `len` bytes: the size in hex and CRLF.
+/// The chunk-size line that goes before a chunk of `len` bytes: the size in hex and CRLF. `fmt`
+/// rather than itoa, which writes decimal only.
 pub(crate) fn chunk_size_line(len: usize) -> String {
     format!("{len:x}\r\n")
 }
