@@ -152,6 +152,7 @@ impl Router {
         let http_addr = addrs.http;
         let stack_domain = config.stack_domain.clone();
         let first_snapshot = snapshots.borrow_and_update().clone();
+        // Before any worker runs, so resolving a dyno registered by host name blocks no request.
         let first = RoutingTable::compile(&first_snapshot, &stack_domain, None);
         let (verdicts, verdicts_rx) = tokio::sync::mpsc::unbounded_channel();
         certs.serve_uploaded(&first_snapshot.certs);

@@ -118,6 +118,10 @@ impl RoutingTable {
     /// Every app is served on its default domain, `app-space.<stack_domain>`; sites add their
     /// own domains, exact or wildcard. The control API keeps the two apart, and should a site
     /// still name a default domain, the site wins: it is the more specific intent.
+    ///
+    /// A new dyno registered by host name is resolved here, with the system's blocking resolver,
+    /// so call this off any event loop that serves requests; one `previous` knew keeps its
+    /// resolution.
     pub fn compile(snapshot: &Snapshot, stack_domain: &str, previous: Option<&RoutingTable>) -> RoutingTable {
         let mut table = RoutingTable { version: snapshot.version, ..RoutingTable::default() };
         let stack_domain = stack_domain.to_ascii_lowercase();
