@@ -1,5 +1,5 @@
 //! Client request heads as the router's HTTP/1.1 server reads them: nothing panics, the outcome
-//! does not depend on how the bytes arrive, and an accepted head's body framing is one of the
+//! does not depend on how the bytes arrive, and an accepted head's body length is one of the
 //! unambiguous ones.
 #![no_main]
 

@@ -1,4 +1,4 @@
-//! Dyno responses as the router's upstream client reads them: a head is consumed only when
+//! Dyno responses as the router's dyno client reads them: a head is consumed only when
 //! whole, nothing panics, and a chunked body decodes the same however its bytes arrive.
 #![no_main]
 

@@ -9,10 +9,11 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 
-use crate::{ProxyBody, Shared};
+use crate::response_body::ProxyBody;
+use crate::state::RouterState;
 
 /// Serves the admin listener until the task is aborted.
-pub(crate) async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>) {
+pub(crate) async fn serve(listener: std::net::TcpListener, shared: Arc<RouterState>) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -38,11 +39,14 @@ pub(crate) async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>) 
     }
 }
 
-fn respond(req: &Request<Incoming>, shared: &Shared) -> Response<ProxyBody> {
+/// The answer to one request on the admin listener.
+fn respond(req: &Request<Incoming>, shared: &RouterState) -> Response<ProxyBody> {
     let (status, content_type, body) = match (req.method(), req.uri().path()) {
         (&Method::GET | &Method::HEAD, "/metrics") => {
             let mut out = String::with_capacity(4096);
-            shared.metrics.render(&mut out, &shared.table.load(), &shared.pool_stats);
+            let table = shared.table.load();
+            let apps = table.apps().map(|a| (&*a.app, &*a.stats));
+            shared.metrics.render(&mut out, apps, &shared.pool_stats, table.version);
             if let Some(more) = shared.more_metrics.get() {
                 more(&mut out);
             }

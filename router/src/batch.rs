@@ -2,12 +2,9 @@
 //! batch (and its consumer woken once) per millisecond rather than once per request.
 
 use std::cell::RefCell;
-use std::sync::Arc;
 use std::time::Duration;
 
 use wharf_bus::{LogEvent, Publisher};
-
-use crate::Shared;
 
 /// Lines that go out at once, however little time has passed.
 const MAX_BATCH: usize = 256;
@@ -19,25 +16,25 @@ thread_local! {
 }
 
 /// Queues a line; the first line of a batch arms the flush.
-pub(crate) fn publish(shared: &Arc<Shared>, event: LogEvent) {
+pub(crate) fn publish(publisher: &Publisher, event: LogEvent) {
     let len = PENDING.with(|p| {
         let mut p = p.borrow_mut();
         p.push(event);
         p.len()
     });
     if len >= MAX_BATCH {
-        flush(&shared.publisher);
+        flush(publisher);
     } else if len == 1 {
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
-                let shared = shared.clone();
+                let publisher = publisher.clone();
                 rt.spawn(async move {
                     tokio::time::sleep(MAX_WAIT).await;
-                    flush(&shared.publisher);
+                    flush(&publisher);
                 });
             }
             // Outside the worker's event loop (dropped during shutdown): no waiting.
-            Err(_) => flush(&shared.publisher),
+            Err(_) => flush(publisher),
         }
     }
 }

@@ -14,10 +14,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use wharf_bus::LogEvent;
+use wharf_bus::{LogEvent, Publisher};
 use wharf_domain::{AppKey, CanaryEvidence, CanaryPolicy, CanaryVerdict, Tally};
-
-use crate::Shared;
 
 /// The rate ratios the test mixes over, equally weighted. Below the smallest, the effect guard
 /// refuses to abort anyway; above the largest, the largest already detects within a few errors.
@@ -222,8 +220,15 @@ impl Canary {
     }
 
     /// Counts a request's outcome, and when that decides an abort, tells the apps' log streams
-    /// and the control API. The split has already stopped by then.
-    pub(crate) fn judge(&self, shared: &Arc<Shared>, arm: Arm, status: u16) {
+    /// (through `publisher`) and the control API (through `verdicts`). The split has already
+    /// stopped by then.
+    pub(crate) fn judge(
+        &self,
+        publisher: &Publisher,
+        verdicts: &tokio::sync::mpsc::UnboundedSender<CanaryVerdict>,
+        arm: Arm,
+        status: u16,
+    ) {
         let Some(evidence) = self.record(arm, status) else { return };
         let (b, c) = (evidence.baseline, evidence.canary);
         let ratio = if b.rate() > 0.0 { c.rate() / b.rate() } else { f64::INFINITY };
@@ -246,14 +251,14 @@ impl Canary {
         tracing::warn!(canary_id = %self.id, app = %self.app, canary = %self.canary_app, p_value = evidence.p_value, "canary aborted");
         for app in [&self.app, &self.canary_app] {
             crate::batch::publish(
-                shared,
+                publisher,
                 LogEvent::builder(app, "akkeris/router").process("canary").message(line.as_bytes()),
             );
         }
         match AppKey::try_new(&self.app) {
             Ok(app) => {
                 // The receiver goes away only when the process stops; the abort holds here anyway.
-                let _ = shared.verdicts.send(CanaryVerdict { id: self.id, app, evidence });
+                let _ = verdicts.send(CanaryVerdict { id: self.id, app, evidence });
             }
             Err(e) => tracing::warn!(app = %self.app, error = %e, "cannot report a canary abort"),
         }

@@ -1,20 +1,9 @@
-//! Why a request could not be proxied: where the failure came from, whether another dyno may
-//! be tried, and the Heroku-style code and status the client and the app's logs see.
+//! Why a request could not be proxied: the Heroku-style code and status the client and the app's
+//! logs see (Heroku's "Router error codes" article), and whether another dyno may be tried.
 
 use std::fmt;
 
 use http::StatusCode;
-
-/// Which side of the proxy failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    /// The client: a malformed request, or it went away.
-    Downstream,
-    /// The dyno: it refused, timed out, or answered badly.
-    Upstream,
-    /// The router itself.
-    Internal,
-}
 
 /// A failure's code, in the vocabulary of Heroku's router errors, which app owners already
 /// know how to read.
@@ -36,8 +25,6 @@ pub enum Code {
     H21,
     /// The client went away before the response was complete.
     H27,
-    /// An internal router error.
-    H99,
 }
 
 impl Code {
@@ -52,7 +39,6 @@ impl Code {
             Code::H19 => "H19",
             Code::H21 => "H21",
             Code::H27 => "H27",
-            Code::H99 => "H99",
         }
     }
 
@@ -67,7 +53,6 @@ impl Code {
             Code::H19 => "Backend connection timeout",
             Code::H21 => "Backend connection refused",
             Code::H27 => "Client Request Interrupted",
-            Code::H99 => "Platform error",
         }
     }
 
@@ -81,16 +66,8 @@ impl Code {
         }
     }
 
-    /// Which side failed.
-    pub fn side(self) -> Side {
-        match self {
-            Code::H12 | Code::H13 | Code::H14 | Code::H15 | Code::H17 | Code::H19 | Code::H21 => Side::Upstream,
-            Code::H27 => Side::Downstream,
-            Code::H99 => Side::Internal,
-        }
-    }
-
-    /// Whether the request may go to another dyno: only when nothing was sent to this one.
+    /// Whether the request may go to another dyno: only when connecting failed, so nothing was
+    /// sent to this one. The proxy's attempt loop asks this of every failure.
     pub fn retryable(self) -> bool {
         matches!(self, Code::H19 | Code::H21)
     }
@@ -101,6 +78,9 @@ impl fmt::Display for Code {
         fmt::Debug::fmt(self, f)
     }
 }
+
+/// Why a body (the client's request body, or the dyno's response body) ended early.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A proxying failure with its cause.
 #[derive(Debug, thiserror::Error)]
@@ -131,7 +111,7 @@ mod tests {
 
     #[test]
     fn only_connect_failures_are_retried() {
-        let all = [Code::H12, Code::H13, Code::H14, Code::H15, Code::H17, Code::H19, Code::H21, Code::H27, Code::H99];
+        let all = [Code::H12, Code::H13, Code::H14, Code::H15, Code::H17, Code::H19, Code::H21, Code::H27];
         let retried: Vec<_> = all.into_iter().filter(|c| c.retryable()).collect();
         assert_eq!(retried, [Code::H19, Code::H21]);
         assert!(all.iter().all(|c| c.status().as_u16() >= 400));

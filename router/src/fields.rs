@@ -25,6 +25,7 @@ impl Span {
         Span { at: at as u32, len: piece.len() as u32 }
     }
 
+    /// The byte range it covers.
     pub(crate) fn range(self) -> std::ops::Range<usize> {
         self.at as usize..(self.at + self.len) as usize
     }
@@ -37,7 +38,7 @@ impl Span {
 /// The field names the router acts on. Each field's name is looked up once, when its head is
 /// parsed, so that every later question about it compares one byte instead of a name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Name {
+pub(crate) enum FieldName {
     /// Any name the router passes along without looking at it.
     Other,
     Close,
@@ -66,43 +67,43 @@ pub(crate) enum Name {
     XRequestStart,
 }
 
-impl Name {
-    /// The name's lowercase text; empty for [`Name::Other`].
+impl FieldName {
+    /// The name's lowercase text; empty for [`FieldName::Other`].
     pub(crate) fn text(self) -> &'static str {
         match self {
-            Name::Other => "",
-            Name::Close => "close",
-            Name::Connection => "connection",
-            Name::ContentLength => "content-length",
-            Name::Expect => "expect",
-            Name::Host => "host",
-            Name::KeepAlive => "keep-alive",
-            Name::ProxyAuthenticate => "proxy-authenticate",
-            Name::ProxyAuthorization => "proxy-authorization",
-            Name::ProxyConnection => "proxy-connection",
-            Name::StrictTransportSecurity => "strict-transport-security",
-            Name::Te => "te",
-            Name::Trailer => "trailer",
-            Name::TransferEncoding => "transfer-encoding",
-            Name::Upgrade => "upgrade",
-            Name::XForwardedFor => "x-forwarded-for",
-            Name::XForwardedPath => "x-forwarded-path",
-            Name::XForwardedPort => "x-forwarded-port",
-            Name::XForwardedProto => "x-forwarded-proto",
-            Name::XOrigHost => "x-orig-host",
-            Name::XOrigPath => "x-orig-path",
-            Name::XOrigPort => "x-orig-port",
-            Name::XOrigProto => "x-orig-proto",
-            Name::XRequestId => "x-request-id",
-            Name::XRequestStart => "x-request-start",
+            FieldName::Other => "",
+            FieldName::Close => "close",
+            FieldName::Connection => "connection",
+            FieldName::ContentLength => "content-length",
+            FieldName::Expect => "expect",
+            FieldName::Host => "host",
+            FieldName::KeepAlive => "keep-alive",
+            FieldName::ProxyAuthenticate => "proxy-authenticate",
+            FieldName::ProxyAuthorization => "proxy-authorization",
+            FieldName::ProxyConnection => "proxy-connection",
+            FieldName::StrictTransportSecurity => "strict-transport-security",
+            FieldName::Te => "te",
+            FieldName::Trailer => "trailer",
+            FieldName::TransferEncoding => "transfer-encoding",
+            FieldName::Upgrade => "upgrade",
+            FieldName::XForwardedFor => "x-forwarded-for",
+            FieldName::XForwardedPath => "x-forwarded-path",
+            FieldName::XForwardedPort => "x-forwarded-port",
+            FieldName::XForwardedProto => "x-forwarded-proto",
+            FieldName::XOrigHost => "x-orig-host",
+            FieldName::XOrigPath => "x-orig-path",
+            FieldName::XOrigPort => "x-orig-port",
+            FieldName::XOrigProto => "x-orig-proto",
+            FieldName::XRequestId => "x-request-id",
+            FieldName::XRequestStart => "x-request-start",
         }
     }
 
-    /// The known name `name` is, without regard to case, or [`Name::Other`].
-    pub(crate) fn of(name: &[u8]) -> Name {
-        use Name::*;
+    /// The known name `name` is, without regard to case, or [`FieldName::Other`].
+    pub(crate) fn of(name: &[u8]) -> FieldName {
+        use FieldName::*;
         // By length first: most fields are none of these, and few of these share a length.
-        let candidates: &[Name] = match name.len() {
+        let candidates: &[FieldName] = match name.len() {
             2 => &[Te],
             4 => &[Host],
             5 => &[Close],
@@ -141,7 +142,7 @@ pub(crate) fn eq_lowercase(bytes: &[u8], lower: &str) -> bool {
 pub(crate) struct Place {
     name: Span,
     value: Span,
-    known: Name,
+    known: FieldName,
 }
 
 /// A message head's header fields, in their order, with names as the peer spelled them.
@@ -160,7 +161,7 @@ impl Fields {
             .map(|h| Place {
                 name: Span::of(h.name.as_bytes(), base),
                 value: Span::of(h.value, base),
-                known: Name::of(h.name.as_bytes()),
+                known: FieldName::of(h.name.as_bytes()),
             })
             .collect()
     }
@@ -179,7 +180,7 @@ impl Fields {
             bytes.extend_from_slice(k.as_str().as_bytes());
             let value = Span { at: bytes.len() as u32, len: v.len() as u32 };
             bytes.extend_from_slice(v.as_bytes());
-            list.push(Place { name, value, known: Name::of(k.as_str().as_bytes()) });
+            list.push(Place { name, value, known: FieldName::of(k.as_str().as_bytes()) });
         }
         Fields { bytes: bytes.into(), list }
     }
@@ -190,41 +191,41 @@ impl Fields {
     }
 
     /// Every field, in order: its known name, its name as spelled, and its value.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (Name, &[u8], &[u8])> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (FieldName, &[u8], &[u8])> {
         self.list.iter().map(|p| (p.known, p.name.get(&self.bytes), p.value.get(&self.bytes)))
     }
 
     /// The value of the first field named `name`.
-    pub(crate) fn get(&self, name: Name) -> Option<&[u8]> {
+    pub(crate) fn get(&self, name: FieldName) -> Option<&[u8]> {
         self.get_all(name).next()
     }
 
     /// The values of every field named `name`, in order.
-    pub(crate) fn get_all(&self, name: Name) -> impl Iterator<Item = &[u8]> {
-        debug_assert_ne!(name, Name::Other, "only known names are looked up");
+    pub(crate) fn get_all(&self, name: FieldName) -> impl Iterator<Item = &[u8]> {
+        debug_assert_ne!(name, FieldName::Other, "only known names are looked up");
         self.list.iter().filter(move |p| p.known == name).map(|p| p.value.get(&self.bytes))
     }
 
     /// Whether a field named `name` is present.
-    pub(crate) fn contains(&self, name: Name) -> bool {
+    pub(crate) fn contains(&self, name: FieldName) -> bool {
         self.list.iter().any(|p| p.known == name)
     }
 
     /// Whether the comma-separated lists of the fields named `name` hold `token` (lowercase).
-    pub(crate) fn has_token(&self, name: Name, token: &str) -> bool {
+    pub(crate) fn has_token(&self, name: FieldName, token: &str) -> bool {
         // Not through `tokens`: this runs for every request and response, and that iterator
         // chain cost several times as much.
         self.get_all(name).any(|v| v.split(|&b| b == b',').any(|t| eq_lowercase(t.trim_ascii(), token)))
     }
 
     /// The items of the comma-separated lists of the fields named `name`, trimmed.
-    pub(crate) fn tokens(&self, name: Name) -> impl Iterator<Item = &[u8]> {
+    pub(crate) fn tokens(&self, name: FieldName) -> impl Iterator<Item = &[u8]> {
         self.get_all(name).flat_map(|v| v.split(|&b| b == b',')).map(<[u8]>::trim_ascii).filter(|t| !t.is_empty())
     }
 
     /// The fields as a header map (for an HTTP/2 response), leaving out those `skip` names.
     /// Fails on a name or value that a header map cannot hold.
-    pub(crate) fn to_map(&self, skip: impl Fn(Name, &[u8]) -> bool) -> Result<HeaderMap, http::Error> {
+    pub(crate) fn to_map(&self, skip: impl Fn(FieldName, &[u8]) -> bool) -> Result<HeaderMap, http::Error> {
         let mut map = HeaderMap::with_capacity(self.list.len());
         for (_, name, value) in self.iter().filter(|&(k, n, _)| !skip(k, n)) {
             map.append(HeaderName::from_bytes(name)?, HeaderValue::from_bytes(value)?);
@@ -251,19 +252,28 @@ mod tests {
             "GET / HTTP/1.1\r\nHOST: a\r\nConnection: keep-alive, X-Secret\r\nX-Forwarded-For: 1\r\nx-forwarded-for: 2\r\nX-A: 3\r\n\r\n",
         );
         assert_eq!(f.len(), 5);
-        assert_eq!(f.get(Name::Host), Some(&b"a"[..]));
-        assert_eq!(f.get_all(Name::XForwardedFor).collect::<Vec<_>>(), [b"1", b"2"]);
-        assert!(f.has_token(Name::Connection, "x-secret"));
-        assert!(!f.has_token(Name::Connection, "close"));
-        assert_eq!(f.tokens(Name::Connection).collect::<Vec<_>>(), [&b"keep-alive"[..], b"X-Secret"]);
-        assert!(!f.contains(Name::Upgrade));
+        assert_eq!(f.get(FieldName::Host), Some(&b"a"[..]));
+        assert_eq!(f.get_all(FieldName::XForwardedFor).collect::<Vec<_>>(), [b"1", b"2"]);
+        assert!(f.has_token(FieldName::Connection, "x-secret"));
+        assert!(!f.has_token(FieldName::Connection, "close"));
+        assert_eq!(f.tokens(FieldName::Connection).collect::<Vec<_>>(), [&b"keep-alive"[..], b"X-Secret"]);
+        assert!(!f.contains(FieldName::Upgrade));
         let kinds: Vec<_> = f.iter().map(|(k, _, _)| k).collect();
-        assert_eq!(kinds, [Name::Host, Name::Connection, Name::XForwardedFor, Name::XForwardedFor, Name::Other]);
-        let map = f.to_map(|k, _| k == Name::Connection).unwrap();
+        assert_eq!(
+            kinds,
+            [
+                FieldName::Host,
+                FieldName::Connection,
+                FieldName::XForwardedFor,
+                FieldName::XForwardedFor,
+                FieldName::Other
+            ]
+        );
+        let map = f.to_map(|k, _| k == FieldName::Connection).unwrap();
         assert_eq!(map.len(), 4);
         assert_eq!(map.get_all("x-forwarded-for").iter().count(), 2);
         let back = Fields::from_map(&map);
-        assert_eq!(back.get(Name::Host), Some(&b"a"[..]));
+        assert_eq!(back.get(FieldName::Host), Some(&b"a"[..]));
         assert_eq!(
             back.iter().map(|(_, n, _)| n.to_vec()).collect::<Vec<_>>(),
             [&b"host"[..], b"x-forwarded-for", b"x-forwarded-for", b"x-a"]
@@ -272,7 +282,7 @@ mod tests {
 
     #[test]
     fn every_known_name_is_recognised_in_any_case_and_nothing_else_is() {
-        use Name::*;
+        use FieldName::*;
         let all = [
             Close,
             Connection,
@@ -300,16 +310,16 @@ mod tests {
             XRequestStart,
         ];
         for name in all {
-            assert_eq!(Name::of(name.text().as_bytes()), name);
-            assert_eq!(Name::of(name.text().to_uppercase().as_bytes()), name);
+            assert_eq!(FieldName::of(name.text().as_bytes()), name);
+            assert_eq!(FieldName::of(name.text().to_uppercase().as_bytes()), name);
             // One letter off, or one longer, is another name.
             let mut near = name.text().as_bytes().to_vec();
             near[0] ^= 1;
-            assert_eq!(Name::of(&near), Other, "{}", name.text());
-            assert_eq!(Name::of(format!("{}s", name.text()).as_bytes()), Other);
+            assert_eq!(FieldName::of(&near), Other, "{}", name.text());
+            assert_eq!(FieldName::of(format!("{}s", name.text()).as_bytes()), Other);
         }
         for other in ["", "x-a", "hosts", "content-type", "x-request-ids", "connection\0"] {
-            assert_eq!(Name::of(other.as_bytes()), Other, "{other:?}");
+            assert_eq!(FieldName::of(other.as_bytes()), Other, "{other:?}");
         }
     }
 }

@@ -2,34 +2,40 @@
 //! dynos, round robin, and writes an access log line into the app's log stream.
 //!
 //! It runs on tokio, one single-threaded event loop per worker thread, with HTTP/1.1 on both
-//! sides written here (`http1.rs` for clients, `upstream.rs` for dynos) and hyper serving
-//! HTTP/2 (ARCHITECTURE.md records the measurements behind those choices). The routing table is an
+//! sides written here (the protocol in `http1/`, the server loop in `server/http1.rs`, the
+//! exchange with a dyno in `dyno_client.rs`) and hyper serving HTTP/2 (ARCHITECTURE.md records
+//! the measurements behind those choices). The routing table is an
 //! immutable value behind an `ArcSwap`: a snapshot from the control API compiles into a new
 //! table that replaces the old one in one pointer swap, so no request ever sees half a reload.
 
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
+mod access_log;
 mod admin;
 mod batch;
-mod body;
 pub mod canary;
+mod client;
 mod deadline;
+mod dyno_client;
 pub mod error;
 mod fields;
-mod framing;
+mod forwarding;
 mod http1;
 pub mod metrics;
 mod pool;
 mod proxy;
+mod response_body;
 mod server;
+mod settings;
 mod sockopt;
+mod state;
 pub mod table;
 pub mod tls;
-mod upstream;
+mod tunnel;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
@@ -37,18 +43,21 @@ use wharf_bus::Publisher;
 use wharf_config::RouterConfig;
 use wharf_domain::{CanaryEvidence, CanaryVerdict, Snapshot};
 
-pub use body::{BodyError, ProxyBody};
-pub use error::{Code, ProxyError, Side};
-pub use metrics::Metrics;
-pub use pool::PoolStats;
-pub use proxy::Listener;
+pub use client::Listener;
+pub use error::{BodyError, Code, ProxyError};
+pub use metrics::{Metrics, PoolStats};
+pub use response_body::ProxyBody;
+pub use state::MoreMetrics;
 pub use table::RoutingTable;
+
+use settings::Settings;
+use state::RouterState;
 
 /// Entry points for `cargo fuzz` (fuzz/), not for use elsewhere.
 #[doc(hidden)]
 pub mod fuzzing {
-    pub use crate::framing::check_request;
-    pub use crate::upstream::check_response;
+    pub use crate::http1::request_head::check_request;
+    pub use crate::http1::response_head::check_response;
 }
 
 /// Why the router could not start.
@@ -65,55 +74,6 @@ pub enum StartError {
     /// TLS could not be set up.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
-}
-
-/// The settings the proxy uses on every request.
-#[derive(Debug, Clone)]
-pub(crate) struct Settings {
-    pub(crate) connect_timeout: Duration,
-    pub(crate) first_byte_timeout: Duration,
-    pub(crate) header_timeout: Duration,
-    pub(crate) idle_timeout: Duration,
-    pub(crate) max_request_line: usize,
-    pub(crate) max_header_bytes: usize,
-    pub(crate) max_headers: usize,
-    /// `Strict-Transport-Security` for HTTPS responses that set none.
-    pub(crate) hsts: Option<http::HeaderValue>,
-    pub(crate) connect_attempts: u32,
-    pub(crate) quarantine: Duration,
-    pub(crate) shutdown_grace: Duration,
-    /// The HTTPS port clients see, for redirects and `X-Forwarded-Port`.
-    pub(crate) https_port: u16,
-    /// Whether plain HTTP is redirected rather than proxied.
-    pub(crate) http_redirect: bool,
-}
-
-/// State every worker shares.
-pub(crate) struct Shared {
-    pub(crate) table: ArcSwap<RoutingTable>,
-    pub(crate) publisher: Publisher,
-    pub(crate) settings: Settings,
-    pub(crate) metrics: Metrics,
-    pub(crate) pool_stats: PoolStats,
-    pub(crate) tls: tokio_rustls::TlsAcceptor,
-    /// Where canary aborts go, for the control API to record.
-    pub(crate) verdicts: tokio::sync::mpsc::UnboundedSender<CanaryVerdict>,
-    /// Metrics of other parts of the process (the logshuttle's drains), rendered after the
-    /// router's own on the admin listener.
-    pub(crate) more_metrics: std::sync::OnceLock<MoreMetrics>,
-}
-
-/// Renders more Prometheus text onto the admin listener's `/metrics`.
-pub type MoreMetrics = Box<dyn Fn(&mut String) + Send + Sync>;
-
-impl Shared {
-    /// The port to report in `X-Forwarded-Port` for a connection on a listener's local port.
-    pub(crate) fn public_port(&self, kind: Listener, local: u16) -> u16 {
-        match kind {
-            Listener::Https => self.settings.https_port,
-            Listener::Http | Listener::Internal => local,
-        }
-    }
 }
 
 /// The router's listening sockets, bound before it starts so that their addresses are known.
@@ -163,7 +123,7 @@ impl Listeners {
 
 /// A running router.
 pub struct Router {
-    shared: Arc<Shared>,
+    shared: Arc<RouterState>,
     addrs: Addrs,
     workers: Vec<std::thread::JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
@@ -192,10 +152,11 @@ impl Router {
         let http_addr = addrs.http;
         let stack_domain = config.stack_domain.clone();
         let first_snapshot = snapshots.borrow_and_update().clone();
+        // Before any worker runs, so resolving a dyno registered by host name blocks no request.
         let first = RoutingTable::compile(&first_snapshot, &stack_domain, None);
         let (verdicts, verdicts_rx) = tokio::sync::mpsc::unbounded_channel();
         certs.serve_uploaded(&first_snapshot.certs);
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(RouterState {
             table: ArcSwap::from_pointee(first),
             publisher,
             settings: Settings {
@@ -266,7 +227,17 @@ impl Router {
                         );
                         served_certs = snapshot.certs.iter().map(|c| c.id).collect();
                     }
-                    let table = RoutingTable::compile(&snapshot, &stack_domain, Some(&shared.table.load()));
+                    // Off the event loop: building a large table takes a while, and a dyno
+                    // registered by host name is resolved now, with the system's blocking resolver.
+                    let (previous, domain) = (shared.table.load_full(), stack_domain.clone());
+                    let compile = move || RoutingTable::compile(&snapshot, &domain, Some(&previous));
+                    let table = match tokio::task::spawn_blocking(compile).await {
+                        Ok(table) => table,
+                        Err(e) => {
+                            tracing::error!(error = %e, "routing table not built; serving the previous one");
+                            continue;
+                        }
+                    };
                     tracing::debug!(version = table.version, hosts = table.len(), "routing table swapped");
                     shared.table.store(Arc::new(table));
                 }

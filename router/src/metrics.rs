@@ -1,14 +1,13 @@
 //! The router's Prometheus metrics: plain atomic counters, rendered on demand.
 //!
 //! Per-app counters live beside each app's dynos in the routing table (and move to the next
-//! table on reload), so counting a request costs one atomic add and no lookup.
+//! table on reload), so counting a request costs one atomic add and no lookup. This module
+//! depends on nothing above it: the admin listener hands it the apps' counters to render.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::pool::PoolStats;
-use crate::proxy::Listener;
-use crate::table::RoutingTable;
+use crate::client::Listener;
 
 /// One app's request counts by status class.
 #[derive(Debug, Default)]
@@ -25,6 +24,15 @@ impl AppStats {
 
 fn class_index(status: u16) -> usize {
     usize::from(status / 100).clamp(1, 5) - 1
+}
+
+/// Counts of the dyno connection pools' outcomes.
+#[derive(Debug, Default)]
+pub struct PoolStats {
+    /// Requests sent on a reused connection.
+    pub reused: AtomicU64,
+    /// New connections opened.
+    pub opened: AtomicU64,
 }
 
 /// Upper bounds of the latency histogram's buckets, in milliseconds.
@@ -94,8 +102,16 @@ impl Metrics {
         self.by_class[usize::from(class.clamp(1, 5)) - 1].load(Relaxed)
     }
 
-    /// Appends the metrics in Prometheus' text format.
-    pub fn render(&self, out: &mut String, table: &RoutingTable, pool: &PoolStats) {
+    /// Appends the metrics in Prometheus' text format (Prometheus' "Exposition formats"):
+    /// these counters, each app's (`apps`: the app's key and its counts), the pools' and the
+    /// version of the snapshot being served.
+    pub fn render<'a>(
+        &self,
+        out: &mut String,
+        apps: impl Iterator<Item = (&'a str, &'a AppStats)>,
+        pool: &PoolStats,
+        snapshot_version: u64,
+    ) {
         out.push_str("# HELP wharf_router_requests_total Requests answered, by status class.\n");
         out.push_str("# TYPE wharf_router_requests_total counter\n");
         for (i, c) in self.by_class.iter().enumerate() {
@@ -103,16 +119,11 @@ impl Metrics {
         }
         out.push_str("# HELP wharf_router_app_requests_total Requests routed to an app, by status class.\n");
         out.push_str("# TYPE wharf_router_app_requests_total counter\n");
-        for backend in table.backends() {
-            for (i, c) in backend.stats.by_class.iter().enumerate() {
+        for (app, stats) in apps {
+            for (i, c) in stats.by_class.iter().enumerate() {
                 let n = c.load(Relaxed);
                 if n > 0 {
-                    let _ = writeln!(
-                        out,
-                        "wharf_router_app_requests_total{{app=\"{}\",class=\"{}xx\"}} {n}",
-                        backend.app,
-                        i + 1
-                    );
+                    let _ = writeln!(out, "wharf_router_app_requests_total{{app=\"{app}\",class=\"{}xx\"}} {n}", i + 1);
                 }
             }
         }
@@ -161,6 +172,6 @@ impl Metrics {
         }
         out.push_str("# HELP wharf_router_snapshot_version Version of the routing snapshot being served.\n");
         out.push_str("# TYPE wharf_router_snapshot_version gauge\n");
-        let _ = writeln!(out, "wharf_router_snapshot_version {}", table.version);
+        let _ = writeln!(out, "wharf_router_snapshot_version {snapshot_version}");
     }
 }

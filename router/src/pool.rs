@@ -1,45 +1,83 @@
-//! Upstream HTTP/1.1 connections, kept alive and reused per worker thread.
+//! Connections to dynos, kept alive and reused per worker thread.
 //!
 //! Each worker runs its own single-threaded event loop, so its pool is a thread-local with no
 //! lock: a connection is only ever used by the thread that opened it. A connection goes back
 //! to the pool when its response body has been read to the end and the dyno keeps it open; one
 //! taken from the pool is checked for an end of stream first.
+//!
+//! Dynos come and go with every release (a new dyno listens on a new port), so the pool follows
+//! the routing table: the first checkout under a newer table than the pool last saw drops the
+//! idle connections to dynos that table no longer has, and a connection checked out under an
+//! older table is not taken back if its dyno is gone. Pruning happens on the worker's own
+//! thread, the only one that may touch its pool.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 
+use crate::dyno_client::DynoConnection;
 use crate::error::{Code, ProxyError};
-use crate::table::Upstream;
-use crate::upstream::UpConn;
+use crate::state::RouterState;
+use crate::table::{AddrSet, Dyno, RoutingTable};
 
 /// Most idle connections kept per dyno per worker.
-const MAX_IDLE_PER_UPSTREAM: usize = 256;
+const MAX_IDLE_PER_DYNO: usize = 256;
 
 /// How long an idle connection is trusted. Shorter than the keep-alive timeout of common app
 /// servers (Node's is 5 s), so the router never sends a request on a connection the app is
 /// closing at that moment, which could neither succeed nor be safely retried.
 const IDLE_TRUST: Duration = Duration::from_secs(4);
 
+/// An idle connection and since when it has been idle.
 struct Idle {
-    conn: UpConn,
+    conn: DynoConnection,
     since: Instant,
 }
 
-/// Keyed by the dyno's address; foldhash rather than SipHash, as for the routing table's maps.
-type IdleMap = HashMap<SocketAddr, Vec<Idle>, foldhash::fast::RandomState>;
+/// Maps keyed by the dyno's address use foldhash rather than SipHash, as the routing table's do.
+type ByAddr<V> = HashMap<SocketAddr, V, foldhash::fast::RandomState>;
 
-thread_local! {
-    static IDLE: RefCell<IdleMap> = RefCell::new(IdleMap::default());
+/// One worker's pool.
+#[derive(Default)]
+struct Pool {
+    /// Idle connections by dyno address.
+    idle: ByAddr<Vec<Idle>>,
+    /// The version of the routing table the pool was last pruned for.
+    table_version: u64,
+    /// The addresses of that table's dynos; `None` before the first pruning.
+    live: Option<Arc<AddrSet>>,
 }
 
-fn pop_idle(addr: SocketAddr, now: Instant) -> Option<UpConn> {
-    IDLE.with(|idle| {
-        let mut idle = idle.borrow_mut();
-        let list = idle.get_mut(&addr)?;
+impl Pool {
+    /// Drops the idle connections to dynos `table` does not have, and remembers its dynos. Once
+    /// per table per worker, so kept out of the checkout's hot path.
+    #[cold]
+    #[inline(never)]
+    fn prune(&mut self, table: &RoutingTable) {
+        let live = table.dyno_addrs();
+        self.idle.retain(|addr, _| live.contains(addr));
+        self.table_version = table.version;
+        self.live = Some(live.clone());
+    }
+}
+
+thread_local! {
+    static POOL: RefCell<Pool> = RefCell::new(Pool::default());
+}
+
+/// An idle connection to `addr` still trusted at `now`, for a request routed by the table of
+/// `table_version`; the pool is pruned first when that table is newer than the pool's.
+fn pop_idle(addr: SocketAddr, now: Instant, table_version: u64, shared: &RouterState) -> Option<DynoConnection> {
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if table_version > pool.table_version {
+            pool.prune(&shared.table.load());
+        }
+        let list = pool.idle.get_mut(&addr)?;
         while let Some(c) = list.pop() {
             if now.saturating_duration_since(c.since) < IDLE_TRUST && c.conn.is_open() {
                 return Some(c.conn);
@@ -50,44 +88,45 @@ fn pop_idle(addr: SocketAddr, now: Instant) -> Option<UpConn> {
 }
 
 /// Returns a connection whose response was read to the end, at `now`, with nothing left over.
-pub(crate) fn checkin(mut conn: UpConn, now: Instant) {
+/// One checked out under an older table than the pool's is closed instead when its dyno is gone.
+pub(crate) fn checkin(mut conn: DynoConnection, now: Instant) {
     if !conn.buf.is_empty() {
         return;
     }
     conn.reused = true;
-    IDLE.with(|idle| {
-        let mut idle = idle.borrow_mut();
-        let list = idle.entry(conn.addr).or_default();
-        if list.len() < MAX_IDLE_PER_UPSTREAM {
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if conn.table_version < pool.table_version && pool.live.as_ref().is_some_and(|live| !live.contains(&conn.addr))
+        {
+            return;
+        }
+        let list = pool.idle.entry(conn.addr).or_default();
+        if list.len() < MAX_IDLE_PER_DYNO {
             list.push(Idle { conn, since: now });
         }
     });
 }
 
-/// Counts of pool outcomes, for metrics.
-#[derive(Debug, Default)]
-pub struct PoolStats {
-    /// Requests sent on a reused connection.
-    pub reused: std::sync::atomic::AtomicU64,
-    /// New connections opened.
-    pub opened: std::sync::atomic::AtomicU64,
-}
-
 /// A ready connection to the dyno: an idle one when there is one, else a new one. `now` is
-/// the caller's recent reading of the clock.
+/// the caller's recent reading of the clock, and `table_version` the version of the routing
+/// table that routed the request. H19 when connecting timed out, H21 when it was refused or the
+/// dyno's host name does not resolve.
 pub(crate) async fn checkout(
-    up: &Upstream,
+    dyno: &Dyno,
     connect_timeout: Duration,
-    stats: &PoolStats,
+    shared: &RouterState,
+    table_version: u64,
     now: Instant,
-) -> Result<UpConn, ProxyError> {
+) -> Result<DynoConnection, ProxyError> {
     use std::sync::atomic::Ordering::Relaxed;
-    let addr = match up.addr {
+    let addr = match dyno.fresh_addr(now) {
         Some(a) => a,
-        None => resolve(up).await?,
+        None => resolve(dyno).await?,
     };
-    if let Some(conn) = pop_idle(addr, now) {
+    let stats = &shared.pool_stats;
+    if let Some(mut conn) = pop_idle(addr, now, table_version, shared) {
         stats.reused.fetch_add(1, Relaxed);
+        conn.table_version = table_version;
         return Ok(conn);
     }
     let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
@@ -100,11 +139,18 @@ pub(crate) async fn checkout(
     };
     let _ = stream.set_nodelay(true);
     stats.opened.fetch_add(1, Relaxed);
-    Ok(UpConn::new(stream, addr))
+    let mut conn = DynoConnection::new(stream, addr);
+    conn.table_version = table_version;
+    Ok(conn)
 }
 
-async fn resolve(up: &Upstream) -> Result<SocketAddr, ProxyError> {
+/// Resolves a dyno's host name, which the table built (or last resolved) too long ago or could
+/// not resolve then, and remembers the answer for the next [`crate::table::RESOLVED_FOR`].
+async fn resolve(dyno: &Dyno) -> Result<SocketAddr, ProxyError> {
     let mut addrs =
-        tokio::net::lookup_host((up.host.as_str(), up.port)).await.map_err(|e| ProxyError::new(Code::H21, e))?;
-    addrs.next().ok_or_else(|| ProxyError::new(Code::H21, format!("{} resolves to no address", up.host)))
+        tokio::net::lookup_host((dyno.host.as_str(), dyno.port)).await.map_err(|e| ProxyError::new(Code::H21, e))?;
+    let addr =
+        addrs.next().ok_or_else(|| ProxyError::new(Code::H21, format!("{} resolves to no address", dyno.host)))?;
+    dyno.resolved(addr, std::time::Instant::now());
+    Ok(addr)
 }

@@ -1,86 +1,53 @@
-//! One request through the router: find the app by host and path, pick a dyno, forward with the
-//! platform's headers, and stream the response back.
+//! One request through the router, in four phases: route it (host and path to an app, and the
+//! app or its canary), build the request head the dyno gets, attempt it on the app's dynos
+//! (another dyno only while the error says it may be tried), and finish (judge the canary,
+//! answer the client, write the access line or hand it to the response body).
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use http::header::{self, HeaderMap, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use http::{Method, StatusCode, Version};
 
-use crate::Shared;
-use crate::body::{AccessLog, ProxyBody, UpstreamBody};
+use crate::access_log::AccessLog;
+use crate::canary::{Arm, Canary};
+use crate::client::{ClientConnection, Listener};
 use crate::deadline::Deadline;
+use crate::dyno_client::{DynoConnection, Failed, RequestBody};
 use crate::error::{Code, ProxyError};
-use crate::fields::{Fields, Name};
+use crate::fields::{FieldName, Fields};
+use crate::forwarding::{self, HopByHop, is_replaced};
+use crate::http1::encode::encode_request_head;
+use crate::http1::response_head::ResponseHead;
 use crate::pool;
-use crate::table::{millis_at, normalize_host, normalize_host_bytes};
-use crate::upstream::{Failed, Head, RequestBody, UpConn};
-
-/// What kind of listener a connection arrived on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Listener {
-    /// Plain HTTP: every request is redirected to HTTPS.
-    Http,
-    /// Public HTTPS: never serves internal sites or apps.
-    Https,
-    /// Internal HTTPS: serves only internal sites and apps.
-    Internal,
-}
-
-/// Facts about a client connection that every request on it shares.
-#[derive(Debug)]
-pub(crate) struct ConnInfo {
-    pub(crate) peer: SocketAddr,
-    pub(crate) listener: Listener,
-    /// The client's address as text, formatted once for all of the connection's requests.
-    pub(crate) peer_ip: HeaderValue,
-    /// The platform's fields that are the same for every request on the connection (protocol,
-    /// the port the client connected to, `Via`), as header lines ready to copy into each request
-    /// head in one piece.
-    pub(crate) fixed_fields: Box<[u8]>,
-}
-
-impl ConnInfo {
-    pub(crate) fn new(peer: SocketAddr, listener: Listener, port: u16) -> Self {
-        let peer_ip = HeaderValue::try_from(peer.ip().to_string()).expect("an IP address is a valid header value");
-        let proto = if listener == Listener::Http { "http" } else { "https" };
-        let fixed_fields = format!(
-            "x-forwarded-proto: {proto}\r\nx-forwarded-port: {port}\r\nvia: {VIA}\r\n\
-             x-orig-proto: {proto}\r\nx-orig-port: {port}\r\n"
-        );
-        ConnInfo { peer, listener, peer_ip, fixed_fields: fixed_fields.into_bytes().into_boxed_slice() }
-    }
-}
-
-/// What the router puts in `Via`.
-pub(crate) const VIA: &str = "1.1 wharf";
-
-static VIA_VALUE: HeaderValue = HeaderValue::from_static(VIA);
+use crate::response_body::{DynoBody, ProxyBody};
+use crate::state::RouterState;
+use crate::table::{Chosen, WebDynos, millis_at, normalize_host, normalize_host_bytes};
 
 /// A client's request as the proxy sees it, whichever protocol it came in.
 #[derive(Debug)]
 pub(crate) struct ClientRequest<'a> {
+    /// The method.
     pub(crate) method: &'a Method,
+    /// The protocol version the client spoke.
     pub(crate) version: Version,
     /// The target's authority, when the request named one (absolute form, or HTTP/2's
     /// `:authority`); it takes the place of `Host`.
     pub(crate) authority: Option<&'a str>,
     /// The path and query, in origin form.
     pub(crate) target: &'a str,
+    /// The header fields as the client sent them.
     pub(crate) fields: &'a Fields,
     /// Whether a body follows the head.
     pub(crate) has_body: bool,
 }
 
 impl ClientRequest<'_> {
+    /// The path, without the query.
     fn path(&self) -> &str {
         self.target.split_once('?').map_or(self.target, |(p, _)| p)
     }
 
+    /// The query, without its `?`.
     fn query(&self) -> Option<&str> {
         self.target.split_once('?').map(|(_, q)| q)
     }
@@ -89,7 +56,7 @@ impl ClientRequest<'_> {
     fn host(&self) -> Option<String> {
         match self.authority {
             Some(a) => normalize_host(a),
-            None => normalize_host_bytes(self.fields.get(Name::Host)?),
+            None => normalize_host_bytes(self.fields.get(FieldName::Host)?),
         }
     }
 }
@@ -98,103 +65,56 @@ impl ClientRequest<'_> {
 #[derive(Debug)]
 pub(crate) enum Reply {
     /// The dyno's response: its head and its body on the way.
-    Dyno(Head, ProxyBody),
+    Dyno(ResponseHead, ProxyBody),
     /// A response the router wrote.
-    Own(Own),
+    Router(RouterResponse),
     /// The dyno switched protocols: its head, the connection to join with the client's, and
     /// the access log line, written when the tunnel closes.
-    Upgrade(Head, UpConn, Box<AccessLog>),
+    Upgrade(ResponseHead, DynoConnection, Box<AccessLog>),
 }
 
 /// A response the router writes itself: a refusal, an error or a redirect.
 #[derive(Debug)]
-pub(crate) struct Own {
+pub(crate) struct RouterResponse {
+    /// Its status.
     pub(crate) status: StatusCode,
+    /// Its plain-text body.
     pub(crate) body: &'static str,
+    /// Where a redirect sends the client.
     pub(crate) location: Option<String>,
 }
 
-fn own(status: StatusCode, body: &'static str) -> Reply {
-    Reply::Own(Own { status, body, location: None })
+/// A response the router writes, without a `Location`.
+fn router_response(status: StatusCode, body: &'static str) -> RouterResponse {
+    RouterResponse { status, body, location: None }
 }
 
 /// Serves one request. `first_byte` times the wait for the dyno's response head.
 pub(crate) async fn handle(
     req: &ClientRequest<'_>,
     body: Option<&mut (dyn RequestBody + Send)>,
-    conn: &ConnInfo,
-    shared: &Arc<Shared>,
+    conn: &ClientConnection,
+    shared: &Arc<RouterState>,
     first_byte: &mut Deadline,
 ) -> Reply {
     match conn.listener {
-        Listener::Http if shared.settings.http_redirect => redirect(req, shared),
-        Listener::Http | Listener::Https | Listener::Internal => proxy(req, body, conn, shared, first_byte).await,
-    }
-}
-
-/// The `Strict-Transport-Security` value to add to a response, if any: on HTTPS, when the
-/// response sets none of its own.
-pub(crate) fn hsts<'a>(conn: &ConnInfo, shared: &'a Shared, has_own: bool) -> Option<&'a HeaderValue> {
-    if conn.listener == Listener::Http || has_own { None } else { shared.settings.hsts.as_ref() }
-}
-
-/// Serves an HTTP/2 request through hyper's server.
-pub(crate) async fn handle_h2(
-    req: Request<Incoming>,
-    conn: Arc<ConnInfo>,
-    shared: Arc<Shared>,
-) -> Result<Response<ProxyBody>, Infallible> {
-    let (parts, mut body) = req.into_parts();
-    let fields = Fields::from_map(&parts.headers);
-    let request = ClientRequest {
-        method: &parts.method,
-        version: parts.version,
-        authority: parts.uri.authority().map(|a| a.as_str()),
-        target: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
-        fields: &fields,
-        has_body: !http_body::Body::is_end_stream(&body),
-    };
-    let mut first_byte = Deadline::new(shared.settings.first_byte_timeout);
-    let reply = handle(&request, Some(&mut body), &conn, &shared, &mut first_byte).await;
-    let (status, mut headers, body) = match reply {
-        Reply::Own(o) => {
-            let mut headers = HeaderMap::new();
-            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-            if let Some(location) = o.location.and_then(|l| HeaderValue::try_from(l).ok()) {
-                headers.insert(header::LOCATION, location);
+        Listener::Http if shared.settings.http_redirect => Reply::Router(redirect(req, shared)),
+        Listener::Http | Listener::Https | Listener::Internal => {
+            match proxy(req, body, conn, shared, first_byte).await {
+                Ok(reply) => reply,
+                Err(refusal) => {
+                    // Refused before the request reached an app: counted, but no access line.
+                    shared.metrics.record(refusal.status.as_u16(), 0);
+                    Reply::Router(refusal)
+                }
             }
-            (o.status, headers, ProxyBody::full(o.body))
         }
-        Reply::Dyno(head, body) => {
-            let hop = HopByHop::of(&head.fields);
-            let mut headers = head.fields.to_map(|known, n| hop.contains(known, n)).unwrap_or_else(|e| {
-                tracing::debug!(error = %e, "a response field HTTP/2 cannot carry was left out");
-                HeaderMap::new()
-            });
-            headers.append(header::VIA, VIA_VALUE.clone());
-            (head.status, headers, body)
-        }
-        // Only an HTTP/1.1 request asks for an upgrade, and only such a request accepts a 101.
-        Reply::Upgrade(..) => (StatusCode::BAD_GATEWAY, HeaderMap::new(), ProxyBody::full("")),
-    };
-    if let Some(v) = hsts(&conn, &shared, headers.contains_key(header::STRICT_TRANSPORT_SECURITY)) {
-        headers.insert(header::STRICT_TRANSPORT_SECURITY, v.clone());
     }
-    let mut resp = Response::new(body);
-    *resp.status_mut() = status;
-    *resp.headers_mut() = headers;
-    Ok(resp)
-}
-
-/// A response the router writes before the request reaches an app, counted in the metrics.
-fn refuse(shared: &Shared, status: StatusCode, body: &'static str) -> Reply {
-    shared.metrics.record(status.as_u16(), 0);
-    own(status, body)
 }
 
 /// Checks the request line and header fields against the configured limits: the head's
 /// parser bounds the whole head, and these bound its parts the way operators configure them.
-fn check_limits(req: &ClientRequest<'_>, shared: &Shared) -> Result<(), (StatusCode, &'static str)> {
+fn check_limits(req: &ClientRequest<'_>, shared: &RouterState) -> Result<(), (StatusCode, &'static str)> {
     let s = &shared.settings;
     let target = req.target.len() + req.authority.map_or(0, str::len);
     if target + req.method.as_str().len() + 10 > s.max_request_line {
@@ -203,7 +123,7 @@ fn check_limits(req: &ClientRequest<'_>, shared: &Shared) -> Result<(), (StatusC
     let fields = req.fields;
     // A message framed by both Content-Length and Transfer-Encoding is how requests are
     // smuggled past proxies that pick one and servers that pick the other: refuse it outright.
-    if fields.contains(Name::TransferEncoding) && fields.contains(Name::ContentLength) {
+    if fields.contains(FieldName::TransferEncoding) && fields.contains(FieldName::ContentLength) {
         return Err((StatusCode::BAD_REQUEST, "ambiguous framing: both Content-Length and Transfer-Encoding\n"));
     }
     let bytes: usize = fields.iter().map(|(_, k, v)| k.len() + v.len()).sum();
@@ -214,15 +134,15 @@ fn check_limits(req: &ClientRequest<'_>, shared: &Shared) -> Result<(), (StatusC
 }
 
 /// Sends a plain-HTTP request to the same URL over HTTPS.
-fn redirect(req: &ClientRequest<'_>, shared: &Shared) -> Reply {
+fn redirect(req: &ClientRequest<'_>, shared: &RouterState) -> RouterResponse {
     let Some(host) = req.host() else {
-        return own(StatusCode::BAD_REQUEST, "missing or invalid Host header\n");
+        return router_response(StatusCode::BAD_REQUEST, "missing or invalid Host header\n");
     };
     let port = shared.settings.https_port;
     let port = if port == 443 { String::new() } else { format!(":{port}") };
     let location = format!("https://{host}{port}{}", req.target);
-    if HeaderValue::try_from(location.as_str()).is_err() {
-        return own(StatusCode::BAD_REQUEST, "invalid request target\n");
+    if http::HeaderValue::try_from(location.as_str()).is_err() {
+        return router_response(StatusCode::BAD_REQUEST, "invalid request target\n");
     }
     // 301 keeps browsers' habits for GET; 308 keeps the method and body for everything else.
     let status = if matches!(req.method, &Method::GET | &Method::HEAD) {
@@ -230,94 +150,11 @@ fn redirect(req: &ClientRequest<'_>, shared: &Shared) -> Reply {
     } else {
         StatusCode::PERMANENT_REDIRECT
     };
-    Reply::Own(Own { status, body: "", location: Some(location) })
+    RouterResponse { status, body: "", location: Some(location) }
 }
 
-/// A request id is kept when it is 20 to 200 characters of `[A-Za-z0-9+/=-]`, as Heroku does.
-fn valid_request_id(b: &[u8]) -> bool {
-    (20..=200).contains(&b.len()) && b.iter().all(|c| c.is_ascii_alphanumeric() || b"+/=-".contains(c))
-}
-
-/// A random request id in UUID (version 4) form. Not a secret, so a fast generator suffices.
-fn new_request_id() -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&fastrand::u64(..).to_be_bytes());
-    bytes[8..].copy_from_slice(&fastrand::u64(..).to_be_bytes());
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let mut id = [b'-'; 36];
-    let mut at = 0;
-    for (i, b) in bytes.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            at += 1;
-        }
-        id[at] = HEX[usize::from(b >> 4)];
-        id[at + 1] = HEX[usize::from(b & 15)];
-        at += 2;
-    }
-    String::from_utf8(id.to_vec()).expect("hex digits and dashes are ASCII")
-}
-
-/// Whether the client's field is one the platform writes its own of (`Via` is appended to,
-/// the rest replaced), so the dyno does not get it as it came.
-fn is_replaced(known: Name) -> bool {
-    use Name::*;
-    matches!(
-        known,
-        Host | XOrigHost
-            | XForwardedFor
-            | XForwardedProto
-            | XForwardedPort
-            | XRequestId
-            | XRequestStart
-            | XForwardedPath
-            | XOrigPath
-            | XOrigProto
-            | XOrigPort
-    )
-}
-
-/// The fields of a message that stay on its hop and never cross a proxy: the standard
-/// hop-by-hop ones and those its `Connection` field names.
-pub(crate) struct HopByHop<'a> {
-    /// Names from `Connection` that are not standard hop-by-hop names; nearly always none, so
-    /// nothing is allocated.
-    named: Vec<&'a [u8]>,
-}
-
-impl<'a> HopByHop<'a> {
-    pub(crate) fn of(fields: &'a Fields) -> HopByHop<'a> {
-        let named = fields.tokens(Name::Connection).filter(|option| !is_hop_by_hop(Name::of(option))).collect();
-        HopByHop { named }
-    }
-
-    /// Whether the field `name` (known as `known`) stays on this hop.
-    pub(crate) fn contains(&self, known: Name, name: &[u8]) -> bool {
-        is_hop_by_hop(known) || self.named.iter().any(|n| n.eq_ignore_ascii_case(name))
-    }
-}
-
-/// Whether a field describes one connection, not the message. `close` is reserved as a field
-/// name because it is a connection option.
-fn is_hop_by_hop(known: Name) -> bool {
-    use Name::*;
-    matches!(
-        known,
-        Close
-            | Connection
-            | KeepAlive
-            | ProxyConnection
-            | ProxyAuthenticate
-            | ProxyAuthorization
-            | Te
-            | Trailer
-            | TransferEncoding
-            | Upgrade
-    )
-}
-
-fn error_reply(code: Code) -> Own {
+/// The response for a request that failed at the dyno, by its code.
+fn error_response(code: Code) -> RouterResponse {
     let body = match code {
         Code::H12 => "the app did not respond in time\n",
         Code::H14 => "the app has no web dynos running\n",
@@ -325,53 +162,31 @@ fn error_reply(code: Code) -> Own {
         Code::H19 | Code::H21 => "the app is not accepting connections\n",
         _ => "the request could not be completed\n",
     };
-    Own { status: code.status(), body, location: None }
+    router_response(code.status(), body)
 }
 
+/// Proxies a request through its four phases; `Err` is a refusal before it reached an app.
 async fn proxy(
     req: &ClientRequest<'_>,
     body: Option<&mut (dyn RequestBody + Send)>,
-    conn: &ConnInfo,
-    shared: &Arc<Shared>,
+    conn: &ClientConnection,
+    shared: &Arc<RouterState>,
     first_byte: &mut Deadline,
-) -> Reply {
+) -> Result<Reply, RouterResponse> {
     let started = Instant::now();
-    if let Err((status, body)) = check_limits(req, shared) {
-        return refuse(shared, status, body);
-    }
-    let Some(host) = req.host() else {
-        return refuse(shared, StatusCode::BAD_REQUEST, "missing or invalid Host header\n");
-    };
-    let (backend, site, upstream_path, orig_prefix) = {
-        let table = shared.table.load();
-        // Internal hosts exist only on the internal listener, and public ones only elsewhere:
-        // to a client on the wrong side, the host does not exist.
-        let internal = conn.listener == Listener::Internal;
-        let Some(entry) = table.host(&host).filter(|e| e.internal == internal) else {
-            return refuse(shared, StatusCode::NOT_FOUND, "no such app\n");
-        };
-        let Some(route) = entry.route(req.path()) else {
-            return refuse(shared, StatusCode::NOT_FOUND, "no such app\n");
-        };
-        // A route from `/` to `/` (every app's default domain) sends the path as it came.
-        let rewritten = (!route.is_identity()).then(|| route.rewrite(req.path()));
-        (route.backend.choose(), entry.site.clone(), rewritten, route.prefix.to_string())
-    };
-    let crate::table::Chosen { backend, judged } = backend;
-
-    let fields = req.fields;
-    // A WebSocket (or other HTTP/1.1) upgrade keeps its Upgrade and Connection headers.
-    let upgrade = is_upgrade(req.version, fields).then(|| fields.get(Name::Upgrade)).flatten();
-    let request_id = match fields.get(Name::XRequestId) {
-        Some(v) if valid_request_id(v) => String::from_utf8_lossy(v).into_owned(),
-        _ => new_request_id(),
-    };
+    let routed = route(req, conn, shared)?;
+    let Chosen { web_dynos, judged } = routed.chosen;
     let started_micros = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
+    let request_id = match req.fields.get(FieldName::XRequestId) {
+        Some(v) if forwarding::valid_request_id(v) => String::from_utf8_lossy(v).into_owned(),
+        _ => forwarding::new_request_id(),
+    };
+    let dyno_request = dyno_request(req, conn, routed.path, &routed.prefix, &request_id, started_micros)?;
     let mut log = AccessLog {
-        app: backend.app.clone(),
-        stats: backend.stats.clone(),
-        site,
-        host,
+        app: web_dynos.app.clone(),
+        stats: web_dynos.stats.clone(),
+        site: routed.site,
+        host: routed.host,
         fwd: conn.peer_ip.clone(),
         method: req.method.clone(),
         path: req.target.to_owned(),
@@ -384,17 +199,89 @@ async fn proxy(
         service_ms: 0,
         code: None,
     };
+    let body = if req.has_body { body } else { None };
+    let attempt = Attempt { request: &dyno_request, method: req.method, table_version: routed.table_version };
+    let outcome = attempt.run(&web_dynos, body, shared, first_byte, &mut log).await;
+    Ok(finish(outcome, judged, &web_dynos, log, shared))
+}
 
-    // The request as the dyno sees it: HTTP/1.1, origin-form, the platform's headers.
+/// Where routing sent a request.
+struct Routed {
+    /// The app whose dynos serve it (the routed app, or its canary), and the canary judging it.
+    chosen: Chosen,
+    /// The site's domain, when the host is a site's.
+    site: Option<Arc<str>>,
+    /// The host, normalized.
+    host: String,
+    /// The path the dyno gets, when the route rewrites it.
+    path: Option<String>,
+    /// The route's prefix, for `X-Orig-Path`.
+    prefix: String,
+    /// The version of the routing table that routed it.
+    table_version: u64,
+}
+
+/// Phase one: the request's limits, its host, the route for its path, and the app (or canary)
+/// that serves it. 404 for a host or path no route serves, and for a host on the wrong listener.
+fn route(req: &ClientRequest<'_>, conn: &ClientConnection, shared: &RouterState) -> Result<Routed, RouterResponse> {
+    if let Err((status, body)) = check_limits(req, shared) {
+        return Err(router_response(status, body));
+    }
+    let Some(host) = req.host() else {
+        return Err(router_response(StatusCode::BAD_REQUEST, "missing or invalid Host header\n"));
+    };
+    let table = shared.table.load();
+    // Internal hosts exist only on the internal listener, and public ones only elsewhere:
+    // to a client on the wrong side, the host does not exist.
+    let internal = conn.listener == Listener::Internal;
+    let not_found = || router_response(StatusCode::NOT_FOUND, "no such app\n");
+    let entry = table.host(&host).filter(|e| e.internal == internal).ok_or_else(not_found)?;
+    let route = entry.route(req.path()).ok_or_else(not_found)?;
+    // A route from `/` to `/` (every app's default domain) sends the path as it came.
+    let path = (!route.is_identity()).then(|| route.rewrite(req.path()));
+    Ok(Routed {
+        chosen: route.web_dynos.choose(),
+        site: entry.site.clone(),
+        host,
+        path,
+        prefix: route.prefix.to_string(),
+        table_version: table.version,
+    })
+}
+
+/// The request as a dyno gets it, the same for every attempt.
+struct DynoRequest {
+    /// The request head, encoded.
+    head: Vec<u8>,
+    /// Whether the body follows it chunked.
+    chunked: bool,
+    /// Whether it asks to switch protocols.
+    upgrade: bool,
+}
+
+/// Phase two: the request head the dyno gets: HTTP/1.1, origin form, the client's fields but the
+/// hop-by-hop ones and those the platform replaces, then the platform's. 400 for a rewritten
+/// target that is not one.
+fn dyno_request(
+    req: &ClientRequest<'_>,
+    conn: &ClientConnection,
+    rewritten_path: Option<String>,
+    prefix: &str,
+    request_id: &str,
+    started_micros: i64,
+) -> Result<DynoRequest, RouterResponse> {
+    let fields = req.fields;
+    // A WebSocket (or other HTTP/1.1) upgrade keeps its Upgrade and Connection headers.
+    let upgrade = is_upgrade(req.version, fields).then(|| fields.get(FieldName::Upgrade)).flatten();
     let rewritten;
-    let target = match upstream_path {
+    let target = match rewritten_path {
         Some(path) => {
             rewritten = match req.query() {
                 Some(q) => format!("{path}?{q}"),
                 None => path,
             };
             if !rewritten.bytes().all(|b| b.is_ascii_graphic()) {
-                return refuse(shared, StatusCode::BAD_REQUEST, "invalid request target\n");
+                return Err(router_response(StatusCode::BAD_REQUEST, "invalid request target\n"));
             }
             rewritten.as_str()
         }
@@ -402,98 +289,127 @@ async fn proxy(
     };
     let orig_host = match req.authority {
         Some(a) => Some(a.as_bytes()),
-        None => fields.get(Name::Host),
+        None => fields.get(FieldName::Host),
     };
     // The platform's headers are written straight into the request head, after the client's
     // minus those they replace and the hop-by-hop ones: no header map is built for the dyno.
-    let xff: std::borrow::Cow<'_, [u8]> = match fields.get(Name::XForwardedFor) {
-        Some(prev) => {
-            let mut v = Vec::with_capacity(prev.len() + 2 + conn.peer_ip.len());
-            v.extend_from_slice(prev);
-            v.extend_from_slice(b", ");
-            v.extend_from_slice(conn.peer_ip.as_bytes());
-            v.into()
-        }
-        None => conn.peer_ip.as_bytes().into(),
-    };
-    let start_ms = started_micros / 1000;
+    let xff = forwarding::forwarded_for(fields.get(FieldName::XForwardedFor), &conn.peer_ip);
     let mut start_text = itoa::Buffer::new();
-    let orig_prefix = if orig_prefix.is_empty() { "/" } else { orig_prefix.as_str() };
+    let orig_prefix = if prefix.is_empty() { "/" } else { prefix };
     let upgrade_fields = upgrade.map(|protocol| [("upgrade", protocol), ("connection", &b"upgrade"[..])]);
     let host_fields = orig_host.map(|orig_host| [("host", orig_host), ("x-orig-host", orig_host)]);
     let rest = [
         ("x-forwarded-for", &*xff),
-        ("x-request-id", log.request_id.as_bytes()),
-        ("x-request-start", start_text.format(start_ms).as_bytes()),
+        ("x-request-id", request_id.as_bytes()),
+        ("x-request-start", start_text.format(started_micros / 1000).as_bytes()),
         ("x-forwarded-path", req.target.as_bytes()),
         ("x-orig-path", orig_prefix.as_bytes()),
     ];
     let none: &[(&str, &[u8])] = &[];
     let platform = [host_fields.as_ref().map_or(none, |f| f), &rest, upgrade_fields.as_ref().map_or(none, |f| f)];
     let hop = HopByHop::of(fields);
-    let skip = |known: Name, name: &[u8]| is_replaced(known) || hop.contains(known, name);
+    let skip = |known: FieldName, name: &[u8]| is_replaced(known) || hop.contains(known, name);
     let (head, chunked) =
-        crate::upstream::encode_head(req.method, target, fields, skip, &platform, &conn.fixed_fields, req.has_body);
-    let mut body = if req.has_body { body } else { None };
+        encode_request_head(req.method, target, fields, skip, &platform, &conn.fixed_fields, req.has_body);
+    Ok(DynoRequest { head, chunked, upgrade: upgrade.is_some() })
+}
 
-    let settings = &shared.settings;
-    let mut failed_connects = 0u32;
-    let mut stale = 0u32;
-    // The clock is read once per attempt, when its connection is ready (or failed): that
-    // reading times the exchange, or starts the next attempt. The first attempt starts at the
-    // request's start.
-    let mut attempt_start = started;
-    let outcome = loop {
-        let now = millis_at(attempt_start);
-        let Some(dyno) = backend.pick(now).cloned() else {
-            break Err(ProxyError::bare(Code::H14));
-        };
-        log.dyno = Some(dyno.clone());
-        let connect_from = attempt_start;
-        let checkout = pool::checkout(&dyno, settings.connect_timeout, &shared.pool_stats, connect_from).await;
-        attempt_start = Instant::now();
-        let mut c = match checkout {
-            Ok(c) => c,
-            Err(e) => {
-                // The quarantine counts from when the connect failed, not when it began.
-                dyno.quarantine(millis_at(attempt_start) + settings.quarantine.as_millis() as u64);
-                shared.metrics.connect_error();
-                shared.metrics.quarantine();
-                tracing::info!(app = %backend.app, dyno = %dyno.name, code = e.code.as_str(), "dyno quarantined after a failed connect");
-                failed_connects += 1;
-                if failed_connects < settings.connect_attempts && (failed_connects as usize) < backend.dynos.len() {
-                    continue;
+/// Phase three: a request's attempts on an app's dynos.
+struct Attempt<'a> {
+    request: &'a DynoRequest,
+    method: &'a Method,
+    /// The version of the routing table that routed the request, for the pool's pruning.
+    table_version: u64,
+}
+
+impl Attempt<'_> {
+    /// Sends the request to the next dyno in turn until one answers or a failure may not be
+    /// retried: another dyno is tried when the error's code says it may be
+    /// ([`Code::retryable`], connecting failed) while connect attempts remain, and a fresh
+    /// connection when a pooled one turned out closed before it took any of the request.
+    async fn run(
+        &self,
+        web_dynos: &WebDynos,
+        mut body: Option<&mut (dyn RequestBody + Send)>,
+        shared: &Arc<RouterState>,
+        first_byte: &mut Deadline,
+        log: &mut AccessLog,
+    ) -> Result<(ResponseHead, DynoConnection), ProxyError> {
+        let settings = &shared.settings;
+        let mut failed_connects = 0u32;
+        let mut stale = 0u32;
+        // The clock is read once per attempt, when its connection is ready (or failed): that
+        // reading times the exchange, or starts the next attempt. The first attempt starts at
+        // the request's start.
+        let mut attempt_start = log.started;
+        loop {
+            let now = millis_at(attempt_start);
+            let Some(dyno) = web_dynos.pick(now).cloned() else {
+                return Err(ProxyError::bare(Code::H14));
+            };
+            log.dyno = Some(dyno.clone());
+            let connect_from = attempt_start;
+            let checkout =
+                pool::checkout(&dyno, settings.connect_timeout, shared, self.table_version, connect_from).await;
+            attempt_start = Instant::now();
+            let mut c = match checkout {
+                Ok(c) => c,
+                Err(e) => {
+                    // The quarantine counts from when the connect failed, not when it began.
+                    dyno.quarantine(millis_at(attempt_start) + settings.quarantine.as_millis() as u64);
+                    shared.metrics.connect_error();
+                    shared.metrics.quarantine();
+                    tracing::info!(app = %web_dynos.app, dyno = %dyno.name, code = e.code.as_str(), "dyno quarantined after a failed connect");
+                    failed_connects += 1;
+                    if e.code.retryable()
+                        && failed_connects < settings.connect_attempts
+                        && (failed_connects as usize) < web_dynos.dynos.len()
+                    {
+                        continue;
+                    }
+                    return Err(e);
                 }
-                break Err(e);
+            };
+            let sent = attempt_start;
+            log.connect_ms = sent.saturating_duration_since(connect_from).as_millis() as u64;
+            let answer = {
+                let request = self.request;
+                let exchange =
+                    std::pin::pin!(c.exchange(&request.head, &mut body, request.chunked, self.method, request.upgrade));
+                first_byte.timeout_at(sent + settings.first_byte_timeout, exchange).await
+            };
+            match answer {
+                Err(_) => return Err(ProxyError::bare(Code::H12)),
+                Ok(Ok(resp)) => {
+                    log.service_ms = sent.elapsed().as_millis() as u64;
+                    return Ok((resp, c));
+                }
+                // Nothing was sent: a pooled connection closed under us. Try a fresh one.
+                Ok(Err(Failed::NotSent(_))) if c.reused && stale < 2 => stale += 1,
+                Ok(Err(Failed::NotSent(e))) => return Err(ProxyError::new(Code::H13, e)),
+                Ok(Err(Failed::Sent(e))) => return Err(e),
             }
-        };
-        let sent = attempt_start;
-        log.connect_ms = sent.saturating_duration_since(connect_from).as_millis() as u64;
-        let answer = {
-            let exchange = std::pin::pin!(c.exchange(&head, &mut body, chunked, req.method, upgrade.is_some()));
-            first_byte.timeout_at(sent + settings.first_byte_timeout, exchange).await
-        };
-        match answer {
-            Err(_) => break Err(ProxyError::bare(Code::H12)),
-            Ok(Ok(resp)) => {
-                log.service_ms = sent.elapsed().as_millis() as u64;
-                break Ok((resp, c));
-            }
-            // Nothing was sent: a pooled connection closed under us. Try a fresh one.
-            Ok(Err(Failed::NotSent(_))) if c.reused && stale < 2 => stale += 1,
-            Ok(Err(Failed::NotSent(e))) => break Err(ProxyError::new(Code::H13, e)),
-            Ok(Err(Failed::Sent(e))) => break Err(e),
         }
-    };
+    }
+}
 
+/// Phase four: the canary judges the outcome, and the client gets the dyno's response (whose
+/// body writes the access line when it ends), a tunnel, or the router's error response (the
+/// access line written now).
+fn finish(
+    outcome: Result<(ResponseHead, DynoConnection), ProxyError>,
+    judged: Option<(Arc<Canary>, Arm)>,
+    web_dynos: &WebDynos,
+    mut log: AccessLog,
+    shared: &Arc<RouterState>,
+) -> Reply {
     if let Some((canary, arm)) = judged {
         let status = match &outcome {
             Ok((resp, _)) => resp.status.as_u16(),
             Err(e) => e.code.status().as_u16(),
         };
-        canary.judge(shared, arm, status);
+        canary.judge(&shared.publisher, &shared.verdicts, arm, status);
     }
-
     match outcome {
         Ok((resp, c)) if resp.status == StatusCode::SWITCHING_PROTOCOLS => {
             log.status = 101;
@@ -501,102 +417,24 @@ async fn proxy(
         }
         Ok((resp, c)) => {
             log.status = resp.status.as_u16();
-            let body = UpstreamBody::wrap(c, resp.framing, resp.keep_alive, log, shared.clone());
+            let body = DynoBody::wrap(c, resp.body, resp.keep_alive, log, shared.clone());
             Reply::Dyno(resp, body)
         }
         Err(e) => {
             let code = e.code;
             log.status = code.status().as_u16();
             log.code = Some(code);
-            tracing::debug!(app = %backend.app, error = %e, "request failed");
-            let reply = error_reply(code);
-            log.emit(shared, reply.body.len() as u64, Instant::now());
-            Reply::Own(reply)
+            tracing::debug!(app = %web_dynos.app, error = %e, "request failed");
+            let response = error_response(code);
+            log.emit(shared, response.body.len() as u64, Instant::now());
+            Reply::Router(response)
         }
     }
 }
 
 /// Whether a request asks to switch protocols (a WebSocket handshake, most often).
 fn is_upgrade(version: Version, fields: &Fields) -> bool {
-    version == Version::HTTP_11 && fields.contains(Name::Upgrade) && fields.has_token(Name::Connection, "upgrade")
-}
-
-/// Copies an upgraded connection both ways until both sides close, or until neither has sent
-/// anything for `idle`. Returns the bytes sent to the client.
-pub(crate) async fn tunnel(
-    mut client: impl AsyncRead + AsyncWrite + Unpin,
-    mut dyno: impl AsyncRead + AsyncWrite + Unpin,
-    idle: std::time::Duration,
-) -> u64 {
-    let (mut up, mut down) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
-    let (mut client_open, mut dyno_open) = (true, true);
-    let mut sent = 0u64;
-    while client_open || dyno_open {
-        let step = tokio::time::timeout(idle, async {
-            tokio::select! {
-                r = client.read(&mut up), if client_open => match r {
-                    Ok(0) | Err(_) => { client_open = false; let _ = dyno.shutdown().await; Ok(()) }
-                    Ok(n) => dyno.write_all(&up[..n]).await,
-                },
-                r = dyno.read(&mut down), if dyno_open => match r {
-                    Ok(0) | Err(_) => { dyno_open = false; let _ = client.shutdown().await; Ok(()) }
-                    Ok(n) => { sent += n as u64; client.write_all(&down[..n]).await }
-                },
-            }
-        })
-        .await;
-        if !matches!(step, Ok(Ok(()))) {
-            break;
-        }
-    }
-    sent
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn request_ids() {
-        let check = |v: &str, want: bool| assert_eq!(valid_request_id(v.as_bytes()), want, "{v}");
-        check("abcdefghij0123456789", true);
-        check("24FB1BE9-D54C-4BF8-AE0C-DCAEC5CD2BE1", true);
-        check("a+b/c=d-e0123456789xyz", true);
-        check("short", false);
-        check(&"a".repeat(201), false);
-        check("abcdefghij 0123456789", false);
-        check("abcdefghij_0123456789", false);
-        let id = new_request_id();
-        assert_eq!(id.len(), 36);
-        assert!(valid_request_id(id.as_bytes()));
-        assert_ne!(id, new_request_id());
-    }
-
-    #[test]
-    fn hop_by_hop_fields_are_named() {
-        let mut map = HeaderMap::new();
-        for (k, v) in [
-            ("connection", "keep-alive, X-Secret, close, Upgrade"),
-            ("keep-alive", "timeout=5"),
-            ("x-secret", "1"),
-            ("transfer-encoding", "chunked"),
-            ("te", "trailers"),
-            ("upgrade", "h2c"),
-            ("close", "reserved"),
-            ("proxy-authorization", "Basic eA=="),
-            ("x-kept", "yes"),
-            ("x-forwarded-for", "10.0.0.1"),
-        ] {
-            map.insert(http::HeaderName::from_static(k), HeaderValue::from_static(v));
-        }
-        let fields = Fields::from_map(&map);
-        let hop = HopByHop::of(&fields);
-        // Only the option that is not a standard hop-by-hop name is kept aside.
-        assert_eq!(hop.named, [b"X-Secret"]);
-        let kept: Vec<_> = fields.iter().filter(|&(k, n, _)| !hop.contains(k, n)).map(|(_, n, _)| n).collect();
-        assert_eq!(kept, [&b"x-kept"[..], b"x-forwarded-for"]);
-        let passed: Vec<_> =
-            fields.iter().filter(|&(k, n, _)| !is_replaced(k) && !hop.contains(k, n)).map(|(_, n, _)| n).collect();
-        assert_eq!(passed, [b"x-kept"], "the platform writes its own X-Forwarded-For");
-    }
+    version == Version::HTTP_11
+        && fields.contains(FieldName::Upgrade)
+        && fields.has_token(FieldName::Connection, "upgrade")
 }

@@ -1,20 +1,22 @@
 //! Listeners and workers: each worker thread runs its own single-threaded event loop and
 //! accepts from every listener, so a connection and everything it touches stay on one thread.
+//! A connection is served by `http1.rs` (Wharf's own HTTP/1.1) or, when TLS negotiated `h2`
+//! by ALPN, by `h2.rs` (hyper's HTTP/2).
+
+mod h2;
+mod http1;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 
-use crate::Shared;
-use crate::http1;
-use crate::proxy::{self, ConnInfo, Listener};
+use crate::client::{ClientConnection, Listener};
 use crate::sockopt;
+use crate::state::RouterState;
 
 /// How long a client may take to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,12 +49,12 @@ struct Active {
 /// opened and, when dropped, closed (also when shutdown aborts it).
 struct ActiveGuard {
     active: Arc<Active>,
-    shared: Arc<Shared>,
+    shared: Arc<RouterState>,
     listener: Listener,
 }
 
 impl Active {
-    fn enter(self: &Arc<Self>, shared: &Arc<Shared>, listener: Listener) -> ActiveGuard {
+    fn enter(self: &Arc<Self>, shared: &Arc<RouterState>, listener: Listener) -> ActiveGuard {
         self.count.fetch_add(1, Ordering::AcqRel);
         shared.metrics.connection_opened(listener);
         ActiveGuard { active: self.clone(), shared: shared.clone(), listener }
@@ -71,7 +73,7 @@ impl Drop for ActiveGuard {
 /// Runs one worker until shutdown, then lets its connections finish within the grace period.
 pub(crate) fn run_worker(
     listeners: Vec<(std::net::TcpListener, Listener)>,
-    shared: Arc<Shared>,
+    shared: Arc<RouterState>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a worker runtime starts");
@@ -106,10 +108,11 @@ pub(crate) fn run_worker(
     });
 }
 
+/// Accepts connections on one listener and spawns a task to serve each, until aborted.
 async fn accept_loop(
     listener: TcpListener,
     kind: Listener,
-    shared: Arc<Shared>,
+    shared: Arc<RouterState>,
     active: Arc<Active>,
     shutdown: watch::Receiver<bool>,
 ) {
@@ -125,42 +128,16 @@ async fn accept_loop(
             }
         };
         let guard = active.enter(&shared, kind);
-        let conn = Arc::new(ConnInfo::new(peer, kind, shared.public_port(kind, port)));
+        let conn = Arc::new(ClientConnection::new(peer, kind, port, &shared.settings));
         tokio::spawn(serve_connection(stream, conn, shared.clone(), shutdown.clone(), guard));
     }
 }
 
-/// Drives hyper's HTTP/2 connection until it ends; on shutdown, asks it to finish the requests
-/// in flight and close.
-async fn drive_h2<IO>(io: IO, conn: Arc<ConnInfo>, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>)
-where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    // HPACK counts 32 bytes of overhead per field; the limit covers the same fields that
-    // HTTP/1.1's does.
-    let list = shared.settings.max_header_bytes + 32 * shared.settings.max_headers;
-    b.timer(TokioTimer::new()).max_header_list_size(u32::try_from(list).unwrap_or(u32::MAX));
-    let svc = service_fn(move |req| proxy::handle_h2(req, conn.clone(), shared.clone()));
-    let c = b.serve_connection(TokioIo::new(io), svc);
-    tokio::pin!(c);
-    let result = tokio::select! {
-        r = c.as_mut() => r,
-        // The guard `wait_for` returns must not live across the await below.
-        () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {
-            c.as_mut().graceful_shutdown();
-            c.await
-        }
-    };
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "client connection ended with an error");
-    }
-}
-
+/// Serves one client connection: TLS first on the HTTPS listeners, then HTTP/1.1 or HTTP/2.
 async fn serve_connection(
     stream: TcpStream,
-    conn: Arc<ConnInfo>,
-    shared: Arc<Shared>,
+    conn: Arc<ClientConnection>,
+    shared: Arc<RouterState>,
     shutdown: watch::Receiver<bool>,
     _active: ActiveGuard,
 ) {
@@ -180,7 +157,7 @@ async fn serve_connection(
                 }
             };
             if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-                drive_h2(tls, conn, shared, shutdown).await;
+                h2::serve(tls, conn, shared, shutdown).await;
             } else {
                 http1::serve(tls, conn, shared, shutdown).await;
             }

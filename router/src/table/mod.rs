@@ -2,134 +2,28 @@
 //! snapshot and swapped in whole.
 //!
 //! Lookups cost a hash of the host and one hash per path segment, whatever the number of
-//! routes. Dyno health (quarantine) lives in [`Upstream`]s that a new table inherits from the
+//! routes. Dyno health (quarantine) lives in [`Dyno`]s that a new table inherits from the
 //! old one by endpoint, so a reload neither forgets a failing dyno nor resets a healthy one.
+
+mod dynos;
+
+pub use dynos::{CanaryRoute, Chosen, Dyno, RESOLVED_FOR, WebDynos, millis_at};
 
 use std::collections::HashMap;
 
 /// Maps keyed by hosts and paths use foldhash: fast, and seeded per process. The keys are the
 /// operator's, so request input can only look up, never shape, the table.
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// A set of dyno addresses.
+pub(crate) type AddrSet = std::collections::HashSet<SocketAddr, foldhash::fast::RandomState>;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Instant;
 
 use uuid::Uuid;
 use wharf_domain::{CanaryState, Hostname, Snapshot};
 
-use crate::canary::{Arm, Canary};
-use crate::metrics::AppStats;
-
-/// One dyno endpoint and its health.
-#[derive(Debug)]
-pub struct Upstream {
-    /// The dyno's name, for logs.
-    pub name: Box<str>,
-    /// Where it listens.
-    pub host: Hostname,
-    /// Its port.
-    pub port: u16,
-    /// The address, when the host is an IP literal; names are resolved at connect time.
-    pub addr: Option<SocketAddr>,
-    /// Milliseconds since the router's epoch until which the dyno is skipped.
-    quarantined_until: AtomicU64,
-}
-
-impl Upstream {
-    fn new(name: &str, host: &Hostname, port: u16) -> Self {
-        Upstream {
-            name: name.into(),
-            host: host.clone(),
-            port,
-            addr: host.ip().map(|ip| SocketAddr::new(ip, port)),
-            quarantined_until: AtomicU64::new(0),
-        }
-    }
-
-    /// Skips this dyno until `until` (milliseconds since the router's epoch).
-    pub fn quarantine(&self, until: u64) {
-        self.quarantined_until.fetch_max(until, Ordering::Relaxed);
-    }
-
-    /// Whether the dyno is being skipped at `now`.
-    pub fn is_quarantined(&self, now: u64) -> bool {
-        self.quarantined_until.load(Ordering::Relaxed) > now
-    }
-}
-
-/// An app's web dynos, balanced round robin.
-#[derive(Debug)]
-pub struct Backend {
-    /// The app's key, `app-space`.
-    pub app: Arc<str>,
-    /// Its web dynos, in a stable order.
-    pub dynos: Box<[Arc<Upstream>]>,
-    /// Its request counts, carried from table to table.
-    pub stats: Arc<AppStats>,
-    /// Where a share of its requests goes instead, while it has a canary.
-    pub canary: Option<CanaryRoute>,
-    next: AtomicUsize,
-}
-
-/// An app's canary: the other app that takes a share of its requests.
-#[derive(Debug)]
-pub struct CanaryRoute {
-    /// The canary app's dynos.
-    pub backend: Arc<Backend>,
-    /// The running canary's split and judge; `None` once promoted, when the canary takes every
-    /// request and nothing is judged.
-    pub judged: Option<Arc<Canary>>,
-}
-
-/// The app a request goes to, and the canary that counts its outcome.
-#[derive(Debug)]
-pub struct Chosen {
-    /// The app whose dynos serve the request.
-    pub backend: Arc<Backend>,
-    /// The canary judging this request, and the side it went to.
-    pub judged: Option<(Arc<Canary>, Arm)>,
-}
-
-impl Backend {
-    fn new(app: Arc<str>, dynos: Box<[Arc<Upstream>]>, stats: Arc<AppStats>, canary: Option<CanaryRoute>) -> Self {
-        Backend { app, dynos, stats, canary, next: AtomicUsize::new(0) }
-    }
-
-    /// The app that serves the next request: this one, or its canary for the canary's share.
-    pub fn choose(self: &Arc<Self>) -> Chosen {
-        match &self.canary {
-            None => Chosen { backend: self.clone(), judged: None },
-            Some(CanaryRoute { backend, judged: None }) => Chosen { backend: backend.clone(), judged: None },
-            Some(CanaryRoute { backend, judged: Some(canary) }) => {
-                let arm = canary.choose();
-                let chosen = if arm == Arm::Canary { backend.clone() } else { self.clone() };
-                Chosen { backend: chosen, judged: Some((canary.clone(), arm)) }
-            }
-        }
-    }
-
-    /// The next dyno in turn that is not quarantined; when all are, the next in turn anyway,
-    /// since a dyno that recovered should get traffic without waiting out its quarantine.
-    pub fn pick(&self, now: u64) -> Option<&Arc<Upstream>> {
-        let n = self.dynos.len();
-        if n == 0 {
-            return None;
-        }
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        for i in 0..n {
-            let d = &self.dynos[(start + i) % n];
-            if !d.is_quarantined(now) {
-                if i > 0 {
-                    // Keep the rotation moving past the skipped dynos.
-                    self.next.fetch_add(i, Ordering::Relaxed);
-                }
-                return Some(d);
-            }
-        }
-        Some(&self.dynos[start % n])
-    }
-}
+use crate::canary::Canary;
 
 /// A path prefix on a host, and where it goes.
 #[derive(Debug)]
@@ -138,8 +32,8 @@ pub struct Route {
     pub prefix: Box<str>,
     /// The path the prefix is replaced with, without a trailing slash; empty for the root.
     pub target: Box<str>,
-    /// The app.
-    pub backend: Arc<Backend>,
+    /// The app's web dynos.
+    pub web_dynos: Arc<WebDynos>,
 }
 
 impl Route {
@@ -148,7 +42,7 @@ impl Route {
         self.prefix.is_empty() && self.target.is_empty()
     }
 
-    /// The path to send upstream for a request path this route matched.
+    /// The path the dyno gets for a request path this route matched.
     pub fn rewrite(&self, path: &str) -> String {
         let rest = &path[self.prefix.len()..];
         let mut out = String::with_capacity(self.target.len() + rest.len() + 1);
@@ -208,8 +102,12 @@ pub struct RoutingTable {
     hosts: Map<Box<str>, HostEntry>,
     /// `*.example.com` entries, keyed by `example.com`.
     wildcards: Map<Box<str>, HostEntry>,
-    upstreams: Map<(Hostname, u16), Arc<Upstream>>,
-    backends: Map<Box<str>, Arc<Backend>>,
+    /// Every dyno, by endpoint: the next table inherits them, health and all.
+    dynos: Map<(Hostname, u16), Arc<Dyno>>,
+    /// Every app's web dynos, by app key.
+    apps: Map<Box<str>, Arc<WebDynos>>,
+    /// The addresses of `dynos`, computed once per table for the pools' pruning.
+    dyno_addrs: Arc<AddrSet>,
     /// Running canaries, by id: their counts carry over to the next table.
     canaries: Map<Uuid, Arc<Canary>>,
 }
@@ -220,6 +118,10 @@ impl RoutingTable {
     /// Every app is served on its default domain, `app-space.<stack_domain>`; sites add their
     /// own domains, exact or wildcard. The control API keeps the two apart, and should a site
     /// still name a default domain, the site wins: it is the more specific intent.
+    ///
+    /// A new dyno registered by host name is resolved here, with the system's blocking resolver,
+    /// so call this off any event loop that serves requests; one `previous` knew keeps its
+    /// resolution.
     pub fn compile(snapshot: &Snapshot, stack_domain: &str, previous: Option<&RoutingTable>) -> RoutingTable {
         let mut table = RoutingTable { version: snapshot.version, ..RoutingTable::default() };
         let stack_domain = stack_domain.to_ascii_lowercase();
@@ -229,22 +131,22 @@ impl RoutingTable {
                 .iter()
                 .map(|d| {
                     let key = (d.host.clone(), d.port);
-                    let up = previous
-                        .and_then(|p| p.upstreams.get(&key))
+                    let dyno = previous
+                        .and_then(|p| p.dynos.get(&key))
                         .cloned()
-                        .unwrap_or_else(|| Arc::new(Upstream::new(d.name.as_str(), &d.host, d.port)));
-                    table.upstreams.insert(key, up.clone());
-                    up
+                        .unwrap_or_else(|| Arc::new(Dyno::new(d.name.as_str(), &d.host, d.port)));
+                    table.dynos.insert(key, dyno.clone());
+                    dyno
                 })
                 .collect();
             let stats =
-                previous.and_then(|p| p.backends.get(app.key.as_str())).map_or_else(Arc::default, |b| b.stats.clone());
-            let backend = Arc::new(Backend::new(app.key.as_str().into(), dynos, stats, None));
-            table.backends.insert(app.key.as_str().into(), backend);
+                previous.and_then(|p| p.apps.get(app.key.as_str())).map_or_else(Arc::default, |b| b.stats.clone());
+            let web_dynos = Arc::new(WebDynos::new(app.key.as_str().into(), dynos, stats, None));
+            table.apps.insert(app.key.as_str().into(), web_dynos);
         }
-        // A canary replaces its app's backend with one that splits. The canary app's backend
+        // A canary replaces its app's web dynos with a set that splits. The canary app's set
         // is taken before any replacement, so that splits never chain.
-        let plain = if snapshot.canaries.is_empty() { Map::default() } else { table.backends.clone() };
+        let plain = if snapshot.canaries.is_empty() { Map::default() } else { table.apps.clone() };
         for c in &snapshot.canaries {
             let (Some(base), Some(target)) = (plain.get(c.app.as_str()), plain.get(c.canary.as_str())) else {
                 continue;
@@ -260,14 +162,14 @@ impl RoutingTable {
                     Some(canary)
                 }
             };
-            let route = CanaryRoute { backend: target.clone(), judged };
-            let split = Backend::new(base.app.clone(), base.dynos.clone(), base.stats.clone(), Some(route));
-            table.backends.insert(c.app.as_str().into(), Arc::new(split));
+            let route = CanaryRoute { web_dynos: target.clone(), judged };
+            let split = WebDynos::new(base.app.clone(), base.dynos.clone(), base.stats.clone(), Some(route));
+            table.apps.insert(c.app.as_str().into(), Arc::new(split));
         }
         for app in &snapshot.apps {
-            let backend = table.backends[app.key.as_str()].clone();
+            let web_dynos = table.apps[app.key.as_str()].clone();
             let host = format!("{}.{stack_domain}", app.key);
-            let route = Route { prefix: "".into(), target: "".into(), backend };
+            let route = Route { prefix: "".into(), target: "".into(), web_dynos };
             let entry = HostEntry {
                 internal: app.internal,
                 site: None,
@@ -286,11 +188,14 @@ impl RoutingTable {
             for r in &site.routes {
                 // A route to an app the snapshot does not have cannot be served; the control API
                 // never publishes one, so this only guards against a hand-made snapshot.
-                let Some(backend) = table.backends.get(r.app.as_str()) else { continue };
+                let Some(web_dynos) = table.apps.get(r.app.as_str()) else { continue };
                 let prefix = r.source_path.prefix();
                 entry.longest = entry.longest.max(prefix.len());
-                let route =
-                    Route { prefix: prefix.into(), target: r.target_path.prefix().into(), backend: backend.clone() };
+                let route = Route {
+                    prefix: prefix.into(),
+                    target: r.target_path.prefix().into(),
+                    web_dynos: web_dynos.clone(),
+                };
                 entry.routes.insert(prefix.into(), route);
             }
             match site.domain.wildcard_parent() {
@@ -298,6 +203,7 @@ impl RoutingTable {
                 None => table.hosts.insert(site.domain.as_str().into(), entry),
             };
         }
+        table.dyno_addrs = Arc::new(table.dynos.values().filter_map(|d| d.known_addr()).collect());
         table
     }
 
@@ -311,9 +217,15 @@ impl RoutingTable {
         self.canaries.get(&id)
     }
 
-    /// Every app's backend.
-    pub fn backends(&self) -> impl Iterator<Item = &Arc<Backend>> {
-        self.backends.values()
+    /// Every app's web dynos.
+    pub fn apps(&self) -> impl Iterator<Item = &Arc<WebDynos>> {
+        self.apps.values()
+    }
+
+    /// The addresses of every dyno the table routes to (a host name's as resolved when the
+    /// table was built); the pools keep idle connections to these only.
+    pub(crate) fn dyno_addrs(&self) -> &Arc<AddrSet> {
+        &self.dyno_addrs
     }
 
     /// How many hosts the table serves.
@@ -379,16 +291,10 @@ static HOST_BYTES: [u8; 256] = {
     t
 };
 
-/// Milliseconds from the router's start to `at`, for quarantine deadlines; the caller passes
-/// a time it has read anyway.
-pub fn millis_at(at: Instant) -> u64 {
-    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    at.saturating_duration_since(*EPOCH.get_or_init(Instant::now)).as_millis() as u64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
     use wharf_domain::{AppSpec, DynoSpec};
 
     fn snapshot(apps: &[(&str, &[u16])]) -> Snapshot {
@@ -423,7 +329,7 @@ mod tests {
         let t = RoutingTable::compile(&snapshot(&[("api-default", &[1, 2]), ("web-prod", &[3])]), "Localhost", None);
         assert_eq!(t.version, 7);
         let check = |host: &str, want: Option<&str>| {
-            let got = t.host(host).and_then(|h| h.route("/x")).map(|r| &*r.backend.app);
+            let got = t.host(host).and_then(|h| h.route("/x")).map(|r| &*r.web_dynos.app);
             assert_eq!(got, want, "{host}");
         };
         check("api-default.localhost", Some("api-default"));
@@ -469,10 +375,10 @@ mod tests {
             site("api-prod.localhost", false, &[("/", "docs-prod", "/")]),
         ];
         let t = RoutingTable::compile(&s, "localhost", None);
-        // (host as sent, path) => (app, path upstream); None means 404.
+        // (host as sent, path) => (app, path the dyno gets); None means 404.
         let check = |raw_host: &str, path: &str, want: Option<(&str, &str)>| {
             let host = normalize_host(raw_host).unwrap();
-            let got = t.host(&host).and_then(|h| h.route(path)).map(|r| (&*r.backend.app, r.rewrite(path)));
+            let got = t.host(&host).and_then(|h| h.route(path)).map(|r| (&*r.web_dynos.app, r.rewrite(path)));
             assert_eq!(got.as_ref().map(|(a, p)| (*a, p.as_str())), want, "{raw_host} {path}");
         };
         check("www.example.com", "/", Some(("www-prod", "/")));
@@ -498,7 +404,7 @@ mod tests {
     #[test]
     fn round_robin_skips_quarantined_dynos() {
         let t = RoutingTable::compile(&snapshot(&[("api-default", &[1, 2, 3])]), "localhost", None);
-        let b = &t.host("api-default.localhost").unwrap().route("/").unwrap().backend;
+        let b = &t.host("api-default.localhost").unwrap().route("/").unwrap().web_dynos;
         let ports: Vec<u16> = (0..6).map(|_| b.pick(0).unwrap().port).collect();
         assert_eq!(ports, [1, 2, 3, 1, 2, 3]);
         b.dynos[1].quarantine(100);
@@ -515,9 +421,26 @@ mod tests {
     fn health_survives_a_reload() {
         let s = snapshot(&[("api-default", &[1, 2])]);
         let t1 = RoutingTable::compile(&s, "localhost", None);
-        t1.host("api-default.localhost").unwrap().route("/").unwrap().backend.dynos[0].quarantine(1000);
+        t1.host("api-default.localhost").unwrap().route("/").unwrap().web_dynos.dynos[0].quarantine(1000);
         let t2 = RoutingTable::compile(&s, "localhost", Some(&t1));
-        assert!(t2.host("api-default.localhost").unwrap().route("/").unwrap().backend.dynos[0].is_quarantined(10));
+        assert!(t2.host("api-default.localhost").unwrap().route("/").unwrap().web_dynos.dynos[0].is_quarantined(10));
+    }
+
+    #[test]
+    fn host_names_resolve_when_the_table_is_built() {
+        let mut s = snapshot(&[("api-default", &[1])]);
+        s.apps[0].web_dynos[0].host = "localhost".parse().unwrap();
+        let before = Instant::now();
+        let t = RoutingTable::compile(&s, "localhost", None);
+        let dyno = &t.host("api-default.localhost").unwrap().route("/").unwrap().web_dynos.dynos[0];
+        assert_eq!(dyno.addr, None, "not an IP literal");
+        let addr = dyno.fresh_addr(before).expect("resolved when the table was built");
+        assert!(addr.ip().is_loopback() && addr.port() == 1, "{addr}");
+        assert_eq!(t.dyno_addrs().iter().copied().collect::<Vec<_>>(), [addr]);
+        assert_eq!(dyno.fresh_addr(Instant::now() + RESOLVED_FOR), None, "resolved again once stale");
+        // A reload inherits the dyno, and its resolution with it.
+        let t2 = RoutingTable::compile(&s, "localhost", Some(&t));
+        assert!(Arc::ptr_eq(dyno, &t2.host("api-default.localhost").unwrap().route("/").unwrap().web_dynos.dynos[0]));
     }
 
     #[test]
@@ -533,14 +456,14 @@ mod tests {
             state,
         };
         let ports = |t: &RoutingTable, n: usize| -> Vec<u16> {
-            let b = &t.host("api-default.localhost").unwrap().route("/").unwrap().backend;
+            let b = &t.host("api-default.localhost").unwrap().route("/").unwrap().web_dynos;
             (0..n)
                 .map(|_| {
                     let chosen = b.choose();
                     if let Some((c, arm)) = &chosen.judged {
                         c.record(*arm, 200);
                     }
-                    chosen.backend.pick(0).unwrap().port
+                    chosen.web_dynos.pick(0).unwrap().port
                 })
                 .collect()
         };
@@ -548,7 +471,7 @@ mod tests {
         let t1 = RoutingTable::compile(&s, "localhost", None);
         assert_eq!(ports(&t1, 8), [1, 1, 1, 2, 1, 1, 1, 2]);
         // The canary app itself is not split, and a reload keeps the counts.
-        assert!(t1.host("next-default.localhost").unwrap().route("/").unwrap().backend.canary.is_none());
+        assert!(t1.host("next-default.localhost").unwrap().route("/").unwrap().web_dynos.canary.is_none());
         let t2 = RoutingTable::compile(&s, "localhost", Some(&t1));
         assert_eq!(t2.canary(id).unwrap().evidence().canary.requests, 2);
         s.canaries = vec![canary(CanaryState::Promoted)];

@@ -6,15 +6,15 @@
 //! and split differently by the next, so the router refuses both, along with obsolete line
 //! folding, conflicting or malformed lengths, and a Transfer-Encoding whose last coding is not
 //! chunked. A chunked request's first chunk-size line is checked before the request is sent on
-//! (`http1.rs` does that), so a body that cannot be framed is never forwarded either.
+//! (the server loop, `http1/mod.rs`, does that), so a body that cannot be framed is never forwarded either.
 
 use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
 use http::{Method, StatusCode, Version};
 
-use crate::fields::{Fields, Name, Place, Span};
-use crate::upstream::{Chunk, Framing, content_length};
+use super::decode::{BodyLength, ChunkedState, MAX_LINE, content_length};
+use crate::fields::{FieldName, Fields, Place, Span};
 
 /// Fields parsed without allocating; a head with more is parsed again with room for them all.
 const INLINE_FIELDS: usize = 64;
@@ -22,19 +22,24 @@ const INLINE_FIELDS: usize = 64;
 /// A complete request head.
 #[derive(Debug)]
 pub(crate) struct RequestHead {
+    /// The method.
     pub(crate) method: Method,
+    /// HTTP/1.0 or HTTP/1.1.
     pub(crate) version: Version,
     /// The request target as it came: origin form (`/path?query`) or absolute form.
     pub(crate) target: Bytes,
+    /// The header fields.
     pub(crate) fields: Fields,
-    /// How the body is delimited: `Empty`, `Length` or `Chunked`.
-    pub(crate) body: Framing,
+    /// How the body's length is known: `Empty`, `Remaining` or `Chunked`.
+    pub(crate) body: BodyLength,
 }
 
 /// Why a request head was refused: the status and a short reason for the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Refusal {
+    /// 400, 408, 414 or 431.
     pub(crate) status: StatusCode,
+    /// One line for the client and the debug log.
     pub(crate) reason: &'static str,
 }
 
@@ -47,7 +52,9 @@ fn bad(reason: &'static str) -> Refusal {
 pub(crate) struct Limits {
     /// Longest whole head; a longer one is refused with 431 (414 while still in the line).
     pub(crate) max_head: usize,
+    /// Longest request line, in bytes (414 beyond).
     pub(crate) max_request_line: usize,
+    /// Most header fields (431 beyond).
     pub(crate) max_headers: usize,
 }
 
@@ -93,7 +100,7 @@ pub(crate) fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Result<Optio
     }
     let target = head.slice(target.range());
     let fields = Fields::new(head, places);
-    let body = body_framing(&fields, version)?;
+    let body = body_length(&fields, version)?;
     Ok(Some(RequestHead { method, version, target, fields, body }))
 }
 
@@ -123,32 +130,32 @@ fn parse<'b>(
     Ok(Some((len, method, version, target, Fields::locate(buf, req.headers))))
 }
 
-/// How a request's body is delimited, refusing every ambiguous case.
-fn body_framing(fields: &Fields, version: Version) -> Result<Framing, Refusal> {
+/// How a request's body length is known (RFC 9112, section 6.3), refusing every ambiguous case.
+fn body_length(fields: &Fields, version: Version) -> Result<BodyLength, Refusal> {
     let mut length = None;
-    for value in fields.get_all(Name::ContentLength) {
+    for value in fields.get_all(FieldName::ContentLength) {
         let n = content_length(value.trim_ascii()).ok_or(bad("invalid Content-Length"))?;
         if length.is_some_and(|l| l != n) {
             return Err(bad("conflicting Content-Length values"));
         }
         length = Some(n);
     }
-    if fields.contains(Name::TransferEncoding) {
+    if fields.contains(FieldName::TransferEncoding) {
         if length.is_some() {
             return Err(bad("both Content-Length and Transfer-Encoding"));
         }
         if version == Version::HTTP_10 {
             return Err(bad("Transfer-Encoding in an HTTP/1.0 request"));
         }
-        // A request's body must end where its framing says: chunked has to be the last coding.
-        if !fields.tokens(Name::TransferEncoding).last().is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")) {
+        // A request's body must end where its coding says it does: chunked has to be the last one.
+        if !fields.tokens(FieldName::TransferEncoding).last().is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")) {
             return Err(bad("Transfer-Encoding without chunked last"));
         }
-        return Ok(Framing::Chunked(Chunk::Size));
+        return Ok(BodyLength::Chunked(ChunkedState::Size));
     }
     Ok(match length {
-        None | Some(0) => Framing::Empty,
-        Some(n) => Framing::Length(n),
+        None | Some(0) => BodyLength::Empty,
+        Some(n) => BodyLength::Remaining(n),
     })
 }
 
@@ -156,7 +163,7 @@ fn body_framing(fields: &Fields, version: Version) -> Result<Framing, Refusal> {
 /// there and valid, `Ok(false)` when more bytes are needed.
 pub(crate) fn first_chunk_ok(buf: &[u8]) -> Result<bool, Refusal> {
     let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else {
-        return if buf.len() > 4096 { Err(bad("chunk size line too long")) } else { Ok(false) };
+        return if buf.len() > MAX_LINE { Err(bad("chunk size line too long")) } else { Ok(false) };
     };
     let digits = buf[..end].split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
     let valid = !digits.is_empty() && digits.len() <= 15 && digits.iter().all(u8::is_ascii_hexdigit);
@@ -165,7 +172,7 @@ pub(crate) fn first_chunk_ok(buf: &[u8]) -> Result<bool, Refusal> {
 
 /// For fuzzing: parses `data` as request heads arriving in two pieces split at `split`, checking
 /// that nothing panics, that the outcome does not depend on where the bytes were split, and that
-/// an accepted head's framing is never ambiguous.
+/// an accepted head's body length is never ambiguous.
 pub fn check_request(data: &[u8], split: usize) {
     let limits = Limits { max_head: 16 * 1024, max_request_line: 8 * 1024, max_headers: 100 };
     let outcome = |pieces: &[&[u8]]| {
@@ -188,7 +195,7 @@ pub fn check_request(data: &[u8], split: usize) {
     let split = outcome(&[&data[..at], &data[at..]]);
     assert_eq!(whole, split, "the outcome depends on how the bytes arrive");
     if let Ok(Some((_, _, _, body, _))) = whole {
-        assert!(matches!(body, Framing::Empty | Framing::Length(_) | Framing::Chunked(Chunk::Size)));
+        assert!(matches!(body, BodyLength::Empty | BodyLength::Remaining(_) | BodyLength::Chunked(ChunkedState::Size)));
     }
 }
 
@@ -198,9 +205,9 @@ mod tests {
 
     const LIMITS: Limits = Limits { max_head: 16 * 1024, max_request_line: 8 * 1024, max_headers: 100 };
 
-    /// Feeds `input` in pieces of `step` bytes and returns the status of a refusal, or the framing
-    /// of an accepted head with the bytes left after it.
-    fn parse_pieces(input: &[u8], step: usize) -> Result<Option<(Framing, usize)>, u16> {
+    /// Feeds `input` in pieces of `step` bytes and returns the status of a refusal, or the body
+    /// length of an accepted head with the bytes left after it.
+    fn parse_pieces(input: &[u8], step: usize) -> Result<Option<(BodyLength, usize)>, u16> {
         let mut buf = BytesMut::new();
         let mut fed = 0;
         for piece in input.chunks(step) {
@@ -216,22 +223,22 @@ mod tests {
         Ok(None)
     }
 
-    fn check(input: &str, want: Result<Option<(Framing, usize)>, u16>) {
+    fn check(input: &str, want: Result<Option<(BodyLength, usize)>, u16>) {
         for step in [1, 3, 7, input.len().max(1)] {
             assert_eq!(parse_pieces(input.as_bytes(), step), want, "step {step}: {input:?}");
         }
     }
 
     #[test]
-    fn request_heads_and_their_framing() {
+    fn request_heads_and_their_body_lengths() {
         let ok = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
-        check(ok, Ok(Some((Framing::Empty, 0))));
-        check(&format!("\r\n{ok}{ok}"), Ok(Some((Framing::Empty, ok.len()))));
-        check("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nab\ncd", Ok(Some((Framing::Length(5), 5))));
-        check("POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n", Ok(Some((Framing::Empty, 0))));
+        check(ok, Ok(Some((BodyLength::Empty, 0))));
+        check(&format!("\r\n{ok}{ok}"), Ok(Some((BodyLength::Empty, ok.len()))));
+        check("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nab\ncd", Ok(Some((BodyLength::Remaining(5), 5))));
+        check("POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n", Ok(Some((BodyLength::Empty, 0))));
         check(
             "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\n",
-            Ok(Some((Framing::Chunked(Chunk::Size), 3))),
+            Ok(Some((BodyLength::Chunked(ChunkedState::Size), 3))),
         );
         check("GET / HTTP/1.1\r\nHost: a\r\n", Ok(None));
     }
@@ -260,7 +267,7 @@ mod tests {
         let many: String = (0..101).map(|i| format!("X-{i}: v\r\n")).collect();
         check(&format!("GET / HTTP/1.1\r\n{many}\r\n"), Err(431));
         let seventy: String = (0..70).map(|i| format!("X-{i}: v\r\n")).collect();
-        check(&format!("GET / HTTP/1.1\r\n{seventy}\r\n"), Ok(Some((Framing::Empty, 0))));
+        check(&format!("GET / HTTP/1.1\r\n{seventy}\r\n"), Ok(Some((BodyLength::Empty, 0))));
     }
 
     #[test]

@@ -3,9 +3,9 @@
 //!
 //! hyper's server builds a header map for every request and needs one for every response, and
 //! runs a general state machine around them; on a proxy's hot path those were a third of a
-//! request's cost. Here the request head is parsed strictly in place (`framing.rs`), the dyno's
-//! response head is written from the bytes the dyno sent, and a small response goes out in one
-//! write with its head. HTTP/2 stays on hyper (`server.rs`).
+//! request's cost. Here the request head is parsed strictly in place (`http1/request_head.rs`),
+//! the dyno's response head is written from the bytes the dyno sent (`http1/encode.rs`), and a
+//! small response goes out in one write with its head. HTTP/2 stays on hyper (`server/h2.rs`).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,13 +18,18 @@ use http_body::Body as _;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::Shared;
-use crate::body::ProxyBody;
+use crate::client::ClientConnection;
 use crate::deadline::Deadline;
-use crate::fields::Name;
-use crate::framing::{self, Limits, Refusal, RequestHead};
-use crate::proxy::{self, ClientRequest, ConnInfo, HopByHop, Own, Reply};
-use crate::upstream::{self, Framing, Head, RequestBody};
+use crate::dyno_client::RequestBody;
+use crate::error::BodyError;
+use crate::fields::FieldName;
+use crate::http1::decode::{self, BodyLength};
+use crate::http1::encode::{chunk_size_line, write_dyno_head, write_router_head};
+use crate::http1::request_head::{self, Limits, Refusal, RequestHead};
+use crate::proxy::{self, ClientRequest, Reply, RouterResponse};
+use crate::response_body::ProxyBody;
+use crate::state::RouterState;
+use crate::tunnel;
 
 /// How much is read from the client at once.
 const READ_SIZE: usize = 8 * 1024;
@@ -37,8 +42,12 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// Serves HTTP/1.1 on a client connection until the client closes it, it idles past the header
 /// timeout, a request is refused, or the router shuts down (after the request in flight).
-pub(crate) async fn serve<IO>(mut io: IO, conn: Arc<ConnInfo>, shared: Arc<Shared>, shutdown: watch::Receiver<bool>)
-where
+pub(crate) async fn serve<IO>(
+    mut io: IO,
+    conn: Arc<ClientConnection>,
+    shared: Arc<RouterState>,
+    shutdown: watch::Receiver<bool>,
+) where
     IO: Transport,
 {
     let s = &shared.settings;
@@ -66,7 +75,7 @@ where
         // slow head and an idle keep-alive connection.
         head_timer.set(s.header_timeout);
         let head = loop {
-            match framing::parse_request(&mut buf, &limits) {
+            match request_head::parse_request(&mut buf, &limits) {
                 Ok(Some(head)) => break head,
                 Ok(None) => {}
                 Err(refusal) => {
@@ -95,8 +104,8 @@ where
                 () = &mut stop, if !stopping => stopping = true,
             }
         };
-        let session = Session { conn: &conn, shared: &shared, shutdown: &shutdown };
-        match serve_one(&mut io, &mut buf, &mut out, head, session, &mut first_byte).await {
+        let scope = ConnectionScope { conn: &conn, shared: &shared, shutdown: &shutdown };
+        match serve_one(&mut io, &mut buf, &mut out, head, scope, &mut first_byte).await {
             Next::KeepAlive => {}
             Next::Close => return close(&mut io, false).await,
             Next::Linger => return close(&mut io, true).await,
@@ -141,21 +150,27 @@ const LINGER: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 1 << 20;
 
 /// Answers a request that was refused; the connection ends after it.
-async fn refuse<IO: Transport>(io: &mut IO, out: &mut Vec<u8>, refusal: Refusal, conn: &ConnInfo, shared: &Shared) {
+async fn refuse<IO: Transport>(
+    io: &mut IO,
+    out: &mut Vec<u8>,
+    refusal: Refusal,
+    conn: &ClientConnection,
+    shared: &RouterState,
+) {
     tracing::debug!(peer = %conn.peer, reason = refusal.reason, "request refused before routing");
     shared.metrics.record(refusal.status.as_u16(), 0);
     out.clear();
     let body = format!("{}\n", refusal.reason);
-    write_own_head(out, refusal.status, None, body.len(), false, conn, shared);
+    write_router_head(out, refusal.status, None, body.len(), false, conn.hsts(&shared.settings));
     out.extend_from_slice(body.as_bytes());
     let _ = write_out(io, out, shared.settings.idle_timeout, true).await;
 }
 
 /// What every request on a connection shares.
 #[derive(Clone, Copy)]
-struct Session<'a> {
-    conn: &'a ConnInfo,
-    shared: &'a Arc<Shared>,
+struct ConnectionScope<'a> {
+    conn: &'a ClientConnection,
+    shared: &'a Arc<RouterState>,
     shutdown: &'a watch::Receiver<bool>,
 }
 
@@ -165,18 +180,18 @@ async fn serve_one<IO>(
     buf: &mut BytesMut,
     out: &mut Vec<u8>,
     head: RequestHead,
-    session: Session<'_>,
+    scope: ConnectionScope<'_>,
     first_byte: &mut Deadline,
 ) -> Next
 where
     IO: Transport,
 {
-    let Session { conn, shared, shutdown } = session;
+    let ConnectionScope { conn, shared, shutdown } = scope;
     let version = head.version;
     let fields = &head.fields;
     let mut keep = match version {
-        Version::HTTP_10 => fields.has_token(Name::Connection, "keep-alive"),
-        _ => !fields.has_token(Name::Connection, "close"),
+        Version::HTTP_10 => fields.has_token(FieldName::Connection, "keep-alive"),
+        _ => !fields.has_token(FieldName::Connection, "close"),
     };
     let Some((authority, target)) = split_target(&head.target) else {
         let refusal = Refusal { status: StatusCode::BAD_REQUEST, reason: "invalid request target" };
@@ -184,14 +199,14 @@ where
         return Next::Linger;
     };
     let expects_continue = version == Version::HTTP_11
-        && fields.get(Name::Expect).is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
+        && fields.get(FieldName::Expect).is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
     let mut body = ClientBody {
         io: &mut *io,
         buf: &mut *buf,
-        framing: head.body,
+        length: head.body,
         continue_left: if expects_continue { CONTINUE.len() } else { 0 },
     };
-    if matches!(body.framing, Framing::Chunked(_)) {
+    if matches!(body.length, BodyLength::Chunked(_)) {
         // The first chunk-size line is checked before anything is forwarded, so that a body
         // that cannot be framed never reaches a dyno.
         match body.first_chunk(shared.settings.header_timeout).await {
@@ -202,7 +217,7 @@ where
             }
         }
     }
-    let has_body = !body.framing.is_done();
+    let has_body = !body.length.is_done();
     let request = ClientRequest {
         method: &head.method,
         version,
@@ -221,44 +236,44 @@ where
     .await;
     // A body left unread (the request never reached a dyno, or the dyno answered early) would
     // be taken for the next request: the connection ends after this response instead.
-    let unread = !body.framing.is_done();
+    let unread = !body.length.is_done();
     keep &= !unread && !*shutdown.borrow();
     let idle = shared.settings.idle_timeout;
     out.clear();
     let sent = match reply {
-        Reply::Own(Own { status, body, location }) => {
-            write_own_head(out, status, location.as_deref(), body.len(), keep, conn, shared);
+        Reply::Router(RouterResponse { status, body, location }) => {
+            write_router_head(out, status, location.as_deref(), body.len(), keep, conn.hsts(&shared.settings));
             if head.method != http::Method::HEAD {
                 out.extend_from_slice(body.as_bytes());
             }
             write_out(io, out, idle, !keep).await
         }
         Reply::Dyno(resp, body) => {
-            let chunked = match resp.framing {
-                Framing::Chunked(_) | Framing::Close => {
+            let chunked = match resp.body {
+                BodyLength::Chunked(_) | BodyLength::UntilClose => {
                     // A body of unknown length goes chunked to an HTTP/1.1 client, and until the
                     // connection closes to an HTTP/1.0 one.
                     keep &= version == Version::HTTP_11;
                     version == Version::HTTP_11
                 }
-                Framing::Empty | Framing::Length(_) => false,
+                BodyLength::Empty | BodyLength::Remaining(_) => false,
             };
-            write_dyno_head(out, &resp, chunked, keep, version, conn, shared);
+            write_dyno_head(out, &resp, chunked, keep, version, conn.hsts(&shared.settings));
             drop(resp);
             send_body(io, out, body, chunked, idle, !keep).await
         }
-        Reply::Upgrade(resp, mut up, log) => {
-            write_dyno_head(out, &resp, false, true, version, conn, shared);
+        Reply::Upgrade(resp, mut dyno, log) => {
+            write_dyno_head(out, &resp, false, true, version, conn.hsts(&shared.settings));
             drop(resp);
-            // What the client sent after its head is the tunnel's first bytes upstream, and
-            // what the dyno sent after its head the first bytes downstream.
-            out.extend_from_slice(&up.buf);
-            let early_down = up.buf.len() as u64;
-            up.buf.clear();
-            let early_up = buf.split();
+            // What the client sent after its head is the tunnel's first bytes to the dyno, and
+            // what the dyno sent after its head the first bytes to the client.
+            out.extend_from_slice(&dyno.buf);
+            let early_to_client = dyno.buf.len() as u64;
+            dyno.buf.clear();
+            let early_to_dyno = buf.split();
             let mut bytes = 0;
-            if write_out(io, out, idle, false).await && up.stream.write_all(&early_up).await.is_ok() {
-                bytes = early_down + proxy::tunnel(&mut *io, up.stream, idle).await;
+            if write_out(io, out, idle, false).await && dyno.stream.write_all(&early_to_dyno).await.is_ok() {
+                bytes = early_to_client + tunnel::tunnel(&mut *io, dyno.stream, idle).await;
             }
             log.emit(shared, bytes, std::time::Instant::now());
             return Next::Close;
@@ -294,96 +309,6 @@ fn split_target(target: &[u8]) -> Option<(Option<String>, std::borrow::Cow<'_, s
         Some(_) => path.into(),
     };
     Some((Some(authority.to_owned()), path))
-}
-
-/// Writes the head of a response the router wrote itself.
-fn write_own_head(
-    out: &mut Vec<u8>,
-    status: StatusCode,
-    location: Option<&str>,
-    len: usize,
-    keep: bool,
-    conn: &ConnInfo,
-    shared: &Shared,
-) {
-    status_line(out, status);
-    field(out, b"content-type", b"text/plain; charset=utf-8");
-    if let Some(location) = location {
-        field(out, b"location", location.as_bytes());
-    }
-    if let Some(hsts) = proxy::hsts(conn, shared, false) {
-        field(out, b"strict-transport-security", hsts.as_bytes());
-    }
-    field(out, b"content-length", itoa::Buffer::new().format(len).as_bytes());
-    if !keep {
-        field(out, b"connection", b"close");
-    }
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Writes the head of the dyno's response: its fields as they came but the hop-by-hop ones, and
-/// the framing the client's side needs.
-fn write_dyno_head(
-    out: &mut Vec<u8>,
-    resp: &Head,
-    chunked: bool,
-    keep: bool,
-    version: Version,
-    conn: &ConnInfo,
-    shared: &Shared,
-) {
-    status_line(out, resp.status);
-    let hop = HopByHop::of(&resp.fields);
-    let mut has_hsts = false;
-    for (known, name, value) in resp.fields.iter() {
-        if hop.contains(known, name) {
-            continue;
-        }
-        // The router states the length itself, but the one of a body that is not sent (a
-        // response to HEAD, a 304) belongs to the dyno.
-        if known == Name::ContentLength && resp.framing != Framing::Empty {
-            continue;
-        }
-        has_hsts |= known == Name::StrictTransportSecurity;
-        field(out, name, value);
-    }
-    field(out, b"via", proxy::VIA.as_bytes());
-    if let Some(hsts) = proxy::hsts(conn, shared, has_hsts) {
-        field(out, b"strict-transport-security", hsts.as_bytes());
-    }
-    if resp.status == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(protocol) = resp.fields.get(Name::Upgrade) {
-            field(out, b"upgrade", protocol);
-        }
-        field(out, b"connection", b"upgrade");
-    } else {
-        match resp.framing {
-            Framing::Length(n) => field(out, b"content-length", itoa::Buffer::new().format(n).as_bytes()),
-            _ if chunked => field(out, b"transfer-encoding", b"chunked"),
-            _ => {}
-        }
-        if !keep {
-            field(out, b"connection", b"close");
-        } else if version == Version::HTTP_10 {
-            field(out, b"connection", b"keep-alive");
-        }
-    }
-    out.extend_from_slice(b"\r\n");
-}
-
-fn status_line(out: &mut Vec<u8>, status: StatusCode) {
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
-}
-
-fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
 }
 
 /// A client's transport: TCP, or TLS over it.
@@ -450,7 +375,7 @@ async fn write_all<IO: AsyncWrite + Unpin>(io: &mut IO, mut data: &[u8], idle: D
 
 /// What the body stream gave: a frame, or a pause in which gathered output should go out.
 enum Step {
-    Frame(Option<Result<Bytes, crate::BodyError>>),
+    Frame(Option<Result<Bytes, BodyError>>),
     Flush,
 }
 
@@ -487,7 +412,7 @@ async fn send_body<IO: Transport>(
             Step::Frame(Some(Ok(data))) if data.is_empty() => {}
             Step::Frame(Some(Ok(data))) => {
                 if chunked {
-                    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                    out.extend_from_slice(chunk_size_line(data.len()).as_bytes());
                 }
                 if out.len() + data.len() <= GATHER {
                     out.extend_from_slice(&data);
@@ -510,7 +435,7 @@ async fn send_body<IO: Transport>(
 struct ClientBody<'a, IO> {
     io: &'a mut IO,
     buf: &'a mut BytesMut,
-    framing: Framing,
+    length: BodyLength,
     /// How much of `100 Continue` is still to be sent: all of it when the client waits for it
     /// before sending its body, none when it did not ask.
     continue_left: usize,
@@ -537,7 +462,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> ClientBody<'_, IO> {
         let timed_out = Refusal { status: StatusCode::REQUEST_TIMEOUT, reason: "request body not received in time" };
         let wait = async {
             std::future::poll_fn(|cx| self.poll_continue(cx)).await.map_err(|_| timed_out)?;
-            while !framing::first_chunk_ok(self.buf)? {
+            while !request_head::first_chunk_ok(self.buf)? {
                 self.buf.reserve(READ_SIZE);
                 match self.io.read_buf(self.buf).await {
                     Ok(0) | Err(_) => {
@@ -553,9 +478,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> ClientBody<'_, IO> {
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> RequestBody for ClientBody<'_, IO> {
-    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, crate::BodyError>>> {
+    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, BodyError>>> {
         ready!(self.poll_continue(cx))?;
-        upstream::poll_body(&mut *self.io, self.buf, &mut self.framing, cx).map(|d| d.map(|d| d.map_err(Into::into)))
+        decode::poll_body(&mut *self.io, self.buf, &mut self.length, cx).map(|d| d.map(|d| d.map_err(Into::into)))
     }
 }
 

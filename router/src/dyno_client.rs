@@ -1,0 +1,259 @@
+//! The exchange with a dyno over HTTP/1.1: writes the request head (and body) on a
+//! [`DynoConnection`] and reads the dyno's response head, on the client connection's own task;
+//! the response body is then read from the same connection as the client's side asks for it.
+//!
+//! hyper's client runs a task per connection and hands each request and response across channels;
+//! on a proxy's hot path that was a large share of a request's cost. Here the request head is
+//! written and the response head parsed (httparse) by the task serving the client, and the body
+//! is read straight from the socket as the client's side asks for it.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Bytes, BytesMut};
+use http::{Method, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::error::BodyError;
+use crate::error::{Code, ProxyError};
+use crate::http1::decode::{self, BodyLength, READ_SIZE};
+use crate::http1::encode::chunk_size_line;
+use crate::http1::response_head::{MAX_HEAD, ResponseHead, is_interim, parse_response_head};
+
+/// A connection to a dyno.
+#[derive(Debug)]
+pub(crate) struct DynoConnection {
+    /// The socket.
+    pub(crate) stream: TcpStream,
+    /// Bytes read and not yet used.
+    pub(crate) buf: BytesMut,
+    /// The dyno's address.
+    pub(crate) addr: SocketAddr,
+    /// The version of the routing table under which it was last checked out of the pool (or
+    /// opened): the pool drops a connection checked out before a table that no longer has its
+    /// dyno.
+    pub(crate) table_version: u64,
+    /// Whether it came from the pool (and so may turn out to be closed).
+    pub(crate) reused: bool,
+}
+
+/// Why an exchange failed, and whether any of the request was sent.
+#[derive(Debug)]
+pub(crate) enum Failed {
+    /// Writing the head failed: the dyno took none of the request (a pooled connection that
+    /// closed under us), so the request may go to another connection.
+    NotSent(std::io::Error),
+    /// The dyno may have the request: not retried.
+    Sent(ProxyError),
+}
+
+/// A request body on its way to the dyno: the client's, read as the dyno's side asks for it.
+pub(crate) trait RequestBody {
+    /// The next piece of the body; `None` at its end.
+    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, BodyError>>>;
+}
+
+/// An HTTP/2 request's body.
+impl RequestBody for hyper::body::Incoming {
+    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, BodyError>>> {
+        use http_body::Body as _;
+        loop {
+            return match ready!(Pin::new(&mut *self).poll_frame(cx)) {
+                None => Poll::Ready(None),
+                Some(Err(e)) => Poll::Ready(Some(Err(e.into()))),
+                // Trailers do not travel: the dyno's request head has gone.
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => Poll::Ready(Some(Ok(data))),
+                    Err(_) => continue,
+                },
+            };
+        }
+    }
+}
+
+impl DynoConnection {
+    /// A new connection.
+    pub(crate) fn new(stream: TcpStream, addr: SocketAddr) -> DynoConnection {
+        DynoConnection { stream, buf: BytesMut::new(), addr, table_version: 0, reused: false }
+    }
+
+    /// Whether an idle connection is still open: nothing to read yet, and no end of stream.
+    pub(crate) fn is_open(&self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
+    /// Sends the request and reads the response head, skipping interim (1xx) responses but
+    /// 101, which only an upgrade request may get.
+    pub(crate) async fn exchange(
+        &mut self,
+        head: &[u8],
+        body: &mut Option<&mut (dyn RequestBody + Send)>,
+        chunked: bool,
+        method: &Method,
+        upgrade: bool,
+    ) -> Result<ResponseHead, Failed> {
+        self.stream.write_all(head).await.map_err(Failed::NotSent)?;
+        if let Some(body) = body.take()
+            && let Some(mut early) = self.send_body(body, chunked, method).await.map_err(Failed::Sent)?
+        {
+            // The dyno answered before it had the whole upload: the connection carries the
+            // rest of it unread, and goes no further.
+            early.keep_alive = false;
+            return check_upgrade(early, upgrade);
+        }
+        loop {
+            let head = self.read_head(method).await.map_err(Failed::Sent)?;
+            if is_interim(head.status) {
+                continue;
+            }
+            return check_upgrade(head, upgrade);
+        }
+    }
+
+    /// Streams the client's body to the dyno, as it came or chunked, while watching for an
+    /// answer: a dyno may refuse an upload before reading it all (413, say), and stop reading or
+    /// close. Returns such an early final answer; interim ones (100 Continue) are passed over.
+    async fn send_body(
+        &mut self,
+        body: &mut (dyn RequestBody + Send),
+        chunked: bool,
+        method: &Method,
+    ) -> Result<Option<ResponseHead>, ProxyError> {
+        while let Some(data) = std::future::poll_fn(|cx| body.poll_data(cx)).await {
+            let data = data.map_err(|e| ProxyError::new(Code::H27, e))?;
+            if data.is_empty() {
+                continue;
+            }
+            let size = chunk_size_line(data.len());
+            let pieces: [&[u8]; 3] = if chunked { [size.as_bytes(), &data, b"\r\n"] } else { [&data, b"", b""] };
+            for piece in pieces {
+                if let Some(head) = self.write_watching(piece, method).await? {
+                    return Ok(Some(head));
+                }
+            }
+        }
+        if chunked {
+            return self.write_watching(b"0\r\n\r\n", method).await;
+        }
+        Ok(None)
+    }
+
+    /// Writes `data` unless the dyno gives its final answer first, which it returns.
+    async fn write_watching(&mut self, data: &[u8], method: &Method) -> Result<Option<ResponseHead>, ProxyError> {
+        enum Ready {
+            Read(std::io::Result<()>),
+            Write(std::io::Result<()>),
+        }
+        let dyno_failed = |e: std::io::Error| ProxyError::new(Code::H13, e);
+        let mut written = 0;
+        while written < data.len() {
+            let ready = tokio::select! {
+                biased;
+                r = self.stream.readable() => Ready::Read(r),
+                w = self.stream.writable() => Ready::Write(w),
+            };
+            match ready {
+                Ready::Read(r) => {
+                    r.map_err(dyno_failed)?;
+                    match self.stream.try_read_buf(&mut self.buf) {
+                        Ok(0) => {
+                            return self.early(method)?.map(Some).ok_or_else(|| {
+                                ProxyError::new(Code::H13, "the dyno closed the connection during the upload")
+                            });
+                        }
+                        Ok(_) => {
+                            if let Some(head) = self.early(method)? {
+                                return Ok(Some(head));
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(dyno_failed(e)),
+                    }
+                }
+                Ready::Write(w) => {
+                    w.map_err(dyno_failed)?;
+                    match self.stream.try_write(&data[written..]) {
+                        Ok(n) => written += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => {
+                            // It may have answered and closed: what it said is the answer.
+                            self.read_what_is_left().await;
+                            return self.early(method)?.map(Some).ok_or_else(|| dyno_failed(e));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Reads what a connection that failed still holds, until its end or error. The failure
+    /// makes it readable at once; the bound only guards against a kernel that says otherwise.
+    async fn read_what_is_left(&mut self) {
+        let drain = async {
+            loop {
+                if self.stream.readable().await.is_err() {
+                    return;
+                }
+                match self.stream.try_read_buf(&mut self.buf) {
+                    Ok(0) => return,
+                    Ok(_) if self.buf.len() > MAX_HEAD => return,
+                    Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => return,
+                    _ => {}
+                }
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
+    }
+
+    /// A final answer complete in the buffer, passing over interim ones; `None` if there is
+    /// none yet.
+    fn early(&mut self, method: &Method) -> Result<Option<ResponseHead>, ProxyError> {
+        while let Some(head) = parse_response_head(&mut self.buf, method)? {
+            if !is_interim(head.status) {
+                return Ok(Some(head));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Reads and parses one response head.
+    async fn read_head(&mut self, method: &Method) -> Result<ResponseHead, ProxyError> {
+        loop {
+            if !self.buf.is_empty()
+                && let Some(head) = parse_response_head(&mut self.buf, method)?
+            {
+                return Ok(head);
+            }
+            if self.buf.len() > MAX_HEAD {
+                return Err(ProxyError::new(Code::H17, "response head too large"));
+            }
+            self.buf.reserve(READ_SIZE);
+            let n = self.stream.read_buf(&mut self.buf).await.map_err(|e| ProxyError::new(Code::H13, e))?;
+            if n == 0 {
+                let what = if self.buf.is_empty() { Code::H13 } else { Code::H17 };
+                return Err(ProxyError::new(what, "the dyno closed the connection before a whole response head"));
+            }
+        }
+    }
+
+    /// The next piece of a response body of `length`, which it advances; `None` at its end.
+    pub(crate) fn poll_body(
+        &mut self,
+        length: &mut BodyLength,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<std::io::Result<Bytes>>> {
+        decode::poll_body(&mut self.stream, &mut self.buf, length, cx)
+    }
+}
+
+/// Refuses a 101 to a request that asked for no upgrade.
+fn check_upgrade(head: ResponseHead, upgrade: bool) -> Result<ResponseHead, Failed> {
+    if head.status == StatusCode::SWITCHING_PROTOCOLS && !upgrade {
+        return Err(Failed::Sent(ProxyError::new(Code::H17, "101 to a request that asked for no upgrade")));
+    }
+    Ok(head)
+}

@@ -1,0 +1,233 @@
+//! HTTP/1.1 message bodies as they are read (RFC 9112, sections 6 and 7): how a body's length is
+//! known ([`BodyLength`]), the chunked decoder ([`ChunkedState`], after hyper's), and the reader
+//! that takes a body off a connection by its length, for the dyno's responses and the client's
+//! requests alike.
+
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// Longest chunk-size line (with extensions) or trailer line accepted, in bytes.
+pub(crate) const MAX_LINE: usize = 4096;
+
+/// How much is read from a connection at once while reading a body, in bytes.
+pub(crate) const READ_SIZE: usize = 16 * 1024;
+
+/// How a message body's length is known, and how much of it is still to come (RFC 9112,
+/// section 6.3); a reader advances it as it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyLength {
+    /// No body: a request without one, or a response to HEAD, 1xx, 204 or 304.
+    Empty,
+    /// So many bytes still to come (Content-Length).
+    Remaining(u64),
+    /// Chunked transfer coding (RFC 9112, section 7.1), its decoder in this state.
+    Chunked(ChunkedState),
+    /// Until the sender closes the connection (a response with neither length nor chunked).
+    UntilClose,
+}
+
+/// Where a chunked body's decoder is (RFC 9112, section 7.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChunkedState {
+    /// Expecting a chunk-size line.
+    Size,
+    /// Inside a chunk's data, so many bytes left.
+    Data(u64),
+    /// Expecting the CRLF after a chunk's data.
+    DataEnd,
+    /// Reading trailer lines after the last chunk, until an empty one.
+    Trailers,
+    /// Read to the end.
+    Done,
+}
+
+impl BodyLength {
+    /// Whether the body has been read to its end.
+    pub(crate) fn is_done(self) -> bool {
+        matches!(self, BodyLength::Empty | BodyLength::Remaining(0) | BodyLength::Chunked(ChunkedState::Done))
+    }
+}
+
+/// The next piece of a body whose length is `length` (which it advances), from `buf` and then
+/// `io`; `None` at its end. Used for the dyno's responses and the client's requests alike. Errors
+/// are the connection's, `UnexpectedEof` for a body cut short and `InvalidData` for a chunked body
+/// that does not decode.
+pub(crate) fn poll_body(
+    io: &mut (impl AsyncRead + Unpin),
+    buf: &mut BytesMut,
+    length: &mut BodyLength,
+    cx: &mut Context<'_>,
+) -> Poll<Option<std::io::Result<Bytes>>> {
+    use std::future::Future as _;
+    use std::io::{Error, ErrorKind};
+    let truncated = || Error::new(ErrorKind::UnexpectedEof, "the connection closed mid-body");
+    // Reads more into the buffer; `Ok(0)` at the end of the stream.
+    let mut fill = |buf: &mut BytesMut, cx: &mut Context<'_>| {
+        buf.reserve(READ_SIZE);
+        std::pin::pin!(io.read_buf(buf)).poll(cx)
+    };
+    loop {
+        match length {
+            BodyLength::Empty | BodyLength::Remaining(0) | BodyLength::Chunked(ChunkedState::Done) => {
+                return Poll::Ready(None);
+            }
+            BodyLength::Remaining(left) => {
+                if buf.is_empty() && ready!(fill(buf, cx))? == 0 {
+                    return Poll::Ready(Some(Err(truncated())));
+                }
+                let take = (*left).min(buf.len() as u64);
+                *left -= take;
+                return Poll::Ready(Some(Ok(buf.split_to(take as usize).freeze())));
+            }
+            BodyLength::UntilClose => {
+                if buf.is_empty() && ready!(fill(buf, cx))? == 0 {
+                    *length = BodyLength::Empty;
+                    return Poll::Ready(None);
+                }
+                return Poll::Ready(Some(Ok(buf.split().freeze())));
+            }
+            BodyLength::Chunked(state) => match decode_chunk(buf, state) {
+                Ok(Some(data)) => return Poll::Ready(Some(Ok(data))),
+                Ok(None) if *state == ChunkedState::Done => return Poll::Ready(None),
+                Ok(None) => {
+                    if ready!(fill(buf, cx))? == 0 {
+                        return Poll::Ready(Some(Err(truncated())));
+                    }
+                }
+                Err(e) => return Poll::Ready(Some(Err(Error::new(ErrorKind::InvalidData, e)))),
+            },
+        }
+    }
+}
+
+/// A Content-Length value: digits only, no sign, no spaces.
+pub(crate) fn content_length(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(value).ok()?.parse().ok()
+}
+
+/// Decodes what it can of a chunked body from the front of `buf`: a piece of a chunk's data,
+/// or `None` when it needs more bytes (or reached the end, `state` then being `Done`).
+pub(crate) fn decode_chunk(buf: &mut BytesMut, state: &mut ChunkedState) -> Result<Option<Bytes>, &'static str> {
+    loop {
+        match *state {
+            ChunkedState::Done => return Ok(None),
+            ChunkedState::Size => {
+                let Some(end) = find_crlf(buf) else {
+                    return if buf.len() > MAX_LINE { Err("chunk size line too long") } else { Ok(None) };
+                };
+                if end > MAX_LINE {
+                    return Err("chunk size line too long");
+                }
+                let line = &buf[..end];
+                let digits = line.split(|&b| b == b';').next().unwrap_or_default();
+                let digits = std::str::from_utf8(digits).map_err(|_| "invalid chunk size")?.trim_matches([' ', '\t']);
+                if digits.is_empty() || digits.len() > 15 {
+                    return Err("invalid chunk size");
+                }
+                let size = u64::from_str_radix(digits, 16).map_err(|_| "invalid chunk size")?;
+                buf.advance(end + 2);
+                *state = if size == 0 { ChunkedState::Trailers } else { ChunkedState::Data(size) };
+            }
+            ChunkedState::Data(left) => {
+                if buf.is_empty() {
+                    return Ok(None);
+                }
+                let take = left.min(buf.len() as u64);
+                *state = if take == left { ChunkedState::DataEnd } else { ChunkedState::Data(left - take) };
+                return Ok(Some(buf.split_to(take as usize).freeze()));
+            }
+            ChunkedState::DataEnd => {
+                if buf.len() < 2 {
+                    return Ok(None);
+                }
+                if &buf[..2] != b"\r\n" {
+                    return Err("chunk data not followed by CRLF");
+                }
+                buf.advance(2);
+                *state = ChunkedState::Size;
+            }
+            ChunkedState::Trailers => {
+                // Trailer fields are dropped: the client's side has already sent its head.
+                let Some(end) = find_crlf(buf) else {
+                    return if buf.len() > MAX_LINE { Err("trailer line too long") } else { Ok(None) };
+                };
+                if end > MAX_LINE {
+                    return Err("trailer line too long");
+                }
+                buf.advance(end + 2);
+                if end == 0 {
+                    *state = ChunkedState::Done;
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
+
+/// Where the first CRLF in `buf` starts.
+fn find_crlf(buf: &[u8]) -> Option<usize> {
+    buf.windows(2).position(|w| w == b"\r\n")
+}
+
+/// Decodes a chunked body arriving in `pieces`: the data, the decoder's final state and how many
+/// bytes were left over, or the error that stopped it with the state it stopped in. For tests and
+/// fuzzing, which compare decodings of the same bytes split differently.
+pub(crate) fn decode_pieces<'a>(
+    pieces: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<(Vec<u8>, ChunkedState, usize), (&'static str, ChunkedState)> {
+    let (mut buf, mut state, mut out) = (BytesMut::new(), ChunkedState::Size, Vec::new());
+    for piece in pieces {
+        buf.extend_from_slice(piece);
+        loop {
+            match decode_chunk(&mut buf, &mut state) {
+                Ok(Some(data)) => out.extend_from_slice(&data),
+                Ok(None) => break,
+                Err(e) => return Err((e, state)),
+            }
+        }
+    }
+    Ok((out, state, buf.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Decodes `input` fed in pieces of `step` bytes; returns the data and the final state.
+    fn decode(input: &[u8], step: usize) -> (Result<Vec<u8>, &'static str>, ChunkedState) {
+        match decode_pieces(input.chunks(step)) {
+            Ok((out, state, _)) => (Ok(out), state),
+            Err((e, state)) => (Err(e), state),
+        }
+    }
+
+    #[test]
+    fn chunked_bodies() {
+        let check = |input: &str, want: Result<&str, &str>, done: bool| {
+            for step in [1, 2, 3, 7, input.len().max(1)] {
+                let (got, state) = decode(input.as_bytes(), step);
+                let got = got.map(|v| String::from_utf8(v).unwrap());
+                assert_eq!(got.as_deref().map_err(|e| *e), want, "{input:?} in steps of {step}");
+                if want.is_ok() {
+                    assert_eq!(state == ChunkedState::Done, done, "{input:?} in steps of {step}: {state:?}");
+                }
+            }
+        };
+        check("5\r\nhello\r\n0\r\n\r\n", Ok("hello"), true);
+        check("5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", Ok("hello world"), true);
+        check("A\r\n0123456789\r\n0\r\nX-Trailer: 1\r\n\r\n", Ok("0123456789"), true);
+        check("5\r\nhel", Ok("hel"), false);
+        check("0\r\n\r\nleftover", Ok(""), true);
+        check("z\r\n", Err("invalid chunk size"), false);
+        check("\r\n", Err("invalid chunk size"), false);
+        check("5\r\nhelloXX", Err("chunk data not followed by CRLF"), false);
+        check("fffffffffffffffff\r\n", Err("invalid chunk size"), false);
+        let long_trailer = format!("0\r\nX-Long: {}\r\n\r\n", "x".repeat(5000));
+        check(&long_trailer, Err("trailer line too long"), false);
+    }
+}
