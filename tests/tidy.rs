@@ -236,11 +236,8 @@ fn expand(prefix: &str, tree: &str, out: &mut Vec<String>) {
 fn references(file_module: &[String], text: &str, known: &BTreeSet<Vec<String>>) -> BTreeSet<Vec<String>> {
     let mut paths = Vec::new();
     // Comments (doc links among them) name modules without importing them.
-    let code: String = non_test_part(text)
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("//"))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let code: String =
+        non_test_part(text).lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
     let code = code.as_str();
     // `use` statements, possibly over several lines.
     let mut rest = code;
