@@ -1,7 +1,6 @@
 //! The `wharf` binary: parses the command line, loads the configuration, and runs the services.
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 mod addresses;
 mod logshuttle_only;

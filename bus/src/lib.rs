@@ -8,7 +8,6 @@
 //! [`Received`] events with their positions, and commits positions it no longer needs.
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 pub mod akkeris;
 pub mod event;

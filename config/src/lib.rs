@@ -5,7 +5,6 @@
 //! unknown keys rejected, then [`Config::validate`].
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 mod database_url;
 mod env;

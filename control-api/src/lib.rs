@@ -10,7 +10,6 @@
 //! [`plane::local`] port.
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 pub mod http;
 pub mod model;

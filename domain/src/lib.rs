@@ -7,7 +7,6 @@
 //! builds on these types.
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 pub mod canary;
 pub mod cert;

@@ -9,7 +9,6 @@
 
 // Unsafe code is allowed in `acked` alone, to read a socket's output queue.
 #![deny(unsafe_code)]
-#![warn(missing_docs)]
 
 mod acked;
 pub mod buffer;

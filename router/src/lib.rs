@@ -9,7 +9,6 @@
 //! table that replaces the old one in one pointer swap, so no request ever sees half a reload.
 
 #![deny(unsafe_code)]
-#![warn(missing_docs)]
 
 mod access_log;
 mod admin;

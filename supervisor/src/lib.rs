@@ -22,7 +22,6 @@
 //! `process` and its health check `probe`.
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 mod desired;
 mod dyno;
