@@ -74,6 +74,7 @@ async fn formation_and_config_vars_in_heroku_shapes(args: &[&str]) -> String {
         (json!({"updates": []}), "at least one dyno type"),
         (json!({"updates": [{"type": "web", "healthcheck": "health"}]}), "healthcheck must be a path"),
         (json!({"updates": [{"type": "web", "command": "  "}]}), "command must be"),
+        (json!({"updates": [{"type": "web", "command": "run\u{0}me"}]}), "no NUL byte"),
     ] {
         refused(api, "PATCH", formation, body, 422, says, check).await;
     }
@@ -109,6 +110,11 @@ async fn formation_and_config_vars_in_heroku_shapes(args: &[&str]) -> String {
         (json!({"OK": "v", "BAD-NAME": "v"}), "invalid config var name"),
         (json!({"OK": 5}), "invalid type"),
         (json!({"OK": "x".repeat(40_000)}), "longer than"),
+        // What a process's environment cannot hold: refused, and nothing changes.
+        (json!({"OK": "v", "BAD": "before\u{0}after"}), "NUL byte"),
+        (json!({"BAD\u{0}NAME": "v"}), "invalid config var name"),
+        (json!({"A=B": "v"}), "invalid config var name"),
+        (json!({"": "v"}), "invalid config var name"),
     ] {
         refused(api, "PATCH", vars, body, 422, says, vars).await;
     }

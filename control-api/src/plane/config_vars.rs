@@ -39,6 +39,14 @@ impl ControlPlane {
             if value.as_ref().is_some_and(|v| v.len() > MAX_VAR_VALUE) {
                 return Err(Error::Invalid(format!("config var {name} is longer than {MAX_VAR_VALUE} bytes")));
             }
+            // A process's environment is a list of C strings: a NUL would end the value early on
+            // one runtime and fail every start on another, so it is refused here, where it is
+            // still the user's to fix. (Names cannot hold one: see `check_var_name`.)
+            if value.as_ref().is_some_and(|v| v.contains('\0')) {
+                return Err(Error::Invalid(format!(
+                    "config var {name} contains a NUL byte, which an environment variable cannot hold"
+                )));
+            }
         }
         self.change(|m| {
             let a = m.app(app).ok_or_else(|| not_found("app", app))?;

@@ -42,7 +42,7 @@ impl ControlPlane {
             if let Some(c) = &u.command
                 && (c.trim().is_empty() || c.len() > 4096 || c.contains('\0'))
             {
-                return Err(Error::Invalid("command must be 1 to 4096 bytes, not blank".into()));
+                return Err(Error::Invalid("command must be 1 to 4096 bytes, not blank, with no NUL byte".into()));
             }
             if u.port == Some(0) {
                 return Err(Error::Invalid("port must be between 1 and 65535".into()));
