@@ -373,3 +373,85 @@ fn use_trees_expand_to_every_path() {
         [vec!["a".to_owned()], vec!["b".to_owned()], vec!["b".to_owned(), "c".to_owned()]].into_iter().collect()
     );
 }
+
+/// Where a word may appear in code (comments and unit tests aside): `(files it is searched in,
+/// the word, the only files that may have it, the rule from ARCHITECTURE.md)`. A path ending in
+/// `/` is a folder.
+const CONFINED: &[(&str, &str, &[&str], &str)] = &[
+    ("control-api/src/", "axum", &["control-api/src/http/", "control-api/src/lib.rs"], "only http/ knows axum"),
+    (
+        "control-api/src/",
+        "serde_json",
+        &["control-api/src/http/", "control-api/src/watch.rs", "control-api/src/store.rs"],
+        "only http/ and watch.rs know the API's JSON (the store keeps records as JSON documents)",
+    ),
+    ("control-api/src/plane/", "Change::Delete", &[], "deletions are built by Model::cascade, in one place"),
+    ("supervisor/src/", "Command::new", &["supervisor/src/process.rs"], "only process.rs starts processes"),
+    ("supervisor/src/", "kill_process_group", &["supervisor/src/process.rs"], "only process.rs signals processes"),
+    ("supervisor/src/", "thread::sleep", &[], "the supervisor waits on tokio's clock, so tests can pause it"),
+    ("supervisor/src/desired.rs", "async", &[], "desired state is computed, never acted on"),
+    ("supervisor/src/desired.rs", "tokio", &[], "desired state is computed, never acted on"),
+    ("router/src/pool.rs", "Mutex", &[], "the dyno connection pool has no lock"),
+    ("router/src/pool.rs", "RwLock", &[], "the dyno connection pool has no lock"),
+    ("router/src/dyno_client.rs", "spawn", &[], "an exchange with a dyno has no task of its own"),
+    ("router/src/dyno_client.rs", "mpsc", &[], "an exchange with a dyno has no channel of its own"),
+    ("bus/src/lib.rs", "blocking_send", &[], "publishing never blocks: the embedded bus only try_sends"),
+    ("bus/src/lib.rs", ".send(events)", &[], "publishing never blocks: the embedded bus only try_sends"),
+];
+
+#[test]
+fn words_stay_where_the_architecture_confines_them() {
+    let mut broken = Vec::new();
+    for (scope, word, allowed, rule) in CONFINED {
+        let files = rust_files().into_iter().filter(|p| {
+            let rel = p.to_string_lossy();
+            if scope.ends_with('/') { rel.starts_with(scope) } else { rel == *scope }
+        });
+        let mut searched = 0;
+        for path in files {
+            searched += 1;
+            let rel = path.to_string_lossy().into_owned();
+            if allowed.iter().any(|a| if a.ends_with('/') { rel.starts_with(a) } else { rel == *a }) {
+                continue;
+            }
+            let text = read(&path);
+            for (n, line) in non_test_part(&text).lines().enumerate() {
+                if !line.trim_start().starts_with("//") && line.contains(word) {
+                    broken.push(format!("{rel}:{}: `{word}`: {rule}", n + 1));
+                }
+            }
+        }
+        assert!(searched > 0, "no file matches {scope}: the rule for `{word}` checks nothing");
+    }
+    assert!(broken.is_empty(), "architecture rules broken:\n{}", broken.join("\n"));
+}
+
+/// Which modules a module may use: `(crate source folder, module, the modules it may use)`.
+const MODULE_USES: &[(&str, &str, &[&str])] = &[
+    // Protocol code knows nothing of routing.
+    ("router/src", "http1", &["fields", "forwarding", "error"]),
+    // Counters know nothing of what they count.
+    ("router/src", "metrics", &["client"]),
+    // Desired state, the service and the probe stand alone.
+    ("supervisor/src", "desired", &[]),
+    ("supervisor/src", "service", &[]),
+    ("supervisor/src", "probe", &[]),
+];
+
+#[test]
+fn modules_use_only_what_the_architecture_allows() {
+    for (src, module, may_use) in MODULE_USES {
+        let mods = modules(Path::new(src));
+        let known: BTreeSet<Vec<String>> = mods.keys().cloned().collect();
+        let mut used = BTreeSet::new();
+        for (path, file) in mods.iter().filter(|(p, _)| p.first().is_some_and(|m| m == module)) {
+            for target in references(path, &read(file), &known) {
+                if target.first() != Some(&module.to_string()) && !target.is_empty() {
+                    used.insert(target[0].clone());
+                }
+            }
+        }
+        let extra: Vec<_> = used.iter().filter(|m| !may_use.contains(&m.as_str())).collect();
+        assert!(extra.is_empty(), "{src}: `{module}` uses {extra:?}; ARCHITECTURE.md allows only {may_use:?}");
+    }
+}
