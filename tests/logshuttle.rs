@@ -445,6 +445,13 @@ async fn lines_until(body: &mut hyper::body::Incoming, last: &str) -> Vec<String
     lines
 }
 
+/// Reads a session that ends (no `tail`) to its end; returns the lines.
+async fn all_lines(body: &mut hyper::body::Incoming) -> Vec<String> {
+    use http_body_util::BodyExt;
+    let bytes = tokio::time::timeout(WAIT, body.collect()).await.expect("the session ends").unwrap().to_bytes();
+    String::from_utf8_lossy(&bytes).lines().map(str::to_owned).collect()
+}
+
 #[tokio::test]
 async fn log_sessions_filter_on_the_server_tell_a_slow_reader_what_it_missed_and_expire() {
     let dir = TempDir::new("log-sessions");
@@ -466,9 +473,14 @@ async fn log_sessions_filter_on_the_server_tell_a_slow_reader_what_it_missed_and
     )
     .await;
 
-    // History, filtered by source and dyno type on the server.
-    let (_, mut resp) = open_session(api, json!({"lines": 10, "source": "app", "dyno": "web"})).await;
-    let got = lines_until(resp.body_mut(), "web two").await;
+    // History, filtered by source and dyno type on the server. The lines reach the history through
+    // the bus after the 202, so a session opened at once may end before them: open until one has.
+    let got = eventually(WAIT, "the posted lines in a session's history", || async {
+        let (_, mut resp) = open_session(api, json!({"lines": 10, "source": "app", "dyno": "web"})).await;
+        let got = all_lines(resp.body_mut()).await;
+        got.last().is_some_and(|l| l.contains("web two")).then_some(got)
+    })
+    .await;
     assert_eq!(got.len(), 2, "{got:?}");
     assert!(got[0].ends_with(" api-default app[web.1-aaaaa]: web one"), "{got:?}");
     assert!(got[1].ends_with(" api-default app[web.2-ccccc]: web two"), "{got:?}");
