@@ -320,6 +320,8 @@ mod tests {
         events: Arc<Mutex<Vec<String>>>,
         behaviour: Arc<Mutex<Behaviour>>,
         started: Arc<Mutex<u32>>,
+        /// How long a dyno takes to stop once asked (a grace period).
+        stop_delay: Arc<Mutex<Duration>>,
     }
 
     impl FakeLauncher {
@@ -328,6 +330,7 @@ mod tests {
                 events: Arc::default(),
                 behaviour: Arc::new(Mutex::new(Behaviour::Healthy(Duration::from_millis(10)))),
                 started: Arc::default(),
+                stop_delay: Arc::default(),
             }
         }
 
@@ -357,6 +360,7 @@ mod tests {
             let (health_tx, health) = watch::channel(DynoHealth::Starting);
             let (stop, mut stopped) = watch::channel(false);
             let behaviour = *self.behaviour.lock().unwrap();
+            let stop_delay = *self.stop_delay.lock().unwrap();
             let task = tokio::spawn({
                 let name = name.clone();
                 async move {
@@ -380,6 +384,7 @@ mod tests {
                         () = settle => {}
                         () = stop_requested(&mut stopped) => {}
                     }
+                    tokio::time::sleep(stop_delay).await;
                     events.lock().unwrap().push(format!("stop {name}"));
                 }
             });
@@ -528,6 +533,67 @@ mod tests {
         assert_eq!(started, ["start web.1-1", "start web.1-2", "start web.2-3", "start web.2-4"]);
         let stopped = events.iter().filter(|e| e.starts_with("stop ")).count();
         assert_eq!(stopped, 4, "every dyno stopped: {events:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_first_boot_that_fails_is_kept_and_retried_and_a_restart_restarts_it() {
+        let launcher = FakeLauncher::new();
+        let mut f = formation(&launcher);
+        launcher.behave(Behaviour::Fail(Duration::from_millis(10)));
+        f.apply(&target(1, "a"), None).await;
+        assert_eq!(names(&f), ["web.1-1"], "no old release to keep: the new one stays and is restarted");
+        f.apply(&target(1, "a"), None).await;
+        assert_eq!(names(&f), ["web.1-1"], "the spec runs: nothing to do");
+        f.apply(&target(1, "a"), Some(FormationCommand::RestartAll)).await;
+        assert_eq!(names(&f), ["web.2-2"], "a restart of a crashing release restarts it");
+        launcher.behave(Behaviour::Healthy(Duration::from_millis(10)));
+        f.apply(&target(1, "a"), Some(FormationCommand::Restart("web.2-2".to_owned()))).await;
+        assert_eq!(names(&f), ["web.2-3"]);
+        // Now that one is healthy, a failing release leaves it serving.
+        launcher.behave(Behaviour::Fail(Duration::from_millis(10)));
+        f.apply(&target(1, "b"), None).await;
+        assert_eq!(names(&f), ["web.2-3"]);
+        assert!(launcher.events().contains(&"R10 3".to_owned()));
+    }
+
+    fn on_port(quantity: u32, command: &str, port: u16) -> FormationTarget {
+        FormationTarget { quantity, spec: DynoSpec { port: Some(port), ..spec(command) } }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_release_on_the_same_fixed_port_stops_the_old_first_and_brings_it_back_if_it_fails() {
+        let launcher = FakeLauncher::new();
+        let mut f = formation(&launcher);
+        f.apply(&on_port(1, "a", 5000), None).await;
+        launcher.take_events();
+        launcher.behave(Behaviour::Fail(Duration::from_millis(10)));
+        f.apply(&on_port(1, "broken", 5000), None).await;
+        assert_eq!(
+            launcher.take_events(),
+            ["stop web.1-1", "start web.2-2", "failed web.2-2", "R10 2", "stop web.2-2", "start web.3-3"],
+            "the old release starts again"
+        );
+        assert_eq!(names(&f), ["web.3-3"]);
+        f.apply(&on_port(1, "broken", 5000), None).await;
+        assert_eq!(launcher.take_events(), Vec::<String>::new(), "a failed spec is not tried again");
+        // Another port rolls the usual way: new first.
+        launcher.behave(Behaviour::Healthy(Duration::from_millis(10)));
+        f.apply(&on_port(1, "a", 5001), None).await;
+        // (The fake's old dyno started while it made every dyno fail: it failed too.)
+        let events: Vec<_> = launcher.take_events().into_iter().filter(|e| e != "failed web.3-3").collect();
+        assert_eq!(events, ["start web.4-4", "healthy web.4-4", "stop web.3-3"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dynos_stop_together() {
+        let launcher = FakeLauncher::new();
+        let mut f = formation(&launcher);
+        f.apply(&target(3, "a"), None).await;
+        *launcher.stop_delay.lock().unwrap() = Duration::from_secs(10);
+        let start = tokio::time::Instant::now();
+        f.apply(&target(0, "a"), None).await;
+        assert!(start.elapsed() < Duration::from_secs(11), "one grace period, not three: {:?}", start.elapsed());
+        assert!(names(&f).is_empty());
     }
 
     #[test]
