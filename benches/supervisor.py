@@ -7,13 +7,13 @@ counts the lines that reach it (each carries `line ` once, framed or not) and re
 last one arrived. The baseline pipes the writer into `nc 127.0.0.1 PORT`; the Wharf run gives a
 worker of quantity 1 that command, with the receiver as the app's drain, so each line goes
 through the dyno's pipe, the supervisor, the embedded bus, the logshuttle and RFC 5424
-octet-counted framing. Lines per second is N over the time from starting the writer to the last
-line at the receiver. During the Wharf run the script samples Wharf's resident memory
-(`VmRSS`) every 50 ms: before, peak and after. Lines the logshuttle announces as dropped
-(`Error L10 ... N messages dropped`) are reported; the rate is only meaningful when there are
-none.
+octet-counted framing. Lines per second is N over the time from starting the writer until every
+line has arrived or been announced as dropped (`Error L10/L12 ... N messages dropped`), and
+delivered lines per second counts the arrived ones only. During the Wharf run the script samples
+Wharf's resident memory (`VmRSS`) every 50 ms: before, peak and after.
 
-    python3 benches/supervisor.py [--lines 200000] [--repeat 3] [--wharf target/release/wharf]
+    python3 benches/supervisor.py [--lines 200000] [--repeat 3] [--drain-buffer-lines N]
+                                  [--wharf target/release/wharf]
 
 Each measurement is repeated and the median is reported. Needs `nc` (Debian's
 netcat-openbsd) and a built `wharf` (`cargo build --release` by default, or --wharf PATH).
@@ -62,8 +62,8 @@ class Receiver:
     def reset(self):
         with self.lock:
             self.count = 0
+            self.dropped = 0
             self.last = None
-            self.raw = []
 
     def _accept(self):
         while True:
@@ -76,27 +76,25 @@ class Receiver:
             data = conn.recv(1 << 20)
             if not data:
                 return
+            # Count what ends in the new data only: the tail was counted with the last read.
             buf = tail + data
             n = buf.count(MARK) - tail.count(MARK)
-            tail = buf[-(len(MARK) - 1):]
+            dropped = sum(int(m.group(1)) for m in DROPPED.finditer(buf) if m.end() > len(tail))
+            tail = buf[-200:]
             with self.lock:
                 self.count += n
+                self.dropped += dropped
                 self.last = time.monotonic()
-                self.raw.append(data)
 
     def wait(self, n, timeout):
+        """Waits until n lines arrived or were announced as dropped; returns when the last came."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.lock:
-                if self.count >= n:
+                if self.count + self.dropped >= n:
                     return self.last
             time.sleep(0.005)
         return None
-
-    def dropped(self):
-        with self.lock:
-            raw = b"".join(self.raw)
-        return sum(int(m.group(1)) for m in DROPPED.finditer(raw))
 
 
 def rss_kib(pid):
@@ -126,7 +124,7 @@ def baseline(receiver, writer, n):
 class Wharf:
     """`wharf serve` in a temporary data directory, with app bench-default draining to the receiver."""
 
-    def __init__(self, binary, receiver):
+    def __init__(self, binary, receiver, drain_buffer_lines):
         self.dir = tempfile.mkdtemp(prefix="wharf-bench-")
         data = os.path.join(self.dir, "data")
         env = dict(os.environ)
@@ -137,6 +135,9 @@ class Wharf:
             env["WHARF_" + key] = "127.0.0.1:0"
         env["WHARF_LOG"] = "warn"
         env["WHARF_ROUTER__HTTP_REDIRECT"] = "false"
+        if drain_buffer_lines:
+            env["WHARF_LOGSHUTTLE__DRAIN_BUFFER_LINES"] = str(drain_buffer_lines)
+            env["WHARF_LOGSHUTTLE__DRAIN_BUFFER_BYTES"] = str(drain_buffer_lines * 200)
         self.proc = subprocess.Popen([binary, "serve", "--data-dir", data], env=env,
                                      stdout=subprocess.DEVNULL, stderr=open(data + ".stderr", "w"))
         addresses = os.path.join(data, "addresses.json")
@@ -195,9 +196,8 @@ class Wharf:
         last = receiver.wait(n, 120)
         done.set()
         after = rss_kib(self.proc.pid)
-        if last is None:
-            return None, receiver.count, receiver.dropped(), before, peak[0], after
-        return n / (last - start), receiver.count, receiver.dropped(), before, peak[0], after
+        elapsed = (last - start) if last else None
+        return elapsed, receiver.count, receiver.dropped, before, peak[0], after
 
     def stop(self):
         self.proc.terminate()
@@ -208,6 +208,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--lines", type=int, default=200_000)
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--drain-buffer-lines", type=int, default=0,
+                   help="the logshuttle's drain buffer (default: Wharf's, 10,000 lines)")
     p.add_argument("--wharf", default=None, help="the wharf binary (default: build target/release/wharf)")
     args = p.parse_args()
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -220,25 +222,29 @@ def main():
     with open(writer, "w") as f:
         f.write(WRITER)
     receiver = Receiver()
-    wharf = Wharf(binary, receiver)
-    base, through = [], []
+    wharf = Wharf(binary, receiver, args.drain_buffer_lines)
+    base, through, delivered = [], [], []
     try:
         for i in range(args.repeat):
             base.append(baseline(receiver, writer, args.lines))
-            rate, got, dropped, before, peak, after = wharf.run(receiver, writer, args.lines)
-            print(f"run {i + 1}: pipe|nc {base[-1]:,.0f} lines/s; wharf "
-                  + (f"{rate:,.0f} lines/s" if rate else f"incomplete: {got} arrived")
-                  + f", {dropped} announced dropped, RSS {before} -> peak {peak} -> {after} KiB", flush=True)
-            if rate:
-                through.append(rate)
+            elapsed, got, dropped, before, peak, after = wharf.run(receiver, writer, args.lines)
+            if elapsed is None:
+                print(f"run {i + 1}: wharf incomplete: {got} arrived, {dropped} announced dropped", flush=True)
+                continue
+            through.append((got + dropped) / elapsed)
+            delivered.append(got / elapsed)
+            print(f"run {i + 1}: pipe|nc {base[-1]:,.0f} lines/s; wharf {got:,} delivered + {dropped:,} announced "
+                  f"dropped in {elapsed:.2f} s ({delivered[-1]:,.0f} delivered lines/s); "
+                  f"RSS {before} -> peak {peak} -> {after} KiB", flush=True)
     finally:
         wharf.stop()
     b = statistics.median(base)
     print(f"\n{args.lines} lines of 40 bytes, median of {args.repeat}:")
     print(f"  python3 writer.py | nc : {b:,.0f} lines/s")
     if through:
-        w = statistics.median(through)
-        print(f"  through wharf serve     : {w:,.0f} lines/s  ({w / b:.2f}x)")
+        w, d = statistics.median(through), statistics.median(delivered)
+        print(f"  through wharf serve     : {w:,.0f} lines/s written ({w / b:.2f}x), "
+              f"{d:,.0f} lines/s delivered ({d / b:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -107,6 +107,8 @@ impl Drop for DynoProcess {
     fn drop(&mut self) {
         if !self.stopped {
             group::signal(self.pgid, rustix::process::Signal::KILL);
+            // Tokio reaps the unwaited `sh` later, or the reaper does: either is fine now.
+            reaper::reaped(self.pgid);
         }
     }
 }
