@@ -177,6 +177,7 @@ async fn serve(config: Config) -> Result<()> {
             stop_grace: config.supervisor.stop_grace.0,
             connection_grace: config.supervisor.connection_grace.0,
             restart_min: config.supervisor.restart_min.0,
+            records_dir: Some(data_dir.join("dynos")),
         },
     );
 

@@ -4,8 +4,10 @@
 //! Two transports share one interface. The embedded bus is an in-process queue for `wharf
 //! serve` on one machine; Kafka carries events between machines and keeps them across restarts.
 //! Producers hold a [`Publisher`], which never blocks: when the transport cannot take an event
-//! it is dropped and counted. The logshuttle holds a [`Source`], which yields batches of
-//! [`Received`] events with their positions, and commits positions it no longer needs.
+//! it is dropped and counted; a producer that can be slowed down instead (a dyno's output) may
+//! wait for room in the embedded bus with [`Publisher::publish_batch_waiting`]. The logshuttle
+//! holds a [`Source`], which yields batches of [`Received`] events with their positions, and
+//! commits positions it no longer needs.
 
 #![forbid(unsafe_code)]
 
@@ -63,7 +65,8 @@ impl PublishStats {
     }
 }
 
-/// A cheap, cloneable handle that puts events on the bus without ever waiting.
+/// A cheap, cloneable handle that puts events on the bus without waiting (unless asked to, by
+/// [`Publisher::publish_batch_waiting`]).
 #[derive(Clone, Debug)]
 pub struct Publisher {
     inner: PublisherInner,
@@ -103,6 +106,29 @@ impl Publisher {
         if published < n {
             self.stats.dropped.fetch_add(n - published, Ordering::Relaxed);
         }
+        published
+    }
+
+    /// Puts events on the bus, in order, waiting for room in the embedded bus rather than
+    /// dropping them: for a producer that can be slowed down instead, such as a dyno's output
+    /// pipe (the dyno then blocks on its writes). Kafka's queue is not waited for: what it
+    /// cannot take is dropped and counted as by [`Publisher::publish_batch`]. Returns how many
+    /// it put on the bus; fewer than given only with Kafka or once the bus is closed.
+    pub async fn publish_batch_waiting(&self, events: Vec<LogEvent>) -> u64 {
+        let n = events.len() as u64;
+        let published = match &self.inner {
+            PublisherInner::Embedded(tx) => {
+                if tx.send(events).await.is_ok() {
+                    n
+                } else {
+                    0
+                }
+            }
+            #[cfg(feature = "kafka")]
+            PublisherInner::Kafka(_) => return self.publish_batch(events),
+        };
+        self.stats.published.fetch_add(published, Ordering::Relaxed);
+        self.stats.dropped.fetch_add(n - published, Ordering::Relaxed);
         published
     }
 
@@ -326,5 +352,25 @@ mod tests {
         bus.publisher.stats().render(&mut out);
         assert!(out.contains("\nwharf_bus_events_published_total 2\n"), "{out}");
         assert!(out.contains("\nwharf_bus_events_dropped_total 1\n"), "{out}");
+    }
+
+    /// A waiting publisher is slowed down by a full embedded bus instead of losing events.
+    #[tokio::test]
+    async fn a_waiting_publish_waits_for_room_instead_of_dropping() {
+        let mut bus = Bus::connect(BusConfig::Embedded { capacity: 1 }).await.unwrap();
+        let mut source = bus.take_source().unwrap();
+        let line = || LogEvent::builder("app-space", "app").message(b"line");
+        assert_eq!(bus.publisher.publish_batch_waiting(vec![line(), line()]).await, 2);
+        let publisher = bus.publisher.clone();
+        let waiting = tokio::spawn(async move { publisher.publish_batch_waiting(vec![line()]).await });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "the bus is full: the publisher waits");
+        let Some(SourceEvent::Batch(first)) = source.recv().await else { panic!("closed") };
+        assert_eq!(first.len(), 2);
+        assert_eq!(waiting.await.unwrap(), 1);
+        let mut out = String::new();
+        bus.publisher.stats().render(&mut out);
+        assert!(out.contains("\nwharf_bus_events_published_total 3\n"), "{out}");
+        assert!(out.contains("\nwharf_bus_events_dropped_total 0\n"), "{out}");
     }
 }

@@ -1,7 +1,9 @@
 //! One dyno's life: its process started (see [`crate::process`]), its health checked (see
 //! [`crate::probe`]), a web dyno registered with the control API once healthy (so the router
 //! sees it) and unregistered before it stops, its state listed for `GET /apps/{app}/dynos`, and
-//! its restart with backoff after it exits, until it is stopped.
+//! after it exits, what is left of its process group stopped and the dyno restarted with
+//! backoff (see [`crate::restart`]), until it is stopped. A dyno that never became healthy is
+//! restarted likewise: a first boot that fails is retried.
 //!
 //! A dyno is named `TYPE.RELEASE-XXXXX` (five random lowercase letters and digits), gets the
 //! app's config vars, `DYNO` and, for a web dyno, `PORT`. Its output goes onto the bus as
@@ -11,8 +13,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
-use tokio::process::Child;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -23,8 +23,10 @@ use wharf_domain::{DynoName, DynoType, Hostname};
 
 use crate::desired::{DynoSpec, WEB};
 use crate::probe;
-use crate::process::{self, exit_text, free_port, stop_process_group};
-use crate::settings::{RESTART_MAX, Settings};
+use crate::process::{self, DynoProcess, free_port};
+use crate::record::Records;
+use crate::restart::RestartPolicy;
+use crate::settings::Settings;
 
 /// A dyno's health, as its task reports it to the formation that started it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,8 +35,10 @@ pub(crate) enum DynoHealth {
     Starting,
     /// Through its health check (a web dyno is registered with the router by then).
     Healthy,
-    /// It exited before it was ever healthy.
+    /// It exited before it was ever healthy; it is restarted, and healthy if a run passes.
     Failed,
+    /// It was healthy, then exited; it is restarted, and healthy again once a run passes.
+    Crashed,
 }
 
 /// A dyno the supervisor runs: its name, its health, and how to stop it.
@@ -53,8 +57,24 @@ pub(crate) struct RunningDyno {
 impl RunningDyno {
     /// Stops the dyno (a web dyno leaves the router first) and returns once its process is gone.
     pub(crate) async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
+        stop_all(vec![self]).await;
+    }
+
+    /// Whether the dyno is healthy now (not starting, failed or crashed).
+    pub(crate) fn is_healthy(&self) -> bool {
+        *self.health.borrow() == DynoHealth::Healthy
+    }
+}
+
+/// Stops `dynos` all at once, asked in their order, and returns once every one is gone: one
+/// that takes its whole grace period does not hold up the others.
+pub(crate) async fn stop_all(dynos: impl IntoIterator<Item = RunningDyno>) {
+    let dynos: Vec<RunningDyno> = dynos.into_iter().collect();
+    for d in &dynos {
+        let _ = d.stop.send(true);
+    }
+    for d in dynos {
+        let _ = d.task.await;
     }
 }
 
@@ -86,6 +106,8 @@ pub(crate) struct DynoLauncher {
     pub(crate) app: String,
     /// The process type.
     pub(crate) dyno_type: DynoType,
+    /// Where running dynos' process groups are recorded; `None` records nothing.
+    pub(crate) records: Option<Records>,
 }
 
 impl LaunchDynos for DynoLauncher {
@@ -157,27 +179,34 @@ impl Dyno {
             (true, None) => free_port().unwrap_or(0),
             (false, _) => 0,
         };
-        // The delay grows over the dyno's life and is never reset: a command that keeps
-        // crashing after a while of serving is still restarted ever more slowly.
-        let mut backoff = restart_backoff(self.launcher.settings.restart_min);
+        let mut policy = RestartPolicy::new(self.launcher.settings.restart_min);
+        let grace = self.launcher.settings.stop_grace;
         loop {
             self.report(DynoState::Starting);
-            let exit = match process::spawn(&self.spec, &self.name, port, &self.launcher.app, &self.launcher.publisher)
-            {
-                Ok(mut child) => match self.serve(&mut child, port, &health, &mut stopped).await {
-                    DynoExit::Stopped => {
-                        stop_process_group(&mut child, self.launcher.settings.stop_grace).await;
-                        return;
+            let (app, publisher, records) = (&self.launcher.app, &self.launcher.publisher, &self.launcher.records);
+            let exit = match process::spawn(&self.spec, &self.name, port, app, publisher, records.as_ref()) {
+                Ok(mut process) => {
+                    policy.started();
+                    let exit = self.serve(&mut process, port, &health, &mut stopped).await;
+                    if let DynoExit::Exited(status) = &exit {
+                        self.crashed(&health, status);
                     }
-                    DynoExit::Exited(status) => status,
-                },
+                    // Stopped or exited, the dyno is everything it started: stop what is left.
+                    process.stop(grace).await;
+                    match exit {
+                        DynoExit::Stopped => return,
+                        DynoExit::Exited(status) => status,
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(dyno = self.name, app = self.launcher.app, error = %e, "cannot start the dyno's command");
-                    format!("cannot start: {e}")
+                    let status = format!("cannot start: {e}");
+                    self.crashed(&health, &status);
+                    status
                 }
             };
-            self.crashed(&health, &exit);
-            let pause = backoff.next().unwrap_or(RESTART_MAX);
+            tracing::debug!(dyno = self.name, status = exit, "restarting after backoff");
+            let pause = policy.delay_after_crash();
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
                 () = stop_requested(&mut stopped) => return,
@@ -189,15 +218,16 @@ impl Dyno {
     /// exit or the supervisor to stop it.
     async fn serve(
         &self,
-        child: &mut Child,
+        process: &mut DynoProcess,
         port: u16,
         health: &watch::Sender<DynoHealth>,
         stopped: &mut watch::Receiver<bool>,
     ) -> DynoExit {
         let mut registered = false;
         if self.is_web() {
+            let pgid = process.pgid();
             let check = async {
-                while !probe::probe(port, self.spec.healthcheck.as_deref()).await {
+                while !probe::probe(port, self.spec.healthcheck.as_deref(), pgid).await {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             };
@@ -207,7 +237,7 @@ impl Dyno {
                     self.report(DynoState::Up);
                     health.send_replace(DynoHealth::Healthy);
                 }
-                status = child.wait() => return DynoExit::Exited(exit_text(status)),
+                status = process.wait() => return DynoExit::Exited(status),
                 () = stop_requested(&mut *stopped) => return DynoExit::Stopped,
             }
         } else {
@@ -215,7 +245,7 @@ impl Dyno {
             health.send_replace(DynoHealth::Healthy);
         }
         let exit = tokio::select! {
-            status = child.wait() => DynoExit::Exited(exit_text(status)),
+            status = process.wait() => DynoExit::Exited(status),
             () = stop_requested(&mut *stopped) => DynoExit::Stopped,
         };
         if registered {
@@ -251,21 +281,14 @@ impl Dyno {
             LogEvent::builder(&self.launcher.app, "akkeris/supervisor").process(&self.name).stream(Stream::Platform);
         self.launcher.publisher.publish(event.message(text.as_bytes()));
         health.send_if_modified(|h| {
-            if *h == DynoHealth::Starting {
-                *h = DynoHealth::Failed;
-                true
-            } else {
-                false
-            }
+            let next = match *h {
+                DynoHealth::Starting => DynoHealth::Failed,
+                DynoHealth::Healthy => DynoHealth::Crashed,
+                other => other,
+            };
+            std::mem::replace(h, next) != next
         });
     }
-}
-
-/// The delays between a crashed dyno's restarts: `min`, doubling up to [`RESTART_MAX`], each
-/// plus up to as much again of random jitter so that dynos that crashed together do not
-/// restart together; never ending.
-fn restart_backoff(min: Duration) -> ExponentialBackoff {
-    ExponentialBuilder::new().with_jitter().with_min_delay(min).with_max_delay(RESTART_MAX).without_max_times().build()
 }
 
 /// Resolves once the stop flag is set (or its sender is gone).
@@ -305,6 +328,7 @@ mod tests {
             app_id: app.id,
             app: "api-default".to_owned(),
             dyno_type: DynoType::try_new(dyno_type).unwrap(),
+            records: None,
         };
         (launcher, source)
     }
@@ -389,8 +413,9 @@ mod tests {
         let crashes = lines.iter().filter(|(s, p, t)| s == "akkeris/supervisor" && p == &dyno.name && *t == crash);
         assert!(crashes.count() >= 2, "{lines:?}");
         assert!(lines.iter().filter(|(_, _, t)| t == "boom").all(|(s, p, _)| s == "app" && p == &dyno.name));
-        // A worker is healthy once started: a crash after that is not a failed start.
-        assert_eq!(*dyno.health.borrow(), DynoHealth::Healthy);
+        // A worker is healthy once started: a crash after that is not a failed start (it is
+        // healthy again, or crashed until its restart).
+        assert!(matches!(*dyno.health.borrow(), DynoHealth::Healthy | DynoHealth::Crashed));
         let name = dyno.name.clone();
         dyno.stop().await;
         assert_eq!(state_of(&launcher, &name), None);
@@ -408,16 +433,5 @@ mod tests {
         assert_eq!(*dyno.health.borrow(), DynoHealth::Failed);
         assert!(registered(&launcher).await.is_empty());
         dyno.stop().await;
-    }
-
-    #[test]
-    fn restart_delays_double_from_the_minimum_with_jitter_up_to_the_maximum() {
-        let min = Duration::from_millis(500);
-        let delays: Vec<_> = restart_backoff(min).take(12).collect();
-        assert_eq!(delays.len(), 12, "never ending");
-        for (i, d) in delays.into_iter().enumerate() {
-            let base = (min * 2u32.pow(i as u32)).min(RESTART_MAX);
-            assert!(d >= base && d <= base * 2, "delay {i}: {d:?} from {base:?}");
-        }
     }
 }

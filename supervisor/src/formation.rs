@@ -2,10 +2,20 @@
 //!
 //! A change of quantity alone scales the running release. Any change of the dynos' spec
 //! (command, port, health check, environment) or a restart of them all rolls: a new release's
-//! dynos start and become healthy, then the old ones leave the router and stop one at a time.
+//! dynos start and become healthy, then the old ones leave the router and stop, all at once.
 //! If a new dyno fails or is not healthy within the health timeout, the new ones stop, the old
 //! ones keep serving, and that spec is not tried again until it changes. A restart of one dyno
 //! starts its replacement first and stops it only once the replacement is healthy.
+//!
+//! Keeping the old dynos is only worth it while one of them is healthy: when none is (a first
+//! boot, or a release whose dynos all crash), the new release takes their place whether it is
+//! healthy or not, and its dynos are restarted with backoff until they are, so a command that
+//! fails until something appears comes up once it does, and a restart does restart.
+//!
+//! A web entry whose new and old spec name the same fixed `port` cannot run both releases at
+//! once (two processes cannot listen on one port), so it rolls the other way round: the old
+//! dynos stop, the new ones start, and if they fail, they stop and the old release starts again
+//! (`code=R10` logged). The app is unserved during such a roll.
 
 use std::time::Duration;
 
@@ -14,8 +24,8 @@ use tokio::task::JoinHandle;
 use wharf_control_api::Restart;
 use wharf_domain::DynoType;
 
-use crate::desired::DynoSpec;
-use crate::dyno::{DynoHealth, LaunchDynos, RunningDyno};
+use crate::desired::{DynoSpec, WEB};
+use crate::dyno::{DynoHealth, LaunchDynos, RunningDyno, stop_all};
 
 /// What a formation entry's task should run: `quantity` dynos running `spec`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,9 +157,7 @@ impl<L: LaunchDynos> Formation<L> {
                 },
             }
         }
-        for d in self.dynos {
-            d.stop().await;
-        }
+        stop_all(self.dynos).await;
     }
 
     /// Brings the dynos to `target`, doing `command` if it still applies: a restart asked for
@@ -166,48 +174,100 @@ impl<L: LaunchDynos> Formation<L> {
     }
 
     /// Starts or stops dynos of the running release until there are `target.quantity`; the
-    /// newest stop first.
+    /// newest are asked to stop first, and they stop together.
     async fn scale(&mut self, target: &FormationTarget) {
         while self.dynos.len() < target.quantity as usize {
             self.dynos.push(self.launcher.launch(self.release, &target.spec));
         }
-        while self.dynos.len() > target.quantity as usize {
-            self.dynos.pop().expect("more than the quantity").stop().await;
+        let quantity = target.quantity as usize;
+        if self.dynos.len() > quantity {
+            stop_all(self.dynos.drain(quantity..).rev()).await;
         }
+    }
+
+    /// Whether one of the running dynos is healthy, and so worth keeping while a new release
+    /// is tried.
+    fn serving(&self) -> bool {
+        self.dynos.iter().any(RunningDyno::is_healthy)
+    }
+
+    /// Whether the new spec's web dynos would listen on the fixed port the running ones hold.
+    fn same_fixed_port(&self, spec: &DynoSpec) -> bool {
+        let old_port = self.current.as_ref().and_then(|c| c.port);
+        self.dyno_type.as_str() == WEB && spec.port.is_some() && spec.port == old_port && !self.dynos.is_empty()
     }
 
     /// Starts a new release of `target`, and once all its dynos are healthy stops the old ones
     /// one at a time; if one is not, stops the new ones and keeps the old.
     async fn roll(&mut self, target: &FormationTarget) {
+        if self.same_fixed_port(&target.spec) {
+            return self.roll_stopping_first(target).await;
+        }
         self.release += 1;
         let release = self.release;
         let new: Vec<RunningDyno> = (0..target.quantity).map(|_| self.launcher.launch(release, &target.spec)).collect();
         let (app, dyno_type) = (&self.app, &self.dyno_type);
-        if all_healthy(&new, self.health_timeout).await {
-            tracing::info!(app, %dyno_type, release, "release is healthy; stopping the old dynos");
-            for old in self.dynos.drain(..) {
-                old.stop().await;
+        let healthy = all_healthy(&new, self.health_timeout).await;
+        if healthy || !self.serving() {
+            if healthy {
+                tracing::info!(app, %dyno_type, release, "release is healthy; stopping the old dynos");
+            } else {
+                tracing::warn!(app, %dyno_type, release, "new release is not healthy, nor is the old one; replacing it");
             }
+            stop_all(self.dynos.drain(..)).await;
             self.dynos = new;
             self.current = Some(target.spec.clone());
             self.failed = None;
         } else {
             tracing::warn!(app, %dyno_type, release, "new release failed its health check; keeping the old one");
             self.launcher.report_failed_release(release);
-            for d in new {
-                d.stop().await;
-            }
+            stop_all(new).await;
             self.failed = Some(target.spec.clone());
         }
     }
 
+    /// The roll of a web entry on a fixed port: the old dynos stop first, then the new start;
+    /// if they are not healthy while the old ones were, they stop and the old spec starts again.
+    async fn roll_stopping_first(&mut self, target: &FormationTarget) {
+        let was_serving = self.serving();
+        let old_quantity = self.dynos.len();
+        stop_all(self.dynos.drain(..)).await;
+        self.release += 1;
+        let release = self.release;
+        let new: Vec<RunningDyno> = (0..target.quantity).map(|_| self.launcher.launch(release, &target.spec)).collect();
+        let (app, dyno_type) = (&self.app, &self.dyno_type);
+        if all_healthy(&new, self.health_timeout).await || !was_serving {
+            tracing::info!(app, %dyno_type, release, "release on a fixed port replaced the old one");
+            self.dynos = new;
+            self.current = Some(target.spec.clone());
+            self.failed = None;
+            return;
+        }
+        tracing::warn!(app, %dyno_type, release, "new release failed its health check; starting the old one again");
+        self.launcher.report_failed_release(release);
+        stop_all(new).await;
+        self.failed = Some(target.spec.clone());
+        let old = self.current.clone().expect("a running release has a spec");
+        self.release += 1;
+        let release = self.release;
+        self.dynos = (0..old_quantity).map(|_| self.launcher.launch(release, &old)).collect();
+    }
+
     /// Replaces the dyno called `name`, if it is one of the entry's: its replacement starts,
     /// and once healthy takes its place and it stops; if the replacement is not healthy, it
-    /// stops and the dyno stays.
+    /// stops and the dyno stays, unless that dyno was not healthy either. On a fixed port the
+    /// dyno stops first.
     async fn replace(&mut self, name: &str, spec: &DynoSpec) {
         let Some(i) = self.dynos.iter().position(|d| d.name == name) else { return };
+        if self.same_fixed_port(spec) {
+            self.dynos.remove(i).stop().await;
+            let fresh = self.launcher.launch(self.release, spec);
+            self.dynos.insert(i, fresh);
+            return;
+        }
         let fresh = self.launcher.launch(self.release, spec);
-        if all_healthy(std::slice::from_ref(&fresh), self.health_timeout).await {
+        let healthy = all_healthy(std::slice::from_ref(&fresh), self.health_timeout).await;
+        if healthy || !self.dynos[i].is_healthy() {
             let old = std::mem::replace(&mut self.dynos[i], fresh);
             old.stop().await;
         } else {
@@ -260,6 +320,8 @@ mod tests {
         events: Arc<Mutex<Vec<String>>>,
         behaviour: Arc<Mutex<Behaviour>>,
         started: Arc<Mutex<u32>>,
+        /// How long a dyno takes to stop once asked (a grace period).
+        stop_delay: Arc<Mutex<Duration>>,
     }
 
     impl FakeLauncher {
@@ -268,6 +330,7 @@ mod tests {
                 events: Arc::default(),
                 behaviour: Arc::new(Mutex::new(Behaviour::Healthy(Duration::from_millis(10)))),
                 started: Arc::default(),
+                stop_delay: Arc::default(),
             }
         }
 
@@ -297,6 +360,7 @@ mod tests {
             let (health_tx, health) = watch::channel(DynoHealth::Starting);
             let (stop, mut stopped) = watch::channel(false);
             let behaviour = *self.behaviour.lock().unwrap();
+            let stop_delay = *self.stop_delay.lock().unwrap();
             let task = tokio::spawn({
                 let name = name.clone();
                 async move {
@@ -320,6 +384,7 @@ mod tests {
                         () = settle => {}
                         () = stop_requested(&mut stopped) => {}
                     }
+                    tokio::time::sleep(stop_delay).await;
                     events.lock().unwrap().push(format!("stop {name}"));
                 }
             });
@@ -468,6 +533,67 @@ mod tests {
         assert_eq!(started, ["start web.1-1", "start web.1-2", "start web.2-3", "start web.2-4"]);
         let stopped = events.iter().filter(|e| e.starts_with("stop ")).count();
         assert_eq!(stopped, 4, "every dyno stopped: {events:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_first_boot_that_fails_is_kept_and_retried_and_a_restart_restarts_it() {
+        let launcher = FakeLauncher::new();
+        let mut f = formation(&launcher);
+        launcher.behave(Behaviour::Fail(Duration::from_millis(10)));
+        f.apply(&target(1, "a"), None).await;
+        assert_eq!(names(&f), ["web.1-1"], "no old release to keep: the new one stays and is restarted");
+        f.apply(&target(1, "a"), None).await;
+        assert_eq!(names(&f), ["web.1-1"], "the spec runs: nothing to do");
+        f.apply(&target(1, "a"), Some(FormationCommand::RestartAll)).await;
+        assert_eq!(names(&f), ["web.2-2"], "a restart of a crashing release restarts it");
+        launcher.behave(Behaviour::Healthy(Duration::from_millis(10)));
+        f.apply(&target(1, "a"), Some(FormationCommand::Restart("web.2-2".to_owned()))).await;
+        assert_eq!(names(&f), ["web.2-3"]);
+        // Now that one is healthy, a failing release leaves it serving.
+        launcher.behave(Behaviour::Fail(Duration::from_millis(10)));
+        f.apply(&target(1, "b"), None).await;
+        assert_eq!(names(&f), ["web.2-3"]);
+        assert!(launcher.events().contains(&"R10 3".to_owned()));
+    }
+
+    fn on_port(quantity: u32, command: &str, port: u16) -> FormationTarget {
+        FormationTarget { quantity, spec: DynoSpec { port: Some(port), ..spec(command) } }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_release_on_the_same_fixed_port_stops_the_old_first_and_brings_it_back_if_it_fails() {
+        let launcher = FakeLauncher::new();
+        let mut f = formation(&launcher);
+        f.apply(&on_port(1, "a", 5000), None).await;
+        launcher.take_events();
+        launcher.behave(Behaviour::Fail(Duration::from_millis(10)));
+        f.apply(&on_port(1, "broken", 5000), None).await;
+        assert_eq!(
+            launcher.take_events(),
+            ["stop web.1-1", "start web.2-2", "failed web.2-2", "R10 2", "stop web.2-2", "start web.3-3"],
+            "the old release starts again"
+        );
+        assert_eq!(names(&f), ["web.3-3"]);
+        f.apply(&on_port(1, "broken", 5000), None).await;
+        assert_eq!(launcher.take_events(), Vec::<String>::new(), "a failed spec is not tried again");
+        // Another port rolls the usual way: new first.
+        launcher.behave(Behaviour::Healthy(Duration::from_millis(10)));
+        f.apply(&on_port(1, "a", 5001), None).await;
+        // (The fake's old dyno started while it made every dyno fail: it failed too.)
+        let events: Vec<_> = launcher.take_events().into_iter().filter(|e| e != "failed web.3-3").collect();
+        assert_eq!(events, ["start web.4-4", "healthy web.4-4", "stop web.3-3"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dynos_stop_together() {
+        let launcher = FakeLauncher::new();
+        let mut f = formation(&launcher);
+        f.apply(&target(3, "a"), None).await;
+        *launcher.stop_delay.lock().unwrap() = Duration::from_secs(10);
+        let start = tokio::time::Instant::now();
+        f.apply(&target(0, "a"), None).await;
+        assert!(start.elapsed() < Duration::from_secs(11), "one grace period, not three: {:?}", start.elapsed());
+        assert!(names(&f).is_empty());
     }
 
     #[test]

@@ -2,11 +2,16 @@
 //! a command as dynos on this machine.
 //!
 //! A dyno is `sh -c COMMAND` in its own process group, with the app's config vars, `PORT` (web
-//! dynos get a free port unless the formation names one) and `DYNO`. A web dyno is registered
+//! dynos get a free port unless the formation names one) and `DYNO`; it is everything in that
+//! group, which is stopped as a whole (SIGTERM, SIGKILL after the grace) when the dyno is
+//! stopped and when its shell exits. Each running group is recorded in the data directory, and
+//! a start first stops the groups a killed Wharf left. Wharf is its dynos' child subreaper and
+//! reaps the orphans they leave. A web dyno is registered
 //! with the control API, and so seen by the router, only once it passes its health check (a TCP
 //! connect, or an HTTP `GET` of the formation's `healthcheck` path). Its output goes onto the log
-//! bus as `app[web.<release>-<5 chars>]`. A dyno that exits is unregistered, logged
-//! (`at=error code=H10 desc="App crashed"`) and restarted with backoff.
+//! bus as `app[web.<release>-<5 chars>]`, read in bounded pieces and never dropped unannounced.
+//! A dyno that exits is unregistered, logged (`at=error code=H10 desc="App crashed"`) and
+//! restarted with backoff, reset after a stable run.
 //!
 //! Any change to an entry's command, port, health check or the app's config vars rolls it: the
 //! new dynos start and become healthy, then the old ones leave the router and stop one at a
@@ -16,18 +21,29 @@
 //! An app whose formation has a command belongs to the supervisor: dynos registered for it by
 //! an earlier run are removed at start. Apps without commands are left to an external runtime.
 //!
+//! Each formation entry has its own task, and stops run in parallel: no app's stop, start or
+//! roll waits on another's.
+//!
 //! This module holds the public API and the top task, which follows the control plane's model:
 //! `desired` computes what should run, `service` keeps each web app's loopback service,
-//! `formation` scales and rolls one formation entry, `dyno` runs one dyno's life, with its
-//! `process` and its health check `probe`.
+//! `formation` scales and rolls one formation entry, `dyno` runs one dyno's life with its
+//! `restart` policy, its `process` (whose `output` goes to the bus and whose `group` is
+//! stopped as a whole and kept in the `record`s) and its health check `probe`; `reaper` reaps
+//! adopted orphans, and `procfs` reads what they need of `/proc`.
 
 #![forbid(unsafe_code)]
 
 mod desired;
 mod dyno;
 mod formation;
+mod group;
+mod output;
 mod probe;
 mod process;
+mod procfs;
+mod reaper;
+mod record;
+mod restart;
 mod service;
 mod settings;
 
@@ -44,6 +60,7 @@ use wharf_control_api::ControlPlane;
 use crate::desired::{FormationKey, desired_formations, stale_dynos, web_apps};
 use crate::dyno::{DynoLauncher, stop_requested};
 use crate::formation::{FormationHandle, FormationTarget, restart_command};
+use crate::record::Records;
 use crate::service::LoopbackService;
 pub use crate::settings::{RESTART_MAX, Settings};
 
@@ -55,9 +72,11 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// Starts following the control plane's formations on the current runtime: removes the
-    /// dynos an earlier run registered for the apps it runs, then keeps every formation entry
-    /// that has a command running until [`Supervisor::shutdown`].
+    /// Starts following the control plane's formations on the current runtime: becomes the
+    /// dynos' child subreaper, stops the process groups an earlier run recorded in
+    /// `settings.records_dir` and left running, removes the dynos it registered for the apps
+    /// it runs, then keeps every formation entry that has a command running until
+    /// [`Supervisor::shutdown`].
     pub fn start(plane: Arc<ControlPlane>, publisher: Publisher, settings: Settings) -> Supervisor {
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(run(plane, publisher, settings, stopped));
@@ -74,6 +93,16 @@ impl Supervisor {
 /// The top task: after each model change, opens or closes loopback services, then starts,
 /// retargets or stops formation entries' tasks; between changes, hands restarts to them.
 async fn run(plane: Arc<ControlPlane>, publisher: Publisher, settings: Settings, mut stopped: watch::Receiver<bool>) {
+    reaper::start();
+    let records = settings.records_dir.clone().map(Records::new);
+    if let Some(records) = &records {
+        // What a killed Wharf left running goes before anything starts: its web dynos would
+        // hold fixed ports, and its workers would run twice.
+        let stopped = records.reclaim(settings.stop_grace).await;
+        if !stopped.is_empty() {
+            tracing::warn!(dynos = ?stopped, "stopped the dynos an earlier run left running");
+        }
+    }
     let mut snapshots = plane.subscribe();
     // Dynos an earlier run registered for apps the supervisor runs are gone with that run.
     for (app, dyno) in plane.read(stale_dynos).await {
@@ -82,7 +111,10 @@ async fn run(plane: Arc<ControlPlane>, publisher: Publisher, settings: Settings,
     let mut restarts = plane.subscribe_restarts();
     let mut formations: HashMap<FormationKey, FormationHandle> = HashMap::new();
     let mut services: HashMap<Uuid, LoopbackService> = HashMap::new();
+    // Entries being stopped: their dynos' grace periods hold up no other entry.
+    let mut stopping = tokio::task::JoinSet::new();
     loop {
+        while stopping.try_join_next().is_some() {}
         let web = plane.read(web_apps).await;
         for app in &web {
             if let Entry::Vacant(slot) = services.entry(app.id) {
@@ -112,6 +144,7 @@ async fn run(plane: Arc<ControlPlane>, publisher: Publisher, settings: Settings,
                         app_id: key.app_id,
                         app: entry.app.clone(),
                         dyno_type: key.dyno_type.clone(),
+                        records: records.clone(),
                     };
                     let handle =
                         FormationHandle::start(launcher, &entry.app, &key.dyno_type, target, settings.health_timeout);
@@ -122,12 +155,12 @@ async fn run(plane: Arc<ControlPlane>, publisher: Publisher, settings: Settings,
         let gone: Vec<_> = formations.keys().filter(|k| !desired.contains_key(*k)).cloned().collect();
         for key in gone {
             if let Some(handle) = formations.remove(&key) {
-                handle.stop().await;
+                stopping.spawn(handle.stop());
             }
         }
         loop {
             tokio::select! {
-                changed = snapshots.changed() => if changed.is_err() { return stop_all(formations).await } else { break },
+                changed = snapshots.changed() => if changed.is_err() { return stop_all(formations, stopping).await } else { break },
                 restart = restarts.recv() => match restart {
                     Ok(r) => {
                         // To the app's formation entries: all of them, or the one whose type the dyno has.
@@ -140,17 +173,19 @@ async fn run(plane: Arc<ControlPlane>, publisher: Publisher, settings: Settings,
                     Err(RecvError::Lagged(n)) => {
                         tracing::warn!(missed = n, "restart requests came faster than they were handled");
                     }
-                    Err(RecvError::Closed) => return stop_all(formations).await,
+                    Err(RecvError::Closed) => return stop_all(formations, stopping).await,
                 },
-                () = stop_requested(&mut stopped) => return stop_all(formations).await,
+                () = stop_requested(&mut stopped) => return stop_all(formations, stopping).await,
             }
         }
     }
 }
 
-/// Stops every formation entry's dynos, one entry after the other.
-async fn stop_all(formations: HashMap<FormationKey, FormationHandle>) {
+/// Stops every formation entry's dynos, all entries at once, and waits for those already
+/// `stopping`.
+async fn stop_all(formations: HashMap<FormationKey, FormationHandle>, mut stopping: tokio::task::JoinSet<()>) {
     for (_, handle) in formations {
-        handle.stop().await;
+        stopping.spawn(handle.stop());
     }
+    while stopping.join_next().await.is_some() {}
 }

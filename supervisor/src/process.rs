@@ -1,23 +1,36 @@
 //! A dyno's operating-system process: `sh -c COMMAND` in its own process group with only the
-//! dyno's environment, its output lines onto the log bus, and its stop (SIGTERM to the group,
-//! SIGKILL after a grace period).
+//! dyno's environment, its output onto the log bus (see [`crate::output`]), its group recorded
+//! in the data directory (see [`crate::record`]), and its end: stopped or exited, its whole group
+//! is stopped (see [`crate::group`]) before the dyno counts as gone.
 
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
-use wharf_bus::{LogEvent, Publisher, Stream};
+use wharf_bus::{Publisher, Stream};
 
 use crate::desired::DynoSpec;
+use crate::record::Records;
+use crate::{group, output, procfs, reaper};
 
 /// The variables of Wharf's own environment a dyno keeps; it sees nothing else of it (not the
 /// admin token), only its app's config.
 const INHERITED: [&str; 4] = ["PATH", "HOME", "LANG", "TMPDIR"];
 
+/// A running dyno process and its process group.
+#[derive(Debug)]
+pub(crate) struct DynoProcess {
+    child: Child,
+    /// The group's id: the pid of the dyno's `sh`.
+    pgid: i32,
+    records: Option<Records>,
+    /// Whether [`DynoProcess::stop`] ran: if not, dropping it kills the group.
+    stopped: bool,
+}
+
 /// Starts dyno `dyno` of `app` (its key): `sh -c` of the spec's command, with the spec's
-/// environment, `DYNO` and, unless `port` is 0, `PORT`, in a process group of its own, and
-/// forwards its stdout and stderr lines to `publisher`.
+/// environment, `DYNO` and, unless `port` is 0, `PORT`, in a process group of its own that is
+/// recorded in `records`, and forwards its stdout and stderr lines to `publisher`.
 ///
 /// # Errors
 ///
@@ -28,7 +41,8 @@ pub(crate) fn spawn(
     port: u16,
     app: &str,
     publisher: &Publisher,
-) -> std::io::Result<Child> {
+    records: Option<&Records>,
+) -> std::io::Result<DynoProcess> {
     let mut cmd = Command::new("sh");
     cmd.arg("-c").arg(&spec.command);
     cmd.env_clear();
@@ -43,44 +57,60 @@ pub(crate) fn spawn(
     }
     // Its own process group, so that stopping it stops what `sh` started too.
     cmd.process_group(0).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    let spawning = reaper::spawning();
     let mut child = cmd.spawn()?;
+    let pgid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
+    spawning.started(pgid);
+    if let Some(records) = records {
+        let start_time = procfs::stat(pgid).map_or(0, |p| p.start_time);
+        records.add(pgid, start_time, app, dyno);
+    }
     if let Some(out) = child.stdout.take() {
-        tokio::spawn(forward_lines(out, publisher.clone(), app.to_owned(), dyno.to_owned(), Stream::Stdout));
+        tokio::spawn(output::forward(out, publisher.clone(), app.to_owned(), dyno.to_owned(), Stream::Stdout));
     }
     if let Some(err) = child.stderr.take() {
-        tokio::spawn(forward_lines(err, publisher.clone(), app.to_owned(), dyno.to_owned(), Stream::Stderr));
+        tokio::spawn(output::forward(err, publisher.clone(), app.to_owned(), dyno.to_owned(), Stream::Stderr));
     }
-    Ok(child)
+    Ok(DynoProcess { child, pgid, records: records.cloned(), stopped: false })
 }
 
-/// Puts each line `pipe` carries onto the log bus as the app's (`app[DYNO]`), without its line
-/// ending (LF or CRLF).
-async fn forward_lines(
-    pipe: impl AsyncRead + Unpin + Send + 'static,
-    publisher: Publisher,
-    app: String,
-    dyno: String,
-    stream: Stream,
-) {
-    let mut lines = BufReader::new(pipe).split(b'\n');
-    while let Ok(Some(line)) = lines.next_segment().await {
-        let line = line.strip_suffix(b"\r").unwrap_or(&line);
-        publisher.publish(LogEvent::builder(&app, "app").process(&dyno).stream(stream).message(line));
+impl DynoProcess {
+    /// The process group's id.
+    pub(crate) fn pgid(&self) -> i32 {
+        self.pgid
     }
-}
 
-/// SIGTERM to the dyno's process group, then SIGKILL to it after `grace`.
-pub(crate) async fn stop_process_group(child: &mut Child, grace: Duration) {
-    let group = child.id().and_then(|pid| rustix::process::Pid::from_raw(i32::try_from(pid).ok()?));
-    if let Some(group) = group {
-        // An error means the group is already gone, which is what we want.
-        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::TERM);
-        if tokio::time::timeout(grace, child.wait()).await.is_ok() {
-            return;
+    /// Waits for the dyno's `sh` to exit, and returns its status as the crash line gives it.
+    /// What it started may still run: [`DynoProcess::stop`] follows.
+    pub(crate) async fn wait(&mut self) -> String {
+        let status = self.child.wait().await;
+        reaper::reaped(self.pgid);
+        exit_text(status)
+    }
+
+    /// Stops the dyno's whole group, SIGTERM then SIGKILL after `grace`, whether its `sh` still
+    /// runs or not, and returns once no process of it is left; then removes its record.
+    pub(crate) async fn stop(mut self, grace: Duration) {
+        let pgid = self.pgid;
+        let (_, ()) = tokio::join!(self.child.wait(), group::stop_group(pgid, grace));
+        reaper::reaped(pgid);
+        self.stopped = true;
+        if let Some(records) = &self.records {
+            records.remove(pgid);
         }
-        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
     }
-    let _ = child.kill().await;
+}
+
+impl Drop for DynoProcess {
+    /// A dyno whose task ends without stopping it (its runtime shuts down) dies with it: SIGKILL
+    /// to its group. Its record stays, for the next start to check.
+    fn drop(&mut self) {
+        if !self.stopped {
+            group::signal(self.pgid, rustix::process::Signal::KILL);
+            // Tokio reaps the unwaited `sh` later, or the reaper does: either is fine now.
+            reaper::reaped(self.pgid);
+        }
+    }
 }
 
 /// A process's exit status as the crash log line gives it, e.g. `exit status: 3`.
@@ -100,48 +130,58 @@ pub(crate) fn free_port() -> Option<u16> {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
-    use std::path::Path;
     use std::time::Instant;
     use wharf_bus::{Bus, BusConfig, SourceEvent};
 
-    /// Starts `sh -c SCRIPT` in its own group; SCRIPT prints the pid of a child it starts.
-    async fn group_with_child(script: &str) -> (Child, u32) {
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c").arg(script).process_group(0).stdout(Stdio::piped()).kill_on_drop(true);
-        let mut child = cmd.spawn().unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-        let pid = out.next_line().await.unwrap().unwrap().trim().parse().unwrap();
-        (child, pid)
+    /// Starts dyno `sh -c SCRIPT`; SCRIPT prints the pid of a child it starts.
+    async fn group_with_child(script: &str) -> (DynoProcess, i32, wharf_bus::Source) {
+        let mut bus = Bus::connect(BusConfig::Embedded { capacity: 16 }).await.unwrap();
+        let mut source = bus.take_source().unwrap();
+        let spec = DynoSpec { command: script.to_owned(), env: BTreeMap::new(), port: None, healthcheck: None };
+        let process = spawn(&spec, "worker.1-abcde", 0, "api-default", &bus.publisher, None).unwrap();
+        let Some(SourceEvent::Batch(batch)) = source.recv().await else { panic!("the bus closed") };
+        let pid = String::from_utf8_lossy(batch[0].event.message()).trim().parse().unwrap();
+        (process, pid, source)
     }
 
-    /// Whether process `pid` is gone (or a zombie about to be reaped by init).
-    async fn gone(pid: u32) -> bool {
-        for _ in 0..100 {
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-            if !Path::new(&format!("/proc/{pid}")).exists() || status.contains("State:\tZ") {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        false
+    /// Whether process `pid` is gone: no zombie of it either, as Wharf reaps what it adopts.
+    fn gone(pid: i32) -> bool {
+        procfs::stat(pid).is_none_or(|p| p.is_zombie() && p.ppid != std::process::id() as i32)
     }
 
     #[tokio::test]
     async fn stopping_a_dyno_stops_what_its_shell_started_too() {
-        let (mut child, pid) = group_with_child("sleep 600 & echo $!; wait").await;
+        reaper::start();
+        let (process, pid, _source) = group_with_child("sleep 600 & echo $!; wait").await;
+        let pgid = process.pgid();
         let start = Instant::now();
-        stop_process_group(&mut child, Duration::from_secs(10)).await;
+        process.stop(Duration::from_secs(10)).await;
         assert!(start.elapsed() < Duration::from_secs(5), "SIGTERM was enough");
-        assert!(gone(pid).await, "the shell's child got SIGTERM too");
+        assert!(gone(pid), "the shell's child got SIGTERM too");
+        assert!(!group::exists(pgid), "nothing of the dyno is left");
     }
 
     #[tokio::test]
     async fn a_dyno_that_ignores_sigterm_gets_sigkill_after_the_grace() {
-        let (mut child, pid) = group_with_child("trap '' TERM; sleep 600 & echo $!; wait").await;
+        reaper::start();
+        let (process, pid, _source) = group_with_child("trap '' TERM; sleep 600 & echo $!; wait").await;
         let start = Instant::now();
-        stop_process_group(&mut child, Duration::from_millis(300)).await;
+        process.stop(Duration::from_millis(300)).await;
         assert!(start.elapsed() >= Duration::from_millis(300), "{:?}", start.elapsed());
-        assert!(gone(pid).await, "the shell's child got SIGKILL too");
+        assert!(gone(pid), "the shell's child got SIGKILL too");
+    }
+
+    #[tokio::test]
+    async fn a_dyno_whose_shell_exited_still_has_its_children_stopped() {
+        reaper::start();
+        // The issue's example: a background child that ignores SIGTERM, and a main that exits.
+        let (mut process, pid, _source) = group_with_child("(trap '' TERM; exec sleep 600) & echo $!; exit 3").await;
+        assert_eq!(process.wait().await, "exit status: 3");
+        assert!(!gone(pid), "the child outlives the shell");
+        let start = Instant::now();
+        process.stop(Duration::from_millis(300)).await;
+        assert!(start.elapsed() >= Duration::from_millis(300), "SIGTERM first: {:?}", start.elapsed());
+        assert!(gone(pid), "and SIGKILL after the grace, though the shell had exited");
     }
 
     #[tokio::test]
@@ -149,7 +189,7 @@ mod tests {
         let mut bus = Bus::connect(BusConfig::Embedded { capacity: 16 }).await.unwrap();
         let mut source = bus.take_source().unwrap();
         let pipe: &'static [u8] = b"one\r\ntwo\n\nthree";
-        forward_lines(pipe, bus.publisher.clone(), "api-default".into(), "web.1-abcde".into(), Stream::Stderr).await;
+        output::forward(pipe, bus.publisher.clone(), "api-default".into(), "web.1-abcde".into(), Stream::Stderr).await;
         let mut got = Vec::new();
         while got.len() < 4 {
             let Some(SourceEvent::Batch(batch)) = source.recv().await else { panic!("the bus closed") };
@@ -181,13 +221,13 @@ mod tests {
         let env = BTreeMap::from([("GREETING".to_owned(), "hello".to_owned())]);
         let command = "echo \"$GREETING $DYNO $PORT ${CARGO_MANIFEST_DIR:-unset} ${PATH:+path}\"".to_owned();
         let spec = DynoSpec { command, env, port: None, healthcheck: None };
-        let mut child = spawn(&spec, "web.1-abcde", 5006, "api-default", &bus.publisher).unwrap();
-        assert!(child.wait().await.unwrap().success());
+        let mut child = spawn(&spec, "web.1-abcde", 5006, "api-default", &bus.publisher, None).unwrap();
+        assert_eq!(child.wait().await, "exit status: 0");
         let Some(SourceEvent::Batch(batch)) = source.recv().await else { panic!("the bus closed") };
         let said = String::from_utf8_lossy(batch[0].event.message()).into_owned();
         assert_eq!(said, "hello web.1-abcde 5006 unset path");
-        let mut child = spawn(&spec, "worker.1-abcde", 0, "api-default", &bus.publisher).unwrap();
-        assert!(child.wait().await.unwrap().success());
+        let mut child = spawn(&spec, "worker.1-abcde", 0, "api-default", &bus.publisher, None).unwrap();
+        assert_eq!(child.wait().await, "exit status: 0");
         let Some(SourceEvent::Batch(batch)) = source.recv().await else { panic!("the bus closed") };
         let said = String::from_utf8_lossy(batch[0].event.message()).into_owned();
         assert_eq!(said, "hello worker.1-abcde  unset path", "no PORT for a worker");

@@ -1,5 +1,7 @@
-//! The supervisor's settings: the periods it waits for dynos to start, stop and restart.
+//! The supervisor's settings: the periods it waits for dynos to start, stop and restart, and
+//! where it records the dynos it runs.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// How the supervisor runs dynos; `wharf serve` fills it from the `[supervisor]` section of
@@ -16,6 +18,10 @@ pub struct Settings {
     /// First delay before restarting a crashed dyno; it doubles, with jitter, up to
     /// [`RESTART_MAX`].
     pub restart_min: Duration,
+    /// The directory where each running dyno's process group is recorded
+    /// (`DATA_DIR/dynos/PGID`), so that the next start stops what a killed Wharf left running;
+    /// `None` records nothing.
+    pub records_dir: Option<PathBuf>,
 }
 
 /// The longest delay before a crashed dyno's restart, before jitter.
@@ -28,6 +34,7 @@ impl Default for Settings {
             stop_grace: Duration::from_secs(10),
             connection_grace: Duration::from_secs(1),
             restart_min: Duration::from_secs(1),
+            records_dir: None,
         }
     }
 }

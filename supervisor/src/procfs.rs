@@ -1,0 +1,146 @@
+//! What the supervisor reads about processes from Linux's `/proc` (proc(5)): a process's state,
+//! parent, process group and start time, the members of a process group, and the boot id.
+//!
+//! Four fields of `/proc/PID/stat` are all it needs, so they are parsed here rather than with
+//! the `procfs` crate, which would bring a large API (and its dependencies) for them.
+
+use std::path::Path;
+
+/// The fields of `/proc/PID/stat` (proc(5)) the supervisor uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProcStat {
+    /// The process id.
+    pub(crate) pid: i32,
+    /// Its state letter: `R`, `S`, `D`, `Z` (zombie), `T`, ...
+    pub(crate) state: u8,
+    /// Its parent's process id.
+    pub(crate) ppid: i32,
+    /// Its process group's id.
+    pub(crate) pgrp: i32,
+    /// When it started, in clock ticks after boot: with the pid, it names one process for the
+    /// whole boot, since pids are reused.
+    pub(crate) start_time: u64,
+}
+
+impl ProcStat {
+    /// Whether the process has exited and waits for its parent to reap it.
+    pub(crate) fn is_zombie(&self) -> bool {
+        self.state == b'Z'
+    }
+}
+
+/// Parses the text of `/proc/PID/stat`: `pid (comm) state ppid pgrp session ...`, where comm
+/// may hold spaces and parentheses, so the fields are counted from the last `)`.
+pub(crate) fn parse_stat(text: &str) -> Option<ProcStat> {
+    let (head, rest) = text.rsplit_once(')')?;
+    let pid = head.split_once(" (")?.0.trim().parse().ok()?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After comm: state is field 3 of proc(5), ppid 4, pgrp 5, starttime 22.
+    Some(ProcStat {
+        pid,
+        state: *fields.first()?.as_bytes().first()?,
+        ppid: fields.get(1)?.parse().ok()?,
+        pgrp: fields.get(2)?.parse().ok()?,
+        start_time: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// The stat of process `pid`, or `None` when it does not exist (any more).
+pub(crate) fn stat(pid: i32) -> Option<ProcStat> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Every process's stat, as far as `/proc` can be read.
+pub(crate) fn all() -> Vec<ProcStat> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()).filter_map(stat).collect()
+}
+
+/// The processes of process group `pgrp`, zombies included.
+pub(crate) fn group_members(pgrp: i32) -> Vec<ProcStat> {
+    all().into_iter().filter(|p| p.pgrp == pgrp).collect()
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`), which tells a record written before a
+/// reboot, whose pids mean nothing now; empty when it cannot be read.
+pub(crate) fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_owned()).unwrap_or_default()
+}
+
+/// The inodes of the sockets that processes of group `pgrp` hold open, from their
+/// `/proc/PID/fd` links (`socket:[INODE]`).
+pub(crate) fn group_sockets(pgrp: i32) -> Vec<u64> {
+    let mut out = Vec::new();
+    for p in group_members(pgrp) {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{}/fd", p.pid)) else { continue };
+        for fd in fds.flatten() {
+            let Ok(target) = std::fs::read_link(fd.path()) else { continue };
+            let target = target.to_string_lossy();
+            if let Some(inode) = target.strip_prefix("socket:[").and_then(|t| t.strip_suffix(']')) {
+                out.extend(inode.parse::<u64>().ok());
+            }
+        }
+    }
+    out
+}
+
+/// The inodes of the TCP sockets listening on `port` (any address, IPv4 and IPv6), from
+/// `/proc/net/tcp` and `/proc/net/tcp6`.
+pub(crate) fn listening_sockets(port: u16) -> Vec<u64> {
+    let mut out = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        out.extend(listeners_in(&std::fs::read_to_string(Path::new(table)).unwrap_or_default(), port));
+    }
+    out
+}
+
+/// The inodes of the sockets in state LISTEN (`0A`) on `port` in one `/proc/net/tcp*` table:
+/// `sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode`.
+fn listeners_in(table: &str, port: u16) -> Vec<u64> {
+    let want = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            (f.get(1)?.ends_with(&want) && *f.get(3)? == "0A").then(|| f.get(9)?.parse().ok()).flatten()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_are_counted_from_the_last_parenthesis() {
+        let text = "4242 (a (b) c) Z 1 4240 4240 0 -1 4194560 93 0 0 0 0 0 0 0 20 0 1 0 123456 0 0";
+        let s = parse_stat(text).unwrap();
+        assert_eq!(s, ProcStat { pid: 4242, state: b'Z', ppid: 1, pgrp: 4240, start_time: 123456 });
+        assert!(s.is_zombie());
+        assert_eq!(parse_stat("4242 (x) S 1"), None);
+    }
+
+    #[test]
+    fn this_process_is_readable_and_in_its_own_group() {
+        let me = stat(std::process::id() as i32).unwrap();
+        assert!(!me.is_zombie());
+        assert!(group_members(me.pgrp).iter().any(|p| p.pid == me.pid));
+        assert!(!boot_id().is_empty());
+    }
+
+    #[test]
+    fn listening_sockets_are_found_by_port() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+            0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 111 1 0 100 0 0 10 0\n\
+            1: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000  1000        0 222 1 0 100 0 0 10 0\n\
+            2: 0100007F:1F91 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 333 1 0 100 0 0 10 0";
+        assert_eq!(listeners_in(table, 8080), [111]);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mine = group_sockets(stat(std::process::id() as i32).unwrap().pgrp);
+        let listening = listening_sockets(port);
+        assert_eq!(listening.len(), 1);
+        assert!(mine.contains(&listening[0]));
+    }
+}
