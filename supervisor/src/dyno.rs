@@ -25,6 +25,7 @@ use crate::desired::{DynoSpec, WEB};
 use crate::probe;
 use crate::process::{self, DynoProcess, free_port};
 use crate::record::Records;
+use crate::registry::Registry;
 use crate::restart::RestartPolicy;
 use crate::settings::Settings;
 
@@ -108,6 +109,8 @@ pub(crate) struct DynoLauncher {
     pub(crate) dyno_type: DynoType,
     /// Where running dynos' process groups are recorded; `None` records nothing.
     pub(crate) records: Option<Records>,
+    /// What the control plane sees of the dynos: each dyno lists itself here.
+    pub(crate) registry: Arc<Registry>,
 }
 
 impl LaunchDynos for DynoLauncher {
@@ -158,7 +161,7 @@ impl Dyno {
 
     /// Reports the dyno's state to the control plane, for `GET /apps/{app}/dynos`.
     fn report(&self, state: DynoState) {
-        self.launcher.plane.local_dynos().set_state(self.launcher.app_id, &self.name, state);
+        self.launcher.registry.set_state(self.launcher.app_id, &self.name, state);
     }
 
     async fn run(self, health: watch::Sender<DynoHealth>, mut stopped: watch::Receiver<bool>) {
@@ -166,13 +169,13 @@ impl Dyno {
         struct Listed<'a>(&'a Dyno);
         impl Drop for Listed<'_> {
             fn drop(&mut self) {
-                self.0.launcher.plane.local_dynos().remove(self.0.launcher.app_id, &self.0.name);
+                self.0.launcher.registry.remove(self.0.launcher.app_id, &self.0.name);
             }
         }
         let dyno_type = self.launcher.dyno_type.clone();
         let listing =
             LocalDyno { name: self.name.clone(), dyno_type, state: DynoState::Starting, started_at: now_seconds() };
-        self.launcher.plane.local_dynos().set(self.launcher.app_id, listing);
+        self.launcher.registry.set(self.launcher.app_id, listing);
         let _listed = Listed(&self);
         let port = match (self.is_web(), self.spec.port) {
             (true, Some(p)) => p,
@@ -329,6 +332,7 @@ mod tests {
             app: "api-default".to_owned(),
             dyno_type: DynoType::try_new(dyno_type).unwrap(),
             records: None,
+            registry: Arc::new(Registry::default()),
         };
         (launcher, source)
     }
@@ -361,7 +365,7 @@ mod tests {
     }
 
     fn state_of(launcher: &DynoLauncher, name: &str) -> Option<DynoState> {
-        launcher.plane.local_dynos().get(launcher.app_id, name).map(|d| d.state)
+        wharf_control_api::LocalRuntime::dyno(launcher.registry.as_ref(), launcher.app_id, name).map(|d| d.state)
     }
 
     async fn registered(launcher: &DynoLauncher) -> Vec<(String, u16)> {

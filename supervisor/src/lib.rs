@@ -43,6 +43,7 @@ mod process;
 mod procfs;
 mod reaper;
 mod record;
+mod registry;
 mod restart;
 mod service;
 mod settings;
@@ -61,6 +62,7 @@ use crate::desired::{FormationKey, desired_formations, stale_dynos, web_apps};
 use crate::dyno::{DynoLauncher, stop_requested};
 use crate::formation::{FormationHandle, FormationTarget, restart_command};
 use crate::record::Records;
+use crate::registry::Registry;
 use crate::service::LoopbackService;
 pub use crate::settings::{RESTART_MAX, Settings};
 
@@ -79,7 +81,12 @@ impl Supervisor {
     /// [`Supervisor::shutdown`].
     pub fn start(plane: Arc<ControlPlane>, publisher: Publisher, settings: Settings) -> Supervisor {
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(run(plane, publisher, settings, stopped));
+        // The control plane sees the dynos, and asks for restarts, through this alone. Restart
+        // requests are subscribed to before the plane can send one.
+        let registry = Arc::new(Registry::default());
+        let restarts = registry.subscribe_restarts();
+        plane.set_local_runtime(registry.clone());
+        let task = tokio::spawn(run(plane, registry, restarts, publisher, settings, stopped));
         Supervisor { stop, task }
     }
 
@@ -92,7 +99,14 @@ impl Supervisor {
 
 /// The top task: after each model change, opens or closes loopback services, then starts,
 /// retargets or stops formation entries' tasks; between changes, hands restarts to them.
-async fn run(plane: Arc<ControlPlane>, publisher: Publisher, settings: Settings, mut stopped: watch::Receiver<bool>) {
+async fn run(
+    plane: Arc<ControlPlane>,
+    registry: Arc<Registry>,
+    mut restarts: tokio::sync::broadcast::Receiver<wharf_control_api::Restart>,
+    publisher: Publisher,
+    settings: Settings,
+    mut stopped: watch::Receiver<bool>,
+) {
     reaper::start();
     let records = settings.records_dir.clone().map(Records::new);
     if let Some(records) = &records {
@@ -108,7 +122,6 @@ async fn run(plane: Arc<ControlPlane>, publisher: Publisher, settings: Settings,
     for (app, dyno) in plane.read(stale_dynos).await {
         let _ = plane.delete_dyno(&app, &dyno).await;
     }
-    let mut restarts = plane.subscribe_restarts();
     let mut formations: HashMap<FormationKey, FormationHandle> = HashMap::new();
     let mut services: HashMap<Uuid, LoopbackService> = HashMap::new();
     // Entries being stopped: their dynos' grace periods hold up no other entry.
@@ -145,6 +158,7 @@ async fn run(plane: Arc<ControlPlane>, publisher: Publisher, settings: Settings,
                         app: entry.app.clone(),
                         dyno_type: key.dyno_type.clone(),
                         records: records.clone(),
+                        registry: registry.clone(),
                     };
                     let handle =
                         FormationHandle::start(launcher, &entry.app, &key.dyno_type, target, settings.health_timeout);

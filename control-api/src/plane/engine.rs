@@ -13,7 +13,7 @@ use uuid::Uuid;
 use wharf_domain::{CanaryEvidence, SessionKey, Snapshot, SpaceName};
 
 use super::error::Error;
-use super::local::{InProcess, LocalDynos, LocalRuntime, Restart};
+use super::local::{LocalRuntime, NoLocalRuntime};
 use crate::model::{Change, Model};
 use crate::store::{Store, StoreError};
 
@@ -209,8 +209,8 @@ pub struct ControlPlane {
     pub(super) canary_reader: OnceLock<CanaryReader>,
     /// Woken when another replica may have committed (PostgreSQL).
     pub(super) store_changed: Option<Arc<tokio::sync::Notify>>,
-    /// The local supervisor's side of the port; the plane itself uses only [`LocalRuntime`].
-    pub(super) local: InProcess,
+    /// The local runtime (the supervisor, in `wharf serve`), once it has started.
+    pub(super) local: OnceLock<Arc<dyn LocalRuntime>>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -243,7 +243,7 @@ impl ControlPlane {
             sessions,
             canary_reader: OnceLock::new(),
             store_changed,
-            local: InProcess::default(),
+            local: OnceLock::new(),
         };
         if plane.read(|m| m.spaces().next().is_none()).await {
             // Another replica starting at the same time may create it first.
@@ -255,19 +255,17 @@ impl ControlPlane {
         Ok(plane)
     }
 
-    /// The dynos this process's supervisor runs.
-    pub fn local_dynos(&self) -> &LocalDynos {
-        self.local.dynos()
+    /// Plugs in the runtime that runs this process's dynos (the supervisor calls it as it
+    /// starts). Only the first call counts: one process has one local runtime.
+    pub fn set_local_runtime(&self, runtime: Arc<dyn LocalRuntime>) {
+        let _ = self.local.set(runtime);
     }
 
-    /// Restart requests, for the local supervisor.
-    pub fn subscribe_restarts(&self) -> tokio::sync::broadcast::Receiver<Restart> {
-        self.local.subscribe_restarts()
-    }
-
-    /// The local runtime, as the plane and the HTTP edge read it.
+    /// The local runtime, as the plane and the HTTP edge read it: one that runs nothing until a
+    /// runtime is plugged in.
     pub fn local_runtime(&self) -> &dyn LocalRuntime {
-        &self.local
+        static NONE: NoLocalRuntime = NoLocalRuntime;
+        self.local.get().map_or(&NONE as &dyn LocalRuntime, |r| r.as_ref())
     }
 
     /// Follows every new snapshot.

@@ -27,6 +27,6 @@ pub use drains::{Drains, MAX_DRAINS_PER_APP};
 pub use engine::{CanaryReader, ControlPlane, Settings};
 pub use error::Error;
 pub use formation::FormationUpdate;
-pub use local::{DynoState, InProcess, LocalDyno, LocalDynos, LocalRuntime, Restart};
+pub use local::{DynoState, LocalDyno, LocalRuntime, Restart};
 pub use routing::{MAX_CERTS, MAX_ROUTES_PER_SITE};
 pub use sessions::LogSession;
