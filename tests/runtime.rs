@@ -18,24 +18,6 @@ const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
 const WAIT: Duration = Duration::from_secs(60);
 const HOST: &str = "api-default.localhost";
 
-/// A small web app answering `GET /` with `$GREETING`, saying where it listens.
-const SERVER: &str = r#"
-import http.server, os
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        body = os.environ.get("GREETING", "none").encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-port = int(os.environ["PORT"])
-print("listening on", port, "as", os.environ["DYNO"], os.getpid(), flush=True)
-http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
-"#;
-
 /// The supervisor settings of these tests: quick restarts, a short stop grace.
 const ENV: [(&str, &str); 5] = [
     ("WHARF_ROUTER__HTTP_REDIRECT", "false"),
@@ -60,7 +42,7 @@ impl Setup {
     /// With `extra` settings over [`ENV`].
     async fn start_with(extra: &[(&str, &str)]) -> Setup {
         let dir = TempDir::new("runtime");
-        std::fs::write(dir.path().join("server.py"), SERVER).unwrap();
+        std::fs::write(dir.path().join("server.py"), wharf_testkit::dyno_server::PYTHON_WEB_DYNO).unwrap();
         let wharf = start_wharf(&dir, extra).await;
         wharf.api.create_app("api-default", &[]).await;
         let receiver = SyslogReceiver::tcp().await;

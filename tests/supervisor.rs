@@ -22,26 +22,6 @@ const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
 const WAIT: Duration = Duration::from_secs(60);
 const HOST: &str = "api-default.localhost";
 
-/// A small web app: answers `GET /` with `$GREETING` and `GET /NAME` with `$NAME`, and says
-/// where it listens.
-const SERVER: &str = r#"
-import http.server, os
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        name = self.path[1:] or "GREETING"
-        body = os.environ.get(name, "none").encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-port = int(os.environ["PORT"])
-print("listening on", port, "as", os.environ["DYNO"], flush=True)
-http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
-"#;
-
 /// A `wharf serve` with a quick supervisor, app `api-default`, and a syslog drain on the app.
 struct Setup {
     wharf: Wharf,
@@ -55,7 +35,7 @@ impl Setup {
     async fn start() -> Setup {
         let dir = TempDir::new("supervisor");
         let script = dir.path().join("server.py");
-        std::fs::write(&script, SERVER).unwrap();
+        std::fs::write(&script, wharf_testkit::dyno_server::PYTHON_WEB_DYNO).unwrap();
         let env = [
             ("WHARF_ROUTER__HTTP_REDIRECT", "false"),
             ("WHARF_SUPERVISOR__RESTART_MIN", "200ms"),

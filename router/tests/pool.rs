@@ -2,16 +2,15 @@
 //! one on a new port), the idle connection a worker kept to the old one is closed, rather than
 //! held to a dead address until the process ends.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use wharf_bus::{Bus, BusConfig};
-use wharf_config::RouterConfig;
 use wharf_domain::{AppSpec, DynoSpec, Snapshot, new_id};
-use wharf_router::{Listeners, Router, tls};
 use wharf_testkit::client::{self, Req};
 use wharf_testkit::{TempDir, eventually};
 
@@ -81,22 +80,9 @@ fn snapshot(version: u64, dyno_port: u16) -> Snapshot {
 async fn a_replaced_dynos_idle_connection_is_closed() {
     let dir = TempDir::new("pool");
     let (mut old, mut new) = (dyno().await, dyno().await);
-    let config = RouterConfig {
-        http_listen: "127.0.0.1:0".parse().unwrap(),
-        https_listen: "127.0.0.1:0".parse().unwrap(),
-        internal_listen: "127.0.0.1:0".parse().unwrap(),
-        admin_listen: "127.0.0.1:0".parse().unwrap(),
-        http_redirect: false,
-        // One worker, so that both requests meet the same pool.
-        workers: 1,
-        ..RouterConfig::default()
-    };
-    let paths = tls::ensure_local_cert(dir.path(), "localhost").unwrap();
-    let key = tls::certified_key(&std::fs::read(&paths.cert).unwrap(), &std::fs::read(&paths.key).unwrap()).unwrap();
-    let certs = Arc::new(tls::SniResolver::new(tls::CertSet::with_default(key)));
-    let bus = Bus::connect(BusConfig::Embedded { capacity: 1 << 10 }).await.unwrap();
     let (tx, rx) = tokio::sync::watch::channel(Arc::new(snapshot(1, old.port)));
-    let router = Router::start(&config, Listeners::bind(&config).unwrap(), certs, rx, bus.publisher.clone()).unwrap();
+    // One worker, so that both requests meet the same pool.
+    let (router, _bus) = support::start_router(dir.path(), 1, rx).await;
     let addr = router.addrs().http;
     let get = || async move {
         let r = client::send(addr, None, &Req::get("api-default.localhost", "/")).await.unwrap();

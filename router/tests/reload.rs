@@ -2,14 +2,13 @@
 //! snapshot with 10,000 new sites replaces the routing table in one swap. No request fails,
 //! and the new sites answer right after.
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use wharf_bus::{Bus, BusConfig};
-use wharf_config::RouterConfig;
 use wharf_domain::{AppSpec, DynoSpec, RouteSpec, SiteSpec, Snapshot, new_id};
-use wharf_router::{Listeners, Router, tls};
 use wharf_testkit::client::{self, Req};
 use wharf_testkit::dyno_server::DynoServer;
 use wharf_testkit::{TempDir, eventually};
@@ -51,22 +50,8 @@ fn snapshot(version: u64, dyno_port: u16, sites: usize) -> Snapshot {
 async fn ten_thousand_sites_arrive_in_one_swap_under_load_without_errors() {
     let dir = TempDir::new("reload");
     let backend = DynoServer::start("ok").await;
-    let config = RouterConfig {
-        http_listen: "127.0.0.1:0".parse().unwrap(),
-        https_listen: "127.0.0.1:0".parse().unwrap(),
-        internal_listen: "127.0.0.1:0".parse().unwrap(),
-        admin_listen: "127.0.0.1:0".parse().unwrap(),
-        http_redirect: false,
-        workers: 2,
-        ..RouterConfig::default()
-    };
-    let paths = tls::ensure_local_cert(dir.path(), "localhost").unwrap();
-    let key = tls::certified_key(&std::fs::read(&paths.cert).unwrap(), &std::fs::read(&paths.key).unwrap()).unwrap();
-    let certs = Arc::new(tls::SniResolver::new(tls::CertSet::with_default(key)));
-    let bus = Bus::connect(BusConfig::Embedded { capacity: 1 << 16 }).await.unwrap();
     let (tx, rx) = tokio::sync::watch::channel(Arc::new(snapshot(1, backend.port(), 0)));
-    let listeners = Listeners::bind(&config).unwrap();
-    let router = Router::start(&config, listeners, certs, rx, bus.publisher.clone()).unwrap();
+    let (router, _bus) = support::start_router(dir.path(), 2, rx).await;
     let addr = router.addrs().http;
 
     // Clients that each keep one connection busy, counting answers and failures.

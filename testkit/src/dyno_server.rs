@@ -219,3 +219,24 @@ impl Drop for DynoServer {
         self.kill();
     }
 }
+
+/// A web dyno for the supervisor's tests, as a Python script run with `python3 SCRIPT`: listens on
+/// `127.0.0.1:$PORT`, answers `GET /` with `$GREETING` and `GET /NAME` with `$NAME` (or `none`),
+/// and prints `listening on PORT as DYNO PID` once it listens.
+pub const PYTHON_WEB_DYNO: &str = r#"
+import http.server, os
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        name = self.path[1:] or "GREETING"
+        body = os.environ.get(name, "none").encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+port = int(os.environ["PORT"])
+print("listening on", port, "as", os.environ["DYNO"], os.getpid(), flush=True)
+http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+"#;
