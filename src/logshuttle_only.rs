@@ -56,8 +56,14 @@ async fn serve(config: Config, control_api: ControlApiUrl) -> Result<()> {
         }
     };
     let (snapshots, follower) = follow(control_api, data_dir.join("snapshot.json"));
-    let logshuttle =
-        Logshuttle::start(&config.logshuttle, source, snapshots, Arc::new(sessions), kafka.commit_interval.0)?;
+    let logshuttle = Logshuttle::start(
+        &config.logshuttle,
+        config.outbound,
+        source,
+        snapshots,
+        Arc::new(sessions),
+        kafka.commit_interval.0,
+    )?;
     let metrics = Arc::new(logshuttle.metrics());
     let app = logshuttle
         .tail_router()

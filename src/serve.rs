@@ -157,11 +157,13 @@ async fn serve(config: Config) -> Result<()> {
 
     let mut router = Router::start(&config.router, listeners, certs, plane.subscribe(), bus.publisher.clone())?;
     plane.set_canary_reader(Box::new(router.canary_reader()));
+    plane.set_outbound(config.outbound);
     if let Some(verdicts) = router.take_verdicts() {
         tokio::spawn(plane.clone().record_verdicts(verdicts));
     }
     let commit_interval = config.kafka.as_ref().map_or(Duration::from_secs(1), |k: &KafkaConfig| k.commit_interval.0);
-    let logshuttle = Logshuttle::start(&config.logshuttle, source, plane.subscribe(), sessions, commit_interval)?;
+    let logshuttle =
+        Logshuttle::start(&config.logshuttle, config.outbound, source, plane.subscribe(), sessions, commit_interval)?;
     // The router's /metrics carries the logshuttle's counters and the log bus's publish counts
     // (lines the bus dropped would otherwise be visible nowhere).
     let (shuttle_metrics, bus_stats) = (logshuttle.metrics(), bus.publisher.stats());

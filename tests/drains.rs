@@ -1,6 +1,6 @@
 //! Every syslog drain kind end to end through Kafka (a tansu broker the test starts): router
 //! lines produced by real requests, consumed by the logshuttle, and delivered over TCP, TLS
-//! (verified, with the drain's own CA) and UDP to real receivers that check every message with
+//! (verified, with the drain's own CA given as PEM through the API) and UDP to real receivers that check every message with
 //! a strict RFC 5424 parser; and rsyslog, the receiver most operators run, taking octet-counted
 //! frames over TCP and TLS.
 
@@ -34,9 +34,6 @@ async fn tcp_tls_and_udp_drains_receive_every_line_as_rfc_5424() {
     assert_eq!(status, 201, "{out}");
 
     let ca = TestCa::new("Drain receivers' CA");
-    let dir = wharf_testkit::TempDir::new("drains");
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, ca.pem()).unwrap();
     let (tcp, tls, udp, small_udp, untrusted) = (
         SyslogReceiver::tcp().await,
         SyslogReceiver::tls(&ca).await,
@@ -44,17 +41,17 @@ async fn tcp_tls_and_udp_drains_receive_every_line_as_rfc_5424() {
         SyslogReceiver::udp().await,
         SyslogReceiver::tls(&ca).await,
     );
-    let urls = [
-        tcp.url(),
-        format!("{}?ca={}", tls.url(), ca_file.display()),
-        udp.url(),
-        format!("{}?max_size=480", small_udp.url()),
+    let drains = [
+        json!({"url": tcp.url()}),
+        json!({"url": tls.url(), "ca": ca.pem()}),
+        json!({"url": udp.url()}),
+        json!({"url": format!("{}?max_size=480", small_udp.url())}),
         // Verification is on: without the CA, the receiver's certificate is not trusted.
-        untrusted.url(),
+        json!({"url": untrusted.url()}),
     ];
-    for url in &urls {
-        let (status, out) = api.call("POST", "/apps/api-default/log-drains", Some(json!({"url": url}))).await;
-        assert_eq!(status, 201, "{url}: {out}");
+    for body in drains {
+        let (status, out) = api.call("POST", "/apps/api-default/log-drains", Some(body.clone())).await;
+        assert_eq!(status, 201, "{body}: {out}");
     }
 
     let tls_client = client::tls_config(&wharf.ca, &[b"http/1.1"]);
@@ -155,12 +152,11 @@ input(type="imtcp" port="{tls_port}" address="127.0.0.1" ruleset="tls"
         &[tcp_port, tls_port],
     )
     .await;
-    let ca_file = rsyslog.dir().join("ca.pem");
-    for url in [
-        format!("syslog+tcp://127.0.0.1:{tcp_port}"),
-        format!("syslog+tls://127.0.0.1:{tls_port}?ca={}", ca_file.display()),
+    for body in [
+        json!({"url": format!("syslog+tcp://127.0.0.1:{tcp_port}")}),
+        json!({"url": format!("syslog+tls://127.0.0.1:{tls_port}"), "ca": ca.pem()}),
     ] {
-        api.expect("POST", "/apps/api-default/log-drains", json!({"url": url}), 201).await;
+        api.expect("POST", "/apps/api-default/log-drains", body, 201).await;
     }
     // Let the logshuttle pick the drains up before the lines arrive.
     eventually(WAIT, "the logshuttle to run both drains", || async {

@@ -1,7 +1,9 @@
 //! The logshuttle's delivery guarantees, through a real Kafka-protocol broker (tansu, started
 //! here) and real receivers: HTTPS drains retried with the same frame id, a drain that was
 //! down receiving what fit its budget and the exact L10 count of the rest, a hung drain that
-//! holds up nobody, and a `kill -9` in the middle of a stream that loses no line.
+//! holds up nobody, a `kill -9` in the middle of a stream that loses no line, and long lines
+//! from every Kafka input (Akkeris' fluentd and build topics, Wharf's own) arriving whole in
+//! chunks.
 //!
 //! Lines enter through `POST /log-events`, the platform components' ingest, with times set
 //! by the test so that the notices that quote them can be checked exactly.
@@ -416,6 +418,51 @@ async fn akkeris_app_and_build_topics_reach_the_apps_drains() {
         (metric(&wharf, "wharf_logshuttle_events_undecodable_total", &[]).await == Some(1)).then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn long_lines_from_every_kafka_input_arrive_whole_in_chunks() {
+    use rdkafka::ClientConfig;
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+    let broker = Tansu::start().await;
+    let dir = TempDir::new("long-kafka-lines");
+    let env =
+        [("WHARF_KAFKA__AKKERIS_APP_TOPICS", r#"["perf"]"#), ("WHARF_KAFKA__AKKERIS_BUILD_TOPIC", "akkeris-builds")];
+    let wharf = start(&broker, &dir.path().join("data"), &env).await;
+    wharf.api.expect("POST", "/spaces", json!({"name": "perf"}), 201).await;
+    wharf.api.create_app("api-perf", &[]).await;
+    let receiver = SyslogReceiver::tcp().await;
+    add_drain(&wharf, "api-perf", &receiver.url()).await;
+
+    // 25,000 bytes each, of three-byte characters after a one-byte mark, so that a cut at
+    // exactly 10,000 bytes would fall inside a character.
+    let long = |mark: char| format!("{mark}{}", "\u{20ac}".repeat(8_333));
+    let (app, build, own) = (long('a'), long('b'), long('w'));
+    let fluentd = json!({"log": format!("{app}\n"), "stream": "stdout",
+        "kubernetes": {"pod_name": "api-1562910588-cg82f", "container_name": "api"}})
+    .to_string();
+    let builds = json!({"message": build, "metadata": "api-perf"}).to_string();
+    // Another producer's event on Wharf's own topic, longer than Wharf's inputs write.
+    let event = wharf_bus::LogEvent::builder("api-perf", "app").message(own.as_bytes());
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        ClientConfig::new().set("bootstrap.servers", broker.brokers()).create().expect("producer");
+    producer.send(BaseRecord::<str, str>::to("perf").key("api").payload(&fluentd)).expect("queued");
+    producer.send(BaseRecord::<str, str>::to("akkeris-builds").key("api").payload(&builds)).expect("queued");
+    producer.send(BaseRecord::<str, [u8]>::to("wharf-logs").key("api").payload(&event.encoded()[..])).expect("queued");
+    producer.flush(Duration::from_secs(30)).expect("the broker takes the lines");
+
+    let msgs = at_least(&receiver, 9, "three chunks of each line").await;
+    assert_eq!(receiver.errors(), Vec::<String>::new());
+    for (name, line) in [("fluentd", &app), ("build", &build), ("wharf-logs", &own)] {
+        let mark = line.as_bytes()[0];
+        // The chunks of one message are consecutive events: the one that starts with the mark,
+        // and the two after it.
+        let at = msgs.iter().position(|m| m.msg.first() == Some(&mark)).unwrap_or_else(|| panic!("{name}"));
+        let mine: Vec<&[u8]> = msgs[at..at + 3].iter().map(|m| m.msg.as_slice()).collect();
+        assert!(mine.iter().all(|c| c.len() <= 10_000 && std::str::from_utf8(c).is_ok()), "{name}");
+        assert_eq!(mine.concat(), line.as_bytes(), "{name}: the chunks join to the line");
+    }
 }
 
 /// Opens a log session with `body` and returns its streaming response.

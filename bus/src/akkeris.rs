@@ -8,7 +8,9 @@
 //! - Build lines: `{"build", "job", "message", "metadata": "app-space"}` (a bare `app` is in
 //!   the `default` space), with the values of Docker `ARG` steps hidden.
 //!
-//! Anything else is refused with the reason, for the consumer to count and skip.
+//! Anything else is refused with the reason, for the consumer to count and skip. A line longer
+//! than [`crate::event::MAX_CHUNK`] bytes becomes several events, in order (see
+//! [`crate::split_message`]).
 
 use serde::Deserialize;
 
@@ -69,8 +71,9 @@ fn trim_newline(s: &str) -> &str {
 /// Reads a fluentd/Kubernetes JSON line from the topic of `space` as an event of source `app`
 /// for the app `app-space`, with the process `type.instance`. Errors with
 /// [`AkkerisError::Shape`] for bad JSON, [`AkkerisError::App`] when the container or space is
-/// not a valid name, and [`AkkerisError::Time`] when `time` is not RFC 3339.
-pub fn app_line(json: &[u8], space: &str) -> Result<LogEvent, AkkerisError> {
+/// not a valid name, and [`AkkerisError::Time`] when `time` is not RFC 3339. One event per
+/// chunk of a long line.
+pub fn app_line(json: &[u8], space: &str) -> Result<Vec<LogEvent>, AkkerisError> {
     let line: AppLine<'_> = serde_json::from_slice(json).map_err(|e| AkkerisError::Shape(e.to_string()))?;
     let container = line.kubernetes.container_name;
     let (app, kind) = container.split_once("--").unwrap_or((container, "web"));
@@ -98,13 +101,13 @@ pub fn app_line(json: &[u8], space: &str) -> Result<LogEvent, AkkerisError> {
         let micros = wharf_domain::timestamp::parse_micros(t).ok_or_else(|| AkkerisError::Time(t.to_owned()))?;
         b = b.time_micros(micros);
     }
-    Ok(b.message(trim_newline(&line.log).as_bytes()))
+    Ok(b.messages(trim_newline(&line.log).as_bytes()))
 }
 
 /// Reads a build-log JSON line as an event of source `akkeris/build`, with Docker `ARG` values
 /// hidden. Errors with [`AkkerisError::Shape`] for bad JSON and [`AkkerisError::App`] when
-/// `metadata` is not `app` or `app-space` of valid names.
-pub fn build_line(json: &[u8]) -> Result<LogEvent, AkkerisError> {
+/// `metadata` is not `app` or `app-space` of valid names. One event per chunk of a long line.
+pub fn build_line(json: &[u8]) -> Result<Vec<LogEvent>, AkkerisError> {
     let line: BuildLine<'_> = serde_json::from_slice(json).map_err(|e| AkkerisError::Shape(e.to_string()))?;
     let (app, space) = line.metadata.split_once('-').unwrap_or((line.metadata, "default"));
     if !name_ok(app, false) || !name_ok(space, true) {
@@ -112,7 +115,7 @@ pub fn build_line(json: &[u8]) -> Result<LogEvent, AkkerisError> {
     }
     let key = format!("{app}-{space}");
     let message = hide_build_args(trim_newline(&line.message));
-    Ok(LogEvent::builder(&key, "akkeris/build").message(message.as_bytes()))
+    Ok(LogEvent::builder(&key, "akkeris/build").messages(message.as_bytes()))
 }
 
 /// `Step 3/9 : ARG TOKEN=secret` becomes `Step 3/9 : ARG TOKEN=...`: build arguments often
@@ -143,8 +146,14 @@ fn hide_build_args(message: &str) -> std::borrow::Cow<'_, str> {
 mod tests {
     use super::*;
 
+    /// The only event a short line makes.
+    fn one(mut events: Vec<LogEvent>) -> LogEvent {
+        assert_eq!(events.len(), 1, "a short line is one event");
+        events.remove(0)
+    }
+
     fn check_app(json: &str, space: &str, want: Result<(&str, &str, &str, Stream), &str>) {
-        match (app_line(json.as_bytes(), space), want) {
+        match (app_line(json.as_bytes(), space).map(one), want) {
             (Ok(e), Ok((app, process, message, stream))) => {
                 assert_eq!((e.app(), e.source(), e.process(), e.stream()), (app, "app", process, stream), "{json}");
                 assert_eq!(e.message(), message.as_bytes(), "{json}");
@@ -180,20 +189,37 @@ mod tests {
 
     #[test]
     fn the_event_time_is_kept() {
-        let e = app_line(br#"{"log":"m","time":"2019-07-16T20:05:21.5Z","kubernetes":{"container_name":"a"}}"#, "s")
-            .unwrap();
+        let e =
+            one(app_line(br#"{"log":"m","time":"2019-07-16T20:05:21.5Z","kubernetes":{"container_name":"a"}}"#, "s")
+                .unwrap());
         assert_eq!(wharf_domain::timestamp::format_micros(e.time_micros()), "2019-07-16T20:05:21.500000Z");
     }
 
     #[test]
     fn build_lines() {
         let e =
-            build_line(br#"{"build":3,"job":"7","message":"Step 2/9 : RUN make\n","metadata":"api-perf"}"#).unwrap();
+            one(build_line(br#"{"build":3,"job":"7","message":"Step 2/9 : RUN make\n","metadata":"api-perf"}"#)
+                .unwrap());
         assert_eq!((e.app(), e.source(), e.message()), ("api-perf", "akkeris/build", &b"Step 2/9 : RUN make"[..]));
-        let e = build_line(br#"{"message":"Step 3/9 : ARG TOKEN=s3cret","metadata":"api"}"#).unwrap();
+        let e = one(build_line(br#"{"message":"Step 3/9 : ARG TOKEN=s3cret","metadata":"api"}"#).unwrap());
         assert_eq!((e.app(), e.message()), ("api-default", &b"Step 3/9 : ARG TOKEN=..."[..]));
         for bad in [r#"{"message":"m","metadata":""}"#, r#"{"message":"m"}"#, r#"{"message":"m","metadata":"A-b"}"#] {
             assert!(build_line(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn long_app_and_build_lines_become_chunks_in_order() {
+        let long = "\u{e9}".repeat(15_000); // 30,000 bytes
+        let app = format!(
+            r#"{{"log":"{long}\n","stream":"stdout","kubernetes":{{"pod_name":"a-1-x","container_name":"a"}}}}"#
+        );
+        let build = format!(r#"{{"message":"{long}","metadata":"a-s"}}"#);
+        for events in [app_line(app.as_bytes(), "s").unwrap(), build_line(build.as_bytes()).unwrap()] {
+            assert_eq!(events.len(), 3);
+            let parts: Vec<&str> = events.iter().map(|e| std::str::from_utf8(e.message()).unwrap()).collect();
+            assert!(parts.iter().all(|p| p.len() <= crate::event::MAX_CHUNK));
+            assert_eq!(parts.concat(), long);
         }
     }
 

@@ -27,8 +27,63 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// The encoding version this code writes.
 pub const VERSION: u8 = 1;
 
-/// Longest message kept; longer ones are cut at this many bytes.
+/// Longest message one event can be built with by [`LogEventBuilder::message`]; longer ones
+/// are cut there. Inputs never rely on this cut: they split lines longer than [`MAX_CHUNK`]
+/// with [`LogEventBuilder::messages`] first, so that nothing is cut without notice.
 pub const MAX_MESSAGE: usize = 64 * 1024;
+
+/// Longest message of one event made from input, in bytes: longer lines are split into
+/// chunks of at most this many bytes, as Heroku's logplex splits at 10,000 bytes, so that a
+/// receiver gets every byte, in order, and can join the chunks again.
+pub const MAX_CHUNK: usize = 10_000;
+
+/// Splits a line into consecutive chunks of at most `max` bytes (at least 4), in order, whose
+/// concatenation is the line. Every cut falls on a UTF-8 character boundary: a chunk ends
+/// before a character that would not fit whole. Where the bytes there are not valid UTF-8
+/// (no lead byte whose character crosses the limit), the cut is at the limit. An empty line is
+/// one empty chunk.
+///
+/// This is the one function every input uses (`POST /log-events`, Akkeris' topics, events on
+/// Wharf's topic, dyno output), with `max` = [`MAX_CHUNK`].
+pub fn split_message(message: &[u8], max: usize) -> impl Iterator<Item = &[u8]> {
+    let max = max.max(4);
+    let mut rest = Some(message);
+    std::iter::from_fn(move || {
+        let line = rest.take()?;
+        if line.len() <= max {
+            return Some(line);
+        }
+        let cut = char_boundary(line, max);
+        rest = Some(&line[cut..]);
+        Some(&line[..cut])
+    })
+}
+
+/// The largest cut at or below `limit` (for `limit < bytes.len()`) that does not fall inside a
+/// UTF-8 character: `limit` itself unless a lead byte in the three bytes before it starts a
+/// character that `limit` would split, followed only by continuation bytes. For bytes that are
+/// not UTF-8 there, `limit`. Never 0 for `limit > 3`.
+pub fn char_boundary(bytes: &[u8], limit: usize) -> usize {
+    if limit >= bytes.len() {
+        return bytes.len();
+    }
+    for back in 1..=3.min(limit) {
+        let at = limit - back;
+        let b = bytes[at];
+        if b & 0xC0 == 0x80 {
+            // A continuation byte: the lead byte is further back.
+            continue;
+        }
+        let width = match b {
+            0xC0..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF7 => 4,
+            _ => return limit,
+        };
+        return if at + width > limit { at } else { limit };
+    }
+    limit
+}
 
 const FIXED: usize = 1 + 8 + 1;
 
@@ -253,7 +308,9 @@ impl<'a> LogEventBuilder<'a> {
         self
     }
 
-    /// Encodes the event with this message.
+    /// Encodes the event with this message, cut at [`MAX_MESSAGE`] bytes: for messages the
+    /// platform writes itself, which are short. Input lines go through
+    /// [`LogEventBuilder::messages`].
     pub fn message(self, message: &[u8]) -> LogEvent {
         let message = &message[..message.len().min(MAX_MESSAGE)];
         let fields = [self.app, self.site, self.source, self.process];
@@ -287,6 +344,34 @@ impl<'a> LogEventBuilder<'a> {
         let [app, site, source, process] = offsets;
         LogEvent { buf: buf.freeze(), app, site, source, process, message: message_at }
     }
+
+    /// Encodes one event per chunk of `message` ([`split_message`] at [`MAX_CHUNK`] bytes), in
+    /// order, all with the same header and time: a long line arrives whole, in pieces a receiver
+    /// can join. An empty message is one event.
+    pub fn messages(self, message: &[u8]) -> Vec<LogEvent> {
+        let mut b = self;
+        if b.time.is_none() {
+            // One time for every chunk, so that receivers that sort by time keep their order.
+            b = b.time(SystemTime::now());
+        }
+        split_message(message, MAX_CHUNK).map(|chunk| b.clone().message(chunk)).collect()
+    }
+}
+
+impl LogEvent {
+    /// This event as events of at most [`MAX_CHUNK`] message bytes each (itself, when it is
+    /// short enough): for events read from a topic some other producer wrote.
+    pub fn into_chunks(self) -> Vec<LogEvent> {
+        if self.message().len() <= MAX_CHUNK {
+            return vec![self];
+        }
+        let builder = LogEvent::builder(self.app(), self.source())
+            .site(self.site().unwrap_or_default())
+            .process(self.process())
+            .stream(self.stream())
+            .time_micros(self.time_micros());
+        builder.messages(self.message())
+    }
 }
 
 #[cfg(test)]
@@ -319,6 +404,44 @@ mod tests {
         assert_eq!(e.site(), None);
         let long = vec![b'x'; MAX_MESSAGE + 10];
         assert_eq!(LogEvent::builder("a-b", "app").message(&long).message().len(), MAX_MESSAGE);
+    }
+
+    #[test]
+    fn long_lines_are_split_in_order_on_character_boundaries() {
+        // 200,000 bytes of a dyno line: 20 chunks of 10,000 that join to the line.
+        let line: Vec<u8> = (0..200_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let events = LogEvent::builder("a-b", "app").messages(&line);
+        assert_eq!(events.len(), 20);
+        assert!(events.iter().all(|e| e.message().len() == MAX_CHUNK));
+        assert!(events.iter().all(|e| e.time_micros() == events[0].time_micros()));
+        assert_eq!(events.iter().flat_map(|e| e.message().iter().copied()).collect::<Vec<u8>>(), line);
+        // Two-, three- and four-byte characters: no chunk ends inside one.
+        for ch in ["\u{e9}", "\u{20ac}", "\u{1f600}"] {
+            let text = format!("x{}", ch.repeat(6000));
+            let chunks: Vec<&[u8]> = split_message(text.as_bytes(), MAX_CHUNK).collect();
+            assert!(chunks.len() > 1, "{ch}");
+            for c in &chunks {
+                assert!(c.len() <= MAX_CHUNK && std::str::from_utf8(c).is_ok(), "{ch}: a chunk is valid UTF-8");
+            }
+            assert_eq!(chunks.concat(), text.as_bytes());
+        }
+        // Bytes that are not UTF-8 are cut at the limit, and nothing is lost.
+        let bad = vec![0xffu8; 25_000];
+        let chunks: Vec<&[u8]> = split_message(&bad, MAX_CHUNK).collect();
+        assert_eq!(chunks.iter().map(|c| c.len()).collect::<Vec<_>>(), [10_000, 10_000, 5_000]);
+        assert_eq!(split_message(b"", MAX_CHUNK).count(), 1);
+        assert_eq!(LogEvent::builder("a-b", "app").messages(b"").len(), 1);
+        let long = LogEvent::builder("a-b", "app").site("w.example.com").message(&line[..25_000]);
+        let chunks = long.clone().into_chunks();
+        assert_eq!(chunks.len(), 3);
+        assert!(chunks.iter().all(|c| c.site() == Some("w.example.com") && c.time_micros() == long.time_micros()));
+    }
+
+    #[test]
+    fn char_boundaries() {
+        let s = "a\u{e9}\u{20ac}".as_bytes(); // a, é (2 bytes), € (3 bytes)
+        assert_eq!([1, 2, 3, 4, 5, 6].map(|l| char_boundary(s, l)), [1, 1, 3, 3, 3, 6]);
+        assert_eq!(char_boundary(&[0x80, 0x80, 0x80, 0x80, 0x80], 3), 3);
     }
 
     #[test]

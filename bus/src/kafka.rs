@@ -239,11 +239,15 @@ impl Topics {
         list.elements().iter().filter_map(known).collect()
     }
 
-    /// Reads a message of topic `index`.
-    fn decode(&self, index: u16, payload: &[u8]) -> Result<LogEvent, String> {
+    /// Reads a message of topic `index`: one event, or one per chunk of a long line, all at the
+    /// message's offset.
+    fn decode(&self, index: u16, payload: &[u8]) -> Result<Vec<LogEvent>, String> {
         let (name, kind) = &self.0[usize::from(index)];
         match kind {
-            Kind::Wharf => LogEvent::decode(Bytes::copy_from_slice(payload)).map_err(|e| e.to_string()),
+            // Another producer may have put a longer line on the topic than Wharf's own would.
+            Kind::Wharf => {
+                LogEvent::decode(Bytes::copy_from_slice(payload)).map(LogEvent::into_chunks).map_err(|e| e.to_string())
+            }
             Kind::AkkerisApps => crate::akkeris::app_line(payload, name).map_err(|e| e.to_string()),
             Kind::AkkerisBuilds => crate::akkeris::build_line(payload).map_err(|e| e.to_string()),
         }
@@ -368,8 +372,9 @@ fn poll_loop(
                     };
                     let partition = Partition { topic_index: topic, number: m.partition() };
                     match topics.decode(topic, m.payload().unwrap_or_default()) {
-                        Ok(event) => {
-                            batch.push(Received { event, position: Some(Position { partition, offset: m.offset() }) })
+                        Ok(events) => {
+                            let position = Some(Position { partition, offset: m.offset() });
+                            batch.extend(events.into_iter().map(|event| Received { event, position }));
                         }
                         Err(e) => {
                             bad_frames += 1;

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use akkeris::AkkerisError;
-pub use event::{FrameError, LogEvent, LogEventBuilder, Stream};
+pub use event::{FrameError, LogEvent, LogEventBuilder, Stream, split_message};
 /// Why the bus could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {

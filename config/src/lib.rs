@@ -83,6 +83,9 @@ pub struct Config {
     pub supervisor: SupervisorConfig,
     /// The Kafka log bus. Without this section, the embedded in-process bus carries logs.
     pub kafka: Option<KafkaConfig>,
+    /// Where connections to URLs users give (log drains) may go: `[outbound] allow_loopback`,
+    /// `allow_private`, both `true` by default (see [`wharf_domain::outbound`]).
+    pub outbound: wharf_domain::outbound::Policy,
 }
 
 impl Default for Config {
@@ -94,6 +97,7 @@ impl Default for Config {
             logshuttle: LogshuttleConfig::default(),
             supervisor: SupervisorConfig::default(),
             kafka: None,
+            outbound: wharf_domain::outbound::Policy::default(),
         }
     }
 }
@@ -283,8 +287,12 @@ pub struct LogshuttleConfig {
     /// How long, at shutdown, drains may take to deliver what they hold before the last commit.
     pub shutdown_grace: HumanDuration,
     /// A PEM file of CAs that `syslog+tls://` and `https://` drains trust beside the Mozilla
-    /// roots: an organisation's internal CA. A TLS drain's `?ca=` adds one for that drain only.
+    /// roots: an organisation's internal CA. A drain's own CAs come as PEM through the API.
     pub trusted_ca: Option<PathBuf>,
+    /// Largest body of one HTTPS drain POST, in bytes (estimated from the lines' sizes before
+    /// framing): logplex aims at about 100 KB. A receiver that answers 413 gets the batch again
+    /// in halves, down to one line.
+    pub https_batch_bytes: ByteSize,
 }
 
 impl Default for LogshuttleConfig {
@@ -300,6 +308,7 @@ impl Default for LogshuttleConfig {
             session_ttl: HumanDuration::secs(300),
             shutdown_grace: HumanDuration::secs(5),
             trusted_ca: None,
+            https_batch_bytes: ByteSize(100_000),
         }
     }
 }
@@ -469,6 +478,9 @@ impl Config {
         if l.drain_buffer_lines == 0 || l.drain_buffer_bytes.0 == 0 {
             return invalid("logshuttle.drain_buffer_lines", "drain buffers must hold at least one line and one byte");
         }
+        if !(1024..=64 << 20).contains(&l.https_batch_bytes.0) {
+            return invalid("logshuttle.https_batch_bytes", "must be between 1KiB and 64MiB");
+        }
         if l.reconnect_min.0.is_zero() || l.reconnect_min > l.reconnect_max {
             return invalid("logshuttle.reconnect_min", "must be longer than zero and at most reconnect_max");
         }
@@ -544,6 +556,9 @@ mod tests {
         assert_eq!(c, Config::default());
         assert_eq!(c.control_api.listen.to_string(), "127.0.0.1:5000");
         assert!(c.kafka.is_none());
+        assert!(c.outbound.allow_loopback && c.outbound.allow_private, "wharf serve reaches receivers beside it");
+        let c = load("[outbound]\nallow_private = false", &[("WHARF_OUTBOUND__ALLOW_LOOPBACK", "false")]).unwrap();
+        assert!(!c.outbound.allow_loopback && !c.outbound.allow_private);
     }
 
     #[test]
@@ -640,6 +655,8 @@ mod tests {
         check_rejected("[router]\nhttps_listen = \"localhost:1\"", &[], "invalid");
         check_rejected("[logshuttle]\ndrain_buffer_lines = 0", &[], "logshuttle.drain_buffer_lines");
         check_rejected("[logshuttle]\ndrain_buffer_bytes = \"1XB\"", &[], "invalid size");
+        check_rejected("[logshuttle]\nhttps_batch_bytes = 10", &[], "logshuttle.https_batch_bytes");
+        check_rejected("[outbound]\nallow_everything = true", &[], "allow_everything");
         check_rejected("[logshuttle]\nreconnect_min = \"1m\"", &[], "logshuttle.reconnect_min");
         check_rejected("[logshuttle]\nsession_ttl = \"0s\"", &[], "logshuttle.session_ttl");
         check_rejected("[logshuttle]\npublic_url = \"ftp://x\"", &[], "logshuttle.public_url");

@@ -42,8 +42,9 @@ schemas = {
                  "host": S, "port": {"type": "integer", "minimum": 1, "maximum": 65535},
                  "app": ref("AppRef"), "created_at": TIME, "updated_at": TIME},
                 required=["id", "name", "type", "state", "app", "created_at", "updated_at"]),
-    "Drain": obj({"id": UUID, "url": S, "token": S, "addon": nullable({"type": "object"}), "app": ref("AppRef"),
-                  "site": ref("SiteRef"), "created_at": TIME, "updated_at": TIME},
+    # `ca` is present (true) only for a drain with its own trusted CAs; their PEM is not echoed.
+    "Drain": obj({"id": UUID, "url": S, "token": S, "ca": {"type": "boolean"}, "addon": nullable({"type": "object"}),
+                  "app": ref("AppRef"), "site": ref("SiteRef"), "created_at": TIME, "updated_at": TIME},
                  required=["id", "url", "token", "created_at", "updated_at"]),
     "LogSession": obj({"id": UUID, "logplex_url": S, "created_at": TIME, "updated_at": TIME}),
     "Site": obj({"id": UUID, "domain": S, "internal": {"type": "boolean"},
@@ -75,7 +76,8 @@ bodies = {
     "SpaceCreate": obj({"name": S, "compliance": {"type": "array", "items": ref("Compliance")}}, required=["name"]),
     "AppCreate": obj({"name": S, "space": S}, required=["name"]),
     "DynoPut": obj({"type": S, "host": S, "port": {"type": "integer", "minimum": 1, "maximum": 65535}}),
-    "DrainCreate": obj({"url": S}),
+    # `ca`: PEM certificates a syslog+tls or https drain trusts beside the Mozilla roots.
+    "DrainCreate": obj({"url": S, "ca": S}, required=["url"]),
     "LogSessionCreate": obj({"lines": INT, "tail": {"type": "boolean"}, "source": S, "dyno": S}, required=[]),
     "SiteCreate": obj({"domain": S, "internal": {"type": "boolean"}}, required=["domain"]),
     "RouteCreate": obj({"site": S, "app": S, "source_path": S, "target_path": S}, required=["site", "app", "source_path"]),

@@ -4,15 +4,22 @@
 //!
 //! - `syslog+udp://host:port` (one RFC 5424 message per datagram; `?max_size=N` caps it),
 //! - `syslog+tcp://host:port` and `syslog://host:port` (octet counting; `?framing=lf` for newlines),
-//! - `syslog+tls://host:port` (as TCP, over TLS; `?ca=/path/ca.pem` adds a trusted CA),
+//! - `syslog+tls://host:port` (as TCP, over TLS),
 //! - `https://[user:password@]host[:port]/path[?query]` (logplex-1 batches; the query is the
 //!   receiver's and is passed through untouched).
 //!
 //! A password in the URL is a secret: `Display` and `Debug` show it as `****`; only
 //! [`DrainUrl::expose`] returns it.
+//!
+//! A URL never names a file on the server: the `ca=` parameter is refused, and the CAs a TLS
+//! or HTTPS drain trusts beyond the Mozilla roots come as PEM through the API ([`DrainCa`]).
+//! Two URLs that name the same receiver compare equal under [`DrainUrl::normalized`] (scheme
+//! and host case, default ports, IP literals in canonical form), which is what duplicates are
+//! refused on. Where Wharf writes a host on the wire (the HTTP `Host` field), it writes it as
+//! URLs write it ([`DrainUrl::url_host`], RFC 3986 §3.2.2: an IPv6 literal in brackets).
 
 use std::fmt;
-use std::path::PathBuf;
+use std::net::IpAddr;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -83,6 +90,11 @@ pub enum DrainUrlError {
     /// Longer than any sane URL.
     #[error("drain url is longer than 2048 bytes")]
     TooLong,
+    /// The URL names a server file as the drain's CA (`ca=`), which Wharf never reads for a user.
+    #[error(
+        "drain url has a ca parameter: a drain's CA is not a file on the server; give its PEM in the request's \"ca\" field"
+    )]
+    CaPath,
 }
 
 /// A parsed drain URL.
@@ -97,15 +109,15 @@ pub struct DrainUrl {
     user: Option<Box<str>>,
     password: Option<Box<str>>,
     framing: SyslogFraming,
-    ca: Option<PathBuf>,
     max_size: Option<usize>,
 }
 
 impl DrainUrl {
     /// Parses and checks a drain URL of one of the forms in the module docs: at most 2,048
     /// printable ASCII bytes, a known scheme, a valid host, a port (required for syslog, 443 by
-    /// default for HTTPS); syslog URLs take no user, path or unknown query parameter. Errors
-    /// with the [`DrainUrlError`] variant for the first problem found.
+    /// default for HTTPS); syslog URLs take no user, path or unknown query parameter, and none
+    /// takes `ca` ([`DrainUrlError::CaPath`]). Errors with the [`DrainUrlError`] variant for
+    /// the first problem found.
     pub fn try_new(s: &str) -> Result<Self, DrainUrlError> {
         if s.len() > 2048 {
             return Err(DrainUrlError::TooLong);
@@ -145,7 +157,6 @@ impl DrainUrl {
             user: None,
             password: None,
             framing: SyslogFraming::OctetCounting,
-            ca: None,
             max_size: None,
         };
         if scheme == DrainScheme::Https {
@@ -183,13 +194,7 @@ impl DrainUrl {
                         }
                     }
                 }
-                ("ca", DrainScheme::SyslogTls) => {
-                    let path = percent_decode(value)?;
-                    if !path.starts_with('/') {
-                        return Err(DrainUrlError::Query(pair.into(), "ca is an absolute path to a PEM file"));
-                    }
-                    url.ca = Some(PathBuf::from(path));
-                }
+                ("ca", _) => return Err(DrainUrlError::CaPath),
                 ("max_size", DrainScheme::SyslogUdp) => {
                     url.max_size = match value.parse::<usize>() {
                         Ok(n) if (480..=65_000).contains(&n) => Some(n),
@@ -236,9 +241,62 @@ impl DrainUrl {
         self.framing
     }
 
-    /// An extra CA to trust (TLS drains).
-    pub fn ca(&self) -> Option<&std::path::Path> {
-        self.ca.as_deref()
+    /// The host as a URL writes it, for the wire (HTTP `Host`): an IPv6 literal in brackets
+    /// (RFC 3986 §3.2.2), anything else as it is.
+    pub fn url_host(&self) -> std::borrow::Cow<'_, str> {
+        match self.host.ip() {
+            Some(IpAddr::V6(ip)) => format!("[{ip}]").into(),
+            _ => self.host.as_str().into(),
+        }
+    }
+
+    /// The host and port as a URL authority writes them: `host:port`, `[::1]:port`, or the
+    /// host alone for HTTPS on 443 (RFC 9110 §7.2's `Host` field value).
+    pub fn authority(&self) -> String {
+        match (self.scheme, self.port) {
+            (DrainScheme::Https, 443) => self.url_host().into_owned(),
+            (_, port) => format!("{}:{port}", self.url_host()),
+        }
+    }
+
+    /// The URL in a normal form that two URLs for the same receiver share: the scheme as
+    /// [`DrainScheme::as_str`] writes it (`syslog` is `syslog+tcp`), the host lowercased and an
+    /// IP literal in its canonical text (RFC 5952 for IPv6), the port always written, syslog
+    /// parameters in one order with defaults left out; an HTTPS URL's user, password, path and
+    /// query are the receiver's and kept as given. Duplicate drains are refused on this form.
+    pub fn normalized(&self) -> String {
+        let host = match self.host.ip() {
+            Some(ip) => ip.to_string(),
+            None => self.host.as_str().to_ascii_lowercase(),
+        };
+        let host = if host.contains(':') { format!("[{host}]") } else { host };
+        let mut out = format!("{}://", self.scheme.as_str());
+        if let Some(user) = &self.user {
+            out.push_str(user);
+            if let Some(password) = &self.password {
+                out.push(':');
+                out.push_str(password);
+            }
+            out.push('@');
+        }
+        out.push_str(&format!("{host}:{}", self.port));
+        if self.scheme == DrainScheme::Https {
+            out.push_str(&self.path_and_query);
+        } else if self.framing == SyslogFraming::NonTransparent {
+            out.push_str("?framing=lf");
+        } else if let Some(max) = self.max_size {
+            out.push_str(&format!("?max_size={max}"));
+        }
+        out
+    }
+
+    /// Checks the host against the outbound policy when it is an IP literal, which can be
+    /// known at once; a name is checked on its resolved addresses at connect time.
+    pub fn check_outbound(&self, policy: &crate::outbound::Policy) -> Result<(), crate::outbound::Refused> {
+        match self.host.ip() {
+            Some(ip) => policy.check(ip),
+            None => Ok(()),
+        }
     }
 
     /// The largest datagram to send (UDP drains), when set on the URL.
@@ -335,9 +393,91 @@ impl Serialize for DrainUrl {
 }
 
 impl<'de> Deserialize<'de> for DrainUrl {
+    /// Parses a stored URL. One stored before `ca=` was refused loads without that parameter:
+    /// its drain then trusts only the Mozilla roots and the operator's CAs, which is stricter,
+    /// never looser, and its TLS errors say so on the drain.
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        DrainUrl::try_new(&s).map_err(serde::de::Error::custom)
+        match DrainUrl::try_new(&s) {
+            Err(DrainUrlError::CaPath) => DrainUrl::try_new(&without_ca(&s)),
+            other => other,
+        }
+        .map_err(serde::de::Error::custom)
+    }
+}
+
+/// `s` without its `ca=` query parameters.
+fn without_ca(s: &str) -> String {
+    let Some((base, query)) = s.split_once('?') else {
+        return s.to_owned();
+    };
+    let kept: Vec<&str> = query.split('&').filter(|p| !(p.starts_with("ca=") || *p == "ca")).collect();
+    if kept.is_empty() { base.to_owned() } else { format!("{base}?{}", kept.join("&")) }
+}
+
+/// Trusted CAs of one TLS or HTTPS drain, in PEM, as the API's `ca` field gives them: at least
+/// one certificate, at most 64 KiB, each certificate X.509 DER inside its PEM block.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DrainCa(Box<str>);
+
+impl DrainCa {
+    /// Longest PEM accepted, in bytes.
+    pub const MAX_LEN: usize = 64 * 1024;
+
+    /// Accepts PEM holding at least one certificate that parses as X.509; otherwise says what is
+    /// wrong (never quoting the text, which may be anything a user pasted).
+    pub fn try_new(pem: &str) -> Result<DrainCa, String> {
+        if pem.len() > Self::MAX_LEN {
+            return Err(format!("ca is longer than {} bytes", Self::MAX_LEN));
+        }
+        let certs = Self::parse(pem)?;
+        for (i, der) in certs.iter().enumerate() {
+            use x509_parser::prelude::FromDer;
+            x509_parser::prelude::X509Certificate::from_der(der)
+                .map_err(|e| format!("ca: certificate {} cannot be parsed: {e}", i + 1))?;
+        }
+        Ok(DrainCa(pem.into()))
+    }
+
+    fn parse(pem: &str) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+        use rustls::pki_types::pem::PemObject;
+        let certs = rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("ca is not PEM: {e}"))?;
+        if certs.is_empty() {
+            return Err("ca holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into());
+        }
+        Ok(certs)
+    }
+
+    /// The certificates, in DER, for a TLS client's roots.
+    pub fn certificates(&self) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+        Self::parse(&self.0).unwrap_or_default()
+    }
+
+    /// The PEM text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for DrainCa {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        DrainCa::try_new(&s)
+    }
+}
+
+impl From<DrainCa> for String {
+    fn from(c: DrainCa) -> String {
+        c.0.into()
+    }
+}
+
+impl fmt::Debug for DrainCa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DrainCa({} certificates)", self.certificates().len())
     }
 }
 
@@ -358,7 +498,7 @@ mod tests {
         );
         assert_eq!(ok("syslog://127.0.0.1:601").scheme(), DrainScheme::SyslogTcp);
         assert_eq!(ok("syslog+tcp://h:1?framing=lf").framing(), SyslogFraming::NonTransparent);
-        assert_eq!(ok("syslog+tls://[::1]:6514?ca=/etc/ca.pem").ca().unwrap().to_str(), Some("/etc/ca.pem"));
+        assert_eq!(ok("syslog+tls://[::1]:6514").url_host(), "[::1]");
         assert_eq!(ok("syslog+udp://h:514?max_size=1024").max_size(), Some(1024));
         let h = ok("https://user:p%40ss@logs.example.com/drain?token=x");
         assert_eq!((h.port(), h.path_and_query()), (443, "/drain?token=x"));
@@ -381,8 +521,9 @@ mod tests {
             ("syslog+tcp://h:514/path", "no path"),
             ("syslog+tcp://u:p@h:514", "no user"),
             ("syslog+tcp://h:514?framing=crlf", "framing is"),
-            ("syslog+tcp://h:514?ca=/x", "not a parameter"),
-            ("syslog+tls://h:514?ca=rel.pem", "absolute path"),
+            ("syslog+tcp://h:514?ca=/x", "not a file on the server"),
+            ("syslog+tls://h:514?ca=/etc/shadow", "not a file on the server"),
+            ("syslog+tls://h:514?ca=rel.pem", "not a file on the server"),
             ("syslog+udp://h:514?max_size=10", "max_size"),
             ("syslog+tcp://h:514?x=1", "not a parameter"),
             ("https://h /x", "whitespace"),
@@ -390,6 +531,63 @@ mod tests {
         ] {
             let err = DrainUrl::try_new(s).expect_err(s).to_string();
             assert!(err.contains(want), "{s}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_same_receiver_has_one_normal_form() {
+        let n = |s: &str| ok(s).normalized();
+        for (a, b) in [
+            ("syslog+tcp://127.0.0.1:514", "SYSLOG+TCP://127.0.0.1:514"),
+            ("syslog+tcp://logs.example.com:514", "syslog://Logs.Example.COM:514"),
+            ("syslog+tcp://h:514", "syslog+tcp://h:514?framing=octet-counting"),
+            ("syslog+tls://[::1]:6514", "syslog+tls://[0:0:0:0:0:0:0:1]:6514"),
+            ("syslog+udp://[2001:db8::A]:514", "syslog+udp://[2001:DB8:0::a]:514"),
+            ("https://logs.example.com/p?x=1", "HTTPS://LOGS.example.com:443/p?x=1"),
+        ] {
+            assert_eq!(n(a), n(b), "{a} and {b} name one receiver");
+        }
+        for (a, b) in [
+            ("syslog+tcp://h:514", "syslog+tls://h:514"),
+            ("syslog+tcp://h:514", "syslog+tcp://h:515"),
+            ("syslog+tcp://h:514", "syslog+tcp://h:514?framing=lf"),
+            ("https://h/p", "https://h/P"),
+            ("https://a:b@h/p", "https://h/p"),
+        ] {
+            assert_ne!(n(a), n(b), "{a} and {b} differ");
+        }
+    }
+
+    #[test]
+    fn hosts_are_written_as_urls_write_them() {
+        let u = ok("https://[::1]:8443/logs");
+        assert_eq!((u.url_host().as_ref(), u.authority()), ("[::1]", "[::1]:8443".to_owned()));
+        assert_eq!(ok("https://[::1]/logs").authority(), "[::1]");
+        assert_eq!(ok("https://h.example.com:443").authority(), "h.example.com");
+        assert_eq!(ok("syslog+tcp://127.0.0.1:514").authority(), "127.0.0.1:514");
+    }
+
+    #[test]
+    fn stored_urls_with_a_ca_path_load_without_it() {
+        let u: DrainUrl = serde_json::from_str(r#""syslog+tls://h:6514?ca=/etc/ca.pem&framing=lf""#).unwrap();
+        assert_eq!((u.expose(), u.framing()), ("syslog+tls://h:6514?framing=lf", SyslogFraming::NonTransparent));
+        let u: DrainUrl = serde_json::from_str(r#""syslog+tls://h:6514?ca=/etc/ca.pem""#).unwrap();
+        assert_eq!(u.expose(), "syslog+tls://h:6514");
+    }
+
+    #[test]
+    fn drain_cas_are_pem_certificates() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let pem = rcgen::CertificateParams::new(vec!["ca.test".into()]).unwrap().self_signed(&key).unwrap().pem();
+        let ca = DrainCa::try_new(&pem).unwrap();
+        assert_eq!(ca.certificates().len(), 1);
+        for (bad, want) in [
+            ("", "no PEM certificate"),
+            ("root:x:0:0", "no PEM certificate"),
+            ("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "cannot be parsed"),
+        ] {
+            let e = DrainCa::try_new(bad).unwrap_err();
+            assert!(e.contains(want), "{bad:?}: {e}");
         }
     }
 

@@ -12,6 +12,7 @@ pub mod canary;
 pub mod cert;
 pub mod drain;
 pub mod names;
+pub mod outbound;
 pub mod session;
 pub mod snapshot;
 pub mod timestamp;
@@ -22,7 +23,7 @@ pub use canary::{
     Tally, Weight,
 };
 pub use cert::{CertError, Certificate};
-pub use drain::{DrainScheme, DrainUrl, DrainUrlError, SyslogFraming};
+pub use drain::{DrainCa, DrainScheme, DrainUrl, DrainUrlError, SyslogFraming};
 pub use names::{AppKey, AppName, DynoName, DynoType, Hostname, NameError, RoutePath, SiteDomain, SpaceName};
 pub use session::{SessionError, SessionGrant, SessionKey};
 pub use snapshot::{AppSpec, CertSpec, DrainSpec, DrainTarget, DynoSpec, RouteSpec, SiteSpec, Snapshot};

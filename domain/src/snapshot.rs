@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::canary::CanarySpec;
 use crate::cert::Certificate;
-use crate::drain::DrainUrl;
+use crate::drain::{DrainCa, DrainUrl};
 use crate::names::{AppKey, DynoName, Hostname, RoutePath, SiteDomain};
 
 /// The whole routing and draining state at one version.
@@ -102,6 +102,9 @@ pub struct DrainSpec {
     pub url: DrainUrl,
     /// Sent to HTTPS receivers as `Logplex-Drain-Token`.
     pub token: String,
+    /// CAs this drain trusts beside the Mozilla roots and the operator's, as the API took them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<DrainCa>,
 }
 
 /// Whose lines a drain receives.

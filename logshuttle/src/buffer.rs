@@ -152,6 +152,19 @@ impl Buffer {
     /// Waits for lines and moves up to `max` of them into `out`, with any overflow to report
     /// first. `None` once the buffer is closed.
     pub async fn pop(&self, out: &mut Vec<Entry>, max: usize) -> Option<Option<Overflow>> {
+        self.pop_within(out, max, usize::MAX, 0).await
+    }
+
+    /// As [`Buffer::pop`], taking lines only while their encoded sizes plus `overhead` bytes
+    /// each add up to at most `max_bytes` (at least one line, however large): an HTTPS drain's
+    /// cap on its POST bodies.
+    pub async fn pop_within(
+        &self,
+        out: &mut Vec<Entry>,
+        max: usize,
+        max_bytes: usize,
+        overhead: usize,
+    ) -> Option<Option<Overflow>> {
         loop {
             let notified = self.ready.notified();
             {
@@ -160,7 +173,15 @@ impl Buffer {
                     return None;
                 }
                 if !inner.queue.is_empty() {
-                    let n = inner.queue.len().min(max);
+                    let mut n = 0;
+                    let mut bytes = 0usize;
+                    for e in inner.queue.iter().take(max) {
+                        bytes = bytes.saturating_add(cost(e) + overhead);
+                        if n > 0 && bytes > max_bytes {
+                            break;
+                        }
+                        n += 1;
+                    }
                     let Inner { queue, cursors, in_flight, .. } = &mut *inner;
                     for e in queue.drain(..n) {
                         if let Some(p) = e.position {
@@ -259,6 +280,24 @@ mod tests {
         let mut out = Vec::new();
         b.pop(&mut out, 10).await.unwrap();
         assert_eq!(out.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_batch_takes_lines_up_to_its_byte_cap_and_at_least_one() {
+        let one = entry(0, &"x".repeat(100)).event.encoded().len();
+        let b = Buffer::new(100, usize::MAX);
+        for i in 0..10 {
+            b.push(entry(i, &"x".repeat(100)));
+        }
+        let mut out = Vec::new();
+        b.pop_within(&mut out, 512, 3 * (one + 48), 48).await.unwrap();
+        assert_eq!(out.len(), 3, "three lines fit");
+        out.clear();
+        b.pop_within(&mut out, 512, 10, 48).await.unwrap();
+        assert_eq!(out.len(), 1, "one line however large");
+        out.clear();
+        b.pop_within(&mut out, 2, usize::MAX, 48).await.unwrap();
+        assert_eq!(out.len(), 2, "the line cap still holds");
     }
 
     #[tokio::test]

@@ -11,11 +11,14 @@
 #![deny(unsafe_code)]
 
 mod acked;
+mod batch;
 pub mod buffer;
 pub mod drain;
+mod https;
 pub mod metrics;
 pub mod syslog;
 pub mod tail;
+mod transport;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,6 +29,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 use wharf_bus::{Partition, Received, Source, SourceEvent};
 use wharf_config::LogshuttleConfig;
+use wharf_domain::outbound::Policy;
 use wharf_domain::{DrainTarget, SessionKey, Snapshot};
 
 pub use drain::{Drain, DrainSettings};
@@ -55,7 +59,7 @@ impl DrainTable {
                 DrainTarget::Site(s) => s.as_str().into(),
             };
             let drain = match existing.remove(&spec.id) {
-                Some(d) if d.url == spec.url => d.clone(),
+                Some(d) if d.url == spec.url && d.ca == spec.ca => d.clone(),
                 Some(d) => {
                     d.stop();
                     Drain::start(spec, label.clone(), settings)
@@ -95,10 +99,11 @@ impl std::fmt::Debug for Logshuttle {
 }
 
 impl Logshuttle {
-    /// Starts consuming `source` and following `snapshots`, on the current runtime. Fails only
-    /// when the configured `trusted_ca` cannot be read.
+    /// Starts consuming `source` and following `snapshots`, on the current runtime, connecting
+    /// only where `outbound` allows. Fails only when the configured `trusted_ca` cannot be read.
     pub fn start(
         config: &LogshuttleConfig,
+        outbound: Policy,
         source: Source,
         mut snapshots: watch::Receiver<Arc<Snapshot>>,
         sessions: Arc<SessionKey>,
@@ -114,6 +119,8 @@ impl Logshuttle {
             reconnect_min: config.reconnect_min.0,
             reconnect_max: config.reconnect_max.0,
             trusted: Arc::new(trusted),
+            https_batch_bytes: config.https_batch_bytes.0 as usize,
+            outbound,
         };
         let first = DrainTable::build(&snapshots.borrow_and_update(), &DrainTable::default(), &settings);
         let drains = Arc::new(ArcSwap::from_pointee(first));

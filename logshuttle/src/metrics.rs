@@ -42,7 +42,7 @@ pub(crate) fn render(out: &mut String, table: &DrainTable, shuttle: &ShuttleStat
     }
     let labels: Vec<String> =
         table.all.iter().map(|d| format!("drain=\"{}\",owner=\"{}\"", d.id, escape(&d.label))).collect();
-    let counters: [Counter; 6] = [
+    let counters: [Counter; 7] = [
         ("wharf_drain_lines_pushed_total", "Lines given to a drain's buffer.", |d| d.buffer.stats.pushed.load(Relaxed)),
         ("wharf_drain_lines_popped_total", "Lines taken from a drain's buffer for delivery.", |d| {
             d.buffer.stats.popped.load(Relaxed)
@@ -50,6 +50,9 @@ pub(crate) fn render(out: &mut String, table: &DrainTable, shuttle: &ShuttleStat
         ("wharf_drain_lines_sent_total", "Lines a drain's receiver took.", |d| d.stats.sent.load(Relaxed)),
         ("wharf_drain_retries_total", "Batches sent again after a failed attempt.", |d| d.stats.retried.load(Relaxed)),
         ("wharf_drain_errors_total", "Failed connections and deliveries.", |d| d.stats.errors.load(Relaxed)),
+        ("wharf_drain_destinations_refused_total", "Connections the outbound policy refused.", |d| {
+            d.stats.destination_refused.load(Relaxed)
+        }),
         ("wharf_drain_messages_truncated_total", "Messages cut to fit a UDP datagram.", |d| {
             d.stats.truncated.load(Relaxed)
         }),

@@ -3,7 +3,9 @@
 //! `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD MSG`, where HOSTNAME is the app's key,
 //! APP-NAME the source (`app`, `akkeris/router`), PROCID the dyno, MSGID and SD nil. Header
 //! fields are cut at RFC 5424's byte limits; they are printable ASCII by construction of the
-//! event.
+//! event. Every cut made here (a header field's limit, a UDP datagram's size) falls on a UTF-8
+//! character boundary ([`wharf_bus::event::char_boundary`]), so a receiver that checks UTF-8,
+//! as Vector's syslog source does, never sees half a character.
 
 use wharf_bus::{LogEvent, Stream};
 use wharf_domain::SyslogFraming;
@@ -23,12 +25,14 @@ fn field(out: &mut Vec<u8>, value: &str, max: usize) {
     if value.is_empty() {
         out.push(b'-');
     } else {
-        out.extend_from_slice(&value.as_bytes()[..value.len().min(max)]);
+        let b = value.as_bytes();
+        out.extend_from_slice(&b[..wharf_bus::event::char_boundary(b, max)]);
     }
 }
 
 /// Appends the RFC 5424 message for an event, without framing. `max_len` cuts the message
-/// (UDP datagrams); it returns whether it had to.
+/// (UDP datagrams) at the last character boundary within that many bytes; it returns whether
+/// it had to.
 pub fn write_message(out: &mut Vec<u8>, e: &LogEvent, max_len: Option<usize>) -> bool {
     let start = out.len();
     let severity = if e.stream() == Stream::Stderr { ERR } else { INFO };
@@ -54,7 +58,8 @@ pub fn write_message(out: &mut Vec<u8>, e: &LogEvent, max_len: Option<usize>) ->
     out.extend_from_slice(e.message());
     match max_len {
         Some(max) if out.len() - start > max => {
-            out.truncate(start + max);
+            let cut = wharf_bus::event::char_boundary(&out[start..], max);
+            out.truncate(start + cut);
             true
         }
         _ => false,
@@ -142,6 +147,18 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         let fields: Vec<&str> = text.split(' ').collect();
         assert_eq!((fields[3].len(), fields[4].len()), (APP_NAME_MAX, PROCID_MAX));
+    }
+
+    #[test]
+    fn a_datagram_is_never_cut_inside_a_character() {
+        // 6,000 bytes of é to a 2,048-byte datagram, at every offset of the header's length.
+        for pad in 0..4 {
+            let e = LogEvent::builder("api-default", &"s".repeat(1 + pad)).message("\u{e9}".repeat(3000).as_bytes());
+            let mut out = Vec::new();
+            assert!(write_message(&mut out, &e, Some(2048)));
+            assert!(out.len() <= 2048 && out.len() >= 2047, "{}", out.len());
+            assert!(std::str::from_utf8(&out).is_ok(), "the datagram is valid UTF-8");
+        }
     }
 
     #[test]

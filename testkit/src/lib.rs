@@ -10,6 +10,7 @@ pub mod certs;
 pub mod client;
 pub mod dyno_server;
 pub mod logplex;
+pub mod nginx;
 pub mod postgres;
 pub mod rfc5424;
 pub mod rsyslog;

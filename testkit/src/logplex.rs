@@ -1,6 +1,8 @@
 //! An HTTPS drain receiver: a real HTTP/1.1 server over TLS that takes logplex-1 POSTs, checks
 //! every octet-counted frame of each body with the strict RFC 5424 parser, and answers with the
-//! statuses a test scripts (then 200), as a log service that fails for a while would.
+//! statuses a test scripts (then 200), as a log service that fails for a while would. It can
+//! listen on any loopback address (IPv6 too), and also over plain HTTP, to stand behind a real
+//! reverse proxy (nginx) that terminates TLS.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -31,6 +33,8 @@ pub struct LogplexPost {
     pub errors: Vec<String>,
     /// The status the receiver answered.
     pub status: u16,
+    /// The body's length in bytes.
+    pub bytes: usize,
 }
 
 impl LogplexPost {
@@ -61,10 +65,12 @@ async fn handle(
         messages: Vec::new(),
         errors: Vec::new(),
         status: answers.lock().unwrap().pop_front().unwrap_or(200),
+        bytes: 0,
     };
     match body.collect().await {
         Ok(body) => {
             let mut buf = body.to_bytes().to_vec();
+            post.bytes = buf.len();
             match rfc5424::deframe_octet_counted(&mut buf) {
                 Ok(frames) => {
                     for f in frames {
@@ -113,6 +119,49 @@ impl LogplexReceiver {
                         let _ = hyper::server::conn::http1::Builder::new()
                             .serve_connection(TokioIo::new(tls), service)
                             .await;
+                    });
+                }
+            }
+        });
+        LogplexReceiver { addr, posts, task }
+    }
+
+    /// Starts a receiver at `addr` (`[::1]:0` for IPv6) whose certificate, issued by `ca`,
+    /// names `names`; answering as [`LogplexReceiver::start`] does.
+    pub async fn start_at(ca: &TestCa, addr: SocketAddr, names: &[&str], answers: &[u16]) -> LogplexReceiver {
+        let acceptor = tokio_rustls::TlsAcceptor::from(ca.server_config(names, &[b"http/1.1"]));
+        LogplexReceiver::serve(Some(acceptor), addr, answers).await
+    }
+
+    /// Starts a plain-HTTP receiver on 127.0.0.1, for a TLS-terminating proxy to stand in front
+    /// of; answering as [`LogplexReceiver::start`] does.
+    pub async fn plain(answers: &[u16]) -> LogplexReceiver {
+        LogplexReceiver::serve(None, "127.0.0.1:0".parse().expect("address"), answers).await
+    }
+
+    async fn serve(tls: Option<tokio_rustls::TlsAcceptor>, addr: SocketAddr, answers: &[u16]) -> LogplexReceiver {
+        let listener = TcpListener::bind(addr).await.expect("bind https receiver");
+        let addr = listener.local_addr().expect("receiver address");
+        let posts = Arc::new(Mutex::new(Vec::new()));
+        let answers = Arc::new(Mutex::new(answers.iter().copied().collect::<VecDeque<_>>()));
+        let task = tokio::spawn({
+            let posts = posts.clone();
+            async move {
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let (tls, posts, answers) = (tls.clone(), posts.clone(), answers.clone());
+                    tokio::spawn(async move {
+                        let service = service_fn(move |req| handle(req, posts.clone(), answers.clone()));
+                        let http = hyper::server::conn::http1::Builder::new();
+                        let _ = match tls {
+                            Some(acceptor) => match acceptor.accept(stream).await {
+                                Ok(s) => http.serve_connection(TokioIo::new(s), service).await,
+                                Err(_) => return,
+                            },
+                            None => http.serve_connection(TokioIo::new(stream), service).await,
+                        };
                     });
                 }
             }

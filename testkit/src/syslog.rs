@@ -106,6 +106,13 @@ impl SyslogReceiver {
         SyslogReceiver::stream(Some(acceptor), "127.0.0.1:0".parse().expect("address"), Pace::Full).await
     }
 
+    /// Starts a TLS receiver at `addr` (`[::1]:0` for IPv6) presenting a certificate for
+    /// `names` issued by `ca`.
+    pub async fn tls_at(ca: &TestCa, addr: SocketAddr, names: &[&str]) -> SyslogReceiver {
+        let acceptor = tokio_rustls::TlsAcceptor::from(ca.server_config(names, &[]));
+        SyslogReceiver::stream(Some(acceptor), addr, Pace::Full).await
+    }
+
     async fn stream(tls: Option<tokio_rustls::TlsAcceptor>, addr: SocketAddr, pace: Pace) -> SyslogReceiver {
         let listener = TcpListener::bind(addr).await.expect("bind syslog receiver");
         let addr = listener.local_addr().expect("receiver address");
@@ -140,7 +147,12 @@ impl SyslogReceiver {
 
     /// Starts a UDP receiver: one RFC 5424 message per datagram.
     pub async fn udp() -> SyslogReceiver {
-        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind syslog receiver");
+        SyslogReceiver::udp_at("127.0.0.1:0".parse().expect("address")).await
+    }
+
+    /// Starts a UDP receiver at `addr` (`[::1]:0` for IPv6).
+    pub async fn udp_at(addr: SocketAddr) -> SyslogReceiver {
+        let socket = tokio::net::UdpSocket::bind(addr).await.expect("bind syslog receiver");
         let addr = socket.local_addr().expect("receiver address");
         let received = Arc::new(Mutex::new(Received::default()));
         let task = tokio::spawn({

@@ -1,14 +1,15 @@
 //! `/apps/{app}/log-drains` and `/sites/{site}/log-drains`: log drains of an app or of a site
 //! (Heroku's log-drain resource: list, create, info, delete, by id or URL). Passwords in drain
-//! URLs are shown as `****`.
+//! URLs are shown as `****`. A TLS or HTTPS drain's own trusted CAs come in the body's `ca`
+//! field as PEM, never as a server path (a URL's `ca=` is refused).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-use wharf_domain::DrainUrl;
 use wharf_domain::timestamp::format_seconds;
+use wharf_domain::{DrainCa, DrainScheme, DrainUrl};
 
 use super::wire::{ApiError, ApiResult, AppRef, Body, Json, Plane, SiteRef, app_ref, site_ref};
 use crate::model::{Drain, Model, Owner};
@@ -18,6 +19,9 @@ use crate::plane::{ControlPlane, Drains, Error};
 #[serde(deny_unknown_fields)]
 pub(super) struct DrainCreate {
     url: String,
+    /// PEM certificates the drain trusts beside the Mozilla roots (TLS and HTTPS drains).
+    #[serde(default)]
+    ca: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -26,6 +30,9 @@ pub(super) struct DrainOut {
     /// With any password replaced by `****`.
     url: String,
     token: String,
+    /// Whether the drain has its own trusted CAs (the PEM is not echoed back).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    ca: bool,
     addon: Option<()>,
     #[serde(skip_serializing_if = "Option::is_none")]
     app: Option<AppRef>,
@@ -47,6 +54,7 @@ fn drain_out(m: &Model, d: &Drain) -> Option<DrainOut> {
         id: d.id,
         url: d.url.redacted(),
         token: d.token.clone(),
+        ca: d.ca.is_some(),
         addon: None,
         app,
         site,
@@ -78,7 +86,14 @@ pub(super) async fn drains_add(
     req: DrainCreate,
 ) -> ApiResult<impl IntoResponse + use<>> {
     let url = DrainUrl::try_new(&req.url).map_err(ApiError::invalid)?;
-    let d = plane.add_drain(of, url).await?;
+    let ca = match req.ca {
+        None => None,
+        Some(_) if !matches!(url.scheme(), DrainScheme::SyslogTls | DrainScheme::Https) => {
+            return Err(ApiError::invalid("ca is for syslog+tls and https drains only"));
+        }
+        Some(pem) => Some(DrainCa::try_new(&pem).map_err(ApiError::invalid)?),
+    };
+    let d = plane.add_drain_with_ca(of, url, ca).await?;
     let out = plane.read(|m| drain_out(m, &d)).await;
     Ok((StatusCode::CREATED, Json(out)))
 }

@@ -4,7 +4,10 @@
 //! A batch is checked whole before any of it is published, so a refused batch changes
 //! nothing: every event names an app that exists, a source and process that fit RFC 5424's
 //! header fields, a known stream and, when given, an RFC 3339 time. The event's own time is
-//! kept; only an event without one gets the time it arrived.
+//! kept; only an event without one gets the time it arrived. A message longer than
+//! [`wharf_bus::event::MAX_CHUNK`] bytes goes on the bus as consecutive chunks of at most that
+//! many bytes, cut on character boundaries ([`wharf_bus::split_message`]); one over
+//! [`wharf_bus::event::MAX_MESSAGE`] is refused (422), never cut.
 
 use std::sync::Arc;
 
@@ -56,8 +59,9 @@ fn header_field(what: &str, value: &str, max: usize, required: bool) -> Result<(
     Ok(())
 }
 
-/// Checks one event and encodes it for the bus with the app's canonical key.
-fn event(e: &EventIn, key: &str) -> Result<LogEvent, String> {
+/// Checks one event and encodes it for the bus with the app's canonical key: one event, or one
+/// per chunk of a long message.
+fn event(e: &EventIn, key: &str) -> Result<Vec<LogEvent>, String> {
     header_field("source", &e.source, SOURCE_MAX, true)?;
     header_field("process", &e.process, PROCESS_MAX, false)?;
     let stream = match e.stream.as_deref() {
@@ -76,7 +80,7 @@ fn event(e: &EventIn, key: &str) -> Result<LogEvent, String> {
             .ok_or_else(|| format!("time {t:?} is not an RFC 3339 timestamp such as 2024-01-02T03:04:05.678Z"))?;
         b = b.time_micros(micros);
     }
-    Ok(b.message(e.message.as_bytes()))
+    Ok(b.messages(e.message.as_bytes()))
 }
 
 /// The handler: 202 with the count when every event is on the bus, 503 when the bus could not
@@ -100,14 +104,15 @@ pub(super) async fn post(
         let Some(key) = key else {
             return Err(ApiError::invalid(format!("event {i}: no app {:?}", e.app)));
         };
-        encoded.push(event(e, &key).map_err(|m| ApiError::invalid(format!("event {i}: {m}")))?);
+        encoded.extend(event(e, &key).map_err(|m| ApiError::invalid(format!("event {i}: {m}")))?);
     }
-    let n = encoded.len() as u64;
+    let n = events.len() as u64;
+    let chunks = encoded.len() as u64;
     let published = publisher.publish_batch(encoded);
-    if published < n {
+    if published < chunks {
         return Err(ApiError::unavailable(format!(
-            "the log bus is full: {} of {n} events were not taken; retry later",
-            n - published
+            "the log bus is full: {} of {chunks} events (long messages count a chunk each) were not taken; retry later",
+            chunks - published
         )));
     }
     Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": n }))))
@@ -120,7 +125,9 @@ mod tests {
     fn check(json: serde_json::Value, want: Result<(&str, &str, &str), &str>) {
         let e: EventIn = serde_json::from_value(json).expect("wire shape");
         match (event(&e, "api-default"), want) {
-            (Ok(got), Ok((source, process, message))) => {
+            (Ok(mut got), Ok((source, process, message))) => {
+                assert_eq!(got.len(), 1, "a short message is one event");
+                let got = got.remove(0);
                 assert_eq!((got.app(), got.source(), got.process()), ("api-default", source, process));
                 assert_eq!(got.message(), message.as_bytes());
             }
@@ -147,11 +154,22 @@ mod tests {
     }
 
     #[test]
+    fn a_long_message_becomes_chunks_in_order() {
+        let message = "\u{e9}".repeat(30_000); // 60,000 bytes, under the 64 KiB refusal
+        let e: EventIn = serde_json::from_value(json!({"app": "x", "source": "s", "message": message})).unwrap();
+        let got = event(&e, "api-default").unwrap();
+        assert_eq!(got.len(), 6);
+        let parts: Vec<&str> = got.iter().map(|e| std::str::from_utf8(e.message()).unwrap()).collect();
+        assert!(parts.iter().all(|p| p.len() <= wharf_bus::event::MAX_CHUNK));
+        assert_eq!(parts.concat(), message);
+    }
+
+    #[test]
     fn the_event_time_is_kept() {
         let e: EventIn =
             serde_json::from_value(json!({"app": "x", "source": "s", "time": "2024-01-02T03:04:05.5Z", "message": ""}))
                 .unwrap();
-        let got = event(&e, "api-default").unwrap();
+        let got = event(&e, "api-default").unwrap().remove(0);
         assert_eq!(wharf_domain::timestamp::format_micros(got.time_micros()), "2024-01-02T03:04:05.500000Z");
     }
 }

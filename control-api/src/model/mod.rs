@@ -345,7 +345,7 @@ impl Model {
                     Owner::App(id) => DrainTarget::App(self.app_key(self.apps.get(&id)?)),
                     Owner::Site(id) => DrainTarget::Site(self.sites.get(&id)?.domain.as_str().to_owned()),
                 };
-                Some(DrainSpec { id: d.id, target, url: d.url.clone(), token: d.token.clone() })
+                Some(DrainSpec { id: d.id, target, url: d.url.clone(), token: d.token.clone(), ca: d.ca.clone() })
             })
             .collect();
         let mut sites: HashMap<Uuid, SiteSpec> = self
@@ -415,6 +415,7 @@ mod tests {
             owner,
             url: "syslog+tcp://h:1".parse().unwrap(),
             token: String::new(),
+            ca: None,
             created_at: 0,
             updated_at: 0,
         };

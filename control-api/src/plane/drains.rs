@@ -1,7 +1,10 @@
-//! Log drains of an app or a site: add and remove, at most [`MAX_DRAINS_PER_APP`] each.
+//! Log drains of an app or a site: add and remove, at most [`MAX_DRAINS_PER_APP`] each, none
+//! twice to the same receiver (compared by [`DrainUrl::normalized`]), none to an address the
+//! outbound policy refuses when the URL's host is an IP literal.
 
+use wharf_domain::outbound::Policy;
 use wharf_domain::timestamp::now_seconds;
-use wharf_domain::{DrainUrl, new_id};
+use wharf_domain::{DrainCa, DrainUrl, new_id};
 
 use super::engine::ControlPlane;
 use super::error::{Error, not_found};
@@ -37,20 +40,50 @@ impl Drains<'_> {
 }
 
 impl ControlPlane {
-    /// Adds a log drain to an app or a site.
+    /// Sets the outbound-destination policy drains are checked against (the configuration's
+    /// `[outbound]`); until it is set, and if it is set twice, the default policy's first value
+    /// stays.
+    pub fn set_outbound(&self, policy: Policy) {
+        let _ = self.outbound.set(policy);
+    }
+
+    /// The outbound-destination policy in force.
+    pub fn outbound(&self) -> Policy {
+        self.outbound.get().copied().unwrap_or_default()
+    }
+
+    /// Adds a log drain to an app or a site that trusts the operator's CAs only; as
+    /// [`ControlPlane::add_drain_with_ca`].
     pub async fn add_drain(&self, of: Drains<'_>, url: DrainUrl) -> Result<Drain, Error> {
+        self.add_drain_with_ca(of, url, None).await
+    }
+
+    /// Adds a log drain to an app or a site, with the CAs it trusts beside the operator's.
+    /// Errors: 404 for an unknown owner; [`Error::Invalid`] when the URL's IP literal is refused
+    /// by the outbound policy or the owner has [`MAX_DRAINS_PER_APP`] drains; [`Error::Conflict`]
+    /// when the owner has a drain to the same receiver (same normalised URL).
+    pub async fn add_drain_with_ca(&self, of: Drains<'_>, url: DrainUrl, ca: Option<DrainCa>) -> Result<Drain, Error> {
+        url.check_outbound(&self.outbound()).map_err(|e| Error::Invalid(format!("drain url {url}: {e}")))?;
+        let normal = url.normalized();
         self.change(|m| {
             let owner = of.owner(m)?;
             let drains = m.drains_of(owner);
-            if drains.iter().any(|d| d.url == url) {
-                return Err(Error::Conflict(format!("{} already has a drain to {url}", of.what())));
+            if let Some(same) = drains.iter().find(|d| d.url.normalized() == normal) {
+                return Err(Error::Conflict(format!("{} already has a drain to {url} ({})", of.what(), same.url)));
             }
             if drains.len() >= MAX_DRAINS_PER_APP {
                 return Err(Error::Invalid(format!("{} has at most {MAX_DRAINS_PER_APP} drains", of.what())));
             }
             let now = now_seconds();
-            let drain =
-                Drain { id: new_id(), owner, url, token: format!("d.{}", new_id()), created_at: now, updated_at: now };
+            let drain = Drain {
+                id: new_id(),
+                owner,
+                url,
+                token: format!("d.{}", new_id()),
+                ca,
+                created_at: now,
+                updated_at: now,
+            };
             Ok((drain.clone(), vec![Change::Put(Object::Drain(drain))]))
         })
         .await

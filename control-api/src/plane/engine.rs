@@ -205,6 +205,8 @@ pub struct ControlPlane {
     /// Blocking tasks that finish an operation hold it until they are done.
     pub(super) writer: Arc<tokio::sync::Mutex<()>>,
     pub(super) settings: Settings,
+    /// Where drains may point (see `set_outbound` in `drains.rs`); the default policy until set.
+    pub(super) outbound: OnceLock<wharf_domain::outbound::Policy>,
     pub(super) sessions: Arc<SessionKey>,
     pub(super) canary_reader: OnceLock<CanaryReader>,
     /// Woken when another replica may have committed (PostgreSQL).
@@ -242,6 +244,7 @@ impl ControlPlane {
             settings,
             sessions,
             canary_reader: OnceLock::new(),
+            outbound: OnceLock::new(),
             store_changed,
             local: OnceLock::new(),
         };

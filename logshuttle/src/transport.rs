@@ -1,0 +1,249 @@
+//! Connections to receivers: TCP, TLS, UDP and HTTPS, each opened only to addresses the
+//! outbound-destination policy allows, and the writes that say when a receiver has a batch.
+//!
+//! The host of a drain URL is resolved here, on every connection, and each address is checked
+//! against [`wharf_domain::outbound::Policy`]: a name that resolves to a refused address (the
+//! cloud metadata service, a broadcast address, loopback where the operator refused it) gets
+//! no connection, and the refusal is the drain's error, counted and announced by the caller.
+//! TLS verifies the receiver's certificate against the Mozilla roots, the operator's
+//! `trusted_ca` and the drain's own CAs; an IP literal gets no SNI (RFC 6066 §3).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::CertificateDer;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpStream, UdpSocket};
+use wharf_domain::outbound::Policy;
+use wharf_domain::{DrainScheme, DrainUrl};
+
+use crate::batch::Batch;
+
+/// How long to wait for a receiver to accept a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection to a receiver.
+pub(crate) enum Conn {
+    Tcp(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// A connected UDP socket: each message is its own datagram.
+    Udp(UdpSocket),
+    /// An HTTP/1.1 connection over TLS, kept alive between batches.
+    Https(http1::SendRequest<Full<Bytes>>),
+}
+
+/// Why a connection was not made or a write failed.
+#[derive(Debug)]
+pub(crate) enum ConnectError {
+    /// Every address of the host is one the outbound policy refuses.
+    Refused(String),
+    /// The network or the receiver failed.
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Refused(why) => write!(f, "destination refused: {why}"),
+            ConnectError::Io(e) => e.fmt(f),
+        }
+    }
+}
+
+impl From<std::io::Error> for ConnectError {
+    fn from(e: std::io::Error) -> Self {
+        ConnectError::Io(e)
+    }
+}
+
+/// What a drain needs to connect: where, and whom to trust and reach.
+#[derive(Debug)]
+pub(crate) struct Endpoint<'a> {
+    pub(crate) url: &'a DrainUrl,
+    /// The operator's CAs and the drain's own, beside the Mozilla roots.
+    pub(crate) trusted: &'a [CertificateDer<'static>],
+    pub(crate) own_ca: &'a [CertificateDer<'static>],
+    pub(crate) policy: Policy,
+}
+
+impl Conn {
+    /// Writes a batch's messages from `batch.done` on, for streams and UDP, and waits until the
+    /// receiver's TCP has acknowledged them (UDP: until they are sent).
+    pub(crate) async fn write(&mut self, batch: &Batch) -> std::io::Result<()> {
+        let (from, to) = (batch.done, batch.messages());
+        match self {
+            Conn::Tcp(s) => {
+                s.write_all(batch.range(from, to)).await?;
+                acknowledged(s).await
+            }
+            Conn::Tls(s) => {
+                s.write_all(batch.range(from, to)).await?;
+                s.flush().await?;
+                acknowledged(s.get_ref().0).await
+            }
+            Conn::Udp(s) => {
+                for i in from..to {
+                    s.send(batch.range(i, i + 1)).await?;
+                }
+                Ok(())
+            }
+            Conn::Https(_) => unreachable!("HTTPS batches are posted, not written"),
+        }
+    }
+
+    /// Whether the connection can take another batch: an HTTP connection the receiver closed
+    /// while idle cannot, and is replaced without counting an error.
+    pub(crate) fn is_open(&self) -> bool {
+        match self {
+            Conn::Https(sender) => !sender.is_closed(),
+            Conn::Tcp(s) => peer_open(s),
+            // Bytes waiting under TLS may be the server's session tickets; a closed TLS
+            // connection shows when a write's acknowledgement check sees the reset.
+            Conn::Tls(_) | Conn::Udp(_) => true,
+        }
+    }
+}
+
+/// Whether a TCP syslog receiver still has the connection open: end of stream or an error mean
+/// it closed it while the drain was idle, and writing to it would only be refused later.
+fn peer_open(s: &TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    match s.try_read(&mut buf) {
+        Ok(0) => false,
+        // A receiver that talks back is unusual but alive; what it said is of no use here.
+        Ok(_) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+    }
+}
+
+/// Waits until the receiver's TCP has acknowledged every byte written to `s`: only then is a
+/// batch delivered (see [`crate::acked`]). Bounded by the caller's delivery timeout.
+async fn acknowledged(s: &TcpStream) -> std::io::Result<()> {
+    let mut wait = Duration::ZERO;
+    while crate::acked::unacked(s)? > 0 {
+        // A receiver that reset the connection will never acknowledge the rest.
+        if let Some(e) = s.take_error()? {
+            return Err(e);
+        }
+        if wait.is_zero() {
+            // On a fast link the acknowledgement is already on its way back.
+            tokio::task::yield_now().await;
+            wait = Duration::from_millis(1);
+        } else {
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_millis(50));
+        }
+    }
+    Ok(())
+}
+
+fn timed_out(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{what} timed out"))
+}
+
+/// The host's addresses that the policy allows, in the resolver's order; a
+/// [`ConnectError::Refused`] naming the first refusal when there are none.
+async fn allowed_addresses(url: &DrainUrl, policy: &Policy) -> Result<Vec<SocketAddr>, ConnectError> {
+    let resolved = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host((url.host().as_str(), url.port())))
+        .await
+        .map_err(|_| timed_out("name resolution"))??;
+    let mut allowed = Vec::new();
+    let mut refused = None;
+    for addr in resolved {
+        match policy.check(addr.ip()) {
+            Ok(()) => allowed.push(addr),
+            Err(e) => {
+                refused.get_or_insert(e);
+            }
+        }
+    }
+    match (allowed.is_empty(), refused) {
+        (false, _) => Ok(allowed),
+        (true, Some(e)) => Err(ConnectError::Refused(format!("{} resolves to {e}", url.host()))),
+        (true, None) => Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no address for the host").into()),
+    }
+}
+
+async fn tcp(url: &DrainUrl, policy: &Policy) -> Result<TcpStream, ConnectError> {
+    let addrs = allowed_addresses(url, policy).await?;
+    let s = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addrs[..]))
+        .await
+        .map_err(|_| timed_out("connect"))??;
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
+/// The TLS settings of a drain: the Mozilla roots, the configured trusted CAs, and the drain's
+/// own CAs from the API.
+fn tls_config(end: &Endpoint<'_>) -> std::io::Result<Arc<rustls::ClientConfig>> {
+    let invalid = |msg: String| std::io::Error::new(std::io::ErrorKind::InvalidData, msg);
+    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    for cert in end.trusted.iter().chain(end.own_ca) {
+        roots.add(cert.clone()).map_err(|e| invalid(format!("ca: {e}")))?;
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| invalid(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    if end.url.scheme() == DrainScheme::Https {
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    }
+    Ok(Arc::new(config))
+}
+
+async fn tls(
+    end: &Endpoint<'_>,
+    config: &mut Option<Arc<rustls::ClientConfig>>,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ConnectError> {
+    let config = match config {
+        Some(c) => c.clone(),
+        None => config.insert(tls_config(end)?).clone(),
+    };
+    // An IP literal becomes an IP server name, for which rustls sends no SNI and checks the
+    // certificate's IP addresses; a name is sent as it is.
+    let name = rustls::pki_types::ServerName::try_from(end.url.host().as_str().to_owned())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let stream = tcp(end.url, &end.policy).await?;
+    let tls = tokio::time::timeout(CONNECT_TIMEOUT, tokio_rustls::TlsConnector::from(config).connect(name, stream))
+        .await
+        .map_err(|_| timed_out("tls handshake"))??;
+    Ok(tls)
+}
+
+/// Opens a connection for the drain's scheme, to an address the policy allows; `tls` keeps the
+/// drain's TLS settings between connections.
+pub(crate) async fn connect(
+    end: &Endpoint<'_>,
+    tls_settings: &mut Option<Arc<rustls::ClientConfig>>,
+) -> Result<Conn, ConnectError> {
+    match end.url.scheme() {
+        DrainScheme::SyslogTcp => Ok(Conn::Tcp(tcp(end.url, &end.policy).await?)),
+        DrainScheme::SyslogTls => Ok(Conn::Tls(Box::new(tls(end, tls_settings).await?))),
+        DrainScheme::Https => {
+            let stream = tls(end, tls_settings).await?;
+            let (sender, conn) = http1::Builder::new()
+                .handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| std::io::Error::other(format!("http handshake: {e}")))?;
+            // The connection's task ends when the sender is dropped or the receiver closes it.
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            Ok(Conn::Https(sender))
+        }
+        DrainScheme::SyslogUdp => {
+            let addr = allowed_addresses(end.url, &end.policy).await?[0];
+            let local: SocketAddr =
+                if addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
+            let s = UdpSocket::bind(local).await?;
+            s.connect(addr).await?;
+            Ok(Conn::Udp(s))
+        }
+    }
+}
