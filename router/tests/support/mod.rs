@@ -12,7 +12,11 @@ use wharf_router::{Listeners, Router, tls};
 
 /// A running router with `workers` worker threads on free loopback ports (no HTTP redirect),
 /// following `snapshots`. The bus is returned so that it lives as long as the router.
-pub(crate) async fn start_router(dir: &Path, workers: usize, snapshots: watch::Receiver<Arc<Snapshot>>) -> (Router, Bus) {
+pub(crate) async fn start_router(
+    dir: &Path,
+    workers: usize,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+) -> (Router, Bus) {
     let config = RouterConfig {
         http_listen: "127.0.0.1:0".parse().unwrap(),
         https_listen: "127.0.0.1:0".parse().unwrap(),
