@@ -10,12 +10,14 @@
 //! (<https://devcenter.heroku.com/articles/error-codes#l12-local-buffer-overflow>).
 
 use tokio::io::{AsyncRead, AsyncReadExt};
+use wharf_bus::event::{char_boundary, split_message};
 use wharf_bus::{LogEvent, Publisher, Stream};
 
-/// The longest line put on the bus, in bytes: Heroku's limit on a log line
-/// (<https://devcenter.heroku.com/articles/logging#log-format>: "split into 10000 byte chunks"); a
-/// longer line is split into several, each cut on a UTF-8 character boundary.
-pub(crate) const MAX_LINE: usize = 10_000;
+/// The longest line put on the bus, in bytes: the bus's chunk size for every input, Heroku's limit
+/// on a log line (<https://devcenter.heroku.com/articles/logging#log-format>: "split into 10000
+/// byte chunks"); a longer line is split into several, each cut on a UTF-8 character boundary
+/// by the bus's `char_boundary`, as every other input is.
+pub(crate) const MAX_LINE: usize = wharf_bus::event::MAX_CHUNK;
 
 /// How much is read from a pipe at once, in bytes: a Linux pipe's default capacity.
 const READ_SIZE: usize = 64 * 1024;
@@ -51,7 +53,7 @@ impl LineSplitter {
         self.partial.extend_from_slice(data);
         // Keep at most MAX_LINE bytes, plus a `\r` that may be the end of a CRLF.
         while self.partial.len() > MAX_LINE && !(self.partial.len() == MAX_LINE + 1 && self.partial.ends_with(b"\r")) {
-            let cut = char_boundary(&self.partial);
+            let cut = char_boundary(&self.partial, MAX_LINE);
             emit(&self.partial[..cut]);
             self.partial.drain(..cut);
         }
@@ -68,20 +70,8 @@ impl LineSplitter {
 
 /// Emits one finished line without its `\r`, in pieces of at most [`MAX_LINE`] bytes.
 fn emit_line(line: &[u8], emit: &mut impl FnMut(&[u8])) {
-    let mut line = line.strip_suffix(b"\r").unwrap_or(line);
-    while line.len() > MAX_LINE {
-        let cut = char_boundary(line);
-        emit(&line[..cut]);
-        line = &line[cut..];
-    }
-    emit(line);
-}
-
-/// Where to cut `bytes` (longer than [`MAX_LINE`]) so the first piece is at most `MAX_LINE`
-/// bytes and does not end inside a UTF-8 character: back over at most three continuation bytes
-/// (`0b10xx_xxxx`), or at `MAX_LINE` when the text is not UTF-8 there anyway.
-fn char_boundary(bytes: &[u8]) -> usize {
-    (MAX_LINE - 3..=MAX_LINE).rev().find(|&i| bytes[i] & 0xC0 != 0x80).filter(|&i| i > 0).unwrap_or(MAX_LINE)
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    split_message(line, MAX_LINE).for_each(emit);
 }
 
 /// Lines the bus did not take and the app's stream has not been told of yet.
