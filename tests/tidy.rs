@@ -395,6 +395,12 @@ const CONFINED: &[(&str, &str, &[&str], &str)] = &[
     ("supervisor/src/", "thread::sleep", &[], "the supervisor waits on tokio's clock, so tests can pause it"),
     ("supervisor/src/desired.rs", "async", &[], "desired state is computed, never acted on"),
     ("supervisor/src/desired.rs", "tokio", &[], "desired state is computed, never acted on"),
+    (
+        "logshuttle/src/",
+        "connect(",
+        &["logshuttle/src/transport.rs"],
+        "drains dial only what the outbound policy allows",
+    ),
     ("router/src/pool.rs", "Mutex", &[], "the dyno connection pool has no lock"),
     ("router/src/pool.rs", "RwLock", &[], "the dyno connection pool has no lock"),
     ("router/src/dyno_client.rs", "spawn", &[], "an exchange with a dyno has no task of its own"),
