@@ -46,6 +46,8 @@ pub(crate) enum FieldName {
     ContentLength,
     Expect,
     Host,
+    /// HTTP/2's settings for an `h2c` upgrade (RFC 9113, section 3.2.1): hop-by-hop.
+    Http2Settings,
     KeepAlive,
     ProxyAuthenticate,
     ProxyAuthorization,
@@ -77,6 +79,7 @@ impl FieldName {
             FieldName::ContentLength => "content-length",
             FieldName::Expect => "expect",
             FieldName::Host => "host",
+            FieldName::Http2Settings => "http2-settings",
             FieldName::KeepAlive => "keep-alive",
             FieldName::ProxyAuthenticate => "proxy-authenticate",
             FieldName::ProxyAuthorization => "proxy-authorization",
@@ -112,7 +115,7 @@ impl FieldName {
             10 => &[Connection, KeepAlive],
             11 => &[XOrigHost, XOrigPath, XOrigPort],
             12 => &[XOrigProto, XRequestId],
-            14 => &[ContentLength],
+            14 => &[ContentLength, Http2Settings],
             15 => &[XForwardedFor, XRequestStart],
             16 => &[ProxyConnection, XForwardedPath, XForwardedPort],
             17 => &[TransferEncoding, XForwardedProto],
@@ -128,6 +131,20 @@ impl FieldName {
             .copied()
             .find(|c| c.text().as_bytes()[0] == first && eq_lowercase(name, c.text()))
             .unwrap_or(Other)
+    }
+
+    /// The known name `name` would be with its underscores read as hyphens, as CGI, WSGI and
+    /// Rack servers read them (`X_Forwarded_For` is `X-Forwarded-For` to them); `Other` for a
+    /// name without underscores or one that is no known name either way.
+    pub(crate) fn of_underscored(name: &[u8]) -> FieldName {
+        let mut spelled = [0u8; 32];
+        if name.len() > spelled.len() || !name.contains(&b'_') {
+            return FieldName::Other;
+        }
+        for (to, &from) in spelled.iter_mut().zip(name) {
+            *to = if from == b'_' { b'-' } else { from };
+        }
+        FieldName::of(&spelled[..name.len()])
     }
 }
 
@@ -289,6 +306,7 @@ mod tests {
             ContentLength,
             Expect,
             Host,
+            Http2Settings,
             KeepAlive,
             ProxyAuthenticate,
             ProxyAuthorization,

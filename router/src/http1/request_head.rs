@@ -13,7 +13,7 @@ use std::mem::MaybeUninit;
 use bytes::{Bytes, BytesMut};
 use http::{Method, StatusCode, Version};
 
-use super::decode::{BodyLength, ChunkedState, MAX_LINE, content_length};
+use super::decode::{BodyLength, ChunkedState, MAX_LINE, chunk_size, content_length};
 use crate::fields::{FieldName, Fields, Place, Span};
 
 /// Fields parsed without allocating; a head with more is parsed again with room for them all.
@@ -77,6 +77,8 @@ pub(crate) fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Result<Optio
     };
     let (len, method, version, target, places) = match parsed {
         Ok(Some(p)) if p.4.len() > limits.max_headers => return Err(too_large()),
+        // The limit holds however the head arrived: in one read or in many.
+        Ok(Some(p)) if p.0 > limits.max_head => return Err(too_large()),
         Ok(Some(p)) => p,
         Ok(None) if buf.len() > limits.max_head => {
             let in_line = !buf.contains(&b'\n');
@@ -99,6 +101,11 @@ pub(crate) fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Result<Optio
         return Err(bad("bare LF in request head"));
     }
     let target = head.slice(target.range());
+    // httparse takes bytes above 0x7F in a target; a request-target is ASCII (RFC 9112, section
+    // 3.2, RFC 3986, section 2), and what a dyno would make of raw UTF-8 is its own guess.
+    if !target.is_ascii() {
+        return Err(bad("request target is not ASCII"));
+    }
     let fields = Fields::new(head, places);
     let body = body_length(&fields, version)?;
     Ok(Some(RequestHead { method, version, target, fields, body }))
@@ -130,17 +137,29 @@ fn parse<'b>(
     Ok(Some((len, method, version, target, Fields::locate(buf, req.headers))))
 }
 
-/// How a request's body length is known (RFC 9112, section 6.3), refusing every ambiguous case.
+/// How a request's body length is known (RFC 9112, section 6.3), refusing every ambiguous case,
+/// and a second `Host` (RFC 9112, section 3.2): the fields that frame and route a request, in
+/// one pass over the fields.
 fn body_length(fields: &Fields, version: Version) -> Result<BodyLength, Refusal> {
-    let mut length = None;
-    for value in fields.get_all(FieldName::ContentLength) {
-        let n = content_length(value.trim_ascii()).ok_or(bad("invalid Content-Length"))?;
-        if length.is_some_and(|l| l != n) {
-            return Err(bad("conflicting Content-Length values"));
+    let (mut length, mut coded, mut hosts) = (None, false, 0);
+    for (known, _, value) in fields.iter() {
+        match known {
+            FieldName::ContentLength => {
+                let n = content_length(value.trim_ascii()).ok_or(bad("invalid Content-Length"))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(bad("conflicting Content-Length values"));
+                }
+                length = Some(n);
+            }
+            FieldName::TransferEncoding => coded = true,
+            FieldName::Host => hosts += 1,
+            _ => {}
         }
-        length = Some(n);
     }
-    if fields.contains(FieldName::TransferEncoding) {
+    if hosts > 1 {
+        return Err(bad("more than one Host"));
+    }
+    if coded {
         if length.is_some() {
             return Err(bad("both Content-Length and Transfer-Encoding"));
         }
@@ -162,12 +181,14 @@ fn body_length(fields: &Fields, version: Version) -> Result<BodyLength, Refusal>
 /// Checks a chunked body's first chunk-size line at the front of `buf`: `Ok(true)` when it is
 /// there and valid, `Ok(false)` when more bytes are needed.
 pub(crate) fn first_chunk_ok(buf: &[u8]) -> Result<bool, Refusal> {
-    let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else {
+    let Some(end) = memchr::memchr(b'\n', buf) else {
         return if buf.len() > MAX_LINE { Err(bad("chunk size line too long")) } else { Ok(false) };
     };
-    let digits = buf[..end].split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
-    let valid = !digits.is_empty() && digits.len() <= 15 && digits.iter().all(u8::is_ascii_hexdigit);
-    if valid { Ok(true) } else { Err(bad("invalid chunk size")) }
+    let line = buf[..end].strip_suffix(b"\r").ok_or(bad("bare LF in a chunk size line"))?;
+    match chunk_size(line) {
+        Ok(_) => Ok(true),
+        Err(reason) => Err(bad(reason)),
+    }
 }
 
 /// For fuzzing: parses `data` as request heads arriving in two pieces split at `split`, checking

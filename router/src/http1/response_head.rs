@@ -26,6 +26,9 @@ pub(crate) struct ResponseHead {
     pub(crate) body: BodyLength,
     /// Whether the connection may carry another request once the body is read.
     pub(crate) keep_alive: bool,
+    /// The interim (1xx) responses the dyno sent before this one, encoded for an HTTP/1.1
+    /// client: forwarded ahead of it (RFC 9110, section 15.2). Empty for nearly every response.
+    pub(crate) interim: Vec<u8>,
 }
 
 /// An interim response, passed over: 1xx but 101, which ends HTTP on the connection.
@@ -44,13 +47,22 @@ pub(crate) fn parse_response_head(buf: &mut BytesMut, method: &Method) -> Result
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(bad(&e)),
     };
-    let status = StatusCode::from_u16(resp.code.unwrap_or(0)).map_err(|e| bad(&e))?;
+    // The limit holds however the head arrived: in one read or in many.
+    if len > MAX_HEAD {
+        return Err(ProxyError::new(Code::H17, "response head too large"));
+    }
+    // `StatusCode` takes 100 to 999; HTTP's status codes are 100 to 599 (RFC 9110, section 15).
+    let code = resp.code.unwrap_or(0);
+    if !(100..=599).contains(&code) {
+        return Err(ProxyError::new(Code::H17, "status code outside 100 to 599"));
+    }
+    let status = StatusCode::from_u16(code).map_err(|e| bad(&e))?;
     let version = if resp.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
     let places = Fields::locate(buf, resp.headers);
     let fields = Fields::new(buf.split_to(len).freeze(), places);
     let body = body_length(method, status, &fields)?;
     let keep_alive = body != BodyLength::UntilClose && persistent(version, &fields);
-    Ok(Some(ResponseHead { status, fields, body, keep_alive }))
+    Ok(Some(ResponseHead { status, fields, body, keep_alive, interim: Vec::new() }))
 }
 
 /// How the length of the body of a response with this status and these fields is known (RFC
@@ -181,5 +193,11 @@ mod tests {
         check("HTTP/1.1 200 OK\r\n\r\nuntil close", Some((200, BodyLength::UntilClose, false, 11)));
         check("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n", Some((100, BodyLength::Empty, true, 17)));
         check("HTTP/1.1 200 OK\r\nContent-Len", None);
+        check("HTTP/1.1 600 Weird\r\nContent-Length: 0\r\n\r\n", None);
+        check("HTTP/1.1 099 Low\r\nContent-Length: 0\r\n\r\n", None);
+        check("HTTP/1.1 999 High\r\nContent-Length: 0\r\n\r\n", None);
+        check("HTTP/1.1 20 Short\r\nContent-Length: 0\r\n\r\n", None);
+        let huge = format!("HTTP/1.1 200 OK\r\nX-Big: {}\r\nContent-Length: 0\r\n\r\n", "a".repeat(70 * 1024));
+        check(&huge, None);
     }
 }
