@@ -215,8 +215,41 @@ pub fn check_request(data: &[u8], split: usize) {
     let whole = outcome(&[data]);
     let split = outcome(&[&data[..at], &data[at..]]);
     assert_eq!(whole, split, "the outcome depends on how the bytes arrive");
-    if let Ok(Some((_, _, _, body, _))) = whole {
+    if let Ok(Some((_, _, target, body, _))) = &whole {
         assert!(matches!(body, BodyLength::Empty | BodyLength::Remaining(_) | BodyLength::Chunked(ChunkedState::Size)));
+        assert!(target.is_ascii(), "an accepted target is ASCII");
+        // The path routes see has no dot segment left, however it was spelled.
+        if let Ok(path) = std::str::from_utf8(target) {
+            let path = path.split('?').next().unwrap_or_default();
+            if path.starts_with('/') {
+                let normalized = crate::path::remove_dot_segments(path);
+                assert!(normalized.starts_with('/'), "{normalized:?}");
+                let dot = |s: &str| {
+                    let s = s.to_ascii_lowercase().replace("%2e", ".");
+                    s == "." || s == ".."
+                };
+                assert!(!normalized.split('/').any(dot), "{path:?} normalized to {normalized:?}");
+            }
+        }
+    }
+    // What was accepted frames the request by one rule: one Host at most, one length, and a
+    // chunked body's first line judged the same by the head's check and the body's decoder.
+    let mut buf = BytesMut::from(data);
+    if let Ok(Some(head)) = parse_request(&mut buf, &limits) {
+        assert!(head.fields.get_all(FieldName::Host).count() <= 1, "a second Host is refused");
+        let lengths: Vec<_> = head.fields.get_all(FieldName::ContentLength).collect();
+        assert!(lengths.windows(2).all(|w| w[0].trim_ascii() == w[1].trim_ascii()), "one Content-Length value");
+        assert!(lengths.is_empty() || !head.fields.contains(FieldName::TransferEncoding));
+        if head.body == BodyLength::Chunked(ChunkedState::Size) && buf.len() <= MAX_LINE {
+            // Whether the decoder got past the first chunk-size line.
+            let mut state = ChunkedState::Size;
+            let _ = super::decode::decode_chunk(&mut buf.clone(), &mut state);
+            match first_chunk_ok(&buf) {
+                Ok(true) => assert_ne!(state, ChunkedState::Size, "{buf:?}"),
+                Ok(false) => {}
+                Err(_) => assert_eq!(state, ChunkedState::Size, "{buf:?}"),
+            }
+        }
     }
 }
 
@@ -289,6 +322,24 @@ mod tests {
         check(&format!("GET / HTTP/1.1\r\n{many}\r\n"), Err(431));
         let seventy: String = (0..70).map(|i| format!("X-{i}: v\r\n")).collect();
         check(&format!("GET / HTTP/1.1\r\n{seventy}\r\n"), Ok(Some((BodyLength::Empty, 0))));
+    }
+
+    #[test]
+    fn the_fuzz_targets_rules_hold_on_the_conformance_examples() {
+        for input in [
+            "GET /docs/../a HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET /docs/%2e%2E/a?x=/../ HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET /caf\u{e9} HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;a\nb\r\nhello\r\n0\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;a=b\r\nhello\r\n0\r\nT: 1\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nbad\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+        ] {
+            for split in 0..=input.len() {
+                check_request(input.as_bytes(), split);
+            }
+        }
     }
 
     #[test]

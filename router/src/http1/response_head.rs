@@ -121,6 +121,8 @@ pub fn check_response(data: &[u8], split: usize) {
         }
     };
     assert!(buf.len() < data.len(), "a head was consumed");
+    assert!((100..=599).contains(&head.status.as_u16()), "a status outside 100 to 599 is a bad response");
+    assert!(data.len() - buf.len() <= MAX_HEAD, "the head limit holds however the head arrives");
     if head.body != BodyLength::Chunked(ChunkedState::Size) {
         return;
     }
@@ -168,6 +170,22 @@ mod tests {
         check(Method::GET, 200, &[("content-length", "5"), ("content-length", "6")], Err(()));
         check(Method::GET, 200, &[("content-length", "-1")], Err(()));
         check(Method::GET, 200, &[("content-length", "+5")], Err(()));
+    }
+
+    #[test]
+    fn the_fuzz_targets_rules_hold_on_the_conformance_examples() {
+        let big = format!("HTTP/1.1 200 OK\r\nX: {}\r\n\r\n", "a".repeat(70 * 1024));
+        for input in [
+            "HTTP/1.1 600 Weird\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;a\nb\r\nhello\r\n0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nT: 1\r\n\r\n",
+            &big,
+        ] {
+            for split in [0, 1, 7, input.len() / 2, input.len()] {
+                check_response(input.as_bytes(), split);
+            }
+        }
     }
 
     #[test]
