@@ -20,7 +20,7 @@ use crate::error::BodyError;
 use crate::error::{Code, ProxyError};
 use crate::http1::decode::{self, BodyLength, READ_SIZE};
 use crate::http1::encode::{chunk_size_line, write_interim_head};
-use crate::http1::response_head::{MAX_HEAD, ResponseHead, is_interim, parse_response_head};
+use crate::http1::response_head::{Interim, MAX_HEAD, ResponseHead, is_interim, parse_response_head};
 
 /// A connection to a dyno.
 #[derive(Debug)]
@@ -37,10 +37,9 @@ pub(crate) struct DynoConnection {
     pub(crate) table_version: u64,
     /// Whether it came from the pool (and so may turn out to be closed).
     pub(crate) reused: bool,
-    /// The interim responses of the exchange in progress, kept for the client.
-    interim: Vec<u8>,
-    /// Whether the dyno sent `100 Continue` in the exchange in progress.
-    continued: bool,
+    /// The interim responses of the exchange in progress, kept for the client; boxed, and none
+    /// until one comes, so that the connection stays small.
+    interim: Option<Box<Interim>>,
 }
 
 /// Why an exchange failed, and whether any of the request was sent.
@@ -90,15 +89,7 @@ impl RequestBody for hyper::body::Incoming {
 impl DynoConnection {
     /// A new connection.
     pub(crate) fn new(stream: TcpStream, addr: SocketAddr) -> DynoConnection {
-        DynoConnection {
-            stream,
-            buf: BytesMut::new(),
-            addr,
-            table_version: 0,
-            reused: false,
-            interim: Vec::new(),
-            continued: false,
-        }
+        DynoConnection { stream, buf: BytesMut::new(), addr, table_version: 0, reused: false, interim: None }
     }
 
     /// Whether an idle connection is still open: nothing to read yet, and no end of stream.
@@ -118,8 +109,7 @@ impl DynoConnection {
         method: &Method,
         upgrade: bool,
     ) -> Result<ResponseHead, Failed> {
-        self.interim.clear();
-        self.continued = false;
+        self.interim = None;
         self.stream.write_all(head).await.map_err(Failed::NotSent)?;
         if let Some(body) = body.take()
             && let Some(mut early) = self.send_body(body, chunked, method).await.map_err(Failed::Sent)?
@@ -127,7 +117,7 @@ impl DynoConnection {
             // The dyno answered before it had the whole upload: the connection carries the
             // rest of it unread, and goes no further.
             early.keep_alive = false;
-            early.interim = std::mem::take(&mut self.interim);
+            early.interim = self.interim.take();
             return check_upgrade(early, upgrade);
         }
         loop {
@@ -136,7 +126,7 @@ impl DynoConnection {
                 self.keep_interim(&head);
                 continue;
             }
-            head.interim = std::mem::take(&mut self.interim);
+            head.interim = self.interim.take();
             return check_upgrade(head, upgrade);
         }
     }
@@ -144,10 +134,11 @@ impl DynoConnection {
     /// Keeps an interim response for the client, but `100 Continue`: the router answers a
     /// client's `Expect` itself, and a second one would be one too many.
     fn keep_interim(&mut self, head: &ResponseHead) {
+        let interim = self.interim.get_or_insert_with(Box::default);
         if head.status == StatusCode::CONTINUE {
-            self.continued = true;
+            interim.continued = true;
         } else {
-            write_interim_head(&mut self.interim, head);
+            write_interim_head(&mut interim.bytes, head);
         }
     }
 
@@ -165,7 +156,7 @@ impl DynoConnection {
             // its `100 Continue`, decides whether the client is asked for the body.
             let wait = tokio::time::sleep(CONTINUE_WAIT);
             tokio::pin!(wait);
-            while !self.continued {
+            while !self.interim.as_ref().is_some_and(|i| i.continued) {
                 tokio::select! {
                     biased;
                     r = self.stream.readable() => {

@@ -41,6 +41,10 @@ impl Span {
 pub(crate) enum FieldName {
     /// Any name the router passes along without looking at it.
     Other,
+    /// A known name spelled with `_` for one or more of its `-` (`X_Forwarded_For`): what CGI,
+    /// WSGI and Rack servers would read as the known one. Found as names are looked up, at no
+    /// cost to other names.
+    Underscored,
     Close,
     Connection,
     ContentLength,
@@ -73,7 +77,7 @@ impl FieldName {
     /// The name's lowercase text; empty for [`FieldName::Other`].
     pub(crate) fn text(self) -> &'static str {
         match self {
-            FieldName::Other => "",
+            FieldName::Other | FieldName::Underscored => "",
             FieldName::Close => "close",
             FieldName::Connection => "connection",
             FieldName::ContentLength => "content-length",
@@ -126,26 +130,28 @@ impl FieldName {
         };
         // Every known name starts with a letter, so its first byte decides most comparisons.
         let first = name.first().map_or(0, u8::to_ascii_lowercase);
-        candidates
-            .iter()
-            .copied()
-            .find(|c| c.text().as_bytes()[0] == first && eq_lowercase(name, c.text()))
-            .unwrap_or(Other)
+        for &c in candidates {
+            if c.text().as_bytes()[0] == first {
+                if eq_lowercase(name, c.text()) {
+                    return c;
+                }
+                // Rare: a name of a known one's length and first letter that is not it.
+                if eq_underscored(name, c.text()) {
+                    return Underscored;
+                }
+            }
+        }
+        Other
     }
+}
 
-    /// The known name `name` would be with its underscores read as hyphens, as CGI, WSGI and
-    /// Rack servers read them (`X_Forwarded_For` is `X-Forwarded-For` to them); `Other` for a
-    /// name without underscores or one that is no known name either way.
-    pub(crate) fn of_underscored(name: &[u8]) -> FieldName {
-        let mut spelled = [0u8; 32];
-        if name.len() > spelled.len() || !name.contains(&b'_') {
-            return FieldName::Other;
-        }
-        for (to, &from) in spelled.iter_mut().zip(name) {
-            *to = if from == b'_' { b'-' } else { from };
-        }
-        FieldName::of(&spelled[..name.len()])
-    }
+/// Whether `name` is the known name `lower` (lowercase) spelled with `_` for one or more of its
+/// `-`, without regard to case.
+#[cold]
+fn eq_underscored(name: &[u8], lower: &str) -> bool {
+    name.len() == lower.len()
+        && name.contains(&b'_')
+        && name.iter().zip(lower.as_bytes()).all(|(&b, &l)| b.to_ascii_lowercase() == l || (b == b'_' && l == b'-'))
 }
 
 /// Whether `bytes` are `lower` (which is lowercase) without regard to case; half the work of
@@ -336,7 +342,13 @@ mod tests {
             assert_eq!(FieldName::of(&near), Other, "{}", name.text());
             assert_eq!(FieldName::of(format!("{}s", name.text()).as_bytes()), Other);
         }
-        for other in ["", "x-a", "hosts", "content-type", "x-request-ids", "connection\0"] {
+        for underscored in ["X_Forwarded_For", "x_request_id", "Content_Length", "x-forwarded_proto", "HTTP2_SETTINGS"]
+        {
+            assert_eq!(FieldName::of(underscored.as_bytes()), Underscored, "{underscored:?}");
+        }
+        for other in
+            ["", "x-a", "hosts", "content-type", "x-request-ids", "connection\0", "x_custom", "x__forwarded-for"]
+        {
             assert_eq!(FieldName::of(other.as_bytes()), Other, "{other:?}");
         }
     }

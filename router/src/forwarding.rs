@@ -58,11 +58,12 @@ pub(crate) fn connection_names_a_field_acted_on(fields: &Fields) -> bool {
         })
 }
 
-/// Whether a client's field with underscores in its name would reach a CGI, WSGI or Rack dyno
-/// as a field the platform sets or acts on (`X_Forwarded_For` beside `X-Forwarded-For`), or, when
-/// `all`, has any underscore at all. Such fields are dropped, as nginx drops every one.
-pub(crate) fn is_underscore_spoof(name: &[u8], all: bool) -> bool {
-    name.contains(&b'_') && (all || FieldName::of_underscored(name) != FieldName::Other)
+/// Whether a client's field would reach a CGI, WSGI or Rack dyno as a field the platform sets or
+/// acts on (`X_Forwarded_For` beside `X-Forwarded-For`: `known` is [`FieldName::Underscored`]),
+/// or, when `all`, has any underscore in its name. Such fields are dropped, as nginx drops every
+/// one.
+pub(crate) fn is_underscore_spoof(known: FieldName, name: &[u8], all: bool) -> bool {
+    known == FieldName::Underscored || (all && name.contains(&b'_'))
 }
 
 /// A request id is kept when it is 20 to 200 characters of `[A-Za-z0-9+/=-]`, as Heroku does.

@@ -349,7 +349,7 @@ fn dyno_request(
     let hop = HopByHop::of(fields);
     let all_underscores = shared.settings.drop_all_underscore_fields;
     let skip = |known: FieldName, name: &[u8]| {
-        is_replaced(known) || hop.contains(known, name) || forwarding::is_underscore_spoof(name, all_underscores)
+        is_replaced(known) || hop.contains(known, name) || forwarding::is_underscore_spoof(known, name, all_underscores)
     };
     let (head, chunked) =
         encode_request_head(req.method, target, fields, skip, &platform, &conn.fixed_fields, req.has_body);

@@ -27,8 +27,18 @@ pub(crate) struct ResponseHead {
     /// Whether the connection may carry another request once the body is read.
     pub(crate) keep_alive: bool,
     /// The interim (1xx) responses the dyno sent before this one, encoded for an HTTP/1.1
-    /// client: forwarded ahead of it (RFC 9110, section 15.2). Empty for nearly every response.
-    pub(crate) interim: Vec<u8>,
+    /// client: forwarded ahead of it (RFC 9110, section 15.2). None for nearly every response,
+    /// and boxed so that the head, moved through every layer of the proxy, stays small.
+    pub(crate) interim: Option<Box<Interim>>,
+}
+
+/// The interim responses of one exchange with a dyno.
+#[derive(Debug, Default)]
+pub(crate) struct Interim {
+    /// Those the client gets (all but `100 Continue` and 101), encoded as HTTP/1.1.
+    pub(crate) bytes: Vec<u8>,
+    /// Whether the dyno sent `100 Continue`.
+    pub(crate) continued: bool,
 }
 
 /// An interim response, passed over: 1xx but 101, which ends HTTP on the connection.
@@ -62,7 +72,7 @@ pub(crate) fn parse_response_head(buf: &mut BytesMut, method: &Method) -> Result
     let fields = Fields::new(buf.split_to(len).freeze(), places);
     let body = body_length(method, status, &fields)?;
     let keep_alive = body != BodyLength::UntilClose && persistent(version, &fields);
-    Ok(Some(ResponseHead { status, fields, body, keep_alive, interim: Vec::new() }))
+    Ok(Some(ResponseHead { status, fields, body, keep_alive, interim: None }))
 }
 
 /// How the length of the body of a response with this status and these fields is known (RFC

@@ -291,8 +291,8 @@ where
 /// Puts the dyno's interim responses ahead of its final one, for an HTTP/1.1 client only: an
 /// HTTP/1.0 client does not expect them (RFC 9110, section 15.2).
 fn interim(out: &mut Vec<u8>, resp: &crate::http1::response_head::ResponseHead, version: Version) {
-    if version == Version::HTTP_11 {
-        out.extend_from_slice(&resp.interim);
+    if let Some(interim) = resp.interim.as_ref().filter(|_| version == Version::HTTP_11) {
+        out.extend_from_slice(&interim.bytes);
     }
 }
 
