@@ -833,6 +833,21 @@ fn at_dyno(bytes: &[u8]) -> (String, String, Vec<u8>) {
     }
 }
 
+/// `router.underscore_fields = "drop-all"` drops every client field with `_` in its name.
+#[tokio::test]
+async fn every_underscore_field_is_dropped_when_configured() {
+    let s = setup(vec![], &[("WHARF_ROUTER__UNDERSCORE_FIELDS", "drop-all")]).await;
+    let request = req("GET /u HTTP/1.1", APP, &["X_Custom: 1", "X-Kept: 2", "x_forwarded_for: 6.6.6.6"], "");
+    let row = Row {
+        name: "drop-all",
+        host: APP,
+        request,
+        status: 200,
+        at_dyno: Some(Forwarded { client: &["X-Kept: 2"], ..get("GET /u HTTP/1.1", APP, "/u", "/") }),
+    };
+    check(&s, &[row]).await;
+}
+
 /// The differential test: the table's requests and mutations of requests that frame bodies and
 /// pipelines, through Wharf and through h11. Whatever Wharf forwards, h11 reads as the same
 /// requests (method, target, body) in the same order; what h11 refuses or cannot read whole,
