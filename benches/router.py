@@ -6,7 +6,9 @@ proxy to it with the same number of worker threads, and wrk drives each in turn:
 
   - HTTP/1.1 keep-alive, 50 connections, plain HTTP;
   - the same over TLS;
-  - new TLS connections (every request on a fresh connection: handshake rate).
+  - new TLS connections (every request on a fresh connection: handshake rate);
+  - HTTP/2 over TLS, driven by h2load instead: 50 connections of 10 concurrent streams, one
+    thread (its latency columns are the mean and the maximum, h2load printing no percentiles).
 
 It prints requests per second, p50 and p99 latency, and the proxy's CPU seconds per 100k requests
 (user + system time of all its processes, read from /proc) and how often per request its threads
@@ -16,12 +18,13 @@ proxy under test has a core of its own; a sleeping proxy is then woken, at a cos
 backend on CPU 0, which bounds the new-connection rate.
 
     python3 benches/router.py [--duration 10] [--repeat 3] [--workers 1] [--no-pin]
+                              [--only http2,https-keep-alive] [--binary PATH]
 
 Each measurement is repeated and the run with the median requests per second is reported; the
 proxies take turns within each repetition so that drifts in the machine's speed hit all alike.
 
-Needs nginx, haproxy and wrk (Debian packages; installed when missing) and builds Wharf in
-release mode. Wharf writes an access line per request into the app's log stream; nginx and HAProxy
+Needs nginx, haproxy, wrk and h2load (Debian packages, h2load in nghttp2-client; installed when
+missing) and builds Wharf in release mode unless `--binary` names a build. Wharf writes an access line per request into the app's log stream; nginx and HAProxy
 run with logging off, their fastest configuration.
 """
 
@@ -69,10 +72,13 @@ def wait_port(port, timeout=30):
     sys.exit(f"nothing listens on port {port} after {timeout}s")
 
 
+PACKAGES = {"h2load": "nghttp2-client"}
+
+
 def ensure_tools(*extra):
-    """Installs nginx, haproxy, wrk and the `extra` tools (Debian packages of the same name)
-    when missing."""
-    missing = [t for t in ("nginx", "haproxy", "wrk", *extra)
+    """Installs nginx, haproxy, wrk, h2load and the `extra` tools (Debian packages of the same
+    name, but h2load's) when missing."""
+    missing = [PACKAGES.get(t, t) for t in ("nginx", "haproxy", "wrk", "h2load", *extra)
                if not shutil.which(t) and not os.path.exists(f"/usr/sbin/{t}")]
     if missing:
         print(f"installing {' '.join(missing)} from Debian", file=sys.stderr)
@@ -173,6 +179,26 @@ def wrk(url, host, duration, pin, close=False):
             "non2xx": int(bad.group(1)) if bad else 0, "errors": errors.group(1) if errors else ""}
 
 
+def h2load(url, host, duration, pin):
+    """HTTP/2 over TLS: 50 connections, 10 concurrent streams each, one thread."""
+    cmd = [tool("h2load"), "-t1", "-c50", "-m10", "-D", str(duration), "--warm-up-time=1",
+           "-H", f":authority: {host}", url]
+    out = subprocess.run(pinned(cmd, 0, pin), capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))
+    m = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
+    done, failed, errored = int(m.group(2)), int(m.group(4)), int(m.group(5))
+    codes = re.search(r"status codes: (\d+) 2xx", out)
+
+    def ms(text):
+        value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
+        return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+
+    t = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", out)
+    return {"rps": rps, "requests": done, "p50": ms(t.group(3)), "p99": ms(t.group(2)),
+            "non2xx": done - int(codes.group(1)) if codes else 0,
+            "errors": f"{failed} failed, {errored} errored" if failed or errored else ""}
+
+
 class Proxy:
     def __init__(self, name, proc, plain, tls, host):
         self.name, self.proc, self.plain, self.tls, self.host = name, proc, plain, tls, host
@@ -196,7 +222,7 @@ http {{
     return proc, port
 
 
-def start_wharf(tmp, backend, workers, pin):
+def start_wharf(tmp, backend, workers, pin, binary):
     plain, tls, api = free_port(), free_port(), free_port()
     env = {**os.environ,
            "WHARF_CONTROL_API__LISTEN": f"127.0.0.1:{api}",
@@ -206,7 +232,6 @@ def start_wharf(tmp, backend, workers, pin):
            "WHARF_ROUTER__WORKERS": str(workers),
            "WHARF_ADMIN_TOKEN": "benchmark-admin-token-0123456789",
            "WHARF_LOG": "warn"}
-    binary = os.path.join(ROOT, "target", "release", "wharf")
     proc = spawn(pinned([binary, "serve", "--data-dir", os.path.join(tmp, "wharf")], 1, pin),
                             env=env, stdout=subprocess.DEVNULL)
     wait_port(api)
@@ -245,7 +270,7 @@ http {{
   upstream backend {{ server 127.0.0.1:{backend}; keepalive 128; }}
   server {{
     listen 127.0.0.1:{plain};
-    listen 127.0.0.1:{tls} ssl;
+    listen 127.0.0.1:{tls} ssl http2;
     ssl_certificate {cert};
     ssl_certificate_key {key};
     ssl_protocols TLSv1.2 TLSv1.3;
@@ -287,7 +312,7 @@ defaults
   option forwardfor
 frontend web
   bind 127.0.0.1:{plain}
-  bind 127.0.0.1:{tls} ssl crt {pem}
+  bind 127.0.0.1:{tls} ssl crt {pem} alpn h2,http/1.1
   default_backend dynos
 backend dynos
   http-reuse always
@@ -304,29 +329,42 @@ def main():
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-pin", dest="pin", action="store_false")
+    ap.add_argument("--only", default="", help="comma-separated scenarios, spaces as dashes (http2, https-keep-alive, ...)")
+    ap.add_argument("--binary", default=None, help="a Wharf build to measure instead of building target/release/wharf")
     args = ap.parse_args()
     ensure_tools()
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    binary = args.binary
+    if binary is None:
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+        binary = os.path.join(ROOT, "target", "release", "wharf")
     tmp = tempfile.mkdtemp(prefix="wharf-bench-")
     try:
         _, backend_port = start_backend(tmp, args.pin)
-        wharf, tls_dir = start_wharf(tmp, backend_port, args.workers, args.pin)
+        wharf, tls_dir = start_wharf(tmp, backend_port, args.workers, args.pin, binary)
         cert, key = os.path.join(tls_dir, "localhost.pem"), os.path.join(tls_dir, "localhost.key")
         proxies = [wharf, start_nginx(tmp, backend_port, args.workers, cert, key, args.pin),
                    start_haproxy(tmp, backend_port, args.workers, cert, key, args.pin)]
         scenarios = [("http keep-alive", lambda p: (f"http://127.0.0.1:{p.plain}/", False)),
                      ("https keep-alive", lambda p: (f"https://127.0.0.1:{p.tls}/", False)),
-                     ("https new connections", lambda p: (f"https://127.0.0.1:{p.tls}/", True))]
+                     ("https new connections", lambda p: (f"https://127.0.0.1:{p.tls}/", True)),
+                     ("http2", lambda p: (f"https://127.0.0.1:{p.tls}/", "h2"))]
+        if args.only:
+            wanted = args.only.split(",")
+            scenarios = [s for s in scenarios if s[0].replace(" ", "-") in wanted]
         runs = {}
         for scenario, target in scenarios:
+            def drive(p, duration):
+                url, mode = target(p)
+                if mode == "h2":
+                    return h2load(url, p.host, duration, args.pin)
+                return wrk(url, p.host, duration, args.pin, mode)
+
             for p in proxies:
-                url, close = target(p)
-                wrk(url, p.host, 2, args.pin, close)  # warm up: connections, pools, caches
+                drive(p, 2)  # warm up: connections, pools, caches
             for _ in range(args.repeat):
                 for p in proxies:
-                    url, close = target(p)
                     before, slept = cpu_seconds(p.proc.pid), sleeps(p.proc.pid)
-                    r = wrk(url, p.host, args.duration, args.pin, close)
+                    r = drive(p, args.duration)
                     r["cpu_per_100k"] = (cpu_seconds(p.proc.pid) - before) / r["requests"] * 100_000
                     r["sleeps"] = (sleeps(p.proc.pid) - slept) / r["requests"]
                     runs.setdefault((scenario, p.name), []).append(r)
@@ -334,7 +372,8 @@ def main():
                         print(f"warning: {p.name} {scenario}: {r['non2xx']} non-2xx, errors: {r['errors']}",
                               file=sys.stderr)
         results = {k: sorted(v, key=lambda r: r["rps"])[len(v) // 2] for k, v in runs.items()}
-        print(f"\nrouter benchmark: {args.workers} worker(s) per proxy, wrk -t1 -c50 -d{args.duration}s, "
+        print(f"\nrouter benchmark: {args.workers} worker(s) per proxy, wrk -t1 -c50 -d{args.duration}s "
+              f"(HTTP/2: h2load -t1 -c50 -m10 -D {args.duration}, mean and max latency), "
               f"median of {args.repeat}, "
               f"{'proxy pinned to CPU 1, wrk and backend to CPU 0' if args.pin else 'unpinned'}\n")
         print("| scenario | proxy | req/s | p50 ms | p99 ms | CPU s/100k req | sleeps/req "

@@ -442,7 +442,9 @@ fn words_stay_where_the_architecture_confines_them() {
 /// Which modules a module may use: `(crate source folder, module, the modules it may use)`.
 const MODULE_USES: &[(&str, &str, &[&str])] = &[
     // Protocol code knows nothing of routing.
-    ("router/src", "http1", &["fields", "forwarding", "error"]),
+    ("router/src", "http1", &["fields", "forwarding", "error", "path"]),
+    // RFC 3986 path handling stands alone.
+    ("router/src", "path", &[]),
     // Counters know nothing of what they count.
     ("router/src", "metrics", &["client"]),
     // Desired state, the service and /proc's reader stand alone; the probe reads only /proc.

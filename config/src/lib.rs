@@ -221,6 +221,25 @@ pub struct RouterConfig {
     pub quarantine: HumanDuration,
     /// How long in-flight requests may take to finish at shutdown.
     pub shutdown_grace: HumanDuration,
+    /// Which client fields with `_` in their names are dropped before a request reaches a dyno
+    /// (CGI, WSGI and Rack servers read `_` and `-` alike, so `X_Forwarded_For` would stand
+    /// beside the router's `X-Forwarded-For`).
+    pub underscore_fields: UnderscoreFields,
+    /// The protocols a request may upgrade to (`Upgrade`, RFC 9110, section 7.8), by name
+    /// without version; the router tunnels only these. `h2c` is refused (RFC 9113, section 3.1).
+    pub upgrades: Vec<String>,
+}
+
+/// Which client fields with underscores in their names the router drops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnderscoreFields {
+    /// Those that read as a field the platform sets or acts on once `_` is read as `-`
+    /// (`X_Forwarded_For`, `Content_Length`); others pass.
+    #[default]
+    DropColliding,
+    /// Every one, as nginx does by default.
+    DropAll,
 }
 
 /// A certificate chain and its key, in PEM files.
@@ -259,6 +278,8 @@ impl Default for RouterConfig {
             connect_attempts: 3,
             quarantine: HumanDuration::secs(5),
             shutdown_grace: HumanDuration::secs(10),
+            underscore_fields: UnderscoreFields::DropColliding,
+            upgrades: vec!["websocket".into()],
         }
     }
 }
@@ -452,6 +473,14 @@ impl Config {
         if r.default_cert.is_some() != r.default_key.is_some() {
             return invalid("router.default_cert", "default_cert and default_key go together");
         }
+        if let Some(bad) =
+            r.upgrades.iter().find(|u| u.eq_ignore_ascii_case("h2c") || u.is_empty() || u.contains(['/', ',', ' ']))
+        {
+            return invalid(
+                "router.upgrades",
+                &format!("{bad:?} cannot be tunnelled (h2c never is; names carry no version)"),
+            );
+        }
         if r.https_public_port == Some(0) {
             return invalid("router.https_public_port", "must be a port between 1 and 65535");
         }
@@ -644,6 +673,8 @@ mod tests {
         check_rejected("[router]\nmax_header_bytes = \"10B\"", &[], "router.max_header_bytes");
         check_rejected("[router]\nmax_request_line = \"2MiB\"", &[], "router.max_request_line");
         check_rejected("[router]\nmax_headers = 0", &[], "router.max_headers");
+        check_rejected("[router]\nupgrades = [\"websocket\", \"H2C\"]", &[], "router.upgrades");
+        check_rejected("[router]\nupgrades = [\"websocket/13\"]", &[], "router.upgrades");
         check_rejected("[router]\ntls13_tickets = 9", &[], "router.tls13_tickets");
         check_rejected("[router]\ntls13_tickets = -1", &[], "invalid value");
         check_rejected("[router]\nadmin_listen = \"127.0.0.1:8443\"", &[], "already used");

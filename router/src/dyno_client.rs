@@ -19,8 +19,8 @@ use tokio::net::TcpStream;
 use crate::error::BodyError;
 use crate::error::{Code, ProxyError};
 use crate::http1::decode::{self, BodyLength, READ_SIZE};
-use crate::http1::encode::chunk_size_line;
-use crate::http1::response_head::{MAX_HEAD, ResponseHead, is_interim, parse_response_head};
+use crate::http1::encode::{chunk_size_line, write_interim_head};
+use crate::http1::response_head::{Interim, MAX_HEAD, ResponseHead, is_interim, parse_response_head};
 
 /// A connection to a dyno.
 #[derive(Debug)]
@@ -37,6 +37,9 @@ pub(crate) struct DynoConnection {
     pub(crate) table_version: u64,
     /// Whether it came from the pool (and so may turn out to be closed).
     pub(crate) reused: bool,
+    /// The interim responses of the exchange in progress, kept for the client; boxed, and none
+    /// until one comes, so that the connection stays small.
+    interim: Option<Box<Interim>>,
 }
 
 /// Why an exchange failed, and whether any of the request was sent.
@@ -53,7 +56,17 @@ pub(crate) enum Failed {
 pub(crate) trait RequestBody {
     /// The next piece of the body; `None` at its end.
     fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, BodyError>>>;
+
+    /// Whether the client waits for `100 Continue` before it sends the body, which the first
+    /// [`RequestBody::poll_data`] sends it.
+    fn expects_continue(&self) -> bool {
+        false
+    }
 }
+
+/// How long the router waits for a dyno's `100 Continue` (or its final answer) before it tells
+/// a waiting client to send its body anyway, as clients themselves wait about a second.
+const CONTINUE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// An HTTP/2 request's body.
 impl RequestBody for hyper::body::Incoming {
@@ -76,7 +89,7 @@ impl RequestBody for hyper::body::Incoming {
 impl DynoConnection {
     /// A new connection.
     pub(crate) fn new(stream: TcpStream, addr: SocketAddr) -> DynoConnection {
-        DynoConnection { stream, buf: BytesMut::new(), addr, table_version: 0, reused: false }
+        DynoConnection { stream, buf: BytesMut::new(), addr, table_version: 0, reused: false, interim: None }
     }
 
     /// Whether an idle connection is still open: nothing to read yet, and no end of stream.
@@ -85,8 +98,9 @@ impl DynoConnection {
         matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
 
-    /// Sends the request and reads the response head, skipping interim (1xx) responses but
-    /// 101, which only an upgrade request may get.
+    /// Sends the request and reads the response head; interim (1xx) responses but 101 (which
+    /// only an upgrade request may get) are kept in the final head's `interim`, but
+    /// `100 Continue`, which the router sends the client itself.
     pub(crate) async fn exchange(
         &mut self,
         head: &[u8],
@@ -95,6 +109,7 @@ impl DynoConnection {
         method: &Method,
         upgrade: bool,
     ) -> Result<ResponseHead, Failed> {
+        self.interim = None;
         self.stream.write_all(head).await.map_err(Failed::NotSent)?;
         if let Some(body) = body.take()
             && let Some(mut early) = self.send_body(body, chunked, method).await.map_err(Failed::Sent)?
@@ -102,14 +117,28 @@ impl DynoConnection {
             // The dyno answered before it had the whole upload: the connection carries the
             // rest of it unread, and goes no further.
             early.keep_alive = false;
+            early.interim = self.interim.take();
             return check_upgrade(early, upgrade);
         }
         loop {
-            let head = self.read_head(method).await.map_err(Failed::Sent)?;
+            let mut head = self.read_head(method).await.map_err(Failed::Sent)?;
             if is_interim(head.status) {
+                self.keep_interim(&head);
                 continue;
             }
+            head.interim = self.interim.take();
             return check_upgrade(head, upgrade);
+        }
+    }
+
+    /// Keeps an interim response for the client, but `100 Continue`: the router answers a
+    /// client's `Expect` itself, and a second one would be one too many.
+    fn keep_interim(&mut self, head: &ResponseHead) {
+        let interim = self.interim.get_or_insert_with(Box::default);
+        if head.status == StatusCode::CONTINUE {
+            interim.continued = true;
+        } else {
+            write_interim_head(&mut interim.bytes, head);
         }
     }
 
@@ -122,7 +151,37 @@ impl DynoConnection {
         chunked: bool,
         method: &Method,
     ) -> Result<Option<ResponseHead>, ProxyError> {
-        while let Some(data) = std::future::poll_fn(|cx| body.poll_data(cx)).await {
+        if body.expects_continue() {
+            // The dyno got the client's `Expect` too (RFC 9110, section 10.1.1): its answer, or
+            // its `100 Continue`, decides whether the client is asked for the body.
+            let wait = tokio::time::sleep(CONTINUE_WAIT);
+            tokio::pin!(wait);
+            while !self.interim.as_ref().is_some_and(|i| i.continued) {
+                tokio::select! {
+                    biased;
+                    r = self.stream.readable() => {
+                        if let Some(head) = self.read_early(r, method)? {
+                            return Ok(Some(head));
+                        }
+                    }
+                    () = &mut wait => break,
+                }
+            }
+        }
+        loop {
+            // While the client's body is slow to come, the dyno may answer (413, say) and close:
+            // its answer goes to the client at once, not after the first-byte timeout.
+            let data = tokio::select! {
+                biased;
+                r = self.stream.readable() => {
+                    if let Some(head) = self.read_early(r, method)? {
+                        return Ok(Some(head));
+                    }
+                    continue;
+                }
+                data = std::future::poll_fn(|cx| body.poll_data(cx)) => data,
+            };
+            let Some(data) = data else { break };
             let data = data.map_err(|e| ProxyError::new(Code::H27, e))?;
             if data.is_empty() {
                 continue;
@@ -157,20 +216,8 @@ impl DynoConnection {
             };
             match ready {
                 Ready::Read(r) => {
-                    r.map_err(dyno_failed)?;
-                    match self.stream.try_read_buf(&mut self.buf) {
-                        Ok(0) => {
-                            return self.early(method)?.map(Some).ok_or_else(|| {
-                                ProxyError::new(Code::H13, "the dyno closed the connection during the upload")
-                            });
-                        }
-                        Ok(_) => {
-                            if let Some(head) = self.early(method)? {
-                                return Ok(Some(head));
-                            }
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(e) => return Err(dyno_failed(e)),
+                    if let Some(head) = self.read_early(r, method)? {
+                        return Ok(Some(head));
                     }
                 }
                 Ready::Write(w) => {
@@ -188,6 +235,22 @@ impl DynoConnection {
             }
         }
         Ok(None)
+    }
+
+    /// Reads what the dyno sent during the upload, once its socket is readable (`ready`): its
+    /// final answer when it is whole, an error when it closed without one.
+    fn read_early(&mut self, ready: std::io::Result<()>, method: &Method) -> Result<Option<ResponseHead>, ProxyError> {
+        let dyno_failed = |e: std::io::Error| ProxyError::new(Code::H13, e);
+        ready.map_err(dyno_failed)?;
+        match self.stream.try_read_buf(&mut self.buf) {
+            Ok(0) => self
+                .early(method)?
+                .map(Some)
+                .ok_or_else(|| ProxyError::new(Code::H13, "the dyno closed the connection during the upload")),
+            Ok(_) => self.early(method),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(dyno_failed(e)),
+        }
     }
 
     /// Reads what a connection that failed still holds, until its end or error. The failure
@@ -216,6 +279,7 @@ impl DynoConnection {
             if !is_interim(head.status) {
                 return Ok(Some(head));
             }
+            self.keep_interim(&head);
         }
         Ok(None)
     }

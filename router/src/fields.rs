@@ -41,11 +41,17 @@ impl Span {
 pub(crate) enum FieldName {
     /// Any name the router passes along without looking at it.
     Other,
+    /// A known name spelled with `_` for one or more of its `-` (`X_Forwarded_For`): what CGI,
+    /// WSGI and Rack servers would read as the known one. Found as names are looked up, at no
+    /// cost to other names.
+    Underscored,
     Close,
     Connection,
     ContentLength,
     Expect,
     Host,
+    /// HTTP/2's settings for an `h2c` upgrade (RFC 9113, section 3.2.1): hop-by-hop.
+    Http2Settings,
     KeepAlive,
     ProxyAuthenticate,
     ProxyAuthorization,
@@ -71,12 +77,13 @@ impl FieldName {
     /// The name's lowercase text; empty for [`FieldName::Other`].
     pub(crate) fn text(self) -> &'static str {
         match self {
-            FieldName::Other => "",
+            FieldName::Other | FieldName::Underscored => "",
             FieldName::Close => "close",
             FieldName::Connection => "connection",
             FieldName::ContentLength => "content-length",
             FieldName::Expect => "expect",
             FieldName::Host => "host",
+            FieldName::Http2Settings => "http2-settings",
             FieldName::KeepAlive => "keep-alive",
             FieldName::ProxyAuthenticate => "proxy-authenticate",
             FieldName::ProxyAuthorization => "proxy-authorization",
@@ -112,7 +119,7 @@ impl FieldName {
             10 => &[Connection, KeepAlive],
             11 => &[XOrigHost, XOrigPath, XOrigPort],
             12 => &[XOrigProto, XRequestId],
-            14 => &[ContentLength],
+            14 => &[ContentLength, Http2Settings],
             15 => &[XForwardedFor, XRequestStart],
             16 => &[ProxyConnection, XForwardedPath, XForwardedPort],
             17 => &[TransferEncoding, XForwardedProto],
@@ -123,12 +130,28 @@ impl FieldName {
         };
         // Every known name starts with a letter, so its first byte decides most comparisons.
         let first = name.first().map_or(0, u8::to_ascii_lowercase);
-        candidates
-            .iter()
-            .copied()
-            .find(|c| c.text().as_bytes()[0] == first && eq_lowercase(name, c.text()))
-            .unwrap_or(Other)
+        for &c in candidates {
+            if c.text().as_bytes()[0] == first {
+                if eq_lowercase(name, c.text()) {
+                    return c;
+                }
+                // Rare: a name of a known one's length and first letter that is not it.
+                if eq_underscored(name, c.text()) {
+                    return Underscored;
+                }
+            }
+        }
+        Other
     }
+}
+
+/// Whether `name` is the known name `lower` (lowercase) spelled with `_` for one or more of its
+/// `-`, without regard to case.
+#[cold]
+fn eq_underscored(name: &[u8], lower: &str) -> bool {
+    name.len() == lower.len()
+        && name.contains(&b'_')
+        && name.iter().zip(lower.as_bytes()).all(|(&b, &l)| b.to_ascii_lowercase() == l || (b == b'_' && l == b'-'))
 }
 
 /// Whether `bytes` are `lower` (which is lowercase) without regard to case; half the work of
@@ -289,6 +312,7 @@ mod tests {
             ContentLength,
             Expect,
             Host,
+            Http2Settings,
             KeepAlive,
             ProxyAuthenticate,
             ProxyAuthorization,
@@ -318,7 +342,13 @@ mod tests {
             assert_eq!(FieldName::of(&near), Other, "{}", name.text());
             assert_eq!(FieldName::of(format!("{}s", name.text()).as_bytes()), Other);
         }
-        for other in ["", "x-a", "hosts", "content-type", "x-request-ids", "connection\0"] {
+        for underscored in ["X_Forwarded_For", "x_request_id", "Content_Length", "x-forwarded_proto", "HTTP2_SETTINGS"]
+        {
+            assert_eq!(FieldName::of(underscored.as_bytes()), Underscored, "{underscored:?}");
+        }
+        for other in
+            ["", "x-a", "hosts", "content-type", "x-request-ids", "connection\0", "x_custom", "x__forwarded-for"]
+        {
             assert_eq!(FieldName::of(other.as_bytes()), Other, "{other:?}");
         }
     }

@@ -26,19 +26,44 @@ pub(crate) fn connection_fields(https: bool, port: u16) -> Box<[u8]> {
     lines.into_bytes().into_boxed_slice()
 }
 
-/// `X-Forwarded-For` for the dyno: the client's value, if any, with the client's address
-/// appended.
-pub(crate) fn forwarded_for<'a>(previous: Option<&'a [u8]>, peer_ip: &'a HeaderValue) -> std::borrow::Cow<'a, [u8]> {
-    match previous {
-        Some(prev) => {
-            let mut v = Vec::with_capacity(prev.len() + 2 + peer_ip.len());
-            v.extend_from_slice(prev);
-            v.extend_from_slice(b", ");
-            v.extend_from_slice(peer_ip.as_bytes());
-            v.into()
-        }
-        None => peer_ip.as_bytes().into(),
+/// `X-Forwarded-For` for the dyno: the client's values, if any, with the client's address
+/// appended. Field lines with one name are one comma-separated list (RFC 9110, section 5.3), so
+/// every line the client sent is kept, in order.
+pub(crate) fn forwarded_for<'a>(
+    mut previous: impl Iterator<Item = &'a [u8]>,
+    peer_ip: &'a HeaderValue,
+) -> std::borrow::Cow<'a, [u8]> {
+    let Some(first) = previous.next() else {
+        return peer_ip.as_bytes().into();
+    };
+    let mut v = Vec::with_capacity(first.len() + 2 + peer_ip.len());
+    for value in std::iter::once(first).chain(previous) {
+        v.extend_from_slice(value);
+        v.extend_from_slice(b", ");
     }
+    v.extend_from_slice(peer_ip.as_bytes());
+    v.into()
+}
+
+/// Whether a request's `Connection` field names a field that is not hop-by-hop but that the
+/// router acts on (`Content-Length`, `Host`, `Expect`, the platform's `X-Forwarded-*`,
+/// `X-Request-*`, `X-Orig-*`). Such a request is refused: removing a field that frames or routes
+/// the message because `Connection` names it is how a body becomes a second request at the
+/// dyno (RFC 9110, section 7.6.1, lets a proxy drop them, not the router).
+pub(crate) fn connection_names_a_field_acted_on(fields: &Fields) -> bool {
+    fields.contains(FieldName::Connection)
+        && fields.tokens(FieldName::Connection).any(|option| {
+            let known = FieldName::of(option);
+            known != FieldName::Other && !is_hop_by_hop(known)
+        })
+}
+
+/// Whether a client's field would reach a CGI, WSGI or Rack dyno as a field the platform sets or
+/// acts on (`X_Forwarded_For` beside `X-Forwarded-For`: `known` is [`FieldName::Underscored`]),
+/// or, when `all`, has any underscore in its name. Such fields are dropped, as nginx drops every
+/// one.
+pub(crate) fn is_underscore_spoof(known: FieldName, name: &[u8], all: bool) -> bool {
+    known == FieldName::Underscored || (all && name.contains(&b'_'))
 }
 
 /// A request id is kept when it is 20 to 200 characters of `[A-Za-z0-9+/=-]`, as Heroku does.
@@ -111,6 +136,7 @@ fn is_hop_by_hop(known: FieldName) -> bool {
             | Trailer
             | TransferEncoding
             | Upgrade
+            | Http2Settings
     )
 }
 

@@ -22,6 +22,7 @@ mod fields;
 mod forwarding;
 mod http1;
 pub mod metrics;
+mod path;
 mod pool;
 mod proxy;
 mod response_body;
@@ -175,6 +176,8 @@ impl Router {
                 shutdown_grace: config.shutdown_grace.0,
                 https_port: config.https_public_port.unwrap_or(addrs.https.port()),
                 http_redirect: config.http_redirect,
+                drop_all_underscore_fields: config.underscore_fields == wharf_config::UnderscoreFields::DropAll,
+                upgrades: config.upgrades.iter().map(|u| u.to_ascii_lowercase().into_boxed_str()).collect(),
             },
             metrics: Metrics::default(),
             pool_stats: PoolStats::default(),

@@ -3,6 +3,7 @@
 //! (another dyno only while the error says it may be tried), and finish (judge the canary,
 //! answer the client, write the access line or hand it to the response body).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -18,6 +19,7 @@ use crate::fields::{FieldName, Fields};
 use crate::forwarding::{self, HopByHop, is_replaced};
 use crate::http1::encode::encode_request_head;
 use crate::http1::response_head::ResponseHead;
+use crate::path;
 use crate::pool;
 use crate::response_body::{DynoBody, ProxyBody};
 use crate::state::RouterState;
@@ -126,6 +128,25 @@ fn check_limits(req: &ClientRequest<'_>, shared: &RouterState) -> Result<(), (St
     if fields.contains(FieldName::TransferEncoding) && fields.contains(FieldName::ContentLength) {
         return Err((StatusCode::BAD_REQUEST, "ambiguous framing: both Content-Length and Transfer-Encoding\n"));
     }
+    // Removing a field that frames or routes the request because `Connection` names it lets its
+    // body reach the dyno as a request of its own.
+    if forwarding::connection_names_a_field_acted_on(fields) {
+        return Err((StatusCode::BAD_REQUEST, "Connection names a field the router acts on\n"));
+    }
+    // A coding the router would have to undo or leave unsaid is not forwarded (RFC 9112,
+    // section 6.1): chunked, once, is the only transfer coding.
+    if fields.contains(FieldName::TransferEncoding) {
+        let mut codings = fields.tokens(FieldName::TransferEncoding);
+        let only_chunked =
+            codings.next().is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")) && codings.next().is_none();
+        if !only_chunked {
+            return Err((StatusCode::NOT_IMPLEMENTED, "transfer coding not implemented\n"));
+        }
+    }
+    // One rule for every route: a request-target is ASCII (RFC 9112, section 3.2).
+    if !req.target.is_ascii() {
+        return Err((StatusCode::BAD_REQUEST, "invalid request target\n"));
+    }
     let bytes: usize = fields.iter().map(|(_, k, v)| k.len() + v.len()).sum();
     if bytes > s.max_header_bytes || fields.len() > s.max_headers {
         return Err((StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request header fields too large\n"));
@@ -181,7 +202,7 @@ async fn proxy(
         Some(v) if forwarding::valid_request_id(v) => String::from_utf8_lossy(v).into_owned(),
         _ => forwarding::new_request_id(),
     };
-    let dyno_request = dyno_request(req, conn, routed.path, &routed.prefix, &request_id, started_micros)?;
+    let dyno_request = dyno_request(req, conn, shared, routed.path, &routed.prefix, &request_id, started_micros)?;
     let mut log = AccessLog {
         app: web_dynos.app.clone(),
         stats: web_dynos.stats.clone(),
@@ -236,9 +257,22 @@ fn route(req: &ClientRequest<'_>, conn: &ClientConnection, shared: &RouterState)
     let internal = conn.listener == Listener::Internal;
     let not_found = || router_response(StatusCode::NOT_FOUND, "no such app\n");
     let entry = table.host(&host).filter(|e| e.internal == internal).ok_or_else(not_found)?;
-    let route = entry.route(req.path()).ok_or_else(not_found)?;
-    // A route from `/` to `/` (every app's default domain) sends the path as it came.
-    let path = (!route.is_identity()).then(|| route.rewrite(req.path()));
+    // Dot segments go before the path is matched, so that the route that matches is the one
+    // whose path the dyno resolves.
+    let path = path::remove_dot_segments(req.path());
+    let route = entry.route(&path).ok_or_else(not_found)?;
+    let path = if route.is_identity() {
+        // A route from `/` to `/` (every app's default domain) sends the path as it came, less
+        // its dot segments.
+        match path {
+            Cow::Borrowed(_) => None,
+            Cow::Owned(normalized) => Some(normalized),
+        }
+    } else {
+        path::check_rewritable(&path)
+            .map_err(|_| router_response(StatusCode::BAD_REQUEST, "invalid request path\n"))?;
+        Some(route.rewrite(&path))
+    };
     Ok(Routed {
         chosen: route.web_dynos.choose(),
         site: entry.site.clone(),
@@ -265,14 +299,19 @@ struct DynoRequest {
 fn dyno_request(
     req: &ClientRequest<'_>,
     conn: &ClientConnection,
+    shared: &RouterState,
     rewritten_path: Option<String>,
     prefix: &str,
     request_id: &str,
     started_micros: i64,
 ) -> Result<DynoRequest, RouterResponse> {
     let fields = req.fields;
-    // A WebSocket (or other HTTP/1.1) upgrade keeps its Upgrade and Connection headers.
-    let upgrade = is_upgrade(req.version, fields).then(|| fields.get(FieldName::Upgrade)).flatten();
+    // A WebSocket upgrade (or another the operator allows) keeps its Upgrade and Connection
+    // fields; any other is forwarded as a plain request, its Upgrade left behind as hop-by-hop.
+    let upgrade = is_upgrade(req.version, fields)
+        .then(|| fields.get(FieldName::Upgrade))
+        .flatten()
+        .filter(|_| upgrade_allowed(fields, &shared.settings.upgrades));
     let rewritten;
     let target = match rewritten_path {
         Some(path) => {
@@ -293,7 +332,7 @@ fn dyno_request(
     };
     // The platform's headers are written straight into the request head, after the client's
     // minus those they replace and the hop-by-hop ones: no header map is built for the dyno.
-    let xff = forwarding::forwarded_for(fields.get(FieldName::XForwardedFor), &conn.peer_ip);
+    let xff = forwarding::forwarded_for(fields.get_all(FieldName::XForwardedFor), &conn.peer_ip);
     let mut start_text = itoa::Buffer::new();
     let orig_prefix = if prefix.is_empty() { "/" } else { prefix };
     let upgrade_fields = upgrade.map(|protocol| [("upgrade", protocol), ("connection", &b"upgrade"[..])]);
@@ -308,7 +347,10 @@ fn dyno_request(
     let none: &[(&str, &[u8])] = &[];
     let platform = [host_fields.as_ref().map_or(none, |f| f), &rest, upgrade_fields.as_ref().map_or(none, |f| f)];
     let hop = HopByHop::of(fields);
-    let skip = |known: FieldName, name: &[u8]| is_replaced(known) || hop.contains(known, name);
+    let all_underscores = shared.settings.drop_all_underscore_fields;
+    let skip = |known: FieldName, name: &[u8]| {
+        is_replaced(known) || hop.contains(known, name) || forwarding::is_underscore_spoof(known, name, all_underscores)
+    };
     let (head, chunked) =
         encode_request_head(req.method, target, fields, skip, &platform, &conn.fixed_fields, req.has_body);
     Ok(DynoRequest { head, chunked, upgrade: upgrade.is_some() })
@@ -430,6 +472,16 @@ fn finish(
             Reply::Router(response)
         }
     }
+}
+
+/// Whether every protocol a request's `Upgrade` names is one the router tunnels (`allowed`,
+/// lowercase names without versions). `h2c` never is (RFC 9113, section 3.1): HTTP/2 frames
+/// tunnelled to a dyno would pass the router unseen.
+fn upgrade_allowed(fields: &Fields, allowed: &[Box<str>]) -> bool {
+    fields.tokens(FieldName::Upgrade).all(|protocol| {
+        let name = protocol.split(|&b| b == b'/').next().unwrap_or_default().trim_ascii();
+        !name.eq_ignore_ascii_case(b"h2c") && allowed.iter().any(|a| name.eq_ignore_ascii_case(a.as_bytes()))
+    })
 }
 
 /// Whether a request asks to switch protocols (a WebSocket handshake, most often).

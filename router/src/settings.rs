@@ -32,4 +32,10 @@ pub(crate) struct Settings {
     pub(crate) https_port: u16,
     /// Whether plain HTTP is redirected rather than proxied.
     pub(crate) http_redirect: bool,
+    /// Whether every client field with an underscore in its name is dropped, rather than only
+    /// those that a CGI-style dyno would read as a field the platform sets or acts on.
+    pub(crate) drop_all_underscore_fields: bool,
+    /// The protocols a request may upgrade to (`Upgrade`, RFC 9110, section 7.8), lowercase;
+    /// never `h2c`.
+    pub(crate) upgrades: Box<[Box<str>]>,
 }

@@ -123,13 +123,7 @@ pub(crate) fn decode_chunk(buf: &mut BytesMut, state: &mut ChunkedState) -> Resu
                 if end > MAX_LINE {
                     return Err("chunk size line too long");
                 }
-                let line = &buf[..end];
-                let digits = line.split(|&b| b == b';').next().unwrap_or_default();
-                let digits = std::str::from_utf8(digits).map_err(|_| "invalid chunk size")?.trim_matches([' ', '\t']);
-                if digits.is_empty() || digits.len() > 15 {
-                    return Err("invalid chunk size");
-                }
-                let size = u64::from_str_radix(digits, 16).map_err(|_| "invalid chunk size")?;
+                let size = chunk_size(&buf[..end])?;
                 buf.advance(end + 2);
                 *state = if size == 0 { ChunkedState::Trailers } else { ChunkedState::Data(size) };
             }
@@ -159,6 +153,9 @@ pub(crate) fn decode_chunk(buf: &mut BytesMut, state: &mut ChunkedState) -> Resu
                 if end > MAX_LINE {
                     return Err("trailer line too long");
                 }
+                if end > 0 && !trailer_line_ok(&buf[..end]) {
+                    return Err("invalid trailer field");
+                }
                 buf.advance(end + 2);
                 if end == 0 {
                     *state = ChunkedState::Done;
@@ -167,6 +164,40 @@ pub(crate) fn decode_chunk(buf: &mut BytesMut, state: &mut ChunkedState) -> Resu
             }
         }
     }
+}
+
+/// The size of a chunk-size line (without its CRLF): `chunk-size [ chunk-ext ]` (RFC 9112,
+/// section 7.1), read strictly: one to fifteen hex digits from the first byte, then nothing or a
+/// `;` extension (which is passed over) without control bytes but HTAB, so that a bare CR or LF
+/// never ends a line for the router that ends it for someone else. The whitespace RFC 9112 allows
+/// before `;` for old senders is refused, as h11 and llhttp refuse it: parsers disagree on it.
+pub(crate) fn chunk_size(line: &[u8]) -> Result<u64, &'static str> {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 || digits > 15 {
+        return Err("invalid chunk size");
+    }
+    let extension = &line[digits..];
+    if !(extension.is_empty() || extension[0] == b';') {
+        return Err("invalid chunk size");
+    }
+    if extension.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Err("control character in a chunk extension");
+    }
+    // Fifteen hex digits fit in a u64.
+    let text = std::str::from_utf8(&line[..digits]).map_err(|_| "invalid chunk size")?;
+    u64::from_str_radix(text, 16).map_err(|_| "invalid chunk size")
+}
+
+/// Whether a trailer line is a field line (RFC 9112, section 7.1.2, and section 5): a token, a
+/// colon, and a value without control bytes but HTAB.
+fn trailer_line_ok(line: &[u8]) -> bool {
+    let Some(colon) = memchr::memchr(b':', line) else {
+        return false;
+    };
+    let (name, value) = (&line[..colon], &line[colon + 1..]);
+    !name.is_empty()
+        && name.iter().all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        && value.iter().all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t')
 }
 
 /// Where the first CRLF in `buf` starts.
@@ -227,6 +258,15 @@ mod tests {
         check("\r\n", Err("invalid chunk size"), false);
         check("5\r\nhelloXX", Err("chunk data not followed by CRLF"), false);
         check("fffffffffffffffff\r\n", Err("invalid chunk size"), false);
+        check("5;a\nb\r\nhello\r\n0\r\n\r\n", Err("control character in a chunk extension"), false);
+        check("5\rx\r\nhello\r\n0\r\n\r\n", Err("invalid chunk size"), false);
+        check(" 5\r\nhello\r\n0\r\n\r\n", Err("invalid chunk size"), false);
+        check("0x5\r\nhello\r\n0\r\n\r\n", Err("invalid chunk size"), false);
+        check("5;a=b\r\nhello\r\n0\r\n\r\n", Ok("hello"), true);
+        check("5 ;a=b\r\nhello\r\n0\r\n\r\n", Err("invalid chunk size"), false);
+        check("5 \r\nhello\r\n0\r\n\r\n", Err("invalid chunk size"), false);
+        check("0\r\nX-Bad\nY: 1\r\n\r\n", Err("invalid trailer field"), false);
+        check("0\r\nno colon\r\n\r\n", Err("invalid trailer field"), false);
         let long_trailer = format!("0\r\nX-Long: {}\r\n\r\n", "x".repeat(5000));
         check(&long_trailer, Err("trailer line too long"), false);
     }

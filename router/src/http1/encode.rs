@@ -36,7 +36,16 @@ pub(crate) fn encode_request_head(
         out.extend_from_slice(v);
         out.extend_from_slice(b"\r\n");
     };
+    // Repeated Content-Length fields (all of one value, or the head would have been refused)
+    // go on as one (RFC 9110, section 8.6).
+    let mut has_length = false;
     for (known, k, v) in headers.iter() {
+        if known == FieldName::ContentLength {
+            if has_length {
+                continue;
+            }
+            has_length = true;
+        }
         if !skip(known, k) {
             line(k, v);
         }
@@ -45,7 +54,6 @@ pub(crate) fn encode_request_head(
         line(k.as_bytes(), v);
     }
     out.extend_from_slice(lines);
-    let has_length = headers.contains(FieldName::ContentLength);
     // A body of unknown length (the client's was chunked, or HTTP/2) goes chunked; a request
     // without a body whose method normally has one says so, so the dyno does not wait for one.
     let chunked = has_body && !has_length;
@@ -130,6 +138,19 @@ pub(crate) fn write_dyno_head(
             field(out, b"connection", b"close");
         } else if version == Version::HTTP_10 {
             field(out, b"connection", b"keep-alive");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes an interim (1xx) response of the dyno's for an HTTP/1.1 client: its status and its
+/// fields but the hop-by-hop ones (RFC 9110, section 15.2: a proxy forwards 1xx responses).
+pub(crate) fn write_interim_head(out: &mut Vec<u8>, resp: &ResponseHead) {
+    status_line(out, resp.status);
+    let hop = HopByHop::of(&resp.fields);
+    for (known, name, value) in resp.fields.iter() {
+        if !hop.contains(known, name) {
+            field(out, name, value);
         }
     }
     out.extend_from_slice(b"\r\n");

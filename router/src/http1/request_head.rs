@@ -13,7 +13,7 @@ use std::mem::MaybeUninit;
 use bytes::{Bytes, BytesMut};
 use http::{Method, StatusCode, Version};
 
-use super::decode::{BodyLength, ChunkedState, MAX_LINE, content_length};
+use super::decode::{BodyLength, ChunkedState, MAX_LINE, chunk_size, content_length};
 use crate::fields::{FieldName, Fields, Place, Span};
 
 /// Fields parsed without allocating; a head with more is parsed again with room for them all.
@@ -77,6 +77,8 @@ pub(crate) fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Result<Optio
     };
     let (len, method, version, target, places) = match parsed {
         Ok(Some(p)) if p.4.len() > limits.max_headers => return Err(too_large()),
+        // The limit holds however the head arrived: in one read or in many.
+        Ok(Some(p)) if p.0 > limits.max_head => return Err(too_large()),
         Ok(Some(p)) => p,
         Ok(None) if buf.len() > limits.max_head => {
             let in_line = !buf.contains(&b'\n');
@@ -99,6 +101,11 @@ pub(crate) fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Result<Optio
         return Err(bad("bare LF in request head"));
     }
     let target = head.slice(target.range());
+    // httparse takes bytes above 0x7F in a target; a request-target is ASCII (RFC 9112, section
+    // 3.2, RFC 3986, section 2), and what a dyno would make of raw UTF-8 is its own guess.
+    if !target.is_ascii() {
+        return Err(bad("request target is not ASCII"));
+    }
     let fields = Fields::new(head, places);
     let body = body_length(&fields, version)?;
     Ok(Some(RequestHead { method, version, target, fields, body }))
@@ -130,17 +137,29 @@ fn parse<'b>(
     Ok(Some((len, method, version, target, Fields::locate(buf, req.headers))))
 }
 
-/// How a request's body length is known (RFC 9112, section 6.3), refusing every ambiguous case.
+/// How a request's body length is known (RFC 9112, section 6.3), refusing every ambiguous case,
+/// and a second `Host` (RFC 9112, section 3.2): the fields that frame and route a request, in
+/// one pass over the fields.
 fn body_length(fields: &Fields, version: Version) -> Result<BodyLength, Refusal> {
-    let mut length = None;
-    for value in fields.get_all(FieldName::ContentLength) {
-        let n = content_length(value.trim_ascii()).ok_or(bad("invalid Content-Length"))?;
-        if length.is_some_and(|l| l != n) {
-            return Err(bad("conflicting Content-Length values"));
+    let (mut length, mut coded, mut hosts) = (None, false, 0);
+    for (known, _, value) in fields.iter() {
+        match known {
+            FieldName::ContentLength => {
+                let n = content_length(value.trim_ascii()).ok_or(bad("invalid Content-Length"))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(bad("conflicting Content-Length values"));
+                }
+                length = Some(n);
+            }
+            FieldName::TransferEncoding => coded = true,
+            FieldName::Host => hosts += 1,
+            _ => {}
         }
-        length = Some(n);
     }
-    if fields.contains(FieldName::TransferEncoding) {
+    if hosts > 1 {
+        return Err(bad("more than one Host"));
+    }
+    if coded {
         if length.is_some() {
             return Err(bad("both Content-Length and Transfer-Encoding"));
         }
@@ -162,12 +181,14 @@ fn body_length(fields: &Fields, version: Version) -> Result<BodyLength, Refusal>
 /// Checks a chunked body's first chunk-size line at the front of `buf`: `Ok(true)` when it is
 /// there and valid, `Ok(false)` when more bytes are needed.
 pub(crate) fn first_chunk_ok(buf: &[u8]) -> Result<bool, Refusal> {
-    let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else {
+    let Some(end) = memchr::memchr(b'\n', buf) else {
         return if buf.len() > MAX_LINE { Err(bad("chunk size line too long")) } else { Ok(false) };
     };
-    let digits = buf[..end].split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
-    let valid = !digits.is_empty() && digits.len() <= 15 && digits.iter().all(u8::is_ascii_hexdigit);
-    if valid { Ok(true) } else { Err(bad("invalid chunk size")) }
+    let line = buf[..end].strip_suffix(b"\r").ok_or(bad("bare LF in a chunk size line"))?;
+    match chunk_size(line) {
+        Ok(_) => Ok(true),
+        Err(reason) => Err(bad(reason)),
+    }
 }
 
 /// For fuzzing: parses `data` as request heads arriving in two pieces split at `split`, checking
@@ -194,8 +215,41 @@ pub fn check_request(data: &[u8], split: usize) {
     let whole = outcome(&[data]);
     let split = outcome(&[&data[..at], &data[at..]]);
     assert_eq!(whole, split, "the outcome depends on how the bytes arrive");
-    if let Ok(Some((_, _, _, body, _))) = whole {
+    if let Ok(Some((_, _, target, body, _))) = &whole {
         assert!(matches!(body, BodyLength::Empty | BodyLength::Remaining(_) | BodyLength::Chunked(ChunkedState::Size)));
+        assert!(target.is_ascii(), "an accepted target is ASCII");
+        // The path routes see has no dot segment left, however it was spelled.
+        if let Ok(path) = std::str::from_utf8(target) {
+            let path = path.split('?').next().unwrap_or_default();
+            if path.starts_with('/') {
+                let normalized = crate::path::remove_dot_segments(path);
+                assert!(normalized.starts_with('/'), "{normalized:?}");
+                let dot = |s: &str| {
+                    let s = s.to_ascii_lowercase().replace("%2e", ".");
+                    s == "." || s == ".."
+                };
+                assert!(!normalized.split('/').any(dot), "{path:?} normalized to {normalized:?}");
+            }
+        }
+    }
+    // What was accepted frames the request by one rule: one Host at most, one length, and a
+    // chunked body's first line judged the same by the head's check and the body's decoder.
+    let mut buf = BytesMut::from(data);
+    if let Ok(Some(head)) = parse_request(&mut buf, &limits) {
+        assert!(head.fields.get_all(FieldName::Host).count() <= 1, "a second Host is refused");
+        let lengths: Vec<_> = head.fields.get_all(FieldName::ContentLength).collect();
+        assert!(lengths.windows(2).all(|w| w[0].trim_ascii() == w[1].trim_ascii()), "one Content-Length value");
+        assert!(lengths.is_empty() || !head.fields.contains(FieldName::TransferEncoding));
+        if head.body == BodyLength::Chunked(ChunkedState::Size) && buf.len() <= MAX_LINE {
+            // Whether the decoder got past the first chunk-size line.
+            let mut state = ChunkedState::Size;
+            let _ = super::decode::decode_chunk(&mut buf.clone(), &mut state);
+            match first_chunk_ok(&buf) {
+                Ok(true) => assert_ne!(state, ChunkedState::Size, "{buf:?}"),
+                Ok(false) => {}
+                Err(_) => assert_eq!(state, ChunkedState::Size, "{buf:?}"),
+            }
+        }
     }
 }
 
@@ -268,6 +322,24 @@ mod tests {
         check(&format!("GET / HTTP/1.1\r\n{many}\r\n"), Err(431));
         let seventy: String = (0..70).map(|i| format!("X-{i}: v\r\n")).collect();
         check(&format!("GET / HTTP/1.1\r\n{seventy}\r\n"), Ok(Some((BodyLength::Empty, 0))));
+    }
+
+    #[test]
+    fn the_fuzz_targets_rules_hold_on_the_conformance_examples() {
+        for input in [
+            "GET /docs/../a HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET /docs/%2e%2E/a?x=/../ HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET /caf\u{e9} HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;a\nb\r\nhello\r\n0\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;a=b\r\nhello\r\n0\r\nT: 1\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nbad\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+        ] {
+            for split in 0..=input.len() {
+                check_request(input.as_bytes(), split);
+            }
+        }
     }
 
     #[test]

@@ -26,6 +26,19 @@ pub(crate) struct ResponseHead {
     pub(crate) body: BodyLength,
     /// Whether the connection may carry another request once the body is read.
     pub(crate) keep_alive: bool,
+    /// The interim (1xx) responses the dyno sent before this one, encoded for an HTTP/1.1
+    /// client: forwarded ahead of it (RFC 9110, section 15.2). None for nearly every response,
+    /// and boxed so that the head, moved through every layer of the proxy, stays small.
+    pub(crate) interim: Option<Box<Interim>>,
+}
+
+/// The interim responses of one exchange with a dyno.
+#[derive(Debug, Default)]
+pub(crate) struct Interim {
+    /// Those the client gets (all but `100 Continue` and 101), encoded as HTTP/1.1.
+    pub(crate) bytes: Vec<u8>,
+    /// Whether the dyno sent `100 Continue`.
+    pub(crate) continued: bool,
 }
 
 /// An interim response, passed over: 1xx but 101, which ends HTTP on the connection.
@@ -44,13 +57,22 @@ pub(crate) fn parse_response_head(buf: &mut BytesMut, method: &Method) -> Result
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(bad(&e)),
     };
-    let status = StatusCode::from_u16(resp.code.unwrap_or(0)).map_err(|e| bad(&e))?;
+    // The limit holds however the head arrived: in one read or in many.
+    if len > MAX_HEAD {
+        return Err(ProxyError::new(Code::H17, "response head too large"));
+    }
+    // `StatusCode` takes 100 to 999; HTTP's status codes are 100 to 599 (RFC 9110, section 15).
+    let code = resp.code.unwrap_or(0);
+    if !(100..=599).contains(&code) {
+        return Err(ProxyError::new(Code::H17, "status code outside 100 to 599"));
+    }
+    let status = StatusCode::from_u16(code).map_err(|e| bad(&e))?;
     let version = if resp.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
     let places = Fields::locate(buf, resp.headers);
     let fields = Fields::new(buf.split_to(len).freeze(), places);
     let body = body_length(method, status, &fields)?;
     let keep_alive = body != BodyLength::UntilClose && persistent(version, &fields);
-    Ok(Some(ResponseHead { status, fields, body, keep_alive }))
+    Ok(Some(ResponseHead { status, fields, body, keep_alive, interim: None }))
 }
 
 /// How the length of the body of a response with this status and these fields is known (RFC
@@ -109,6 +131,8 @@ pub fn check_response(data: &[u8], split: usize) {
         }
     };
     assert!(buf.len() < data.len(), "a head was consumed");
+    assert!((100..=599).contains(&head.status.as_u16()), "a status outside 100 to 599 is a bad response");
+    assert!(data.len() - buf.len() <= MAX_HEAD, "the head limit holds however the head arrives");
     if head.body != BodyLength::Chunked(ChunkedState::Size) {
         return;
     }
@@ -159,6 +183,22 @@ mod tests {
     }
 
     #[test]
+    fn the_fuzz_targets_rules_hold_on_the_conformance_examples() {
+        let big = format!("HTTP/1.1 200 OK\r\nX: {}\r\n\r\n", "a".repeat(70 * 1024));
+        for input in [
+            "HTTP/1.1 600 Weird\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;a\nb\r\nhello\r\n0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nT: 1\r\n\r\n",
+            &big,
+        ] {
+            for split in [0, 1, 7, input.len() / 2, input.len()] {
+                check_response(input.as_bytes(), split);
+            }
+        }
+    }
+
+    #[test]
     fn response_heads() {
         let check = |input: &str, want: Option<(u16, BodyLength, bool, usize)>| {
             let mut buf = BytesMut::from(input);
@@ -181,5 +221,11 @@ mod tests {
         check("HTTP/1.1 200 OK\r\n\r\nuntil close", Some((200, BodyLength::UntilClose, false, 11)));
         check("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n", Some((100, BodyLength::Empty, true, 17)));
         check("HTTP/1.1 200 OK\r\nContent-Len", None);
+        check("HTTP/1.1 600 Weird\r\nContent-Length: 0\r\n\r\n", None);
+        check("HTTP/1.1 099 Low\r\nContent-Length: 0\r\n\r\n", None);
+        check("HTTP/1.1 999 High\r\nContent-Length: 0\r\n\r\n", None);
+        check("HTTP/1.1 20 Short\r\nContent-Length: 0\r\n\r\n", None);
+        let huge = format!("HTTP/1.1 200 OK\r\nX-Big: {}\r\nContent-Length: 0\r\n\r\n", "a".repeat(70 * 1024));
+        check(&huge, None);
     }
 }

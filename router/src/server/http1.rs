@@ -258,11 +258,13 @@ where
                 }
                 BodyLength::Empty | BodyLength::Remaining(_) => false,
             };
+            interim(out, &resp, version);
             write_dyno_head(out, &resp, chunked, keep, version, conn.hsts(&shared.settings));
             drop(resp);
             send_body(io, out, body, chunked, idle, !keep).await
         }
         Reply::Upgrade(resp, mut dyno, log) => {
+            interim(out, &resp, version);
             write_dyno_head(out, &resp, false, true, version, conn.hsts(&shared.settings));
             drop(resp);
             // What the client sent after its head is the tunnel's first bytes to the dyno, and
@@ -283,6 +285,14 @@ where
         (true, _) => Next::KeepAlive,
         (false, false) => Next::Close,
         (false, true) => Next::Linger,
+    }
+}
+
+/// Puts the dyno's interim responses ahead of its final one, for an HTTP/1.1 client only: an
+/// HTTP/1.0 client does not expect them (RFC 9110, section 15.2).
+fn interim(out: &mut Vec<u8>, resp: &crate::http1::response_head::ResponseHead, version: Version) {
+    if let Some(interim) = resp.interim.as_ref().filter(|_| version == Version::HTTP_11) {
+        out.extend_from_slice(&interim.bytes);
     }
 }
 
@@ -481,6 +491,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> RequestBody for ClientBody<'_, IO> {
     fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, BodyError>>> {
         ready!(self.poll_continue(cx))?;
         decode::poll_body(&mut *self.io, self.buf, &mut self.length, cx).map(|d| d.map(|d| d.map_err(Into::into)))
+    }
+
+    fn expects_continue(&self) -> bool {
+        self.continue_left == CONTINUE.len()
     }
 }
 
