@@ -31,10 +31,15 @@ schemas = {
     "AppRef": obj({"id": UUID, "name": S}),
     "SpaceRef": obj({"id": UUID, "name": S}),
     "SiteRef": obj({"id": UUID, "domain": S}),
+    "OwnerRef": obj({"id": UUID, "email": S}),
+    "Account": obj({"id": UUID, "email": S, "name": S, "allow_tracking": {"type": "boolean"}, "beta": {"type": "boolean"},
+                    "verified": {"type": "boolean"}, "two_factor_authentication": {"type": "boolean"},
+                    "default_team": nullable({"type": "object"}), "default_organization": nullable({"type": "object"}),
+                    "created_at": TIME, "updated_at": TIME}),
     "Compliance": {"type": "string", "enum": ["internal", "prod", "socs"]},
     "Space": obj({"id": UUID, "name": S, "compliance": {"type": "array", "items": ref("Compliance")},
                   "created_at": TIME, "updated_at": TIME}),
-    "App": obj({"id": UUID, "name": S, "simple_name": S, "space": ref("SpaceRef"), "web_url": S,
+    "App": obj({"id": UUID, "name": S, "simple_name": S, "space": ref("SpaceRef"), "owner": ref("OwnerRef"), "web_url": S,
                 "created_at": TIME, "updated_at": TIME}),
     # Workers, and web dynos not yet healthy, are the local supervisor's alone: no id, no endpoint.
     "Dyno": obj({"id": nullable(UUID), "name": S, "type": S,
@@ -135,6 +140,8 @@ def arr(name):
 paths = {
     "/healthz": {"get": op("Whether the API is up, and the snapshot version", 200, ref("Health"), secure=False)},
     "/openapi.json": {"get": op("This document", 200, {"type": "object"}, secure=False)},
+    "/account": {"get": op("The admin token's account (Heroku's account resource)", 200, ref("Account"))},
+    "/users/~/apps": {"get": op("List the account's apps: every app (Heroku's user apps)", 200, arr("App"))},
     "/spaces": {"get": op("List spaces", 200, arr("Space")), "post": op("Create a space", 201, ref("Space"), "SpaceCreate")},
     "/spaces/{space}": {"get": op("Show a space", 200, ref("Space"), params=["space"])},
     "/apps": {"get": op("List apps", 200, arr("App")), "post": op("Create an app", 201, ref("App"), "AppCreate")},
@@ -205,8 +212,10 @@ doc = {
              "Apps, formations, dynos, config vars, sites, routes, drains, canaries and certificates, in the shapes of "
              "Heroku's Platform API where Heroku has the resource. Every refusal is {\"id\", \"message\"} with a 4xx status."},
     "servers": [{"url": "http://127.0.0.1:5000"}],
-    "security": [{"bearer": []}],
-    "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}, "schemas": schemas},
+    # The token as a bearer token, or as the password of Basic credentials with any user name.
+    "security": [{"bearer": []}, {"basic": []}],
+    "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+                                       "basic": {"type": "http", "scheme": "basic"}}, "schemas": schemas},
     "paths": paths,
 }
 

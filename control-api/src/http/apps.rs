@@ -9,6 +9,7 @@ use uuid::Uuid;
 use wharf_domain::AppName;
 use wharf_domain::timestamp::format_seconds;
 
+use super::account::{OwnerRef, owner_ref};
 use super::wire::{ApiError, ApiResult, Body, Json, Plane};
 use crate::model::{App, Model};
 use crate::plane::{ControlPlane, Error};
@@ -31,6 +32,7 @@ pub(super) struct AppOut {
     name: String,
     simple_name: String,
     space: SpaceRef,
+    owner: OwnerRef,
     web_url: String,
     created_at: String,
     updated_at: String,
@@ -53,6 +55,7 @@ fn app_out(plane: &ControlPlane, m: &Model, a: &App) -> AppOut {
         name: key.to_string(),
         simple_name: a.name.to_string(),
         space: SpaceRef { id: space.id, name: space.name.to_string() },
+        owner: owner_ref(plane),
         created_at: format_seconds(a.created_at),
         updated_at: format_seconds(a.updated_at),
     }

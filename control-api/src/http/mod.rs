@@ -19,6 +19,7 @@ use wharf_bus::Publisher;
 use crate::model::Model;
 use crate::plane::ControlPlane;
 
+mod account;
 mod apps;
 mod auth;
 mod canaries;
@@ -66,6 +67,8 @@ macro_rules! route_group {
 route_group! {
     /// The routes behind the admin token; `/v1/` ones also take the data-plane token.
     ADMIN, admin_routes: [
+        GET "/account" => account::get_account,
+        GET "/users/~/apps" => apps::list_apps,
         GET "/spaces" => spaces::list_spaces,
         POST "/spaces" => spaces::create_space,
         GET "/spaces/{space}" => spaces::get_space,

@@ -1,0 +1,187 @@
+//! The unmodified Heroku CLI (the pinned npm release that scripts/test installs) against `wharf
+//! serve`, exactly as a Heroku user would run it: each step is a command line, the exit status
+//! and output it must give, and the effect it must have, checked through the REST API.
+//!
+//! The CLI runs with a fresh `HOME` (no user configuration or `.netrc` leaks in), with its update
+//! checks, analytics and telemetry off, and with every Heroku host it knows pointed at Wharf, so
+//! that it never reaches the internet.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+use wharf_testkit::TempDir;
+use wharf_testkit::client::{Api, Req};
+use wharf_testkit::wharf::Wharf;
+
+const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
+
+/// The Heroku CLI release the suite pins; scripts/test installs it under target/heroku-cli.
+const HEROKU_CLI_VERSION: &str = "11.10.0";
+
+/// Where the `heroku` executable is: `WHARF_HEROKU_CLI`, or where scripts/test installs it.
+fn heroku_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("WHARF_HEROKU_CLI") {
+        return bin.into();
+    }
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/heroku-cli/node_modules/.bin/heroku");
+    assert!(
+        bin.exists(),
+        "the Heroku CLI is not installed; ./scripts/test installs it \
+         (npm install --prefix target/heroku-cli heroku@{HEROKU_CLI_VERSION})"
+    );
+    bin
+}
+
+/// The CLI, set up to talk to one `wharf serve` only.
+struct Cli {
+    bin: PathBuf,
+    home: TempDir,
+    host: String,
+    token: String,
+}
+
+/// What one CLI run gave.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Cli {
+    fn new(wharf: &Wharf) -> Cli {
+        Cli {
+            bin: heroku_bin(),
+            home: TempDir::new("heroku-home"),
+            host: format!("http://{}", wharf.api.addr),
+            token: wharf.api.token.clone().expect("the admin token"),
+        }
+    }
+
+    /// Runs `heroku args...` with `token` as the API key, to its end.
+    fn run_as(&self, token: &str, args: &[&str]) -> Run {
+        let home = self.home.path();
+        let out = Command::new(&self.bin)
+            .args(args)
+            // Nothing of the caller's environment but PATH (to find node): no HEROKU_* variable,
+            // no proxy, no user configuration.
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", home)
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .env("XDG_CACHE_HOME", home.join(".cache"))
+            .env("XDG_DATA_HOME", home.join(".local/share"))
+            .env("HEROKU_HOST", &self.host)
+            // The CLI also asks "particleboard" for the account; Wharf serves `/account` itself.
+            .env("HEROKU_PARTICLEBOARD_URL", &self.host)
+            .env("HEROKU_API_KEY", token)
+            // No update checks, analytics, telemetry or release notes (CLI 11's switches).
+            .env("HEROKU_DISABLE_AUTOUPDATE", "1")
+            .env("HEROKU_SKIP_NEW_VERSION_CHECK", "1")
+            .env("HEROKU_SKIP_ANALYTICS", "1")
+            .env("DISABLE_TELEMETRY", "true")
+            .env("HIDE_HEROKU_RELEASE_NOTES", "true")
+            .env("NO_COLOR", "1")
+            .env("COLUMNS", "200")
+            .output()
+            .expect("the Heroku CLI runs");
+        Run {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        self.run_as(&self.token, args)
+    }
+}
+
+/// An effect to check through the API after a step: `GET path`, then the value at the JSON
+/// pointer `at` (RFC 6901) must be `want`.
+struct Effect {
+    path: &'static str,
+    at: &'static str,
+    want: Value,
+}
+
+/// One command line and what it must do.
+struct Step {
+    args: &'static [&'static str],
+    exit: i32,
+    /// Pieces the standard output (or, for a failure, the standard error) must contain.
+    says: &'static [&'static str],
+    effects: Vec<Effect>,
+}
+
+fn step(args: &'static [&'static str], exit: i32, says: &'static [&'static str]) -> Step {
+    Step { args, exit, says, effects: vec![] }
+}
+
+impl Step {
+    fn then(mut self, path: &'static str, at: &'static str, want: Value) -> Step {
+        self.effects.push(Effect { path, at, want });
+        self
+    }
+}
+
+/// Runs the steps in order; each must exit as expected, say what it must, and have its effects.
+async fn run_steps(cli: &Cli, api: &Api, steps: Vec<Step>) {
+    for s in steps {
+        let run = cli.run(s.args);
+        let shown = format!("heroku {}\nstdout: {}\nstderr: {}", s.args.join(" "), run.stdout, run.stderr);
+        assert_eq!(run.code, Some(s.exit), "exit status of {shown}");
+        let output = if s.exit == 0 { &run.stdout } else { &run.stderr };
+        for piece in s.says {
+            assert!(output.contains(piece), "{piece:?} missing from the output of {shown}");
+        }
+        for e in &s.effects {
+            let (status, body) = api.call("GET", e.path, None).await;
+            assert_eq!(status, 200, "GET {} after {shown}: {body}", e.path);
+            assert_eq!(body.pointer(e.at), Some(&e.want), "GET {} {} after {shown}: {body}", e.path, e.at);
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_heroku_cli_knows_who_it_is_and_lists_apps() {
+    let wharf = Wharf::serve(WHARF, &[]).await;
+    let api = &wharf.api;
+    let cli = Cli::new(&wharf);
+    api.expect("POST", "/apps", json!({"name": "api", "space": "default"}), 201).await;
+    let steps = vec![
+        step(&["auth:whoami"], 0, &["admin@localhost"]).then("/account", "/email", json!("admin@localhost")),
+        step(&["apps"], 0, &["admin@localhost Apps", "api-default"]).then(
+            "/users/~/apps",
+            "/0/name",
+            json!("api-default"),
+        ),
+        step(&["apps", "--json"], 0, &["\"name\": \"api-default\"", "\"email\": \"admin@localhost\""]),
+    ];
+    run_steps(&cli, api, steps).await;
+
+    // A wrong key is refused, and the CLI says so.
+    let run = cli.run_as("not-the-admin-token", &["auth:whoami"]);
+    assert_ne!(run.code, Some(0), "stdout: {} stderr: {}", run.stdout, run.stderr);
+    assert!(!run.stdout.contains("admin@localhost"), "{}", run.stdout);
+}
+
+#[tokio::test]
+async fn basic_credentials_carry_the_token_as_heroku_clients_send_it() {
+    let wharf = Wharf::serve(WHARF, &[]).await;
+    let token = wharf.api.token.clone().expect("the admin token");
+    let addr = wharf.api.addr.to_string();
+    let basic = |user: &str, password: &str| {
+        use base64::Engine as _;
+        let pair = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        Req::get(&addr, "/account").header("authorization", &format!("Basic {pair}"))
+    };
+    for user in ["", "any", "admin@localhost"] {
+        let (status, body) = wharf.api.raw(&basic(user, &token)).await;
+        assert_eq!((status, &body["email"]), (200, &json!("admin@localhost")), "user {user:?}: {body}");
+    }
+    let (status, body) = wharf.api.raw(&basic("", "wrong-token")).await;
+    assert_eq!((status, &body["id"]), (401, &json!("unauthorized")), "{body}");
+    let (status, body) = wharf.api.raw(&basic(&token, "")).await;
+    assert_eq!(status, 401, "the token as the user name is not the password: {body}");
+}
