@@ -385,3 +385,40 @@ async fn replicas_ride_out_a_database_restart() {
     }
     assert!(!a.stderr().contains(pg.password()) && !b.stderr().contains(pg.password()));
 }
+
+/// Heroku clients' app rules: an app created without a space or a name lands in `default` with a
+/// generated name; apps in `default` answer to their bare names, others only to `app-space`;
+/// `PATCH /apps/{app}` renames within the space and refuses a taken or invalid name, changing
+/// nothing.
+#[tokio::test]
+async fn apps_as_heroku_clients_create_address_and_rename_them() {
+    let wharf = Wharf::serve(WHARF, &[]).await;
+    let api = &wharf.api;
+    api.expect("POST", "/spaces", json!({"name": "prod"}), 201).await;
+    api.expect("POST", "/apps", json!({"name": "api", "space": "prod"}), 201).await;
+    let made = api.expect("POST", "/apps", json!({}), 201).await;
+    let generated = made["name"].as_str().unwrap().to_owned();
+    assert!(generated.starts_with("app") && generated.ends_with("-default"), "{made}");
+    assert_eq!(made["owner"]["email"], "admin@localhost", "{made}");
+    let bare = made["simple_name"].as_str().unwrap();
+    assert_eq!(api.call("GET", &format!("/apps/{bare}"), None).await.1["name"], json!(generated));
+    assert_eq!(api.call("GET", "/apps/api", None).await.0, 404, "a bare name reaches only the default space");
+    assert_eq!(api.call("GET", "/apps/api-prod", None).await.0, 200);
+
+    let renamed = api.expect("PATCH", "/apps/api-prod", json!({"name": "web"}), 200).await;
+    assert_eq!((&renamed["name"], &renamed["space"]["name"]), (&json!("web-prod"), &json!("prod")), "{renamed}");
+    assert_eq!(api.call("GET", "/apps/api-prod", None).await.0, 404);
+    api.expect("POST", "/apps", json!({"name": "api", "space": "prod"}), 201).await;
+    refused(api, "PATCH", "/apps/web-prod", json!({"name": "api"}), 409, "already exists", "/apps").await;
+    refused(api, "PATCH", "/apps/web-prod", json!({"name": "Web"}), 422, "invalid app name", "/apps").await;
+    refused(api, "PATCH", "/apps/web-prod", json!({"maintenance": "yes"}), 422, "unknown field", "/apps").await;
+    refused(api, "PATCH", "/apps/nope", json!({"name": "x"}), 404, "no app", "/apps").await;
+    assert_eq!(api.call("GET", "/apps/web-prod/addons", None).await, (200, json!([])));
+    assert_eq!(api.call("GET", "/apps/nope/addons", None).await.0, 404);
+    let features = api.call("GET", "/apps/web-prod/features", None).await.1;
+    assert_eq!(features[0]["name"], "internal-routing", "{features}");
+    let space = api.call("GET", "/spaces/prod", None).await.1;
+    assert_eq!((&space["team"]["name"], &space["state"]), (&json!("wharf"), &json!("allocated")), "{space}");
+    assert_eq!(api.call("GET", "/teams/wharf/apps", None).await.1.as_array().map(Vec::len), Some(3));
+    assert_eq!(api.call("GET", "/teams/other/apps", None).await.0, 404);
+}

@@ -63,6 +63,9 @@ impl Cli {
         let home = self.home.path();
         let out = Command::new(&self.bin)
             .args(args)
+            // Not the repository: `apps:rename` and `apps:create` edit the git remotes of the
+            // checkout they run in.
+            .current_dir(home)
             // Nothing of the caller's environment but PATH (to find node): no HEROKU_* variable,
             // no proxy, no user configuration.
             .env_clear()
@@ -109,7 +112,7 @@ struct Effect {
 struct Step {
     args: &'static [&'static str],
     exit: i32,
-    /// Pieces the standard output (or, for a failure, the standard error) must contain.
+    /// Pieces the output (standard output and standard error together) must contain.
     says: &'static [&'static str],
     effects: Vec<Effect>,
 }
@@ -131,7 +134,7 @@ async fn run_steps(cli: &Cli, api: &Api, steps: Vec<Step>) {
         let run = cli.run(s.args);
         let shown = format!("heroku {}\nstdout: {}\nstderr: {}", s.args.join(" "), run.stdout, run.stderr);
         assert_eq!(run.code, Some(s.exit), "exit status of {shown}");
-        let output = if s.exit == 0 { &run.stdout } else { &run.stderr };
+        let output = format!("{}{}", run.stdout, run.stderr);
         for piece in s.says {
             assert!(output.contains(piece), "{piece:?} missing from the output of {shown}");
         }
@@ -160,7 +163,7 @@ async fn the_heroku_cli_knows_who_it_is_and_lists_apps() {
     ];
     run_steps(&cli, api, steps).await;
 
-    // A wrong key is refused, and the CLI says so.
+    // A wrong key is refused.
     let run = cli.run_as("not-the-admin-token", &["auth:whoami"]);
     assert_ne!(run.code, Some(0), "stdout: {} stderr: {}", run.stdout, run.stderr);
     assert!(!run.stdout.contains("admin@localhost"), "{}", run.stdout);
@@ -184,4 +187,50 @@ async fn basic_credentials_carry_the_token_as_heroku_clients_send_it() {
     assert_eq!((status, &body["id"]), (401, &json!("unauthorized")), "{body}");
     let (status, body) = wharf.api.raw(&basic(&token, "")).await;
     assert_eq!(status, 401, "the token as the user name is not the password: {body}");
+}
+
+#[tokio::test]
+async fn the_heroku_cli_creates_renames_and_shows_apps() {
+    let wharf = Wharf::serve(WHARF, &[]).await;
+    let api = &wharf.api;
+    let cli = Cli::new(&wharf);
+    api.expect("POST", "/apps", json!({"name": "api"}), 201).await;
+    let steps = vec![
+        // Created without a space, the app is in `default` and answers to the name given.
+        step(&["apps:create", "hello"], 0, &["Creating hello... done", "https://hello-default.localhost"])
+            .then("/apps/hello", "/name", json!("hello-default"))
+            .then("/apps/hello-default", "/space/name", json!("default")),
+        step(&["apps:info", "-a", "hello"], 0, &["=== hello-default", "Owner:", "admin@localhost", "Region:", "local"]),
+        // Without a name, Wharf picks one.
+        step(&["apps:create"], 0, &["Creating app... done, app"]),
+        step(
+            &["apps:rename", "hi", "-a", "hello"],
+            0,
+            &["Renaming hello to hi... done", "https://hi-default.localhost"],
+        )
+        .then("/apps/hi", "/name", json!("hi-default")),
+        // A taken or invalid name: Heroku's error body, and nothing changes.
+        step(&["apps:rename", "api", "-a", "hi"], 2, &["app api-default already exists", "Error ID: conflict"])
+            .then("/apps/hi", "/name", json!("hi-default"))
+            .then("/apps/api", "/name", json!("api-default")),
+        step(&["apps:rename", "Bad", "-a", "hi"], 2, &["invalid app name", "Error ID: invalid_params"]).then(
+            "/apps/hi",
+            "/name",
+            json!("hi-default"),
+        ),
+        step(&["apps:info", "-a", "nope"], 2, &["no app \"nope\"", "Error ID: not_found"]),
+        step(&["apps", "--space", "default"], 0, &["Apps in space default", "api-default", "hi-default"]),
+        step(&["spaces"], 0, &["default", "wharf", "allocated"]).then("/spaces/default", "/team/name", json!("wharf")),
+        step(&["features", "-a", "hi"], 0, &["[ ] canary", "[ ] internal-routing"]),
+        step(&["labs", "-a", "hi"], 0, &["User Features admin@localhost", "App Features hi"]),
+        step(&["apps:destroy", "hi", "--confirm", "hi"], 0, &["Destroying hi"]),
+    ];
+    run_steps(&cli, api, steps).await;
+    let (_, apps) = api.call("GET", "/apps", None).await;
+    let mut names: Vec<&str> = apps.as_array().unwrap().iter().filter_map(|a| a["name"].as_str()).collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert_eq!(names[0], "api-default");
+    assert!(names[1].starts_with("app") && names[1].ends_with("-default"), "a generated name: {names:?}");
+    assert_eq!(api.call("GET", "/apps/hi", None).await.0, 404, "destroyed");
 }

@@ -27,6 +27,7 @@ mod certs;
 mod config_vars;
 mod drains;
 mod dynos;
+mod features;
 mod formation;
 mod log_events;
 mod log_sessions;
@@ -68,13 +69,18 @@ route_group! {
     /// The routes behind the admin token; `/v1/` ones also take the data-plane token.
     ADMIN, admin_routes: [
         GET "/account" => account::get_account,
+        GET "/account/features" => features::list_account_features,
         GET "/users/~/apps" => apps::list_apps,
+        GET "/teams/{team}/apps" => apps::list_team_apps,
         GET "/spaces" => spaces::list_spaces,
         POST "/spaces" => spaces::create_space,
         GET "/spaces/{space}" => spaces::get_space,
         GET "/apps" => apps::list_apps,
         POST "/apps" => apps::create_app,
         GET "/apps/{app}" => apps::get_app,
+        PATCH "/apps/{app}" => apps::update_app,
+        GET "/apps/{app}/addons" => features::list_addons,
+        GET "/apps/{app}/features" => features::list_app_features,
         DELETE "/apps/{app}" => apps::delete_app,
         GET "/apps/{app}/dynos" => dynos::list_dynos,
         DELETE "/apps/{app}/dynos" => dynos::restart_dynos,
