@@ -422,3 +422,37 @@ async fn apps_as_heroku_clients_create_address_and_rename_them() {
     assert_eq!(api.call("GET", "/teams/wharf/apps", None).await.1.as_array().map(Vec::len), Some(3));
     assert_eq!(api.call("GET", "/teams/other/apps", None).await.0, 404);
 }
+
+/// Formation quantities as the Heroku CLI sends them: strings, and changes (`"+1"`, `"-1"`) to
+/// the current number; a change below zero or over the limit, a negative number, or a string
+/// that is not a quantity is refused and changes nothing.
+#[tokio::test]
+async fn formation_quantities_as_strings_and_changes() {
+    let wharf = Wharf::serve(WHARF, &[]).await;
+    let api = &wharf.api;
+    api.expect("POST", "/apps", json!({"name": "api"}), 201).await;
+    let formation = "/apps/api/formation";
+    let out = api.expect("PATCH", formation, json!({"updates": [{"type": "web", "quantity": "2"}]}), 200).await;
+    assert_eq!(out[0]["quantity"], 2, "{out}");
+    let out = api
+        .expect(
+            "PATCH",
+            formation,
+            json!({"updates": [{"type": "web", "quantity": "+1"}, {"type": "worker", "quantity": "+2"}]}),
+            200,
+        )
+        .await;
+    assert_eq!((&out[0]["quantity"], &out[1]["quantity"]), (&json!(3), &json!(2)), "a new type starts from 0: {out}");
+    let out = api.expect("PATCH", &format!("{formation}/web"), json!({"quantity": "-3"}), 200).await;
+    assert_eq!(out["quantity"], 0, "{out}");
+    for (body, says) in [
+        (json!({"updates": [{"type": "web", "quantity": "-1"}]}), "must be between 0 and 100, got -1"),
+        (json!({"updates": [{"type": "worker", "quantity": "+99"}]}), "must be between 0 and 100, got 101"),
+        (json!({"updates": [{"type": "web", "quantity": "two"}]}), "invalid value"),
+        (json!({"updates": [{"type": "web", "quantity": "1.5"}]}), "invalid value"),
+        (json!({"updates": [{"type": "web", "quantity": -1}]}), "invalid value"),
+        (json!({"updates": [{"type": "web", "quantity": "101"}]}), "must be between 0 and 100, got 101"),
+    ] {
+        refused(api, "PATCH", formation, body, 422, says, formation).await;
+    }
+}

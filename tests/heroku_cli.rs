@@ -234,3 +234,35 @@ async fn the_heroku_cli_creates_renames_and_shows_apps() {
     assert!(names[1].starts_with("app") && names[1].ends_with("-default"), "a generated name: {names:?}");
     assert_eq!(api.call("GET", "/apps/hi", None).await.0, 404, "destroyed");
 }
+
+#[tokio::test]
+async fn the_heroku_cli_scales_the_formation() {
+    let wharf = Wharf::serve(WHARF, &[]).await;
+    let api = &wharf.api;
+    let cli = Cli::new(&wharf);
+    api.expect("POST", "/apps", json!({"name": "hello"}), 201).await;
+    let steps = vec![
+        step(&["ps:scale", "web=2", "worker=1", "-a", "hello"], 0, &["web at 2:", "worker at 1:"])
+            .then("/apps/hello/formation/web", "/quantity", json!(2))
+            .then("/apps/hello/formation/worker", "/quantity", json!(1)),
+        step(&["ps:scale", "web+1", "-a", "hello"], 0, &["web at 3:"]).then(
+            "/apps/hello/formation/web",
+            "/quantity",
+            json!(3),
+        ),
+        step(&["ps:scale", "worker-1", "-a", "hello"], 0, &["worker at 0:"]).then(
+            "/apps/hello/formation/worker",
+            "/quantity",
+            json!(0),
+        ),
+        // Below zero: Heroku's error body, and nothing changes.
+        step(
+            &["ps:scale", "web-5", "-a", "hello"],
+            2,
+            &["must be between 0 and 100, got -2", "Error ID: invalid_params"],
+        )
+        .then("/apps/hello/formation/web", "/quantity", json!(3)),
+        step(&["ps:scale", "-a", "hello"], 0, &["web=3:", "worker=0:"]),
+    ];
+    run_steps(&cli, api, steps).await;
+}

@@ -15,6 +15,9 @@ S = {"type": "string"}
 TIME = {"type": "string", "format": "date-time"}
 UUID = {"type": "string", "format": "uuid"}
 INT = {"type": "integer", "minimum": 0}
+# A formation quantity: a number, or a string as the Heroku CLI sends it ("2"), or a change to
+# the current number ("+1", "-1").
+QUANTITY = {"oneOf": [INT, {"type": "string", "pattern": "^[+-]?[0-9]{1,9}$"}]}
 
 def obj(props, required=None, extra=False):
     o = {"type": "object", "properties": props, "required": sorted(required if required is not None else props.keys())}
@@ -99,9 +102,9 @@ bodies = {
                       "false_alarm_rate": {"type": "number"}, "min_requests": INT, "min_errors": INT,
                       "min_rate_ratio": {"type": "number"}, "min_rate_difference": {"type": "number"}},
                      required=["canary_app", "weight"]),
-    "FormationUpdate": obj({"quantity": INT, "command": S, "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+    "FormationUpdate": obj({"quantity": QUANTITY, "command": S, "port": {"type": "integer", "minimum": 1, "maximum": 65535},
                             "healthcheck": S}, required=[]),
-    "FormationBatch": obj({"updates": {"type": "array", "items": obj({"type": S, "quantity": INT, "command": S,
+    "FormationBatch": obj({"updates": {"type": "array", "items": obj({"type": S, "quantity": QUANTITY, "command": S,
                                                                         "port": {"type": "integer", "minimum": 1, "maximum": 65535},
                                                                         "healthcheck": S}, required=["type"])}}),
     "ConfigVarsPatch": {"type": "object", "additionalProperties": nullable(S)},

@@ -26,7 +26,7 @@ pub use config_vars::MAX_CONFIG_VARS;
 pub use drains::{Drains, MAX_DRAINS_PER_APP};
 pub use engine::{CanaryReader, ControlPlane, Settings};
 pub use error::Error;
-pub use formation::FormationUpdate;
+pub use formation::{FormationUpdate, Quantity};
 pub use local::{DynoState, LocalDyno, LocalRuntime, Restart};
 pub use routing::{MAX_CERTS, MAX_ROUTES_PER_SITE};
 pub use sessions::LogSession;
