@@ -8,11 +8,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use serde_json::{Value, json};
-use wharf_testkit::TempDir;
 use wharf_testkit::client::{Api, Req};
 use wharf_testkit::wharf::Wharf;
+use wharf_testkit::{TempDir, eventually};
 
 const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
 
@@ -97,6 +98,17 @@ impl Cli {
 
     fn run(&self, args: &[&str]) -> Run {
         self.run_as(&self.token, args)
+    }
+
+    /// Runs `heroku args...` and asserts it exits 0 saying every piece of `says`.
+    fn ok(&self, args: &[&str], says: &[&str]) {
+        let run = self.run(args);
+        let shown = format!("heroku {}\nstdout: {}\nstderr: {}", args.join(" "), run.stdout, run.stderr);
+        assert_eq!(run.code, Some(0), "{shown}");
+        let output = format!("{}{}", run.stdout, run.stderr);
+        for piece in says {
+            assert!(output.contains(piece), "{piece:?} missing from {shown}");
+        }
     }
 }
 
@@ -265,4 +277,76 @@ async fn the_heroku_cli_scales_the_formation() {
         step(&["ps:scale", "-a", "hello"], 0, &["web=3:", "worker=0:"]),
     ];
     run_steps(&cli, api, steps).await;
+}
+
+/// The app's local dynos of `dyno_type` that are up, oldest first (Heroku's `type.N` order).
+async fn up_dynos(api: &Api, app: &str, dyno_type: &str) -> Vec<String> {
+    let (_, dynos) = api.call("GET", &format!("/apps/{app}/dynos"), None).await;
+    let mut up: Vec<(String, String)> = dynos
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| d["type"] == dyno_type && d["state"] == "up")
+        .map(|d| {
+            (d["created_at"].as_str().unwrap_or_default().to_owned(), d["name"].as_str().unwrap_or_default().to_owned())
+        })
+        .collect();
+    up.sort();
+    up.into_iter().map(|(_, name)| name).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heroku_cli_restarts_and_stops_dynos_by_heroku_names() {
+    let dir = TempDir::new("heroku-ps");
+    let env = [("WHARF_SUPERVISOR__RESTART_MIN", "200ms"), ("WHARF_SUPERVISOR__STOP_GRACE", "2s")];
+    let wharf = Wharf::serve_with(WHARF, &[], &dir.path().join("data"), &env).await;
+    let api = &wharf.api;
+    let cli = Cli::new(&wharf);
+    api.expect("POST", "/apps", json!({"name": "hello"}), 201).await;
+    let workers = json!({"updates": [{"type": "worker", "quantity": 2, "command": "exec sleep 600"}]});
+    api.expect("PATCH", "/apps/hello/formation", workers, 200).await;
+    let wait = Duration::from_secs(60);
+    let first = eventually(wait, "two workers up", || async {
+        let up = up_dynos(api, "hello", "worker").await;
+        (up.len() == 2).then_some(up)
+    })
+    .await;
+    // `type.N` is the N-th dyno of the type, oldest first.
+    let (_, one) = api.call("GET", "/apps/hello/dynos/worker.1", None).await;
+    assert_eq!((&one["size"], &one["command"]), (&json!("standard"), &json!("exec sleep 600")), "{one}");
+    assert!(first.contains(&one["name"].as_str().unwrap().to_owned()), "{one} among {first:?}");
+    cli.ok(&["ps", "-a", "hello"], &["(standard): exec sleep 600 (2)", &first[0], &first[1]]);
+
+    cli.ok(&["ps:restart", "worker.1", "-a", "hello"], &["Restarting dyno worker.1 on hello... done"]);
+    let gone = one["name"].as_str().unwrap().to_owned();
+    let second = eventually(wait, "worker.1 replaced", || async {
+        let up = up_dynos(api, "hello", "worker").await;
+        (up.len() == 2 && !up.contains(&gone)).then_some(up)
+    })
+    .await;
+
+    cli.ok(
+        &["ps:restart", "--process-type", "worker", "-a", "hello"],
+        &["Restarting all worker dynos on hello... done"],
+    );
+    let third = eventually(wait, "every worker replaced", || async {
+        let up = up_dynos(api, "hello", "worker").await;
+        (up.len() == 2 && !up.iter().any(|n| second.contains(n))).then_some(up)
+    })
+    .await;
+
+    cli.ok(&["ps:stop", "worker.2", "-a", "hello"], &["Stopping dyno worker.2 on hello... done"]);
+    eventually(wait, "worker.2 stopped and replaced", || async {
+        let up = up_dynos(api, "hello", "worker").await;
+        (up.len() == 2 && !up.contains(&third[1])).then_some(())
+    })
+    .await;
+
+    // A dyno that does not exist: Heroku's error body.
+    let run = cli.run(&["ps:restart", "worker.9", "-a", "hello"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("no dyno \"worker.9\""), "{}", run.stderr);
+    let run = cli.run(&["ps:restart", "--process-type", "web", "-a", "hello"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("no formation \"web\""), "{}", run.stderr);
 }
