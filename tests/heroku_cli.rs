@@ -61,8 +61,19 @@ impl Cli {
 
     /// Runs `heroku args...` with `token` as the API key, to its end.
     fn run_as(&self, token: &str, args: &[&str]) -> Run {
+        let out = self.command(token, args).output().expect("the Heroku CLI runs");
+        Run {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// The command line `heroku args...` with `token` as the API key, ready to run.
+    fn command(&self, token: &str, args: &[&str]) -> Command {
         let home = self.home.path();
-        let out = Command::new(&self.bin)
+        let mut command = Command::new(&self.bin);
+        command
             .args(args)
             // Not the repository: `apps:rename` and `apps:create` edit the git remotes of the
             // checkout they run in.
@@ -86,14 +97,8 @@ impl Cli {
             .env("DISABLE_TELEMETRY", "true")
             .env("HIDE_HEROKU_RELEASE_NOTES", "true")
             .env("NO_COLOR", "1")
-            .env("COLUMNS", "200")
-            .output()
-            .expect("the Heroku CLI runs");
-        Run {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+            .env("COLUMNS", "200");
+        command
     }
 
     fn run(&self, args: &[&str]) -> Run {
@@ -349,4 +354,65 @@ async fn the_heroku_cli_restarts_and_stops_dynos_by_heroku_names() {
     let run = cli.run(&["ps:restart", "--process-type", "web", "-a", "hello"]);
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(run.stderr.contains("no formation \"web\""), "{}", run.stderr);
+}
+
+/// Puts lines on the app's log stream as a platform component would (`POST /log-events`).
+async fn post_lines(api: &Api, app: &str, lines: &[&str]) {
+    let events: Vec<Value> =
+        lines.iter().map(|m| json!({"app": app, "source": "app", "process": "web.1", "message": m})).collect();
+    api.expect("POST", "/log-events", Value::Array(events), 202).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heroku_cli_shows_and_tails_logs() {
+    let wharf = Wharf::serve(WHARF, &[]).await;
+    let api = &wharf.api;
+    let cli = Cli::new(&wharf);
+    api.expect("POST", "/apps", json!({"name": "hello"}), 201).await;
+    post_lines(api, "hello-default", &["first line", "second line"]).await;
+    // The lines travel the bus after the 202: ask until they are in the history.
+    let wait = Duration::from_secs(30);
+    let shown = eventually(wait, "logs -n 20 to show the posted lines", || async {
+        let run = cli.run(&["logs", "-n", "20", "-a", "hello"]);
+        (run.code == Some(0) && run.stdout.contains("second line")).then_some(run.stdout)
+    })
+    .await;
+    assert!(shown.contains("hello-default app[web.1]: first line\n"), "{shown}");
+    let run = cli.run(&["logs", "-n", "1", "-a", "hello"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(run.stdout.contains("second line") && !run.stdout.contains("first line"), "-n 1: {}", run.stdout);
+
+    // `--tail` shows the history, then new lines as they come, until it is stopped.
+    let mut tail = cli
+        .command(&cli.token, &["logs", "--tail", "-a", "hello"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the Heroku CLI runs");
+    let stdout = tail.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next_line = |want: &str| {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains(want) => return,
+                Ok(_) => {}
+                Err(e) => panic!("the tail never showed {want:?}: {e}"),
+            }
+        }
+    };
+    next_line("second line");
+    post_lines(api, "hello-default", &["a live line"]).await;
+    next_line("hello-default app[web.1]: a live line");
+    tail.kill().expect("the tail stops");
+    tail.wait().expect("the tail ends");
 }

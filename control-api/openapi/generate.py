@@ -220,7 +220,7 @@ paths = {
     "/certs/{cert}": {"get": op("Show a certificate", 200, ref("Cert"), params=["cert"]),
                       "delete": op("Delete a certificate", 200, ref("Cert"), params=["cert"])},
     "/log-events": {"post": op("Put platform components' lines on the log bus", 202, ref("Accepted"), "LogEvents")},
-    "/log-sessions/{token}": {"get": op("Stream a log session's lines as text", 200, S, params=["token"], secure=False,
+    "/log-sessions/{token}": {"get": op("Stream a log session's lines as text, or as Server-Sent Events (one `data:` event per line) when asked for text/event-stream", 200, S, params=["token"], secure=False,
                                         content="text/plain", streaming=True)},
     "/v1/snapshot": {"get": op("The current snapshot (admin or data-plane token)", 200, ref("Snapshot"))},
     "/v1/canary-verdicts": {"post": op("A router elsewhere reports a canary it aborted (admin or data-plane token)", 200,
