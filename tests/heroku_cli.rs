@@ -416,3 +416,25 @@ async fn the_heroku_cli_shows_and_tails_logs() {
     tail.kill().expect("the tail stops");
     tail.wait().expect("the tail ends");
 }
+
+#[tokio::test]
+async fn the_heroku_cli_adds_lists_and_removes_drains_by_token() {
+    let wharf = Wharf::serve(WHARF, &[]).await;
+    let api = &wharf.api;
+    let cli = Cli::new(&wharf);
+    api.expect("POST", "/apps", json!({"name": "hello"}), 201).await;
+    let url = "syslog+tls://logs.example.com:6514";
+    cli.ok(&["drains:add", url, "-a", "hello"], &["Successfully added drain syslog+tls://logs.example.com:6514"]);
+    let (_, drains) = api.call("GET", "/apps/hello/log-drains", None).await;
+    let token = drains[0]["token"].as_str().expect("a drain token").to_owned();
+    cli.ok(&["drains", "-a", "hello"], &[url, &token]);
+    let run = cli.run(&["drains:remove", "d.nope", "-a", "hello"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("no log drain \"d.nope\""), "{}", run.stderr);
+    assert_eq!(api.call("GET", "/apps/hello/log-drains", None).await.1, drains, "nothing changed");
+    cli.ok(
+        &["drains:remove", &token, "-a", "hello"],
+        &["Successfully removed drain syslog+tls://logs.example.com:6514"],
+    );
+    assert_eq!(api.call("GET", "/apps/hello/log-drains", None).await, (200, json!([])));
+}

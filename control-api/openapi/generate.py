@@ -124,7 +124,7 @@ P = {
     "team": param("team", "the team's id or name (Wharf has one, `wharf`)"),
     "dyno": param("dyno", "the dyno's name, `type.suffix`, or Heroku's `type.N`: the N-th local dyno of the type, oldest first"),
     "type": param("type", "the dyno type"),
-    "drain": param("drain", "the drain's id or url"),
+    "drain": param("drain", "the drain's id, url or token"),
     "site": param("site", "the site's id or domain"),
     "route": param("route", "the route's id"),
     "cert": param("cert", "the certificate's id"),

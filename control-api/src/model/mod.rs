@@ -258,10 +258,13 @@ impl Model {
         v
     }
 
-    /// The drain of this app or site with this id, or with this URL.
-    pub fn drain(&self, owner: Owner, id_or_url: &str) -> Option<&Drain> {
-        let id = id_or_url.parse::<Uuid>().ok();
-        self.drains.values().find(|d| d.owner == owner && (Some(d.id) == id || d.url.expose() == id_or_url))
+    /// The drain of this app or site with this id, this URL, or this token (as the Heroku CLI's
+    /// `drains:remove` names a drain).
+    pub fn drain(&self, owner: Owner, id_url_or_token: &str) -> Option<&Drain> {
+        let id = id_url_or_token.parse::<Uuid>().ok();
+        self.drains.values().find(|d| {
+            d.owner == owner && (Some(d.id) == id || d.url.expose() == id_url_or_token || d.token == id_url_or_token)
+        })
     }
 
     /// Every site, by id.
