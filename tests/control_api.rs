@@ -456,3 +456,40 @@ async fn formation_quantities_as_strings_and_changes() {
         refused(api, "PATCH", formation, body, 422, says, formation).await;
     }
 }
+
+/// Domains as Heroku's resource shapes them, over sites: adding one makes a site routing `/` to
+/// the app; a name another app or site holds, or not a domain, is refused and changes nothing;
+/// SNI endpoints are the certificates covering the app's domains.
+#[tokio::test]
+async fn domains_are_sites_routing_to_the_app_and_sni_endpoints_the_certificates_covering_them() {
+    let wharf = Wharf::serve(WHARF, &[]).await;
+    let api = &wharf.api;
+    api.expect("POST", "/apps", json!({"name": "api"}), 201).await;
+    api.expect("POST", "/apps", json!({"name": "web"}), 201).await;
+    assert_eq!(api.call("GET", "/apps/api/sni-endpoints", None).await, (200, json!([])));
+    let added = api.expect("POST", "/apps/api/domains", json!({"hostname": "www.example.test"}), 201).await;
+    assert_eq!((&added["kind"], &added["cname"]), (&json!("custom"), &json!("api-default.localhost")), "{added}");
+    let routes = api.call("GET", "/sites/www.example.test/routes", None).await.1;
+    assert_eq!((&routes[0]["source_path"], &routes[0]["app"]["name"]), (&json!("/"), &json!("api-default")));
+    for (body, status, says) in [
+        (json!({"hostname": "www.example.test"}), 409, "already held by app api-default"),
+        (json!({"hostname": "api-default.localhost"}), 409, "default domain of app api-default"),
+        (json!({"hostname": "no spaces.test"}), 422, "invalid"),
+        (json!({"hostname": "shop.example.test", "sni_endpoint": "nope"}), 422, "no SNI endpoint"),
+    ] {
+        refused(api, "POST", "/apps/web/domains", body, status, says, "/sites").await;
+    }
+    refused(api, "DELETE", "/apps/web/domains/www.example.test", json!(null), 404, "no domain", "/sites").await;
+
+    let ca = wharf_testkit::certs::TestCa::new("domains");
+    let cert = ca.issue(&["*.example.test"], -1, 90);
+    let body = json!({"certificate_chain": cert.chain_pem, "private_key": cert.key_pem});
+    let uploaded = api.expect("POST", "/certs", body, 201).await;
+    let endpoints = api.call("GET", "/apps/api/sni-endpoints", None).await.1;
+    assert_eq!(endpoints[0]["id"], uploaded["id"], "{endpoints}");
+    assert_eq!(endpoints[0]["domains"], json!(["www.example.test"]), "{endpoints}");
+    assert_eq!(api.call("GET", "/apps/web/sni-endpoints", None).await.1, json!([]), "no domain of web is covered");
+
+    api.expect("DELETE", "/apps/api/domains/www.example.test", json!(null), 200).await;
+    assert_eq!(api.call("GET", "/sites/www.example.test", None).await.0, 404);
+}

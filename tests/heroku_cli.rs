@@ -438,3 +438,34 @@ async fn the_heroku_cli_adds_lists_and_removes_drains_by_token() {
     );
     assert_eq!(api.call("GET", "/apps/hello/log-drains", None).await, (200, json!([])));
 }
+
+#[tokio::test]
+async fn the_heroku_cli_adds_and_removes_domains() {
+    let wharf = Wharf::serve(WHARF, &[]).await;
+    let api = &wharf.api;
+    let cli = Cli::new(&wharf);
+    api.expect("POST", "/apps", json!({"name": "hello"}), 201).await;
+    api.expect("POST", "/apps", json!({"name": "other"}), 201).await;
+    let steps = vec![
+        step(&["domains:add", "www.example.com", "-a", "hello"], 0, &["DNS Target hello-default.localhost"])
+            .then("/apps/hello/domains/www.example.com", "/kind", json!("custom"))
+            .then("/sites/www.example.com", "/internal", json!(false))
+            .then("/sites/www.example.com/routes", "/0/app/name", json!("hello-default")),
+        step(&["domains", "-a", "hello"], 0, &["hello-default.localhost", "www.example.com", "CNAME"]),
+        // A domain another app holds: Heroku's error body, and it stays where it is.
+        step(&["domains:add", "www.example.com", "-a", "other"], 2, &["already held by app hello-default", "conflict"])
+            .then("/sites/www.example.com/routes", "/0/app/name", json!("hello-default"))
+            .then("/apps/other/domains", "/0/kind", json!("heroku")),
+        step(&["domains:add", "not a domain", "-a", "hello"], 2, &["invalid_params"]),
+        step(&["domains:remove", "www.example.com", "-a", "hello"], 0, &["Removing www.example.com from"]).then(
+            "/apps/hello/domains",
+            "/0/hostname",
+            json!("hello-default.localhost"),
+        ),
+    ];
+    run_steps(&cli, api, steps).await;
+    assert_eq!(api.call("GET", "/sites/www.example.com", None).await.0, 404, "the site went with the domain");
+    assert_eq!(api.call("GET", "/apps/hello/domains", None).await.1.as_array().map(Vec::len), Some(1));
+    let (status, body) = api.call("DELETE", "/apps/hello/domains/hello-default.localhost", None).await;
+    assert_eq!((status, &body["id"]), (422, &json!("invalid_params")), "the default domain stays: {body}");
+}

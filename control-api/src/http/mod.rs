@@ -25,6 +25,7 @@ mod auth;
 mod canaries;
 mod certs;
 mod config_vars;
+mod domains;
 mod drains;
 mod dynos;
 mod features;
@@ -79,6 +80,11 @@ route_group! {
         POST "/apps" => apps::create_app,
         GET "/apps/{app}" => apps::get_app,
         PATCH "/apps/{app}" => apps::update_app,
+        GET "/apps/{app}/domains" => domains::list_domains,
+        POST "/apps/{app}/domains" => domains::add_domain,
+        GET "/apps/{app}/domains/{domain}" => domains::get_domain,
+        DELETE "/apps/{app}/domains/{domain}" => domains::remove_domain,
+        GET "/apps/{app}/sni-endpoints" => domains::list_sni_endpoints,
         GET "/apps/{app}/addons" => features::list_addons,
         GET "/apps/{app}/features" => features::list_app_features,
         DELETE "/apps/{app}" => apps::delete_app,
