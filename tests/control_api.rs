@@ -385,3 +385,111 @@ async fn replicas_ride_out_a_database_restart() {
     }
     assert!(!a.stderr().contains(pg.password()) && !b.stderr().contains(pg.password()));
 }
+
+/// Heroku clients' app rules: an app created without a space or a name lands in `default` with a
+/// generated name; apps in `default` answer to their bare names, others only to `app-space`;
+/// `PATCH /apps/{app}` renames within the space and refuses a taken or invalid name, changing
+/// nothing.
+#[tokio::test]
+async fn apps_as_heroku_clients_create_address_and_rename_them() {
+    let wharf = Wharf::serve(WHARF, &[]).await;
+    let api = &wharf.api;
+    api.expect("POST", "/spaces", json!({"name": "prod"}), 201).await;
+    api.expect("POST", "/apps", json!({"name": "api", "space": "prod"}), 201).await;
+    let made = api.expect("POST", "/apps", json!({}), 201).await;
+    let generated = made["name"].as_str().unwrap().to_owned();
+    assert!(generated.starts_with("app") && generated.ends_with("-default"), "{made}");
+    assert_eq!(made["owner"]["email"], "admin@localhost", "{made}");
+    let bare = made["simple_name"].as_str().unwrap();
+    assert_eq!(api.call("GET", &format!("/apps/{bare}"), None).await.1["name"], json!(generated));
+    assert_eq!(api.call("GET", "/apps/api", None).await.0, 404, "a bare name reaches only the default space");
+    assert_eq!(api.call("GET", "/apps/api-prod", None).await.0, 200);
+
+    let renamed = api.expect("PATCH", "/apps/api-prod", json!({"name": "web"}), 200).await;
+    assert_eq!((&renamed["name"], &renamed["space"]["name"]), (&json!("web-prod"), &json!("prod")), "{renamed}");
+    assert_eq!(api.call("GET", "/apps/api-prod", None).await.0, 404);
+    api.expect("POST", "/apps", json!({"name": "api", "space": "prod"}), 201).await;
+    refused(api, "PATCH", "/apps/web-prod", json!({"name": "api"}), 409, "already exists", "/apps").await;
+    refused(api, "PATCH", "/apps/web-prod", json!({"name": "Web"}), 422, "invalid app name", "/apps").await;
+    refused(api, "PATCH", "/apps/web-prod", json!({"maintenance": "yes"}), 422, "unknown field", "/apps").await;
+    refused(api, "PATCH", "/apps/nope", json!({"name": "x"}), 404, "no app", "/apps").await;
+    assert_eq!(api.call("GET", "/apps/web-prod/addons", None).await, (200, json!([])));
+    assert_eq!(api.call("GET", "/apps/nope/addons", None).await.0, 404);
+    let features = api.call("GET", "/apps/web-prod/features", None).await.1;
+    assert_eq!(features[0]["name"], "internal-routing", "{features}");
+    let space = api.call("GET", "/spaces/prod", None).await.1;
+    assert_eq!((&space["team"]["name"], &space["state"]), (&json!("wharf"), &json!("allocated")), "{space}");
+    assert_eq!(api.call("GET", "/teams/wharf/apps", None).await.1.as_array().map(Vec::len), Some(3));
+    assert_eq!(api.call("GET", "/teams/other/apps", None).await.0, 404);
+}
+
+/// Formation quantities as the Heroku CLI sends them: strings, and changes (`"+1"`, `"-1"`) to
+/// the current number; a change below zero or over the limit, a negative number, or a string
+/// that is not a quantity is refused and changes nothing.
+#[tokio::test]
+async fn formation_quantities_as_strings_and_changes() {
+    let wharf = Wharf::serve(WHARF, &[]).await;
+    let api = &wharf.api;
+    api.expect("POST", "/apps", json!({"name": "api"}), 201).await;
+    let formation = "/apps/api/formation";
+    let out = api.expect("PATCH", formation, json!({"updates": [{"type": "web", "quantity": "2"}]}), 200).await;
+    assert_eq!(out[0]["quantity"], 2, "{out}");
+    let out = api
+        .expect(
+            "PATCH",
+            formation,
+            json!({"updates": [{"type": "web", "quantity": "+1"}, {"type": "worker", "quantity": "+2"}]}),
+            200,
+        )
+        .await;
+    assert_eq!((&out[0]["quantity"], &out[1]["quantity"]), (&json!(3), &json!(2)), "a new type starts from 0: {out}");
+    let out = api.expect("PATCH", &format!("{formation}/web"), json!({"quantity": "-3"}), 200).await;
+    assert_eq!(out["quantity"], 0, "{out}");
+    for (body, says) in [
+        (json!({"updates": [{"type": "web", "quantity": "-1"}]}), "must be between 0 and 100, got -1"),
+        (json!({"updates": [{"type": "worker", "quantity": "+99"}]}), "must be between 0 and 100, got 101"),
+        (json!({"updates": [{"type": "web", "quantity": "two"}]}), "invalid value"),
+        (json!({"updates": [{"type": "web", "quantity": "1.5"}]}), "invalid value"),
+        (json!({"updates": [{"type": "web", "quantity": -1}]}), "invalid value"),
+        (json!({"updates": [{"type": "web", "quantity": "101"}]}), "must be between 0 and 100, got 101"),
+    ] {
+        refused(api, "PATCH", formation, body, 422, says, formation).await;
+    }
+}
+
+/// Domains as Heroku's resource shapes them, over sites: adding one makes a site routing `/` to
+/// the app; a name another app or site holds, or not a domain, is refused and changes nothing;
+/// SNI endpoints are the certificates covering the app's domains.
+#[tokio::test]
+async fn domains_are_sites_routing_to_the_app_and_sni_endpoints_the_certificates_covering_them() {
+    let wharf = Wharf::serve(WHARF, &[]).await;
+    let api = &wharf.api;
+    api.expect("POST", "/apps", json!({"name": "api"}), 201).await;
+    api.expect("POST", "/apps", json!({"name": "web"}), 201).await;
+    assert_eq!(api.call("GET", "/apps/api/sni-endpoints", None).await, (200, json!([])));
+    let added = api.expect("POST", "/apps/api/domains", json!({"hostname": "www.example.test"}), 201).await;
+    assert_eq!((&added["kind"], &added["cname"]), (&json!("custom"), &json!("api-default.localhost")), "{added}");
+    let routes = api.call("GET", "/sites/www.example.test/routes", None).await.1;
+    assert_eq!((&routes[0]["source_path"], &routes[0]["app"]["name"]), (&json!("/"), &json!("api-default")));
+    for (body, status, says) in [
+        (json!({"hostname": "www.example.test"}), 409, "already held by app api-default"),
+        (json!({"hostname": "api-default.localhost"}), 409, "default domain of app api-default"),
+        (json!({"hostname": "no spaces.test"}), 422, "invalid"),
+        (json!({"hostname": "shop.example.test", "sni_endpoint": "nope"}), 422, "no SNI endpoint"),
+    ] {
+        refused(api, "POST", "/apps/web/domains", body, status, says, "/sites").await;
+    }
+    refused(api, "DELETE", "/apps/web/domains/www.example.test", json!(null), 404, "no domain", "/sites").await;
+
+    let ca = wharf_testkit::certs::TestCa::new("domains");
+    let cert = ca.issue(&["*.example.test"], -1, 90);
+    let body = json!({"certificate_chain": cert.chain_pem, "private_key": cert.key_pem});
+    let uploaded = api.expect("POST", "/certs", body, 201).await;
+    let endpoints = api.call("GET", "/apps/api/sni-endpoints", None).await.1;
+    assert_eq!(endpoints[0]["id"], uploaded["id"], "{endpoints}");
+    assert_eq!(endpoints[0]["domains"], json!(["www.example.test"]), "{endpoints}");
+    assert_eq!(api.call("GET", "/apps/web/sni-endpoints", None).await.1, json!([]), "no domain of web is covered");
+
+    api.expect("DELETE", "/apps/api/domains/www.example.test", json!(null), 200).await;
+    assert_eq!(api.call("GET", "/sites/www.example.test", None).await.0, 404);
+}

@@ -15,6 +15,9 @@ S = {"type": "string"}
 TIME = {"type": "string", "format": "date-time"}
 UUID = {"type": "string", "format": "uuid"}
 INT = {"type": "integer", "minimum": 0}
+# A formation quantity: a number, or a string as the Heroku CLI sends it ("2"), or a change to
+# the current number ("+1", "-1").
+QUANTITY = {"oneOf": [INT, {"type": "string", "pattern": "^[+-]?[0-9]{1,9}$"}]}
 
 def obj(props, required=None, extra=False):
     o = {"type": "object", "properties": props, "required": sorted(required if required is not None else props.keys())}
@@ -31,17 +34,32 @@ schemas = {
     "AppRef": obj({"id": UUID, "name": S}),
     "SpaceRef": obj({"id": UUID, "name": S}),
     "SiteRef": obj({"id": UUID, "domain": S}),
+    "OwnerRef": obj({"id": UUID, "email": S}),
+    "NamedRef": obj({"id": UUID, "name": S}),
+    "Domain": obj({"id": UUID, "hostname": S, "kind": {"type": "string", "enum": ["heroku", "custom"]}, "cname": nullable(S),
+                   "status": S, "acm_status": nullable(S), "sni_endpoint": nullable({"type": "object"}), "app": ref("AppRef"),
+                   "created_at": TIME, "updated_at": TIME}),
+    "Feature": obj({"id": UUID, "name": S, "display_name": S, "description": S, "doc_url": S, "feedback_email": S,
+                    "enabled": {"type": "boolean"}, "state": S}),
+    "Account": obj({"id": UUID, "email": S, "name": S, "allow_tracking": {"type": "boolean"}, "beta": {"type": "boolean"},
+                    "verified": {"type": "boolean"}, "two_factor_authentication": {"type": "boolean"},
+                    "default_team": nullable({"type": "object"}), "default_organization": nullable({"type": "object"}),
+                    "created_at": TIME, "updated_at": TIME}),
     "Compliance": {"type": "string", "enum": ["internal", "prod", "socs"]},
     "Space": obj({"id": UUID, "name": S, "compliance": {"type": "array", "items": ref("Compliance")},
+                  "team": ref("NamedRef"), "region": ref("NamedRef"), "state": S, "shield": {"type": "boolean"},
                   "created_at": TIME, "updated_at": TIME}),
-    "App": obj({"id": UUID, "name": S, "simple_name": S, "space": ref("SpaceRef"), "web_url": S,
+    "App": obj({"id": UUID, "name": S, "simple_name": S, "space": ref("SpaceRef"), "owner": ref("OwnerRef"),
+                "region": ref("NamedRef"), "stack": ref("NamedRef"), "build_stack": ref("NamedRef"),
+                "internal_routing": {"type": "boolean"}, "maintenance": {"type": "boolean"}, "acm": {"type": "boolean"},
+                "create_status": S, "git_url": nullable(S), "repo_size": INT, "slug_size": INT, "web_url": S,
                 "created_at": TIME, "updated_at": TIME}),
     # Workers, and web dynos not yet healthy, are the local supervisor's alone: no id, no endpoint.
     "Dyno": obj({"id": nullable(UUID), "name": S, "type": S,
                  "state": {"type": "string", "enum": ["starting", "up", "crashed"]},
-                 "host": S, "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                 "command": nullable(S), "size": S, "host": S, "port": {"type": "integer", "minimum": 1, "maximum": 65535},
                  "app": ref("AppRef"), "created_at": TIME, "updated_at": TIME},
-                required=["id", "name", "type", "state", "app", "created_at", "updated_at"]),
+                required=["id", "name", "type", "state", "command", "size", "app", "created_at", "updated_at"]),
     # `ca` is present (true) only for a drain with its own trusted CAs; their PEM is not echoed.
     "Drain": obj({"id": UUID, "url": S, "token": S, "ca": {"type": "boolean"}, "addon": nullable({"type": "object"}),
                   "app": ref("AppRef"), "site": ref("SiteRef"), "created_at": TIME, "updated_at": TIME},
@@ -74,7 +92,13 @@ schemas = {
 # Request bodies.
 bodies = {
     "SpaceCreate": obj({"name": S, "compliance": {"type": "array", "items": ref("Compliance")}}, required=["name"]),
-    "AppCreate": obj({"name": S, "space": S}, required=["name"]),
+    "AppCreate": obj({"name": S, "space": S}, required=[]),
+    "AppUpdate": obj({"name": S}, required=[]),
+    "DomainCreate": obj({"hostname": S, "sni_endpoint": nullable(S)}, required=["hostname"]),
+    "SniEndpoint": obj({"id": UUID, "name": S, "domains": {"type": "array", "items": S},
+                        "ssl_cert": obj({"cert_domains": {"type": "array", "items": S}, "subject": S, "issuer": S,
+                                         "starts_at": TIME, "expires_at": TIME}),
+                        "app": ref("AppRef"), "created_at": TIME, "updated_at": TIME}),
     "DynoPut": obj({"type": S, "host": S, "port": {"type": "integer", "minimum": 1, "maximum": 65535}}),
     # `ca`: PEM certificates a syslog+tls or https drain trusts beside the Mozilla roots.
     "DrainCreate": obj({"url": S, "ca": S}, required=["url"]),
@@ -88,9 +112,9 @@ bodies = {
                       "false_alarm_rate": {"type": "number"}, "min_requests": INT, "min_errors": INT,
                       "min_rate_ratio": {"type": "number"}, "min_rate_difference": {"type": "number"}},
                      required=["canary_app", "weight"]),
-    "FormationUpdate": obj({"quantity": INT, "command": S, "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+    "FormationUpdate": obj({"quantity": QUANTITY, "command": S, "port": {"type": "integer", "minimum": 1, "maximum": 65535},
                             "healthcheck": S}, required=[]),
-    "FormationBatch": obj({"updates": {"type": "array", "items": obj({"type": S, "quantity": INT, "command": S,
+    "FormationBatch": obj({"updates": {"type": "array", "items": obj({"type": S, "quantity": QUANTITY, "command": S,
                                                                         "port": {"type": "integer", "minimum": 1, "maximum": 65535},
                                                                         "healthcheck": S}, required=["type"])}}),
     "ConfigVarsPatch": {"type": "object", "additionalProperties": nullable(S)},
@@ -105,11 +129,13 @@ def param(name, description):
     return {"name": name, "in": "path", "required": True, "schema": S, "description": description}
 
 P = {
-    "app": param("app", "the app's id or key, `app-space`"),
+    "app": param("app", "the app's id, key `app-space`, or bare name for an app in the `default` space"),
     "space": param("space", "the space's id or name"),
-    "dyno": param("dyno", "the dyno's name, `type.suffix`"),
+    "domain": param("domain", "the domain's hostname"),
+    "team": param("team", "the team's id or name (Wharf has one, `wharf`)"),
+    "dyno": param("dyno", "the dyno's name, `type.suffix`, or Heroku's `type.N`: the N-th local dyno of the type, oldest first"),
     "type": param("type", "the dyno type"),
-    "drain": param("drain", "the drain's id or url"),
+    "drain": param("drain", "the drain's id, url or token"),
     "site": param("site", "the site's id or domain"),
     "route": param("route", "the route's id"),
     "cert": param("cert", "the certificate's id"),
@@ -137,10 +163,31 @@ def arr(name):
 paths = {
     "/healthz": {"get": op("Whether the API is up, and the snapshot version", 200, ref("Health"), secure=False)},
     "/openapi.json": {"get": op("This document", 200, {"type": "object"}, secure=False)},
+    "/account": {"get": op("The admin token's account (Heroku's account resource)", 200, ref("Account"))},
+    "/users/~/apps": {"get": op("List the account's apps: every app (Heroku's user apps)", 200, arr("App"))},
+    "/account/features": {"get": op("The account's features: none", 200, {"type": "array", "maxItems": 0})},
+    "/teams/{team}/apps": {"get": op("List the team's apps: every app", 200, arr("App"), params=["team"])},
+    "/apps/{app}/dynos/{dyno}/actions/stop": {"post": op("Stop a dyno the local supervisor runs; the formation replaces it", 202,
+                                                          nullable(ref("Dyno")), params=["app", "dyno"])},
+    "/apps/{app}/formations/{type}": {"delete": op("Restart every dyno of a type the local supervisor runs", 202,
+                                                   obj({"restarted": INT}), params=["app", "type"])},
+    "/apps/{app}/formations/{type}/actions/stop": {"post": op("Stop every dyno of a type; the formation replaces them", 202,
+                                                              obj({"restarted": INT}), params=["app", "type"])},
+    "/apps/{app}/domains": {
+        "get": op("List an app's domains: its default domain, then the sites that route / to it", 200, arr("Domain"), params=["app"]),
+        "post": op("Add a domain: a site routing / to the app", 201, ref("Domain"), "DomainCreate", params=["app"])},
+    "/apps/{app}/sni-endpoints": {"get": op("List the certificates that cover the app's domains, as SNI endpoints", 200,
+                                            arr("SniEndpoint"), params=["app"])},
+    "/apps/{app}/domains/{domain}": {
+        "get": op("Show one of an app's domains", 200, ref("Domain"), params=["app", "domain"]),
+        "delete": op("Remove a custom domain (its site, routes and drains)", 200, ref("Domain"), params=["app", "domain"])},
+    "/apps/{app}/addons": {"get": op("List an app's add-ons: none yet", 200, {"type": "array", "maxItems": 0}, params=["app"])},
+    "/apps/{app}/features": {"get": op("List Wharf's app features, enabled as the app's records say", 200, arr("Feature"), params=["app"])},
     "/spaces": {"get": op("List spaces", 200, arr("Space")), "post": op("Create a space", 201, ref("Space"), "SpaceCreate")},
     "/spaces/{space}": {"get": op("Show a space", 200, ref("Space"), params=["space"])},
     "/apps": {"get": op("List apps", 200, arr("App")), "post": op("Create an app", 201, ref("App"), "AppCreate")},
     "/apps/{app}": {"get": op("Show an app", 200, ref("App"), params=["app"]),
+                    "patch": op("Rename an app within its space", 200, ref("App"), "AppUpdate", params=["app"]),
                     "delete": op("Delete an app, with its dynos, drains, routes, canaries, formation and config vars", 200, ref("App"), params=["app"])},
     "/apps/{app}/dynos": {"get": op("List an app's dynos", 200, arr("Dyno"), params=["app"]),
                           "delete": op("Restart every dyno the local supervisor runs, rolling (an external runtime's: 422)",
@@ -192,7 +239,7 @@ paths = {
     "/certs/{cert}": {"get": op("Show a certificate", 200, ref("Cert"), params=["cert"]),
                       "delete": op("Delete a certificate", 200, ref("Cert"), params=["cert"])},
     "/log-events": {"post": op("Put platform components' lines on the log bus", 202, ref("Accepted"), "LogEvents")},
-    "/log-sessions/{token}": {"get": op("Stream a log session's lines as text", 200, S, params=["token"], secure=False,
+    "/log-sessions/{token}": {"get": op("Stream a log session's lines as text, or as Server-Sent Events (one `data:` event per line) when asked for text/event-stream", 200, S, params=["token"], secure=False,
                                         content="text/plain", streaming=True)},
     "/v1/snapshot": {"get": op("The current snapshot (admin or data-plane token)", 200, ref("Snapshot"))},
     "/v1/canary-verdicts": {"post": op("A router elsewhere reports a canary it aborted (admin or data-plane token)", 200,
@@ -207,8 +254,10 @@ doc = {
              "Apps, formations, dynos, config vars, sites, routes, drains, canaries and certificates, in the shapes of "
              "Heroku's Platform API where Heroku has the resource. Every refusal is {\"id\", \"message\"} with a 4xx status."},
     "servers": [{"url": "http://127.0.0.1:5000"}],
-    "security": [{"bearer": []}],
-    "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}, "schemas": schemas},
+    # The token as a bearer token, or as the password of Basic credentials with any user name.
+    "security": [{"bearer": []}, {"basic": []}],
+    "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+                                       "basic": {"type": "http", "scheme": "basic"}}, "schemas": schemas},
     "paths": paths,
 }
 

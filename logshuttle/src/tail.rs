@@ -3,13 +3,17 @@
 //!
 //! A slow tail client never holds memory beyond its channel: when it falls behind, the lines it
 //! missed are counted and it is told so (`Error L11`), and it carries on with new lines.
+//!
+//! The endpoint answers plain text, one line per log line, or Server-Sent Events (one `data:`
+//! event per line, WHATWG HTML section 9.2) when the client accepts `text/event-stream`, as the
+//! Heroku CLI's `logs` does.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use tokio::sync::broadcast;
@@ -164,15 +168,37 @@ pub(crate) struct TailState {
     pub(crate) sessions: Arc<SessionKey>,
 }
 
-/// `GET /log-sessions/{token}`: streams the granted lines as text.
-pub(crate) async fn stream(State(state): State<TailState>, Path(token): Path<String>) -> Response {
+/// Whether the request accepts Server-Sent Events (`Accept: text/event-stream`).
+fn wants_events(headers: &HeaderMap) -> bool {
+    headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).any(|v| v.contains("text/event-stream"))
+}
+
+/// One formatted line as a Server-Sent Event: each of its lines a `data:` field (a CR or LF in
+/// a message would otherwise end the field), then the blank line that ends the event.
+fn as_event(line: Bytes) -> Bytes {
+    let text = String::from_utf8_lossy(&line);
+    let mut out = String::with_capacity(text.len() + 16);
+    for part in text.trim_end_matches(['\n', '\r']).split(['\n', '\r']) {
+        out.push_str("data: ");
+        out.push_str(part);
+        out.push('\n');
+    }
+    out.push('\n');
+    Bytes::from(out)
+}
+
+/// `GET /log-sessions/{token}`: streams the granted lines as text, or as Server-Sent Events.
+pub(crate) async fn stream(State(state): State<TailState>, Path(token): Path<String>, headers: HeaderMap) -> Response {
     let grant = match state.sessions.verify(&token, now_seconds()) {
         Ok(g) => g,
         Err(e @ SessionError::Invalid) => return refuse(StatusCode::NOT_FOUND, "not_found", e),
         Err(e @ SessionError::Expired) => return refuse(StatusCode::GONE, "gone", e),
     };
     let (recent, live) = state.history.open(&grant);
-    let head = futures_util::stream::iter(recent.into_iter().map(|e| Ok::<_, std::io::Error>(format_line(&e))));
+    let events = wants_events(&headers);
+    let shape = move |line: Bytes| if events { as_event(line) } else { line };
+    let head =
+        futures_util::stream::iter(recent.into_iter().map(move |e| Ok::<_, std::io::Error>(shape(format_line(&e)))));
     let body = match live {
         None => axum::body::Body::from_stream(head),
         Some(rx) => {
@@ -182,7 +208,7 @@ pub(crate) async fn stream(State(state): State<TailState>, Path(token): Path<Str
                     let next = tokio::time::timeout_at(deadline, rx.recv()).await.ok()?;
                     match next {
                         Ok(e) if passes(&grant, &e) => {
-                            return Some((Ok(format_line(&e)), (rx, grant)));
+                            return Some((Ok(shape(format_line(&e))), (rx, grant)));
                         }
                         Ok(_) => {}
                         Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -191,7 +217,7 @@ pub(crate) async fn stream(State(state): State<TailState>, Path(token): Path<Str
                                 format_micros(now_seconds() * 1_000_000),
                                 grant.app
                             );
-                            return Some((Ok(Bytes::from(line)), (rx, grant)));
+                            return Some((Ok(shape(Bytes::from(line))), (rx, grant)));
                         }
                         Err(broadcast::error::RecvError::Closed) => return None,
                     }
@@ -200,7 +226,8 @@ pub(crate) async fn stream(State(state): State<TailState>, Path(token): Path<Str
             axum::body::Body::from_stream(futures_util::StreamExt::chain(head, tail))
         }
     };
-    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+    let content_type = if events { "text/event-stream" } else { "text/plain; charset=utf-8" };
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
 }
 
 fn refuse(status: StatusCode, id: &str, e: SessionError) -> Response {
@@ -260,6 +287,18 @@ mod tests {
         };
         assert_eq!(msgs("api-default"), ["1", "2", "3"]);
         assert_eq!(msgs("web-default"), ["w"]);
+    }
+
+    #[test]
+    fn events_carry_each_line_in_data_fields() {
+        use bytes::Bytes;
+
+        use super::as_event;
+        assert_eq!(as_event(Bytes::from_static(b"a line\n")), Bytes::from_static(b"data: a line\n\n"));
+        assert_eq!(
+            as_event(Bytes::from_static(b"one\rtwo\nthree\n")),
+            Bytes::from_static(b"data: one\ndata: two\ndata: three\n\n")
+        );
     }
 
     #[test]

@@ -1,5 +1,11 @@
 //! `/apps`: apps, each in one space, named `app-space` (Heroku's and Akkeris' app resource:
-//! list, create, info, delete). An app's `web_url` is `https://app-space.<stack domain>/`.
+//! list, create, info, rename, delete). An app's `web_url` is `https://app-space.<stack domain>/`.
+//!
+//! Heroku clients create apps without a space and then address them by the name they gave: an
+//! app in the `default` space also answers to its bare name ([`crate::model::Model::app`]), and
+//! a create without a name gets a generated one. The answer carries the fields of Heroku's app
+//! resource that the Heroku CLI reads (`owner`, `region`, `stack`, ...), filled with what Wharf
+//! has: one region (`local`), one stack (`wharf`), no git or slug storage.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -9,20 +15,30 @@ use uuid::Uuid;
 use wharf_domain::AppName;
 use wharf_domain::timestamp::format_seconds;
 
-use super::wire::{ApiError, ApiResult, Body, Json, Plane};
-use crate::model::{App, Model};
+use super::account::{OwnerRef, owner_ref};
+use super::wire::{ApiError, ApiResult, Body, Json, NamedRef, Plane, REGION, STACK, TEAM};
+use crate::model::{App, DEFAULT_SPACE, Model};
 use crate::plane::{ControlPlane, Error};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AppCreate {
-    name: String,
+    /// Absent: Wharf picks one.
+    name: Option<String>,
     #[serde(default = "default_space")]
     space: String,
 }
 
 fn default_space() -> String {
-    "default".into()
+    DEFAULT_SPACE.into()
+}
+
+/// `PATCH /apps/{app}`: what may change.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AppUpdate {
+    /// The new short name; the app stays in its space.
+    name: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -31,6 +47,17 @@ pub(super) struct AppOut {
     name: String,
     simple_name: String,
     space: SpaceRef,
+    owner: OwnerRef,
+    region: NamedRef,
+    stack: NamedRef,
+    build_stack: NamedRef,
+    internal_routing: bool,
+    maintenance: bool,
+    acm: bool,
+    create_status: &'static str,
+    git_url: Option<String>,
+    repo_size: u64,
+    slug_size: u64,
     web_url: String,
     created_at: String,
     updated_at: String,
@@ -53,6 +80,17 @@ fn app_out(plane: &ControlPlane, m: &Model, a: &App) -> AppOut {
         name: key.to_string(),
         simple_name: a.name.to_string(),
         space: SpaceRef { id: space.id, name: space.name.to_string() },
+        owner: owner_ref(plane),
+        region: REGION,
+        stack: STACK,
+        build_stack: STACK,
+        internal_routing: m.app_is_internal(a),
+        maintenance: false,
+        acm: false,
+        create_status: "complete",
+        git_url: None,
+        repo_size: 0,
+        slug_size: 0,
         created_at: format_seconds(a.created_at),
         updated_at: format_seconds(a.updated_at),
     }
@@ -62,16 +100,39 @@ pub(super) async fn list_apps(State(plane): Plane) -> impl IntoResponse {
     Json(plane.read(|m| m.apps().map(|a| app_out(&plane, m, a)).collect::<Vec<_>>()).await)
 }
 
+/// `GET /teams/{team}/apps`: every app, since every space belongs to Wharf's one team ([`TEAM`]);
+/// the Heroku CLI's `apps --space` asks for the space's team's apps and keeps the space's own.
+pub(super) async fn list_team_apps(State(plane): Plane, Path(team): Path<String>) -> ApiResult<impl IntoResponse> {
+    if team != TEAM.name && team != TEAM.id.to_string() {
+        return Err(Error::NotFound { what: "team", key: team }.into());
+    }
+    Ok(Json(plane.read(|m| m.apps().map(|a| app_out(&plane, m, a)).collect::<Vec<_>>()).await))
+}
+
 pub(super) async fn get_app(State(plane): Plane, Path(app): Path<String>) -> ApiResult<impl IntoResponse> {
     let out = plane.read(|m| m.app(&app).map(|a| app_out(&plane, m, a))).await;
     out.map(axum::Json).ok_or_else(|| Error::NotFound { what: "app", key: app }.into())
 }
 
 pub(super) async fn create_app(State(plane): Plane, Body(req): Body<AppCreate>) -> ApiResult<impl IntoResponse> {
-    let name = AppName::try_new(&req.name).map_err(ApiError::invalid)?;
-    let app = plane.create_app(name, &req.space).await?;
+    let name = req.name.as_deref().map(AppName::try_new).transpose().map_err(ApiError::invalid)?;
+    let app = plane.create_app_named(name, &req.space).await?;
     let out = plane.read(|m| app_out(&plane, m, &app)).await;
     Ok((StatusCode::CREATED, Json(out)))
+}
+
+/// `PATCH /apps/{app}` `{"name": "new"}`: renames the app within its space (Heroku's app update).
+/// An invalid name is a 422, a taken one a 409; both change nothing.
+pub(super) async fn update_app(
+    State(plane): Plane,
+    Path(app): Path<String>,
+    Body(req): Body<AppUpdate>,
+) -> ApiResult<impl IntoResponse> {
+    let app = match req.name {
+        Some(name) => plane.rename_app(&app, AppName::try_new(&name).map_err(ApiError::invalid)?).await?,
+        None => plane.read(|m| m.app(&app).cloned()).await.ok_or(Error::NotFound { what: "app", key: app })?,
+    };
+    Ok(Json(plane.read(|m| app_out(&plane, m, &app)).await))
 }
 
 pub(super) async fn delete_app(State(plane): Plane, Path(app): Path<String>) -> ApiResult<impl IntoResponse> {

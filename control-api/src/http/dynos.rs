@@ -1,6 +1,11 @@
 //! `/apps/{app}/dynos`: an app's dynos, both those an external runtime registered with their
-//! endpoint and those the local supervisor runs (Heroku's dyno resource: list, info, restart),
-//! plus `PUT` to register an endpoint.
+//! endpoint and those the local supervisor runs (Heroku's dyno resource: list, info, restart,
+//! stop; and restart or stop of one type through `/apps/{app}/formations/{type}`), plus `PUT`
+//! to register an endpoint. A dyno is addressed by its name or Heroku's `type.N`
+//! ([`ControlPlane::dyno_name`]).
+//!
+//! Stopping a dyno of the formation is restarting it: as on Heroku, the formation starts a
+//! replacement at once, so `actions/stop` answers as a restart does.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -33,6 +38,10 @@ pub(super) struct DynoOut {
     #[serde(rename = "type")]
     dyno_type: String,
     state: &'static str,
+    /// The formation's command for the dyno's type, if it has one.
+    command: Option<String>,
+    /// Heroku's dyno size; Wharf has one.
+    size: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     host: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -50,12 +59,19 @@ fn dyno_out(m: &Model, d: &Dyno, local: Option<&LocalDyno>) -> Option<DynoOut> {
         name: d.name.to_string(),
         dyno_type: d.dyno_type.to_string(),
         state: local.map_or("up", |l| l.state.as_str()),
+        command: command_of(m, d.app_id, &d.dyno_type),
+        size: "standard",
         host: Some(d.host.to_string()),
         port: Some(d.port),
         app: app_ref(m, app),
         created_at: format_seconds(d.created_at),
         updated_at: format_seconds(d.updated_at),
     })
+}
+
+/// The formation's command for an app's dyno type.
+fn command_of(m: &Model, app_id: Uuid, dyno_type: &DynoType) -> Option<String> {
+    m.formation_of(app_id).into_iter().find(|f| &f.dyno_type == dyno_type).and_then(|f| f.command.clone())
 }
 
 /// A dyno the local supervisor runs that is not registered.
@@ -65,6 +81,8 @@ fn local_dyno_out(m: &Model, app: &App, d: &LocalDyno) -> DynoOut {
         name: d.name.clone(),
         dyno_type: d.dyno_type.to_string(),
         state: d.state.as_str(),
+        command: command_of(m, app.id, &d.dyno_type),
+        size: "standard",
         host: None,
         port: None,
         app: app_ref(m, app),
@@ -97,9 +115,10 @@ pub(super) async fn get_dyno(
     let out = plane
         .read(|m| {
             let a = m.app(&app).ok_or(Error::NotFound { what: "app", key: app.clone() })?;
+            let name = plane.dyno_name(m, a.id, &dyno);
             dynos_out(&plane, m, a)
                 .into_iter()
-                .find(|d| d.name == dyno)
+                .find(|d| Some(&d.name) == name.as_ref())
                 .ok_or(Error::NotFound { what: "dyno", key: dyno.clone() })
         })
         .await?;
@@ -127,8 +146,13 @@ pub(super) async fn put_dyno(
 /// Restarts a dyno the local supervisor runs (202), or removes one an external runtime
 /// registered (200).
 pub(super) async fn delete_dyno(State(plane): Plane, Path((app, dyno)): Path<(String, String)>) -> ApiResult<Response> {
-    let out =
-        plane.read(|m| m.app(&app).and_then(|a| dynos_out(&plane, m, a).into_iter().find(|d| d.name == dyno))).await;
+    let out = plane
+        .read(|m| {
+            let a = m.app(&app)?;
+            let name = plane.dyno_name(m, a.id, &dyno)?;
+            dynos_out(&plane, m, a).into_iter().find(|d| d.name == name)
+        })
+        .await;
     if plane.supervised(&app).await? {
         plane.restart_dynos(&app, Some(&dyno)).await?;
         return Ok((StatusCode::ACCEPTED, Json(out)).into_response());
@@ -142,4 +166,29 @@ pub(super) async fn delete_dyno(State(plane): Plane, Path((app, dyno)): Path<(St
 pub(super) async fn restart_dynos(State(plane): Plane, Path(app): Path<String>) -> ApiResult<impl IntoResponse> {
     plane.restart_dynos(&app, None).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({}))))
+}
+
+/// `POST /apps/{app}/dynos/{dyno}/actions/stop`: stops one dyno the local supervisor runs, which
+/// the formation replaces at once (a restart); 202 with the dyno.
+pub(super) async fn stop_dyno(State(plane): Plane, Path((app, dyno)): Path<(String, String)>) -> ApiResult<Response> {
+    let out = plane
+        .read(|m| {
+            let a = m.app(&app)?;
+            let name = plane.dyno_name(m, a.id, &dyno)?;
+            dynos_out(&plane, m, a).into_iter().find(|d| d.name == name)
+        })
+        .await;
+    plane.restart_dynos(&app, Some(&dyno)).await?;
+    Ok((StatusCode::ACCEPTED, Json(out)).into_response())
+}
+
+/// `DELETE /apps/{app}/formations/{type}` and `POST .../actions/stop`: restarts (or stops, which
+/// the formation follows with a start) every dyno of one type the local supervisor runs; 202
+/// with how many, `{"restarted": N}`.
+pub(super) async fn restart_dyno_type(
+    State(plane): Plane,
+    Path((app, ty)): Path<(String, String)>,
+) -> ApiResult<impl IntoResponse> {
+    let n = plane.restart_dyno_type(&app, &ty).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "restarted": n }))))
 }

@@ -19,13 +19,16 @@ use wharf_bus::Publisher;
 use crate::model::Model;
 use crate::plane::ControlPlane;
 
+mod account;
 mod apps;
 mod auth;
 mod canaries;
 mod certs;
 mod config_vars;
+mod domains;
 mod drains;
 mod dynos;
+mod features;
 mod formation;
 mod log_events;
 mod log_sessions;
@@ -66,18 +69,33 @@ macro_rules! route_group {
 route_group! {
     /// The routes behind the admin token; `/v1/` ones also take the data-plane token.
     ADMIN, admin_routes: [
+        GET "/account" => account::get_account,
+        GET "/account/features" => features::list_account_features,
+        GET "/users/~/apps" => apps::list_apps,
+        GET "/teams/{team}/apps" => apps::list_team_apps,
         GET "/spaces" => spaces::list_spaces,
         POST "/spaces" => spaces::create_space,
         GET "/spaces/{space}" => spaces::get_space,
         GET "/apps" => apps::list_apps,
         POST "/apps" => apps::create_app,
         GET "/apps/{app}" => apps::get_app,
+        PATCH "/apps/{app}" => apps::update_app,
+        GET "/apps/{app}/domains" => domains::list_domains,
+        POST "/apps/{app}/domains" => domains::add_domain,
+        GET "/apps/{app}/domains/{domain}" => domains::get_domain,
+        DELETE "/apps/{app}/domains/{domain}" => domains::remove_domain,
+        GET "/apps/{app}/sni-endpoints" => domains::list_sni_endpoints,
+        GET "/apps/{app}/addons" => features::list_addons,
+        GET "/apps/{app}/features" => features::list_app_features,
         DELETE "/apps/{app}" => apps::delete_app,
         GET "/apps/{app}/dynos" => dynos::list_dynos,
         DELETE "/apps/{app}/dynos" => dynos::restart_dynos,
         GET "/apps/{app}/dynos/{dyno}" => dynos::get_dyno,
         PUT "/apps/{app}/dynos/{dyno}" => dynos::put_dyno,
         DELETE "/apps/{app}/dynos/{dyno}" => dynos::delete_dyno,
+        POST "/apps/{app}/dynos/{dyno}/actions/stop" => dynos::stop_dyno,
+        DELETE "/apps/{app}/formations/{type}" => dynos::restart_dyno_type,
+        POST "/apps/{app}/formations/{type}/actions/stop" => dynos::restart_dyno_type,
         GET "/apps/{app}/formation" => formation::list_formation,
         PATCH "/apps/{app}/formation" => formation::patch_formation,
         GET "/apps/{app}/formation/{type}" => formation::get_formation,

@@ -1,5 +1,7 @@
 //! `/spaces`: spaces, the groups of apps that share a network and compliance flags (Akkeris'
-//! spaces API: `GET`, `POST /spaces`, `GET /spaces/{space}`).
+//! spaces API: `GET`, `POST /spaces`, `GET /spaces/{space}`). A space also carries the fields of
+//! Heroku's space resource the Heroku CLI reads: its `team` (Wharf's one team), `region`,
+//! `state` (always `allocated`: a space is ready when created) and `shield`.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -9,7 +11,7 @@ use uuid::Uuid;
 use wharf_domain::SpaceName;
 use wharf_domain::timestamp::format_seconds;
 
-use super::wire::{ApiError, ApiResult, Body, Json, Plane};
+use super::wire::{ApiError, ApiResult, Body, Json, NamedRef, Plane, REGION, TEAM};
 use crate::model::{Compliance, Space};
 use crate::plane::Error;
 
@@ -26,6 +28,10 @@ pub(super) struct SpaceOut {
     id: Uuid,
     name: String,
     compliance: Vec<Compliance>,
+    team: NamedRef,
+    region: NamedRef,
+    state: &'static str,
+    shield: bool,
     created_at: String,
     updated_at: String,
 }
@@ -35,6 +41,10 @@ fn space_out(s: &Space) -> SpaceOut {
         id: s.id,
         name: s.name.to_string(),
         compliance: s.compliance.clone(),
+        team: TEAM,
+        region: REGION,
+        state: "allocated",
+        shield: false,
         created_at: format_seconds(s.created_at),
         updated_at: format_seconds(s.updated_at),
     }

@@ -139,3 +139,26 @@ pub(crate) struct SiteRef {
 pub(crate) fn site_ref(s: &Site) -> SiteRef {
     SiteRef { id: s.id, domain: s.domain.to_string() }
 }
+
+/// A Heroku `{"id", "name"}` reference to one of the fixed things Wharf has one of: [`REGION`],
+/// [`STACK`], [`TEAM`].
+#[derive(Serialize, Clone, Copy)]
+pub(crate) struct NamedRef {
+    /// A fixed id, the same on every replica and after restarts.
+    pub(crate) id: Uuid,
+    /// Its name.
+    pub(crate) name: &'static str,
+}
+
+/// Wharf's one region (Heroku's `region`): the machines of this installation.
+pub(crate) const REGION: NamedRef =
+    NamedRef { id: Uuid::from_u128(0x7768_6172_6600_4000_8000_0000_0000_0010), name: "local" };
+
+/// Wharf's one stack (Heroku's `stack` and `build_stack`): processes as Wharf's runtime starts them.
+pub(crate) const STACK: NamedRef =
+    NamedRef { id: Uuid::from_u128(0x7768_6172_6600_4000_8000_0000_0000_0020), name: "wharf" };
+
+/// Wharf's one team (Heroku's `team`), which every space belongs to: Wharf has one account, the
+/// admin token's, so it has no teams to tell apart.
+pub(crate) const TEAM: NamedRef =
+    NamedRef { id: Uuid::from_u128(0x7768_6172_6600_4000_8000_0000_0000_0030), name: "wharf" };

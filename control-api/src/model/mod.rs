@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 use wharf_domain::{
-    AppKey, AppSpec, CanarySpec, CertSpec, DrainSpec, DrainTarget, DynoSpec, RouteSpec, SiteDomain, SiteSpec, Snapshot,
-    SpaceName,
+    AppKey, AppName, AppSpec, CanarySpec, CertSpec, DrainSpec, DrainTarget, DynoSpec, RouteSpec, SiteDomain, SiteSpec,
+    Snapshot, SpaceName,
 };
 
 mod records;
@@ -21,6 +21,10 @@ pub use records::{
     App, Canary, Cert, Change, Compliance, ConfigVars, Drain, Dyno, Formation, Kind, Object, Owner, Route, Site, Space,
 };
 pub use table::{Record, Table};
+
+/// The space an app is created in when the request names none (Akkeris' default space); its
+/// apps also answer to their bare names ([`Model::app`]).
+pub const DEFAULT_SPACE: &str = "default";
 
 /// Every record, with the indexes that lookups by name need.
 #[derive(Debug, Clone, Default)]
@@ -191,12 +195,19 @@ impl Model {
         self.apps.values()
     }
 
-    /// The app with this id or key (`app-space`).
+    /// The app with this id, key (`app-space`), or bare name (`app`) when the app is in the
+    /// [`DEFAULT_SPACE`]: a client that created `hello` without a space (as Heroku clients do)
+    /// finds it as `hello` as well as `hello-default`. A bare name never reaches an app in another
+    /// space, so Akkeris' keys stay unambiguous.
     pub fn app(&self, id_or_key: &str) -> Option<&App> {
-        match id_or_key.parse::<Uuid>() {
-            Ok(id) => self.apps.get(&id),
-            Err(_) => AppKey::try_new(id_or_key).ok().and_then(|k| self.apps.get(self.app_by_key.get(&k)?)),
+        if let Ok(id) = id_or_key.parse::<Uuid>() {
+            return self.apps.get(&id);
         }
+        let key = match AppKey::try_new(id_or_key) {
+            Ok(key) => key,
+            Err(_) => AppKey::new(&AppName::try_new(id_or_key).ok()?, &SpaceName::try_new(DEFAULT_SPACE).ok()?),
+        };
+        self.apps.get(self.app_by_key.get(&key)?)
     }
 
     /// The app with this key.
@@ -247,10 +258,13 @@ impl Model {
         v
     }
 
-    /// The drain of this app or site with this id, or with this URL.
-    pub fn drain(&self, owner: Owner, id_or_url: &str) -> Option<&Drain> {
-        let id = id_or_url.parse::<Uuid>().ok();
-        self.drains.values().find(|d| d.owner == owner && (Some(d.id) == id || d.url.expose() == id_or_url))
+    /// The drain of this app or site with this id, this URL, or this token (as the Heroku CLI's
+    /// `drains:remove` names a drain).
+    pub fn drain(&self, owner: Owner, id_url_or_token: &str) -> Option<&Drain> {
+        let id = id_url_or_token.parse::<Uuid>().ok();
+        self.drains.values().find(|d| {
+            d.owner == owner && (Some(d.id) == id || d.url.expose() == id_url_or_token || d.token == id_url_or_token)
+        })
     }
 
     /// Every site, by id.

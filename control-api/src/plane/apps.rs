@@ -2,11 +2,11 @@
 //! ([`Model::cascade`]).
 
 use wharf_domain::timestamp::now_seconds;
-use wharf_domain::{AppName, SpaceName, new_id};
+use wharf_domain::{AppKey, AppName, SpaceName, new_id, random_bytes};
 
 use super::engine::ControlPlane;
 use super::error::{Error, not_found};
-use crate::model::{App, Change, Compliance, Kind, Object, Space};
+use crate::model::{App, Change, Compliance, Kind, Model, Object, Space};
 
 impl ControlPlane {
     /// Creates a space.
@@ -26,21 +26,57 @@ impl ControlPlane {
 
     /// Creates an app in a space (by id or name).
     pub async fn create_app(&self, name: AppName, space: &str) -> Result<App, Error> {
+        self.create_app_named(Some(name), space).await
+    }
+
+    /// Creates an app in a space (by id or name). Without a name, Wharf picks an unused one,
+    /// `app` and eight hex digits (as Heroku picks a name when the client gives none).
+    pub async fn create_app_named(&self, name: Option<AppName>, space: &str) -> Result<App, Error> {
         self.change(|m| {
             let space = m.space(space).ok_or_else(|| not_found("space", space))?;
-            let key = wharf_domain::AppKey::new(&name, &space.name);
-            if m.app_by_key(&key).is_some() {
-                return Err(Error::Conflict(format!("app {key} already exists")));
-            }
-            let domain = self.default_domain(&key);
-            if m.site(&domain).is_some() {
-                return Err(Error::Conflict(format!("site {domain} already uses the app's default domain")));
-            }
+            let name = match name {
+                Some(name) => name,
+                None => loop {
+                    let candidate = generated_name();
+                    if m.app_by_key(&AppKey::new(&candidate, &space.name)).is_none() {
+                        break candidate;
+                    }
+                },
+            };
+            self.check_app_key_free(m, &AppKey::new(&name, &space.name))?;
             let now = now_seconds();
             let app = App { id: new_id(), name, space_id: space.id, created_at: now, updated_at: now };
             Ok((app.clone(), vec![Change::Put(Object::App(app))]))
         })
         .await
+    }
+
+    /// Renames an app within its space: its key, default domain and `web_url` follow. Refused
+    /// (409) when the new key or its default domain is taken; renaming to the same name is a
+    /// no-op that succeeds.
+    pub async fn rename_app(&self, app: &str, name: AppName) -> Result<App, Error> {
+        self.change(|m| {
+            let a = m.app(app).ok_or_else(|| not_found("app", app))?;
+            if a.name == name {
+                return Ok((a.clone(), vec![]));
+            }
+            self.check_app_key_free(m, &AppKey::new(&name, &m.app_space(a).name))?;
+            let renamed = App { name, updated_at: now_seconds(), ..a.clone() };
+            Ok((renamed.clone(), vec![Change::Put(Object::App(renamed))]))
+        })
+        .await
+    }
+
+    /// Refuses a key another app holds, or whose default domain a site holds.
+    fn check_app_key_free(&self, m: &Model, key: &AppKey) -> Result<(), Error> {
+        if m.app_by_key(key).is_some() {
+            return Err(Error::Conflict(format!("app {key} already exists")));
+        }
+        let domain = self.default_domain(key);
+        if m.site(&domain).is_some() {
+            return Err(Error::Conflict(format!("site {domain} already uses the app's default domain")));
+        }
+        Ok(())
     }
 
     /// Deletes an app with everything that depends on it: dynos, drains, routes, canaries (as
@@ -53,4 +89,10 @@ impl ControlPlane {
         })
         .await
     }
+}
+
+/// A random app name: `app` and eight lowercase hex digits, which [`AppName`] always accepts.
+fn generated_name() -> AppName {
+    let hex: String = random_bytes::<4>().iter().map(|b| format!("{b:02x}")).collect();
+    AppName::try_new(&format!("app{hex}")).expect("app + hex digits is a valid app name")
 }

@@ -1,13 +1,19 @@
 //! Dynos: endpoints an external runtime registers, and restarts the local supervisor is asked
 //! for (through [`super::local`]'s broadcast).
+//!
+//! A dyno is named by its own name (`web.1` as an external runtime registered it, or
+//! `web.<release>-<suffix>` as the local supervisor runs it) or, as Heroku names dynos, by
+//! `type.N`: the N-th dyno of that type the local supervisor runs, oldest first. Heroku's names
+//! are positions, not identities: after `web.1` restarts, its replacement is the newest.
 
+use uuid::Uuid;
 use wharf_domain::timestamp::now_seconds;
 use wharf_domain::{DynoName, DynoType, Hostname, new_id};
 
 use super::engine::ControlPlane;
 use super::error::{Error, not_found};
 use super::local::Restart;
-use crate::model::{Change, Dyno, Kind, Object};
+use crate::model::{Change, Dyno, Kind, Model, Object};
 
 impl ControlPlane {
     /// Registers or replaces a dyno's endpoint, as an external orchestrator does. Returns the
@@ -71,28 +77,70 @@ impl ControlPlane {
         .await
     }
 
+    /// The name of the app's dyno that `name` means: `name` itself when a registered dyno or
+    /// one the local supervisor runs has it, else Heroku's `type.N` (see the module comment).
+    pub fn dyno_name(&self, m: &Model, app_id: Uuid, name: &str) -> Option<String> {
+        if m.dyno(app_id, name).is_some() || self.local_runtime().dyno(app_id, name).is_some() {
+            return Some(name.to_owned());
+        }
+        let (dyno_type, n) = name.split_once('.')?;
+        let n: usize = n.parse().ok().filter(|n| *n >= 1)?;
+        let mut local: Vec<_> =
+            self.local_runtime().dynos(app_id).into_iter().filter(|d| d.dyno_type.as_str() == dyno_type).collect();
+        local.sort_by(|a, b| (a.started_at, &a.name).cmp(&(b.started_at, &b.name)));
+        local.into_iter().nth(n - 1).map(|d| d.name)
+    }
+
     /// Asks the local supervisor to restart an app's dynos: all of them, rolling, or one (of
-    /// any type). Refused for apps an external runtime runs, which restarts its own dynos.
+    /// any type, by its name or Heroku's `type.N`). Refused for apps an external runtime runs,
+    /// which restarts its own dynos.
     pub async fn restart_dynos(&self, app: &str, dyno: Option<&str>) -> Result<(), Error> {
         let restart = self
             .read(|m| {
-                let a = m.app(app).ok_or_else(|| not_found("app", app))?;
-                if !m.formation_of(a.id).iter().any(|f| f.command.is_some()) {
-                    return Err(Error::Invalid(format!(
-                        "the dynos of {} are run by an external runtime: restart them there",
-                        m.app_key(a)
-                    )));
-                }
-                if let Some(d) = dyno
-                    && m.dyno(a.id, d).is_none()
-                    && self.local_runtime().dyno(a.id, d).is_none()
-                {
-                    return Err(not_found("dyno", d));
-                }
-                Ok(Restart { app_id: a.id, dyno: dyno.map(str::to_owned) })
+                let a = self.supervised_app(m, app)?;
+                let dyno = match dyno {
+                    Some(d) => Some(self.dyno_name(m, a, d).ok_or_else(|| not_found("dyno", d))?),
+                    None => None,
+                };
+                Ok::<_, Error>(Restart { app_id: a, dyno })
             })
             .await?;
         self.local_runtime().restart(restart);
         Ok(())
+    }
+
+    /// Asks the local supervisor to restart every dyno of one type (Heroku's
+    /// `DELETE /apps/{app}/formations/{type}`), each at once rather than rolling; returns how
+    /// many. Refused as [`Self::restart_dynos`] is, and for a type the app's formation lacks.
+    pub async fn restart_dyno_type(&self, app: &str, dyno_type: &str) -> Result<usize, Error> {
+        let (app_id, names) = self
+            .read(|m| {
+                let a = self.supervised_app(m, app)?;
+                if !m.formation_of(a).iter().any(|f| f.dyno_type.as_str() == dyno_type) {
+                    return Err(not_found("formation", dyno_type));
+                }
+                let local = self.local_runtime().dynos(a);
+                Ok((
+                    a,
+                    local.into_iter().filter(|d| d.dyno_type.as_str() == dyno_type).map(|d| d.name).collect::<Vec<_>>(),
+                ))
+            })
+            .await?;
+        for name in &names {
+            self.local_runtime().restart(Restart { app_id, dyno: Some(name.clone()) });
+        }
+        Ok(names.len())
+    }
+
+    /// The id of an app the local supervisor runs; refused for an app an external runtime runs.
+    fn supervised_app(&self, m: &Model, app: &str) -> Result<Uuid, Error> {
+        let a = m.app(app).ok_or_else(|| not_found("app", app))?;
+        if !m.formation_of(a.id).iter().any(|f| f.command.is_some()) {
+            return Err(Error::Invalid(format!(
+                "the dynos of {} are run by an external runtime: restart them there",
+                m.app_key(a)
+            )));
+        }
+        Ok(a.id)
     }
 }

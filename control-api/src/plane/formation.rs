@@ -8,13 +8,23 @@ use super::engine::ControlPlane;
 use super::error::{Error, not_found};
 use crate::model::{Change, Formation, Kind, Object};
 
+/// How many dynos of a type to run: a number, or a change to the current number (the Heroku
+/// CLI's `ps:scale web+1` and `web-1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quantity {
+    /// Exactly this many.
+    Exactly(u32),
+    /// The current number (0 for a type the formation does not have yet) plus this.
+    Change(i64),
+}
+
 /// A change to one dyno type of an app's formation: what is given is set.
 #[derive(Debug, Clone)]
 pub struct FormationUpdate {
     /// The dyno type.
     pub dyno_type: DynoType,
     /// How many dynos.
-    pub quantity: Option<u32>,
+    pub quantity: Option<Quantity>,
     /// The command.
     pub command: Option<String>,
     /// The port of a web dyno.
@@ -31,13 +41,8 @@ impl ControlPlane {
             if updates[..i].iter().any(|o| o.dyno_type == u.dyno_type) {
                 return Err(Error::Invalid(format!("dyno type {} is updated twice", u.dyno_type)));
             }
-            if let Some(q) = u.quantity
-                && q > self.settings.max_quantity
-            {
-                return Err(Error::Invalid(format!(
-                    "quantity of {} must be between 0 and {}, got {q}",
-                    u.dyno_type, self.settings.max_quantity
-                )));
+            if let Some(Quantity::Exactly(q)) = u.quantity {
+                self.check_quantity(&u.dyno_type, q.into())?;
             }
             if let Some(c) = &u.command
                 && (c.trim().is_empty() || c.len() > 4096 || c.contains('\0'))
@@ -76,7 +81,16 @@ impl ControlPlane {
                         updated_at: now,
                     },
                 };
-                f.quantity = u.quantity.unwrap_or(f.quantity);
+                f.quantity = match u.quantity {
+                    None => f.quantity,
+                    Some(Quantity::Exactly(q)) => q,
+                    Some(Quantity::Change(by)) => {
+                        let had = existing.iter().find(|f| f.dyno_type == u.dyno_type).map_or(0, |f| f.quantity);
+                        let q = i64::from(had).saturating_add(by);
+                        self.check_quantity(&u.dyno_type, q)?;
+                        u32::try_from(q).expect("checked to be within 0 and the most")
+                    }
+                };
                 f.command = u.command.clone().or(f.command);
                 f.port = u.port.or(f.port);
                 f.healthcheck = u.healthcheck.clone().or(f.healthcheck);
@@ -87,6 +101,17 @@ impl ControlPlane {
             Ok((out, changes))
         })
         .await
+    }
+
+    /// Refuses a quantity outside 0 and the configured most.
+    fn check_quantity(&self, dyno_type: &DynoType, q: i64) -> Result<(), Error> {
+        if (0..=i64::from(self.settings.max_quantity)).contains(&q) {
+            return Ok(());
+        }
+        Err(Error::Invalid(format!(
+            "quantity of {dyno_type} must be between 0 and {}, got {q}",
+            self.settings.max_quantity
+        )))
     }
 
     /// Removes a dyno type from an app's formation.

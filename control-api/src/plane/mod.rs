@@ -6,11 +6,13 @@
 //! Operations take typed values (names and URLs already parsed); what they check is what
 //! depends on state: existence, uniqueness, limits. There is one `impl ControlPlane` file per
 //! aggregate: `apps` (spaces and apps), `formation`, `dynos`, `config_vars`,
-//! `drains`, `routing` (sites, routes, certificates), `canaries`, `sessions`.
+//! `drains`, `routing` (sites, routes, certificates), `domains` (an app's custom domains, as
+//! sites routing `/` to it), `canaries`, `sessions`.
 
 mod apps;
 mod canaries;
 mod config_vars;
+mod domains;
 mod drains;
 mod dynos;
 mod engine;
@@ -23,10 +25,11 @@ mod sessions;
 mod tests;
 
 pub use config_vars::MAX_CONFIG_VARS;
+pub use domains::{domain_site, domain_sites};
 pub use drains::{Drains, MAX_DRAINS_PER_APP};
 pub use engine::{CanaryReader, ControlPlane, Settings};
 pub use error::Error;
-pub use formation::FormationUpdate;
+pub use formation::{FormationUpdate, Quantity};
 pub use local::{DynoState, LocalDyno, LocalRuntime, Restart};
 pub use routing::{MAX_CERTS, MAX_ROUTES_PER_SITE};
 pub use sessions::LogSession;

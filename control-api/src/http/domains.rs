@@ -1,0 +1,236 @@
+//! `/apps/{app}/domains`: an app's domains in the shape of Heroku's domain resource: its default
+//! domain (`kind: heroku`, `app-space.<stack domain>`) and its custom domains (`kind: custom`),
+//! which are sites routing `/` to the app ([`ControlPlane::add_domain`]). A custom domain's
+//! `cname` is the default domain, where its DNS record should point; Wharf does not check DNS,
+//! so `status` is `none`.
+//!
+//! `/apps/{app}/sni-endpoints` lists, in the shape of Heroku's SNI endpoint resource, the
+//! certificates of `/certs` that cover one of the app's domains. The router picks a certificate
+//! by SNI for every site, so a domain needs no endpoint of its own: `sni_endpoint` in a domain
+//! create may name one of the app's endpoints (checked) and changes nothing else.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+use wharf_domain::SiteDomain;
+use wharf_domain::timestamp::format_seconds;
+
+use super::wire::{ApiError, ApiResult, AppRef, Body, Json, Plane, app_ref};
+use crate::model::{App, Cert, Model, Site};
+use crate::plane::{ControlPlane, Error, domain_site, domain_sites};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DomainCreate {
+    hostname: String,
+    /// One of the app's SNI endpoints, by id; checked, since the router picks by SNI anyway.
+    #[serde(default)]
+    sni_endpoint: Option<String>,
+}
+
+#[derive(Serialize)]
+pub(super) struct DomainOut {
+    id: Uuid,
+    hostname: String,
+    kind: &'static str,
+    cname: Option<String>,
+    status: &'static str,
+    acm_status: Option<()>,
+    sni_endpoint: Option<()>,
+    app: AppRef,
+    created_at: String,
+    updated_at: String,
+}
+
+/// The app's default domain as a domain.
+fn default_domain_out(plane: &ControlPlane, m: &Model, a: &App) -> DomainOut {
+    DomainOut {
+        id: a.id,
+        hostname: plane.default_domain(&m.app_key(a)),
+        kind: "heroku",
+        cname: None,
+        status: "none",
+        acm_status: None,
+        sni_endpoint: None,
+        app: app_ref(m, a),
+        created_at: format_seconds(a.created_at),
+        updated_at: format_seconds(a.updated_at),
+    }
+}
+
+/// A custom domain (a site routing `/` to the app).
+fn custom_domain_out(plane: &ControlPlane, m: &Model, a: &App, s: &Site) -> DomainOut {
+    DomainOut {
+        id: s.id,
+        hostname: s.domain.to_string(),
+        kind: "custom",
+        cname: Some(plane.default_domain(&m.app_key(a))),
+        // Wharf checks no DNS record and issues no certificate, so there is nothing pending.
+        status: "none",
+        acm_status: None,
+        sni_endpoint: None,
+        app: app_ref(m, a),
+        created_at: format_seconds(s.created_at),
+        updated_at: format_seconds(s.updated_at),
+    }
+}
+
+/// `GET /apps/{app}/domains`: the default domain first, then the custom ones by name.
+pub(super) async fn list_domains(State(plane): Plane, Path(app): Path<String>) -> ApiResult<impl IntoResponse> {
+    let out = plane
+        .read(|m| {
+            let a = m.app(&app)?;
+            let mut out = vec![default_domain_out(&plane, m, a)];
+            out.extend(domain_sites(m, a.id).into_iter().map(|s| custom_domain_out(&plane, m, a, s)));
+            Some(out)
+        })
+        .await;
+    out.map(Json).ok_or_else(|| Error::NotFound { what: "app", key: app }.into())
+}
+
+/// `POST /apps/{app}/domains` `{"hostname"}`: 201 with the domain; 409 when another site or app
+/// holds the name, 422 when it is not a domain.
+pub(super) async fn add_domain(
+    State(plane): Plane,
+    Path(app): Path<String>,
+    Body(req): Body<DomainCreate>,
+) -> ApiResult<impl IntoResponse> {
+    let domain = SiteDomain::try_new(&req.hostname).map_err(ApiError::invalid)?;
+    if let Some(endpoint) = &req.sni_endpoint {
+        let known = plane
+            .read(|m| m.app(&app).is_some_and(|a| sni_endpoints(&plane, m, a).iter().any(|e| e.name == *endpoint)))
+            .await;
+        if !known {
+            return Err(ApiError::invalid(format!("no SNI endpoint {endpoint:?} covers a domain of the app")));
+        }
+    }
+    let (site, route) = plane.add_domain(&app, domain).await?;
+    let out = plane.read(|m| m.app(&route.app_id.to_string()).map(|a| custom_domain_out(&plane, m, a, &site))).await;
+    out.map(|o| (StatusCode::CREATED, Json(o))).ok_or_else(|| Error::NotFound { what: "app", key: app }.into())
+}
+
+/// `GET /apps/{app}/domains/{domain}`: one of the app's domains.
+pub(super) async fn get_domain(
+    State(plane): Plane,
+    Path((app, domain)): Path<(String, String)>,
+) -> ApiResult<impl IntoResponse> {
+    let out = plane
+        .read(|m| {
+            let a = m.app(&app).ok_or(Error::NotFound { what: "app", key: app.clone() })?;
+            if plane.default_domain(&m.app_key(a)) == domain {
+                return Ok(default_domain_out(&plane, m, a));
+            }
+            let s = domain_site(m, a.id, &domain).ok_or(Error::NotFound { what: "domain", key: domain.clone() })?;
+            Ok::<_, Error>(custom_domain_out(&plane, m, a, s))
+        })
+        .await?;
+    Ok(Json(out))
+}
+
+/// `DELETE /apps/{app}/domains/{domain}`: removes a custom domain (its site); the default domain
+/// cannot be removed (422).
+pub(super) async fn remove_domain(
+    State(plane): Plane,
+    Path((app, domain)): Path<(String, String)>,
+) -> ApiResult<impl IntoResponse> {
+    let out = plane
+        .read(|m| {
+            let a = m.app(&app)?;
+            if plane.default_domain(&m.app_key(a)) == domain {
+                return None;
+            }
+            domain_site(m, a.id, &domain).map(|s| custom_domain_out(&plane, m, a, s))
+        })
+        .await;
+    let is_default = plane.read(|m| m.app(&app).is_some_and(|a| plane.default_domain(&m.app_key(a)) == domain)).await;
+    if is_default {
+        return Err(ApiError::invalid(format!("{domain} is the app's default domain and cannot be removed")));
+    }
+    plane.remove_domain(&app, &domain).await?;
+    out.map(Json).ok_or_else(|| Error::NotFound { what: "domain", key: domain }.into())
+}
+
+/// A certificate as Heroku's SNI endpoint: `name` is its id, `domains` the app's hostnames it
+/// covers.
+#[derive(Serialize)]
+pub(super) struct SniEndpointOut {
+    id: Uuid,
+    name: String,
+    domains: Vec<String>,
+    ssl_cert: SslCertOut,
+    app: AppRef,
+    created_at: String,
+    updated_at: String,
+}
+
+/// The certificate's facts, as Heroku's `ssl_cert`.
+#[derive(Serialize)]
+pub(super) struct SslCertOut {
+    cert_domains: Vec<String>,
+    subject: String,
+    issuer: String,
+    starts_at: String,
+    expires_at: String,
+}
+
+/// Whether a certificate name covers `host`: equal, or a wildcard `*.parent` covering one label
+/// more (RFC 6125 section 6.4.3), ignoring ASCII case.
+fn covers(name: &str, host: &str) -> bool {
+    match name.strip_prefix("*.") {
+        Some(parent) => host.split_once('.').is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(parent)),
+        None => name.eq_ignore_ascii_case(host),
+    }
+}
+
+/// The certificates that cover one of the app's domains, as SNI endpoints, oldest first.
+fn sni_endpoints(plane: &ControlPlane, m: &Model, a: &App) -> Vec<SniEndpointOut> {
+    let mut hosts = vec![plane.default_domain(&m.app_key(a))];
+    hosts.extend(domain_sites(m, a.id).into_iter().map(|s| s.domain.to_string()));
+    let mut certs: Vec<&Cert> = m.certs().collect();
+    certs.sort_by_key(|c| (c.created_at, c.id));
+    certs
+        .into_iter()
+        .filter_map(|c| {
+            let cert = &c.certificate;
+            let names: Vec<String> = cert.names().iter().map(|n| n.to_string()).collect();
+            let domains: Vec<String> = hosts.iter().filter(|h| names.iter().any(|n| covers(n, h))).cloned().collect();
+            (!domains.is_empty()).then(|| SniEndpointOut {
+                id: c.id,
+                name: c.id.to_string(),
+                domains,
+                ssl_cert: SslCertOut {
+                    cert_domains: names,
+                    subject: cert.subject().to_owned(),
+                    issuer: cert.issuer().to_owned(),
+                    starts_at: format_seconds(cert.not_before()),
+                    expires_at: format_seconds(cert.not_after()),
+                },
+                app: app_ref(m, a),
+                created_at: format_seconds(c.created_at),
+                updated_at: format_seconds(c.updated_at),
+            })
+        })
+        .collect()
+}
+
+/// `GET /apps/{app}/sni-endpoints`: the certificates covering the app's domains.
+pub(super) async fn list_sni_endpoints(State(plane): Plane, Path(app): Path<String>) -> ApiResult<impl IntoResponse> {
+    let out = plane.read(|m| m.app(&app).map(|a| sni_endpoints(&plane, m, a))).await;
+    out.map(Json).ok_or_else(|| Error::NotFound { what: "app", key: app }.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::covers;
+
+    #[test]
+    fn names_cover_hosts_as_rfc_6125_says() {
+        assert!(covers("www.example.com", "WWW.example.com"));
+        assert!(covers("*.example.com", "www.example.com"));
+        assert!(!covers("*.example.com", "example.com"));
+        assert!(!covers("*.example.com", "a.b.example.com"));
+        assert!(!covers("www.example.com", "api.example.com"));
+    }
+}

@@ -1,0 +1,471 @@
+//! The unmodified Heroku CLI (the pinned npm release that scripts/test installs) against `wharf
+//! serve`, exactly as a Heroku user would run it: each step is a command line, the exit status
+//! and output it must give, and the effect it must have, checked through the REST API.
+//!
+//! The CLI runs with a fresh `HOME` (no user configuration or `.netrc` leaks in), with its update
+//! checks, analytics and telemetry off, and with every Heroku host it knows pointed at Wharf, so
+//! that it never reaches the internet.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wharf_testkit::client::{Api, Req};
+use wharf_testkit::wharf::Wharf;
+use wharf_testkit::{TempDir, eventually};
+
+const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
+
+/// The Heroku CLI release the suite pins; scripts/test installs it under target/heroku-cli.
+const HEROKU_CLI_VERSION: &str = "11.10.0";
+
+/// Where the `heroku` executable is: `WHARF_HEROKU_CLI`, or where scripts/test installs it.
+fn heroku_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("WHARF_HEROKU_CLI") {
+        return bin.into();
+    }
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/heroku-cli/node_modules/.bin/heroku");
+    assert!(
+        bin.exists(),
+        "the Heroku CLI is not installed; ./scripts/test installs it \
+         (npm install --prefix target/heroku-cli heroku@{HEROKU_CLI_VERSION})"
+    );
+    bin
+}
+
+/// The CLI, set up to talk to one `wharf serve` only.
+struct Cli {
+    bin: PathBuf,
+    home: TempDir,
+    host: String,
+    token: String,
+}
+
+/// What one CLI run gave.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Cli {
+    fn new(wharf: &Wharf) -> Cli {
+        Cli {
+            bin: heroku_bin(),
+            home: TempDir::new("heroku-home"),
+            host: format!("http://{}", wharf.api.addr),
+            token: wharf.api.token.clone().expect("the admin token"),
+        }
+    }
+
+    /// Runs `heroku args...` with `token` as the API key, to its end.
+    fn run_as(&self, token: &str, args: &[&str]) -> Run {
+        let out = self.command(token, args).output().expect("the Heroku CLI runs");
+        Run {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// The command line `heroku args...` with `token` as the API key, ready to run.
+    fn command(&self, token: &str, args: &[&str]) -> Command {
+        let home = self.home.path();
+        let mut command = Command::new(&self.bin);
+        command
+            .args(args)
+            // Not the repository: `apps:rename` and `apps:create` edit the git remotes of the
+            // checkout they run in.
+            .current_dir(home)
+            // Nothing of the caller's environment but PATH (to find node): no HEROKU_* variable,
+            // no proxy, no user configuration.
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", home)
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .env("XDG_CACHE_HOME", home.join(".cache"))
+            .env("XDG_DATA_HOME", home.join(".local/share"))
+            .env("HEROKU_HOST", &self.host)
+            // The CLI also asks "particleboard" for the account; Wharf serves `/account` itself.
+            .env("HEROKU_PARTICLEBOARD_URL", &self.host)
+            .env("HEROKU_API_KEY", token)
+            // No update checks, analytics, telemetry or release notes (CLI 11's switches).
+            .env("HEROKU_DISABLE_AUTOUPDATE", "1")
+            .env("HEROKU_SKIP_NEW_VERSION_CHECK", "1")
+            .env("HEROKU_SKIP_ANALYTICS", "1")
+            .env("DISABLE_TELEMETRY", "true")
+            .env("HIDE_HEROKU_RELEASE_NOTES", "true")
+            .env("NO_COLOR", "1")
+            .env("COLUMNS", "200");
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        self.run_as(&self.token, args)
+    }
+
+    /// Runs `heroku args...` and asserts it exits 0 saying every piece of `says`.
+    fn ok(&self, args: &[&str], says: &[&str]) {
+        let run = self.run(args);
+        let shown = format!("heroku {}\nstdout: {}\nstderr: {}", args.join(" "), run.stdout, run.stderr);
+        assert_eq!(run.code, Some(0), "{shown}");
+        let output = format!("{}{}", run.stdout, run.stderr);
+        for piece in says {
+            assert!(output.contains(piece), "{piece:?} missing from {shown}");
+        }
+    }
+}
+
+/// An effect to check through the API after a step: `GET path`, then the value at the JSON
+/// pointer `at` (RFC 6901) must be `want`.
+struct Effect {
+    path: &'static str,
+    at: &'static str,
+    want: Value,
+}
+
+/// One command line and what it must do.
+struct Step {
+    args: &'static [&'static str],
+    exit: i32,
+    /// Pieces the output (standard output and standard error together) must contain.
+    says: &'static [&'static str],
+    effects: Vec<Effect>,
+}
+
+fn step(args: &'static [&'static str], exit: i32, says: &'static [&'static str]) -> Step {
+    Step { args, exit, says, effects: vec![] }
+}
+
+impl Step {
+    fn then(mut self, path: &'static str, at: &'static str, want: Value) -> Step {
+        self.effects.push(Effect { path, at, want });
+        self
+    }
+}
+
+/// Runs the steps in order; each must exit as expected, say what it must, and have its effects.
+async fn run_steps(cli: &Cli, api: &Api, steps: Vec<Step>) {
+    for s in steps {
+        let run = cli.run(s.args);
+        let shown = format!("heroku {}\nstdout: {}\nstderr: {}", s.args.join(" "), run.stdout, run.stderr);
+        assert_eq!(run.code, Some(s.exit), "exit status of {shown}");
+        let output = format!("{}{}", run.stdout, run.stderr);
+        for piece in s.says {
+            assert!(output.contains(piece), "{piece:?} missing from the output of {shown}");
+        }
+        for e in &s.effects {
+            let (status, body) = api.call("GET", e.path, None).await;
+            assert_eq!(status, 200, "GET {} after {shown}: {body}", e.path);
+            assert_eq!(body.pointer(e.at), Some(&e.want), "GET {} {} after {shown}: {body}", e.path, e.at);
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_heroku_cli_knows_who_it_is_and_lists_apps() {
+    let wharf = Wharf::serve(WHARF, &[]).await;
+    let api = &wharf.api;
+    let cli = Cli::new(&wharf);
+    api.expect("POST", "/apps", json!({"name": "api", "space": "default"}), 201).await;
+    let steps = vec![
+        step(&["auth:whoami"], 0, &["admin@localhost"]).then("/account", "/email", json!("admin@localhost")),
+        step(&["apps"], 0, &["admin@localhost Apps", "api-default"]).then(
+            "/users/~/apps",
+            "/0/name",
+            json!("api-default"),
+        ),
+        step(&["apps", "--json"], 0, &["\"name\": \"api-default\"", "\"email\": \"admin@localhost\""]),
+    ];
+    run_steps(&cli, api, steps).await;
+
+    // A wrong key is refused.
+    let run = cli.run_as("not-the-admin-token", &["auth:whoami"]);
+    assert_ne!(run.code, Some(0), "stdout: {} stderr: {}", run.stdout, run.stderr);
+    assert!(!run.stdout.contains("admin@localhost"), "{}", run.stdout);
+}
+
+#[tokio::test]
+async fn basic_credentials_carry_the_token_as_heroku_clients_send_it() {
+    let wharf = Wharf::serve(WHARF, &[]).await;
+    let token = wharf.api.token.clone().expect("the admin token");
+    let addr = wharf.api.addr.to_string();
+    let basic = |user: &str, password: &str| {
+        use base64::Engine as _;
+        let pair = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        Req::get(&addr, "/account").header("authorization", &format!("Basic {pair}"))
+    };
+    for user in ["", "any", "admin@localhost"] {
+        let (status, body) = wharf.api.raw(&basic(user, &token)).await;
+        assert_eq!((status, &body["email"]), (200, &json!("admin@localhost")), "user {user:?}: {body}");
+    }
+    let (status, body) = wharf.api.raw(&basic("", "wrong-token")).await;
+    assert_eq!((status, &body["id"]), (401, &json!("unauthorized")), "{body}");
+    let (status, body) = wharf.api.raw(&basic(&token, "")).await;
+    assert_eq!(status, 401, "the token as the user name is not the password: {body}");
+}
+
+#[tokio::test]
+async fn the_heroku_cli_creates_renames_and_shows_apps() {
+    let wharf = Wharf::serve(WHARF, &[]).await;
+    let api = &wharf.api;
+    let cli = Cli::new(&wharf);
+    api.expect("POST", "/apps", json!({"name": "api"}), 201).await;
+    let steps = vec![
+        // Created without a space, the app is in `default` and answers to the name given.
+        step(&["apps:create", "hello"], 0, &["Creating hello... done", "https://hello-default.localhost"])
+            .then("/apps/hello", "/name", json!("hello-default"))
+            .then("/apps/hello-default", "/space/name", json!("default")),
+        step(&["apps:info", "-a", "hello"], 0, &["=== hello-default", "Owner:", "admin@localhost", "Region:", "local"]),
+        // Without a name, Wharf picks one.
+        step(&["apps:create"], 0, &["Creating app... done, app"]),
+        step(
+            &["apps:rename", "hi", "-a", "hello"],
+            0,
+            &["Renaming hello to hi... done", "https://hi-default.localhost"],
+        )
+        .then("/apps/hi", "/name", json!("hi-default")),
+        // A taken or invalid name: Heroku's error body, and nothing changes.
+        step(&["apps:rename", "api", "-a", "hi"], 2, &["app api-default already exists", "Error ID: conflict"])
+            .then("/apps/hi", "/name", json!("hi-default"))
+            .then("/apps/api", "/name", json!("api-default")),
+        step(&["apps:rename", "Bad", "-a", "hi"], 2, &["invalid app name", "Error ID: invalid_params"]).then(
+            "/apps/hi",
+            "/name",
+            json!("hi-default"),
+        ),
+        step(&["apps:info", "-a", "nope"], 2, &["no app \"nope\"", "Error ID: not_found"]),
+        step(&["apps", "--space", "default"], 0, &["Apps in space default", "api-default", "hi-default"]),
+        step(&["spaces"], 0, &["default", "wharf", "allocated"]).then("/spaces/default", "/team/name", json!("wharf")),
+        step(&["features", "-a", "hi"], 0, &["[ ] canary", "[ ] internal-routing"]),
+        step(&["labs", "-a", "hi"], 0, &["User Features admin@localhost", "App Features hi"]),
+        step(&["apps:destroy", "hi", "--confirm", "hi"], 0, &["Destroying hi"]),
+    ];
+    run_steps(&cli, api, steps).await;
+    let (_, apps) = api.call("GET", "/apps", None).await;
+    let mut names: Vec<&str> = apps.as_array().unwrap().iter().filter_map(|a| a["name"].as_str()).collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert_eq!(names[0], "api-default");
+    assert!(names[1].starts_with("app") && names[1].ends_with("-default"), "a generated name: {names:?}");
+    assert_eq!(api.call("GET", "/apps/hi", None).await.0, 404, "destroyed");
+}
+
+#[tokio::test]
+async fn the_heroku_cli_scales_the_formation() {
+    let wharf = Wharf::serve(WHARF, &[]).await;
+    let api = &wharf.api;
+    let cli = Cli::new(&wharf);
+    api.expect("POST", "/apps", json!({"name": "hello"}), 201).await;
+    let steps = vec![
+        step(&["ps:scale", "web=2", "worker=1", "-a", "hello"], 0, &["web at 2:", "worker at 1:"])
+            .then("/apps/hello/formation/web", "/quantity", json!(2))
+            .then("/apps/hello/formation/worker", "/quantity", json!(1)),
+        step(&["ps:scale", "web+1", "-a", "hello"], 0, &["web at 3:"]).then(
+            "/apps/hello/formation/web",
+            "/quantity",
+            json!(3),
+        ),
+        step(&["ps:scale", "worker-1", "-a", "hello"], 0, &["worker at 0:"]).then(
+            "/apps/hello/formation/worker",
+            "/quantity",
+            json!(0),
+        ),
+        // Below zero: Heroku's error body, and nothing changes.
+        step(
+            &["ps:scale", "web-5", "-a", "hello"],
+            2,
+            &["must be between 0 and 100, got -2", "Error ID: invalid_params"],
+        )
+        .then("/apps/hello/formation/web", "/quantity", json!(3)),
+        step(&["ps:scale", "-a", "hello"], 0, &["web=3:", "worker=0:"]),
+    ];
+    run_steps(&cli, api, steps).await;
+}
+
+/// The app's local dynos of `dyno_type` that are up, oldest first (Heroku's `type.N` order).
+async fn up_dynos(api: &Api, app: &str, dyno_type: &str) -> Vec<String> {
+    let (_, dynos) = api.call("GET", &format!("/apps/{app}/dynos"), None).await;
+    let mut up: Vec<(String, String)> = dynos
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| d["type"] == dyno_type && d["state"] == "up")
+        .map(|d| {
+            (d["created_at"].as_str().unwrap_or_default().to_owned(), d["name"].as_str().unwrap_or_default().to_owned())
+        })
+        .collect();
+    up.sort();
+    up.into_iter().map(|(_, name)| name).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heroku_cli_restarts_and_stops_dynos_by_heroku_names() {
+    let dir = TempDir::new("heroku-ps");
+    let env = [("WHARF_SUPERVISOR__RESTART_MIN", "200ms"), ("WHARF_SUPERVISOR__STOP_GRACE", "2s")];
+    let wharf = Wharf::serve_with(WHARF, &[], &dir.path().join("data"), &env).await;
+    let api = &wharf.api;
+    let cli = Cli::new(&wharf);
+    api.expect("POST", "/apps", json!({"name": "hello"}), 201).await;
+    let workers = json!({"updates": [{"type": "worker", "quantity": 2, "command": "exec sleep 600"}]});
+    api.expect("PATCH", "/apps/hello/formation", workers, 200).await;
+    let wait = Duration::from_secs(60);
+    let first = eventually(wait, "two workers up", || async {
+        let up = up_dynos(api, "hello", "worker").await;
+        (up.len() == 2).then_some(up)
+    })
+    .await;
+    // `type.N` is the N-th dyno of the type, oldest first.
+    let (_, one) = api.call("GET", "/apps/hello/dynos/worker.1", None).await;
+    assert_eq!((&one["size"], &one["command"]), (&json!("standard"), &json!("exec sleep 600")), "{one}");
+    assert!(first.contains(&one["name"].as_str().unwrap().to_owned()), "{one} among {first:?}");
+    cli.ok(&["ps", "-a", "hello"], &["(standard): exec sleep 600 (2)", &first[0], &first[1]]);
+
+    cli.ok(&["ps:restart", "worker.1", "-a", "hello"], &["Restarting dyno worker.1 on hello... done"]);
+    let gone = one["name"].as_str().unwrap().to_owned();
+    let second = eventually(wait, "worker.1 replaced", || async {
+        let up = up_dynos(api, "hello", "worker").await;
+        (up.len() == 2 && !up.contains(&gone)).then_some(up)
+    })
+    .await;
+
+    cli.ok(
+        &["ps:restart", "--process-type", "worker", "-a", "hello"],
+        &["Restarting all worker dynos on hello... done"],
+    );
+    let third = eventually(wait, "every worker replaced", || async {
+        let up = up_dynos(api, "hello", "worker").await;
+        (up.len() == 2 && !up.iter().any(|n| second.contains(n))).then_some(up)
+    })
+    .await;
+
+    cli.ok(&["ps:stop", "worker.2", "-a", "hello"], &["Stopping dyno worker.2 on hello... done"]);
+    eventually(wait, "worker.2 stopped and replaced", || async {
+        let up = up_dynos(api, "hello", "worker").await;
+        (up.len() == 2 && !up.contains(&third[1])).then_some(())
+    })
+    .await;
+
+    // A dyno that does not exist: Heroku's error body.
+    let run = cli.run(&["ps:restart", "worker.9", "-a", "hello"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("no dyno \"worker.9\""), "{}", run.stderr);
+    let run = cli.run(&["ps:restart", "--process-type", "web", "-a", "hello"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("no formation \"web\""), "{}", run.stderr);
+}
+
+/// Puts lines on the app's log stream as a platform component would (`POST /log-events`).
+async fn post_lines(api: &Api, app: &str, lines: &[&str]) {
+    let events: Vec<Value> =
+        lines.iter().map(|m| json!({"app": app, "source": "app", "process": "web.1", "message": m})).collect();
+    api.expect("POST", "/log-events", Value::Array(events), 202).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heroku_cli_shows_and_tails_logs() {
+    let wharf = Wharf::serve(WHARF, &[]).await;
+    let api = &wharf.api;
+    let cli = Cli::new(&wharf);
+    api.expect("POST", "/apps", json!({"name": "hello"}), 201).await;
+    post_lines(api, "hello-default", &["first line", "second line"]).await;
+    // The lines travel the bus after the 202: ask until they are in the history.
+    let wait = Duration::from_secs(30);
+    let shown = eventually(wait, "logs -n 20 to show the posted lines", || async {
+        let run = cli.run(&["logs", "-n", "20", "-a", "hello"]);
+        (run.code == Some(0) && run.stdout.contains("second line")).then_some(run.stdout)
+    })
+    .await;
+    assert!(shown.contains("hello-default app[web.1]: first line\n"), "{shown}");
+    let run = cli.run(&["logs", "-n", "1", "-a", "hello"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(run.stdout.contains("second line") && !run.stdout.contains("first line"), "-n 1: {}", run.stdout);
+
+    // `--tail` shows the history, then new lines as they come, until it is stopped.
+    let mut tail = cli
+        .command(&cli.token, &["logs", "--tail", "-a", "hello"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the Heroku CLI runs");
+    let stdout = tail.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next_line = |want: &str| {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains(want) => return,
+                Ok(_) => {}
+                Err(e) => panic!("the tail never showed {want:?}: {e}"),
+            }
+        }
+    };
+    next_line("second line");
+    post_lines(api, "hello-default", &["a live line"]).await;
+    next_line("hello-default app[web.1]: a live line");
+    tail.kill().expect("the tail stops");
+    tail.wait().expect("the tail ends");
+}
+
+#[tokio::test]
+async fn the_heroku_cli_adds_lists_and_removes_drains_by_token() {
+    let wharf = Wharf::serve(WHARF, &[]).await;
+    let api = &wharf.api;
+    let cli = Cli::new(&wharf);
+    api.expect("POST", "/apps", json!({"name": "hello"}), 201).await;
+    let url = "syslog+tls://logs.example.com:6514";
+    cli.ok(&["drains:add", url, "-a", "hello"], &["Successfully added drain syslog+tls://logs.example.com:6514"]);
+    let (_, drains) = api.call("GET", "/apps/hello/log-drains", None).await;
+    let token = drains[0]["token"].as_str().expect("a drain token").to_owned();
+    cli.ok(&["drains", "-a", "hello"], &[url, &token]);
+    let run = cli.run(&["drains:remove", "d.nope", "-a", "hello"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("no log drain \"d.nope\""), "{}", run.stderr);
+    assert_eq!(api.call("GET", "/apps/hello/log-drains", None).await.1, drains, "nothing changed");
+    cli.ok(
+        &["drains:remove", &token, "-a", "hello"],
+        &["Successfully removed drain syslog+tls://logs.example.com:6514"],
+    );
+    assert_eq!(api.call("GET", "/apps/hello/log-drains", None).await, (200, json!([])));
+}
+
+#[tokio::test]
+async fn the_heroku_cli_adds_and_removes_domains() {
+    let wharf = Wharf::serve(WHARF, &[]).await;
+    let api = &wharf.api;
+    let cli = Cli::new(&wharf);
+    api.expect("POST", "/apps", json!({"name": "hello"}), 201).await;
+    api.expect("POST", "/apps", json!({"name": "other"}), 201).await;
+    let steps = vec![
+        step(&["domains:add", "www.example.com", "-a", "hello"], 0, &["DNS Target hello-default.localhost"])
+            .then("/apps/hello/domains/www.example.com", "/kind", json!("custom"))
+            .then("/sites/www.example.com", "/internal", json!(false))
+            .then("/sites/www.example.com/routes", "/0/app/name", json!("hello-default")),
+        step(&["domains", "-a", "hello"], 0, &["hello-default.localhost", "www.example.com", "CNAME"]),
+        // A domain another app holds: Heroku's error body, and it stays where it is.
+        step(&["domains:add", "www.example.com", "-a", "other"], 2, &["already held by app hello-default", "conflict"])
+            .then("/sites/www.example.com/routes", "/0/app/name", json!("hello-default"))
+            .then("/apps/other/domains", "/0/kind", json!("heroku")),
+        step(&["domains:add", "not a domain", "-a", "hello"], 2, &["invalid_params"]),
+        step(&["domains:remove", "www.example.com", "-a", "hello"], 0, &["Removing www.example.com from"]).then(
+            "/apps/hello/domains",
+            "/0/hostname",
+            json!("hello-default.localhost"),
+        ),
+    ];
+    run_steps(&cli, api, steps).await;
+    assert_eq!(api.call("GET", "/sites/www.example.com", None).await.0, 404, "the site went with the domain");
+    assert_eq!(api.call("GET", "/apps/hello/domains", None).await.1.as_array().map(Vec::len), Some(1));
+    let (status, body) = api.call("DELETE", "/apps/hello/domains/hello-default.localhost", None).await;
+    assert_eq!((status, &body["id"]), (422, &json!("invalid_params")), "the default domain stays: {body}");
+}
