@@ -98,32 +98,7 @@ impl LogplexReceiver {
     /// Starts a receiver on 127.0.0.1 with a certificate issued by `ca`, answering the first
     /// POSTs with `answers` in order and every later one with 200.
     pub async fn start(ca: &TestCa, answers: &[u16]) -> LogplexReceiver {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind https receiver");
-        let addr = listener.local_addr().expect("receiver address");
-        let acceptor = tokio_rustls::TlsAcceptor::from(ca.server_config(&["127.0.0.1"], &[b"http/1.1"]));
-        let posts = Arc::new(Mutex::new(Vec::new()));
-        let answers = Arc::new(Mutex::new(answers.iter().copied().collect::<VecDeque<_>>()));
-        let task = tokio::spawn({
-            let posts = posts.clone();
-            async move {
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let (acceptor, posts, answers) = (acceptor.clone(), posts.clone(), answers.clone());
-                    tokio::spawn(async move {
-                        let Ok(tls) = acceptor.accept(stream).await else {
-                            return;
-                        };
-                        let service = service_fn(move |req| handle(req, posts.clone(), answers.clone()));
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(tls), service)
-                            .await;
-                    });
-                }
-            }
-        });
-        LogplexReceiver { addr, posts, task }
+        LogplexReceiver::start_at(ca, "127.0.0.1:0".parse().expect("address"), &["127.0.0.1"], answers).await
     }
 
     /// Starts a receiver at `addr` (`[::1]:0` for IPv6) whose certificate, issued by `ca`,
