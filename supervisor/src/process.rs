@@ -174,8 +174,10 @@ mod tests {
     #[tokio::test]
     async fn a_dyno_whose_shell_exited_still_has_its_children_stopped() {
         reaper::start();
-        // The example: a background child that ignores SIGTERM, and a main that exits.
-        let (mut process, pid, _source) = group_with_child("(trap '' TERM; exec sleep 600) & echo $!; exit 3").await;
+        // The example: a background child that ignores SIGTERM, and a main that exits. The
+        // trap is set before the child is started, so the child ignores SIGTERM from its first
+        // instruction (a trap set inside the child could come after the test's SIGTERM).
+        let (mut process, pid, _source) = group_with_child("trap '' TERM; sleep 600 & echo $!; exit 3").await;
         assert_eq!(process.wait().await, "exit status: 3");
         assert!(!gone(pid), "the child outlives the shell");
         let start = Instant::now();
