@@ -55,7 +55,10 @@ impl Common {
     fn load(&self, kafka: Option<String>) -> anyhow::Result<wharf_config::Config> {
         let mut config = wharf_config::Config::load(self.config.as_deref(), std::env::vars())?;
         for var in wharf_config::unrecognised_variables(std::env::vars()) {
-            tracing::warn!(%var, "ignoring a WHARF_ variable that is not configuration (configuration is WHARF_SECTION__KEY)");
+            // `WHARF_ROUTER_WORKERS` is most likely `WHARF_ROUTER__WORKERS` with one underscore lost.
+            let rest = var.trim_start_matches("WHARF_");
+            let meant = rest.contains('_').then(|| format!("WHARF_{}", rest.replacen('_', "__", 1)));
+            tracing::warn!(%var, did_you_mean = meant.as_deref().unwrap_or("-"), "ignoring a WHARF_ variable that is not configuration (configuration is WHARF_SECTION__KEY)");
         }
         if let Some(dir) = &self.data_dir {
             config.data_dir = dir.clone();

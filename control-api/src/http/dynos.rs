@@ -143,16 +143,22 @@ pub(super) async fn put_dyno(
     Ok((status, Json(out)))
 }
 
+/// One dyno as the API shows it, found by its name or Heroku's `type.N`; `None` when the app or
+/// the dyno does not exist (the operation that follows says which).
+async fn dyno_by_heroku_name(plane: &ControlPlane, app: &str, dyno: &str) -> Option<DynoOut> {
+    plane
+        .read(|m| {
+            let a = m.app(app)?;
+            let name = plane.dyno_name(m, a.id, dyno)?;
+            dynos_out(plane, m, a).into_iter().find(|d| d.name == name)
+        })
+        .await
+}
+
 /// Restarts a dyno the local supervisor runs (202), or removes one an external runtime
 /// registered (200).
 pub(super) async fn delete_dyno(State(plane): Plane, Path((app, dyno)): Path<(String, String)>) -> ApiResult<Response> {
-    let out = plane
-        .read(|m| {
-            let a = m.app(&app)?;
-            let name = plane.dyno_name(m, a.id, &dyno)?;
-            dynos_out(&plane, m, a).into_iter().find(|d| d.name == name)
-        })
-        .await;
+    let out = dyno_by_heroku_name(&plane, &app, &dyno).await;
     if plane.supervised(&app).await? {
         plane.restart_dynos(&app, Some(&dyno)).await?;
         return Ok((StatusCode::ACCEPTED, Json(out)).into_response());
@@ -171,13 +177,7 @@ pub(super) async fn restart_dynos(State(plane): Plane, Path(app): Path<String>) 
 /// `POST /apps/{app}/dynos/{dyno}/actions/stop`: stops one dyno the local supervisor runs, which
 /// the formation replaces at once (a restart); 202 with the dyno.
 pub(super) async fn stop_dyno(State(plane): Plane, Path((app, dyno)): Path<(String, String)>) -> ApiResult<Response> {
-    let out = plane
-        .read(|m| {
-            let a = m.app(&app)?;
-            let name = plane.dyno_name(m, a.id, &dyno)?;
-            dynos_out(&plane, m, a).into_iter().find(|d| d.name == name)
-        })
-        .await;
+    let out = dyno_by_heroku_name(&plane, &app, &dyno).await;
     plane.restart_dynos(&app, Some(&dyno)).await?;
     Ok((StatusCode::ACCEPTED, Json(out)).into_response())
 }
