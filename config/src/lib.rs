@@ -22,9 +22,20 @@ use wharf_domain::names::Hostname;
 use wharf_domain::units::{ByteSize, HumanDuration};
 
 /// Variables with the `WHARF_` prefix that Wharf reads, but not as configuration keys: the
-/// named secrets and the log filter.
+/// named secrets (the admin token, one token per data-plane role, the log sessions' secret)
+/// and the log filter.
 pub const NAMED_VARIABLES: &[&str] =
-    &["WHARF_ADMIN_TOKEN", "WHARF_DATA_PLANE_TOKEN", "WHARF_SESSION_SECRET", "WHARF_LOG"];
+    &["WHARF_ADMIN_TOKEN", "WHARF_ROUTER_TOKEN", "WHARF_LOGSHUTTLE_TOKEN", "WHARF_SESSION_SECRET", "WHARF_LOG"];
+
+/// Variables Wharf once read and now refuses, with what replaces each: setting one stops
+/// start-up with that message rather than being ignored, so that an operator who relied on it
+/// learns at once that it no longer does what it did.
+pub const RETIRED_VARIABLES: &[(&str, &str)] = &[(
+    "WHARF_DATA_PLANE_TOKEN",
+    "no longer accepted: the one data-plane token read every secret of the feed; each data plane now has \
+     its role's token, WHARF_ROUTER_TOKEN for `wharf router` and WHARF_LOGSHUTTLE_TOKEN for `wharf logshuttle` \
+     (the control API's router-token and logshuttle-token files), and `wharf serve` needs neither",
+)];
 
 /// The configuration's top-level keys that are values, not sections: the only configuration
 /// variables without a `__` (`WHARF_DATA_DIR`). A unit test checks this list against [`Config`].
@@ -86,6 +97,8 @@ pub struct Config {
     /// Where connections to URLs users give (log drains) may go: `[outbound] allow_loopback`,
     /// `allow_private`, both `true` by default (see [`wharf_domain::outbound`]).
     pub outbound: wharf_domain::outbound::Policy,
+    /// How `wharf router` and `wharf logshuttle` reach the control API they follow.
+    pub feed: FeedConfig,
 }
 
 impl Default for Config {
@@ -98,6 +111,7 @@ impl Default for Config {
             supervisor: SupervisorConfig::default(),
             kafka: None,
             outbound: wharf_domain::outbound::Policy::default(),
+            feed: FeedConfig::default(),
         }
     }
 }
@@ -130,6 +144,21 @@ impl Default for SupervisorConfig {
     }
 }
 
+/// How a remote data plane (`wharf router --control-api URL`, `wharf logshuttle --control-api
+/// URL`) reaches the control API. The feed carries certificates' private keys and drain
+/// credentials, so it travels over HTTPS, verified, unless the control API is on this machine.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedConfig {
+    /// PEM file of the CA that signs the control API's certificate, trusted beside the Mozilla
+    /// roots when `--control-api` is an `https://` URL.
+    pub control_api_ca: Option<PathBuf>,
+    /// Lets `--control-api` be a plain `http://` URL whose host is not a loopback address. The
+    /// feed then crosses the network in clear, token and secrets included: only for a network
+    /// that is itself encrypted and trusted (a WireGuard link, say). Off by default.
+    pub allow_cleartext: bool,
+}
+
 /// The control API's settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -147,6 +176,11 @@ pub struct ControlApiConfig {
     /// PEM file of the CA that signs the database server's certificate, trusted beside the
     /// Mozilla roots when the connection uses TLS (`sslmode=prefer`, the default, or `require`).
     pub database_ca: Option<PathBuf>,
+    /// PEM certificate chain (leaf first) to serve the API over HTTPS with. Without it the API
+    /// is plain HTTP, which remote data planes accept only on a loopback address.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ControlApiConfig {
@@ -157,6 +191,8 @@ impl Default for ControlApiConfig {
             max_quantity: 100,
             database_url: None,
             database_ca: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -418,6 +454,9 @@ impl Config {
         let mut table: toml::Table = toml::from_str(text).map_err(|e| parse_err(origin, &e))?;
         let mut from_env = Vec::new();
         for (var, value) in env {
+            if let Some((_, message)) = RETIRED_VARIABLES.iter().find(|(name, _)| *name == var) {
+                return Err(ConfigError::Env { var, message: (*message).to_owned() });
+            }
             if let Some(path) = env_path(&var)? {
                 set_path(&mut table, &var, &path, &value)?;
                 from_env.push(var);
@@ -499,6 +538,9 @@ impl Config {
         }
         if self.supervisor.health_timeout.0.is_zero() || self.supervisor.restart_min.0.is_zero() {
             return invalid("supervisor.health_timeout", "health_timeout and restart_min must be longer than zero");
+        }
+        if self.control_api.tls_cert.is_some() != self.control_api.tls_key.is_some() {
+            return invalid("control_api.tls_cert", "tls_cert and tls_key go together");
         }
         if self.control_api.max_quantity == 0 {
             return invalid("control_api.max_quantity", "must be at least 1");
@@ -600,7 +642,8 @@ mod tests {
                 ("WHARF_KAFKA__BROKERS", "k1:9092,k2:9092"),
                 ("WHARF_ROUTER__CONNECT_TIMEOUT", "2s"),
                 ("WHARF_ADMIN_TOKEN", "not config"),
-                ("WHARF_DATA_PLANE_TOKEN", "not config"),
+                ("WHARF_ROUTER_TOKEN", "not config"),
+                ("WHARF_LOGSHUTTLE_TOKEN", "not config"),
                 ("HOME", "/root"),
                 // A wrapper's own variables are not Wharf's configuration.
                 ("WHARF_BIN", "/usr/local/bin/wharf"),
@@ -698,6 +741,14 @@ mod tests {
         check_rejected("[kafka]\nakkeris_app_topics = [\"wharf-logs\"]", &[], "read once");
         check_rejected("[kafka]\npartitions = 0", &[], "kafka.partitions");
         check_rejected("[control_api]\nmax_quantity = 0", &[], "control_api.max_quantity");
+        check_rejected("[control_api]\ntls_cert = \"/c.pem\"", &[], "control_api.tls_cert");
+        check_rejected("[control_api]\ntls_key = \"/k.pem\"", &[], "control_api.tls_cert");
+        check_rejected("[feed]\nallow_insecure = true", &[], "unknown field `allow_insecure`");
+        check_rejected("", &[("WHARF_FEED__ALLOW_CLEARTEXT", "yes")], "WHARF_FEED__ALLOW_CLEARTEXT");
+        // The retired data-plane token stops start-up and names the tokens that replace it.
+        for want in ["WHARF_DATA_PLANE_TOKEN", "WHARF_ROUTER_TOKEN", "WHARF_LOGSHUTTLE_TOKEN"] {
+            check_rejected("", &[("WHARF_DATA_PLANE_TOKEN", "0123456789abcdef0123")], want);
+        }
         check_rejected("[control_api]\ndatabase_url = \"mysql://db/wharf\"", &[], "must be a postgres:// URL");
         check_rejected("[control_api]\ndatabase_url = \"postgres://\"", &[], "must name a host");
         check_rejected("[supervisor]\nhealth_timeout = \"0s\"", &[], "supervisor.health_timeout");

@@ -117,9 +117,107 @@ pub enum DrainTarget {
     Site(String),
 }
 
+/// A data plane that follows the control API's feed, and so the part of a snapshot it may
+/// read: least privilege, so that a router's token never yields drain credentials and a
+/// logshuttle's never yields certificates' private keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DataPlaneRole {
+    /// Reads apps (with their web dynos), sites and routes, certificates with their keys, and
+    /// canaries: everything `wharf_router`'s table and TLS resolver are built from.
+    Router,
+    /// Reads drains, with their URLs' credentials, tokens and CAs: all the logshuttle's drain
+    /// table is built from. Log sessions are signed grants, not part of the snapshot.
+    Logshuttle,
+}
+
+impl DataPlaneRole {
+    /// Both roles.
+    pub const ALL: [DataPlaneRole; 2] = [DataPlaneRole::Router, DataPlaneRole::Logshuttle];
+
+    /// `router` or `logshuttle`, as logs, messages and token files name the role.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataPlaneRole::Router => "router",
+            DataPlaneRole::Logshuttle => "logshuttle",
+        }
+    }
+}
+
+impl std::fmt::Display for DataPlaneRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Snapshot {
     /// The app with this key.
     pub fn app(&self, key: &AppKey) -> Option<&AppSpec> {
         self.apps.iter().find(|a| &a.key == key)
+    }
+
+    /// The part of this snapshot `role` reads, at the same version; every other list is empty.
+    ///
+    /// The snapshot is taken apart field by field with no `..`, so a field added to
+    /// [`Snapshot`] does not compile here until someone decides which role reads it: a new
+    /// secret cannot reach a data plane by default.
+    pub fn part_for(&self, role: DataPlaneRole) -> Snapshot {
+        let Snapshot { version, apps, drains, sites, certs, canaries } = self;
+        match role {
+            DataPlaneRole::Router => Snapshot {
+                version: *version,
+                apps: apps.clone(),
+                drains: Vec::new(),
+                sites: sites.clone(),
+                certs: certs.clone(),
+                canaries: canaries.clone(),
+            },
+            DataPlaneRole::Logshuttle => Snapshot {
+                version: *version,
+                apps: Vec::new(),
+                drains: drains.clone(),
+                sites: Vec::new(),
+                certs: Vec::new(),
+                canaries: Vec::new(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(key: &str) -> AppSpec {
+        AppSpec { id: Uuid::nil(), key: key.parse().unwrap(), internal: false, web_dynos: vec![] }
+    }
+
+    /// Each role's part keeps its own lists whole and empties the other's; the integration
+    /// test `tests/feed.rs` checks the same through a live control API with keys and passwords.
+    #[test]
+    fn each_role_reads_only_its_part() {
+        let drain = DrainSpec {
+            id: Uuid::nil(),
+            target: DrainTarget::App("one-default".parse().unwrap()),
+            url: DrainUrl::try_new("https://user:s3cret@logs.example.com/").unwrap(),
+            token: "d.token".into(),
+            ca: None,
+        };
+        let site = SiteSpec { id: Uuid::nil(), domain: "www.example.com".parse().unwrap(), internal: false, routes: vec![] };
+        let whole = Snapshot {
+            version: 7,
+            apps: vec![app("one-default")],
+            drains: vec![drain.clone()],
+            sites: vec![site.clone()],
+            certs: vec![],
+            canaries: vec![],
+        };
+        let router = whole.part_for(DataPlaneRole::Router);
+        assert_eq!(router, Snapshot { drains: vec![], ..whole.clone() });
+        let logshuttle = whole.part_for(DataPlaneRole::Logshuttle);
+        assert_eq!(logshuttle, Snapshot { version: 7, drains: vec![drain], ..Snapshot::default() });
+        for role in DataPlaneRole::ALL {
+            let part = whole.part_for(role);
+            assert_eq!(part.part_for(role), part, "{role}: a part is its own part");
+        }
     }
 }
