@@ -128,7 +128,7 @@ class Wharf:
         self.dir = tempfile.mkdtemp(prefix="wharf-bench-")
         data = os.path.join(self.dir, "data")
         env = dict(os.environ)
-        for key in ("WHARF_ADMIN_TOKEN", "WHARF_DATA_PLANE_TOKEN", "WHARF_SESSION_SECRET"):
+        for key in ("WHARF_ADMIN_TOKEN", "WHARF_ROUTER_TOKEN", "WHARF_LOGSHUTTLE_TOKEN", "WHARF_DATA_PLANE_TOKEN", "WHARF_SESSION_SECRET"):
             env.pop(key, None)
         for key in ("CONTROL_API__LISTEN", "ROUTER__HTTP_LISTEN", "ROUTER__HTTPS_LISTEN",
                     "ROUTER__INTERNAL_LISTEN", "ROUTER__ADMIN_LISTEN"):

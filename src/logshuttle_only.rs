@@ -20,9 +20,10 @@ use crate::serve::shutdown_signal;
 pub(crate) struct LogshuttleArgs {
     #[command(flatten)]
     common: Common,
-    /// The control API to follow, `http://host:port`; the token comes from
-    /// WHARF_DATA_PLANE_TOKEN. Log session URLs verify with WHARF_SESSION_SECRET, the control
-    /// API's `session-secret` file.
+    /// The control API to follow, `https://host:port` (or `http://` on a loopback address, or
+    /// with `[feed] allow_cleartext`); the token comes from WHARF_LOGSHUTTLE_TOKEN (the control
+    /// API's `logshuttle-token` file). Log session URLs verify with WHARF_SESSION_SECRET, the
+    /// control API's `session-secret` file.
     #[arg(long, value_name = "URL")]
     control_api: String,
     /// Kafka brokers (host:port, comma-separated), unless the configuration has a `[kafka]`
@@ -37,7 +38,7 @@ pub(crate) struct LogshuttleArgs {
 pub(crate) fn run(args: LogshuttleArgs) -> Result<()> {
     let config = args.common.load(args.kafka)?;
     anyhow::ensure!(config.kafka.is_some(), "wharf logshuttle reads Kafka: pass --kafka BROKERS or a [kafka] section");
-    let control_api = crate::control_api_url(&args.control_api)?;
+    let control_api = crate::control_api_url(&args.control_api, wharf_domain::DataPlaneRole::Logshuttle, &config)?;
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(config, control_api))
 }
 
@@ -55,7 +56,8 @@ async fn serve(config: Config, control_api: ControlApiUrl) -> Result<()> {
             SessionKey::generate()
         }
     };
-    let (snapshots, follower) = follow(control_api, data_dir.join("snapshot.json"));
+    let (snapshots, follower) = follow(control_api, data_dir)
+        .with_context(|| format!("cannot keep the snapshot in {}", data_dir.display()))?;
     let logshuttle = Logshuttle::start(
         &config.logshuttle,
         config.outbound,

@@ -73,14 +73,27 @@ impl Common {
     }
 }
 
-/// The control API a remote part follows, with the data-plane token (or the admin token) from
-/// the environment.
-fn control_api_url(url: &str) -> anyhow::Result<wharf_control_api::watch::ControlApiUrl> {
+/// The control API a remote data plane follows as `role`, with that role's token from the
+/// environment (`WHARF_ROUTER_TOKEN` or `WHARF_LOGSHUTTLE_TOKEN`, the control API's
+/// `router-token` or `logshuttle-token` file) and the `[feed]` settings. Errors when the token
+/// is missing, or the URL is malformed or plain HTTP to a host that is not loopback.
+fn control_api_url(
+    url: &str,
+    role: wharf_domain::DataPlaneRole,
+    config: &wharf_config::Config,
+) -> anyhow::Result<wharf_control_api::watch::ControlApiUrl> {
     use anyhow::Context;
-    let token = std::env::var("WHARF_DATA_PLANE_TOKEN")
-        .or_else(|_| std::env::var("WHARF_ADMIN_TOKEN"))
-        .context("WHARF_DATA_PLANE_TOKEN must hold the control API's data-plane token")?;
-    Ok(wharf_control_api::watch::ControlApiUrl::new(url, token.trim())?)
+    let (var, file) = match role {
+        wharf_domain::DataPlaneRole::Router => ("WHARF_ROUTER_TOKEN", "router-token"),
+        wharf_domain::DataPlaneRole::Logshuttle => ("WHARF_LOGSHUTTLE_TOKEN", "logshuttle-token"),
+    };
+    // The URL first: a refused URL is refused whatever the token.
+    wharf_control_api::watch::ControlApiUrl::new(url, role, "", &config.feed)?;
+    let token = std::env::var(var)
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+        .with_context(|| format!("{var} must hold the control API's {role} token (its {file} file)"))?;
+    Ok(wharf_control_api::watch::ControlApiUrl::new(url, role, token.trim(), &config.feed)?)
 }
 
 fn main() -> std::process::ExitCode {

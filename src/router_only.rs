@@ -18,8 +18,9 @@ use crate::serve::{router_tls, shutdown_signal};
 pub(crate) struct RouterArgs {
     #[command(flatten)]
     common: Common,
-    /// The control API to follow, `http://host:port`; the token comes from
-    /// WHARF_DATA_PLANE_TOKEN (the control API's `data-plane-token` file), or WHARF_ADMIN_TOKEN.
+    /// The control API to follow, `https://host:port` (or `http://` on a loopback address, or
+    /// with `[feed] allow_cleartext`); the token comes from WHARF_ROUTER_TOKEN (the control
+    /// API's `router-token` file).
     #[arg(long, value_name = "URL")]
     control_api: String,
     /// Put access lines on Kafka at these brokers (host:port, comma-separated). Without it they
@@ -33,7 +34,7 @@ pub(crate) struct RouterArgs {
 /// token is missing or malformed, or a listener cannot bind.
 pub(crate) fn run(args: RouterArgs) -> Result<()> {
     let config = args.common.load(args.kafka)?;
-    let control_api = crate::control_api_url(&args.control_api)?;
+    let control_api = crate::control_api_url(&args.control_api, wharf_domain::DataPlaneRole::Router, &config)?;
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(config, control_api))
 }
 
@@ -48,7 +49,8 @@ async fn serve(config: Config, control_api: ControlApiUrl) -> Result<()> {
         None => BusConfig::Embedded { capacity: 1 },
     })
     .await?;
-    let (snapshots, follower) = follow(control_api.clone(), data_dir.join("snapshot.json"));
+    let (snapshots, follower) = follow(control_api.clone(), data_dir)
+        .with_context(|| format!("cannot keep the snapshot in {}", data_dir.display()))?;
     let listeners = Listeners::bind(&config.router)?;
     let mut router = Router::start(&config.router, listeners, certs, snapshots, bus.publisher.clone())?;
     // Access lines the bus could not take show in /metrics.

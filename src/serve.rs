@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use wharf_bus::{Bus, BusConfig};
 use wharf_config::{Config, KafkaConfig};
 use wharf_control_api::{AdminToken, ControlPlane, PostgresStore, Settings, SqliteStore, Store};
-use wharf_domain::SessionKey;
+use wharf_domain::{DataPlaneRole, SessionKey};
 use wharf_logshuttle::Logshuttle;
 use wharf_router::{Listeners, Router, tls};
 
@@ -114,7 +114,24 @@ async fn serve(config: Config) -> Result<()> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     let (token, generated) = load_token(data_dir, "WHARF_ADMIN_TOKEN", "admin-token")?;
-    let (data_plane_token, _) = load_token(data_dir, "WHARF_DATA_PLANE_TOKEN", "data-plane-token")?;
+    // One token per data-plane role, so that each remote data plane reads only its part of
+    // the feed (least privilege). The one data-plane token of earlier versions read it all; it
+    // is no longer accepted (the configuration refuses WHARF_DATA_PLANE_TOKEN).
+    let (router_token, _) = load_token(data_dir, "WHARF_ROUTER_TOKEN", "router-token")?;
+    let (logshuttle_token, _) = load_token(data_dir, "WHARF_LOGSHUTTLE_TOKEN", "logshuttle-token")?;
+    if data_dir.join("data-plane-token").exists() {
+        tracing::warn!(
+            file = %data_dir.join("data-plane-token").display(),
+            "the data-plane token is no longer accepted: give remote routers router-token and remote logshuttles logshuttle-token, then delete this file"
+        );
+    }
+    let api_tls = match (&config.control_api.tls_cert, &config.control_api.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            wharf_control_api::http::server_config(cert, key).context("cannot serve the control API over HTTPS")?,
+        ),
+        _ => None,
+    };
+    let api_scheme = if api_tls.is_some() { "https" } else { "http" };
 
     let (certs, ca) = router_tls(&config, data_dir)?;
 
@@ -147,7 +164,11 @@ async fn serve(config: Config) -> Result<()> {
     let settings = Settings {
         stack_domain: config.router.stack_domain.clone(),
         https_port,
-        session_base_url: config.logshuttle.public_url.clone().unwrap_or_else(|| format!("http://{api_addr}")),
+        session_base_url: config
+            .logshuttle
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("{api_scheme}://{api_addr}")),
         session_ttl: config.logshuttle.session_ttl.0,
         max_session_lines: config.logshuttle.history_lines as u32,
         max_quantity: config.control_api.max_quantity,
@@ -185,23 +206,33 @@ async fn serve(config: Config) -> Result<()> {
 
     let app = wharf_control_api::router(
         plane.clone(),
-        AdminToken::new(&token).with_data_plane(&data_plane_token),
+        AdminToken::new(&token)
+            .with_data_plane(DataPlaneRole::Router, &router_token)
+            .with_data_plane(DataPlaneRole::Logshuttle, &logshuttle_token),
         config.control_api.max_body.0 as usize,
         Some(logshuttle.tail_router()),
         Some(bus.publisher.clone()),
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let api = tokio::spawn(wharf_control_api::serve(api_listener, app, {
+    let api_stop = {
         let mut rx = stop_rx.clone();
         async move {
             let _ = rx.wait_for(|s| *s).await;
         }
-    }));
+    };
+    let api = match api_tls {
+        Some(tls) => tokio::spawn(wharf_control_api::serve(
+            wharf_control_api::http::TlsListener::new(api_listener, tls)?,
+            app,
+            api_stop,
+        )),
+        None => tokio::spawn(wharf_control_api::serve(api_listener, app, api_stop)),
+    };
 
     let port = if https_port == 443 { String::new() } else { format!(":{https_port}") };
     let mut out = std::io::stdout().lock();
     writeln!(out, "Wharf is running.")?;
-    writeln!(out, "  control API:  http://{api_addr}")?;
+    writeln!(out, "  control API:  {api_scheme}://{api_addr}")?;
     let addrs = router.addrs();
     if config.router.http_redirect {
         writeln!(out, "  router HTTP:  http://{}  (redirects to HTTPS)", addrs.http)?;
@@ -229,8 +260,13 @@ async fn serve(config: Config) -> Result<()> {
     }
     writeln!(
         out,
-        "  data plane:   token for wharf router --control-api in {}",
-        absolute(&data_dir.join("data-plane-token")).display()
+        "  data planes:  WHARF_ROUTER_TOKEN for wharf router --control-api in {}",
+        absolute(&data_dir.join("router-token")).display()
+    )?;
+    writeln!(
+        out,
+        "                WHARF_LOGSHUTTLE_TOKEN for wharf logshuttle --control-api in {}",
+        absolute(&data_dir.join("logshuttle-token")).display()
     )?;
     if generated {
         writeln!(

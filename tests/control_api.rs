@@ -155,12 +155,12 @@ async fn formation_and_config_vars_in_heroku_shapes(args: &[&str]) -> String {
 }
 
 const ADMIN_TOKEN: &str = "replica-admin-token-0123456789";
-const DATA_PLANE_TOKEN: &str = "replica-data-plane-token-0123456789";
+const ROUTER_TOKEN: &str = "replica-router-token-0123456789";
 
 /// Reads a control API's watch stream, sending the version of each snapshot it pushes.
 async fn watch_versions(api: &Api) -> tokio::sync::mpsc::UnboundedReceiver<(u64, Value)> {
     let req = wharf_testkit::client::Req::get(&api.addr.to_string(), "/v1/snapshot/watch")
-        .header("authorization", &format!("Bearer {DATA_PLANE_TOKEN}"));
+        .header("authorization", &format!("Bearer {ROUTER_TOKEN}"));
     let resp = wharf_testkit::client::send_streaming(api.addr, None, &req).await.expect("watch");
     assert_eq!(resp.status(), 200);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -190,7 +190,7 @@ async fn two_replicas_on_one_postgres_stay_consistent() {
     let pg = Postgres::start().await;
     let url = pg.database("shared").await;
     let dir = wharf_testkit::TempDir::new("replicas");
-    let env = [("WHARF_ADMIN_TOKEN", ADMIN_TOKEN), ("WHARF_DATA_PLANE_TOKEN", DATA_PLANE_TOKEN)];
+    let env = [("WHARF_ADMIN_TOKEN", ADMIN_TOKEN), ("WHARF_ROUTER_TOKEN", ROUTER_TOKEN)];
     let args = ["--database-url", url.as_str()];
     let (dir_a, dir_b) = (dir.path().join("a"), dir.path().join("b"));
     let (a, b) =
@@ -356,7 +356,7 @@ async fn replicas_ride_out_a_database_restart() {
     let mut pg = Postgres::start().await;
     let url = pg.database("wharf").await;
     let dir = wharf_testkit::TempDir::new("db-restart");
-    let env = [("WHARF_ADMIN_TOKEN", ADMIN_TOKEN), ("WHARF_DATA_PLANE_TOKEN", DATA_PLANE_TOKEN)];
+    let env = [("WHARF_ADMIN_TOKEN", ADMIN_TOKEN), ("WHARF_ROUTER_TOKEN", ROUTER_TOKEN)];
     let args = ["--database-url", url.as_str()];
     let (dir_a, dir_b) = (dir.path().join("a"), dir.path().join("b"));
     let a = Wharf::serve_with(WHARF, &args, &dir_a, &env).await;

@@ -598,9 +598,9 @@ async fn a_remote_logshuttle_follows_the_control_api_and_serves_its_sessions() {
     let drain = wharf.api.expect("POST", "/apps/api-default/log-drains", json!({"url": receiver.url()}), 201).await;
 
     let read = |name: &str| std::fs::read_to_string(control.join(name)).expect(name).trim().to_owned();
-    let (token, secret) = (read("data-plane-token"), read("session-secret"));
+    let (token, secret) = (read("logshuttle-token"), read("session-secret"));
     let env = [
-        ("WHARF_DATA_PLANE_TOKEN", token.as_str()),
+        ("WHARF_LOGSHUTTLE_TOKEN", token.as_str()),
         ("WHARF_SESSION_SECRET", secret.as_str()),
         ("WHARF_LOGSHUTTLE__LISTEN", tails_listen.as_str()),
         ("WHARF_KAFKA__AKKERIS_APP_TOPICS", r#"["default"]"#),

@@ -26,7 +26,7 @@ async fn a_remote_router_serves_its_last_good_snapshot_while_the_control_api_is_
     let env = [("WHARF_CONTROL_API__LISTEN", listen.as_str())];
     let control = dir.path().join("control");
     let wharf = Wharf::serve_with(WHARF, &[], &control, &env).await;
-    let token = std::fs::read_to_string(control.join("data-plane-token")).expect("the data-plane token");
+    let token = std::fs::read_to_string(control.join("router-token")).expect("the router token");
     let token = token.trim().to_owned();
     let one = DynoServer::start("one").await;
     wharf.api.create_app("one-default", &[&one]).await;
@@ -70,7 +70,8 @@ async fn a_remote_router_serves_its_last_good_snapshot_while_the_control_api_is_
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(copy.permissions().mode() & 0o777, 0o600, "it holds secrets: owner only");
 
-    // The feed needs a token; the data-plane token reads the feed and nothing else.
+    // The feed needs a token; the router token reads the feed and nothing else (tests/feed.rs
+    // checks every endpoint for each role).
     let anonymous = wharf_testkit::client::Api { addr: wharf.api.addr, token: None };
     let (status, _) = anonymous.call("GET", "/v1/snapshot", None).await;
     assert_eq!(status, 401);
@@ -99,7 +100,7 @@ async fn a_remote_routers_canary_abort_is_recorded_for_every_router() {
     let (base, next) = (DynoServer::start("base").await, DynoServer::failing("next", 0.3, 7).await);
     wharf.api.create_app("base-default", &[&base]).await;
     wharf.api.create_app("next-default", &[&next]).await;
-    let token = std::fs::read_to_string(control.join("data-plane-token")).expect("the data-plane token");
+    let token = std::fs::read_to_string(control.join("router-token")).expect("the router token");
     let router = WharfRouter::start_with(
         WHARF,
         &format!("http://{listen}"),

@@ -22,11 +22,17 @@ pub use plane::{ControlPlane, Drains, DynoState, Error, LocalDyno, LocalRuntime,
 pub use store::postgres::PostgresStore;
 pub use store::{SqliteStore, Store, StoreError};
 
-/// Serves `app` on `listener` until `shutdown` resolves, then lets in-flight requests finish.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
+/// Serves `app` on `listener` (a `tokio::net::TcpListener` for plain HTTP, an
+/// [`http::TlsListener`] for HTTPS) until `shutdown` resolves, then lets in-flight requests
+/// finish.
+pub async fn serve<L>(
+    listener: L,
     app: axum::Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

@@ -6,7 +6,14 @@
 //! The watch stream is newline-delimited JSON: each line is a whole snapshot, never a delta, so
 //! a follower that missed versions only needs the newest line; an empty line is the server's
 //! heartbeat. Both clients retry with exponential backoff and jitter while the API is away.
+//!
+//! The feed holds secrets (certificates' keys for a router, drain credentials for a logshuttle),
+//! so a data plane follows an `https://` control API, verified against the Mozilla roots and the
+//! operator's `[feed] control_api_ca`; a plain `http://` one only on a loopback address, unless
+//! the operator sets `[feed] allow_cleartext` ([`ControlApiUrl::new`]). Each data plane sends its
+//! role's token and keeps only its role's part, on disk too, in an owner-only directory.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +23,8 @@ use bytes::Bytes;
 use http::header;
 use http_body_util::BodyExt;
 use tokio::sync::watch;
-use wharf_domain::{CanaryVerdict, Snapshot};
+use wharf_config::FeedConfig;
+use wharf_domain::{CanaryVerdict, DataPlaneRole, Snapshot};
 
 /// The clients' retry delays: from 100 ms, doubling up to 10 s, each with up to as much again
 /// of random jitter so that many followers do not reconnect in step, and never giving up.
@@ -38,33 +46,160 @@ const SILENCE: Duration = Duration::from_secs(35);
 /// Why a control API URL cannot be followed.
 #[derive(Debug, thiserror::Error)]
 pub enum FollowError {
-    /// Not `http://host:port`.
-    #[error("control api url must look like http://host:port, got {0:?}")]
+    /// Not `https://host[:port]` or `http://host[:port]`.
+    #[error("control api url must look like https://host:port or http://host:port, got {0:?}")]
     Url(String),
+    /// A plain `http://` URL whose host is not loopback, without `[feed] allow_cleartext`.
+    #[error(
+        "refusing to follow {0}: the feed carries private keys and credentials, so a control api on another \
+         machine must be https:// (plain http:// only on a loopback address: 127.0.0.0/8, ::1, localhost); \
+         to accept cleartext anyway on a network encrypted by other means, set [feed] allow_cleartext = true \
+         (WHARF_FEED__ALLOW_CLEARTEXT=true)"
+    )]
+    Cleartext(String),
+    /// `[feed] control_api_ca` cannot be read or holds no usable certificate.
+    #[error("[feed] control_api_ca: {0}")]
+    Ca(String),
 }
 
-/// The control API a data plane follows: its address (`host:port`, plain HTTP) and the bearer
-/// token it sends (the admin token or the data-plane token).
-#[derive(Debug, Clone)]
+/// The control API a data plane follows: where it is, how to reach it (plain TCP to a loopback
+/// address, or TLS verified against the Mozilla roots and the operator's CA), the role it
+/// follows as, and that role's bearer token.
+#[derive(Clone)]
 pub struct ControlApiUrl {
+    /// `host:port`, as the URL writes it (IPv6 in brackets): dialled, and sent as `Host`.
     authority: String,
+    /// The host alone, brackets removed: the TLS server name (a DNS name or an IP address).
+    host: String,
+    tls: Option<tokio_rustls::TlsConnector>,
+    role: DataPlaneRole,
     token: String,
 }
 
+impl std::fmt::Debug for ControlApiUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        write!(f, "ControlApiUrl({scheme}://{}, {}, token ****)", self.authority, self.role)
+    }
+}
+
+/// Whether `host` (brackets removed) is this machine by definition: a loopback address
+/// (RFC 6890; an IPv4-mapped one too) or `localhost` (RFC 6761 section 6.3).
+fn is_loopback(host: &str) -> bool {
+    match host.parse::<IpAddr>() {
+        Ok(ip) => ip.to_canonical().is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
 impl ControlApiUrl {
-    /// The control API at `url` (`http://host:port`, a trailing `/` allowed), with `token`.
+    /// The control API at `url` (`https://host[:port]` or `http://host[:port]`, a trailing `/`
+    /// allowed; the port defaults to 443 and 80), followed as `role` with `token`, reached as
+    /// `feed` says.
     ///
     /// # Errors
     ///
-    /// [`FollowError::Url`] when `url` is not of that form (another scheme, a path).
-    pub fn new(url: &str, token: &str) -> Result<ControlApiUrl, FollowError> {
-        let authority = url
-            .strip_prefix("http://")
-            .map(|a| a.trim_end_matches('/'))
-            .filter(|a| !a.is_empty() && !a.contains('/'))
-            .ok_or_else(|| FollowError::Url(url.to_owned()))?;
-        Ok(ControlApiUrl { authority: authority.to_owned(), token: token.to_owned() })
+    /// [`FollowError::Url`] when `url` is not of that form (another scheme, a path),
+    /// [`FollowError::Cleartext`] for `http://` to a host that is not loopback unless
+    /// `feed.allow_cleartext`, [`FollowError::Ca`] when `feed.control_api_ca` is unusable.
+    pub fn new(url: &str, role: DataPlaneRole, token: &str, feed: &FeedConfig) -> Result<ControlApiUrl, FollowError> {
+        let bad = || FollowError::Url(url.to_owned());
+        let (https, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+            (Some(rest), _) => (true, rest),
+            (None, Some(rest)) => (false, rest),
+            (None, None) => return Err(bad()),
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
+            return Err(bad());
+        }
+        // `[v6]:port`, `[v6]`, `host:port` or `host`.
+        let (host, port) = match rest.strip_prefix('[') {
+            Some(v6) => {
+                let (host, after) = v6.split_once(']').ok_or_else(bad)?;
+                (host, after.strip_prefix(':'))
+            }
+            None => match rest.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (rest, None),
+            },
+        };
+        let port = match port {
+            Some(p) => p.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(bad)?,
+            None if https => 443,
+            None => 80,
+        };
+        if host.is_empty() || (rest.starts_with('[') && host.parse::<std::net::Ipv6Addr>().is_err()) {
+            return Err(bad());
+        }
+        let authority = if rest.starts_with('[') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+        if !https && !is_loopback(host) && !feed.allow_cleartext {
+            return Err(FollowError::Cleartext(format!("http://{authority}")));
+        }
+        let tls = if https { Some(connector(feed.control_api_ca.as_deref())?) } else { None };
+        Ok(ControlApiUrl { authority, host: host.to_owned(), tls, role, token: token.to_owned() })
     }
+
+    /// The role this data plane follows the feed as.
+    pub fn role(&self) -> DataPlaneRole {
+        self.role
+    }
+
+    /// A connection to the control API, over TLS when the URL is `https://`, and an HTTP/1.1
+    /// exchange of `req` on it.
+    async fn send<B>(&self, req: http::Request<B>) -> Result<http::Response<hyper::body::Incoming>, String>
+    where
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(&self.authority))
+            .await
+            .map_err(|_| "connect timed out".to_owned())?
+            .map_err(|e| format!("connect: {e}"))?;
+        let Some(tls) = &self.tls else {
+            return exchange(hyper_util::rt::TokioIo::new(tcp), req).await;
+        };
+        let name = rustls::pki_types::ServerName::try_from(self.host.clone())
+            .map_err(|e| format!("tls server name {:?}: {e}", self.host))?;
+        let stream = tokio::time::timeout(Duration::from_secs(10), tls.connect(name, tcp))
+            .await
+            .map_err(|_| "tls handshake timed out".to_owned())?
+            .map_err(|e| format!("tls: {e}"))?;
+        exchange(hyper_util::rt::TokioIo::new(stream), req).await
+    }
+}
+
+/// A TLS connector verifying the control API against the Mozilla roots and the CAs in `ca`.
+fn connector(ca: Option<&Path>) -> Result<tokio_rustls::TlsConnector, FollowError> {
+    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    if let Some(ca) = ca {
+        for der in wharf_domain::cert::read_ca(ca).map_err(|e| FollowError::Ca(e.to_string()))? {
+            roots.add(der).map_err(|e| FollowError::Ca(format!("{}: {e}", ca.display())))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| FollowError::Ca(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// One HTTP/1.1 request on a fresh connection `io`.
+async fn exchange<I, B>(io: I, req: http::Request<B>) -> Result<http::Response<hyper::body::Incoming>, String>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(io).await.map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(conn);
+    sender.send_request(req).await.map_err(|e| format!("request: {e}"))
 }
 
 /// Reports a router's canary aborts to the control API, each until it is taken (or refused as
@@ -94,14 +229,6 @@ pub async fn report_verdicts(
 /// One attempt; the error says whether another may succeed.
 async fn post_verdict(control_api: &ControlApiUrl, verdict: &CanaryVerdict) -> Result<(), (String, bool)> {
     let retry = |e: String| (e, true);
-    let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(&control_api.authority))
-        .await
-        .map_err(|_| retry("connect timed out".into()))?
-        .map_err(|e| retry(format!("connect: {e}")))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-        .await
-        .map_err(|e| retry(format!("handshake: {e}")))?;
-    tokio::spawn(conn);
     let body = serde_json::to_vec(verdict).map_err(|e| (e.to_string(), false))?;
     let req = http::Request::post("/v1/canary-verdicts")
         .header(header::HOST, &control_api.authority)
@@ -109,10 +236,10 @@ async fn post_verdict(control_api: &ControlApiUrl, verdict: &CanaryVerdict) -> R
         .header(header::CONTENT_TYPE, "application/json")
         .body(http_body_util::Full::new(Bytes::from(body)))
         .map_err(|e| (e.to_string(), false))?;
-    let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
+    let resp = tokio::time::timeout(Duration::from_secs(20), control_api.send(req))
         .await
         .map_err(|_| retry("timed out".into()))?
-        .map_err(|e| retry(format!("request: {e}")))?;
+        .map_err(retry)?;
     match resp.status() {
         s if s.is_success() => Ok(()),
         s if s.is_server_error() || s == http::StatusCode::TOO_MANY_REQUESTS => Err(retry(format!("answered {s}"))),
@@ -133,7 +260,8 @@ pub fn load_cached(path: &Path) -> Option<Snapshot> {
 }
 
 /// Keeps `snapshot` at `path`, replacing the old copy only once the new one is complete. The
-/// copy holds certificates' keys and drain passwords: it is readable by its owner only.
+/// copy holds its role's secrets (certificates' keys, or drain passwords): it is readable by
+/// its owner only, in a directory only its owner can enter ([`keep_dir`]).
 fn store(path: &Path, snapshot: &Snapshot) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -144,15 +272,71 @@ fn store(path: &Path, snapshot: &Snapshot) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// The directory under a data plane's data directory that holds its copy of the feed.
+pub const KEPT_DIR: &str = "feed";
+
+/// The copy's file name in [`KEPT_DIR`].
+pub const KEPT_FILE: &str = "snapshot.json";
+
+/// Makes `data_dir/feed` the owner-only home of the kept copy and returns the copy's path:
+/// the directory is created with mode 0700 or tightened to it, an existing copy is tightened
+/// to 0600, and a copy an earlier Wharf kept at `data_dir/snapshot.json` (in a directory others
+/// may read) is moved in. The data directory itself is left as the operator made it.
+///
+/// # Errors
+///
+/// When the directory cannot be created or its or the copy's mode cannot be set.
+pub fn keep_dir(data_dir: &Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let dir = data_dir.join(KEPT_DIR);
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    let path = dir.join(KEPT_FILE);
+    let old = data_dir.join(KEPT_FILE);
+    if old.exists() {
+        if path.exists() {
+            std::fs::remove_file(&old)?;
+        } else {
+            std::fs::rename(&old, &path)?;
+        }
+        tracing::info!(from = %old.display(), to = %path.display(), "moved the kept snapshot into its owner-only directory");
+    }
+    if path.exists() {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(path)
+}
+
 /// Follows the control API's watch stream from now on: the receiver starts with the copy kept
-/// at `cache` (or an empty snapshot), and takes every newer version the API publishes, each
-/// also written to `cache`. While the API is unreachable the receiver keeps the last good
-/// snapshot, and the follower reconnects with backoff.
+/// in `data_dir` (or an empty snapshot), and takes every newer version the API publishes, each
+/// also kept. While the API is unreachable the receiver keeps the last good snapshot, and the
+/// follower reconnects with backoff. The copy and every snapshot taken hold only this data
+/// plane's role's part: the server cuts it, and the follower cuts again what it keeps, so that
+/// a copy an older Wharf kept whole, or a control API that sent more, leaves no other secret.
+///
+/// # Errors
+///
+/// As [`keep_dir`].
 pub fn follow(
     control_api: ControlApiUrl,
-    cache: PathBuf,
-) -> (watch::Receiver<Arc<Snapshot>>, tokio::task::JoinHandle<()>) {
-    let start = load_cached(&cache).unwrap_or_default();
+    data_dir: &Path,
+) -> std::io::Result<(watch::Receiver<Arc<Snapshot>>, tokio::task::JoinHandle<()>)> {
+    let cache = keep_dir(data_dir)?;
+    let role = control_api.role;
+    let start = match load_cached(&cache) {
+        Some(kept) => {
+            let part = kept.part_for(role);
+            if part != kept {
+                store(&cache, &part)?;
+                tracing::info!(path = %cache.display(), %role, "cut the kept snapshot down to this role's part");
+            }
+            part
+        }
+        None => Snapshot::default(),
+    };
     if start.version > 0 {
         tracing::info!(version = start.version, "serving the kept snapshot until the control api answers");
     }
@@ -175,7 +359,7 @@ pub fn follow(
             tokio::time::sleep(delay).await;
         }
     });
-    (rx, task)
+    Ok((rx, task))
 }
 
 /// One connection's worth of following; returns when the stream ends or fails.
@@ -184,20 +368,12 @@ async fn watch_once(
     tx: &watch::Sender<Arc<Snapshot>>,
     cache: &Path,
 ) -> Result<(), String> {
-    let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(&control_api.authority))
-        .await
-        .map_err(|_| "connect timed out".to_owned())?
-        .map_err(|e| format!("connect: {e}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    tokio::spawn(conn);
     let req = http::Request::get("/v1/snapshot/watch")
         .header(header::HOST, &control_api.authority)
         .header(header::AUTHORIZATION, format!("Bearer {}", control_api.token))
         .body(http_body_util::Empty::<Bytes>::new())
         .map_err(|e| e.to_string())?;
-    let resp = sender.send_request(req).await.map_err(|e| format!("request: {e}"))?;
+    let resp = control_api.send(req).await?;
     if !resp.status().is_success() {
         return Err(format!("the control api answered {}", resp.status()));
     }
@@ -217,6 +393,7 @@ async fn watch_once(
                 continue;
             }
             let snapshot: Snapshot = serde_json::from_slice(&line).map_err(|e| format!("bad snapshot: {e}"))?;
+            let snapshot = snapshot.part_for(control_api.role);
             if snapshot.version > tx.borrow().version {
                 if let Err(e) = store(cache, &snapshot) {
                     tracing::warn!(path = %cache.display(), error = %e, "cannot keep a copy of the snapshot");

@@ -81,6 +81,8 @@ async fn start(bin: &str, subcommand: &str, args: &[&str], data_dir: &Path, env:
         .args(args)
         .env_remove("WHARF_ADMIN_TOKEN")
         .env_remove("WHARF_DATA_PLANE_TOKEN")
+        .env_remove("WHARF_ROUTER_TOKEN")
+        .env_remove("WHARF_LOGSHUTTLE_TOKEN")
         .env_remove("WHARF_SESSION_SECRET")
         .envs(FREE_PORTS)
         .env("WHARF_LOG", "info,wharf_router=debug,wharf_logshuttle=debug")
@@ -144,8 +146,8 @@ pub struct WharfRouter {
 }
 
 impl WharfRouter {
-    /// Starts `wharf router --control-api URL` with `token` (the data-plane token) and the data
-    /// directory `data_dir`.
+    /// Starts `wharf router --control-api URL` with `token` (the router token, the control
+    /// API's `router-token` file) and the data directory `data_dir`.
     pub async fn start(bin: &str, control_api: &str, token: &str, data_dir: &Path) -> WharfRouter {
         WharfRouter::start_with(bin, control_api, token, data_dir, &[]).await
     }
@@ -158,7 +160,7 @@ impl WharfRouter {
         data_dir: &Path,
         env: &[(&str, &str)],
     ) -> WharfRouter {
-        let mut all = vec![("WHARF_DATA_PLANE_TOKEN", token)];
+        let mut all = vec![("WHARF_ROUTER_TOKEN", token)];
         all.extend_from_slice(env);
         let Started { child, addresses, stderr, .. } =
             start(bin, "router", &["--control-api", control_api], data_dir, &all).await;
@@ -193,7 +195,7 @@ pub struct WharfLogshuttle {
 
 impl WharfLogshuttle {
     /// Starts `wharf logshuttle --control-api URL --kafka BROKERS` with the data directory
-    /// `data_dir` and `env` (the data-plane token, the session secret, configuration).
+    /// `data_dir` and `env` (`WHARF_LOGSHUTTLE_TOKEN`, the session secret, configuration).
     pub async fn start(bin: &str, control_api: &str, brokers: &str, data_dir: &Path, env: &[(&str, &str)]) -> Self {
         let args = ["--control-api", control_api, "--kafka", brokers];
         let Started { child, addresses, .. } = start(bin, "logshuttle", &args, data_dir, env).await;

@@ -1,5 +1,7 @@
-//! Token auth: the admin token opens every endpoint behind it, the optional data-plane token
-//! only the `/v1/` feed that remote routers and logshuttles use.
+//! Token auth: the admin token opens every endpoint behind it; each data-plane role's token
+//! (router, logshuttle) opens only what that role needs, least privilege: the router's reads
+//! its part of the feed and reports canary verdicts, the logshuttle's reads its part and writes
+//! nothing. The feed's handlers serve each caller its part ([`Caller`]).
 //!
 //! A token comes as a bearer token (RFC 6750 section 2.1, `Authorization: Bearer <token>`, as the
 //! Heroku CLI sends it) or as the password of HTTP Basic credentials (RFC 7617, any user name,
@@ -8,20 +10,47 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use subtle::ConstantTimeEq;
+use wharf_domain::DataPlaneRole;
 
 use super::wire::ApiError;
 
-/// The bearer tokens the API accepts: the admin token, allowed everything, and an optional
-/// data-plane token, allowed only the snapshot feed that remote routers and logshuttles follow.
+/// The bearer tokens the API accepts: the admin token, allowed everything, and optionally one
+/// token per data-plane role, allowed only that role's endpoints ([`role_may`]).
 #[derive(Clone)]
 pub struct AdminToken {
     admin: Arc<str>,
-    data_plane: Option<Arc<str>>,
+    roles: Vec<(DataPlaneRole, Arc<str>)>,
+}
+
+/// Who a request's token says the caller is; the middleware puts it in the request's
+/// extensions for the feed's handlers, which serve a data plane only its role's part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// The admin token: every endpoint, and the whole snapshot.
+    Admin,
+    /// A data plane's token.
+    DataPlane(DataPlaneRole),
+}
+
+/// The endpoints a data-plane role may call, method and exact path: its feed, and for the
+/// router the reports it writes (a canary it aborted). Everything else is 403 for it.
+pub fn role_may(role: DataPlaneRole) -> &'static [(&'static str, &'static str)] {
+    const FEED: [(&str, &str); 2] = [("GET", "/v1/snapshot"), ("GET", "/v1/snapshot/watch")];
+    match role {
+        DataPlaneRole::Router => &[FEED[0], FEED[1], ("POST", "/v1/canary-verdicts")],
+        DataPlaneRole::Logshuttle => &FEED,
+    }
+}
+
+/// Whether `role` may call `method path`; `HEAD` goes with `GET`, as axum serves it.
+fn allowed(role: DataPlaneRole, method: &Method, path: &str) -> bool {
+    let method = if method == Method::HEAD { "GET" } else { method.as_str() };
+    role_may(role).iter().any(|&(m, p)| m == method && p == path)
 }
 
 /// Compares in time independent of where the first difference is (the length is not secret).
@@ -32,14 +61,26 @@ fn same(a: &str, b: &str) -> bool {
 impl AdminToken {
     /// The admin token alone.
     pub fn new(token: &str) -> Self {
-        AdminToken { admin: token.into(), data_plane: None }
+        AdminToken { admin: token.into(), roles: Vec::new() }
     }
 
-    /// Also accepts `token` for the data-plane feed (`/v1/snapshot`, `/v1/snapshot/watch`,
-    /// `/v1/canary-verdicts`), and nothing else.
-    pub fn with_data_plane(mut self, token: &str) -> Self {
-        self.data_plane = Some(token.into());
+    /// Also accepts `token` as `role`'s: for that role's endpoints ([`role_may`]) and nothing
+    /// else, with that role's part of the feed.
+    pub fn with_data_plane(mut self, role: DataPlaneRole, token: &str) -> Self {
+        self.roles.push((role, token.into()));
         self
+    }
+
+    /// The caller `given` names, if any: every token is compared, so the time taken does not
+    /// say which one a guess came close to.
+    fn caller(&self, given: &str) -> Option<Caller> {
+        let mut found = same(given, &self.admin).then_some(Caller::Admin);
+        for (role, token) in &self.roles {
+            if same(given, token) {
+                found = found.or(Some(Caller::DataPlane(*role)));
+            }
+        }
+        found
     }
 }
 
@@ -67,27 +108,28 @@ fn presented_token(headers: &HeaderMap) -> Option<String> {
     }
 }
 
-/// The middleware: 401 without a token or with an unknown one, 403 for the data-plane token
-/// outside `/v1/`; otherwise the request goes on.
+/// The middleware: 401 without a token or with an unknown one, 403 for a data plane's token
+/// outside its role's endpoints; otherwise the request goes on, with its [`Caller`].
 pub(super) async fn require_token(
     State(token): State<AdminToken>,
     headers: HeaderMap,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
     let given = presented_token(&headers);
-    let given = given.as_deref();
-    let data_plane = given.zip(token.data_plane.as_deref()).is_some_and(|(t, d)| same(t, d));
-    match given {
-        Some(t) if same(t, &token.admin) => next.run(req).await,
-        Some(_) if data_plane && req.uri().path().starts_with("/v1/") => next.run(req).await,
-        Some(_) if data_plane => ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "this token may only use the data-plane endpoints (/v1/snapshot, /v1/canary-verdicts); use the admin token",
-        )
-        .into_response(),
-        Some(_) => {
+    match given.as_deref().map(|t| token.caller(t)) {
+        Some(Some(caller)) => {
+            if let Caller::DataPlane(role) = caller
+                && !allowed(role, req.method(), req.uri().path())
+            {
+                let may: Vec<String> = role_may(role).iter().map(|(m, p)| format!("{m} {p}")).collect();
+                let message = format!("the {role} token may only call {}; use the admin token", may.join(", "));
+                return ApiError::new(StatusCode::FORBIDDEN, "forbidden", &message).into_response();
+            }
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+        Some(None) => {
             ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "invalid credentials provided").into_response()
         }
         None => ApiError::new(
@@ -103,7 +145,10 @@ pub(super) async fn require_token(
 mod tests {
     use axum::http::{HeaderMap, HeaderValue, header};
 
-    use super::{presented_token, same};
+    use axum::http::Method;
+    use wharf_domain::DataPlaneRole::{Logshuttle, Router};
+
+    use super::{AdminToken, Caller, allowed, presented_token, same};
 
     fn token_in(value: &str) -> Option<String> {
         let mut headers = HeaderMap::new();
@@ -124,6 +169,42 @@ mod tests {
         assert_eq!(token_in("Basic YWJj"), None, "no colon: no password");
         assert_eq!(token_in("Digest abc"), None);
         assert_eq!(token_in("Bearer"), None);
+    }
+
+    #[test]
+    fn each_token_names_its_caller() {
+        let tokens = AdminToken::new("admin-0123456789abcdef")
+            .with_data_plane(Router, "router-0123456789abcdef")
+            .with_data_plane(Logshuttle, "shuttle-0123456789abcdef");
+        for (given, want) in [
+            ("admin-0123456789abcdef", Some(Caller::Admin)),
+            ("router-0123456789abcdef", Some(Caller::DataPlane(Router))),
+            ("shuttle-0123456789abcdef", Some(Caller::DataPlane(Logshuttle))),
+            ("router-0123456789abcdeF", None),
+            ("", None),
+        ] {
+            assert_eq!(tokens.caller(given), want, "{given:?}");
+        }
+    }
+
+    /// The endpoints each role may call; tests/feed.rs checks every other endpoint is 403.
+    #[test]
+    fn roles_may_call_only_their_endpoints() {
+        for (role, method, path, want) in [
+            (Router, Method::GET, "/v1/snapshot", true),
+            (Router, Method::HEAD, "/v1/snapshot", true),
+            (Router, Method::GET, "/v1/snapshot/watch", true),
+            (Router, Method::POST, "/v1/canary-verdicts", true),
+            (Router, Method::POST, "/v1/snapshot", false),
+            (Router, Method::GET, "/v1/snapshot/", false),
+            (Router, Method::GET, "/apps", false),
+            (Logshuttle, Method::GET, "/v1/snapshot", true),
+            (Logshuttle, Method::GET, "/v1/snapshot/watch", true),
+            (Logshuttle, Method::POST, "/v1/canary-verdicts", false),
+            (Logshuttle, Method::POST, "/log-events", false),
+        ] {
+            assert_eq!(allowed(role, &method, path), want, "{role} {method} {path}");
+        }
     }
 
     #[test]

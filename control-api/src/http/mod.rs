@@ -36,9 +36,11 @@ mod routes;
 mod sites;
 mod snapshot;
 mod spaces;
+mod tls;
 pub mod wire;
 
-pub use auth::AdminToken;
+pub use auth::{AdminToken, Caller, role_may};
+pub use tls::{TlsError, TlsListener, server_config};
 pub use snapshot::HEARTBEAT;
 pub use wire::{ApiError, Body, Json};
 
@@ -67,7 +69,7 @@ macro_rules! route_group {
 }
 
 route_group! {
-    /// The routes behind the admin token; `/v1/` ones also take the data-plane token.
+    /// The routes behind the admin token; a data plane's token opens only its role's `/v1/` ones.
     ADMIN, admin_routes: [
         GET "/account" => account::get_account,
         GET "/account/features" => features::list_account_features,

@@ -5,45 +5,64 @@
 //! The watch stream is newline-delimited JSON: each line is a whole snapshot, never a delta, so
 //! a follower that missed versions only needs the newest line. An empty line every
 //! [`HEARTBEAT`] tells the follower the connection is alive while nothing changes.
+//!
+//! A data plane's token gets its role's part of each snapshot ([`Snapshot::part_for`]), cut
+//! here on the server, so that a router never receives a drain's credentials nor a logshuttle
+//! a certificate's key; the admin token gets the whole snapshot.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use wharf_domain::Snapshot;
 
+use super::auth::Caller;
 use super::wire::Json;
 use crate::plane::ControlPlane;
 
 /// How often the watch stream says it is alive when nothing changes.
 pub const HEARTBEAT: Duration = Duration::from_secs(10);
 
-/// `GET /v1/snapshot`.
-pub(super) async fn snapshot(State(plane): State<Arc<ControlPlane>>) -> impl IntoResponse {
-    let current = plane.subscribe().borrow().clone();
-    Json((*current).clone())
+/// What `caller` may read of `snapshot`: all of it for the admin, its role's part for a data
+/// plane.
+fn part(snapshot: &Snapshot, caller: Caller) -> Snapshot {
+    match caller {
+        Caller::Admin => snapshot.clone(),
+        Caller::DataPlane(role) => snapshot.part_for(role),
+    }
 }
 
-/// One line of the watch stream: the snapshot as JSON, then a newline.
-fn line(snapshot: &Snapshot) -> Bytes {
-    let mut out = serde_json::to_vec(snapshot).unwrap_or_default();
+/// `GET /v1/snapshot`.
+pub(super) async fn snapshot(
+    State(plane): State<Arc<ControlPlane>>,
+    Extension(caller): Extension<Caller>,
+) -> impl IntoResponse {
+    let current = plane.subscribe().borrow().clone();
+    Json(part(&current, caller))
+}
+
+/// One line of the watch stream: what `caller` may read of the snapshot, as JSON, then a
+/// newline.
+fn line(snapshot: &Snapshot, caller: Caller) -> Bytes {
+    let mut out = serde_json::to_vec(&part(snapshot, caller)).unwrap_or_default();
     out.push(b'\n');
     Bytes::from(out)
 }
 
 /// `GET /v1/snapshot/watch`.
-pub(super) async fn stream(State(plane): State<Arc<ControlPlane>>) -> Response {
+pub(super) async fn stream(State(plane): State<Arc<ControlPlane>>, Extension(caller): Extension<Caller>) -> Response {
     let mut rx = plane.subscribe();
-    let first = line(&rx.borrow_and_update());
-    let rest = futures_util::stream::unfold(rx, |mut rx| async move {
+    let first = line(&rx.borrow_and_update(), caller);
+    let rest = futures_util::stream::unfold(rx, move |mut rx| async move {
         match tokio::time::timeout(HEARTBEAT, rx.changed()).await {
             Err(_) => Some((Ok::<_, std::io::Error>(Bytes::from_static(b"\n")), rx)),
             Ok(Err(_)) => None,
             Ok(Ok(())) => {
-                let next = line(&rx.borrow_and_update());
+                let next = line(&rx.borrow_and_update(), caller);
                 Some((Ok(next), rx))
             }
         }
