@@ -56,8 +56,8 @@ async fn serve(config: Config, control_api: ControlApiUrl) -> Result<()> {
             SessionKey::generate()
         }
     };
-    let (snapshots, follower) = follow(control_api, data_dir)
-        .with_context(|| format!("cannot keep the snapshot in {}", data_dir.display()))?;
+    let (snapshots, follower) =
+        follow(control_api, data_dir).with_context(|| format!("cannot keep the snapshot in {}", data_dir.display()))?;
     let logshuttle = Logshuttle::start(
         &config.logshuttle,
         config.outbound,

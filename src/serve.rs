@@ -126,9 +126,9 @@ async fn serve(config: Config) -> Result<()> {
         );
     }
     let api_tls = match (&config.control_api.tls_cert, &config.control_api.tls_key) {
-        (Some(cert), Some(key)) => Some(
-            wharf_control_api::http::server_config(cert, key).context("cannot serve the control API over HTTPS")?,
-        ),
+        (Some(cert), Some(key)) => {
+            Some(wharf_control_api::http::server_config(cert, key).context("cannot serve the control API over HTTPS")?)
+        }
         _ => None,
     };
     let api_scheme = if api_tls.is_some() { "https" } else { "http" };
@@ -164,11 +164,7 @@ async fn serve(config: Config) -> Result<()> {
     let settings = Settings {
         stack_domain: config.router.stack_domain.clone(),
         https_port,
-        session_base_url: config
-            .logshuttle
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("{api_scheme}://{api_addr}")),
+        session_base_url: config.logshuttle.public_url.clone().unwrap_or_else(|| format!("{api_scheme}://{api_addr}")),
         session_ttl: config.logshuttle.session_ttl.0,
         max_session_lines: config.logshuttle.history_lines as u32,
         max_quantity: config.control_api.max_quantity,

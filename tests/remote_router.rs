@@ -66,7 +66,7 @@ async fn a_remote_router_serves_its_last_good_snapshot_while_the_control_api_is_
     })
     .await;
     assert_eq!(body(&router, "one-default.localhost").await.as_deref(), Some("one"));
-    let copy = std::fs::metadata(router_dir.join("snapshot.json")).expect("the kept copy");
+    let copy = std::fs::metadata(router_dir.join("feed/snapshot.json")).expect("the kept copy");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(copy.permissions().mode() & 0o777, 0o600, "it holds secrets: owner only");
 

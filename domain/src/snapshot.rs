@@ -202,7 +202,8 @@ mod tests {
             token: "d.token".into(),
             ca: None,
         };
-        let site = SiteSpec { id: Uuid::nil(), domain: "www.example.com".parse().unwrap(), internal: false, routes: vec![] };
+        let site =
+            SiteSpec { id: Uuid::nil(), domain: "www.example.com".parse().unwrap(), internal: false, routes: vec![] };
         let whole = Snapshot {
             version: 7,
             apps: vec![app("one-default")],

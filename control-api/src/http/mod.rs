@@ -40,8 +40,8 @@ mod tls;
 pub mod wire;
 
 pub use auth::{AdminToken, Caller, role_may};
-pub use tls::{TlsError, TlsListener, server_config};
 pub use snapshot::HEARTBEAT;
+pub use tls::{TlsError, TlsListener, server_config};
 pub use wire::{ApiError, Body, Json};
 
 /// One served operation: an HTTP method (RFC 9110 section 9) and a path template, with
