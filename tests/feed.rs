@@ -349,6 +349,35 @@ async fn an_https_control_api_feeds_a_remote_router_that_trusts_its_ca_and_no_ot
     }
 }
 
+#[tokio::test]
+async fn a_control_api_with_an_unusable_certificate_does_not_start() {
+    let dir = TempDir::new("bad-api-cert");
+    let ca = TestCa::new("control api");
+    let (a, b) = (ca.issue(&["127.0.0.1"], -1, 30), ca.issue(&["127.0.0.1"], -1, 30));
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let (cert_a, key_b, empty) = (file("a.pem", &a.chain_pem), file("b.key", &b.key_pem), file("empty.pem", ""));
+    let missing = dir.path().join("missing.pem").display().to_string();
+    // (tls_cert, tls_key, what the error says)
+    for (cert, key, want) in [
+        (cert_a.as_str(), key_b.as_str(), "not usable with"),
+        (empty.as_str(), key_b.as_str(), "holds no PEM certificate"),
+        (cert_a.as_str(), empty.as_str(), "not a PEM private key"),
+        (missing.as_str(), key_b.as_str(), "cannot read"),
+        (key_b.as_str(), cert_a.as_str(), "holds no PEM certificate"),
+    ] {
+        let env = [("WHARF_CONTROL_API__TLS_CERT", cert), ("WHARF_CONTROL_API__TLS_KEY", key)];
+        let stderr = refused_at_start(&["serve"], &env).await;
+        assert!(
+            stderr.contains("cannot serve the control API over HTTPS") && stderr.contains(want),
+            "{cert} {key}: {stderr}"
+        );
+    }
+}
+
 /// The mode bits of `path`.
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o777

@@ -117,6 +117,9 @@ impl ControlApiUrl {
         let (host, port) = match rest.strip_prefix('[') {
             Some(v6) => {
                 let (host, after) = v6.split_once(']').ok_or_else(bad)?;
+                if !after.is_empty() && !after.starts_with(':') {
+                    return Err(bad());
+                }
                 (host, after.strip_prefix(':'))
             }
             None => match rest.rsplit_once(':') {
@@ -401,5 +404,76 @@ async fn watch_once(
                 tx.send_replace(Arc::new(snapshot));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wharf_config::FeedConfig;
+    use wharf_domain::DataPlaneRole;
+
+    use super::{ControlApiUrl, FollowError};
+
+    /// What `ControlApiUrl::new` makes of `url`: `Ok((authority, host, https))` or the
+    /// refusal's kind.
+    #[track_caller]
+    fn check(url: &str, allow_cleartext: bool, want: Result<(&str, &str, bool), &str>) {
+        let feed = FeedConfig { control_api_ca: None, allow_cleartext };
+        let got = match ControlApiUrl::new(url, DataPlaneRole::Router, "token", &feed) {
+            Ok(u) => Ok((u.authority.clone(), u.host.clone(), u.tls.is_some())),
+            Err(FollowError::Url(_)) => Err("url"),
+            Err(FollowError::Cleartext(_)) => Err("cleartext"),
+            Err(FollowError::Ca(_)) => Err("ca"),
+        };
+        let want = want.map(|(a, h, t)| (a.to_owned(), h.to_owned(), t));
+        assert_eq!(got, want, "{url} (allow_cleartext = {allow_cleartext})");
+    }
+
+    #[test]
+    fn urls_and_the_cleartext_rule() {
+        check("https://control.internal:5000", false, Ok(("control.internal:5000", "control.internal", true)));
+        check("https://control.internal/", false, Ok(("control.internal:443", "control.internal", true)));
+        check("https://10.0.0.1:5000", false, Ok(("10.0.0.1:5000", "10.0.0.1", true)));
+        check("https://[2001:db8::1]:5000", false, Ok(("[2001:db8::1]:5000", "2001:db8::1", true)));
+        // Plain HTTP: loopback in every spelling, and nothing else unless allowed.
+        check("http://127.0.0.1:5000/", false, Ok(("127.0.0.1:5000", "127.0.0.1", false)));
+        check("http://127.9.9.9:5000", false, Ok(("127.9.9.9:5000", "127.9.9.9", false)));
+        check("http://localhost", false, Ok(("localhost:80", "localhost", false)));
+        check("http://LocalHost:1", false, Ok(("LocalHost:1", "LocalHost", false)));
+        check("http://[::1]:5000", false, Ok(("[::1]:5000", "::1", false)));
+        check("http://[::ffff:127.0.0.1]:5000", false, Ok(("[::ffff:127.0.0.1]:5000", "::ffff:127.0.0.1", false)));
+        check("http://10.0.0.1:5000", false, Err("cleartext"));
+        check("http://[::ffff:10.0.0.1]:5000", false, Err("cleartext"));
+        check("http://localhost.example.com:5000", false, Err("cleartext"));
+        check("http://0.0.0.0:5000", false, Err("cleartext"));
+        check("http://10.0.0.1:5000", true, Ok(("10.0.0.1:5000", "10.0.0.1", false)));
+        // Not a control API URL at all.
+        for bad in [
+            "10.0.0.1:5000",
+            "ftp://127.0.0.1:5000",
+            "http://",
+            "https:///",
+            "http://127.0.0.1:5000/v1",
+            "http://127.0.0.1:5000?x",
+            "http://user@127.0.0.1:5000",
+            "http://127.0.0.1:0",
+            "http://127.0.0.1:65536",
+            "http://127.0.0.1:",
+            "http://[::1",
+            "http://[not-v6]:1",
+            "http://[::1]x",
+        ] {
+            check(bad, true, Err("url"));
+        }
+    }
+
+    #[test]
+    fn an_unreadable_ca_is_refused() {
+        let feed = FeedConfig { control_api_ca: Some("/nonexistent/ca.pem".into()), allow_cleartext: false };
+        let err = ControlApiUrl::new("https://control.internal", DataPlaneRole::Logshuttle, "t", &feed).unwrap_err();
+        assert!(matches!(err, FollowError::Ca(_)), "{err}");
+        assert!(err.to_string().contains("[feed] control_api_ca"), "{err}");
+        // Plain HTTP to loopback needs no CA, so a broken one does not stop it.
+        assert!(ControlApiUrl::new("http://127.0.0.1:1", DataPlaneRole::Logshuttle, "t", &feed).is_ok());
     }
 }
