@@ -276,27 +276,79 @@ async fn https_call(
     Ok((r.status.as_u16(), if r.body.is_empty() { Value::Null } else { r.json() }))
 }
 
-#[tokio::test]
-async fn an_https_control_api_feeds_a_remote_router_that_trusts_its_ca_and_no_other() {
-    let dir = TempDir::new("https-feed");
+/// `wharf serve` with its control API on HTTPS at `listen`, with a certificate for `127.0.0.1`
+/// and `localhost` issued by a test CA; returns it and the CA's file.
+async fn https_control_api(dir: &Path, listen: &str) -> (Wharf, std::path::PathBuf) {
     let ca = TestCa::new("control api");
     let issued = ca.issue(&["127.0.0.1", "localhost"], -1, 30);
-    let (cert, key, ca_file) = (dir.path().join("api.pem"), dir.path().join("api.key"), dir.path().join("ca.pem"));
+    let (cert, key, ca_file) = (dir.join("api.pem"), dir.join("api.key"), dir.join("ca.pem"));
     std::fs::write(&cert, &issued.chain_pem).unwrap();
     std::fs::write(&key, &issued.key_pem).unwrap();
     std::fs::write(&ca_file, ca.pem()).unwrap();
+    let (cert_s, key_s) = (cert.display().to_string(), key.display().to_string());
+    let env = [
+        ("WHARF_CONTROL_API__LISTEN", listen),
+        ("WHARF_CONTROL_API__TLS_CERT", cert_s.as_str()),
+        ("WHARF_CONTROL_API__TLS_KEY", key_s.as_str()),
+    ];
+    (Wharf::serve_with(WHARF, &[], &dir.join("control"), &env).await, ca_file)
+}
+
+#[tokio::test]
+async fn an_https_control_api_feeds_a_remote_logshuttle_its_part_only() {
+    use wharf_testkit::tansu::Tansu;
+    use wharf_testkit::wharf::WharfLogshuttle;
+
+    let broker = Tansu::start().await;
+    let dir = TempDir::new("https-logshuttle");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let (wharf, ca_file) = https_control_api(dir.path(), &listen).await;
+    let tls = client::tls_config(&ca_file, &[b"http/1.1"]);
+    let admin = wharf.api.token.clone().unwrap();
+    let call = |method: &'static str, path: &'static str, body: Value| {
+        let (tls, admin) = (tls.clone(), admin.clone());
+        async move { https_call(wharf.api.addr, &tls, &admin, method, path, body).await.unwrap() }
+    };
+    assert_eq!(call("POST", "/apps", json!({"name": "api", "space": "default"})).await.0, 201);
+    let url = format!("https://user:{DRAIN_PASSWORD}@127.0.0.1:9/logs");
+    let (status, drain) = call("POST", "/apps/api-default/log-drains", json!({"url": url})).await;
+    assert_eq!(status, 201, "{drain}");
+    let uploaded = TestCa::new("uploaded").issue(&["www.example.com"], -1, 30);
+    let cert = json!({"certificate_chain": uploaded.chain_pem, "private_key": uploaded.key_pem});
+    assert_eq!(call("POST", "/certs", cert).await.0, 201);
+
+    let (token, ca) = (token(&wharf.data_dir, "logshuttle-token"), ca_file.display().to_string());
+    let env = [
+        ("WHARF_LOGSHUTTLE_TOKEN", token.as_str()),
+        ("WHARF_FEED__CONTROL_API_CA", ca.as_str()),
+        ("WHARF_LOGSHUTTLE__LISTEN", "127.0.0.1:0"),
+    ];
+    let remote_dir = dir.path().join("remote");
+    let remote =
+        WharfLogshuttle::start(WHARF, &format!("https://{listen}"), &broker.brokers(), &remote_dir, &env).await;
+    let label = format!("drain=\"{}\"", drain["id"].as_str().unwrap());
+    eventually(WAIT, "the remote logshuttle to run the drain it follows over HTTPS", || async {
+        let r = client::send(remote.addr, None, &Req::get("localhost", "/metrics")).await.ok()?;
+        r.text().contains(&label).then_some(())
+    })
+    .await;
+    let kept = remote_dir.join("feed/snapshot.json");
+    assert_eq!((mode(&remote_dir.join("feed")), mode(&kept)), (0o700, 0o600));
+    let text = std::fs::read_to_string(&kept).unwrap();
+    let key_line = uploaded.key_pem.lines().nth(1).unwrap();
+    assert!(text.contains(DRAIN_PASSWORD), "the logshuttle keeps its drains' credentials");
+    assert!(!text.contains(key_line) && text.contains("\"certs\":[]"), "and no certificate: {text}");
+}
+
+#[tokio::test]
+async fn an_https_control_api_feeds_a_remote_router_that_trusts_its_ca_and_no_other() {
+    let dir = TempDir::new("https-feed");
     let wrong_ca = dir.path().join("wrong-ca.pem");
     std::fs::write(&wrong_ca, TestCa::new("another").pem()).unwrap();
 
     let listen = format!("127.0.0.1:{}", free_port());
-    let (cert_s, key_s) = (cert.display().to_string(), key.display().to_string());
-    let env = [
-        ("WHARF_CONTROL_API__LISTEN", listen.as_str()),
-        ("WHARF_CONTROL_API__TLS_CERT", cert_s.as_str()),
-        ("WHARF_CONTROL_API__TLS_KEY", key_s.as_str()),
-    ];
-    let control = dir.path().join("control");
-    let wharf = Wharf::serve_with(WHARF, &[], &control, &env).await;
+    let (wharf, ca_file) = https_control_api(dir.path(), &listen).await;
+    let control = wharf.data_dir.clone();
     let admin = wharf.api.token.clone().unwrap();
     let tls = client::tls_config(&ca_file, &[b"http/1.1"]);
 
