@@ -132,7 +132,12 @@ impl ControlApiUrl {
             None if https => 443,
             None => 80,
         };
-        if host.is_empty() || (rest.starts_with('[') && host.parse::<std::net::Ipv6Addr>().is_err()) {
+        // An IPv6 address is written in brackets (RFC 3986 section 3.2.2), and only it.
+        let bracketed = rest.starts_with('[');
+        if host.is_empty()
+            || bracketed != host.contains(':')
+            || (bracketed && host.parse::<std::net::Ipv6Addr>().is_err())
+        {
             return Err(bad());
         }
         let authority = if rest.starts_with('[') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
@@ -462,6 +467,8 @@ mod tests {
             "http://[::1",
             "http://[not-v6]:1",
             "http://[::1]x",
+            "http://::1:5000",
+            "http://[127.0.0.1]:5000",
         ] {
             check(bad, true, Err("url"));
         }
