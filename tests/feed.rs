@@ -90,6 +90,10 @@ async fn each_data_plane_token_reads_only_its_role_s_part_and_calls_only_its_end
         ("router", token(&wharf.data_dir, "router-token")),
         ("logshuttle", token(&wharf.data_dir, "logshuttle-token")),
     ];
+    for file in ["admin-token", "router-token", "logshuttle-token"] {
+        assert_eq!(mode(&wharf.data_dir.join(file)), 0o600, "{file} is its owner's only");
+    }
+    assert!(!wharf.data_dir.join("data-plane-token").exists(), "no token for every role any more");
 
     // Per caller: which lists it receives filled, and which secrets it must (not) see.
     // (caller, apps, drains, sites, certs, canaries, sees the drain password, sees the key)
