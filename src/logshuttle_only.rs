@@ -97,6 +97,8 @@ async fn serve(config: Config, control_api: ControlApiUrl) -> Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     crate::addresses::Addresses::remove(data_dir);
+    // Live tails never end by themselves: they end first, so the server stops at once.
+    logshuttle.end_tails();
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     follower.abort();

@@ -147,6 +147,9 @@ pub struct ControlApiConfig {
     /// PEM file of the CA that signs the database server's certificate, trusted beside the
     /// Mozilla roots when the connection uses TLS (`sslmode=prefer`, the default, or `require`).
     pub database_ca: Option<PathBuf>,
+    /// PEM file of CAs trusted beside the Mozilla roots when the control plane fetches a URL an
+    /// app names: its maintenance page (`MAINTENANCE_PAGE_URL`).
+    pub trusted_ca: Option<PathBuf>,
 }
 
 impl Default for ControlApiConfig {
@@ -157,6 +160,7 @@ impl Default for ControlApiConfig {
             max_quantity: 100,
             database_url: None,
             database_ca: None,
+            trusted_ca: None,
         }
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! The watch stream is newline-delimited JSON: each line is a whole snapshot, never a delta, so
 //! a follower that missed versions only needs the newest line. An empty line every
-//! [`HEARTBEAT`] tells the follower the connection is alive while nothing changes.
+//! [`HEARTBEAT`] tells the follower the connection is alive while nothing changes. The stream
+//! never ends by itself, so it ends when shutdown starts (see [`ControlPlane::end_streams`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,18 +35,24 @@ fn line(snapshot: &Snapshot) -> Bytes {
     Bytes::from(out)
 }
 
-/// `GET /v1/snapshot/watch`.
+/// `GET /v1/snapshot/watch`. The stream ends (cleanly, so the follower sees its end and
+/// reconnects, to another replica if this one is going) when the process starts shutting down
+/// ([`ControlPlane::end_streams`]).
 pub(super) async fn stream(State(plane): State<Arc<ControlPlane>>) -> Response {
     let mut rx = plane.subscribe();
     let first = line(&rx.borrow_and_update());
-    let rest = futures_util::stream::unfold(rx, |mut rx| async move {
-        match tokio::time::timeout(HEARTBEAT, rx.changed()).await {
-            Err(_) => Some((Ok::<_, std::io::Error>(Bytes::from_static(b"\n")), rx)),
-            Ok(Err(_)) => None,
-            Ok(Ok(())) => {
-                let next = line(&rx.borrow_and_update());
-                Some((Ok(next), rx))
-            }
+    let ended = Box::pin(plane.streams_ended());
+    let rest = futures_util::stream::unfold((rx, ended), |(mut rx, mut ended)| async move {
+        tokio::select! {
+            () = &mut ended => None,
+            next = tokio::time::timeout(HEARTBEAT, rx.changed()) => match next {
+                Err(_) => Some((Ok::<_, std::io::Error>(Bytes::from_static(b"\n")), (rx, ended))),
+                Ok(Err(_)) => None,
+                Ok(Ok(())) => {
+                    let next = line(&rx.borrow_and_update());
+                    Some((Ok(next), (rx, ended)))
+                }
+            },
         }
     });
     let body = futures_util::StreamExt::chain(futures_util::stream::iter([Ok(first)]), rest);

@@ -10,21 +10,26 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 use wharf_domain::{
-    AppKey, AppName, AppSpec, CanarySpec, CertSpec, DrainSpec, DrainTarget, DynoSpec, RouteSpec, SiteDomain, SiteSpec,
-    Snapshot, SpaceName,
+    AppKey, AppName, AppSpec, CanarySpec, CertSpec, DrainSpec, DrainTarget, DynoSpec, MaintenancePage, RouteSpec,
+    SiteDomain, SiteSpec, Snapshot, SpaceName,
 };
 
 mod records;
 mod table;
 
 pub use records::{
-    App, Canary, Cert, Change, Compliance, ConfigVars, Drain, Dyno, Formation, Kind, Object, Owner, Route, Site, Space,
+    App, Canary, Cert, Change, Compliance, ConfigVars, Drain, Dyno, Formation, Kind, Object, Owner, PageFetch, Route,
+    Site, Space,
 };
 pub use table::{Record, Table};
 
 /// The space an app is created in when the request names none (Akkeris' default space); its
 /// apps also answer to their bare names ([`Model::app`]).
 pub const DEFAULT_SPACE: &str = "default";
+
+/// The config var naming an app's own maintenance page (Heroku's, from its "Error Pages"
+/// article): an `https` URL the control plane fetches and the router serves from the snapshot.
+pub const MAINTENANCE_PAGE_URL: &str = "MAINTENANCE_PAGE_URL";
 
 /// Every record, with the indexes that lookups by name need.
 #[derive(Debug, Clone, Default)]
@@ -332,6 +337,23 @@ impl Model {
         self.apps.values().any(|a| a.space_id == space_id)
     }
 
+    /// The app's `MAINTENANCE_PAGE_URL` config var, when it names one.
+    pub fn maintenance_page_url(&self, app_id: Uuid) -> Option<&str> {
+        self.config_vars_of(app_id)?.vars.get(MAINTENANCE_PAGE_URL).map(String::as_str).filter(|u| !u.is_empty())
+    }
+
+    /// What the router serves for the app: `None` while it is not in maintenance; the page
+    /// fetched for the URL the app names now, or the router's default page (no URL, a failed
+    /// fetch, or one not yet done for this URL).
+    pub fn maintenance_page(&self, app: &App) -> Option<MaintenancePage> {
+        if !app.maintenance {
+            return None;
+        }
+        let url = self.maintenance_page_url(app.id);
+        let html = app.maintenance_page.as_ref().filter(|p| Some(p.url.as_str()) == url).and_then(|p| p.html.clone());
+        Some(MaintenancePage { html })
+    }
+
     /// The data-plane picture of this model.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         let mut web: HashMap<Uuid, Vec<DynoSpec>> = HashMap::new();
@@ -348,7 +370,13 @@ impl Model {
             .map(|a| {
                 let mut web_dynos = web.remove(&a.id).unwrap_or_default();
                 web_dynos.sort_by(|x, y| x.name.cmp(&y.name));
-                AppSpec { id: a.id, key: self.app_key(a), internal: self.app_is_internal(a), web_dynos }
+                AppSpec {
+                    id: a.id,
+                    key: self.app_key(a),
+                    internal: self.app_is_internal(a),
+                    web_dynos,
+                    maintenance: self.maintenance_page(a),
+                }
             })
             .collect();
         let drains = self
@@ -421,6 +449,8 @@ mod tests {
             id: id(n),
             name: name.parse().unwrap(),
             space_id: id(1),
+            maintenance: false,
+            maintenance_page: None,
             created_at: 0,
             updated_at: 0,
         };
