@@ -575,4 +575,51 @@ mod tests {
         assert!(m.app("a-s").is_none() && m.app("b-s").is_some());
         assert!(m.formation_of(id(10)).is_empty() && m.config_vars_of(id(10)).is_none());
     }
+
+    #[test]
+    fn apps_stored_before_maintenance_mode_load_serving() {
+        let stored = r#"{"kind":"app","body":{"id":"00000000-0000-0000-0000-00000000000a","name":"a","space_id":"00000000-0000-0000-0000-000000000001","created_at":0,"updated_at":0}}"#;
+        let Object::App(a) = serde_json::from_str::<Object>(stored).expect("an old record loads") else {
+            panic!("an app")
+        };
+        assert!(!a.maintenance && a.maintenance_page.is_none());
+    }
+
+    #[test]
+    fn the_router_gets_the_page_fetched_for_the_url_the_app_names_now() {
+        let mut m = model();
+        let vars = |url: Option<&str>| {
+            let vars = url.map(|u| (MAINTENANCE_PAGE_URL.to_owned(), u.to_owned())).into_iter().collect();
+            Change::Put(Object::ConfigVars(ConfigVars { id: id(10), vars, updated_at: 0 }))
+        };
+        let original = m.apps.get(&id(10)).unwrap().clone();
+        let app = |maintenance, fetched: Option<(&str, Option<&str>)>| {
+            let a = original.clone();
+            let maintenance_page = fetched.map(|(url, html)| PageFetch {
+                url: url.into(),
+                html: html.map(Into::into),
+                error: html.is_none().then(|| "failed".into()),
+                fetched_at: 0,
+            });
+            Change::Put(Object::App(App { maintenance, maintenance_page, ..a }))
+        };
+        let page = |m: &Model| m.snapshot().app(&"a-s".parse().unwrap()).unwrap().maintenance.clone();
+        let html = |h: &str| Some(MaintenancePage { html: Some(h.into()) });
+        let default = Some(MaintenancePage { html: None });
+        // (maintenance, the URL named, the last fetch) -> what the snapshot carries.
+        let cases = [
+            (false, Some("https://p/1"), Some(("https://p/1", Some("one"))), None),
+            (true, None, None, default.clone()),
+            (true, Some("https://p/1"), None, default.clone()),
+            (true, Some("https://p/1"), Some(("https://p/1", Some("one"))), html("one")),
+            (true, Some("https://p/2"), Some(("https://p/1", Some("one"))), default.clone()),
+            (true, Some("https://p/1"), Some(("https://p/1", None)), default.clone()),
+            (true, None, Some(("https://p/1", Some("one"))), default.clone()),
+        ];
+        for (n, (on, url, fetched, want)) in cases.into_iter().enumerate() {
+            let changes = vec![vars(url), app(on, fetched)];
+            m.apply(10 + n as u64, changes);
+            assert_eq!(page(&m), want, "case {n}: maintenance {on}, url {url:?}, fetched {fetched:?}");
+        }
+    }
 }

@@ -187,3 +187,25 @@ async fn canaries_are_checked_and_the_first_abort_wins() {
     assert!(p.subscribe().borrow().canaries.is_empty());
     assert!(p.read(|m| m.canary(again.id).is_none()).await);
 }
+
+#[tokio::test]
+async fn an_app_update_is_one_change_and_a_refused_one_changes_nothing() {
+    let p = plane().await;
+    p.create_app("api".parse().unwrap(), "default").await.unwrap();
+    p.create_app("web".parse().unwrap(), "default").await.unwrap();
+    let before = p.subscribe().borrow().clone();
+    // A taken name with maintenance on: refused whole, maintenance stays off.
+    let err = p.update_app("api", Some("web".parse().unwrap()), Some(true)).await.unwrap_err();
+    assert!(matches!(err, Error::Conflict(_)), "{err}");
+    assert_eq!(*p.subscribe().borrow(), before);
+    // Turning maintenance on again, or naming the app as it is, commits nothing.
+    let on = p.update_app("api", Some("api".parse().unwrap()), Some(true)).await.unwrap();
+    assert!(on.maintenance);
+    let version = p.subscribe().borrow().version;
+    p.update_app("api-default", None, Some(true)).await.unwrap();
+    assert_eq!(p.subscribe().borrow().version, version, "no change, no new version");
+    let snap = p.subscribe().borrow().clone();
+    let spec = snap.app(&"api-default".parse().unwrap()).unwrap();
+    assert_eq!(spec.maintenance, Some(wharf_domain::MaintenancePage { html: None }), "the default page");
+    assert_eq!(snap.app(&"web-default".parse().unwrap()).unwrap().maintenance, None);
+}
