@@ -966,9 +966,9 @@ async fn an_app_names_its_own_maintenance_page_which_the_control_plane_fetches()
     let page = DynoServer::start("<!DOCTYPE html><title>Back soon</title><p>Our own page</p>").await;
     let big: &'static str = Box::leak("x".repeat(300 * 1024).into_boxed_str());
     let huge = DynoServer::start(big).await;
-    let nginx = |backend: &DynoServer| {
-        let backend = SocketAddr::from(([127, 0, 0, 1], backend.port()));
-        wharf_testkit::nginx::Nginx::https_proxy(&ca, "127.0.0.1:0".parse().unwrap(), &["localhost"], backend)
+    let nginx = |origin: &DynoServer| {
+        let origin = SocketAddr::from(([127, 0, 0, 1], origin.port()));
+        wharf_testkit::nginx::Nginx::https_proxy(&ca, "127.0.0.1:0".parse().unwrap(), &["localhost"], origin)
     };
     let (pages, huge_pages) = (nginx(&page).await, nginx(&huge).await);
     let untrusted = TestCa::new("untrusted");
