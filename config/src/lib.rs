@@ -309,7 +309,8 @@ pub struct LogshuttleConfig {
     pub reconnect_max: HumanDuration,
     /// How long a log session URL stays valid.
     pub session_ttl: HumanDuration,
-    /// How long, at shutdown, drains may take to deliver what they hold before the last commit.
+    /// How long, at shutdown, drains may take to deliver what they hold before the last commit;
+    /// `wharf logshuttle` also gives its listener's requests in flight this long to finish.
     pub shutdown_grace: HumanDuration,
     /// A PEM file of CAs that `syslog+tls://` and `https://` drains trust beside the Mozilla
     /// roots: an organisation's internal CA. A drain's own CAs come as PEM through the API.
