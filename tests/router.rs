@@ -861,7 +861,8 @@ async fn bodies(wharf: &Wharf, tls: &Tls, host: &str, count: usize, status: u16)
 
 #[tokio::test]
 async fn an_app_in_maintenance_mode_answers_503_with_its_page_and_no_dyno_sees_the_request() {
-    let (wharf, tls) = start(&[]).await;
+    // Plain HTTP proxies too (behind a TLS-terminating load balancer), so it is one more way in.
+    let (wharf, tls) = start(&[("WHARF_ROUTER__HTTP_REDIRECT", "false")]).await;
     let api = &wharf.api;
     let (web, next) = (DynoServer::start("serving").await, DynoServer::start("canary").await);
     api.create_app("web-default", &[&web]).await;
@@ -885,25 +886,30 @@ async fn an_app_in_maintenance_mode_answers_503_with_its_page_and_no_dyno_sees_t
     until_status(wharf.https, &tls, "web-default.localhost", "/", 503).await;
 
     // Every way a request reaches the app gets the page: its default domain and a site route
-    // to it, over HTTP/1.1 and HTTP/2, GET and HEAD; no dyno is contacted.
+    // to it, over HTTP/1.1 (TLS and plain) and HTTP/2, GET, HEAD and POST; no dyno is contacted.
     let h2 = client::tls_config(&wharf.ca, &[b"h2", b"http/1.1"]);
     let served = web.requests();
+    let (https, http) = (wharf.https, wharf.http);
     let cases = [
-        (&tls, "GET", "web-default.localhost", "/one", http::Version::HTTP_11),
-        (&tls, "GET", "www.example.com", "/web/two", http::Version::HTTP_11),
-        (&tls, "HEAD", "www.example.com", "/web/three", http::Version::HTTP_11),
-        (&h2, "GET", "web-default.localhost", "/four", http::Version::HTTP_2),
-        (&h2, "GET", "www.example.com", "/web/five", http::Version::HTTP_2),
+        (https, Some(&tls), "GET", "web-default.localhost", "/one", http::Version::HTTP_11),
+        (https, Some(&tls), "GET", "www.example.com", "/web/two", http::Version::HTTP_11),
+        (https, Some(&tls), "HEAD", "www.example.com", "/web/three", http::Version::HTTP_11),
+        (https, Some(&h2), "GET", "web-default.localhost", "/four", http::Version::HTTP_2),
+        (https, Some(&h2), "POST", "www.example.com", "/web/five", http::Version::HTTP_2),
+        (http, None, "POST", "web-default.localhost", "/six", http::Version::HTTP_11),
     ];
-    for (tls, method, host, path, version) in cases {
+    for (addr, tls, method, host, path, version) in cases {
         let mut req = Req::get(host, path);
         req.method = method.parse().unwrap();
-        let r = client::send(wharf.https, Some(tls), &req).await.expect("router answers");
+        if method == "POST" {
+            req.body = bytes::Bytes::from_static(b"an upload");
+        }
+        let r = client::send(addr, tls, &req).await.expect("router answers");
         let shown = format!("{method} {host}{path} over {version:?}");
         assert_eq!((r.version, r.status.as_u16()), (version, 503), "{shown}");
         assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"), "{shown}");
         assert_eq!(r.header("cache-control"), Some("no-store"), "{shown}");
-        if method == "GET" {
+        if method != "HEAD" {
             assert!(r.text().contains("<title>Offline for maintenance</title>"), "{shown}: {}", r.text());
         }
     }
@@ -911,7 +917,7 @@ async fn an_app_in_maintenance_mode_answers_503_with_its_page_and_no_dyno_sees_t
     // Each is in the app's log stream as Heroku's router writes H80.
     eventually(WAIT, "H80 access lines at the app's drain", || async {
         let texts: Vec<String> = drain.messages().iter().map(|m| m.text()).collect();
-        ["/one", "/web/two", "/web/three", "/four", "/web/five"]
+        ["/one", "/web/two", "/web/three", "/four", "/web/five", "/six"]
             .iter()
             .all(|path| {
                 texts.iter().any(|t| {
