@@ -9,7 +9,9 @@
 //! ([`MaintenancePage::MAX_BYTES`]). A page that cannot be fetched leaves the router's default
 //! page in place, and the reason is kept on the app (`maintenance_page.error` in its JSON) and
 //! logged. The outcome is stored only if the app still names the same URL when the fetch ends,
-//! so a URL changed or removed while a fetch ran never gets the old page.
+//! so a URL changed or removed while a fetch ran never gets the old page. The page is kept apart
+//! from the maintenance flag (both on the app record, by id): turning maintenance on or off while
+//! a fetch runs changes neither outcome, and a rename keeps the page.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
