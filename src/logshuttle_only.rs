@@ -3,7 +3,6 @@
 
 use std::io::Write as _;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use wharf_bus::{Bus, BusConfig};
@@ -99,8 +98,10 @@ async fn serve(config: Config, control_api: ControlApiUrl) -> Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     crate::addresses::Addresses::remove(data_dir);
+    // Live tails never end by themselves: they end first, so the server stops at once.
+    logshuttle.end_tails();
     let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    let _ = tokio::time::timeout(config.logshuttle.shutdown_grace.0, server).await;
     follower.abort();
     logshuttle.shutdown().await;
     writeln!(std::io::stdout(), "Wharf logshuttle stopped.")?;

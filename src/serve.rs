@@ -175,6 +175,11 @@ async fn serve(config: Config) -> Result<()> {
     let mut router = Router::start(&config.router, listeners, certs, plane.subscribe(), bus.publisher.clone())?;
     plane.set_canary_reader(Box::new(router.canary_reader()));
     plane.set_outbound(config.outbound);
+    if let Some(path) = &config.control_api.trusted_ca {
+        let cas =
+            wharf_domain::cert::read_ca(path).with_context(|| format!("control_api.trusted_ca {}", path.display()))?;
+        plane.set_trusted_ca(cas);
+    }
     if let Some(verdicts) = router.take_verdicts() {
         tokio::spawn(plane.clone().record_verdicts(verdicts));
     }
@@ -293,6 +298,10 @@ async fn serve(config: Config) -> Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     crate::addresses::Addresses::remove(data_dir);
+    // Endless responses (snapshot watches, live tails) end first: the API's graceful shutdown
+    // then waits only for requests that end by themselves, not for the whole grace.
+    plane.end_streams();
+    logshuttle.end_tails();
     let _ = stop_tx.send(true);
     router.shutdown().await;
     supervisor.shutdown().await;

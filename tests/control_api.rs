@@ -411,7 +411,7 @@ async fn apps_as_heroku_clients_create_address_and_rename_them() {
     api.expect("POST", "/apps", json!({"name": "api", "space": "prod"}), 201).await;
     refused(api, "PATCH", "/apps/web-prod", json!({"name": "api"}), 409, "already exists", "/apps").await;
     refused(api, "PATCH", "/apps/web-prod", json!({"name": "Web"}), 422, "invalid app name", "/apps").await;
-    refused(api, "PATCH", "/apps/web-prod", json!({"maintenance": "yes"}), 422, "unknown field", "/apps").await;
+    refused(api, "PATCH", "/apps/web-prod", json!({"maintenance": "yes"}), 422, "expected a boolean", "/apps").await;
     refused(api, "PATCH", "/apps/nope", json!({"name": "x"}), 404, "no app", "/apps").await;
     assert_eq!(api.call("GET", "/apps/web-prod/addons", None).await, (200, json!([])));
     assert_eq!(api.call("GET", "/apps/nope/addons", None).await.0, 404);
@@ -492,4 +492,83 @@ async fn domains_are_sites_routing_to_the_app_and_sni_endpoints_the_certificates
 
     api.expect("DELETE", "/apps/api/domains/www.example.test", json!(null), 200).await;
     assert_eq!(api.call("GET", "/sites/www.example.test", None).await.0, 404);
+}
+
+/// Opens `GET path` on a plain HTTP/1.1 connection to `addr` with `headers`, and reads the
+/// response head and whatever body has come by the time `ready` is in it.
+async fn open_stream(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &str,
+    ready: &str,
+) -> (tokio::net::TcpStream, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}\r\n").as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !String::from_utf8_lossy(&got).contains(ready) {
+        let mut buf = [0u8; 8192];
+        let n = tokio::time::timeout_at(deadline, s.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("{path} never said {ready:?}: {}", String::from_utf8_lossy(&got)))
+            .expect("read");
+        assert!(n > 0, "{path} ended before {ready:?}: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    (s, String::from_utf8_lossy(&got).into_owned())
+}
+
+/// Reads a stream to its end (EOF), within `deadline`; returns what came.
+async fn read_to_end(mut s: tokio::net::TcpStream, deadline: tokio::time::Instant, what: &str) -> String {
+    use tokio::io::AsyncReadExt as _;
+    let mut rest = Vec::new();
+    tokio::time::timeout_at(deadline, s.read_to_end(&mut rest))
+        .await
+        .unwrap_or_else(|_| panic!("{what} still open: {}", String::from_utf8_lossy(&rest)))
+        .expect("read");
+    String::from_utf8_lossy(&rest).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endless_streams_end_when_shutdown_starts() {
+    // A grace far longer than the test's deadline: the process must not need it.
+    let dir = wharf_testkit::TempDir::new("shutdown-streams");
+    let data = dir.path().join("data");
+    let wharf = Wharf::serve_with(WHARF, &[], &data, &[("WHARF_ROUTER__SHUTDOWN_GRACE", "60s")]).await;
+    let api = &wharf.api;
+    api.expect("POST", "/apps", json!({"name": "hello"}), 201).await;
+    let auth = format!("Authorization: Bearer {}\r\n", api.token.as_deref().unwrap());
+    let addr = api.addr;
+    let session = |tail: bool| async move {
+        let s = api.expect("POST", "/apps/hello/log-sessions", json!({"tail": tail, "lines": 10}), 201).await;
+        let url = s["logplex_url"].as_str().unwrap().to_owned();
+        url.split_once(&addr.to_string()).unwrap().1.to_owned()
+    };
+    // Every endless stream Wharf serves: the snapshot watch, a tail as text and one as
+    // Server-Sent Events (the Heroku CLI's `logs --tail`).
+    let mut streams = vec![
+        ("the snapshot watch", open_stream(addr, "/v1/snapshot/watch", &auth, "\"version\"").await),
+        ("a plain tail", open_stream(addr, &session(true).await, "", "text/plain").await),
+        (
+            "an event-stream tail",
+            open_stream(addr, &session(true).await, "Accept: text/event-stream\r\n", "text/event-stream").await,
+        ),
+    ];
+    assert!(std::fs::metadata(data.join("addresses.json")).is_ok());
+
+    wharf.signal_term().await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    for (what, (stream, head)) in streams.drain(..) {
+        let rest = read_to_end(stream, deadline, what).await;
+        // The chunked body ends with its last chunk: the client sees a clean end, not a cut.
+        let whole = format!("{head}{rest}");
+        assert!(whole.contains("transfer-encoding: chunked"), "{what}: {whole}");
+        assert!(whole.ends_with("0\r\n\r\n"), "{what} did not end cleanly: {whole:?}");
+    }
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let (ok, out) = tokio::time::timeout(left, wharf.wait_exit()).await.expect("wharf exits well within its grace");
+    assert!(ok, "{out}");
+    assert!(out.contains("Wharf stopped."), "{out}");
+    assert!(!data.join("addresses.json").exists(), "addresses.json is removed on a clean stop");
 }

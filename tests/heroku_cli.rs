@@ -469,3 +469,55 @@ async fn the_heroku_cli_adds_and_removes_domains() {
     let (status, body) = api.call("DELETE", "/apps/hello/domains/hello-default.localhost", None).await;
     assert_eq!((status, &body["id"]), (422, &json!("invalid_params")), "the default domain stays: {body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heroku_cli_puts_an_app_into_maintenance_mode() {
+    let wharf = Wharf::serve(WHARF, &[]).await;
+    let api = &wharf.api;
+    let cli = Cli::new(&wharf);
+    let dyno = wharf_testkit::dyno_server::DynoServer::start("serving").await;
+    api.create_app("hello-default", &[&dyno]).await;
+    let tls = wharf_testkit::client::tls_config(&wharf.ca, &[b"http/1.1"]);
+    let get = || async {
+        wharf_testkit::client::send(wharf.https, Some(&tls), &Req::get("hello-default.localhost", "/")).await.ok()
+    };
+    let wait = Duration::from_secs(30);
+    eventually(wait, "the app to serve", || async { get().await.filter(|r| r.status == 200) }).await;
+
+    let steps = vec![
+        step(&["maintenance", "-a", "hello"], 0, &["off"]),
+        step(&["maintenance:on", "-a", "hello"], 0, &["Enabling maintenance mode for", "hello", "done"]).then(
+            "/apps/hello",
+            "/maintenance",
+            json!(true),
+        ),
+        step(&["maintenance", "-a", "hello"], 0, &["on"]),
+        step(&["maintenance:on", "-a", "nope"], 2, &["no app \"nope\"", "Error ID: not_found"]),
+    ];
+    run_steps(&cli, api, steps).await;
+    let served = dyno.requests();
+    let page = eventually(wait, "the maintenance page", || async { get().await.filter(|r| r.status == 503) }).await;
+    assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
+    assert!(page.text().contains("Offline for maintenance"), "{}", page.text());
+    assert_eq!(dyno.requests(), served, "no request reached the dyno");
+    // The router's H80 line is in the app's log stream, as `heroku logs` shows it.
+    let logs = eventually(wait, "H80 in heroku logs", || async {
+        let run = cli.run(&["logs", "-n", "20", "-a", "hello"]);
+        (run.code == Some(0) && run.stdout.contains("code=H80")).then_some(run.stdout)
+    })
+    .await;
+    assert!(logs.contains("at=info code=H80 desc=\"Maintenance mode\""), "{logs}");
+    assert!(logs.contains("status=503"), "{logs}");
+
+    let steps = vec![
+        step(&["maintenance:off", "-a", "hello"], 0, &["Disabling maintenance mode for", "hello", "done"]).then(
+            "/apps/hello",
+            "/maintenance",
+            json!(false),
+        ),
+        step(&["maintenance", "-a", "hello"], 0, &["off"]),
+    ];
+    run_steps(&cli, api, steps).await;
+    let back = eventually(wait, "the app to serve again", || async { get().await.filter(|r| r.status == 200) }).await;
+    assert_eq!(back.text(), "serving");
+}

@@ -604,6 +604,8 @@ async fn a_remote_logshuttle_follows_the_control_api_and_serves_its_sessions() {
         ("WHARF_SESSION_SECRET", secret.as_str()),
         ("WHARF_LOGSHUTTLE__LISTEN", tails_listen.as_str()),
         ("WHARF_KAFKA__AKKERIS_APP_TOPICS", r#"["default"]"#),
+        // A grace far longer than the tail's deadline below: stopping must not need it.
+        ("WHARF_LOGSHUTTLE__SHUTDOWN_GRACE", "60s"),
     ];
     let url = format!("http://{api_listen}");
     let remote = WharfLogshuttle::start(WHARF, &url, &broker.brokers(), &dir.path().join("remote"), &env).await;
@@ -644,6 +646,33 @@ async fn a_remote_logshuttle_follows_the_control_api_and_serves_its_sessions() {
     );
     let forged = format!("{path}x");
     assert_eq!(client::send(remote.addr, None, &Req::get("localhost", &forged)).await.unwrap().status, 404);
+
+    // An open tail ends, cleanly, as soon as the remote logshuttle is asked to stop: it does
+    // not hold the stop for the server's grace.
+    let session = wharf.api.expect("POST", "/apps/api-default/log-sessions", json!({"tail": true}), 201).await;
+    let path = session["logplex_url"].as_str().unwrap()[public_url.len()..].to_owned();
+    let mut tail = tokio::net::TcpStream::connect(remote.addr).await.unwrap();
+    {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let head = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n");
+        tail.write_all(head.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        while !String::from_utf8_lossy(&got).contains("remote line 2") {
+            let mut buf = [0u8; 8192];
+            let n = tokio::time::timeout(WAIT, tail.read(&mut buf)).await.expect("the tail's history").unwrap();
+            assert!(n > 0, "the tail ended early: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        let killed = std::process::Command::new("kill").args(["-TERM", &remote.pid()]).status().unwrap();
+        assert!(killed.success());
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(20), tail.read_to_end(&mut rest))
+            .await
+            .expect("the tail ends at SIGTERM, not after the grace")
+            .unwrap();
+        let rest = String::from_utf8_lossy(&rest);
+        assert!(rest.ends_with("0\r\n\r\n"), "the tail's last chunk, not a cut: {rest:?}");
+    }
 }
 
 #[tokio::test]

@@ -88,6 +88,20 @@ async fn a_remote_router_serves_its_last_good_snapshot_while_the_control_api_is_
     let (status, snapshot) = wharf.api.call("GET", "/v1/snapshot", None).await;
     assert_eq!(status, 200);
     assert_eq!(snapshot["apps"].as_array().map(Vec::len), Some(2), "{snapshot}");
+
+    // Maintenance mode reaches a remote router through the feed: the page, and no dyno.
+    wharf.api.expect("PATCH", "/apps/two-default", serde_json::json!({"maintenance": true}), 200).await;
+    let tls = client::tls_config(&router.ca, &[b"http/1.1"]);
+    let page = eventually(WAIT, "the remote router to serve the maintenance page", || async {
+        let r = client::send(router.https, Some(&tls), &Req::get("two-default.localhost", "/")).await.ok()?;
+        (r.status == 503).then_some(r)
+    })
+    .await;
+    assert!(page.text().contains("Offline for maintenance"), "{}", page.text());
+    let seen = two.requests();
+    let again = client::send(router.https, Some(&tls), &Req::get("two-default.localhost", "/")).await.unwrap();
+    assert_eq!((again.status.as_u16(), two.requests()), (503, seen), "no request reached the dyno");
+    assert_eq!(body(&router, "one-default.localhost").await.as_deref(), Some("one"), "other apps serve on");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,9 +141,13 @@ async fn a_remote_routers_canary_abort_is_recorded_for_every_router() {
     assert!(aborted["evidence"]["canary"]["errors"].as_u64().unwrap() > 0, "{aborted}");
     assert_ne!(aborted["evidence"]["decision"], "aborted by hand", "{aborted}");
 
-    // `wharf serve`'s own router, which judged nothing, follows: no request reaches the canary.
-    let before = next.requests();
-    let answers = client::load(wharf.http, "base-default.localhost", "/", 200, 2).await.expect("answered");
-    assert!(answers.iter().all(|a| a.status == 200 && a.body == "base"));
-    assert_eq!(next.requests(), before, "the canary gets nothing once aborted");
+    // `wharf serve`'s own router, which judged nothing, follows (its table is rebuilt off the
+    // request path once the verdict is recorded, so it is waited for): no request reaches the
+    // canary.
+    eventually(WAIT, "wharf serve's own router to stop the split", || async {
+        let before = next.requests();
+        let answers = client::load(wharf.http, "base-default.localhost", "/", 200, 2).await.ok()?;
+        (answers.iter().all(|a| a.status == 200 && a.body == "base") && next.requests() == before).then_some(())
+    })
+    .await;
 }

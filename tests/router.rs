@@ -847,3 +847,194 @@ async fn clients_of_every_http1_dialect_are_served() {
     assert_eq!(out.matches("HTTP/1.1").count(), 1, "{out}");
     assert!(!heard.lock().unwrap().iter().any(|h| h.2 == "/smuggled"));
 }
+
+/// Sends `count` GETs for `host` and returns the bodies, each of which must have `status`.
+async fn bodies(wharf: &Wharf, tls: &Tls, host: &str, count: usize, status: u16) -> Vec<String> {
+    let mut out = Vec::new();
+    for i in 0..count {
+        let r = client::send(wharf.https, Some(tls), &Req::get(host, &format!("/n{i}"))).await.expect("router answers");
+        assert_eq!(r.status.as_u16(), status, "{host} request {i}: {}", r.text());
+        out.push(r.text());
+    }
+    out
+}
+
+#[tokio::test]
+async fn an_app_in_maintenance_mode_answers_503_with_its_page_and_no_dyno_sees_the_request() {
+    // Plain HTTP proxies too (behind a TLS-terminating load balancer), so it is one more way in.
+    let (wharf, tls) = start(&[("WHARF_ROUTER__HTTP_REDIRECT", "false")]).await;
+    let api = &wharf.api;
+    let (web, next) = (DynoServer::start("serving").await, DynoServer::start("canary").await);
+    api.create_app("web-default", &[&web]).await;
+    api.create_app("next-default", &[&next]).await;
+    api.expect("POST", "/sites", json!({"domain": "www.example.com"}), 201).await;
+    let route = json!({"app": "web-default", "source_path": "/web"});
+    api.expect("POST", "/sites/www.example.com/routes", route, 201).await;
+    let drain = SyslogReceiver::tcp().await;
+    api.expect("POST", "/apps/web-default/log-drains", json!({"url": drain.url()}), 201).await;
+    until_status(wharf.https, &tls, "www.example.com", "/web", 200).await;
+
+    // Maintenance is a JSON boolean: anything else is refused and changes nothing.
+    for bad in [json!({"maintenance": "yes"}), json!({"maintenance": 1}), json!({"maintenance": true, "colour": "red"})]
+    {
+        let (status, body) = api.call("PATCH", "/apps/web-default", Some(bad.clone())).await;
+        assert_eq!((status, &body["id"]), (422, &json!("invalid_params")), "{bad}: {body}");
+    }
+    assert_eq!(api.call("GET", "/apps/web-default", None).await.1["maintenance"], json!(false));
+    let on = api.expect("PATCH", "/apps/web-default", json!({"maintenance": true}), 200).await;
+    assert_eq!((&on["maintenance"], &on["name"]), (&json!(true), &json!("web-default")), "{on}");
+    until_status(wharf.https, &tls, "web-default.localhost", "/", 503).await;
+
+    // Every way a request reaches the app gets the page: its default domain and a site route
+    // to it, over HTTP/1.1 (TLS and plain) and HTTP/2, GET, HEAD and POST; no dyno is contacted.
+    let h2 = client::tls_config(&wharf.ca, &[b"h2", b"http/1.1"]);
+    let served = web.requests();
+    let (https, http) = (wharf.https, wharf.http);
+    let cases = [
+        (https, Some(&tls), "GET", "web-default.localhost", "/one", http::Version::HTTP_11),
+        (https, Some(&tls), "GET", "www.example.com", "/web/two", http::Version::HTTP_11),
+        (https, Some(&tls), "HEAD", "www.example.com", "/web/three", http::Version::HTTP_11),
+        (https, Some(&h2), "GET", "web-default.localhost", "/four", http::Version::HTTP_2),
+        (https, Some(&h2), "POST", "www.example.com", "/web/five", http::Version::HTTP_2),
+        (http, None, "POST", "web-default.localhost", "/six", http::Version::HTTP_11),
+    ];
+    for (addr, tls, method, host, path, version) in cases {
+        let mut req = Req::get(host, path);
+        req.method = method.parse().unwrap();
+        if method == "POST" {
+            req.body = bytes::Bytes::from_static(b"an upload");
+        }
+        let r = client::send(addr, tls, &req).await.expect("router answers");
+        let shown = format!("{method} {host}{path} over {version:?}");
+        assert_eq!((r.version, r.status.as_u16()), (version, 503), "{shown}");
+        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"), "{shown}");
+        assert_eq!(r.header("cache-control"), Some("no-store"), "{shown}");
+        if method != "HEAD" {
+            assert!(r.text().contains("<title>Offline for maintenance</title>"), "{shown}: {}", r.text());
+        }
+    }
+    assert_eq!(web.requests(), served, "no request reached the app's dyno");
+    // Each is in the app's log stream as Heroku's router writes H80.
+    eventually(WAIT, "H80 access lines at the app's drain", || async {
+        let texts: Vec<String> = drain.messages().iter().map(|m| m.text()).collect();
+        ["/one", "/web/two", "/web/three", "/four", "/web/five", "/six"]
+            .iter()
+            .all(|path| {
+                texts.iter().any(|t| {
+                    t.starts_with("at=info code=H80 desc=\"Maintenance mode\" ")
+                        && t.contains(&format!(" path={path} "))
+                        && t.contains(" status=503 ")
+                })
+            })
+            .then_some(())
+    })
+    .await;
+
+    // A canary split does not reach around maintenance: the app's whole traffic gets the page.
+    api.expect("PUT", "/apps/web-default/canary", json!({"canary_app": "next-default", "weight": 50}), 201).await;
+    let canaried = next.requests();
+    for body in bodies(&wharf, &tls, "web-default.localhost", 20, 503).await {
+        assert!(body.contains("Offline for maintenance"), "{body}");
+    }
+    assert_eq!((web.requests(), next.requests()), (served, canaried), "neither app's dyno was contacted");
+
+    // Out of maintenance, the split serves again; a canary app in maintenance takes no share
+    // (its app serves every request), and comes back when it leaves maintenance.
+    api.expect("PATCH", "/apps/next-default", json!({"maintenance": true}), 200).await;
+    let off = api.expect("PATCH", "/apps/web-default", json!({"maintenance": false}), 200).await;
+    assert_eq!(off["maintenance"], json!(false), "{off}");
+    until_status(wharf.https, &tls, "web-default.localhost", "/", 200).await;
+    assert!(bodies(&wharf, &tls, "web-default.localhost", 20, 200).await.iter().all(|b| b == "serving"));
+    assert_eq!(next.requests(), canaried, "the canary app in maintenance got no share");
+    api.expect("PATCH", "/apps/next-default", json!({"maintenance": false}), 200).await;
+    eventually(WAIT, "the canary to take its share again", || async {
+        let r = client::send(wharf.https, Some(&tls), &Req::get("web-default.localhost", "/")).await.ok()?;
+        (r.text() == "canary").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_app_names_its_own_maintenance_page_which_the_control_plane_fetches() {
+    let ca = TestCa::new("pages");
+    let dir = wharf_testkit::TempDir::new("pages-ca");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let ca_path = ca_file.to_str().unwrap().to_owned();
+    let (wharf, tls) = start(&[("WHARF_CONTROL_API__TRUSTED_CA", &ca_path)]).await;
+    let api = &wharf.api;
+    let web = DynoServer::start("serving").await;
+    api.create_app("web-default", &[&web]).await;
+    until_status(wharf.https, &tls, "web-default.localhost", "/", 200).await;
+    let served = web.requests();
+
+    // Pages served over verified TLS by nginx: one to serve, one too large (over 256 KiB).
+    let page = DynoServer::start("<!DOCTYPE html><title>Back soon</title><p>Our own page</p>").await;
+    let big: &'static str = Box::leak("x".repeat(300 * 1024).into_boxed_str());
+    let huge = DynoServer::start(big).await;
+    let nginx = |origin: &DynoServer| {
+        let origin = SocketAddr::from(([127, 0, 0, 1], origin.port()));
+        wharf_testkit::nginx::Nginx::https_proxy(&ca, "127.0.0.1:0".parse().unwrap(), &["localhost"], origin)
+    };
+    let (pages, huge_pages) = (nginx(&page).await, nginx(&huge).await);
+    let untrusted = TestCa::new("untrusted");
+    let stranger = wharf_testkit::nginx::Nginx::https_proxy(
+        &untrusted,
+        "127.0.0.1:0".parse().unwrap(),
+        &["localhost"],
+        SocketAddr::from(([127, 0, 0, 1], page.port())),
+    )
+    .await;
+    let url = |n: &wharf_testkit::nginx::Nginx| format!("https://localhost:{}/down.html", n.addr.port());
+
+    // What the app's JSON says about each URL once its fetch is done, and what the router
+    // serves for it in maintenance: the page, or the default page when it cannot be had.
+    let cases = [
+        (url(&pages), "fetched", "", "Our own page"),
+        (url(&huge_pages), "failed", "larger than 256 KiB", "Offline for maintenance"),
+        (url(&stranger), "failed", "TLS", "Offline for maintenance"),
+        (format!("http://localhost:{}/down.html", page.port()), "failed", "only https", "Offline for maintenance"),
+        (url(&pages), "fetched", "", "Our own page"),
+    ];
+    api.expect("PATCH", "/apps/web-default", json!({"maintenance": true}), 200).await;
+    for (page_url, status, error, served) in cases {
+        api.expect("PATCH", "/apps/web-default/config-vars", json!({"MAINTENANCE_PAGE_URL": page_url}), 200).await;
+        let app = eventually(WAIT, &format!("{page_url} to be fetched"), || async {
+            let (_, app) = api.call("GET", "/apps/web-default", None).await;
+            (app["maintenance_page"]["url"] == json!(page_url) && app["maintenance_page"]["status"] != "pending")
+                .then_some(app)
+        })
+        .await;
+        let shown = &app["maintenance_page"];
+        assert_eq!(shown["status"], json!(status), "{page_url}: {shown}");
+        assert!(shown["error"].as_str().unwrap_or_default().contains(error), "{page_url}: {shown}");
+        eventually(WAIT, &format!("the router to serve {served:?} for {page_url}"), || async {
+            let r = client::send(wharf.https, Some(&tls), &Req::get("web-default.localhost", "/")).await.ok()?;
+            (r.status == 503 && r.text().contains(served)).then_some(())
+        })
+        .await;
+    }
+    // The URL removed: the default page again, and no page shown on the app.
+    api.expect("PATCH", "/apps/web-default/config-vars", json!({"MAINTENANCE_PAGE_URL": null}), 200).await;
+    until_status(wharf.https, &tls, "web-default.localhost", "/", 503).await;
+    eventually(WAIT, "the default page once the URL is gone", || async {
+        let r = client::send(wharf.https, Some(&tls), &Req::get("web-default.localhost", "/")).await.ok()?;
+        r.text().contains("Offline for maintenance").then_some(())
+    })
+    .await;
+    assert_eq!(api.call("GET", "/apps/web-default", None).await.1["maintenance_page"], json!(null));
+    // A rename keeps the page (it belongs to the app, not its name).
+    api.expect("PATCH", "/apps/web-default/config-vars", json!({"MAINTENANCE_PAGE_URL": url(&pages)}), 200).await;
+    eventually(WAIT, "the page again", || async {
+        let r = client::send(wharf.https, Some(&tls), &Req::get("web-default.localhost", "/")).await.ok()?;
+        r.text().contains("Our own page").then_some(())
+    })
+    .await;
+    api.expect("PATCH", "/apps/web-default", json!({"name": "renamed"}), 200).await;
+    eventually(WAIT, "the renamed app's page", || async {
+        let r = client::send(wharf.https, Some(&tls), &Req::get("renamed-default.localhost", "/")).await.ok()?;
+        (r.status == 503 && r.text().contains("Our own page")).then_some(())
+    })
+    .await;
+    assert_eq!(web.requests(), served, "no request in maintenance reached the dyno");
+}

@@ -168,6 +168,9 @@ pub struct ControlApiConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// PEM file of CAs trusted beside the Mozilla roots when the control plane fetches a URL an
+    /// app names: its maintenance page (`MAINTENANCE_PAGE_URL`).
+    pub trusted_ca: Option<PathBuf>,
 }
 
 impl Default for ControlApiConfig {
@@ -180,6 +183,7 @@ impl Default for ControlApiConfig {
             database_ca: None,
             tls_cert: None,
             tls_key: None,
+            trusted_ca: None,
         }
     }
 }
@@ -328,7 +332,8 @@ pub struct LogshuttleConfig {
     pub reconnect_max: HumanDuration,
     /// How long a log session URL stays valid.
     pub session_ttl: HumanDuration,
-    /// How long, at shutdown, drains may take to deliver what they hold before the last commit.
+    /// How long, at shutdown, drains may take to deliver what they hold before the last commit;
+    /// `wharf logshuttle` also gives its listener's requests in flight this long to finish.
     pub shutdown_grace: HumanDuration,
     /// A PEM file of CAs that `syslog+tls://` and `https://` drains trust beside the Mozilla
     /// roots: an organisation's internal CA. A drain's own CAs come as PEM through the API.

@@ -51,7 +51,11 @@ schemas = {
                   "created_at": TIME, "updated_at": TIME}),
     "App": obj({"id": UUID, "name": S, "simple_name": S, "space": ref("SpaceRef"), "owner": ref("OwnerRef"),
                 "region": ref("NamedRef"), "stack": ref("NamedRef"), "build_stack": ref("NamedRef"),
-                "internal_routing": {"type": "boolean"}, "maintenance": {"type": "boolean"}, "acm": {"type": "boolean"},
+                "internal_routing": {"type": "boolean"}, "maintenance": {"type": "boolean"},
+                # Wharf's: the page the app names in MAINTENANCE_PAGE_URL, and how its fetch went.
+                "maintenance_page": nullable(obj({"url": S, "status": {"type": "string", "enum": ["pending", "fetched", "failed"]},
+                                                  "error": nullable(S), "bytes": nullable(INT), "fetched_at": nullable(TIME)})),
+                "acm": {"type": "boolean"},
                 "create_status": S, "git_url": nullable(S), "repo_size": INT, "slug_size": INT, "web_url": S,
                 "created_at": TIME, "updated_at": TIME}),
     # Workers, and web dynos not yet healthy, are the local supervisor's alone: no id, no endpoint.
@@ -93,7 +97,7 @@ schemas = {
 bodies = {
     "SpaceCreate": obj({"name": S, "compliance": {"type": "array", "items": ref("Compliance")}}, required=["name"]),
     "AppCreate": obj({"name": S, "space": S}, required=[]),
-    "AppUpdate": obj({"name": S}, required=[]),
+    "AppUpdate": obj({"name": S, "maintenance": {"type": "boolean"}}, required=[]),
     "DomainCreate": obj({"hostname": S, "sni_endpoint": nullable(S)}, required=["hostname"]),
     "SniEndpoint": obj({"id": UUID, "name": S, "domains": {"type": "array", "items": S},
                         "ssl_cert": obj({"cert_domains": {"type": "array", "items": S}, "subject": S, "issuer": S,
@@ -187,7 +191,7 @@ paths = {
     "/spaces/{space}": {"get": op("Show a space", 200, ref("Space"), params=["space"])},
     "/apps": {"get": op("List apps", 200, arr("App")), "post": op("Create an app", 201, ref("App"), "AppCreate")},
     "/apps/{app}": {"get": op("Show an app", 200, ref("App"), params=["app"]),
-                    "patch": op("Rename an app within its space", 200, ref("App"), "AppUpdate", params=["app"]),
+                    "patch": op("Rename an app within its space, and turn maintenance mode on or off", 200, ref("App"), "AppUpdate", params=["app"]),
                     "delete": op("Delete an app, with its dynos, drains, routes, canaries, formation and config vars", 200, ref("App"), params=["app"])},
     "/apps/{app}/dynos": {"get": op("List an app's dynos", 200, arr("Dyno"), params=["app"]),
                           "delete": op("Restart every dyno the local supervisor runs, rolling (an external runtime's: 422)",

@@ -26,7 +26,9 @@ pub use cert::{CertError, Certificate};
 pub use drain::{DrainCa, DrainScheme, DrainUrl, DrainUrlError, SyslogFraming};
 pub use names::{AppKey, AppName, DynoName, DynoType, Hostname, NameError, RoutePath, SiteDomain, SpaceName};
 pub use session::{SessionError, SessionGrant, SessionKey};
-pub use snapshot::{AppSpec, CertSpec, DataPlaneRole, DrainSpec, DrainTarget, DynoSpec, RouteSpec, SiteSpec, Snapshot};
+pub use snapshot::{
+    AppSpec, CertSpec, DataPlaneRole, DrainSpec, DrainTarget, DynoSpec, MaintenancePage, RouteSpec, SiteSpec, Snapshot,
+};
 pub use units::{ByteSize, HumanDuration};
 
 /// A new random (version 4) id for a control-API resource.

@@ -78,6 +78,26 @@ pub struct AppSpec {
     pub internal: bool,
     /// The web dynos the router balances over, in a stable order.
     pub web_dynos: Vec<DynoSpec>,
+    /// Heroku's maintenance mode: while `Some`, the router answers every request for the app
+    /// with 503 and the page, logs `code=H80`, and contacts no dyno. `None` (absent in
+    /// snapshots from before maintenance mode) when the app is serving.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<MaintenancePage>,
+}
+
+/// The page an app in maintenance mode answers with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaintenancePage {
+    /// The app's own page: the HTML the control plane fetched from its `MAINTENANCE_PAGE_URL`
+    /// config var (at most [`MaintenancePage::MAX_BYTES`]). `None`: the router's default page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
+}
+
+impl MaintenancePage {
+    /// The largest page the control plane keeps, in bytes (256 KiB): the page travels in every
+    /// snapshot while the app is in maintenance, and the router holds it in memory.
+    pub const MAX_BYTES: usize = 256 * 1024;
 }
 
 /// One web dyno's endpoint.

@@ -19,6 +19,7 @@ fuzz_target!(|data: (Vec<(&str, &str, &str)>, &str, &str)| {
             id: Default::default(),
             key: app(i),
             internal: false,
+            maintenance: None,
             web_dynos: vec![DynoSpec { name: "web.1".parse().unwrap(), host: "127.0.0.1".parse().unwrap(), port: 1 }],
         })
         .collect();

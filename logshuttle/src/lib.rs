@@ -89,6 +89,8 @@ pub struct Logshuttle {
     follower: tokio::task::JoinHandle<()>,
     dispatcher: tokio::task::JoinHandle<()>,
     stop: watch::Sender<bool>,
+    /// True once shutdown starts: every live tail ends then ([`Logshuttle::end_tails`]).
+    tails_end: watch::Sender<bool>,
     grace: Duration,
 }
 
@@ -147,12 +149,17 @@ impl Logshuttle {
             stats.clone(),
             Commits { interval: commit_interval, stop: stopped, grace },
         ));
-        Ok(Logshuttle { drains, history, sessions, stats, follower, dispatcher, stop, grace })
+        let tails_end = watch::Sender::new(false);
+        Ok(Logshuttle { drains, history, sessions, stats, follower, dispatcher, stop, tails_end, grace })
     }
 
     /// The live-tail endpoint, `GET /log-sessions/{token}`, to serve on an HTTP listener.
     pub fn tail_router(&self) -> axum::Router {
-        let state = tail::TailState { history: self.history.clone(), sessions: self.sessions.clone() };
+        let state = tail::TailState {
+            history: self.history.clone(),
+            sessions: self.sessions.clone(),
+            ended: self.tails_end.subscribe(),
+        };
         axum::Router::new().route("/log-sessions/{token}", axum::routing::get(tail::stream)).with_state(state)
     }
 
@@ -164,6 +171,14 @@ impl Logshuttle {
                 metrics::render(out, &drains.load(), &stats);
             }
         }
+    }
+
+    /// Ends every live tail at once (each stream ends cleanly, so its client sees the end):
+    /// called when shutdown starts, before the HTTP server waits for its requests, which a tail
+    /// would otherwise hold for the whole grace period. Tails opened afterwards end after
+    /// their history.
+    pub fn end_tails(&self) {
+        self.tails_end.send_replace(true);
     }
 
     /// Stops consuming, gives drains the grace period to deliver what they hold, commits what

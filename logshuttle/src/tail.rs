@@ -7,6 +7,9 @@
 //! The endpoint answers plain text, one line per log line, or Server-Sent Events (one `data:`
 //! event per line, WHATWG HTML section 9.2) when the client accepts `text/event-stream`, as the
 //! Heroku CLI's `logs` does.
+//!
+//! A tail ends after an hour ([`MAX_TAIL`]), when the client goes, or at once when shutdown
+//! starts ([`crate::Logshuttle::end_tails`]): an open tail never holds Wharf's shutdown.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -166,6 +169,8 @@ pub(crate) struct TailState {
     pub(crate) history: Arc<History>,
     /// Checks the `{token}` in the URL: shared with the control API that signs the grants.
     pub(crate) sessions: Arc<SessionKey>,
+    /// Turns true when shutdown starts; every tail ends then.
+    pub(crate) ended: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Whether the request accepts Server-Sent Events (`Accept: text/event-stream`).
@@ -203,12 +208,20 @@ pub(crate) async fn stream(State(state): State<TailState>, Path(token): Path<Str
         None => axum::body::Body::from_stream(head),
         Some(rx) => {
             let deadline = tokio::time::Instant::now() + MAX_TAIL;
-            let tail = futures_util::stream::unfold((rx, grant), move |(mut rx, grant)| async move {
+            let mut ended = state.ended.clone();
+            let ended = Box::pin(async move {
+                // The sender lives as long as the logshuttle, which outlives its HTTP server.
+                let _ = ended.wait_for(|e| *e).await;
+            });
+            let tail = futures_util::stream::unfold((rx, grant, ended), move |(mut rx, grant, mut ended)| async move {
                 loop {
-                    let next = tokio::time::timeout_at(deadline, rx.recv()).await.ok()?;
+                    let next = tokio::select! {
+                        () = &mut ended => return None,
+                        next = tokio::time::timeout_at(deadline, rx.recv()) => next.ok()?,
+                    };
                     match next {
                         Ok(e) if passes(&grant, &e) => {
-                            return Some((Ok(shape(format_line(&e))), (rx, grant)));
+                            return Some((Ok(shape(format_line(&e))), (rx, grant, ended)));
                         }
                         Ok(_) => {}
                         Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -217,7 +230,7 @@ pub(crate) async fn stream(State(state): State<TailState>, Path(token): Path<Str
                                 format_micros(now_seconds() * 1_000_000),
                                 grant.app
                             );
-                            return Some((Ok(shape(Bytes::from(line))), (rx, grant)));
+                            return Some((Ok(shape(Bytes::from(line))), (rx, grant, ended)));
                         }
                         Err(broadcast::error::RecvError::Closed) => return None,
                     }

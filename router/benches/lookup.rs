@@ -17,6 +17,7 @@ fn snapshot(n: usize) -> Snapshot {
             id: uuid::Uuid::from_u128(i as u128),
             key: format!("app{i}-space{}", i % 97).parse().expect("valid key"),
             internal: false,
+            maintenance: None,
             web_dynos: vec![DynoSpec {
                 name: "web.1".parse().expect("valid dyno"),
                 host: "127.0.0.1".parse().expect("valid host"),

@@ -56,7 +56,9 @@ impl AccessLog {
         let mut line = String::with_capacity(224 + self.path.len());
         let mut num = itoa::Buffer::new();
         if let Some(code) = self.code {
-            line.push_str("at=error code=");
+            line.push_str("at=");
+            line.push_str(code.level());
+            line.push_str(" code=");
             line.push_str(code.as_str());
             line.push_str(" desc=\"");
             line.push_str(code.desc());

@@ -25,6 +25,9 @@ pub enum Code {
     H21,
     /// The client went away before the response was complete.
     H27,
+    /// The app is in maintenance mode: the router answered with its maintenance page. Not a
+    /// failure: logged `at=info`.
+    H80,
 }
 
 impl Code {
@@ -39,6 +42,7 @@ impl Code {
             Code::H19 => "H19",
             Code::H21 => "H21",
             Code::H27 => "H27",
+            Code::H80 => "H80",
         }
     }
 
@@ -53,6 +57,16 @@ impl Code {
             Code::H19 => "Backend connection timeout",
             Code::H21 => "Backend connection refused",
             Code::H27 => "Client Request Interrupted",
+            Code::H80 => "Maintenance mode",
+        }
+    }
+
+    /// The access line's `at=`: `info` for what the app's owner chose (H80, maintenance mode),
+    /// `error` for every failure, as Heroku's router logs them.
+    pub fn level(self) -> &'static str {
+        match self {
+            Code::H80 => "info",
+            _ => "error",
         }
     }
 
@@ -111,9 +125,12 @@ mod tests {
 
     #[test]
     fn only_connect_failures_are_retried() {
-        let all = [Code::H12, Code::H13, Code::H14, Code::H15, Code::H17, Code::H19, Code::H21, Code::H27];
+        let all = [Code::H12, Code::H13, Code::H14, Code::H15, Code::H17, Code::H19, Code::H21, Code::H27, Code::H80];
         let retried: Vec<_> = all.into_iter().filter(|c| c.retryable()).collect();
         assert_eq!(retried, [Code::H19, Code::H21]);
+        let info: Vec<_> = all.into_iter().filter(|c| c.level() == "info").collect();
+        assert_eq!(info, [Code::H80], "only maintenance mode is not an error");
+        assert_eq!(Code::H80.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(all.iter().all(|c| c.status().as_u16() >= 400));
         assert_eq!(ProxyError::new(Code::H21, "refused").to_string(), "H21 Backend connection refused: refused");
     }

@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use http::{Method, StatusCode, Version};
 
 use crate::access_log::AccessLog;
@@ -75,20 +76,48 @@ pub(crate) enum Reply {
     Upgrade(ResponseHead, DynoConnection, Box<AccessLog>),
 }
 
-/// A response the router writes itself: a refusal, an error or a redirect.
+/// A response the router writes itself: a refusal, an error, a redirect, or an app's
+/// maintenance page.
 #[derive(Debug)]
 pub(crate) struct RouterResponse {
     /// Its status.
     pub(crate) status: StatusCode,
-    /// Its plain-text body.
-    pub(crate) body: &'static str,
+    /// Its body: plain text, or the maintenance page's HTML.
+    pub(crate) body: Bytes,
+    /// Its `Content-Type`.
+    pub(crate) content_type: &'static str,
+    /// Its `Cache-Control`, when it must not be kept (a maintenance page outlives maintenance
+    /// in a cache otherwise).
+    pub(crate) cache_control: Option<&'static str>,
     /// Where a redirect sends the client.
     pub(crate) location: Option<String>,
 }
 
-/// A response the router writes, without a `Location`.
+/// The `Content-Type` of the router's plain-text answers.
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// A plain-text response the router writes, without a `Location`.
 fn router_response(status: StatusCode, body: &'static str) -> RouterResponse {
-    RouterResponse { status, body, location: None }
+    RouterResponse {
+        status,
+        body: Bytes::from_static(body.as_bytes()),
+        content_type: TEXT,
+        cache_control: None,
+        location: None,
+    }
+}
+
+/// The answer for an app in maintenance mode (Heroku's H80): 503 with the app's page, which no
+/// cache may keep. No `Retry-After`: when maintenance ends is the app owner's to decide, and
+/// RFC 9110 (section 10.2.3) makes the field optional.
+fn maintenance_response(page: &Bytes) -> RouterResponse {
+    RouterResponse {
+        status: Code::H80.status(),
+        body: page.clone(),
+        content_type: "text/html; charset=utf-8",
+        cache_control: Some("no-store"),
+        location: None,
+    }
 }
 
 /// Serves one request. `first_byte` times the wait for the dyno's response head.
@@ -171,7 +200,7 @@ fn redirect(req: &ClientRequest<'_>, shared: &RouterState) -> RouterResponse {
     } else {
         StatusCode::PERMANENT_REDIRECT
     };
-    RouterResponse { status, body: "", location: Some(location) }
+    RouterResponse { location: Some(location), ..router_response(status, "") }
 }
 
 /// The response for a request that failed at the dyno, by its code.
@@ -202,7 +231,12 @@ async fn proxy(
         Some(v) if forwarding::valid_request_id(v) => String::from_utf8_lossy(v).into_owned(),
         _ => forwarding::new_request_id(),
     };
-    let dyno_request = dyno_request(req, conn, shared, routed.path, &routed.prefix, &request_id, started_micros)?;
+    // An app in maintenance mode answers with its page and contacts no dyno; the table paused
+    // its canary split, so nothing is judged (see `RoutingTable::compile`).
+    let dyno_request = match &web_dynos.maintenance {
+        Some(page) => Err(maintenance_response(page)),
+        None => Ok(dyno_request(req, conn, shared, routed.path, &routed.prefix, &request_id, started_micros)?),
+    };
     let mut log = AccessLog {
         app: web_dynos.app.clone(),
         stats: web_dynos.stats.clone(),
@@ -219,6 +253,15 @@ async fn proxy(
         connect_ms: 0,
         service_ms: 0,
         code: None,
+    };
+    let dyno_request = match dyno_request {
+        Ok(dyno_request) => dyno_request,
+        Err(page) => {
+            log.status = page.status.as_u16();
+            log.code = Some(Code::H80);
+            log.emit(shared, page.body.len() as u64, Instant::now());
+            return Ok(Reply::Router(page));
+        }
     };
     let body = if req.has_body { body } else { None };
     let attempt = Attempt { request: &dyno_request, method: req.method, table_version: routed.table_version };

@@ -21,6 +21,7 @@ fn snapshot(version: u64, dyno_port: u16, sites: usize) -> Snapshot {
             id: new_id(),
             key: app.clone(),
             internal: false,
+            maintenance: None,
             web_dynos: vec![DynoSpec {
                 name: "web.1".parse().unwrap(),
                 host: "127.0.0.1".parse().unwrap(),

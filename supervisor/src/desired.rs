@@ -142,7 +142,15 @@ mod tests {
     }
 
     fn app(id: Uuid, name: &str, space_id: Uuid) -> Object {
-        Object::App(App { id, name: AppName::try_new(name).unwrap(), space_id, created_at: 0, updated_at: 0 })
+        Object::App(App {
+            id,
+            name: AppName::try_new(name).unwrap(),
+            space_id,
+            maintenance: false,
+            maintenance_page: None,
+            created_at: 0,
+            updated_at: 0,
+        })
     }
 
     fn formation(app_id: Uuid, dyno_type: &str, quantity: u32, command: Option<&str>) -> Formation {

@@ -6,6 +6,10 @@
 //! a create without a name gets a generated one. The answer carries the fields of Heroku's app
 //! resource that the Heroku CLI reads (`owner`, `region`, `stack`, ...), filled with what Wharf
 //! has: one region (`local`), one stack (`wharf`), no git or slug storage.
+//!
+//! `maintenance` is Heroku's maintenance mode (`PATCH {"maintenance": true}`): the router then
+//! answers the app's requests with 503 and a page, logged as `code=H80`. `maintenance_page`
+//! (Wharf's) shows the page the app names in `MAINTENANCE_PAGE_URL` and how its fetch went.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -39,6 +43,39 @@ fn default_space() -> String {
 pub(super) struct AppUpdate {
     /// The new short name; the app stays in its space.
     name: Option<String>,
+    /// Heroku's maintenance mode (the CLI's `maintenance:on` and `maintenance:off`): a JSON
+    /// boolean, anything else is a 422.
+    maintenance: Option<bool>,
+}
+
+/// The app's own maintenance page, as the app's JSON shows it (Wharf's; Heroku's app resource
+/// has no such field): the `MAINTENANCE_PAGE_URL` it names and how its last fetch went.
+#[derive(Serialize)]
+pub(super) struct MaintenancePageOut {
+    url: String,
+    /// `fetched` (the router serves it while the app is in maintenance), `failed` (the
+    /// default page stands; `error` says why) or `pending` (not fetched yet for this URL).
+    status: &'static str,
+    error: Option<String>,
+    bytes: Option<usize>,
+    fetched_at: Option<String>,
+}
+
+fn maintenance_page_out(m: &Model, a: &App) -> Option<MaintenancePageOut> {
+    let url = m.maintenance_page_url(a.id)?;
+    let fetch = a.maintenance_page.as_ref().filter(|p| p.url == url);
+    let status = match fetch {
+        None => "pending",
+        Some(p) if p.html.is_some() => "fetched",
+        Some(_) => "failed",
+    };
+    Some(MaintenancePageOut {
+        url: url.to_owned(),
+        status,
+        error: fetch.and_then(|p| p.error.clone()),
+        bytes: fetch.and_then(|p| p.html.as_ref().map(String::len)),
+        fetched_at: fetch.map(|p| format_seconds(p.fetched_at)),
+    })
 }
 
 #[derive(Serialize)]
@@ -53,6 +90,7 @@ pub(super) struct AppOut {
     build_stack: NamedRef,
     internal_routing: bool,
     maintenance: bool,
+    maintenance_page: Option<MaintenancePageOut>,
     acm: bool,
     create_status: &'static str,
     git_url: Option<String>,
@@ -85,7 +123,8 @@ fn app_out(plane: &ControlPlane, m: &Model, a: &App) -> AppOut {
         stack: STACK,
         build_stack: STACK,
         internal_routing: m.app_is_internal(a),
-        maintenance: false,
+        maintenance: a.maintenance,
+        maintenance_page: maintenance_page_out(m, a),
         acm: false,
         create_status: "complete",
         git_url: None,
@@ -121,17 +160,21 @@ pub(super) async fn create_app(State(plane): Plane, Body(req): Body<AppCreate>) 
     Ok((StatusCode::CREATED, Json(out)))
 }
 
-/// `PATCH /apps/{app}` `{"name": "new"}`: renames the app within its space (Heroku's app update).
-/// An invalid name is a 422, a taken one a 409; both change nothing.
+/// `PATCH /apps/{app}` `{"name": "new", "maintenance": true}` (Heroku's app update): renames the
+/// app within its space and turns maintenance mode on or off, in one change. An invalid name is
+/// a 422, a taken one a 409, a maintenance that is not a boolean a 422; each changes nothing.
+/// Turning maintenance on fetches the app's `MAINTENANCE_PAGE_URL` again in the background, so
+/// a page edited since it was last fetched is the one served.
 pub(super) async fn update_app(
     State(plane): Plane,
     Path(app): Path<String>,
     Body(req): Body<AppUpdate>,
 ) -> ApiResult<impl IntoResponse> {
-    let app = match req.name {
-        Some(name) => plane.rename_app(&app, AppName::try_new(&name).map_err(ApiError::invalid)?).await?,
-        None => plane.read(|m| m.app(&app).cloned()).await.ok_or(Error::NotFound { what: "app", key: app })?,
-    };
+    let name = req.name.as_deref().map(AppName::try_new).transpose().map_err(ApiError::invalid)?;
+    let app = plane.update_app(&app, name, req.maintenance).await?;
+    if req.maintenance == Some(true) {
+        tokio::spawn(plane.clone().refresh_maintenance_page(app.id));
+    }
     Ok(Json(plane.read(|m| app_out(&plane, m, &app)).await))
 }
 

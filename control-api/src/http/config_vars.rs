@@ -49,7 +49,13 @@ pub(super) async fn patch_config_vars(
     Path(app): Path<String>,
     Body(req): Body<std::collections::BTreeMap<String, Option<String>>>,
 ) -> ApiResult<impl IntoResponse> {
+    let names_page = req.contains_key(crate::model::MAINTENANCE_PAGE_URL);
     let vars = plane.update_config_vars(&app, req).await?;
+    // A page URL set, changed or removed is fetched (or forgotten) now, so that the page is
+    // ready before maintenance mode is turned on.
+    if names_page && let Some(id) = plane.read(|m| m.app(&app).map(|a| a.id)).await {
+        tokio::spawn(plane.clone().refresh_maintenance_page(id));
+    }
     let out = plane.read(|m| m.app(&app).map(|a| config_vars_out(m, a, &vars))).await;
     out.map(Json).ok_or_else(|| Error::NotFound { what: "app", key: app }.into())
 }

@@ -4,7 +4,8 @@
 //!
 //! The watch stream is newline-delimited JSON: each line is a whole snapshot, never a delta, so
 //! a follower that missed versions only needs the newest line. An empty line every
-//! [`HEARTBEAT`] tells the follower the connection is alive while nothing changes.
+//! [`HEARTBEAT`] tells the follower the connection is alive while nothing changes. The stream
+//! never ends by itself, so it ends when shutdown starts (see [`ControlPlane::end_streams`]).
 //!
 //! A data plane's token gets its role's part of each snapshot ([`Snapshot::part_for`]), cut
 //! here on the server, so that a router never receives a drain's credentials nor a logshuttle
@@ -53,18 +54,24 @@ fn line(snapshot: &Snapshot, caller: Caller) -> Bytes {
     Bytes::from(out)
 }
 
-/// `GET /v1/snapshot/watch`.
+/// `GET /v1/snapshot/watch`. The stream ends (cleanly, so the follower sees its end and
+/// reconnects, to another replica if this one is going) when the process starts shutting down
+/// ([`ControlPlane::end_streams`]).
 pub(super) async fn stream(State(plane): State<Arc<ControlPlane>>, Extension(caller): Extension<Caller>) -> Response {
     let mut rx = plane.subscribe();
     let first = line(&rx.borrow_and_update(), caller);
-    let rest = futures_util::stream::unfold(rx, move |mut rx| async move {
-        match tokio::time::timeout(HEARTBEAT, rx.changed()).await {
-            Err(_) => Some((Ok::<_, std::io::Error>(Bytes::from_static(b"\n")), rx)),
-            Ok(Err(_)) => None,
-            Ok(Ok(())) => {
-                let next = line(&rx.borrow_and_update(), caller);
-                Some((Ok(next), rx))
-            }
+    let ended = Box::pin(plane.streams_ended());
+    let rest = futures_util::stream::unfold((rx, ended), move |(mut rx, mut ended)| async move {
+        tokio::select! {
+            () = &mut ended => None,
+            next = tokio::time::timeout(HEARTBEAT, rx.changed()) => match next {
+                Err(_) => Some((Ok::<_, std::io::Error>(Bytes::from_static(b"\n")), (rx, ended))),
+                Ok(Err(_)) => None,
+                Ok(Ok(())) => {
+                    let next = line(&rx.borrow_and_update(), caller);
+                    Some((Ok(next), (rx, ended)))
+                }
+            },
         }
     });
     let body = futures_util::StreamExt::chain(futures_util::stream::iter([Ok(first)]), rest);

@@ -10,21 +10,26 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 use wharf_domain::{
-    AppKey, AppName, AppSpec, CanarySpec, CertSpec, DrainSpec, DrainTarget, DynoSpec, RouteSpec, SiteDomain, SiteSpec,
-    Snapshot, SpaceName,
+    AppKey, AppName, AppSpec, CanarySpec, CertSpec, DrainSpec, DrainTarget, DynoSpec, MaintenancePage, RouteSpec,
+    SiteDomain, SiteSpec, Snapshot, SpaceName,
 };
 
 mod records;
 mod table;
 
 pub use records::{
-    App, Canary, Cert, Change, Compliance, ConfigVars, Drain, Dyno, Formation, Kind, Object, Owner, Route, Site, Space,
+    App, Canary, Cert, Change, Compliance, ConfigVars, Drain, Dyno, Formation, Kind, Object, Owner, PageFetch, Route,
+    Site, Space,
 };
 pub use table::{Record, Table};
 
 /// The space an app is created in when the request names none (Akkeris' default space); its
 /// apps also answer to their bare names ([`Model::app`]).
 pub const DEFAULT_SPACE: &str = "default";
+
+/// The config var naming an app's own maintenance page (Heroku's, from its "Error Pages"
+/// article): an `https` URL the control plane fetches and the router serves from the snapshot.
+pub const MAINTENANCE_PAGE_URL: &str = "MAINTENANCE_PAGE_URL";
 
 /// Every record, with the indexes that lookups by name need.
 #[derive(Debug, Clone, Default)]
@@ -332,6 +337,23 @@ impl Model {
         self.apps.values().any(|a| a.space_id == space_id)
     }
 
+    /// The app's `MAINTENANCE_PAGE_URL` config var, when it names one.
+    pub fn maintenance_page_url(&self, app_id: Uuid) -> Option<&str> {
+        self.config_vars_of(app_id)?.vars.get(MAINTENANCE_PAGE_URL).map(String::as_str).filter(|u| !u.is_empty())
+    }
+
+    /// What the router serves for the app: `None` while it is not in maintenance; the page
+    /// fetched for the URL the app names now, or the router's default page (no URL, a failed
+    /// fetch, or one not yet done for this URL).
+    pub fn maintenance_page(&self, app: &App) -> Option<MaintenancePage> {
+        if !app.maintenance {
+            return None;
+        }
+        let url = self.maintenance_page_url(app.id);
+        let html = app.maintenance_page.as_ref().filter(|p| Some(p.url.as_str()) == url).and_then(|p| p.html.clone());
+        Some(MaintenancePage { html })
+    }
+
     /// The data-plane picture of this model.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         let mut web: HashMap<Uuid, Vec<DynoSpec>> = HashMap::new();
@@ -348,7 +370,13 @@ impl Model {
             .map(|a| {
                 let mut web_dynos = web.remove(&a.id).unwrap_or_default();
                 web_dynos.sort_by(|x, y| x.name.cmp(&y.name));
-                AppSpec { id: a.id, key: self.app_key(a), internal: self.app_is_internal(a), web_dynos }
+                AppSpec {
+                    id: a.id,
+                    key: self.app_key(a),
+                    internal: self.app_is_internal(a),
+                    web_dynos,
+                    maintenance: self.maintenance_page(a),
+                }
             })
             .collect();
         let drains = self
@@ -421,6 +449,8 @@ mod tests {
             id: id(n),
             name: name.parse().unwrap(),
             space_id: id(1),
+            maintenance: false,
+            maintenance_page: None,
             created_at: 0,
             updated_at: 0,
         };
@@ -544,5 +574,52 @@ mod tests {
         assert_eq!(snap.drains.len(), 1, "the site's drain stays");
         assert!(m.app("a-s").is_none() && m.app("b-s").is_some());
         assert!(m.formation_of(id(10)).is_empty() && m.config_vars_of(id(10)).is_none());
+    }
+
+    #[test]
+    fn apps_stored_before_maintenance_mode_load_serving() {
+        let stored = r#"{"kind":"app","body":{"id":"00000000-0000-0000-0000-00000000000a","name":"a","space_id":"00000000-0000-0000-0000-000000000001","created_at":0,"updated_at":0}}"#;
+        let Object::App(a) = serde_json::from_str::<Object>(stored).expect("an old record loads") else {
+            panic!("an app")
+        };
+        assert!(!a.maintenance && a.maintenance_page.is_none());
+    }
+
+    #[test]
+    fn the_router_gets_the_page_fetched_for_the_url_the_app_names_now() {
+        let mut m = model();
+        let vars = |url: Option<&str>| {
+            let vars = url.map(|u| (MAINTENANCE_PAGE_URL.to_owned(), u.to_owned())).into_iter().collect();
+            Change::Put(Object::ConfigVars(ConfigVars { id: id(10), vars, updated_at: 0 }))
+        };
+        let original = m.apps.get(&id(10)).unwrap().clone();
+        let app = |maintenance, fetched: Option<(&str, Option<&str>)>| {
+            let a = original.clone();
+            let maintenance_page = fetched.map(|(url, html)| PageFetch {
+                url: url.into(),
+                html: html.map(Into::into),
+                error: html.is_none().then(|| "failed".into()),
+                fetched_at: 0,
+            });
+            Change::Put(Object::App(App { maintenance, maintenance_page, ..a }))
+        };
+        let page = |m: &Model| m.snapshot().app(&"a-s".parse().unwrap()).unwrap().maintenance.clone();
+        let html = |h: &str| Some(MaintenancePage { html: Some(h.into()) });
+        let default = Some(MaintenancePage { html: None });
+        // (maintenance, the URL named, the last fetch) -> what the snapshot carries.
+        let cases = [
+            (false, Some("https://p/1"), Some(("https://p/1", Some("one"))), None),
+            (true, None, None, default.clone()),
+            (true, Some("https://p/1"), None, default.clone()),
+            (true, Some("https://p/1"), Some(("https://p/1", Some("one"))), html("one")),
+            (true, Some("https://p/2"), Some(("https://p/1", Some("one"))), default.clone()),
+            (true, Some("https://p/1"), Some(("https://p/1", None)), default.clone()),
+            (true, None, Some(("https://p/1", Some("one"))), default.clone()),
+        ];
+        for (n, (on, url, fetched, want)) in cases.into_iter().enumerate() {
+            let changes = vec![vars(url), app(on, fetched)];
+            m.apply(10 + n as u64, changes);
+            assert_eq!(page(&m), want, "case {n}: maintenance {on}, url {url:?}, fetched {fetched:?}");
+        }
     }
 }

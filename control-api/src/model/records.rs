@@ -50,10 +50,34 @@ pub struct App {
     pub name: AppName,
     /// Its space's id.
     pub space_id: Uuid,
+    /// Heroku's maintenance mode: the router answers the app's requests with 503 and a
+    /// maintenance page, contacting no dyno. Absent (false) in records from before it existed.
+    #[serde(default)]
+    pub maintenance: bool,
+    /// The app's own maintenance page, as last fetched from its `MAINTENANCE_PAGE_URL` config
+    /// var; absent when the app names none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance_page: Option<PageFetch>,
     /// Creation time, seconds since the epoch.
     pub created_at: i64,
     /// Last change, seconds since the epoch.
     pub updated_at: i64,
+}
+
+/// The outcome of fetching an app's `MAINTENANCE_PAGE_URL`: the page, or why there is none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageFetch {
+    /// The URL fetched, as the config var held it when the fetch began: a page fetched for a
+    /// URL the app no longer names is never served.
+    pub url: String,
+    /// The page (UTF-8 HTML, at most `MaintenancePage::MAX_BYTES`); `None` when the fetch failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
+    /// Why the fetch failed, for the app's owner; `None` when it succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When the fetch ended, seconds since the epoch.
+    pub fetched_at: i64,
 }
 
 /// A running instance of one of an app's dyno types.

@@ -45,7 +45,15 @@ impl ControlPlane {
             };
             self.check_app_key_free(m, &AppKey::new(&name, &space.name))?;
             let now = now_seconds();
-            let app = App { id: new_id(), name, space_id: space.id, created_at: now, updated_at: now };
+            let app = App {
+                id: new_id(),
+                name,
+                space_id: space.id,
+                maintenance: false,
+                maintenance_page: None,
+                created_at: now,
+                updated_at: now,
+            };
             Ok((app.clone(), vec![Change::Put(Object::App(app))]))
         })
         .await
@@ -55,14 +63,28 @@ impl ControlPlane {
     /// (409) when the new key or its default domain is taken; renaming to the same name is a
     /// no-op that succeeds.
     pub async fn rename_app(&self, app: &str, name: AppName) -> Result<App, Error> {
+        self.update_app(app, Some(name), None).await
+    }
+
+    /// Heroku's app update, in one commit: a new name (as [`ControlPlane::rename_app`]) and
+    /// maintenance mode on or off. Either refusal changes nothing; what is not given is kept,
+    /// and an update that changes nothing commits nothing.
+    pub async fn update_app(&self, app: &str, name: Option<AppName>, maintenance: Option<bool>) -> Result<App, Error> {
         self.change(|m| {
             let a = m.app(app).ok_or_else(|| not_found("app", app))?;
-            if a.name == name {
-                return Ok((a.clone(), vec![]));
+            let mut updated = a.clone();
+            if let Some(name) = name.filter(|n| *n != a.name) {
+                self.check_app_key_free(m, &AppKey::new(&name, &m.app_space(a).name))?;
+                updated.name = name;
             }
-            self.check_app_key_free(m, &AppKey::new(&name, &m.app_space(a).name))?;
-            let renamed = App { name, updated_at: now_seconds(), ..a.clone() };
-            Ok((renamed.clone(), vec![Change::Put(Object::App(renamed))]))
+            if let Some(on) = maintenance {
+                updated.maintenance = on;
+            }
+            if updated == *a {
+                return Ok((updated, vec![]));
+            }
+            updated.updated_at = now_seconds();
+            Ok((updated.clone(), vec![Change::Put(Object::App(updated))]))
         })
         .await
     }

@@ -207,6 +207,12 @@ pub struct ControlPlane {
     pub(super) settings: Settings,
     /// Where drains may point (see `set_outbound` in `drains.rs`); the default policy until set.
     pub(super) outbound: OnceLock<wharf_domain::outbound::Policy>,
+    /// TLS for fetching the pages apps name (`maintenance.rs`): the Mozilla roots and the
+    /// operator's `control_api.trusted_ca`; the Mozilla roots alone until set.
+    pub(super) page_tls: OnceLock<Arc<rustls::ClientConfig>>,
+    /// True once the process is shutting down: every endless response stream (the snapshot
+    /// watch) ends when it turns, so that no client holds the shutdown for its whole grace.
+    pub(super) streams_end: watch::Sender<bool>,
     pub(super) sessions: Arc<SessionKey>,
     pub(super) canary_reader: OnceLock<CanaryReader>,
     /// Woken when another replica may have committed (PostgreSQL).
@@ -245,6 +251,8 @@ impl ControlPlane {
             sessions,
             canary_reader: OnceLock::new(),
             outbound: OnceLock::new(),
+            page_tls: OnceLock::new(),
+            streams_end: watch::Sender::new(false),
             store_changed,
             local: OnceLock::new(),
         };
@@ -269,6 +277,22 @@ impl ControlPlane {
     pub fn local_runtime(&self) -> &dyn LocalRuntime {
         static NONE: NoLocalRuntime = NoLocalRuntime;
         self.local.get().map_or(&NONE as &dyn LocalRuntime, |r| r.as_ref())
+    }
+
+    /// Ends every endless response stream the API serves (the snapshot watch) at once: called
+    /// when shutdown starts, so that the server's graceful shutdown waits only for requests
+    /// that end by themselves. Streams opened afterwards end after their first piece.
+    pub fn end_streams(&self) {
+        self.streams_end.send_replace(true);
+    }
+
+    /// Resolves once [`ControlPlane::end_streams`] was called (at once if it was already).
+    pub fn streams_ended(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.streams_end.subscribe();
+        async move {
+            // The sender lives as long as the plane, so the wait only ends when it turns true.
+            let _ = rx.wait_for(|ended| *ended).await;
+        }
     }
 
     /// Follows every new snapshot.

@@ -7,7 +7,8 @@
 //! depends on state: existence, uniqueness, limits. There is one `impl ControlPlane` file per
 //! aggregate: `apps` (spaces and apps), `formation`, `dynos`, `config_vars`,
 //! `drains`, `routing` (sites, routes, certificates), `domains` (an app's custom domains, as
-//! sites routing `/` to it), `canaries`, `sessions`.
+//! sites routing `/` to it), `canaries`, `sessions`, `maintenance` (fetching the page an app in
+//! maintenance mode names).
 
 mod apps;
 mod canaries;
@@ -19,6 +20,7 @@ mod engine;
 mod error;
 mod formation;
 pub mod local;
+mod maintenance;
 mod routing;
 mod sessions;
 #[cfg(test)]
@@ -31,5 +33,6 @@ pub use engine::{CanaryReader, ControlPlane, Settings};
 pub use error::Error;
 pub use formation::{FormationUpdate, Quantity};
 pub use local::{DynoState, LocalDyno, LocalRuntime, Restart};
+pub use maintenance::{PAGE_FETCH_TIMEOUT, fetch_page};
 pub use routing::{MAX_CERTS, MAX_ROUTES_PER_SITE};
 pub use sessions::LogSession;

@@ -187,3 +187,55 @@ async fn canaries_are_checked_and_the_first_abort_wins() {
     assert!(p.subscribe().borrow().canaries.is_empty());
     assert!(p.read(|m| m.canary(again.id).is_none()).await);
 }
+
+#[tokio::test]
+async fn an_app_update_is_one_change_and_a_refused_one_changes_nothing() {
+    let p = plane().await;
+    p.create_app("api".parse().unwrap(), "default").await.unwrap();
+    p.create_app("web".parse().unwrap(), "default").await.unwrap();
+    let before = p.subscribe().borrow().clone();
+    // A taken name with maintenance on: refused whole, maintenance stays off.
+    let err = p.update_app("api", Some("web".parse().unwrap()), Some(true)).await.unwrap_err();
+    assert!(matches!(err, Error::Conflict(_)), "{err}");
+    assert_eq!(*p.subscribe().borrow(), before);
+    // Turning maintenance on again, or naming the app as it is, commits nothing.
+    let on = p.update_app("api", Some("api".parse().unwrap()), Some(true)).await.unwrap();
+    assert!(on.maintenance);
+    let version = p.subscribe().borrow().version;
+    p.update_app("api-default", None, Some(true)).await.unwrap();
+    assert_eq!(p.subscribe().borrow().version, version, "no change, no new version");
+    let snap = p.subscribe().borrow().clone();
+    let spec = snap.app(&"api-default".parse().unwrap()).unwrap();
+    assert_eq!(spec.maintenance, Some(wharf_domain::MaintenancePage { html: None }), "the default page");
+    assert_eq!(snap.app(&"web-default".parse().unwrap()).unwrap().maintenance, None);
+}
+
+#[tokio::test]
+async fn a_page_fetched_for_a_url_the_app_no_longer_names_is_not_kept() {
+    let p = Arc::new(plane().await);
+    let app = p.create_app("api".parse().unwrap(), "default").await.unwrap();
+    // A server that accepts and says nothing until told: the fetch is under way meanwhile.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let old = format!("https://127.0.0.1:{}/down.html", listener.local_addr().unwrap().port());
+    let set = |url: Option<String>| {
+        let p = p.clone();
+        async move {
+            let vars = [(crate::model::MAINTENANCE_PAGE_URL.to_owned(), url)].into_iter().collect();
+            p.update_config_vars("api-default", vars).await.unwrap();
+        }
+    };
+    set(Some(old.clone())).await;
+    let fetch = tokio::spawn(p.clone().refresh_maintenance_page(app.id));
+    let (conn, _) = listener.accept().await.unwrap();
+    // The app names another page while the fetch of the first runs; then the first one fails.
+    set(Some("https://pages.invalid/other.html".into())).await;
+    drop(conn);
+    fetch.await.unwrap();
+    let kept = p.read(|m| m.app("api-default").unwrap().maintenance_page.clone()).await;
+    assert_eq!(kept, None, "the outcome for {old} is not kept once the app names another URL");
+    // Fetched again for the URL it names now, the outcome is kept (here, why it failed).
+    p.clone().refresh_maintenance_page(app.id).await;
+    let kept = p.read(|m| m.app("api-default").unwrap().maintenance_page.clone()).await.expect("kept");
+    assert_eq!(kept.url, "https://pages.invalid/other.html");
+    assert!(kept.html.is_none() && kept.error.as_deref().is_some_and(|e| e.contains("pages.invalid")), "{kept:?}");
+}

@@ -66,21 +66,21 @@ pub(crate) fn encode_request_head(
     (out, chunked)
 }
 
-/// Writes the head of a response the router wrote itself: a plain-text body of `len` bytes,
-/// `Location` for a redirect, and `hsts`, the `Strict-Transport-Security` value of the client's
-/// connection (none on plain HTTP).
+/// Writes the head of a response the router wrote itself: `fields` (its `Content-Type`, and
+/// `Cache-Control` or `Location` when it has them; `None`s are skipped), a body of `len` bytes,
+/// and `hsts`, the `Strict-Transport-Security` value of the client's connection (none on plain
+/// HTTP).
 pub(crate) fn write_router_head(
     out: &mut Vec<u8>,
     status: StatusCode,
-    location: Option<&str>,
+    fields: &[Option<(&str, &str)>],
     len: usize,
     keep_alive: bool,
     hsts: Option<&HeaderValue>,
 ) {
     status_line(out, status);
-    field(out, b"content-type", b"text/plain; charset=utf-8");
-    if let Some(location) = location {
-        field(out, b"location", location.as_bytes());
+    for (name, value) in fields.iter().flatten() {
+        field(out, name.as_bytes(), value.as_bytes());
     }
     if let Some(hsts) = hsts {
         field(out, b"strict-transport-security", hsts.as_bytes());

@@ -198,7 +198,10 @@ async fn handle(
     let (status, mut headers, body) = match reply {
         Reply::Router(o) => {
             let mut headers = HeaderMap::new();
-            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(o.content_type));
+            if let Some(cache_control) = o.cache_control {
+                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
+            }
             if let Some(location) = o.location.and_then(|l| HeaderValue::try_from(l).ok()) {
                 headers.insert(header::LOCATION, location);
             }

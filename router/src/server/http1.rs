@@ -161,7 +161,8 @@ async fn refuse<IO: Transport>(
     shared.metrics.record(refusal.status.as_u16(), 0);
     out.clear();
     let body = format!("{}\n", refusal.reason);
-    write_router_head(out, refusal.status, None, body.len(), false, conn.hsts(&shared.settings));
+    let fields = [Some(("content-type", "text/plain; charset=utf-8"))];
+    write_router_head(out, refusal.status, &fields, body.len(), false, conn.hsts(&shared.settings));
     out.extend_from_slice(body.as_bytes());
     let _ = write_out(io, out, shared.settings.idle_timeout, true).await;
 }
@@ -241,10 +242,15 @@ where
     let idle = shared.settings.idle_timeout;
     out.clear();
     let sent = match reply {
-        Reply::Router(RouterResponse { status, body, location }) => {
-            write_router_head(out, status, location.as_deref(), body.len(), keep, conn.hsts(&shared.settings));
+        Reply::Router(RouterResponse { status, body, content_type, cache_control, location }) => {
+            let fields = [
+                Some(("content-type", content_type)),
+                cache_control.map(|c| ("cache-control", c)),
+                location.as_deref().map(|l| ("location", l)),
+            ];
+            write_router_head(out, status, &fields, body.len(), keep, conn.hsts(&shared.settings));
             if head.method != http::Method::HEAD {
-                out.extend_from_slice(body.as_bytes());
+                out.extend_from_slice(&body);
             }
             write_out(io, out, idle, !keep).await
         }

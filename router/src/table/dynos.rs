@@ -103,6 +103,9 @@ pub struct WebDynos {
     pub stats: Arc<AppStats>,
     /// Where a share of its requests goes instead, while it has a canary.
     pub canary: Option<CanaryRoute>,
+    /// While the app is in maintenance mode, the page every request of it gets (with 503 and
+    /// `code=H80`) instead of reaching a dyno.
+    pub maintenance: Option<bytes::Bytes>,
     next: AtomicUsize,
 }
 
@@ -132,8 +135,9 @@ impl WebDynos {
         dynos: Box<[Arc<Dyno>]>,
         stats: Arc<AppStats>,
         canary: Option<CanaryRoute>,
+        maintenance: Option<bytes::Bytes>,
     ) -> Self {
-        WebDynos { app, dynos, stats, canary, next: AtomicUsize::new(0) }
+        WebDynos { app, dynos, stats, canary, maintenance, next: AtomicUsize::new(0) }
     }
 
     /// The app that serves the next request: this one, or its canary for the canary's share.

@@ -11,6 +11,12 @@ pub use dynos::{CanaryRoute, Chosen, Dyno, RESOLVED_FOR, WebDynos, millis_at};
 
 use std::collections::HashMap;
 
+/// The page an app in maintenance mode answers with when it names none of its own
+/// (`MAINTENANCE_PAGE_URL`): unstyled HTML, as Heroku's router serves.
+pub const DEFAULT_MAINTENANCE_PAGE: &str = "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n\
+<title>Offline for maintenance</title>\n</head>\n<body>\n<h1>Offline for maintenance</h1>\n\
+<p>This app is undergoing maintenance right now. Please check back later.</p>\n</body>\n</html>\n";
+
 /// Maps keyed by hosts and paths use foldhash: fast, and seeded per process. The keys are the
 /// operator's, so request input can only look up, never shape, the table.
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
@@ -141,7 +147,11 @@ impl RoutingTable {
                 .collect();
             let stats =
                 previous.and_then(|p| p.apps.get(app.key.as_str())).map_or_else(Arc::default, |b| b.stats.clone());
-            let web_dynos = Arc::new(WebDynos::new(app.key.as_str().into(), dynos, stats, None));
+            let maintenance = app.maintenance.as_ref().map(|page| match &page.html {
+                Some(html) => bytes::Bytes::from(html.clone()),
+                None => bytes::Bytes::from_static(DEFAULT_MAINTENANCE_PAGE.as_bytes()),
+            });
+            let web_dynos = Arc::new(WebDynos::new(app.key.as_str().into(), dynos, stats, None, maintenance));
             table.apps.insert(app.key.as_str().into(), web_dynos);
         }
         // A canary replaces its app's web dynos with a set that splits. The canary app's set
@@ -162,8 +172,14 @@ impl RoutingTable {
                     Some(canary)
                 }
             };
+            // Maintenance mode pauses the split (the canary keeps its counts for later): an app
+            // in maintenance answers every request with its page, the canary's share included,
+            // and a canary app in maintenance takes no share, so the app it splits serves all.
+            if base.maintenance.is_some() || target.maintenance.is_some() {
+                continue;
+            }
             let route = CanaryRoute { web_dynos: target.clone(), judged };
-            let split = WebDynos::new(base.app.clone(), base.dynos.clone(), base.stats.clone(), Some(route));
+            let split = WebDynos::new(base.app.clone(), base.dynos.clone(), base.stats.clone(), Some(route), None);
             table.apps.insert(c.app.as_str().into(), Arc::new(split));
         }
         for app in &snapshot.apps {
@@ -306,6 +322,7 @@ mod tests {
                     id: wharf_domain::new_id(),
                     key: key.parse().unwrap(),
                     internal: false,
+                    maintenance: None,
                     web_dynos: ports
                         .iter()
                         .enumerate()
