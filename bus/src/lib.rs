@@ -5,7 +5,8 @@
 //! serve` on one machine; Kafka carries events between machines and keeps them across restarts.
 //! Producers hold a [`Publisher`], which never blocks: when the transport cannot take an event
 //! it is dropped and counted; a producer that can be slowed down instead (a dyno's output) may
-//! wait for room in the embedded bus with [`Publisher::publish_batch_waiting`]. The logshuttle
+//! wait for room in the embedded bus with [`Publisher::publish_batch_waiting`], and with the
+//! embedded bus it is also paced by its app's drains ([`pace`], [`Publisher::pace`]). The logshuttle
 //! holds a [`Source`], which yields batches of [`Received`] events with their positions, and
 //! commits positions it no longer needs.
 
@@ -15,12 +16,15 @@ pub mod akkeris;
 pub mod event;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+pub mod pace;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use akkeris::AkkerisError;
 pub use event::{FrameError, LogEvent, LogEventBuilder, Stream, split_message};
+pub use pace::{AppPace, DrainState, Pacer};
+
 /// Why the bus could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -75,8 +79,9 @@ pub struct Publisher {
 
 #[derive(Clone, Debug)]
 enum PublisherInner {
-    /// Batches of events: one hand-over (and at most one wake-up of the consumer) per batch.
-    Embedded(tokio::sync::mpsc::Sender<Vec<LogEvent>>),
+    /// Batches of events: one hand-over (and at most one wake-up of the consumer) per batch;
+    /// and the apps' paces, which the source's consumer sets.
+    Embedded(tokio::sync::mpsc::Sender<Vec<LogEvent>>, Arc<Pacer>),
     #[cfg(feature = "kafka")]
     Kafka(Arc<kafka::KafkaPublisher>),
 }
@@ -92,7 +97,7 @@ impl Publisher {
     pub fn publish_batch(&self, events: Vec<LogEvent>) -> u64 {
         let n = events.len() as u64;
         let published = match &self.inner {
-            PublisherInner::Embedded(tx) => {
+            PublisherInner::Embedded(tx, _) => {
                 if tx.try_send(events).is_ok() {
                     n
                 } else {
@@ -117,7 +122,7 @@ impl Publisher {
     pub async fn publish_batch_waiting(&self, events: Vec<LogEvent>) -> u64 {
         let n = events.len() as u64;
         let published = match &self.inner {
-            PublisherInner::Embedded(tx) => {
+            PublisherInner::Embedded(tx, _) => {
                 if tx.send(events).await.is_ok() {
                     n
                 } else {
@@ -130,6 +135,16 @@ impl Publisher {
         self.stats.published.fetch_add(published, Ordering::Relaxed);
         self.stats.dropped.fetch_add(n - published, Ordering::Relaxed);
         published
+    }
+
+    /// The pace of app `app`'s dyno output (its key, as events carry it), which its drains set
+    /// (see [`pace`]); `None` with Kafka, whose publisher is never paced.
+    pub fn pace(&self, app: &str) -> Option<Arc<AppPace>> {
+        match &self.inner {
+            PublisherInner::Embedded(_, pacer) => Some(pacer.app(app)),
+            #[cfg(feature = "kafka")]
+            PublisherInner::Kafka(_) => None,
+        }
     }
 
     /// Counters of this bus's publishers, shared with every clone.
@@ -208,7 +223,7 @@ pub struct Source {
 
 #[derive(Debug)]
 enum SourceInner {
-    Embedded(tokio::sync::mpsc::Receiver<Vec<LogEvent>>),
+    Embedded(tokio::sync::mpsc::Receiver<Vec<LogEvent>>, Arc<Pacer>),
     #[cfg(feature = "kafka")]
     Kafka(kafka::KafkaSource),
 }
@@ -220,7 +235,7 @@ impl Source {
     /// The next batch or assignment change; `None` once the bus is closed.
     pub async fn recv(&mut self) -> Option<SourceEvent> {
         match &mut self.inner {
-            SourceInner::Embedded(rx) => {
+            SourceInner::Embedded(rx, _) => {
                 let mut batches = Vec::with_capacity(BATCHES);
                 if rx.recv_many(&mut batches, BATCHES).await == 0 {
                     return None;
@@ -233,6 +248,16 @@ impl Source {
         }
     }
 
+    /// The apps' paces its consumer sets from its drains' buffers (see [`pace`]); `None` with
+    /// Kafka, whose publisher is never paced.
+    pub fn pacer(&self) -> Option<Arc<Pacer>> {
+        match &self.inner {
+            SourceInner::Embedded(_, pacer) => Some(pacer.clone()),
+            #[cfg(feature = "kafka")]
+            SourceInner::Kafka(_) => None,
+        }
+    }
+
     /// Its counters.
     pub fn stats(&self) -> Arc<SourceStats> {
         self.stats.clone()
@@ -240,7 +265,7 @@ impl Source {
 
     /// Whether this source has positions to commit (Kafka) or not (embedded).
     pub fn commits(&self) -> bool {
-        !matches!(self.inner, SourceInner::Embedded(_))
+        !matches!(self.inner, SourceInner::Embedded(..))
     }
 
     /// Records that everything before the given next offset of each listed partition is taken
@@ -295,9 +320,10 @@ impl Bus {
         match &config {
             BusConfig::Embedded { capacity } => {
                 let (tx, rx) = tokio::sync::mpsc::channel((*capacity).max(1));
+                let pacer = Arc::new(Pacer::default());
                 Ok(Bus {
-                    publisher: Publisher { inner: PublisherInner::Embedded(tx), stats },
-                    source: Some(Source { inner: SourceInner::Embedded(rx), stats: Arc::default() }),
+                    publisher: Publisher { inner: PublisherInner::Embedded(tx, pacer.clone()), stats },
+                    source: Some(Source { inner: SourceInner::Embedded(rx, pacer), stats: Arc::default() }),
                     config,
                 })
             }
