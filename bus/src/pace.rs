@@ -18,15 +18,27 @@
 //! Kafka's publisher is not paced: there the logshuttle may be on another machine, and a drain
 //! that falls behind is to catch up from the topic instead (issue 18).
 //!
-//! The hot paths are cheap: the supervisor reads one atomic per batch, the logshuttle compares
+//! Lines on their way count too: a batch of paced output is *in transit* from when it is put on
+//! the embedded bus until the consumer has handed it to the drains (it asks for the next batch),
+//! and an app waits while [`IN_TRANSIT_MAX`] of its batches are in transit. Without that, a
+//! consumer running behind would let the bus's queue hold far more of the app's lines than the
+//! drains' marks allow for, and the buffers would overflow once it caught up; it also keeps one
+//! app's burst from filling the bus that every app's access lines share.
+//!
+//! The hot paths are cheap: the supervisor reads two atomics per batch, the logshuttle compares
 //! its buffer's length against the marks under the buffer's own lock, and only a change of a
 //! drain's state takes the app's lock.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
+
+/// Most batches of one app's paced output in transit on the embedded bus at once. With the
+/// supervisor's batches of at most 256 lines this is at most 1,024 lines, well within the
+/// headroom above a drain's high-water mark (half its budget, 5,000 lines by default).
+pub const IN_TRANSIT_MAX: usize = 4;
 
 /// Every app's pace, by app key: shared by the embedded bus's publisher and its source.
 #[derive(Debug, Default)]
@@ -70,23 +82,53 @@ pub struct AppPace {
     counts: Mutex<Counts>,
     /// Whether the app has a live drain and every live drain is full.
     paused: AtomicBool,
+    /// Batches of the app's paced output on the bus, not yet handed to the drains.
+    in_transit: AtomicUsize,
     resumed: Notify,
 }
 
+/// One batch of an app's paced output in transit: made when it is put on the bus, dropped once
+/// the consumer has handed it to the drains (or the bus dropped it).
+#[derive(Debug)]
+pub(crate) struct Transit(Arc<AppPace>);
+
+impl Transit {
+    /// Counts one more batch of `pace`'s app in transit.
+    pub(crate) fn new(pace: &Arc<AppPace>) -> Transit {
+        pace.in_transit.fetch_add(1, Ordering::AcqRel);
+        Transit(pace.clone())
+    }
+}
+
+impl Drop for Transit {
+    fn drop(&mut self) {
+        if self.0.in_transit.fetch_sub(1, Ordering::AcqRel) <= IN_TRANSIT_MAX {
+            self.0.resumed.notify_waiters();
+        }
+    }
+}
+
 impl AppPace {
-    /// Whether the app's dyno output should wait now.
+    /// Whether the app's drains pause its dyno output: it has a live drain, and every live drain
+    /// is full.
     pub fn is_paused(&self) -> bool {
         self.paused.load(Ordering::Acquire)
     }
 
-    /// Returns once the app is not paused: at once when it is not.
+    /// Whether the app's dyno output should wait now: it is paused, or [`IN_TRANSIT_MAX`] of its
+    /// batches are in transit.
+    pub fn must_wait(&self) -> bool {
+        self.is_paused() || self.in_transit.load(Ordering::Acquire) >= IN_TRANSIT_MAX
+    }
+
+    /// Returns once the app's dyno output need not wait: at once when it need not.
     pub async fn ready(&self) {
         loop {
             let resumed = self.resumed.notified();
             tokio::pin!(resumed);
             // Registered before the check, so a resumption between the two is not missed.
             resumed.as_mut().enable();
-            if !self.is_paused() {
+            if !self.must_wait() {
                 return;
             }
             resumed.await;
@@ -172,6 +214,23 @@ mod tests {
         a.update(DrainState::default(), FULL);
         assert!(pacer.app("a-space").is_paused());
         assert!(!pacer.app("b-space").is_paused(), "another app's drains never pace it");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_app_waits_while_its_batches_in_transit_reach_the_limit() {
+        let pace = Arc::new(AppPace::default());
+        let mut transit: Vec<Transit> = (0..IN_TRANSIT_MAX - 1).map(|_| Transit::new(&pace)).collect();
+        assert!(!pace.must_wait(), "below the limit");
+        transit.push(Transit::new(&pace));
+        assert!(pace.must_wait() && !pace.is_paused(), "at the limit, whatever the drains say");
+        let waiter = tokio::spawn({
+            let pace = pace.clone();
+            async move { pace.ready().await }
+        });
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        assert!(!waiter.is_finished());
+        transit.pop();
+        tokio::time::timeout(Duration::from_secs(1), waiter).await.expect("resumed").unwrap();
     }
 
     #[tokio::test(start_paused = true)]

@@ -182,17 +182,18 @@ impl Batcher {
     /// and tells the app's stream of earlier drops as soon as the bus takes the notice.
     async fn publish(&mut self, batch: Vec<LogEvent>) {
         if let Some(pace) = &self.pace
-            && pace.is_paused()
+            && pace.must_wait()
             && !*self.stopping.borrow()
         {
-            // Until a drain has room again, or the dyno is stopped (or its process dropped).
+            // Until a drain has room again and the bus took the app's earlier batches on, or the
+            // dyno is stopped (or its process dropped).
             tokio::select! {
                 () = pace.ready() => {}
                 _ = self.stopping.wait_for(|s| *s) => {}
             }
         }
         let n = batch.len() as u64;
-        let published = self.publisher.publish_batch_waiting(batch).await;
+        let published = self.publisher.publish_batch_waiting(batch, self.pace.as_ref()).await;
         if published < n {
             if self.overflow.count == 0 {
                 self.overflow.since_micros = now_micros();
