@@ -173,7 +173,16 @@ async fn run(drain: Arc<Drain>, settings: DrainSettings) {
     // Lines refused since the last announcement.
     let mut refused: Option<Overflow> = None;
     let own_ca = drain.ca.as_ref().map(|c| c.certificates()).unwrap_or_default();
-    let max_bytes = if drain.url.scheme() == DrainScheme::Https { settings.https_batch_bytes } else { usize::MAX };
+    let https = drain.url.scheme() == DrainScheme::Https;
+    let max_bytes = if https { settings.https_batch_bytes } else { usize::MAX };
+    // What this task last told the buffer, so that it takes the buffer's lock only on a change.
+    let mut live = false;
+    let mut set_live = |now: bool| {
+        if live != now {
+            live = now;
+            drain.buffer.set_live(now);
+        }
+    };
     loop {
         if batch.is_empty() && !drain.buffer.wait_ready().await {
             return;
@@ -192,11 +201,11 @@ async fn run(drain: Arc<Drain>, settings: DrainSettings) {
                 };
                 match connect(&end, &mut tls).await {
                     Ok(c) => {
-                        drain.buffer.set_live(true);
+                        set_live(true);
                         conn.insert(c)
                     }
                     Err(e) => {
-                        drain.buffer.set_live(false);
+                        set_live(false);
                         if matches!(e, ConnectError::Refused(_)) {
                             drain.stats.destination_refused.fetch_add(1, Relaxed);
                         }
@@ -230,7 +239,10 @@ async fn run(drain: Arc<Drain>, settings: DrainSettings) {
             if truncated > 0 {
                 drain.stats.truncated.fetch_add(truncated, Relaxed);
             }
-            batch.frame_id = frame_id();
+            // Only HTTPS sends it; a stream drain's batch would pay a system call for nothing.
+            if https {
+                batch.frame_id = frame_id();
+            }
         }
         let outcome = {
             let send = async {
@@ -251,7 +263,7 @@ async fn run(drain: Arc<Drain>, settings: DrainSettings) {
                 Ok(outcome) => outcome,
                 Err(_) => {
                     // Stuck: stop pacing the app until this batch gets through.
-                    drain.buffer.set_live(false);
+                    set_live(false);
                     match tokio::time::timeout(WRITE_TIMEOUT - PACE_STALL, send).await {
                         Ok(outcome) => outcome,
                         Err(_) => Err(crate::https::Retry { reason: "delivery timed out".into(), reconnect: true }),
@@ -261,7 +273,7 @@ async fn run(drain: Arc<Drain>, settings: DrainSettings) {
         };
         match outcome {
             Ok(()) => {
-                drain.buffer.set_live(true);
+                set_live(true);
                 drain.stats.sent.fetch_add(batch.sent_lines, Relaxed);
                 if let Some((r, reason)) = batch.refused.take() {
                     drain.stats.failed(&reason);
@@ -277,7 +289,7 @@ async fn run(drain: Arc<Drain>, settings: DrainSettings) {
                 batch.clear();
             }
             Err(crate::https::Retry { reason, reconnect }) => {
-                drain.buffer.set_live(false);
+                set_live(false);
                 drain.stats.failed(&reason);
                 drain.stats.retried.fetch_add(1, Relaxed);
                 let retry_in = delays.next().unwrap_or(settings.reconnect_max);
