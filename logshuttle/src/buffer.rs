@@ -275,16 +275,6 @@ impl Buffer {
         }
     }
 
-    /// How many lines are queued.
-    pub fn len(&self) -> usize {
-        self.inner.lock().expect("buffer lock").queue.len()
-    }
-
-    /// Whether no line is queued.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Whether the drain holds nothing: nothing queued, nothing in flight.
     pub fn is_idle(&self) -> bool {
         let inner = self.inner.lock().expect("buffer lock");

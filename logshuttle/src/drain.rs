@@ -40,13 +40,6 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// takes this long for one batch (at most [`BATCH`] lines) is not delivering, and must not hold
 /// the app's dynos until the write times out. Slower receivers fall back to the budget and L10.
 pub const PACE_STALL: Duration = Duration::from_secs(2);
-/// How long a drain that wakes to fewer than [`LINGER_LINES`] lines waits for more before it
-/// takes a batch. With many drains each receives few lines at a time, and every batch costs a
-/// wake-up, a write and an acknowledgement check whatever its size: lingering batches them (as
-/// logplex and Vector batch), at the cost of this much latency on a quiet drain.
-const LINGER: Duration = Duration::from_millis(50);
-/// A drain that wakes to at least this many lines takes them at once.
-const LINGER_LINES: usize = 64;
 /// Most lines written per batch.
 const BATCH: usize = 512;
 /// Bytes a line adds to its encoded size once framed as RFC 5424 (priority, version,
@@ -227,9 +220,6 @@ async fn run(drain: Arc<Drain>, settings: DrainSettings) {
         };
         // Lines are taken only once connected: until then they wait in the buffer.
         if batch.is_empty() {
-            if drain.buffer.len() < LINGER_LINES {
-                tokio::time::sleep(LINGER).await;
-            }
             let Some(overflow) = drain.buffer.pop_within(&mut batch.entries, BATCH, max_bytes, FRAME_OVERHEAD).await
             else {
                 return;
