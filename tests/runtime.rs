@@ -400,3 +400,98 @@ async fn stops_run_in_parallel_and_hold_up_no_other_app() {
     .await;
     assert!(start.elapsed() < Duration::from_secs(3), "not after the grace: {:?}", start.elapsed());
 }
+
+/// A worker command that writes `lines` numbered lines as fast as Python can, then creates the
+/// file `done` in `dir`, then sleeps: the file says the dyno finished writing.
+fn writer(dir: &TempDir, lines: usize) -> String {
+    let done = dir.path().join("done");
+    let script = format!(
+        "import pathlib, sys\nw = sys.stdout.write\nfor i in range({lines}):\n    w('line %06d %s\\n' % (i, 'x' * 28))\n\
+         sys.stdout.flush()\npathlib.Path({done:?}).touch()\n"
+    );
+    std::fs::write(dir.path().join("writer.py"), script).unwrap();
+    format!("python3 {}; exec sleep 600", dir.path().join("writer.py").display())
+}
+
+/// The distinct numbered lines a receiver got, and the drops announced to it.
+fn delivered_and_announced(receiver: &SyslogReceiver) -> (usize, usize) {
+    let texts: Vec<String> = receiver.messages().iter().map(|m| m.text()).collect();
+    let mut numbers: Vec<&str> = texts.iter().filter(|t| t.starts_with("line ")).map(|t| &t[5..11]).collect();
+    numbers.sort_unstable();
+    numbers.dedup();
+    (numbers.len(), announced_drops(&texts) as usize)
+}
+
+/// Waits until `receiver` got or was told of `lines` lines; returns (delivered, announced).
+async fn accounted(receiver: &SyslogReceiver, lines: usize, what: &str) -> (usize, usize) {
+    eventually(WAIT, what, || async {
+        let (delivered, announced) = delivered_and_announced(receiver);
+        (delivered + announced >= lines).then_some((delivered, announced))
+    })
+    .await
+}
+
+/// `wharf serve` with app `api-default` and a drain to each of `receivers`.
+async fn wharf_with_drains(dir: &TempDir, receivers: &[&SyslogReceiver]) -> Wharf {
+    let wharf = start_wharf(dir, &[("WHARF_LOGSHUTTLE__RECONNECT_MAX", "500ms")]).await;
+    wharf.api.create_app("api-default", &[]).await;
+    for r in receivers {
+        add_drain(&wharf, "api-default", r).await;
+    }
+    wharf
+}
+
+async fn run_worker(wharf: &Wharf, command: &str) {
+    let updates = json!({ "updates": [{"type": "worker", "quantity": 1, "command": command}] });
+    wharf.api.expect("PATCH", "/apps/api-default/formation", updates, 200).await;
+}
+
+/// The default drain budget is 10,000 lines; a burst of six times that into a receiver that
+/// reads at 1.6 MB/s arrives whole: the drain paces the dyno instead of dropping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_live_drain_paces_the_dyno_and_receives_every_line() {
+    const LINES: usize = 60_000;
+    let dir = TempDir::new("runtime");
+    let slow = SyslogReceiver::tcp_throttled_at("127.0.0.1:0".parse().unwrap()).await;
+    let wharf = wharf_with_drains(&dir, &[&slow]).await;
+    run_worker(&wharf, &writer(&dir, LINES)).await;
+    let (delivered, announced) = accounted(&slow, LINES, "every line through the slow drain").await;
+    assert_eq!((delivered, announced), (LINES, 0), "all delivered, none dropped");
+}
+
+/// A drain whose receiver is down never holds the dyno: it finishes writing, and what the
+/// drain could not keep is announced once the receiver is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_that_is_down_never_holds_the_dyno() {
+    const LINES: usize = 30_000;
+    let dir = TempDir::new("runtime");
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let placeholder = SyslogReceiver::tcp_at(addr).await;
+    let wharf = wharf_with_drains(&dir, &[&placeholder]).await;
+    drop(placeholder);
+    run_worker(&wharf, &writer(&dir, LINES)).await;
+    eventually(WAIT, "the dyno to finish writing", || async { dir.path().join("done").exists().then_some(()) }).await;
+    let receiver = SyslogReceiver::tcp_at(addr).await;
+    let (delivered, announced) = accounted(&receiver, LINES, "every line delivered or announced").await;
+    assert_eq!(delivered + announced, LINES, "delivered {delivered} + announced {announced}");
+    assert!(announced > 0, "the budget of 10,000 lines cannot hold {LINES}");
+}
+
+/// An app's stalled drain never slows its fast one: the dyno finishes writing while one
+/// receiver reads nothing, the fast one gets every line, and the stalled one, once it reads
+/// again, gets or is told of every line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_drain_never_slows_the_app_s_fast_one() {
+    const LINES: usize = 60_000;
+    let dir = TempDir::new("runtime");
+    let fast = SyslogReceiver::tcp().await;
+    let stalled = SyslogReceiver::tcp_paused().await;
+    let wharf = wharf_with_drains(&dir, &[&fast, &stalled]).await;
+    run_worker(&wharf, &writer(&dir, LINES)).await;
+    eventually(WAIT, "the dyno to finish writing", || async { dir.path().join("done").exists().then_some(()) }).await;
+    let (delivered, announced) = accounted(&fast, LINES, "every line through the fast drain").await;
+    assert_eq!((delivered, announced), (LINES, 0), "the fast drain paced the dyno: all delivered");
+    stalled.resume();
+    let (delivered, announced) = accounted(&stalled, LINES, "the stalled drain's lines accounted for").await;
+    assert_eq!(delivered + announced, LINES, "delivered {delivered} + announced {announced}");
+}

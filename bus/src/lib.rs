@@ -5,7 +5,8 @@
 //! serve` on one machine; Kafka carries events between machines and keeps them across restarts.
 //! Producers hold a [`Publisher`], which never blocks: when the transport cannot take an event
 //! it is dropped and counted; a producer that can be slowed down instead (a dyno's output) may
-//! wait for room in the embedded bus with [`Publisher::publish_batch_waiting`]. The logshuttle
+//! wait for room in the embedded bus with [`Publisher::publish_batch_waiting`], and with the
+//! embedded bus it is also paced by its app's drains ([`pace`], [`Publisher::pace`]). The logshuttle
 //! holds a [`Source`], which yields batches of [`Received`] events with their positions, and
 //! commits positions it no longer needs.
 
@@ -15,12 +16,15 @@ pub mod akkeris;
 pub mod event;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+pub mod pace;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use akkeris::AkkerisError;
 pub use event::{FrameError, LogEvent, LogEventBuilder, Stream, split_message};
+pub use pace::{AppPace, DrainState, Pacer};
+
 /// Why the bus could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -73,10 +77,15 @@ pub struct Publisher {
     stats: Arc<PublishStats>,
 }
 
+/// What the embedded bus carries: a publisher's batch, and for paced dyno output the count of
+/// it in transit, which lasts until the consumer has handed the batch on (see [`pace`]).
+type Handover = (Vec<LogEvent>, Option<pace::Transit>);
+
 #[derive(Clone, Debug)]
 enum PublisherInner {
-    /// Batches of events: one hand-over (and at most one wake-up of the consumer) per batch.
-    Embedded(tokio::sync::mpsc::Sender<Vec<LogEvent>>),
+    /// Batches of events: one hand-over (and at most one wake-up of the consumer) per batch;
+    /// and the apps' paces, which the source's consumer sets.
+    Embedded(tokio::sync::mpsc::Sender<Handover>, Arc<Pacer>),
     #[cfg(feature = "kafka")]
     Kafka(Arc<kafka::KafkaPublisher>),
 }
@@ -92,8 +101,8 @@ impl Publisher {
     pub fn publish_batch(&self, events: Vec<LogEvent>) -> u64 {
         let n = events.len() as u64;
         let published = match &self.inner {
-            PublisherInner::Embedded(tx) => {
-                if tx.try_send(events).is_ok() {
+            PublisherInner::Embedded(tx, _) => {
+                if tx.try_send((events, None)).is_ok() {
                     n
                 } else {
                     0
@@ -112,13 +121,15 @@ impl Publisher {
     /// Puts events on the bus, in order, waiting for room in the embedded bus rather than
     /// dropping them: for a producer that can be slowed down instead, such as a dyno's output
     /// pipe (the dyno then blocks on its writes). Kafka's queue is not waited for: what it
-    /// cannot take is dropped and counted as by [`Publisher::publish_batch`]. Returns how many
-    /// it put on the bus; fewer than given only with Kafka or once the bus is closed.
-    pub async fn publish_batch_waiting(&self, events: Vec<LogEvent>) -> u64 {
+    /// cannot take is dropped and counted as by [`Publisher::publish_batch`]. With `pace` (the
+    /// app's, from [`Publisher::pace`]) the batch counts as in transit until the consumer has
+    /// handed it on; the caller waits for the pace before calling this. Returns how many it put
+    /// on the bus; fewer than given only with Kafka or once the bus is closed.
+    pub async fn publish_batch_waiting(&self, events: Vec<LogEvent>, pace: Option<&Arc<AppPace>>) -> u64 {
         let n = events.len() as u64;
         let published = match &self.inner {
-            PublisherInner::Embedded(tx) => {
-                if tx.send(events).await.is_ok() {
+            PublisherInner::Embedded(tx, _) => {
+                if tx.send((events, pace.map(pace::Transit::new))).await.is_ok() {
                     n
                 } else {
                     0
@@ -130,6 +141,16 @@ impl Publisher {
         self.stats.published.fetch_add(published, Ordering::Relaxed);
         self.stats.dropped.fetch_add(n - published, Ordering::Relaxed);
         published
+    }
+
+    /// The pace of app `app`'s dyno output (its key, as events carry it), which its drains set
+    /// (see [`pace`]); `None` with Kafka, whose publisher is never paced.
+    pub fn pace(&self, app: &str) -> Option<Arc<AppPace>> {
+        match &self.inner {
+            PublisherInner::Embedded(_, pacer) => Some(pacer.app(app)),
+            #[cfg(feature = "kafka")]
+            PublisherInner::Kafka(_) => None,
+        }
     }
 
     /// Counters of this bus's publishers, shared with every clone.
@@ -208,7 +229,13 @@ pub struct Source {
 
 #[derive(Debug)]
 enum SourceInner {
-    Embedded(tokio::sync::mpsc::Receiver<Vec<LogEvent>>),
+    Embedded {
+        rx: tokio::sync::mpsc::Receiver<Handover>,
+        pacer: Arc<Pacer>,
+        /// The transit counts of the batches handed out last: they end when the consumer asks
+        /// for more, having handed those on.
+        handed: Vec<pace::Transit>,
+    },
     #[cfg(feature = "kafka")]
     Kafka(kafka::KafkaSource),
 }
@@ -220,16 +247,31 @@ impl Source {
     /// The next batch or assignment change; `None` once the bus is closed.
     pub async fn recv(&mut self) -> Option<SourceEvent> {
         match &mut self.inner {
-            SourceInner::Embedded(rx) => {
+            SourceInner::Embedded { rx, handed, .. } => {
+                handed.clear();
                 let mut batches = Vec::with_capacity(BATCHES);
                 if rx.recv_many(&mut batches, BATCHES).await == 0 {
                     return None;
                 }
-                let events = batches.into_iter().flatten().map(|event| Received { event, position: None });
-                Some(SourceEvent::Batch(events.collect()))
+                let mut events = Vec::with_capacity(batches.iter().map(|(b, _)| b.len()).sum());
+                for (batch, transit) in batches {
+                    events.extend(batch.into_iter().map(|event| Received { event, position: None }));
+                    handed.extend(transit);
+                }
+                Some(SourceEvent::Batch(events))
             }
             #[cfg(feature = "kafka")]
             SourceInner::Kafka(k) => k.recv().await,
+        }
+    }
+
+    /// The apps' paces its consumer sets from its drains' buffers (see [`pace`]); `None` with
+    /// Kafka, whose publisher is never paced.
+    pub fn pacer(&self) -> Option<Arc<Pacer>> {
+        match &self.inner {
+            SourceInner::Embedded { pacer, .. } => Some(pacer.clone()),
+            #[cfg(feature = "kafka")]
+            SourceInner::Kafka(_) => None,
         }
     }
 
@@ -240,7 +282,7 @@ impl Source {
 
     /// Whether this source has positions to commit (Kafka) or not (embedded).
     pub fn commits(&self) -> bool {
-        !matches!(self.inner, SourceInner::Embedded(_))
+        !matches!(self.inner, SourceInner::Embedded { .. })
     }
 
     /// Records that everything before the given next offset of each listed partition is taken
@@ -295,9 +337,13 @@ impl Bus {
         match &config {
             BusConfig::Embedded { capacity } => {
                 let (tx, rx) = tokio::sync::mpsc::channel((*capacity).max(1));
+                let pacer = Arc::new(Pacer::default());
                 Ok(Bus {
-                    publisher: Publisher { inner: PublisherInner::Embedded(tx), stats },
-                    source: Some(Source { inner: SourceInner::Embedded(rx), stats: Arc::default() }),
+                    publisher: Publisher { inner: PublisherInner::Embedded(tx, pacer.clone()), stats },
+                    source: Some(Source {
+                        inner: SourceInner::Embedded { rx, pacer, handed: Vec::new() },
+                        stats: Arc::default(),
+                    }),
                     config,
                 })
             }
@@ -360,9 +406,9 @@ mod tests {
         let mut bus = Bus::connect(BusConfig::Embedded { capacity: 1 }).await.unwrap();
         let mut source = bus.take_source().unwrap();
         let line = || LogEvent::builder("app-space", "app").message(b"line");
-        assert_eq!(bus.publisher.publish_batch_waiting(vec![line(), line()]).await, 2);
+        assert_eq!(bus.publisher.publish_batch_waiting(vec![line(), line()], None).await, 2);
         let publisher = bus.publisher.clone();
-        let waiting = tokio::spawn(async move { publisher.publish_batch_waiting(vec![line()]).await });
+        let waiting = tokio::spawn(async move { publisher.publish_batch_waiting(vec![line()], None).await });
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert!(!waiting.is_finished(), "the bus is full: the publisher waits");
         let Some(SourceEvent::Batch(first)) = source.recv().await else { panic!("closed") };

@@ -4,13 +4,20 @@
 //! The buffer also keeps, per Kafka partition, how far this drain has taken care of the lines
 //! it was given (delivered or dropped). The logshuttle commits no offset beyond what every drain
 //! has taken care of, so a crash loses nothing a reachable drain had not yet received.
+//!
+//! An app's drain buffer also sets the app's pace on the embedded bus ([`wharf_bus::pace`]):
+//! it is *full* from when it holds more than half its budget (lines or bytes) until it holds at
+//! most a quarter of it, and its drain's task says whether it is *live*. The marks are checked
+//! under the buffer's lock on every push and take; only a change takes the app's pace lock.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use std::sync::Arc;
+
 use tokio::sync::Notify;
-use wharf_bus::{LogEvent, Partition, Position};
+use wharf_bus::{AppPace, DrainState, LogEvent, Partition, Position};
 
 /// A line waiting for its drain.
 #[derive(Debug, Clone)]
@@ -49,6 +56,8 @@ struct Inner {
     in_flight: HashMap<Partition, i64>,
     overflow: Option<Overflow>,
     closed: bool,
+    /// What this drain last told its app's pace.
+    pace: DrainState,
 }
 
 /// Counters of one drain, as paired pushed/popped counts rather than a depth gauge.
@@ -69,6 +78,9 @@ pub struct Buffer {
     ready: Notify,
     max_lines: usize,
     max_bytes: usize,
+    /// The pace of the app whose drain this is, with the embedded bus; `None` for a site's
+    /// drain and with Kafka.
+    pace: Option<Arc<AppPace>>,
     /// Its counters.
     pub stats: BufferStats,
 }
@@ -85,8 +97,46 @@ impl Buffer {
             ready: Notify::new(),
             max_lines: max_lines.max(1),
             max_bytes: max_bytes.max(1),
+            pace: None,
             stats: BufferStats::default(),
         }
+    }
+
+    /// The same buffer, setting `pace` (its app's, see [`wharf_bus::pace`]) as it fills and
+    /// drains and as its drain's task says whether it is live.
+    pub fn with_pace(mut self, pace: Option<Arc<AppPace>>) -> Self {
+        self.pace = pace;
+        self
+    }
+
+    /// Whether `inner` is above the high-water mark (half the budget, in lines or bytes).
+    fn above_high(&self, inner: &Inner) -> bool {
+        inner.queue.len() > self.max_lines / 2 || inner.bytes > self.max_bytes / 2
+    }
+
+    /// Whether `inner` is at or below the low-water mark (a quarter of the budget, both).
+    fn at_or_below_low(&self, inner: &Inner) -> bool {
+        inner.queue.len() <= self.max_lines / 4 && inner.bytes <= self.max_bytes / 4
+    }
+
+    /// Tells the app's pace that this drain is now in state `to`, if that is news.
+    fn set_pace(&self, inner: &mut Inner, to: DrainState) {
+        if let Some(pace) = &self.pace
+            && inner.pace != to
+        {
+            pace.update(inner.pace, to);
+            inner.pace = to;
+        }
+    }
+
+    /// Records whether the drain is live: connected and delivering (see [`wharf_bus::pace`]).
+    pub fn set_live(&self, live: bool) {
+        let mut inner = self.inner.lock().expect("buffer lock");
+        if inner.closed {
+            return;
+        }
+        let to = DrainState { live, ..inner.pace };
+        self.set_pace(&mut inner, to);
     }
 
     /// Adds a line; drops the oldest ones when over budget. Never waits.
@@ -111,6 +161,10 @@ impl Buffer {
             let o = inner.overflow.get_or_insert(Overflow { count: 0, since_micros: since });
             o.count += 1;
             dropped += 1;
+        }
+        if !inner.pace.full && self.pace.is_some() && self.above_high(&inner) {
+            let to = DrainState { full: true, ..inner.pace };
+            self.set_pace(&mut inner, to);
         }
         drop(inner);
         self.stats.pushed.fetch_add(1, Relaxed);
@@ -192,6 +246,10 @@ impl Buffer {
                     }
                     let taken: usize = out[out.len() - n..].iter().map(cost).sum();
                     inner.bytes -= taken;
+                    if inner.pace.full && self.at_or_below_low(&inner) {
+                        let to = DrainState { full: false, ..inner.pace };
+                        self.set_pace(&mut inner, to);
+                    }
                     self.stats.popped.fetch_add(n as u64, Relaxed);
                     return Some(inner.overflow.take());
                 }
@@ -232,8 +290,22 @@ impl Buffer {
 
     /// Stops the drain: its task's next `pop` returns `None`.
     pub fn close(&self) {
-        self.inner.lock().expect("buffer lock").closed = true;
+        let mut inner = self.inner.lock().expect("buffer lock");
+        inner.closed = true;
+        // A drain that is gone no longer paces its app.
+        self.set_pace(&mut inner, DrainState::default());
+        drop(inner);
         self.ready.notify_one();
+    }
+}
+
+impl Drop for Buffer {
+    /// A buffer dropped without being closed leaves its app's pace as if it had never been.
+    fn drop(&mut self) {
+        let inner = self.inner.get_mut().expect("buffer lock");
+        if let Some(pace) = &self.pace {
+            pace.update(inner.pace, DrainState::default());
+        }
     }
 }
 
@@ -319,6 +391,47 @@ mod tests {
         b.pop(&mut out, 10).await.unwrap();
         b.done();
         assert_eq!(b.pending_from(P0), None);
+    }
+
+    /// The buffer's marks, as its app's pace sees them: full above half the budget, until a
+    /// take leaves a quarter or less; only while its drain is live; never once it is closed.
+    #[tokio::test]
+    async fn a_live_drain_paces_its_app_between_half_and_a_quarter_of_its_budget() {
+        let pace = Arc::new(AppPace::default());
+        let b = Buffer::new(8, usize::MAX).with_pace(Some(pace.clone()));
+        let mut out = Vec::new();
+        b.set_live(true);
+        for i in 0..4 {
+            b.push(entry(i, "x"));
+        }
+        assert!(!pace.is_paused(), "half the budget is not above it");
+        b.push(entry(4, "x"));
+        assert!(pace.is_paused(), "above half the budget");
+        b.pop(&mut out, 2).await.unwrap();
+        assert!(pace.is_paused(), "three left: above a quarter");
+        b.pop(&mut out, 1).await.unwrap();
+        assert!(!pace.is_paused(), "two left: a quarter");
+        for i in 5..8 {
+            b.push(entry(i, "x"));
+        }
+        assert!(pace.is_paused());
+        b.set_live(false);
+        assert!(!pace.is_paused(), "a drain that is not delivering never paces");
+        b.set_live(true);
+        assert!(pace.is_paused());
+        b.close();
+        assert!(!pace.is_paused(), "a closed drain no longer paces");
+        // The byte budget has the same marks.
+        let one = entry(0, "x").event.encoded().len();
+        let b = Buffer::new(100, one * 4).with_pace(Some(pace.clone()));
+        b.set_live(true);
+        b.push(entry(0, "x"));
+        b.push(entry(1, "x"));
+        assert!(!pace.is_paused());
+        b.push(entry(2, "x"));
+        assert!(pace.is_paused(), "above half the bytes");
+        drop(b);
+        assert!(!pace.is_paused(), "a dropped buffer no longer paces");
     }
 
     #[tokio::test]

@@ -13,6 +13,10 @@
 //!
 //! where T is the time of the first line concerned. A connection the outbound policy refuses
 //! is a counted error, the drain's last error, and a warning in Wharf's own log.
+//!
+//! With the embedded bus, an app's drain paces the app's dyno output ([`wharf_bus::pace`]) while
+//! it is live: from a connection until a connection or a delivery fails, and not while a batch
+//! has been on its way for longer than [`PACE_STALL`] (a receiver that stopped reading).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -32,6 +36,10 @@ pub use crate::batch::UDP_MAX_SIZE;
 
 /// How long one batch may take to write before the connection is considered stuck.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a batch may be on its way before its drain stops pacing its app: a receiver that
+/// takes this long for one batch (at most [`BATCH`] lines) is not delivering, and must not hold
+/// the app's dynos until the write times out. Slower receivers fall back to the budget and L10.
+pub const PACE_STALL: Duration = Duration::from_secs(2);
 /// Most lines written per batch.
 const BATCH: usize = 512;
 /// Bytes a line adds to its encoded size once framed as RFC 5424 (priority, version,
@@ -55,6 +63,8 @@ pub struct DrainSettings {
     pub https_batch_bytes: usize,
     /// Where drains may connect.
     pub outbound: Policy,
+    /// The apps' paces, which app drains set: with the embedded bus only.
+    pub pacer: Option<Arc<wharf_bus::Pacer>>,
 }
 
 pub use wharf_domain::cert::{CaError, read_ca};
@@ -105,15 +115,20 @@ pub struct Drain {
 }
 
 impl Drain {
-    /// Starts a drain's task on the current runtime.
+    /// Starts a drain's task on the current runtime. An app's drain paces the app's dyno output
+    /// when `settings` has a pacer; a site's drain never paces.
     pub fn start(spec: &DrainSpec, label: Arc<str>, settings: &DrainSettings) -> Arc<Drain> {
+        let pace = match (&spec.target, &settings.pacer) {
+            (wharf_domain::DrainTarget::App(_), Some(pacer)) => Some(pacer.app(&label)),
+            _ => None,
+        };
         let drain = Arc::new(Drain {
             id: spec.id,
             url: spec.url.clone(),
             label,
             token: spec.token.as_str().into(),
             ca: spec.ca.clone(),
-            buffer: Buffer::new(settings.buffer_lines, settings.buffer_bytes),
+            buffer: Buffer::new(settings.buffer_lines, settings.buffer_bytes).with_pace(pace),
             stats: DrainStats::default(),
         });
         tokio::spawn(run(drain.clone(), settings.clone()));
@@ -158,7 +173,16 @@ async fn run(drain: Arc<Drain>, settings: DrainSettings) {
     // Lines refused since the last announcement.
     let mut refused: Option<Overflow> = None;
     let own_ca = drain.ca.as_ref().map(|c| c.certificates()).unwrap_or_default();
-    let max_bytes = if drain.url.scheme() == DrainScheme::Https { settings.https_batch_bytes } else { usize::MAX };
+    let https = drain.url.scheme() == DrainScheme::Https;
+    let max_bytes = if https { settings.https_batch_bytes } else { usize::MAX };
+    // What this task last told the buffer, so that it takes the buffer's lock only on a change.
+    let mut live = false;
+    let mut set_live = |now: bool| {
+        if live != now {
+            live = now;
+            drain.buffer.set_live(now);
+        }
+    };
     loop {
         if batch.is_empty() && !drain.buffer.wait_ready().await {
             return;
@@ -176,8 +200,12 @@ async fn run(drain: Arc<Drain>, settings: DrainSettings) {
                     policy: settings.outbound,
                 };
                 match connect(&end, &mut tls).await {
-                    Ok(c) => conn.insert(c),
+                    Ok(c) => {
+                        set_live(true);
+                        conn.insert(c)
+                    }
                     Err(e) => {
+                        set_live(false);
                         if matches!(e, ConnectError::Refused(_)) {
                             drain.stats.destination_refused.fetch_add(1, Relaxed);
                         }
@@ -211,27 +239,41 @@ async fn run(drain: Arc<Drain>, settings: DrainSettings) {
             if truncated > 0 {
                 drain.stats.truncated.fetch_add(truncated, Relaxed);
             }
-            batch.frame_id = frame_id();
-        }
-        let send = async {
-            match c {
-                Conn::Https(sender) => crate::https::post_batch(sender, &drain.url, &drain.token, &mut batch).await,
-                stream => match stream.write(&batch).await {
-                    Ok(()) => {
-                        let (from, to) = (batch.done, batch.messages());
-                        batch.delivered(from, to);
-                        Ok(())
-                    }
-                    Err(e) => Err(crate::https::Retry { reason: e.to_string(), reconnect: true }),
-                },
+            // Only HTTPS sends it; a stream drain's batch would pay a system call for nothing.
+            if https {
+                batch.frame_id = frame_id();
             }
-        };
-        let outcome = match tokio::time::timeout(WRITE_TIMEOUT, send).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(crate::https::Retry { reason: "delivery timed out".into(), reconnect: true }),
+        }
+        let outcome = {
+            let send = async {
+                match c {
+                    Conn::Https(sender) => crate::https::post_batch(sender, &drain.url, &drain.token, &mut batch).await,
+                    stream => match stream.write(&batch).await {
+                        Ok(()) => {
+                            let (from, to) = (batch.done, batch.messages());
+                            batch.delivered(from, to);
+                            Ok(())
+                        }
+                        Err(e) => Err(crate::https::Retry { reason: e.to_string(), reconnect: true }),
+                    },
+                }
+            };
+            tokio::pin!(send);
+            match tokio::time::timeout(PACE_STALL, &mut send).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    // Stuck: stop pacing the app until this batch gets through.
+                    set_live(false);
+                    match tokio::time::timeout(WRITE_TIMEOUT - PACE_STALL, send).await {
+                        Ok(outcome) => outcome,
+                        Err(_) => Err(crate::https::Retry { reason: "delivery timed out".into(), reconnect: true }),
+                    }
+                }
+            }
         };
         match outcome {
             Ok(()) => {
+                set_live(true);
                 drain.stats.sent.fetch_add(batch.sent_lines, Relaxed);
                 if let Some((r, reason)) = batch.refused.take() {
                     drain.stats.failed(&reason);
@@ -247,6 +289,7 @@ async fn run(drain: Arc<Drain>, settings: DrainSettings) {
                 batch.clear();
             }
             Err(crate::https::Retry { reason, reconnect }) => {
+                set_live(false);
                 drain.stats.failed(&reason);
                 drain.stats.retried.fetch_add(1, Relaxed);
                 let retry_in = delays.next().unwrap_or(settings.reconnect_max);

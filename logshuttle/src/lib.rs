@@ -123,6 +123,7 @@ impl Logshuttle {
             trusted: Arc::new(trusted),
             https_batch_bytes: config.https_batch_bytes.0 as usize,
             outbound,
+            pacer: source.pacer(),
         };
         let first = DrainTable::build(&snapshots.borrow_and_update(), &DrainTable::default(), &settings);
         let drains = Arc::new(ArcSwap::from_pointee(first));

@@ -8,10 +8,20 @@
 //! Heroku's logplex drops). Kafka's queue is not waited for: what it drops is counted and
 //! announced in the app's stream as Heroku's `Error L12 (local buffer overflow)`
 //! (<https://devcenter.heroku.com/articles/error-codes#l12-local-buffer-overflow>).
+//!
+//! With the embedded bus the reader is also paced by the app's fastest live drain: before each
+//! batch it waits while every live drain of the app holds more than half its budget (see
+//! [`wharf_bus::pace`]), so a burst reaches a drain whole instead of overflowing its buffer.
+//! Once the dyno is being stopped the reader no longer waits for the pace, so that a dyno
+//! logging its way out is not held until SIGKILL by a drain: what a drain cannot take is then
+//! dropped past its budget and announced (L10), as it is for a drain that is down.
+
+use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::watch;
 use wharf_bus::event::{char_boundary, split_message};
-use wharf_bus::{LogEvent, Publisher, Stream};
+use wharf_bus::{AppPace, LogEvent, Publisher, Stream};
 
 /// The longest line put on the bus, in bytes: the bus's chunk size for every input, Heroku's limit
 /// on a log line (<https://devcenter.heroku.com/articles/logging#log-format>: "split into 10000
@@ -83,17 +93,30 @@ struct Overflow {
     since_micros: i64,
 }
 
-/// Reads `pipe` until its end, putting each line on the log bus as the app's (`app[DYNO]`).
+/// Reads `pipe` until its end, putting each line on the log bus as the app's (`app[DYNO]`),
+/// paced by the app's drains until `stopping` says true (or its sender is gone).
 pub(crate) async fn forward(
     mut pipe: impl AsyncRead + Unpin + Send + 'static,
     publisher: Publisher,
     app: String,
     dyno: String,
     stream: Stream,
+    stopping: watch::Receiver<bool>,
 ) {
     let mut buf = vec![0u8; READ_SIZE];
     let mut splitter = LineSplitter::default();
-    let mut out = Batcher { publisher, app, dyno, stream, batch: Vec::new(), bytes: 0, overflow: Overflow::default() };
+    let pace = publisher.pace(&app);
+    let mut out = Batcher {
+        publisher,
+        pace,
+        stopping,
+        app,
+        dyno,
+        stream,
+        batch: Vec::new(),
+        bytes: 0,
+        overflow: Overflow::default(),
+    };
     loop {
         let n = match pipe.read(&mut buf).await {
             Ok(0) | Err(_) => break,
@@ -121,6 +144,10 @@ pub(crate) async fn forward(
 /// Collects one pipe's lines into batches and hands them to the bus.
 struct Batcher {
     publisher: Publisher,
+    /// The app's pace, with the embedded bus.
+    pace: Option<Arc<AppPace>>,
+    /// True once the dyno is being stopped: then the pace is no longer waited for.
+    stopping: watch::Receiver<bool>,
     app: String,
     dyno: String,
     stream: Stream,
@@ -151,11 +178,22 @@ impl Batcher {
         }
     }
 
-    /// Hands `batch` to the bus, waiting for room; counts what it drops, and tells the app's
-    /// stream of earlier drops as soon as the bus takes the notice.
+    /// Hands `batch` to the bus, waiting for the app's pace and for room; counts what it drops,
+    /// and tells the app's stream of earlier drops as soon as the bus takes the notice.
     async fn publish(&mut self, batch: Vec<LogEvent>) {
+        if let Some(pace) = &self.pace
+            && pace.must_wait()
+            && !*self.stopping.borrow()
+        {
+            // Until a drain has room again and the bus took the app's earlier batches on, or the
+            // dyno is stopped (or its process dropped).
+            tokio::select! {
+                () = pace.ready() => {}
+                _ = self.stopping.wait_for(|s| *s) => {}
+            }
+        }
         let n = batch.len() as u64;
-        let published = self.publisher.publish_batch_waiting(batch).await;
+        let published = self.publisher.publish_batch_waiting(batch, self.pace.as_ref()).await;
         if published < n {
             if self.overflow.count == 0 {
                 self.overflow.since_micros = now_micros();
@@ -229,12 +267,14 @@ mod tests {
         let mut source = bus.take_source().unwrap();
         let text: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
         let pipe = std::io::Cursor::new(text.into_bytes());
+        let (_running, stopping) = watch::channel(false);
         let reader = tokio::spawn(forward(
             pipe,
             bus.publisher.clone(),
             "api-default".into(),
             "worker.1-abcde".into(),
             Stream::Stdout,
+            stopping,
         ));
         let mut got = Vec::new();
         while got.len() < 20_000 {
@@ -249,5 +289,60 @@ mod tests {
         let mut out = String::new();
         bus.publisher.stats().render(&mut out);
         assert!(out.contains("\nwharf_bus_events_dropped_total 0\n"), "{out}");
+    }
+
+    /// The lines that reach `source` within an hour of paused time (none while the reader waits).
+    async fn lines_within_an_hour(source: &mut wharf_bus::Source) -> usize {
+        let mut n = 0;
+        while let Ok(Some(SourceEvent::Batch(batch))) =
+            tokio::time::timeout(std::time::Duration::from_secs(3600), source.recv()).await
+        {
+            n += batch.len();
+        }
+        n
+    }
+
+    /// With the embedded bus the reader waits while the app's drains are all full, for its own
+    /// app only, and not once the dyno is being stopped.
+    #[tokio::test(start_paused = true)]
+    async fn the_reader_waits_for_its_app_s_pace_until_the_dyno_is_stopped() {
+        use wharf_bus::DrainState;
+        const FULL: DrainState = DrainState { live: true, full: true };
+        const ROOM: DrainState = DrainState { live: true, full: false };
+        let mut bus = Bus::connect(BusConfig::Embedded { capacity: 1024 }).await.unwrap();
+        let mut source = bus.take_source().unwrap();
+        let pacer = source.pacer().expect("the embedded bus paces");
+        let pace = pacer.app("api-default");
+        pace.update(DrainState::default(), FULL);
+        let text = || std::io::Cursor::new((0..1000).map(|i| format!("line {i}\n")).collect::<String>().into_bytes());
+        let start = |app: &str, stopping| {
+            tokio::spawn(forward(
+                text(),
+                bus.publisher.clone(),
+                app.into(),
+                "worker.1-abcde".into(),
+                Stream::Stdout,
+                stopping,
+            ))
+        };
+        let (running, stopping) = watch::channel(false);
+        let reader = start("api-default", stopping.clone());
+        assert_eq!(lines_within_an_hour(&mut source).await, 0, "paused: every live drain of the app is full");
+        pace.update(FULL, ROOM);
+        assert_eq!(lines_within_an_hour(&mut source).await, 1000, "a drain has room again");
+        reader.await.unwrap();
+
+        pace.update(ROOM, FULL);
+        let reader = start("api-default", stopping);
+        assert_eq!(lines_within_an_hour(&mut source).await, 0);
+        running.send_replace(true);
+        assert_eq!(lines_within_an_hour(&mut source).await, 1000, "a dyno being stopped is not paced");
+        reader.await.unwrap();
+
+        let (_running, stopping) = watch::channel(false);
+        assert!(pace.is_paused());
+        let reader = start("other-default", stopping);
+        assert_eq!(lines_within_an_hour(&mut source).await, 1000, "another app's drains never pace it");
+        reader.await.unwrap();
     }
 }

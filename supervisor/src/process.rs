@@ -26,6 +26,9 @@ pub(crate) struct DynoProcess {
     records: Option<Records>,
     /// Whether [`DynoProcess::stop`] ran: if not, dropping it kills the group.
     stopped: bool,
+    /// Set when the dyno is being stopped, and dropped with it: its output is then no longer
+    /// paced by its app's drains (see [`crate::output`]).
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// Starts dyno `dyno` of `app` (its key): `sh -c` of the spec's command, with the spec's
@@ -65,13 +68,15 @@ pub(crate) fn spawn(
         let start_time = procfs::stat(pgid).map_or(0, |p| p.start_time);
         records.add(pgid, start_time, app, dyno);
     }
+    let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
+    let (p, a, d, s) = (publisher, app, dyno, &stopping_rx);
     if let Some(out) = child.stdout.take() {
-        tokio::spawn(output::forward(out, publisher.clone(), app.to_owned(), dyno.to_owned(), Stream::Stdout));
+        tokio::spawn(output::forward(out, p.clone(), a.to_owned(), d.to_owned(), Stream::Stdout, s.clone()));
     }
     if let Some(err) = child.stderr.take() {
-        tokio::spawn(output::forward(err, publisher.clone(), app.to_owned(), dyno.to_owned(), Stream::Stderr));
+        tokio::spawn(output::forward(err, p.clone(), a.to_owned(), d.to_owned(), Stream::Stderr, s.clone()));
     }
-    Ok(DynoProcess { child, pgid, records: records.cloned(), stopped: false })
+    Ok(DynoProcess { child, pgid, records: records.cloned(), stopped: false, stopping })
 }
 
 impl DynoProcess {
@@ -92,6 +97,8 @@ impl DynoProcess {
     /// runs or not, and returns once no process of it is left; then removes its record.
     pub(crate) async fn stop(mut self, grace: Duration) {
         let pgid = self.pgid;
+        // What it writes on its way out must not wait for a drain to have room.
+        self.stopping.send_replace(true);
         let (_, ()) = tokio::join!(self.child.wait(), group::stop_group(pgid, grace));
         reaper::reaped(pgid);
         self.stopped = true;
@@ -191,7 +198,9 @@ mod tests {
         let mut bus = Bus::connect(BusConfig::Embedded { capacity: 16 }).await.unwrap();
         let mut source = bus.take_source().unwrap();
         let pipe: &'static [u8] = b"one\r\ntwo\n\nthree";
-        output::forward(pipe, bus.publisher.clone(), "api-default".into(), "web.1-abcde".into(), Stream::Stderr).await;
+        let (_running, stopping) = tokio::sync::watch::channel(false);
+        let (app, dyno) = ("api-default".into(), "web.1-abcde".into());
+        output::forward(pipe, bus.publisher.clone(), app, dyno, Stream::Stderr, stopping).await;
         let mut got = Vec::new();
         while got.len() < 4 {
             let Some(SourceEvent::Batch(batch)) = source.recv().await else { panic!("the bus closed") };

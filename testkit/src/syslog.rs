@@ -26,6 +26,9 @@ pub struct SyslogReceiver {
     scheme: &'static str,
     received: Arc<Mutex<Received>>,
     task: tokio::task::JoinHandle<()>,
+    /// Whether stream connections are read: false from [`SyslogReceiver::tcp_paused`] until
+    /// [`SyslogReceiver::resume`].
+    reading: tokio::sync::watch::Sender<bool>,
 }
 
 /// How a stream receiver reads.
@@ -39,8 +42,13 @@ enum Pace {
     Never,
 }
 
-/// Reads octet-counted frames from one stream until it ends, parsing each.
-async fn read_frames(mut stream: impl AsyncRead + Unpin, received: Arc<Mutex<Received>>, pace: Pace) {
+/// Reads octet-counted frames from one stream until it ends, parsing each, whenever `reading`.
+async fn read_frames(
+    mut stream: impl AsyncRead + Unpin,
+    received: Arc<Mutex<Received>>,
+    pace: Pace,
+    mut reading: tokio::sync::watch::Receiver<bool>,
+) {
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; if pace == Pace::Throttled { 16 * 1024 } else { 64 * 1024 }];
     if pace == Pace::Never {
@@ -48,6 +56,9 @@ async fn read_frames(mut stream: impl AsyncRead + Unpin, received: Arc<Mutex<Rec
         std::future::pending::<()>().await;
     }
     loop {
+        if reading.wait_for(|r| *r).await.is_err() {
+            return;
+        }
         if pace == Pace::Throttled {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
@@ -94,6 +105,19 @@ impl SyslogReceiver {
         SyslogReceiver::stream(None, addr, Pace::Throttled).await
     }
 
+    /// Starts a TCP receiver that accepts connections and reads nothing from them until
+    /// [`SyslogReceiver::resume`], then reads at full speed: a receiver that stalls for a while.
+    pub async fn tcp_paused() -> SyslogReceiver {
+        let receiver = SyslogReceiver::tcp().await;
+        receiver.reading.send_replace(false);
+        receiver
+    }
+
+    /// Lets a receiver from [`SyslogReceiver::tcp_paused`] read.
+    pub fn resume(&self) {
+        self.reading.send_replace(true);
+    }
+
     /// Starts a TCP receiver that accepts connections and never reads from them.
     pub async fn tcp_never_reading() -> SyslogReceiver {
         SyslogReceiver::stream(None, "127.0.0.1:0".parse().expect("address"), Pace::Never).await
@@ -117,8 +141,9 @@ impl SyslogReceiver {
         let listener = TcpListener::bind(addr).await.expect("bind syslog receiver");
         let addr = listener.local_addr().expect("receiver address");
         let received = Arc::new(Mutex::new(Received::default()));
+        let (reading, _) = tokio::sync::watch::channel(true);
         let task = tokio::spawn({
-            let (received, tls) = (received.clone(), tls.clone());
+            let (received, tls, reading) = (received.clone(), tls.clone(), reading.clone());
             async move {
                 // Connections end with the receiver: dropping the set aborts them.
                 let mut conns = tokio::task::JoinSet::new();
@@ -128,12 +153,12 @@ impl SyslogReceiver {
                     };
                     while conns.try_join_next().is_some() {}
                     received.lock().unwrap().connections += 1;
-                    let (received, tls) = (received.clone(), tls.clone());
+                    let (received, tls, reading) = (received.clone(), tls.clone(), reading.subscribe());
                     conns.spawn(async move {
                         match tls {
-                            None => read_frames(stream, received, pace).await,
+                            None => read_frames(stream, received, pace, reading).await,
                             Some(acceptor) => match acceptor.accept(stream).await {
-                                Ok(s) => read_frames(s, received, pace).await,
+                                Ok(s) => read_frames(s, received, pace, reading).await,
                                 Err(e) => received.lock().unwrap().errors.push(format!("tls handshake: {e}")),
                             },
                         }
@@ -142,7 +167,7 @@ impl SyslogReceiver {
             }
         });
         let scheme = if tls.is_some() { "syslog+tls" } else { "syslog+tcp" };
-        SyslogReceiver { addr, scheme, received, task }
+        SyslogReceiver { addr, scheme, received, task, reading }
     }
 
     /// Starts a UDP receiver: one RFC 5424 message per datagram.
@@ -164,7 +189,8 @@ impl SyslogReceiver {
                 }
             }
         });
-        SyslogReceiver { addr, scheme: "syslog+udp", received, task }
+        let (reading, _) = tokio::sync::watch::channel(true);
+        SyslogReceiver { addr, scheme: "syslog+udp", received, task, reading }
     }
 
     /// The drain URL that points here.
