@@ -897,3 +897,166 @@ async fn what_wharf_forwards_h11_frames_the_same_way() {
     // Most mutations break a request; enough must survive for the comparison to mean something.
     assert!(forwarded_total >= 50, "only {forwarded_total} requests reached the dyno");
 }
+
+/// An HTTP/2 frame's bytes (RFC 9113 §4.1): its length, `kind`, `flags`, `stream` and payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
+    let mut f = vec![len[1], len[2], len[3], kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A request's header block in HPACK (RFC 7541): `:method` from the static table (`0x82` GET,
+/// `0x83` POST), `:scheme https`, `:path /`, and `:authority` as a literal.
+fn h2_head(method: u8) -> Vec<u8> {
+    let mut block = vec![method, 0x87, 0x84, 0x01, u8::try_from(APP.len()).unwrap()];
+    block.extend_from_slice(APP.as_bytes());
+    block
+}
+
+/// What a raw HTTP/2 client does after its preface and SETTINGS.
+enum H2Step {
+    /// Writes these bytes at once.
+    Write(Vec<u8>),
+    /// Writes these bytes one at a time, 100 ms apart, stopping if the router closes.
+    Trickle(Vec<u8>),
+    /// Waits this long (a client that is slow but in time).
+    Pause(Duration),
+}
+
+/// What the client must see.
+#[derive(Debug, PartialEq)]
+enum H2Outcome {
+    /// The router ended the connection before the client was done.
+    Closed,
+    /// The router answered stream 1 with a 200 and kept the connection.
+    Answered,
+}
+
+/// Runs `steps` on a new HTTP/2 connection over TLS and tells what the client saw.
+async fn raw_h2(s: &Setup, steps: &[H2Step]) -> (H2Outcome, Vec<u8>) {
+    let h2 = client::tls_config(&s.wharf.ca, &[b"h2"]);
+    let tcp = TcpStream::connect(s.wharf.https).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from(APP.to_owned()).unwrap();
+    let tls = tokio_rustls::TlsConnector::from(h2).connect(name, tcp).await.unwrap();
+    let (mut rd, mut wr) = tokio::io::split(tls);
+    let received: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (log, ended) = (received.clone(), closed.clone());
+    tokio::spawn(async move {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = rd.read(&mut buf).await {
+            log.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+        ended.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let is_closed = || closed.load(std::sync::atomic::Ordering::SeqCst);
+    let mut start = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    start.extend(h2_frame(4, 0, 0, &[]));
+    wr.write_all(&start).await.unwrap();
+    for step in steps {
+        match step {
+            H2Step::Write(bytes) => {
+                if wr.write_all(bytes).await.is_err() {
+                    return (H2Outcome::Closed, received.lock().unwrap().clone());
+                }
+            }
+            H2Step::Trickle(bytes) => {
+                for b in bytes {
+                    if is_closed() || wr.write_all(&[*b]).await.is_err() {
+                        return (H2Outcome::Closed, received.lock().unwrap().clone());
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            H2Step::Pause(d) => tokio::time::sleep(*d).await,
+        }
+    }
+    // The client is done: it was answered on stream 1 (a HEADERS frame whose block starts with
+    // `:status 200` from the static table), or the router closed first.
+    let answered = || {
+        let got = received.lock().unwrap();
+        let mut at = 0;
+        while at + 9 <= got.len() {
+            let len = usize::from(got[at]) << 16 | usize::from(got[at + 1]) << 8 | usize::from(got[at + 2]);
+            if got[at + 3] == 1 && got[at + 5..at + 9] == [0, 0, 0, 1] && got.get(at + 9) == Some(&0x88) {
+                return true;
+            }
+            at += 9 + len;
+        }
+        false
+    };
+    eventually(WAIT, "an answer or the end of the connection", || async {
+        (answered() || is_closed()).then_some(())
+    })
+    .await;
+    let outcome = if answered() && !is_closed() { H2Outcome::Answered } else { H2Outcome::Closed };
+    (outcome, received.lock().unwrap().clone())
+}
+
+/// 5 (cont.): every state of an HTTP/2 connection has a deadline. A header block (HEADERS and
+/// its CONTINUATION frames) must arrive whole within the header timeout, even while another
+/// request is in flight, and a connection on which the client sends anything but requests (a
+/// head a byte at a time, PINGs, a SETTINGS frame a byte at a time) is ended within the header
+/// timeout too. Each trickle below lasts far longer than the header timeout (a byte every
+/// 100 ms) if nothing stops it. Heads that arrive slowly but whole in time are served.
+#[tokio::test]
+async fn http2_heads_and_idle_connections_have_deadlines() {
+    use H2Outcome::{Answered, Closed};
+    use H2Step::{Pause, Trickle, Write};
+    let s = setup(vec![], &[("WHARF_ROUTER__HEADER_TIMEOUT", "2s"), ("WHARF_ROUTER__FIRST_BYTE_TIMEOUT", "120s")])
+        .await;
+    let head = h2_head(0x82);
+    let (first, rest) = head.split_at(4);
+    // HEADERS with END_STREAM and END_HEADERS on `stream`, padded (PADDED, RFC 9113 §6.2) to
+    // take long to trickle.
+    let padded = |stream: u32| {
+        let mut payload = vec![200];
+        payload.extend_from_slice(&head);
+        payload.extend_from_slice(&[0; 200]);
+        h2_frame(1, 0x1 | 0x4 | 0x8, stream, &payload)
+    };
+    // A request whose body the client never sends: it stays in flight at the router.
+    let pending_upload = || Write(h2_frame(1, 0x4, 1, &h2_head(0x83)));
+    let repeated = |frame: Vec<u8>| frame.repeat(200 / frame.len() + 1);
+    let rows: Vec<(&str, Vec<H2Step>, H2Outcome)> = vec![
+        (
+            "HEADERS without END_HEADERS, then a CONTINUATION frame a byte at a time",
+            vec![Write(h2_frame(1, 0x1, 1, first)), Trickle(h2_frame(9, 0, 1, &[0; 200]))],
+            Closed,
+        ),
+        (
+            "more CONTINUATION frames than a full header list needs (the h2 crate's flood limit)",
+            vec![Write(h2_frame(1, 0x1, 1, first)), Write(h2_frame(9, 0, 1, &rest[..1]).repeat(8))],
+            Closed,
+        ),
+        ("a HEADERS frame a byte at a time", vec![Trickle(padded(1))], Closed),
+        (
+            "a HEADERS frame a byte at a time while a request is in flight",
+            vec![pending_upload(), Trickle(padded(3))],
+            Closed,
+        ),
+        (
+            "a CONTINUATION frame a byte at a time while a request is in flight",
+            vec![pending_upload(), Write(h2_frame(1, 0x1, 3, first)), Trickle(h2_frame(9, 0, 3, &[0; 200]))],
+            Closed,
+        ),
+        ("PING frames and no request", vec![Trickle(repeated(h2_frame(6, 0, 0, &[0; 8])))], Closed),
+        ("SETTINGS frames a byte at a time", vec![Trickle(repeated(h2_frame(4, 0, 0, &[0, 3, 0, 0, 0, 100])))], Closed),
+        ("a request at once", vec![Write(h2_frame(1, 0x5, 1, &head))], Answered),
+        (
+            "a header block in two frames a second apart, within the header timeout",
+            vec![Write(h2_frame(1, 0x1, 1, first)), Pause(Duration::from_secs(1)), Write(h2_frame(9, 0x4, 1, rest))],
+            Answered,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, steps, want) in rows {
+        let (got, bytes) = raw_h2(&s, &steps).await;
+        if got != want {
+            failures.push(format!("{name}: {got:?}, want {want:?}; got {} bytes", bytes.len()));
+        }
+    }
+    assert!(failures.is_empty(), "{} rows failed:\n{}", failures.len(), failures.join("\n"));
+}
