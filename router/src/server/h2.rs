@@ -1,7 +1,9 @@
 //! HTTP/2 connections, served by hyper: its server drives the connection, and each request goes
 //! through the same proxy as HTTP/1.1's, with header maps built at this edge only. A connection
-//! with no request in flight that stays silent for the header timeout (after its preface, or
-//! without ever sending one) is asked to end with GOAWAY, as an idle HTTP/1.1 one is closed.
+//! with no request in flight on which the router makes no progress for the header timeout
+//! (whatever the client sends meanwhile: PINGs, SETTINGS, a head a byte at a time, or nothing)
+//! is asked to end with GOAWAY, as an idle HTTP/1.1 one is closed; one whose client leaves a
+//! header block unfinished for the header timeout is dropped, as a slow HTTP/1.1 head is.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -167,8 +169,7 @@ impl Activity {
             }
             let since = now.saturating_sub(Duration::from_millis(self.last.load(Ordering::Relaxed)));
             if self.handlers.load(Ordering::Relaxed) == 0 {
-                let limit =
-                    if self.bodies.load(Ordering::Relaxed) == 0 { limits.idle } else { limits.silent_response };
+                let limit = if self.bodies.load(Ordering::Relaxed) == 0 { limits.idle } else { limits.silent_response };
                 if since >= limit {
                     return Quiet::Idle;
                 }
@@ -259,7 +260,15 @@ struct Frames {
 
 impl Default for Frames {
     fn default() -> Frames {
-        Frames { preface: 24, header: [0; 9], have: 0, payload: 0, in_block: false, ends_block: false, told_open: false }
+        Frames {
+            preface: 24,
+            header: [0; 9],
+            have: 0,
+            payload: 0,
+            in_block: false,
+            ends_block: false,
+            told_open: false,
+        }
     }
 }
 
@@ -393,11 +402,7 @@ impl<IO: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<IO> {
 }
 
 /// Serves an HTTP/2 request through hyper's server.
-async fn handle(
-    req: Request<Incoming>,
-    conn: Arc<ClientConnection>,
-    shared: Arc<RouterState>,
-) -> Response<ProxyBody> {
+async fn handle(req: Request<Incoming>, conn: Arc<ClientConnection>, shared: Arc<RouterState>) -> Response<ProxyBody> {
     let (parts, mut body) = req.into_parts();
     let fields = Fields::from_map(&parts.headers);
     let request = ClientRequest {
@@ -440,4 +445,79 @@ async fn handle(
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(kind: u8, flags: u8, payload: usize) -> Vec<u8> {
+        let len = u32::try_from(payload).unwrap().to_be_bytes();
+        let mut f = vec![len[1], len[2], len[3], kind, flags, 0, 0, 0, 1];
+        f.resize(9 + payload, 0);
+        f
+    }
+
+    /// Reads, one after another on one connection, with the step each must give as
+    /// (open, advanced).
+    fn check(name: &str, reads: &[Vec<u8>], want: &[(bool, bool)]) {
+        let mut frames = Frames { preface: 0, ..Frames::default() };
+        let got: Vec<(bool, bool)> = reads
+            .iter()
+            .map(|r| {
+                let step = frames.read(r);
+                (step.open, step.advanced)
+            })
+            .collect();
+        assert_eq!(got, want, "{name}");
+    }
+
+    #[test]
+    fn unfinished_heads_are_told_from_finished_ones() {
+        let (headers, end) = (HEADERS, END_HEADERS);
+        let whole = frame(headers, end, 20);
+        let open = frame(headers, 0, 20);
+        let cont_end = frame(CONTINUATION, end, 5);
+        let data = frame(0, 0, 100);
+        check("a whole HEADERS frame", std::slice::from_ref(&whole), &[(false, true)]);
+        check("HEADERS then CONTINUATION", &[open.clone(), cont_end.clone()], &[(true, false), (false, true)]);
+        check(
+            "a HEADERS frame cut in its payload",
+            &[whole[..15].to_vec(), whole[15..].to_vec()],
+            &[(true, false), (false, true)],
+        );
+        check("a frame header cut", &[data[..4].to_vec(), data[4..].to_vec()], &[(true, false), (false, true)]);
+        check(
+            "a DATA frame cut in its payload",
+            &[data[..50].to_vec(), data[50..].to_vec()],
+            &[(false, true), (false, false)],
+        );
+        let trickle: Vec<Vec<u8>> = whole.iter().map(|b| vec![*b]).collect();
+        let mut want = vec![(true, false); whole.len() - 1];
+        want.push((false, true));
+        check("a HEADERS frame a byte at a time", &trickle, &want);
+        let mut next = cont_end.clone();
+        next.extend_from_slice(&open);
+        check("one block ends and the next begins in one read", &[open.clone(), next], &[(true, false), (true, true)]);
+        check(
+            "CONTINUATION frames without END_HEADERS",
+            &[open.clone(), frame(CONTINUATION, 0, 1), frame(CONTINUATION, 0, 1)],
+            &[(true, false), (true, false), (true, false)],
+        );
+        check(
+            "an empty CONTINUATION that ends the block",
+            &[open, frame(CONTINUATION, end, 0)],
+            &[(true, false), (false, true)],
+        );
+        check("PING", &[frame(6, 0, 8)], &[(false, true)]);
+    }
+
+    #[test]
+    fn the_preface_is_skipped() {
+        let mut frames = Frames::default();
+        let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        bytes.extend(frame(4, 0, 0));
+        assert_eq!(frames.read(&bytes[..10]), Step { open: false, advanced: false });
+        assert_eq!(frames.read(&bytes[10..]), Step { open: false, advanced: true });
+    }
 }
