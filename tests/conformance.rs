@@ -26,7 +26,8 @@ type Received = Arc<Mutex<Vec<Vec<u8>>>>;
 
 /// A dyno that speaks raw HTTP/1.1: it records each request's bytes as they came, and answers
 /// `/respond/N` with the N-th scripted response (then closes), `/early` with a 413 before
-/// reading the body (then closes), and anything else with `200 ok`.
+/// reading the body (then closes), `/continue` with `100 Continue` before it reads the body and
+/// `200 ok` after, and anything else with `200 ok`.
 struct RawDyno {
     port: u16,
     received: Received,
@@ -62,6 +63,9 @@ async fn serve_raw(mut s: TcpStream, log: Received, responses: Arc<Vec<Vec<u8>>>
             log.lock().unwrap().push(buf[..head_end].to_vec());
             let _ =
                 s.write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+            return;
+        }
+        if path == "/continue" && s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
             return;
         }
         let length = head.lines().find_map(|l| l.strip_prefix("content-length: ")?.trim().parse::<usize>().ok());
@@ -627,6 +631,66 @@ async fn an_early_answer_reaches_a_client_that_paused_its_upload() {
         assert!(!text.contains("100 Continue"), "{expect:?}: {text:?}");
         assert!(started.elapsed() < Duration::from_secs(5), "{expect:?}: answered after {:?}", started.elapsed());
     }
+}
+
+/// 3 (of the remaining items) and 12: with `Expect: 100-continue`, the client is told to send
+/// its body only when the dyno says `100 Continue`, or when the dyno said nothing for a second,
+/// and never when the dyno has answered; the same for a length and a chunked body. A chunked
+/// body's first chunk-size line, read only after `100 Continue`, is still checked before any of
+/// the body reaches the dyno.
+#[tokio::test]
+async fn continue_is_sent_only_when_the_dyno_asks_for_the_body() {
+    let s = setup(vec![], &[("WHARF_ROUTER__FIRST_BYTE_TIMEOUT", "20s")]).await;
+    let length = ("Content-Length: 5", "hello");
+    let chunked = ("Transfer-Encoding: chunked", "5\r\nhello\r\n0\r\n\r\n");
+    // (path, framing and body, the statuses the client gets, whether the dyno gets the body)
+    let rows = [
+        ("/continue", length, &[100, 200][..], true),
+        ("/continue", chunked, &[100, 200], true),
+        ("/silent", length, &[100, 200], true),
+        ("/silent", chunked, &[100, 200], true),
+        ("/early", length, &[413], false),
+        ("/early", chunked, &[413], false),
+        ("/continue", ("Transfer-Encoding: chunked", "5 x\r\nhello\r\n0\r\n\r\n"), &[100, 400], false),
+        ("/continue", ("Transfer-Encoding: chunked", "0x5\r\nhello\r\n0\r\n\r\n"), &[100, 400], false),
+    ];
+    let mut failures = Vec::new();
+    for (path, (framing, body), want, forwarded) in rows {
+        let mut tcp = TcpStream::connect(s.wharf.http).await.unwrap();
+        let head = format!("POST {path} HTTP/1.1\r\nHost: {APP}\r\nExpect: 100-continue\r\n{framing}\r\n\r\n");
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        // The body goes only after `100 Continue`, as a client that waits for it sends it.
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match tokio::time::timeout(WAIT, tcp.read(&mut buf)).await {
+                Ok(Ok(n @ 1..)) => out.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+            if out.starts_with(b"HTTP/1.1 100 Continue\r\n\r\n") {
+                if tcp.write_all(body.as_bytes()).await.is_err() {
+                    break;
+                }
+                let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut out)).await;
+                break;
+            }
+            if out.windows(4).any(|w| w == b"\r\n\r\n") {
+                let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut out)).await;
+                break;
+            }
+        }
+        let got = statuses(&out);
+        let at_dyno = s.dyno.take();
+        let body_at_dyno =
+            at_dyno.iter().any(|r| String::from_utf8_lossy(r).ends_with("hello\r\n0\r\n\r\n") || r.ends_with(b"hello"));
+        if got != want || body_at_dyno != forwarded {
+            failures.push(format!(
+                "{path} {framing:?} {body:?}: statuses {got:?}, want {want:?}; body at dyno {body_at_dyno}: {:?}",
+                String::from_utf8_lossy(&out)
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{} rows failed:\n{}", failures.len(), failures.join("\n"));
 }
 
 /// 5: an HTTP/2 connection that sends its preface and then nothing, or nothing at all, is ended
