@@ -473,9 +473,27 @@ fn request_rows() -> Vec<Row<'static>> {
         "+5\r\nhello\r\n0\r\n\r\n",
         "5 ;a\r\nhello\r\n0\r\n\r\n",
         "5 \r\nhello\r\n0\r\n\r\n",
+        "5\t;a\r\nhello\r\n0\r\n\r\n",
+        "5   ;a\r\nhello\r\n0\r\n\r\n",
+        "5\t\r\nhello\r\n0\r\n\r\n",
+        "0000000000000005\r\nhello\r\n0\r\n\r\n",
+        "1000000000000000\r\nhello\r\n0\r\n\r\n",
     ] {
         let request = req("POST /c HTTP/1.1", APP, &["Transfer-Encoding: chunked"], body);
         rows.push(Row { name: "a malformed chunk-size line", host: APP, request, status: 400, at_dyno: None });
+    }
+    for body in ["A\r\n0123456789\r\n0\r\n\r\n", "000a\r\n0123456789\r\n00\r\n\r\n"] {
+        rows.push(Row {
+            name: "an uppercase chunk size, leading zeros",
+            host: APP,
+            request: req("POST /c HTTP/1.1", APP, &["Transfer-Encoding: chunked"], body),
+            status: 200,
+            at_dyno: Some(Forwarded {
+                tail: &["transfer-encoding: chunked"],
+                body: "a\r\n0123456789\r\n0\r\n\r\n",
+                ..ok_app("POST /c HTTP/1.1", "/c")
+            }),
+        });
     }
     rows.push(Row {
         name: "a chunk extension",
@@ -547,7 +565,7 @@ type ResponseRow = (&'static str, Vec<u8>, Vec<u16>, &'static [&'static str], &'
 fn response_rows() -> Vec<ResponseRow> {
     let big =
         |n: usize| format!("HTTP/1.1 200 OK\r\nX-Big: {}\r\nContent-Length: 2\r\n\r\nok", "a".repeat(n)).into_bytes();
-    vec![
+    let mut rows: Vec<ResponseRow> = vec![
         ("a 600", b"HTTP/1.1 600 Weird\r\nContent-Length: 0\r\n\r\n".to_vec(), vec![502], &[], &["Weird"]),
         ("a 099", b"HTTP/1.1 099 Low\r\nContent-Length: 0\r\n\r\n".to_vec(), vec![502], &[], &[]),
         ("a 1000", b"HTTP/1.1 1000 High\r\nContent-Length: 0\r\n\r\n".to_vec(), vec![502], &[], &[]),
@@ -580,13 +598,43 @@ fn response_rows() -> Vec<ResponseRow> {
             &[],
             &["hello", "0\r\n\r\n"],
         ),
-    ]
+    ];
+    // A dyno's chunk-size lines: whitespace after the size is removed (RFC 9112's BWS), and
+    // the client gets a clean chunked body; what cannot be read is cut off, with H17 logged.
+    for line in ["5 ;ext", "5\t;ext", "5   ;a=b", "5 \t;", "5 ", "5\t", "0005", "00000000000000000005"] {
+        let dyno = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{line}\r\nhello\r\n0 \r\n\r\n");
+        rows.push((
+            "a dyno's chunk-size line the router reads",
+            dyno.into_bytes(),
+            vec![200],
+            &["\r\n5\r\nhello\r\n", "0\r\n\r\n"],
+            &[";"],
+        ));
+    }
+    rows.push((
+        "an uppercase chunk size",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nA\r\n0123456789\r\n0\r\n\r\n".to_vec(),
+        vec![200],
+        &["\r\na\r\n0123456789\r\n0\r\n\r\n"],
+        &[],
+    ));
+    for line in ["5 x", "x5", "1000000000000000", "5\x0b"] {
+        let dyno =
+            format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n{line}\r\nhello\r\n0\r\n\r\n");
+        rows.push((CUT, dyno.into_bytes(), vec![200], &["ok"], &["hello", "0\r\n\r\n"]));
+    }
+    rows
 }
+
+/// The name of the response rows whose body is cut off, with H17 in the access line.
+const CUT: &str = "a dyno's chunk-size line the router cannot read";
 
 #[tokio::test]
 async fn dyno_responses_are_relayed_by_the_rules() {
     let rows = response_rows();
     let s = setup(rows.iter().map(|r| r.1.clone()).collect(), &[]).await;
+    let drain = wharf_testkit::syslog::SyslogReceiver::tcp().await;
+    s.wharf.api.expect("POST", "/apps/conf-default/log-drains", json!({"url": drain.url()}), 201).await;
     let mut failures = Vec::new();
     for tls in [false, true] {
         for (i, (name, _, want, must, must_not)) in rows.iter().enumerate() {
@@ -602,6 +650,18 @@ async fn dyno_responses_are_relayed_by_the_rules() {
                     &text[..text.len().min(400)]
                 ));
             }
+        }
+    }
+    // A body cut off is never cut without a word: the access line says H17.
+    for (i, _) in rows.iter().enumerate().filter(|(_, r)| r.0 == CUT) {
+        let path = format!(" path=/respond/{i} ");
+        let logged = eventually(WAIT, &format!("the access line of {path}"), || async {
+            let lines: Vec<String> = drain.messages().iter().map(|m| m.text()).filter(|t| t.contains(&path)).collect();
+            (lines.len() == 2).then_some(lines)
+        })
+        .await;
+        if !logged.iter().all(|l| l.starts_with("at=error code=H17 ")) {
+            failures.push(format!("{path}: {logged:?}"));
         }
     }
     // An HTTP/1.0 client gets no interim response.

@@ -526,7 +526,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> RequestBody for ClientBody<'_, IO> {
                 }
             }
         }
-        decode::poll_body(&mut *self.io, self.buf, &mut self.length, cx).map(|d| d.map(|d| d.map_err(Into::into)))
+        decode::poll_body(&mut *self.io, self.buf, &mut self.length, decode::Sender::Client, cx)
+            .map(|d| d.map(|d| d.map_err(Into::into)))
     }
 
     fn expects_continue(&self) -> bool {
