@@ -666,6 +666,15 @@ async fn dyno_responses_are_relayed_by_the_rules() {
     }
     // An HTTP/1.0 client gets no interim response.
     let early = rows.iter().position(|r| r.0 == "103 Early Hints").unwrap();
+    // Nor does an HTTP/2 client (hyper's server cannot send one; docs/http.md): stream 1 gets
+    // one HEADERS frame, the final response's, which starts with `:status 200` (0x88), and the
+    // 103's `Link` stays behind.
+    let request = H2Step::Write(h2_frame(1, 0x5, 1, &h2_head_for(0x82, &format!("/respond/{early}"))));
+    let (outcome, bytes) = raw_h2(&s, &[request]).await;
+    let heads: Vec<_> = h2_frames(&bytes).into_iter().filter(|f| f.0 == 1 && f.2 == 1).collect();
+    if outcome != H2Outcome::Answered || heads.len() != 1 || bytes.windows(6).any(|w| w == b"s.css>") {
+        failures.push(format!("103 over HTTP/2: {outcome:?}, frames {:?}", h2_frames(&bytes)));
+    }
     let out = send(&s, false, APP, format!("GET /respond/{early} HTTP/1.0\r\nHost: {APP}\r\n\r\n").as_bytes()).await;
     if statuses(&out) != [200] {
         failures.push(format!("103 to HTTP/1.0: {:?}", String::from_utf8_lossy(&out)));
@@ -1047,7 +1056,14 @@ fn h2_frames(bytes: &[u8]) -> Vec<(u8, u8, u32)> {
 /// A request's header block in HPACK (RFC 7541): `:method` from the static table (`0x82` GET,
 /// `0x83` POST), `:scheme https`, `:path /`, and `:authority` as a literal.
 fn h2_head(method: u8) -> Vec<u8> {
-    let mut block = vec![method, 0x87, 0x84, 0x01, u8::try_from(APP.len()).unwrap()];
+    h2_head_for(method, "/")
+}
+
+/// [`h2_head`] with `:path` as a literal (under 127 bytes).
+fn h2_head_for(method: u8, path: &str) -> Vec<u8> {
+    let mut block = vec![method, 0x87, 0x04, u8::try_from(path.len()).unwrap()];
+    block.extend_from_slice(path.as_bytes());
+    block.extend_from_slice(&[0x01, u8::try_from(APP.len()).unwrap()]);
     block.extend_from_slice(APP.as_bytes());
     block
 }
