@@ -54,7 +54,7 @@ pub(super) async fn serve<IO>(
             let response = handle(req, conn, shared).await;
             // The request stays in flight until hyper has sent its response body (or the
             // client reset the stream): that is when hyper drops the body.
-            let in_flight = guard.to_body();
+            let in_flight = guard.into_body();
             Ok::<_, Infallible>(response.map(|body| Tracked { body, _in_flight: in_flight }))
         }
     });
@@ -195,7 +195,7 @@ impl InFlight {
     }
 
     /// The handler returned; the response body is on its way.
-    fn to_body(mut self) -> InFlight {
+    fn into_body(mut self) -> InFlight {
         self.activity.bodies.fetch_add(1, Ordering::Relaxed);
         self.activity.handlers.fetch_sub(1, Ordering::Relaxed);
         self.activity.touch();
