@@ -50,13 +50,17 @@ pub(super) async fn serve<IO>(
     let svc = service_fn(move |req| {
         let guard = InFlight::enter(&in_flight);
         let (conn, shared) = (conn.clone(), shared.clone());
-        async move {
+        // Boxed: the proxy's future is large, and hyper moves the service's future into a
+        // stream task, tokio into the task's cell, and back out when it finishes; a box makes
+        // each of those moves a pointer's. Unboxed, copying it was a tenth of an HTTP/2
+        // request's instructions (benches/RESULTS.md, run 11).
+        Box::pin(async move {
             let response = handle(req, conn, shared).await;
             // The request stays in flight until hyper has sent its response body (or the
             // client reset the stream): that is when hyper drops the body.
             let in_flight = guard.into_body();
             Ok::<_, Infallible>(response.map(|body| Tracked { body, _in_flight: in_flight }))
-        }
+        })
     });
     let watched = Watched { io, activity: activity.clone(), frames: Frames::default() };
     let c = b.serve_connection(TokioIo::new(watched), svc);
@@ -74,7 +78,6 @@ pub(super) async fn serve<IO>(
                 return;
             }
             c.as_mut().graceful_shutdown();
-            activity.touch();
             tokio::select! {
                 r = c.as_mut() => r,
                 _ = activity.quiet(limits) => Ok(()),
@@ -109,10 +112,16 @@ enum Quiet {
 /// watch. Only the router's own progress counts: a request handed to the proxy or finished,
 /// and bytes written while a request is in flight. Bytes the client sends do not, so a client
 /// cannot hold a connection open with PINGs, SETTINGS, or a request head sent a byte at a time.
+///
+/// Progress is a counter, not a time: the requests and the transport only bump it, and the
+/// watch reads the clock when it wakes and sees it moved, so the per-request path reads no
+/// clock (three clock reads a request were a measurable share of an HTTP/2 request's cost).
+/// The watch wakes every quarter of the limit, so a connection is found quiet between the limit
+/// and a quarter more after its last progress.
 struct Activity {
     opened: Instant,
-    /// Milliseconds from `opened` to the last progress.
-    last: AtomicU64,
+    /// Bumped at every progress.
+    progress: AtomicU64,
     /// Requests whose handler runs.
     handlers: AtomicUsize,
     /// Requests whose response body hyper still holds.
@@ -126,19 +135,15 @@ impl Activity {
     fn new() -> Activity {
         Activity {
             opened: Instant::now(),
-            last: AtomicU64::new(0),
+            progress: AtomicU64::new(0),
             handlers: AtomicUsize::new(0),
             bodies: AtomicUsize::new(0),
             head_open: AtomicU64::new(0),
         }
     }
 
-    fn now_millis(&self) -> u64 {
-        u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
     fn touch(&self) {
-        self.last.store(self.now_millis(), Ordering::Relaxed);
+        self.progress.fetch_add(1, Ordering::Relaxed);
     }
 
     fn in_flight(&self) -> bool {
@@ -147,35 +152,40 @@ impl Activity {
 
     /// Notes whether the client is in the middle of a header block.
     fn set_head_open(&self, open: bool) {
-        let at = if open { self.now_millis() + 1 } else { 0 };
+        let at = if open { u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX) + 1 } else { 0 };
         self.head_open.store(at, Ordering::Relaxed);
     }
 
     /// Returns once the connection is quiet: no handler runs, and there was no progress for
     /// `limits.idle` with no response body in flight either, or for `limits.silent_response`
     /// with one; or a header block has been open for `limits.idle` (RFC 9113 §6.10: no other
-    /// frame may come while it is, so the client has stalled the connection itself).
+    /// frame may come while it is, so the client has stalled the connection itself). Quiet is
+    /// counted from the call at the earliest.
     async fn quiet(&self, limits: Limits) -> Quiet {
+        let step = (limits.idle / 4).max(Duration::from_millis(100));
+        let (mut seen, mut moved) = (self.progress.load(Ordering::Relaxed), Instant::now());
         loop {
-            let now = self.opened.elapsed();
+            let now = Instant::now();
+            let mut wait = step;
             let head_open = self.head_open.load(Ordering::Relaxed);
-            let mut wait = limits.idle;
             if head_open > 0 {
-                let since = now.saturating_sub(Duration::from_millis(head_open - 1));
+                let since = now.duration_since(self.opened).saturating_sub(Duration::from_millis(head_open - 1));
                 if since >= limits.idle {
                     return Quiet::HeadStalled;
                 }
-                wait = limits.idle - since;
+                wait = wait.min(limits.idle - since);
             }
-            let since = now.saturating_sub(Duration::from_millis(self.last.load(Ordering::Relaxed)));
+            let progress = self.progress.load(Ordering::Relaxed);
+            if progress != seen {
+                (seen, moved) = (progress, now);
+            }
             if self.handlers.load(Ordering::Relaxed) == 0 {
                 let limit = if self.bodies.load(Ordering::Relaxed) == 0 { limits.idle } else { limits.silent_response };
-                if since >= limit {
+                if now.duration_since(moved) >= limit {
                     return Quiet::Idle;
                 }
-                wait = wait.min(limit - since);
             }
-            tokio::time::sleep(wait.max(Duration::from_millis(100))).await;
+            tokio::time::sleep(wait.max(Duration::from_millis(10))).await;
         }
     }
 }
