@@ -8,12 +8,19 @@ second, the count does not drift with the machine's speed or load, so two builds
 kernel time is not counted.
 
     python3 benches/router_instructions.py [--binary target/release/wharf] [--seconds 10] [--browser]
+    python3 benches/router_instructions.py --http2 [--binary ...] [--seconds 10]
 
 wrk's requests carry only a Host field; `--browser` adds the ten fields a browser sends with a
 page request (user agent, accepts, cookie, referer, ...), about 600 bytes of head in all.
 
-Needs valgrind, nginx and wrk (Debian packages; installed when missing) and a release build of
-Wharf (`cargo build --release`).
+`--http2` drives the router's HTTPS listener with h2load instead (HTTP/2 by ALPN, 50 connections
+of 10 concurrent streams, one thread, as benches/router.py's HTTP/2 scenario), 500 requests per
+`--seconds` (a fixed count, not a duration): the count then includes TLS (rustls record
+protection) and hyper's HTTP/2 server. Each h2load run opens its 50 connections anew, so their
+TLS handshakes are measured alone (50 connections, one request each) and taken out.
+
+Needs valgrind, nginx and wrk (h2load for `--http2`; Debian packages, installed when missing) and
+a release build of Wharf (`cargo build --release`).
 """
 
 import argparse
@@ -51,16 +58,17 @@ def main():
     parser.add_argument("--binary", default=os.path.join(bench.ROOT, "target", "release", "wharf"))
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--browser", action="store_true", help="send a browser's request fields too")
+    parser.add_argument("--http2", action="store_true", help="HTTP/2 over TLS with h2load instead of wrk")
     args = parser.parse_args()
     bench.ensure_tools("valgrind")
 
     tmp = tempfile.mkdtemp()
     _, backend = bench.start_backend(tmp, False)
-    plain, api = bench.free_port(), bench.free_port()
+    plain, api, tls = bench.free_port(), bench.free_port(), bench.free_port()
     env = {**os.environ,
            "WHARF_CONTROL_API__LISTEN": f"127.0.0.1:{api}",
            "WHARF_ROUTER__HTTP_LISTEN": f"127.0.0.1:{plain}",
-           "WHARF_ROUTER__HTTPS_LISTEN": f"127.0.0.1:{bench.free_port()}",
+           "WHARF_ROUTER__HTTPS_LISTEN": f"127.0.0.1:{tls}",
            "WHARF_ROUTER__INTERNAL_LISTEN": f"127.0.0.1:{bench.free_port()}",
            "WHARF_ROUTER__ADMIN_LISTEN": f"127.0.0.1:{bench.free_port()}",
            "WHARF_ROUTER__HTTP_REDIRECT": "false",
@@ -93,18 +101,49 @@ def main():
     fields = [f"Host: {host}"] + (BROWSER_FIELDS if args.browser else [])
 
     def load(seconds):
+        if args.http2:
+            # A fixed number of requests rather than a duration: the router's work per second
+            # (timers, the snapshot's heartbeat) would otherwise be shared by however many
+            # requests a loaded machine let valgrind serve.
+            extra = [a for f in fields[1:] for a in ("-H", f)]
+            r = subprocess.run([bench.tool("h2load"), "-t1", "-c50", "-m10", "-n", str(seconds * 500),
+                                "-H", f":authority: {host}"] + extra + [f"https://127.0.0.1:{tls}/"],
+                               capture_output=True, text=True, check=True).stdout
+            m = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", r)
+            if m.group(1) != m.group(2):
+                sys.exit(f"h2load: not every request succeeded:\n{r}")
+            return int(m.group(2))
         r = subprocess.run(["wrk", "-t1", "-c50", f"-d{seconds}s"] + [a for f in fields for a in ("-H", f)] + [url],
                            capture_output=True, text=True, check=True).stdout
         return int(re.search(r"(\d+) requests in", r).group(1))
 
+    def measured(run, n):
+        """Instructions the router executed during `run`, from the n-th callgrind dump."""
+        subprocess.run(["callgrind_control", "-z", str(proc.pid)], capture_output=True, check=True)
+        result = run()
+        subprocess.run(["callgrind_control", "-d", str(proc.pid)], capture_output=True, check=True)
+        dump = os.path.join(tmp, f"callgrind.out.{n}")
+        deadline = time.time() + 30
+        while not os.path.exists(dump) and time.time() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)
+        return result, int(re.search(r"^summary: (\d+)", open(dump).read(), re.M).group(1)), dump
+
     load(3)
-    subprocess.run(["callgrind_control", "-z", str(proc.pid)], capture_output=True, check=True)
-    requests = load(args.seconds)
-    subprocess.run(["callgrind_control", "-d", str(proc.pid)], capture_output=True, check=True)
-    time.sleep(1)
-    dump = os.path.join(tmp, "callgrind.out.1")
-    total = int(re.search(r"^summary: (\d+)", open(dump).read(), re.M).group(1))
-    kind = "browser-like requests" if args.browser else "requests"
+    requests, total, dump = measured(lambda: load(args.seconds), 1)
+    kind = ("browser-like " if args.browser else "") + ("HTTP/2 requests" if args.http2 else "requests")
+    if args.http2:
+        # Each h2load run opens its 50 connections anew: their TLS handshakes are measured alone
+        # (50 connections, one request each) and taken out, so the figure is a request's cost on
+        # an open connection, as wrk's is.
+        def handshakes():
+            subprocess.run([bench.tool("h2load"), "-t1", "-c50", "-n50", "-H", f":authority: {host}",
+                            f"https://127.0.0.1:{tls}/"], capture_output=True, text=True, check=True)
+            return 50
+        _, opening, _ = measured(handshakes, 2)
+        print(f"{args.binary}: {requests} {kind}, {total} instructions, of which {opening} for 50 connections "
+              f"with one request each; {(total - opening) // (requests - 50)} per request (callgrind output {dump})")
+        return
     print(f"{args.binary}: {requests} {kind}, {total} instructions, {total // requests} per request")
 
 

@@ -26,7 +26,8 @@ type Received = Arc<Mutex<Vec<Vec<u8>>>>;
 
 /// A dyno that speaks raw HTTP/1.1: it records each request's bytes as they came, and answers
 /// `/respond/N` with the N-th scripted response (then closes), `/early` with a 413 before
-/// reading the body (then closes), and anything else with `200 ok`.
+/// reading the body (then closes), `/continue` with `100 Continue` before it reads the body and
+/// `200 ok` after, and anything else with `200 ok`.
 struct RawDyno {
     port: u16,
     received: Received,
@@ -62,6 +63,9 @@ async fn serve_raw(mut s: TcpStream, log: Received, responses: Arc<Vec<Vec<u8>>>
             log.lock().unwrap().push(buf[..head_end].to_vec());
             let _ =
                 s.write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+            return;
+        }
+        if path == "/continue" && s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
             return;
         }
         let length = head.lines().find_map(|l| l.strip_prefix("content-length: ")?.trim().parse::<usize>().ok());
@@ -469,9 +473,27 @@ fn request_rows() -> Vec<Row<'static>> {
         "+5\r\nhello\r\n0\r\n\r\n",
         "5 ;a\r\nhello\r\n0\r\n\r\n",
         "5 \r\nhello\r\n0\r\n\r\n",
+        "5\t;a\r\nhello\r\n0\r\n\r\n",
+        "5   ;a\r\nhello\r\n0\r\n\r\n",
+        "5\t\r\nhello\r\n0\r\n\r\n",
+        "0000000000000005\r\nhello\r\n0\r\n\r\n",
+        "1000000000000000\r\nhello\r\n0\r\n\r\n",
     ] {
         let request = req("POST /c HTTP/1.1", APP, &["Transfer-Encoding: chunked"], body);
         rows.push(Row { name: "a malformed chunk-size line", host: APP, request, status: 400, at_dyno: None });
+    }
+    for body in ["A\r\n0123456789\r\n0\r\n\r\n", "000a\r\n0123456789\r\n00\r\n\r\n"] {
+        rows.push(Row {
+            name: "an uppercase chunk size, leading zeros",
+            host: APP,
+            request: req("POST /c HTTP/1.1", APP, &["Transfer-Encoding: chunked"], body),
+            status: 200,
+            at_dyno: Some(Forwarded {
+                tail: &["transfer-encoding: chunked"],
+                body: "a\r\n0123456789\r\n0\r\n\r\n",
+                ..ok_app("POST /c HTTP/1.1", "/c")
+            }),
+        });
     }
     rows.push(Row {
         name: "a chunk extension",
@@ -543,7 +565,7 @@ type ResponseRow = (&'static str, Vec<u8>, Vec<u16>, &'static [&'static str], &'
 fn response_rows() -> Vec<ResponseRow> {
     let big =
         |n: usize| format!("HTTP/1.1 200 OK\r\nX-Big: {}\r\nContent-Length: 2\r\n\r\nok", "a".repeat(n)).into_bytes();
-    vec![
+    let mut rows: Vec<ResponseRow> = vec![
         ("a 600", b"HTTP/1.1 600 Weird\r\nContent-Length: 0\r\n\r\n".to_vec(), vec![502], &[], &["Weird"]),
         ("a 099", b"HTTP/1.1 099 Low\r\nContent-Length: 0\r\n\r\n".to_vec(), vec![502], &[], &[]),
         ("a 1000", b"HTTP/1.1 1000 High\r\nContent-Length: 0\r\n\r\n".to_vec(), vec![502], &[], &[]),
@@ -576,13 +598,43 @@ fn response_rows() -> Vec<ResponseRow> {
             &[],
             &["hello", "0\r\n\r\n"],
         ),
-    ]
+    ];
+    // A dyno's chunk-size lines: whitespace after the size is removed (RFC 9112's BWS), and
+    // the client gets a clean chunked body; what cannot be read is cut off, with H17 logged.
+    for line in ["5 ;ext", "5\t;ext", "5   ;a=b", "5 \t;", "5 ", "5\t", "0005", "00000000000000000005"] {
+        let dyno = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{line}\r\nhello\r\n0 \r\n\r\n");
+        rows.push((
+            "a dyno's chunk-size line the router reads",
+            dyno.into_bytes(),
+            vec![200],
+            &["\r\n5\r\nhello\r\n", "0\r\n\r\n"],
+            &[";"],
+        ));
+    }
+    rows.push((
+        "an uppercase chunk size",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nA\r\n0123456789\r\n0\r\n\r\n".to_vec(),
+        vec![200],
+        &["\r\na\r\n0123456789\r\n0\r\n\r\n"],
+        &[],
+    ));
+    for line in ["5 x", "x5", "1000000000000000", "5\x0b"] {
+        let dyno =
+            format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n{line}\r\nhello\r\n0\r\n\r\n");
+        rows.push((CUT, dyno.into_bytes(), vec![200], &["ok"], &["hello", "0\r\n\r\n"]));
+    }
+    rows
 }
+
+/// The name of the response rows whose body is cut off, with H17 in the access line.
+const CUT: &str = "a dyno's chunk-size line the router cannot read";
 
 #[tokio::test]
 async fn dyno_responses_are_relayed_by_the_rules() {
     let rows = response_rows();
     let s = setup(rows.iter().map(|r| r.1.clone()).collect(), &[]).await;
+    let drain = wharf_testkit::syslog::SyslogReceiver::tcp().await;
+    s.wharf.api.expect("POST", "/apps/conf-default/log-drains", json!({"url": drain.url()}), 201).await;
     let mut failures = Vec::new();
     for tls in [false, true] {
         for (i, (name, _, want, must, must_not)) in rows.iter().enumerate() {
@@ -600,8 +652,29 @@ async fn dyno_responses_are_relayed_by_the_rules() {
             }
         }
     }
+    // A body cut off is never cut without a word: the access line says H17.
+    for (i, _) in rows.iter().enumerate().filter(|(_, r)| r.0 == CUT) {
+        let path = format!(" path=/respond/{i} ");
+        let logged = eventually(WAIT, &format!("the access line of {path}"), || async {
+            let lines: Vec<String> = drain.messages().iter().map(|m| m.text()).filter(|t| t.contains(&path)).collect();
+            (lines.len() == 2).then_some(lines)
+        })
+        .await;
+        if !logged.iter().all(|l| l.starts_with("at=error code=H17 ")) {
+            failures.push(format!("{path}: {logged:?}"));
+        }
+    }
     // An HTTP/1.0 client gets no interim response.
     let early = rows.iter().position(|r| r.0 == "103 Early Hints").unwrap();
+    // Nor does an HTTP/2 client (hyper's server cannot send one; docs/http.md): stream 1 gets
+    // one HEADERS frame, the final response's, which starts with `:status 200` (0x88), and the
+    // 103's `Link` stays behind.
+    let request = H2Step::Write(h2_frame(1, 0x5, 1, &h2_head_for(0x82, &format!("/respond/{early}"))));
+    let (outcome, bytes) = raw_h2(&s, &[request]).await;
+    let heads: Vec<_> = h2_frames(&bytes).into_iter().filter(|f| f.0 == 1 && f.2 == 1).collect();
+    if outcome != H2Outcome::Answered || heads.len() != 1 || bytes.windows(6).any(|w| w == b"s.css>") {
+        failures.push(format!("103 over HTTP/2: {outcome:?}, frames {:?}", h2_frames(&bytes)));
+    }
     let out = send(&s, false, APP, format!("GET /respond/{early} HTTP/1.0\r\nHost: {APP}\r\n\r\n").as_bytes()).await;
     if statuses(&out) != [200] {
         failures.push(format!("103 to HTTP/1.0: {:?}", String::from_utf8_lossy(&out)));
@@ -627,6 +700,66 @@ async fn an_early_answer_reaches_a_client_that_paused_its_upload() {
         assert!(!text.contains("100 Continue"), "{expect:?}: {text:?}");
         assert!(started.elapsed() < Duration::from_secs(5), "{expect:?}: answered after {:?}", started.elapsed());
     }
+}
+
+/// 3 (of the remaining items) and 12: with `Expect: 100-continue`, the client is told to send
+/// its body only when the dyno says `100 Continue`, or when the dyno said nothing for a second,
+/// and never when the dyno has answered; the same for a length and a chunked body. A chunked
+/// body's first chunk-size line, read only after `100 Continue`, is still checked before any of
+/// the body reaches the dyno.
+#[tokio::test]
+async fn continue_is_sent_only_when_the_dyno_asks_for_the_body() {
+    let s = setup(vec![], &[("WHARF_ROUTER__FIRST_BYTE_TIMEOUT", "20s")]).await;
+    let length = ("Content-Length: 5", "hello");
+    let chunked = ("Transfer-Encoding: chunked", "5\r\nhello\r\n0\r\n\r\n");
+    // (path, framing and body, the statuses the client gets, whether the dyno gets the body)
+    let rows = [
+        ("/continue", length, &[100, 200][..], true),
+        ("/continue", chunked, &[100, 200], true),
+        ("/silent", length, &[100, 200], true),
+        ("/silent", chunked, &[100, 200], true),
+        ("/early", length, &[413], false),
+        ("/early", chunked, &[413], false),
+        ("/continue", ("Transfer-Encoding: chunked", "5 x\r\nhello\r\n0\r\n\r\n"), &[100, 400], false),
+        ("/continue", ("Transfer-Encoding: chunked", "0x5\r\nhello\r\n0\r\n\r\n"), &[100, 400], false),
+    ];
+    let mut failures = Vec::new();
+    for (path, (framing, body), want, forwarded) in rows {
+        let mut tcp = TcpStream::connect(s.wharf.http).await.unwrap();
+        let head = format!("POST {path} HTTP/1.1\r\nHost: {APP}\r\nExpect: 100-continue\r\n{framing}\r\n\r\n");
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        // The body goes only after `100 Continue`, as a client that waits for it sends it.
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match tokio::time::timeout(WAIT, tcp.read(&mut buf)).await {
+                Ok(Ok(n @ 1..)) => out.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+            if out.starts_with(b"HTTP/1.1 100 Continue\r\n\r\n") {
+                if tcp.write_all(body.as_bytes()).await.is_err() {
+                    break;
+                }
+                let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut out)).await;
+                break;
+            }
+            if out.windows(4).any(|w| w == b"\r\n\r\n") {
+                let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut out)).await;
+                break;
+            }
+        }
+        let got = statuses(&out);
+        let at_dyno = s.dyno.take();
+        let body_at_dyno =
+            at_dyno.iter().any(|r| String::from_utf8_lossy(r).ends_with("hello\r\n0\r\n\r\n") || r.ends_with(b"hello"));
+        if got != want || body_at_dyno != forwarded {
+            failures.push(format!(
+                "{path} {framing:?} {body:?}: statuses {got:?}, want {want:?}; body at dyno {body_at_dyno}: {:?}",
+                String::from_utf8_lossy(&out)
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{} rows failed:\n{}", failures.len(), failures.join("\n"));
 }
 
 /// 5: an HTTP/2 connection that sends its preface and then nothing, or nothing at all, is ended
@@ -896,4 +1029,195 @@ async fn what_wharf_forwards_h11_frames_the_same_way() {
     assert!(failures.is_empty(), "{} of {} inputs differ:\n{}", failures.len(), corpus.len(), failures.join("\n"));
     // Most mutations break a request; enough must survive for the comparison to mean something.
     assert!(forwarded_total >= 50, "only {forwarded_total} requests reached the dyno");
+}
+
+/// An HTTP/2 frame's bytes (RFC 9113 §4.1): its length, `kind`, `flags`, `stream` and payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
+    let mut f = vec![len[1], len[2], len[3], kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// The frames in `bytes` as (type, flags, stream), for failure messages.
+fn h2_frames(bytes: &[u8]) -> Vec<(u8, u8, u32)> {
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while at + 9 <= bytes.len() {
+        let len = usize::from(bytes[at]) << 16 | usize::from(bytes[at + 1]) << 8 | usize::from(bytes[at + 2]);
+        let stream = u32::from_be_bytes(bytes[at + 5..at + 9].try_into().unwrap());
+        frames.push((bytes[at + 3], bytes[at + 4], stream));
+        at += 9 + len;
+    }
+    frames
+}
+
+/// A request's header block in HPACK (RFC 7541): `:method` from the static table (`0x82` GET,
+/// `0x83` POST), `:scheme https`, `:path /`, and `:authority` as a literal.
+fn h2_head(method: u8) -> Vec<u8> {
+    h2_head_for(method, "/")
+}
+
+/// [`h2_head`] with `:path` as a literal (under 127 bytes).
+fn h2_head_for(method: u8, path: &str) -> Vec<u8> {
+    let mut block = vec![method, 0x87, 0x04, u8::try_from(path.len()).unwrap()];
+    block.extend_from_slice(path.as_bytes());
+    block.extend_from_slice(&[0x01, u8::try_from(APP.len()).unwrap()]);
+    block.extend_from_slice(APP.as_bytes());
+    block
+}
+
+/// What a raw HTTP/2 client does after its preface and SETTINGS.
+enum H2Step {
+    /// Writes these bytes at once.
+    Write(Vec<u8>),
+    /// Writes these bytes one at a time, 100 ms apart, stopping if the router closes.
+    Trickle(Vec<u8>),
+    /// Waits this long (a client that is slow but in time).
+    Pause(Duration),
+}
+
+/// What the client must see.
+#[derive(Debug, PartialEq)]
+enum H2Outcome {
+    /// The router ended the connection before the client was done.
+    Closed,
+    /// The router ended the connection, without an answer, after the client was done.
+    Ended,
+    /// The router answered stream 1 with a 200 and kept the connection.
+    Answered,
+    /// Neither, 30 s after the client was done.
+    Open,
+}
+
+/// Runs `steps` on a new HTTP/2 connection over TLS and tells what the client saw.
+async fn raw_h2(s: &Setup, steps: &[H2Step]) -> (H2Outcome, Vec<u8>) {
+    let h2 = client::tls_config(&s.wharf.ca, &[b"h2"]);
+    let tcp = TcpStream::connect(s.wharf.https).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from(APP.to_owned()).unwrap();
+    let tls = tokio_rustls::TlsConnector::from(h2).connect(name, tcp).await.unwrap();
+    let (mut rd, mut wr) = tokio::io::split(tls);
+    let received: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (log, ended) = (received.clone(), closed.clone());
+    tokio::spawn(async move {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = rd.read(&mut buf).await {
+            log.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+        ended.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let is_closed = || closed.load(std::sync::atomic::Ordering::SeqCst);
+    let mut start = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    start.extend(h2_frame(4, 0, 0, &[]));
+    wr.write_all(&start).await.unwrap();
+    for step in steps {
+        match step {
+            H2Step::Write(bytes) => {
+                if wr.write_all(bytes).await.is_err() {
+                    return (H2Outcome::Closed, received.lock().unwrap().clone());
+                }
+            }
+            H2Step::Trickle(bytes) => {
+                for b in bytes {
+                    if is_closed() || wr.write_all(&[*b]).await.is_err() {
+                        return (H2Outcome::Closed, received.lock().unwrap().clone());
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            H2Step::Pause(d) => tokio::time::sleep(*d).await,
+        }
+    }
+    // The client is done: it was answered on stream 1 (a HEADERS frame whose block starts with
+    // `:status 200` from the static table), or the router closed first.
+    let answered = || {
+        let got = received.lock().unwrap();
+        let mut at = 0;
+        while at + 9 <= got.len() {
+            let len = usize::from(got[at]) << 16 | usize::from(got[at + 1]) << 8 | usize::from(got[at + 2]);
+            if got[at + 3] == 1 && got[at + 5..at + 9] == [0, 0, 0, 1] && got.get(at + 9) == Some(&0x88) {
+                return true;
+            }
+            at += 9 + len;
+        }
+        false
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !answered() && !is_closed() {
+        if tokio::time::Instant::now() > deadline {
+            return (H2Outcome::Open, received.lock().unwrap().clone());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let outcome = if answered() && !is_closed() { H2Outcome::Answered } else { H2Outcome::Ended };
+    (outcome, received.lock().unwrap().clone())
+}
+
+/// 5 (cont.): every state of an HTTP/2 connection has a deadline. A header block (HEADERS and
+/// its CONTINUATION frames) must arrive whole within the header timeout, even while another
+/// request is in flight, and a connection on which the client sends anything but requests (a
+/// head a byte at a time, PINGs, a SETTINGS frame a byte at a time) is ended within the header
+/// timeout too. Each trickle below lasts far longer than the header timeout (a byte every
+/// 100 ms) if nothing stops it. Heads that arrive slowly but whole in time are served.
+#[tokio::test]
+async fn http2_heads_and_idle_connections_have_deadlines() {
+    use H2Outcome::{Answered, Closed, Ended};
+    use H2Step::{Pause, Trickle, Write};
+    let s =
+        setup(vec![], &[("WHARF_ROUTER__HEADER_TIMEOUT", "2s"), ("WHARF_ROUTER__FIRST_BYTE_TIMEOUT", "120s")]).await;
+    let head = h2_head(0x82);
+    let (first, rest) = head.split_at(4);
+    // HEADERS with END_STREAM and END_HEADERS on `stream`, padded (PADDED, RFC 9113 §6.2) to
+    // take long to trickle.
+    let padded = |stream: u32| {
+        let mut payload = vec![200];
+        payload.extend_from_slice(&head);
+        payload.extend_from_slice(&[0; 200]);
+        h2_frame(1, 0x1 | 0x4 | 0x8, stream, &payload)
+    };
+    // A request whose body the client never sends: it stays in flight at the router.
+    let pending_upload = || Write(h2_frame(1, 0x4, 1, &h2_head(0x83)));
+    let repeated = |frame: Vec<u8>| frame.repeat(200 / frame.len() + 1);
+    let rows: Vec<(&str, Vec<H2Step>, H2Outcome)> = vec![
+        (
+            "HEADERS without END_HEADERS, then a CONTINUATION frame a byte at a time",
+            vec![Write(h2_frame(1, 0x1, 1, first)), Trickle(h2_frame(9, 0, 1, &[0; 200]))],
+            Closed,
+        ),
+        (
+            "more CONTINUATION frames than a full header list needs (the h2 crate's flood limit)",
+            vec![Write(h2_frame(1, 0x1, 1, first)), Write(h2_frame(9, 0, 1, &rest[..1]).repeat(8))],
+            Ended,
+        ),
+        ("a HEADERS frame a byte at a time", vec![Trickle(padded(1))], Closed),
+        (
+            "a HEADERS frame a byte at a time while a request is in flight",
+            vec![pending_upload(), Trickle(padded(3))],
+            Closed,
+        ),
+        (
+            "a CONTINUATION frame a byte at a time while a request is in flight",
+            vec![pending_upload(), Write(h2_frame(1, 0x1, 3, first)), Trickle(h2_frame(9, 0, 3, &[0; 200]))],
+            Closed,
+        ),
+        ("PING frames and no request", vec![Trickle(repeated(h2_frame(6, 0, 0, &[0; 8])))], Closed),
+        ("SETTINGS frames a byte at a time", vec![Trickle(repeated(h2_frame(4, 0, 0, &[0, 3, 0, 0, 0, 100])))], Closed),
+        ("a request at once", vec![Write(h2_frame(1, 0x5, 1, &head))], Answered),
+        (
+            "a header block in two frames a second apart, within the header timeout",
+            vec![Write(h2_frame(1, 0x1, 1, first)), Pause(Duration::from_secs(1)), Write(h2_frame(9, 0x4, 1, rest))],
+            Answered,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, steps, want) in rows {
+        let (got, bytes) = raw_h2(&s, &steps).await;
+        if got != want {
+            failures
+                .push(format!("{name}: {got:?}, want {want:?}; frames (type, flags, stream) {:?}", h2_frames(&bytes)));
+        }
+    }
+    assert!(failures.is_empty(), "{} rows failed:\n{}", failures.len(), failures.join("\n"));
 }

@@ -310,7 +310,7 @@ impl DynoConnection {
         length: &mut BodyLength,
         cx: &mut Context<'_>,
     ) -> Poll<Option<std::io::Result<Bytes>>> {
-        decode::poll_body(&mut self.stream, &mut self.buf, length, cx)
+        decode::poll_body(&mut self.stream, &mut self.buf, length, decode::Sender::Dyno, cx)
     }
 }
 

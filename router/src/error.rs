@@ -17,8 +17,11 @@ pub enum Code {
     H15,
     /// The app has no web dynos.
     H14,
-    /// The dyno's response was not valid HTTP.
+    /// The dyno's response was not valid HTTP (its head, or its chunked body after the head
+    /// went to the client).
     H17,
+    /// The dyno's connection ended or failed in the middle of its response body.
+    H18,
     /// No dyno accepted a connection within the connect timeout.
     H19,
     /// Every dyno tried refused the connection.
@@ -39,6 +42,7 @@ impl Code {
             Code::H15 => "H15",
             Code::H14 => "H14",
             Code::H17 => "H17",
+            Code::H18 => "H18",
             Code::H19 => "H19",
             Code::H21 => "H21",
             Code::H27 => "H27",
@@ -54,6 +58,7 @@ impl Code {
             Code::H15 => "Idle connection",
             Code::H14 => "No web dynos running",
             Code::H17 => "Poorly formatted HTTP response",
+            Code::H18 => "Server Request Interrupted",
             Code::H19 => "Backend connection timeout",
             Code::H21 => "Backend connection refused",
             Code::H27 => "Client Request Interrupted",
@@ -125,7 +130,9 @@ mod tests {
 
     #[test]
     fn only_connect_failures_are_retried() {
-        let all = [Code::H12, Code::H13, Code::H14, Code::H15, Code::H17, Code::H19, Code::H21, Code::H27, Code::H80];
+        let all = [
+            Code::H12, Code::H13, Code::H14, Code::H15, Code::H17, Code::H18, Code::H19, Code::H21, Code::H27, Code::H80,
+        ];
         let retried: Vec<_> = all.into_iter().filter(|c| c.retryable()).collect();
         assert_eq!(retried, [Code::H19, Code::H21]);
         let info: Vec<_> = all.into_iter().filter(|c| c.level() == "info").collect();

@@ -142,6 +142,14 @@ impl Body for ProxyBody {
                         Poll::Ready(Some(Ok(Frame::data(data))))
                     }
                     Some(Err(e)) => {
+                        // The head has gone, so the client can only be cut off (without the
+                        // last chunk, or short of the length); the access line says why: a
+                        // body that does not decode (H17) or a connection that ended (H18).
+                        let code = if e.kind() == std::io::ErrorKind::InvalidData { Code::H17 } else { Code::H18 };
+                        if let Some(log) = &mut u.log {
+                            tracing::warn!(app = %log.app, code = code.as_str(), error = %e, bytes = u.bytes, "a dyno's response body was cut off");
+                            log.code = Some(code);
+                        }
                         u.finish(false);
                         Poll::Ready(Some(Err(e.into())))
                     }

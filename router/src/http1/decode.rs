@@ -58,6 +58,7 @@ pub(crate) fn poll_body(
     io: &mut (impl AsyncRead + Unpin),
     buf: &mut BytesMut,
     length: &mut BodyLength,
+    sender: Sender,
     cx: &mut Context<'_>,
 ) -> Poll<Option<std::io::Result<Bytes>>> {
     use std::future::Future as _;
@@ -88,7 +89,7 @@ pub(crate) fn poll_body(
                 }
                 return Poll::Ready(Some(Ok(buf.split().freeze())));
             }
-            BodyLength::Chunked(state) => match decode_chunk(buf, state) {
+            BodyLength::Chunked(state) => match decode_chunk(buf, state, sender) {
                 Ok(Some(data)) => return Poll::Ready(Some(Ok(data))),
                 Ok(None) if *state == ChunkedState::Done => return Poll::Ready(None),
                 Ok(None) => {
@@ -112,7 +113,11 @@ pub(crate) fn content_length(value: &[u8]) -> Option<u64> {
 
 /// Decodes what it can of a chunked body from the front of `buf`: a piece of a chunk's data,
 /// or `None` when it needs more bytes (or reached the end, `state` then being `Done`).
-pub(crate) fn decode_chunk(buf: &mut BytesMut, state: &mut ChunkedState) -> Result<Option<Bytes>, &'static str> {
+pub(crate) fn decode_chunk(
+    buf: &mut BytesMut,
+    state: &mut ChunkedState,
+    sender: Sender,
+) -> Result<Option<Bytes>, &'static str> {
     loop {
         match *state {
             ChunkedState::Done => return Ok(None),
@@ -123,7 +128,7 @@ pub(crate) fn decode_chunk(buf: &mut BytesMut, state: &mut ChunkedState) -> Resu
                 if end > MAX_LINE {
                     return Err("chunk size line too long");
                 }
-                let size = chunk_size(&buf[..end])?;
+                let size = chunk_size(&buf[..end], sender)?;
                 buf.advance(end + 2);
                 *state = if size == 0 { ChunkedState::Trailers } else { ChunkedState::Data(size) };
             }
@@ -166,25 +171,45 @@ pub(crate) fn decode_chunk(buf: &mut BytesMut, state: &mut ChunkedState) -> Resu
     }
 }
 
+/// Who sent a chunked body, which decides how its chunk-size lines are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sender {
+    /// The client: strictly, as h11 and llhttp read them. Whitespace after the size is refused:
+    /// parsers disagree on it, and a request is where a disagreement smuggles.
+    Client,
+    /// A dyno: whitespace (SP, HTAB) after the size, before `;` or the line's end, is removed,
+    /// as RFC 9112 §7.1.1's BWS ("a recipient MUST parse for such bad whitespace and remove
+    /// it") and as nginx and HAProxy read responses. The router re-chunks what it relays, so
+    /// the client never sees it, and the size the router reads is the one the dyno meant.
+    Dyno,
+}
+
 /// The size of a chunk-size line (without its CRLF): `chunk-size [ chunk-ext ]` (RFC 9112,
-/// section 7.1), read strictly: one to fifteen hex digits from the first byte, then nothing or a
-/// `;` extension (which is passed over) without control bytes but HTAB, so that a bare CR or LF
-/// never ends a line for the router that ends it for someone else. The whitespace RFC 9112 allows
-/// before `;` for old senders is refused, as h11 and llhttp refuse it: parsers disagree on it.
-pub(crate) fn chunk_size(line: &[u8]) -> Result<u64, &'static str> {
+/// section 7.1): hex digits from the first byte (upper or lower case; leading zeros allowed, at
+/// most 15 digits in all from a client and 15 significant ones from a dyno, so a size fits a
+/// u64 with room), then, from a dyno only, whitespace, then nothing or a `;` extension (which is
+/// passed over) without control bytes but HTAB, so that a bare CR or LF never ends a line for
+/// the router that ends it for someone else.
+pub(crate) fn chunk_size(line: &[u8], sender: Sender) -> Result<u64, &'static str> {
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
-    if digits == 0 || digits > 15 {
+    let zeros = line[..digits].iter().take_while(|&&b| b == b'0').count();
+    let counted = if sender == Sender::Client { digits } else { digits - zeros };
+    if digits == 0 || counted > 15 {
         return Err("invalid chunk size");
     }
-    let extension = &line[digits..];
+    let mut extension = &line[digits..];
+    if sender == Sender::Dyno {
+        let bws = extension.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+        extension = &extension[bws..];
+    }
     if !(extension.is_empty() || extension[0] == b';') {
         return Err("invalid chunk size");
     }
     if extension.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
         return Err("control character in a chunk extension");
     }
-    // Fifteen hex digits fit in a u64.
-    let text = std::str::from_utf8(&line[..digits]).map_err(|_| "invalid chunk size")?;
+    // Fifteen significant hex digits fit in a u64.
+    let text = std::str::from_utf8(&line[zeros.min(digits - 1)..digits]).map_err(|_| "invalid chunk size")?;
     u64::from_str_radix(text, 16).map_err(|_| "invalid chunk size")
 }
 
@@ -210,12 +235,13 @@ fn find_crlf(buf: &[u8]) -> Option<usize> {
 /// fuzzing, which compare decodings of the same bytes split differently.
 pub(crate) fn decode_pieces<'a>(
     pieces: impl IntoIterator<Item = &'a [u8]>,
+    sender: Sender,
 ) -> Result<(Vec<u8>, ChunkedState, usize), (&'static str, ChunkedState)> {
     let (mut buf, mut state, mut out) = (BytesMut::new(), ChunkedState::Size, Vec::new());
     for piece in pieces {
         buf.extend_from_slice(piece);
         loop {
-            match decode_chunk(&mut buf, &mut state) {
+            match decode_chunk(&mut buf, &mut state, sender) {
                 Ok(Some(data)) => out.extend_from_slice(&data),
                 Ok(None) => break,
                 Err(e) => return Err((e, state)),
@@ -229,45 +255,81 @@ pub(crate) fn decode_pieces<'a>(
 mod tests {
     use super::*;
 
-    /// Decodes `input` fed in pieces of `step` bytes; returns the data and the final state.
-    fn decode(input: &[u8], step: usize) -> (Result<Vec<u8>, &'static str>, ChunkedState) {
-        match decode_pieces(input.chunks(step)) {
+    /// Decodes `input` from `sender` fed in pieces of `step` bytes; returns the data and the
+    /// final state.
+    fn decode(input: &[u8], step: usize, sender: Sender) -> (Result<Vec<u8>, &'static str>, ChunkedState) {
+        match decode_pieces(input.chunks(step), sender) {
             Ok((out, state, _)) => (Ok(out), state),
             Err((e, state)) => (Err(e), state),
         }
     }
 
-    #[test]
-    fn chunked_bodies() {
-        let check = |input: &str, want: Result<&str, &str>, done: bool| {
+    /// Checks `input` from a client and from a dyno: the data and whether it was read to its
+    /// end, or the error, for each, whatever the pieces it arrives in.
+    fn check(input: &str, client: Result<&str, &str>, dyno: Result<&str, &str>, done: bool) {
+        for (sender, want) in [(Sender::Client, client), (Sender::Dyno, dyno)] {
             for step in [1, 2, 3, 7, input.len().max(1)] {
-                let (got, state) = decode(input.as_bytes(), step);
+                let (got, state) = decode(input.as_bytes(), step, sender);
                 let got = got.map(|v| String::from_utf8(v).unwrap());
-                assert_eq!(got.as_deref().map_err(|e| *e), want, "{input:?} in steps of {step}");
+                assert_eq!(got.as_deref().map_err(|e| *e), want, "{input:?} from {sender:?} in steps of {step}");
                 if want.is_ok() {
-                    assert_eq!(state == ChunkedState::Done, done, "{input:?} in steps of {step}: {state:?}");
+                    assert_eq!(
+                        state == ChunkedState::Done,
+                        done,
+                        "{input:?} from {sender:?}, steps of {step}: {state:?}"
+                    );
                 }
             }
-        };
-        check("5\r\nhello\r\n0\r\n\r\n", Ok("hello"), true);
-        check("5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", Ok("hello world"), true);
-        check("A\r\n0123456789\r\n0\r\nX-Trailer: 1\r\n\r\n", Ok("0123456789"), true);
-        check("5\r\nhel", Ok("hel"), false);
-        check("0\r\n\r\nleftover", Ok(""), true);
-        check("z\r\n", Err("invalid chunk size"), false);
-        check("\r\n", Err("invalid chunk size"), false);
-        check("5\r\nhelloXX", Err("chunk data not followed by CRLF"), false);
-        check("fffffffffffffffff\r\n", Err("invalid chunk size"), false);
-        check("5;a\nb\r\nhello\r\n0\r\n\r\n", Err("control character in a chunk extension"), false);
-        check("5\rx\r\nhello\r\n0\r\n\r\n", Err("invalid chunk size"), false);
-        check(" 5\r\nhello\r\n0\r\n\r\n", Err("invalid chunk size"), false);
-        check("0x5\r\nhello\r\n0\r\n\r\n", Err("invalid chunk size"), false);
-        check("5;a=b\r\nhello\r\n0\r\n\r\n", Ok("hello"), true);
-        check("5 ;a=b\r\nhello\r\n0\r\n\r\n", Err("invalid chunk size"), false);
-        check("5 \r\nhello\r\n0\r\n\r\n", Err("invalid chunk size"), false);
-        check("0\r\nX-Bad\nY: 1\r\n\r\n", Err("invalid trailer field"), false);
-        check("0\r\nno colon\r\n\r\n", Err("invalid trailer field"), false);
+        }
+    }
+
+    #[test]
+    fn chunked_bodies() {
+        let both = |input: &str, want: Result<&str, &str>, done: bool| check(input, want, want, done);
+        both("5\r\nhello\r\n0\r\n\r\n", Ok("hello"), true);
+        both("5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", Ok("hello world"), true);
+        both("A\r\n0123456789\r\n0\r\nX-Trailer: 1\r\n\r\n", Ok("0123456789"), true);
+        both("a\r\n0123456789\r\n0\r\n\r\n", Ok("0123456789"), true);
+        both("5\r\nhel", Ok("hel"), false);
+        both("0\r\n\r\nleftover", Ok(""), true);
+        both("z\r\n", Err("invalid chunk size"), false);
+        both("\r\n", Err("invalid chunk size"), false);
+        both("5\r\nhelloXX", Err("chunk data not followed by CRLF"), false);
+        both("5;a\nb\r\nhello\r\n0\r\n\r\n", Err("control character in a chunk extension"), false);
+        both("5\rx\r\nhello\r\n0\r\n\r\n", Err("invalid chunk size"), false);
+        both(" 5\r\nhello\r\n0\r\n\r\n", Err("invalid chunk size"), false);
+        both("\t5\r\nhello\r\n0\r\n\r\n", Err("invalid chunk size"), false);
+        both("0x5\r\nhello\r\n0\r\n\r\n", Err("invalid chunk size"), false);
+        both("+5\r\nhello\r\n0\r\n\r\n", Err("invalid chunk size"), false);
+        both("5;a=b\r\nhello\r\n0\r\n\r\n", Ok("hello"), true);
+        both("5; a = b\r\nhello\r\n0\r\n\r\n", Ok("hello"), true);
+        both("0\r\nX-Bad\nY: 1\r\n\r\n", Err("invalid trailer field"), false);
+        both("0\r\nno colon\r\n\r\n", Err("invalid trailer field"), false);
         let long_trailer = format!("0\r\nX-Long: {}\r\n\r\n", "x".repeat(5000));
-        check(&long_trailer, Err("trailer line too long"), false);
+        both(&long_trailer, Err("trailer line too long"), false);
+        // Whitespace after the size (RFC 9112's BWS): removed from a dyno's, refused from a
+        // client's, in every spelling.
+        let bws = |input: &str| check(input, Err("invalid chunk size"), Ok("hello"), true);
+        bws("5 ;a=b\r\nhello\r\n0\r\n\r\n");
+        bws("5\t;a\r\nhello\r\n0\r\n\r\n");
+        bws("5   ;a\r\nhello\r\n0\r\n\r\n");
+        bws("5 \t ;\r\nhello\r\n0\r\n\r\n");
+        bws("5 \r\nhello\r\n0\r\n\r\n");
+        bws("5\t\r\nhello\r\n0\r\n\r\n");
+        bws("5\r\nhello\r\n0 \r\n\r\n");
+        // ... but not whitespace inside the size, nor anything else after it.
+        both("5 5\r\nhello\r\n", Err("invalid chunk size"), false);
+        both("5 x\r\nhello\r\n", Err("invalid chunk size"), false);
+        both("5 \x0b;\r\nhello\r\n", Err("invalid chunk size"), false);
+        // Leading zeros: up to 15 digits in all from a client, any number before 15 significant
+        // ones from a dyno; a size of 16 significant digits from neither.
+        both("0005\r\nhello\r\n00\r\n\r\n", Ok("hello"), true);
+        both("000000000000005\r\nhello\r\n0\r\n\r\n", Ok("hello"), true);
+        check("00000000000000000005\r\nhello\r\n0\r\n\r\n", Err("invalid chunk size"), Ok("hello"), true);
+        both("fffffffffffffffff\r\n", Err("invalid chunk size"), false);
+        both("1000000000000000\r\n", Err("invalid chunk size"), false);
+        both("0001000000000000000\r\n", Err("invalid chunk size"), false);
+        let most = format!("fffffffffffffff\r\n{}", "x".repeat(3));
+        both(&most, Ok("xxx"), false);
     }
 }

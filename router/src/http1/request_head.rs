@@ -13,7 +13,7 @@ use std::mem::MaybeUninit;
 use bytes::{Bytes, BytesMut};
 use http::{Method, StatusCode, Version};
 
-use super::decode::{BodyLength, ChunkedState, MAX_LINE, chunk_size, content_length};
+use super::decode::{BodyLength, ChunkedState, MAX_LINE, Sender, chunk_size, content_length};
 use crate::fields::{FieldName, Fields, Place, Span};
 
 /// Fields parsed without allocating; a head with more is parsed again with room for them all.
@@ -185,7 +185,7 @@ pub(crate) fn first_chunk_ok(buf: &[u8]) -> Result<bool, Refusal> {
         return if buf.len() > MAX_LINE { Err(bad("chunk size line too long")) } else { Ok(false) };
     };
     let line = buf[..end].strip_suffix(b"\r").ok_or(bad("bare LF in a chunk size line"))?;
-    match chunk_size(line) {
+    match chunk_size(line, Sender::Client) {
         Ok(_) => Ok(true),
         Err(reason) => Err(bad(reason)),
     }
@@ -243,7 +243,7 @@ pub fn check_request(data: &[u8], split: usize) {
         if head.body == BodyLength::Chunked(ChunkedState::Size) && buf.len() <= MAX_LINE {
             // Whether the decoder got past the first chunk-size line.
             let mut state = ChunkedState::Size;
-            let _ = super::decode::decode_chunk(&mut buf.clone(), &mut state);
+            let _ = super::decode::decode_chunk(&mut buf.clone(), &mut state, super::decode::Sender::Client);
             match first_chunk_ok(&buf) {
                 Ok(true) => assert_ne!(state, ChunkedState::Size, "{buf:?}"),
                 Ok(false) => {}

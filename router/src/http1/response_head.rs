@@ -5,7 +5,7 @@
 use bytes::BytesMut;
 use http::{Method, StatusCode, Version};
 
-use super::decode::{BodyLength, ChunkedState, content_length, decode_pieces};
+use super::decode::{BodyLength, ChunkedState, Sender, content_length, decode_pieces};
 use crate::error::{Code, ProxyError};
 use crate::fields::{FieldName, Fields};
 
@@ -138,8 +138,8 @@ pub fn check_response(data: &[u8], split: usize) {
     }
     let body = buf.to_vec();
     let at = split % (body.len() + 1);
-    let whole = decode_pieces([&body[..]]);
-    let split = decode_pieces([&body[..at], &body[at..]]);
+    let whole = decode_pieces([&body[..]], Sender::Dyno);
+    let split = decode_pieces([&body[..at], &body[at..]], Sender::Dyno);
     assert_eq!(whole, split, "decoding depends on how the bytes arrive");
 }
 

@@ -201,15 +201,21 @@ where
     };
     let expects_continue = version == Version::HTTP_11
         && fields.get(FieldName::Expect).is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
+    let chunked = matches!(head.body, BodyLength::Chunked(_));
     let mut body = ClientBody {
         io: &mut *io,
         buf: &mut *buf,
         length: head.body,
         continue_left: if expects_continue { CONTINUE.len() } else { 0 },
+        first_chunk_unchecked: chunked && expects_continue,
+        refused: None,
     };
-    if matches!(body.length, BodyLength::Chunked(_)) {
+    if chunked && !expects_continue {
         // The first chunk-size line is checked before anything is forwarded, so that a body
-        // that cannot be framed never reaches a dyno.
+        // that cannot be framed never reaches a dyno. A client that waits for `100 Continue`
+        // sends no chunk before the dyno is asked (RFC 9110 §10.1.1: the dyno's answer decides
+        // whether the body is sent at all), so its first line is checked as the body is read,
+        // before any of it goes to the dyno (`ClientBody::first_chunk_unchecked`).
         match body.first_chunk(shared.settings.header_timeout).await {
             Ok(()) => {}
             Err(refusal) => {
@@ -235,6 +241,13 @@ where
         first_byte,
     )
     .await;
+    if let Some(refusal) = body.refused.take() {
+        // The first chunk-size line, read after `100 Continue`, was malformed: the dyno's
+        // connection was closed with the head alone, and the client gets the same 400 as when
+        // the line is checked before forwarding.
+        refuse(io, out, refusal, conn, shared).await;
+        return Next::Linger;
+    }
     // A body left unread (the request never reached a dyno, or the dyno answered early) would
     // be taken for the next request: the connection ends after this response instead.
     let unread = !body.length.is_done();
@@ -455,6 +468,11 @@ struct ClientBody<'a, IO> {
     /// How much of `100 Continue` is still to be sent: all of it when the client waits for it
     /// before sending its body, none when it did not ask.
     continue_left: usize,
+    /// Whether the first chunk-size line of a chunked body is still to be checked before any
+    /// of the body is passed on (a client that waited for `100 Continue`).
+    first_chunk_unchecked: bool,
+    /// Why the body was refused while it was read, for the client's answer.
+    refused: Option<Refusal>,
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> ClientBody<'_, IO> {
@@ -496,7 +514,26 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> ClientBody<'_, IO> {
 impl<IO: AsyncRead + AsyncWrite + Unpin> RequestBody for ClientBody<'_, IO> {
     fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, BodyError>>> {
         ready!(self.poll_continue(cx))?;
-        decode::poll_body(&mut *self.io, self.buf, &mut self.length, cx).map(|d| d.map(|d| d.map_err(Into::into)))
+        while self.first_chunk_unchecked {
+            match request_head::first_chunk_ok(self.buf) {
+                Ok(true) => self.first_chunk_unchecked = false,
+                Ok(false) => {
+                    self.buf.reserve(READ_SIZE);
+                    let read = ready!(std::pin::pin!(self.io.read_buf(self.buf)).poll(cx));
+                    if matches!(read, Ok(0) | Err(_)) {
+                        self.refused =
+                            Some(Refusal { status: StatusCode::BAD_REQUEST, reason: "request body cut short" });
+                        return Poll::Ready(Some(Err("request body cut short".into())));
+                    }
+                }
+                Err(refusal) => {
+                    self.refused = Some(refusal);
+                    return Poll::Ready(Some(Err(refusal.reason.into())));
+                }
+            }
+        }
+        decode::poll_body(&mut *self.io, self.buf, &mut self.length, decode::Sender::Client, cx)
+            .map(|d| d.map(|d| d.map_err(Into::into)))
     }
 
     fn expects_continue(&self) -> bool {
