@@ -131,7 +131,16 @@ mod tests {
     #[test]
     fn only_connect_failures_are_retried() {
         let all = [
-            Code::H12, Code::H13, Code::H14, Code::H15, Code::H17, Code::H18, Code::H19, Code::H21, Code::H27, Code::H80,
+            Code::H12,
+            Code::H13,
+            Code::H14,
+            Code::H15,
+            Code::H17,
+            Code::H18,
+            Code::H19,
+            Code::H21,
+            Code::H27,
+            Code::H80,
         ];
         let retried: Vec<_> = all.into_iter().filter(|c| c.retryable()).collect();
         assert_eq!(retried, [Code::H19, Code::H21]);
