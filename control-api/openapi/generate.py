@@ -83,6 +83,13 @@ schemas = {
                       "port": nullable({"type": "integer", "minimum": 1, "maximum": 65535}), "healthcheck": nullable(S),
                       "size": S, "app": ref("AppRef"), "created_at": TIME, "updated_at": TIME}),
     "ConfigVars": {"type": "object", "additionalProperties": S},
+    # Every change to config vars or commands; `slug` is null until Wharf builds slugs.
+    "Release": obj({"id": UUID, "version": {"type": "integer", "minimum": 1}, "description": S,
+                    "status": {"type": "string", "enum": ["pending", "succeeded", "failed"]},
+                    "current": {"type": "boolean"}, "eligible_for_rollback": {"type": "boolean"},
+                    "addon_plan_names": {"type": "array", "items": S}, "artifacts": {"type": "array"},
+                    "app": ref("AppRef"), "slug": nullable(obj({"id": UUID})), "user": ref("OwnerRef"),
+                    "output_stream_url": nullable(S), "created_at": TIME, "updated_at": TIME}),
     "Accepted": obj({"accepted": INT}),
     "Health": obj({"status": S, "version": INT}),
     "Snapshot": {"type": "object", "required": ["version", "apps", "drains"], "additionalProperties": True,
@@ -118,6 +125,8 @@ bodies = {
                                                                         "port": {"type": "integer", "minimum": 1, "maximum": 65535},
                                                                         "healthcheck": S}, required=["type"])}}),
     "ConfigVarsPatch": {"type": "object", "additionalProperties": nullable(S)},
+    # The release to roll back to: its id, or its version (3, "3" or "v3").
+    "Rollback": obj({"release": {"oneOf": [UUID, {"type": "integer", "minimum": 1}]}}),
     "CanaryVerdict": obj({"id": UUID, "app": S, "evidence": ref("Evidence")}),
     "LogEvents": {"type": "array", "minItems": 1, "maxItems": 1000,
                   "items": obj({"app": S, "source": S, "process": S, "stream": {"type": "string", "enum": ["stdout", "stderr"]},
@@ -139,6 +148,7 @@ P = {
     "site": param("site", "the site's id or domain"),
     "route": param("route", "the route's id"),
     "cert": param("cert", "the certificate's id"),
+    "release": param("release", "the release's id, or its version: `3` or `v3`"),
     "token": param("token", "the signed log session grant"),
 }
 
@@ -188,7 +198,7 @@ paths = {
     "/apps": {"get": op("List apps", 200, arr("App")), "post": op("Create an app", 201, ref("App"), "AppCreate")},
     "/apps/{app}": {"get": op("Show an app", 200, ref("App"), params=["app"]),
                     "patch": op("Rename an app within its space", 200, ref("App"), "AppUpdate", params=["app"]),
-                    "delete": op("Delete an app, with its dynos, drains, routes, canaries, formation and config vars", 200, ref("App"), params=["app"])},
+                    "delete": op("Delete an app, with its dynos, drains, routes, canaries, formation, config vars and releases", 200, ref("App"), params=["app"])},
     "/apps/{app}/dynos": {"get": op("List an app's dynos", 200, arr("Dyno"), params=["app"]),
                           "delete": op("Restart every dyno the local supervisor runs, rolling (an external runtime's: 422)",
                                        202, obj({}), params=["app"])},
@@ -207,6 +217,14 @@ paths = {
     "/apps/{app}/config-vars": {
         "get": op("Show config vars", 200, ref("ConfigVars"), params=["app"]),
         "patch": op("Set config vars; null deletes one", 200, ref("ConfigVars"), "ConfigVarsPatch", params=["app"])},
+    "/apps/{app}/releases": {
+        "get": op("List an app's releases; `Range: version ..; max=N, order=desc` pages them (206 and Next-Range while more remain)",
+                  200, arr("Release"), params=["app"]),
+        "post": op("Roll back to a release's config vars and commands, as a new release", 201, ref("Release"), "Rollback",
+                   params=["app"])},
+    "/apps/{app}/releases/{release}": {"get": op("Show a release", 200, ref("Release"), params=["app", "release"])},
+    "/apps/{app}/releases/{release}/config-vars": {"get": op("The config vars as of a release", 200, ref("ConfigVars"),
+                                                             params=["app", "release"])},
     "/apps/{app}/log-drains": {
         "get": op("List an app's drains", 200, arr("Drain"), params=["app"]),
         "post": op("Add a drain", 201, ref("Drain"), "DrainCreate", params=["app"])},

@@ -32,6 +32,7 @@ mod features;
 mod formation;
 mod log_events;
 mod log_sessions;
+mod releases;
 mod routes;
 mod sites;
 mod snapshot;
@@ -103,6 +104,10 @@ route_group! {
         DELETE "/apps/{app}/formation/{type}" => formation::delete_formation,
         GET "/apps/{app}/config-vars" => config_vars::get_config_vars,
         PATCH "/apps/{app}/config-vars" => config_vars::patch_config_vars,
+        GET "/apps/{app}/releases" => releases::list_releases,
+        POST "/apps/{app}/releases" => releases::rollback,
+        GET "/apps/{app}/releases/{release}" => releases::get_release,
+        GET "/apps/{app}/releases/{release}/config-vars" => releases::get_release_config_vars,
         GET "/apps/{app}/log-drains" => drains::list_drains,
         POST "/apps/{app}/log-drains" => drains::create_drain,
         GET "/apps/{app}/log-drains/{drain}" => drains::get_drain,

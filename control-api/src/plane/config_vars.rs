@@ -1,4 +1,5 @@
 //! An app's config vars: set and deleted all or nothing, with names as POSIX shells take them.
+//! A change is a release (see `releases`), made in the same commit.
 
 use std::collections::BTreeMap;
 
@@ -6,6 +7,7 @@ use wharf_domain::timestamp::now_seconds;
 
 use super::engine::ControlPlane;
 use super::error::{Error, not_found};
+use super::releases::{config_description, processes_of};
 use crate::model::{Change, ConfigVars, Object};
 
 /// Most config vars an app may have, and the longest name and value, in bytes.
@@ -29,6 +31,8 @@ fn check_var_name(name: &str) -> Result<(), Error> {
 
 impl ControlPlane {
     /// Sets (`Some`) and deletes (`None`) an app's config vars, all or nothing; returns them all.
+    /// A change makes a release (`Set A config vars`) in the same commit; a request that changes
+    /// no value changes nothing and makes no release.
     pub async fn update_config_vars(
         &self,
         app: &str,
@@ -50,7 +54,8 @@ impl ControlPlane {
         }
         self.change(|m| {
             let a = m.app(app).ok_or_else(|| not_found("app", app))?;
-            let mut vars = m.config_vars_of(a.id).map(|c| c.vars.clone()).unwrap_or_default();
+            let before = m.config_vars_of(a.id).map(|c| c.vars.clone()).unwrap_or_default();
+            let mut vars = before.clone();
             for (name, value) in &changes {
                 match value {
                     Some(v) => vars.insert(name.clone(), v.clone()),
@@ -60,8 +65,14 @@ impl ControlPlane {
             if vars.len() > MAX_CONFIG_VARS {
                 return Err(Error::Invalid(format!("an app has at most {MAX_CONFIG_VARS} config vars")));
             }
+            if vars == before {
+                return Ok((vars, vec![]));
+            }
             let record = ConfigVars { id: a.id, vars: vars.clone(), updated_at: now_seconds() };
-            Ok((vars, vec![Change::Put(Object::ConfigVars(record))]))
+            let description = config_description(&before, &vars);
+            let processes = processes_of(m.formation_of(a.id));
+            let release = self.new_release(m, a.id, description, vars.clone(), processes);
+            Ok((vars, vec![Change::Put(Object::ConfigVars(record)), release]))
         })
         .await
     }

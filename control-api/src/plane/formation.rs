@@ -1,11 +1,14 @@
 //! An app's formation: how many dynos of each type it runs, and how (Heroku's formation
-//! resource). The local supervisor runs the entries that have a command.
+//! resource). The local supervisor runs the entries that have a command. A change of a command,
+//! port or health check is a release (see `releases`), made in the same commit; a change of
+//! quantity alone is not, as on Heroku.
 
 use wharf_domain::timestamp::now_seconds;
 use wharf_domain::{DynoType, new_id};
 
 use super::engine::ControlPlane;
 use super::error::{Error, not_found};
+use super::releases::{formation_description, processes_of};
 use crate::model::{Change, Formation, Kind, Object};
 
 /// How many dynos of a type to run: a number, or a change to the current number (the Heroku
@@ -97,7 +100,14 @@ impl ControlPlane {
                 f.updated_at = now;
                 out.push(f);
             }
-            let changes = out.iter().cloned().map(|f| Change::Put(Object::Formation(f))).collect();
+            let mut changes: Vec<Change> = out.iter().cloned().map(|f| Change::Put(Object::Formation(f))).collect();
+            let before = processes_of(existing.iter().copied());
+            let after =
+                processes_of(existing.iter().copied().filter(|f| !out.iter().any(|o| o.id == f.id)).chain(out.iter()));
+            if let Some(description) = formation_description(&before, &after) {
+                let vars = m.config_vars_of(a.id).map(|c| c.vars.clone()).unwrap_or_default();
+                changes.push(self.new_release(m, a.id, description, vars, after));
+            }
             Ok((out, changes))
         })
         .await
@@ -114,14 +124,23 @@ impl ControlPlane {
         )))
     }
 
-    /// Removes a dyno type from an app's formation.
+    /// Removes a dyno type from an app's formation; a release when it had a command, port or
+    /// health check (`Remove worker process`).
     pub async fn delete_formation(&self, app: &str, dyno_type: &str) -> Result<Formation, Error> {
         self.change(|m| {
             let a = m.app(app).ok_or_else(|| not_found("app", app))?;
             let f = m.formation_of(a.id).into_iter().find(|f| f.dyno_type.as_str() == dyno_type).cloned();
             let f = f.ok_or_else(|| not_found("formation", dyno_type))?;
             let id = f.id;
-            Ok((f, m.cascade(Kind::Formation, id)))
+            let mut changes = m.cascade(Kind::Formation, id);
+            let existing = m.formation_of(a.id);
+            let before = processes_of(existing.iter().copied());
+            let after = processes_of(existing.iter().copied().filter(|e| e.id != id));
+            if let Some(description) = formation_description(&before, &after) {
+                let vars = m.config_vars_of(a.id).map(|c| c.vars.clone()).unwrap_or_default();
+                changes.push(self.new_release(m, a.id, description, vars, after));
+            }
+            Ok((f, changes))
         })
         .await
     }

@@ -6,7 +6,8 @@
 //! Operations take typed values (names and URLs already parsed); what they check is what
 //! depends on state: existence, uniqueness, limits. There is one `impl ControlPlane` file per
 //! aggregate: `apps` (spaces and apps), `formation`, `dynos`, `config_vars`,
-//! `drains`, `routing` (sites, routes, certificates), `domains` (an app's custom domains, as
+//! `drains`, `releases` (every config or command change, and rollbacks), `routing` (sites,
+//! routes, certificates), `domains` (an app's custom domains, as
 //! sites routing `/` to it), `canaries`, `sessions`.
 
 mod apps;
@@ -19,6 +20,7 @@ mod engine;
 mod error;
 mod formation;
 pub mod local;
+mod releases;
 mod routing;
 mod sessions;
 #[cfg(test)]
@@ -31,5 +33,6 @@ pub use engine::{CanaryReader, ControlPlane, Settings};
 pub use error::Error;
 pub use formation::{FormationUpdate, Quantity};
 pub use local::{DynoState, LocalDyno, LocalRuntime, Restart};
+pub use releases::INITIAL_RELEASE;
 pub use routing::{MAX_CERTS, MAX_ROUTES_PER_SITE};
 pub use sessions::LogSession;
