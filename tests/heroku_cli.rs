@@ -469,3 +469,109 @@ async fn the_heroku_cli_adds_and_removes_domains() {
     let (status, body) = api.call("DELETE", "/apps/hello/domains/hello-default.localhost", None).await;
     assert_eq!((status, &body["id"]), (422, &json!("invalid_params")), "the default domain stays: {body}");
 }
+
+/// What the app's web dyno answers through the router for `GET /NAME`: the value of its
+/// environment variable NAME (testkit's `PYTHON_WEB_DYNO`).
+async fn env_through_router(wharf: &Wharf, app: &str, name: &str) -> Option<String> {
+    let host = format!("{app}-default.localhost");
+    let r = wharf_testkit::client::send(wharf.http, None, &Req::get(&host, &format!("/{name}"))).await.ok()?;
+    (r.status == 200).then(|| r.text())
+}
+
+/// `wharf serve` with a quick supervisor, plain HTTP through the router, and the test kit's web
+/// dyno script; returns the command that runs it.
+async fn serve_with_web_dyno(dir: &TempDir) -> (Wharf, String) {
+    let script = dir.path().join("server.py");
+    std::fs::write(&script, wharf_testkit::dyno_server::PYTHON_WEB_DYNO).unwrap();
+    let env = [
+        ("WHARF_ROUTER__HTTP_REDIRECT", "false"),
+        ("WHARF_SUPERVISOR__RESTART_MIN", "200ms"),
+        ("WHARF_SUPERVISOR__CONNECTION_GRACE", "200ms"),
+        ("WHARF_SUPERVISOR__STOP_GRACE", "2s"),
+        ("WHARF_SUPERVISOR__HEALTH_TIMEOUT", "20s"),
+    ];
+    let wharf = Wharf::serve_with(WHARF, &[], &dir.path().join("data"), &env).await;
+    (wharf, format!("exec python3 {}", script.display()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heroku_cli_sets_config_lists_releases_and_rolls_back() {
+    let dir = TempDir::new("heroku-releases");
+    let (wharf, command) = serve_with_web_dyno(&dir).await;
+    let api = &wharf.api;
+    let cli = Cli::new(&wharf);
+    api.expect("POST", "/apps", json!({"name": "hello"}), 201).await;
+    let web = json!({"updates": [{"type": "web", "quantity": 1, "command": command}]});
+    api.expect("PATCH", "/apps/hello/formation", web, 200).await;
+    let wait = Duration::from_secs(60);
+    let serves = |want: &'static str| {
+        let wharf = &wharf;
+        async move {
+            eventually(wait, &format!("the web dyno to say GREETING={want}"), || async {
+                (env_through_router(wharf, "hello", "GREETING").await.as_deref() == Some(want)).then_some(())
+            })
+            .await;
+        }
+    };
+    serves("none").await;
+    // v1 is the app's creation, v2 the web command; the local supervisor settles each.
+    let release = |v: u32| format!("/apps/hello/releases/v{v}");
+    eventually(wait, "v2 to succeed", || async {
+        (api.call("GET", &release(2), None).await.1["status"] == "succeeded").then_some(())
+    })
+    .await;
+
+    cli.ok(&["config:set", "GREETING=hello", "-a", "hello"], &["Setting GREETING and restarting hello", "done, v3"]);
+    serves("hello").await;
+    cli.ok(&["config:set", "GREETING=bonjour", "-a", "hello"], &["done, v4"]);
+    serves("bonjour").await;
+    let steps = vec![
+        step(
+            &["releases", "-a", "hello"],
+            0,
+            &["hello Releases", "v4", "Set GREETING config vars", "v2", "Set web command", "v1", "Initial release"],
+        )
+        .then("/apps/hello/releases", "/3/version", json!(4))
+        .then("/apps/hello/releases", "/0/description", json!("Initial release")),
+        step(
+            &["releases:info", "v3", "-a", "hello"],
+            0,
+            &["Release v3", "Set GREETING config vars", "GREETING: hello"],
+        ),
+        step(&["releases:info", "-a", "hello"], 0, &["Release v4", "GREETING: bonjour", "admin@localhost"]),
+        step(&["releases:rollback", "v3", "-a", "hello"], 0, &["Rolling back hello to v3... done, v5"])
+            .then("/apps/hello/releases/v5", "/description", json!("Rollback to v3"))
+            .then("/apps/hello/config-vars", "/GREETING", json!("hello")),
+        // Waits until every dyno is up on v5, polling /apps/X/dynos as Heroku's CLI does.
+        step(&["ps:wait", "-a", "hello"], 0, &[]),
+    ];
+    run_steps(&cli, api, steps).await;
+    // ps:wait returned: every dyno runs v5, and the old value is back in the dyno's environment.
+    let (_, dynos) = api.call("GET", "/apps/hello/dynos", None).await;
+    let versions: Vec<&Value> = dynos.as_array().unwrap().iter().map(|d| &d["release"]["version"]).collect();
+    assert!(!versions.is_empty() && versions.iter().all(|v| **v == json!(5)), "{dynos}");
+    assert_eq!(env_through_router(&wharf, "hello", "GREETING").await.as_deref(), Some("hello"));
+    eventually(wait, "v5 to succeed and be current", || async {
+        let (_, r) = api.call("GET", &release(5), None).await;
+        (r["status"] == "succeeded" && r["current"] == true).then_some(())
+    })
+    .await;
+
+    // A release that does not exist: Heroku's error body, and nothing changes.
+    let (_, before) = api.call("GET", "/apps/hello/releases", None).await;
+    let steps = vec![
+        step(&["releases:rollback", "v9", "-a", "hello"], 2, &["no release \"9\"", "Error ID: not_found"]).then(
+            "/apps/hello/config-vars",
+            "/GREETING",
+            json!("hello"),
+        ),
+        step(&["releases:info", "v9", "-a", "hello"], 2, &["no release \"9\""]),
+    ];
+    run_steps(&cli, api, steps).await;
+    assert_eq!(api.call("GET", "/apps/hello/releases", None).await.1, before, "no release was made");
+
+    cli.ok(&["config:unset", "GREETING", "-a", "hello"], &["done, v6"]);
+    serves("none").await;
+    let (_, v6) = api.call("GET", &release(6), None).await;
+    assert_eq!(v6["description"], "Remove GREETING config vars", "{v6}");
+}

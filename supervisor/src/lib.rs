@@ -16,7 +16,10 @@
 //! Any change to an entry's command, port, health check or the app's config vars rolls it: the
 //! new dynos start and become healthy, then the old ones leave the router and stop one at a
 //! time. If a new dyno fails before it is healthy, the new ones stop and the old ones keep
-//! serving. A change of quantity alone scales the running release.
+//! serving. A change of quantity alone scales the running release. Each such change is a
+//! release of the app (the control API makes it), and every release rolls every entry of the
+//! app, as on Heroku; once every entry has rolled, the supervisor settles the release
+//! (`succeeded`, or `failed` if one entry's new dynos did not pass their health check).
 //!
 //! An app whose formation has a command belongs to the supervisor: dynos registered for it by
 //! an earlier run are removed at start. Apps without commands are left to an external runtime.
@@ -48,8 +51,8 @@ mod restart;
 mod service;
 mod settings;
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use tokio::sync::broadcast::error::RecvError;
@@ -57,6 +60,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 use wharf_bus::Publisher;
 use wharf_control_api::ControlPlane;
+use wharf_domain::DynoType;
 
 use crate::desired::{FormationKey, desired_formations, stale_dynos, web_apps};
 use crate::dyno::{DynoLauncher, stop_requested};
@@ -123,6 +127,8 @@ async fn run(
         let _ = plane.delete_dyno(&app, &dyno).await;
     }
     let mut formations: HashMap<FormationKey, FormationHandle> = HashMap::new();
+    // The release each app's entries were last told to roll to.
+    let mut releases: HashMap<Uuid, Uuid> = HashMap::new();
     let mut services: HashMap<Uuid, LoopbackService> = HashMap::new();
     // Entries being stopped: their dynos' grace periods hold up no other entry.
     let mut stopping = tokio::task::JoinSet::new();
@@ -145,6 +151,19 @@ async fn run(
         services.retain(|id, _| web.iter().any(|a| a.id == *id));
         let ports: HashMap<Uuid, u16> = services.iter().map(|(id, s)| (*id, s.port())).collect();
         let desired = plane.read(|m| desired_formations(m, &ports)).await;
+        // Before any entry hears of a new release: each will report how its roll ended.
+        let mut rolling: HashMap<Uuid, (Uuid, BTreeSet<DynoType>)> = HashMap::new();
+        for (key, entry) in &desired {
+            if let Some(release) = entry.spec.release {
+                rolling.entry(key.app_id).or_insert((release.id, BTreeSet::new())).1.insert(key.dyno_type.clone());
+            }
+        }
+        for (app_id, (release, dyno_types)) in rolling {
+            if releases.insert(app_id, release) != Some(release) {
+                registry.expect_release(release, dyno_types);
+            }
+        }
+        releases.retain(|app_id, _| desired.keys().any(|k| k.app_id == *app_id));
         for (key, entry) in &desired {
             let target = FormationTarget { quantity: entry.quantity, spec: entry.spec.clone() };
             match formations.get(key) {

@@ -18,7 +18,7 @@ use wharf_domain::{DynoName, DynoType, Hostname};
 
 use super::wire::{ApiError, ApiResult, AppRef, Body, Json, Plane, app_ref};
 use crate::model::{App, Dyno, Model};
-use crate::plane::{ControlPlane, Error, LocalDyno};
+use crate::plane::{ControlPlane, DynoRelease, Error, LocalDyno};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,8 +47,29 @@ pub(super) struct DynoOut {
     #[serde(skip_serializing_if = "Option::is_none")]
     port: Option<u16>,
     app: AppRef,
+    /// The release the dyno runs (Heroku's `{id, version}`): as the local supervisor reports it,
+    /// or for an external runtime's dyno, the app's current release.
+    release: Option<ReleaseRef>,
     created_at: String,
     updated_at: String,
+}
+
+/// A release as a dyno embeds it.
+#[derive(Serialize)]
+pub(super) struct ReleaseRef {
+    id: Uuid,
+    version: u32,
+}
+
+impl From<DynoRelease> for ReleaseRef {
+    fn from(r: DynoRelease) -> Self {
+        ReleaseRef { id: r.id, version: r.version }
+    }
+}
+
+/// The release an external runtime's dyno is taken to run: the app's current one.
+fn current_release_ref(m: &Model, app_id: Uuid) -> Option<ReleaseRef> {
+    m.current_release(app_id).map(|r| ReleaseRef { id: r.id, version: r.version })
 }
 
 /// A registered dyno, with the state the local supervisor reports if it runs it.
@@ -64,6 +85,10 @@ fn dyno_out(m: &Model, d: &Dyno, local: Option<&LocalDyno>) -> Option<DynoOut> {
         host: Some(d.host.to_string()),
         port: Some(d.port),
         app: app_ref(m, app),
+        release: match local {
+            Some(l) => l.release.map(ReleaseRef::from),
+            None => current_release_ref(m, d.app_id),
+        },
         created_at: format_seconds(d.created_at),
         updated_at: format_seconds(d.updated_at),
     })
@@ -86,6 +111,7 @@ fn local_dyno_out(m: &Model, app: &App, d: &LocalDyno) -> DynoOut {
         host: None,
         port: None,
         app: app_ref(m, app),
+        release: d.release.map(ReleaseRef::from),
         created_at: format_seconds(d.started_at),
         updated_at: format_seconds(d.started_at),
     }

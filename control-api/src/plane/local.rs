@@ -39,6 +39,16 @@ impl DynoState {
     }
 }
 
+/// The release a dyno runs, as Heroku's dyno resource embeds it (`release: {id, version}`); the
+/// Heroku CLI's `ps:wait` waits until every dyno runs the newest version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DynoRelease {
+    /// The release's id.
+    pub id: Uuid,
+    /// Its version, 1, 2, ...
+    pub version: u32,
+}
+
 /// A dyno the local supervisor runs, as it reports it. Workers appear only here (they have no
 /// endpoint to register), and web dynos appear here before they are healthy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +61,9 @@ pub struct LocalDyno {
     pub state: DynoState,
     /// When it was started, in seconds since the epoch.
     pub started_at: i64,
+    /// The release it runs; none for an app that has no release (a database older than
+    /// releases, until its next change).
+    pub release: Option<DynoRelease>,
 }
 
 /// What the control plane needs from a runtime that runs dynos on this machine. The plane reads
