@@ -318,9 +318,9 @@ async fn the_heroku_cli_restarts_and_stops_dynos_by_heroku_names() {
     .await;
     // `type.N` is the N-th dyno of the type, oldest first.
     let (_, one) = api.call("GET", "/apps/hello/dynos/worker.1", None).await;
-    assert_eq!((&one["size"], &one["command"]), (&json!("standard"), &json!("exec sleep 600")), "{one}");
+    assert_eq!((&one["size"], &one["command"]), (&json!("Standard-1X"), &json!("exec sleep 600")), "{one}");
     assert!(first.contains(&one["name"].as_str().unwrap().to_owned()), "{one} among {first:?}");
-    cli.ok(&["ps", "-a", "hello"], &["(standard): exec sleep 600 (2)", &first[0], &first[1]]);
+    cli.ok(&["ps", "-a", "hello"], &["(Standard-1X): exec sleep 600 (2)", &first[0], &first[1]]);
 
     cli.ok(&["ps:restart", "worker.1", "-a", "hello"], &["Restarting dyno worker.1 on hello... done"]);
     let gone = one["name"].as_str().unwrap().to_owned();
@@ -574,4 +574,63 @@ async fn the_heroku_cli_sets_config_lists_releases_and_rolls_back() {
     serves("none").await;
     let (_, v6) = api.call("GET", &release(6), None).await;
     assert_eq!(v6["description"], "Remove GREETING config vars", "{v6}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heroku_cli_sizes_dynos_from_the_configured_list() {
+    let wharf = Wharf::serve(WHARF, &[]).await;
+    let api = &wharf.api;
+    let cli = Cli::new(&wharf);
+    api.expect("POST", "/apps", json!({"name": "hello"}), 201).await;
+    let formation = json!({"updates": [
+        {"type": "web", "quantity": 0},
+        {"type": "worker", "quantity": 1, "command": "exec sleep 600"},
+    ]});
+    api.expect("PATCH", "/apps/hello/formation", formation, 200).await;
+    let versions = || async {
+        let (_, releases) = api.call("GET", "/apps/hello/releases", None).await;
+        releases.as_array().unwrap().iter().map(|r| r["version"].clone()).collect::<Vec<_>>()
+    };
+    let releases = versions().await;
+    let web = "/apps/hello/formation/web";
+    let steps = vec![
+        // Any case in, the configured name out; sizes are listed by `ps:type`.
+        step(&["ps:type", "web=standard-2x", "-a", "hello"], 0, &["Standard-2X"]).then(
+            web,
+            "/size",
+            json!("Standard-2X"),
+        ),
+        step(&["ps:scale", "web=1:performance-m", "-a", "hello"], 0, &["web at 1:Performance-M"])
+            .then(web, "/size", json!("Performance-M"))
+            .then(web, "/quantity", json!(1)),
+        step(&["ps:scale", "web=0", "-a", "hello"], 0, &["web at 0:Performance-M"]).then(web, "/quantity", json!(0)),
+        step(&["ps:type", "-a", "hello"], 0, &["Performance-M", "Standard-1X", "Dyno Totals"]),
+        // Unknown sizes: Heroku's error body naming the sizes there are, and nothing changes.
+        step(
+            &["ps:type", "web=huge", "-a", "hello"],
+            2,
+            // (The CLI wraps the message at its width.)
+            &["unknown dyno size \"huge\": one of Basic, Standard-1X", "Performance-M, Performance-L"],
+        )
+        .then(web, "/size", json!("Performance-M")),
+        step(
+            &["ps:scale", "web=2:huge", "-a", "hello"],
+            2,
+            &["unknown dyno size \"huge\"", "Error ID: invalid_params"],
+        )
+        .then(web, "/quantity", json!(0))
+        .then(web, "/size", json!("Performance-M")),
+    ];
+    run_steps(&cli, api, steps).await;
+    assert_eq!(versions().await, releases, "resizing is no release");
+    // `ps` shows the size of the dynos running.
+    let worker = json!({"updates": [{"type": "worker", "size": "Standard-2X"}]});
+    api.expect("PATCH", "/apps/hello/formation", worker, 200).await;
+    eventually(Duration::from_secs(60), "the worker to be up", || async {
+        (up_dynos(api, "hello", "worker").await.len() == 1).then_some(())
+    })
+    .await;
+    cli.ok(&["ps", "-a", "hello"], &["=== worker (Standard-2X): exec sleep 600 (1)"]);
+    let (_, dynos) = api.call("GET", "/apps/hello/dynos/worker.1", None).await;
+    assert_eq!(dynos["size"], "Standard-2X", "{dynos}");
 }

@@ -147,6 +147,42 @@ pub struct ControlApiConfig {
     /// PEM file of the CA that signs the database server's certificate, trusted beside the
     /// Mozilla roots when the connection uses TLS (`sslmode=prefer`, the default, or `require`).
     pub database_ca: Option<PathBuf>,
+    /// The dyno sizes a formation entry may ask for (Heroku's `size`, as `ps:type` and
+    /// `ps:scale web=2:Standard-2X` set it), matched without regard to case. Heroku's names and
+    /// memory figures by default.
+    pub dyno_sizes: Vec<DynoSize>,
+    /// The size of a formation entry that names none; one of `dyno_sizes`.
+    pub default_dyno_size: String,
+}
+
+/// A dyno size: its name and the memory a dyno of that size is meant to have. The local
+/// supervisor records and shows the size but does not enforce the memory: that needs cgroups,
+/// which `wharf serve` does not ask for (an address-space limit would break runtimes that
+/// reserve more than they use).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DynoSize {
+    /// The name clients give and `ps` shows, e.g. `Standard-2X`: letters, digits and `-`.
+    pub name: String,
+    /// The memory a dyno of this size is meant to have, e.g. `"1GiB"`.
+    pub memory: ByteSize,
+}
+
+impl DynoSize {
+    fn new(name: &str, memory_mib: u64) -> DynoSize {
+        DynoSize { name: name.to_owned(), memory: ByteSize(memory_mib << 20) }
+    }
+}
+
+/// Heroku's dyno sizes and their memory (<https://devcenter.heroku.com/articles/dyno-types>).
+fn default_dyno_sizes() -> Vec<DynoSize> {
+    vec![
+        DynoSize::new("Basic", 512),
+        DynoSize::new("Standard-1X", 512),
+        DynoSize::new("Standard-2X", 1024),
+        DynoSize::new("Performance-M", 2560),
+        DynoSize::new("Performance-L", 14336),
+    ]
 }
 
 impl Default for ControlApiConfig {
@@ -157,6 +193,8 @@ impl Default for ControlApiConfig {
             max_quantity: 100,
             database_url: None,
             database_ca: None,
+            dyno_sizes: default_dyno_sizes(),
+            default_dyno_size: "Standard-1X".to_owned(),
         }
     }
 }
@@ -503,6 +541,22 @@ impl Config {
         if self.control_api.max_quantity == 0 {
             return invalid("control_api.max_quantity", "must be at least 1");
         }
+        let sizes = &self.control_api.dyno_sizes;
+        for (i, size) in sizes.iter().enumerate() {
+            let n = &size.name;
+            if n.is_empty() || n.len() > 64 || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                return invalid("control_api.dyno_sizes", &format!("{n:?} is not a size name: letters, digits and -"));
+            }
+            if sizes[..i].iter().any(|o| o.name.eq_ignore_ascii_case(n)) {
+                return invalid("control_api.dyno_sizes", &format!("{n} is listed twice"));
+            }
+            if size.memory.0 == 0 {
+                return invalid("control_api.dyno_sizes", &format!("{n} must have some memory"));
+            }
+        }
+        if !sizes.iter().any(|s| s.name.eq_ignore_ascii_case(&self.control_api.default_dyno_size)) {
+            return invalid("control_api.default_dyno_size", "must be one of dyno_sizes");
+        }
         let l = &self.logshuttle;
         if l.drain_buffer_lines == 0 || l.drain_buffer_bytes.0 == 0 {
             return invalid("logshuttle.drain_buffer_lines", "drain buffers must hold at least one line and one byte");
@@ -698,6 +752,17 @@ mod tests {
         check_rejected("[kafka]\nakkeris_app_topics = [\"wharf-logs\"]", &[], "read once");
         check_rejected("[kafka]\npartitions = 0", &[], "kafka.partitions");
         check_rejected("[control_api]\nmax_quantity = 0", &[], "control_api.max_quantity");
+        check_rejected("[control_api]\ndefault_dyno_size = \"huge\"", &[], "control_api.default_dyno_size");
+        check_rejected("[control_api]\ndyno_sizes = []", &[], "control_api.default_dyno_size");
+        let sizes = "[control_api]\ndefault_dyno_size = \"a\"\ndyno_sizes = [";
+        check_rejected(
+            &format!("{sizes}{{name = \"a\", memory = \"1MiB\"}}, {{name = \"A\", memory = \"1MiB\"}}]"),
+            &[],
+            "listed twice",
+        );
+        check_rejected(&format!("{sizes}{{name = \"a b\", memory = \"1MiB\"}}]"), &[], "not a size name");
+        check_rejected(&format!("{sizes}{{name = \"a\", memory = \"0B\"}}]"), &[], "must have some memory");
+        check_rejected(&format!("{sizes}{{name = \"a\", memory = \"1MiB\", cpu = 1}}]"), &[], "unknown field");
         check_rejected("[control_api]\ndatabase_url = \"mysql://db/wharf\"", &[], "must be a postgres:// URL");
         check_rejected("[control_api]\ndatabase_url = \"postgres://\"", &[], "must name a host");
         check_rejected("[supervisor]\nhealth_timeout = \"0s\"", &[], "supervisor.health_timeout");

@@ -120,11 +120,12 @@ bodies = {
                       "false_alarm_rate": {"type": "number"}, "min_requests": INT, "min_errors": INT,
                       "min_rate_ratio": {"type": "number"}, "min_rate_difference": {"type": "number"}},
                      required=["canary_app", "weight"]),
+    # `size`: one of the configured dyno sizes, in any case.
     "FormationUpdate": obj({"quantity": QUANTITY, "command": S, "port": {"type": "integer", "minimum": 1, "maximum": 65535},
-                            "healthcheck": S}, required=[]),
+                            "healthcheck": S, "size": S}, required=[]),
     "FormationBatch": obj({"updates": {"type": "array", "items": obj({"type": S, "quantity": QUANTITY, "command": S,
                                                                         "port": {"type": "integer", "minimum": 1, "maximum": 65535},
-                                                                        "healthcheck": S}, required=["type"])}}),
+                                                                        "healthcheck": S, "size": S}, required=["type"])}}),
     "ConfigVarsPatch": {"type": "object", "additionalProperties": nullable(S)},
     # The release to roll back to: its id, or its version (3, "3" or "v3").
     "Rollback": obj({"release": {"oneOf": [UUID, {"type": "integer", "minimum": 1}]}}),

@@ -162,6 +162,7 @@ mod tests {
             command: command.map(str::to_owned),
             port: None,
             healthcheck: None,
+            size: None,
             created_at: 0,
             updated_at: 0,
         }

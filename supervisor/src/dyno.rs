@@ -339,6 +339,7 @@ mod tests {
             session_ttl: Duration::from_secs(60),
             max_session_lines: 100,
             max_quantity: 100,
+            dyno_sizes: wharf_control_api::DynoSizes::default(),
         };
         let store = Box::new(SqliteStore::in_memory().unwrap());
         let plane = ControlPlane::open(store, plane_settings, Arc::new(SessionKey::generate())).await.unwrap();

@@ -40,8 +40,8 @@ pub(super) struct DynoOut {
     state: &'static str,
     /// The formation's command for the dyno's type, if it has one.
     command: Option<String>,
-    /// Heroku's dyno size; Wharf has one.
-    size: &'static str,
+    /// Heroku's dyno size: the formation entry's, or the configured default.
+    size: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     host: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -73,7 +73,7 @@ fn current_release_ref(m: &Model, app_id: Uuid) -> Option<ReleaseRef> {
 }
 
 /// A registered dyno, with the state the local supervisor reports if it runs it.
-fn dyno_out(m: &Model, d: &Dyno, local: Option<&LocalDyno>) -> Option<DynoOut> {
+fn dyno_out(plane: &ControlPlane, m: &Model, d: &Dyno, local: Option<&LocalDyno>) -> Option<DynoOut> {
     let app = m.app(&d.app_id.to_string())?;
     Some(DynoOut {
         id: Some(d.id),
@@ -81,7 +81,7 @@ fn dyno_out(m: &Model, d: &Dyno, local: Option<&LocalDyno>) -> Option<DynoOut> {
         dyno_type: d.dyno_type.to_string(),
         state: local.map_or("up", |l| l.state.as_str()),
         command: command_of(m, d.app_id, &d.dyno_type),
-        size: "standard",
+        size: size_of(plane, m, d.app_id, &d.dyno_type),
         host: Some(d.host.to_string()),
         port: Some(d.port),
         app: app_ref(m, app),
@@ -99,15 +99,21 @@ fn command_of(m: &Model, app_id: Uuid, dyno_type: &DynoType) -> Option<String> {
     m.formation_of(app_id).into_iter().find(|f| &f.dyno_type == dyno_type).and_then(|f| f.command.clone())
 }
 
+/// The size of an app's dyno type: its formation entry's, or the configured default.
+fn size_of(plane: &ControlPlane, m: &Model, app_id: Uuid, dyno_type: &DynoType) -> String {
+    let f = m.formation_of(app_id).into_iter().find(|f| &f.dyno_type == dyno_type);
+    plane.settings().dyno_sizes.of(f.and_then(|f| f.size.as_deref())).to_owned()
+}
+
 /// A dyno the local supervisor runs that is not registered.
-fn local_dyno_out(m: &Model, app: &App, d: &LocalDyno) -> DynoOut {
+fn local_dyno_out(plane: &ControlPlane, m: &Model, app: &App, d: &LocalDyno) -> DynoOut {
     DynoOut {
         id: None,
         name: d.name.clone(),
         dyno_type: d.dyno_type.to_string(),
         state: d.state.as_str(),
         command: command_of(m, app.id, &d.dyno_type),
-        size: "standard",
+        size: size_of(plane, m, app.id, &d.dyno_type),
         host: None,
         port: None,
         app: app_ref(m, app),
@@ -121,10 +127,12 @@ fn local_dyno_out(m: &Model, app: &App, d: &LocalDyno) -> DynoOut {
 fn dynos_out(plane: &ControlPlane, m: &Model, app: &App) -> Vec<DynoOut> {
     let local = plane.local_runtime().dynos(app.id);
     let registered = m.dynos_of(app.id);
-    let mut out: Vec<DynoOut> =
-        registered.iter().filter_map(|d| dyno_out(m, d, local.iter().find(|l| l.name == d.name.as_str()))).collect();
+    let mut out: Vec<DynoOut> = registered
+        .iter()
+        .filter_map(|d| dyno_out(plane, m, d, local.iter().find(|l| l.name == d.name.as_str())))
+        .collect();
     let unregistered = local.iter().filter(|l| !registered.iter().any(|d| d.name.as_str() == l.name));
-    out.extend(unregistered.map(|l| local_dyno_out(m, app, l)));
+    out.extend(unregistered.map(|l| local_dyno_out(plane, m, app, l)));
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
 }
@@ -164,7 +172,7 @@ pub(super) async fn put_dyno(
         .filter(|p| *p > 0)
         .ok_or_else(|| ApiError::invalid(format!("port {} is not between 1 and 65535", req.port)))?;
     let (d, created) = plane.put_dyno(&app, name, dyno_type, host, port).await?;
-    let out = plane.read(|m| dyno_out(m, &d, None)).await;
+    let out = plane.read(|m| dyno_out(&plane, m, &d, None)).await;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(out)))
 }

@@ -515,6 +515,7 @@ mod tests {
                 command: None,
                 port: None,
                 healthcheck: None,
+                size: None,
                 created_at: 0,
                 updated_at: 0,
             }),

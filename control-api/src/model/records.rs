@@ -192,6 +192,9 @@ pub struct Formation {
     pub port: Option<u16>,
     /// An HTTP path to check a web dyno's health on; none for a TCP connect.
     pub healthcheck: Option<String>,
+    /// The dyno size (Heroku's `size`), as configured; none for the configured default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
     /// Creation time, seconds since the epoch.
     pub created_at: i64,
     /// Last change, seconds since the epoch.

@@ -21,6 +21,49 @@ pub enum Quantity {
     Change(i64),
 }
 
+/// The dyno sizes formation entries may ask for, from the configuration
+/// (`[control_api] dyno_sizes`), and the size of an entry that names none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DynoSizes {
+    sizes: Vec<wharf_config::DynoSize>,
+    default: String,
+}
+
+impl DynoSizes {
+    /// The sizes as configured; `default` is one of them (the configuration checks it).
+    pub fn new(sizes: &[wharf_config::DynoSize], default: &str) -> DynoSizes {
+        DynoSizes { sizes: sizes.to_vec(), default: default.to_owned() }
+    }
+
+    /// The size named `name`, without regard to case (as Heroku takes `standard-2x`).
+    pub fn find(&self, name: &str) -> Option<&wharf_config::DynoSize> {
+        self.sizes.iter().find(|s| s.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The size of an entry that names none, as configured.
+    pub fn default_size(&self) -> &str {
+        self.find(&self.default).map_or(self.default.as_str(), |s| s.name.as_str())
+    }
+
+    /// The size an entry has: its own, or the default.
+    pub fn of<'a>(&'a self, size: Option<&'a str>) -> &'a str {
+        size.unwrap_or_else(|| self.default_size())
+    }
+
+    /// Every size's name, in the configured order.
+    pub fn names(&self) -> Vec<&str> {
+        self.sizes.iter().map(|s| s.name.as_str()).collect()
+    }
+}
+
+impl Default for DynoSizes {
+    /// Heroku's sizes, as `wharf serve` has them without configuration.
+    fn default() -> Self {
+        let c = wharf_config::ControlApiConfig::default();
+        DynoSizes::new(&c.dyno_sizes, &c.default_dyno_size)
+    }
+}
+
 /// A change to one dyno type of an app's formation: what is given is set.
 #[derive(Debug, Clone)]
 pub struct FormationUpdate {
@@ -34,6 +77,8 @@ pub struct FormationUpdate {
     pub port: Option<u16>,
     /// The health check path of a web dyno.
     pub healthcheck: Option<String>,
+    /// The dyno size, one of the configured [`DynoSizes`] (any case).
+    pub size: Option<String>,
 }
 
 impl ControlPlane {
@@ -64,6 +109,17 @@ impl ControlPlane {
         if updates.is_empty() {
             return Err(Error::Invalid("updates must name at least one dyno type".into()));
         }
+        // Sizes are stored as configured, whatever the case they were given in.
+        let sizes = &self.settings.dyno_sizes;
+        let mut updates = updates;
+        for u in &mut updates {
+            if let Some(size) = &u.size {
+                let found = sizes.find(size).ok_or_else(|| {
+                    Error::Invalid(format!("unknown dyno size {size:?}: one of {}", sizes.names().join(", ")))
+                })?;
+                u.size = Some(found.name.clone());
+            }
+        }
         self.change(|m| {
             let a = m.app(app).ok_or_else(|| not_found("app", app))?;
             let now = now_seconds();
@@ -80,6 +136,7 @@ impl ControlPlane {
                         command: None,
                         port: None,
                         healthcheck: None,
+                        size: None,
                         created_at: now,
                         updated_at: now,
                     },
@@ -97,6 +154,7 @@ impl ControlPlane {
                 f.command = u.command.clone().or(f.command);
                 f.port = u.port.or(f.port);
                 f.healthcheck = u.healthcheck.clone().or(f.healthcheck);
+                f.size = u.size.clone().or(f.size);
                 f.updated_at = now;
                 out.push(f);
             }

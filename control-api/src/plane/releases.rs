@@ -147,6 +147,7 @@ impl ControlPlane {
                     command: p.command.clone(),
                     port: p.port,
                     healthcheck: p.healthcheck.clone(),
+                    size: None,
                     created_at: now,
                     updated_at: now,
                 })));

@@ -19,6 +19,7 @@ async fn plane() -> ControlPlane {
         session_ttl: Duration::from_secs(60),
         max_session_lines: 1500,
         max_quantity: 100,
+        dyno_sizes: DynoSizes::default(),
     };
     let store = Box::new(SqliteStore::in_memory().unwrap());
     ControlPlane::open(store, settings, Arc::new(SessionKey::generate())).await.unwrap()
@@ -208,6 +209,7 @@ fn update(dyno_type: &str, quantity: Option<u32>, command: Option<&str>) -> Form
         command: command.map(str::to_owned),
         port: None,
         healthcheck: None,
+        size: None,
     }
 }
 
@@ -359,4 +361,38 @@ async fn releases_of_locally_run_apps_are_pending_until_the_supervisor_settles_t
     p.settle_release(app, v4, false).await.unwrap();
     assert_eq!(statuses(releases(&p, "api").await), ["succeeded", "failed", "succeeded", "failed"]);
     assert_eq!(p.read(|m| m.current_release(app).map(|r| r.version)).await, Some(3), "a failed release is not current");
+}
+
+#[tokio::test]
+async fn sizes_are_the_configured_ones_in_any_case_and_a_resize_is_no_release() {
+    let p = plane().await;
+    p.create_app("api".parse().unwrap(), "default").await.unwrap();
+    p.update_formation("api", vec![update("web", Some(1), Some("a"))]).await.unwrap();
+    let sized = |size: &str| FormationUpdate { size: Some(size.to_owned()), ..update("web", None, None) };
+    // (size given, size stored or the refusal's words)
+    let table = [
+        ("standard-2x", Ok("Standard-2X")),
+        ("PERFORMANCE-L", Ok("Performance-L")),
+        ("Basic", Ok("Basic")),
+        (
+            "large",
+            Err("unknown dyno size \"large\": one of Basic, Standard-1X, Standard-2X, Performance-M, Performance-L"),
+        ),
+        ("", Err("unknown dyno size \"\"")),
+    ];
+    let releases_before = releases(&p, "api").await.len();
+    for (given, expected) in table {
+        let before = p.read(|m| m.formation_of(m.app("api").unwrap().id)[0].clone()).await;
+        match (p.update_formation("api", vec![sized(given)]).await, expected) {
+            (Ok(out), Ok(stored)) => assert_eq!(out[0].size.as_deref(), Some(stored), "{given}"),
+            (Err(Error::Invalid(m)), Err(words)) => {
+                assert!(m.contains(words), "{given}: {m}");
+                let after = p.read(|m| m.formation_of(m.app("api").unwrap().id)[0].clone()).await;
+                assert_eq!(after, before, "{given}: nothing changes");
+            }
+            (got, want) => panic!("{given}: got {got:?}, want {want:?}"),
+        }
+    }
+    assert_eq!(releases(&p, "api").await.len(), releases_before, "resizing is not a release, as on Heroku");
+    assert_eq!(p.settings().dyno_sizes.of(None), "Standard-1X");
 }
