@@ -634,3 +634,57 @@ async fn the_heroku_cli_sizes_dynos_from_the_configured_list() {
     let (_, dynos) = api.call("GET", "/apps/hello/dynos/worker.1", None).await;
     assert_eq!(dynos["size"], "Standard-2X", "{dynos}");
 }
+
+#[tokio::test]
+async fn the_heroku_cli_creates_apps_in_spaces_and_adds_and_removes_certificates() {
+    let wharf = Wharf::serve(WHARF, &[]).await;
+    let api = &wharf.api;
+    let cli = Cli::new(&wharf);
+    api.expect("POST", "/spaces", json!({"name": "prod"}), 201).await;
+    api.expect("POST", "/apps", json!({"name": "hello"}), 201).await;
+    let ca = wharf_testkit::certs::TestCa::new("heroku cli");
+    let cert = ca.issue(&["www.example.test"], -1, 90);
+    let other = ca.issue(&["api.example.test"], -1, 90);
+    let home = cli.home.path();
+    std::fs::write(home.join("cert.pem"), &cert.chain_pem).unwrap();
+    std::fs::write(home.join("key.pem"), &cert.key_pem).unwrap();
+    std::fs::write(home.join("other-key.pem"), &other.key_pem).unwrap();
+    let steps = vec![
+        // `--space` creates through POST /teams/apps, in that space.
+        step(&["apps:create", "hi", "--space", "prod"], 0, &["Creating hi in space prod... done"])
+            .then("/apps/hi-prod", "/space/name", json!("prod"))
+            .then("/apps/hi-prod/releases/v1", "/description", json!("Initial release")),
+        step(&["apps:info", "-a", "hi-prod"], 0, &["=== hi-prod", "Space:", "prod"]),
+        step(&["apps:create", "nope", "--space", "missing"], 2, &["no space \"missing\"", "Error ID: not_found"]),
+        step(
+            &["apps:create", "inside", "--space", "prod", "--internal-routing"],
+            2,
+            &["internal_routing is false for every app of space prod", "Error ID: invalid_params"],
+        ),
+        // An upload goes into /certs; it shows as the app's endpoint once it covers a domain.
+        step(&["certs:add", "cert.pem", "key.pem", "-a", "hello"], 0, &["Adding SSL certificate to hello... done"])
+            .then("/certs", "/0/domains/0", json!("www.example.test")),
+        step(
+            &["certs:add", "cert.pem", "other-key.pem", "-a", "hello"],
+            2,
+            &["the private key does not belong to the certificate", "Error ID: invalid_params"],
+        ),
+        step(&["certs:add", "cert.pem", "key.pem", "-a", "hello"], 2, &["already uploaded", "Error ID: conflict"]),
+        step(&["domains:add", "www.example.test", "-a", "hello"], 0, &["www.example.test"]),
+        step(&["certs", "-a", "hello"], 0, &["www.example.test"]).then(
+            "/apps/hello/sni-endpoints",
+            "/0/domains",
+            json!(["www.example.test"]),
+        ),
+    ];
+    run_steps(&cli, api, steps).await;
+    let (_, certs) = api.call("GET", "/certs", None).await;
+    assert_eq!(certs.as_array().map(Vec::len), Some(1), "the refused uploads added nothing: {certs}");
+    let id = certs[0]["id"].as_str().unwrap().to_owned();
+    let run = cli.run(&["certs:remove", "--name", &id, "--confirm", "hello", "-a", "hello"]);
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains(&format!("Removing SSL certificate {id} from hello... done")), "{}", run.stderr);
+    assert_eq!(api.call("GET", "/certs", None).await.1, json!([]), "removed from /certs");
+    let (status, body) = api.call("DELETE", &format!("/apps/hello/sni-endpoints/{id}"), None).await;
+    assert_eq!((status, &body["id"]), (404, &json!("not_found")), "{body}");
+}

@@ -102,6 +102,10 @@ bodies = {
     "SpaceCreate": obj({"name": S, "compliance": {"type": "array", "items": ref("Compliance")}}, required=["name"]),
     "AppCreate": obj({"name": S, "space": S}, required=[]),
     "AppUpdate": obj({"name": S}, required=[]),
+    # Wharf has one team, region and stack; internal_routing follows the space; the rest are refused when set.
+    "TeamAppCreate": obj({"name": S, "space": S, "team": S, "region": S, "stack": S, "internal_routing": {"type": "boolean"},
+                          "locked": {"type": "boolean"}, "kernel": S, "feature_flags": {"type": "array", "items": S}},
+                         required=[]),
     "DomainCreate": obj({"hostname": S, "sni_endpoint": nullable(S)}, required=["hostname"]),
     "SniEndpoint": obj({"id": UUID, "name": S, "domains": {"type": "array", "items": S},
                         "ssl_cert": obj({"cert_domains": {"type": "array", "items": S}, "subject": S, "issuer": S,
@@ -150,6 +154,7 @@ P = {
     "site": param("site", "the site's id or domain"),
     "route": param("route", "the route's id"),
     "cert": param("cert", "the certificate's id"),
+    "name": param("name", "the SNI endpoint's name: its certificate's id"),
     "release": param("release", "the release's id, or its version: `3` or `v3`"),
     "token": param("token", "the signed log session grant"),
 }
@@ -189,7 +194,15 @@ paths = {
         "get": op("List an app's domains: its default domain, then the sites that route / to it", 200, arr("Domain"), params=["app"]),
         "post": op("Add a domain: a site routing / to the app", 201, ref("Domain"), "DomainCreate", params=["app"])},
     "/apps/{app}/sni-endpoints": {"get": op("List the certificates that cover the app's domains, as SNI endpoints", 200,
-                                            arr("SniEndpoint"), params=["app"])},
+                                            arr("SniEndpoint"), params=["app"]),
+                                  "post": op("Upload a certificate into /certs, as one of the app's SNI endpoints", 201,
+                                             ref("SniEndpoint"), "CertCreate", params=["app"])},
+    "/apps/{app}/sni-endpoints/{name}": {
+        "get": op("Show one of the certificates covering the app's domains", 200, ref("SniEndpoint"), params=["app", "name"]),
+        "delete": op("Delete a certificate covering the app's domains from /certs (for every domain it covers)", 200,
+                     ref("SniEndpoint"), params=["app", "name"])},
+    "/teams/apps": {"post": op("Create an app in a space of Wharf's one team (apps:create --space)", 201, ref("App"),
+                               "TeamAppCreate")},
     "/apps/{app}/domains/{domain}": {
         "get": op("Show one of an app's domains", 200, ref("Domain"), params=["app", "domain"]),
         "delete": op("Remove a custom domain (its site, routes and drains)", 200, ref("Domain"), params=["app", "domain"])},
