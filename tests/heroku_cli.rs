@@ -688,3 +688,58 @@ async fn the_heroku_cli_creates_apps_in_spaces_and_adds_and_removes_certificates
     let (status, body) = api.call("DELETE", &format!("/apps/hello/sni-endpoints/{id}"), None).await;
     assert_eq!((status, &body["id"]), (404, &json!("not_found")), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heroku_cli_runs_detached_one_off_dynos_whose_output_reaches_the_logs() {
+    let wharf = Wharf::serve(WHARF, &[]).await;
+    let api = &wharf.api;
+    let cli = Cli::new(&wharf);
+    api.expect("POST", "/apps", json!({"name": "hello"}), 201).await;
+    api.expect("PATCH", "/apps/hello/config-vars", json!({"GREETING": "hi from config"}), 200).await;
+    cli.ok(
+        &["run:detached", "echo $GREETING; echo extra=$EXTRA; echo oops >&2", "-e", "EXTRA=1", "-a", "hello"],
+        &["heroku logs --app hello --dyno run.1"],
+    );
+    let wait = Duration::from_secs(30);
+    let shown = eventually(wait, "the one-off's output in the logs", || async {
+        let run = cli.run(&["logs", "-n", "50", "-a", "hello"]);
+        (run.code == Some(0) && run.stdout.contains("Process exited")).then_some(run.stdout)
+    })
+    .await;
+    for line in [
+        "app[run.1]: hi from config",
+        "app[run.1]: extra=1",
+        "app[run.1]: oops",
+        "akkeris/supervisor[run.1]: Process exited: exit status: 0",
+    ] {
+        assert!(shown.contains(line), "{line:?} missing from {shown}");
+    }
+    // Gone once it exited, and the next one is run.2.
+    eventually(wait, "run.1 to leave the dyno list", || async {
+        let (_, dynos) = api.call("GET", "/apps/hello/dynos", None).await;
+        dynos.as_array()?.is_empty().then_some(())
+    })
+    .await;
+    cli.ok(&["run:detached", "exec sleep 600", "-s", "standard-2x", "-a", "hello"], &["--dyno run.2"]);
+    let (_, two) = api.call("GET", "/apps/hello/dynos/run.2", None).await;
+    assert_eq!((&two["type"], &two["command"]), (&json!("run"), &json!("exec sleep 600")), "{two}");
+
+    // Refusals: Heroku's error body, and no dyno starts.
+    let run = cli.run(&["run:detached", "true", "-s", "huge", "-a", "hello"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("unknown dyno size \"huge\""), "{}", run.stderr);
+    for (body, says) in [
+        (json!({"command": "true", "attach": true}), "no rendezvous"),
+        (json!({"command": "  "}), "command must be"),
+        (json!({"command": "true", "env": {"BAD NAME": "x"}}), "invalid config var name"),
+        (json!({"command": "true", "type": "web"}), "of type run"),
+        (json!({"command": "true", "memory": 1}), "unknown field"),
+    ] {
+        let (status, out) = api.call("POST", "/apps/hello/dynos", Some(body.clone())).await;
+        assert_eq!((status, &out["id"]), (422, &json!("invalid_params")), "{body}: {out}");
+        assert!(out["message"].as_str().unwrap_or_default().contains(says), "{body}: {out}");
+    }
+    let (_, dynos) = api.call("GET", "/apps/hello/dynos", None).await;
+    let names: Vec<&str> = dynos.as_array().unwrap().iter().filter_map(|d| d["name"].as_str()).collect();
+    assert_eq!(names, ["run.2"], "{dynos}");
+}

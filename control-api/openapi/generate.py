@@ -111,6 +111,9 @@ bodies = {
                         "ssl_cert": obj({"cert_domains": {"type": "array", "items": S}, "subject": S, "issuer": S,
                                          "starts_at": TIME, "expires_at": TIME}),
                         "app": ref("AppRef"), "created_at": TIME, "updated_at": TIME}),
+    # `attach` may only be false (no rendezvous); `type` only run; `env` adds to the config vars.
+    "DynoCreate": obj({"command": S, "attach": {"type": "boolean"}, "env": {"type": "object", "additionalProperties": S},
+                       "size": S, "type": S, "force_no_tty": {"type": "boolean"}}, required=["command"]),
     "DynoPut": obj({"type": S, "host": S, "port": {"type": "integer", "minimum": 1, "maximum": 65535}}),
     # `ca`: PEM certificates a syslog+tls or https drain trusts beside the Mozilla roots.
     "DrainCreate": obj({"url": S, "ca": S}, required=["url"]),
@@ -215,6 +218,8 @@ paths = {
                     "patch": op("Rename an app within its space", 200, ref("App"), "AppUpdate", params=["app"]),
                     "delete": op("Delete an app, with its dynos, drains, routes, canaries, formation, config vars and releases", 200, ref("App"), params=["app"])},
     "/apps/{app}/dynos": {"get": op("List an app's dynos", 200, arr("Dyno"), params=["app"]),
+                          "post": op("Run a one-off dyno detached (run.N) with the app's config vars; its output goes to the app's logs",
+                                     201, ref("Dyno"), "DynoCreate", params=["app"]),
                           "delete": op("Restart every dyno the local supervisor runs, rolling (an external runtime's: 422)",
                                        202, obj({}), params=["app"])},
     "/apps/{app}/dynos/{dyno}": {

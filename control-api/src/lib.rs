@@ -19,7 +19,7 @@ pub mod watch;
 
 pub use http::{AdminToken, router};
 pub use plane::{
-    ControlPlane, Drains, DynoRelease, DynoSizes, DynoState, Error, LocalDyno, LocalRuntime, Restart, Settings,
+    ControlPlane, Drains, DynoRelease, DynoSizes, DynoState, Error, LocalDyno, LocalRuntime, OneOff, Restart, Settings,
 };
 pub use store::postgres::PostgresStore;
 pub use store::{SqliteStore, Store, StoreError};

@@ -195,6 +195,7 @@ impl Dyno {
             state: DynoState::Starting,
             started_at: now_seconds(),
             release: self.spec.release,
+            one_off: None,
         };
         self.launcher.registry.set(self.launcher.app_id, listing);
         let _listed = Listed(&self);

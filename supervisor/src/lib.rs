@@ -31,8 +31,9 @@
 //! `desired` computes what should run, `service` keeps each web app's loopback service,
 //! `formation` scales and rolls one formation entry, `dyno` runs one dyno's life with its
 //! `restart` policy, its `process` (whose `output` goes to the bus and whose `group` is
-//! stopped as a whole and kept in the `record`s) and its health check `probe`; `reaper` reaps
-//! adopted orphans, and `procfs` reads what they need of `/proc`.
+//! stopped as a whole and kept in the `record`s) and its health check `probe`; `one_off` runs a
+//! one-off dyno (`run:detached`) once with the same `process` code; `reaper` reaps adopted
+//! orphans, and `procfs` reads what they need of `/proc`.
 
 #![forbid(unsafe_code)]
 
@@ -40,6 +41,7 @@ mod desired;
 mod dyno;
 mod formation;
 mod group;
+mod one_off;
 mod output;
 mod probe;
 mod process;
@@ -89,8 +91,9 @@ impl Supervisor {
         // requests are subscribed to before the plane can send one.
         let registry = Arc::new(Registry::default());
         let restarts = registry.subscribe_restarts();
+        let one_offs = registry.take_one_offs().expect("a new registry has its one-off queue");
         plane.set_local_runtime(registry.clone());
-        let task = tokio::spawn(run(plane, registry, restarts, publisher, settings, stopped));
+        let task = tokio::spawn(run(plane, registry, restarts, one_offs, publisher, settings, stopped));
         Supervisor { stop, task }
     }
 
@@ -107,6 +110,7 @@ async fn run(
     plane: Arc<ControlPlane>,
     registry: Arc<Registry>,
     mut restarts: tokio::sync::broadcast::Receiver<wharf_control_api::Restart>,
+    mut one_offs: tokio::sync::mpsc::UnboundedReceiver<(String, wharf_control_api::OneOff)>,
     publisher: Publisher,
     settings: Settings,
     mut stopped: watch::Receiver<bool>,
@@ -208,6 +212,16 @@ async fn run(
                     }
                     Err(RecvError::Closed) => return stop_all(formations, stopping).await,
                 },
+                Some((name, one_off)) = one_offs.recv() => {
+                    // Into `stopping`, so that a stop waits for it as for any dyno.
+                    let cx = one_off::OneOffContext {
+                        publisher: publisher.clone(),
+                        settings: settings.clone(),
+                        records: records.clone(),
+                        registry: registry.clone(),
+                    };
+                    stopping.spawn(one_off::run(cx, name, one_off, stopped.clone()));
+                }
                 () = stop_requested(&mut stopped) => return stop_all(formations, stopping).await,
             }
         }

@@ -9,9 +9,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
-use wharf_control_api::{DynoState, LocalDyno, LocalRuntime, Restart};
+use wharf_control_api::{DynoState, LocalDyno, LocalRuntime, OneOff, Restart};
 use wharf_domain::DynoType;
 
 /// A release the supervisor is rolling an app to: the formation entries that have not reported
@@ -29,12 +29,26 @@ pub(crate) struct Registry {
     restarts: broadcast::Sender<Restart>,
     /// Releases being rolled to, by release id.
     rolling: Mutex<HashMap<Uuid, Rolling>>,
+    /// One-off dynos to start, with their names, for the top task.
+    one_offs: mpsc::UnboundedSender<(String, OneOff)>,
+    /// The top task's end of `one_offs`, until it takes it.
+    one_offs_rx: Mutex<Option<mpsc::UnboundedReceiver<(String, OneOff)>>>,
+    /// The last one-off number given, per app: `run.1`, `run.2`, ...
+    runs: Mutex<HashMap<Uuid, u32>>,
 }
 
 impl Default for Registry {
     fn default() -> Self {
         // Restarts are rare and the top task takes them at once; 64 queued is plenty.
-        Registry { dynos: Mutex::default(), restarts: broadcast::channel(64).0, rolling: Mutex::default() }
+        let (one_offs, rx) = mpsc::unbounded_channel();
+        Registry {
+            dynos: Mutex::default(),
+            restarts: broadcast::channel(64).0,
+            rolling: Mutex::default(),
+            one_offs,
+            one_offs_rx: Mutex::new(Some(rx)),
+            runs: Mutex::default(),
+        }
     }
 }
 
@@ -89,6 +103,12 @@ impl Registry {
         Some(!failed)
     }
 
+    /// The one-off dynos the control plane asks for, with their names; only the first call gets
+    /// them.
+    pub(crate) fn take_one_offs(&self) -> Option<mpsc::UnboundedReceiver<(String, OneOff)>> {
+        self.one_offs_rx.lock().expect("registry lock").take()
+    }
+
     /// Restart requests from the control plane, from now on.
     pub(crate) fn subscribe_restarts(&self) -> broadcast::Receiver<Restart> {
         self.restarts.subscribe()
@@ -113,6 +133,32 @@ impl LocalRuntime for Registry {
         // Nobody listening means the supervisor has stopped: nothing runs to restart.
         let _ = self.restarts.send(restart);
     }
+
+    fn run(&self, one_off: OneOff) -> Option<String> {
+        let n = {
+            let mut runs = self.runs.lock().expect("registry lock");
+            let n = runs.entry(one_off.app_id).or_insert(0);
+            *n += 1;
+            *n
+        };
+        let name = format!("run.{n}");
+        let listing = LocalDyno {
+            name: name.clone(),
+            dyno_type: DynoType::try_new("run").expect("a valid dyno type"),
+            state: DynoState::Starting,
+            started_at: wharf_domain::timestamp::now_seconds(),
+            release: one_off.release,
+            one_off: Some((one_off.command.clone(), one_off.size.clone())),
+        };
+        let app_id = one_off.app_id;
+        self.set(app_id, listing);
+        if self.one_offs.send((name.clone(), one_off)).is_err() {
+            // The supervisor has stopped: nothing will run it.
+            self.remove(app_id, &name);
+            return None;
+        }
+        Some(name)
+    }
 }
 
 #[cfg(test)]
@@ -126,6 +172,7 @@ mod tests {
             state,
             started_at: 0,
             release: None,
+            one_off: None,
         }
     }
 

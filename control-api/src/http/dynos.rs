@@ -18,7 +18,7 @@ use wharf_domain::{DynoName, DynoType, Hostname};
 
 use super::wire::{ApiError, ApiResult, AppRef, Body, Json, Plane, app_ref};
 use crate::model::{App, Dyno, Model};
-use crate::plane::{ControlPlane, DynoRelease, Error, LocalDyno};
+use crate::plane::{ControlPlane, DynoRelease, DynoState, Error, LocalDyno};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -72,6 +72,90 @@ fn current_release_ref(m: &Model, app_id: Uuid) -> Option<ReleaseRef> {
     m.current_release(app_id).map(|r| ReleaseRef { id: r.id, version: r.version })
 }
 
+/// An environment value as clients send it: a string, or a number (the Heroku CLI's `COLUMNS`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum EnvValue {
+    Text(String),
+    Number(serde_json::Number),
+}
+
+/// `POST /apps/{app}/dynos`: a one-off dyno, as the Heroku CLI's `run:detached` asks for one.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DynoCreate {
+    command: String,
+    /// Only `false`: Wharf has no rendezvous to attach a terminal through.
+    #[serde(default)]
+    attach: Option<bool>,
+    /// Variables on top of the app's config vars.
+    #[serde(default)]
+    env: Option<std::collections::BTreeMap<String, Option<EnvValue>>>,
+    /// A configured dyno size.
+    #[serde(default)]
+    size: Option<String>,
+    /// Only `run`, Heroku's one-off type.
+    #[serde(default, rename = "type")]
+    dyno_type: Option<String>,
+    /// A terminal option of attached runs; nothing to do for a detached one.
+    #[serde(default)]
+    force_no_tty: Option<bool>,
+}
+
+/// `POST /apps/{app}/dynos`: runs a one-off dyno detached under the local supervisor; its output
+/// is in the app's log stream as `run.N`, and it is gone when it exits. `attach: true` is a 422:
+/// there is no rendezvous service to attach a terminal through.
+pub(super) async fn create_dyno(
+    State(plane): Plane,
+    Path(app): Path<String>,
+    Body(req): Body<DynoCreate>,
+) -> ApiResult<Response> {
+    let _ = req.force_no_tty;
+    if req.attach == Some(true) {
+        return Err(ApiError::invalid(
+            "attached one-off dynos are not supported: Wharf has no rendezvous; use run:detached and heroku logs",
+        ));
+    }
+    if let Some(t) = req.dyno_type.as_deref().filter(|t| *t != "run") {
+        return Err(ApiError::invalid(format!("a one-off dyno is of type run, not {t:?}")));
+    }
+    let env = req
+        .env
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(k, v)| {
+            v.map(|v| match v {
+                EnvValue::Text(s) => (k, s),
+                EnvValue::Number(n) => (k, n.to_string()),
+            })
+        })
+        .collect();
+    let name = plane.run_detached(&app, &req.command, env, req.size.as_deref()).await?;
+    let out = plane
+        .read(|m| {
+            let a = m.app(&app)?;
+            let size = req.size.as_deref().and_then(|s| plane.settings().dyno_sizes.find(s)).map(|s| s.name.clone());
+            let now = format_seconds(wharf_domain::timestamp::now_seconds());
+            Some(DynoOut {
+                id: None,
+                name,
+                dyno_type: "run".to_owned(),
+                state: DynoState::Starting.as_str(),
+                command: Some(req.command.clone()),
+                size: size.unwrap_or_else(|| plane.settings().dyno_sizes.default_size().to_owned()),
+                host: None,
+                port: None,
+                app: app_ref(m, a),
+                release: current_release_ref(m, a.id),
+                created_at: now.clone(),
+                updated_at: now,
+            })
+        })
+        .await;
+    let out = out.ok_or(Error::NotFound { what: "app", key: app })?;
+    Ok((StatusCode::CREATED, Json(out)).into_response())
+}
+
 /// A registered dyno, with the state the local supervisor reports if it runs it.
 fn dyno_out(plane: &ControlPlane, m: &Model, d: &Dyno, local: Option<&LocalDyno>) -> Option<DynoOut> {
     let app = m.app(&d.app_id.to_string())?;
@@ -107,13 +191,17 @@ fn size_of(plane: &ControlPlane, m: &Model, app_id: Uuid, dyno_type: &DynoType) 
 
 /// A dyno the local supervisor runs that is not registered.
 fn local_dyno_out(plane: &ControlPlane, m: &Model, app: &App, d: &LocalDyno) -> DynoOut {
+    let (command, size) = match &d.one_off {
+        Some((command, size)) => (Some(command.clone()), plane.settings().dyno_sizes.of(size.as_deref()).to_owned()),
+        None => (command_of(m, app.id, &d.dyno_type), size_of(plane, m, app.id, &d.dyno_type)),
+    };
     DynoOut {
         id: None,
         name: d.name.clone(),
         dyno_type: d.dyno_type.to_string(),
         state: d.state.as_str(),
-        command: command_of(m, app.id, &d.dyno_type),
-        size: size_of(plane, m, app.id, &d.dyno_type),
+        command,
+        size,
         host: None,
         port: None,
         app: app_ref(m, app),

@@ -94,6 +94,7 @@ route_group! {
         GET "/apps/{app}/features" => features::list_app_features,
         DELETE "/apps/{app}" => apps::delete_app,
         GET "/apps/{app}/dynos" => dynos::list_dynos,
+        POST "/apps/{app}/dynos" => dynos::create_dyno,
         DELETE "/apps/{app}/dynos" => dynos::restart_dynos,
         GET "/apps/{app}/dynos/{dyno}" => dynos::get_dyno,
         PUT "/apps/{app}/dynos/{dyno}" => dynos::put_dyno,

@@ -29,6 +29,23 @@ fn check_var_name(name: &str) -> Result<(), Error> {
     }
 }
 
+/// Checks a variable for a process's environment: its name, and its value if it is set.
+pub(super) fn check_var(name: &str, value: Option<&str>) -> Result<(), Error> {
+    check_var_name(name)?;
+    if value.is_some_and(|v| v.len() > MAX_VAR_VALUE) {
+        return Err(Error::Invalid(format!("config var {name} is longer than {MAX_VAR_VALUE} bytes")));
+    }
+    // A process's environment is a list of C strings: a NUL would end the value early on one
+    // runtime and fail every start on another, so it is refused here, where it is still the
+    // user's to fix. (Names cannot hold one: see `check_var_name`.)
+    if value.is_some_and(|v| v.contains('\0')) {
+        return Err(Error::Invalid(format!(
+            "config var {name} contains a NUL byte, which an environment variable cannot hold"
+        )));
+    }
+    Ok(())
+}
+
 impl ControlPlane {
     /// Sets (`Some`) and deletes (`None`) an app's config vars, all or nothing; returns them all.
     /// A change makes a release (`Set A config vars`) in the same commit; a request that changes
@@ -39,18 +56,7 @@ impl ControlPlane {
         changes: BTreeMap<String, Option<String>>,
     ) -> Result<BTreeMap<String, String>, Error> {
         for (name, value) in &changes {
-            check_var_name(name)?;
-            if value.as_ref().is_some_and(|v| v.len() > MAX_VAR_VALUE) {
-                return Err(Error::Invalid(format!("config var {name} is longer than {MAX_VAR_VALUE} bytes")));
-            }
-            // A process's environment is a list of C strings: a NUL would end the value early on
-            // one runtime and fail every start on another, so it is refused here, where it is
-            // still the user's to fix. (Names cannot hold one: see `check_var_name`.)
-            if value.as_ref().is_some_and(|v| v.contains('\0')) {
-                return Err(Error::Invalid(format!(
-                    "config var {name} contains a NUL byte, which an environment variable cannot hold"
-                )));
-            }
+            check_var(name, value.as_deref())?;
         }
         self.change(|m| {
             let a = m.app(app).ok_or_else(|| not_found("app", app))?;

@@ -32,7 +32,7 @@ pub use drains::{Drains, MAX_DRAINS_PER_APP};
 pub use engine::{CanaryReader, ControlPlane, Settings};
 pub use error::Error;
 pub use formation::{DynoSizes, FormationUpdate, Quantity};
-pub use local::{DynoRelease, DynoState, LocalDyno, LocalRuntime, Restart};
+pub use local::{DynoRelease, DynoState, LocalDyno, LocalRuntime, OneOff, Restart};
 pub use releases::INITIAL_RELEASE;
 pub use routing::{MAX_CERTS, MAX_ROUTES_PER_SITE};
 pub use sessions::LogSession;

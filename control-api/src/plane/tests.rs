@@ -334,6 +334,9 @@ impl LocalRuntime for Present {
         vec![]
     }
     fn restart(&self, _restart: Restart) {}
+    fn run(&self, _one_off: OneOff) -> Option<String> {
+        None
+    }
 }
 
 #[tokio::test]
