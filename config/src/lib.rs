@@ -7,9 +7,12 @@
 #![forbid(unsafe_code)]
 
 mod database_url;
+mod dyno_size;
 mod env;
 
 pub use database_url::DatabaseUrl;
+pub use dyno_size::DynoSize;
+use dyno_size::default_dyno_sizes;
 pub use env::unrecognised_variables;
 use env::{env_path, set_path};
 
@@ -153,36 +156,6 @@ pub struct ControlApiConfig {
     pub dyno_sizes: Vec<DynoSize>,
     /// The size of a formation entry that names none; one of `dyno_sizes`.
     pub default_dyno_size: String,
-}
-
-/// A dyno size: its name and the memory a dyno of that size is meant to have. The local
-/// supervisor records and shows the size but does not enforce the memory: that needs cgroups,
-/// which `wharf serve` does not ask for (an address-space limit would break runtimes that
-/// reserve more than they use).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DynoSize {
-    /// The name clients give and `ps` shows, e.g. `Standard-2X`: letters, digits and `-`.
-    pub name: String,
-    /// The memory a dyno of this size is meant to have, e.g. `"1GiB"`.
-    pub memory: ByteSize,
-}
-
-impl DynoSize {
-    fn new(name: &str, memory_mib: u64) -> DynoSize {
-        DynoSize { name: name.to_owned(), memory: ByteSize(memory_mib << 20) }
-    }
-}
-
-/// Heroku's dyno sizes and their memory (<https://devcenter.heroku.com/articles/dyno-types>).
-fn default_dyno_sizes() -> Vec<DynoSize> {
-    vec![
-        DynoSize::new("Basic", 512),
-        DynoSize::new("Standard-1X", 512),
-        DynoSize::new("Standard-2X", 1024),
-        DynoSize::new("Performance-M", 2560),
-        DynoSize::new("Performance-L", 14336),
-    ]
 }
 
 impl Default for ControlApiConfig {
