@@ -34,6 +34,10 @@ fn heroku_bin() -> PathBuf {
     bin
 }
 
+/// The longest one CLI command may take: `ps:wait` polls every 10 s, everything else answers
+/// at once.
+const CLI_DEADLINE: Duration = Duration::from_secs(180);
+
 /// The CLI, set up to talk to one `wharf serve` only.
 struct Cli {
     bin: PathBuf,
@@ -59,9 +63,28 @@ impl Cli {
         }
     }
 
-    /// Runs `heroku args...` with `token` as the API key, to its end.
+    /// Runs `heroku args...` with `token` as the API key, to its end; a command that has not
+    /// ended within [`CLI_DEADLINE`] (a `ps:wait` that never sees its release) is killed and
+    /// fails the test.
     fn run_as(&self, token: &str, args: &[&str]) -> Run {
-        let out = self.command(token, args).output().expect("the Heroku CLI runs");
+        let child = self
+            .command(token, args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the Heroku CLI runs");
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        let out = match rx.recv_timeout(CLI_DEADLINE) {
+            Ok(out) => out.expect("the Heroku CLI runs"),
+            Err(_) => {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                panic!("heroku {} did not end within {CLI_DEADLINE:?}", args.join(" "));
+            }
+        };
         Run {
             code: out.status.code(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
