@@ -58,9 +58,9 @@ schemas = {
     "Dyno": obj({"id": nullable(UUID), "name": S, "type": S,
                  "state": {"type": "string", "enum": ["starting", "up", "crashed"]},
                  "command": nullable(S), "size": S, "host": S, "port": {"type": "integer", "minimum": 1, "maximum": 65535},
-                 "app": ref("AppRef"), "release": nullable(obj({"id": UUID, "version": {"type": "integer", "minimum": 1}})),
+                 "app": ref("AppRef"), "release": obj({"id": UUID, "version": {"type": "integer", "minimum": 1}}),
                  "created_at": TIME, "updated_at": TIME},
-                required=["id", "name", "type", "state", "command", "size", "app", "release", "created_at", "updated_at"]),
+                required=["id", "name", "type", "state", "command", "size", "app", "created_at", "updated_at"]),
     # `ca` is present (true) only for a drain with its own trusted CAs; their PEM is not echoed.
     "Drain": obj({"id": UUID, "url": S, "token": S, "ca": {"type": "boolean"}, "addon": nullable({"type": "object"}),
                   "app": ref("AppRef"), "site": ref("SiteRef"), "created_at": TIME, "updated_at": TIME},

@@ -48,7 +48,10 @@ pub(super) struct DynoOut {
     port: Option<u16>,
     app: AppRef,
     /// The release the dyno runs (Heroku's `{id, version}`): as the local supervisor reports it,
-    /// or for an external runtime's dyno, the app's current release.
+    /// or for an external runtime's dyno, the app's current release. Left out for an app with no
+    /// release (a database older than releases): the Heroku CLI reads `release.version` whenever
+    /// `release` is there, even `null`, and handles it missing.
+    #[serde(skip_serializing_if = "Option::is_none")]
     release: Option<ReleaseRef>,
     created_at: String,
     updated_at: String,
