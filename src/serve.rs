@@ -168,6 +168,10 @@ async fn serve(config: Config) -> Result<()> {
         session_ttl: config.logshuttle.session_ttl.0,
         max_session_lines: config.logshuttle.history_lines as u32,
         max_quantity: config.control_api.max_quantity,
+        dyno_sizes: wharf_control_api::DynoSizes::new(
+            &config.control_api.dyno_sizes,
+            &config.control_api.default_dyno_size,
+        ),
     };
     let plane = Arc::new(ControlPlane::open(store, settings, sessions.clone()).await?);
     tokio::spawn(plane.clone().follow_store());

@@ -301,6 +301,7 @@ async fn the_first_router_to_abort_aborts_for_every_router() {
         session_ttl: Duration::from_secs(60),
         max_session_lines: 100,
         max_quantity: 100,
+        dyno_sizes: wharf_control_api::DynoSizes::default(),
     };
     let store = Box::new(SqliteStore::in_memory().unwrap());
     let plane = Arc::new(ControlPlane::open(store, settings, Arc::new(SessionKey::generate())).await.unwrap());

@@ -68,7 +68,15 @@ async fn formation_and_config_vars_in_heroku_shapes(args: &[&str]) -> String {
         (json!({"updates": [{"type": "web", "quantity": -1}]}), "invalid value"),
         (json!({"updates": [{"type": "web", "port": 0}]}), "port must be between 1 and 65535"),
         (json!({"updates": [{"type": "web", "port": 70000}]}), "invalid value"),
-        (json!({"updates": [{"type": "web", "size": "large"}]}), "unknown field `size`"),
+        // An unknown size names the configured ones; an unknown field is still refused.
+        (
+            json!({"updates": [{"type": "web", "size": "large"}]}),
+            "unknown dyno size \"large\": one of Basic, Standard-1X",
+        ),
+        (json!({"updates": [{"type": "web", "size": 2}]}), "invalid type"),
+        (json!({"updates": [{"type": "web", "memory": "1GiB"}]}), "unknown field `memory`"),
+        (json!({"updates": [{"type": "web", "quantity": "two"}]}), "invalid value"),
+        (json!({"updates": [{"type": "web", "quantity": "-"}]}), "invalid value"),
         (json!({"updates": [{"type": "Web!", "quantity": 1}]}), "invalid dyno type"),
         (json!({"updates": [{"type": "web", "quantity": 1}, {"type": "web", "quantity": 2}]}), "updated twice"),
         (json!({"updates": []}), "at least one dyno type"),

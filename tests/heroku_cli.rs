@@ -34,6 +34,10 @@ fn heroku_bin() -> PathBuf {
     bin
 }
 
+/// The longest one CLI command may take: `ps:wait` polls every 10 s, everything else answers
+/// at once.
+const CLI_DEADLINE: Duration = Duration::from_secs(180);
+
 /// The CLI, set up to talk to one `wharf serve` only.
 struct Cli {
     bin: PathBuf,
@@ -59,9 +63,28 @@ impl Cli {
         }
     }
 
-    /// Runs `heroku args...` with `token` as the API key, to its end.
+    /// Runs `heroku args...` with `token` as the API key, to its end; a command that has not
+    /// ended within [`CLI_DEADLINE`] (a `ps:wait` that never sees its release) is killed and
+    /// fails the test.
     fn run_as(&self, token: &str, args: &[&str]) -> Run {
-        let out = self.command(token, args).output().expect("the Heroku CLI runs");
+        let child = self
+            .command(token, args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the Heroku CLI runs");
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        let out = match rx.recv_timeout(CLI_DEADLINE) {
+            Ok(out) => out.expect("the Heroku CLI runs"),
+            Err(_) => {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                panic!("heroku {} did not end within {CLI_DEADLINE:?}", args.join(" "));
+            }
+        };
         Run {
             code: out.status.code(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -318,9 +341,9 @@ async fn the_heroku_cli_restarts_and_stops_dynos_by_heroku_names() {
     .await;
     // `type.N` is the N-th dyno of the type, oldest first.
     let (_, one) = api.call("GET", "/apps/hello/dynos/worker.1", None).await;
-    assert_eq!((&one["size"], &one["command"]), (&json!("standard"), &json!("exec sleep 600")), "{one}");
+    assert_eq!((&one["size"], &one["command"]), (&json!("Standard-1X"), &json!("exec sleep 600")), "{one}");
     assert!(first.contains(&one["name"].as_str().unwrap().to_owned()), "{one} among {first:?}");
-    cli.ok(&["ps", "-a", "hello"], &["(standard): exec sleep 600 (2)", &first[0], &first[1]]);
+    cli.ok(&["ps", "-a", "hello"], &["(Standard-1X): exec sleep 600 (2)", &first[0], &first[1]]);
 
     cli.ok(&["ps:restart", "worker.1", "-a", "hello"], &["Restarting dyno worker.1 on hello... done"]);
     let gone = one["name"].as_str().unwrap().to_owned();
@@ -520,4 +543,278 @@ async fn the_heroku_cli_puts_an_app_into_maintenance_mode() {
     run_steps(&cli, api, steps).await;
     let back = eventually(wait, "the app to serve again", || async { get().await.filter(|r| r.status == 200) }).await;
     assert_eq!(back.text(), "serving");
+}
+
+/// What the app's web dyno answers through the router for `GET /NAME`: the value of its
+/// environment variable NAME (testkit's `PYTHON_WEB_DYNO`).
+async fn env_through_router(wharf: &Wharf, app: &str, name: &str) -> Option<String> {
+    let host = format!("{app}-default.localhost");
+    let r = wharf_testkit::client::send(wharf.http, None, &Req::get(&host, &format!("/{name}"))).await.ok()?;
+    (r.status == 200).then(|| r.text())
+}
+
+/// `wharf serve` with a quick supervisor, plain HTTP through the router, and the test kit's web
+/// dyno script; returns the command that runs it.
+async fn serve_with_web_dyno(dir: &TempDir) -> (Wharf, String) {
+    let script = dir.path().join("server.py");
+    std::fs::write(&script, wharf_testkit::dyno_server::PYTHON_WEB_DYNO).unwrap();
+    let env = [
+        ("WHARF_ROUTER__HTTP_REDIRECT", "false"),
+        ("WHARF_SUPERVISOR__RESTART_MIN", "200ms"),
+        ("WHARF_SUPERVISOR__CONNECTION_GRACE", "200ms"),
+        ("WHARF_SUPERVISOR__STOP_GRACE", "2s"),
+        ("WHARF_SUPERVISOR__HEALTH_TIMEOUT", "20s"),
+    ];
+    let wharf = Wharf::serve_with(WHARF, &[], &dir.path().join("data"), &env).await;
+    (wharf, format!("exec python3 {}", script.display()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heroku_cli_sets_config_lists_releases_and_rolls_back() {
+    let dir = TempDir::new("heroku-releases");
+    let (wharf, command) = serve_with_web_dyno(&dir).await;
+    let api = &wharf.api;
+    let cli = Cli::new(&wharf);
+    api.expect("POST", "/apps", json!({"name": "hello"}), 201).await;
+    let web = json!({"updates": [{"type": "web", "quantity": 1, "command": command}]});
+    api.expect("PATCH", "/apps/hello/formation", web, 200).await;
+    let wait = Duration::from_secs(60);
+    let serves = |want: &'static str| {
+        let wharf = &wharf;
+        async move {
+            eventually(wait, &format!("the web dyno to say GREETING={want}"), || async {
+                (env_through_router(wharf, "hello", "GREETING").await.as_deref() == Some(want)).then_some(())
+            })
+            .await;
+        }
+    };
+    serves("none").await;
+    // v1 is the app's creation, v2 the web command; the local supervisor settles each.
+    let release = |v: u32| format!("/apps/hello/releases/v{v}");
+    eventually(wait, "v2 to succeed", || async {
+        (api.call("GET", &release(2), None).await.1["status"] == "succeeded").then_some(())
+    })
+    .await;
+
+    cli.ok(&["config:set", "GREETING=hello", "-a", "hello"], &["Setting GREETING and restarting hello", "done, v3"]);
+    serves("hello").await;
+    cli.ok(&["config:set", "GREETING=bonjour", "-a", "hello"], &["done, v4"]);
+    serves("bonjour").await;
+    let steps = vec![
+        step(
+            &["releases", "-a", "hello"],
+            0,
+            &["hello Releases", "v4", "Set GREETING config vars", "v2", "Set web command", "v1", "Initial release"],
+        )
+        .then("/apps/hello/releases", "/3/version", json!(4))
+        .then("/apps/hello/releases", "/0/description", json!("Initial release")),
+        step(
+            &["releases:info", "v3", "-a", "hello"],
+            0,
+            &["Release v3", "Set GREETING config vars", "GREETING: hello"],
+        ),
+        step(&["releases:info", "-a", "hello"], 0, &["Release v4", "GREETING: bonjour", "admin@localhost"]),
+        step(&["releases:rollback", "v3", "-a", "hello"], 0, &["Rolling back hello to v3... done, v5"])
+            .then("/apps/hello/releases/v5", "/description", json!("Rollback to v3"))
+            .then("/apps/hello/config-vars", "/GREETING", json!("hello")),
+        // Waits until every dyno is up on v5, polling /apps/X/dynos as Heroku's CLI does.
+        step(&["ps:wait", "-a", "hello"], 0, &[]),
+    ];
+    run_steps(&cli, api, steps).await;
+    // ps:wait returned: every dyno runs v5, and the old value is back in the dyno's environment.
+    let (_, dynos) = api.call("GET", "/apps/hello/dynos", None).await;
+    let versions: Vec<&Value> = dynos.as_array().unwrap().iter().map(|d| &d["release"]["version"]).collect();
+    assert!(!versions.is_empty() && versions.iter().all(|v| **v == json!(5)), "{dynos}");
+    assert_eq!(env_through_router(&wharf, "hello", "GREETING").await.as_deref(), Some("hello"));
+    eventually(wait, "v5 to succeed and be current", || async {
+        let (_, r) = api.call("GET", &release(5), None).await;
+        (r["status"] == "succeeded" && r["current"] == true).then_some(())
+    })
+    .await;
+
+    // A release that does not exist: Heroku's error body, and nothing changes.
+    let (_, before) = api.call("GET", "/apps/hello/releases", None).await;
+    let steps = vec![
+        step(&["releases:rollback", "v9", "-a", "hello"], 2, &["no release \"9\"", "Error ID: not_found"]).then(
+            "/apps/hello/config-vars",
+            "/GREETING",
+            json!("hello"),
+        ),
+        step(&["releases:info", "v9", "-a", "hello"], 2, &["no release \"9\""]),
+    ];
+    run_steps(&cli, api, steps).await;
+    assert_eq!(api.call("GET", "/apps/hello/releases", None).await.1, before, "no release was made");
+
+    cli.ok(&["config:unset", "GREETING", "-a", "hello"], &["done, v6"]);
+    serves("none").await;
+    let (_, v6) = api.call("GET", &release(6), None).await;
+    assert_eq!(v6["description"], "Remove GREETING config vars", "{v6}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heroku_cli_sizes_dynos_from_the_configured_list() {
+    let wharf = Wharf::serve(WHARF, &[]).await;
+    let api = &wharf.api;
+    let cli = Cli::new(&wharf);
+    api.expect("POST", "/apps", json!({"name": "hello"}), 201).await;
+    let formation = json!({"updates": [
+        {"type": "web", "quantity": 0},
+        {"type": "worker", "quantity": 1, "command": "exec sleep 600"},
+    ]});
+    api.expect("PATCH", "/apps/hello/formation", formation, 200).await;
+    let versions = || async {
+        let (_, releases) = api.call("GET", "/apps/hello/releases", None).await;
+        releases.as_array().unwrap().iter().map(|r| r["version"].clone()).collect::<Vec<_>>()
+    };
+    let releases = versions().await;
+    let web = "/apps/hello/formation/web";
+    let steps = vec![
+        // Any case in, the configured name out; sizes are listed by `ps:type`.
+        step(&["ps:type", "web=standard-2x", "-a", "hello"], 0, &["Standard-2X"]).then(
+            web,
+            "/size",
+            json!("Standard-2X"),
+        ),
+        step(&["ps:scale", "web=1:performance-m", "-a", "hello"], 0, &["web at 1:Performance-M"])
+            .then(web, "/size", json!("Performance-M"))
+            .then(web, "/quantity", json!(1)),
+        step(&["ps:scale", "web=0", "-a", "hello"], 0, &["web at 0:Performance-M"]).then(web, "/quantity", json!(0)),
+        step(&["ps:type", "-a", "hello"], 0, &["Performance-M", "Standard-1X", "Dyno Totals"]),
+        // Unknown sizes: Heroku's error body naming the sizes there are, and nothing changes.
+        step(
+            &["ps:type", "web=huge", "-a", "hello"],
+            2,
+            // (The CLI wraps the message at its width.)
+            &["unknown dyno size \"huge\": one of Basic, Standard-1X", "Performance-M, Performance-L"],
+        )
+        .then(web, "/size", json!("Performance-M")),
+        step(
+            &["ps:scale", "web=2:huge", "-a", "hello"],
+            2,
+            &["unknown dyno size \"huge\"", "Error ID: invalid_params"],
+        )
+        .then(web, "/quantity", json!(0))
+        .then(web, "/size", json!("Performance-M")),
+    ];
+    run_steps(&cli, api, steps).await;
+    assert_eq!(versions().await, releases, "resizing is no release");
+    // `ps` shows the size of the dynos running.
+    let worker = json!({"updates": [{"type": "worker", "size": "Standard-2X"}]});
+    api.expect("PATCH", "/apps/hello/formation", worker, 200).await;
+    eventually(Duration::from_secs(60), "the worker to be up", || async {
+        (up_dynos(api, "hello", "worker").await.len() == 1).then_some(())
+    })
+    .await;
+    cli.ok(&["ps", "-a", "hello"], &["=== worker (Standard-2X): exec sleep 600 (1)"]);
+    let (_, dynos) = api.call("GET", "/apps/hello/dynos/worker.1", None).await;
+    assert_eq!(dynos["size"], "Standard-2X", "{dynos}");
+}
+
+#[tokio::test]
+async fn the_heroku_cli_creates_apps_in_spaces_and_adds_and_removes_certificates() {
+    let wharf = Wharf::serve(WHARF, &[]).await;
+    let api = &wharf.api;
+    let cli = Cli::new(&wharf);
+    api.expect("POST", "/spaces", json!({"name": "prod"}), 201).await;
+    api.expect("POST", "/apps", json!({"name": "hello"}), 201).await;
+    let ca = wharf_testkit::certs::TestCa::new("heroku cli");
+    let cert = ca.issue(&["www.example.test"], -1, 90);
+    let other = ca.issue(&["api.example.test"], -1, 90);
+    let home = cli.home.path();
+    std::fs::write(home.join("cert.pem"), &cert.chain_pem).unwrap();
+    std::fs::write(home.join("key.pem"), &cert.key_pem).unwrap();
+    std::fs::write(home.join("other-key.pem"), &other.key_pem).unwrap();
+    let steps = vec![
+        // `--space` creates through POST /teams/apps, in that space.
+        step(&["apps:create", "hi", "--space", "prod"], 0, &["Creating hi in space prod... done"])
+            .then("/apps/hi-prod", "/space/name", json!("prod"))
+            .then("/apps/hi-prod/releases/v1", "/description", json!("Initial release")),
+        step(&["apps:info", "-a", "hi-prod"], 0, &["=== hi-prod", "Space:", "prod"]),
+        step(&["apps:create", "nope", "--space", "missing"], 2, &["no space \"missing\"", "Error ID: not_found"]),
+        step(
+            &["apps:create", "inside", "--space", "prod", "--internal-routing"],
+            2,
+            &["internal_routing is false for every app of space prod", "Error ID: invalid_params"],
+        ),
+        // An upload goes into /certs; it shows as the app's endpoint once it covers a domain.
+        step(&["certs:add", "cert.pem", "key.pem", "-a", "hello"], 0, &["Adding SSL certificate to hello... done"])
+            .then("/certs", "/0/domains/0", json!("www.example.test")),
+        step(
+            &["certs:add", "cert.pem", "other-key.pem", "-a", "hello"],
+            2,
+            &["the private key does not belong to the certificate", "Error ID: invalid_params"],
+        ),
+        step(&["certs:add", "cert.pem", "key.pem", "-a", "hello"], 2, &["already uploaded", "Error ID: conflict"]),
+        step(&["domains:add", "www.example.test", "-a", "hello"], 0, &["www.example.test"]),
+        step(&["certs", "-a", "hello"], 0, &["www.example.test"]).then(
+            "/apps/hello/sni-endpoints",
+            "/0/domains",
+            json!(["www.example.test"]),
+        ),
+    ];
+    run_steps(&cli, api, steps).await;
+    let (_, certs) = api.call("GET", "/certs", None).await;
+    assert_eq!(certs.as_array().map(Vec::len), Some(1), "the refused uploads added nothing: {certs}");
+    let id = certs[0]["id"].as_str().unwrap().to_owned();
+    let run = cli.run(&["certs:remove", "--name", &id, "--confirm", "hello", "-a", "hello"]);
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains(&format!("Removing SSL certificate {id} from hello... done")), "{}", run.stderr);
+    assert_eq!(api.call("GET", "/certs", None).await.1, json!([]), "removed from /certs");
+    let (status, body) = api.call("DELETE", &format!("/apps/hello/sni-endpoints/{id}"), None).await;
+    assert_eq!((status, &body["id"]), (404, &json!("not_found")), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heroku_cli_runs_detached_one_off_dynos_whose_output_reaches_the_logs() {
+    let wharf = Wharf::serve(WHARF, &[]).await;
+    let api = &wharf.api;
+    let cli = Cli::new(&wharf);
+    api.expect("POST", "/apps", json!({"name": "hello"}), 201).await;
+    api.expect("PATCH", "/apps/hello/config-vars", json!({"GREETING": "hi from config"}), 200).await;
+    cli.ok(
+        &["run:detached", "echo $GREETING; echo extra=$EXTRA; echo oops >&2", "-e", "EXTRA=1", "-a", "hello"],
+        &["heroku logs --app hello --dyno run.1"],
+    );
+    let wait = Duration::from_secs(30);
+    let shown = eventually(wait, "the one-off's output in the logs", || async {
+        let run = cli.run(&["logs", "-n", "50", "-a", "hello"]);
+        (run.code == Some(0) && run.stdout.contains("Process exited")).then_some(run.stdout)
+    })
+    .await;
+    for line in [
+        "app[run.1]: hi from config",
+        "app[run.1]: extra=1",
+        "app[run.1]: oops",
+        "akkeris/supervisor[run.1]: Process exited: exit status: 0",
+    ] {
+        assert!(shown.contains(line), "{line:?} missing from {shown}");
+    }
+    // Gone once it exited, and the next one is run.2.
+    eventually(wait, "run.1 to leave the dyno list", || async {
+        let (_, dynos) = api.call("GET", "/apps/hello/dynos", None).await;
+        dynos.as_array()?.is_empty().then_some(())
+    })
+    .await;
+    cli.ok(&["run:detached", "exec sleep 600", "-s", "standard-2x", "-a", "hello"], &["--dyno run.2"]);
+    let (_, two) = api.call("GET", "/apps/hello/dynos/run.2", None).await;
+    assert_eq!((&two["type"], &two["command"]), (&json!("run"), &json!("exec sleep 600")), "{two}");
+
+    // Refusals: Heroku's error body, and no dyno starts.
+    let run = cli.run(&["run:detached", "true", "-s", "huge", "-a", "hello"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("unknown dyno size \"huge\""), "{}", run.stderr);
+    for (body, says) in [
+        (json!({"command": "true", "attach": true}), "no rendezvous"),
+        (json!({"command": "  "}), "command must be"),
+        (json!({"command": "true", "env": {"BAD NAME": "x"}}), "invalid config var name"),
+        (json!({"command": "true", "type": "web"}), "of type run"),
+        (json!({"command": "true", "memory": 1}), "unknown field"),
+    ] {
+        let (status, out) = api.call("POST", "/apps/hello/dynos", Some(body.clone())).await;
+        assert_eq!((status, &out["id"]), (422, &json!("invalid_params")), "{body}: {out}");
+        assert!(out["message"].as_str().unwrap_or_default().contains(says), "{body}: {out}");
+    }
+    let (_, dynos) = api.call("GET", "/apps/hello/dynos", None).await;
+    let names: Vec<&str> = dynos.as_array().unwrap().iter().filter_map(|d| d["name"].as_str()).collect();
+    assert_eq!(names, ["run.2"], "{dynos}");
 }

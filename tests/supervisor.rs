@@ -325,6 +325,31 @@ async fn a_release_that_fails_its_health_check_leaves_the_running_one_serving() 
     running.sort();
     assert_eq!(serving, running, "the same dynos serve");
     assert_eq!(answer(wharf).await.as_deref(), Some("hello"), "the old release still serves");
+    // The broken command's release failed; the one before it is still current.
+    let statuses = eventually(WAIT, "the broken release to be settled", || async {
+        let (_, releases) = api.call("GET", "/apps/api-default/releases", None).await;
+        let all: Vec<(String, String, bool)> = releases
+            .as_array()?
+            .iter()
+            .map(|r| {
+                (
+                    r["description"].as_str().unwrap_or_default().to_owned(),
+                    r["status"].as_str().unwrap_or_default().to_owned(),
+                    r["current"] == true,
+                )
+            })
+            .collect();
+        (all.last()?.1 != "pending").then_some(all)
+    })
+    .await;
+    let expected = [
+        ("Initial release", "succeeded", false),
+        ("Set GREETING config vars", "succeeded", false),
+        ("Set web command", "succeeded", true),
+        ("Set web command", "failed", false),
+    ];
+    let statuses: Vec<(&str, &str, bool)> = statuses.iter().map(|(d, s, c)| (d.as_str(), s.as_str(), *c)).collect();
+    assert_eq!(statuses, expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

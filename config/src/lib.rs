@@ -7,10 +7,13 @@
 #![forbid(unsafe_code)]
 
 mod database_url;
+mod dyno_size;
 mod env;
 mod feed;
 
 pub use database_url::DatabaseUrl;
+pub use dyno_size::DynoSize;
+use dyno_size::default_dyno_sizes;
 pub use env::unrecognised_variables;
 use env::{env_path, set_path};
 pub use feed::FeedConfig;
@@ -171,6 +174,12 @@ pub struct ControlApiConfig {
     /// PEM file of CAs trusted beside the Mozilla roots when the control plane fetches a URL an
     /// app names: its maintenance page (`MAINTENANCE_PAGE_URL`).
     pub trusted_ca: Option<PathBuf>,
+    /// The dyno sizes a formation entry may ask for (Heroku's `size`, as `ps:type` and
+    /// `ps:scale web=2:Standard-2X` set it), matched without regard to case. Heroku's names and
+    /// memory figures by default.
+    pub dyno_sizes: Vec<DynoSize>,
+    /// The size of a formation entry that names none; one of `dyno_sizes`.
+    pub default_dyno_size: String,
 }
 
 impl Default for ControlApiConfig {
@@ -184,6 +193,8 @@ impl Default for ControlApiConfig {
             tls_cert: None,
             tls_key: None,
             trusted_ca: None,
+            dyno_sizes: default_dyno_sizes(),
+            default_dyno_size: "Standard-1X".to_owned(),
         }
     }
 }
@@ -537,6 +548,22 @@ impl Config {
         if self.control_api.max_quantity == 0 {
             return invalid("control_api.max_quantity", "must be at least 1");
         }
+        let sizes = &self.control_api.dyno_sizes;
+        for (i, size) in sizes.iter().enumerate() {
+            let n = &size.name;
+            if n.is_empty() || n.len() > 64 || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                return invalid("control_api.dyno_sizes", &format!("{n:?} is not a size name: letters, digits and -"));
+            }
+            if sizes[..i].iter().any(|o| o.name.eq_ignore_ascii_case(n)) {
+                return invalid("control_api.dyno_sizes", &format!("{n} is listed twice"));
+            }
+            if size.memory.0 == 0 {
+                return invalid("control_api.dyno_sizes", &format!("{n} must have some memory"));
+            }
+        }
+        if !sizes.iter().any(|s| s.name.eq_ignore_ascii_case(&self.control_api.default_dyno_size)) {
+            return invalid("control_api.default_dyno_size", "must be one of dyno_sizes");
+        }
         let l = &self.logshuttle;
         if l.drain_buffer_lines == 0 || l.drain_buffer_bytes.0 == 0 {
             return invalid("logshuttle.drain_buffer_lines", "drain buffers must hold at least one line and one byte");
@@ -741,6 +768,17 @@ mod tests {
         for want in ["WHARF_DATA_PLANE_TOKEN", "WHARF_ROUTER_TOKEN", "WHARF_LOGSHUTTLE_TOKEN"] {
             check_rejected("", &[("WHARF_DATA_PLANE_TOKEN", "0123456789abcdef0123")], want);
         }
+        check_rejected("[control_api]\ndefault_dyno_size = \"huge\"", &[], "control_api.default_dyno_size");
+        check_rejected("[control_api]\ndyno_sizes = []", &[], "control_api.default_dyno_size");
+        let sizes = "[control_api]\ndefault_dyno_size = \"a\"\ndyno_sizes = [";
+        check_rejected(
+            &format!("{sizes}{{name = \"a\", memory = \"1MiB\"}}, {{name = \"A\", memory = \"1MiB\"}}]"),
+            &[],
+            "listed twice",
+        );
+        check_rejected(&format!("{sizes}{{name = \"a b\", memory = \"1MiB\"}}]"), &[], "not a size name");
+        check_rejected(&format!("{sizes}{{name = \"a\", memory = \"0B\"}}]"), &[], "must have some memory");
+        check_rejected(&format!("{sizes}{{name = \"a\", memory = \"1MiB\", cpu = 1}}]"), &[], "unknown field");
         check_rejected("[control_api]\ndatabase_url = \"mysql://db/wharf\"", &[], "must be a postgres:// URL");
         check_rejected("[control_api]\ndatabase_url = \"postgres://\"", &[], "must name a host");
         check_rejected("[supervisor]\nhealth_timeout = \"0s\"", &[], "supervisor.health_timeout");

@@ -62,7 +62,8 @@ schemas = {
     "Dyno": obj({"id": nullable(UUID), "name": S, "type": S,
                  "state": {"type": "string", "enum": ["starting", "up", "crashed"]},
                  "command": nullable(S), "size": S, "host": S, "port": {"type": "integer", "minimum": 1, "maximum": 65535},
-                 "app": ref("AppRef"), "created_at": TIME, "updated_at": TIME},
+                 "app": ref("AppRef"), "release": obj({"id": UUID, "version": {"type": "integer", "minimum": 1}}),
+                 "created_at": TIME, "updated_at": TIME},
                 required=["id", "name", "type", "state", "command", "size", "app", "created_at", "updated_at"]),
     # `ca` is present (true) only for a drain with its own trusted CAs; their PEM is not echoed.
     "Drain": obj({"id": UUID, "url": S, "token": S, "ca": {"type": "boolean"}, "addon": nullable({"type": "object"}),
@@ -87,6 +88,13 @@ schemas = {
                       "port": nullable({"type": "integer", "minimum": 1, "maximum": 65535}), "healthcheck": nullable(S),
                       "size": S, "app": ref("AppRef"), "created_at": TIME, "updated_at": TIME}),
     "ConfigVars": {"type": "object", "additionalProperties": S},
+    # Every change to config vars or commands; `slug` is null until Wharf builds slugs.
+    "Release": obj({"id": UUID, "version": {"type": "integer", "minimum": 1}, "description": S,
+                    "status": {"type": "string", "enum": ["pending", "succeeded", "failed"]},
+                    "current": {"type": "boolean"}, "eligible_for_rollback": {"type": "boolean"},
+                    "addon_plan_names": {"type": "array", "items": S}, "artifacts": {"type": "array"},
+                    "app": ref("AppRef"), "slug": nullable(obj({"id": UUID})), "user": ref("OwnerRef"),
+                    "output_stream_url": nullable(S), "created_at": TIME, "updated_at": TIME}),
     "Accepted": obj({"accepted": INT}),
     "Health": obj({"status": S, "version": INT}),
     "Snapshot": {"type": "object", "required": ["version", "apps", "drains"], "additionalProperties": True,
@@ -98,11 +106,18 @@ bodies = {
     "SpaceCreate": obj({"name": S, "compliance": {"type": "array", "items": ref("Compliance")}}, required=["name"]),
     "AppCreate": obj({"name": S, "space": S}, required=[]),
     "AppUpdate": obj({"name": S, "maintenance": {"type": "boolean"}}, required=[]),
+    # Wharf has one team, region and stack; internal_routing follows the space; the rest are refused when set.
+    "TeamAppCreate": obj({"name": S, "space": S, "team": S, "region": S, "stack": S, "internal_routing": {"type": "boolean"},
+                          "locked": {"type": "boolean"}, "kernel": S, "feature_flags": {"type": "array", "items": S}},
+                         required=[]),
     "DomainCreate": obj({"hostname": S, "sni_endpoint": nullable(S)}, required=["hostname"]),
     "SniEndpoint": obj({"id": UUID, "name": S, "domains": {"type": "array", "items": S},
                         "ssl_cert": obj({"cert_domains": {"type": "array", "items": S}, "subject": S, "issuer": S,
                                          "starts_at": TIME, "expires_at": TIME}),
                         "app": ref("AppRef"), "created_at": TIME, "updated_at": TIME}),
+    # `attach` may only be false (no rendezvous); `type` only run; `env` adds to the config vars.
+    "DynoCreate": obj({"command": S, "attach": {"type": "boolean"}, "env": {"type": "object", "additionalProperties": S},
+                       "size": S, "type": S, "force_no_tty": {"type": "boolean"}}, required=["command"]),
     "DynoPut": obj({"type": S, "host": S, "port": {"type": "integer", "minimum": 1, "maximum": 65535}}),
     # `ca`: PEM certificates a syslog+tls or https drain trusts beside the Mozilla roots.
     "DrainCreate": obj({"url": S, "ca": S}, required=["url"]),
@@ -116,12 +131,15 @@ bodies = {
                       "false_alarm_rate": {"type": "number"}, "min_requests": INT, "min_errors": INT,
                       "min_rate_ratio": {"type": "number"}, "min_rate_difference": {"type": "number"}},
                      required=["canary_app", "weight"]),
+    # `size`: one of the configured dyno sizes, in any case.
     "FormationUpdate": obj({"quantity": QUANTITY, "command": S, "port": {"type": "integer", "minimum": 1, "maximum": 65535},
-                            "healthcheck": S}, required=[]),
+                            "healthcheck": S, "size": S}, required=[]),
     "FormationBatch": obj({"updates": {"type": "array", "items": obj({"type": S, "quantity": QUANTITY, "command": S,
                                                                         "port": {"type": "integer", "minimum": 1, "maximum": 65535},
-                                                                        "healthcheck": S}, required=["type"])}}),
+                                                                        "healthcheck": S, "size": S}, required=["type"])}}),
     "ConfigVarsPatch": {"type": "object", "additionalProperties": nullable(S)},
+    # The release to roll back to: its id, or its version (3, "3" or "v3").
+    "Rollback": obj({"release": {"oneOf": [UUID, {"type": "integer", "minimum": 1}]}}),
     "CanaryVerdict": obj({"id": UUID, "app": S, "evidence": ref("Evidence")}),
     "LogEvents": {"type": "array", "minItems": 1, "maxItems": 1000,
                   "items": obj({"app": S, "source": S, "process": S, "stream": {"type": "string", "enum": ["stdout", "stderr"]},
@@ -143,6 +161,8 @@ P = {
     "site": param("site", "the site's id or domain"),
     "route": param("route", "the route's id"),
     "cert": param("cert", "the certificate's id"),
+    "name": param("name", "the SNI endpoint's name: its certificate's id"),
+    "release": param("release", "the release's id, or its version: `3` or `v3`"),
     "token": param("token", "the signed log session grant"),
 }
 
@@ -181,7 +201,15 @@ paths = {
         "get": op("List an app's domains: its default domain, then the sites that route / to it", 200, arr("Domain"), params=["app"]),
         "post": op("Add a domain: a site routing / to the app", 201, ref("Domain"), "DomainCreate", params=["app"])},
     "/apps/{app}/sni-endpoints": {"get": op("List the certificates that cover the app's domains, as SNI endpoints", 200,
-                                            arr("SniEndpoint"), params=["app"])},
+                                            arr("SniEndpoint"), params=["app"]),
+                                  "post": op("Upload a certificate into /certs, as one of the app's SNI endpoints", 201,
+                                             ref("SniEndpoint"), "CertCreate", params=["app"])},
+    "/apps/{app}/sni-endpoints/{name}": {
+        "get": op("Show one of the certificates covering the app's domains", 200, ref("SniEndpoint"), params=["app", "name"]),
+        "delete": op("Delete a certificate covering the app's domains from /certs (for every domain it covers)", 200,
+                     ref("SniEndpoint"), params=["app", "name"])},
+    "/teams/apps": {"post": op("Create an app in a space of Wharf's one team (apps:create --space)", 201, ref("App"),
+                               "TeamAppCreate")},
     "/apps/{app}/domains/{domain}": {
         "get": op("Show one of an app's domains", 200, ref("Domain"), params=["app", "domain"]),
         "delete": op("Remove a custom domain (its site, routes and drains)", 200, ref("Domain"), params=["app", "domain"])},
@@ -192,8 +220,10 @@ paths = {
     "/apps": {"get": op("List apps", 200, arr("App")), "post": op("Create an app", 201, ref("App"), "AppCreate")},
     "/apps/{app}": {"get": op("Show an app", 200, ref("App"), params=["app"]),
                     "patch": op("Rename an app within its space, and turn maintenance mode on or off", 200, ref("App"), "AppUpdate", params=["app"]),
-                    "delete": op("Delete an app, with its dynos, drains, routes, canaries, formation and config vars", 200, ref("App"), params=["app"])},
+                    "delete": op("Delete an app, with its dynos, drains, routes, canaries, formation, config vars and releases", 200, ref("App"), params=["app"])},
     "/apps/{app}/dynos": {"get": op("List an app's dynos", 200, arr("Dyno"), params=["app"]),
+                          "post": op("Run a one-off dyno detached (run.N) with the app's config vars; its output goes to the app's logs",
+                                     201, ref("Dyno"), "DynoCreate", params=["app"]),
                           "delete": op("Restart every dyno the local supervisor runs, rolling (an external runtime's: 422)",
                                        202, obj({}), params=["app"])},
     "/apps/{app}/dynos/{dyno}": {
@@ -211,6 +241,14 @@ paths = {
     "/apps/{app}/config-vars": {
         "get": op("Show config vars", 200, ref("ConfigVars"), params=["app"]),
         "patch": op("Set config vars; null deletes one", 200, ref("ConfigVars"), "ConfigVarsPatch", params=["app"])},
+    "/apps/{app}/releases": {
+        "get": op("List an app's releases; `Range: version ..; max=N, order=desc` pages them (206 and Next-Range while more remain)",
+                  200, arr("Release"), params=["app"]),
+        "post": op("Roll back to a release's config vars and commands, as a new release", 201, ref("Release"), "Rollback",
+                   params=["app"])},
+    "/apps/{app}/releases/{release}": {"get": op("Show a release", 200, ref("Release"), params=["app", "release"])},
+    "/apps/{app}/releases/{release}/config-vars": {"get": op("The config vars as of a release", 200, ref("ConfigVars"),
+                                                             params=["app", "release"])},
     "/apps/{app}/log-drains": {
         "get": op("List an app's drains", 200, arr("Drain"), params=["app"]),
         "post": op("Add a drain", 201, ref("Drain"), "DrainCreate", params=["app"])},

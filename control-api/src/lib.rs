@@ -18,7 +18,9 @@ pub mod store;
 pub mod watch;
 
 pub use http::{AdminToken, router};
-pub use plane::{ControlPlane, Drains, DynoState, Error, LocalDyno, LocalRuntime, Restart, Settings};
+pub use plane::{
+    ControlPlane, Drains, DynoRelease, DynoSizes, DynoState, Error, LocalDyno, LocalRuntime, OneOff, Restart, Settings,
+};
 pub use store::postgres::PostgresStore;
 pub use store::{SqliteStore, Store, StoreError};
 

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 
 use uuid::Uuid;
+use wharf_control_api::DynoRelease;
 use wharf_control_api::model::Model;
 use wharf_domain::DynoType;
 
@@ -25,6 +26,9 @@ pub(crate) struct FormationKey {
 }
 
 /// What each dyno of a formation entry runs. Any change to it rolls the entry to a new release.
+/// It names the app's newest release, so every release rolls every entry of the app, as a
+/// Heroku release restarts every dyno, even an entry whose command and environment it left as
+/// they were.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct DynoSpec {
     /// The command, run with `sh -c`.
@@ -36,6 +40,8 @@ pub(crate) struct DynoSpec {
     pub(crate) port: Option<u16>,
     /// The HTTP path a web dyno's health check `GET`s; `None` for a TCP connect only.
     pub(crate) healthcheck: Option<String>,
+    /// The app's newest release, which the dynos run; none for an app without releases.
+    pub(crate) release: Option<DynoRelease>,
 }
 
 /// One formation entry the supervisor should run.
@@ -69,6 +75,7 @@ pub(crate) fn desired_formations(
             }
         }
         env.extend(m.config_vars_of(app.id).map(|c| c.vars.clone()).unwrap_or_default());
+        let release = m.latest_release(app.id).map(|r| DynoRelease { id: r.id, version: r.version });
         for f in m.formation_of(app.id) {
             let Some(command) = &f.command else { continue };
             let spec = DynoSpec {
@@ -76,6 +83,7 @@ pub(crate) fn desired_formations(
                 env: env.clone(),
                 port: f.port,
                 healthcheck: f.healthcheck.clone(),
+                release,
             };
             out.insert(
                 FormationKey { app_id: app.id, dyno_type: f.dyno_type.clone() },
@@ -162,6 +170,7 @@ mod tests {
             command: command.map(str::to_owned),
             port: None,
             healthcheck: None,
+            size: None,
             created_at: 0,
             updated_at: 0,
         }

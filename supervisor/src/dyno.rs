@@ -89,6 +89,11 @@ pub(crate) trait LaunchDynos: Send + Sync + 'static {
     /// serving: `at=error code=R10` (Heroku's boot timeout,
     /// <https://devcenter.heroku.com/articles/error-codes#r10-boot-timeout>).
     fn report_failed_release(&self, release: u32);
+
+    /// Tells the control plane how the roll to `spec` ended for this entry: `healthy` when its
+    /// new dynos passed their health check. The app's release is settled once every entry of
+    /// the app has reported (see `Registry::release_outcome`).
+    fn report_release(&self, spec: &DynoSpec, healthy: bool);
 }
 
 /// What every dyno of one formation entry needs: the control plane, the log bus, the
@@ -129,6 +134,17 @@ impl LaunchDynos for DynoLauncher {
             "at=error code=R10 desc=\"release {release} failed its health check\" type={dyno_type}; the running dynos keep serving"
         );
         self.publisher.publish(LogEvent::builder(&self.app, "akkeris/supervisor").message(text.as_bytes()));
+    }
+
+    fn report_release(&self, spec: &DynoSpec, healthy: bool) {
+        let Some(release) = spec.release else { return };
+        let Some(succeeded) = self.registry.release_outcome(release.id, &self.dyno_type, healthy) else { return };
+        let (plane, app_id, app) = (self.plane.clone(), self.app_id, self.app.clone());
+        tokio::spawn(async move {
+            if let Err(e) = plane.settle_release(app_id, release.id, succeeded).await {
+                tracing::warn!(app, version = release.version, error = %e, "cannot record the release's outcome");
+            }
+        });
     }
 }
 
@@ -173,8 +189,14 @@ impl Dyno {
             }
         }
         let dyno_type = self.launcher.dyno_type.clone();
-        let listing =
-            LocalDyno { name: self.name.clone(), dyno_type, state: DynoState::Starting, started_at: now_seconds() };
+        let listing = LocalDyno {
+            name: self.name.clone(),
+            dyno_type,
+            state: DynoState::Starting,
+            started_at: now_seconds(),
+            release: self.spec.release,
+            one_off: None,
+        };
         self.launcher.registry.set(self.launcher.app_id, listing);
         let _listed = Listed(&self);
         let port = match (self.is_web(), self.spec.port) {
@@ -318,6 +340,7 @@ mod tests {
             session_ttl: Duration::from_secs(60),
             max_session_lines: 100,
             max_quantity: 100,
+            dyno_sizes: wharf_control_api::DynoSizes::default(),
         };
         let store = Box::new(SqliteStore::in_memory().unwrap());
         let plane = ControlPlane::open(store, plane_settings, Arc::new(SessionKey::generate())).await.unwrap();
@@ -339,7 +362,13 @@ mod tests {
 
     fn spec(command: &str, healthcheck: Option<&str>) -> DynoSpec {
         let env = BTreeMap::from([("GREETING".to_owned(), "hello".to_owned())]);
-        DynoSpec { command: command.to_owned(), env, port: None, healthcheck: healthcheck.map(str::to_owned) }
+        DynoSpec {
+            command: command.to_owned(),
+            env,
+            port: None,
+            healthcheck: healthcheck.map(str::to_owned),
+            release: None,
+        }
     }
 
     /// (source, process, message) of the bus's events, until `enough` says so of all so far.

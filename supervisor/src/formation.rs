@@ -224,6 +224,8 @@ impl<L: LaunchDynos> Formation<L> {
             stop_all(new).await;
             self.failed = Some(target.spec.clone());
         }
+        // A release replacing unhealthy dynos anyway is still one whose dynos did not pass.
+        self.launcher.report_release(&target.spec, healthy);
     }
 
     /// The roll of a web entry on a fixed port: the old dynos stop first, then the new start;
@@ -236,13 +238,16 @@ impl<L: LaunchDynos> Formation<L> {
         let release = self.release;
         let new: Vec<RunningDyno> = (0..target.quantity).map(|_| self.launcher.launch(release, &target.spec)).collect();
         let (app, dyno_type) = (&self.app, &self.dyno_type);
-        if all_healthy(&new, self.health_timeout).await || !was_serving {
+        let healthy = all_healthy(&new, self.health_timeout).await;
+        if healthy || !was_serving {
             tracing::info!(app, %dyno_type, release, "release on a fixed port replaced the old one");
             self.dynos = new;
             self.current = Some(target.spec.clone());
             self.failed = None;
+            self.launcher.report_release(&target.spec, healthy);
             return;
         }
+        self.launcher.report_release(&target.spec, false);
         tracing::warn!(app, %dyno_type, release, "new release failed its health check; starting the old one again");
         self.launcher.report_failed_release(release);
         stop_all(new).await;
@@ -394,10 +399,18 @@ mod tests {
         fn report_failed_release(&self, release: u32) {
             self.events.lock().unwrap().push(format!("R10 {release}"));
         }
+
+        /// Records `vN succeeded` or `vN failed` for a spec that names a release (as the real
+        /// launcher settles only those).
+        fn report_release(&self, spec: &DynoSpec, healthy: bool) {
+            let Some(release) = spec.release else { return };
+            let outcome = if healthy { "succeeded" } else { "failed" };
+            self.events.lock().unwrap().push(format!("v{} {outcome}", release.version));
+        }
     }
 
     fn spec(command: &str) -> DynoSpec {
-        DynoSpec { command: command.to_owned(), env: BTreeMap::new(), port: None, healthcheck: None }
+        DynoSpec { command: command.to_owned(), env: BTreeMap::new(), port: None, healthcheck: None, release: None }
     }
 
     fn target(quantity: u32, command: &str) -> FormationTarget {
@@ -582,6 +595,39 @@ mod tests {
         // (The fake's old dyno started while it made every dyno fail: it failed too.)
         let events: Vec<_> = launcher.take_events().into_iter().filter(|e| e != "failed web.3-3").collect();
         assert_eq!(events, ["start web.4-4", "healthy web.4-4", "stop web.3-3"]);
+    }
+
+    fn released(quantity: u32, command: &str, version: u32, port: Option<u16>) -> FormationTarget {
+        let release = Some(wharf_control_api::DynoRelease { id: uuid::Uuid::from_u128(version.into()), version });
+        FormationTarget { quantity, spec: DynoSpec { release, port, ..spec(command) } }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_roll_to_a_release_reports_whether_its_dynos_passed() {
+        let ok = Behaviour::Healthy(Duration::from_millis(10));
+        let fail = Behaviour::Fail(Duration::from_millis(10));
+        // (behaviour of the new dynos, target, the report expected); one formation throughout.
+        let steps = [
+            (ok, released(1, "a", 1, None), Some("v1 succeeded")),
+            (ok, released(2, "a", 1, None), None),
+            (fail, released(2, "b", 2, None), Some("v2 failed")),
+            (ok, released(2, "c", 3, None), Some("v3 succeeded")),
+            (ok, released(1, "c", 3, Some(5000)), Some("v3 succeeded")),
+            (fail, released(1, "d", 4, Some(5000)), Some("v4 failed")),
+            (ok, released(1, "e", 5, Some(5000)), Some("v5 succeeded")),
+        ];
+        let launcher = FakeLauncher::new();
+        let mut f = formation(&launcher);
+        for (behaviour, target, expected) in steps {
+            launcher.behave(behaviour);
+            f.apply(&target, None).await;
+            let reports: Vec<String> = launcher.take_events().into_iter().filter(|e| e.starts_with('v')).collect();
+            assert_eq!(reports, expected.into_iter().collect::<Vec<_>>(), "{target:?}");
+        }
+        // A restart of every dyno rolls the running release again, and says so again (the
+        // registry ignores a release already settled).
+        f.apply(&released(1, "e", 5, Some(5000)), Some(FormationCommand::RestartAll)).await;
+        assert!(launcher.take_events().contains(&"v5 succeeded".to_owned()));
     }
 
     #[tokio::test(start_paused = true)]

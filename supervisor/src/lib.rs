@@ -16,7 +16,10 @@
 //! Any change to an entry's command, port, health check or the app's config vars rolls it: the
 //! new dynos start and become healthy, then the old ones leave the router and stop one at a
 //! time. If a new dyno fails before it is healthy, the new ones stop and the old ones keep
-//! serving. A change of quantity alone scales the running release.
+//! serving. A change of quantity alone scales the running release. Each such change is a
+//! release of the app (the control API makes it), and every release rolls every entry of the
+//! app, as on Heroku; once every entry has rolled, the supervisor settles the release
+//! (`succeeded`, or `failed` if one entry's new dynos did not pass their health check).
 //!
 //! An app whose formation has a command belongs to the supervisor: dynos registered for it by
 //! an earlier run are removed at start. Apps without commands are left to an external runtime.
@@ -28,8 +31,9 @@
 //! `desired` computes what should run, `service` keeps each web app's loopback service,
 //! `formation` scales and rolls one formation entry, `dyno` runs one dyno's life with its
 //! `restart` policy, its `process` (whose `output` goes to the bus and whose `group` is
-//! stopped as a whole and kept in the `record`s) and its health check `probe`; `reaper` reaps
-//! adopted orphans, and `procfs` reads what they need of `/proc`.
+//! stopped as a whole and kept in the `record`s) and its health check `probe`; `one_off` runs a
+//! one-off dyno (`run:detached`) once with the same `process` code; `reaper` reaps adopted
+//! orphans, and `procfs` reads what they need of `/proc`.
 
 #![forbid(unsafe_code)]
 
@@ -37,6 +41,7 @@ mod desired;
 mod dyno;
 mod formation;
 mod group;
+mod one_off;
 mod output;
 mod probe;
 mod process;
@@ -48,8 +53,8 @@ mod restart;
 mod service;
 mod settings;
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use tokio::sync::broadcast::error::RecvError;
@@ -57,6 +62,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 use wharf_bus::Publisher;
 use wharf_control_api::ControlPlane;
+use wharf_domain::DynoType;
 
 use crate::desired::{FormationKey, desired_formations, stale_dynos, web_apps};
 use crate::dyno::{DynoLauncher, stop_requested};
@@ -85,8 +91,9 @@ impl Supervisor {
         // requests are subscribed to before the plane can send one.
         let registry = Arc::new(Registry::default());
         let restarts = registry.subscribe_restarts();
+        let one_offs = registry.take_one_offs().expect("a new registry has its one-off queue");
         plane.set_local_runtime(registry.clone());
-        let task = tokio::spawn(run(plane, registry, restarts, publisher, settings, stopped));
+        let task = tokio::spawn(run(plane, registry, restarts, one_offs, publisher, settings, stopped));
         Supervisor { stop, task }
     }
 
@@ -103,6 +110,7 @@ async fn run(
     plane: Arc<ControlPlane>,
     registry: Arc<Registry>,
     mut restarts: tokio::sync::broadcast::Receiver<wharf_control_api::Restart>,
+    mut one_offs: tokio::sync::mpsc::UnboundedReceiver<(String, wharf_control_api::OneOff)>,
     publisher: Publisher,
     settings: Settings,
     mut stopped: watch::Receiver<bool>,
@@ -123,6 +131,8 @@ async fn run(
         let _ = plane.delete_dyno(&app, &dyno).await;
     }
     let mut formations: HashMap<FormationKey, FormationHandle> = HashMap::new();
+    // The release each app's entries were last told to roll to.
+    let mut releases: HashMap<Uuid, Uuid> = HashMap::new();
     let mut services: HashMap<Uuid, LoopbackService> = HashMap::new();
     // Entries being stopped: their dynos' grace periods hold up no other entry.
     let mut stopping = tokio::task::JoinSet::new();
@@ -145,6 +155,19 @@ async fn run(
         services.retain(|id, _| web.iter().any(|a| a.id == *id));
         let ports: HashMap<Uuid, u16> = services.iter().map(|(id, s)| (*id, s.port())).collect();
         let desired = plane.read(|m| desired_formations(m, &ports)).await;
+        // Before any entry hears of a new release: each will report how its roll ended.
+        let mut rolling: HashMap<Uuid, (Uuid, BTreeSet<DynoType>)> = HashMap::new();
+        for (key, entry) in &desired {
+            if let Some(release) = entry.spec.release {
+                rolling.entry(key.app_id).or_insert((release.id, BTreeSet::new())).1.insert(key.dyno_type.clone());
+            }
+        }
+        for (app_id, (release, dyno_types)) in rolling {
+            if releases.insert(app_id, release) != Some(release) {
+                registry.expect_release(release, dyno_types);
+            }
+        }
+        releases.retain(|app_id, _| desired.keys().any(|k| k.app_id == *app_id));
         for (key, entry) in &desired {
             let target = FormationTarget { quantity: entry.quantity, spec: entry.spec.clone() };
             match formations.get(key) {
@@ -189,6 +212,16 @@ async fn run(
                     }
                     Err(RecvError::Closed) => return stop_all(formations, stopping).await,
                 },
+                Some((name, one_off)) = one_offs.recv() => {
+                    // Into `stopping`, so that a stop waits for it as for any dyno.
+                    let cx = one_off::OneOffContext {
+                        publisher: publisher.clone(),
+                        settings: settings.clone(),
+                        records: records.clone(),
+                        registry: registry.clone(),
+                    };
+                    stopping.spawn(one_off::run(cx, name, one_off, stopped.clone()));
+                }
                 () = stop_requested(&mut stopped) => return stop_all(formations, stopping).await,
             }
         }

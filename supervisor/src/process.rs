@@ -144,7 +144,8 @@ mod tests {
     async fn group_with_child(script: &str) -> (DynoProcess, i32, wharf_bus::Source) {
         let mut bus = Bus::connect(BusConfig::Embedded { capacity: 16 }).await.unwrap();
         let mut source = bus.take_source().unwrap();
-        let spec = DynoSpec { command: script.to_owned(), env: BTreeMap::new(), port: None, healthcheck: None };
+        let spec =
+            DynoSpec { command: script.to_owned(), env: BTreeMap::new(), port: None, healthcheck: None, release: None };
         let process = spawn(&spec, "worker.1-abcde", 0, "api-default", &bus.publisher, None).unwrap();
         let Some(SourceEvent::Batch(batch)) = source.recv().await else { panic!("the bus closed") };
         let pid = String::from_utf8_lossy(batch[0].event.message()).trim().parse().unwrap();
@@ -231,7 +232,7 @@ mod tests {
         let mut source = bus.take_source().unwrap();
         let env = BTreeMap::from([("GREETING".to_owned(), "hello".to_owned())]);
         let command = "echo \"$GREETING $DYNO $PORT ${CARGO_MANIFEST_DIR:-unset} ${PATH:+path}\"".to_owned();
-        let spec = DynoSpec { command, env, port: None, healthcheck: None };
+        let spec = DynoSpec { command, env, port: None, healthcheck: None, release: None };
         let mut child = spawn(&spec, "web.1-abcde", 5006, "api-default", &bus.publisher, None).unwrap();
         assert_eq!(child.wait().await, "exit status: 0");
         let Some(SourceEvent::Batch(batch)) = source.recv().await else { panic!("the bus closed") };

@@ -1,28 +1,54 @@
 //! The supervisor's side of the control API's local-runtime port: which dynos it runs, in what
-//! state, and the restart requests the control plane hands it.
+//! state, the restart requests the control plane hands it, and which releases it is rolling to
+//! (an app's release is settled once every formation entry of the app has rolled to it).
 //!
 //! The control plane sees this only as a `wharf_control_api::LocalRuntime` (plugged in with
 //! `ControlPlane::set_local_runtime` when the supervisor starts). Dynos record themselves here
 //! as they start, change state and stop; nothing here is stored, it lives as long as the process.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
-use wharf_control_api::{DynoState, LocalDyno, LocalRuntime, Restart};
+use wharf_control_api::{DynoState, LocalDyno, LocalRuntime, OneOff, Restart};
+use wharf_domain::DynoType;
+
+/// A release the supervisor is rolling an app to: the formation entries that have not reported
+/// yet, and whether one that did failed.
+#[derive(Debug)]
+struct Rolling {
+    waiting: BTreeSet<DynoType>,
+    failed: bool,
+}
 
 /// The dynos this supervisor runs, by app and name, and the channel restart requests arrive on.
 #[derive(Debug)]
 pub(crate) struct Registry {
     dynos: Mutex<BTreeMap<Uuid, BTreeMap<String, LocalDyno>>>,
     restarts: broadcast::Sender<Restart>,
+    /// Releases being rolled to, by release id.
+    rolling: Mutex<HashMap<Uuid, Rolling>>,
+    /// One-off dynos to start, with their names, for the top task.
+    one_offs: mpsc::UnboundedSender<(String, OneOff)>,
+    /// The top task's end of `one_offs`, until it takes it.
+    one_offs_rx: Mutex<Option<mpsc::UnboundedReceiver<(String, OneOff)>>>,
+    /// The last one-off number given, per app: `run.1`, `run.2`, ...
+    runs: Mutex<HashMap<Uuid, u32>>,
 }
 
 impl Default for Registry {
     fn default() -> Self {
         // Restarts are rare and the top task takes them at once; 64 queued is plenty.
-        Registry { dynos: Mutex::default(), restarts: broadcast::channel(64).0 }
+        let (one_offs, rx) = mpsc::unbounded_channel();
+        Registry {
+            dynos: Mutex::default(),
+            restarts: broadcast::channel(64).0,
+            rolling: Mutex::default(),
+            one_offs,
+            one_offs_rx: Mutex::new(Some(rx)),
+            runs: Mutex::default(),
+        }
     }
 }
 
@@ -51,6 +77,38 @@ impl Registry {
         }
     }
 
+    /// Starts waiting for the formation entries `dyno_types` to roll to `release`; nothing
+    /// happens when that release is already waited for.
+    pub(crate) fn expect_release(&self, release: Uuid, dyno_types: BTreeSet<DynoType>) {
+        let mut rolling = self.rolling.lock().expect("registry lock");
+        rolling.entry(release).or_insert(Rolling { waiting: dyno_types, failed: false });
+    }
+
+    /// Records that the entry `dyno_type` rolled to `release`, its dynos `healthy` or not.
+    /// Returns the release's outcome (true: succeeded) once the last entry waited for has
+    /// reported, and forgets the release; `None` before, and for a release not waited for (a
+    /// restart's roll, or a report already counted).
+    pub(crate) fn release_outcome(&self, release: Uuid, dyno_type: &DynoType, healthy: bool) -> Option<bool> {
+        let mut rolling = self.rolling.lock().expect("registry lock");
+        let r = rolling.get_mut(&release)?;
+        if !r.waiting.remove(dyno_type) {
+            return None;
+        }
+        r.failed |= !healthy;
+        if !r.waiting.is_empty() {
+            return None;
+        }
+        let failed = r.failed;
+        rolling.remove(&release);
+        Some(!failed)
+    }
+
+    /// The one-off dynos the control plane asks for, with their names; only the first call gets
+    /// them.
+    pub(crate) fn take_one_offs(&self) -> Option<mpsc::UnboundedReceiver<(String, OneOff)>> {
+        self.one_offs_rx.lock().expect("registry lock").take()
+    }
+
     /// Restart requests from the control plane, from now on.
     pub(crate) fn subscribe_restarts(&self) -> broadcast::Receiver<Restart> {
         self.restarts.subscribe()
@@ -75,15 +133,47 @@ impl LocalRuntime for Registry {
         // Nobody listening means the supervisor has stopped: nothing runs to restart.
         let _ = self.restarts.send(restart);
     }
+
+    fn run(&self, one_off: OneOff) -> Option<String> {
+        let n = {
+            let mut runs = self.runs.lock().expect("registry lock");
+            let n = runs.entry(one_off.app_id).or_insert(0);
+            *n += 1;
+            *n
+        };
+        let name = format!("run.{n}");
+        let listing = LocalDyno {
+            name: name.clone(),
+            dyno_type: DynoType::try_new("run").expect("a valid dyno type"),
+            state: DynoState::Starting,
+            started_at: wharf_domain::timestamp::now_seconds(),
+            release: one_off.release,
+            one_off: Some((one_off.command.clone(), one_off.size.clone())),
+        };
+        let app_id = one_off.app_id;
+        self.set(app_id, listing);
+        if self.one_offs.send((name.clone(), one_off)).is_err() {
+            // The supervisor has stopped: nothing will run it.
+            self.remove(app_id, &name);
+            return None;
+        }
+        Some(name)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wharf_domain::DynoType;
 
     fn listing(name: &str, state: DynoState) -> LocalDyno {
-        LocalDyno { name: name.to_owned(), dyno_type: DynoType::try_new("web").unwrap(), state, started_at: 0 }
+        LocalDyno {
+            name: name.to_owned(),
+            dyno_type: DynoType::try_new("web").unwrap(),
+            state,
+            started_at: 0,
+            release: None,
+            one_off: None,
+        }
     }
 
     #[test]
@@ -96,6 +186,32 @@ mod tests {
         assert_eq!(r.dyno(app, "web.1-zzzzz"), None, "a state change does not record a dyno");
         r.remove(app, "web.1-aaaaa");
         assert!(r.dynos(app).is_empty());
+    }
+
+    #[test]
+    fn a_release_settles_once_every_entry_reported_and_fails_if_one_failed() {
+        let r = Registry::default();
+        let t = |s: &str| DynoType::try_new(s).unwrap();
+        let (one, two, unknown) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        r.expect_release(one, [t("web"), t("worker")].into());
+        r.expect_release(two, [t("web"), t("worker")].into());
+        // (release, entry, healthy, the outcome reported)
+        let steps = [
+            (unknown, "web", true, None),
+            (one, "web", true, None),
+            (one, "web", true, None),
+            (one, "worker", true, Some(true)),
+            (one, "worker", true, None),
+            (two, "worker", false, None),
+            (two, "web", true, Some(false)),
+        ];
+        for (release, entry, healthy, expected) in steps {
+            assert_eq!(r.release_outcome(release, &t(entry), healthy), expected, "{release} {entry} {healthy}");
+        }
+        // Expecting a release again after it settled waits for it again (a restarted supervisor).
+        r.expect_release(one, [t("web")].into());
+        r.expect_release(one, [t("web"), t("worker")].into());
+        assert_eq!(r.release_outcome(one, &t("web"), true), Some(true), "the first expectation holds");
     }
 
     #[tokio::test]

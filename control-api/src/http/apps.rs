@@ -37,6 +37,42 @@ fn default_space() -> String {
     DEFAULT_SPACE.into()
 }
 
+/// `POST /teams/apps`: what the Heroku CLI's `apps:create --space S` (or `--team T`) sends.
+/// Wharf has one team, region and stack, so those may only name them; its spaces' compliance
+/// decides internal routing, so `internal_routing` must agree with the space.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TeamAppCreate {
+    /// Absent: Wharf picks one.
+    name: Option<String>,
+    /// Absent: the default space.
+    space: Option<String>,
+    /// Wharf's one team, by name or id, if given.
+    team: Option<String>,
+    /// Wharf's one region, by name or id, if given.
+    region: Option<String>,
+    /// Wharf's one stack, by name or id, if given.
+    stack: Option<String>,
+    /// Whether the app is to be internal: only as its space is.
+    internal_routing: Option<bool>,
+    /// Heroku's locked apps: not a Wharf notion, refused when true.
+    locked: Option<bool>,
+    /// Heroku's kernel choice: not a Wharf notion, refused when given.
+    kernel: Option<String>,
+    /// Heroku's feature flags at creation: refused when any is given.
+    feature_flags: Option<Vec<String>>,
+}
+
+/// Refuses a name or id that is not `fixed`'s.
+fn check_fixed(what: &str, given: Option<&str>, fixed: NamedRef) -> ApiResult<()> {
+    match given {
+        Some(g) if g != fixed.name && g != fixed.id.to_string() => {
+            Err(ApiError::invalid(format!("Wharf has one {what}, {}; not {g:?}", fixed.name)))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// `PATCH /apps/{app}`: what may change.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -156,6 +192,36 @@ pub(super) async fn get_app(State(plane): Plane, Path(app): Path<String>) -> Api
 pub(super) async fn create_app(State(plane): Plane, Body(req): Body<AppCreate>) -> ApiResult<impl IntoResponse> {
     let name = req.name.as_deref().map(AppName::try_new).transpose().map_err(ApiError::invalid)?;
     let app = plane.create_app_named(name, &req.space).await?;
+    let out = plane.read(|m| app_out(&plane, m, &app)).await;
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+/// `POST /teams/apps`: creates an app in a space of Wharf's one team, as `POST /apps` does, after
+/// checking the Heroku fields Wharf has one of. Refused (422) with nothing changed otherwise.
+pub(super) async fn create_team_app(
+    State(plane): Plane,
+    Body(req): Body<TeamAppCreate>,
+) -> ApiResult<impl IntoResponse> {
+    check_fixed("team", req.team.as_deref(), TEAM)?;
+    check_fixed("region", req.region.as_deref(), REGION)?;
+    check_fixed("stack", req.stack.as_deref(), STACK)?;
+    if req.locked == Some(true) || req.kernel.is_some() || req.feature_flags.as_ref().is_some_and(|f| !f.is_empty()) {
+        return Err(ApiError::invalid("Wharf has no locked apps, kernels or creation feature flags"));
+    }
+    let name = req.name.as_deref().map(AppName::try_new).transpose().map_err(ApiError::invalid)?;
+    let space = req.space.unwrap_or_else(default_space);
+    if let Some(internal) = req.internal_routing {
+        let is_internal = plane
+            .read(|m| m.space(&space).map(|s| s.compliance.contains(&crate::model::Compliance::Internal)))
+            .await
+            .ok_or(Error::NotFound { what: "space", key: space.clone() })?;
+        if internal != is_internal {
+            return Err(ApiError::invalid(format!(
+                "internal_routing is {is_internal} for every app of space {space}: it follows the space's compliance"
+            )));
+        }
+    }
+    let app = plane.create_app_named(name, &space).await?;
     let out = plane.read(|m| app_out(&plane, m, &app)).await;
     Ok((StatusCode::CREATED, Json(out)))
 }

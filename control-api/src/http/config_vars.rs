@@ -18,7 +18,7 @@ fn sensitive(name: &str) -> bool {
 }
 
 /// An app's config vars as the API shows them: in a `socs` space, sensitive values redacted.
-fn config_vars_out(
+pub(super) fn config_vars_out(
     m: &Model,
     app: &App,
     vars: &std::collections::BTreeMap<String, String>,

@@ -7,15 +7,17 @@
 //! `/apps/{app}/sni-endpoints` lists, in the shape of Heroku's SNI endpoint resource, the
 //! certificates of `/certs` that cover one of the app's domains. The router picks a certificate
 //! by SNI for every site, so a domain needs no endpoint of its own: `sni_endpoint` in a domain
-//! create may name one of the app's endpoints (checked) and changes nothing else.
+//! create may name one of the app's endpoints (checked) and changes nothing else. Uploading an
+//! endpoint (`certs:add`) puts the certificate into `/certs`; removing one (`certs:remove`)
+//! deletes it from there, for every domain it covers.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-use wharf_domain::SiteDomain;
-use wharf_domain::timestamp::format_seconds;
+use wharf_domain::timestamp::{format_seconds, now_seconds};
+use wharf_domain::{Certificate, SiteDomain};
 
 use super::wire::{ApiError, ApiResult, AppRef, Body, Json, Plane, app_ref};
 use crate::model::{App, Cert, Model, Site};
@@ -184,41 +186,110 @@ fn covers(name: &str, host: &str) -> bool {
     }
 }
 
-/// The certificates that cover one of the app's domains, as SNI endpoints, oldest first.
-fn sni_endpoints(plane: &ControlPlane, m: &Model, a: &App) -> Vec<SniEndpointOut> {
+/// The app's hostnames: its default domain, then its custom domains.
+fn app_hosts(plane: &ControlPlane, m: &Model, a: &App) -> Vec<String> {
     let mut hosts = vec![plane.default_domain(&m.app_key(a))];
     hosts.extend(domain_sites(m, a.id).into_iter().map(|s| s.domain.to_string()));
+    hosts
+}
+
+/// A certificate as one of the app's SNI endpoints, with the app's hostnames it covers (none
+/// for a certificate just uploaded for a domain the app does not have yet).
+fn sni_endpoint(m: &Model, a: &App, hosts: &[String], c: &Cert) -> SniEndpointOut {
+    let cert = &c.certificate;
+    let names: Vec<String> = cert.names().iter().map(|n| n.to_string()).collect();
+    let domains: Vec<String> = hosts.iter().filter(|h| names.iter().any(|n| covers(n, h))).cloned().collect();
+    SniEndpointOut {
+        id: c.id,
+        name: c.id.to_string(),
+        domains,
+        ssl_cert: SslCertOut {
+            cert_domains: names,
+            subject: cert.subject().to_owned(),
+            issuer: cert.issuer().to_owned(),
+            starts_at: format_seconds(cert.not_before()),
+            expires_at: format_seconds(cert.not_after()),
+        },
+        app: app_ref(m, a),
+        created_at: format_seconds(c.created_at),
+        updated_at: format_seconds(c.updated_at),
+    }
+}
+
+/// The certificates that cover one of the app's domains, as SNI endpoints, oldest first.
+fn sni_endpoints(plane: &ControlPlane, m: &Model, a: &App) -> Vec<SniEndpointOut> {
+    let hosts = app_hosts(plane, m, a);
     let mut certs: Vec<&Cert> = m.certs().collect();
     certs.sort_by_key(|c| (c.created_at, c.id));
-    certs
-        .into_iter()
-        .filter_map(|c| {
-            let cert = &c.certificate;
-            let names: Vec<String> = cert.names().iter().map(|n| n.to_string()).collect();
-            let domains: Vec<String> = hosts.iter().filter(|h| names.iter().any(|n| covers(n, h))).cloned().collect();
-            (!domains.is_empty()).then(|| SniEndpointOut {
-                id: c.id,
-                name: c.id.to_string(),
-                domains,
-                ssl_cert: SslCertOut {
-                    cert_domains: names,
-                    subject: cert.subject().to_owned(),
-                    issuer: cert.issuer().to_owned(),
-                    starts_at: format_seconds(cert.not_before()),
-                    expires_at: format_seconds(cert.not_after()),
-                },
-                app: app_ref(m, a),
-                created_at: format_seconds(c.created_at),
-                updated_at: format_seconds(c.updated_at),
-            })
-        })
-        .collect()
+    certs.into_iter().map(|c| sni_endpoint(m, a, &hosts, c)).filter(|e| !e.domains.is_empty()).collect()
 }
 
 /// `GET /apps/{app}/sni-endpoints`: the certificates covering the app's domains.
 pub(super) async fn list_sni_endpoints(State(plane): Plane, Path(app): Path<String>) -> ApiResult<impl IntoResponse> {
     let out = plane.read(|m| m.app(&app).map(|a| sni_endpoints(&plane, m, a))).await;
     out.map(Json).ok_or_else(|| Error::NotFound { what: "app", key: app }.into())
+}
+
+/// `POST /apps/{app}/sni-endpoints` (the Heroku CLI's `certs:add`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SniEndpointCreate {
+    /// PEM, leaf first.
+    certificate_chain: String,
+    /// PEM; stored, never returned.
+    private_key: String,
+}
+
+/// `POST /apps/{app}/sni-endpoints`: uploads a certificate into `/certs`, the one store the router
+/// serves by SNI, answered as the app's SNI endpoint. The router picks it for every domain it
+/// names, whichever app the domain routes to; one whose names cover none of the app's domains
+/// yet is listed by the app once a domain it covers is added. A duplicate is a 409, a chain and
+/// key that do not parse or match a 422; nothing changes then.
+pub(super) async fn add_sni_endpoint(
+    State(plane): Plane,
+    Path(app): Path<String>,
+    Body(req): Body<SniEndpointCreate>,
+) -> ApiResult<impl IntoResponse> {
+    if plane.read(|m| m.app(&app).is_none()).await {
+        return Err(Error::NotFound { what: "app", key: app }.into());
+    }
+    let certificate =
+        Certificate::try_new(&req.certificate_chain, &req.private_key, now_seconds()).map_err(ApiError::invalid)?;
+    let c = plane.add_cert(certificate).await?;
+    let out = plane.read(|m| m.app(&app).map(|a| sni_endpoint(m, a, &app_hosts(&plane, m, a), &c))).await;
+    let out = out.ok_or(Error::NotFound { what: "app", key: app })?;
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+/// The certificate `name` (its id) if it covers one of the app's domains.
+fn app_cert(plane: &ControlPlane, m: &Model, app: &str, name: &str) -> Result<SniEndpointOut, Error> {
+    let a = m.app(app).ok_or_else(|| Error::NotFound { what: "app", key: app.to_owned() })?;
+    let c = m.cert(name).ok_or_else(|| Error::NotFound { what: "sni endpoint", key: name.to_owned() })?;
+    let e = sni_endpoint(m, a, &app_hosts(plane, m, a), c);
+    if e.domains.is_empty() {
+        return Err(Error::NotFound { what: "sni endpoint", key: name.to_owned() });
+    }
+    Ok(e)
+}
+
+/// `GET /apps/{app}/sni-endpoints/{name}`: one of the certificates covering the app's domains.
+pub(super) async fn get_sni_endpoint(
+    State(plane): Plane,
+    Path((app, name)): Path<(String, String)>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(plane.read(|m| app_cert(&plane, m, &app, &name)).await?))
+}
+
+/// `DELETE /apps/{app}/sni-endpoints/{name}` (the Heroku CLI's `certs:remove`): deletes the
+/// certificate from `/certs`, and so for every domain it covers, of this app or another; only a
+/// certificate covering one of this app's domains can be deleted here (404 otherwise).
+pub(super) async fn remove_sni_endpoint(
+    State(plane): Plane,
+    Path((app, name)): Path<(String, String)>,
+) -> ApiResult<impl IntoResponse> {
+    let out = plane.read(|m| app_cert(&plane, m, &app, &name)).await?;
+    plane.delete_cert(&name).await?;
+    Ok(Json(out))
 }
 
 #[cfg(test)]

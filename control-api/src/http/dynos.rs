@@ -18,7 +18,7 @@ use wharf_domain::{DynoName, DynoType, Hostname};
 
 use super::wire::{ApiError, ApiResult, AppRef, Body, Json, Plane, app_ref};
 use crate::model::{App, Dyno, Model};
-use crate::plane::{ControlPlane, Error, LocalDyno};
+use crate::plane::{ControlPlane, DynoRelease, DynoState, Error, LocalDyno};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,19 +40,127 @@ pub(super) struct DynoOut {
     state: &'static str,
     /// The formation's command for the dyno's type, if it has one.
     command: Option<String>,
-    /// Heroku's dyno size; Wharf has one.
-    size: &'static str,
+    /// Heroku's dyno size: the formation entry's, or the configured default.
+    size: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     host: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     port: Option<u16>,
     app: AppRef,
+    /// The release the dyno runs (Heroku's `{id, version}`): as the local supervisor reports it,
+    /// or for an external runtime's dyno, the app's current release. Left out for an app with no
+    /// release (a database older than releases): the Heroku CLI reads `release.version` whenever
+    /// `release` is there, even `null`, and handles it missing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    release: Option<ReleaseRef>,
     created_at: String,
     updated_at: String,
 }
 
+/// A release as a dyno embeds it.
+#[derive(Serialize)]
+pub(super) struct ReleaseRef {
+    id: Uuid,
+    version: u32,
+}
+
+impl From<DynoRelease> for ReleaseRef {
+    fn from(r: DynoRelease) -> Self {
+        ReleaseRef { id: r.id, version: r.version }
+    }
+}
+
+/// The release an external runtime's dyno is taken to run: the app's current one.
+fn current_release_ref(m: &Model, app_id: Uuid) -> Option<ReleaseRef> {
+    m.current_release(app_id).map(|r| ReleaseRef { id: r.id, version: r.version })
+}
+
+/// An environment value as clients send it: a string, or a number (the Heroku CLI's `COLUMNS`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum EnvValue {
+    Text(String),
+    Number(serde_json::Number),
+}
+
+/// `POST /apps/{app}/dynos`: a one-off dyno, as the Heroku CLI's `run:detached` asks for one.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DynoCreate {
+    command: String,
+    /// Only `false`: Wharf has no rendezvous to attach a terminal through.
+    #[serde(default)]
+    attach: Option<bool>,
+    /// Variables on top of the app's config vars.
+    #[serde(default)]
+    env: Option<std::collections::BTreeMap<String, Option<EnvValue>>>,
+    /// A configured dyno size.
+    #[serde(default)]
+    size: Option<String>,
+    /// Only `run`, Heroku's one-off type.
+    #[serde(default, rename = "type")]
+    dyno_type: Option<String>,
+    /// A terminal option of attached runs; nothing to do for a detached one.
+    #[serde(default)]
+    force_no_tty: Option<bool>,
+}
+
+/// `POST /apps/{app}/dynos`: runs a one-off dyno detached under the local supervisor; its output
+/// is in the app's log stream as `run.N`, and it is gone when it exits. `attach: true` is a 422:
+/// there is no rendezvous service to attach a terminal through.
+pub(super) async fn create_dyno(
+    State(plane): Plane,
+    Path(app): Path<String>,
+    Body(req): Body<DynoCreate>,
+) -> ApiResult<Response> {
+    let _ = req.force_no_tty;
+    if req.attach == Some(true) {
+        return Err(ApiError::invalid(
+            "attached one-off dynos are not supported: Wharf has no rendezvous; use run:detached and heroku logs",
+        ));
+    }
+    if let Some(t) = req.dyno_type.as_deref().filter(|t| *t != "run") {
+        return Err(ApiError::invalid(format!("a one-off dyno is of type run, not {t:?}")));
+    }
+    let env = req
+        .env
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(k, v)| {
+            v.map(|v| match v {
+                EnvValue::Text(s) => (k, s),
+                EnvValue::Number(n) => (k, n.to_string()),
+            })
+        })
+        .collect();
+    let name = plane.run_detached(&app, &req.command, env, req.size.as_deref()).await?;
+    let out = plane
+        .read(|m| {
+            let a = m.app(&app)?;
+            let size = req.size.as_deref().and_then(|s| plane.settings().dyno_sizes.find(s)).map(|s| s.name.clone());
+            let now = format_seconds(wharf_domain::timestamp::now_seconds());
+            Some(DynoOut {
+                id: None,
+                name,
+                dyno_type: "run".to_owned(),
+                state: DynoState::Starting.as_str(),
+                command: Some(req.command.clone()),
+                size: size.unwrap_or_else(|| plane.settings().dyno_sizes.default_size().to_owned()),
+                host: None,
+                port: None,
+                app: app_ref(m, a),
+                release: current_release_ref(m, a.id),
+                created_at: now.clone(),
+                updated_at: now,
+            })
+        })
+        .await;
+    let out = out.ok_or(Error::NotFound { what: "app", key: app })?;
+    Ok((StatusCode::CREATED, Json(out)).into_response())
+}
+
 /// A registered dyno, with the state the local supervisor reports if it runs it.
-fn dyno_out(m: &Model, d: &Dyno, local: Option<&LocalDyno>) -> Option<DynoOut> {
+fn dyno_out(plane: &ControlPlane, m: &Model, d: &Dyno, local: Option<&LocalDyno>) -> Option<DynoOut> {
     let app = m.app(&d.app_id.to_string())?;
     Some(DynoOut {
         id: Some(d.id),
@@ -60,10 +168,14 @@ fn dyno_out(m: &Model, d: &Dyno, local: Option<&LocalDyno>) -> Option<DynoOut> {
         dyno_type: d.dyno_type.to_string(),
         state: local.map_or("up", |l| l.state.as_str()),
         command: command_of(m, d.app_id, &d.dyno_type),
-        size: "standard",
+        size: size_of(plane, m, d.app_id, &d.dyno_type),
         host: Some(d.host.to_string()),
         port: Some(d.port),
         app: app_ref(m, app),
+        release: match local {
+            Some(l) => l.release.map(ReleaseRef::from),
+            None => current_release_ref(m, d.app_id),
+        },
         created_at: format_seconds(d.created_at),
         updated_at: format_seconds(d.updated_at),
     })
@@ -74,18 +186,29 @@ fn command_of(m: &Model, app_id: Uuid, dyno_type: &DynoType) -> Option<String> {
     m.formation_of(app_id).into_iter().find(|f| &f.dyno_type == dyno_type).and_then(|f| f.command.clone())
 }
 
+/// The size of an app's dyno type: its formation entry's, or the configured default.
+fn size_of(plane: &ControlPlane, m: &Model, app_id: Uuid, dyno_type: &DynoType) -> String {
+    let f = m.formation_of(app_id).into_iter().find(|f| &f.dyno_type == dyno_type);
+    plane.settings().dyno_sizes.of(f.and_then(|f| f.size.as_deref())).to_owned()
+}
+
 /// A dyno the local supervisor runs that is not registered.
-fn local_dyno_out(m: &Model, app: &App, d: &LocalDyno) -> DynoOut {
+fn local_dyno_out(plane: &ControlPlane, m: &Model, app: &App, d: &LocalDyno) -> DynoOut {
+    let (command, size) = match &d.one_off {
+        Some((command, size)) => (Some(command.clone()), plane.settings().dyno_sizes.of(size.as_deref()).to_owned()),
+        None => (command_of(m, app.id, &d.dyno_type), size_of(plane, m, app.id, &d.dyno_type)),
+    };
     DynoOut {
         id: None,
         name: d.name.clone(),
         dyno_type: d.dyno_type.to_string(),
         state: d.state.as_str(),
-        command: command_of(m, app.id, &d.dyno_type),
-        size: "standard",
+        command,
+        size,
         host: None,
         port: None,
         app: app_ref(m, app),
+        release: d.release.map(ReleaseRef::from),
         created_at: format_seconds(d.started_at),
         updated_at: format_seconds(d.started_at),
     }
@@ -95,10 +218,12 @@ fn local_dyno_out(m: &Model, app: &App, d: &LocalDyno) -> DynoOut {
 fn dynos_out(plane: &ControlPlane, m: &Model, app: &App) -> Vec<DynoOut> {
     let local = plane.local_runtime().dynos(app.id);
     let registered = m.dynos_of(app.id);
-    let mut out: Vec<DynoOut> =
-        registered.iter().filter_map(|d| dyno_out(m, d, local.iter().find(|l| l.name == d.name.as_str()))).collect();
+    let mut out: Vec<DynoOut> = registered
+        .iter()
+        .filter_map(|d| dyno_out(plane, m, d, local.iter().find(|l| l.name == d.name.as_str())))
+        .collect();
     let unregistered = local.iter().filter(|l| !registered.iter().any(|d| d.name.as_str() == l.name));
-    out.extend(unregistered.map(|l| local_dyno_out(m, app, l)));
+    out.extend(unregistered.map(|l| local_dyno_out(plane, m, app, l)));
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
 }
@@ -138,7 +263,7 @@ pub(super) async fn put_dyno(
         .filter(|p| *p > 0)
         .ok_or_else(|| ApiError::invalid(format!("port {} is not between 1 and 65535", req.port)))?;
     let (d, created) = plane.put_dyno(&app, name, dyno_type, host, port).await?;
-    let out = plane.read(|m| dyno_out(m, &d, None)).await;
+    let out = plane.read(|m| dyno_out(&plane, m, &d, None)).await;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(out)))
 }

@@ -75,6 +75,9 @@ pub(super) struct FormationPatch {
     port: Option<u16>,
     #[serde(default)]
     healthcheck: Option<String>,
+    /// Heroku's dyno size, one of the configured sizes.
+    #[serde(default)]
+    size: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -90,6 +93,8 @@ pub(super) struct FormationBatchItem {
     port: Option<u16>,
     #[serde(default)]
     healthcheck: Option<String>,
+    #[serde(default)]
+    size: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -107,13 +112,14 @@ pub(super) struct FormationOut {
     command: Option<String>,
     port: Option<u16>,
     healthcheck: Option<String>,
-    size: &'static str,
+    /// The entry's size, or the configured default.
+    size: String,
     app: AppRef,
     created_at: String,
     updated_at: String,
 }
 
-fn formation_out(m: &Model, f: &Formation) -> Option<FormationOut> {
+fn formation_out(plane: &ControlPlane, m: &Model, f: &Formation) -> Option<FormationOut> {
     let app = m.app(&f.app_id.to_string())?;
     Some(FormationOut {
         id: f.id,
@@ -122,7 +128,7 @@ fn formation_out(m: &Model, f: &Formation) -> Option<FormationOut> {
         command: f.command.clone(),
         port: f.port,
         healthcheck: f.healthcheck.clone(),
-        size: "standard",
+        size: plane.settings().dyno_sizes.of(f.size.as_deref()).to_owned(),
         app: app_ref(m, app),
         created_at: format_seconds(f.created_at),
         updated_at: format_seconds(f.updated_at),
@@ -137,14 +143,16 @@ fn formation_update(dyno_type: &str, p: FormationPatch) -> ApiResult<FormationUp
         command: p.command,
         port: p.port,
         healthcheck: p.healthcheck,
+        size: p.size,
     })
 }
 
 pub(super) async fn list_formation(State(plane): Plane, Path(app): Path<String>) -> ApiResult<impl IntoResponse> {
     let out = plane
         .read(|m| {
-            m.app(&app)
-                .map(|a| m.formation_of(a.id).into_iter().filter_map(|f| formation_out(m, f)).collect::<Vec<_>>())
+            m.app(&app).map(|a| {
+                m.formation_of(a.id).into_iter().filter_map(|f| formation_out(&plane, m, f)).collect::<Vec<_>>()
+            })
         })
         .await;
     out.map(Json).ok_or_else(|| Error::NotFound { what: "app", key: app }.into())
@@ -159,14 +167,14 @@ pub(super) async fn get_formation(
             let a = m.app(&app).ok_or(Error::NotFound { what: "app", key: app.clone() })?;
             let f = m.formation_of(a.id).into_iter().find(|f| f.dyno_type.as_str() == ty);
             let f = f.ok_or(Error::NotFound { what: "formation", key: ty.clone() })?;
-            Ok::<_, Error>(formation_out(m, f))
+            Ok::<_, Error>(formation_out(&plane, m, f))
         })
         .await?;
     out.map(Json).ok_or_else(|| Error::NotFound { what: "app", key: app }.into())
 }
 
 pub(super) async fn formation_response(plane: &ControlPlane, updated: Vec<Formation>) -> Vec<FormationOut> {
-    plane.read(|m| updated.iter().filter_map(|f| formation_out(m, f)).collect()).await
+    plane.read(|m| updated.iter().filter_map(|f| formation_out(plane, m, f)).collect()).await
 }
 
 pub(super) async fn patch_formation(
@@ -178,8 +186,13 @@ pub(super) async fn patch_formation(
         .updates
         .into_iter()
         .map(|u| {
-            let patch =
-                FormationPatch { quantity: u.quantity, command: u.command, port: u.port, healthcheck: u.healthcheck };
+            let patch = FormationPatch {
+                quantity: u.quantity,
+                command: u.command,
+                port: u.port,
+                healthcheck: u.healthcheck,
+                size: u.size,
+            };
             formation_update(&u.dyno_type, patch)
         })
         .collect::<ApiResult<Vec<_>>>()?;
@@ -204,7 +217,10 @@ pub(super) async fn delete_formation(
     let out = plane
         .read(|m| {
             let a = m.app(&app)?;
-            m.formation_of(a.id).into_iter().find(|f| f.dyno_type.as_str() == ty).and_then(|f| formation_out(m, f))
+            m.formation_of(a.id)
+                .into_iter()
+                .find(|f| f.dyno_type.as_str() == ty)
+                .and_then(|f| formation_out(&plane, m, f))
         })
         .await;
     plane.delete_formation(&app, &ty).await?;

@@ -32,6 +32,7 @@ mod features;
 mod formation;
 mod log_events;
 mod log_sessions;
+mod releases;
 mod routes;
 mod sites;
 mod snapshot;
@@ -75,6 +76,7 @@ route_group! {
         GET "/account/features" => features::list_account_features,
         GET "/users/~/apps" => apps::list_apps,
         GET "/teams/{team}/apps" => apps::list_team_apps,
+        POST "/teams/apps" => apps::create_team_app,
         GET "/spaces" => spaces::list_spaces,
         POST "/spaces" => spaces::create_space,
         GET "/spaces/{space}" => spaces::get_space,
@@ -87,10 +89,14 @@ route_group! {
         GET "/apps/{app}/domains/{domain}" => domains::get_domain,
         DELETE "/apps/{app}/domains/{domain}" => domains::remove_domain,
         GET "/apps/{app}/sni-endpoints" => domains::list_sni_endpoints,
+        POST "/apps/{app}/sni-endpoints" => domains::add_sni_endpoint,
+        GET "/apps/{app}/sni-endpoints/{name}" => domains::get_sni_endpoint,
+        DELETE "/apps/{app}/sni-endpoints/{name}" => domains::remove_sni_endpoint,
         GET "/apps/{app}/addons" => features::list_addons,
         GET "/apps/{app}/features" => features::list_app_features,
         DELETE "/apps/{app}" => apps::delete_app,
         GET "/apps/{app}/dynos" => dynos::list_dynos,
+        POST "/apps/{app}/dynos" => dynos::create_dyno,
         DELETE "/apps/{app}/dynos" => dynos::restart_dynos,
         GET "/apps/{app}/dynos/{dyno}" => dynos::get_dyno,
         PUT "/apps/{app}/dynos/{dyno}" => dynos::put_dyno,
@@ -105,6 +111,10 @@ route_group! {
         DELETE "/apps/{app}/formation/{type}" => formation::delete_formation,
         GET "/apps/{app}/config-vars" => config_vars::get_config_vars,
         PATCH "/apps/{app}/config-vars" => config_vars::patch_config_vars,
+        GET "/apps/{app}/releases" => releases::list_releases,
+        POST "/apps/{app}/releases" => releases::rollback,
+        GET "/apps/{app}/releases/{release}" => releases::get_release,
+        GET "/apps/{app}/releases/{release}/config-vars" => releases::get_release_config_vars,
         GET "/apps/{app}/log-drains" => drains::list_drains,
         POST "/apps/{app}/log-drains" => drains::create_drain,
         GET "/apps/{app}/log-drains/{drain}" => drains::get_drain,

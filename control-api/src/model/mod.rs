@@ -18,8 +18,8 @@ mod records;
 mod table;
 
 pub use records::{
-    App, Canary, Cert, Change, Compliance, ConfigVars, Drain, Dyno, Formation, Kind, Object, Owner, PageFetch, Route,
-    Site, Space,
+    App, Canary, Cert, Change, Compliance, ConfigVars, Drain, Dyno, Formation, Kind, Object, Owner, PageFetch, Release,
+    ReleaseProcess, ReleaseStatus, Route, Site, Space,
 };
 pub use table::{Record, Table};
 
@@ -45,6 +45,7 @@ pub struct Model {
     canaries: Table<Canary>,
     formations: Table<Formation>,
     config_vars: Table<ConfigVars>,
+    releases: Table<Release>,
     /// An app's key is `app-space`, made of two records, so it is indexed here rather than by
     /// its table.
     app_by_key: HashMap<AppKey, Uuid>,
@@ -94,6 +95,7 @@ impl Model {
             Object::Canary(c) => self.canaries.put(c),
             Object::Formation(f) => self.formations.put(f),
             Object::ConfigVars(c) => self.config_vars.put(c),
+            Object::Release(r) => self.releases.put(r),
         }
     }
 
@@ -116,12 +118,13 @@ impl Model {
             Kind::Canary => drop(self.canaries.delete(id)),
             Kind::Formation => drop(self.formations.delete(id)),
             Kind::ConfigVars => drop(self.config_vars.delete(id)),
+            Kind::Release => drop(self.releases.delete(id)),
         }
     }
 
     /// The changes that delete the record `kind`/`id` with every record that depends on it,
     /// dependents first: a space takes its apps; an app its dynos, drains, routes, canaries
-    /// (as the split app or as the canary), formation and config vars; a site its routes and
+    /// (as the split app or as the canary), formation, config vars and releases; a site its routes and
     /// drains. Every operation that deletes goes through here, so that no record is left
     /// pointing at a deleted one. The record itself is not looked up: callers check it exists.
     pub fn cascade(&self, kind: Kind, id: Uuid) -> Vec<Change> {
@@ -143,6 +146,7 @@ impl Model {
                 if self.config_vars_of(id).is_some() {
                     d.push((Kind::ConfigVars, id));
                 }
+                d.extend(self.releases_of(id).iter().map(|x| (Kind::Release, x.id)));
                 d
             }
             Kind::Site => {
@@ -151,9 +155,14 @@ impl Model {
                 d.extend(self.drains_of(Owner::Site(id)).iter().map(|x| (Kind::Drain, x.id)));
                 d
             }
-            Kind::Dyno | Kind::Drain | Kind::Route | Kind::Cert | Kind::Canary | Kind::Formation | Kind::ConfigVars => {
-                vec![]
-            }
+            Kind::Dyno
+            | Kind::Drain
+            | Kind::Route
+            | Kind::Cert
+            | Kind::Canary
+            | Kind::Formation
+            | Kind::ConfigVars
+            | Kind::Release => vec![],
         };
         for (kind, id) in dependents {
             self.cascade_into(kind, id, out);
@@ -236,6 +245,37 @@ impl Model {
     /// An app's config vars, if any were ever set.
     pub fn config_vars_of(&self, app_id: Uuid) -> Option<&ConfigVars> {
         self.config_vars.get(&app_id)
+    }
+
+    /// An app's releases, oldest (v1) first.
+    pub fn releases_of(&self, app_id: Uuid) -> Vec<&Release> {
+        let mut v: Vec<&Release> = self.releases.values().filter(|r| r.app_id == app_id).collect();
+        v.sort_by_key(|r| r.version);
+        v
+    }
+
+    /// The app's release with this id or version (`3` or `v3`, as the Heroku CLI names one).
+    pub fn release(&self, app_id: Uuid, id_or_version: &str) -> Option<&Release> {
+        if let Ok(id) = id_or_version.parse::<Uuid>() {
+            return self.releases.get(&id).filter(|r| r.app_id == app_id);
+        }
+        let digits = id_or_version.strip_prefix('v').unwrap_or(id_or_version);
+        let version: u32 = digits.parse().ok().filter(|_| digits.bytes().all(|b| b.is_ascii_digit()))?;
+        self.releases.values().find(|r| r.app_id == app_id && r.version == version)
+    }
+
+    /// The app's newest release, whatever its status: what its config vars and formation say now.
+    pub fn latest_release(&self, app_id: Uuid) -> Option<&Release> {
+        self.releases.values().filter(|r| r.app_id == app_id).max_by_key(|r| r.version)
+    }
+
+    /// The app's current release (Heroku's `current`): the newest that succeeded, which is what
+    /// its dynos run.
+    pub fn current_release(&self, app_id: Uuid) -> Option<&Release> {
+        self.releases
+            .values()
+            .filter(|r| r.app_id == app_id && r.status == ReleaseStatus::Succeeded)
+            .max_by_key(|r| r.version)
     }
 
     /// An app's space.
@@ -442,7 +482,8 @@ mod tests {
     }
 
     /// A space (1) with two apps (10, 11), a site (20); app 10 has a dyno, a drain, a route on
-    /// the site, a formation entry, config vars, and app 11 as its canary; the site has a drain.
+    /// the site, a formation entry, config vars, a release, and app 11 as its canary; the site
+    /// has a drain.
     fn model() -> Model {
         let space = Space { id: id(1), name: "s".parse().unwrap(), compliance: vec![], created_at: 0, updated_at: 0 };
         let app = |n, name: &str| App {
@@ -503,10 +544,23 @@ mod tests {
                 command: None,
                 port: None,
                 healthcheck: None,
+                size: None,
                 created_at: 0,
                 updated_at: 0,
             }),
             Object::ConfigVars(ConfigVars { id: id(10), vars: BTreeMap::new(), updated_at: 0 }),
+            Object::Release(Release {
+                id: id(80),
+                app_id: id(10),
+                version: 1,
+                description: "Initial release".into(),
+                status: ReleaseStatus::Succeeded,
+                config_vars: BTreeMap::new(),
+                processes: vec![],
+                slug_id: None,
+                created_at: 0,
+                updated_at: 0,
+            }),
             Object::Canary(Canary {
                 id: id(70),
                 app_id: id(10),
@@ -543,6 +597,7 @@ mod tests {
                 (Kind::Canary, id(70)),
                 (Kind::Formation, id(60)),
                 (Kind::ConfigVars, id(10)),
+                (Kind::Release, id(80)),
                 (Kind::App, id(10)),
             ]
         );
@@ -558,7 +613,7 @@ mod tests {
             [(Kind::Route, id(50)), (Kind::Drain, id(41)), (Kind::Site, id(20))]
         );
         let space = deleted(&m.cascade(Kind::Space, id(1)));
-        assert_eq!(space.len(), 7 + 1 + 1, "app 10's seven, app 11, the space; the canary once: {space:?}");
+        assert_eq!(space.len(), 8 + 1 + 1, "app 10's eight, app 11, the space; the canary once: {space:?}");
         assert_eq!(space.last(), Some(&(Kind::Space, id(1))));
         assert_eq!(deleted(&m.cascade(Kind::Route, id(50))), [(Kind::Route, id(50))]);
     }
@@ -574,6 +629,7 @@ mod tests {
         assert_eq!(snap.drains.len(), 1, "the site's drain stays");
         assert!(m.app("a-s").is_none() && m.app("b-s").is_some());
         assert!(m.formation_of(id(10)).is_empty() && m.config_vars_of(id(10)).is_none());
+        assert!(m.releases_of(id(10)).is_empty());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The stored records (spaces, apps, dynos, drains, sites, routes, certificates, canaries,
-//! formation entries, config vars), the [`Object`] and [`Kind`] that name any of them, and the
+//! formation entries, config vars, releases), the [`Object`] and [`Kind`] that name any of them, and the
 //! [`Change`]s operations are made of. Their serde shapes are the store's format: renaming a
 //! field or variant breaks existing databases.
 
@@ -216,6 +216,9 @@ pub struct Formation {
     pub port: Option<u16>,
     /// An HTTP path to check a web dyno's health on; none for a TCP connect.
     pub healthcheck: Option<String>,
+    /// The dyno size (Heroku's `size`), as configured; none for the configured default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
     /// Creation time, seconds since the epoch.
     pub created_at: i64,
     /// Last change, seconds since the epoch.
@@ -243,6 +246,91 @@ impl std::fmt::Debug for ConfigVars {
     }
 }
 
+/// Where a release is in its life (Heroku's release `status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseStatus {
+    /// The local supervisor is rolling to it: its new dynos have not all passed their health
+    /// check yet.
+    Pending,
+    /// Its dynos passed their health check, or no local dyno runs it (an app without commands,
+    /// whose dynos an external runtime registers).
+    Succeeded,
+    /// Its dynos did not pass their health check within the health timeout, or a newer release
+    /// replaced it before its dynos started.
+    Failed,
+}
+
+impl ReleaseStatus {
+    /// Heroku's word for the status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseStatus::Pending => "pending",
+            ReleaseStatus::Succeeded => "succeeded",
+            ReleaseStatus::Failed => "failed",
+        }
+    }
+}
+
+/// How one process type ran in a release: what a rollback restores of the formation. Its
+/// quantity is not part of a release (scaling is not a release on Heroku either).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseProcess {
+    /// The process type.
+    pub dyno_type: DynoType,
+    /// The formation's command for it, if any.
+    pub command: Option<String>,
+    /// The formation's fixed port, if any.
+    pub port: Option<u16>,
+    /// The formation's health check path, if any.
+    pub healthcheck: Option<String>,
+}
+
+/// A release: one version of what an app runs (Heroku's release resource). Every change to an
+/// app's config vars or to its formation's commands, ports or health checks makes one, in the
+/// same commit as the change; it holds the whole resulting state, so that a rollback can restore
+/// it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    /// Its id.
+    pub id: Uuid,
+    /// The app.
+    pub app_id: Uuid,
+    /// 1, 2, ... per app: `v1` is the app's creation.
+    pub version: u32,
+    /// What changed, in Heroku's words (`Set FOO config vars`, `Rollback to v3`).
+    pub description: String,
+    /// Pending, succeeded or failed.
+    pub status: ReleaseStatus,
+    /// The app's config vars as of this release (secrets: not in `Debug`).
+    pub config_vars: BTreeMap<String, String>,
+    /// The formation's process types as of this release, by type.
+    pub processes: Vec<ReleaseProcess>,
+    /// The slug the release runs; none until Wharf builds slugs (issue 21).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slug_id: Option<Uuid>,
+    /// Creation time, seconds since the epoch.
+    pub created_at: i64,
+    /// Last change (of its status), seconds since the epoch.
+    pub updated_at: i64,
+}
+
+impl std::fmt::Debug for Release {
+    // Config var values are secrets: debug output names the variables only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Release")
+            .field("id", &self.id)
+            .field("app_id", &self.app_id)
+            .field("version", &self.version)
+            .field("description", &self.description)
+            .field("status", &self.status)
+            .field("config_var_names", &self.config_vars.keys().collect::<Vec<_>>())
+            .field("processes", &self.processes)
+            .field("slug_id", &self.slug_id)
+            .finish_non_exhaustive()
+    }
+}
+
 /// One stored record of any kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "body", rename_all = "snake_case")]
@@ -267,6 +355,8 @@ pub enum Object {
     Formation(Formation),
     /// An app's config vars.
     ConfigVars(ConfigVars),
+    /// A release.
+    Release(Release),
 }
 
 /// The kinds of records, as stored. Serde's names are [`Kind::as_str`]'s.
@@ -293,6 +383,8 @@ pub enum Kind {
     Formation,
     /// Config vars.
     ConfigVars,
+    /// Releases.
+    Release,
 }
 
 impl Kind {
@@ -309,6 +401,7 @@ impl Kind {
             Kind::Canary => "canary",
             Kind::Formation => "formation",
             Kind::ConfigVars => "config_vars",
+            Kind::Release => "release",
         }
     }
 }
@@ -327,6 +420,7 @@ impl Object {
             Object::Canary(c) => (Kind::Canary, c.id),
             Object::Formation(f) => (Kind::Formation, f.id),
             Object::ConfigVars(c) => (Kind::ConfigVars, c.id),
+            Object::Release(r) => (Kind::Release, r.id),
         }
     }
 }
@@ -353,7 +447,7 @@ macro_rules! unnamed_records {
     )*};
 }
 
-unnamed_records!(App, Dyno, Drain, Route, Cert, Canary, Formation, ConfigVars);
+unnamed_records!(App, Dyno, Drain, Route, Cert, Canary, Formation, ConfigVars, Release);
 
 impl Record for Space {
     type Key = SpaceName;

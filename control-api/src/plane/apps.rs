@@ -1,11 +1,14 @@
 //! Spaces and apps: creating them, and deleting an app with everything that depends on it
 //! ([`Model::cascade`]).
 
+use std::collections::BTreeMap;
+
 use wharf_domain::timestamp::now_seconds;
 use wharf_domain::{AppKey, AppName, SpaceName, new_id, random_bytes};
 
 use super::engine::ControlPlane;
 use super::error::{Error, not_found};
+use super::releases::INITIAL_RELEASE;
 use crate::model::{App, Change, Compliance, Kind, Model, Object, Space};
 
 impl ControlPlane {
@@ -30,7 +33,8 @@ impl ControlPlane {
     }
 
     /// Creates an app in a space (by id or name). Without a name, Wharf picks an unused one,
-    /// `app` and eight hex digits (as Heroku picks a name when the client gives none).
+    /// `app` and eight hex digits (as Heroku picks a name when the client gives none). The app
+    /// starts with its release v1, `Initial release`, in the same commit.
     pub async fn create_app_named(&self, name: Option<AppName>, space: &str) -> Result<App, Error> {
         self.change(|m| {
             let space = m.space(space).ok_or_else(|| not_found("space", space))?;
@@ -54,7 +58,8 @@ impl ControlPlane {
                 created_at: now,
                 updated_at: now,
             };
-            Ok((app.clone(), vec![Change::Put(Object::App(app))]))
+            let release = self.new_release(m, app.id, INITIAL_RELEASE.to_owned(), BTreeMap::new(), vec![]);
+            Ok((app.clone(), vec![Change::Put(Object::App(app)), release]))
         })
         .await
     }
@@ -102,7 +107,7 @@ impl ControlPlane {
     }
 
     /// Deletes an app with everything that depends on it: dynos, drains, routes, canaries (as
-    /// either app), formation and config vars ([`crate::model::Model::cascade`]).
+    /// either app), formation, config vars and releases ([`crate::model::Model::cascade`]).
     pub async fn delete_app(&self, app: &str) -> Result<App, Error> {
         self.change(|m| {
             let a = m.app(app).ok_or_else(|| not_found("app", app))?.clone();

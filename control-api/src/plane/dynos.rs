@@ -12,7 +12,7 @@ use wharf_domain::{DynoName, DynoType, Hostname, new_id};
 
 use super::engine::ControlPlane;
 use super::error::{Error, not_found};
-use super::local::Restart;
+use super::local::{DynoRelease, OneOff, Restart};
 use crate::model::{Change, Dyno, Kind, Model, Object};
 
 impl ControlPlane {
@@ -130,6 +130,48 @@ impl ControlPlane {
             self.local_runtime().restart(Restart { app_id, dyno: Some(name.clone()) });
         }
         Ok(names.len())
+    }
+
+    /// Runs a one-off dyno of the app under the local supervisor (Heroku's `run:detached`):
+    /// `command` with `sh -c`, the app's config vars and `env` on top, output in the app's log
+    /// stream as `run.N`. `size`, when given, must be a configured size (it is shown, not
+    /// enforced, as for formation dynos). Returns the dyno's name. Refused (422) for a command or
+    /// variable name a formation or config var would refuse, and when this process runs no dynos.
+    pub async fn run_detached(
+        &self,
+        app: &str,
+        command: &str,
+        env: std::collections::BTreeMap<String, String>,
+        size: Option<&str>,
+    ) -> Result<String, Error> {
+        if command.trim().is_empty() || command.len() > 4096 || command.contains('\0') {
+            return Err(Error::Invalid("command must be 1 to 4096 bytes, not blank, with no NUL byte".into()));
+        }
+        for (name, value) in &env {
+            super::config_vars::check_var(name, Some(value))?;
+        }
+        if let Some(size) = size
+            && self.settings.dyno_sizes.find(size).is_none()
+        {
+            let names = self.settings.dyno_sizes.names().join(", ");
+            return Err(Error::Invalid(format!("unknown dyno size {size:?}: one of {names}")));
+        }
+        let one_off = self
+            .read(|m| {
+                let a = m.app(app).ok_or_else(|| not_found("app", app))?;
+                let mut vars = m.config_vars_of(a.id).map(|c| c.vars.clone()).unwrap_or_default();
+                vars.extend(env);
+                let size = size.and_then(|s| self.settings.dyno_sizes.find(s)).map(|s| s.name.clone());
+                let release = m.latest_release(a.id).map(|r| DynoRelease { id: r.id, version: r.version });
+                let (app, command) = (m.app_key(a).to_string(), command.to_owned());
+                Ok::<_, Error>(OneOff { app_id: a.id, app, command, env: vars, size, release })
+            })
+            .await?;
+        self.local_runtime().run(one_off).ok_or_else(|| {
+            Error::Invalid(
+                "this control API runs no dynos itself: one-off dynos run under wharf serve's supervisor".into(),
+            )
+        })
     }
 
     /// The id of an app the local supervisor runs; refused for an app an external runtime runs.

@@ -192,6 +192,8 @@ pub struct Settings {
     pub max_session_lines: u32,
     /// Most dynos of one type an app may ask for.
     pub max_quantity: u32,
+    /// The dyno sizes formation entries may ask for.
+    pub dyno_sizes: super::DynoSizes,
 }
 
 /// The control plane: the model, the store and the published snapshot, with the operations

@@ -1,11 +1,14 @@
 //! An app's formation: how many dynos of each type it runs, and how (Heroku's formation
-//! resource). The local supervisor runs the entries that have a command.
+//! resource). The local supervisor runs the entries that have a command. A change of a command,
+//! port or health check is a release (see `releases`), made in the same commit; a change of
+//! quantity alone is not, as on Heroku.
 
 use wharf_domain::timestamp::now_seconds;
 use wharf_domain::{DynoType, new_id};
 
 use super::engine::ControlPlane;
 use super::error::{Error, not_found};
+use super::releases::{formation_description, processes_of};
 use crate::model::{Change, Formation, Kind, Object};
 
 /// How many dynos of a type to run: a number, or a change to the current number (the Heroku
@@ -16,6 +19,49 @@ pub enum Quantity {
     Exactly(u32),
     /// The current number (0 for a type the formation does not have yet) plus this.
     Change(i64),
+}
+
+/// The dyno sizes formation entries may ask for, from the configuration
+/// (`[control_api] dyno_sizes`), and the size of an entry that names none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DynoSizes {
+    sizes: Vec<wharf_config::DynoSize>,
+    default: String,
+}
+
+impl DynoSizes {
+    /// The sizes as configured; `default` is one of them (the configuration checks it).
+    pub fn new(sizes: &[wharf_config::DynoSize], default: &str) -> DynoSizes {
+        DynoSizes { sizes: sizes.to_vec(), default: default.to_owned() }
+    }
+
+    /// The size named `name`, without regard to case (as Heroku takes `standard-2x`).
+    pub fn find(&self, name: &str) -> Option<&wharf_config::DynoSize> {
+        self.sizes.iter().find(|s| s.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The size of an entry that names none, as configured.
+    pub fn default_size(&self) -> &str {
+        self.find(&self.default).map_or(self.default.as_str(), |s| s.name.as_str())
+    }
+
+    /// The size an entry has: its own, or the default.
+    pub fn of<'a>(&'a self, size: Option<&'a str>) -> &'a str {
+        size.unwrap_or_else(|| self.default_size())
+    }
+
+    /// Every size's name, in the configured order.
+    pub fn names(&self) -> Vec<&str> {
+        self.sizes.iter().map(|s| s.name.as_str()).collect()
+    }
+}
+
+impl Default for DynoSizes {
+    /// Heroku's sizes, as `wharf serve` has them without configuration.
+    fn default() -> Self {
+        let c = wharf_config::ControlApiConfig::default();
+        DynoSizes::new(&c.dyno_sizes, &c.default_dyno_size)
+    }
 }
 
 /// A change to one dyno type of an app's formation: what is given is set.
@@ -31,6 +77,8 @@ pub struct FormationUpdate {
     pub port: Option<u16>,
     /// The health check path of a web dyno.
     pub healthcheck: Option<String>,
+    /// The dyno size, one of the configured [`DynoSizes`] (any case).
+    pub size: Option<String>,
 }
 
 impl ControlPlane {
@@ -61,6 +109,17 @@ impl ControlPlane {
         if updates.is_empty() {
             return Err(Error::Invalid("updates must name at least one dyno type".into()));
         }
+        // Sizes are stored as configured, whatever the case they were given in.
+        let sizes = &self.settings.dyno_sizes;
+        let mut updates = updates;
+        for u in &mut updates {
+            if let Some(size) = &u.size {
+                let found = sizes.find(size).ok_or_else(|| {
+                    Error::Invalid(format!("unknown dyno size {size:?}: one of {}", sizes.names().join(", ")))
+                })?;
+                u.size = Some(found.name.clone());
+            }
+        }
         self.change(|m| {
             let a = m.app(app).ok_or_else(|| not_found("app", app))?;
             let now = now_seconds();
@@ -77,6 +136,7 @@ impl ControlPlane {
                         command: None,
                         port: None,
                         healthcheck: None,
+                        size: None,
                         created_at: now,
                         updated_at: now,
                     },
@@ -94,10 +154,18 @@ impl ControlPlane {
                 f.command = u.command.clone().or(f.command);
                 f.port = u.port.or(f.port);
                 f.healthcheck = u.healthcheck.clone().or(f.healthcheck);
+                f.size = u.size.clone().or(f.size);
                 f.updated_at = now;
                 out.push(f);
             }
-            let changes = out.iter().cloned().map(|f| Change::Put(Object::Formation(f))).collect();
+            let mut changes: Vec<Change> = out.iter().cloned().map(|f| Change::Put(Object::Formation(f))).collect();
+            let before = processes_of(existing.iter().copied());
+            let after =
+                processes_of(existing.iter().copied().filter(|f| !out.iter().any(|o| o.id == f.id)).chain(out.iter()));
+            if let Some(description) = formation_description(&before, &after) {
+                let vars = m.config_vars_of(a.id).map(|c| c.vars.clone()).unwrap_or_default();
+                changes.push(self.new_release(m, a.id, description, vars, after));
+            }
             Ok((out, changes))
         })
         .await
@@ -114,14 +182,23 @@ impl ControlPlane {
         )))
     }
 
-    /// Removes a dyno type from an app's formation.
+    /// Removes a dyno type from an app's formation; a release when it had a command, port or
+    /// health check (`Remove worker process`).
     pub async fn delete_formation(&self, app: &str, dyno_type: &str) -> Result<Formation, Error> {
         self.change(|m| {
             let a = m.app(app).ok_or_else(|| not_found("app", app))?;
             let f = m.formation_of(a.id).into_iter().find(|f| f.dyno_type.as_str() == dyno_type).cloned();
             let f = f.ok_or_else(|| not_found("formation", dyno_type))?;
             let id = f.id;
-            Ok((f, m.cascade(Kind::Formation, id)))
+            let mut changes = m.cascade(Kind::Formation, id);
+            let existing = m.formation_of(a.id);
+            let before = processes_of(existing.iter().copied());
+            let after = processes_of(existing.iter().copied().filter(|e| e.id != id));
+            if let Some(description) = formation_description(&before, &after) {
+                let vars = m.config_vars_of(a.id).map(|c| c.vars.clone()).unwrap_or_default();
+                changes.push(self.new_release(m, a.id, description, vars, after));
+            }
+            Ok((f, changes))
         })
         .await
     }

@@ -4,8 +4,43 @@
 //! [`ControlPlane::set_local_runtime`](super::ControlPlane::set_local_runtime); the control API
 //! knows nothing else of it. Nothing here is stored; it lives as long as the process.
 
+use std::collections::BTreeMap;
+
 use uuid::Uuid;
 use wharf_domain::DynoType;
+
+/// A one-off dyno to run (Heroku's `run:detached`): a command with the app's config vars and
+/// the caller's additions, its output in the app's log stream, gone when it exits. An action,
+/// not state: it is not stored, and a Wharf that stops stops it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OneOff {
+    /// The app.
+    pub app_id: Uuid,
+    /// The app's key (`name-space`), as its log lines name it.
+    pub app: String,
+    /// Run with `sh -c`.
+    pub command: String,
+    /// The environment: the app's config vars, then the request's `env` (secrets: not in `Debug`).
+    pub env: BTreeMap<String, String>,
+    /// Its size as configured, if the request named one.
+    pub size: Option<String>,
+    /// The app's newest release, whose config vars it runs with.
+    pub release: Option<DynoRelease>,
+}
+
+impl std::fmt::Debug for OneOff {
+    // Values are secrets: debug output names the variables only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OneOff")
+            .field("app_id", &self.app_id)
+            .field("app", &self.app)
+            .field("command", &self.command)
+            .field("env_names", &self.env.keys().collect::<Vec<_>>())
+            .field("size", &self.size)
+            .field("release", &self.release)
+            .finish()
+    }
+}
 
 /// A request to restart an app's dynos run by the local supervisor: all of them (rolling), or
 /// one. An action, not state: it is not stored.
@@ -39,6 +74,16 @@ impl DynoState {
     }
 }
 
+/// The release a dyno runs, as Heroku's dyno resource embeds it (`release: {id, version}`); the
+/// Heroku CLI's `ps:wait` waits until every dyno runs the newest version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DynoRelease {
+    /// The release's id.
+    pub id: Uuid,
+    /// Its version, 1, 2, ...
+    pub version: u32,
+}
+
 /// A dyno the local supervisor runs, as it reports it. Workers appear only here (they have no
 /// endpoint to register), and web dynos appear here before they are healthy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +96,11 @@ pub struct LocalDyno {
     pub state: DynoState,
     /// When it was started, in seconds since the epoch.
     pub started_at: i64,
+    /// The release it runs; none for an app that has no release (a database older than
+    /// releases, until its next change).
+    pub release: Option<DynoRelease>,
+    /// A one-off dyno's command and size (a formation dyno's are its entry's): `None` for those.
+    pub one_off: Option<(String, Option<String>)>,
 }
 
 /// What the control plane needs from a runtime that runs dynos on this machine. The plane reads
@@ -68,6 +118,10 @@ pub trait LocalRuntime: Send + Sync {
     /// Asks for a restart: every dyno of the app, rolling, or one. Fire and forget: the runtime
     /// restarts in its own time, and a request with no runtime listening is dropped.
     fn restart(&self, restart: Restart);
+
+    /// Starts a one-off dyno and returns its name (`run.N`, N counting up per app), or `None`
+    /// when this runtime runs no dynos.
+    fn run(&self, one_off: OneOff) -> Option<String>;
 }
 
 /// The runtime of a control plane that runs no dynos itself (`wharf control-api`, or before the
@@ -81,4 +135,8 @@ impl LocalRuntime for NoLocalRuntime {
     }
 
     fn restart(&self, _restart: Restart) {}
+
+    fn run(&self, _one_off: OneOff) -> Option<String> {
+        None
+    }
 }

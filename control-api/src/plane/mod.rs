@@ -6,9 +6,9 @@
 //! Operations take typed values (names and URLs already parsed); what they check is what
 //! depends on state: existence, uniqueness, limits. There is one `impl ControlPlane` file per
 //! aggregate: `apps` (spaces and apps), `formation`, `dynos`, `config_vars`,
-//! `drains`, `routing` (sites, routes, certificates), `domains` (an app's custom domains, as
-//! sites routing `/` to it), `canaries`, `sessions`, `maintenance` (fetching the page an app in
-//! maintenance mode names).
+//! `drains`, `releases` (every config or command change, and rollbacks), `routing` (sites,
+//! routes, certificates), `domains` (an app's custom domains, as sites routing `/` to it),
+//! `canaries`, `sessions`, `maintenance` (fetching the page an app in maintenance mode names).
 
 mod apps;
 mod canaries;
@@ -21,6 +21,7 @@ mod error;
 mod formation;
 pub mod local;
 mod maintenance;
+mod releases;
 mod routing;
 mod sessions;
 #[cfg(test)]
@@ -31,8 +32,9 @@ pub use domains::{domain_site, domain_sites};
 pub use drains::{Drains, MAX_DRAINS_PER_APP};
 pub use engine::{CanaryReader, ControlPlane, Settings};
 pub use error::Error;
-pub use formation::{FormationUpdate, Quantity};
-pub use local::{DynoState, LocalDyno, LocalRuntime, Restart};
+pub use formation::{DynoSizes, FormationUpdate, Quantity};
+pub use local::{DynoRelease, DynoState, LocalDyno, LocalRuntime, OneOff, Restart};
 pub use maintenance::{PAGE_FETCH_TIMEOUT, fetch_page};
+pub use releases::INITIAL_RELEASE;
 pub use routing::{MAX_CERTS, MAX_ROUTES_PER_SITE};
 pub use sessions::LogSession;

@@ -19,6 +19,7 @@ async fn plane() -> ControlPlane {
         session_ttl: Duration::from_secs(60),
         max_session_lines: 1500,
         max_quantity: 100,
+        dyno_sizes: DynoSizes::default(),
     };
     let store = Box::new(SqliteStore::in_memory().unwrap());
     ControlPlane::open(store, settings, Arc::new(SessionKey::generate())).await.unwrap()
@@ -238,4 +239,215 @@ async fn a_page_fetched_for_a_url_the_app_no_longer_names_is_not_kept() {
     let kept = p.read(|m| m.app("api-default").unwrap().maintenance_page.clone()).await.expect("kept");
     assert_eq!(kept.url, "https://pages.invalid/other.html");
     assert!(kept.html.is_none() && kept.error.as_deref().is_some_and(|e| e.contains("pages.invalid")), "{kept:?}");
+}
+
+/// The app's releases as `(version, description, status)`, oldest first.
+async fn releases(p: &ControlPlane, app: &str) -> Vec<(u32, String, &'static str)> {
+    p.read(|m| {
+        let a = m.app(app).unwrap();
+        m.releases_of(a.id).iter().map(|r| (r.version, r.description.clone(), r.status.as_str())).collect()
+    })
+    .await
+}
+
+fn set(pairs: &[(&str, Option<&str>)]) -> std::collections::BTreeMap<String, Option<String>> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), v.map(str::to_owned))).collect()
+}
+
+fn update(dyno_type: &str, quantity: Option<u32>, command: Option<&str>) -> FormationUpdate {
+    FormationUpdate {
+        dyno_type: dyno_type.parse().unwrap(),
+        quantity: quantity.map(Quantity::Exactly),
+        command: command.map(str::to_owned),
+        port: None,
+        healthcheck: None,
+        size: None,
+    }
+}
+
+#[tokio::test]
+async fn every_change_to_config_vars_or_commands_is_a_release_and_scaling_is_not() {
+    let p = plane().await;
+    p.create_app("api".parse().unwrap(), "default").await.unwrap();
+    // Each step, and the newest release after it: `None` when the step makes no release.
+    let steps: Vec<(&str, Option<&str>)> = vec![
+        ("create", Some("Initial release")),
+        ("set A", Some("Set A config vars")),
+        ("set A again", None),
+        ("set B, remove A", Some("Set B config vars; Remove A config vars")),
+        ("remove missing", None),
+        ("web command", Some("Set web command")),
+        ("scale web", None),
+        ("worker quantity only", None),
+        ("worker command and web healthcheck", Some("Set web healthcheck; Set worker command")),
+        ("delete worker", Some("Remove worker process")),
+    ];
+    let mut expected_version = 0;
+    for (step, made) in steps {
+        match step {
+            "create" => {}
+            "set A" | "set A again" => drop(p.update_config_vars("api", set(&[("A", Some("1"))])).await.unwrap()),
+            "set B, remove A" => {
+                drop(p.update_config_vars("api", set(&[("A", None), ("B", Some("2"))])).await.unwrap());
+            }
+            "remove missing" => drop(p.update_config_vars("api", set(&[("NOPE", None)])).await.unwrap()),
+            "web command" => drop(p.update_formation("api", vec![update("web", None, Some("a"))]).await.unwrap()),
+            "scale web" => drop(p.update_formation("api", vec![update("web", Some(3), None)]).await.unwrap()),
+            "worker quantity only" => {
+                drop(p.update_formation("api", vec![update("worker", Some(0), None)]).await.unwrap());
+            }
+            "worker command and web healthcheck" => {
+                let web = FormationUpdate { healthcheck: Some("/up".into()), ..update("web", None, None) };
+                drop(p.update_formation("api", vec![web, update("worker", None, Some("w"))]).await.unwrap());
+            }
+            "delete worker" => drop(p.delete_formation("api", "worker").await.unwrap()),
+            _ => unreachable!(),
+        }
+        let all = releases(&p, "api").await;
+        if let Some(description) = made {
+            expected_version += 1;
+            let newest = all.last().unwrap();
+            assert_eq!((newest.0, newest.1.as_str()), (expected_version, description), "after {step}: {all:?}");
+        }
+        assert_eq!(all.len() as u32, expected_version, "after {step}: {all:?}");
+        // Without a local runtime, nothing rolls: every release succeeds at once.
+        assert!(all.iter().all(|r| r.2 == "succeeded"), "after {step}: {all:?}");
+    }
+    // Each release holds the whole state: v3 has B only, and no command; v4 B and web's command.
+    let (v3, v4) = p
+        .read(|m| {
+            (m.release(m.app("api").unwrap().id, "v3").cloned(), m.release(m.app("api").unwrap().id, "4").cloned())
+        })
+        .await;
+    let (v3, v4) = (v3.unwrap(), v4.unwrap());
+    assert_eq!(v3.config_vars.keys().collect::<Vec<_>>(), ["B"]);
+    assert!(v3.processes.is_empty(), "{v3:?}");
+    assert_eq!(v4.config_vars.keys().collect::<Vec<_>>(), ["B"]);
+    assert_eq!(v4.processes.iter().map(|p| p.command.as_deref()).collect::<Vec<_>>(), [Some("a")]);
+    // Values are secrets: a release's debug output names the variables only.
+    p.update_config_vars("api", set(&[("TOKEN", Some("s3cr3t-value"))])).await.unwrap();
+    let newest = p.read(|m| format!("{:?}", m.latest_release(m.app("api").unwrap().id).unwrap())).await;
+    assert!(newest.contains("TOKEN") && !newest.contains("s3cr3t-value"), "{newest}");
+}
+
+#[tokio::test]
+async fn a_rollback_restores_config_vars_and_commands_as_a_new_release() {
+    let p = plane().await;
+    p.create_app("api".parse().unwrap(), "default").await.unwrap();
+    p.update_config_vars("api", set(&[("GREETING", Some("hello"))])).await.unwrap(); // v2
+    p.update_formation("api", vec![update("web", Some(2), Some("old"))]).await.unwrap(); // v3
+    p.update_config_vars("api", set(&[("GREETING", Some("bye")), ("NEW", Some("x"))])).await.unwrap(); // v4
+    p.update_formation("api", vec![update("web", Some(3), Some("new")), update("worker", Some(1), Some("w"))])
+        .await
+        .unwrap(); // v5
+
+    // A release that does not exist: 404, and nothing changes.
+    let before = p
+        .read(|m| format!("{:?}", (m.releases_of(m.app("api").unwrap().id), m.formation_of(m.app("api").unwrap().id))))
+        .await;
+    for missing in ["v9", "9", "0", "x", "00000000-0000-0000-0000-000000000000"] {
+        let e = p.rollback("api", missing).await.unwrap_err();
+        assert!(matches!(e, Error::NotFound { what: "release", .. }), "{missing}: {e}");
+    }
+    assert!(matches!(p.rollback("nope", "v1").await.unwrap_err(), Error::NotFound { what: "app", .. }));
+    let after = p
+        .read(|m| format!("{:?}", (m.releases_of(m.app("api").unwrap().id), m.formation_of(m.app("api").unwrap().id))))
+        .await;
+    assert_eq!(before, after);
+
+    let made = p.rollback("api", "v3").await.unwrap();
+    assert_eq!((made.version, made.description.as_str()), (6, "Rollback to v3"));
+    p.read(|m| {
+        let a = m.app("api").unwrap();
+        let vars = &m.config_vars_of(a.id).unwrap().vars;
+        assert_eq!(vars.iter().collect::<Vec<_>>(), [(&"GREETING".to_owned(), &"hello".to_owned())]);
+        let f = m.formation_of(a.id);
+        let shown: Vec<_> = f.iter().map(|f| (f.dyno_type.as_str(), f.quantity, f.command.as_deref())).collect();
+        // Quantities stay; the worker, which v3 did not have, loses its command.
+        assert_eq!(shown, [("web", 3, Some("old")), ("worker", 1, None)]);
+    })
+    .await;
+    // By id too, and back to a release with a process type the formation lost.
+    // The worker has no command left, so removing it is no release.
+    p.delete_formation("api", "worker").await.unwrap();
+    let v5 = p.read(|m| m.release(m.app("api").unwrap().id, "5").unwrap().id).await;
+    let made = p.rollback("api", &v5.to_string()).await.unwrap();
+    assert_eq!((made.version, made.description.as_str()), (7, "Rollback to v5"));
+    let f = p.read(|m| m.formation_of(m.app("api").unwrap().id).into_iter().cloned().collect::<Vec<_>>()).await;
+    let shown: Vec<_> = f.iter().map(|f| (f.dyno_type.as_str(), f.quantity, f.command.as_deref())).collect();
+    assert_eq!(shown, [("web", 3, Some("new")), ("worker", 0, Some("w"))], "a rollback does not scale");
+}
+
+/// A local runtime that runs nothing but is there: releases of apps with commands wait for it.
+struct Present;
+
+impl LocalRuntime for Present {
+    fn dynos(&self, _app_id: Uuid) -> Vec<LocalDyno> {
+        vec![]
+    }
+    fn restart(&self, _restart: Restart) {}
+    fn run(&self, _one_off: OneOff) -> Option<String> {
+        None
+    }
+}
+
+#[tokio::test]
+async fn releases_of_locally_run_apps_are_pending_until_the_supervisor_settles_them() {
+    let p = plane().await;
+    p.set_local_runtime(Arc::new(Present));
+    p.create_app("api".parse().unwrap(), "default").await.unwrap();
+    p.create_app("ext".parse().unwrap(), "default").await.unwrap();
+    p.update_formation("api", vec![update("web", Some(1), Some("a"))]).await.unwrap(); // v2
+    p.update_config_vars("api", set(&[("A", Some("1"))])).await.unwrap(); // v3
+    p.update_config_vars("ext", set(&[("A", Some("1"))])).await.unwrap();
+    let statuses = |all: Vec<(u32, String, &'static str)>| all.into_iter().map(|r| r.2).collect::<Vec<_>>();
+    assert_eq!(statuses(releases(&p, "api").await), ["succeeded", "pending", "pending"]);
+    assert_eq!(statuses(releases(&p, "ext").await), ["succeeded", "succeeded"], "no command: nothing to wait for");
+    let (app, v3) = p.read(|m| (m.app("api").unwrap().id, m.release(m.app("api").unwrap().id, "3").unwrap().id)).await;
+    assert_eq!(p.read(|m| m.current_release(app).map(|r| r.version)).await, Some(1));
+    p.settle_release(app, v3, true).await.unwrap();
+    assert_eq!(statuses(releases(&p, "api").await), ["succeeded", "failed", "succeeded"], "v2 was replaced");
+    assert_eq!(p.read(|m| m.current_release(app).map(|r| r.version)).await, Some(3));
+    // Settled is settled.
+    p.settle_release(app, v3, false).await.unwrap();
+    assert_eq!(statuses(releases(&p, "api").await), ["succeeded", "failed", "succeeded"]);
+    p.update_config_vars("api", set(&[("A", Some("2"))])).await.unwrap(); // v4
+    let v4 = p.read(|m| m.release(app, "v4").unwrap().id).await;
+    p.settle_release(app, v4, false).await.unwrap();
+    assert_eq!(statuses(releases(&p, "api").await), ["succeeded", "failed", "succeeded", "failed"]);
+    assert_eq!(p.read(|m| m.current_release(app).map(|r| r.version)).await, Some(3), "a failed release is not current");
+}
+
+#[tokio::test]
+async fn sizes_are_the_configured_ones_in_any_case_and_a_resize_is_no_release() {
+    let p = plane().await;
+    p.create_app("api".parse().unwrap(), "default").await.unwrap();
+    p.update_formation("api", vec![update("web", Some(1), Some("a"))]).await.unwrap();
+    let sized = |size: &str| FormationUpdate { size: Some(size.to_owned()), ..update("web", None, None) };
+    // (size given, size stored or the refusal's words)
+    let table = [
+        ("standard-2x", Ok("Standard-2X")),
+        ("PERFORMANCE-L", Ok("Performance-L")),
+        ("Basic", Ok("Basic")),
+        (
+            "large",
+            Err("unknown dyno size \"large\": one of Basic, Standard-1X, Standard-2X, Performance-M, Performance-L"),
+        ),
+        ("", Err("unknown dyno size \"\"")),
+    ];
+    let releases_before = releases(&p, "api").await.len();
+    for (given, expected) in table {
+        let before = p.read(|m| m.formation_of(m.app("api").unwrap().id)[0].clone()).await;
+        match (p.update_formation("api", vec![sized(given)]).await, expected) {
+            (Ok(out), Ok(stored)) => assert_eq!(out[0].size.as_deref(), Some(stored), "{given}"),
+            (Err(Error::Invalid(m)), Err(words)) => {
+                assert!(m.contains(words), "{given}: {m}");
+                let after = p.read(|m| m.formation_of(m.app("api").unwrap().id)[0].clone()).await;
+                assert_eq!(after, before, "{given}: nothing changes");
+            }
+            (got, want) => panic!("{given}: got {got:?}, want {want:?}"),
+        }
+    }
+    assert_eq!(releases(&p, "api").await.len(), releases_before, "resizing is not a release, as on Heroku");
+    assert_eq!(p.settings().dyno_sizes.of(None), "Standard-1X");
 }

@@ -1,0 +1,303 @@
+//! `/apps/{app}/releases`: an app's releases in Heroku's shape (list with `Range` paging, info,
+//! the config vars of one, and rollback by `POST`).
+//!
+//! Heroku pages lists with `Range: version START..END; max=N, order=asc|desc` and answers `206
+//! Partial Content` with `Next-Range` while more remain
+//! (<https://devcenter.heroku.com/articles/platform-api-reference#ranges>); the Heroku CLI sends
+//! `version ..; max=15, order=desc` (`releases`) and `version ..; order=desc,max=1` (`config:set`,
+//! `ps:wait`). Without `Range` the answer is the first 200 in ascending order, as Heroku's.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+use wharf_domain::timestamp::format_seconds;
+
+use super::account::{OwnerRef, owner_ref};
+use super::config_vars::config_vars_out;
+use super::wire::{ApiError, ApiResult, AppRef, Body, Json, Plane, app_ref};
+use crate::model::{Model, Release};
+use crate::plane::{ControlPlane, Error};
+
+/// Most releases one page holds when the `Range` names no `max`, and the most it may name
+/// (Heroku's 200 and 1000).
+const DEFAULT_MAX: usize = 200;
+const MOST_MAX: usize = 1000;
+
+/// A release as Heroku shapes it.
+#[derive(Serialize)]
+pub(super) struct ReleaseOut {
+    id: Uuid,
+    version: u32,
+    description: String,
+    status: &'static str,
+    /// The newest release that succeeded: what the app's dynos run.
+    current: bool,
+    /// Every release holds its whole config and commands, so every one can be rolled back to.
+    eligible_for_rollback: bool,
+    /// Wharf has no add-ons yet.
+    addon_plan_names: Vec<String>,
+    artifacts: Vec<()>,
+    app: AppRef,
+    /// The slug, once Wharf builds them (issue 21): `{"id"}`.
+    slug: Option<SlugRef>,
+    /// Releases are made with the admin token, the one account.
+    user: OwnerRef,
+    /// Wharf runs no release phase, so there is no release command output to stream.
+    output_stream_url: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+#[derive(Serialize)]
+pub(super) struct SlugRef {
+    id: Uuid,
+}
+
+fn release_out(plane: &ControlPlane, m: &Model, r: &Release) -> Option<ReleaseOut> {
+    let app = m.app(&r.app_id.to_string())?;
+    Some(ReleaseOut {
+        id: r.id,
+        version: r.version,
+        description: r.description.clone(),
+        status: r.status.as_str(),
+        current: m.current_release(r.app_id).is_some_and(|c| c.id == r.id),
+        eligible_for_rollback: true,
+        addon_plan_names: vec![],
+        artifacts: vec![],
+        app: app_ref(m, app),
+        slug: r.slug_id.map(|id| SlugRef { id }),
+        user: owner_ref(plane),
+        output_stream_url: None,
+        created_at: format_seconds(r.created_at),
+        updated_at: format_seconds(r.updated_at),
+    })
+}
+
+/// Ascending or descending versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Order {
+    Asc,
+    Desc,
+}
+
+/// A parsed `Range` header over releases' versions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct VersionRange {
+    /// The first version, in the list's order; exclusive when `Next-Range` wrote `]N`.
+    start: Option<(u32, bool)>,
+    /// The last version, in the list's order, inclusive.
+    end: Option<u32>,
+    max: usize,
+    order: Order,
+}
+
+impl Default for VersionRange {
+    fn default() -> Self {
+        VersionRange { start: None, end: None, max: DEFAULT_MAX, order: Order::Asc }
+    }
+}
+
+/// Parses `version [[]START]..[END][; max=N, order=asc|desc]`; a message for anything else.
+fn parse_range(value: &str) -> Result<VersionRange, String> {
+    let bad = || format!("invalid Range {value:?}: expected version START..END; max=N, order=asc|desc");
+    let (span, params) = value.split_once(';').unwrap_or((value, ""));
+    let span = span.trim().strip_prefix("version").ok_or_else(|| format!("{}; only version ranges", bad()))?;
+    let (start, end) = span.trim().split_once("..").ok_or_else(bad)?;
+    let number = |s: &str| s.parse::<u32>().ok().filter(|_| s.bytes().all(|b| b.is_ascii_digit()));
+    let mut range = VersionRange::default();
+    let start = start.trim();
+    if !start.is_empty() {
+        let (digits, exclusive) = start.strip_prefix(']').map_or((start, false), |d| (d, true));
+        range.start = Some((number(digits).ok_or_else(bad)?, exclusive));
+    }
+    let end = end.trim();
+    if !end.is_empty() {
+        range.end = Some(number(end).ok_or_else(bad)?);
+    }
+    for param in params.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match param.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
+            Some(("max", v)) => {
+                range.max = number(v)
+                    .map(|n| n as usize)
+                    .filter(|n| (1..=MOST_MAX).contains(n))
+                    .ok_or_else(|| format!("invalid Range {value:?}: max must be between 1 and {MOST_MAX}"))?;
+            }
+            Some(("order", "asc")) => range.order = Order::Asc,
+            Some(("order", "desc")) => range.order = Order::Desc,
+            _ => return Err(bad()),
+        }
+    }
+    Ok(range)
+}
+
+/// The versions of `all` (ascending) that `range` selects, and whether more follow.
+fn select(all: &[u32], range: &VersionRange) -> (Vec<u32>, bool) {
+    let mut ordered: Vec<u32> = all.to_vec();
+    if range.order == Order::Desc {
+        ordered.reverse();
+    }
+    // "Before" and "after" in the list's order.
+    let before = |a: u32, b: u32| if range.order == Order::Asc { a < b } else { a > b };
+    let picked: Vec<u32> = ordered
+        .into_iter()
+        .filter(|v| match range.start {
+            None => true,
+            Some((s, exclusive)) => before(s, *v) || (!exclusive && *v == s),
+        })
+        .filter(|v| range.end.is_none_or(|e| !before(e, *v)))
+        .collect();
+    let more = picked.len() > range.max;
+    (picked.into_iter().take(range.max).collect(), more)
+}
+
+/// `GET /apps/{app}/releases`: the app's releases, paged by `Range`.
+pub(super) async fn list_releases(
+    State(plane): Plane,
+    Path(app): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let range = match headers.get(header::RANGE) {
+        None => VersionRange::default(),
+        Some(v) => parse_range(v.to_str().unwrap_or_default())
+            .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m))?,
+    };
+    let (out, more) = plane
+        .read(|m| {
+            let a = m.app(&app).ok_or(Error::NotFound { what: "app", key: app.clone() })?;
+            let releases = m.releases_of(a.id);
+            let versions: Vec<u32> = releases.iter().map(|r| r.version).collect();
+            let (picked, more) = select(&versions, &range);
+            let out: Vec<ReleaseOut> = picked
+                .iter()
+                .filter_map(|v| releases.iter().find(|r| r.version == *v))
+                .filter_map(|r| release_out(&plane, m, r))
+                .collect();
+            Ok::<_, Error>((out, more))
+        })
+        .await?;
+    let order = if range.order == Order::Asc { "asc" } else { "desc" };
+    let mut response = Json(&out).into_response();
+    let h = response.headers_mut();
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("version"));
+    if let (Some(first), Some(last)) = (out.first(), out.last()) {
+        let content = format!("version {}..{}; max={}, order={order}", first.version, last.version, range.max);
+        h.insert(header::CONTENT_RANGE, HeaderValue::from_str(&content).expect("ASCII"));
+        if more {
+            let next = format!("version ]{}..; max={}, order={order}", last.version, range.max);
+            h.insert("next-range", HeaderValue::from_str(&next).expect("ASCII"));
+            *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+        }
+    }
+    Ok(response)
+}
+
+/// `GET /apps/{app}/releases/{release}`: one release, by id, `N` or `vN`.
+pub(super) async fn get_release(
+    State(plane): Plane,
+    Path((app, release)): Path<(String, String)>,
+) -> ApiResult<impl IntoResponse> {
+    let out = plane
+        .read(|m| {
+            let a = m.app(&app).ok_or(Error::NotFound { what: "app", key: app.clone() })?;
+            let r = m.release(a.id, &release).ok_or(Error::NotFound { what: "release", key: release.clone() })?;
+            release_out(&plane, m, r).ok_or(Error::NotFound { what: "app", key: app.clone() })
+        })
+        .await?;
+    Ok(Json(out))
+}
+
+/// `GET /apps/{app}/releases/{release}/config-vars`: the config vars as of that release
+/// (the Heroku CLI's `releases:info`), redacted as the app's own are in a `socs` space.
+pub(super) async fn get_release_config_vars(
+    State(plane): Plane,
+    Path((app, release)): Path<(String, String)>,
+) -> ApiResult<impl IntoResponse> {
+    let out = plane
+        .read(|m| {
+            let a = m.app(&app).ok_or(Error::NotFound { what: "app", key: app.clone() })?;
+            let r = m.release(a.id, &release).ok_or(Error::NotFound { what: "release", key: release.clone() })?;
+            Ok::<_, Error>(config_vars_out(m, a, &r.config_vars))
+        })
+        .await?;
+    Ok(Json(out))
+}
+
+/// A release to roll back to: its id, or its version as a number or `"N"`/`"vN"`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum ReleaseId {
+    Version(u32),
+    Named(String),
+}
+
+/// `POST /apps/{app}/releases` (Heroku's release rollback).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RollbackIn {
+    release: ReleaseId,
+}
+
+/// `POST /apps/{app}/releases {"release": ID}`: rolls back to that release's config vars and
+/// commands as a new release (`Rollback to vN`); 404 for a release the app does not have.
+pub(super) async fn rollback(
+    State(plane): Plane,
+    Path(app): Path<String>,
+    Body(req): Body<RollbackIn>,
+) -> ApiResult<impl IntoResponse> {
+    let release = match req.release {
+        ReleaseId::Version(v) => v.to_string(),
+        ReleaseId::Named(s) => s,
+    };
+    let made = plane.rollback(&app, &release).await?;
+    let out = plane.read(|m| release_out(&plane, m, &made)).await;
+    let out = out.ok_or(Error::NotFound { what: "app", key: app })?;
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(start: Option<(u32, bool)>, end: Option<u32>, max: usize, order: Order) -> VersionRange {
+        VersionRange { start, end, max, order }
+    }
+
+    #[test]
+    fn ranges_parse_as_heroku_clients_write_them() {
+        let check = |input: &str, expected: Result<VersionRange, ()>| {
+            assert_eq!(parse_range(input).map_err(|_| ()), expected, "{input:?}");
+        };
+        check("version ..; max=15, order=desc", Ok(range(None, None, 15, Order::Desc)));
+        check("version ..; order=desc,max=1", Ok(range(None, None, 1, Order::Desc)));
+        check("version ..", Ok(range(None, None, DEFAULT_MAX, Order::Asc)));
+        check("version 3..7", Ok(range(Some((3, false)), Some(7), DEFAULT_MAX, Order::Asc)));
+        check("version ]5..; max=2, order=desc", Ok(range(Some((5, true)), None, 2, Order::Desc)));
+        check("id ..; max=1", Err(()));
+        check("version ..; max=0", Err(()));
+        check("version ..; max=1001", Err(()));
+        check("version ..; max=-1", Err(()));
+        check("version ..; order=sideways", Err(()));
+        check("version x..", Err(()));
+        check("version 3", Err(()));
+        check("version ..; color=red", Err(()));
+    }
+
+    #[test]
+    fn a_range_selects_in_its_order_and_says_whether_more_follow() {
+        let all = [1, 2, 3, 4, 5];
+        let check = |r: VersionRange, expected: (&[u32], bool)| {
+            let (picked, more) = select(&all, &r);
+            assert_eq!((picked.as_slice(), more), expected, "{r:?}");
+        };
+        check(range(None, None, 1, Order::Desc), (&[5], true));
+        check(range(None, None, 15, Order::Desc), (&[5, 4, 3, 2, 1], false));
+        check(range(None, None, 2, Order::Asc), (&[1, 2], true));
+        check(range(Some((2, true)), None, 2, Order::Asc), (&[3, 4], true));
+        check(range(Some((4, true)), None, 2, Order::Desc), (&[3, 2], true));
+        check(range(Some((4, false)), Some(2), 10, Order::Desc), (&[4, 3, 2], false));
+        check(range(Some((2, false)), Some(3), 10, Order::Asc), (&[2, 3], false));
+        check(range(Some((9, false)), None, 10, Order::Asc), (&[], false));
+    }
+}

@@ -1,0 +1,192 @@
+//! Releases (Heroku's release resource): every change to an app's config vars or to its
+//! formation's commands, ports or health checks makes a release `vN` in the same commit as the
+//! change; a rollback restores an older release's config vars and commands as a new release.
+//!
+//! A release holds the whole state it describes (config vars and each process type's command,
+//! port and health check), not a delta, so that a rollback needs nothing else. Quantities are not
+//! part of a release: scaling is not a release on Heroku either, and a rollback does not scale.
+//!
+//! A release starts `pending` when the local supervisor runs the app (its formation has a
+//! command); the supervisor settles it ([`ControlPlane::settle_release`]) once the new dynos
+//! pass their health check (`succeeded`) or the roll keeps the old ones (`failed`). Any other
+//! release (an app whose dynos an external runtime registers, or a control API without a local
+//! runtime) is `succeeded` at once: Wharf has nothing to wait for.
+
+use std::collections::BTreeMap;
+
+use uuid::Uuid;
+use wharf_domain::new_id;
+use wharf_domain::timestamp::now_seconds;
+
+use super::engine::ControlPlane;
+use super::error::{Error, not_found};
+use crate::model::{Change, ConfigVars, Formation, Model, Object, Release, ReleaseProcess, ReleaseStatus};
+
+/// The description of app creation's release, as Heroku writes it.
+pub const INITIAL_RELEASE: &str = "Initial release";
+
+/// A formation's process types as a release holds them, by type.
+pub(super) fn processes_of<'a>(formation: impl IntoIterator<Item = &'a Formation>) -> Vec<ReleaseProcess> {
+    let mut out: Vec<ReleaseProcess> = formation
+        .into_iter()
+        .map(|f| ReleaseProcess {
+            dyno_type: f.dyno_type.clone(),
+            command: f.command.clone(),
+            port: f.port,
+            healthcheck: f.healthcheck.clone(),
+        })
+        .collect();
+    out.sort_by(|a, b| a.dyno_type.as_str().cmp(b.dyno_type.as_str()));
+    out
+}
+
+/// Heroku's description of a config vars change: `Set A, B config vars`, `Remove C config
+/// vars`, or both joined by `; `. Only names whose value changed are named.
+pub(super) fn config_description(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> String {
+    let set: Vec<&str> = after.iter().filter(|(k, v)| before.get(*k) != Some(*v)).map(|(k, _)| k.as_str()).collect();
+    let removed: Vec<&str> = before.keys().filter(|k| !after.contains_key(*k)).map(String::as_str).collect();
+    let mut parts = Vec::new();
+    if !set.is_empty() {
+        parts.push(format!("Set {} config vars", set.join(", ")));
+    }
+    if !removed.is_empty() {
+        parts.push(format!("Remove {} config vars", removed.join(", ")));
+    }
+    parts.join("; ")
+}
+
+/// The description of a change to process types' commands, ports or health checks, or `None`
+/// when nothing a release holds changed: `Set web command`, `Set web command, port; Remove
+/// worker process`.
+pub(super) fn formation_description(before: &[ReleaseProcess], after: &[ReleaseProcess]) -> Option<String> {
+    let mut parts = Vec::new();
+    for p in after {
+        let old = before.iter().find(|o| o.dyno_type == p.dyno_type);
+        let mut fields = Vec::new();
+        if old.map(|o| &o.command) != Some(&p.command) && (old.is_some() || p.command.is_some()) {
+            fields.push("command");
+        }
+        if old.map(|o| o.port) != Some(p.port) && (old.is_some() || p.port.is_some()) {
+            fields.push("port");
+        }
+        if old.map(|o| &o.healthcheck) != Some(&p.healthcheck) && (old.is_some() || p.healthcheck.is_some()) {
+            fields.push("healthcheck");
+        }
+        if !fields.is_empty() {
+            parts.push(format!("Set {} {}", p.dyno_type, fields.join(", ")));
+        }
+    }
+    for o in before.iter().filter(|o| !after.iter().any(|p| p.dyno_type == o.dyno_type)) {
+        if o.command.is_some() || o.port.is_some() || o.healthcheck.is_some() {
+            parts.push(format!("Remove {} process", o.dyno_type));
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+impl ControlPlane {
+    /// The change that records a new release of the app holding `config_vars` and `processes`:
+    /// the next version, `pending` if the local supervisor will roll to it, else `succeeded`.
+    pub(super) fn new_release(
+        &self,
+        m: &Model,
+        app_id: Uuid,
+        description: String,
+        config_vars: BTreeMap<String, String>,
+        processes: Vec<ReleaseProcess>,
+    ) -> Change {
+        let version = m.latest_release(app_id).map_or(1, |r| r.version + 1);
+        // Only a supervisor in this process rolls dynos and reports back; without one, or for an
+        // app without commands, nothing would ever settle a pending release.
+        let rolled = self.local.get().is_some() && processes.iter().any(|p| p.command.is_some());
+        let status = if rolled { ReleaseStatus::Pending } else { ReleaseStatus::Succeeded };
+        let now = now_seconds();
+        Change::Put(Object::Release(Release {
+            id: new_id(),
+            app_id,
+            version,
+            description,
+            status,
+            config_vars,
+            processes,
+            slug_id: None,
+            created_at: now,
+            updated_at: now,
+        }))
+    }
+
+    /// Rolls an app back to one of its releases (by id, `N` or `vN`): its config vars and each
+    /// process type's command, port and health check become the release's, as a new release
+    /// `Rollback to vN`. Process types the release did not have lose their command, port and
+    /// health check; those it had and the formation lacks come back with quantity 0. Quantities
+    /// stay. Refused (404) for a release the app does not have; nothing changes then.
+    pub async fn rollback(&self, app: &str, release: &str) -> Result<Release, Error> {
+        self.change(|m| {
+            let a = m.app(app).ok_or_else(|| not_found("app", app))?;
+            let target = m.release(a.id, release).ok_or_else(|| not_found("release", release))?;
+            let now = now_seconds();
+            let mut changes = Vec::new();
+            let vars = ConfigVars { id: a.id, vars: target.config_vars.clone(), updated_at: now };
+            changes.push(Change::Put(Object::ConfigVars(vars)));
+            let formation = m.formation_of(a.id);
+            for f in &formation {
+                let restored = target.processes.iter().find(|p| p.dyno_type == f.dyno_type);
+                let (command, port, healthcheck) =
+                    restored.map_or((None, None, None), |p| (p.command.clone(), p.port, p.healthcheck.clone()));
+                if (&f.command, f.port, &f.healthcheck) != (&command, port, &healthcheck) {
+                    let f = Formation { command, port, healthcheck, updated_at: now, ..(*f).clone() };
+                    changes.push(Change::Put(Object::Formation(f)));
+                }
+            }
+            for p in target.processes.iter().filter(|p| !formation.iter().any(|f| f.dyno_type == p.dyno_type)) {
+                changes.push(Change::Put(Object::Formation(Formation {
+                    id: new_id(),
+                    app_id: a.id,
+                    dyno_type: p.dyno_type.clone(),
+                    quantity: 0,
+                    command: p.command.clone(),
+                    port: p.port,
+                    healthcheck: p.healthcheck.clone(),
+                    size: None,
+                    created_at: now,
+                    updated_at: now,
+                })));
+            }
+            let description = format!("Rollback to v{}", target.version);
+            let release = self.new_release(m, a.id, description, target.config_vars.clone(), target.processes.clone());
+            let Change::Put(Object::Release(out)) = &release else { unreachable!("new_release puts a release") };
+            let out = out.clone();
+            changes.push(release);
+            Ok((out, changes))
+        })
+        .await
+    }
+
+    /// Settles a pending release as the local supervisor saw its roll end: `succeeded` when the
+    /// new dynos passed their health check, else `failed`. Older releases of the app still
+    /// pending were replaced before their dynos came up: they become `failed`. A release that
+    /// is not pending (or no longer exists) is left as it is.
+    pub async fn settle_release(&self, app_id: Uuid, release_id: Uuid, succeeded: bool) -> Result<(), Error> {
+        self.change(|m| {
+            let Some(r) = m.releases_of(app_id).into_iter().find(|r| r.id == release_id) else {
+                return Ok(((), vec![]));
+            };
+            if r.status != ReleaseStatus::Pending {
+                return Ok(((), vec![]));
+            }
+            let now = now_seconds();
+            let status = if succeeded { ReleaseStatus::Succeeded } else { ReleaseStatus::Failed };
+            let mut changes = vec![Change::Put(Object::Release(Release { status, updated_at: now, ..r.clone() }))];
+            let superseded = m
+                .releases_of(app_id)
+                .into_iter()
+                .filter(|o| o.version < r.version && o.status == ReleaseStatus::Pending);
+            for o in superseded {
+                let failed = Release { status: ReleaseStatus::Failed, updated_at: now, ..o.clone() };
+                changes.push(Change::Put(Object::Release(failed)));
+            }
+            Ok(((), changes))
+        })
+        .await
+    }
+}

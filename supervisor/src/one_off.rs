@@ -1,0 +1,64 @@
+//! One-off dynos (Heroku's `run:detached`): a command run once with the app's config vars, its
+//! output in the app's log stream as `run.N`, listed while it runs, and gone when it exits: its
+//! whole process group is stopped and reaped then, as a formation dyno's is, and it is never
+//! restarted. A supervisor that stops stops its one-off dynos too (SIGTERM, then SIGKILL after
+//! the stop grace).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use wharf_bus::{LogEvent, Publisher, Stream};
+use wharf_control_api::{DynoState, OneOff};
+
+use crate::desired::DynoSpec;
+use crate::dyno::stop_requested;
+use crate::process;
+use crate::record::Records;
+use crate::registry::Registry;
+use crate::settings::Settings;
+
+/// What a one-off dyno needs besides its request: where its output goes, the grace to stop it
+/// in, where its group is recorded, and the listing the control plane reads.
+pub(crate) struct OneOffContext {
+    /// The log bus.
+    pub(crate) publisher: Publisher,
+    /// The stop grace.
+    pub(crate) settings: Settings,
+    /// Where running groups are recorded.
+    pub(crate) records: Option<Records>,
+    /// The dynos the control plane sees.
+    pub(crate) registry: Arc<Registry>,
+}
+
+/// Runs the one-off dyno `name` to its end, or until the supervisor stops; then stops what is
+/// left of its group and takes it off the list.
+pub(crate) async fn run(cx: OneOffContext, name: String, one_off: OneOff, mut stopped: watch::Receiver<bool>) {
+    let spec = DynoSpec {
+        command: one_off.command.clone(),
+        env: one_off.env.clone().into_iter().collect::<BTreeMap<_, _>>(),
+        port: None,
+        healthcheck: None,
+        release: None,
+    };
+    let (app, app_id) = (one_off.app.as_str(), one_off.app_id);
+    let status = match process::spawn(&spec, &name, 0, app, &cx.publisher, cx.records.as_ref()) {
+        Ok(mut process) => {
+            cx.registry.set_state(app_id, &name, DynoState::Up);
+            let status = tokio::select! {
+                status = process.wait() => status,
+                () = stop_requested(&mut stopped) => "stopped with Wharf".to_owned(),
+            };
+            process.stop(cx.settings.stop_grace).await;
+            status
+        }
+        Err(e) => format!("cannot start: {e}"),
+    };
+    tracing::info!(app, dyno = name, status, "one-off dyno ended");
+    // Heroku announces a one-off's end in its stream as the platform: `State changed from up to
+    // complete`; Wharf says how it ended as well.
+    let text = format!("Process exited: {status}");
+    let event = LogEvent::builder(app, "akkeris/supervisor").process(&name).stream(Stream::Platform);
+    cx.publisher.publish(event.message(text.as_bytes()));
+    cx.registry.remove(app_id, &name);
+}
