@@ -208,7 +208,7 @@ mod tests {
     use super::*;
 
     fn app(key: &str) -> AppSpec {
-        AppSpec { id: Uuid::nil(), key: key.parse().unwrap(), internal: false, web_dynos: vec![] }
+        AppSpec { id: Uuid::nil(), key: key.parse().unwrap(), internal: false, web_dynos: vec![], maintenance: None }
     }
 
     /// Each role's part keeps its own lists whole and empties the other's; the integration
