@@ -6,14 +6,15 @@
 
 #![forbid(unsafe_code)]
 
+mod control_api;
 mod database_url;
 mod dyno_size;
 mod env;
 mod feed;
 
+pub use control_api::ControlApiConfig;
 pub use database_url::DatabaseUrl;
 pub use dyno_size::DynoSize;
-use dyno_size::default_dyno_sizes;
 pub use env::unrecognised_variables;
 use env::{env_path, set_path};
 pub use feed::FeedConfig;
@@ -145,56 +146,6 @@ impl Default for SupervisorConfig {
             stop_grace: HumanDuration::secs(10),
             connection_grace: HumanDuration::secs(1),
             restart_min: HumanDuration::secs(1),
-        }
-    }
-}
-
-/// The control API's settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ControlApiConfig {
-    /// Address to listen on.
-    pub listen: SocketAddr,
-    /// Largest request body accepted.
-    pub max_body: ByteSize,
-    /// Most dynos of one type an app's formation may ask for.
-    pub max_quantity: u32,
-    /// PostgreSQL database to keep the state in, shared by every control-API replica that names
-    /// it (`postgres://user:password@host:5432/dbname`, libpq's URL form). Without it, the state
-    /// is in an embedded SQLite database in the data directory.
-    pub database_url: Option<DatabaseUrl>,
-    /// PEM file of the CA that signs the database server's certificate, trusted beside the
-    /// Mozilla roots when the connection uses TLS (`sslmode=prefer`, the default, or `require`).
-    pub database_ca: Option<PathBuf>,
-    /// PEM certificate chain (leaf first) to serve the API over HTTPS with. Without it the API
-    /// is plain HTTP, which remote data planes accept only on a loopback address.
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key of `tls_cert`.
-    pub tls_key: Option<PathBuf>,
-    /// PEM file of CAs trusted beside the Mozilla roots when the control plane fetches a URL an
-    /// app names: its maintenance page (`MAINTENANCE_PAGE_URL`).
-    pub trusted_ca: Option<PathBuf>,
-    /// The dyno sizes a formation entry may ask for (Heroku's `size`, as `ps:type` and
-    /// `ps:scale web=2:Standard-2X` set it), matched without regard to case. Heroku's names and
-    /// memory figures by default.
-    pub dyno_sizes: Vec<DynoSize>,
-    /// The size of a formation entry that names none; one of `dyno_sizes`.
-    pub default_dyno_size: String,
-}
-
-impl Default for ControlApiConfig {
-    fn default() -> Self {
-        ControlApiConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
-            max_body: ByteSize(1 << 20),
-            max_quantity: 100,
-            database_url: None,
-            database_ca: None,
-            tls_cert: None,
-            tls_key: None,
-            trusted_ca: None,
-            dyno_sizes: default_dyno_sizes(),
-            default_dyno_size: "Standard-1X".to_owned(),
         }
     }
 }
