@@ -756,6 +756,21 @@ async fn the_heroku_cli_creates_apps_in_spaces_and_adds_and_removes_certificates
     let (_, certs) = api.call("GET", "/certs", None).await;
     assert_eq!(certs.as_array().map(Vec::len), Some(1), "the refused uploads added nothing: {certs}");
     let id = certs[0]["id"].as_str().unwrap().to_owned();
+    // What `certs:add` sends for each domain the user picks at its prompt: checked, nothing stored.
+    let domain = "/apps/hello/domains/www.example.test";
+    for (path, endpoint, status) in [
+        (domain, json!(id), 200),
+        (domain, json!(null), 200),
+        (domain, json!("no-such-endpoint"), 422),
+        ("/apps/hello/domains/nope.example.test", json!(id), 404),
+        ("/apps/nope/domains/www.example.test", json!(id), 404),
+    ] {
+        let (got, body) = api.call("PATCH", path, Some(json!({"sni_endpoint": endpoint}))).await;
+        assert_eq!(got, status, "{path} {endpoint}: {body}");
+        if status == 200 {
+            assert_eq!(body["hostname"], "www.example.test", "{body}");
+        }
+    }
     let run = cli.run(&["certs:remove", "--name", &id, "--confirm", "hello", "-a", "hello"]);
     assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
     assert!(run.stderr.contains(&format!("Removing SSL certificate {id} from hello... done")), "{}", run.stderr);
@@ -817,4 +832,28 @@ async fn the_heroku_cli_runs_detached_one_off_dynos_whose_output_reaches_the_log
     let (_, dynos) = api.call("GET", "/apps/hello/dynos", None).await;
     let names: Vec<&str> = dynos.as_array().unwrap().iter().filter_map(|d| d["name"].as_str()).collect();
     assert_eq!(names, ["run.2"], "{dynos}");
+    // A one-off is never restarted: stopping it by name (or restarting it) ends it, and its
+    // whole group goes; the app's stream says so after the dyno's own lines.
+    cli.ok(&["ps:stop", "run.2", "-a", "hello"], &["Stopping dyno run.2 on hello... done"]);
+    eventually(wait, "run.2 to be stopped and leave the dyno list", || async {
+        let (_, dynos) = api.call("GET", "/apps/hello/dynos", None).await;
+        dynos.as_array()?.is_empty().then_some(())
+    })
+    .await;
+    cli.ok(&["run:detached", "echo last words; exec sleep 600", "-a", "hello"], &["--dyno run.3"]);
+    eventually(wait, "run.3 to be up", || async {
+        let (_, d) = api.call("GET", "/apps/hello/dynos/run.3", None).await;
+        (d["state"] == "up").then_some(())
+    })
+    .await;
+    // Heroku's `ps:restart` restarts every dyno: a one-off cannot be, so it is stopped.
+    cli.ok(&["ps:restart", "-a", "hello"], &[]);
+    let shown = eventually(wait, "run.3's end in the logs", || async {
+        let run = cli.run(&["logs", "-n", "100", "-a", "hello"]);
+        (run.code == Some(0) && run.stdout.contains("[run.3]: Process exited")).then_some(run.stdout)
+    })
+    .await;
+    assert!(shown.contains("akkeris/supervisor[run.3]: Process exited: stopped by request"), "{shown}");
+    let (last, exited) = (shown.find("app[run.3]: last words"), shown.find("[run.3]: Process exited"));
+    assert!(last.is_some_and(|l| exited.is_some_and(|e| l < e)), "the dyno's lines come first: {shown}");
 }

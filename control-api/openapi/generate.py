@@ -111,6 +111,7 @@ bodies = {
                           "locked": {"type": "boolean"}, "kernel": S, "feature_flags": {"type": "array", "items": S}},
                          required=[]),
     "DomainCreate": obj({"hostname": S, "sni_endpoint": nullable(S)}, required=["hostname"]),
+    "DomainUpdate": obj({"sni_endpoint": nullable(S)}, required=["sni_endpoint"]),
     "SniEndpoint": obj({"id": UUID, "name": S, "domains": {"type": "array", "items": S},
                         "ssl_cert": obj({"cert_domains": {"type": "array", "items": S}, "subject": S, "issuer": S,
                                          "starts_at": TIME, "expires_at": TIME}),
@@ -212,6 +213,7 @@ paths = {
                                "TeamAppCreate")},
     "/apps/{app}/domains/{domain}": {
         "get": op("Show one of an app's domains", 200, ref("Domain"), params=["app", "domain"]),
+        "patch": op("Name the SNI endpoint of a domain: checked, nothing stored (the router picks by SNI)", 200, ref("Domain"), "DomainUpdate", params=["app", "domain"]),
         "delete": op("Remove a custom domain (its site, routes and drains)", 200, ref("Domain"), params=["app", "domain"])},
     "/apps/{app}/addons": {"get": op("List an app's add-ons: none yet", 200, {"type": "array", "maxItems": 0}, params=["app"])},
     "/apps/{app}/features": {"get": op("List Wharf's app features, enabled as the app's records say", 200, arr("Feature"), params=["app"])},

@@ -85,10 +85,11 @@ pub(crate) trait LaunchDynos: Send + Sync + 'static {
     /// Starts one dyno of `release` running `spec`.
     fn launch(&self, release: u32, spec: &DynoSpec) -> RunningDyno;
 
-    /// Tells the app's log that `release` failed its health check and the running dynos keep
-    /// serving: `at=error code=R10` (Heroku's boot timeout,
-    /// <https://devcenter.heroku.com/articles/error-codes#r10-boot-timeout>).
-    fn report_failed_release(&self, release: u32);
+    /// Tells the app's log that roll `roll` (to `spec`) failed its health check and the running
+    /// dynos keep serving: `at=error code=R10` (Heroku's boot timeout,
+    /// <https://devcenter.heroku.com/articles/error-codes#r10-boot-timeout>), naming the app's
+    /// release `vN` when the spec has one, else the roll.
+    fn report_failed_release(&self, roll: u32, spec: &DynoSpec);
 
     /// Tells the control plane how the roll to `spec` ended for this entry: `healthy` when its
     /// new dynos passed their health check. The app's release is settled once every entry of
@@ -128,10 +129,14 @@ impl LaunchDynos for DynoLauncher {
         RunningDyno { name, health, stop, task }
     }
 
-    fn report_failed_release(&self, release: u32) {
+    fn report_failed_release(&self, roll: u32, spec: &DynoSpec) {
         let dyno_type = &self.dyno_type;
+        let what = match spec.release {
+            Some(release) => format!("release v{}", release.version),
+            None => format!("roll {roll}"),
+        };
         let text = format!(
-            "at=error code=R10 desc=\"release {release} failed its health check\" type={dyno_type}; the running dynos keep serving"
+            "at=error code=R10 desc=\"{what} failed its health check\" type={dyno_type}; the running dynos keep serving"
         );
         self.publisher.publish(LogEvent::builder(&self.app, "akkeris/supervisor").message(text.as_bytes()));
     }

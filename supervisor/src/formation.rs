@@ -220,7 +220,7 @@ impl<L: LaunchDynos> Formation<L> {
             self.failed = None;
         } else {
             tracing::warn!(app, %dyno_type, release, "new release failed its health check; keeping the old one");
-            self.launcher.report_failed_release(release);
+            self.launcher.report_failed_release(release, &target.spec);
             stop_all(new).await;
             self.failed = Some(target.spec.clone());
         }
@@ -249,7 +249,7 @@ impl<L: LaunchDynos> Formation<L> {
         }
         self.launcher.report_release(&target.spec, false);
         tracing::warn!(app, %dyno_type, release, "new release failed its health check; starting the old one again");
-        self.launcher.report_failed_release(release);
+        self.launcher.report_failed_release(release, &target.spec);
         stop_all(new).await;
         self.failed = Some(target.spec.clone());
         let old = self.current.clone().expect("a running release has a spec");
@@ -396,7 +396,7 @@ mod tests {
             RunningDyno { name, health, stop, task }
         }
 
-        fn report_failed_release(&self, release: u32) {
+        fn report_failed_release(&self, release: u32, _spec: &DynoSpec) {
             self.events.lock().unwrap().push(format!("R10 {release}"));
         }
 

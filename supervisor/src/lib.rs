@@ -136,6 +136,9 @@ async fn run(
     let mut services: HashMap<Uuid, LoopbackService> = HashMap::new();
     // Entries being stopped: their dynos' grace periods hold up no other entry.
     let mut stopping = tokio::task::JoinSet::new();
+    // Each running one-off dyno's own stop signal, by app and name: a one-off is never
+    // restarted, so a restart or stop that names it (or all the app's dynos) stops it.
+    let mut one_off_stops: HashMap<(Uuid, String), watch::Sender<bool>> = HashMap::new();
     loop {
         while stopping.try_join_next().is_some() {}
         let web = plane.read(web_apps).await;
@@ -200,6 +203,12 @@ async fn run(
                 changed = snapshots.changed() => if changed.is_err() { return stop_all(formations, stopping).await } else { break },
                 restart = restarts.recv() => match restart {
                     Ok(r) => {
+                        one_off_stops.retain(|_, stop| !stop.is_closed());
+                        for ((app_id, name), stop) in &one_off_stops {
+                            if *app_id == r.app_id && r.dyno.as_ref().is_none_or(|d| d == name) {
+                                stop.send_replace(true);
+                            }
+                        }
                         // To the app's formation entries: all of them, or the one whose type the dyno has.
                         for (key, handle) in formations.iter().filter(|(k, _)| k.app_id == r.app_id) {
                             if let Some(command) = restart_command(&r, &key.dyno_type) {
@@ -220,7 +229,10 @@ async fn run(
                         records: records.clone(),
                         registry: registry.clone(),
                     };
-                    stopping.spawn(one_off::run(cx, name, one_off, stopped.clone()));
+                    let (stop, own) = watch::channel(false);
+                    one_off_stops.retain(|_, stop| !stop.is_closed());
+                    one_off_stops.insert((one_off.app_id, name.clone()), stop);
+                    stopping.spawn(one_off::run(cx, name, one_off, stopped.clone(), own));
                 }
                 () = stop_requested(&mut stopped) => return stop_all(formations, stopping).await,
             }

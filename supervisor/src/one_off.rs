@@ -1,8 +1,9 @@
 //! One-off dynos (Heroku's `run:detached`): a command run once with the app's config vars, its
 //! output in the app's log stream as `run.N`, listed while it runs, and gone when it exits: its
 //! whole process group is stopped and reaped then, as a formation dyno's is, and it is never
-//! restarted. A supervisor that stops stops its one-off dynos too (SIGTERM, then SIGKILL after
-//! the stop grace).
+//! restarted: a restart or stop that names it, or restarts all of its app's dynos (Heroku's
+//! `ps:stop run.N`, `ps:restart run.N`, `ps:restart`), stops it. A supervisor that stops stops its
+//! one-off dynos too (SIGTERM, then SIGKILL after the stop grace).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,9 +32,16 @@ pub(crate) struct OneOffContext {
     pub(crate) registry: Arc<Registry>,
 }
 
-/// Runs the one-off dyno `name` to its end, or until the supervisor stops; then stops what is
-/// left of its group and takes it off the list.
-pub(crate) async fn run(cx: OneOffContext, name: String, one_off: OneOff, mut stopped: watch::Receiver<bool>) {
+/// Runs the one-off dyno `name` to its end, until the supervisor stops (`stopped`), or until it
+/// is stopped by name or with its app's other dynos (`own`); then stops what is left of its
+/// group and takes it off the list.
+pub(crate) async fn run(
+    cx: OneOffContext,
+    name: String,
+    one_off: OneOff,
+    mut stopped: watch::Receiver<bool>,
+    mut own: watch::Receiver<bool>,
+) {
     let spec = DynoSpec {
         command: one_off.command.clone(),
         env: one_off.env.clone().into_iter().collect::<BTreeMap<_, _>>(),
@@ -48,6 +56,7 @@ pub(crate) async fn run(cx: OneOffContext, name: String, one_off: OneOff, mut st
             let status = tokio::select! {
                 status = process.wait() => status,
                 () = stop_requested(&mut stopped) => "stopped with Wharf".to_owned(),
+                () = stop_requested(&mut own) => "stopped by request".to_owned(),
             };
             process.stop(cx.settings.stop_grace).await;
             status

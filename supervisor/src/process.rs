@@ -29,7 +29,16 @@ pub(crate) struct DynoProcess {
     /// Set when the dyno is being stopped, and dropped with it: its output is then no longer
     /// paced by its app's drains (see [`crate::output`]).
     stopping: tokio::sync::watch::Sender<bool>,
+    /// The tasks forwarding its stdout and stderr: [`DynoProcess::stop`] lets them finish, so
+    /// that what follows a stop in the app's stream (a one-off's `Process exited`) comes after
+    /// the dyno's last line.
+    forwarders: Vec<tokio::task::JoinHandle<()>>,
 }
+
+/// How long a stop waits for the dyno's output to be forwarded once its group is gone. The
+/// pipes close with the group, so this bounds only a process that left the group (`setsid`)
+/// holding them open.
+const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
 
 /// Starts dyno `dyno` of `app` (its key): `sh -c` of the spec's command, with the spec's
 /// environment, `DYNO` and, unless `port` is 0, `PORT`, in a process group of its own that is
@@ -70,13 +79,16 @@ pub(crate) fn spawn(
     }
     let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
     let (p, a, d, s) = (publisher, app, dyno, &stopping_rx);
+    let mut forwarders = Vec::with_capacity(2);
     if let Some(out) = child.stdout.take() {
-        tokio::spawn(output::forward(out, p.clone(), a.to_owned(), d.to_owned(), Stream::Stdout, s.clone()));
+        let forward = output::forward(out, p.clone(), a.to_owned(), d.to_owned(), Stream::Stdout, s.clone());
+        forwarders.push(tokio::spawn(forward));
     }
     if let Some(err) = child.stderr.take() {
-        tokio::spawn(output::forward(err, p.clone(), a.to_owned(), d.to_owned(), Stream::Stderr, s.clone()));
+        let forward = output::forward(err, p.clone(), a.to_owned(), d.to_owned(), Stream::Stderr, s.clone());
+        forwarders.push(tokio::spawn(forward));
     }
-    Ok(DynoProcess { child, pgid, records: records.cloned(), stopped: false, stopping })
+    Ok(DynoProcess { child, pgid, records: records.cloned(), stopped: false, stopping, forwarders })
 }
 
 impl DynoProcess {
@@ -94,7 +106,8 @@ impl DynoProcess {
     }
 
     /// Stops the dyno's whole group, SIGTERM then SIGKILL after `grace`, whether its `sh` still
-    /// runs or not, and returns once no process of it is left; then removes its record.
+    /// runs or not, and returns once no process of it is left and its output is forwarded (at
+    /// most [`OUTPUT_DRAIN`] more); then removes its record.
     pub(crate) async fn stop(mut self, grace: Duration) {
         let pgid = self.pgid;
         // What it writes on its way out must not wait for a drain to have room.
@@ -102,6 +115,13 @@ impl DynoProcess {
         let (_, ()) = tokio::join!(self.child.wait(), group::stop_group(pgid, grace));
         reaper::reaped(pgid);
         self.stopped = true;
+        let forwarders = std::mem::take(&mut self.forwarders);
+        let _ = tokio::time::timeout(OUTPUT_DRAIN, async {
+            for forwarder in forwarders {
+                let _ = forwarder.await;
+            }
+        })
+        .await;
         if let Some(records) = &self.records {
             records.remove(pgid);
         }

@@ -131,6 +131,46 @@ pub(super) async fn get_domain(
     Ok(Json(out))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DomainUpdate {
+    /// The SNI endpoint (certificate id) to serve the domain with, or `null`.
+    sni_endpoint: Option<String>,
+}
+
+/// `PATCH /apps/{app}/domains/{domain}` `{"sni_endpoint": ID | null}` (Heroku's domain update, which
+/// `certs:add` sends for each domain the user picks): checked and answered with the domain, and
+/// nothing stored, because the router picks the certificate for a name by SNI from every
+/// certificate of `/certs`. 404 for an unknown app or domain, 422 for an endpoint that is not
+/// one of the app's or does not cover the domain.
+pub(super) async fn update_domain(
+    State(plane): Plane,
+    Path((app, domain)): Path<(String, String)>,
+    Body(req): Body<DomainUpdate>,
+) -> ApiResult<impl IntoResponse> {
+    let out = plane
+        .read(|m| {
+            let a = m.app(&app).ok_or(Error::NotFound { what: "app", key: app.clone() })?;
+            let out = if plane.default_domain(&m.app_key(a)) == domain {
+                default_domain_out(&plane, m, a)
+            } else {
+                let s = domain_site(m, a.id, &domain).ok_or(Error::NotFound { what: "domain", key: domain.clone() })?;
+                custom_domain_out(&plane, m, a, s)
+            };
+            if let Some(endpoint) = &req.sni_endpoint {
+                let covers = sni_endpoints(&plane, m, a)
+                    .iter()
+                    .any(|e| e.name == *endpoint && e.domains.contains(&out.hostname));
+                if !covers {
+                    return Err(Error::Invalid(format!("no SNI endpoint {endpoint:?} of the app covers {domain}")));
+                }
+            }
+            Ok::<_, Error>(out)
+        })
+        .await?;
+    Ok(Json(out))
+}
+
 /// `DELETE /apps/{app}/domains/{domain}`: removes a custom domain (its site); the default domain
 /// cannot be removed (422).
 pub(super) async fn remove_domain(

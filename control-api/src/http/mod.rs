@@ -87,6 +87,7 @@ route_group! {
         GET "/apps/{app}/domains" => domains::list_domains,
         POST "/apps/{app}/domains" => domains::add_domain,
         GET "/apps/{app}/domains/{domain}" => domains::get_domain,
+        PATCH "/apps/{app}/domains/{domain}" => domains::update_domain,
         DELETE "/apps/{app}/domains/{domain}" => domains::remove_domain,
         GET "/apps/{app}/sni-endpoints" => domains::list_sni_endpoints,
         POST "/apps/{app}/sni-endpoints" => domains::add_sni_endpoint,

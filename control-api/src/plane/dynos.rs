@@ -174,10 +174,12 @@ impl ControlPlane {
         })
     }
 
-    /// The id of an app the local supervisor runs; refused for an app an external runtime runs.
+    /// The id of an app the local supervisor runs (a formation command, or a one-off dyno
+    /// running); refused for an app an external runtime runs.
     fn supervised_app(&self, m: &Model, app: &str) -> Result<Uuid, Error> {
         let a = m.app(app).ok_or_else(|| not_found("app", app))?;
-        if !m.formation_of(a.id).iter().any(|f| f.command.is_some()) {
+        let commands = m.formation_of(a.id).iter().any(|f| f.command.is_some());
+        if !commands && self.local_runtime().dynos(a.id).is_empty() {
             return Err(Error::Invalid(format!(
                 "the dynos of {} are run by an external runtime: restart them there",
                 m.app_key(a)
