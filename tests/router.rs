@@ -1036,5 +1036,17 @@ async fn an_app_names_its_own_maintenance_page_which_the_control_plane_fetches()
         (r.status == 503 && r.text().contains("Our own page")).then_some(())
     })
     .await;
+    // The page's host goes down and maintenance is turned on again (a new fetch): the last good
+    // copy of the same URL is still served, and the app's JSON says it is stale and why.
+    page.kill();
+    api.expect("PATCH", "/apps/renamed-default", json!({"maintenance": true}), 200).await;
+    let app = eventually(WAIT, "the failed fetch of the page", || async {
+        let (_, app) = api.call("GET", "/apps/renamed-default", None).await;
+        (app["maintenance_page"]["status"] == "stale").then_some(app)
+    })
+    .await;
+    assert!(app["maintenance_page"]["error"].as_str().is_some_and(|e| !e.is_empty()), "{app}");
+    let r = client::send(wharf.https, Some(&tls), &Req::get("renamed-default.localhost", "/")).await.unwrap();
+    assert!(r.status == 503 && r.text().contains("Our own page"), "the last good copy: {}", r.text());
     assert_eq!(web.requests(), served, "no request in maintenance reached the dyno");
 }

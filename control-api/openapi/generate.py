@@ -53,7 +53,7 @@ schemas = {
                 "region": ref("NamedRef"), "stack": ref("NamedRef"), "build_stack": ref("NamedRef"),
                 "internal_routing": {"type": "boolean"}, "maintenance": {"type": "boolean"},
                 # Wharf's: the page the app names in MAINTENANCE_PAGE_URL, and how its fetch went.
-                "maintenance_page": nullable(obj({"url": S, "status": {"type": "string", "enum": ["pending", "fetched", "failed"]},
+                "maintenance_page": nullable(obj({"url": S, "status": {"type": "string", "enum": ["pending", "fetched", "stale", "failed"]},
                                                   "error": nullable(S), "bytes": nullable(INT), "fetched_at": nullable(TIME)})),
                 "acm": {"type": "boolean"},
                 "create_status": S, "git_url": nullable(S), "repo_size": INT, "slug_size": INT, "web_url": S,

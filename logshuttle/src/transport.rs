@@ -164,7 +164,7 @@ async fn allowed_addresses(url: &DrainUrl, policy: &Policy) -> Result<Vec<Socket
     }
     match (allowed.is_empty(), refused) {
         (false, _) => Ok(allowed),
-        (true, Some(e)) => Err(ConnectError::Refused(format!("{} resolves to {e}", url.host()))),
+        (true, Some(e)) => Err(ConnectError::Refused(format!("{} resolves to a refused address: {e}", url.host()))),
         (true, None) => Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no address for the host").into()),
     }
 }

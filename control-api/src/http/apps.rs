@@ -89,8 +89,10 @@ pub(super) struct AppUpdate {
 #[derive(Serialize)]
 pub(super) struct MaintenancePageOut {
     url: String,
-    /// `fetched` (the router serves it while the app is in maintenance), `failed` (the
-    /// default page stands; `error` says why) or `pending` (not fetched yet for this URL).
+    /// `fetched` (the router serves it while the app is in maintenance), `stale` (the last
+    /// fetch failed, `error` says why, and the copy an earlier fetch of the same URL got is
+    /// served), `failed` (the default page stands; `error` says why) or `pending` (not fetched
+    /// yet for this URL).
     status: &'static str,
     error: Option<String>,
     bytes: Option<usize>,
@@ -102,6 +104,7 @@ fn maintenance_page_out(m: &Model, a: &App) -> Option<MaintenancePageOut> {
     let fetch = a.maintenance_page.as_ref().filter(|p| p.url == url);
     let status = match fetch {
         None => "pending",
+        Some(p) if p.html.is_some() && p.error.is_some() => "stale",
         Some(p) if p.html.is_some() => "fetched",
         Some(_) => "failed",
     };

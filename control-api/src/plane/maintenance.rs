@@ -54,10 +54,20 @@ impl ControlPlane {
                 let Some(a) = m.apps().find(|a| a.id == app_id) else { return Ok(((), vec![])) };
                 // The app may have named another URL (or none) while this one was fetched: that
                 // change started its own fetch, whose outcome is the one to keep.
-                if m.maintenance_page_url(app_id) != url.as_deref() || a.maintenance_page == fetched {
+                if m.maintenance_page_url(app_id) != url.as_deref() {
                     return Ok(((), vec![]));
                 }
-                let app = crate::model::App { maintenance_page: fetched.clone(), ..a.clone() };
+                // A fetch that fails keeps the last good copy of the same URL: an outage of the
+                // page's host must not take the app's own page away (the error says why it is stale).
+                let mut fetched = fetched.clone();
+                if let Some(f) = fetched.as_mut().filter(|f| f.html.is_none()) {
+                    f.html =
+                        a.maintenance_page.as_ref().filter(|old| old.url == f.url).and_then(|old| old.html.clone());
+                }
+                if a.maintenance_page == fetched {
+                    return Ok(((), vec![]));
+                }
+                let app = crate::model::App { maintenance_page: fetched, ..a.clone() };
                 Ok(((), vec![Change::Put(Object::App(app))]))
             })
             .await;
@@ -147,7 +157,7 @@ async fn fetch(url: &str, policy: Policy, tls: Arc<rustls::ClientConfig>) -> Res
         .collect();
     if allowed.is_empty() {
         return Err(match refused {
-            Some(e) => format!("{host} resolves to {e}"),
+            Some(e) => format!("{host} resolves to a refused address: {e}"),
             None => format!("no address for {host}"),
         });
     }
