@@ -11,6 +11,10 @@
 //!
 //!     cargo bench --bench logshuttle -- [--lines N]
 //!
+//! With `WHARF_BENCH_WRAPPER=SCRIPT`, the 1,000-drains case runs `SCRIPT ARGS...` with Wharf's
+//! path in `WHARF_BENCH_BIN` instead of Wharf itself (to profile it, for example with a script
+//! that runs `exec valgrind --tool=callgrind "$WHARF_BENCH_BIN" "$@"`).
+//!
 //! Needs tansu (`./scripts/test` installs it) and rsyslog (Debian).
 
 #![allow(clippy::print_stdout)]
@@ -228,7 +232,15 @@ async fn wharf_drains(
     bytes: u64,
 ) -> Row {
     sink.reset();
-    let wharf = Wharf::serve_with(WHARF, &["--kafka", &broker.brokers()], data, BIG_BUFFERS).await;
+    // For profiling: `WHARF_BENCH_WRAPPER=/path/to/script` runs the 1,000-drains case as
+    // `script ARGS...` with Wharf's path in `WHARF_BENCH_BIN` (for example a script that runs
+    // `exec valgrind --tool=callgrind "$WHARF_BENCH_BIN" "$@"`), so the profile covers exactly
+    // the measured run.
+    let wrapper = std::env::var("WHARF_BENCH_WRAPPER").ok().filter(|_| name.contains("1,000"));
+    let mut env = BIG_BUFFERS.to_vec();
+    env.push(("WHARF_BENCH_BIN", WHARF));
+    let wharf =
+        Wharf::serve_with(wrapper.as_deref().unwrap_or(WHARF), &["--kafka", &broker.brokers()], data, &env).await;
     let pid = wharf.pid();
     let waited = Instant::now();
     while sink.frames() == 0 {
