@@ -259,12 +259,7 @@ fn deliver(batch: &[Received], drains: &DrainTable, history: &History, consumed:
 }
 
 /// Commits, per partition, the oldest offset some drain still needs, or everything received.
-fn commit(
-    source: &Source,
-    drains: &DrainTable,
-    consumed: &Map<Partition, i64>,
-    committed: &mut Map<Partition, i64>,
-) {
+fn commit(source: &Source, drains: &DrainTable, consumed: &Map<Partition, i64>, committed: &mut Map<Partition, i64>) {
     source.commit(&safe_offsets(drains, consumed, committed));
 }
 
