@@ -11,6 +11,11 @@
 //!
 //!     cargo bench --bench logshuttle -- [--lines N]
 //!
+//! After its backlog, the 1,000-drains case also gets five seconds of live lines at 80,000 a
+//! second, and the harness prints their delivery latency (p50, p99, max: the line's timestamp,
+//! set by the producer, to its arrival at the sink; so it includes the producer's 20 ms linger
+//! and the broker).
+//!
 //! With `WHARF_BENCH_WRAPPER=SCRIPT`, the 1,000-drains case runs `SCRIPT ARGS...` with Wharf's
 //! path in `WHARF_BENCH_BIN` instead of Wharf itself (to profile it, for example with a script
 //! that runs `exec valgrind --tool=callgrind "$WHARF_BENCH_BIN" "$@"`).
@@ -70,6 +75,9 @@ struct Sink {
     addr: SocketAddr,
     frames: Arc<AtomicU64>,
     bytes: Arc<AtomicU64>,
+    /// While set, each frame's delivery latency (now minus its RFC 5424 timestamp, which the
+    /// producer set when it built the line), in microseconds.
+    latencies: Arc<std::sync::Mutex<Option<Vec<i64>>>>,
 }
 
 impl Sink {
@@ -77,11 +85,12 @@ impl Sink {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (frames, bytes) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let (f, b) = (frames.clone(), bytes.clone());
+        let latencies = Arc::new(std::sync::Mutex::new(None::<Vec<i64>>));
+        let (f, b, l) = (frames.clone(), bytes.clone(), latencies.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((mut s, _)) = listener.accept().await else { continue };
-                let (f, b) = (f.clone(), b.clone());
+                let (f, b, l) = (f.clone(), b.clone(), l.clone());
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 256 * 1024];
                     let (mut filled, mut need): (usize, Option<usize>) = (0, None);
@@ -104,6 +113,14 @@ impl Sink {
                             if filled - at < len {
                                 break;
                             }
+                            if let Some(record) = l.lock().unwrap().as_mut() {
+                                // `<PRI>1 TIMESTAMP ...`: the timestamp is the second field.
+                                let ts = buf[at..at + len].split(|&c| c == b' ').nth(1);
+                                let ts = ts.and_then(|t| std::str::from_utf8(t).ok());
+                                if let Some(us) = ts.and_then(wharf_domain::timestamp::parse_micros) {
+                                    record.push(now_micros() - us);
+                                }
+                            }
                             at += len;
                             need = None;
                             f.fetch_add(1, Ordering::Relaxed);
@@ -118,7 +135,19 @@ impl Sink {
                 });
             }
         });
-        Sink { addr, frames, bytes }
+        Sink { addr, frames, bytes, latencies }
+    }
+
+    /// Starts recording latencies.
+    fn record_latencies(&self) {
+        *self.latencies.lock().unwrap() = Some(Vec::new());
+    }
+
+    /// Stops recording; the latencies recorded, sorted, in microseconds.
+    fn take_latencies(&self) -> Vec<i64> {
+        let mut l = self.latencies.lock().unwrap().take().unwrap_or_default();
+        l.sort_unstable();
+        l
     }
 
     fn frames(&self) -> u64 {
@@ -131,6 +160,15 @@ impl Sink {
     }
 }
 
+fn now_micros() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
+/// The `p`th percentile of sorted values.
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    sorted.get(((sorted.len() as f64 - 1.0) * p / 100.0).round() as usize).copied().unwrap_or(0)
+}
+
 fn message(i: u64) -> Vec<u8> {
     format!(
         "host=api-default.example.com fwd=10.1.2.3 method=GET path=/v1/items/{i} request_id=8a8f7c2e-1b9d-4e0a-9c3f-{i:012} status=200 service=12 connect=1 total=13 bytes=512"
@@ -140,6 +178,12 @@ fn message(i: u64) -> Vec<u8> {
 
 /// Produces `n` events for `apps` apps, keyed by app, and waits until the broker has them.
 fn produce(brokers: &str, n: u64, apps: &[String]) -> u64 {
+    produce_at(brokers, n, apps, None)
+}
+
+/// As [`produce`], at most `rate` lines a second when given.
+fn produce_at(brokers: &str, n: u64, apps: &[String], rate: Option<u64>) -> u64 {
+    let began = Instant::now();
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "20")
@@ -149,6 +193,14 @@ fn produce(brokers: &str, n: u64, apps: &[String]) -> u64 {
         .unwrap();
     let mut bytes = 0;
     for i in 0..n {
+        if let Some(rate) = rate
+            && i % 100 == 0
+        {
+            let due = Duration::from_secs_f64(i as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(began.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
         let app = &apps[(i as usize) % apps.len()];
         let event = LogEvent::builder(app, "akkeris/router").message(&message(i));
         bytes += event.encoded().len() as u64;
@@ -240,6 +292,7 @@ async fn wharf_drains(
     sink: &Sink,
     n: u64,
     bytes: u64,
+    live: Option<(&[String], u64)>,
 ) -> Row {
     sink.reset();
     // For profiling: `WHARF_BENCH_WRAPPER=/path/to/script` runs the 1,000-drains case as
@@ -278,6 +331,28 @@ async fn wharf_drains(
     let cpu1 = cpu_split(&pid);
     let (cpu, system) = (cpu1.0 + cpu1.1 - cpu0.0 - cpu0.1, cpu1.1 - cpu0.1);
     let row = Row { name, lines: n, seconds: start.elapsed().as_secs_f64(), bytes, cpu, system };
+    // Delivery latency: lines produced while Wharf runs, at a steady rate near the backlog's,
+    // from the line's timestamp (set by the producer) to its arrival at the sink.
+    if let Some((apps, rate)) = live {
+        let m = rate * 5;
+        sink.reset();
+        sink.record_latencies();
+        let (brokers, apps) = (broker.brokers(), apps.to_vec());
+        tokio::task::spawn_blocking(move || produce_at(&brokers, m, &apps, Some(rate))).await.unwrap();
+        eventually(Duration::from_secs(120), "every live line at the sink", || async {
+            (sink.frames() >= m).then_some(())
+        })
+        .await;
+        let l = sink.take_latencies();
+        println!(
+            "{name}: delivery latency of {} lines produced at {rate} lines/s while it ran (line's timestamp to the sink): \
+             p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            l.len(),
+            percentile(&l, 50.0) as f64 / 1000.0,
+            percentile(&l, 99.0) as f64 / 1000.0,
+            l.last().copied().unwrap_or(0) as f64 / 1000.0
+        );
+    }
     let (ok, _) = wharf.terminate().await;
     assert!(ok);
     row
@@ -353,7 +428,7 @@ async fn main() {
     eprintln!("produced {n} lines for one app");
     let raw = raw_consumer(&broker.brokers(), n);
     eprintln!("raw consumer: {:.0} lines/s", raw.lines_per_sec());
-    let single = wharf_drains("wharf, 1 drain", &broker, &one, &sink, n, bytes).await;
+    let single = wharf_drains("wharf, 1 drain", &broker, &one, &sink, n, bytes, None).await;
 
     // A thousand apps with a drain each, on a fresh topic.
     let broker2 = Tansu::start().await;
@@ -377,7 +452,8 @@ async fn main() {
         per
     };
     let bytes = produce(&broker2.brokers(), n, &apps);
-    let many = wharf_drains("wharf, 1,000 drains", &broker2, &many_dir, &sink, n, bytes).await;
+    // Live lines at 80,000 a second: about 0.9x the raw consumer's rate on this machine.
+    let many = wharf_drains("wharf, 1,000 drains", &broker2, &many_dir, &sink, n, bytes, Some((&apps, 80_000))).await;
 
     let rsyslog = rsyslog_relay(&sink, n).await;
 
