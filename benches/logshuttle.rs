@@ -14,7 +14,7 @@
 //! After its backlog, the 1,000-drains case also gets five seconds of live lines at 80,000 a
 //! second, and the harness prints their delivery latency (p50, p99, max: the line's timestamp,
 //! set by the producer, to its arrival at the sink; so it includes the producer's 20 ms linger
-//! and the broker).
+//! and the broker). A plain consumer then gets the same live load, for comparison.
 //!
 //! With `WHARF_BENCH_WRAPPER=SCRIPT`, the 1,000-drains case runs `SCRIPT ARGS...` with Wharf's
 //! path in `WHARF_BENCH_BIN` instead of Wharf itself (to profile it, for example with a script
@@ -232,6 +232,44 @@ impl Row {
     fn cpu_per_million(&self) -> f64 {
         self.cpu / self.lines as f64 * 1e6
     }
+}
+
+/// The delivery latency of `m` lines produced at `rate` lines a second to a plain consumer in a
+/// new group reading from the end: what the producer, the broker and a fetch cost without Wharf,
+/// to set beside Wharf's latency. Sorted, in microseconds.
+fn raw_latency(brokers: &str, m: u64, apps: &[String], rate: u64) -> Vec<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("raw-live-{}", std::process::id()))
+        .set("auto.offset.reset", "latest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[TOPIC]).unwrap();
+    let waited = Instant::now();
+    while consumer.assignment().map_or(0, |a| a.count()) == 0 {
+        assert!(waited.elapsed() < Duration::from_secs(120), "the raw consumer got no partition");
+        let _ = consumer.poll(Duration::from_millis(100));
+    }
+    // Joined: its position is the end of the topic once the first fetch settles it.
+    for _ in 0..10 {
+        let _ = consumer.poll(Duration::from_millis(100));
+    }
+    let (brokers, apps) = (brokers.to_owned(), apps.to_vec());
+    let producer = std::thread::spawn(move || produce_at(&brokers, m, &apps, Some(rate)));
+    let mut latencies = Vec::with_capacity(m as usize);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while (latencies.len() as u64) < m && Instant::now() < deadline {
+        if let Some(Ok(msg)) = consumer.poll(Duration::from_millis(100))
+            && let Some(p) = msg.payload()
+            && let Ok(e) = LogEvent::decode(bytes::Bytes::copy_from_slice(p))
+        {
+            latencies.push(now_micros() - e.time_micros());
+        }
+    }
+    producer.join().unwrap();
+    latencies.sort_unstable();
+    latencies
 }
 
 /// Reads the whole backlog with a plain consumer in a new group: the most any consumer gets.
@@ -454,6 +492,19 @@ async fn main() {
     let bytes = produce(&broker2.brokers(), n, &apps);
     // Live lines at 80,000 a second: about 0.9x the raw consumer's rate on this machine.
     let many = wharf_drains("wharf, 1,000 drains", &broker2, &many_dir, &sink, n, bytes, Some((&apps, 80_000))).await;
+    // The same live load without Wharf, on the same topic, after Wharf has stopped.
+    {
+        let (brokers, apps) = (broker2.brokers(), apps.clone());
+        let l = tokio::task::spawn_blocking(move || raw_latency(&brokers, 400_000, &apps, 80_000)).await.unwrap();
+        println!(
+            "raw rdkafka consumer: delivery latency of {} lines produced at 80000 lines/s (line's timestamp to \
+             the consumer): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            l.len(),
+            percentile(&l, 50.0) as f64 / 1000.0,
+            percentile(&l, 99.0) as f64 / 1000.0,
+            l.last().copied().unwrap_or(0) as f64 / 1000.0
+        );
+    }
 
     let rsyslog = rsyslog_relay(&sink, n).await;
 
