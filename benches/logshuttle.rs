@@ -11,6 +11,15 @@
 //!
 //!     cargo bench --bench logshuttle -- [--lines N]
 //!
+//! After its backlog, the 1,000-drains case also gets five seconds of live lines at 80,000 a
+//! second, and the harness prints their delivery latency (p50, p99, max: the line's timestamp,
+//! set by the producer, to its arrival at the sink; so it includes the producer's 20 ms linger
+//! and the broker). A plain consumer then gets the same live load, for comparison.
+//!
+//! With `WHARF_BENCH_WRAPPER=SCRIPT`, the 1,000-drains case runs `SCRIPT ARGS...` with Wharf's
+//! path in `WHARF_BENCH_BIN` instead of Wharf itself (to profile it, for example with a script
+//! that runs `exec valgrind --tool=callgrind "$WHARF_BENCH_BIN" "$@"`).
+//!
 //! Needs tansu (`./scripts/test` installs it) and rsyslog (Debian).
 
 #![allow(clippy::print_stdout)]
@@ -43,10 +52,16 @@ const TOPIC: &str = "wharf-logs";
 
 /// CPU seconds (user and system) a process has used, from /proc.
 fn cpu_seconds(pid: &str) -> f64 {
+    let (user, system) = cpu_split(pid);
+    user + system
+}
+
+/// CPU seconds a process has used in user space and in the kernel, from /proc.
+fn cpu_split(pid: &str) -> (f64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, f)| f.split_whitespace().collect()).unwrap_or_default();
-    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|t| t.parse::<f64>().ok()).sum());
-    ticks / 100.0
+    let ticks = |i: usize| fields.get(i).and_then(|t| t.parse::<f64>().ok()).unwrap_or(0.0) / 100.0;
+    (ticks(11), ticks(12))
 }
 
 /// Resident memory of a process, in bytes.
@@ -60,6 +75,9 @@ struct Sink {
     addr: SocketAddr,
     frames: Arc<AtomicU64>,
     bytes: Arc<AtomicU64>,
+    /// While set, each frame's delivery latency (now minus its RFC 5424 timestamp, which the
+    /// producer set when it built the line), in microseconds.
+    latencies: Arc<std::sync::Mutex<Option<Vec<i64>>>>,
 }
 
 impl Sink {
@@ -67,11 +85,12 @@ impl Sink {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (frames, bytes) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let (f, b) = (frames.clone(), bytes.clone());
+        let latencies = Arc::new(std::sync::Mutex::new(None::<Vec<i64>>));
+        let (f, b, l) = (frames.clone(), bytes.clone(), latencies.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((mut s, _)) = listener.accept().await else { continue };
-                let (f, b) = (f.clone(), b.clone());
+                let (f, b, l) = (f.clone(), b.clone(), l.clone());
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 256 * 1024];
                     let (mut filled, mut need): (usize, Option<usize>) = (0, None);
@@ -94,6 +113,14 @@ impl Sink {
                             if filled - at < len {
                                 break;
                             }
+                            if let Some(record) = l.lock().unwrap().as_mut() {
+                                // `<PRI>1 TIMESTAMP ...`: the timestamp is the second field.
+                                let ts = buf[at..at + len].split(|&c| c == b' ').nth(1);
+                                let ts = ts.and_then(|t| std::str::from_utf8(t).ok());
+                                if let Some(us) = ts.and_then(wharf_domain::timestamp::parse_micros) {
+                                    record.push(now_micros() - us);
+                                }
+                            }
                             at += len;
                             need = None;
                             f.fetch_add(1, Ordering::Relaxed);
@@ -108,7 +135,19 @@ impl Sink {
                 });
             }
         });
-        Sink { addr, frames, bytes }
+        Sink { addr, frames, bytes, latencies }
+    }
+
+    /// Starts recording latencies.
+    fn record_latencies(&self) {
+        *self.latencies.lock().unwrap() = Some(Vec::new());
+    }
+
+    /// Stops recording; the latencies recorded, sorted, in microseconds.
+    fn take_latencies(&self) -> Vec<i64> {
+        let mut l = self.latencies.lock().unwrap().take().unwrap_or_default();
+        l.sort_unstable();
+        l
     }
 
     fn frames(&self) -> u64 {
@@ -121,6 +160,15 @@ impl Sink {
     }
 }
 
+fn now_micros() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
+/// The `p`th percentile of sorted values.
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    sorted.get(((sorted.len() as f64 - 1.0) * p / 100.0).round() as usize).copied().unwrap_or(0)
+}
+
 fn message(i: u64) -> Vec<u8> {
     format!(
         "host=api-default.example.com fwd=10.1.2.3 method=GET path=/v1/items/{i} request_id=8a8f7c2e-1b9d-4e0a-9c3f-{i:012} status=200 service=12 connect=1 total=13 bytes=512"
@@ -130,6 +178,12 @@ fn message(i: u64) -> Vec<u8> {
 
 /// Produces `n` events for `apps` apps, keyed by app, and waits until the broker has them.
 fn produce(brokers: &str, n: u64, apps: &[String]) -> u64 {
+    produce_at(brokers, n, apps, None)
+}
+
+/// As [`produce`], at most `rate` lines a second when given.
+fn produce_at(brokers: &str, n: u64, apps: &[String], rate: Option<u64>) -> u64 {
+    let began = Instant::now();
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "20")
@@ -139,6 +193,14 @@ fn produce(brokers: &str, n: u64, apps: &[String]) -> u64 {
         .unwrap();
     let mut bytes = 0;
     for i in 0..n {
+        if let Some(rate) = rate
+            && i % 100 == 0
+        {
+            let due = Duration::from_secs_f64(i as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(began.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
         let app = &apps[(i as usize) % apps.len()];
         let event = LogEvent::builder(app, "akkeris/router").message(&message(i));
         bytes += event.encoded().len() as u64;
@@ -159,6 +221,8 @@ struct Row {
     seconds: f64,
     bytes: u64,
     cpu: f64,
+    /// Of `cpu`, the seconds spent in the kernel.
+    system: f64,
 }
 
 impl Row {
@@ -168,6 +232,44 @@ impl Row {
     fn cpu_per_million(&self) -> f64 {
         self.cpu / self.lines as f64 * 1e6
     }
+}
+
+/// The delivery latency of `m` lines produced at `rate` lines a second to a plain consumer in a
+/// new group reading from the end: what the producer, the broker and a fetch cost without Wharf,
+/// to set beside Wharf's latency. Sorted, in microseconds.
+fn raw_latency(brokers: &str, m: u64, apps: &[String], rate: u64) -> Vec<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("raw-live-{}", std::process::id()))
+        .set("auto.offset.reset", "latest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[TOPIC]).unwrap();
+    let waited = Instant::now();
+    while consumer.assignment().map_or(0, |a| a.count()) == 0 {
+        assert!(waited.elapsed() < Duration::from_secs(120), "the raw consumer got no partition");
+        let _ = consumer.poll(Duration::from_millis(100));
+    }
+    // Joined: its position is the end of the topic once the first fetch settles it.
+    for _ in 0..10 {
+        let _ = consumer.poll(Duration::from_millis(100));
+    }
+    let (brokers, apps) = (brokers.to_owned(), apps.to_vec());
+    let producer = std::thread::spawn(move || produce_at(&brokers, m, &apps, Some(rate)));
+    let mut latencies = Vec::with_capacity(m as usize);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while (latencies.len() as u64) < m && Instant::now() < deadline {
+        if let Some(Ok(msg)) = consumer.poll(Duration::from_millis(100))
+            && let Some(p) = msg.payload()
+            && let Ok(e) = LogEvent::decode(bytes::Bytes::copy_from_slice(p))
+        {
+            latencies.push(now_micros() - e.time_micros());
+        }
+    }
+    producer.join().unwrap();
+    latencies.sort_unstable();
+    latencies
 }
 
 /// Reads the whole backlog with a plain consumer in a new group: the most any consumer gets.
@@ -182,7 +284,7 @@ fn raw_consumer(brokers: &str, n: u64) -> Row {
     consumer.subscribe(&[TOPIC]).unwrap();
     let (mut got, mut bytes) = (0u64, 0u64);
     let mut start = None;
-    let cpu0 = cpu_seconds("self");
+    let cpu0 = cpu_split("self");
     while got < n {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
             start.get_or_insert_with(Instant::now);
@@ -191,7 +293,9 @@ fn raw_consumer(brokers: &str, n: u64) -> Row {
         }
     }
     let seconds = start.unwrap().elapsed().as_secs_f64();
-    Row { name: "raw rdkafka consumer", lines: got, seconds, bytes, cpu: cpu_seconds("self") - cpu0 }
+    let cpu1 = cpu_split("self");
+    let (cpu, system) = (cpu1.0 + cpu1.1 - cpu0.0 - cpu0.1, cpu1.1 - cpu0.1);
+    Row { name: "raw rdkafka consumer", lines: got, seconds, bytes, cpu, system }
 }
 
 /// Starts Wharf on the broker, sets up `apps` apps with a drain each to the sink, and stops
@@ -226,9 +330,18 @@ async fn wharf_drains(
     sink: &Sink,
     n: u64,
     bytes: u64,
+    live: Option<(&[String], u64)>,
 ) -> Row {
     sink.reset();
-    let wharf = Wharf::serve_with(WHARF, &["--kafka", &broker.brokers()], data, BIG_BUFFERS).await;
+    // For profiling: `WHARF_BENCH_WRAPPER=/path/to/script` runs the 1,000-drains case as
+    // `script ARGS...` with Wharf's path in `WHARF_BENCH_BIN` (for example a script that runs
+    // `exec valgrind --tool=callgrind "$WHARF_BENCH_BIN" "$@"`), so the profile covers exactly
+    // the measured run.
+    let wrapper = std::env::var("WHARF_BENCH_WRAPPER").ok().filter(|_| name.contains("1,000"));
+    let mut env = BIG_BUFFERS.to_vec();
+    env.push(("WHARF_BENCH_BIN", WHARF));
+    let wharf =
+        Wharf::serve_with(wrapper.as_deref().unwrap_or(WHARF), &["--kafka", &broker.brokers()], data, &env).await;
     let pid = wharf.pid();
     let waited = Instant::now();
     while sink.frames() == 0 {
@@ -239,7 +352,7 @@ async fn wharf_drains(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (start, cpu0) = (Instant::now(), cpu_seconds(&pid));
+    let (start, cpu0) = (Instant::now(), cpu_split(&pid));
     let mut last = (0, Instant::now());
     while sink.frames() < n {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -253,7 +366,31 @@ async fn wharf_drains(
             );
         }
     }
-    let row = Row { name, lines: n, seconds: start.elapsed().as_secs_f64(), bytes, cpu: cpu_seconds(&pid) - cpu0 };
+    let cpu1 = cpu_split(&pid);
+    let (cpu, system) = (cpu1.0 + cpu1.1 - cpu0.0 - cpu0.1, cpu1.1 - cpu0.1);
+    let row = Row { name, lines: n, seconds: start.elapsed().as_secs_f64(), bytes, cpu, system };
+    // Delivery latency: lines produced while Wharf runs, at a steady rate near the backlog's,
+    // from the line's timestamp (set by the producer) to its arrival at the sink.
+    if let Some((apps, rate)) = live {
+        let m = rate * 5;
+        sink.reset();
+        sink.record_latencies();
+        let (brokers, apps) = (broker.brokers(), apps.to_vec());
+        tokio::task::spawn_blocking(move || produce_at(&brokers, m, &apps, Some(rate))).await.unwrap();
+        eventually(Duration::from_secs(120), "every live line at the sink", || async {
+            (sink.frames() >= m).then_some(())
+        })
+        .await;
+        let l = sink.take_latencies();
+        println!(
+            "{name}: delivery latency of {} lines produced at {rate} lines/s while it ran (line's timestamp to the sink): \
+             p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            l.len(),
+            percentile(&l, 50.0) as f64 / 1000.0,
+            percentile(&l, 99.0) as f64 / 1000.0,
+            l.last().copied().unwrap_or(0) as f64 / 1000.0
+        );
+    }
     let (ok, _) = wharf.terminate().await;
     assert!(ok);
     row
@@ -292,7 +429,7 @@ action(type="omfwd" target="127.0.0.1" port="{sink}" protocol="tcp" TCP_Framing=
         frames.extend_from_slice(format!("{} ", msg.len()).as_bytes());
         frames.extend_from_slice(&msg);
     }
-    let (start, cpu0) = (Instant::now(), cpu_seconds(&pid));
+    let (start, cpu0) = (Instant::now(), cpu_split(&pid));
     tokio::io::AsyncWriteExt::write_all(&mut conn, &frames).await.unwrap();
     eventually(Duration::from_secs(600), "every line through rsyslog", || async { (sink.frames() >= n).then_some(()) })
         .await;
@@ -301,7 +438,8 @@ action(type="omfwd" target="127.0.0.1" port="{sink}" protocol="tcp" TCP_Framing=
         lines: n,
         seconds: start.elapsed().as_secs_f64(),
         bytes,
-        cpu: cpu_seconds(&pid) - cpu0,
+        cpu: cpu_seconds(&pid) - cpu0.0 - cpu0.1,
+        system: cpu_split(&pid).1 - cpu0.1,
     };
     drop(rsyslog);
     row
@@ -328,7 +466,7 @@ async fn main() {
     eprintln!("produced {n} lines for one app");
     let raw = raw_consumer(&broker.brokers(), n);
     eprintln!("raw consumer: {:.0} lines/s", raw.lines_per_sec());
-    let single = wharf_drains("wharf, 1 drain", &broker, &one, &sink, n, bytes).await;
+    let single = wharf_drains("wharf, 1 drain", &broker, &one, &sink, n, bytes, None).await;
 
     // A thousand apps with a drain each, on a fresh topic.
     let broker2 = Tansu::start().await;
@@ -352,7 +490,21 @@ async fn main() {
         per
     };
     let bytes = produce(&broker2.brokers(), n, &apps);
-    let many = wharf_drains("wharf, 1,000 drains", &broker2, &many_dir, &sink, n, bytes).await;
+    // Live lines at 80,000 a second: about 0.9x the raw consumer's rate on this machine.
+    let many = wharf_drains("wharf, 1,000 drains", &broker2, &many_dir, &sink, n, bytes, Some((&apps, 80_000))).await;
+    // The same live load without Wharf, on the same topic, after Wharf has stopped.
+    {
+        let (brokers, apps) = (broker2.brokers(), apps.clone());
+        let l = tokio::task::spawn_blocking(move || raw_latency(&brokers, 400_000, &apps, 80_000)).await.unwrap();
+        println!(
+            "raw rdkafka consumer: delivery latency of {} lines produced at 80000 lines/s (line's timestamp to \
+             the consumer): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            l.len(),
+            percentile(&l, 50.0) as f64 / 1000.0,
+            percentile(&l, 99.0) as f64 / 1000.0,
+            l.last().copied().unwrap_or(0) as f64 / 1000.0
+        );
+    }
 
     let rsyslog = rsyslog_relay(&sink, n).await;
 
@@ -361,16 +513,17 @@ async fn main() {
          produced while it was stopped, with drain budgets that hold it\n"
     );
     println!(
-        "| case | lines/s | MB/s | CPU s per million lines | vs raw consumer (lines/s) | vs rsyslog (lines/s) | vs rsyslog (lines per CPU s) |"
+        "| case | lines/s | MB/s | CPU s per million lines | of which kernel | vs raw consumer (lines/s) | vs rsyslog (lines/s) | vs rsyslog (lines per CPU s) |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for r in [&raw, &single, &many, &rsyslog] {
         println!(
-            "| {} | {:.0} | {:.1} | {:.2} | {:.2}x | {:.2}x | {:.2}x |",
+            "| {} | {:.0} | {:.1} | {:.2} | {:.2} | {:.2}x | {:.2}x | {:.2}x |",
             r.name,
             r.lines_per_sec(),
             r.bytes as f64 / r.seconds / 1e6,
             r.cpu_per_million(),
+            r.system / r.lines as f64 * 1e6,
             r.lines_per_sec() / raw.lines_per_sec(),
             r.lines_per_sec() / rsyslog.lines_per_sec(),
             rsyslog.cpu_per_million() / r.cpu_per_million(),

@@ -28,11 +28,57 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// Appends `YYYY-MM-DDTHH:MM:SS` for whole seconds since the epoch.
+/// Appends `YYYY-MM-DDTHH:MM:SS` for whole seconds since the epoch. Years outside 0000-9999
+/// (which RFC 3339 cannot write, see [`in_range`]) are written as `{:04}` writes them.
 fn write_seconds(out: &mut String, secs: i64) {
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    match seconds_bytes(secs) {
+        Some(b) => out.push_str(std::str::from_utf8(&b).expect("ASCII digits and separators")),
+        None => {
+            let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+            let (y, mo, d) = civil_from_days(days);
+            let _ = write!(out, "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}", rem / 3600, rem / 60 % 60, rem % 60);
+        }
+    }
+}
+
+/// Writes `n` (less than `10^N`) as `N` decimal digits, zero-padded, into `out`.
+fn digits<const N: usize>(out: &mut [u8], mut n: u32) {
+    for b in out[..N].iter_mut().rev() {
+        *b = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` for whole seconds since the epoch, digit by digit; `None` for a year
+/// outside 0000-9999. The logshuttle writes one timestamp per delivered line, and `core::fmt`'s
+/// padded integers cost it about 1,800 instructions per line (callgrind, issue 18's fan-out
+/// benchmark); this costs a few dozen.
+fn seconds_bytes(secs: i64) -> Option<[u8; 19]> {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400) as u32);
     let (y, mo, d) = civil_from_days(days);
-    let _ = write!(out, "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}", rem / 3600, rem / 60 % 60, rem % 60);
+    let y = u32::try_from(y).ok().filter(|y| *y <= 9999)?;
+    let mut b = *b"0000-00-00T00:00:00";
+    digits::<4>(&mut b[0..], y);
+    digits::<2>(&mut b[5..], mo);
+    digits::<2>(&mut b[8..], d);
+    digits::<2>(&mut b[11..], rem / 3600);
+    digits::<2>(&mut b[14..], rem / 60 % 60);
+    digits::<2>(&mut b[17..], rem % 60);
+    Some(b)
+}
+
+/// `2024-01-02T03:04:05.123456Z` as bytes, without allocating: the RFC 5424 timestamp form,
+/// for writers that build a byte buffer (the logshuttle's syslog frames). Only for times
+/// [`in_range`]; `None` otherwise.
+pub fn micros_bytes(micros: i64) -> Option<[u8; 27]> {
+    if !in_range(micros) {
+        return None;
+    }
+    let secs = seconds_bytes(micros.div_euclid(1_000_000))?;
+    let mut b = *b"0000-00-00T00:00:00.000000Z";
+    b[..19].copy_from_slice(&secs);
+    digits::<6>(&mut b[20..], micros.rem_euclid(1_000_000) as u32);
+    Some(b)
 }
 
 /// `2024-01-02T03:04:05Z`.
@@ -57,7 +103,9 @@ pub fn in_range(micros: i64) -> bool {
 /// times [`in_range`].
 pub fn write_micros(out: &mut String, micros: i64) {
     write_seconds(out, micros.div_euclid(1_000_000));
-    let _ = write!(out, ".{:06}Z", micros.rem_euclid(1_000_000));
+    let mut frac = *b".000000Z";
+    digits::<6>(&mut frac[1..], micros.rem_euclid(1_000_000) as u32);
+    out.push_str(std::str::from_utf8(&frac).expect("ASCII digits"));
 }
 
 /// `2024-01-02T03:04:05.123456Z`.
@@ -174,6 +222,14 @@ mod tests {
                 theirs.microsecond()
             );
             assert_eq!(format_micros(us), want, "{us}");
+            assert_eq!(micros_bytes(us).as_ref().map(|b| &b[..]), Some(want.as_bytes()), "{us}");
         }
+        // Outside the writable range there are no bytes; the `String` forms still write
+        // what `{:04}` writes.
+        for us in [MIN_MICROS - 1, MAX_MICROS + 1, i64::MIN, i64::MAX] {
+            assert_eq!(micros_bytes(us), None, "{us}");
+        }
+        assert_eq!(format_seconds(253_402_300_800), "10000-01-01T00:00:00Z");
+        assert_eq!(format_seconds(-62_135_596_801), "0000-12-31T23:59:59Z");
     }
 }

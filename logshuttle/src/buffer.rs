@@ -11,6 +11,9 @@
 //! under the buffer's lock on every push and take; only a change takes the app's pace lock.
 
 use std::collections::{HashMap, VecDeque};
+
+/// Per-partition maps, touched on every push and take: foldhash rather than SipHash.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -51,9 +54,9 @@ pub struct Overflow {
 struct Inner {
     queue: VecDeque<Entry>,
     bytes: usize,
-    cursors: HashMap<Partition, Cursor>,
+    cursors: Map<Partition, Cursor>,
     /// The lowest offset per partition among lines taken but not yet delivered.
-    in_flight: HashMap<Partition, i64>,
+    in_flight: Map<Partition, i64>,
     overflow: Option<Overflow>,
     closed: bool,
     /// What this drain last told its app's pace.
@@ -176,7 +179,7 @@ impl Buffer {
         }
     }
 
-    fn mark_taken(cursors: &mut HashMap<Partition, Cursor>, position: Option<Position>) {
+    fn mark_taken(cursors: &mut Map<Partition, Cursor>, position: Option<Position>) {
         if let Some(p) = position
             && let Some(c) = cursors.get_mut(&p.partition)
         {

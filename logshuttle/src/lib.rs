@@ -214,8 +214,9 @@ async fn dispatch(
 ) {
     let Commits { interval: commit_interval, mut stop, grace } = commits;
     // Per partition: the offset after the last line received.
-    let mut consumed: HashMap<Partition, i64> = HashMap::new();
-    let mut committed: HashMap<Partition, i64> = HashMap::new();
+    // Written once per line: foldhash, as the drain table.
+    let mut consumed: Map<Partition, i64> = Map::default();
+    let mut committed: Map<Partition, i64> = Map::default();
     let mut tick = tokio::time::interval(commit_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -254,7 +255,7 @@ async fn dispatch(
     source.commit_and_wait(&offsets);
 }
 
-fn deliver(batch: &[Received], drains: &DrainTable, history: &History, consumed: &mut HashMap<Partition, i64>) {
+fn deliver(batch: &[Received], drains: &DrainTable, history: &History, consumed: &mut Map<Partition, i64>) {
     for r in batch {
         if let Some(p) = r.position {
             consumed.insert(p.partition, p.offset + 1);
@@ -273,20 +274,15 @@ fn deliver(batch: &[Received], drains: &DrainTable, history: &History, consumed:
 }
 
 /// Commits, per partition, the oldest offset some drain still needs, or everything received.
-fn commit(
-    source: &Source,
-    drains: &DrainTable,
-    consumed: &HashMap<Partition, i64>,
-    committed: &mut HashMap<Partition, i64>,
-) {
+fn commit(source: &Source, drains: &DrainTable, consumed: &Map<Partition, i64>, committed: &mut Map<Partition, i64>) {
     source.commit(&safe_offsets(drains, consumed, committed));
 }
 
 /// The offsets safe to commit that differ from the last ones committed.
 fn safe_offsets(
     drains: &DrainTable,
-    consumed: &HashMap<Partition, i64>,
-    committed: &mut HashMap<Partition, i64>,
+    consumed: &Map<Partition, i64>,
+    committed: &mut Map<Partition, i64>,
 ) -> Vec<(Partition, i64)> {
     let mut offsets = Vec::new();
     for (&p, &next) in consumed {

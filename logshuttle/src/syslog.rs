@@ -41,12 +41,9 @@ pub fn write_message(out: &mut Vec<u8>, e: &LogEvent, max_len: Option<usize>) ->
     out.extend_from_slice(b">1 ");
     // A producer's clock can say anything; RFC 5424 has four-digit years, and a nil timestamp
     // for times it cannot write.
-    if wharf_domain::timestamp::in_range(e.time_micros()) {
-        let mut ts = String::with_capacity(27);
-        wharf_domain::timestamp::write_micros(&mut ts, e.time_micros());
-        out.extend_from_slice(ts.as_bytes());
-    } else {
-        out.push(b'-');
+    match wharf_domain::timestamp::micros_bytes(e.time_micros()) {
+        Some(ts) => out.extend_from_slice(&ts),
+        None => out.push(b'-'),
     }
     out.push(b' ');
     field(out, e.app(), HOSTNAME_MAX);
@@ -71,13 +68,18 @@ pub fn write_framed(out: &mut Vec<u8>, e: &LogEvent, framing: SyslogFraming) {
     match framing {
         SyslogFraming::OctetCounting => {
             // Write the message first, then splice its length in front of it.
+            // Moving the message up by the prefix's few bytes costs less than an allocation
+            // per line.
             let start = out.len();
             write_message(out, e, None);
-            let len = out.len() - start;
-            let mut prefix = Vec::with_capacity(8);
-            push_u64(&mut prefix, len as u64);
-            prefix.push(b' ');
-            out.splice(start..start, prefix);
+            let end = out.len();
+            let mut digits = itoa::Buffer::new();
+            let len = digits.format(end - start).as_bytes();
+            let shift = len.len() + 1;
+            out.resize(end + shift, 0);
+            out.copy_within(start..end, start + shift);
+            out[start..start + len.len()].copy_from_slice(len);
+            out[start + len.len()] = b' ';
         }
         SyslogFraming::NonTransparent => {
             let start = out.len();
