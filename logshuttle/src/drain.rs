@@ -37,7 +37,7 @@ pub use crate::batch::UDP_MAX_SIZE;
 /// How long one batch may take to write before the connection is considered stuck.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a batch may be on its way before its drain stops pacing its app: a receiver that
-/// takes this long for one batch (at most [`BATCH`] lines) is not delivering, and must not hold
+/// takes this long for one batch (at most `BATCH`, 512, lines) is not delivering, and must not hold
 /// the app's dynos until the write times out. Slower receivers fall back to the budget and L10.
 pub const PACE_STALL: Duration = Duration::from_secs(2);
 /// Most lines written per batch.

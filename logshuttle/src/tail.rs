@@ -8,7 +8,7 @@
 //! event per line, WHATWG HTML section 9.2) when the client accepts `text/event-stream`, as the
 //! Heroku CLI's `logs` does.
 //!
-//! A tail ends after an hour ([`MAX_TAIL`]), when the client goes, or at once when shutdown
+//! A tail ends after an hour (`MAX_TAIL`), when the client goes, or at once when shutdown
 //! starts ([`crate::Logshuttle::end_tails`]): an open tail never holds Wharf's shutdown.
 
 use std::collections::{HashMap, VecDeque};
