@@ -17,7 +17,7 @@ use wharf_domain::timestamp::format_seconds;
 use super::account::{OwnerRef, owner_ref};
 use super::config_vars::config_vars_out;
 use super::wire::{ApiError, ApiResult, AppRef, Body, Json, Plane, app_ref};
-use crate::model::{Model, Release};
+use crate::model::{App, Model, Release};
 use crate::plane::{ControlPlane, Error};
 
 /// Most releases one page holds when the `Range` names no `max`, and the most it may name
@@ -193,6 +193,13 @@ pub(super) async fn list_releases(
     Ok(response)
 }
 
+/// The app `app` and its release `release` (by id, `N` or `vN`); 404 naming whichever is missing.
+fn app_release<'m>(m: &'m Model, app: &str, release: &str) -> Result<(&'m App, &'m Release), Error> {
+    let a = m.app(app).ok_or_else(|| Error::NotFound { what: "app", key: app.to_owned() })?;
+    let r = m.release(a.id, release).ok_or_else(|| Error::NotFound { what: "release", key: release.to_owned() })?;
+    Ok((a, r))
+}
+
 /// `GET /apps/{app}/releases/{release}`: one release, by id, `N` or `vN`.
 pub(super) async fn get_release(
     State(plane): Plane,
@@ -200,8 +207,7 @@ pub(super) async fn get_release(
 ) -> ApiResult<impl IntoResponse> {
     let out = plane
         .read(|m| {
-            let a = m.app(&app).ok_or(Error::NotFound { what: "app", key: app.clone() })?;
-            let r = m.release(a.id, &release).ok_or(Error::NotFound { what: "release", key: release.clone() })?;
+            let (_, r) = app_release(m, &app, &release)?;
             release_out(&plane, m, r).ok_or(Error::NotFound { what: "app", key: app.clone() })
         })
         .await?;
@@ -216,8 +222,7 @@ pub(super) async fn get_release_config_vars(
 ) -> ApiResult<impl IntoResponse> {
     let out = plane
         .read(|m| {
-            let a = m.app(&app).ok_or(Error::NotFound { what: "app", key: app.clone() })?;
-            let r = m.release(a.id, &release).ok_or(Error::NotFound { what: "release", key: release.clone() })?;
+            let (a, r) = app_release(m, &app, &release)?;
             Ok::<_, Error>(config_vars_out(m, a, &r.config_vars))
         })
         .await?;
