@@ -363,13 +363,11 @@ async fn log_events_refuses_a_bad_batch_whole() {
     assert_eq!(msgs.iter().map(SyslogMessage::text).collect::<Vec<_>>(), ["the only line"]);
 }
 
-#[tokio::test]
-async fn akkeris_app_and_build_topics_reach_the_apps_drains() {
-    use rdkafka::ClientConfig;
-    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-
+/// A broker, and Wharf reading Akkeris' app topic `perf` and build topic `akkeris-builds` from
+/// it, with the app `api-perf` draining to a TCP syslog receiver. The directory holds Wharf's data.
+async fn start_akkeris(name: &str) -> (Tansu, TempDir, Wharf, SyslogReceiver) {
     let broker = Tansu::start().await;
-    let dir = TempDir::new("akkeris-inputs");
+    let dir = TempDir::new(name);
     let env =
         [("WHARF_KAFKA__AKKERIS_APP_TOPICS", r#"["perf"]"#), ("WHARF_KAFKA__AKKERIS_BUILD_TOPIC", "akkeris-builds")];
     let wharf = start(&broker, &dir.path().join("data"), &env).await;
@@ -377,6 +375,15 @@ async fn akkeris_app_and_build_topics_reach_the_apps_drains() {
     wharf.api.create_app("api-perf", &[]).await;
     let receiver = SyslogReceiver::tcp().await;
     add_drain(&wharf, "api-perf", &receiver.url()).await;
+    (broker, dir, wharf, receiver)
+}
+
+#[tokio::test]
+async fn akkeris_app_and_build_topics_reach_the_apps_drains() {
+    use rdkafka::ClientConfig;
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+    let (broker, _dir, wharf, receiver) = start_akkeris("akkeris-inputs").await;
 
     // As fluentd and the build workers write them; Wharf created the topics at start.
     let fluentd = |container: &str, pod: &str, stream: &str, log: &str| {
@@ -429,15 +436,7 @@ async fn long_lines_from_every_kafka_input_arrive_whole_in_chunks() {
     use rdkafka::ClientConfig;
     use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
-    let broker = Tansu::start().await;
-    let dir = TempDir::new("long-kafka-lines");
-    let env =
-        [("WHARF_KAFKA__AKKERIS_APP_TOPICS", r#"["perf"]"#), ("WHARF_KAFKA__AKKERIS_BUILD_TOPIC", "akkeris-builds")];
-    let wharf = start(&broker, &dir.path().join("data"), &env).await;
-    wharf.api.expect("POST", "/spaces", json!({"name": "perf"}), 201).await;
-    wharf.api.create_app("api-perf", &[]).await;
-    let receiver = SyslogReceiver::tcp().await;
-    add_drain(&wharf, "api-perf", &receiver.url()).await;
+    let (broker, _dir, _wharf, receiver) = start_akkeris("long-kafka-lines").await;
 
     // 25,000 bytes each, of three-byte characters after a one-byte mark, so that a cut at
     // exactly 10,000 bytes would fall inside a character.
