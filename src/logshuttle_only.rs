@@ -20,7 +20,8 @@ pub(crate) struct LogshuttleArgs {
     #[command(flatten)]
     common: Common,
     /// The control API to follow, `https://host:port` (or `http://` on a loopback address, or
-    /// with `[feed] allow_cleartext`); the token comes from WHARF_LOGSHUTTLE_TOKEN (the control
+    /// with `[feed] allow_cleartext`), or its replicas' URLs separated by commas (one is
+    /// followed; the next after a failure); the token comes from WHARF_LOGSHUTTLE_TOKEN (the control
     /// API's `logshuttle-token` file). Log session URLs verify with WHARF_SESSION_SECRET, the
     /// control API's `session-secret` file.
     #[arg(long, value_name = "URL")]

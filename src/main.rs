@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod addresses;
+mod control_api_only;
 mod logshuttle_only;
 mod router_only;
 mod serve;
@@ -35,6 +36,10 @@ enum Command {
     /// Runs the logshuttle alone, reading Kafka and following a control API elsewhere
     /// (`--control-api URL`) for its drains; it serves live tails and `/metrics`.
     Logshuttle(logshuttle_only::LogshuttleArgs),
+    /// Runs the control API and its store alone (no router, logshuttle or supervisor): replicas
+    /// on one PostgreSQL database (`--database-url`) feed `wharf router` and `wharf logshuttle`
+    /// elsewhere.
+    ControlApi(control_api_only::ControlApiArgs),
 }
 
 /// Options every service shares.
@@ -73,7 +78,8 @@ impl Common {
     }
 }
 
-/// The control API a remote data plane follows as `role`, with that role's token from the
+/// The control API a remote data plane follows as `role` (one URL, or its replicas' URLs
+/// separated by commas), with that role's token from the
 /// environment (`WHARF_ROUTER_TOKEN` or `WHARF_LOGSHUTTLE_TOKEN`, the control API's
 /// `router-token` or `logshuttle-token` file) and the `[feed]` settings. Errors when the token
 /// is missing, or the URL is malformed or plain HTTP to a host that is not loopback.
@@ -108,6 +114,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Router(args) => router_only::run(args),
         Command::Logshuttle(args) => logshuttle_only::run(args),
+        Command::ControlApi(args) => control_api_only::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

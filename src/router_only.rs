@@ -19,7 +19,8 @@ pub(crate) struct RouterArgs {
     #[command(flatten)]
     common: Common,
     /// The control API to follow, `https://host:port` (or `http://` on a loopback address, or
-    /// with `[feed] allow_cleartext`); the token comes from WHARF_ROUTER_TOKEN (the control
+    /// with `[feed] allow_cleartext`), or its replicas' URLs separated by commas (one is
+    /// followed; the next after a failure); the token comes from WHARF_ROUTER_TOKEN (the control
     /// API's `router-token` file).
     #[arg(long, value_name = "URL")]
     control_api: String,

@@ -109,28 +109,162 @@ pub(crate) fn router_tls(config: &Config, data_dir: &Path) -> Result<(Arc<tls::S
     Ok((certs, ca))
 }
 
+/// What every control API reads from its data directory (or the environment): the admin
+/// token, each data-plane role's token, and the secret that signs log session URLs. Replicas
+/// of one control API must share all four (the same files, or the same `WHARF_*` variables).
+pub(crate) struct ApiSecrets {
+    /// The admin token, and whether it was generated just now (then it is printed once).
+    admin: (String, bool),
+    /// `router-token`: what a `wharf router --control-api` sends.
+    router: String,
+    /// `logshuttle-token`: what a `wharf logshuttle --control-api` sends.
+    logshuttle: String,
+    /// The key of `session-secret`, which signs log session URLs.
+    pub(crate) sessions: Arc<SessionKey>,
+}
+
+impl ApiSecrets {
+    /// Loads (or generates and stores, owner-only) the four secrets in `data_dir`. Errors when
+    /// a file cannot be read or written or a variable is shorter than 16 characters.
+    pub(crate) fn load(data_dir: &Path) -> Result<ApiSecrets> {
+        let admin = load_token(data_dir, "WHARF_ADMIN_TOKEN", "admin-token")?;
+        // One token per data-plane role, so that each remote data plane reads only its part of
+        // the feed (least privilege). The one data-plane token of earlier versions read it all;
+        // it is no longer accepted (the configuration refuses WHARF_DATA_PLANE_TOKEN).
+        let (router, _) = load_token(data_dir, "WHARF_ROUTER_TOKEN", "router-token")?;
+        let (logshuttle, _) = load_token(data_dir, "WHARF_LOGSHUTTLE_TOKEN", "logshuttle-token")?;
+        if data_dir.join("data-plane-token").exists() {
+            tracing::warn!(
+                file = %data_dir.join("data-plane-token").display(),
+                "the data-plane token is no longer accepted: give remote routers router-token and remote logshuttles logshuttle-token, then delete this file"
+            );
+        }
+        // Log session URLs are signed with a secret kept in the data directory, so that they
+        // stay valid across restarts and a logshuttle elsewhere given the same secret can
+        // serve them.
+        let (session_secret, _) = load_token(data_dir, "WHARF_SESSION_SECRET", "session-secret")?;
+        let sessions = Arc::new(SessionKey::new(session_secret.as_bytes()));
+        Ok(ApiSecrets { admin, router, logshuttle, sessions })
+    }
+
+    /// The tokens the API accepts: the admin token, and each data-plane role's.
+    pub(crate) fn tokens(&self) -> AdminToken {
+        AdminToken::new(&self.admin.0)
+            .with_data_plane(DataPlaneRole::Router, &self.router)
+            .with_data_plane(DataPlaneRole::Logshuttle, &self.logshuttle)
+    }
+
+    /// Prints where each token is, and the admin token itself if it was generated just now.
+    pub(crate) fn print(&self, out: &mut impl std::io::Write, data_dir: &Path) -> std::io::Result<()> {
+        writeln!(
+            out,
+            "  data planes:  WHARF_ROUTER_TOKEN for wharf router --control-api in {}",
+            absolute(&data_dir.join("router-token")).display()
+        )?;
+        writeln!(
+            out,
+            "                WHARF_LOGSHUTTLE_TOKEN for wharf logshuttle --control-api in {}",
+            absolute(&data_dir.join("logshuttle-token")).display()
+        )?;
+        let file = absolute(&data_dir.join("admin-token"));
+        match &self.admin {
+            (token, true) => writeln!(
+                out,
+                "  admin token:  {token}  (generated now and stored in {}; it is not printed again)",
+                file.display()
+            ),
+            (_, false) => writeln!(out, "  admin token:  from WHARF_ADMIN_TOKEN or {}", file.display()),
+        }
+    }
+}
+
+/// The control API's TLS server configuration, when `control_api.tls_cert` and `tls_key` are
+/// set. Errors when either cannot be read or parsed.
+pub(crate) fn api_tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>> {
+    match (&config.control_api.tls_cert, &config.control_api.tls_key) {
+        (Some(cert), Some(key)) => Ok(Some(
+            wharf_control_api::http::server_config(cert, key).context("cannot serve the control API over HTTPS")?,
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// Opens the store (PostgreSQL at `control_api.database_url`, else SQLite in the data
+/// directory) and the control plane over it, and follows other replicas' commits. Log session
+/// URLs point at `logshuttle.public_url`, else at `api_url`. Errors when the store cannot be
+/// opened or migrated.
+pub(crate) async fn open_plane(
+    config: &Config,
+    sessions: Arc<SessionKey>,
+    api_url: String,
+    https_port: u16,
+) -> Result<Arc<ControlPlane>> {
+    let store: Box<dyn Store> = match &config.control_api.database_url {
+        Some(url) => Box::new(
+            PostgresStore::connect(url, config.control_api.database_ca.as_deref())
+                .await
+                .with_context(|| format!("cannot open the database {url}"))?,
+        ),
+        None => Box::new(SqliteStore::open(&config.data_dir.join("wharf.db")).context("cannot open the database")?),
+    };
+    let settings = Settings {
+        stack_domain: config.router.stack_domain.clone(),
+        https_port,
+        session_base_url: config.logshuttle.public_url.clone().unwrap_or(api_url),
+        session_ttl: config.logshuttle.session_ttl.0,
+        max_session_lines: config.logshuttle.history_lines as u32,
+        max_quantity: config.control_api.max_quantity,
+        dyno_sizes: wharf_control_api::DynoSizes::new(
+            &config.control_api.dyno_sizes,
+            &config.control_api.default_dyno_size,
+        ),
+    };
+    let plane = Arc::new(ControlPlane::open(store, settings, sessions).await?);
+    tokio::spawn(plane.clone().follow_store());
+    plane.set_outbound(config.outbound);
+    if let Some(path) = &config.control_api.trusted_ca {
+        let cas =
+            wharf_domain::cert::read_ca(path).with_context(|| format!("control_api.trusted_ca {}", path.display()))?;
+        plane.set_trusted_ca(cas);
+    }
+    Ok(plane)
+}
+
+/// Serves the control API's `app` on `listener`, over TLS when `tls` is given, until `stop`
+/// turns true. Errors when the TLS listener cannot be made.
+pub(crate) fn spawn_api(
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    app: axum::Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    Ok(match tls {
+        Some(tls) => tokio::spawn(wharf_control_api::serve(
+            wharf_control_api::http::TlsListener::new(listener, tls)?,
+            app,
+            stopped,
+        )),
+        None => tokio::spawn(wharf_control_api::serve(listener, app, stopped)),
+    })
+}
+
+/// Prints the database line of the banner (the URL shows no password).
+pub(crate) fn print_database(out: &mut impl std::io::Write, config: &Config) -> std::io::Result<()> {
+    match &config.control_api.database_url {
+        Some(url) => writeln!(out, "  database:     {url}"),
+        None => writeln!(out, "  database:     {}", absolute(&config.data_dir.join("wharf.db")).display()),
+    }
+}
+
 async fn serve(config: Config) -> Result<()> {
     let data_dir = &config.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
-    let (token, generated) = load_token(data_dir, "WHARF_ADMIN_TOKEN", "admin-token")?;
-    // One token per data-plane role, so that each remote data plane reads only its part of
-    // the feed (least privilege). The one data-plane token of earlier versions read it all; it
-    // is no longer accepted (the configuration refuses WHARF_DATA_PLANE_TOKEN).
-    let (router_token, _) = load_token(data_dir, "WHARF_ROUTER_TOKEN", "router-token")?;
-    let (logshuttle_token, _) = load_token(data_dir, "WHARF_LOGSHUTTLE_TOKEN", "logshuttle-token")?;
-    if data_dir.join("data-plane-token").exists() {
-        tracing::warn!(
-            file = %data_dir.join("data-plane-token").display(),
-            "the data-plane token is no longer accepted: give remote routers router-token and remote logshuttles logshuttle-token, then delete this file"
-        );
-    }
-    let api_tls = match (&config.control_api.tls_cert, &config.control_api.tls_key) {
-        (Some(cert), Some(key)) => {
-            Some(wharf_control_api::http::server_config(cert, key).context("cannot serve the control API over HTTPS")?)
-        }
-        _ => None,
-    };
+    let secrets = ApiSecrets::load(data_dir)?;
+    let api_tls = api_tls(&config)?;
     let api_scheme = if api_tls.is_some() { "https" } else { "http" };
 
     let (certs, ca) = router_tls(&config, data_dir)?;
@@ -149,41 +283,11 @@ async fn serve(config: Config) -> Result<()> {
     let listeners = Listeners::bind(&config.router)?;
     let https_port = config.router.https_public_port.unwrap_or(listeners.addrs().https.port());
 
-    // Log session URLs are signed with a secret kept in the data directory, so that they stay
-    // valid across restarts and a logshuttle elsewhere given the same secret can serve them.
-    let (session_secret, _) = load_token(data_dir, "WHARF_SESSION_SECRET", "session-secret")?;
-    let sessions = Arc::new(SessionKey::new(session_secret.as_bytes()));
-    let store: Box<dyn Store> = match &config.control_api.database_url {
-        Some(url) => Box::new(
-            PostgresStore::connect(url, config.control_api.database_ca.as_deref())
-                .await
-                .with_context(|| format!("cannot open the database {url}"))?,
-        ),
-        None => Box::new(SqliteStore::open(&data_dir.join("wharf.db")).context("cannot open the database")?),
-    };
-    let settings = Settings {
-        stack_domain: config.router.stack_domain.clone(),
-        https_port,
-        session_base_url: config.logshuttle.public_url.clone().unwrap_or_else(|| format!("{api_scheme}://{api_addr}")),
-        session_ttl: config.logshuttle.session_ttl.0,
-        max_session_lines: config.logshuttle.history_lines as u32,
-        max_quantity: config.control_api.max_quantity,
-        dyno_sizes: wharf_control_api::DynoSizes::new(
-            &config.control_api.dyno_sizes,
-            &config.control_api.default_dyno_size,
-        ),
-    };
-    let plane = Arc::new(ControlPlane::open(store, settings, sessions.clone()).await?);
-    tokio::spawn(plane.clone().follow_store());
+    let sessions = secrets.sessions.clone();
+    let plane = open_plane(&config, sessions.clone(), format!("{api_scheme}://{api_addr}"), https_port).await?;
 
     let mut router = Router::start(&config.router, listeners, certs, plane.subscribe(), bus.publisher.clone())?;
     plane.set_canary_reader(Box::new(router.canary_reader()));
-    plane.set_outbound(config.outbound);
-    if let Some(path) = &config.control_api.trusted_ca {
-        let cas =
-            wharf_domain::cert::read_ca(path).with_context(|| format!("control_api.trusted_ca {}", path.display()))?;
-        plane.set_trusted_ca(cas);
-    }
     if let Some(verdicts) = router.take_verdicts() {
         tokio::spawn(plane.clone().record_verdicts(verdicts));
     }
@@ -211,28 +315,13 @@ async fn serve(config: Config) -> Result<()> {
 
     let app = wharf_control_api::router(
         plane.clone(),
-        AdminToken::new(&token)
-            .with_data_plane(DataPlaneRole::Router, &router_token)
-            .with_data_plane(DataPlaneRole::Logshuttle, &logshuttle_token),
+        secrets.tokens(),
         config.control_api.max_body.0 as usize,
         Some(logshuttle.tail_router()),
         Some(bus.publisher.clone()),
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let api_stop = {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-    let api = match api_tls {
-        Some(tls) => tokio::spawn(wharf_control_api::serve(
-            wharf_control_api::http::TlsListener::new(api_listener, tls)?,
-            app,
-            api_stop,
-        )),
-        None => tokio::spawn(wharf_control_api::serve(api_listener, app, api_stop)),
-    };
+    let api = spawn_api(api_listener, api_tls, app, stop_rx)?;
 
     let port = if https_port == 443 { String::new() } else { format!(":{https_port}") };
     let mut out = std::io::stdout().lock();
@@ -259,33 +348,8 @@ async fn serve(config: Config) -> Result<()> {
         None => writeln!(out, "  log bus:      embedded")?,
     }
     writeln!(out, "  data:         {}", absolute(data_dir).display())?;
-    match &config.control_api.database_url {
-        Some(url) => writeln!(out, "  database:     {url}")?,
-        None => writeln!(out, "  database:     {}", absolute(&data_dir.join("wharf.db")).display())?,
-    }
-    writeln!(
-        out,
-        "  data planes:  WHARF_ROUTER_TOKEN for wharf router --control-api in {}",
-        absolute(&data_dir.join("router-token")).display()
-    )?;
-    writeln!(
-        out,
-        "                WHARF_LOGSHUTTLE_TOKEN for wharf logshuttle --control-api in {}",
-        absolute(&data_dir.join("logshuttle-token")).display()
-    )?;
-    if generated {
-        writeln!(
-            out,
-            "  admin token:  {token}  (generated now and stored in {}; it is not printed again)",
-            absolute(&data_dir.join("admin-token")).display()
-        )?;
-    } else {
-        writeln!(
-            out,
-            "  admin token:  from WHARF_ADMIN_TOKEN or {}",
-            absolute(&data_dir.join("admin-token")).display()
-        )?;
-    }
+    print_database(&mut out, &config)?;
+    secrets.print(&mut out, data_dir)?;
     out.flush()?;
     drop(out);
     crate::addresses::Addresses {

@@ -62,24 +62,43 @@ pub enum FollowError {
     Ca(String),
 }
 
-/// The control API a data plane follows: where it is, how to reach it (plain TCP to a loopback
-/// address, or TLS verified against the Mozilla roots and the operator's CA), the role it
-/// follows as, and that role's bearer token.
+/// The control API a data plane follows: where its replicas are, how to reach each (plain TCP
+/// to a loopback address, or TLS verified against the Mozilla roots and the operator's CA), the
+/// role it follows as, and that role's bearer token.
+///
+/// Several replicas (control APIs on one PostgreSQL database) may be named: the data plane
+/// talks to one at a time and moves to the next after each failure ([`ControlApiUrl::fail_over`]),
+/// so that a dead replica costs a follower one reconnection, not the feed. Replicas publish the
+/// same versions (the store's), so a follower that moves takes up where it was.
 #[derive(Clone)]
 pub struct ControlApiUrl {
+    /// The replicas, in the order given; at least one.
+    endpoints: Arc<[Endpoint]>,
+    /// The index (modulo the count) of the replica in use, shared by the clones, so that the
+    /// watch stream and the verdict reports move together.
+    current: Arc<std::sync::atomic::AtomicUsize>,
+    role: DataPlaneRole,
+    token: String,
+}
+
+/// One control API replica.
+#[derive(Clone)]
+struct Endpoint {
     /// `host:port`, as the URL writes it (IPv6 in brackets): dialled, and sent as `Host`.
     authority: String,
     /// The host alone, brackets removed: the TLS server name (a DNS name or an IP address).
     host: String,
     tls: Option<tokio_rustls::TlsConnector>,
-    role: DataPlaneRole,
-    token: String,
 }
 
 impl std::fmt::Debug for ControlApiUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
-        write!(f, "ControlApiUrl({scheme}://{}, {}, token ****)", self.authority, self.role)
+        let urls: Vec<String> = self
+            .endpoints
+            .iter()
+            .map(|e| format!("{}://{}", if e.tls.is_some() { "https" } else { "http" }, e.authority))
+            .collect();
+        write!(f, "ControlApiUrl({}, {}, token ****)", urls.join(","), self.role)
     }
 }
 
@@ -93,16 +112,38 @@ fn is_loopback(host: &str) -> bool {
 }
 
 impl ControlApiUrl {
-    /// The control API at `url` (`https://host[:port]` or `http://host[:port]`, a trailing `/`
-    /// allowed; the port defaults to 443 and 80), followed as `role` with `token`, reached as
-    /// `feed` says.
+    /// The control API at `urls`: one URL, or the replicas' URLs separated by commas, each
+    /// `https://host[:port]` or `http://host[:port]` (a trailing `/` allowed; the port defaults
+    /// to 443 and 80), followed as `role` with `token`, reached as `feed` says. The first is
+    /// used first.
     ///
     /// # Errors
     ///
-    /// [`FollowError::Url`] when `url` is not of that form (another scheme, a path),
-    /// [`FollowError::Cleartext`] for `http://` to a host that is not loopback unless
+    /// [`FollowError::Url`] when a URL is not of that form (another scheme, a path, an empty
+    /// item), [`FollowError::Cleartext`] for `http://` to a host that is not loopback unless
     /// `feed.allow_cleartext`, [`FollowError::Ca`] when `feed.control_api_ca` is unusable.
-    pub fn new(url: &str, role: DataPlaneRole, token: &str, feed: &FeedConfig) -> Result<ControlApiUrl, FollowError> {
+    pub fn new(urls: &str, role: DataPlaneRole, token: &str, feed: &FeedConfig) -> Result<ControlApiUrl, FollowError> {
+        let endpoints = urls.split(',').map(|url| Endpoint::new(url.trim(), feed)).collect::<Result<Vec<_>, _>>()?;
+        Ok(ControlApiUrl { endpoints: endpoints.into(), current: Arc::default(), role, token: token.to_owned() })
+    }
+
+    /// The replica in use.
+    fn endpoint(&self) -> &Endpoint {
+        let i = self.current.load(std::sync::atomic::Ordering::Relaxed) % self.endpoints.len();
+        &self.endpoints[i]
+    }
+
+    /// Moves to the next replica, after the one in use failed. With one URL, it stays.
+    fn fail_over(&self) {
+        if self.endpoints.len() > 1 {
+            self.current.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+impl Endpoint {
+    /// One replica's URL, checked as [`ControlApiUrl::new`] says.
+    fn new(url: &str, feed: &FeedConfig) -> Result<Endpoint, FollowError> {
         let bad = || FollowError::Url(url.to_owned());
         let (https, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
             (Some(rest), _) => (true, rest),
@@ -145,9 +186,11 @@ impl ControlApiUrl {
             return Err(FollowError::Cleartext(format!("http://{authority}")));
         }
         let tls = if https { Some(connector(feed.control_api_ca.as_deref())?) } else { None };
-        Ok(ControlApiUrl { authority, host: host.to_owned(), tls, role, token: token.to_owned() })
+        Ok(Endpoint { authority, host: host.to_owned(), tls })
     }
+}
 
+impl ControlApiUrl {
     /// The role this data plane follows the feed as.
     pub fn role(&self) -> DataPlaneRole {
         self.role
@@ -161,15 +204,16 @@ impl ControlApiUrl {
         B::Data: Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(&self.authority))
+        let endpoint = self.endpoint();
+        let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(&endpoint.authority))
             .await
             .map_err(|_| "connect timed out".to_owned())?
             .map_err(|e| format!("connect: {e}"))?;
-        let Some(tls) = &self.tls else {
+        let Some(tls) = &endpoint.tls else {
             return exchange(hyper_util::rt::TokioIo::new(tcp), req).await;
         };
-        let name = rustls::pki_types::ServerName::try_from(self.host.clone())
-            .map_err(|e| format!("tls server name {:?}: {e}", self.host))?;
+        let name = rustls::pki_types::ServerName::try_from(endpoint.host.clone())
+            .map_err(|e| format!("tls server name {:?}: {e}", endpoint.host))?;
         let stream = tokio::time::timeout(Duration::from_secs(10), tls.connect(name, tcp))
             .await
             .map_err(|_| "tls handshake timed out".to_owned())?
@@ -226,6 +270,7 @@ pub async fn report_verdicts(
                     if !retry {
                         break;
                     }
+                    control_api.fail_over();
                     tokio::time::sleep(delays.next().expect("backoff without a limit")).await;
                 }
             }
@@ -238,7 +283,7 @@ async fn post_verdict(control_api: &ControlApiUrl, verdict: &CanaryVerdict) -> R
     let retry = |e: String| (e, true);
     let body = serde_json::to_vec(verdict).map_err(|e| (e.to_string(), false))?;
     let req = http::Request::post("/v1/canary-verdicts")
-        .header(header::HOST, &control_api.authority)
+        .header(header::HOST, &control_api.endpoint().authority)
         .header(header::AUTHORIZATION, format!("Bearer {}", control_api.token))
         .header(header::CONTENT_TYPE, "application/json")
         .body(http_body_util::Full::new(Bytes::from(body)))
@@ -354,12 +399,16 @@ pub fn follow(
         let mut delays = backoff();
         loop {
             let delay = delays.next().expect("backoff without a limit");
+            let api = control_api.endpoint().authority.clone();
             match watch_once(&control_api, &tx, &cache).await {
-                Ok(()) => tracing::warn!(api = %control_api.authority, "control api closed the watch stream"),
+                Ok(()) => tracing::warn!(%api, "control api closed the watch stream"),
                 Err(e) => {
-                    tracing::warn!(api = %control_api.authority, error = %e, retry_in = ?delay, "control api unreachable; serving the last good snapshot")
+                    tracing::warn!(%api, error = %e, retry_in = ?delay, "control api unreachable; serving the last good snapshot")
                 }
             }
+            // The next attempt goes to the next replica, if there are several: the one that
+            // failed may be gone for good.
+            control_api.fail_over();
             if tx.is_closed() {
                 return;
             }
@@ -376,7 +425,7 @@ async fn watch_once(
     cache: &Path,
 ) -> Result<(), String> {
     let req = http::Request::get("/v1/snapshot/watch")
-        .header(header::HOST, &control_api.authority)
+        .header(header::HOST, &control_api.endpoint().authority)
         .header(header::AUTHORIZATION, format!("Bearer {}", control_api.token))
         .body(http_body_util::Empty::<Bytes>::new())
         .map_err(|e| e.to_string())?;
@@ -425,7 +474,7 @@ mod tests {
     fn check(url: &str, allow_cleartext: bool, want: Result<(&str, &str, bool), &str>) {
         let feed = FeedConfig { control_api_ca: None, allow_cleartext };
         let got = match ControlApiUrl::new(url, DataPlaneRole::Router, "token", &feed) {
-            Ok(u) => Ok((u.authority.clone(), u.host.clone(), u.tls.is_some())),
+            Ok(u) => Ok((u.endpoint().authority.clone(), u.endpoint().host.clone(), u.endpoint().tls.is_some())),
             Err(FollowError::Url(_)) => Err("url"),
             Err(FollowError::Cleartext(_)) => Err("cleartext"),
             Err(FollowError::Ca(_)) => Err("ca"),
@@ -471,6 +520,48 @@ mod tests {
             "http://[127.0.0.1]:5000",
         ] {
             check(bad, true, Err("url"));
+        }
+    }
+
+    /// Replicas' URLs separated by commas: every one is checked as one URL is, and the
+    /// follower moves through them in order, back to the first, after each failure.
+    #[test]
+    fn replica_lists() {
+        let feed = FeedConfig { control_api_ca: None, allow_cleartext: false };
+        let list = ControlApiUrl::new(
+            "http://127.0.0.1:5000, https://control-b.internal:5000/,http://[::1]:5002",
+            DataPlaneRole::Router,
+            "t",
+            &feed,
+        )
+        .unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            seen.push(list.endpoint().authority.clone());
+            list.fail_over();
+        }
+        assert_eq!(seen, ["127.0.0.1:5000", "control-b.internal:5000", "[::1]:5002", "127.0.0.1:5000"]);
+        // A clone (the verdict reporter) follows the same replica as the watch.
+        let clone = list.clone();
+        clone.fail_over();
+        assert_eq!(list.endpoint().authority, "[::1]:5002");
+        let one = ControlApiUrl::new("http://127.0.0.1:5000", DataPlaneRole::Router, "t", &feed).unwrap();
+        one.fail_over();
+        assert_eq!(one.endpoint().authority, "127.0.0.1:5000", "one URL stays");
+        for (bad, want) in [
+            ("http://127.0.0.1:5000,", "url"),
+            (",http://127.0.0.1:5000", "url"),
+            ("http://127.0.0.1:5000,,http://127.0.0.1:5001", "url"),
+            ("http://127.0.0.1:5000,ftp://127.0.0.1:5001", "url"),
+            ("http://127.0.0.1:5000,http://10.0.0.2:5000", "cleartext"),
+        ] {
+            let got = match ControlApiUrl::new(bad, DataPlaneRole::Router, "t", &feed) {
+                Ok(_) => "ok",
+                Err(FollowError::Url(_)) => "url",
+                Err(FollowError::Cleartext(_)) => "cleartext",
+                Err(FollowError::Ca(_)) => "ca",
+            };
+            assert_eq!(got, want, "{bad}");
         }
     }
 
