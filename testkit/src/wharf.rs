@@ -185,6 +185,45 @@ impl WharfRouter {
     }
 }
 
+/// A running `wharf control-api`: the API and its store alone.
+#[derive(Debug)]
+pub struct WharfControlApi {
+    /// A client with the admin token given in `WHARF_ADMIN_TOKEN`, or the one stored.
+    pub api: Api,
+    child: Child,
+    stderr: PathBuf,
+}
+
+impl WharfControlApi {
+    /// Starts `wharf control-api ARGS` (`--database-url URL`, ...) with the data directory
+    /// `data_dir` and `env` (the shared tokens of replicas, configuration).
+    pub async fn start(bin: &str, args: &[&str], data_dir: &Path, env: &[(&str, &str)]) -> WharfControlApi {
+        let Started { child, addresses, stderr, .. } = start(bin, "control-api", args, data_dir, env).await;
+        let token = match env.iter().find(|(k, _)| *k == "WHARF_ADMIN_TOKEN") {
+            Some((_, token)) => token.to_string(),
+            None => {
+                std::fs::read_to_string(data_dir.join("admin-token")).expect("stored admin token").trim().to_owned()
+            }
+        };
+        WharfControlApi { api: Api { addr: addresses.addr("control_api"), token: Some(token) }, child, stderr }
+    }
+
+    /// Its URL, `http://127.0.0.1:PORT`, for a data plane's `--control-api`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.api.addr)
+    }
+
+    /// Kills the process with SIGKILL and waits for it to be gone.
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("kill");
+    }
+
+    /// What the process wrote to standard error so far (its logs).
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
 /// A running `wharf logshuttle`, following a control API and reading Kafka.
 #[derive(Debug)]
 pub struct WharfLogshuttle {
@@ -198,13 +237,21 @@ impl WharfLogshuttle {
     /// `data_dir` and `env` (`WHARF_LOGSHUTTLE_TOKEN`, the session secret, configuration).
     pub async fn start(bin: &str, control_api: &str, brokers: &str, data_dir: &Path, env: &[(&str, &str)]) -> Self {
         let args = ["--control-api", control_api, "--kafka", brokers];
-        let Started { child, addresses, .. } = start(bin, "logshuttle", &args, data_dir, env).await;
+        // Its listener on a free port too, unless `env` names one.
+        let mut all = vec![("WHARF_LOGSHUTTLE__LISTEN", "127.0.0.1:0")];
+        all.extend_from_slice(env);
+        let Started { child, addresses, .. } = start(bin, "logshuttle", &args, data_dir, &all).await;
         WharfLogshuttle { addr: addresses.addr("logshuttle"), child }
     }
 
     /// The process id, as text.
     pub fn pid(&self) -> String {
         self.child.id().map(|p| p.to_string()).unwrap_or_default()
+    }
+
+    /// Kills the process with SIGKILL and waits for it to be gone.
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("kill");
     }
 }
 

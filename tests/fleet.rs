@@ -1,0 +1,493 @@
+//! The fleet: `wharf control-api` replicas on one PostgreSQL database feeding `wharf router`s
+//! and a consumer group of `wharf logshuttle`s on one Kafka broker, every part its own process,
+//! broken on purpose under load. `benches/fleet.py` is the full-size drill (its numbers are in
+//! benches/RESULTS.md); this is the small one, with the same rules: only requests in flight on a
+//! killed router may fail, no line of a request answered by a surviving router is lost at a
+//! drain, and every data plane follows the control API that is left.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use wharf_testkit::client::{self, Api, Req};
+use wharf_testkit::dyno_server::DynoServer;
+use wharf_testkit::postgres::Postgres;
+use wharf_testkit::syslog::SyslogReceiver;
+use wharf_testkit::tansu::Tansu;
+use wharf_testkit::wharf::{WharfControlApi, WharfLogshuttle, WharfRouter};
+use wharf_testkit::{TempDir, eventually};
+
+const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The four secrets every replica of one control API shares, as the environment variables that
+/// carry them: the admin token, each data-plane role's token, and the session secret.
+struct Secrets(Vec<(&'static str, String)>);
+
+impl Secrets {
+    fn new() -> Secrets {
+        let hex = || (0..32).map(|_| format!("{:x}", fastrand::u8(..16))).collect::<String>();
+        Secrets(
+            ["WHARF_ADMIN_TOKEN", "WHARF_ROUTER_TOKEN", "WHARF_LOGSHUTTLE_TOKEN", "WHARF_SESSION_SECRET"]
+                .into_iter()
+                .map(|k| (k, hex()))
+                .collect(),
+        )
+    }
+
+    fn get(&self, var: &str) -> &str {
+        &self.0.iter().find(|(k, _)| *k == var).expect("a secret").1
+    }
+
+    /// The variables, with `more` after them.
+    fn env<'a>(&'a self, more: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        self.0.iter().map(|(k, v)| (*k, v.as_str())).chain(more.iter().copied()).collect()
+    }
+}
+
+/// A client of the feed of the control API at `api`, with the router token.
+fn router_feed(api: &WharfControlApi, secrets: &Secrets) -> Api {
+    Api { addr: api.api.addr, token: Some(secrets.get("WHARF_ROUTER_TOKEN").to_owned()) }
+}
+
+/// The version and app names of the router part of the feed at `feed`.
+async fn feed_apps(feed: &Api) -> (u64, Vec<String>) {
+    let (status, snapshot) = feed.call("GET", "/v1/snapshot", None).await;
+    assert_eq!(status, 200, "{snapshot}");
+    let mut apps: Vec<String> = snapshot["apps"]
+        .as_array()
+        .expect("apps")
+        .iter()
+        .map(|a| a["key"].as_str().expect("an app key").to_owned())
+        .collect();
+    apps.sort();
+    (snapshot["version"].as_u64().expect("a version"), apps)
+}
+
+/// What the router at `addr` answers for `host` over HTTPS, if it answers 200.
+async fn body(https: std::net::SocketAddr, ca: &Path, host: &str) -> Option<String> {
+    let tls = client::tls_config(ca, &[b"http/1.1"]);
+    let r = client::send(https, Some(&tls), &Req::get(host, "/")).await.ok()?;
+    (r.status == 200).then(|| r.text())
+}
+
+/// The snapshot version a data plane keeps in its data directory (`feed/snapshot.json`): the
+/// newest it took from the feed.
+fn kept_version(data_dir: &Path) -> u64 {
+    let path = data_dir.join("feed/snapshot.json");
+    std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|s| s["version"].as_u64())
+        .unwrap_or(0)
+}
+
+/// Two `wharf control-api` on one PostgreSQL database are one API: what is written through
+/// either is in both's feed, a router fed by one serves apps created through the other, and a
+/// router given both URLs follows the second when the first is killed.
+#[tokio::test]
+async fn control_api_replicas_on_one_postgresql_serve_the_same_apps() {
+    let pg = Postgres::start().await;
+    let url = pg.database("fleet").await;
+    let dir = TempDir::new("fleet-replicas");
+    let secrets = Secrets::new();
+    let env = secrets.env(&[]);
+    let args = ["--database-url", url.as_str()];
+    let a = WharfControlApi::start(WHARF, &args, &dir.path().join("a"), &env).await;
+    let b = WharfControlApi::start(WHARF, &args, &dir.path().join("b"), &env).await;
+
+    // A write through one is read through the other, and is in the other's feed.
+    let one = DynoServer::start("one").await;
+    a.api.create_app("one-default", &[&one]).await;
+    eventually(WAIT, "b to serve the app created through a", || async {
+        (b.api.call("GET", "/apps/one-default", None).await.0 == 200).then_some(())
+    })
+    .await;
+    let two = DynoServer::start("two").await;
+    b.api.create_app("two-default", &[&two]).await;
+    let (feed_a, feed_b) = (router_feed(&a, &secrets), router_feed(&b, &secrets));
+    let both = vec!["one-default".to_owned(), "two-default".to_owned()];
+    eventually(WAIT, "both feeds to publish the same version with both apps", || async {
+        let (va, apps_a) = feed_apps(&feed_a).await;
+        let (vb, apps_b) = feed_apps(&feed_b).await;
+        (va == vb && apps_a == both && apps_b == both).then_some(())
+    })
+    .await;
+
+    // A router fed by b alone serves the app created through a.
+    let only_b =
+        WharfRouter::start(WHARF, &b.url(), secrets.get("WHARF_ROUTER_TOKEN"), &dir.path().join("router-b")).await;
+    eventually(WAIT, "the router fed by b to serve a's app", || async {
+        (body(only_b.https, &only_b.ca, "one-default.localhost").await.as_deref() == Some("one")).then_some(())
+    })
+    .await;
+
+    // A router given both replicas follows b once a is killed: a change made through b after
+    // the kill reaches it.
+    let both_urls = format!("{},{}", a.url(), b.url());
+    let router_dir = dir.path().join("router-ab");
+    let router = WharfRouter::start(WHARF, &both_urls, secrets.get("WHARF_ROUTER_TOKEN"), &router_dir).await;
+    eventually(WAIT, "the router fed by a to serve b's app", || async {
+        (body(router.https, &router.ca, "two-default.localhost").await.as_deref() == Some("two")).then_some(())
+    })
+    .await;
+    a.kill().await;
+    let three = DynoServer::start("three").await;
+    b.api.create_app("three-default", &[&three]).await;
+    eventually(WAIT, "the router to fail over to b and serve the app created after a died", || async {
+        (body(router.https, &router.ca, "three-default.localhost").await.as_deref() == Some("three")).then_some(())
+    })
+    .await;
+    assert!(router.stderr().contains("control api unreachable"), "it noticed a was gone");
+
+    // A control API alone has no log bus: `/log-events` is not served without `--kafka`, and
+    // says so in Heroku's error shape.
+    let (status, out) = b.api.call("POST", "/log-events", Some(serde_json::json!([]))).await;
+    assert_eq!((status, out["id"].as_str()), (404, Some("not_found")), "{out}");
+}
+
+/// A canary's first abort, decided by one router from the traffic it alone saw, aborts the split
+/// on every router, whichever replica each follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canarys_first_abort_on_one_router_aborts_on_every_router() {
+    let pg = Postgres::start().await;
+    let url = pg.database("canary").await;
+    let dir = TempDir::new("fleet-canary");
+    let secrets = Secrets::new();
+    let env = secrets.env(&[]);
+    let args = ["--database-url", url.as_str()];
+    let a = WharfControlApi::start(WHARF, &args, &dir.path().join("a"), &env).await;
+    let b = WharfControlApi::start(WHARF, &args, &dir.path().join("b"), &env).await;
+    let (base, next) = (DynoServer::start("base").await, DynoServer::failing("next", 0.3, 7).await);
+    a.api.create_app("base-default", &[&base]).await;
+    a.api.create_app("next-default", &[&next]).await;
+    let plain = [("WHARF_ROUTER__HTTP_REDIRECT", "false")];
+    let token = secrets.get("WHARF_ROUTER_TOKEN");
+    let judge = WharfRouter::start_with(WHARF, &a.url(), token, &dir.path().join("judge"), &plain).await;
+    let other = WharfRouter::start_with(WHARF, &b.url(), token, &dir.path().join("other"), &plain).await;
+    let canary = serde_json::json!({"canary_app": "next-default", "weight": 20});
+    b.api.expect("PUT", "/apps/base-default/canary", canary, 201).await;
+    for router in [&judge, &other] {
+        eventually(WAIT, "each router to split the app", || async {
+            let answers = client::load(router.http, "base-default.localhost", "/", 50, 1).await.ok()?;
+            answers.iter().any(|a| a.body == "next").then_some(())
+        })
+        .await;
+    }
+
+    // Only the judge sees traffic; its abort is recorded, and read through the other replica.
+    let aborted = eventually(WAIT, "the judge's abort to be recorded", || async {
+        client::load(judge.http, "base-default.localhost", "/", 500, 4).await.ok()?;
+        let (_, c) = b.api.call("GET", "/apps/base-default/canary", None).await;
+        (c["state"] == "aborted").then_some(c)
+    })
+    .await;
+    assert_ne!(aborted["evidence"]["decision"], "aborted by hand", "{aborted}");
+
+    // The other router, which judged nothing and follows the other replica, stops the split.
+    eventually(WAIT, "the other router to stop the split", || async {
+        let before = next.requests();
+        let answers = client::load(other.http, "base-default.localhost", "/", 200, 2).await.ok()?;
+        (answers.iter().all(|a| a.status == 200 && a.body == "base") && next.requests() == before).then_some(())
+    })
+    .await;
+}
+
+/// One request of the drill's load: which router took it, the path (its line's key at the
+/// drain), and whether it was answered 200.
+#[derive(Debug, Clone)]
+struct Sent {
+    router: usize,
+    app: usize,
+    path: String,
+    ok: bool,
+    error: String,
+}
+
+/// The drill's HTTPS load: one sequential client per router, each marking its requests, so
+/// that at most one request per router is in flight when that router is killed.
+struct Load {
+    sent: Arc<Mutex<Vec<Sent>>>,
+    /// Per router: whether the load sends to it (false from its first failed request, that is
+    /// just after its kill, until it is back).
+    up: Arc<[AtomicBool; 2]>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(routers: [(std::net::SocketAddr, PathBuf); 2], apps: &'static [&'static str]) -> Load {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let up = Arc::new([AtomicBool::new(true), AtomicBool::new(true)]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for (r, (https, ca)) in routers.into_iter().enumerate() {
+            let (sent, up, stop) = (sent.clone(), up.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                let tls = client::tls_config(&ca, &[b"http/1.1"]);
+                let mut n = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    if !up[r].load(Ordering::Relaxed) {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                    let app = n % apps.len();
+                    let path = format!("/drill/r{r}/{n}");
+                    n += 1;
+                    let host = format!("{}.localhost", apps[app]);
+                    let got = client::send(https, Some(&tls), &Req::get(&host, &path)).await;
+                    let (ok, error) = match got {
+                        Ok(resp) if resp.status == 200 => (true, String::new()),
+                        Ok(resp) => (false, format!("status {}", resp.status)),
+                        Err(e) => {
+                            // As a load balancer's health check would, the client takes a
+                            // router that does not answer out of its rotation.
+                            up[r].store(false, Ordering::Relaxed);
+                            (false, e)
+                        }
+                    };
+                    sent.lock().unwrap().push(Sent { router: r, app, path, ok, error });
+                }
+            }));
+        }
+        Load { sent, up, stop, tasks }
+    }
+
+    fn count(&self) -> usize {
+        self.sent.lock().unwrap().len()
+    }
+
+    /// Waits until `more` requests have been answered since now, so that a fault lands under
+    /// load and its effects are measured with traffic.
+    async fn run_for(&self, more: usize) {
+        let start = self.count();
+        eventually(WAIT, "the load to go on", || async { (self.count() >= start + more).then_some(()) }).await;
+    }
+
+    /// Stops the clients and returns every request sent.
+    async fn stop(self) -> Vec<Sent> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        std::mem::take(&mut *self.sent.lock().unwrap())
+    }
+}
+
+/// The paths of the access lines a drain received, with how many times each arrived.
+fn paths_at(drain: &SyslogReceiver) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for msg in drain.messages() {
+        let text = msg.text();
+        if let Some(path) = text.split(' ').find_map(|w| w.strip_prefix("path=")) {
+            *seen.entry(path.to_owned()).or_insert(0) += 1;
+        }
+    }
+    seen
+}
+
+/// How many lines the logshuttle's drains delivered (its `/metrics`).
+async fn lines_sent(shuttle: &WharfLogshuttle) -> u64 {
+    let r = client::send(shuttle.addr, None, &Req::get("localhost", "/metrics")).await.expect("metrics");
+    r.text()
+        .lines()
+        .filter(|l| l.starts_with("wharf_drain_lines_sent_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+const APPS: &[&str] = &["alpha-default", "beta-default"];
+
+/// The small drill: two control APIs on PostgreSQL, two routers, three logshuttles in one Kafka
+/// group, HTTPS load across both routers, and one fault at a time: kill -9 a router (and
+/// restart it from its kept snapshot), a logshuttle and a control API, restart PostgreSQL, add
+/// a fourth logshuttle. Then every line of every request a surviving router answered is at its
+/// app's drain, and every data plane saw the newest snapshot version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_fleet_survives_kill_9_of_each_part_under_load() {
+    let mut pg = Postgres::start().await;
+    let url = pg.database("drill").await;
+    let broker = Tansu::start().await;
+    let dir = TempDir::new("fleet-drill");
+    let secrets = Secrets::new();
+    let brokers = broker.brokers();
+    let kafka = [("WHARF_KAFKA__BROKERS", brokers.as_str()), ("WHARF_KAFKA__PARTITIONS", "4")];
+    let args = ["--database-url", url.as_str()];
+    let api_env = secrets.env(&[]);
+    let mut apis = Vec::new();
+    for name in ["api0", "api1"] {
+        apis.push(Some(WharfControlApi::start(WHARF, &args, &dir.path().join(name), &api_env).await));
+    }
+    let api_urls: Vec<String> = apis.iter().flatten().map(WharfControlApi::url).collect();
+    let admin = apis[1].as_ref().unwrap().api.clone();
+    let dynos = [DynoServer::start("alpha").await, DynoServer::start("beta").await];
+    let drains = [SyslogReceiver::tcp().await, SyslogReceiver::tcp().await];
+    for ((app, dyno), drain) in APPS.iter().zip(&dynos).zip(&drains) {
+        admin.create_app(app, &[dyno]).await;
+        admin.expect("POST", &format!("/apps/{app}/log-drains"), serde_json::json!({"url": drain.url()}), 201).await;
+    }
+
+    // Each router and logshuttle follows both replicas, in a different order, so that the kill
+    // of api0 moves some of them.
+    let follow = |i: usize| {
+        if i % 2 == 0 { format!("{},{}", api_urls[0], api_urls[1]) } else { format!("{},{}", api_urls[1], api_urls[0]) }
+    };
+    let router_token = secrets.get("WHARF_ROUTER_TOKEN");
+    let router_dirs: Vec<PathBuf> = (0..2).map(|i| dir.path().join(format!("router{i}"))).collect();
+    // Each router's HTTPS port is fixed, so that a restarted router is where the load sends.
+    let https: Vec<String> = (0..2).map(|_| format!("127.0.0.1:{}", wharf_testkit::free_port())).collect();
+    let router_env: Vec<Vec<(&str, &str)>> = https
+        .iter()
+        .map(|h| kafka.iter().copied().chain([("WHARF_ROUTER__HTTPS_LISTEN", h.as_str())]).collect())
+        .collect();
+    let mut routers = Vec::new();
+    for (i, d) in router_dirs.iter().enumerate() {
+        routers.push(Some(WharfRouter::start_with(WHARF, &follow(i), router_token, d, &router_env[i]).await));
+    }
+    let shuttle_env = secrets.env(&kafka);
+    let shuttle_dirs: Vec<PathBuf> = (0..4).map(|i| dir.path().join(format!("shuttle{i}"))).collect();
+    let mut shuttles = Vec::new();
+    for (i, d) in shuttle_dirs.iter().enumerate().take(3) {
+        shuttles.push(Some(WharfLogshuttle::start(WHARF, &follow(i), &brokers, d, &shuttle_env).await));
+    }
+    for r in routers.iter().flatten() {
+        for app in APPS {
+            eventually(WAIT, "each router to serve each app", || async {
+                body(r.https, &r.ca, &format!("{app}.localhost")).await.map(|_| ())
+            })
+            .await;
+        }
+    }
+    let addrs = |r: &WharfRouter| (r.https, r.ca.clone());
+    let load = Load::start([addrs(routers[0].as_ref().unwrap()), addrs(routers[1].as_ref().unwrap())], APPS);
+    load.run_for(40).await;
+    // The group has formed and delivers before the first fault.
+    for drain in &drains {
+        eventually(WAIT, "the load's lines to reach each drain", || async {
+            (!drain.messages().is_empty()).then_some(())
+        })
+        .await;
+    }
+    let mut report = Vec::new();
+
+    // kill -9 a router: the load stops sending to it once it is gone; it restarts from its kept
+    // copy and takes load again.
+    let t = Instant::now();
+    routers[0].take().unwrap().kill().await;
+    load.run_for(20).await;
+    let again = WharfRouter::start_with(WHARF, &follow(0), router_token, &router_dirs[0], &router_env[0]).await;
+    assert_eq!(body(again.https, &again.ca, "alpha-default.localhost").await.as_deref(), Some("alpha"));
+    routers[0] = Some(again);
+    load.up[0].store(true, Ordering::Relaxed);
+    report.push(("kill -9 router0 (restarted on its port, from its kept copy)", t.elapsed()));
+
+    // kill -9 the logshuttle that took the most lines, so that it surely owned an app's
+    // partition: its partitions move to the others, which deliver what it had not.
+    let mut received = Vec::new();
+    for s in shuttles.iter().flatten() {
+        received.push(lines_sent(s).await);
+    }
+    let busiest = (0..received.len()).max_by_key(|&i| received[i]).unwrap();
+    assert!(received[busiest] > 0, "the logshuttles delivered the load's lines: {received:?}");
+    let t = Instant::now();
+    shuttles[busiest].take().unwrap().kill().await;
+    load.run_for(40).await;
+    report.push(("kill -9 the busiest logshuttle", t.elapsed()));
+
+    // kill -9 a control API: the data planes following it move to the other, and a change
+    // made through the other reaches every router.
+    let t = Instant::now();
+    apis[0].take().unwrap().kill().await;
+    let gamma = DynoServer::start("gamma").await;
+    admin.create_app("gamma-default", &[&gamma]).await;
+    for r in routers.iter().flatten() {
+        eventually(WAIT, "every router to serve the app created after api0 died", || async {
+            (body(r.https, &r.ca, "gamma-default.localhost").await.as_deref() == Some("gamma")).then_some(())
+        })
+        .await;
+    }
+    report.push(("kill -9 api0 (change through api1 served everywhere)", t.elapsed()));
+    load.run_for(20).await;
+
+    // Restart PostgreSQL: the API serves reads and the data planes their snapshots meanwhile;
+    // writes work again once it is back.
+    let t = Instant::now();
+    pg.stop().await;
+    load.run_for(20).await;
+    assert_eq!(admin.call("GET", "/apps/alpha-default", None).await.0, 200, "reads are served from memory");
+    pg.start_again().await;
+    let delta = DynoServer::start("delta").await;
+    eventually(WAIT, "a write to succeed once PostgreSQL is back", || async {
+        let body = serde_json::json!({"name": "delta", "space": "default"});
+        matches!(admin.call("POST", "/apps", Some(body)).await.0, 201 | 409).then_some(())
+    })
+    .await;
+    let dyno = serde_json::json!({"type": "web", "host": "127.0.0.1", "port": delta.port()});
+    admin.expect("PUT", "/apps/delta-default/dynos/web.0", dyno, 201).await;
+    for r in routers.iter().flatten() {
+        eventually(WAIT, "every router to serve the app created after the restart", || async {
+            (body(r.https, &r.ca, "delta-default.localhost").await.as_deref() == Some("delta")).then_some(())
+        })
+        .await;
+    }
+    report.push(("restart PostgreSQL (write served everywhere)", t.elapsed()));
+
+    // A fourth logshuttle joins the group: partitions move to it.
+    let t = Instant::now();
+    shuttles.push(Some(WharfLogshuttle::start(WHARF, &follow(3), &brokers, &shuttle_dirs[3], &shuttle_env).await));
+    load.run_for(40).await;
+    report.push(("add shuttle3", t.elapsed()));
+
+    let sent = load.stop().await;
+
+    // Failures: only requests in flight on router 0 when it was killed (one client, so one).
+    let failed: Vec<&Sent> = sent.iter().filter(|s| !s.ok).collect();
+    let failed_on = |r: usize| failed.iter().filter(|s| s.router == r).count();
+    assert_eq!(failed_on(1), 0, "the surviving router failed nothing: {failed:?}");
+    assert!(failed_on(0) <= 1, "only the request in flight on the killed router: {failed:?}");
+
+    // Lines: every request a surviving router answered is at its app's drain. Router 0's lines
+    // still in its producer's buffer when it was killed may be gone: counted, not required.
+    let wanted: Vec<&Sent> = sent.iter().filter(|s| s.ok).collect();
+    let seen = eventually(WAIT, "every line of router 1's answered requests at its drain", || async {
+        let seen: Vec<HashMap<String, usize>> = drains.iter().map(paths_at).collect();
+        wanted.iter().filter(|s| s.router == 1).all(|s| seen[s.app].contains_key(&s.path)).then_some(seen)
+    })
+    .await;
+    let lost_killed = wanted.iter().filter(|s| s.router == 0 && !seen[s.app].contains_key(&s.path)).count();
+    let duplicates: usize = seen.iter().flat_map(|m| m.values()).map(|n| n - 1).sum();
+
+    // Versions: every data plane alive took the newest snapshot the API published.
+    let (newest, _) = feed_apps(&router_feed(apis[1].as_ref().unwrap(), &secrets)).await;
+    let mut versions = BTreeMap::new();
+    for (i, d) in router_dirs.iter().enumerate() {
+        versions.insert(format!("router{i}"), kept_version(d));
+    }
+    for (i, d) in shuttle_dirs.iter().enumerate() {
+        if shuttles[i].is_some() {
+            eventually(WAIT, "every logshuttle to take the newest snapshot", || async {
+                (kept_version(d) == newest).then_some(())
+            })
+            .await;
+        }
+        versions.insert(format!("shuttle{i}"), kept_version(d));
+    }
+    for (i, _) in router_dirs.iter().enumerate() {
+        assert_eq!(versions[&format!("router{i}")], newest, "router{i} serves the newest snapshot");
+    }
+    for s in &failed {
+        eprintln!("failed on router{}: {} {}", s.router, s.path, s.error);
+    }
+    for (fault, took) in &report {
+        eprintln!("{fault}: {took:?}");
+    }
+    eprintln!(
+        "requests {} failed {} (on the killed router: {}), lines lost on surviving routers 0, lost from the killed router's buffer {lost_killed}, duplicates {duplicates}, versions {versions:?} (newest {newest})",
+        sent.len(),
+        failed.len(),
+        failed_on(0)
+    );
+    assert!(wanted.len() > 200, "the load ran: {} answered", wanted.len());
+}
