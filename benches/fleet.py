@@ -1,0 +1,668 @@
+#!/usr/bin/env python3
+"""The fleet drill: a whole Wharf fleet on loopback, broken one part at a time under load.
+
+It starts a tansu broker, a PostgreSQL server, two `wharf control-api` replicas on it, two
+`wharf router`s and three `wharf logshuttle`s in one Kafka consumer group (each data plane
+given both replicas' URLs, in a different order), a few web dynos (processes of this script,
+registered through the API as external dynos) and one TCP syslog drain per app (threads of this
+script). It drives HTTPS load across both routers (keep-alive clients, each request a unique
+path, so that its access line is recognised at the app's drain), and then, one at a time:
+
+  1. kill -9 a router (the load's clients take it out of rotation when a request fails, as a
+     load balancer's health check would; it is restarted on the same port from its kept copy);
+  2. kill -9 the logshuttle that delivered the most lines (its partitions move);
+  3. kill -9 a control API (a change made through the other must reach every data plane);
+  4. restart the broker (SIGTERM, then start on the same port);
+  5. restart PostgreSQL (fast shutdown, then start; a write must then succeed and reach every
+     data plane);
+  6. add a fourth logshuttle (the group rebalances).
+
+Per fault it prints: requests sent and failed (per router; only those in flight on a killed
+router may fail), lines lost at the drains (every drain is healthy, so this must be 0, apart
+from what a killed router had not yet handed to Kafka, counted on its own), lines delivered
+more than once, the time to recover (what "recovered" means is printed beside it), and the
+snapshot version each data plane serves (routers' `/metrics`, logshuttles' kept copy).
+
+    python3 benches/fleet.py [--binary target/release/wharf] [--phase 8] [--clients 3] [--apps 4]
+
+Needs tansu (./scripts/test installs it), Debian's PostgreSQL server, and a built `wharf`
+(`cargo build --release`; `--binary target/debug/wharf` works too, slower). Exits non-zero when
+a rule is broken. The broker is tansu with in-memory storage: a restart loses what it held, which
+a Kafka with its logs on disk would not; lines lost that way are counted on their own line.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PG_USER, PG_PASSWORD = "wharf", "drill-password"
+HANDED_OUT = set()
+PROCS = []
+
+
+def free_port():
+    """A loopback port nothing listens on, never one handed out before in this run."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in HANDED_OUT:
+            HANDED_OUT.add(port)
+            return port
+
+
+def until(what, check, timeout=60, every=0.02, fatal=True):
+    """Polls `check` until it returns something true, and returns it; after `timeout`, exits
+    (or, unless `fatal`, says so and returns None)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(every)
+    if fatal:
+        sys.exit(f"timed out after {timeout}s waiting for {what}")
+    print(f"  timed out after {timeout}s waiting for {what}", flush=True)
+    return None
+
+
+def listening(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+def spawn(cmd, log, env=None, **kw):
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(log, "ab"), env=env, **kw)
+    PROCS.append(proc)
+    return proc
+
+
+def stop_all():
+    for p in PROCS:
+        if p.poll() is None:
+            p.kill()
+    for p in PROCS:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL and tansu
+
+
+class Postgres:
+    """Debian's server in a cluster of its own (as the `postgres` user when run as root)."""
+
+    def __init__(self, tmp):
+        versions = sorted(
+            (d for d in os.listdir("/usr/lib/postgresql") if d.isdigit()), key=int
+        ) if os.path.isdir("/usr/lib/postgresql") else []
+        if not versions:
+            sys.exit("PostgreSQL's server is not installed (./scripts/test installs it)")
+        self.bin = f"/usr/lib/postgresql/{versions[-1]}/bin"
+        self.dir = os.path.join(tmp, "postgres")
+        os.makedirs(self.dir)
+        pw = os.path.join(self.dir, "pw")
+        with open(pw, "w") as f:
+            f.write(PG_PASSWORD)
+        if os.geteuid() == 0:
+            subprocess.run(["chown", "-R", "postgres:postgres", self.dir], check=True)
+        subprocess.run(self.as_user([f"{self.bin}/initdb", "-D", f"{self.dir}/data", "-U", PG_USER, "-A",
+                                     "scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync", f"--pwfile={pw}"]),
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.port = free_port()
+        self.proc = None
+        self.start()
+        self.psql("CREATE DATABASE wharf")
+        self.url = f"postgres://{PG_USER}:{PG_PASSWORD}@127.0.0.1:{self.port}/wharf"
+
+    def as_user(self, cmd):
+        if os.geteuid() == 0:
+            return ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--"] + cmd
+        return cmd
+
+    def start(self):
+        self.proc = spawn(self.as_user([f"{self.bin}/postgres", "-D", f"{self.dir}/data", "-c",
+                                        "listen_addresses=127.0.0.1", "-c", "fsync=off", "-k", self.dir,
+                                        "-p", str(self.port)]), os.path.join(self.dir, "log"))
+        until("postgres to accept logins", lambda: self.psql("SELECT 1", check=False) == 0)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(timeout=30)
+
+    def psql(self, sql, check=True):
+        env = dict(os.environ, PGPASSWORD=PG_PASSWORD)
+        r = subprocess.run([f"{self.bin}/psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", PG_USER, "-d",
+                            "postgres", "-qAtc", sql], env=env, capture_output=True)
+        if check and r.returncode != 0:
+            sys.exit(f"psql {sql!r}: {r.stderr.decode()}")
+        return r.returncode
+
+
+class Tansu:
+    def __init__(self, tmp):
+        self.port = free_port()
+        self.log = os.path.join(tmp, "tansu.log")
+        self.tansu = shutil.which("tansu") or os.path.expanduser("~/.cargo/bin/tansu")
+        if not os.path.exists(self.tansu):
+            sys.exit("tansu is not installed (./scripts/test installs it)")
+        self.start()
+
+    def start(self):
+        url = f"tcp://127.0.0.1:{self.port}"
+        self.proc = spawn([self.tansu, "broker", "--listener-url", url, "--advertised-listener-url", url,
+                           "--storage-engine", "memory://tansu/"], self.log)
+        until("tansu to listen", lambda: listening(self.port))
+
+    def restart(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        until("tansu's port to be free", lambda: not listening(self.port))
+        self.start()
+
+    @property
+    def brokers(self):
+        return f"127.0.0.1:{self.port}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Wharf processes
+
+
+class Wharf:
+    """One `wharf SUBCOMMAND`, ready once its addresses.json names its pid."""
+
+    def __init__(self, binary, subcommand, args, data_dir, env):
+        self.binary, self.subcommand, self.args, self.data_dir, self.env = binary, subcommand, args, data_dir, env
+        self.start()
+
+    def start(self):
+        env = dict(os.environ)
+        for k in ["WHARF_ADMIN_TOKEN", "WHARF_ROUTER_TOKEN", "WHARF_LOGSHUTTLE_TOKEN", "WHARF_SESSION_SECRET"]:
+            env.pop(k, None)
+        env.update({"WHARF_LOG": "info"})
+        env.update(self.env)
+        self.proc = spawn([self.binary, self.subcommand, "--data-dir", self.data_dir, *self.args],
+                          self.data_dir + ".log", env=env)
+        path = os.path.join(self.data_dir, "addresses.json")
+
+        def ready():
+            if self.proc.poll() is not None:
+                sys.exit(f"wharf {self.subcommand} exited; see {self.data_dir}.log")
+            try:
+                with open(path) as f:
+                    doc = json.load(f)
+            except (OSError, ValueError):
+                return None
+            return doc if doc.get("pid") == self.proc.pid else None
+
+        self.addresses = until(f"wharf {self.subcommand} to be ready", ready)
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait()
+
+    def kept_version(self):
+        """The snapshot version in the data plane's kept copy (`feed/snapshot.json`)."""
+        try:
+            with open(os.path.join(self.data_dir, "feed", "snapshot.json")) as f:
+                return json.load(f)["version"]
+        except (OSError, ValueError, KeyError):
+            return 0
+
+    def metric(self, name):
+        """The sum of a metric's samples at the process's `/metrics`."""
+        addr = self.addresses.get("admin") or self.addresses.get("logshuttle")
+        try:
+            text = urllib.request.urlopen(f"http://{addr}/metrics", timeout=5).read().decode()
+        except OSError:
+            return 0
+        return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(name + " ")
+                   or l.startswith(name + "{"))
+
+
+def api_call(api_addr, token, method, path, body=None):
+    req = urllib.request.Request(f"http://{api_addr}{path}", method=method,
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+    except OSError as e:
+        return 0, str(e)
+
+
+# ---------------------------------------------------------------------------------------------
+# Dynos, drains and load
+
+
+def dyno_main(port, name):
+    """A web dyno: HTTP/1.1 keep-alive, answers every request with its name."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            body = name.encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    ThreadingHTTPServer.daemon_threads = True
+    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+
+
+class Drain:
+    """A TCP syslog receiver (RFC 6587 octet counting): the first arrival time of each access
+    line's path, and how many times each arrived."""
+
+    PATH = re.compile(rb" path=(\S+)")
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.lock = threading.Lock()
+        self.first = {}
+        self.count = {}
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            conn, _ = self.sock.accept()
+            threading.Thread(target=self.read, args=(conn,), daemon=True).start()
+
+    def read(self, conn):
+        buf = b""
+        while True:
+            data = conn.recv(65536)
+            if not data:
+                return
+            buf += data
+            while True:
+                sp = buf.find(b" ")
+                if sp < 0:
+                    break
+                n = int(buf[:sp])
+                if len(buf) < sp + 1 + n:
+                    break
+                msg, buf = buf[sp + 1:sp + 1 + n], buf[sp + 1 + n:]
+                m = self.PATH.search(msg)
+                if m:
+                    path, now = m.group(1).decode(), time.time()
+                    with self.lock:
+                        self.first.setdefault(path, now)
+                        self.count[path] = self.count.get(path, 0) + 1
+
+
+class Load:
+    """HTTPS keep-alive clients, `clients` per router, each request a unique path. A client that
+    sees a request fail takes its router out of rotation until the drill puts it back."""
+
+    def __init__(self, routers, ca, apps, clients):
+        self.routers, self.apps = routers, apps
+        self.up = [True] * len(routers)
+        self.phase = 0
+        self.sent = []  # (phase, router, app, path, ok, t_done, error)
+        self.lock = threading.Lock()
+        self.stopped = False
+        self.ctx = ssl.create_default_context(cafile=ca)
+        self.threads = [threading.Thread(target=self.client, args=(r, c), daemon=True)
+                        for r in range(len(routers)) for c in range(clients)]
+        for t in self.threads:
+            t.start()
+
+    def connect(self, r, host):
+        conn = http.client.HTTPSConnection(host, self.routers[r], context=self.ctx, timeout=10)
+        sock = socket.create_connection(("127.0.0.1", self.routers[r]), timeout=10)
+        conn.sock = self.ctx.wrap_socket(sock, server_hostname=host)
+        return conn
+
+    def client(self, r, c):
+        n, conns = 0, {}
+        while not self.stopped:
+            if not self.up[r]:
+                conns = {}
+                time.sleep(0.02)
+                continue
+            app = self.apps[n % len(self.apps)]
+            host, path, phase = f"{app}.localhost", f"/drill/r{r}/c{c}/{n}", self.phase
+            n += 1
+            ok, error = False, ""
+            try:
+                conn = conns.get(host) or self.connect(r, host)
+                conns[host] = conn
+                conn.request("GET", path, headers={"Host": host})
+                resp = conn.getresponse()
+                resp.read()
+                ok = resp.status == 200
+                error = "" if ok else f"status {resp.status}"
+            except (OSError, http.client.HTTPException) as e:
+                error = f"{type(e).__name__}: {e}"
+                conns.pop(host, None)
+                self.up[r] = False
+            with self.lock:
+                self.sent.append((phase, r, app, path, ok, time.time(), error))
+
+    def count(self):
+        with self.lock:
+            return len(self.sent)
+
+    def stop(self):
+        self.stopped = True
+        for t in self.threads:
+            t.join(timeout=15)
+
+
+# ---------------------------------------------------------------------------------------------
+# The drill
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--binary", default=os.path.join(ROOT, "target/release/wharf"))
+    ap.add_argument("--phase", type=float, default=8, help="seconds of load around each fault")
+    ap.add_argument("--clients", type=int, default=3, help="keep-alive HTTPS clients per router")
+    ap.add_argument("--apps", type=int, default=4)
+    ap.add_argument("--keep", action="store_true", help="keep the data directories and logs")
+    ap.add_argument("--dyno", nargs=2, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.dyno:
+        return dyno_main(int(args.dyno[0]), args.dyno[1])
+    if not os.path.exists(args.binary):
+        sys.exit(f"{args.binary} is missing: cargo build --release (or pass --binary)")
+    tmp = tempfile.mkdtemp(prefix="wharf-fleet-")
+    os.chmod(tmp, 0o711)  # the PostgreSQL server, run as `postgres`, goes through it
+    try:
+        return drill(args, tmp)
+    finally:
+        stop_all()
+        if args.keep:
+            print(f"logs and data kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def drill(args, tmp):
+    secrets = {k: os.urandom(16).hex() for k in
+               ["WHARF_ADMIN_TOKEN", "WHARF_ROUTER_TOKEN", "WHARF_LOGSHUTTLE_TOKEN", "WHARF_SESSION_SECRET"]}
+    admin = secrets["WHARF_ADMIN_TOKEN"]
+    pg = Postgres(tmp)
+    broker = Tansu(tmp)
+    kafka = {"WHARF_KAFKA__BROKERS": broker.brokers}
+    apis = []
+    for i in range(2):
+        env = dict(secrets, WHARF_CONTROL_API__LISTEN=f"127.0.0.1:{free_port()}")
+        apis.append(Wharf(args.binary, "control-api", ["--database-url", pg.url], os.path.join(tmp, f"api{i}"), env))
+    api_addrs = [a.addresses["control_api"] for a in apis]
+    urls = [f"http://{a}" for a in api_addrs]
+    follow = lambda i: ",".join(urls if i % 2 == 0 else urls[::-1])
+    live_api = api_addrs[1]
+
+    apps, drains = [], []
+    for i in range(args.apps):
+        name = f"app{i}"
+        app = f"{name}-default"
+        until("the app to be created", lambda: api_call(live_api, admin, "POST", "/apps",
+                                                        {"name": name, "space": "default"})[0] in (201, 409))
+        for d in range(2):
+            port = free_port()
+            spawn([sys.executable, os.path.abspath(__file__), "--dyno", str(port), f"{app} web.{d}"],
+                  os.path.join(tmp, "dynos.log"))
+            until("the dyno to listen", lambda: listening(port))
+            status, out = api_call(live_api, admin, "PUT", f"/apps/{app}/dynos/web.{d}",
+                                   {"type": "web", "host": "127.0.0.1", "port": port})
+            assert status == 201, out
+        drain = Drain()
+        status, out = api_call(live_api, admin, "POST", f"/apps/{app}/log-drains",
+                               {"url": f"syslog+tcp://127.0.0.1:{drain.port}"})
+        assert status == 201, out
+        apps.append(app)
+        drains.append(drain)
+
+    router_env = lambda: dict(kafka, WHARF_ROUTER_TOKEN=secrets["WHARF_ROUTER_TOKEN"],
+                              WHARF_ROUTER__HTTPS_LISTEN=f"127.0.0.1:{free_port()}",
+                              WHARF_ROUTER__HTTP_LISTEN="127.0.0.1:0", WHARF_ROUTER__INTERNAL_LISTEN="127.0.0.1:0",
+                              WHARF_ROUTER__ADMIN_LISTEN="127.0.0.1:0")
+    routers = [Wharf(args.binary, "router", ["--control-api", follow(i)], os.path.join(tmp, f"router{i}"),
+                     router_env()) for i in range(2)]
+    shuttle_env = dict(kafka, WHARF_LOGSHUTTLE_TOKEN=secrets["WHARF_LOGSHUTTLE_TOKEN"],
+                       WHARF_SESSION_SECRET=secrets["WHARF_SESSION_SECRET"], WHARF_LOGSHUTTLE__LISTEN="127.0.0.1:0")
+    shuttles = [Wharf(args.binary, "logshuttle", ["--control-api", follow(i), "--kafka", broker.brokers],
+                      os.path.join(tmp, f"shuttle{i}"), shuttle_env) for i in range(3)]
+    ca = routers[0].addresses["ca"]
+    https_ports = [int(r.addresses["router_https"].rsplit(":", 1)[1]) for r in routers]
+
+    def serves(r, app, want=None):
+        ctx = ssl.create_default_context(cafile=r.addresses["ca"])
+        port = int(r.addresses["router_https"].rsplit(":", 1)[1])
+        try:
+            conn = http.client.HTTPSConnection(f"{app}.localhost", port, context=ctx, timeout=5)
+            conn.sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5),
+                                        server_hostname=f"{app}.localhost")
+            conn.request("GET", "/", headers={"Host": f"{app}.localhost"})
+            resp = conn.getresponse()
+            body = resp.read().decode()
+            return resp.status == 200 and (want is None or body.startswith(want))
+        except (OSError, http.client.HTTPException):
+            return False
+
+    for r in routers:
+        for app in apps:
+            until("every router to serve every app", lambda: serves(r, app))
+    load = Load(https_ports, ca, apps, args.clients)
+    until("the load's lines at every drain", lambda: all(d.first for d in drains), timeout=120)
+    print(f"fleet up: 2 control APIs, 2 routers, 3 logshuttles, {args.apps} apps x 2 dynos, "
+          f"{args.clients} HTTPS clients per router; binary {os.path.relpath(args.binary, ROOT)}", flush=True)
+
+    phases = []  # (name, recovered-what, seconds, t_fault)
+
+    def settle(seconds):
+        time.sleep(seconds)  # load runs meanwhile: the phase's traffic, not a wait for a condition
+
+    def begin(name):
+        load.phase = len(phases)
+        phases.append({"name": name, "recovery": None, "what": "", "killed_router": None})
+        print(f"phase {len(phases) - 1}: {name}", flush=True)
+        settle(args.phase / 2)
+        return phases[-1]
+
+    def first_line_after(t):
+        """Seconds from `t` until every app's drain has the line of a request answered after `t`."""
+        def check():
+            with load.lock:
+                after = [s for s in load.sent if s[4] and s[5] > t]
+            latest = {}
+            for s in after:
+                drain = drains[apps.index(s[2])]
+                with drain.lock:
+                    at = drain.first.get(s[3])
+                if at is not None:
+                    latest[s[2]] = min(latest.get(s[2], at), at)
+            state["latest"] = latest
+            return latest if len(latest) == len(apps) else None
+        state = {}
+        got = until("lines of requests answered after the fault at every drain", check, timeout=120, every=0.05,
+                    fatal=False)
+        if got is None:
+            silent = sorted(set(apps) - set(state.get("latest", {})))
+            print(f"  drains with no line of a request answered after the fault: {silent}", flush=True)
+            return None
+        return max(got.values()) - t
+
+    def write_reaches_everyone(name):
+        """Creates an app through the live API; seconds until every router serves it and every
+        logshuttle keeps a snapshot at least that new."""
+        t = time.time()
+        until("the write to succeed", lambda: api_call(live_api, admin, "POST", "/apps",
+                                                        {"name": name, "space": "default"})[0] in (201, 409),
+              timeout=120, every=0.1)
+        port = free_port()
+        spawn([sys.executable, os.path.abspath(__file__), "--dyno", str(port), name], os.path.join(tmp, "dynos.log"))
+        until("the dyno to listen", lambda: listening(port))
+        status, out = api_call(live_api, admin, "PUT", f"/apps/{name}-default/dynos/web.0",
+                               {"type": "web", "host": "127.0.0.1", "port": port})
+        assert status == 201, out
+        status, feed = api_call(live_api, secrets["WHARF_ROUTER_TOKEN"], "GET", "/v1/snapshot")
+        version = feed["version"]
+        for r in routers:
+            until(f"{name} served by every router", lambda: serves(r, f"{name}-default", name), timeout=120)
+        for s in shuttles:
+            if s.proc.poll() is None:
+                until("every logshuttle to keep the new snapshot", lambda: s.kept_version() >= version, timeout=120)
+        return time.time() - t
+
+    # 0: steady state.
+    p = begin("steady state (no fault)")
+    settle(args.phase / 2)
+
+    # 1: kill -9 a router.
+    p = begin("kill -9 router0")
+    t = time.time()
+    p["killed_router"] = 0
+    routers[0].kill9()
+    routers[0].start()
+    until("router0 to serve again", lambda: serves(routers[0], apps[0]))
+    p["recovery"], p["what"] = time.time() - t, "router0 restarted and serving (from its kept copy)"
+    load.up[0] = True
+    settle(args.phase / 2)
+
+    # 2: kill -9 the busiest logshuttle.
+    p = begin("kill -9 the busiest logshuttle")
+    sent = [s.metric("wharf_drain_lines_sent_total") for s in shuttles]
+    busiest = max(range(len(shuttles)), key=lambda i: sent[i])
+    p["name"] += f" (shuttle{busiest}, {int(sent[busiest])} lines delivered)"
+    t = time.time()
+    shuttles[busiest].kill9()
+    p["recovery"] = first_line_after(t)
+    p["what"] = "a line of a request answered after the kill at every drain"
+    settle(args.phase / 2)
+
+    # 3: kill -9 a control API.
+    p = begin("kill -9 api0")
+    t = time.time()
+    apis[0].kill9()
+    p["recovery"] = write_reaches_everyone("afterapi")
+    p["what"] = "an app created through api1 served by every router, in every logshuttle's copy"
+    settle(args.phase / 2)
+
+    # 4: restart the broker.
+    p = begin("restart the broker (tansu, in-memory storage)")
+    broker.restart()
+    p["broker_back"] = time.time()
+    p["recovery"] = first_line_after(p["broker_back"])
+    p["what"] = "from the broker's return, a line of a request answered after it at every drain"
+    settle(args.phase / 2)
+
+    # 5: restart PostgreSQL.
+    p = begin("restart PostgreSQL")
+    t = time.time()
+    pg.stop()
+    settle(1)
+    pg.start()
+    write_reaches_everyone("afterpg")
+    p["recovery"] = time.time() - t
+    p["what"] = "from the stop: a write succeeds and reaches every data plane"
+    settle(args.phase / 2)
+
+    # 6: add a fourth logshuttle.
+    p = begin("add shuttle3")
+    t = time.time()
+    shuttles.append(Wharf(args.binary, "logshuttle", ["--control-api", follow(3), "--kafka", broker.brokers],
+                          os.path.join(tmp, "shuttle3"), shuttle_env))
+    until("shuttle3 to deliver lines", lambda: shuttles[3].metric("wharf_drain_lines_sent_total") > 0,
+          timeout=120, every=0.1)
+    p["recovery"], p["what"] = time.time() - t, "shuttle3 delivering lines"
+    settle(args.phase / 2)
+
+    load.stop()
+    sent = list(load.sent)
+    ok = [s for s in sent if s[4]]
+
+    # Every answered request's line, or the deadline: what is missing then is lost.
+    def missing():
+        out = []
+        for s in ok:
+            d = drains[apps.index(s[2])]
+            with d.lock:
+                if s[3] not in d.first:
+                    out.append(s)
+        return out
+    deadline = time.time() + 60
+    while missing() and time.time() < deadline:
+        time.sleep(0.5)
+    lost = {(s[0], s[1], s[3], s[5]) for s in missing()}
+
+    versions = {f"router{i}": int(r.metric("wharf_router_snapshot_version")) for i, r in enumerate(routers)}
+    versions.update({f"shuttle{i}": s.kept_version() for i, s in enumerate(shuttles) if s.proc.poll() is None})
+    status, feed = api_call(live_api, secrets["WHARF_ROUTER_TOKEN"], "GET", "/v1/snapshot")
+
+    broken = []
+    print()
+    print(f"{'fault':58} {'requests':>9} {'failed r0/r1':>13} {'lost':>5} {'dup':>5} {'recovery':>9}  recovered when")
+    for i, p in enumerate(phases):
+        mine = [s for s in sent if s[0] == i]
+        failed = [sum(1 for s in mine if not s[4] and s[1] == r) for r in range(2)]
+        dup = 0
+        lost_here = [k for k in lost if k[0] == i]
+        # Lines of requests answered before the broker came back were in its memory (or in the
+        # routers' producers, which may have handed them to the old broker): its storage's loss.
+        broker_loss = [k for k in lost_here if k[3] < p.get("broker_back", 0)]
+        killed_loss = [k for k in lost_here if k[1] == p["killed_router"]]
+        healthy_loss = len(lost_here) - len(broker_loss) - len(killed_loss)
+        for s in mine:
+            if s[4]:
+                d = drains[apps.index(s[2])]
+                dup += max(0, d.count.get(s[3], 0) - 1)
+        rec = "-" if p["recovery"] is None else f"{p['recovery']:.2f} s"
+        if p["what"] and p["recovery"] is None:
+            rec = "never"
+            broken.append(f"{p['name']}: did not recover ({p['what']})")
+        print(f"{p['name']:58} {len(mine):>9} {failed[0]:>6}/{failed[1]:<6} {healthy_loss:>5} {dup:>5} {rec:>9}  {p['what']}")
+        if killed_loss:
+            print(f"{'':58} lines of requests the killed router answered but had not handed to Kafka: {len(killed_loss)}")
+        if broker_loss:
+            print(f"{'':58} lines lost with the broker's in-memory storage: {len(broker_loss)}")
+        for r in range(2):
+            if failed[r] > (args.clients if p["killed_router"] == r else 0):
+                broken.append(f"{p['name']}: router{r} failed {failed[r]} requests")
+        if healthy_loss:
+            broken.append(f"{p['name']}: {healthy_loss} lines lost at healthy drains")
+    print()
+    print(f"requests {len(sent)}, answered {len(ok)}; snapshot version published {feed['version']}; "
+          f"each data plane serves: {versions}")
+    stale = {k: v for k, v in versions.items() if v != feed["version"]}
+    if stale:
+        broken.append(f"data planes behind the published version: {stale}")
+    for b in broken:
+        print("BROKEN:", b)
+    return 1 if broken else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
