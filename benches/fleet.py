@@ -322,33 +322,35 @@ class Drain:
 
 class Load:
     """HTTPS keep-alive clients, `clients` per router, each request a unique path. A client that
-    sees a request fail takes its router out of rotation until the drill puts it back."""
+    sees a request fail takes its router out of its rotation until the router accepts
+    connections again (checked every 50 ms), as a load balancer's health check would."""
 
-    def __init__(self, routers, ca, apps, clients):
+    def __init__(self, routers, cas, apps, clients):
         self.routers, self.apps = routers, apps
-        self.up = [True] * len(routers)
+        # Each router made its own local CA (no default certificate is configured).
+        self.ctxs = [ssl.create_default_context(cafile=ca) for ca in cas]
         self.phase = 0
         self.sent = []  # (phase, router, app, path, ok, t_done, error)
         self.lock = threading.Lock()
         self.stopped = False
-        self.ctx = ssl.create_default_context(cafile=ca)
         self.threads = [threading.Thread(target=self.client, args=(r, c), daemon=True)
                         for r in range(len(routers)) for c in range(clients)]
         for t in self.threads:
             t.start()
 
     def connect(self, r, host):
-        conn = http.client.HTTPSConnection(host, self.routers[r], context=self.ctx, timeout=10)
+        conn = http.client.HTTPSConnection(host, self.routers[r], context=self.ctxs[r], timeout=10)
         sock = socket.create_connection(("127.0.0.1", self.routers[r]), timeout=10)
-        conn.sock = self.ctx.wrap_socket(sock, server_hostname=host)
+        conn.sock = self.ctxs[r].wrap_socket(sock, server_hostname=host)
         return conn
 
     def client(self, r, c):
-        n, conns = 0, {}
+        n, conns, up = 0, {}, True
         while not self.stopped:
-            if not self.up[r]:
+            if not up:
                 conns = {}
-                time.sleep(0.02)
+                time.sleep(0.05)
+                up = listening(self.routers[r])
                 continue
             app = self.apps[n % len(self.apps)]
             host, path, phase = f"{app}.localhost", f"/drill/r{r}/c{c}/{n}", self.phase
@@ -365,7 +367,7 @@ class Load:
             except (OSError, http.client.HTTPException) as e:
                 error = f"{type(e).__name__}: {e}"
                 conns.pop(host, None)
-                self.up[r] = False
+                up = False
             with self.lock:
                 self.sent.append((phase, r, app, path, ok, time.time(), error))
 
@@ -455,7 +457,7 @@ def drill(args, tmp):
                        WHARF_SESSION_SECRET=secrets["WHARF_SESSION_SECRET"], WHARF_LOGSHUTTLE__LISTEN="127.0.0.1:0")
     shuttles = [Wharf(args.binary, "logshuttle", ["--control-api", follow(i), "--kafka", broker.brokers],
                       os.path.join(tmp, f"shuttle{i}"), shuttle_env) for i in range(3)]
-    ca = routers[0].addresses["ca"]
+    cas = [r.addresses["ca"] for r in routers]
     https_ports = [int(r.addresses["router_https"].rsplit(":", 1)[1]) for r in routers]
 
     def serves(r, app, want=None):
@@ -475,7 +477,7 @@ def drill(args, tmp):
     for r in routers:
         for app in apps:
             until("every router to serve every app", lambda: serves(r, app))
-    load = Load(https_ports, ca, apps, args.clients)
+    load = Load(https_ports, cas, apps, args.clients)
     until("the load's lines at every drain", lambda: all(d.first for d in drains), timeout=120)
     print(f"fleet up: 2 control APIs, 2 routers, 3 logshuttles, {args.apps} apps x 2 dynos, "
           f"{args.clients} HTTPS clients per router; binary {os.path.relpath(args.binary, ROOT)}", flush=True)
@@ -485,15 +487,33 @@ def drill(args, tmp):
     def settle(seconds):
         time.sleep(seconds)  # load runs meanwhile: the phase's traffic, not a wait for a condition
 
+    expected_dead = set()
+
+    def check_alive():
+        for name, group in [("api", apis), ("router", routers), ("shuttle", shuttles)]:
+            for i, w in enumerate(group):
+                code = w.proc.poll()
+                if code is not None and (name, i, w.proc.pid) not in expected_dead:
+                    expected_dead.add((name, i, w.proc.pid))
+                    print(f"  UNEXPECTED: {name}{i} (pid {w.proc.pid}) exited with {code}; see {w.data_dir}.log",
+                          flush=True)
+                    phases[-1].setdefault("died", []).append(f"{name}{i} exited {code}")
+
+    def killed(name, i, w):
+        expected_dead.add((name, i, w.proc.pid))
+
     def begin(name):
+        if phases:
+            check_alive()
         load.phase = len(phases)
         phases.append({"name": name, "recovery": None, "what": "", "killed_router": None})
         print(f"phase {len(phases) - 1}: {name}", flush=True)
         settle(args.phase / 2)
         return phases[-1]
 
-    def first_line_after(t):
-        """Seconds from `t` until every app's drain has the line of a request answered after `t`."""
+    def first_line_after(t, timeout=60):
+        """Seconds from `t` until every app's drain has the line of a request answered after `t`,
+        or None when some drain had none within `timeout`."""
         def check():
             with load.lock:
                 after = [s for s in load.sent if s[4] and s[5] > t]
@@ -507,8 +527,8 @@ def drill(args, tmp):
             state["latest"] = latest
             return latest if len(latest) == len(apps) else None
         state = {}
-        got = until("lines of requests answered after the fault at every drain", check, timeout=120, every=0.05,
-                    fatal=False)
+        got = until("lines of requests answered after the fault at every drain", check, timeout=timeout,
+                    every=0.05, fatal=False)
         if got is None:
             silent = sorted(set(apps) - set(state.get("latest", {})))
             print(f"  drains with no line of a request answered after the fault: {silent}", flush=True)
@@ -537,6 +557,18 @@ def drill(args, tmp):
                 until("every logshuttle to keep the new snapshot", lambda: s.kept_version() >= version, timeout=120)
         return time.time() - t
 
+    def restart_logshuttles(why):
+        """Restarts every running logshuttle (SIGTERM, then start), as an operator would, so that
+        the next fault starts from a fleet that delivers."""
+        print(f"  restarting the logshuttles: {why}", flush=True)
+        for sh in shuttles:
+            if sh.proc.poll() is None:
+                killed("shuttle", shuttles.index(sh), sh)
+                sh.proc.terminate()
+                sh.proc.wait(timeout=60)
+                sh.start()
+        return first_line_after(time.time())
+
     # 0: steady state.
     p = begin("steady state (no fault)")
     settle(args.phase / 2)
@@ -545,11 +577,11 @@ def drill(args, tmp):
     p = begin("kill -9 router0")
     t = time.time()
     p["killed_router"] = 0
+    killed("router", 0, routers[0])
     routers[0].kill9()
     routers[0].start()
     until("router0 to serve again", lambda: serves(routers[0], apps[0]))
     p["recovery"], p["what"] = time.time() - t, "router0 restarted and serving (from its kept copy)"
-    load.up[0] = True
     settle(args.phase / 2)
 
     # 2: kill -9 the busiest logshuttle.
@@ -558,14 +590,18 @@ def drill(args, tmp):
     busiest = max(range(len(shuttles)), key=lambda i: sent[i])
     p["name"] += f" (shuttle{busiest}, {int(sent[busiest])} lines delivered)"
     t = time.time()
+    killed("shuttle", busiest, shuttles[busiest])
     shuttles[busiest].kill9()
     p["recovery"] = first_line_after(t)
     p["what"] = "a line of a request answered after the kill at every drain"
+    if p["recovery"] is None:
+        p["repair"] = restart_logshuttles("the dead member's partitions were not taken over")
     settle(args.phase / 2)
 
     # 3: kill -9 a control API.
     p = begin("kill -9 api0")
     t = time.time()
+    killed("api", 0, apis[0])
     apis[0].kill9()
     p["recovery"] = write_reaches_everyone("afterapi")
     p["what"] = "an app created through api1 served by every router, in every logshuttle's copy"
@@ -575,8 +611,12 @@ def drill(args, tmp):
     p = begin("restart the broker (tansu, in-memory storage)")
     broker.restart()
     p["broker_back"] = time.time()
-    p["recovery"] = first_line_after(p["broker_back"])
+    p["recovery"] = first_line_after(p["broker_back"], timeout=30)
     p["what"] = "from the broker's return, a line of a request answered after it at every drain"
+    if p["recovery"] is None:
+        # The in-memory broker came back without the topic, and nothing running creates it
+        # again (the logshuttle creates it at start).
+        p["repair"] = restart_logshuttles("they create the missing topic at start")
     settle(args.phase / 2)
 
     # 5: restart PostgreSQL.
@@ -600,6 +640,7 @@ def drill(args, tmp):
     p["recovery"], p["what"] = time.time() - t, "shuttle3 delivering lines"
     settle(args.phase / 2)
 
+    check_alive()
     load.stop()
     sent = list(load.sent)
     ok = [s for s in sent if s[4]]
@@ -644,10 +685,22 @@ def drill(args, tmp):
             rec = "never"
             broken.append(f"{p['name']}: did not recover ({p['what']})")
         print(f"{p['name']:58} {len(mine):>9} {failed[0]:>6}/{failed[1]:<6} {healthy_loss:>5} {dup:>5} {rec:>9}  {p['what']}")
+        for d in p.get("died", []):
+            print(f"{'':58} UNEXPECTED: {d}")
+            broken.append(f"{p['name']}: {d}")
+        if "repair" in p:
+            rep = "never" if p["repair"] is None else f"{p['repair']:.2f} s"
+            print(f"{'':58} not recovered in 60 s; after the logshuttles were restarted by hand, lines flowed in {rep}")
         if killed_loss:
             print(f"{'':58} lines of requests the killed router answered but had not handed to Kafka: {len(killed_loss)}")
         if broker_loss:
             print(f"{'':58} lines lost with the broker's in-memory storage: {len(broker_loss)}")
+        errors = {}
+        for s in mine:
+            if not s[4]:
+                errors[(s[1], s[6])] = errors.get((s[1], s[6]), 0) + 1
+        for (r, e), n in sorted(errors.items()):
+            print(f"{'':58} failed on router{r} ({n}x): {e[:120]}")
         for r in range(2):
             if failed[r] > (args.clients if p["killed_router"] == r else 0):
                 broken.append(f"{p['name']}: router{r} failed {failed[r]} requests")

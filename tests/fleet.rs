@@ -332,7 +332,11 @@ async fn the_fleet_survives_kill_9_of_each_part_under_load() {
     // Each router and logshuttle follows both replicas, in a different order, so that the kill
     // of api0 moves some of them.
     let follow = |i: usize| {
-        if i % 2 == 0 { format!("{},{}", api_urls[0], api_urls[1]) } else { format!("{},{}", api_urls[1], api_urls[0]) }
+        if i.is_multiple_of(2) {
+            format!("{},{}", api_urls[0], api_urls[1])
+        } else {
+            format!("{},{}", api_urls[1], api_urls[0])
+        }
     };
     let router_token = secrets.get("WHARF_ROUTER_TOKEN");
     let router_dirs: Vec<PathBuf> = (0..2).map(|i| dir.path().join(format!("router{i}"))).collect();
