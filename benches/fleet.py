@@ -19,7 +19,8 @@ path, so that its access line is recognised at the app's drain), and then, one a
 
 Per fault it prints: requests sent and failed (per router; only those in flight on a killed
 router may fail), lines lost at the drains (every drain is healthy, so this must be 0, apart
-from what a killed router had not yet handed to Kafka, counted on its own), lines delivered
+from what a killed router had not yet handed to Kafka, counted on its own; "undelivered" is what
+is not at its drain 60 s after the load stopped), lines delivered
 more than once, the time to recover (what "recovered" means is printed beside it), and the
 snapshot version each data plane serves (routers' `/metrics`, logshuttles' kept copy).
 
@@ -665,7 +666,8 @@ def drill(args, tmp):
 
     broken = []
     print()
-    print(f"{'fault':58} {'requests':>9} {'failed r0/r1':>13} {'lost':>5} {'dup':>5} {'recovery':>9}  recovered when")
+    print("undelivered: lines of answered requests not at their drain 60 s after the load stopped")
+    print(f"{'fault':58} {'requests':>9} {'failed r0/r1':>13} {'undelivered':>11} {'dup':>5} {'recovery':>9}  recovered when")
     for i, p in enumerate(phases):
         mine = [s for s in sent if s[0] == i]
         failed = [sum(1 for s in mine if not s[4] and s[1] == r) for r in range(2)]
@@ -684,7 +686,7 @@ def drill(args, tmp):
         if p["what"] and p["recovery"] is None:
             rec = "never"
             broken.append(f"{p['name']}: did not recover ({p['what']})")
-        print(f"{p['name']:58} {len(mine):>9} {failed[0]:>6}/{failed[1]:<6} {healthy_loss:>5} {dup:>5} {rec:>9}  {p['what']}")
+        print(f"{p['name']:58} {len(mine):>9} {failed[0]:>6}/{failed[1]:<6} {healthy_loss:>11} {dup:>5} {rec:>9}  {p['what']}")
         for d in p.get("died", []):
             print(f"{'':58} UNEXPECTED: {d}")
             broken.append(f"{p['name']}: {d}")
@@ -705,7 +707,7 @@ def drill(args, tmp):
             if failed[r] > (args.clients if p["killed_router"] == r else 0):
                 broken.append(f"{p['name']}: router{r} failed {failed[r]} requests")
         if healthy_loss:
-            broken.append(f"{p['name']}: {healthy_loss} lines lost at healthy drains")
+            broken.append(f"{p['name']}: {healthy_loss} lines of answered requests not delivered to healthy drains")
     print()
     print(f"requests {len(sent)}, answered {len(ok)}; snapshot version published {feed['version']}; "
           f"each data plane serves: {versions}")
