@@ -67,7 +67,7 @@ pub enum FollowError {
 /// role it follows as, and that role's bearer token.
 ///
 /// Several replicas (control APIs on one PostgreSQL database) may be named: the data plane
-/// talks to one at a time and moves to the next after each failure ([`ControlApiUrl::fail_over`]),
+/// talks to one at a time and moves to the next after each failure (`fail_over`),
 /// so that a dead replica costs a follower one reconnection, not the feed. Replicas publish the
 /// same versions (the store's), so a follower that moves takes up where it was.
 #[derive(Clone)]
