@@ -13,6 +13,7 @@ pub mod cert;
 pub mod drain;
 pub mod names;
 pub mod outbound;
+pub mod pipeline;
 pub mod session;
 pub mod snapshot;
 pub mod timestamp;
@@ -24,6 +25,7 @@ pub use canary::{
 };
 pub use cert::{CertError, Certificate};
 pub use drain::{DrainCa, DrainScheme, DrainUrl, DrainUrlError, SyslogFraming};
+pub use pipeline::{HookUrl, HookUrlError, PipelineName, Stage};
 pub use names::{AppKey, AppName, DynoName, DynoType, Hostname, NameError, RoutePath, SiteDomain, SpaceName};
 pub use session::{SessionError, SessionGrant, SessionKey};
 pub use snapshot::{

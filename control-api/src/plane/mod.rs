@@ -8,7 +8,8 @@
 //! aggregate: `apps` (spaces and apps), `formation`, `dynos`, `config_vars`,
 //! `drains`, `releases` (every config or command change, and rollbacks), `routing` (sites,
 //! routes, certificates), `domains` (an app's custom domains, as sites routing `/` to it),
-//! `canaries`, `sessions`, `maintenance` (fetching the page an app in maintenance mode names).
+//! `canaries`, `sessions`, `pipelines` (pipelines, couplings, release status checks,
+//! promotions), `maintenance` (fetching the page an app in maintenance mode names).
 
 mod apps;
 mod canaries;
@@ -21,6 +22,7 @@ mod error;
 mod formation;
 pub mod local;
 mod maintenance;
+mod pipelines;
 mod releases;
 mod routing;
 mod sessions;
@@ -35,6 +37,7 @@ pub use error::Error;
 pub use formation::{DynoSizes, FormationUpdate, Quantity};
 pub use local::{DynoRelease, DynoState, LocalDyno, LocalRuntime, OneOff, Restart};
 pub use maintenance::{PAGE_FETCH_TIMEOUT, fetch_page};
+pub use pipelines::{CheckInput, MAX_REQUIRED_CONTEXTS, PromotionInput};
 pub use releases::INITIAL_RELEASE;
 pub use routing::{MAX_CERTS, MAX_ROUTES_PER_SITE};
 pub use sessions::LogSession;
