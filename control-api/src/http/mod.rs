@@ -30,6 +30,7 @@ mod drains;
 mod dynos;
 mod features;
 mod formation;
+mod hooks;
 mod log_events;
 mod log_sessions;
 mod pipelines;
@@ -166,6 +167,12 @@ route_group! {
         POST "/pipeline-promotions" => pipelines::create_promotion,
         GET "/pipeline-promotions/{promotion}" => pipelines::get_promotion,
         GET "/pipeline-promotions/{promotion}/promotion-targets" => pipelines::list_promotion_targets,
+        GET "/apps/{app}/hooks" => hooks::list_hooks,
+        POST "/apps/{app}/hooks" => hooks::create_hook,
+        GET "/apps/{app}/hooks/{hook}" => hooks::get_hook,
+        PATCH "/apps/{app}/hooks/{hook}" => hooks::update_hook,
+        DELETE "/apps/{app}/hooks/{hook}" => hooks::delete_hook,
+        GET "/apps/{app}/hooks/{hook}/deliveries" => hooks::list_deliveries,
         GET "/v1/snapshot" => snapshot::snapshot,
         GET "/v1/snapshot/watch" => snapshot::stream,
         POST "/v1/canary-verdicts" => canaries::post_verdict,
@@ -205,6 +212,8 @@ pub fn router(
     extra: Option<Router>,
     publisher: Option<Publisher>,
 ) -> Router {
+    // Webhook deliveries are sent by the process that serves the API.
+    hooks::start_deliveries(plane.clone());
     let mut api = admin_routes(Router::new());
     if let Some(publisher) = publisher {
         api = log_event_routes(api).layer(Extension(publisher));

@@ -8,7 +8,8 @@
 //! aggregate: `apps` (spaces and apps), `formation`, `dynos`, `config_vars`,
 //! `drains`, `releases` (every config or command change, and rollbacks), `routing` (sites,
 //! routes, certificates), `domains` (an app's custom domains, as sites routing `/` to it),
-//! `canaries`, `sessions`, `pipelines` (pipelines, couplings, release status checks,
+//! `canaries`, `sessions`, `hooks` (app webhooks and their
+//! deliveries), `pipelines` (pipelines, couplings, release status checks,
 //! promotions), `maintenance` (fetching the page an app in maintenance mode names).
 
 mod apps;
@@ -20,8 +21,10 @@ mod dynos;
 mod engine;
 mod error;
 mod formation;
+mod hooks;
 pub mod local;
 mod maintenance;
+pub mod outbound_http;
 mod pipelines;
 mod releases;
 mod routing;
@@ -35,6 +38,9 @@ pub use drains::{Drains, MAX_DRAINS_PER_APP};
 pub use engine::{CanaryReader, ControlPlane, Settings};
 pub use error::Error;
 pub use formation::{DynoSizes, FormationUpdate, Quantity};
+pub use hooks::{
+    Delivery, DeliveryRecord, DeliveryStatus, Happened, HookInput, MAX_HOOKS_PER_APP, RECENT_DELIVERIES,
+};
 pub use local::{DynoRelease, DynoState, LocalDyno, LocalRuntime, OneOff, Restart};
 pub use maintenance::{PAGE_FETCH_TIMEOUT, fetch_page};
 pub use pipelines::{CheckInput, MAX_REQUIRED_CONTEXTS, PromotionInput};
