@@ -203,6 +203,17 @@ impl std::fmt::Debug for Hook {
     }
 }
 
+impl super::Change {
+    /// The kind and id of the record this change deletes, if it is a deletion: for readers of
+    /// a change list (which deliveries it makes), never for building one.
+    pub fn deletes(&self) -> Option<(super::Kind, Uuid)> {
+        match self {
+            super::Change::Delete(kind, id) => Some((*kind, *id)),
+            super::Change::Put(_) => None,
+        }
+    }
+}
+
 impl Record for Pipeline {
     type Key = PipelineName;
     fn id(&self) -> Uuid {

@@ -212,8 +212,11 @@ pub(super) fn deliveries_for(m: &Model, changes: &[Change]) -> Vec<Delivery> {
                     happened.push((t.app_id, what.clone()));
                 }
             }
-            Change::Delete(Kind::App, id) => happened.push((*id, Happened::Destroy)),
-            _ => {}
+            _ => {
+                if let Some((Kind::App, id)) = c.deletes() {
+                    happened.push((id, Happened::Destroy));
+                }
+            }
         }
     }
     let now = now_seconds();
