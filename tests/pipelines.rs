@@ -222,6 +222,8 @@ async fn a_promotion_moves_code_not_config_once_the_required_checks_pass() {
     assert_eq!(release["description"], format!("Promotion of shopdev-default v{version}"));
     let stg_vars = api.call("GET", "/apps/shopstg/config-vars", None).await.1;
     assert_eq!(stg_vars["DATABASE_URL"], "postgres://shopstg", "config vars never move: {stg_vars}");
+    let released_vars = format!("/apps/shopstg/releases/{}/config-vars", release["id"].as_str().unwrap());
+    assert_eq!(api.call("GET", &released_vars, None).await.1, stg_vars, "the release holds staging's config");
 
     // Staging's hook heard of the promotion and of the release it made, each signed.
     let deliveries = eventually(WAIT, "the hook to hear of the promotion and its release", || async {
