@@ -314,6 +314,106 @@ impl Model {
 #[cfg(test)]
 mod tests {
     use super::CheckState::{self, *};
+    use super::*;
+    use crate::model::{App, Change, Kind, Object, Space};
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    /// A space (1), apps 10 and 11 in pipeline 20 (development and staging), a promotion (30)
+    /// from 10 to 11, a status check (40) and a hook (50) on app 10.
+    fn model() -> Model {
+        let app = |n, name: &str| {
+            Object::App(App {
+                id: id(n),
+                name: name.parse().unwrap(),
+                space_id: id(1),
+                maintenance: false,
+                maintenance_page: None,
+                created_at: 0,
+                updated_at: 0,
+            })
+        };
+        let coupling = |n, app_id, stage| {
+            Object::Coupling(Coupling {
+                id: id(n),
+                pipeline_id: id(20),
+                app_id,
+                stage,
+                required_contexts: vec![],
+                created_at: 0,
+                updated_at: 0,
+            })
+        };
+        Model::from_objects(
+            1,
+            [
+                Object::Space(Space { id: id(1), name: "s".parse().unwrap(), compliance: vec![], created_at: 0, updated_at: 0 }),
+                app(10, "a"),
+                app(11, "b"),
+                Object::Pipeline(Pipeline { id: id(20), name: PipelineName::try_new("p").unwrap(), created_at: 0, updated_at: 0 }),
+                coupling(21, id(10), Stage::Development),
+                coupling(22, id(11), Stage::Staging),
+                Object::Promotion(Promotion {
+                    id: id(30),
+                    pipeline_id: id(20),
+                    source_app_id: id(10),
+                    source_release_id: id(60),
+                    safe: false,
+                    targets: vec![PromotionTarget { id: id(31), app_id: id(11), release_id: id(61) }],
+                    created_at: 0,
+                    updated_at: 0,
+                }),
+                Object::StatusCheck(StatusCheck {
+                    id: id(40),
+                    app_id: id(10),
+                    release_id: id(60),
+                    context: "ci".into(),
+                    state: Success,
+                    name: None,
+                    description: None,
+                    target_url: None,
+                    created_at: 0,
+                    updated_at: 0,
+                }),
+                Object::Hook(Hook {
+                    id: id(50),
+                    app_id: id(10),
+                    url: HookUrl::try_new("https://h.example.com/").unwrap(),
+                    events: vec![HookEvent::Release],
+                    secret: "s".into(),
+                    active: true,
+                    created_at: 0,
+                    updated_at: 0,
+                }),
+            ],
+        )
+    }
+
+    fn deleted(changes: &[Change]) -> Vec<(Kind, Uuid)> {
+        changes.iter().map(|c| c.deletes().expect("a cascade only deletes")).collect()
+    }
+
+    #[test]
+    fn deleting_an_app_or_a_pipeline_leaves_nothing_pointing_at_it() {
+        let m = model();
+        let app = deleted(&m.cascade(Kind::App, id(10)));
+        for want in [(Kind::Coupling, id(21)), (Kind::StatusCheck, id(40)), (Kind::Hook, id(50)), (Kind::Promotion, id(30))] {
+            assert!(app.contains(&want), "{want:?} in {app:?}");
+        }
+        assert!(!app.contains(&(Kind::Coupling, id(22))), "the other app stays coupled: {app:?}");
+        // A target app's deletion takes the promotion that names it too.
+        assert!(deleted(&m.cascade(Kind::App, id(11))).contains(&(Kind::Promotion, id(30))));
+        assert_eq!(
+            deleted(&m.cascade(Kind::Pipeline, id(20))),
+            [(Kind::Coupling, id(21)), (Kind::Coupling, id(22)), (Kind::Promotion, id(30)), (Kind::Pipeline, id(20))]
+        );
+        let mut after = m.clone();
+        after.apply(2, m.cascade(Kind::Pipeline, id(20)));
+        assert!(after.pipelines().is_empty() && after.coupling_of(id(10)).is_none());
+        assert!(after.promotions_where(|_| true).is_empty() && after.app("a-s").is_some(), "the apps stay");
+    }
 
     #[test]
     fn checks_combine_as_github_combines_them() {
