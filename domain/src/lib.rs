@@ -25,8 +25,8 @@ pub use canary::{
 };
 pub use cert::{CertError, Certificate};
 pub use drain::{DrainCa, DrainScheme, DrainUrl, DrainUrlError, SyslogFraming};
-pub use pipeline::{HookUrl, HookUrlError, PipelineName, Stage};
 pub use names::{AppKey, AppName, DynoName, DynoType, Hostname, NameError, RoutePath, SiteDomain, SpaceName};
+pub use pipeline::{HookUrl, HookUrlError, PipelineName, Stage};
 pub use session::{SessionError, SessionGrant, SessionKey};
 pub use snapshot::{
     AppSpec, CertSpec, DataPlaneRole, DrainSpec, DrainTarget, DynoSpec, MaintenancePage, RouteSpec, SiteSpec, Snapshot,

@@ -169,15 +169,25 @@ pub(super) struct CouplingUpdate {
 
 /// `GET /pipeline-couplings`: every coupling.
 pub(super) async fn list_couplings(State(plane): Plane) -> impl IntoResponse {
-    Json(plane.read(|m| m.couplings_where(|_| true).iter().filter_map(|c| coupling_out(m, c)).collect::<Vec<_>>()).await)
+    Json(
+        plane.read(|m| m.couplings_where(|_| true).iter().filter_map(|c| coupling_out(m, c)).collect::<Vec<_>>()).await,
+    )
 }
 
 /// `GET /pipelines/{pipeline}/pipeline-couplings`: the pipeline's couplings, by stage.
-pub(super) async fn list_pipeline_couplings(State(plane): Plane, Path(p): Path<String>) -> ApiResult<impl IntoResponse> {
+pub(super) async fn list_pipeline_couplings(
+    State(plane): Plane,
+    Path(p): Path<String>,
+) -> ApiResult<impl IntoResponse> {
     let out = plane
         .read(|m| {
             let p = m.pipeline(&p).ok_or(Error::NotFound { what: "pipeline", key: p.clone() })?;
-            Ok::<_, Error>(m.couplings_where(|c| c.pipeline_id == p.id).iter().filter_map(|c| coupling_out(m, c)).collect::<Vec<_>>())
+            Ok::<_, Error>(
+                m.couplings_where(|c| c.pipeline_id == p.id)
+                    .iter()
+                    .filter_map(|c| coupling_out(m, c))
+                    .collect::<Vec<_>>(),
+            )
         })
         .await?;
     Ok(Json(out))
@@ -418,7 +428,10 @@ fn targets_out(m: &Model, p: &Promotion) -> Vec<TargetOut> {
             let app = m.app(&t.app_id.to_string())?;
             let r = m.releases_of(t.app_id).into_iter().find(|r| r.id == t.release_id)?;
             let error_message = (r.status == ReleaseStatus::Failed).then(|| {
-                format!("release v{} failed: its dynos did not pass their health check, or a newer release replaced it", r.version)
+                format!(
+                    "release v{} failed: its dynos did not pass their health check, or a newer release replaced it",
+                    r.version
+                )
             });
             Some(TargetOut {
                 id: t.id,
@@ -454,7 +467,10 @@ fn promotion_out(m: &Model, p: &Promotion) -> Option<PromotionOut> {
 /// 201 with the promotion; 409 naming unmet required statuses; 422 for a target outside the
 /// next stage, a source in the last stage, or (safe) missing config vars. Nothing is deployed
 /// when refused.
-pub(super) async fn create_promotion(State(plane): Plane, Body(req): Body<PromotionIn>) -> ApiResult<impl IntoResponse> {
+pub(super) async fn create_promotion(
+    State(plane): Plane,
+    Body(req): Body<PromotionIn>,
+) -> ApiResult<impl IntoResponse> {
     let targets = match req.targets {
         None => None,
         Some(t) => Some(t.into_iter().map(|t| t.app.key("target app")).collect::<Result<Vec<_>, _>>()?),
@@ -473,7 +489,11 @@ pub(super) async fn create_promotion(State(plane): Plane, Body(req): Body<Promot
 
 /// `GET /pipeline-promotions`: every promotion, oldest first.
 pub(super) async fn list_promotions(State(plane): Plane) -> impl IntoResponse {
-    Json(plane.read(|m| m.promotions_where(|_| true).iter().filter_map(|p| promotion_out(m, p)).collect::<Vec<_>>()).await)
+    Json(
+        plane
+            .read(|m| m.promotions_where(|_| true).iter().filter_map(|p| promotion_out(m, p)).collect::<Vec<_>>())
+            .await,
+    )
 }
 
 /// `GET /pipeline-promotions/{promotion}`.
@@ -484,7 +504,10 @@ pub(super) async fn get_promotion(State(plane): Plane, Path(id): Path<String>) -
 
 /// `GET /pipeline-promotions/{promotion}/promotion-targets`: each target's app, release, status
 /// and error.
-pub(super) async fn list_promotion_targets(State(plane): Plane, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+pub(super) async fn list_promotion_targets(
+    State(plane): Plane,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
     let out = plane.read(|m| m.promotion(&id).map(|p| targets_out(m, p))).await;
     Ok(Json(out.ok_or(Error::NotFound { what: "pipeline promotion", key: id })?))
 }

@@ -18,11 +18,11 @@ mod pipelines;
 mod records;
 mod table;
 
+pub use pipelines::{CheckState, Coupling, Hook, HookEvent, Pipeline, Promotion, PromotionTarget, StatusCheck};
 pub use records::{
     App, Canary, Cert, Change, Compliance, ConfigVars, Drain, Dyno, Formation, Kind, Object, Owner, PageFetch, Release,
     ReleaseProcess, ReleaseStatus, Route, Site, Space,
 };
-pub use pipelines::{CheckState, Coupling, Hook, HookEvent, Pipeline, Promotion, PromotionTarget, StatusCheck};
 pub use table::{Record, Table};
 
 /// The space an app is created in when the request names none (Akkeris' default space); its

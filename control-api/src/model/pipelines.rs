@@ -349,10 +349,21 @@ mod tests {
         Model::from_objects(
             1,
             [
-                Object::Space(Space { id: id(1), name: "s".parse().unwrap(), compliance: vec![], created_at: 0, updated_at: 0 }),
+                Object::Space(Space {
+                    id: id(1),
+                    name: "s".parse().unwrap(),
+                    compliance: vec![],
+                    created_at: 0,
+                    updated_at: 0,
+                }),
                 app(10, "a"),
                 app(11, "b"),
-                Object::Pipeline(Pipeline { id: id(20), name: PipelineName::try_new("p").unwrap(), created_at: 0, updated_at: 0 }),
+                Object::Pipeline(Pipeline {
+                    id: id(20),
+                    name: PipelineName::try_new("p").unwrap(),
+                    created_at: 0,
+                    updated_at: 0,
+                }),
                 coupling(21, id(10), Stage::Development),
                 coupling(22, id(11), Stage::Staging),
                 Object::Promotion(Promotion {
@@ -399,7 +410,9 @@ mod tests {
     fn deleting_an_app_or_a_pipeline_leaves_nothing_pointing_at_it() {
         let m = model();
         let app = deleted(&m.cascade(Kind::App, id(10)));
-        for want in [(Kind::Coupling, id(21)), (Kind::StatusCheck, id(40)), (Kind::Hook, id(50)), (Kind::Promotion, id(30))] {
+        for want in
+            [(Kind::Coupling, id(21)), (Kind::StatusCheck, id(40)), (Kind::Hook, id(50)), (Kind::Promotion, id(30))]
+        {
             assert!(app.contains(&want), "{want:?} in {app:?}");
         }
         assert!(!app.contains(&(Kind::Coupling, id(22))), "the other app stays coupled: {app:?}");

@@ -191,7 +191,8 @@ pub(super) fn deliveries_for(m: &Model, changes: &[Change]) -> Vec<Delivery> {
                 }
             }
             Change::Put(Object::Promotion(p)) if m.promotion(&p.id.to_string()).is_none() => {
-                let key = |app_id: Uuid| m.app(&app_id.to_string()).map(|a| m.app_key(a).to_string()).unwrap_or_default();
+                let key =
+                    |app_id: Uuid| m.app(&app_id.to_string()).map(|a| m.app_key(a).to_string()).unwrap_or_default();
                 // The target releases are made in the same change; their versions are in it.
                 let version_of = |release_id: Uuid| {
                     changes.iter().find_map(|c| match c {

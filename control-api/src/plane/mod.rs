@@ -38,9 +38,7 @@ pub use drains::{Drains, MAX_DRAINS_PER_APP};
 pub use engine::{CanaryReader, ControlPlane, Settings};
 pub use error::Error;
 pub use formation::{DynoSizes, FormationUpdate, Quantity};
-pub use hooks::{
-    Delivery, DeliveryRecord, DeliveryStatus, Happened, HookInput, MAX_HOOKS_PER_APP, RECENT_DELIVERIES,
-};
+pub use hooks::{Delivery, DeliveryRecord, DeliveryStatus, Happened, HookInput, MAX_HOOKS_PER_APP, RECENT_DELIVERIES};
 pub use local::{DynoRelease, DynoState, LocalDyno, LocalRuntime, OneOff, Restart};
 pub use maintenance::{PAGE_FETCH_TIMEOUT, fetch_page};
 pub use pipelines::{CheckInput, MAX_REQUIRED_CONTEXTS, PromotionInput};

@@ -30,10 +30,8 @@ pub async fn exchange(
     tls: Arc<rustls::ClientConfig>,
 ) -> Result<(http::Response<hyper::body::Incoming>, tokio::task::JoinHandle<()>), String> {
     let host = to.host;
-    let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host, to.port))
-        .await
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?
-        .collect();
+    let resolved: Vec<SocketAddr> =
+        tokio::net::lookup_host((host, to.port)).await.map_err(|e| format!("cannot resolve {host}: {e}"))?.collect();
     let mut refused = None;
     let allowed: Vec<SocketAddr> = resolved
         .into_iter()
@@ -54,8 +52,7 @@ pub async fn exchange(
     let tcp = tokio::net::TcpStream::connect(&allowed[..]).await.map_err(|e| format!("connect to {host}: {e}"))?;
     if to.https {
         let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| format!("{host}: {e}"))?;
-        let stream =
-            tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
+        let stream = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
         send(hyper_util::rt::TokioIo::new(stream), request).await
     } else {
         send(hyper_util::rt::TokioIo::new(tcp), request).await

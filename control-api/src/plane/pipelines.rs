@@ -277,9 +277,10 @@ impl ControlPlane {
             let p = pipeline_of(m, &input.pipeline)?;
             let source = app_of(m, &input.source_app)?;
             let source_key = m.app_key(source);
-            let coupling = m.coupling_of(source.id).filter(|c| c.pipeline_id == p.id).ok_or_else(|| {
-                Error::Invalid(format!("app {source_key} is not in pipeline {}", p.name))
-            })?;
+            let coupling = m
+                .coupling_of(source.id)
+                .filter(|c| c.pipeline_id == p.id)
+                .ok_or_else(|| Error::Invalid(format!("app {source_key} is not in pipeline {}", p.name)))?;
             let release = match &input.source_release {
                 Some(r) => m.release(source.id, r).ok_or_else(|| not_found("release", r))?,
                 None => m.current_release(source.id).ok_or_else(|| {
@@ -287,7 +288,10 @@ impl ControlPlane {
                 })?,
             };
             if release.status == ReleaseStatus::Failed {
-                return Err(Error::Invalid(format!("release v{} of {source_key} failed: it cannot be promoted", release.version)));
+                return Err(Error::Invalid(format!(
+                    "release v{} of {source_key} failed: it cannot be promoted",
+                    release.version
+                )));
             }
             let in_pipeline = m.couplings_where(|c| c.pipeline_id == p.id);
             let next = coupling.stage.later().find(|s| in_pipeline.iter().any(|c| c.stage == *s)).ok_or_else(|| {
