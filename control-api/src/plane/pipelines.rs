@@ -410,3 +410,132 @@ fn check_input(input: &CheckInput) -> Result<(), Error> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use wharf_domain::{HookUrl, SessionKey};
+
+    use super::*;
+    use crate::model::HookEvent;
+    use crate::plane::{DynoSizes, FormationUpdate, HookInput, Settings};
+    use crate::store::SqliteStore;
+
+    async fn plane() -> ControlPlane {
+        let settings = Settings {
+            stack_domain: "localhost".into(),
+            https_port: 8443,
+            session_base_url: "http://127.0.0.1:5000".into(),
+            session_ttl: Duration::from_secs(60),
+            max_session_lines: 1500,
+            max_quantity: 100,
+            dyno_sizes: DynoSizes::default(),
+        };
+        let store = Box::new(SqliteStore::in_memory().unwrap());
+        ControlPlane::open(store, settings, Arc::new(SessionKey::generate())).await.unwrap()
+    }
+
+    fn check(context: &str, state: CheckState) -> CheckInput {
+        CheckInput { context: Some(context.into()), state: Some(state), ..CheckInput::default() }
+    }
+
+    /// Pipeline `p`: `dev` in development with a web command; `stg` (requiring `ci` and `sec`)
+    /// and `qa` (requiring nothing) in staging; a release hook on `stg`.
+    async fn pipeline() -> ControlPlane {
+        let p = plane().await;
+        p.create_pipeline(PipelineName::try_new("p").unwrap()).await.unwrap();
+        for (app, stage, required) in [
+            ("dev", Stage::Development, vec![]),
+            ("stg", Stage::Staging, vec!["sec".to_owned(), "ci".to_owned()]),
+            ("qa", Stage::Staging, vec![]),
+        ] {
+            p.create_app(app.parse().unwrap(), "default").await.unwrap();
+            p.create_coupling(app, "p", stage, required).await.unwrap();
+        }
+        let web = FormationUpdate {
+            dyno_type: "web".parse().unwrap(),
+            quantity: None,
+            command: Some("serve v1".into()),
+            port: None,
+            healthcheck: None,
+            size: None,
+        };
+        p.update_formation("dev", vec![web]).await.unwrap();
+        let hook = HookInput {
+            url: Some(HookUrl::try_new("https://hooks.example.com/h").unwrap()),
+            events: Some(vec![HookEvent::Promotion, HookEvent::Release]),
+            secret: Some("s".into()),
+            active: None,
+        };
+        p.create_hook("stg", hook).await.unwrap();
+        p
+    }
+
+    fn promotion() -> PromotionInput {
+        PromotionInput {
+            pipeline: "p".into(),
+            source_app: "dev".into(),
+            source_release: None,
+            targets: None,
+            safe: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn every_required_context_must_be_success_on_the_source_release() {
+        use CheckState::{Error as Erred, Failure, Pending, Success};
+        // (ci, sec) on dev's release -> the refusal's contexts, or None when it goes through.
+        let cases: [(Option<CheckState>, Option<CheckState>, Option<&str>); 5] = [
+            (None, None, Some("ci (missing), sec (missing)")),
+            (Some(Pending), Some(Success), Some("ci (pending)")),
+            (Some(Failure), Some(Success), Some("ci (failure)")),
+            (Some(Success), Some(Erred), Some("sec (error)")),
+            (Some(Success), Some(Success), None),
+        ];
+        for (ci, sec, refused) in cases {
+            let p = pipeline().await;
+            for (context, state) in [("ci", ci), ("sec", sec)] {
+                if let Some(state) = state {
+                    p.create_check("dev", "v2", check(context, state)).await.unwrap();
+                }
+            }
+            let before = p.read(Model::version).await;
+            match (p.promote(promotion()).await, refused) {
+                (Err(Error::Conflict(m)), Some(want)) => {
+                    assert!(m.ends_with(want), "{ci:?} {sec:?}: {m}");
+                    assert_eq!(p.read(Model::version).await, before, "a refused promotion changes nothing");
+                }
+                (Ok(promoted), None) => {
+                    // Every app of the next stage, each with dev's command and its own release.
+                    assert_eq!(promoted.targets.len(), 2);
+                    let commands = p
+                        .read(|m| {
+                            ["stg", "qa"]
+                                .map(|a| m.formation_of(m.app(a).unwrap().id)[0].command.clone().unwrap_or_default())
+                        })
+                        .await;
+                    assert_eq!(commands, ["serve v1", "serve v1"]);
+                }
+                (got, want) => panic!("{ci:?} {sec:?}: got {got:?}, want refusal {want:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_promotion_and_the_releases_it_makes_reach_the_targets_hooks() {
+        let p = pipeline().await;
+        for context in ["ci", "sec"] {
+            p.create_check("dev", "v2", check(context, CheckState::Success)).await.unwrap();
+        }
+        p.promote(promotion()).await.unwrap();
+        let hook = p.read(|m| m.hooks_of(m.app("stg").unwrap().id)[0].id).await;
+        let mut events: Vec<HookEvent> = p.hook_deliveries(hook).iter().map(|d| d.event).collect();
+        events.sort();
+        assert_eq!(events, [HookEvent::Release, HookEvent::Promotion], "one each, queued, none yet sent");
+        // A status change of a release is news; a check is not.
+        p.create_check("stg", "v2", check("ci", CheckState::Success)).await.unwrap();
+        assert_eq!(p.hook_deliveries(hook).len(), 2);
+    }
+}
