@@ -292,6 +292,95 @@ paths = {
                                      content="application/x-ndjson", streaming=True)},
 }
 
+# Pipelines (Akkeris' shapes, Heroku's where they agree) and app webhooks.
+STAGE = {"type": "string", "enum": ["review", "development", "staging", "canary", "production"]}
+CHECK_STATE = {"type": "string", "enum": ["pending", "success", "failure", "error"]}
+REF_IN = {"oneOf": [S, obj({"id": S, "name": S}, required=[])]}
+HOOK_EVENT = {"type": "string", "enum": ["release", "promotion", "crashed", "destroy"]}
+RELEASE_REF = obj({"id": UUID, "version": {"type": "integer", "minimum": 1}})
+schemas.update({
+    "Pipeline": obj({"id": UUID, "name": S, "created_at": TIME, "updated_at": TIME}),
+    "PipelineCoupling": obj({"id": UUID, "app": ref("AppRef"), "pipeline": ref("NamedRef"), "stage": STAGE,
+                             "required_status_checks": obj({"contexts": {"type": "array", "items": S}}),
+                             "created_at": TIME, "updated_at": TIME}),
+    "ReleaseStatus": obj({"id": UUID, "context": S, "state": CHECK_STATE, "name": nullable(S), "description": nullable(S),
+                          "target_url": nullable(S), "created_at": TIME, "updated_at": TIME}),
+    # `state` combines the statuses as GitHub does: failure if any failed or erred, else pending if any is pending or there are none.
+    "ReleaseStatuses": obj({"state": CHECK_STATE, "release": RELEASE_REF, "statuses": {"type": "array", "items": ref("ReleaseStatus")}}),
+    "PromotionTarget": obj({"id": UUID, "app": ref("AppRef"), "release": RELEASE_REF,
+                            "status": {"type": "string", "enum": ["pending", "succeeded", "failed"]},
+                            "error_message": nullable(S), "pipeline_promotion": obj({"id": UUID})}),
+    "PipelinePromotion": obj({"id": UUID, "pipeline": ref("NamedRef"), "source": obj({"app": ref("AppRef"), "release": RELEASE_REF}),
+                              "safe": {"type": "boolean"}, "status": {"type": "string", "enum": ["pending", "completed"]},
+                              "targets": {"type": "array", "items": ref("PromotionTarget")}, "created_at": TIME, "updated_at": TIME}),
+    # The secret is never shown.
+    "Hook": obj({"id": UUID, "app": ref("AppRef"), "url": S, "events": {"type": "array", "items": HOOK_EVENT},
+                 "active": {"type": "boolean"}, "secret": {"type": "string", "enum": ["[redacted]"]},
+                 "created_at": TIME, "updated_at": TIME}),
+    "HookDelivery": obj({"id": UUID, "event": HOOK_EVENT, "status": {"type": "string", "enum": ["pending", "delivered", "failed"]},
+                         "attempts": INT, "last_status_code": nullable(INT), "last_error": nullable(S),
+                         "created_at": TIME, "updated_at": TIME}),
+    "PipelineCreate": obj({"name": S}),
+    "CouplingCreate": obj({"app": REF_IN, "pipeline": REF_IN, "stage": S,
+                           "required_status_checks": obj({"contexts": {"type": "array", "items": S}})},
+                          required=["app", "pipeline", "stage"]),
+    "CouplingUpdate": obj({"stage": S, "required_status_checks": obj({"contexts": {"type": "array", "items": S}})}, required=[]),
+    "StatusCreate": obj({"state": CHECK_STATE, "context": S, "name": S, "description": S, "target_url": S},
+                        required=["state", "context"]),
+    "StatusUpdate": obj({"state": CHECK_STATE, "name": S, "description": S, "target_url": S}, required=[]),
+    "PromotionCreate": obj({"pipeline": REF_IN, "source": obj({"app": REF_IN, "release": REF_IN}, required=["app"]),
+                            "targets": {"type": "array", "items": obj({"app": REF_IN})}, "safe": {"type": "boolean"}},
+                           required=["pipeline", "source"]),
+    "HookCreate": obj({"url": S, "events": {"type": "array", "items": HOOK_EVENT}, "secret": S, "active": {"type": "boolean"}},
+                      required=["url", "events", "secret"]),
+    "HookUpdate": obj({"url": S, "events": {"type": "array", "items": HOOK_EVENT}, "secret": S, "active": {"type": "boolean"}},
+                      required=[]),
+})
+P.update({
+    "pipeline": param("pipeline", "the pipeline's id or name"),
+    "coupling": param("coupling", "the coupling's id"),
+    "status": param("status", "the status's id or context"),
+    "promotion": param("promotion", "the promotion's id"),
+    "hook": param("hook", "the hook's id"),
+})
+paths.update({
+    "/pipelines": {"get": op("List pipelines", 200, arr("Pipeline")),
+                   "post": op("Create a pipeline", 201, ref("Pipeline"), "PipelineCreate")},
+    "/pipelines/{pipeline}": {"get": op("Show a pipeline", 200, ref("Pipeline"), params=["pipeline"]),
+                              "patch": op("Rename a pipeline", 200, ref("Pipeline"), "PipelineCreate", params=["pipeline"]),
+                              "delete": op("Delete a pipeline with its couplings and promotions", 200, ref("Pipeline"), params=["pipeline"])},
+    "/pipelines/{pipeline}/pipeline-couplings": {"get": op("List a pipeline's couplings", 200, arr("PipelineCoupling"), params=["pipeline"])},
+    "/pipeline-stages": {"get": op("The stages, first to last", 200, {"type": "array", "items": STAGE})},
+    "/pipeline-couplings": {"get": op("List couplings", 200, arr("PipelineCoupling")),
+                            "post": op("Couple an app to a pipeline stage; an app is in at most one pipeline", 201,
+                                       ref("PipelineCoupling"), "CouplingCreate")},
+    "/pipeline-couplings/{coupling}": {
+        "get": op("Show a coupling", 200, ref("PipelineCoupling"), params=["coupling"]),
+        "patch": op("Change a coupling's stage or required status checks", 200, ref("PipelineCoupling"), "CouplingUpdate", params=["coupling"]),
+        "delete": op("Remove an app from its pipeline", 200, ref("PipelineCoupling"), params=["coupling"])},
+    "/apps/{app}/pipeline-couplings": {"get": op("The app's coupling", 200, ref("PipelineCoupling"), params=["app"])},
+    "/apps/{app}/releases/{release}/statuses": {
+        "get": op("A release's statuses and their combined state", 200, ref("ReleaseStatuses"), params=["app", "release"]),
+        "post": op("Add a status to a release, one per context", 201, ref("ReleaseStatus"), "StatusCreate", params=["app", "release"])},
+    "/apps/{app}/releases/{release}/statuses/{status}": {
+        "get": op("Show a release status", 200, ref("ReleaseStatus"), params=["app", "release", "status"]),
+        "patch": op("Change a release status", 200, ref("ReleaseStatus"), "StatusUpdate", params=["app", "release", "status"])},
+    "/pipeline-promotions": {
+        "get": op("List promotions", 200, arr("PipelinePromotion")),
+        "post": op("Promote a release's code (never its config vars) to the apps of the next stage", 201,
+                   ref("PipelinePromotion"), "PromotionCreate")},
+    "/pipeline-promotions/{promotion}": {"get": op("Show a promotion", 200, ref("PipelinePromotion"), params=["promotion"])},
+    "/pipeline-promotions/{promotion}/promotion-targets": {
+        "get": op("A promotion's targets, each with its release's status and error", 200, arr("PromotionTarget"), params=["promotion"])},
+    "/apps/{app}/hooks": {"get": op("List an app's webhooks", 200, arr("Hook"), params=["app"]),
+                          "post": op("Add a webhook", 201, ref("Hook"), "HookCreate", params=["app"])},
+    "/apps/{app}/hooks/{hook}": {"get": op("Show a webhook", 200, ref("Hook"), params=["app", "hook"]),
+                                 "patch": op("Change a webhook", 200, ref("Hook"), "HookUpdate", params=["app", "hook"]),
+                                 "delete": op("Remove a webhook", 200, ref("Hook"), params=["app", "hook"])},
+    "/apps/{app}/hooks/{hook}/deliveries": {"get": op("A webhook's recent deliveries, newest first", 200, arr("HookDelivery"),
+                                                      params=["app", "hook"])},
+})
+
 doc = {
     "openapi": "3.0.3",
     "info": {"title": "Wharf control API", "version": "1", "description":

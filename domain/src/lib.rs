@@ -13,6 +13,7 @@ pub mod cert;
 pub mod drain;
 pub mod names;
 pub mod outbound;
+pub mod pipeline;
 pub mod session;
 pub mod snapshot;
 pub mod timestamp;
@@ -25,6 +26,7 @@ pub use canary::{
 pub use cert::{CertError, Certificate};
 pub use drain::{DrainCa, DrainScheme, DrainUrl, DrainUrlError, SyslogFraming};
 pub use names::{AppKey, AppName, DynoName, DynoType, Hostname, NameError, RoutePath, SiteDomain, SpaceName};
+pub use pipeline::{HookUrl, HookUrlError, PipelineName, Stage};
 pub use session::{SessionError, SessionGrant, SessionKey};
 pub use snapshot::{
     AppSpec, CertSpec, DataPlaneRole, DrainSpec, DrainTarget, DynoSpec, MaintenancePage, RouteSpec, SiteSpec, Snapshot,

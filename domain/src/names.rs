@@ -22,7 +22,7 @@ pub struct NameError {
 }
 
 impl NameError {
-    fn new(kind: &'static str, value: &str, rule: &'static str) -> Self {
+    pub(crate) fn new(kind: &'static str, value: &str, rule: &'static str) -> Self {
         let mut value = value.to_owned();
         if value.len() > 80 {
             let mut cut = 80;

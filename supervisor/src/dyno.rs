@@ -310,6 +310,10 @@ impl Dyno {
         let event =
             LogEvent::builder(&self.launcher.app, "akkeris/supervisor").process(&self.name).stream(Stream::Platform);
         self.launcher.publisher.publish(event.message(text.as_bytes()));
+        // The app's `crashed` webhooks hear of it too, without holding up the restart.
+        let (plane, app_id, dyno, status) =
+            (self.launcher.plane.clone(), self.launcher.app_id, self.name.clone(), status.to_owned());
+        tokio::spawn(async move { plane.report_crash(app_id, &dyno, &status).await });
         health.send_if_modified(|h| {
             let next = match *h {
                 DynoHealth::Starting => DynoHealth::Failed,

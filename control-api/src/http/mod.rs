@@ -30,8 +30,10 @@ mod drains;
 mod dynos;
 mod features;
 mod formation;
+mod hooks;
 mod log_events;
 mod log_sessions;
+mod pipelines;
 mod releases;
 mod routes;
 mod sites;
@@ -144,6 +146,33 @@ route_group! {
         POST "/certs" => certs::create_cert,
         GET "/certs/{cert}" => certs::get_cert,
         DELETE "/certs/{cert}" => certs::delete_cert,
+        GET "/pipelines" => pipelines::list_pipelines,
+        POST "/pipelines" => pipelines::create_pipeline,
+        GET "/pipelines/{pipeline}" => pipelines::get_pipeline,
+        PATCH "/pipelines/{pipeline}" => pipelines::update_pipeline,
+        DELETE "/pipelines/{pipeline}" => pipelines::delete_pipeline,
+        GET "/pipelines/{pipeline}/pipeline-couplings" => pipelines::list_pipeline_couplings,
+        GET "/pipeline-stages" => pipelines::list_stages,
+        GET "/pipeline-couplings" => pipelines::list_couplings,
+        POST "/pipeline-couplings" => pipelines::create_coupling,
+        GET "/pipeline-couplings/{coupling}" => pipelines::get_coupling,
+        PATCH "/pipeline-couplings/{coupling}" => pipelines::update_coupling,
+        DELETE "/pipeline-couplings/{coupling}" => pipelines::delete_coupling,
+        GET "/apps/{app}/pipeline-couplings" => pipelines::get_app_coupling,
+        GET "/apps/{app}/releases/{release}/statuses" => pipelines::list_statuses,
+        POST "/apps/{app}/releases/{release}/statuses" => pipelines::create_status,
+        GET "/apps/{app}/releases/{release}/statuses/{status}" => pipelines::get_status,
+        PATCH "/apps/{app}/releases/{release}/statuses/{status}" => pipelines::update_status,
+        GET "/pipeline-promotions" => pipelines::list_promotions,
+        POST "/pipeline-promotions" => pipelines::create_promotion,
+        GET "/pipeline-promotions/{promotion}" => pipelines::get_promotion,
+        GET "/pipeline-promotions/{promotion}/promotion-targets" => pipelines::list_promotion_targets,
+        GET "/apps/{app}/hooks" => hooks::list_hooks,
+        POST "/apps/{app}/hooks" => hooks::create_hook,
+        GET "/apps/{app}/hooks/{hook}" => hooks::get_hook,
+        PATCH "/apps/{app}/hooks/{hook}" => hooks::update_hook,
+        DELETE "/apps/{app}/hooks/{hook}" => hooks::delete_hook,
+        GET "/apps/{app}/hooks/{hook}/deliveries" => hooks::list_deliveries,
         GET "/v1/snapshot" => snapshot::snapshot,
         GET "/v1/snapshot/watch" => snapshot::stream,
         POST "/v1/canary-verdicts" => canaries::post_verdict,
@@ -183,6 +212,8 @@ pub fn router(
     extra: Option<Router>,
     publisher: Option<Publisher>,
 ) -> Router {
+    // Webhook deliveries are sent by the process that serves the API.
+    hooks::start_deliveries(plane.clone());
     let mut api = admin_routes(Router::new());
     if let Some(publisher) = publisher {
         api = log_event_routes(api).layer(Extension(publisher));

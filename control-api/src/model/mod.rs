@@ -14,9 +14,11 @@ use wharf_domain::{
     SiteDomain, SiteSpec, Snapshot, SpaceName,
 };
 
+mod pipelines;
 mod records;
 mod table;
 
+pub use pipelines::{CheckState, Coupling, Hook, HookEvent, Pipeline, Promotion, PromotionTarget, StatusCheck};
 pub use records::{
     App, Canary, Cert, Change, Compliance, ConfigVars, Drain, Dyno, Formation, Kind, Object, Owner, PageFetch, Release,
     ReleaseProcess, ReleaseStatus, Route, Site, Space,
@@ -46,6 +48,11 @@ pub struct Model {
     formations: Table<Formation>,
     config_vars: Table<ConfigVars>,
     releases: Table<Release>,
+    pipelines: Table<Pipeline>,
+    couplings: Table<Coupling>,
+    checks: Table<StatusCheck>,
+    promotions: Table<Promotion>,
+    hooks: Table<Hook>,
     /// An app's key is `app-space`, made of two records, so it is indexed here rather than by
     /// its table.
     app_by_key: HashMap<AppKey, Uuid>,
@@ -96,6 +103,11 @@ impl Model {
             Object::Formation(f) => self.formations.put(f),
             Object::ConfigVars(c) => self.config_vars.put(c),
             Object::Release(r) => self.releases.put(r),
+            Object::Pipeline(p) => self.pipelines.put(p),
+            Object::Coupling(c) => self.couplings.put(c),
+            Object::StatusCheck(c) => self.checks.put(c),
+            Object::Promotion(p) => self.promotions.put(p),
+            Object::Hook(h) => self.hooks.put(h),
         }
     }
 
@@ -119,13 +131,19 @@ impl Model {
             Kind::Formation => drop(self.formations.delete(id)),
             Kind::ConfigVars => drop(self.config_vars.delete(id)),
             Kind::Release => drop(self.releases.delete(id)),
+            Kind::Pipeline => drop(self.pipelines.delete(id)),
+            Kind::Coupling => drop(self.couplings.delete(id)),
+            Kind::StatusCheck => drop(self.checks.delete(id)),
+            Kind::Promotion => drop(self.promotions.delete(id)),
+            Kind::Hook => drop(self.hooks.delete(id)),
         }
     }
 
     /// The changes that delete the record `kind`/`id` with every record that depends on it,
     /// dependents first: a space takes its apps; an app its dynos, drains, routes, canaries
-    /// (as the split app or as the canary), formation, config vars and releases; a site its routes and
-    /// drains. Every operation that deletes goes through here, so that no record is left
+    /// (as the split app or as the canary), formation, config vars and releases, its pipeline
+    /// coupling, status checks, hooks and the promotions from or to it; a pipeline its couplings
+    /// and promotions; a site its routes and drains. Every operation that deletes goes through here, so that no record is left
     /// pointing at a deleted one. The record itself is not looked up: callers check it exists.
     pub fn cascade(&self, kind: Kind, id: Uuid) -> Vec<Change> {
         let mut out = Vec::new();
@@ -146,9 +164,11 @@ impl Model {
                 if self.config_vars_of(id).is_some() {
                     d.push((Kind::ConfigVars, id));
                 }
+                d.extend(self.pipeline_dependents_of_app(id));
                 d.extend(self.releases_of(id).iter().map(|x| (Kind::Release, x.id)));
                 d
             }
+            Kind::Pipeline => self.pipeline_dependents(id),
             Kind::Site => {
                 let mut d: Vec<(Kind, Uuid)> =
                     self.routes_where(|r| r.site_id == id).iter().map(|x| (Kind::Route, x.id)).collect();
@@ -162,7 +182,11 @@ impl Model {
             | Kind::Canary
             | Kind::Formation
             | Kind::ConfigVars
-            | Kind::Release => vec![],
+            | Kind::Release
+            | Kind::Coupling
+            | Kind::StatusCheck
+            | Kind::Promotion
+            | Kind::Hook => vec![],
         };
         for (kind, id) in dependents {
             self.cascade_into(kind, id, out);

@@ -357,6 +357,16 @@ pub enum Object {
     ConfigVars(ConfigVars),
     /// A release.
     Release(Release),
+    /// A pipeline.
+    Pipeline(super::Pipeline),
+    /// An app's coupling to a pipeline stage.
+    Coupling(super::Coupling),
+    /// A release's status check.
+    StatusCheck(super::StatusCheck),
+    /// A promotion.
+    Promotion(super::Promotion),
+    /// An app's webhook.
+    Hook(super::Hook),
 }
 
 /// The kinds of records, as stored. Serde's names are [`Kind::as_str`]'s.
@@ -385,6 +395,16 @@ pub enum Kind {
     ConfigVars,
     /// Releases.
     Release,
+    /// Pipelines.
+    Pipeline,
+    /// Pipeline couplings.
+    Coupling,
+    /// Release status checks.
+    StatusCheck,
+    /// Promotions.
+    Promotion,
+    /// Webhooks.
+    Hook,
 }
 
 impl Kind {
@@ -402,6 +422,11 @@ impl Kind {
             Kind::Formation => "formation",
             Kind::ConfigVars => "config_vars",
             Kind::Release => "release",
+            Kind::Pipeline => "pipeline",
+            Kind::Coupling => "coupling",
+            Kind::StatusCheck => "status_check",
+            Kind::Promotion => "promotion",
+            Kind::Hook => "hook",
         }
     }
 }
@@ -421,6 +446,11 @@ impl Object {
             Object::Formation(f) => (Kind::Formation, f.id),
             Object::ConfigVars(c) => (Kind::ConfigVars, c.id),
             Object::Release(r) => (Kind::Release, r.id),
+            Object::Pipeline(p) => (Kind::Pipeline, p.id),
+            Object::Coupling(c) => (Kind::Coupling, c.id),
+            Object::StatusCheck(c) => (Kind::StatusCheck, c.id),
+            Object::Promotion(p) => (Kind::Promotion, p.id),
+            Object::Hook(h) => (Kind::Hook, h.id),
         }
     }
 }
@@ -448,6 +478,7 @@ macro_rules! unnamed_records {
 }
 
 unnamed_records!(App, Dyno, Drain, Route, Cert, Canary, Formation, ConfigVars, Release);
+unnamed_records!(super::Coupling, super::StatusCheck, super::Promotion, super::Hook);
 
 impl Record for Space {
     type Key = SpaceName;

@@ -150,10 +150,12 @@ impl ControlPlane {
         .expect("catching up does not panic");
         let lock = WriteLock { state: self.state.clone(), writer: Some(writer) };
         synced?;
-        let (out, changes, base) = {
+        let (out, changes, base, deliveries) = {
             let model = self.state.model.read().await;
             let (out, changes) = f(&model)?;
-            (out, changes, model.version())
+            // Worked out on the model before the changes, so a deleted app's hooks still hear of it.
+            let deliveries = super::hooks::deliveries_for(&model, &changes);
+            (out, changes, model.version(), deliveries)
         };
         if changes.is_empty() {
             return Ok(out);
@@ -170,6 +172,7 @@ impl ControlPlane {
         })
         .await
         .expect("commit does not panic")?;
+        self.queue_deliveries(deliveries);
         Ok(out)
     }
 }
@@ -221,6 +224,8 @@ pub struct ControlPlane {
     pub(super) store_changed: Option<Arc<tokio::sync::Notify>>,
     /// The local runtime (the supervisor, in `wharf serve`), once it has started.
     pub(super) local: OnceLock<Arc<dyn LocalRuntime>>,
+    /// Webhook deliveries waiting to be sent, and each hook's recent ones (`hooks.rs`).
+    pub(super) hooks: super::hooks::HookQueue,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -257,6 +262,7 @@ impl ControlPlane {
             streams_end: watch::Sender::new(false),
             store_changed,
             local: OnceLock::new(),
+            hooks: super::hooks::HookQueue::new(),
         };
         if plane.read(|m| m.spaces().next().is_none()).await {
             // Another replica starting at the same time may create it first.

@@ -13,7 +13,6 @@
 //! from the maintenance flag (both on the app record, by id): turning maintenance on or off while
 //! a fetch runs changes neither outcome, and a rename keeps the page.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,7 +77,7 @@ impl ControlPlane {
 
     /// The roots a fetched URL's certificate is verified against: the Mozilla roots and the
     /// operator's `control_api.trusted_ca`.
-    fn trusted_roots(&self) -> Arc<rustls::ClientConfig> {
+    pub(crate) fn trusted_roots(&self) -> Arc<rustls::ClientConfig> {
         self.page_tls.get().cloned().unwrap_or_else(|| client_config(&[]))
     }
 
@@ -140,41 +139,14 @@ pub async fn fetch_page(url: &str, policy: Policy, tls: Arc<rustls::ClientConfig
 
 async fn fetch(url: &str, policy: Policy, tls: Arc<rustls::ClientConfig>) -> Result<String, String> {
     let (host, port, authority, path) = parse_page_url(url)?;
-    let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
-        .await
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?
-        .collect();
-    let mut refused = None;
-    let allowed: Vec<SocketAddr> = resolved
-        .into_iter()
-        .filter(|a| match policy.check(a.ip()) {
-            Ok(()) => true,
-            Err(e) => {
-                refused.get_or_insert(e);
-                false
-            }
-        })
-        .collect();
-    if allowed.is_empty() {
-        return Err(match refused {
-            Some(e) => format!("{host} resolves to a refused address: {e}"),
-            None => format!("no address for {host}"),
-        });
-    }
-    let tcp = tokio::net::TcpStream::connect(&allowed[..]).await.map_err(|e| format!("connect to {host}: {e}"))?;
-    let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| format!("{host}: {e}"))?;
-    let stream = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("HTTP: {e}"))?;
-    let conn = tokio::spawn(conn);
     let request = http::Request::get(path)
         .header(http::header::HOST, authority)
         .header(http::header::ACCEPT, "text/html")
         .header(http::header::USER_AGENT, "wharf-maintenance-page")
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
         .map_err(|e| format!("request: {e}"))?;
-    let response = sender.send_request(request).await.map_err(|e| format!("HTTP: {e}"))?;
+    let to = super::outbound_http::Destination { host: &host, port, https: true };
+    let (response, conn) = super::outbound_http::exchange(to, request, policy, tls).await?;
     let status = response.status();
     if status != http::StatusCode::OK {
         conn.abort();

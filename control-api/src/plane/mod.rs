@@ -8,7 +8,9 @@
 //! aggregate: `apps` (spaces and apps), `formation`, `dynos`, `config_vars`,
 //! `drains`, `releases` (every config or command change, and rollbacks), `routing` (sites,
 //! routes, certificates), `domains` (an app's custom domains, as sites routing `/` to it),
-//! `canaries`, `sessions`, `maintenance` (fetching the page an app in maintenance mode names).
+//! `canaries`, `sessions`, `hooks` (app webhooks and their
+//! deliveries), `pipelines` (pipelines, couplings, release status checks,
+//! promotions), `maintenance` (fetching the page an app in maintenance mode names).
 
 mod apps;
 mod canaries;
@@ -19,8 +21,11 @@ mod dynos;
 mod engine;
 mod error;
 mod formation;
+mod hooks;
 pub mod local;
 mod maintenance;
+pub mod outbound_http;
+mod pipelines;
 mod releases;
 mod routing;
 mod sessions;
@@ -33,8 +38,10 @@ pub use drains::{Drains, MAX_DRAINS_PER_APP};
 pub use engine::{CanaryReader, ControlPlane, Settings};
 pub use error::Error;
 pub use formation::{DynoSizes, FormationUpdate, Quantity};
+pub use hooks::{Delivery, DeliveryRecord, DeliveryStatus, Happened, HookInput, MAX_HOOKS_PER_APP, RECENT_DELIVERIES};
 pub use local::{DynoRelease, DynoState, LocalDyno, LocalRuntime, OneOff, Restart};
 pub use maintenance::{PAGE_FETCH_TIMEOUT, fetch_page};
+pub use pipelines::{CheckInput, MAX_REQUIRED_CONTEXTS, PromotionInput};
 pub use releases::INITIAL_RELEASE;
 pub use routing::{MAX_CERTS, MAX_ROUTES_PER_SITE};
 pub use sessions::LogSession;

@@ -84,6 +84,38 @@ pub(super) fn formation_description(before: &[ReleaseProcess], after: &[ReleaseP
     (!parts.is_empty()).then(|| parts.join("; "))
 }
 
+/// The changes that make an app's formation run `processes`: each process type's command,
+/// port and health check become those of `processes` (types it lacks lose theirs; types only
+/// it has come in with quantity 0). Quantities stay. What a rollback and a promotion share.
+pub(super) fn restore_processes(m: &Model, app_id: Uuid, processes: &[ReleaseProcess], now: i64) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let formation = m.formation_of(app_id);
+    for f in &formation {
+        let restored = processes.iter().find(|p| p.dyno_type == f.dyno_type);
+        let (command, port, healthcheck) =
+            restored.map_or((None, None, None), |p| (p.command.clone(), p.port, p.healthcheck.clone()));
+        if (&f.command, f.port, &f.healthcheck) != (&command, port, &healthcheck) {
+            let f = Formation { command, port, healthcheck, updated_at: now, ..(*f).clone() };
+            changes.push(Change::Put(Object::Formation(f)));
+        }
+    }
+    for p in processes.iter().filter(|p| !formation.iter().any(|f| f.dyno_type == p.dyno_type)) {
+        changes.push(Change::Put(Object::Formation(Formation {
+            id: new_id(),
+            app_id,
+            dyno_type: p.dyno_type.clone(),
+            quantity: 0,
+            command: p.command.clone(),
+            port: p.port,
+            healthcheck: p.healthcheck.clone(),
+            size: None,
+            created_at: now,
+            updated_at: now,
+        })));
+    }
+    changes
+}
+
 impl ControlPlane {
     /// The change that records a new release of the app holding `config_vars` and `processes`:
     /// the next version, `pending` if the local supervisor will roll to it, else `succeeded`.
@@ -128,30 +160,7 @@ impl ControlPlane {
             let mut changes = Vec::new();
             let vars = ConfigVars { id: a.id, vars: target.config_vars.clone(), updated_at: now };
             changes.push(Change::Put(Object::ConfigVars(vars)));
-            let formation = m.formation_of(a.id);
-            for f in &formation {
-                let restored = target.processes.iter().find(|p| p.dyno_type == f.dyno_type);
-                let (command, port, healthcheck) =
-                    restored.map_or((None, None, None), |p| (p.command.clone(), p.port, p.healthcheck.clone()));
-                if (&f.command, f.port, &f.healthcheck) != (&command, port, &healthcheck) {
-                    let f = Formation { command, port, healthcheck, updated_at: now, ..(*f).clone() };
-                    changes.push(Change::Put(Object::Formation(f)));
-                }
-            }
-            for p in target.processes.iter().filter(|p| !formation.iter().any(|f| f.dyno_type == p.dyno_type)) {
-                changes.push(Change::Put(Object::Formation(Formation {
-                    id: new_id(),
-                    app_id: a.id,
-                    dyno_type: p.dyno_type.clone(),
-                    quantity: 0,
-                    command: p.command.clone(),
-                    port: p.port,
-                    healthcheck: p.healthcheck.clone(),
-                    size: None,
-                    created_at: now,
-                    updated_at: now,
-                })));
-            }
+            changes.extend(restore_processes(m, a.id, &target.processes, now));
             let description = format!("Rollback to v{}", target.version);
             let release = self.new_release(m, a.id, description, target.config_vars.clone(), target.processes.clone());
             let Change::Put(Object::Release(out)) = &release else { unreachable!("new_release puts a release") };

@@ -1,0 +1,80 @@
+//! One HTTP/1.1 exchange with a URL a user gave Wharf (a maintenance page, a webhook): the host
+//! resolved, every address checked against the outbound policy before one is dialled, TLS
+//! verified for `https`. What `maintenance.rs` and the webhook deliveries share.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use wharf_domain::outbound::Policy;
+
+/// Where to connect: the host as resolved (no brackets), its port, and whether to speak TLS.
+#[derive(Debug, Clone, Copy)]
+pub struct Destination<'a> {
+    /// The host name or IP literal.
+    pub host: &'a str,
+    /// The port.
+    pub port: u16,
+    /// TLS, verified against `tls`'s roots, or plain TCP.
+    pub https: bool,
+}
+
+/// Sends `request` to `to` and returns the response head and the connection's task (abort it
+/// once the body is read or abandoned). The error says why, in words for the URL's owner:
+/// a name that does not resolve, only refused addresses (naming the policy's rule), a failed
+/// connection or handshake.
+pub async fn exchange(
+    to: Destination<'_>,
+    request: http::Request<http_body_util::Full<Bytes>>,
+    policy: Policy,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<(http::Response<hyper::body::Incoming>, tokio::task::JoinHandle<()>), String> {
+    let host = to.host;
+    let resolved: Vec<SocketAddr> =
+        tokio::net::lookup_host((host, to.port)).await.map_err(|e| format!("cannot resolve {host}: {e}"))?.collect();
+    let mut refused = None;
+    let allowed: Vec<SocketAddr> = resolved
+        .into_iter()
+        .filter(|a| match policy.check(a.ip()) {
+            Ok(()) => true,
+            Err(e) => {
+                refused.get_or_insert(e);
+                false
+            }
+        })
+        .collect();
+    if allowed.is_empty() {
+        return Err(match refused {
+            Some(e) => format!("{host} resolves to a refused address: {e}"),
+            None => format!("no address for {host}"),
+        });
+    }
+    let tcp = tokio::net::TcpStream::connect(&allowed[..]).await.map_err(|e| format!("connect to {host}: {e}"))?;
+    if to.https {
+        let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| format!("{host}: {e}"))?;
+        let stream = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
+        send(hyper_util::rt::TokioIo::new(stream), request).await
+    } else {
+        send(hyper_util::rt::TokioIo::new(tcp), request).await
+    }
+}
+
+async fn send<T>(
+    io: T,
+    request: http::Request<http_body_util::Full<Bytes>>,
+) -> Result<(http::Response<hyper::body::Incoming>, tokio::task::JoinHandle<()>), String>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.map_err(|e| format!("HTTP: {e}"))?;
+    let conn = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    match sender.send_request(request).await {
+        Ok(response) => Ok((response, conn)),
+        Err(e) => {
+            conn.abort();
+            Err(format!("HTTP: {e}"))
+        }
+    }
+}

@@ -1,0 +1,477 @@
+//! Pipelines (issue 22) through the public API, with real dynos run by the local supervisor
+//! and real HTTP receivers for webhooks: a release promoted from development to staging serves
+//! the same code with staging's config; a promotion blocked by a required status check goes
+//! through once the check succeeds; a safe promotion is refused for a missing config var;
+//! webhooks are signed, retried after a 500, and told of releases, promotions, crashes and
+//! deletions; and every kind of bad input is refused with Heroku's error body, changing nothing.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wharf_testkit::client::{Api, Req};
+use wharf_testkit::wharf::Wharf;
+use wharf_testkit::{TempDir, eventually};
+
+const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
+const WAIT: Duration = Duration::from_secs(60);
+
+/// One request a [`HookReceiver`] took.
+#[derive(Debug, Clone)]
+struct Received {
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+impl Received {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("a delivery is JSON")
+    }
+}
+
+/// A plain HTTP/1.1 server standing in for a webhook's receiver: it records every request and
+/// answers with the next scripted status (200 once the script is used up).
+struct HookReceiver {
+    addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl HookReceiver {
+    async fn start(script: &[u16]) -> HookReceiver {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let script = Arc::new(Mutex::new(script.to_vec()));
+        let seen = received.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let (seen, script) = (seen.clone(), script.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let head_end = loop {
+                        let n = conn.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                    let headers: HashMap<String, String> = head
+                        .lines()
+                        .skip(1)
+                        .filter_map(|l| l.split_once(':'))
+                        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                        .collect();
+                    let length: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+                    while buf.len() < head_end + length {
+                        let n = conn.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let body = buf[head_end..head_end + length].to_vec();
+                    let status = {
+                        let mut s = script.lock().unwrap();
+                        if s.is_empty() { 200 } else { s.remove(0) }
+                    };
+                    seen.lock().unwrap().push(Received { headers, body });
+                    let answer = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    let _ = conn.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        HookReceiver { addr, received }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+/// `sha256=` and the hex HMAC-SHA256 of `body` under `secret`, as a receiver checks it.
+fn sign(secret: &str, body: &[u8]) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    let tag = ring::hmac::sign(&key, body);
+    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256={hex}")
+}
+
+/// `wharf serve` with a quick supervisor and plain HTTP through the router; the command that
+/// runs the test kit's web dyno, which answers `GET /NAME` with its environment variable NAME.
+async fn serve(dir: &TempDir) -> (Wharf, String) {
+    let script = dir.path().join("server.py");
+    std::fs::write(&script, wharf_testkit::dyno_server::PYTHON_WEB_DYNO).unwrap();
+    let env = [
+        ("WHARF_ROUTER__HTTP_REDIRECT", "false"),
+        ("WHARF_SUPERVISOR__RESTART_MIN", "200ms"),
+        ("WHARF_SUPERVISOR__CONNECTION_GRACE", "200ms"),
+        ("WHARF_SUPERVISOR__STOP_GRACE", "2s"),
+        ("WHARF_SUPERVISOR__HEALTH_TIMEOUT", "20s"),
+    ];
+    let wharf = Wharf::serve_with(WHARF, &[], &dir.path().join("data"), &env).await;
+    (wharf, format!("exec python3 {}", script.display()))
+}
+
+/// What the app's web dyno answers through the router for `GET /NAME`.
+async fn env_of(wharf: &Wharf, app: &str, name: &str) -> Option<String> {
+    let host = format!("{app}-default.localhost");
+    let r = wharf_testkit::client::send(wharf.http, None, &Req::get(&host, &format!("/{name}"))).await.ok()?;
+    (r.status == 200).then(|| r.text())
+}
+
+/// The app's newest release.
+async fn newest_release(api: &Api, app: &str) -> Value {
+    let (status, list) = api.call("GET", &format!("/apps/{app}/releases"), None).await;
+    assert_eq!(status, 200, "{list}");
+    list.as_array().unwrap().last().unwrap().clone()
+}
+
+/// Creates `name` in the default space and couples it to `pipeline` at `stage`.
+async fn coupled(api: &Api, name: &str, pipeline: &str, stage: &str, required: &[&str]) -> Value {
+    api.expect("POST", "/apps", json!({"name": name}), 201).await;
+    let body = json!({"app": name, "pipeline": {"name": pipeline}, "stage": stage,
+                      "required_status_checks": {"contexts": required}});
+    api.expect("POST", "/pipeline-couplings", body, 201).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promotion_moves_code_not_config_once_the_required_checks_pass() {
+    let dir = TempDir::new("pipelines");
+    let (wharf, command) = serve(&dir).await;
+    let api = &wharf.api;
+    api.expect("POST", "/pipelines", json!({"name": "shop"}), 201).await;
+    let stages = api.call("GET", "/pipeline-stages", None).await.1;
+    assert_eq!(stages, json!(["review", "development", "staging", "canary", "production"]));
+    coupled(api, "shopdev", "shop", "development", &[]).await;
+    coupled(api, "shopstg", "shop", "staging", &["ci/tests"]).await;
+    coupled(api, "shopprd", "shop", "production", &[]).await;
+    let receiver = HookReceiver::start(&[]).await;
+    let hook = json!({"url": receiver.url(), "events": ["release", "promotion"], "secret": "s3cret"});
+    let made = api.expect("POST", "/apps/shopstg/hooks", hook, 201).await;
+    assert_eq!(made["secret"], "[redacted]", "the secret is never shown: {made}");
+
+    // Each app its own config and code: the command's MARKER is the code's mark.
+    for (app, greeting, marker) in [("shopdev", "dev-config", "dev-code"), ("shopstg", "stg-config", "old-stg-code")] {
+        let vars = json!({"GREETING": greeting, "DATABASE_URL": format!("postgres://{app}")});
+        api.expect("PATCH", &format!("/apps/{app}/config-vars"), vars, 200).await;
+        let web = json!({"updates": [{"type": "web", "quantity": 1, "command": format!("MARKER={marker} {command}")}]});
+        api.expect("PATCH", &format!("/apps/{app}/formation"), web, 200).await;
+    }
+    for (app, marker) in [("shopdev", "dev-code"), ("shopstg", "old-stg-code")] {
+        eventually(WAIT, "each app to serve its own code", || async {
+            (env_of(&wharf, app, "MARKER").await.as_deref() == Some(marker)).then_some(())
+        })
+        .await;
+    }
+    let source = eventually(WAIT, "dev's release to succeed", || async {
+        let r = newest_release(api, "shopdev").await;
+        (r["status"] == "succeeded").then_some(r)
+    })
+    .await;
+    let stg_before = newest_release(api, "shopstg").await;
+    let promote = json!({"pipeline": {"name": "shop"}, "source": {"app": {"name": "shopdev"}}});
+
+    // Blocked: the check staging requires is missing, then pending.
+    let (status, refused) = api.call("POST", "/pipeline-promotions", Some(promote.clone())).await;
+    assert_eq!((status, refused["id"].as_str()), (409, Some("conflict")), "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("ci/tests (missing)"), "{refused}");
+    let statuses = format!("/apps/shopdev/releases/{}/statuses", source["id"].as_str().unwrap());
+    api.expect("POST", &statuses, json!({"state": "pending", "context": "ci/tests"}), 201).await;
+    assert_eq!(api.call("GET", &statuses, None).await.1["state"], "pending");
+    let (status, refused) = api.call("POST", "/pipeline-promotions", Some(promote.clone())).await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("ci/tests (pending)"), "{refused}");
+    assert_eq!(newest_release(api, "shopstg").await["id"], stg_before["id"], "a refused promotion deploys nothing");
+    assert_eq!(api.call("GET", "/pipeline-promotions", None).await.1, json!([]));
+
+    // Through once the check succeeds.
+    api.expect("PATCH", &format!("{statuses}/ci%2Ftests"), json!({"state": "success"}), 200).await;
+    assert_eq!(api.call("GET", &statuses, None).await.1["state"], "success");
+    let promotion = api.expect("POST", "/pipeline-promotions", promote.clone(), 201).await;
+    let targets = promotion["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 1, "every app of the next stage, and only those: {promotion}");
+    assert_eq!(targets[0]["app"]["name"], "shopstg-default");
+    eventually(WAIT, "staging to serve dev's code with staging's config", || async {
+        let marker = env_of(&wharf, "shopstg", "MARKER").await;
+        let greeting = env_of(&wharf, "shopstg", "GREETING").await;
+        (marker.as_deref() == Some("dev-code") && greeting.as_deref() == Some("stg-config")).then_some(())
+    })
+    .await;
+    let id = promotion["id"].as_str().unwrap();
+    let done = eventually(WAIT, "the promotion's target to succeed", || async {
+        let (_, t) = api.call("GET", &format!("/pipeline-promotions/{id}/promotion-targets"), None).await;
+        (t[0]["status"] == "succeeded").then_some(t)
+    })
+    .await;
+    assert_eq!(done[0]["error_message"], Value::Null);
+    assert_eq!(api.call("GET", &format!("/pipeline-promotions/{id}"), None).await.1["status"], "completed");
+    let release = newest_release(api, "shopstg").await;
+    let version = source["version"].as_u64().unwrap();
+    assert_eq!(release["description"], format!("Promotion of shopdev-default v{version}"));
+    let stg_vars = api.call("GET", "/apps/shopstg/config-vars", None).await.1;
+    assert_eq!(stg_vars["DATABASE_URL"], "postgres://shopstg", "config vars never move: {stg_vars}");
+    let released_vars = format!("/apps/shopstg/releases/{}/config-vars", release["id"].as_str().unwrap());
+    assert_eq!(api.call("GET", &released_vars, None).await.1, stg_vars, "the release holds staging's config");
+
+    // Staging's hook heard of the promotion and of the release it made, each signed.
+    let deliveries = eventually(WAIT, "the hook to hear of the promotion and its release", || async {
+        let got = receiver.received();
+        let events: Vec<String> = got.iter().map(|r| r.headers["x-wharf-event"].clone()).collect();
+        let succeeded = got.iter().any(|r| r.json()["release"]["status"] == "succeeded");
+        (events.contains(&"promotion".to_owned()) && succeeded).then_some(got)
+    })
+    .await;
+    for d in &deliveries {
+        assert_eq!(d.headers["x-wharf-signature"], sign("s3cret", &d.body), "{:?}", d.headers);
+        assert_ne!(d.headers["x-wharf-signature"], sign("another", &d.body));
+        assert_eq!(d.json()["app"]["name"], "shopstg-default");
+    }
+
+    // Safe promotion from staging: production lacks staging's config var names.
+    api.expect("PATCH", "/apps/shopprd/config-vars", json!({"GREETING": "prd"}), 200).await;
+    let prd_before = newest_release(api, "shopprd").await;
+    let safe = json!({"pipeline": "shop", "source": {"app": "shopstg"}, "safe": true});
+    let (status, refused) = api.call("POST", "/pipeline-promotions", Some(safe)).await;
+    assert_eq!((status, refused["id"].as_str()), (422, Some("invalid_params")), "{refused}");
+    assert_eq!(
+        refused["message"], "safe promotion refused: shopprd-default lacks config vars DATABASE_URL",
+        "what is missing where"
+    );
+    assert_eq!(newest_release(api, "shopprd").await["id"], prd_before["id"], "nothing deployed");
+    assert_eq!(api.call("GET", "/pipeline-promotions", None).await.1.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_with_heroku_errors_and_changes_nothing() {
+    let dir = TempDir::new("pipelines-bad");
+    let (wharf, _) = serve(&dir).await;
+    let api = &wharf.api;
+    api.expect("POST", "/pipelines", json!({"name": "web"}), 201).await;
+    coupled(api, "alpha", "web", "development", &[]).await;
+    coupled(api, "beta", "web", "staging", &[]).await;
+    coupled(api, "gamma", "web", "production", &[]).await;
+    api.expect("POST", "/apps", json!({"name": "loose"}), 201).await;
+    let beta_release = newest_release(api, "beta").await["id"].as_str().unwrap().to_owned();
+
+    // Everything a refusal must leave as it was.
+    let state = || async {
+        let mut all = Vec::new();
+        for path in [
+            "/pipelines",
+            "/pipeline-couplings",
+            "/pipeline-promotions",
+            "/apps/alpha/hooks",
+            "/apps/alpha/releases",
+            "/apps/beta/releases",
+            "/apps/gamma/releases",
+            "/apps/alpha/releases/1/statuses",
+            "/apps/beta/releases/1/statuses",
+        ] {
+            all.push(api.call("GET", path, None).await.1);
+        }
+        all
+    };
+    let before = state().await;
+    let promote = |source: &str, targets: Option<Vec<&str>>| {
+        let mut b = json!({"pipeline": {"name": "web"}, "source": {"app": {"name": source}}});
+        if let Some(t) = targets {
+            b["targets"] = t.iter().map(|a| json!({"app": {"name": a}})).collect();
+        }
+        b
+    };
+    let other_app_release = format!("/apps/alpha/releases/{beta_release}/statuses");
+    let table: Vec<(&str, String, Value, u16, &str)> = vec![
+        ("POST", "/pipelines".into(), json!({"name": "Bad_Name"}), 422, "pipeline name"),
+        ("POST", "/pipelines".into(), json!({"name": "web"}), 409, "already exists"),
+        ("POST", "/pipelines".into(), json!({"name": "x", "color": "red"}), 422, "unknown field"),
+        ("PATCH", "/pipelines/nosuch".into(), json!({"name": "other"}), 404, "pipeline"),
+        (
+            "POST",
+            "/pipeline-couplings".into(),
+            json!({"app": "loose", "pipeline": "web", "stage": "qa"}),
+            422,
+            "unknown pipeline stage \"qa\"",
+        ),
+        (
+            "POST",
+            "/pipeline-couplings".into(),
+            json!({"app": "alpha", "pipeline": "web", "stage": "staging"}),
+            409,
+            "already in pipeline web",
+        ),
+        (
+            "POST",
+            "/pipeline-couplings".into(),
+            json!({"app": "loose", "pipeline": "nosuch", "stage": "staging"}),
+            404,
+            "pipeline",
+        ),
+        (
+            "POST",
+            "/pipeline-couplings".into(),
+            json!({"app": "nosuch", "pipeline": "web", "stage": "staging"}),
+            404,
+            "app",
+        ),
+        (
+            "POST",
+            "/pipeline-couplings".into(),
+            json!({"app": "loose", "pipeline": "web", "stage": "staging", "required_status_checks": {"contexts": [""]}}),
+            422,
+            "status context",
+        ),
+        ("POST", "/pipeline-promotions".into(), promote("gamma", None), 422, "cannot promote from production"),
+        (
+            "POST",
+            "/pipeline-promotions".into(),
+            promote("alpha", Some(vec!["gamma"])),
+            422,
+            "not in the next stage (staging)",
+        ),
+        ("POST", "/pipeline-promotions".into(), promote("alpha", Some(vec![])), 422, "targets is empty"),
+        ("POST", "/pipeline-promotions".into(), promote("loose", None), 422, "not in pipeline web"),
+        (
+            "POST",
+            "/pipeline-promotions".into(),
+            json!({"pipeline": "nosuch", "source": {"app": "alpha"}}),
+            404,
+            "pipeline",
+        ),
+        ("POST", other_app_release.clone(), json!({"state": "success", "context": "ci"}), 404, "release"),
+        (
+            "POST",
+            "/apps/alpha/releases/1/statuses".into(),
+            json!({"state": "green", "context": "ci"}),
+            422,
+            "unknown variant",
+        ),
+        ("POST", "/apps/alpha/releases/1/statuses".into(), json!({"state": "success"}), 422, "context"),
+        (
+            "POST",
+            "/apps/alpha/releases/9/statuses".into(),
+            json!({"state": "success", "context": "ci"}),
+            404,
+            "release",
+        ),
+        ("PATCH", "/apps/alpha/releases/1/statuses/nosuch".into(), json!({"state": "success"}), 404, "status"),
+        (
+            "POST",
+            "/apps/alpha/hooks".into(),
+            json!({"url": "ftp://example.com/h", "events": ["release"], "secret": "s"}),
+            422,
+            "http:// or https://",
+        ),
+        (
+            "POST",
+            "/apps/alpha/hooks".into(),
+            json!({"url": "syslog+tcp://127.0.0.1:514", "events": ["release"], "secret": "s"}),
+            422,
+            "http:// or https://",
+        ),
+        (
+            "POST",
+            "/apps/alpha/hooks".into(),
+            json!({"url": "http://169.254.169.254/latest", "events": ["release"], "secret": "s"}),
+            422,
+            "outbound policy refuses",
+        ),
+        (
+            "POST",
+            "/apps/alpha/hooks".into(),
+            json!({"url": "https://u:p@example.com/h", "events": ["release"], "secret": "s"}),
+            422,
+            "credentials",
+        ),
+        (
+            "POST",
+            "/apps/alpha/hooks".into(),
+            json!({"url": "https://example.com/h", "events": [], "secret": "s"}),
+            422,
+            "at least one event",
+        ),
+        (
+            "POST",
+            "/apps/alpha/hooks".into(),
+            json!({"url": "https://example.com/h", "events": ["build"], "secret": "s"}),
+            422,
+            "unknown variant",
+        ),
+        (
+            "POST",
+            "/apps/alpha/hooks".into(),
+            json!({"url": "https://example.com/h", "events": ["release"], "secret": ""}),
+            422,
+            "secret",
+        ),
+        (
+            "POST",
+            "/apps/alpha/hooks".into(),
+            json!({"url": "https://example.com/h", "events": ["release"]}),
+            422,
+            "secret",
+        ),
+    ];
+    for (method, path, body, want, says) in table {
+        let (status, out) = api.call(method, &path, Some(body.clone())).await;
+        assert_eq!(status, want, "{method} {path} {body}: {out}");
+        let message = out["message"].as_str().unwrap_or_else(|| panic!("Heroku's error body: {out}"));
+        assert!(out["id"].is_string() && message.contains(says), "{method} {path} {body}: {out}");
+        assert_eq!(state().await, before, "{method} {path} {body} changed something");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_are_retried_after_a_500_and_told_of_crashes_and_deletion() {
+    let dir = TempDir::new("pipelines-hooks");
+    let (wharf, _) = serve(&dir).await;
+    let api = &wharf.api;
+    api.expect("POST", "/apps", json!({"name": "hooked"}), 201).await;
+    let receiver = HookReceiver::start(&[500]).await;
+    let body = json!({"url": receiver.url(), "events": ["release", "crashed", "destroy"], "secret": "k"});
+    let hook = api.expect("POST", "/apps/hooked/hooks", body, 201).await;
+    let hook_id = hook["id"].as_str().unwrap();
+
+    // A release (no command: it succeeds at once); the first answer is a 500.
+    api.expect("PATCH", "/apps/hooked/config-vars", json!({"A": "1"}), 200).await;
+    let got = eventually(WAIT, "the release delivery again after the 500", || async {
+        let got = receiver.received();
+        (got.len() >= 2).then_some(got)
+    })
+    .await;
+    assert_eq!(got[0].headers["x-wharf-delivery"], got[1].headers["x-wharf-delivery"], "the same delivery, again");
+    assert_eq!(got[0].body, got[1].body);
+    assert_eq!(got[1].headers["x-wharf-signature"], sign("k", &got[1].body));
+    assert_eq!(got[1].json()["release"]["description"], "Set A config vars");
+    let deliveries = eventually(WAIT, "the deliveries list to say delivered", || async {
+        let (_, d) = api.call("GET", &format!("/apps/hooked/hooks/{hook_id}/deliveries"), None).await;
+        (d[0]["status"] == "delivered").then_some(d)
+    })
+    .await;
+    assert_eq!((deliveries[0]["attempts"].as_u64(), deliveries[0]["last_status_code"].as_u64()), (Some(2), Some(200)));
+
+    // A worker that exits is a crash; deleting the app is its last delivery.
+    let worker = json!({"updates": [{"type": "worker", "quantity": 1, "command": "exit 3"}]});
+    api.expect("PATCH", "/apps/hooked/formation", worker, 200).await;
+    let crash = eventually(WAIT, "a crashed delivery", || async {
+        receiver.received().into_iter().find(|r| r.headers["x-wharf-event"] == "crashed")
+    })
+    .await;
+    assert!(crash.json()["dyno"]["name"].as_str().unwrap().starts_with("worker."), "{}", crash.json());
+    api.expect("DELETE", "/apps/hooked", json!({}), 200).await;
+    eventually(WAIT, "the destroy delivery", || async {
+        receiver.received().into_iter().find(|r| r.headers["x-wharf-event"] == "destroy")
+    })
+    .await;
+}
