@@ -179,6 +179,16 @@ async fn serve(config: Config) -> Result<()> {
     let mut router = Router::start(&config.router, listeners, certs, plane.subscribe(), bus.publisher.clone())?;
     plane.set_canary_reader(Box::new(router.canary_reader()));
     plane.set_outbound(config.outbound);
+    plane.set_deploy(wharf_control_api::DeploySettings {
+        data_dir: absolute(data_dir),
+        max_slug_bytes: config.control_api.max_slug_bytes.0,
+        unpack_limits: wharf_control_api::archive::Limits {
+            max_bytes: config.control_api.max_unpacked_bytes.0,
+            ..Default::default()
+        },
+        allow_file_urls: config.control_api.allow_file_urls,
+        public_url: Some(format!("{api_scheme}://{api_addr}")),
+    });
     if let Some(path) = &config.control_api.trusted_ca {
         let cas =
             wharf_domain::cert::read_ca(path).with_context(|| format!("control_api.trusted_ca {}", path.display()))?;
@@ -206,6 +216,8 @@ async fn serve(config: Config) -> Result<()> {
             connection_grace: config.supervisor.connection_grace.0,
             restart_min: config.supervisor.restart_min.0,
             records_dir: Some(data_dir.join("dynos")),
+            releases_dir: Some(absolute(data_dir).join("releases")),
+            keep_releases: config.supervisor.keep_releases as usize,
         },
     );
 

@@ -26,6 +26,7 @@ use crate::probe;
 use crate::process::{self, DynoProcess, free_port};
 use crate::record::Records;
 use crate::registry::Registry;
+use crate::release_dir;
 use crate::restart::RestartPolicy;
 use crate::settings::Settings;
 
@@ -214,7 +215,13 @@ impl Dyno {
         loop {
             self.report(DynoState::Starting);
             let (app, publisher, records) = (&self.launcher.app, &self.launcher.publisher, &self.launcher.records);
-            let exit = match process::spawn(&self.spec, &self.name, port, app, publisher, records.as_ref()) {
+            let spawned = match self.release_dir().await {
+                Ok(dir) => {
+                    process::spawn(&self.spec, &self.name, port, app, publisher, records.as_ref(), dir.as_deref())
+                }
+                Err(e) => Err(e),
+            };
+            let exit = match spawned {
                 Ok(mut process) => {
                     policy.started();
                     let exit = self.serve(&mut process, port, &health, &mut stopped).await;
@@ -242,6 +249,24 @@ impl Dyno {
                 () = stop_requested(&mut stopped) => return,
             }
         }
+    }
+
+    /// The directory the dyno runs in: its release's own unpacked slug, made on first use (see
+    /// `release_dir`); none for a release without a slug, or a supervisor without a releases
+    /// directory.
+    async fn release_dir(&self) -> std::io::Result<Option<std::path::PathBuf>> {
+        let (Some(slug), Some(release), Some(root)) =
+            (self.spec.slug, self.spec.release, self.launcher.settings.releases_dir.clone())
+        else {
+            return Ok(None);
+        };
+        let plane = &self.launcher.plane;
+        let archive = plane.slug_archive(slug).ok_or_else(|| std::io::Error::other("this Wharf stores no slugs"))?;
+        let limits = plane.deploy().map(|d| d.unpack_limits).unwrap_or_default();
+        let dir = tokio::task::spawn_blocking(move || release_dir::prepare(&root, release.id, &archive, limits))
+            .await
+            .map_err(std::io::Error::other)??;
+        Ok(Some(dir))
     }
 
     /// Checks the dyno's health, registers a web dyno once healthy, and waits for the process to
@@ -373,6 +398,7 @@ mod tests {
             port: None,
             healthcheck: healthcheck.map(str::to_owned),
             release: None,
+            slug: None,
         }
     }
 

@@ -49,6 +49,7 @@ mod procfs;
 mod reaper;
 mod record;
 mod registry;
+mod release_dir;
 mod restart;
 mod service;
 mod settings;
@@ -192,6 +193,18 @@ async fn run(
                 }
             }
         }
+        if let Some(root) = settings.releases_dir.clone() {
+            // Directories no dyno runs in and no quick rollback needs; their dynos were listed
+            // before they unpacked, so a release being started is never among them.
+            let mut keep = registry.running_releases();
+            keep.extend(plane.read(|m| newest_releases(m, settings.keep_releases)).await);
+            tokio::task::spawn_blocking(move || {
+                let removed = release_dir::prune(&root, &keep);
+                if !removed.is_empty() {
+                    tracing::info!(releases = ?removed, "removed the directories of releases no dyno runs");
+                }
+            });
+        }
         let gone: Vec<_> = formations.keys().filter(|k| !desired.contains_key(*k)).cloned().collect();
         for key in gone {
             if let Some(handle) = formations.remove(&key) {
@@ -238,6 +251,17 @@ async fn run(
             }
         }
     }
+}
+
+/// Every app's newest `n` releases, and its newest whatever `n` is (its dynos are about to
+/// start in it).
+fn newest_releases(m: &wharf_control_api::model::Model, n: usize) -> std::collections::HashSet<Uuid> {
+    let mut keep = std::collections::HashSet::new();
+    for app in m.apps() {
+        let releases = m.releases_of(app.id);
+        keep.extend(releases.iter().rev().take(n.max(1)).map(|r| r.id));
+    }
+    keep
 }
 
 /// Stops every formation entry's dynos, all entries at once, and waits for those already

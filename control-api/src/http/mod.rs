@@ -35,6 +35,7 @@ mod log_sessions;
 mod releases;
 mod routes;
 mod sites;
+mod slugs;
 mod snapshot;
 mod spaces;
 mod tls;
@@ -116,6 +117,8 @@ route_group! {
         POST "/apps/{app}/releases" => releases::rollback,
         GET "/apps/{app}/releases/{release}" => releases::get_release,
         GET "/apps/{app}/releases/{release}/config-vars" => releases::get_release_config_vars,
+        POST "/apps/{app}/slugs" => slugs::create_slug,
+        GET "/apps/{app}/slugs/{slug}" => slugs::get_slug,
         GET "/apps/{app}/log-drains" => drains::list_drains,
         POST "/apps/{app}/log-drains" => drains::create_drain,
         GET "/apps/{app}/log-drains/{drain}" => drains::get_drain,
@@ -160,6 +163,9 @@ route_group! {
 route_group! {
     /// The routes served without a token.
     OPEN, open_routes: [
+        // The slug's blob URL carries its own upload token. Its body is a raw stream, which the
+        // JSON body limit does not apply to: `put_blob` caps it at `max_slug_bytes` itself.
+        PUT "/slugs/{slug}/blob" => slugs::put_blob,
         GET "/healthz" => healthz,
         GET "/openapi.json" => openapi,
     ]

@@ -19,7 +19,7 @@ mod table;
 
 pub use records::{
     App, Canary, Cert, Change, Compliance, ConfigVars, Drain, Dyno, Formation, Kind, Object, Owner, PageFetch, Release,
-    ReleaseProcess, ReleaseStatus, Route, Site, Space,
+    ReleaseProcess, ReleaseStatus, Route, Site, Slug, Space,
 };
 pub use table::{Record, Table};
 
@@ -46,6 +46,7 @@ pub struct Model {
     formations: Table<Formation>,
     config_vars: Table<ConfigVars>,
     releases: Table<Release>,
+    slugs: Table<Slug>,
     /// An app's key is `app-space`, made of two records, so it is indexed here rather than by
     /// its table.
     app_by_key: HashMap<AppKey, Uuid>,
@@ -96,6 +97,7 @@ impl Model {
             Object::Formation(f) => self.formations.put(f),
             Object::ConfigVars(c) => self.config_vars.put(c),
             Object::Release(r) => self.releases.put(r),
+            Object::Slug(x) => self.slugs.put(x),
         }
     }
 
@@ -119,12 +121,13 @@ impl Model {
             Kind::Formation => drop(self.formations.delete(id)),
             Kind::ConfigVars => drop(self.config_vars.delete(id)),
             Kind::Release => drop(self.releases.delete(id)),
+            Kind::Slug => drop(self.slugs.delete(id)),
         }
     }
 
     /// The changes that delete the record `kind`/`id` with every record that depends on it,
     /// dependents first: a space takes its apps; an app its dynos, drains, routes, canaries
-    /// (as the split app or as the canary), formation, config vars and releases; a site its routes and
+    /// (as the split app or as the canary), formation, config vars, releases and slugs; a site its routes and
     /// drains. Every operation that deletes goes through here, so that no record is left
     /// pointing at a deleted one. The record itself is not looked up: callers check it exists.
     pub fn cascade(&self, kind: Kind, id: Uuid) -> Vec<Change> {
@@ -147,6 +150,7 @@ impl Model {
                     d.push((Kind::ConfigVars, id));
                 }
                 d.extend(self.releases_of(id).iter().map(|x| (Kind::Release, x.id)));
+                d.extend(self.slugs.values().filter(|x| x.app_id == id).map(|x| (Kind::Slug, x.id)));
                 d
             }
             Kind::Site => {
@@ -162,7 +166,8 @@ impl Model {
             | Kind::Canary
             | Kind::Formation
             | Kind::ConfigVars
-            | Kind::Release => vec![],
+            | Kind::Release
+            | Kind::Slug => vec![],
         };
         for (kind, id) in dependents {
             self.cascade_into(kind, id, out);
@@ -262,6 +267,11 @@ impl Model {
         let digits = id_or_version.strip_prefix('v').unwrap_or(id_or_version);
         let version: u32 = digits.parse().ok().filter(|_| digits.bytes().all(|b| b.is_ascii_digit()))?;
         self.releases.values().find(|r| r.app_id == app_id && r.version == version)
+    }
+
+    /// The slug with this id, whichever app it was made for.
+    pub fn slug(&self, id: Uuid) -> Option<&Slug> {
+        self.slugs.get(&id)
     }
 
     /// The app's newest release, whatever its status: what its config vars and formation say now.

@@ -306,7 +306,9 @@ pub struct Release {
     pub config_vars: BTreeMap<String, String>,
     /// The formation's process types as of this release, by type.
     pub processes: Vec<ReleaseProcess>,
-    /// The slug the release runs; none until Wharf builds slugs (issue 21).
+    /// The slug the release runs (its archive unpacked, or its image); none for a release of
+    /// commands alone. Releases made by a change of config vars or commands keep the slug of the
+    /// release before them; a rollback restores the target's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slug_id: Option<Uuid>,
     /// Creation time, seconds since the epoch.
@@ -329,6 +331,51 @@ impl std::fmt::Debug for Release {
             .field("slug_id", &self.slug_id)
             .finish_non_exhaustive()
     }
+}
+
+/// A slug (Heroku's slug resource): an app's code as one tar.gz archive, or the name of an
+/// image an external runtime pulls. A release names the slug it runs by id (`Release::slug_id`),
+/// and any app's release may name any app's slug (a pipeline's promotion does), so a slug is
+/// never changed once its archive is stored: a release of it runs the same bytes forever.
+///
+/// The archive lives at `DATA_DIR/slugs/<id>.tar.gz` on the control API's machine
+/// (`ControlPlane::slug_archive`); the record holds what the API shows and how to upload it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Slug {
+    /// Its id.
+    pub id: Uuid,
+    /// The app it was made for.
+    pub app_id: Uuid,
+    /// Each process type's command (Heroku's `process_types`, a Procfile's lines).
+    pub process_types: BTreeMap<String, String>,
+    /// The commit it was built from, as the client named it (free text, at most 256 bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// A description of that commit, as the client gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_description: Option<String>,
+    /// `SHA256:<hex>` of the archive: as the client announced it (the upload must match), else
+    /// as measured when it was stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+    /// An image reference (`registry/name@sha256:<hex>`) for an external runtime, instead of
+    /// an archive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The stored archive's size in bytes; none until it is uploaded (and for an image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// Lowercase hex SHA-256 of the upload token of the blob URL, while the archive may still be
+    /// uploaded; the token itself is shown once, in the URL, and never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_token_sha256: Option<String>,
+    /// Until when (seconds since the epoch) the blob URL takes the upload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_expires_at: Option<i64>,
+    /// Creation time, seconds since the epoch.
+    pub created_at: i64,
+    /// Last change, seconds since the epoch.
+    pub updated_at: i64,
 }
 
 /// One stored record of any kind.
@@ -357,6 +404,8 @@ pub enum Object {
     ConfigVars(ConfigVars),
     /// A release.
     Release(Release),
+    /// A slug.
+    Slug(Slug),
 }
 
 /// The kinds of records, as stored. Serde's names are [`Kind::as_str`]'s.
@@ -385,6 +434,8 @@ pub enum Kind {
     ConfigVars,
     /// Releases.
     Release,
+    /// Slugs.
+    Slug,
 }
 
 impl Kind {
@@ -402,6 +453,7 @@ impl Kind {
             Kind::Formation => "formation",
             Kind::ConfigVars => "config_vars",
             Kind::Release => "release",
+            Kind::Slug => "slug",
         }
     }
 }
@@ -421,6 +473,7 @@ impl Object {
             Object::Formation(f) => (Kind::Formation, f.id),
             Object::ConfigVars(c) => (Kind::ConfigVars, c.id),
             Object::Release(r) => (Kind::Release, r.id),
+            Object::Slug(s) => (Kind::Slug, s.id),
         }
     }
 }
@@ -447,7 +500,7 @@ macro_rules! unnamed_records {
     )*};
 }
 
-unnamed_records!(App, Dyno, Drain, Route, Cert, Canary, Formation, ConfigVars, Release);
+unnamed_records!(App, Dyno, Drain, Route, Cert, Canary, Formation, ConfigVars, Release, Slug);
 
 impl Record for Space {
     type Key = SpaceName;

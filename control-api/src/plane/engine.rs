@@ -221,6 +221,8 @@ pub struct ControlPlane {
     pub(super) store_changed: Option<Arc<tokio::sync::Notify>>,
     /// The local runtime (the supervisor, in `wharf serve`), once it has started.
     pub(super) local: OnceLock<Arc<dyn LocalRuntime>>,
+    /// Where slugs and builds live (`slugs.rs`), once `wharf serve` set it.
+    pub(super) deploy: OnceLock<super::slugs::DeploySettings>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -257,6 +259,7 @@ impl ControlPlane {
             streams_end: watch::Sender::new(false),
             store_changed,
             local: OnceLock::new(),
+            deploy: OnceLock::new(),
         };
         if plane.read(|m| m.spaces().next().is_none()).await {
             // Another replica starting at the same time may create it first.

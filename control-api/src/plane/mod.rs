@@ -8,7 +8,8 @@
 //! aggregate: `apps` (spaces and apps), `formation`, `dynos`, `config_vars`,
 //! `drains`, `releases` (every config or command change, and rollbacks), `routing` (sites,
 //! routes, certificates), `domains` (an app's custom domains, as sites routing `/` to it),
-//! `canaries`, `sessions`, `maintenance` (fetching the page an app in maintenance mode names).
+//! `canaries`, `sessions`, `maintenance` (fetching the page an app in maintenance mode names),
+//! `slugs` (slugs stored or named by image, and their releases).
 
 mod apps;
 mod canaries;
@@ -24,6 +25,7 @@ mod maintenance;
 mod releases;
 mod routing;
 mod sessions;
+mod slugs;
 #[cfg(test)]
 mod tests;
 
@@ -38,3 +40,4 @@ pub use maintenance::{PAGE_FETCH_TIMEOUT, fetch_page};
 pub use releases::INITIAL_RELEASE;
 pub use routing::{MAX_CERTS, MAX_ROUTES_PER_SITE};
 pub use sessions::LogSession;
+pub use slugs::{DeploySettings, NewSlug, UPLOAD_TOKEN_TTL, UploadRefusal, check_image};
