@@ -148,10 +148,10 @@ pub(super) async fn get_slug(
     Ok(Json(out))
 }
 
-/// The blob URL's query.
+/// The blob URL's query; a missing token is a 403 like a wrong one.
 #[derive(Deserialize)]
 pub(super) struct BlobQuery {
-    token: String,
+    token: Option<String>,
 }
 
 /// `PUT /slugs/{slug}/blob?token=...`: the slug's archive, streamed to disk (413 past
@@ -165,7 +165,8 @@ pub(super) async fn put_blob(
 ) -> ApiResult<impl IntoResponse> {
     let forbidden = || ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this blob URL is not valid");
     let id: Uuid = slug.parse().map_err(|_| forbidden())?;
-    match plane.check_slug_upload(id, &query.token).await {
+    let token = query.token.ok_or_else(forbidden)?;
+    match plane.check_slug_upload(id, &token).await {
         Ok(()) => {}
         Err(UploadRefusal::Forbidden) => return Err(forbidden()),
         Err(UploadRefusal::Expired) => {
@@ -181,7 +182,7 @@ pub(super) async fn put_blob(
     }
     let max = plane.deploy().map_or(0, |d| d.max_slug_bytes);
     let upload = receive(&plane, body, max).await?;
-    let slug = plane.store_slug_archive(id, &query.token, upload).await?;
+    let slug = plane.store_slug_archive(id, &token, upload).await?;
     let out = plane
         .read(|m| slug_out(m, &slug, None))
         .await
