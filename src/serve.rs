@@ -189,6 +189,7 @@ async fn serve(config: Config) -> Result<()> {
         allow_file_urls: config.control_api.allow_file_urls,
         public_url: Some(format!("{api_scheme}://{api_addr}")),
     });
+    plane.set_build_publisher(bus.publisher.clone());
     if let Some(path) = &config.control_api.trusted_ca {
         let cas =
             wharf_domain::cert::read_ca(path).with_context(|| format!("control_api.trusted_ca {}", path.display()))?;

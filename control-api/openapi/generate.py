@@ -102,6 +102,12 @@ schemas = {
                  "commit_description": nullable(S), "process_types": {"type": "object", "additionalProperties": S},
                  "size": nullable(INT), "image": nullable(S), "state": {"type": "string", "enum": ["pending", "uploaded", "image"]},
                  "stack": ref("NamedRef"), "created_at": TIME, "updated_at": TIME}),
+    # Heroku's build; output_stream_url streams its output (text/plain) without the API token.
+    "Build": obj({"id": UUID, "app": ref("AppRef"), "buildpacks": {"type": "array", "maxItems": 0}, "output_stream_url": S,
+                  "release": nullable(obj({"id": UUID})), "slug": nullable(obj({"id": UUID})),
+                  "source_blob": obj({"checksum": nullable(S), "url": S, "version": nullable(S), "version_description": nullable(S)}),
+                  "stack": ref("NamedRef"), "status": {"type": "string", "enum": ["pending", "succeeded", "failed"]},
+                  "user": ref("OwnerRef"), "created_at": TIME, "updated_at": TIME}),
     "Accepted": obj({"accepted": INT}),
     "Health": obj({"status": S, "version": INT}),
     "Snapshot": {"type": "object", "required": ["version", "apps", "drains"], "additionalProperties": True,
@@ -150,6 +156,9 @@ bodies = {
     "ReleaseCreate": obj({"release": {"oneOf": [UUID, {"type": "integer", "minimum": 1}]}, "slug": UUID, "description": S},
                          required=[]),
     # `checksum`: SHA256:<64 hex>, which the upload must match; `image`: registry/name@sha256:<64 hex>, instead of an archive.
+    # source_blob.url: http(s), or file:// when control_api.allow_file_urls; checksum SHA256:<64 hex>.
+    "BuildCreate": obj({"source_blob": obj({"url": S, "checksum": S, "version": S, "version_description": S}, required=["url"]),
+                        "buildpacks": {"type": "array"}}, required=["source_blob"]),
     "SlugCreate": obj({"process_types": {"type": "object", "additionalProperties": S}, "commit": S, "commit_description": S,
                        "checksum": S, "image": S, "buildpack_provided_description": S, "stack": S}, required=["process_types"]),
     "CanaryVerdict": obj({"id": UUID, "app": S, "evidence": ref("Evidence")}),
@@ -177,6 +186,7 @@ P = {
     "release": param("release", "the release's id, or its version: `3` or `v3`"),
     "token": param("token", "the signed log session grant"),
     "slug": param("slug", "the slug's id"),
+    "build": param("build", "the build's id"),
 }
 
 def op(summary, ok, schema, body=None, params=(), secure=True, content="application/json", streaming=False):
@@ -273,6 +283,13 @@ paths = {
                                      ref("Slug"), "SlugCreate", params=["app"])},
     "/apps/{app}/slugs/{slug}": {"get": op("Show a slug", 200, ref("Slug"), params=["app", "slug"])},
     "/slugs/{slug}/blob": {"put": blob_op()},
+    "/apps/{app}/builds": {
+        "get": op("List an app's builds", 200, arr("Build"), params=["app"]),
+        "post": op("Build a source archive (tar.gz or zip with a Procfile) from a URL and release its slug", 201, ref("Build"),
+                   "BuildCreate", params=["app"])},
+    "/apps/{app}/builds/{build}": {"get": op("Show a build", 200, ref("Build"), params=["app", "build"])},
+    "/builds/{build}/output": {"get": op("A build's output, streamed while it runs (its output_stream_url; no token)", 200, S,
+                                         params=["build"], secure=False, content="text/plain", streaming=True)},
     "/apps/{app}/releases/{release}": {"get": op("Show a release", 200, ref("Release"), params=["app", "release"])},
     "/apps/{app}/releases/{release}/config-vars": {"get": op("The config vars as of a release", 200, ref("ConfigVars"),
                                                              params=["app", "release"])},

@@ -22,6 +22,7 @@ use crate::plane::ControlPlane;
 mod account;
 mod apps;
 mod auth;
+mod builds;
 mod canaries;
 mod certs;
 mod config_vars;
@@ -119,6 +120,9 @@ route_group! {
         GET "/apps/{app}/releases/{release}/config-vars" => releases::get_release_config_vars,
         POST "/apps/{app}/slugs" => slugs::create_slug,
         GET "/apps/{app}/slugs/{slug}" => slugs::get_slug,
+        GET "/apps/{app}/builds" => builds::list_builds,
+        POST "/apps/{app}/builds" => builds::create_build,
+        GET "/apps/{app}/builds/{build}" => builds::get_build,
         GET "/apps/{app}/log-drains" => drains::list_drains,
         POST "/apps/{app}/log-drains" => drains::create_drain,
         GET "/apps/{app}/log-drains/{drain}" => drains::get_drain,
@@ -166,6 +170,8 @@ route_group! {
         // The slug's blob URL carries its own upload token. Its body is a raw stream, which the
         // JSON body limit does not apply to: `put_blob` caps it at `max_slug_bytes` itself.
         PUT "/slugs/{slug}/blob" => slugs::put_blob,
+        // A build's output_stream_url: the build's random id is the capability, as Heroku's URL.
+        GET "/builds/{build}/output" => builds::build_output,
         GET "/healthz" => healthz,
         GET "/openapi.json" => openapi,
     ]

@@ -21,6 +21,7 @@ pub use records::{
     App, Canary, Cert, Change, Compliance, ConfigVars, Drain, Dyno, Formation, Kind, Object, Owner, PageFetch, Release,
     ReleaseProcess, ReleaseStatus, Route, Site, Slug, Space,
 };
+pub use records::{Build, BuildStatus};
 pub use table::{Record, Table};
 
 /// The space an app is created in when the request names none (Akkeris' default space); its
@@ -47,6 +48,7 @@ pub struct Model {
     config_vars: Table<ConfigVars>,
     releases: Table<Release>,
     slugs: Table<Slug>,
+    builds: Table<Build>,
     /// An app's key is `app-space`, made of two records, so it is indexed here rather than by
     /// its table.
     app_by_key: HashMap<AppKey, Uuid>,
@@ -98,6 +100,7 @@ impl Model {
             Object::ConfigVars(c) => self.config_vars.put(c),
             Object::Release(r) => self.releases.put(r),
             Object::Slug(x) => self.slugs.put(x),
+            Object::Build(x) => self.builds.put(x),
         }
     }
 
@@ -122,12 +125,13 @@ impl Model {
             Kind::ConfigVars => drop(self.config_vars.delete(id)),
             Kind::Release => drop(self.releases.delete(id)),
             Kind::Slug => drop(self.slugs.delete(id)),
+            Kind::Build => drop(self.builds.delete(id)),
         }
     }
 
     /// The changes that delete the record `kind`/`id` with every record that depends on it,
     /// dependents first: a space takes its apps; an app its dynos, drains, routes, canaries
-    /// (as the split app or as the canary), formation, config vars, releases and slugs; a site its routes and
+    /// (as the split app or as the canary), formation, config vars, releases, slugs and builds; a site its routes and
     /// drains. Every operation that deletes goes through here, so that no record is left
     /// pointing at a deleted one. The record itself is not looked up: callers check it exists.
     pub fn cascade(&self, kind: Kind, id: Uuid) -> Vec<Change> {
@@ -151,6 +155,7 @@ impl Model {
                 }
                 d.extend(self.releases_of(id).iter().map(|x| (Kind::Release, x.id)));
                 d.extend(self.slugs.values().filter(|x| x.app_id == id).map(|x| (Kind::Slug, x.id)));
+                d.extend(self.builds_of(id).iter().map(|x| (Kind::Build, x.id)));
                 d
             }
             Kind::Site => {
@@ -167,7 +172,8 @@ impl Model {
             | Kind::Formation
             | Kind::ConfigVars
             | Kind::Release
-            | Kind::Slug => vec![],
+            | Kind::Slug
+            | Kind::Build => vec![],
         };
         for (kind, id) in dependents {
             self.cascade_into(kind, id, out);
@@ -267,6 +273,18 @@ impl Model {
         let digits = id_or_version.strip_prefix('v').unwrap_or(id_or_version);
         let version: u32 = digits.parse().ok().filter(|_| digits.bytes().all(|b| b.is_ascii_digit()))?;
         self.releases.values().find(|r| r.app_id == app_id && r.version == version)
+    }
+
+    /// An app's builds, oldest first.
+    pub fn builds_of(&self, app_id: Uuid) -> Vec<&Build> {
+        let mut v: Vec<&Build> = self.builds.values().filter(|b| b.app_id == app_id).collect();
+        v.sort_by_key(|b| (b.created_at, b.id));
+        v
+    }
+
+    /// The build with this id.
+    pub fn build(&self, id: Uuid) -> Option<&Build> {
+        self.builds.get(&id)
     }
 
     /// The slug with this id, whichever app it was made for.

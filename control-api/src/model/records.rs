@@ -378,6 +378,63 @@ pub struct Slug {
     pub updated_at: i64,
 }
 
+/// Where a build is (Heroku's build `status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildStatus {
+    /// Fetching, unpacking or packing: not done yet.
+    Pending,
+    /// Its slug was made and released.
+    Succeeded,
+    /// It stopped: the source could not be fetched or was refused, or Wharf restarted while
+    /// it ran.
+    Failed,
+}
+
+impl BuildStatus {
+    /// Heroku's word for the status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuildStatus::Pending => "pending",
+            BuildStatus::Succeeded => "succeeded",
+            BuildStatus::Failed => "failed",
+        }
+    }
+}
+
+/// A build (Heroku's build resource): a source archive fetched from a URL, unpacked, and made
+/// into a slug that is released at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Build {
+    /// Its id.
+    pub id: Uuid,
+    /// The app.
+    pub app_id: Uuid,
+    /// The source archive's URL (`source_blob.url`), as given.
+    pub source_url: String,
+    /// The source's announced `SHA256:<hex>`, which the fetched bytes must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_checksum: Option<String>,
+    /// The source's version (`source_blob.version`, a commit), as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_version: Option<String>,
+    /// Pending, succeeded or failed.
+    pub status: BuildStatus,
+    /// The slug it made, once it succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slug_id: Option<Uuid>,
+    /// The release of that slug.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_id: Option<Uuid>,
+    /// The build's output lines, once it ended (at most `plane::MAX_BUILD_OUTPUT_LINES`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub output: Vec<String>,
+    /// Creation time, seconds since the epoch.
+    pub created_at: i64,
+    /// Last change, seconds since the epoch.
+    pub updated_at: i64,
+}
+
 /// One stored record of any kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "body", rename_all = "snake_case")]
@@ -406,6 +463,8 @@ pub enum Object {
     Release(Release),
     /// A slug.
     Slug(Slug),
+    /// A build.
+    Build(Build),
 }
 
 /// The kinds of records, as stored. Serde's names are [`Kind::as_str`]'s.
@@ -436,6 +495,8 @@ pub enum Kind {
     Release,
     /// Slugs.
     Slug,
+    /// Builds.
+    Build,
 }
 
 impl Kind {
@@ -454,6 +515,7 @@ impl Kind {
             Kind::ConfigVars => "config_vars",
             Kind::Release => "release",
             Kind::Slug => "slug",
+            Kind::Build => "build",
         }
     }
 }
@@ -474,6 +536,7 @@ impl Object {
             Object::ConfigVars(c) => (Kind::ConfigVars, c.id),
             Object::Release(r) => (Kind::Release, r.id),
             Object::Slug(s) => (Kind::Slug, s.id),
+            Object::Build(b) => (Kind::Build, b.id),
         }
     }
 }
@@ -500,7 +563,7 @@ macro_rules! unnamed_records {
     )*};
 }
 
-unnamed_records!(App, Dyno, Drain, Route, Cert, Canary, Formation, ConfigVars, Release, Slug);
+unnamed_records!(App, Dyno, Drain, Route, Cert, Canary, Formation, ConfigVars, Release, Slug, Build);
 
 impl Record for Space {
     type Key = SpaceName;

@@ -13,7 +13,6 @@
 //! from the maintenance flag (both on the app record, by id): turning maintenance on or off while
 //! a fetch runs changes neither outcome, and a rename keeps the page.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,7 +77,7 @@ impl ControlPlane {
 
     /// The roots a fetched URL's certificate is verified against: the Mozilla roots and the
     /// operator's `control_api.trusted_ca`.
-    fn trusted_roots(&self) -> Arc<rustls::ClientConfig> {
+    pub(super) fn trusted_roots(&self) -> Arc<rustls::ClientConfig> {
         self.page_tls.get().cloned().unwrap_or_else(|| client_config(&[]))
     }
 
@@ -115,17 +114,8 @@ fn parse_page_url(url: &str) -> Result<(String, u16, String, String), String> {
         Some(rest) => format!("https://{rest}"),
         None => url.to_owned(),
     };
-    let uri: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
-    if uri.scheme_str() != Some("https") {
-        return Err("only https URLs are fetched".into());
-    }
-    let authority = uri.authority().ok_or("the URL has no host")?;
-    if authority.as_str().contains('@') {
-        return Err("credentials in the URL are not supported".into());
-    }
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
-    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-    Ok((host, authority.port_u16().unwrap_or(443), authority.as_str().to_owned(), path))
+    let t = super::fetch::parse_url(&url, true)?;
+    Ok((t.host, t.port, t.authority, t.path))
 }
 
 /// GETs a page over verified TLS from an address the outbound policy allows, within
@@ -140,41 +130,8 @@ pub async fn fetch_page(url: &str, policy: Policy, tls: Arc<rustls::ClientConfig
 
 async fn fetch(url: &str, policy: Policy, tls: Arc<rustls::ClientConfig>) -> Result<String, String> {
     let (host, port, authority, path) = parse_page_url(url)?;
-    let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
-        .await
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?
-        .collect();
-    let mut refused = None;
-    let allowed: Vec<SocketAddr> = resolved
-        .into_iter()
-        .filter(|a| match policy.check(a.ip()) {
-            Ok(()) => true,
-            Err(e) => {
-                refused.get_or_insert(e);
-                false
-            }
-        })
-        .collect();
-    if allowed.is_empty() {
-        return Err(match refused {
-            Some(e) => format!("{host} resolves to a refused address: {e}"),
-            None => format!("no address for {host}"),
-        });
-    }
-    let tcp = tokio::net::TcpStream::connect(&allowed[..]).await.map_err(|e| format!("connect to {host}: {e}"))?;
-    let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| format!("{host}: {e}"))?;
-    let stream = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("HTTP: {e}"))?;
-    let conn = tokio::spawn(conn);
-    let request = http::Request::get(path)
-        .header(http::header::HOST, authority)
-        .header(http::header::ACCEPT, "text/html")
-        .header(http::header::USER_AGENT, "wharf-maintenance-page")
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .map_err(|e| format!("request: {e}"))?;
-    let response = sender.send_request(request).await.map_err(|e| format!("HTTP: {e}"))?;
+    let target = super::fetch::Target { https: true, host, port, authority, path };
+    let (response, conn) = super::fetch::get(&target, policy, tls, "text/html", "wharf-maintenance-page").await?;
     let status = response.status();
     if status != http::StatusCode::OK {
         conn.abort();

@@ -9,9 +9,11 @@
 //! `drains`, `releases` (every config or command change, and rollbacks), `routing` (sites,
 //! routes, certificates), `domains` (an app's custom domains, as sites routing `/` to it),
 //! `canaries`, `sessions`, `maintenance` (fetching the page an app in maintenance mode names),
-//! `slugs` (slugs stored or named by image, and their releases).
+//! `slugs` (slugs stored or named by image, and their releases), `builds` (sources fetched,
+//! unpacked and released as slugs), `fetch` (the one client for URLs users give).
 
 mod apps;
+mod builds;
 mod canaries;
 mod config_vars;
 mod domains;
@@ -19,6 +21,7 @@ mod drains;
 mod dynos;
 mod engine;
 mod error;
+mod fetch;
 mod formation;
 pub mod local;
 mod maintenance;
@@ -29,6 +32,7 @@ mod slugs;
 #[cfg(test)]
 mod tests;
 
+pub use builds::{BuildOutput, MAX_BUILD_OUTPUT_LINES, SOURCE_FETCH_TIMEOUT, parse_procfile};
 pub use config_vars::MAX_CONFIG_VARS;
 pub use domains::{domain_site, domain_sites};
 pub use drains::{Drains, MAX_DRAINS_PER_APP};
