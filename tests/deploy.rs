@@ -132,10 +132,15 @@ else:
 /// Writes the app's source (its body being `body`) under `dir/name/` and the archive of `kind`
 /// beside it; returns the archive's path.
 fn archive(dir: &Path, name: &str, body: &str, kind: &str) -> PathBuf {
+    archive_with(dir, name, body, kind, PROCFILE)
+}
+
+/// As [`archive`], with this Procfile.
+fn archive_with(dir: &Path, name: &str, body: &str, kind: &str, procfile: &str) -> PathBuf {
     let src = dir.join(name);
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("app.py"), APP_PY).unwrap();
-    std::fs::write(src.join("Procfile"), PROCFILE).unwrap();
+    std::fs::write(src.join("Procfile"), procfile).unwrap();
     std::fs::write(src.join("body.txt"), body).unwrap();
     let out = dir.join(format!("{name}.{kind}"));
     let status = std::process::Command::new("python3")
@@ -362,6 +367,53 @@ async fn a_source_built_from_a_url_is_served_rolled_without_a_failed_request_and
     assert!(refused["slug"].is_null() && refused["release"].is_null(), "{refused}");
     assert_eq!((setup.releases().await.len(), setup.slugs_stored()), before);
     assert_eq!(answer(wharf).await.as_deref(), Some("first version"));
+
+    // A release phase that fails: the build made its slug and release, the release is failed
+    // and the running release keeps serving; its phase ran with the new config in the new files.
+    let staged = api.expect("PATCH", "/apps/hello/config-vars", json!({"STAGE": "four"}), 200).await;
+    assert_eq!(staged["STAGE"], "four");
+    let running = setup.releases().await.last().cloned().unwrap();
+    eventually(WAIT, "the config change to roll", || async {
+        let (_, dynos) = api.call("GET", "/apps/hello/dynos", None).await;
+        let all = dynos.as_array()?.iter().all(|d| d["release"]["version"] == running["version"]);
+        let (_, r) = api.call("GET", &format!("/apps/hello/releases/{}", running["id"].as_str()?), None).await;
+        (all && r["status"] == "succeeded").then_some(())
+    })
+    .await;
+    let procfile = "web: exec python3 app.py\nrelease: cat body.txt; echo; echo \"STAGE=$STAGE\"; exit 3\n";
+    let four = archive_with(setup.dir.path(), "four", "fourth version", "tgz", procfile);
+    let built = setup.build(&four, None).await;
+    assert_eq!(built["status"], "succeeded", "{built}");
+    let release = format!("/apps/hello/releases/{}", built["release"]["id"].as_str().unwrap());
+    let failed = eventually(WAIT, "the release to fail its release phase", || async {
+        let (_, r) = api.call("GET", &release, None).await;
+        (r["status"] != "pending").then_some(r)
+    })
+    .await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(answer(wharf).await.as_deref(), Some("first version"));
+    let (_, dynos) = api.call("GET", "/apps/hello/dynos", None).await;
+    let versions: Vec<_> = dynos.as_array().unwrap().iter().map(|d| d["release"]["version"].clone()).collect();
+    assert!(versions.iter().all(|v| *v == running["version"]), "only the release before runs: {dynos}");
+    let said = stream_lines(&setup, json!({"lines": 100, "dyno": "release"}), "failed (exit status: 3)").await;
+    assert!(said.contains("fourth version") && said.contains("STAGE=four"), "{said}");
+    let built = stream_lines(&setup, json!({"lines": 100, "source": "akkeris/build"}), "Procfile declares types").await;
+    assert!(built.contains("Fetching source") && built.contains("Releasing"), "{built}");
+}
+
+/// The app's log history through a log session with these filters, once it has `wanted`.
+async fn stream_lines(setup: &Setup, filters: Value, wanted: &str) -> String {
+    let api = &setup.wharf.api;
+    eventually(WAIT, wanted, || async {
+        let session = api.expect("POST", "/apps/hello/log-sessions", filters.clone(), 201).await;
+        let url = session["logplex_url"].as_str().unwrap().to_owned();
+        let rest = url.split_once("://").unwrap().1;
+        let (authority, path) = rest.split_once('/').unwrap();
+        let r = client::send(authority.parse().unwrap(), None, &Req::get(authority, &format!("/{path}"))).await.ok()?;
+        let text = r.text();
+        text.contains(wanted).then_some(text)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -251,22 +251,9 @@ impl Dyno {
         }
     }
 
-    /// The directory the dyno runs in: its release's own unpacked slug, made on first use (see
-    /// `release_dir`); none for a release without a slug, or a supervisor without a releases
-    /// directory.
+    /// The directory the dyno runs in (see `release_dir::working_dir`).
     async fn release_dir(&self) -> std::io::Result<Option<std::path::PathBuf>> {
-        let (Some(slug), Some(release), Some(root)) =
-            (self.spec.slug, self.spec.release, self.launcher.settings.releases_dir.clone())
-        else {
-            return Ok(None);
-        };
-        let plane = &self.launcher.plane;
-        let archive = plane.slug_archive(slug).ok_or_else(|| std::io::Error::other("this Wharf stores no slugs"))?;
-        let limits = plane.deploy().map(|d| d.unpack_limits).unwrap_or_default();
-        let dir = tokio::task::spawn_blocking(move || release_dir::prepare(&root, release.id, &archive, limits))
-            .await
-            .map_err(std::io::Error::other)??;
-        Ok(Some(dir))
+        release_dir::working_dir(&self.launcher.plane, &self.launcher.settings, &self.spec).await
     }
 
     /// Checks the dyno's health, registers a web dyno once healthy, and waits for the process to

@@ -50,6 +50,7 @@ mod reaper;
 mod record;
 mod registry;
 mod release_dir;
+mod release_phase;
 mod restart;
 mod service;
 mod settings;
@@ -140,6 +141,10 @@ async fn run(
     // Each running one-off dyno's own stop signal, by app and name: a one-off is never
     // restarted, so a restart or stop that names it (or all the app's dynos) stops it.
     let mut one_off_stops: HashMap<(Uuid, String), watch::Sender<bool>> = HashMap::new();
+    // Each app's release phase (see `release_phase`): the release it ran for, and its outcome
+    // (`None` while it runs). An app's entries are not told of a release until it passed.
+    let mut phases: HashMap<Uuid, (Uuid, Option<bool>)> = HashMap::new();
+    let (phase_tx, mut phase_rx) = tokio::sync::mpsc::unbounded_channel::<(Uuid, Uuid, bool)>();
     loop {
         while stopping.try_join_next().is_some() {}
         let web = plane.read(web_apps).await;
@@ -158,7 +163,53 @@ async fn run(
         }
         services.retain(|id, _| web.iter().any(|a| a.id == *id));
         let ports: HashMap<Uuid, u16> = services.iter().map(|(id, s)| (*id, s.port())).collect();
-        let desired = plane.read(|m| desired_formations(m, &ports)).await;
+        let mut desired = plane.read(|m| desired_formations(m, &ports)).await;
+        // The `release` type is the release phase's command, never a formation of dynos.
+        let release_commands: Vec<(FormationKey, desired::DesiredFormation)> = desired
+            .iter()
+            .filter(|(k, _)| k.dyno_type.as_str() == release_phase::RELEASE)
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect();
+        desired.retain(|k, _| k.dyno_type.as_str() != release_phase::RELEASE);
+        // Apps whose newest release waits for its release phase keep running what they run.
+        let mut held: BTreeSet<Uuid> = BTreeSet::new();
+        for (key, entry) in release_commands {
+            let Some(release) = entry.spec.release else { continue };
+            match phases.get(&key.app_id) {
+                Some((r, Some(true))) if *r == release.id => continue,
+                Some((r, _)) if *r == release.id => {}
+                _ => {
+                    // A release settled before (by an earlier run of Wharf) ran its phase then.
+                    let settled = plane
+                        .read(|m| m.release(key.app_id, &release.id.to_string()).map(|r| r.status))
+                        .await
+                        .filter(|s| *s != wharf_control_api::model::ReleaseStatus::Pending);
+                    if let Some(status) = settled {
+                        let passed = status == wharf_control_api::model::ReleaseStatus::Succeeded;
+                        phases.insert(key.app_id, (release.id, Some(passed)));
+                        if passed {
+                            continue;
+                        }
+                        held.insert(key.app_id);
+                        continue;
+                    }
+                    phases.insert(key.app_id, (release.id, None));
+                    let cx = release_phase::PhaseContext {
+                        plane: plane.clone(),
+                        publisher: publisher.clone(),
+                        settings: settings.clone(),
+                        records: records.clone(),
+                    };
+                    let (tx, app_id, stopped) = (phase_tx.clone(), key.app_id, stopped.clone());
+                    tokio::spawn(async move {
+                        let ok = release_phase::run(cx, entry.app, entry.spec, stopped).await;
+                        let _ = tx.send((app_id, release.id, ok));
+                    });
+                }
+            }
+            held.insert(key.app_id);
+        }
+        desired.retain(|k, _| !held.contains(&k.app_id) || formations.contains_key(k));
         // Before any entry hears of a new release: each will report how its roll ended.
         let mut rolling: HashMap<Uuid, (Uuid, BTreeSet<DynoType>)> = HashMap::new();
         for (key, entry) in &desired {
@@ -167,12 +218,18 @@ async fn run(
             }
         }
         for (app_id, (release, dyno_types)) in rolling {
+            if held.contains(&app_id) {
+                continue;
+            }
             if releases.insert(app_id, release) != Some(release) {
                 registry.expect_release(release, dyno_types);
             }
         }
         releases.retain(|app_id, _| desired.keys().any(|k| k.app_id == *app_id));
         for (key, entry) in &desired {
+            if held.contains(&key.app_id) {
+                continue;
+            }
             let target = FormationTarget { quantity: entry.quantity, spec: entry.spec.clone() };
             match formations.get(key) {
                 Some(handle) => handle.set_target(target),
@@ -246,6 +303,15 @@ async fn run(
                     one_off_stops.retain(|_, stop| !stop.is_closed());
                     one_off_stops.insert((one_off.app_id, name.clone()), stop);
                     stopping.spawn(one_off::run(cx, name, one_off, stopped.clone(), own));
+                }
+                Some((app_id, release, ok)) = phase_rx.recv() => {
+                    if phases.get(&app_id).is_some_and(|(r, _)| *r == release) {
+                        phases.insert(app_id, (release, Some(ok)));
+                    }
+                    if !ok && let Err(e) = plane.settle_release(app_id, release, false).await {
+                        tracing::warn!(error = %e, "cannot record a failed release phase");
+                    }
+                    break;
                 }
                 () = stop_requested(&mut stopped) => return stop_all(formations, stopping).await,
             }

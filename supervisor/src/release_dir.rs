@@ -16,7 +16,34 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use uuid::Uuid;
+use wharf_control_api::ControlPlane;
 use wharf_control_api::archive::{self, Limits};
+
+use crate::desired::DynoSpec;
+use crate::settings::Settings;
+
+/// The directory a process of `spec` runs in: its release's own unpacked slug, made on first
+/// use (see [`prepare`]); none for a release without a slug, or a supervisor without a
+/// releases directory (it runs in Wharf's working directory then).
+///
+/// # Errors
+///
+/// When the slug cannot be unpacked.
+pub(crate) async fn working_dir(
+    plane: &ControlPlane,
+    settings: &Settings,
+    spec: &DynoSpec,
+) -> io::Result<Option<PathBuf>> {
+    let (Some(slug), Some(release), Some(root)) = (spec.slug, spec.release, settings.releases_dir.clone()) else {
+        return Ok(None);
+    };
+    let archive = plane.slug_archive(slug).ok_or_else(|| io::Error::other("this Wharf stores no slugs"))?;
+    let limits = plane.deploy().map(|d| d.unpack_limits).unwrap_or_default();
+    let dir = tokio::task::spawn_blocking(move || prepare(&root, release.id, &archive, limits))
+        .await
+        .map_err(io::Error::other)??;
+    Ok(Some(dir))
+}
 
 /// The directory of `release` under `root`.
 pub(crate) fn path_of(root: &Path, release: Uuid) -> PathBuf {
