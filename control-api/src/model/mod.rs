@@ -99,7 +99,7 @@ impl Model {
             Object::Formation(f) => self.formations.put(f),
             Object::ConfigVars(c) => self.config_vars.put(c),
             Object::Release(r) => self.releases.put(r),
-            Object::Slug(x) => self.slugs.put(x),
+            Object::Slug(x) => self.slugs.put(*x),
             Object::Build(x) => self.builds.put(x),
         }
     }

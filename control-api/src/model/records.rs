@@ -461,8 +461,8 @@ pub enum Object {
     ConfigVars(ConfigVars),
     /// A release.
     Release(Release),
-    /// A slug.
-    Slug(Slug),
+    /// A slug (boxed: it is the largest record, and every `Change` would pay for its size).
+    Slug(Box<Slug>),
     /// A build.
     Build(Build),
 }

@@ -294,7 +294,7 @@ impl ControlPlane {
                     created_at: now,
                     updated_at: now,
                 };
-                Ok(((), vec![Change::Put(Object::Slug(slug))]))
+                Ok(((), vec![Change::Put(Object::Slug(Box::new(slug)))]))
             })
             .await;
         if let Err(e) = made {

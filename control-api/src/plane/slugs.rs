@@ -212,7 +212,7 @@ impl ControlPlane {
                 created_at: now,
                 updated_at: now,
             };
-            Ok(((slug.clone(), token.clone()), vec![Change::Put(Object::Slug(slug))]))
+            Ok(((slug.clone(), token.clone()), vec![Change::Put(Object::Slug(Box::new(slug)))]))
         })
         .await
     }
@@ -268,7 +268,7 @@ impl ControlPlane {
                     updated_at: now_seconds(),
                     ..s.clone()
                 };
-                Ok((slug.clone(), vec![Change::Put(Object::Slug(slug))]))
+                Ok((slug.clone(), vec![Change::Put(Object::Slug(Box::new(slug)))]))
             })
             .await;
         if kept.is_err() {
