@@ -33,7 +33,9 @@
 //! `restart` policy, its `process` (whose `output` goes to the bus and whose `group` is
 //! stopped as a whole and kept in the `record`s) and its health check `probe`; `one_off` runs a
 //! one-off dyno (`run:detached`) once with the same `process` code; `reaper` reaps adopted
-//! orphans, and `procfs` reads what they need of `/proc`.
+//! orphans, and `procfs` reads what they need of `/proc`. A release with a slug runs in its own
+//! unpacked directory (`release_dir`), and a release with a `release` process type first runs
+//! that command once (`release_phase`); the entries hear of the release only if it succeeded.
 
 #![forbid(unsafe_code)]
 
