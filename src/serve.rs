@@ -190,6 +190,10 @@ async fn serve(config: Config) -> Result<()> {
         public_url: Some(format!("{api_scheme}://{api_addr}")),
     });
     plane.set_build_publisher(bus.publisher.clone());
+    let interrupted = plane.fail_interrupted_builds().await?;
+    if interrupted > 0 {
+        tracing::warn!(builds = interrupted, "builds an earlier run left pending are marked failed");
+    }
     if let Some(path) = &config.control_api.trusted_ca {
         let cas =
             wharf_domain::cert::read_ca(path).with_context(|| format!("control_api.trusted_ca {}", path.display()))?;

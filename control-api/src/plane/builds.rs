@@ -161,6 +161,36 @@ impl ControlPlane {
         Ok(build)
     }
 
+    /// Marks every build still `pending` as `failed`: called at start, before any build runs,
+    /// so a build that a stopped Wharf was running does not stay pending for ever. Its output
+    /// says why. With a store shared by replicas it does nothing: another replica may be running
+    /// them (those stay pending if their replica dies; see the notes in ARCHITECTURE.md).
+    pub async fn fail_interrupted_builds(&self) -> Result<usize, Error> {
+        if self.store_changed.is_some() {
+            return Ok(0);
+        }
+        self.change(|m| {
+            let now = now_seconds();
+            let changes: Vec<Change> = m
+                .apps()
+                .flat_map(|a| m.builds_of(a.id))
+                .filter(|b| b.status == BuildStatus::Pending)
+                .map(|b| {
+                    let mut output = b.output.clone();
+                    output.push(" !     Build failed: Wharf stopped while it ran; start it again".to_owned());
+                    Change::Put(Object::Build(Build {
+                        status: BuildStatus::Failed,
+                        output,
+                        updated_at: now,
+                        ..b.clone()
+                    }))
+                })
+                .collect();
+            Ok((changes.len(), changes))
+        })
+        .await
+    }
+
     /// Follows a running build's output; `None` when it is not running here (read the record).
     pub fn build_output(&self, build: Uuid) -> Option<watch::Receiver<BuildOutput>> {
         self.build_outputs.lock().expect("build outputs lock").get(&build).map(watch::Sender::subscribe)
