@@ -407,6 +407,35 @@ fn app_root(tree: &Path) -> PathBuf {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn builds_a_stopped_wharf_left_pending_are_failed_at_start_and_no_others() {
+        let p = super::super::tests::plane().await;
+        let app = p.create_app("api".parse().unwrap(), "default").await.unwrap();
+        let build = |status: BuildStatus| Build {
+            id: new_id(),
+            app_id: app.id,
+            source_url: "https://example.com/s.tgz".into(),
+            source_checksum: None,
+            source_version: None,
+            status,
+            slug_id: None,
+            release_id: None,
+            output: vec!["-----> Fetching source https://example.com/s.tgz".into()],
+            created_at: 0,
+            updated_at: 0,
+        };
+        let (pending, done, failed) =
+            (build(BuildStatus::Pending), build(BuildStatus::Succeeded), build(BuildStatus::Failed));
+        let puts = [&pending, &done, &failed].map(|b| Change::Put(Object::Build(b.clone())));
+        p.change(|_| Ok(((), puts.to_vec()))).await.unwrap();
+        assert_eq!(p.fail_interrupted_builds().await.unwrap(), 1);
+        let statuses = p.read(|m| [&pending, &done, &failed].map(|b| m.build(b.id).unwrap().status)).await;
+        assert_eq!(statuses, [BuildStatus::Failed, BuildStatus::Succeeded, BuildStatus::Failed]);
+        let said = p.read(|m| m.build(pending.id).unwrap().output.clone()).await;
+        assert!(said.last().unwrap().contains("Wharf stopped while it ran"), "{said:?}");
+        assert_eq!(p.fail_interrupted_builds().await.unwrap(), 0, "nothing left to fail");
+    }
+
     #[test]
     fn procfiles_are_type_colon_command_lines() {
         let check = |text: &str, want: Result<&[(&str, &str)], &str>| match want {
