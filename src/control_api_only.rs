@@ -67,6 +67,9 @@ async fn serve(config: Config) -> Result<()> {
     // Apps' web URLs name the routers' public HTTPS port: the one routers are configured with.
     let https_port = config.router.https_public_port.unwrap_or(config.router.https_listen.port());
     let plane = open_plane(&config, secrets.sessions.clone(), format!("{scheme}://{addr}"), https_port).await?;
+    if let Some(bus) = &bus {
+        plane.set_build_publisher(bus.publisher.clone());
+    }
     let app = wharf_control_api::router(
         plane.clone(),
         secrets.tokens(),

@@ -191,7 +191,7 @@ pub(crate) fn api_tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig
 
 /// Opens the store (PostgreSQL at `control_api.database_url`, else SQLite in the data
 /// directory) and the control plane over it, and follows other replicas' commits. Log session
-/// URLs point at `logshuttle.public_url`, else at `api_url`. Errors when the store cannot be
+/// URLs point at `logshuttle.public_url`, else at `api_url`; slug blob and build output URLs at `api_url`. Errors when the store cannot be
 /// opened or migrated.
 pub(crate) async fn open_plane(
     config: &Config,
@@ -210,7 +210,7 @@ pub(crate) async fn open_plane(
     let settings = Settings {
         stack_domain: config.router.stack_domain.clone(),
         https_port,
-        session_base_url: config.logshuttle.public_url.clone().unwrap_or(api_url),
+        session_base_url: config.logshuttle.public_url.clone().unwrap_or_else(|| api_url.clone()),
         session_ttl: config.logshuttle.session_ttl.0,
         max_session_lines: config.logshuttle.history_lines as u32,
         max_quantity: config.control_api.max_quantity,
@@ -226,6 +226,20 @@ pub(crate) async fn open_plane(
         let cas =
             wharf_domain::cert::read_ca(path).with_context(|| format!("control_api.trusted_ca {}", path.display()))?;
         plane.set_trusted_ca(cas);
+    }
+    plane.set_deploy(wharf_control_api::DeploySettings {
+        data_dir: absolute(&config.data_dir),
+        max_slug_bytes: config.control_api.max_slug_bytes.0,
+        unpack_limits: wharf_control_api::archive::Limits {
+            max_bytes: config.control_api.max_unpacked_bytes.0,
+            ..Default::default()
+        },
+        allow_file_urls: config.control_api.allow_file_urls,
+        public_url: Some(api_url),
+    });
+    let interrupted = plane.fail_interrupted_builds().await?;
+    if interrupted > 0 {
+        tracing::warn!(builds = interrupted, "builds an earlier run left pending are marked failed");
     }
     Ok(plane)
 }
@@ -288,6 +302,7 @@ async fn serve(config: Config) -> Result<()> {
 
     let mut router = Router::start(&config.router, listeners, certs, plane.subscribe(), bus.publisher.clone())?;
     plane.set_canary_reader(Box::new(router.canary_reader()));
+    plane.set_build_publisher(bus.publisher.clone());
     if let Some(verdicts) = router.take_verdicts() {
         tokio::spawn(plane.clone().record_verdicts(verdicts));
     }
@@ -310,6 +325,8 @@ async fn serve(config: Config) -> Result<()> {
             connection_grace: config.supervisor.connection_grace.0,
             restart_min: config.supervisor.restart_min.0,
             records_dir: Some(data_dir.join("dynos")),
+            releases_dir: Some(absolute(data_dir).join("releases")),
+            keep_releases: config.supervisor.keep_releases as usize,
         },
     );
 

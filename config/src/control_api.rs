@@ -41,6 +41,16 @@ pub struct ControlApiConfig {
     pub dyno_sizes: Vec<DynoSize>,
     /// The size of a formation entry that names none; one of `dyno_sizes`.
     pub default_dyno_size: String,
+    /// Largest slug or build source archive, as uploaded or fetched (compressed): 500 MiB,
+    /// Heroku's slug limit. Archives are kept in `DATA_DIR/slugs`.
+    pub max_slug_bytes: ByteSize,
+    /// Most bytes one slug or source archive may unpack to (the sum of its files), so that a
+    /// small archive cannot fill the disk: 2 GiB.
+    pub max_unpacked_bytes: ByteSize,
+    /// Whether a build's `source_blob.url` may be a `file://` path on the control API's machine.
+    /// Off by default: with it, whoever holds the admin token can have Wharf read any archive
+    /// Wharf's user can.
+    pub allow_file_urls: bool,
 }
 
 impl Default for ControlApiConfig {
@@ -56,6 +66,9 @@ impl Default for ControlApiConfig {
             trusted_ca: None,
             dyno_sizes: default_dyno_sizes(),
             default_dyno_size: "Standard-1X".to_owned(),
+            max_slug_bytes: ByteSize(500 << 20),
+            max_unpacked_bytes: ByteSize(2 << 30),
+            allow_file_urls: false,
         }
     }
 }

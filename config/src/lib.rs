@@ -137,6 +137,9 @@ pub struct SupervisorConfig {
     pub connection_grace: HumanDuration,
     /// First delay before a crashed dyno is restarted; it doubles up to a minute.
     pub restart_min: HumanDuration,
+    /// How many of an app's newest releases keep their unpacked directory
+    /// (`DATA_DIR/releases/<id>`) for a quick rollback, beside those whose dynos still run.
+    pub keep_releases: u32,
 }
 
 impl Default for SupervisorConfig {
@@ -146,6 +149,7 @@ impl Default for SupervisorConfig {
             stop_grace: HumanDuration::secs(10),
             connection_grace: HumanDuration::secs(1),
             restart_min: HumanDuration::secs(1),
+            keep_releases: 5,
         }
     }
 }

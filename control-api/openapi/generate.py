@@ -88,13 +88,26 @@ schemas = {
                       "port": nullable({"type": "integer", "minimum": 1, "maximum": 65535}), "healthcheck": nullable(S),
                       "size": S, "app": ref("AppRef"), "created_at": TIME, "updated_at": TIME}),
     "ConfigVars": {"type": "object", "additionalProperties": S},
-    # Every change to config vars or commands; `slug` is null until Wharf builds slugs.
+    # Every change to config vars or commands, and every deploy; `slug` is null for a release of commands alone.
     "Release": obj({"id": UUID, "version": {"type": "integer", "minimum": 1}, "description": S,
                     "status": {"type": "string", "enum": ["pending", "succeeded", "failed"]},
                     "current": {"type": "boolean"}, "eligible_for_rollback": {"type": "boolean"},
                     "addon_plan_names": {"type": "array", "items": S}, "artifacts": {"type": "array"},
                     "app": ref("AppRef"), "slug": nullable(obj({"id": UUID})), "user": ref("OwnerRef"),
                     "output_stream_url": nullable(S), "created_at": TIME, "updated_at": TIME}),
+    # Heroku's slug, with Wharf's `image` (an external runtime's, pinned by digest) and `state`;
+    # `blob` (the upload URL) only in the answer to its creation.
+    "Slug": obj({"id": UUID, "app": ref("AppRef"), "blob": nullable(obj({"method": {"type": "string", "enum": ["put"]}, "url": S})),
+                 "buildpack_provided_description": nullable(S), "checksum": nullable(S), "commit": nullable(S),
+                 "commit_description": nullable(S), "process_types": {"type": "object", "additionalProperties": S},
+                 "size": nullable(INT), "image": nullable(S), "state": {"type": "string", "enum": ["pending", "uploaded", "image"]},
+                 "stack": ref("NamedRef"), "created_at": TIME, "updated_at": TIME}),
+    # Heroku's build; output_stream_url streams its output (text/plain) without the API token.
+    "Build": obj({"id": UUID, "app": ref("AppRef"), "buildpacks": {"type": "array", "maxItems": 0}, "output_stream_url": S,
+                  "release": nullable(obj({"id": UUID})), "slug": nullable(obj({"id": UUID})),
+                  "source_blob": obj({"checksum": nullable(S), "url": S, "version": nullable(S), "version_description": nullable(S)}),
+                  "stack": ref("NamedRef"), "status": {"type": "string", "enum": ["pending", "succeeded", "failed"]},
+                  "user": ref("OwnerRef"), "created_at": TIME, "updated_at": TIME}),
     "Accepted": obj({"accepted": INT}),
     "Health": obj({"status": S, "version": INT}),
     "Snapshot": {"type": "object", "required": ["version", "apps", "drains"], "additionalProperties": True,
@@ -139,8 +152,15 @@ bodies = {
                                                                         "port": {"type": "integer", "minimum": 1, "maximum": 65535},
                                                                         "healthcheck": S, "size": S}, required=["type"])}}),
     "ConfigVarsPatch": {"type": "object", "additionalProperties": nullable(S)},
-    # The release to roll back to: its id, or its version (3, "3" or "v3").
-    "Rollback": obj({"release": {"oneOf": [UUID, {"type": "integer", "minimum": 1}]}}),
+    # Exactly one of: the release to roll back to (its id, or its version: 3, "3" or "v3"), or the slug to deploy.
+    "ReleaseCreate": obj({"release": {"oneOf": [UUID, {"type": "integer", "minimum": 1}]}, "slug": UUID, "description": S},
+                         required=[]),
+    # `checksum`: SHA256:<64 hex>, which the upload must match; `image`: registry/name@sha256:<64 hex>, instead of an archive.
+    # source_blob.url: http(s), or file:// when control_api.allow_file_urls; checksum SHA256:<64 hex>.
+    "BuildCreate": obj({"source_blob": obj({"url": S, "checksum": S, "version": S, "version_description": S}, required=["url"]),
+                        "buildpacks": {"type": "array"}}, required=["source_blob"]),
+    "SlugCreate": obj({"process_types": {"type": "object", "additionalProperties": S}, "commit": S, "commit_description": S,
+                       "checksum": S, "image": S, "buildpack_provided_description": S, "stack": S}, required=["process_types"]),
     "CanaryVerdict": obj({"id": UUID, "app": S, "evidence": ref("Evidence")}),
     "LogEvents": {"type": "array", "minItems": 1, "maxItems": 1000,
                   "items": obj({"app": S, "source": S, "process": S, "stream": {"type": "string", "enum": ["stdout", "stderr"]},
@@ -165,6 +185,8 @@ P = {
     "name": param("name", "the SNI endpoint's name: its certificate's id"),
     "release": param("release", "the release's id, or its version: `3` or `v3`"),
     "token": param("token", "the signed log session grant"),
+    "slug": param("slug", "the slug's id"),
+    "build": param("build", "the build's id"),
 }
 
 def op(summary, ok, schema, body=None, params=(), secure=True, content="application/json", streaming=False):
@@ -180,6 +202,15 @@ def op(summary, ok, schema, body=None, params=(), secure=True, content="applicat
         o["security"] = []
     if streaming:
         o["x-streaming"] = True
+    return o
+
+def blob_op():
+    """PUT of a slug's tar.gz to its blob URL: authorised by the URL's own token, not the API's."""
+    o = op("Upload a slug's archive (tar.gz, the app under ./app); checked (size, checksum, safe unpack) before it is kept",
+           200, ref("Slug"), params=["slug"], secure=False)
+    o["parameters"].append({"name": "token", "in": "query", "required": True, "schema": S,
+                            "description": "the upload token from the slug's blob.url: one slug, one upload, one hour"})
+    o["requestBody"] = {"required": True, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
     return o
 
 def arr(name):
@@ -246,8 +277,19 @@ paths = {
     "/apps/{app}/releases": {
         "get": op("List an app's releases; `Range: version ..; max=N, order=desc` pages them (206 and Next-Range while more remain)",
                   200, arr("Release"), params=["app"]),
-        "post": op("Roll back to a release's config vars and commands, as a new release", 201, ref("Release"), "Rollback",
-                   params=["app"])},
+        "post": op("Roll back to a release (`release`: its config vars, slug and commands), or deploy a slug (`slug`), as a new release",
+                   201, ref("Release"), "ReleaseCreate", params=["app"])},
+    "/apps/{app}/slugs": {"post": op("Create a slug; its answer's blob.url takes the tar.gz by PUT (an image slug has none)", 201,
+                                     ref("Slug"), "SlugCreate", params=["app"])},
+    "/apps/{app}/slugs/{slug}": {"get": op("Show a slug", 200, ref("Slug"), params=["app", "slug"])},
+    "/slugs/{slug}/blob": {"put": blob_op()},
+    "/apps/{app}/builds": {
+        "get": op("List an app's builds", 200, arr("Build"), params=["app"]),
+        "post": op("Build a source archive (tar.gz or zip with a Procfile) from a URL and release its slug", 201, ref("Build"),
+                   "BuildCreate", params=["app"])},
+    "/apps/{app}/builds/{build}": {"get": op("Show a build", 200, ref("Build"), params=["app", "build"])},
+    "/builds/{build}/output": {"get": op("A build's output, streamed while it runs (its output_stream_url; no token)", 200, S,
+                                         params=["build"], secure=False, content="text/plain", streaming=True)},
     "/apps/{app}/releases/{release}": {"get": op("Show a release", 200, ref("Release"), params=["app", "release"])},
     "/apps/{app}/releases/{release}/config-vars": {"get": op("The config vars as of a release", 200, ref("ConfigVars"),
                                                              params=["app", "release"])},

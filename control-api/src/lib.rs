@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod archive;
 pub mod http;
 pub mod model;
 pub mod plane;
@@ -19,7 +20,8 @@ pub mod watch;
 
 pub use http::{AdminToken, router};
 pub use plane::{
-    ControlPlane, Drains, DynoRelease, DynoSizes, DynoState, Error, LocalDyno, LocalRuntime, OneOff, Restart, Settings,
+    ControlPlane, DeploySettings, Drains, DynoRelease, DynoSizes, DynoState, Error, LocalDyno, LocalRuntime, OneOff,
+    Restart, Settings,
 };
 pub use store::postgres::PostgresStore;
 pub use store::{SqliteStore, Store, StoreError};

@@ -42,6 +42,9 @@ pub(crate) struct DynoSpec {
     pub(crate) healthcheck: Option<String>,
     /// The app's newest release, which the dynos run; none for an app without releases.
     pub(crate) release: Option<DynoRelease>,
+    /// The release's slug, when it has a stored archive: the dynos run in the release's own
+    /// unpacked copy of it (`release_dir`). None for a release of commands alone, or an image.
+    pub(crate) slug: Option<Uuid>,
 }
 
 /// One formation entry the supervisor should run.
@@ -75,7 +78,10 @@ pub(crate) fn desired_formations(
             }
         }
         env.extend(m.config_vars_of(app.id).map(|c| c.vars.clone()).unwrap_or_default());
-        let release = m.latest_release(app.id).map(|r| DynoRelease { id: r.id, version: r.version });
+        let latest = m.latest_release(app.id);
+        let release = latest.map(|r| DynoRelease { id: r.id, version: r.version });
+        // An image slug is an external runtime's to pull; only an archive runs here.
+        let slug = latest.and_then(|r| r.slug_id).filter(|id| m.slug(*id).is_some_and(|s| s.image.is_none()));
         for f in m.formation_of(app.id) {
             let Some(command) = &f.command else { continue };
             let spec = DynoSpec {
@@ -84,6 +90,7 @@ pub(crate) fn desired_formations(
                 port: f.port,
                 healthcheck: f.healthcheck.clone(),
                 release,
+                slug,
             };
             out.insert(
                 FormationKey { app_id: app.id, dyno_type: f.dyno_type.clone() },

@@ -26,6 +26,7 @@ use crate::probe;
 use crate::process::{self, DynoProcess, free_port};
 use crate::record::Records;
 use crate::registry::Registry;
+use crate::release_dir;
 use crate::restart::RestartPolicy;
 use crate::settings::Settings;
 
@@ -214,7 +215,13 @@ impl Dyno {
         loop {
             self.report(DynoState::Starting);
             let (app, publisher, records) = (&self.launcher.app, &self.launcher.publisher, &self.launcher.records);
-            let exit = match process::spawn(&self.spec, &self.name, port, app, publisher, records.as_ref()) {
+            let spawned = match self.release_dir().await {
+                Ok(dir) => {
+                    process::spawn(&self.spec, &self.name, port, app, publisher, records.as_ref(), dir.as_deref())
+                }
+                Err(e) => Err(e),
+            };
+            let exit = match spawned {
                 Ok(mut process) => {
                     policy.started();
                     let exit = self.serve(&mut process, port, &health, &mut stopped).await;
@@ -242,6 +249,11 @@ impl Dyno {
                 () = stop_requested(&mut stopped) => return,
             }
         }
+    }
+
+    /// The directory the dyno runs in (see `release_dir::working_dir`).
+    async fn release_dir(&self) -> std::io::Result<Option<std::path::PathBuf>> {
+        release_dir::working_dir(&self.launcher.plane, &self.launcher.settings, &self.spec).await
     }
 
     /// Checks the dyno's health, registers a web dyno once healthy, and waits for the process to
@@ -377,6 +389,7 @@ mod tests {
             port: None,
             healthcheck: healthcheck.map(str::to_owned),
             release: None,
+            slug: None,
         }
     }
 

@@ -410,7 +410,14 @@ mod tests {
     }
 
     fn spec(command: &str) -> DynoSpec {
-        DynoSpec { command: command.to_owned(), env: BTreeMap::new(), port: None, healthcheck: None, release: None }
+        DynoSpec {
+            command: command.to_owned(),
+            env: BTreeMap::new(),
+            port: None,
+            healthcheck: None,
+            release: None,
+            slug: None,
+        }
     }
 
     fn target(quantity: u32, command: &str) -> FormationTarget {

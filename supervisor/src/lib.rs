@@ -33,7 +33,9 @@
 //! `restart` policy, its `process` (whose `output` goes to the bus and whose `group` is
 //! stopped as a whole and kept in the `record`s) and its health check `probe`; `one_off` runs a
 //! one-off dyno (`run:detached`) once with the same `process` code; `reaper` reaps adopted
-//! orphans, and `procfs` reads what they need of `/proc`.
+//! orphans, and `procfs` reads what they need of `/proc`. A release with a slug runs in its own
+//! unpacked directory (`release_dir`), and a release with a `release` process type first runs
+//! that command once (`release_phase`); the entries hear of the release only if it succeeded.
 
 #![forbid(unsafe_code)]
 
@@ -49,6 +51,8 @@ mod procfs;
 mod reaper;
 mod record;
 mod registry;
+mod release_dir;
+mod release_phase;
 mod restart;
 mod service;
 mod settings;
@@ -139,6 +143,10 @@ async fn run(
     // Each running one-off dyno's own stop signal, by app and name: a one-off is never
     // restarted, so a restart or stop that names it (or all the app's dynos) stops it.
     let mut one_off_stops: HashMap<(Uuid, String), watch::Sender<bool>> = HashMap::new();
+    // Each app's release phase (see `release_phase`): the release it ran for, and its outcome
+    // (`None` while it runs). An app's entries are not told of a release until it passed.
+    let mut phases: HashMap<Uuid, (Uuid, Option<bool>)> = HashMap::new();
+    let (phase_tx, mut phase_rx) = tokio::sync::mpsc::unbounded_channel::<(Uuid, Uuid, bool)>();
     loop {
         while stopping.try_join_next().is_some() {}
         let web = plane.read(web_apps).await;
@@ -157,7 +165,53 @@ async fn run(
         }
         services.retain(|id, _| web.iter().any(|a| a.id == *id));
         let ports: HashMap<Uuid, u16> = services.iter().map(|(id, s)| (*id, s.port())).collect();
-        let desired = plane.read(|m| desired_formations(m, &ports)).await;
+        let mut desired = plane.read(|m| desired_formations(m, &ports)).await;
+        // The `release` type is the release phase's command, never a formation of dynos.
+        let release_commands: Vec<(FormationKey, desired::DesiredFormation)> = desired
+            .iter()
+            .filter(|(k, _)| k.dyno_type.as_str() == release_phase::RELEASE)
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect();
+        desired.retain(|k, _| k.dyno_type.as_str() != release_phase::RELEASE);
+        // Apps whose newest release waits for its release phase keep running what they run.
+        let mut held: BTreeSet<Uuid> = BTreeSet::new();
+        for (key, entry) in release_commands {
+            let Some(release) = entry.spec.release else { continue };
+            match phases.get(&key.app_id) {
+                Some((r, Some(true))) if *r == release.id => continue,
+                Some((r, _)) if *r == release.id => {}
+                _ => {
+                    // A release settled before (by an earlier run of Wharf) ran its phase then.
+                    let settled = plane
+                        .read(|m| m.release(key.app_id, &release.id.to_string()).map(|r| r.status))
+                        .await
+                        .filter(|s| *s != wharf_control_api::model::ReleaseStatus::Pending);
+                    if let Some(status) = settled {
+                        let passed = status == wharf_control_api::model::ReleaseStatus::Succeeded;
+                        phases.insert(key.app_id, (release.id, Some(passed)));
+                        if passed {
+                            continue;
+                        }
+                        held.insert(key.app_id);
+                        continue;
+                    }
+                    phases.insert(key.app_id, (release.id, None));
+                    let cx = release_phase::PhaseContext {
+                        plane: plane.clone(),
+                        publisher: publisher.clone(),
+                        settings: settings.clone(),
+                        records: records.clone(),
+                    };
+                    let (tx, app_id, stopped) = (phase_tx.clone(), key.app_id, stopped.clone());
+                    tokio::spawn(async move {
+                        let ok = release_phase::run(cx, entry.app, entry.spec, stopped).await;
+                        let _ = tx.send((app_id, release.id, ok));
+                    });
+                }
+            }
+            held.insert(key.app_id);
+        }
+        desired.retain(|k, _| !held.contains(&k.app_id) || formations.contains_key(k));
         // Before any entry hears of a new release: each will report how its roll ended.
         let mut rolling: HashMap<Uuid, (Uuid, BTreeSet<DynoType>)> = HashMap::new();
         for (key, entry) in &desired {
@@ -166,12 +220,18 @@ async fn run(
             }
         }
         for (app_id, (release, dyno_types)) in rolling {
+            if held.contains(&app_id) {
+                continue;
+            }
             if releases.insert(app_id, release) != Some(release) {
                 registry.expect_release(release, dyno_types);
             }
         }
         releases.retain(|app_id, _| desired.keys().any(|k| k.app_id == *app_id));
         for (key, entry) in &desired {
+            if held.contains(&key.app_id) {
+                continue;
+            }
             let target = FormationTarget { quantity: entry.quantity, spec: entry.spec.clone() };
             match formations.get(key) {
                 Some(handle) => handle.set_target(target),
@@ -191,6 +251,18 @@ async fn run(
                     formations.insert(key.clone(), handle);
                 }
             }
+        }
+        if let Some(root) = settings.releases_dir.clone() {
+            // Directories no dyno runs in and no quick rollback needs; their dynos were listed
+            // before they unpacked, so a release being started is never among them.
+            let mut keep = registry.running_releases();
+            keep.extend(plane.read(|m| newest_releases(m, settings.keep_releases)).await);
+            tokio::task::spawn_blocking(move || {
+                let removed = release_dir::prune(&root, &keep);
+                if !removed.is_empty() {
+                    tracing::info!(releases = ?removed, "removed the directories of releases no dyno runs");
+                }
+            });
         }
         let gone: Vec<_> = formations.keys().filter(|k| !desired.contains_key(*k)).cloned().collect();
         for key in gone {
@@ -234,10 +306,30 @@ async fn run(
                     one_off_stops.insert((one_off.app_id, name.clone()), stop);
                     stopping.spawn(one_off::run(cx, name, one_off, stopped.clone(), own));
                 }
+                Some((app_id, release, ok)) = phase_rx.recv() => {
+                    if phases.get(&app_id).is_some_and(|(r, _)| *r == release) {
+                        phases.insert(app_id, (release, Some(ok)));
+                    }
+                    if !ok && let Err(e) = plane.settle_release(app_id, release, false).await {
+                        tracing::warn!(error = %e, "cannot record a failed release phase");
+                    }
+                    break;
+                }
                 () = stop_requested(&mut stopped) => return stop_all(formations, stopping).await,
             }
         }
     }
+}
+
+/// Every app's newest `n` releases, and its newest whatever `n` is (its dynos are about to
+/// start in it).
+fn newest_releases(m: &wharf_control_api::model::Model, n: usize) -> std::collections::HashSet<Uuid> {
+    let mut keep = std::collections::HashSet::new();
+    for app in m.apps() {
+        let releases = m.releases_of(app.id);
+        keep.extend(releases.iter().rev().take(n.max(1)).map(|r| r.id));
+    }
+    keep
 }
 
 /// Stops every formation entry's dynos, all entries at once, and waits for those already

@@ -48,9 +48,10 @@ pub(crate) async fn run(
         port: None,
         healthcheck: None,
         release: None,
+        slug: None,
     };
     let (app, app_id) = (one_off.app.as_str(), one_off.app_id);
-    let status = match process::spawn(&spec, &name, 0, app, &cx.publisher, cx.records.as_ref()) {
+    let status = match process::spawn(&spec, &name, 0, app, &cx.publisher, cx.records.as_ref(), None) {
         Ok(mut process) => {
             cx.registry.set_state(app_id, &name, DynoState::Up);
             let status = tokio::select! {

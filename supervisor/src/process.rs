@@ -42,7 +42,9 @@ const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
 
 /// Starts dyno `dyno` of `app` (its key): `sh -c` of the spec's command, with the spec's
 /// environment, `DYNO` and, unless `port` is 0, `PORT`, in a process group of its own that is
-/// recorded in `records`, and forwards its stdout and stderr lines to `publisher`.
+/// recorded in `records`, and forwards its stdout and stderr lines to `publisher`. With `dir`
+/// (its release's unpacked slug) it runs there, with `HOME` set to it as Heroku's dynos have
+/// `HOME=/app`; without, in Wharf's working directory.
 ///
 /// # Errors
 ///
@@ -54,6 +56,7 @@ pub(crate) fn spawn(
     app: &str,
     publisher: &Publisher,
     records: Option<&Records>,
+    dir: Option<&std::path::Path>,
 ) -> std::io::Result<DynoProcess> {
     let mut cmd = Command::new("sh");
     cmd.arg("-c").arg(&spec.command);
@@ -62,6 +65,9 @@ pub(crate) fn spawn(
         if let Ok(v) = std::env::var(key) {
             cmd.env(key, v);
         }
+    }
+    if let Some(dir) = dir {
+        cmd.current_dir(dir).env("HOME", dir);
     }
     cmd.envs(&spec.env).env("DYNO", dyno);
     if port != 0 {
@@ -164,9 +170,15 @@ mod tests {
     async fn group_with_child(script: &str) -> (DynoProcess, i32, wharf_bus::Source) {
         let mut bus = Bus::connect(BusConfig::Embedded { capacity: 16 }).await.unwrap();
         let mut source = bus.take_source().unwrap();
-        let spec =
-            DynoSpec { command: script.to_owned(), env: BTreeMap::new(), port: None, healthcheck: None, release: None };
-        let process = spawn(&spec, "worker.1-abcde", 0, "api-default", &bus.publisher, None).unwrap();
+        let spec = DynoSpec {
+            command: script.to_owned(),
+            env: BTreeMap::new(),
+            port: None,
+            healthcheck: None,
+            release: None,
+            slug: None,
+        };
+        let process = spawn(&spec, "worker.1-abcde", 0, "api-default", &bus.publisher, None, None).unwrap();
         let Some(SourceEvent::Batch(batch)) = source.recv().await else { panic!("the bus closed") };
         let pid = String::from_utf8_lossy(batch[0].event.message()).trim().parse().unwrap();
         (process, pid, source)
@@ -252,13 +264,13 @@ mod tests {
         let mut source = bus.take_source().unwrap();
         let env = BTreeMap::from([("GREETING".to_owned(), "hello".to_owned())]);
         let command = "echo \"$GREETING $DYNO $PORT ${CARGO_MANIFEST_DIR:-unset} ${PATH:+path}\"".to_owned();
-        let spec = DynoSpec { command, env, port: None, healthcheck: None, release: None };
-        let mut child = spawn(&spec, "web.1-abcde", 5006, "api-default", &bus.publisher, None).unwrap();
+        let spec = DynoSpec { command, env, port: None, healthcheck: None, release: None, slug: None };
+        let mut child = spawn(&spec, "web.1-abcde", 5006, "api-default", &bus.publisher, None, None).unwrap();
         assert_eq!(child.wait().await, "exit status: 0");
         let Some(SourceEvent::Batch(batch)) = source.recv().await else { panic!("the bus closed") };
         let said = String::from_utf8_lossy(batch[0].event.message()).into_owned();
         assert_eq!(said, "hello web.1-abcde 5006 unset path");
-        let mut child = spawn(&spec, "worker.1-abcde", 0, "api-default", &bus.publisher, None).unwrap();
+        let mut child = spawn(&spec, "worker.1-abcde", 0, "api-default", &bus.publisher, None, None).unwrap();
         assert_eq!(child.wait().await, "exit status: 0");
         let Some(SourceEvent::Batch(batch)) = source.recv().await else { panic!("the bus closed") };
         let said = String::from_utf8_lossy(batch[0].event.message()).into_owned();

@@ -110,6 +110,13 @@ impl Registry {
     }
 
     /// Restart requests from the control plane, from now on.
+    /// The releases some listed dyno runs (or is starting): their directories stay.
+    pub(crate) fn running_releases(&self) -> std::collections::HashSet<Uuid> {
+        let all = self.dynos.lock().expect("registry lock");
+        all.values().flat_map(|app| app.values()).filter_map(|d| d.release.map(|r| r.id)).collect()
+    }
+
+    /// Subscribes to restart requests.
     pub(crate) fn subscribe_restarts(&self) -> broadcast::Receiver<Restart> {
         self.restarts.subscribe()
     }

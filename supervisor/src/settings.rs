@@ -1,5 +1,5 @@
-//! The supervisor's settings: the periods it waits for dynos to start, stop and restart, and
-//! where it records the dynos it runs.
+//! The supervisor's settings: the periods it waits for dynos to start, stop and restart, where
+//! it records the dynos it runs, and where releases' slugs are unpacked.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,6 +22,12 @@ pub struct Settings {
     /// (`DATA_DIR/dynos/PGID`), so that the next start stops what a killed Wharf left running;
     /// `None` records nothing.
     pub records_dir: Option<PathBuf>,
+    /// Where each release's slug is unpacked for its dynos (`DATA_DIR/releases/<id>`); `None`
+    /// runs no slug (dynos run in Wharf's working directory, as releases without a slug do).
+    pub releases_dir: Option<PathBuf>,
+    /// How many of an app's newest releases keep their directory beside those whose dynos
+    /// still run: a rollback to one of them starts without unpacking.
+    pub keep_releases: usize,
 }
 
 /// The longest delay before a crashed dyno's restart, before jitter.
@@ -35,6 +41,8 @@ impl Default for Settings {
             connection_grace: Duration::from_secs(1),
             restart_min: Duration::from_secs(1),
             records_dir: None,
+            releases_dir: None,
+            keep_releases: 5,
         }
     }
 }

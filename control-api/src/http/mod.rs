@@ -22,6 +22,7 @@ use crate::plane::ControlPlane;
 mod account;
 mod apps;
 mod auth;
+mod builds;
 mod canaries;
 mod certs;
 mod config_vars;
@@ -37,6 +38,7 @@ mod pipelines;
 mod releases;
 mod routes;
 mod sites;
+mod slugs;
 mod snapshot;
 mod spaces;
 mod tls;
@@ -118,6 +120,11 @@ route_group! {
         POST "/apps/{app}/releases" => releases::rollback,
         GET "/apps/{app}/releases/{release}" => releases::get_release,
         GET "/apps/{app}/releases/{release}/config-vars" => releases::get_release_config_vars,
+        POST "/apps/{app}/slugs" => slugs::create_slug,
+        GET "/apps/{app}/slugs/{slug}" => slugs::get_slug,
+        GET "/apps/{app}/builds" => builds::list_builds,
+        POST "/apps/{app}/builds" => builds::create_build,
+        GET "/apps/{app}/builds/{build}" => builds::get_build,
         GET "/apps/{app}/log-drains" => drains::list_drains,
         POST "/apps/{app}/log-drains" => drains::create_drain,
         GET "/apps/{app}/log-drains/{drain}" => drains::get_drain,
@@ -189,6 +196,11 @@ route_group! {
 route_group! {
     /// The routes served without a token.
     OPEN, open_routes: [
+        // The slug's blob URL carries its own upload token. Its body is a raw stream, which the
+        // JSON body limit does not apply to: `put_blob` caps it at `max_slug_bytes` itself.
+        PUT "/slugs/{slug}/blob" => slugs::put_blob,
+        // A build's output_stream_url: the build's random id is the capability, as Heroku's URL.
+        GET "/builds/{build}/output" => builds::build_output,
         GET "/healthz" => healthz,
         GET "/openapi.json" => openapi,
     ]

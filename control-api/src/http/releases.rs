@@ -40,7 +40,7 @@ pub(super) struct ReleaseOut {
     addon_plan_names: Vec<String>,
     artifacts: Vec<()>,
     app: AppRef,
-    /// The slug, once Wharf builds them (issue 21): `{"id"}`.
+    /// The slug the release runs, `{"id"}`; null for a release of commands alone.
     slug: Option<SlugRef>,
     /// Releases are made with the admin token, the one account.
     user: OwnerRef,
@@ -237,25 +237,42 @@ pub(super) enum ReleaseId {
     Named(String),
 }
 
-/// `POST /apps/{app}/releases` (Heroku's release rollback).
+/// `POST /apps/{app}/releases`: Heroku's release create, with either `release` (a rollback)
+/// or `slug` (a deploy of that slug), and an optional `description`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RollbackIn {
-    release: ReleaseId,
+pub(super) struct ReleaseIn {
+    #[serde(default)]
+    release: Option<ReleaseId>,
+    #[serde(default)]
+    slug: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
 }
 
-/// `POST /apps/{app}/releases {"release": ID}`: rolls back to that release's config vars and
-/// commands as a new release (`Rollback to vN`); 404 for a release the app does not have.
+/// `POST /apps/{app}/releases {"release": ID}` rolls back to that release's config vars, slug
+/// and commands as a new release (`Rollback to vN`); `{"slug": ID}` releases that slug with the
+/// app's config vars (`Deploy <commit>`). 404 for a release or slug that does not exist, 422
+/// for both or neither named, or a slug whose archive was never uploaded.
 pub(super) async fn rollback(
     State(plane): Plane,
     Path(app): Path<String>,
-    Body(req): Body<RollbackIn>,
+    Body(req): Body<ReleaseIn>,
 ) -> ApiResult<impl IntoResponse> {
-    let release = match req.release {
-        ReleaseId::Version(v) => v.to_string(),
-        ReleaseId::Named(s) => s,
+    if req.description.as_ref().is_some_and(|d| d.len() > 1024) {
+        return Err(ApiError::invalid("description is longer than 1024 bytes"));
+    }
+    let made = match (req.release, req.slug) {
+        (Some(release), None) => {
+            let release = match release {
+                ReleaseId::Version(v) => v.to_string(),
+                ReleaseId::Named(s) => s,
+            };
+            plane.rollback(&app, &release).await?
+        }
+        (None, Some(slug)) => plane.release_slug(&app, &slug, req.description).await?,
+        _ => return Err(ApiError::invalid("name exactly one of release (a rollback) and slug (a deploy)")),
     };
-    let made = plane.rollback(&app, &release).await?;
     let out = plane.read(|m| release_out(&plane, m, &made)).await;
     let out = out.ok_or(Error::NotFound { what: "app", key: app })?;
     Ok((StatusCode::CREATED, Json(out)))

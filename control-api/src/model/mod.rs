@@ -21,8 +21,9 @@ mod table;
 pub use pipelines::{CheckState, Coupling, Hook, HookEvent, Pipeline, Promotion, PromotionTarget, StatusCheck};
 pub use records::{
     App, Canary, Cert, Change, Compliance, ConfigVars, Drain, Dyno, Formation, Kind, Object, Owner, PageFetch, Release,
-    ReleaseProcess, ReleaseStatus, Route, Site, Space,
+    ReleaseProcess, ReleaseStatus, Route, Site, Slug, Space,
 };
+pub use records::{Build, BuildStatus};
 pub use table::{Record, Table};
 
 /// The space an app is created in when the request names none (Akkeris' default space); its
@@ -53,6 +54,8 @@ pub struct Model {
     checks: Table<StatusCheck>,
     promotions: Table<Promotion>,
     hooks: Table<Hook>,
+    slugs: Table<Slug>,
+    builds: Table<Build>,
     /// An app's key is `app-space`, made of two records, so it is indexed here rather than by
     /// its table.
     app_by_key: HashMap<AppKey, Uuid>,
@@ -108,6 +111,8 @@ impl Model {
             Object::StatusCheck(c) => self.checks.put(c),
             Object::Promotion(p) => self.promotions.put(p),
             Object::Hook(h) => self.hooks.put(h),
+            Object::Slug(x) => self.slugs.put(*x),
+            Object::Build(x) => self.builds.put(x),
         }
     }
 
@@ -136,14 +141,17 @@ impl Model {
             Kind::StatusCheck => drop(self.checks.delete(id)),
             Kind::Promotion => drop(self.promotions.delete(id)),
             Kind::Hook => drop(self.hooks.delete(id)),
+            Kind::Slug => drop(self.slugs.delete(id)),
+            Kind::Build => drop(self.builds.delete(id)),
         }
     }
 
     /// The changes that delete the record `kind`/`id` with every record that depends on it,
     /// dependents first: a space takes its apps; an app its dynos, drains, routes, canaries
-    /// (as the split app or as the canary), formation, config vars and releases, its pipeline
-    /// coupling, status checks, hooks and the promotions from or to it; a pipeline its couplings
-    /// and promotions; a site its routes and drains. Every operation that deletes goes through here, so that no record is left
+    /// (as the split app or as the canary), formation, config vars, releases, builds and the
+    /// slugs no other app's release runs, its pipeline coupling, status checks, hooks and the
+    /// promotions from or to it; a pipeline its couplings and promotions; a site its routes and
+    /// drains. Every operation that deletes goes through here, so that no record is left
     /// pointing at a deleted one. The record itself is not looked up: callers check it exists.
     pub fn cascade(&self, kind: Kind, id: Uuid) -> Vec<Change> {
         let mut out = Vec::new();
@@ -166,6 +174,11 @@ impl Model {
                 }
                 d.extend(self.pipeline_dependents_of_app(id));
                 d.extend(self.releases_of(id).iter().map(|x| (Kind::Release, x.id)));
+                // A slug another app's release runs (a pipeline promoted it) outlives its app, so
+                // that release can still be rolled back to and restarted.
+                let shared = |slug: Uuid| self.releases.values().any(|r| r.app_id != id && r.slug_id == Some(slug));
+                d.extend(self.slugs.values().filter(|x| x.app_id == id && !shared(x.id)).map(|x| (Kind::Slug, x.id)));
+                d.extend(self.builds_of(id).iter().map(|x| (Kind::Build, x.id)));
                 d
             }
             Kind::Pipeline => self.pipeline_dependents(id),
@@ -186,7 +199,9 @@ impl Model {
             | Kind::Coupling
             | Kind::StatusCheck
             | Kind::Promotion
-            | Kind::Hook => vec![],
+            | Kind::Hook
+            | Kind::Slug
+            | Kind::Build => vec![],
         };
         for (kind, id) in dependents {
             self.cascade_into(kind, id, out);
@@ -286,6 +301,23 @@ impl Model {
         let digits = id_or_version.strip_prefix('v').unwrap_or(id_or_version);
         let version: u32 = digits.parse().ok().filter(|_| digits.bytes().all(|b| b.is_ascii_digit()))?;
         self.releases.values().find(|r| r.app_id == app_id && r.version == version)
+    }
+
+    /// An app's builds, oldest first.
+    pub fn builds_of(&self, app_id: Uuid) -> Vec<&Build> {
+        let mut v: Vec<&Build> = self.builds.values().filter(|b| b.app_id == app_id).collect();
+        v.sort_by_key(|b| (b.created_at, b.id));
+        v
+    }
+
+    /// The build with this id.
+    pub fn build(&self, id: Uuid) -> Option<&Build> {
+        self.builds.get(&id)
+    }
+
+    /// The slug with this id, whichever app it was made for.
+    pub fn slug(&self, id: Uuid) -> Option<&Slug> {
+        self.slugs.get(&id)
     }
 
     /// The app's newest release, whatever its status: what its config vars and formation say now.

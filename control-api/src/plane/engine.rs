@@ -226,6 +226,12 @@ pub struct ControlPlane {
     pub(super) local: OnceLock<Arc<dyn LocalRuntime>>,
     /// Webhook deliveries waiting to be sent, and each hook's recent ones (`hooks.rs`).
     pub(super) hooks: super::hooks::HookQueue,
+    /// Where slugs and builds live (`slugs.rs`), once `wharf serve` set it.
+    pub(super) deploy: OnceLock<super::slugs::DeploySettings>,
+    /// Where build output lines go (`builds.rs`): the log bus, once `wharf serve` set it.
+    pub(super) build_publisher: OnceLock<wharf_bus::Publisher>,
+    /// The output of each build running in this process, for its `output_stream_url`.
+    pub(super) build_outputs: Mutex<std::collections::HashMap<Uuid, watch::Sender<super::builds::BuildOutput>>>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -263,6 +269,9 @@ impl ControlPlane {
             store_changed,
             local: OnceLock::new(),
             hooks: super::hooks::HookQueue::new(),
+            deploy: OnceLock::new(),
+            build_publisher: OnceLock::new(),
+            build_outputs: Mutex::default(),
         };
         if plane.read(|m| m.spaces().next().is_none()).await {
             // Another replica starting at the same time may create it first.

@@ -114,17 +114,8 @@ fn parse_page_url(url: &str) -> Result<(String, u16, String, String), String> {
         Some(rest) => format!("https://{rest}"),
         None => url.to_owned(),
     };
-    let uri: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
-    if uri.scheme_str() != Some("https") {
-        return Err("only https URLs are fetched".into());
-    }
-    let authority = uri.authority().ok_or("the URL has no host")?;
-    if authority.as_str().contains('@') {
-        return Err("credentials in the URL are not supported".into());
-    }
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
-    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-    Ok((host, authority.port_u16().unwrap_or(443), authority.as_str().to_owned(), path))
+    let t = super::fetch::parse_url(&url, true)?;
+    Ok((t.host, t.port, t.authority, t.path))
 }
 
 /// GETs a page over verified TLS from an address the outbound policy allows, within
@@ -139,14 +130,8 @@ pub async fn fetch_page(url: &str, policy: Policy, tls: Arc<rustls::ClientConfig
 
 async fn fetch(url: &str, policy: Policy, tls: Arc<rustls::ClientConfig>) -> Result<String, String> {
     let (host, port, authority, path) = parse_page_url(url)?;
-    let request = http::Request::get(path)
-        .header(http::header::HOST, authority)
-        .header(http::header::ACCEPT, "text/html")
-        .header(http::header::USER_AGENT, "wharf-maintenance-page")
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .map_err(|e| format!("request: {e}"))?;
-    let to = super::outbound_http::Destination { host: &host, port, https: true };
-    let (response, conn) = super::outbound_http::exchange(to, request, policy, tls).await?;
+    let target = super::fetch::Target { https: true, host, port, authority, path };
+    let (response, conn) = super::fetch::get(&target, policy, tls, "text/html", "wharf-maintenance-page").await?;
     let status = response.status();
     if status != http::StatusCode::OK {
         conn.abort();

@@ -10,9 +10,13 @@
 //! routes, certificates), `domains` (an app's custom domains, as sites routing `/` to it),
 //! `canaries`, `sessions`, `hooks` (app webhooks and their
 //! deliveries), `pipelines` (pipelines, couplings, release status checks,
-//! promotions), `maintenance` (fetching the page an app in maintenance mode names).
+//! promotions), `maintenance` (fetching the page an app in maintenance mode names),
+//! `slugs` (slugs stored or named by image, and their releases), `builds` (sources fetched,
+//! unpacked and released as slugs), `fetch` (URL rules and `GET` for users' URLs) on top of
+//! `outbound_http` (the one exchange with a user's URL, the outbound policy on every address).
 
 mod apps;
+mod builds;
 mod canaries;
 mod config_vars;
 mod domains;
@@ -20,6 +24,7 @@ mod drains;
 mod dynos;
 mod engine;
 mod error;
+mod fetch;
 mod formation;
 mod hooks;
 pub mod local;
@@ -29,9 +34,11 @@ mod pipelines;
 mod releases;
 mod routing;
 mod sessions;
+mod slugs;
 #[cfg(test)]
 mod tests;
 
+pub use builds::{BuildOutput, MAX_BUILD_OUTPUT_LINES, SOURCE_FETCH_TIMEOUT, parse_procfile};
 pub use config_vars::MAX_CONFIG_VARS;
 pub use domains::{domain_site, domain_sites};
 pub use drains::{Drains, MAX_DRAINS_PER_APP};
@@ -45,3 +52,4 @@ pub use pipelines::{CheckInput, MAX_REQUIRED_CONTEXTS, PromotionInput};
 pub use releases::INITIAL_RELEASE;
 pub use routing::{MAX_CERTS, MAX_ROUTES_PER_SITE};
 pub use sessions::LogSession;
+pub use slugs::{DeploySettings, NewSlug, UPLOAD_TOKEN_TTL, UploadRefusal, check_image};

@@ -141,14 +141,15 @@ impl ControlPlane {
             status,
             config_vars,
             processes,
-            slug_id: None,
+            // A change of config vars or commands runs the same code as before it.
+            slug_id: m.latest_release(app_id).and_then(|r| r.slug_id),
             created_at: now,
             updated_at: now,
         }))
     }
 
-    /// Rolls an app back to one of its releases (by id, `N` or `vN`): its config vars and each
-    /// process type's command, port and health check become the release's, as a new release
+    /// Rolls an app back to one of its releases (by id, `N` or `vN`): its config vars, its slug
+    /// and each process type's command, port and health check become the release's, as a new release
     /// `Rollback to vN`. Process types the release did not have lose their command, port and
     /// health check; those it had and the formation lacks come back with quantity 0. Quantities
     /// stay. Refused (404) for a release the app does not have; nothing changes then.
@@ -162,7 +163,12 @@ impl ControlPlane {
             changes.push(Change::Put(Object::ConfigVars(vars)));
             changes.extend(restore_processes(m, a.id, &target.processes, now));
             let description = format!("Rollback to v{}", target.version);
-            let release = self.new_release(m, a.id, description, target.config_vars.clone(), target.processes.clone());
+            let mut release =
+                self.new_release(m, a.id, description, target.config_vars.clone(), target.processes.clone());
+            // The code comes back too: a rollback runs the target's slug (or none).
+            if let Change::Put(Object::Release(r)) = &mut release {
+                r.slug_id = target.slug_id;
+            }
             let Change::Put(Object::Release(out)) = &release else { unreachable!("new_release puts a release") };
             let out = out.clone();
             changes.push(release);

@@ -11,7 +11,7 @@ use crate::model::Compliance;
 use crate::store::SqliteStore;
 use uuid::Uuid;
 
-async fn plane() -> ControlPlane {
+pub(super) async fn plane() -> ControlPlane {
     let settings = Settings {
         stack_domain: "localhost".into(),
         https_port: 8443,

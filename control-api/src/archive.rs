@@ -1,0 +1,458 @@
+//! Archives users give Wharf (slugs, build sources): unpacked safely, packed, and checksummed.
+//!
+//! An archive is untrusted input that Wharf writes to its own disk, so [`unpack`] refuses, with
+//! a message naming the entry, everything that could write outside the target directory or
+//! make something other than files, directories and links inside it:
+//!
+//! - absolute paths, and paths with a `..` component (tar's `/etc/passwd`, `../x`; zip's
+//!   `enclosed_name` rule);
+//! - symbolic links whose target is absolute or climbs out of the tree (judged from where the
+//!   link lies), hard links whose target is not an earlier entry inside the tree, and any
+//!   entry that would be written through a link (`a -> .` then `a/b -> ../x` would otherwise
+//!   escape);
+//! - devices, FIFOs and every other special entry (tar's character and block devices, FIFOs,
+//!   contiguous and sparse files); zip archives may hold no links at all;
+//! - more than [`Limits::max_bytes`] of content or [`Limits::max_entries`] entries (counted as
+//!   read, so a zip entry that lies about its size is cut off too);
+//! - anything that is neither a gzip'd tar nor a zip, and a truncated or corrupt stream.
+//!
+//! Permissions keep only the owner/group/other read, write and execute bits (no setuid); files
+//! are owned by Wharf. A refused archive may leave a partly written directory behind: callers
+//! unpack into a fresh staging directory and remove it on error, so nothing changes.
+
+use std::fs;
+use std::io::{self, Read, Seek};
+use std::path::{Component, Path, PathBuf};
+
+/// How much an archive may unpack to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most bytes of file content, all entries together.
+    pub max_bytes: u64,
+    /// Most entries (files, directories and links).
+    pub max_entries: u64,
+}
+
+impl Default for Limits {
+    /// 1 GiB and 100,000 entries: above any app Heroku would build (its slugs are capped at
+    /// 500 MB compressed), below what fills a disk by accident.
+    fn default() -> Self {
+        Limits { max_bytes: 1 << 30, max_entries: 100_000 }
+    }
+}
+
+/// What an archive held, once unpacked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unpacked {
+    /// Entries written.
+    pub entries: u64,
+    /// Bytes of file content written.
+    pub bytes: u64,
+}
+
+/// The two archive formats Wharf reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// A tar stream compressed with gzip (RFC 1952): Heroku's slug and source format.
+    TarGz,
+    /// A zip archive (PKWARE's APPNOTE), stored or deflated entries.
+    Zip,
+}
+
+/// Why an archive was refused; the message names the entry and the rule.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// The archive breaks one of the rules above.
+    #[error("{0}")]
+    Refused(String),
+    /// Writing the unpacked tree failed.
+    #[error("cannot write the unpacked files: {0}")]
+    Io(#[from] io::Error),
+}
+
+fn refused(message: impl Into<String>) -> ArchiveError {
+    ArchiveError::Refused(message.into())
+}
+
+/// The format of an archive, from its first bytes: gzip's magic `1f 8b`, or a zip's local
+/// file header `PK\3\4` (or the end record `PK\5\6` of an empty zip).
+pub fn detect(head: &[u8]) -> Option<Format> {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Some(Format::TarGz)
+    } else if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
+        Some(Format::Zip)
+    } else {
+        None
+    }
+}
+
+/// `SHA256:` and the lowercase hex SHA-256 digest of a file's bytes: the form of Heroku's slug
+/// and source `checksum`.
+pub fn sha256_file(path: &Path) -> io::Result<String> {
+    let mut file = fs::File::open(path)?;
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        context.update(&buf[..n]);
+    }
+    Ok(checksum_text(context.finish().as_ref()))
+}
+
+/// `SHA256:<hex>` of a digest.
+pub fn checksum_text(digest: &[u8]) -> String {
+    let mut out = String::with_capacity(7 + digest.len() * 2);
+    out.push_str("SHA256:");
+    for b in digest {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// Checks a checksum as a user writes it: `SHA256:` (any case) and 64 hex digits. Returns it in
+/// the form [`sha256_file`] writes, for comparison.
+pub fn parse_checksum(text: &str) -> Result<String, String> {
+    let bad = || format!("invalid checksum {text:?}: expected SHA256: and 64 hex digits");
+    let (algorithm, hex) = text.split_once(':').ok_or_else(bad)?;
+    if !algorithm.eq_ignore_ascii_case("sha256") || hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    Ok(format!("SHA256:{}", hex.to_ascii_lowercase()))
+}
+
+/// Unpacks the archive at `archive` (tar.gz or zip, told by its first bytes) into `into`, which
+/// must exist, under the rules of this module.
+///
+/// # Errors
+///
+/// [`ArchiveError::Refused`] naming the entry and the rule it breaks; [`ArchiveError::Io`] when
+/// the files cannot be written.
+pub fn unpack(archive: &Path, into: &Path, limits: Limits) -> Result<Unpacked, ArchiveError> {
+    let mut file = fs::File::open(archive)?;
+    let mut head = [0; 4];
+    let n = read_up_to(&mut file, &mut head)?;
+    file.rewind()?;
+    match detect(&head[..n]) {
+        Some(Format::TarGz) => unpack_tar_gz(file, into, limits),
+        Some(Format::Zip) => unpack_zip(file, into, limits),
+        None => Err(refused("the archive is neither a gzip'd tar (.tar.gz, .tgz) nor a zip")),
+    }
+}
+
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// A relative path of plain components, or why not: no root, no prefix, no `..`; `.` dropped.
+fn clean_relative(path: &Path) -> Result<PathBuf, String> {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::CurDir => {}
+            Component::ParentDir => return Err(format!("{}: a path with `..` is refused", path.display())),
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(format!("{}: an absolute path is refused", path.display()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Refuses an entry that would be written through a link: a link's target was judged from
+/// where the link lies, which is only where it really lies if no directory above it is a link.
+fn check_no_link_above(root: &Path, rel: &Path) -> Result<(), ArchiveError> {
+    let mut at = root.to_path_buf();
+    let mut parts = rel.components().peekable();
+    while let Some(c) = parts.next() {
+        if parts.peek().is_none() {
+            break;
+        }
+        at.push(c);
+        match fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(refused(format!(
+                    "{}: an entry under the link {} is refused",
+                    rel.display(),
+                    at.strip_prefix(root).unwrap_or(&at).display()
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks a symbolic link at `rel` pointing at `target`: relative, and inside the tree when
+/// resolved from the link's own directory.
+fn check_symlink_target(rel: &Path, target: &Path) -> Result<(), ArchiveError> {
+    if target.has_root() {
+        return Err(refused(format!("{}: a link to the absolute path {} is refused", rel.display(), target.display())));
+    }
+    let mut depth: i64 = rel.components().count() as i64 - 1;
+    for c in target.components() {
+        match c {
+            Component::ParentDir => depth -= 1,
+            Component::Normal(_) => depth += 1,
+            _ => {}
+        }
+        if depth < 0 {
+            return Err(refused(format!(
+                "{}: a link to {}, outside the archive's tree, is refused",
+                rel.display(),
+                target.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Counts an entry against the limits.
+fn count_entry(done: &mut Unpacked, limits: Limits) -> Result<(), ArchiveError> {
+    done.entries += 1;
+    if done.entries > limits.max_entries {
+        return Err(refused(format!("the archive has more than {} entries", limits.max_entries)));
+    }
+    Ok(())
+}
+
+fn too_large(limits: Limits) -> ArchiveError {
+    refused(format!("the archive unpacks to more than {} bytes", limits.max_bytes))
+}
+
+/// Makes a stream error (gzip, tar) a refusal: the archive is corrupt or truncated.
+fn corrupt(e: io::Error) -> ArchiveError {
+    refused(format!("the archive is corrupt or truncated: {e}"))
+}
+
+fn unpack_tar_gz(file: fs::File, into: &Path, limits: Limits) -> Result<Unpacked, ArchiveError> {
+    let gz = flate2::read::GzDecoder::new(io::BufReader::new(file));
+    let mut tar = tar::Archive::new(gz);
+    tar.set_preserve_permissions(false);
+    tar.set_unpack_xattrs(false);
+    tar.set_overwrite(true);
+    let mut done = Unpacked::default();
+    for entry in tar.entries().map_err(corrupt)? {
+        let mut entry = entry.map_err(corrupt)?;
+        let kind = entry.header().entry_type();
+        if kind == tar::EntryType::XGlobalHeader {
+            continue;
+        }
+        let raw = entry.path().map_err(corrupt)?.into_owned();
+        let rel = clean_relative(&raw).map_err(refused)?;
+        if rel.as_os_str().is_empty() {
+            // The archive's own root (`./`): it is `into`.
+            continue;
+        }
+        count_entry(&mut done, limits)?;
+        check_no_link_above(into, &rel)?;
+        let mut hard_link_source = None;
+        match kind {
+            tar::EntryType::Regular | tar::EntryType::Directory => {}
+            tar::EntryType::Symlink => {
+                let target = entry.link_name().map_err(corrupt)?.unwrap_or_default().into_owned();
+                check_symlink_target(&rel, &target)?;
+            }
+            tar::EntryType::Link => {
+                let target = entry.link_name().map_err(corrupt)?.unwrap_or_default().into_owned();
+                let target =
+                    clean_relative(&target).map_err(|e| refused(format!("{}: a hard link to {e}", rel.display())))?;
+                check_no_link_above(into, &target)?;
+                let ok = fs::symlink_metadata(into.join(&target)).is_ok_and(|m| m.is_file());
+                if !ok {
+                    return Err(refused(format!(
+                        "{}: a hard link must name an earlier file of the archive, not {}",
+                        rel.display(),
+                        target.display()
+                    )));
+                }
+                hard_link_source = Some(target);
+            }
+            other => {
+                return Err(refused(format!(
+                    "{}: {} entries are refused; only files, directories and links",
+                    rel.display(),
+                    entry_kind(other)
+                )));
+            }
+        }
+        let size = entry.header().size().map_err(corrupt)?;
+        if kind == tar::EntryType::Regular {
+            done.bytes = done.bytes.saturating_add(size);
+            if done.bytes > limits.max_bytes {
+                return Err(too_large(limits));
+            }
+        }
+        if let Some(parent) = rel.parent() {
+            fs::create_dir_all(into.join(parent))?;
+        }
+        let target = into.join(&rel);
+        // An earlier entry of the same name that is a link is replaced, never written through.
+        if fs::symlink_metadata(&target).is_ok_and(|m| m.file_type().is_symlink()) {
+            fs::remove_file(&target)?;
+        }
+        if let Some(source) = hard_link_source {
+            // tar's own `unpack` would take a hard link's target from the working directory.
+            if fs::symlink_metadata(&target).is_ok() {
+                fs::remove_file(&target)?;
+            }
+            fs::hard_link(into.join(source), &target)?;
+            continue;
+        }
+        entry.unpack(&target).map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput => corrupt(e),
+            _ => ArchiveError::Io(e),
+        })?;
+        if kind == tar::EntryType::Regular {
+            // Only the rwx bits: no setuid, setgid or sticky bit from an archive.
+            let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
+            set_mode(&target, mode | 0o600)?;
+        }
+    }
+    Ok(done)
+}
+
+fn entry_kind(kind: tar::EntryType) -> &'static str {
+    match kind {
+        tar::EntryType::Char => "character device",
+        tar::EntryType::Block => "block device",
+        tar::EntryType::Fifo => "FIFO",
+        tar::EntryType::Continuous => "contiguous file",
+        tar::EntryType::GNUSparse => "sparse file",
+        _ => "special",
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+}
+
+fn unpack_zip(file: fs::File, into: &Path, limits: Limits) -> Result<Unpacked, ArchiveError> {
+    let bad = |e: zip::result::ZipError| refused(format!("the zip archive is corrupt: {e}"));
+    let mut zip = zip::ZipArchive::new(io::BufReader::new(file)).map_err(bad)?;
+    let mut done = Unpacked::default();
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).map_err(bad)?;
+        let raw = PathBuf::from(entry.name().map_err(bad)?.into_owned());
+        let rel = clean_relative(&raw).map_err(refused)?;
+        // zip's own rule too: it refuses NUL bytes and drive prefixes that `Path` would miss.
+        if entry.enclosed_name().is_none() {
+            return Err(refused(format!("{}: a path outside the archive's tree is refused", raw.display())));
+        }
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
+        count_entry(&mut done, limits)?;
+        check_no_link_above(into, &rel)?;
+        let mode = entry.unix_mode();
+        let file_type = mode.map(|m| m & 0o170_000);
+        if entry.is_symlink() {
+            return Err(refused(format!("{}: links in zip archives are refused", rel.display())));
+        }
+        let target = into.join(&rel);
+        if entry.is_dir() {
+            fs::create_dir_all(&target)?;
+            continue;
+        }
+        if file_type.is_some_and(|t| t != 0 && t != 0o100_000) {
+            return Err(refused(format!(
+                "{}: special entries (devices, FIFOs, sockets) are refused; only files and directories",
+                rel.display()
+            )));
+        }
+        if let Some(parent) = rel.parent() {
+            fs::create_dir_all(into.join(parent))?;
+        }
+        let mut out = fs::File::create(&target)?;
+        // Read one byte past what may still be written: a size field can lie.
+        let room = limits.max_bytes.saturating_sub(done.bytes);
+        let copied = io::copy(&mut (&mut entry).take(room.saturating_add(1)), &mut out)
+            .map_err(|e| refused(format!("{}: the zip entry is corrupt: {e}", rel.display())))?;
+        done.bytes += copied;
+        if done.bytes > limits.max_bytes {
+            return Err(too_large(limits));
+        }
+        set_mode(&target, mode.map_or(0o644, |m| m & 0o777) | 0o600)?;
+    }
+    Ok(done)
+}
+
+/// Packs the tree under `dir` into a tar.gz at `out`, every path under `prefix` (Heroku's slug
+/// layout puts the app under `./app`). Links are stored as links, never followed.
+///
+/// # Errors
+///
+/// When the tree cannot be read or the archive written.
+pub fn pack_tar_gz(dir: &Path, prefix: &str, out: &Path) -> io::Result<u64> {
+    let file = fs::File::create(out)?;
+    let gz = flate2::write::GzEncoder::new(io::BufWriter::new(file), flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    tar.follow_symlinks(false);
+    tar.mode(tar::HeaderMode::Deterministic);
+    tar.append_dir_all(prefix, dir)?;
+    let gz = tar.into_inner()?;
+    let writer = gz.finish()?;
+    writer.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    Ok(fs::metadata(out)?.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksums_are_sha256_and_64_hex_digits() {
+        let check = |text: &str, want: Result<&str, ()>| {
+            assert_eq!(parse_checksum(text).map_err(|_| ()), want.map(str::to_owned), "{text}");
+        };
+        let hex = "ab".repeat(32);
+        check(&format!("SHA256:{hex}"), Ok(&format!("SHA256:{hex}")));
+        check(&format!("sha256:{}", hex.to_uppercase()), Ok(&format!("SHA256:{hex}")));
+        check(&format!("MD5:{hex}"), Err(()));
+        check(&format!("SHA256:{}", &hex[1..]), Err(()));
+        check("SHA256:zz", Err(()));
+        check(&hex, Err(()));
+    }
+
+    #[test]
+    fn paths_must_be_relative_and_stay_in_the_tree() {
+        let check = |path: &str, want: Result<&str, &str>| {
+            let got = clean_relative(Path::new(path));
+            match want {
+                Ok(p) => assert_eq!(got, Ok(PathBuf::from(p)), "{path}"),
+                Err(piece) => assert!(got.as_ref().is_err_and(|e| e.contains(piece)), "{path}: {got:?}"),
+            }
+        };
+        check("app/Procfile", Ok("app/Procfile"));
+        check("./app/./x", Ok("app/x"));
+        check("../x", Err("`..`"));
+        check("app/../../x", Err("`..`"));
+        check("/etc/passwd", Err("absolute"));
+    }
+
+    #[test]
+    fn links_must_point_inside_the_tree_from_where_they_lie() {
+        let check = |at: &str, target: &str, ok: bool| {
+            assert_eq!(check_symlink_target(Path::new(at), Path::new(target)).is_ok(), ok, "{at} -> {target}");
+        };
+        check("app/l", "x", true);
+        check("app/l", "../app/x", true);
+        check("app/l", "..", true);
+        check("app/l", "../..", false);
+        check("l", "../x", false);
+        check("app/l", "/etc", false);
+        check("app/a/b/l", "../../../x", true);
+        check("app/a/b/l", "../../../../x", false);
+    }
+}

@@ -1,0 +1,461 @@
+//! Builds (Heroku's build resource): a source archive fetched from a URL, unpacked safely, its
+//! `Procfile` read, and the tree packed as a slug that is released at once.
+//!
+//! The source is fetched with the control plane's one client for users' URLs (`fetch.rs`:
+//! the outbound policy on every resolved address, verified TLS), over `http` or `https`, or read
+//! from a `file://` path only when the operator set `[control_api] allow_file_urls`. It may be
+//! at most `max_slug_bytes`, and must arrive within [`SOURCE_FETCH_TIMEOUT`]. It must be a
+//! gzip'd tar or a zip, and it is unpacked under `crate::archive`'s rules. A tree with no
+//! `Procfile` at its root but a single directory (as GitHub's archives have, `repo-sha/`) is
+//! built from that directory, as Heroku does.
+//!
+//! A `Procfile` line is `type: command` (Heroku's format; blank lines and `#` comments are
+//! skipped); the types are the slug's `process_types`. Wharf has no buildpacks: the source is
+//! the slug, under `./app`, so the app brings what it runs (an interpreter on the machine, or
+//! its own files).
+//!
+//! Every step writes a line to the build's output: to the app's log stream (source
+//! `akkeris/build`, dyno `build`, as Akkeris' build logs) and to the build's
+//! `output_stream_url` while it runs, and into the build record when it ends.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::BodyExt as _;
+use tokio::io::AsyncWriteExt as _;
+use tokio::sync::watch;
+use uuid::Uuid;
+use wharf_bus::{LogEvent, Stream};
+use wharf_domain::DynoType;
+use wharf_domain::new_id;
+use wharf_domain::timestamp::now_seconds;
+
+use super::engine::ControlPlane;
+use super::error::{Error, not_found};
+use crate::archive;
+use crate::model::{Build, BuildStatus, Change, Object, Slug};
+
+/// Most time a source may take to arrive, from name resolution to its last byte.
+pub const SOURCE_FETCH_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Most output lines a build keeps in its record.
+pub const MAX_BUILD_OUTPUT_LINES: usize = 1000;
+
+/// A build's output as it grows: its lines so far, and whether it ended.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOutput {
+    /// Lines so far, oldest first.
+    pub lines: Vec<String>,
+    /// Whether the build ended (no more lines will come).
+    pub done: bool,
+}
+
+/// Parses a Procfile: `type: command` per line; blank lines and `#` comments skipped.
+pub fn parse_procfile(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (name, command) =
+            line.split_once(':').ok_or_else(|| format!("Procfile line {}: expected `type: command`", n + 1))?;
+        let (name, command) = (name.trim(), command.trim());
+        DynoType::try_new(name).map_err(|e| format!("Procfile line {}: process type {name:?}: {e}", n + 1))?;
+        if command.is_empty() {
+            return Err(format!("Procfile line {}: the {name} command is empty", n + 1));
+        }
+        if out.insert(name.to_owned(), command.to_owned()).is_some() {
+            return Err(format!("Procfile line {}: {name} is declared twice", n + 1));
+        }
+    }
+    if out.is_empty() {
+        return Err("the Procfile declares no process type".into());
+    }
+    Ok(out)
+}
+
+/// Where a source comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Source {
+    /// `http` or `https`.
+    Web(super::fetch::Target),
+    /// A `file://` path on this machine.
+    File(PathBuf),
+}
+
+/// The URL as a build's output shows it: without its query, which may hold a signature.
+fn shown(url: &str) -> &str {
+    url.split_once('?').map_or(url, |(u, _)| u)
+}
+
+impl ControlPlane {
+    /// Plugs in where the build output lines go: the log bus (only the first call counts).
+    pub fn set_build_publisher(&self, publisher: wharf_bus::Publisher) {
+        let _ = self.build_publisher.set(publisher);
+    }
+
+    fn parse_source(&self, url: &str) -> Result<Source, Error> {
+        let deploy = self
+            .deploy()
+            .ok_or_else(|| Error::Invalid("this control API builds nothing (it has no data directory)".into()))?;
+        if let Some(path) = url.strip_prefix("file://") {
+            if !deploy.allow_file_urls {
+                return Err(Error::Invalid(
+                    "file:// sources are refused: the operator has not set control_api.allow_file_urls".into(),
+                ));
+            }
+            let path = PathBuf::from(path);
+            if !path.is_absolute() {
+                return Err(Error::Invalid("a file:// source needs an absolute path".into()));
+            }
+            return Ok(Source::File(path));
+        }
+        super::fetch::parse_url(url, false)
+            .map(Source::Web)
+            .map_err(|e| Error::Invalid(format!("invalid source_blob.url: {e}; file:// only when allowed")))
+    }
+
+    /// Starts a build of `app` from the source at `url`: refused (422) for a URL Wharf would not
+    /// fetch or an invalid checksum; otherwise the build is `pending` and runs in the background
+    /// (`GET` it, or follow its output, to see how it ends).
+    pub async fn create_build(
+        self: &Arc<Self>,
+        app: &str,
+        url: &str,
+        checksum: Option<&str>,
+        version: Option<String>,
+    ) -> Result<Build, Error> {
+        let source = self.parse_source(url)?;
+        let checksum = checksum.map(archive::parse_checksum).transpose().map_err(Error::Invalid)?;
+        if version.as_ref().is_some_and(|v| v.len() > 256) {
+            return Err(Error::Invalid("source_blob.version is longer than 256 bytes".into()));
+        }
+        let (build, app_key) = self
+            .change(|m| {
+                let a = m.app(app).ok_or_else(|| not_found("app", app))?;
+                let now = now_seconds();
+                let build = Build {
+                    id: new_id(),
+                    app_id: a.id,
+                    source_url: url.to_owned(),
+                    source_checksum: checksum.clone(),
+                    source_version: version.clone(),
+                    status: BuildStatus::Pending,
+                    slug_id: None,
+                    release_id: None,
+                    output: vec![],
+                    created_at: now,
+                    updated_at: now,
+                };
+                Ok(((build.clone(), m.app_key(a).to_string()), vec![Change::Put(Object::Build(build))]))
+            })
+            .await?;
+        let (tx, _) = watch::channel(BuildOutput::default());
+        self.build_outputs.lock().expect("build outputs lock").insert(build.id, tx.clone());
+        let plane = self.clone();
+        let b = build.clone();
+        tokio::spawn(async move { plane.run_build(b, app_key, source, tx).await });
+        Ok(build)
+    }
+
+    /// Marks every build still `pending` as `failed`: called at start, before any build runs,
+    /// so a build that a stopped Wharf was running does not stay pending for ever. Its output
+    /// says why. With a store shared by replicas it does nothing: another replica may be running
+    /// them (those stay pending if their replica dies; see the notes in ARCHITECTURE.md).
+    pub async fn fail_interrupted_builds(&self) -> Result<usize, Error> {
+        if self.store_changed.is_some() {
+            return Ok(0);
+        }
+        self.change(|m| {
+            let now = now_seconds();
+            let changes: Vec<Change> = m
+                .apps()
+                .flat_map(|a| m.builds_of(a.id))
+                .filter(|b| b.status == BuildStatus::Pending)
+                .map(|b| {
+                    let mut output = b.output.clone();
+                    output.push(" !     Build failed: Wharf stopped while it ran; start it again".to_owned());
+                    Change::Put(Object::Build(Build {
+                        status: BuildStatus::Failed,
+                        output,
+                        updated_at: now,
+                        ..b.clone()
+                    }))
+                })
+                .collect();
+            Ok((changes.len(), changes))
+        })
+        .await
+    }
+
+    /// Follows a running build's output; `None` when it is not running here (read the record).
+    pub fn build_output(&self, build: Uuid) -> Option<watch::Receiver<BuildOutput>> {
+        self.build_outputs.lock().expect("build outputs lock").get(&build).map(watch::Sender::subscribe)
+    }
+
+    async fn run_build(
+        self: Arc<Self>,
+        build: Build,
+        app_key: String,
+        source: Source,
+        out: watch::Sender<BuildOutput>,
+    ) {
+        let say = |line: String| {
+            if let Some(p) = self.build_publisher.get() {
+                let event = LogEvent::builder(&app_key, "akkeris/build").process("build").stream(Stream::Platform);
+                p.publish(event.message(line.as_bytes()));
+            }
+            out.send_modify(|o| o.lines.push(line));
+        };
+        let staging = self.incoming_dir().map(|d| d.join(format!("build-{}", build.id)));
+        let outcome = match &staging {
+            Ok(staging) => self.build_steps(&build, &app_key, &source, staging, &say).await,
+            Err(e) => Err(e.to_string()),
+        };
+        if let Ok(staging) = &staging {
+            let _ = tokio::fs::remove_dir_all(staging).await;
+        }
+        let (status, slug_id, release_id) = match outcome {
+            Ok((slug, release)) => {
+                say(format!("-----> Released v{} of slug {}", release.1, slug));
+                (BuildStatus::Succeeded, Some(slug), Some(release.0))
+            }
+            Err(e) => {
+                say(format!(" !     Build failed: {e}"));
+                tracing::info!(build = %build.id, app = app_key, error = %e, "a build failed");
+                (BuildStatus::Failed, None, None)
+            }
+        };
+        let lines = out.borrow().lines.clone();
+        let kept: Vec<String> = lines.iter().rev().take(MAX_BUILD_OUTPUT_LINES).rev().cloned().collect();
+        let stored = self
+            .change(|m| {
+                let Some(b) = m.build(build.id) else { return Ok(((), vec![])) };
+                let b =
+                    Build { status, slug_id, release_id, output: kept.clone(), updated_at: now_seconds(), ..b.clone() };
+                Ok(((), vec![Change::Put(Object::Build(b))]))
+            })
+            .await;
+        if let Err(e) = stored {
+            tracing::warn!(build = %build.id, error = %e, "cannot record how a build ended");
+        }
+        out.send_modify(|o| o.done = true);
+        self.build_outputs.lock().expect("build outputs lock").remove(&build.id);
+    }
+
+    /// Fetch, check, unpack, read the Procfile, pack, store and release: the slug's id and the
+    /// release's (id, version), or what went wrong.
+    async fn build_steps(
+        &self,
+        build: &Build,
+        app_key: &str,
+        source: &Source,
+        staging: &Path,
+        say: &impl Fn(String),
+    ) -> Result<(Uuid, (Uuid, u32)), String> {
+        let deploy = self.deploy().ok_or("this control API builds nothing")?.clone();
+        tokio::fs::create_dir_all(staging).await.map_err(|e| format!("cannot create the build directory: {e}"))?;
+        let archive_path = staging.join("source");
+        say(format!("-----> Fetching source {}", shown(&build.source_url)));
+        let fetched =
+            tokio::time::timeout(SOURCE_FETCH_TIMEOUT, self.fetch_source(source, &archive_path, deploy.max_slug_bytes))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(format!("the source did not arrive within {}s", SOURCE_FETCH_TIMEOUT.as_secs()))
+                })?;
+        say(format!("       {fetched} bytes"));
+        let limits = deploy.unpack_limits;
+        let (src, want) = (archive_path.clone(), build.source_checksum.clone());
+        let tree = staging.join("tree");
+        let slug_file = staging.join("slug.tar.gz");
+        let (tree2, slug2) = (tree.clone(), slug_file.clone());
+        let (checksum, unpacked, root, process_types, size) = tokio::task::spawn_blocking(move || {
+            let checksum = archive::sha256_file(&src).map_err(|e| format!("cannot read the source: {e}"))?;
+            if let Some(want) = want
+                && want != checksum
+            {
+                return Err(format!("checksum mismatch: source_blob.checksum is {want}, the source is {checksum}"));
+            }
+            std::fs::create_dir_all(&tree2).map_err(|e| format!("cannot unpack: {e}"))?;
+            let unpacked = archive::unpack(&src, &tree2, limits).map_err(|e| format!("the source is refused: {e}"))?;
+            let root = app_root(&tree2);
+            let procfile = std::fs::read_to_string(root.join("Procfile"))
+                .map_err(|_| "the source has no Procfile at its root (Wharf runs no buildpacks)".to_owned())?;
+            let process_types = parse_procfile(&procfile)?;
+            let size = archive::pack_tar_gz(&root, "app", &slug2).map_err(|e| format!("cannot pack the slug: {e}"))?;
+            Ok((checksum, unpacked, root, process_types, size))
+        })
+        .await
+        .map_err(|e| format!("the build's worker failed: {e}"))??;
+        let _ = root;
+        say(format!("       {checksum}"));
+        say(format!("-----> Unpacked {} entries, {} bytes", unpacked.entries, unpacked.bytes));
+        let types: Vec<&str> = process_types.keys().map(String::as_str).collect();
+        say(format!("-----> Procfile declares types -> {}", types.join(", ")));
+        let slug_checksum = {
+            let p = slug_file.clone();
+            tokio::task::spawn_blocking(move || archive::sha256_file(&p))
+                .await
+                .map_err(|e| format!("the build's worker failed: {e}"))?
+                .map_err(|e| format!("cannot read the slug: {e}"))?
+        };
+        let slug_id = new_id();
+        let stored = self.slug_archive(slug_id).ok_or("this control API stores no slugs")?;
+        tokio::fs::rename(&slug_file, &stored).await.map_err(|e| format!("cannot store the slug: {e}"))?;
+        say(format!("-----> Compressed slug {slug_id}: {size} bytes"));
+        let made = self
+            .change(|m| {
+                let a = m.apps().find(|a| a.id == build.app_id).ok_or_else(|| not_found("app", app_key))?;
+                let now = now_seconds();
+                let slug = Slug {
+                    id: slug_id,
+                    app_id: a.id,
+                    process_types: process_types.clone(),
+                    commit: build.source_version.clone(),
+                    commit_description: None,
+                    checksum: Some(slug_checksum.clone()),
+                    image: None,
+                    size: Some(size),
+                    upload_token_sha256: None,
+                    upload_expires_at: None,
+                    created_at: now,
+                    updated_at: now,
+                };
+                Ok(((), vec![Change::Put(Object::Slug(Box::new(slug)))]))
+            })
+            .await;
+        if let Err(e) = made {
+            let _ = tokio::fs::remove_file(&stored).await;
+            return Err(format!("cannot record the slug: {e}"));
+        }
+        say("-----> Releasing".to_owned());
+        let release = self
+            .release_slug(&build.app_id.to_string(), &slug_id.to_string(), None)
+            .await
+            .map_err(|e| format!("cannot release the slug: {e}"))?;
+        Ok((slug_id, (release.id, release.version)))
+    }
+
+    /// Copies the source into `into`, at most `max` bytes; returns how many arrived.
+    async fn fetch_source(&self, source: &Source, into: &Path, max: u64) -> Result<u64, String> {
+        let mut file = tokio::fs::File::create(into).await.map_err(|e| format!("cannot store the source: {e}"))?;
+        let too_large = || format!("the source is larger than {max} bytes (control_api.max_slug_bytes)");
+        let mut written: u64 = 0;
+        match source {
+            Source::File(path) => {
+                let mut from =
+                    tokio::fs::File::open(path).await.map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+                let mut buf = vec![0; 256 * 1024];
+                loop {
+                    let n = tokio::io::AsyncReadExt::read(&mut from, &mut buf)
+                        .await
+                        .map_err(|e| format!("reading {}: {e}", path.display()))?;
+                    if n == 0 {
+                        break;
+                    }
+                    written += n as u64;
+                    if written > max {
+                        return Err(too_large());
+                    }
+                    file.write_all(&buf[..n]).await.map_err(|e| format!("cannot store the source: {e}"))?;
+                }
+            }
+            Source::Web(target) => {
+                let (response, conn) =
+                    super::fetch::get(target, self.outbound(), self.trusted_roots(), "*/*", "wharf-build").await?;
+                let status = response.status();
+                if status != http::StatusCode::OK {
+                    conn.abort();
+                    return Err(format!("the source's server answered {status}, not 200"));
+                }
+                let mut body = response.into_body();
+                while let Some(frame) = body.frame().await {
+                    let frame = frame.map_err(|e| format!("reading the source: {e}"))?;
+                    let Ok(data) = frame.into_data() else { continue };
+                    written += data.len() as u64;
+                    if written > max {
+                        conn.abort();
+                        return Err(too_large());
+                    }
+                    file.write_all(&data).await.map_err(|e| format!("cannot store the source: {e}"))?;
+                }
+                conn.abort();
+            }
+        }
+        file.flush().await.map_err(|e| format!("cannot store the source: {e}"))?;
+        Ok(written)
+    }
+}
+
+/// The directory a build is made of: the tree itself, or its single directory when the tree
+/// has no Procfile and holds nothing else (GitHub's `repo-sha/`).
+fn app_root(tree: &Path) -> PathBuf {
+    if tree.join("Procfile").is_file() {
+        return tree.to_path_buf();
+    }
+    let entries: Vec<_> = std::fs::read_dir(tree).map(|d| d.flatten().collect()).unwrap_or_default();
+    match entries.as_slice() {
+        [only] if only.file_type().is_ok_and(|t| t.is_dir()) => only.path(),
+        _ => tree.to_path_buf(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn builds_a_stopped_wharf_left_pending_are_failed_at_start_and_no_others() {
+        let p = super::super::tests::plane().await;
+        let app = p.create_app("api".parse().unwrap(), "default").await.unwrap();
+        let build = |status: BuildStatus| Build {
+            id: new_id(),
+            app_id: app.id,
+            source_url: "https://example.com/s.tgz".into(),
+            source_checksum: None,
+            source_version: None,
+            status,
+            slug_id: None,
+            release_id: None,
+            output: vec!["-----> Fetching source https://example.com/s.tgz".into()],
+            created_at: 0,
+            updated_at: 0,
+        };
+        let (pending, done, failed) =
+            (build(BuildStatus::Pending), build(BuildStatus::Succeeded), build(BuildStatus::Failed));
+        let puts = [&pending, &done, &failed].map(|b| Change::Put(Object::Build(b.clone())));
+        p.change(|_| Ok(((), puts.to_vec()))).await.unwrap();
+        assert_eq!(p.fail_interrupted_builds().await.unwrap(), 1);
+        let statuses = p.read(|m| [&pending, &done, &failed].map(|b| m.build(b.id).unwrap().status)).await;
+        assert_eq!(statuses, [BuildStatus::Failed, BuildStatus::Succeeded, BuildStatus::Failed]);
+        let said = p.read(|m| m.build(pending.id).unwrap().output.clone()).await;
+        assert!(said.last().unwrap().contains("Wharf stopped while it ran"), "{said:?}");
+        assert_eq!(p.fail_interrupted_builds().await.unwrap(), 0, "nothing left to fail");
+    }
+
+    #[test]
+    fn procfiles_are_type_colon_command_lines() {
+        let check = |text: &str, want: Result<&[(&str, &str)], &str>| match want {
+            Ok(pairs) => {
+                let want: BTreeMap<String, String> =
+                    pairs.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect();
+                assert_eq!(parse_procfile(text), Ok(want), "{text:?}");
+            }
+            Err(piece) => {
+                let got = parse_procfile(text);
+                assert!(got.as_ref().is_err_and(|e| e.contains(piece)), "{text:?}: {got:?}");
+            }
+        };
+        check("web: python3 app.py\nworker: sh work.sh\n", Ok(&[("web", "python3 app.py"), ("worker", "sh work.sh")]));
+        check("# comment\n\nweb:   exec x --port $PORT  \n", Ok(&[("web", "exec x --port $PORT")]));
+        check("web: a: b\n", Ok(&[("web", "a: b")]));
+        check("web python3 app.py\n", Err("expected `type: command`"));
+        check("web:\n", Err("empty"));
+        check("web: a\nweb: b\n", Err("twice"));
+        check("We b: a\n", Err("process type"));
+        check("# nothing\n", Err("no process type"));
+    }
+}

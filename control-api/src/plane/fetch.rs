@@ -1,0 +1,65 @@
+//! `GET` of a URL a user gives the control plane (maintenance pages, build sources): the URL's
+//! rules, then one `GET` over HTTP/1.1 sent through `outbound_http` (every resolved address
+//! checked against the outbound policy before it is dialled, TLS verified against the Mozilla
+//! roots and `control_api.trusted_ca`), the exchange webhooks use too. Callers parse their own
+//! URL rules (which schemes) and read the body with their own size cap and deadline.
+
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use wharf_domain::outbound::Policy;
+
+/// Where a `GET` goes, as the caller's URL rules parsed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Target {
+    /// Over TLS (`https`) or not (`http`).
+    pub(super) https: bool,
+    /// The host, without brackets for IPv6.
+    pub(super) host: String,
+    /// The port.
+    pub(super) port: u16,
+    /// The authority as the URL writes it: the request's `Host` (RFC 3986 section 3.2.2).
+    pub(super) authority: String,
+    /// The path and query.
+    pub(super) path: String,
+}
+
+/// Parses an absolute `http` or `https` URL (`https_only` refuses `http`) into a [`Target`];
+/// credentials in the URL are refused, as Wharf would have to keep them.
+pub(super) fn parse_url(url: &str, https_only: bool) -> Result<Target, String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
+    let https = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") if !https_only => false,
+        _ if https_only => return Err("only https URLs are fetched".into()),
+        _ => return Err("only http and https URLs are fetched".into()),
+    };
+    let authority = uri.authority().ok_or("the URL has no host")?;
+    if authority.as_str().contains('@') {
+        return Err("credentials in the URL are not supported".into());
+    }
+    let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
+    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+    Ok(Target { https, host, port, authority: authority.as_str().to_owned(), path })
+}
+
+/// Sends `GET target` from an address the outbound policy allows and returns the response head
+/// with its streaming body, and the connection's task (abort it when done with the body). The
+/// error says why not, in words for the user who gave the URL.
+pub(super) async fn get(
+    target: &Target,
+    policy: Policy,
+    tls: Arc<rustls::ClientConfig>,
+    accept: &str,
+    user_agent: &str,
+) -> Result<(http::Response<Incoming>, tokio::task::JoinHandle<()>), String> {
+    let request = http::Request::get(target.path.as_str())
+        .header(http::header::HOST, target.authority.as_str())
+        .header(http::header::ACCEPT, accept)
+        .header(http::header::USER_AGENT, user_agent)
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .map_err(|e| format!("request: {e}"))?;
+    let to = super::outbound_http::Destination { host: &target.host, port: target.port, https: target.https };
+    super::outbound_http::exchange(to, request, policy, tls).await
+}

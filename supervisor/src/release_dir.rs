@@ -1,0 +1,148 @@
+//! Each release's own directory: the release's slug unpacked once into
+//! `DATA_DIR/releases/<release id>`, where every dyno of that release runs (its working directory
+//! is the slug's `app`, as Heroku's dynos run in `/app`), and the removal of the directories no
+//! release needs any more.
+//!
+//! A directory is made whole or not at all: the slug is unpacked into a scratch directory beside
+//! it (`.<id>.<random>`), which is renamed into place, so a dyno never starts in a half-unpacked
+//! tree and two process types of one release starting at once each find it whole (the second
+//! rename loses and its scratch copy is removed). A directory is never written again once in
+//! place: a roll to a new release unpacks a new one, so the files under a running dyno never
+//! change. Directories are removed only when no dyno of theirs runs and they are not among the
+//! app's newest `keep_releases` (see [`prune`]).
+
+use std::collections::HashSet;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use uuid::Uuid;
+use wharf_control_api::ControlPlane;
+use wharf_control_api::archive::{self, Limits};
+
+use crate::desired::DynoSpec;
+use crate::settings::Settings;
+
+/// The directory a process of `spec` runs in: its release's own unpacked slug, made on first
+/// use (see [`prepare`]); none for a release without a slug, or a supervisor without a
+/// releases directory (it runs in Wharf's working directory then).
+///
+/// # Errors
+///
+/// When the slug cannot be unpacked.
+pub(crate) async fn working_dir(
+    plane: &ControlPlane,
+    settings: &Settings,
+    spec: &DynoSpec,
+) -> io::Result<Option<PathBuf>> {
+    let (Some(slug), Some(release), Some(root)) = (spec.slug, spec.release, settings.releases_dir.clone()) else {
+        return Ok(None);
+    };
+    let archive = plane.slug_archive(slug).ok_or_else(|| io::Error::other("this Wharf stores no slugs"))?;
+    let limits = plane.deploy().map(|d| d.unpack_limits).unwrap_or_default();
+    let dir = tokio::task::spawn_blocking(move || prepare(&root, release.id, &archive, limits))
+        .await
+        .map_err(io::Error::other)??;
+    Ok(Some(dir))
+}
+
+/// The directory of `release` under `root`.
+pub(crate) fn path_of(root: &Path, release: Uuid) -> PathBuf {
+    root.join(release.to_string())
+}
+
+/// The working directory of a release's dynos: its slug's `app`.
+pub(crate) fn app_dir(root: &Path, release: Uuid) -> PathBuf {
+    path_of(root, release).join("app")
+}
+
+/// Makes sure `release`'s directory holds the slug archive at `slug` unpacked, and returns the
+/// dynos' working directory in it. Blocking: call it off the async threads.
+///
+/// # Errors
+///
+/// When the archive cannot be read or unpacked (it was checked when it was stored, so this is a
+/// disk that failed or filled) or holds no `app` directory.
+pub(crate) fn prepare(root: &Path, release: Uuid, slug: &Path, limits: Limits) -> io::Result<PathBuf> {
+    let dir = path_of(root, release);
+    if !dir.is_dir() {
+        std::fs::create_dir_all(root)?;
+        let scratch = root.join(format!(".{release}.{}", wharf_domain::new_id().simple()));
+        std::fs::create_dir(&scratch)?;
+        let unpacked = archive::unpack(slug, &scratch, limits).map_err(|e| match e {
+            archive::ArchiveError::Io(e) => e,
+            refused @ archive::ArchiveError::Refused(_) => io::Error::new(io::ErrorKind::InvalidData, refused),
+        });
+        if let Err(e) = unpacked {
+            let _ = std::fs::remove_dir_all(&scratch);
+            return Err(e);
+        }
+        if std::fs::rename(&scratch, &dir).is_err() {
+            // Another dyno of the release put its copy in place first: that one is used.
+            let _ = std::fs::remove_dir_all(&scratch);
+            if !dir.is_dir() {
+                return Err(io::Error::other(format!("cannot put {} in place", dir.display())));
+            }
+        }
+    }
+    let app = app_dir(root, release);
+    if !app.is_dir() {
+        return Err(io::Error::new(io::ErrorKind::NotFound, "the slug has no app directory"));
+    }
+    Ok(app)
+}
+
+/// Removes every release directory under `root` whose release is not in `keep` (scratch
+/// directories are left to the unpack that owns them). Returns the releases removed. Blocking.
+pub(crate) fn prune(root: &Path, keep: &HashSet<Uuid>) -> Vec<Uuid> {
+    let Ok(entries) = std::fs::read_dir(root) else { return vec![] };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        // Scratch directories (`.<id>.<random>`) belong to an unpack that may be running.
+        let Ok(id) = name.parse::<Uuid>() else { continue };
+        if keep.contains(&id) {
+            continue;
+        }
+        match std::fs::remove_dir_all(entry.path()) {
+            Ok(()) => removed.push(id),
+            Err(e) => tracing::warn!(release = %id, error = %e, "cannot remove an old release's directory"),
+        }
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slug_with(dir: &Path, body: &str) -> PathBuf {
+        let src = dir.join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("index.txt"), body).unwrap();
+        let out = dir.join(format!("{body}.tar.gz"));
+        archive::pack_tar_gz(&src, "app", &out).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_release_is_unpacked_once_and_never_rewritten() {
+        let tmp = std::env::temp_dir().join(format!("wharf-release-dir-{}", wharf_domain::new_id()));
+        let root = tmp.join("releases");
+        let (one, two) = (slug_with(&tmp.join("a"), "one"), slug_with(&tmp.join("b"), "two"));
+        let release = wharf_domain::new_id();
+        let app = prepare(&root, release, &one, Limits::default()).unwrap();
+        assert_eq!(std::fs::read_to_string(app.join("index.txt")).unwrap(), "one");
+        // The same release asked again (another process type) keeps what is there.
+        let again = prepare(&root, release, &two, Limits::default()).unwrap();
+        assert_eq!(std::fs::read_to_string(again.join("index.txt")).unwrap(), "one");
+        let other = wharf_domain::new_id();
+        let app2 = prepare(&root, other, &two, Limits::default()).unwrap();
+        assert_eq!(std::fs::read_to_string(app2.join("index.txt")).unwrap(), "two");
+        assert_eq!(std::fs::read_to_string(app.join("index.txt")).unwrap(), "one");
+        let removed = prune(&root, &HashSet::from([other]));
+        assert_eq!(removed, vec![release]);
+        assert!(!path_of(&root, release).exists() && app2.is_dir());
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+}
