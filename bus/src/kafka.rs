@@ -26,6 +26,9 @@ use crate::{BusError, LogEvent, Partition, Position, Received, SourceEvent, Sour
 
 /// How long to wait for brokers when checking or creating the topic at start.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a rebalance waits for the logshuttle to commit what it delivered of the revoked
+/// partitions: well under the group's rebalance timeout (`max.poll.interval.ms`, 300 s).
+const REVOKE_WAIT: Duration = Duration::from_secs(20);
 
 fn broker_err(k: &KafkaConfig, what: &str, e: impl std::fmt::Display) -> BusError {
     BusError::Broker { brokers: k.brokers.clone(), message: format!("{what}: {e}") }
@@ -151,6 +154,8 @@ struct ConsumeContext {
     /// nobody is listening any more (the close may even run on an async thread, where a
     /// blocking send is not allowed).
     stop: Arc<AtomicBool>,
+    /// The async side's word that it has handled a revocation ([`KafkaSource::revoked_handled`]).
+    revoke_ack: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
 }
 
 impl ConsumeContext {
@@ -187,9 +192,23 @@ impl ClientContext for ConsumeContext {
 }
 
 impl ConsumerContext for ConsumeContext {
+    /// Reports the revocation and waits, up to [`REVOKE_WAIT`], for the async side to have
+    /// committed what its drains delivered: the rebalance goes on only then, so that the
+    /// commit is made in the generation that owned the partitions and the new owner starts
+    /// where this member's drains stopped.
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
+            let acks = self.revoke_ack.lock().expect("revoke ack lock");
+            while acks.try_recv().is_ok() {}
             self.report(SourceEvent::Revoked(self.topics.partitions(list)));
+            // Looked at every 100 ms, so that a source being dropped does not wait.
+            let deadline = std::time::Instant::now() + REVOKE_WAIT;
+            while !self.stop.load(Ordering::Relaxed) && acks.recv_timeout(Duration::from_millis(100)).is_err() {
+                if std::time::Instant::now() >= deadline {
+                    tracing::warn!(wait = ?REVOKE_WAIT, "revoked partitions were not handled in time; the rebalance goes on");
+                    break;
+                }
+            }
         }
     }
 
@@ -257,10 +276,12 @@ impl Topics {
 /// A consumer-group member whose poll loop runs on its own thread.
 pub(crate) struct KafkaSource {
     rx: mpsc::Receiver<SourceEvent>,
+    config: KafkaConfig,
     consumer: Arc<BaseConsumer<ConsumeContext>>,
     topics: Arc<Topics>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    revoke_ack: std::sync::mpsc::SyncSender<()>,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -281,6 +302,7 @@ impl KafkaSource {
         let (tx, rx) = mpsc::channel(16);
         let stop = Arc::new(AtomicBool::new(false));
         let topics = Arc::new(Topics::new(k));
+        let (revoke_ack, acks) = std::sync::mpsc::sync_channel(1);
         let consumer: BaseConsumer<ConsumeContext> = base_config(k)
             .set("group.id", &k.group_id)
             .set("enable.auto.commit", "false")
@@ -298,6 +320,7 @@ impl KafkaSource {
                 topics: topics.clone(),
                 stats: stats.clone(),
                 stop: stop.clone(),
+                revoke_ack: std::sync::Mutex::new(acks),
             })
             .map_err(|e| BusError::Config(e.to_string()))?;
         consumer.subscribe(&k.topics()).map_err(|e| broker_err(k, "cannot subscribe", e))?;
@@ -309,7 +332,18 @@ impl KafkaSource {
                 move || poll_loop(&consumer, &topics, &tx, &stop, &stats)
             })
             .map_err(|e| BusError::Config(e.to_string()))?;
-        Ok(KafkaSource { rx, consumer, topics, stop, thread: Some(thread) })
+        Ok(KafkaSource { rx, config: k.clone(), consumer, topics, stop, thread: Some(thread), revoke_ack })
+    }
+
+    /// The configuration it joined with.
+    pub(crate) fn config(&self) -> &KafkaConfig {
+        &self.config
+    }
+
+    /// Tells the poll thread that the last [`SourceEvent::Revoked`] is handled (its offsets
+    /// committed), so the rebalance may go on.
+    pub(crate) fn revoked_handled(&self) {
+        let _ = self.revoke_ack.try_send(());
     }
 
     /// The next batch (at most 1024 decoded events; undecodable ones are counted in
@@ -399,5 +433,194 @@ fn poll_loop(
                 return;
             }
         }
+    }
+}
+
+/// The cursor value that says a drain needs nothing more from a partition: larger than any
+/// offset, so that it can never be mistaken for a place to read from.
+pub(crate) const CURSOR_DONE: i64 = i64::MAX;
+
+/// Reads partitions again for drains that fell behind, and keeps their cursors.
+///
+/// A drain's cursor is kept by Kafka as the committed offset of the drain's own consumer group,
+/// `{group_id}.cursor.{name}`, one offset per partition: a member of the logshuttle group that
+/// takes the partition over (after a rebalance or a `kill -9`) finds it there. A group is only
+/// ever used for commits and offset fetches through manual assignment; it never has members.
+#[derive(Debug)]
+pub(crate) struct KafkaCatchUp {
+    config: KafkaConfig,
+    topics: Arc<Topics>,
+}
+
+impl KafkaCatchUp {
+    pub(crate) fn new(k: &KafkaConfig) -> Self {
+        KafkaCatchUp { config: k.clone(), topics: Arc::new(Topics::new(k)) }
+    }
+
+    fn prefix(&self) -> String {
+        format!("{}.cursor.", self.config.group_id)
+    }
+
+    fn consumer(&self, name: &str) -> Result<BaseConsumer, BusError> {
+        base_config(&self.config)
+            .set("group.id", format!("{}{name}", self.prefix()))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            // An offset the topic no longer holds reads from the oldest it does; the reader
+            // tells the lines in between apart by the low watermark.
+            .set("auto.offset.reset", "earliest")
+            // One reader holds at most about a mebibyte of fetched messages, so that many drains
+            // catching up at once stay within a known amount of memory.
+            .set("queued.max.messages.kbytes", "1024")
+            .set("fetch.max.bytes", "1048576")
+            .set("max.partition.fetch.bytes", "1048576")
+            .set("fetch.wait.max.ms", "100")
+            .create()
+            .map_err(|e| BusError::Config(e.to_string()))
+    }
+
+    fn list(&self, offsets: &[(Partition, i64)]) -> Result<TopicPartitionList, BusError> {
+        let mut list = TopicPartitionList::new();
+        for &(p, next) in offsets {
+            let topic = &self.topics.0[usize::from(p.topic_index)].0;
+            list.add_partition_offset(topic, p.number, Offset::Offset(next))
+                .map_err(|e| BusError::Config(e.to_string()))?;
+        }
+        Ok(list)
+    }
+
+    /// Opens a reader of `partition` from offset `from` for the cursor `name`. Blocking.
+    pub(crate) fn open(&self, name: &str, partition: Partition, from: i64) -> Result<KafkaReader, BusError> {
+        let consumer = self.consumer(name)?;
+        let list = self.list(&[(partition, from)])?;
+        consumer.assign(&list).map_err(|e| broker_err(&self.config, "cannot assign", e))?;
+        let topic = self.topics.0[usize::from(partition.topic_index)].0.clone();
+        let (low, _) = consumer
+            .fetch_watermarks(&topic, partition.number, START_TIMEOUT)
+            .map_err(|e| broker_err(&self.config, "cannot read watermarks", e))?;
+        Ok(KafkaReader { consumer, topics: self.topics.clone(), partition, next: from.max(low), oldest: low })
+    }
+
+    /// Saves cursor `name`'s offsets (`None`: nothing more needed) through a client of its own.
+    /// Blocking.
+    pub(crate) fn save(&self, name: &str, cursors: &[(Partition, Option<i64>)]) -> Result<(), BusError> {
+        let consumer = self.consumer(name)?;
+        save(&self.config, &consumer, &self.list(&done_or(cursors))?)
+    }
+
+    /// Every saved cursor that still needs lines of one of `partitions` (its name, the
+    /// partition, and the offset to read from), and the group's committed offset of each of
+    /// them that has one. Blocking: it lists the groups, then fetches the offsets of those
+    /// that are cursors.
+    pub(crate) fn cursors(&self, partitions: &[Partition]) -> Result<crate::SavedCursors, BusError> {
+        let mut saved = crate::SavedCursors::default();
+        if partitions.is_empty() {
+            return Ok(saved);
+        }
+        let prefix = self.prefix();
+        let wanted = self.list(&partitions.iter().map(|&p| (p, 0)).collect::<Vec<_>>())?;
+        let fetch = |consumer: &BaseConsumer| {
+            let offsets = consumer
+                .committed_offsets(wanted.clone(), START_TIMEOUT)
+                .map_err(|e| broker_err(&self.config, "cannot read committed offsets", e))?;
+            let mut found = Vec::new();
+            for e in offsets.elements() {
+                if let (Some(topic_index), Offset::Offset(next)) = (self.topics.index(e.topic()), e.offset()) {
+                    found.push((Partition { topic_index, number: e.partition() }, next));
+                }
+            }
+            Ok::<_, BusError>(found)
+        };
+        let group = base_config(&self.config)
+            .set("group.id", &self.config.group_id)
+            .set("enable.auto.commit", "false")
+            .create::<BaseConsumer>()
+            .map_err(|e| BusError::Config(e.to_string()))?;
+        saved.committed = fetch(&group)?;
+        let groups = group
+            .fetch_group_list(None, START_TIMEOUT)
+            .map_err(|e| broker_err(&self.config, "cannot list groups", e))?;
+        let names: Vec<String> =
+            groups.groups().iter().filter_map(|g| g.name().strip_prefix(&prefix).map(str::to_owned)).collect();
+        for name in names {
+            for (p, next) in fetch(&self.consumer(&name)?)? {
+                if next != CURSOR_DONE && next >= 0 {
+                    saved.cursors.push((name.clone(), p, next));
+                }
+            }
+        }
+        Ok(saved)
+    }
+}
+
+/// `None` as [`CURSOR_DONE`].
+fn done_or(cursors: &[(Partition, Option<i64>)]) -> Vec<(Partition, i64)> {
+    cursors.iter().map(|&(p, c)| (p, c.unwrap_or(CURSOR_DONE))).collect()
+}
+
+fn save(k: &KafkaConfig, consumer: &BaseConsumer, list: &TopicPartitionList) -> Result<(), BusError> {
+    consumer.commit(list, CommitMode::Sync).map_err(|e| broker_err(k, "cannot save a drain's cursor", e))
+}
+
+/// One partition read again from an offset, outside the consumer group.
+pub(crate) struct KafkaReader {
+    consumer: BaseConsumer,
+    topics: Arc<Topics>,
+    partition: Partition,
+    next: i64,
+    oldest: i64,
+}
+
+impl std::fmt::Debug for KafkaReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaReader").field("partition", &self.partition).field("next", &self.next).finish()
+    }
+}
+
+impl KafkaReader {
+    /// The offset of the next message to read.
+    pub(crate) fn next_offset(&self) -> i64 {
+        self.next
+    }
+
+    /// The oldest offset the partition held when the reader opened.
+    pub(crate) fn oldest(&self) -> i64 {
+        self.oldest
+    }
+
+    /// Up to `max` messages (and about `max_bytes` of payload), decoded; waits up to 100 ms
+    /// for the first. Undecodable messages are skipped (the live consumer counts them).
+    pub(crate) fn read(&mut self, max: usize, max_bytes: usize) -> Vec<Received> {
+        let mut out = Vec::new();
+        let (mut n, mut bytes) = (0, 0);
+        let mut timeout = Duration::from_millis(100);
+        while n < max.max(1) && bytes < max_bytes {
+            match self.consumer.poll(timeout) {
+                None => break,
+                Some(Ok(m)) => {
+                    let payload = m.payload().unwrap_or_default();
+                    n += 1;
+                    bytes += payload.len();
+                    self.next = m.offset() + 1;
+                    if let Ok(events) = self.topics.decode(self.partition.topic_index, payload) {
+                        let position = Some(Position { partition: self.partition, offset: m.offset() });
+                        out.extend(events.into_iter().map(|event| Received { event, position }));
+                    }
+                }
+                Some(Err(RdError::PartitionEOF(_))) => break,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, partition = ?self.partition, "kafka catch-up read failed");
+                    break;
+                }
+            }
+            timeout = Duration::ZERO;
+        }
+        out
+    }
+
+    /// Saves the cursor of this reader's partition: the offset to read from after a restart or
+    /// a rebalance, or `None` when the drain needs nothing more from it.
+    pub(crate) fn save(&self, k: &KafkaCatchUp, cursor: Option<i64>) -> Result<(), BusError> {
+        save(&k.config, &self.consumer, &k.list(&done_or(&[(self.partition, cursor)]))?)
     }
 }

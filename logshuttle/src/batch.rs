@@ -133,7 +133,7 @@ impl Batch {
 }
 
 /// Now, in microseconds since the epoch.
-fn now_micros() -> i64 {
+pub(crate) fn now_micros() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
 }
 
@@ -142,7 +142,7 @@ mod tests {
     use super::*;
 
     fn entry(i: i64) -> Entry {
-        Entry { event: LogEvent::builder("a-b", "app").time_micros(i).message(b"m"), position: None }
+        Entry { event: LogEvent::builder("a-b", "app").time_micros(i).message(b"m"), position: None, replayed: false }
     }
 
     #[test]
