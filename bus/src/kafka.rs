@@ -18,6 +18,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use wharf_config::KafkaConfig;
@@ -26,6 +27,12 @@ use crate::{BusError, LogEvent, Partition, Position, Received, SourceEvent, Sour
 
 /// How long to wait for brokers when checking or creating the topic at start.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// How many messages a partition is read from before the offset asked for, the earlier ones
+/// skipped. Kafka answers a fetch with the batch that holds the offset; some brokers (tansu 0.6)
+/// answer with the batches that start at or after it, so a read starting in the middle of a
+/// producer's batch would miss the rest of that batch. Starting earlier and skipping costs a
+/// little reading on every broker and loses nothing on any.
+const REWIND: i64 = 10_000;
 /// How long a rebalance waits for the logshuttle to commit what it delivered of the revoked
 /// partitions: well under the group's rebalance timeout (`max.poll.interval.ms`, 300 s).
 const REVOKE_WAIT: Duration = Duration::from_secs(20);
@@ -156,6 +163,39 @@ struct ConsumeContext {
     stop: Arc<AtomicBool>,
     /// The async side's word that it has handled a revocation ([`KafkaSource::revoked_handled`]).
     revoke_ack: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+    /// Per assigned partition, the committed offset: the poll thread skips messages before it,
+    /// read only because the assignment starts [`REWIND`] messages earlier.
+    skip_below: std::sync::Mutex<std::collections::HashMap<Partition, i64>>,
+}
+
+impl ConsumeContext {
+    /// Starts each partition of `tpl` [`REWIND`] messages before its committed offset (not
+    /// before the oldest kept), and notes the committed offset for the poll thread to skip to.
+    fn rewind(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        let committed = match consumer.committed_offsets(tpl.clone(), START_TIMEOUT) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the committed offsets; partitions start where the broker says");
+                return;
+            }
+        };
+        let mut skip = self.skip_below.lock().expect("skip lock");
+        for e in committed.elements() {
+            let (Offset::Offset(next), Some(topic_index)) = (e.offset(), self.topics.index(e.topic())) else {
+                continue;
+            };
+            let low = consumer.fetch_watermarks(e.topic(), e.partition(), START_TIMEOUT).map_or(0, |(low, _)| low);
+            let start = (next - REWIND).max(low);
+            if start < next && tpl.set_partition_offset(e.topic(), e.partition(), Offset::Offset(start)).is_ok() {
+                skip.insert(Partition { topic_index, number: e.partition() }, next);
+            }
+        }
+    }
+
+    /// Whether a message at `offset` of `p` was read only because of the rewind.
+    fn skipped(&self, p: Partition, offset: i64) -> bool {
+        self.skip_below.lock().expect("skip lock").get(&p).is_some_and(|&next| offset < next)
+    }
 }
 
 impl ConsumeContext {
@@ -192,6 +232,28 @@ impl ClientContext for ConsumeContext {
 }
 
 impl ConsumerContext for ConsumeContext {
+    /// As rust-rdkafka's, for the eager protocol that the default assignors use, but an
+    /// assignment starts [`REWIND`] messages before the committed offsets (see [`REWIND`]).
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.rewind(consumer, tpl);
+                if let Err(e) = consumer.assign(tpl) {
+                    tracing::warn!(error = %e, "kafka assignment failed");
+                }
+                self.post_rebalance(consumer, &Rebalance::Assign(tpl));
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.pre_rebalance(consumer, &Rebalance::Revoke(tpl));
+                self.skip_below.lock().expect("skip lock").clear();
+                if let Err(e) = consumer.unassign() {
+                    tracing::warn!(error = %e, "kafka unassignment failed");
+                }
+            }
+            other => tracing::warn!(error = ?other, "kafka rebalance failed"),
+        }
+    }
+
     /// Reports the revocation and waits, up to [`REVOKE_WAIT`], for the async side to have
     /// committed what its drains delivered: the rebalance goes on only then, so that the
     /// commit is made in the generation that owned the partitions and the new owner starts
@@ -321,6 +383,7 @@ impl KafkaSource {
                 stats: stats.clone(),
                 stop: stop.clone(),
                 revoke_ack: std::sync::Mutex::new(acks),
+                skip_below: std::sync::Mutex::default(),
             })
             .map_err(|e| BusError::Config(e.to_string()))?;
         consumer.subscribe(&k.topics()).map_err(|e| broker_err(k, "cannot subscribe", e))?;
@@ -405,6 +468,9 @@ fn poll_loop(
                         continue;
                     };
                     let partition = Partition { topic_index: topic, number: m.partition() };
+                    if consumer.context().skipped(partition, m.offset()) {
+                        continue;
+                    }
                     match topics.decode(topic, m.payload().unwrap_or_default()) {
                         Ok(events) => {
                             let position = Some(Position { partition, offset: m.offset() });
@@ -492,13 +558,24 @@ impl KafkaCatchUp {
     /// Opens a reader of `partition` from offset `from` for the cursor `name`. Blocking.
     pub(crate) fn open(&self, name: &str, partition: Partition, from: i64) -> Result<KafkaReader, BusError> {
         let consumer = self.consumer(name)?;
-        let list = self.list(&[(partition, from)])?;
-        consumer.assign(&list).map_err(|e| broker_err(&self.config, "cannot assign", e))?;
         let topic = self.topics.0[usize::from(partition.topic_index)].0.clone();
         let (low, _) = consumer
             .fetch_watermarks(&topic, partition.number, START_TIMEOUT)
             .map_err(|e| broker_err(&self.config, "cannot read watermarks", e))?;
-        Ok(KafkaReader { consumer, topics: self.topics.clone(), partition, next: from.max(low), oldest: low })
+        let next = from.max(low);
+        let mut reader = KafkaReader {
+            consumer,
+            topics: self.topics.clone(),
+            partition,
+            next,
+            oldest: low,
+            start: next,
+            rewind: REWIND,
+            checked: false,
+            config: self.config.clone(),
+        };
+        reader.assign()?;
+        Ok(reader)
     }
 
     /// Saves cursor `name`'s offsets (`None`: nothing more needed) through a client of its own.
@@ -569,6 +646,12 @@ pub(crate) struct KafkaReader {
     partition: Partition,
     next: i64,
     oldest: i64,
+    /// Where the assignment starts: `rewind` messages before `next` (see [`REWIND`]).
+    start: i64,
+    rewind: i64,
+    /// Whether the first message read showed the rewind was far enough.
+    checked: bool,
+    config: KafkaConfig,
 }
 
 impl std::fmt::Debug for KafkaReader {
@@ -578,6 +661,16 @@ impl std::fmt::Debug for KafkaReader {
 }
 
 impl KafkaReader {
+    /// Assigns the partition from `rewind` messages before `next`.
+    fn assign(&mut self) -> Result<(), BusError> {
+        self.start = (self.next - self.rewind).max(self.oldest);
+        let topic = &self.topics.0[usize::from(self.partition.topic_index)].0;
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(topic, self.partition.number, Offset::Offset(self.start))
+            .map_err(|e| BusError::Config(e.to_string()))?;
+        self.consumer.assign(&list).map_err(|e| broker_err(&self.config, "cannot assign", e))
+    }
+
     /// The offset of the next message to read.
     pub(crate) fn next_offset(&self) -> i64 {
         self.next
@@ -598,6 +691,22 @@ impl KafkaReader {
             match self.consumer.poll(timeout) {
                 None => break,
                 Some(Ok(m)) => {
+                    if !self.checked {
+                        self.checked = true;
+                        // The broker skipped past the offset asked for: a producer's batch
+                        // longer than the rewind. Start further back.
+                        if m.offset() > self.next && self.start > self.oldest {
+                            self.rewind = self.rewind.saturating_mul(8);
+                            self.checked = false;
+                            if let Err(e) = self.assign() {
+                                tracing::warn!(error = %e, "kafka catch-up cannot rewind further");
+                            }
+                            break;
+                        }
+                    }
+                    if m.offset() < self.next {
+                        continue;
+                    }
                     let payload = m.payload().unwrap_or_default();
                     n += 1;
                     bytes += payload.len();
