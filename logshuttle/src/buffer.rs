@@ -417,13 +417,16 @@ impl Buffer {
     }
 
     /// Starts a spell of being behind in `partition` from `from`, found saved in Kafka when this
-    /// logshuttle took the partition on. Live lines before `from` are still taken (they are
-    /// what the group had not committed).
-    pub fn restore(&self, partition: Partition, from: i64) {
+    /// logshuttle took the partition on, whose live stream starts at `live_start` (the group's
+    /// committed offset, if any). Live lines before `from` are still taken (they are what the
+    /// group had not committed); the spell joins only once read past `live_start`, since the
+    /// live stream never offers what lies before it.
+    pub fn restore(&self, partition: Partition, from: i64, live_start: Option<i64>) {
         let mut inner = self.inner.lock().expect("buffer lock");
         inner.epochs += 1;
         let epoch = inner.epochs;
-        let b = Behind { from, read_to: from, live_seen: from - 1, saved: true, epoch };
+        let live_seen = from.max(live_start.unwrap_or(from)) - 1;
+        let b = Behind { from, read_to: from, live_seen, saved: true, epoch };
         inner.behind.insert(partition, b);
         inner.joined.remove(&partition);
         drop(inner);
@@ -808,8 +811,17 @@ mod tests {
     /// hands back the cursor.
     #[tokio::test]
     async fn a_restored_spell_takes_older_live_lines_and_revoking_hands_back_the_cursor() {
+        // The live stream starts at the group's offset, 20, past the cursor: the spell joins
+        // only once read past 19, which the live stream never offers.
+        let late = Buffer::new(100, usize::MAX).with_catch_up(true);
+        late.restore(P0, 10, Some(20));
+        let (_, epoch) = late.wait_behind().await.unwrap();
+        assert_eq!(late.push_replayed(P0, epoch, replayed(10..15), 15), Replayed::Queued);
+        assert_eq!(late.push_replayed(P0, epoch, replayed(15..20), 20), Replayed::Joined);
+        late.push(entry(20, "20"));
+        assert_eq!(take_all(&late).await.len(), 11, "10 to 20, once each");
         let b = Buffer::new(100, usize::MAX).with_catch_up(true);
-        b.restore(P0, 10);
+        b.restore(P0, 10, Some(8));
         let (_, epoch) = b.wait_behind().await.unwrap();
         assert_eq!(b.pending_from(P0), None, "the cursor is saved already");
         for i in 8..12 {

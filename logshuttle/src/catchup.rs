@@ -44,8 +44,9 @@ pub struct CatchUpSettings {
     /// How far the live stream has come per partition.
     pub positions: Arc<Positions>,
     /// Cursors found saved for drains this logshuttle does not run yet (its first snapshot may
-    /// come after its partitions): a drain started later takes its own up.
-    pub unclaimed: Arc<Mutex<Vec<(String, Partition, i64)>>>,
+    /// come after its partitions): drain id, partition, cursor, and where the partition's live
+    /// stream starts; a drain started later takes its own up.
+    pub unclaimed: Arc<Mutex<Vec<(String, Partition, i64, Option<i64>)>>>,
 }
 
 impl CatchUpSettings {
@@ -62,11 +63,11 @@ impl CatchUpSettings {
     /// Has a newly started `drain` carry on from the cursors saved for it, if any.
     pub(crate) fn claim(&self, drain: &Drain) {
         let name = drain.id.to_string();
-        self.unclaimed.lock().expect("unclaimed lock").retain(|(n, p, from)| {
+        self.unclaimed.lock().expect("unclaimed lock").retain(|(n, p, from, live_start)| {
             if *n != name {
                 return true;
             }
-            drain.buffer.restore(*p, *from);
+            drain.buffer.restore(*p, *from, *live_start);
             false
         });
     }

@@ -297,13 +297,15 @@ async fn restore_cursors(c: &catchup::CatchUpSettings, drains: &DrainTable, part
     };
     c.positions.raise(found.committed.iter().map(|(p, n)| (p, n)));
     let by_id: HashMap<String, &Arc<drain::Drain>> = drains.all.iter().map(|d| (d.id.to_string(), d)).collect();
-    for (name, p, from) in found.cursors {
-        match by_id.get(&name) {
+    let live_start = |p: Partition| found.committed.iter().find(|(q, _)| *q == p).map(|&(_, next)| next);
+    for (name, p, from) in &found.cursors {
+        let (p, from) = (*p, *from);
+        match by_id.get(name) {
             Some(d) => {
                 tracing::info!(drain = %d.id, partition = ?p, from, "drain was behind; catching up from its saved cursor");
-                d.buffer.restore(p, from);
+                d.buffer.restore(p, from, live_start(p));
             }
-            None => c.unclaimed.lock().expect("unclaimed lock").push((name, p, from)),
+            None => c.unclaimed.lock().expect("unclaimed lock").push((name.clone(), p, from, live_start(p))),
         }
     }
 }
@@ -330,7 +332,7 @@ async fn revoke(
         }
         if let Some(c) = catch_up {
             c.positions.forget(p);
-            c.unclaimed.lock().expect("unclaimed lock").retain(|(_, q, _)| *q != p);
+            c.unclaimed.lock().expect("unclaimed lock").retain(|(_, q, _, _)| *q != p);
         }
     }
     if let Some(c) = catch_up
