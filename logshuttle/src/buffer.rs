@@ -269,7 +269,8 @@ impl Buffer {
         if inner.joined.get(&p.partition).is_some_and(|&j| p.offset < j) {
             return false;
         }
-        let over = inner.queue.len() >= self.max_lines || (inner.bytes + cost > self.max_bytes && !inner.queue.is_empty());
+        let over =
+            inner.queue.len() >= self.max_lines || (inner.bytes + cost > self.max_bytes && !inner.queue.is_empty());
         if !over {
             return true;
         }

@@ -191,6 +191,7 @@ pub struct WharfLogshuttle {
     /// Where it serves live tails and `/metrics`.
     pub addr: SocketAddr,
     child: Child,
+    stderr: PathBuf,
 }
 
 impl WharfLogshuttle {
@@ -198,8 +199,13 @@ impl WharfLogshuttle {
     /// `data_dir` and `env` (`WHARF_LOGSHUTTLE_TOKEN`, the session secret, configuration).
     pub async fn start(bin: &str, control_api: &str, brokers: &str, data_dir: &Path, env: &[(&str, &str)]) -> Self {
         let args = ["--control-api", control_api, "--kafka", brokers];
-        let Started { child, addresses, .. } = start(bin, "logshuttle", &args, data_dir, env).await;
-        WharfLogshuttle { addr: addresses.addr("logshuttle"), child }
+        let Started { child, addresses, stderr, .. } = start(bin, "logshuttle", &args, data_dir, env).await;
+        WharfLogshuttle { addr: addresses.addr("logshuttle"), child, stderr }
+    }
+
+    /// What it has written to stderr so far (its log).
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
     /// The process id, as text.
