@@ -242,10 +242,7 @@ async fn logshuttles_leaving_and_joining_a_group_under_load_lose_nothing_and_kee
     // Both `wharf logshuttle` members own partitions before the load starts.
     eventually(WAIT, "the members to share the partitions", || async {
         let owns = |log: String| {
-            log.lines()
-                .filter(|l| l.contains("partitions assigned"))
-                .last()
-                .is_some_and(|l| !l.contains("partitions=[]"))
+            log.lines().rfind(|l| l.contains("partitions assigned")).is_some_and(|l| !l.contains("partitions=[]"))
         };
         (owns(members[0].stderr()) && owns(members[1].stderr())).then_some(())
     })

@@ -356,7 +356,7 @@ impl Buffer {
     /// drain's is unknown.
     pub fn lost(&self, partition: Partition, epoch: u64, from: i64, oldest: i64) {
         let mut inner = self.inner.lock().expect("buffer lock");
-        if oldest <= from || !inner.behind.get(&partition).is_some_and(|b| b.epoch == epoch) {
+        if oldest <= from || inner.behind.get(&partition).is_none_or(|b| b.epoch != epoch) {
             return;
         }
         let n = (oldest - from) as u64;

@@ -34,6 +34,10 @@ const RETRY: Duration = Duration::from_secs(1);
 /// the lines it read back.
 const LOOK: Duration = Duration::from_millis(50);
 
+/// A cursor found saved for a drain this logshuttle does not run (yet): the drain's id, the
+/// partition, the cursor, and where the partition's live stream starts.
+pub type Unclaimed = (String, Partition, i64, Option<i64>);
+
 /// What every drain's catch-up shares.
 #[derive(Debug, Clone)]
 pub struct CatchUpSettings {
@@ -46,7 +50,7 @@ pub struct CatchUpSettings {
     /// Cursors found saved for drains this logshuttle does not run yet (its first snapshot may
     /// come after its partitions): drain id, partition, cursor, and where the partition's live
     /// stream starts; a drain started later takes its own up.
-    pub unclaimed: Arc<Mutex<Vec<(String, Partition, i64, Option<i64>)>>>,
+    pub unclaimed: Arc<Mutex<Vec<Unclaimed>>>,
 }
 
 impl CatchUpSettings {
