@@ -5,6 +5,10 @@
 //! side through a bounded channel; rebalances are reported in the same channel, in order with
 //! the batches. Offsets are never committed automatically: the logshuttle commits what every
 //! drain has taken responsibility for.
+//!
+//! Why one file: the producer, the group member and the catch-up readers share librdkafka's
+//! configuration, the topics' decoding and the rewind past brokers' batch boundaries; apart,
+//! those would have to be exposed to the rest of the bus.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

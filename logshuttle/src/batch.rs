@@ -132,10 +132,7 @@ impl Batch {
     }
 }
 
-/// Now, in microseconds since the epoch.
-pub(crate) fn now_micros() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
-}
+use crate::buffer::now_micros;
 
 #[cfg(test)]
 mod tests {

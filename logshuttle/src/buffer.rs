@@ -14,6 +14,9 @@
 //! nothing comes twice or out of order. Lines read back are tracked apart from live ones: the
 //! group's commit follows the live lines, the drain's own cursor the lines read back.
 //!
+//! Why one file: the queue, its per-partition cursors and the catch-up's spells change together
+//! under one lock, on every push and take; split, each part would need the others' insides.
+//!
 //! An app's drain buffer also sets the app's pace on the embedded bus ([`wharf_bus::pace`]):
 //! it is *full* from when it holds more than half its budget (lines or bytes) until it holds at
 //! most a quarter of it, and its drain's task says whether it is *live*. The marks are checked
@@ -143,6 +146,11 @@ pub struct Buffer {
     pace: Option<Arc<AppPace>>,
     /// Its counters.
     pub stats: BufferStats,
+}
+
+/// Now, in microseconds since the epoch.
+pub(crate) fn now_micros() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
 }
 
 fn cost(e: &Entry) -> usize {
@@ -360,7 +368,7 @@ impl Buffer {
             return;
         }
         let n = (oldest - from) as u64;
-        let since = crate::batch::now_micros();
+        let since = now_micros();
         let o = inner.overflow.get_or_insert(Overflow { count: 0, since_micros: since });
         o.count += n;
         drop(inner);

@@ -65,9 +65,9 @@ pub struct DrainSettings {
     pub outbound: Policy,
     /// The apps' paces, which app drains set: with the embedded bus only.
     pub pacer: Option<Arc<wharf_bus::Pacer>>,
-    /// With Kafka (and `catch_up` configured), how drains past their budget read their lines
-    /// back instead of dropping them.
-    pub catch_up: Option<crate::catchup::CatchUpSettings>,
+    /// With Kafka (and `catch_up` configured): drains past their budget leave their lines to a
+    /// catch-up from Kafka instead of dropping them.
+    pub catch_up: bool,
 }
 
 pub use wharf_domain::cert::{CaError, read_ca};
@@ -136,13 +136,9 @@ impl Drain {
             ca: spec.ca.clone(),
             buffer: Buffer::new(settings.buffer_lines, settings.buffer_bytes)
                 .with_pace(pace)
-                .with_catch_up(settings.catch_up.is_some()),
+                .with_catch_up(settings.catch_up),
             stats: DrainStats::default(),
         });
-        if let Some(catch_up) = &settings.catch_up {
-            catch_up.claim(&drain);
-            tokio::spawn(crate::catchup::run(drain.clone(), catch_up.clone()));
-        }
         tokio::spawn(run(drain.clone(), settings.clone()));
         drain
     }

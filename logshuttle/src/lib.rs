@@ -57,7 +57,21 @@ struct DrainTable {
 
 impl DrainTable {
     /// The table for a snapshot, keeping the drains (and their buffers) that `old` already runs.
-    fn build(snapshot: &Snapshot, old: &DrainTable, settings: &DrainSettings) -> DrainTable {
+    fn build(
+        snapshot: &Snapshot,
+        old: &DrainTable,
+        settings: &DrainSettings,
+        catch_up: Option<&catchup::CatchUpSettings>,
+    ) -> DrainTable {
+        // A new drain's catch-up task, and the cursors found saved for it, if any.
+        let start = |spec, label| {
+            let drain = Drain::start(spec, label, settings);
+            if let Some(c) = catch_up {
+                c.claim(&drain);
+                tokio::spawn(catchup::run(drain.clone(), c.clone()));
+            }
+            drain
+        };
         let mut existing: HashMap<Uuid, &Arc<Drain>> = old.all.iter().map(|d| (d.id, d)).collect();
         let mut table = DrainTable::default();
         for spec in &snapshot.drains {
@@ -69,9 +83,9 @@ impl DrainTable {
                 Some(d) if d.url == spec.url && d.ca == spec.ca => d.clone(),
                 Some(d) => {
                     d.stop();
-                    Drain::start(spec, label.clone(), settings)
+                    start(spec, label.clone())
                 }
-                None => Drain::start(spec, label.clone(), settings),
+                None => start(spec, label.clone()),
             };
             let map = match spec.target {
                 DrainTarget::App(_) => &mut table.by_app,
@@ -131,19 +145,21 @@ impl Logshuttle {
             https_batch_bytes: config.https_batch_bytes.0 as usize,
             outbound,
             pacer: source.pacer(),
-            catch_up: source.catch_up().filter(|_| config.catch_up).map(catchup::CatchUpSettings::new),
+            catch_up: false,
         };
-        let catch_up = settings.catch_up.clone();
-        let first = DrainTable::build(&snapshots.borrow_and_update(), &DrainTable::default(), &settings);
+        let catch_up = source.catch_up().filter(|_| config.catch_up).map(catchup::CatchUpSettings::new);
+        let settings = DrainSettings { catch_up: catch_up.is_some(), ..settings };
+        let first =
+            DrainTable::build(&snapshots.borrow_and_update(), &DrainTable::default(), &settings, catch_up.as_ref());
         let drains = Arc::new(ArcSwap::from_pointee(first));
         // History is bounded per app in lines, and in bytes at 512 bytes a line on average.
         let history = Arc::new(History::new(config.history_lines, config.history_lines.saturating_mul(512)));
         let follower = tokio::spawn({
-            let drains = drains.clone();
+            let (drains, catch_up) = (drains.clone(), catch_up.clone());
             async move {
                 while snapshots.changed().await.is_ok() {
                     let snapshot = snapshots.borrow_and_update().clone();
-                    let table = DrainTable::build(&snapshot, &drains.load(), &settings);
+                    let table = DrainTable::build(&snapshot, &drains.load(), &settings, catch_up.as_ref());
                     tracing::debug!(version = snapshot.version, drains = table.all.len(), "drain table swapped");
                     drains.store(Arc::new(table));
                 }
