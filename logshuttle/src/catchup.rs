@@ -10,7 +10,7 @@
 //! or of its site). When it has read past every line the live stream offered the drain
 //! meanwhile, the buffer joins the live stream and the reader closes; the task keeps the
 //! cursor following delivery until every line read back is delivered, and then saves it as
-//! done. The cursor is saved every [`SAVE_EVERY`] while it moves, so a crash repeats at most
+//! done. The cursor is saved every `SAVE_EVERY` (a second) while it moves, so a crash repeats at most
 //! that much to this drain, and nothing to any other.
 
 use std::sync::{Arc, Mutex};
