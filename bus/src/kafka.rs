@@ -5,6 +5,10 @@
 //! side through a bounded channel; rebalances are reported in the same channel, in order with
 //! the batches. Offsets are never committed automatically: the logshuttle commits what every
 //! drain has taken responsibility for.
+//!
+//! Why one file: the producer, the group member and the catch-up readers share librdkafka's
+//! configuration, the topics' decoding and the rewind past brokers' batch boundaries; apart,
+//! those would have to be exposed to the rest of the bus.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +22,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use wharf_config::KafkaConfig;
@@ -26,6 +31,15 @@ use crate::{BusError, LogEvent, Partition, Position, Received, SourceEvent, Sour
 
 /// How long to wait for brokers when checking or creating the topic at start.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// How many messages a partition is read from before the offset asked for, the earlier ones
+/// skipped. Kafka answers a fetch with the batch that holds the offset; some brokers (tansu 0.6)
+/// answer with the batches that start at or after it, so a read starting in the middle of a
+/// producer's batch would miss the rest of that batch. Starting earlier and skipping costs a
+/// little reading on every broker and loses nothing on any.
+const REWIND: i64 = 10_000;
+/// How long a rebalance waits for the logshuttle to commit what it delivered of the revoked
+/// partitions: well under the group's rebalance timeout (`max.poll.interval.ms`, 300 s).
+const REVOKE_WAIT: Duration = Duration::from_secs(20);
 
 fn broker_err(k: &KafkaConfig, what: &str, e: impl std::fmt::Display) -> BusError {
     BusError::Broker { brokers: k.brokers.clone(), message: format!("{what}: {e}") }
@@ -151,6 +165,41 @@ struct ConsumeContext {
     /// nobody is listening any more (the close may even run on an async thread, where a
     /// blocking send is not allowed).
     stop: Arc<AtomicBool>,
+    /// The async side's word that it has handled a revocation ([`KafkaSource::revoked_handled`]).
+    revoke_ack: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+    /// Per assigned partition, the committed offset: the poll thread skips messages before it,
+    /// read only because the assignment starts [`REWIND`] messages earlier.
+    skip_below: std::sync::Mutex<std::collections::HashMap<Partition, i64>>,
+}
+
+impl ConsumeContext {
+    /// Starts each partition of `tpl` [`REWIND`] messages before its committed offset (not
+    /// before the oldest kept), and notes the committed offset for the poll thread to skip to.
+    fn rewind(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        let committed = match consumer.committed_offsets(tpl.clone(), START_TIMEOUT) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the committed offsets; partitions start where the broker says");
+                return;
+            }
+        };
+        let mut skip = self.skip_below.lock().expect("skip lock");
+        for e in committed.elements() {
+            let (Offset::Offset(next), Some(topic_index)) = (e.offset(), self.topics.index(e.topic())) else {
+                continue;
+            };
+            let low = consumer.fetch_watermarks(e.topic(), e.partition(), START_TIMEOUT).map_or(0, |(low, _)| low);
+            let start = (next - REWIND).max(low);
+            if start < next && tpl.set_partition_offset(e.topic(), e.partition(), Offset::Offset(start)).is_ok() {
+                skip.insert(Partition { topic_index, number: e.partition() }, next);
+            }
+        }
+    }
+
+    /// Whether a message at `offset` of `p` was read only because of the rewind.
+    fn skipped(&self, p: Partition, offset: i64) -> bool {
+        self.skip_below.lock().expect("skip lock").get(&p).is_some_and(|&next| offset < next)
+    }
 }
 
 impl ConsumeContext {
@@ -187,9 +236,45 @@ impl ClientContext for ConsumeContext {
 }
 
 impl ConsumerContext for ConsumeContext {
+    /// As rust-rdkafka's, for the eager protocol that the default assignors use, but an
+    /// assignment starts [`REWIND`] messages before the committed offsets (see [`REWIND`]).
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.rewind(consumer, tpl);
+                if let Err(e) = consumer.assign(tpl) {
+                    tracing::warn!(error = %e, "kafka assignment failed");
+                }
+                self.post_rebalance(consumer, &Rebalance::Assign(tpl));
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.pre_rebalance(consumer, &Rebalance::Revoke(tpl));
+                self.skip_below.lock().expect("skip lock").clear();
+                if let Err(e) = consumer.unassign() {
+                    tracing::warn!(error = %e, "kafka unassignment failed");
+                }
+            }
+            other => tracing::warn!(error = ?other, "kafka rebalance failed"),
+        }
+    }
+
+    /// Reports the revocation and waits, up to [`REVOKE_WAIT`], for the async side to have
+    /// committed what its drains delivered: the rebalance goes on only then, so that the
+    /// commit is made in the generation that owned the partitions and the new owner starts
+    /// where this member's drains stopped.
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
+            let acks = self.revoke_ack.lock().expect("revoke ack lock");
+            while acks.try_recv().is_ok() {}
             self.report(SourceEvent::Revoked(self.topics.partitions(list)));
+            // Looked at every 100 ms, so that a source being dropped does not wait.
+            let deadline = std::time::Instant::now() + REVOKE_WAIT;
+            while !self.stop.load(Ordering::Relaxed) && acks.recv_timeout(Duration::from_millis(100)).is_err() {
+                if std::time::Instant::now() >= deadline {
+                    tracing::warn!(wait = ?REVOKE_WAIT, "revoked partitions were not handled in time; the rebalance goes on");
+                    break;
+                }
+            }
         }
     }
 
@@ -257,10 +342,12 @@ impl Topics {
 /// A consumer-group member whose poll loop runs on its own thread.
 pub(crate) struct KafkaSource {
     rx: mpsc::Receiver<SourceEvent>,
+    config: KafkaConfig,
     consumer: Arc<BaseConsumer<ConsumeContext>>,
     topics: Arc<Topics>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    revoke_ack: std::sync::mpsc::SyncSender<()>,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -281,6 +368,7 @@ impl KafkaSource {
         let (tx, rx) = mpsc::channel(16);
         let stop = Arc::new(AtomicBool::new(false));
         let topics = Arc::new(Topics::new(k));
+        let (revoke_ack, acks) = std::sync::mpsc::sync_channel(1);
         let consumer: BaseConsumer<ConsumeContext> = base_config(k)
             .set("group.id", &k.group_id)
             .set("enable.auto.commit", "false")
@@ -298,6 +386,8 @@ impl KafkaSource {
                 topics: topics.clone(),
                 stats: stats.clone(),
                 stop: stop.clone(),
+                revoke_ack: std::sync::Mutex::new(acks),
+                skip_below: std::sync::Mutex::default(),
             })
             .map_err(|e| BusError::Config(e.to_string()))?;
         consumer.subscribe(&k.topics()).map_err(|e| broker_err(k, "cannot subscribe", e))?;
@@ -309,7 +399,18 @@ impl KafkaSource {
                 move || poll_loop(&consumer, &topics, &tx, &stop, &stats)
             })
             .map_err(|e| BusError::Config(e.to_string()))?;
-        Ok(KafkaSource { rx, consumer, topics, stop, thread: Some(thread) })
+        Ok(KafkaSource { rx, config: k.clone(), consumer, topics, stop, thread: Some(thread), revoke_ack })
+    }
+
+    /// The configuration it joined with.
+    pub(crate) fn config(&self) -> &KafkaConfig {
+        &self.config
+    }
+
+    /// Tells the poll thread that the last [`SourceEvent::Revoked`] is handled (its offsets
+    /// committed), so the rebalance may go on.
+    pub(crate) fn revoked_handled(&self) {
+        let _ = self.revoke_ack.try_send(());
     }
 
     /// The next batch (at most 1024 decoded events; undecodable ones are counted in
@@ -371,6 +472,9 @@ fn poll_loop(
                         continue;
                     };
                     let partition = Partition { topic_index: topic, number: m.partition() };
+                    if consumer.context().skipped(partition, m.offset()) {
+                        continue;
+                    }
                     match topics.decode(topic, m.payload().unwrap_or_default()) {
                         Ok(events) => {
                             let position = Some(Position { partition, offset: m.offset() });
@@ -399,5 +503,237 @@ fn poll_loop(
                 return;
             }
         }
+    }
+}
+
+/// The cursor value that says a drain needs nothing more from a partition: larger than any
+/// offset, so that it can never be mistaken for a place to read from.
+pub(crate) const CURSOR_DONE: i64 = i64::MAX;
+
+/// Reads partitions again for drains that fell behind, and keeps their cursors.
+///
+/// A drain's cursor is kept by Kafka as the committed offset of the drain's own consumer group,
+/// `{group_id}.cursor.{name}`, one offset per partition: a member of the logshuttle group that
+/// takes the partition over (after a rebalance or a `kill -9`) finds it there. A group is only
+/// ever used for commits and offset fetches through manual assignment; it never has members.
+#[derive(Debug)]
+pub(crate) struct KafkaCatchUp {
+    config: KafkaConfig,
+    topics: Arc<Topics>,
+}
+
+impl KafkaCatchUp {
+    pub(crate) fn new(k: &KafkaConfig) -> Self {
+        KafkaCatchUp { config: k.clone(), topics: Arc::new(Topics::new(k)) }
+    }
+
+    fn prefix(&self) -> String {
+        format!("{}.cursor.", self.config.group_id)
+    }
+
+    fn consumer(&self, name: &str) -> Result<BaseConsumer, BusError> {
+        base_config(&self.config)
+            .set("group.id", format!("{}{name}", self.prefix()))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            // An offset the topic no longer holds reads from the oldest it does; the reader
+            // tells the lines in between apart by the low watermark.
+            .set("auto.offset.reset", "earliest")
+            // One reader holds at most about a mebibyte of fetched messages, so that many drains
+            // catching up at once stay within a known amount of memory.
+            .set("queued.max.messages.kbytes", "1024")
+            .set("fetch.max.bytes", "1048576")
+            .set("max.partition.fetch.bytes", "1048576")
+            .set("fetch.wait.max.ms", "100")
+            .create()
+            .map_err(|e| BusError::Config(e.to_string()))
+    }
+
+    fn list(&self, offsets: &[(Partition, i64)]) -> Result<TopicPartitionList, BusError> {
+        let mut list = TopicPartitionList::new();
+        for &(p, next) in offsets {
+            let topic = &self.topics.0[usize::from(p.topic_index)].0;
+            list.add_partition_offset(topic, p.number, Offset::Offset(next))
+                .map_err(|e| BusError::Config(e.to_string()))?;
+        }
+        Ok(list)
+    }
+
+    /// Opens a reader of `partition` from offset `from` for the cursor `name`. Blocking.
+    pub(crate) fn open(&self, name: &str, partition: Partition, from: i64) -> Result<KafkaReader, BusError> {
+        let consumer = self.consumer(name)?;
+        let topic = self.topics.0[usize::from(partition.topic_index)].0.clone();
+        let (low, _) = consumer
+            .fetch_watermarks(&topic, partition.number, START_TIMEOUT)
+            .map_err(|e| broker_err(&self.config, "cannot read watermarks", e))?;
+        let next = from.max(low);
+        let mut reader = KafkaReader {
+            consumer,
+            topics: self.topics.clone(),
+            partition,
+            next,
+            oldest: low,
+            start: next,
+            rewind: REWIND,
+            checked: false,
+            config: self.config.clone(),
+        };
+        reader.assign()?;
+        Ok(reader)
+    }
+
+    /// Saves cursor `name`'s offsets (`None`: nothing more needed) through a client of its own.
+    /// Blocking.
+    pub(crate) fn save(&self, name: &str, cursors: &[(Partition, Option<i64>)]) -> Result<(), BusError> {
+        let consumer = self.consumer(name)?;
+        save(&self.config, &consumer, &self.list(&done_or(cursors))?)
+    }
+
+    /// Every saved cursor that still needs lines of one of `partitions` (its name, the
+    /// partition, and the offset to read from), and the group's committed offset of each of
+    /// them that has one. Blocking: it lists the groups, then fetches the offsets of those
+    /// that are cursors.
+    pub(crate) fn cursors(&self, partitions: &[Partition]) -> Result<crate::SavedCursors, BusError> {
+        let mut saved = crate::SavedCursors::default();
+        if partitions.is_empty() {
+            return Ok(saved);
+        }
+        let prefix = self.prefix();
+        let wanted = self.list(&partitions.iter().map(|&p| (p, 0)).collect::<Vec<_>>())?;
+        let fetch = |consumer: &BaseConsumer| {
+            let offsets = consumer
+                .committed_offsets(wanted.clone(), START_TIMEOUT)
+                .map_err(|e| broker_err(&self.config, "cannot read committed offsets", e))?;
+            let mut found = Vec::new();
+            for e in offsets.elements() {
+                if let (Some(topic_index), Offset::Offset(next)) = (self.topics.index(e.topic()), e.offset()) {
+                    found.push((Partition { topic_index, number: e.partition() }, next));
+                }
+            }
+            Ok::<_, BusError>(found)
+        };
+        let group = base_config(&self.config)
+            .set("group.id", &self.config.group_id)
+            .set("enable.auto.commit", "false")
+            .create::<BaseConsumer>()
+            .map_err(|e| BusError::Config(e.to_string()))?;
+        saved.committed = fetch(&group)?;
+        let groups = group
+            .fetch_group_list(None, START_TIMEOUT)
+            .map_err(|e| broker_err(&self.config, "cannot list groups", e))?;
+        let names: Vec<String> =
+            groups.groups().iter().filter_map(|g| g.name().strip_prefix(&prefix).map(str::to_owned)).collect();
+        for name in names {
+            for (p, next) in fetch(&self.consumer(&name)?)? {
+                if next != CURSOR_DONE && next >= 0 {
+                    saved.cursors.push((name.clone(), p, next));
+                }
+            }
+        }
+        Ok(saved)
+    }
+}
+
+/// `None` as [`CURSOR_DONE`].
+fn done_or(cursors: &[(Partition, Option<i64>)]) -> Vec<(Partition, i64)> {
+    cursors.iter().map(|&(p, c)| (p, c.unwrap_or(CURSOR_DONE))).collect()
+}
+
+fn save(k: &KafkaConfig, consumer: &BaseConsumer, list: &TopicPartitionList) -> Result<(), BusError> {
+    consumer.commit(list, CommitMode::Sync).map_err(|e| broker_err(k, "cannot save a drain's cursor", e))
+}
+
+/// One partition read again from an offset, outside the consumer group.
+pub(crate) struct KafkaReader {
+    consumer: BaseConsumer,
+    topics: Arc<Topics>,
+    partition: Partition,
+    next: i64,
+    oldest: i64,
+    /// Where the assignment starts: `rewind` messages before `next` (see [`REWIND`]).
+    start: i64,
+    rewind: i64,
+    /// Whether the first message read showed the rewind was far enough.
+    checked: bool,
+    config: KafkaConfig,
+}
+
+impl std::fmt::Debug for KafkaReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaReader").field("partition", &self.partition).field("next", &self.next).finish()
+    }
+}
+
+impl KafkaReader {
+    /// Assigns the partition from `rewind` messages before `next`.
+    fn assign(&mut self) -> Result<(), BusError> {
+        self.start = (self.next - self.rewind).max(self.oldest);
+        let topic = &self.topics.0[usize::from(self.partition.topic_index)].0;
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(topic, self.partition.number, Offset::Offset(self.start))
+            .map_err(|e| BusError::Config(e.to_string()))?;
+        self.consumer.assign(&list).map_err(|e| broker_err(&self.config, "cannot assign", e))
+    }
+
+    /// The offset of the next message to read.
+    pub(crate) fn next_offset(&self) -> i64 {
+        self.next
+    }
+
+    /// The oldest offset the partition held when the reader opened.
+    pub(crate) fn oldest(&self) -> i64 {
+        self.oldest
+    }
+
+    /// Up to `max` messages (and about `max_bytes` of payload), decoded; waits up to 100 ms
+    /// for the first. Undecodable messages are skipped (the live consumer counts them).
+    pub(crate) fn read(&mut self, max: usize, max_bytes: usize) -> Vec<Received> {
+        let mut out = Vec::new();
+        let (mut n, mut bytes) = (0, 0);
+        let mut timeout = Duration::from_millis(100);
+        while n < max.max(1) && bytes < max_bytes {
+            match self.consumer.poll(timeout) {
+                None => break,
+                Some(Ok(m)) => {
+                    if !self.checked {
+                        self.checked = true;
+                        // The broker skipped past the offset asked for: a producer's batch
+                        // longer than the rewind. Start further back.
+                        if m.offset() > self.next && self.start > self.oldest {
+                            self.rewind = self.rewind.saturating_mul(8);
+                            self.checked = false;
+                            if let Err(e) = self.assign() {
+                                tracing::warn!(error = %e, "kafka catch-up cannot rewind further");
+                            }
+                            break;
+                        }
+                    }
+                    if m.offset() < self.next {
+                        continue;
+                    }
+                    let payload = m.payload().unwrap_or_default();
+                    n += 1;
+                    bytes += payload.len();
+                    self.next = m.offset() + 1;
+                    if let Ok(events) = self.topics.decode(self.partition.topic_index, payload) {
+                        let position = Some(Position { partition: self.partition, offset: m.offset() });
+                        out.extend(events.into_iter().map(|event| Received { event, position }));
+                    }
+                }
+                Some(Err(RdError::PartitionEOF(_))) => break,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, partition = ?self.partition, "kafka catch-up read failed");
+                    break;
+                }
+            }
+            timeout = Duration::ZERO;
+        }
+        out
+    }
+
+    /// Saves the cursor of this reader's partition: the offset to read from after a restart or
+    /// a rebalance, or `None` when the drain needs nothing more from it.
+    pub(crate) fn save(&self, k: &KafkaCatchUp, cursor: Option<i64>) -> Result<(), BusError> {
+        save(&k.config, &self.consumer, &k.list(&done_or(&[(self.partition, cursor)]))?)
     }
 }

@@ -296,6 +296,27 @@ impl Source {
         let _ = offsets;
     }
 
+    /// Says that the last [`SourceEvent::Revoked`] is handled: what the drains delivered of
+    /// those partitions is committed. Kafka's rebalance waits for this (up to 20 s), so the
+    /// partitions' new owner starts where this consumer's drains stopped. A no-op for the
+    /// embedded bus.
+    pub fn revoked_handled(&self) {
+        #[cfg(feature = "kafka")]
+        if let SourceInner::Kafka(k) = &self.inner {
+            k.revoked_handled();
+        }
+    }
+
+    /// How drains that fell behind read their lines again from the bus: `Some` with Kafka,
+    /// which keeps what it carried; `None` for the embedded bus, which keeps nothing.
+    pub fn catch_up(&self) -> Option<CatchUp> {
+        match &self.inner {
+            SourceInner::Embedded { .. } => None,
+            #[cfg(feature = "kafka")]
+            SourceInner::Kafka(k) => Some(CatchUp { inner: Arc::new(kafka::KafkaCatchUp::new(k.config())) }),
+        }
+    }
+
     /// Commits and waits for the broker to confirm: for the last commit before stopping.
     pub fn commit_and_wait(&self, offsets: &[(Partition, i64)]) {
         #[cfg(feature = "kafka")]
@@ -304,6 +325,113 @@ impl Source {
         }
         #[cfg(not(feature = "kafka"))]
         let _ = offsets;
+    }
+}
+
+/// Reads partitions of the bus again from an offset, for a drain that fell behind, and keeps
+/// each such drain's cursor (Kafka only; see [`Source::catch_up`]).
+///
+/// A drain's cursor is the offset of each partition from which it still needs lines that it
+/// could not take live. Kafka keeps it as the committed offsets of a consumer group of the
+/// drain's own, `{group_id}.cursor.{name}`, that never has members: every logshuttle of the
+/// group can read it, so the member that takes a partition over after a rebalance or a crash
+/// carries on where the drain was. A drain that needs nothing more has its cursor set past any
+/// offset. Every method blocks (call it from a blocking thread).
+#[derive(Debug, Clone)]
+pub struct CatchUp {
+    #[cfg(feature = "kafka")]
+    inner: Arc<kafka::KafkaCatchUp>,
+    #[cfg(not(feature = "kafka"))]
+    never: std::convert::Infallible,
+}
+
+impl CatchUp {
+    /// Opens a reader of `partition` from offset `from` for the cursor `name` (a drain's id).
+    /// Errors with [`BusError::Broker`] when the brokers do not answer.
+    pub fn open(&self, name: &str, partition: Partition, from: i64) -> Result<CatchUpReader, BusError> {
+        #[cfg(feature = "kafka")]
+        return Ok(CatchUpReader { inner: self.inner.open(name, partition, from)?, catch_up: self.inner.clone() });
+        #[cfg(not(feature = "kafka"))]
+        match (self.never, name, partition, from) {}
+    }
+
+    /// Saves cursor `name`'s offsets: per partition, the offset to read from, or `None` when
+    /// the drain needs nothing more from it. Errors with [`BusError::Broker`] when the commit
+    /// fails.
+    pub fn save(&self, name: &str, cursors: &[(Partition, Option<i64>)]) -> Result<(), BusError> {
+        #[cfg(feature = "kafka")]
+        return self.inner.save(name, cursors);
+        #[cfg(not(feature = "kafka"))]
+        match (self.never, name, cursors) {}
+    }
+
+    /// The saved cursors that still need lines of one of `partitions`, and the group's
+    /// committed offsets of those partitions. Errors with [`BusError::Broker`] when the brokers
+    /// do not answer.
+    pub fn cursors(&self, partitions: &[Partition]) -> Result<SavedCursors, BusError> {
+        #[cfg(feature = "kafka")]
+        return self.inner.cursors(partitions);
+        #[cfg(not(feature = "kafka"))]
+        match (self.never, partitions) {}
+    }
+}
+
+/// What [`CatchUp::cursors`] found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SavedCursors {
+    /// The cursors that still need lines: the cursor's name, the partition, and the offset to
+    /// read from.
+    pub cursors: Vec<(String, Partition, i64)>,
+    /// The consumer group's committed offset (the next to read) of each partition that has one.
+    pub committed: Vec<(Partition, i64)>,
+}
+
+/// One partition read again from an offset (see [`CatchUp::open`]).
+#[derive(Debug)]
+pub struct CatchUpReader {
+    #[cfg(feature = "kafka")]
+    inner: kafka::KafkaReader,
+    #[cfg(feature = "kafka")]
+    catch_up: Arc<kafka::KafkaCatchUp>,
+    #[cfg(not(feature = "kafka"))]
+    never: std::convert::Infallible,
+}
+
+impl CatchUpReader {
+    /// The offset of the next message it reads.
+    pub fn next_offset(&self) -> i64 {
+        #[cfg(feature = "kafka")]
+        return self.inner.next_offset();
+        #[cfg(not(feature = "kafka"))]
+        match self.never {}
+    }
+
+    /// The oldest offset the partition held when the reader opened: what was asked for before
+    /// it is gone (past the topic's retention).
+    pub fn oldest(&self) -> i64 {
+        #[cfg(feature = "kafka")]
+        return self.inner.oldest();
+        #[cfg(not(feature = "kafka"))]
+        match self.never {}
+    }
+
+    /// Up to `max` messages (and about `max_bytes` of payload) in offset order, decoded into
+    /// events (one per chunk of a long line); waits up to 100 ms for the first. Empty at the
+    /// end of the partition.
+    pub fn read(&mut self, max: usize, max_bytes: usize) -> Vec<Received> {
+        #[cfg(feature = "kafka")]
+        return self.inner.read(max, max_bytes);
+        #[cfg(not(feature = "kafka"))]
+        match (self.never, max, max_bytes) {}
+    }
+
+    /// Saves the cursor of this reader's partition (see [`CatchUp::save`]) through the
+    /// reader's own client. Errors with [`BusError::Broker`] when the commit fails.
+    pub fn save(&self, cursor: Option<i64>) -> Result<(), BusError> {
+        #[cfg(feature = "kafka")]
+        return self.inner.save(&self.catch_up, cursor);
+        #[cfg(not(feature = "kafka"))]
+        match (self.never, cursor) {}
     }
 }
 

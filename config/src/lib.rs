@@ -308,6 +308,11 @@ pub struct LogshuttleConfig {
     /// framing): logplex aims at about 100 KB. A receiver that answers 413 gets the batch again
     /// in halves, down to one line.
     pub https_batch_bytes: ByteSize,
+    /// With Kafka as the bus, a drain past its budget reads the lines it missed back from the
+    /// topic and rejoins the live stream, losing nothing the topic still holds (L10 only for
+    /// what retention removed). `false` drops the oldest past the budget and announces them
+    /// (L10), as logplex does. The embedded bus keeps nothing, so it always drops.
+    pub catch_up: bool,
 }
 
 impl Default for LogshuttleConfig {
@@ -324,6 +329,7 @@ impl Default for LogshuttleConfig {
             shutdown_grace: HumanDuration::secs(5),
             trusted_ca: None,
             https_batch_bytes: ByteSize(100_000),
+            catch_up: true,
         }
     }
 }

@@ -132,17 +132,14 @@ impl Batch {
     }
 }
 
-/// Now, in microseconds since the epoch.
-fn now_micros() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
-}
+use crate::buffer::now_micros;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn entry(i: i64) -> Entry {
-        Entry { event: LogEvent::builder("a-b", "app").time_micros(i).message(b"m"), position: None }
+        Entry { event: LogEvent::builder("a-b", "app").time_micros(i).message(b"m"), position: None, replayed: false }
     }
 
     #[test]

@@ -65,6 +65,9 @@ pub struct DrainSettings {
     pub outbound: Policy,
     /// The apps' paces, which app drains set: with the embedded bus only.
     pub pacer: Option<Arc<wharf_bus::Pacer>>,
+    /// With Kafka (and `catch_up` configured): drains past their budget leave their lines to a
+    /// catch-up from Kafka instead of dropping them.
+    pub catch_up: bool,
 }
 
 pub use wharf_domain::cert::{CaError, read_ca};
@@ -89,7 +92,7 @@ pub struct DrainStats {
 }
 
 impl DrainStats {
-    fn failed(&self, error: &str) {
+    pub(crate) fn failed(&self, error: &str) {
         self.errors.fetch_add(1, Relaxed);
         *self.last_error.lock().expect("last error lock") = Some(error.to_owned());
     }
@@ -104,6 +107,8 @@ pub struct Drain {
     pub url: DrainUrl,
     /// The app key or site domain whose lines it receives, for notices.
     pub label: Arc<str>,
+    /// Whether it is a site's drain (`label` is a domain) rather than an app's.
+    pub site: bool,
     /// Sent to HTTPS receivers as `Logplex-Drain-Token`, as the control API shows it.
     pub token: Box<str>,
     /// The drain's own trusted CAs, from the API.
@@ -126,9 +131,12 @@ impl Drain {
             id: spec.id,
             url: spec.url.clone(),
             label,
+            site: matches!(spec.target, wharf_domain::DrainTarget::Site(_)),
             token: spec.token.as_str().into(),
             ca: spec.ca.clone(),
-            buffer: Buffer::new(settings.buffer_lines, settings.buffer_bytes).with_pace(pace),
+            buffer: Buffer::new(settings.buffer_lines, settings.buffer_bytes)
+                .with_pace(pace)
+                .with_catch_up(settings.catch_up),
             stats: DrainStats::default(),
         });
         tokio::spawn(run(drain.clone(), settings.clone()));

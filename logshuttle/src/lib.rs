@@ -6,6 +6,12 @@
 //! the oldest line some drain has not yet delivered (or dropped past its budget), so a crash
 //! redelivers rather than loses, and a dead drain holds the commit back by at most its budget.
 //! Delivered means the receiver has it: its TCP acknowledged every byte, or it answered 2xx.
+//!
+//! With Kafka, a drain past its budget catches up from the topic instead of dropping lines
+//! (`catchup.rs`); its own cursor, kept by Kafka, lets the group's commit go on without it.
+//! When partitions are revoked, the drains forget their queued lines of them, the drains'
+//! cursors are saved and the delivered offsets committed before the rebalance goes on, so
+//! the new owner delivers the rest, in order.
 
 // Unsafe code is allowed in `acked` alone, to read a socket's output queue.
 #![deny(unsafe_code)]
@@ -13,6 +19,7 @@
 mod acked;
 mod batch;
 pub mod buffer;
+pub mod catchup;
 pub mod drain;
 mod https;
 pub mod metrics;
@@ -50,7 +57,21 @@ struct DrainTable {
 
 impl DrainTable {
     /// The table for a snapshot, keeping the drains (and their buffers) that `old` already runs.
-    fn build(snapshot: &Snapshot, old: &DrainTable, settings: &DrainSettings) -> DrainTable {
+    fn build(
+        snapshot: &Snapshot,
+        old: &DrainTable,
+        settings: &DrainSettings,
+        catch_up: Option<&catchup::CatchUpSettings>,
+    ) -> DrainTable {
+        // A new drain's catch-up task, and the cursors found saved for it, if any.
+        let start = |spec, label| {
+            let drain = Drain::start(spec, label, settings);
+            if let Some(c) = catch_up {
+                c.claim(&drain);
+                tokio::spawn(catchup::run(drain.clone(), c.clone()));
+            }
+            drain
+        };
         let mut existing: HashMap<Uuid, &Arc<Drain>> = old.all.iter().map(|d| (d.id, d)).collect();
         let mut table = DrainTable::default();
         for spec in &snapshot.drains {
@@ -62,9 +83,9 @@ impl DrainTable {
                 Some(d) if d.url == spec.url && d.ca == spec.ca => d.clone(),
                 Some(d) => {
                     d.stop();
-                    Drain::start(spec, label.clone(), settings)
+                    start(spec, label.clone())
                 }
-                None => Drain::start(spec, label.clone(), settings),
+                None => start(spec, label.clone()),
             };
             let map = match spec.target {
                 DrainTarget::App(_) => &mut table.by_app,
@@ -124,17 +145,21 @@ impl Logshuttle {
             https_batch_bytes: config.https_batch_bytes.0 as usize,
             outbound,
             pacer: source.pacer(),
+            catch_up: false,
         };
-        let first = DrainTable::build(&snapshots.borrow_and_update(), &DrainTable::default(), &settings);
+        let catch_up = source.catch_up().filter(|_| config.catch_up).map(catchup::CatchUpSettings::new);
+        let settings = DrainSettings { catch_up: catch_up.is_some(), ..settings };
+        let first =
+            DrainTable::build(&snapshots.borrow_and_update(), &DrainTable::default(), &settings, catch_up.as_ref());
         let drains = Arc::new(ArcSwap::from_pointee(first));
         // History is bounded per app in lines, and in bytes at 512 bytes a line on average.
         let history = Arc::new(History::new(config.history_lines, config.history_lines.saturating_mul(512)));
         let follower = tokio::spawn({
-            let drains = drains.clone();
+            let (drains, catch_up) = (drains.clone(), catch_up.clone());
             async move {
                 while snapshots.changed().await.is_ok() {
                     let snapshot = snapshots.borrow_and_update().clone();
-                    let table = DrainTable::build(&snapshot, &drains.load(), &settings);
+                    let table = DrainTable::build(&snapshot, &drains.load(), &settings, catch_up.as_ref());
                     tracing::debug!(version = snapshot.version, drains = table.all.len(), "drain table swapped");
                     drains.store(Arc::new(table));
                 }
@@ -149,6 +174,7 @@ impl Logshuttle {
             history.clone(),
             stats.clone(),
             Commits { interval: commit_interval, stop: stopped, grace },
+            catch_up,
         ));
         let tails_end = watch::Sender::new(false);
         Ok(Logshuttle { drains, history, sessions, stats, follower, dispatcher, stop, tails_end, grace })
@@ -211,6 +237,7 @@ async fn dispatch(
     history: Arc<History>,
     stats: Arc<metrics::ShuttleStats>,
     commits: Commits,
+    catch_up: Option<catchup::CatchUpSettings>,
 ) {
     let Commits { interval: commit_interval, mut stop, grace } = commits;
     // Per partition: the offset after the last line received.
@@ -220,30 +247,42 @@ async fn dispatch(
     let mut tick = tokio::time::interval(commit_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            event = source.recv() => match event {
-                None => return,
-                Some(SourceEvent::Batch(batch)) => {
-                    stats.received.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                    deliver(&batch, &drains.load(), &history, &mut consumed);
-                }
-                Some(SourceEvent::Assigned(parts)) => {
-                    tracing::info!(partitions = ?parts, "partitions assigned");
-                }
-                Some(SourceEvent::Revoked(parts)) => {
-                    commit(&source, &drains.load(), &consumed, &mut committed);
-                    for p in &parts {
-                        consumed.remove(p);
-                        committed.remove(p);
-                        for d in &drains.load().all {
-                            d.buffer.forget(*p);
-                        }
-                    }
-                    tracing::info!(partitions = ?parts, "partitions revoked");
-                }
-            },
-            _ = tick.tick(), if source.commits() => commit(&source, &drains.load(), &consumed, &mut committed),
+        // The step is chosen first and taken after: a branch that awaits must not hold the
+        // stop signal's borrow (which is not `Send`).
+        let event = tokio::select! {
+            event = source.recv() => event,
+            _ = tick.tick(), if source.commits() => {
+                commit(&source, &drains.load(), &consumed, &mut committed);
+                continue;
+            }
             _ = stop.wait_for(|s| *s) => break,
+        };
+        match event {
+            None => return,
+            Some(SourceEvent::Batch(batch)) => {
+                stats.received.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                deliver(&batch, &drains.load(), &history, &mut consumed);
+                if let Some(c) = &catch_up {
+                    c.positions.raise(&consumed);
+                }
+            }
+            Some(SourceEvent::Assigned(parts)) => {
+                tracing::info!(partitions = ?parts, "partitions assigned");
+                if let Some(c) = &catch_up {
+                    let table = drains.load_full();
+                    restore_cursors(c, &table, parts).await;
+                }
+            }
+            Some(SourceEvent::Revoked(parts)) => {
+                let table = drains.load_full();
+                revoke(&source, &table, &parts, catch_up.as_ref(), &consumed, &mut committed).await;
+                for p in &parts {
+                    consumed.remove(p);
+                    committed.remove(p);
+                }
+                source.revoked_handled();
+                tracing::info!(partitions = ?parts, "partitions revoked");
+            }
         }
     }
     // Nothing new is taken; let the drains deliver what they hold, then commit it.
@@ -252,6 +291,79 @@ async fn dispatch(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let offsets = safe_offsets(&drains.load(), &consumed, &mut committed);
+    source.commit_and_wait(&offsets);
+}
+
+/// Finds the cursors of drains that were behind in the newly assigned partitions (by this
+/// logshuttle or another of the group, before a rebalance or a crash) and has those drains
+/// carry on catching up from them. The dispatcher waits for this: the partitions' lines must
+/// not reach a drain before it knows where it stands.
+async fn restore_cursors(c: &catchup::CatchUpSettings, drains: &DrainTable, parts: Vec<Partition>) {
+    let source = c.source.clone();
+    let found = match tokio::task::spawn_blocking(move || source.cursors(&parts)).await {
+        Ok(Ok(found)) => found,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot read the drains' cursors; drains behind before the rebalance start from the group's offsets");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the drains' cursors failed");
+            return;
+        }
+    };
+    c.positions.raise(found.committed.iter().map(|(p, n)| (p, n)));
+    let by_id: HashMap<String, &Arc<drain::Drain>> = drains.all.iter().map(|d| (d.id.to_string(), d)).collect();
+    let live_start = |p: Partition| found.committed.iter().find(|(q, _)| *q == p).map(|&(_, next)| next);
+    for (name, p, from) in &found.cursors {
+        let (p, from) = (*p, *from);
+        match by_id.get(name) {
+            Some(d) => {
+                tracing::info!(drain = %d.id, partition = ?p, from, "drain was behind; catching up from its saved cursor");
+                d.buffer.restore(p, from, live_start(p));
+            }
+            None => c.unclaimed.lock().expect("unclaimed lock").push((name.clone(), p, from, live_start(p))),
+        }
+    }
+}
+
+/// Hands revoked partitions over: what each drain delivered is committed, after each drain
+/// that was catching up has its cursor saved, and the drains forget the partitions' queued
+/// lines (the new owner delivers them, in order). Committed and saved before the rebalance
+/// goes on (the poll thread waits for [`Source::revoked_handled`]).
+async fn revoke(
+    source: &Source,
+    drains: &DrainTable,
+    parts: &[Partition],
+    catch_up: Option<&catchup::CatchUpSettings>,
+    consumed: &Map<Partition, i64>,
+    committed: &mut Map<Partition, i64>,
+) {
+    let offsets = safe_offsets(drains, consumed, committed);
+    let mut cursors: Vec<(String, Partition, Option<i64>)> = Vec::new();
+    for &p in parts {
+        for d in &drains.all {
+            if let Some(cursor) = d.buffer.forget(p) {
+                cursors.push((d.id.to_string(), p, cursor));
+            }
+        }
+        if let Some(c) = catch_up {
+            c.positions.forget(p);
+            c.unclaimed.lock().expect("unclaimed lock").retain(|(_, q, _, _)| *q != p);
+        }
+    }
+    if let Some(c) = catch_up
+        && !cursors.is_empty()
+    {
+        let source = c.source.clone();
+        let saving = tokio::task::spawn_blocking(move || {
+            for (name, p, cursor) in cursors {
+                if let Err(e) = source.save(&name, &[(p, cursor)]) {
+                    tracing::warn!(drain = %name, partition = ?p, error = %e, "cannot save a drain's cursor on revoke; its new owner repeats from the last one saved");
+                }
+            }
+        });
+        let _ = saving.await;
+    }
     source.commit_and_wait(&offsets);
 }
 
@@ -267,7 +379,7 @@ fn deliver(batch: &[Received], drains: &DrainTable, history: &History, consumed:
         let app = drains.by_app.get(e.app()).map(Vec::as_slice).unwrap_or_default();
         let site = e.site().and_then(|s| drains.by_site.get(s)).map(Vec::as_slice).unwrap_or_default();
         for d in app.iter().chain(site) {
-            d.buffer.push(Entry { event: e.clone(), position: r.position });
+            d.buffer.push(Entry { event: e.clone(), position: r.position, replayed: false });
         }
     }
     history.record(batch.iter().map(|r| &r.event));

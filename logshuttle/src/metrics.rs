@@ -1,5 +1,6 @@
 //! The logshuttle's Prometheus metrics: per drain, lines in and out of its buffer as paired
-//! pushed/popped counts, lines sent, dropped (by reason), retries, errors and the last error.
+//! pushed/popped counts, lines sent, dropped (by reason), retries, errors and the last error;
+//! and a drain's catch-up from Kafka (lines read back, spells behind, partitions behind now).
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -42,7 +43,7 @@ pub(crate) fn render(out: &mut String, table: &DrainTable, shuttle: &ShuttleStat
     }
     let labels: Vec<String> =
         table.all.iter().map(|d| format!("drain=\"{}\",owner=\"{}\"", d.id, escape(&d.label))).collect();
-    let counters: [Counter; 7] = [
+    let counters: [Counter; 9] = [
         ("wharf_drain_lines_pushed_total", "Lines given to a drain's buffer.", |d| d.buffer.stats.pushed.load(Relaxed)),
         ("wharf_drain_lines_popped_total", "Lines taken from a drain's buffer for delivery.", |d| {
             d.buffer.stats.popped.load(Relaxed)
@@ -56,6 +57,12 @@ pub(crate) fn render(out: &mut String, table: &DrainTable, shuttle: &ShuttleStat
         ("wharf_drain_messages_truncated_total", "Messages cut to fit a UDP datagram.", |d| {
             d.stats.truncated.load(Relaxed)
         }),
+        ("wharf_drain_lines_replayed_total", "Lines a drain behind its budget read back from Kafka.", |d| {
+            d.buffer.stats.replayed.load(Relaxed)
+        }),
+        ("wharf_drain_fell_behind_total", "Times a drain went past its budget and caught up from Kafka.", |d| {
+            d.buffer.stats.fell_behind.load(Relaxed)
+        }),
     ];
     for (name, help, value) in counters {
         family(out, name, help, "counter");
@@ -68,6 +75,11 @@ pub(crate) fn render(out: &mut String, table: &DrainTable, shuttle: &ShuttleStat
     for (d, l) in table.all.iter().zip(&labels) {
         let _ = writeln!(out, "{name}{{{l},reason=\"overflow\"}} {}", d.buffer.stats.dropped.load(Relaxed));
         let _ = writeln!(out, "{name}{{{l},reason=\"refused\"}} {}", d.stats.rejected.load(Relaxed));
+    }
+    let name = "wharf_drain_partitions_behind";
+    family(out, name, "Partitions in which a drain is catching up from Kafka.", "gauge");
+    for (d, l) in table.all.iter().zip(&labels) {
+        let _ = writeln!(out, "{name}{{{l}}} {}", d.buffer.behind_count());
     }
     family(out, "wharf_drain_last_error_info", "The last error of a drain that has had one.", "gauge");
     for (d, l) in table.all.iter().zip(&labels) {

@@ -230,6 +230,7 @@ pub struct WharfLogshuttle {
     /// Where it serves live tails and `/metrics`.
     pub addr: SocketAddr,
     child: Child,
+    stderr: PathBuf,
 }
 
 impl WharfLogshuttle {
@@ -240,8 +241,13 @@ impl WharfLogshuttle {
         // Its listener on a free port too, unless `env` names one.
         let mut all = vec![("WHARF_LOGSHUTTLE__LISTEN", "127.0.0.1:0")];
         all.extend_from_slice(env);
-        let Started { child, addresses, .. } = start(bin, "logshuttle", &args, data_dir, &all).await;
-        WharfLogshuttle { addr: addresses.addr("logshuttle"), child }
+        let Started { child, addresses, stderr, .. } = start(bin, "logshuttle", &args, data_dir, &all).await;
+        WharfLogshuttle { addr: addresses.addr("logshuttle"), child, stderr }
+    }
+
+    /// What it has written to stderr so far (its log).
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
     /// The process id, as text.

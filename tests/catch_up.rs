@@ -1,0 +1,275 @@
+//! Drains that fall behind their budget catch up from Kafka, and a consumer group of
+//! logshuttles hands partitions over, through a real Kafka-protocol broker (tansu) and real
+//! syslog receivers: a drain down while 50,000 lines of its app arrive gets all of them, in
+//! order, once back, while the app's other drain and another app's drain get everything at
+//! once; a `kill -9` while a drain catches up loses nothing (repeats counted); and one of three
+//! logshuttles of a group leaving, and a fourth joining, under load, lose nothing at any drain
+//! and keep each app's order. (A `kill -9` of a group member is not tested here: on tansu 0.6
+//! the dead member's partitions were not taken over, for a reason not found yet; see the
+//! logshuttle's "Brokers" paragraph in ARCHITECTURE.md.)
+//!
+//! Lines enter through `POST /log-events`. Order with repeats is checked on first arrivals:
+//! after a crash a line may come again (at least once), but no line first arrives before an
+//! older one of its app.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wharf_testkit::client::{self, Api, Req};
+use wharf_testkit::rfc5424::SyslogMessage;
+use wharf_testkit::syslog::SyslogReceiver;
+use wharf_testkit::tansu::Tansu;
+use wharf_testkit::wharf::{Wharf, WharfLogshuttle};
+use wharf_testkit::{TempDir, eventually};
+
+const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
+const WAIT: Duration = Duration::from_secs(90);
+
+/// Starts `wharf serve` on the broker with quick reconnections and `env` on top.
+async fn start(broker: &Tansu, data: &std::path::Path, env: &[(&str, &str)]) -> Wharf {
+    let mut all = vec![("WHARF_LOGSHUTTLE__RECONNECT_MIN", "20ms"), ("WHARF_LOGSHUTTLE__RECONNECT_MAX", "200ms")];
+    all.extend_from_slice(env);
+    Wharf::serve_with(WHARF, &["--kafka", &broker.brokers()], data, &all).await
+}
+
+/// The message of line `i`, padded to `size` bytes.
+fn line(i: usize, size: usize) -> String {
+    let head = format!("line {i:06} ");
+    format!("{head}{}", "x".repeat(size.saturating_sub(head.len())))
+}
+
+/// Puts lines `range` of `app` on the bus, 500 to a request.
+async fn ingest(api: &Api, app: &str, range: std::ops::Range<usize>, size: usize) {
+    let all: Vec<usize> = range.collect();
+    for chunk in all.chunks(500) {
+        let events: Vec<Value> = chunk
+            .iter()
+            .map(|&i| json!({"app": app, "source": "akkeris/build", "process": "build.1", "message": line(i, size)}))
+            .collect();
+        let out = api.expect("POST", "/log-events", Value::Array(events), 202).await;
+        assert_eq!(out["accepted"], chunk.len());
+    }
+}
+
+/// The metrics text at `addr`.
+async fn metrics(addr: SocketAddr) -> Option<String> {
+    Some(client::send(addr, None, &Req::get("localhost", "/metrics")).await.ok()?.text())
+}
+
+/// The value of the metric `name` whose labels include each of `labels`.
+async fn metric(addr: SocketAddr, name: &str, labels: &[&str]) -> Option<u64> {
+    metrics(addr)
+        .await?
+        .lines()
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' '])))
+        .filter(|l| labels.iter().all(|label| l.contains(label)))
+        .find_map(|l| l.rsplit_once(' ')?.1.parse().ok())
+}
+
+/// Adds a drain and waits until the logshuttle at `admin` runs it; returns its metrics label.
+async fn add_drain(wharf: &Wharf, admin: SocketAddr, app: &str, url: &str) -> String {
+    let out = wharf.api.expect("POST", &format!("/apps/{app}/log-drains"), json!({"url": url}), 201).await;
+    let label = format!("drain=\"{}\"", out["id"].as_str().expect("drain id"));
+    eventually(WAIT, "the logshuttle to run the new drain", || async {
+        metric(admin, "wharf_drain_lines_pushed_total", &[&label]).await
+    })
+    .await;
+    label
+}
+
+/// The line numbers of messages, in the order they arrived.
+fn numbers(msgs: &[SyslogMessage]) -> Vec<usize> {
+    msgs.iter().filter_map(|m| m.text().strip_prefix("line ")?.get(..6)?.parse().ok()).collect()
+}
+
+/// Checks that `got` (line numbers in arrival order) holds each of `0..n`, that first
+/// arrivals come in order, and that nothing else came; returns how many came again.
+fn check_all_in_order(what: &str, got: &[usize], n: usize) -> usize {
+    let mut seen = vec![false; n];
+    let mut firsts = Vec::with_capacity(n);
+    for &i in got {
+        assert!(i < n, "{what}: line {i} was never sent");
+        if !std::mem::replace(&mut seen[i], true) {
+            firsts.push(i);
+        }
+    }
+    assert_eq!(firsts, (0..n).collect::<Vec<_>>(), "{what}: every line, first arrivals in order");
+    got.len() - n
+}
+
+/// Waits until `receiver` holds every one of lines `0..n` (repeats allowed).
+async fn all_lines(receiver: &SyslogReceiver, n: usize, what: &str) -> Vec<usize> {
+    eventually(WAIT, what, || async {
+        let got = numbers(&receiver.messages());
+        let mut unique = got.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        (unique.len() >= n).then_some(got)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_drain_down_while_fifty_budgets_of_its_app_arrive_gets_every_line_in_order() {
+    const LINES: usize = 50_000;
+    let broker = Tansu::start().await;
+    let dir = TempDir::new("catch-up");
+    let wharf = start(&broker, &dir.path().join("data"), &[("WHARF_LOGSHUTTLE__DRAIN_BUFFER_LINES", "1000")]).await;
+    let api = &wharf.api;
+    api.create_app("busy-default", &[]).await;
+    api.create_app("other-default", &[]).await;
+    let addr: SocketAddr = format!("127.0.0.1:{}", wharf_testkit::free_port()).parse().unwrap();
+    let down = add_drain(&wharf, wharf.admin, "busy-default", &format!("syslog+tcp://{addr}")).await;
+    let (same_app, other_app) = (SyslogReceiver::tcp().await, SyslogReceiver::tcp().await);
+    add_drain(&wharf, wharf.admin, "busy-default", &same_app.url()).await;
+    add_drain(&wharf, wharf.admin, "other-default", &other_app.url()).await;
+
+    // The other drains keep up with every batch while the first one is down.
+    for start in (0..LINES).step_by(5_000) {
+        ingest(api, "busy-default", start..start + 5_000, 100).await;
+        ingest(api, "other-default", start / 10..start / 10 + 500, 100).await;
+    }
+    let got = all_lines(&same_app, LINES, "every line at the app's other drain").await;
+    assert_eq!(got, (0..LINES).collect::<Vec<_>>(), "the app's other drain: all, in order, once");
+    let got = all_lines(&other_app, LINES / 10, "every line at the other app's drain").await;
+    assert_eq!(got, (0..LINES / 10).collect::<Vec<_>>());
+    assert!(
+        metric(wharf.admin, "wharf_drain_partitions_behind", &[&down]).await == Some(1),
+        "the drain that is down is behind, not dropping"
+    );
+
+    let receiver = SyslogReceiver::tcp_at(addr).await;
+    let got = all_lines(&receiver, LINES, "every line at the drain that came back").await;
+    assert_eq!(got.len(), LINES, "nothing twice");
+    check_all_in_order("the drain that came back", &got, LINES);
+    assert!(
+        receiver.messages().iter().all(|m| !m.text().starts_with("Error L10")),
+        "nothing dropped, nothing announced"
+    );
+    assert_eq!(metric(wharf.admin, "wharf_drain_lines_dropped_total", &[&down, "reason=\"overflow\""]).await, Some(0));
+    assert!(metric(wharf.admin, "wharf_drain_lines_replayed_total", &[&down]).await.unwrap() >= (LINES - 1000) as u64);
+    eventually(WAIT, "the drain to be back on the live stream", || async {
+        (metric(wharf.admin, "wharf_drain_partitions_behind", &[&down]).await == Some(0)).then_some(())
+    })
+    .await;
+    // Live again: the next line comes straight through.
+    ingest(api, "busy-default", LINES..LINES + 1, 100).await;
+    let got = all_lines(&receiver, LINES + 1, "a later line").await;
+    assert_eq!(got.last(), Some(&LINES));
+}
+
+#[tokio::test]
+async fn kill_9_while_a_drain_catches_up_loses_nothing() {
+    const LINES: usize = 20_000;
+    let broker = Tansu::start().await;
+    let dir = TempDir::new("catch-up-kill");
+    let data = dir.path().join("data");
+    let env = [("WHARF_LOGSHUTTLE__DRAIN_BUFFER_LINES", "1000")];
+    let wharf = start(&broker, &data, &env).await;
+    wharf.api.create_app("api-default", &[]).await;
+    let addr: SocketAddr = format!("127.0.0.1:{}", wharf_testkit::free_port()).parse().unwrap();
+    let label = add_drain(&wharf, wharf.admin, "api-default", &format!("syslog+tcp://{addr}")).await;
+    ingest(&wharf.api, "api-default", 0..LINES, 200).await;
+    eventually(WAIT, "the drain to fall behind", || async {
+        (metric(wharf.admin, "wharf_drain_partitions_behind", &[&label]).await == Some(1)).then_some(())
+    })
+    .await;
+    // A receiver slower than the catch-up, so that the kill lands in the middle of it.
+    let receiver = SyslogReceiver::tcp_throttled_at(addr).await;
+    eventually(WAIT, "the catch-up to be under way", || async {
+        let replayed = metric(wharf.admin, "wharf_drain_lines_replayed_total", &[&label]).await?;
+        (replayed > 0 && receiver.messages().len() >= 10_000).then_some(())
+    })
+    .await;
+    assert_eq!(metric(wharf.admin, "wharf_drain_partitions_behind", &[&label]).await, Some(1), "still catching up");
+    let status = std::process::Command::new("kill").args(["-9", &wharf.pid()]).status().unwrap();
+    assert!(status.success());
+    let (clean, _) = wharf.wait_exit().await;
+    assert!(!clean, "killed, not stopped");
+    let at_kill = receiver.messages().len();
+    assert!(at_kill < LINES, "the kill landed in the middle of the catch-up ({at_kill} of {LINES} delivered)");
+
+    let again = start(&broker, &data, &env).await;
+    let got = all_lines(&receiver, LINES, "every line after the restart").await;
+    let repeats = check_all_in_order("the drain", &got, LINES);
+    eprintln!("kill -9 after {at_kill} of {LINES} lines, while catching up: every line delivered, {repeats} repeats");
+    // The restart carried on from the drain's saved cursor (saved every second), not from the
+    // first line it fell behind on.
+    assert!(repeats < at_kill - 1_000, "{repeats} of {at_kill} delivered before the kill came again");
+    assert_eq!(receiver.errors(), Vec::<String>::new());
+    drop(again);
+}
+
+#[tokio::test]
+async fn logshuttles_leaving_and_joining_a_group_under_load_lose_nothing_and_keep_each_apps_order() {
+    const APPS: usize = 16;
+    const LINES: usize = 1_200;
+    let broker = Tansu::start().await;
+    let dir = TempDir::new("group");
+    let api_listen = format!("127.0.0.1:{}", wharf_testkit::free_port());
+    // Member one: `wharf serve` with its control API; quick to notice a member gone.
+    let control = dir.path().join("control");
+    let env = [("WHARF_CONTROL_API__LISTEN", api_listen.as_str())];
+    let wharf = start(&broker, &control, &env).await;
+    let mut receivers = Vec::new();
+    for a in 0..APPS {
+        let app = format!("app{a}-default");
+        wharf.api.create_app(&app, &[]).await;
+        let receiver = SyslogReceiver::tcp().await;
+        add_drain(&wharf, wharf.admin, &app, &receiver.url()).await;
+        receivers.push(receiver);
+    }
+    // Members two and three: `wharf logshuttle` on the same group.
+    let read = |name: &str| std::fs::read_to_string(control.join(name)).expect(name).trim().to_owned();
+    let (token, secret) = (read("logshuttle-token"), read("session-secret"));
+    let url = format!("http://{api_listen}");
+    let start_member = |m: usize| {
+        let (token, secret, url, broker) = (token.clone(), secret.clone(), url.clone(), broker.brokers());
+        let data = dir.path().join(format!("member{m}"));
+        async move {
+            let listen = format!("127.0.0.1:{}", wharf_testkit::free_port());
+            let env = [
+                ("WHARF_LOGSHUTTLE_TOKEN", token.as_str()),
+                ("WHARF_SESSION_SECRET", secret.as_str()),
+                ("WHARF_LOGSHUTTLE__LISTEN", listen.as_str()),
+                ("WHARF_LOGSHUTTLE__RECONNECT_MIN", "20ms"),
+                ("WHARF_LOGSHUTTLE__RECONNECT_MAX", "200ms"),
+            ];
+            WharfLogshuttle::start(WHARF, &url, &broker, &data, &env).await
+        }
+    };
+    let mut members = vec![start_member(0).await, start_member(1).await];
+    // Both `wharf logshuttle` members own partitions before the load starts.
+    eventually(WAIT, "the members to share the partitions", || async {
+        let owns = |log: String| {
+            log.lines().rfind(|l| l.contains("partitions assigned")).is_some_and(|l| !l.contains("partitions=[]"))
+        };
+        (owns(members[0].stderr()) && owns(members[1].stderr())).then_some(())
+    })
+    .await;
+
+    // Lines for every app in rounds; a third of the way in member three stops (SIGTERM: it
+    // leaves the group) and a fourth member joins, each moving partitions under load.
+    let per_round = 100;
+    for (round, start) in (0..LINES).step_by(per_round).enumerate() {
+        for a in 0..APPS {
+            ingest(&wharf.api, &format!("app{a}-default"), start..start + per_round, 100).await;
+        }
+        if round == 3 {
+            let victim = members.pop().expect("member three");
+            let status = std::process::Command::new("kill").args(["-TERM", &victim.pid()]).status().unwrap();
+            assert!(status.success());
+            members.push(start_member(2).await);
+        }
+    }
+    let mut repeats = 0;
+    for (a, receiver) in receivers.iter().enumerate() {
+        let got = all_lines(receiver, LINES, &format!("every line of app {a}")).await;
+        repeats += check_all_in_order(&format!("app {a}"), &got, LINES);
+    }
+    eprintln!(
+        "one logshuttle of three left, a fourth joined: {} lines to {APPS} drains, none lost, {repeats} repeats",
+        APPS * LINES
+    );
+}
