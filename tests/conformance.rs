@@ -815,6 +815,32 @@ async fn idle_http2_connections_are_closed() {
     assert_eq!((r.version, r.status.as_u16()), (http::Version::HTTP_2, 200));
 }
 
+/// The router's own answers over HTTP/2 are HTTP/1.1's: `HEAD` gets the length `GET` gets and
+/// no content (RFC 9110 §9.3.2), every response has a `Date` (RFC 9110 §6.6.1), a dyno's
+/// included, and CONNECT, whose target is an authority (RFC 9113 §8.5), is 400 as on HTTP/1.1.
+#[tokio::test]
+async fn http2_router_answers_are_http1s() {
+    let s = setup(vec![], &[]).await;
+    let h2 = client::tls_config(&s.wharf.ca, &[b"h2"]);
+    let field = |got: &H2Got, name: &str| got.heads.last().unwrap().1.iter().find(|f| f.0 == name).map(|f| f.1.clone());
+    let get = h2_request(&s, &h2, http::Method::GET, "https://nowhere.localhost/x").await;
+    let head = h2_request(&s, &h2, http::Method::HEAD, "https://nowhere.localhost/x").await;
+    assert_eq!(get.heads.last().unwrap().0, 404, "{get:?}");
+    assert!(!get.body.is_empty() && !get.cut, "{get:?}");
+    assert_eq!(field(&get, "content-length"), Some(get.body.len().to_string()), "{get:?}");
+    assert_eq!((head.heads.last().unwrap().0, &head.body[..], head.cut), (404, &b""[..], false), "{head:?}");
+    assert_eq!(field(&head, "content-length"), field(&get, "content-length"), "{head:?}");
+    let dyno = h2_get(&s, &h2, "/dated").await;
+    for got in [&get, &head, &dyno] {
+        let date = field(got, "date").unwrap_or_default();
+        assert!(date.ends_with(" GMT") && date.len() == 29, "{got:?}");
+    }
+    let connect = h2_request(&s, &h2, http::Method::CONNECT, &format!("{APP}:443")).await;
+    assert_eq!(connect.heads.last().unwrap().0, 400, "{connect:?}");
+    let received = s.dyno.take();
+    assert_eq!(received.len(), 1, "only the GET reaches the dyno: {received:?}");
+}
+
 /// The rules that apply to HTTP/2 requests too: dot segments, underscore spoofs, several
 /// `X-Forwarded-For` fields, and h2c never offered.
 #[tokio::test]
@@ -1075,12 +1101,18 @@ struct H2Got {
 /// Sends `GET path` to [`APP`] over HTTP/2 with the `h2` crate's client, which reads interim
 /// responses (hyper's client does not).
 async fn h2_get(s: &Setup, tls: &Arc<rustls::ClientConfig>, path: &str) -> H2Got {
+    h2_request(s, tls, http::Method::GET, &format!("https://{APP}{path}")).await
+}
+
+/// Sends a request without a body over HTTP/2 (the TLS server name is [`APP`]; `uri` gives
+/// `:authority`, and `:path` unless the method is CONNECT) and reads all of its answer.
+async fn h2_request(s: &Setup, tls: &Arc<rustls::ClientConfig>, method: http::Method, uri: &str) -> H2Got {
     let tcp = TcpStream::connect(s.wharf.https).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from(APP.to_owned()).unwrap();
     let stream = tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp).await.unwrap();
     let (mut sender, connection) = h2::client::handshake(stream).await.unwrap();
     tokio::spawn(connection);
-    let request = http::Request::get(format!("https://{APP}{path}")).body(()).unwrap();
+    let request = http::Request::builder().method(method).uri(uri).body(()).unwrap();
     let (mut response, _) = sender.send_request(request, true).unwrap();
     let fields = |h: &http::HeaderMap| {
         h.iter().map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect()
