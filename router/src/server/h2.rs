@@ -34,7 +34,7 @@ use crate::error::BodyError;
 use crate::fields::Fields;
 use crate::forwarding::{HopByHop, VIA_VALUE};
 use crate::http1::response_head::Interim;
-use crate::proxy::{self, ClientRequest, Reply, RouterResponse};
+use crate::proxy::{self, ClientRequest, Reply};
 use crate::response_body::ProxyBody;
 use crate::state::RouterState;
 
@@ -161,7 +161,11 @@ pub(super) async fn serve<IO>(
             // in the same turn.
             while let Poll::Ready(Some(())) = streams.poll_next_unpin(cx) {}
             match ready!(connection.poll_accept(cx)) {
-                Some(Ok((req, respond))) => streams.push(serve_stream(req, respond, &conn, &shared, &activity)),
+                // Boxed: the stream's future holds the proxy's, several KiB, and
+                // `FuturesUnordered` moves what it is given into a node of its own.
+                Some(Ok((req, respond))) => {
+                    streams.push(Box::pin(serve_stream(req, respond, &conn, &shared, &activity)));
+                }
                 Some(Err(e)) => return Poll::Ready(Err(e)),
                 None => return Poll::Ready(Ok(())),
             }
@@ -190,13 +194,7 @@ async fn serve_stream(
         // CONNECT's target is an authority, not a path (RFC 9113 §8.5), and the router serves
         // origin-form targets only, as it refuses an HTTP/1.1 CONNECT.
         shared.metrics.record(StatusCode::BAD_REQUEST.as_u16(), 0);
-        Reply::Router(RouterResponse {
-            status: StatusCode::BAD_REQUEST,
-            body: Bytes::from_static(b"invalid request target\n"),
-            content_type: "text/plain; charset=utf-8",
-            cache_control: None,
-            location: None,
-        })
+        Reply::Router(proxy::router_response(StatusCode::BAD_REQUEST, "invalid request target\n"))
     } else {
         let fields = Fields::from_map(&parts.headers);
         let request = ClientRequest {
