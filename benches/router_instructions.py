@@ -16,7 +16,7 @@ page request (user agent, accepts, cookie, referer, ...), about 600 bytes of hea
 `--http2` drives the router's HTTPS listener with h2load instead (HTTP/2 by ALPN, 50 connections
 of 10 concurrent streams, one thread, as benches/router.py's HTTP/2 scenario), 500 requests per
 `--seconds` (a fixed count, not a duration): the count then includes TLS (rustls record
-protection) and hyper's HTTP/2 server. Each h2load run opens its 50 connections anew, so their
+protection) and the HTTP/2 server (the `h2` crate). Each h2load run opens its 50 connections anew, so their
 TLS handshakes are measured alone (50 connections, one request each) and taken out.
 
 Needs valgrind, nginx and wrk (h2load for `--http2`; Debian packages, installed when missing) and

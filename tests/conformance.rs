@@ -583,6 +583,13 @@ fn response_rows() -> Vec<ResponseRow> {
             &[],
         ),
         (
+            "102 and 103, one with a hop-by-hop field",
+            b"HTTP/1.1 102 Processing\r\nConnection: X-Hop\r\nX-Hop: 1\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </b.js>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+            vec![102, 103, 200],
+            &["Link: </b.js>; rel=preload\r\n"],
+            &["X-Hop"],
+        ),
+        (
             "100 Continue is the router's own",
             b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
             vec![200],
@@ -666,14 +673,29 @@ async fn dyno_responses_are_relayed_by_the_rules() {
     }
     // An HTTP/1.0 client gets no interim response.
     let early = rows.iter().position(|r| r.0 == "103 Early Hints").unwrap();
-    // Nor does an HTTP/2 client (hyper's server cannot send one; docs/http.md): stream 1 gets
-    // one HEADERS frame, the final response's, which starts with `:status 200` (0x88), and the
-    // 103's `Link` stays behind.
-    let request = H2Step::Write(h2_frame(1, 0x5, 1, &h2_head_for(0x82, &format!("/respond/{early}"))));
-    let (outcome, bytes) = raw_h2(&s, &[request]).await;
-    let heads: Vec<_> = h2_frames(&bytes).into_iter().filter(|f| f.0 == 1 && f.2 == 1).collect();
-    if outcome != H2Outcome::Answered || heads.len() != 1 || bytes.windows(6).any(|w| w == b"s.css>") {
-        failures.push(format!("103 over HTTP/2: {outcome:?}, frames {:?}", h2_frames(&bytes)));
+    // Over HTTP/2 the same rows give the same statuses, interim ones included (RFC 9113 §8.1:
+    // HEADERS frames ahead of the final one), and a body cut off is a reset stream, not an end.
+    let h2 = client::tls_config(&s.wharf.ca, &[b"h2"]);
+    for (i, (name, _, want, _, must_not)) in rows.iter().enumerate() {
+        let got = h2_get(&s, &h2, &format!("/respond/{i}")).await;
+        let statuses: Vec<u16> = got.heads.iter().map(|h| h.0).collect();
+        // The fields but HSTS (whose value has a `;`, which one row must not see in a body),
+        // and the body; HTTP/2's field names are lowercase.
+        let shown: Vec<_> = got
+            .heads
+            .iter()
+            .map(|(_, f)| f.iter().filter(|f| f.0 != "strict-transport-security").collect::<Vec<_>>())
+            .collect();
+        let text = format!("{shown:?} {}", String::from_utf8_lossy(&got.body)).to_lowercase();
+        let cut = *name == CUT || *name == "a bare LF in a chunk line";
+        if statuses != *want || got.cut != cut || must_not.iter().any(|m| text.contains(&m.to_lowercase())) {
+            failures.push(format!("{name} (HTTP/2): {statuses:?}, want {want:?}, cut {}: {text}", got.cut));
+        }
+    }
+    let early_h2 = h2_get(&s, &h2, &format!("/respond/{early}")).await;
+    let link = early_h2.heads[0].1.iter().find(|(n, _)| n == "link").map(|(_, v)| v.as_str());
+    if link != Some("</s.css>; rel=preload") || early_h2.body != b"ok" {
+        failures.push(format!("103 over HTTP/2: {:?}", early_h2.heads));
     }
     let out = send(&s, false, APP, format!("GET /respond/{early} HTTP/1.0\r\nHost: {APP}\r\n\r\n").as_bytes()).await;
     if statuses(&out) != [200] {
@@ -791,6 +813,32 @@ async fn idle_http2_connections_are_closed() {
     // A request in flight keeps its connection; the same request over HTTP/2 is served.
     let r = client::send(s.wharf.https, Some(&h2), &Req::get(APP, "/h2")).await.unwrap();
     assert_eq!((r.version, r.status.as_u16()), (http::Version::HTTP_2, 200));
+}
+
+/// The router's own answers over HTTP/2 are HTTP/1.1's: `HEAD` gets the length `GET` gets and
+/// no content (RFC 9110 §9.3.2), every response has a `Date` (RFC 9110 §6.6.1), a dyno's
+/// included, and CONNECT, whose target is an authority (RFC 9113 §8.5), is 400 as on HTTP/1.1.
+#[tokio::test]
+async fn http2_router_answers_are_http1s() {
+    let s = setup(vec![], &[]).await;
+    let h2 = client::tls_config(&s.wharf.ca, &[b"h2"]);
+    let field = |got: &H2Got, name: &str| got.heads.last().unwrap().1.iter().find(|f| f.0 == name).map(|f| f.1.clone());
+    let get = h2_request(&s, &h2, http::Method::GET, "https://nowhere.localhost/x").await;
+    let head = h2_request(&s, &h2, http::Method::HEAD, "https://nowhere.localhost/x").await;
+    assert_eq!(get.heads.last().unwrap().0, 404, "{get:?}");
+    assert!(!get.body.is_empty() && !get.cut, "{get:?}");
+    assert_eq!(field(&get, "content-length"), Some(get.body.len().to_string()), "{get:?}");
+    assert_eq!((head.heads.last().unwrap().0, &head.body[..], head.cut), (404, &b""[..], false), "{head:?}");
+    assert_eq!(field(&head, "content-length"), field(&get, "content-length"), "{head:?}");
+    let dyno = h2_get(&s, &h2, "/dated").await;
+    for got in [&get, &head, &dyno] {
+        let date = field(got, "date").unwrap_or_default();
+        assert!(date.ends_with(" GMT") && date.len() == 29, "{got:?}");
+    }
+    let connect = h2_request(&s, &h2, http::Method::CONNECT, &format!("{APP}:443")).await;
+    assert_eq!(connect.heads.last().unwrap().0, 400, "{connect:?}");
+    let received = s.dyno.take();
+    assert_eq!(received.len(), 1, "only the GET reaches the dyno: {received:?}");
 }
 
 /// The rules that apply to HTTP/2 requests too: dot segments, underscore spoofs, several
@@ -1038,6 +1086,69 @@ fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     f.extend_from_slice(&stream.to_be_bytes());
     f.extend_from_slice(payload);
     f
+}
+
+/// What an HTTP/2 client got for one request: every response head in order (interim ones,
+/// then the final one) as its status and fields, the body, and whether the stream was reset
+/// before its end.
+#[derive(Debug)]
+struct H2Got {
+    heads: Vec<(u16, Vec<(String, String)>)>,
+    body: Vec<u8>,
+    cut: bool,
+}
+
+/// Sends `GET path` to [`APP`] over HTTP/2 with the `h2` crate's client, which reads interim
+/// responses (hyper's client does not).
+async fn h2_get(s: &Setup, tls: &Arc<rustls::ClientConfig>, path: &str) -> H2Got {
+    h2_request(s, tls, http::Method::GET, &format!("https://{APP}{path}")).await
+}
+
+/// Sends a request without a body over HTTP/2 (the TLS server name is [`APP`]; `uri` gives
+/// `:authority`, and `:path` unless the method is CONNECT) and reads all of its answer.
+async fn h2_request(s: &Setup, tls: &Arc<rustls::ClientConfig>, method: http::Method, uri: &str) -> H2Got {
+    let tcp = TcpStream::connect(s.wharf.https).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from(APP.to_owned()).unwrap();
+    let stream = tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp).await.unwrap();
+    let (mut sender, connection) = h2::client::handshake(stream).await.unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::builder().method(method).uri(uri).body(()).unwrap();
+    let (mut response, _) = sender.send_request(request, true).unwrap();
+    let fields = |h: &http::HeaderMap| {
+        h.iter().map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect()
+    };
+    let mut heads = Vec::new();
+    let failed = |mut heads: Vec<(u16, Vec<(String, String)>)>, e: h2::Error| {
+        heads.push((0, vec![("error".to_owned(), e.to_string())]));
+        H2Got { heads, body: Vec::new(), cut: true }
+    };
+    while let Some(interim) = std::future::poll_fn(|cx| response.poll_informational(cx)).await {
+        match interim {
+            Ok(interim) => heads.push((interim.status().as_u16(), fields(interim.headers()))),
+            Err(e) => return failed(heads, e),
+        }
+    }
+    let response = match response.await {
+        Ok(response) => response,
+        Err(e) => return failed(heads, e),
+    };
+    heads.push((response.status().as_u16(), fields(response.headers())));
+    let mut recv = response.into_body();
+    let (mut body, mut cut) = (Vec::new(), false);
+    loop {
+        match recv.data().await {
+            Some(Ok(data)) => {
+                let _ = recv.flow_control().release_capacity(data.len());
+                body.extend_from_slice(&data);
+            }
+            Some(Err(_)) => {
+                cut = true;
+                break;
+            }
+            None => break,
+        }
+    }
+    H2Got { heads, body, cut }
 }
 
 /// The frames in `bytes` as (type, flags, stream), for failure messages.

@@ -8,8 +8,7 @@
 //! is read straight from the socket as the client's side asks for it.
 
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use http::{Method, StatusCode};
@@ -67,24 +66,6 @@ pub(crate) trait RequestBody {
 /// How long the router waits for a dyno's `100 Continue` (or its final answer) before it tells
 /// a waiting client to send its body anyway, as clients themselves wait about a second.
 const CONTINUE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// An HTTP/2 request's body.
-impl RequestBody for hyper::body::Incoming {
-    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, BodyError>>> {
-        use http_body::Body as _;
-        loop {
-            return match ready!(Pin::new(&mut *self).poll_frame(cx)) {
-                None => Poll::Ready(None),
-                Some(Err(e)) => Poll::Ready(Some(Err(e.into()))),
-                // Trailers do not travel: the dyno's request head has gone.
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => Poll::Ready(Some(Ok(data))),
-                    Err(_) => continue,
-                },
-            };
-        }
-    }
-}
 
 impl DynoConnection {
     /// A new connection.

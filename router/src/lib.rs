@@ -3,7 +3,7 @@
 //!
 //! It runs on tokio, one single-threaded event loop per worker thread, with HTTP/1.1 on both
 //! sides written here (the protocol in `http1/`, the server loop in `server/http1.rs`, the
-//! exchange with a dyno in `dyno_client.rs`) and hyper serving HTTP/2 (ARCHITECTURE.md records
+//! exchange with a dyno in `dyno_client.rs`) and the `h2` crate serving HTTP/2 (ARCHITECTURE.md records
 //! the measurements behind those choices). The routing table is an
 //! immutable value behind an `ArcSwap`: a snapshot from the control API compiles into a new
 //! table that replaces the old one in one pointer swap, so no request ever sees half a reload.

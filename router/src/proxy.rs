@@ -97,7 +97,7 @@ pub(crate) struct RouterResponse {
 const TEXT: &str = "text/plain; charset=utf-8";
 
 /// A plain-text response the router writes, without a `Location`.
-fn router_response(status: StatusCode, body: &'static str) -> RouterResponse {
+pub(crate) fn router_response(status: StatusCode, body: &'static str) -> RouterResponse {
     RouterResponse {
         status,
         body: Bytes::from_static(body.as_bytes()),

@@ -5,7 +5,7 @@
 //! runs a general state machine around them; on a proxy's hot path those were a third of a
 //! request's cost. Here the request head is parsed strictly in place (`http1/request_head.rs`),
 //! the dyno's response head is written from the bytes the dyno sent (`http1/encode.rs`), and a
-//! small response goes out in one write with its head. HTTP/2 stays on hyper (`server/h2.rs`).
+//! small response goes out in one write with its head. HTTP/2 is served with the `h2` crate (`server/h2.rs`).
 
 use std::pin::Pin;
 use std::sync::Arc;

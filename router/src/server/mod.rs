@@ -1,7 +1,7 @@
 //! Listeners and workers: each worker thread runs its own single-threaded event loop and
 //! accepts from every listener, so a connection and everything it touches stay on one thread.
 //! A connection is served by `http1.rs` (Wharf's own HTTP/1.1) or, when TLS negotiated `h2`
-//! by ALPN, by `h2.rs` (hyper's HTTP/2).
+//! by ALPN, by `h2.rs` (HTTP/2 with the `h2` crate).
 
 mod h2;
 mod http1;
