@@ -178,6 +178,7 @@ async fn serve(config: Config) -> Result<()> {
 
     let mut router = Router::start(&config.router, listeners, certs, plane.subscribe(), bus.publisher.clone())?;
     plane.set_canary_reader(Box::new(router.canary_reader()));
+    plane.set_request_metrics(Arc::new(router.request_series()));
     plane.set_outbound(config.outbound);
     if let Some(path) = &config.control_api.trusted_ca {
         let cas =
@@ -206,6 +207,7 @@ async fn serve(config: Config) -> Result<()> {
             connection_grace: config.supervisor.connection_grace.0,
             restart_min: config.supervisor.restart_min.0,
             records_dir: Some(data_dir.join("dynos")),
+            runtime_metrics_interval: config.supervisor.runtime_metrics_interval.0,
         },
     );
 

@@ -18,6 +18,7 @@ pub mod store;
 pub mod watch;
 
 pub use http::{AdminToken, router};
+pub use plane::{DynoMetrics, RequestMetrics};
 pub use plane::{
     ControlPlane, Drains, DynoRelease, DynoSizes, DynoState, Error, LocalDyno, LocalRuntime, OneOff, Restart, Settings,
 };

@@ -22,6 +22,9 @@ pub struct Settings {
     /// (`DATA_DIR/dynos/PGID`), so that the next start stops what a killed Wharf left running;
     /// `None` records nothing.
     pub records_dir: Option<PathBuf>,
+    /// How often each dyno's log-runtime-metrics lines (load, memory, CPU) go into its app's
+    /// log stream; dynos are sampled every second whatever this is.
+    pub runtime_metrics_interval: Duration,
 }
 
 /// The longest delay before a crashed dyno's restart, before jitter.
@@ -35,6 +38,7 @@ impl Default for Settings {
             connection_grace: Duration::from_secs(1),
             restart_min: Duration::from_secs(1),
             records_dir: None,
+            runtime_metrics_interval: Duration::from_secs(15 * 60),
         }
     }
 }

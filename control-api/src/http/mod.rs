@@ -32,6 +32,7 @@ mod features;
 mod formation;
 mod log_events;
 mod log_sessions;
+mod metrics;
 mod releases;
 mod routes;
 mod sites;
@@ -121,6 +122,7 @@ route_group! {
         GET "/apps/{app}/log-drains/{drain}" => drains::get_drain,
         DELETE "/apps/{app}/log-drains/{drain}" => drains::delete_drain,
         POST "/apps/{app}/log-sessions" => log_sessions::create_log_session,
+        GET "/apps/{app}/metrics" => metrics::get_metrics,
         GET "/apps/{app}/routes" => routes::list_app_routes,
         GET "/apps/{app}/canary" => canaries::get_canary,
         PUT "/apps/{app}/canary" => canaries::put_canary,

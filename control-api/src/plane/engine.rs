@@ -221,6 +221,10 @@ pub struct ControlPlane {
     pub(super) store_changed: Option<Arc<tokio::sync::Notify>>,
     /// The local runtime (the supervisor, in `wharf serve`), once it has started.
     pub(super) local: OnceLock<Arc<dyn LocalRuntime>>,
+    /// The local runtime's dyno figures (`metrics.rs`), once plugged in.
+    pub(super) dyno_metrics: OnceLock<Arc<dyn super::metrics::DynoMetrics>>,
+    /// The in-process router's request counts (`metrics.rs`), once plugged in.
+    pub(super) request_metrics: OnceLock<Arc<dyn super::metrics::RequestMetrics>>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -257,6 +261,8 @@ impl ControlPlane {
             streams_end: watch::Sender::new(false),
             store_changed,
             local: OnceLock::new(),
+            dyno_metrics: OnceLock::new(),
+            request_metrics: OnceLock::new(),
         };
         if plane.read(|m| m.spaces().next().is_none()).await {
             // Another replica starting at the same time may create it first.
