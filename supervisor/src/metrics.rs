@@ -171,7 +171,9 @@ impl DynoMetrics {
         inner.groups.insert(pgid, Group {
             key,
             app: app.to_owned(),
-            run_id: Uuid::new_v4(),
+            // A random (version 4) id, from fastrand's bytes: uuid's own generator is a feature
+            // this crate does not need otherwise.
+            run_id: uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid(),
             members: HashMap::new(),
             load: [0.0; 3],
             ticks_since_line: 0,
@@ -393,7 +395,7 @@ mod tests {
     fn a_busy_group_is_sampled_with_its_cpu_memory_and_lines() {
         let metrics = Arc::new(DynoMetrics::default());
         let me = procfs::stat(std::process::id() as i32).unwrap();
-        let app_id = Uuid::new_v4();
+        let app_id = Uuid::from_u128(fastrand::u128(..));
         let hz = rustix::param::clock_ticks_per_second();
         let sampled = metrics.sample(me.pgrp, app_id, "app-default", "web.1-abcde", "web");
         assert!(metrics.sample_now(100, SAMPLE_EVERY, Duration::from_secs(2), hz).is_empty());
@@ -416,7 +418,7 @@ mod tests {
         assert_eq!(seconds.iter().map(|s| s.at).collect::<Vec<_>>(), [100, 101]);
         assert!(seconds[1].cpu_percent > 5.0, "{seconds:?}");
         assert!(seconds[1].memory_rss_bytes > 1 << 20, "{seconds:?}");
-        assert!(metrics.dynos(Uuid::new_v4(), 0, i64::MAX).is_empty());
+        assert!(metrics.dynos(Uuid::from_u128(fastrand::u128(..)), 0, i64::MAX).is_empty());
         assert!(metrics.dynos(app_id, 101, 102)[0].seconds.len() == 1);
         drop(sampled);
         // Stopped: its seconds stay for the hour, then go.
