@@ -370,7 +370,7 @@ pub(crate) async fn run(
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
-            () = crate::dyno::stop_requested(&mut stopped) => return,
+            _ = stopped.wait_for(|s| *s) => return,
         }
         let now = Instant::now();
         let (elapsed, at) = (now - last, wharf_domain::timestamp::now_seconds());
