@@ -86,11 +86,15 @@ async fn metrics_lines_reach_a_drain_with_memory_that_moves_when_the_dyno_alloca
     let receiver = SyslogReceiver::tcp().await;
     wharf.api.expect("POST", "/apps/grow-default/log-drains", json!({"url": receiver.url()}), 201).await;
     let host = "grow-default.localhost";
-    let app_id = wharf.api.expect("GET", "/apps/grow-default", Value::Null, 200).await["id"].as_str().unwrap().to_owned();
+    let app_id =
+        wharf.api.expect("GET", "/apps/grow-default", Value::Null, 200).await["id"].as_str().unwrap().to_owned();
     // The newest memory line of each dyno type, as the drain received it.
     let memory_lines = |dyno_type: &str| -> Vec<String> {
         let prefix = format!("{dyno_type}.");
-        let ours = receiver.messages().into_iter().filter(|m| m.app_name == "akkeris/supervisor" && m.procid.starts_with(&prefix));
+        let ours = receiver
+            .messages()
+            .into_iter()
+            .filter(|m| m.app_name == "akkeris/supervisor" && m.procid.starts_with(&prefix));
         ours.map(|m| m.text()).filter(|t| t.contains("sample#memory_rss=")).collect()
     };
     let before = eventually(WAIT, "a memory line of the web dyno", || async {
@@ -100,9 +104,11 @@ async fn metrics_lines_reach_a_drain_with_memory_that_moves_when_the_dyno_alloca
     .await;
     // Every kind of dyno is sampled: a worker's lines come too, load and memory, in Heroku's form.
     let texts = eventually(WAIT, "a worker's load and memory lines", || async {
-        let texts: Vec<String> = receiver.messages().iter().filter(|m| m.procid.starts_with("worker.")).map(|m| m.text()).collect();
-        (texts.iter().any(|t| t.contains("sample#load_avg_1m=")) && texts.iter().any(|t| t.contains("sample#memory_total=")))
-            .then_some(texts)
+        let texts: Vec<String> =
+            receiver.messages().iter().filter(|m| m.procid.starts_with("worker.")).map(|m| m.text()).collect();
+        (texts.iter().any(|t| t.contains("sample#load_avg_1m="))
+            && texts.iter().any(|t| t.contains("sample#memory_total=")))
+        .then_some(texts)
     })
     .await;
     for text in texts.iter().filter(|t| t.contains("sample#")) {
@@ -193,12 +199,17 @@ async fn the_api_shows_a_busy_dyno_near_one_core_and_the_routers_counts_per_seco
         }
     }
     for _ in 0..2 {
-        assert_eq!(client::send(wharf.http, None, &Req::get("nodyno-default.localhost", "/")).await.unwrap().status, 503);
+        assert_eq!(
+            client::send(wharf.http, None, &Req::get("nodyno-default.localhost", "/")).await.unwrap().status,
+            503
+        );
     }
     // The dyno figures: a worker busy-looping on one core shows the CPU it got, about 100% of a
     // core on an idle machine. On a shared one it gets less, so the API's figure is compared with
     // the test's own reading of the busy process's CPU time over the same seconds.
-    let busy_pid = eventually(WAIT, "the busy worker to run", || async { pythons_running("while True: pass").first().copied() }).await;
+    let busy_pid =
+        eventually(WAIT, "the busy worker to run", || async { pythons_running("while True: pass").first().copied() })
+            .await;
     let hz: f64 = String::from_utf8(std::process::Command::new("getconf").arg("CLK_TCK").output().unwrap().stdout)
         .unwrap()
         .trim()

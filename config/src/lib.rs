@@ -499,7 +499,10 @@ impl Config {
             return invalid("supervisor.health_timeout", "health_timeout and restart_min must be longer than zero");
         }
         if self.supervisor.runtime_metrics_interval.0 < std::time::Duration::from_secs(1) {
-            return invalid("supervisor.runtime_metrics_interval", "must be at least 1s: dynos are sampled each second");
+            return invalid(
+                "supervisor.runtime_metrics_interval",
+                "must be at least 1s: dynos are sampled each second",
+            );
         }
         if self.control_api.tls_cert.is_some() != self.control_api.tls_key.is_some() {
             return invalid("control_api.tls_cert", "tls_cert and tls_key go together");
@@ -741,7 +744,11 @@ mod tests {
         check_rejected("[control_api]\ndatabase_url = \"mysql://db/wharf\"", &[], "must be a postgres:// URL");
         check_rejected("[control_api]\ndatabase_url = \"postgres://\"", &[], "must name a host");
         check_rejected("[supervisor]\nhealth_timeout = \"0s\"", &[], "supervisor.health_timeout");
-        check_rejected("[supervisor]\nruntime_metrics_interval = \"500ms\"", &[], "supervisor.runtime_metrics_interval");
+        check_rejected(
+            "[supervisor]\nruntime_metrics_interval = \"500ms\"",
+            &[],
+            "supervisor.runtime_metrics_interval",
+        );
         check_rejected("[supervisor]\nrestart = \"1s\"", &[], "unknown field");
         check_rejected("[kafka]\ngroup_id = \"\"", &[], "kafka.group_id");
         check_rejected("[kafka]\ncommit_interval = \"0ms\"", &[], "kafka.commit_interval");

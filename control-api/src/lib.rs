@@ -18,10 +18,10 @@ pub mod store;
 pub mod watch;
 
 pub use http::{AdminToken, router};
-pub use plane::{DynoMetrics, RequestMetrics};
 pub use plane::{
     ControlPlane, Drains, DynoRelease, DynoSizes, DynoState, Error, LocalDyno, LocalRuntime, OneOff, Restart, Settings,
 };
+pub use plane::{DynoMetrics, RequestMetrics};
 pub use store::postgres::PostgresStore;
 pub use store::{SqliteStore, Store, StoreError};
 

@@ -297,10 +297,10 @@ mod tests {
         assert_eq!(one.len(), 3, "the quiet second 102 is left out");
         assert_eq!(one[0], seconds[0]);
         let two = request_steps(&seconds, 100, 104, 2);
-        assert_eq!(two.iter().map(|s| (s.at, s.requests, s.status_4xx, s.status_5xx)).collect::<Vec<_>>(), [
-            (100, 4, 1, 1),
-            (102, 2, 0, 2)
-        ]);
+        assert_eq!(
+            two.iter().map(|s| (s.at, s.requests, s.status_4xx, s.status_5xx)).collect::<Vec<_>>(),
+            [(100, 4, 1, 1), (102, 2, 0, 2)]
+        );
         assert_eq!(two[1].codes, [("H12", 1), ("H13", 1)]);
         assert_eq!(two[0].latency.quantile(0.5), Some(5));
         assert_eq!(request_steps(&seconds, 101, 103, 60).len(), 1, "to is exclusive, from inclusive");
@@ -319,17 +319,20 @@ mod tests {
         };
         let seconds = [s(10, 100.0, 4), s(11, 50.0, 8), s(13, 20.0, 2), s(20, 0.0, 0)];
         let steps = dyno_steps(&seconds, 10, 20, 3);
-        assert_eq!(steps, [
-            DynoSecond {
-                at: 10,
-                cpu_percent: 75.0,
-                memory_rss_bytes: 6,
-                memory_total_bytes: 6,
-                read_bytes: 10,
-                write_bytes: 0
-            },
-            s(13, 20.0, 2),
-        ]);
+        assert_eq!(
+            steps,
+            [
+                DynoSecond {
+                    at: 10,
+                    cpu_percent: 75.0,
+                    memory_rss_bytes: 6,
+                    memory_total_bytes: 6,
+                    read_bytes: 10,
+                    write_bytes: 0
+                },
+                s(13, 20.0, 2),
+            ]
+        );
         assert_eq!(dyno_steps(&seconds, 10, 21, 1).len(), 4);
     }
 }

@@ -35,7 +35,7 @@ impl Series {
     }
 
     /// Adds a worker's counts of one second, and forgets what is older than the window.
-    fn add(&self, at: i64, counts: HashMap<Arc<str>, RequestSecond>) {
+    fn add(&self, at: i64, counts: impl IntoIterator<Item = (Arc<str>, RequestSecond)>) {
         let oldest = at - WINDOW_SECONDS;
         let mut apps = self.apps.lock().expect("series lock");
         for (app, second) in counts {
@@ -54,14 +54,17 @@ impl Series {
     }
 }
 
-/// A worker's second being counted.
+/// A worker's second being counted. Apps are keyed by the address of their key's `Arc`, which
+/// the entry holds (so the address cannot be reused meanwhile): a request costs a hash of one
+/// word, not of the app's name. The same app under two tables' `Arc`s (a reload within the
+/// second) gets two entries, which the store merges by name.
 struct Current {
     at: i64,
-    apps: HashMap<Arc<str>, RequestSecond>,
+    apps: HashMap<usize, (Arc<str>, RequestSecond), foldhash::fast::RandomState>,
 }
 
 thread_local! {
-    static CURRENT: RefCell<Current> = RefCell::new(Current { at: 0, apps: HashMap::new() });
+    static CURRENT: RefCell<Current> = RefCell::new(Current { at: 0, apps: HashMap::default() });
 }
 
 /// Counts a request to `app` that ended at `end_micros` (microseconds since the epoch) with
@@ -80,12 +83,14 @@ pub(crate) fn record(
         let handed = (c.at != at && !c.apps.is_empty()).then(|| (c.at, std::mem::take(&mut c.apps)));
         c.at = at;
         let first = c.apps.is_empty();
-        let second = c.apps.entry(app.clone()).or_insert_with(|| RequestSecond { at, ..RequestSecond::default() });
+        let key = Arc::as_ptr(app).cast::<u8>() as usize;
+        let (_, second) =
+            c.apps.entry(key).or_insert_with(|| (app.clone(), RequestSecond { at, ..RequestSecond::default() }));
         second.record(status, code, total_ms);
         (handed, first)
     });
     if let Some((at, apps)) = handed {
-        series.add(at, apps);
+        series.add(at, apps.into_values());
     }
     if first {
         // Hand the second over once it is over, should no later request do it.
@@ -107,7 +112,7 @@ fn flush(series: &Series, at: i64) {
         (c.at <= at && !c.apps.is_empty()).then(|| (c.at, std::mem::take(&mut c.apps)))
     });
     if let Some((at, apps)) = handed {
-        series.add(at, apps);
+        series.add(at, apps.into_values());
     }
 }
 
@@ -126,12 +131,13 @@ mod tests {
     #[test]
     fn seconds_merge_in_order_and_age_out() {
         let series = Series::default();
-        let add = |at, n| series.add(at, HashMap::from([second(at, n)]));
+        let add = |at, n| series.add(at, [second(at, n)]);
         add(100, 1);
         add(102, 2);
         add(101, 3); // a worker late with an earlier second
         add(102, 4); // another worker's share of the same second
-        let counts = |from, to| series.app("app-default", from, to).iter().map(|s| (s.at, s.requests)).collect::<Vec<_>>();
+        let counts =
+            |from, to| series.app("app-default", from, to).iter().map(|s| (s.at, s.requests)).collect::<Vec<_>>();
         assert_eq!(counts(0, i64::MAX), [(100, 1), (101, 3), (102, 6)]);
         assert_eq!(counts(101, 102), [(101, 3)]);
         assert!(series.app("other-default", 0, i64::MAX).is_empty());

@@ -150,14 +150,7 @@ impl Drop for Sampled {
 impl DynoMetrics {
     /// Starts sampling process group `pgid`, dyno `dyno` (of type `dyno_type`) of app `app_id`
     /// (key `app`), until the returned guard is dropped.
-    pub(crate) fn sample(
-        self: &Arc<Self>,
-        pgid: i32,
-        app_id: Uuid,
-        app: &str,
-        dyno: &str,
-        dyno_type: &str,
-    ) -> Sampled {
+    pub(crate) fn sample(self: &Arc<Self>, pgid: i32, app_id: Uuid, app: &str, dyno: &str, dyno_type: &str) -> Sampled {
         let key = (app_id, dyno.to_owned());
         let mut inner = self.inner.lock().expect("metrics lock");
         let series = inner.series.entry(key.clone()).or_insert_with(|| Series {
@@ -168,19 +161,22 @@ impl DynoMetrics {
             running: 0,
         });
         series.running += 1;
-        inner.groups.insert(pgid, Group {
-            key,
-            app: app.to_owned(),
-            // A random (version 4) id, from fastrand's bytes: uuid's own generator is a feature
-            // this crate does not need otherwise.
-            run_id: uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid(),
-            members: HashMap::new(),
-            load: [0.0; 3],
-            ticks_since_line: 0,
-            since_line: Duration::ZERO,
-            rss_kib: 0,
-            swap_kib: 0,
-        });
+        inner.groups.insert(
+            pgid,
+            Group {
+                key,
+                app: app.to_owned(),
+                // A random (version 4) id, from fastrand's bytes: uuid's own generator is a feature
+                // this crate does not need otherwise.
+                run_id: uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid(),
+                members: HashMap::new(),
+                load: [0.0; 3],
+                ticks_since_line: 0,
+                since_line: Duration::ZERO,
+                rss_kib: 0,
+                swap_kib: 0,
+            },
+        );
         Sampled { metrics: self.clone(), pgid }
     }
 
@@ -434,13 +430,16 @@ mod tests {
         for i in 0..STOPPED_KEPT + 3 {
             let key = (Uuid::nil(), format!("run.{i}"));
             let second = Second { at: 1000 + i as u32, cpu: 0, rss_kib: 0, swap_kib: 0, read: 0, write: 0 };
-            series.insert(key, Series {
-                app_id: Uuid::nil(),
-                dyno: format!("run.{i}"),
-                dyno_type: "run".into(),
-                seconds: VecDeque::from([second]),
-                running: usize::from(i == 0),
-            });
+            series.insert(
+                key,
+                Series {
+                    app_id: Uuid::nil(),
+                    dyno: format!("run.{i}"),
+                    dyno_type: "run".into(),
+                    seconds: VecDeque::from([second]),
+                    running: usize::from(i == 0),
+                },
+            );
         }
         forget_stopped(&mut series, 2000);
         assert_eq!(series.values().filter(|s| s.running == 0).count(), STOPPED_KEPT);

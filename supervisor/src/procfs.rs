@@ -228,7 +228,10 @@ mod tests {
         assert_eq!(parse_usage("4242 (x) S 1 2"), None);
         assert_eq!(parse_memory("Name:\tsh\nVmRSS:\t    1234 kB\nRssAnon:\t 1 kB\nVmSwap:\t       5 kB\n"), (1234, 5));
         assert_eq!(parse_memory("Name:\tkthreadd\n"), (0, 0));
-        assert_eq!(parse_io("rchar: 10\nwchar: 20\nread_bytes: 4096\nwrite_bytes: 8192\ncancelled_write_bytes: 0\n"), (4096, 8192));
+        assert_eq!(
+            parse_io("rchar: 10\nwchar: 20\nread_bytes: 4096\nwrite_bytes: 8192\ncancelled_write_bytes: 0\n"),
+            (4096, 8192)
+        );
         let me = std::process::id() as i32;
         let mine = all_usage().into_iter().find(|p| p.pid == me).unwrap();
         assert_eq!(mine.pgrp, stat(me).unwrap().pgrp);

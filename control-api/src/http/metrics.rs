@@ -206,7 +206,10 @@ mod tests {
         };
         check(q(None, None, None), ok(now - 3600, now, 1));
         check(q(Some("2027-01-15T07:59:00Z"), None, Some("10")), ok(now - 60, now, 10));
-        check(q(Some("2027-01-15T09:00:00.9+02:00"), Some("2027-01-15T07:30:00Z"), None), ok(now - 3600, now - 1800, 1));
+        check(
+            q(Some("2027-01-15T09:00:00.9+02:00"), Some("2027-01-15T07:30:00Z"), None),
+            ok(now - 3600, now - 1800, 1),
+        );
         check(q(Some("2027-01-15T07:00:00Z"), Some("2027-01-15T08:00:00Z"), Some("3600")), ok(now - 3600, now, 3600));
         check(q(Some("yesterday"), None, None), Err("from must be an RFC 3339 time"));
         check(q(None, Some("2027-01-15"), None), Err("to must be an RFC 3339 time"));
