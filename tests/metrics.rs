@@ -143,8 +143,11 @@ async fn metrics_lines_reach_a_drain_with_memory_that_moves_when_the_dyno_alloca
     assert!(total >= after, "memory_total {total} is resident plus swap, at least memory_rss {after}");
 }
 
-/// The seconds of CPU time the test compares, read twice from `/proc`.
-const CPU_WINDOW: usize = 10;
+/// The seconds of CPU time the test compares, read twice from `/proc`. The API's seconds are
+/// sampled at some point within each second, so its window is up to a second off the test's:
+/// twenty seconds keep that within the tolerance (a fifth of the figure, plus half a point for
+/// the clock ticks), which still tells a figure off by half, as a mutation check showed.
+const CPU_WINDOW: usize = 20;
 
 /// Waits for the wall clock to reach the next whole second, and returns it.
 async fn next_second() -> i64 {
@@ -235,7 +238,7 @@ async fn the_api_shows_a_busy_dyno_near_one_core_and_the_routers_counts_per_seco
     .await;
     eprintln!("busy dyno over {}s: the API says {api}% of a core, /proc says {own}%", to - from);
     assert!(
-        (api - own).abs() <= (own * 0.3).max(5.0),
+        (api - own).abs() <= own * 0.2 + 0.5,
         "the API says the busy dyno used {api}% of a core over {}s; /proc says {own}%",
         to - from
     );
