@@ -20,11 +20,11 @@ Wharf is the upper bound (unoptimised code); a release build can only be cheaper
 import argparse
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
+
+from wharf_process import WharfProcess
 
 HZ = os.sysconf("SC_CLK_TCK")
 
@@ -37,33 +37,8 @@ def cpu_seconds(pid):
 
 class Wharf:
     def __init__(self, binary):
-        self.dir = tempfile.mkdtemp(prefix="wharf-bench-metrics-")
-        data = os.path.join(self.dir, "data")
-        env = dict(os.environ)
-        for key in ("WHARF_ADMIN_TOKEN", "WHARF_ROUTER_TOKEN", "WHARF_LOGSHUTTLE_TOKEN", "WHARF_SESSION_SECRET"):
-            env.pop(key, None)
-        for key in ("CONTROL_API__LISTEN", "ROUTER__HTTP_LISTEN", "ROUTER__HTTPS_LISTEN",
-                    "ROUTER__INTERNAL_LISTEN", "ROUTER__ADMIN_LISTEN"):
-            env["WHARF_" + key] = "127.0.0.1:0"
-        env["WHARF_LOG"] = "warn"
-        env["WHARF_SUPERVISOR__STOP_GRACE"] = "1s"
-        self.proc = subprocess.Popen([binary, "serve", "--data-dir", data], env=env,
-                                     stdout=subprocess.DEVNULL, stderr=open(data + ".stderr", "w"))
-        addresses = os.path.join(data, "addresses.json")
-        for _ in range(1200):
-            try:
-                with open(addresses) as f:
-                    doc = json.load(f)
-                if doc.get("pid") == self.proc.pid:
-                    break
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.05)
-        else:
-            sys.exit("wharf did not start")
-        self.api = "http://" + doc["control_api"]
-        with open(os.path.join(data, "admin-token")) as f:
-            self.token = f.read().strip()
+        started = WharfProcess(binary, {"WHARF_SUPERVISOR__STOP_GRACE": "1s"}, prefix="wharf-bench-metrics-")
+        self.proc, self.api, self.token = started.proc, started.api, started.token
         self.call("POST", "/apps", {"name": "bench", "space": "default"})
 
     def call(self, method, path, body=None):
