@@ -33,6 +33,8 @@ import threading
 import time
 import urllib.request
 
+from wharf_process import WharfProcess
+
 WRITER = """import sys
 n = int(sys.argv[1])
 w = sys.stdout.write
@@ -125,37 +127,13 @@ class Wharf:
     """`wharf serve` in a temporary data directory, with app bench-default draining to the receiver."""
 
     def __init__(self, binary, receiver, drain_buffer_lines):
-        self.dir = tempfile.mkdtemp(prefix="wharf-bench-")
-        data = os.path.join(self.dir, "data")
-        env = dict(os.environ)
-        for key in ("WHARF_ADMIN_TOKEN", "WHARF_ROUTER_TOKEN", "WHARF_LOGSHUTTLE_TOKEN", "WHARF_DATA_PLANE_TOKEN", "WHARF_SESSION_SECRET"):
-            env.pop(key, None)
-        for key in ("CONTROL_API__LISTEN", "ROUTER__HTTP_LISTEN", "ROUTER__HTTPS_LISTEN",
-                    "ROUTER__INTERNAL_LISTEN", "ROUTER__ADMIN_LISTEN"):
-            env["WHARF_" + key] = "127.0.0.1:0"
-        env["WHARF_LOG"] = "warn"
-        env["WHARF_ROUTER__HTTP_REDIRECT"] = "false"
+        env = {"WHARF_ROUTER__HTTP_REDIRECT": "false"}
         if drain_buffer_lines:
             env["WHARF_LOGSHUTTLE__DRAIN_BUFFER_LINES"] = str(drain_buffer_lines)
             env["WHARF_LOGSHUTTLE__DRAIN_BUFFER_BYTES"] = str(drain_buffer_lines * 200)
-        self.proc = subprocess.Popen([binary, "serve", "--data-dir", data], env=env,
-                                     stdout=subprocess.DEVNULL, stderr=open(data + ".stderr", "w"))
-        addresses = os.path.join(data, "addresses.json")
-        for _ in range(600):
-            try:
-                with open(addresses) as f:
-                    doc = json.load(f)
-                if doc.get("pid") == self.proc.pid:
-                    break
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.05)
-        else:
-            sys.exit("wharf did not start")
-        self.api = "http://" + doc["control_api"]
-        self.admin = "http://" + doc["admin"]
-        with open(os.path.join(data, "admin-token")) as f:
-            self.token = f.read().strip()
+        started = WharfProcess(binary, env)
+        self.dir, self.proc, self.api, self.admin, self.token = (started.dir, started.proc, started.api,
+                                                                 started.admin, started.token)
         self.call("POST", "/apps", {"name": "bench", "space": "default"})
         drain = self.call("POST", "/apps/bench-default/log-drains",
                           {"url": f"syslog+tcp://127.0.0.1:{receiver.port}"})

@@ -303,6 +303,7 @@ async fn serve(config: Config) -> Result<()> {
     let mut router = Router::start(&config.router, listeners, certs, plane.subscribe(), bus.publisher.clone())?;
     plane.set_canary_reader(Box::new(router.canary_reader()));
     plane.set_build_publisher(bus.publisher.clone());
+    plane.set_request_metrics(Arc::new(router.request_series()));
     if let Some(verdicts) = router.take_verdicts() {
         tokio::spawn(plane.clone().record_verdicts(verdicts));
     }
@@ -327,6 +328,7 @@ async fn serve(config: Config) -> Result<()> {
             records_dir: Some(data_dir.join("dynos")),
             releases_dir: Some(absolute(data_dir).join("releases")),
             keep_releases: config.supervisor.keep_releases as usize,
+            runtime_metrics_interval: config.supervisor.runtime_metrics_interval.0,
         },
     );
 

@@ -447,11 +447,15 @@ const MODULE_USES: &[(&str, &str, &[&str])] = &[
     ("router/src", "path", &[]),
     // Counters know nothing of what they count.
     ("router/src", "metrics", &["client"]),
+    // Per-second request records know nothing of the router either (issue 21's metrics).
+    ("router/src", "series", &[]),
     // Desired state, the service and /proc's reader stand alone; the probe reads only /proc.
     ("supervisor/src", "desired", &[]),
     ("supervisor/src", "service", &[]),
     ("supervisor/src", "procfs", &[]),
     ("supervisor/src", "probe", &["procfs"]),
+    // Dyno metrics read /proc and nothing else of the supervisor: dynos hand them their group.
+    ("supervisor/src", "metrics", &["procfs"]),
 ];
 
 #[test]

@@ -140,6 +140,10 @@ pub struct SupervisorConfig {
     /// How many of an app's newest releases keep their unpacked directory
     /// (`DATA_DIR/releases/<id>`) for a quick rollback, beside those whose dynos still run.
     pub keep_releases: u32,
+    /// How often each dyno's log-runtime-metrics lines (Heroku's `sample#load_avg_1m`,
+    /// `sample#memory_rss`, ..., and `sample#cpu_percent`) go into its app's log stream. Dynos
+    /// are sampled every second regardless, for `GET /apps/{app}/metrics`. At least a second.
+    pub runtime_metrics_interval: HumanDuration,
 }
 
 impl Default for SupervisorConfig {
@@ -150,6 +154,7 @@ impl Default for SupervisorConfig {
             connection_grace: HumanDuration::secs(1),
             restart_min: HumanDuration::secs(1),
             keep_releases: 5,
+            runtime_metrics_interval: HumanDuration::secs(15 * 60),
         }
     }
 }
@@ -503,6 +508,12 @@ impl Config {
         if self.supervisor.health_timeout.0.is_zero() || self.supervisor.restart_min.0.is_zero() {
             return invalid("supervisor.health_timeout", "health_timeout and restart_min must be longer than zero");
         }
+        if self.supervisor.runtime_metrics_interval.0 < std::time::Duration::from_secs(1) {
+            return invalid(
+                "supervisor.runtime_metrics_interval",
+                "must be at least 1s: dynos are sampled each second",
+            );
+        }
         if self.control_api.tls_cert.is_some() != self.control_api.tls_key.is_some() {
             return invalid("control_api.tls_cert", "tls_cert and tls_key go together");
         }
@@ -743,6 +754,11 @@ mod tests {
         check_rejected("[control_api]\ndatabase_url = \"mysql://db/wharf\"", &[], "must be a postgres:// URL");
         check_rejected("[control_api]\ndatabase_url = \"postgres://\"", &[], "must name a host");
         check_rejected("[supervisor]\nhealth_timeout = \"0s\"", &[], "supervisor.health_timeout");
+        check_rejected(
+            "[supervisor]\nruntime_metrics_interval = \"500ms\"",
+            &[],
+            "supervisor.runtime_metrics_interval",
+        );
         check_rejected("[supervisor]\nrestart = \"1s\"", &[], "unknown field");
         check_rejected("[kafka]\ngroup_id = \"\"", &[], "kafka.group_id");
         check_rejected("[kafka]\ncommit_interval = \"0ms\"", &[], "kafka.commit_interval");

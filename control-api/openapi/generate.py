@@ -168,6 +168,20 @@ bodies = {
 }
 schemas.update(bodies)
 
+# GET /apps/{app}/metrics (issue 21): per-second (or per-step) figures of the last hour.
+NUMBER = {"type": "number", "minimum": 0}
+schemas.update({
+    "DynoMetrics": obj({"name": S, "type": S, "samples": {"type": "array", "items": obj({
+        "time": TIME, "cpu_percent": NUMBER, "memory_rss_bytes": INT, "memory_total_bytes": INT,
+        "read_bytes_per_second": INT, "write_bytes_per_second": INT})}}),
+    "RequestMetrics": obj({"time": TIME, "requests": INT, "status_4xx": INT, "status_5xx": INT,
+                           "codes": {"type": "object", "additionalProperties": INT},
+                           "latency_ms": obj({"p50": nullable(INT), "p95": nullable(INT), "p99": nullable(INT), "max": nullable(INT)})}),
+    "Metrics": obj({"app": ref("AppRef"), "from": TIME, "to": TIME, "resolution": {"type": "integer", "minimum": 1, "maximum": 3600},
+                    "dynos": {"type": "array", "items": ref("DynoMetrics")},
+                    "requests": nullable({"type": "array", "items": ref("RequestMetrics")})}),
+})
+
 def param(name, description):
     return {"name": name, "in": "path", "required": True, "schema": S, "description": description}
 
@@ -300,6 +314,21 @@ paths = {
         "get": op("Show a drain", 200, ref("Drain"), params=["app", "drain"]),
         "delete": op("Remove a drain", 200, ref("Drain"), params=["app", "drain"])},
     "/apps/{app}/log-sessions": {"post": op("Open a log session", 201, ref("LogSession"), "LogSessionCreate", params=["app"])},
+    "/apps/{app}/metrics": {"get": dict(op(
+        "An app's figures per second, or per step of `resolution` seconds, over at most the last hour: each dyno's CPU "
+        "(percent of one core), memory and storage bytes per second, averaged over the step (from the local runtime's "
+        "/proc samples), and the app's requests, 4xx, 5xx, router error codes (H12, H14, ...) and latency percentiles, "
+        "summed or merged over the step (from the router of this process; `requests` is null without one). Steps start "
+        "at `from`; steps without figures are left out. A bad time, a reversed, empty or over-an-hour range, a "
+        "resolution outside 1..3600 or an unknown parameter is a 422.",
+        200, ref("Metrics"), params=["app"]), parameters=[P["app"]] + [
+            {"name": "from", "in": "query", "required": False, "schema": TIME,
+             "description": "RFC 3339 start, taken to the second (default: an hour before `to`)"},
+            {"name": "to", "in": "query", "required": False, "schema": TIME,
+             "description": "RFC 3339 end, exclusive (default: now)"},
+            {"name": "resolution", "in": "query", "required": False,
+             "schema": {"type": "integer", "minimum": 1, "maximum": 3600, "default": 1},
+             "description": "seconds per step"}])},
     "/apps/{app}/routes": {"get": op("List the routes to an app", 200, arr("Route"), params=["app"])},
     "/apps/{app}/canary": {
         "get": op("Show an app's canary, with live counts", 200, ref("Canary"), params=["app"]),

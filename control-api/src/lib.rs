@@ -23,6 +23,7 @@ pub use plane::{
     ControlPlane, DeploySettings, Drains, DynoRelease, DynoSizes, DynoState, Error, LocalDyno, LocalRuntime, OneOff,
     Restart, Settings,
 };
+pub use plane::{DynoMetrics, RequestMetrics};
 pub use store::postgres::PostgresStore;
 pub use store::{SqliteStore, Store, StoreError};
 

@@ -11,6 +11,7 @@
 pub mod canary;
 pub mod cert;
 pub mod drain;
+pub mod metrics;
 pub mod names;
 pub mod outbound;
 pub mod pipeline;

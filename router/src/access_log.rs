@@ -96,5 +96,6 @@ impl AccessLog {
         crate::batch::publish(&shared.publisher, event.message(line.as_bytes()));
         shared.metrics.record(self.status, total);
         self.stats.record(self.status);
+        crate::series::record(&shared.series, &self.app, micros, self.status, self.code.map(Code::as_str), total);
     }
 }

@@ -26,6 +26,7 @@ mod path;
 mod pool;
 mod proxy;
 mod response_body;
+mod series;
 mod server;
 mod settings;
 mod sockopt;
@@ -180,6 +181,7 @@ impl Router {
                 upgrades: config.upgrades.iter().map(|u| u.to_ascii_lowercase().into_boxed_str()).collect(),
             },
             metrics: Metrics::default(),
+            series: Arc::default(),
             pool_stats: PoolStats::default(),
             tls: tokio_rustls::TlsAcceptor::from(tls::server_config(certs.clone(), config.tls13_tickets)?),
             verdicts,
@@ -275,6 +277,16 @@ impl Router {
     pub fn canary_reader(&self) -> impl Fn(uuid::Uuid) -> Option<CanaryEvidence> + Send + Sync + 'static {
         let shared = Arc::downgrade(&self.shared);
         move |id| shared.upgrade()?.table.load().canary(id).map(|c| c.evidence())
+    }
+
+    /// A handle that reads an app's requests per second (by app key, from `from` up to `to`,
+    /// seconds since the epoch), for the control API's `GET /apps/{app}/metrics`. Seconds are
+    /// kept for the last hour; a second is there about a second after it ended.
+    pub fn request_series(
+        &self,
+    ) -> impl Fn(&str, i64, i64) -> Vec<wharf_domain::metrics::RequestSecond> + Send + Sync + 'static {
+        let series = self.shared.series.clone();
+        move |app, from, to| series.app(app, from, to)
     }
 
     /// The snapshot version being served.

@@ -1,6 +1,8 @@
 //! The state every worker shares: the routing table, the settings, the counters, the TLS
 //! acceptor and where log lines and canary verdicts go.
 
+use std::sync::Arc;
+
 use arc_swap::ArcSwap;
 use wharf_bus::Publisher;
 use wharf_domain::CanaryVerdict;
@@ -19,6 +21,8 @@ pub(crate) struct RouterState {
     pub(crate) settings: Settings,
     /// The router's counters.
     pub(crate) metrics: Metrics,
+    /// Each app's requests per second for the last hour, for the control API.
+    pub(crate) series: Arc<crate::series::Series>,
     /// The dyno connection pools' counters (the pools themselves are per worker).
     pub(crate) pool_stats: PoolStats,
     /// The TLS handshake for the HTTPS listeners.

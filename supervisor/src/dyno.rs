@@ -224,6 +224,9 @@ impl Dyno {
             let exit = match spawned {
                 Ok(mut process) => {
                     policy.started();
+                    let (app_id, dyno_type) = (self.launcher.app_id, self.launcher.dyno_type.as_str());
+                    let _sampled =
+                        self.launcher.registry.metrics.sample(process.pgid(), app_id, app, &self.name, dyno_type);
                     let exit = self.serve(&mut process, port, &health, &mut stopped).await;
                     if let DynoExit::Exited(status) = &exit {
                         self.crashed(&health, status);

@@ -43,6 +43,7 @@ mod desired;
 mod dyno;
 mod formation;
 mod group;
+mod metrics;
 mod one_off;
 mod output;
 mod probe;
@@ -97,6 +98,13 @@ impl Supervisor {
         let restarts = registry.subscribe_restarts();
         let one_offs = registry.take_one_offs().expect("a new registry has its one-off queue");
         plane.set_local_runtime(registry.clone());
+        plane.set_dyno_metrics(registry.metrics.clone());
+        tokio::spawn(metrics::run(
+            registry.metrics.clone(),
+            publisher.clone(),
+            settings.runtime_metrics_interval,
+            stopped.clone(),
+        ));
         let task = tokio::spawn(run(plane, registry, restarts, one_offs, publisher, settings, stopped));
         Supervisor { stop, task }
     }

@@ -54,6 +54,7 @@ pub(crate) async fn run(
     let status = match process::spawn(&spec, &name, 0, app, &cx.publisher, cx.records.as_ref(), None) {
         Ok(mut process) => {
             cx.registry.set_state(app_id, &name, DynoState::Up);
+            let _sampled = cx.registry.metrics.sample(process.pgid(), app_id, app, &name, "run");
             let status = tokio::select! {
                 status = process.wait() => status,
                 () = stop_requested(&mut stopped) => "stopped with Wharf".to_owned(),

@@ -1,5 +1,6 @@
 //! What the supervisor reads about processes from Linux's `/proc` (proc(5)): a process's state,
-//! parent, process group and start time, the members of a process group, and the boot id.
+//! parent, process group and start time, the members of a process group, and the boot id; for
+//! dyno metrics, every process's CPU time, and a process's memory and storage I/O.
 //!
 //! Four fields of `/proc/PID/stat` are all it needs, so they are parsed here rather than with
 //! the `procfs` crate, which would bring a large API (and its dependencies) for them.
@@ -59,6 +60,79 @@ pub(crate) fn all() -> Vec<ProcStat> {
 /// The processes of process group `pgrp`, zombies included.
 pub(crate) fn group_members(pgrp: i32) -> Vec<ProcStat> {
     all().into_iter().filter(|p| p.pgrp == pgrp).collect()
+}
+
+/// What dyno metrics read of every process's `/proc/PID/stat` (proc(5)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProcUsage {
+    /// The process id.
+    pub(crate) pid: i32,
+    /// Its state letter (`R` running, `D` uninterruptible sleep, ...).
+    pub(crate) state: u8,
+    /// Its process group's id.
+    pub(crate) pgrp: i32,
+    /// When it started, in clock ticks after boot.
+    pub(crate) start_time: u64,
+    /// CPU time used so far, user and system (`utime` + `stime`), in clock ticks.
+    pub(crate) cpu_ticks: u64,
+}
+
+/// Parses `/proc/PID/stat` for [`ProcUsage`]: fields counted from the last `)`, as
+/// [`parse_stat`] does; utime and stime are fields 14 and 15 of proc(5).
+pub(crate) fn parse_usage(text: &str) -> Option<ProcUsage> {
+    let (head, rest) = text.rsplit_once(')')?;
+    let pid = head.split_once(" (")?.0.trim().parse().ok()?;
+    let mut fields = rest.split_whitespace();
+    let state = *fields.next()?.as_bytes().first()?;
+    let pgrp = fields.nth(1)?.parse().ok()?; // field 5
+    let utime: u64 = fields.nth(8)?.parse().ok()?; // field 14
+    let stime: u64 = fields.next()?.parse().ok()?; // field 15
+    let start_time = fields.nth(6)?.parse().ok()?; // field 22
+    Some(ProcUsage { pid, state, pgrp, start_time, cpu_ticks: utime + stime })
+}
+
+/// Every process's [`ProcUsage`], as far as `/proc` can be read: one directory listing and one
+/// read per process, into one reused buffer, whatever the number of dynos.
+pub(crate) fn all_usage() -> Vec<ProcUsage> {
+    use std::io::Read;
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let mut buf = String::with_capacity(512);
+    let mut out = Vec::new();
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else { continue };
+        buf.clear();
+        let Ok(mut f) = std::fs::File::open(format!("/proc/{pid}/stat")) else { continue };
+        if f.read_to_string(&mut buf).is_ok() {
+            out.extend(parse_usage(&buf));
+        }
+    }
+    out
+}
+
+/// A process's resident memory and swap in KiB (`VmRSS` and `VmSwap` of `/proc/PID/status`);
+/// `None` when it is gone. A kernel thread or zombie has neither: zeros.
+pub(crate) fn memory_kib(pid: i32) -> Option<(u64, u64)> {
+    Some(parse_memory(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?))
+}
+
+fn parse_memory(status: &str) -> (u64, u64) {
+    let kib = |key: &str| {
+        status.lines().find_map(|l| l.strip_prefix(key)?.trim().strip_suffix("kB")?.trim().parse().ok()).unwrap_or(0)
+    };
+    (kib("VmRSS:"), kib("VmSwap:"))
+}
+
+/// The bytes a process caused to be read from and written to storage so far (`read_bytes` and
+/// `write_bytes` of `/proc/PID/io`; readable for processes of the same user); `None` when it is
+/// gone or unreadable.
+pub(crate) fn io_bytes(pid: i32) -> Option<(u64, u64)> {
+    Some(parse_io(&std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?))
+}
+
+fn parse_io(io: &str) -> (u64, u64) {
+    let bytes = |key: &str| io.lines().find_map(|l| l.strip_prefix(key)?.trim().parse().ok()).unwrap_or(0);
+    (bytes("read_bytes:"), bytes("write_bytes:"))
 }
 
 /// This boot's id (`/proc/sys/kernel/random/boot_id`), which tells a record written before a
@@ -142,5 +216,26 @@ mod tests {
         let listening = listening_sockets(port);
         assert_eq!(listening.len(), 1);
         assert!(mine.contains(&listening[0]));
+    }
+
+    #[test]
+    fn usage_memory_and_io_are_read_from_their_files() {
+        let text = "4242 (a (b) c) R 1 4240 4240 0 -1 4194560 93 0 0 0 70 30 0 0 20 0 1 0 123456 0 0";
+        assert_eq!(
+            parse_usage(text),
+            Some(ProcUsage { pid: 4242, state: b'R', pgrp: 4240, start_time: 123456, cpu_ticks: 100 })
+        );
+        assert_eq!(parse_usage("4242 (x) S 1 2"), None);
+        assert_eq!(parse_memory("Name:\tsh\nVmRSS:\t    1234 kB\nRssAnon:\t 1 kB\nVmSwap:\t       5 kB\n"), (1234, 5));
+        assert_eq!(parse_memory("Name:\tkthreadd\n"), (0, 0));
+        assert_eq!(
+            parse_io("rchar: 10\nwchar: 20\nread_bytes: 4096\nwrite_bytes: 8192\ncancelled_write_bytes: 0\n"),
+            (4096, 8192)
+        );
+        let me = std::process::id() as i32;
+        let mine = all_usage().into_iter().find(|p| p.pid == me).unwrap();
+        assert_eq!(mine.pgrp, stat(me).unwrap().pgrp);
+        assert!(memory_kib(me).unwrap().0 > 0);
+        assert!(io_bytes(me).is_some());
     }
 }

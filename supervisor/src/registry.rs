@@ -7,12 +7,14 @@
 //! as they start, change state and stop; nothing here is stored, it lives as long as the process.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 use wharf_control_api::{DynoState, LocalDyno, LocalRuntime, OneOff, Restart};
 use wharf_domain::DynoType;
+
+use crate::metrics::DynoMetrics;
 
 /// A release the supervisor is rolling an app to: the formation entries that have not reported
 /// yet, and whether one that did failed.
@@ -35,6 +37,8 @@ pub(crate) struct Registry {
     one_offs_rx: Mutex<Option<mpsc::UnboundedReceiver<(String, OneOff)>>>,
     /// The last one-off number given, per app: `run.1`, `run.2`, ...
     runs: Mutex<HashMap<Uuid, u32>>,
+    /// Every dyno's sampled figures; each dyno's process is sampled while it runs.
+    pub(crate) metrics: Arc<DynoMetrics>,
 }
 
 impl Default for Registry {
@@ -48,6 +52,7 @@ impl Default for Registry {
             one_offs,
             one_offs_rx: Mutex::new(Some(rx)),
             runs: Mutex::default(),
+            metrics: Arc::default(),
         }
     }
 }

@@ -28,6 +28,9 @@ pub struct Settings {
     /// How many of an app's newest releases keep their directory beside those whose dynos
     /// still run: a rollback to one of them starts without unpacking.
     pub keep_releases: usize,
+    /// How often each dyno's log-runtime-metrics lines (load, memory, CPU) go into its app's
+    /// log stream; dynos are sampled every second whatever this is.
+    pub runtime_metrics_interval: Duration,
 }
 
 /// The longest delay before a crashed dyno's restart, before jitter.
@@ -43,6 +46,7 @@ impl Default for Settings {
             records_dir: None,
             releases_dir: None,
             keep_releases: 5,
+            runtime_metrics_interval: Duration::from_secs(15 * 60),
         }
     }
 }

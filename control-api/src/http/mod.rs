@@ -35,6 +35,7 @@ mod hooks;
 mod log_events;
 mod log_sessions;
 mod pipelines;
+mod metrics;
 mod releases;
 mod routes;
 mod sites;
@@ -130,6 +131,7 @@ route_group! {
         GET "/apps/{app}/log-drains/{drain}" => drains::get_drain,
         DELETE "/apps/{app}/log-drains/{drain}" => drains::delete_drain,
         POST "/apps/{app}/log-sessions" => log_sessions::create_log_session,
+        GET "/apps/{app}/metrics" => metrics::get_metrics,
         GET "/apps/{app}/routes" => routes::list_app_routes,
         GET "/apps/{app}/canary" => canaries::get_canary,
         PUT "/apps/{app}/canary" => canaries::put_canary,

@@ -232,6 +232,10 @@ pub struct ControlPlane {
     pub(super) build_publisher: OnceLock<wharf_bus::Publisher>,
     /// The output of each build running in this process, for its `output_stream_url`.
     pub(super) build_outputs: Mutex<std::collections::HashMap<Uuid, watch::Sender<super::builds::BuildOutput>>>,
+    /// The local runtime's dyno figures (`metrics.rs`), once plugged in.
+    pub(super) dyno_metrics: OnceLock<Arc<dyn super::metrics::DynoMetrics>>,
+    /// The in-process router's request counts (`metrics.rs`), once plugged in.
+    pub(super) request_metrics: OnceLock<Arc<dyn super::metrics::RequestMetrics>>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -272,6 +276,8 @@ impl ControlPlane {
             deploy: OnceLock::new(),
             build_publisher: OnceLock::new(),
             build_outputs: Mutex::default(),
+            dyno_metrics: OnceLock::new(),
+            request_metrics: OnceLock::new(),
         };
         if plane.read(|m| m.spaces().next().is_none()).await {
             // Another replica starting at the same time may create it first.

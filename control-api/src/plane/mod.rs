@@ -31,6 +31,7 @@ pub mod local;
 mod maintenance;
 pub mod outbound_http;
 mod pipelines;
+pub mod metrics;
 mod releases;
 mod routing;
 mod sessions;
@@ -49,6 +50,7 @@ pub use hooks::{Delivery, DeliveryRecord, DeliveryStatus, Happened, HookInput, M
 pub use local::{DynoRelease, DynoState, LocalDyno, LocalRuntime, OneOff, Restart};
 pub use maintenance::{PAGE_FETCH_TIMEOUT, fetch_page};
 pub use pipelines::{CheckInput, MAX_REQUIRED_CONTEXTS, PromotionInput};
+pub use metrics::{DynoMetrics, RequestMetrics};
 pub use releases::INITIAL_RELEASE;
 pub use routing::{MAX_CERTS, MAX_ROUTES_PER_SITE};
 pub use sessions::LogSession;

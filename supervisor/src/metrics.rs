@@ -1,0 +1,450 @@
+//! Dyno metrics: every second, the CPU time, memory and disk I/O of each dyno's whole process
+//! group, read from `/proc` (proc(5)); one record per dyno per second for the last hour, for the
+//! control API's `GET /apps/{app}/metrics` (through `wharf_control_api::DynoMetrics`); and, at
+//! a configured interval (15 minutes by default), Heroku's log-runtime-metrics lines in the
+//! app's log stream.
+//!
+//! The lines follow Heroku's format (Dev Center, "Heroku Labs: log-runtime-metrics"): a load
+//! line and a memory line per dyno,
+//!
+//! ```text
+//! source=web.1-abcde dyno=heroku.APP_ID.RUN_ID sample#load_avg_1m=0.98 sample#load_avg_5m=0.40 sample#load_avg_15m=0.15 sample#cpu_percent=97.95
+//! source=web.1-abcde dyno=heroku.APP_ID.RUN_ID sample#memory_total=21.00MB sample#memory_rss=21.00MB sample#memory_swap=0.00MB
+//! ```
+//!
+//! `source` is the dyno's name as its output lines give it, and `dyno` is `heroku.`, the app's
+//! id and an id of this run of the dyno (a new one each time it starts), as Heroku's. Load
+//! averages are the kernel's formula over the group's runnable and uninterruptible processes,
+//! sampled each second; `cpu_percent` (a Wharf addition: the seed asks for CPU utilization) is
+//! the average over the interval, in percent of one core. Memory is a sample (`sample#`, as in
+//! Heroku's l2met convention): `memory_rss` the group's resident memory (`VmRSS`), `memory_swap`
+//! its swap (`VmSwap`), `memory_total` their sum; MB is 2^20 bytes, as Heroku's. Heroku's
+//! `memory_cache`, `memory_pgpgin`, `memory_pgpgout` and `memory_quota` are cgroup counters with
+//! no per-process equivalent (and sizes are not enforced without cgroups), so they are left out
+//! rather than made up.
+//!
+//! A process that leaves the group (`setsid`) is not counted, as it is not stopped. A process
+//! that exits between two samples loses its last second of CPU time and I/O: the kernel keeps
+//! no total for a group's exited members.
+//!
+//! Memory: each dyno's seconds are [`Second`]s of 24 bytes, at most 3,600 of them (84 KiB) per
+//! dyno, growing as the dyno runs. A stopped dyno's seconds are kept while they are within the
+//! hour, at most [`STOPPED_KEPT`] stopped dynos (the longest stopped go first).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+use wharf_bus::{LogEvent, Publisher, Stream};
+use wharf_domain::metrics::{DynoSecond, DynoSeries, WINDOW_SECONDS};
+
+use crate::procfs;
+
+/// How often every dyno is sampled.
+pub(crate) const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+
+/// The most stopped dynos whose seconds are kept.
+pub(crate) const STOPPED_KEPT: usize = 200;
+
+/// One dyno's second, packed: 24 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Second {
+    /// Seconds since the epoch (as `u32`: good until 2106).
+    at: u32,
+    /// CPU, in hundredths of a percent of one core.
+    cpu: u32,
+    /// Resident memory, KiB.
+    rss_kib: u32,
+    /// Swap, KiB.
+    swap_kib: u32,
+    /// Bytes read from storage in the second (saturating at 4 GiB).
+    read: u32,
+    /// Bytes written to storage in the second (saturating at 4 GiB).
+    write: u32,
+}
+
+impl Second {
+    fn unpack(self) -> DynoSecond {
+        DynoSecond {
+            at: i64::from(self.at),
+            cpu_percent: f64::from(self.cpu) / 100.0,
+            memory_rss_bytes: u64::from(self.rss_kib) * 1024,
+            memory_total_bytes: (u64::from(self.rss_kib) + u64::from(self.swap_kib)) * 1024,
+            read_bytes: u64::from(self.read),
+            write_bytes: u64::from(self.write),
+        }
+    }
+}
+
+/// A dyno's seconds: those of every run of it (a crashed dyno keeps its name when it restarts).
+#[derive(Debug)]
+struct Series {
+    app_id: Uuid,
+    dyno: String,
+    dyno_type: String,
+    seconds: VecDeque<Second>,
+    /// The process groups of it being sampled (one, or none once it stopped).
+    running: usize,
+}
+
+/// What one process contributed at the previous sample: its CPU ticks and I/O bytes so far.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counted {
+    ticks: u64,
+    read: u64,
+    write: u64,
+}
+
+/// A running dyno's process group being sampled.
+#[derive(Debug)]
+struct Group {
+    /// The series it adds to: (app, dyno name).
+    key: (Uuid, String),
+    /// The app's key, whose log stream gets the lines.
+    app: String,
+    /// This run's id, for the lines' `dyno=`.
+    run_id: Uuid,
+    /// Each member's counts at the previous sample, by (pid, start time).
+    members: HashMap<(i32, u64), Counted>,
+    /// Load averages over 1, 5 and 15 minutes.
+    load: [f64; 3],
+    /// CPU ticks and seconds since the last log line, for its average.
+    ticks_since_line: u64,
+    since_line: Duration,
+    /// The last sample's memory, KiB: resident and swap.
+    rss_kib: u64,
+    swap_kib: u64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    groups: HashMap<i32, Group>,
+    series: HashMap<(Uuid, String), Series>,
+}
+
+/// Every dyno's sampled seconds, and the groups being sampled. One per supervisor.
+#[derive(Debug, Default)]
+pub(crate) struct DynoMetrics {
+    inner: Mutex<Inner>,
+}
+
+/// Stops sampling a group when dropped (its dyno's process stopped or exited).
+#[derive(Debug)]
+pub(crate) struct Sampled {
+    metrics: Arc<DynoMetrics>,
+    pgid: i32,
+}
+
+impl Drop for Sampled {
+    fn drop(&mut self) {
+        let mut inner = self.metrics.inner.lock().expect("metrics lock");
+        if let Some(group) = inner.groups.remove(&self.pgid)
+            && let Some(series) = inner.series.get_mut(&group.key)
+        {
+            series.running = series.running.saturating_sub(1);
+        }
+    }
+}
+
+impl DynoMetrics {
+    /// Starts sampling process group `pgid`, dyno `dyno` (of type `dyno_type`) of app `app_id`
+    /// (key `app`), until the returned guard is dropped.
+    pub(crate) fn sample(self: &Arc<Self>, pgid: i32, app_id: Uuid, app: &str, dyno: &str, dyno_type: &str) -> Sampled {
+        let key = (app_id, dyno.to_owned());
+        let mut inner = self.inner.lock().expect("metrics lock");
+        let series = inner.series.entry(key.clone()).or_insert_with(|| Series {
+            app_id,
+            dyno: dyno.to_owned(),
+            dyno_type: dyno_type.to_owned(),
+            seconds: VecDeque::new(),
+            running: 0,
+        });
+        series.running += 1;
+        inner.groups.insert(
+            pgid,
+            Group {
+                key,
+                app: app.to_owned(),
+                // A random (version 4) id, from fastrand's bytes: uuid's own generator is a feature
+                // this crate does not need otherwise.
+                run_id: uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid(),
+                members: HashMap::new(),
+                load: [0.0; 3],
+                ticks_since_line: 0,
+                since_line: Duration::ZERO,
+                rss_kib: 0,
+                swap_kib: 0,
+            },
+        );
+        Sampled { metrics: self.clone(), pgid }
+    }
+
+    /// Reads `/proc` for every group being sampled and records second `at` (seconds since the
+    /// epoch), `elapsed` after the previous sample. Returns the log lines due: those of groups
+    /// whose `since_line` reached `interval`, as (app key, dyno, lines).
+    fn sample_now(&self, at: i64, elapsed: Duration, interval: Duration, hz: u64) -> Vec<(String, String, String)> {
+        let pgids: HashSet<i32> = self.inner.lock().expect("metrics lock").groups.keys().copied().collect();
+        if pgids.is_empty() {
+            return Vec::new();
+        }
+        // The reading is done without the lock: `/proc` is slow next to a map.
+        let mut read: HashMap<i32, Vec<Member>> = HashMap::new();
+        for p in procfs::all_usage() {
+            if pgids.contains(&p.pgrp) {
+                read.entry(p.pgrp).or_default().push(Member::read(p));
+            }
+        }
+        let mut inner = self.inner.lock().expect("metrics lock");
+        let Inner { groups, series } = &mut *inner;
+        let mut lines = Vec::new();
+        for (pgid, group) in groups.iter_mut() {
+            let members = read.remove(pgid).unwrap_or_default();
+            let (mut ticks, mut bytes_read, mut bytes_written, mut rss, mut swap, mut runnable) = (0, 0, 0, 0, 0, 0u32);
+            let mut now = HashMap::with_capacity(members.len());
+            for m in &members {
+                let before = group.members.get(&(m.pid, m.start_time)).copied().unwrap_or_default();
+                ticks += m.counted.ticks.saturating_sub(before.ticks);
+                bytes_read += m.counted.read.saturating_sub(before.read);
+                bytes_written += m.counted.write.saturating_sub(before.write);
+                rss += m.rss_kib;
+                swap += m.swap_kib;
+                runnable += u32::from(m.runnable);
+                now.insert((m.pid, m.start_time), m.counted);
+            }
+            group.members = now;
+            for (load, minutes) in group.load.iter_mut().zip([1.0, 5.0, 15.0]) {
+                // The kernel's exponentially damped average (kernel/sched/loadavg.c), per second.
+                let e = (-elapsed.as_secs_f64() / (60.0 * minutes)).exp();
+                *load = *load * e + f64::from(runnable) * (1.0 - e);
+            }
+            group.rss_kib = rss;
+            group.swap_kib = swap;
+            group.ticks_since_line += ticks;
+            group.since_line += elapsed;
+            let cpu = ticks as f64 / hz.max(1) as f64 / elapsed.as_secs_f64().max(0.001) * 100.0;
+            let second = Second {
+                at: u32::try_from(at).unwrap_or(u32::MAX),
+                cpu: (cpu * 100.0).round().clamp(0.0, f64::from(u32::MAX)) as u32,
+                rss_kib: u32::try_from(rss).unwrap_or(u32::MAX),
+                swap_kib: u32::try_from(swap).unwrap_or(u32::MAX),
+                read: u32::try_from(bytes_read).unwrap_or(u32::MAX),
+                write: u32::try_from(bytes_written).unwrap_or(u32::MAX),
+            };
+            if let Some(series) = series.get_mut(&group.key) {
+                match series.seconds.back_mut() {
+                    // Two samples in one wall-clock second (a late tick): the later one stands.
+                    Some(last) if last.at >= second.at => *last = second,
+                    _ => series.seconds.push_back(second),
+                }
+                while series.seconds.front().is_some_and(|s| i64::from(s.at) <= at - WINDOW_SECONDS) {
+                    series.seconds.pop_front();
+                }
+            }
+            if group.since_line >= interval {
+                lines.push((group.app.clone(), group.key.1.clone(), group.lines(hz)));
+                group.ticks_since_line = 0;
+                group.since_line = Duration::ZERO;
+            }
+        }
+        forget_stopped(series, at);
+        lines
+    }
+}
+
+/// Forgets stopped dynos' seconds older than the window, and the longest stopped past
+/// [`STOPPED_KEPT`].
+fn forget_stopped(series: &mut HashMap<(Uuid, String), Series>, at: i64) {
+    series.retain(|_, s| {
+        if s.running == 0 {
+            while s.seconds.front().is_some_and(|x| i64::from(x.at) <= at - WINDOW_SECONDS) {
+                s.seconds.pop_front();
+            }
+        }
+        s.running > 0 || !s.seconds.is_empty()
+    });
+    let mut stopped: Vec<(u32, (Uuid, String))> = series
+        .iter()
+        .filter(|(_, s)| s.running == 0)
+        .map(|(k, s)| (s.seconds.back().map_or(0, |x| x.at), k.clone()))
+        .collect();
+    if stopped.len() > STOPPED_KEPT {
+        stopped.sort();
+        let excess = stopped.len() - STOPPED_KEPT;
+        for (_, key) in stopped.into_iter().take(excess) {
+            series.remove(&key);
+        }
+    }
+}
+
+impl Group {
+    /// Heroku's two log-runtime-metrics lines for this group, load then memory.
+    fn lines(&self, hz: u64) -> String {
+        let (dyno, app_id) = (&self.key.1, self.key.0);
+        let cpu = self.ticks_since_line as f64 / hz.max(1) as f64 / self.since_line.as_secs_f64().max(0.001) * 100.0;
+        let mb = |kib: u64| kib as f64 / 1024.0;
+        format!(
+            "source={dyno} dyno=heroku.{app_id}.{run} sample#load_avg_1m={:.2} sample#load_avg_5m={:.2} \
+             sample#load_avg_15m={:.2} sample#cpu_percent={cpu:.2}\n\
+             source={dyno} dyno=heroku.{app_id}.{run} sample#memory_total={:.2}MB sample#memory_rss={:.2}MB \
+             sample#memory_swap={:.2}MB",
+            self.load[0],
+            self.load[1],
+            self.load[2],
+            mb(self.rss_kib + self.swap_kib),
+            mb(self.rss_kib),
+            mb(self.swap_kib),
+            run = self.run_id,
+        )
+    }
+}
+
+/// One process's figures at a sample.
+#[derive(Debug)]
+struct Member {
+    pid: i32,
+    start_time: u64,
+    runnable: bool,
+    counted: Counted,
+    rss_kib: u64,
+    swap_kib: u64,
+}
+
+impl Member {
+    /// Reads what `/proc/PID/stat` did not give: memory from `status`, I/O from `io`. A process
+    /// that exited meanwhile counts what was read.
+    fn read(p: procfs::ProcUsage) -> Member {
+        let (rss_kib, swap_kib) = procfs::memory_kib(p.pid).unwrap_or_default();
+        let (read, write) = procfs::io_bytes(p.pid).unwrap_or_default();
+        Member {
+            pid: p.pid,
+            start_time: p.start_time,
+            runnable: matches!(p.state, b'R' | b'D'),
+            counted: Counted { ticks: p.cpu_ticks, read, write },
+            rss_kib,
+            swap_kib,
+        }
+    }
+}
+
+impl wharf_control_api::DynoMetrics for DynoMetrics {
+    fn dynos(&self, app_id: Uuid, from: i64, to: i64) -> Vec<DynoSeries> {
+        let inner = self.inner.lock().expect("metrics lock");
+        let mut out: Vec<DynoSeries> = inner
+            .series
+            .values()
+            .filter(|s| s.app_id == app_id)
+            .map(|s| DynoSeries {
+                dyno: s.dyno.clone(),
+                dyno_type: s.dyno_type.clone(),
+                seconds: s
+                    .seconds
+                    .iter()
+                    .filter(|x| (from..to).contains(&i64::from(x.at)))
+                    .map(|x| x.unpack())
+                    .collect(),
+            })
+            .filter(|s| !s.seconds.is_empty())
+            .collect();
+        out.sort_by(|a, b| a.dyno.cmp(&b.dyno));
+        out
+    }
+}
+
+/// Samples every second until `stopped`, and puts each dyno's lines in its app's stream every
+/// `interval`.
+pub(crate) async fn run(
+    metrics: Arc<DynoMetrics>,
+    publisher: Publisher,
+    interval: Duration,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let hz = rustix::param::clock_ticks_per_second();
+    let mut ticks = tokio::time::interval(SAMPLE_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = Instant::now();
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+        let now = Instant::now();
+        let (elapsed, at) = (now - last, wharf_domain::timestamp::now_seconds());
+        last = now;
+        let m = metrics.clone();
+        let Ok(lines) = tokio::task::spawn_blocking(move || m.sample_now(at, elapsed, interval, hz)).await else {
+            continue;
+        };
+        for (app, dyno, text) in lines {
+            let event = LogEvent::builder(&app, "akkeris/supervisor").process(&dyno).stream(Stream::Platform);
+            publisher.publish_batch(text.lines().map(|l| event.clone().message(l.as_bytes())).collect());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wharf_control_api::DynoMetrics as _;
+
+    #[test]
+    fn a_busy_group_is_sampled_with_its_cpu_memory_and_lines() {
+        let metrics = Arc::new(DynoMetrics::default());
+        let me = procfs::stat(std::process::id() as i32).unwrap();
+        let app_id = Uuid::from_u128(fastrand::u128(..));
+        let hz = rustix::param::clock_ticks_per_second();
+        let sampled = metrics.sample(me.pgrp, app_id, "app-default", "web.1-abcde", "web");
+        assert!(metrics.sample_now(100, SAMPLE_EVERY, Duration::from_secs(2), hz).is_empty());
+        // Busy for a while, so the next sample counts CPU time.
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(300) {
+            std::hint::black_box(fastrand::u64(..));
+        }
+        let lines = metrics.sample_now(101, SAMPLE_EVERY, Duration::from_secs(2), hz);
+        assert_eq!(lines.len(), 1, "two seconds since the start: the lines are due");
+        let (app, dyno, text) = &lines[0];
+        assert_eq!((app.as_str(), dyno.as_str()), ("app-default", "web.1-abcde"));
+        let text: Vec<&str> = text.lines().collect();
+        assert!(text[0].starts_with(&format!("source=web.1-abcde dyno=heroku.{app_id}.")), "{text:?}");
+        assert!(text[0].contains(" sample#load_avg_1m=") && text[0].contains(" sample#cpu_percent="), "{text:?}");
+        assert!(text[1].contains(" sample#memory_total=") && text[1].ends_with("MB"), "{text:?}");
+        let series = metrics.dynos(app_id, 0, i64::MAX);
+        assert_eq!(series.len(), 1);
+        let seconds = &series[0].seconds;
+        assert_eq!(seconds.iter().map(|s| s.at).collect::<Vec<_>>(), [100, 101]);
+        assert!(seconds[1].cpu_percent > 5.0, "{seconds:?}");
+        assert!(seconds[1].memory_rss_bytes > 1 << 20, "{seconds:?}");
+        assert!(metrics.dynos(Uuid::from_u128(fastrand::u128(..)), 0, i64::MAX).is_empty());
+        assert!(metrics.dynos(app_id, 101, 102)[0].seconds.len() == 1);
+        drop(sampled);
+        // Stopped: its seconds stay for the hour, then go.
+        assert!(metrics.sample_now(102, SAMPLE_EVERY, Duration::from_secs(2), hz).is_empty());
+        assert_eq!(metrics.dynos(app_id, 0, i64::MAX)[0].seconds.len(), 2);
+        forget_stopped(&mut metrics.inner.lock().unwrap().series, 101 + WINDOW_SECONDS);
+        assert!(metrics.dynos(app_id, 0, i64::MAX).is_empty());
+    }
+
+    #[test]
+    fn the_longest_stopped_dynos_go_first_past_the_limit() {
+        let mut series = HashMap::new();
+        for i in 0..STOPPED_KEPT + 3 {
+            let key = (Uuid::nil(), format!("run.{i}"));
+            let second = Second { at: 1000 + i as u32, cpu: 0, rss_kib: 0, swap_kib: 0, read: 0, write: 0 };
+            series.insert(
+                key,
+                Series {
+                    app_id: Uuid::nil(),
+                    dyno: format!("run.{i}"),
+                    dyno_type: "run".into(),
+                    seconds: VecDeque::from([second]),
+                    running: usize::from(i == 0),
+                },
+            );
+        }
+        forget_stopped(&mut series, 2000);
+        assert_eq!(series.values().filter(|s| s.running == 0).count(), STOPPED_KEPT);
+        assert!(series.contains_key(&(Uuid::nil(), "run.0".into())), "a running dyno is never forgotten");
+        assert!(!series.contains_key(&(Uuid::nil(), "run.1".into())));
+        assert!(series.contains_key(&(Uuid::nil(), format!("run.{}", STOPPED_KEPT + 2))));
+    }
+}
