@@ -18,7 +18,9 @@ mod pipelines;
 mod records;
 mod table;
 
-pub use pipelines::{CheckState, Coupling, Hook, HookEvent, Pipeline, Promotion, PromotionTarget, StatusCheck};
+pub use pipelines::{
+    CanaryFeature, CheckState, Coupling, Hook, HookEvent, Pipeline, Promotion, PromotionTarget, StatusCheck,
+};
 pub use records::{
     App, Canary, Cert, Change, Compliance, ConfigVars, Drain, Dyno, Formation, Kind, Object, Owner, PageFetch, Release,
     ReleaseProcess, ReleaseStatus, Route, Site, Space,
@@ -53,6 +55,7 @@ pub struct Model {
     checks: Table<StatusCheck>,
     promotions: Table<Promotion>,
     hooks: Table<Hook>,
+    canary_features: Table<CanaryFeature>,
     /// An app's key is `app-space`, made of two records, so it is indexed here rather than by
     /// its table.
     app_by_key: HashMap<AppKey, Uuid>,
@@ -108,6 +111,7 @@ impl Model {
             Object::StatusCheck(c) => self.checks.put(c),
             Object::Promotion(p) => self.promotions.put(p),
             Object::Hook(h) => self.hooks.put(h),
+            Object::CanaryFeature(f) => self.canary_features.put(f),
         }
     }
 
@@ -136,6 +140,7 @@ impl Model {
             Kind::StatusCheck => drop(self.checks.delete(id)),
             Kind::Promotion => drop(self.promotions.delete(id)),
             Kind::Hook => drop(self.hooks.delete(id)),
+            Kind::CanaryFeature => drop(self.canary_features.delete(id)),
         }
     }
 
@@ -186,7 +191,8 @@ impl Model {
             | Kind::Coupling
             | Kind::StatusCheck
             | Kind::Promotion
-            | Kind::Hook => vec![],
+            | Kind::Hook
+            | Kind::CanaryFeature => vec![],
         };
         for (kind, id) in dependents {
             self.cascade_into(kind, id, out);

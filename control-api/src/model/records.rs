@@ -367,6 +367,8 @@ pub enum Object {
     Promotion(super::Promotion),
     /// An app's webhook.
     Hook(super::Hook),
+    /// An app's `canary` feature (automatic canary releases).
+    CanaryFeature(super::CanaryFeature),
 }
 
 /// The kinds of records, as stored. Serde's names are [`Kind::as_str`]'s.
@@ -405,6 +407,8 @@ pub enum Kind {
     Promotion,
     /// Webhooks.
     Hook,
+    /// Apps' `canary` features.
+    CanaryFeature,
 }
 
 impl Kind {
@@ -427,6 +431,7 @@ impl Kind {
             Kind::StatusCheck => "status_check",
             Kind::Promotion => "promotion",
             Kind::Hook => "hook",
+            Kind::CanaryFeature => "canary_feature",
         }
     }
 }
@@ -451,6 +456,7 @@ impl Object {
             Object::StatusCheck(c) => (Kind::StatusCheck, c.id),
             Object::Promotion(p) => (Kind::Promotion, p.id),
             Object::Hook(h) => (Kind::Hook, h.id),
+            Object::CanaryFeature(f) => (Kind::CanaryFeature, f.id),
         }
     }
 }
@@ -478,7 +484,7 @@ macro_rules! unnamed_records {
 }
 
 unnamed_records!(App, Dyno, Drain, Route, Cert, Canary, Formation, ConfigVars, Release);
-unnamed_records!(super::Coupling, super::StatusCheck, super::Promotion, super::Hook);
+unnamed_records!(super::Coupling, super::StatusCheck, super::Promotion, super::Hook, super::CanaryFeature);
 
 impl Record for Space {
     type Key = SpaceName;

@@ -8,12 +8,13 @@
 //! aggregate: `apps` (spaces and apps), `formation`, `dynos`, `config_vars`,
 //! `drains`, `releases` (every config or command change, and rollbacks), `routing` (sites,
 //! routes, certificates), `domains` (an app's custom domains, as sites routing `/` to it),
-//! `canaries`, `sessions`, `hooks` (app webhooks and their
+//! `canaries`, `canary_releases` (the `canary` feature of production apps), `sessions`, `hooks` (app webhooks and their
 //! deliveries), `pipelines` (pipelines, couplings, release status checks,
 //! promotions), `maintenance` (fetching the page an app in maintenance mode names).
 
 mod apps;
 mod canaries;
+mod canary_releases;
 mod config_vars;
 mod domains;
 mod drains;
@@ -32,6 +33,7 @@ mod sessions;
 #[cfg(test)]
 mod tests;
 
+pub use canary_releases::{CanaryFeatureInput, DEFAULT_CANARY_WEIGHT, DEFAULT_SOAK_REQUESTS};
 pub use config_vars::MAX_CONFIG_VARS;
 pub use domains::{domain_site, domain_sites};
 pub use drains::{Drains, MAX_DRAINS_PER_APP};
