@@ -264,6 +264,14 @@ async fn bad_input_is_refused_with_heroku_errors_and_changes_nothing() {
     coupled(api, "gamma", "web", "production", &[]).await;
     api.expect("POST", "/apps", json!({"name": "loose"}), 201).await;
     let beta_release = newest_release(api, "beta").await["id"].as_str().unwrap().to_owned();
+    let canary = json!({"enabled": true, "weight": 20, "soak_requests": 50});
+    let set = api.expect("PATCH", "/apps/gamma/features/canary", canary, 200).await;
+    let want =
+        [("enabled", json!(true)), ("weight", json!(20.0)), ("soak_requests", json!(50)), ("min_requests", json!(100))];
+    for (field, value) in want {
+        assert_eq!(set[field], value, "{field}, the rest the defaults: {set}");
+    }
+    assert_eq!(api.call("GET", "/apps/gamma/features/canary", None).await.1, set);
 
     // Everything a refusal must leave as it was.
     let state = || async {
@@ -278,6 +286,8 @@ async fn bad_input_is_refused_with_heroku_errors_and_changes_nothing() {
             "/apps/gamma/releases",
             "/apps/alpha/releases/1/statuses",
             "/apps/beta/releases/1/statuses",
+            "/apps/alpha/features",
+            "/apps/gamma/features",
         ] {
             all.push(api.call("GET", path, None).await.1);
         }
@@ -422,6 +432,23 @@ async fn bad_input_is_refused_with_heroku_errors_and_changes_nothing() {
             422,
             "secret",
         ),
+        // The canary feature: only production apps, checked settings, only `canary` changes here.
+        (
+            "PATCH",
+            "/apps/alpha/features/canary".into(),
+            json!({"enabled": true}),
+            422,
+            "not in a pipeline's production stage",
+        ),
+        ("PATCH", "/apps/gamma/features/canary".into(), json!({"weight": 100}), 422, "less than 100 percent"),
+        ("PATCH", "/apps/gamma/features/canary".into(), json!({"min_errors": -1}), 422, "expected u64"),
+        ("PATCH", "/apps/gamma/features/canary".into(), json!({"enabled": "yes"}), 422, "enabled must be"),
+        ("PATCH", "/apps/gamma/features/canary".into(), json!({"soak_requests": 0}), 422, "soak_requests"),
+        ("PATCH", "/apps/gamma/features/canary".into(), json!({"soak_requests": 1.5}), 422, "soak_requests"),
+        ("PATCH", "/apps/gamma/features/canary".into(), json!({"colour": "red"}), 422, "unknown field"),
+        ("PATCH", "/apps/gamma/features/internal-routing".into(), json!({"enabled": true}), 422, "not changed here"),
+        ("PATCH", "/apps/gamma/features/nosuch".into(), json!({"enabled": true}), 404, "feature"),
+        ("PATCH", "/apps/nosuch/features/canary".into(), json!({"enabled": true}), 404, "app"),
     ];
     for (method, path, body, want, says) in table {
         let (status, out) = api.call(method, &path, Some(body.clone())).await;
@@ -430,6 +457,9 @@ async fn bad_input_is_refused_with_heroku_errors_and_changes_nothing() {
         assert!(out["id"].is_string() && message.contains(says), "{method} {path} {body}: {out}");
         assert_eq!(state().await, before, "{method} {path} {body} changed something");
     }
+    // A partial PATCH keeps the other settings.
+    let changed = api.expect("PATCH", "/apps/gamma/features/canary", json!({"min_errors": 3}), 200).await;
+    assert_eq!((changed["min_errors"].as_u64(), changed["weight"].as_f64()), (Some(3), Some(20.0)), "{changed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

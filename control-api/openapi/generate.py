@@ -39,8 +39,13 @@ schemas = {
     "Domain": obj({"id": UUID, "hostname": S, "kind": {"type": "string", "enum": ["heroku", "custom"]}, "cname": nullable(S),
                    "status": S, "acm_status": nullable(S), "sni_endpoint": nullable({"type": "object"}), "app": ref("AppRef"),
                    "created_at": TIME, "updated_at": TIME}),
+    # `canary` also carries its settings: the canary's share and judge settings (docs/canary.md) and `soak_requests`.
     "Feature": obj({"id": UUID, "name": S, "display_name": S, "description": S, "doc_url": S, "feedback_email": S,
-                    "enabled": {"type": "boolean"}, "state": S}),
+                    "enabled": {"type": "boolean"}, "state": S, "weight": {"type": "number"},
+                    "errors": {"type": "array", "items": S}, "false_alarm_rate": {"type": "number"},
+                    "min_requests": INT, "min_errors": INT, "min_rate_ratio": {"type": "number"},
+                    "min_rate_difference": {"type": "number"}, "soak_requests": INT},
+                   required=["id", "name", "display_name", "description", "doc_url", "feedback_email", "enabled", "state"]),
     "Account": obj({"id": UUID, "email": S, "name": S, "allow_tracking": {"type": "boolean"}, "beta": {"type": "boolean"},
                     "verified": {"type": "boolean"}, "two_factor_authentication": {"type": "boolean"},
                     "default_team": nullable({"type": "object"}), "default_organization": nullable({"type": "object"}),
@@ -404,6 +409,12 @@ schemas.update({
                            required=["pipeline", "source"]),
     "HookCreate": obj({"url": S, "events": {"type": "array", "items": HOOK_EVENT}, "secret": S, "active": {"type": "boolean"}},
                       required=["url", "events", "secret"]),
+    # Absent fields keep their value; enabling needs the app in a pipeline's production stage.
+    "CanaryFeatureUpdate": obj({"enabled": {"type": "boolean"}, "weight": {"type": "number", "minimum": 0, "maximum": 100},
+                                "errors": {"type": "array", "items": {"type": "string", "enum": ["4xx", "5xx"]}},
+                                "false_alarm_rate": {"type": "number"}, "min_requests": INT, "min_errors": INT,
+                                "min_rate_ratio": {"type": "number"}, "min_rate_difference": {"type": "number"},
+                                "soak_requests": {"type": "integer", "minimum": 1}}, required=[]),
     "HookUpdate": obj({"url": S, "events": {"type": "array", "items": HOOK_EVENT}, "secret": S, "active": {"type": "boolean"}},
                       required=[]),
 })
@@ -413,6 +424,7 @@ P.update({
     "status": param("status", "the status's id or context"),
     "promotion": param("promotion", "the promotion's id"),
     "hook": param("hook", "the hook's id"),
+    "feature": param("feature", "the feature's name (`canary`, `internal-routing`) or id"),
 })
 paths.update({
     "/pipelines": {"get": op("List pipelines", 200, arr("Pipeline")),
@@ -443,6 +455,10 @@ paths.update({
     "/pipeline-promotions/{promotion}": {"get": op("Show a promotion", 200, ref("PipelinePromotion"), params=["promotion"])},
     "/pipeline-promotions/{promotion}/promotion-targets": {
         "get": op("A promotion's targets, each with its release's status and error", 200, arr("PromotionTarget"), params=["promotion"])},
+    "/apps/{app}/features/{feature}": {
+        "get": op("Show an app feature, with the canary feature's settings", 200, ref("Feature"), params=["app", "feature"]),
+        "patch": op("Turn automatic canary releases of a production app on or off, and set their share, judge and soak "
+                    "(only `canary`)", 200, ref("Feature"), "CanaryFeatureUpdate", params=["app", "feature"])},
     "/apps/{app}/hooks": {"get": op("List an app's webhooks", 200, arr("Hook"), params=["app"]),
                           "post": op("Add a webhook", 201, ref("Hook"), "HookCreate", params=["app"])},
     "/apps/{app}/hooks/{hook}": {"get": op("Show a webhook", 200, ref("Hook"), params=["app", "hook"]),

@@ -2,17 +2,19 @@
 //! lists of Heroku's Platform API, which the Heroku CLI's `apps:info` and `labs` read.
 //!
 //! Wharf has no add-ons yet, so an app's list is empty. Its features are the app-level switches
-//! Wharf has, each `enabled` as the app's records say; they are changed through their own
-//! resources (a canary through `/apps/{app}/canary`, internal routing through the space), not
-//! through `PATCH /apps/{app}/features`.
+//! Wharf has, each `enabled` as the app's records say. `canary` (automatic canary releases of a
+//! production app, issue 22) is changed with `PATCH /apps/{app}/features/canary`, which also
+//! takes its settings; internal routing is changed through the app's space.
 
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use serde::Serialize;
 use uuid::Uuid;
+use wharf_domain::{CanaryPolicy, PolicyInput, Weight};
 
-use super::wire::{ApiResult, Json, Plane};
-use crate::plane::Error;
+use super::wire::{ApiError, ApiResult, Body, Json, Plane};
+use crate::model::CanaryFeature;
+use crate::plane::{CanaryFeatureInput, DEFAULT_CANARY_WEIGHT, DEFAULT_SOAK_REQUESTS, Error};
 
 /// A feature in Heroku's app-feature shape.
 #[derive(Serialize)]
@@ -36,11 +38,99 @@ pub(super) async fn list_addons(State(plane): Plane, Path(app): Path<String>) ->
     Ok(Json(Vec::<()>::new()))
 }
 
+/// A feature with its settings: Heroku's shape, plus the canary's share, judge settings and
+/// soak length for `canary` (absent for other features).
+#[derive(Serialize)]
+pub(super) struct FeatureWithSettings {
+    #[serde(flatten)]
+    feature: FeatureOut,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    canary: Option<CanarySettings>,
+}
+
+/// The `canary` feature's settings: `docs/canary.md`'s policy fields and `soak_requests`.
+#[derive(Serialize)]
+pub(super) struct CanarySettings {
+    #[serde(flatten)]
+    policy: PolicyInput,
+    soak_requests: u64,
+}
+
+/// The app's features, with the canary feature's settings (the defaults when never set).
+fn app_features(internal: bool, canary: Option<CanaryFeature>) -> Vec<FeatureWithSettings> {
+    let settings = match &canary {
+        Some(f) => CanarySettings { policy: f.policy.clone().into(), soak_requests: f.soak_requests },
+        None => CanarySettings {
+            policy: Weight::from_percent(DEFAULT_CANARY_WEIGHT)
+                .map(|w| CanaryPolicy::with_weight(w).into())
+                .unwrap_or_default(),
+            soak_requests: DEFAULT_SOAK_REQUESTS,
+        },
+    };
+    let [a, b] = features(internal, canary.is_some_and(|f| f.enabled));
+    vec![FeatureWithSettings { feature: a, canary: None }, FeatureWithSettings { feature: b, canary: Some(settings) }]
+}
+
+/// The app's features and its canary feature, or 404 for an unknown app.
+async fn read_features(plane: &crate::plane::ControlPlane, app: &str) -> ApiResult<Vec<FeatureWithSettings>> {
+    let flags = plane.read(|m| m.app(app).map(|a| (m.app_is_internal(a), m.canary_feature_of(a.id).cloned()))).await;
+    let (internal, canary) = flags.ok_or_else(|| Error::NotFound { what: "app", key: app.into() })?;
+    Ok(app_features(internal, canary))
+}
+
 /// `GET /apps/{app}/features`: Wharf's app features, enabled as the app's records say.
 pub(super) async fn list_app_features(State(plane): Plane, Path(app): Path<String>) -> ApiResult<impl IntoResponse> {
-    let flags = plane.read(|m| m.app(&app).map(|a| (m.app_is_internal(a), m.canary_of(a.id).is_some()))).await;
-    let (internal, canary) = flags.ok_or(Error::NotFound { what: "app", key: app })?;
-    Ok(Json(vec![
+    Ok(Json(read_features(&plane, &app).await?))
+}
+
+/// `GET /apps/{app}/features/{feature}`: one feature by name or id.
+pub(super) async fn get_app_feature(
+    State(plane): Plane,
+    Path((app, feature)): Path<(String, String)>,
+) -> ApiResult<impl IntoResponse> {
+    let all = read_features(&plane, &app).await?;
+    let found = all.into_iter().find(|f| f.feature.name == feature || f.feature.id.to_string() == feature);
+    Ok(Json(found.ok_or(Error::NotFound { what: "feature", key: feature })?))
+}
+
+/// `PATCH /apps/{app}/features/canary {"enabled", "weight"?, "soak_requests"?, ...judge
+/// settings}`: automatic canary releases of a production app. Absent fields keep their value.
+/// Other features are not changed here (422): internal routing follows the app's space.
+pub(super) async fn patch_app_feature(
+    State(plane): Plane,
+    Path((app, feature)): Path<(String, String)>,
+    Body(mut req): Body<serde_json::Map<String, serde_json::Value>>,
+) -> ApiResult<impl IntoResponse> {
+    let known = read_features(&plane, &app).await?;
+    let Some(f) = known.iter().find(|f| f.feature.name == feature || f.feature.id.to_string() == feature) else {
+        return Err(Error::NotFound { what: "feature", key: feature }.into());
+    };
+    if f.canary.is_none() {
+        return Err(ApiError::invalid(format!(
+            "feature {} is not changed here: an app is internal when its space is",
+            f.feature.name
+        )));
+    }
+    let enabled = match req.remove("enabled") {
+        None => None,
+        Some(serde_json::Value::Bool(b)) => Some(b),
+        Some(_) => return Err(ApiError::invalid("enabled must be true or false")),
+    };
+    let soak_requests = match req.remove("soak_requests") {
+        None => None,
+        Some(v) => {
+            Some(v.as_u64().ok_or_else(|| ApiError::invalid("soak_requests must be a whole number of requests"))?)
+        }
+    };
+    let policy: PolicyInput = serde_json::from_value(serde_json::Value::Object(req)).map_err(ApiError::invalid)?;
+    plane.set_canary_feature(&app, CanaryFeatureInput { enabled, soak_requests, policy }).await?;
+    let all = read_features(&plane, &app).await?;
+    Ok(Json(all.into_iter().find(|f| f.canary.is_some())))
+}
+
+/// Wharf's two app features, `internal-routing` and `canary`, enabled as given.
+fn features(internal: bool, canary: bool) -> [FeatureOut; 2] {
+    [
         FeatureOut {
             id: Uuid::from_u128(0x7768_6172_6600_4000_8000_0000_0000_0101),
             name: "internal-routing",
@@ -55,13 +145,13 @@ pub(super) async fn list_app_features(State(plane): Plane, Path(app): Path<Strin
             id: Uuid::from_u128(0x7768_6172_6600_4000_8000_0000_0000_0102),
             name: "canary",
             display_name: "Canary releases",
-            description: "A share of the app's requests goes to a canary app, aborted on its error rate.",
+            description: "A new release first runs as a canary app taking a share of the app's requests, aborted on its error rate, and reaches the app after its soak.",
             doc_url: "",
             feedback_email: "",
             enabled: canary,
             state: "general",
         },
-    ]))
+    ]
 }
 
 /// `GET /account/features`: the account's features, none.

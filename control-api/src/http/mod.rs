@@ -100,6 +100,8 @@ route_group! {
         DELETE "/apps/{app}/sni-endpoints/{name}" => domains::remove_sni_endpoint,
         GET "/apps/{app}/addons" => features::list_addons,
         GET "/apps/{app}/features" => features::list_app_features,
+        GET "/apps/{app}/features/{feature}" => features::get_app_feature,
+        PATCH "/apps/{app}/features/{feature}" => features::patch_app_feature,
         DELETE "/apps/{app}" => apps::delete_app,
         GET "/apps/{app}/dynos" => dynos::list_dynos,
         POST "/apps/{app}/dynos" => dynos::create_dyno,

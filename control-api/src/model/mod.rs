@@ -18,7 +18,9 @@ mod pipelines;
 mod records;
 mod table;
 
-pub use pipelines::{CheckState, Coupling, Hook, HookEvent, Pipeline, Promotion, PromotionTarget, StatusCheck};
+pub use pipelines::{
+    CanaryFeature, CheckState, Coupling, Hook, HookEvent, Pipeline, Promotion, PromotionTarget, StatusCheck,
+};
 pub use records::{
     App, Canary, Cert, Change, Compliance, ConfigVars, Drain, Dyno, Formation, Kind, Object, Owner, PageFetch, Release,
     ReleaseProcess, ReleaseStatus, Route, Site, Slug, Space,
@@ -56,6 +58,7 @@ pub struct Model {
     hooks: Table<Hook>,
     slugs: Table<Slug>,
     builds: Table<Build>,
+    canary_features: Table<CanaryFeature>,
     /// An app's key is `app-space`, made of two records, so it is indexed here rather than by
     /// its table.
     app_by_key: HashMap<AppKey, Uuid>,
@@ -113,6 +116,7 @@ impl Model {
             Object::Hook(h) => self.hooks.put(h),
             Object::Slug(x) => self.slugs.put(*x),
             Object::Build(x) => self.builds.put(x),
+            Object::CanaryFeature(f) => self.canary_features.put(f),
         }
     }
 
@@ -143,6 +147,7 @@ impl Model {
             Kind::Hook => drop(self.hooks.delete(id)),
             Kind::Slug => drop(self.slugs.delete(id)),
             Kind::Build => drop(self.builds.delete(id)),
+            Kind::CanaryFeature => drop(self.canary_features.delete(id)),
         }
     }
 
@@ -201,7 +206,8 @@ impl Model {
             | Kind::Promotion
             | Kind::Hook
             | Kind::Slug
-            | Kind::Build => vec![],
+            | Kind::Build
+            | Kind::CanaryFeature => vec![],
         };
         for (kind, id) in dependents {
             self.cascade_into(kind, id, out);

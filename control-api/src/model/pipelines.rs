@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-use wharf_domain::{HookUrl, PipelineName, Stage};
+use wharf_domain::{CanaryPolicy, HookUrl, PipelineName, Stage};
 
 use super::Model;
 use super::table::Record;
@@ -36,6 +36,26 @@ pub struct Coupling {
     /// The release status contexts that must be `success` on a release before it is promoted
     /// to this app (Akkeris' `required_status_checks.contexts`).
     pub required_contexts: Vec<String>,
+    /// Creation time, seconds since the epoch.
+    pub created_at: i64,
+    /// Last change, seconds since the epoch.
+    pub updated_at: i64,
+}
+
+/// A production app's `canary` feature (issue 22's automatic canary releases): with it enabled,
+/// a new release of the app first runs as a canary app taking `policy`'s share of the app's
+/// requests, judged by the routers, and reaches the app only after `soak_requests` canary
+/// requests without an abort. One per app; its id is the app's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CanaryFeature {
+    /// The app's id (one feature record per app).
+    pub id: Uuid,
+    /// Whether new releases go through a canary.
+    pub enabled: bool,
+    /// The canary's share of the app's requests and its judge's settings (`docs/canary.md`).
+    pub policy: CanaryPolicy,
+    /// Canary requests without an abort after which the release goes to the app.
+    pub soak_requests: u64,
     /// Creation time, seconds since the epoch.
     pub created_at: i64,
     /// Last change, seconds since the epoch.
@@ -288,14 +308,21 @@ impl Model {
         self.hooks.get(&id.parse::<Uuid>().ok()?).filter(|h| h.app_id == app_id)
     }
 
+    /// The app's `canary` feature, if it was ever set.
+    pub fn canary_feature_of(&self, app_id: Uuid) -> Option<&CanaryFeature> {
+        self.canary_features.get(&app_id)
+    }
+
     /// What deleting an app takes beside its own records: its coupling, its releases' checks,
-    /// its hooks, and every promotion from or to it (a promotion names both ends).
+    /// its hooks, its canary feature, and every promotion from or to it (a promotion names both
+    /// ends).
     pub(super) fn pipeline_dependents_of_app(&self, app_id: Uuid) -> Vec<(super::Kind, Uuid)> {
         use super::Kind;
         let mut d: Vec<(Kind, Uuid)> =
             self.couplings_where(|c| c.app_id == app_id).iter().map(|c| (Kind::Coupling, c.id)).collect();
         d.extend(self.checks.values().filter(|c| c.app_id == app_id).map(|c| (Kind::StatusCheck, c.id)));
         d.extend(self.hooks_of(app_id).iter().map(|h| (Kind::Hook, h.id)));
+        d.extend(self.canary_feature_of(app_id).map(|f| (Kind::CanaryFeature, f.id)));
         let touches = |p: &Promotion| p.source_app_id == app_id || p.targets.iter().any(|t| t.app_id == app_id);
         d.extend(self.promotions_where(touches).iter().map(|p| (Kind::Promotion, p.id)));
         d
@@ -398,6 +425,14 @@ mod tests {
                     created_at: 0,
                     updated_at: 0,
                 }),
+                Object::CanaryFeature(CanaryFeature {
+                    id: id(10),
+                    enabled: true,
+                    policy: CanaryPolicy::with_weight(wharf_domain::Weight::from_percent(10.0).unwrap()),
+                    soak_requests: 10,
+                    created_at: 0,
+                    updated_at: 0,
+                }),
             ],
         )
     }
@@ -412,6 +447,8 @@ mod tests {
         let app = deleted(&m.cascade(Kind::App, id(10)));
         for want in
             [(Kind::Coupling, id(21)), (Kind::StatusCheck, id(40)), (Kind::Hook, id(50)), (Kind::Promotion, id(30))]
+                .into_iter()
+                .chain([(Kind::CanaryFeature, id(10))])
         {
             assert!(app.contains(&want), "{want:?} in {app:?}");
         }

@@ -475,6 +475,8 @@ pub enum Object {
     Slug(Box<Slug>),
     /// A build.
     Build(Build),
+    /// An app's `canary` feature (automatic canary releases).
+    CanaryFeature(super::CanaryFeature),
 }
 
 /// The kinds of records, as stored. Serde's names are [`Kind::as_str`]'s.
@@ -517,6 +519,8 @@ pub enum Kind {
     Slug,
     /// Builds.
     Build,
+    /// Apps' `canary` features.
+    CanaryFeature,
 }
 
 impl Kind {
@@ -541,6 +545,7 @@ impl Kind {
             Kind::Hook => "hook",
             Kind::Slug => "slug",
             Kind::Build => "build",
+            Kind::CanaryFeature => "canary_feature",
         }
     }
 }
@@ -567,6 +572,7 @@ impl Object {
             Object::Hook(h) => (Kind::Hook, h.id),
             Object::Slug(s) => (Kind::Slug, s.id),
             Object::Build(b) => (Kind::Build, b.id),
+            Object::CanaryFeature(f) => (Kind::CanaryFeature, f.id),
         }
     }
 }
@@ -594,7 +600,7 @@ macro_rules! unnamed_records {
 }
 
 unnamed_records!(App, Dyno, Drain, Route, Cert, Canary, Formation, ConfigVars, Release, Slug, Build);
-unnamed_records!(super::Coupling, super::StatusCheck, super::Promotion, super::Hook);
+unnamed_records!(super::Coupling, super::StatusCheck, super::Promotion, super::Hook, super::CanaryFeature);
 
 impl Record for Space {
     type Key = SpaceName;

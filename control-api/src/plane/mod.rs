@@ -8,7 +8,7 @@
 //! aggregate: `apps` (spaces and apps), `formation`, `dynos`, `config_vars`,
 //! `drains`, `releases` (every config or command change, and rollbacks), `routing` (sites,
 //! routes, certificates), `domains` (an app's custom domains, as sites routing `/` to it),
-//! `canaries`, `sessions`, `hooks` (app webhooks and their
+//! `canaries`, `canary_releases` (the `canary` feature of production apps), `sessions`, `hooks` (app webhooks and their
 //! deliveries), `pipelines` (pipelines, couplings, release status checks,
 //! promotions), `maintenance` (fetching the page an app in maintenance mode names),
 //! `slugs` (slugs stored or named by image, and their releases), `builds` (sources fetched,
@@ -18,6 +18,7 @@
 mod apps;
 mod builds;
 mod canaries;
+mod canary_releases;
 mod config_vars;
 mod domains;
 mod drains;
@@ -40,6 +41,7 @@ mod slugs;
 mod tests;
 
 pub use builds::{BuildOutput, MAX_BUILD_OUTPUT_LINES, SOURCE_FETCH_TIMEOUT, parse_procfile};
+pub use canary_releases::{CanaryFeatureInput, DEFAULT_CANARY_WEIGHT, DEFAULT_SOAK_REQUESTS};
 pub use config_vars::MAX_CONFIG_VARS;
 pub use domains::{domain_site, domain_sites};
 pub use drains::{Drains, MAX_DRAINS_PER_APP};
