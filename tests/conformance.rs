@@ -598,6 +598,32 @@ fn response_rows() -> Vec<ResponseRow> {
         ),
         ("two lengths", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok".to_vec(), vec![502], &[], &[]),
         ("a 101 unasked", b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n".to_vec(), vec![502], &[], &[]),
+        // RFC 9110 §6.6.1: every final response gets a `Date` when the dyno sent none (checked
+        // for every row by `dates_are_by_the_rules`), and a dyno's own goes on unchanged.
+        ("a 200 without Date", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(), vec![200], &[], &[]),
+        (
+            "a dyno's own Date",
+            format!("HTTP/1.1 200 OK\r\nDate: {DYNO_DATE}\r\nContent-Length: 2\r\n\r\nok").into_bytes(),
+            vec![200],
+            &[],
+            &[],
+        ),
+        (
+            "a dyno's own Date on a 304",
+            format!("HTTP/1.1 304 Not Modified\r\nETag: \"a\"\r\nDate: {DYNO_DATE}\r\n\r\n").into_bytes(),
+            vec![304],
+            &[],
+            &[],
+        ),
+        ("a 304 without Date", b"HTTP/1.1 304 Not Modified\r\nETag: \"a\"\r\n\r\n".to_vec(), vec![304], &[], &[]),
+        ("a 204 without Date", b"HTTP/1.1 204 No Content\r\n\r\n".to_vec(), vec![204], &[], &[]),
+        (
+            "a 102 and a chunked 200 without Date",
+            b"HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n".to_vec(),
+            vec![102, 200],
+            &[],
+            &[],
+        ),
         (
             "a bare LF in a chunk line",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;a\nb\r\nhello\r\n0\r\n\r\n".to_vec(),
@@ -633,6 +659,47 @@ fn response_rows() -> Vec<ResponseRow> {
     rows
 }
 
+/// A `Date` a dyno sends, which must reach the client unchanged (RFC 9110 §5.6.7's example).
+const DYNO_DATE: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
+
+/// The `Date` values of each response head in `out` (HTTP/1.1 bytes), interim ones first.
+fn dates_of_heads(out: &[u8]) -> Vec<Vec<String>> {
+    let text = String::from_utf8_lossy(out);
+    let mut heads = Vec::new();
+    let mut rest = &text[..];
+    while let Some((head, after)) = rest.split_once("\r\n\r\n") {
+        let dates = head
+            .split("\r\n")
+            .skip(1)
+            .filter_map(|line| line.split_once(": "))
+            .filter(|(name, _)| name.eq_ignore_ascii_case("date"))
+            .map(|(_, value)| value.to_owned())
+            .collect();
+        heads.push(dates);
+        if !head.starts_with("HTTP/1.1 1") {
+            break;
+        }
+        rest = after;
+    }
+    heads
+}
+
+/// Whether the `Date` values of a response's heads (`heads`, interim ones first) follow RFC 9110
+/// §6.6.1 for a dyno that sent `dyno`: interim heads carry none (the dyno sent none there), the
+/// final head exactly one, the dyno's own when it sent one, else an IMF-fixdate (29 bytes
+/// ending " GMT") the router added.
+fn dates_are_by_the_rules(heads: &[Vec<String>], dyno: &[u8]) -> bool {
+    let dyno = String::from_utf8_lossy(dyno);
+    let dyno_date = dyno.contains(&format!("Date: {DYNO_DATE}"));
+    let Some((last, interim)) = heads.split_last() else { return false };
+    interim.iter().all(|d| d.is_empty())
+        && match &last[..] {
+            [date] if dyno_date => date == DYNO_DATE,
+            [date] => date.len() == 29 && date.ends_with(" GMT") && date != DYNO_DATE,
+            _ => false,
+        }
+}
+
 /// The name of the response rows whose body is cut off, with H17 in the access line.
 const CUT: &str = "a dyno's chunk-size line the router cannot read";
 
@@ -644,11 +711,14 @@ async fn dyno_responses_are_relayed_by_the_rules() {
     s.wharf.api.expect("POST", "/apps/conf-default/log-drains", json!({"url": drain.url()}), 201).await;
     let mut failures = Vec::new();
     for tls in [false, true] {
-        for (i, (name, _, want, must, must_not)) in rows.iter().enumerate() {
+        for (i, (name, dyno, want, must, must_not)) in rows.iter().enumerate() {
             let request = req(&format!("GET /respond/{i} HTTP/1.1"), APP, &[], "");
             let out = send(&s, tls, APP, request.as_bytes()).await;
             let text = String::from_utf8_lossy(&out);
             let got = statuses(&out);
+            if !dates_are_by_the_rules(&dates_of_heads(&out), dyno) {
+                failures.push(format!("{name} (tls {tls}): Date not by the rules: {:?}", &text[..text.len().min(400)]));
+            }
             let ok =
                 got == *want && must.iter().all(|m| text.contains(m)) && !must_not.iter().any(|m| text.contains(m));
             if !ok {
@@ -676,9 +746,14 @@ async fn dyno_responses_are_relayed_by_the_rules() {
     // Over HTTP/2 the same rows give the same statuses, interim ones included (RFC 9113 §8.1:
     // HEADERS frames ahead of the final one), and a body cut off is a reset stream, not an end.
     let h2 = client::tls_config(&s.wharf.ca, &[b"h2"]);
-    for (i, (name, _, want, _, must_not)) in rows.iter().enumerate() {
+    for (i, (name, dyno, want, _, must_not)) in rows.iter().enumerate() {
         let got = h2_get(&s, &h2, &format!("/respond/{i}")).await;
         let statuses: Vec<u16> = got.heads.iter().map(|h| h.0).collect();
+        let dates: Vec<Vec<String>> =
+            got.heads.iter().map(|(_, f)| f.iter().filter(|f| f.0 == "date").map(|f| f.1.clone()).collect()).collect();
+        if !dates_are_by_the_rules(&dates, dyno) {
+            failures.push(format!("{name} (HTTP/2): Date not by the rules: {:?}", got.heads));
+        }
         // The fields but HSTS (whose value has a `;`, which one row must not see in a body),
         // and the body; HTTP/2's field names are lowercase.
         let shown: Vec<_> = got
@@ -698,7 +773,7 @@ async fn dyno_responses_are_relayed_by_the_rules() {
         failures.push(format!("103 over HTTP/2: {:?}", early_h2.heads));
     }
     let out = send(&s, false, APP, format!("GET /respond/{early} HTTP/1.0\r\nHost: {APP}\r\n\r\n").as_bytes()).await;
-    if statuses(&out) != [200] {
+    if statuses(&out) != [200] || !dates_are_by_the_rules(&dates_of_heads(&out), &rows[early].1) {
         failures.push(format!("103 to HTTP/1.0: {:?}", String::from_utf8_lossy(&out)));
     }
     assert!(failures.is_empty(), "{} rows failed:\n{}", failures.len(), failures.join("\n"));
@@ -813,6 +888,39 @@ async fn idle_http2_connections_are_closed() {
     // A request in flight keeps its connection; the same request over HTTP/2 is served.
     let r = client::send(s.wharf.https, Some(&h2), &Req::get(APP, "/h2")).await.unwrap();
     assert_eq!((r.version, r.status.as_u16()), (http::Version::HTTP_2, 200));
+}
+
+/// The router's own answers over HTTP/1.1, plain and TLS, carry one `Date` (RFC 9110 §6.6.1: the
+/// router answers as an origin server): a routing miss, its HEAD, a request refused before
+/// routing, a method the router refuses, and a dyno's response to HEAD; a dyno's 101 gets none.
+#[tokio::test]
+async fn router_answers_have_a_date() {
+    let switching = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    let s = setup(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n".to_vec(), switching.to_vec()], &[]).await;
+    // Over TLS the handshake names the app; the `Host` field decides the route.
+    let upgrade = ["Connection: Upgrade", "Upgrade: websocket", "Sec-WebSocket-Version: 13"];
+    let rows: [(&str, String, u16); 6] = [
+        ("a routing miss", req("GET /x HTTP/1.1", "nowhere.localhost", &[], ""), 404),
+        ("HEAD of a routing miss", req("HEAD /x HTTP/1.1", "nowhere.localhost", &[], ""), 404),
+        ("two Host fields", req("GET / HTTP/1.1", APP, &["Host: b.localhost"], ""), 400),
+        ("CONNECT", format!("CONNECT {APP}:443 HTTP/1.1\r\nHost: {APP}:443\r\n\r\n"), 400),
+        ("HEAD the dyno answers", req("HEAD /respond/0 HTTP/1.1", APP, &[], ""), 200),
+        // A 101 is interim (RFC 9110 §6.6.1 makes Date optional there): it goes as the dyno sent it.
+        ("a WebSocket 101", req("GET /respond/1 HTTP/1.1", APP, &upgrade, ""), 101),
+    ];
+    let mut failures = Vec::new();
+    for tls in [false, true] {
+        for (name, request, status) in &rows {
+            let out = send(&s, tls, APP, request.as_bytes()).await;
+            let dates = dates_of_heads(&out);
+            let by_the_rules =
+                if *status == 101 { dates == [Vec::<String>::new()] } else { dates_are_by_the_rules(&dates, b"") };
+            if statuses(&out) != [*status] || !by_the_rules {
+                failures.push(format!("{name} (tls {tls}): {:?}", String::from_utf8_lossy(&out)));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} rows failed:\n{}", failures.len(), failures.join("\n"));
 }
 
 /// The router's own answers over HTTP/2 are HTTP/1.1's: `HEAD` gets the length `GET` gets and

@@ -48,6 +48,9 @@ pub(crate) enum FieldName {
     Close,
     Connection,
     ContentLength,
+    /// The response's origination time (RFC 9110, section 6.6.1): the router adds one when
+    /// the dyno sent none.
+    Date,
     Expect,
     Host,
     /// HTTP/2's settings for an `h2c` upgrade (RFC 9113, section 3.2.1): hop-by-hop.
@@ -81,6 +84,7 @@ impl FieldName {
             FieldName::Close => "close",
             FieldName::Connection => "connection",
             FieldName::ContentLength => "content-length",
+            FieldName::Date => "date",
             FieldName::Expect => "expect",
             FieldName::Host => "host",
             FieldName::Http2Settings => "http2-settings",
@@ -112,7 +116,7 @@ impl FieldName {
         // By length first: most fields are none of these, and few of these share a length.
         let candidates: &[FieldName] = match name.len() {
             2 => &[Te],
-            4 => &[Host],
+            4 => &[Host, Date],
             5 => &[Close],
             6 => &[Expect],
             7 => &[Trailer, Upgrade],

@@ -15,6 +15,7 @@ mod admin;
 mod batch;
 pub mod canary;
 mod client;
+mod date;
 mod deadline;
 mod dyno_client;
 pub mod error;

@@ -7,6 +7,7 @@ use http::{HeaderValue, Method, StatusCode, Version};
 
 use super::decode::BodyLength;
 use super::response_head::ResponseHead;
+use crate::date;
 use crate::fields::{FieldName, Fields};
 use crate::forwarding::{HopByHop, VIA};
 
@@ -67,9 +68,9 @@ pub(crate) fn encode_request_head(
 }
 
 /// Writes the head of a response the router wrote itself: `fields` (its `Content-Type`, and
-/// `Cache-Control` or `Location` when it has them; `None`s are skipped), a body of `len` bytes,
-/// and `hsts`, the `Strict-Transport-Security` value of the client's connection (none on plain
-/// HTTP).
+/// `Cache-Control` or `Location` when it has them; `None`s are skipped), `Date` (the router
+/// answers as an origin server, RFC 9110 section 6.6.1), a body of `len` bytes, and `hsts`, the
+/// `Strict-Transport-Security` value of the client's connection (none on plain HTTP).
 pub(crate) fn write_router_head(
     out: &mut Vec<u8>,
     status: StatusCode,
@@ -82,6 +83,7 @@ pub(crate) fn write_router_head(
     for (name, value) in fields.iter().flatten() {
         field(out, name.as_bytes(), value.as_bytes());
     }
+    field(out, b"date", date::now().as_bytes());
     if let Some(hsts) = hsts {
         field(out, b"strict-transport-security", hsts.as_bytes());
     }
@@ -94,7 +96,8 @@ pub(crate) fn write_router_head(
 
 /// Writes the head of the dyno's response for a client of `version`: its fields as they came
 /// but the hop-by-hop ones (RFC 9110, section 7.6.1), `Via`, `hsts` (the connection's
-/// `Strict-Transport-Security`) unless the dyno set its own, and the length the client's side
+/// `Strict-Transport-Security`) unless the dyno set its own, `Date` on a final response that has
+/// none (RFC 9110, section 6.6.1; a 101 is interim and goes without), and the length the client's side
 /// needs: the dyno's length, chunked when `chunked`, or neither (the connection closes).
 pub(crate) fn write_dyno_head(
     out: &mut Vec<u8>,
@@ -107,6 +110,7 @@ pub(crate) fn write_dyno_head(
     status_line(out, resp.status);
     let hop = HopByHop::of(&resp.fields);
     let mut has_hsts = false;
+    let mut has_date = false;
     for (known, name, value) in resp.fields.iter() {
         if hop.contains(known, name) {
             continue;
@@ -117,7 +121,11 @@ pub(crate) fn write_dyno_head(
             continue;
         }
         has_hsts |= known == FieldName::StrictTransportSecurity;
+        has_date |= known == FieldName::Date;
         field(out, name, value);
+    }
+    if !has_date && !resp.status.is_informational() {
+        field(out, b"date", date::now().as_bytes());
     }
     field(out, b"via", VIA.as_bytes());
     if let Some(hsts) = hsts.filter(|_| !has_hsts) {

@@ -11,12 +11,10 @@
 //! forwards a dyno's interim responses (RFC 9110 §15.2, RFC 9113 §8.1) and costs fewer
 //! instructions a request (benches/RESULTS.md, the HTTP/2 runs).
 
-use std::cell::RefCell;
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -28,6 +26,7 @@ use http::{Method, Request, Response, StatusCode, Version};
 use tokio::sync::watch;
 
 use crate::client::ClientConnection;
+use crate::date;
 use crate::deadline::Deadline;
 use crate::dyno_client::RequestBody;
 use crate::error::BodyError;
@@ -297,8 +296,9 @@ fn response(
     {
         headers.insert(header::STRICT_TRANSPORT_SECURITY, v.clone());
     }
+    // RFC 9110 §6.6.1, as on HTTP/1.1 (see `crate::date`).
     if !headers.contains_key(header::DATE) {
-        headers.insert(header::DATE, date());
+        headers.insert(header::DATE, date::now());
     }
     let mut response = Response::new(());
     *response.status_mut() = status;
@@ -334,24 +334,6 @@ fn interim_responses(interim: &Interim) -> Vec<Response<()>> {
         rest = &rest[len..];
     }
     out
-}
-
-/// A `Date` for a response that has none: RFC 9110 §6.6.1 has a recipient with a clock that
-/// forwards such a response add one, and the router's own answers are an origin's. Formatted
-/// once a second per worker thread (IMF-fixdate, with `httpdate`).
-fn date() -> HeaderValue {
-    thread_local! {
-        static CACHED: RefCell<(u64, Option<HeaderValue>)> = const { RefCell::new((0, None)) };
-    }
-    let now = SystemTime::now();
-    let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    CACHED.with_borrow_mut(|(at, value)| {
-        if *at != second || value.is_none() {
-            *at = second;
-            *value = HeaderValue::try_from(httpdate::fmt_http_date(now)).ok();
-        }
-        value.clone().unwrap_or_else(|| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
-    })
 }
 
 /// Sends a response body on its stream. A piece of the dyno's body is read only once the one
