@@ -14,18 +14,19 @@ use wharf_domain::{
     SiteDomain, SiteSpec, Snapshot, SpaceName,
 };
 
+mod deploy;
 mod pipelines;
 mod records;
 mod table;
 
+pub use deploy::{Build, BuildStatus, Slug};
 pub use pipelines::{
     CanaryFeature, CheckState, Coupling, Hook, HookEvent, Pipeline, Promotion, PromotionTarget, StatusCheck,
 };
 pub use records::{
     App, Canary, Cert, Change, Compliance, ConfigVars, Drain, Dyno, Formation, Kind, Object, Owner, PageFetch, Release,
-    ReleaseProcess, ReleaseStatus, Route, Site, Slug, Space,
+    ReleaseProcess, ReleaseStatus, Route, Site, Space,
 };
-pub use records::{Build, BuildStatus};
 pub use table::{Record, Table};
 
 /// The space an app is created in when the request names none (Akkeris' default space); its
