@@ -36,6 +36,28 @@ pub struct Wharf {
     _dir: Option<TempDir>,
 }
 
+/// A `wharf serve` still running when its test ends (passed or panicked) is stopped as an
+/// operator stops it, with SIGTERM, so that it stops its dynos first: killing it outright
+/// (`kill_on_drop`) would leave them running in their own process groups, and a busy dyno would
+/// then take a core from every later test. It gets 20 s (dynos that ignore SIGTERM are killed
+/// after `supervisor.stop_grace`); after that `kill_on_drop` kills it.
+impl Drop for Wharf {
+    fn drop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        let Some(pid) = self.child.id() else { return };
+        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 /// A `wharf` process that is ready: its `addresses.json`.
 struct Started {
     child: Child,
