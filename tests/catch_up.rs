@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use wharf_testkit::client::{self, Api, Req};
-use wharf_testkit::rfc5424::SyslogMessage;
+use wharf_testkit::rfc5424::{line_numbers, numbered_line};
 use wharf_testkit::syslog::SyslogReceiver;
 use wharf_testkit::tansu::Tansu;
 use wharf_testkit::wharf::{Wharf, WharfLogshuttle};
@@ -26,26 +26,13 @@ use wharf_testkit::{TempDir, eventually};
 const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
 const WAIT: Duration = Duration::from_secs(90);
 
-/// Starts `wharf serve` on the broker with quick reconnections and `env` on top.
-async fn start(broker: &Tansu, data: &std::path::Path, env: &[(&str, &str)]) -> Wharf {
-    let mut all = vec![("WHARF_LOGSHUTTLE__RECONNECT_MIN", "20ms"), ("WHARF_LOGSHUTTLE__RECONNECT_MAX", "200ms")];
-    all.extend_from_slice(env);
-    Wharf::serve_with(WHARF, &["--kafka", &broker.brokers()], data, &all).await
-}
-
-/// The message of line `i`, padded to `size` bytes.
-fn line(i: usize, size: usize) -> String {
-    let head = format!("line {i:06} ");
-    format!("{head}{}", "x".repeat(size.saturating_sub(head.len())))
-}
-
 /// Puts lines `range` of `app` on the bus, 500 to a request.
 async fn ingest(api: &Api, app: &str, range: std::ops::Range<usize>, size: usize) {
     let all: Vec<usize> = range.collect();
     for chunk in all.chunks(500) {
         let events: Vec<Value> = chunk
             .iter()
-            .map(|&i| json!({"app": app, "source": "akkeris/build", "process": "build.1", "message": line(i, size)}))
+            .map(|&i| json!({"app": app, "source": "akkeris/build", "process": "build.1", "message": numbered_line(i, size)}))
             .collect();
         let out = api.expect("POST", "/log-events", Value::Array(events), 202).await;
         assert_eq!(out["accepted"], chunk.len());
@@ -78,11 +65,6 @@ async fn add_drain(wharf: &Wharf, admin: SocketAddr, app: &str, url: &str) -> St
     label
 }
 
-/// The line numbers of messages, in the order they arrived.
-fn numbers(msgs: &[SyslogMessage]) -> Vec<usize> {
-    msgs.iter().filter_map(|m| m.text().strip_prefix("line ")?.get(..6)?.parse().ok()).collect()
-}
-
 /// Checks that `got` (line numbers in arrival order) holds each of `0..n`, that first
 /// arrivals come in order, and that nothing else came; returns how many came again.
 fn check_all_in_order(what: &str, got: &[usize], n: usize) -> usize {
@@ -101,7 +83,7 @@ fn check_all_in_order(what: &str, got: &[usize], n: usize) -> usize {
 /// Waits until `receiver` holds every one of lines `0..n` (repeats allowed).
 async fn all_lines(receiver: &SyslogReceiver, n: usize, what: &str) -> Vec<usize> {
     eventually(WAIT, what, || async {
-        let got = numbers(&receiver.messages());
+        let got = line_numbers(&receiver.messages());
         let mut unique = got.clone();
         unique.sort_unstable();
         unique.dedup();
@@ -115,7 +97,13 @@ async fn a_drain_down_while_fifty_budgets_of_its_app_arrive_gets_every_line_in_o
     const LINES: usize = 50_000;
     let broker = Tansu::start().await;
     let dir = TempDir::new("catch-up");
-    let wharf = start(&broker, &dir.path().join("data"), &[("WHARF_LOGSHUTTLE__DRAIN_BUFFER_LINES", "1000")]).await;
+    let wharf = Wharf::serve_on_kafka(
+        WHARF,
+        &broker,
+        &dir.path().join("data"),
+        &[("WHARF_LOGSHUTTLE__DRAIN_BUFFER_LINES", "1000")],
+    )
+    .await;
     let api = &wharf.api;
     api.create_app("busy-default", &[]).await;
     api.create_app("other-default", &[]).await;
@@ -166,7 +154,7 @@ async fn kill_9_while_a_drain_catches_up_loses_nothing() {
     let dir = TempDir::new("catch-up-kill");
     let data = dir.path().join("data");
     let env = [("WHARF_LOGSHUTTLE__DRAIN_BUFFER_LINES", "1000")];
-    let wharf = start(&broker, &data, &env).await;
+    let wharf = Wharf::serve_on_kafka(WHARF, &broker, &data, &env).await;
     wharf.api.create_app("api-default", &[]).await;
     let addr: SocketAddr = format!("127.0.0.1:{}", wharf_testkit::free_port()).parse().unwrap();
     let label = add_drain(&wharf, wharf.admin, "api-default", &format!("syslog+tcp://{addr}")).await;
@@ -190,7 +178,7 @@ async fn kill_9_while_a_drain_catches_up_loses_nothing() {
     let at_kill = receiver.messages().len();
     assert!(at_kill < LINES, "the kill landed in the middle of the catch-up ({at_kill} of {LINES} delivered)");
 
-    let again = start(&broker, &data, &env).await;
+    let again = Wharf::serve_on_kafka(WHARF, &broker, &data, &env).await;
     let got = all_lines(&receiver, LINES, "every line after the restart").await;
     let repeats = check_all_in_order("the drain", &got, LINES);
     eprintln!("kill -9 after {at_kill} of {LINES} lines, while catching up: every line delivered, {repeats} repeats");
@@ -211,7 +199,7 @@ async fn logshuttles_leaving_and_joining_a_group_under_load_lose_nothing_and_kee
     // Member one: `wharf serve` with its control API; quick to notice a member gone.
     let control = dir.path().join("control");
     let env = [("WHARF_CONTROL_API__LISTEN", api_listen.as_str())];
-    let wharf = start(&broker, &control, &env).await;
+    let wharf = Wharf::serve_on_kafka(WHARF, &broker, &control, &env).await;
     let mut receivers = Vec::new();
     for a in 0..APPS {
         let app = format!("app{a}-default");

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use wharf_testkit::certs::TestCa;
 use wharf_testkit::client::{self, Api, Req};
 use wharf_testkit::logplex::LogplexReceiver;
-use wharf_testkit::rfc5424::SyslogMessage;
+use wharf_testkit::rfc5424::{SyslogMessage, line_numbers, numbered_line};
 use wharf_testkit::syslog::SyslogReceiver;
 use wharf_testkit::tansu::Tansu;
 use wharf_testkit::wharf::Wharf;
@@ -27,19 +27,6 @@ const WAIT: Duration = Duration::from_secs(90);
 /// Event times start here and go up a second per line.
 const EPOCH: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
 
-/// Starts `wharf serve` on the broker with quick reconnections and `env` on top.
-async fn start(broker: &Tansu, data: &std::path::Path, env: &[(&str, &str)]) -> Wharf {
-    let mut all = vec![("WHARF_LOGSHUTTLE__RECONNECT_MIN", "20ms"), ("WHARF_LOGSHUTTLE__RECONNECT_MAX", "200ms")];
-    all.extend_from_slice(env);
-    Wharf::serve_with(WHARF, &["--kafka", &broker.brokers()], data, &all).await
-}
-
-/// The message of line `i`, padded to `size` bytes.
-fn line(i: usize, size: usize) -> String {
-    let head = format!("line {i:06} ");
-    format!("{head}{}", "x".repeat(size.saturating_sub(head.len())))
-}
-
 /// Puts lines `range` of `app` on the bus, 500 to a request, line `i` written at `EPOCH + i`.
 async fn ingest(api: &Api, app: &str, range: std::ops::Range<usize>, size: usize) {
     let all: Vec<usize> = range.collect();
@@ -48,7 +35,7 @@ async fn ingest(api: &Api, app: &str, range: std::ops::Range<usize>, size: usize
             .iter()
             .map(|&i| {
                 let time = wharf_domain::timestamp::format_seconds(EPOCH + i as i64);
-                json!({"app": app, "source": "akkeris/build", "process": "build.1", "time": time, "message": line(i, size)})
+                json!({"app": app, "source": "akkeris/build", "process": "build.1", "time": time, "message": numbered_line(i, size)})
             })
             .collect();
         let out = api.expect("POST", "/log-events", Value::Array(events), 202).await;
@@ -105,11 +92,6 @@ async fn at_least(receiver: &SyslogReceiver, n: usize, what: &str) -> Vec<Syslog
     .await
 }
 
-/// The line numbers of messages, in the order they arrived.
-fn numbers(msgs: &[SyslogMessage]) -> Vec<usize> {
-    msgs.iter().filter_map(|m| m.text().strip_prefix("line ")?.get(..6)?.parse().ok()).collect()
-}
-
 #[tokio::test]
 async fn https_drains_retry_a_batch_with_its_frame_id_and_drop_what_is_refused() {
     let broker = Tansu::start().await;
@@ -117,8 +99,13 @@ async fn https_drains_retry_a_batch_with_its_frame_id_and_drop_what_is_refused()
     let dir = TempDir::new("https-drains");
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, ca.pem()).unwrap();
-    let wharf =
-        start(&broker, &dir.path().join("data"), &[("WHARF_LOGSHUTTLE__TRUSTED_CA", ca_file.to_str().unwrap())]).await;
+    let wharf = Wharf::serve_on_kafka(
+        WHARF,
+        &broker,
+        &dir.path().join("data"),
+        &[("WHARF_LOGSHUTTLE__TRUSTED_CA", ca_file.to_str().unwrap())],
+    )
+    .await;
     let api = &wharf.api;
     api.create_app("api-default", &[]).await;
 
@@ -135,7 +122,7 @@ async fn https_drains_retry_a_batch_with_its_frame_id_and_drop_what_is_refused()
     ingest(api, "api-default", 0..5, 40).await;
     // The lines may reach the drain in more than one batch; the first batch is the one retried.
     let delivered = |posts: &[wharf_testkit::logplex::LogplexPost]| -> Vec<usize> {
-        posts.iter().filter(|p| p.status == 200).flat_map(|p| numbers(&p.messages)).collect()
+        posts.iter().filter(|p| p.status == 200).flat_map(|p| line_numbers(&p.messages)).collect()
     };
     let posts = eventually(WAIT, "the flaky receiver to take every line", || async {
         let posts = flaky.posts();
@@ -148,7 +135,7 @@ async fn https_drains_retry_a_batch_with_its_frame_id_and_drop_what_is_refused()
     assert!(!first.messages.is_empty());
     for p in &posts[..4] {
         assert_eq!(p.header("logplex-frame-id"), first.header("logplex-frame-id"), "one frame id across retries");
-        assert_eq!(numbers(&p.messages), numbers(&first.messages), "the same batch on every attempt");
+        assert_eq!(line_numbers(&p.messages), line_numbers(&first.messages), "the same batch on every attempt");
     }
     for p in &posts {
         assert_eq!(p.errors, Vec::<String>::new(), "every frame parses as RFC 5424");
@@ -173,7 +160,7 @@ async fn https_drains_retry_a_batch_with_its_frame_id_and_drop_what_is_refused()
     // A refused batch is dropped and counted, not retried; later batches are delivered.
     let strict_label = format!("drain=\"{strict_id}\"");
     let refused = eventually(WAIT, "the strict receiver to refuse a batch", || async {
-        strict.posts().first().map(|p| numbers(&p.messages))
+        strict.posts().first().map(|p| line_numbers(&p.messages))
     })
     .await;
     eventually(WAIT, "the refused batch to be counted", || async {
@@ -202,7 +189,7 @@ async fn a_drain_that_was_down_gets_what_fit_its_budget_and_the_exact_count_of_t
     let dir = TempDir::new("drain-down");
     // Without catch-up from Kafka (logplex's way): past the budget the oldest lines go.
     let env = [("WHARF_LOGSHUTTLE__DRAIN_BUFFER_LINES", "50"), ("WHARF_LOGSHUTTLE__CATCH_UP", "false")];
-    let wharf = start(&broker, &dir.path().join("data"), &env).await;
+    let wharf = Wharf::serve_on_kafka(WHARF, &broker, &dir.path().join("data"), &env).await;
     wharf.api.create_app("api-default", &[]).await;
     // Nothing listens at the drain's address until the receiver comes up.
     let addr: SocketAddr = format!("127.0.0.1:{}", wharf_testkit::free_port()).parse().unwrap();
@@ -237,11 +224,11 @@ async fn a_drain_that_was_down_gets_what_fit_its_budget_and_the_exact_count_of_t
         "Error L10 (output buffer overflow): 30 messages dropped since 2026-01-01T00:00:00.000000Z."
     );
     assert_eq!((msgs[0].hostname.as_str(), msgs[0].app_name.as_str()), ("api-default", "akkeris/logshuttle"));
-    assert_eq!(numbers(&msgs[1..]), (30..80).collect::<Vec<_>>(), "the newest 50, in order");
+    assert_eq!(line_numbers(&msgs[1..]), (30..80).collect::<Vec<_>>(), "the newest 50, in order");
     assert_eq!(receiver.errors(), Vec::<String>::new());
     ingest(&wharf.api, "api-default", 80..81, 40).await;
     let msgs = at_least(&receiver, 52, "a later line").await;
-    assert_eq!(numbers(&msgs[51..]), [80], "the notice is sent once");
+    assert_eq!(line_numbers(&msgs[51..]), [80], "the notice is sent once");
     eventually(WAIT, "the lag to fall to zero once everything is delivered", || async {
         (consumer_lag(&wharf).await == Some(0)).then_some(())
     })
@@ -253,7 +240,13 @@ async fn a_hung_drain_holds_up_no_other_drain() {
     const LINES: usize = 20_000;
     let broker = Tansu::start().await;
     let dir = TempDir::new("hung-drain");
-    let wharf = start(&broker, &dir.path().join("data"), &[("WHARF_LOGSHUTTLE__DRAIN_BUFFER_BYTES", "1MiB")]).await;
+    let wharf = Wharf::serve_on_kafka(
+        WHARF,
+        &broker,
+        &dir.path().join("data"),
+        &[("WHARF_LOGSHUTTLE__DRAIN_BUFFER_BYTES", "1MiB")],
+    )
+    .await;
     let api = &wharf.api;
     api.create_app("busy-default", &[]).await;
     api.create_app("other-default", &[]).await;
@@ -273,8 +266,8 @@ async fn a_hung_drain_holds_up_no_other_drain() {
         at_least(&other_app, (i + 1) * 25, "the batch at the other app's drain").await;
     }
     let msgs = same_app.messages();
-    assert_eq!(numbers(&msgs), (0..LINES).collect::<Vec<_>>(), "all of them, in order");
-    assert_eq!(numbers(&other_app.messages()), (0..1000).collect::<Vec<_>>());
+    assert_eq!(line_numbers(&msgs), (0..LINES).collect::<Vec<_>>(), "all of them, in order");
+    assert_eq!(line_numbers(&other_app.messages()), (0..1000).collect::<Vec<_>>());
     // Past its budget the hung drain leaves its lines in Kafka (it is behind, catching up as
     // room allows) rather than dropping them.
     let label = format!("drain=\"{hung_id}\"");
@@ -293,7 +286,7 @@ async fn kill_9_in_the_middle_of_a_stream_loses_no_line() {
     let broker = Tansu::start().await;
     let dir = TempDir::new("kill-9");
     let data = dir.path().join("data");
-    let wharf = start(&broker, &data, &[]).await;
+    let wharf = Wharf::serve_on_kafka(WHARF, &broker, &data, &[]).await;
     wharf.api.create_app("api-default", &[]).await;
     // A receiver slower than the stream, so that the kill lands while lines are on their way.
     let addr: SocketAddr = format!("127.0.0.1:{}", wharf_testkit::free_port()).parse().unwrap();
@@ -309,16 +302,16 @@ async fn kill_9_in_the_middle_of_a_stream_loses_no_line() {
     let at_kill = receiver.messages().len();
     assert!(at_kill < LINES, "the kill landed in the middle of the stream ({at_kill} of {LINES} delivered)");
 
-    let again = start(&broker, &data, &[]).await;
+    let again = Wharf::serve_on_kafka(WHARF, &broker, &data, &[]).await;
     let msgs = eventually(WAIT, "every line after the restart", || async {
         let msgs = receiver.messages();
-        let mut seen = numbers(&msgs);
+        let mut seen = line_numbers(&msgs);
         seen.sort_unstable();
         seen.dedup();
         (seen.len() == LINES).then_some(msgs)
     })
     .await;
-    let got = numbers(&msgs);
+    let got = line_numbers(&msgs);
     assert_eq!(got.len(), msgs.len(), "every message is a line");
     let duplicates = got.len() - LINES;
     eprintln!("kill -9 after {at_kill} of {LINES} lines: every line delivered, {duplicates} delivered twice");
@@ -375,7 +368,7 @@ async fn start_akkeris(name: &str) -> (Tansu, TempDir, Wharf, SyslogReceiver) {
     let dir = TempDir::new(name);
     let env =
         [("WHARF_KAFKA__AKKERIS_APP_TOPICS", r#"["perf"]"#), ("WHARF_KAFKA__AKKERIS_BUILD_TOPIC", "akkeris-builds")];
-    let wharf = start(&broker, &dir.path().join("data"), &env).await;
+    let wharf = Wharf::serve_on_kafka(WHARF, &broker, &dir.path().join("data"), &env).await;
     wharf.api.expect("POST", "/spaces", json!({"name": "perf"}), 201).await;
     wharf.api.create_app("api-perf", &[]).await;
     let receiver = SyslogReceiver::tcp().await;

@@ -217,6 +217,19 @@ pub fn deframe_octet_counted(buf: &mut Vec<u8>) -> Result<Vec<Vec<u8>>, String> 
     Ok(frames)
 }
 
+/// Line `i` of a numbered test stream: `line NNNNNN ` padded with `x` to `size` bytes, so that
+/// a receiver's messages can be put back in order with [`line_numbers`].
+pub fn numbered_line(i: usize, size: usize) -> String {
+    let head = format!("line {i:06} ");
+    format!("{head}{}", "x".repeat(size.saturating_sub(head.len())))
+}
+
+/// The numbers of the [`numbered_line`]s among `msgs`, in the order they arrived; other
+/// messages are skipped.
+pub fn line_numbers(msgs: &[SyslogMessage]) -> Vec<usize> {
+    msgs.iter().filter_map(|m| m.text().strip_prefix("line ")?.get(..6)?.parse().ok()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,6 +36,21 @@ pub struct Wharf {
     _dir: Option<TempDir>,
 }
 
+impl Wharf {
+    /// Starts `wharf serve --kafka` on `broker`, its drains reconnecting within 20-200 ms (tests
+    /// take drains down and bring them back), with `env` on top.
+    pub async fn serve_on_kafka(
+        bin: &str,
+        broker: &crate::tansu::Tansu,
+        data_dir: &Path,
+        env: &[(&str, &str)],
+    ) -> Wharf {
+        let mut all = vec![("WHARF_LOGSHUTTLE__RECONNECT_MIN", "20ms"), ("WHARF_LOGSHUTTLE__RECONNECT_MAX", "200ms")];
+        all.extend_from_slice(env);
+        Wharf::serve_with(bin, &["--kafka", &broker.brokers()], data_dir, &all).await
+    }
+}
+
 /// A `wharf serve` still running when its test ends (passed or panicked) is stopped as an
 /// operator stops it, with SIGTERM, so that it stops its dynos first: killing it outright
 /// (`kill_on_drop`) would leave them running in their own process groups, and a busy dyno would
