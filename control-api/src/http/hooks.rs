@@ -227,16 +227,7 @@ pub(super) fn start_deliveries(plane: Arc<ControlPlane>) {
 async fn deliver(plane: Arc<ControlPlane>, d: Delivery) {
     let body = payload(&d);
     let signed = signature(&d.secret, &body);
-    let mut record = DeliveryRecord {
-        id: d.id,
-        event: d.happened.event(),
-        status: DeliveryStatus::Pending,
-        attempts: 0,
-        last_status_code: None,
-        last_error: None,
-        created_at: d.at,
-        updated_at: d.at,
-    };
+    let mut record = DeliveryRecord::pending(&d);
     for attempt in 0..ATTEMPTS {
         if let Some(wait) = attempt.checked_sub(1).and_then(|i| BACKOFF.get(i as usize)) {
             tokio::time::sleep(*wait).await;

@@ -151,6 +151,22 @@ pub struct DeliveryRecord {
     pub updated_at: i64,
 }
 
+impl DeliveryRecord {
+    /// The record of `d` as it is queued: pending, no attempt made yet.
+    pub fn pending(d: &Delivery) -> DeliveryRecord {
+        DeliveryRecord {
+            id: d.id,
+            event: d.happened.event(),
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            last_status_code: None,
+            last_error: None,
+            created_at: d.at,
+            updated_at: d.at,
+        }
+    }
+}
+
 /// The deliveries' queue and each hook's recent deliveries.
 pub(super) struct HookQueue {
     tx: mpsc::Sender<Delivery>,
@@ -365,16 +381,7 @@ impl ControlPlane {
     /// the operation that made them.
     pub(super) fn queue_deliveries(&self, deliveries: Vec<Delivery>) {
         for d in deliveries {
-            let record = DeliveryRecord {
-                id: d.id,
-                event: d.happened.event(),
-                status: DeliveryStatus::Pending,
-                attempts: 0,
-                last_status_code: None,
-                last_error: None,
-                created_at: d.at,
-                updated_at: d.at,
-            };
+            let record = DeliveryRecord::pending(&d);
             let hook_id = d.hook_id;
             match self.hooks.tx.try_send(d) {
                 Ok(()) => self.record_delivery(hook_id, record),

@@ -413,29 +413,13 @@ fn check_input(input: &CheckInput) -> Result<(), Error> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::time::Duration;
 
-    use wharf_domain::{HookUrl, SessionKey};
+    use wharf_domain::HookUrl;
 
     use super::*;
     use crate::model::HookEvent;
-    use crate::plane::{DynoSizes, FormationUpdate, HookInput, Settings};
-    use crate::store::SqliteStore;
-
-    async fn plane() -> ControlPlane {
-        let settings = Settings {
-            stack_domain: "localhost".into(),
-            https_port: 8443,
-            session_base_url: "http://127.0.0.1:5000".into(),
-            session_ttl: Duration::from_secs(60),
-            max_session_lines: 1500,
-            max_quantity: 100,
-            dyno_sizes: DynoSizes::default(),
-        };
-        let store = Box::new(SqliteStore::in_memory().unwrap());
-        ControlPlane::open(store, settings, Arc::new(SessionKey::generate())).await.unwrap()
-    }
+    use crate::plane::tests::plane;
+    use crate::plane::{FormationUpdate, HookInput};
 
     fn check(context: &str, state: CheckState) -> CheckInput {
         CheckInput { context: Some(context.into()), state: Some(state), ..CheckInput::default() }
