@@ -553,26 +553,10 @@ async fn env_through_router(wharf: &Wharf, app: &str, name: &str) -> Option<Stri
     (r.status == 200).then(|| r.text())
 }
 
-/// `wharf serve` with a quick supervisor, plain HTTP through the router, and the test kit's web
-/// dyno script; returns the command that runs it.
-async fn serve_with_web_dyno(dir: &TempDir) -> (Wharf, String) {
-    let script = dir.path().join("server.py");
-    std::fs::write(&script, wharf_testkit::dyno_server::PYTHON_WEB_DYNO).unwrap();
-    let env = [
-        ("WHARF_ROUTER__HTTP_REDIRECT", "false"),
-        ("WHARF_SUPERVISOR__RESTART_MIN", "200ms"),
-        ("WHARF_SUPERVISOR__CONNECTION_GRACE", "200ms"),
-        ("WHARF_SUPERVISOR__STOP_GRACE", "2s"),
-        ("WHARF_SUPERVISOR__HEALTH_TIMEOUT", "20s"),
-    ];
-    let wharf = Wharf::serve_with(WHARF, &[], &dir.path().join("data"), &env).await;
-    (wharf, format!("exec python3 {}", script.display()))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_heroku_cli_sets_config_lists_releases_and_rolls_back() {
     let dir = TempDir::new("heroku-releases");
-    let (wharf, command) = serve_with_web_dyno(&dir).await;
+    let (wharf, command) = Wharf::serve_with_web_dyno(WHARF, &dir).await;
     let api = &wharf.api;
     let cli = Cli::new(&wharf);
     api.expect("POST", "/apps", json!({"name": "hello"}), 201).await;

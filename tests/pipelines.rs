@@ -108,22 +108,6 @@ fn sign(secret: &str, body: &[u8]) -> String {
     format!("sha256={hex}")
 }
 
-/// `wharf serve` with a quick supervisor and plain HTTP through the router; the command that
-/// runs the test kit's web dyno, which answers `GET /NAME` with its environment variable NAME.
-async fn serve(dir: &TempDir) -> (Wharf, String) {
-    let script = dir.path().join("server.py");
-    std::fs::write(&script, wharf_testkit::dyno_server::PYTHON_WEB_DYNO).unwrap();
-    let env = [
-        ("WHARF_ROUTER__HTTP_REDIRECT", "false"),
-        ("WHARF_SUPERVISOR__RESTART_MIN", "200ms"),
-        ("WHARF_SUPERVISOR__CONNECTION_GRACE", "200ms"),
-        ("WHARF_SUPERVISOR__STOP_GRACE", "2s"),
-        ("WHARF_SUPERVISOR__HEALTH_TIMEOUT", "20s"),
-    ];
-    let wharf = Wharf::serve_with(WHARF, &[], &dir.path().join("data"), &env).await;
-    (wharf, format!("exec python3 {}", script.display()))
-}
-
 /// What the app's web dyno answers through the router for `GET /NAME`.
 async fn env_of(wharf: &Wharf, app: &str, name: &str) -> Option<String> {
     let host = format!("{app}-default.localhost");
@@ -149,7 +133,7 @@ async fn coupled(api: &Api, name: &str, pipeline: &str, stage: &str, required: &
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_promotion_moves_code_not_config_once_the_required_checks_pass() {
     let dir = TempDir::new("pipelines");
-    let (wharf, command) = serve(&dir).await;
+    let (wharf, command) = Wharf::serve_with_web_dyno(WHARF, &dir).await;
     let api = &wharf.api;
     api.expect("POST", "/pipelines", json!({"name": "shop"}), 201).await;
     let stages = api.call("GET", "/pipeline-stages", None).await.1;
@@ -256,7 +240,7 @@ async fn a_promotion_moves_code_not_config_once_the_required_checks_pass() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_with_heroku_errors_and_changes_nothing() {
     let dir = TempDir::new("pipelines-bad");
-    let (wharf, _) = serve(&dir).await;
+    let (wharf, _) = Wharf::serve_with_web_dyno(WHARF, &dir).await;
     let api = &wharf.api;
     api.expect("POST", "/pipelines", json!({"name": "web"}), 201).await;
     coupled(api, "alpha", "web", "development", &[]).await;
@@ -465,7 +449,7 @@ async fn bad_input_is_refused_with_heroku_errors_and_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hooks_are_retried_after_a_500_and_told_of_crashes_and_deletion() {
     let dir = TempDir::new("pipelines-hooks");
-    let (wharf, _) = serve(&dir).await;
+    let (wharf, _) = Wharf::serve_with_web_dyno(WHARF, &dir).await;
     let api = &wharf.api;
     api.expect("POST", "/apps", json!({"name": "hooked"}), 201).await;
     let receiver = HookReceiver::start(&[500]).await;

@@ -49,6 +49,24 @@ impl Wharf {
         all.extend_from_slice(env);
         Wharf::serve_with(bin, &["--kafka", &broker.brokers()], data_dir, &all).await
     }
+
+    /// Starts `wharf serve` in `dir/data` with a quick supervisor (restarts from 200 ms, 2 s stop
+    /// grace) and plain HTTP through the router (no redirect), and writes the test kit's web
+    /// dyno ([`crate::dyno_server::PYTHON_WEB_DYNO`]: `GET /NAME` answers its environment
+    /// variable NAME) to `dir`; returns Wharf and the command that runs that dyno.
+    pub async fn serve_with_web_dyno(bin: &str, dir: &TempDir) -> (Wharf, String) {
+        let script = dir.path().join("server.py");
+        std::fs::write(&script, crate::dyno_server::PYTHON_WEB_DYNO).expect("the web dyno's script is written");
+        let env = [
+            ("WHARF_ROUTER__HTTP_REDIRECT", "false"),
+            ("WHARF_SUPERVISOR__RESTART_MIN", "200ms"),
+            ("WHARF_SUPERVISOR__CONNECTION_GRACE", "200ms"),
+            ("WHARF_SUPERVISOR__STOP_GRACE", "2s"),
+            ("WHARF_SUPERVISOR__HEALTH_TIMEOUT", "20s"),
+        ];
+        let wharf = Wharf::serve_with(bin, &[], &dir.path().join("data"), &env).await;
+        (wharf, format!("exec python3 {}", script.display()))
+    }
 }
 
 /// A `wharf serve` still running when its test ends (passed or panicked) is stopped as an
