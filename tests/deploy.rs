@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use wharf_testkit::client::{self, Answer, Req};
+use wharf_testkit::client::{self, Req};
 use wharf_testkit::wharf::Wharf;
 use wharf_testkit::{TempDir, eventually};
 
@@ -282,18 +282,6 @@ async fn answer(wharf: &Wharf) -> Option<String> {
     (r.status == 200).then(|| r.text())
 }
 
-/// Sends requests to the app through the router until `done`, and returns the answers.
-fn load(wharf: &Wharf, done: &Arc<AtomicBool>) -> tokio::task::JoinHandle<Result<Vec<Answer>, String>> {
-    let (done, http) = (done.clone(), wharf.http);
-    tokio::spawn(async move {
-        let mut answers = Vec::new();
-        while !done.load(Ordering::Relaxed) {
-            answers.extend(client::load(http, HOST, "/", 100, 4).await?);
-        }
-        Ok(answers)
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_built_from_a_url_is_served_rolled_without_a_failed_request_and_rolled_back() {
     let setup = Setup::start(&[]).await;
@@ -327,7 +315,7 @@ async fn a_source_built_from_a_url_is_served_rolled_without_a_failed_request_and
 
     // The second build rolls while requests flow.
     let done = Arc::new(AtomicBool::new(false));
-    let flowing = load(wharf, &done);
+    let flowing = client::load_until(wharf.http, HOST, &done);
     let two = archive(setup.dir.path(), "two", "second version", "zip");
     let built = setup.build(&two, None).await;
     assert_eq!(built["status"], "succeeded", "{built}");

@@ -104,18 +104,6 @@ async fn dynos_of_type(wharf: &Wharf, dyno_type: &str) -> Vec<(String, String)> 
     of_type.filter_map(|d| Some((d["name"].as_str()?.to_owned(), d["state"].as_str()?.to_owned()))).collect()
 }
 
-/// Sends requests to the app through the router until `done`, and returns the answers.
-fn load(wharf: &Wharf, done: &Arc<AtomicBool>) -> tokio::task::JoinHandle<Result<Vec<Answer>, String>> {
-    let (done, http) = (done.clone(), wharf.http);
-    tokio::spawn(async move {
-        let mut answers = Vec::new();
-        while !done.load(Ordering::Relaxed) {
-            answers.extend(client::load(http, HOST, "/", 100, 4).await?);
-        }
-        Ok(answers)
-    })
-}
-
 /// Stops the load and checks that no request failed during the rolls.
 async fn no_failed_request(
     done: &AtomicBool,
@@ -154,7 +142,7 @@ async fn a_config_change_rolls_to_new_dynos_under_load_without_a_failed_request(
     let said = setup.listening(&first).await;
 
     let done = Arc::new(AtomicBool::new(false));
-    let load = load(wharf, &done);
+    let load = client::load_until(wharf.http, HOST, &done);
     api.expect("PATCH", "/apps/api-default/config-vars", json!({"GREETING": "bonjour"}), 200).await;
     eventually(WAIT, "the new release to serve alone", || async {
         let names = dyno_names(wharf).await;
@@ -180,7 +168,7 @@ async fn restarting_one_dyno_replaces_it_and_restarting_all_rolls_under_load_wit
     let (wharf, api) = (&setup.wharf, &setup.wharf.api);
     let second = setup.run_web().await;
     let done = Arc::new(AtomicBool::new(false));
-    let load = load(wharf, &done);
+    let load = client::load_until(wharf.http, HOST, &done);
 
     let one = &second[0];
     let (status, _) = api.call("DELETE", &format!("/apps/api-default/dynos/{one}"), None).await;

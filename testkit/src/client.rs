@@ -318,6 +318,24 @@ pub struct Answer {
     pub body: Bytes,
 }
 
+/// Sends `GET /` on `host` to `addr` in rounds of [`load`] (100 requests over 4 connections)
+/// until `done` turns true, as a client keeps using an app while it rolls; returns every answer,
+/// or the first request that failed outright.
+pub fn load_until(
+    addr: SocketAddr,
+    host: &'static str,
+    done: &Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<Result<Vec<Answer>, String>> {
+    let done = done.clone();
+    tokio::spawn(async move {
+        let mut answers = Vec::new();
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            answers.extend(load(addr, host, "/", 100, 4).await?);
+        }
+        Ok(answers)
+    })
+}
+
 /// Sends `total` GETs of `path` on `host` over `connections` plain-HTTP keep-alive connections
 /// at once, each connection sending its next request when the last one is answered. Returns
 /// the answers in the order they arrived; a request that fails outright is an error.
