@@ -3,7 +3,7 @@
 //! from a URL and served through the router; a second build rolls while requests flow, with no
 //! failed request and the first release's directory left as it was; a rollback to the first
 //! slug serves the first body; a source whose checksum does not match, and a table of hostile
-//! archives (`..`, absolute paths, links out, devices, too large, bad gzip, zip variants), are
+//! archives (`..`, absolute paths, links out, chained links, devices, too large, bad gzip, zip variants), are
 //! refused with a clear reason and change nothing; slugs uploaded to their blob URL follow the
 //! same rules.
 
@@ -81,6 +81,13 @@ elif kind == "through-symlink":
     def f(t):
         i = tarfile.TarInfo("here"); i.type = tarfile.SYMTYPE; i.linkname = "."; t.addfile(i)
         j = tarfile.TarInfo("here/up"); j.type = tarfile.SYMTYPE; j.linkname = "../x"; t.addfile(j)
+    hostile_tar(f)
+elif kind == "symlink-chain":
+    # Each count stays inside, but the kernel resolves each `..` from where `s/up` points.
+    def f(t):
+        d = tarfile.TarInfo("s"); d.type = tarfile.DIRTYPE; d.mode = 0o755; t.addfile(d)
+        i = tarfile.TarInfo("s/up"); i.type = tarfile.SYMTYPE; i.linkname = ".."; t.addfile(i)
+        j = tarfile.TarInfo("leak"); j.type = tarfile.SYMTYPE; j.linkname = "s/up/s/up/../../../../etc/hostname"; t.addfile(j)
     hostile_tar(f)
 elif kind == "hardlink-out":
     def f(t):
@@ -421,6 +428,7 @@ async fn hostile_archives_are_refused_with_a_reason_and_change_nothing() {
         ("symlink-out", "outside the archive's tree"),
         ("symlink-absolute", "link to the absolute path"),
         ("through-symlink", "under the link"),
+        ("symlink-chain", "may only lead"),
         ("hardlink-out", "hard link"),
         ("hardlink-dotdot", "hard link"),
         ("device", "character device"),

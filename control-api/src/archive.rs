@@ -6,8 +6,9 @@
 //!
 //! - absolute paths, and paths with a `..` component (tar's `/etc/passwd`, `../x`; zip's
 //!   `enclosed_name` rule);
-//! - symbolic links whose target is absolute or climbs out of the tree (judged from where the
-//!   link lies), hard links whose target is not an earlier entry inside the tree, and any
+//! - symbolic links whose target is absolute, climbs out of the tree (judged from where the
+//!   link lies), or has a `..` after a name (which the kernel resolves from wherever that name,
+//!   if a link, points, so chained links could climb out unseen), hard links whose target is not an earlier entry inside the tree, and any
 //!   entry that would be written through a link (`a -> .` then `a/b -> ../x` would otherwise
 //!   escape);
 //! - devices, FIFOs and every other special entry (tar's character and block devices, FIFOs,
@@ -193,17 +194,36 @@ fn check_no_link_above(root: &Path, rel: &Path) -> Result<(), ArchiveError> {
     Ok(())
 }
 
-/// Checks a symbolic link at `rel` pointing at `target`: relative, and inside the tree when
-/// resolved from the link's own directory.
+/// Checks a symbolic link at `rel` pointing at `target`: relative, inside the tree when
+/// resolved from the link's own directory, and with its `..` components only at its start.
+///
+/// Counting components is only what the kernel does if no name the target walks down through
+/// is itself a link: for `s/up/../../x` the kernel resolves the `..` after `s/up` from wherever
+/// the link `s/up` points (`s/up -> ..` climbs one level), so a chain of such links leaves the
+/// tree while every count stays inside (a fresh user's build read `/proc/self/environ` that
+/// way). With `..` only leading, the target climbs real directories (no entry lies under a
+/// link) and then only descends, through names that are files, directories, or links checked
+/// the same way: every link resolves inside the tree, whatever order the archive lists them in.
 fn check_symlink_target(rel: &Path, target: &Path) -> Result<(), ArchiveError> {
     if target.has_root() {
         return Err(refused(format!("{}: a link to the absolute path {} is refused", rel.display(), target.display())));
     }
     let mut depth: i64 = rel.components().count() as i64 - 1;
+    let mut descended = false;
     for c in target.components() {
         match c {
+            Component::ParentDir if descended => {
+                return Err(refused(format!(
+                    "{}: a link to {} is refused: `..` may only lead a link's target",
+                    rel.display(),
+                    target.display()
+                )));
+            }
             Component::ParentDir => depth -= 1,
-            Component::Normal(_) => depth += 1,
+            Component::Normal(_) => {
+                depth += 1;
+                descended = true;
+            }
             _ => {}
         }
         if depth < 0 {
@@ -454,5 +474,12 @@ mod tests {
         check("app/l", "/etc", false);
         check("app/a/b/l", "../../../x", true);
         check("app/a/b/l", "../../../../x", false);
+        // `..` after a name: the kernel resolves it from wherever that name points, so a chain
+        // of links (`s/up -> ..`) climbs out while every count stays inside.
+        check("Procfile", "s/up/s/up/../../../../proc/self/environ", false);
+        check("app/l", "x/..", false);
+        check("app/l", "../x/../y", false);
+        check("app/l", "./x/y", true);
+        check("app/a/l", "../../app/x", true);
     }
 }

@@ -52,6 +52,26 @@ pub struct BuildOutput {
     pub done: bool,
 }
 
+/// The most bytes of a Procfile read: a Procfile is a few lines, and it is read into memory.
+const MAX_PROCFILE_BYTES: u64 = 64 * 1024;
+
+/// Reads the Procfile at `path` as UTF-8 (a leading byte order mark dropped), at most
+/// [`MAX_PROCFILE_BYTES`]; the error says which of missing, too large or not UTF-8 it is.
+fn read_procfile(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)
+        .map_err(|_| "the source has no Procfile at its root (Wharf runs no buildpacks)".to_owned())?;
+    let mut bytes = Vec::new();
+    file.take(MAX_PROCFILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("the Procfile cannot be read: {e}"))?;
+    if bytes.len() as u64 > MAX_PROCFILE_BYTES {
+        return Err(format!("the Procfile is larger than {} KiB", MAX_PROCFILE_BYTES / 1024));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| "the Procfile is not UTF-8".to_owned())?;
+    Ok(text.strip_prefix('\u{feff}').map(str::to_owned).unwrap_or(text))
+}
+
 /// Parses a Procfile: `type: command` per line; blank lines and `#` comments skipped.
 pub fn parse_procfile(text: &str) -> Result<BTreeMap<String, String>, String> {
     let mut out = BTreeMap::new();
@@ -282,8 +302,7 @@ impl ControlPlane {
             std::fs::create_dir_all(&tree2).map_err(|e| format!("cannot unpack: {e}"))?;
             let unpacked = archive::unpack(&src, &tree2, limits).map_err(|e| format!("the source is refused: {e}"))?;
             let root = app_root(&tree2);
-            let procfile = std::fs::read_to_string(root.join("Procfile"))
-                .map_err(|_| "the source has no Procfile at its root (Wharf runs no buildpacks)".to_owned())?;
+            let procfile = read_procfile(&root.join("Procfile"))?;
             let process_types = parse_procfile(&procfile)?;
             let size = archive::pack_tar_gz(&root, "app", &slug2).map_err(|e| format!("cannot pack the slug: {e}"))?;
             Ok((checksum, unpacked, root, process_types, size))
@@ -434,6 +453,28 @@ mod tests {
         let said = p.read(|m| m.build(pending.id).unwrap().output.clone()).await;
         assert!(said.last().unwrap().contains("Wharf stopped while it ran"), "{said:?}");
         assert_eq!(p.fail_interrupted_builds().await.unwrap(), 0, "nothing left to fail");
+    }
+
+    #[test]
+    fn a_procfile_is_read_as_utf8_within_its_cap_and_a_bom_is_dropped() {
+        let dir = std::env::temp_dir().join(format!("wharf-procfile-{}", wharf_domain::new_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("Procfile");
+        let check = |bytes: &[u8], expected: Result<&str, &str>| {
+            std::fs::write(&path, bytes).unwrap();
+            match (read_procfile(&path), expected) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want),
+                (Err(got), Err(want)) => assert!(got.contains(want), "{got}"),
+                (got, want) => panic!("{bytes:?}: {got:?}, expected {want:?}"),
+            }
+        };
+        check(b"web: run\n", Ok("web: run\n"));
+        check(b"\xef\xbb\xbfweb: run\n", Ok("web: run\n"));
+        check(b"web: \xff\n", Err("not UTF-8"));
+        check(&vec![b'#'; 64 * 1024 + 1], Err("larger than 64 KiB"));
+        std::fs::remove_file(&path).unwrap();
+        assert!(read_procfile(&path).unwrap_err().contains("no Procfile"));
+        std::fs::remove_dir(&dir).unwrap();
     }
 
     #[test]
