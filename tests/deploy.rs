@@ -572,6 +572,12 @@ async fn slugs_are_uploaded_once_to_their_blob_url_checked_and_released() {
     let s =
         api.expect("POST", "/apps/hello/slugs", json!({"process_types": {"web": "serve"}, "image": image}), 201).await;
     assert!(s["blob"].is_null() && s["state"] == "image", "{s}");
+    // This Wharf runs its dynos itself, so releasing the image is refused and changes nothing.
+    let releases = api.call("GET", "/apps/hello/releases", None).await;
+    let (status, body) = api.call("POST", "/apps/hello/releases", Some(json!({"slug": s["id"]}))).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["message"].as_str().unwrap_or_default().contains("external runtime"), "{body}");
+    assert_eq!(api.call("GET", "/apps/hello/releases", None).await, releases);
     for bad in ["registry.example.com/hello:latest", "hello@sha256:00", "registry.example.com/Hello@sha256:00"] {
         let (status, body) =
             api.call("POST", "/apps/hello/slugs", Some(json!({"process_types": {"web": "x"}, "image": bad}))).await;

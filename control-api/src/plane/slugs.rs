@@ -286,6 +286,15 @@ impl ControlPlane {
         self.change(|m| {
             let a = m.app(app).ok_or_else(|| not_found("app", app))?;
             let slug = slug_id.parse().ok().and_then(|id| m.slug(id)).ok_or_else(|| not_found("slug", slug_id))?;
+            // An image is pulled and run by an external runtime; the local supervisor runs only
+            // archives, and would otherwise run the image's commands in Wharf's own directory.
+            if let (Some(image), Some(_)) = (&slug.image, self.local.get()) {
+                return Err(Error::Invalid(format!(
+                    "slug {} names the image {image}, which only an external runtime runs; this Wharf runs its \
+                     dynos itself: release a slug with an archive",
+                    slug.id
+                )));
+            }
             if slug.image.is_none() && slug.size.is_none() {
                 return Err(Error::Invalid(format!(
                     "slug {} has no archive yet: PUT it to its blob URL first",
