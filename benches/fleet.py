@@ -48,21 +48,12 @@ import threading
 import time
 import urllib.request
 
+# One port allocator for every bench in this folder (the script's folder is on sys.path).
+from router import free_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PG_USER, PG_PASSWORD = "wharf", "drill-password"
-HANDED_OUT = set()
 PROCS = []
-
-
-def free_port():
-    """A loopback port nothing listens on, never one handed out before in this run."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in HANDED_OUT:
-            HANDED_OUT.add(port)
-            return port
 
 
 def until(what, check, timeout=60, every=0.02, fatal=True):
