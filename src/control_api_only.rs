@@ -70,6 +70,9 @@ async fn serve(config: Config) -> Result<()> {
     if let Some(bus) = &bus {
         plane.set_build_publisher(bus.publisher.clone());
     }
+    // Canary releases move on with the routers' verdicts; with routers elsewhere their soak is
+    // a time (`soak_seconds`), which any replica can count.
+    tokio::spawn(plane.clone().watch_canary_releases());
     let app = wharf_control_api::router(
         plane.clone(),
         secrets.tokens(),

@@ -307,6 +307,7 @@ async fn serve(config: Config) -> Result<()> {
     if let Some(verdicts) = router.take_verdicts() {
         tokio::spawn(plane.clone().record_verdicts(verdicts));
     }
+    tokio::spawn(plane.clone().watch_canary_releases());
     let commit_interval = config.kafka.as_ref().map_or(Duration::from_secs(1), |k: &KafkaConfig| k.commit_interval.0);
     let logshuttle =
         Logshuttle::start(&config.logshuttle, config.outbound, source, plane.subscribe(), sessions, commit_interval)?;

@@ -78,7 +78,7 @@ pub(crate) fn desired_formations(
             }
         }
         env.extend(m.config_vars_of(app.id).map(|c| c.vars.clone()).unwrap_or_default());
-        let latest = m.latest_release(app.id);
+        let latest = m.running_release(app.id);
         let release = latest.map(|r| DynoRelease { id: r.id, version: r.version });
         // An image slug is an external runtime's to pull; only an archive runs here.
         let slug = latest.and_then(|r| r.slug_id).filter(|id| m.slug(*id).is_some_and(|s| s.image.is_none()));

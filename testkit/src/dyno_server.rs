@@ -222,15 +222,19 @@ impl Drop for DynoServer {
 
 /// A web dyno for the supervisor's tests, as a Python script run with `python3 SCRIPT`: listens on
 /// `127.0.0.1:$PORT`, answers `GET /` with `$GREETING` and `GET /NAME` with `$NAME` (or `none`),
-/// and prints `listening on PORT as DYNO PID` once it listens.
+/// and prints `listening on PORT as DYNO PID` once it listens. With `FAIL_EVERY=N`, every `N`th
+/// request it serves answers 500 with the same body (a release with a known error rate).
 pub const PYTHON_WEB_DYNO: &str = r#"
-import http.server, os
+import http.server, itertools, os
+fail_every = int(os.environ.get("FAIL_EVERY", "0"))
+served = itertools.count(1)
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
         name = self.path[1:] or "GREETING"
         body = os.environ.get(name, "none").encode()
-        self.send_response(200)
+        failed = fail_every > 0 and next(served) % fail_every == 0
+        self.send_response(500 if failed else 200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)

@@ -9,6 +9,7 @@
 pub mod certs;
 pub mod client;
 pub mod dyno_server;
+pub mod hook_receiver;
 pub mod logplex;
 pub mod nginx;
 pub mod postgres;

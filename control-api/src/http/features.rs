@@ -14,7 +14,7 @@ use wharf_domain::{CanaryPolicy, PolicyInput, Weight};
 
 use super::wire::{ApiError, ApiResult, Body, Json, Plane};
 use crate::model::CanaryFeature;
-use crate::plane::{CanaryFeatureInput, DEFAULT_CANARY_WEIGHT, DEFAULT_SOAK_REQUESTS, Error};
+use crate::plane::{CanaryFeatureInput, DEFAULT_CANARY_WEIGHT, DEFAULT_SOAK_REQUESTS, DEFAULT_SOAK_SECONDS, Error};
 
 /// A feature in Heroku's app-feature shape.
 #[derive(Serialize)]
@@ -48,23 +48,31 @@ pub(super) struct FeatureWithSettings {
     canary: Option<CanarySettings>,
 }
 
-/// The `canary` feature's settings: `docs/canary.md`'s policy fields and `soak_requests`.
+/// The `canary` feature's settings: `docs/canary.md`'s policy fields, `soak_requests` and
+/// `soak_seconds` (`null` when the soak does not wait for it).
 #[derive(Serialize)]
 pub(super) struct CanarySettings {
     #[serde(flatten)]
     policy: PolicyInput,
-    soak_requests: u64,
+    soak_requests: Option<u64>,
+    soak_seconds: Option<u64>,
 }
 
-/// The app's features, with the canary feature's settings (the defaults when never set).
-fn app_features(internal: bool, canary: Option<CanaryFeature>) -> Vec<FeatureWithSettings> {
+/// The app's features, with the canary feature's settings (the defaults when never set: a
+/// request count where this process has a router to count them, else a time).
+fn app_features(internal: bool, canary: Option<CanaryFeature>, counts: bool) -> Vec<FeatureWithSettings> {
     let settings = match &canary {
-        Some(f) => CanarySettings { policy: f.policy.clone().into(), soak_requests: f.soak_requests },
+        Some(f) => CanarySettings {
+            policy: f.policy.clone().into(),
+            soak_requests: f.soak_requests,
+            soak_seconds: f.soak_seconds,
+        },
         None => CanarySettings {
             policy: Weight::from_percent(DEFAULT_CANARY_WEIGHT)
                 .map(|w| CanaryPolicy::with_weight(w).into())
                 .unwrap_or_default(),
-            soak_requests: DEFAULT_SOAK_REQUESTS,
+            soak_requests: counts.then_some(DEFAULT_SOAK_REQUESTS),
+            soak_seconds: (!counts).then_some(DEFAULT_SOAK_SECONDS),
         },
     };
     let [a, b] = features(internal, canary.is_some_and(|f| f.enabled));
@@ -75,7 +83,7 @@ fn app_features(internal: bool, canary: Option<CanaryFeature>) -> Vec<FeatureWit
 async fn read_features(plane: &crate::plane::ControlPlane, app: &str) -> ApiResult<Vec<FeatureWithSettings>> {
     let flags = plane.read(|m| m.app(app).map(|a| (m.app_is_internal(a), m.canary_feature_of(a.id).cloned()))).await;
     let (internal, canary) = flags.ok_or_else(|| Error::NotFound { what: "app", key: app.into() })?;
-    Ok(app_features(internal, canary))
+    Ok(app_features(internal, canary, plane.counts_canary_requests()))
 }
 
 /// `GET /apps/{app}/features`: Wharf's app features, enabled as the app's records say.
@@ -93,8 +101,9 @@ pub(super) async fn get_app_feature(
     Ok(Json(found.ok_or(Error::NotFound { what: "feature", key: feature })?))
 }
 
-/// `PATCH /apps/{app}/features/canary {"enabled", "weight"?, "soak_requests"?, ...judge
-/// settings}`: automatic canary releases of a production app. Absent fields keep their value.
+/// `PATCH /apps/{app}/features/canary {"enabled", "weight"?, "soak_requests"?, "soak_seconds"?,
+/// ...judge settings}`: automatic canary releases of a production app. Absent fields keep their
+/// value; a soak field set to `null` is no longer waited for.
 /// Other features are not changed here (422): internal routing follows the app's space.
 pub(super) async fn patch_app_feature(
     State(plane): Plane,
@@ -116,14 +125,19 @@ pub(super) async fn patch_app_feature(
         Some(serde_json::Value::Bool(b)) => Some(b),
         Some(_) => return Err(ApiError::invalid("enabled must be true or false")),
     };
-    let soak_requests = match req.remove("soak_requests") {
-        None => None,
-        Some(v) => {
-            Some(v.as_u64().ok_or_else(|| ApiError::invalid("soak_requests must be a whole number of requests"))?)
-        }
+    // Absent keeps the setting, `null` drops the condition, a whole number sets it.
+    let mut soak = |name: &str, unit: &str| match req.remove(name) {
+        None => Ok(None),
+        Some(serde_json::Value::Null) => Ok(Some(None)),
+        Some(v) => v
+            .as_u64()
+            .map(|n| Some(Some(n)))
+            .ok_or_else(|| ApiError::invalid(format!("{name} must be a whole number of {unit}, or null"))),
     };
+    let soak_requests = soak("soak_requests", "requests")?;
+    let soak_seconds = soak("soak_seconds", "seconds")?;
     let policy: PolicyInput = serde_json::from_value(serde_json::Value::Object(req)).map_err(ApiError::invalid)?;
-    plane.set_canary_feature(&app, CanaryFeatureInput { enabled, soak_requests, policy }).await?;
+    plane.set_canary_feature(&app, CanaryFeatureInput { enabled, soak_requests, soak_seconds, policy }).await?;
     let all = read_features(&plane, &app).await?;
     Ok(Json(all.into_iter().find(|f| f.canary.is_some())))
 }

@@ -194,6 +194,16 @@ fn payload(d: &Delivery) -> Vec<u8> {
         }
         Happened::Crashed { dyno, status } => body["dyno"] = json!({"name": dyno, "status": status}),
         Happened::Destroy => {}
+        Happened::Canary { id, outcome, reason, release, canary_app, evidence } => {
+            body["canary"] = json!({
+                "id": id,
+                "outcome": outcome,
+                "reason": reason,
+                "release": {"id": release.0, "version": release.1},
+                "canary_app": {"name": canary_app},
+                "evidence": evidence,
+            });
+        }
     }
     let mut out = serde_json::to_vec(&body).expect("a JSON value serializes");
     out.push(b'\n');

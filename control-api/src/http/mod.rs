@@ -24,6 +24,7 @@ mod apps;
 mod auth;
 mod builds;
 mod canaries;
+mod canary_releases;
 mod certs;
 mod config_vars;
 mod domains;
@@ -139,6 +140,8 @@ route_group! {
         PUT "/apps/{app}/canary" => canaries::put_canary,
         DELETE "/apps/{app}/canary" => canaries::delete_canary,
         POST "/apps/{app}/canary/promote" => canaries::promote_canary,
+        GET "/apps/{app}/canary-releases" => canary_releases::list_canary_releases,
+        GET "/apps/{app}/canary-releases/{id}" => canary_releases::get_canary_release,
         GET "/sites" => sites::list_sites,
         POST "/sites" => sites::create_site,
         GET "/sites/{site}" => sites::get_site,

@@ -16,7 +16,7 @@ use wharf_domain::timestamp::format_seconds;
 use wharf_domain::{PipelineName, Stage};
 
 use super::wire::{ApiError, ApiResult, AppRef, Body, Json, Plane, app_ref};
-use crate::model::{CheckState, Coupling, Model, Pipeline, Promotion, ReleaseStatus, StatusCheck};
+use crate::model::{CheckState, Coupling, Model, Pipeline, Promotion, Release, ReleaseStatus, StatusCheck};
 use crate::plane::{CheckInput, Error, PromotionInput};
 
 /// A reference in a request body: a bare id or name, or `{"id"}` / `{"name"}`.
@@ -400,19 +400,37 @@ struct PromotionOut {
 
 #[derive(Serialize)]
 struct SourceOut {
-    app: AppRef,
-    release: ReleaseRef,
+    app: PromotedApp,
+    release: PromotedRelease,
+}
+
+/// An app a promotion names: `name` is `null` once the app was deleted (a promotion is the
+/// pipeline's history, and outlives its apps).
+#[derive(Serialize)]
+struct PromotedApp {
+    id: Uuid,
+    name: Option<String>,
+}
+
+/// A release a promotion names: `version` is `null` once its app was deleted.
+#[derive(Serialize)]
+struct PromotedRelease {
+    id: Uuid,
+    version: Option<u32>,
 }
 
 /// A promotion target: the app, the release made there, and how it went (`pending`,
-/// `succeeded`, `failed`), with the error when it failed.
+/// `succeeded`, `failed`, or `deleted` once the app is gone), with the error when it failed,
+/// and the canary release that holds it when the app has the `canary` feature.
 #[derive(Serialize)]
 struct TargetOut {
     id: Uuid,
-    app: AppRef,
-    release: ReleaseRef,
+    app: PromotedApp,
+    release: PromotedRelease,
     status: &'static str,
     error_message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    canary_release: Option<super::canary_releases::CanaryReleaseOut>,
     pipeline_promotion: IdRef,
 }
 
@@ -421,40 +439,65 @@ struct IdRef {
     id: Uuid,
 }
 
+/// The app and release a promotion names, as they are now (names and versions gone with a
+/// deleted app).
+fn promoted(m: &Model, app_id: Uuid, release_id: Uuid) -> (PromotedApp, PromotedRelease, Option<&Release>) {
+    let app = m.app(&app_id.to_string());
+    let r = app.and_then(|_| m.releases_of(app_id).into_iter().find(|r| r.id == release_id));
+    (
+        PromotedApp { id: app_id, name: app.map(|a| m.app_key(a).to_string()) },
+        PromotedRelease { id: release_id, version: r.map(|r| r.version) },
+        r,
+    )
+}
+
 fn targets_out(m: &Model, p: &Promotion) -> Vec<TargetOut> {
     p.targets
         .iter()
-        .filter_map(|t| {
-            let app = m.app(&t.app_id.to_string())?;
-            let r = m.releases_of(t.app_id).into_iter().find(|r| r.id == t.release_id)?;
-            let error_message = (r.status == ReleaseStatus::Failed).then(|| {
-                format!(
-                    "release v{} failed: its dynos did not pass their health check, or a newer release replaced it",
-                    r.version
-                )
-            });
-            Some(TargetOut {
+        .map(|t| {
+            let (app, release, r) = promoted(m, t.app_id, t.release_id);
+            let canary = m.canary_release_making(t.release_id);
+            let (status, error_message) = match (r, canary) {
+                (None, _) => ("deleted", Some("the target app was deleted".to_owned())),
+                (Some(r), Some(c)) if r.status == ReleaseStatus::Failed => (
+                    r.status.as_str(),
+                    Some(format!(
+                        "release v{} failed in its canary: {}",
+                        r.version,
+                        c.outcome.as_deref().unwrap_or("")
+                    )),
+                ),
+                (Some(r), _) if r.status == ReleaseStatus::Failed => (
+                    r.status.as_str(),
+                    Some(format!(
+                        "release v{} failed: its dynos did not pass their health check, or a newer release replaced it",
+                        r.version
+                    )),
+                ),
+                (Some(r), _) => (r.status.as_str(), None),
+            };
+            TargetOut {
                 id: t.id,
-                app: app_ref(m, app),
-                release: ReleaseRef { id: r.id, version: r.version },
-                status: r.status.as_str(),
+                app,
+                release,
+                status,
                 error_message,
+                canary_release: canary.map(|c| super::canary_releases::canary_release_out(m, c)),
                 pipeline_promotion: IdRef { id: p.id },
-            })
+            }
         })
         .collect()
 }
 
 fn promotion_out(m: &Model, p: &Promotion) -> Option<PromotionOut> {
     let pipeline = m.pipeline(&p.pipeline_id.to_string())?;
-    let app = m.app(&p.source_app_id.to_string())?;
-    let r = m.releases_of(p.source_app_id).into_iter().find(|r| r.id == p.source_release_id)?;
+    let (app, release, _) = promoted(m, p.source_app_id, p.source_release_id);
     let targets = targets_out(m, p);
     let pending = targets.iter().any(|t| t.status == ReleaseStatus::Pending.as_str());
     Some(PromotionOut {
         id: p.id,
         pipeline: PipelineRef { id: pipeline.id, name: pipeline.name.to_string() },
-        source: SourceOut { app: app_ref(m, app), release: ReleaseRef { id: r.id, version: r.version } },
+        source: SourceOut { app, release },
         safe: p.safe,
         status: if pending { "pending" } else { "completed" },
         targets,

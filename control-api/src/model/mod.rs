@@ -21,7 +21,8 @@ mod table;
 
 pub use deploy::{Build, BuildStatus, Slug};
 pub use pipelines::{
-    CanaryFeature, CheckState, Coupling, Hook, HookEvent, Pipeline, Promotion, PromotionTarget, StatusCheck,
+    CanaryFeature, CanaryRelease, CanaryReleaseState, CheckState, Coupling, Hook, HookEvent, Pipeline, Promotion,
+    PromotionTarget, StatusCheck,
 };
 pub use records::{
     App, Canary, Cert, Change, Compliance, ConfigVars, Drain, Dyno, Formation, Kind, Object, Owner, PageFetch, Release,
@@ -60,6 +61,7 @@ pub struct Model {
     slugs: Table<Slug>,
     builds: Table<Build>,
     canary_features: Table<CanaryFeature>,
+    canary_releases: Table<CanaryRelease>,
     /// An app's key is `app-space`, made of two records, so it is indexed here rather than by
     /// its table.
     app_by_key: HashMap<AppKey, Uuid>,
@@ -118,6 +120,7 @@ impl Model {
             Object::Slug(x) => self.slugs.put(*x),
             Object::Build(x) => self.builds.put(x),
             Object::CanaryFeature(f) => self.canary_features.put(f),
+            Object::CanaryRelease(c) => self.canary_releases.put(c),
         }
     }
 
@@ -149,6 +152,7 @@ impl Model {
             Kind::Slug => drop(self.slugs.delete(id)),
             Kind::Build => drop(self.builds.delete(id)),
             Kind::CanaryFeature => drop(self.canary_features.delete(id)),
+            Kind::CanaryRelease => drop(self.canary_releases.delete(id)),
         }
     }
 
@@ -208,7 +212,8 @@ impl Model {
             | Kind::Hook
             | Kind::Slug
             | Kind::Build
-            | Kind::CanaryFeature => vec![],
+            | Kind::CanaryFeature
+            | Kind::CanaryRelease => vec![],
         };
         for (kind, id) in dependents {
             self.cascade_into(kind, id, out);

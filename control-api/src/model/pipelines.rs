@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-use wharf_domain::{CanaryPolicy, HookUrl, PipelineName, Stage};
+use wharf_domain::{CanaryEvidence, CanaryPolicy, HookUrl, PipelineName, Stage};
 
 use super::Model;
 use super::table::Record;
@@ -44,8 +44,9 @@ pub struct Coupling {
 
 /// A production app's `canary` feature (issue 22's automatic canary releases): with it enabled,
 /// a new release of the app first runs as a canary app taking `policy`'s share of the app's
-/// requests, judged by the routers, and reaches the app only after `soak_requests` canary
-/// requests without an abort. One per app; its id is the app's.
+/// requests, judged by the routers, and reaches the app only after its soak without an abort:
+/// `soak_requests` canary requests and `soak_seconds` seconds, each when set (at least one is).
+/// One per app; its id is the app's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CanaryFeature {
     /// The app's id (one feature record per app).
@@ -54,8 +55,95 @@ pub struct CanaryFeature {
     pub enabled: bool,
     /// The canary's share of the app's requests and its judge's settings (`docs/canary.md`).
     pub policy: CanaryPolicy,
-    /// Canary requests without an abort after which the release goes to the app.
-    pub soak_requests: u64,
+    /// Canary requests, counted by the router in this process, without an abort after which the
+    /// release goes to the app; `None`: no count is waited for (a control API whose routers are
+    /// remote cannot count them).
+    #[serde(default)]
+    pub soak_requests: Option<u64>,
+    /// Seconds the canary takes its share without an abort before the release goes to the app,
+    /// counted from the start of the split; `None`: no time is waited for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soak_seconds: Option<u64>,
+    /// Creation time, seconds since the epoch.
+    pub created_at: i64,
+    /// Last change, seconds since the epoch.
+    pub updated_at: i64,
+}
+
+/// Where a canary release is (`plane/canary_releases.rs` moves it on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CanaryReleaseState {
+    /// The canary app's web dyno is starting; no request is split to it yet.
+    Starting,
+    /// The canary takes its share of the app's requests, judged by the routers, for its soak.
+    Running,
+    /// The soak passed: the release went to the production app and the canary app is gone.
+    Promoted,
+    /// The judge (or an operator) aborted it, or the canary never came up: the production
+    /// release is recorded `failed`, production never ran it, and the canary app is gone.
+    Aborted,
+}
+
+impl CanaryReleaseState {
+    /// The state as the API, log lines and webhooks write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CanaryReleaseState::Starting => "starting",
+            CanaryReleaseState::Running => "running",
+            CanaryReleaseState::Promoted => "promoted",
+            CanaryReleaseState::Aborted => "aborted",
+        }
+    }
+
+    /// Whether the outcome is still open (starting or running).
+    pub fn is_open(self) -> bool {
+        matches!(self, CanaryReleaseState::Starting | CanaryReleaseState::Running)
+    }
+}
+
+/// A new release of a production app whose `canary` feature is on, on its way through a canary
+/// app (issue 22): what the release will be, where it runs meanwhile, and how it ended. Kept
+/// after it ends, as the production app's history; deleted with the production app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CanaryRelease {
+    /// Its id.
+    pub id: Uuid,
+    /// The production app.
+    pub app_id: Uuid,
+    /// The canary app (deleted once the outcome is known).
+    pub canary_app_id: Uuid,
+    /// The canary app's key, for the outcome's log line and webhook after the app is gone.
+    pub canary_app: String,
+    /// The router canary splitting the app's requests, once the canary app's dyno is up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_id: Option<Uuid>,
+    /// The production release it is about: made `pending` when the canary starts (the app's
+    /// dynos do not run it meanwhile: [`Model::running_release`]), then rolled out after the
+    /// soak, or recorded `failed` after an abort. It holds the code and the config vars.
+    pub release_id: Uuid,
+    /// The promotion that made it, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion_id: Option<Uuid>,
+    /// The canary's share and judge settings, from the feature when it started.
+    pub policy: CanaryPolicy,
+    /// The soak's request count, from the feature when it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soak_requests: Option<u64>,
+    /// The soak's length in seconds, from the feature when it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soak_seconds: Option<u64>,
+    /// Where it is.
+    pub state: CanaryReleaseState,
+    /// The judge's counts and statistics when it ended (none when the canary never ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<CanaryEvidence>,
+    /// Why it ended as it did, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    /// When the split started, seconds since the epoch (the soak's time counts from here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_since: Option<i64>,
     /// Creation time, seconds since the epoch.
     pub created_at: i64,
     /// Last change, seconds since the epoch.
@@ -172,11 +260,14 @@ pub enum HookEvent {
     Crashed,
     /// The app was deleted.
     Destroy,
+    /// A canary release of the app was promoted to it or aborted (issue 22).
+    Canary,
 }
 
 impl HookEvent {
     /// Every event, in the API's order.
-    pub const ALL: [HookEvent; 4] = [HookEvent::Release, HookEvent::Promotion, HookEvent::Crashed, HookEvent::Destroy];
+    pub const ALL: [HookEvent; 5] =
+        [HookEvent::Release, HookEvent::Promotion, HookEvent::Crashed, HookEvent::Destroy, HookEvent::Canary];
 
     /// The event's name, as the API and the delivery's `X-Wharf-Event` write it.
     pub fn as_str(self) -> &'static str {
@@ -185,6 +276,7 @@ impl HookEvent {
             HookEvent::Promotion => "promotion",
             HookEvent::Crashed => "crashed",
             HookEvent::Destroy => "destroy",
+            HookEvent::Canary => "canary",
         }
     }
 }
@@ -313,9 +405,39 @@ impl Model {
         self.canary_features.get(&app_id)
     }
 
+    /// The app's canary releases, oldest first.
+    pub fn canary_releases_of(&self, app_id: Uuid) -> Vec<&CanaryRelease> {
+        let mut v: Vec<&CanaryRelease> = self.canary_releases.values().filter(|c| c.app_id == app_id).collect();
+        v.sort_by_key(|c| (c.created_at, c.id));
+        v
+    }
+
+    /// Every canary release whose outcome is still open, oldest first.
+    pub fn open_canary_releases(&self) -> Vec<&CanaryRelease> {
+        let mut v: Vec<&CanaryRelease> = self.canary_releases.values().filter(|c| c.state.is_open()).collect();
+        v.sort_by_key(|c| (c.created_at, c.id));
+        v
+    }
+
+    /// The canary release that makes (or made) this release id, if one does.
+    pub fn canary_release_making(&self, release_id: Uuid) -> Option<&CanaryRelease> {
+        self.canary_releases.values().find(|c| c.release_id == release_id)
+    }
+
+    /// The release the app's dynos run: its newest, except a release still in its canary or
+    /// whose canary was aborted, which the app never runs (so a later change of config vars
+    /// does not pick up its slug either).
+    pub fn running_release(&self, app_id: Uuid) -> Option<&super::Release> {
+        let held = |r: &super::Release| {
+            self.canary_release_making(r.id).is_some_and(|c| c.state != CanaryReleaseState::Promoted)
+        };
+        self.releases_of(app_id).into_iter().filter(|r| !held(r)).max_by_key(|r| r.version)
+    }
+
     /// What deleting an app takes beside its own records: its coupling, its releases' checks,
-    /// its hooks, its canary feature, and every promotion from or to it (a promotion names both
-    /// ends).
+    /// its hooks, its canary feature, its canary releases and the canary app of an open one.
+    /// Promotions from or to it stay: they are the pipeline's history, and show the app as
+    /// deleted (`http/pipelines.rs`).
     pub(super) fn pipeline_dependents_of_app(&self, app_id: Uuid) -> Vec<(super::Kind, Uuid)> {
         use super::Kind;
         let mut d: Vec<(Kind, Uuid)> =
@@ -323,8 +445,12 @@ impl Model {
         d.extend(self.checks.values().filter(|c| c.app_id == app_id).map(|c| (Kind::StatusCheck, c.id)));
         d.extend(self.hooks_of(app_id).iter().map(|h| (Kind::Hook, h.id)));
         d.extend(self.canary_feature_of(app_id).map(|f| (Kind::CanaryFeature, f.id)));
-        let touches = |p: &Promotion| p.source_app_id == app_id || p.targets.iter().any(|t| t.app_id == app_id);
-        d.extend(self.promotions_where(touches).iter().map(|p| (Kind::Promotion, p.id)));
+        for c in self.canary_releases_of(app_id) {
+            if c.state.is_open() && self.apps.get(&c.canary_app_id).is_some() {
+                d.push((Kind::App, c.canary_app_id));
+            }
+            d.push((Kind::CanaryRelease, c.id));
+        }
         d
     }
 
@@ -429,7 +555,27 @@ mod tests {
                     id: id(10),
                     enabled: true,
                     policy: CanaryPolicy::with_weight(wharf_domain::Weight::from_percent(10.0).unwrap()),
-                    soak_requests: 10,
+                    soak_requests: Some(10),
+                    soak_seconds: None,
+                    created_at: 0,
+                    updated_at: 0,
+                }),
+                app(12, "acanary"),
+                Object::CanaryRelease(CanaryRelease {
+                    id: id(80),
+                    app_id: id(10),
+                    canary_app_id: id(12),
+                    canary_app: "acanary-s".into(),
+                    canary_id: None,
+                    release_id: id(81),
+                    promotion_id: None,
+                    policy: CanaryPolicy::with_weight(wharf_domain::Weight::from_percent(10.0).unwrap()),
+                    soak_requests: Some(10),
+                    soak_seconds: None,
+                    state: CanaryReleaseState::Starting,
+                    evidence: None,
+                    outcome: None,
+                    running_since: None,
                     created_at: 0,
                     updated_at: 0,
                 }),
@@ -445,16 +591,19 @@ mod tests {
     fn deleting_an_app_or_a_pipeline_leaves_nothing_pointing_at_it() {
         let m = model();
         let app = deleted(&m.cascade(Kind::App, id(10)));
-        for want in
-            [(Kind::Coupling, id(21)), (Kind::StatusCheck, id(40)), (Kind::Hook, id(50)), (Kind::Promotion, id(30))]
-                .into_iter()
-                .chain([(Kind::CanaryFeature, id(10))])
-        {
+        for want in [(Kind::Coupling, id(21)), (Kind::StatusCheck, id(40)), (Kind::Hook, id(50))].into_iter().chain([
+            (Kind::CanaryFeature, id(10)),
+            (Kind::CanaryRelease, id(80)),
+            (Kind::App, id(12)),
+        ]) {
             assert!(app.contains(&want), "{want:?} in {app:?}");
         }
         assert!(!app.contains(&(Kind::Coupling, id(22))), "the other app stays coupled: {app:?}");
-        // A target app's deletion takes the promotion that names it too.
-        assert!(deleted(&m.cascade(Kind::App, id(11))).contains(&(Kind::Promotion, id(30))));
+        // Promotions are the pipeline's history: neither end's deletion takes them.
+        assert!(!app.contains(&(Kind::Promotion, id(30))), "{app:?}");
+        assert!(!deleted(&m.cascade(Kind::App, id(11))).contains(&(Kind::Promotion, id(30))));
+        // A canary app's own deletion leaves its canary release, which the watcher then aborts.
+        assert_eq!(deleted(&m.cascade(Kind::App, id(12))), [(Kind::App, id(12))]);
         assert_eq!(
             deleted(&m.cascade(Kind::Pipeline, id(20))),
             [(Kind::Coupling, id(21)), (Kind::Coupling, id(22)), (Kind::Promotion, id(30)), (Kind::Pipeline, id(20))]

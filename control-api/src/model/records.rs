@@ -375,6 +375,8 @@ pub enum Object {
     Build(super::Build),
     /// An app's `canary` feature (automatic canary releases).
     CanaryFeature(super::CanaryFeature),
+    /// A release of a production app on its way through a canary app.
+    CanaryRelease(super::CanaryRelease),
 }
 
 /// The kinds of records, as stored. Serde's names are [`Kind::as_str`]'s.
@@ -419,6 +421,8 @@ pub enum Kind {
     Build,
     /// Apps' `canary` features.
     CanaryFeature,
+    /// Canary releases.
+    CanaryRelease,
 }
 
 impl Kind {
@@ -444,6 +448,7 @@ impl Kind {
             Kind::Slug => "slug",
             Kind::Build => "build",
             Kind::CanaryFeature => "canary_feature",
+            Kind::CanaryRelease => "canary_release",
         }
     }
 }
@@ -471,6 +476,7 @@ impl Object {
             Object::Slug(s) => (Kind::Slug, s.id),
             Object::Build(b) => (Kind::Build, b.id),
             Object::CanaryFeature(f) => (Kind::CanaryFeature, f.id),
+            Object::CanaryRelease(c) => (Kind::CanaryRelease, c.id),
         }
     }
 }
@@ -499,6 +505,7 @@ macro_rules! unnamed_records {
 
 unnamed_records!(App, Dyno, Drain, Route, Cert, Canary, Formation, ConfigVars, Release, super::Slug, super::Build);
 unnamed_records!(super::Coupling, super::StatusCheck, super::Promotion, super::Hook, super::CanaryFeature);
+unnamed_records!(super::CanaryRelease);
 
 impl Record for Space {
     type Key = SpaceName;

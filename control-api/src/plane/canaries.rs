@@ -10,7 +10,7 @@ use wharf_domain::{CanaryEvidence, CanaryPolicy, CanaryState, CanaryVerdict, Tal
 
 use super::engine::{CanaryReader, ControlPlane};
 use super::error::{Error, not_found};
-use crate::model::{Canary, Change, Kind, Model, Object};
+use crate::model::{App, Canary, Change, Kind, Model, Object};
 
 /// Counts of a canary no request has reached.
 fn no_evidence(decision: &str) -> CanaryEvidence {
@@ -27,6 +27,29 @@ fn no_evidence(decision: &str) -> CanaryEvidence {
 fn canary_of<'m>(m: &'m Model, app: &str) -> Result<&'m Canary, Error> {
     let a = m.app(app).ok_or_else(|| not_found("app", app))?;
     m.canary_of(a.id).ok_or_else(|| not_found("canary of app", app))
+}
+
+/// Refuses a split of `a`'s requests to `c` that cannot be: an app as its own canary, an
+/// internal app with a public canary or the reverse (422), or a chain of splits (409).
+pub(super) fn check_split(m: &Model, a: &App, c: &App) -> Result<(), Error> {
+    let (key, canary_key) = (m.app_key(a), m.app_key(c));
+    if a.id == c.id {
+        return Err(Error::Invalid(format!("app {key} cannot be its own canary")));
+    }
+    if m.app_is_internal(a) != m.app_is_internal(c) {
+        return Err(Error::Invalid(format!(
+            "apps {key} and {canary_key} must both be internal or both be public: a canary takes the app's traffic"
+        )));
+    }
+    // Splits do not chain: a canary's share goes to the canary app's own dynos.
+    let live = |x: &Canary| x.state != CanaryState::Aborted;
+    if let Some(x) = m.canaries_where(|x| live(x) && x.app_id == c.id).first() {
+        return Err(Error::Conflict(format!("app {canary_key} has a canary of its own ({}); it cannot be one", x.id)));
+    }
+    if !m.canaries_where(|x| live(x) && x.canary_app_id == a.id).is_empty() {
+        return Err(Error::Conflict(format!("app {key} is another app's canary; it cannot have one")));
+    }
+    Ok(())
 }
 
 impl ControlPlane {
@@ -56,26 +79,7 @@ impl ControlPlane {
         self.change(|m| {
             let a = m.app(app).ok_or_else(|| not_found("app", app))?;
             let c = m.app(canary_app).ok_or_else(|| not_found("app", canary_app))?;
-            let (key, canary_key) = (m.app_key(a), m.app_key(c));
-            if a.id == c.id {
-                return Err(Error::Invalid(format!("app {key} cannot be its own canary")));
-            }
-            if m.app_is_internal(a) != m.app_is_internal(c) {
-                return Err(Error::Invalid(format!(
-                    "apps {key} and {canary_key} must both be internal or both be public: a canary takes the app's traffic"
-                )));
-            }
-            // Splits do not chain: a canary's share goes to the canary app's own dynos.
-            let live = |x: &Canary| x.state != CanaryState::Aborted;
-            if let Some(x) = m.canaries_where(|x| live(x) && x.app_id == c.id).first() {
-                return Err(Error::Conflict(format!(
-                    "app {canary_key} has a canary of its own ({}); it cannot be one",
-                    x.id
-                )));
-            }
-            if !m.canaries_where(|x| live(x) && x.canary_app_id == a.id).is_empty() {
-                return Err(Error::Conflict(format!("app {key} is another app's canary; it cannot have one")));
-            }
+            check_split(m, a, c)?;
             let now = now_seconds();
             let previous = m.canary_of(a.id);
             let canary = Canary {

@@ -1,13 +1,44 @@
-//! Automatic canary releases (issue 22): a production app's `canary` feature, which says that a
-//! new release of the app first runs as a canary app judged by the routers (`canaries`), with
-//! the share, judge settings and soak length it holds.
+//! Automatic canary releases (issue 22): a production app's `canary` feature, and the releases
+//! it holds back until a canary app has run them under the routers' judge (`canaries.rs`).
+//!
+//! With the feature on, a release of the app's code (a promotion to it, a slug released to it,
+//! which is also how a build releases, or a rollback) is made `pending` and the app's dynos do
+//! not run it ([`Model::running_release`] passes over it). In the same commit a canary app
+//! `{app}canary` is created in the app's space and the pipeline's canary stage, with the
+//! release's config vars and code and one web dyno. Once that dyno passes its health check, a
+//! router canary sends the feature's share of the app's requests to it. [`ControlPlane::
+//! watch_canary_releases`] then settles it:
+//!
+//! - the soak passes (`soak_requests` canary requests counted by this process's router, and
+//!   `soak_seconds` since the split started, each when set) without an abort, or an operator
+//!   promotes the router canary by hand: the release's config vars and commands go to the app,
+//!   whose supervisor rolls to it as to any release; the canary app is deleted;
+//! - the judge aborts (or an operator does, or the canary's dyno never passes its health check,
+//!   or the canary app or its split is deleted): the release is recorded `failed` with the
+//!   judge's evidence, the app never ran it, and the canary app is deleted.
+//!
+//! Either outcome is a platform line in the app's log stream (source `akkeris/api`, process
+//! `canary`) and a `canary` webhook delivery. While a canary release is open, any other release
+//! of the app (config vars, commands, a slug, a rollback, a promotion) is refused (409): it
+//! would either run code the judge has not seen or be overtaken by the canary's. Scaling is not
+//! a release and goes on. A release without a web command goes straight to the app: the router
+//! has nothing to judge.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use uuid::Uuid;
+use wharf_bus::{LogEvent, Stream};
 use wharf_domain::timestamp::now_seconds;
-use wharf_domain::{CanaryPolicy, PolicyInput, Stage};
+use wharf_domain::{AppKey, AppName, CanaryEvidence, CanaryPolicy, CanaryState, PolicyInput, Stage, new_id};
 
 use super::engine::ControlPlane;
 use super::error::{Error, not_found};
-use crate::model::{CanaryFeature, Change, Object};
+use super::releases::restore_processes;
+use crate::model::{
+    App, Canary, CanaryFeature, CanaryRelease, CanaryReleaseState, Change, ConfigVars, Coupling, Formation, Kind,
+    Model, Object, Release, ReleaseStatus,
+};
 
 /// The canary's share of the app's requests, in percent, when the first `PATCH` names none.
 pub const DEFAULT_CANARY_WEIGHT: f64 = 10.0;
@@ -17,14 +48,32 @@ pub const DEFAULT_CANARY_WEIGHT: f64 = 10.0;
 /// chance to act.
 pub const DEFAULT_SOAK_REQUESTS: u64 = 1000;
 
+/// Seconds of soak when the first `PATCH` names none on a control API with no router in its
+/// process (routers are remote there, so only time can be counted): ten minutes.
+pub const DEFAULT_SOAK_SECONDS: u64 = 600;
+
+/// The longest soak, in seconds: a week.
+pub const MAX_SOAK_SECONDS: u64 = 7 * 24 * 3600;
+
+/// How often open canary releases are looked at besides every new snapshot: the request count
+/// and the time of a soak move without a commit.
+const WATCH_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The process type the router sends requests to.
+const WEB: &str = "web";
+
 /// A `PATCH /apps/{app}/features/canary` body: every field optional; absent ones keep the
 /// feature's current value (or the default, the first time).
 #[derive(Debug, Clone, Default)]
 pub struct CanaryFeatureInput {
     /// Whether new releases go through a canary.
     pub enabled: Option<bool>,
-    /// Canary requests without an abort before the release goes to the app (at least 1).
-    pub soak_requests: Option<u64>,
+    /// Canary requests without an abort before the release goes to the app (at least 1);
+    /// `Some(None)` drops the condition.
+    pub soak_requests: Option<Option<u64>>,
+    /// Seconds of split without an abort before the release goes to the app (1 to
+    /// [`MAX_SOAK_SECONDS`]); `Some(None)` drops the condition.
+    pub soak_seconds: Option<Option<u64>>,
     /// The share and judge settings that change (`docs/canary.md`'s fields).
     pub policy: PolicyInput,
 }
@@ -43,9 +92,17 @@ fn merge(old: PolicyInput, new: PolicyInput) -> PolicyInput {
 }
 
 impl ControlPlane {
+    /// Whether this process has a router that counts canary requests (`wharf serve`): only
+    /// then can a soak wait for `soak_requests`.
+    pub fn counts_canary_requests(&self) -> bool {
+        self.canary_reader.get().is_some()
+    }
+
     /// Sets the app's `canary` feature. Enabling it needs the app in a pipeline's production
     /// stage (422 otherwise): canary releases are what the canary stage is for. Settings are
-    /// checked as a canary's are (422 naming the field); a refusal changes nothing.
+    /// checked as a canary's are (422 naming the field); the soak needs `soak_requests` or
+    /// `soak_seconds`, and `soak_requests` needs a router in this process to count them (422
+    /// otherwise, naming `soak_seconds`). A refusal changes nothing.
     pub async fn set_canary_feature(&self, app: &str, input: CanaryFeatureInput) -> Result<CanaryFeature, Error> {
         self.change(|m| {
             let a = m.app(app).ok_or_else(|| not_found("app", app))?;
@@ -62,9 +119,26 @@ impl ControlPlane {
                 .unwrap_or(PolicyInput { weight: Some(DEFAULT_CANARY_WEIGHT), ..PolicyInput::default() });
             let policy =
                 CanaryPolicy::try_from(merge(base, input.policy.clone())).map_err(|e| Error::Invalid(e.to_string()))?;
-            let soak_requests = input.soak_requests.or(old.map(|f| f.soak_requests)).unwrap_or(DEFAULT_SOAK_REQUESTS);
-            if soak_requests == 0 {
+            let counts = self.counts_canary_requests();
+            let (default_requests, default_seconds) =
+                if counts { (Some(DEFAULT_SOAK_REQUESTS), None) } else { (None, Some(DEFAULT_SOAK_SECONDS)) };
+            let soak_requests = input.soak_requests.unwrap_or(old.map_or(default_requests, |f| f.soak_requests));
+            let soak_seconds = input.soak_seconds.unwrap_or(old.map_or(default_seconds, |f| f.soak_seconds));
+            if soak_requests == Some(0) {
                 return Err(Error::Invalid("soak_requests must be at least 1".into()));
+            }
+            if soak_seconds.is_some_and(|s| s == 0 || s > MAX_SOAK_SECONDS) {
+                return Err(Error::Invalid(format!("soak_seconds must be 1 to {MAX_SOAK_SECONDS}")));
+            }
+            if soak_requests.is_none() && soak_seconds.is_none() {
+                return Err(Error::Invalid("a soak needs soak_requests or soak_seconds (or both)".into()));
+            }
+            if soak_requests.is_some() && !counts {
+                return Err(Error::Invalid(
+                    "this control API has no router in its process to count canary requests (its routers are \
+                     remote): set soak_requests to null and soak_seconds"
+                        .into(),
+                ));
             }
             let now = now_seconds();
             let f = CanaryFeature {
@@ -72,11 +146,357 @@ impl ControlPlane {
                 enabled,
                 policy,
                 soak_requests,
+                soak_seconds,
                 created_at: old.map_or(now, |f| f.created_at),
                 updated_at: now,
             };
             Ok((f.clone(), vec![Change::Put(Object::CanaryFeature(f))]))
         })
         .await
+    }
+}
+
+/// Refuses (409) a release of an app whose canary release is still open: it would run code the
+/// judge has not seen, or be overtaken by the canary's release when the soak passes.
+pub(super) fn refuse_during_canary(m: &Model, app_id: Uuid) -> Result<(), Error> {
+    let Some(open) = m.canary_releases_of(app_id).into_iter().find(|c| c.state.is_open()) else { return Ok(()) };
+    let key = m.app(&app_id.to_string()).map(|a| m.app_key(a).to_string()).unwrap_or_default();
+    let version = m.releases_of(app_id).into_iter().find(|r| r.id == open.release_id).map_or(0, |r| r.version);
+    Err(Error::Conflict(format!(
+        "app {key} has a canary release of v{version} {} on {}: wait for its outcome, or end it with \
+         POST /apps/{key}/canary/promote or DELETE /apps/{key}/canary",
+        open.state.as_str(),
+        open.canary_app
+    )))
+}
+
+/// The change that turns the app's `canary` feature off, keeping its settings, if it is on:
+/// for an app leaving the production stage, where canary releases have no meaning. Enabling it
+/// again needs the app back in production.
+pub(super) fn canary_feature_off(m: &Model, app_id: Uuid) -> Option<Change> {
+    let f = m.canary_feature_of(app_id).filter(|f| f.enabled)?;
+    let off = CanaryFeature { enabled: false, updated_at: now_seconds(), ..f.clone() };
+    Some(Change::Put(Object::CanaryFeature(off)))
+}
+
+/// A free name for the canary app of `app`: `{app}canary` (the app's name cut to fit 30
+/// characters), then `{app}canary2` to `{app}canary99`.
+fn canary_app_name(plane: &ControlPlane, m: &Model, app: &App) -> Result<AppName, Error> {
+    let space = &m.app_space(app).name;
+    let cut = |n: usize| app.name.as_str().chars().take(n).collect::<String>();
+    let candidates =
+        std::iter::once(format!("{}canary", cut(24))).chain((2..100).map(|n| format!("{}canary{n}", cut(22))));
+    for candidate in candidates {
+        let Ok(name) = AppName::try_new(&candidate) else { continue };
+        if plane.check_app_key_free(m, &AppKey::new(&name, space)).is_ok() {
+            return Ok(name);
+        }
+    }
+    Err(Error::Conflict(format!("no free name for a canary app of {}", m.app_key(app))))
+}
+
+/// How an open canary release moves on, as [`ControlPlane::watch_canary_releases`] finds it.
+#[derive(Debug, Clone, PartialEq)]
+enum Step {
+    /// The canary app's web dyno is up: start the split.
+    Split,
+    /// The soak passed (or the canary was promoted by hand): release to the app.
+    Pass { outcome: String, evidence: Option<CanaryEvidence> },
+    /// Aborted, or the canary cannot run: record the release `failed`.
+    Abort { outcome: String, evidence: Option<CanaryEvidence> },
+}
+
+impl ControlPlane {
+    /// When `release` (a new release of `app` that is not in `m` yet) is code the app's
+    /// `canary` feature holds back, the changes that start its canary release instead of
+    /// releasing it to the app: the release itself, `pending` and not run by the app, and the
+    /// canary app with its config vars, formation (one web dyno), release and coupling. `None`
+    /// when the feature is off or the release has no web command: the caller then releases it
+    /// to the app as usual.
+    pub(super) fn start_canary_release(
+        &self,
+        m: &Model,
+        app: &App,
+        release: &Release,
+        promotion_id: Option<Uuid>,
+    ) -> Result<Option<Vec<Change>>, Error> {
+        let Some(feature) = m.canary_feature_of(app.id).filter(|f| f.enabled) else { return Ok(None) };
+        let has_web = |r: &Release| r.processes.iter().any(|p| p.dyno_type.as_str() == WEB && p.command.is_some());
+        if !has_web(release) {
+            return Ok(None);
+        }
+        let now = now_seconds();
+        let name = canary_app_name(self, m, app)?;
+        let canary = App {
+            id: new_id(),
+            name,
+            space_id: app.space_id,
+            maintenance: false,
+            maintenance_page: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let canary_key = AppKey::new(&canary.name, &m.app_space(app).name).to_string();
+        let mut changes = vec![Change::Put(Object::App(canary.clone()))];
+        changes.push(Change::Put(Object::ConfigVars(ConfigVars {
+            id: canary.id,
+            vars: release.config_vars.clone(),
+            updated_at: now,
+        })));
+        // One web dyno of the app's size; the other process types are there without dynos, so
+        // that the canary's release describes the same code.
+        let size = m.formation_of(app.id).iter().find(|f| f.dyno_type.as_str() == WEB).and_then(|f| f.size.clone());
+        for p in &release.processes {
+            let web = p.dyno_type.as_str() == WEB;
+            changes.push(Change::Put(Object::Formation(Formation {
+                id: new_id(),
+                app_id: canary.id,
+                dyno_type: p.dyno_type.clone(),
+                quantity: u32::from(web),
+                command: p.command.clone(),
+                port: p.port,
+                healthcheck: p.healthcheck.clone(),
+                size: if web { size.clone() } else { None },
+                created_at: now,
+                updated_at: now,
+            })));
+        }
+        let description = format!("Canary of {} v{}: {}", m.app_key(app), release.version, release.description);
+        let mut canary_release =
+            self.new_release(m, canary.id, description, release.config_vars.clone(), release.processes.clone());
+        if let Change::Put(Object::Release(r)) = &mut canary_release {
+            r.slug_id = release.slug_id;
+        }
+        changes.push(canary_release);
+        if let Some(c) = m.coupling_of(app.id) {
+            changes.push(Change::Put(Object::Coupling(Coupling {
+                id: new_id(),
+                pipeline_id: c.pipeline_id,
+                app_id: canary.id,
+                stage: Stage::Canary,
+                required_contexts: vec![],
+                created_at: now,
+                updated_at: now,
+            })));
+        }
+        // The app's own release waits, pending, for the canary's outcome.
+        changes.push(Change::Put(Object::Release(Release { status: ReleaseStatus::Pending, ..release.clone() })));
+        changes.push(Change::Put(Object::CanaryRelease(CanaryRelease {
+            id: new_id(),
+            app_id: app.id,
+            canary_app_id: canary.id,
+            canary_app: canary_key,
+            canary_id: None,
+            release_id: release.id,
+            promotion_id,
+            policy: feature.policy.clone(),
+            soak_requests: feature.soak_requests,
+            soak_seconds: feature.soak_seconds,
+            state: CanaryReleaseState::Starting,
+            evidence: None,
+            outcome: None,
+            running_since: None,
+            created_at: now,
+            updated_at: now,
+        })));
+        Ok(Some(changes))
+    }
+
+    /// Settles open canary releases as their canaries go, until the process ends: on every new
+    /// snapshot (a verdict, a settled release) and every [`WATCH_INTERVAL`] (a soak's count and
+    /// time). Each step is one commit that re-checks the state it acts on, so replicas sharing
+    /// a store may all run this.
+    pub async fn watch_canary_releases(self: Arc<Self>) {
+        let mut snapshots = self.subscribe();
+        loop {
+            // Read first, so that a canary release that waits costs no turn at the store's lock.
+            let due: Vec<Uuid> = self
+                .read(|m| {
+                    m.open_canary_releases().into_iter().filter(|c| self.step(m, c).is_some()).map(|c| c.id).collect()
+                })
+                .await;
+            for id in due {
+                match self.advance_canary_release(id).await {
+                    Ok(Some(done)) => self.announce(&done).await,
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(canary_release_id = %id, error = %e, "cannot move a canary release on; retrying")
+                    }
+                }
+            }
+            tokio::select! {
+                changed = snapshots.changed() => if changed.is_err() { return },
+                () = tokio::time::sleep(WATCH_INTERVAL) => {}
+            }
+        }
+    }
+
+    /// Where an open canary release goes next, or `None` while it waits.
+    fn step(&self, m: &Model, cr: &CanaryRelease) -> Option<Step> {
+        let gone = |what: &str| Step::Abort { outcome: what.to_owned(), evidence: None };
+        if m.app(&cr.canary_app_id.to_string()).is_none() {
+            return Some(gone(&format!("the canary app {} was deleted", cr.canary_app)));
+        }
+        match cr.state {
+            CanaryReleaseState::Starting => match m.latest_release(cr.canary_app_id).map(|r| r.status) {
+                Some(ReleaseStatus::Succeeded) => Some(Step::Split),
+                Some(ReleaseStatus::Failed) | None => Some(gone("the canary's web dyno did not pass its health check")),
+                Some(ReleaseStatus::Pending) => None,
+            },
+            CanaryReleaseState::Running => {
+                let Some(c) = cr.canary_id.and_then(|id| m.canary(id)) else {
+                    return Some(gone("the canary's split was replaced or deleted"));
+                };
+                match c.state {
+                    CanaryState::Aborted => {
+                        let evidence = c.evidence.clone();
+                        let decision = evidence.as_ref().map_or("aborted", |e| e.decision.as_str());
+                        Some(Step::Abort { outcome: format!("the canary was aborted: {decision}"), evidence })
+                    }
+                    CanaryState::Promoted => {
+                        Some(Step::Pass { outcome: "the canary was promoted by hand".into(), evidence: None })
+                    }
+                    CanaryState::Running => {
+                        let evidence = self.canary_evidence(c);
+                        let requests = evidence.as_ref().map_or(0, |e| e.canary.requests);
+                        let elapsed = now_seconds() - cr.running_since.unwrap_or(c.created_at);
+                        let counted = cr.soak_requests.is_none_or(|n| requests >= n);
+                        let timed = cr.soak_seconds.is_none_or(|s| elapsed >= i64::try_from(s).unwrap_or(i64::MAX));
+                        (counted && timed).then(|| Step::Pass {
+                            outcome: format!(
+                                "the soak passed: {requests} canary requests in {elapsed} s without an abort"
+                            ),
+                            evidence,
+                        })
+                    }
+                }
+            }
+            CanaryReleaseState::Promoted | CanaryReleaseState::Aborted => None,
+        }
+    }
+
+    /// Takes the next step of a canary release, worked out again on the state it commits on.
+    /// Returns the record when the step ended it.
+    async fn advance_canary_release(&self, id: Uuid) -> Result<Option<CanaryRelease>, Error> {
+        self.change(|m| {
+            let Some(cr) = m.open_canary_releases().into_iter().find(|c| c.id == id) else { return Ok((None, vec![])) };
+            let Some(step) = self.step(m, cr) else { return Ok((None, vec![])) };
+            let now = now_seconds();
+            let app = m.app(&cr.app_id.to_string()).ok_or_else(|| not_found("app", &cr.app_id.to_string()))?;
+            let release = m
+                .releases_of(cr.app_id)
+                .into_iter()
+                .find(|r| r.id == cr.release_id)
+                .ok_or_else(|| not_found("release", &cr.release_id.to_string()))?
+                .clone();
+            let mut changes = Vec::new();
+            let ended = match step {
+                Step::Split => {
+                    let canary =
+                        m.app(&cr.canary_app_id.to_string()).ok_or_else(|| not_found("app", &cr.canary_app))?;
+                    if let Err(e) = super::canaries::check_split(m, app, canary) {
+                        let outcome = format!("the canary cannot take the app's requests: {e}");
+                        return self.end(m, cr, &release, false, outcome, None, now);
+                    }
+                    let c = Canary {
+                        id: new_id(),
+                        app_id: app.id,
+                        canary_app_id: canary.id,
+                        policy: cr.policy.clone(),
+                        state: CanaryState::Running,
+                        evidence: None,
+                        created_at: now,
+                        updated_at: now,
+                    };
+                    // A canary the app had (put by hand) gives way, as a new PUT replaces it.
+                    if let Some(previous) = m.canary_of(app.id) {
+                        changes.extend(m.cascade(Kind::Canary, previous.id));
+                    }
+                    changes.push(Change::Put(Object::Canary(c.clone())));
+                    let running = CanaryRelease {
+                        state: CanaryReleaseState::Running,
+                        canary_id: Some(c.id),
+                        running_since: Some(now),
+                        updated_at: now,
+                        ..cr.clone()
+                    };
+                    changes.push(Change::Put(Object::CanaryRelease(running)));
+                    return Ok((None, changes));
+                }
+                Step::Pass { outcome, evidence } => (true, outcome, evidence),
+                Step::Abort { outcome, evidence } => (false, outcome, evidence),
+            };
+            let (passed, outcome, evidence) = ended;
+            self.end(m, cr, &release, passed, outcome, evidence, now)
+        })
+        .await
+    }
+
+    /// The changes that end a canary release: on a pass the release's config vars and commands
+    /// go to the app (which then rolls to it), on an abort the release is recorded `failed`;
+    /// either way the canary app goes.
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn end(
+        &self,
+        m: &Model,
+        cr: &CanaryRelease,
+        release: &Release,
+        passed: bool,
+        outcome: String,
+        evidence: Option<CanaryEvidence>,
+        now: i64,
+    ) -> Result<(Option<CanaryRelease>, Vec<Change>), Error> {
+        let mut changes = Vec::new();
+        if passed {
+            if m.config_vars_of(cr.app_id).map(|c| &c.vars) != Some(&release.config_vars) {
+                let vars = ConfigVars { id: cr.app_id, vars: release.config_vars.clone(), updated_at: now };
+                changes.push(Change::Put(Object::ConfigVars(vars)));
+            }
+            changes.extend(restore_processes(m, cr.app_id, &release.processes, now));
+            // Pending while the local supervisor rolls to it (it settles it), as any release.
+            let rolled = self.local.get().is_some();
+            let status = if rolled { ReleaseStatus::Pending } else { ReleaseStatus::Succeeded };
+            changes.push(Change::Put(Object::Release(Release { status, updated_at: now, ..release.clone() })));
+        } else {
+            let failed = Release {
+                status: ReleaseStatus::Failed,
+                description: format!("{} (canary aborted)", release.description),
+                updated_at: now,
+                ..release.clone()
+            };
+            changes.push(Change::Put(Object::Release(failed)));
+        }
+        if m.app(&cr.canary_app_id.to_string()).is_some() {
+            changes.extend(m.cascade(Kind::App, cr.canary_app_id));
+        }
+        let state = if passed { CanaryReleaseState::Promoted } else { CanaryReleaseState::Aborted };
+        let done = CanaryRelease { state, evidence, outcome: Some(outcome), updated_at: now, ..cr.clone() };
+        changes.push(Change::Put(Object::CanaryRelease(done.clone())));
+        Ok((Some(done), changes))
+    }
+
+    /// The platform line an ended canary release puts in its app's log stream.
+    async fn announce(&self, cr: &CanaryRelease) {
+        let (at, code, desc) = match cr.state {
+            CanaryReleaseState::Promoted => ("info", "canary-promoted", "Canary release promoted"),
+            _ => ("error", "canary-aborted", "Canary release aborted"),
+        };
+        let counts = cr.evidence.as_ref().map_or(String::new(), |e| {
+            format!(
+                " canary_requests={} canary_errors={} baseline_requests={} baseline_errors={} p_value={:.3e}",
+                e.canary.requests, e.canary.errors, e.baseline.requests, e.baseline.errors, e.p_value
+            )
+        });
+        let outcome = cr.outcome.as_deref().unwrap_or_default().replace('"', "'");
+        tracing::info!(canary_release_id = %cr.id, app_id = %cr.app_id, state = cr.state.as_str(), outcome, "canary release ended");
+        let Some(publisher) = self.build_publisher.get() else { return };
+        let key = self.read(|m| m.app(&cr.app_id.to_string()).map(|a| m.app_key(a).to_string())).await;
+        let Some(key) = key else { return };
+        let line = format!(
+            "at={at} code={code} desc=\"{desc}\" canary_release_id={} release_id={} canary={} outcome=\"{outcome}\"{counts}",
+            cr.id, cr.release_id, cr.canary_app
+        );
+        let event = LogEvent::builder(&key, "akkeris/api").process("canary").stream(Stream::Platform);
+        publisher.publish(event.message(line.as_bytes()));
     }
 }

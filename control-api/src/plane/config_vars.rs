@@ -74,6 +74,7 @@ impl ControlPlane {
             if vars == before {
                 return Ok((vars, vec![]));
             }
+            super::canary_releases::refuse_during_canary(m, a.id)?;
             let record = ConfigVars { id: a.id, vars: vars.clone(), updated_at: now_seconds() };
             let description = config_description(&before, &vars);
             let processes = processes_of(m.formation_of(a.id));

@@ -162,7 +162,7 @@ impl ControlPlane {
                 let mut vars = m.config_vars_of(a.id).map(|c| c.vars.clone()).unwrap_or_default();
                 vars.extend(env);
                 let size = size.and_then(|s| self.settings.dyno_sizes.find(s)).map(|s| s.name.clone());
-                let release = m.latest_release(a.id).map(|r| DynoRelease { id: r.id, version: r.version });
+                let release = m.running_release(a.id).map(|r| DynoRelease { id: r.id, version: r.version });
                 let (app, command) = (m.app_key(a).to_string(), command.to_owned());
                 Ok::<_, Error>(OneOff { app_id: a.id, app, command, env: vars, size, release })
             })

@@ -65,6 +65,21 @@ pub enum Happened {
     },
     /// The app was deleted.
     Destroy,
+    /// A canary release of the app ended (`plane/canary_releases.rs`).
+    Canary {
+        /// The canary release's id.
+        id: Uuid,
+        /// `promoted` (the release went to the app) or `aborted` (it is recorded `failed`).
+        outcome: &'static str,
+        /// Why, in words.
+        reason: String,
+        /// The production release's id and version.
+        release: (Uuid, u32),
+        /// The canary app's key (the app is gone by the time the hook hears of it).
+        canary_app: String,
+        /// The judge's counts and statistics when it ended, if the canary ran.
+        evidence: Option<wharf_domain::CanaryEvidence>,
+    },
 }
 
 impl Happened {
@@ -75,6 +90,7 @@ impl Happened {
             Happened::Promotion { .. } => HookEvent::Promotion,
             Happened::Crashed { .. } => HookEvent::Crashed,
             Happened::Destroy => HookEvent::Destroy,
+            Happened::Canary { .. } => HookEvent::Canary,
         }
     }
 }
@@ -228,6 +244,29 @@ pub(super) fn deliveries_for(m: &Model, changes: &[Change]) -> Vec<Delivery> {
                 for t in &p.targets {
                     happened.push((t.app_id, what.clone()));
                 }
+            }
+            Change::Put(Object::CanaryRelease(cr))
+                if !cr.state.is_open()
+                    && m.canary_releases_of(cr.app_id).iter().any(|o| o.id == cr.id && o.state.is_open()) =>
+            {
+                let version = changes
+                    .iter()
+                    .find_map(|c| match c {
+                        Change::Put(Object::Release(r)) if r.id == cr.release_id => Some(r.version),
+                        _ => None,
+                    })
+                    .unwrap_or(0);
+                happened.push((
+                    cr.app_id,
+                    Happened::Canary {
+                        id: cr.id,
+                        outcome: cr.state.as_str(),
+                        reason: cr.outcome.clone().unwrap_or_default(),
+                        release: (cr.release_id, version),
+                        canary_app: cr.canary_app.clone(),
+                        evidence: cr.evidence.clone(),
+                    },
+                ));
             }
             _ => {
                 if let Some((Kind::App, id)) = c.deletes() {

@@ -41,7 +41,9 @@ mod slugs;
 mod tests;
 
 pub use builds::{BuildOutput, MAX_BUILD_OUTPUT_LINES, SOURCE_FETCH_TIMEOUT, parse_procfile};
-pub use canary_releases::{CanaryFeatureInput, DEFAULT_CANARY_WEIGHT, DEFAULT_SOAK_REQUESTS};
+pub use canary_releases::{
+    CanaryFeatureInput, DEFAULT_CANARY_WEIGHT, DEFAULT_SOAK_REQUESTS, DEFAULT_SOAK_SECONDS, MAX_SOAK_SECONDS,
+};
 pub use config_vars::MAX_CONFIG_VARS;
 pub use domains::{domain_site, domain_sites};
 pub use drains::{Drains, MAX_DRAINS_PER_APP};

@@ -21,6 +21,7 @@ use uuid::Uuid;
 use wharf_domain::timestamp::now_seconds;
 use wharf_domain::{PipelineName, Stage, new_id};
 
+use super::canary_releases::{canary_feature_off, refuse_during_canary};
 use super::engine::ControlPlane;
 use super::error::{Error, not_found};
 use super::releases::restore_processes;
@@ -173,7 +174,9 @@ impl ControlPlane {
         .await
     }
 
-    /// Changes a coupling's stage or required contexts (what is `None` stays).
+    /// Changes a coupling's stage or required contexts (what is `None` stays). An app moved out
+    /// of the production stage has its `canary` feature turned off, its settings kept (a canary
+    /// release already open goes on to its outcome).
     pub async fn update_coupling(
         &self,
         id: &str,
@@ -189,16 +192,23 @@ impl ControlPlane {
                 updated_at: now_seconds(),
                 ..c.clone()
             };
-            Ok((c.clone(), vec![Change::Put(Object::Coupling(c))]))
+            let mut changes = vec![Change::Put(Object::Coupling(c.clone()))];
+            if c.stage != Stage::Production {
+                changes.extend(canary_feature_off(m, c.app_id));
+            }
+            Ok((c, changes))
         })
         .await
     }
 
-    /// Removes an app from its pipeline.
+    /// Removes an app from its pipeline; its `canary` feature turns off (a canary release
+    /// already open goes on to its outcome).
     pub async fn delete_coupling(&self, id: &str) -> Result<Coupling, Error> {
         self.change(|m| {
             let c = m.coupling(id).ok_or_else(|| not_found("pipeline coupling", id))?;
-            Ok((c.clone(), m.cascade(Kind::Coupling, c.id)))
+            let mut changes = m.cascade(Kind::Coupling, c.id);
+            changes.extend(canary_feature_off(m, c.app_id));
+            Ok((c.clone(), changes))
         })
         .await
     }
@@ -364,23 +374,32 @@ impl ControlPlane {
                     return Err(Error::Invalid(format!("safe promotion refused: {}", missing.join("; "))));
                 }
             }
+            for a in &target_apps {
+                refuse_during_canary(m, a.id)?;
+            }
             let (processes, slug_id) = code_of(release);
             let now = now_seconds();
+            let promotion_id = new_id();
             let mut changes = Vec::new();
             let mut made = Vec::new();
             for a in &target_apps {
-                changes.extend(restore_processes(m, a.id, &processes, now));
                 let vars = m.config_vars_of(a.id).map(|c| c.vars.clone()).unwrap_or_default();
                 let description = format!("Promotion of {source_key} v{}", release.version);
                 let mut change = self.new_release(m, a.id, description, vars, processes.clone());
-                if let Change::Put(Object::Release(r)) = &mut change {
-                    r.slug_id = slug_id;
-                    made.push(PromotionTarget { id: new_id(), app_id: a.id, release_id: r.id });
+                let Change::Put(Object::Release(r)) = &mut change else { unreachable!("new_release puts a release") };
+                r.slug_id = slug_id;
+                made.push(PromotionTarget { id: new_id(), app_id: a.id, release_id: r.id });
+                // A production app with the canary feature runs it as a canary first.
+                match self.start_canary_release(m, a, r, Some(promotion_id))? {
+                    Some(canary) => changes.extend(canary),
+                    None => {
+                        changes.extend(restore_processes(m, a.id, &processes, now));
+                        changes.push(change);
+                    }
                 }
-                changes.push(change);
             }
             let promotion = Promotion {
-                id: new_id(),
+                id: promotion_id,
                 pipeline_id: p.id,
                 source_app_id: source.id,
                 source_release_id: release.id,

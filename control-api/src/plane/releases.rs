@@ -142,7 +142,7 @@ impl ControlPlane {
             config_vars,
             processes,
             // A change of config vars or commands runs the same code as before it.
-            slug_id: m.latest_release(app_id).and_then(|r| r.slug_id),
+            slug_id: m.running_release(app_id).and_then(|r| r.slug_id),
             created_at: now,
             updated_at: now,
         }))
@@ -157,11 +157,8 @@ impl ControlPlane {
         self.change(|m| {
             let a = m.app(app).ok_or_else(|| not_found("app", app))?;
             let target = m.release(a.id, release).ok_or_else(|| not_found("release", release))?;
+            super::canary_releases::refuse_during_canary(m, a.id)?;
             let now = now_seconds();
-            let mut changes = Vec::new();
-            let vars = ConfigVars { id: a.id, vars: target.config_vars.clone(), updated_at: now };
-            changes.push(Change::Put(Object::ConfigVars(vars)));
-            changes.extend(restore_processes(m, a.id, &target.processes, now));
             let description = format!("Rollback to v{}", target.version);
             let mut release =
                 self.new_release(m, a.id, description, target.config_vars.clone(), target.processes.clone());
@@ -170,7 +167,16 @@ impl ControlPlane {
                 r.slug_id = target.slug_id;
             }
             let Change::Put(Object::Release(out)) = &release else { unreachable!("new_release puts a release") };
-            let out = out.clone();
+            let mut out = out.clone();
+            // A production app with the canary feature runs it as a canary first.
+            if let Some(canary) = self.start_canary_release(m, a, &out, None)? {
+                out.status = ReleaseStatus::Pending;
+                return Ok((out, canary));
+            }
+            let mut changes = Vec::new();
+            let vars = ConfigVars { id: a.id, vars: target.config_vars.clone(), updated_at: now };
+            changes.push(Change::Put(Object::ConfigVars(vars)));
+            changes.extend(restore_processes(m, a.id, &target.processes, now));
             changes.push(release);
             Ok((out, changes))
         })

@@ -301,6 +301,7 @@ impl ControlPlane {
                     slug.id
                 )));
             }
+            super::canary_releases::refuse_during_canary(m, a.id)?;
             let (changes, processes) = formation_for_slug(m, a.id, slug);
             let vars = m.config_vars_of(a.id).map(|c| c.vars.clone()).unwrap_or_default();
             let description = description.unwrap_or_else(|| deploy_description(slug));
@@ -309,7 +310,13 @@ impl ControlPlane {
                 r.slug_id = Some(slug.id);
             }
             let Change::Put(Object::Release(out)) = &release else { unreachable!("new_release puts a release") };
-            let out = out.clone();
+            let mut out = out.clone();
+            // A production app with the canary feature runs it as a canary first (a build's
+            // release comes through here too).
+            if let Some(canary) = self.start_canary_release(m, a, &out, None)? {
+                out.status = crate::model::ReleaseStatus::Pending;
+                return Ok((out, canary));
+            }
             let mut changes = changes;
             changes.push(release);
             Ok((out, changes))

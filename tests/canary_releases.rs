@@ -1,0 +1,292 @@
+//! Automatic canary releases (issue 22) through the public API, with real dynos run by the local
+//! supervisor, real requests through the router, a real syslog drain and a real webhook
+//! receiver: a promotion to a production app with the `canary` feature first runs on a canary
+//! app; new code answering 5% errors is aborted by the router's judge, recorded `failed` with
+//! the evidence, and never reaches production, whose clients see no failure but the canary's
+//! own; good code reaches production after its soak; a rollback soaks for a time instead; any
+//! other release while a canary release is open is refused; the feature turns off when the app
+//! leaves production; promotions outlive their apps; and bad settings change nothing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wharf_testkit::client::{Answer, Api, Req, load, load_until};
+use wharf_testkit::hook_receiver::HookReceiver;
+use wharf_testkit::syslog::SyslogReceiver;
+use wharf_testkit::wharf::Wharf;
+use wharf_testkit::{TempDir, eventually};
+
+const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
+const WAIT: Duration = Duration::from_secs(90);
+/// The production app's host on the router.
+const PRD: &str = "webprd-default.localhost";
+
+/// The app's newest release.
+async fn newest_release(api: &Api, app: &str) -> Value {
+    let (status, list) = api.call("GET", &format!("/apps/{app}/releases"), None).await;
+    assert_eq!(status, 200, "{list}");
+    list.as_array().unwrap().last().unwrap().clone()
+}
+
+/// The app's newest canary release.
+async fn newest_canary_release(api: &Api, app: &str) -> Value {
+    let (status, list) = api.call("GET", &format!("/apps/{app}/canary-releases"), None).await;
+    assert_eq!(status, 200, "{list}");
+    list.as_array().unwrap().last().cloned().unwrap_or(Value::Null)
+}
+
+/// Waits for the app's newest canary release to reach `state`.
+async fn canary_release_in(api: &Api, app: &str, state: &str) -> Value {
+    eventually(WAIT, &format!("the canary release to be {state}"), || async {
+        let c = newest_canary_release(api, app).await;
+        (c["state"] == state).then_some(c)
+    })
+    .await
+}
+
+/// Sets the web command of `app` and waits until its release succeeded and it answers `body`.
+async fn deployed(wharf: &Wharf, app: &str, command: &str, body: &str) {
+    let web = json!({"updates": [{"type": "web", "quantity": 1, "command": command}]});
+    wharf.api.expect("PATCH", &format!("/apps/{app}/formation"), web, 200).await;
+    let host = format!("{app}-default.localhost");
+    eventually(WAIT, &format!("{app} to serve {body}"), || async {
+        let r = wharf_testkit::client::send(wharf.http, None, &Req::get(&host, "/")).await.ok()?;
+        let settled = newest_release(&wharf.api, app).await["status"] == "succeeded";
+        (r.status == 200 && r.text() == body && settled).then_some(())
+    })
+    .await;
+}
+
+/// Sends requests to production until `run` resolves; returns every answer and `run`'s result.
+async fn under_load<T>(wharf: &Wharf, run: impl std::future::Future<Output = T>) -> (Vec<Answer>, T) {
+    let done = Arc::new(AtomicBool::new(false));
+    let load = load_until(wharf.http, PRD, &done);
+    let out = run.await;
+    done.store(true, Ordering::Relaxed);
+    (load.await.unwrap().expect("every request is answered"), out)
+}
+
+/// `(status, body)` of every answer that is not `200 ok_body`, counted.
+fn failures(answers: &[Answer], ok_bodies: &[&str]) -> Vec<(u16, String)> {
+    answers
+        .iter()
+        .filter(|a| a.status != 200 || !ok_bodies.contains(&String::from_utf8_lossy(&a.body).as_ref()))
+        .map(|a| (a.status, String::from_utf8_lossy(&a.body).into_owned()))
+        .collect()
+}
+
+/// The canary deliveries the receiver got, with their outcome.
+fn canary_deliveries(receiver: &HookReceiver, outcome: &str) -> Vec<Value> {
+    receiver
+        .received()
+        .iter()
+        .filter(|r| r.headers.get("x-wharf-event").map(String::as_str) == Some("canary"))
+        .map(|r| r.json())
+        .filter(|j| j["canary"]["outcome"] == outcome)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_releases_abort_bad_code_and_promote_good_code_after_their_soak() {
+    let dir = TempDir::new("canary-releases");
+    let (wharf, command) = Wharf::serve_with_web_dyno(WHARF, &dir).await;
+    let api = &wharf.api;
+    api.expect("POST", "/pipelines", json!({"name": "web"}), 201).await;
+    for (app, stage) in [("webstg", "staging"), ("webprd", "production")] {
+        api.expect("POST", "/apps", json!({"name": app}), 201).await;
+        api.expect("POST", "/pipeline-couplings", json!({"app": app, "pipeline": "web", "stage": stage}), 201).await;
+    }
+    let receiver = HookReceiver::start(&[]).await;
+    let hook = json!({"url": receiver.url(), "events": ["canary", "release"], "secret": "s3cret"});
+    api.expect("POST", "/apps/webprd/hooks", hook, 201).await;
+    let drain = SyslogReceiver::tcp().await;
+    api.expect("POST", "/apps/webprd/log-drains", json!({"url": drain.url()}), 201).await;
+    api.expect("PATCH", "/apps/webprd/config-vars", json!({"SHARED": "prd"}), 200).await;
+    deployed(&wharf, "webprd", &format!("GREETING=old-code {command}"), "old-code").await;
+    // The new code answers every 20th request with a 500: 5% errors.
+    deployed(&wharf, "webstg", &format!("GREETING=bad-code FAIL_EVERY=20 {command}"), "bad-code").await;
+    let feature = json!({"enabled": true, "weight": 50, "soak_requests": 1000});
+    let f = api.expect("PATCH", "/apps/webprd/features/canary", feature, 200).await;
+    assert_eq!((f["enabled"].as_bool(), f["soak_seconds"].as_u64()), (Some(true), None), "{f}");
+    let prd_before = newest_release(api, "webprd").await;
+
+    // The bad case: the promotion starts a canary release; production's release waits.
+    let promote = json!({"pipeline": "web", "source": {"app": "webstg"}});
+    let promotion = api.expect("POST", "/pipeline-promotions", promote.clone(), 201).await;
+    let target = &promotion["targets"][0];
+    assert_eq!((target["status"].as_str(), target["app"]["name"].as_str()), (Some("pending"), Some("webprd-default")));
+    assert_eq!(target["canary_release"]["canary_app"]["name"], "webprdcanary-default", "{promotion}");
+    let held = newest_release(api, "webprd").await;
+    assert_eq!((held["status"].as_str(), &held["id"]), (Some("pending"), &target["release"]["id"]), "{held}");
+    let coupling = api.call("GET", "/apps/webprdcanary/pipeline-couplings", None).await.1;
+    assert_eq!(coupling["stage"], "canary", "the canary app is in the canary stage: {coupling}");
+    let vars = api.call("GET", "/apps/webprdcanary/config-vars", None).await.1;
+    assert_eq!(vars["SHARED"], "prd", "the canary has production's config vars: {vars}");
+    let formation = api.call("GET", "/apps/webprdcanary/formation", None).await.1;
+    assert_eq!((formation[0]["type"].as_str(), formation[0]["quantity"].as_u64()), (Some("web"), Some(1)));
+
+    // While it is open, any other release of production is refused, and nothing changes;
+    // scaling is no release and goes on.
+    let rollback = json!({"release": prd_before["id"]});
+    let refused = [
+        ("PATCH", "/apps/webprd/config-vars", json!({"OTHER": "x"})),
+        ("PATCH", "/apps/webprd/formation", json!({"updates": [{"type": "web", "command": "true"}]})),
+        ("POST", "/apps/webprd/releases", rollback.clone()),
+        ("POST", "/pipeline-promotions", promote.clone()),
+    ];
+    for (method, path, body) in refused {
+        let (status, e) = api.call(method, path, Some(body)).await;
+        assert_eq!((status, e["id"].as_str()), (409, Some("conflict")), "{method} {path}: {e}");
+        assert!(e["message"].as_str().unwrap().contains("has a canary release"), "{e}");
+    }
+    assert_eq!(newest_release(api, "webprd").await["id"], held["id"], "a refusal makes no release");
+    api.expect("PATCH", "/apps/webprd/formation/web", json!({"quantity": 1}), 200).await;
+
+    // Under load, the judge aborts the canary; production never runs the new code.
+    let (answers, aborted) = under_load(&wharf, canary_release_in(api, "webprd", "aborted")).await;
+    let evidence = &aborted["evidence"];
+    assert!(evidence["canary"]["errors"].as_u64().unwrap() >= 5, "{aborted}");
+    assert!(evidence["p_value"].as_f64().unwrap() <= 0.01, "{aborted}");
+    assert!(aborted["outcome"].as_str().unwrap().starts_with("the canary was aborted: aborted: "), "{aborted}");
+    let failed = failures(&answers, &["old-code", "bad-code"]);
+    assert!(!failed.is_empty(), "the canary's errors reached clients before the abort");
+    assert!(failed.iter().all(|f| *f == (500, "bad-code".to_owned())), "only the canary failed: {failed:?}");
+    let release = api.call("GET", &format!("/apps/webprd/releases/{}", held["id"].as_str().unwrap()), None).await.1;
+    assert_eq!(release["status"], "failed", "{release}");
+    assert!(release["description"].as_str().unwrap().ends_with("(canary aborted)"), "{release}");
+    let after = load(wharf.http, PRD, "/", 200, 4).await.unwrap();
+    assert!(failures(&after, &["old-code"]).is_empty(), "production serves its old code, every request");
+    eventually(WAIT, "the canary app to be gone", || async {
+        (api.call("GET", "/apps/webprdcanary", None).await.0 == 404).then_some(())
+    })
+    .await;
+    let dynos = api.call("GET", "/apps/webprd/dynos", None).await.1;
+    assert!(dynos.as_array().unwrap().iter().all(|d| d["release"]["id"] == prd_before["id"]), "{dynos}");
+    let id = promotion["id"].as_str().unwrap();
+    let t = api.call("GET", &format!("/pipeline-promotions/{id}/promotion-targets"), None).await.1;
+    assert_eq!(t[0]["status"], "failed", "{t}");
+    assert!(t[0]["error_message"].as_str().unwrap().contains("failed in its canary: the canary was aborted"), "{t}");
+    let hook = eventually(WAIT, "the aborted canary's webhook", || async {
+        canary_deliveries(&receiver, "aborted").into_iter().next()
+    })
+    .await;
+    assert_eq!(hook["canary"]["release"]["id"], held["id"], "{hook}");
+    assert_eq!(hook["canary"]["evidence"], *evidence, "{hook}");
+    let line = eventually(WAIT, "the aborted canary's log line", || async {
+        drain.messages().into_iter().map(|m| m.text()).find(|t| t.contains("code=canary-aborted"))
+    })
+    .await;
+    assert!(line.contains("canary=webprdcanary-default") && line.contains("p_value="), "{line}");
+
+    // The good case: the same new code without its errors reaches production after its soak.
+    deployed(&wharf, "webstg", &format!("GREETING=new-code {command}"), "new-code").await;
+    api.expect("PATCH", "/apps/webprd/features/canary", json!({"soak_requests": 200}), 200).await;
+    let promotion = api.expect("POST", "/pipeline-promotions", promote.clone(), 201).await;
+    let good = promotion["targets"][0]["release"]["id"].clone();
+    let (answers, promoted) = under_load(&wharf, async {
+        let promoted = canary_release_in(api, "webprd", "promoted").await;
+        eventually(WAIT, "production to serve the new code", || async {
+            let answers = load(wharf.http, PRD, "/", 20, 2).await.ok()?;
+            failures(&answers, &["new-code"]).is_empty().then_some(())
+        })
+        .await;
+        promoted
+    })
+    .await;
+    assert!(promoted["evidence"]["canary"]["requests"].as_u64().unwrap() >= 200, "{promoted}");
+    assert_eq!(promoted["evidence"]["canary"]["errors"], 0, "{promoted}");
+    assert!(failures(&answers, &["old-code", "new-code"]).is_empty(), "no request failed through the soak and roll");
+    assert!(answers.iter().any(|a| a.body == "new-code"), "the canary took its share");
+    let release = eventually(WAIT, "the release to succeed", || async {
+        let r = newest_release(api, "webprd").await;
+        (r["status"] == "succeeded").then_some(r)
+    })
+    .await;
+    assert_eq!(release["id"], good, "{release}");
+    assert_eq!(api.call("GET", "/apps/webprdcanary", None).await.0, 404, "the canary app is gone");
+    let hook = eventually(WAIT, "the promoted canary's webhook", || async {
+        canary_deliveries(&receiver, "promoted").into_iter().next()
+    })
+    .await;
+    assert_eq!(hook["canary"]["release"]["id"], good, "{hook}");
+    let line = eventually(WAIT, "the promoted canary's log line", || async {
+        drain.messages().into_iter().map(|m| m.text()).find(|t| t.contains("code=canary-promoted"))
+    })
+    .await;
+    assert!(line.contains("outcome=\"the soak passed: "), "{line}");
+
+    // A rollback goes through a canary too; this soak is a time, and needs no request.
+    let soak = json!({"soak_requests": null, "soak_seconds": 2});
+    let f = api.expect("PATCH", "/apps/webprd/features/canary", soak, 200).await;
+    assert_eq!((f["soak_requests"].as_u64(), f["soak_seconds"].as_u64()), (None, Some(2)), "{f}");
+    let back = api.expect("POST", "/apps/webprd/releases", rollback, 201).await;
+    assert_eq!(back["status"], "pending", "{back}");
+    let timed = canary_release_in(api, "webprd", "promoted").await;
+    let outcome = timed["outcome"].as_str().unwrap();
+    let seconds: u64 = outcome.split(" in ").nth(1).and_then(|s| s.split(' ').next()?.parse().ok()).unwrap();
+    assert!(seconds >= 2, "soaked 2 s: {timed}");
+    eventually(WAIT, "production to serve the code rolled back to", || async {
+        let answers = load(wharf.http, PRD, "/", 20, 2).await.ok()?;
+        failures(&answers, &["old-code"]).is_empty().then_some(())
+    })
+    .await;
+
+    // Leaving production turns the feature off; the next release goes straight to the app.
+    let coupling = api.call("GET", "/apps/webprd/pipeline-couplings", None).await.1;
+    let path = format!("/pipeline-couplings/{}", coupling["id"].as_str().unwrap());
+    api.expect("PATCH", &path, json!({"stage": "staging"}), 200).await;
+    let f = api.call("GET", "/apps/webprd/features/canary", None).await.1;
+    assert_eq!((f["enabled"].as_bool(), f["soak_seconds"].as_u64()), (Some(false), Some(2)), "settings kept: {f}");
+    let count = api.call("GET", "/apps/webprd/canary-releases", None).await.1.as_array().unwrap().len();
+    api.expect("PATCH", "/apps/webprd/config-vars", json!({"OTHER": "x"}), 200).await;
+    let list = api.call("GET", "/apps/webprd/canary-releases", None).await.1;
+    assert_eq!(list.as_array().unwrap().len(), count, "no canary release: {list}");
+    let (status, e) = api.call("PATCH", "/apps/webprd/features/canary", Some(json!({"enabled": true}))).await;
+    assert_eq!(status, 422, "{e}");
+
+    // Promotions are the pipeline's history: they outlive their apps.
+    for app in ["webstg", "webprd"] {
+        assert_eq!(api.call("DELETE", &format!("/apps/{app}"), None).await.0, 200);
+    }
+    let kept = api.call("GET", &format!("/pipeline-promotions/{id}"), None).await.1;
+    assert_eq!(
+        (kept["source"]["app"]["name"].clone(), kept["targets"][0]["status"].clone()),
+        (Value::Null, json!("deleted"))
+    );
+    assert_eq!(api.call("GET", "/pipeline-promotions", None).await.1.as_array().unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_canary_settings_are_refused_and_change_nothing() {
+    let dir = TempDir::new("canary-settings");
+    let wharf = Wharf::serve_with(WHARF, &[], &dir.path().join("data"), &[]).await;
+    let api = &wharf.api;
+    api.expect("POST", "/pipelines", json!({"name": "web"}), 201).await;
+    api.expect("POST", "/apps", json!({"name": "prd"}), 201).await;
+    api.expect("POST", "/pipeline-couplings", json!({"app": "prd", "pipeline": "web", "stage": "production"}), 201)
+        .await;
+    let set = json!({"enabled": true, "weight": 20, "soak_requests": 300, "soak_seconds": 60});
+    let before = api.expect("PATCH", "/apps/prd/features/canary", set, 200).await;
+    // (body, what the 422's message says); after each, the feature is as it was.
+    let rows = [
+        (json!({"soak_seconds": 0}), "soak_seconds must be 1 to 604800"),
+        (json!({"soak_seconds": 604_801}), "soak_seconds must be 1 to 604800"),
+        (json!({"soak_seconds": -1}), "soak_seconds must be a whole number of seconds, or null"),
+        (json!({"soak_seconds": 1.5}), "soak_seconds must be a whole number of seconds, or null"),
+        (json!({"soak_seconds": "60"}), "soak_seconds must be a whole number of seconds, or null"),
+        (json!({"soak_requests": 0}), "soak_requests must be at least 1"),
+        (json!({"soak_requests": true}), "soak_requests must be a whole number of requests, or null"),
+        (json!({"soak_requests": null, "soak_seconds": null}), "a soak needs soak_requests or soak_seconds"),
+    ];
+    for (body, message) in rows {
+        let (status, e) = api.call("PATCH", "/apps/prd/features/canary", Some(body.clone())).await;
+        assert_eq!((status, e["id"].as_str()), (422, Some("invalid_params")), "{body}: {e}");
+        assert!(e["message"].as_str().unwrap().contains(message), "{body}: {e}");
+        assert_eq!(api.call("GET", "/apps/prd/features/canary", None).await.1, before, "{body} changed nothing");
+    }
+    // Each condition may go alone.
+    let f = api.expect("PATCH", "/apps/prd/features/canary", json!({"soak_requests": null}), 200).await;
+    assert_eq!((f["soak_requests"].clone(), f["soak_seconds"].as_u64()), (Value::Null, Some(60)), "{f}");
+}
