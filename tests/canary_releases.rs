@@ -255,7 +255,7 @@ async fn canary_releases_abort_bad_code_and_promote_good_code_after_their_soak()
         (kept["source"]["app"]["name"].clone(), kept["targets"][0]["status"].clone()),
         (Value::Null, json!("deleted"))
     );
-    assert_eq!(api.call("GET", "/pipeline-promotions", None).await.1.as_array().unwrap().len(), 3);
+    assert_eq!(api.call("GET", "/pipeline-promotions", None).await.1.as_array().unwrap().len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

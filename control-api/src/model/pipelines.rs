@@ -419,6 +419,12 @@ impl Model {
         v
     }
 
+    /// Whether the app is the canary app of an open canary release (Wharf made it, and deletes
+    /// it when the outcome is known).
+    pub fn runs_canary_release(&self, app_id: Uuid) -> bool {
+        self.canary_releases.values().any(|c| c.canary_app_id == app_id && c.state.is_open())
+    }
+
     /// The canary release that makes (or made) this release id, if one does.
     pub fn canary_release_making(&self, release_id: Uuid) -> Option<&CanaryRelease> {
         self.canary_releases.values().find(|c| c.release_id == release_id)

@@ -8,7 +8,9 @@
 //! rolls the target as it rolls any release, which settles the release `succeeded` or `failed`.
 //!
 //! A promotion goes one stage on: to the nearest later stage that has apps in the pipeline
-//! (`review → development → staging → canary → production`). It is refused, and nothing is
+//! (`review → development → staging → canary → production`), not counting the canary apps that
+//! automatic canary releases run (`canary_releases.rs`), which belong to their release. A target
+//! with the `canary` feature gets its release through a canary first. It is refused, and nothing is
 //! deployed, when a target is not in that stage or the source is in the last (422), when a
 //! status check a target's coupling requires is not `success` on the source release (409,
 //! naming the contexts), or, for a safe promotion, when a target lacks a config var name the
@@ -303,7 +305,8 @@ impl ControlPlane {
                     release.version
                 )));
             }
-            let in_pipeline = m.couplings_where(|c| c.pipeline_id == p.id);
+            // A canary app a canary release runs is that release's, never a promotion's target.
+            let in_pipeline = m.couplings_where(|c| c.pipeline_id == p.id && !m.runs_canary_release(c.app_id));
             let next = coupling.stage.later().find(|s| in_pipeline.iter().any(|c| c.stage == *s)).ok_or_else(|| {
                 Error::Invalid(format!(
                     "cannot promote from {}: no later stage of pipeline {} has apps ({} is the last stage there)",
