@@ -39,12 +39,14 @@ schemas = {
     "Domain": obj({"id": UUID, "hostname": S, "kind": {"type": "string", "enum": ["heroku", "custom"]}, "cname": nullable(S),
                    "status": S, "acm_status": nullable(S), "sni_endpoint": nullable({"type": "object"}), "app": ref("AppRef"),
                    "created_at": TIME, "updated_at": TIME}),
-    # `canary` also carries its settings: the canary's share and judge settings (docs/canary.md) and `soak_requests`.
+    # `canary` also carries its settings: the canary's share and judge settings (docs/canary.md) and its soak
+    # (`soak_requests`, `soak_seconds`: null when the soak does not wait for it).
     "Feature": obj({"id": UUID, "name": S, "display_name": S, "description": S, "doc_url": S, "feedback_email": S,
                     "enabled": {"type": "boolean"}, "state": S, "weight": {"type": "number"},
                     "errors": {"type": "array", "items": S}, "false_alarm_rate": {"type": "number"},
                     "min_requests": INT, "min_errors": INT, "min_rate_ratio": {"type": "number"},
-                    "min_rate_difference": {"type": "number"}, "soak_requests": INT},
+                    "min_rate_difference": {"type": "number"}, "soak_requests": nullable(INT),
+                    "soak_seconds": nullable(INT)},
                    required=["id", "name", "display_name", "description", "doc_url", "feedback_email", "enabled", "state"]),
     "Account": obj({"id": UUID, "email": S, "name": S, "allow_tracking": {"type": "boolean"}, "beta": {"type": "boolean"},
                     "verified": {"type": "boolean"}, "two_factor_authentication": {"type": "boolean"},
@@ -372,8 +374,10 @@ paths = {
 STAGE = {"type": "string", "enum": ["review", "development", "staging", "canary", "production"]}
 CHECK_STATE = {"type": "string", "enum": ["pending", "success", "failure", "error"]}
 REF_IN = {"oneOf": [S, obj({"id": S, "name": S}, required=[])]}
-HOOK_EVENT = {"type": "string", "enum": ["release", "promotion", "crashed", "destroy"]}
+HOOK_EVENT = {"type": "string", "enum": ["release", "promotion", "crashed", "destroy", "canary"]}
 RELEASE_REF = obj({"id": UUID, "version": {"type": "integer", "minimum": 1}})
+PROMOTED_APP = obj({"id": UUID, "name": nullable(S)})
+PROMOTED_RELEASE = obj({"id": UUID, "version": nullable({"type": "integer", "minimum": 1})})
 schemas.update({
     "Pipeline": obj({"id": UUID, "name": S, "created_at": TIME, "updated_at": TIME}),
     "PipelineCoupling": obj({"id": UUID, "app": ref("AppRef"), "pipeline": ref("NamedRef"), "stage": STAGE,
@@ -383,10 +387,23 @@ schemas.update({
                           "target_url": nullable(S), "created_at": TIME, "updated_at": TIME}),
     # `state` combines the statuses as GitHub does: failure if any failed or erred, else pending if any is pending or there are none.
     "ReleaseStatuses": obj({"state": CHECK_STATE, "release": RELEASE_REF, "statuses": {"type": "array", "items": ref("ReleaseStatus")}}),
-    "PromotionTarget": obj({"id": UUID, "app": ref("AppRef"), "release": RELEASE_REF,
-                            "status": {"type": "string", "enum": ["pending", "succeeded", "failed"]},
-                            "error_message": nullable(S), "pipeline_promotion": obj({"id": UUID})}),
-    "PipelinePromotion": obj({"id": UUID, "pipeline": ref("NamedRef"), "source": obj({"app": ref("AppRef"), "release": RELEASE_REF}),
+    # A promotion outlives its apps: a deleted app's name and its release's version are null, its target `deleted`.
+    # A target with the `canary` feature shows the canary release that holds its release.
+    "PromotionTarget": obj({"id": UUID, "app": PROMOTED_APP, "release": PROMOTED_RELEASE,
+                            "status": {"type": "string", "enum": ["pending", "succeeded", "failed", "deleted"]},
+                            "error_message": nullable(S), "canary_release": ref("CanaryRelease"),
+                            "pipeline_promotion": obj({"id": UUID})},
+                           required=["id", "app", "release", "status", "error_message", "pipeline_promotion"]),
+    # A production app's automatic canary release: its release (pending until the outcome), the canary app, and
+    # how it ended, with the judge's evidence.
+    "CanaryRelease": obj({"id": UUID, "app": nullable(ref("AppRef")),
+                          "release": obj({"id": UUID, "version": nullable(INT), "status": nullable(S)}),
+                          "canary_app": obj({"name": S}),
+                          "state": {"type": "string", "enum": ["starting", "running", "promoted", "aborted"]},
+                          "outcome": nullable(S), "evidence": nullable(ref("Evidence")),
+                          "soak_requests": nullable(INT), "soak_seconds": nullable(INT), "running_since": nullable(TIME),
+                          "created_at": TIME, "updated_at": TIME}),
+    "PipelinePromotion": obj({"id": UUID, "pipeline": ref("NamedRef"), "source": obj({"app": PROMOTED_APP, "release": PROMOTED_RELEASE}),
                               "safe": {"type": "boolean"}, "status": {"type": "string", "enum": ["pending", "completed"]},
                               "targets": {"type": "array", "items": ref("PromotionTarget")}, "created_at": TIME, "updated_at": TIME}),
     # The secret is never shown.
@@ -414,7 +431,8 @@ schemas.update({
                                 "errors": {"type": "array", "items": {"type": "string", "enum": ["4xx", "5xx"]}},
                                 "false_alarm_rate": {"type": "number"}, "min_requests": INT, "min_errors": INT,
                                 "min_rate_ratio": {"type": "number"}, "min_rate_difference": {"type": "number"},
-                                "soak_requests": {"type": "integer", "minimum": 1}}, required=[]),
+                                "soak_requests": nullable({"type": "integer", "minimum": 1}),
+                                "soak_seconds": nullable({"type": "integer", "minimum": 1, "maximum": 604800})}, required=[]),
     "HookUpdate": obj({"url": S, "events": {"type": "array", "items": HOOK_EVENT}, "secret": S, "active": {"type": "boolean"}},
                       required=[]),
 })
@@ -424,6 +442,7 @@ P.update({
     "status": param("status", "the status's id or context"),
     "promotion": param("promotion", "the promotion's id"),
     "hook": param("hook", "the hook's id"),
+    "canary_release": param("canary_release", "the canary release's id"),
     "feature": param("feature", "the feature's name (`canary`, `internal-routing`) or id"),
 })
 paths.update({
@@ -459,6 +478,10 @@ paths.update({
         "get": op("Show an app feature, with the canary feature's settings", 200, ref("Feature"), params=["app", "feature"]),
         "patch": op("Turn automatic canary releases of a production app on or off, and set their share, judge and soak "
                     "(only `canary`)", 200, ref("Feature"), "CanaryFeatureUpdate", params=["app", "feature"])},
+    "/apps/{app}/canary-releases": {"get": op("List the app's automatic canary releases, oldest first", 200,
+                                              arr("CanaryRelease"), params=["app"])},
+    "/apps/{app}/canary-releases/{canary_release}": {"get": op("Show one of the app's canary releases", 200,
+                                                               ref("CanaryRelease"), params=["app", "canary_release"])},
     "/apps/{app}/hooks": {"get": op("List an app's webhooks", 200, arr("Hook"), params=["app"]),
                           "post": op("Add a webhook", 201, ref("Hook"), "HookCreate", params=["app"])},
     "/apps/{app}/hooks/{hook}": {"get": op("Show a webhook", 200, ref("Hook"), params=["app", "hook"]),

@@ -141,7 +141,7 @@ route_group! {
         DELETE "/apps/{app}/canary" => canaries::delete_canary,
         POST "/apps/{app}/canary/promote" => canaries::promote_canary,
         GET "/apps/{app}/canary-releases" => canary_releases::list_canary_releases,
-        GET "/apps/{app}/canary-releases/{id}" => canary_releases::get_canary_release,
+        GET "/apps/{app}/canary-releases/{canary_release}" => canary_releases::get_canary_release,
         GET "/sites" => sites::list_sites,
         POST "/sites" => sites::create_site,
         GET "/sites/{site}" => sites::get_site,

@@ -500,3 +500,152 @@ impl ControlPlane {
         publisher.publish(event.message(line.as_bytes()));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::plane::{FormationUpdate, NewSlug, PromotionInput, Quantity};
+
+    /// How a release of `prd` is asked for: each entry point the canary gate covers.
+    #[derive(Debug, Clone, Copy)]
+    enum Entry {
+        Promotion,
+        Slug,
+        Rollback,
+    }
+
+    /// A plane with `stg` (staging, web command `new`) and `prd` (production, two web dynos;
+    /// its v2 ran `new` and its v3 runs `old`) in pipeline `p`, `prd` with the canary feature on
+    /// and a time soak.
+    async fn setup() -> ControlPlane {
+        let p = crate::plane::tests::plane().await;
+        p.create_pipeline(wharf_domain::PipelineName::try_new("p").unwrap()).await.unwrap();
+        let web = |quantity, command: &str| FormationUpdate {
+            dyno_type: "web".parse().unwrap(),
+            quantity,
+            command: Some(command.into()),
+            port: None,
+            healthcheck: None,
+            size: None,
+        };
+        for (app, stage, commands) in
+            [("stg", Stage::Staging, &["new"][..]), ("prd", Stage::Production, &["new", "old"])]
+        {
+            p.create_app(app.parse().unwrap(), "default").await.unwrap();
+            p.create_coupling(app, "p", stage, vec![]).await.unwrap();
+            for command in commands {
+                p.update_formation(app, vec![web(Some(Quantity::Exactly(2)), command)]).await.unwrap();
+            }
+        }
+        let feature = CanaryFeatureInput {
+            enabled: Some(true),
+            soak_requests: Some(None),
+            soak_seconds: Some(Some(3600)),
+            policy: PolicyInput::default(),
+        };
+        p.set_canary_feature("prd", feature).await.unwrap();
+        p
+    }
+
+    /// Asks for a release of `prd`'s code `new` through `entry`.
+    async fn release(p: &ControlPlane, entry: Entry) -> Result<(), Error> {
+        match entry {
+            Entry::Promotion => {
+                let input = PromotionInput {
+                    pipeline: "p".into(),
+                    source_app: "stg".into(),
+                    source_release: None,
+                    targets: None,
+                    safe: false,
+                };
+                p.promote(input).await.map(drop)
+            }
+            Entry::Slug => {
+                let new = NewSlug {
+                    process_types: BTreeMap::from([("web".into(), "new".into())]),
+                    commit: None,
+                    commit_description: None,
+                    checksum: None,
+                    image: Some(format!("registry.example.com/app@sha256:{}", "a".repeat(64))),
+                };
+                let (slug, _) = p.create_slug("prd", new).await?;
+                p.release_slug("prd", &slug.id.to_string(), None).await.map(drop)
+            }
+            Entry::Rollback => p.rollback("prd", "v2").await.map(drop),
+        }
+    }
+
+    /// The web command of `prd`'s running release, and of its formation.
+    async fn prd_runs(p: &ControlPlane) -> (Option<String>, Option<String>) {
+        p.read(|m| {
+            let a = m.app("prd").unwrap();
+            let running = m
+                .running_release(a.id)
+                .and_then(|r| r.processes.iter().find(|x| x.dyno_type.as_str() == WEB).and_then(|x| x.command.clone()));
+            let formation = m.formation_of(a.id);
+            let formation = formation.iter().find(|f| f.dyno_type.as_str() == WEB).and_then(|f| f.command.clone());
+            (running, formation)
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn every_release_of_code_waits_for_its_canary_and_nothing_overtakes_it() {
+        let runs = |c: &str| (Some(c.to_owned()), Some(c.to_owned()));
+        for entry in [Entry::Promotion, Entry::Slug, Entry::Rollback] {
+            for pass in [true, false] {
+                let case = format!("{entry:?}, pass {pass}");
+                let p = setup().await;
+                release(&p, entry).await.unwrap_or_else(|e| panic!("{case}: {e}"));
+                assert_eq!(prd_runs(&p).await, runs("old"), "{case}: prd still runs its old code");
+                let (canary, held) = p
+                    .read(|m| {
+                        let c = m.app("prdcanary").expect("the canary app");
+                        let f: Vec<_> = m.formation_of(c.id).iter().map(|f| (f.quantity, f.command.clone())).collect();
+                        (f, m.latest_release(m.app("prd").unwrap().id).unwrap().status)
+                    })
+                    .await;
+                assert_eq!(canary, [(1, Some("new".to_owned()))], "{case}: one web dyno of the new code");
+                assert_eq!(held, ReleaseStatus::Pending, "{case}");
+
+                // Nothing overtakes it, whichever way it comes, and a refusal changes nothing.
+                let before = p.read(|m| m.version()).await;
+                for other in [Entry::Promotion, Entry::Slug, Entry::Rollback] {
+                    let e = release(&p, other).await.err();
+                    let refused = matches!(&e, Some(Error::Conflict(m)) if m.contains("has a canary release"));
+                    assert!(refused, "{case}: then {other:?}: {e:?}");
+                }
+                let vars = BTreeMap::from([("X".to_owned(), Some("1".to_owned()))]);
+                assert!(matches!(p.update_config_vars("prd", vars).await, Err(Error::Conflict(_))), "{case}");
+                // (The slug row made a slug before its refusal: slugs are no release.)
+                let after = p.read(|m| m.version()).await;
+                assert_eq!(after, before + 1, "{case}: only the refused slug's own record was made");
+
+                // No local runtime: the canary's release succeeded at once, so the split starts.
+                let id = p.read(|m| m.open_canary_releases()[0].id).await;
+                assert_eq!(p.advance_canary_release(id).await.unwrap(), None, "{case}");
+                let state = p.read(|m| m.open_canary_releases()[0].state).await;
+                assert_eq!(state, CanaryReleaseState::Running, "{case}");
+                if pass {
+                    p.promote_canary("prd").await.unwrap();
+                } else {
+                    p.abort_canary("prd").await.unwrap();
+                }
+                let done = p.advance_canary_release(id).await.unwrap().expect("ended");
+                let want = if pass { CanaryReleaseState::Promoted } else { CanaryReleaseState::Aborted };
+                assert_eq!(done.state, want, "{case}");
+                assert_eq!(prd_runs(&p).await, runs(if pass { "new" } else { "old" }), "{case}");
+                let (gone, status) = p
+                    .read(|m| {
+                        (m.app("prdcanary").is_none(), m.latest_release(m.app("prd").unwrap().id).unwrap().status)
+                    })
+                    .await;
+                assert!(gone, "{case}: the canary app is deleted");
+                let want = if pass { ReleaseStatus::Succeeded } else { ReleaseStatus::Failed };
+                assert_eq!(status, want, "{case}");
+            }
+        }
+    }
+}
