@@ -145,7 +145,7 @@ async fn canary_releases_abort_bad_code_and_promote_good_code_after_their_soak()
     api.expect("PATCH", "/apps/webprd/formation/web", json!({"quantity": 1}), 200).await;
 
     // Under load, the judge aborts the canary; production never runs the new code.
-    let (answers, aborted) = under_load(&wharf, canary_release_in(api, "webprd", "aborted")).await;
+    let (answers, aborted) = Box::pin(under_load(&wharf, canary_release_in(api, "webprd", "aborted"))).await;
     let evidence = &aborted["evidence"];
     assert!(evidence["canary"]["errors"].as_u64().unwrap() >= 5, "{aborted}");
     assert!(evidence["p_value"].as_f64().unwrap() <= 0.01, "{aborted}");
@@ -185,7 +185,7 @@ async fn canary_releases_abort_bad_code_and_promote_good_code_after_their_soak()
     api.expect("PATCH", "/apps/webprd/features/canary", json!({"soak_requests": 200}), 200).await;
     let promotion = api.expect("POST", "/pipeline-promotions", promote.clone(), 201).await;
     let good = promotion["targets"][0]["release"]["id"].clone();
-    let (answers, promoted) = under_load(&wharf, async {
+    let (answers, promoted) = Box::pin(under_load(&wharf, async {
         let promoted = canary_release_in(api, "webprd", "promoted").await;
         eventually(WAIT, "production to serve the new code", || async {
             let answers = load(wharf.http, PRD, "/", 20, 2).await.ok()?;
@@ -193,7 +193,7 @@ async fn canary_releases_abort_bad_code_and_promote_good_code_after_their_soak()
         })
         .await;
         promoted
-    })
+    }))
     .await;
     assert!(promoted["evidence"]["canary"]["requests"].as_u64().unwrap() >= 200, "{promoted}");
     assert_eq!(promoted["evidence"]["canary"]["errors"], 0, "{promoted}");

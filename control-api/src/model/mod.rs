@@ -120,7 +120,7 @@ impl Model {
             Object::Slug(x) => self.slugs.put(*x),
             Object::Build(x) => self.builds.put(x),
             Object::CanaryFeature(f) => self.canary_features.put(f),
-            Object::CanaryRelease(c) => self.canary_releases.put(c),
+            Object::CanaryRelease(c) => self.canary_releases.put(*c),
         }
     }
 

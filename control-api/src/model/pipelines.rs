@@ -567,7 +567,7 @@ mod tests {
                     updated_at: 0,
                 }),
                 app(12, "acanary"),
-                Object::CanaryRelease(CanaryRelease {
+                Object::CanaryRelease(Box::new(CanaryRelease {
                     id: id(80),
                     app_id: id(10),
                     canary_app_id: id(12),
@@ -584,7 +584,7 @@ mod tests {
                     running_since: None,
                     created_at: 0,
                     updated_at: 0,
-                }),
+                })),
             ],
         )
     }

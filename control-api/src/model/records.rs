@@ -375,8 +375,9 @@ pub enum Object {
     Build(super::Build),
     /// An app's `canary` feature (automatic canary releases).
     CanaryFeature(super::CanaryFeature),
-    /// A release of a production app on its way through a canary app.
-    CanaryRelease(super::CanaryRelease),
+    /// A release of a production app on its way through a canary app (boxed: its policy and
+    /// evidence make it one of the largest records).
+    CanaryRelease(Box<super::CanaryRelease>),
 }
 
 /// The kinds of records, as stored. Serde's names are [`Kind::as_str`]'s.

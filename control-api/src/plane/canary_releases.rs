@@ -281,7 +281,7 @@ impl ControlPlane {
         }
         // The app's own release waits, pending, for the canary's outcome.
         changes.push(Change::Put(Object::Release(Release { status: ReleaseStatus::Pending, ..release.clone() })));
-        changes.push(Change::Put(Object::CanaryRelease(CanaryRelease {
+        changes.push(Change::Put(Object::CanaryRelease(Box::new(CanaryRelease {
             id: new_id(),
             app_id: app.id,
             canary_app_id: canary.id,
@@ -298,7 +298,7 @@ impl ControlPlane {
             running_since: None,
             created_at: now,
             updated_at: now,
-        })));
+        }))));
         Ok(Some(changes))
     }
 
@@ -420,7 +420,7 @@ impl ControlPlane {
                         updated_at: now,
                         ..cr.clone()
                     };
-                    changes.push(Change::Put(Object::CanaryRelease(running)));
+                    changes.push(Change::Put(Object::CanaryRelease(Box::new(running))));
                     return Ok((None, changes));
                 }
                 Step::Pass { outcome, evidence } => (true, outcome, evidence),
@@ -471,7 +471,7 @@ impl ControlPlane {
         }
         let state = if passed { CanaryReleaseState::Promoted } else { CanaryReleaseState::Aborted };
         let done = CanaryRelease { state, evidence, outcome: Some(outcome), updated_at: now, ..cr.clone() };
-        changes.push(Change::Put(Object::CanaryRelease(done.clone())));
+        changes.push(Change::Put(Object::CanaryRelease(Box::new(done.clone()))));
         Ok((Some(done), changes))
     }
 
