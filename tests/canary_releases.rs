@@ -290,3 +290,37 @@ async fn bad_canary_settings_are_refused_and_change_nothing() {
     let f = api.expect("PATCH", "/apps/prd/features/canary", json!({"soak_requests": null}), 200).await;
     assert_eq!((f["soak_requests"].clone(), f["soak_seconds"].as_u64()), (Value::Null, Some(60)), "{f}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_that_never_comes_up_is_aborted_before_any_request_reaches_it() {
+    let dir = TempDir::new("canary-never-up");
+    let (wharf, command) = Wharf::serve_with_web_dyno(WHARF, &dir).await;
+    let api = &wharf.api;
+    api.expect("POST", "/pipelines", json!({"name": "web"}), 201).await;
+    for (app, stage) in [("webstg", "staging"), ("webprd", "production")] {
+        api.expect("POST", "/apps", json!({"name": app}), 201).await;
+        api.expect("POST", "/pipeline-couplings", json!({"app": app, "pipeline": "web", "stage": stage}), 201).await;
+        api.expect("PATCH", &format!("/apps/{app}/config-vars"), json!({"ROLE": stage}), 200).await;
+    }
+    deployed(&wharf, "webprd", &format!("GREETING=old-code {command}"), "old-code").await;
+    // The new code starts only with staging's config: on the canary, which has production's,
+    // it exits at once and never passes its health check.
+    let picky = format!("[ \"$ROLE\" = staging ] && GREETING=new-code {command}");
+    deployed(&wharf, "webstg", &picky, "new-code").await;
+    api.expect("PATCH", "/apps/webprd/features/canary", json!({"enabled": true, "weight": 50}), 200).await;
+    let prd_before = newest_release(api, "webprd").await;
+    let promote = json!({"pipeline": "web", "source": {"app": "webstg"}});
+    api.expect("POST", "/pipeline-promotions", promote, 201).await;
+    let (answers, aborted) = Box::pin(under_load(&wharf, canary_release_in(api, "webprd", "aborted"))).await;
+    assert_eq!(aborted["outcome"], "the canary's web dyno did not pass its health check", "{aborted}");
+    assert_eq!(
+        (aborted["evidence"].clone(), aborted["running_since"].clone()),
+        (Value::Null, Value::Null),
+        "never split"
+    );
+    assert!(failures(&answers, &["old-code"]).is_empty(), "no request went to the canary");
+    assert_eq!(aborted["release"]["status"], "failed", "{aborted}");
+    let dynos = api.call("GET", "/apps/webprd/dynos", None).await.1;
+    assert!(dynos.as_array().unwrap().iter().all(|d| d["release"]["id"] == prd_before["id"]), "{dynos}");
+    assert_eq!(api.call("GET", "/apps/webprdcanary", None).await.0, 404, "the canary app is gone");
+}
