@@ -6,8 +6,8 @@
 //! not run it ([`Model::running_release`] passes over it). In the same commit a canary app
 //! `{app}canary` is created in the app's space and the pipeline's canary stage, with the
 //! release's config vars and code and one web dyno. Once that dyno passes its health check, a
-//! router canary sends the feature's share of the app's requests to it. [`ControlPlane::
-//! watch_canary_releases`] then settles it:
+//! router canary sends the feature's share of the app's requests to it.
+//! [`ControlPlane::watch_canary_releases`] then settles it:
 //!
 //! - the soak passes (`soak_requests` canary requests counted by this process's router, and
 //!   `soak_seconds` since the split started, each when set) without an abort, or an operator
@@ -303,7 +303,7 @@ impl ControlPlane {
     }
 
     /// Settles open canary releases as their canaries go, until the process ends: on every new
-    /// snapshot (a verdict, a settled release) and every [`WATCH_INTERVAL`] (a soak's count and
+    /// snapshot (a verdict, a settled release) and every 250 ms (a soak's count and
     /// time). Each step is one commit that re-checks the state it acts on, so replicas sharing
     /// a store may all run this.
     pub async fn watch_canary_releases(self: Arc<Self>) {
