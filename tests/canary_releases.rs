@@ -88,16 +88,23 @@ fn canary_deliveries(receiver: &HookReceiver, outcome: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Pipeline `web` with `webstg` in staging and `webprd` in production, each app's config var
+/// `ROLE` its stage.
+async fn staging_and_production(api: &Api) {
+    api.expect("POST", "/pipelines", json!({"name": "web"}), 201).await;
+    for (app, stage) in [("webstg", "staging"), ("webprd", "production")] {
+        api.expect("POST", "/apps", json!({"name": app}), 201).await;
+        api.expect("POST", "/pipeline-couplings", json!({"app": app, "pipeline": "web", "stage": stage}), 201).await;
+        api.expect("PATCH", &format!("/apps/{app}/config-vars"), json!({"ROLE": stage}), 200).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canary_releases_abort_bad_code_and_promote_good_code_after_their_soak() {
     let dir = TempDir::new("canary-releases");
     let (wharf, command) = Wharf::serve_with_web_dyno(WHARF, &dir).await;
     let api = &wharf.api;
-    api.expect("POST", "/pipelines", json!({"name": "web"}), 201).await;
-    for (app, stage) in [("webstg", "staging"), ("webprd", "production")] {
-        api.expect("POST", "/apps", json!({"name": app}), 201).await;
-        api.expect("POST", "/pipeline-couplings", json!({"app": app, "pipeline": "web", "stage": stage}), 201).await;
-    }
+    staging_and_production(api).await;
     let receiver = HookReceiver::start(&[]).await;
     let hook = json!({"url": receiver.url(), "events": ["canary", "release"], "secret": "s3cret"});
     api.expect("POST", "/apps/webprd/hooks", hook, 201).await;
@@ -296,12 +303,7 @@ async fn a_canary_that_never_comes_up_is_aborted_before_any_request_reaches_it()
     let dir = TempDir::new("canary-never-up");
     let (wharf, command) = Wharf::serve_with_web_dyno(WHARF, &dir).await;
     let api = &wharf.api;
-    api.expect("POST", "/pipelines", json!({"name": "web"}), 201).await;
-    for (app, stage) in [("webstg", "staging"), ("webprd", "production")] {
-        api.expect("POST", "/apps", json!({"name": app}), 201).await;
-        api.expect("POST", "/pipeline-couplings", json!({"app": app, "pipeline": "web", "stage": stage}), 201).await;
-        api.expect("PATCH", &format!("/apps/{app}/config-vars"), json!({"ROLE": stage}), 200).await;
-    }
+    staging_and_production(api).await;
     deployed(&wharf, "webprd", &format!("GREETING=old-code {command}"), "old-code").await;
     // The new code starts only with staging's config: on the canary, which has production's,
     // it exits at once and never passes its health check.
