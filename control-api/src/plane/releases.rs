@@ -178,29 +178,38 @@ impl ControlPlane {
     }
 
     /// Settles a pending release as the local supervisor saw its roll end: `succeeded` when the
-    /// new dynos passed their health check, else `failed`. Older releases of the app still
-    /// pending were replaced before their dynos came up: they become `failed`. A release that
-    /// is not pending (or no longer exists) is left as it is.
-    pub async fn settle_release(&self, app_id: Uuid, release_id: Uuid, succeeded: bool) -> Result<(), Error> {
+    /// new dynos passed their health check, else `failed`. Returns the versions of the older
+    /// releases of the app that were still pending: a release superseded before its dynos came up
+    /// (two deploys in a row, parallel builds) was never tried on its own, and settles with the
+    /// outcome of the release that superseded it. As on Heroku, a release whose deploy went
+    /// through is `succeeded` even when a later one replaced it at once (only the current one
+    /// runs), so it can still be promoted or rolled back to; when the later one failed, so did
+    /// the deploy they shared, and the older one is `failed` too rather than becoming the
+    /// current release without ever having run. The caller says so in the app's log stream. A
+    /// release that is not pending (or no longer exists) is left as it is, and nothing is
+    /// returned.
+    pub async fn settle_release(&self, app_id: Uuid, release_id: Uuid, succeeded: bool) -> Result<Vec<u32>, Error> {
         self.change(|m| {
             let Some(r) = m.releases_of(app_id).into_iter().find(|r| r.id == release_id) else {
-                return Ok(((), vec![]));
+                return Ok((vec![], vec![]));
             };
             if r.status != ReleaseStatus::Pending {
-                return Ok(((), vec![]));
+                return Ok((vec![], vec![]));
             }
             let now = now_seconds();
             let status = if succeeded { ReleaseStatus::Succeeded } else { ReleaseStatus::Failed };
             let mut changes = vec![Change::Put(Object::Release(Release { status, updated_at: now, ..r.clone() }))];
-            let superseded = m
+            let superseded: Vec<&Release> = m
                 .releases_of(app_id)
                 .into_iter()
-                .filter(|o| o.version < r.version && o.status == ReleaseStatus::Pending);
+                .filter(|o| o.version < r.version && o.status == ReleaseStatus::Pending)
+                .collect();
+            let versions = superseded.iter().map(|o| o.version).collect();
             for o in superseded {
-                let failed = Release { status: ReleaseStatus::Failed, updated_at: now, ..o.clone() };
-                changes.push(Change::Put(Object::Release(failed)));
+                let settled = Release { status, updated_at: now, ..o.clone() };
+                changes.push(Change::Put(Object::Release(settled)));
             }
-            Ok(((), changes))
+            Ok((versions, changes))
         })
         .await
     }

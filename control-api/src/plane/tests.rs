@@ -405,16 +405,25 @@ async fn releases_of_locally_run_apps_are_pending_until_the_supervisor_settles_t
     assert_eq!(statuses(releases(&p, "ext").await), ["succeeded", "succeeded"], "no command: nothing to wait for");
     let (app, v3) = p.read(|m| (m.app("api").unwrap().id, m.release(m.app("api").unwrap().id, "3").unwrap().id)).await;
     assert_eq!(p.read(|m| m.current_release(app).map(|r| r.version)).await, Some(1));
-    p.settle_release(app, v3, true).await.unwrap();
-    assert_eq!(statuses(releases(&p, "api").await), ["succeeded", "failed", "succeeded"], "v2 was replaced");
+    assert_eq!(p.settle_release(app, v3, true).await.unwrap(), [2], "v2 was superseded");
+    assert_eq!(
+        statuses(releases(&p, "api").await),
+        ["succeeded", "succeeded", "succeeded"],
+        "v2 was superseded by v3, which went live: a superseded release is a succeeded one"
+    );
     assert_eq!(p.read(|m| m.current_release(app).map(|r| r.version)).await, Some(3));
     // Settled is settled.
-    p.settle_release(app, v3, false).await.unwrap();
-    assert_eq!(statuses(releases(&p, "api").await), ["succeeded", "failed", "succeeded"]);
+    assert!(p.settle_release(app, v3, false).await.unwrap().is_empty());
+    assert_eq!(statuses(releases(&p, "api").await), ["succeeded", "succeeded", "succeeded"]);
     p.update_config_vars("api", set(&[("A", Some("2"))])).await.unwrap(); // v4
-    let v4 = p.read(|m| m.release(app, "v4").unwrap().id).await;
-    p.settle_release(app, v4, false).await.unwrap();
-    assert_eq!(statuses(releases(&p, "api").await), ["succeeded", "failed", "succeeded", "failed"]);
+    p.update_config_vars("api", set(&[("A", Some("3"))])).await.unwrap(); // v5
+    let v5 = p.read(|m| m.release(app, "v5").unwrap().id).await;
+    assert_eq!(p.settle_release(app, v5, false).await.unwrap(), [4]);
+    assert_eq!(
+        statuses(releases(&p, "api").await),
+        ["succeeded", "succeeded", "succeeded", "failed", "failed"],
+        "v4 was superseded by v5, whose deploy failed: v4 never ran, and is not made current"
+    );
     assert_eq!(p.read(|m| m.current_release(app).map(|r| r.version)).await, Some(3), "a failed release is not current");
 }
 
