@@ -3,8 +3,9 @@
 //! from a URL and served through the router; a second build rolls while requests flow, with no
 //! failed request and the first release's directory left as it was; a rollback to the first
 //! slug serves the first body; a source whose checksum does not match, and a table of hostile
-//! archives (`..`, absolute paths, links out, chained links, devices, too large, bad gzip, zip variants), are
-//! refused with a clear reason and change nothing; slugs uploaded to their blob URL follow the
+//! archives (`..`, absolute paths, links out, chained links, devices, too large, bad gzip, zip variants,
+//! name clashes, names too long), are refused with a reason naming the entry and no server path, and change
+//! nothing; slugs uploaded to their blob URL follow the
 //! same rules.
 
 use std::path::{Path, PathBuf};
@@ -130,6 +131,22 @@ elif kind == "zip-bomb":
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
         for name in sorted(os.listdir(src)): z.write(os.path.join(src, name), name)
         z.writestr("zeros", bytes(3 << 20))
+elif kind == "dir-then-file":
+    def f(t):
+        d = tarfile.TarInfo("a"); d.type = tarfile.DIRTYPE; d.mode = 0o755; t.addfile(d)
+        t.addfile(*file_info("a"))
+    hostile_tar(f)
+elif kind == "file-as-dir":
+    hostile_tar(lambda t: (t.addfile(*file_info("a")), t.addfile(*file_info("a/b"))))
+elif kind == "zip-file-as-dir":
+    with zipfile.ZipFile(out, "w") as z:
+        for name in sorted(os.listdir(src)): z.write(os.path.join(src, name), name)
+        z.writestr("a", "x"); z.writestr("a/b", "x")
+elif kind == "long-name":
+    hostile_tar(lambda t: t.addfile(*file_info("x" * 300)))
+elif kind == "gzip-not-tar":
+    import gzip
+    open(out, "wb").write(gzip.compress(b"hello world, not a tar at all " * 40))
 elif kind == "no-procfile":
     with tarfile.open(out, "w:gz") as t: t.addfile(*file_info("app.py", b"print(1)\n"))
 else:
@@ -441,7 +458,16 @@ async fn hostile_archives_are_refused_with_a_reason_and_change_nothing() {
         ("zip-symlink", "links in zip archives"),
         ("zip-bomb", "unpacks to more than"),
         ("no-procfile", "no Procfile"),
+        ("dir-then-file", "a: clashes with an earlier entry"),
+        ("file-as-dir", "a/b: clashes with an earlier entry"),
+        ("zip-file-as-dir", "a/b: clashes with an earlier entry"),
+        ("long-name", "longer than 255 bytes"),
+        ("gzip-not-tar", "corrupt or truncated"),
     ];
+    // A refusal names the entry and the rule, never where Wharf keeps its files, nor the
+    // OS's bare words, nor the archive's bytes.
+    let data_dir = setup.wharf.data_dir().to_string_lossy().into_owned();
+    let leaks = [data_dir.as_str(), "os error", "incoming", "hello world, not a tar"];
     let before = (setup.release_ids().await, setup.slugs_stored());
     let mut wrong = Vec::new();
     for (kind, reason) in table {
@@ -450,7 +476,7 @@ async fn hostile_archives_are_refused_with_a_reason_and_change_nothing() {
         let url = b["output_stream_url"].as_str().unwrap();
         let path = format!("/{}", url.split_once("://").unwrap().1.split_once('/').unwrap().1);
         let output = client::send(api.addr, None, &Req::get(&api.addr.to_string(), &path)).await.unwrap().text();
-        if b["status"] != "failed" || !output.contains(reason) {
+        if b["status"] != "failed" || !output.contains(reason) || leaks.iter().any(|l| output.contains(l)) {
             wrong.push(format!("{kind}: {} {output}", b["status"]));
         }
     }
@@ -565,6 +591,15 @@ async fn slugs_are_uploaded_once_to_their_blob_url_checked_and_released() {
         (answer(wharf).await.as_deref() == Some("from a slug")).then_some(())
     })
     .await;
+
+    // Another app may release the slug (Heroku's copying slugs); it may read it once one of its
+    // releases runs it, and not before.
+    api.expect("POST", "/apps", json!({"name": "copy"}), 201).await;
+    let slug_path = |app: &str| format!("/apps/{app}/slugs/{}", slug["id"].as_str().unwrap());
+    assert_eq!(api.call("GET", &slug_path("copy"), None).await.0, 404, "not its slug yet");
+    api.expect("POST", "/apps/copy/releases", json!({"slug": slug["id"]}), 201).await;
+    let (status, read) = api.call("GET", &slug_path("copy"), None).await;
+    assert_eq!((status, &read["id"], &read["app"]["name"]), (200, &slug["id"], &json!("hello-default")), "{read}");
 
     // Image slugs: pinned by digest, no blob, and never run by the local supervisor.
     let digest = "ab".repeat(32);

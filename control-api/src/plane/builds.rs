@@ -107,7 +107,7 @@ pub fn parse_procfile(text: &str) -> Result<BTreeMap<String, String>, String> {
 
 /// Where a source comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Source {
+pub(super) enum Source {
     /// `http` or `https`.
     Web(super::fetch::Target),
     /// A `file://` path on this machine.
@@ -125,7 +125,9 @@ impl ControlPlane {
         let _ = self.build_publisher.set(publisher);
     }
 
-    fn parse_source(&self, url: &str) -> Result<Source, Error> {
+    /// The source a build's `source_blob.url` names, or the 422 that says why Wharf would not
+    /// fetch it (see `fetch::parse_url`, and `file://` only when allowed).
+    pub(super) fn parse_source(&self, url: &str) -> Result<Source, Error> {
         let deploy = self
             .deploy()
             .ok_or_else(|| Error::Invalid("this control API builds nothing (it has no data directory)".into()))?;
@@ -141,9 +143,9 @@ impl ControlPlane {
             }
             return Ok(Source::File(path));
         }
-        super::fetch::parse_url(url, false)
+        super::fetch::parse_url(url, false, &self.outbound())
             .map(Source::Web)
-            .map_err(|e| Error::Invalid(format!("invalid source_blob.url: {e}; file:// only when allowed")))
+            .map_err(|e| Error::Invalid(format!("invalid source_blob.url: {e}")))
     }
 
     /// Starts a build of `app` from the source at `url`: refused (422) for a URL Wharf would not

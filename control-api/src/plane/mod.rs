@@ -38,6 +38,8 @@ mod routing;
 mod sessions;
 mod slugs;
 #[cfg(test)]
+mod outbound_tests;
+#[cfg(test)]
 mod tests;
 
 pub use builds::{BuildOutput, MAX_BUILD_OUTPUT_LINES, SOURCE_FETCH_TIMEOUT, parse_procfile};

@@ -170,7 +170,7 @@ impl ControlPlane {
     /// Where uploads and fetched sources wait while they are checked.
     pub fn incoming_dir(&self) -> Result<PathBuf, Error> {
         let dir = self.deploy_or_refuse()?.data_dir.join("slugs").join("incoming");
-        std::fs::create_dir_all(&dir).map_err(|e| Error::Invalid(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(&dir).map_err(|e| Error::Invalid(format!("cannot create the staging directory: {e}")))?;
         Ok(dir)
     }
 
