@@ -51,6 +51,11 @@ pub struct ControlApiConfig {
     /// Off by default: with it, whoever holds the admin token can have Wharf read any archive
     /// Wharf's user can.
     pub allow_file_urls: bool,
+    /// How many of each app's newest releases keep their slug's archive, so that a rollback
+    /// (or a promotion) within them can run it again: 20. A slug that no app's newest
+    /// `keep_slugs` releases run is deleted, record and archive; one never released is kept for
+    /// a day after it was made, to be uploaded and released. At least 1.
+    pub keep_slugs: usize,
 }
 
 impl Default for ControlApiConfig {
@@ -69,6 +74,7 @@ impl Default for ControlApiConfig {
             max_slug_bytes: ByteSize(500 << 20),
             max_unpacked_bytes: ByteSize(2 << 30),
             allow_file_urls: false,
+            keep_slugs: 20,
         }
     }
 }

@@ -30,8 +30,14 @@ use wharf_domain::units::{ByteSize, HumanDuration};
 /// Variables with the `WHARF_` prefix that Wharf reads, but not as configuration keys: the
 /// named secrets (the admin token, one token per data-plane role, the log sessions' secret)
 /// and the log filter.
-pub const NAMED_VARIABLES: &[&str] =
-    &["WHARF_ADMIN_TOKEN", "WHARF_ROUTER_TOKEN", "WHARF_LOGSHUTTLE_TOKEN", "WHARF_SESSION_SECRET", "WHARF_LOG"];
+pub const NAMED_VARIABLES: &[&str] = &[
+    "WHARF_ADMIN_TOKEN",
+    "WHARF_ROUTER_TOKEN",
+    "WHARF_LOGSHUTTLE_TOKEN",
+    "WHARF_RUNTIME_TOKEN",
+    "WHARF_SESSION_SECRET",
+    "WHARF_LOG",
+];
 
 /// Variables Wharf once read and now refuses, with what replaces each: setting one stops
 /// start-up with that message rather than being ignored, so that an operator who relied on it
@@ -514,6 +520,9 @@ impl Config {
                 "must be at least 1s: dynos are sampled each second",
             );
         }
+        if self.control_api.keep_slugs == 0 {
+            return invalid("control_api.keep_slugs", "must be at least 1: each app's current release runs its slug");
+        }
         if self.control_api.tls_cert.is_some() != self.control_api.tls_key.is_some() {
             return invalid("control_api.tls_cert", "tls_cert and tls_key go together");
         }
@@ -635,6 +644,7 @@ mod tests {
                 ("WHARF_ADMIN_TOKEN", "not config"),
                 ("WHARF_ROUTER_TOKEN", "not config"),
                 ("WHARF_LOGSHUTTLE_TOKEN", "not config"),
+                ("WHARF_RUNTIME_TOKEN", "not config"),
                 ("HOME", "/root"),
                 // A wrapper's own variables are not Wharf's configuration.
                 ("WHARF_BIN", "/usr/local/bin/wharf"),
@@ -759,6 +769,7 @@ mod tests {
             &[],
             "supervisor.runtime_metrics_interval",
         );
+        check_rejected("[control_api]\nkeep_slugs = 0", &[], "control_api.keep_slugs");
         check_rejected("[supervisor]\nrestart = \"1s\"", &[], "unknown field");
         check_rejected("[kafka]\ngroup_id = \"\"", &[], "kafka.group_id");
         check_rejected("[kafka]\ncommit_interval = \"0ms\"", &[], "kafka.commit_interval");

@@ -434,9 +434,24 @@ mod tests {
             Hostname::try_new,
             &["127.0.0.1", "::1", "example.com", "a-b.c", "LOCALHOST", "0xa.example", "x0x1", "1a", "web.1a2b"],
             &[
-                "", "-a.com", "a-.com", "a..b", "a b", "[::1]", "1.2.3.4.5", "host:80",
+                "",
+                "-a.com",
+                "a-.com",
+                "a..b",
+                "a b",
+                "[::1]",
+                "1.2.3.4.5",
+                "host:80",
                 // IPv4 addresses in the forms resolvers also read (inet_aton): not names.
-                "0", "127.1", "2130706433", "0177.0.0.1", "0x0", "0x7f000001", "0X7F.1", "a.0x7f000001", "x.123",
+                "0",
+                "127.1",
+                "2130706433",
+                "0177.0.0.1",
+                "0x0",
+                "0x7f000001",
+                "0X7F.1",
+                "a.0x7f000001",
+                "x.123",
             ],
         );
         assert_eq!(Hostname::try_new("Example.COM.").unwrap().as_str(), "example.com");

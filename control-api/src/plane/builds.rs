@@ -384,8 +384,8 @@ impl ControlPlane {
         };
         let slug_id = new_id();
         let stored = self.slug_archive(slug_id).ok_or("this control API stores no slugs")?;
-        tokio::fs::rename(&slug_file, &stored).await.map_err(|e| format!("cannot store the slug: {e}"))?;
-        say(format!("-----> Compressed slug {slug_id}: {size} bytes"));
+        // The record first, then the archive: an archive in `slugs/` without a record is a
+        // stray that the slug retention removes (see `slug_retention`).
         let made = self
             .change(|m| {
                 let a = m.apps().find(|a| a.id == build.app_id).ok_or_else(|| not_found("app", app_key))?;
@@ -408,9 +408,13 @@ impl ControlPlane {
             })
             .await;
         if let Err(e) = made {
-            let _ = tokio::fs::remove_file(&stored).await;
             return Err(format!("cannot record the slug: {e}"));
         }
+        if let Err(e) = tokio::fs::rename(&slug_file, &stored).await {
+            let _ = self.change(|m| Ok(((), m.cascade(crate::model::Kind::Slug, slug_id)))).await;
+            return Err(format!("cannot store the slug: {e}"));
+        }
+        say(format!("-----> Compressed slug {slug_id}: {size} bytes"));
         let release = self
             .release_slug(&build.app_id.to_string(), &slug_id.to_string(), None)
             .await

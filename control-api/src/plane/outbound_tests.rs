@@ -35,6 +35,7 @@ async fn every_url_kind_judges_its_host_by_one_rule() {
         unpack_limits: crate::archive::Limits::default(),
         allow_file_urls: false,
         public_url: None,
+        keep_slugs: 20,
     });
     p.create_app("api".parse().unwrap(), "default").await.unwrap();
     let table: &[(&str, Outcome)] = &[

@@ -364,6 +364,7 @@ impl ControlPlane {
                     return Err(Error::Invalid(format!("safe promotion refused: {}", missing.join("; "))));
                 }
             }
+            super::releases::check_slug_kept(m, release)?;
             let (processes, slug_id) = code_of(release);
             let now = now_seconds();
             let mut changes = Vec::new();

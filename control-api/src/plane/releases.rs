@@ -25,6 +25,20 @@ use crate::model::{Change, ConfigVars, Formation, Model, Object, Release, Releas
 /// The description of app creation's release, as Heroku writes it.
 pub const INITIAL_RELEASE: &str = "Initial release";
 
+/// Refuses (422) a rollback or promotion to a release whose slug was deleted (it left every
+/// app's window of `control_api.keep_slugs` releases): its code is gone, and running the
+/// release would fail to start every dyno.
+pub(super) fn check_slug_kept(m: &Model, release: &Release) -> Result<(), Error> {
+    match release.slug_id {
+        Some(slug) if m.slug(slug).is_none() => Err(Error::Invalid(format!(
+            "the slug of release v{} ({slug}) was deleted: only the slugs of each app's newest control_api.keep_slugs \
+             releases are kept",
+            release.version
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// A formation's process types as a release holds them, by type.
 pub(super) fn processes_of<'a>(formation: impl IntoIterator<Item = &'a Formation>) -> Vec<ReleaseProcess> {
     let mut out: Vec<ReleaseProcess> = formation
@@ -157,6 +171,7 @@ impl ControlPlane {
         self.change(|m| {
             let a = m.app(app).ok_or_else(|| not_found("app", app))?;
             let target = m.release(a.id, release).ok_or_else(|| not_found("release", release))?;
+            check_slug_kept(m, target)?;
             let now = now_seconds();
             let mut changes = Vec::new();
             let vars = ConfigVars { id: a.id, vars: target.config_vars.clone(), updated_at: now };

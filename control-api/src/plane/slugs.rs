@@ -56,6 +56,8 @@ pub struct DeploySettings {
     /// The control API's own base URL (`http://127.0.0.1:5000`), for blob and build-output URLs;
     /// none to take it from the request's `Host`.
     pub public_url: Option<String>,
+    /// How many of each app's newest releases keep their slug (see `slug_retention.rs`).
+    pub keep_slugs: usize,
 }
 
 /// What a new slug holds, as the API's `POST /apps/{app}/slugs` gives it.
@@ -170,7 +172,8 @@ impl ControlPlane {
     /// Where uploads and fetched sources wait while they are checked.
     pub fn incoming_dir(&self) -> Result<PathBuf, Error> {
         let dir = self.deploy_or_refuse()?.data_dir.join("slugs").join("incoming");
-        std::fs::create_dir_all(&dir).map_err(|e| Error::Invalid(format!("cannot create the staging directory: {e}")))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::Invalid(format!("cannot create the staging directory: {e}")))?;
         Ok(dir)
     }
 
