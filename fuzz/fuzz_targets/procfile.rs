@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 use wharf_domain::DynoType;
 
 fuzz_target!(|data: &str| {
-    let Ok(types) = wharf_control_api::parse_procfile(data) else { return };
+    let Ok(types) = wharf_control_api::plane::parse_procfile(data) else { return };
     assert!(!types.is_empty(), "an accepted Procfile declares a type");
     for (name, command) in &types {
         assert!(DynoType::try_new(name).is_ok(), "{name:?}");
