@@ -3,9 +3,9 @@
 //!
 //! A slug is needed while it is run by one of the newest [`DeploySettings::keep_slugs`]
 //! releases of any app (the window a rollback or a promotion may go back to; each app's newest
-//! release is always in it, since its dynos start in it), or while it was never released and
+//! release is always in it, since its dynos start in it), or while no release names it and it
 //! is younger than [`UNRELEASED_SLUG_TTL`] (it waits for its upload, or for the release that
-//! will name it). Any other slug is deleted, record and archive together; releases that named
+//! will name it; a slug whose only releases went with their app waits out the same day). Any other slug is deleted, record and archive together; releases that named
 //! it keep its id, and a rollback or promotion to them is refused (422) rather than run code
 //! that is gone. A slug another app released (a promotion, or Heroku's copying of slugs) is
 //! needed while that app's window holds it, whichever app made it. An archive in `slugs/`
@@ -165,7 +165,8 @@ mod tests {
         });
         p.create_app("a".parse().unwrap(), "default").await.unwrap();
         p.create_app("b".parse().unwrap(), "default").await.unwrap();
-        let [s1, s2, s3] = [slug(&p, "a", 0).await, slug(&p, "a", 0).await, slug(&p, "a", 0).await];
+        let [s1, s2, s3, s4] =
+            [slug(&p, "a", 0).await, slug(&p, "a", 0).await, slug(&p, "a", 0).await, slug(&p, "a", 0).await];
         let (waiting, stale) = (slug(&p, "a", 60).await, slug(&p, "a", 2 * 24 * 3600).await);
         let stray = wharf_domain::new_id();
         let stray_file = p.slug_archive(stray).unwrap();
@@ -175,9 +176,8 @@ mod tests {
         for s in [s1, s2, s3] {
             p.release_slug("a-default", &s.to_string(), None).await.unwrap(); // v2, v3, v4
         }
-        // b runs a's second slug (a copy, as Heroku's copying slugs or a promotion does).
-        p.release_slug("b-default", &s2.to_string(), None).await.unwrap();
-        p.release_slug("a-default", &s3.to_string(), None).await.unwrap(); // v5: s2 leaves a's window
+        // b runs one of a's slugs that a never released (Heroku's copying slugs, or a promotion).
+        p.release_slug("b-default", &s4.to_string(), None).await.unwrap();
         let mut deleted = p.prune_slugs().await;
         deleted.sort();
         let mut want = vec![stale, s1];
@@ -187,8 +187,9 @@ mod tests {
         // (slug, kept?) and why.
         let table = [
             (s1, false),     // only a's v2 runs it, outside a's newest two releases
-            (s2, true),      // b's newest release runs it
-            (s3, true),      // a's current release runs it
+            (s2, true),      // a's v3, the second of its newest two
+            (s3, true),      // a's current release
+            (s4, true),      // b's current release, though a made it
             (waiting, true), // never released, made a minute ago
             (stale, false),  // never released, made two days ago
         ];
@@ -203,10 +204,16 @@ mod tests {
         let e = p.rollback("a-default", "v2").await.unwrap_err();
         assert!(matches!(&e, Error::Invalid(m) if m.contains("was deleted")), "{e}");
         assert_eq!(p.read(|m| m.releases_of(m.app("a").unwrap().id).len()).await, before);
-        // Deleting b frees s2 (a's window no longer holds it), record and archive.
+        // Deleting b leaves s4 run by no release: a's, made a moment ago, it waits out its day.
         p.delete_app("b-default").await.unwrap();
+        assert!(p.prune_slugs().await.is_empty());
+        assert!(exists(s4));
+        // Deleting a deletes its slugs' records (the cascade), and the retention their archives.
+        p.delete_app("a-default").await.unwrap();
         p.prune_slugs().await;
-        assert!(p.read(|m| m.slug(s2).is_none()).await && !exists(s2));
+        for id in [s2, s3, s4, waiting] {
+            assert!(!exists(id), "{id}: the archive of a deleted app's slug");
+        }
         std::fs::remove_dir_all(data_dir).unwrap();
     }
 }
