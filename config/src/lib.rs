@@ -520,30 +520,8 @@ impl Config {
                 "must be at least 1s: dynos are sampled each second",
             );
         }
-        if self.control_api.keep_slugs == 0 {
-            return invalid("control_api.keep_slugs", "must be at least 1: each app's current release runs its slug");
-        }
-        if self.control_api.tls_cert.is_some() != self.control_api.tls_key.is_some() {
-            return invalid("control_api.tls_cert", "tls_cert and tls_key go together");
-        }
-        if self.control_api.max_quantity == 0 {
-            return invalid("control_api.max_quantity", "must be at least 1");
-        }
-        let sizes = &self.control_api.dyno_sizes;
-        for (i, size) in sizes.iter().enumerate() {
-            let n = &size.name;
-            if n.is_empty() || n.len() > 64 || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-                return invalid("control_api.dyno_sizes", &format!("{n:?} is not a size name: letters, digits and -"));
-            }
-            if sizes[..i].iter().any(|o| o.name.eq_ignore_ascii_case(n)) {
-                return invalid("control_api.dyno_sizes", &format!("{n} is listed twice"));
-            }
-            if size.memory.0 == 0 {
-                return invalid("control_api.dyno_sizes", &format!("{n} must have some memory"));
-            }
-        }
-        if !sizes.iter().any(|s| s.name.eq_ignore_ascii_case(&self.control_api.default_dyno_size)) {
-            return invalid("control_api.default_dyno_size", "must be one of dyno_sizes");
+        if let Err((field, message)) = self.control_api.validate() {
+            return invalid(field, &message);
         }
         let l = &self.logshuttle;
         if l.drain_buffer_lines == 0 || l.drain_buffer_bytes.0 == 0 {

@@ -3,8 +3,6 @@
 //! through each kind of URL the control plane takes: log drains, webhooks, build sources and
 //! maintenance pages. Each row has one expected outcome for all four.
 
-use std::path::PathBuf;
-
 use wharf_domain::outbound::Policy;
 use wharf_domain::{DrainUrl, HookUrl};
 
@@ -28,15 +26,7 @@ async fn every_url_kind_judges_its_host_by_one_rule() {
     use Outcome::*;
     let p = plane().await;
     p.set_outbound(Policy { allow_loopback: false, allow_private: false });
-    let data_dir: PathBuf = std::env::temp_dir().join(format!("wharf-outbound-{}", wharf_domain::new_id()));
-    p.set_deploy(DeploySettings {
-        data_dir: data_dir.clone(),
-        max_slug_bytes: 1 << 20,
-        unpack_limits: crate::archive::Limits::default(),
-        allow_file_urls: false,
-        public_url: None,
-        keep_slugs: 20,
-    });
+    let data_dir = super::tests::with_deploy(&p, "outbound", 20);
     p.create_app("api".parse().unwrap(), "default").await.unwrap();
     let table: &[(&str, Outcome)] = &[
         ("127.0.0.1", Refused),

@@ -121,8 +121,8 @@ fn sweep(dir: &std::path::Path, known: &HashSet<Uuid>) -> Vec<Uuid> {
 mod tests {
     use std::collections::BTreeMap;
 
+    use super::super::Error;
     use super::super::tests::plane;
-    use super::super::{DeploySettings, Error};
     use super::*;
     use crate::model::{Change, Object, Slug};
 
@@ -153,16 +153,7 @@ mod tests {
     #[tokio::test]
     async fn slugs_live_while_a_release_in_the_window_runs_them() {
         let p = plane().await;
-        let data_dir = std::env::temp_dir().join(format!("wharf-slug-retention-{}", wharf_domain::new_id()));
-        std::fs::create_dir_all(data_dir.join("slugs").join("incoming")).unwrap();
-        p.set_deploy(DeploySettings {
-            data_dir: data_dir.clone(),
-            max_slug_bytes: 1 << 20,
-            unpack_limits: crate::archive::Limits::default(),
-            allow_file_urls: false,
-            public_url: None,
-            keep_slugs: 2,
-        });
+        let data_dir = super::super::tests::with_deploy(&p, "slug-retention", 2);
         p.create_app("a".parse().unwrap(), "default").await.unwrap();
         p.create_app("b".parse().unwrap(), "default").await.unwrap();
         let [s1, s2, s3, s4] =

@@ -25,6 +25,22 @@ pub(super) async fn plane() -> ControlPlane {
     ControlPlane::open(store, settings, Arc::new(SessionKey::generate())).await.unwrap()
 }
 
+/// Gives `p` deploy settings with a fresh data directory (its `slugs/incoming` made), 1 MiB
+/// archives and `keep_slugs`; returns the directory, for the test to remove.
+pub(super) fn with_deploy(p: &ControlPlane, name: &str, keep_slugs: usize) -> std::path::PathBuf {
+    let data_dir = std::env::temp_dir().join(format!("wharf-{name}-{}", wharf_domain::new_id()));
+    std::fs::create_dir_all(data_dir.join("slugs").join("incoming")).unwrap();
+    p.set_deploy(DeploySettings {
+        data_dir: data_dir.clone(),
+        max_slug_bytes: 1 << 20,
+        unpack_limits: crate::archive::Limits::default(),
+        allow_file_urls: false,
+        public_url: None,
+        keep_slugs,
+    });
+    data_dir
+}
+
 #[tokio::test]
 async fn every_change_publishes_a_newer_snapshot() {
     let p = plane().await;
