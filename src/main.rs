@@ -92,6 +92,7 @@ fn control_api_url(
     let (var, file) = match role {
         wharf_domain::DataPlaneRole::Router => ("WHARF_ROUTER_TOKEN", "router-token"),
         wharf_domain::DataPlaneRole::Logshuttle => ("WHARF_LOGSHUTTLE_TOKEN", "logshuttle-token"),
+        wharf_domain::DataPlaneRole::Runtime => ("WHARF_RUNTIME_TOKEN", "runtime-token"),
     };
     // The URL first: a refused URL is refused whatever the token.
     wharf_control_api::watch::ControlApiUrl::new(url, role, "", &config.feed)?;

@@ -119,6 +119,8 @@ pub(crate) struct ApiSecrets {
     router: String,
     /// `logshuttle-token`: what a `wharf logshuttle --control-api` sends.
     logshuttle: String,
+    /// `runtime-token`: what an external runtime sends to read the images apps run.
+    runtime: String,
     /// The key of `session-secret`, which signs log session URLs.
     pub(crate) sessions: Arc<SessionKey>,
 }
@@ -133,6 +135,7 @@ impl ApiSecrets {
         // it is no longer accepted (the configuration refuses WHARF_DATA_PLANE_TOKEN).
         let (router, _) = load_token(data_dir, "WHARF_ROUTER_TOKEN", "router-token")?;
         let (logshuttle, _) = load_token(data_dir, "WHARF_LOGSHUTTLE_TOKEN", "logshuttle-token")?;
+        let (runtime, _) = load_token(data_dir, "WHARF_RUNTIME_TOKEN", "runtime-token")?;
         if data_dir.join("data-plane-token").exists() {
             tracing::warn!(
                 file = %data_dir.join("data-plane-token").display(),
@@ -144,7 +147,7 @@ impl ApiSecrets {
         // serve them.
         let (session_secret, _) = load_token(data_dir, "WHARF_SESSION_SECRET", "session-secret")?;
         let sessions = Arc::new(SessionKey::new(session_secret.as_bytes()));
-        Ok(ApiSecrets { admin, router, logshuttle, sessions })
+        Ok(ApiSecrets { admin, router, logshuttle, runtime, sessions })
     }
 
     /// The tokens the API accepts: the admin token, and each data-plane role's.
@@ -152,6 +155,7 @@ impl ApiSecrets {
         AdminToken::new(&self.admin.0)
             .with_data_plane(DataPlaneRole::Router, &self.router)
             .with_data_plane(DataPlaneRole::Logshuttle, &self.logshuttle)
+            .with_data_plane(DataPlaneRole::Runtime, &self.runtime)
     }
 
     /// Prints where each token is, and the admin token itself if it was generated just now.
@@ -165,6 +169,11 @@ impl ApiSecrets {
             out,
             "                WHARF_LOGSHUTTLE_TOKEN for wharf logshuttle --control-api in {}",
             absolute(&data_dir.join("logshuttle-token")).display()
+        )?;
+        writeln!(
+            out,
+            "                WHARF_RUNTIME_TOKEN for an external runtime (images) in {}",
+            absolute(&data_dir.join("runtime-token")).display()
         )?;
         let file = absolute(&data_dir.join("admin-token"));
         match &self.admin {
@@ -236,11 +245,15 @@ pub(crate) async fn open_plane(
         },
         allow_file_urls: config.control_api.allow_file_urls,
         public_url: Some(api_url),
+        keep_slugs: config.control_api.keep_slugs,
     });
     let interrupted = plane.fail_interrupted_builds().await?;
     if interrupted > 0 {
         tracing::warn!(builds = interrupted, "builds an earlier run left pending are marked failed");
     }
+    // Slugs no release needs are deleted after every change, starting with what an earlier
+    // run (or an earlier version, which never deleted them) left behind.
+    tokio::spawn(plane.clone().retain_slugs());
     Ok(plane)
 }
 

@@ -3,8 +3,9 @@
 //! from a URL and served through the router; a second build rolls while requests flow, with no
 //! failed request and the first release's directory left as it was; a rollback to the first
 //! slug serves the first body; a source whose checksum does not match, and a table of hostile
-//! archives (`..`, absolute paths, links out, chained links, devices, too large, bad gzip, zip variants), are
-//! refused with a clear reason and change nothing; slugs uploaded to their blob URL follow the
+//! archives (`..`, absolute paths, links out, chained links, devices, too large, bad gzip, zip variants,
+//! name clashes, names too long), are refused with a reason naming the entry and no server path, and change
+//! nothing; slugs uploaded to their blob URL follow the
 //! same rules.
 
 use std::path::{Path, PathBuf};
@@ -14,8 +15,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use wharf_testkit::client::{self, Req};
-use wharf_testkit::wharf::Wharf;
+use wharf_testkit::client::{self, Api, Req};
+use wharf_testkit::wharf::{Wharf, WharfControlApi};
 use wharf_testkit::{TempDir, eventually};
 
 const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
@@ -130,6 +131,22 @@ elif kind == "zip-bomb":
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
         for name in sorted(os.listdir(src)): z.write(os.path.join(src, name), name)
         z.writestr("zeros", bytes(3 << 20))
+elif kind == "dir-then-file":
+    def f(t):
+        d = tarfile.TarInfo("a"); d.type = tarfile.DIRTYPE; d.mode = 0o755; t.addfile(d)
+        t.addfile(*file_info("a"))
+    hostile_tar(f)
+elif kind == "file-as-dir":
+    hostile_tar(lambda t: (t.addfile(*file_info("a")), t.addfile(*file_info("a/b"))))
+elif kind == "zip-file-as-dir":
+    with zipfile.ZipFile(out, "w") as z:
+        for name in sorted(os.listdir(src)): z.write(os.path.join(src, name), name)
+        z.writestr("a", "x"); z.writestr("a/b", "x")
+elif kind == "long-name":
+    hostile_tar(lambda t: t.addfile(*file_info("x" * 300)))
+elif kind == "gzip-not-tar":
+    import gzip
+    open(out, "wb").write(gzip.compress(b"hello world, not a tar at all " * 40))
 elif kind == "no-procfile":
     with tarfile.open(out, "w:gz") as t: t.addfile(*file_info("app.py", b"print(1)\n"))
 else:
@@ -392,8 +409,12 @@ async fn a_source_built_from_a_url_is_served_rolled_without_a_failed_request_and
     assert!(versions.iter().all(|v| *v == running["version"]), "only the release before runs: {dynos}");
     let said = stream_lines(&setup, json!({"lines": 100, "dyno": "release"}), "failed (exit status: 3)").await;
     assert!(said.contains("fourth version") && said.contains("STAGE=four"), "{said}");
-    let built = stream_lines(&setup, json!({"lines": 100, "source": "akkeris/build"}), "Procfile declares types").await;
+    // The build's output says the release failed, never that it was released.
+    let version = failed["version"].as_u64().unwrap();
+    let said = format!("Release v{version} failed: its release phase");
+    let built = stream_lines(&setup, json!({"lines": 100, "source": "akkeris/build"}), &said).await;
     assert!(built.contains("Fetching source") && built.contains("Releasing"), "{built}");
+    assert!(!built.contains(&format!("Released v{version}")), "{built}");
 }
 
 /// The app's log history through a log session with these filters, once it has `wanted`.
@@ -441,7 +462,16 @@ async fn hostile_archives_are_refused_with_a_reason_and_change_nothing() {
         ("zip-symlink", "links in zip archives"),
         ("zip-bomb", "unpacks to more than"),
         ("no-procfile", "no Procfile"),
+        ("dir-then-file", "a: clashes with an earlier entry"),
+        ("file-as-dir", "a/b: clashes with an earlier entry"),
+        ("zip-file-as-dir", "a/b: clashes with an earlier entry"),
+        ("long-name", "longer than 255 bytes"),
+        ("gzip-not-tar", "corrupt or truncated"),
     ];
+    // A refusal names the entry and the rule, never where Wharf keeps its files, nor the
+    // OS's bare words, nor the archive's bytes.
+    let data_dir = setup.wharf.data_dir().to_string_lossy().into_owned();
+    let leaks = [data_dir.as_str(), "os error", "incoming", "hello world, not a tar"];
     let before = (setup.release_ids().await, setup.slugs_stored());
     let mut wrong = Vec::new();
     for (kind, reason) in table {
@@ -450,7 +480,7 @@ async fn hostile_archives_are_refused_with_a_reason_and_change_nothing() {
         let url = b["output_stream_url"].as_str().unwrap();
         let path = format!("/{}", url.split_once("://").unwrap().1.split_once('/').unwrap().1);
         let output = client::send(api.addr, None, &Req::get(&api.addr.to_string(), &path)).await.unwrap().text();
-        if b["status"] != "failed" || !output.contains(reason) {
+        if b["status"] != "failed" || !output.contains(reason) || leaks.iter().any(|l| output.contains(l)) {
             wrong.push(format!("{kind}: {} {output}", b["status"]));
         }
     }
@@ -566,6 +596,15 @@ async fn slugs_are_uploaded_once_to_their_blob_url_checked_and_released() {
     })
     .await;
 
+    // Another app may release the slug (Heroku's copying slugs); it may read it once one of its
+    // releases runs it, and not before.
+    api.expect("POST", "/apps", json!({"name": "copy"}), 201).await;
+    let slug_path = |app: &str| format!("/apps/{app}/slugs/{}", slug["id"].as_str().unwrap());
+    assert_eq!(api.call("GET", &slug_path("copy"), None).await.0, 404, "not its slug yet");
+    api.expect("POST", "/apps/copy/releases", json!({"slug": slug["id"]}), 201).await;
+    let (status, read) = api.call("GET", &slug_path("copy"), None).await;
+    assert_eq!((status, &read["id"], &read["app"]["name"]), (200, &slug["id"], &json!("hello-default")), "{read}");
+
     // Image slugs: pinned by digest, no blob, and never run by the local supervisor.
     let digest = "ab".repeat(32);
     let image = format!("registry.example.com/team/hello@sha256:{digest}");
@@ -590,5 +629,120 @@ async fn slugs_are_uploaded_once_to_their_blob_url_checked_and_released() {
     ] {
         let (status, body) = api.call("POST", "/apps/hello/slugs", Some(bad.clone())).await;
         assert_eq!(status, 422, "{bad}: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_drops_undeclared_types_runs_one_offs_in_its_files_and_superseded_releases_succeed() {
+    let setup = Setup::start(&[]).await;
+    let (wharf, api) = (&setup.wharf, &setup.wharf.api);
+    let worker = "web: exec python3 app.py\nworker: while true; do echo \"WORKER $(cat body.txt)\"; sleep 0.2; done\n";
+    let one = archive_with(setup.dir.path(), "one", "first version", "tgz", worker);
+    let built = setup.build(&one, None).await;
+    assert_eq!(built["status"], "succeeded", "{built}");
+    let first_release = built["release"]["id"].as_str().unwrap().to_owned();
+    let scale = json!({"updates": [{"type": "web", "quantity": 1}, {"type": "worker", "quantity": 1}]});
+    api.expect("PATCH", "/apps/hello/formation", scale, 200).await;
+    eventually(WAIT, "the first build to answer", || async {
+        (answer(wharf).await.as_deref() == Some("first version")).then_some(())
+    })
+    .await;
+    // The build's output ends with what became of its release.
+    stream_lines(&setup, json!({"lines": 100, "source": "akkeris/build"}), "Released v2: it is live").await;
+
+    // A one-off dyno runs in the current release's files, as its formation dynos do.
+    let run = json!({"command": "echo \"ONEOFF $(cat body.txt) in $(pwd)\""});
+    api.expect("POST", "/apps/hello/dynos", run, 201).await;
+    let said = stream_lines(&setup, json!({"lines": 100, "dyno": "run"}), "ONEOFF first version").await;
+    assert!(said.contains(&format!("releases/{first_release}/app")), "{said}");
+
+    // A slug whose Procfile no longer declares `worker` removes it: no command, quantity 0, and
+    // the old worker never runs against the new files.
+    let two = archive_with(setup.dir.path(), "two", "second version", "tgz", "web: exec python3 app.py\n");
+    let built = setup.build(&two, None).await;
+    assert_eq!(built["status"], "succeeded", "{built}");
+    let two_slug = built["slug"]["id"].clone();
+    let (_, formation) = api.call("GET", "/apps/hello/formation/worker", None).await;
+    assert_eq!((&formation["quantity"], &formation["command"]), (&json!(0), &Value::Null), "{formation}");
+    eventually(WAIT, "the second build to serve and the worker to stop", || async {
+        let (_, dynos) = api.call("GET", "/apps/hello/dynos", None).await;
+        let worker = dynos.as_array()?.iter().any(|d| d["type"] == "worker");
+        (!worker && answer(wharf).await.as_deref() == Some("second version")).then_some(())
+    })
+    .await;
+    let said = stream_lines(&setup, json!({"lines": 1500, "dyno": "worker"}), "WORKER first version").await;
+    assert!(!said.contains("WORKER second version"), "a dropped type ran against the new release's files");
+
+    // Two releases in a row: the first, held by a slow release phase, is superseded by the
+    // second; both succeed (the first can still be promoted or rolled back to), and the app's
+    // stream says why the first settled with the second.
+    let slow_procfile = "web: exec python3 app.py\nrelease: sleep 3\n";
+    let slow = archive_with(setup.dir.path(), "slow", "slow version", "tgz", slow_procfile);
+    let built = setup.build(&slow, None).await;
+    assert_eq!(built["status"], "succeeded", "{built}");
+    let slow_slug = built["slug"]["id"].clone();
+    let first = api.expect("POST", "/apps/hello/releases", json!({"slug": slow_slug}), 201).await;
+    let second = api.expect("POST", "/apps/hello/releases", json!({"slug": two_slug}), 201).await;
+    let settled = eventually(WAIT, "both releases to settle", || async {
+        let statuses: Vec<Value> = setup
+            .releases()
+            .await
+            .into_iter()
+            .filter(|r| r["id"] == first["id"] || r["id"] == second["id"])
+            .map(|r| r["status"].clone())
+            .collect();
+        statuses.iter().all(|s| s != "pending").then_some(statuses)
+    })
+    .await;
+    assert_eq!(settled, [json!("succeeded"), json!("succeeded")], "a superseded release is a succeeded one");
+    let superseded = format!("release v{} was superseded by v{}", first["version"], second["version"]);
+    stream_lines(&setup, json!({"lines": 1500, "source": "akkeris/supervisor"}), &superseded).await;
+    assert_eq!(answer(wharf).await.as_deref(), Some("second version"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_release_reaches_the_runtime_part_of_the_feed_and_no_other() {
+    // A control API on its own runs no dynos: an image is an external runtime's to run.
+    let dir = TempDir::new("deploy-image");
+    let data_dir = dir.path().join("data");
+    let control = WharfControlApi::start(WHARF, &[], &data_dir, &[]).await;
+    let api = &control.api;
+    api.expect("POST", "/apps", json!({"name": "img"}), 201).await;
+    let image = format!("registry.example.com/team/img@sha256:{}", "ab".repeat(32));
+    let types = json!({"web": "serve --port $PORT", "worker": "work"});
+    let slug = api.expect("POST", "/apps/img/slugs", json!({"process_types": types, "image": image}), 201).await;
+    let release = api.expect("POST", "/apps/img/releases", json!({"slug": slug["id"]}), 201).await;
+    assert_eq!(release["status"], "succeeded", "{release}");
+    api.expect("PATCH", "/apps/img/formation", json!({"updates": [{"type": "web", "quantity": 2}]}), 200).await;
+    let (_, app) = api.call("GET", "/apps/img", None).await;
+    let want = json!([{
+        "app_id": app["id"],
+        "app": "img-default",
+        "release": release["id"],
+        "version": release["version"],
+        "image": image,
+        "processes": [
+            {"type": "web", "command": "serve --port $PORT", "quantity": 2},
+            {"type": "worker", "command": "work", "quantity": 0},
+        ],
+    }]);
+    let (_, whole) = api.call("GET", "/v1/snapshot", None).await;
+    assert_eq!(whole["images"], want, "{whole}");
+    // (token file, what its part's images are, whether it sees the apps)
+    for (file, images, apps) in [
+        ("runtime-token", want.clone(), false),
+        ("router-token", json!([]), true),
+        ("logshuttle-token", json!([]), false),
+    ] {
+        let token = std::fs::read_to_string(data_dir.join(file)).unwrap().trim().to_owned();
+        let reader = Api { addr: api.addr, token: Some(token) };
+        let (status, part) = reader.call("GET", "/v1/snapshot", None).await;
+        assert_eq!(status, 200, "{file}: {part}");
+        assert_eq!(part["images"], images, "{file}");
+        assert_eq!(part["apps"].as_array().is_some_and(|a| !a.is_empty()), apps, "{file}");
+        if file == "runtime-token" {
+            let (status, _) = reader.call("GET", "/apps/img/config-vars", None).await;
+            assert_eq!(status, 403, "the runtime token reads its part of the feed, nothing else");
+        }
     }
 }

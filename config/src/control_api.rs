@@ -51,6 +51,11 @@ pub struct ControlApiConfig {
     /// Off by default: with it, whoever holds the admin token can have Wharf read any archive
     /// Wharf's user can.
     pub allow_file_urls: bool,
+    /// How many of each app's newest releases keep their slug's archive, so that a rollback
+    /// (or a promotion) within them can run it again: 20. A slug that no app's newest
+    /// `keep_slugs` releases run is deleted, record and archive; one never released is kept for
+    /// a day after it was made, to be uploaded and released. At least 1.
+    pub keep_slugs: usize,
 }
 
 impl Default for ControlApiConfig {
@@ -69,6 +74,40 @@ impl Default for ControlApiConfig {
             max_slug_bytes: ByteSize(500 << 20),
             max_unpacked_bytes: ByteSize(2 << 30),
             allow_file_urls: false,
+            keep_slugs: 20,
         }
+    }
+}
+
+impl ControlApiConfig {
+    /// Checks the section on its own: the first problem's field (`control_api.…`) and message.
+    pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
+        let invalid = |field, message: &str| Err((field, message.to_owned()));
+        if self.keep_slugs == 0 {
+            return invalid("control_api.keep_slugs", "must be at least 1: each app's current release runs its slug");
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return invalid("control_api.tls_cert", "tls_cert and tls_key go together");
+        }
+        if self.max_quantity == 0 {
+            return invalid("control_api.max_quantity", "must be at least 1");
+        }
+        let sizes = &self.dyno_sizes;
+        for (i, size) in sizes.iter().enumerate() {
+            let n = &size.name;
+            if n.is_empty() || n.len() > 64 || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                return invalid("control_api.dyno_sizes", &format!("{n:?} is not a size name: letters, digits and -"));
+            }
+            if sizes[..i].iter().any(|o| o.name.eq_ignore_ascii_case(n)) {
+                return invalid("control_api.dyno_sizes", &format!("{n} is listed twice"));
+            }
+            if size.memory.0 == 0 {
+                return invalid("control_api.dyno_sizes", &format!("{n} must have some memory"));
+            }
+        }
+        if !sizes.iter().any(|s| s.name.eq_ignore_ascii_case(&self.default_dyno_size)) {
+            return invalid("control_api.default_dyno_size", "must be one of dyno_sizes");
+        }
+        Ok(())
     }
 }

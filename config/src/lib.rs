@@ -30,8 +30,14 @@ use wharf_domain::units::{ByteSize, HumanDuration};
 /// Variables with the `WHARF_` prefix that Wharf reads, but not as configuration keys: the
 /// named secrets (the admin token, one token per data-plane role, the log sessions' secret)
 /// and the log filter.
-pub const NAMED_VARIABLES: &[&str] =
-    &["WHARF_ADMIN_TOKEN", "WHARF_ROUTER_TOKEN", "WHARF_LOGSHUTTLE_TOKEN", "WHARF_SESSION_SECRET", "WHARF_LOG"];
+pub const NAMED_VARIABLES: &[&str] = &[
+    "WHARF_ADMIN_TOKEN",
+    "WHARF_ROUTER_TOKEN",
+    "WHARF_LOGSHUTTLE_TOKEN",
+    "WHARF_RUNTIME_TOKEN",
+    "WHARF_SESSION_SECRET",
+    "WHARF_LOG",
+];
 
 /// Variables Wharf once read and now refuses, with what replaces each: setting one stops
 /// start-up with that message rather than being ignored, so that an operator who relied on it
@@ -514,27 +520,8 @@ impl Config {
                 "must be at least 1s: dynos are sampled each second",
             );
         }
-        if self.control_api.tls_cert.is_some() != self.control_api.tls_key.is_some() {
-            return invalid("control_api.tls_cert", "tls_cert and tls_key go together");
-        }
-        if self.control_api.max_quantity == 0 {
-            return invalid("control_api.max_quantity", "must be at least 1");
-        }
-        let sizes = &self.control_api.dyno_sizes;
-        for (i, size) in sizes.iter().enumerate() {
-            let n = &size.name;
-            if n.is_empty() || n.len() > 64 || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-                return invalid("control_api.dyno_sizes", &format!("{n:?} is not a size name: letters, digits and -"));
-            }
-            if sizes[..i].iter().any(|o| o.name.eq_ignore_ascii_case(n)) {
-                return invalid("control_api.dyno_sizes", &format!("{n} is listed twice"));
-            }
-            if size.memory.0 == 0 {
-                return invalid("control_api.dyno_sizes", &format!("{n} must have some memory"));
-            }
-        }
-        if !sizes.iter().any(|s| s.name.eq_ignore_ascii_case(&self.control_api.default_dyno_size)) {
-            return invalid("control_api.default_dyno_size", "must be one of dyno_sizes");
+        if let Err((field, message)) = self.control_api.validate() {
+            return invalid(field, &message);
         }
         let l = &self.logshuttle;
         if l.drain_buffer_lines == 0 || l.drain_buffer_bytes.0 == 0 {
@@ -635,6 +622,7 @@ mod tests {
                 ("WHARF_ADMIN_TOKEN", "not config"),
                 ("WHARF_ROUTER_TOKEN", "not config"),
                 ("WHARF_LOGSHUTTLE_TOKEN", "not config"),
+                ("WHARF_RUNTIME_TOKEN", "not config"),
                 ("HOME", "/root"),
                 // A wrapper's own variables are not Wharf's configuration.
                 ("WHARF_BIN", "/usr/local/bin/wharf"),
@@ -759,6 +747,7 @@ mod tests {
             &[],
             "supervisor.runtime_metrics_interval",
         );
+        check_rejected("[control_api]\nkeep_slugs = 0", &[], "control_api.keep_slugs");
         check_rejected("[supervisor]\nrestart = \"1s\"", &[], "unknown field");
         check_rejected("[kafka]\ngroup_id = \"\"", &[], "kafka.group_id");
         check_rejected("[kafka]\ncommit_interval = \"0ms\"", &[], "kafka.commit_interval");

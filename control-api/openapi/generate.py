@@ -118,7 +118,8 @@ schemas = {
     "Accepted": obj({"accepted": INT}),
     "Health": obj({"status": S, "version": INT}),
     "Snapshot": {"type": "object", "required": ["version", "apps", "drains"], "additionalProperties": True,
-                 "properties": {"version": INT, "apps": {"type": "array"}, "drains": {"type": "array"}}},
+                 "properties": {"version": INT, "apps": {"type": "array"}, "drains": {"type": "array"},
+                                "images": {"type": "array"}}},
 }
 
 # Request bodies.
@@ -363,7 +364,7 @@ paths = {
     "/log-events": {"post": op("Put platform components' lines on the log bus", 202, ref("Accepted"), "LogEvents")},
     "/log-sessions/{token}": {"get": op("Stream a log session's lines as text, or as Server-Sent Events (one `data:` event per line) when asked for text/event-stream", 200, S, params=["token"], secure=False,
                                         content="text/plain", streaming=True)},
-    "/v1/snapshot": {"get": op("The current snapshot: all of it for the admin token, its role's part for the router or logshuttle token", 200, ref("Snapshot"))},
+    "/v1/snapshot": {"get": op("The current snapshot: all of it for the admin token, its role's part for the router, logshuttle or runtime token", 200, ref("Snapshot"))},
     "/v1/canary-verdicts": {"post": op("A router elsewhere reports a canary it aborted (admin or router token)", 200,
                                        obj({"recorded": {"type": "boolean"}}), "CanaryVerdict")},
     "/v1/snapshot/watch": {"get": op("Every snapshot from now on, as newline-delimited JSON", 200, ref("Snapshot"),

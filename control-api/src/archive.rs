@@ -250,9 +250,64 @@ fn too_large(limits: Limits) -> ArchiveError {
     refused(format!("the archive unpacks to more than {} bytes", limits.max_bytes))
 }
 
-/// Makes a stream error (gzip, tar) a refusal: the archive is corrupt or truncated.
+/// Makes a stream error (gzip, tar) a refusal: the archive is corrupt or truncated. The
+/// decoder's own words are left out: they may quote the archive's bytes or, for an entry tar
+/// unpacked, the path on this machine it was written to.
 fn corrupt(e: io::Error) -> ArchiveError {
-    refused(format!("the archive is corrupt or truncated: {e}"))
+    let why = match root_cause(&e).0 {
+        io::ErrorKind::UnexpectedEof => "it ends before its last entry",
+        _ => "a header or the compressed stream is not valid",
+    };
+    refused(format!("the archive is corrupt or truncated: {why}"))
+}
+
+/// The innermost I/O error's kind and OS error number: tar wraps an entry's write error in its
+/// own, whose message names the server path it was writing.
+fn root_cause(e: &io::Error) -> (io::ErrorKind, Option<i32>) {
+    let (mut kind, mut os) = (e.kind(), e.raw_os_error());
+    let mut next = e.get_ref().and_then(|inner| inner.source());
+    while let Some(cause) = next {
+        if let Some(io) = cause.downcast_ref::<io::Error>() {
+            (kind, os) = (io.kind(), io.raw_os_error());
+        }
+        next = cause.source();
+    }
+    (kind, os)
+}
+
+/// The longest entry path shown in a message, in characters: the message quotes what the
+/// archive gave, and a long name would drown the reason.
+const SHOWN_PATH: usize = 200;
+
+/// An entry's path as messages show it: the archive's own name, cut at [`SHOWN_PATH`].
+fn shown(rel: &Path) -> String {
+    let text = rel.to_string_lossy();
+    match text.char_indices().nth(SHOWN_PATH) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.into_owned(),
+    }
+}
+
+/// Why entry `rel` could not be written, as a refusal naming the entry and the rule it broke
+/// when the archive is at fault (a name clash, a name too long), or as an [`ArchiveError::Io`]
+/// when the server is (a full disk). Never the server's path or the OS's bare words: the
+/// message reaches the user, and the data directory's layout is not theirs to see.
+fn write_failed(rel: &Path, e: io::Error) -> ArchiveError {
+    let (kind, os) = root_cause(&e);
+    let entry = shown(rel);
+    match (kind, os) {
+        // EEXIST, ENOTDIR, EISDIR, ENOTEMPTY: a file where a directory is, or the reverse.
+        (_, Some(17 | 20 | 21 | 39)) | (io::ErrorKind::AlreadyExists, _) => refused(format!(
+            "{entry}: clashes with an earlier entry of another kind (a file and a directory of one name, or a file \
+             under a file)"
+        )),
+        // ENAMETOOLONG.
+        (_, Some(36)) => {
+            refused(format!("{entry}: a name is longer than 255 bytes, or the path longer than 4096 bytes"))
+        }
+        (_, Some(code)) => ArchiveError::Io(io::Error::from_raw_os_error(code)),
+        (kind, None) => ArchiveError::Io(io::Error::from(kind)),
+    }
 }
 
 fn unpack_tar_gz(file: fs::File, into: &Path, limits: Limits) -> Result<Unpacked, ArchiveError> {
@@ -313,30 +368,31 @@ fn unpack_tar_gz(file: fs::File, into: &Path, limits: Limits) -> Result<Unpacked
                 return Err(too_large(limits));
             }
         }
+        let failed = |e| write_failed(&rel, e);
         if let Some(parent) = rel.parent() {
-            fs::create_dir_all(into.join(parent))?;
+            fs::create_dir_all(into.join(parent)).map_err(failed)?;
         }
         let target = into.join(&rel);
         // An earlier entry of the same name that is a link is replaced, never written through.
         if fs::symlink_metadata(&target).is_ok_and(|m| m.file_type().is_symlink()) {
-            fs::remove_file(&target)?;
+            fs::remove_file(&target).map_err(failed)?;
         }
         if let Some(source) = hard_link_source {
             // tar's own `unpack` would take a hard link's target from the working directory.
             if fs::symlink_metadata(&target).is_ok() {
-                fs::remove_file(&target)?;
+                fs::remove_file(&target).map_err(failed)?;
             }
-            fs::hard_link(into.join(source), &target)?;
+            fs::hard_link(into.join(source), &target).map_err(failed)?;
             continue;
         }
-        entry.unpack(&target).map_err(|e| match e.kind() {
+        entry.unpack(&target).map_err(|e| match root_cause(&e).0 {
             io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput => corrupt(e),
-            _ => ArchiveError::Io(e),
+            _ => write_failed(&rel, e),
         })?;
         if kind == tar::EntryType::Regular {
             // Only the rwx bits: no setuid, setgid or sticky bit from an archive.
             let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
-            set_mode(&target, mode | 0o600)?;
+            set_mode(&target, mode | 0o600).map_err(failed)?;
         }
     }
     Ok(done)
@@ -381,8 +437,9 @@ fn unpack_zip(file: fs::File, into: &Path, limits: Limits) -> Result<Unpacked, A
             return Err(refused(format!("{}: links in zip archives are refused", rel.display())));
         }
         let target = into.join(&rel);
+        let failed = |e| write_failed(&rel, e);
         if entry.is_dir() {
-            fs::create_dir_all(&target)?;
+            fs::create_dir_all(&target).map_err(failed)?;
             continue;
         }
         if file_type.is_some_and(|t| t != 0 && t != 0o100_000) {
@@ -392,9 +449,9 @@ fn unpack_zip(file: fs::File, into: &Path, limits: Limits) -> Result<Unpacked, A
             )));
         }
         if let Some(parent) = rel.parent() {
-            fs::create_dir_all(into.join(parent))?;
+            fs::create_dir_all(into.join(parent)).map_err(failed)?;
         }
-        let mut out = fs::File::create(&target)?;
+        let mut out = fs::File::create(&target).map_err(failed)?;
         // Read one byte past what may still be written: a size field can lie.
         let room = limits.max_bytes.saturating_sub(done.bytes);
         let copied = io::copy(&mut (&mut entry).take(room.saturating_add(1)), &mut out)
@@ -403,7 +460,7 @@ fn unpack_zip(file: fs::File, into: &Path, limits: Limits) -> Result<Unpacked, A
         if done.bytes > limits.max_bytes {
             return Err(too_large(limits));
         }
-        set_mode(&target, mode.map_or(0o644, |m| m & 0o777) | 0o600)?;
+        set_mode(&target, mode.map_or(0o644, |m| m & 0o777) | 0o600).map_err(failed)?;
     }
     Ok(done)
 }

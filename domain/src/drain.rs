@@ -293,10 +293,7 @@ impl DrainUrl {
     /// Checks the host against the outbound policy when it is an IP literal, which can be
     /// known at once; a name is checked on its resolved addresses at connect time.
     pub fn check_outbound(&self, policy: &crate::outbound::Policy) -> Result<(), crate::outbound::Refused> {
-        match self.host.ip() {
-            Some(ip) => policy.check(ip),
-            None => Ok(()),
-        }
+        policy.check_host(self.host.as_str())
     }
 
     /// The largest datagram to send (UDP drains), when set on the URL.

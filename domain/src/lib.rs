@@ -30,7 +30,8 @@ pub use names::{AppKey, AppName, DynoName, DynoType, Hostname, NameError, RouteP
 pub use pipeline::{HookUrl, HookUrlError, PipelineName, Stage};
 pub use session::{SessionError, SessionGrant, SessionKey};
 pub use snapshot::{
-    AppSpec, CertSpec, DataPlaneRole, DrainSpec, DrainTarget, DynoSpec, MaintenancePage, RouteSpec, SiteSpec, Snapshot,
+    AppSpec, CertSpec, DataPlaneRole, DrainSpec, DrainTarget, DynoSpec, ImageProcess, ImageSpec, MaintenancePage,
+    RouteSpec, SiteSpec, Snapshot,
 };
 pub use units::{ByteSize, HumanDuration};
 

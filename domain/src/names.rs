@@ -269,14 +269,30 @@ impl Hostname {
                     && b[b.len() - 1] != b'-'
                     && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
             })
-            // A name made only of digits and dots is a malformed IPv4 address, not a DNS name.
-            && !s.bytes().all(|c| c.is_ascii_digit() || c == b'.');
+            // A name made only of digits and dots is a malformed IPv4 address, not a DNS name;
+            // so is one whose last label is a number (decimal, or hex `0x..`): resolvers read
+            // `127.1`, `2130706433` and `0x7f000001` as IPv4 addresses (inet_aton), which would
+            // pass as names here and reach the address at connect time. The WHATWG URL
+            // Standard's "ends in a number" rule refuses the same hosts.
+            && !s.bytes().all(|c| c.is_ascii_digit() || c == b'.')
+            && !ends_in_a_number(s);
         if ok { Ok(Hostname(s.to_ascii_lowercase().into())) } else { Err(NameError::new("host", s, RULE)) }
     }
 
     /// The IP address, when the host is a literal.
     pub fn ip(&self) -> Option<IpAddr> {
         self.0.parse().ok()
+    }
+}
+
+/// Whether a name's last label is a number as inet_aton reads one: decimal digits, or `0x`
+/// and hex digits (octal's leading 0 is decimal digits too).
+fn ends_in_a_number(name: &str) -> bool {
+    let last = name.rsplit('.').next().unwrap_or(name);
+    let hex = last.strip_prefix("0x").or_else(|| last.strip_prefix("0X"));
+    match hex {
+        Some(digits) => digits.bytes().all(|c| c.is_ascii_hexdigit()),
+        None => !last.is_empty() && last.bytes().all(|c| c.is_ascii_digit()),
     }
 }
 
@@ -416,8 +432,27 @@ mod tests {
     fn hostnames() {
         check(
             Hostname::try_new,
-            &["127.0.0.1", "::1", "example.com", "a-b.c", "LOCALHOST"],
-            &["", "-a.com", "a-.com", "a..b", "a b", "[::1]", "1.2.3.4.5", "host:80"],
+            &["127.0.0.1", "::1", "example.com", "a-b.c", "LOCALHOST", "0xa.example", "x0x1", "1a", "web.1a2b"],
+            &[
+                "",
+                "-a.com",
+                "a-.com",
+                "a..b",
+                "a b",
+                "[::1]",
+                "1.2.3.4.5",
+                "host:80",
+                // IPv4 addresses in the forms resolvers also read (inet_aton): not names.
+                "0",
+                "127.1",
+                "2130706433",
+                "0177.0.0.1",
+                "0x0",
+                "0x7f000001",
+                "0X7F.1",
+                "a.0x7f000001",
+                "x.123",
+            ],
         );
         assert_eq!(Hostname::try_new("Example.COM.").unwrap().as_str(), "example.com");
     }

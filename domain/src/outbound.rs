@@ -11,6 +11,21 @@
 //! time, so a name that later resolves elsewhere is caught. Ranges are those of the IANA IPv4
 //! and IPv6 Special-Purpose Address Registries (RFC 6890): RFC 1918 and RFC 6598 (shared) and
 //! RFC 4193 (unique local) are private; RFC 3927 and RFC 4291 §2.5.6 link-local.
+//!
+//! An IPv6 address that carries an IPv4 address the network may deliver to is judged by that
+//! IPv4 address, so that no IPv6 spelling reaches what the IPv4 one may not: IPv4-mapped
+//! (`::ffff:a.b.c.d`, RFC 4291 §2.5.5.2), IPv4-compatible (`::a.b.c.d`, §2.5.5.1, deprecated
+//! but still routed by some stacks), the NAT64 well-known prefix (`64:ff9b::a.b.c.d`, RFC 6052:
+//! a NAT64 gateway forwards it to the IPv4 address, 169.254.169.254 included), 6to4
+//! (`2002:AABB:CCDD::/48`, RFC 3056) and Teredo (`2001:0::/32`, RFC 4380, whose client address
+//! is the last 32 bits inverted). The local-use NAT64 prefix `64:ff9b:1::/48` (RFC 8215) embeds
+//! its IPv4 address where the operator's prefix length says, which Wharf cannot know: it is
+//! private, as the operator's own translator.
+//!
+//! Every URL a user gives (drain, webhook, build source, maintenance page) checks its host with
+//! [`Policy::check_host`] when it is given, and every address a name resolves to with
+//! [`Policy::check`] before it is dialled. A refusal is permanent: the same URL is refused
+//! again until the URL or the policy changes, so callers do not retry it.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -53,11 +68,12 @@ pub enum AddressKind {
 }
 
 impl AddressKind {
-    /// The kind of `ip`; an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is its IPv4 address.
+    /// The kind of `ip`; an IPv6 address that embeds an IPv4 address (see [`embedded_ipv4`])
+    /// is the kind of that IPv4 address.
     pub fn of(ip: IpAddr) -> AddressKind {
         match ip {
             IpAddr::V4(v4) => Self::of_v4(v4),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            IpAddr::V6(v6) => match embedded_ipv4(v6) {
                 Some(v4) => Self::of_v4(v4),
                 None => Self::of_v6(v6),
             },
@@ -93,7 +109,7 @@ impl AddressKind {
             AddressKind::Multicast
         } else if first & 0xffc0 == 0xfe80 {
             AddressKind::LinkLocal
-        } else if first & 0xfe00 == 0xfc00 || first & 0xffc0 == 0xfec0 {
+        } else if first & 0xfe00 == 0xfc00 || first & 0xffc0 == 0xfec0 || ip.segments()[..3] == [0x64, 0xff9b, 1] {
             AddressKind::Private
         } else {
             AddressKind::Public
@@ -110,6 +126,23 @@ impl AddressKind {
             AddressKind::Broadcast => "a broadcast or reserved address",
             AddressKind::Unspecified => "the unspecified address",
         }
+    }
+}
+
+/// The IPv4 address an IPv6 address delivers to, when it embeds one: IPv4-mapped
+/// (`::ffff:0:0/96`), IPv4-compatible (`::/96` but `::` and `::1`), NAT64 well-known
+/// (`64:ff9b::/96`), 6to4 (`2002::/16`, bits 16 to 47) and Teredo (`2001:0::/32`, the client's
+/// address inverted in the last 32 bits). `None` for any other address.
+pub fn embedded_ipv4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let last = Ipv4Addr::from((u32::from(s[6]) << 16) | u32::from(s[7]));
+    match s {
+        [0, 0, 0, 0, 0, 0xffff, _, _] => Some(last),
+        [0, 0, 0, 0, 0, 0, _, _] if !ip.is_unspecified() && !ip.is_loopback() => Some(last),
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(last),
+        [0x2002, a, b, ..] => Some(Ipv4Addr::from((u32::from(a) << 16) | u32::from(b))),
+        [0x2001, 0, ..] => Some(Ipv4Addr::from(!u32::from(last))),
+        _ => None,
     }
 }
 
@@ -146,6 +179,18 @@ impl Policy {
         };
         if allowed { Ok(()) } else { Err(Refused { ip, kind }) }
     }
+
+    /// Checks a URL's host as given (an IP literal, with or without IPv6 brackets, or a name):
+    /// a literal is checked now; a name is checked on every address it resolves to when it is
+    /// dialled ([`Policy::check`]). Hosts are validated as [`crate::Hostname`]s first, which
+    /// refuses the numeric forms resolvers read as IPv4 addresses (`127.1`, `0x7f000001`).
+    pub fn check_host(&self, host: &str) -> Result<(), Refused> {
+        let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        match bare.parse::<IpAddr>() {
+            Ok(ip) => self.check(ip),
+            Err(_) => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -176,6 +221,30 @@ mod tests {
             ("255.255.255.255", AddressKind::Broadcast),
             ("0.0.0.0", AddressKind::Unspecified),
             ("::", AddressKind::Unspecified),
+            // IPv6 spellings of IPv4 addresses are the IPv4 address's kind.
+            ("::ffff:7f00:1", AddressKind::Loopback),
+            ("::ffff:10.0.0.1", AddressKind::Private),
+            ("::ffff:8.8.8.8", AddressKind::Public),
+            ("::127.0.0.1", AddressKind::Loopback),
+            ("::169.254.169.254", AddressKind::LinkLocal),
+            ("::8.8.8.8", AddressKind::Public),
+            ("64:ff9b::7f00:1", AddressKind::Loopback),
+            ("64:ff9b::a9fe:a9fe", AddressKind::LinkLocal),
+            ("64:ff9b::192.168.0.1", AddressKind::Private),
+            ("64:ff9b::0.0.0.0", AddressKind::Unspecified),
+            ("64:ff9b::8.8.8.8", AddressKind::Public),
+            ("2002:7f00:1::1", AddressKind::Loopback),
+            ("2002:a9fe:a9fe::", AddressKind::LinkLocal),
+            ("2002:0a00:0001::", AddressKind::Private),
+            ("2002:0808:0808::1", AddressKind::Public),
+            // Teredo: the client's address inverted, 127.0.0.1 as 80ff:fffe.
+            ("2001:0:4136:e378:8000:63bf:80ff:fffe", AddressKind::Loopback),
+            ("2001:0:4136:e378:8000:63bf:5601:5601", AddressKind::LinkLocal),
+            ("2001:0:4136:e378:8000:63bf:f7f7:f7f7", AddressKind::Public),
+            ("64:ff9b:1::a9fe:a9fe", AddressKind::Private),
+            // Not embeddings: ordinary IPv6 addresses near them.
+            ("64:ff9b:2::1", AddressKind::Public),
+            ("2001:db9::1", AddressKind::Public),
         ] {
             let ip: IpAddr = ip.parse().unwrap();
             assert_eq!(AddressKind::of(ip), kind, "{ip}");
@@ -183,6 +252,21 @@ mod tests {
             assert_eq!(open.check(ip).is_err(), always_refused, "{ip} by default");
             assert_eq!(closed.check(ip).is_err(), kind != AddressKind::Public, "{ip} with both refused");
         }
+        // Hosts as URLs give them: an IP literal (bracketed or not) is checked, a name is not yet.
+        for (host, refused_when_closed) in [
+            ("[::1]", true),
+            ("[64:ff9b::7f00:1]", true),
+            ("[::127.0.0.1]", true),
+            ("::ffff:127.0.0.1", true),
+            ("127.0.0.1", true),
+            ("[2606:4700::1]", false),
+            ("example.com", false),
+            ("localhost", false),
+        ] {
+            assert_eq!(closed.check_host(host).is_err(), refused_when_closed, "{host}");
+            assert!(open.check_host(host).is_ok(), "{host} by default");
+        }
+        assert!(open.check_host("[64:ff9b::a9fe:a9fe]").is_err(), "NAT64 of the metadata address, always");
         let e = closed.check("127.0.0.1".parse().unwrap()).unwrap_err().to_string();
         assert!(e.contains("loopback") && e.contains("allow_loopback"), "{e}");
     }

@@ -228,10 +228,7 @@ impl HookUrl {
     /// Refuses, at creation, a host that is an IP literal the policy refuses; names are checked
     /// on every address they resolve to at each delivery.
     pub fn check_outbound(&self, policy: &crate::outbound::Policy) -> Result<(), crate::outbound::Refused> {
-        match self.host.parse::<IpAddr>() {
-            Ok(ip) => policy.check(ip),
-            Err(_) => Ok(()),
-        }
+        policy.check_host(&self.host)
     }
 }
 

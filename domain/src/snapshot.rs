@@ -30,6 +30,43 @@ pub struct Snapshot {
     /// Every canary that is running, promoted or aborted.
     #[serde(default)]
     pub canaries: Vec<CanarySpec>,
+    /// Every app whose current release runs an image slug: what an external runtime pulls and
+    /// runs. Absent in snapshots from before image slugs were published.
+    #[serde(default)]
+    pub images: Vec<ImageSpec>,
+}
+
+/// An app whose current release runs an image (a slug with `image`, Heroku's and Akkeris'
+/// container deploys): the image to pull, pinned by digest, and each process type's command and
+/// quantity. An external runtime follows these; Wharf's own supervisor never runs an image.
+/// The app's config vars are not here (they are secrets, and no other role's part holds them):
+/// the runtime reads them from the API with a token allowed to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageSpec {
+    /// The app's id in the control API.
+    pub app_id: Uuid,
+    /// `app-space`.
+    pub app: AppKey,
+    /// The release's id, and its version (`vN`).
+    pub release: Uuid,
+    /// The release's version.
+    pub version: u32,
+    /// `registry/name@sha256:<64 hex>`.
+    pub image: String,
+    /// The process types with a command, by name.
+    pub processes: Vec<ImageProcess>,
+}
+
+/// One process type of an [`ImageSpec`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageProcess {
+    /// `web`, `worker`, ...
+    #[serde(rename = "type")]
+    pub dyno_type: String,
+    /// The command the container runs.
+    pub command: String,
+    /// How many to run (the formation's quantity).
+    pub quantity: u32,
 }
 
 /// A certificate the router serves for the domains it names.
@@ -148,17 +185,22 @@ pub enum DataPlaneRole {
     /// Reads drains, with their URLs' credentials, tokens and CAs: all the logshuttle's drain
     /// table is built from. Log sessions are signed grants, not part of the snapshot.
     Logshuttle,
+    /// An external runtime (issue 21's "apps run by an external runtime"): reads the images
+    /// apps' current releases run ([`ImageSpec`]) and nothing else; neither the router nor the
+    /// logshuttle needs them, so neither reads them.
+    Runtime,
 }
 
 impl DataPlaneRole {
-    /// Both roles.
-    pub const ALL: [DataPlaneRole; 2] = [DataPlaneRole::Router, DataPlaneRole::Logshuttle];
+    /// Every role.
+    pub const ALL: [DataPlaneRole; 3] = [DataPlaneRole::Router, DataPlaneRole::Logshuttle, DataPlaneRole::Runtime];
 
-    /// `router` or `logshuttle`, as logs, messages and token files name the role.
+    /// `router`, `logshuttle` or `runtime`, as logs, messages and token files name the role.
     pub fn as_str(self) -> &'static str {
         match self {
             DataPlaneRole::Router => "router",
             DataPlaneRole::Logshuttle => "logshuttle",
+            DataPlaneRole::Runtime => "runtime",
         }
     }
 }
@@ -181,7 +223,7 @@ impl Snapshot {
     /// [`Snapshot`] does not compile here until someone decides which role reads it: a new
     /// secret cannot reach a data plane by default.
     pub fn part_for(&self, role: DataPlaneRole) -> Snapshot {
-        let Snapshot { version, apps, drains, sites, certs, canaries } = self;
+        let Snapshot { version, apps, drains, sites, certs, canaries, images } = self;
         match role {
             DataPlaneRole::Router => Snapshot {
                 version: *version,
@@ -190,6 +232,7 @@ impl Snapshot {
                 sites: sites.clone(),
                 certs: certs.clone(),
                 canaries: canaries.clone(),
+                images: Vec::new(),
             },
             DataPlaneRole::Logshuttle => Snapshot {
                 version: *version,
@@ -198,6 +241,16 @@ impl Snapshot {
                 sites: Vec::new(),
                 certs: Vec::new(),
                 canaries: Vec::new(),
+                images: Vec::new(),
+            },
+            DataPlaneRole::Runtime => Snapshot {
+                version: *version,
+                apps: Vec::new(),
+                drains: Vec::new(),
+                sites: Vec::new(),
+                certs: Vec::new(),
+                canaries: Vec::new(),
+                images: images.clone(),
             },
         }
     }
@@ -224,6 +277,14 @@ mod tests {
         };
         let site =
             SiteSpec { id: Uuid::nil(), domain: "www.example.com".parse().unwrap(), internal: false, routes: vec![] };
+        let image = ImageSpec {
+            app_id: Uuid::nil(),
+            app: "one-default".parse().unwrap(),
+            release: Uuid::nil(),
+            version: 2,
+            image: format!("registry.example.com/one@sha256:{}", "0".repeat(64)),
+            processes: vec![ImageProcess { dyno_type: "web".into(), command: "serve".into(), quantity: 1 }],
+        };
         let whole = Snapshot {
             version: 7,
             apps: vec![app("one-default")],
@@ -231,11 +292,14 @@ mod tests {
             sites: vec![site.clone()],
             certs: vec![],
             canaries: vec![],
+            images: vec![image.clone()],
         };
         let router = whole.part_for(DataPlaneRole::Router);
-        assert_eq!(router, Snapshot { drains: vec![], ..whole.clone() });
+        assert_eq!(router, Snapshot { drains: vec![], images: vec![], ..whole.clone() });
         let logshuttle = whole.part_for(DataPlaneRole::Logshuttle);
         assert_eq!(logshuttle, Snapshot { version: 7, drains: vec![drain], ..Snapshot::default() });
+        let runtime = whole.part_for(DataPlaneRole::Runtime);
+        assert_eq!(runtime, Snapshot { version: 7, images: vec![image], ..Snapshot::default() });
         for role in DataPlaneRole::ALL {
             let part = whole.part_for(role);
             assert_eq!(part.part_for(role), part, "{role}: a part is its own part");

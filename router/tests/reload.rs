@@ -44,6 +44,7 @@ fn snapshot(version: u64, dyno_port: u16, sites: usize) -> Snapshot {
             .collect(),
         certs: vec![],
         canaries: vec![],
+        images: vec![],
     }
 }
 

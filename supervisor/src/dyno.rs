@@ -146,11 +146,34 @@ impl LaunchDynos for DynoLauncher {
         let Some(release) = spec.release else { return };
         let Some(succeeded) = self.registry.release_outcome(release.id, &self.dyno_type, healthy) else { return };
         let (plane, app_id, app) = (self.plane.clone(), self.app_id, self.app.clone());
+        let publisher = self.publisher.clone();
         tokio::spawn(async move {
-            if let Err(e) = plane.settle_release(app_id, release.id, succeeded).await {
-                tracing::warn!(app, version = release.version, error = %e, "cannot record the release's outcome");
+            match plane.settle_release(app_id, release.id, succeeded).await {
+                Ok(superseded) => report_superseded(&publisher, &app, release.version, succeeded, &superseded),
+                Err(e) => {
+                    tracing::warn!(app, version = release.version, error = %e, "cannot record the release's outcome")
+                }
             }
         });
+    }
+}
+
+/// Says in the app's log stream which older releases settled with release `version`: they were
+/// superseded before their dynos came up, and took its outcome (see
+/// `ControlPlane::settle_release`), so that a release's status never changes unexplained.
+pub(crate) fn report_superseded(
+    publisher: &wharf_bus::Publisher,
+    app: &str,
+    version: u32,
+    succeeded: bool,
+    superseded: &[u32],
+) {
+    for old in superseded {
+        let outcome = if succeeded { "succeeded" } else { "failed" };
+        let text = format!(
+            "release v{old} was superseded by v{version} before its dynos came up; it settles as {outcome}, as v{version} did"
+        );
+        publisher.publish(LogEvent::builder(app, "akkeris/supervisor").message(text.as_bytes()));
     }
 }
 

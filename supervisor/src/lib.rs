@@ -304,6 +304,7 @@ async fn run(
                 Some((name, one_off)) = one_offs.recv() => {
                     // Into `stopping`, so that a stop waits for it as for any dyno.
                     let cx = one_off::OneOffContext {
+                        plane: plane.clone(),
                         publisher: publisher.clone(),
                         settings: settings.clone(),
                         records: records.clone(),
@@ -318,8 +319,22 @@ async fn run(
                     if phases.get(&app_id).is_some_and(|(r, _)| *r == release) {
                         phases.insert(app_id, (release, Some(ok)));
                     }
-                    if !ok && let Err(e) = plane.settle_release(app_id, release, false).await {
-                        tracing::warn!(error = %e, "cannot record a failed release phase");
+                    if !ok {
+                        match plane.settle_release(app_id, release, false).await {
+                            Ok(superseded) if !superseded.is_empty() => {
+                                let named = plane
+                                    .read(|m| {
+                                        let app = m.apps().find(|a| a.id == app_id).map(|a| m.app_key(a).to_string());
+                                        app.zip(m.release(app_id, &release.to_string()).map(|r| r.version))
+                                    })
+                                    .await;
+                                if let Some((app, version)) = named {
+                                    dyno::report_superseded(&publisher, &app, version, false, &superseded);
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(error = %e, "cannot record a failed release phase"),
+                        }
                     }
                     break;
                 }

@@ -1,4 +1,5 @@
-//! One-off dynos (Heroku's `run:detached`): a command run once with the app's config vars, its
+//! One-off dynos (Heroku's `run:detached`): a command run once with the app's config vars, in
+//! the newest release's own directory as that release's formation dynos are (`release_dir`), its
 //! output in the app's log stream as `run.N`, listed while it runs, and gone when it exits: its
 //! whole process group is stopped and reaped then, as a formation dyno's is, and it is never
 //! restarted: a restart or stop that names it, or restarts all of its app's dynos (Heroku's
@@ -10,18 +11,21 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 use wharf_bus::{LogEvent, Publisher, Stream};
-use wharf_control_api::{DynoState, OneOff};
+use wharf_control_api::{ControlPlane, DynoState, OneOff};
 
 use crate::desired::DynoSpec;
 use crate::dyno::stop_requested;
 use crate::process;
 use crate::record::Records;
 use crate::registry::Registry;
+use crate::release_dir;
 use crate::settings::Settings;
 
 /// What a one-off dyno needs besides its request: where its output goes, the grace to stop it
 /// in, where its group is recorded, and the listing the control plane reads.
 pub(crate) struct OneOffContext {
+    /// The control plane, where the release's slug archive is found.
+    pub(crate) plane: Arc<ControlPlane>,
     /// The log bus.
     pub(crate) publisher: Publisher,
     /// The stop grace.
@@ -47,11 +51,15 @@ pub(crate) async fn run(
         env: one_off.env.clone().into_iter().collect::<BTreeMap<_, _>>(),
         port: None,
         healthcheck: None,
-        release: None,
-        slug: None,
+        release: one_off.release,
+        slug: one_off.slug,
     };
     let (app, app_id) = (one_off.app.as_str(), one_off.app_id);
-    let status = match process::spawn(&spec, &name, 0, app, &cx.publisher, cx.records.as_ref(), None) {
+    let spawned = match release_dir::working_dir(&cx.plane, &cx.settings, &spec).await {
+        Ok(dir) => process::spawn(&spec, &name, 0, app, &cx.publisher, cx.records.as_ref(), dir.as_deref()),
+        Err(e) => Err(e),
+    };
+    let status = match spawned {
         Ok(mut process) => {
             cx.registry.set_state(app_id, &name, DynoState::Up);
             let _sampled = cx.registry.metrics.sample(process.pgid(), app_id, app, &name, "run");

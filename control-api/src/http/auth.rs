@@ -43,7 +43,7 @@ pub fn role_may(role: DataPlaneRole) -> &'static [(&'static str, &'static str)] 
     const FEED: [(&str, &str); 2] = [("GET", "/v1/snapshot"), ("GET", "/v1/snapshot/watch")];
     match role {
         DataPlaneRole::Router => &[FEED[0], FEED[1], ("POST", "/v1/canary-verdicts")],
-        DataPlaneRole::Logshuttle => &FEED,
+        DataPlaneRole::Logshuttle | DataPlaneRole::Runtime => &FEED,
     }
 }
 

@@ -6,8 +6,10 @@
 //! `X-Wharf-Delivery` (the same id on every attempt) and `X-Wharf-Signature: sha256=HEX`, the
 //! HMAC-SHA256 of the body under the hook's secret, so a receiver can tell Wharf's deliveries
 //! from forgeries. A 2xx answer delivers it; anything else (another status, no answer within
-//! [`ATTEMPT_TIMEOUT`], a refused address) is tried again after [`BACKOFF`], up to
-//! [`ATTEMPTS`] attempts. Each delivery is its own task, so a slow receiver holds up no other
+//! [`ATTEMPT_TIMEOUT`], a failed connection) is tried again after [`BACKOFF`], up to
+//! [`ATTEMPTS`] attempts. A host whose every address the outbound policy refuses is a permanent
+//! refusal: the delivery fails at that attempt (counted in its record, with the policy's reason)
+//! and is not tried again, since no retry could reach an address the policy refuses. Each delivery is its own task, so a slow receiver holds up no other
 //! hook, and none holds up the operation that made it. The secret is never shown.
 
 use std::sync::Arc;
@@ -24,7 +26,7 @@ use wharf_domain::timestamp::{format_seconds, now_seconds};
 
 use super::wire::{ApiError, ApiResult, AppRef, Body, Json, Plane, app_ref};
 use crate::model::{Hook, HookEvent, Model};
-use crate::plane::outbound_http::{Destination, exchange};
+use crate::plane::outbound_http::{Destination, ExchangeError, exchange};
 use crate::plane::{ControlPlane, Delivery, DeliveryRecord, DeliveryStatus, Error, Happened, HookInput};
 
 /// Attempts per delivery.
@@ -244,7 +246,7 @@ async fn deliver(plane: Arc<ControlPlane>, d: Delivery) {
         }
         let outcome = tokio::time::timeout(ATTEMPT_TIMEOUT, post(&plane, &d, &body, &signed))
             .await
-            .unwrap_or_else(|_| Err(format!("no answer within {}s", ATTEMPT_TIMEOUT.as_secs())));
+            .unwrap_or_else(|_| Err(format!("no answer within {}s", ATTEMPT_TIMEOUT.as_secs()).into()));
         record.attempts = attempt + 1;
         record.updated_at = now_seconds();
         match outcome {
@@ -260,7 +262,13 @@ async fn deliver(plane: Arc<ControlPlane>, d: Delivery) {
             }
             Err(e) => {
                 record.last_status_code = None;
-                record.last_error = Some(e);
+                record.last_error = Some(e.message);
+                if e.refused {
+                    record.status = DeliveryStatus::Failed;
+                    tracing::warn!(hook = %d.hook_id, delivery = %d.id, error = ?record.last_error, attempts = record.attempts, "webhook delivery refused by the outbound policy; not retried");
+                    plane.record_delivery(d.hook_id, record);
+                    return;
+                }
             }
         }
         if record.attempts == ATTEMPTS {
@@ -272,7 +280,7 @@ async fn deliver(plane: Arc<ControlPlane>, d: Delivery) {
 }
 
 /// One attempt: the answer's status code, or why there was none.
-async fn post(plane: &ControlPlane, d: &Delivery, body: &[u8], signed: &str) -> Result<u16, String> {
+async fn post(plane: &ControlPlane, d: &Delivery, body: &[u8], signed: &str) -> Result<u16, ExchangeError> {
     let request = http::Request::post(d.url.path_and_query())
         .header(http::header::HOST, d.url.authority())
         .header(http::header::CONTENT_TYPE, "application/json")

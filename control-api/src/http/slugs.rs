@@ -132,7 +132,11 @@ pub(super) async fn create_slug(
     Ok((StatusCode::CREATED, Json(out)))
 }
 
-/// `GET /apps/{app}/slugs/{slug}`: one of the app's slugs (without its upload URL).
+/// `GET /apps/{app}/slugs/{slug}`: a slug the app made, or one that a release of the app runs
+/// (a slug copied from another app, as Heroku's "copying slugs" does, or promoted to it), without
+/// its upload URL. Any other slug is a 404 for this app, whatever another app may do with it.
+/// `app` is the app that made it, or this app when that one was deleted (a promoted slug
+/// outlives its app).
 pub(super) async fn get_slug(
     State(plane): Plane,
     Path((app, slug)): Path<(String, String)>,
@@ -140,9 +144,13 @@ pub(super) async fn get_slug(
     let out = plane
         .read(|m| {
             let a = m.app(&app).ok_or_else(|| Error::NotFound { what: "app", key: app.clone() })?;
-            let s = slug.parse().ok().and_then(|id| m.slug(id)).filter(|s| s.app_id == a.id);
+            let runs = |id| m.releases_of(a.id).iter().any(|r| r.slug_id == Some(id));
+            let s = slug.parse().ok().and_then(|id| m.slug(id)).filter(|s| s.app_id == a.id || runs(s.id));
             let s = s.ok_or_else(|| Error::NotFound { what: "slug", key: slug.clone() })?;
-            slug_out(m, s, None).ok_or(Error::NotFound { what: "app", key: app.clone() })
+            Ok::<_, Error>(slug_out(m, s, None).unwrap_or_else(|| {
+                let orphan = Slug { app_id: a.id, ..s.clone() };
+                slug_out(m, &orphan, None).expect("the reading app exists")
+            }))
         })
         .await?;
     Ok(Json(out))

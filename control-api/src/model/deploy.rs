@@ -108,3 +108,41 @@ pub struct Build {
     /// Last change, seconds since the epoch.
     pub updated_at: i64,
 }
+
+impl super::Model {
+    /// The snapshot's images: each app whose current release runs an image slug, with its
+    /// process types' commands and the formation's quantities, by app key (see
+    /// [`wharf_domain::ImageSpec`]).
+    pub(super) fn images(&self) -> Vec<wharf_domain::ImageSpec> {
+        let mut out: Vec<wharf_domain::ImageSpec> = self
+            .apps()
+            .filter_map(|a| {
+                let release = self.current_release(a.id)?;
+                let image = self.slug(release.slug_id?)?.image.clone()?;
+                let formation = self.formation_of(a.id);
+                let processes = release
+                    .processes
+                    .iter()
+                    .filter_map(|p| {
+                        let quantity = formation.iter().find(|f| f.dyno_type == p.dyno_type).map_or(0, |f| f.quantity);
+                        Some(wharf_domain::ImageProcess {
+                            dyno_type: p.dyno_type.to_string(),
+                            command: p.command.clone()?,
+                            quantity,
+                        })
+                    })
+                    .collect();
+                Some(wharf_domain::ImageSpec {
+                    app_id: a.id,
+                    app: self.app_key(a),
+                    release: release.id,
+                    version: release.version,
+                    image,
+                    processes,
+                })
+            })
+            .collect();
+        out.sort_by(|x, y| x.app.cmp(&y.app));
+        out
+    }
+}

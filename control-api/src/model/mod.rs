@@ -332,6 +332,11 @@ impl Model {
         self.slugs.get(&id)
     }
 
+    /// Every slug of every app, in no order.
+    pub fn slugs(&self) -> impl Iterator<Item = &Slug> {
+        self.slugs.values()
+    }
+
     /// The app's newest release, whatever its status: what its config vars and formation say now.
     pub fn latest_release(&self, app_id: Uuid) -> Option<&Release> {
         self.releases.values().filter(|r| r.app_id == app_id).max_by_key(|r| r.version)
@@ -533,7 +538,8 @@ impl Model {
                 })
             })
             .collect();
-        Arc::new(Snapshot { version: self.version, apps, drains, sites, certs, canaries })
+        let images = self.images();
+        Arc::new(Snapshot { version: self.version, apps, drains, sites, certs, canaries, images })
     }
 }
 

@@ -16,7 +16,11 @@
 //!
 //! Every step writes a line to the build's output: to the app's log stream (source
 //! `akkeris/build`, dyno `build`, as Akkeris' build logs) and to the build's
-//! `output_stream_url` while it runs, and into the build record when it ends.
+//! `output_stream_url` while it runs, and into the build record when it ends. A build ends
+//! (`succeeded`) once its slug is released; its output then follows the release until it
+//! settles (at most [`RELEASE_WAIT`]), and its last line says whether the release went live or
+//! failed (its release phase or its dynos' health check), never "released" for a release that
+//! did not.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -35,10 +39,14 @@ use wharf_domain::timestamp::now_seconds;
 use super::engine::ControlPlane;
 use super::error::{Error, not_found};
 use crate::archive;
-use crate::model::{Build, BuildStatus, Change, Object, Slug};
+use crate::model::{Build, BuildStatus, Change, Object, ReleaseStatus, Slug};
 
 /// Most time a source may take to arrive, from name resolution to its last byte.
 pub const SOURCE_FETCH_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Most time a build's output waits for its release to settle before saying it is still
+/// pending: a release phase (a migration) may take a while, and so may a slow health check.
+const RELEASE_WAIT: Duration = Duration::from_secs(600);
 
 /// Most output lines a build keeps in its record.
 pub const MAX_BUILD_OUTPUT_LINES: usize = 1000;
@@ -99,7 +107,7 @@ pub fn parse_procfile(text: &str) -> Result<BTreeMap<String, String>, String> {
 
 /// Where a source comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Source {
+pub(super) enum Source {
     /// `http` or `https`.
     Web(super::fetch::Target),
     /// A `file://` path on this machine.
@@ -117,7 +125,9 @@ impl ControlPlane {
         let _ = self.build_publisher.set(publisher);
     }
 
-    fn parse_source(&self, url: &str) -> Result<Source, Error> {
+    /// The source a build's `source_blob.url` names, or the 422 that says why Wharf would not
+    /// fetch it (see `fetch::parse_url`, and `file://` only when allowed).
+    pub(super) fn parse_source(&self, url: &str) -> Result<Source, Error> {
         let deploy = self
             .deploy()
             .ok_or_else(|| Error::Invalid("this control API builds nothing (it has no data directory)".into()))?;
@@ -133,9 +143,9 @@ impl ControlPlane {
             }
             return Ok(Source::File(path));
         }
-        super::fetch::parse_url(url, false)
+        super::fetch::parse_url(url, false, &self.outbound())
             .map(Source::Web)
-            .map_err(|e| Error::Invalid(format!("invalid source_blob.url: {e}; file:// only when allowed")))
+            .map_err(|e| Error::Invalid(format!("invalid source_blob.url: {e}")))
     }
 
     /// Starts a build of `app` from the source at `url`: refused (422) for a URL Wharf would not
@@ -238,32 +248,83 @@ impl ControlPlane {
         if let Ok(staging) = &staging {
             let _ = tokio::fs::remove_dir_all(staging).await;
         }
-        let (status, slug_id, release_id) = match outcome {
-            Ok((slug, release)) => {
-                say(format!("-----> Released v{} of slug {}", release.1, slug));
-                (BuildStatus::Succeeded, Some(slug), Some(release.0))
-            }
+        let (status, slug_id, release_id) = match &outcome {
+            Ok((slug, release)) => (BuildStatus::Succeeded, Some(*slug), Some(release.0)),
             Err(e) => {
                 say(format!(" !     Build failed: {e}"));
                 tracing::info!(build = %build.id, app = app_key, error = %e, "a build failed");
                 (BuildStatus::Failed, None, None)
             }
         };
+        // The build is over once its slug is released: record it now. Its output goes on until
+        // the release settles, so that its last line says what became of the release (Heroku's
+        // `git push` waits for the release phase too) rather than claiming it went live.
+        self.record_build_end(build.id, Some((status, slug_id, release_id)), &out).await;
+        if let Ok((slug, (release_id, version))) = outcome {
+            say(format!("-----> Releasing v{version} of slug {slug}: waiting for its release phase and new dynos"));
+            say(self.release_outcome(build.app_id, release_id, version).await);
+            self.record_build_end(build.id, None, &out).await;
+        }
+        out.send_modify(|o| o.done = true);
+        self.build_outputs.lock().expect("build outputs lock").remove(&build.id);
+    }
+
+    /// Stores the build's output so far (its last [`MAX_BUILD_OUTPUT_LINES`]) and, when given,
+    /// its status, slug and release.
+    async fn record_build_end(
+        &self,
+        build: Uuid,
+        ended: Option<(BuildStatus, Option<Uuid>, Option<Uuid>)>,
+        out: &watch::Sender<BuildOutput>,
+    ) {
         let lines = out.borrow().lines.clone();
         let kept: Vec<String> = lines.iter().rev().take(MAX_BUILD_OUTPUT_LINES).rev().cloned().collect();
         let stored = self
             .change(|m| {
-                let Some(b) = m.build(build.id) else { return Ok(((), vec![])) };
-                let b =
-                    Build { status, slug_id, release_id, output: kept.clone(), updated_at: now_seconds(), ..b.clone() };
+                let Some(b) = m.build(build) else { return Ok(((), vec![])) };
+                let mut b = Build { output: kept.clone(), updated_at: now_seconds(), ..b.clone() };
+                if let Some((status, slug_id, release_id)) = ended {
+                    (b.status, b.slug_id, b.release_id) = (status, slug_id, release_id);
+                }
                 Ok(((), vec![Change::Put(Object::Build(b))]))
             })
             .await;
         if let Err(e) = stored {
-            tracing::warn!(build = %build.id, error = %e, "cannot record how a build ended");
+            tracing::warn!(build = %build, error = %e, "cannot record how a build ended");
         }
-        out.send_modify(|o| o.done = true);
-        self.build_outputs.lock().expect("build outputs lock").remove(&build.id);
+    }
+
+    /// Waits (at most [`RELEASE_WAIT`]) for release `version` of the app to leave `pending`,
+    /// and says in one output line what became of it: live, failed (its release phase, or its
+    /// new dynos' health check; the release before keeps serving), still pending, or gone.
+    async fn release_outcome(&self, app_id: Uuid, release_id: Uuid, version: u32) -> String {
+        let mut changes = self.subscribe();
+        let status = |m: &crate::model::Model| m.release(app_id, &release_id.to_string()).map(|r| r.status);
+        let waited = tokio::time::timeout(RELEASE_WAIT, async {
+            loop {
+                match self.read(status).await {
+                    Some(ReleaseStatus::Pending) => {}
+                    settled => return settled,
+                }
+                if changes.changed().await.is_err() {
+                    return Some(ReleaseStatus::Pending);
+                }
+            }
+        })
+        .await;
+        match waited {
+            Ok(Some(ReleaseStatus::Succeeded)) => format!("-----> Released v{version}: it is live"),
+            Ok(Some(ReleaseStatus::Failed)) => format!(
+                " !     Release v{version} failed: its release phase or its new dynos' health check failed, and the \
+                 release before keeps serving (the app's log stream, source akkeris/supervisor, says which)"
+            ),
+            Ok(None) => format!(" !     Release v{version} no longer exists (its app was deleted)"),
+            Ok(Some(ReleaseStatus::Pending)) | Err(_) => format!(
+                "-----> Release v{version} is still pending after {}s; GET /apps/{{app}}/releases/{release_id} says \
+                 how it ends",
+                RELEASE_WAIT.as_secs()
+            ),
+        }
     }
 
     /// Fetch, check, unpack, read the Procfile, pack, store and release: the slug's id and the
@@ -323,8 +384,8 @@ impl ControlPlane {
         };
         let slug_id = new_id();
         let stored = self.slug_archive(slug_id).ok_or("this control API stores no slugs")?;
-        tokio::fs::rename(&slug_file, &stored).await.map_err(|e| format!("cannot store the slug: {e}"))?;
-        say(format!("-----> Compressed slug {slug_id}: {size} bytes"));
+        // The record first, then the archive: an archive in `slugs/` without a record is a
+        // stray that the slug retention removes (see `slug_retention`).
         let made = self
             .change(|m| {
                 let a = m.apps().find(|a| a.id == build.app_id).ok_or_else(|| not_found("app", app_key))?;
@@ -347,10 +408,13 @@ impl ControlPlane {
             })
             .await;
         if let Err(e) = made {
-            let _ = tokio::fs::remove_file(&stored).await;
             return Err(format!("cannot record the slug: {e}"));
         }
-        say("-----> Releasing".to_owned());
+        if let Err(e) = tokio::fs::rename(&slug_file, &stored).await {
+            let _ = self.change(|m| Ok(((), m.cascade(crate::model::Kind::Slug, slug_id)))).await;
+            return Err(format!("cannot store the slug: {e}"));
+        }
+        say(format!("-----> Compressed slug {slug_id}: {size} bytes"));
         let release = self
             .release_slug(&build.app_id.to_string(), &slug_id.to_string(), None)
             .await

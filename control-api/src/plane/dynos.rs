@@ -162,9 +162,13 @@ impl ControlPlane {
                 let mut vars = m.config_vars_of(a.id).map(|c| c.vars.clone()).unwrap_or_default();
                 vars.extend(env);
                 let size = size.and_then(|s| self.settings.dyno_sizes.find(s)).map(|s| s.name.clone());
-                let release = m.running_release(a.id).map(|r| DynoRelease { id: r.id, version: r.version });
+                // The current release (Heroku's rule for one-off dynos): not one still in, or failed by,
+                // its canary. Its code is run as its formation dynos run it (an image is never run here).
+                let running = m.running_release(a.id);
+                let release = running.map(|r| DynoRelease { id: r.id, version: r.version });
+                let slug = running.and_then(|r| r.slug_id).filter(|id| m.slug(*id).is_some_and(|s| s.image.is_none()));
                 let (app, command) = (m.app_key(a).to_string(), command.to_owned());
-                Ok::<_, Error>(OneOff { app_id: a.id, app, command, env: vars, size, release })
+                Ok::<_, Error>(OneOff { app_id: a.id, app, command, env: vars, size, release, slug })
             })
             .await?;
         self.local_runtime().run(one_off).ok_or_else(|| {

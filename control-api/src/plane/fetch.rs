@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use hyper::body::Incoming;
+use wharf_domain::Hostname;
 use wharf_domain::outbound::Policy;
 
 /// Where a `GET` goes, as the caller's URL rules parsed it.
@@ -25,8 +26,11 @@ pub(super) struct Target {
 }
 
 /// Parses an absolute `http` or `https` URL (`https_only` refuses `http`) into a [`Target`];
-/// credentials in the URL are refused, as Wharf would have to keep them.
-pub(super) fn parse_url(url: &str, https_only: bool) -> Result<Target, String> {
+/// credentials in the URL are refused, as Wharf would have to keep them. The host must be a
+/// DNS name or an IP literal under the rules every user's URL follows ([`Hostname`], which
+/// refuses numeric forms such as `127.1`), and a literal must pass `policy` now
+/// ([`Policy::check_host`]), before anything is dialled.
+pub(super) fn parse_url(url: &str, https_only: bool, policy: &Policy) -> Result<Target, String> {
     let uri: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
     let https = match uri.scheme_str() {
         Some("https") => true,
@@ -39,6 +43,8 @@ pub(super) fn parse_url(url: &str, https_only: bool) -> Result<Target, String> {
         return Err("credentials in the URL are not supported".into());
     }
     let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
+    Hostname::try_new(&host).map_err(|_| format!("the host {host:?} is not a DNS name or an IP address"))?;
+    policy.check_host(&host).map_err(|e| e.to_string())?;
     let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
     let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
     Ok(Target { https, host, port, authority: authority.as_str().to_owned(), path })
@@ -61,5 +67,5 @@ pub(super) async fn get(
         .body(http_body_util::Full::new(bytes::Bytes::new()))
         .map_err(|e| format!("request: {e}"))?;
     let to = super::outbound_http::Destination { host: &target.host, port: target.port, https: target.https };
-    super::outbound_http::exchange(to, request, policy, tls).await
+    super::outbound_http::exchange(to, request, policy, tls).await.map_err(String::from)
 }

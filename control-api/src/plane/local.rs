@@ -26,6 +26,10 @@ pub struct OneOff {
     pub size: Option<String>,
     /// The app's newest release, whose config vars it runs with.
     pub release: Option<DynoRelease>,
+    /// That release's slug when it has a stored archive: the one-off runs in the release's own
+    /// unpacked directory, as the release's formation dynos do. None for a release of commands
+    /// alone or an image.
+    pub slug: Option<Uuid>,
 }
 
 impl std::fmt::Debug for OneOff {
@@ -38,6 +42,7 @@ impl std::fmt::Debug for OneOff {
             .field("env_names", &self.env.keys().collect::<Vec<_>>())
             .field("size", &self.size)
             .field("release", &self.release)
+            .field("slug", &self.slug)
             .finish()
     }
 }

@@ -107,14 +107,14 @@ fn client_config(extra: &[rustls::pki_types::CertificateDer<'static>]) -> Arc<ru
 /// Checks a `MAINTENANCE_PAGE_URL` value: an absolute `https` URL with a host (or a
 /// scheme-relative one). Returns the host, the port (443 unless given), the authority as the URL
 /// writes it (the request's `Host`, RFC 3986 section 3.2.2) and the path with its query.
-fn parse_page_url(url: &str) -> Result<(String, u16, String, String), String> {
+fn parse_page_url(url: &str, policy: &Policy) -> Result<(String, u16, String, String), String> {
     // Heroku's article writes the URL scheme-relative (`//bucket.s3.amazonaws.com/page.html`):
     // that is fetched over https, the only scheme fetched.
     let url = match url.strip_prefix("//") {
         Some(rest) => format!("https://{rest}"),
         None => url.to_owned(),
     };
-    let t = super::fetch::parse_url(&url, true)?;
+    let t = super::fetch::parse_url(&url, true, policy)?;
     Ok((t.host, t.port, t.authority, t.path))
 }
 
@@ -129,7 +129,7 @@ pub async fn fetch_page(url: &str, policy: Policy, tls: Arc<rustls::ClientConfig
 }
 
 async fn fetch(url: &str, policy: Policy, tls: Arc<rustls::ClientConfig>) -> Result<String, String> {
-    let (host, port, authority, path) = parse_page_url(url)?;
+    let (host, port, authority, path) = parse_page_url(url, &policy)?;
     let target = super::fetch::Target { https: true, host, port, authority, path };
     let (response, conn) = super::fetch::get(&target, policy, tls, "text/html", "wharf-maintenance-page").await?;
     let status = response.status();
@@ -156,7 +156,7 @@ mod tests {
     #[test]
     fn only_https_urls_with_a_host_are_fetched() {
         let check = |url: &str, want: Result<(&str, u16, &str), &str>| {
-            let got = parse_page_url(url).map(|(h, p, _, path)| (h, p, path));
+            let got = parse_page_url(url, &Policy::default()).map(|(h, p, _, path)| (h, p, path));
             match want {
                 Ok((h, p, path)) => assert_eq!(got, Ok((h.to_owned(), p, path.to_owned())), "{url}"),
                 Err(piece) => assert!(got.as_ref().is_err_and(|e| e.contains(piece)), "{url}: {got:?}"),

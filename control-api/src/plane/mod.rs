@@ -32,10 +32,13 @@ pub mod local;
 mod maintenance;
 pub mod metrics;
 pub mod outbound_http;
+#[cfg(test)]
+mod outbound_tests;
 mod pipelines;
 mod releases;
 mod routing;
 mod sessions;
+mod slug_retention;
 mod slugs;
 #[cfg(test)]
 mod tests;
@@ -58,4 +61,5 @@ pub use pipelines::{CheckInput, MAX_REQUIRED_CONTEXTS, PromotionInput};
 pub use releases::INITIAL_RELEASE;
 pub use routing::{MAX_CERTS, MAX_ROUTES_PER_SITE};
 pub use sessions::LogSession;
+pub use slug_retention::UNRELEASED_SLUG_TTL;
 pub use slugs::{DeploySettings, NewSlug, UPLOAD_TOKEN_TTL, UploadRefusal, check_image};

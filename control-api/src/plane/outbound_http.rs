@@ -19,16 +19,46 @@ pub struct Destination<'a> {
     pub https: bool,
 }
 
+/// Why an exchange did not happen: words for the URL's owner, and whether the outbound policy
+/// refused every address the host has. That refusal is permanent (the same host is refused
+/// until its addresses or the policy change), so a caller that retries (webhook deliveries)
+/// stops at it rather than trying again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExchangeError {
+    /// What went wrong.
+    pub message: String,
+    /// Whether the policy refused the host's every address.
+    pub refused: bool,
+}
+
+impl std::fmt::Display for ExchangeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<String> for ExchangeError {
+    fn from(message: String) -> Self {
+        ExchangeError { message, refused: false }
+    }
+}
+
+impl From<ExchangeError> for String {
+    fn from(e: ExchangeError) -> String {
+        e.message
+    }
+}
+
 /// Sends `request` to `to` and returns the response head and the connection's task (abort it
 /// once the body is read or abandoned). The error says why, in words for the URL's owner:
-/// a name that does not resolve, only refused addresses (naming the policy's rule), a failed
-/// connection or handshake.
+/// a name that does not resolve, only refused addresses (naming the policy's rule; marked
+/// [`ExchangeError::refused`]), a failed connection or handshake.
 pub async fn exchange(
     to: Destination<'_>,
     request: http::Request<http_body_util::Full<Bytes>>,
     policy: Policy,
     tls: Arc<rustls::ClientConfig>,
-) -> Result<(http::Response<hyper::body::Incoming>, tokio::task::JoinHandle<()>), String> {
+) -> Result<(http::Response<hyper::body::Incoming>, tokio::task::JoinHandle<()>), ExchangeError> {
     let host = to.host;
     let resolved: Vec<SocketAddr> =
         tokio::net::lookup_host((host, to.port)).await.map_err(|e| format!("cannot resolve {host}: {e}"))?.collect();
@@ -45,17 +75,17 @@ pub async fn exchange(
         .collect();
     if allowed.is_empty() {
         return Err(match refused {
-            Some(e) => format!("{host} resolves to a refused address: {e}"),
-            None => format!("no address for {host}"),
+            Some(e) => ExchangeError { message: format!("{host} resolves to a refused address: {e}"), refused: true },
+            None => format!("no address for {host}").into(),
         });
     }
     let tcp = tokio::net::TcpStream::connect(&allowed[..]).await.map_err(|e| format!("connect to {host}: {e}"))?;
     if to.https {
         let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| format!("{host}: {e}"))?;
         let stream = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
-        send(hyper_util::rt::TokioIo::new(stream), request).await
+        Ok(send(hyper_util::rt::TokioIo::new(stream), request).await?)
     } else {
-        send(hyper_util::rt::TokioIo::new(tcp), request).await
+        Ok(send(hyper_util::rt::TokioIo::new(tcp), request).await?)
     }
 }
 

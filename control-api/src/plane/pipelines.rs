@@ -380,6 +380,7 @@ impl ControlPlane {
             for a in &target_apps {
                 refuse_during_canary(m, a.id)?;
             }
+            super::releases::check_slug_kept(m, release)?;
             let (processes, slug_id) = code_of(release);
             let now = now_seconds();
             let promotion_id = new_id();

@@ -25,6 +25,20 @@ use crate::model::{Change, ConfigVars, Formation, Model, Object, Release, Releas
 /// The description of app creation's release, as Heroku writes it.
 pub const INITIAL_RELEASE: &str = "Initial release";
 
+/// Refuses (422) a rollback or promotion to a release whose slug was deleted (it left every
+/// app's window of `control_api.keep_slugs` releases): its code is gone, and running the
+/// release would fail to start every dyno.
+pub(super) fn check_slug_kept(m: &Model, release: &Release) -> Result<(), Error> {
+    match release.slug_id {
+        Some(slug) if m.slug(slug).is_none() => Err(Error::Invalid(format!(
+            "the slug of release v{} ({slug}) was deleted: only the slugs of each app's newest control_api.keep_slugs \
+             releases are kept",
+            release.version
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// A formation's process types as a release holds them, by type.
 pub(super) fn processes_of<'a>(formation: impl IntoIterator<Item = &'a Formation>) -> Vec<ReleaseProcess> {
     let mut out: Vec<ReleaseProcess> = formation
@@ -158,6 +172,7 @@ impl ControlPlane {
             let a = m.app(app).ok_or_else(|| not_found("app", app))?;
             let target = m.release(a.id, release).ok_or_else(|| not_found("release", release))?;
             super::canary_releases::refuse_during_canary(m, a.id)?;
+            check_slug_kept(m, target)?;
             let now = now_seconds();
             let description = format!("Rollback to v{}", target.version);
             let mut release =
@@ -184,29 +199,38 @@ impl ControlPlane {
     }
 
     /// Settles a pending release as the local supervisor saw its roll end: `succeeded` when the
-    /// new dynos passed their health check, else `failed`. Older releases of the app still
-    /// pending were replaced before their dynos came up: they become `failed`. A release that
-    /// is not pending (or no longer exists) is left as it is.
-    pub async fn settle_release(&self, app_id: Uuid, release_id: Uuid, succeeded: bool) -> Result<(), Error> {
+    /// new dynos passed their health check, else `failed`. Returns the versions of the older
+    /// releases of the app that were still pending: a release superseded before its dynos came up
+    /// (two deploys in a row, parallel builds) was never tried on its own, and settles with the
+    /// outcome of the release that superseded it. As on Heroku, a release whose deploy went
+    /// through is `succeeded` even when a later one replaced it at once (only the current one
+    /// runs), so it can still be promoted or rolled back to; when the later one failed, so did
+    /// the deploy they shared, and the older one is `failed` too rather than becoming the
+    /// current release without ever having run. The caller says so in the app's log stream. A
+    /// release that is not pending (or no longer exists) is left as it is, and nothing is
+    /// returned.
+    pub async fn settle_release(&self, app_id: Uuid, release_id: Uuid, succeeded: bool) -> Result<Vec<u32>, Error> {
         self.change(|m| {
             let Some(r) = m.releases_of(app_id).into_iter().find(|r| r.id == release_id) else {
-                return Ok(((), vec![]));
+                return Ok((vec![], vec![]));
             };
             if r.status != ReleaseStatus::Pending {
-                return Ok(((), vec![]));
+                return Ok((vec![], vec![]));
             }
             let now = now_seconds();
             let status = if succeeded { ReleaseStatus::Succeeded } else { ReleaseStatus::Failed };
             let mut changes = vec![Change::Put(Object::Release(Release { status, updated_at: now, ..r.clone() }))];
-            let superseded = m
+            let superseded: Vec<&Release> = m
                 .releases_of(app_id)
                 .into_iter()
-                .filter(|o| o.version < r.version && o.status == ReleaseStatus::Pending);
+                .filter(|o| o.version < r.version && o.status == ReleaseStatus::Pending)
+                .collect();
+            let versions = superseded.iter().map(|o| o.version).collect();
             for o in superseded {
-                let failed = Release { status: ReleaseStatus::Failed, updated_at: now, ..o.clone() };
-                changes.push(Change::Put(Object::Release(failed)));
+                let settled = Release { status, updated_at: now, ..o.clone() };
+                changes.push(Change::Put(Object::Release(settled)));
             }
-            Ok(((), changes))
+            Ok((versions, changes))
         })
         .await
     }

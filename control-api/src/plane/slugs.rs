@@ -56,6 +56,8 @@ pub struct DeploySettings {
     /// The control API's own base URL (`http://127.0.0.1:5000`), for blob and build-output URLs;
     /// none to take it from the request's `Host`.
     pub public_url: Option<String>,
+    /// How many of each app's newest releases keep their slug (see `slug_retention.rs`).
+    pub keep_slugs: usize,
 }
 
 /// What a new slug holds, as the API's `POST /apps/{app}/slugs` gives it.
@@ -170,7 +172,8 @@ impl ControlPlane {
     /// Where uploads and fetched sources wait while they are checked.
     pub fn incoming_dir(&self) -> Result<PathBuf, Error> {
         let dir = self.deploy_or_refuse()?.data_dir.join("slugs").join("incoming");
-        std::fs::create_dir_all(&dir).map_err(|e| Error::Invalid(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::Invalid(format!("cannot create the staging directory: {e}")))?;
         Ok(dir)
     }
 
@@ -279,8 +282,11 @@ impl ControlPlane {
 
     /// Releases a slug of the app (Heroku's `POST /apps/{app}/releases {"slug"}`): the app's
     /// config vars stay; each process type the slug names gets the slug's command (port and
-    /// health check stay; a type the formation lacks is added with quantity 0); types the slug
-    /// does not name keep their formation as it is. Quantities stay. Refused (422) for a slug
+    /// health check stay; a type the formation lacks is added with quantity 0); a type the slug
+    /// does not name is removed from what runs, as Heroku removes the process types the new
+    /// slug's Procfile no longer declares: it loses its command, port and health check and is
+    /// scaled to 0, so its old command never runs against the new release's files. Other
+    /// quantities stay. Refused (422) for a slug
     /// whose archive was never uploaded, 404 for a slug that does not exist.
     pub async fn release_slug(&self, app: &str, slug_id: &str, description: Option<String>) -> Result<Release, Error> {
         self.change(|m| {
@@ -334,13 +340,19 @@ fn deploy_description(slug: &Slug) -> String {
     }
 }
 
-/// The formation changes that give each of the slug's process types its command, and the
-/// release's processes after them.
+/// The formation changes that give each of the slug's process types its command and remove
+/// the types it does not name (no command, quantity 0), and the release's processes after them.
 fn formation_for_slug(m: &Model, app_id: Uuid, slug: &Slug) -> (Vec<Change>, Vec<ReleaseProcess>) {
     let now = now_seconds();
     let formation = m.formation_of(app_id);
     let mut changes = Vec::new();
     let mut after: Vec<Formation> = formation.iter().map(|f| (*f).clone()).collect();
+    for f in after.iter_mut().filter(|f| !slug.process_types.contains_key(f.dyno_type.as_str())) {
+        if f.command.is_some() || f.port.is_some() || f.healthcheck.is_some() || f.quantity != 0 {
+            (f.command, f.port, f.healthcheck, f.quantity, f.updated_at) = (None, None, None, 0, now);
+            changes.push(Change::Put(Object::Formation(f.clone())));
+        }
+    }
     for (name, command) in &slug.process_types {
         let Ok(dyno_type) = DynoType::try_new(name) else { continue };
         match after.iter_mut().find(|f| f.dyno_type == dyno_type) {

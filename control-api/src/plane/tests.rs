@@ -25,6 +25,22 @@ pub(super) async fn plane() -> ControlPlane {
     ControlPlane::open(store, settings, Arc::new(SessionKey::generate())).await.unwrap()
 }
 
+/// Gives `p` deploy settings with a fresh data directory (its `slugs/incoming` made), 1 MiB
+/// archives and `keep_slugs`; returns the directory, for the test to remove.
+pub(super) fn with_deploy(p: &ControlPlane, name: &str, keep_slugs: usize) -> std::path::PathBuf {
+    let data_dir = std::env::temp_dir().join(format!("wharf-{name}-{}", wharf_domain::new_id()));
+    std::fs::create_dir_all(data_dir.join("slugs").join("incoming")).unwrap();
+    p.set_deploy(DeploySettings {
+        data_dir: data_dir.clone(),
+        max_slug_bytes: 1 << 20,
+        unpack_limits: crate::archive::Limits::default(),
+        allow_file_urls: false,
+        public_url: None,
+        keep_slugs,
+    });
+    data_dir
+}
+
 #[tokio::test]
 async fn every_change_publishes_a_newer_snapshot() {
     let p = plane().await;
@@ -405,16 +421,25 @@ async fn releases_of_locally_run_apps_are_pending_until_the_supervisor_settles_t
     assert_eq!(statuses(releases(&p, "ext").await), ["succeeded", "succeeded"], "no command: nothing to wait for");
     let (app, v3) = p.read(|m| (m.app("api").unwrap().id, m.release(m.app("api").unwrap().id, "3").unwrap().id)).await;
     assert_eq!(p.read(|m| m.current_release(app).map(|r| r.version)).await, Some(1));
-    p.settle_release(app, v3, true).await.unwrap();
-    assert_eq!(statuses(releases(&p, "api").await), ["succeeded", "failed", "succeeded"], "v2 was replaced");
+    assert_eq!(p.settle_release(app, v3, true).await.unwrap(), [2], "v2 was superseded");
+    assert_eq!(
+        statuses(releases(&p, "api").await),
+        ["succeeded", "succeeded", "succeeded"],
+        "v2 was superseded by v3, which went live: a superseded release is a succeeded one"
+    );
     assert_eq!(p.read(|m| m.current_release(app).map(|r| r.version)).await, Some(3));
     // Settled is settled.
-    p.settle_release(app, v3, false).await.unwrap();
-    assert_eq!(statuses(releases(&p, "api").await), ["succeeded", "failed", "succeeded"]);
+    assert!(p.settle_release(app, v3, false).await.unwrap().is_empty());
+    assert_eq!(statuses(releases(&p, "api").await), ["succeeded", "succeeded", "succeeded"]);
     p.update_config_vars("api", set(&[("A", Some("2"))])).await.unwrap(); // v4
-    let v4 = p.read(|m| m.release(app, "v4").unwrap().id).await;
-    p.settle_release(app, v4, false).await.unwrap();
-    assert_eq!(statuses(releases(&p, "api").await), ["succeeded", "failed", "succeeded", "failed"]);
+    p.update_config_vars("api", set(&[("A", Some("3"))])).await.unwrap(); // v5
+    let v5 = p.read(|m| m.release(app, "v5").unwrap().id).await;
+    assert_eq!(p.settle_release(app, v5, false).await.unwrap(), [4]);
+    assert_eq!(
+        statuses(releases(&p, "api").await),
+        ["succeeded", "succeeded", "succeeded", "failed", "failed"],
+        "v4 was superseded by v5, whose deploy failed: v4 never ran, and is not made current"
+    );
     assert_eq!(p.read(|m| m.current_release(app).map(|r| r.version)).await, Some(3), "a failed release is not current");
 }
 

@@ -338,6 +338,7 @@ mod tests {
             sites: vec![],
             certs: vec![],
             canaries: vec![],
+            images: vec![],
         }
     }
 
