@@ -172,11 +172,14 @@ pub enum HookEvent {
     Crashed,
     /// The app was deleted.
     Destroy,
+    /// A preview app of one of the app's pull requests was created, rebuilt or deleted.
+    Preview,
 }
 
 impl HookEvent {
     /// Every event, in the API's order.
-    pub const ALL: [HookEvent; 4] = [HookEvent::Release, HookEvent::Promotion, HookEvent::Crashed, HookEvent::Destroy];
+    pub const ALL: [HookEvent; 5] =
+        [HookEvent::Release, HookEvent::Promotion, HookEvent::Crashed, HookEvent::Destroy, HookEvent::Preview];
 
     /// The event's name, as the API and the delivery's `X-Wharf-Event` write it.
     pub fn as_str(self) -> &'static str {
@@ -185,6 +188,7 @@ impl HookEvent {
             HookEvent::Promotion => "promotion",
             HookEvent::Crashed => "crashed",
             HookEvent::Destroy => "destroy",
+            HookEvent::Preview => "preview",
         }
     }
 }

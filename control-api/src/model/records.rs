@@ -375,6 +375,10 @@ pub enum Object {
     Build(super::Build),
     /// An app's `canary` feature (automatic canary releases).
     CanaryFeature(super::CanaryFeature),
+    /// An app's `preview` feature (preview apps of pull requests).
+    PreviewFeature(super::PreviewFeature),
+    /// A pull request's preview app.
+    Preview(super::Preview),
 }
 
 /// The kinds of records, as stored. Serde's names are [`Kind::as_str`]'s.
@@ -419,6 +423,10 @@ pub enum Kind {
     Build,
     /// Apps' `canary` features.
     CanaryFeature,
+    /// Apps' `preview` features.
+    PreviewFeature,
+    /// Preview apps of pull requests.
+    Preview,
 }
 
 impl Kind {
@@ -444,6 +452,8 @@ impl Kind {
             Kind::Slug => "slug",
             Kind::Build => "build",
             Kind::CanaryFeature => "canary_feature",
+            Kind::PreviewFeature => "preview_feature",
+            Kind::Preview => "preview",
         }
     }
 }
@@ -471,6 +481,8 @@ impl Object {
             Object::Slug(s) => (Kind::Slug, s.id),
             Object::Build(b) => (Kind::Build, b.id),
             Object::CanaryFeature(f) => (Kind::CanaryFeature, f.id),
+            Object::PreviewFeature(f) => (Kind::PreviewFeature, f.id),
+            Object::Preview(p) => (Kind::Preview, p.id),
         }
     }
 }
@@ -499,6 +511,7 @@ macro_rules! unnamed_records {
 
 unnamed_records!(App, Dyno, Drain, Route, Cert, Canary, Formation, ConfigVars, Release, super::Slug, super::Build);
 unnamed_records!(super::Coupling, super::StatusCheck, super::Promotion, super::Hook, super::CanaryFeature);
+unnamed_records!(super::PreviewFeature, super::Preview);
 
 impl Record for Space {
     type Key = SpaceName;

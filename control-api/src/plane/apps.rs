@@ -95,7 +95,7 @@ impl ControlPlane {
     }
 
     /// Refuses a key another app holds, or whose default domain a site holds.
-    fn check_app_key_free(&self, m: &Model, key: &AppKey) -> Result<(), Error> {
+    pub(super) fn check_app_key_free(&self, m: &Model, key: &AppKey) -> Result<(), Error> {
         if m.app_by_key(key).is_some() {
             return Err(Error::Conflict(format!("app {key} already exists")));
         }

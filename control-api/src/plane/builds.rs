@@ -117,6 +117,12 @@ impl ControlPlane {
         let _ = self.build_publisher.set(publisher);
     }
 
+    /// Refuses (422) a source URL a build would refuse, changing nothing: for callers that must
+    /// know before they make what the build is for (a preview app).
+    pub(super) fn check_source_url(&self, url: &str) -> Result<(), Error> {
+        self.parse_source(url).map(|_| ())
+    }
+
     fn parse_source(&self, url: &str) -> Result<Source, Error> {
         let deploy = self
             .deploy()
