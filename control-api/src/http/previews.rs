@@ -187,7 +187,13 @@ fn bad_request(message: impl Into<String>) -> ApiError {
 }
 
 /// The answer to an event: what it was and what Wharf did.
-fn answer(status: StatusCode, event: &str, action: Option<&str>, outcome: &str, preview: Option<PreviewOut>) -> impl IntoResponse {
+fn answer(
+    status: StatusCode,
+    event: &str,
+    action: Option<&str>,
+    outcome: &str,
+    preview: Option<PreviewOut>,
+) -> impl IntoResponse {
     (status, Json(json!({"event": event, "action": action, "outcome": outcome, "preview": preview})))
 }
 
@@ -224,7 +230,8 @@ pub(super) async fn webhook(
             ));
         }
     }
-    let event = header(&headers, "x-github-event").ok_or_else(|| bad_request("an X-GitHub-Event header is required"))?;
+    let event =
+        header(&headers, "x-github-event").ok_or_else(|| bad_request("an X-GitHub-Event header is required"))?;
     if event == "ping" {
         return Ok(answer(StatusCode::OK, event, None, "pong", None).into_response());
     }

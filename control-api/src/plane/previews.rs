@@ -215,6 +215,17 @@ pub(super) fn happenings(m: &Model, changes: &[Change]) -> Vec<(Uuid, Happened)>
 }
 
 impl ControlPlane {
+    /// Refuses (422) a source URL whose host is an IP literal the outbound policy refuses, before
+    /// anything is made for it; a name is checked on every address at fetch time, as any
+    /// build's source is.
+    fn check_source_literal(&self, url: &str) -> Result<(), Error> {
+        let host = url.parse::<http::Uri>().ok().and_then(|u| u.host().map(str::to_owned)).unwrap_or_default();
+        match host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
+            Ok(ip) => self.outbound().check(ip).map_err(|e| Error::Invalid(format!("source url {url}: {e}"))),
+            Err(_) => Ok(()),
+        }
+    }
+
     /// Sets the app's `preview` feature. Enabling it needs the app at a pipeline's development
     /// stage and a secret, given now or before (422 otherwise); a secret is 16 to 256 bytes,
     /// `max_age_seconds` 1 to [`MAX_PREVIEW_MAX_AGE`]. A refusal changes nothing.
@@ -249,7 +260,10 @@ impl ControlPlane {
                 id: a.id,
                 enabled,
                 secret,
-                max_age_seconds: input.max_age_seconds.or(old.map(|f| f.max_age_seconds)).unwrap_or(DEFAULT_PREVIEW_MAX_AGE),
+                max_age_seconds: input
+                    .max_age_seconds
+                    .or(old.map(|f| f.max_age_seconds))
+                    .unwrap_or(DEFAULT_PREVIEW_MAX_AGE),
                 deliveries: old.map(|f| f.deliveries.clone()).unwrap_or_default(),
                 created_at: old.map_or(now, |f| f.created_at),
                 updated_at: now,
@@ -277,6 +291,7 @@ impl ControlPlane {
         pr: &PullRequest,
     ) -> Result<PreviewOutcome, Error> {
         self.check_source_url(&pr.source_url)?;
+        self.check_source_literal(&pr.source_url)?;
         let outcome = self
             .change(|m| {
                 let (dev, feature) = enabled_feature(m, app)?;
@@ -376,9 +391,8 @@ impl ControlPlane {
             })
             .await?;
         let (PreviewOutcome::Created(p) | PreviewOutcome::Rebuilt(p)) = &outcome else { return Ok(outcome) };
-        let build = self
-            .create_build(&p.preview_app_id.to_string(), &p.source_url, None, Some(p.head_sha.clone()))
-            .await?;
+        let build =
+            self.create_build(&p.preview_app_id.to_string(), &p.source_url, None, Some(p.head_sha.clone())).await?;
         let built = Preview { build_id: Some(build.id), ..p.clone() };
         let stored = built.clone();
         self.change(|m| {
@@ -484,7 +498,11 @@ mod tests {
         check(Some(&good.replace("sha256=", "sha1=")), b"Hello, World!", Err(SignatureError::Missing));
         check(Some(&good[..good.len() - 2]), b"Hello, World!", Err(SignatureError::Missing));
         check(Some(&good.replace('7', "g")), b"Hello, World!", Err(SignatureError::Missing));
-        check(Some("sha256=é757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e"), b"", Err(SignatureError::Missing));
+        check(
+            Some("sha256=é757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e"),
+            b"",
+            Err(SignatureError::Missing),
+        );
     }
 
     #[test]
