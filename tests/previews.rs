@@ -31,8 +31,9 @@ fn sign(secret: &str, body: &[u8]) -> String {
     format!("sha256={hex}")
 }
 
-/// GitHub's archive endpoint, as far as a build reads it: `GET /repos/octo/shop/tarball/SHA`
-/// answers the tar.gz registered for SHA (404 otherwise); every other request is recorded too.
+/// GitHub's archive endpoints, as far as a build reads them: `GET /repos/octo/shop/tarball/SHA`
+/// redirects (302) to `/codeload/octo/shop/tar.gz/SHA`, which answers the tar.gz registered for
+/// SHA (404 otherwise).
 struct Archives {
     addr: SocketAddr,
     files: Arc<Mutex<HashMap<String, Vec<u8>>>>,
@@ -59,11 +60,17 @@ impl Archives {
                     }
                     let path = String::from_utf8_lossy(&head).split_whitespace().nth(1).unwrap_or("").to_owned();
                     let body = served.lock().unwrap().get(&path).cloned();
-                    let mut answer = match &body {
-                        Some(b) => {
+                    let mut answer = match (&body, path.strip_prefix("/repos/octo/shop/tarball/")) {
+                        // As GitHub's API answers: a redirect to the archive's host.
+                        (_, Some(sha)) => format!(
+                            "HTTP/1.1 302 Found\r\nLocation: /codeload/octo/shop/tar.gz/{sha}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        ),
+                        (Some(b), None) => {
                             format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", b.len())
                         }
-                        None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned(),
+                        (None, None) => {
+                            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned()
+                        }
                     }
                     .into_bytes();
                     answer.extend(body.unwrap_or_default());
@@ -95,7 +102,7 @@ impl Archives {
             .expect("python3 runs");
         assert!(status.success(), "making the tarball of {sha}");
         let bytes = std::fs::read(&out).unwrap();
-        self.files.lock().unwrap().insert(format!("/repos/octo/shop/tarball/{sha}"), bytes);
+        self.files.lock().unwrap().insert(format!("/codeload/octo/shop/tar.gz/{sha}"), bytes);
     }
 }
 

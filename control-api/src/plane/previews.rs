@@ -8,11 +8,12 @@
 //! - `opened`, `reopened` and `synchronize` fork the development app into a review-stage app
 //!   when the pull request has none ([`ControlPlane::open_preview`]): the same space, its config
 //!   vars, its process types with `web` at quantity 1 and every other type at 0, no fixed ports
-//!   (the development app holds them), none of its sites or domains, its current code as
-//!   release v1, coupled at `review` in the same pipeline, named `<app>pr<number>` (the app's
-//!   name cut so that the whole fits 30 characters). Then the head commit's source is built
-//!   through the builds path (`builds.rs`: the outbound policy, the archive rules), which
-//!   releases it. A pull request whose preview exists is rebuilt when its head commit changed,
+//!   (the development app holds them) and no commands (nothing runs until the pull request's
+//!   own code is released), none of its sites or domains, coupled at `review` in the same
+//!   pipeline, named `<app>pr<number>` (the app's name cut so that the whole fits 30
+//!   characters). Then the head commit's source is built through the builds path (`builds.rs`:
+//!   the outbound policy, the archive rules), which gives each process type its Procfile
+//!   command and releases it. A pull request whose preview exists is rebuilt when its head commit changed,
 //!   and left alone when it did not.
 //! - `closed` (merged or not) deletes the preview app with everything an app takes.
 //! - Other actions change nothing.
@@ -333,6 +334,8 @@ impl ControlPlane {
                         id: new_id(),
                         app_id: app.id,
                         quantity: u32::from(f.dyno_type.is_web()),
+                        // Nothing runs until the head commit's build gives each type its command.
+                        command: None,
                         // A fixed port is the development app's: two apps cannot listen on it.
                         port: None,
                         created_at: now,
@@ -355,11 +358,7 @@ impl ControlPlane {
                     });
                 }
                 let description = format!("Fork of {} for pull request #{}", m.app_key(dev), pr.number);
-                let mut release = self.new_release(m, app.id, description, vars.clone(), processes_of(&formation));
-                // The fork runs the development app's code until the pull request's is built.
-                if let Change::Put(Object::Release(r)) = &mut release {
-                    r.slug_id = m.latest_release(dev.id).and_then(|r| r.slug_id);
-                }
+                let release = self.new_release(m, app.id, description, vars.clone(), processes_of(&formation));
                 let preview = Preview {
                     id: new_id(),
                     app_id: dev.id,
