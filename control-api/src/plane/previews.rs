@@ -189,13 +189,13 @@ pub(super) fn happenings(m: &Model, changes: &[Change]) -> Vec<(Uuid, Happened)>
     };
     let mut out = Vec::new();
     for c in changes {
-        let (p, action) = match c {
-            Change::Put(Object::Preview(p)) => match m.all_previews().find(|o| o.id == p.id) {
+        let (p, action) = match (c, c.deletes()) {
+            (Change::Put(Object::Preview(p)), _) => match m.all_previews().find(|o| o.id == p.id) {
                 None => (p, "created"),
                 Some(old) if old.head_sha != p.head_sha => (p, "rebuilt"),
                 Some(_) => continue,
             },
-            Change::Delete(Kind::Preview, id) => match m.all_previews().find(|o| o.id == *id) {
+            (_, Some((Kind::Preview, id))) => match m.all_previews().find(|o| o.id == id) {
                 Some(p) => (p, "deleted"),
                 None => continue,
             },
