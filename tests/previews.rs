@@ -381,6 +381,15 @@ async fn a_signed_pull_request_event_creates_rebuilds_and_deletes_a_preview_app(
             "rebuilt #7 shopdevpr7-default",
         ]
     );
+
+    // Deleting the development app deletes its preview apps.
+    api.expect("PATCH", "/apps/shopdev/features/preview", json!({"max_age_seconds": 3600}), 200).await;
+    let (status, created) =
+        event(api, "shopdev", "d-6", &pull_request("opened", 9, &one, &archives.archive_url())).await;
+    assert_eq!((status, created["outcome"].as_str()), (202, Some("created")), "{created}");
+    assert_eq!(api.call("GET", "/apps/shopdevpr9", None).await.0, 200);
+    assert_eq!(api.call("DELETE", "/apps/shopdev", None).await.0, 200);
+    assert_eq!(api.call("GET", "/apps/shopdevpr9", None).await.0, 404, "the preview app goes with its development app");
 }
 
 /// What a refused event must leave as it was: the apps, the development app's previews, the
@@ -410,6 +419,8 @@ async fn bad_or_unsigned_events_and_bad_settings_are_refused_and_change_nothing(
     coupled(api, "shopdev", "development").await;
     coupled(api, "shopstg", "staging").await;
     api.expect("POST", "/apps", json!({"name": "loose"}), 201).await;
+    // Holds the name pull request 7's preview app would take.
+    api.expect("POST", "/apps", json!({"name": "shopdevpr7"}), 201).await;
 
     // The feature's settings.
     let settings: &[(&str, Value, u16, &str)] = &[
@@ -523,6 +534,7 @@ async fn bad_or_unsigned_events_and_bad_settings_are_refused_and_change_nothing(
         ("no archive template", "shopdev", ev, Some("b-1"), not_template, Signed::With(SECRET), 422, "invalid_params"),
         ("ftp archive", "shopdev", ev, Some("b-1"), ftp, Signed::With(SECRET), 422, "invalid_params"),
         ("metadata address", "shopdev", ev, Some("b-1"), metadata, Signed::With(SECRET), 422, "invalid_params"),
+        ("preview name taken", "shopdev", ev, Some("b-1"), body.clone(), Signed::With(SECRET), 409, "conflict"),
         ("another event", "shopdev", Some("push"), Some("b-1"), body.clone(), Signed::With(SECRET), 202, "ignored"),
         ("another action", "shopdev", ev, Some("b-1"), labeled, Signed::With(SECRET), 202, "ignored"),
     ];

@@ -115,3 +115,80 @@ impl Model {
         d
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{App, Change, Kind, Object, Space};
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    /// A space (1), the development app 10 with its feature, its preview app 11 (preview 20) and
+    /// an unrelated app 12.
+    fn model() -> Model {
+        let app = |n, name: &str| {
+            Object::App(App {
+                id: id(n),
+                name: name.parse().unwrap(),
+                space_id: id(1),
+                maintenance: false,
+                maintenance_page: None,
+                created_at: 0,
+                updated_at: 0,
+            })
+        };
+        let space = Space { id: id(1), name: "s".parse().unwrap(), compliance: vec![], created_at: 0, updated_at: 0 };
+        Model::from_objects(
+            1,
+            [
+                Object::Space(space),
+                app(10, "dev"),
+                app(11, "devpr7"),
+                app(12, "other"),
+                Object::PreviewFeature(PreviewFeature {
+                    id: id(10),
+                    enabled: true,
+                    secret: "0123456789abcdef".into(),
+                    max_age_seconds: 60,
+                    deliveries: vec![],
+                    created_at: 0,
+                    updated_at: 0,
+                }),
+                Object::Preview(Preview {
+                    id: id(20),
+                    app_id: id(10),
+                    preview_app_id: id(11),
+                    number: 7,
+                    head_ref: "feature".into(),
+                    head_sha: "a".repeat(40),
+                    source_url: "https://example.com/a.tgz".into(),
+                    build_id: None,
+                    created_at: 0,
+                    updated_at: 0,
+                }),
+            ],
+        )
+    }
+
+    fn deleted(changes: &[Change]) -> Vec<(Kind, Uuid)> {
+        changes.iter().filter_map(Change::deletes).collect()
+    }
+
+    #[test]
+    fn a_development_app_takes_its_previews_and_a_preview_app_its_record() {
+        let m = model();
+        assert_eq!(
+            deleted(&m.cascade(Kind::App, id(10))),
+            [(Kind::PreviewFeature, id(10)), (Kind::Preview, id(20)), (Kind::App, id(11)), (Kind::App, id(10)),],
+            "the feature, the preview once, the preview app, then the app"
+        );
+        assert_eq!(deleted(&m.cascade(Kind::App, id(11))), [(Kind::Preview, id(20)), (Kind::App, id(11))]);
+        assert_eq!(deleted(&m.cascade(Kind::App, id(12))), [(Kind::App, id(12))]);
+        let mut after = m.clone();
+        after.apply(2, m.cascade(Kind::App, id(10)));
+        assert!(after.all_previews().next().is_none() && after.preview_feature_of(id(10)).is_none());
+        assert!(after.app("other-s").is_some() && after.app("devpr7-s").is_none());
+    }
+}
