@@ -5,100 +5,16 @@
 //! webhooks are signed, retried after a 500, and told of releases, promotions, crashes and
 //! deletions; and every kind of bad input is refused with Heroku's error body, changing nothing.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wharf_testkit::client::{Api, Req};
+use wharf_testkit::http_peer::HookReceiver;
 use wharf_testkit::wharf::Wharf;
 use wharf_testkit::{TempDir, eventually};
 
 const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
 const WAIT: Duration = Duration::from_secs(60);
-
-/// One request a [`HookReceiver`] took.
-#[derive(Debug, Clone)]
-struct Received {
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
-}
-
-impl Received {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("a delivery is JSON")
-    }
-}
-
-/// A plain HTTP/1.1 server standing in for a webhook's receiver: it records every request and
-/// answers with the next scripted status (200 once the script is used up).
-struct HookReceiver {
-    addr: SocketAddr,
-    received: Arc<Mutex<Vec<Received>>>,
-}
-
-impl HookReceiver {
-    async fn start(script: &[u16]) -> HookReceiver {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let script = Arc::new(Mutex::new(script.to_vec()));
-        let seen = received.clone();
-        tokio::spawn(async move {
-            while let Ok((mut conn, _)) = listener.accept().await {
-                let (seen, script) = (seen.clone(), script.clone());
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    let head_end = loop {
-                        let n = conn.read(&mut chunk).await.unwrap_or(0);
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break i + 4;
-                        }
-                    };
-                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-                    let headers: HashMap<String, String> = head
-                        .lines()
-                        .skip(1)
-                        .filter_map(|l| l.split_once(':'))
-                        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-                        .collect();
-                    let length: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
-                    while buf.len() < head_end + length {
-                        let n = conn.read(&mut chunk).await.unwrap_or(0);
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                    }
-                    let body = buf[head_end..head_end + length].to_vec();
-                    let status = {
-                        let mut s = script.lock().unwrap();
-                        if s.is_empty() { 200 } else { s.remove(0) }
-                    };
-                    seen.lock().unwrap().push(Received { headers, body });
-                    let answer = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-                    let _ = conn.write_all(answer.as_bytes()).await;
-                });
-            }
-        });
-        HookReceiver { addr, received }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/hook", self.addr)
-    }
-
-    fn received(&self) -> Vec<Received> {
-        self.received.lock().unwrap().clone()
-    }
-}
 
 /// `sha256=` and the hex HMAC-SHA256 of `body` under `secret`, as a receiver checks it.
 fn sign(secret: &str, body: &[u8]) -> String {

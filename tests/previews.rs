@@ -6,16 +6,13 @@
 //! each. Unsigned, wrongly signed, replayed and malformed events, and bad feature settings, are
 //! refused with Heroku's error body and change nothing.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wharf_testkit::client::{Api, Req};
+use wharf_testkit::http_peer::{FileHost, HookReceiver};
 use wharf_testkit::wharf::Wharf;
 use wharf_testkit::{TempDir, eventually};
 
@@ -32,59 +29,18 @@ fn sign(secret: &str, body: &[u8]) -> String {
 }
 
 /// GitHub's archive endpoints, as far as a build reads them: `GET /repos/octo/shop/tarball/SHA`
-/// redirects (302) to `/codeload/octo/shop/tar.gz/SHA`, which answers the tar.gz registered for
-/// SHA (404 otherwise).
-struct Archives {
-    addr: SocketAddr,
-    files: Arc<Mutex<HashMap<String, Vec<u8>>>>,
-    task: tokio::task::JoinHandle<()>,
-}
+/// redirects (302, as GitHub's API does) to `/codeload/octo/shop/tar.gz/SHA`, which answers the
+/// tarball of SHA.
+struct Archives(FileHost);
 
 impl Archives {
     async fn start() -> Archives {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let files: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
-        let served = files.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((mut conn, _)) = listener.accept().await {
-                let served = served.clone();
-                tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0; 1024];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match conn.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let path = String::from_utf8_lossy(&head).split_whitespace().nth(1).unwrap_or("").to_owned();
-                    let body = served.lock().unwrap().get(&path).cloned();
-                    let mut answer = match (&body, path.strip_prefix("/repos/octo/shop/tarball/")) {
-                        // As GitHub's API answers: a redirect to the archive's host.
-                        (_, Some(sha)) => format!(
-                            "HTTP/1.1 302 Found\r\nLocation: /codeload/octo/shop/tar.gz/{sha}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                        ),
-                        (Some(b), None) => {
-                            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", b.len())
-                        }
-                        (None, None) => {
-                            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned()
-                        }
-                    }
-                    .into_bytes();
-                    answer.extend(body.unwrap_or_default());
-                    let _ = conn.write_all(&answer).await;
-                    let _ = conn.shutdown().await;
-                });
-            }
-        });
-        Archives { addr, files, task }
+        Archives(FileHost::start().await)
     }
 
     /// The head repository's `archive_url`, GitHub's RFC 6570 template.
     fn archive_url(&self) -> String {
-        format!("http://{}/repos/octo/shop/{{archive_format}}{{/ref}}", self.addr)
+        format!("http://{}/repos/octo/shop/{{archive_format}}{{/ref}}", self.0.addr())
     }
 
     /// Makes the source of commit `sha` (a GitHub-style tarball: one top directory holding the
@@ -101,14 +57,9 @@ impl Archives {
             .status()
             .expect("python3 runs");
         assert!(status.success(), "making the tarball of {sha}");
-        let bytes = std::fs::read(&out).unwrap();
-        self.files.lock().unwrap().insert(format!("/codeload/octo/shop/tar.gz/{sha}"), bytes);
-    }
-}
-
-impl Drop for Archives {
-    fn drop(&mut self) {
-        self.task.abort();
+        let codeload = format!("/codeload/octo/shop/tar.gz/{sha}");
+        self.0.serve(&codeload, std::fs::read(&out).unwrap());
+        self.0.redirect(&format!("/repos/octo/shop/tarball/{sha}"), &codeload);
     }
 }
 
@@ -195,46 +146,6 @@ async fn coupled(api: &Api, name: &str, stage: &str) -> Value {
     api.expect("POST", "/pipeline-couplings", body, 201).await
 }
 
-/// A plain HTTP receiver for Wharf's own webhooks: records each delivery's headers and body.
-async fn hook_receiver() -> (String, Arc<Mutex<Vec<(HashMap<String, String>, Vec<u8>)>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let seen: Arc<Mutex<Vec<(HashMap<String, String>, Vec<u8>)>>> = Arc::default();
-    let keep = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            let keep = keep.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let n = conn.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4) else { continue };
-                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
-                    let headers: HashMap<String, String> = head
-                        .lines()
-                        .skip(1)
-                        .filter_map(|l| l.split_once(':'))
-                        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-                        .collect();
-                    let length: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
-                    if buf.len() < end + length {
-                        continue;
-                    }
-                    keep.lock().unwrap().push((headers, buf[end..end + length].to_vec()));
-                    let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
-                    return;
-                }
-            });
-        }
-    });
-    (url, seen)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_pull_request_event_creates_rebuilds_and_deletes_a_preview_app() {
     let dir = TempDir::new("previews");
@@ -249,8 +160,8 @@ async fn a_signed_pull_request_event_creates_rebuilds_and_deletes_a_preview_app(
                                  {"type": "worker", "quantity": 1, "command": "exec sleep 3600"}]});
     api.expect("PATCH", "/apps/shopdev/formation", web, 200).await;
     api.expect("POST", "/apps/shopdev/domains", json!({"hostname": "www.shop.localhost"}), 201).await;
-    let (hook_url, hooked) = hook_receiver().await;
-    let hook = json!({"url": hook_url, "events": ["preview"], "secret": "hook-secret"});
+    let hooked = HookReceiver::start(&[]).await;
+    let hook = json!({"url": hooked.url(), "events": ["preview"], "secret": "hook-secret"});
     api.expect("POST", "/apps/shopdev/hooks", hook, 201).await;
     let feature = json!({"enabled": true, "secret": SECRET});
     let shown = api.expect("PATCH", "/apps/shopdev/features/preview", feature, 200).await;
@@ -306,7 +217,7 @@ async fn a_signed_pull_request_event_creates_rebuilds_and_deletes_a_preview_app(
         (listed[0]["pull_request"]["number"].as_u64(), listed[0]["parent"]["name"].as_str()),
         (Some(7), Some("shopdev-default"))
     );
-    let source = format!("http://{}/repos/octo/shop/tarball/{one}", archives.addr);
+    let source = format!("http://{}/repos/octo/shop/tarball/{one}", archives.0.addr());
     assert_eq!(listed[0]["source_url"], source.as_str(), "GitHub's archive_url template, expanded");
 
     // synchronize: the new head commit is built and served.
@@ -353,15 +264,19 @@ async fn a_signed_pull_request_event_creates_rebuilds_and_deletes_a_preview_app(
 
     // The development app's preview hook heard of each, signed with the hook's secret.
     let heard = eventually(WAIT, "the preview hook deliveries", || async {
-        let got = hooked.lock().unwrap().clone();
+        let got = hooked.received();
         (got.len() >= 5).then_some(got)
     })
     .await;
     let mut told = Vec::new();
-    for (headers, body) in &heard {
-        assert_eq!(headers.get("x-wharf-event").map(String::as_str), Some("preview"));
-        assert_eq!(headers.get("x-wharf-signature"), Some(&sign("hook-secret", body)), "signed with the hook's secret");
-        let v: Value = serde_json::from_slice(body).unwrap();
+    for r in &heard {
+        assert_eq!(r.headers.get("x-wharf-event").map(String::as_str), Some("preview"));
+        assert_eq!(
+            r.headers.get("x-wharf-signature"),
+            Some(&sign("hook-secret", &r.body)),
+            "signed with the hook's secret"
+        );
+        let v = r.json();
         let p = &v["preview"];
         told.push(format!(
             "{} #{} {}",
@@ -477,7 +392,8 @@ async fn bad_or_unsigned_events_and_bad_settings_are_refused_and_change_nothing(
     let labeled = with(&|v| v["action"] = json!("labeled"));
     let ev = Some("pull_request");
     // (what, app, event, delivery, body, signed, status, error id or outcome)
-    let rows: Vec<(&str, &str, Option<&str>, Option<&str>, String, Signed, u16, &str)> = vec![
+    type Row<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>, String, Signed, u16, &'a str);
+    let rows: Vec<Row> = vec![
         ("unsigned", "shopdev", ev, Some("b-1"), body.clone(), Signed::Not, 401, "unauthorized"),
         (
             "not sha256=",
