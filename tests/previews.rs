@@ -75,7 +75,7 @@ fn pull_request(action: &str, number: u64, sha: &str, archive_url: &str) -> Valu
             "merged": false,
             "head": {"ref": format!("feature-{number}"), "sha": sha, "label": "octo:feature",
                      "repo": {"full_name": "octo/shop", "archive_url": archive_url}},
-            "base": {"ref": "main", "sha": "0".repeat(40)},
+            "base": {"ref": "main", "sha": "0".repeat(40), "repo": {"full_name": "octo/shop", "archive_url": archive_url}},
         },
         "repository": {"full_name": "octo/shop", "archive_url": archive_url},
         "sender": {"login": "octocat"},
@@ -390,6 +390,8 @@ async fn bad_or_unsigned_events_and_bad_settings_are_refused_and_change_nothing(
     });
     let no_number = with(&|v| drop(v.as_object_mut().unwrap().remove("number")));
     let labeled = with(&|v| v["action"] = json!("labeled"));
+    let fork = with(&|v| v["pull_request"]["head"]["repo"]["full_name"] = json!("mallory/shop"));
+    let no_base = with(&|v| v["pull_request"]["base"] = json!({"ref": "main"}));
     let ev = Some("pull_request");
     // (what, app, event, delivery, body, signed, status, error id or outcome)
     type Row<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>, String, Signed, u16, &'a str);
@@ -451,6 +453,8 @@ async fn bad_or_unsigned_events_and_bad_settings_are_refused_and_change_nothing(
         ("ftp archive", "shopdev", ev, Some("b-1"), ftp, Signed::With(SECRET), 422, "invalid_params"),
         ("metadata address", "shopdev", ev, Some("b-1"), metadata, Signed::With(SECRET), 422, "invalid_params"),
         ("preview name taken", "shopdev", ev, Some("b-1"), body.clone(), Signed::With(SECRET), 409, "conflict"),
+        ("no base repository", "shopdev", ev, Some("b-1"), no_base, Signed::With(SECRET), 422, "invalid_params"),
+        ("from a fork", "shopdev", ev, Some("b-1"), fork, Signed::With(SECRET), 202, "ignored"),
         ("another event", "shopdev", Some("push"), Some("b-1"), body.clone(), Signed::With(SECRET), 202, "ignored"),
         ("another action", "shopdev", ev, Some("b-1"), labeled, Signed::With(SECRET), 202, "ignored"),
     ];

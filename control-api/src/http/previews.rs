@@ -12,10 +12,12 @@
 //! - 401 without a well-formed signature, 403 for a signature that is not the body's;
 //! - then, signed: 400 without `X-GitHub-Event` or a valid `X-GitHub-Delivery` (1 to 64 letters,
 //!   digits and `-`), or for a body that is not JSON; 422 for a `pull_request` body without the
-//!   fields acted on (`action`, `number`, `pull_request.head.ref`, `.sha`, `.repo.archive_url`);
+//!   fields acted on (`action`, `number`, `pull_request.head.ref`, `.sha`, `.repo.full_name`,
+//!   `.repo.archive_url`, `pull_request.base.repo.full_name`);
 //!   409 for a delivery id already acted on (a replay).
 //!
-//! `ping` (GitHub's first delivery) is answered 200; other events and other actions 202 with
+//! `ping` (GitHub's first delivery) is answered 200; other events, other actions, and pull
+//! requests from forks (whose code would run with the development app's config vars) 202 with
 //! `outcome: "ignored"`; `opened`, `reopened`, `synchronize` and `closed` 202 with what they did
 //! (`created`, `rebuilt`, `unchanged`, `deleted`, or `ignored`) and the preview.
 
@@ -135,6 +137,18 @@ struct PullRequestEvent {
 #[derive(Deserialize)]
 struct PullRequestIn {
     head: HeadIn,
+    base: BaseIn,
+}
+
+#[derive(Deserialize)]
+struct BaseIn {
+    repo: BaseRepoIn,
+}
+
+#[derive(Deserialize)]
+struct BaseRepoIn {
+    /// `owner/name`.
+    full_name: String,
 }
 
 #[derive(Deserialize)]
@@ -148,15 +162,27 @@ struct HeadIn {
 
 #[derive(Deserialize)]
 struct RepoIn {
+    /// `owner/name`.
+    full_name: String,
     archive_url: String,
+}
+
+/// Why a pull request's event is not acted on though it is well formed.
+enum NotActedOn {
+    /// Its head is in another repository than its base: a fork's code would run with the
+    /// development app's config vars (its secrets), so it gets no preview app, as Heroku's
+    /// review apps do not by default.
+    Fork(String),
 }
 
 impl PullRequestEvent {
     /// What `opened`, `reopened` and `synchronize` build: the head commit's archive URL, from
     /// the head repository's `archive_url` template (RFC 6570: `{archive_format}` = `tarball`,
-    /// `{/ref}` = `/<sha>`). 422 names the field that is missing or wrong.
-    fn pull_request(self) -> Result<PullRequest, ApiError> {
-        let head = self.pull_request.ok_or_else(|| ApiError::invalid("the event has no pull_request"))?.head;
+    /// `{/ref}` = `/<sha>`). 422 names the field that is missing or wrong; `Ok(Err(_))` is a
+    /// pull request Wharf makes no preview of.
+    fn pull_request(self) -> Result<Result<PullRequest, NotActedOn>, ApiError> {
+        let pr = self.pull_request.ok_or_else(|| ApiError::invalid("the event has no pull_request"))?;
+        let (head, base) = (pr.head, pr.base);
         let sha_ok = matches!(head.sha.len(), 40 | 64) && head.sha.bytes().all(|b| b.is_ascii_hexdigit());
         if !sha_ok {
             return Err(ApiError::invalid("pull_request.head.sha is not a commit id (40 or 64 hex digits)"));
@@ -164,17 +190,20 @@ impl PullRequestEvent {
         if head.branch.is_empty() || head.branch.len() > 255 || head.branch.chars().any(char::is_control) {
             return Err(ApiError::invalid("pull_request.head.ref must be 1 to 255 bytes without control characters"));
         }
-        let template = head
-            .repo
-            .ok_or_else(|| ApiError::invalid("pull_request.head.repo is null: the pull request's repository is gone"))?
-            .archive_url;
+        let repo = head.repo.ok_or_else(|| {
+            ApiError::invalid("pull_request.head.repo is null: the pull request's repository is gone")
+        })?;
+        if repo.full_name != base.repo.full_name {
+            return Ok(Err(NotActedOn::Fork(repo.full_name)));
+        }
+        let template = repo.archive_url;
         if !template.contains("{archive_format}") || !template.contains("{/ref}") {
             return Err(ApiError::invalid(
                 "pull_request.head.repo.archive_url is not GitHub's template with {archive_format} and {/ref}",
             ));
         }
         let source_url = template.replace("{archive_format}", "tarball").replace("{/ref}", &format!("/{}", head.sha));
-        Ok(PullRequest { number: self.number, head_ref: head.branch, head_sha: head.sha, source_url })
+        Ok(Ok(PullRequest { number: self.number, head_ref: head.branch, head_sha: head.sha, source_url }))
     }
 }
 
@@ -252,7 +281,13 @@ pub(super) async fn webhook(
         })
         .await;
     let outcome = match action.as_str() {
-        "opened" | "reopened" | "synchronize" => plane.open_preview(&app, delivery, &parsed.pull_request()?).await?,
+        "opened" | "reopened" | "synchronize" => match parsed.pull_request()? {
+            Ok(pr) => plane.open_preview(&app, delivery, &pr).await?,
+            Err(NotActedOn::Fork(repo)) => {
+                tracing::info!(app, delivery, number, repo, "no preview app of a pull request from a fork");
+                return Ok(answer(StatusCode::ACCEPTED, event, Some(&action), "ignored", None).into_response());
+            }
+        },
         "closed" => plane.close_preview(&app, delivery, number).await?,
         _ => return Ok(answer(StatusCode::ACCEPTED, event, Some(&action), "ignored", None).into_response()),
     };

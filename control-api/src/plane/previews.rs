@@ -16,7 +16,8 @@
 //!   command and releases it. A pull request whose preview exists is rebuilt when its head commit changed,
 //!   and left alone when it did not.
 //! - `closed` (merged or not) deletes the preview app with everything an app takes.
-//! - Other actions change nothing.
+//! - Other actions change nothing, and so does a pull request from a fork (the HTTP edge
+//!   ignores it: its code would run with the development app's config vars).
 //!
 //! Every acted-on delivery's id (`X-GitHub-Delivery`) is remembered with the feature (the newest
 //! [`REMEMBERED_DELIVERIES`]); the same id again is a replay, refused with nothing changed. The
