@@ -389,6 +389,7 @@ async fn bad_or_unsigned_events_and_bad_settings_are_refused_and_change_nothing(
         v["pull_request"]["head"]["repo"]["archive_url"] = json!("http://169.254.169.254/{archive_format}{/ref}")
     });
     let no_number = with(&|v| drop(v.as_object_mut().unwrap().remove("number")));
+    let number_0 = with(&|v| v["number"] = json!(0));
     let labeled = with(&|v| v["action"] = json!("labeled"));
     let fork = with(&|v| v["pull_request"]["head"]["repo"]["full_name"] = json!("mallory/shop"));
     let no_base = with(&|v| v["pull_request"]["base"] = json!({"ref": "main"}));
@@ -446,6 +447,7 @@ async fn bad_or_unsigned_events_and_bad_settings_are_refused_and_change_nothing(
         ("bad delivery", "shopdev", ev, Some("b 1/.."), body.clone(), Signed::With(SECRET), 400, "bad_request"),
         ("not JSON", "shopdev", ev, Some("b-1"), "{\"action\":".into(), Signed::With(SECRET), 400, "bad_request"),
         ("no number", "shopdev", ev, Some("b-1"), no_number, Signed::With(SECRET), 422, "invalid_params"),
+        ("number 0", "shopdev", ev, Some("b-1"), number_0, Signed::With(SECRET), 422, "invalid_params"),
         ("no head", "shopdev", ev, Some("b-1"), no_head, Signed::With(SECRET), 422, "invalid_params"),
         ("sha not a commit", "shopdev", ev, Some("b-1"), bad_sha, Signed::With(SECRET), 422, "invalid_params"),
         ("repository gone", "shopdev", ev, Some("b-1"), gone_repo, Signed::With(SECRET), 422, "invalid_params"),
@@ -480,6 +482,50 @@ async fn bad_or_unsigned_events_and_bad_settings_are_refused_and_change_nothing(
     assert_eq!(state(api).await, before, "a replay changes nothing");
     assert_eq!(event(api, "shopdev", "r-2", &closed).await.0, 202);
 
+    // GitHub does not sign X-GitHub-Delivery, but it signs pull_request.updated_at: an event
+    // not newer than the last one acted on for its pull request is refused under any delivery
+    // id (a captured event resent, or a stale one delivered late), and changes nothing. Each
+    // row is one event of pull request #11, in order: (action, updated_at, head, status, outcome
+    // or error id).
+    let at = |s: u32| format!("2026-01-02T03:04:{s:02}Z");
+    let (one, two) = ("c".repeat(40), "d".repeat(40));
+    let sequence: &[(&str, String, &str, u16, &str)] = &[
+        ("opened", at(10), &one, 202, "created"),
+        ("opened", at(10), &one, 409, "conflict"),
+        ("synchronize", at(5), &two, 409, "conflict"),
+        ("synchronize", at(20), &two, 202, "rebuilt"),
+        ("synchronize", at(20), &two, 409, "conflict"),
+        ("closed", at(30), &two, 202, "deleted"),
+        ("opened", at(10), &one, 409, "conflict"),
+        ("synchronize", at(20), &two, 409, "conflict"),
+        ("closed", at(30), &two, 409, "conflict"),
+        ("reopened", "yesterday".into(), &two, 422, "invalid_params"),
+        ("reopened", at(40), &two, 202, "created"),
+        // The same second, another action: GitHub's timestamps are whole seconds.
+        ("closed", at(40), &two, 202, "deleted"),
+    ];
+    for (i, (action, updated_at, sha, want, says)) in sequence.iter().enumerate() {
+        let mut body = pull_request(action, 11, sha, url);
+        body["pull_request"]["updated_at"] = json!(updated_at);
+        let before = state(api).await;
+        let (status, answer) = event(api, "shopdev", &format!("o-{i}"), &body).await;
+        let word = if status < 300 { &answer["outcome"] } else { &answer["id"] };
+        assert_eq!((status, word.as_str()), (*want, Some(*says)), "{i}: {action} at {updated_at}: {answer}");
+        if matches!(*says, "created" | "rebuilt") {
+            // Its build (of an address nothing listens on) fails on its own time: wait for it, so
+            // that the next row's "nothing changes" compares settled states.
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while state(api).await[1].to_string().contains("\"pending\"") {
+                assert!(std::time::Instant::now() < deadline, "{i}: the build never settled");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        if status >= 300 {
+            assert_eq!(state(api).await, before, "{i}: {action} at {updated_at}: nothing changes");
+        }
+    }
+    assert_eq!(api.call("GET", "/apps/shopdevpr11", None).await.0, 404);
+
     // An app that left the development stage acts on no event; a disabled feature answers as none.
     let coupling = api.call("GET", "/apps/shopdev/pipeline-couplings", None).await.1;
     let id = coupling["id"].as_str().unwrap();
@@ -489,7 +535,12 @@ async fn bad_or_unsigned_events_and_bad_settings_are_refused_and_change_nothing(
     assert_eq!((status, answer["id"].as_str()), (422, Some("invalid_params")), "{answer}");
     assert_eq!(state(api).await, before);
     api.expect("PATCH", &format!("/pipeline-couplings/{id}"), json!({"stage": "development"}), 200).await;
+    // Disabling the feature deletes the preview apps: no `closed` could reach them any more.
+    let (status, created) = event(api, "shopdev", "s-3", &pull_request("opened", 12, &"e".repeat(40), url)).await;
+    assert_eq!((status, created["outcome"].as_str()), (202, Some("created")), "{created}");
     api.expect("PATCH", "/apps/shopdev/features/preview", json!({"enabled": false}), 200).await;
+    assert_eq!(api.call("GET", "/apps/shopdevpr12", None).await.0, 404, "disabling deletes the preview apps");
+    assert_eq!(api.call("GET", "/apps/shopdev/previews", None).await.1, json!([]));
     let before = state(api).await;
     assert_eq!(event(api, "shopdev", "s-2", &opened).await.0, 404);
     assert_eq!(state(api).await, before);

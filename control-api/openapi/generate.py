@@ -491,7 +491,8 @@ schemas.update({
     # The fields of GitHub's pull_request event Wharf reads; GitHub's others are allowed and ignored.
     "PullRequestEvent": obj({"action": S, "number": INT,
                              "pull_request": obj({"head": obj({"ref": S, "sha": S, "repo": nullable(obj({"full_name": S, "archive_url": S}, extra=True))}, extra=True),
-                                                  "base": obj({"repo": obj({"full_name": S}, extra=True)}, extra=True)}, extra=True)},
+                                                  "base": obj({"repo": obj({"full_name": S}, extra=True)}, extra=True),
+                                                  "updated_at": TIME}, extra=True)},
                             required=["action", "number"], extra=True),
     "PreviewEventAnswer": obj({"event": S, "action": nullable(S),
                                "outcome": {"type": "string", "enum": ["pong", "ignored", "created", "rebuilt", "unchanged", "deleted"]},

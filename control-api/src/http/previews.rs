@@ -29,10 +29,10 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
-use wharf_domain::timestamp::format_seconds;
+use wharf_domain::timestamp::{format_seconds, parse_micros};
 
 use super::wire::{ApiError, ApiResult, AppRef, Body, Json, Plane, app_ref};
-use crate::model::{Model, Preview, PreviewFeature};
+use crate::model::{ActedOn, Model, Preview, PreviewFeature};
 use crate::plane::{
     ControlPlane, DEFAULT_PREVIEW_MAX_AGE, Error, PreviewFeatureInput, PreviewOutcome, PullRequest, SignatureError,
     verify_signature,
@@ -138,6 +138,23 @@ struct PullRequestEvent {
 struct PullRequestIn {
     head: HeadIn,
     base: BaseIn,
+    /// RFC 3339 (`2024-01-02T03:04:05Z`): GitHub's last change of the pull request. Signed
+    /// with the body, it orders the events of one pull request (see [`ActedOn`]).
+    updated_at: Option<String>,
+}
+
+impl PullRequestIn {
+    /// `updated_at` in microseconds since the epoch; 422 when it is there but not RFC 3339.
+    fn updated_at(&self) -> Result<Option<i64>, ApiError> {
+        self.updated_at
+            .as_deref()
+            .map(|t| {
+                parse_micros(t).ok_or_else(|| {
+                    ApiError::invalid(format!("pull_request.updated_at {t:?} is not an RFC 3339 timestamp"))
+                })
+            })
+            .transpose()
+    }
 }
 
 #[derive(Deserialize)]
@@ -182,6 +199,7 @@ impl PullRequestEvent {
     /// pull request Wharf makes no preview of.
     fn pull_request(self) -> Result<Result<PullRequest, NotActedOn>, ApiError> {
         let pr = self.pull_request.ok_or_else(|| ApiError::invalid("the event has no pull_request"))?;
+        let updated = pr.updated_at()?.map(|at| (self.action, at));
         let (head, base) = (pr.head, pr.base);
         let sha_ok = matches!(head.sha.len(), 40 | 64) && head.sha.bytes().all(|b| b.is_ascii_hexdigit());
         if !sha_ok {
@@ -203,7 +221,7 @@ impl PullRequestEvent {
             ));
         }
         let source_url = template.replace("{archive_format}", "tarball").replace("{/ref}", &format!("/{}", head.sha));
-        Ok(Ok(PullRequest { number: self.number, head_ref: head.branch, head_sha: head.sha, source_url }))
+        Ok(Ok(PullRequest { number: self.number, head_ref: head.branch, head_sha: head.sha, source_url, updated }))
     }
 }
 
@@ -273,6 +291,10 @@ pub(super) async fn webhook(
     let Body(parsed): Body<PullRequestEvent> = parse_body(&body)?;
     let action = parsed.action.clone();
     let number = parsed.number;
+    if number == 0 {
+        // GitHub numbers pull requests from 1; a 0 would name a preview app no pull request has.
+        return Err(ApiError::invalid("number is a pull request's number: 1 or more"));
+    }
     // A closed preview's app is gone once the event is acted on: it is shown as it was.
     let before = plane
         .read(|m| {
@@ -288,7 +310,18 @@ pub(super) async fn webhook(
                 return Ok(answer(StatusCode::ACCEPTED, event, Some(&action), "ignored", None).into_response());
             }
         },
-        "closed" => plane.close_preview(&app, delivery, number).await?,
+        "closed" => {
+            let mark = match &parsed.pull_request {
+                Some(pr) => pr.updated_at()?.map(|updated_at| ActedOn {
+                    number,
+                    updated_at,
+                    action: action.clone(),
+                    head_sha: pr.head.sha.clone(),
+                }),
+                None => None,
+            };
+            plane.close_preview(&app, delivery, number, mark).await?
+        }
         _ => return Ok(answer(StatusCode::ACCEPTED, event, Some(&action), "ignored", None).into_response()),
     };
     let (word, out) = match &outcome {

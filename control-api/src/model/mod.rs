@@ -24,7 +24,7 @@ pub use deploy::{Build, BuildStatus, Slug};
 pub use pipelines::{
     CanaryFeature, CheckState, Coupling, Hook, HookEvent, Pipeline, Promotion, PromotionTarget, StatusCheck,
 };
-pub use previews::{Preview, PreviewFeature, REMEMBERED_DELIVERIES};
+pub use previews::{ActedOn, Preview, PreviewFeature, REMEMBERED_DELIVERIES};
 pub use records::{
     App, Canary, Cert, Change, Compliance, ConfigVars, Drain, Dyno, Formation, Kind, Object, Owner, PageFetch, Release,
     ReleaseProcess, ReleaseStatus, Route, Site, Space,

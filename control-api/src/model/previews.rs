@@ -30,6 +30,13 @@ pub struct PreviewFeature {
     /// The newest [`REMEMBERED_DELIVERIES`] delivery ids acted on, oldest first: a delivery
     /// seen again is a replay.
     pub deliveries: Vec<String>,
+    /// The last event acted on for each pull request (the newest [`REMEMBERED_DELIVERIES`]
+    /// pull requests; closed ones stay, so a closed pull request's earlier event cannot
+    /// recreate its preview). GitHub does not sign `X-GitHub-Delivery`, so `deliveries` alone
+    /// would act on a captured event resent under a new id; what is here is from the signed
+    /// body. Absent in records stored before it was added.
+    #[serde(default)]
+    pub acted_on: Vec<ActedOn>,
     /// Creation time, seconds since the epoch.
     pub created_at: i64,
     /// Last change, seconds since the epoch.
@@ -45,6 +52,21 @@ impl std::fmt::Debug for PreviewFeature {
             .field("max_age_seconds", &self.max_age_seconds)
             .finish_non_exhaustive()
     }
+}
+
+/// The last `pull_request` event acted on for one pull request, from the signed body: an event
+/// that is not newer (an older `pull_request.updated_at`, or the same one with the same action
+/// and head commit) is a replay or a stale delivery, and is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActedOn {
+    /// The pull request's number.
+    pub number: u64,
+    /// `pull_request.updated_at`, microseconds since the epoch.
+    pub updated_at: i64,
+    /// The event's `action` (`opened`, `reopened`, `synchronize`, `closed`).
+    pub action: String,
+    /// `pull_request.head.sha`.
+    pub head_sha: String,
 }
 
 /// One pull request's preview app: a review-stage app forked from the development app (its
@@ -153,6 +175,7 @@ mod tests {
                     secret: "0123456789abcdef".into(),
                     max_age_seconds: 60,
                     deliveries: vec![],
+                    acted_on: vec![],
                     created_at: 0,
                     updated_at: 0,
                 }),

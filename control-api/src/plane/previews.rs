@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use uuid::Uuid;
-use wharf_domain::timestamp::now_seconds;
+use wharf_domain::timestamp::{format_micros, now_seconds};
 use wharf_domain::{AppKey, AppName, Stage, new_id};
 
 use super::engine::ControlPlane;
@@ -37,7 +37,7 @@ use super::error::{Error, not_found};
 use super::hooks::Happened;
 use super::releases::processes_of;
 use crate::model::{
-    App, Change, ConfigVars, Coupling, Formation, Kind, Model, Object, Preview, PreviewFeature, REMEMBERED_DELIVERIES,
+    ActedOn, App, Change, ConfigVars, Coupling, Formation, Kind, Model, Object, Preview, PreviewFeature, REMEMBERED_DELIVERIES,
 };
 
 /// How long a preview app may go without a deploy before the sweeper deletes it, when the
@@ -88,6 +88,22 @@ pub struct PullRequest {
     /// The head commit's source archive: `pull_request.head.repo.archive_url` with
     /// `{archive_format}` = `tarball` and `{/ref}` = `/<head sha>`.
     pub source_url: String,
+    /// The event's `action` and `pull_request.updated_at` (microseconds since the epoch), when
+    /// the body has it: an event not newer than the last acted on for the pull request is
+    /// refused (see [`ActedOn`]).
+    pub updated: Option<(String, i64)>,
+}
+
+impl PullRequest {
+    /// What is remembered of this event once acted on, when it says when it was updated.
+    fn mark(&self) -> Option<ActedOn> {
+        self.updated.as_ref().map(|(action, at)| ActedOn {
+            number: self.number,
+            updated_at: *at,
+            action: action.clone(),
+            head_sha: self.head_sha.clone(),
+        })
+    }
 }
 
 /// What an acted-on event did.
@@ -152,16 +168,42 @@ fn enabled_feature<'m>(m: &'m Model, app: &str) -> Result<(&'m App, &'m PreviewF
     }
 }
 
-/// The feature with `delivery` remembered; 409 when it was seen before (a replay).
-fn remember(f: &PreviewFeature, delivery: &str, now: i64) -> Result<Change, Error> {
+/// The feature with `delivery` remembered, and `mark` (the signed body's pull request, update
+/// time, action and head commit) as its pull request's last event acted on. 409 when the
+/// delivery id was seen before, or when `mark` is not newer than the last event acted on for
+/// its pull request: an older `updated_at`, or the same one with the same action and head
+/// commit (a captured event resent under a new delivery id, or a stale one delivered late).
+fn remember(f: &PreviewFeature, delivery: &str, now: i64, mark: Option<&ActedOn>) -> Result<Change, Error> {
     if f.deliveries.iter().any(|d| d == delivery) {
         return Err(Error::Conflict(format!("delivery {delivery} was already acted on: a replay changes nothing")));
+    }
+    let mut acted_on = f.acted_on.clone();
+    if let Some(mark) = mark {
+        if let Some(last) = acted_on.iter().find(|a| a.number == mark.number) {
+            let same = (&last.action, &last.head_sha) == (&mark.action, &mark.head_sha);
+            if mark.updated_at < last.updated_at || (mark.updated_at == last.updated_at && same) {
+                return Err(Error::Conflict(format!(
+                    "pull request {} was updated at {} by the last event acted on ({}); this event is not newer: \
+                     a replay or a stale delivery changes nothing",
+                    mark.number,
+                    format_micros(last.updated_at),
+                    last.action
+                )));
+            }
+        }
+        acted_on.retain(|a| a.number != mark.number);
+        acted_on.push(mark.clone());
+        if acted_on.len() > REMEMBERED_DELIVERIES {
+            // The pull request updated longest ago is forgotten first.
+            acted_on.sort_by_key(|a| std::cmp::Reverse(a.updated_at));
+            acted_on.truncate(REMEMBERED_DELIVERIES);
+        }
     }
     let mut deliveries = f.deliveries.clone();
     deliveries.push(delivery.to_owned());
     let over = deliveries.len().saturating_sub(REMEMBERED_DELIVERIES);
     deliveries.drain(..over);
-    Ok(Change::Put(Object::PreviewFeature(PreviewFeature { deliveries, updated_at: now, ..f.clone() })))
+    Ok(Change::Put(Object::PreviewFeature(PreviewFeature { deliveries, acted_on, updated_at: now, ..f.clone() })))
 }
 
 /// The development app's coupling; 422 when the app is not at a pipeline's development stage.
@@ -230,7 +272,8 @@ impl ControlPlane {
 
     /// Sets the app's `preview` feature. Enabling it needs the app at a pipeline's development
     /// stage and a secret, given now or before (422 otherwise); a secret is 16 to 256 bytes,
-    /// `max_age_seconds` 1 to [`MAX_PREVIEW_MAX_AGE`]. A refusal changes nothing.
+    /// `max_age_seconds` 1 to [`MAX_PREVIEW_MAX_AGE`]. Disabling it deletes the app's preview
+    /// apps (no event could close them any more). A refusal changes nothing.
     pub async fn set_preview_feature(&self, app: &str, input: PreviewFeatureInput) -> Result<PreviewFeature, Error> {
         if let Some(s) = &input.secret
             && !SECRET_BYTES.contains(&s.len())
@@ -267,10 +310,23 @@ impl ControlPlane {
                     .or(old.map(|f| f.max_age_seconds))
                     .unwrap_or(DEFAULT_PREVIEW_MAX_AGE),
                 deliveries: old.map(|f| f.deliveries.clone()).unwrap_or_default(),
+                acted_on: old.map(|f| f.acted_on.clone()).unwrap_or_default(),
                 created_at: old.map_or(now, |f| f.created_at),
                 updated_at: now,
             };
-            Ok((f.clone(), vec![Change::Put(Object::PreviewFeature(f))]))
+            let mut changes = vec![Change::Put(Object::PreviewFeature(f.clone()))];
+            if !enabled {
+                // A disabled feature acts on no event, so no `closed` could ever delete these: they
+                // would run the development app's config vars until the sweeper came. They go now.
+                for p in m.previews_of(a.id) {
+                    for c in m.cascade(Kind::App, p.preview_app_id) {
+                        if !changes.contains(&c) {
+                            changes.push(c);
+                        }
+                    }
+                }
+            }
+            Ok((f, changes))
         })
         .await
     }
@@ -299,7 +355,7 @@ impl ControlPlane {
                 let (dev, feature) = enabled_feature(m, app)?;
                 let coupling = development_coupling(m, dev)?;
                 let now = now_seconds();
-                let mut changes = vec![remember(feature, delivery, now)?];
+                let mut changes = vec![remember(feature, delivery, now, pr.mark().as_ref())?];
                 if let Some(p) = m.preview_for(dev.id, pr.number) {
                     if p.head_sha == pr.head_sha {
                         return Ok((PreviewOutcome::Unchanged(p.clone()), changes));
@@ -409,12 +465,20 @@ impl ControlPlane {
         })
     }
 
-    /// Acts on `closed` of pull request `number`, delivered as `delivery`: deletes its preview
-    /// app, if it has one. Refused as [`ControlPlane::open_preview`] is (404, 409 for a replay).
-    pub async fn close_preview(&self, app: &str, delivery: &str, number: u64) -> Result<PreviewOutcome, Error> {
+    /// Acts on `closed` of pull request `number`, delivered as `delivery` (`mark`: the signed
+    /// body's update time and head commit, when it has them): deletes its preview app, if it
+    /// has one. Refused as [`ControlPlane::open_preview`] is (404, 409 for a replay or an event
+    /// not newer than the last acted on).
+    pub async fn close_preview(
+        &self,
+        app: &str,
+        delivery: &str,
+        number: u64,
+        mark: Option<ActedOn>,
+    ) -> Result<PreviewOutcome, Error> {
         self.change(|m| {
             let (dev, feature) = enabled_feature(m, app)?;
-            let mut changes = vec![remember(feature, delivery, now_seconds())?];
+            let mut changes = vec![remember(feature, delivery, now_seconds(), mark.as_ref())?];
             let Some(p) = m.preview_for(dev.id, number) else {
                 return Ok((PreviewOutcome::Ignored(format!("pull request {number} has no preview app")), changes));
             };
