@@ -37,7 +37,8 @@ use super::error::{Error, not_found};
 use super::hooks::Happened;
 use super::releases::processes_of;
 use crate::model::{
-    ActedOn, App, Change, ConfigVars, Coupling, Formation, Kind, Model, Object, Preview, PreviewFeature, REMEMBERED_DELIVERIES,
+    ActedOn, App, Change, ConfigVars, Coupling, Formation, Kind, Model, Object, Preview, PreviewFeature,
+    REMEMBERED_DELIVERIES,
 };
 
 /// How long a preview app may go without a deploy before the sweeper deletes it, when the
