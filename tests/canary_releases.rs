@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use wharf_testkit::client::{Answer, Api, Req, load, load_until};
-use wharf_testkit::hook_receiver::HookReceiver;
+use wharf_testkit::http_peer::HookReceiver;
 use wharf_testkit::syslog::SyslogReceiver;
 use wharf_testkit::wharf::Wharf;
 use wharf_testkit::{TempDir, eventually};

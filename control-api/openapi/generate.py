@@ -40,13 +40,14 @@ schemas = {
                    "status": S, "acm_status": nullable(S), "sni_endpoint": nullable({"type": "object"}), "app": ref("AppRef"),
                    "created_at": TIME, "updated_at": TIME}),
     # `canary` also carries its settings: the canary's share and judge settings (docs/canary.md) and its soak
-    # (`soak_requests`, `soak_seconds`: null when the soak does not wait for it).
+    # (`soak_requests`, `soak_seconds`: null when the soak does not wait for it);
+    # `preview` its secret (`[redacted]`, or null when none is set) and `max_age_seconds`.
     "Feature": obj({"id": UUID, "name": S, "display_name": S, "description": S, "doc_url": S, "feedback_email": S,
                     "enabled": {"type": "boolean"}, "state": S, "weight": {"type": "number"},
                     "errors": {"type": "array", "items": S}, "false_alarm_rate": {"type": "number"},
                     "min_requests": INT, "min_errors": INT, "min_rate_ratio": {"type": "number"},
                     "min_rate_difference": {"type": "number"}, "soak_requests": nullable(INT),
-                    "soak_seconds": nullable(INT)},
+                    "soak_seconds": nullable(INT), "secret": nullable(S), "max_age_seconds": INT},
                    required=["id", "name", "display_name", "description", "doc_url", "feedback_email", "enabled", "state"]),
     "Account": obj({"id": UUID, "email": S, "name": S, "allow_tracking": {"type": "boolean"}, "beta": {"type": "boolean"},
                     "verified": {"type": "boolean"}, "two_factor_authentication": {"type": "boolean"},
@@ -375,7 +376,7 @@ paths = {
 STAGE = {"type": "string", "enum": ["review", "development", "staging", "canary", "production"]}
 CHECK_STATE = {"type": "string", "enum": ["pending", "success", "failure", "error"]}
 REF_IN = {"oneOf": [S, obj({"id": S, "name": S}, required=[])]}
-HOOK_EVENT = {"type": "string", "enum": ["release", "promotion", "crashed", "destroy", "canary"]}
+HOOK_EVENT = {"type": "string", "enum": ["release", "promotion", "crashed", "destroy", "canary", "preview"]}
 RELEASE_REF = obj({"id": UUID, "version": {"type": "integer", "minimum": 1}})
 PROMOTED_APP = obj({"id": UUID, "name": nullable(S)})
 PROMOTED_RELEASE = obj({"id": UUID, "version": nullable({"type": "integer", "minimum": 1})})
@@ -444,7 +445,7 @@ P.update({
     "promotion": param("promotion", "the promotion's id"),
     "hook": param("hook", "the hook's id"),
     "canary_release": param("canary_release", "the canary release's id"),
-    "feature": param("feature", "the feature's name (`canary`, `internal-routing`) or id"),
+    "feature": param("feature", "the feature's name (`canary`, `internal-routing`, `preview`) or id"),
 })
 paths.update({
     "/pipelines": {"get": op("List pipelines", 200, arr("Pipeline")),
@@ -478,7 +479,8 @@ paths.update({
     "/apps/{app}/features/{feature}": {
         "get": op("Show an app feature, with the canary feature's settings", 200, ref("Feature"), params=["app", "feature"]),
         "patch": op("Turn automatic canary releases of a production app on or off, and set their share, judge and soak "
-                    "(only `canary`)", 200, ref("Feature"), "CanaryFeatureUpdate", params=["app", "feature"])},
+                    "(`canary`); turn preview apps of a development app on or off, with GitHub's webhook secret and their "
+                    "age (`preview`)", 200, ref("Feature"), "FeatureUpdate", params=["app", "feature"])},
     "/apps/{app}/canary-releases": {"get": op("List the app's automatic canary releases, oldest first", 200,
                                               arr("CanaryRelease"), params=["app"])},
     "/apps/{app}/canary-releases/{canary_release}": {"get": op("Show one of the app's canary releases", 200,
@@ -490,6 +492,48 @@ paths.update({
                                  "delete": op("Remove a webhook", 200, ref("Hook"), params=["app", "hook"])},
     "/apps/{app}/hooks/{hook}/deliveries": {"get": op("A webhook's recent deliveries, newest first", 200, arr("HookDelivery"),
                                                       params=["app", "hook"])},
+})
+
+# Preview apps (issue 22): a development app's pull requests, each a review-stage app.
+PREVIEW_HEADERS = [
+    {"name": "X-GitHub-Event", "in": "header", "required": True, "schema": S,
+     "description": "`pull_request` is acted on, `ping` answered 200, any other event 202 ignored"},
+    {"name": "X-GitHub-Delivery", "in": "header", "required": True, "schema": {"type": "string", "pattern": "^[A-Za-z0-9-]{1,64}$"},
+     "description": "GitHub's delivery id: one acted on before is a replay (409)"},
+    {"name": "X-Hub-Signature-256", "in": "header", "required": True, "schema": {"type": "string", "pattern": "^sha256=[0-9a-fA-F]{64}$"},
+     "description": "the HMAC-SHA256 of the raw body under the preview feature's secret, in hex: missing 401, wrong 403"},
+]
+schemas.update({
+    "PreviewFeatureUpdate": obj({"enabled": {"type": "boolean"}, "secret": {"type": "string", "minLength": 16, "maxLength": 256},
+                                 "max_age_seconds": {"type": "integer", "minimum": 1, "maximum": 30 * 24 * 3600}}, required=[]),
+    "FeatureUpdate": {"oneOf": [ref("CanaryFeatureUpdate"), ref("PreviewFeatureUpdate")]},
+    "Preview": obj({"id": UUID, "app": ref("AppRef"), "parent": ref("AppRef"),
+                    "pull_request": obj({"number": INT, "head": obj({"ref": S, "sha": S})}),
+                    "source_url": S, "build": nullable(obj({"id": UUID, "status": {"type": "string", "enum": ["pending", "succeeded", "failed"]}})),
+                    "created_at": TIME, "updated_at": TIME, "expires_at": TIME}),
+    # The fields of GitHub's pull_request event Wharf reads; GitHub's others are allowed and ignored.
+    "PullRequestEvent": obj({"action": S, "number": INT,
+                             "pull_request": obj({"head": obj({"ref": S, "sha": S, "repo": nullable(obj({"full_name": S, "archive_url": S}, extra=True))}, extra=True),
+                                                  "base": obj({"repo": obj({"full_name": S}, extra=True)}, extra=True),
+                                                  "updated_at": TIME}, extra=True)},
+                            required=["action", "number"], extra=True),
+    "PreviewEventAnswer": obj({"event": S, "action": nullable(S),
+                               "outcome": {"type": "string", "enum": ["pong", "ignored", "created", "rebuilt", "unchanged", "deleted"]},
+                               "preview": nullable(ref("Preview"))}),
+})
+
+def webhook_op():
+    """GitHub's pull_request webhook: no token; the signature authenticates it."""
+    o = op("GitHub's pull_request event for a development app with the preview feature: opened, reopened and synchronize "
+           "create or rebuild the pull request's preview app, closed deletes it", 202, ref("PreviewEventAnswer"),
+           "PullRequestEvent", params=["app"], secure=False)
+    o["responses"]["200"] = {"description": "a ping, answered", "content": {"application/json": {"schema": ref("PreviewEventAnswer")}}}
+    o["parameters"] = o["parameters"] + PREVIEW_HEADERS
+    return o
+
+paths.update({
+    "/apps/{app}/previews": {"get": op("The app's preview apps, by pull request number", 200, arr("Preview"), params=["app"])},
+    "/apps/{app}/previews/webhook": {"post": webhook_op()},
 })
 
 doc = {

@@ -1,5 +1,6 @@
 //! Real peers for Wharf's tests: the `wharf` binary as a child process, a tansu Kafka broker,
-//! HTTP servers standing in for web dynos that record what they receive, an HTTP/HTTPS client, and syslog receivers
+//! HTTP servers standing in for web dynos that record what they receive, webhook receivers and
+//! file hosts (`http_peer`), an HTTP/HTTPS client, and syslog receivers
 //! that check every frame with a strict RFC 5424 parser. Nothing here fakes a component Wharf
 //! talks to; everything speaks the real protocol over loopback sockets.
 
@@ -9,7 +10,7 @@
 pub mod certs;
 pub mod client;
 pub mod dyno_server;
-pub mod hook_receiver;
+pub mod http_peer;
 pub mod logplex;
 pub mod nginx;
 pub mod postgres;

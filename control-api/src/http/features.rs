@@ -4,7 +4,9 @@
 //! Wharf has no add-ons yet, so an app's list is empty. Its features are the app-level switches
 //! Wharf has, each `enabled` as the app's records say. `canary` (automatic canary releases of a
 //! production app, issue 22) is changed with `PATCH /apps/{app}/features/canary`, which also
-//! takes its settings; internal routing is changed through the app's space.
+//! takes its settings; `preview` (preview apps of a development app's pull requests) with
+//! `PATCH /apps/{app}/features/preview` (`previews.rs`); internal routing is changed through
+//! the app's space.
 
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
@@ -46,6 +48,8 @@ pub(super) struct FeatureWithSettings {
     feature: FeatureOut,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     canary: Option<CanarySettings>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    preview: Option<super::previews::PreviewSettings>,
 }
 
 /// The `canary` feature's settings: `docs/canary.md`'s policy fields, `soak_requests` and
@@ -58,9 +62,15 @@ pub(super) struct CanarySettings {
     soak_seconds: Option<u64>,
 }
 
-/// The app's features, with the canary feature's settings (the defaults when never set: a
-/// request count where this process has a router to count them, else a time).
-fn app_features(internal: bool, canary: Option<CanaryFeature>, counts: bool) -> Vec<FeatureWithSettings> {
+/// The app's features, with the canary and preview features' settings (the defaults when never
+/// set: for the canary's soak, a request count where this process has a router to count them,
+/// else a time).
+fn app_features(
+    internal: bool,
+    canary: Option<CanaryFeature>,
+    preview: Option<&crate::model::PreviewFeature>,
+    counts: bool,
+) -> Vec<FeatureWithSettings> {
     let settings = match &canary {
         Some(f) => CanarySettings {
             policy: f.policy.clone().into(),
@@ -75,15 +85,25 @@ fn app_features(internal: bool, canary: Option<CanaryFeature>, counts: bool) -> 
             soak_seconds: (!counts).then_some(DEFAULT_SOAK_SECONDS),
         },
     };
-    let [a, b] = features(internal, canary.is_some_and(|f| f.enabled));
-    vec![FeatureWithSettings { feature: a, canary: None }, FeatureWithSettings { feature: b, canary: Some(settings) }]
+    let [a, b, c] = features(internal, canary.is_some_and(|f| f.enabled), preview.is_some_and(|f| f.enabled));
+    vec![
+        FeatureWithSettings { feature: a, canary: None, preview: None },
+        FeatureWithSettings { feature: b, canary: Some(settings), preview: None },
+        FeatureWithSettings { feature: c, canary: None, preview: Some(super::previews::PreviewSettings::of(preview)) },
+    ]
 }
 
 /// The app's features and its canary feature, or 404 for an unknown app.
 async fn read_features(plane: &crate::plane::ControlPlane, app: &str) -> ApiResult<Vec<FeatureWithSettings>> {
-    let flags = plane.read(|m| m.app(app).map(|a| (m.app_is_internal(a), m.canary_feature_of(a.id).cloned()))).await;
-    let (internal, canary) = flags.ok_or_else(|| Error::NotFound { what: "app", key: app.into() })?;
-    Ok(app_features(internal, canary, plane.counts_canary_requests()))
+    let counts = plane.counts_canary_requests();
+    let all = plane
+        .read(|m| {
+            let a = m.app(app)?;
+            let (canary, preview) = (m.canary_feature_of(a.id).cloned(), m.preview_feature_of(a.id));
+            Some(app_features(m.app_is_internal(a), canary, preview, counts))
+        })
+        .await;
+    all.ok_or_else(|| Error::NotFound { what: "app", key: app.into() }.into())
 }
 
 /// `GET /apps/{app}/features`: Wharf's app features, enabled as the app's records say.
@@ -114,6 +134,11 @@ pub(super) async fn patch_app_feature(
     let Some(f) = known.iter().find(|f| f.feature.name == feature || f.feature.id.to_string() == feature) else {
         return Err(Error::NotFound { what: "feature", key: feature }.into());
     };
+    if f.preview.is_some() {
+        super::previews::patch_preview_feature(&plane, &app, req).await?;
+        let all = read_features(&plane, &app).await?;
+        return Ok(Json(all.into_iter().find(|f| f.preview.is_some())));
+    }
     if f.canary.is_none() {
         return Err(ApiError::invalid(format!(
             "feature {} is not changed here: an app is internal when its space is",
@@ -142,8 +167,8 @@ pub(super) async fn patch_app_feature(
     Ok(Json(all.into_iter().find(|f| f.canary.is_some())))
 }
 
-/// Wharf's two app features, `internal-routing` and `canary`, enabled as given.
-fn features(internal: bool, canary: bool) -> [FeatureOut; 2] {
+/// Wharf's three app features, `internal-routing`, `canary` and `preview`, enabled as given.
+fn features(internal: bool, canary: bool, preview: bool) -> [FeatureOut; 3] {
     [
         FeatureOut {
             id: Uuid::from_u128(0x7768_6172_6600_4000_8000_0000_0000_0101),
@@ -163,6 +188,16 @@ fn features(internal: bool, canary: bool) -> [FeatureOut; 2] {
             doc_url: "",
             feedback_email: "",
             enabled: canary,
+            state: "general",
+        },
+        FeatureOut {
+            id: Uuid::from_u128(0x7768_6172_6600_4000_8000_0000_0000_0103),
+            name: "preview",
+            display_name: "Preview apps",
+            description: "A signed GitHub pull_request event forks a development app into a review-stage preview app running the pull request's head commit, rebuilt on each push and deleted when the pull request closes or goes stale.",
+            doc_url: "",
+            feedback_email: "",
+            enabled: preview,
             state: "general",
         },
     ]

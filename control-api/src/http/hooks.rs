@@ -2,7 +2,7 @@
 //! "active"}`), their recent deliveries, and the task that sends deliveries.
 //!
 //! A delivery is a `POST` of JSON (`{"action", "app", "hook", "delivery", "created_at"}` and the
-//! event's own object: `release`, `promotion` or `dyno`) with `X-Wharf-Event`,
+//! event's own object: `release`, `promotion`, `dyno` or `preview`) with `X-Wharf-Event`,
 //! `X-Wharf-Delivery` (the same id on every attempt) and `X-Wharf-Signature: sha256=HEX`, the
 //! HMAC-SHA256 of the body under the hook's secret, so a receiver can tell Wharf's deliveries
 //! from forgeries. A 2xx answer delivers it; anything else (another status, no answer within
@@ -205,6 +205,10 @@ fn payload(d: &Delivery) -> Vec<u8> {
                 "canary_app": {"name": canary_app},
                 "evidence": evidence,
             });
+        }
+        Happened::Preview { action, number, app, head_ref, head_sha } => {
+            body["preview"] = json!({"action": action, "app": {"name": app},
+                                     "pull_request": {"number": number, "head": {"ref": head_ref, "sha": head_sha}}});
         }
     }
     let mut out = serde_json::to_vec(&body).expect("a JSON value serializes");

@@ -37,6 +37,7 @@ mod log_events;
 mod log_sessions;
 mod metrics;
 mod pipelines;
+mod previews;
 mod releases;
 mod routes;
 mod sites;
@@ -187,6 +188,7 @@ route_group! {
         PATCH "/apps/{app}/hooks/{hook}" => hooks::update_hook,
         DELETE "/apps/{app}/hooks/{hook}" => hooks::delete_hook,
         GET "/apps/{app}/hooks/{hook}/deliveries" => hooks::list_deliveries,
+        GET "/apps/{app}/previews" => previews::list_previews,
         GET "/v1/snapshot" => snapshot::snapshot,
         GET "/v1/snapshot/watch" => snapshot::stream,
         POST "/v1/canary-verdicts" => canaries::post_verdict,
@@ -208,6 +210,9 @@ route_group! {
         PUT "/slugs/{slug}/blob" => slugs::put_blob,
         // A build's output_stream_url: the build's random id is the capability, as Heroku's URL.
         GET "/builds/{build}/output" => builds::build_output,
+        // GitHub's pull_request events cannot carry the admin token: each is authenticated by
+        // its HMAC signature under the app's preview secret.
+        POST "/apps/{app}/previews/webhook" => previews::webhook,
         GET "/healthz" => healthz,
         GET "/openapi.json" => openapi,
     ]
@@ -233,6 +238,8 @@ pub fn router(
 ) -> Router {
     // Webhook deliveries are sent by the process that serves the API.
     hooks::start_deliveries(plane.clone());
+    // Stale preview apps are deleted by the process that serves the API.
+    plane.start_preview_sweeper();
     let mut api = admin_routes(Router::new());
     if let Some(publisher) = publisher {
         api = log_event_routes(api).layer(Extension(publisher));

@@ -16,6 +16,7 @@ use wharf_domain::{
 
 mod deploy;
 mod pipelines;
+mod previews;
 mod records;
 mod table;
 
@@ -24,6 +25,7 @@ pub use pipelines::{
     CanaryFeature, CanaryRelease, CanaryReleaseState, CheckState, Coupling, Hook, HookEvent, Pipeline, Promotion,
     PromotionTarget, StatusCheck,
 };
+pub use previews::{ActedOn, Preview, PreviewFeature, REMEMBERED_DELIVERIES};
 pub use records::{
     App, Canary, Cert, Change, Compliance, ConfigVars, Drain, Dyno, Formation, Kind, Object, Owner, PageFetch, Release,
     ReleaseProcess, ReleaseStatus, Route, Site, Space,
@@ -62,6 +64,8 @@ pub struct Model {
     builds: Table<Build>,
     canary_features: Table<CanaryFeature>,
     canary_releases: Table<CanaryRelease>,
+    preview_features: Table<PreviewFeature>,
+    previews: Table<Preview>,
     /// An app's key is `app-space`, made of two records, so it is indexed here rather than by
     /// its table.
     app_by_key: HashMap<AppKey, Uuid>,
@@ -121,6 +125,8 @@ impl Model {
             Object::Build(x) => self.builds.put(x),
             Object::CanaryFeature(f) => self.canary_features.put(f),
             Object::CanaryRelease(c) => self.canary_releases.put(*c),
+            Object::PreviewFeature(f) => self.preview_features.put(f),
+            Object::Preview(p) => self.previews.put(p),
         }
     }
 
@@ -153,6 +159,8 @@ impl Model {
             Kind::Build => drop(self.builds.delete(id)),
             Kind::CanaryFeature => drop(self.canary_features.delete(id)),
             Kind::CanaryRelease => drop(self.canary_releases.delete(id)),
+            Kind::PreviewFeature => drop(self.preview_features.delete(id)),
+            Kind::Preview => drop(self.previews.delete(id)),
         }
     }
 
@@ -160,8 +168,8 @@ impl Model {
     /// dependents first: a space takes its apps; an app its dynos, drains, routes, canaries
     /// (as the split app or as the canary), formation, config vars, releases, builds and the
     /// slugs no other app's release runs, its pipeline coupling, status checks, hooks and the
-    /// promotions from or to it; a pipeline its couplings and promotions; a site its routes and
-    /// drains. Every operation that deletes goes through here, so that no record is left
+    /// promotions from or to it, its preview feature and the preview apps forked from it; a
+    /// pipeline its couplings and promotions; a site its routes and drains. Every operation that deletes goes through here, so that no record is left
     /// pointing at a deleted one. The record itself is not looked up: callers check it exists.
     pub fn cascade(&self, kind: Kind, id: Uuid) -> Vec<Change> {
         let mut out = Vec::new();
@@ -183,6 +191,7 @@ impl Model {
                     d.push((Kind::ConfigVars, id));
                 }
                 d.extend(self.pipeline_dependents_of_app(id));
+                d.extend(self.preview_dependents_of_app(id));
                 d.extend(self.releases_of(id).iter().map(|x| (Kind::Release, x.id)));
                 // A slug another app's release runs (a pipeline promoted it) outlives its app, so
                 // that release can still be rolled back to and restarted.
@@ -214,6 +223,7 @@ impl Model {
             | Kind::Build
             | Kind::CanaryFeature
             | Kind::CanaryRelease => vec![],
+            Kind::PreviewFeature | Kind::Preview => vec![],
         };
         for (kind, id) in dependents {
             self.cascade_into(kind, id, out);

@@ -262,12 +262,20 @@ pub enum HookEvent {
     Destroy,
     /// A canary release of the app was promoted to it or aborted (issue 22).
     Canary,
+    /// A preview app of one of the app's pull requests was created, rebuilt or deleted.
+    Preview,
 }
 
 impl HookEvent {
     /// Every event, in the API's order.
-    pub const ALL: [HookEvent; 5] =
-        [HookEvent::Release, HookEvent::Promotion, HookEvent::Crashed, HookEvent::Destroy, HookEvent::Canary];
+    pub const ALL: [HookEvent; 6] = [
+        HookEvent::Release,
+        HookEvent::Promotion,
+        HookEvent::Crashed,
+        HookEvent::Destroy,
+        HookEvent::Canary,
+        HookEvent::Preview,
+    ];
 
     /// The event's name, as the API and the delivery's `X-Wharf-Event` write it.
     pub fn as_str(self) -> &'static str {
@@ -277,6 +285,7 @@ impl HookEvent {
             HookEvent::Crashed => "crashed",
             HookEvent::Destroy => "destroy",
             HookEvent::Canary => "canary",
+            HookEvent::Preview => "preview",
         }
     }
 }

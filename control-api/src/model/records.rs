@@ -378,6 +378,10 @@ pub enum Object {
     /// A release of a production app on its way through a canary app (boxed: its policy and
     /// evidence make it one of the largest records).
     CanaryRelease(Box<super::CanaryRelease>),
+    /// An app's `preview` feature (preview apps of pull requests).
+    PreviewFeature(super::PreviewFeature),
+    /// A pull request's preview app.
+    Preview(super::Preview),
 }
 
 /// The kinds of records, as stored. Serde's names are [`Kind::as_str`]'s.
@@ -424,6 +428,10 @@ pub enum Kind {
     CanaryFeature,
     /// Canary releases.
     CanaryRelease,
+    /// Apps' `preview` features.
+    PreviewFeature,
+    /// Preview apps of pull requests.
+    Preview,
 }
 
 impl Kind {
@@ -450,6 +458,8 @@ impl Kind {
             Kind::Build => "build",
             Kind::CanaryFeature => "canary_feature",
             Kind::CanaryRelease => "canary_release",
+            Kind::PreviewFeature => "preview_feature",
+            Kind::Preview => "preview",
         }
     }
 }
@@ -478,6 +488,8 @@ impl Object {
             Object::Build(b) => (Kind::Build, b.id),
             Object::CanaryFeature(f) => (Kind::CanaryFeature, f.id),
             Object::CanaryRelease(c) => (Kind::CanaryRelease, c.id),
+            Object::PreviewFeature(f) => (Kind::PreviewFeature, f.id),
+            Object::Preview(p) => (Kind::Preview, p.id),
         }
     }
 }
@@ -507,6 +519,7 @@ macro_rules! unnamed_records {
 unnamed_records!(App, Dyno, Drain, Route, Cert, Canary, Formation, ConfigVars, Release, super::Slug, super::Build);
 unnamed_records!(super::Coupling, super::StatusCheck, super::Promotion, super::Hook, super::CanaryFeature);
 unnamed_records!(super::CanaryRelease);
+unnamed_records!(super::PreviewFeature, super::Preview);
 
 impl Record for Space {
     type Key = SpaceName;

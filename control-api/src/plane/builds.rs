@@ -2,7 +2,8 @@
 //! `Procfile` read, and the tree packed as a slug that is released at once.
 //!
 //! The source is fetched with the control plane's one client for users' URLs (`fetch.rs`:
-//! the outbound policy on every resolved address, verified TLS), over `http` or `https`, or read
+//! the outbound policy on every resolved address, verified TLS), over `http` or `https`
+//! (following up to `fetch::MAX_REDIRECTS` redirects, never from `https` to `http`), or read
 //! from a `file://` path only when the operator set `[control_api] allow_file_urls`. It may be
 //! at most `max_slug_bytes`, and must arrive within [`SOURCE_FETCH_TIMEOUT`]. It must be a
 //! gzip'd tar or a zip, and it is unpacked under `crate::archive`'s rules. A tree with no
@@ -125,9 +126,15 @@ impl ControlPlane {
         let _ = self.build_publisher.set(publisher);
     }
 
+    /// Refuses (422) a source URL a build would refuse, changing nothing: for callers that must
+    /// know before they make what the build is for (a preview app).
+    pub(super) fn check_source_url(&self, url: &str) -> Result<(), Error> {
+        self.parse_source(url).map(|_| ())
+    }
+
     /// The source a build's `source_blob.url` names, or the 422 that says why Wharf would not
     /// fetch it (see `fetch::parse_url`, and `file://` only when allowed).
-    pub(super) fn parse_source(&self, url: &str) -> Result<Source, Error> {
+    fn parse_source(&self, url: &str) -> Result<Source, Error> {
         let deploy = self
             .deploy()
             .ok_or_else(|| Error::Invalid("this control API builds nothing (it has no data directory)".into()))?;
@@ -446,9 +453,27 @@ impl ControlPlane {
                     file.write_all(&buf[..n]).await.map_err(|e| format!("cannot store the source: {e}"))?;
                 }
             }
-            Source::Web(target) => {
-                let (response, conn) =
-                    super::fetch::get(target, self.outbound(), self.trusted_roots(), "*/*", "wharf-build").await?;
+            Source::Web(first) => {
+                // Redirects are followed (GitHub's archive URLs answer one), each hop under the
+                // URL rules and the outbound policy, at most `MAX_REDIRECTS`.
+                let mut target = first.clone();
+                let mut hops = 0;
+                let (response, conn) = loop {
+                    let (response, conn) =
+                        super::fetch::get(&target, self.outbound(), self.trusted_roots(), "*/*", "wharf-build").await?;
+                    let redirect = matches!(response.status().as_u16(), 301 | 302 | 303 | 307 | 308);
+                    if !redirect {
+                        break (response, conn);
+                    }
+                    conn.abort();
+                    hops += 1;
+                    if hops > super::fetch::MAX_REDIRECTS {
+                        return Err(format!("the source redirected more than {} times", super::fetch::MAX_REDIRECTS));
+                    }
+                    let location = response.headers().get(http::header::LOCATION).and_then(|v| v.to_str().ok());
+                    let location = location.ok_or("the source's server answered a redirect without a Location")?;
+                    target = super::fetch::redirect_target(&target, location, &self.outbound())?;
+                };
                 let status = response.status();
                 if status != http::StatusCode::OK {
                     conn.abort();

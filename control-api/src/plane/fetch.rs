@@ -2,7 +2,8 @@
 //! rules, then one `GET` over HTTP/1.1 sent through `outbound_http` (every resolved address
 //! checked against the outbound policy before it is dialled, TLS verified against the Mozilla
 //! roots and `control_api.trusted_ca`), the exchange webhooks use too. Callers parse their own
-//! URL rules (which schemes) and read the body with their own size cap and deadline.
+//! URL rules (which schemes) and read the body with their own size cap and deadline; one that
+//! follows redirects resolves each with [`redirect_target`], so that every hop meets the rules.
 
 use std::sync::Arc;
 
@@ -50,6 +51,27 @@ pub(super) fn parse_url(url: &str, https_only: bool, policy: &Policy) -> Result<
     Ok(Target { https, host, port, authority: authority.as_str().to_owned(), path })
 }
 
+/// Most redirects a build source's `GET` follows (GitHub's archive URLs answer one, to
+/// `codeload.github.com`).
+pub(super) const MAX_REDIRECTS: usize = 5;
+
+/// Where a redirect of a `GET` of `from` goes: its `Location` (an absolute URL, a
+/// scheme-relative `//host/path` or an absolute path; RFC 9110 section 10.2.2) under
+/// [`parse_url`]'s rules, where an `https` source never moves to `http` (a downgrade would
+/// hand the rest of the exchange to anyone on the path). An IP literal must pass `policy` now,
+/// and every host is checked again when it is dialled, as any.
+pub(super) fn redirect_target(from: &Target, location: &str, policy: &Policy) -> Result<Target, String> {
+    let scheme = if from.https { "https" } else { "http" };
+    let absolute = if location.starts_with("//") {
+        format!("{scheme}:{location}")
+    } else if location.starts_with('/') {
+        format!("{scheme}://{}{location}", from.authority)
+    } else {
+        location.to_owned()
+    };
+    parse_url(&absolute, from.https, policy).map_err(|e| format!("the redirect to {location:?} is not followed: {e}"))
+}
+
 /// Sends `GET target` from an address the outbound policy allows and returns the response head
 /// with its streaming body, and the connection's task (abort it when done with the body). The
 /// error says why not, in words for the user who gave the URL.
@@ -68,4 +90,38 @@ pub(super) async fn get(
         .map_err(|e| format!("request: {e}"))?;
     let to = super::outbound_http::Destination { host: &target.host, port: target.port, https: target.https };
     super::outbound_http::exchange(to, request, policy, tls).await.map_err(String::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_resolve_against_the_source_and_never_downgrade() {
+        let policy = Policy::default();
+        let http = parse_url("http://api.example.com:8080/repos/o/r/tarball/abc", false, &policy).unwrap();
+        let https = parse_url("https://api.example.com/repos/o/r/tarball/abc", false, &policy).unwrap();
+        let check = |from: &Target, location: &str, want: Result<&str, &str>| {
+            let got = redirect_target(from, location, &policy);
+            match (got, want) {
+                (Ok(t), Ok(w)) => {
+                    let scheme = if t.https { "https" } else { "http" };
+                    assert_eq!(format!("{scheme}://{}{}", t.authority, t.path), w, "{location}");
+                }
+                (Err(e), Err(w)) => assert!(e.contains(w), "{location}: {e}"),
+                (got, want) => panic!("{location}: {got:?}, expected {want:?}"),
+            }
+        };
+        check(&https, "https://codeload.example.com/o/r/tar.gz/abc", Ok("https://codeload.example.com/o/r/tar.gz/abc"));
+        check(&https, "//codeload.example.com/x", Ok("https://codeload.example.com/x"));
+        check(&https, "/other?x=1", Ok("https://api.example.com/other?x=1"));
+        check(&http, "/other", Ok("http://api.example.com:8080/other"));
+        check(&http, "https://codeload.example.com/x", Ok("https://codeload.example.com/x"));
+        check(&https, "http://codeload.example.com/x", Err("only https"));
+        check(&http, "ftp://codeload.example.com/x", Err("only http and https"));
+        check(&http, "http://user:pw@codeload.example.com/x", Err("credentials"));
+        check(&http, "relative/path", Err("not followed"));
+        // A literal the policy refuses (link-local: the cloud metadata address) is refused at once.
+        check(&http, "http://169.254.169.254/latest", Err("not followed"));
+    }
 }

@@ -1,5 +1,5 @@
 //! App webhooks (Akkeris' hooks): an app's hooks are told of its releases, promotions, crashed
-//! dynos and its deletion. This module stores hooks and decides which deliveries an operation
+//! dynos, its pull requests' preview apps (`previews.rs`) and its deletion. This module stores hooks and decides which deliveries an operation
 //! makes; the HTTP edge (`http/hooks.rs`) shapes each delivery's JSON, signs it and sends it.
 //!
 //! Deliveries never hold up the operation that caused them: [`ControlPlane::change`] works out
@@ -80,6 +80,19 @@ pub enum Happened {
         /// The judge's counts and statistics when it ended, if the canary ran.
         evidence: Option<wharf_domain::CanaryEvidence>,
     },
+    /// A preview app of one of the app's pull requests was created, rebuilt or deleted.
+    Preview {
+        /// `created`, `rebuilt` or `deleted`.
+        action: &'static str,
+        /// The pull request's number.
+        number: u64,
+        /// The preview app's key.
+        app: String,
+        /// The pull request's head branch.
+        head_ref: String,
+        /// The head commit the preview runs (or ran).
+        head_sha: String,
+    },
 }
 
 impl Happened {
@@ -91,6 +104,7 @@ impl Happened {
             Happened::Crashed { .. } => HookEvent::Crashed,
             Happened::Destroy => HookEvent::Destroy,
             Happened::Canary { .. } => HookEvent::Canary,
+            Happened::Preview { .. } => HookEvent::Preview,
         }
     }
 }
@@ -275,6 +289,7 @@ pub(super) fn deliveries_for(m: &Model, changes: &[Change]) -> Vec<Delivery> {
             }
         }
     }
+    happened.extend(super::previews::happenings(m, changes));
     let now = now_seconds();
     let mut out = Vec::new();
     for (app_id, what) in happened {

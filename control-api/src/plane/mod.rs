@@ -10,7 +10,8 @@
 //! routes, certificates), `domains` (an app's custom domains, as sites routing `/` to it),
 //! `canaries`, `canary_releases` (the `canary` feature of production apps), `sessions`, `hooks` (app webhooks and their
 //! deliveries), `pipelines` (pipelines, couplings, release status checks,
-//! promotions), `maintenance` (fetching the page an app in maintenance mode names),
+//! promotions), `previews` (preview apps of pull requests, and the `preview` feature),
+//! `maintenance` (fetching the page an app in maintenance mode names),
 //! `slugs` (slugs stored or named by image, and their releases), `builds` (sources fetched,
 //! unpacked and released as slugs), `fetch` (URL rules and `GET` for users' URLs) on top of
 //! `outbound_http` (the one exchange with a user's URL, the outbound policy on every address).
@@ -35,6 +36,7 @@ pub mod outbound_http;
 #[cfg(test)]
 mod outbound_tests;
 mod pipelines;
+mod previews;
 mod releases;
 mod routing;
 mod sessions;
@@ -58,6 +60,10 @@ pub use local::{DynoRelease, DynoState, LocalDyno, LocalRuntime, OneOff, Restart
 pub use maintenance::{PAGE_FETCH_TIMEOUT, fetch_page};
 pub use metrics::{DynoMetrics, RequestMetrics};
 pub use pipelines::{CheckInput, MAX_REQUIRED_CONTEXTS, PromotionInput};
+pub use previews::{
+    DEFAULT_PREVIEW_MAX_AGE, MAX_PREVIEW_MAX_AGE, PreviewFeatureInput, PreviewOutcome, PullRequest, SWEEP_INTERVAL,
+    SignatureError, verify_signature,
+};
 pub use releases::INITIAL_RELEASE;
 pub use routing::{MAX_CERTS, MAX_ROUTES_PER_SITE};
 pub use sessions::LogSession;

@@ -85,7 +85,7 @@ async fn every_url_kind_judges_its_host_by_one_rule() {
             }
             Err(e) => Err(format!("host: {e}")),
         };
-        let build = p.parse_source(&format!("http://{host}:8000/app.tgz")).map(|_| ()).map_err(|e| e.to_string());
+        let build = p.check_source_url(&format!("http://{host}:8000/app.tgz")).map_err(|e| e.to_string());
         let page = super::fetch::parse_url(&format!("https://{host}/down.html"), true, &p.outbound())
             .map(|_| ())
             .map_err(|e| e.to_string());
