@@ -72,12 +72,12 @@ def wait_port(port, timeout=30):
     sys.exit(f"nothing listens on port {port} after {timeout}s")
 
 
-PACKAGES = {"h2load": "nghttp2-client"}
+PACKAGES = {"h2load": "nghttp2-client", "perf": "linux-perf"}
 
 
 def ensure_tools(*extra):
     """Installs nginx, haproxy, wrk, h2load and the `extra` tools (Debian packages of the same
-    name, but h2load's) when missing."""
+    name, but those in PACKAGES) when missing."""
     missing = [PACKAGES.get(t, t) for t in ("nginx", "haproxy", "wrk", "h2load", *extra)
                if not shutil.which(t) and not os.path.exists(f"/usr/sbin/{t}")]
     if missing:
@@ -289,7 +289,9 @@ http {{
     return Proxy("nginx", proc, plain, tls, "bench-default.localhost")
 
 
-def start_haproxy(tmp, backend, workers, cert, key, pin):
+def start_haproxy(tmp, backend, workers, cert, key, pin, wrap=()):
+    """HAProxy in front of the backend, HTTP/2 by ALPN on its TLS port; `wrap` goes before its
+    command (benches/router_instructions.py runs it under callgrind)."""
     plain, tls = free_port(), free_port()
     d = os.path.join(tmp, "haproxy")
     os.makedirs(d, exist_ok=True)
@@ -318,8 +320,8 @@ backend dynos
   http-reuse always
   server web1 127.0.0.1:{backend}
 """)
-    proc = spawn(pinned([tool("haproxy"), "-f", conf, "-db"], 1, pin))
-    wait_port(plain)
+    proc = spawn(pinned([*wrap, tool("haproxy"), "-f", conf, "-db"], 1, pin), stderr=subprocess.DEVNULL if wrap else None)
+    wait_port(plain, 120 if wrap else 30)
     return Proxy("haproxy", proc, plain, tls, "bench-default.localhost")
 
 

@@ -19,8 +19,14 @@ of 10 concurrent streams, one thread, as benches/router.py's HTTP/2 scenario), 5
 protection) and the HTTP/2 server (the `h2` crate). Each h2load run opens its 50 connections anew, so their
 TLS handshakes are measured alone (50 connections, one request each) and taken out.
 
+`--haproxy` measures HAProxy instead, in router.py's configuration (one thread) and with a P-256
+certificate as Wharf's own, so that Wharf's count has a yardstick that the machine's load does not
+move either (OpenSSL in place of rustls and ring; HAProxy writes no access line):
+
+    python3 benches/router_instructions.py --haproxy [--http2]
+
 Needs valgrind, nginx and wrk (h2load for `--http2`; Debian packages, installed when missing) and
-a release build of Wharf (`cargo build --release`).
+a release build of Wharf (`cargo build --release`); `--haproxy` needs haproxy and openssl.
 """
 
 import argparse
@@ -53,17 +59,9 @@ BROWSER_FIELDS = [
 ]
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--binary", default=os.path.join(bench.ROOT, "target", "release", "wharf"))
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--browser", action="store_true", help="send a browser's request fields too")
-    parser.add_argument("--http2", action="store_true", help="HTTP/2 over TLS with h2load instead of wrk")
-    args = parser.parse_args()
-    bench.ensure_tools("valgrind")
-
-    tmp = tempfile.mkdtemp()
-    _, backend = bench.start_backend(tmp, False)
+def start_wharf(tmp, backend, callgrind, binary, host):
+    """`wharf serve` (one router worker) under callgrind, routing `host` to the backend; its
+    process and its plain and TLS ports."""
     plain, api, tls = bench.free_port(), bench.free_port(), bench.free_port()
     env = {**os.environ,
            "WHARF_CONTROL_API__LISTEN": f"127.0.0.1:{api}",
@@ -75,9 +73,7 @@ def main():
            "WHARF_ROUTER__WORKERS": "1",
            "WHARF_ADMIN_TOKEN": TOKEN,
            "WHARF_LOG": "warn"}
-    out = os.path.join(tmp, "callgrind.out")
-    proc = bench.spawn(["valgrind", "--tool=callgrind", "--compress-strings=no", f"--callgrind-out-file={out}",
-                        args.binary, "serve", "--data-dir", os.path.join(tmp, "wharf")],
+    proc = bench.spawn(callgrind + [binary, "serve", "--data-dir", os.path.join(tmp, "wharf")],
                        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     bench.wait_port(api, 120)
 
@@ -88,7 +84,39 @@ def main():
 
     call("POST", "/apps", {"name": "bench", "space": "default"})
     call("PUT", "/apps/bench-default/dynos/web.1", {"type": "web", "host": "127.0.0.1", "port": backend})
+    return proc, plain, tls
+
+
+def start_haproxy(tmp, backend, callgrind):
+    """HAProxy (one thread, benches/router.py's configuration) under callgrind, with a P-256
+    certificate like the one Wharf makes for itself; its process and its plain and TLS ports."""
+    cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-subj", "/CN=bench-default.localhost", "-days", "1", "-keyout", key, "-out", cert],
+                   capture_output=True, check=True)
+    proxy = bench.start_haproxy(tmp, backend, 1, cert, key, False, callgrind)
+    return proxy.proc, proxy.plain, proxy.tls
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--binary", default=os.path.join(bench.ROOT, "target", "release", "wharf"))
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--browser", action="store_true", help="send a browser's request fields too")
+    parser.add_argument("--http2", action="store_true", help="HTTP/2 over TLS with h2load instead of wrk")
+    parser.add_argument("--haproxy", action="store_true", help="measure HAProxy (router.py's configuration) instead")
+    args = parser.parse_args()
+    bench.ensure_tools("valgrind")
+
+    tmp = tempfile.mkdtemp()
+    _, backend = bench.start_backend(tmp, False)
+    out = os.path.join(tmp, "callgrind.out")
+    callgrind = ["valgrind", "--tool=callgrind", "--compress-strings=no", f"--callgrind-out-file={out}"]
     host = "bench-default.localhost"
+    if args.haproxy:
+        proc, plain, tls = start_haproxy(tmp, backend, callgrind)
+    else:
+        proc, plain, tls = start_wharf(tmp, backend, callgrind, args.binary, host)
     url = f"http://127.0.0.1:{plain}/"
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -131,6 +159,8 @@ def main():
 
     load(3)
     requests, total, dump = measured(lambda: load(args.seconds), 1)
+    if args.haproxy:
+        args.binary = "haproxy"
     kind = ("browser-like " if args.browser else "") + ("HTTP/2 requests" if args.http2 else "requests")
     if args.http2:
         # Each h2load run opens its 50 connections anew: their TLS handshakes are measured alone

@@ -1050,3 +1050,74 @@ async fn an_app_names_its_own_maintenance_page_which_the_control_plane_fetches()
     assert!(r.status == 503 && r.text().contains("Our own page"), "the last good copy: {}", r.text());
     assert_eq!(web.requests(), served, "no request in maintenance reached the dyno");
 }
+
+/// Sends `streams` GETs for `host` at once on one new HTTP/2 connection and reads every answer
+/// whole; their statuses, in the order sent.
+async fn h2_streams(wharf: &Wharf, host: &str, streams: usize) -> Vec<u16> {
+    let tls = client::tls_config(&wharf.ca, &[b"h2"]);
+    let tcp = tokio::net::TcpStream::connect(wharf.https).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).unwrap();
+    let stream = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await.unwrap();
+    let (sender, connection) = h2::client::handshake(stream).await.unwrap();
+    tokio::spawn(connection);
+    let mut sender = sender.ready().await.unwrap();
+    let mut responses = Vec::new();
+    for i in 0..streams {
+        let request = http::Request::get(format!("https://{host}/burst/{i}")).body(()).unwrap();
+        responses.push(sender.send_request(request, true).unwrap().0);
+    }
+    futures_util::future::join_all(responses.into_iter().map(|response| async {
+        let response = response.await.unwrap();
+        let status = response.status().as_u16();
+        let mut body = response.into_body();
+        while let Some(data) = body.data().await {
+            let _ = body.flow_control().release_capacity(data.unwrap().len());
+        }
+        status
+    }))
+    .await
+}
+
+#[tokio::test]
+async fn bursts_of_http2_streams_reuse_dyno_connections_and_idle_ones_close_in_time() {
+    const HOST: &str = "burst-default.localhost";
+    // More requests at the dyno at once than the pool once kept (256): an HTTP/2 client's
+    // streams all go to the dyno at once, each on a connection of its own. One worker, so that
+    // one pool serves them all.
+    const BURST: usize = 300;
+    let (wharf, tls) = start(&[("WHARF_ROUTER__WORKERS", "1")]).await;
+    let (dyno, hold) = DynoServer::held("ok").await;
+    hold.release();
+    wharf.api.create_app("burst-default", &[&dyno]).await;
+    until_status(wharf.https, &tls, HOST, "/", 200).await;
+    let mut opened = Vec::new();
+    for burst in 0..2 {
+        // The dyno answers none of the burst until it holds all of it: BURST connections at once.
+        hold.hold();
+        let before = dyno.requests();
+        let send = futures_util::future::join(
+            h2_streams(&wharf, HOST, BURST / 2),
+            h2_streams(&wharf, HOST, BURST - BURST / 2),
+        );
+        let gate = async {
+            eventually(WAIT, "the whole burst at the dyno at once", || async {
+                (dyno.requests() == before + BURST).then_some(())
+            })
+            .await;
+            hold.release();
+        };
+        let ((one, two), ()) = tokio::join!(send, gate);
+        assert!(one.iter().chain(&two).all(|&s| s == 200), "burst {burst}: {one:?} {two:?}");
+        opened.push(dyno.connections());
+    }
+    assert_eq!(opened[1], opened[0], "the second burst opens no connection: the first one's are in the pool");
+    assert!(dyno.open_connections() >= BURST, "{} open", dyno.open_connections());
+    // One request at a time from now on reuses one connection; the others are closed once idle
+    // longer than the pool trusts them (4 s), although the pool keeps being used.
+    eventually(WAIT, "the burst's idle connections closed", || async {
+        let r = client::send(wharf.https, Some(&tls), &Req::get(HOST, "/one")).await.ok()?;
+        assert_eq!(r.status, 200);
+        (dyno.open_connections() <= 1).then_some(())
+    })
+    .await;
+}

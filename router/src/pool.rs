@@ -3,7 +3,10 @@
 //! Each worker runs its own single-threaded event loop, so its pool is a thread-local with no
 //! lock: a connection is only ever used by the thread that opened it. A connection goes back
 //! to the pool when its response body has been read to the end and the dyno keeps it open; one
-//! taken from the pool is checked for an end of stream first.
+//! taken from the pool is checked for an end of stream first. The most recently returned
+//! connection is taken first, so the least used ones age at the other end, where each return
+//! closes those idle longer than the pool trusts them ([`IDLE_TRUST`]): a burst's surplus of
+//! connections goes once the traffic falls, even while a few connections stay busy.
 //!
 //! Dynos come and go with every release (a new dyno listens on a new port), so the pool follows
 //! the routing table: the first checkout under a newer table than the pool last saw drops the
@@ -12,7 +15,7 @@
 //! thread, the only one that may touch its pool.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,8 +27,15 @@ use crate::error::{Code, ProxyError};
 use crate::state::RouterState;
 use crate::table::{AddrSet, Dyno, RoutingTable};
 
-/// Most idle connections kept per dyno per worker.
-const MAX_IDLE_PER_DYNO: usize = 256;
+/// Most idle connections kept per dyno per worker: more than the requests one worker has at a
+/// dyno at once in any load the router is measured with, so that a burst finds the connections
+/// the one before it opened. An HTTP/2 client multiplexes: `benches/router.py`'s h2load (50
+/// connections of 10 streams) has up to 500 requests at the dyno at once, and with 256 here
+/// the pool closed the surplus after each burst and opened it again at the next, 0.14 new dyno
+/// connections a request, whose `connect`, `close` and `socket` calls were 13% of the router's
+/// CPU (benches/RESULTS.md, router run 14). Idle connections past [`IDLE_TRUST`] are closed as
+/// others come back, so a burst's surplus does not stay open.
+const MAX_IDLE_PER_DYNO: usize = 1024;
 
 /// How long an idle connection is trusted. Shorter than the keep-alive timeout of common app
 /// servers (Node's is 5 s), so the router never sends a request on a connection the app is
@@ -44,8 +54,8 @@ type ByAddr<V> = HashMap<SocketAddr, V, foldhash::fast::RandomState>;
 /// One worker's pool.
 #[derive(Default)]
 struct Pool {
-    /// Idle connections by dyno address.
-    idle: ByAddr<Vec<Idle>>,
+    /// Idle connections by dyno address, the most recently returned last.
+    idle: ByAddr<VecDeque<Idle>>,
     /// The version of the routing table the pool was last pruned for.
     table_version: u64,
     /// The addresses of that table's dynos; `None` before the first pruning.
@@ -78,8 +88,13 @@ fn pop_idle(addr: SocketAddr, now: Instant, table_version: u64, shared: &RouterS
             pool.prune(&shared.table.load());
         }
         let list = pool.idle.get_mut(&addr)?;
-        while let Some(c) = list.pop() {
-            if now.saturating_duration_since(c.since) < IDLE_TRUST && c.conn.is_open() {
+        while let Some(c) = list.pop_back() {
+            if now.saturating_duration_since(c.since) >= IDLE_TRUST {
+                // The most recently returned is too old: so are all the others.
+                list.clear();
+                return None;
+            }
+            if c.conn.is_open() {
                 return Some(c.conn);
             }
         }
@@ -87,8 +102,9 @@ fn pop_idle(addr: SocketAddr, now: Instant, table_version: u64, shared: &RouterS
     })
 }
 
-/// Returns a connection whose response was read to the end, at `now`, with nothing left over.
-/// One checked out under an older table than the pool's is closed instead when its dyno is gone.
+/// Returns a connection whose response was read to the end, at `now`, with nothing left over,
+/// and closes the dyno's idle connections not trusted any more at `now`. One checked out under
+/// an older table than the pool's is closed instead when its dyno is gone.
 pub(crate) fn checkin(mut conn: DynoConnection, now: Instant) {
     if !conn.buf.is_empty() {
         return;
@@ -101,8 +117,11 @@ pub(crate) fn checkin(mut conn: DynoConnection, now: Instant) {
             return;
         }
         let list = pool.idle.entry(conn.addr).or_default();
+        while list.front().is_some_and(|c| now.saturating_duration_since(c.since) >= IDLE_TRUST) {
+            list.pop_front();
+        }
         if list.len() < MAX_IDLE_PER_DYNO {
-            list.push(Idle { conn, since: now });
+            list.push_back(Idle { conn, since: now });
         }
     });
 }

@@ -81,6 +81,12 @@ impl Hold {
     pub fn release(&self) {
         let _ = self.0.send(true);
     }
+
+    /// Holds the requests that come from now on again, until the next [`Hold::release`]; those
+    /// already answered are not affected.
+    pub fn hold(&self) {
+        let _ = self.0.send(false);
+    }
 }
 
 impl DynoServer {
@@ -206,6 +212,11 @@ impl DynoServer {
     /// Connections accepted so far.
     pub fn connections(&self) -> usize {
         self.conns.lock().unwrap().len()
+    }
+
+    /// Connections accepted and not yet closed (by the client, or by [`DynoServer::kill`]).
+    pub fn open_connections(&self) -> usize {
+        self.conns.lock().unwrap().iter().filter(|c| !c.is_finished()).count()
     }
 
     /// The port it listens on.

@@ -30,7 +30,7 @@ use crate::date;
 use crate::deadline::Deadline;
 use crate::dyno_client::RequestBody;
 use crate::error::BodyError;
-use crate::fields::Fields;
+use crate::fields::{FieldName, Fields};
 use crate::forwarding::{HopByHop, VIA_VALUE};
 use crate::http1::response_head::Interim;
 use crate::proxy::{self, ClientRequest, Reply};
@@ -205,8 +205,13 @@ async fn serve_stream(
             has_body: !body.is_end_stream(),
         };
         let mut first_byte = Deadline::new(shared.settings.first_byte_timeout);
-        let handled = proxy::handle(&request, Some(&mut body), conn, shared, &mut first_byte);
-        match unless_reset(&mut respond, handled).await {
+        // Pinned where it is made and lent to `unless_reset`, not moved into it: the proxy's
+        // future is several KiB, and each move is a copy of all of it.
+        let reply = {
+            let handled = pin!(proxy::handle(&request, Some(&mut body), conn, shared, &mut first_byte));
+            unless_reset(&mut respond, handled).await
+        };
+        match reply {
             Some(reply) => reply,
             None => {
                 tracing::debug!("the client reset a stream before its response");
@@ -240,10 +245,9 @@ async fn serve_stream(
 }
 
 /// Runs `work` until it finishes, or until the client resets the stream (RST_STREAM, RFC 9113
-/// §6.4): then `None`, and `work` is dropped unfinished, as the client no longer wants its
-/// answer.
-async fn unless_reset<F: Future>(respond: &mut SendResponse<Bytes>, work: F) -> Option<F::Output> {
-    let mut work = pin!(work);
+/// §6.4): then `None`, and the caller drops `work` unfinished, as the client no longer wants
+/// its answer.
+async fn unless_reset<F: Future>(respond: &mut SendResponse<Bytes>, mut work: Pin<&mut F>) -> Option<F::Output> {
     poll_fn(|cx| {
         if let Poll::Ready(out) = work.as_mut().poll(cx) {
             return Poll::Ready(Some(out));
@@ -264,7 +268,10 @@ fn response(
     shared: &RouterState,
     head_only: bool,
 ) -> (Response<()>, Option<Box<Interim>>, ProxyBody) {
-    let (status, mut headers, interim, body) = match reply {
+    // Whether the map already has a `Date` and a `Strict-Transport-Security`, told from the
+    // names found when the dyno's head was parsed rather than by looking them up in the map:
+    // two hash look-ups a response fewer.
+    let (status, mut headers, interim, body, has_date, has_hsts) = match reply {
         Reply::Router(o) => {
             let mut headers = HeaderMap::new();
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(o.content_type));
@@ -277,28 +284,32 @@ fn response(
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(o.body.len()));
             // A response to HEAD has no content (RFC 9110 §9.3.2), only the length GET's has.
             let body = if head_only { ProxyBody::Full(None) } else { ProxyBody::full(o.body) };
-            (o.status, headers, None, body)
+            (o.status, headers, None, body, false, false)
         }
         Reply::Dyno(head, body) => {
             let hop = HopByHop::of(&head.fields);
-            let mut headers = head.fields.to_map(|known, n| hop.contains(known, n)).unwrap_or_else(|e| {
-                tracing::debug!(error = %e, "a response field HTTP/2 cannot carry was left out");
-                HeaderMap::new()
-            });
+            let kept = |name| head.fields.iter().any(|(known, n, _)| known == name && !hop.contains(known, n));
+            let (mut headers, has_date, has_hsts) = match head.fields.to_map(|known, n| hop.contains(known, n)) {
+                Ok(map) => (map, kept(FieldName::Date), kept(FieldName::StrictTransportSecurity)),
+                Err(e) => {
+                    tracing::debug!(error = %e, "a response field HTTP/2 cannot carry was left out");
+                    (HeaderMap::new(), false, false)
+                }
+            };
             headers.append(header::VIA, VIA_VALUE.clone());
-            (head.status, headers, head.interim, body)
+            (head.status, headers, head.interim, body, has_date, has_hsts)
         }
         // Only an HTTP/1.1 request asks for an upgrade, and only such a request accepts a 101.
-        Reply::Upgrade(..) => (StatusCode::BAD_GATEWAY, HeaderMap::new(), None, ProxyBody::full("")),
+        Reply::Upgrade(..) => (StatusCode::BAD_GATEWAY, HeaderMap::new(), None, ProxyBody::full(""), false, false),
     };
     if let Some(v) = conn.hsts(&shared.settings)
-        && !headers.contains_key(header::STRICT_TRANSPORT_SECURITY)
+        && !has_hsts
     {
-        headers.insert(header::STRICT_TRANSPORT_SECURITY, v.clone());
+        headers.append(header::STRICT_TRANSPORT_SECURITY, v.clone());
     }
     // RFC 9110 §6.6.1, as on HTTP/1.1 (see `crate::date`).
-    if !headers.contains_key(header::DATE) {
-        headers.insert(header::DATE, date::now());
+    if !has_date {
+        headers.append(header::DATE, date::now());
     }
     let mut response = Response::new(());
     *response.status_mut() = status;
@@ -339,8 +350,9 @@ fn interim_responses(interim: &Interim) -> Vec<Response<()>> {
 /// Sends a response body on its stream. A piece of the dyno's body is read only once the one
 /// before has been given to `h2` with window to send it (RFC 9113 §5.2), so a client whose
 /// window stays closed holds one piece per stream, and the dyno's connection waits, not the
-/// router's memory. A body that fails (the dyno's connection cut it off) resets the stream, so
-/// the client does not take a part for the whole.
+/// router's memory; the last piece is given at once, as nothing is read after it. A body that
+/// fails (the dyno's connection cut it off) resets the stream, so the client does not take a
+/// part for the whole.
 async fn send_body(mut tx: SendStream<Bytes>, mut body: ProxyBody) -> Result<(), BodyError> {
     use http_body::Body as _;
     let mut waiting: Option<(Bytes, bool)> = None;
@@ -374,7 +386,13 @@ async fn send_body(mut tx: SendStream<Bytes>, mut body: ProxyBody) -> Result<(),
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => {
                         let end = body.is_end_stream();
-                        if data.is_empty() {
+                        if end || data.is_empty() {
+                            // The body's last piece is read already, and nothing more will be
+                            // read from the dyno for it: handed to `h2` at once, which sends it
+                            // as the window allows, without reserving window for it first
+                            // (`reserve_capacity`, then `capacity` and `poll_reset` again: about
+                            // 800 instructions of every small response; benches/RESULTS.md,
+                            // router run 14).
                             tx.send_data(data, end)?;
                             if end {
                                 return Poll::Ready(Ok(()));
