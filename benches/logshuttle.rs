@@ -2,9 +2,7 @@
 //!
 //! 1. a raw rdkafka consumer reading the backlog (the limit);
 //! 2. Wharf from Kafka to one TCP syslog drain;
-//! 3. Wharf from Kafka to 1,000 drains of 1,000 apps, twice side by side: with
-//!    `drain_linger = "0ms"` (every drain woken as soon as a round hands its lines over) and
-//!    with the default linger;
+//! 3. Wharf from Kafka to 1,000 drains of 1,000 apps;
 //! 4. Wharf from Kafka to 1 and to 100 HTTPS drains (logplex-1 POSTs over TLS to a receiver in
 //!    the harness);
 //! 5. rsyslog relaying the same number of lines from TCP to TCP.
@@ -17,13 +15,13 @@
 //!
 //!     cargo bench --bench logshuttle -- [--lines N]
 //!
-//! After its backlog, each 1,000-drains case also gets live lines for five seconds at each of
+//! After its backlog, the 1,000-drains case also gets live lines for five seconds at each of
 //! [`LIVE`]'s rates, and the harness prints their delivery latency (p50, p99, max: the line's
 //! timestamp, set by the producer, to its arrival at the sink; so it includes the producer's
 //! linger and the broker). A plain consumer then gets the same live loads, for comparison: the
 //! difference is Wharf's.
 //!
-//! With `WHARF_BENCH_WRAPPER=SCRIPT`, the default 1,000-drains case runs `SCRIPT ARGS...` with
+//! With `WHARF_BENCH_WRAPPER=SCRIPT`, the 1,000-drains case runs `SCRIPT ARGS...` with
 //! Wharf's path in `WHARF_BENCH_BIN` instead of Wharf itself (to profile it, for example with a
 //! script that runs `exec valgrind --tool=callgrind "$WHARF_BENCH_BIN" "$@"`).
 //!
@@ -594,32 +592,15 @@ async fn main() {
         let _ = empty.terminate().await;
         per
     };
-    // Side by side, each on a fresh broker and topic (a group member that starts from a
-    // committed offset reads each partition from 10,000 messages earlier, tansu's fix in
-    // `bus/src/kafka.rs`, which would burden whichever case came second): drains woken as soon
-    // as a round hands their lines over, and drains that linger (the default).
+    // Every Wharf case has a broker and topic of its own: a group member that starts from a
+    // committed offset reads each partition from 10,000 messages earlier (tansu's fix in
+    // `bus/src/kafka.rs`), which would burden a case that came second on a topic.
     let bytes = produce(&broker2.brokers(), n, &apps);
     let backlog = Backlog { lines: n, bytes };
-    let no_linger = [("WHARF_LOGSHUTTLE__DRAIN_LINGER", "0ms")];
-    let many_0 = wharf_drains(
-        "wharf, 1,000 drains, drain_linger 0ms",
-        &no_linger,
-        (&broker2, &many_dir),
-        &sink,
-        backlog,
-        (&apps, &LIVE),
-    )
-    .await;
-    let broker4 = Tansu::start().await;
-    let lingering_dir = dir.path().join("lingering");
-    let apps = configure(Some(&broker4), &lingering_dir, Some((&sink, TCP)), 1000).await;
-    let bytes = produce(&broker4.brokers(), n, &apps);
-    let backlog = Backlog { lines: n, bytes };
-    let many =
-        wharf_drains("wharf, 1,000 drains", &[], (&broker4, &lingering_dir), &sink, backlog, (&apps, &LIVE)).await;
+    let many = wharf_drains("wharf, 1,000 drains", &[], (&broker2, &many_dir), &sink, backlog, (&apps, &LIVE)).await;
     // The same live loads without Wharf, on the same topic, after Wharf has stopped.
     for live in LIVE {
-        let (brokers, apps) = (broker4.brokers(), apps.clone());
+        let (brokers, apps) = (broker2.brokers(), apps.clone());
         let l = tokio::task::spawn_blocking(move || raw_latency(&brokers, &apps, live)).await.unwrap();
         print_latency("raw rdkafka consumer (line's timestamp to the consumer)", live, &l);
     }
@@ -652,7 +633,7 @@ async fn main() {
         "| case | lines/s | MB/s | CPU s per million lines | of which kernel | lines per receive | vs raw consumer (lines/s) | vs rsyslog (lines/s) | vs rsyslog (lines per CPU s) |"
     );
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-    for r in [&raw, &single, &many_0, &many].into_iter().chain(&https_rows).chain([&rsyslog]) {
+    for r in [&raw, &single, &many].into_iter().chain(&https_rows).chain([&rsyslog]) {
         println!(
             "| {} | {:.0} | {:.1} | {:.2} | {:.2} | {} | {:.2}x | {:.2}x | {:.2}x |",
             r.name,

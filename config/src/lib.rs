@@ -318,12 +318,6 @@ pub struct LogshuttleConfig {
     /// what retention removed). `false` drops the oldest past the budget and announces them
     /// (L10), as logplex does. The embedded bus keeps nothing, so it always drops.
     pub catch_up: bool,
-    /// How long a drain that sent a batch less than this ago waits for more lines before it
-    /// sends again, so that a drain fed a line at a time (one of many apps' drains) sends
-    /// several per write: a line waits at most this long. A drain idle for longer, or holding
-    /// 256 lines or 64 KiB, is woken at once. `0ms` wakes every drain as soon as its lines are
-    /// handed over. At most 1 s.
-    pub drain_linger: HumanDuration,
 }
 
 impl Default for LogshuttleConfig {
@@ -341,7 +335,6 @@ impl Default for LogshuttleConfig {
             trusted_ca: None,
             https_batch_bytes: ByteSize(100_000),
             catch_up: true,
-            drain_linger: HumanDuration::millis(50),
         }
     }
 }
@@ -550,9 +543,6 @@ impl Config {
         if !(1024..=64 << 20).contains(&l.https_batch_bytes.0) {
             return invalid("logshuttle.https_batch_bytes", "must be between 1KiB and 64MiB");
         }
-        if l.drain_linger.0 > std::time::Duration::from_secs(1) {
-            return invalid("logshuttle.drain_linger", "must be at most 1s");
-        }
         if l.reconnect_min.0.is_zero() || l.reconnect_min > l.reconnect_max {
             return invalid("logshuttle.reconnect_min", "must be longer than zero and at most reconnect_max");
         }
@@ -731,7 +721,6 @@ mod tests {
         check_rejected("[logshuttle]\ndrain_buffer_lines = 0", &[], "logshuttle.drain_buffer_lines");
         check_rejected("[logshuttle]\ndrain_buffer_bytes = \"1XB\"", &[], "invalid size");
         check_rejected("[logshuttle]\nhttps_batch_bytes = 10", &[], "logshuttle.https_batch_bytes");
-        check_rejected("[logshuttle]\ndrain_linger = \"2s\"", &[], "logshuttle.drain_linger");
         check_rejected("[outbound]\nallow_everything = true", &[], "allow_everything");
         check_rejected("[logshuttle]\nreconnect_min = \"1m\"", &[], "logshuttle.reconnect_min");
         check_rejected("[logshuttle]\nsession_ttl = \"0s\"", &[], "logshuttle.session_ttl");

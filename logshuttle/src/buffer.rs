@@ -28,7 +28,6 @@ use std::collections::{HashMap, VecDeque};
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
@@ -112,31 +111,7 @@ struct Inner {
     closed: bool,
     /// What this drain last told its app's pace.
     pace: DrainState,
-    /// Whether the dispatcher owes the drain's task a wake-up ([`Buffer::push_deferred`]).
-    wake_owed: bool,
-    /// When the drain's task last took a batch.
-    last_pop: Option<Instant>,
 }
-
-/// What the dispatcher owes a drain's task after [`Buffer::push_deferred`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wake {
-    /// Nothing: the task has lines to take already, or a wake-up is owed from an earlier push.
-    No,
-    /// A wake-up once the dispatcher has handed over its whole round (one poll batch): the
-    /// drain has been idle for the linger, or holds [`WAKE_LINES`] lines or [`WAKE_BYTES`].
-    Now,
-    /// A wake-up when the dispatcher's linger timer next fires: the drain took a batch less
-    /// than the linger ago, so it waits for more lines to send in one write.
-    Later,
-}
-
-/// Lines queued from which a lingering drain is woken at the end of the round: a batch this
-/// size already spreads a write's cost thin, so waiting longer only adds latency.
-pub const WAKE_LINES: usize = 256;
-/// Bytes queued from which a lingering drain is woken at the end of the round (as
-/// [`WAKE_LINES`]).
-pub const WAKE_BYTES: usize = 64 * 1024;
 
 /// Counters of one drain, as paired pushed/popped counts rather than a depth gauge.
 #[derive(Debug, Default)]
@@ -248,32 +223,19 @@ impl Buffer {
         self.set_pace(&mut inner, to);
     }
 
-    /// Adds a line and wakes the drain's task if it waits for one; drops the oldest ones when
-    /// over budget. Never waits.
+    /// Adds a line; drops the oldest ones when over budget. Never waits.
     pub fn push(&self, entry: Entry) {
-        if self.push_deferred(entry, Instant::now(), Duration::ZERO) != Wake::No {
-            self.wake();
-        }
-    }
-
-    /// Adds a line as [`Buffer::push`] does, but leaves waking the drain's task to the caller,
-    /// which says when: the dispatcher wakes drains once per round, or, for a drain that took a
-    /// batch less than `linger` before `now`, when its linger timer fires, so that a drain fed
-    /// a line at a time wakes to several and sends them in one write (Nagle's idea, as Kafka's
-    /// producer's `linger.ms`). A line waits at most `linger` for its wake-up.
-    pub fn push_deferred(&self, entry: Entry, now: Instant, linger: Duration) -> Wake {
         let mut inner = self.inner.lock().expect("buffer lock");
         if inner.closed {
-            return Wake::No;
+            return;
         }
         if self.catch_up
             && let Some(p) = entry.position
             && !self.take_live(&mut inner, p, cost(&entry))
         {
-            return Wake::No;
+            return;
         }
         let was_empty = inner.queue.is_empty();
-        let before = (inner.queue.len(), inner.bytes);
         Self::mark_pushed(&mut inner.cursors, &entry);
         inner.bytes += cost(&entry);
         inner.queue.push_back(entry);
@@ -291,32 +253,12 @@ impl Buffer {
             let to = DrainState { full: true, ..inner.pace };
             self.set_pace(&mut inner, to);
         }
-        let wake = if was_empty && !inner.wake_owed {
-            inner.wake_owed = true;
-            let lingering = inner.last_pop.is_some_and(|t| now.saturating_duration_since(t) < linger);
-            if lingering { Wake::Later } else { Wake::Now }
-        } else if inner.wake_owed
-            && ((before.0 < WAKE_LINES && inner.queue.len() >= WAKE_LINES)
-                || (before.1 < WAKE_BYTES && inner.bytes >= WAKE_BYTES))
-        {
-            // Enough for a full write: no reason to linger on.
-            Wake::Now
-        } else {
-            Wake::No
-        };
         drop(inner);
         self.stats.pushed.fetch_add(1, Relaxed);
         if dropped > 0 {
             self.stats.dropped.fetch_add(dropped, Relaxed);
         }
-        wake
-    }
-
-    /// Wakes the drain's task for the lines pushed with [`Buffer::push_deferred`], unless it was
-    /// woken for them already.
-    pub fn wake(&self) {
-        let owed = std::mem::take(&mut self.inner.lock().expect("buffer lock").wake_owed);
-        if owed {
+        if was_empty {
             self.ready.notify_one();
         }
     }
@@ -596,7 +538,6 @@ impl Buffer {
                         self.set_pace(&mut inner, to);
                     }
                     self.stats.popped.fetch_add(n as u64, Relaxed);
-                    inner.last_pop = Some(Instant::now());
                     let overflow = inner.overflow.take();
                     drop(inner);
                     self.room.notify_one();
@@ -764,70 +705,6 @@ mod tests {
         out.clear();
         b.pop_within(&mut out, 2, usize::MAX, 48).await.unwrap();
         assert_eq!(out.len(), 2, "the line cap still holds");
-    }
-
-    #[tokio::test]
-    async fn a_drain_that_sent_a_moment_ago_lingers_unless_it_holds_a_full_write() {
-        let linger = Duration::from_secs(1);
-        let big = "x".repeat(WAKE_BYTES / 2);
-        // (what, linger, seconds since the drain last took a batch (`None`: never), lines
-        // queued before with their wake-up owed, their message, the next push's wake-up)
-        #[rustfmt::skip]
-        let cases: &[(&str, Duration, Option<u64>, usize, &str, Wake)] = &[
-            ("never sent", linger, None, 0, "x", Wake::Now),
-            ("idle for longer than the linger", linger, Some(2), 0, "x", Wake::Now),
-            ("sent a moment ago", linger, Some(0), 0, "x", Wake::Later),
-            ("no linger", Duration::ZERO, Some(0), 0, "x", Wake::Now),
-            ("a wake-up already owed", linger, Some(0), 1, "x", Wake::No),
-            ("the line that makes a full write", linger, Some(0), WAKE_LINES - 1, "x", Wake::Now),
-            ("a line after a full write", linger, Some(0), WAKE_LINES, "x", Wake::No),
-            ("the bytes that make a full write", linger, Some(0), 1, &big, Wake::Now),
-            ("never sent, a wake-up owed", linger, None, 1, "x", Wake::No),
-        ];
-        for &(what, linger, since, queued, msg, want) in cases {
-            let b = Buffer::new(10_000, usize::MAX);
-            let mut sent = Instant::now();
-            if since.is_some() {
-                b.push(entry(0, "x"));
-                b.pop(&mut Vec::new(), 10).await.unwrap();
-                sent = Instant::now();
-            }
-            let now = sent + Duration::from_secs(since.unwrap_or(0));
-            for i in 0..queued {
-                b.push_deferred(entry(1 + i as i64, msg), now, linger);
-            }
-            assert_eq!(b.push_deferred(entry(100_000, msg), now, linger), want, "{what}");
-        }
-    }
-
-    #[tokio::test]
-    async fn a_deferred_push_leaves_a_waiting_drain_asleep_until_woken_once() {
-        let b = Arc::new(Buffer::new(100, usize::MAX));
-        let waiting = tokio::spawn({
-            let b = b.clone();
-            async move { b.wait_ready().await }
-        });
-        tokio::task::yield_now().await;
-        assert_eq!(b.push_deferred(entry(0, "x"), Instant::now(), Duration::ZERO), Wake::Now);
-        for _ in 0..10 {
-            tokio::task::yield_now().await;
-        }
-        assert!(!waiting.is_finished(), "a deferred push leaves the drain to its wake-up");
-        b.wake();
-        assert!(waiting.await.unwrap(), "woken, it finds the line");
-        b.pop(&mut Vec::new(), 10).await.unwrap();
-        // Owed once: a second wake-up is not stored for the next wait.
-        b.wake();
-        let again = tokio::spawn({
-            let b = b.clone();
-            async move { b.wait_ready().await }
-        });
-        for _ in 0..10 {
-            tokio::task::yield_now().await;
-        }
-        assert!(!again.is_finished(), "no wake-up was owed");
-        b.close();
-        assert!(!again.await.unwrap());
     }
 
     #[tokio::test]

@@ -26,7 +26,6 @@ pub mod metrics;
 pub mod syslog;
 pub mod tail;
 mod transport;
-mod wake;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -176,7 +175,6 @@ impl Logshuttle {
             stats.clone(),
             Commits { interval: commit_interval, stop: stopped, grace },
             catch_up,
-            wake::Wakes::new(config.drain_linger.0),
         ));
         let tails_end = watch::Sender::new(false);
         Ok(Logshuttle { drains, history, sessions, stats, follower, dispatcher, stop, tails_end, grace })
@@ -240,7 +238,6 @@ async fn dispatch(
     stats: Arc<metrics::ShuttleStats>,
     commits: Commits,
     catch_up: Option<catchup::CatchUpSettings>,
-    mut wakes: wake::Wakes,
 ) {
     let Commits { interval: commit_interval, mut stop, grace } = commits;
     // Per partition: the offset after the last line received.
@@ -252,14 +249,8 @@ async fn dispatch(
     loop {
         // The step is chosen first and taken after: a branch that awaits must not hold the
         // stop signal's borrow (which is not `Send`).
-        // Far off when no drain lingers: the branch is then disabled and never polled.
-        let linger_due = wakes.due().unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
         let event = tokio::select! {
             event = source.recv() => event,
-            () = tokio::time::sleep_until(linger_due), if wakes.due().is_some() => {
-                wakes.wake_all();
-                continue;
-            }
             _ = tick.tick(), if source.commits() => {
                 commit(&source, &drains.load(), &consumed, &mut committed);
                 continue;
@@ -270,8 +261,7 @@ async fn dispatch(
             None => return,
             Some(SourceEvent::Batch(batch)) => {
                 stats.received.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                deliver(&batch, &drains.load(), &history, &mut consumed, &mut wakes);
-                wakes.round_done();
+                deliver(&batch, &drains.load(), &history, &mut consumed);
                 if let Some(c) = &catch_up {
                     c.positions.raise(&consumed);
                 }
@@ -296,7 +286,6 @@ async fn dispatch(
         }
     }
     // Nothing new is taken; let the drains deliver what they hold, then commit it.
-    wakes.wake_all();
     let deadline = tokio::time::Instant::now() + grace;
     while tokio::time::Instant::now() < deadline && !drains.load().all.iter().all(|d| d.buffer.is_idle()) {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -378,16 +367,7 @@ async fn revoke(
     source.commit_and_wait(&offsets);
 }
 
-/// Hands each line of a poll batch to its drains (noting in `wakes` which to wake, and when)
-/// and to the tail history.
-fn deliver(
-    batch: &[Received],
-    drains: &DrainTable,
-    history: &History,
-    consumed: &mut Map<Partition, i64>,
-    wakes: &mut wake::Wakes,
-) {
-    let now = std::time::Instant::now();
+fn deliver(batch: &[Received], drains: &DrainTable, history: &History, consumed: &mut Map<Partition, i64>) {
     for r in batch {
         if let Some(p) = r.position {
             consumed.insert(p.partition, p.offset + 1);
@@ -399,8 +379,7 @@ fn deliver(
         let app = drains.by_app.get(e.app()).map(Vec::as_slice).unwrap_or_default();
         let site = e.site().and_then(|s| drains.by_site.get(s)).map(Vec::as_slice).unwrap_or_default();
         for d in app.iter().chain(site) {
-            let wake = d.buffer.push_deferred(Entry { event: e.clone(), position: r.position, replayed: false }, now, wakes.linger());
-            wakes.owe(d, wake);
+            d.buffer.push(Entry { event: e.clone(), position: r.position, replayed: false });
         }
     }
     history.record(batch.iter().map(|r| &r.event));
