@@ -181,9 +181,9 @@ impl Sink {
                             let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                             c.receives.fetch_add(1, Ordering::Relaxed);
                             c.frames_in(&body);
-                            Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Empty::<
-                                bytes::Bytes,
-                            >::new()))
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                http_body_util::Empty::<bytes::Bytes>::new(),
+                            ))
                         }
                     });
                     let io = hyper_util::rt::TokioIo::new(tls);
