@@ -10,9 +10,9 @@
 //! configuration, the topics' decoding and the rewind past brokers' batch boundaries; apart,
 //! those would have to be exposed to the rest of the bus.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -48,7 +48,57 @@ fn broker_err(k: &KafkaConfig, what: &str, e: impl std::fmt::Display) -> BusErro
 fn base_config(k: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &k.brokers).set_log_level(RDKafkaLogLevel::Warning);
+    // A topic created again (see `TopicKeeper`) is seen within seconds rather than librdkafka's
+    // default five minutes; a consumer only rejoins its group for it after this refresh.
+    c.set("topic.metadata.refresh.interval.ms", "2000");
     c
+}
+
+/// Creates the topics again when a client learns that they are gone while running (a broker
+/// that came back without its data, as tansu's in-memory storage does, or an operator's
+/// delete). Without it every line produced meanwhile is dropped and the consumer group reads
+/// nothing until a process restarts. Called from librdkafka's threads; the creation runs on
+/// the Tokio runtime the client was made on, at most one attempt a second.
+#[derive(Debug)]
+struct TopicKeeper {
+    config: KafkaConfig,
+    runtime: Option<tokio::runtime::Handle>,
+    /// When the last attempt started.
+    last: Mutex<Option<Instant>>,
+}
+
+impl TopicKeeper {
+    fn new(k: &KafkaConfig) -> Arc<TopicKeeper> {
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        Arc::new(TopicKeeper { config: k.clone(), runtime, last: Mutex::new(None) })
+    }
+
+    /// Whether `e` says that a topic does not exist.
+    fn is_missing(e: &RdError) -> bool {
+        matches!(
+            e.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic)
+        )
+    }
+
+    /// Starts creating the missing topics, unless an attempt started less than a second ago.
+    fn missing(self: &Arc<Self>) {
+        let Some(runtime) = &self.runtime else { return };
+        {
+            let mut last = self.last.lock().expect("topic keeper lock");
+            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let keeper = self.clone();
+        runtime.spawn(async move {
+            tracing::warn!(topics = ?keeper.config.topics(), "kafka topic missing; creating it again");
+            if let Err(e) = ensure_topics(&keeper.config).await {
+                tracing::warn!(error = %e, "kafka topic could not be created again; retrying on the next error");
+            }
+        });
+    }
 }
 
 /// Creates each topic to read that does not exist: Wharf's own, and the Akkeris inputs (so that
@@ -93,9 +143,11 @@ async fn ensure_topic(k: &KafkaConfig, topic: &str) -> Result<(), BusError> {
 }
 
 /// Counts delivery failures; librdkafka retries for `message.timeout.ms` before reporting one.
-#[derive(Debug, Default)]
+/// A failure because the topic is gone has it created again.
+#[derive(Debug)]
 struct ProduceContext {
     failed: std::sync::atomic::AtomicU64,
+    keeper: Arc<TopicKeeper>,
 }
 
 impl ClientContext for ProduceContext {}
@@ -104,6 +156,9 @@ impl ProducerContext for ProduceContext {
     type DeliveryOpaque = ();
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         if let Err((e, _)) = result {
+            if TopicKeeper::is_missing(e) {
+                self.keeper.missing();
+            }
             let n = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
             // One line per thousand failures: the counter is exact, the log stays readable.
             if n % 1000 == 1 {
@@ -136,15 +191,24 @@ impl KafkaPublisher {
             .set("queue.buffering.max.messages", "500000")
             // Keep retrying across a broker restart for up to five minutes before giving up.
             .set("message.timeout.ms", "300000")
-            .create_with_context(ProduceContext::default())
+            .create_with_context(ProduceContext { failed: Default::default(), keeper: TopicKeeper::new(k) })
             .map_err(|e| BusError::Config(e.to_string()))?;
         Ok(KafkaPublisher { producer, topic: k.topic.clone() })
     }
 
-    /// Queues an event; false when librdkafka's queue is full.
+    /// Queues an event; false when librdkafka's queue is full or it knows the topic is gone
+    /// (which starts creating it again).
     pub(crate) fn send(&self, event: LogEvent) -> bool {
         let record = BaseRecord::to(&self.topic).key(event.app()).payload(&event.encoded()[..]);
-        self.producer.send(record).is_ok()
+        match self.producer.send(record) {
+            Ok(()) => true,
+            Err((e, _)) => {
+                if TopicKeeper::is_missing(&e) {
+                    self.producer.context().keeper.missing();
+                }
+                false
+            }
+        }
     }
 
     /// Waits up to `timeout` for queued events to reach the brokers; events still queued after
@@ -396,7 +460,8 @@ impl KafkaSource {
             .name("kafka-consumer".into())
             .spawn({
                 let (consumer, stop, topics) = (consumer.clone(), stop.clone(), topics.clone());
-                move || poll_loop(&consumer, &topics, &tx, &stop, &stats)
+                let keeper = TopicKeeper::new(k);
+                move || poll_loop(&consumer, &topics, &tx, &stop, &stats, &keeper)
             })
             .map_err(|e| BusError::Config(e.to_string()))?;
         Ok(KafkaSource { rx, config: k.clone(), consumer, topics, stop, thread: Some(thread), revoke_ack })
@@ -458,6 +523,7 @@ fn poll_loop(
     tx: &mpsc::Sender<SourceEvent>,
     stop: &AtomicBool,
     stats: &SourceStats,
+    keeper: &Arc<TopicKeeper>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut bad_frames = 0u64;
@@ -492,6 +558,11 @@ fn poll_loop(
                 Some(Err(RdError::PartitionEOF(_))) => {}
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "kafka consumer error");
+                    // "Subscribed topic not available": the consumer rejoins its group once the
+                    // topic exists again and the metadata refresh shows it.
+                    if TopicKeeper::is_missing(&e) {
+                        keeper.missing();
+                    }
                     break;
                 }
             }

@@ -34,7 +34,18 @@ fn binary() -> PathBuf {
 impl Tansu {
     /// Starts a broker and waits until it accepts connections.
     pub async fn start() -> Tansu {
-        let port = crate::free_port();
+        Tansu::start_on(crate::free_port()).await
+    }
+
+    /// Stops the broker (SIGKILL) and starts a new one on the same port. Its storage is in
+    /// memory, so the new broker has no topics, offsets or groups: what a client sees when a
+    /// topic is deleted under it, or a broker comes back without its data.
+    pub async fn restart(&mut self) {
+        self.child.kill().await.expect("tansu stops");
+        *self = Tansu::start_on(self.addr.port()).await;
+    }
+
+    async fn start_on(port: u16) -> Tansu {
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(binary())
             .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
