@@ -29,6 +29,9 @@ use wharf_config::KafkaConfig;
 
 use crate::{BusError, LogEvent, Partition, Position, Received, SourceEvent, SourceStats};
 
+mod group_watch;
+use group_watch::GroupSignals;
+
 /// How long to wait for brokers when checking or creating the topic at start.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// How many messages a partition is read from before the offset asked for, the earlier ones
@@ -234,6 +237,8 @@ struct ConsumeContext {
     /// Per assigned partition, the committed offset: the poll thread skips messages before it,
     /// read only because the assignment starts [`REWIND`] messages earlier.
     skip_below: std::sync::Mutex<std::collections::HashMap<Partition, i64>>,
+    /// Rebalances and the assignment's size for the group watch, and its request to rejoin.
+    signals: Arc<GroupSignals>,
 }
 
 impl ConsumeContext {
@@ -303,8 +308,10 @@ impl ConsumerContext for ConsumeContext {
     /// As rust-rdkafka's, for the eager protocol that the default assignors use, but an
     /// assignment starts [`REWIND`] messages before the committed offsets (see [`REWIND`]).
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        self.signals.rebalances.fetch_add(1, Ordering::Relaxed);
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.signals.assigned.store(tpl.count(), Ordering::Relaxed);
                 self.rewind(consumer, tpl);
                 if let Err(e) = consumer.assign(tpl) {
                     tracing::warn!(error = %e, "kafka assignment failed");
@@ -314,6 +321,7 @@ impl ConsumerContext for ConsumeContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 self.pre_rebalance(consumer, &Rebalance::Revoke(tpl));
                 self.skip_below.lock().expect("skip lock").clear();
+                self.signals.assigned.store(0, Ordering::Relaxed);
                 if let Err(e) = consumer.unassign() {
                     tracing::warn!(error = %e, "kafka unassignment failed");
                 }
@@ -411,6 +419,8 @@ pub(crate) struct KafkaSource {
     topics: Arc<Topics>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The group watch's thread (`group_watch`).
+    watch: Option<std::thread::JoinHandle<()>>,
     revoke_ack: std::sync::mpsc::SyncSender<()>,
 }
 
@@ -433,7 +443,13 @@ impl KafkaSource {
         let stop = Arc::new(AtomicBool::new(false));
         let topics = Arc::new(Topics::new(k));
         let (revoke_ack, acks) = std::sync::mpsc::sync_channel(1);
+        // Unique to this member (the process and the moment it joined), so that the group watch
+        // can tell its own member ids, `{client.id}-{uuid}`, from the others'.
+        let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let client_id = format!("wharf-{}-{}", std::process::id(), since_epoch.as_nanos());
+        let signals = Arc::new(GroupSignals::default());
         let consumer: BaseConsumer<ConsumeContext> = base_config(k)
+            .set("client.id", &client_id)
             .set("group.id", &k.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -452,6 +468,7 @@ impl KafkaSource {
                 stop: stop.clone(),
                 revoke_ack: std::sync::Mutex::new(acks),
                 skip_below: std::sync::Mutex::default(),
+                signals: signals.clone(),
             })
             .map_err(|e| BusError::Config(e.to_string()))?;
         consumer.subscribe(&k.topics()).map_err(|e| broker_err(k, "cannot subscribe", e))?;
@@ -464,7 +481,24 @@ impl KafkaSource {
                 move || poll_loop(&consumer, &topics, &tx, &stop, &stats, &keeper)
             })
             .map_err(|e| BusError::Config(e.to_string()))?;
-        Ok(KafkaSource { rx, config: k.clone(), consumer, topics, stop, thread: Some(thread), revoke_ack })
+        let watch = std::thread::Builder::new()
+            .name("kafka-group-watch".into())
+            .spawn({
+                let (consumer, stop, group) = (consumer.clone(), stop.clone(), k.group_id.clone());
+                let names: Vec<String> = topics.0.iter().map(|(name, _)| name.clone()).collect();
+                move || group_watch::run(&consumer, &group, &client_id, &names, &stop)
+            })
+            .map_err(|e| BusError::Config(e.to_string()))?;
+        Ok(KafkaSource {
+            rx,
+            config: k.clone(),
+            consumer,
+            topics,
+            stop,
+            thread: Some(thread),
+            watch: Some(watch),
+            revoke_ack,
+        })
     }
 
     /// The configuration it joined with.
@@ -511,7 +545,7 @@ impl Drop for KafkaSource {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         self.rx.close();
-        if let Some(t) = self.thread.take() {
+        for t in [self.thread.take(), self.watch.take()].into_iter().flatten() {
             let _ = t.join();
         }
     }
@@ -528,6 +562,9 @@ fn poll_loop(
     let mut batch = Vec::with_capacity(BATCH);
     let mut bad_frames = 0u64;
     while !stop.load(Ordering::Relaxed) {
+        if consumer.context().signals.rejoin.swap(false, Ordering::Relaxed) {
+            rejoin(consumer, topics);
+        }
         // Block briefly for the first message, then take whatever else is already fetched.
         let mut timeout = Duration::from_millis(100);
         while batch.len() < BATCH {
@@ -574,6 +611,17 @@ fn poll_loop(
                 return;
             }
         }
+    }
+}
+
+/// Leaves the group and joins it again (`group_watch`): the leave starts a new generation, in
+/// which the coordinator assigns every partition to the members there are. This member's
+/// partitions are revoked first, through the rebalance callback, as in any rebalance.
+fn rejoin(consumer: &BaseConsumer<ConsumeContext>, topics: &Topics) {
+    let names: Vec<&str> = topics.0.iter().map(|(name, _)| name.as_str()).collect();
+    consumer.unsubscribe();
+    if let Err(e) = consumer.subscribe(&names) {
+        tracing::warn!(error = %e, "cannot leave and join the consumer group again");
     }
 }
 

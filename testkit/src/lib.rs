@@ -11,6 +11,7 @@ pub mod client;
 pub mod dyno_server;
 pub mod logplex;
 pub mod nginx;
+pub mod numbered;
 pub mod postgres;
 pub mod rfc5424;
 pub mod rsyslog;
