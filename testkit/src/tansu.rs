@@ -1,5 +1,6 @@
 //! A real Kafka-protocol broker for tests: tansu, started as a child process on a free port
-//! with in-memory storage, and stopped when dropped.
+//! with in-memory storage (or, with [`Tansu::start_keeping`], its data in an SQLite file, kept
+//! across restarts as a Kafka keeps its logs on disk), and stopped when dropped.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,6 +15,22 @@ pub struct Tansu {
     /// Where it listens.
     pub addr: SocketAddr,
     child: Child,
+    /// Its `--storage-engine` URL.
+    engine: String,
+    /// The tansu binary it runs.
+    bin: PathBuf,
+}
+
+/// Where ./scripts/test installs the tansu that has SQLite storage (the `libsql` feature):
+/// under the workspace's `target/`, apart from the shared one on `PATH`.
+fn sqlite_binary() -> PathBuf {
+    let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tansu-sqlite/bin/tansu");
+    assert!(
+        bin.is_file(),
+        "{} is missing; ./scripts/test installs it (cargo install tansu --version 0.6.0 --features dynostore,libsql --locked --root target/tansu-sqlite)",
+        bin.display()
+    );
+    bin
 }
 
 /// Where the tansu binary is: on `PATH`, or where `cargo install` puts it.
@@ -32,24 +49,42 @@ fn binary() -> PathBuf {
 }
 
 impl Tansu {
-    /// Starts a broker and waits until it accepts connections.
+    /// Starts a broker with in-memory storage and waits until it accepts connections.
     pub async fn start() -> Tansu {
-        Tansu::start_on(crate::free_port()).await
+        Tansu::start_on(crate::free_port(), "memory://tansu/".into(), binary()).await
     }
 
-    /// Stops the broker (SIGKILL) and starts a new one on the same port. Its storage is in
-    /// memory, so the new broker has no topics, offsets or groups: what a client sees when a
-    /// topic is deleted under it, or a broker comes back without its data.
+    /// Starts a broker that keeps its topics, offsets and groups in the SQLite file `db`, so
+    /// that [`Tansu::restart`] brings it back with its data.
+    pub async fn start_keeping(db: &std::path::Path) -> Tansu {
+        let engine = format!("sqlite://{}", db.display());
+        Tansu::start_on(crate::free_port(), engine, sqlite_binary()).await
+    }
+
+    /// Stops the broker (SIGKILL) and starts a new one on the same port with the same storage.
+    /// In memory, the new broker has no topics, offsets or groups: what a client sees when a
+    /// topic is deleted under it, or a broker comes back without its data. Kept
+    /// ([`Tansu::start_keeping`]), it has everything the old one had written.
     pub async fn restart(&mut self) {
-        self.child.kill().await.expect("tansu stops");
-        *self = Tansu::start_on(self.addr.port()).await;
+        self.stop().await;
+        self.start_again().await;
     }
 
-    async fn start_on(port: u16) -> Tansu {
+    /// Stops the broker (SIGKILL); [`Tansu::start_again`] starts it on the same port.
+    pub async fn stop(&mut self) {
+        self.child.kill().await.expect("tansu stops");
+    }
+
+    /// Starts the broker again on its port, with its storage, after [`Tansu::stop`].
+    pub async fn start_again(&mut self) {
+        *self = Tansu::start_on(self.addr.port(), self.engine.clone(), self.bin.clone()).await;
+    }
+
+    async fn start_on(port: u16, engine: String, bin: PathBuf) -> Tansu {
         let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(binary())
+        let child = Command::new(&bin)
             .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/"])
+            .args(["--storage-engine", &engine])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -60,7 +95,7 @@ impl Tansu {
             tokio::net::TcpStream::connect(addr).await.ok().map(|_| ())
         })
         .await;
-        Tansu { addr, child }
+        Tansu { addr, child, engine, bin }
     }
 
     /// The bootstrap address, `127.0.0.1:port`.
