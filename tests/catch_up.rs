@@ -4,9 +4,7 @@
 //! order, once back, while the app's other drain and another app's drain get everything at
 //! once; a `kill -9` while a drain catches up loses nothing (repeats counted); and one of three
 //! logshuttles of a group leaving, and a fourth joining, under load, lose nothing at any drain
-//! and keep each app's order. (A `kill -9` of a group member is not tested here: on tansu 0.6
-//! the dead member's partitions were not taken over, for a reason not found yet; see the
-//! logshuttle's "Brokers" paragraph in ARCHITECTURE.md.)
+//! and keep each app's order. (`kill -9` of a group member is tested in tests/fleet.rs.)
 //!
 //! Lines enter through `POST /log-events`. Order with repeats is checked on first arrivals:
 //! after a crash a line may come again (at least once), but no line first arrives before an
