@@ -27,12 +27,13 @@ snapshot version each data plane serves (routers' `/metrics`, logshuttles' kept 
     python3 benches/fleet.py [--binary target/release/wharf] [--phase 8] [--clients 3] [--apps 4]
                              [--broker-storage sqlite|memory]
 
-Needs tansu (./scripts/test installs it, and the one with SQLite storage under
-target/tansu-sqlite), Debian's PostgreSQL server, and a built `wharf` (`cargo build --release`;
-`--binary target/debug/wharf` works too, slower). Exits non-zero when a rule is broken. The broker
-keeps its data in an SQLite file by default, so that its restart is a Kafka's (logs on disk);
-with `--broker-storage memory` a restart loses what it held (the topic included), and lines lost
-that way are counted on their own line.
+Needs tansu (./scripts/test installs it), Debian's PostgreSQL server, and a built `wharf`
+(`cargo build --release`; `--binary target/debug/wharf` works too, slower). Exits non-zero when a
+rule is broken. The broker keeps its data in memory by default: a restart loses what it held (the
+topic included), and lines lost that way are counted on their own line. With `--broker-storage
+sqlite` it keeps its data in an SQLite file, so that its restart is a Kafka's (logs on disk); that
+needs the tansu built with `--features dynostore,libsql` under target/tansu-sqlite (`cargo install
+tansu --version 0.6.0 --features dynostore,libsql --locked --root target/tansu-sqlite`).
 """
 
 import argparse
@@ -396,7 +397,7 @@ def main():
     ap.add_argument("--clients", type=int, default=3, help="keep-alive HTTPS clients per router")
     ap.add_argument("--apps", type=int, default=4)
     ap.add_argument("--keep", action="store_true", help="keep the data directories and logs")
-    ap.add_argument("--broker-storage", choices=["sqlite", "memory"], default="sqlite",
+    ap.add_argument("--broker-storage", choices=["sqlite", "memory"], default="memory",
                     help="the broker's storage: kept across its restart (sqlite) or lost (memory)")
     ap.add_argument("--dyno", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -21,13 +21,15 @@ pub struct Tansu {
     bin: PathBuf,
 }
 
-/// Where ./scripts/test installs the tansu that has SQLite storage (the `libsql` feature):
-/// under the workspace's `target/`, apart from the shared one on `PATH`.
+/// Where the tansu that has SQLite storage (the `libsql` feature) is: under the workspace's
+/// `target/`, apart from the shared one on `PATH` (`cargo install tansu --version 0.6.0
+/// --features dynostore,libsql --locked --root target/tansu-sqlite`; not installed by
+/// ./scripts/test yet, see tests/broker_restart.rs).
 fn sqlite_binary() -> PathBuf {
     let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tansu-sqlite/bin/tansu");
     assert!(
         bin.is_file(),
-        "{} is missing; ./scripts/test installs it (cargo install tansu --version 0.6.0 --features dynostore,libsql --locked --root target/tansu-sqlite)",
+        "{} is missing: cargo install tansu --version 0.6.0 --features dynostore,libsql --locked --root target/tansu-sqlite",
         bin.display()
     );
     bin
