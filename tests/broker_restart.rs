@@ -1,10 +1,9 @@
 //! A Kafka broker restarted under a running Wharf (`wharf serve --kafka`, which produces and
 //! consumes), through a real tansu and a real syslog drain.
 //!
-//! With its data kept (tansu on SQLite, as a Kafka keeps its logs on disk) a restart should crash
-//! nothing and lose nothing: lines posted before, during (queued by the producer) and after
-//! each restart all reach the drain, each app's first arrivals in order (ignored until run:
-//! see the test).
+//! With its data kept (tansu on SQLite, as a Kafka keeps its logs on disk) a restart crashes
+//! nothing and loses nothing: lines posted before, during (queued by the producer) and after
+//! each restart all reach the drain, each app's first arrivals in order.
 //!
 //! With its data lost (tansu's in-memory storage: the topic, the offsets and the group are gone)
 //! Wharf creates the topic again, and lines posted once it exists again arrive. Lines the
@@ -78,11 +77,8 @@ async fn wharf_with_drain(broker: &Tansu, dir: &TempDir) -> (Wharf, SyslogReceiv
     (wharf, receiver)
 }
 
-/// Ignored until it has been run: it needs the tansu with SQLite storage under
-/// `target/tansu-sqlite` (see `Tansu::start_keeping`), whose build did not finish on the shared
-/// machine before this was committed. Run with `--ignored` once it is installed.
+/// Needs the tansu with SQLite storage under `target/tansu-sqlite` (./scripts/test installs it).
 #[tokio::test]
-#[ignore = "needs target/tansu-sqlite (cargo install tansu --features dynostore,libsql); not run yet"]
 async fn a_broker_restarted_with_its_data_crashes_nothing_and_loses_nothing() {
     const RESTARTS: usize = 3;
     let dir = TempDir::new("broker-restart-kept");

@@ -19,12 +19,13 @@ pub struct Tansu {
     engine: String,
     /// The tansu binary it runs.
     bin: PathBuf,
+    /// Its working directory: tansu opens an SQLite file relative to it.
+    cwd: PathBuf,
 }
 
 /// Where the tansu that has SQLite storage (the `libsql` feature) is: under the workspace's
-/// `target/`, apart from the shared one on `PATH` (`cargo install tansu --version 0.6.0
-/// --features dynostore,libsql --locked --root target/tansu-sqlite`; not installed by
-/// ./scripts/test yet, see tests/broker_restart.rs).
+/// `target/`, apart from the shared one on `PATH` (./scripts/test installs it: `cargo install
+/// tansu --version 0.6.0 --features dynostore,libsql --locked --root target/tansu-sqlite`).
 fn sqlite_binary() -> PathBuf {
     let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tansu-sqlite/bin/tansu");
     assert!(
@@ -53,14 +54,16 @@ fn binary() -> PathBuf {
 impl Tansu {
     /// Starts a broker with in-memory storage and waits until it accepts connections.
     pub async fn start() -> Tansu {
-        Tansu::start_on(crate::free_port(), "memory://tansu/".into(), binary()).await
+        Tansu::start_on(crate::free_port(), "memory://tansu/".into(), binary(), std::env::temp_dir()).await
     }
 
     /// Starts a broker that keeps its topics, offsets and groups in the SQLite file `db`, so
     /// that [`Tansu::restart`] brings it back with its data.
     pub async fn start_keeping(db: &std::path::Path) -> Tansu {
-        let engine = format!("sqlite://{}", db.display());
-        Tansu::start_on(crate::free_port(), engine, sqlite_binary()).await
+        // tansu 0.6.0 takes the file's path relative to its working directory, even when absolute.
+        let name = db.file_name().expect("a file name").to_string_lossy();
+        let cwd = db.parent().expect("a directory").to_path_buf();
+        Tansu::start_on(crate::free_port(), format!("sqlite://{name}"), sqlite_binary(), cwd).await
     }
 
     /// Stops the broker (SIGKILL) and starts a new one on the same port with the same storage.
@@ -79,12 +82,13 @@ impl Tansu {
 
     /// Starts the broker again on its port, with its storage, after [`Tansu::stop`].
     pub async fn start_again(&mut self) {
-        *self = Tansu::start_on(self.addr.port(), self.engine.clone(), self.bin.clone()).await;
+        *self = Tansu::start_on(self.addr.port(), self.engine.clone(), self.bin.clone(), self.cwd.clone()).await;
     }
 
-    async fn start_on(port: u16, engine: String, bin: PathBuf) -> Tansu {
+    async fn start_on(port: u16, engine: String, bin: PathBuf, cwd: PathBuf) -> Tansu {
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(&bin)
+            .current_dir(&cwd)
             .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
             .args(["--storage-engine", &engine])
             .stdout(Stdio::null())
@@ -97,7 +101,7 @@ impl Tansu {
             tokio::net::TcpStream::connect(addr).await.ok().map(|_| ())
         })
         .await;
-        Tansu { addr, child, engine, bin }
+        Tansu { addr, child, engine, bin, cwd }
     }
 
     /// The bootstrap address, `127.0.0.1:port`.
