@@ -32,8 +32,8 @@ Needs tansu (./scripts/test installs it), Debian's PostgreSQL server, and a buil
 rule is broken. The broker keeps its data in memory by default: a restart loses what it held (the
 topic included), and lines lost that way are counted on their own line. With `--broker-storage
 sqlite` it keeps its data in an SQLite file, so that its restart is a Kafka's (logs on disk); that
-needs the tansu built with `--features dynostore,libsql` under target/tansu-sqlite (`cargo install
-tansu --version 0.6.0 --features dynostore,libsql --locked --root target/tansu-sqlite`).
+needs the tansu built with `--features dynostore,libsql` under target/tansu-sqlite (./scripts/test
+installs it).
 """
 
 import argparse
