@@ -25,11 +25,15 @@ more than once, the time to recover (what "recovered" means is printed beside it
 snapshot version each data plane serves (routers' `/metrics`, logshuttles' kept copy).
 
     python3 benches/fleet.py [--binary target/release/wharf] [--phase 8] [--clients 3] [--apps 4]
+                             [--broker-storage sqlite|memory]
 
 Needs tansu (./scripts/test installs it), Debian's PostgreSQL server, and a built `wharf`
-(`cargo build --release`; `--binary target/debug/wharf` works too, slower). Exits non-zero when
-a rule is broken. The broker is tansu with in-memory storage: a restart loses what it held, which
-a Kafka with its logs on disk would not; lines lost that way are counted on their own line.
+(`cargo build --release`; `--binary target/debug/wharf` works too, slower). Exits non-zero when a
+rule is broken. The broker keeps its data in memory by default: a restart loses what it held (the
+topic included), and lines lost that way are counted on their own line. With `--broker-storage
+sqlite` it keeps its data in an SQLite file, so that its restart is a Kafka's (logs on disk); that
+needs the tansu built with `--features dynostore,libsql` under target/tansu-sqlite (./scripts/test
+installs it).
 """
 
 import argparse
@@ -151,18 +155,27 @@ class Postgres:
 
 
 class Tansu:
-    def __init__(self, tmp):
+    """tansu with `storage` "sqlite" (its data in a file under `tmp`, kept across a restart as a
+    Kafka keeps its logs on disk; the tansu ./scripts/test installs under target/tansu-sqlite)
+    or "memory" (a restart loses the topic, the offsets and the group)."""
+
+    def __init__(self, tmp, storage):
         self.port = free_port()
         self.log = os.path.join(tmp, "tansu.log")
-        self.tansu = shutil.which("tansu") or os.path.expanduser("~/.cargo/bin/tansu")
+        if storage == "sqlite":
+            self.tansu = os.path.join(ROOT, "target/tansu-sqlite/bin/tansu")
+            self.engine = "sqlite://" + os.path.join(tmp, "tansu.db")
+        else:
+            self.tansu = shutil.which("tansu") or os.path.expanduser("~/.cargo/bin/tansu")
+            self.engine = "memory://tansu/"
         if not os.path.exists(self.tansu):
-            sys.exit("tansu is not installed (./scripts/test installs it)")
+            sys.exit(f"{self.tansu} is missing (./scripts/test installs it)")
         self.start()
 
     def start(self):
         url = f"tcp://127.0.0.1:{self.port}"
         self.proc = spawn([self.tansu, "broker", "--listener-url", url, "--advertised-listener-url", url,
-                           "--storage-engine", "memory://tansu/"], self.log)
+                           "--storage-engine", self.engine], self.log)
         until("tansu to listen", lambda: listening(self.port))
 
     def restart(self):
@@ -384,6 +397,8 @@ def main():
     ap.add_argument("--clients", type=int, default=3, help="keep-alive HTTPS clients per router")
     ap.add_argument("--apps", type=int, default=4)
     ap.add_argument("--keep", action="store_true", help="keep the data directories and logs")
+    ap.add_argument("--broker-storage", choices=["sqlite", "memory"], default="memory",
+                    help="the broker's storage: kept across its restart (sqlite) or lost (memory)")
     ap.add_argument("--dyno", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.dyno:
@@ -407,7 +422,7 @@ def drill(args, tmp):
                ["WHARF_ADMIN_TOKEN", "WHARF_ROUTER_TOKEN", "WHARF_LOGSHUTTLE_TOKEN", "WHARF_SESSION_SECRET"]}
     admin = secrets["WHARF_ADMIN_TOKEN"]
     pg = Postgres(tmp)
-    broker = Tansu(tmp)
+    broker = Tansu(tmp, args.broker_storage)
     kafka = {"WHARF_KAFKA__BROKERS": broker.brokers}
     apis = []
     for i in range(2):
@@ -600,15 +615,15 @@ def drill(args, tmp):
     settle(args.phase / 2)
 
     # 4: restart the broker.
-    p = begin("restart the broker (tansu, in-memory storage)")
+    p = begin(f"restart the broker (tansu, {args.broker_storage} storage)")
     broker.restart()
     p["broker_back"] = time.time()
     p["recovery"] = first_line_after(p["broker_back"], timeout=30)
     p["what"] = "from the broker's return, a line of a request answered after it at every drain"
     if p["recovery"] is None:
-        # The in-memory broker came back without the topic, and nothing running creates it
-        # again (the logshuttle creates it at start).
-        p["repair"] = restart_logshuttles("they create the missing topic at start")
+        # A broker that came back without its data: if the topic was not created again, or a
+        # logshuttle stopped, restarting them shows whether anything else was wrong.
+        p["repair"] = restart_logshuttles("delivery did not resume after the broker's restart")
     settle(args.phase / 2)
 
     # 5: restart PostgreSQL.
@@ -666,7 +681,9 @@ def drill(args, tmp):
         lost_here = [k for k in lost if k[0] == i]
         # Lines of requests answered before the broker came back were in its memory (or in the
         # routers' producers, which may have handed them to the old broker): its storage's loss.
-        broker_loss = [k for k in lost_here if k[3] < p.get("broker_back", 0)]
+        # A broker that keeps its data loses none: its lines count as any other.
+        in_memory = args.broker_storage == "memory"
+        broker_loss = [k for k in lost_here if in_memory and k[3] < p.get("broker_back", 0)]
         killed_loss = [k for k in lost_here if k[1] == p["killed_router"]]
         healthy_loss = len(lost_here) - len(broker_loss) - len(killed_loss)
         for s in mine:

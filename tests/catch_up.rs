@@ -4,9 +4,7 @@
 //! order, once back, while the app's other drain and another app's drain get everything at
 //! once; a `kill -9` while a drain catches up loses nothing (repeats counted); and one of three
 //! logshuttles of a group leaving, and a fourth joining, under load, lose nothing at any drain
-//! and keep each app's order. (A `kill -9` of a group member is not tested here: on tansu 0.6
-//! the dead member's partitions were not taken over, for a reason not found yet; see the
-//! logshuttle's "Brokers" paragraph in ARCHITECTURE.md.)
+//! and keep each app's order. (`kill -9` of a group member is tested in tests/fleet.rs.)
 //!
 //! Lines enter through `POST /log-events`. Order with repeats is checked on first arrivals:
 //! after a crash a line may come again (at least once), but no line first arrives before an
@@ -15,9 +13,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde_json::{Value, json};
-use wharf_testkit::client::{self, Api, Req};
-use wharf_testkit::rfc5424::{line_numbers, numbered_line};
+use serde_json::json;
+use wharf_testkit::client::{self, Req};
+use wharf_testkit::numbered::{self, check_all_in_order, post as ingest};
 use wharf_testkit::syslog::SyslogReceiver;
 use wharf_testkit::tansu::Tansu;
 use wharf_testkit::wharf::{Wharf, WharfLogshuttle};
@@ -25,19 +23,6 @@ use wharf_testkit::{TempDir, eventually};
 
 const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
 const WAIT: Duration = Duration::from_secs(90);
-
-/// Puts lines `range` of `app` on the bus, 500 to a request.
-async fn ingest(api: &Api, app: &str, range: std::ops::Range<usize>, size: usize) {
-    let all: Vec<usize> = range.collect();
-    for chunk in all.chunks(500) {
-        let events: Vec<Value> = chunk
-            .iter()
-            .map(|&i| json!({"app": app, "source": "akkeris/build", "process": "build.1", "message": numbered_line(i, size)}))
-            .collect();
-        let out = api.expect("POST", "/log-events", Value::Array(events), 202).await;
-        assert_eq!(out["accepted"], chunk.len());
-    }
-}
 
 /// The metrics text at `addr`.
 async fn metrics(addr: SocketAddr) -> Option<String> {
@@ -65,31 +50,9 @@ async fn add_drain(wharf: &Wharf, admin: SocketAddr, app: &str, url: &str) -> St
     label
 }
 
-/// Checks that `got` (line numbers in arrival order) holds each of `0..n`, that first
-/// arrivals come in order, and that nothing else came; returns how many came again.
-fn check_all_in_order(what: &str, got: &[usize], n: usize) -> usize {
-    let mut seen = vec![false; n];
-    let mut firsts = Vec::with_capacity(n);
-    for &i in got {
-        assert!(i < n, "{what}: line {i} was never sent");
-        if !std::mem::replace(&mut seen[i], true) {
-            firsts.push(i);
-        }
-    }
-    assert_eq!(firsts, (0..n).collect::<Vec<_>>(), "{what}: every line, first arrivals in order");
-    got.len() - n
-}
-
 /// Waits until `receiver` holds every one of lines `0..n` (repeats allowed).
 async fn all_lines(receiver: &SyslogReceiver, n: usize, what: &str) -> Vec<usize> {
-    eventually(WAIT, what, || async {
-        let got = line_numbers(&receiver.messages());
-        let mut unique = got.clone();
-        unique.sort_unstable();
-        unique.dedup();
-        (unique.len() >= n).then_some(got)
-    })
-    .await
+    numbered::all_lines(receiver, n, WAIT, what).await
 }
 
 #[tokio::test]

@@ -10,9 +10,9 @@
 //! configuration, the topics' decoding and the rewind past brokers' batch boundaries; apart,
 //! those would have to be exposed to the rest of the bus.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -28,6 +28,9 @@ use tokio::sync::mpsc;
 use wharf_config::KafkaConfig;
 
 use crate::{BusError, LogEvent, Partition, Position, Received, SourceEvent, SourceStats};
+
+mod group_watch;
+use group_watch::GroupSignals;
 
 /// How long to wait for brokers when checking or creating the topic at start.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
@@ -48,7 +51,57 @@ fn broker_err(k: &KafkaConfig, what: &str, e: impl std::fmt::Display) -> BusErro
 fn base_config(k: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &k.brokers).set_log_level(RDKafkaLogLevel::Warning);
+    // A topic created again (see `TopicKeeper`) is seen within seconds rather than librdkafka's
+    // default five minutes; a consumer only rejoins its group for it after this refresh.
+    c.set("topic.metadata.refresh.interval.ms", "2000");
     c
+}
+
+/// Creates the topics again when a client learns that they are gone while running (a broker
+/// that came back without its data, as tansu's in-memory storage does, or an operator's
+/// delete). Without it every line produced meanwhile is dropped and the consumer group reads
+/// nothing until a process restarts. Called from librdkafka's threads; the creation runs on
+/// the Tokio runtime the client was made on, at most one attempt a second.
+#[derive(Debug)]
+struct TopicKeeper {
+    config: KafkaConfig,
+    runtime: Option<tokio::runtime::Handle>,
+    /// When the last attempt started.
+    last: Mutex<Option<Instant>>,
+}
+
+impl TopicKeeper {
+    fn new(k: &KafkaConfig) -> Arc<TopicKeeper> {
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        Arc::new(TopicKeeper { config: k.clone(), runtime, last: Mutex::new(None) })
+    }
+
+    /// Whether `e` says that a topic does not exist.
+    fn is_missing(e: &RdError) -> bool {
+        matches!(
+            e.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic)
+        )
+    }
+
+    /// Starts creating the missing topics, unless an attempt started less than a second ago.
+    fn missing(self: &Arc<Self>) {
+        let Some(runtime) = &self.runtime else { return };
+        {
+            let mut last = self.last.lock().expect("topic keeper lock");
+            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let keeper = self.clone();
+        runtime.spawn(async move {
+            tracing::warn!(topics = ?keeper.config.topics(), "kafka topic missing; creating it again");
+            if let Err(e) = ensure_topics(&keeper.config).await {
+                tracing::warn!(error = %e, "kafka topic could not be created again; retrying on the next error");
+            }
+        });
+    }
 }
 
 /// Creates each topic to read that does not exist: Wharf's own, and the Akkeris inputs (so that
@@ -93,9 +146,11 @@ async fn ensure_topic(k: &KafkaConfig, topic: &str) -> Result<(), BusError> {
 }
 
 /// Counts delivery failures; librdkafka retries for `message.timeout.ms` before reporting one.
-#[derive(Debug, Default)]
+/// A failure because the topic is gone has it created again.
+#[derive(Debug)]
 struct ProduceContext {
     failed: std::sync::atomic::AtomicU64,
+    keeper: Arc<TopicKeeper>,
 }
 
 impl ClientContext for ProduceContext {}
@@ -104,6 +159,9 @@ impl ProducerContext for ProduceContext {
     type DeliveryOpaque = ();
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         if let Err((e, _)) = result {
+            if TopicKeeper::is_missing(e) {
+                self.keeper.missing();
+            }
             let n = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
             // One line per thousand failures: the counter is exact, the log stays readable.
             if n % 1000 == 1 {
@@ -136,15 +194,24 @@ impl KafkaPublisher {
             .set("queue.buffering.max.messages", "500000")
             // Keep retrying across a broker restart for up to five minutes before giving up.
             .set("message.timeout.ms", "300000")
-            .create_with_context(ProduceContext::default())
+            .create_with_context(ProduceContext { failed: Default::default(), keeper: TopicKeeper::new(k) })
             .map_err(|e| BusError::Config(e.to_string()))?;
         Ok(KafkaPublisher { producer, topic: k.topic.clone() })
     }
 
-    /// Queues an event; false when librdkafka's queue is full.
+    /// Queues an event; false when librdkafka's queue is full or it knows the topic is gone
+    /// (which starts creating it again).
     pub(crate) fn send(&self, event: LogEvent) -> bool {
         let record = BaseRecord::to(&self.topic).key(event.app()).payload(&event.encoded()[..]);
-        self.producer.send(record).is_ok()
+        match self.producer.send(record) {
+            Ok(()) => true,
+            Err((e, _)) => {
+                if TopicKeeper::is_missing(&e) {
+                    self.producer.context().keeper.missing();
+                }
+                false
+            }
+        }
     }
 
     /// Waits up to `timeout` for queued events to reach the brokers; events still queued after
@@ -170,6 +237,8 @@ struct ConsumeContext {
     /// Per assigned partition, the committed offset: the poll thread skips messages before it,
     /// read only because the assignment starts [`REWIND`] messages earlier.
     skip_below: std::sync::Mutex<std::collections::HashMap<Partition, i64>>,
+    /// Rebalances and the assignment's size for the group watch, and its request to rejoin.
+    signals: Arc<GroupSignals>,
 }
 
 impl ConsumeContext {
@@ -239,8 +308,10 @@ impl ConsumerContext for ConsumeContext {
     /// As rust-rdkafka's, for the eager protocol that the default assignors use, but an
     /// assignment starts [`REWIND`] messages before the committed offsets (see [`REWIND`]).
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        self.signals.rebalances.fetch_add(1, Ordering::Relaxed);
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.signals.assigned.store(tpl.count(), Ordering::Relaxed);
                 self.rewind(consumer, tpl);
                 if let Err(e) = consumer.assign(tpl) {
                     tracing::warn!(error = %e, "kafka assignment failed");
@@ -250,6 +321,7 @@ impl ConsumerContext for ConsumeContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 self.pre_rebalance(consumer, &Rebalance::Revoke(tpl));
                 self.skip_below.lock().expect("skip lock").clear();
+                self.signals.assigned.store(0, Ordering::Relaxed);
                 if let Err(e) = consumer.unassign() {
                     tracing::warn!(error = %e, "kafka unassignment failed");
                 }
@@ -347,6 +419,8 @@ pub(crate) struct KafkaSource {
     topics: Arc<Topics>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The group watch's thread (`group_watch`).
+    watch: Option<std::thread::JoinHandle<()>>,
     revoke_ack: std::sync::mpsc::SyncSender<()>,
 }
 
@@ -369,7 +443,13 @@ impl KafkaSource {
         let stop = Arc::new(AtomicBool::new(false));
         let topics = Arc::new(Topics::new(k));
         let (revoke_ack, acks) = std::sync::mpsc::sync_channel(1);
+        // Unique to this member (the process and the moment it joined), so that the group watch
+        // can tell its own member ids, `{client.id}-{uuid}`, from the others'.
+        let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let client_id = format!("wharf-{}-{}", std::process::id(), since_epoch.as_nanos());
+        let signals = Arc::new(GroupSignals::default());
         let consumer: BaseConsumer<ConsumeContext> = base_config(k)
+            .set("client.id", &client_id)
             .set("group.id", &k.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -388,6 +468,7 @@ impl KafkaSource {
                 stop: stop.clone(),
                 revoke_ack: std::sync::Mutex::new(acks),
                 skip_below: std::sync::Mutex::default(),
+                signals: signals.clone(),
             })
             .map_err(|e| BusError::Config(e.to_string()))?;
         consumer.subscribe(&k.topics()).map_err(|e| broker_err(k, "cannot subscribe", e))?;
@@ -396,10 +477,28 @@ impl KafkaSource {
             .name("kafka-consumer".into())
             .spawn({
                 let (consumer, stop, topics) = (consumer.clone(), stop.clone(), topics.clone());
-                move || poll_loop(&consumer, &topics, &tx, &stop, &stats)
+                let keeper = TopicKeeper::new(k);
+                move || poll_loop(&consumer, &topics, &tx, &stop, &stats, &keeper)
             })
             .map_err(|e| BusError::Config(e.to_string()))?;
-        Ok(KafkaSource { rx, config: k.clone(), consumer, topics, stop, thread: Some(thread), revoke_ack })
+        let watch = std::thread::Builder::new()
+            .name("kafka-group-watch".into())
+            .spawn({
+                let (consumer, stop, group) = (consumer.clone(), stop.clone(), k.group_id.clone());
+                let names: Vec<String> = topics.0.iter().map(|(name, _)| name.clone()).collect();
+                move || group_watch::run(&consumer, &group, &client_id, &names, &stop)
+            })
+            .map_err(|e| BusError::Config(e.to_string()))?;
+        Ok(KafkaSource {
+            rx,
+            config: k.clone(),
+            consumer,
+            topics,
+            stop,
+            thread: Some(thread),
+            watch: Some(watch),
+            revoke_ack,
+        })
     }
 
     /// The configuration it joined with.
@@ -446,7 +545,7 @@ impl Drop for KafkaSource {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         self.rx.close();
-        if let Some(t) = self.thread.take() {
+        for t in [self.thread.take(), self.watch.take()].into_iter().flatten() {
             let _ = t.join();
         }
     }
@@ -458,10 +557,14 @@ fn poll_loop(
     tx: &mpsc::Sender<SourceEvent>,
     stop: &AtomicBool,
     stats: &SourceStats,
+    keeper: &Arc<TopicKeeper>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut bad_frames = 0u64;
     while !stop.load(Ordering::Relaxed) {
+        if consumer.context().signals.rejoin.swap(false, Ordering::Relaxed) {
+            rejoin(consumer, topics);
+        }
         // Block briefly for the first message, then take whatever else is already fetched.
         let mut timeout = Duration::from_millis(100);
         while batch.len() < BATCH {
@@ -492,6 +595,11 @@ fn poll_loop(
                 Some(Err(RdError::PartitionEOF(_))) => {}
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "kafka consumer error");
+                    // "Subscribed topic not available": the consumer rejoins its group once the
+                    // topic exists again and the metadata refresh shows it.
+                    if TopicKeeper::is_missing(&e) {
+                        keeper.missing();
+                    }
                     break;
                 }
             }
@@ -503,6 +611,17 @@ fn poll_loop(
                 return;
             }
         }
+    }
+}
+
+/// Leaves the group and joins it again (`group_watch`): the leave starts a new generation, in
+/// which the coordinator assigns every partition to the members there are. This member's
+/// partitions are revoked first, through the rebalance callback, as in any rebalance.
+fn rejoin(consumer: &BaseConsumer<ConsumeContext>, topics: &Topics) {
+    let names: Vec<&str> = topics.0.iter().map(|(name, _)| name.as_str()).collect();
+    consumer.unsubscribe();
+    if let Err(e) = consumer.subscribe(&names) {
+        tracing::warn!(error = %e, "cannot leave and join the consumer group again");
     }
 }
 

@@ -13,6 +13,7 @@ pub mod dyno_server;
 pub mod http_peer;
 pub mod logplex;
 pub mod nginx;
+pub mod numbered;
 pub mod postgres;
 pub mod rfc5424;
 pub mod rsyslog;

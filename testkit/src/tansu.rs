@@ -1,5 +1,6 @@
 //! A real Kafka-protocol broker for tests: tansu, started as a child process on a free port
-//! with in-memory storage, and stopped when dropped.
+//! with in-memory storage (or, with [`Tansu::start_keeping`], its data in an SQLite file, kept
+//! across restarts as a Kafka keeps its logs on disk), and stopped when dropped.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,6 +15,25 @@ pub struct Tansu {
     /// Where it listens.
     pub addr: SocketAddr,
     child: Child,
+    /// Its `--storage-engine` URL.
+    engine: String,
+    /// The tansu binary it runs.
+    bin: PathBuf,
+    /// Its working directory: tansu opens an SQLite file relative to it.
+    cwd: PathBuf,
+}
+
+/// Where the tansu that has SQLite storage (the `libsql` feature) is: under the workspace's
+/// `target/`, apart from the shared one on `PATH` (./scripts/test installs it: `cargo install
+/// tansu --version 0.6.0 --features dynostore,libsql --locked --root target/tansu-sqlite`).
+fn sqlite_binary() -> PathBuf {
+    let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tansu-sqlite/bin/tansu");
+    assert!(
+        bin.is_file(),
+        "{} is missing: cargo install tansu --version 0.6.0 --features dynostore,libsql --locked --root target/tansu-sqlite",
+        bin.display()
+    );
+    bin
 }
 
 /// Where the tansu binary is: on `PATH`, or where `cargo install` puts it.
@@ -32,13 +52,45 @@ fn binary() -> PathBuf {
 }
 
 impl Tansu {
-    /// Starts a broker and waits until it accepts connections.
+    /// Starts a broker with in-memory storage and waits until it accepts connections.
     pub async fn start() -> Tansu {
-        let port = crate::free_port();
+        Tansu::start_on(crate::free_port(), "memory://tansu/".into(), binary(), std::env::temp_dir()).await
+    }
+
+    /// Starts a broker that keeps its topics, offsets and groups in the SQLite file `db`, so
+    /// that [`Tansu::restart`] brings it back with its data.
+    pub async fn start_keeping(db: &std::path::Path) -> Tansu {
+        // tansu 0.6.0 takes the file's path relative to its working directory, even when absolute.
+        let name = db.file_name().expect("a file name").to_string_lossy();
+        let cwd = db.parent().expect("a directory").to_path_buf();
+        Tansu::start_on(crate::free_port(), format!("sqlite://{name}"), sqlite_binary(), cwd).await
+    }
+
+    /// Stops the broker (SIGKILL) and starts a new one on the same port with the same storage.
+    /// In memory, the new broker has no topics, offsets or groups: what a client sees when a
+    /// topic is deleted under it, or a broker comes back without its data. Kept
+    /// ([`Tansu::start_keeping`]), it has everything the old one had written.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.start_again().await;
+    }
+
+    /// Stops the broker (SIGKILL); [`Tansu::start_again`] starts it on the same port.
+    pub async fn stop(&mut self) {
+        self.child.kill().await.expect("tansu stops");
+    }
+
+    /// Starts the broker again on its port, with its storage, after [`Tansu::stop`].
+    pub async fn start_again(&mut self) {
+        *self = Tansu::start_on(self.addr.port(), self.engine.clone(), self.bin.clone(), self.cwd.clone()).await;
+    }
+
+    async fn start_on(port: u16, engine: String, bin: PathBuf, cwd: PathBuf) -> Tansu {
         let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(binary())
+        let child = Command::new(&bin)
+            .current_dir(&cwd)
             .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/"])
+            .args(["--storage-engine", &engine])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -49,7 +101,7 @@ impl Tansu {
             tokio::net::TcpStream::connect(addr).await.ok().map(|_| ())
         })
         .await;
-        Tansu { addr, child }
+        Tansu { addr, child, engine, bin, cwd }
     }
 
     /// The bootstrap address, `127.0.0.1:port`.

@@ -366,6 +366,11 @@ impl Wharf {
         self.child.id().map(|p| p.to_string()).unwrap_or_default()
     }
 
+    /// How the process ended, or `None` while it runs (a crash shows here as a signal).
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("wait")
+    }
+
     /// The data directory's path.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
