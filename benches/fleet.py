@@ -32,7 +32,7 @@ Needs tansu (./scripts/test installs it), Debian's PostgreSQL server, and a buil
 rule is broken. The broker keeps its data in memory by default: a restart loses what it held (the
 topic included), and lines lost that way are counted on their own line. With `--broker-storage
 sqlite` it keeps its data in an SQLite file, so that its restart is a Kafka's (logs on disk); that
-needs the tansu built with `--features dynostore,libsql` under target/tansu-sqlite (./scripts/test
+needs the tansu built with `--features dynostore,libsql` under ~/.cargo/tansu-sqlite (./scripts/test
 installs it).
 """
 
@@ -156,14 +156,14 @@ class Postgres:
 
 class Tansu:
     """tansu with `storage` "sqlite" (its data in a file under `tmp`, kept across a restart as a
-    Kafka keeps its logs on disk; the tansu ./scripts/test installs under target/tansu-sqlite)
+    Kafka keeps its logs on disk; the tansu ./scripts/test installs under ~/.cargo/tansu-sqlite)
     or "memory" (a restart loses the topic, the offsets and the group)."""
 
     def __init__(self, tmp, storage):
         self.port = free_port()
         self.log = os.path.join(tmp, "tansu.log")
         if storage == "sqlite":
-            self.tansu = os.path.join(ROOT, "target/tansu-sqlite/bin/tansu")
+            self.tansu = os.path.join(os.environ.get("CARGO_HOME", os.path.expanduser("~/.cargo")), "tansu-sqlite/bin/tansu")
             self.engine = "sqlite://" + os.path.join(tmp, "tansu.db")
         else:
             self.tansu = shutil.which("tansu") or os.path.expanduser("~/.cargo/bin/tansu")

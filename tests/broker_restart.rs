@@ -77,7 +77,7 @@ async fn wharf_with_drain(broker: &Tansu, dir: &TempDir) -> (Wharf, SyslogReceiv
     (wharf, receiver)
 }
 
-/// Needs the tansu with SQLite storage under `target/tansu-sqlite` (./scripts/test installs it).
+/// Needs the tansu with SQLite storage under `~/.cargo/tansu-sqlite` (./scripts/test installs it).
 #[tokio::test]
 async fn a_broker_restarted_with_its_data_crashes_nothing_and_loses_nothing() {
     const RESTARTS: usize = 3;

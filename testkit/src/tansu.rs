@@ -23,17 +23,26 @@ pub struct Tansu {
     cwd: PathBuf,
 }
 
-/// Where the tansu that has SQLite storage (the `libsql` feature) is: under the workspace's
-/// `target/`, apart from the shared one on `PATH` (./scripts/test installs it: `cargo install
-/// tansu --version 0.6.0 --features dynostore,libsql --locked --root target/tansu-sqlite`).
+/// Where the tansu that has SQLite storage (the `libsql` feature) is: `tansu-sqlite/bin/tansu`
+/// under Cargo's home, apart from the shared one on `PATH`, and outside any clone so that a fresh
+/// clone does not build it again (./scripts/test installs it: `cargo install tansu --version
+/// 0.6.0 --features dynostore,libsql --locked --root ~/.cargo/tansu-sqlite`).
 fn sqlite_binary() -> PathBuf {
-    let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tansu-sqlite/bin/tansu");
+    let bin = cargo_home().map(|c| c.join("tansu-sqlite/bin/tansu")).unwrap_or_default();
     assert!(
         bin.is_file(),
-        "{} is missing: cargo install tansu --version 0.6.0 --features dynostore,libsql --locked --root target/tansu-sqlite",
+        "{} is missing: ./scripts/test installs it (cargo install tansu --version 0.6.0 --features dynostore,libsql \
+         --locked --root ~/.cargo/tansu-sqlite)",
         bin.display()
     );
     bin
+}
+
+/// Cargo's home: `CARGO_HOME`, else `~/.cargo`.
+fn cargo_home() -> Option<PathBuf> {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
 }
 
 /// Where the tansu binary is: on `PATH`, or where `cargo install` puts it.
@@ -43,11 +52,8 @@ fn binary() -> PathBuf {
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .map(|dir| dir.join("tansu"))
         .find(|p| p.is_file());
-    let cargo_home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
     on_path
-        .or_else(|| cargo_home.map(|c| c.join("bin/tansu")).filter(|p| p.is_file()))
+        .or_else(|| cargo_home().map(|c| c.join("bin/tansu")).filter(|p| p.is_file()))
         .unwrap_or_else(|| panic!("tansu is not installed; ./scripts/test installs it (cargo install tansu --version 0.6.0 --features dynostore --locked)"))
 }
 
