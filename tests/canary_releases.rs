@@ -156,7 +156,10 @@ async fn canary_releases_abort_bad_code_and_promote_good_code_after_their_soak()
     let evidence = &aborted["evidence"];
     assert!(evidence["canary"]["errors"].as_u64().unwrap() >= 5, "{aborted}");
     assert!(evidence["p_value"].as_f64().unwrap() <= 0.01, "{aborted}");
-    assert!(aborted["outcome"].as_str().unwrap().starts_with("the canary was aborted: aborted: "), "{aborted}");
+    assert!(
+        aborted["outcome"].as_str().unwrap().starts_with("the canary was aborted: the canary's error rate"),
+        "{aborted}"
+    );
     let failed = failures(&answers, &["old-code", "bad-code"]);
     assert!(!failed.is_empty(), "the canary's errors reached clients before the abort");
     assert!(failed.iter().all(|f| *f == (500, "bad-code".to_owned())), "only the canary failed: {failed:?}");
@@ -224,16 +227,29 @@ async fn canary_releases_abort_bad_code_and_promote_good_code_after_their_soak()
     .await;
     assert!(line.contains("outcome=\"the soak passed: "), "{line}");
 
-    // A rollback goes through a canary too; this soak is a time, and needs no request.
-    let soak = json!({"soak_requests": null, "soak_seconds": 2});
+    // A rollback goes through a canary too; this soak is a time, and (where this process counts
+    // requests) the judge's `min_requests`: a soak in seconds never passes a canary nobody judged.
+    let soak = json!({"soak_requests": null, "soak_seconds": 2, "min_requests": 10});
     let f = api.expect("PATCH", "/apps/webprd/features/canary", soak, 200).await;
     assert_eq!((f["soak_requests"].as_u64(), f["soak_seconds"].as_u64()), (None, Some(2)), "{f}");
     let back = api.expect("POST", "/apps/webprd/releases", rollback, 201).await;
     assert_eq!(back["status"], "pending", "{back}");
-    let timed = canary_release_in(api, "webprd", "promoted").await;
+    canary_release_in(api, "webprd", "running").await;
+    // Nothing can be observed to not happen without waiting: a second past the 2 s soak (the
+    // watcher looks every 250 ms), with no request, the canary release still runs.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let unjudged = newest_canary_release(api, "webprd").await;
+    assert_eq!(unjudged["state"], "running", "a time soak without min_requests canary requests: {unjudged}");
+    let timed = eventually(WAIT, "the judged rollback to be promoted", || async {
+        let _ = load(wharf.http, PRD, "/", 20, 2).await;
+        let c = newest_canary_release(api, "webprd").await;
+        (c["state"] == "promoted").then_some(c)
+    })
+    .await;
     let outcome = timed["outcome"].as_str().unwrap();
     let seconds: u64 = outcome.split(" in ").nth(1).and_then(|s| s.split(' ').next()?.parse().ok()).unwrap();
-    assert!(seconds >= 2, "soaked 2 s: {timed}");
+    let requests: u64 = outcome.split("passed: ").nth(1).and_then(|s| s.split(' ').next()?.parse().ok()).unwrap();
+    assert!(seconds >= 2 && requests >= 10, "soaked 2 s and judged 10 requests: {timed}");
     eventually(WAIT, "production to serve the code rolled back to", || async {
         let answers = load(wharf.http, PRD, "/", 20, 2).await.ok()?;
         failures(&answers, &["old-code"]).is_empty().then_some(())
@@ -284,6 +300,8 @@ async fn bad_canary_settings_are_refused_and_change_nothing() {
         (json!({"soak_seconds": 1.5}), "soak_seconds must be a whole number of seconds, or null"),
         (json!({"soak_seconds": "60"}), "soak_seconds must be a whole number of seconds, or null"),
         (json!({"soak_requests": 0}), "soak_requests must be at least 1"),
+        (json!({"soak_requests": 10}), "soak_requests (10) must be at least min_requests (100)"),
+        (json!({"min_requests": 301}), "soak_requests (300) must be at least min_requests (301)"),
         (json!({"soak_requests": true}), "soak_requests must be a whole number of requests, or null"),
         (json!({"soak_requests": null, "soak_seconds": null}), "a soak needs soak_requests or soak_seconds"),
     ];

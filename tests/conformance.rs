@@ -156,10 +156,14 @@ async fn setup(responses: Vec<Vec<u8>>, env: &[(&str, &str)]) -> Setup {
         let body = json!({"app": "conf-default", "source_path": source, "target_path": target});
         api.expect("POST", &format!("/sites/{SITE}/routes"), body, 201).await;
     }
-    for host in [APP, SITE] {
+    // Each host is served once the dyno gets what its routes make of `/docs/ready`: on the site
+    // that is `/public/ready`, so the `/docs` route is live too (its `/` route alone would answer
+    // 200 with `/docs/ready`, and a row run before `/docs` lands would see the wrong target).
+    for (host, reaches) in [(APP, "GET /docs/ready "), (SITE, "GET /public/ready ")] {
         eventually(WAIT, &format!("{host} to be served"), || async {
             let r = client::send(wharf.http, None, &Req::get(host, "/docs/ready")).await.ok()?;
-            (r.status == 200).then_some(())
+            let seen = dyno.take();
+            (r.status == 200 && seen.iter().any(|head| head.starts_with(reaches.as_bytes()))).then_some(())
         })
         .await;
     }

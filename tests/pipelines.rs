@@ -164,10 +164,14 @@ async fn bad_input_is_refused_with_heroku_errors_and_changes_nothing() {
     coupled(api, "gamma", "web", "production", &[]).await;
     api.expect("POST", "/apps", json!({"name": "loose"}), 201).await;
     let beta_release = newest_release(api, "beta").await["id"].as_str().unwrap().to_owned();
-    let canary = json!({"enabled": true, "weight": 20, "soak_requests": 50});
+    let canary = json!({"enabled": true, "weight": 20, "soak_requests": 150});
     let set = api.expect("PATCH", "/apps/gamma/features/canary", canary, 200).await;
-    let want =
-        [("enabled", json!(true)), ("weight", json!(20.0)), ("soak_requests", json!(50)), ("min_requests", json!(100))];
+    let want = [
+        ("enabled", json!(true)),
+        ("weight", json!(20.0)),
+        ("soak_requests", json!(150)),
+        ("min_requests", json!(100)),
+    ];
     for (field, value) in want {
         assert_eq!(set[field], value, "{field}, the rest the defaults: {set}");
     }

@@ -219,6 +219,13 @@ impl Canary {
         self.judge.lock().unwrap_or_else(|e| e.into_inner()).evidence()
     }
 
+    /// The live counts and statistics, and whether the judge has aborted the canary, read
+    /// together: a reader that sees counts past a soak must also see an abort decided on them.
+    pub fn evidence_and_verdict(&self) -> (CanaryEvidence, bool) {
+        let judge = self.judge.lock().unwrap_or_else(|e| e.into_inner());
+        (judge.evidence(), judge.aborted())
+    }
+
     /// Counts a request's outcome, and when that decides an abort, tells the apps' log streams
     /// (through `publisher`) and the control API (through `verdicts`). The split has already
     /// stopped by then.

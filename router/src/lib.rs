@@ -275,9 +275,9 @@ impl Router {
     }
 
     /// A handle that reads canaries' live counts, for the control API's `GET`.
-    pub fn canary_reader(&self) -> impl Fn(uuid::Uuid) -> Option<CanaryEvidence> + Send + Sync + 'static {
+    pub fn canary_reader(&self) -> impl Fn(uuid::Uuid) -> Option<(CanaryEvidence, bool)> + Send + Sync + 'static {
         let shared = Arc::downgrade(&self.shared);
-        move |id| shared.upgrade()?.table.load().canary(id).map(|c| c.evidence())
+        move |id| shared.upgrade()?.table.load().canary(id).map(|c| c.evidence_and_verdict())
     }
 
     /// A handle that reads an app's requests per second (by app key, from `from` up to `to`,

@@ -67,6 +67,7 @@ impl ControlPlane {
                 self.canary_reader
                     .get()
                     .and_then(|read| read(c.id))
+                    .map(|(evidence, _)| evidence)
                     .unwrap_or_else(|| no_evidence("running: the router has not judged a request yet")),
             ),
             CanaryState::Promoted => None,

@@ -133,6 +133,15 @@ impl ControlPlane {
             if soak_requests.is_none() && soak_seconds.is_none() {
                 return Err(Error::Invalid("a soak needs soak_requests or soak_seconds (or both)".into()));
             }
+            // The judge decides nothing before `min_requests` canary requests: a soak shorter
+            // than that would pass a canary nobody judged.
+            if let Some(n) = soak_requests.filter(|n| *n < policy.min_requests()) {
+                return Err(Error::Invalid(format!(
+                    "soak_requests ({n}) must be at least min_requests ({}): the judge decides nothing before \
+                     min_requests canary requests",
+                    policy.min_requests()
+                )));
+            }
             if soak_requests.is_some() && !counts {
                 return Err(Error::Invalid(
                     "this control API has no router in its process to count canary requests (its routers are \
@@ -154,6 +163,18 @@ impl ControlPlane {
         })
         .await
     }
+}
+
+/// The step that ends a canary release its judge aborted, with the judge's evidence.
+fn aborted(evidence: Option<CanaryEvidence>) -> Step {
+    let decision = evidence.as_ref().map_or("aborted", |e| e.decision.as_str());
+    // The judge's decision already says "aborted ..." (the router's words); say it once.
+    let outcome = if decision.starts_with("aborted") {
+        format!("the canary was {decision}")
+    } else {
+        format!("the canary was aborted: {decision}")
+    };
+    Step::Abort { outcome, evidence }
 }
 
 /// Refuses (409) a release of an app whose canary release is still open: it would run code the
@@ -348,19 +369,25 @@ impl ControlPlane {
                     return Some(gone("the canary's split was replaced or deleted"));
                 };
                 match c.state {
-                    CanaryState::Aborted => {
-                        let evidence = c.evidence.clone();
-                        let decision = evidence.as_ref().map_or("aborted", |e| e.decision.as_str());
-                        Some(Step::Abort { outcome: format!("the canary was aborted: {decision}"), evidence })
-                    }
+                    CanaryState::Aborted => Some(aborted(c.evidence.clone())),
                     CanaryState::Promoted => {
                         Some(Step::Pass { outcome: "the canary was promoted by hand".into(), evidence: None })
                     }
                     CanaryState::Running => {
-                        let evidence = self.canary_evidence(c);
+                        // The router in this process may have aborted the canary on counts past
+                        // the soak before its verdict reached the model: read both at once, and
+                        // never pass what the judge has aborted.
+                        let live = self.canary_reader.get().and_then(|read| read(c.id));
+                        if let Some((evidence, true)) = live {
+                            return Some(aborted(Some(evidence)));
+                        }
+                        let evidence = live.map(|(e, _)| e).or_else(|| self.canary_evidence(c));
                         let requests = evidence.as_ref().map_or(0, |e| e.canary.requests);
                         let elapsed = now_seconds() - cr.running_since.unwrap_or(c.created_at);
-                        let counted = cr.soak_requests.is_none_or(|n| requests >= n);
+                        // Where requests are counted, the judge must have had its `min_requests`
+                        // (a soak in seconds alone would otherwise pass an unjudged canary).
+                        let judged = !self.counts_canary_requests() || requests >= cr.policy.min_requests();
+                        let counted = judged && cr.soak_requests.is_none_or(|n| requests >= n);
                         let timed = cr.soak_seconds.is_none_or(|s| elapsed >= i64::try_from(s).unwrap_or(i64::MAX));
                         (counted && timed).then(|| Step::Pass {
                             outcome: format!(

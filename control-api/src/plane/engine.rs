@@ -177,8 +177,9 @@ impl ControlPlane {
     }
 }
 
-/// Reads a running canary's live counts and statistics from the router that judges it.
-pub type CanaryReader = Box<dyn Fn(Uuid) -> Option<CanaryEvidence> + Send + Sync>;
+/// Reads a running canary's live counts and statistics from the router that judges it, and
+/// whether that router's judge has aborted it (its verdict may not have reached the model yet).
+pub type CanaryReader = Box<dyn Fn(Uuid) -> Option<(CanaryEvidence, bool)> + Send + Sync>;
 
 /// Settings the control plane needs from the rest of the configuration.
 #[derive(Debug, Clone)]
