@@ -96,9 +96,21 @@ pub fn parse_procfile(text: &str) -> Result<BTreeMap<String, String>, String> {
         if command.is_empty() {
             return Err(format!("Procfile line {}: the {name} command is empty", n + 1));
         }
+        // The rule a slug's process types follow (`slugs.rs`), so a build makes no slug that
+        // `POST /apps/{app}/slugs` would refuse (a NUL byte cannot be passed to a process).
+        if command.len() > super::slugs::MAX_COMMAND || command.contains('\0') {
+            return Err(format!(
+                "Procfile line {}: the {name} command must be 1 to {} bytes without a NUL byte",
+                n + 1,
+                super::slugs::MAX_COMMAND
+            ));
+        }
         if out.insert(name.to_owned(), command.to_owned()).is_some() {
             return Err(format!("Procfile line {}: {name} is declared twice", n + 1));
         }
+    }
+    if out.len() > super::slugs::MAX_PROCESS_TYPES {
+        return Err(format!("the Procfile declares more than {} process types", super::slugs::MAX_PROCESS_TYPES));
     }
     if out.is_empty() {
         return Err("the Procfile declares no process type".into());
@@ -587,5 +599,11 @@ mod tests {
         check("web: a\nweb: b\n", Err("twice"));
         check("We b: a\n", Err("process type"));
         check("# nothing\n", Err("no process type"));
+        // The slug's rule for commands: no NUL byte, at most 8 KiB; at most so many types.
+        check("web: a\0b\n", Err("without a NUL byte"));
+        check(&format!("web: {}\n", "x".repeat(8193)), Err("1 to 8192 bytes"));
+        check(&format!("web: {}\n", "x".repeat(8192)), Ok(&[("web", &*"x".repeat(8192))]));
+        let many: String = (0..=super::super::slugs::MAX_PROCESS_TYPES).map(|i| format!("t{i}: x\n")).collect();
+        check(&many, Err("more than"));
     }
 }

@@ -35,9 +35,9 @@ pub const UPLOAD_TOKEN_TTL: Duration = Duration::from_secs(3600);
 /// The longest `commit` and `commit_description`, and the longest process command, in bytes.
 const MAX_COMMIT: usize = 256;
 const MAX_COMMIT_DESCRIPTION: usize = 4096;
-const MAX_COMMAND: usize = 8192;
+pub(super) const MAX_COMMAND: usize = 8192;
 /// Most process types one slug may name.
-const MAX_PROCESS_TYPES: usize = 64;
+pub(super) const MAX_PROCESS_TYPES: usize = 64;
 
 /// Where slugs and builds live and how large they may be; `wharf serve` fills it from
 /// `[control_api]` and the data directory. Without it the API refuses archives (503) and
