@@ -565,12 +565,10 @@ mod tests {
         Uuid::from_u128(n)
     }
 
-    /// A space (1) with two apps (10, 11), a site (20); app 10 has a dyno, a drain, a route on
-    /// the site, a formation entry, config vars, a release, and app 11 as its canary; the site
-    /// has a drain.
-    fn model() -> Model {
-        let space = Space { id: id(1), name: "s".parse().unwrap(), compliance: vec![], created_at: 0, updated_at: 0 };
-        let app = |n, name: &str| App {
+    /// App `n` named `name` in space 1: the app the model's tests (here and in its submodules')
+    /// build their models from.
+    pub(super) fn test_app(n: u128, name: &str) -> App {
+        App {
             id: id(n),
             name: name.parse().unwrap(),
             space_id: id(1),
@@ -578,7 +576,15 @@ mod tests {
             maintenance_page: None,
             created_at: 0,
             updated_at: 0,
-        };
+        }
+    }
+
+    /// A space (1) with two apps (10, 11), a site (20); app 10 has a dyno, a drain, a route on
+    /// the site, a formation entry, config vars, a release, and app 11 as its canary; the site
+    /// has a drain.
+    fn model() -> Model {
+        let space = Space { id: id(1), name: "s".parse().unwrap(), compliance: vec![], created_at: 0, updated_at: 0 };
+        let app = test_app;
         let drain = |n, owner| Drain {
             id: id(n),
             owner,

@@ -483,7 +483,7 @@ impl Model {
 mod tests {
     use super::CheckState::{self, *};
     use super::*;
-    use crate::model::{App, Change, Kind, Object, Space};
+    use crate::model::{Change, Kind, Object, Space};
 
     fn id(n: u128) -> Uuid {
         Uuid::from_u128(n)
@@ -492,17 +492,7 @@ mod tests {
     /// A space (1), apps 10 and 11 in pipeline 20 (development and staging), a promotion (30)
     /// from 10 to 11, a status check (40) and a hook (50) on app 10.
     fn model() -> Model {
-        let app = |n, name: &str| {
-            Object::App(App {
-                id: id(n),
-                name: name.parse().unwrap(),
-                space_id: id(1),
-                maintenance: false,
-                maintenance_page: None,
-                created_at: 0,
-                updated_at: 0,
-            })
-        };
+        let app = |n, name: &str| Object::App(crate::model::tests::test_app(n, name));
         let coupling = |n, app_id, stage| {
             Object::Coupling(Coupling {
                 id: id(n),

@@ -141,7 +141,7 @@ impl Model {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{App, Change, Kind, Object, Space};
+    use crate::model::{Change, Kind, Object, Space};
 
     fn id(n: u128) -> Uuid {
         Uuid::from_u128(n)
@@ -150,17 +150,7 @@ mod tests {
     /// A space (1), the development app 10 with its feature, its preview app 11 (preview 20) and
     /// an unrelated app 12.
     fn model() -> Model {
-        let app = |n, name: &str| {
-            Object::App(App {
-                id: id(n),
-                name: name.parse().unwrap(),
-                space_id: id(1),
-                maintenance: false,
-                maintenance_page: None,
-                created_at: 0,
-                updated_at: 0,
-            })
-        };
+        let app = |n, name: &str| Object::App(crate::model::tests::test_app(n, name));
         let space = Space { id: id(1), name: "s".parse().unwrap(), compliance: vec![], created_at: 0, updated_at: 0 };
         Model::from_objects(
             1,
