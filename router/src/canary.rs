@@ -9,7 +9,8 @@
 //! nonnegative martingale when the canary is no worse (a supermartingale when it is better), and
 //! so is the average of such ratios over a grid of `r`. By Ville's inequality the chance that
 //! this average ever reaches `1/α` is at most `α`, however often it is looked at: the router
-//! checks it after every error. `docs/canary.md` has the derivation and the simulation.
+//! checks it after every request, since the guards below can come to hold at a request that
+//! succeeds. `docs/canary.md` has the derivation and the simulation.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -60,25 +61,41 @@ pub struct Judge {
     canary: Tally,
     /// The log of each ratio's likelihood-ratio martingale.
     log_lr: [f64; RATIOS.len()],
+    /// The log e-value now. It changes only at errors; it is kept so that the requests between
+    /// errors, which can make the guards pass, cost a comparison and no logarithm.
+    log_e: f64,
     /// The largest log e-value seen, for the anytime-valid p-value.
     max_log_e: f64,
+    /// `ln(1/α)`: the log e-value at which the test rejects, at the policy's false-alarm rate.
+    threshold: f64,
     verdict: Option<CanaryEvidence>,
 }
 
 impl Judge {
     /// A judge that has seen nothing.
     pub fn new(policy: CanaryPolicy) -> Judge {
+        let threshold = -policy.false_alarm_rate().ln();
         Judge {
             policy,
             baseline: Tally::default(),
             canary: Tally::default(),
             log_lr: [0.0; RATIOS.len()],
+            log_e: 0.0,
             max_log_e: 0.0,
+            threshold,
             verdict: None,
         }
     }
 
     /// Counts one outcome. Returns the evidence when this outcome decides to abort, once.
+    ///
+    /// The evidence moves only at errors, but the guards (minimum requests, minimum effect) can
+    /// come to pass at a request that succeeds: evidence gathered from early errors, before
+    /// `min_requests`, aborts at the request that reaches `min_requests`, not at the next error.
+    /// Deciding only at errors let a soak of `min_requests` pass a canary the test had already
+    /// rejected (a fresh user saw 19 of 100 canary errors against 0 of 100 promoted). Looking at
+    /// every request does not change the false-alarm rate: Ville's inequality bounds the chance
+    /// that the e-value *ever* reaches `1/α`, however often it is looked at.
     pub fn record(&mut self, arm: Arm, status: u16) -> Option<CanaryEvidence> {
         let error = self.policy.errors().counts(status);
         let tally = match arm {
@@ -87,23 +104,26 @@ impl Judge {
         };
         tally.requests += 1;
         tally.errors += u64::from(error);
-        if !error || self.verdict.is_some() {
+        if self.verdict.is_some() {
             return None;
         }
-        // The canary's share of requests so far: what its share of errors would be if it were
-        // no worse. Clamped so that one side's first requests cannot make a ratio infinite.
-        let total = (self.baseline.requests + self.canary.requests) as f64;
-        let share = (self.canary.requests as f64 / total).clamp(1e-4, 1.0 - 1e-4);
-        for (log_lr, r) in self.log_lr.iter_mut().zip(RATIOS) {
-            let expected = share * r + 1.0 - share;
-            *log_lr += match arm {
-                Arm::Canary => (r / expected).ln(),
-                Arm::Baseline => -expected.ln(),
-            };
+        if error {
+            // The canary's share of requests so far: what its share of errors would be if it
+            // were no worse. Clamped so that one side's first requests cannot make a ratio
+            // infinite.
+            let total = (self.baseline.requests + self.canary.requests) as f64;
+            let share = (self.canary.requests as f64 / total).clamp(1e-4, 1.0 - 1e-4);
+            for (log_lr, r) in self.log_lr.iter_mut().zip(RATIOS) {
+                let expected = share * r + 1.0 - share;
+                *log_lr += match arm {
+                    Arm::Canary => (r / expected).ln(),
+                    Arm::Baseline => -expected.ln(),
+                };
+            }
+            self.log_e = self.log_e_value();
+            self.max_log_e = self.max_log_e.max(self.log_e);
         }
-        let log_e = self.log_e_value();
-        self.max_log_e = self.max_log_e.max(log_e);
-        if log_e >= -self.policy.false_alarm_rate().ln() && self.guards_pass() {
+        if self.log_e >= self.threshold && self.guards_pass() {
             let evidence = self.evidence_with(self.decision_text());
             self.verdict = Some(evidence.clone());
             return Some(evidence);
@@ -357,6 +377,30 @@ mod tests {
             Arm::Baseline => rng.f64() < 0.02,
         });
         assert_eq!(at, None);
+    }
+
+    #[test]
+    fn evidence_from_before_the_minimum_aborts_when_the_minimum_is_reached() {
+        // (canary errors among its first requests, min_requests, where the abort comes): the
+        // canary fails early, then only succeeds. The test rejected it before `min_requests`; it
+        // aborts at the canary request that reaches `min_requests`, though that request succeeds,
+        // and not later. With too few errors for `min_errors` it never aborts.
+        for (early_errors, min_requests, expected) in
+            [(20, 100, Some(100)), (30, 50, Some(50)), (19, 100, Some(100)), (4, 100, None)]
+        {
+            let input = PolicyInput { weight: Some(50.0), min_requests: Some(min_requests), ..PolicyInput::default() };
+            let mut judge = Judge::new(CanaryPolicy::try_from(input).unwrap());
+            let mut aborted_at = None;
+            for i in 1..=1000u64 {
+                judge.record(Arm::Baseline, 200);
+                let status = if i <= early_errors { 500 } else { 200 };
+                if judge.record(Arm::Canary, status).is_some() {
+                    aborted_at = Some(i);
+                    break;
+                }
+            }
+            assert_eq!(aborted_at, expected, "{early_errors} early errors, min_requests {min_requests}");
+        }
     }
 
     #[test]
