@@ -324,6 +324,15 @@ pub struct LogshuttleConfig {
     /// what retention removed). `false` drops the oldest past the budget and announces them
     /// (L10), as logplex does. The embedded bus keeps nothing, so it always drops.
     pub catch_up: bool,
+    /// With Kafka as the bus, most log sessions this logshuttle streams at once: each reads
+    /// its app's partition of the topic with a client of its own (a few threads and up to a
+    /// mebibyte of fetched messages). Past it, a session is refused with 503
+    /// `service_unavailable` until one ends.
+    pub session_readers: usize,
+    /// With Kafka as the bus, how many of the newest messages of an app's partition a log
+    /// session reads for its history: the app's last `lines` lines among them (the partition
+    /// carries other apps' lines too).
+    pub session_history_messages: u64,
 }
 
 impl Default for LogshuttleConfig {
@@ -341,6 +350,8 @@ impl Default for LogshuttleConfig {
             trusted_ca: None,
             https_batch_bytes: ByteSize(100_000),
             catch_up: true,
+            session_readers: 32,
+            session_history_messages: 20_000,
         }
     }
 }
