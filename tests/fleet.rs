@@ -723,14 +723,6 @@ async fn a_log_session_through_any_member_streams_every_line_of_its_app() {
         }
         sessions.push(mine);
     }
-    // One more is refused, in Heroku's error shape, until one ends.
-    let path = session_path(&api.api, &apps[0], serde_json::json!({"tail": true})).await;
-    let Err((status, body, retry)) = Session::open(shuttles[0].addr, &path).await else {
-        panic!("a fourth session on a member with three readers is refused")
-    };
-    assert_eq!((status, retry.as_deref()), (503, Some("5")), "{body}");
-    assert!(body.contains(r#""id":"service_unavailable""#) && body.contains("log sessions"), "{body}");
-
     post(ROUND..2 * ROUND).await;
     for (m, mine) in sessions.iter().enumerate() {
         for (session, app) in mine.iter().zip(&apps) {
@@ -738,6 +730,14 @@ async fn a_log_session_through_any_member_streams_every_line_of_its_app() {
             session.expect(ROUND - HISTORY..2 * ROUND, app, &what).await;
         }
     }
+
+    // One more is refused, in Heroku's error shape, until one ends.
+    let path = session_path(&api.api, &apps[0], serde_json::json!({"tail": true})).await;
+    let Err((status, body, retry)) = Session::open(shuttles[0].addr, &path).await else {
+        panic!("a fourth session on a member with three readers is refused")
+    };
+    assert_eq!((status, retry.as_deref()), (503, Some("5")), "{body}");
+    assert!(body.contains(r#""id":"service_unavailable""#) && body.contains("log sessions"), "{body}");
 
     // kill -9 the member that took the most lines off the bus, surely an owner of some app's
     // partition: the sessions through the others stream on through the rebalance.
