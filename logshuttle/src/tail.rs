@@ -513,6 +513,32 @@ mod tests {
         assert_eq!(msgs("web-default"), ["w"]);
     }
 
+    /// With Kafka, the rings keep only the lines of the topics sessions do not read back
+    /// (Akkeris' inputs); without, every line.
+    #[test]
+    fn rings_leave_wharfs_own_topic_to_the_readers_with_kafka() {
+        use wharf_bus::{Partition, Position};
+        let at = |topic_index: u16, msg: &str| Received {
+            event: LogEvent::builder("api-default", "app").message(msg.as_bytes()),
+            position: Some(Position { partition: Partition { topic_index, number: 0 }, offset: 0 }),
+        };
+        let embedded = Received { event: LogEvent::builder("api-default", "app").message(b"embedded"), position: None };
+        let batch = [at(0, "own"), at(1, "akkeris"), embedded, at(2, "build")];
+        for (history, want) in [
+            (History::new(10, usize::MAX), &["own", "akkeris", "embedded", "build"][..]),
+            (History::reading_back(10, usize::MAX), &["akkeris", "embedded", "build"][..]),
+        ] {
+            history.record_received(&batch);
+            let got: Vec<String> = history
+                .open(&grant(10, None, None))
+                .0
+                .iter()
+                .map(|e| String::from_utf8_lossy(e.message()).into_owned())
+                .collect();
+            assert_eq!(got, want);
+        }
+    }
+
     #[test]
     fn events_carry_each_line_in_data_fields() {
         use bytes::Bytes;
