@@ -209,8 +209,8 @@ const READ_BYTES: usize = 256 << 10;
 /// Batches of lines a session's reader may have read ahead of its client: a slow client slows
 /// its reader rather than growing its memory.
 const READ_AHEAD: usize = 8;
-/// Longest a session's reader reads its history, should the broker be slow to hand it or the
-/// partition never be still for 100 ms: the rest then comes as new lines, none lost.
+/// Longest a session's reader reads its history, should the broker be slow to hand it: the rest
+/// then comes as new lines, none lost.
 const HISTORY_WAIT: Duration = Duration::from_secs(5);
 
 /// Log sessions' readers of Kafka (see the module's documentation), at most `slots` at once.
@@ -270,15 +270,17 @@ impl Readers {
             move |r: Received| (r.event.app() == grant.app.as_str() && passes(&grant, &r.event)).then_some(r.event)
         };
         // The history: the app's last `lines` lines up to where the reader has read everything
-        // there is, at or past the partition's end when it opened. Not the end alone: tansu 0.6
-        // reports it as the newest producer batch's first offset plus one (its dynostore's
-        // `list_offsets`), which would cut that batch off the history.
+        // fetched so far, at or past the partition's end when it opened. Not the end alone:
+        // tansu 0.6 reports it as the newest producer batch's first offset plus one (its
+        // dynostore's `list_offsets`), which would cut that batch off the history; but a fetch
+        // brings whole batches, so the rest of that one is read by then. History reads are
+        // bounded in messages only, so that a read short of them means nothing more was there.
         let mut history = VecDeque::new();
         let deadline = tokio::time::Instant::now() + HISTORY_WAIT;
         while tokio::time::Instant::now() < deadline {
             let got;
-            (reader, got) = read(reader).await.map_err(ReadBackError::Broker)?;
-            let caught_up = got.is_empty() && reader.next_offset() >= end;
+            (reader, got) = read(reader, usize::MAX).await.map_err(ReadBackError::Broker)?;
+            let caught_up = got.len() < READ_MESSAGES && reader.next_offset() >= end;
             for e in got.into_iter().filter_map(&mine) {
                 history.push_back(e);
                 if history.len() > grant.lines as usize {
@@ -300,7 +302,7 @@ impl Readers {
             let mut reader = reader;
             while !tx.is_closed() {
                 let got;
-                (reader, got) = match read(reader).await {
+                (reader, got) = match read(reader, READ_BYTES).await {
                     Ok(r) => r,
                     // The read panicked: the reader is gone with it; the stream ends.
                     Err(_) => return,
@@ -321,10 +323,11 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f).await.map_err(|e| e.to_string())
 }
 
-/// One read of a session's reader (waits up to 100 ms for the first message).
-async fn read(mut reader: CatchUpReader) -> Result<(CatchUpReader, Vec<Received>), String> {
+/// One read of a session's reader, of up to [`READ_MESSAGES`] messages and about `max_bytes`
+/// of payload (waits up to 100 ms for the first message).
+async fn read(mut reader: CatchUpReader, max_bytes: usize) -> Result<(CatchUpReader, Vec<Received>), String> {
     blocking(move || {
-        let got = reader.read(READ_MESSAGES, READ_BYTES);
+        let got = reader.read(READ_MESSAGES, max_bytes);
         (reader, got)
     })
     .await
