@@ -9,8 +9,8 @@
 //! the offsets and the group gone) is a documented limitation, not a test: librdkafka (2.12.1,
 //! and 2.15.0 still) crashes the consuming process with SIGSEGV within a second of the restart
 //! (signal 11 in every run here). tansu answers the consumer's fetch for the topic id it no
-//! longer knows with a Fetch v16 response whose tags name a new leader (`CurrentLeader`,
-//! `NodeEndpoints`) for a zero topic id; librdkafka's `rd_kafka_handle_Fetch_metadata_update`
+//! longer knows with a Fetch response (v12 and later, which librdkafka uses) whose tagged
+//! fields name a new leader (`CurrentLeader`, `NodeEndpoints`) for a zero topic id; librdkafka's `rd_kafka_handle_Fetch_metadata_update`
 //! turns that into a metadata update with no topic name, which its metadata cache then looks up
 //! by name. Kafka never answers so, and no client setting avoids that path short of the pre-0.10
 //! protocols; Wharf cannot step in before librdkafka's own fetch. Run such a broker's
