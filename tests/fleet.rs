@@ -3,7 +3,12 @@
 //! broken on purpose under load. `benches/fleet.py` is the full-size drill (its numbers are in
 //! benches/RESULTS.md); this is the small one, with the same rules: only requests in flight on a
 //! killed router may fail, no line of a request answered by a surviving router is lost at a
-//! drain, and every data plane follows the control API that is left.
+//! drain, and every data plane follows the control API that is left. Log sessions opened
+//! through any member of a logshuttle group stream every line of their app.
+//!
+//! Why one file: every test here starts the same processes with the same shared secrets and
+//! reads them the same ways (feeds, metrics, numbered lines); split, each file would need
+//! its own copy of those helpers.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -580,4 +585,222 @@ async fn a_killed_logshuttles_partitions_are_taken_over_without_restarting_anyon
     for members in [2, 3] {
         check_kill_9_of_a_member(members).await;
     }
+}
+
+/// A log session's stream, read in the background: its status and the lines so far.
+struct Session {
+    lines: Arc<Mutex<Vec<String>>>,
+    reading: tokio::task::JoinHandle<()>,
+}
+
+impl Session {
+    /// Opens the session `path` (`/log-sessions/{token}`) through the logshuttle at `shuttle`;
+    /// on a refusal, its status and body.
+    async fn open(shuttle: std::net::SocketAddr, path: &str) -> Result<Session, (u16, String, Option<String>)> {
+        use http_body_util::BodyExt;
+        let resp = client::send_streaming(shuttle, None, &Req::get("localhost", path)).await.expect("a response");
+        if resp.status() != 200 {
+            let status = resp.status().as_u16();
+            let retry = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+            let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            return Err((status, String::from_utf8_lossy(&body).into_owned(), retry));
+        }
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let reading = tokio::spawn({
+            let lines = lines.clone();
+            let mut body = resp.into_body();
+            async move {
+                let mut partial = Vec::new();
+                while let Some(Ok(frame)) = body.frame().await {
+                    let Some(data) = frame.data_ref() else { continue };
+                    partial.extend_from_slice(data);
+                    while let Some(end) = partial.iter().position(|&b| b == b'\n') {
+                        let line: Vec<u8> = partial.drain(..=end).collect();
+                        lines.lock().unwrap().push(String::from_utf8_lossy(&line[..end]).into_owned());
+                    }
+                }
+            }
+        });
+        Ok(Session { lines, reading })
+    }
+
+    /// The numbers of the numbered lines it streamed, in order.
+    fn numbers(&self) -> Vec<usize> {
+        let lines = self.lines.lock().unwrap();
+        lines.iter().filter_map(|l| l.split("line ").nth(1)?.get(..6)?.parse().ok()).collect()
+    }
+
+    /// Waits until it streamed lines `range`, and checks that it streamed exactly those, in
+    /// order, and only lines of `app` that pass its filter (no noise).
+    async fn expect(&self, range: std::ops::Range<usize>, app: &str, what: &str) {
+        let want: Vec<usize> = range.collect();
+        let last = *want.last().expect("lines");
+        eventually(WAIT, what, || async { self.numbers().contains(&last).then_some(()) }).await;
+        assert_eq!(self.numbers(), want, "{what}: every line, once, in order");
+        for l in self.lines.lock().unwrap().iter() {
+            assert!(l.contains(&format!(" {app} akkeris/build[build.1]: line ")), "{what}: a line not asked for: {l}");
+        }
+    }
+}
+
+/// The session's path of a new log session of `app` with `body`, created through `api`.
+async fn session_path(api: &Api, app: &str, body: serde_json::Value) -> String {
+    let s = api.expect("POST", &format!("/apps/{app}/log-sessions"), body, 201).await;
+    let url = s["logplex_url"].as_str().expect("logplex_url");
+    url[url.find("/log-sessions/").expect("a session path")..].to_owned()
+}
+
+/// The value of a metric without labels in a logshuttle's `/metrics`.
+async fn metric(shuttle: &WharfLogshuttle, name: &str) -> Option<u64> {
+    let r = client::send(shuttle.addr, None, &Req::get("localhost", "/metrics")).await.ok()?;
+    r.text().lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// A log session opened through any member of a group of three streams every line of its app,
+/// whichever member consumes the app's partition: its history (`lines`), then each new line,
+/// once and in order, with its filters (`source`, `dyno`) applied. It keeps streaming when the
+/// member that consumed most is killed (`kill -9`: a rebalance). Each member streams at most
+/// `session_readers` sessions (a 503 past it), and closes a session's reader when its client
+/// goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_session_through_any_member_streams_every_line_of_its_app() {
+    const APPS: usize = 3;
+    const ROUND: usize = 100;
+    const HISTORY: usize = 40;
+    let broker = Tansu::start().await;
+    let dir = TempDir::new("fleet-sessions");
+    let secrets = Secrets::new();
+    let brokers = broker.brokers();
+    let kafka = [("WHARF_KAFKA__PARTITIONS", "4")];
+    let api =
+        WharfControlApi::start(WHARF, &["--kafka", &brokers], &dir.path().join("api"), &secrets.env(&kafka)).await;
+    let apps: Vec<String> = (0..APPS).map(|a| format!("app{a}-default")).collect();
+    for app in &apps {
+        api.api.create_app(app, &[]).await;
+    }
+    // As many sessions as apps per member, and no more.
+    let env = secrets.env(&[("WHARF_KAFKA__PARTITIONS", "4"), ("WHARF_LOGSHUTTLE__SESSION_READERS", "3")]);
+    let mut shuttles = Vec::new();
+    for m in 0..3 {
+        shuttles
+            .push(WharfLogshuttle::start(WHARF, &api.url(), &brokers, &dir.path().join(format!("s{m}")), &env).await);
+    }
+    eventually(WAIT, "every member to own partitions", || async {
+        let owns = |log: String| {
+            log.lines().rfind(|l| l.contains("partitions assigned")).is_some_and(|l| !l.contains("partitions=[]"))
+        };
+        shuttles.iter().all(|s| owns(s.stderr())).then_some(())
+    })
+    .await;
+    // Each round of numbered lines comes with lines of another source and dyno, which no
+    // session asks for.
+    let post = |range: std::ops::Range<usize>| {
+        let api = api.api.clone();
+        let apps = apps.clone();
+        async move {
+            for app in &apps {
+                let noise = serde_json::json!([{"app": app, "source": "app", "process": "web.1", "message": "noise"}]);
+                api.expect("POST", "/log-events", noise, 202).await;
+                numbered::post(&api, app, range.clone(), 100).await;
+            }
+        }
+    };
+    post(0..ROUND).await;
+
+    // A session of each app through each member: for each app, two of the three do not
+    // consume its partition. The filters alternate.
+    let filters = [serde_json::json!({"source": "akkeris/build"}), serde_json::json!({"dyno": "build"})];
+    let mut sessions: Vec<Vec<Session>> = Vec::new();
+    for (m, shuttle) in shuttles.iter().enumerate() {
+        let mut mine = Vec::new();
+        for (a, app) in apps.iter().enumerate() {
+            let mut body = filters[(m + a) % 2].clone();
+            body["lines"] = HISTORY.into();
+            body["tail"] = true.into();
+            let path = session_path(&api.api, app, body).await;
+            let session = Session::open(shuttle.addr, &path).await.map_err(|e| format!("{e:?}")).unwrap();
+            mine.push(session);
+        }
+        sessions.push(mine);
+    }
+    post(ROUND..2 * ROUND).await;
+    for (m, mine) in sessions.iter().enumerate() {
+        for (session, app) in mine.iter().zip(&apps) {
+            let what = format!("{app}'s history and new lines through member {m}");
+            session.expect(ROUND - HISTORY..2 * ROUND, app, &what).await;
+        }
+    }
+
+    // One more is refused, in Heroku's error shape, until one ends.
+    let path = session_path(&api.api, &apps[0], serde_json::json!({"tail": true})).await;
+    let Err((status, body, retry)) = Session::open(shuttles[0].addr, &path).await else {
+        panic!("a fourth session on a member with three readers is refused")
+    };
+    assert_eq!((status, retry.as_deref()), (503, Some("5")), "{body}");
+    assert!(body.contains(r#""id":"service_unavailable""#) && body.contains("log sessions"), "{body}");
+
+    // kill -9 the member that took the most lines off the bus, surely an owner of some app's
+    // partition: the sessions through the others stream on through the rebalance.
+    let mut received = Vec::new();
+    for s in &shuttles {
+        received.push(metric(s, "wharf_logshuttle_events_received_total").await.unwrap_or(0));
+    }
+    let owner = (0..shuttles.len()).max_by_key(|&i| received[i]).expect("a member");
+    assert!(received[owner] > 0, "the members took the lines: {received:?}");
+    let assignments = |shuttles: &[WharfLogshuttle]| -> usize {
+        shuttles.iter().map(|s| s.stderr().matches("partitions assigned").count()).sum()
+    };
+    shuttles.remove(owner).kill().await;
+    sessions.remove(owner);
+    let before = assignments(&shuttles);
+    post(2 * ROUND..3 * ROUND).await;
+    for (mine, shuttle) in sessions.iter().zip(&shuttles) {
+        for (session, app) in mine.iter().zip(&apps) {
+            let what = format!("{app}'s lines after kill -9 of member {owner}, through {}", shuttle.addr);
+            session.expect(ROUND - HISTORY..3 * ROUND, app, &what).await;
+        }
+    }
+    // And after the survivors took the dead member's partitions over.
+    eventually(WAIT, "the survivors to rebalance", || async { (assignments(&shuttles) > before).then_some(()) }).await;
+    post(3 * ROUND..4 * ROUND).await;
+    for (mine, shuttle) in sessions.iter().zip(&shuttles) {
+        for (session, app) in mine.iter().zip(&apps) {
+            let what = format!("{app}'s lines after the rebalance, through {}", shuttle.addr);
+            session.expect(ROUND - HISTORY..4 * ROUND, app, &what).await;
+        }
+    }
+
+    // Clients that go leave no reader behind.
+    for session in sessions.iter().flatten() {
+        session.reading.abort();
+    }
+    drop(sessions);
+    let no_readers = || async {
+        for shuttle in &shuttles {
+            eventually(WAIT, "every session's reader to close when its client went", || async {
+                (metric(shuttle, "wharf_logshuttle_session_readers").await == Some(0)).then_some(())
+            })
+            .await;
+        }
+    };
+    no_readers().await;
+
+    // History alone (no tail): the app's last lines, then the end, through every member left;
+    // their readers close too.
+    for shuttle in &shuttles {
+        for app in &apps {
+            let path = session_path(&api.api, app, serde_json::json!({"lines": 10, "dyno": "build.1"})).await;
+            let r = client::send(shuttle.addr, None, &Req::get("localhost", &path)).await.expect("history");
+            assert_eq!(r.status, 200, "{}", r.text());
+            let got: Vec<usize> =
+                r.text().lines().filter_map(|l| l.split("line ").nth(1)?.get(..6)?.parse().ok()).collect();
+            assert_eq!(
+                got,
+                (4 * ROUND - 10..4 * ROUND).collect::<Vec<_>>(),
+                "{app}'s history through {}",
+                shuttle.addr
+            );
+        }
+    }
+    no_readers().await;
 }

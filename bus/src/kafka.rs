@@ -194,6 +194,10 @@ impl KafkaPublisher {
             .set("queue.buffering.max.messages", "500000")
             // Keep retrying across a broker restart for up to five minutes before giving up.
             .set("message.timeout.ms", "300000")
+            // librdkafka's default, named because a log session's reader finds an app's
+            // partition by the same rule ([`partition_of`]); another partitioner would send it
+            // to a partition that holds none of the app's lines.
+            .set("partitioner", "consistent_random")
             .create_with_context(ProduceContext { failed: Default::default(), keeper: TopicKeeper::new(k) })
             .map_err(|e| BusError::Config(e.to_string()))?;
         Ok(KafkaPublisher { producer, topic: k.topic.clone() })
@@ -651,8 +655,14 @@ impl KafkaCatchUp {
     }
 
     fn consumer(&self, name: &str) -> Result<BaseConsumer, BusError> {
+        self.consumer_in(&format!("{}{name}", self.prefix()))
+    }
+
+    /// A reader's client in consumer group `group`, which it only ever commits to (a
+    /// cursor's) or never uses (a log session's): partitions are assigned by hand.
+    fn consumer_in(&self, group: &str) -> Result<BaseConsumer, BusError> {
         base_config(&self.config)
-            .set("group.id", format!("{}{name}", self.prefix()))
+            .set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             // An offset the topic no longer holds reads from the oldest it does; the reader
@@ -699,6 +709,41 @@ impl KafkaCatchUp {
         };
         reader.assign()?;
         Ok(reader)
+    }
+
+    /// Opens a reader of the partition of Wharf's topic that producers put `app`'s lines on
+    /// ([`partition_of`] the topic's partition count), `back` messages before the partition's
+    /// end (not before its oldest kept message); returns it with that end, the offset of the
+    /// next message to be written when it opened. For a log session: the reader is in no
+    /// group and saves no cursor. Blocking.
+    pub(crate) fn open_tail(&self, app: &str, back: i64) -> Result<(KafkaReader, i64), BusError> {
+        let consumer = self.consumer_in(&format!("{}.sessions", self.config.group_id))?;
+        let topic = self.topics.0[0].0.clone();
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), START_TIMEOUT)
+            .map_err(|e| broker_err(&self.config, "cannot read metadata", e))?;
+        let count = metadata.topics().iter().find(|t| t.name() == topic).map_or(0, |t| t.partitions().len());
+        if count == 0 {
+            return Err(broker_err(&self.config, "cannot read metadata", format!("topic {topic} has no partitions")));
+        }
+        let partition = Partition { topic_index: 0, number: partition_of(app.as_bytes(), count as i32) };
+        let (low, high) = consumer
+            .fetch_watermarks(&topic, partition.number, START_TIMEOUT)
+            .map_err(|e| broker_err(&self.config, "cannot read watermarks", e))?;
+        let next = (high - back.max(0)).max(low);
+        let mut reader = KafkaReader {
+            consumer,
+            topics: self.topics.clone(),
+            partition,
+            next,
+            oldest: low,
+            start: next,
+            rewind: REWIND,
+            checked: false,
+            config: self.config.clone(),
+        };
+        reader.assign()?;
+        Ok((reader, high))
     }
 
     /// Saves cursor `name`'s offsets (`None`: nothing more needed) through a client of its own.
@@ -751,6 +796,27 @@ impl KafkaCatchUp {
         }
         Ok(saved)
     }
+}
+
+/// The partition, of `partitions`, that librdkafka's `consistent_random` partitioner (the
+/// producer's, [`KafkaPublisher::new`]) puts a message with key `key` on: the key's CRC-32
+/// (IEEE 802.3, reflected, as zlib's and librdkafka's `rd_crc32`) modulo the partition count.
+/// Java clients hash keys with murmur2 instead; Wharf's producers are all librdkafka.
+pub(crate) fn partition_of(key: &[u8], partitions: i32) -> i32 {
+    (crc32(key) % partitions.max(1) as u32) as i32
+}
+
+/// CRC-32 as zlib computes it (polynomial 0xEDB88320, reflected, inverted in and out); one key
+/// per log session, so bit by bit rather than by table.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
 }
 
 /// `None` as [`CURSOR_DONE`].
@@ -854,5 +920,23 @@ impl KafkaReader {
     /// a rebalance, or `None` when the drain needs nothing more from it.
     pub(crate) fn save(&self, k: &KafkaCatchUp, cursor: Option<i64>) -> Result<(), BusError> {
         save(&k.config, &self.consumer, &k.list(&done_or(&[(self.partition, cursor)]))?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CRC-32 check values (the catalogue's "123456789", and zlib's for other inputs), and
+    /// the partitions they give. That librdkafka's producer agrees is checked with a real one by
+    /// `tests/fleet.rs` (a session through a member that does not own the app's partition).
+    #[test]
+    fn keys_hash_as_librdkafka_partitions_them() {
+        for (key, crc) in [("", 0), ("123456789", 0xCBF4_3926), ("a", 0xE8B7_BE43)] {
+            assert_eq!(crc32(key.as_bytes()), crc, "{key:?}");
+        }
+        for (key, partitions, want) in [("123456789", 8, 6), ("a", 3, 0), ("a", 7, 4), ("x", 1, 0)] {
+            assert_eq!(partition_of(key.as_bytes(), partitions), want, "{key:?} of {partitions}");
+        }
     }
 }

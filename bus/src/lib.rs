@@ -355,6 +355,22 @@ impl CatchUp {
         match (self.never, name, partition, from) {}
     }
 
+    /// Opens a reader for a log session of app `app` (its key): of the partition of Wharf's
+    /// own topic that producers put the app's lines on, from `back` messages before the
+    /// partition's end. Returns the reader and that end (the offset the next message written
+    /// gets): messages before it are history, the rest are new. Any member of the group may
+    /// open one, whoever consumes the partition; it saves no cursor. Errors with
+    /// [`BusError::Broker`] when the brokers do not answer or the topic has no partitions.
+    pub fn open_tail(&self, app: &str, back: i64) -> Result<(CatchUpReader, i64), BusError> {
+        #[cfg(feature = "kafka")]
+        return self
+            .inner
+            .open_tail(app, back)
+            .map(|(inner, end)| (CatchUpReader { inner, catch_up: self.inner.clone() }, end));
+        #[cfg(not(feature = "kafka"))]
+        match (self.never, app, back) {}
+    }
+
     /// Saves cursor `name`'s offsets: per partition, the offset to read from, or `None` when
     /// the drain needs nothing more from it. Errors with [`BusError::Broker`] when the commit
     /// fails.

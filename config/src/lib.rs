@@ -324,6 +324,15 @@ pub struct LogshuttleConfig {
     /// what retention removed). `false` drops the oldest past the budget and announces them
     /// (L10), as logplex does. The embedded bus keeps nothing, so it always drops.
     pub catch_up: bool,
+    /// With Kafka as the bus, most log sessions this logshuttle streams at once: each reads
+    /// its app's partition of the topic with a client of its own (a few threads and up to a
+    /// mebibyte of fetched messages). Past it, a session is refused with 503
+    /// `service_unavailable` until one ends. 1 to 1024.
+    pub session_readers: usize,
+    /// With Kafka as the bus, how many of the newest messages of an app's partition a log
+    /// session reads for its history: the app's last `lines` lines among them (the partition
+    /// carries other apps' lines too).
+    pub session_history_messages: u64,
 }
 
 impl Default for LogshuttleConfig {
@@ -341,6 +350,8 @@ impl Default for LogshuttleConfig {
             trusted_ca: None,
             https_batch_bytes: ByteSize(100_000),
             catch_up: true,
+            session_readers: 32,
+            session_history_messages: 20_000,
         }
     }
 }
@@ -536,6 +547,10 @@ impl Config {
         if l.session_ttl.0.is_zero() {
             return invalid("logshuttle.session_ttl", "must be longer than zero");
         }
+        // Each reader is a Kafka client of its own: a few threads and up to a mebibyte.
+        if !(1..=1024).contains(&l.session_readers) {
+            return invalid("logshuttle.session_readers", "must be between 1 and 1024");
+        }
         if let Some(url) = &l.public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
@@ -712,6 +727,8 @@ mod tests {
         check_rejected("[outbound]\nallow_everything = true", &[], "allow_everything");
         check_rejected("[logshuttle]\nreconnect_min = \"1m\"", &[], "logshuttle.reconnect_min");
         check_rejected("[logshuttle]\nsession_ttl = \"0s\"", &[], "logshuttle.session_ttl");
+        check_rejected("[logshuttle]\nsession_readers = 0", &[], "logshuttle.session_readers");
+        check_rejected("[logshuttle]\nsession_readers = 1025", &[], "logshuttle.session_readers");
         check_rejected("[logshuttle]\npublic_url = \"ftp://x\"", &[], "logshuttle.public_url");
         check_rejected("[kafka]\nbrokers = \"nohost\"", &[], "kafka.brokers");
         check_rejected("[kafka]\ntopic = \"a b\"", &[], "kafka.topic");

@@ -105,6 +105,8 @@ impl DrainTable {
 pub struct Logshuttle {
     drains: Arc<ArcSwap<DrainTable>>,
     history: Arc<History>,
+    /// With Kafka: the log sessions' readers of the topic.
+    readers: Option<Arc<tail::Readers>>,
     sessions: Arc<SessionKey>,
     stats: Arc<metrics::ShuttleStats>,
     follower: tokio::task::JoinHandle<()>,
@@ -153,7 +155,17 @@ impl Logshuttle {
             DrainTable::build(&snapshots.borrow_and_update(), &DrainTable::default(), &settings, catch_up.as_ref());
         let drains = Arc::new(ArcSwap::from_pointee(first));
         // History is bounded per app in lines, and in bytes at 512 bytes a line on average.
-        let history = Arc::new(History::new(config.history_lines, config.history_lines.saturating_mul(512)));
+        // With Kafka, sessions read Wharf's topic themselves, whichever member consumes the
+        // app's partition (`tail.rs`): the rings keep the other topics' lines only.
+        let (max_lines, max_bytes) = (config.history_lines, config.history_lines.saturating_mul(512));
+        let readers = source
+            .catch_up()
+            .map(|c| Arc::new(tail::Readers::new(c, config.session_readers, config.session_history_messages)));
+        let history = Arc::new(if readers.is_some() {
+            History::reading_back(max_lines, max_bytes)
+        } else {
+            History::new(max_lines, max_bytes)
+        });
         let follower = tokio::spawn({
             let (drains, catch_up) = (drains.clone(), catch_up.clone());
             async move {
@@ -177,7 +189,7 @@ impl Logshuttle {
             catch_up,
         ));
         let tails_end = watch::Sender::new(false);
-        Ok(Logshuttle { drains, history, sessions, stats, follower, dispatcher, stop, tails_end, grace })
+        Ok(Logshuttle { drains, history, readers, sessions, stats, follower, dispatcher, stop, tails_end, grace })
     }
 
     /// The live-tail endpoint, `GET /log-sessions/{token}`, to serve on an HTTP listener.
@@ -186,16 +198,17 @@ impl Logshuttle {
             history: self.history.clone(),
             sessions: self.sessions.clone(),
             ended: self.tails_end.subscribe(),
+            readers: self.readers.clone(),
         };
         axum::Router::new().route("/log-sessions/{token}", axum::routing::get(tail::stream)).with_state(state)
     }
 
     /// Renders the drains' Prometheus metrics, for the admin listener's `/metrics`.
     pub fn metrics(&self) -> impl Fn(&mut String) + Send + Sync + 'static {
-        let (drains, stats) = (Arc::downgrade(&self.drains), self.stats.clone());
+        let (drains, stats, readers) = (Arc::downgrade(&self.drains), self.stats.clone(), self.readers.clone());
         move |out| {
             if let Some(drains) = drains.upgrade() {
-                metrics::render(out, &drains.load(), &stats);
+                metrics::render(out, &drains.load(), &stats, readers.as_deref());
             }
         }
     }
@@ -382,7 +395,7 @@ fn deliver(batch: &[Received], drains: &DrainTable, history: &History, consumed:
             d.buffer.push(Entry { event: e.clone(), position: r.position, replayed: false });
         }
     }
-    history.record(batch.iter().map(|r| &r.event));
+    history.record_received(batch);
 }
 
 /// Commits, per partition, the oldest offset some drain still needs, or everything received.

@@ -1,12 +1,14 @@
 //! The logshuttle's Prometheus metrics: per drain, lines in and out of its buffer as paired
 //! pushed/popped counts, lines sent, dropped (by reason), retries, errors and the last error;
-//! and a drain's catch-up from Kafka (lines read back, spells behind, partitions behind now).
+//! and a drain's catch-up from Kafka (lines read back, spells behind, partitions behind now);
+//! and, with Kafka, the log sessions' readers open now.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::DrainTable;
 use crate::drain::Drain;
+use crate::tail::Readers;
 
 /// Counters of the consumer side.
 #[derive(Debug, Default)]
@@ -30,12 +32,17 @@ fn family(out: &mut String, name: &str, help: &str, kind: &str) {
 }
 
 /// Renders the metrics of every running drain.
-pub(crate) fn render(out: &mut String, table: &DrainTable, shuttle: &ShuttleStats) {
+pub(crate) fn render(out: &mut String, table: &DrainTable, shuttle: &ShuttleStats, readers: Option<&Readers>) {
     family(out, "wharf_logshuttle_events_received_total", "Log events taken off the bus.", "counter");
     let _ = writeln!(out, "wharf_logshuttle_events_received_total {}", shuttle.received.load(Relaxed));
     let name = "wharf_logshuttle_events_undecodable_total";
     family(out, name, "Messages on the bus skipped because they are not log events.", "counter");
     let _ = writeln!(out, "{name} {}", shuttle.source.undecodable.load(Relaxed));
+    if let Some(readers) = readers {
+        let name = "wharf_logshuttle_session_readers";
+        family(out, name, "Log sessions reading the Kafka topic now (each a client of its own).", "gauge");
+        let _ = writeln!(out, "{name} {}", readers.open_count());
+    }
     let name = "wharf_logshuttle_consumer_lag";
     family(out, name, "Kafka messages after the committed offset: not yet delivered to every drain.", "gauge");
     for (topic, partition, lag) in shuttle.source.lag.lock().expect("lag lock").iter() {

@@ -10,6 +10,14 @@
 //!
 //! A tail ends after an hour (`MAX_TAIL`), when the client goes, or at once when shutdown
 //! starts ([`crate::Logshuttle::end_tails`]): an open tail never holds Wharf's shutdown.
+//!
+//! With Kafka as the bus, a logshuttle of a consumer group consumes only some partitions, so
+//! its rings would hold only some apps' lines. A session's lines of Wharf's own topic therefore
+//! come from a reader of its own ([`Readers`]): of the app's partition, from a window of its
+//! newest messages (the history) on, whichever member consumes the partition, and across
+//! rebalances. The rings then keep only the lines of the other topics (Akkeris' inputs), and
+//! of those only the partitions this member consumes. A slow client slows its reader, which
+//! Kafka does not mind; the reader closes when the session ends.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -19,8 +27,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use tokio::sync::broadcast;
-use wharf_bus::LogEvent;
+use tokio::sync::{Semaphore, broadcast, mpsc};
+use wharf_bus::{CatchUp, CatchUpReader, LogEvent, Received};
 use wharf_domain::timestamp::{format_micros, now_seconds, write_micros};
 use wharf_domain::{SessionError, SessionGrant, SessionKey};
 
@@ -63,6 +71,9 @@ pub struct History {
     apps: Mutex<HashMap<Box<str>, AppLog, foldhash::fast::RandomState>>,
     max_lines: usize,
     max_bytes: usize,
+    /// Whether sessions read Wharf's own topic from Kafka ([`Readers`]): then its lines are
+    /// not kept here.
+    read_back: bool,
 }
 
 impl std::fmt::Debug for History {
@@ -74,7 +85,23 @@ impl std::fmt::Debug for History {
 impl History {
     /// Keeps up to `max_lines` lines and `max_bytes` bytes per app.
     pub fn new(max_lines: usize, max_bytes: usize) -> Self {
-        History { apps: Mutex::new(HashMap::default()), max_lines, max_bytes }
+        History { apps: Mutex::new(HashMap::default()), max_lines, max_bytes, read_back: false }
+    }
+
+    /// The same, for a logshuttle whose sessions read Wharf's own topic from Kafka: lines of
+    /// that topic (topic index 0) are left to the sessions' readers.
+    pub fn reading_back(max_lines: usize, max_bytes: usize) -> Self {
+        History { read_back: true, ..History::new(max_lines, max_bytes) }
+    }
+
+    /// Records the lines of a batch taken off the bus that this history keeps.
+    pub fn record_received(&self, batch: &[Received]) {
+        let own_topic = |r: &Received| r.position.is_some_and(|p| p.partition.topic_index == 0);
+        if self.read_back {
+            self.record(batch.iter().filter(|r| !own_topic(r)).map(|r| &r.event));
+        } else {
+            self.record(batch.iter().map(|r| &r.event));
+        }
     }
 
     /// Records a batch of lines: into each app's ring, and to its live subscribers.
@@ -171,6 +198,145 @@ pub(crate) struct TailState {
     pub(crate) sessions: Arc<SessionKey>,
     /// Turns true when shutdown starts; every tail ends then.
     pub(crate) ended: tokio::sync::watch::Receiver<bool>,
+    /// With Kafka: the readers sessions take their lines of Wharf's topic from.
+    pub(crate) readers: Option<Arc<Readers>>,
+}
+
+/// Most messages a session's reader takes from Kafka in one read.
+const READ_MESSAGES: usize = 512;
+/// Most payload bytes a session's reader takes from Kafka in one read.
+const READ_BYTES: usize = 256 << 10;
+/// Batches of lines a session's reader may have read ahead of its client: a slow client slows
+/// its reader rather than growing its memory.
+const READ_AHEAD: usize = 8;
+/// Longest a session's reader reads its history, should the broker be slow to hand it: the rest
+/// then comes as new lines, none lost.
+const HISTORY_WAIT: Duration = Duration::from_secs(5);
+
+/// Log sessions' readers of Kafka (see the module's documentation), at most `slots` at once.
+#[derive(Debug)]
+pub struct Readers {
+    source: CatchUp,
+    slots: Arc<Semaphore>,
+    max: usize,
+    history_messages: u64,
+}
+
+/// What a session's reader gives its stream.
+struct ReadBack {
+    /// The app's last lines (at most `lines`) up to where the reader caught up with the
+    /// partition.
+    history: Vec<LogEvent>,
+    /// With `tail`: the app's lines after it, in batches.
+    live: Option<mpsc::Receiver<Vec<LogEvent>>>,
+}
+
+/// Why a session got no reader.
+#[derive(Debug, thiserror::Error)]
+enum ReadBackError {
+    #[error("this logshuttle streams {0} log sessions already, its most; try again when one ends")]
+    Busy(usize),
+    #[error("the log bus cannot be read: {0}")]
+    Broker(String),
+}
+
+impl Readers {
+    /// At most `max` readers at once, each reading its history from the newest
+    /// `history_messages` messages of its partition.
+    pub fn new(source: CatchUp, max: usize, history_messages: u64) -> Self {
+        Readers { source, slots: Arc::new(Semaphore::new(max)), max, history_messages }
+    }
+
+    /// How many readers are open now.
+    pub fn open_count(&self) -> usize {
+        self.max - self.slots.available_permits()
+    }
+
+    /// Opens a reader for `grant` and reads its history; with `tail`, a task keeps reading
+    /// new lines into the returned channel until its receiver is dropped, and then closes the
+    /// reader and gives its slot back.
+    async fn open(&self, grant: &SessionGrant) -> Result<ReadBack, ReadBackError> {
+        let permit = self.slots.clone().try_acquire_owned().map_err(|_| ReadBackError::Busy(self.max))?;
+        // No history asked for: start at the end (the reader's rewind still covers a producer's
+        // batch the end falls in).
+        let back = if grant.lines == 0 { 0 } else { i64::try_from(self.history_messages).unwrap_or(i64::MAX) };
+        let (source, app) = (self.source.clone(), grant.app.to_string());
+        let (mut reader, end) = blocking(move || source.open_tail(&app, back))
+            .await
+            .and_then(|r| r.map_err(|e| e.to_string()))
+            .map_err(ReadBackError::Broker)?;
+        let mine = {
+            let grant = grant.clone();
+            move |r: Received| (r.event.app() == grant.app.as_str() && passes(&grant, &r.event)).then_some(r.event)
+        };
+        // The history: the app's last `lines` lines up to where the reader has read everything
+        // fetched so far, at or past the partition's end when it opened. Not the end alone:
+        // tansu 0.6 reports it as the newest producer batch's first offset plus one (its
+        // dynostore's `list_offsets`), which would cut that batch off the history; but a fetch
+        // brings whole batches, so the rest of that one is read by then. History reads are
+        // bounded in messages only, so that a read short of them means nothing more was there.
+        let mut history = VecDeque::new();
+        let deadline = tokio::time::Instant::now() + HISTORY_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            let got;
+            (reader, got) = read(reader, usize::MAX).await.map_err(ReadBackError::Broker)?;
+            let caught_up = got.len() < READ_MESSAGES && reader.next_offset() >= end;
+            for e in got.into_iter().filter_map(&mine) {
+                history.push_back(e);
+                if history.len() > grant.lines as usize {
+                    history.pop_front();
+                }
+            }
+            if caught_up {
+                break;
+            }
+        }
+        tracing::debug!(app = %grant.app, end, next = reader.next_offset(), history = history.len(), "log session reader opened");
+        let history = history.into();
+        if !grant.tail {
+            tokio::spawn(close(reader, permit));
+            return Ok(ReadBack { history, live: None });
+        }
+        let (tx, rx) = mpsc::channel(READ_AHEAD);
+        tokio::spawn(async move {
+            let mut reader = reader;
+            while !tx.is_closed() {
+                let got;
+                (reader, got) = match read(reader, READ_BYTES).await {
+                    Ok(r) => r,
+                    // The read panicked: the reader is gone with it; the stream ends.
+                    Err(_) => return,
+                };
+                let lines: Vec<LogEvent> = got.into_iter().filter_map(&mine).collect();
+                if !lines.is_empty() && tx.send(lines).await.is_err() {
+                    break;
+                }
+            }
+            close(reader, permit).await;
+        });
+        Ok(ReadBack { history, live: Some(rx) })
+    }
+}
+
+/// Runs blocking work of the Kafka client on a blocking thread.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| e.to_string())
+}
+
+/// One read of a session's reader, of up to [`READ_MESSAGES`] messages and about `max_bytes`
+/// of payload (waits up to 100 ms for the first message).
+async fn read(mut reader: CatchUpReader, max_bytes: usize) -> Result<(CatchUpReader, Vec<Received>), String> {
+    blocking(move || {
+        let got = reader.read(READ_MESSAGES, max_bytes);
+        (reader, got)
+    })
+    .await
+}
+
+/// Closes a session's reader (its client's close blocks) and then gives its slot back.
+async fn close(reader: CatchUpReader, permit: tokio::sync::OwnedSemaphorePermit) {
+    let _ = blocking(move || drop(reader)).await;
+    drop(permit);
 }
 
 /// Whether the request accepts Server-Sent Events (`Accept: text/event-stream`).
@@ -199,7 +365,35 @@ pub(crate) async fn stream(State(state): State<TailState>, Path(token): Path<Str
         Err(e @ SessionError::Invalid) => return refuse(StatusCode::NOT_FOUND, "not_found", e),
         Err(e @ SessionError::Expired) => return refuse(StatusCode::GONE, "gone", e),
     };
-    let (recent, live) = state.history.open(&grant);
+    let read_back = match &state.readers {
+        None => None,
+        Some(readers) => match readers.open(&grant).await {
+            Ok(r) => Some(r),
+            Err(e @ ReadBackError::Busy(_)) => {
+                let mut refused = refuse(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", e);
+                refused.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+                return refused;
+            }
+            Err(e @ ReadBackError::Broker(_)) => {
+                tracing::warn!(app = %grant.app, error = %e, "a log session cannot read kafka");
+                return refuse(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", e);
+            }
+        },
+    };
+    let (mut recent, live) = state.history.open(&grant);
+    let mut from_kafka = None;
+    if let Some(ReadBack { history, live }) = read_back {
+        // The rings hold only the other topics' lines then: the two histories, merged by
+        // time, give the app's last lines.
+        if recent.is_empty() {
+            recent = history;
+        } else {
+            recent.extend(history);
+            recent.sort_by_key(LogEvent::time_micros);
+            recent.drain(..recent.len().saturating_sub(grant.lines as usize));
+        }
+        from_kafka = live;
+    }
     let events = wants_events(&headers);
     let shape = move |line: Bytes| if events { as_event(line) } else { line };
     let head =
@@ -213,15 +407,26 @@ pub(crate) async fn stream(State(state): State<TailState>, Path(token): Path<Str
                 // The sender lives as long as the logshuttle, which outlives its HTTP server.
                 let _ = ended.wait_for(|e| *e).await;
             });
-            let tail = futures_util::stream::unfold((rx, grant, ended), move |(mut rx, grant, mut ended)| async move {
+            let start = (rx, from_kafka, grant, ended);
+            let tail = futures_util::stream::unfold(start, move |(mut rx, mut kafka, grant, mut ended)| async move {
                 loop {
                     let next = tokio::select! {
                         () = &mut ended => return None,
-                        next = tokio::time::timeout_at(deadline, rx.recv()) => next.ok()?,
+                        () = tokio::time::sleep_until(deadline) => return None,
+                        // The reader's lines are the app's and pass the filters already. Its
+                        // end (it failed) ends the session: the client opens another.
+                        lines = next_batch(&mut kafka) => {
+                            let mut out = Vec::new();
+                            for e in lines? {
+                                out.extend_from_slice(&shape(format_line(&e)));
+                            }
+                            return Some((Ok(Bytes::from(out)), (rx, kafka, grant, ended)));
+                        }
+                        next = rx.recv() => next,
                     };
                     match next {
                         Ok(e) if passes(&grant, &e) => {
-                            return Some((Ok(shape(format_line(&e))), (rx, grant, ended)));
+                            return Some((Ok(shape(format_line(&e))), (rx, kafka, grant, ended)));
                         }
                         Ok(_) => {}
                         Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -230,7 +435,7 @@ pub(crate) async fn stream(State(state): State<TailState>, Path(token): Path<Str
                                 format_micros(now_seconds() * 1_000_000),
                                 grant.app
                             );
-                            return Some((Ok(shape(Bytes::from(line))), (rx, grant, ended)));
+                            return Some((Ok(shape(Bytes::from(line))), (rx, kafka, grant, ended)));
                         }
                         Err(broadcast::error::RecvError::Closed) => return None,
                     }
@@ -243,7 +448,16 @@ pub(crate) async fn stream(State(state): State<TailState>, Path(token): Path<Str
     ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
 }
 
-fn refuse(status: StatusCode, id: &str, e: SessionError) -> Response {
+/// The next batch of a session's Kafka reader; never, for a session without one.
+async fn next_batch(kafka: &mut Option<mpsc::Receiver<Vec<LogEvent>>>) -> Option<Vec<LogEvent>> {
+    match kafka {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A refusal in Heroku's error shape, `{"id", "message"}`.
+fn refuse(status: StatusCode, id: &str, e: impl std::fmt::Display) -> Response {
     (status, axum::Json(serde_json::json!({ "id": id, "message": e.to_string() }))).into_response()
 }
 
@@ -300,6 +514,32 @@ mod tests {
         };
         assert_eq!(msgs("api-default"), ["1", "2", "3"]);
         assert_eq!(msgs("web-default"), ["w"]);
+    }
+
+    /// With Kafka, the rings keep only the lines of the topics sessions do not read back
+    /// (Akkeris' inputs); without, every line.
+    #[test]
+    fn rings_leave_wharfs_own_topic_to_the_readers_with_kafka() {
+        use wharf_bus::{Partition, Position};
+        let at = |topic_index: u16, msg: &str| Received {
+            event: LogEvent::builder("api-default", "app").message(msg.as_bytes()),
+            position: Some(Position { partition: Partition { topic_index, number: 0 }, offset: 0 }),
+        };
+        let embedded = Received { event: LogEvent::builder("api-default", "app").message(b"embedded"), position: None };
+        let batch = [at(0, "own"), at(1, "akkeris"), embedded, at(2, "build")];
+        for (history, want) in [
+            (History::new(10, usize::MAX), &["own", "akkeris", "embedded", "build"][..]),
+            (History::reading_back(10, usize::MAX), &["akkeris", "embedded", "build"][..]),
+        ] {
+            history.record_received(&batch);
+            let got: Vec<String> = history
+                .open(&grant(10, None, None))
+                .0
+                .iter()
+                .map(|e| String::from_utf8_lossy(e.message()).into_owned())
+                .collect();
+            assert_eq!(got, want);
+        }
     }
 
     #[test]
