@@ -110,6 +110,32 @@ impl FieldName {
         }
     }
 
+    /// The name as an `http` header name, for the names a message may carry past the router
+    /// (none for the hop-by-hop ones, `Other` and `Underscored`): constants, where making one
+    /// from the field's bytes looks the name up again among `http`'s standard names (about 150
+    /// instructions a field on an HTTP/2 response; benches/RESULTS.md, router run 15).
+    pub(crate) fn header_name(self) -> Option<HeaderName> {
+        use http::header;
+        Some(match self {
+            FieldName::ContentLength => header::CONTENT_LENGTH,
+            FieldName::Date => header::DATE,
+            FieldName::Expect => header::EXPECT,
+            FieldName::Host => header::HOST,
+            FieldName::StrictTransportSecurity => header::STRICT_TRANSPORT_SECURITY,
+            FieldName::XForwardedFor => HeaderName::from_static("x-forwarded-for"),
+            FieldName::XForwardedPath => HeaderName::from_static("x-forwarded-path"),
+            FieldName::XForwardedPort => HeaderName::from_static("x-forwarded-port"),
+            FieldName::XForwardedProto => HeaderName::from_static("x-forwarded-proto"),
+            FieldName::XOrigHost => HeaderName::from_static("x-orig-host"),
+            FieldName::XOrigPath => HeaderName::from_static("x-orig-path"),
+            FieldName::XOrigPort => HeaderName::from_static("x-orig-port"),
+            FieldName::XOrigProto => HeaderName::from_static("x-orig-proto"),
+            FieldName::XRequestId => HeaderName::from_static("x-request-id"),
+            FieldName::XRequestStart => HeaderName::from_static("x-request-start"),
+            _ => return None,
+        })
+    }
+
     /// The known name `name` is, without regard to case, or [`FieldName::Other`].
     pub(crate) fn of(name: &[u8]) -> FieldName {
         use FieldName::*;
@@ -136,7 +162,7 @@ impl FieldName {
         let first = name.first().map_or(0, u8::to_ascii_lowercase);
         for &c in candidates {
             if c.text().as_bytes()[0] == first {
-                if eq_lowercase(name, c.text()) {
+                if eq_known(name, c.text()) {
                     return c;
                 }
                 // Rare: a name of a known one's length and first letter that is not it.
@@ -156,6 +182,50 @@ fn eq_underscored(name: &[u8], lower: &str) -> bool {
     name.len() == lower.len()
         && name.contains(&b'_')
         && name.iter().zip(lower.as_bytes()).all(|(&b, &l)| b.to_ascii_lowercase() == l || (b == b'_' && l == b'-'))
+}
+
+/// Whether `name` is the known name `lower` without regard to case, compared eight bytes at a
+/// time. `lower` holds only lowercase letters, digits and `-` (every known name does), so a byte
+/// of `name` matches a letter of `lower` when it equals it once bit 0x20 is set, and must equal
+/// any other byte exactly: the same answer as [`eq_lowercase`], for any `name`.
+///
+/// Why by hand: every header field's name is looked up as its head is parsed, on both sides of
+/// every request; comparing a byte at a time was about 80 instructions for `content-length`
+/// and this is about 20 (callgrind, benches/RESULTS.md, router run 15).
+fn eq_known(name: &[u8], lower: &str) -> bool {
+    let lower = lower.as_bytes();
+    debug_assert!(lower.iter().all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'));
+    let n = lower.len();
+    if name.len() != n {
+        return false;
+    }
+    if n < 8 {
+        let mut a = [0; 8];
+        let mut b = [0; 8];
+        a[..n].copy_from_slice(name);
+        b[..n].copy_from_slice(lower);
+        return eq_word(u64::from_le_bytes(a), u64::from_le_bytes(b));
+    }
+    let word = |bytes: &[u8], at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("eight bytes"));
+    // Whole words from the start, then the last eight bytes (overlapping the one before).
+    let mut at = 0;
+    while at + 8 < n {
+        if !eq_word(word(name, at), word(lower, at)) {
+            return false;
+        }
+        at += 8;
+    }
+    eq_word(word(name, n - 8), word(lower, n - 8))
+}
+
+/// Whether the eight bytes `word` match `lower`'s (lowercase letters, digits, `-` and zero
+/// bytes): each byte of `lower` from `a` (0x61) up is a letter, whose byte in `word` may have
+/// bit 0x20 clear (its uppercase); adding 0x1f to each byte of `lower` sets the top bit of
+/// exactly those (no byte carries into the next, as all are below 0x80), which becomes the
+/// mask of the 0x20 bits to set.
+fn eq_word(word: u64, lower: u64) -> bool {
+    let letters = ((lower + 0x1f1f_1f1f_1f1f_1f1f) & 0x8080_8080_8080_8080) >> 2;
+    word | letters == lower
 }
 
 /// Whether `bytes` are `lower` (which is lowercase) without regard to case; half the work of
@@ -258,7 +328,11 @@ impl Fields {
             // Values are slices of the head's buffer, not copies: one allocation and copy a
             // field fewer on every HTTP/2 response.
             let value = HeaderValue::from_maybe_shared(self.bytes.slice(p.value.range()))?;
-            map.append(HeaderName::from_bytes(p.name.get(&self.bytes))?, value);
+            let name = match p.known.header_name() {
+                Some(name) => name,
+                None => HeaderName::from_bytes(p.name.get(&self.bytes))?,
+            };
+            map.append(name, value);
         }
         Ok(map)
     }
@@ -311,12 +385,35 @@ mod tests {
     }
 
     #[test]
-    fn every_known_name_is_recognised_in_any_case_and_nothing_else_is() {
+    fn known_names_compare_word_by_word_as_byte_by_byte() {
+        // Every byte in place of each byte of each known name, in every length class the
+        // comparison has (under 8, 8 to 16, over 16 bytes): the word-wise comparison agrees
+        // with `eq_lowercase`, so case is the only thing it ignores.
+        let mut checked = 0;
+        for known in ALL {
+            let text = known.text();
+            assert!(eq_known(text.as_bytes(), text) && eq_known(text.to_uppercase().as_bytes(), text));
+            for at in 0..text.len() {
+                for b in 0..=255u8 {
+                    let mut name = text.as_bytes().to_vec();
+                    name[at] = b;
+                    assert_eq!(eq_known(&name, text), eq_lowercase(&name, text), "{text} with {b:#x} at {at}");
+                    checked += 1;
+                }
+            }
+            assert!(!eq_known(&text.as_bytes()[1..], text) && !eq_known(format!("{text}-").as_bytes(), text));
+        }
+        assert!(checked > 25 * 256 * 2);
+    }
+
+    /// Every known name.
+    const ALL: [FieldName; 26] = {
         use FieldName::*;
-        let all = [
+        [
             Close,
             Connection,
             ContentLength,
+            Date,
             Expect,
             Host,
             Http2Settings,
@@ -339,8 +436,42 @@ mod tests {
             XOrigProto,
             XRequestId,
             XRequestStart,
+        ]
+    };
+
+    #[test]
+    fn known_names_map_to_the_header_names_their_text_makes() {
+        // Each known name that crosses the router has a constant, the one its text parses to;
+        // the hop-by-hop ones (forwarding.rs) have none: they never reach a header map.
+        use FieldName::*;
+        let hop_by_hop = [
+            Close,
+            Connection,
+            Http2Settings,
+            KeepAlive,
+            ProxyAuthenticate,
+            ProxyAuthorization,
+            ProxyConnection,
+            Te,
+            Trailer,
+            TransferEncoding,
+            Upgrade,
         ];
-        for name in all {
+        for known in ALL {
+            match known.header_name() {
+                Some(name) => assert_eq!(name, HeaderName::from_bytes(known.text().as_bytes()).unwrap()),
+                None => assert!(hop_by_hop.contains(&known), "{} has no constant", known.text()),
+            }
+        }
+        assert_eq!(FieldName::Other.header_name(), None);
+        assert_eq!(FieldName::Underscored.header_name(), None);
+    }
+
+    #[test]
+    fn every_known_name_is_recognised_in_any_case_and_nothing_else_is() {
+        use FieldName::*;
+        // `ALL`, which has `Date` too (this list once left it out).
+        for name in ALL {
             assert_eq!(FieldName::of(name.text().as_bytes()), name);
             assert_eq!(FieldName::of(name.text().to_uppercase().as_bytes()), name);
             // One letter off, or one longer, is another name.

@@ -12,9 +12,11 @@
 //! instructions a request (benches/RESULTS.md, the HTTP/2 runs).
 
 use std::future::{Future, poll_fn};
+use std::ops::{Deref, DerefMut};
 use std::pin::{Pin, pin};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -63,6 +65,11 @@ const MAX_STREAMS: u32 = 200;
 /// How many streams the router may reset for errors of the client's before it ends the
 /// connection (the `h2` crate's guard against "rapid reset", CVE-2023-44487), hyper's value.
 const MAX_ERROR_RESETS: usize = 1024;
+
+/// How many first-byte deadlines a connection keeps for its next streams (see [`SpareDeadlines`]):
+/// more than the streams a browser or h2load's benchmark (10) has open at once, and few enough
+/// that the timers they hold do not matter.
+const SPARE_DEADLINES: usize = 32;
 
 /// The `h2` settings for a client connection.
 fn builder(shared: &RouterState) -> h2::server::Builder {
@@ -124,6 +131,8 @@ pub(super) async fn serve<IO>(
             return;
         }
     };
+    // Declared before `streams`, which borrow it, so that it is dropped after them.
+    let spare = SpareDeadlines::default();
     let mut streams = FuturesUnordered::new();
     let mut quiet = pin!(activity.quiet(limits));
     let mut ending = Ending::No;
@@ -163,7 +172,7 @@ pub(super) async fn serve<IO>(
                 // Boxed: the stream's future holds the proxy's, several KiB, and
                 // `FuturesUnordered` moves what it is given into a node of its own.
                 Some(Ok((req, respond))) => {
-                    streams.push(Box::pin(serve_stream(req, respond, &conn, &shared, &activity)));
+                    streams.push(Box::pin(serve_stream(req, respond, &conn, &shared, &activity, &spare)));
                 }
                 Some(Err(e)) => return Poll::Ready(Err(e)),
                 None => return Poll::Ready(Ok(())),
@@ -185,6 +194,7 @@ async fn serve_stream(
     conn: &ClientConnection,
     shared: &Arc<RouterState>,
     activity: &Arc<Activity>,
+    spare: &SpareDeadlines,
 ) {
     let in_flight = InFlight::enter(activity);
     let (parts, mut body) = req.into_parts();
@@ -204,11 +214,11 @@ async fn serve_stream(
             fields: &fields,
             has_body: !body.is_end_stream(),
         };
-        let mut first_byte = Deadline::new(shared.settings.first_byte_timeout);
+        let mut first_byte = spare.take(shared.settings.first_byte_timeout);
         // Pinned where it is made and lent to `unless_reset`, not moved into it: the proxy's
         // future is several KiB, and each move is a copy of all of it.
         let reply = {
-            let handled = pin!(proxy::handle(&request, Some(&mut body), conn, shared, &mut first_byte));
+            let handled = pin!(proxy::handle(&request, Some(&mut body), conn, shared, &mut *first_byte));
             unless_reset(&mut respond, handled).await
         };
         match reply {
@@ -241,6 +251,63 @@ async fn serve_stream(
     let _in_flight = in_flight.into_body();
     if !end && let Err(e) = send_body(tx, body).await {
         tracing::debug!(error = %e, "a response body was not sent whole");
+    }
+}
+
+/// The first-byte deadlines of a connection's finished streams, for its next ones. A stream
+/// waits for its dyno's first byte under a deadline of its own, and a new one is a timer
+/// allocated, entered in tokio's timer wheel when first polled and taken out when dropped; one
+/// reused is only moved later ([`Deadline::set`] changes a field), so a busy connection touches
+/// the wheel about once per timeout period per stream it has open at once, as an HTTP/1.1
+/// connection does with its one deadline. About 600 instructions a request (callgrind,
+/// benches/RESULTS.md, router run 15). A spare deadline whose timer fires wakes the stream
+/// that last used it, which has finished: a wake-up for nothing, once per timeout period.
+#[derive(Debug, Default)]
+struct SpareDeadlines(Mutex<Vec<Deadline>>);
+
+impl SpareDeadlines {
+    /// A deadline `after` from now, given back when the returned guard is dropped.
+    fn take(&self, after: Duration) -> LentDeadline<'_> {
+        let spare = self.0.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let deadline = match spare {
+            Some(mut deadline) => {
+                deadline.set(after);
+                deadline
+            }
+            None => Deadline::new(after),
+        };
+        LentDeadline { deadline: Some(deadline), spare: self }
+    }
+}
+
+/// A stream's deadline, which goes back to its connection's [`SpareDeadlines`] when the stream
+/// ends, however it ends (its future may be dropped unfinished).
+struct LentDeadline<'a> {
+    /// Always `Some` until dropped.
+    deadline: Option<Deadline>,
+    spare: &'a SpareDeadlines,
+}
+
+impl Deref for LentDeadline<'_> {
+    type Target = Deadline;
+
+    fn deref(&self) -> &Deadline {
+        self.deadline.as_ref().expect("a lent deadline is there until it is dropped")
+    }
+}
+
+impl DerefMut for LentDeadline<'_> {
+    fn deref_mut(&mut self) -> &mut Deadline {
+        self.deadline.as_mut().expect("a lent deadline is there until it is dropped")
+    }
+}
+
+impl Drop for LentDeadline<'_> {
+    fn drop(&mut self) {
+        let mut spare = self.spare.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if spare.len() < SPARE_DEADLINES {
+            spare.extend(self.deadline.take());
+        }
     }
 }
 
