@@ -1119,12 +1119,10 @@ async fn every_http2_stream_waits_for_its_first_byte_under_its_own_deadline() {
         assert!(body.contains("did not respond in time"), "round {round}: {body}");
     }
     // Stuck streams and fast ones at once: each stuck one gets its H12, each fast one its answer.
-    let stuck_ones = futures_util::future::join_all(
-        (0..4).map(|i| {
-            let h2 = &h2;
-            async move { h2_get(h2, "stuck-default.localhost", &format!("/together/{i}")).await }
-        }),
-    );
+    let stuck_ones = futures_util::future::join_all((0..4).map(|i| {
+        let h2 = &h2;
+        async move { h2_get(h2, "stuck-default.localhost", &format!("/together/{i}")).await }
+    }));
     let (stuck_ones, fast) = tokio::join!(stuck_ones, fast_ones(3));
     assert!(stuck_ones.iter().all(|(status, _)| *status == 503), "{stuck_ones:?}");
     assert!(fast.iter().all(|(status, body)| (*status, body.as_str()) == (200, "fast")), "{fast:?}");
