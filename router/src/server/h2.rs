@@ -66,8 +66,9 @@ const MAX_ERROR_RESETS: usize = 1024;
 
 /// How many finished streams' first-byte deadlines and futures' boxes a connection keeps for
 /// its next streams (see [`Spare`]): more than the streams a browser or h2load's benchmark (10)
-/// has open at once.
-const SPARE: usize = 32;
+/// has open at once, and few enough that what they hold (a few KiB each) stays small beside
+/// the connection's buffers and windows.
+const SPARE: usize = 16;
 
 /// The `h2` settings for a client connection.
 fn builder(shared: &RouterState) -> h2::server::Builder {
@@ -166,9 +167,6 @@ pub(super) async fn serve<IO>(
             // in the same turn.
             while let Poll::Ready(Some(ended)) = streams.poll_next_unpin(cx) {
                 spare.keep(ended);
-            }
-            if streams.is_empty() {
-                spare.boxes.clear();
             }
             match ready!(connection.poll_accept(cx)) {
                 // Boxed: the stream's future holds the proxy's, several KiB, and
@@ -273,8 +271,10 @@ async fn serve_stream(
 /// nothing, once per timeout period.
 ///
 /// A stream's future is several KiB, and a new box for it is one of the allocator's slower
-/// paths; a finished stream's box takes the next stream's future in place. Boxes are kept only
-/// while the connection has streams in flight, so an idle connection holds none.
+/// paths (mimalloc's above 1 KiB); a finished stream's box takes the next stream's future in
+/// place. They are kept while the connection lives, which is not long once it is idle (see
+/// [`Activity::quiet`]). Dropping them whenever no stream was in flight kept none under
+/// h2load's load: a connection's streams often all finish in one turn.
 ///
 /// Together about 1,000 instructions a request (callgrind, benches/RESULTS.md, router run 15).
 #[derive(Debug)]
