@@ -1054,28 +1054,78 @@ async fn an_app_names_its_own_maintenance_page_which_the_control_plane_fetches()
 /// Sends `streams` GETs for `host` at once on one new HTTP/2 connection and reads every answer
 /// whole; their statuses, in the order sent.
 async fn h2_streams(wharf: &Wharf, host: &str, streams: usize) -> Vec<u16> {
+    let h2 = h2_connection(wharf, host).await;
+    let answers = futures_util::future::join_all((0..streams).map(|i| {
+        let h2 = &h2;
+        async move { h2_get(h2, host, &format!("/burst/{i}")).await.0 }
+    }));
+    answers.await
+}
+
+/// One new HTTP/2 connection to the router's TLS listener, for `host` (SNI).
+async fn h2_connection(wharf: &Wharf, host: &str) -> h2::client::SendRequest<bytes::Bytes> {
     let tls = client::tls_config(&wharf.ca, &[b"h2"]);
     let tcp = tokio::net::TcpStream::connect(wharf.https).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from(host.to_owned()).unwrap();
     let stream = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await.unwrap();
     let (sender, connection) = h2::client::handshake(stream).await.unwrap();
     tokio::spawn(connection);
-    let mut sender = sender.ready().await.unwrap();
-    let mut responses = Vec::new();
-    for i in 0..streams {
-        let request = http::Request::get(format!("https://{host}/burst/{i}")).body(()).unwrap();
-        responses.push(sender.send_request(request, true).unwrap().0);
+    sender.ready().await.unwrap()
+}
+
+/// GET `https://{host}{path}` as a stream of `connection`: its status and body.
+async fn h2_get(connection: &h2::client::SendRequest<bytes::Bytes>, host: &str, path: &str) -> (u16, String) {
+    let request = http::Request::get(format!("https://{host}{path}")).body(()).unwrap();
+    let (response, _) = connection.clone().send_request(request, true).unwrap();
+    let response = response.await.unwrap();
+    let status = response.status().as_u16();
+    let mut body = response.into_body();
+    let mut text = Vec::new();
+    while let Some(data) = body.data().await {
+        let data = data.unwrap();
+        let _ = body.flow_control().release_capacity(data.len());
+        text.extend_from_slice(&data);
     }
-    futures_util::future::join_all(responses.into_iter().map(|response| async {
-        let response = response.await.unwrap();
-        let status = response.status().as_u16();
-        let mut body = response.into_body();
-        while let Some(data) = body.data().await {
-            let _ = body.flow_control().release_capacity(data.unwrap().len());
+    (status, String::from_utf8_lossy(&text).into_owned())
+}
+
+#[tokio::test]
+async fn every_http2_stream_waits_for_its_first_byte_under_its_own_deadline() {
+    // A connection hands its finished streams' first-byte deadlines to its next ones
+    // (server/h2.rs, `SpareDeadlines`): a reused deadline must neither fire early (it was set
+    // for an earlier stream, and its timer may have fired while it was spare) nor late.
+    let (wharf, tls) = start(&[("WHARF_ROUTER__FIRST_BYTE_TIMEOUT", "1s"), ("WHARF_ROUTER__WORKERS", "1")]).await;
+    let (fast, stuck) = (DynoServer::start("fast").await, DynoServer::silent().await);
+    wharf.api.create_app("fast-default", &[&fast]).await;
+    wharf.api.create_app("stuck-default", &[&stuck]).await;
+    until_status(wharf.https, &tls, "fast-default.localhost", "/", 200).await;
+    until_status(wharf.https, &tls, "stuck-default.localhost", "/", 503).await;
+    let h2 = h2_connection(&wharf, "fast-default.localhost").await;
+    let fast_ones = |round: usize| {
+        let h2 = &h2;
+        futures_util::future::join_all(
+            (0..8).map(move |i| async move { h2_get(h2, "fast-default.localhost", &format!("/{round}/{i}")).await }),
+        )
+    };
+    for round in 0..3 {
+        // Eight at once leave eight spare deadlines; the stuck stream takes one, and its timer
+        // fires while the others are spare, so the next round's fast streams take deadlines
+        // whose timers have fired for a time long past.
+        for (status, body) in fast_ones(round).await {
+            assert_eq!((status, body.as_str()), (200, "fast"), "round {round}: a reused deadline fired early");
         }
-        status
-    }))
-    .await
+        let (status, body) = h2_get(&h2, "stuck-default.localhost", &format!("/{round}")).await;
+        assert_eq!(status, 503, "round {round}: {body}");
+        assert!(body.contains("did not respond in time"), "round {round}: {body}");
+    }
+    // Stuck streams and fast ones at once: each stuck one gets its H12, each fast one its answer.
+    let stuck_ones = futures_util::future::join_all((0..4).map(|i| {
+        let h2 = &h2;
+        async move { h2_get(h2, "stuck-default.localhost", &format!("/together/{i}")).await }
+    }));
+    let (stuck_ones, fast) = tokio::join!(stuck_ones, fast_ones(3));
+    assert!(stuck_ones.iter().all(|(status, _)| *status == 503), "{stuck_ones:?}");
+    assert!(fast.iter().all(|(status, body)| (*status, body.as_str()) == (200, "fast")), "{fast:?}");
 }
 
 #[tokio::test]

@@ -110,6 +110,32 @@ impl FieldName {
         }
     }
 
+    /// The name as an `http` header name, for the names a message may carry past the router
+    /// (none for the hop-by-hop ones, `Other` and `Underscored`): constants, where making one
+    /// from the field's bytes looks the name up again among `http`'s standard names (about 150
+    /// instructions a field on an HTTP/2 response; benches/RESULTS.md, router run 15).
+    pub(crate) fn header_name(self) -> Option<HeaderName> {
+        use http::header;
+        Some(match self {
+            FieldName::ContentLength => header::CONTENT_LENGTH,
+            FieldName::Date => header::DATE,
+            FieldName::Expect => header::EXPECT,
+            FieldName::Host => header::HOST,
+            FieldName::StrictTransportSecurity => header::STRICT_TRANSPORT_SECURITY,
+            FieldName::XForwardedFor => HeaderName::from_static("x-forwarded-for"),
+            FieldName::XForwardedPath => HeaderName::from_static("x-forwarded-path"),
+            FieldName::XForwardedPort => HeaderName::from_static("x-forwarded-port"),
+            FieldName::XForwardedProto => HeaderName::from_static("x-forwarded-proto"),
+            FieldName::XOrigHost => HeaderName::from_static("x-orig-host"),
+            FieldName::XOrigPath => HeaderName::from_static("x-orig-path"),
+            FieldName::XOrigPort => HeaderName::from_static("x-orig-port"),
+            FieldName::XOrigProto => HeaderName::from_static("x-orig-proto"),
+            FieldName::XRequestId => HeaderName::from_static("x-request-id"),
+            FieldName::XRequestStart => HeaderName::from_static("x-request-start"),
+            _ => return None,
+        })
+    }
+
     /// The known name `name` is, without regard to case, or [`FieldName::Other`].
     pub(crate) fn of(name: &[u8]) -> FieldName {
         use FieldName::*;
@@ -136,7 +162,7 @@ impl FieldName {
         let first = name.first().map_or(0, u8::to_ascii_lowercase);
         for &c in candidates {
             if c.text().as_bytes()[0] == first {
-                if eq_lowercase(name, c.text()) {
+                if eq_known(name, c.text()) {
                     return c;
                 }
                 // Rare: a name of a known one's length and first letter that is not it.
@@ -156,6 +182,50 @@ fn eq_underscored(name: &[u8], lower: &str) -> bool {
     name.len() == lower.len()
         && name.contains(&b'_')
         && name.iter().zip(lower.as_bytes()).all(|(&b, &l)| b.to_ascii_lowercase() == l || (b == b'_' && l == b'-'))
+}
+
+/// Whether `name` is the known name `lower` without regard to case, compared eight bytes at a
+/// time. `lower` holds only lowercase letters, digits and `-` (every known name does), so a byte
+/// of `name` matches a letter of `lower` when it equals it once bit 0x20 is set, and must equal
+/// any other byte exactly: the same answer as [`eq_lowercase`], for any `name`.
+///
+/// Why by hand: every header field's name is looked up as its head is parsed, on both sides of
+/// every request; comparing a byte at a time was about 80 instructions for `content-length`
+/// and this is about 20 (callgrind, benches/RESULTS.md, router run 15).
+fn eq_known(name: &[u8], lower: &str) -> bool {
+    let lower = lower.as_bytes();
+    debug_assert!(lower.iter().all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'));
+    let n = lower.len();
+    if name.len() != n {
+        return false;
+    }
+    if n < 8 {
+        let mut a = [0; 8];
+        let mut b = [0; 8];
+        a[..n].copy_from_slice(name);
+        b[..n].copy_from_slice(lower);
+        return eq_word(u64::from_le_bytes(a), u64::from_le_bytes(b));
+    }
+    let word = |bytes: &[u8], at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("eight bytes"));
+    // Whole words from the start, then the last eight bytes (overlapping the one before).
+    let mut at = 0;
+    while at + 8 < n {
+        if !eq_word(word(name, at), word(lower, at)) {
+            return false;
+        }
+        at += 8;
+    }
+    eq_word(word(name, n - 8), word(lower, n - 8))
+}
+
+/// Whether the eight bytes `word` match `lower`'s (lowercase letters, digits, `-` and zero
+/// bytes): each byte of `lower` from `a` (0x61) up is a letter, whose byte in `word` may have
+/// bit 0x20 clear (its uppercase); adding 0x1f to each byte of `lower` sets the top bit of
+/// exactly those (no byte carries into the next, as all are below 0x80), which becomes the
+/// mask of the 0x20 bits to set.
+fn eq_word(word: u64, lower: u64) -> bool {
+    let letters = ((lower + 0x1f1f_1f1f_1f1f_1f1f) & 0x8080_8080_8080_8080) >> 2;
+    word | letters == lower
 }
 
 /// Whether `bytes` are `lower` (which is lowercase) without regard to case; half the work of
@@ -245,9 +315,10 @@ impl Fields {
         self.get_all(name).any(|v| v.split(|&b| b == b',').any(|t| eq_lowercase(t.trim_ascii(), token)))
     }
 
-    /// The items of the comma-separated lists of the fields named `name`, trimmed.
-    pub(crate) fn tokens(&self, name: FieldName) -> impl Iterator<Item = &[u8]> {
-        self.get_all(name).flat_map(|v| v.split(|&b| b == b',')).map(<[u8]>::trim_ascii).filter(|t| !t.is_empty())
+    /// The items of the comma-separated lists of the fields named `name`, trimmed; empty items
+    /// are left out.
+    pub(crate) fn tokens(&self, name: FieldName) -> Tokens<'_> {
+        Tokens { fields: self, name, next: 0, rest: &[] }
     }
 
     /// The fields as a header map (for an HTTP/2 response), leaving out those `skip` names.
@@ -258,9 +329,53 @@ impl Fields {
             // Values are slices of the head's buffer, not copies: one allocation and copy a
             // field fewer on every HTTP/2 response.
             let value = HeaderValue::from_maybe_shared(self.bytes.slice(p.value.range()))?;
-            map.append(HeaderName::from_bytes(p.name.get(&self.bytes))?, value);
+            let name = match p.known.header_name() {
+                Some(name) => name,
+                None => HeaderName::from_bytes(p.name.get(&self.bytes))?,
+            };
+            map.append(name, value);
         }
         Ok(map)
+    }
+}
+
+/// The items of the comma-separated lists of the fields with one name ([`Fields::tokens`]).
+///
+/// Why by hand: the adapter chain it replaces (fields filtered by name, each value split at
+/// commas, each item trimmed, empty ones filtered out) cost about 300 instructions for one
+/// `Connection: keep-alive`, and every response's hop-by-hop fields are found through it
+/// (callgrind, benches/RESULTS.md, router run 15).
+#[derive(Debug)]
+pub(crate) struct Tokens<'a> {
+    fields: &'a Fields,
+    name: FieldName,
+    /// The index of the next field to look at.
+    next: usize,
+    /// What is left of the value being split.
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Tokens<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        loop {
+            while !self.rest.is_empty() {
+                let (item, rest) = match self.rest.iter().position(|&b| b == b',') {
+                    Some(comma) => (&self.rest[..comma], &self.rest[comma + 1..]),
+                    None => (self.rest, &[][..]),
+                };
+                self.rest = rest;
+                let item = item.trim_ascii();
+                if !item.is_empty() {
+                    return Some(item);
+                }
+            }
+            let found = self.fields.list[self.next..].iter().position(|p| p.known == self.name)?;
+            let place = self.fields.list[self.next + found];
+            self.next += found + 1;
+            self.rest = place.value.get(&self.fields.bytes);
+        }
     }
 }
 
@@ -311,12 +426,55 @@ mod tests {
     }
 
     #[test]
-    fn every_known_name_is_recognised_in_any_case_and_nothing_else_is() {
+    fn tokens_are_the_trimmed_non_empty_items_of_every_field_with_the_name() {
+        let check = |head: &'static str, want: &[&str]| {
+            let f = parse(head);
+            let got: Vec<_> =
+                f.tokens(FieldName::Connection).map(|t| String::from_utf8_lossy(t).into_owned()).collect();
+            assert_eq!(got, want, "{head:?}");
+        };
+        check("GET / HTTP/1.1\r\nHost: a\r\n\r\n", &[]);
+        check("GET / HTTP/1.1\r\nConnection: close\r\n\r\n", &["close"]);
+        check("GET / HTTP/1.1\r\nConnection:\r\n\r\n", &[]);
+        check("GET / HTTP/1.1\r\nConnection: ,\r\n\r\n", &[]);
+        check("GET / HTTP/1.1\r\nConnection: , a ,, b\t,\r\n\r\n", &["a", "b"]);
+        check("GET / HTTP/1.1\r\nConnection: a,b\r\nHost: x, y\r\nconnection: c\r\n\r\n", &["a", "b", "c"]);
+        check(
+            "GET / HTTP/1.1\r\nConnection: \r\nX: 1\r\nCONNECTION: keep-alive , Upgrade\r\n\r\n",
+            &["keep-alive", "Upgrade"],
+        );
+    }
+
+    #[test]
+    fn known_names_compare_word_by_word_as_byte_by_byte() {
+        // Every byte in place of each byte of each known name, in every length class the
+        // comparison has (under 8, 8 to 16, over 16 bytes): the word-wise comparison agrees
+        // with `eq_lowercase`, so case is the only thing it ignores.
+        let mut checked = 0;
+        for known in ALL {
+            let text = known.text();
+            assert!(eq_known(text.as_bytes(), text) && eq_known(text.to_uppercase().as_bytes(), text));
+            for at in 0..text.len() {
+                for b in 0..=255u8 {
+                    let mut name = text.as_bytes().to_vec();
+                    name[at] = b;
+                    assert_eq!(eq_known(&name, text), eq_lowercase(&name, text), "{text} with {b:#x} at {at}");
+                    checked += 1;
+                }
+            }
+            assert!(!eq_known(&text.as_bytes()[1..], text) && !eq_known(format!("{text}-").as_bytes(), text));
+        }
+        assert!(checked > 25 * 256 * 2);
+    }
+
+    /// Every known name.
+    const ALL: [FieldName; 26] = {
         use FieldName::*;
-        let all = [
+        [
             Close,
             Connection,
             ContentLength,
+            Date,
             Expect,
             Host,
             Http2Settings,
@@ -339,8 +497,42 @@ mod tests {
             XOrigProto,
             XRequestId,
             XRequestStart,
+        ]
+    };
+
+    #[test]
+    fn known_names_map_to_the_header_names_their_text_makes() {
+        // Each known name that crosses the router has a constant, the one its text parses to;
+        // the hop-by-hop ones (forwarding.rs) have none: they never reach a header map.
+        use FieldName::*;
+        let hop_by_hop = [
+            Close,
+            Connection,
+            Http2Settings,
+            KeepAlive,
+            ProxyAuthenticate,
+            ProxyAuthorization,
+            ProxyConnection,
+            Te,
+            Trailer,
+            TransferEncoding,
+            Upgrade,
         ];
-        for name in all {
+        for known in ALL {
+            match known.header_name() {
+                Some(name) => assert_eq!(name, HeaderName::from_bytes(known.text().as_bytes()).unwrap()),
+                None => assert!(hop_by_hop.contains(&known), "{} has no constant", known.text()),
+            }
+        }
+        assert_eq!(FieldName::Other.header_name(), None);
+        assert_eq!(FieldName::Underscored.header_name(), None);
+    }
+
+    #[test]
+    fn every_known_name_is_recognised_in_any_case_and_nothing_else_is() {
+        use FieldName::*;
+        // `ALL`, which has `Date` too (this list once left it out).
+        for name in ALL {
             assert_eq!(FieldName::of(name.text().as_bytes()), name);
             assert_eq!(FieldName::of(name.text().to_uppercase().as_bytes()), name);
             // One letter off, or one longer, is another name.

@@ -64,6 +64,12 @@ const MAX_STREAMS: u32 = 200;
 /// connection (the `h2` crate's guard against "rapid reset", CVE-2023-44487), hyper's value.
 const MAX_ERROR_RESETS: usize = 1024;
 
+/// How many finished streams' first-byte deadlines and futures' boxes a connection keeps for
+/// its next streams (see [`Spare`]): more than the streams a browser or h2load's benchmark (10)
+/// has open at once, and few enough that what they hold (a few KiB each) stays small beside
+/// the connection's buffers and windows.
+const SPARE: usize = 16;
+
 /// The `h2` settings for a client connection.
 fn builder(shared: &RouterState) -> h2::server::Builder {
     // HPACK counts 32 bytes of overhead per field; the limit covers the same fields that
@@ -124,6 +130,7 @@ pub(super) async fn serve<IO>(
             return;
         }
     };
+    let mut spare = Spare { deadlines: Vec::new(), boxes: Vec::new() };
     let mut streams = FuturesUnordered::new();
     let mut quiet = pin!(activity.quiet(limits));
     let mut ending = Ending::No;
@@ -158,12 +165,17 @@ pub(super) async fn serve<IO>(
         loop {
             // The streams first: the frames they queue are written by the connection's poll,
             // in the same turn.
-            while let Poll::Ready(Some(())) = streams.poll_next_unpin(cx) {}
+            while let Poll::Ready(Some(ended)) = streams.poll_next_unpin(cx) {
+                spare.keep(ended);
+            }
             match ready!(connection.poll_accept(cx)) {
                 // Boxed: the stream's future holds the proxy's, several KiB, and
                 // `FuturesUnordered` moves what it is given into a node of its own.
                 Some(Ok((req, respond))) => {
-                    streams.push(Box::pin(serve_stream(req, respond, &conn, &shared, &activity)));
+                    let first_byte =
+                        spare.deadlines.pop().unwrap_or_else(|| Deadline::new(shared.settings.first_byte_timeout));
+                    let stream = serve_stream(req, respond, &conn, &shared, &activity, first_byte);
+                    streams.push(Reusable(Some(boxed(spare.boxes.pop(), stream))));
                 }
                 Some(Err(e)) => return Poll::Ready(Err(e)),
                 None => return Poll::Ready(Ok(())),
@@ -178,14 +190,16 @@ pub(super) async fn serve<IO>(
 
 /// Serves one request of a connection: the proxy's answer, then its body as the client's
 /// flow-control windows let it go. The request is in flight (see [`Activity`]) until its
-/// response has been sent or the client reset its stream.
+/// response has been sent or the client reset its stream. `first_byte` times the wait for the
+/// dyno's response head; it is given back for the connection's next streams (see [`Spare`]).
 async fn serve_stream(
     req: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
     conn: &ClientConnection,
     shared: &Arc<RouterState>,
     activity: &Arc<Activity>,
-) {
+    mut first_byte: Deadline,
+) -> Deadline {
     let in_flight = InFlight::enter(activity);
     let (parts, mut body) = req.into_parts();
     let head_only = parts.method == Method::HEAD;
@@ -204,7 +218,6 @@ async fn serve_stream(
             fields: &fields,
             has_body: !body.is_end_stream(),
         };
-        let mut first_byte = Deadline::new(shared.settings.first_byte_timeout);
         // Pinned where it is made and lent to `unless_reset`, not moved into it: the proxy's
         // future is several KiB, and each move is a copy of all of it.
         let reply = {
@@ -215,7 +228,7 @@ async fn serve_stream(
             Some(reply) => reply,
             None => {
                 tracing::debug!("the client reset a stream before its response");
-                return;
+                return first_byte;
             }
         }
     };
@@ -235,12 +248,74 @@ async fn serve_stream(
         Err(e) => {
             tracing::debug!(error = %e, "a response could not be sent");
             respond.send_reset(Reason::INTERNAL_ERROR);
-            return;
+            return first_byte;
         }
     };
     let _in_flight = in_flight.into_body();
     if !end && let Err(e) = send_body(tx, body).await {
         tracing::debug!(error = %e, "a response body was not sent whole");
+    }
+    first_byte
+}
+
+/// What a connection's finished streams leave for its next ones: their first-byte deadlines and
+/// the boxes their futures lived in.
+///
+/// A stream waits for its dyno's first byte under a deadline of its own, and a new one is a
+/// timer allocated, entered in tokio's timer wheel when first polled and taken out when
+/// dropped; one reused is only moved later (a later time only changes a field), so a busy
+/// connection touches the wheel about once per timeout period per stream it has open at once,
+/// as an HTTP/1.1 connection does with its one deadline. The proxy sets the time of each wait
+/// ([`Deadline::timeout_at`]), so a reused deadline's old time never counts. A spare deadline
+/// whose timer fires wakes the stream that last used it, which has finished: a wake-up for
+/// nothing, once per timeout period.
+///
+/// A stream's future is several KiB, and a new box for it is one of the allocator's slower
+/// paths (mimalloc's above 1 KiB); a finished stream's box takes the next stream's future in
+/// place. They are kept while the connection lives, which is not long once it is idle (see
+/// [`Activity::quiet`]). Dropping them whenever no stream was in flight kept none under
+/// h2load's load: a connection's streams often all finish in one turn.
+///
+/// Together about 1,000 instructions a request (callgrind, benches/RESULTS.md, router run 15).
+#[derive(Debug)]
+struct Spare<B> {
+    deadlines: Vec<Deadline>,
+    boxes: Vec<B>,
+}
+
+impl<B> Spare<B> {
+    /// Keeps what a finished stream leaves, up to [`SPARE`] of each.
+    fn keep(&mut self, (boxed, deadline): (B, Deadline)) {
+        if self.deadlines.len() < SPARE {
+            self.deadlines.push(deadline);
+        }
+        if self.boxes.len() < SPARE {
+            self.boxes.push(boxed);
+        }
+    }
+}
+
+/// `future` in a box: `spare`, where a finished one lived, or a new one.
+fn boxed<F: Future>(spare: Option<Pin<Box<F>>>, future: F) -> Pin<Box<F>> {
+    match spare {
+        Some(mut boxed) => {
+            boxed.as_mut().set(future);
+            boxed
+        }
+        None => Box::pin(future),
+    }
+}
+
+/// A stream's future in its box, which it gives back when the stream ends with what the future
+/// returned (see [`Spare`]).
+struct Reusable<F>(Option<Pin<Box<F>>>);
+
+impl<F: Future> Future for Reusable<F> {
+    type Output = (Pin<Box<F>>, F::Output);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let out = ready!(self.0.as_mut().expect("a stream is not polled once it ended").as_mut().poll(cx));
+        Poll::Ready((self.0.take().expect("a stream is not polled once it ended"), out))
     }
 }
 
