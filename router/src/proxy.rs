@@ -488,7 +488,12 @@ fn finish(
     mut log: AccessLog,
     shared: &Arc<RouterState>,
 ) -> Reply {
-    if let Some((canary, arm)) = judged {
+    // The router's own "no web dynos" (H14) on the baseline says nothing about either side's
+    // code, only that the app's own web is scaled down or crashing: counted, it would make any
+    // canary look better. On the canary it counts: the canary app's one dyno is the platform's
+    // and nobody may scale it, so its absence is its crash.
+    let unjudged = |arm: Arm| arm == Arm::Baseline && matches!(&outcome, Err(e) if e.code == Code::H14);
+    if let Some((canary, arm)) = judged.filter(|(_, arm)| !unjudged(*arm)) {
         let status = match &outcome {
             Ok((resp, _)) => resp.status.as_u16(),
             Err(e) => e.code.status().as_u16(),

@@ -112,9 +112,12 @@ pub(crate) struct WebApp {
     pub(crate) dynos: Vec<SocketAddr>,
 }
 
-/// The apps whose `web` formation entry has a command, with their registered web dynos.
+/// The apps whose `web` formation entry has a command, with their registered web dynos; not
+/// the transient ones (canary and preview apps, [`Model::is_transient_app`]): their services
+/// would come and go with them, and every dyno of their space would restart to learn of it.
 pub(crate) fn web_apps(m: &Model) -> Vec<WebApp> {
     m.apps()
+        .filter(|a| !m.is_transient_app(a.id))
         .filter(|a| m.formation_of(a.id).iter().any(|f| f.command.is_some() && f.dyno_type.as_str() == WEB))
         .map(|a| WebApp {
             id: a.id,

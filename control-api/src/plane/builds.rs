@@ -185,6 +185,8 @@ impl ControlPlane {
         let (build, app_key) = self
             .change(|m| {
                 let a = m.app(app).ok_or_else(|| not_found("app", app))?;
+                // Refused at once, not after its fetch: its release would be refused.
+                super::canary_releases::refuse_during_canary(m, a.id)?;
                 let now = now_seconds();
                 let build = Build {
                     id: new_id(),
@@ -331,6 +333,27 @@ impl ControlPlane {
             }
         })
         .await;
+        // A release held by a canary release settles with its outcome, which the line names.
+        let canary =
+            self.read(|m| m.canary_release_making(release_id).map(|c| (c.canary_app.clone(), c.outcome.clone()))).await;
+        if let Some((canary_app, outcome)) = canary {
+            let outcome = outcome.unwrap_or_default();
+            return match waited {
+                Ok(Some(ReleaseStatus::Succeeded)) => {
+                    format!("-----> Released v{version}: it is live, after its canary on {canary_app} ({outcome})")
+                }
+                Ok(Some(ReleaseStatus::Failed)) => format!(
+                    " !     Release v{version} failed in its canary on {canary_app}: {outcome}; the release before \
+                     keeps serving"
+                ),
+                Ok(None) => format!(" !     Release v{version} no longer exists (its app was deleted)"),
+                Ok(Some(ReleaseStatus::Pending)) | Err(_) => format!(
+                    "-----> Release v{version} is still in its canary on {canary_app} after {}s; GET \
+                     /apps/{{app}}/canary-releases says how it ends",
+                    RELEASE_WAIT.as_secs()
+                ),
+            };
+        }
         match waited {
             Ok(Some(ReleaseStatus::Succeeded)) => format!("-----> Released v{version}: it is live"),
             Ok(Some(ReleaseStatus::Failed)) => format!(

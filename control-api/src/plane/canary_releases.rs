@@ -18,11 +18,19 @@
 //!   judge's evidence, the app never ran it, and the canary app is deleted.
 //!
 //! Either outcome is a platform line in the app's log stream (source `akkeris/api`, process
-//! `canary`) and a `canary` webhook delivery. While a canary release is open, any other release
-//! of the app (config vars, commands, a slug, a rollback, a promotion) is refused (409): it
-//! would either run code the judge has not seen or be overtaken by the canary's. Scaling is not
-//! a release and goes on. A release without a web command goes straight to the app: the router
-//! has nothing to judge.
+//! `canary`) and a `canary` webhook delivery. While a canary release is open:
+//!
+//! - any other release of the app (config vars, commands, a slug, a build, a rollback, a
+//!   promotion) and a replacement of its split are refused (409): they would either run code
+//!   the judge has not seen, be overtaken by the canary's, or end the judging unasked. Scaling
+//!   is not a release and goes on;
+//! - the canary app is read-only ([`refuse_canary_app`], 409), so that what is judged is what
+//!   is promoted: only reads, log sessions, log drains, hooks and the runtime's dyno
+//!   registrations reach it (`http/canary_apps.rs` lists them).
+//!
+//! With the feature on, a release without a web command is refused (422): it could not be
+//! judged, and would take the app's web down. So is a canary with no web dyno of the app's to
+//! be compared with (409).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,7 +45,7 @@ use super::error::{Error, not_found};
 use super::releases::restore_processes;
 use crate::model::{
     App, Canary, CanaryFeature, CanaryRelease, CanaryReleaseState, Change, ConfigVars, Coupling, Formation, Kind,
-    Model, Object, Release, ReleaseStatus,
+    Model, Object, Release, ReleaseProcess, ReleaseStatus,
 };
 
 /// The canary's share of the app's requests, in percent, when the first `PATCH` names none.
@@ -165,6 +173,15 @@ impl ControlPlane {
     }
 }
 
+impl ControlPlane {
+    /// Refuses (409, naming its canary release) a change to `app` when it is the canary app of
+    /// an open canary release: the HTTP edge asks before every changing request of an app.
+    /// Unknown apps pass (the operation itself says 404).
+    pub async fn refuse_change_of_canary_app(&self, app: &str) -> Result<(), Error> {
+        self.read(|m| m.app(app).map_or(Ok(()), |a| refuse_canary_app(m, a.id))).await
+    }
+}
+
 /// The step that ends a canary release its judge aborted, with the judge's evidence.
 fn aborted(evidence: Option<CanaryEvidence>) -> Step {
     let decision = evidence.as_ref().map_or("aborted", |e| e.decision.as_str());
@@ -189,6 +206,42 @@ pub(super) fn refuse_during_canary(m: &Model, app_id: Uuid) -> Result<(), Error>
         open.state.as_str(),
         open.canary_app
     )))
+}
+
+/// Refuses (409) a change to the canary app of an open canary release, whoever asks: what the
+/// judge judges must be what the app is promoted to, so the canary app changes only with its
+/// canary release (made at its start, deleted at its outcome). The message names the canary
+/// release and how to end it.
+pub(super) fn refuse_canary_app(m: &Model, app_id: Uuid) -> Result<(), Error> {
+    let Some(open) = m.open_canary_releases().into_iter().find(|c| c.canary_app_id == app_id) else { return Ok(()) };
+    let key = m.app(&open.app_id.to_string()).map(|a| m.app_key(a).to_string()).unwrap_or_default();
+    let version = m.releases_of(open.app_id).into_iter().find(|r| r.id == open.release_id).map_or(0, |r| r.version);
+    Err(Error::Conflict(format!(
+        "app {} is the canary app of {key}'s canary release of v{version} ({}): it changes only with that canary \
+         release; wait for its outcome, or end it with POST /apps/{key}/canary/promote or DELETE /apps/{key}/canary",
+        open.canary_app,
+        open.state.as_str(),
+    )))
+}
+
+/// Refuses (422) a release without a `web` command for an app whose `canary` feature is on: the
+/// canary judges web requests, so such a release could not be judged, and it would take the
+/// app's web dynos down unjudged (their formation entry loses its command).
+pub(super) fn refuse_unjudgeable(m: &Model, app: &App, processes: &[ReleaseProcess]) -> Result<(), Error> {
+    if m.canary_feature_of(app.id).is_none_or(|f| !f.enabled) || has_web(processes) {
+        return Ok(());
+    }
+    let key = m.app_key(app);
+    Err(Error::Invalid(format!(
+        "app {key} has the canary feature on, and this release has no web command for its canary to be judged \
+         by: it would take the app's web dynos down unjudged. Give it a web process type, or turn the feature off \
+         first (PATCH /apps/{key}/features/canary {{\"enabled\": false}})"
+    )))
+}
+
+/// Whether `processes` have a `web` command, which the router sends requests to.
+fn has_web(processes: &[ReleaseProcess]) -> bool {
+    processes.iter().any(|p| p.dyno_type.as_str() == WEB && p.command.is_some())
 }
 
 /// The change that turns the app's `canary` feature off, keeping its settings, if it is on:
@@ -242,9 +295,19 @@ impl ControlPlane {
         promotion_id: Option<Uuid>,
     ) -> Result<Option<Vec<Change>>, Error> {
         let Some(feature) = m.canary_feature_of(app.id).filter(|f| f.enabled) else { return Ok(None) };
-        let has_web = |r: &Release| r.processes.iter().any(|p| p.dyno_type.as_str() == WEB && p.command.is_some());
-        if !has_web(release) {
-            return Ok(None);
+        refuse_unjudgeable(m, app, &release.processes)?;
+        // The judge compares the canary with the app's own web dynos: without any, there is
+        // nothing to compare it with (and the app's share of requests would all fail).
+        let baseline =
+            m.formation_of(app.id).iter().any(|f| f.dyno_type.as_str() == WEB && f.command.is_some() && f.quantity > 0);
+        if !baseline {
+            let key = m.app_key(app);
+            return Err(Error::Conflict(format!(
+                "app {key} has no web dynos for a canary of v{} to be compared with: scale its web process type \
+                 up first, or turn the canary feature off for this release (PATCH /apps/{key}/features/canary \
+                 {{\"enabled\": false}})",
+                release.version
+            )));
         }
         let now = now_seconds();
         let name = canary_app_name(self, m, app)?;
@@ -616,6 +679,138 @@ mod tests {
             (running, formation)
         })
         .await
+    }
+
+    /// What a refused action's error must be: its kind, and a phrase of its message.
+    #[derive(Debug, Clone, Copy)]
+    enum Refusal {
+        Conflict(&'static str),
+        Invalid(&'static str),
+    }
+
+    /// Whether `e` is `want`.
+    fn refused_as(e: &Result<(), Error>, want: Refusal) -> bool {
+        match (e, want) {
+            (Err(Error::Conflict(m)), Refusal::Conflict(phrase))
+            | (Err(Error::Invalid(m)), Refusal::Invalid(phrase)) => m.contains(phrase),
+            _ => false,
+        }
+    }
+
+    /// Does `action` to `p` (set up by [`setup`], with app `spare` and site `www.example.com`).
+    async fn act(p: &Arc<ControlPlane>, action: &str) -> Result<(), Error> {
+        let canary_coupling =
+            || async { p.read(|m| m.coupling_of(m.app("prdcanary").unwrap().id).unwrap().id.to_string()).await };
+        let policy = || CanaryPolicy::try_from(PolicyInput { weight: Some(10.0), ..PolicyInput::default() }).unwrap();
+        let route = || wharf_domain::RoutePath::try_new("/").unwrap();
+        match action {
+            "move the canary app's coupling" => {
+                p.update_coupling(&canary_coupling().await, Some(Stage::Development), None).await.map(drop)
+            }
+            "delete the canary app's coupling" => p.delete_coupling(&canary_coupling().await).await.map(drop),
+            "route a site to the canary app" => {
+                p.create_route("www.example.com", "prdcanary", route(), route()).await.map(drop)
+            }
+            "make the canary app another app's canary" => p.put_canary("spare", "prdcanary", policy()).await.map(drop),
+            "give the canary app a canary" => p.put_canary("prdcanary", "spare", policy()).await.map(drop),
+            "change the canary app (the HTTP edge asks)" => p.refuse_change_of_canary_app("prdcanary").await,
+            "replace production's split" => p.put_canary("prd", "spare", policy()).await.map(drop),
+            "delete the pipeline" => p.delete_pipeline("p").await.map(drop),
+            "build on production" => p.create_build("prd", "http://127.0.0.1:9/app.tgz", None, None).await.map(drop),
+            "release production without web" => {
+                let new = NewSlug {
+                    process_types: BTreeMap::from([("worker".into(), "new".into())]),
+                    commit: None,
+                    commit_description: None,
+                    checksum: None,
+                    image: Some(format!("registry.example.com/app@sha256:{}", "b".repeat(64))),
+                };
+                let (slug, _) = p.create_slug("prd", new).await?;
+                p.release_slug("prd", &slug.id.to_string(), None).await.map(drop)
+            }
+            "roll production back to a release without web" => p.rollback("prd", "v1").await.map(drop),
+            "promote a release without web" => {
+                p.delete_formation("stg", "web").await?;
+                release(p, Entry::Promotion).await
+            }
+            "remove production's web process type" => p.delete_formation("prd", "web").await.map(drop),
+            "promote to production scaled to 0" => {
+                let zero = FormationUpdate {
+                    dyno_type: "web".parse().unwrap(),
+                    quantity: Some(Quantity::Exactly(0)),
+                    command: None,
+                    port: None,
+                    healthcheck: None,
+                    size: None,
+                };
+                p.update_formation("prd", vec![zero]).await?;
+                release(p, Entry::Promotion).await
+            }
+            other => unreachable!("no action {other}"),
+        }
+    }
+
+    /// [`setup`], with app `spare` (not in the pipeline) and site `www.example.com`.
+    async fn setup_with_spare() -> Arc<ControlPlane> {
+        let p = Arc::new(setup().await);
+        p.create_app("spare".parse().unwrap(), "default").await.unwrap();
+        p.create_site(wharf_domain::SiteDomain::try_new("www.example.com").unwrap(), false).await.unwrap();
+        p
+    }
+
+    #[tokio::test]
+    async fn while_a_canary_release_is_open_its_canary_app_and_what_it_is_compared_with_do_not_change() {
+        // (action, how it is refused); each on a fresh plane with a canary release open.
+        let rows = [
+            ("move the canary app's coupling", Refusal::Conflict("is the canary app of prd-default's canary release")),
+            (
+                "delete the canary app's coupling",
+                Refusal::Conflict("is the canary app of prd-default's canary release"),
+            ),
+            ("route a site to the canary app", Refusal::Conflict("is the canary app of prd-default's canary release")),
+            ("make the canary app another app's canary", Refusal::Conflict("is the canary app of")),
+            ("give the canary app a canary", Refusal::Conflict("is the canary app of")),
+            ("change the canary app (the HTTP edge asks)", Refusal::Conflict("is the canary app of")),
+            ("replace production's split", Refusal::Conflict("has a canary release of v")),
+            ("delete the pipeline", Refusal::Conflict("has a canary release of v")),
+            ("build on production", Refusal::Conflict("has a canary release of v")),
+        ];
+        for (action, want) in rows {
+            let p = setup_with_spare().await;
+            let data_dir = crate::plane::tests::with_deploy(&p, "canary-refusals", 20);
+            release(&p, Entry::Promotion).await.unwrap();
+            let before = p.read(|m| m.version()).await;
+            let e = act(&p, action).await;
+            assert!(refused_as(&e, want), "{action}: {e:?}");
+            assert_eq!(p.read(|m| m.version()).await, before, "{action}: nothing changed");
+            std::fs::remove_dir_all(data_dir).unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn with_the_feature_on_a_release_that_cannot_be_judged_is_refused() {
+        // (action, how it is refused): each is a release the canary could not judge, or one
+        // with nothing to compare it with.
+        let rows = [
+            ("release production without web", Refusal::Invalid("this release has no web command")),
+            ("roll production back to a release without web", Refusal::Invalid("this release has no web command")),
+            ("promote a release without web", Refusal::Invalid("this release has no web command")),
+            ("remove production's web process type", Refusal::Invalid("this release has no web command")),
+            ("promote to production scaled to 0", Refusal::Conflict("has no web dynos for a canary of v")),
+        ];
+        for (action, want) in rows {
+            let p = setup_with_spare().await;
+            let e = act(&p, action).await;
+            assert!(refused_as(&e, want), "{action}: {e:?}");
+            let (web, open, held) = p
+                .read(|m| {
+                    let a = m.app("prd").unwrap();
+                    let web = m.formation_of(a.id).iter().any(|f| f.dyno_type.as_str() == WEB && f.command.is_some());
+                    (web, m.open_canary_releases().len(), m.latest_release(a.id).unwrap().status)
+                })
+                .await;
+            assert_eq!((web, open, held), (true, 0, ReleaseStatus::Succeeded), "{action}: no release, no canary");
+        }
     }
 
     #[tokio::test]

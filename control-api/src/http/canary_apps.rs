@@ -1,0 +1,87 @@
+//! The canary app of an open canary release is read-only (issue 22): every request that would
+//! change it is refused with 409 naming the canary release, before its handler runs, so that
+//! what the router's judge judges is what the production app is promoted to.
+//!
+//! The rule is kept here, once, for every route of an app (`/apps/{app}/...`): a route added
+//! later is covered without a line of its own. What stays open is what changes nothing that
+//! runs or is judged ([`WATCHING`]): reads, and watching the canary (its log sessions, log
+//! drains and hooks), and the runtime's registrations of the canary's own dynos. Routes that
+//! name an app elsewhere (a coupling, a site's route, another app's split) refuse in the
+//! control plane (`plane/canary_releases.rs`'s `refuse_canary_app`).
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, RawPathParams, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::wire::ApiError;
+use crate::plane::ControlPlane;
+
+/// The changing routes of an app that stay open on a canary app, method and path template,
+/// each because it changes nothing the canary runs or is judged on.
+pub const WATCHING: [(&str, &str); 6] = [
+    // A log session is a read of the app's log stream (a POST only because it makes a URL).
+    ("POST", "/apps/{app}/log-sessions"),
+    // Drains and hooks watch the canary; they go with the canary app when it is deleted.
+    ("POST", "/apps/{app}/log-drains"),
+    ("DELETE", "/apps/{app}/log-drains/{drain}"),
+    ("POST", "/apps/{app}/hooks"),
+    ("PATCH", "/apps/{app}/hooks/{hook}"),
+    ("DELETE", "/apps/{app}/hooks/{hook}"),
+];
+
+/// The runtime's registrations of an app's dynos, which an external runtime running the
+/// canary's dyno makes like any app's: refusing them would hide the canary from the router.
+pub const RUNTIME: [(&str, &str); 2] = [("PUT", "/apps/{app}/dynos/{dyno}"), ("DELETE", "/apps/{app}/dynos/{dyno}")];
+
+/// Whether `method path` (a request's path, or a route template) may reach a canary app:
+/// reads, [`WATCHING`] and [`RUNTIME`].
+pub fn open_on_canary_apps(method: &Method, path: &str) -> bool {
+    method == Method::GET
+        || method == Method::HEAD
+        || WATCHING.iter().chain(&RUNTIME).any(|&(m, p)| m == method.as_str() && matches(p, path))
+}
+
+/// Whether `path` is of route template `template`: the same segments, a `{param}` segment
+/// matching any one. (The router has already matched the request to one of the admin routes,
+/// so this only tells those templates apart.)
+fn matches(template: &str, path: &str) -> bool {
+    let (mut t, mut p) = (template.split('/'), path.split('/'));
+    loop {
+        match (t.next(), p.next()) {
+            (None, None) => return true,
+            (Some(t), Some(p)) if t == p || (t.starts_with('{') && !p.is_empty()) => {}
+            _ => return false,
+        }
+    }
+}
+
+/// Whether `path` is under `/apps/{app}/` or is `/apps/{app}` itself: a route of one app.
+fn names_an_app(path: &str) -> bool {
+    matches!(path.split('/').collect::<Vec<_>>()[..], ["", "apps", app, ..] if !app.is_empty())
+}
+
+/// Middleware: refuses (409, Heroku's `conflict`) a changing request of an app that is the
+/// canary app of an open canary release, unless [`open_on_canary_apps`].
+pub(super) async fn refuse_changes_to_canary_apps(
+    State(plane): State<Arc<ControlPlane>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    if !names_an_app(path) || open_on_canary_apps(request.method(), path) {
+        return next.run(request).await;
+    }
+    let (mut parts, body) = request.into_parts();
+    let params = RawPathParams::from_request_parts(&mut parts, &()).await.ok();
+    let request = Request::from_parts(parts, body);
+    let app = params.as_ref().and_then(|p| p.iter().find(|(name, _)| *name == "app").map(|(_, v)| v.to_owned()));
+    if let Some(app) = app
+        && let Err(e) = plane.refuse_change_of_canary_app(&app).await
+    {
+        return ApiError::from(e).into_response();
+    }
+    next.run(request).await
+}
