@@ -415,6 +415,11 @@ async fn bad_canary_settings_are_refused_and_change_nothing() {
         (json!({"min_requests": 301}), "soak_requests (300) must be at least min_requests (301)"),
         (json!({"soak_requests": true}), "soak_requests must be a whole number of requests, or null"),
         (json!({"soak_requests": null, "soak_seconds": null}), "a soak needs soak_requests or soak_seconds"),
+        // An unknown field is named with every field the feature has, the soak's and `enabled` too.
+        (
+            json!({"bogus": 1}),
+            "unknown field `bogus`, expected one of `enabled`, `soak_requests`, `soak_seconds`, `weight`",
+        ),
     ];
     for (body, message) in rows {
         let (status, e) = api.call("PATCH", "/apps/prd/features/canary", Some(body.clone())).await;

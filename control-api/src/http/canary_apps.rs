@@ -85,3 +85,38 @@ pub(super) async fn refuse_changes_to_canary_apps(
     }
     next.run(request).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_reads_watching_and_the_runtime_s_registrations_reach_a_canary_app() {
+        // (method, request path, whether it names an app, whether it is open on a canary app)
+        let rows = [
+            ("GET", "/apps/webprdcanary/config-vars", true, true),
+            ("HEAD", "/apps/webprdcanary", true, true),
+            ("PATCH", "/apps/webprdcanary/config-vars", true, false),
+            ("DELETE", "/apps/webprdcanary", true, false),
+            ("PATCH", "/apps/webprdcanary", true, false),
+            ("POST", "/apps/webprdcanary/log-sessions", true, true),
+            ("POST", "/apps/webprdcanary/log-drains", true, true),
+            ("DELETE", "/apps/webprdcanary/log-drains/d1", true, true),
+            ("PATCH", "/apps/webprdcanary/hooks/h1", true, true),
+            ("PUT", "/apps/webprdcanary/dynos/web.1", true, true),
+            ("DELETE", "/apps/webprdcanary/dynos/web.1", true, true),
+            // A restart of every dyno is no registration; nor is a one-off dyno.
+            ("DELETE", "/apps/webprdcanary/dynos", true, false),
+            ("POST", "/apps/webprdcanary/dynos", true, false),
+            ("POST", "/apps/webprdcanary/log-drains/d1", true, false),
+            ("DELETE", "/apps/webprdcanary/log-drains/", true, false),
+            ("POST", "/apps", false, false),
+            ("POST", "/apps/", false, false),
+            ("PATCH", "/pipeline-couplings/c1", false, false),
+        ];
+        for (method, path, app, open) in rows {
+            assert_eq!(names_an_app(path), app, "{method} {path}");
+            assert_eq!(open_on_canary_apps(method, path), open, "{method} {path}");
+        }
+    }
+}

@@ -318,7 +318,7 @@ impl ControlPlane {
     /// Waits (at most [`RELEASE_WAIT`]) for release `version` of the app to leave `pending`,
     /// and says in one output line what became of it: live, failed (its release phase, or its
     /// new dynos' health check; the release before keeps serving), still pending, or gone.
-    async fn release_outcome(&self, app_id: Uuid, release_id: Uuid, version: u32) -> String {
+    pub(super) async fn release_outcome(&self, app_id: Uuid, release_id: Uuid, version: u32) -> String {
         let mut changes = self.subscribe();
         let status = |m: &crate::model::Model| m.release(app_id, &release_id.to_string()).map(|r| r.status);
         let waited = tokio::time::timeout(RELEASE_WAIT, async {

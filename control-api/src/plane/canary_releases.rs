@@ -867,6 +867,19 @@ mod tests {
                 assert!(gone, "{case}: the canary app is deleted");
                 let want = if pass { ReleaseStatus::Succeeded } else { ReleaseStatus::Failed };
                 assert_eq!(status, want, "{case}");
+                // A build's last line says what became of its release, and the canary's part.
+                let (app_id, version) = p.read(|m| (done.app_id, m.latest_release(done.app_id).unwrap().version)).await;
+                let line = p.release_outcome(app_id, done.release_id, version).await;
+                let want = if pass {
+                    format!(
+                        "-----> Released v{version}: it is live, after its canary on prdcanary-default (the canary was promoted by hand)"
+                    )
+                } else {
+                    format!(
+                        " !     Release v{version} failed in its canary on prdcanary-default: the canary was aborted by hand"
+                    )
+                };
+                assert!(line.starts_with(&want), "{case}: {line}");
             }
         }
     }
