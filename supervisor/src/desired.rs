@@ -295,6 +295,39 @@ mod tests {
     }
 
     #[test]
+    fn a_preview_app_is_no_service_to_its_space() {
+        let w = world();
+        let pr = fresh_id();
+        let preview = wharf_control_api::model::Preview {
+            id: fresh_id(),
+            app_id: w.other,
+            preview_app_id: pr,
+            number: 7,
+            head_ref: "feature".into(),
+            head_sha: "7".repeat(40),
+            source_url: "http://127.0.0.1:9/a.tgz".into(),
+            build_id: None,
+            created_at: 0,
+            updated_at: 0,
+        };
+        // The preview app, its web entry and its record, beside the world's apps.
+        let space = w.model.app("api").unwrap().space_id;
+        let objects = [
+            app(pr, "otherpr7", space),
+            Object::Formation(formation(pr, "web", 1, Some("exec pr"))),
+            Object::Preview(preview),
+        ];
+        let mut m = w.model.clone();
+        m.apply(2, objects.map(wharf_control_api::model::Change::Put));
+        let names: Vec<_> = web_apps(&m).into_iter().map(|a| a.name).collect();
+        assert!(!names.contains(&"otherpr7".to_owned()), "{names:?}");
+        assert_eq!(names.len(), 3, "the world's own web apps stay services: {names:?}");
+        // Its dynos still learn the others' services, as its development app's do.
+        let ports = HashMap::from([(w.api, 7001)]);
+        assert_eq!(desired_formations(&m, &ports)[&key(pr, "web")].spec.env["API_SERVICE_PORT"], "7001");
+    }
+
+    #[test]
     fn stale_dynos_are_the_registered_dynos_of_supervised_apps_only() {
         let w = world();
         let mut stale = stale_dynos(&w.model);
