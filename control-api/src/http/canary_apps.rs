@@ -8,6 +8,12 @@
 //! drains and hooks), and the runtime's registrations of the canary's own dynos. Routes that
 //! name an app elsewhere (a coupling, a site's route, another app's split) refuse in the
 //! control plane (`plane/canary_releases.rs`'s `refuse_canary_app`).
+//!
+//! The check reads the model before the operation commits. A canary app is made fresh, under
+//! a name that was free, and the check only ever lets through a change: so the one request that
+//! can slip past is one naming the canary app's name in the instant it is made, before the
+//! check could see it. A canary app never stops being one while its canary release is open,
+//! so no request is refused that the app could take.
 
 use std::sync::Arc;
 
