@@ -306,6 +306,19 @@ async fn canary_releases_abort_bad_code_and_promote_good_code_after_their_soak()
     let good = promotion["targets"][0]["release"]["id"].clone();
     canary_release_in(api, "webprd", "running").await;
     assert_eq!(dyno_ids(api, "webprd").await, prd_dynos, "production's dynos run on into the next canary");
+    // Every production dyno seen from here to the end of the roll, looked at every 100 ms.
+    let seen = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let watching = Arc::new(AtomicBool::new(true));
+    let watcher = tokio::spawn({
+        let (api, seen, watching) = (api.clone(), seen.clone(), watching.clone());
+        async move {
+            while watching.load(Ordering::Relaxed) {
+                let now = dyno_ids(&api, "webprd").await;
+                seen.lock().unwrap().extend(now);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
     let (answers, promoted) = Box::pin(under_load(&wharf, async {
         let promoted = canary_release_in(api, "webprd", "promoted").await;
         eventually(WAIT, "production to serve the new code", || async {
@@ -316,6 +329,18 @@ async fn canary_releases_abort_bad_code_and_promote_good_code_after_their_soak()
         promoted
     }))
     .await;
+    // The pass rolls production once: its one old dyno, then one new dyno of the new release.
+    eventually(WAIT, "production's one dyno to run the promoted release", || async {
+        let dynos = api.call("GET", "/apps/webprd/dynos", None).await.1;
+        let dynos = dynos.as_array().unwrap().clone();
+        (dynos.len() == 1 && dynos[0]["release"]["id"] == good).then_some(())
+    })
+    .await;
+    watching.store(false, Ordering::Relaxed);
+    watcher.await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    let new: Vec<_> = seen.iter().filter(|d| !prd_dynos.contains(d)).collect();
+    assert_eq!(new.len(), 1, "one roll, so one new production dyno: {seen:?}");
     assert!(promoted["evidence"]["canary"]["requests"].as_u64().unwrap() >= 200, "{promoted}");
     assert_eq!(promoted["evidence"]["canary"]["errors"], 0, "{promoted}");
     assert!(failures(&answers, &["old-code", "new-code"]).is_empty(), "no request failed through the soak and roll");
