@@ -652,19 +652,23 @@ mod tests {
                 };
                 p.promote(input).await.map(drop)
             }
-            Entry::Slug => {
-                let new = NewSlug {
-                    process_types: BTreeMap::from([("web".into(), "new".into())]),
-                    commit: None,
-                    commit_description: None,
-                    checksum: None,
-                    image: Some(format!("registry.example.com/app@sha256:{}", "a".repeat(64))),
-                };
-                let (slug, _) = p.create_slug("prd", new).await?;
-                p.release_slug("prd", &slug.id.to_string(), None).await.map(drop)
-            }
+            Entry::Slug => release_image(p, "web", 'a').await,
             Entry::Rollback => p.rollback("prd", "v2").await.map(drop),
         }
+    }
+
+    /// Releases to `prd` an image slug (digest of `digit`s) whose one process type is
+    /// `dyno_type`, with command `new`.
+    async fn release_image(p: &ControlPlane, dyno_type: &str, digit: char) -> Result<(), Error> {
+        let new = NewSlug {
+            process_types: BTreeMap::from([(dyno_type.into(), "new".into())]),
+            commit: None,
+            commit_description: None,
+            checksum: None,
+            image: Some(format!("registry.example.com/app@sha256:{}", digit.to_string().repeat(64))),
+        };
+        let (slug, _) = p.create_slug("prd", new).await?;
+        p.release_slug("prd", &slug.id.to_string(), None).await.map(drop)
     }
 
     /// The web command of `prd`'s running release, and of its formation.
@@ -717,17 +721,7 @@ mod tests {
             "replace production's split" => p.put_canary("prd", "spare", policy()).await.map(drop),
             "delete the pipeline" => p.delete_pipeline("p").await.map(drop),
             "build on production" => p.create_build("prd", "http://127.0.0.1:9/app.tgz", None, None).await.map(drop),
-            "release production without web" => {
-                let new = NewSlug {
-                    process_types: BTreeMap::from([("worker".into(), "new".into())]),
-                    commit: None,
-                    commit_description: None,
-                    checksum: None,
-                    image: Some(format!("registry.example.com/app@sha256:{}", "b".repeat(64))),
-                };
-                let (slug, _) = p.create_slug("prd", new).await?;
-                p.release_slug("prd", &slug.id.to_string(), None).await.map(drop)
-            }
+            "release production without web" => release_image(p, "worker", 'b').await,
             "roll production back to a release without web" => p.rollback("prd", "v1").await.map(drop),
             "promote a release without web" => {
                 p.delete_formation("stg", "web").await?;
