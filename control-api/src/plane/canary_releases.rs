@@ -30,7 +30,8 @@
 //!
 //! With the feature on, a release without a web command is refused (422): it could not be
 //! judged, and would take the app's web down. So is a canary with no web dyno of the app's to
-//! be compared with (409).
+//! be compared with (409), and a change of commands through the formation (422,
+//! [`refuse_unjudged_commands`]): code changes only with releases a canary judges.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -227,7 +228,7 @@ pub(super) fn refuse_canary_app(m: &Model, app_id: Uuid) -> Result<(), Error> {
 /// Refuses (422) a release without a `web` command for an app whose `canary` feature is on: the
 /// canary judges web requests, so such a release could not be judged, and it would take the
 /// app's web dynos down unjudged (their formation entry loses its command).
-pub(super) fn refuse_unjudgeable(m: &Model, app: &App, processes: &[ReleaseProcess]) -> Result<(), Error> {
+fn refuse_unjudgeable(m: &Model, app: &App, processes: &[ReleaseProcess]) -> Result<(), Error> {
     if m.canary_feature_of(app.id).is_none_or(|f| !f.enabled) || has_web(processes) {
         return Ok(());
     }
@@ -236,6 +237,23 @@ pub(super) fn refuse_unjudgeable(m: &Model, app: &App, processes: &[ReleaseProce
         "app {key} has the canary feature on, and this release has no web command for its canary to be judged \
          by: it would take the app's web dynos down unjudged. Give it a web process type, or turn the feature off \
          first (PATCH /apps/{key}/features/canary {{\"enabled\": false}})"
+    )))
+}
+
+/// Refuses (422) a change of an app's process types through its formation (a command, port or
+/// health check, or a process type removed) while its `canary` feature is on: it would be a
+/// release of code no canary judged (removing `web` would take the app's web down). With the
+/// feature on, code changes come with a release its canary judges: a build, a slug, a
+/// promotion or a rollback. Scaling is no release and is not refused.
+pub(super) fn refuse_unjudged_commands(m: &Model, app: &App) -> Result<(), Error> {
+    if m.canary_feature_of(app.id).is_none_or(|f| !f.enabled) {
+        return Ok(());
+    }
+    let key = m.app_key(app);
+    Err(Error::Invalid(format!(
+        "app {key} has the canary feature on: its process types' commands, ports and health checks change only \
+         with a release of code its canary judges (a build, a slug release, a promotion or a rollback). Scale with \
+         quantity alone, or turn the feature off first (PATCH /apps/{key}/features/canary {{\"enabled\": false}})"
     )))
 }
 
@@ -728,6 +746,17 @@ mod tests {
                 release(p, Entry::Promotion).await
             }
             "remove production's web process type" => p.delete_formation("prd", "web").await.map(drop),
+            "change production's web command" => {
+                let web = FormationUpdate {
+                    dyno_type: "web".parse().unwrap(),
+                    quantity: None,
+                    command: Some("unjudged".into()),
+                    port: None,
+                    healthcheck: None,
+                    size: None,
+                };
+                p.update_formation("prd", vec![web]).await.map(drop)
+            }
             "promote to production scaled to 0" => {
                 let zero = FormationUpdate {
                     dyno_type: "web".parse().unwrap(),
@@ -789,21 +818,20 @@ mod tests {
             ("release production without web", Refusal::Invalid("this release has no web command")),
             ("roll production back to a release without web", Refusal::Invalid("this release has no web command")),
             ("promote a release without web", Refusal::Invalid("this release has no web command")),
-            ("remove production's web process type", Refusal::Invalid("this release has no web command")),
+            ("remove production's web process type", Refusal::Invalid("change only with a release of code")),
+            ("change production's web command", Refusal::Invalid("change only with a release of code")),
             ("promote to production scaled to 0", Refusal::Conflict("has no web dynos for a canary of v")),
         ];
         for (action, want) in rows {
             let p = setup_with_spare().await;
+            let newest = |m: &Model| m.latest_release(m.app("prd").unwrap().id).unwrap().id;
+            let before = p.read(newest).await;
             let e = act(&p, action).await;
             assert!(refused_as(&e, want), "{action}: {e:?}");
-            let (web, open, held) = p
-                .read(|m| {
-                    let a = m.app("prd").unwrap();
-                    let web = m.formation_of(a.id).iter().any(|f| f.dyno_type.as_str() == WEB && f.command.is_some());
-                    (web, m.open_canary_releases().len(), m.latest_release(a.id).unwrap().status)
-                })
-                .await;
-            assert_eq!((web, open, held), (true, 0, ReleaseStatus::Succeeded), "{action}: no release, no canary");
+            let (after, open) = p.read(|m| (newest(m), m.open_canary_releases().len())).await;
+            assert_eq!((after, open), (before, 0), "{action}: no release, no canary");
+            let old = (Some("old".to_owned()), Some("old".to_owned()));
+            assert_eq!(prd_runs(&p).await, old, "{action}: prd runs its old web command");
         }
     }
 
