@@ -62,6 +62,9 @@ pub struct Judge {
     log_lr: [f64; RATIOS.len()],
     /// The largest log e-value seen, for the anytime-valid p-value.
     max_log_e: f64,
+    /// Whether the e-value (which moves only at errors) is at the abort threshold while a guard
+    /// holds the abort back: the guards may pass at any later outcome, an error or not.
+    held: bool,
     verdict: Option<CanaryEvidence>,
 }
 
@@ -74,6 +77,7 @@ impl Judge {
             canary: Tally::default(),
             log_lr: [0.0; RATIOS.len()],
             max_log_e: 0.0,
+            held: false,
             verdict: None,
         }
     }
@@ -87,8 +91,14 @@ impl Judge {
         };
         tally.requests += 1;
         tally.errors += u64::from(error);
-        if !error || self.verdict.is_some() {
+        if self.verdict.is_some() {
             return None;
+        }
+        if !error {
+            // The evidence is where the last error left it; the guards (the canary's requests,
+            // the rates) may pass now, and a held abort then happens at once, not at the next
+            // error, which a soak that passes meanwhile would never wait for.
+            return if self.held && self.guards_pass() { Some(self.decide()) } else { None };
         }
         // The canary's share of requests so far: what its share of errors would be if it were
         // no worse. Clamped so that one side's first requests cannot make a ratio infinite.
@@ -103,12 +113,18 @@ impl Judge {
         }
         let log_e = self.log_e_value();
         self.max_log_e = self.max_log_e.max(log_e);
-        if log_e >= -self.policy.false_alarm_rate().ln() && self.guards_pass() {
-            let evidence = self.evidence_with(self.decision_text());
-            self.verdict = Some(evidence.clone());
-            return Some(evidence);
+        self.held = log_e >= -self.policy.false_alarm_rate().ln();
+        if self.held && self.guards_pass() {
+            return Some(self.decide());
         }
         None
+    }
+
+    /// Records the abort, and returns its evidence.
+    fn decide(&mut self) -> CanaryEvidence {
+        let evidence = self.evidence_with(self.decision_text());
+        self.verdict = Some(evidence.clone());
+        evidence
     }
 
     /// The log of the mixture's e-value: the mean of the ratios' likelihood ratios.
@@ -357,6 +373,24 @@ mod tests {
             Arm::Baseline => rng.f64() < 0.02,
         });
         assert_eq!(at, None);
+    }
+
+    #[test]
+    fn a_held_abort_happens_when_the_guards_pass_even_on_a_success() {
+        // The canary's first 30 requests fail (evidence enough long before), then none does:
+        // the abort waits for `min_requests` (100) canary requests and comes at the 100th, a
+        // success, not at an error that may never come (a soak would pass meanwhile).
+        let mut judge = Judge::new(policy(50.0));
+        let mut at = None;
+        for i in 0..400u64 {
+            let (arm, n) = if i % 2 == 0 { (Arm::Canary, i / 2) } else { (Arm::Baseline, i / 2) };
+            let status = if arm == Arm::Canary && n < 30 { 500 } else { 200 };
+            if judge.record(arm, status).is_some() {
+                at = Some(judge.evidence().canary);
+                break;
+            }
+        }
+        assert_eq!(at, Some(Tally { requests: 100, errors: 30 }), "{:?}", judge.evidence());
     }
 
     #[test]
