@@ -438,6 +438,8 @@ async fn bad_canary_settings_are_refused_and_change_nothing() {
         (json!({"soak_requests": 0}), "soak_requests must be at least 1"),
         (json!({"soak_requests": 10}), "soak_requests (10) must be at least min_requests (100)"),
         (json!({"min_requests": 301}), "soak_requests (300) must be at least min_requests (301)"),
+        (json!({"min_requests": 0}), "min_requests (0) must be at least min_errors (5)"),
+        (json!({"min_requests": 4, "soak_requests": null}), "min_requests (4) must be at least min_errors (5)"),
         (json!({"soak_requests": true}), "soak_requests must be a whole number of requests, or null"),
         (json!({"soak_requests": null, "soak_seconds": null}), "a soak needs soak_requests or soak_seconds"),
         // An unknown field is named with every field the feature has, the soak's and `enabled` too.

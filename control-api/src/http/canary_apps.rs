@@ -5,7 +5,10 @@
 //! The rule is kept here, once, for every route of an app (`/apps/{app}/...`): a route added
 //! later is covered without a line of its own. What stays open is what changes nothing that
 //! runs or is judged ([`WATCHING`]): reads, and watching the canary (its log sessions, log
-//! drains and hooks), and the runtime's registrations of the canary's own dynos. Routes that
+//! drains and hooks); and, where an external runtime runs the canary (no local supervisor in
+//! this process), that runtime's registrations of the canary's own dynos ([`RUNTIME`]). Where
+//! the local supervisor runs it, those routes are an operator's (a restart of one dyno, or an
+//! endpoint of another app's dyno registered as the canary's) and are refused too. Routes that
 //! name an app elsewhere (a coupling, a site's route, another app's split) refuse in the
 //! control plane (`plane/canary_releases.rs`'s `refuse_canary_app`).
 //!
@@ -42,12 +45,16 @@ pub const WATCHING: [(&str, &str); 6] = [
 /// canary's dyno makes like any app's: refusing them would hide the canary from the router.
 pub const RUNTIME: [(&str, &str); 2] = [("PUT", "/apps/{app}/dynos/{dyno}"), ("DELETE", "/apps/{app}/dynos/{dyno}")];
 
-/// Whether `method path` (a request's path, or a route template) may reach a canary app:
-/// reads, [`WATCHING`] and [`RUNTIME`].
+/// Whether `method path` (a request's path, or a route template) may always reach a canary
+/// app: reads and [`WATCHING`].
 pub fn open_on_canary_apps(method: &str, path: &str) -> bool {
-    method == Method::GET
-        || method == Method::HEAD
-        || WATCHING.iter().chain(&RUNTIME).any(|&(m, p)| m == method && matches(p, path))
+    method == Method::GET || method == Method::HEAD || WATCHING.iter().any(|&(m, p)| m == method && matches(p, path))
+}
+
+/// Whether `method path` is one of [`RUNTIME`]'s dyno registrations, open on a canary app only
+/// where an external runtime runs it.
+pub fn registers_a_dyno(method: &str, path: &str) -> bool {
+    RUNTIME.iter().any(|&(m, p)| m == method && matches(p, path))
 }
 
 /// Whether `path` is of route template `template`: the same segments, a `{param}` segment
@@ -84,8 +91,9 @@ pub(super) async fn refuse_changes_to_canary_apps(
     let params = RawPathParams::from_request_parts(&mut parts, &()).await.ok();
     let request = Request::from_parts(parts, body);
     let app = params.as_ref().and_then(|p| p.iter().find(|(name, _)| *name == "app").map(|(_, v)| v.to_owned()));
+    let registration = registers_a_dyno(request.method().as_str(), request.uri().path());
     if let Some(app) = app
-        && let Err(e) = plane.refuse_change_of_canary_app(&app).await
+        && let Err(e) = plane.refuse_change_of_canary_app(&app, registration).await
     {
         return ApiError::from(e).into_response();
     }
@@ -109,8 +117,9 @@ mod tests {
             ("POST", "/apps/webprdcanary/log-drains", true, true),
             ("DELETE", "/apps/webprdcanary/log-drains/d1", true, true),
             ("PATCH", "/apps/webprdcanary/hooks/h1", true, true),
-            ("PUT", "/apps/webprdcanary/dynos/web.1", true, true),
-            ("DELETE", "/apps/webprdcanary/dynos/web.1", true, true),
+            // The runtime's registrations: open only where an external runtime runs the canary.
+            ("PUT", "/apps/webprdcanary/dynos/web.1", true, false),
+            ("DELETE", "/apps/webprdcanary/dynos/web.1", true, false),
             // A restart of every dyno is no registration; nor is a one-off dyno.
             ("DELETE", "/apps/webprdcanary/dynos", true, false),
             ("POST", "/apps/webprdcanary/dynos", true, false),
@@ -123,6 +132,7 @@ mod tests {
         for (method, path, app, open) in rows {
             assert_eq!(names_an_app(path), app, "{method} {path}");
             assert_eq!(open_on_canary_apps(method, path), open, "{method} {path}");
+            assert_eq!(registers_a_dyno(method, path), path.ends_with("/dynos/web.1"), "{method} {path}");
         }
     }
 }

@@ -142,6 +142,16 @@ impl ControlPlane {
             if soak_requests.is_none() && soak_seconds.is_none() {
                 return Err(Error::Invalid("a soak needs soak_requests or soak_seconds (or both)".into()));
             }
+            // The judge aborts nothing before `min_errors` canary errors, so fewer `min_requests`
+            // (0, say) would let a soak pass a canary it could not yet have aborted.
+            if policy.min_requests() < policy.min_errors() {
+                return Err(Error::Invalid(format!(
+                    "min_requests ({}) must be at least min_errors ({}): the judge aborts nothing before min_errors \
+                     canary errors, and a soak passes no canary before min_requests canary requests",
+                    policy.min_requests(),
+                    policy.min_errors()
+                )));
+            }
             // The judge decides nothing before `min_requests` canary requests: a soak shorter
             // than that would pass a canary nobody judged.
             if let Some(n) = soak_requests.filter(|n| *n < policy.min_requests()) {
@@ -177,8 +187,12 @@ impl ControlPlane {
 impl ControlPlane {
     /// Refuses (409, naming its canary release) a change to `app` when it is the canary app of
     /// an open canary release: the HTTP edge asks before every changing request of an app.
-    /// Unknown apps pass (the operation itself says 404).
-    pub async fn refuse_change_of_canary_app(&self, app: &str) -> Result<(), Error> {
+    /// A `registration` of a dyno passes where no local runtime runs dynos (an external runtime
+    /// registers the canary's own). Unknown apps pass (the operation itself says 404).
+    pub async fn refuse_change_of_canary_app(&self, app: &str, registration: bool) -> Result<(), Error> {
+        if registration && self.local.get().is_none() {
+            return Ok(());
+        }
         self.read(|m| m.app(app).map_or(Ok(()), |a| refuse_canary_app(m, a.id))).await
     }
 }
@@ -735,9 +749,9 @@ mod tests {
             }
             "make the canary app another app's canary" => p.put_canary("spare", "prdcanary", policy()).await.map(drop),
             "give the canary app a canary" => p.put_canary("prdcanary", "spare", policy()).await.map(drop),
-            "change the canary app (the HTTP edge asks)" => p.refuse_change_of_canary_app("prdcanary").await,
+            "change the canary app (the HTTP edge asks)" => p.refuse_change_of_canary_app("prdcanary", false).await,
             "replace production's split" => p.put_canary("prd", "spare", policy()).await.map(drop),
-            "delete the pipeline" => p.delete_pipeline("p").await.map(drop),
+            "delete the pipeline" | "delete the pipeline production left" => p.delete_pipeline("p").await.map(drop),
             "build on production" => p.create_build("prd", "http://127.0.0.1:9/app.tgz", None, None).await.map(drop),
             "release production without web" => release_image(p, "worker", 'b').await,
             "roll production back to a release without web" => p.rollback("prd", "v1").await.map(drop),
@@ -796,12 +810,17 @@ mod tests {
             ("change the canary app (the HTTP edge asks)", Refusal::Conflict("is the canary app of")),
             ("replace production's split", Refusal::Conflict("has a canary release of v")),
             ("delete the pipeline", Refusal::Conflict("has a canary release of v")),
+            ("delete the pipeline production left", Refusal::Conflict("is the canary app of")),
             ("build on production", Refusal::Conflict("has a canary release of v")),
         ];
         for (action, want) in rows {
             let p = setup_with_spare().await;
             let data_dir = crate::plane::tests::with_deploy(&p, "canary-refusals", 20);
             release(&p, Entry::Promotion).await.unwrap();
+            if action == "delete the pipeline production left" {
+                let prd = p.read(|m| m.coupling_of(m.app("prd").unwrap().id).unwrap().id.to_string()).await;
+                p.delete_coupling(&prd).await.unwrap();
+            }
             let before = p.read(|m| m.version()).await;
             let e = act(&p, action).await;
             assert!(refused_as(&e, want), "{action}: {e:?}");

@@ -139,8 +139,12 @@ impl ControlPlane {
             // open in it must end first (its canary app would leave the canary stage), and the
             // production apps' canary feature turns off.
             let coupled = m.couplings_where(|c| c.pipeline_id == p.id);
+            // The production app's refusal first: it names what to end.
             for c in &coupled {
                 refuse_during_canary(m, c.app_id)?;
+            }
+            for c in &coupled {
+                refuse_canary_app(m, c.app_id)?;
             }
             let mut changes = m.cascade(Kind::Pipeline, p.id);
             changes.extend(coupled.iter().filter_map(|c| canary_feature_off(m, c.app_id)));
