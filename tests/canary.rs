@@ -229,6 +229,37 @@ async fn equal_error_rates_abort_no_more_often_than_the_false_alarm_rate_allows(
     assert!(aborts <= 1, "{aborts} of {RUNS} runs aborted a canary with the baseline's error rate");
 }
 
+/// The router's own "no web dynos" (H14) judges no code: a canary with no dyno (not yet up
+/// after a restart, or crashed) takes no share, and an app with none (scaled down) answers its
+/// requests with H14 that are not counted: counted, they would make any canary look better.
+#[tokio::test]
+async fn a_side_without_web_dynos_is_not_judged() {
+    let wharf = start().await;
+    let api = &wharf.api;
+    // (the app has a dyno, the canary has one, then the baseline's and the canary's (requests,
+    // errors) after 40 requests at 50%: too few for the judge to abort). A canary without a
+    // dyno takes no share, so nothing is judged until it has one.
+    let rows = [(false, true, [(0, 0), (20, 0)]), (true, false, [(0, 0), (0, 0)]), (true, true, [(20, 0), (20, 0)])];
+    for (run, (base_up, next_up, want)) in rows.into_iter().enumerate() {
+        let (base, next) = (DynoServer::start("base").await, DynoServer::start("next").await);
+        let (b, n) = (format!("base{run}-default"), format!("next{run}-default"));
+        let (base, next) = ([&base], [&next]);
+        api.create_app(&b, if base_up { &base } else { &[] }).await;
+        api.create_app(&n, if next_up { &next } else { &[] }).await;
+        api.expect("PUT", &format!("/apps/{b}/canary"), json!({"canary_app": n, "weight": 50}), 201).await;
+        let _probe = router_caught_up(&wharf, &format!("probe{run}-default")).await;
+        let answers = load(&wharf, &format!("{b}.localhost"), 40, 1).await;
+        let down = if base_up { 0 } else { 20 };
+        assert_eq!(answers.iter().filter(|a| a.status == 503).count(), down, "a side without dynos answers 503 (H14)");
+        let (_, c) = api.call("GET", &format!("/apps/{b}/canary"), None).await;
+        let e = &c["evidence"];
+        let got = ["baseline", "canary"].map(|side| (e[side]["requests"].as_u64(), e[side]["errors"].as_u64()));
+        let want = want.map(|(r, e)| (Some(r), Some(e)));
+        assert_eq!(got, want, "app up {base_up}, canary up {next_up}: {c}");
+        assert_eq!(c["state"], "running", "{c}");
+    }
+}
+
 #[tokio::test]
 async fn bad_canary_settings_are_refused_and_change_nothing() {
     let wharf = start().await;

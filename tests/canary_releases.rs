@@ -88,6 +88,91 @@ fn canary_deliveries(receiver: &HookReceiver, outcome: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The names of the app's dynos (a restarted dyno is a new one, with a new name), sorted.
+async fn dyno_ids(api: &Api, app: &str) -> Vec<String> {
+    let (status, dynos) = api.call("GET", &format!("/apps/{app}/dynos"), None).await;
+    assert_eq!(status, 200, "{dynos}");
+    let mut names: Vec<String> = dynos.as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap().into()).collect();
+    names.sort();
+    names
+}
+
+/// What a change to the canary app `webprdcanary` would show in: the app, its config vars,
+/// formation, releases, coupling, domains, dynos and the routes to it.
+async fn canary_app_state(api: &Api) -> Vec<Value> {
+    let mut state = Vec::new();
+    for path in ["", "/config-vars", "/formation", "/releases", "/pipeline-couplings", "/domains", "/dynos", "/routes"]
+    {
+        let (status, v) = api.call("GET", &format!("/apps/webprdcanary{path}"), None).await;
+        assert_eq!(status, 200, "{path}: {v}");
+        state.push(v);
+    }
+    state.push(api.call("GET", "/apps/webstg/canary", None).await.1);
+    state
+}
+
+/// Every changing request of the canary app `webprdcanary` is a 409 naming its canary release,
+/// but those that only watch it: first changes with real bodies (each of which the app would
+/// otherwise take), then every other changing route of an app the API serves, so that a route
+/// added later is covered too.
+async fn canary_app_is_read_only(api: &Api) {
+    let named = "is the canary app of webprd-default's canary release of v";
+    api.expect("POST", "/sites", json!({"domain": "www.example.com"}), 201).await;
+    let coupling = api.call("GET", "/apps/webprdcanary/pipeline-couplings", None).await.1;
+    let coupling = format!("/pipeline-couplings/{}", coupling["id"].as_str().unwrap());
+    let route = json!({"site": "www.example.com", "app": "webprdcanary", "source_path": "/", "target_path": "/"});
+    let rows = [
+        ("PATCH", "/apps/webprdcanary/config-vars".to_owned(), json!({"Y": "1"})),
+        ("PATCH", "/apps/webprdcanary/formation".to_owned(), json!({"updates": [{"type": "web", "quantity": 3}]})),
+        ("PATCH", "/apps/webprdcanary/formation/web".to_owned(), json!({"command": "true"})),
+        ("DELETE", "/apps/webprdcanary/formation/web".to_owned(), json!({})),
+        ("PATCH", "/apps/webprdcanary".to_owned(), json!({"maintenance": true})),
+        ("DELETE", "/apps/webprdcanary".to_owned(), json!({})),
+        ("POST", "/apps/webprdcanary/domains".to_owned(), json!({"hostname": "canary.example.com"})),
+        ("DELETE", "/apps/webprdcanary/dynos".to_owned(), json!({})),
+        ("POST", "/apps/webprdcanary/dynos".to_owned(), json!({"command": "true"})),
+        ("POST", "/apps/webprdcanary/releases".to_owned(), json!({"release": "v1"})),
+        ("POST", "/apps/webprdcanary/builds".to_owned(), json!({"source_blob": {"url": "https://example.com/a.tgz"}})),
+        ("PUT", "/apps/webprdcanary/canary".to_owned(), json!({"canary_app": "webstg", "weight": 10})),
+        ("PATCH", coupling.clone(), json!({"stage": "development"})),
+        ("DELETE", coupling, json!({})),
+        ("POST", "/routes".to_owned(), route),
+        ("PUT", "/apps/webstg/canary".to_owned(), json!({"canary_app": "webprdcanary", "weight": 10})),
+    ];
+    for (method, path, body) in rows {
+        let (status, e) = api.call(method, &path, Some(body.clone())).await;
+        assert_eq!((status, e["id"].as_str()), (409, Some("conflict")), "{method} {path} {body}: {e}");
+        assert!(e["message"].as_str().unwrap().contains(named), "{method} {path}: {e}");
+    }
+    // Every changing route of an app, its other parameters made up: refused before its
+    // handler reads them. Previews' webhook is GitHub's, signed, and not an operator's change.
+    let fill = |path: &str| {
+        path.split('/')
+            .map(|s| match s {
+                "{app}" => "webprdcanary",
+                s if s.starts_with('{') => "x",
+                s => s,
+            })
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    let mut swept = 0;
+    for e in wharf_control_api::http::endpoints() {
+        if !e.path.starts_with("/apps/{app}") || e.method == "GET" || e.path == "/apps/{app}/previews/webhook" {
+            continue;
+        }
+        let (status, out) = api.call(e.method, &fill(e.path), Some(json!({}))).await;
+        if wharf_control_api::http::canary_apps::open_on_canary_apps(e.method, e.path) {
+            assert_ne!(status, 409, "{} {} watches the canary app: {out}", e.method, e.path);
+        } else {
+            assert_eq!(status, 409, "{} {}: {out}", e.method, e.path);
+            assert!(out["message"].as_str().unwrap().contains(named), "{} {}: {out}", e.method, e.path);
+            swept += 1;
+        }
+    }
+    assert!(swept >= 25, "every changing route of an app was tried: {swept}");
+}
+
 /// Pipeline `web` with `webstg` in staging and `webprd` in production, each app's config var
 /// `ROLE` its stage.
 async fn staging_and_production(api: &Api) {
@@ -118,6 +203,15 @@ async fn canary_releases_abort_bad_code_and_promote_good_code_after_their_soak()
     let f = api.expect("PATCH", "/apps/webprd/features/canary", feature, 200).await;
     assert_eq!((f["enabled"].as_bool(), f["soak_seconds"].as_u64()), (Some(true), None), "{f}");
     let prd_before = newest_release(api, "webprd").await;
+    // Once the roll to it is over (the dynos of the release before have stopped).
+    eventually(WAIT, "production's one dyno to run its release", || async {
+        let dynos = api.call("GET", "/apps/webprd/dynos", None).await.1;
+        let dynos = dynos.as_array().unwrap().clone();
+        let settled = dynos.len() == 1 && dynos.iter().all(|d| d["release"]["id"] == prd_before["id"]);
+        settled.then_some(())
+    })
+    .await;
+    let prd_dynos = dyno_ids(api, "webprd").await;
 
     // The bad case: the promotion starts a canary release; production's release waits.
     let promote = json!({"pipeline": "web", "source": {"app": "webstg"}});
@@ -142,6 +236,11 @@ async fn canary_releases_abort_bad_code_and_promote_good_code_after_their_soak()
         ("PATCH", "/apps/webprd/formation", json!({"updates": [{"type": "web", "command": "true"}]})),
         ("POST", "/apps/webprd/releases", rollback.clone()),
         ("POST", "/pipeline-promotions", promote.clone()),
+        // Refused at once, not after its fetch, as its release would be.
+        ("POST", "/apps/webprd/builds", json!({"source_blob": {"url": "https://example.com/app.tgz"}})),
+        // A new split would end the judging unasked; so would the pipeline's deletion.
+        ("PUT", "/apps/webprd/canary", json!({"canary_app": "webstg", "weight": 10})),
+        ("DELETE", "/pipelines/web", json!({})),
     ];
     for (method, path, body) in refused {
         let (status, e) = api.call(method, path, Some(body)).await;
@@ -149,7 +248,16 @@ async fn canary_releases_abort_bad_code_and_promote_good_code_after_their_soak()
         assert!(e["message"].as_str().unwrap().contains("has a canary release"), "{e}");
     }
     assert_eq!(newest_release(api, "webprd").await["id"], held["id"], "a refusal makes no release");
+    assert_eq!(api.call("GET", "/apps/webprd/builds", None).await.1, json!([]), "the build was refused at once");
     api.expect("PATCH", "/apps/webprd/formation/web", json!({"quantity": 1}), 200).await;
+
+    // The canary app is read-only while it is judged: every changing route of an app but the
+    // watching ones, and those naming it elsewhere, are refused with the canary release named.
+    canary_release_in(api, "webprd", "running").await;
+    let canary_before = canary_app_state(api).await;
+    canary_app_is_read_only(api).await;
+    assert_eq!(canary_app_state(api).await, canary_before, "the canary app is as it was");
+    assert_eq!(dyno_ids(api, "webprd").await, prd_dynos, "production's dynos did not restart for the canary");
 
     // Under load, the judge aborts the canary; production never runs the new code.
     let (answers, aborted) = Box::pin(under_load(&wharf, canary_release_in(api, "webprd", "aborted"))).await;
@@ -174,6 +282,7 @@ async fn canary_releases_abort_bad_code_and_promote_good_code_after_their_soak()
     .await;
     let dynos = api.call("GET", "/apps/webprd/dynos", None).await.1;
     assert!(dynos.as_array().unwrap().iter().all(|d| d["release"]["id"] == prd_before["id"]), "{dynos}");
+    assert_eq!(dyno_ids(api, "webprd").await, prd_dynos, "production's dynos did not restart for the abort");
     let id = promotion["id"].as_str().unwrap();
     let t = api.call("GET", &format!("/pipeline-promotions/{id}/promotion-targets"), None).await.1;
     assert_eq!(t[0]["status"], "failed", "{t}");
@@ -195,6 +304,21 @@ async fn canary_releases_abort_bad_code_and_promote_good_code_after_their_soak()
     api.expect("PATCH", "/apps/webprd/features/canary", json!({"soak_requests": 200}), 200).await;
     let promotion = api.expect("POST", "/pipeline-promotions", promote.clone(), 201).await;
     let good = promotion["targets"][0]["release"]["id"].clone();
+    canary_release_in(api, "webprd", "running").await;
+    assert_eq!(dyno_ids(api, "webprd").await, prd_dynos, "production's dynos run on into the next canary");
+    // Every production dyno seen from here to the end of the roll, looked at every 100 ms.
+    let seen = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let watching = Arc::new(AtomicBool::new(true));
+    let watcher = tokio::spawn({
+        let (api, seen, watching) = (api.clone(), seen.clone(), watching.clone());
+        async move {
+            while watching.load(Ordering::Relaxed) {
+                let now = dyno_ids(&api, "webprd").await;
+                seen.lock().unwrap().extend(now);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
     let (answers, promoted) = Box::pin(under_load(&wharf, async {
         let promoted = canary_release_in(api, "webprd", "promoted").await;
         eventually(WAIT, "production to serve the new code", || async {
@@ -205,6 +329,18 @@ async fn canary_releases_abort_bad_code_and_promote_good_code_after_their_soak()
         promoted
     }))
     .await;
+    // The pass rolls production once: its one old dyno, then one new dyno of the new release.
+    eventually(WAIT, "production's one dyno to run the promoted release", || async {
+        let dynos = api.call("GET", "/apps/webprd/dynos", None).await.1;
+        let dynos = dynos.as_array().unwrap().clone();
+        (dynos.len() == 1 && dynos[0]["release"]["id"] == good).then_some(())
+    })
+    .await;
+    watching.store(false, Ordering::Relaxed);
+    watcher.await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    let new: Vec<_> = seen.iter().filter(|d| !prd_dynos.contains(d)).collect();
+    assert_eq!(new.len(), 1, "one roll, so one new production dyno: {seen:?}");
     assert!(promoted["evidence"]["canary"]["requests"].as_u64().unwrap() >= 200, "{promoted}");
     assert_eq!(promoted["evidence"]["canary"]["errors"], 0, "{promoted}");
     assert!(failures(&answers, &["old-code", "new-code"]).is_empty(), "no request failed through the soak and roll");
@@ -302,8 +438,15 @@ async fn bad_canary_settings_are_refused_and_change_nothing() {
         (json!({"soak_requests": 0}), "soak_requests must be at least 1"),
         (json!({"soak_requests": 10}), "soak_requests (10) must be at least min_requests (100)"),
         (json!({"min_requests": 301}), "soak_requests (300) must be at least min_requests (301)"),
+        (json!({"min_requests": 0}), "min_requests (0) must be at least min_errors (5)"),
+        (json!({"min_requests": 4, "soak_requests": null}), "min_requests (4) must be at least min_errors (5)"),
         (json!({"soak_requests": true}), "soak_requests must be a whole number of requests, or null"),
         (json!({"soak_requests": null, "soak_seconds": null}), "a soak needs soak_requests or soak_seconds"),
+        // An unknown field is named with every field the feature has, the soak's and `enabled` too.
+        (
+            json!({"bogus": 1}),
+            "unknown field `bogus`, expected one of `enabled`, `soak_requests`, `soak_seconds`, `weight`",
+        ),
     ];
     for (body, message) in rows {
         let (status, e) = api.call("PATCH", "/apps/prd/features/canary", Some(body.clone())).await;

@@ -540,7 +540,9 @@ doc = {
     "openapi": "3.0.3",
     "info": {"title": "Wharf control API", "version": "1", "description":
              "Apps, formations, dynos, config vars, sites, routes, drains, canaries and certificates, in the shapes of "
-             "Heroku's Platform API where Heroku has the resource. Every refusal is {\"id\", \"message\"} with a 4xx status."},
+             "Heroku's Platform API where Heroku has the resource. Every refusal is {\"id\", \"message\"} with a 4xx status. "
+             "While an automatic canary release is open, its canary app is read-only: every request that would change "
+             "it is a 409 naming the canary release, but reads, log sessions, log drains, hooks and an external runtime's dyno registrations."},
     "servers": [{"url": "http://127.0.0.1:5000"}],
     # The token as a bearer token, or as the password of Basic credentials with any user name.
     "security": [{"bearer": []}, {"basic": []}],

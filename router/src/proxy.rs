@@ -488,7 +488,12 @@ fn finish(
     mut log: AccessLog,
     shared: &Arc<RouterState>,
 ) -> Reply {
-    if let Some((canary, arm)) = judged {
+    // The router's own "no web dynos" (H14) says nothing about either side's code, only that a
+    // side has no dyno (the app's web scaled down or crashing): counted on the baseline, it
+    // would make any canary look better. (A canary without dynos takes no share at all, see
+    // `RoutingTable::compile`; an H14 there is a request routed by the table before.)
+    let unjudged = matches!(&outcome, Err(e) if e.code == Code::H14);
+    if let Some((canary, arm)) = judged.filter(|_| !unjudged) {
         let status = match &outcome {
             Ok((resp, _)) => resp.status.as_u16(),
             Err(e) => e.code.status().as_u16(),

@@ -112,9 +112,12 @@ pub(crate) struct WebApp {
     pub(crate) dynos: Vec<SocketAddr>,
 }
 
-/// The apps whose `web` formation entry has a command, with their registered web dynos.
+/// The apps whose `web` formation entry has a command, with their registered web dynos; not
+/// the transient ones (canary and preview apps, [`Model::is_transient_app`]): their services
+/// would come and go with them, and every dyno of their space would restart to learn of it.
 pub(crate) fn web_apps(m: &Model) -> Vec<WebApp> {
     m.apps()
+        .filter(|a| !m.is_transient_app(a.id))
         .filter(|a| m.formation_of(a.id).iter().any(|f| f.command.is_some() && f.dyno_type.as_str() == WEB))
         .map(|a| WebApp {
             id: a.id,
@@ -289,6 +292,39 @@ mod tests {
         assert_eq!(apps[0].dynos, ["127.0.0.1:4001".parse::<SocketAddr>().unwrap()], "web dynos only");
         assert!(apps[1].dynos.is_empty());
         assert_eq!(apps[2].dynos, ["127.0.0.1:4002".parse::<SocketAddr>().unwrap()]);
+    }
+
+    #[test]
+    fn a_preview_app_is_no_service_to_its_space() {
+        let w = world();
+        let pr = fresh_id();
+        let preview = wharf_control_api::model::Preview {
+            id: fresh_id(),
+            app_id: w.other,
+            preview_app_id: pr,
+            number: 7,
+            head_ref: "feature".into(),
+            head_sha: "7".repeat(40),
+            source_url: "http://127.0.0.1:9/a.tgz".into(),
+            build_id: None,
+            created_at: 0,
+            updated_at: 0,
+        };
+        // The preview app, its web entry and its record, beside the world's apps.
+        let space = w.model.app("api").unwrap().space_id;
+        let objects = [
+            app(pr, "otherpr7", space),
+            Object::Formation(formation(pr, "web", 1, Some("exec pr"))),
+            Object::Preview(preview),
+        ];
+        let mut m = w.model.clone();
+        m.apply(2, objects.map(wharf_control_api::model::Change::Put));
+        let names: Vec<_> = web_apps(&m).into_iter().map(|a| a.name).collect();
+        assert!(!names.contains(&"otherpr7".to_owned()), "{names:?}");
+        assert_eq!(names.len(), 3, "the world's own web apps stay services: {names:?}");
+        // Its dynos still learn the others' services, as its development app's do.
+        let ports = HashMap::from([(w.api, 7001)]);
+        assert_eq!(desired_formations(&m, &ports)[&key(pr, "web")].spec.env["API_SERVICE_PORT"], "7001");
     }
 
     #[test]

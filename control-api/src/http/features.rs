@@ -161,7 +161,16 @@ pub(super) async fn patch_app_feature(
     };
     let soak_requests = soak("soak_requests", "requests")?;
     let soak_seconds = soak("soak_seconds", "seconds")?;
-    let policy: PolicyInput = serde_json::from_value(serde_json::Value::Object(req)).map_err(ApiError::invalid)?;
+    // The judge's fields are `PolicyInput`'s, which refuses unknown ones naming only its own:
+    // the three this handler took out are named too.
+    let policy: PolicyInput = serde_json::from_value(serde_json::Value::Object(req)).map_err(|e| {
+        let message = e.to_string().replacen(
+            "expected one of ",
+            "expected one of `enabled`, `soak_requests`, `soak_seconds`, ",
+            1,
+        );
+        ApiError::invalid(message)
+    })?;
     plane.set_canary_feature(&app, CanaryFeatureInput { enabled, soak_requests, soak_seconds, policy }).await?;
     let all = read_features(&plane, &app).await?;
     Ok(Json(all.into_iter().find(|f| f.canary.is_some())))

@@ -24,6 +24,7 @@ mod apps;
 mod auth;
 mod builds;
 mod canaries;
+pub mod canary_apps;
 mod canary_releases;
 mod certs;
 mod config_vars;
@@ -244,6 +245,10 @@ pub fn router(
     if let Some(publisher) = publisher {
         api = log_event_routes(api).layer(Extension(publisher));
     }
+    // After the token's check (a route layer added later runs first): the canary apps of open
+    // canary releases are read-only.
+    let api = api
+        .route_layer(axum::middleware::from_fn_with_state(plane.clone(), canary_apps::refuse_changes_to_canary_apps));
     let api = api.route_layer(axum::middleware::from_fn_with_state(token, auth::require_token));
     let api = open_routes(api).with_state(plane);
     let app = match extra {

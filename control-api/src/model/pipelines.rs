@@ -434,6 +434,14 @@ impl Model {
         self.canary_releases.values().any(|c| c.canary_app_id == app_id && c.state.is_open())
     }
 
+    /// Whether Wharf made the app on another's behalf and deletes it by itself: the canary app
+    /// of an open canary release, or a pull request's preview app. Such an app's coming and
+    /// going must not change the other apps of its space: the supervisor offers it to them as
+    /// no service, since a new service changes every dyno's environment and so restarts it.
+    pub fn is_transient_app(&self, app_id: Uuid) -> bool {
+        self.runs_canary_release(app_id) || self.all_previews().any(|p| p.preview_app_id == app_id)
+    }
+
     /// The canary release that makes (or made) this release id, if one does.
     pub fn canary_release_making(&self, release_id: Uuid) -> Option<&CanaryRelease> {
         self.canary_releases.values().find(|c| c.release_id == release_id)

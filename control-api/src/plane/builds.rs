@@ -185,6 +185,8 @@ impl ControlPlane {
         let (build, app_key) = self
             .change(|m| {
                 let a = m.app(app).ok_or_else(|| not_found("app", app))?;
+                // Refused at once, not after its fetch: its release would be refused.
+                super::canary_releases::refuse_during_canary(m, a.id)?;
                 let now = now_seconds();
                 let build = Build {
                     id: new_id(),
@@ -316,7 +318,7 @@ impl ControlPlane {
     /// Waits (at most [`RELEASE_WAIT`]) for release `version` of the app to leave `pending`,
     /// and says in one output line what became of it: live, failed (its release phase, or its
     /// new dynos' health check; the release before keeps serving), still pending, or gone.
-    async fn release_outcome(&self, app_id: Uuid, release_id: Uuid, version: u32) -> String {
+    pub(super) async fn release_outcome(&self, app_id: Uuid, release_id: Uuid, version: u32) -> String {
         let mut changes = self.subscribe();
         let status = |m: &crate::model::Model| m.release(app_id, &release_id.to_string()).map(|r| r.status);
         let waited = tokio::time::timeout(RELEASE_WAIT, async {
@@ -331,6 +333,27 @@ impl ControlPlane {
             }
         })
         .await;
+        // A release held by a canary release settles with its outcome, which the line names.
+        let canary =
+            self.read(|m| m.canary_release_making(release_id).map(|c| (c.canary_app.clone(), c.outcome.clone()))).await;
+        if let Some((canary_app, outcome)) = canary {
+            let outcome = outcome.unwrap_or_default();
+            return match waited {
+                Ok(Some(ReleaseStatus::Succeeded)) => {
+                    format!("-----> Released v{version}: it is live, after its canary on {canary_app} ({outcome})")
+                }
+                Ok(Some(ReleaseStatus::Failed)) => format!(
+                    " !     Release v{version} failed in its canary on {canary_app}: {outcome}; the release before \
+                     keeps serving"
+                ),
+                Ok(None) => format!(" !     Release v{version} no longer exists (its app was deleted)"),
+                Ok(Some(ReleaseStatus::Pending)) | Err(_) => format!(
+                    "-----> Release v{version} is still in its canary on {canary_app} after {}s; GET \
+                     /apps/{{app}}/canary-releases says how it ends",
+                    RELEASE_WAIT.as_secs()
+                ),
+            };
+        }
         match waited {
             Ok(Some(ReleaseStatus::Succeeded)) => format!("-----> Released v{version}: it is live"),
             Ok(Some(ReleaseStatus::Failed)) => format!(

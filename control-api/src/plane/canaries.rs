@@ -80,6 +80,11 @@ impl ControlPlane {
         self.change(|m| {
             let a = m.app(app).ok_or_else(|| not_found("app", app))?;
             let c = m.app(canary_app).ok_or_else(|| not_found("app", canary_app))?;
+            // A new split would end an open canary release's judging unasked (its ends are
+            // promote and DELETE), and a canary app judges one split only.
+            super::canary_releases::refuse_during_canary(m, a.id)?;
+            super::canary_releases::refuse_canary_app(m, a.id)?;
+            super::canary_releases::refuse_canary_app(m, c.id)?;
             check_split(m, a, c)?;
             let now = now_seconds();
             let previous = m.canary_of(a.id);

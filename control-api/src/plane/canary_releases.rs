@@ -18,11 +18,20 @@
 //!   judge's evidence, the app never ran it, and the canary app is deleted.
 //!
 //! Either outcome is a platform line in the app's log stream (source `akkeris/api`, process
-//! `canary`) and a `canary` webhook delivery. While a canary release is open, any other release
-//! of the app (config vars, commands, a slug, a rollback, a promotion) is refused (409): it
-//! would either run code the judge has not seen or be overtaken by the canary's. Scaling is not
-//! a release and goes on. A release without a web command goes straight to the app: the router
-//! has nothing to judge.
+//! `canary`) and a `canary` webhook delivery. While a canary release is open:
+//!
+//! - any other release of the app (config vars, commands, a slug, a build, a rollback, a
+//!   promotion) and a replacement of its split are refused (409): they would either run code
+//!   the judge has not seen, be overtaken by the canary's, or end the judging unasked. Scaling
+//!   is not a release and goes on;
+//! - the canary app is read-only ([`refuse_canary_app`], 409), so that what is judged is what
+//!   is promoted: only reads, log sessions, log drains, hooks and the runtime's dyno
+//!   registrations reach it (`http/canary_apps.rs` lists them).
+//!
+//! With the feature on, a release without a web command is refused (422): it could not be
+//! judged, and would take the app's web down. So is a canary with no web dyno of the app's to
+//! be compared with (409), and a change of commands through the formation (422,
+//! [`refuse_unjudged_commands`]): code changes only with releases a canary judges.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +41,8 @@ use wharf_bus::{LogEvent, Stream};
 use wharf_domain::timestamp::now_seconds;
 use wharf_domain::{AppKey, AppName, CanaryEvidence, CanaryPolicy, CanaryState, PolicyInput, Stage, new_id};
 
+use super::canary_guards::refuse_unjudgeable;
+pub(super) use super::canary_guards::{refuse_canary_app, refuse_during_canary, refuse_unjudged_commands};
 use super::engine::ControlPlane;
 use super::error::{Error, not_found};
 use super::releases::restore_processes;
@@ -133,6 +144,16 @@ impl ControlPlane {
             if soak_requests.is_none() && soak_seconds.is_none() {
                 return Err(Error::Invalid("a soak needs soak_requests or soak_seconds (or both)".into()));
             }
+            // The judge aborts nothing before `min_errors` canary errors, so fewer `min_requests`
+            // (0, say) would let a soak pass a canary it could not yet have aborted.
+            if policy.min_requests() < policy.min_errors() {
+                return Err(Error::Invalid(format!(
+                    "min_requests ({}) must be at least min_errors ({}): the judge aborts nothing before min_errors \
+                     canary errors, and a soak passes no canary before min_requests canary requests",
+                    policy.min_requests(),
+                    policy.min_errors()
+                )));
+            }
             // The judge decides nothing before `min_requests` canary requests: a soak shorter
             // than that would pass a canary nobody judged.
             if let Some(n) = soak_requests.filter(|n| *n < policy.min_requests()) {
@@ -175,20 +196,6 @@ fn aborted(evidence: Option<CanaryEvidence>) -> Step {
         format!("the canary was aborted: {decision}")
     };
     Step::Abort { outcome, evidence }
-}
-
-/// Refuses (409) a release of an app whose canary release is still open: it would run code the
-/// judge has not seen, or be overtaken by the canary's release when the soak passes.
-pub(super) fn refuse_during_canary(m: &Model, app_id: Uuid) -> Result<(), Error> {
-    let Some(open) = m.canary_releases_of(app_id).into_iter().find(|c| c.state.is_open()) else { return Ok(()) };
-    let key = m.app(&app_id.to_string()).map(|a| m.app_key(a).to_string()).unwrap_or_default();
-    let version = m.releases_of(app_id).into_iter().find(|r| r.id == open.release_id).map_or(0, |r| r.version);
-    Err(Error::Conflict(format!(
-        "app {key} has a canary release of v{version} {} on {}: wait for its outcome, or end it with \
-         POST /apps/{key}/canary/promote or DELETE /apps/{key}/canary",
-        open.state.as_str(),
-        open.canary_app
-    )))
 }
 
 /// The change that turns the app's `canary` feature off, keeping its settings, if it is on:
@@ -242,9 +249,19 @@ impl ControlPlane {
         promotion_id: Option<Uuid>,
     ) -> Result<Option<Vec<Change>>, Error> {
         let Some(feature) = m.canary_feature_of(app.id).filter(|f| f.enabled) else { return Ok(None) };
-        let has_web = |r: &Release| r.processes.iter().any(|p| p.dyno_type.as_str() == WEB && p.command.is_some());
-        if !has_web(release) {
-            return Ok(None);
+        refuse_unjudgeable(m, app, &release.processes)?;
+        // The judge compares the canary with the app's own web dynos: without any, there is
+        // nothing to compare it with (and the app's share of requests would all fail).
+        let baseline =
+            m.formation_of(app.id).iter().any(|f| f.dyno_type.as_str() == WEB && f.command.is_some() && f.quantity > 0);
+        if !baseline {
+            let key = m.app_key(app);
+            return Err(Error::Conflict(format!(
+                "app {key} has no web dynos for a canary of v{} to be compared with: scale its web process type \
+                 up first, or turn the canary feature off for this release (PATCH /apps/{key}/features/canary \
+                 {{\"enabled\": false}})",
+                release.version
+            )));
         }
         let now = now_seconds();
         let name = canary_app_name(self, m, app)?;
@@ -589,19 +606,23 @@ mod tests {
                 };
                 p.promote(input).await.map(drop)
             }
-            Entry::Slug => {
-                let new = NewSlug {
-                    process_types: BTreeMap::from([("web".into(), "new".into())]),
-                    commit: None,
-                    commit_description: None,
-                    checksum: None,
-                    image: Some(format!("registry.example.com/app@sha256:{}", "a".repeat(64))),
-                };
-                let (slug, _) = p.create_slug("prd", new).await?;
-                p.release_slug("prd", &slug.id.to_string(), None).await.map(drop)
-            }
+            Entry::Slug => release_image(p, "web", 'a').await,
             Entry::Rollback => p.rollback("prd", "v2").await.map(drop),
         }
+    }
+
+    /// Releases to `prd` an image slug (digest of `digit`s) whose one process type is
+    /// `dyno_type`, with command `new`.
+    async fn release_image(p: &ControlPlane, dyno_type: &str, digit: char) -> Result<(), Error> {
+        let new = NewSlug {
+            process_types: BTreeMap::from([(dyno_type.into(), "new".into())]),
+            commit: None,
+            commit_description: None,
+            checksum: None,
+            image: Some(format!("registry.example.com/app@sha256:{}", digit.to_string().repeat(64))),
+        };
+        let (slug, _) = p.create_slug("prd", new).await?;
+        p.release_slug("prd", &slug.id.to_string(), None).await.map(drop)
     }
 
     /// The web command of `prd`'s running release, and of its formation.
@@ -616,6 +637,143 @@ mod tests {
             (running, formation)
         })
         .await
+    }
+
+    /// What a refused action's error must be: its kind, and a phrase of its message.
+    #[derive(Debug, Clone, Copy)]
+    enum Refusal {
+        Conflict(&'static str),
+        Invalid(&'static str),
+    }
+
+    /// Whether `e` is `want`.
+    fn refused_as(e: &Result<(), Error>, want: Refusal) -> bool {
+        match (e, want) {
+            (Err(Error::Conflict(m)), Refusal::Conflict(phrase))
+            | (Err(Error::Invalid(m)), Refusal::Invalid(phrase)) => m.contains(phrase),
+            _ => false,
+        }
+    }
+
+    /// Does `action` to `p` (set up by [`setup`], with app `spare` and site `www.example.com`).
+    async fn act(p: &Arc<ControlPlane>, action: &str) -> Result<(), Error> {
+        let canary_coupling =
+            || async { p.read(|m| m.coupling_of(m.app("prdcanary").unwrap().id).unwrap().id.to_string()).await };
+        let policy = || CanaryPolicy::try_from(PolicyInput { weight: Some(10.0), ..PolicyInput::default() }).unwrap();
+        let route = || wharf_domain::RoutePath::try_new("/").unwrap();
+        match action {
+            "move the canary app's coupling" => {
+                p.update_coupling(&canary_coupling().await, Some(Stage::Development), None).await.map(drop)
+            }
+            "delete the canary app's coupling" => p.delete_coupling(&canary_coupling().await).await.map(drop),
+            "route a site to the canary app" => {
+                p.create_route("www.example.com", "prdcanary", route(), route()).await.map(drop)
+            }
+            "make the canary app another app's canary" => p.put_canary("spare", "prdcanary", policy()).await.map(drop),
+            "give the canary app a canary" => p.put_canary("prdcanary", "spare", policy()).await.map(drop),
+            "change the canary app (the HTTP edge asks)" => p.refuse_change_of_canary_app("prdcanary", false).await,
+            "replace production's split" => p.put_canary("prd", "spare", policy()).await.map(drop),
+            "delete the pipeline" | "delete the pipeline production left" => p.delete_pipeline("p").await.map(drop),
+            "build on production" => p.create_build("prd", "http://127.0.0.1:9/app.tgz", None, None).await.map(drop),
+            "release production without web" => release_image(p, "worker", 'b').await,
+            "roll production back to a release without web" => p.rollback("prd", "v1").await.map(drop),
+            "promote a release without web" => {
+                p.delete_formation("stg", "web").await?;
+                release(p, Entry::Promotion).await
+            }
+            "remove production's web process type" => p.delete_formation("prd", "web").await.map(drop),
+            "change production's web command" => {
+                let web = FormationUpdate {
+                    dyno_type: "web".parse().unwrap(),
+                    quantity: None,
+                    command: Some("unjudged".into()),
+                    port: None,
+                    healthcheck: None,
+                    size: None,
+                };
+                p.update_formation("prd", vec![web]).await.map(drop)
+            }
+            "promote to production scaled to 0" => {
+                let zero = FormationUpdate {
+                    dyno_type: "web".parse().unwrap(),
+                    quantity: Some(Quantity::Exactly(0)),
+                    command: None,
+                    port: None,
+                    healthcheck: None,
+                    size: None,
+                };
+                p.update_formation("prd", vec![zero]).await?;
+                release(p, Entry::Promotion).await
+            }
+            other => unreachable!("no action {other}"),
+        }
+    }
+
+    /// [`setup`], with app `spare` (not in the pipeline) and site `www.example.com`.
+    async fn setup_with_spare() -> Arc<ControlPlane> {
+        let p = Arc::new(setup().await);
+        p.create_app("spare".parse().unwrap(), "default").await.unwrap();
+        p.create_site(wharf_domain::SiteDomain::try_new("www.example.com").unwrap(), false).await.unwrap();
+        p
+    }
+
+    #[tokio::test]
+    async fn while_a_canary_release_is_open_its_canary_app_and_what_it_is_compared_with_do_not_change() {
+        // (action, how it is refused); each on a fresh plane with a canary release open.
+        let rows = [
+            ("move the canary app's coupling", Refusal::Conflict("is the canary app of prd-default's canary release")),
+            (
+                "delete the canary app's coupling",
+                Refusal::Conflict("is the canary app of prd-default's canary release"),
+            ),
+            ("route a site to the canary app", Refusal::Conflict("is the canary app of prd-default's canary release")),
+            ("make the canary app another app's canary", Refusal::Conflict("is the canary app of")),
+            ("give the canary app a canary", Refusal::Conflict("is the canary app of")),
+            ("change the canary app (the HTTP edge asks)", Refusal::Conflict("is the canary app of")),
+            ("replace production's split", Refusal::Conflict("has a canary release of v")),
+            ("delete the pipeline", Refusal::Conflict("has a canary release of v")),
+            ("delete the pipeline production left", Refusal::Conflict("is the canary app of")),
+            ("build on production", Refusal::Conflict("has a canary release of v")),
+        ];
+        for (action, want) in rows {
+            let p = setup_with_spare().await;
+            let data_dir = crate::plane::tests::with_deploy(&p, "canary-refusals", 20);
+            release(&p, Entry::Promotion).await.unwrap();
+            if action == "delete the pipeline production left" {
+                let prd = p.read(|m| m.coupling_of(m.app("prd").unwrap().id).unwrap().id.to_string()).await;
+                p.delete_coupling(&prd).await.unwrap();
+            }
+            let before = p.read(|m| m.version()).await;
+            let e = act(&p, action).await;
+            assert!(refused_as(&e, want), "{action}: {e:?}");
+            assert_eq!(p.read(|m| m.version()).await, before, "{action}: nothing changed");
+            std::fs::remove_dir_all(data_dir).unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn with_the_feature_on_a_release_that_cannot_be_judged_is_refused() {
+        // (action, how it is refused): each is a release the canary could not judge, or one
+        // with nothing to compare it with.
+        let rows = [
+            ("release production without web", Refusal::Invalid("this release has no web command")),
+            ("roll production back to a release without web", Refusal::Invalid("this release has no web command")),
+            ("promote a release without web", Refusal::Invalid("this release has no web command")),
+            ("remove production's web process type", Refusal::Invalid("change only with a release of code")),
+            ("change production's web command", Refusal::Invalid("change only with a release of code")),
+            ("promote to production scaled to 0", Refusal::Conflict("has no web dynos for a canary of v")),
+        ];
+        for (action, want) in rows {
+            let p = setup_with_spare().await;
+            let newest = |m: &Model| m.latest_release(m.app("prd").unwrap().id).unwrap().id;
+            let before = p.read(newest).await;
+            let e = act(&p, action).await;
+            assert!(refused_as(&e, want), "{action}: {e:?}");
+            let (after, open) = p.read(|m| (newest(m), m.open_canary_releases().len())).await;
+            assert_eq!((after, open), (before, 0), "{action}: no release, no canary");
+            let old = (Some("old".to_owned()), Some("old".to_owned()));
+            assert_eq!(prd_runs(&p).await, old, "{action}: prd runs its old web command");
+        }
     }
 
     #[tokio::test]
@@ -672,6 +830,19 @@ mod tests {
                 assert!(gone, "{case}: the canary app is deleted");
                 let want = if pass { ReleaseStatus::Succeeded } else { ReleaseStatus::Failed };
                 assert_eq!(status, want, "{case}");
+                // A build's last line says what became of its release, and the canary's part.
+                let (app_id, version) = p.read(|m| (done.app_id, m.latest_release(done.app_id).unwrap().version)).await;
+                let line = p.release_outcome(app_id, done.release_id, version).await;
+                let want = if pass {
+                    format!(
+                        "-----> Released v{version}: it is live, after its canary on prdcanary-default (the canary was promoted by hand)"
+                    )
+                } else {
+                    format!(
+                        " !     Release v{version} failed in its canary on prdcanary-default: the canary was aborted by hand"
+                    )
+                };
+                assert!(line.starts_with(&want), "{case}: {line}");
             }
         }
     }

@@ -164,6 +164,7 @@ impl ControlPlane {
                 processes_of(existing.iter().copied().filter(|f| !out.iter().any(|o| o.id == f.id)).chain(out.iter()));
             if let Some(description) = formation_description(&before, &after) {
                 super::canary_releases::refuse_during_canary(m, a.id)?;
+                super::canary_releases::refuse_unjudged_commands(m, a)?;
                 let vars = m.config_vars_of(a.id).map(|c| c.vars.clone()).unwrap_or_default();
                 changes.push(self.new_release(m, a.id, description, vars, after));
             }
@@ -197,6 +198,7 @@ impl ControlPlane {
             let after = processes_of(existing.iter().copied().filter(|e| e.id != id));
             if let Some(description) = formation_description(&before, &after) {
                 super::canary_releases::refuse_during_canary(m, a.id)?;
+                super::canary_releases::refuse_unjudged_commands(m, a)?;
                 let vars = m.config_vars_of(a.id).map(|c| c.vars.clone()).unwrap_or_default();
                 changes.push(self.new_release(m, a.id, description, vars, after));
             }

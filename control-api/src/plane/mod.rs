@@ -19,6 +19,7 @@
 mod apps;
 mod builds;
 mod canaries;
+mod canary_guards;
 mod canary_releases;
 mod config_vars;
 mod domains;

@@ -23,7 +23,7 @@ use uuid::Uuid;
 use wharf_domain::timestamp::now_seconds;
 use wharf_domain::{PipelineName, Stage, new_id};
 
-use super::canary_releases::{canary_feature_off, refuse_during_canary};
+use super::canary_releases::{canary_feature_off, refuse_canary_app, refuse_during_canary};
 use super::engine::ControlPlane;
 use super::error::{Error, not_found};
 use super::releases::restore_processes;
@@ -135,7 +135,20 @@ impl ControlPlane {
     pub async fn delete_pipeline(&self, pipeline: &str) -> Result<Pipeline, Error> {
         self.change(|m| {
             let p = pipeline_of(m, pipeline)?;
-            Ok((p.clone(), m.cascade(Kind::Pipeline, p.id)))
+            // Its apps leave their stages, as when each coupling is deleted: a canary release
+            // open in it must end first (its canary app would leave the canary stage), and the
+            // production apps' canary feature turns off.
+            let coupled = m.couplings_where(|c| c.pipeline_id == p.id);
+            // The production app's refusal first: it names what to end.
+            for c in &coupled {
+                refuse_during_canary(m, c.app_id)?;
+            }
+            for c in &coupled {
+                refuse_canary_app(m, c.app_id)?;
+            }
+            let mut changes = m.cascade(Kind::Pipeline, p.id);
+            changes.extend(coupled.iter().filter_map(|c| canary_feature_off(m, c.app_id)));
+            Ok((p.clone(), changes))
         })
         .await
     }
@@ -188,6 +201,7 @@ impl ControlPlane {
         let required = required.map(contexts).transpose()?;
         self.change(|m| {
             let c = m.coupling(id).ok_or_else(|| not_found("pipeline coupling", id))?;
+            refuse_canary_app(m, c.app_id)?;
             let c = Coupling {
                 stage: stage.unwrap_or(c.stage),
                 required_contexts: required.clone().unwrap_or_else(|| c.required_contexts.clone()),
@@ -208,6 +222,7 @@ impl ControlPlane {
     pub async fn delete_coupling(&self, id: &str) -> Result<Coupling, Error> {
         self.change(|m| {
             let c = m.coupling(id).ok_or_else(|| not_found("pipeline coupling", id))?;
+            refuse_canary_app(m, c.app_id)?;
             let mut changes = m.cascade(Kind::Coupling, c.id);
             changes.extend(canary_feature_off(m, c.app_id));
             Ok((c.clone(), changes))

@@ -58,6 +58,8 @@ impl ControlPlane {
         self.change(|m| {
             let s = m.site(site).ok_or_else(|| not_found("site", site))?;
             let a = m.app(app).ok_or_else(|| not_found("app", app))?;
+            // A route to a canary app would send it requests besides its judged share.
+            super::canary_releases::refuse_canary_app(m, a.id)?;
             match (s.internal, m.app_is_internal(a)) {
                 (false, true) => {
                     return Err(Error::Invalid(format!(

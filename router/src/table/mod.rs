@@ -175,7 +175,9 @@ impl RoutingTable {
             // Maintenance mode pauses the split (the canary keeps its counts for later): an app
             // in maintenance answers every request with its page, the canary's share included,
             // and a canary app in maintenance takes no share, so the app it splits serves all.
-            if base.maintenance.is_some() || target.maintenance.is_some() {
+            // A canary app with no web dyno (not yet healthy, after a restart, or crashed) takes
+            // no share either: the router would answer it with its own H14, which judges no code.
+            if base.maintenance.is_some() || target.maintenance.is_some() || target.dynos.is_empty() {
                 continue;
             }
             let route = CanaryRoute { web_dynos: target.clone(), judged };
