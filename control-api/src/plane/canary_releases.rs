@@ -70,6 +70,24 @@ pub const MAX_SOAK_SECONDS: u64 = 7 * 24 * 3600;
 /// and the time of a soak move without a commit.
 const WATCH_INTERVAL: Duration = Duration::from_millis(250);
 
+/// How long, in seconds, a running canary release's canary app may have no web dyno before the
+/// release is aborted. A canary without a dyno takes no traffic (the router's own "no web dynos"
+/// answers are not counted), so it would be neither judged nor soaked, and production's every
+/// release would wait on it (409) until someone ended it by hand. The local supervisor restarts
+/// a crashed dyno after 1, 2, 4, ... s (with as much again of jitter), so a crash or two does not
+/// abort; a dyno that keeps crashing, or that an external runtime stopped running, does.
+pub const CANARY_DYNO_DOWN_SECONDS: i64 = 120;
+
+/// How long the canary app has had no web dyno, given whether it has one `now` and `down_since`,
+/// the record of this kept between looks (updated here). `None` while it has one.
+fn canary_dyno_down_for(down_since: &mut Option<i64>, has_web_dyno: bool, now: i64) -> Option<i64> {
+    if has_web_dyno {
+        *down_since = None;
+        return None;
+    }
+    Some(now - *down_since.get_or_insert(now))
+}
+
 /// The process type the router sends requests to.
 const WEB: &str = "web";
 
@@ -350,7 +368,13 @@ impl ControlPlane {
             // Read first, so that a canary release that waits costs no turn at the store's lock.
             let due: Vec<Uuid> = self
                 .read(|m| {
-                    m.open_canary_releases().into_iter().filter(|c| self.step(m, c).is_some()).map(|c| c.id).collect()
+                    let open = m.open_canary_releases();
+                    // Forget the dyno watch of canary releases that ended.
+                    self.canary_dyno_down
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .retain(|id, _| open.iter().any(|c| c.id == *id));
+                    open.into_iter().filter(|c| self.step(m, c).is_some()).map(|c| c.id).collect()
                 })
                 .await;
             for id in due {
@@ -385,6 +409,22 @@ impl ControlPlane {
                 let Some(c) = cr.canary_id.and_then(|id| m.canary(id)) else {
                     return Some(gone("the canary's split was replaced or deleted"));
                 };
+                let has_web_dyno = m.dynos_of(cr.canary_app_id).iter().any(|d| d.dyno_type.as_str() == "web");
+                let down = {
+                    let mut down = self.canary_dyno_down.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut since = down.get(&cr.id).copied();
+                    let down_for = canary_dyno_down_for(&mut since, has_web_dyno, now_seconds());
+                    match since {
+                        Some(t) => down.insert(cr.id, t),
+                        None => down.remove(&cr.id),
+                    };
+                    down_for
+                };
+                if down.is_some_and(|s| s >= CANARY_DYNO_DOWN_SECONDS) {
+                    return Some(gone(&format!(
+                        "the canary's web dyno has been down for {CANARY_DYNO_DOWN_SECONDS} s or more, so it could not be judged"
+                    )));
+                }
                 match c.state {
                     CanaryState::Aborted => Some(aborted(c.evidence.clone())),
                     CanaryState::Promoted => {
@@ -563,6 +603,17 @@ mod tests {
     /// A plane with `stg` (staging, web command `new`) and `prd` (production, two web dynos;
     /// its v2 ran `new` and its v3 runs `old`) in pipeline `p`, `prd` with the canary feature on
     /// and a time soak.
+    #[test]
+    fn a_canary_app_without_a_web_dyno_is_down_from_the_first_look_until_it_has_one() {
+        // (has a web dyno at each look, at second t) -> how long it has been down at each look.
+        let looks = [(true, 0), (false, 10), (false, 70), (false, 130), (true, 131), (false, 200), (false, 201)];
+        let expected = [None, Some(0), Some(60), Some(120), None, Some(0), Some(1)];
+        let mut since = None;
+        for ((has, t), want) in looks.into_iter().zip(expected) {
+            assert_eq!(canary_dyno_down_for(&mut since, has, t), want, "at {t} s");
+        }
+    }
+
     async fn setup() -> ControlPlane {
         let p = crate::plane::tests::plane().await;
         p.create_pipeline(wharf_domain::PipelineName::try_new("p").unwrap()).await.unwrap();

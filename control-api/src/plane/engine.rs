@@ -221,6 +221,9 @@ pub struct ControlPlane {
     pub(super) streams_end: watch::Sender<bool>,
     pub(super) sessions: Arc<SessionKey>,
     pub(super) canary_reader: OnceLock<CanaryReader>,
+    /// Since when (seconds since the epoch) each running canary release's canary app has had no
+    /// web dyno, as this process saw it (`canary_releases.rs`); gone when it has one again.
+    pub(super) canary_dyno_down: Mutex<std::collections::HashMap<Uuid, i64>>,
     /// Woken when another replica may have committed (PostgreSQL).
     pub(super) store_changed: Option<Arc<tokio::sync::Notify>>,
     /// The local runtime (the supervisor, in `wharf serve`), once it has started.
@@ -268,6 +271,7 @@ impl ControlPlane {
             settings,
             sessions,
             canary_reader: OnceLock::new(),
+            canary_dyno_down: Mutex::default(),
             outbound: OnceLock::new(),
             page_tls: OnceLock::new(),
             streams_end: watch::Sender::new(false),
