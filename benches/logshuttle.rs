@@ -15,6 +15,9 @@
 //!
 //!     cargo bench --bench logshuttle -- [--lines N]
 //!
+//! `WHARF_BENCH_FETCH_WAIT_MAX=500ms` (for example) runs Wharf and the plain consumer with that
+//! `kafka.fetch_wait_max` instead of Wharf's default.
+//!
 //! After its backlog, the 1,000-drains case also gets live lines for five seconds at each of
 //! [`LIVE`]'s rates, and the harness prints their delivery latency (p50, p99, max: the line's
 //! timestamp, set by the producer, to its arrival at the sink; so it includes the producer's
@@ -222,6 +225,21 @@ impl Sink {
     }
 }
 
+/// The bench's own setting of Wharf's `kafka.fetch_wait_max`, given to the Wharf cases on
+/// Kafka (as `WHARF_KAFKA__FETCH_WAIT_MAX`; not inherited by every Wharf, since any `kafka`
+/// variable makes the embedded-bus Wharf of the memory measure look for a broker).
+const FETCH_WAIT_VAR: &str = "WHARF_BENCH_FETCH_WAIT_MAX";
+
+/// The `fetch.wait.max.ms` Wharf's consumer uses in this run: [`FETCH_WAIT_VAR`] when set,
+/// else Wharf's default. The plain consumer uses it too, so that it stays the limit of what a
+/// consumer with Wharf's settings gets from the same broker.
+fn fetch_wait_max_ms() -> String {
+    let configured = std::env::var(FETCH_WAIT_VAR)
+        .ok()
+        .map(|v| v.parse::<wharf_domain::units::HumanDuration>().expect("WHARF_BENCH_FETCH_WAIT_MAX is a duration"));
+    configured.unwrap_or(wharf_config::KafkaConfig::default().fetch_wait_max).0.as_millis().to_string()
+}
+
 fn now_micros() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
 }
@@ -335,6 +353,7 @@ fn raw_latency(brokers: &str, apps: &[String], live: Live) -> Vec<i64> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("raw-live-{}-{}", std::process::id(), live.rate))
+        .set("fetch.wait.max.ms", fetch_wait_max_ms())
         .set("auto.offset.reset", "latest")
         .set("enable.auto.commit", "false")
         .create()
@@ -371,6 +390,7 @@ fn raw_consumer(brokers: &str, n: u64) -> Row {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("raw-{}", std::process::id()))
+        .set("fetch.wait.max.ms", fetch_wait_max_ms())
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .create()
@@ -447,6 +467,8 @@ async fn wharf_drains(
     let wrapper = std::env::var("WHARF_BENCH_WRAPPER").ok().filter(|_| name == "wharf, 1,000 drains");
     let mut env = [BIG_BUFFERS, env].concat();
     env.push(("WHARF_BENCH_BIN", WHARF));
+    let fetch_wait = format!("{}ms", fetch_wait_max_ms());
+    env.push(("WHARF_KAFKA__FETCH_WAIT_MAX", &fetch_wait));
     let wharf =
         Wharf::serve_with(wrapper.as_deref().unwrap_or(WHARF), &["--kafka", &broker.brokers()], data, &env).await;
     let pid = wharf.pid();
@@ -627,7 +649,9 @@ async fn main() {
 
     println!(
         "\nlogshuttle benchmark: {n} lines of about 200 bytes, tansu broker, 2 cores; Wharf reads a backlog \
-         produced while it was stopped, with drain budgets that hold it\n"
+         produced while it was stopped, with drain budgets that hold it; fetch.wait.max.ms {} (Wharf and the raw \
+         consumer)\n",
+        fetch_wait_max_ms()
     );
     println!(
         "| case | lines/s | MB/s | CPU s per million lines | of which kernel | lines per receive | vs raw consumer (lines/s) | vs rsyslog (lines/s) | vs rsyslog (lines per CPU s) |"

@@ -48,6 +48,12 @@ fn broker_err(k: &KafkaConfig, what: &str, e: impl std::fmt::Display) -> BusErro
     BusError::Broker { brokers: k.brokers.clone(), message: format!("{what}: {e}") }
 }
 
+/// librdkafka's `fetch.wait.max.ms` for every consumer that reads lines: see
+/// [`KafkaConfig::fetch_wait_max`] for why it is short.
+fn fetch_wait_max(k: &KafkaConfig) -> String {
+    k.fetch_wait_max.0.as_millis().to_string()
+}
+
 fn base_config(k: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &k.brokers).set_log_level(RDKafkaLogLevel::Warning);
@@ -465,6 +471,7 @@ impl KafkaSource {
             .set("heartbeat.interval.ms", "1000")
             // Lag per partition, for the metrics.
             .set("statistics.interval.ms", "2000")
+            .set("fetch.wait.max.ms", fetch_wait_max(k))
             .create_with_context(ConsumeContext {
                 tx: tx.clone(),
                 topics: topics.clone(),
@@ -673,7 +680,7 @@ impl KafkaCatchUp {
             .set("queued.max.messages.kbytes", "1024")
             .set("fetch.max.bytes", "1048576")
             .set("max.partition.fetch.bytes", "1048576")
-            .set("fetch.wait.max.ms", "100")
+            .set("fetch.wait.max.ms", fetch_wait_max(&self.config))
             .create()
             .map_err(|e| BusError::Config(e.to_string()))
     }

@@ -237,7 +237,8 @@ enum SourceInner {
         handed: Vec<pace::Transit>,
     },
     #[cfg(feature = "kafka")]
-    Kafka(kafka::KafkaSource),
+    /// Boxed: the member with its configuration is several times the embedded variant's size.
+    Kafka(Box<kafka::KafkaSource>),
 }
 
 /// Most publishers' batches handed over at once.
@@ -521,7 +522,7 @@ impl Bus {
             #[cfg(feature = "kafka")]
             BusConfig::Kafka(k) => {
                 let stats = Arc::<SourceStats>::default();
-                Ok(Source { inner: SourceInner::Kafka(kafka::KafkaSource::join(k, stats.clone())?), stats })
+                Ok(Source { inner: SourceInner::Kafka(Box::new(kafka::KafkaSource::join(k, stats.clone())?)), stats })
             }
         }
     }

@@ -372,6 +372,15 @@ pub struct KafkaConfig {
     pub group_id: String,
     /// How often the logshuttle commits the offsets every drain has taken responsibility for.
     pub commit_interval: HumanDuration,
+    /// The longest a broker may hold one of the logshuttle's fetches while it has no new lines
+    /// (librdkafka's `fetch.wait.max.ms`), for the group's consumer and the catch-up readers;
+    /// 1 ms to 10 s. A Kafka broker answers as soon as a line arrives, so
+    /// there this only sets how many empty fetches an idle consumer sends (1,000 / this, a
+    /// second, per broker). Some Kafka-protocol brokers (tansu 0.6) hold every fetch for about
+    /// this long (half of it from 250 ms up) even when lines are waiting, so there it is added
+    /// to every line's delivery time: librdkafka's default of 500 ms made lines about 400 ms
+    /// late (benches/RESULTS.md, logshuttle run 8).
+    pub fetch_wait_max: HumanDuration,
     /// Akkeris' per-space topics of fluentd/Kubernetes JSON lines to read as well. A topic's
     /// name is its space; the container name is the app (or `app--type`).
     pub akkeris_app_topics: Vec<String>,
@@ -388,6 +397,7 @@ impl Default for KafkaConfig {
             replication_factor: 1,
             group_id: "wharf-logshuttle".into(),
             commit_interval: HumanDuration::secs(1),
+            fetch_wait_max: HumanDuration::millis(50),
             akkeris_app_topics: Vec::new(),
             akkeris_build_topic: None,
         }
@@ -586,6 +596,11 @@ impl Config {
             if k.commit_interval.0.is_zero() {
                 return invalid("kafka.commit_interval", "must be longer than zero");
             }
+            // librdkafka refuses a wait of more than its socket timeout (60 s) less a second; 0
+            // would make a broker that holds each fetch for the wait answer at once, in a loop.
+            if !(HumanDuration::millis(1)..=HumanDuration::secs(10)).contains(&k.fetch_wait_max) {
+                return invalid("kafka.fetch_wait_max", "must be 1 ms to 10 s");
+            }
         }
         Ok(())
     }
@@ -768,6 +783,9 @@ mod tests {
         check_rejected("[supervisor]\nrestart = \"1s\"", &[], "unknown field");
         check_rejected("[kafka]\ngroup_id = \"\"", &[], "kafka.group_id");
         check_rejected("[kafka]\ncommit_interval = \"0ms\"", &[], "kafka.commit_interval");
+        for wait in ["0ms", "11s", "1h"] {
+            check_rejected(&format!("[kafka]\nfetch_wait_max = \"{wait}\""), &[], "kafka.fetch_wait_max");
+        }
     }
 
     #[test]
