@@ -702,13 +702,24 @@ impl KafkaCatchUp {
         let (low, _) = consumer
             .fetch_watermarks(&topic, partition.number, START_TIMEOUT)
             .map_err(|e| broker_err(&self.config, "cannot read watermarks", e))?;
-        let next = from.max(low);
+        self.reader(consumer, partition, from.max(low), low)
+    }
+
+    /// A reader of `partition` through `consumer` from offset `next`, the partition's oldest
+    /// kept message being `oldest`, assigned and ready to read. Blocking.
+    fn reader(
+        &self,
+        consumer: BaseConsumer,
+        partition: Partition,
+        next: i64,
+        oldest: i64,
+    ) -> Result<KafkaReader, BusError> {
         let mut reader = KafkaReader {
             consumer,
             topics: self.topics.clone(),
             partition,
             next,
-            oldest: low,
+            oldest,
             start: next,
             rewind: REWIND,
             checked: false,
@@ -737,19 +748,7 @@ impl KafkaCatchUp {
         let (low, high) = consumer
             .fetch_watermarks(&topic, partition.number, START_TIMEOUT)
             .map_err(|e| broker_err(&self.config, "cannot read watermarks", e))?;
-        let next = (high - back.max(0)).max(low);
-        let mut reader = KafkaReader {
-            consumer,
-            topics: self.topics.clone(),
-            partition,
-            next,
-            oldest: low,
-            start: next,
-            rewind: REWIND,
-            checked: false,
-            config: self.config.clone(),
-        };
-        reader.assign()?;
+        let reader = self.reader(consumer, partition, (high - back.max(0)).max(low), low)?;
         Ok((reader, high))
     }
 
