@@ -246,6 +246,7 @@ pub(crate) async fn open_plane(
         allow_file_urls: config.control_api.allow_file_urls,
         public_url: Some(api_url),
         keep_slugs: config.control_api.keep_slugs,
+        max_concurrent_builds: config.control_api.max_concurrent_builds,
     });
     let interrupted = plane.fail_interrupted_builds().await?;
     if interrupted > 0 {

@@ -748,6 +748,7 @@ mod tests {
             "supervisor.runtime_metrics_interval",
         );
         check_rejected("[control_api]\nkeep_slugs = 0", &[], "control_api.keep_slugs");
+        check_rejected("[control_api]\nmax_concurrent_builds = 0", &[], "control_api.max_concurrent_builds");
         check_rejected("[supervisor]\nrestart = \"1s\"", &[], "unknown field");
         check_rejected("[kafka]\ngroup_id = \"\"", &[], "kafka.group_id");
         check_rejected("[kafka]\ncommit_interval = \"0ms\"", &[], "kafka.commit_interval");

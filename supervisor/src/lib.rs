@@ -272,7 +272,10 @@ async fn run(
                 }
             });
         }
-        let gone: Vec<_> = formations.keys().filter(|k| !desired.contains_key(*k)).cloned().collect();
+        // An app held by its release phase keeps every entry it runs, even one the new release
+        // drops: a release that fails its phase changes nothing that runs, as on Heroku.
+        let gone: Vec<_> =
+            formations.keys().filter(|k| !desired.contains_key(*k) && !held.contains(&k.app_id)).cloned().collect();
         for key in gone {
             if let Some(handle) = formations.remove(&key) {
                 stopping.spawn(handle.stop());

@@ -144,9 +144,7 @@ impl ControlPlane {
         env: std::collections::BTreeMap<String, String>,
         size: Option<&str>,
     ) -> Result<String, Error> {
-        if command.trim().is_empty() || command.len() > 4096 || command.contains('\0') {
-            return Err(Error::Invalid("command must be 1 to 4096 bytes, not blank, with no NUL byte".into()));
-        }
+        super::formation::check_command(command).map_err(|rule| Error::Invalid(format!("the command {rule}")))?;
         for (name, value) in &env {
             super::config_vars::check_var(name, Some(value))?;
         }
