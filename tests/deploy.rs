@@ -887,6 +887,12 @@ async fn a_failed_release_changes_nothing_that_runs_and_no_later_release_builds_
         let good = settled(api, &app, 2).await;
         assert_eq!(good["status"], "succeeded", "{then:?}: {good}");
         let failing = if matches!(then, ConfigSetWhilePending) { Code::Slow } else { Code::Bad };
+        let workers = || async {
+            let (_, dynos) = api.call("GET", &path("/dynos"), None).await;
+            let names = dynos.as_array().unwrap().iter().filter(|d| d["type"] == "worker").map(|d| d["name"].clone());
+            names.collect::<Vec<Value>>()
+        };
+        let workers_before = workers().await;
         let made = api.expect("POST", &path("/releases"), json!({"slug": slugs[&failing]}), 201).await;
         assert_eq!(made["version"], 3, "{then:?}: {made}");
         if failing == Code::Bad {
@@ -906,6 +912,8 @@ async fn a_failed_release_changes_nothing_that_runs_and_no_later_release_builds_
             let expected =
                 vec![(json!("web"), json!(GOOD_WEB), json!(1)), (json!("worker"), json!(GOOD_WORKER), json!(1))];
             assert_eq!(shown, expected, "{then:?}: the formation after the failed release");
+            // The worker the failed release dropped never stopped: the same dyno runs.
+            assert_eq!(workers().await, workers_before, "{then:?}: the worker kept running");
         }
         let releases_before = newest_of(api, &app).await.1;
 
