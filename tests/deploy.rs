@@ -6,7 +6,11 @@
 //! archives (`..`, absolute paths, links out, chained links, devices, too large, bad gzip, zip variants,
 //! name clashes, names too long), are refused with a reason naming the entry and no server path, and change
 //! nothing; slugs uploaded to their blob URL follow the
-//! same rules.
+//! same rules. A table of sequences after a release that failed its release phase (config
+//! change, scale, command change, rollbacks, promotion, one-off dyno, a change while the
+//! release is pending) checks that a failed release changes nothing that runs and that nothing
+//! builds on it; and FE21's lows: an over-cap `Content-Length`, builds waiting for a slot,
+//! fetch errors in words, `file://` paths, and one command rule everywhere.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -189,6 +193,19 @@ struct FileServer {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// Reads a request's head (up to its blank line) off `conn`; `None` if it closes first.
+async fn read_head(conn: &mut tokio::net::TcpStream) -> Option<String> {
+    let mut head = Vec::new();
+    let mut buf = [0; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
+}
+
 impl FileServer {
     async fn start(dir: &Path) -> FileServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -198,15 +215,7 @@ impl FileServer {
             while let Ok((mut conn, _)) = listener.accept().await {
                 let dir = dir.clone();
                 tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0; 1024];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match conn.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let head = String::from_utf8_lossy(&head);
+                    let Some(head) = read_head(&mut conn).await else { return };
                     let path = head.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_owned();
                     let answer = match std::fs::read(dir.join(&path)) {
                         Ok(body) if !path.contains('/') => {
@@ -1031,22 +1040,15 @@ async fn misbehaving_host(release: Arc<tokio::sync::Notify>) -> std::net::Socket
         while let Ok((mut conn, _)) = listener.accept().await {
             let release = release.clone();
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                if String::from_utf8_lossy(&head).starts_with("GET /huge ") {
+                let Some(head) = read_head(&mut conn).await else { return };
+                if head.starts_with("GET /huge ") {
                     let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 629145600\r\n\r\n").await;
                 } else {
                     release.notified().await;
                     let _ = conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n").await;
                 }
                 // Hold the connection: only Wharf's own rule may end the build.
-                let _ = conn.read(&mut buf).await;
+                let _ = conn.read(&mut [0; 1]).await;
             });
         }
     });
