@@ -231,7 +231,14 @@ async fn run(
             if held.contains(&app_id) {
                 continue;
             }
-            if releases.insert(app_id, release) != Some(release) {
+            // Only a pending release waits for its entries' reports: after a failed release
+            // the app's entries return to its current one, which nothing settles again (and
+            // whose expectation would never be met).
+            let pending = plane
+                .read(|m| m.release(app_id, &release.to_string()).map(|r| r.status))
+                .await
+                .is_some_and(|s| s == wharf_control_api::model::ReleaseStatus::Pending);
+            if releases.insert(app_id, release) != Some(release) && pending {
                 registry.expect_release(release, dyno_types);
             }
         }

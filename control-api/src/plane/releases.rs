@@ -210,6 +210,7 @@ impl ControlPlane {
             processes,
             // A change of config vars or commands runs the same code as before it.
             slug_id: m.running_release(app_id).and_then(|r| r.slug_id),
+            withdrawn: false,
             created_at: now,
             updated_at: now,
         }))
@@ -264,18 +265,25 @@ impl ControlPlane {
     /// release that is not pending (or no longer exists) is left as it is, and nothing is
     /// returned.
     ///
-    /// A failed release that is the app's newest gives the app back to the release before it:
-    /// in the same commit, the app's config vars and its formation's commands, ports and health
-    /// checks become those of its current release again (see [`Model::running_release`]), so
-    /// the formation shows what serves and the next config change builds on the code that
-    /// runs. A process type the failed release dropped (scaled to 0) gets back as many dynos as
-    /// the local runtime still runs of it: a failed release phase never stopped them.
+    /// A failed release that is the app's newest and that no dyno runs (its release phase
+    /// failed, or its roll kept the old dynos) is withdrawn, and gives the app back to its
+    /// current release: in the same commit, the app's config vars and its formation's commands,
+    /// ports and health checks become those of its current release again (see
+    /// [`Model::running_release`]), so the formation shows what serves and the next config
+    /// change builds on the code that runs. A process type the failed release dropped (scaled
+    /// to 0) gets back as many dynos as the local runtime still runs of it: a failed release
+    /// phase never stopped them. A failed release whose dynos replaced unhealthy ones anyway (a
+    /// first boot) runs, and stays the base, retried with backoff.
     pub async fn settle_release(&self, app_id: Uuid, release_id: Uuid, succeeded: bool) -> Result<Vec<u32>, Error> {
         // What runs, read before the change: dynos are the runtime's, not the model's.
+        let dynos: Vec<_> = self.local_runtime().dynos(app_id).into_iter().filter(|d| d.one_off.is_none()).collect();
         let mut running: BTreeMap<String, u32> = BTreeMap::new();
-        for d in self.local_runtime().dynos(app_id).into_iter().filter(|d| d.one_off.is_none()) {
+        for d in &dynos {
             *running.entry(d.dyno_type.to_string()).or_default() += 1;
         }
+        // A roll that found no healthy dyno to keep replaced them anyway: that release runs,
+        // and is retried with backoff, so it is not withdrawn.
+        let runs = dynos.iter().any(|d| d.release.is_some_and(|r| r.id == release_id));
         self.change(|m| {
             let Some(r) = m.releases_of(app_id).into_iter().find(|r| r.id == release_id) else {
                 return Ok((vec![], vec![]));
@@ -285,7 +293,10 @@ impl ControlPlane {
             }
             let now = now_seconds();
             let status = if succeeded { ReleaseStatus::Succeeded } else { ReleaseStatus::Failed };
-            let mut changes = vec![Change::Put(Object::Release(Release { status, updated_at: now, ..r.clone() }))];
+            let newest = m.latest_release(app_id).is_some_and(|l| l.id == r.id);
+            let withdrawn = !succeeded && newest && !runs && m.current_release(app_id).is_some();
+            let settled = Release { status, withdrawn, updated_at: now, ..r.clone() };
+            let mut changes = vec![Change::Put(Object::Release(settled))];
             let superseded: Vec<&Release> = m
                 .releases_of(app_id)
                 .into_iter()
@@ -293,11 +304,10 @@ impl ControlPlane {
                 .collect();
             let versions = superseded.iter().map(|o| o.version).collect();
             for o in superseded {
-                let settled = Release { status, updated_at: now, ..o.clone() };
+                let settled = Release { status, withdrawn, updated_at: now, ..o.clone() };
                 changes.push(Change::Put(Object::Release(settled)));
             }
-            let newest = m.latest_release(app_id).is_some_and(|l| l.id == r.id);
-            if !succeeded && newest {
+            if withdrawn {
                 changes.extend(restore_running(m, app_id, r, &running, now));
             }
             Ok((versions, changes))
