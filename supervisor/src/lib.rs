@@ -173,7 +173,9 @@ async fn run(
         }
         services.retain(|id, _| web.iter().any(|a| a.id == *id));
         let ports: HashMap<Uuid, u16> = services.iter().map(|(id, s)| (*id, s.port())).collect();
-        let mut desired = plane.read(|m| desired_formations(m, &ports)).await;
+        // Before any dyno starts: the services it will see. A change here restarts nothing.
+        registry.set_services(plane.read(|m| desired::service_env(m, &ports)).await);
+        let mut desired = plane.read(desired_formations).await;
         // The `release` type is the release phase's command, never a formation of dynos.
         let release_commands: Vec<(FormationKey, desired::DesiredFormation)> = desired
             .iter()
@@ -211,8 +213,10 @@ async fn run(
                         records: records.clone(),
                     };
                     let (tx, app_id, stopped) = (phase_tx.clone(), key.app_id, stopped.clone());
+                    let services = registry.services_of(key.app_id);
+                    let spec = desired::DynoSpec { env: desired::start_env(&services, &entry.spec.env), ..entry.spec };
                     tokio::spawn(async move {
-                        let ok = release_phase::run(cx, entry.app, entry.spec, stopped).await;
+                        let ok = release_phase::run(cx, entry.app, spec, stopped).await;
                         let _ = tx.send((app_id, release.id, ok));
                     });
                 }
