@@ -962,6 +962,12 @@ async fn a_failed_release_changes_nothing_that_runs_and_no_later_release_builds_
                 if matches!(then, ConfigSetWhilePending) {
                     // The row is what it says: the release it built on was still pending.
                     assert_eq!(settled_or_pending(api, &app, 3).await, "pending", "{then:?}");
+                    // Meanwhile a one-off dyno runs the current release, its code and its config.
+                    let run = json!({"command": "echo \"PENDING-ONEOFF $(cat body.txt) X=${X:-unset}\""});
+                    api.expect("POST", &path("/dynos"), run, 201).await;
+                    let said =
+                        stream_lines_of(&setup, &app, json!({"lines": 100, "dyno": "run"}), "PENDING-ONEOFF").await;
+                    assert!(said.contains("PENDING-ONEOFF good version X=unset"), "{said}");
                     std::fs::write(&go, "").unwrap();
                     assert_eq!(settled(api, &app, 3).await["status"], "failed", "{then:?}");
                 }
