@@ -344,6 +344,7 @@ async fn serve(config: Config) -> Result<()> {
             releases_dir: Some(absolute(data_dir).join("releases")),
             keep_releases: config.supervisor.keep_releases as usize,
             runtime_metrics_interval: config.supervisor.runtime_metrics_interval.0,
+            release_phase_timeout: config.supervisor.release_phase_timeout.0,
         },
     );
 

@@ -1183,3 +1183,40 @@ async fn builds_fail_fast_wait_their_turn_and_say_why_and_commands_follow_one_ru
         }
     }
 }
+
+/// A release phase that runs past `supervisor.release_phase_timeout` is stopped, process group
+/// and all, and its release fails; the running release keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_phase_past_its_time_limit_is_stopped_and_its_release_fails() {
+    let setup = Setup::start(&[("WHARF_SUPERVISOR__RELEASE_PHASE_TIMEOUT", "2s")]).await;
+    let (wharf, api) = (&setup.wharf, &setup.wharf.api);
+    let good = archive_with(setup.dir.path(), "good", "good version", "tgz", "web: exec python3 app.py\n");
+    assert_eq!(setup.build(&good, None).await["status"], "succeeded");
+    api.expect("PATCH", "/apps/hello/formation", json!({"updates": [{"type": "web", "quantity": 1}]}), 200).await;
+    eventually(WAIT, "the good code to serve", || async {
+        (answer(wharf).await.as_deref() == Some("good version")).then_some(())
+    })
+    .await;
+    // A sleep of its own length, to find it in /proc.
+    let procfile = "web: exec python3 app.py\nrelease: sleep 6017; echo never\n";
+    let slow = archive_with(setup.dir.path(), "slow", "slow version", "tgz", procfile);
+    let built = setup.build(&slow, None).await;
+    let version = built["release"]["id"].as_str().unwrap().to_owned();
+    let release = eventually(WAIT, "the release to fail", || async {
+        let (_, r) = api.call("GET", &format!("/apps/hello/releases/{version}"), None).await;
+        (r["status"] != "pending").then_some(r)
+    })
+    .await;
+    assert_eq!(release["status"], "failed", "{release}");
+    let said = stream_lines(&setup, json!({"lines": 200, "source": "akkeris/supervisor"}), "timed out after 2s").await;
+    assert!(said.contains("supervisor.release_phase_timeout"), "{said}");
+    assert_eq!(answer(wharf).await.as_deref(), Some("good version"));
+    eventually(WAIT, "the phase's processes to be gone", || async {
+        let running = std::fs::read_dir("/proc")
+            .ok()?
+            .flatten()
+            .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x006017\x00"));
+        (!running).then_some(())
+    })
+    .await;
+}
