@@ -246,6 +246,7 @@ pub(crate) async fn open_plane(
         allow_file_urls: config.control_api.allow_file_urls,
         public_url: Some(api_url),
         keep_slugs: config.control_api.keep_slugs,
+        max_concurrent_builds: config.control_api.max_concurrent_builds,
     });
     let interrupted = plane.fail_interrupted_builds().await?;
     if interrupted > 0 {
@@ -343,6 +344,7 @@ async fn serve(config: Config) -> Result<()> {
             releases_dir: Some(absolute(data_dir).join("releases")),
             keep_releases: config.supervisor.keep_releases as usize,
             runtime_metrics_interval: config.supervisor.runtime_metrics_interval.0,
+            release_phase_timeout: config.supervisor.release_phase_timeout.0,
         },
     );
 

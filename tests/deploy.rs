@@ -6,7 +6,11 @@
 //! archives (`..`, absolute paths, links out, chained links, devices, too large, bad gzip, zip variants,
 //! name clashes, names too long), are refused with a reason naming the entry and no server path, and change
 //! nothing; slugs uploaded to their blob URL follow the
-//! same rules.
+//! same rules. A table of sequences after a release that failed its release phase (config
+//! change, scale, command change, rollbacks, promotion, one-off dyno, a change while the
+//! release is pending) checks that a failed release changes nothing that runs and that nothing
+//! builds on it; and FE21's lows: an over-cap `Content-Length`, builds waiting for a slot,
+//! fetch errors in words, `file://` paths, and one command rule everywhere.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -189,6 +193,19 @@ struct FileServer {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// Reads a request's head (up to its blank line) off `conn`; `None` if it closes first.
+async fn read_head(conn: &mut tokio::net::TcpStream) -> Option<String> {
+    let mut head = Vec::new();
+    let mut buf = [0; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
+}
+
 impl FileServer {
     async fn start(dir: &Path) -> FileServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -198,15 +215,7 @@ impl FileServer {
             while let Ok((mut conn, _)) = listener.accept().await {
                 let dir = dir.clone();
                 tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0; 1024];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match conn.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let head = String::from_utf8_lossy(&head);
+                    let Some(head) = read_head(&mut conn).await else { return };
                     let path = head.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_owned();
                     let answer = match std::fs::read(dir.join(&path)) {
                         Ok(body) if !path.contains('/') => {
@@ -265,13 +274,19 @@ impl Setup {
 
     /// Starts a build of `archive` (with `checksum`, if any) and returns it once it ended.
     async fn build(&self, archive: &Path, checksum: Option<String>) -> Value {
+        self.build_on("hello", archive, checksum).await
+    }
+
+    /// As [`Setup::build`], for `app`.
+    async fn build_on(&self, app: &str, archive: &Path, checksum: Option<String>) -> Value {
         let mut blob = json!({"url": self.files.url(archive), "version": "abc1234def"});
         if let Some(c) = checksum {
             blob["checksum"] = json!(c);
         }
-        let build = self.wharf.api.expect("POST", "/apps/hello/builds", json!({"source_blob": blob}), 201).await;
+        let path = format!("/apps/{app}/builds");
+        let build = self.wharf.api.expect("POST", &path, json!({"source_blob": blob}), 201).await;
         assert_eq!(build["status"], "pending", "{build}");
-        let path = format!("/apps/hello/builds/{}", build["id"].as_str().unwrap());
+        let path = format!("/apps/{app}/builds/{}", build["id"].as_str().unwrap());
         eventually(WAIT, "the build to end", || async {
             let (_, b) = self.wharf.api.call("GET", &path, None).await;
             (b["status"] != "pending").then_some(b)
@@ -302,7 +317,12 @@ impl Setup {
 }
 
 async fn answer(wharf: &Wharf) -> Option<String> {
-    let r = client::send(wharf.http, None, &Req::get(HOST, "/")).await.ok()?;
+    answer_at(wharf, HOST).await
+}
+
+/// What the router answers for `/` at `host`, when that is a 200.
+async fn answer_at(wharf: &Wharf, host: &str) -> Option<String> {
+    let r = client::send(wharf.http, None, &Req::get(host, "/")).await.ok()?;
     (r.status == 200).then(|| r.text())
 }
 
@@ -419,9 +439,15 @@ async fn a_source_built_from_a_url_is_served_rolled_without_a_failed_request_and
 
 /// The app's log history through a log session with these filters, once it has `wanted`.
 async fn stream_lines(setup: &Setup, filters: Value, wanted: &str) -> String {
+    stream_lines_of(setup, "hello", filters, wanted).await
+}
+
+/// As [`stream_lines`], for `app`.
+async fn stream_lines_of(setup: &Setup, app: &str, filters: Value, wanted: &str) -> String {
     let api = &setup.wharf.api;
+    let path = format!("/apps/{app}/log-sessions");
     eventually(WAIT, wanted, || async {
-        let session = api.expect("POST", "/apps/hello/log-sessions", filters.clone(), 201).await;
+        let session = api.expect("POST", &path, filters.clone(), 201).await;
         let url = session["logplex_url"].as_str().unwrap().to_owned();
         let rest = url.split_once("://").unwrap().1;
         let (authority, path) = rest.split_once('/').unwrap();
@@ -576,6 +602,10 @@ async fn slugs_are_uploaded_once_to_their_blob_url_checked_and_released() {
     assert!(body["blob"].is_null(), "the upload URL is shown once");
     let (status, _) = put(blob.clone(), std::fs::read(&slug_tgz).unwrap()).await;
     assert_eq!(status, 409, "a slug never changes");
+    // The token is judged first: without it, nothing is learnt of the slug (not that it was
+    // uploaded), as before the upload.
+    let (status, wrong) = put(format!("{blob}x"), std::fs::read(&slug_tgz).unwrap()).await;
+    assert_eq!(status, 403, "{wrong}");
 
     // Too large, and a tree without ./app: refused.
     let other = api.expect("POST", "/apps/hello/slugs", json!({"process_types": types}), 201).await;
@@ -745,4 +775,448 @@ async fn an_image_release_reaches_the_runtime_part_of_the_feed_and_no_other() {
             assert_eq!(status, 403, "the runtime token reads its part of the feed, nothing else");
         }
     }
+}
+
+/// The code a row's app runs, by the slug it came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Code {
+    /// Serves `good version`, with a worker and a release phase that passes.
+    Good,
+    /// A web command of its own, no worker, and a release phase that exits 3.
+    Bad,
+    /// As `Bad`, but its release phase waits for the test's `go` file first.
+    Slow,
+}
+
+/// What a row does once its app's newest release failed (or, for `ConfigSetWhilePending`,
+/// while it still waits in its release phase).
+#[derive(Debug, Clone, Copy)]
+enum Then {
+    ConfigSet,
+    Scale,
+    CommandChange,
+    RollbackToFailed,
+    RollbackToGood,
+    Promote,
+    OneOff,
+    ConfigSetWhilePending,
+}
+
+/// What a row expects: the action's status, and the code of the release it makes (`None`
+/// when it makes none) with the status that release settles as.
+#[derive(Debug)]
+struct Want {
+    status: u16,
+    release: Option<(Code, &'static str)>,
+}
+
+const GOOD_PROCFILE: &str = "web: exec python3 app.py\nworker: exec sleep 3600\nrelease: echo phase passed\n";
+const GOOD_WEB: &str = "exec python3 app.py";
+const GOOD_WORKER: &str = "exec sleep 3600";
+
+/// The newest release of `app`, and every release's (version, status).
+async fn newest_of(api: &client::Api, app: &str) -> (Value, Vec<(u64, String)>) {
+    let (_, list) = api.call("GET", &format!("/apps/{app}/releases"), None).await;
+    let list = list.as_array().unwrap().clone();
+    let all = list.iter().map(|r| (r["version"].as_u64().unwrap(), r["status"].as_str().unwrap().to_owned())).collect();
+    (list.last().unwrap().clone(), all)
+}
+
+/// Waits until release `version` of `app` is no longer pending; returns it.
+async fn settled(api: &client::Api, app: &str, version: u64) -> Value {
+    eventually(WAIT, &format!("v{version} of {app} to settle"), || async {
+        let (s, r) = api.call("GET", &format!("/apps/{app}/releases/{version}"), None).await;
+        (s == 200 && r["status"] != "pending").then_some(r)
+    })
+    .await
+}
+
+/// Heroku's rule (FE21 finding 1): a release that fails changes nothing that runs, and is no
+/// base for the next. Each row deploys the good code on an app of its own, then code whose
+/// release phase fails (and which drops the worker), then does one thing; every row then
+/// expects the good code to serve, the formation to show the good commands (the worker's
+/// quantity kept), and a release the thing made to run the good slug.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_release_changes_nothing_that_runs_and_no_later_release_builds_on_it() {
+    let setup = Setup::start(&[]).await;
+    let (wharf, api) = (&setup.wharf, &setup.wharf.api);
+    let dir = setup.dir.path();
+    let go = dir.join("go");
+    let bad_procfile = "web: exec python3 app.py bad\nrelease: echo \"phase of $(cat body.txt)\"; exit 3\n";
+    let slow_procfile = format!(
+        "web: exec python3 app.py slow\nrelease: while [ ! -e {} ]; do sleep 0.1; done; exit 3\n",
+        go.display()
+    );
+    // The slugs, built on apps of their own: the failing builds fail there (the release
+    // phase), which is FE21's sequence on `hello`.
+    let mut slugs = std::collections::HashMap::new();
+    for (code, app, body, procfile) in [
+        (Code::Good, "hello", "good version", GOOD_PROCFILE),
+        (Code::Bad, "hello", "bad version", bad_procfile),
+        (Code::Slow, "slowsrc", "slow version", slow_procfile.as_str()),
+    ] {
+        if app != "hello" {
+            api.expect("POST", "/apps", json!({"name": app}), 201).await;
+        }
+        let source = archive_with(dir, &format!("{code:?}").to_lowercase(), body, "tgz", procfile);
+        let built = setup.build_on(app, &source, None).await;
+        assert_eq!(built["status"], "succeeded", "{built}");
+        slugs.insert(code, built["slug"]["id"].clone());
+    }
+    api.expect("POST", "/pipelines", json!({"name": "flow"}), 201).await;
+
+    use Then::*;
+    let rows = [
+        (ConfigSet, Want { status: 200, release: Some((Code::Good, "succeeded")) }),
+        (Scale, Want { status: 200, release: None }),
+        (CommandChange, Want { status: 200, release: Some((Code::Good, "succeeded")) }),
+        (RollbackToFailed, Want { status: 422, release: None }),
+        (RollbackToGood, Want { status: 201, release: Some((Code::Good, "succeeded")) }),
+        (Promote, Want { status: 201, release: None }),
+        (OneOff, Want { status: 201, release: None }),
+        // The base of a change while a release is pending is that release (it is on its way to
+        // run; a change that dropped it would settle it with code it never had). It fails as
+        // its base does, and the app returns to the release before both.
+        (ConfigSetWhilePending, Want { status: 200, release: Some((Code::Slow, "failed")) }),
+    ];
+    for (i, (then, want)) in rows.into_iter().enumerate() {
+        let app = format!("row{i}");
+        let host = format!("{app}-default.localhost");
+        let path = |rest: &str| format!("/apps/{app}{rest}");
+        api.expect("POST", "/apps", json!({"name": app}), 201).await;
+        api.expect("POST", &path("/releases"), json!({"slug": slugs[&Code::Good]}), 201).await;
+        let scale = json!({"updates": [{"type": "web", "quantity": 1}, {"type": "worker", "quantity": 1}]});
+        api.expect("PATCH", &path("/formation"), scale, 200).await;
+        eventually(WAIT, &format!("{then:?}: the good code to serve"), || async {
+            let (_, dynos) = api.call("GET", &path("/dynos"), None).await;
+            let worker = dynos.as_array()?.iter().any(|d| d["type"] == "worker" && d["state"] == "up");
+            (worker && answer_at(wharf, &host).await.as_deref() == Some("good version")).then_some(())
+        })
+        .await;
+        let good = settled(api, &app, 2).await;
+        assert_eq!(good["status"], "succeeded", "{then:?}: {good}");
+        let failing = if matches!(then, ConfigSetWhilePending) { Code::Slow } else { Code::Bad };
+        let workers = || async {
+            let (_, dynos) = api.call("GET", &path("/dynos"), None).await;
+            let names = dynos.as_array().unwrap().iter().filter(|d| d["type"] == "worker").map(|d| d["name"].clone());
+            names.collect::<Vec<Value>>()
+        };
+        let workers_before = workers().await;
+        let made = api.expect("POST", &path("/releases"), json!({"slug": slugs[&failing]}), 201).await;
+        assert_eq!(made["version"], 3, "{then:?}: {made}");
+        if failing == Code::Bad {
+            let failed = settled(api, &app, 3).await;
+            assert_eq!(failed["status"], "failed", "{then:?}: {failed}");
+            assert_eq!(failed["eligible_for_rollback"], false, "{then:?}: {failed}");
+            assert_eq!(settled(api, &app, 2).await["eligible_for_rollback"], true, "{then:?}");
+            // The formation is the running release's again, the dropped worker included.
+            let (_, formation) = api.call("GET", &path("/formation"), None).await;
+            let shown: Vec<(Value, Value, Value)> = formation
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|f| f["type"] != "release")
+                .map(|f| (f["type"].clone(), f["command"].clone(), f["quantity"].clone()))
+                .collect();
+            let expected =
+                vec![(json!("web"), json!(GOOD_WEB), json!(1)), (json!("worker"), json!(GOOD_WORKER), json!(1))];
+            assert_eq!(shown, expected, "{then:?}: the formation after the failed release");
+            // The worker the failed release dropped never stopped: the same dyno runs.
+            assert_eq!(workers().await, workers_before, "{then:?}: the worker kept running");
+        }
+        let releases_before = newest_of(api, &app).await.1;
+
+        let (status, out) = match then {
+            ConfigSet => api.call("PATCH", &path("/config-vars"), Some(json!({"X": "1"}))).await,
+            Scale => {
+                api.call("PATCH", &path("/formation"), Some(json!({"updates": [{"type": "web", "quantity": 2}]}))).await
+            }
+            CommandChange => {
+                let update = json!({"updates": [{"type": "worker", "command": "exec sleep 3601"}]});
+                api.call("PATCH", &path("/formation"), Some(update)).await
+            }
+            RollbackToFailed => api.call("POST", &path("/releases"), Some(json!({"release": "v3"}))).await,
+            RollbackToGood => api.call("POST", &path("/releases"), Some(json!({"release": "v2"}))).await,
+            Promote => {
+                let body = json!({"app": app, "pipeline": {"name": "flow"}, "stage": "development"});
+                api.expect("POST", "/pipeline-couplings", body, 201).await;
+                let target = format!("{app}stg");
+                api.expect("POST", "/apps", json!({"name": target}), 201).await;
+                let body = json!({"app": target, "pipeline": {"name": "flow"}, "stage": "staging"});
+                api.expect("POST", "/pipeline-couplings", body, 201).await;
+                let promote = json!({"pipeline": {"name": "flow"}, "source": {"app": {"name": app}}});
+                api.call("POST", "/pipeline-promotions", Some(promote)).await
+            }
+            OneOff => {
+                api.call("POST", &path("/dynos"), Some(json!({"command": "echo \"ONEOFF $(cat body.txt)\""}))).await
+            }
+            ConfigSetWhilePending => api.call("PATCH", &path("/config-vars"), Some(json!({"X": "1"}))).await,
+        };
+        assert_eq!(status, want.status, "{then:?}: {out}");
+        let (newest, releases) = newest_of(api, &app).await;
+        match want.release {
+            None => assert_eq!(releases, releases_before, "{then:?} makes no release"),
+            Some((code, status)) => {
+                assert_eq!(newest["version"], 4, "{then:?}: {newest}");
+                assert_eq!(newest["slug"]["id"], slugs[&code], "{then:?}: the release's code");
+                if matches!(then, ConfigSetWhilePending) {
+                    // The row is what it says: the release it built on was still pending.
+                    assert_eq!(settled_or_pending(api, &app, 3).await, "pending", "{then:?}");
+                    // Meanwhile a one-off dyno runs the current release, its code and its config.
+                    let run = json!({"command": "echo \"PENDING-ONEOFF $(cat body.txt) X=${X:-unset}\""});
+                    api.expect("POST", &path("/dynos"), run, 201).await;
+                    let said =
+                        stream_lines_of(&setup, &app, json!({"lines": 100, "dyno": "run"}), "PENDING-ONEOFF").await;
+                    assert!(said.contains("PENDING-ONEOFF good version X=unset"), "{said}");
+                    std::fs::write(&go, "").unwrap();
+                    assert_eq!(settled(api, &app, 3).await["status"], "failed", "{then:?}");
+                }
+                let settled = settled(api, &app, 4).await;
+                assert_eq!(settled["status"], status, "{then:?}: {settled}");
+            }
+        }
+        match then {
+            RollbackToFailed => {
+                assert!(out["message"].as_str().unwrap().contains("release v3 failed"), "{out}");
+            }
+            Promote => {
+                let target = format!("{app}stg");
+                let promoted = eventually(WAIT, "the promotion's release", || async {
+                    let (newest, _) = newest_of(api, &target).await;
+                    (newest["version"] == 2).then_some(newest)
+                })
+                .await;
+                assert_eq!(promoted["slug"]["id"], slugs[&Code::Good], "the current release is promoted: {promoted}");
+            }
+            OneOff => {
+                let said = stream_lines_of(&setup, &app, json!({"lines": 100, "dyno": "run"}), "ONEOFF").await;
+                assert!(said.contains("ONEOFF good version"), "a one-off runs the current release: {said}");
+            }
+            Scale => {
+                eventually(WAIT, "two web dynos of the good release", || async {
+                    let (_, dynos) = api.call("GET", &path("/dynos"), None).await;
+                    let web: Vec<&Value> = dynos.as_array()?.iter().filter(|d| d["type"] == "web").collect();
+                    (web.len() == 2 && web.iter().all(|d| d["release"]["version"] == 2 && d["state"] == "up"))
+                        .then_some(())
+                })
+                .await;
+            }
+            _ => {}
+        }
+        // What serves is the good code, and the formation shows it.
+        eventually(WAIT, &format!("{then:?}: the good code to serve"), || async {
+            (answer_at(wharf, &host).await.as_deref() == Some("good version")).then_some(())
+        })
+        .await;
+        let (_, web) = api.call("GET", &path("/formation/web"), None).await;
+        assert_eq!(web["command"], GOOD_WEB, "{then:?}: {web}");
+        let (_, vars) = api.call("GET", &path("/config-vars"), None).await;
+        let x = if matches!(then, ConfigSet) { json!("1") } else { Value::Null };
+        assert_eq!(vars["X"], x, "{then:?}: a failed config change is undone, a good one kept: {vars}");
+        // No dyno runs a release that failed.
+        let (_, releases) = api.call("GET", &path("/releases"), None).await;
+        let failed: Vec<Value> = releases
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"] == "failed")
+            .map(|r| r["version"].clone())
+            .collect();
+        let (_, dynos) = api.call("GET", &path("/dynos"), None).await;
+        assert!(!failed.is_empty(), "{then:?}: {releases}");
+        assert!(
+            dynos.as_array().unwrap().iter().all(|d| !failed.contains(&d["release"]["version"])),
+            "{then:?}: {dynos}"
+        );
+    }
+}
+
+/// A release's status, read once.
+async fn settled_or_pending(api: &client::Api, app: &str, version: u64) -> String {
+    let (_, r) = api.call("GET", &format!("/apps/{app}/releases/{version}"), None).await;
+    r["status"].as_str().unwrap_or_default().to_owned()
+}
+
+/// A source host that misbehaves on purpose: `GET /huge` announces more than the cap and then
+/// sends nothing, `GET /stall` sends nothing at all until `release` is notified (then 404).
+async fn misbehaving_host(release: Arc<tokio::sync::Notify>) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let release = release.clone();
+            tokio::spawn(async move {
+                let Some(head) = read_head(&mut conn).await else { return };
+                if head.starts_with("GET /huge ") {
+                    let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 629145600\r\n\r\n").await;
+                } else {
+                    release.notified().await;
+                    let _ = conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n").await;
+                }
+                // Hold the connection: only Wharf's own rule may end the build.
+                let _ = conn.read(&mut [0; 1]).await;
+            });
+        }
+    });
+    addr
+}
+
+/// The output of a build that failed (its stream has ended), through its `output_stream_url`.
+async fn output_of(api: &client::Api, build: &Value) -> String {
+    let url = format!("/builds/{}/output", build["id"].as_str().unwrap());
+    client::send(api.addr, None, &Req::get(&api.addr.to_string(), &url)).await.unwrap().text()
+}
+
+/// FE21's lows: a source announcing more than the cap fails at once; builds beyond
+/// `max_concurrent_builds` wait their turn and say so; a fetch that fails says why in words
+/// (no bare `os error N`); `file://` paths are percent-decoded and take no query; and every
+/// way a command comes in (formation, slug, Procfile, one-off dyno) follows one rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builds_fail_fast_wait_their_turn_and_say_why_and_commands_follow_one_rule() {
+    let setup = Setup::start(&[
+        ("WHARF_CONTROL_API__MAX_CONCURRENT_BUILDS", "1"),
+        ("WHARF_CONTROL_API__ALLOW_FILE_URLS", "true"),
+    ])
+    .await;
+    let api = &setup.wharf.api;
+    let release = Arc::new(tokio::sync::Notify::new());
+    let host = misbehaving_host(release.clone()).await;
+    let start = |url: String| async move {
+        let b = api.expect("POST", "/apps/hello/builds", json!({"source_blob": {"url": url}}), 201).await;
+        format!("/apps/hello/builds/{}", b["id"].as_str().unwrap())
+    };
+    let ended = |path: String| async move {
+        eventually(WAIT, "the build to end", || async {
+            let (_, b) = api.call("GET", &path, None).await;
+            (b["status"] != "pending").then_some(b)
+        })
+        .await
+    };
+
+    // One slot: a stalled source holds it, and the next build waits, pending, saying why.
+    let stalled = start(format!("http://{host}/stall")).await;
+    let good = archive(setup.dir.path(), "good", "good version", "tgz");
+    let waiting = start(setup.files.url(&good)).await;
+    let wait = "Waiting for a build slot: 1 builds are running";
+    stream_lines(&setup, json!({"lines": 100, "source": "akkeris/build"}), wait).await;
+    let (_, b) = api.call("GET", &waiting, None).await;
+    assert_eq!(b["status"], "pending", "{b}");
+    release.notify_one();
+    let b = ended(stalled).await;
+    assert_eq!(b["status"], "failed", "{b}");
+    assert!(output_of(api, &b).await.contains("answered 404 Not Found"), "{b}");
+    let b = ended(waiting).await;
+    assert_eq!(b["status"], "succeeded", "the waiting build ran once the slot was free: {b}");
+
+    // Refusals that say why in words, each build failed (rows: URL, what its output says).
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let here = setup.dir.path().display().to_string();
+    let rows = [
+        (
+            format!("http://{host}/huge"),
+            "larger than 524288000 bytes (control_api.max_slug_bytes) (its Content-Length is 629145600)".to_owned(),
+        ),
+        (format!("http://{closed}/x.tgz"), format!("could not connect to {closed}: connection refused")),
+        (
+            "file:///nonexistent/x.tgz".to_owned(),
+            "cannot open /nonexistent/x.tgz: no such file or directory".to_owned(),
+        ),
+        (format!("file://{here}"), format!("cannot read {here}: is a directory")),
+    ];
+    for (url, said) in rows {
+        let b = ended(start(url.clone()).await).await;
+        let out = output_of(api, &b).await;
+        assert_eq!(b["status"], "failed", "{url}: {b}");
+        assert!(out.contains(&said), "{url}: expected {said:?} in\n{out}");
+        assert!(!out.contains("os error"), "{url}: no bare OS error\n{out}");
+    }
+    // A file:// path is percent-decoded (RFC 8089), so the path shown is the path opened.
+    let encoded = format!("file://{}", good.display()).replace("good.tgz", "go%6Fd.tgz");
+    let b = ended(start(encoded).await).await;
+    assert_eq!(b["status"], "succeeded", "{b}");
+    // Refused at once (422), nothing made: a query or fragment, a bad encoding, a relative path.
+    let builds_before = api.call("GET", "/apps/hello/builds", None).await.1;
+    for url in [
+        format!("file://{}?x=1", good.display()),
+        format!("file://{}#top", good.display()),
+        format!("file://{}%zz", good.display()),
+        format!("file://{}%00", good.display()),
+        "file://relative/x.tgz".to_owned(),
+    ] {
+        let (status, body) = api.call("POST", "/apps/hello/builds", Some(json!({"source_blob": {"url": url}}))).await;
+        assert_eq!((status, &body["id"]), (422, &json!("invalid_params")), "{url}: {body}");
+    }
+    assert_eq!(api.call("GET", "/apps/hello/builds", None).await.1, builds_before);
+
+    // One rule for a command, wherever it comes in: 8,192 bytes taken, 8,193 refused.
+    let long = |n: usize| format!("echo {}", "x".repeat(n - 5));
+    for (n, want) in [(8192, true), (8193, false)] {
+        let command = long(n);
+        let calls = [
+            (
+                "PATCH",
+                "/apps/hello/formation",
+                json!({"updates": [{"type": "clock", "quantity": 0, "command": command}]}),
+                200,
+            ),
+            ("POST", "/apps/hello/slugs", json!({"process_types": {"web": command}}), 201),
+            ("POST", "/apps/hello/dynos", json!({"command": command}), 201),
+        ];
+        for (method, path, body, ok) in calls {
+            let (status, out) = api.call(method, path, Some(body)).await;
+            let expected = if want { ok } else { 422 };
+            assert_eq!(status, expected, "{method} {path} with a {n}-byte command: {out}");
+            if !want {
+                assert!(out["message"].as_str().unwrap().contains("1 to 8192 bytes"), "{path}: {out}");
+            }
+        }
+        let procfile = format!("web: {command}\n");
+        let source = archive_with(setup.dir.path(), &format!("cmd{n}"), "x", "tgz", &procfile);
+        let b = ended(start(setup.files.url(&source)).await).await;
+        assert_eq!(b["status"] == "succeeded", want, "a Procfile with a {n}-byte command: {b}");
+        let out = if want { String::new() } else { output_of(api, &b).await };
+        if !want {
+            assert!(out.contains("the web command must be 1 to 8192 bytes"), "{out}");
+        }
+    }
+}
+
+/// A release phase that runs past `supervisor.release_phase_timeout` is stopped, process group
+/// and all, and its release fails; the running release keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_phase_past_its_time_limit_is_stopped_and_its_release_fails() {
+    let setup = Setup::start(&[("WHARF_SUPERVISOR__RELEASE_PHASE_TIMEOUT", "2s")]).await;
+    let (wharf, api) = (&setup.wharf, &setup.wharf.api);
+    let good = archive_with(setup.dir.path(), "good", "good version", "tgz", "web: exec python3 app.py\n");
+    assert_eq!(setup.build(&good, None).await["status"], "succeeded");
+    api.expect("PATCH", "/apps/hello/formation", json!({"updates": [{"type": "web", "quantity": 1}]}), 200).await;
+    eventually(WAIT, "the good code to serve", || async {
+        (answer(wharf).await.as_deref() == Some("good version")).then_some(())
+    })
+    .await;
+    // A sleep of its own length, to find it in /proc.
+    let procfile = "web: exec python3 app.py\nrelease: sleep 6017; echo never\n";
+    let slow = archive_with(setup.dir.path(), "slow", "slow version", "tgz", procfile);
+    let built = setup.build(&slow, None).await;
+    let version = built["release"]["id"].as_str().unwrap().to_owned();
+    let release = eventually(WAIT, "the release to fail", || async {
+        let (_, r) = api.call("GET", &format!("/apps/hello/releases/{version}"), None).await;
+        (r["status"] != "pending").then_some(r)
+    })
+    .await;
+    assert_eq!(release["status"], "failed", "{release}");
+    let said = stream_lines(&setup, json!({"lines": 200, "source": "akkeris/supervisor"}), "timed out after 2s").await;
+    assert!(said.contains("supervisor.release_phase_timeout"), "{said}");
+    assert_eq!(answer(wharf).await.as_deref(), Some("good version"));
+    eventually(WAIT, "the phase's processes to be gone", || async {
+        let running = std::fs::read_dir("/proc")
+            .ok()?
+            .flatten()
+            .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x006017\x00"));
+        (!running).then_some(())
+    })
+    .await;
 }

@@ -194,16 +194,30 @@ async fn restarting_one_dyno_replaces_it_and_restarting_all_rolls_under_load_wit
 async fn apps_in_one_space_reach_each_other_through_their_services() {
     let setup = Setup::start().await;
     let (wharf, api) = (&setup.wharf, &setup.wharf.api);
-    setup.run_web().await;
+    let before = setup.run_web().await;
     // Apps in one space find each other at NAME_SERVICE_HOST:NAME_SERVICE_PORT, a stable port
-    // in front of the other app's dynos; the first app rolls to get it.
+    // in front of the other app's dynos. A service opening in the space restarts no other
+    // app's dynos (their variables are fixed when they start, as Kubernetes' are); dynos
+    // started after it see it.
     api.expect("POST", "/apps", json!({"name": "other", "space": "default"}), 201).await;
     api.expect("PATCH", "/apps/other-default/config-vars", json!({"GREETING": "from other"}), 200).await;
     let other = json!({"updates": [{"type": "web", "quantity": 1, "command": setup.command}]});
     api.expect("PATCH", "/apps/other-default/formation", other, 200).await;
-    let (host, port) = eventually(WAIT, "the app to learn the other's service", || async {
-        let get =
-            |path| async move { client::send(wharf.http, None, &Req::get(HOST, path)).await.ok().map(|r| r.text()) };
+    eventually(WAIT, "the other app to run", || async {
+        let (_, dynos) = api.call("GET", "/apps/other-default/dynos", None).await;
+        dynos.as_array()?.iter().any(|d| d["state"] == "up").then_some(())
+    })
+    .await;
+    let get = |path| async move { client::send(wharf.http, None, &Req::get(HOST, path)).await.ok().map(|r| r.text()) };
+    assert_eq!(get("/OTHER_SERVICE_HOST").await.as_deref(), Some("none"), "running dynos keep their variables");
+    assert_eq!(dyno_names(wharf).await, before, "a service opening in the space restarts no other app's dynos");
+    // A restart (a new roll) starts dynos that see the service.
+    assert_eq!(api.call("DELETE", "/apps/api-default/dynos", None).await.0, 202);
+    let (host, port) = eventually(WAIT, "restarted dynos to know the other's service", || async {
+        let names = dyno_names(wharf).await;
+        if names.len() != 2 || names.iter().any(|n| before.contains(n)) {
+            return None;
+        }
         let host = get("/OTHER_SERVICE_HOST").await.filter(|h| h != "none")?;
         let port: u16 = get("/OTHER_SERVICE_PORT").await?.parse().ok()?;
         Some((host, port))
@@ -212,11 +226,15 @@ async fn apps_in_one_space_reach_each_other_through_their_services() {
     let via_service =
         client::send(format!("{host}:{port}").parse().unwrap(), None, &Req::get("other", "/")).await.unwrap();
     assert_eq!(via_service.text(), "from other");
-    eventually(WAIT, "the new variables to roll the app", || async {
-        let names = dyno_names(wharf).await;
-        (names.len() == 2 && names.iter().all(|n| n.starts_with("web.2-"))).then_some(())
+    // Deleting the other app closes its service and restarts nothing either.
+    let running = dyno_names(wharf).await;
+    assert_eq!(api.call("DELETE", "/apps/other-default", None).await.0, 200);
+    eventually(WAIT, "the other app's dynos to go", || async {
+        let (status, _) = api.call("GET", "/apps/other-default/dynos", None).await;
+        (status == 404).then_some(())
     })
     .await;
+    assert_eq!(dyno_names(wharf).await, running, "a service closing in the space restarts no other app's dynos");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -56,6 +56,10 @@ pub struct ControlApiConfig {
     /// `keep_slugs` releases run is deleted, record and archive; one never released is kept for
     /// a day after it was made, to be uploaded and released. At least 1.
     pub keep_slugs: usize,
+    /// How many builds fetch, unpack and pack at once on this server: 4. A build beyond them
+    /// waits, `pending`, its output saying so, until one ends (builds use the disk and a core
+    /// each, and a source may take up to 600 s to arrive). At least 1.
+    pub max_concurrent_builds: usize,
 }
 
 impl Default for ControlApiConfig {
@@ -75,6 +79,7 @@ impl Default for ControlApiConfig {
             max_unpacked_bytes: ByteSize(2 << 30),
             allow_file_urls: false,
             keep_slugs: 20,
+            max_concurrent_builds: 4,
         }
     }
 }
@@ -85,6 +90,9 @@ impl ControlApiConfig {
         let invalid = |field, message: &str| Err((field, message.to_owned()));
         if self.keep_slugs == 0 {
             return invalid("control_api.keep_slugs", "must be at least 1: each app's current release runs its slug");
+        }
+        if self.max_concurrent_builds == 0 {
+            return invalid("control_api.max_concurrent_builds", "must be at least 1, or no build would ever run");
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return invalid("control_api.tls_cert", "tls_cert and tls_key go together");

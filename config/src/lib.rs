@@ -150,6 +150,9 @@ pub struct SupervisorConfig {
     /// `sample#memory_rss`, ..., and `sample#cpu_percent`) go into its app's log stream. Dynos
     /// are sampled every second regardless, for `GET /apps/{app}/metrics`. At least a second.
     pub runtime_metrics_interval: HumanDuration,
+    /// Longest a release phase may run (Heroku's limit: an hour); past it, its process group is
+    /// stopped and the release fails, and the running release keeps serving.
+    pub release_phase_timeout: HumanDuration,
 }
 
 impl Default for SupervisorConfig {
@@ -161,6 +164,7 @@ impl Default for SupervisorConfig {
             restart_min: HumanDuration::secs(1),
             keep_releases: 5,
             runtime_metrics_interval: HumanDuration::secs(15 * 60),
+            release_phase_timeout: HumanDuration::secs(3600),
         }
     }
 }
@@ -780,6 +784,7 @@ mod tests {
             "supervisor.runtime_metrics_interval",
         );
         check_rejected("[control_api]\nkeep_slugs = 0", &[], "control_api.keep_slugs");
+        check_rejected("[control_api]\nmax_concurrent_builds = 0", &[], "control_api.max_concurrent_builds");
         check_rejected("[supervisor]\nrestart = \"1s\"", &[], "unknown field");
         check_rejected("[kafka]\ngroup_id = \"\"", &[], "kafka.group_id");
         check_rejected("[kafka]\ncommit_interval = \"0ms\"", &[], "kafka.commit_interval");

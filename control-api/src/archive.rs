@@ -67,7 +67,7 @@ pub enum ArchiveError {
     #[error("{0}")]
     Refused(String),
     /// Writing the unpacked tree failed.
-    #[error("cannot write the unpacked files: {0}")]
+    #[error("cannot write the unpacked files: {}", crate::os_error::words(.0))]
     Io(#[from] io::Error),
 }
 

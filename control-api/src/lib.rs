@@ -14,6 +14,7 @@
 pub mod archive;
 pub mod http;
 pub mod model;
+pub mod os_error;
 pub mod plane;
 pub mod store;
 pub mod watch;

@@ -347,21 +347,27 @@ fn split_host_port(hostport: &str) -> Result<(&str, Option<u16>), DrainUrlError>
 }
 
 fn percent_decode(s: &str) -> Result<String, DrainUrlError> {
-    let bad = || DrainUrlError::Query(s.to_owned(), "bad percent-encoding");
+    url_decode(s).ok_or_else(|| DrainUrlError::Query(s.to_owned(), "bad percent-encoding"))
+}
+
+/// Decodes a URL component's percent-encoding (RFC 3986 section 2.1: `%` and two hex
+/// digits); `None` for a `%` not followed by two hex digits, or bytes that are not UTF-8.
+/// Used for drain credentials and `file://` build sources' paths.
+pub fn url_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3).ok_or_else(bad)?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+            let hex = s.get(i + 1..i + 3).filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()))?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
         } else {
             out.push(b[i]);
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| bad())
+    String::from_utf8(out).ok()
 }
 
 impl fmt::Display for DrainUrl {

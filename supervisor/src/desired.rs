@@ -33,8 +33,8 @@ pub(crate) struct FormationKey {
 pub(crate) struct DynoSpec {
     /// The command, run with `sh -c`.
     pub(crate) command: String,
-    /// The environment besides `PORT` and `DYNO`: the other web apps' service addresses in the
-    /// app's space, then the app's config vars (which win on a clash).
+    /// The app's config vars. A dyno starts with its space's services besides them
+    /// ([`start_env`]), which are not part of the spec: a change there rolls nothing.
     pub(crate) env: BTreeMap<String, String>,
     /// The port a web dyno listens on (`PORT`); `None` to pick a free loopback port.
     pub(crate) port: Option<u16>,
@@ -58,26 +58,15 @@ pub(crate) struct DesiredFormation {
     pub(crate) spec: DynoSpec,
 }
 
-/// The formation entries with commands, by app and process type. Every dyno also gets
-/// `NAME_SERVICE_HOST` and `NAME_SERVICE_PORT` for each app in its space that has a loopback
-/// service (`service_ports`: app id to the service's port), `NAME` being the app's name in
-/// upper case.
-pub(crate) fn desired_formations(
-    m: &Model,
-    service_ports: &HashMap<Uuid, u16>,
-) -> HashMap<FormationKey, DesiredFormation> {
+/// The formation entries with commands, by app and process type. Their environment is the
+/// app's config vars only: the space's services (see [`service_env`]) are added when each dyno
+/// starts, so that a service opening or closing in the space restarts no other app's dynos
+/// (as Kubernetes' service variables, fixed when a container starts).
+pub(crate) fn desired_formations(m: &Model) -> HashMap<FormationKey, DesiredFormation> {
     let mut out = HashMap::new();
     for app in m.apps() {
         let key = m.app_key(app).to_string();
-        let mut env = BTreeMap::new();
-        for other in m.apps().filter(|o| o.space_id == app.space_id) {
-            if let Some(port) = service_ports.get(&other.id) {
-                let name = other.name.as_str().to_ascii_uppercase();
-                env.insert(format!("{name}_SERVICE_HOST"), "127.0.0.1".to_owned());
-                env.insert(format!("{name}_SERVICE_PORT"), port.to_string());
-            }
-        }
-        env.extend(m.config_vars_of(app.id).map(|c| c.vars.clone()).unwrap_or_default());
+        let env: BTreeMap<String, String> = m.config_vars_of(app.id).map(|c| c.vars.clone()).unwrap_or_default();
         let latest = m.running_release(app.id);
         let release = latest.map(|r| DynoRelease { id: r.id, version: r.version });
         // An image slug is an external runtime's to pull; only an archive runs here.
@@ -99,6 +88,37 @@ pub(crate) fn desired_formations(
         }
     }
     out
+}
+
+/// Each app's view of its space's services: `NAME_SERVICE_HOST` and `NAME_SERVICE_PORT` for
+/// each app in its space that has a loopback service (`service_ports`: app id to the
+/// service's port), `NAME` being the app's name in upper case. A dyno gets its app's set when it
+/// starts ([`start_env`]); a later change reaches the dynos started after it.
+pub(crate) fn service_env(m: &Model, service_ports: &HashMap<Uuid, u16>) -> HashMap<Uuid, BTreeMap<String, String>> {
+    let mut out = HashMap::new();
+    for app in m.apps() {
+        let mut env = BTreeMap::new();
+        for other in m.apps().filter(|o| o.space_id == app.space_id) {
+            if let Some(port) = service_ports.get(&other.id) {
+                let name = other.name.as_str().to_ascii_uppercase();
+                env.insert(format!("{name}_SERVICE_HOST"), "127.0.0.1".to_owned());
+                env.insert(format!("{name}_SERVICE_PORT"), port.to_string());
+            }
+        }
+        out.insert(app.id, env);
+    }
+    out
+}
+
+/// A starting dyno's environment besides `PORT` and `DYNO`: its space's services, then its
+/// spec's config vars, which win on a clash.
+pub(crate) fn start_env(
+    services: &BTreeMap<String, String>,
+    spec: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut env = services.clone();
+    env.extend(spec.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env
 }
 
 /// A supervised web app, for its loopback service.
@@ -135,7 +155,7 @@ pub(crate) fn web_apps(m: &Model) -> Vec<WebApp> {
 /// The registered dynos, as (app id, dyno name), of the apps the supervisor runs: an earlier
 /// run registered them, and they went with it.
 pub(crate) fn stale_dynos(m: &Model) -> Vec<(String, String)> {
-    let desired = desired_formations(m, &HashMap::new());
+    let desired = desired_formations(m);
     m.apps()
         .filter(|a| desired.keys().any(|k| k.app_id == a.id))
         .flat_map(|a| m.dynos_of(a.id).into_iter().map(|d| (a.id.to_string(), d.name.to_string())))
@@ -249,7 +269,7 @@ mod tests {
     #[test]
     fn every_formation_entry_with_a_command_is_desired_and_no_other() {
         let w = world();
-        let desired = desired_formations(&w.model, &HashMap::new());
+        let desired = desired_formations(&w.model);
         let mut keys: Vec<_> = desired.keys().cloned().collect();
         keys.sort_by_key(|k| (k.app_id, k.dyno_type.clone()));
         let mut expected = vec![key(w.api, "web"), key(w.api, "worker"), key(w.other, "web"), key(w.far, "web")];
@@ -267,19 +287,21 @@ mod tests {
     fn dynos_learn_the_services_of_their_own_space_and_config_vars_win() {
         let w = world();
         let ports = HashMap::from([(w.api, 7001), (w.other, 7002), (w.far, 7003)]);
-        let desired = desired_formations(&w.model, &ports);
-        let env = &desired[&key(w.api, "web")].spec.env;
+        let desired = desired_formations(&w.model);
+        let services = service_env(&w.model, &ports);
+        let env = start_env(&services[&w.api], &desired[&key(w.api, "web")].spec.env);
         assert_eq!(env["GREETING"], "hello");
         assert_eq!(env["API_SERVICE_HOST"], "127.0.0.1");
         assert_eq!(env["API_SERVICE_PORT"], "7001");
         assert_eq!(env["OTHER_SERVICE_HOST"], "127.0.0.1");
         assert_eq!(env["OTHER_SERVICE_PORT"], "override", "the app's own config var wins");
         assert!(!env.contains_key("FAR_SERVICE_PORT"), "another space's service is not visible");
-        let far = &desired[&key(w.far, "web")].spec.env;
+        let far = start_env(&services[&w.far], &desired[&key(w.far, "web")].spec.env);
         assert_eq!(far.keys().collect::<Vec<_>>(), ["FAR_SERVICE_HOST", "FAR_SERVICE_PORT"]);
-        // A new service changes the spec, which is what rolls the dynos that should see it.
-        let without = desired_formations(&w.model, &HashMap::from([(w.api, 7001)]));
-        assert_ne!(without[&key(w.api, "web")].spec, desired[&key(w.api, "web")].spec);
+        // A new service in the space changes no spec: it restarts no other app's dynos.
+        let fewer = service_env(&w.model, &HashMap::from([(w.api, 7001)]));
+        assert_ne!(fewer[&w.api], services[&w.api]);
+        assert_eq!(desired_formations(&w.model), desired, "the specs do not hold the services");
     }
 
     #[test]

@@ -240,7 +240,11 @@ impl Dyno {
             let (app, publisher, records) = (&self.launcher.app, &self.launcher.publisher, &self.launcher.records);
             let spawned = match self.release_dir().await {
                 Ok(dir) => {
-                    process::spawn(&self.spec, &self.name, port, app, publisher, records.as_ref(), dir.as_deref())
+                    // The space's services as they are now, fixed for this process's life.
+                    let services = self.launcher.registry.services_of(self.launcher.app_id);
+                    let spec =
+                        DynoSpec { env: crate::desired::start_env(&services, &self.spec.env), ..self.spec.clone() };
+                    process::spawn(&spec, &self.name, port, app, publisher, records.as_ref(), dir.as_deref())
                 }
                 Err(e) => Err(e),
             };

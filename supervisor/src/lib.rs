@@ -173,7 +173,9 @@ async fn run(
         }
         services.retain(|id, _| web.iter().any(|a| a.id == *id));
         let ports: HashMap<Uuid, u16> = services.iter().map(|(id, s)| (*id, s.port())).collect();
-        let mut desired = plane.read(|m| desired_formations(m, &ports)).await;
+        // Before any dyno starts: the services it will see. A change here restarts nothing.
+        registry.set_services(plane.read(|m| desired::service_env(m, &ports)).await);
+        let mut desired = plane.read(desired_formations).await;
         // The `release` type is the release phase's command, never a formation of dynos.
         let release_commands: Vec<(FormationKey, desired::DesiredFormation)> = desired
             .iter()
@@ -211,8 +213,10 @@ async fn run(
                         records: records.clone(),
                     };
                     let (tx, app_id, stopped) = (phase_tx.clone(), key.app_id, stopped.clone());
+                    let services = registry.services_of(key.app_id);
+                    let spec = desired::DynoSpec { env: desired::start_env(&services, &entry.spec.env), ..entry.spec };
                     tokio::spawn(async move {
-                        let ok = release_phase::run(cx, entry.app, entry.spec, stopped).await;
+                        let ok = release_phase::run(cx, entry.app, spec, stopped).await;
                         let _ = tx.send((app_id, release.id, ok));
                     });
                 }
@@ -231,7 +235,14 @@ async fn run(
             if held.contains(&app_id) {
                 continue;
             }
-            if releases.insert(app_id, release) != Some(release) {
+            // Only a pending release waits for its entries' reports: after a failed release
+            // the app's entries return to its current one, which nothing settles again (and
+            // whose expectation would never be met).
+            let pending = plane
+                .read(|m| m.release(app_id, &release.to_string()).map(|r| r.status))
+                .await
+                .is_some_and(|s| s == wharf_control_api::model::ReleaseStatus::Pending);
+            if releases.insert(app_id, release) != Some(release) && pending {
                 registry.expect_release(release, dyno_types);
             }
         }
@@ -272,7 +283,10 @@ async fn run(
                 }
             });
         }
-        let gone: Vec<_> = formations.keys().filter(|k| !desired.contains_key(*k)).cloned().collect();
+        // An app held by its release phase keeps every entry it runs, even one the new release
+        // drops: a release that fails its phase changes nothing that runs, as on Heroku.
+        let gone: Vec<_> =
+            formations.keys().filter(|k| !desired.contains_key(*k) && !held.contains(&k.app_id)).cloned().collect();
         for key in gone {
             if let Some(handle) = formations.remove(&key) {
                 stopping.spawn(handle.stop());

@@ -39,6 +39,9 @@ pub(crate) struct Registry {
     runs: Mutex<HashMap<Uuid, u32>>,
     /// Every dyno's sampled figures; each dyno's process is sampled while it runs.
     pub(crate) metrics: Arc<DynoMetrics>,
+    /// Each app's view of its space's services (`desired::service_env`), as the top task last
+    /// saw them: what a dyno starting now gets.
+    services: Mutex<HashMap<Uuid, BTreeMap<String, String>>>,
 }
 
 impl Default for Registry {
@@ -53,6 +56,7 @@ impl Default for Registry {
             one_offs_rx: Mutex::new(Some(rx)),
             runs: Mutex::default(),
             metrics: Arc::default(),
+            services: Mutex::default(),
         }
     }
 }
@@ -80,6 +84,16 @@ impl Registry {
                 all.remove(&app_id);
             }
         }
+    }
+
+    /// Keeps each app's view of its space's services, for the dynos that start from now on.
+    pub(crate) fn set_services(&self, services: HashMap<Uuid, BTreeMap<String, String>>) {
+        *self.services.lock().expect("registry lock") = services;
+    }
+
+    /// The service variables a dyno of `app_id` starting now gets.
+    pub(crate) fn services_of(&self, app_id: Uuid) -> BTreeMap<String, String> {
+        self.services.lock().expect("registry lock").get(&app_id).cloned().unwrap_or_default()
     }
 
     /// Starts waiting for the formation entries `dyno_types` to roll to `release`; nothing

@@ -5,6 +5,9 @@
 //! serving. Its output is in the app's log stream as `release.<version>`, and its end is
 //! announced there by the platform.
 //!
+//! A phase may run at most `supervisor.release_phase_timeout` (an hour, Heroku's limit); past it,
+//! its process group is stopped and the release fails.
+//!
 //! The `release` process type is never run as a formation entry: it is this phase's command.
 
 use std::sync::Arc;
@@ -50,14 +53,20 @@ pub(crate) async fn run(cx: PhaseContext, app: String, spec: DynoSpec, mut stopp
     };
     let (ok, status) = match spawned {
         Ok(mut process) => {
+            let limit = cx.settings.release_phase_timeout;
             let outcome = tokio::select! {
-                status = process.wait() => Some(status),
-                () = stop_requested(&mut stopped) => None,
+                status = process.wait() => Ok(status),
+                () = stop_requested(&mut stopped) => Err("stopped with Wharf".to_owned()),
+                () = tokio::time::sleep(limit) => Err(format!(
+                    "timed out after {}s (supervisor.release_phase_timeout); its processes were stopped",
+                    limit.as_secs()
+                )),
             };
+            // Whatever ended it, nothing of its process group outlives the phase.
             process.stop(cx.settings.stop_grace).await;
             match outcome {
-                Some(status) => (status == "exit status: 0", status),
-                None => (false, "stopped with Wharf".to_owned()),
+                Ok(status) => (status == "exit status: 0", status),
+                Err(why) => (false, why),
             }
         }
         Err(e) => (false, format!("cannot start: {e}")),

@@ -31,6 +31,8 @@ pub struct Settings {
     /// How often each dyno's log-runtime-metrics lines (load, memory, CPU) go into its app's
     /// log stream; dynos are sampled every second whatever this is.
     pub runtime_metrics_interval: Duration,
+    /// Longest a release phase may run; past it, it is stopped and its release fails.
+    pub release_phase_timeout: Duration,
 }
 
 /// The longest delay before a crashed dyno's restart, before jitter.
@@ -47,6 +49,7 @@ impl Default for Settings {
             releases_dir: None,
             keep_releases: 5,
             runtime_metrics_interval: Duration::from_secs(15 * 60),
+            release_phase_timeout: Duration::from_secs(3600),
         }
     }
 }

@@ -34,7 +34,8 @@ pub(super) struct ReleaseOut {
     status: &'static str,
     /// The newest release that succeeded: what the app's dynos run.
     current: bool,
-    /// Every release holds its whole config and commands, so every one can be rolled back to.
+    /// Whether a rollback to it would be taken: not for a release that failed, nor one whose
+    /// slug was deleted (`plane::check_rollback_target`, which refuses those rollbacks).
     eligible_for_rollback: bool,
     /// Wharf has no add-ons yet.
     addon_plan_names: Vec<String>,
@@ -44,7 +45,8 @@ pub(super) struct ReleaseOut {
     slug: Option<SlugRef>,
     /// Releases are made with the admin token, the one account.
     user: OwnerRef,
-    /// Wharf runs no release phase, so there is no release command output to stream.
+    /// Always null: the release phase's output goes to the app's log stream
+    /// (`app[release.N]`), not to a stream of its own.
     output_stream_url: Option<String>,
     created_at: String,
     updated_at: String,
@@ -63,7 +65,7 @@ fn release_out(plane: &ControlPlane, m: &Model, r: &Release) -> Option<ReleaseOu
         description: r.description.clone(),
         status: r.status.as_str(),
         current: m.current_release(r.app_id).is_some_and(|c| c.id == r.id),
-        eligible_for_rollback: true,
+        eligible_for_rollback: crate::plane::check_rollback_target(m, r).is_ok(),
         addon_plan_names: vec![],
         artifacts: vec![],
         app: app_ref(m, app),

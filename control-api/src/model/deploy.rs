@@ -39,8 +39,9 @@ pub struct Slug {
     /// The stored archive's size in bytes; none until it is uploaded (and for an image).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
-    /// Lowercase hex SHA-256 of the upload token of the blob URL, while the archive may still be
-    /// uploaded; the token itself is shown once, in the URL, and never stored.
+    /// Lowercase hex SHA-256 of the upload token of the blob URL (kept after the upload, so a
+    /// later `PUT` is judged by its token first); the token itself is shown once, in the URL,
+    /// and never stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload_token_sha256: Option<String>,
     /// Until when (seconds since the epoch) the blob URL takes the upload.

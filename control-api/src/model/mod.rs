@@ -648,6 +648,7 @@ mod tests {
                 config_vars: BTreeMap::new(),
                 processes: vec![],
                 slug_id: None,
+                withdrawn: false,
                 created_at: 0,
                 updated_at: 0,
             }),

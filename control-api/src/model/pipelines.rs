@@ -447,14 +447,18 @@ impl Model {
         self.canary_releases.values().find(|c| c.release_id == release_id)
     }
 
-    /// The release the app's dynos run: its newest, except a release still in its canary or
-    /// whose canary was aborted, which the app never runs (so a later change of config vars
-    /// does not pick up its slug either).
+    /// The release the app's dynos run, or are being rolled to: its newest, except one that was
+    /// withdrawn (it failed before any dyno ran it: `Release::withdrawn`), one still in its
+    /// canary, or one whose canary was aborted, which the app never runs. It is the base of
+    /// every release that brings no code of its own (a change of config vars or commands keeps
+    /// its slug), and the app's config vars and formation commands are always its (a withdrawn
+    /// release puts them back: `ControlPlane::settle_release`), so a failed deploy is never
+    /// deployed again by the next config change.
     pub fn running_release(&self, app_id: Uuid) -> Option<&super::Release> {
         let held = |r: &super::Release| {
             self.canary_release_making(r.id).is_some_and(|c| c.state != CanaryReleaseState::Promoted)
         };
-        self.releases_of(app_id).into_iter().filter(|r| !held(r)).max_by_key(|r| r.version)
+        self.releases_of(app_id).into_iter().filter(|r| !r.withdrawn && !held(r)).max_by_key(|r| r.version)
     }
 
     /// What deleting an app takes beside its own records: its coupling, its releases' checks,

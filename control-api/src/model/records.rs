@@ -311,6 +311,13 @@ pub struct Release {
     /// release before them; a rollback restores the target's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slug_id: Option<Uuid>,
+    /// Whether the release failed before any dyno ran it (its release phase failed, or its
+    /// roll kept the old dynos) and the app went back to its current release: nothing runs it
+    /// and nothing builds on it (`Model::running_release` passes over it). A release that
+    /// failed its roll but replaced dynos that were not healthy anyway still runs, and is not
+    /// withdrawn.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub withdrawn: bool,
     /// Creation time, seconds since the epoch.
     pub created_at: i64,
     /// Last change (of its status), seconds since the epoch.
@@ -329,6 +336,7 @@ impl std::fmt::Debug for Release {
             .field("config_var_names", &self.config_vars.keys().collect::<Vec<_>>())
             .field("processes", &self.processes)
             .field("slug_id", &self.slug_id)
+            .field("withdrawn", &self.withdrawn)
             .finish_non_exhaustive()
     }
 }

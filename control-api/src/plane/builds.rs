@@ -5,7 +5,10 @@
 //! the outbound policy on every resolved address, verified TLS), over `http` or `https`
 //! (following up to `fetch::MAX_REDIRECTS` redirects, never from `https` to `http`), or read
 //! from a `file://` path only when the operator set `[control_api] allow_file_urls`. It may be
-//! at most `max_slug_bytes`, and must arrive within [`SOURCE_FETCH_TIMEOUT`]. It must be a
+//! at most `max_slug_bytes` (a `Content-Length` above it fails the build at once), and must
+//! arrive within [`SOURCE_FETCH_TIMEOUT`]. At most `max_concurrent_builds` builds run at once;
+//! the others wait their turn, `pending`. A `file://` path is percent-decoded (RFC 8089) and may
+//! have no query or fragment. It must be a
 //! gzip'd tar or a zip, and it is unpacked under `crate::archive`'s rules. A tree with no
 //! `Procfile` at its root but a single directory (as GitHub's archives have, `repo-sha/`) is
 //! built from that directory, as Heroku does.
@@ -96,15 +99,10 @@ pub fn parse_procfile(text: &str) -> Result<BTreeMap<String, String>, String> {
         if command.is_empty() {
             return Err(format!("Procfile line {}: the {name} command is empty", n + 1));
         }
-        // The rule a slug's process types follow (`slugs.rs`), so a build makes no slug that
-        // `POST /apps/{app}/slugs` would refuse (a NUL byte cannot be passed to a process).
-        if command.len() > super::slugs::MAX_COMMAND || command.contains('\0') {
-            return Err(format!(
-                "Procfile line {}: the {name} command must be 1 to {} bytes without a NUL byte",
-                n + 1,
-                super::slugs::MAX_COMMAND
-            ));
-        }
+        // The one rule every command follows (`formation::check_command`), so a build makes no
+        // slug that `POST /apps/{app}/slugs` would refuse (a NUL byte cannot reach a process).
+        super::formation::check_command(command)
+            .map_err(|rule| format!("Procfile line {}: the {name} command {rule}", n + 1))?;
         if out.insert(name.to_owned(), command.to_owned()).is_some() {
             return Err(format!("Procfile line {}: {name} is declared twice", n + 1));
         }
@@ -156,9 +154,18 @@ impl ControlPlane {
                     "file:// sources are refused: the operator has not set control_api.allow_file_urls".into(),
                 ));
             }
+            // RFC 8089: the path is percent-encoded, and a file has no query or fragment;
+            // refusing them (rather than reading `?x` as part of the name, or dropping it)
+            // keeps the path the output shows and the one opened the same.
+            if path.contains(['?', '#']) {
+                return Err(Error::Invalid("a file:// source has no query (?) or fragment (#)".into()));
+            }
+            let path = wharf_domain::drain::url_decode(path)
+                .filter(|p| !p.contains('\0'))
+                .ok_or_else(|| Error::Invalid("a file:// source's path has a bad percent-encoding".into()))?;
             let path = PathBuf::from(path);
             if !path.is_absolute() {
-                return Err(Error::Invalid("a file:// source needs an absolute path".into()));
+                return Err(Error::Invalid("a file:// source needs an absolute path (file:///path)".into()));
             }
             return Ok(Source::File(path));
         }
@@ -261,11 +268,27 @@ impl ControlPlane {
             }
             out.send_modify(|o| o.lines.push(line));
         };
+        // At most `max_concurrent_builds` builds run at once; the others wait in turn (a
+        // semaphore is fair), still `pending`, and say so. A slot is held from the fetch to
+        // the release, not while the release phase runs.
+        let max = self.deploy().map_or(1, |d| d.max_concurrent_builds.max(1));
+        let slots = self.build_slots.get_or_init(|| Arc::new(tokio::sync::Semaphore::new(max))).clone();
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                say(format!(
+                    "-----> Waiting for a build slot: {max} builds are running on this server \
+                     (control_api.max_concurrent_builds)"
+                ));
+                slots.acquire_owned().await.expect("the build slots are never closed")
+            }
+        };
         let staging = self.incoming_dir().map(|d| d.join(format!("build-{}", build.id)));
         let outcome = match &staging {
             Ok(staging) => self.build_steps(&build, &app_key, &source, staging, &say).await,
             Err(e) => Err(e.to_string()),
         };
+        drop(slot);
         if let Ok(staging) = &staging {
             let _ = tokio::fs::remove_dir_all(staging).await;
         }
@@ -380,7 +403,9 @@ impl ControlPlane {
         say: &impl Fn(String),
     ) -> Result<(Uuid, (Uuid, u32)), String> {
         let deploy = self.deploy().ok_or("this control API builds nothing")?.clone();
-        tokio::fs::create_dir_all(staging).await.map_err(|e| format!("cannot create the build directory: {e}"))?;
+        tokio::fs::create_dir_all(staging)
+            .await
+            .map_err(|e| format!("cannot create the build directory: {}", crate::os_error::words(&e)))?;
         let archive_path = staging.join("source");
         say(format!("-----> Fetching source {}", shown(&build.source_url)));
         let fetched =
@@ -396,18 +421,20 @@ impl ControlPlane {
         let slug_file = staging.join("slug.tar.gz");
         let (tree2, slug2) = (tree.clone(), slug_file.clone());
         let (checksum, unpacked, root, process_types, size) = tokio::task::spawn_blocking(move || {
-            let checksum = archive::sha256_file(&src).map_err(|e| format!("cannot read the source: {e}"))?;
+            let checksum = archive::sha256_file(&src)
+                .map_err(|e| format!("cannot read the source: {}", crate::os_error::words(&e)))?;
             if let Some(want) = want
                 && want != checksum
             {
                 return Err(format!("checksum mismatch: source_blob.checksum is {want}, the source is {checksum}"));
             }
-            std::fs::create_dir_all(&tree2).map_err(|e| format!("cannot unpack: {e}"))?;
+            std::fs::create_dir_all(&tree2).map_err(|e| format!("cannot unpack: {}", crate::os_error::words(&e)))?;
             let unpacked = archive::unpack(&src, &tree2, limits).map_err(|e| format!("the source is refused: {e}"))?;
             let root = app_root(&tree2);
             let procfile = read_procfile(&root.join("Procfile"))?;
             let process_types = parse_procfile(&procfile)?;
-            let size = archive::pack_tar_gz(&root, "app", &slug2).map_err(|e| format!("cannot pack the slug: {e}"))?;
+            let size = archive::pack_tar_gz(&root, "app", &slug2)
+                .map_err(|e| format!("cannot pack the slug: {}", crate::os_error::words(&e)))?;
             Ok((checksum, unpacked, root, process_types, size))
         })
         .await
@@ -422,7 +449,7 @@ impl ControlPlane {
             tokio::task::spawn_blocking(move || archive::sha256_file(&p))
                 .await
                 .map_err(|e| format!("the build's worker failed: {e}"))?
-                .map_err(|e| format!("cannot read the slug: {e}"))?
+                .map_err(|e| format!("cannot read the slug: {}", crate::os_error::words(&e)))?
         };
         let slug_id = new_id();
         let stored = self.slug_archive(slug_id).ok_or("this control API stores no slugs")?;
@@ -454,7 +481,7 @@ impl ControlPlane {
         }
         if let Err(e) = tokio::fs::rename(&slug_file, &stored).await {
             let _ = self.change(|m| Ok(((), m.cascade(crate::model::Kind::Slug, slug_id)))).await;
-            return Err(format!("cannot store the slug: {e}"));
+            return Err(format!("cannot store the slug: {}", crate::os_error::words(&e)));
         }
         say(format!("-----> Compressed slug {slug_id}: {size} bytes"));
         let release = self
@@ -466,18 +493,22 @@ impl ControlPlane {
 
     /// Copies the source into `into`, at most `max` bytes; returns how many arrived.
     async fn fetch_source(&self, source: &Source, into: &Path, max: u64) -> Result<u64, String> {
-        let mut file = tokio::fs::File::create(into).await.map_err(|e| format!("cannot store the source: {e}"))?;
+        let mut file = tokio::fs::File::create(into)
+            .await
+            .map_err(|e| format!("cannot store the source: {}", crate::os_error::words(&e)))?;
         let too_large = || format!("the source is larger than {max} bytes (control_api.max_slug_bytes)");
         let mut written: u64 = 0;
         match source {
             Source::File(path) => {
-                let mut from =
-                    tokio::fs::File::open(path).await.map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+                let words = crate::os_error::words;
+                let mut from = tokio::fs::File::open(path)
+                    .await
+                    .map_err(|e| format!("cannot open {}: {}", path.display(), words(&e)))?;
                 let mut buf = vec![0; 256 * 1024];
                 loop {
                     let n = tokio::io::AsyncReadExt::read(&mut from, &mut buf)
                         .await
-                        .map_err(|e| format!("reading {}: {e}", path.display()))?;
+                        .map_err(|e| format!("cannot read {}: {}", path.display(), words(&e)))?;
                     if n == 0 {
                         break;
                     }
@@ -485,7 +516,9 @@ impl ControlPlane {
                     if written > max {
                         return Err(too_large());
                     }
-                    file.write_all(&buf[..n]).await.map_err(|e| format!("cannot store the source: {e}"))?;
+                    file.write_all(&buf[..n])
+                        .await
+                        .map_err(|e| format!("cannot store the source: {}", crate::os_error::words(&e)))?;
                 }
             }
             Source::Web(first) => {
@@ -514,6 +547,15 @@ impl ControlPlane {
                     conn.abort();
                     return Err(format!("the source's server answered {status}, not 200"));
                 }
+                // A source that announces more than the cap fails now, not after its bytes
+                // (or its stall) ran up to the fetch's deadline.
+                let announced = response.headers().get(http::header::CONTENT_LENGTH);
+                if let Some(length) = announced.and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                    && length > max
+                {
+                    conn.abort();
+                    return Err(format!("{} (its Content-Length is {length})", too_large()));
+                }
                 let mut body = response.into_body();
                 while let Some(frame) = body.frame().await {
                     let frame = frame.map_err(|e| format!("reading the source: {e}"))?;
@@ -523,12 +565,14 @@ impl ControlPlane {
                         conn.abort();
                         return Err(too_large());
                     }
-                    file.write_all(&data).await.map_err(|e| format!("cannot store the source: {e}"))?;
+                    file.write_all(&data)
+                        .await
+                        .map_err(|e| format!("cannot store the source: {}", crate::os_error::words(&e)))?;
                 }
                 conn.abort();
             }
         }
-        file.flush().await.map_err(|e| format!("cannot store the source: {e}"))?;
+        file.flush().await.map_err(|e| format!("cannot store the source: {}", crate::os_error::words(&e)))?;
         Ok(written)
     }
 }
@@ -623,7 +667,7 @@ mod tests {
         check("We b: a\n", Err("process type"));
         check("# nothing\n", Err("no process type"));
         // The slug's rule for commands: no NUL byte, at most 8 KiB; at most so many types.
-        check("web: a\0b\n", Err("without a NUL byte"));
+        check("web: a\0b\n", Err("with no NUL byte"));
         check(&format!("web: {}\n", "x".repeat(8193)), Err("1 to 8192 bytes"));
         check(&format!("web: {}\n", "x".repeat(8192)), Ok(&[("web", &*"x".repeat(8192))]));
         let many: String = (0..=super::super::slugs::MAX_PROCESS_TYPES).map(|i| format!("t{i}: x\n")).collect();

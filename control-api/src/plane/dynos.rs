@@ -144,9 +144,7 @@ impl ControlPlane {
         env: std::collections::BTreeMap<String, String>,
         size: Option<&str>,
     ) -> Result<String, Error> {
-        if command.trim().is_empty() || command.len() > 4096 || command.contains('\0') {
-            return Err(Error::Invalid("command must be 1 to 4096 bytes, not blank, with no NUL byte".into()));
-        }
+        super::formation::check_command(command).map_err(|rule| Error::Invalid(format!("the command {rule}")))?;
         for (name, value) in &env {
             super::config_vars::check_var(name, Some(value))?;
         }
@@ -159,12 +157,17 @@ impl ControlPlane {
         let one_off = self
             .read(|m| {
                 let a = m.app(app).ok_or_else(|| not_found("app", app))?;
-                let mut vars = m.config_vars_of(a.id).map(|c| c.vars.clone()).unwrap_or_default();
+                // The current release (Heroku's rule for one-off dynos), code and config vars: the
+                // newest that succeeded, not one still pending in its release phase, its roll or its
+                // canary, nor one that failed. Its code is run as its formation dynos run it (an
+                // image is never run here).
+                let running = m.current_release(a.id);
+                let mut vars = match running {
+                    Some(r) => r.config_vars.clone(),
+                    None => m.config_vars_of(a.id).map(|c| c.vars.clone()).unwrap_or_default(),
+                };
                 vars.extend(env);
                 let size = size.and_then(|s| self.settings.dyno_sizes.find(s)).map(|s| s.name.clone());
-                // The current release (Heroku's rule for one-off dynos): not one still in, or failed by,
-                // its canary. Its code is run as its formation dynos run it (an image is never run here).
-                let running = m.running_release(a.id);
                 let release = running.map(|r| DynoRelease { id: r.id, version: r.version });
                 let slug = running.and_then(|r| r.slug_id).filter(|id| m.slug(*id).is_some_and(|s| s.image.is_none()));
                 let (app, command) = (m.app_key(a).to_string(), command.to_owned());

@@ -236,6 +236,9 @@ pub struct ControlPlane {
     pub(super) build_publisher: OnceLock<wharf_bus::Publisher>,
     /// The output of each build running in this process, for its `output_stream_url`.
     pub(super) build_outputs: Mutex<std::collections::HashMap<Uuid, watch::Sender<super::builds::BuildOutput>>>,
+    /// The slots builds take to run (`builds.rs`: `max_concurrent_builds` of them), made at the
+    /// first build.
+    pub(super) build_slots: OnceLock<Arc<tokio::sync::Semaphore>>,
     /// The local runtime's dyno figures (`metrics.rs`), once plugged in.
     pub(super) dyno_metrics: OnceLock<Arc<dyn super::metrics::DynoMetrics>>,
     /// The in-process router's request counts (`metrics.rs`), once plugged in.
@@ -281,6 +284,7 @@ impl ControlPlane {
             deploy: OnceLock::new(),
             build_publisher: OnceLock::new(),
             build_outputs: Mutex::default(),
+            build_slots: OnceLock::new(),
             dyno_metrics: OnceLock::new(),
             request_metrics: OnceLock::new(),
         };

@@ -11,6 +11,22 @@ use super::error::{Error, not_found};
 use super::releases::{formation_description, processes_of};
 use crate::model::{Change, Formation, Kind, Object};
 
+/// The longest command a process may run, in bytes: one rule for every command Wharf takes (a
+/// formation entry's, a slug's process types, a `Procfile` line, a one-off dyno's), so that no
+/// way in accepts a command another refuses. 8 KiB is ample for `sh -c` and far below the
+/// kernel's argument limit (`ARG_MAX`, 2 MiB on Linux).
+pub const MAX_COMMAND: usize = 8192;
+
+/// Checks a command by the one rule: 1 to [`MAX_COMMAND`] bytes, not blank, with no NUL byte
+/// (a process's arguments are C strings, so a NUL could never reach `sh`). The error is the
+/// rule, for the caller to say which command broke it.
+pub(super) fn check_command(command: &str) -> Result<(), String> {
+    if command.trim().is_empty() || command.len() > MAX_COMMAND || command.contains('\0') {
+        return Err(format!("must be 1 to {MAX_COMMAND} bytes, not blank, with no NUL byte"));
+    }
+    Ok(())
+}
+
 /// How many dynos of a type to run: a number, or a change to the current number (the Heroku
 /// CLI's `ps:scale web+1` and `web-1`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,10 +108,8 @@ impl ControlPlane {
             if let Some(Quantity::Exactly(q)) = u.quantity {
                 self.check_quantity(&u.dyno_type, q.into())?;
             }
-            if let Some(c) = &u.command
-                && (c.trim().is_empty() || c.len() > 4096 || c.contains('\0'))
-            {
-                return Err(Error::Invalid("command must be 1 to 4096 bytes, not blank, with no NUL byte".into()));
+            if let Some(c) = &u.command {
+                check_command(c).map_err(|rule| Error::Invalid(format!("the {} command {rule}", u.dyno_type)))?;
             }
             if u.port == Some(0) {
                 return Err(Error::Invalid("port must be between 1 and 65535".into()));

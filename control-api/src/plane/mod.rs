@@ -55,7 +55,7 @@ pub use domains::{domain_site, domain_sites};
 pub use drains::{Drains, MAX_DRAINS_PER_APP};
 pub use engine::{CanaryReader, ControlPlane, Settings};
 pub use error::Error;
-pub use formation::{DynoSizes, FormationUpdate, Quantity};
+pub use formation::{DynoSizes, FormationUpdate, MAX_COMMAND, Quantity};
 pub use hooks::{Delivery, DeliveryRecord, DeliveryStatus, Happened, HookInput, MAX_HOOKS_PER_APP, RECENT_DELIVERIES};
 pub use local::{DynoRelease, DynoState, LocalDyno, LocalRuntime, OneOff, Restart};
 pub use maintenance::{PAGE_FETCH_TIMEOUT, fetch_page};
@@ -65,7 +65,7 @@ pub use previews::{
     DEFAULT_PREVIEW_MAX_AGE, MAX_PREVIEW_MAX_AGE, PreviewFeatureInput, PreviewOutcome, PullRequest, SWEEP_INTERVAL,
     SignatureError, verify_signature,
 };
-pub use releases::INITIAL_RELEASE;
+pub use releases::{INITIAL_RELEASE, check_rollback_target};
 pub use routing::{MAX_CERTS, MAX_ROUTES_PER_SITE};
 pub use sessions::LogSession;
 pub use slug_retention::UNRELEASED_SLUG_TTL;

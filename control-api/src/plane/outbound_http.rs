@@ -60,8 +60,11 @@ pub async fn exchange(
     tls: Arc<rustls::ClientConfig>,
 ) -> Result<(http::Response<hyper::body::Incoming>, tokio::task::JoinHandle<()>), ExchangeError> {
     let host = to.host;
-    let resolved: Vec<SocketAddr> =
-        tokio::net::lookup_host((host, to.port)).await.map_err(|e| format!("cannot resolve {host}: {e}"))?.collect();
+    let words = crate::os_error::words;
+    let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host, to.port))
+        .await
+        .map_err(|e| format!("cannot resolve {host}: {}", words(&e)))?
+        .collect();
     let mut refused = None;
     let allowed: Vec<SocketAddr> = resolved
         .into_iter()
@@ -79,10 +82,18 @@ pub async fn exchange(
             None => format!("no address for {host}").into(),
         });
     }
-    let tcp = tokio::net::TcpStream::connect(&allowed[..]).await.map_err(|e| format!("connect to {host}: {e}"))?;
+    // The port is named too (RFC 3986's authority): a refused connection is most often the
+    // wrong port.
+    let authority = if host.contains(':') { format!("[{host}]:{}", to.port) } else { format!("{host}:{}", to.port) };
+    let tcp = tokio::net::TcpStream::connect(&allowed[..])
+        .await
+        .map_err(|e| format!("could not connect to {authority}: {}", words(&e)))?;
     if to.https {
         let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| format!("{host}: {e}"))?;
-        let stream = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
+        let stream = tokio_rustls::TlsConnector::from(tls)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS with {authority}: {}", words(&e)))?;
         Ok(send(hyper_util::rt::TokioIo::new(stream), request).await?)
     } else {
         Ok(send(hyper_util::rt::TokioIo::new(tcp), request).await?)

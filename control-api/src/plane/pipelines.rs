@@ -314,10 +314,13 @@ impl ControlPlane {
                     Error::Invalid(format!("app {source_key} has no release that succeeded to promote"))
                 })?,
             };
-            if release.status == ReleaseStatus::Failed {
+            // Only code that went live is promoted: a failed release never ran, and a pending
+            // one may yet fail (its release phase, its roll, its canary).
+            if release.status != ReleaseStatus::Succeeded {
                 return Err(Error::Invalid(format!(
-                    "release v{} of {source_key} failed: it cannot be promoted",
-                    release.version
+                    "release v{} of {source_key} is {}: only a release that succeeded can be promoted",
+                    release.version,
+                    release.status.as_str()
                 )));
             }
             // A canary app a canary release runs is that release's, never a promotion's target.

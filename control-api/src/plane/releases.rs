@@ -39,6 +39,22 @@ pub(super) fn check_slug_kept(m: &Model, release: &Release) -> Result<(), Error>
     }
 }
 
+/// Refuses (422) a rollback to `release` when it cannot be one: a release that failed (its
+/// release phase, its dynos' health check, or its canary: its code or config never ran, and
+/// rolling back to it would fail again, so Heroku's releases say `eligible_for_rollback:
+/// false`), or one whose slug was deleted (`check_slug_kept`). A pending release may be
+/// rolled back to: it may yet succeed, and rolling back to it deploys it again. The release
+/// JSON's `eligible_for_rollback` is this check.
+pub fn check_rollback_target(m: &Model, release: &Release) -> Result<(), Error> {
+    if release.status == ReleaseStatus::Failed {
+        return Err(Error::Invalid(format!(
+            "release v{} failed: it cannot be rolled back to (roll back to a release that succeeded, or release a fix)",
+            release.version
+        )));
+    }
+    check_slug_kept(m, release)
+}
+
 /// A formation's process types as a release holds them, by type.
 pub(super) fn processes_of<'a>(formation: impl IntoIterator<Item = &'a Formation>) -> Vec<ReleaseProcess> {
     let mut out: Vec<ReleaseProcess> = formation
@@ -130,6 +146,43 @@ pub(super) fn restore_processes(m: &Model, app_id: Uuid, processes: &[ReleasePro
     changes
 }
 
+/// The changes that give an app whose newest release `failed` failed back to its running
+/// release (the newest that has not failed, [`Model::running_release`] once `failed` is
+/// settled): that release's config vars and process types, and, for a type `failed` scaled to 0
+/// while the running release has a command for it, the number of its dynos that still run
+/// (`running`, by type). Nothing when there is no such release.
+fn restore_running(
+    m: &Model,
+    app_id: Uuid,
+    failed: &Release,
+    running: &BTreeMap<String, u32>,
+    now: i64,
+) -> Vec<Change> {
+    // `failed` is still pending in `m`, and the older pending ones settle with it: the release
+    // to return to is the newest that succeeded.
+    let Some(base) = m.current_release(app_id) else { return vec![] };
+    let mut changes = Vec::new();
+    let vars = m.config_vars_of(app_id).map(|c| &c.vars);
+    if vars != Some(&base.config_vars) {
+        let vars = ConfigVars { id: app_id, vars: base.config_vars.clone(), updated_at: now };
+        changes.push(Change::Put(Object::ConfigVars(vars)));
+    }
+    let dropped = |t: &str| {
+        let declared = |p: &[ReleaseProcess]| p.iter().any(|p| p.dyno_type.as_str() == t && p.command.is_some());
+        declared(&base.processes) && !declared(&failed.processes)
+    };
+    for mut change in restore_processes(m, app_id, &base.processes, now) {
+        if let Change::Put(Object::Formation(f)) = &mut change
+            && f.quantity == 0
+            && dropped(f.dyno_type.as_str())
+        {
+            f.quantity = running.get(f.dyno_type.as_str()).copied().unwrap_or(0);
+        }
+        changes.push(change);
+    }
+    changes
+}
+
 impl ControlPlane {
     /// The change that records a new release of the app holding `config_vars` and `processes`:
     /// the next version, `pending` if the local supervisor will roll to it, else `succeeded`.
@@ -157,6 +210,7 @@ impl ControlPlane {
             processes,
             // A change of config vars or commands runs the same code as before it.
             slug_id: m.running_release(app_id).and_then(|r| r.slug_id),
+            withdrawn: false,
             created_at: now,
             updated_at: now,
         }))
@@ -166,13 +220,14 @@ impl ControlPlane {
     /// and each process type's command, port and health check become the release's, as a new release
     /// `Rollback to vN`. Process types the release did not have lose their command, port and
     /// health check; those it had and the formation lacks come back with quantity 0. Quantities
-    /// stay. Refused (404) for a release the app does not have; nothing changes then.
+    /// stay. Refused (404) for a release the app does not have, and (422) for one that failed
+    /// or whose slug was deleted ([`check_rollback_target`]); nothing changes then.
     pub async fn rollback(&self, app: &str, release: &str) -> Result<Release, Error> {
         self.change(|m| {
             let a = m.app(app).ok_or_else(|| not_found("app", app))?;
             let target = m.release(a.id, release).ok_or_else(|| not_found("release", release))?;
             super::canary_releases::refuse_during_canary(m, a.id)?;
-            check_slug_kept(m, target)?;
+            check_rollback_target(m, target)?;
             let now = now_seconds();
             let description = format!("Rollback to v{}", target.version);
             let mut release =
@@ -209,7 +264,26 @@ impl ControlPlane {
     /// current release without ever having run. The caller says so in the app's log stream. A
     /// release that is not pending (or no longer exists) is left as it is, and nothing is
     /// returned.
+    ///
+    /// A failed release that is the app's newest and that no dyno runs (its release phase
+    /// failed, or its roll kept the old dynos) is withdrawn, and gives the app back to its
+    /// current release: in the same commit, the app's config vars and its formation's commands,
+    /// ports and health checks become those of its current release again (see
+    /// [`Model::running_release`]), so the formation shows what serves and the next config
+    /// change builds on the code that runs. A process type the failed release dropped (scaled
+    /// to 0) gets back as many dynos as the local runtime still runs of it: a failed release
+    /// phase never stopped them. A failed release whose dynos replaced unhealthy ones anyway (a
+    /// first boot) runs, and stays the base, retried with backoff.
     pub async fn settle_release(&self, app_id: Uuid, release_id: Uuid, succeeded: bool) -> Result<Vec<u32>, Error> {
+        // What runs, read before the change: dynos are the runtime's, not the model's.
+        let dynos: Vec<_> = self.local_runtime().dynos(app_id).into_iter().filter(|d| d.one_off.is_none()).collect();
+        let mut running: BTreeMap<String, u32> = BTreeMap::new();
+        for d in &dynos {
+            *running.entry(d.dyno_type.to_string()).or_default() += 1;
+        }
+        // A roll that found no healthy dyno to keep replaced them anyway: that release runs,
+        // and is retried with backoff, so it is not withdrawn.
+        let runs = dynos.iter().any(|d| d.release.is_some_and(|r| r.id == release_id));
         self.change(|m| {
             let Some(r) = m.releases_of(app_id).into_iter().find(|r| r.id == release_id) else {
                 return Ok((vec![], vec![]));
@@ -219,7 +293,10 @@ impl ControlPlane {
             }
             let now = now_seconds();
             let status = if succeeded { ReleaseStatus::Succeeded } else { ReleaseStatus::Failed };
-            let mut changes = vec![Change::Put(Object::Release(Release { status, updated_at: now, ..r.clone() }))];
+            let newest = m.latest_release(app_id).is_some_and(|l| l.id == r.id);
+            let withdrawn = !succeeded && newest && !runs && m.current_release(app_id).is_some();
+            let settled = Release { status, withdrawn, updated_at: now, ..r.clone() };
+            let mut changes = vec![Change::Put(Object::Release(settled))];
             let superseded: Vec<&Release> = m
                 .releases_of(app_id)
                 .into_iter()
@@ -227,8 +304,11 @@ impl ControlPlane {
                 .collect();
             let versions = superseded.iter().map(|o| o.version).collect();
             for o in superseded {
-                let settled = Release { status, updated_at: now, ..o.clone() };
+                let settled = Release { status, withdrawn, updated_at: now, ..o.clone() };
                 changes.push(Change::Put(Object::Release(settled)));
+            }
+            if withdrawn {
+                changes.extend(restore_running(m, app_id, r, &running, now));
             }
             Ok((versions, changes))
         })

@@ -32,10 +32,9 @@ use crate::model::{Change, Formation, Model, Object, Release, ReleaseProcess, Sl
 /// How long a slug's blob URL takes its upload: Heroku's pre-signed URLs last an hour too.
 pub const UPLOAD_TOKEN_TTL: Duration = Duration::from_secs(3600);
 
-/// The longest `commit` and `commit_description`, and the longest process command, in bytes.
+/// The longest `commit` and `commit_description`, in bytes.
 const MAX_COMMIT: usize = 256;
 const MAX_COMMIT_DESCRIPTION: usize = 4096;
-pub(super) const MAX_COMMAND: usize = 8192;
 /// Most process types one slug may name.
 pub(super) const MAX_PROCESS_TYPES: usize = 64;
 
@@ -58,6 +57,8 @@ pub struct DeploySettings {
     pub public_url: Option<String>,
     /// How many of each app's newest releases keep their slug (see `slug_retention.rs`).
     pub keep_slugs: usize,
+    /// How many builds fetch, unpack and pack at once; later ones wait for a slot.
+    pub max_concurrent_builds: usize,
 }
 
 /// What a new slug holds, as the API's `POST /apps/{app}/slugs` gives it.
@@ -122,18 +123,16 @@ pub fn check_image(image: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks a slug's process types: valid type names, commands of at most 8 KiB without NUL.
+/// Checks a slug's process types: valid type names, commands by the one rule
+/// (`formation::check_command`).
 fn check_process_types(types: &BTreeMap<String, String>) -> Result<(), Error> {
     if types.len() > MAX_PROCESS_TYPES {
         return Err(Error::Invalid(format!("a slug has at most {MAX_PROCESS_TYPES} process types")));
     }
     for (name, command) in types {
         DynoType::try_new(name).map_err(|e| Error::Invalid(format!("process type {name:?}: {e}")))?;
-        if command.trim().is_empty() || command.len() > MAX_COMMAND || command.contains('\0') {
-            return Err(Error::Invalid(format!(
-                "the {name} command must be 1 to {MAX_COMMAND} bytes without a NUL byte"
-            )));
-        }
+        super::formation::check_command(command)
+            .map_err(|rule| Error::Invalid(format!("the {name} command {rule}")))?;
     }
     Ok(())
 }
@@ -172,8 +171,9 @@ impl ControlPlane {
     /// Where uploads and fetched sources wait while they are checked.
     pub fn incoming_dir(&self) -> Result<PathBuf, Error> {
         let dir = self.deploy_or_refuse()?.data_dir.join("slugs").join("incoming");
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| Error::Invalid(format!("cannot create the staging directory: {e}")))?;
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            Error::Invalid(format!("cannot create the staging directory: {}", crate::os_error::words(&e)))
+        })?;
         Ok(dir)
     }
 
@@ -220,14 +220,16 @@ impl ControlPlane {
         .await
     }
 
-    /// Whether `token` may upload the archive of slug `id` now.
+    /// Whether `token` may upload the archive of slug `id` now. The token is checked first, so
+    /// that only its holder learns anything of the slug (that it was uploaded, or expired):
+    /// anyone else gets [`UploadRefusal::Forbidden`] whatever the slug's state.
     pub async fn check_slug_upload(&self, id: Uuid, token: &str) -> Result<(), UploadRefusal> {
         let slug = self.read(|m| m.slug(id).cloned()).await.ok_or(UploadRefusal::Forbidden)?;
-        if slug.size.is_some() || slug.image.is_some() {
-            return Err(UploadRefusal::AlreadyStored);
-        }
         if slug.upload_token_sha256.as_deref() != Some(&sha256_hex(token)) {
             return Err(UploadRefusal::Forbidden);
+        }
+        if slug.size.is_some() || slug.image.is_some() {
+            return Err(UploadRefusal::AlreadyStored);
         }
         if slug.upload_expires_at.is_none_or(|t| t < now_seconds()) {
             return Err(UploadRefusal::Expired);
@@ -256,7 +258,8 @@ impl ControlPlane {
         let announced = self.read(|m| m.slug(id).and_then(|s| s.checksum.clone())).await;
         let checked = check_slug_archive(upload.to_path_buf(), deploy.unpack_limits, announced).await?;
         let stored = self.slug_archive(id).expect("deploy settings are set");
-        std::fs::rename(upload, &stored).map_err(|e| Error::Invalid(format!("cannot store the slug: {e}")))?;
+        std::fs::rename(upload, &stored)
+            .map_err(|e| Error::Invalid(format!("cannot store the slug: {}", crate::os_error::words(&e))))?;
         let kept = self
             .change(|m| {
                 let s = m.slug(id).ok_or_else(|| not_found("slug", &id.to_string()))?;
@@ -266,8 +269,8 @@ impl ControlPlane {
                 let slug = Slug {
                     checksum: Some(checked.checksum.clone()),
                     size: Some(checked.size),
-                    upload_token_sha256: None,
-                    upload_expires_at: None,
+                    // The token's hash stays, so a second upload with it is told 409 (stored)
+                    // and one with another token 403, as before the upload.
                     updated_at: now_seconds(),
                     ..s.clone()
                 };
@@ -394,9 +397,11 @@ struct Checked {
 /// succeed and hold `./app`.
 async fn check_slug_archive(path: PathBuf, limits: Limits, announced: Option<String>) -> Result<Checked, Error> {
     tokio::task::spawn_blocking(move || {
-        let size = std::fs::metadata(&path).map_err(|e| Error::Invalid(format!("cannot read the upload: {e}")))?.len();
-        let checksum =
-            archive::sha256_file(&path).map_err(|e| Error::Invalid(format!("cannot read the upload: {e}")))?;
+        let size = std::fs::metadata(&path)
+            .map_err(|e| Error::Invalid(format!("cannot read the upload: {}", crate::os_error::words(&e))))?
+            .len();
+        let checksum = archive::sha256_file(&path)
+            .map_err(|e| Error::Invalid(format!("cannot read the upload: {}", crate::os_error::words(&e))))?;
         if let Some(want) = announced
             && want != checksum
         {
@@ -406,7 +411,8 @@ async fn check_slug_archive(path: PathBuf, limits: Limits, announced: Option<Str
         }
         let scratch = path.with_extension("check");
         let _ = std::fs::remove_dir_all(&scratch);
-        std::fs::create_dir_all(&scratch).map_err(|e| Error::Invalid(format!("cannot unpack: {e}")))?;
+        std::fs::create_dir_all(&scratch)
+            .map_err(|e| Error::Invalid(format!("cannot unpack: {}", crate::os_error::words(&e))))?;
         let unpacked = archive::unpack(&path, &scratch, limits);
         let has_app = scratch.join("app").is_dir();
         let _ = std::fs::remove_dir_all(&scratch);

@@ -37,6 +37,7 @@ pub(super) fn with_deploy(p: &ControlPlane, name: &str, keep_slugs: usize) -> st
         allow_file_urls: false,
         public_url: None,
         keep_slugs,
+        max_concurrent_builds: 4,
     });
     data_dir
 }
@@ -441,6 +442,22 @@ async fn releases_of_locally_run_apps_are_pending_until_the_supervisor_settles_t
         "v4 was superseded by v5, whose deploy failed: v4 never ran, and is not made current"
     );
     assert_eq!(p.read(|m| m.current_release(app).map(|r| r.version)).await, Some(3), "a failed release is not current");
+    // The app is v3's again (FE21): its config vars and commands, which the next release keeps;
+    // a failed release is no rollback target.
+    let vars = p.read(|m| m.config_vars_of(app).map(|c| c.vars.clone())).await.unwrap();
+    assert_eq!(vars.get("A").map(String::as_str), Some("1"), "a failed config change is undone");
+    assert_eq!(p.read(|m| m.running_release(app).map(|r| r.version)).await, Some(3));
+    let refused = p.rollback("api", "v5").await;
+    assert!(matches!(&refused, Err(Error::Invalid(m)) if m.contains("release v5 failed")), "{refused:?}");
+    p.update_formation("api", vec![update("web", None, Some("b"))]).await.unwrap(); // v6
+    let v6 = p.read(|m| m.release(app, "v6").unwrap().id).await;
+    p.settle_release(app, v6, false).await.unwrap();
+    let web = p.read(|m| m.formation_of(app)[0].command.clone()).await;
+    assert_eq!(web.as_deref(), Some("a"), "a failed command change is undone");
+    p.update_config_vars("api", set(&[("B", Some("1"))])).await.unwrap(); // v7
+    let v7 = p.read(|m| m.release(app, "v7").unwrap().clone()).await;
+    let base = p.read(|m| m.release(app, "v3").unwrap().clone()).await;
+    assert_eq!((v7.processes, v7.slug_id), (base.processes, base.slug_id), "v7 builds on v3, not on v5 or v6");
 }
 
 #[tokio::test]
