@@ -346,7 +346,7 @@ mod tests {
         assert_eq!(names.len(), 3, "the world's own web apps stay services: {names:?}");
         // Its dynos still learn the others' services, as its development app's do.
         let ports = HashMap::from([(w.api, 7001)]);
-        assert_eq!(desired_formations(&m, &ports)[&key(pr, "web")].spec.env["API_SERVICE_PORT"], "7001");
+        assert_eq!(service_env(&m, &ports)[&pr]["API_SERVICE_PORT"], "7001");
     }
 
     #[test]

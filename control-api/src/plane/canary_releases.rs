@@ -76,7 +76,7 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(250);
 /// release would wait on it (409) until someone ended it by hand. The local supervisor restarts
 /// a crashed dyno after 1, 2, 4, ... s (with as much again of jitter), so a crash or two does not
 /// abort; a dyno that keeps crashing, or that an external runtime stopped running, does.
-pub const CANARY_DYNO_DOWN_SECONDS: i64 = 120;
+const CANARY_DYNO_DOWN_SECONDS: i64 = 120;
 
 /// How long the canary app has had no web dyno, given whether it has one `now` and `down_since`,
 /// the record of this kept between looks (updated here). `None` while it has one.
