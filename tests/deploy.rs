@@ -1254,6 +1254,15 @@ async fn release_phases_run_one_at_a_time_a_failed_one_is_final_and_a_deleted_ap
     let phased = archive_with(dir, "phased", "phased version", "tgz", ONE_AT_A_TIME_PROCFILE);
     let plain = setup.build_on("hello", &plain, None).await["slug"]["id"].clone();
     let phased = setup.build_on("hello", &phased, None).await["slug"]["id"].clone();
+    // FE21b #7: v1 (`Initial release`, no slug) is no rollback target for an app that runs code.
+    let before = setup.release_ids().await;
+    let (status, e) = api.call("POST", "/apps/hello/releases", Some(json!({"release": "v1"}))).await;
+    assert_eq!((status, e["id"].as_str()), (422, Some("invalid_params")), "{e}");
+    assert!(e["message"].as_str().unwrap().contains("release v1 has no code"), "{e}");
+    assert_eq!(setup.release_ids().await, before, "a refused rollback makes no release");
+    assert_eq!(settled_or_pending(api, "hello", 1).await, "succeeded");
+    let (_, v1) = api.call("GET", "/apps/hello/releases/1", None).await;
+    assert_eq!(v1["eligible_for_rollback"], false, "{v1}");
 
     use During::*;
     // (action, the status v4 (the phase's release) and v5 (the action's) settle as).
@@ -1325,6 +1334,10 @@ async fn release_phases_run_one_at_a_time_a_failed_one_is_final_and_a_deleted_ap
         .await;
         let (_, vars) = api.call("GET", &path("/config-vars"), None).await;
         assert_eq!(vars["Y"], Value::Null, "{during:?}: {vars}");
+        // Nothing builds on a failed release, the one that failed while another waited too.
+        api.expect("PATCH", &path("/config-vars"), json!({"Z": "1"}), 200).await;
+        let (newest, _) = newest_of(api, &app).await;
+        assert_eq!(newest["slug"]["id"], plain, "{during:?}: the next change builds on the good code: {newest}");
     }
 }
 

@@ -44,11 +44,20 @@ pub(super) fn check_slug_kept(m: &Model, release: &Release) -> Result<(), Error>
 /// rolling back to it would fail again, so Heroku's releases say `eligible_for_rollback:
 /// false`), or one whose slug was deleted (`check_slug_kept`). A pending release may be
 /// rolled back to: it may yet succeed, and rolling back to it deploys it again. The release
-/// JSON's `eligible_for_rollback` is this check.
+/// JSON's `eligible_for_rollback` is this check. A release without code (no slug, such as v1,
+/// `Initial release`) is no target either while the app runs code: rolling back to it would
+/// take every process type's command away and stop the app (FE21b #7). Apps that never had a
+/// slug (commands alone, or an external runtime) roll back among their slug-less releases.
 pub fn check_rollback_target(m: &Model, release: &Release) -> Result<(), Error> {
     if release.status == ReleaseStatus::Failed {
         return Err(Error::Invalid(format!(
             "release v{} failed: it cannot be rolled back to (roll back to a release that succeeded, or release a fix)",
+            release.version
+        )));
+    }
+    if release.slug_id.is_none() && m.running_release(release.app_id).is_some_and(|r| r.slug_id.is_some()) {
+        return Err(Error::Invalid(format!(
+            "release v{} has no code (no slug) and the app runs code: rolling back to it would stop every process type (roll back to a release with a slug)",
             release.version
         )));
     }
