@@ -594,8 +594,14 @@ async fn slugs_are_uploaded_once_to_their_blob_url_checked_and_released() {
         )
         .await;
     let blob = slug["blob"]["url"].as_str().unwrap().to_owned();
-    let (status, wrong) = put(format!("{}x", blob), vec![1, 2, 3]).await;
-    assert_eq!(status, 403, "{wrong}");
+    // A URL Wharf did not give is 403 in Heroku's JSON shape: a wrong token, no token, and
+    // the token twice (FE21b #9: once the extractor's plain-text 400).
+    let unsigned = blob.split_once('?').unwrap().0.to_owned();
+    let not_given = [format!("{blob}x"), format!("{blob}&token=x"), unsigned];
+    for url in &not_given {
+        let (status, wrong) = put(url.clone(), vec![1, 2, 3]).await;
+        assert_eq!((status, wrong["id"].as_str()), (403, Some("forbidden")), "{url}: {wrong}");
+    }
     let (status, body) = put(blob.clone(), std::fs::read(&slug_tgz).unwrap()).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["state"], "uploaded");
@@ -604,8 +610,10 @@ async fn slugs_are_uploaded_once_to_their_blob_url_checked_and_released() {
     assert_eq!(status, 409, "a slug never changes");
     // The token is judged first: without it, nothing is learnt of the slug (not that it was
     // uploaded), as before the upload.
-    let (status, wrong) = put(format!("{blob}x"), std::fs::read(&slug_tgz).unwrap()).await;
-    assert_eq!(status, 403, "{wrong}");
+    for url in &not_given {
+        let (status, wrong) = put(url.clone(), std::fs::read(&slug_tgz).unwrap()).await;
+        assert_eq!((status, wrong["id"].as_str()), (403, Some("forbidden")), "{url}: {wrong}");
+    }
 
     // Too large, and a tree without ./app: refused.
     let other = api.expect("POST", "/apps/hello/slugs", json!({"process_types": types}), 201).await;
@@ -1219,4 +1227,137 @@ async fn a_release_phase_past_its_time_limit_is_stopped_and_its_release_fails() 
         (!running).then_some(())
     })
     .await;
+}
+
+/// What a row of the release-phase table does while its app's release phase runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum During {
+    /// A config change: a release with the phase's code, so with a release phase of its own.
+    ConfigChange,
+    /// A deploy of code without a release phase.
+    DeployWithoutPhase,
+    /// A rollback to the release before (no release phase).
+    Rollback,
+    /// `DELETE /apps/{app}`.
+    DeleteApp,
+}
+
+/// A release phase that says so and fails (exit 9) if another phase of the app runs (its
+/// marker file `$MARK` exists; `set -C` makes the check and the write one step), else writes
+/// its pid there, waits for the test's `$GATE` file, removes its marker and exits `$EXIT`.
+const ONE_AT_A_TIME_PROCFILE: &str = "web: exec python3 app.py phased\nrelease: set -C; echo $$ > \"$MARK\" || { echo two release phases at once; exit 9; }; while [ ! -e \"$GATE\" ]; do sleep 0.1; done; rm -f \"$MARK\"; exit ${EXIT:-0}\n";
+
+/// FE21b #3 and #2: an app runs one release phase at a time (a newer release waits for the
+/// running one, as on Heroku), a phase that fails is final (its release is `failed` and no
+/// rollback target even when a newer release succeeds), and deleting an app stops its phase
+/// (its process group is gone). Each row: an app serving good code, then a release whose phase
+/// (which would fail, `EXIT=3`) waits for a gate file; while it waits, the row's action; then
+/// the gate opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_phases_run_one_at_a_time_a_failed_one_is_final_and_a_deleted_apps_stops() {
+    let setup = Setup::start(&[]).await;
+    let (wharf, api) = (&setup.wharf, &setup.wharf.api);
+    let dir = setup.dir.path();
+    let plain = archive_with(dir, "plain", "good version", "tgz", "web: exec python3 app.py\n");
+    let phased = archive_with(dir, "phased", "phased version", "tgz", ONE_AT_A_TIME_PROCFILE);
+    let plain = setup.build_on("hello", &plain, None).await["slug"]["id"].clone();
+    let phased = setup.build_on("hello", &phased, None).await["slug"]["id"].clone();
+    // FE21b #7: v1 (`Initial release`, no slug) is no rollback target for an app that runs code.
+    let before = setup.release_ids().await;
+    let (status, e) = api.call("POST", "/apps/hello/releases", Some(json!({"release": "v1"}))).await;
+    assert_eq!((status, e["id"].as_str()), (422, Some("invalid_params")), "{e}");
+    assert!(e["message"].as_str().unwrap().contains("release v1 has no code"), "{e}");
+    assert_eq!(setup.release_ids().await, before, "a refused rollback makes no release");
+    assert_eq!(settled_or_pending(api, "hello", 1).await, "succeeded");
+    let (_, v1) = api.call("GET", "/apps/hello/releases/1", None).await;
+    assert_eq!(v1["eligible_for_rollback"], false, "{v1}");
+
+    use During::*;
+    // (action, the status v4 (the phase's release) and v5 (the action's) settle as).
+    let rows = [
+        (ConfigChange, Some(("failed", "failed"))),
+        (DeployWithoutPhase, Some(("failed", "succeeded"))),
+        (Rollback, Some(("failed", "succeeded"))),
+        (DeleteApp, None),
+    ];
+    for (i, (during, want)) in rows.into_iter().enumerate() {
+        let app = format!("phases{i}");
+        let host = format!("{app}-default.localhost");
+        let path = |rest: &str| format!("/apps/{app}{rest}");
+        let (mark, gate) = (dir.join(format!("mark{i}")), dir.join(format!("gate{i}")));
+        api.expect("POST", "/apps", json!({"name": app}), 201).await;
+        api.expect("POST", &path("/releases"), json!({"slug": plain}), 201).await;
+        api.expect("PATCH", &path("/formation"), json!({"updates": [{"type": "web", "quantity": 1}]}), 200).await;
+        let vars = json!({"MARK": mark.to_str().unwrap(), "GATE": gate.to_str().unwrap(), "EXIT": "3"});
+        api.expect("PATCH", &path("/config-vars"), vars, 200).await;
+        assert_eq!(settled(api, &app, 3).await["status"], "succeeded", "{during:?}");
+        api.expect("POST", &path("/releases"), json!({"slug": phased}), 201).await;
+        let pid: u32 = eventually(WAIT, "v4's release phase to run", || async {
+            std::fs::read_to_string(&mark).ok()?.trim().parse().ok()
+        })
+        .await;
+
+        match during {
+            ConfigChange => drop(api.expect("PATCH", &path("/config-vars"), json!({"Y": "1"}), 200).await),
+            DeployWithoutPhase => drop(api.expect("POST", &path("/releases"), json!({"slug": plain}), 201).await),
+            Rollback => drop(api.expect("POST", &path("/releases"), json!({"release": "v3"}), 201).await),
+            DeleteApp => {
+                api.expect("DELETE", &path(""), json!({}), 200).await;
+                eventually(WAIT, "the deleted app's release phase to be stopped", || async {
+                    (!process_group_runs(pid)).then_some(())
+                })
+                .await;
+                continue;
+            }
+        }
+        // The newer release waits, and the app's log stream says why.
+        let waits = "Release v5 waits for the release phase of v4";
+        stream_lines_of(&setup, &app, json!({"lines": 200, "source": "akkeris/supervisor"}), waits).await;
+        assert_eq!(std::fs::read_to_string(&mark).unwrap().trim(), pid.to_string(), "{during:?}: v4's phase runs");
+        assert_eq!(settled_or_pending(api, &app, 5).await, "pending", "{during:?}");
+        std::fs::write(&gate, "").unwrap();
+
+        let (v4, v5) = want.unwrap();
+        let failed = settled(api, &app, 4).await;
+        assert_eq!(
+            (failed["status"].as_str(), &failed["eligible_for_rollback"]),
+            (Some(v4), &json!(false)),
+            "{during:?}"
+        );
+        assert_eq!(settled(api, &app, 5).await["status"], v5, "{during:?}");
+        // v4 stays failed: a newer release settling takes along only pending ones.
+        assert_eq!(settled_or_pending(api, &app, 4).await, "failed", "{during:?}: a failed phase is final");
+        let end = if during == ConfigChange { "Release phase of v5 failed" } else { "Release phase of v4 failed" };
+        let said = stream_lines_of(&setup, &app, json!({"lines": 300}), end).await;
+        // The phase's own output line (the platform's "starting" line quotes the command).
+        assert!(!said.contains("]: two release phases at once"), "{during:?}: {said}");
+        if during == ConfigChange {
+            // v5 ran its own phase, after v4's ended.
+            let (ended, started) = (said.find("Release phase of v4 failed"), said.find("Release phase of v5 starting"));
+            assert!(ended.is_some() && ended < started, "{during:?}: {said}");
+        }
+        eventually(WAIT, &format!("{during:?}: the good code to serve"), || async {
+            (answer_at(wharf, &host).await.as_deref() == Some("good version")).then_some(())
+        })
+        .await;
+        let (_, vars) = api.call("GET", &path("/config-vars"), None).await;
+        assert_eq!(vars["Y"], Value::Null, "{during:?}: {vars}");
+        // Nothing builds on a failed release, the one that failed while another waited too.
+        api.expect("PATCH", &path("/config-vars"), json!({"Z": "1"}), 200).await;
+        let (newest, _) = newest_of(api, &app).await;
+        assert_eq!(newest["slug"]["id"], plain, "{during:?}: the next change builds on the good code: {newest}");
+    }
+}
+
+/// Whether any process of process group `pgid` is still running (its `/proc/PID/stat`'s fifth
+/// field is the group).
+fn process_group_runs(pgid: u32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return false };
+    entries.flatten().any(|e| {
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        // The command name (in parentheses) may hold spaces; the fields after it do not.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        fields.get(2).is_some_and(|g| *g == pgid.to_string()) && fields.first() != Some(&"Z")
+    })
 }

@@ -153,7 +153,16 @@ async fn run(
     let mut one_off_stops: HashMap<(Uuid, String), watch::Sender<bool>> = HashMap::new();
     // Each app's release phase (see `release_phase`): the release it ran for, and its outcome
     // (`None` while it runs). An app's entries are not told of a release until it passed.
+    // At most one phase of an app runs at a time: a newer release waits for the running one
+    // to end (Heroku's order), so that two migrations never run against one database at
+    // once and a phase's outcome is known before any newer release can settle.
     let mut phases: HashMap<Uuid, (Uuid, Option<bool>)> = HashMap::new();
+    // The running phases' own stop signals, by app: a deleted app's phase is stopped. The
+    // sender is kept while the phase runs, since a dropped one reads as a stop.
+    let mut phase_stops: HashMap<Uuid, watch::Sender<bool>> = HashMap::new();
+    // The newer release each app's running phase was last said to hold back, so that the
+    // app's log stream says it once.
+    let mut phase_waits: HashMap<Uuid, Uuid> = HashMap::new();
     let (phase_tx, mut phase_rx) = tokio::sync::mpsc::unbounded_channel::<(Uuid, Uuid, bool)>();
     loop {
         while stopping.try_join_next().is_some() {}
@@ -190,6 +199,8 @@ async fn run(
             match phases.get(&key.app_id) {
                 Some((r, Some(true))) if *r == release.id => continue,
                 Some((r, _)) if *r == release.id => {}
+                // Another release's phase runs: this one waits for it to end.
+                Some((_, None)) => {}
                 _ => {
                     // A release settled before (by an earlier run of Wharf) ran its phase then.
                     let settled = plane
@@ -213,15 +224,43 @@ async fn run(
                         records: records.clone(),
                     };
                     let (tx, app_id, stopped) = (phase_tx.clone(), key.app_id, stopped.clone());
+                    let (stop, own) = watch::channel(false);
+                    phase_stops.insert(key.app_id, stop);
                     let services = registry.services_of(key.app_id);
                     let spec = desired::DynoSpec { env: desired::start_env(&services, &entry.spec.env), ..entry.spec };
                     tokio::spawn(async move {
-                        let ok = release_phase::run(cx, entry.app, spec, stopped).await;
+                        let ok = release_phase::run(cx, entry.app, spec, stopped, own).await;
                         let _ = tx.send((app_id, release.id, ok));
                     });
                 }
             }
             held.insert(key.app_id);
+        }
+        // A deleted app's phase stops (its process group with it); a running phase holds every
+        // newer release of its app, one without a release phase too, so that a phase that
+        // fails is final: nothing newer settles before it and takes it along as superseded.
+        let apps: HashMap<Uuid, Option<(Uuid, u32)>> =
+            plane.read(|m| m.apps().map(|a| (a.id, m.latest_release(a.id).map(|r| (r.id, r.version)))).collect()).await;
+        phase_stops.retain(|app_id, stop| {
+            let kept = apps.contains_key(app_id);
+            if !kept {
+                stop.send_replace(true);
+            }
+            kept
+        });
+        phases.retain(|app_id, (_, outcome)| outcome.is_none() || apps.contains_key(app_id));
+        phase_waits.retain(|app_id, _| phases.get(app_id).is_some_and(|(_, outcome)| outcome.is_none()));
+        for (app_id, (running, outcome)) in &phases {
+            let Some(newest) = apps.get(app_id) else { continue };
+            if outcome.is_some() {
+                continue;
+            }
+            held.insert(*app_id);
+            if let Some((newer, version)) = newest.filter(|(r, _)| r != running)
+                && phase_waits.insert(*app_id, newer) != Some(newer)
+            {
+                release_phase::say_waits(&plane, &publisher, *app_id, *running, version).await;
+            }
         }
         desired.retain(|k, _| !held.contains(&k.app_id) || formations.contains_key(k));
         // Before any entry hears of a new release: each will report how its roll ended.
@@ -332,6 +371,7 @@ async fn run(
                 Some((app_id, release, ok)) = phase_rx.recv() => {
                     if phases.get(&app_id).is_some_and(|(r, _)| *r == release) {
                         phases.insert(app_id, (release, Some(ok)));
+                        phase_stops.remove(&app_id);
                     }
                     if !ok {
                         match plane.settle_release(app_id, release, false).await {

@@ -13,6 +13,7 @@
 use std::sync::Arc;
 
 use tokio::sync::watch;
+use uuid::Uuid;
 use wharf_bus::{LogEvent, Publisher, Stream};
 use wharf_control_api::ControlPlane;
 
@@ -38,8 +39,15 @@ pub(crate) struct PhaseContext {
 }
 
 /// Runs the release command of `spec` for `app` (its key) to its end, and says whether it
-/// succeeded; a supervisor stopping (`stopped`) stops it, and that is not a success.
-pub(crate) async fn run(cx: PhaseContext, app: String, spec: DynoSpec, mut stopped: watch::Receiver<bool>) -> bool {
+/// succeeded; a supervisor stopping (`stopped`) or the app's deletion (`deleted`) stops it, and
+/// that is not a success.
+pub(crate) async fn run(
+    cx: PhaseContext,
+    app: String,
+    spec: DynoSpec,
+    mut stopped: watch::Receiver<bool>,
+    mut deleted: watch::Receiver<bool>,
+) -> bool {
     let version = spec.release.map_or(0, |r| r.version);
     let name = format!("{RELEASE}.{version}");
     let say = |text: String| {
@@ -57,6 +65,7 @@ pub(crate) async fn run(cx: PhaseContext, app: String, spec: DynoSpec, mut stopp
             let outcome = tokio::select! {
                 status = process.wait() => Ok(status),
                 () = stop_requested(&mut stopped) => Err("stopped with Wharf".to_owned()),
+                () = stop_requested(&mut deleted) => Err("stopped: its app was deleted".to_owned()),
                 () = tokio::time::sleep(limit) => Err(format!(
                     "timed out after {}s (supervisor.release_phase_timeout); its processes were stopped",
                     limit.as_secs()
@@ -78,4 +87,23 @@ pub(crate) async fn run(cx: PhaseContext, app: String, spec: DynoSpec, mut stopp
     }
     tracing::info!(app, version, status, "release phase ended");
     ok
+}
+
+/// Says in the app's log stream (as `release.<version>` of the running phase) that release
+/// `waiting` (its version) waits for the running phase of release `running` to end: an app
+/// runs one release phase at a time.
+pub(crate) async fn say_waits(plane: &ControlPlane, publisher: &Publisher, app_id: Uuid, running: Uuid, waiting: u32) {
+    let named = plane
+        .read(|m| {
+            let app = m.apps().find(|a| a.id == app_id).map(|a| m.app_key(a).to_string());
+            app.zip(m.release(app_id, &running.to_string()).map(|r| r.version))
+        })
+        .await;
+    let Some((app, version)) = named else { return };
+    let name = format!("{RELEASE}.{version}");
+    let event = LogEvent::builder(&app, "akkeris/supervisor").process(&name).stream(Stream::Platform);
+    let text =
+        format!("Release v{waiting} waits for the release phase of v{version} to end: an app runs one at a time");
+    publisher.publish(event.message(text.as_bytes()));
+    tracing::info!(app, running = version, waiting, "a release waits for the running release phase");
 }

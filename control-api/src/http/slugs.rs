@@ -10,6 +10,7 @@
 use std::path::PathBuf;
 
 use axum::body::Body as RawBody;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
@@ -168,10 +169,13 @@ pub(super) struct BlobQuery {
 pub(super) async fn put_blob(
     State(plane): Plane,
     Path(slug): Path<String>,
-    Query(query): Query<BlobQuery>,
+    query: Result<Query<BlobQuery>, QueryRejection>,
     body: RawBody,
 ) -> ApiResult<impl IntoResponse> {
     let forbidden = || ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this blob URL is not valid");
+    // A query that does not parse (a `token` twice) is no valid blob URL either: the same 403
+    // in Heroku's JSON error shape, never the extractor's plain-text 400.
+    let Query(query) = query.map_err(|_| forbidden())?;
     let id: Uuid = slug.parse().map_err(|_| forbidden())?;
     let token = query.token.ok_or_else(forbidden)?;
     match plane.check_slug_upload(id, &token).await {

@@ -312,8 +312,9 @@ pub struct Release {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slug_id: Option<Uuid>,
     /// Whether the release failed before any dyno ran it (its release phase failed, or its
-    /// roll kept the old dynos) and the app went back to its current release: nothing runs it
-    /// and nothing builds on it (`Model::running_release` passes over it). A release that
+    /// roll kept the old dynos): nothing runs it and nothing builds on it
+    /// (`Model::running_release` passes over it), and if it was the app's newest, the app went
+    /// back to its current release. A release that
     /// failed its roll but replaced dynos that were not healthy anyway still runs, and is not
     /// withdrawn.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

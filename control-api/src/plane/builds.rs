@@ -125,11 +125,6 @@ pub(super) enum Source {
     File(PathBuf),
 }
 
-/// The URL as a build's output shows it: without its query, which may hold a signature.
-fn shown(url: &str) -> &str {
-    url.split_once('?').map_or(url, |(u, _)| u)
-}
-
 impl ControlPlane {
     /// Plugs in where the build output lines go: the log bus (only the first call counts).
     pub fn set_build_publisher(&self, publisher: wharf_bus::Publisher) {
@@ -407,7 +402,7 @@ impl ControlPlane {
             .await
             .map_err(|e| format!("cannot create the build directory: {}", crate::os_error::words(&e)))?;
         let archive_path = staging.join("source");
-        say(format!("-----> Fetching source {}", shown(&build.source_url)));
+        say(format!("-----> Fetching source {}", super::fetch::shown(&build.source_url)));
         let fetched =
             tokio::time::timeout(SOURCE_FETCH_TIMEOUT, self.fetch_source(source, &archive_path, deploy.max_slug_bytes))
                 .await

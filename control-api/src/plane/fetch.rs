@@ -69,7 +69,24 @@ pub(super) fn redirect_target(from: &Target, location: &str, policy: &Policy) ->
     } else {
         location.to_owned()
     };
-    parse_url(&absolute, from.https, policy).map_err(|e| format!("the redirect to {location:?} is not followed: {e}"))
+    parse_url(&absolute, from.https, policy)
+        .map_err(|e| format!("the redirect to {:?} is not followed: {e}", shown(location)))
+}
+
+/// A URL as a build's output (and so the app's log stream) shows it: without its query and
+/// fragment, which may hold a signature (a pre-signed S3 URL's `X-Amz-Signature`), and with
+/// any userinfo (`user:password@`) replaced by `***@`. The source URL and every redirect
+/// target are shown so.
+pub(super) fn shown(url: &str) -> String {
+    let url = url.split(['?', '#']).next().unwrap_or_default();
+    // The authority runs from after `//` to the next `/`; userinfo ends at its last `@`.
+    let (head, rest) = url.split_once("//").map_or(("", url), |(h, r)| (h, r));
+    let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+    let sep = if url.contains("//") { "//" } else { "" };
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{head}{sep}***@{host}{path}"),
+        None => url.to_owned(),
+    }
 }
 
 /// Sends `GET target` from an address the outbound policy allows and returns the response head
@@ -123,5 +140,25 @@ mod tests {
         check(&http, "relative/path", Err("not followed"));
         // A literal the policy refuses (link-local: the cloud metadata address) is refused at once.
         check(&http, "http://169.254.169.254/latest", Err("not followed"));
+        // What a refused redirect's message shows of its target (FE21b #8): no query, no
+        // fragment, no credentials.
+        check(&http, "http://169.254.169.254/x?X-Amz-Signature=SECRET123", Err("\"http://169.254.169.254/x\" is not"));
+        check(&http, "http://u:p@codeload.example.com/x", Err("\"http://***@codeload.example.com/x\" is not"));
+    }
+
+    #[test]
+    fn urls_are_shown_without_query_fragment_or_credentials() {
+        for (url, want) in [
+            ("https://s3.example.com/b/k.tgz?X-Amz-Signature=abc", "https://s3.example.com/b/k.tgz"),
+            ("https://example.com/a#frag", "https://example.com/a"),
+            ("http://user:pw@example.com/a?x", "http://***@example.com/a"),
+            ("http://user@example.com", "http://***@example.com"),
+            ("http://example.com/a@b", "http://example.com/a@b"),
+            ("//u:p@example.com/x", "//***@example.com/x"),
+            ("/relative/path?q", "/relative/path"),
+            ("file:///tmp/a.tgz", "file:///tmp/a.tgz"),
+        ] {
+            assert_eq!(shown(url), want, "{url}");
+        }
     }
 }

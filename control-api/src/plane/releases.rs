@@ -44,11 +44,20 @@ pub(super) fn check_slug_kept(m: &Model, release: &Release) -> Result<(), Error>
 /// rolling back to it would fail again, so Heroku's releases say `eligible_for_rollback:
 /// false`), or one whose slug was deleted (`check_slug_kept`). A pending release may be
 /// rolled back to: it may yet succeed, and rolling back to it deploys it again. The release
-/// JSON's `eligible_for_rollback` is this check.
+/// JSON's `eligible_for_rollback` is this check. A release without code (no slug, such as v1,
+/// `Initial release`) is no target either while the app runs code: rolling back to it would
+/// take every process type's command away and stop the app (FE21b #7). Apps that never had a
+/// slug (commands alone, or an external runtime) roll back among their slug-less releases.
 pub fn check_rollback_target(m: &Model, release: &Release) -> Result<(), Error> {
     if release.status == ReleaseStatus::Failed {
         return Err(Error::Invalid(format!(
             "release v{} failed: it cannot be rolled back to (roll back to a release that succeeded, or release a fix)",
+            release.version
+        )));
+    }
+    if release.slug_id.is_none() && m.running_release(release.app_id).is_some_and(|r| r.slug_id.is_some()) {
+        return Err(Error::Invalid(format!(
+            "release v{} has no code (no slug) and the app runs code: rolling back to it would stop every process type (roll back to a release with a slug)",
             release.version
         )));
     }
@@ -265,9 +274,9 @@ impl ControlPlane {
     /// release that is not pending (or no longer exists) is left as it is, and nothing is
     /// returned.
     ///
-    /// A failed release that is the app's newest and that no dyno runs (its release phase
-    /// failed, or its roll kept the old dynos) is withdrawn, and gives the app back to its
-    /// current release: in the same commit, the app's config vars and its formation's commands,
+    /// A failed release that no dyno runs (its release phase failed, or its roll kept the old
+    /// dynos) is withdrawn: nothing builds on it. When it is the app's newest, it also gives the
+    /// app back to its current release: in the same commit, the app's config vars and its formation's commands,
     /// ports and health checks become those of its current release again (see
     /// [`Model::running_release`]), so the formation shows what serves and the next config
     /// change builds on the code that runs. A process type the failed release dropped (scaled
@@ -294,7 +303,9 @@ impl ControlPlane {
             let now = now_seconds();
             let status = if succeeded { ReleaseStatus::Succeeded } else { ReleaseStatus::Failed };
             let newest = m.latest_release(app_id).is_some_and(|l| l.id == r.id);
-            let withdrawn = !succeeded && newest && !runs && m.current_release(app_id).is_some();
+            // Withdrawn whether or not it is the newest: a release whose phase failed while a
+            // newer one waited for it must not become the base when that newer one fails too.
+            let withdrawn = !succeeded && !runs && m.current_release(app_id).is_some();
             let settled = Release { status, withdrawn, updated_at: now, ..r.clone() };
             let mut changes = vec![Change::Put(Object::Release(settled))];
             let superseded: Vec<&Release> = m
@@ -307,7 +318,7 @@ impl ControlPlane {
                 let settled = Release { status, withdrawn, updated_at: now, ..o.clone() };
                 changes.push(Change::Put(Object::Release(settled)));
             }
-            if withdrawn {
+            if withdrawn && newest {
                 changes.extend(restore_running(m, app_id, r, &running, now));
             }
             Ok((versions, changes))
