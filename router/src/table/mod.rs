@@ -441,7 +441,8 @@ mod tests {
     fn health_survives_a_reload() {
         let s = snapshot(&[("api-default", &[1, 2])]);
         let t1 = RoutingTable::compile(&s, "localhost", None);
-        let first = |t: &RoutingTable| t.host("api-default.localhost").unwrap().route("/").unwrap().web_dynos.dynos[0].clone();
+        let first =
+            |t: &RoutingTable| t.host("api-default.localhost").unwrap().route("/").unwrap().web_dynos.dynos[0].clone();
         first(&t1).quarantine(1000);
         first(&t1).mark_reached();
         let t2 = RoutingTable::compile(&s, "localhost", Some(&t1));
