@@ -260,6 +260,62 @@ async fn a_side_without_web_dynos_is_not_judged() {
     }
 }
 
+/// A failed connect (H19) is judged only on a dyno the router has reached before: one it never
+/// reached may be a registration whose process is gone (after a `kill -9` of Wharf, the dead
+/// run's dynos stay registered until the new run removes them), so it says nothing about the
+/// code, and counting it filled a soak with requests that never reached the canary (FE22c).
+/// A dyno that answered and then went away crashed, and its failures count on its side.
+#[tokio::test]
+async fn a_failed_connect_is_judged_only_on_a_dyno_the_router_reached_before() {
+    let wharf = start().await;
+    let api = &wharf.api;
+    // (which side's dyno goes away: "app" or "canary"; whether it goes before the first
+    // request (never reached: a stale registration) or between two loads of 40 (reached: a
+    // crash); the baseline's and the canary's (requests, errors) after both loads at 50%,
+    // too few for the judge to decide).
+    let rows = [
+        ("app", false, [(0, 0), (40, 0)]),
+        ("canary", false, [(40, 0), (0, 0)]),
+        ("app", true, [(40, 20), (40, 0)]),
+        ("canary", true, [(40, 0), (40, 20)]),
+    ];
+    for (run, (side, reached, want)) in rows.into_iter().enumerate() {
+        let (base, next) = (DynoServer::start("base").await, DynoServer::start("next").await);
+        let (b, n) = (format!("gone{run}-default"), format!("gonecanary{run}-default"));
+        api.create_app(&b, &[&base]).await;
+        api.create_app(&n, &[&next]).await;
+        api.expect("PUT", &format!("/apps/{b}/canary"), json!({"canary_app": n, "weight": 50}), 201).await;
+        let _probe = router_caught_up(&wharf, &format!("goneprobe{run}-default")).await;
+        let gone = if side == "app" { &base } else { &next };
+        if !reached {
+            kill_dyno(gone).await;
+        }
+        let host = format!("{b}.localhost");
+        let first = load(&wharf, &host, 40, 1).await;
+        if reached {
+            kill_dyno(gone).await;
+        }
+        let second = load(&wharf, &host, 40, 1).await;
+        let failed = first.iter().chain(&second).filter(|a| a.status == 503).count();
+        assert_eq!(failed, if reached { 20 } else { 40 }, "{side} gone (reached {reached}): its requests fail");
+        let (_, c) = api.call("GET", &format!("/apps/{b}/canary"), None).await;
+        let e = &c["evidence"];
+        let got = ["baseline", "canary"].map(|side| (e[side]["requests"].as_u64(), e[side]["errors"].as_u64()));
+        let want = want.map(|(r, e)| (Some(r), Some(e)));
+        assert_eq!(got, want, "{side} gone, reached before: {reached}: {c}");
+        assert_eq!(c["state"], "running", "{c}");
+    }
+}
+
+/// Kills a dyno server and waits until its port refuses connections, as a dead process's does.
+async fn kill_dyno(dyno: &DynoServer) {
+    dyno.kill();
+    eventually(WAIT, "the killed dyno to refuse connections", || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", dyno.port())).await.is_err().then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn bad_canary_settings_are_refused_and_change_nothing() {
     let wharf = start().await;

@@ -417,6 +417,52 @@ async fn canary_releases_abort_bad_code_and_promote_good_code_after_their_soak()
     assert_eq!(api.call("GET", "/pipeline-promotions", None).await.1.as_array().unwrap().len(), 2);
 }
 
+/// FE22c: a `kill -9` of Wharf mid-canary, then Wharf again on the same data. The dead run's
+/// dynos stay registered until the new run removes them, their processes gone; the requests
+/// routed to them in that window fail to connect on both sides alike. Those failures say
+/// nothing about either side's code and are not counted: counted, they filled the soak of bad
+/// code (20% errors) and drowned production's 0%, and the bad code was promoted. Here it is
+/// aborted on its own errors, with none counted on production.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_kill_9_mid_canary_bad_code_is_still_aborted_on_its_own_errors() {
+    let dir = TempDir::new("canary-kill-9");
+    let (wharf, command) = Wharf::serve_with_web_dyno(WHARF, &dir).await;
+    let api = &wharf.api;
+    staging_and_production(api).await;
+    deployed(&wharf, "webprd", &format!("GREETING=old-code {command}"), "old-code").await;
+    deployed(&wharf, "webstg", &format!("GREETING=bad-code FAIL_EVERY=5 {command}"), "bad-code").await;
+    let feature = json!({"enabled": true, "weight": 50, "min_requests": 100, "soak_requests": 100});
+    api.expect("PATCH", "/apps/webprd/features/canary", feature, 200).await;
+    let promote = json!({"pipeline": "web", "source": {"app": "webstg"}});
+    let promotion = api.expect("POST", "/pipeline-promotions", promote, 201).await;
+    let held = promotion["targets"][0]["release"]["id"].clone();
+    canary_release_in(api, "webprd", "running").await;
+
+    let killed = std::process::Command::new("kill").args(["-KILL", &wharf.pid()]).status().unwrap();
+    assert!(killed.success());
+    let (ok, _) = wharf.wait_exit().await;
+    assert!(!ok, "killed");
+    let wharf = Wharf::serve_again_with_web_dyno(WHARF, &dir).await;
+    let api = &wharf.api;
+    // Requests from the new router's first moment, until the canary release ends.
+    let (_, ended) = Box::pin(under_load(&wharf, async {
+        eventually(WAIT, "the canary release to end", || async {
+            let c = newest_canary_release(api, "webprd").await;
+            (c["state"] == "aborted" || c["state"] == "promoted").then_some(c)
+        })
+        .await
+    }))
+    .await;
+    let e = &ended["evidence"];
+    assert_eq!(ended["state"], "aborted", "{ended}");
+    assert_eq!(e["baseline"]["errors"], 0, "production's code answers no errors: {ended}");
+    assert!(e["canary"]["errors"].as_u64().unwrap() >= 5, "{ended}");
+    let release = api.call("GET", &format!("/apps/webprd/releases/{}", held.as_str().unwrap()), None).await.1;
+    assert_eq!(release["status"], "failed", "{release}");
+    let after = load(wharf.http, PRD, "/", 100, 2).await.unwrap();
+    assert!(failures(&after, &["old-code"]).is_empty(), "production serves its old code, every request");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_canary_settings_are_refused_and_change_nothing() {
     let dir = TempDir::new("canary-settings");

@@ -438,7 +438,10 @@ impl Attempt<'_> {
                 pool::checkout(&dyno, settings.connect_timeout, shared, self.table_version, connect_from).await;
             attempt_start = Instant::now();
             let mut c = match checkout {
-                Ok(c) => c,
+                Ok(c) => {
+                    dyno.mark_reached();
+                    c
+                }
                 Err(e) => {
                     // The quarantine counts from when the connect failed, not when it began.
                     dyno.quarantine(millis_at(attempt_start) + settings.quarantine.as_millis() as u64);
@@ -488,11 +491,19 @@ fn finish(
     mut log: AccessLog,
     shared: &Arc<RouterState>,
 ) -> Reply {
-    // The router's own "no web dynos" (H14) says nothing about either side's code, only that a
-    // side has no dyno (the app's web scaled down or crashing): counted on the baseline, it
-    // would make any canary look better. (A canary without dynos takes no share at all, see
-    // `RoutingTable::compile`; an H14 there is a request routed by the table before.)
-    let unjudged = matches!(&outcome, Err(e) if e.code == Code::H14);
+    // Only outcomes that say something about a side's code are judged. The router's own "no
+    // web dynos" (H14) says nothing about either side's code, only that a side has no dyno (the
+    // app's web scaled down or crashing): counted on the baseline, it would make any canary look
+    // better. (A canary without dynos takes no share at all, see `RoutingTable::compile`; an
+    // H14 there is a request routed by the table before.) Nor does a failed connect (H19,
+    // H21) to a dyno this router has never reached: after a `kill -9` of Wharf, the dynos the
+    // dead process registered stay in the store, their processes gone, until the new one
+    // removes them, and every request routed to them fails this way on both sides alike.
+    // Counted, they filled a soak with requests that never reached the canary's code and
+    // drowned the baseline's rate. A failed connect to a dyno that answered before is its
+    // process gone (a crash), and counts.
+    let unjudged = matches!(&outcome, Err(e) if e.code == Code::H14
+        || (e.code.retryable() && log.dyno.as_ref().is_some_and(|d| !d.was_reached())));
     if let Some((canary, arm)) = judged.filter(|_| !unjudged) {
         let status = match &outcome {
             Ok((resp, _)) => resp.status.as_u16(),

@@ -128,6 +128,12 @@ async fn run(
     mut stopped: watch::Receiver<bool>,
 ) {
     reaper::start();
+    // Dynos an earlier run registered for apps the supervisor runs are gone with that run.
+    // Their registrations go first, before its processes are stopped (which waits up to the
+    // stop grace): until then the router sends them requests that fail to connect.
+    for (app, dyno) in plane.read(stale_dynos).await {
+        let _ = plane.delete_dyno(&app, &dyno).await;
+    }
     let records = settings.records_dir.clone().map(Records::new);
     if let Some(records) = &records {
         // What a killed Wharf left running goes before anything starts: its web dynos would
@@ -138,10 +144,6 @@ async fn run(
         }
     }
     let mut snapshots = plane.subscribe();
-    // Dynos an earlier run registered for apps the supervisor runs are gone with that run.
-    for (app, dyno) in plane.read(stale_dynos).await {
-        let _ = plane.delete_dyno(&app, &dyno).await;
-    }
     let mut formations: HashMap<FormationKey, FormationHandle> = HashMap::new();
     // The release each app's entries were last told to roll to.
     let mut releases: HashMap<Uuid, Uuid> = HashMap::new();

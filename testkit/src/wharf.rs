@@ -57,6 +57,13 @@ impl Wharf {
     pub async fn serve_with_web_dyno(bin: &str, dir: &TempDir) -> (Wharf, String) {
         let script = dir.path().join("server.py");
         std::fs::write(&script, crate::dyno_server::PYTHON_WEB_DYNO).expect("the web dyno's script is written");
+        let wharf = Wharf::serve_again_with_web_dyno(bin, dir).await;
+        (wharf, format!("exec python3 {}", script.display()))
+    }
+
+    /// Starts `wharf serve` again as [`Wharf::serve_with_web_dyno`] did, on the data it left in
+    /// `dir` (after a `kill -9` of the first, say).
+    pub async fn serve_again_with_web_dyno(bin: &str, dir: &TempDir) -> Wharf {
         let env = [
             ("WHARF_ROUTER__HTTP_REDIRECT", "false"),
             ("WHARF_SUPERVISOR__RESTART_MIN", "200ms"),
@@ -64,8 +71,7 @@ impl Wharf {
             ("WHARF_SUPERVISOR__STOP_GRACE", "2s"),
             ("WHARF_SUPERVISOR__HEALTH_TIMEOUT", "20s"),
         ];
-        let wharf = Wharf::serve_with(bin, &[], &dir.path().join("data"), &env).await;
-        (wharf, format!("exec python3 {}", script.display()))
+        Wharf::serve_with(bin, &[], &dir.path().join("data"), &env).await
     }
 }
 

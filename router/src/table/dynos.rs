@@ -3,7 +3,7 @@
 //! canary that may take a share of its requests.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,10 @@ pub struct Dyno {
     resolved: Option<Mutex<Resolved>>,
     /// Milliseconds since the router's epoch until which the dyno is skipped.
     quarantined_until: AtomicU64,
+    /// Whether this router has connected to the dyno since it started. A registration it
+    /// has never reached may be stale (left in the store by a Wharf that was killed, its
+    /// process gone), so a failed connect to it says nothing about the code it was to run.
+    reached: AtomicBool,
 }
 
 /// How long a host name's resolution is used before it is resolved again. The dyno's address
@@ -52,7 +56,15 @@ impl Dyno {
             let addr = (host.as_str(), port).to_socket_addrs().ok().and_then(|mut a| a.next());
             Mutex::new(Resolved { addr, at: Instant::now() })
         });
-        Dyno { name: name.into(), host: host.clone(), port, addr, resolved, quarantined_until: AtomicU64::new(0) }
+        Dyno {
+            name: name.into(),
+            host: host.clone(),
+            port,
+            addr,
+            resolved,
+            quarantined_until: AtomicU64::new(0),
+            reached: AtomicBool::new(false),
+        }
     }
 
     /// The address to connect to at `now`: the IP literal, or the host name's resolution while
@@ -84,6 +96,19 @@ impl Dyno {
     /// Skips this dyno until `until` (milliseconds since the router's epoch).
     pub fn quarantine(&self, until: u64) {
         self.quarantined_until.fetch_max(until, Ordering::Relaxed);
+    }
+
+    /// Records that a connection to the dyno was made (new or from the pool).
+    pub fn mark_reached(&self) {
+        // A load first, so that the hot path does not write the shared line on every request.
+        if !self.reached.load(Ordering::Relaxed) {
+            self.reached.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether this router has ever connected to the dyno (see [`Dyno::mark_reached`]).
+    pub fn was_reached(&self) -> bool {
+        self.reached.load(Ordering::Relaxed)
     }
 
     /// Whether the dyno is being skipped at `now`.

@@ -441,9 +441,16 @@ mod tests {
     fn health_survives_a_reload() {
         let s = snapshot(&[("api-default", &[1, 2])]);
         let t1 = RoutingTable::compile(&s, "localhost", None);
-        t1.host("api-default.localhost").unwrap().route("/").unwrap().web_dynos.dynos[0].quarantine(1000);
+        let first =
+            |t: &RoutingTable| t.host("api-default.localhost").unwrap().route("/").unwrap().web_dynos.dynos[0].clone();
+        first(&t1).quarantine(1000);
+        first(&t1).mark_reached();
         let t2 = RoutingTable::compile(&s, "localhost", Some(&t1));
-        assert!(t2.host("api-default.localhost").unwrap().route("/").unwrap().web_dynos.dynos[0].is_quarantined(10));
+        assert!(first(&t2).is_quarantined(10));
+        // Whether the router ever reached a dyno decides whether its failed connects are
+        // judged: a reload must not make a crashed dyno look like a stale registration.
+        assert!(first(&t2).was_reached());
+        assert!(!t2.host("api-default.localhost").unwrap().route("/").unwrap().web_dynos.dynos[1].was_reached());
     }
 
     #[test]
