@@ -41,6 +41,15 @@ struct AppLog {
     ring: VecDeque<LogEvent>,
     bytes: usize,
     live: Option<broadcast::Sender<LogEvent>>,
+    /// Whether the ring ever let a line of this app go (past its bounds): a session's history
+    /// from it may then start later than the session asked.
+    evicted: bool,
+}
+
+impl AppLog {
+    fn empty() -> Self {
+        AppLog { ring: VecDeque::new(), bytes: 0, live: None, evicted: false }
+    }
 }
 
 impl AppLog {
@@ -53,6 +62,7 @@ impl AppLog {
             self.live = None;
         }
         if max_lines == 0 {
+            self.evicted = true;
             return;
         }
         self.bytes += e.encoded().len();
@@ -61,6 +71,7 @@ impl AppLog {
             let Some(old) = self.ring.pop_front() else {
                 break;
             };
+            self.evicted = true;
             self.bytes -= old.encoded().len();
         }
     }
@@ -113,11 +124,7 @@ impl History {
             // dyno's output), so the app's log is looked up once per run.
             let log = match apps.get_mut(first.app()) {
                 Some(log) => log,
-                None => apps.entry(first.app().into()).or_insert_with(|| AppLog {
-                    ring: VecDeque::new(),
-                    bytes: 0,
-                    live: None,
-                }),
+                None => apps.entry(first.app().into()).or_insert_with(AppLog::empty),
             };
             log.record(first, self.max_lines, self.max_bytes);
             while let Some(e) = events.next_if(|e| e.same_app(first)) {
@@ -127,14 +134,12 @@ impl History {
     }
 
     /// The app's recent lines that pass the filter, at most `lines` of them, and when `tail`,
-    /// a subscription to new ones, taken atomically so no line falls between the two.
-    fn open(&self, grant: &SessionGrant) -> (Vec<LogEvent>, Option<broadcast::Receiver<LogEvent>>) {
+    /// a subscription to new ones, taken atomically so no line falls between the two; and,
+    /// when the ring has let lines of the app go, the cut that may have shortened the history.
+    fn open(&self, grant: &SessionGrant) -> (Vec<LogEvent>, Option<broadcast::Receiver<LogEvent>>, Option<HistoryCut>) {
         let mut apps = self.apps.lock().expect("history lock");
-        let log = apps.entry(grant.app.as_str().into()).or_insert_with(|| AppLog {
-            ring: VecDeque::new(),
-            bytes: 0,
-            live: None,
-        });
+        let log = apps.entry(grant.app.as_str().into()).or_insert_with(AppLog::empty);
+        let cut = log.evicted.then_some(HistoryCut::Ring { lines: self.max_lines });
         let mut recent: Vec<LogEvent> =
             log.ring.iter().rev().filter(|e| passes(grant, e)).take(grant.lines as usize).cloned().collect();
         recent.reverse();
@@ -146,8 +151,72 @@ impl History {
                 rx
             }
         });
-        (recent, live)
+        (recent, live, cut)
     }
+}
+
+/// Why a log session's history may start later than the session asked (`lines`): what held
+/// the app's older lines let them go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HistoryCut {
+    /// This logshuttle's ring keeps the last `lines` lines of an app (`logshuttle.history_lines`,
+    /// and 512 bytes a line on average), and has let older ones go.
+    Ring { lines: usize },
+    /// With Kafka, the session read only the newest `messages` messages of the app's partition
+    /// (`logshuttle.session_history_messages`), and the partition holds older ones.
+    Window { messages: u64 },
+    /// With Kafka, the partition no longer holds its oldest messages: the topic's retention (or
+    /// an operator's deletion) removed them.
+    Retention,
+}
+
+impl HistoryCut {
+    /// The cut of a Kafka session's history that started at offset `from` of a partition whose
+    /// oldest kept message was `oldest`, having asked for the newest `window` messages: none
+    /// when it started at the partition's very first message (offset 0), so that everything
+    /// the app ever logged there was read.
+    fn of_partition(from: i64, oldest: i64, window: u64) -> Option<HistoryCut> {
+        if from > oldest {
+            Some(HistoryCut::Window { messages: window })
+        } else if oldest > 0 {
+            Some(HistoryCut::Retention)
+        } else {
+            None
+        }
+    }
+
+    /// The words that say where the history starts, and why there.
+    fn reason(self) -> String {
+        match self {
+            HistoryCut::Ring { lines } => {
+                format!("this logshuttle keeps an app's lines (its last {lines}, logshuttle.history_lines)")
+            }
+            HistoryCut::Window { messages } => format!(
+                "a session reads the app's Kafka partition (its newest {messages} messages, \
+                 logshuttle.session_history_messages)"
+            ),
+            HistoryCut::Retention => "the topic keeps messages (its retention removed older ones)".to_owned(),
+        }
+    }
+}
+
+/// The line that tells a session its history is shorter than it asked for, when it is (`got`
+/// lines of the `asked`) and one of `cuts` may be why; `None` when nothing was cut, so that the
+/// app never logged more lines that pass the session's filters. With a Kafka window or
+/// retention the app may have had no older lines either (the partition holds other apps'
+/// lines too): the line says where the history starts, not that lines were lost. It is in the
+/// session's own format with source `akkeris/logshuttle`, as Heroku's logplex announces its
+/// L-codes in the stream; Heroku has no code for this, so it carries none.
+fn short_history_line(app: &str, asked: u32, got: usize, cuts: &[HistoryCut], now_micros: i64) -> Option<Bytes> {
+    if got >= asked as usize || cuts.is_empty() {
+        return None;
+    }
+    let reasons: Vec<String> = cuts.iter().map(|c| c.reason()).collect();
+    Some(Bytes::from(format!(
+        "{} {app} akkeris/logshuttle: History: {got} of the {asked} lines asked for, from as far back as {}.\n",
+        format_micros(now_micros),
+        reasons.join(" and ")
+    )))
 }
 
 /// Whether a line passes a session's source and dyno filters. A dyno filter matches the dyno
@@ -229,6 +298,8 @@ struct ReadBack {
     history: Vec<LogEvent>,
     /// With `tail`: the app's lines after it, in batches.
     live: Option<mpsc::Receiver<Vec<LogEvent>>>,
+    /// Whether the partition held older messages than the reader read (see [`HistoryCut`]).
+    cut: Option<HistoryCut>,
 }
 
 /// Why a session got no reader.
@@ -265,6 +336,7 @@ impl Readers {
             .await
             .and_then(|r| r.map_err(|e| e.to_string()))
             .map_err(ReadBackError::Broker)?;
+        let cut = HistoryCut::of_partition(reader.next_offset(), reader.oldest(), self.history_messages);
         let mine = {
             let grant = grant.clone();
             move |r: Received| (r.event.app() == grant.app.as_str() && passes(&grant, &r.event)).then_some(r.event)
@@ -295,7 +367,7 @@ impl Readers {
         let history = history.into();
         if !grant.tail {
             tokio::spawn(close(reader, permit));
-            return Ok(ReadBack { history, live: None });
+            return Ok(ReadBack { history, live: None, cut });
         }
         let (tx, rx) = mpsc::channel(READ_AHEAD);
         tokio::spawn(async move {
@@ -314,7 +386,7 @@ impl Readers {
             }
             close(reader, permit).await;
         });
-        Ok(ReadBack { history, live: Some(rx) })
+        Ok(ReadBack { history, live: Some(rx), cut })
     }
 }
 
@@ -380,9 +452,11 @@ pub(crate) async fn stream(State(state): State<TailState>, Path(token): Path<Str
             }
         },
     };
-    let (mut recent, live) = state.history.open(&grant);
+    let (mut recent, live, ring_cut) = state.history.open(&grant);
+    let mut cuts: Vec<HistoryCut> = ring_cut.into_iter().collect();
     let mut from_kafka = None;
-    if let Some(ReadBack { history, live }) = read_back {
+    if let Some(ReadBack { history, live, cut }) = read_back {
+        cuts.extend(cut);
         // The rings hold only the other topics' lines then: the two histories, merged by
         // time, give the app's last lines.
         if recent.is_empty() {
@@ -396,8 +470,13 @@ pub(crate) async fn stream(State(state): State<TailState>, Path(token): Path<Str
     }
     let events = wants_events(&headers);
     let shape = move |line: Bytes| if events { as_event(line) } else { line };
-    let head =
-        futures_util::stream::iter(recent.into_iter().map(move |e| Ok::<_, std::io::Error>(shape(format_line(&e)))));
+    // A history shorter than asked, because older lines are gone, is said first: the client
+    // learns that its history starts later than it asked, and why.
+    let short =
+        short_history_line(grant.app.as_str(), grant.lines, recent.len(), &cuts, now_seconds() * 1_000_000);
+    let head = futures_util::stream::iter(
+        short.into_iter().chain(recent.into_iter().map(|e| format_line(&e))).map(move |l| Ok::<_, std::io::Error>(shape(l))),
+    );
     let body = match live {
         None => axum::body::Body::from_stream(head),
         Some(rx) => {
@@ -540,6 +619,79 @@ mod tests {
                 .collect();
             assert_eq!(got, want);
         }
+    }
+
+    /// Where a Kafka session's history started, against the partition's oldest message: the
+    /// window cut it, the retention did, or it read everything the partition ever held.
+    #[test]
+    fn a_partitions_history_is_cut_by_the_window_or_the_retention() {
+        use HistoryCut::{Retention, Window};
+        for (from, oldest, want) in [
+            (0, 0, None),
+            (80, 0, Some(Window { messages: 20 })),
+            (80, 50, Some(Window { messages: 20 })),
+            (50, 50, Some(Retention)),
+            (1, 1, Some(Retention)),
+        ] {
+            assert_eq!(HistoryCut::of_partition(from, oldest, 20), want, "from {from}, oldest {oldest}");
+        }
+    }
+
+    /// The line said first when a history is shorter than asked and something let older lines
+    /// go; nothing when the history is whole or the app never had more lines.
+    #[test]
+    fn a_short_history_is_said_once_with_why() {
+        let ring = HistoryCut::Ring { lines: 1500 };
+        let window = HistoryCut::Window { messages: 20000 };
+        let say = |asked, got, cuts: &[HistoryCut]| {
+            short_history_line("api-default", asked, got, cuts, 0).map(|b| String::from_utf8(b.to_vec()).unwrap())
+        };
+        let head = "1970-01-01T00:00:00.000000Z api-default akkeris/logshuttle: History: ";
+        for (asked, got, cuts, want) in [
+            (100, 100, &[ring][..], None),
+            (100, 40, &[][..], None),
+            (0, 0, &[window][..], None),
+            (
+                100,
+                40,
+                &[ring][..],
+                Some("40 of the 100 lines asked for, from as far back as this logshuttle keeps an app's lines (its last 1500, logshuttle.history_lines).\n"),
+            ),
+            (
+                10,
+                0,
+                &[window][..],
+                Some("0 of the 10 lines asked for, from as far back as a session reads the app's Kafka partition (its newest 20000 messages, logshuttle.session_history_messages).\n"),
+            ),
+            (
+                10,
+                3,
+                &[ring, HistoryCut::Retention][..],
+                Some("3 of the 10 lines asked for, from as far back as this logshuttle keeps an app's lines (its last 1500, logshuttle.history_lines) and the topic keeps messages (its retention removed older ones).\n"),
+            ),
+        ] {
+            assert_eq!(say(asked, got, cuts), want.map(|w| format!("{head}{w}")), "{asked} {got} {cuts:?}");
+        }
+    }
+
+    /// A ring that let a line of the app go says so; one that never did, or another app's,
+    /// does not.
+    #[test]
+    fn a_ring_knows_when_it_let_lines_go() {
+        let cut = |h: &History, app: &str| {
+            let g = SessionGrant { app: app.parse().unwrap(), ..grant(10, None, None) };
+            h.open(&g).2
+        };
+        let h = History::new(3, usize::MAX);
+        let line = |app: &str| LogEvent::builder(app, "app").message(b"x");
+        h.record(&[line("api-default"), line("api-default"), line("api-default"), line("web-default")]);
+        assert_eq!(cut(&h, "api-default"), None);
+        h.record(&[line("api-default")]);
+        assert_eq!(cut(&h, "api-default"), Some(HistoryCut::Ring { lines: 3 }));
+        assert_eq!(cut(&h, "web-default"), None);
+        let none = History::new(0, usize::MAX);
+        none.record(&[line("api-default")]);
+        assert_eq!(cut(&none, "api-default"), Some(HistoryCut::Ring { lines: 0 }));
     }
 
     #[test]
