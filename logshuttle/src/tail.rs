@@ -139,7 +139,7 @@ impl History {
     fn open(&self, grant: &SessionGrant) -> (Vec<LogEvent>, Option<broadcast::Receiver<LogEvent>>, Option<HistoryCut>) {
         let mut apps = self.apps.lock().expect("history lock");
         let log = apps.entry(grant.app.as_str().into()).or_insert_with(AppLog::empty);
-        let cut = log.evicted.then_some(HistoryCut::Ring { lines: self.max_lines });
+        let cut = log.evicted.then_some(HistoryCut::Ring { lines: self.max_lines, bytes: self.max_bytes });
         let mut recent: Vec<LogEvent> =
             log.ring.iter().rev().filter(|e| passes(grant, e)).take(grant.lines as usize).cloned().collect();
         recent.reverse();
@@ -159,9 +159,11 @@ impl History {
 /// the app's older lines let them go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum HistoryCut {
-    /// This logshuttle's ring keeps the last `lines` lines of an app (`logshuttle.history_lines`,
-    /// and 512 bytes a line on average), and has let older ones go.
-    Ring { lines: usize },
+    /// This logshuttle's ring keeps the last `lines` lines and `bytes` bytes of an app
+    /// (`logshuttle.history_lines`, and 512 bytes a line on average), and has let older ones
+    /// go. Sessions may ask for up to `history_lines` lines, so it is the bytes that cut a
+    /// history of long lines.
+    Ring { lines: usize, bytes: usize },
     /// With Kafka, the session read only the newest `messages` messages of the app's partition
     /// (`logshuttle.session_history_messages`), and the partition holds older ones.
     Window { messages: u64 },
@@ -188,9 +190,10 @@ impl HistoryCut {
     /// The words that say where the history starts, and why there.
     fn reason(self) -> String {
         match self {
-            HistoryCut::Ring { lines } => {
-                format!("this logshuttle keeps an app's lines (its last {lines}, logshuttle.history_lines)")
-            }
+            HistoryCut::Ring { lines, bytes } => format!(
+                "this logshuttle keeps an app's lines (its last {lines} lines or {bytes} bytes, \
+                 logshuttle.history_lines)"
+            ),
             HistoryCut::Window { messages } => format!(
                 "a session reads the app's Kafka partition (its newest {messages} messages, \
                  logshuttle.session_history_messages)"
@@ -641,7 +644,7 @@ mod tests {
     /// go; nothing when the history is whole or the app never had more lines.
     #[test]
     fn a_short_history_is_said_once_with_why() {
-        let ring = HistoryCut::Ring { lines: 1500 };
+        let ring = HistoryCut::Ring { lines: 1500, bytes: 768_000 };
         let window = HistoryCut::Window { messages: 20000 };
         let say = |asked, got, cuts: &[HistoryCut]| {
             short_history_line("api-default", asked, got, cuts, 0).map(|b| String::from_utf8(b.to_vec()).unwrap())
@@ -655,7 +658,7 @@ mod tests {
                 100,
                 40,
                 &[ring][..],
-                Some("40 of the 100 lines asked for, from as far back as this logshuttle keeps an app's lines (its last 1500, logshuttle.history_lines).\n"),
+                Some("40 of the 100 lines asked for, from as far back as this logshuttle keeps an app's lines (its last 1500 lines or 768000 bytes, logshuttle.history_lines).\n"),
             ),
             (
                 10,
@@ -667,7 +670,7 @@ mod tests {
                 10,
                 3,
                 &[ring, HistoryCut::Retention][..],
-                Some("3 of the 10 lines asked for, from as far back as this logshuttle keeps an app's lines (its last 1500, logshuttle.history_lines) and the topic keeps messages (its retention removed older ones).\n"),
+                Some("3 of the 10 lines asked for, from as far back as this logshuttle keeps an app's lines (its last 1500 lines or 768000 bytes, logshuttle.history_lines) and the topic keeps messages (its retention removed older ones).\n"),
             ),
         ] {
             assert_eq!(say(asked, got, cuts), want.map(|w| format!("{head}{w}")), "{asked} {got} {cuts:?}");
@@ -687,11 +690,18 @@ mod tests {
         h.record(&[line("api-default"), line("api-default"), line("api-default"), line("web-default")]);
         assert_eq!(cut(&h, "api-default"), None);
         h.record(&[line("api-default")]);
-        assert_eq!(cut(&h, "api-default"), Some(HistoryCut::Ring { lines: 3 }));
+        assert_eq!(cut(&h, "api-default"), Some(HistoryCut::Ring { lines: 3, bytes: usize::MAX }));
         assert_eq!(cut(&h, "web-default"), None);
         let none = History::new(0, usize::MAX);
         none.record(&[line("api-default")]);
-        assert_eq!(cut(&none, "api-default"), Some(HistoryCut::Ring { lines: 0 }));
+        assert_eq!(cut(&none, "api-default"), Some(HistoryCut::Ring { lines: 0, bytes: usize::MAX }));
+        // Long lines: the bytes let the first go while the lines still fit.
+        let small = History::new(10, 2500);
+        let long = LogEvent::builder("api-default", "app").message(&[b'x'; 1000]);
+        small.record(&[long.clone(), long.clone()]);
+        assert_eq!(cut(&small, "api-default"), None);
+        small.record(&[long]);
+        assert_eq!(cut(&small, "api-default"), Some(HistoryCut::Ring { lines: 10, bytes: 2500 }));
     }
 
     #[test]
