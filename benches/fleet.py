@@ -160,11 +160,13 @@ class Tansu:
     or "memory" (a restart loses the topic, the offsets and the group)."""
 
     def __init__(self, tmp, storage):
-        self.port = free_port()
+        self.port, self.cwd = free_port(), tmp
         self.log = os.path.join(tmp, "tansu.log")
         if storage == "sqlite":
             self.tansu = os.path.join(os.environ.get("CARGO_HOME", os.path.expanduser("~/.cargo")), "tansu-sqlite/bin/tansu")
-            self.engine = "sqlite://" + os.path.join(tmp, "tansu.db")
+            # tansu 0.6.0 takes the file's path relative to its working directory, even when
+            # absolute (as testkit's Tansu::start_keeping does): it runs in `tmp`.
+            self.engine = "sqlite://tansu.db"
         else:
             self.tansu = shutil.which("tansu") or os.path.expanduser("~/.cargo/bin/tansu")
             self.engine = "memory://tansu/"
@@ -175,7 +177,7 @@ class Tansu:
     def start(self):
         url = f"tcp://127.0.0.1:{self.port}"
         self.proc = spawn([self.tansu, "broker", "--listener-url", url, "--advertised-listener-url", url,
-                           "--storage-engine", self.engine], self.log)
+                           "--storage-engine", self.engine], self.log, cwd=self.cwd)
         until("tansu to listen", lambda: listening(self.port))
 
     def restart(self):

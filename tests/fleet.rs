@@ -280,7 +280,8 @@ impl Load {
         eventually(WAIT, "a line of a request answered after the fault at every drain", || async {
             let seen: Vec<HashMap<String, usize>> = drains.iter().map(paths_at).collect();
             let sent = self.sent.lock().unwrap();
-            let after = |app: usize| sent.iter().any(|s| s.ok && s.app == app && s.done > t && seen[app].contains_key(&s.path));
+            let after =
+                |app: usize| sent.iter().any(|s| s.ok && s.app == app && s.done > t && seen[app].contains_key(&s.path));
             (0..drains.len()).all(after).then_some(())
         })
         .await;

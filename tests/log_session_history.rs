@@ -89,8 +89,11 @@ async fn a_history_shorter_than_asked_is_said_on_kafka() {
     let wharf = Wharf::serve_with(WHARF, &["--kafka", &broker.brokers()], &dir.path().join("data"), &env).await;
     // How many of the app's lines the window holds depends on where tansu says the partition
     // ends (its newest producer batch's first offset plus one), so it is not fixed here.
-    check(&wharf, "a session reads the app's Kafka partition (its newest 20 messages, logshuttle.session_history_messages)")
-        .await;
+    check(
+        &wharf,
+        "a session reads the app's Kafka partition (its newest 20 messages, logshuttle.session_history_messages)",
+    )
+    .await;
 }
 
 /// The table, on one Wharf: `why` is the reason the notice gives. How many of the app's lines

@@ -475,10 +475,12 @@ pub(crate) async fn stream(State(state): State<TailState>, Path(token): Path<Str
     let shape = move |line: Bytes| if events { as_event(line) } else { line };
     // A history shorter than asked, because older lines are gone, is said first: the client
     // learns that its history starts later than it asked, and why.
-    let short =
-        short_history_line(grant.app.as_str(), grant.lines, recent.len(), &cuts, now_seconds() * 1_000_000);
+    let short = short_history_line(grant.app.as_str(), grant.lines, recent.len(), &cuts, now_seconds() * 1_000_000);
     let head = futures_util::stream::iter(
-        short.into_iter().chain(recent.into_iter().map(|e| format_line(&e))).map(move |l| Ok::<_, std::io::Error>(shape(l))),
+        short
+            .into_iter()
+            .chain(recent.into_iter().map(|e| format_line(&e)))
+            .map(move |l| Ok::<_, std::io::Error>(shape(l))),
     );
     let body = match live {
         None => axum::body::Body::from_stream(head),
@@ -658,19 +660,25 @@ mod tests {
                 100,
                 40,
                 &[ring][..],
-                Some("40 of the 100 lines asked for, from as far back as this logshuttle keeps an app's lines (its last 1500 lines or 768000 bytes, logshuttle.history_lines).\n"),
+                Some(
+                    "40 of the 100 lines asked for, from as far back as this logshuttle keeps an app's lines (its last 1500 lines or 768000 bytes, logshuttle.history_lines).\n",
+                ),
             ),
             (
                 10,
                 0,
                 &[window][..],
-                Some("0 of the 10 lines asked for, from as far back as a session reads the app's Kafka partition (its newest 20000 messages, logshuttle.session_history_messages).\n"),
+                Some(
+                    "0 of the 10 lines asked for, from as far back as a session reads the app's Kafka partition (its newest 20000 messages, logshuttle.session_history_messages).\n",
+                ),
             ),
             (
                 10,
                 3,
                 &[ring, HistoryCut::Retention][..],
-                Some("3 of the 10 lines asked for, from as far back as this logshuttle keeps an app's lines (its last 1500 lines or 768000 bytes, logshuttle.history_lines) and the topic keeps messages (its retention removed older ones).\n"),
+                Some(
+                    "3 of the 10 lines asked for, from as far back as this logshuttle keeps an app's lines (its last 1500 lines or 768000 bytes, logshuttle.history_lines) and the topic keeps messages (its retention removed older ones).\n",
+                ),
             ),
         ] {
             assert_eq!(say(asked, got, cuts), want.map(|w| format!("{head}{w}")), "{asked} {got} {cuts:?}");
