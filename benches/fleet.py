@@ -620,7 +620,8 @@ def drill(args, tmp):
     p = begin(f"restart the broker (tansu, {args.broker_storage} storage)")
     broker.restart()
     p["broker_back"] = time.time()
-    p["recovery"] = first_line_after(p["broker_back"], timeout=30)
+    p["timeout"] = 30
+    p["recovery"] = first_line_after(p["broker_back"], timeout=p["timeout"])
     p["what"] = "from the broker's return, a line of a request answered after it at every drain"
     if p["recovery"] is None:
         # A broker that came back without its data: if the topic was not created again, or a
@@ -702,7 +703,8 @@ def drill(args, tmp):
             broken.append(f"{p['name']}: {d}")
         if "repair" in p:
             rep = "never" if p["repair"] is None else f"{p['repair']:.2f} s"
-            print(f"{'':58} not recovered in 60 s; after the logshuttles were restarted by hand, lines flowed in {rep}")
+            print(f"{'':58} not recovered in {p.get('timeout', 60)} s; after the logshuttles were restarted by hand, "
+                  f"lines flowed in {rep}")
         if killed_loss:
             print(f"{'':58} lines of requests the killed router answered but had not handed to Kafka: {len(killed_loss)}")
         if broker_loss:
