@@ -71,6 +71,16 @@ fn load_token(data_dir: &Path, var: &str, file: &str) -> Result<(String, bool)> 
     Ok((token, true))
 }
 
+/// Where the banner says a token is: the variable it was given in (which wins over the file,
+/// as in [`load_token`]), or its file in `data_dir`.
+fn token_source(data_dir: &Path, var: &str, file: &str) -> String {
+    if std::env::var_os(var).is_some() {
+        format!("given in {var}")
+    } else {
+        format!("{var} in {}", absolute(&data_dir.join(file)).display())
+    }
+}
+
 fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_owned())
 }
@@ -160,20 +170,21 @@ impl ApiSecrets {
 
     /// Prints where each token is, and the admin token itself if it was generated just now.
     pub(crate) fn print(&self, out: &mut impl std::io::Write, data_dir: &Path) -> std::io::Result<()> {
+        // A token given as a variable has no file: the banner names the variable instead.
         writeln!(
             out,
-            "  data planes:  WHARF_ROUTER_TOKEN for wharf router --control-api in {}",
-            absolute(&data_dir.join("router-token")).display()
+            "  data planes:  for wharf router --control-api: {}",
+            token_source(data_dir, "WHARF_ROUTER_TOKEN", "router-token")
         )?;
         writeln!(
             out,
-            "                WHARF_LOGSHUTTLE_TOKEN for wharf logshuttle --control-api in {}",
-            absolute(&data_dir.join("logshuttle-token")).display()
+            "                for wharf logshuttle --control-api: {}",
+            token_source(data_dir, "WHARF_LOGSHUTTLE_TOKEN", "logshuttle-token")
         )?;
         writeln!(
             out,
-            "                WHARF_RUNTIME_TOKEN for an external runtime (images) in {}",
-            absolute(&data_dir.join("runtime-token")).display()
+            "                for an external runtime (images): {}",
+            token_source(data_dir, "WHARF_RUNTIME_TOKEN", "runtime-token")
         )?;
         let file = absolute(&data_dir.join("admin-token"));
         match &self.admin {
