@@ -407,6 +407,8 @@ def main():
         return dyno_main(int(args.dyno[0]), args.dyno[1])
     if not os.path.exists(args.binary):
         sys.exit(f"{args.binary} is missing: cargo build --release (or pass --binary)")
+    # A drill stopped by SIGTERM still stops what it started (PostgreSQL, tansu, Wharf).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     tmp = tempfile.mkdtemp(prefix="wharf-fleet-")
     os.chmod(tmp, 0o711)  # the PostgreSQL server, run as `postgres`, goes through it
     try:
