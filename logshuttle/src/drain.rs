@@ -230,11 +230,7 @@ async fn run(drain: Arc<Drain>, settings: DrainSettings) {
                     let outcome = match settled {
                         Ok(true) => {
                             set_live(true);
-                            let (from, to) = (flight.done, flight.messages());
-                            flight.delivered(from, to);
-                            drain.stats.sent.fetch_add(flight.sent_lines, Relaxed);
-                            drain.buffer.done();
-                            flight.clear();
+                            settle(&drain, &mut flight, &batch.entries);
                             delays = backoff(&settings);
                             continue;
                         }
@@ -257,7 +253,16 @@ async fn run(drain: Arc<Drain>, settings: DrainSettings) {
                 }
             }
         }
-        if conn.as_ref().is_some_and(|c| !c.is_open()) {
+        if let Some(c) = conn.as_ref().filter(|c| !c.is_open()) {
+            // A receiver that closed the connection after its TCP acknowledged the batch on its
+            // way has it: only what it did not acknowledge goes again on the new connection.
+            if let Conn::Tcp(s) = c
+                && flight_written
+                && !flight.is_empty()
+                && crate::transport::settled(s, 0).unwrap_or(false)
+            {
+                settle(&drain, &mut flight, &batch.entries);
+            }
             conn = None;
             flight_written = false;
         }
@@ -350,12 +355,9 @@ async fn run(drain: Arc<Drain>, settings: DrainSettings) {
         match outcome {
             Ok(()) if pipelined => {
                 set_live(true);
-                // `flight` is delivered (its lines counted in `sent_lines`); `batch` goes on
-                // its way in its place.
+                // `flight` is delivered; `batch` goes on its way in its place.
                 if !flight.is_empty() {
-                    drain.stats.sent.fetch_add(flight.sent_lines, Relaxed);
-                    drain.buffer.done_but(&batch.entries);
-                    flight.clear();
+                    settle(&drain, &mut flight, &batch.entries);
                     delays = backoff(&settings);
                 }
                 std::mem::swap(&mut flight, &mut batch);
@@ -387,6 +389,16 @@ async fn run(drain: Arc<Drain>, settings: DrainSettings) {
             }
         }
     }
+}
+
+/// Counts a TCP drain's batch on its way as delivered (its receiver's TCP acknowledged it);
+/// `behind` are the lines of the batch written after it, still on their way.
+fn settle(drain: &Drain, flight: &mut Batch, behind: &[crate::buffer::Entry]) {
+    let (from, to) = (flight.done, flight.messages());
+    flight.delivered(from, to);
+    drain.stats.sent.fetch_add(flight.sent_lines, Relaxed);
+    drain.buffer.done_but(behind);
+    flight.clear();
 }
 
 /// Counts a failed delivery and waits out the next delay before the drain tries again; what
@@ -481,13 +493,10 @@ mod tests {
     }
 
     async fn check(reset_after: usize) {
-        // A small receive window: what the receiver does not read stays in the drain's output
-        // queue, unacknowledged, rather than in the receiver's kernel.
-        let socket = TcpSocket::new_v4().unwrap();
-        socket.set_recv_buffer_size(4096).unwrap();
-        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let listener: TcpListener = socket.listen(8).unwrap();
-        let url: DrainUrl = format!("syslog+tcp://{}?framing=lf", listener.local_addr().unwrap()).parse().unwrap();
+        // The receiver listens only once every line is queued, so that the drain takes two
+        // whole batches: until then its connections are refused and it retries.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let url: DrainUrl = format!("syslog+tcp://{addr}?framing=lf").parse().unwrap();
         let spec = DrainSpec {
             id: Uuid::from_u128(reset_after as u128),
             target: wharf_domain::DrainTarget::Site("example.com".into()),
@@ -503,6 +512,13 @@ mod tests {
             let position = Some(Position { partition: Partition { topic_index: 0, number: 0 }, offset: i as i64 });
             drain.buffer.push(Entry { event, position, replayed: false });
         }
+        // A small receive window: what the receiver does not read stays in the drain's output
+        // queue, unacknowledged, rather than in the receiver's kernel.
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_reuseaddr(true).unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.bind(addr).unwrap();
+        let listener: TcpListener = socket.listen(8).unwrap();
         let (mut first, _) = tokio::time::timeout(WAIT, listener.accept()).await.unwrap().unwrap();
         let (mut pending, mut seen) = (Vec::new(), Vec::new());
         read_until(&mut first, &mut pending, &mut seen, reset_after).await;
@@ -521,7 +537,7 @@ mod tests {
         assert!(again[0] <= seen.len(), "{reset_after}: the second connection starts at {}", again[0]);
         poll("every line counted", || drain.stats.sent.load(Relaxed) == LINES as u64).await;
         poll("nothing in flight", || drain.buffer.is_idle()).await;
-        assert!(drain.stats.retried.load(Relaxed) >= 1);
+        assert!(drain.stats.retried.load(Relaxed) >= 1, "{reset_after}: the reset was a failed delivery");
         drain.stop();
     }
 }
