@@ -549,30 +549,11 @@ impl Buffer {
     }
 
     /// Records that every line taken by [`Buffer::pop`] so far is delivered (or given up on).
+    /// A drain has one batch in flight at a time.
     pub fn done(&self) {
-        self.done_but(&[]);
-    }
-
-    /// Records that every line taken so far is delivered except `still`, lines taken later
-    /// that are still on their way (a TCP drain writes its next batch before the receiver has
-    /// acknowledged the one before). A partition [`Buffer::forget`] let go of stays forgotten.
-    pub fn done_but(&self, still: &[Entry]) {
         let mut inner = self.inner.lock().expect("buffer lock");
-        for kind in 0..2 {
-            let flight = &mut inner.in_flight[kind];
-            if still.is_empty() || flight.is_empty() {
-                flight.clear();
-                continue;
-            }
-            // Lines are taken in order within a partition: the first one left is the lowest.
-            let mut lowest: Map<Partition, i64> = Map::default();
-            for p in still.iter().filter(|e| usize::from(e.replayed) == kind).filter_map(|e| e.position) {
-                if flight.contains_key(&p.partition) {
-                    lowest.entry(p.partition).or_insert(p.offset);
-                }
-            }
-            *flight = lowest;
-        }
+        inner.in_flight[0].clear();
+        inner.in_flight[1].clear();
     }
 
     /// The lowest offset of `partition` not yet taken care of among live lines (`kind` 0) or
@@ -745,28 +726,6 @@ mod tests {
         b.pop(&mut out, 10).await.unwrap();
         b.done();
         assert_eq!(b.pending_from(P0), None);
-    }
-
-    /// Two batches on their way at once: the first one's delivery moves the commit point to the
-    /// second one's lowest line, and a partition forgotten meanwhile is not brought back.
-    #[tokio::test]
-    async fn delivering_the_older_of_two_batches_on_their_way_keeps_the_newer_in_flight() {
-        let b = Buffer::new(100, usize::MAX);
-        for (i, o) in (10..14).enumerate() {
-            b.push(entry(o, &i.to_string()));
-        }
-        let other = Partition { topic_index: 0, number: 1 };
-        b.push(Entry { position: Some(Position { partition: other, offset: 7 }), ..entry(0, "x") });
-        let (mut first, mut second) = (Vec::new(), Vec::new());
-        b.pop(&mut first, 2).await.unwrap();
-        b.pop(&mut second, 10).await.unwrap();
-        assert_eq!((b.pending_from(P0), b.pending_from(other)), (Some(10), Some(7)));
-        assert_eq!(b.forget(other), None);
-        b.done_but(&second);
-        assert_eq!((b.pending_from(P0), b.pending_from(other)), (Some(12), None), "the newer batch's lowest line");
-        b.done_but(&[]);
-        assert_eq!(b.pending_from(P0), None);
-        assert!(b.is_idle());
     }
 
     /// The buffer's marks, as its app's pace sees them: full above half the budget, until a

@@ -42,13 +42,6 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const PACE_STALL: Duration = Duration::from_secs(2);
 /// Most lines written per batch.
 const BATCH: usize = 512;
-/// How long a TCP drain with a batch on its way and no lines to write behind it waits before
-/// it first looks whether the receiver has acknowledged the batch, and the longest it waits
-/// between looks after that. The lines are with the receiver already; the look only lets the
-/// drain count them and the logshuttle commit their offsets, so it need not be prompt, and a
-/// busy drain's next write settles the batch first (`transport::write_behind`).
-const SETTLE_FIRST: Duration = Duration::from_millis(5);
-const SETTLE_MAX: Duration = Duration::from_millis(50);
 /// Bytes a line adds to its encoded size once framed as RFC 5424 (priority, version,
 /// timestamp, separators, octet count), for the HTTPS batch cap.
 const FRAME_OVERHEAD: usize = 48;
@@ -182,15 +175,6 @@ fn frame_id() -> String {
 async fn run(drain: Arc<Drain>, settings: DrainSettings) {
     // Allocated on first use: most drains are idle most of the time.
     let mut batch = Batch::default();
-    // A TCP drain's batch on its way: written, not yet acknowledged by the receiver's TCP
-    // (pipelined acknowledgement, see `transport::write_behind`); `batch` is written behind it.
-    let mut flight = Batch::default();
-    // Whether `flight` went out on the current connection (a new one must send it again first).
-    let mut flight_written = false;
-    // When `flight` was written, and how long to wait before looking whether it is acknowledged
-    // when no lines come to write behind it.
-    let mut flight_since = tokio::time::Instant::now();
-    let mut settle_in = SETTLE_FIRST;
     let mut conn: Option<Conn> = None;
     let mut tls = None;
     let mut delays = backoff(&settings);
@@ -199,8 +183,6 @@ async fn run(drain: Arc<Drain>, settings: DrainSettings) {
     let own_ca = drain.ca.as_ref().map(|c| c.certificates()).unwrap_or_default();
     let https = drain.url.scheme() == DrainScheme::Https;
     let max_bytes = if https { settings.https_batch_bytes } else { usize::MAX };
-    // Plain TCP drains write their next batch before the last is acknowledged.
-    let pipelined = drain.url.scheme() == DrainScheme::SyslogTcp;
     // What this task last told the buffer, so that it takes the buffer's lock only on a change.
     let mut live = false;
     let mut set_live = |now: bool| {
@@ -210,61 +192,11 @@ async fn run(drain: Arc<Drain>, settings: DrainSettings) {
         }
     };
     loop {
-        if batch.is_empty() && flight.is_empty() {
-            if !drain.buffer.wait_ready().await {
-                return;
-            }
-        } else if batch.is_empty() && flight_written {
-            // A batch is on its way and nothing is behind it: write the next lines behind it as
-            // they come, or look after a while whether the receiver has acknowledged it.
-            tokio::select! {
-                ready = drain.buffer.wait_ready() => if !ready {
-                    return;
-                },
-                () = tokio::time::sleep(settle_in) => {
-                    let settled = match &conn {
-                        Some(Conn::Tcp(s)) => crate::transport::settled(s, 0),
-                        _ => unreachable!("only a TCP drain has a batch on its way"),
-                    };
-                    let waited = flight_since.elapsed();
-                    let outcome = match settled {
-                        Ok(true) => {
-                            set_live(true);
-                            settle(&drain, &mut flight, &batch.entries);
-                            delays = backoff(&settings);
-                            continue;
-                        }
-                        Ok(false) if waited < WRITE_TIMEOUT => {
-                            if waited >= PACE_STALL {
-                                // Stuck: stop pacing the app until this batch gets through.
-                                set_live(false);
-                            }
-                            settle_in = (settle_in * 2).min(SETTLE_MAX);
-                            continue;
-                        }
-                        Ok(false) => "delivery timed out".to_owned(),
-                        Err(e) => e.to_string(),
-                    };
-                    set_live(false);
-                    conn = None;
-                    flight_written = false;
-                    retry_later(&drain, &mut delays, &settings, &outcome).await;
-                    continue;
-                }
-            }
+        if batch.is_empty() && !drain.buffer.wait_ready().await {
+            return;
         }
-        if let Some(c) = conn.as_ref().filter(|c| !c.is_open()) {
-            // A receiver that closed the connection after its TCP acknowledged the batch on its
-            // way has it: only what it did not acknowledge goes again on the new connection.
-            if let Conn::Tcp(s) = c
-                && flight_written
-                && !flight.is_empty()
-                && crate::transport::settled(s, 0).unwrap_or(false)
-            {
-                settle(&drain, &mut flight, &batch.entries);
-            }
+        if conn.as_ref().is_some_and(|c| !c.is_open()) {
             conn = None;
-            flight_written = false;
         }
         let c = match &mut conn {
             Some(c) => c,
@@ -278,7 +210,6 @@ async fn run(drain: Arc<Drain>, settings: DrainSettings) {
                 match connect(&end, &mut tls).await {
                     Ok(c) => {
                         set_live(true);
-                        flight_written = false;
                         conn.insert(c)
                     }
                     Err(e) => {
@@ -295,9 +226,8 @@ async fn run(drain: Arc<Drain>, settings: DrainSettings) {
                 }
             }
         };
-        // Lines are taken only once connected: until then they wait in the buffer. A batch on
-        // its way that a new connection must send again goes alone, so as not to wait here.
-        if batch.is_empty() && (flight.is_empty() || flight_written) {
+        // Lines are taken only once connected: until then they wait in the buffer.
+        if batch.is_empty() {
             let Some(overflow) = drain.buffer.pop_within(&mut batch.entries, BATCH, max_bytes, FRAME_OVERHEAD).await
             else {
                 return;
@@ -326,9 +256,6 @@ async fn run(drain: Arc<Drain>, settings: DrainSettings) {
             let send = async {
                 match c {
                     Conn::Https(sender) => crate::https::post_batch(sender, &drain.url, &drain.token, &mut batch).await,
-                    Conn::Tcp(s) => crate::transport::write_behind(s, &mut flight, !flight_written, &batch)
-                        .await
-                        .map_err(|e| crate::https::Retry { reason: e.to_string(), reconnect: true }),
                     stream => match stream.write(&batch).await {
                         Ok(()) => {
                             let (from, to) = (batch.done, batch.messages());
@@ -353,16 +280,6 @@ async fn run(drain: Arc<Drain>, settings: DrainSettings) {
             }
         };
         match outcome {
-            Ok(()) if pipelined => {
-                set_live(true);
-                // `flight` is delivered; `batch` goes on its way in its place.
-                if !flight.is_empty() {
-                    settle(&drain, &mut flight, &batch.entries);
-                    delays = backoff(&settings);
-                }
-                std::mem::swap(&mut flight, &mut batch);
-                (flight_written, flight_since, settle_in) = (true, tokio::time::Instant::now(), SETTLE_FIRST);
-            }
             Ok(()) => {
                 set_live(true);
                 drain.stats.sent.fetch_add(batch.sent_lines, Relaxed);
@@ -381,34 +298,17 @@ async fn run(drain: Arc<Drain>, settings: DrainSettings) {
             }
             Err(crate::https::Retry { reason, reconnect }) => {
                 set_live(false);
+                drain.stats.failed(&reason);
+                drain.stats.retried.fetch_add(1, Relaxed);
+                let retry_in = delays.next().unwrap_or(settings.reconnect_max);
+                tracing::warn!(drain = %drain.id, url = %drain.url, error = %reason, ?retry_in, "drain delivery failed; retrying");
                 if reconnect {
                     conn = None;
-                    flight_written = false;
                 }
-                retry_later(&drain, &mut delays, &settings, &reason).await;
+                tokio::time::sleep(retry_in).await;
             }
         }
     }
-}
-
-/// Counts a TCP drain's batch on its way as delivered (its receiver's TCP acknowledged it);
-/// `behind` are the lines of the batch written after it, still on their way.
-fn settle(drain: &Drain, flight: &mut Batch, behind: &[crate::buffer::Entry]) {
-    let (from, to) = (flight.done, flight.messages());
-    flight.delivered(from, to);
-    drain.stats.sent.fetch_add(flight.sent_lines, Relaxed);
-    drain.buffer.done_but(behind);
-    flight.clear();
-}
-
-/// Counts a failed delivery and waits out the next delay before the drain tries again; what
-/// was not delivered is sent again as it was.
-async fn retry_later(drain: &Drain, delays: &mut backon::ExponentialBackoff, settings: &DrainSettings, reason: &str) {
-    drain.stats.failed(reason);
-    drain.stats.retried.fetch_add(1, Relaxed);
-    let retry_in = delays.next().unwrap_or(settings.reconnect_max);
-    tracing::warn!(drain = %drain.id, url = %drain.url, error = %reason, ?retry_in, "drain delivery failed; retrying");
-    tokio::time::sleep(retry_in).await;
 }
 
 /// The delays between a drain's attempts: from `reconnect_min`, doubling up to `reconnect_max`,
@@ -423,121 +323,4 @@ fn backoff(settings: &DrainSettings) -> backon::ExponentialBackoff {
         .with_jitter()
         .without_max_times()
         .build()
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::atomic::Ordering::Relaxed;
-    use std::time::Duration;
-
-    use tokio::io::AsyncReadExt;
-    use tokio::net::{TcpListener, TcpSocket, TcpStream};
-    use wharf_bus::{Partition, Position};
-
-    use super::*;
-    use crate::buffer::Entry;
-
-    const LINES: usize = 2 * BATCH;
-    const WAIT: Duration = Duration::from_secs(30);
-
-    fn settings() -> DrainSettings {
-        DrainSettings {
-            buffer_lines: 10 * LINES,
-            buffer_bytes: usize::MAX,
-            reconnect_min: Duration::from_millis(10),
-            reconnect_max: Duration::from_millis(50),
-            trusted: Arc::default(),
-            https_batch_bytes: usize::MAX,
-            outbound: Policy::default(),
-            pacer: None,
-            catch_up: false,
-        }
-    }
-
-    /// Reads newline-framed messages from `s` into `seen` (each message's line number) until
-    /// `until` is among them.
-    async fn read_until(s: &mut TcpStream, pending: &mut Vec<u8>, seen: &mut Vec<usize>, until: usize) {
-        let mut buf = [0u8; 4096];
-        while !seen.contains(&until) {
-            let n = tokio::time::timeout(WAIT, s.read(&mut buf)).await.expect("the drain goes on writing").unwrap();
-            assert!(n > 0, "the drain closed the connection");
-            pending.extend_from_slice(&buf[..n]);
-            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-                let message: Vec<u8> = pending.drain(..=end).collect();
-                let text = String::from_utf8(message).unwrap();
-                let number = text.split_once("line ").and_then(|(_, rest)| rest.get(..5)).unwrap();
-                seen.push(number.parse().unwrap());
-            }
-        }
-    }
-
-    async fn poll(what: &str, mut done: impl FnMut() -> bool) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while !done() {
-            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    /// A TCP drain writes its next batch before the receiver has acknowledged the one before
-    /// (pipelined acknowledgement). A receiver that resets the connection after reading part of
-    /// either of two batches on their way still gets every line, in order, once the drain has
-    /// reconnected: neither batch counts as delivered before the receiver's TCP acknowledged it,
-    /// and both are sent again, the older first.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_reset_during_two_pipelined_batches_loses_no_line_and_keeps_the_order() {
-        // The line after which the receiver resets: in the first batch, in the second.
-        for reset_after in [BATCH / 2, BATCH + BATCH / 2] {
-            check(reset_after).await;
-        }
-    }
-
-    async fn check(reset_after: usize) {
-        // The receiver listens only once every line is queued, so that the drain takes two
-        // whole batches: until then its connections are refused and it retries.
-        let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        let url: DrainUrl = format!("syslog+tcp://{addr}?framing=lf").parse().unwrap();
-        let spec = DrainSpec {
-            id: Uuid::from_u128(reset_after as u128),
-            target: wharf_domain::DrainTarget::Site("example.com".into()),
-            url,
-            token: String::new(),
-            ca: None,
-        };
-        let drain = Drain::start(&spec, "example.com".into(), &settings());
-        // About 1 KB a line: each batch of 512 is far larger than the receiver's window.
-        let pad = "x".repeat(1000);
-        for i in 0..LINES {
-            let event = LogEvent::builder("example.com", "app").message(format!("line {i:05} {pad}").as_bytes());
-            let position = Some(Position { partition: Partition { topic_index: 0, number: 0 }, offset: i as i64 });
-            drain.buffer.push(Entry { event, position, replayed: false });
-        }
-        // A small receive window: what the receiver does not read stays in the drain's output
-        // queue, unacknowledged, rather than in the receiver's kernel.
-        let socket = TcpSocket::new_v4().unwrap();
-        socket.set_reuseaddr(true).unwrap();
-        socket.set_recv_buffer_size(4096).unwrap();
-        socket.bind(addr).unwrap();
-        let listener: TcpListener = socket.listen(8).unwrap();
-        let (mut first, _) = tokio::time::timeout(WAIT, listener.accept()).await.unwrap().unwrap();
-        let (mut pending, mut seen) = (Vec::new(), Vec::new());
-        read_until(&mut first, &mut pending, &mut seen, reset_after).await;
-        // Both batches are taken: the second went out behind the first, unacknowledged.
-        poll("both batches taken", || drain.buffer.stats.popped.load(Relaxed) == LINES as u64).await;
-        assert!(drain.stats.sent.load(Relaxed) < LINES as u64, "{reset_after}: counted before acknowledged");
-        first.set_zero_linger().unwrap();
-        drop(first);
-        let (mut second, _) = tokio::time::timeout(WAIT, listener.accept()).await.unwrap().unwrap();
-        let mut again = Vec::new();
-        read_until(&mut second, &mut Vec::new(), &mut again, LINES - 1).await;
-        // The receiver may have read a few lines past `reset_after` in its last read.
-        let expected: Vec<usize> = (0..seen.len()).collect();
-        assert_eq!(seen, expected, "{reset_after}: the first connection, in order");
-        assert!(again.windows(2).all(|w| w[1] == w[0] + 1), "{reset_after}: in order, no gap");
-        assert!(again[0] <= seen.len(), "{reset_after}: the second connection starts at {}", again[0]);
-        poll("every line counted", || drain.stats.sent.load(Relaxed) == LINES as u64).await;
-        poll("nothing in flight", || drain.buffer.is_idle()).await;
-        assert!(drain.stats.retried.load(Relaxed) >= 1, "{reset_after}: the reset was a failed delivery");
-        drain.stop();
-    }
 }

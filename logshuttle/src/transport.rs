@@ -138,68 +138,19 @@ fn peer_open(s: &TcpStream) -> bool {
 /// by the check, the batch is sent again (at least once) rather than counted.
 async fn acknowledged(s: &TcpStream) -> std::io::Result<()> {
     tokio::task::yield_now().await;
-    acknowledged_but(s, 0).await
-}
-
-/// Waits until the receiver's TCP has acknowledged every byte written to `s` but the last
-/// `after` (see [`acknowledged`]).
-async fn acknowledged_but(s: &TcpStream, after: usize) -> std::io::Result<()> {
     let mut wait = Duration::from_millis(1);
-    while !settled(s, after)? {
+    loop {
+        let unacked = crate::acked::unacked(s)?;
+        // A receiver that reset the connection will never acknowledge the rest.
+        if let Some(e) = s.take_error()? {
+            return Err(e);
+        }
+        if unacked == 0 {
+            return Ok(());
+        }
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_millis(50));
     }
-    Ok(())
-}
-
-/// Whether the receiver's TCP has acknowledged every byte written to `s` but the last `after`:
-/// the output queue (`SIOCOUTQ`) holds at most those. The pending error is read with it,
-/// because a reset empties the queue too (see [`acknowledged`]): an error means the bytes not
-/// acknowledged before it never will be.
-pub(crate) fn settled(s: &TcpStream, after: usize) -> std::io::Result<bool> {
-    let unacked = crate::acked::unacked(s)?;
-    if let Some(e) = s.take_error()? {
-        return Err(e);
-    }
-    Ok(unacked <= after)
-}
-
-/// Writes a TCP drain's next batch behind the one on its way (pipelined acknowledgement):
-/// `flight`, written earlier (again first, when `resend`: the connection is new) and not yet
-/// acknowledged, then `next` (from `next.done`; it may be empty). Returns once the receiver's
-/// TCP has acknowledged `flight`: every byte written but `next`'s. `next` is then the batch on
-/// its way, which the drain's next write (or, when no lines come, a look at the output queue)
-/// settles.
-///
-/// This saves the wait and the check after every write: a drain writes each batch as soon as
-/// it has lines, and one `SIOCOUTQ` after the write settles the batch before it, which a
-/// receiver has mostly acknowledged by then. At most two batches are on their way, so a slow
-/// receiver holds at most one batch beyond what it acknowledged. On an error, neither counts as
-/// delivered: the drain sends both again, in order, on a new connection (at least once).
-/// Plain TCP only: for TLS the bytes on the wire are not the batch's bytes.
-pub(crate) async fn write_behind(
-    s: &mut TcpStream,
-    flight: &mut Batch,
-    resend: bool,
-    next: &Batch,
-) -> std::io::Result<()> {
-    if resend && !flight.is_empty() {
-        s.write_all(flight.range(flight.done, flight.messages())).await?;
-    }
-    let after = if next.is_empty() {
-        0
-    } else {
-        let bytes = next.range(next.done, next.messages());
-        s.write_all(bytes).await?;
-        bytes.len()
-    };
-    if flight.is_empty() {
-        return Ok(());
-    }
-    acknowledged_but(s, after).await?;
-    let (from, to) = (flight.done, flight.messages());
-    flight.delivered(from, to);
-    Ok(())
 }
 
 fn timed_out(what: &str) -> std::io::Error {
