@@ -24,6 +24,9 @@
 //! linger and the broker). A plain consumer then gets the same live loads, for comparison: the
 //! difference is Wharf's.
 //!
+//! Wharf runs with `WHARF_LOG=info`, as an operator runs it (the test kit's default turns on
+//! debug events for the logshuttle); `WHARF_BENCH_LOG=FILTER` sets another filter.
+//!
 //! With `WHARF_BENCH_WRAPPER=SCRIPT`, the 1,000-drains case runs `SCRIPT ARGS...` with
 //! Wharf's path in `WHARF_BENCH_BIN` instead of Wharf itself (to profile it, for example with a
 //! script that runs `exec valgrind --tool=callgrind "$WHARF_BENCH_BIN" "$@"`).
@@ -469,6 +472,8 @@ async fn wharf_drains(
     env.push(("WHARF_BENCH_BIN", WHARF));
     let fetch_wait = format!("{}ms", fetch_wait_max_ms());
     env.push(("WHARF_KAFKA__FETCH_WAIT_MAX", &fetch_wait));
+    let log = std::env::var("WHARF_BENCH_LOG").unwrap_or_else(|_| "info".into());
+    env.push(("WHARF_LOG", &log));
     let wharf =
         Wharf::serve_with(wrapper.as_deref().unwrap_or(WHARF), &["--kafka", &broker.brokers()], data, &env).await;
     let pid = wharf.pid();
