@@ -7,7 +7,9 @@ configuration, one thread) run in front of the same nginx backend, unpinned, and
 serves `--requests` HTTP/2 requests from h2load (50 connections of 10 streams, one thread, as
 router.py's HTTP/2 scenario) while `perf stat` is attached to it. Printed per request: system
 calls (the `raw_syscalls:sys_enter` tracepoint), the process's CPU time (`task-clock`: user and
-kernel), context switches, and for Wharf the new connections it opened to the dyno
+kernel; and split into the two from /proc/PID/stat, in clock ticks of 10 ms), the waits
+(`epoll_wait`), reads, writes and `futex` calls among the system calls (their `sys_enter_`
+tracepoints), context switches, and for Wharf the new connections it opened to the dyno
 (`wharf_router_upstream_connections_total{kind="new"}` from its admin listener).
 
     python3 benches/router_syscalls.py [--binary target/release/wharf[,OTHER,...]]
@@ -31,7 +33,24 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import router as bench  # noqa: E402  (the router benchmark's helpers)
 
-EVENTS = "task-clock,raw_syscalls:sys_enter,context-switches"
+EVENTS = "task-clock,raw_syscalls:sys_enter,context-switches,page-faults"
+
+# The system calls that say how a proxy waits, reads and writes, counted one by one: a proxy
+# that writes per stream where another coalesces, or wakes more often, shows here.
+CALLS = {
+    "waits": ("epoll_wait", "epoll_pwait"),
+    "reads": ("read", "recvfrom", "recvmsg"),
+    "writes": ("write", "writev", "sendto", "sendmsg"),
+    "futex": ("futex",),
+}
+CALL_EVENTS = ",".join(f"syscalls:sys_enter_{c}" for calls in CALLS.values() for c in calls)
+
+
+def cpu_ticks(pid):
+    """The process's user and system CPU time so far (all its threads), in seconds."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def h2load(proxy, requests):
@@ -83,15 +102,19 @@ def main():
         for p in proxies:
             h2load(p, 20_000)  # warm up: connections, pools, caches
         print(f"{args.requests} HTTP/2 requests each (h2load -t1 -c50 -m10), per request:")
-        print("| proxy | req/s | CPU µs | system calls | context switches | new dyno connections |")
-        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        print("| proxy | req/s | CPU µs | user µs | system µs | system calls | "
+              + " | ".join(CALLS) + " | context switches | page faults | new dyno connections |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in CALLS) + " | ---: | ---: | ---: |")
         for _ in range(args.repeat):
             for p in proxies:
                 out = os.path.join(tmp, "perf-stat.csv")
                 opened = new_connections(p)
-                perf = subprocess.Popen(["perf", "stat", "-x,", "-o", out, "-e", EVENTS, "-p", str(p.proc.pid)])
+                perf = subprocess.Popen(["perf", "stat", "-x,", "-o", out, "-e", f"{EVENTS},{CALL_EVENTS}",
+                                         "-p", str(p.proc.pid)])
                 time.sleep(0.5)  # perf attaches to every thread before the load starts
+                user, system = cpu_ticks(p.proc.pid)
                 rps = h2load(p, args.requests)
+                user_after, system_after = cpu_ticks(p.proc.pid)
                 perf.send_signal(2)
                 perf.wait()
                 counts = {}
@@ -100,8 +123,12 @@ def main():
                     if len(fields) > 2 and re.fullmatch(r"[\d.]+", fields[0]):
                         counts[fields[2]] = float(fields[0])
                 n = args.requests
+                calls = " | ".join(f"{sum(counts.get(f'syscalls:sys_enter_{c}', 0) for c in cs) / n:.3f}"
+                                   for cs in CALLS.values())
                 print(f"| {p.name} | {rps:.0f} | {counts['task-clock'] * 1000 / n:.2f} "
-                      f"| {counts['raw_syscalls:sys_enter'] / n:.2f} | {counts['context-switches'] / n:.3f} "
+                      f"| {(user_after - user) * 1e6 / n:.2f} | {(system_after - system) * 1e6 / n:.2f} "
+                      f"| {counts['raw_syscalls:sys_enter'] / n:.2f} | {calls} | {counts['context-switches'] / n:.3f} "
+                      f"| {counts['page-faults'] / n:.3f} "
                       f"| {(new_connections(p) - opened) / n:.4f} |", flush=True)
     finally:
         bench.stop_all()

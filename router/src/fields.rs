@@ -218,6 +218,43 @@ fn eq_known(name: &[u8], lower: &str) -> bool {
     eq_word(word(name, n - 8), word(lower, n - 8))
 }
 
+/// Names a dyno's response often has that the router does not act on (so [`FieldName::of`]
+/// knows none of them), with `http`'s constants for them.
+static COMMON_RESPONSE_NAMES: [(&str, HeaderName); 14] = {
+    use http::header::*;
+    [
+        ("age", AGE),
+        ("etag", ETAG),
+        ("vary", VARY),
+        ("server", SERVER),
+        ("expires", EXPIRES),
+        ("location", LOCATION),
+        ("set-cookie", SET_COOKIE),
+        ("content-type", CONTENT_TYPE),
+        ("accept-ranges", ACCEPT_RANGES),
+        ("cache-control", CACHE_CONTROL),
+        ("last-modified", LAST_MODIFIED),
+        ("content-encoding", CONTENT_ENCODING),
+        ("x-content-type-options", X_CONTENT_TYPE_OPTIONS),
+        ("access-control-allow-origin", ACCESS_CONTROL_ALLOW_ORIGIN),
+    ]
+};
+
+/// `http`'s constant for `name` (any case) when it is one of [`COMMON_RESPONSE_NAMES`]; `None`
+/// for any other name, which `HeaderName::from_bytes` then parses.
+///
+/// Why by hand: `from_bytes` lowers the name into a buffer and looks it up among `http`'s ~90
+/// standard names, about 150 instructions a field; this compares a few names of the same
+/// length eight bytes at a time ([`eq_known`]): building the map of an HTTP/2 response with
+/// `Server` and `Content-Type` (benches/router.py's backend) went from 3,494 to 3,332
+/// instructions (callgrind, benches/RESULTS.md, router run 17).
+fn common_response_name(name: &[u8]) -> Option<HeaderName> {
+    COMMON_RESPONSE_NAMES
+        .iter()
+        .find(|(text, _)| text.len() == name.len() && eq_known(name, text))
+        .map(|(_, h)| h.clone())
+}
+
 /// Whether the eight bytes `word` match `lower`'s (lowercase letters, digits, `-` and zero
 /// bytes): each byte of `lower` from `a` (0x61) up is a letter, whose byte in `word` may have
 /// bit 0x20 clear (its uppercase); adding 0x1f to each byte of `lower` sets the top bit of
@@ -331,7 +368,13 @@ impl Fields {
             let value = HeaderValue::from_maybe_shared(self.bytes.slice(p.value.range()))?;
             let name = match p.known.header_name() {
                 Some(name) => name,
-                None => HeaderName::from_bytes(p.name.get(&self.bytes))?,
+                None => {
+                    let name = p.name.get(&self.bytes);
+                    match common_response_name(name) {
+                        Some(name) => name,
+                        None => HeaderName::from_bytes(name)?,
+                    }
+                }
             };
             map.append(name, value);
         }
@@ -389,6 +432,44 @@ mod tests {
         req.parse(head.as_bytes()).unwrap();
         let list = Fields::locate(head.as_bytes(), req.headers);
         Fields::new(Bytes::from_static(head.as_bytes()), list)
+    }
+
+    #[test]
+    fn common_response_names_are_the_header_names_their_text_makes() {
+        for (text, constant) in &COMMON_RESPONSE_NAMES {
+            assert_eq!(HeaderName::from_bytes(text.as_bytes()).unwrap(), *constant, "{text}");
+            let upper = text.to_ascii_uppercase();
+            for spelled in [text.to_string(), upper.clone(), format!("{}{}", &upper[..1], &text[1..])] {
+                assert_eq!(common_response_name(spelled.as_bytes()).as_ref(), Some(constant), "{spelled}");
+            }
+        }
+        // Names of the same lengths that are not these, and names with `_` for `-`, are left to
+        // `HeaderName::from_bytes`.
+        for other in ["agf", "etah", "sErvex", "set_cookie", "content_type", "x-content-type-option", "", "x"] {
+            assert_eq!(common_response_name(other.as_bytes()), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn response_maps_carry_every_kept_field_under_its_own_name() {
+        let head = "HTTP/1.1 200 OK\r\nServer: nginx\r\nCONTENT-TYPE: text/plain\r\nX-Custom: 1\r\nset_cookie: a\r\nDate: d\r\nConnection: close\r\n\r\n";
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut res = httparse::Response::new(&mut headers);
+        res.parse(head.as_bytes()).unwrap();
+        let list = Fields::locate(head.as_bytes(), res.headers);
+        let fields = Fields::new(Bytes::from_static(head.as_bytes()), list);
+        let map = fields.to_map(|known, _| known == FieldName::Connection).unwrap();
+        let got: Vec<(&str, &[u8])> = map.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
+        assert_eq!(
+            got,
+            [
+                ("server", &b"nginx"[..]),
+                ("content-type", b"text/plain"),
+                ("x-custom", b"1"),
+                ("set_cookie", b"a"),
+                ("date", b"d"),
+            ]
+        );
     }
 
     #[test]
