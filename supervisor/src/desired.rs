@@ -90,6 +90,50 @@ pub(crate) fn desired_formations(m: &Model) -> HashMap<FormationKey, DesiredForm
     out
 }
 
+/// The formation entries of each app's serving release, for the apps whose running release is
+/// `pending` (its release phase, or its roll, has not ended): the entries of the newest release
+/// before it that succeeded and was not withdrawn, with that release's commands, ports, health
+/// checks, config vars and slug, and the formation's quantities. Empty for an app without such
+/// a release (its first deploy) and for every other app.
+///
+/// A supervisor that starts (after a restart of Wharf, a clean stop or `kill -9`) runs these
+/// first, so that production keeps serving the release that last succeeded while the pending
+/// one runs its release phase again, or rolls again from the start: the old dynos it would
+/// have kept went with the earlier run.
+pub(crate) fn serving_formations(m: &Model) -> HashMap<FormationKey, DesiredFormation> {
+    use wharf_control_api::model::ReleaseStatus;
+    let mut out = HashMap::new();
+    for app in m.apps() {
+        let Some(running) = m.running_release(app.id).filter(|r| r.status == ReleaseStatus::Pending) else { continue };
+        let serving = m
+            .releases_of(app.id)
+            .into_iter()
+            .filter(|r| r.status == ReleaseStatus::Succeeded && !r.withdrawn && r.version < running.version)
+            .max_by_key(|r| r.version);
+        let Some(serving) = serving else { continue };
+        let key = m.app_key(app).to_string();
+        let release = Some(DynoRelease { id: serving.id, version: serving.version });
+        let slug = serving.slug_id.filter(|id| m.slug(*id).is_some_and(|s| s.image.is_none()));
+        for f in m.formation_of(app.id) {
+            let process = serving.processes.iter().find(|p| p.dyno_type == f.dyno_type);
+            let Some((process, command)) = process.and_then(|p| p.command.as_ref().map(|c| (p, c))) else { continue };
+            let spec = DynoSpec {
+                command: command.clone(),
+                env: serving.config_vars.clone(),
+                port: process.port,
+                healthcheck: process.healthcheck.clone(),
+                release,
+                slug,
+            };
+            out.insert(
+                FormationKey { app_id: app.id, dyno_type: f.dyno_type.clone() },
+                DesiredFormation { app: key.clone(), quantity: f.quantity, spec },
+            );
+        }
+    }
+    out
+}
+
 /// Each app's view of its space's services: `NAME_SERVICE_HOST` and `NAME_SERVICE_PORT` for
 /// each app in its space that has a loopback service (`service_ports`: app id to the
 /// service's port), `NAME` being the app's name in upper case. A dyno gets its app's set when it

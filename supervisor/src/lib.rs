@@ -264,6 +264,34 @@ async fn run(
                 release_phase::say_waits(&plane, &publisher, *app_id, *running, version).await;
             }
         }
+        // An entry with no task while its app's release is pending (a supervisor that starts
+        // after Wharf stopped or was killed mid-phase or mid-roll) first runs the release that
+        // last succeeded: production serves it again at once, the pending release's phase runs
+        // again from its start (at least once, as on Heroku), and its roll is a roll like any,
+        // which keeps the serving dynos if the new ones fail.
+        for (key, entry) in plane.read(desired::serving_formations).await {
+            if formations.contains_key(&key) || key.dyno_type.as_str() == release_phase::RELEASE {
+                continue;
+            }
+            if !held.contains(&key.app_id) && !desired.contains_key(&key) {
+                continue;
+            }
+            let launcher = DynoLauncher {
+                plane: plane.clone(),
+                publisher: publisher.clone(),
+                settings: settings.clone(),
+                app_id: key.app_id,
+                app: entry.app.clone(),
+                dyno_type: key.dyno_type.clone(),
+                records: records.clone(),
+                registry: registry.clone(),
+            };
+            let serving = FormationTarget { quantity: entry.quantity, spec: entry.spec };
+            tracing::info!(app = entry.app, dyno_type = %key.dyno_type, "starting the release that last succeeded while a newer one is pending");
+            let handle =
+                FormationHandle::start_serving(launcher, &entry.app, &key.dyno_type, serving, settings.health_timeout);
+            formations.insert(key, handle);
+        }
         desired.retain(|k, _| !held.contains(&k.app_id) || formations.contains_key(k));
         // Before any entry hears of a new release: each will report how its roll ended.
         let mut rolling: HashMap<Uuid, (Uuid, BTreeSet<DynoType>)> = HashMap::new();
