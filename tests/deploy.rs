@@ -1483,3 +1483,68 @@ async fn a_restart_mid_phase_or_mid_roll_keeps_the_current_release_serving() {
         std::fs::remove_file(&mark).ok();
     }
 }
+
+/// FE21c #5: a running release phase is listed among the app's dynos as `release.N` (type
+/// `release`, its command shown), as `heroku ps` lists it, and each way of stopping it by name
+/// (`ps:restart release.N` = `DELETE /apps/{app}/dynos/release.N`, `ps:stop release.N` =
+/// `POST .../actions/stop`, `ps:restart release` = `DELETE /apps/{app}/formations/release`)
+/// ends it as a failure: its process group is gone, its release `failed`, and the good code
+/// serves. A restart of all the app's dynos (`ps:restart`) leaves it running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_release_phase_is_listed_as_a_dyno_and_stopping_it_fails_its_release() {
+    let setup = Setup::start(&[]).await;
+    let (wharf, api) = (&setup.wharf, &setup.wharf.api);
+    let dir = setup.dir.path();
+    let good = archive_with(dir, "good", "good version", "tgz", "web: exec python3 app.py\n");
+    assert_eq!(setup.build(&good, None).await["status"], "succeeded");
+    api.expect("PATCH", "/apps/hello/formation", json!({"updates": [{"type": "web", "quantity": 1}]}), 200).await;
+    eventually(WAIT, "the good code to serve", || async {
+        (answer(wharf).await.as_deref() == Some("good version")).then_some(())
+    })
+    .await;
+    let procfile = "web: exec python3 app.py\nrelease: echo $$ > phase.pid; exec sleep 6029\n";
+    let hung = archive_with(dir, "hung", "hung version", "tgz", procfile);
+    // (method, path with NAME for the phase's dyno name, status).
+    let rows = [
+        ("DELETE", "/apps/hello/dynos/NAME", 202),
+        ("POST", "/apps/hello/dynos/NAME/actions/stop", 202),
+        ("DELETE", "/apps/hello/formations/release", 202),
+    ];
+    for (i, (method, path, status)) in rows.into_iter().enumerate() {
+        let release = setup.build(&hung, None).await["release"]["id"].as_str().unwrap().to_owned();
+        let (_, r) = api.call("GET", &format!("/apps/hello/releases/{release}"), None).await;
+        let name = format!("release.{}", r["version"]);
+        let listed = eventually(WAIT, &format!("row {i}: {name} to be listed"), || async {
+            let (_, dynos) = api.call("GET", "/apps/hello/dynos", None).await;
+            dynos.as_array()?.iter().find(|d| d["name"] == name.as_str()).cloned()
+        })
+        .await;
+        assert_eq!(listed["type"], "release", "{listed}");
+        assert_eq!(listed["command"], "echo $$ > phase.pid; exec sleep 6029", "{listed}");
+        assert_eq!(listed["release"]["id"], release.as_str(), "{listed}");
+        let phase_runs = || {
+            std::fs::read_dir("/proc")
+                .unwrap()
+                .flatten()
+                .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x006029\x00"))
+        };
+        eventually(WAIT, "the phase's process to run", || async { phase_runs().then_some(()) }).await;
+        if i == 0 {
+            // `ps:restart` restarts the formation's dynos, not a migration.
+            api.expect("DELETE", "/apps/hello/dynos", json!({}), 202).await;
+            let (_, dynos) = api.call("GET", "/apps/hello/dynos", None).await;
+            assert!(dynos.as_array().unwrap().iter().any(|d| d["name"] == name.as_str()), "{dynos}");
+        }
+        assert_eq!(settled_or_pending(api, "hello", r["version"].as_u64().unwrap()).await, "pending");
+        let (got, body) = api.call(method, &path.replace("NAME", &name), None).await;
+        assert_eq!(got, status, "row {i}: {body}");
+        let failed = settled(api, "hello", r["version"].as_u64().unwrap()).await;
+        assert_eq!(failed["status"], "failed", "row {i}: {failed}");
+        let wanted = format!("Release phase of v{} failed (stopped by request", r["version"]);
+        stream_lines(&setup, json!({"lines": 300, "source": "akkeris/supervisor"}), &wanted).await;
+        eventually(WAIT, "the phase's process to be gone", || async { (!phase_runs()).then_some(()) }).await;
+        let (_, dynos) = api.call("GET", "/apps/hello/dynos", None).await;
+        assert!(!dynos.as_array().unwrap().iter().any(|d| d["type"] == "release"), "row {i}: {dynos}");
+        assert_eq!(answer(wharf).await.as_deref(), Some("good version"), "row {i}");
+    }
+}

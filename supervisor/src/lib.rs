@@ -161,7 +161,8 @@ async fn run(
     let mut phases: HashMap<Uuid, (Uuid, Option<bool>)> = HashMap::new();
     // The running phases' own stop signals, by app: a deleted app's phase is stopped. The
     // sender is kept while the phase runs, since a dropped one reads as a stop.
-    let mut phase_stops: HashMap<Uuid, watch::Sender<bool>> = HashMap::new();
+    // A stop by name of the phase's dyno (`release.N`) ends it too, as a failure.
+    let mut phase_stops: HashMap<Uuid, (String, watch::Sender<release_phase::PhaseStop>)> = HashMap::new();
     // The newer release each app's running phase was last said to hold back, so that the
     // app's log stream says it once.
     let mut phase_waits: HashMap<Uuid, Uuid> = HashMap::new();
@@ -224,14 +225,15 @@ async fn run(
                         publisher: publisher.clone(),
                         settings: settings.clone(),
                         records: records.clone(),
+                        registry: registry.clone(),
                     };
                     let (tx, app_id, stopped) = (phase_tx.clone(), key.app_id, stopped.clone());
-                    let (stop, own) = watch::channel(false);
-                    phase_stops.insert(key.app_id, stop);
+                    let (stop, own) = watch::channel(None);
+                    phase_stops.insert(key.app_id, (release_phase::dyno_name(release.version), stop));
                     let services = registry.services_of(key.app_id);
                     let spec = desired::DynoSpec { env: desired::start_env(&services, &entry.spec.env), ..entry.spec };
                     tokio::spawn(async move {
-                        let ok = release_phase::run(cx, entry.app, spec, stopped, own).await;
+                        let ok = release_phase::run(cx, app_id, entry.app, spec, stopped, own).await;
                         let _ = tx.send((app_id, release.id, ok));
                     });
                 }
@@ -243,10 +245,10 @@ async fn run(
         // fails is final: nothing newer settles before it and takes it along as superseded.
         let apps: HashMap<Uuid, Option<(Uuid, u32)>> =
             plane.read(|m| m.apps().map(|a| (a.id, m.latest_release(a.id).map(|r| (r.id, r.version)))).collect()).await;
-        phase_stops.retain(|app_id, stop| {
+        phase_stops.retain(|app_id, (_, stop)| {
             let kept = apps.contains_key(app_id);
             if !kept {
-                stop.send_replace(true);
+                stop.send_replace(Some(release_phase::APP_DELETED));
             }
             kept
         });
@@ -371,6 +373,12 @@ async fn run(
                             if *app_id == r.app_id && r.dyno.as_ref().is_none_or(|d| d == name) {
                                 stop.send_replace(true);
                             }
+                        }
+                        // The app's release phase, stopped by its name only.
+                        if let Some((name, stop)) = phase_stops.get(&r.app_id)
+                            && r.dyno.as_ref() == Some(name)
+                        {
+                            stop.send_replace(Some(release_phase::STOPPED_BY_REQUEST));
                         }
                         // To the app's formation entries: all of them, or the one whose type the dyno has.
                         for (key, handle) in formations.iter().filter(|(k, _)| k.app_id == r.app_id) {
