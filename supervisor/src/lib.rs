@@ -35,7 +35,12 @@
 //! one-off dyno (`run:detached`) once with the same `process` code; `reaper` reaps adopted
 //! orphans, and `procfs` reads what they need of `/proc`. A release with a slug runs in its own
 //! unpacked directory (`release_dir`), and a release with a `release` process type first runs
-//! that command once (`release_phase`); the entries hear of the release only if it succeeded.
+//! that command once (`release_phase`, listed as dyno `release.N` meanwhile, and ended as a
+//! failure when that dyno is stopped); the entries hear of the release only if it succeeded.
+//!
+//! A supervisor that starts while an app's release is pending (Wharf stopped or was killed in
+//! its release phase or its roll) first runs the app's release that last succeeded
+//! (`desired::serving_formations`), then goes on with the pending one from its start.
 
 #![forbid(unsafe_code)]
 
