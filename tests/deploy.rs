@@ -396,6 +396,14 @@ async fn a_source_built_from_a_url_is_served_rolled_without_a_failed_request_and
         (answer(wharf).await.as_deref() == Some("first version")).then_some(())
     })
     .await;
+    // The first answer may come while the roll still has the old dynos in the router (a busy
+    // machine stops them later): the roll ends when only the rollback's dynos are left.
+    assert_eq!(settled(api, "hello", back["version"].as_u64().unwrap()).await["status"], "succeeded");
+    eventually(WAIT, "the old release's dynos to be gone", || async {
+        let (_, dynos) = api.call("GET", "/apps/hello/dynos", None).await;
+        dynos.as_array()?.iter().all(|d| d["release"]["id"] == back["id"]).then_some(())
+    })
+    .await;
 
     // A source whose checksum does not match is refused, and nothing changes.
     let before = (setup.releases().await.len(), setup.slugs_stored());
