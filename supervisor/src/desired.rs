@@ -393,6 +393,65 @@ mod tests {
         assert_eq!(service_env(&m, &ports)[&pr]["API_SERVICE_PORT"], "7001");
     }
 
+    /// A release of `app` running `web: COMMAND` with `GREETING=COMMAND`.
+    fn release(app: Uuid, version: u32, status: ReleaseStatus, withdrawn: bool, command: &str) -> Object {
+        use wharf_control_api::model::{Release, ReleaseProcess};
+        Object::Release(Release {
+            id: fresh_id(),
+            app_id: app,
+            version,
+            description: format!("v{version}"),
+            status,
+            config_vars: [("GREETING".to_owned(), command.to_owned())].into(),
+            processes: vec![ReleaseProcess {
+                dyno_type: DynoType::try_new("web").unwrap(),
+                command: Some(command.to_owned()),
+                port: None,
+                healthcheck: None,
+            }],
+            slug_id: None,
+            withdrawn,
+            created_at: 0,
+            updated_at: 0,
+        })
+    }
+
+    use wharf_control_api::model::ReleaseStatus;
+
+    #[test]
+    fn a_pending_release_is_served_by_the_newest_before_it_that_succeeded_and_was_not_withdrawn() {
+        use ReleaseStatus::{Failed, Pending, Succeeded};
+        // (the app's releases as (status, withdrawn, command), the command the serving entry
+        // runs, if any).
+        let rows: [(&[(ReleaseStatus, bool, &str)], Option<&str>); 6] = [
+            (&[(Succeeded, false, "v1"), (Pending, false, "v2")], Some("v1")),
+            // An older release still pending (superseded before it rolled) never ran.
+            (&[(Succeeded, false, "v1"), (Pending, false, "v2"), (Pending, false, "v3")], Some("v1")),
+            (&[(Succeeded, false, "v1"), (Failed, true, "v2"), (Pending, false, "v3")], Some("v1")),
+            (&[(Succeeded, false, "v1"), (Succeeded, false, "v2"), (Pending, false, "v3")], Some("v2")),
+            (&[(Succeeded, false, "v1"), (Succeeded, false, "v2")], None),
+            (&[(Pending, false, "v1")], None),
+        ];
+        for (releases, want) in rows {
+            let w = world();
+            let objects: Vec<Object> = releases
+                .iter()
+                .enumerate()
+                .map(|(i, (status, withdrawn, command))| release(w.other, i as u32 + 1, *status, *withdrawn, command))
+                .collect();
+            let mut m = w.model.clone();
+            m.apply(2, objects.into_iter().map(wharf_control_api::model::Change::Put));
+            let serving = serving_formations(&m);
+            let got =
+                serving.get(&key(w.other, "web")).map(|e| (e.spec.command.as_str(), e.spec.env["GREETING"].as_str()));
+            assert_eq!(got, want.map(|c| (c, c)), "{releases:?}");
+            assert_eq!(serving.len(), usize::from(want.is_some()), "only the app with a pending release: {releases:?}");
+            if want.is_some() {
+                assert_eq!(serving[&key(w.other, "web")].quantity, 1, "the formation's quantity");
+            }
+        }
+    }
+
     #[test]
     fn stale_dynos_are_the_registered_dynos_of_supervised_apps_only() {
         let w = world();
