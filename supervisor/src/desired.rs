@@ -423,7 +423,9 @@ mod tests {
         use ReleaseStatus::{Failed, Pending, Succeeded};
         // (the app's releases as (status, withdrawn, command), the command the serving entry
         // runs, if any).
-        let rows: [(&[(ReleaseStatus, bool, &str)], Option<&str>); 6] = [
+        /// An app's releases: (status, withdrawn, command).
+        type Releases<'a> = &'a [(ReleaseStatus, bool, &'a str)];
+        let rows: [(Releases, Option<&str>); 6] = [
             (&[(Succeeded, false, "v1"), (Pending, false, "v2")], Some("v1")),
             // An older release still pending (superseded before it rolled) never ran.
             (&[(Succeeded, false, "v1"), (Pending, false, "v2"), (Pending, false, "v3")], Some("v1")),
