@@ -256,8 +256,8 @@ struct Setup {
 }
 
 impl Setup {
-    async fn start(extra_env: &[(&str, &str)]) -> Setup {
-        let dir = TempDir::new("deploy");
+    /// The quick supervisor's settings, with `extra_env` on top.
+    fn env<'a>(extra_env: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
         let mut env = vec![
             ("WHARF_ROUTER__HTTP_REDIRECT", "false"),
             ("WHARF_SUPERVISOR__RESTART_MIN", "200ms"),
@@ -266,6 +266,12 @@ impl Setup {
             ("WHARF_SUPERVISOR__HEALTH_TIMEOUT", "20s"),
         ];
         env.extend_from_slice(extra_env);
+        env
+    }
+
+    async fn start(extra_env: &[(&str, &str)]) -> Setup {
+        let dir = TempDir::new("deploy");
+        let env = Setup::env(extra_env);
         let wharf = Wharf::serve_with(WHARF, &[], &dir.path().join("data"), &env).await;
         wharf.api.expect("POST", "/apps", json!({"name": "hello"}), 201).await;
         let files = FileServer::start(dir.path()).await;
@@ -388,6 +394,14 @@ async fn a_source_built_from_a_url_is_served_rolled_without_a_failed_request_and
     assert_eq!(back["slug"]["id"], slug.as_str(), "{back}");
     eventually(WAIT, "the rollback to serve the first body", || async {
         (answer(wharf).await.as_deref() == Some("first version")).then_some(())
+    })
+    .await;
+    // The first answer may come while the roll still has the old dynos in the router (a busy
+    // machine stops them later): the roll ends when only the rollback's dynos are left.
+    assert_eq!(settled(api, "hello", back["version"].as_u64().unwrap()).await["status"], "succeeded");
+    eventually(WAIT, "the old release's dynos to be gone", || async {
+        let (_, dynos) = api.call("GET", "/apps/hello/dynos", None).await;
+        dynos.as_array()?.iter().all(|d| d["release"]["id"] == back["id"]).then_some(())
     })
     .await;
 
@@ -1360,4 +1374,185 @@ fn process_group_runs(pgid: u32) -> bool {
         let fields: Vec<&str> = after.split_whitespace().collect();
         fields.get(2).is_some_and(|g| *g == pgid.to_string()) && fields.first() != Some(&"Z")
     })
+}
+
+/// How a row of the restart table stops Wharf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// `kill -TERM`: a clean stop.
+    Term,
+    /// `kill -KILL`: a crash.
+    Kill,
+}
+
+/// FE21c #1 and #2: a restart of Wharf (a clean stop or `kill -9`) while a release is pending
+/// keeps production serving the release that last succeeded. Per row, one Wharf with three
+/// apps serving good code (v3), each with a pending v4 when Wharf stops: `phase` in its release
+/// phase (which waits for a gate file, then succeeds), `crash` rolling to a web command that
+/// exits at boot, `slow` rolling to good code that takes a while to boot. After the restart:
+/// `phase` serves its good code while its phase runs again from the start (v4 still pending,
+/// a new phase process), then rolls to v4 once the gate opens; `crash`'s v4 fails, is
+/// withdrawn (the formation's command is the good one again) and the good code serves; `slow`
+/// rolls to v4 and serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_mid_phase_or_mid_roll_keeps_the_current_release_serving() {
+    for stop in [Stop::Kill, Stop::Term] {
+        let setup = Setup::start(&[]).await;
+        let dir = setup.dir.path().to_owned();
+        let plain = archive_with(&dir, "plain", "good version", "tgz", "web: exec python3 app.py\n");
+        let phased = archive_with(&dir, "phased", "phased version", "tgz", ONE_AT_A_TIME_PROCFILE);
+        let crash = archive_with(&dir, "crash", "crash version", "tgz", "web: sleep 2; exit 1\n");
+        let slow = archive_with(&dir, "slow", "slow version", "tgz", "web: sleep 3; exec python3 app.py\n");
+        let slug = |b: Value| b["slug"]["id"].clone();
+        let plain = slug(setup.build_on("hello", &plain, None).await);
+        let phased = slug(setup.build_on("hello", &phased, None).await);
+        let crash = slug(setup.build_on("hello", &crash, None).await);
+        let slow = slug(setup.build_on("hello", &slow, None).await);
+        let (mark, gate) = (dir.join("mark"), dir.join("gate"));
+        {
+            let (wharf, api) = (&setup.wharf, &setup.wharf.api);
+            for app in ["phase", "crash", "slow"] {
+                let path = |rest: &str| format!("/apps/{app}{rest}");
+                api.expect("POST", "/apps", json!({"name": app}), 201).await;
+                api.expect("POST", &path("/releases"), json!({"slug": plain}), 201).await;
+                api.expect("PATCH", &path("/formation"), json!({"updates": [{"type": "web", "quantity": 1}]}), 200)
+                    .await;
+                let vars = json!({"MARK": mark.to_str().unwrap(), "GATE": gate.to_str().unwrap(), "EXIT": "0"});
+                api.expect("PATCH", &path("/config-vars"), vars, 200).await;
+                assert_eq!(settled(api, app, 3).await["status"], "succeeded", "{stop:?} {app}");
+                let host = format!("{app}-default.localhost");
+                eventually(WAIT, &format!("{stop:?}: {app} to serve the good code"), || async {
+                    (answer_at(wharf, &host).await.as_deref() == Some("good version")).then_some(())
+                })
+                .await;
+            }
+            api.expect("POST", "/apps/phase/releases", json!({"slug": phased}), 201).await;
+            api.expect("POST", "/apps/crash/releases", json!({"slug": crash}), 201).await;
+            api.expect("POST", "/apps/slow/releases", json!({"slug": slow}), 201).await;
+        }
+        let first_pid: u32 = eventually(WAIT, "v4's release phase to run", || async {
+            std::fs::read_to_string(&mark).ok()?.trim().parse().ok()
+        })
+        .await;
+
+        let Setup { wharf, files, dir: tmp } = setup;
+        let pid = wharf.pid();
+        let signal = if stop == Stop::Kill { "-KILL" } else { "-TERM" };
+        assert!(std::process::Command::new("kill").args([signal, &pid]).status().unwrap().success());
+        let _ = wharf.wait_exit().await;
+        // The dead run's phase marker; its process (if a kill left it) is stopped at start.
+        std::fs::remove_file(&mark).unwrap();
+        let wharf = Wharf::serve_with(WHARF, &[], &tmp.path().join("data"), &Setup::env(&[])).await;
+        let setup = Setup { wharf, files, dir: tmp };
+        let (wharf, api) = (&setup.wharf, &setup.wharf.api);
+
+        // `phase`: the good code serves while v4's phase runs again.
+        let again: u32 = eventually(WAIT, &format!("{stop:?}: v4's release phase to run again"), || async {
+            std::fs::read_to_string(&mark).ok()?.trim().parse().ok()
+        })
+        .await;
+        assert_ne!(again, first_pid, "{stop:?}: a new phase process");
+        eventually(WAIT, &format!("{stop:?}: phase's good code to serve during its phase"), || async {
+            (answer_at(wharf, "phase-default.localhost").await.as_deref() == Some("good version")).then_some(())
+        })
+        .await;
+        assert_eq!(settled_or_pending(api, "phase", 4).await, "pending", "{stop:?}: the gate is shut");
+        assert!(process_group_runs(again), "{stop:?}: the phase still runs");
+        std::fs::write(&gate, "").unwrap();
+        assert_eq!(settled(api, "phase", 4).await["status"], "succeeded", "{stop:?}");
+        eventually(WAIT, &format!("{stop:?}: phase's v4 to serve"), || async {
+            (answer_at(wharf, "phase-default.localhost").await.as_deref() == Some("phased version")).then_some(())
+        })
+        .await;
+
+        // `crash`: v4 fails and is withdrawn, exactly as without a restart.
+        let failed = settled(api, "crash", 4).await;
+        assert_eq!((failed["status"].as_str(), &failed["eligible_for_rollback"]), (Some("failed"), &json!(false)));
+        eventually(WAIT, &format!("{stop:?}: crash's good code to serve"), || async {
+            (answer_at(wharf, "crash-default.localhost").await.as_deref() == Some("good version")).then_some(())
+        })
+        .await;
+        let (_, formation) = api.call("GET", "/apps/crash/formation/web", None).await;
+        assert_eq!(formation["command"], "exec python3 app.py", "{stop:?}: the failed command was withdrawn");
+        let (_, dynos) = api.call("GET", "/apps/crash/dynos", None).await;
+        let commands: Vec<&Value> = dynos.as_array().unwrap().iter().map(|d| &d["command"]).collect();
+        assert!(commands.iter().all(|c| *c == "exec python3 app.py"), "{stop:?}: {dynos}");
+        api.expect("PATCH", "/apps/crash/config-vars", json!({"Z": "1"}), 200).await;
+        let (newest, _) = newest_of(api, "crash").await;
+        assert_eq!(newest["slug"]["id"], plain, "{stop:?}: the next change builds on the good code: {newest}");
+
+        // `slow`: its roll runs again, from the good code to v4.
+        assert_eq!(settled(api, "slow", 4).await["status"], "succeeded", "{stop:?}");
+        eventually(WAIT, &format!("{stop:?}: slow's v4 to serve"), || async {
+            (answer_at(wharf, "slow-default.localhost").await.as_deref() == Some("slow version")).then_some(())
+        })
+        .await;
+        std::fs::remove_file(&gate).unwrap();
+        std::fs::remove_file(&mark).ok();
+    }
+}
+
+/// FE21c #5: a running release phase is listed among the app's dynos as `release.N` (type
+/// `release`, its command shown), as `heroku ps` lists it, and each way of stopping it by name
+/// (`ps:restart release.N` = `DELETE /apps/{app}/dynos/release.N`, `ps:stop release.N` =
+/// `POST .../actions/stop`, `ps:restart release` = `DELETE /apps/{app}/formations/release`)
+/// ends it as a failure: its process group is gone, its release `failed`, and the good code
+/// serves. A restart of all the app's dynos (`ps:restart`) leaves it running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_release_phase_is_listed_as_a_dyno_and_stopping_it_fails_its_release() {
+    let setup = Setup::start(&[]).await;
+    let (wharf, api) = (&setup.wharf, &setup.wharf.api);
+    let dir = setup.dir.path();
+    let good = archive_with(dir, "good", "good version", "tgz", "web: exec python3 app.py\n");
+    assert_eq!(setup.build(&good, None).await["status"], "succeeded");
+    api.expect("PATCH", "/apps/hello/formation", json!({"updates": [{"type": "web", "quantity": 1}]}), 200).await;
+    eventually(WAIT, "the good code to serve", || async {
+        (answer(wharf).await.as_deref() == Some("good version")).then_some(())
+    })
+    .await;
+    let procfile = "web: exec python3 app.py\nrelease: echo $$ > phase.pid; exec sleep 6029\n";
+    let hung = archive_with(dir, "hung", "hung version", "tgz", procfile);
+    // (method, path with NAME for the phase's dyno name, status).
+    let rows = [
+        ("DELETE", "/apps/hello/dynos/NAME", 202),
+        ("POST", "/apps/hello/dynos/NAME/actions/stop", 202),
+        ("DELETE", "/apps/hello/formations/release", 202),
+    ];
+    for (i, (method, path, status)) in rows.into_iter().enumerate() {
+        let release = setup.build(&hung, None).await["release"]["id"].as_str().unwrap().to_owned();
+        let (_, r) = api.call("GET", &format!("/apps/hello/releases/{release}"), None).await;
+        let name = format!("release.{}", r["version"]);
+        let listed = eventually(WAIT, &format!("row {i}: {name} to be listed"), || async {
+            let (_, dynos) = api.call("GET", "/apps/hello/dynos", None).await;
+            dynos.as_array()?.iter().find(|d| d["name"] == name.as_str()).cloned()
+        })
+        .await;
+        assert_eq!(listed["type"], "release", "{listed}");
+        assert_eq!(listed["command"], "echo $$ > phase.pid; exec sleep 6029", "{listed}");
+        assert_eq!(listed["release"]["id"], release.as_str(), "{listed}");
+        let phase_runs = || {
+            std::fs::read_dir("/proc")
+                .unwrap()
+                .flatten()
+                .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x006029\x00"))
+        };
+        eventually(WAIT, "the phase's process to run", || async { phase_runs().then_some(()) }).await;
+        if i == 0 {
+            // `ps:restart` restarts the formation's dynos, not a migration.
+            api.expect("DELETE", "/apps/hello/dynos", json!({}), 202).await;
+            let (_, dynos) = api.call("GET", "/apps/hello/dynos", None).await;
+            assert!(dynos.as_array().unwrap().iter().any(|d| d["name"] == name.as_str()), "{dynos}");
+        }
+        assert_eq!(settled_or_pending(api, "hello", r["version"].as_u64().unwrap()).await, "pending");
+        let (got, body) = api.call(method, &path.replace("NAME", &name), None).await;
+        assert_eq!(got, status, "row {i}: {body}");
+        let failed = settled(api, "hello", r["version"].as_u64().unwrap()).await;
+        assert_eq!(failed["status"], "failed", "row {i}: {failed}");
+        let wanted = format!("Release phase of v{} failed (stopped by request", r["version"]);
+        stream_lines(&setup, json!({"lines": 300, "source": "akkeris/supervisor"}), &wanted).await;
+        eventually(WAIT, "the phase's process to be gone", || async { (!phase_runs()).then_some(()) }).await;
+        let (_, dynos) = api.call("GET", "/apps/hello/dynos", None).await;
+        assert!(!dynos.as_array().unwrap().iter().any(|d| d["type"] == "release"), "row {i}: {dynos}");
+        assert_eq!(answer(wharf).await.as_deref(), Some("good version"), "row {i}");
+    }
 }

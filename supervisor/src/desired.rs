@@ -90,6 +90,50 @@ pub(crate) fn desired_formations(m: &Model) -> HashMap<FormationKey, DesiredForm
     out
 }
 
+/// The formation entries of each app's serving release, for the apps whose running release is
+/// `pending` (its release phase, or its roll, has not ended): the entries of the newest release
+/// before it that succeeded and was not withdrawn, with that release's commands, ports, health
+/// checks, config vars and slug, and the formation's quantities. Empty for an app without such
+/// a release (its first deploy) and for every other app.
+///
+/// A supervisor that starts (after a restart of Wharf, a clean stop or `kill -9`) runs these
+/// first, so that production keeps serving the release that last succeeded while the pending
+/// one runs its release phase again, or rolls again from the start: the old dynos it would
+/// have kept went with the earlier run.
+pub(crate) fn serving_formations(m: &Model) -> HashMap<FormationKey, DesiredFormation> {
+    use wharf_control_api::model::ReleaseStatus;
+    let mut out = HashMap::new();
+    for app in m.apps() {
+        let Some(running) = m.running_release(app.id).filter(|r| r.status == ReleaseStatus::Pending) else { continue };
+        let serving = m
+            .releases_of(app.id)
+            .into_iter()
+            .filter(|r| r.status == ReleaseStatus::Succeeded && !r.withdrawn && r.version < running.version)
+            .max_by_key(|r| r.version);
+        let Some(serving) = serving else { continue };
+        let key = m.app_key(app).to_string();
+        let release = Some(DynoRelease { id: serving.id, version: serving.version });
+        let slug = serving.slug_id.filter(|id| m.slug(*id).is_some_and(|s| s.image.is_none()));
+        for f in m.formation_of(app.id) {
+            let process = serving.processes.iter().find(|p| p.dyno_type == f.dyno_type);
+            let Some((process, command)) = process.and_then(|p| p.command.as_ref().map(|c| (p, c))) else { continue };
+            let spec = DynoSpec {
+                command: command.clone(),
+                env: serving.config_vars.clone(),
+                port: process.port,
+                healthcheck: process.healthcheck.clone(),
+                release,
+                slug,
+            };
+            out.insert(
+                FormationKey { app_id: app.id, dyno_type: f.dyno_type.clone() },
+                DesiredFormation { app: key.clone(), quantity: f.quantity, spec },
+            );
+        }
+    }
+    out
+}
+
 /// Each app's view of its space's services: `NAME_SERVICE_HOST` and `NAME_SERVICE_PORT` for
 /// each app in its space that has a loopback service (`service_ports`: app id to the
 /// service's port), `NAME` being the app's name in upper case. A dyno gets its app's set when it
@@ -347,6 +391,67 @@ mod tests {
         // Its dynos still learn the others' services, as its development app's do.
         let ports = HashMap::from([(w.api, 7001)]);
         assert_eq!(service_env(&m, &ports)[&pr]["API_SERVICE_PORT"], "7001");
+    }
+
+    /// A release of `app` running `web: COMMAND` with `GREETING=COMMAND`.
+    fn release(app: Uuid, version: u32, status: ReleaseStatus, withdrawn: bool, command: &str) -> Object {
+        use wharf_control_api::model::{Release, ReleaseProcess};
+        Object::Release(Release {
+            id: fresh_id(),
+            app_id: app,
+            version,
+            description: format!("v{version}"),
+            status,
+            config_vars: [("GREETING".to_owned(), command.to_owned())].into(),
+            processes: vec![ReleaseProcess {
+                dyno_type: DynoType::try_new("web").unwrap(),
+                command: Some(command.to_owned()),
+                port: None,
+                healthcheck: None,
+            }],
+            slug_id: None,
+            withdrawn,
+            created_at: 0,
+            updated_at: 0,
+        })
+    }
+
+    use wharf_control_api::model::ReleaseStatus;
+
+    #[test]
+    fn a_pending_release_is_served_by_the_newest_before_it_that_succeeded_and_was_not_withdrawn() {
+        use ReleaseStatus::{Failed, Pending, Succeeded};
+        // (the app's releases as (status, withdrawn, command), the command the serving entry
+        // runs, if any).
+        /// An app's releases: (status, withdrawn, command).
+        type Releases<'a> = &'a [(ReleaseStatus, bool, &'a str)];
+        let rows: [(Releases, Option<&str>); 6] = [
+            (&[(Succeeded, false, "v1"), (Pending, false, "v2")], Some("v1")),
+            // An older release still pending (superseded before it rolled) never ran.
+            (&[(Succeeded, false, "v1"), (Pending, false, "v2"), (Pending, false, "v3")], Some("v1")),
+            (&[(Succeeded, false, "v1"), (Failed, true, "v2"), (Pending, false, "v3")], Some("v1")),
+            (&[(Succeeded, false, "v1"), (Succeeded, false, "v2"), (Pending, false, "v3")], Some("v2")),
+            (&[(Succeeded, false, "v1"), (Succeeded, false, "v2")], None),
+            (&[(Pending, false, "v1")], None),
+        ];
+        for (releases, want) in rows {
+            let w = world();
+            let objects: Vec<Object> = releases
+                .iter()
+                .enumerate()
+                .map(|(i, (status, withdrawn, command))| release(w.other, i as u32 + 1, *status, *withdrawn, command))
+                .collect();
+            let mut m = w.model.clone();
+            m.apply(2, objects.into_iter().map(wharf_control_api::model::Change::Put));
+            let serving = serving_formations(&m);
+            let got =
+                serving.get(&key(w.other, "web")).map(|e| (e.spec.command.as_str(), e.spec.env["GREETING"].as_str()));
+            assert_eq!(got, want.map(|c| (c, c)), "{releases:?}");
+            assert_eq!(serving.len(), usize::from(want.is_some()), "only the app with a pending release: {releases:?}");
+            if want.is_some() {
+                assert_eq!(serving[&key(w.other, "web")].quantity, 1, "the formation's quantity");
+            }
+        }
     }
 
     #[test]

@@ -78,10 +78,35 @@ impl FormationHandle {
         target: FormationTarget,
         health_timeout: Duration,
     ) -> FormationHandle {
+        Self::start_with(launcher, app, dyno_type, target, None, health_timeout)
+    }
+
+    /// Starts the entry's task as [`FormationHandle::start`] does, but first brings up
+    /// `serving` (the release that last succeeded, when a supervisor starts while a newer one
+    /// is pending) and waits until its dynos are healthy or fail, before it follows the target:
+    /// a newer target then rolls as any release does, with the serving dynos kept if it fails.
+    pub(crate) fn start_serving(
+        launcher: impl LaunchDynos,
+        app: &str,
+        dyno_type: &DynoType,
+        serving: FormationTarget,
+        health_timeout: Duration,
+    ) -> FormationHandle {
+        Self::start_with(launcher, app, dyno_type, serving.clone(), Some(serving), health_timeout)
+    }
+
+    fn start_with(
+        launcher: impl LaunchDynos,
+        app: &str,
+        dyno_type: &DynoType,
+        target: FormationTarget,
+        first: Option<FormationTarget>,
+        health_timeout: Duration,
+    ) -> FormationHandle {
         let (target_tx, target_rx) = watch::channel(Some(target));
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let formation = Formation::new(launcher, app, dyno_type, health_timeout);
-        let task = tokio::spawn(formation.run(target_rx, commands_rx));
+        let task = tokio::spawn(formation.run(first, target_rx, commands_rx));
         FormationHandle { target: target_tx, commands, task }
     }
 
@@ -138,13 +163,18 @@ impl<L: LaunchDynos> Formation<L> {
         }
     }
 
-    /// Follows the target and the commands until the target is `None` (or its sender gone),
-    /// then stops every dyno.
+    /// Brings up `first` if given (whatever the target says meanwhile), then follows the
+    /// target and the commands until the target is `None` (or its sender gone), then stops
+    /// every dyno.
     async fn run(
         mut self,
+        first: Option<FormationTarget>,
         mut target: watch::Receiver<Option<FormationTarget>>,
         mut commands: mpsc::UnboundedReceiver<FormationCommand>,
     ) {
+        if let Some(first) = first {
+            self.apply(&first, None).await;
+        }
         let mut command = None;
         loop {
             let Some(want) = target.borrow_and_update().clone() else { break };

@@ -35,7 +35,12 @@
 //! one-off dyno (`run:detached`) once with the same `process` code; `reaper` reaps adopted
 //! orphans, and `procfs` reads what they need of `/proc`. A release with a slug runs in its own
 //! unpacked directory (`release_dir`), and a release with a `release` process type first runs
-//! that command once (`release_phase`); the entries hear of the release only if it succeeded.
+//! that command once (`release_phase`, listed as dyno `release.N` meanwhile, and ended as a
+//! failure when that dyno is stopped); the entries hear of the release only if it succeeded.
+//!
+//! A supervisor that starts while an app's release is pending (Wharf stopped or was killed in
+//! its release phase or its roll) first runs the app's release that last succeeded
+//! (`desired::serving_formations`), then goes on with the pending one from its start.
 
 #![forbid(unsafe_code)]
 
@@ -161,7 +166,8 @@ async fn run(
     let mut phases: HashMap<Uuid, (Uuid, Option<bool>)> = HashMap::new();
     // The running phases' own stop signals, by app: a deleted app's phase is stopped. The
     // sender is kept while the phase runs, since a dropped one reads as a stop.
-    let mut phase_stops: HashMap<Uuid, watch::Sender<bool>> = HashMap::new();
+    // A stop by name of the phase's dyno (`release.N`) ends it too, as a failure.
+    let mut phase_stops: HashMap<Uuid, (String, watch::Sender<release_phase::PhaseStop>)> = HashMap::new();
     // The newer release each app's running phase was last said to hold back, so that the
     // app's log stream says it once.
     let mut phase_waits: HashMap<Uuid, Uuid> = HashMap::new();
@@ -224,14 +230,15 @@ async fn run(
                         publisher: publisher.clone(),
                         settings: settings.clone(),
                         records: records.clone(),
+                        registry: registry.clone(),
                     };
                     let (tx, app_id, stopped) = (phase_tx.clone(), key.app_id, stopped.clone());
-                    let (stop, own) = watch::channel(false);
-                    phase_stops.insert(key.app_id, stop);
+                    let (stop, own) = watch::channel(None);
+                    phase_stops.insert(key.app_id, (release_phase::dyno_name(release.version), stop));
                     let services = registry.services_of(key.app_id);
                     let spec = desired::DynoSpec { env: desired::start_env(&services, &entry.spec.env), ..entry.spec };
                     tokio::spawn(async move {
-                        let ok = release_phase::run(cx, entry.app, spec, stopped, own).await;
+                        let ok = release_phase::run(cx, app_id, entry.app, spec, stopped, own).await;
                         let _ = tx.send((app_id, release.id, ok));
                     });
                 }
@@ -243,10 +250,10 @@ async fn run(
         // fails is final: nothing newer settles before it and takes it along as superseded.
         let apps: HashMap<Uuid, Option<(Uuid, u32)>> =
             plane.read(|m| m.apps().map(|a| (a.id, m.latest_release(a.id).map(|r| (r.id, r.version)))).collect()).await;
-        phase_stops.retain(|app_id, stop| {
+        phase_stops.retain(|app_id, (_, stop)| {
             let kept = apps.contains_key(app_id);
             if !kept {
-                stop.send_replace(true);
+                stop.send_replace(Some(release_phase::APP_DELETED));
             }
             kept
         });
@@ -263,6 +270,34 @@ async fn run(
             {
                 release_phase::say_waits(&plane, &publisher, *app_id, *running, version).await;
             }
+        }
+        // An entry with no task while its app's release is pending (a supervisor that starts
+        // after Wharf stopped or was killed mid-phase or mid-roll) first runs the release that
+        // last succeeded: production serves it again at once, the pending release's phase runs
+        // again from its start (at least once, as on Heroku), and its roll is a roll like any,
+        // which keeps the serving dynos if the new ones fail.
+        for (key, entry) in plane.read(desired::serving_formations).await {
+            if formations.contains_key(&key) || key.dyno_type.as_str() == release_phase::RELEASE {
+                continue;
+            }
+            if !held.contains(&key.app_id) && !desired.contains_key(&key) {
+                continue;
+            }
+            let launcher = DynoLauncher {
+                plane: plane.clone(),
+                publisher: publisher.clone(),
+                settings: settings.clone(),
+                app_id: key.app_id,
+                app: entry.app.clone(),
+                dyno_type: key.dyno_type.clone(),
+                records: records.clone(),
+                registry: registry.clone(),
+            };
+            let serving = FormationTarget { quantity: entry.quantity, spec: entry.spec };
+            tracing::info!(app = entry.app, dyno_type = %key.dyno_type, "starting the release that last succeeded while a newer one is pending");
+            let handle =
+                FormationHandle::start_serving(launcher, &entry.app, &key.dyno_type, serving, settings.health_timeout);
+            formations.insert(key, handle);
         }
         desired.retain(|k, _| !held.contains(&k.app_id) || formations.contains_key(k));
         // Before any entry hears of a new release: each will report how its roll ended.
@@ -343,6 +378,12 @@ async fn run(
                             if *app_id == r.app_id && r.dyno.as_ref().is_none_or(|d| d == name) {
                                 stop.send_replace(true);
                             }
+                        }
+                        // The app's release phase, stopped by its name only.
+                        if let Some((name, stop)) = phase_stops.get(&r.app_id)
+                            && r.dyno.as_ref() == Some(name)
+                        {
+                            stop.send_replace(Some(release_phase::STOPPED_BY_REQUEST));
                         }
                         // To the app's formation entries: all of them, or the one whose type the dyno has.
                         for (key, handle) in formations.iter().filter(|(k, _)| k.app_id == r.app_id) {

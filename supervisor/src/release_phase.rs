@@ -9,17 +9,27 @@
 //! its process group is stopped and the release fails.
 //!
 //! The `release` process type is never run as a formation entry: it is this phase's command.
+//!
+//! While it runs, the phase is listed among the app's dynos as `release.<version>` (type
+//! `release`, its command shown), as Heroku's `heroku ps` lists the release dyno; stopping that
+//! dyno by name (`DELETE /apps/{app}/dynos/release.N`, `ps:stop`, `ps:restart release.N`) ends
+//! the phase as a failure: its process group is stopped and the release fails, so a hung
+//! migration can be ended without waiting for the timeout. A restart of all the app's dynos
+//! (`ps:restart`) leaves it running: it restarts the formation's dynos, and a migration is not
+//! one of them.
 
 use std::sync::Arc;
 
 use tokio::sync::watch;
 use uuid::Uuid;
 use wharf_bus::{LogEvent, Publisher, Stream};
-use wharf_control_api::ControlPlane;
+use wharf_control_api::{ControlPlane, DynoState, LocalDyno};
+use wharf_domain::DynoType;
 
 use crate::desired::DynoSpec;
 use crate::dyno::stop_requested;
 use crate::record::Records;
+use crate::registry::Registry;
 use crate::{process, release_dir};
 
 /// The process type whose command is the release phase.
@@ -36,20 +46,49 @@ pub(crate) struct PhaseContext {
     pub(crate) settings: crate::settings::Settings,
     /// Where its process group is recorded.
     pub(crate) records: Option<Records>,
+    /// Where it is listed among the app's dynos while it runs.
+    pub(crate) registry: Arc<Registry>,
 }
 
-/// Runs the release command of `spec` for `app` (its key) to its end, and says whether it
-/// succeeded; a supervisor stopping (`stopped`) or the app's deletion (`deleted`) stops it, and
-/// that is not a success.
+/// Why a running phase is asked to stop before it ends (`None` while it is not): its app was
+/// deleted, or its dyno was stopped by name.
+pub(crate) type PhaseStop = Option<&'static str>;
+
+/// Why a phase stops when its app is deleted.
+pub(crate) const APP_DELETED: &str = "stopped: its app was deleted";
+
+/// Why a phase stops when its dyno is stopped through the API.
+pub(crate) const STOPPED_BY_REQUEST: &str = "stopped by request (its dyno was stopped)";
+
+/// The name a release phase of release `version` runs and is listed under: `release.<version>`.
+pub(crate) fn dyno_name(version: u32) -> String {
+    format!("{RELEASE}.{version}")
+}
+
+/// Runs the release command of `spec` for `app` (`app_id`, and its key) to its end, listed as
+/// a dyno meanwhile, and says whether it succeeded; a supervisor stopping (`stopped`) or a stop
+/// of its own (`own`: its app deleted, its dyno stopped; a dropped sender reads as the app's
+/// deletion) stops it, and that is not a success.
 pub(crate) async fn run(
     cx: PhaseContext,
+    app_id: Uuid,
     app: String,
     spec: DynoSpec,
     mut stopped: watch::Receiver<bool>,
-    mut deleted: watch::Receiver<bool>,
+    mut own: watch::Receiver<PhaseStop>,
 ) -> bool {
     let version = spec.release.map_or(0, |r| r.version);
-    let name = format!("{RELEASE}.{version}");
+    let name = dyno_name(version);
+    let listing = LocalDyno {
+        name: name.clone(),
+        dyno_type: DynoType::try_new(RELEASE).expect("a valid dyno type"),
+        state: DynoState::Up,
+        started_at: wharf_domain::timestamp::now_seconds(),
+        release: spec.release,
+        // Shown as a one-off's is: its own command, and never counted as a formation dyno.
+        one_off: Some((spec.command.clone(), None)),
+    };
+    cx.registry.set(app_id, listing);
     let say = |text: String| {
         let event = LogEvent::builder(&app, "akkeris/supervisor").process(&name).stream(Stream::Platform);
         cx.publisher.publish(event.message(text.as_bytes()));
@@ -65,7 +104,9 @@ pub(crate) async fn run(
             let outcome = tokio::select! {
                 status = process.wait() => Ok(status),
                 () = stop_requested(&mut stopped) => Err("stopped with Wharf".to_owned()),
-                () = stop_requested(&mut deleted) => Err("stopped: its app was deleted".to_owned()),
+                why = own.wait_for(Option::is_some) => {
+                    Err(why.ok().and_then(|w| *w).unwrap_or(APP_DELETED).to_owned())
+                }
                 () = tokio::time::sleep(limit) => Err(format!(
                     "timed out after {}s (supervisor.release_phase_timeout); its processes were stopped",
                     limit.as_secs()
@@ -86,6 +127,7 @@ pub(crate) async fn run(
         say(format!("Release phase of v{version} failed ({status}); the running release keeps serving"));
     }
     tracing::info!(app, version, status, "release phase ended");
+    cx.registry.remove(app_id, &name);
     ok
 }
 
@@ -100,7 +142,7 @@ pub(crate) async fn say_waits(plane: &ControlPlane, publisher: &Publisher, app_i
         })
         .await;
     let Some((app, version)) = named else { return };
-    let name = format!("{RELEASE}.{version}");
+    let name = dyno_name(version);
     let event = LogEvent::builder(&app, "akkeris/supervisor").process(&name).stream(Stream::Platform);
     let text =
         format!("Release v{waiting} waits for the release phase of v{version} to end: an app runs one at a time");

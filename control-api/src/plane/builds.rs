@@ -216,11 +216,25 @@ impl ControlPlane {
 
     /// Marks every build still `pending` as `failed`: called at start, before any build runs,
     /// so a build that a stopped Wharf was running does not stay pending for ever. Its output
-    /// says why. With a store shared by replicas it does nothing: another replica may be running
-    /// them (those stay pending if their replica dies; see the notes in ARCHITECTURE.md).
+    /// says why. It also empties `DATA_DIR/slugs/incoming`, where builds and slug uploads stage
+    /// their files: none runs yet, so what is there a killed run left half-written (FE21c #7;
+    /// an upload's slug stays waiting, and a retried `PUT` stores it). With a store shared by
+    /// replicas it does nothing: another replica may be running them (those stay pending if
+    /// their replica dies; see the notes in ARCHITECTURE.md).
     pub async fn fail_interrupted_builds(&self) -> Result<usize, Error> {
         if self.store_changed.is_some() {
             return Ok(0);
+        }
+        if let Ok(incoming) = self.incoming_dir() {
+            let left = std::fs::read_dir(&incoming).into_iter().flatten().flatten();
+            for entry in left {
+                let path = entry.path();
+                let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+                match removed {
+                    Ok(()) => tracing::info!(path = %path.display(), "removed what an earlier run left staged"),
+                    Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot remove a staged file"),
+                }
+            }
         }
         self.change(|m| {
             let now = now_seconds();
@@ -592,6 +606,12 @@ mod tests {
     #[tokio::test]
     async fn builds_a_stopped_wharf_left_pending_are_failed_at_start_and_no_others() {
         let p = super::super::tests::plane().await;
+        let data_dir = super::super::tests::with_deploy(&p, "interrupted", 5);
+        // What a killed run left staged: a build's directory and a partial upload.
+        let incoming = data_dir.join("slugs").join("incoming");
+        std::fs::create_dir_all(incoming.join("build-1").join("source")).unwrap();
+        std::fs::write(incoming.join("build-1").join("source").join("a"), "x").unwrap();
+        std::fs::write(incoming.join("2.upload"), "partial").unwrap();
         let app = p.create_app("api".parse().unwrap(), "default").await.unwrap();
         let build = |status: BuildStatus| Build {
             id: new_id(),
@@ -616,6 +636,9 @@ mod tests {
         let said = p.read(|m| m.build(pending.id).unwrap().output.clone()).await;
         assert!(said.last().unwrap().contains("Wharf stopped while it ran"), "{said:?}");
         assert_eq!(p.fail_interrupted_builds().await.unwrap(), 0, "nothing left to fail");
+        assert_eq!(std::fs::read_dir(&incoming).unwrap().count(), 0, "incoming/ is emptied");
+        assert!(incoming.is_dir(), "incoming/ itself stays");
+        std::fs::remove_dir_all(data_dir).unwrap();
     }
 
     #[test]
