@@ -8,8 +8,13 @@
 //! at most `max_slug_bytes` (a `Content-Length` above it fails the build at once), and must
 //! arrive within [`SOURCE_FETCH_TIMEOUT`]. At most `max_concurrent_builds` builds run at once;
 //! the others wait their turn, `pending`. A `file://` path is percent-decoded (RFC 8089) and may
-//! have no query or fragment. It must be a
-//! gzip'd tar or a zip, and it is unpacked under `crate::archive`'s rules. A tree with no
+//! have no query or fragment; its host is empty or `localhost`. It must be a
+//! gzip'd tar or a zip, and it is unpacked under `crate::archive`'s rules. The fetch asks for
+//! the stored bytes (`Accept-Encoding: identity`); a server that gzips the archive anyway
+//! (`Content-Encoding: gzip` over a `.tgz` or `.zip`) has that layer decoded
+//! (`archive::decode_gzip_layer`), while a `.tgz` merely labelled so (S3 metadata) is taken as
+//! it is; any other content coding fails the build, named. The source's checksum is the
+//! archive's, after that decoding: the file the user uploaded. A tree with no
 //! `Procfile` at its root but a single directory (as GitHub's archives have, `repo-sha/`) is
 //! built from that directory, as Heroku does.
 //!
@@ -143,7 +148,13 @@ impl ControlPlane {
         let deploy = self
             .deploy()
             .ok_or_else(|| Error::Invalid("this control API builds nothing (it has no data directory)".into()))?;
-        if let Some(path) = url.strip_prefix("file://") {
+        // RFC 8089 section 2: `file:` URLs name a file on this machine; the host is empty
+        // (`file:///path`) or `localhost` (`file://localhost/path`), which mean the same.
+        let file = url.strip_prefix("file://").map(|rest| {
+            let localhost = rest.get(..9).is_some_and(|h| h.eq_ignore_ascii_case("localhost"));
+            if localhost && rest[9..].starts_with('/') { &rest[9..] } else { rest }
+        });
+        if let Some(path) = file {
             if !deploy.allow_file_urls {
                 return Err(Error::Invalid(
                     "file:// sources are refused: the operator has not set control_api.allow_file_urls".into(),
@@ -160,13 +171,18 @@ impl ControlPlane {
                 .ok_or_else(|| Error::Invalid("a file:// source's path has a bad percent-encoding".into()))?;
             let path = PathBuf::from(path);
             if !path.is_absolute() {
-                return Err(Error::Invalid("a file:// source needs an absolute path (file:///path)".into()));
+                return Err(Error::Invalid(
+                    "a file:// source names a file on this machine by its absolute path: file:///path or \
+                     file://localhost/path (RFC 8089), no other host"
+                        .into(),
+                ));
             }
             return Ok(Source::File(path));
         }
-        super::fetch::parse_url(url, false, &self.outbound())
-            .map(Source::Web)
-            .map_err(|e| Error::Invalid(format!("invalid source_blob.url: {e}")))
+        super::fetch::parse_url(url, false, &self.outbound()).map(Source::Web).map_err(|e| {
+            let file = if deploy.allow_file_urls { " (or a file:///path on this machine)" } else { "" };
+            Error::Invalid(format!("invalid source_blob.url: {e}{file}"))
+        })
     }
 
     /// Starts a build of `app` from the source at `url`: refused (422) for a URL Wharf would not
@@ -409,8 +425,20 @@ impl ControlPlane {
                 .unwrap_or_else(|_| {
                     Err(format!("the source did not arrive within {}s", SOURCE_FETCH_TIMEOUT.as_secs()))
                 })?;
+        let (fetched, coding) = fetched;
         say(format!("       {fetched} bytes"));
         let limits = deploy.unpack_limits;
+        if coding == super::fetch::Coding::Gzip {
+            let (src, max) = (archive_path.clone(), deploy.max_slug_bytes);
+            let decoded = tokio::task::spawn_blocking(move || archive::decode_gzip_layer(&src, max))
+                .await
+                .map_err(|e| format!("the build's worker failed: {e}"))?
+                .map_err(|e| format!("the source is refused: {e}"))?;
+            if decoded {
+                say("       (its server gzip-compressed the archive on the fly, Content-Encoding: gzip: decoded)"
+                    .into());
+            }
+        }
         let (src, want) = (archive_path.clone(), build.source_checksum.clone());
         let tree = staging.join("tree");
         let slug_file = staging.join("slug.tar.gz");
@@ -486,13 +514,20 @@ impl ControlPlane {
         Ok((slug_id, (release.id, release.version)))
     }
 
-    /// Copies the source into `into`, at most `max` bytes; returns how many arrived.
-    async fn fetch_source(&self, source: &Source, into: &Path, max: u64) -> Result<u64, String> {
+    /// Copies the source into `into`, at most `max` bytes; returns how many arrived, and the
+    /// content coding the server said it applied (`fetch::coding`; a `file://` source has none).
+    async fn fetch_source(
+        &self,
+        source: &Source,
+        into: &Path,
+        max: u64,
+    ) -> Result<(u64, super::fetch::Coding), String> {
         let mut file = tokio::fs::File::create(into)
             .await
             .map_err(|e| format!("cannot store the source: {}", crate::os_error::words(&e)))?;
         let too_large = || format!("the source is larger than {max} bytes (control_api.max_slug_bytes)");
         let mut written: u64 = 0;
+        let mut coding = super::fetch::Coding::Identity;
         match source {
             Source::File(path) => {
                 let words = crate::os_error::words;
@@ -542,6 +577,7 @@ impl ControlPlane {
                     conn.abort();
                     return Err(format!("the source's server answered {status}, not 200"));
                 }
+                coding = super::fetch::coding(response.headers()).inspect_err(|_| conn.abort())?;
                 // A source that announces more than the cap fails now, not after its bytes
                 // (or its stall) ran up to the fetch's deadline.
                 let announced = response.headers().get(http::header::CONTENT_LENGTH);
@@ -568,7 +604,7 @@ impl ControlPlane {
             }
         }
         file.flush().await.map_err(|e| format!("cannot store the source: {}", crate::os_error::words(&e)))?;
-        Ok(written)
+        Ok((written, coding))
     }
 }
 
