@@ -89,6 +89,25 @@ pub(super) fn refuse_unjudged_commands(m: &Model, app: &App) -> Result<(), Error
     )))
 }
 
+/// Refuses (409) an endpoint registered through the API on an app whose `canary` feature is on
+/// and whose dynos this process's supervisor runs (`supervised`): the router would send it a
+/// share of the app's requests, and its code is none a canary judged (FE22c #2). Where an
+/// external runtime runs the app, that runtime registers the app's dynos (the released code's,
+/// after its canary) and passes, as it does on the canary app ([`refuse_canary_app`]'s
+/// counterpart at the HTTP edge).
+pub(super) fn refuse_unjudged_registration(m: &Model, app: &App, supervised: bool) -> Result<(), Error> {
+    if !supervised || m.canary_feature_of(app.id).is_none_or(|f| !f.enabled) {
+        return Ok(());
+    }
+    let key = m.app_key(app);
+    Err(Error::Conflict(format!(
+        "app {key} has the canary feature on and its dynos are run by this Wharf's supervisor: an endpoint \
+         registered by hand would take a share of its requests with code no canary judged. Release code \
+         with a build, a slug release, a promotion or a rollback, or turn the feature off first \
+         (PATCH /apps/{key}/features/canary {{\"enabled\": false}})"
+    )))
+}
+
 /// Whether `processes` have a `web` command, which the router sends requests to.
 fn has_web(processes: &[ReleaseProcess]) -> bool {
     processes.iter().any(|p| p.dyno_type.as_str() == WEB && p.command.is_some())
