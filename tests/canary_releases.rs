@@ -640,3 +640,60 @@ async fn registered_endpoints_go_with_delete_and_production_deleted_mid_canary_t
     // Staging runs on, untouched.
     assert_eq!(dyno_ids(api, "webstg").await, [own], "staging's dyno did not restart");
 }
+
+/// FE22d #1 and #2: a canary is passed only on evidence from both sides. While a canary release
+/// is open, production's `web` cannot be scaled to 0 (its dynos are the baseline); and the soak
+/// waits until the baseline too has had `min_requests`, so a high weight, which leaves production
+/// a small share, makes the soak slower, never blind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_is_passed_only_with_min_requests_on_both_sides_and_production_keeps_its_web() {
+    let dir = TempDir::new("canary-both-sides");
+    let (wharf, command) = Wharf::serve_with_web_dyno(WHARF, &dir).await;
+    let api = &wharf.api;
+    staging_and_production(api).await;
+    deployed(&wharf, "webprd", &format!("GREETING=old-code {command}"), "old-code").await;
+    deployed(&wharf, "webstg", &format!("GREETING=new-code {command}"), "new-code").await;
+    let feature = json!({"enabled": true, "weight": 90, "min_requests": 30, "soak_requests": 30});
+    api.expect("PATCH", "/apps/webprd/features/canary", feature, 200).await;
+    let promote = json!({"pipeline": "web", "source": {"app": "webstg"}});
+    api.expect("POST", "/pipeline-promotions", promote, 201).await;
+    canary_release_in(api, "webprd", "running").await;
+
+    // Production's web stays: scaling it to 0 is refused, by either form, and nothing changes.
+    let formation = api.call("GET", "/apps/webprd/formation", None).await.1;
+    for (path, body) in [
+        ("/apps/webprd/formation", json!({"updates": [{"type": "web", "quantity": 0}]})),
+        ("/apps/webprd/formation/web", json!({"quantity": 0})),
+    ] {
+        let (status, e) = api.call("PATCH", path, Some(body)).await;
+        assert_eq!((status, e["id"].as_str()), (409, Some("conflict")), "{path}: {e}");
+        assert!(e["message"].as_str().unwrap().contains("web cannot be scaled to 0"), "{e}");
+    }
+    assert_eq!(api.call("GET", "/apps/webprd/formation", None).await.1, formation, "nothing changed");
+
+    // 100 requests: the canary (90%) has its 30, the baseline (10%) not. The soak waits.
+    let answers = load(wharf.http, PRD, "/", 100, 2).await.unwrap();
+    assert!(failures(&answers, &["old-code", "new-code"]).is_empty());
+    let counts = api.call("GET", "/apps/webprd/canary", None).await.1;
+    let (canary, baseline) = (
+        counts["evidence"]["canary"]["requests"].as_u64().unwrap(),
+        counts["evidence"]["baseline"]["requests"].as_u64().unwrap(),
+    );
+    assert!(canary >= 30 && baseline < 30, "the canary has its min_requests, the baseline not: {counts}");
+    // Nothing can be observed to not happen without waiting: eight of the watcher's looks
+    // (every 250 ms) with the canary's soak met, and the canary release still runs.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let waiting = newest_canary_release(api, "webprd").await;
+    assert_eq!(waiting["state"], "running", "no pass without the baseline's min_requests: {waiting}");
+
+    // Once the baseline has its share too, the soak passes.
+    let promoted = eventually(WAIT, "the canary to pass with both sides judged", || async {
+        let _ = load(wharf.http, PRD, "/", 100, 2).await;
+        let c = newest_canary_release(api, "webprd").await;
+        (c["state"] == "promoted").then_some(c)
+    })
+    .await;
+    let evidence = &promoted["evidence"];
+    assert!(evidence["baseline"]["requests"].as_u64().unwrap() >= 30, "{promoted}");
+    assert!(promoted["outcome"].as_str().unwrap().contains(" of production's) in "), "{promoted}");
+}

@@ -91,6 +91,15 @@ fn canary_dyno_down_for(down_since: &mut Option<i64>, has_web_dyno: bool, now: i
 /// The process type the router sends requests to.
 const WEB: &str = "web";
 
+/// The side of a canary release whose web dynos are watched for being down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Side {
+    /// The canary app's.
+    Canary,
+    /// The production app's: the baseline.
+    Production,
+}
+
 /// A `PATCH /apps/{app}/features/canary` body: every field optional; absent ones keep the
 /// feature's current value (or the default, the first time).
 #[derive(Debug, Clone, Default)]
@@ -373,7 +382,7 @@ impl ControlPlane {
                     self.canary_dyno_down
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .retain(|id, _| open.iter().any(|c| c.id == *id));
+                        .retain(|(id, _), _| open.iter().any(|c| c.id == *id));
                     open.into_iter().filter(|c| self.step(m, c).is_some()).map(|c| c.id).collect()
                 })
                 .await;
@@ -409,20 +418,32 @@ impl ControlPlane {
                 let Some(c) = cr.canary_id.and_then(|id| m.canary(id)) else {
                     return Some(gone("the canary's split was replaced or deleted"));
                 };
-                let has_web_dyno = m.dynos_of(cr.canary_app_id).iter().any(|d| d.dyno_type.as_str() == "web");
-                let down = {
+                let has_web_dyno = |app_id: Uuid| m.dynos_of(app_id).iter().any(|d| d.dyno_type.as_str() == WEB);
+                let (canary_down, production_down) = {
                     let mut down = self.canary_dyno_down.lock().unwrap_or_else(|e| e.into_inner());
-                    let mut since = down.get(&cr.id).copied();
-                    let down_for = canary_dyno_down_for(&mut since, has_web_dyno, now_seconds());
-                    match since {
-                        Some(t) => down.insert(cr.id, t),
-                        None => down.remove(&cr.id),
+                    let mut watch = |side: Side, app_id: Uuid| {
+                        let key = (cr.id, side);
+                        let mut since = down.get(&key).copied();
+                        let down_for = canary_dyno_down_for(&mut since, has_web_dyno(app_id), now_seconds());
+                        match since {
+                            Some(t) => down.insert(key, t),
+                            None => down.remove(&key),
+                        };
+                        down_for
                     };
-                    down_for
+                    (watch(Side::Canary, cr.canary_app_id), watch(Side::Production, cr.app_id))
                 };
-                if down.is_some_and(|s| s >= CANARY_DYNO_DOWN_SECONDS) {
+                if canary_down.is_some_and(|s| s >= CANARY_DYNO_DOWN_SECONDS) {
                     return Some(gone(&format!(
                         "the canary's web dyno has been down for {CANARY_DYNO_DOWN_SECONDS} s or more, so it could not be judged"
+                    )));
+                }
+                // The baseline's side alike: a production without a web dyno gives the judge
+                // nothing to compare the canary with (FE22d #1).
+                if production_down.is_some_and(|s| s >= CANARY_DYNO_DOWN_SECONDS) {
+                    return Some(gone(&format!(
+                        "the production app has had no web dyno for {CANARY_DYNO_DOWN_SECONDS} s or more, so the canary \
+                         had nothing to be compared with"
                     )));
                 }
                 match c.state {
@@ -440,15 +461,21 @@ impl ControlPlane {
                         }
                         let evidence = live.map(|(e, _)| e).or_else(|| self.canary_evidence(c));
                         let requests = evidence.as_ref().map_or(0, |e| e.canary.requests);
+                        let baseline = evidence.as_ref().map_or(0, |e| e.baseline.requests);
                         let elapsed = now_seconds() - cr.running_since.unwrap_or(c.created_at);
                         // Where requests are counted, the judge must have had its `min_requests`
-                        // (a soak in seconds alone would otherwise pass an unjudged canary).
-                        let judged = !self.counts_canary_requests() || requests >= cr.policy.min_requests();
+                        // on both sides (a soak in seconds alone would otherwise pass an unjudged
+                        // canary, and canary requests alone one with nothing to compare it with:
+                        // production scaled away, crashed, or given a tiny share by a high weight;
+                        // FE22d #1 and #2). The soak waits for the baseline's.
+                        let min = cr.policy.min_requests();
+                        let judged = !self.counts_canary_requests() || (requests >= min && baseline >= min);
                         let counted = judged && cr.soak_requests.is_none_or(|n| requests >= n);
                         let timed = cr.soak_seconds.is_none_or(|s| elapsed >= i64::try_from(s).unwrap_or(i64::MAX));
                         (counted && timed).then(|| Step::Pass {
                             outcome: format!(
-                                "the soak passed: {requests} canary requests in {elapsed} s without an abort"
+                                "the soak passed: {requests} canary requests (and {baseline} of production's) in \
+                                 {elapsed} s without an abort"
                             ),
                             evidence,
                         })
