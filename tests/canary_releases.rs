@@ -675,10 +675,11 @@ async fn a_canary_is_passed_only_with_min_requests_on_both_sides_and_production_
     let answers = load(wharf.http, PRD, "/", 100, 2).await.unwrap();
     assert!(failures(&answers, &["old-code", "new-code"]).is_empty());
     let counts = api.call("GET", "/apps/webprd/canary", None).await.1;
-    let (canary, baseline) = (
-        counts["evidence"]["canary"]["requests"].as_u64().unwrap(),
-        counts["evidence"]["baseline"]["requests"].as_u64().unwrap(),
-    );
+    let requests = |side: &str| {
+        let n = counts["evidence"][side]["requests"].as_u64();
+        n.unwrap_or_else(|| panic!("no {side} count: the canary release ended early? {counts}"))
+    };
+    let (canary, baseline) = (requests("canary"), requests("baseline"));
     assert!(canary >= 30 && baseline < 30, "the canary has its min_requests, the baseline not: {counts}");
     // Nothing can be observed to not happen without waiting: eight of the watcher's looks
     // (every 250 ms) with the canary's soak met, and the canary release still runs.
