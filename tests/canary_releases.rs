@@ -698,3 +698,54 @@ async fn a_canary_is_passed_only_with_min_requests_on_both_sides_and_production_
     assert!(evidence["baseline"]["requests"].as_u64().unwrap() >= 30, "{promoted}");
     assert!(promoted["outcome"].as_str().unwrap().contains(" of production's) in "), "{promoted}");
 }
+
+/// FE22d #4: every 409 of an open canary release says to end it with `DELETE /apps/APP/canary`
+/// or `POST /apps/APP/canary/promote`; both end one still `starting` too (its dyno not yet up,
+/// so no split), answering with the canary release.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_starting_canary_release_is_ended_by_hand_as_the_409s_say() {
+    let dir = TempDir::new("canary-starting");
+    let (wharf, command) = Wharf::serve_with_web_dyno(WHARF, &dir).await;
+    let api = &wharf.api;
+    staging_and_production(api).await;
+    deployed(&wharf, "webprd", &format!("GREETING=old-code {command}"), "old-code").await;
+    // With production's config the new code never listens: its canary stays `starting` until
+    // the health timeout (20 s here).
+    let slow = format!("if [ \"$ROLE\" = staging ]; then GREETING=new-code {command}; else exec sleep 600; fi");
+    deployed(&wharf, "webstg", &slow, "new-code").await;
+    api.expect("PATCH", "/apps/webprd/features/canary", json!({"enabled": true, "weight": 50}), 200).await;
+    let promote = json!({"pipeline": "web", "source": {"app": "webstg"}});
+    // (how it is ended, the state it ends in, the outcome's words, the release's status)
+    let rows = [
+        ("DELETE", "/apps/webprd/canary", "aborted", "the canary was aborted by hand before its dyno was up", "failed"),
+        (
+            "POST",
+            "/apps/webprd/canary/promote",
+            "promoted",
+            "the canary was promoted by hand before its dyno was up",
+            "pending",
+        ),
+    ];
+    for (method, path, state, outcome, status) in rows {
+        let promotion = api.expect("POST", "/pipeline-promotions", promote.clone(), 201).await;
+        let id = promotion["targets"][0]["canary_release"]["id"].as_str().expect("a canary release").to_owned();
+        let started = api.call("GET", &format!("/apps/webprd/canary-releases/{id}"), None).await.1;
+        assert_eq!(started["state"], "starting", "{started}");
+        let (code, ended) = api.call(method, path, Some(json!({}))).await;
+        assert_eq!((code, &ended["id"]), (200, &started["id"]), "{method} {path}: {ended}");
+        assert_eq!((ended["state"].as_str(), ended["outcome"].as_str()), (Some(state), Some(outcome)), "{ended}");
+        let release = newest_release(api, "webprd").await;
+        assert_eq!(release["id"], started["release"]["id"]);
+        assert!(release["status"] == status || state == "promoted", "{release}");
+        assert_eq!(api.call("GET", "/apps/webprdcanary", None).await.0, 404, "the canary app is gone");
+        if state == "promoted" {
+            // Production now rolls to code that never listens with its config: that roll fails
+            // and production keeps serving its old code, as any failed roll does.
+            eventually(WAIT, "the promoted release to settle", || async {
+                (newest_release(api, "webprd").await["status"] != "pending").then_some(())
+            })
+            .await;
+        }
+        assert_eq!(api.call("DELETE", "/apps/webprd/canary", None).await.0, 404, "nothing left to end");
+    }
+}
