@@ -588,7 +588,7 @@ async fn registered_endpoints_go_with_delete_and_production_deleted_mid_canary_t
     // DELETE removes the registration (200, not a restart's 202), and the router stops using it.
     let (status, gone) = api.call("DELETE", "/apps/webstg/dynos/web.9", None).await;
     assert_eq!((status, gone["name"].as_str()), (200, Some("web.9")), "{gone}");
-    assert_eq!(dyno_ids(api, "webstg").await, [own.clone()], "only the supervisor's dyno is left");
+    assert_eq!(dyno_ids(api, "webstg").await, std::slice::from_ref(&own), "only the supervisor's dyno is left");
     eventually(WAIT, "the router to stop sending requests to the removed endpoint", || async {
         let seen = bodies(load(wharf.http, STG, "/", 40, 2).await.ok()?);
         (seen == std::collections::BTreeSet::from(["200 canary-code".to_owned()])).then_some(())

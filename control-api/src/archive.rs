@@ -751,7 +751,9 @@ mod tests {
         zip(&[("Procfile", b"web: x")], &zipped);
         let (tgz, zipped) = (fs::read(tgz).unwrap(), fs::read(zipped).unwrap());
         // (the body as sent, the cap, decoded?, the file after, or the refusal's words)
-        let rows: Vec<(Vec<u8>, u64, Result<(bool, Vec<u8>), &str>)> = vec![
+        /// Decoded?, and the file after; or the refusal's words.
+        type Want = Result<(bool, Vec<u8>), &'static str>;
+        let rows: Vec<(Vec<u8>, u64, Want)> = vec![
             (gzip(&tgz), 1 << 20, Ok((true, tgz.clone()))),
             (gzip(&zipped), 1 << 20, Ok((true, zipped.clone()))),
             // Labelled gzip, but the gzip is the .tgz's own: kept as sent.
