@@ -36,8 +36,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::BodyExt as _;
-use tokio::io::AsyncWriteExt as _;
 use tokio::sync::watch;
 use uuid::Uuid;
 use wharf_bus::{LogEvent, Stream};
@@ -45,6 +43,7 @@ use wharf_domain::DynoType;
 use wharf_domain::new_id;
 use wharf_domain::timestamp::now_seconds;
 
+use super::build_source::Source;
 use super::engine::ControlPlane;
 use super::error::{Error, not_found};
 use crate::archive;
@@ -121,15 +120,6 @@ pub fn parse_procfile(text: &str) -> Result<BTreeMap<String, String>, String> {
     Ok(out)
 }
 
-/// Where a source comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Source {
-    /// `http` or `https`.
-    Web(super::fetch::Target),
-    /// A `file://` path on this machine.
-    File(PathBuf),
-}
-
 impl ControlPlane {
     /// Plugs in where the build output lines go: the log bus (only the first call counts).
     pub fn set_build_publisher(&self, publisher: wharf_bus::Publisher) {
@@ -140,49 +130,6 @@ impl ControlPlane {
     /// know before they make what the build is for (a preview app).
     pub(super) fn check_source_url(&self, url: &str) -> Result<(), Error> {
         self.parse_source(url).map(|_| ())
-    }
-
-    /// The source a build's `source_blob.url` names, or the 422 that says why Wharf would not
-    /// fetch it (see `fetch::parse_url`, and `file://` only when allowed).
-    fn parse_source(&self, url: &str) -> Result<Source, Error> {
-        let deploy = self
-            .deploy()
-            .ok_or_else(|| Error::Invalid("this control API builds nothing (it has no data directory)".into()))?;
-        // RFC 8089 section 2: `file:` URLs name a file on this machine; the host is empty
-        // (`file:///path`) or `localhost` (`file://localhost/path`), which mean the same.
-        let file = url.strip_prefix("file://").map(|rest| {
-            let localhost = rest.get(..9).is_some_and(|h| h.eq_ignore_ascii_case("localhost"));
-            if localhost && rest[9..].starts_with('/') { &rest[9..] } else { rest }
-        });
-        if let Some(path) = file {
-            if !deploy.allow_file_urls {
-                return Err(Error::Invalid(
-                    "file:// sources are refused: the operator has not set control_api.allow_file_urls".into(),
-                ));
-            }
-            // RFC 8089: the path is percent-encoded, and a file has no query or fragment;
-            // refusing them (rather than reading `?x` as part of the name, or dropping it)
-            // keeps the path the output shows and the one opened the same.
-            if path.contains(['?', '#']) {
-                return Err(Error::Invalid("a file:// source has no query (?) or fragment (#)".into()));
-            }
-            let path = wharf_domain::drain::url_decode(path)
-                .filter(|p| !p.contains('\0'))
-                .ok_or_else(|| Error::Invalid("a file:// source's path has a bad percent-encoding".into()))?;
-            let path = PathBuf::from(path);
-            if !path.is_absolute() {
-                return Err(Error::Invalid(
-                    "a file:// source names a file on this machine by its absolute path: file:///path or \
-                     file://localhost/path (RFC 8089), no other host"
-                        .into(),
-                ));
-            }
-            return Ok(Source::File(path));
-        }
-        super::fetch::parse_url(url, false, &self.outbound()).map(Source::Web).map_err(|e| {
-            let file = if deploy.allow_file_urls { " (or a file:///path on this machine)" } else { "" };
-            Error::Invalid(format!("invalid source_blob.url: {e}{file}"))
-        })
     }
 
     /// Starts a build of `app` from the source at `url`: refused (422) for a URL Wharf would not
@@ -512,99 +459,6 @@ impl ControlPlane {
             .await
             .map_err(|e| format!("cannot release the slug: {e}"))?;
         Ok((slug_id, (release.id, release.version)))
-    }
-
-    /// Copies the source into `into`, at most `max` bytes; returns how many arrived, and the
-    /// content coding the server said it applied (`fetch::coding`; a `file://` source has none).
-    async fn fetch_source(
-        &self,
-        source: &Source,
-        into: &Path,
-        max: u64,
-    ) -> Result<(u64, super::fetch::Coding), String> {
-        let mut file = tokio::fs::File::create(into)
-            .await
-            .map_err(|e| format!("cannot store the source: {}", crate::os_error::words(&e)))?;
-        let too_large = || format!("the source is larger than {max} bytes (control_api.max_slug_bytes)");
-        let mut written: u64 = 0;
-        let mut coding = super::fetch::Coding::Identity;
-        match source {
-            Source::File(path) => {
-                let words = crate::os_error::words;
-                let mut from = tokio::fs::File::open(path)
-                    .await
-                    .map_err(|e| format!("cannot open {}: {}", path.display(), words(&e)))?;
-                let mut buf = vec![0; 256 * 1024];
-                loop {
-                    let n = tokio::io::AsyncReadExt::read(&mut from, &mut buf)
-                        .await
-                        .map_err(|e| format!("cannot read {}: {}", path.display(), words(&e)))?;
-                    if n == 0 {
-                        break;
-                    }
-                    written += n as u64;
-                    if written > max {
-                        return Err(too_large());
-                    }
-                    file.write_all(&buf[..n])
-                        .await
-                        .map_err(|e| format!("cannot store the source: {}", crate::os_error::words(&e)))?;
-                }
-            }
-            Source::Web(first) => {
-                // Redirects are followed (GitHub's archive URLs answer one), each hop under the
-                // URL rules and the outbound policy, at most `MAX_REDIRECTS`.
-                let mut target = first.clone();
-                let mut hops = 0;
-                let (response, conn) = loop {
-                    let (response, conn) =
-                        super::fetch::get(&target, self.outbound(), self.trusted_roots(), "*/*", "wharf-build").await?;
-                    let redirect = matches!(response.status().as_u16(), 301 | 302 | 303 | 307 | 308);
-                    if !redirect {
-                        break (response, conn);
-                    }
-                    conn.abort();
-                    hops += 1;
-                    if hops > super::fetch::MAX_REDIRECTS {
-                        return Err(format!("the source redirected more than {} times", super::fetch::MAX_REDIRECTS));
-                    }
-                    let location = response.headers().get(http::header::LOCATION).and_then(|v| v.to_str().ok());
-                    let location = location.ok_or("the source's server answered a redirect without a Location")?;
-                    target = super::fetch::redirect_target(&target, location, &self.outbound())?;
-                };
-                let status = response.status();
-                if status != http::StatusCode::OK {
-                    conn.abort();
-                    return Err(format!("the source's server answered {status}, not 200"));
-                }
-                coding = super::fetch::coding(response.headers()).inspect_err(|_| conn.abort())?;
-                // A source that announces more than the cap fails now, not after its bytes
-                // (or its stall) ran up to the fetch's deadline.
-                let announced = response.headers().get(http::header::CONTENT_LENGTH);
-                if let Some(length) = announced.and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-                    && length > max
-                {
-                    conn.abort();
-                    return Err(format!("{} (its Content-Length is {length})", too_large()));
-                }
-                let mut body = response.into_body();
-                while let Some(frame) = body.frame().await {
-                    let frame = frame.map_err(|e| format!("reading the source: {e}"))?;
-                    let Ok(data) = frame.into_data() else { continue };
-                    written += data.len() as u64;
-                    if written > max {
-                        conn.abort();
-                        return Err(too_large());
-                    }
-                    file.write_all(&data)
-                        .await
-                        .map_err(|e| format!("cannot store the source: {}", crate::os_error::words(&e)))?;
-                }
-                conn.abort();
-            }
-        }
-        file.flush().await.map_err(|e| format!("cannot store the source: {}", crate::os_error::words(&e)))?;
-        Ok((written, coding))
     }
 }
 

@@ -41,6 +41,7 @@ use wharf_bus::{LogEvent, Stream};
 use wharf_domain::timestamp::now_seconds;
 use wharf_domain::{AppKey, AppName, CanaryEvidence, CanaryPolicy, CanaryState, PolicyInput, Stage, new_id};
 
+use super::canary_down::CANARY_DYNO_DOWN_SECONDS;
 use super::canary_guards::refuse_unjudgeable;
 pub(super) use super::canary_guards::{refuse_canary_app, refuse_during_canary, refuse_unjudged_commands};
 use super::engine::ControlPlane;
@@ -70,35 +71,8 @@ pub const MAX_SOAK_SECONDS: u64 = 7 * 24 * 3600;
 /// and the time of a soak move without a commit.
 const WATCH_INTERVAL: Duration = Duration::from_millis(250);
 
-/// How long, in seconds, a running canary release's canary app may have no web dyno before the
-/// release is aborted. A canary without a dyno takes no traffic (the router's own "no web dynos"
-/// answers are not counted), so it would be neither judged nor soaked, and production's every
-/// release would wait on it (409) until someone ended it by hand. The local supervisor restarts
-/// a crashed dyno after 1, 2, 4, ... s (with as much again of jitter), so a crash or two does not
-/// abort; a dyno that keeps crashing, or that an external runtime stopped running, does.
-const CANARY_DYNO_DOWN_SECONDS: i64 = 120;
-
-/// How long the canary app has had no web dyno, given whether it has one `now` and `down_since`,
-/// the record of this kept between looks (updated here). `None` while it has one.
-fn canary_dyno_down_for(down_since: &mut Option<i64>, has_web_dyno: bool, now: i64) -> Option<i64> {
-    if has_web_dyno {
-        *down_since = None;
-        return None;
-    }
-    Some(now - *down_since.get_or_insert(now))
-}
-
 /// The process type the router sends requests to.
 const WEB: &str = "web";
-
-/// The side of a canary release whose web dynos are watched for being down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(super) enum Side {
-    /// The canary app's.
-    Canary,
-    /// The production app's: the baseline.
-    Production,
-}
 
 /// A `PATCH /apps/{app}/features/canary` body: every field optional; absent ones keep the
 /// feature's current value (or the default, the first time).
@@ -418,21 +392,7 @@ impl ControlPlane {
                 let Some(c) = cr.canary_id.and_then(|id| m.canary(id)) else {
                     return Some(gone("the canary's split was replaced or deleted"));
                 };
-                let has_web_dyno = |app_id: Uuid| m.dynos_of(app_id).iter().any(|d| d.dyno_type.as_str() == WEB);
-                let (canary_down, production_down) = {
-                    let mut down = self.canary_dyno_down.lock().unwrap_or_else(|e| e.into_inner());
-                    let mut watch = |side: Side, app_id: Uuid| {
-                        let key = (cr.id, side);
-                        let mut since = down.get(&key).copied();
-                        let down_for = canary_dyno_down_for(&mut since, has_web_dyno(app_id), now_seconds());
-                        match since {
-                            Some(t) => down.insert(key, t),
-                            None => down.remove(&key),
-                        };
-                        down_for
-                    };
-                    (watch(Side::Canary, cr.canary_app_id), watch(Side::Production, cr.app_id))
-                };
+                let (canary_down, production_down) = self.sides_down(m, cr);
                 if canary_down.is_some_and(|s| s >= CANARY_DYNO_DOWN_SECONDS) {
                     return Some(gone(&format!(
                         "the canary's web dyno has been down for {CANARY_DYNO_DOWN_SECONDS} s or more, so it could not be judged"
@@ -647,6 +607,7 @@ impl ControlPlane {
 mod tests {
     use std::collections::BTreeMap;
 
+    use super::super::canary_down::canary_dyno_down_for;
     use super::*;
     use crate::plane::{FormationUpdate, NewSlug, PromotionInput, Quantity};
 

@@ -17,8 +17,10 @@
 //! `outbound_http` (the one exchange with a user's URL, the outbound policy on every address).
 
 mod apps;
+mod build_source;
 mod builds;
 mod canaries;
+mod canary_down;
 mod canary_guards;
 mod canary_releases;
 mod config_vars;
