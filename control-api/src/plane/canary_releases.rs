@@ -507,7 +507,7 @@ impl ControlPlane {
     /// go to the app (which then rolls to it), on an abort the release is recorded `failed`;
     /// either way the canary app goes.
     #[allow(clippy::too_many_arguments, clippy::type_complexity)]
-    fn end(
+    pub(super) fn end(
         &self,
         m: &Model,
         cr: &CanaryRelease,
@@ -546,39 +546,8 @@ impl ControlPlane {
         Ok((Some(done), changes))
     }
 
-    /// Ends the app's canary release by hand while it is still `starting` (its canary's dyno not
-    /// yet healthy, so there is no split for `DELETE`/`POST .../canary/promote` to act on):
-    /// `passed` releases it to the app, else it is recorded aborted, as the split's own end
-    /// would (FE22d #4: every 409 names those two requests, so they must end a starting one
-    /// too). Returns the ended canary release, or `None` when the app has none starting.
-    pub async fn end_starting_canary_release(&self, app: &str, passed: bool) -> Result<Option<CanaryRelease>, Error> {
-        let done = self
-            .change(|m| {
-                let a = m.app(app).ok_or_else(|| not_found("app", app))?;
-                let starting = m.canary_releases_of(a.id).into_iter().find(|c| c.state == CanaryReleaseState::Starting);
-                let Some(cr) = starting else { return Ok((None, vec![])) };
-                let release = m
-                    .releases_of(cr.app_id)
-                    .into_iter()
-                    .find(|r| r.id == cr.release_id)
-                    .ok_or_else(|| not_found("release", &cr.release_id.to_string()))?
-                    .clone();
-                let outcome = if passed {
-                    "the canary was promoted by hand before its dyno was up"
-                } else {
-                    "the canary was aborted by hand before its dyno was up"
-                };
-                self.end(m, cr, &release, passed, outcome.to_owned(), None, now_seconds())
-            })
-            .await?;
-        if let Some(done) = &done {
-            self.announce(done).await;
-        }
-        Ok(done)
-    }
-
     /// The platform line an ended canary release puts in its app's log stream.
-    async fn announce(&self, cr: &CanaryRelease) {
+    pub(super) async fn announce(&self, cr: &CanaryRelease) {
         let (at, code, desc) = match cr.state {
             CanaryReleaseState::Promoted => ("info", "canary-promoted", "Canary release promoted"),
             _ => ("error", "canary-aborted", "Canary release aborted"),
