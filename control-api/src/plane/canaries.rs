@@ -133,12 +133,7 @@ impl ControlPlane {
                 let a = m.app(app).ok_or_else(|| not_found("app", app))?;
                 let starting = m.canary_releases_of(a.id).into_iter().find(|c| c.state == CanaryReleaseState::Starting);
                 let Some(cr) = starting else { return Ok((None, vec![])) };
-                let release = m
-                    .releases_of(cr.app_id)
-                    .into_iter()
-                    .find(|r| r.id == cr.release_id)
-                    .ok_or_else(|| not_found("release", &cr.release_id.to_string()))?
-                    .clone();
+                let release = super::canary_releases::release_of(m, cr)?;
                 let outcome = if passed {
                     "the canary was promoted by hand before its dyno was up"
                 } else {

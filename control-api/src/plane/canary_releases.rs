@@ -74,6 +74,12 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(250);
 /// The process type the router sends requests to.
 const WEB: &str = "web";
 
+/// The production release a canary release is about (a copy, for the changes that end it).
+pub(super) fn release_of(m: &Model, cr: &CanaryRelease) -> Result<Release, Error> {
+    let release = m.releases_of(cr.app_id).into_iter().find(|r| r.id == cr.release_id);
+    release.cloned().ok_or_else(|| not_found("release", &cr.release_id.to_string()))
+}
+
 /// A `PATCH /apps/{app}/features/canary` body: every field optional; absent ones keep the
 /// feature's current value (or the default, the first time).
 #[derive(Debug, Clone, Default)]
@@ -454,12 +460,7 @@ impl ControlPlane {
             let Some(step) = self.step(m, cr) else { return Ok((None, vec![])) };
             let now = now_seconds();
             let app = m.app(&cr.app_id.to_string()).ok_or_else(|| not_found("app", &cr.app_id.to_string()))?;
-            let release = m
-                .releases_of(cr.app_id)
-                .into_iter()
-                .find(|r| r.id == cr.release_id)
-                .ok_or_else(|| not_found("release", &cr.release_id.to_string()))?
-                .clone();
+            let release = release_of(m, cr)?;
             let mut changes = Vec::new();
             let ended = match step {
                 Step::Split => {
