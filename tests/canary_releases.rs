@@ -533,3 +533,219 @@ async fn a_canary_that_never_comes_up_is_aborted_before_any_request_reaches_it()
     assert!(dynos.as_array().unwrap().iter().all(|d| d["release"]["id"] == prd_before["id"]), "{dynos}");
     assert_eq!(api.call("GET", "/apps/webprdcanary", None).await.0, 404, "the canary app is gone");
 }
+
+/// The processes (their pids) whose environment holds every one of `vars` (`NAME=value`): a
+/// dyno, found by its config vars and command's variables.
+fn processes_with(vars: &[&str]) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
+        let env: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+        if vars.iter().all(|v| env.contains(&v.as_bytes())) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// FE22c #2 and #3: an endpoint registered by hand beside the supervisor's dynos is routed to
+/// and `DELETE` removes it (the router stops sending it requests); none may be registered under
+/// a supervisor's dyno's name, nor on an app whose releases are canaried. Renaming the pipeline
+/// mid-canary is harmless (canary releases know apps by id). Deleting the production app
+/// mid-canary ends it whole: the canary app, its dyno's process, the split and the records go
+/// with it, and the promotion that started it says `deleted`, not `pending` for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registered_endpoints_go_with_delete_and_production_deleted_mid_canary_takes_its_canary() {
+    let dir = TempDir::new("canary-edges");
+    let (wharf, command) = Wharf::serve_with_web_dyno(WHARF, &dir).await;
+    let api = &wharf.api;
+    staging_and_production(api).await;
+    deployed(&wharf, "webprd", &format!("GREETING=old-code {command}"), "old-code").await;
+    deployed(&wharf, "webstg", &format!("GREETING=canary-code {command}"), "canary-code").await;
+    const STG: &str = "webstg-default.localhost";
+    let bodies = |answers: Vec<Answer>| -> std::collections::BTreeSet<String> {
+        answers.iter().map(|a| format!("{} {}", a.status, String::from_utf8_lossy(&a.body))).collect()
+    };
+
+    // An endpoint registered by hand on an app the supervisor runs is routed to beside its dyno.
+    let backend = wharf_testkit::http_peer::FileHost::start().await;
+    backend.serve("/", b"registered".to_vec());
+    let endpoint = json!({"type": "web", "host": "127.0.0.1", "port": backend.addr().port()});
+    api.expect("PUT", "/apps/webstg/dynos/web.9", endpoint.clone(), 201).await;
+    eventually(WAIT, "the registered endpoint to take requests", || async {
+        let seen = bodies(load(wharf.http, STG, "/", 20, 2).await.ok()?);
+        seen.contains("200 registered").then_some(())
+    })
+    .await;
+    // Not under the name of a dyno the supervisor runs: that is the supervisor's registration.
+    let own = dyno_ids(api, "webstg").await.into_iter().find(|d| d != "web.9").expect("the supervisor's dyno");
+    let before = api.call("GET", "/apps/webstg/dynos", None).await.1;
+    let (status, e) = api.call("PUT", &format!("/apps/webstg/dynos/{own}"), Some(endpoint.clone())).await;
+    assert_eq!((status, e["id"].as_str()), (409, Some("conflict")), "{e}");
+    assert!(e["message"].as_str().unwrap().contains("is run by this Wharf's supervisor"), "{e}");
+    assert_eq!(api.call("GET", "/apps/webstg/dynos", None).await.1, before, "nothing changed");
+    // DELETE removes the registration (200, not a restart's 202), and the router stops using it.
+    let (status, gone) = api.call("DELETE", "/apps/webstg/dynos/web.9", None).await;
+    assert_eq!((status, gone["name"].as_str()), (200, Some("web.9")), "{gone}");
+    assert_eq!(dyno_ids(api, "webstg").await, std::slice::from_ref(&own), "only the supervisor's dyno is left");
+    eventually(WAIT, "the router to stop sending requests to the removed endpoint", || async {
+        let seen = bodies(load(wharf.http, STG, "/", 40, 2).await.ok()?);
+        (seen == std::collections::BTreeSet::from(["200 canary-code".to_owned()])).then_some(())
+    })
+    .await;
+    assert_eq!(api.call("DELETE", "/apps/webstg/dynos/web.9", None).await.0, 404, "gone once");
+
+    // With the canary feature on, production takes no endpoint by hand: it would be unjudged code.
+    api.expect("PATCH", "/apps/webprd/features/canary", json!({"enabled": true, "weight": 50}), 200).await;
+    let prd_dynos = dyno_ids(api, "webprd").await;
+    let (status, e) = api.call("PUT", "/apps/webprd/dynos/web.9", Some(endpoint.clone())).await;
+    assert_eq!((status, e["id"].as_str()), (409, Some("conflict")), "{e}");
+    assert!(e["message"].as_str().unwrap().contains("code no canary judged"), "{e}");
+    assert_eq!(dyno_ids(api, "webprd").await, prd_dynos, "nothing registered");
+
+    // A canary release; renaming the pipeline meanwhile is harmless.
+    let promote = json!({"pipeline": "web", "source": {"app": "webstg"}});
+    let promotion = api.expect("POST", "/pipeline-promotions", promote, 201).await;
+    canary_release_in(api, "webprd", "running").await;
+    api.expect("PATCH", "/pipelines/web", json!({"name": "web-renamed"}), 200).await;
+    let coupling = api.call("GET", "/apps/webprdcanary/pipeline-couplings", None).await.1;
+    assert_eq!(
+        (coupling["pipeline"]["name"].as_str(), coupling["stage"].as_str()),
+        (Some("web-renamed"), Some("canary"))
+    );
+    assert_eq!(newest_canary_release(api, "webprd").await["state"], "running", "renaming changed nothing");
+    // The canary's dyno: production's config vars and the new code's variable.
+    let canary_dyno = ["ROLE=production", "GREETING=canary-code"];
+    assert_eq!(processes_with(&canary_dyno).len(), 1, "the canary's one dyno runs");
+
+    // Production deleted mid-canary: everything of the canary release goes with it.
+    api.expect("DELETE", "/apps/webprd", json!(null), 200).await;
+    for path in ["/apps/webprdcanary", "/apps/webprd/canary-releases", "/apps/webprd/canary"] {
+        assert_eq!(api.call("GET", path, None).await.0, 404, "{path}");
+    }
+    eventually(WAIT, "the canary's dyno process to stop", || async {
+        processes_with(&canary_dyno).is_empty().then_some(())
+    })
+    .await;
+    eventually(WAIT, "the router to forget both apps", || async {
+        let prd = bodies(load(wharf.http, PRD, "/", 4, 1).await.ok()?);
+        let canary = bodies(load(wharf.http, "webprdcanary-default.localhost", "/", 4, 1).await.ok()?);
+        (prd.iter().chain(&canary).all(|b| b.starts_with("404 "))).then_some(())
+    })
+    .await;
+    let id = promotion["id"].as_str().unwrap();
+    let t = api.call("GET", &format!("/pipeline-promotions/{id}/promotion-targets"), None).await.1;
+    assert_eq!(t[0]["status"], "deleted", "{t}");
+    // Staging runs on, untouched.
+    assert_eq!(dyno_ids(api, "webstg").await, [own], "staging's dyno did not restart");
+}
+
+/// FE22d #1 and #2: a canary is passed only on evidence from both sides. While a canary release
+/// is open, production's `web` cannot be scaled to 0 (its dynos are the baseline); and the soak
+/// waits until the baseline too has had `min_requests`, so a high weight, which leaves production
+/// a small share, makes the soak slower, never blind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_is_passed_only_with_min_requests_on_both_sides_and_production_keeps_its_web() {
+    let dir = TempDir::new("canary-both-sides");
+    let (wharf, command) = Wharf::serve_with_web_dyno(WHARF, &dir).await;
+    let api = &wharf.api;
+    staging_and_production(api).await;
+    deployed(&wharf, "webprd", &format!("GREETING=old-code {command}"), "old-code").await;
+    deployed(&wharf, "webstg", &format!("GREETING=new-code {command}"), "new-code").await;
+    let feature = json!({"enabled": true, "weight": 90, "min_requests": 30, "soak_requests": 30});
+    api.expect("PATCH", "/apps/webprd/features/canary", feature, 200).await;
+    let promote = json!({"pipeline": "web", "source": {"app": "webstg"}});
+    api.expect("POST", "/pipeline-promotions", promote, 201).await;
+    canary_release_in(api, "webprd", "running").await;
+
+    // Production's web stays: scaling it to 0 is refused, by either form, and nothing changes.
+    let formation = api.call("GET", "/apps/webprd/formation", None).await.1;
+    for (path, body) in [
+        ("/apps/webprd/formation", json!({"updates": [{"type": "web", "quantity": 0}]})),
+        ("/apps/webprd/formation/web", json!({"quantity": 0})),
+    ] {
+        let (status, e) = api.call("PATCH", path, Some(body)).await;
+        assert_eq!((status, e["id"].as_str()), (409, Some("conflict")), "{path}: {e}");
+        assert!(e["message"].as_str().unwrap().contains("web cannot be scaled to 0"), "{e}");
+    }
+    assert_eq!(api.call("GET", "/apps/webprd/formation", None).await.1, formation, "nothing changed");
+
+    // 100 requests: the canary (90%) has its 30, the baseline (10%) not. The soak waits.
+    let answers = load(wharf.http, PRD, "/", 100, 2).await.unwrap();
+    assert!(failures(&answers, &["old-code", "new-code"]).is_empty());
+    let counts = api.call("GET", "/apps/webprd/canary", None).await.1;
+    let requests = |side: &str| {
+        let n = counts["evidence"][side]["requests"].as_u64();
+        n.unwrap_or_else(|| panic!("no {side} count: the canary release ended early? {counts}"))
+    };
+    let (canary, baseline) = (requests("canary"), requests("baseline"));
+    assert!(canary >= 30 && baseline < 30, "the canary has its min_requests, the baseline not: {counts}");
+    // Nothing can be observed to not happen without waiting: eight of the watcher's looks
+    // (every 250 ms) with the canary's soak met, and the canary release still runs.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let waiting = newest_canary_release(api, "webprd").await;
+    assert_eq!(waiting["state"], "running", "no pass without the baseline's min_requests: {waiting}");
+
+    // Once the baseline has its share too, the soak passes.
+    let promoted = eventually(WAIT, "the canary to pass with both sides judged", || async {
+        let _ = load(wharf.http, PRD, "/", 100, 2).await;
+        let c = newest_canary_release(api, "webprd").await;
+        (c["state"] == "promoted").then_some(c)
+    })
+    .await;
+    let evidence = &promoted["evidence"];
+    assert!(evidence["baseline"]["requests"].as_u64().unwrap() >= 30, "{promoted}");
+    assert!(promoted["outcome"].as_str().unwrap().contains(" of production's) in "), "{promoted}");
+}
+
+/// FE22d #4: every 409 of an open canary release says to end it with `DELETE /apps/APP/canary`
+/// or `POST /apps/APP/canary/promote`; both end one still `starting` too (its dyno not yet up,
+/// so no split), answering with the canary release.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_starting_canary_release_is_ended_by_hand_as_the_409s_say() {
+    let dir = TempDir::new("canary-starting");
+    let (wharf, command) = Wharf::serve_with_web_dyno(WHARF, &dir).await;
+    let api = &wharf.api;
+    staging_and_production(api).await;
+    deployed(&wharf, "webprd", &format!("GREETING=old-code {command}"), "old-code").await;
+    // With production's config the new code never listens: its canary stays `starting` until
+    // the health timeout (20 s here).
+    let slow = format!("if [ \"$ROLE\" = staging ]; then GREETING=new-code {command}; else exec sleep 600; fi");
+    deployed(&wharf, "webstg", &slow, "new-code").await;
+    api.expect("PATCH", "/apps/webprd/features/canary", json!({"enabled": true, "weight": 50}), 200).await;
+    let promote = json!({"pipeline": "web", "source": {"app": "webstg"}});
+    // (how it is ended, the state it ends in, the outcome's words, the release's status)
+    let rows = [
+        ("DELETE", "/apps/webprd/canary", "aborted", "the canary was aborted by hand before its dyno was up", "failed"),
+        (
+            "POST",
+            "/apps/webprd/canary/promote",
+            "promoted",
+            "the canary was promoted by hand before its dyno was up",
+            "pending",
+        ),
+    ];
+    for (method, path, state, outcome, status) in rows {
+        let promotion = api.expect("POST", "/pipeline-promotions", promote.clone(), 201).await;
+        let id = promotion["targets"][0]["canary_release"]["id"].as_str().expect("a canary release").to_owned();
+        let started = api.call("GET", &format!("/apps/webprd/canary-releases/{id}"), None).await.1;
+        assert_eq!(started["state"], "starting", "{started}");
+        let (code, ended) = api.call(method, path, Some(json!({}))).await;
+        assert_eq!((code, &ended["id"]), (200, &started["id"]), "{method} {path}: {ended}");
+        assert_eq!((ended["state"].as_str(), ended["outcome"].as_str()), (Some(state), Some(outcome)), "{ended}");
+        let release = newest_release(api, "webprd").await;
+        assert_eq!(release["id"], started["release"]["id"]);
+        assert!(release["status"] == status || state == "promoted", "{release}");
+        assert_eq!(api.call("GET", "/apps/webprdcanary", None).await.0, 404, "the canary app is gone");
+        if state == "promoted" {
+            // Production now rolls to code that never listens with its config: that roll fails
+            // and production keeps serving its old code, as any failed roll does.
+            eventually(WAIT, "the promoted release to settle", || async {
+                (newest_release(api, "webprd").await["status"] != "pending").then_some(())
+            })
+            .await;
+        }
+        assert_eq!(api.call("DELETE", "/apps/webprd/canary", None).await.0, 404, "nothing left to end");
+    }
+}

@@ -146,6 +146,15 @@ elif kind == "zip-file-as-dir":
     with zipfile.ZipFile(out, "w") as z:
         for name in sorted(os.listdir(src)): z.write(os.path.join(src, name), name)
         z.writestr("a", "x"); z.writestr("a/b", "x")
+elif kind == "zip-macos":
+    # The Finder's "Compress" of a folder `repo`: `repo/` with AppleDouble `._` files beside
+    # its files, and `__MACOSX/` with more of them.
+    double = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(50)
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for name in sorted(os.listdir(src)):
+            z.write(os.path.join(src, name), "repo/" + name)
+            z.writestr("repo/._" + name, double)
+            z.writestr("__MACOSX/repo/._" + name, double)
 elif kind == "long-name":
     hostile_tar(lambda t: t.addfile(*file_info("x" * 300)))
 elif kind == "gzip-not-tar":
@@ -187,7 +196,8 @@ fn sha256(path: &Path) -> String {
 }
 
 /// A plain HTTP/1.1 server that answers `GET /NAME` with the file `dir/NAME` (404 otherwise)
-/// and closes: the source's host.
+/// and closes: the source's host. A file named `*.coded-CODING` is sent as it is, labelled
+/// `Content-Encoding: CODING` (what S3 metadata or a compressing server sends).
 struct FileServer {
     addr: std::net::SocketAddr,
     task: tokio::task::JoinHandle<()>,
@@ -219,8 +229,11 @@ impl FileServer {
                     let path = head.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_owned();
                     let answer = match std::fs::read(dir.join(&path)) {
                         Ok(body) if !path.contains('/') => {
+                            let coding = path
+                                .rsplit_once(".coded-")
+                                .map_or(String::new(), |(_, c)| format!("Content-Encoding: {c}\r\n"));
                             let mut a = format!(
-                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{coding}Connection: close\r\n\r\n",
                                 body.len()
                             )
                             .into_bytes();
@@ -1155,10 +1168,56 @@ async fn builds_fail_fast_wait_their_turn_and_say_why_and_commands_follow_one_ru
         assert!(out.contains(&said), "{url}: expected {said:?} in\n{out}");
         assert!(!out.contains("os error"), "{url}: no bare OS error\n{out}");
     }
-    // A file:// path is percent-decoded (RFC 8089), so the path shown is the path opened.
+    // A file:// path is percent-decoded (RFC 8089), so the path shown is the path opened; its
+    // host is empty or `localhost` (RFC 8089 section 2).
     let encoded = format!("file://{}", good.display()).replace("good.tgz", "go%6Fd.tgz");
     let b = ended(start(encoded).await).await;
     assert_eq!(b["status"], "succeeded", "{b}");
+    let b = ended(start(format!("file://LocalHost{}", good.display())).await).await;
+    assert_eq!(b["status"], "succeeded", "{b}");
+
+    // Content codings (FE21b #9): a server that gzips the archive on the fly has that layer
+    // decoded (the checksum is the archive's); a .tgz merely labelled gzip (S3 metadata) is
+    // taken as it is; a macOS zip's metadata is left out; any other coding is named.
+    let gzip = |from: &Path, to: &str| {
+        let out = std::process::Command::new("gzip").arg("-c").arg(from).output().expect("gzip runs");
+        assert!(out.status.success(), "gzip -c {}", from.display());
+        let to = setup.dir.path().join(to);
+        std::fs::write(&to, out.stdout).unwrap();
+        to
+    };
+    let zipped = archive(setup.dir.path(), "zipped", "zipped version", "zip");
+    let mac = archive(setup.dir.path(), "mac", "mac version", "zip-macos");
+    let labelled = setup.dir.path().join("labelled.tgz.coded-gzip");
+    std::fs::copy(&good, &labelled).unwrap();
+    let brotli = setup.dir.path().join("good.tgz.coded-br");
+    std::fs::copy(&good, &brotli).unwrap();
+    // (the file served, its checksum, what its build's output says, or why it failed)
+    let rows: [(PathBuf, Option<String>, Result<&str, &str>); 6] = [
+        (gzip(&good, "gzipped.tgz.coded-gzip"), Some(sha256(&good)), Ok("gzip-compressed the archive on the fly")),
+        (gzip(&zipped, "gzipped.zip.coded-x-gzip"), Some(sha256(&zipped)), Ok("gzip-compressed the archive")),
+        (labelled.clone(), Some(sha256(&labelled)), Ok("Procfile declares types")),
+        (mac, None, Ok("Procfile declares types")),
+        (brotli, None, Err("Content-Encoding: br, which Wharf does not decode")),
+        // The checksum is the archive's, not the bytes on the wire.
+        (
+            gzip(&good, "wire.tgz.coded-gzip"),
+            Some(sha256(&setup.dir.path().join("wire.tgz.coded-gzip"))),
+            Err("checksum mismatch"),
+        ),
+    ];
+    for (file, checksum, want) in rows {
+        let body = json!({"source_blob": {"url": setup.files.url(&file), "checksum": checksum}});
+        let b = api.expect("POST", "/apps/hello/builds", body, 201).await;
+        let b = ended(format!("/apps/hello/builds/{}", b["id"].as_str().unwrap())).await;
+        let out = output_of(api, &b).await;
+        let (status, said) = match want {
+            Ok(said) => ("succeeded", said),
+            Err(said) => ("failed", said),
+        };
+        assert_eq!(b["status"], status, "{}: {out}", file.display());
+        assert!(out.contains(said), "{}: expected {said:?} in\n{out}", file.display());
+    }
     // Refused at once (422), nothing made: a query or fragment, a bad encoding, a relative path.
     let builds_before = api.call("GET", "/apps/hello/builds", None).await.1;
     for url in [
@@ -1167,6 +1226,9 @@ async fn builds_fail_fast_wait_their_turn_and_say_why_and_commands_follow_one_ru
         format!("file://{}%zz", good.display()),
         format!("file://{}%00", good.display()),
         "file://relative/x.tgz".to_owned(),
+        format!("file://otherhost{}", good.display()),
+        format!("file://localhostx{}", good.display()),
+        format!("file:{}", good.display()),
     ] {
         let (status, body) = api.call("POST", "/apps/hello/builds", Some(json!({"source_blob": {"url": url}}))).await;
         assert_eq!((status, &body["id"]), (422, &json!("invalid_params")), "{url}: {body}");

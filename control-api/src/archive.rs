@@ -17,6 +17,13 @@
 //!   read, so a zip entry that lies about its size is cut off too);
 //! - anything that is neither a gzip'd tar nor a zip, and a truncated or corrupt stream.
 //!
+//! macOS's own metadata is left out, as it is no part of the app: the `__MACOSX/` directory
+//! the Finder's "Compress" adds to a zip, and AppleDouble files (`._NAME` whose content starts
+//! with AppleDouble's magic number `00 05 16 07`, RFC 1740) that macOS's `tar` and zip add for
+//! extended attributes. A `._NAME` file without that magic is an ordinary file and is kept.
+//! Without this, a macOS zip of `repo/` would hold two top-level directories and no
+//! `Procfile` at its root.
+//!
 //! Permissions keep only the owner/group/other read, write and execute bits (no setuid); files
 //! are owned by Wharf. A refused archive may leave a partly written directory behind: callers
 //! unpack into a fresh staging directory and remove it on error, so nothing changes.
@@ -141,6 +148,67 @@ pub fn unpack(archive: &Path, into: &Path, limits: Limits) -> Result<Unpacked, A
         Some(Format::Zip) => unpack_zip(file, into, limits),
         None => Err(refused("the archive is neither a gzip'd tar (.tar.gz, .tgz) nor a zip")),
     }
+}
+
+/// Decodes, in place, one gzip layer around an archive: what a server sends that compresses a
+/// `.tgz` or `.zip` on the fly (`Content-Encoding: gzip` over the file's own bytes). Only when
+/// what the layer holds starts as an archive ([`detect`]) is the file replaced by it, at most
+/// `max_bytes` long; a file whose gzip is the archive's own (a `.tgz` stored with the label
+/// `Content-Encoding: gzip`, as S3 objects often are) is left as it is. Returns whether it
+/// decoded a layer.
+///
+/// # Errors
+///
+/// [`ArchiveError::Refused`] when the decoded archive is longer than `max_bytes` or the layer
+/// is corrupt; [`ArchiveError::Io`] when the file cannot be read or written.
+pub fn decode_gzip_layer(path: &Path, max_bytes: u64) -> Result<bool, ArchiveError> {
+    let open = || fs::File::open(path).map(|f| flate2::read::GzDecoder::new(io::BufReader::new(f)));
+    let mut head = [0; 4];
+    // A body that is no gzip stream at all, or whose content is no archive, is the archive.
+    let Ok(n) = read_up_to(&mut open()?, &mut head) else { return Ok(false) };
+    if detect(&head[..n]).is_none() {
+        return Ok(false);
+    }
+    let decoded = path.with_extension("decoded");
+    let mut out = fs::File::create(&decoded)?;
+    let copied = io::copy(&mut open()?.take(max_bytes.saturating_add(1)), &mut out);
+    let outcome = match copied {
+        Ok(n) if n > max_bytes => {
+            Err(refused(format!("the source's gzip content coding decodes to more than {max_bytes} bytes")))
+        }
+        Ok(_) => fs::rename(&decoded, path).map_err(ArchiveError::Io),
+        Err(e) => Err(refused(format!("the source's gzip content coding is corrupt or truncated: {e}"))),
+    };
+    if outcome.is_err() {
+        let _ = fs::remove_file(&decoded);
+    }
+    outcome.map(|()| true)
+}
+
+/// AppleDouble's magic number, the first four bytes of every AppleDouble file (RFC 1740
+/// appendix B).
+const APPLE_DOUBLE_MAGIC: [u8; 4] = [0x00, 0x05, 0x16, 0x07];
+
+/// Whether `rel` is under a top-level `__MACOSX/` directory (the Finder's zip metadata).
+fn in_macos_metadata_dir(rel: &Path) -> bool {
+    rel.components().next().is_some_and(|c| c.as_os_str() == "__MACOSX")
+}
+
+/// Whether a file at `rel` is named as an AppleDouble file is (`._NAME`), so that its first
+/// bytes decide whether it is one.
+fn named_like_apple_double(rel: &Path) -> bool {
+    rel.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("._") && n.len() > 2)
+}
+
+/// For a file named like an AppleDouble file, its first (up to four) bytes, read off `entry`:
+/// `None` when it is an AppleDouble file and is to be left out. Other files read nothing.
+fn head_unless_apple_double(rel: &Path, entry: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
+    if !named_like_apple_double(rel) {
+        return Ok(Some(Vec::new()));
+    }
+    let mut head = [0; 4];
+    let n = read_up_to(entry, &mut head)?;
+    Ok((head[..n] != APPLE_DOUBLE_MAGIC).then(|| head[..n].to_vec()))
 }
 
 fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -317,6 +385,7 @@ fn unpack_tar_gz(file: fs::File, into: &Path, limits: Limits) -> Result<Unpacked
     tar.set_unpack_xattrs(false);
     tar.set_overwrite(true);
     let mut done = Unpacked::default();
+    let mut skipped: u64 = 0;
     for entry in tar.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
         let kind = entry.header().entry_type();
@@ -329,6 +398,20 @@ fn unpack_tar_gz(file: fs::File, into: &Path, limits: Limits) -> Result<Unpacked
             // The archive's own root (`./`): it is `into`.
             continue;
         }
+        // macOS's metadata is left out (see the module comment); what is read of it still
+        // counts against the cap, so that it cannot be made to decompress without end.
+        let head = match kind {
+            _ if in_macos_metadata_dir(&rel) => None,
+            tar::EntryType::Regular => head_unless_apple_double(&rel, &mut entry).map_err(corrupt)?,
+            _ => Some(Vec::new()),
+        };
+        let Some(head) = head else {
+            skipped = skipped.saturating_add(entry.header().size().map_err(corrupt)?);
+            if skipped > limits.max_bytes {
+                return Err(too_large(limits));
+            }
+            continue;
+        };
         count_entry(&mut done, limits)?;
         check_no_link_above(into, &rel)?;
         let mut hard_link_source = None;
@@ -385,10 +468,17 @@ fn unpack_tar_gz(file: fs::File, into: &Path, limits: Limits) -> Result<Unpacked
             fs::hard_link(into.join(source), &target).map_err(failed)?;
             continue;
         }
-        entry.unpack(&target).map_err(|e| match root_cause(&e).0 {
-            io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput => corrupt(e),
-            _ => write_failed(&rel, e),
-        })?;
+        if head.is_empty() {
+            entry.unpack(&target).map_err(|e| match root_cause(&e).0 {
+                io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput => corrupt(e),
+                _ => write_failed(&rel, e),
+            })?;
+        } else {
+            // A `._NAME` file that is no AppleDouble file: its first bytes were read to tell.
+            let mut out = fs::File::create(&target).map_err(failed)?;
+            io::Write::write_all(&mut out, &head).map_err(failed)?;
+            io::copy(&mut entry, &mut out).map_err(corrupt)?;
+        }
         if kind == tar::EntryType::Regular {
             // Only the rwx bits: no setuid, setgid or sticky bit from an archive.
             let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
@@ -426,9 +516,20 @@ fn unpack_zip(file: fs::File, into: &Path, limits: Limits) -> Result<Unpacked, A
         if entry.enclosed_name().is_none() {
             return Err(refused(format!("{}: a path outside the archive's tree is refused", raw.display())));
         }
-        if rel.as_os_str().is_empty() {
+        if rel.as_os_str().is_empty() || in_macos_metadata_dir(&rel) {
+            // The archive's root, or the Finder's metadata (see the module comment).
             continue;
         }
+        let head = if entry.is_dir() || entry.is_symlink() {
+            Vec::new()
+        } else {
+            match head_unless_apple_double(&rel, &mut entry)
+                .map_err(|e| refused(format!("{}: the zip entry is corrupt: {e}", rel.display())))?
+            {
+                Some(head) => head,
+                None => continue,
+            }
+        };
         count_entry(&mut done, limits)?;
         check_no_link_above(into, &rel)?;
         let mode = entry.unix_mode();
@@ -454,7 +555,7 @@ fn unpack_zip(file: fs::File, into: &Path, limits: Limits) -> Result<Unpacked, A
         let mut out = fs::File::create(&target).map_err(failed)?;
         // Read one byte past what may still be written: a size field can lie.
         let room = limits.max_bytes.saturating_sub(done.bytes);
-        let copied = io::copy(&mut (&mut entry).take(room.saturating_add(1)), &mut out)
+        let copied = io::copy(&mut (&head[..]).chain(&mut entry).take(room.saturating_add(1)), &mut out)
             .map_err(|e| refused(format!("{}: the zip entry is corrupt: {e}", rel.display())))?;
         done.bytes += copied;
         if done.bytes > limits.max_bytes {
@@ -538,5 +639,158 @@ mod tests {
         check("app/l", "../x/../y", false);
         check("app/l", "./x/y", true);
         check("app/a/l", "../../app/x", true);
+    }
+
+    /// An archive's entries: (path, content), a path ending in `/` being a directory.
+    type Entries<'a> = &'a [(&'a str, &'a [u8])];
+
+    fn tar_gz(entries: Entries, out: &Path) {
+        let gz = flate2::write::GzEncoder::new(fs::File::create(out).unwrap(), flate2::Compression::fast());
+        let mut t = tar::Builder::new(gz);
+        for (path, content) in entries {
+            let mut h = tar::Header::new_gnu();
+            if let Some(dir) = path.strip_suffix('/') {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_size(0);
+                h.set_mode(0o755);
+                t.append_data(&mut h, dir, io::empty()).unwrap();
+            } else {
+                h.set_size(content.len() as u64);
+                h.set_mode(0o644);
+                t.append_data(&mut h, path, *content).unwrap();
+            }
+        }
+        t.into_inner().unwrap().finish().unwrap();
+    }
+
+    fn zip(entries: Entries, out: &Path) {
+        let mut z = zip::ZipWriter::new(fs::File::create(out).unwrap());
+        let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        for (path, content) in entries {
+            if path.ends_with('/') {
+                z.add_directory(*path, options).unwrap();
+            } else {
+                z.start_file(*path, options).unwrap();
+                io::Write::write_all(&mut z, content).unwrap();
+            }
+        }
+        z.finish().unwrap();
+    }
+
+    /// Every file and directory under `dir`, relative, sorted (directories end in `/`).
+    fn tree(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            for e in fs::read_dir(&d).unwrap().flatten() {
+                let rel = e.path().strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                if e.file_type().unwrap().is_dir() {
+                    out.push(format!("{rel}/"));
+                    todo.push(e.path());
+                } else {
+                    out.push(rel);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn macos_metadata_is_left_out_of_zips_and_tars_and_nothing_else() {
+        const DOUBLE: &[u8] = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ";
+        // (what the archive holds, what is unpacked), each as a zip and as a tar.gz.
+        let rows: &[(Entries, &[&str])] = &[
+            // The Finder's "Compress" of `repo/`: `__MACOSX/` beside it, AppleDouble files in both.
+            (
+                &[
+                    ("repo/", b""),
+                    ("repo/Procfile", b"web: x"),
+                    ("repo/._Procfile", DOUBLE),
+                    ("__MACOSX/", b""),
+                    ("__MACOSX/repo/", b""),
+                    ("__MACOSX/repo/._Procfile", DOUBLE),
+                ],
+                &["repo/", "repo/Procfile"],
+            ),
+            // A `._NAME` file that is no AppleDouble file is the app's, whole, however short.
+            (
+                &[("Procfile", b"web: x"), ("._env", b"KEY=value\n"), ("._a", b"ab"), ("._", b"\x00\x05\x16\x07")],
+                &["._", "._a", "._env", "Procfile"],
+            ),
+            // `__MACOSX` below the top is an ordinary name.
+            (&[("app/__MACOSX/x", b"1")], &["app/", "app/__MACOSX/", "app/__MACOSX/x"]),
+        ];
+        let dir = std::env::temp_dir().join(format!("wharf-archive-macos-{}", wharf_domain::new_id()));
+        for (i, (entries, want)) in rows.iter().enumerate() {
+            for (kind, make) in [("zip", zip as fn(Entries, &Path)), ("tgz", tar_gz)] {
+                let (file, into) = (dir.join(format!("{i}.{kind}")), dir.join(format!("{i}-{kind}")));
+                fs::create_dir_all(&into).unwrap();
+                make(entries, &file);
+                unpack(&file, &into, Limits::default()).unwrap_or_else(|e| panic!("row {i} {kind}: {e}"));
+                assert_eq!(tree(&into), *want, "row {i} {kind}");
+            }
+        }
+        // What an ordinary `._` file holds is kept, bytes and all.
+        assert_eq!(fs::read(dir.join("1-tgz/._env")).unwrap(), b"KEY=value\n");
+        assert_eq!(fs::read(dir.join("1-zip/._a")).unwrap(), b"ab");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn one_gzip_layer_around_an_archive_is_decoded_and_an_archives_own_gzip_is_not() {
+        let dir = std::env::temp_dir().join(format!("wharf-archive-layer-{}", wharf_domain::new_id()));
+        fs::create_dir_all(&dir).unwrap();
+        let gzip = |b: &[u8]| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            io::Write::write_all(&mut e, b).unwrap();
+            e.finish().unwrap()
+        };
+        let (tgz, zipped) = (dir.join("a.tgz"), dir.join("a.zip"));
+        tar_gz(&[("Procfile", b"web: x")], &tgz);
+        zip(&[("Procfile", b"web: x")], &zipped);
+        let (tgz, zipped) = (fs::read(tgz).unwrap(), fs::read(zipped).unwrap());
+        // (the body as sent, the cap, decoded?, the file after, or the refusal's words)
+        /// Decoded?, and the file after; or the refusal's words.
+        type Want = Result<(bool, Vec<u8>), &'static str>;
+        let rows: Vec<(Vec<u8>, u64, Want)> = vec![
+            (gzip(&tgz), 1 << 20, Ok((true, tgz.clone()))),
+            (gzip(&zipped), 1 << 20, Ok((true, zipped.clone()))),
+            // Labelled gzip, but the gzip is the .tgz's own: kept as sent.
+            (tgz.clone(), 1 << 20, Ok((false, tgz.clone()))),
+            (zipped.clone(), 1 << 20, Ok((false, zipped.clone()))),
+            (gzip(b"plain text"), 1 << 20, Ok((false, gzip(b"plain text")))),
+            (gzip(&tgz), tgz.len() as u64 - 1, Err("decodes to more than")),
+            (
+                {
+                    let g = gzip(&tgz);
+                    g[..g.len() - 10].to_vec()
+                },
+                1 << 20,
+                Err("corrupt or truncated"),
+            ),
+        ];
+        for (i, (body, max, want)) in rows.into_iter().enumerate() {
+            let file = dir.join(format!("source-{i}"));
+            fs::write(&file, &body).unwrap();
+            match (decode_gzip_layer(&file, max), want) {
+                (Ok(decoded), Ok((d, after))) => {
+                    assert_eq!(decoded, d, "row {i}");
+                    assert!(fs::read(&file).unwrap() == after, "row {i}: the file after");
+                }
+                (Err(e), Err(piece)) => {
+                    assert!(e.to_string().contains(piece), "row {i}: {e}");
+                    assert_eq!(fs::read(&file).unwrap(), body, "row {i}: a refusal leaves the file");
+                }
+                (got, want) => panic!("row {i}: {got:?}, expected {want:?}"),
+            }
+        }
+        let left: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "decoded"))
+            .collect();
+        assert!(left.is_empty(), "no scratch file is left");
+        fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -3,7 +3,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -85,12 +85,30 @@ pub(super) async fn put_canary(
     Ok((status, canary_response(&plane, &c).await?))
 }
 
-pub(super) async fn promote_canary(State(plane): Plane, Path(app): Path<String>) -> ApiResult<impl IntoResponse> {
+/// `POST /apps/{app}/canary/promote`: promotes the app's canary; for an automatic canary
+/// release still `starting` (no split yet), passes that release and answers with it.
+pub(super) async fn promote_canary(State(plane): Plane, Path(app): Path<String>) -> ApiResult<Response> {
+    if let Some(out) = end_starting(&plane, &app, true).await? {
+        return Ok(out);
+    }
     let c = plane.promote_canary(&app).await?;
-    canary_response(&plane, &c).await
+    Ok(canary_response(&plane, &c).await?.into_response())
 }
 
-pub(super) async fn delete_canary(State(plane): Plane, Path(app): Path<String>) -> ApiResult<impl IntoResponse> {
+/// `DELETE /apps/{app}/canary`: aborts the app's canary; for an automatic canary release still
+/// `starting` (no split yet), aborts that release and answers with it.
+pub(super) async fn delete_canary(State(plane): Plane, Path(app): Path<String>) -> ApiResult<Response> {
+    if let Some(out) = end_starting(&plane, &app, false).await? {
+        return Ok(out);
+    }
     let c = plane.abort_canary(&app).await?;
-    canary_response(&plane, &c).await
+    Ok(canary_response(&plane, &c).await?.into_response())
+}
+
+/// Ends the app's `starting` canary release by hand ([`ControlPlane::end_starting_canary_release`]),
+/// answering with it as `GET /apps/{app}/canary-releases/{id}` shows it; `None` when there is none.
+async fn end_starting(plane: &ControlPlane, app: &str, passed: bool) -> ApiResult<Option<Response>> {
+    let Some(done) = plane.end_starting_canary_release(app, passed).await? else { return Ok(None) };
+    let out = plane.read(|m| super::canary_releases::canary_release_out(m, &done)).await;
+    Ok(Some(Json(out).into_response()))
 }

@@ -18,7 +18,7 @@ use wharf_domain::{DynoName, DynoType, Hostname};
 
 use super::wire::{ApiError, ApiResult, AppRef, Body, Json, Plane, app_ref};
 use crate::model::{App, Dyno, Model};
-use crate::plane::{ControlPlane, DynoRelease, DynoState, Error, LocalDyno};
+use crate::plane::{ControlPlane, DynoDeletion, DynoRelease, DynoState, Error, LocalDyno};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -262,7 +262,7 @@ pub(super) async fn put_dyno(
         .ok()
         .filter(|p| *p > 0)
         .ok_or_else(|| ApiError::invalid(format!("port {} is not between 1 and 65535", req.port)))?;
-    let (d, created) = plane.put_dyno(&app, name, dyno_type, host, port).await?;
+    let (d, created) = plane.register_dyno(&app, name, dyno_type, host, port).await?;
     let out = plane.read(|m| dyno_out(&plane, m, &d, None)).await;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(out)))
@@ -280,16 +280,15 @@ async fn dyno_by_heroku_name(plane: &ControlPlane, app: &str, dyno: &str) -> Opt
         .await
 }
 
-/// Restarts a dyno the local supervisor runs (202), or removes one an external runtime
-/// registered (200).
+/// Restarts a dyno the local supervisor runs (202), or removes one that is only registered
+/// (200), by an external runtime or by hand beside the supervisor's
+/// ([`ControlPlane::delete_or_restart_dyno`]).
 pub(super) async fn delete_dyno(State(plane): Plane, Path((app, dyno)): Path<(String, String)>) -> ApiResult<Response> {
     let out = dyno_by_heroku_name(&plane, &app, &dyno).await;
-    if plane.supervised(&app).await? {
-        plane.restart_dynos(&app, Some(&dyno)).await?;
-        return Ok((StatusCode::ACCEPTED, Json(out)).into_response());
+    match plane.delete_or_restart_dyno(&app, &dyno).await? {
+        DynoDeletion::Restarted => Ok((StatusCode::ACCEPTED, Json(out)).into_response()),
+        DynoDeletion::Removed(_) => Ok(Json(out).into_response()),
     }
-    plane.delete_dyno(&app, &dyno).await?;
-    Ok(Json(out).into_response())
 }
 
 /// Restarts every dyno of an app the local supervisor runs, rolling, as Heroku's

@@ -8,8 +8,13 @@
 //! at most `max_slug_bytes` (a `Content-Length` above it fails the build at once), and must
 //! arrive within [`SOURCE_FETCH_TIMEOUT`]. At most `max_concurrent_builds` builds run at once;
 //! the others wait their turn, `pending`. A `file://` path is percent-decoded (RFC 8089) and may
-//! have no query or fragment. It must be a
-//! gzip'd tar or a zip, and it is unpacked under `crate::archive`'s rules. A tree with no
+//! have no query or fragment; its host is empty or `localhost`. It must be a
+//! gzip'd tar or a zip, and it is unpacked under `crate::archive`'s rules. The fetch asks for
+//! the stored bytes (`Accept-Encoding: identity`); a server that gzips the archive anyway
+//! (`Content-Encoding: gzip` over a `.tgz` or `.zip`) has that layer decoded
+//! (`archive::decode_gzip_layer`), while a `.tgz` merely labelled so (S3 metadata) is taken as
+//! it is; any other content coding fails the build, named. The source's checksum is the
+//! archive's, after that decoding: the file the user uploaded. A tree with no
 //! `Procfile` at its root but a single directory (as GitHub's archives have, `repo-sha/`) is
 //! built from that directory, as Heroku does.
 //!
@@ -31,8 +36,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::BodyExt as _;
-use tokio::io::AsyncWriteExt as _;
 use tokio::sync::watch;
 use uuid::Uuid;
 use wharf_bus::{LogEvent, Stream};
@@ -40,6 +43,7 @@ use wharf_domain::DynoType;
 use wharf_domain::new_id;
 use wharf_domain::timestamp::now_seconds;
 
+use super::build_source::Source;
 use super::engine::ControlPlane;
 use super::error::{Error, not_found};
 use crate::archive;
@@ -116,15 +120,6 @@ pub fn parse_procfile(text: &str) -> Result<BTreeMap<String, String>, String> {
     Ok(out)
 }
 
-/// Where a source comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Source {
-    /// `http` or `https`.
-    Web(super::fetch::Target),
-    /// A `file://` path on this machine.
-    File(PathBuf),
-}
-
 impl ControlPlane {
     /// Plugs in where the build output lines go: the log bus (only the first call counts).
     pub fn set_build_publisher(&self, publisher: wharf_bus::Publisher) {
@@ -135,38 +130,6 @@ impl ControlPlane {
     /// know before they make what the build is for (a preview app).
     pub(super) fn check_source_url(&self, url: &str) -> Result<(), Error> {
         self.parse_source(url).map(|_| ())
-    }
-
-    /// The source a build's `source_blob.url` names, or the 422 that says why Wharf would not
-    /// fetch it (see `fetch::parse_url`, and `file://` only when allowed).
-    fn parse_source(&self, url: &str) -> Result<Source, Error> {
-        let deploy = self
-            .deploy()
-            .ok_or_else(|| Error::Invalid("this control API builds nothing (it has no data directory)".into()))?;
-        if let Some(path) = url.strip_prefix("file://") {
-            if !deploy.allow_file_urls {
-                return Err(Error::Invalid(
-                    "file:// sources are refused: the operator has not set control_api.allow_file_urls".into(),
-                ));
-            }
-            // RFC 8089: the path is percent-encoded, and a file has no query or fragment;
-            // refusing them (rather than reading `?x` as part of the name, or dropping it)
-            // keeps the path the output shows and the one opened the same.
-            if path.contains(['?', '#']) {
-                return Err(Error::Invalid("a file:// source has no query (?) or fragment (#)".into()));
-            }
-            let path = wharf_domain::drain::url_decode(path)
-                .filter(|p| !p.contains('\0'))
-                .ok_or_else(|| Error::Invalid("a file:// source's path has a bad percent-encoding".into()))?;
-            let path = PathBuf::from(path);
-            if !path.is_absolute() {
-                return Err(Error::Invalid("a file:// source needs an absolute path (file:///path)".into()));
-            }
-            return Ok(Source::File(path));
-        }
-        super::fetch::parse_url(url, false, &self.outbound())
-            .map(Source::Web)
-            .map_err(|e| Error::Invalid(format!("invalid source_blob.url: {e}")))
     }
 
     /// Starts a build of `app` from the source at `url`: refused (422) for a URL Wharf would not
@@ -423,8 +386,20 @@ impl ControlPlane {
                 .unwrap_or_else(|_| {
                     Err(format!("the source did not arrive within {}s", SOURCE_FETCH_TIMEOUT.as_secs()))
                 })?;
+        let (fetched, coding) = fetched;
         say(format!("       {fetched} bytes"));
         let limits = deploy.unpack_limits;
+        if coding == super::fetch::Coding::Gzip {
+            let (src, max) = (archive_path.clone(), deploy.max_slug_bytes);
+            let decoded = tokio::task::spawn_blocking(move || archive::decode_gzip_layer(&src, max))
+                .await
+                .map_err(|e| format!("the build's worker failed: {e}"))?
+                .map_err(|e| format!("the source is refused: {e}"))?;
+            if decoded {
+                say("       (its server gzip-compressed the archive on the fly, Content-Encoding: gzip: decoded)"
+                    .into());
+            }
+        }
         let (src, want) = (archive_path.clone(), build.source_checksum.clone());
         let tree = staging.join("tree");
         let slug_file = staging.join("slug.tar.gz");
@@ -498,91 +473,6 @@ impl ControlPlane {
             .await
             .map_err(|e| format!("cannot release the slug: {e}"))?;
         Ok((slug_id, (release.id, release.version)))
-    }
-
-    /// Copies the source into `into`, at most `max` bytes; returns how many arrived.
-    async fn fetch_source(&self, source: &Source, into: &Path, max: u64) -> Result<u64, String> {
-        let mut file = tokio::fs::File::create(into)
-            .await
-            .map_err(|e| format!("cannot store the source: {}", crate::os_error::words(&e)))?;
-        let too_large = || format!("the source is larger than {max} bytes (control_api.max_slug_bytes)");
-        let mut written: u64 = 0;
-        match source {
-            Source::File(path) => {
-                let words = crate::os_error::words;
-                let mut from = tokio::fs::File::open(path)
-                    .await
-                    .map_err(|e| format!("cannot open {}: {}", path.display(), words(&e)))?;
-                let mut buf = vec![0; 256 * 1024];
-                loop {
-                    let n = tokio::io::AsyncReadExt::read(&mut from, &mut buf)
-                        .await
-                        .map_err(|e| format!("cannot read {}: {}", path.display(), words(&e)))?;
-                    if n == 0 {
-                        break;
-                    }
-                    written += n as u64;
-                    if written > max {
-                        return Err(too_large());
-                    }
-                    file.write_all(&buf[..n])
-                        .await
-                        .map_err(|e| format!("cannot store the source: {}", crate::os_error::words(&e)))?;
-                }
-            }
-            Source::Web(first) => {
-                // Redirects are followed (GitHub's archive URLs answer one), each hop under the
-                // URL rules and the outbound policy, at most `MAX_REDIRECTS`.
-                let mut target = first.clone();
-                let mut hops = 0;
-                let (response, conn) = loop {
-                    let (response, conn) =
-                        super::fetch::get(&target, self.outbound(), self.trusted_roots(), "*/*", "wharf-build").await?;
-                    let redirect = matches!(response.status().as_u16(), 301 | 302 | 303 | 307 | 308);
-                    if !redirect {
-                        break (response, conn);
-                    }
-                    conn.abort();
-                    hops += 1;
-                    if hops > super::fetch::MAX_REDIRECTS {
-                        return Err(format!("the source redirected more than {} times", super::fetch::MAX_REDIRECTS));
-                    }
-                    let location = response.headers().get(http::header::LOCATION).and_then(|v| v.to_str().ok());
-                    let location = location.ok_or("the source's server answered a redirect without a Location")?;
-                    target = super::fetch::redirect_target(&target, location, &self.outbound())?;
-                };
-                let status = response.status();
-                if status != http::StatusCode::OK {
-                    conn.abort();
-                    return Err(format!("the source's server answered {status}, not 200"));
-                }
-                // A source that announces more than the cap fails now, not after its bytes
-                // (or its stall) ran up to the fetch's deadline.
-                let announced = response.headers().get(http::header::CONTENT_LENGTH);
-                if let Some(length) = announced.and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-                    && length > max
-                {
-                    conn.abort();
-                    return Err(format!("{} (its Content-Length is {length})", too_large()));
-                }
-                let mut body = response.into_body();
-                while let Some(frame) = body.frame().await {
-                    let frame = frame.map_err(|e| format!("reading the source: {e}"))?;
-                    let Ok(data) = frame.into_data() else { continue };
-                    written += data.len() as u64;
-                    if written > max {
-                        conn.abort();
-                        return Err(too_large());
-                    }
-                    file.write_all(&data)
-                        .await
-                        .map_err(|e| format!("cannot store the source: {}", crate::os_error::words(&e)))?;
-                }
-                conn.abort();
-            }
-        }
-        file.flush().await.map_err(|e| format!("cannot store the source: {}", crate::os_error::words(&e)))?;
-        Ok(written)
     }
 }
 

@@ -10,7 +10,7 @@ use wharf_domain::{CanaryEvidence, CanaryPolicy, CanaryState, CanaryVerdict, Tal
 
 use super::engine::{CanaryReader, ControlPlane};
 use super::error::{Error, not_found};
-use crate::model::{App, Canary, Change, Kind, Model, Object};
+use crate::model::{App, Canary, CanaryRelease, CanaryReleaseState, Change, Kind, Model, Object};
 
 /// Counts of a canary no request has reached.
 fn no_evidence(decision: &str) -> CanaryEvidence {
@@ -120,6 +120,32 @@ impl ControlPlane {
             Ok((c.clone(), vec![Change::Put(Object::Canary(c))]))
         })
         .await
+    }
+
+    /// Ends the app's canary release by hand while it is still `starting` (its canary's dyno not
+    /// yet healthy, so there is no split for `DELETE`/`POST .../canary/promote` to act on):
+    /// `passed` releases it to the app, else it is recorded aborted, as the split's own end
+    /// would (FE22d #4: every 409 names those two requests, so they must end a starting one
+    /// too). Returns the ended canary release, or `None` when the app has none starting.
+    pub async fn end_starting_canary_release(&self, app: &str, passed: bool) -> Result<Option<CanaryRelease>, Error> {
+        let done = self
+            .change(|m| {
+                let a = m.app(app).ok_or_else(|| not_found("app", app))?;
+                let starting = m.canary_releases_of(a.id).into_iter().find(|c| c.state == CanaryReleaseState::Starting);
+                let Some(cr) = starting else { return Ok((None, vec![])) };
+                let release = super::canary_releases::release_of(m, cr)?;
+                let outcome = if passed {
+                    "the canary was promoted by hand before its dyno was up"
+                } else {
+                    "the canary was aborted by hand before its dyno was up"
+                };
+                self.end(m, cr, &release, passed, outcome.to_owned(), None, now_seconds())
+            })
+            .await?;
+        if let Some(done) = &done {
+            self.announce(done).await;
+        }
+        Ok(done)
     }
 
     /// Aborts the app's canary by hand: the app's own dynos take every request again.

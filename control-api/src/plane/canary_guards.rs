@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::engine::ControlPlane;
 use super::error::Error;
-use crate::model::{App, Model, ReleaseProcess};
+use crate::model::{App, Formation, Model, ReleaseProcess};
 
 /// The process type the router sends requests to.
 const WEB: &str = "web";
@@ -86,6 +86,46 @@ pub(super) fn refuse_unjudged_commands(m: &Model, app: &App) -> Result<(), Error
         "app {key} has the canary feature on: its process types' commands, ports and health checks change only \
          with a release of code its canary judges (a build, a slug release, a promotion or a rollback). Scale with \
          quantity alone, or turn the feature off first (PATCH /apps/{key}/features/canary {{\"enabled\": false}})"
+    )))
+}
+
+/// Refuses (409) an endpoint registered through the API on an app whose `canary` feature is on
+/// and whose dynos this process's supervisor runs (`supervised`): the router would send it a
+/// share of the app's requests, and its code is none a canary judged (FE22c #2). Where an
+/// external runtime runs the app, that runtime registers the app's dynos (the released code's,
+/// after its canary) and passes, as it does on the canary app ([`refuse_canary_app`]'s
+/// counterpart at the HTTP edge).
+pub(super) fn refuse_unjudged_registration(m: &Model, app: &App, supervised: bool) -> Result<(), Error> {
+    if !supervised || m.canary_feature_of(app.id).is_none_or(|f| !f.enabled) {
+        return Ok(());
+    }
+    let key = m.app_key(app);
+    Err(Error::Conflict(format!(
+        "app {key} has the canary feature on and its dynos are run by this Wharf's supervisor: an endpoint \
+         registered by hand would take a share of its requests with code no canary judged. Release code \
+         with a build, a slug release, a promotion or a rollback, or turn the feature off first \
+         (PATCH /apps/{key}/features/canary {{\"enabled\": false}})"
+    )))
+}
+
+/// Refuses (409) scaling an app's `web` to 0 (`after`, the formation entries an update leaves)
+/// while a canary release of it is open: production's web dynos are the baseline the judge
+/// compares the canary with, and without them the canary would take every counted request with
+/// nothing to be compared with (FE22d #1). Scaling to any other quantity goes on.
+pub(super) fn refuse_baseline_scaled_away(m: &Model, app: &App, after: &[Formation]) -> Result<(), Error> {
+    let web_to_zero = after.iter().any(|f| f.dyno_type.as_str() == WEB && f.quantity == 0);
+    let Some(open) = m.canary_releases_of(app.id).into_iter().find(|c| c.state.is_open()) else { return Ok(()) };
+    if !web_to_zero {
+        return Ok(());
+    }
+    let key = m.app_key(app);
+    let version = m.releases_of(app.id).into_iter().find(|r| r.id == open.release_id).map_or(0, |r| r.version);
+    Err(Error::Conflict(format!(
+        "app {key} has a canary release of v{version} {} on {}: its web dynos are the baseline the canary is \
+         judged against, so web cannot be scaled to 0 until it ends (wait for its outcome, or end it with \
+         POST /apps/{key}/canary/promote or DELETE /apps/{key}/canary)",
+        open.state.as_str(),
+        open.canary_app
     )))
 }
 

@@ -41,6 +41,7 @@ use wharf_bus::{LogEvent, Stream};
 use wharf_domain::timestamp::now_seconds;
 use wharf_domain::{AppKey, AppName, CanaryEvidence, CanaryPolicy, CanaryState, PolicyInput, Stage, new_id};
 
+use super::canary_down::CANARY_DYNO_DOWN_SECONDS;
 use super::canary_guards::refuse_unjudgeable;
 pub(super) use super::canary_guards::{refuse_canary_app, refuse_during_canary, refuse_unjudged_commands};
 use super::engine::ControlPlane;
@@ -70,26 +71,14 @@ pub const MAX_SOAK_SECONDS: u64 = 7 * 24 * 3600;
 /// and the time of a soak move without a commit.
 const WATCH_INTERVAL: Duration = Duration::from_millis(250);
 
-/// How long, in seconds, a running canary release's canary app may have no web dyno before the
-/// release is aborted. A canary without a dyno takes no traffic (the router's own "no web dynos"
-/// answers are not counted), so it would be neither judged nor soaked, and production's every
-/// release would wait on it (409) until someone ended it by hand. The local supervisor restarts
-/// a crashed dyno after 1, 2, 4, ... s (with as much again of jitter), so a crash or two does not
-/// abort; a dyno that keeps crashing, or that an external runtime stopped running, does.
-const CANARY_DYNO_DOWN_SECONDS: i64 = 120;
-
-/// How long the canary app has had no web dyno, given whether it has one `now` and `down_since`,
-/// the record of this kept between looks (updated here). `None` while it has one.
-fn canary_dyno_down_for(down_since: &mut Option<i64>, has_web_dyno: bool, now: i64) -> Option<i64> {
-    if has_web_dyno {
-        *down_since = None;
-        return None;
-    }
-    Some(now - *down_since.get_or_insert(now))
-}
-
 /// The process type the router sends requests to.
 const WEB: &str = "web";
+
+/// The production release a canary release is about (a copy, for the changes that end it).
+pub(super) fn release_of(m: &Model, cr: &CanaryRelease) -> Result<Release, Error> {
+    let release = m.releases_of(cr.app_id).into_iter().find(|r| r.id == cr.release_id);
+    release.cloned().ok_or_else(|| not_found("release", &cr.release_id.to_string()))
+}
 
 /// A `PATCH /apps/{app}/features/canary` body: every field optional; absent ones keep the
 /// feature's current value (or the default, the first time).
@@ -373,7 +362,7 @@ impl ControlPlane {
                     self.canary_dyno_down
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .retain(|id, _| open.iter().any(|c| c.id == *id));
+                        .retain(|(id, _), _| open.iter().any(|c| c.id == *id));
                     open.into_iter().filter(|c| self.step(m, c).is_some()).map(|c| c.id).collect()
                 })
                 .await;
@@ -409,20 +398,18 @@ impl ControlPlane {
                 let Some(c) = cr.canary_id.and_then(|id| m.canary(id)) else {
                     return Some(gone("the canary's split was replaced or deleted"));
                 };
-                let has_web_dyno = m.dynos_of(cr.canary_app_id).iter().any(|d| d.dyno_type.as_str() == "web");
-                let down = {
-                    let mut down = self.canary_dyno_down.lock().unwrap_or_else(|e| e.into_inner());
-                    let mut since = down.get(&cr.id).copied();
-                    let down_for = canary_dyno_down_for(&mut since, has_web_dyno, now_seconds());
-                    match since {
-                        Some(t) => down.insert(cr.id, t),
-                        None => down.remove(&cr.id),
-                    };
-                    down_for
-                };
-                if down.is_some_and(|s| s >= CANARY_DYNO_DOWN_SECONDS) {
+                let (canary_down, production_down) = self.sides_down(m, cr);
+                if canary_down.is_some_and(|s| s >= CANARY_DYNO_DOWN_SECONDS) {
                     return Some(gone(&format!(
                         "the canary's web dyno has been down for {CANARY_DYNO_DOWN_SECONDS} s or more, so it could not be judged"
+                    )));
+                }
+                // The baseline's side alike: a production without a web dyno gives the judge
+                // nothing to compare the canary with (FE22d #1).
+                if production_down.is_some_and(|s| s >= CANARY_DYNO_DOWN_SECONDS) {
+                    return Some(gone(&format!(
+                        "the production app has had no web dyno for {CANARY_DYNO_DOWN_SECONDS} s or more, so the canary \
+                         had nothing to be compared with"
                     )));
                 }
                 match c.state {
@@ -440,15 +427,21 @@ impl ControlPlane {
                         }
                         let evidence = live.map(|(e, _)| e).or_else(|| self.canary_evidence(c));
                         let requests = evidence.as_ref().map_or(0, |e| e.canary.requests);
+                        let baseline = evidence.as_ref().map_or(0, |e| e.baseline.requests);
                         let elapsed = now_seconds() - cr.running_since.unwrap_or(c.created_at);
                         // Where requests are counted, the judge must have had its `min_requests`
-                        // (a soak in seconds alone would otherwise pass an unjudged canary).
-                        let judged = !self.counts_canary_requests() || requests >= cr.policy.min_requests();
+                        // on both sides (a soak in seconds alone would otherwise pass an unjudged
+                        // canary, and canary requests alone one with nothing to compare it with:
+                        // production scaled away, crashed, or given a tiny share by a high weight;
+                        // FE22d #1 and #2). The soak waits for the baseline's.
+                        let min = cr.policy.min_requests();
+                        let judged = !self.counts_canary_requests() || (requests >= min && baseline >= min);
                         let counted = judged && cr.soak_requests.is_none_or(|n| requests >= n);
                         let timed = cr.soak_seconds.is_none_or(|s| elapsed >= i64::try_from(s).unwrap_or(i64::MAX));
                         (counted && timed).then(|| Step::Pass {
                             outcome: format!(
-                                "the soak passed: {requests} canary requests in {elapsed} s without an abort"
+                                "the soak passed: {requests} canary requests (and {baseline} of production's) in \
+                                 {elapsed} s without an abort"
                             ),
                             evidence,
                         })
@@ -467,12 +460,7 @@ impl ControlPlane {
             let Some(step) = self.step(m, cr) else { return Ok((None, vec![])) };
             let now = now_seconds();
             let app = m.app(&cr.app_id.to_string()).ok_or_else(|| not_found("app", &cr.app_id.to_string()))?;
-            let release = m
-                .releases_of(cr.app_id)
-                .into_iter()
-                .find(|r| r.id == cr.release_id)
-                .ok_or_else(|| not_found("release", &cr.release_id.to_string()))?
-                .clone();
+            let release = release_of(m, cr)?;
             let mut changes = Vec::new();
             let ended = match step {
                 Step::Split => {
@@ -520,7 +508,7 @@ impl ControlPlane {
     /// go to the app (which then rolls to it), on an abort the release is recorded `failed`;
     /// either way the canary app goes.
     #[allow(clippy::too_many_arguments, clippy::type_complexity)]
-    fn end(
+    pub(super) fn end(
         &self,
         m: &Model,
         cr: &CanaryRelease,
@@ -560,7 +548,7 @@ impl ControlPlane {
     }
 
     /// The platform line an ended canary release puts in its app's log stream.
-    async fn announce(&self, cr: &CanaryRelease) {
+    pub(super) async fn announce(&self, cr: &CanaryRelease) {
         let (at, code, desc) = match cr.state {
             CanaryReleaseState::Promoted => ("info", "canary-promoted", "Canary release promoted"),
             _ => ("error", "canary-aborted", "Canary release aborted"),
@@ -589,6 +577,7 @@ impl ControlPlane {
 mod tests {
     use std::collections::BTreeMap;
 
+    use super::super::canary_down::canary_dyno_down_for;
     use super::*;
     use crate::plane::{FormationUpdate, NewSlug, PromotionInput, Quantity};
 

@@ -15,9 +15,20 @@ use super::error::{Error, not_found};
 use super::local::{DynoRelease, OneOff, Restart};
 use crate::model::{Change, Dyno, Kind, Model, Object};
 
+/// What [`ControlPlane::delete_or_restart_dyno`] did.
+#[derive(Debug)]
+pub enum DynoDeletion {
+    /// The supervisor was asked to restart the dyno (Heroku's `DELETE` of a dyno).
+    Restarted,
+    /// The dyno's registration was removed; it is returned.
+    Removed(Dyno),
+}
+
 impl ControlPlane {
     /// Registers or replaces a dyno's endpoint, as an external orchestrator does. Returns the
-    /// dyno and whether it is new.
+    /// dyno and whether it is new. This is the local supervisor's own way in too (it registers
+    /// its healthy web dynos); a registration through the API goes through
+    /// [`Self::register_dyno`], which refuses what only the supervisor may do.
     pub async fn put_dyno(
         &self,
         app: &str,
@@ -25,6 +36,52 @@ impl ControlPlane {
         dyno_type: DynoType,
         host: Hostname,
         port: u16,
+    ) -> Result<(Dyno, bool), Error> {
+        self.put_dyno_if(app, name, dyno_type, host, port, |_, _| Ok(())).await
+    }
+
+    /// `PUT /apps/{app}/dynos/{dyno}`: [`Self::put_dyno`] for an external orchestrator or an
+    /// operator, refused (409, and nothing changes) where it would stand beside what this
+    /// process's supervisor runs unlike it: under the name of a dyno the supervisor runs (the
+    /// supervisor registers those itself, after their health check), and on an app the
+    /// supervisor runs whose `canary` feature is on (a hand-registered endpoint would take a
+    /// share of its requests with code no canary judged; `canary_guards.rs`). An app the
+    /// supervisor runs may otherwise have endpoints registered beside its dynos; they are routed
+    /// to as any, removed by `DELETE`, and by the next `wharf serve` start, which removes every
+    /// registration of the apps it runs (they are taken for a dead run's).
+    pub async fn register_dyno(
+        &self,
+        app: &str,
+        name: DynoName,
+        dyno_type: DynoType,
+        host: Hostname,
+        port: u16,
+    ) -> Result<(Dyno, bool), Error> {
+        let runs = |a: &crate::model::App, name: &DynoName| self.local_runtime().dyno(a.id, name.as_str()).is_some();
+        let named = name.clone();
+        self.put_dyno_if(app, name, dyno_type, host, port, |m, a| {
+            if runs(a, &named) {
+                return Err(Error::Conflict(format!(
+                    "dyno {named} of {} is run by this Wharf's supervisor, which registers it itself once it is \
+                     healthy: register an endpoint under another name",
+                    m.app_key(a)
+                )));
+            }
+            let supervised = self.local.get().is_some() && m.formation_of(a.id).iter().any(|f| f.command.is_some());
+            super::canary_guards::refuse_unjudged_registration(m, a, supervised)
+        })
+        .await
+    }
+
+    /// [`Self::put_dyno`], once `check` passes on the model the change commits on.
+    async fn put_dyno_if(
+        &self,
+        app: &str,
+        name: DynoName,
+        dyno_type: DynoType,
+        host: Hostname,
+        port: u16,
+        check: impl Fn(&Model, &crate::model::App) -> Result<(), Error>,
     ) -> Result<(Dyno, bool), Error> {
         if name.dyno_type() != dyno_type.as_str() {
             return Err(Error::Invalid(format!(
@@ -36,6 +93,7 @@ impl ControlPlane {
         }
         self.change(|m| {
             let a = m.app(app).ok_or_else(|| not_found("app", app))?;
+            check(m, a)?;
             let now = now_seconds();
             let existing = m.dyno(a.id, name.as_str());
             let dyno = Dyno {
@@ -55,6 +113,26 @@ impl ControlPlane {
             Ok(((dyno.clone(), created), vec![Change::Put(Object::Dyno(dyno))]))
         })
         .await
+    }
+
+    /// `DELETE /apps/{app}/dynos/{dyno}`: restarts the dyno when this process's supervisor runs
+    /// it (by its name or Heroku's `type.N`), or removes its registration when it is only
+    /// registered (an external runtime's, or one registered by hand beside the supervisor's
+    /// dynos: the router stops sending it requests with the next snapshot). For a name neither
+    /// knows, 404.
+    pub async fn delete_or_restart_dyno(&self, app: &str, dyno: &str) -> Result<DynoDeletion, Error> {
+        let registration_only = self
+            .read(|m| {
+                let a = m.app(app).ok_or_else(|| not_found("app", app))?;
+                let name = self.dyno_name(m, a.id, dyno);
+                let runs = name.as_deref().is_some_and(|n| self.local_runtime().dyno(a.id, n).is_some());
+                Ok::<_, Error>(!runs && name.is_some_and(|n| m.dyno(a.id, &n).is_some()))
+            })
+            .await?;
+        if registration_only || !self.supervised(app).await? {
+            return self.delete_dyno(app, dyno).await.map(DynoDeletion::Removed);
+        }
+        self.restart_dynos(app, Some(dyno)).await.map(|()| DynoDeletion::Restarted)
     }
 
     /// Removes a registered dyno.

@@ -221,9 +221,10 @@ pub struct ControlPlane {
     pub(super) streams_end: watch::Sender<bool>,
     pub(super) sessions: Arc<SessionKey>,
     pub(super) canary_reader: OnceLock<CanaryReader>,
-    /// Since when (seconds since the epoch) each running canary release's canary app has had no
-    /// web dyno, as this process saw it (`canary_releases.rs`); gone when it has one again.
-    pub(super) canary_dyno_down: Mutex<std::collections::HashMap<Uuid, i64>>,
+    /// Since when (seconds since the epoch) each running canary release's canary app, and its
+    /// production app, has had no web dyno, as this process saw it (`canary_down.rs`); gone when
+    /// it has one again.
+    pub(super) canary_dyno_down: Mutex<std::collections::HashMap<(Uuid, super::canary_down::Side), i64>>,
     /// Woken when another replica may have committed (PostgreSQL).
     pub(super) store_changed: Option<Arc<tokio::sync::Notify>>,
     /// The local runtime (the supervisor, in `wharf serve`), once it has started.

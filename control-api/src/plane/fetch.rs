@@ -32,13 +32,16 @@ pub(super) struct Target {
 /// refuses numeric forms such as `127.1`), and a literal must pass `policy` now
 /// ([`Policy::check_host`]), before anything is dialled.
 pub(super) fn parse_url(url: &str, https_only: bool, policy: &Policy) -> Result<Target, String> {
-    let uri: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
-    let https = match uri.scheme_str() {
+    // The scheme is judged before the rest, so that a URL of another scheme (`file:///etc/passwd`,
+    // which has no authority for `http::Uri`) is refused for its scheme, not as "not a URL".
+    let https = match scheme_of(url).map(str::to_ascii_lowercase).as_deref() {
         Some("https") => true,
         Some("http") if !https_only => false,
-        _ if https_only => return Err("only https URLs are fetched".into()),
-        _ => return Err("only http and https URLs are fetched".into()),
+        Some(_) if https_only => return Err("only https URLs are fetched".into()),
+        Some(_) => return Err("only http and https URLs are fetched".into()),
+        None => return Err("not a URL: it has no scheme (such as https://)".into()),
     };
+    let uri: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
     let authority = uri.authority().ok_or("the URL has no host")?;
     if authority.as_str().contains('@') {
         return Err("credentials in the URL are not supported".into());
@@ -49,6 +52,16 @@ pub(super) fn parse_url(url: &str, https_only: bool, policy: &Policy) -> Result<
     let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
     let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
     Ok(Target { https, host, port, authority: authority.as_str().to_owned(), path })
+}
+
+/// A URL's scheme (RFC 3986 section 3.1: a letter, then letters, digits, `+`, `-` and `.`,
+/// before the first `:`), or `None` when it has none.
+fn scheme_of(url: &str) -> Option<&str> {
+    let (scheme, _) = url.split_once(':')?;
+    let mut chars = scheme.chars();
+    let first = chars.next()?;
+    (first.is_ascii_alphabetic() && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+        .then_some(scheme)
 }
 
 /// Most redirects a build source's `GET` follows (GitHub's archive URLs answer one, to
@@ -103,10 +116,44 @@ pub(super) async fn get(
         .header(http::header::HOST, target.authority.as_str())
         .header(http::header::ACCEPT, accept)
         .header(http::header::USER_AGENT, user_agent)
+        // The bytes as the server keeps them (RFC 9110 section 12.5.3): a server that honours
+        // this compresses nothing on the fly, as for `curl` without `--compressed`.
+        .header(http::header::ACCEPT_ENCODING, "identity")
         .body(http_body_util::Full::new(bytes::Bytes::new()))
         .map_err(|e| format!("request: {e}"))?;
     let to = super::outbound_http::Destination { host: &target.host, port: target.port, https: target.https };
     super::outbound_http::exchange(to, request, policy, tls).await.map_err(String::from)
+}
+
+/// The content coding of a response's body (RFC 9110 section 8.4): what a server applied to
+/// what it keeps, on the fly or because it was told to label the stored bytes so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Coding {
+    /// No `Content-Encoding`, or `identity`: the body is the resource's bytes.
+    Identity,
+    /// `gzip` (or its old name `x-gzip`, RFC 9110 section 8.4.1.3), once.
+    Gzip,
+}
+
+/// The [`Coding`] of a response, from its `Content-Encoding`; an error in words for any other
+/// coding (`br`, `deflate`, `zstd`, two codings), which Wharf does not decode: it asks for
+/// `identity`, and a server that sends such a body anyway sent something it was not asked for.
+pub(super) fn coding(headers: &http::HeaderMap) -> Result<Coding, String> {
+    let mut codings = Vec::new();
+    for value in headers.get_all(http::header::CONTENT_ENCODING) {
+        let text = value.to_str().map_err(|_| "the server's Content-Encoding is not text".to_owned())?;
+        codings.extend(text.split(',').map(|c| c.trim().to_ascii_lowercase()).filter(|c| !c.is_empty()));
+    }
+    codings.retain(|c| c != "identity");
+    match codings.as_slice() {
+        [] => Ok(Coding::Identity),
+        [one] if one == "gzip" || one == "x-gzip" => Ok(Coding::Gzip),
+        _ => Err(format!(
+            "the server sent the body with Content-Encoding: {}, which Wharf does not decode (it asks for \
+             identity; gzip is decoded)",
+            codings.join(", ")
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -138,6 +185,9 @@ mod tests {
         check(&http, "ftp://codeload.example.com/x", Err("only http and https"));
         check(&http, "http://user:pw@codeload.example.com/x", Err("credentials"));
         check(&http, "relative/path", Err("not followed"));
+        // Another scheme is refused for its scheme, in those words (FE21b #9).
+        check(&http, "file:///etc/passwd", Err("is not followed: only http and https URLs are fetched"));
+        check(&https, "FILE:///etc/passwd", Err("is not followed: only https URLs are fetched"));
         // A literal the policy refuses (link-local: the cloud metadata address) is refused at once.
         check(&http, "http://169.254.169.254/latest", Err("not followed"));
         // What a refused redirect's message shows of its target (FE21b #8): no query, no
@@ -160,5 +210,30 @@ mod tests {
         ] {
             assert_eq!(shown(url), want, "{url}");
         }
+    }
+
+    #[test]
+    fn the_content_coding_is_identity_or_gzip_once_and_any_other_is_named() {
+        let check = |values: &[&str], want: Result<Coding, &str>| {
+            let mut headers = http::HeaderMap::new();
+            for v in values {
+                headers.append(http::header::CONTENT_ENCODING, v.parse().unwrap());
+            }
+            match (coding(&headers), want) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want, "{values:?}"),
+                (Err(e), Err(piece)) => assert!(e.contains(piece), "{values:?}: {e}"),
+                (got, want) => panic!("{values:?}: {got:?}, expected {want:?}"),
+            }
+        };
+        check(&[], Ok(Coding::Identity));
+        check(&["identity"], Ok(Coding::Identity));
+        check(&["gzip"], Ok(Coding::Gzip));
+        check(&["GZip"], Ok(Coding::Gzip));
+        check(&["x-gzip"], Ok(Coding::Gzip));
+        check(&["identity, gzip"], Ok(Coding::Gzip));
+        check(&["br"], Err("Content-Encoding: br, which Wharf does not decode"));
+        check(&["deflate"], Err("Content-Encoding: deflate"));
+        check(&["gzip, gzip"], Err("Content-Encoding: gzip, gzip"));
+        check(&["gzip", "br"], Err("Content-Encoding: gzip, br"));
     }
 }

@@ -172,6 +172,7 @@ impl ControlPlane {
                 f.updated_at = now;
                 out.push(f);
             }
+            super::canary_guards::refuse_baseline_scaled_away(m, a, &out)?;
             let mut changes: Vec<Change> = out.iter().cloned().map(|f| Change::Put(Object::Formation(f))).collect();
             let before = processes_of(existing.iter().copied());
             let after =

@@ -137,6 +137,7 @@ async fn fetch(url: &str, policy: Policy, tls: Arc<rustls::ClientConfig>) -> Res
         conn.abort();
         return Err(format!("the server answered {status}, not 200"));
     }
+    let coding = super::fetch::coding(response.headers()).inspect_err(|_| conn.abort())?;
     let body = http_body_util::Limited::new(response.into_body(), MaintenancePage::MAX_BYTES);
     let bytes = body.collect().await.map_err(|e| {
         if e.is::<http_body_util::LengthLimitError>() {
@@ -146,12 +147,57 @@ async fn fetch(url: &str, policy: Policy, tls: Arc<rustls::ClientConfig>) -> Res
         }
     })?;
     conn.abort();
-    String::from_utf8(bytes.to_bytes().to_vec()).map_err(|_| "the page is not UTF-8".to_owned())
+    page_text(&bytes.to_bytes(), coding)
+}
+
+/// A page's text from its body as sent: decoded from gzip when the server gzipped it whatever
+/// it was asked (under the same cap), and UTF-8.
+fn page_text(body: &[u8], coding: super::fetch::Coding) -> Result<String, String> {
+    let too_large = || format!("the page is larger than {} KiB", MaintenancePage::MAX_BYTES / 1024);
+    let page = match coding {
+        super::fetch::Coding::Identity => body.to_vec(),
+        super::fetch::Coding::Gzip => {
+            use std::io::Read as _;
+            let mut page = Vec::new();
+            let cap = u64::try_from(MaintenancePage::MAX_BYTES).unwrap_or(u64::MAX);
+            flate2::read::GzDecoder::new(body)
+                .take(cap + 1)
+                .read_to_end(&mut page)
+                .map_err(|e| format!("the page's gzip content coding is corrupt: {e}"))?;
+            page
+        }
+    };
+    if page.len() > MaintenancePage::MAX_BYTES {
+        return Err(too_large());
+    }
+    String::from_utf8(page).map_err(|_| "the page is not UTF-8".to_owned())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_is_its_body_or_what_its_gzip_coding_holds_within_the_cap() {
+        use super::super::fetch::Coding::{Gzip, Identity};
+        let gzip = |b: &[u8]| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            std::io::Write::write_all(&mut e, b).unwrap();
+            e.finish().unwrap()
+        };
+        let max = MaintenancePage::MAX_BYTES;
+        let check = |body: &[u8], coding, want: Result<&str, &str>| match (page_text(body, coding), want) {
+            (Ok(got), Ok(want)) => assert_eq!(got, want),
+            (Err(e), Err(piece)) => assert!(e.contains(piece), "{e}"),
+            (got, want) => panic!("{got:?}, expected {want:?}"),
+        };
+        check(b"<p>down</p>", Identity, Ok("<p>down</p>"));
+        check(&gzip(b"<p>down</p>"), Gzip, Ok("<p>down</p>"));
+        check(&gzip(b"<p>down</p>"), Identity, Err("not UTF-8"));
+        check(b"<p>down</p>", Gzip, Err("gzip content coding is corrupt"));
+        check(&gzip(&vec![b'a'; max]), Gzip, Ok(&"a".repeat(max)));
+        check(&gzip(&vec![b'a'; max + 1]), Gzip, Err("larger than"));
+    }
 
     #[test]
     fn only_https_urls_with_a_host_are_fetched() {

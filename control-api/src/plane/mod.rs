@@ -17,8 +17,10 @@
 //! `outbound_http` (the one exchange with a user's URL, the outbound policy on every address).
 
 mod apps;
+mod build_source;
 mod builds;
 mod canaries;
+mod canary_down;
 mod canary_guards;
 mod canary_releases;
 mod config_vars;
@@ -53,6 +55,7 @@ pub use canary_releases::{
 pub use config_vars::MAX_CONFIG_VARS;
 pub use domains::{domain_site, domain_sites};
 pub use drains::{Drains, MAX_DRAINS_PER_APP};
+pub use dynos::DynoDeletion;
 pub use engine::{CanaryReader, ControlPlane, Settings};
 pub use error::Error;
 pub use formation::{DynoSizes, FormationUpdate, MAX_COMMAND, Quantity};
