@@ -69,8 +69,7 @@ pub(crate) fn desired_formations(m: &Model) -> HashMap<FormationKey, DesiredForm
         let env: BTreeMap<String, String> = m.config_vars_of(app.id).map(|c| c.vars.clone()).unwrap_or_default();
         let latest = m.running_release(app.id);
         let release = latest.map(|r| DynoRelease { id: r.id, version: r.version });
-        // An image slug is an external runtime's to pull; only an archive runs here.
-        let slug = latest.and_then(|r| r.slug_id).filter(|id| m.slug(*id).is_some_and(|s| s.image.is_none()));
+        let slug = latest.and_then(|r| archive_slug(m, r));
         for f in m.formation_of(app.id) {
             let Some(command) = &f.command else { continue };
             let spec = DynoSpec {
@@ -88,6 +87,12 @@ pub(crate) fn desired_formations(m: &Model) -> HashMap<FormationKey, DesiredForm
         }
     }
     out
+}
+
+/// The release's slug when it is an archive this supervisor unpacks and runs; `None` for a
+/// release without a slug and for an image slug, which is an external runtime's to pull.
+fn archive_slug(m: &Model, release: &wharf_control_api::model::Release) -> Option<Uuid> {
+    release.slug_id.filter(|id| m.slug(*id).is_some_and(|s| s.image.is_none()))
 }
 
 /// The formation entries of each app's serving release, for the apps whose running release is
@@ -113,7 +118,7 @@ pub(crate) fn serving_formations(m: &Model) -> HashMap<FormationKey, DesiredForm
         let Some(serving) = serving else { continue };
         let key = m.app_key(app).to_string();
         let release = Some(DynoRelease { id: serving.id, version: serving.version });
-        let slug = serving.slug_id.filter(|id| m.slug(*id).is_some_and(|s| s.image.is_none()));
+        let slug = archive_slug(m, serving);
         for f in m.formation_of(app.id) {
             let process = serving.processes.iter().find(|p| p.dyno_type == f.dyno_type);
             let Some((process, command)) = process.and_then(|p| p.command.as_ref().map(|c| (p, c))) else { continue };

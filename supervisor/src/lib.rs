@@ -276,6 +276,18 @@ async fn run(
         // last succeeded: production serves it again at once, the pending release's phase runs
         // again from its start (at least once, as on Heroku), and its roll is a roll like any,
         // which keeps the serving dynos if the new ones fail.
+        // One way to make a formation entry's launcher, for the serving release's entries here
+        // and every other entry below.
+        let launcher_for = |key: &FormationKey, app: &str| DynoLauncher {
+            plane: plane.clone(),
+            publisher: publisher.clone(),
+            settings: settings.clone(),
+            app_id: key.app_id,
+            app: app.to_owned(),
+            dyno_type: key.dyno_type.clone(),
+            records: records.clone(),
+            registry: registry.clone(),
+        };
         for (key, entry) in plane.read(desired::serving_formations).await {
             if formations.contains_key(&key) || key.dyno_type.as_str() == release_phase::RELEASE {
                 continue;
@@ -283,16 +295,7 @@ async fn run(
             if !held.contains(&key.app_id) && !desired.contains_key(&key) {
                 continue;
             }
-            let launcher = DynoLauncher {
-                plane: plane.clone(),
-                publisher: publisher.clone(),
-                settings: settings.clone(),
-                app_id: key.app_id,
-                app: entry.app.clone(),
-                dyno_type: key.dyno_type.clone(),
-                records: records.clone(),
-                registry: registry.clone(),
-            };
+            let launcher = launcher_for(&key, &entry.app);
             let serving = FormationTarget { quantity: entry.quantity, spec: entry.spec };
             tracing::info!(app = entry.app, dyno_type = %key.dyno_type, "starting the release that last succeeded while a newer one is pending");
             let handle =
@@ -331,16 +334,7 @@ async fn run(
             match formations.get(key) {
                 Some(handle) => handle.set_target(target),
                 None => {
-                    let launcher = DynoLauncher {
-                        plane: plane.clone(),
-                        publisher: publisher.clone(),
-                        settings: settings.clone(),
-                        app_id: key.app_id,
-                        app: entry.app.clone(),
-                        dyno_type: key.dyno_type.clone(),
-                        records: records.clone(),
-                        registry: registry.clone(),
-                    };
+                    let launcher = launcher_for(key, &entry.app);
                     let handle =
                         FormationHandle::start(launcher, &entry.app, &key.dyno_type, target, settings.health_timeout);
                     formations.insert(key.clone(), handle);
