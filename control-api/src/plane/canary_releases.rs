@@ -435,6 +435,18 @@ impl ControlPlane {
                         // production scaled away, crashed, or given a tiny share by a high weight;
                         // FE22d #1 and #2). The soak waits for the baseline's.
                         let min = cr.policy.min_requests();
+                        if self.counts_canary_requests()
+                            && baseline_too_small(requests, baseline, min, cr.soak_requests)
+                        {
+                            return Some(Step::Abort {
+                                outcome: format!(
+                                    "production had {baseline} requests, fewer than min_requests ({min}), while the \
+                                     canary had {requests}: its weight leaves production too few requests to compare \
+                                     with; lower the weight"
+                                ),
+                                evidence,
+                            });
+                        }
                         let judged = !self.counts_canary_requests() || (requests >= min && baseline >= min);
                         let counted = judged && cr.soak_requests.is_none_or(|n| requests >= n);
                         let timed = cr.soak_seconds.is_none_or(|s| elapsed >= i64::try_from(s).unwrap_or(i64::MAX));
@@ -573,6 +585,20 @@ impl ControlPlane {
     }
 }
 
+/// How many times the requests a soak asks of the canary (the larger of `min_requests` and
+/// `soak_requests`) it may have while production's stay below `min_requests`, before the canary
+/// release is aborted as one that cannot be judged. 100 lets a weight up to about 99% finish
+/// its soak (production then has 1 request in 100); a weight near 100% would otherwise leave the
+/// soak waiting forever while the canary takes nearly every request (FE24).
+const BASELINE_WAIT_RATIO: u64 = 100;
+
+/// Whether production's share is too small to judge the canary by: the baseline still has fewer
+/// than `min` requests while the canary has had [`BASELINE_WAIT_RATIO`] times what its soak asks.
+fn baseline_too_small(requests: u64, baseline: u64, min: u64, soak_requests: Option<u64>) -> bool {
+    let asked = min.max(soak_requests.unwrap_or(0));
+    baseline < min && requests >= asked.saturating_mul(BASELINE_WAIT_RATIO)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -580,6 +606,24 @@ mod tests {
     use super::super::canary_down::canary_dyno_down_for;
     use super::*;
     use crate::plane::{FormationUpdate, NewSlug, PromotionInput, Quantity};
+
+    #[test]
+    fn a_baseline_too_small_to_compare_with_is_told_from_one_still_growing() {
+        // (canary requests, baseline requests, min_requests, soak_requests, too small?)
+        let rows: &[(u64, u64, u64, Option<u64>, bool)] = &[
+            (301, 0, 100, Some(100), false),      // early: the soak waits for production
+            (9_999, 99, 100, Some(100), false),   // weight 99: one short, still waiting
+            (10_000, 99, 100, Some(100), true),   // a hundred soaks' worth and production short
+            (10_000, 100, 100, Some(100), false), // production reached its minimum
+            (50_000, 0, 100, Some(1_000), false), // the soak asks more: it waits longer
+            (100_000, 0, 100, Some(1_000), true),
+            (10_000, 0, 100, None, true), // a soak in seconds alone: min_requests decides
+            (u64::MAX, 0, u64::MAX, None, true), // no overflow
+        ];
+        for &(requests, baseline, min, soak, want) in rows {
+            assert_eq!(baseline_too_small(requests, baseline, min, soak), want, "{requests} {baseline} {min} {soak:?}");
+        }
+    }
 
     /// How a release of `prd` is asked for: each entry point the canary gate covers.
     #[derive(Debug, Clone, Copy)]
