@@ -27,10 +27,12 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use wharf_config::KafkaConfig;
 
-use crate::{BusError, LogEvent, Partition, Position, Received, SourceEvent, SourceStats};
+use crate::{BusError, LogEvent, Partition, Position, PublishStats, Received, SourceEvent, SourceStats};
 
 mod group_watch;
+mod resend;
 use group_watch::GroupSignals;
+use resend::{Pending, Resend};
 
 /// How long to wait for brokers when checking or creating the topic at start.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
@@ -151,27 +153,32 @@ async fn ensure_topic(k: &KafkaConfig, topic: &str) -> Result<(), BusError> {
     Ok(())
 }
 
-/// Counts delivery failures; librdkafka retries for `message.timeout.ms` before reporting one.
-/// A failure because the topic is gone has it created again.
+/// Counts deliveries and hands failed ones to the resend buffer ([`resend`]); librdkafka retries
+/// a retriable failure for `message.timeout.ms` before reporting it. A failure because the topic
+/// is gone has it created again.
 #[derive(Debug)]
 struct ProduceContext {
-    failed: std::sync::atomic::AtomicU64,
+    stats: Arc<PublishStats>,
+    resend: Arc<Resend>,
     keeper: Arc<TopicKeeper>,
 }
 
 impl ClientContext for ProduceContext {}
 
 impl ProducerContext for ProduceContext {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((e, _)) = result {
-            if TopicKeeper::is_missing(e) {
-                self.keeper.missing();
+    /// How many times the event was sent again before this attempt.
+    type DeliveryOpaque = usize;
+    fn delivery(&self, result: &DeliveryResult<'_>, attempt: usize) {
+        match result {
+            Ok(_) => {
+                self.stats.kafka_produced.fetch_add(1, Ordering::Relaxed);
             }
-            let n = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
-            // One line per thousand failures: the counter is exact, the log stays readable.
-            if n % 1000 == 1 {
-                tracing::error!(error = %e, failed_total = n, "log events could not be delivered to kafka");
+            Err((e, message)) => {
+                if TopicKeeper::is_missing(e) {
+                    self.keeper.missing();
+                }
+                let (key, payload) = (message.key().unwrap_or_default(), message.payload().unwrap_or_default());
+                self.resend.failed(key, payload, attempt as u32, e);
             }
         }
     }
@@ -181,6 +188,8 @@ impl ProducerContext for ProduceContext {
 pub(crate) struct KafkaPublisher {
     producer: ThreadedProducer<ProduceContext>,
     topic: String,
+    /// Sends again what failed; stopped when the publisher is dropped.
+    resend_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for KafkaPublisher {
@@ -191,10 +200,12 @@ impl std::fmt::Debug for KafkaPublisher {
 
 impl KafkaPublisher {
     /// A librdkafka producer for `k.topic` that lingers 5 ms to batch and retries a message for
-    /// up to 5 minutes. Errors with [`BusError::Config`] when librdkafka rejects the settings;
-    /// it does not contact the brokers.
-    pub(crate) fn new(k: &KafkaConfig) -> Result<Self, BusError> {
-        let producer = base_config(k)
+    /// up to 5 minutes, then sends again what still failed from a buffer of `k.resend_buffer`
+    /// bytes ([`resend`]); it counts in `stats`. Errors with [`BusError::Config`] when librdkafka
+    /// rejects the settings or the resend thread cannot start; it does not contact the brokers.
+    pub(crate) fn new(k: &KafkaConfig, stats: Arc<PublishStats>) -> Result<Self, BusError> {
+        let resend = Resend::new(k.resend_buffer.0, stats.clone());
+        let producer: ThreadedProducer<ProduceContext> = base_config(k)
             // A short linger batches the router's access lines without delaying them noticeably.
             .set("linger.ms", "5")
             .set("queue.buffering.max.messages", "500000")
@@ -204,15 +215,35 @@ impl KafkaPublisher {
             // partition by the same rule ([`partition_of`]); another partitioner would send it
             // to a partition that holds none of the app's lines.
             .set("partitioner", "consistent_random")
-            .create_with_context(ProduceContext { failed: Default::default(), keeper: TopicKeeper::new(k) })
+            .create_with_context(ProduceContext { stats, resend: resend.clone(), keeper: TopicKeeper::new(k) })
             .map_err(|e| BusError::Config(e.to_string()))?;
-        Ok(KafkaPublisher { producer, topic: k.topic.clone() })
+        let resend_thread = std::thread::Builder::new()
+            .name("kafka-resend".into())
+            .spawn({
+                let (producer, topic) = (producer.clone(), k.topic.clone());
+                move || {
+                    resend.run(|p: Pending| {
+                        let record = BaseRecord::with_opaque_to(&topic, p.attempt as usize).key(&p.key).payload(&p.payload);
+                        match producer.send(record) {
+                            Ok(()) => Ok(()),
+                            Err((e, _)) => {
+                                if TopicKeeper::is_missing(&e) {
+                                    producer.context().keeper.missing();
+                                }
+                                Err((e, p))
+                            }
+                        }
+                    })
+                }
+            })
+            .map_err(|e| BusError::Config(e.to_string()))?;
+        Ok(KafkaPublisher { producer, topic: k.topic.clone(), resend_thread: Some(resend_thread) })
     }
 
     /// Queues an event; false when librdkafka's queue is full or it knows the topic is gone
     /// (which starts creating it again).
     pub(crate) fn send(&self, event: LogEvent) -> bool {
-        let record = BaseRecord::to(&self.topic).key(event.app()).payload(&event.encoded()[..]);
+        let record = BaseRecord::with_opaque_to(&self.topic, 0).key(event.app()).payload(&event.encoded()[..]);
         match self.producer.send(record) {
             Ok(()) => true,
             Err((e, _)) => {
@@ -224,11 +255,36 @@ impl KafkaPublisher {
         }
     }
 
-    /// Waits up to `timeout` for queued events to reach the brokers; events still queued after
-    /// that are logged as a warning, not returned as an error.
+    /// Waits up to `timeout` for queued events, and those waiting to be sent again, to reach
+    /// the brokers; events still queued after that are logged as a warning, not returned as an
+    /// error.
     pub(crate) fn flush(&self, timeout: Duration) {
-        if let Err(e) = self.producer.flush(timeout) {
-            tracing::warn!(error = %e, "kafka producer did not flush in time");
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let flushed = self.producer.flush(left.min(Duration::from_millis(200))).is_ok();
+            let waiting = self.producer.context().resend.waiting();
+            if flushed && waiting == 0 {
+                return;
+            }
+            if left.is_zero() {
+                let in_flight = self.producer.in_flight_count();
+                tracing::warn!(in_flight, waiting, "kafka producer did not flush in time");
+                return;
+            }
+            if flushed {
+                // Only the resend buffer holds events, until their backoff ends.
+                std::thread::sleep(left.min(Duration::from_millis(50)));
+            }
+        }
+    }
+}
+
+impl Drop for KafkaPublisher {
+    fn drop(&mut self) {
+        self.producer.context().resend.stop();
+        if let Some(t) = self.resend_thread.take() {
+            let _ = t.join();
         }
     }
 }

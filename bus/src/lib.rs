@@ -41,18 +41,36 @@ pub enum BusError {
     Config(String),
 }
 
-/// Counters shared by every publisher of one bus: a pair, so that what was offered is their sum.
+/// Counters shared by every publisher of one bus: a pair, so that what was offered is their sum;
+/// with Kafka also what became of the published events (see [`PublishStats::render`]).
 #[derive(Debug, Default)]
 pub struct PublishStats {
     /// Events handed to the transport.
     pub published: AtomicU64,
     /// Events dropped because the transport's queue was full or it failed.
     pub dropped: AtomicU64,
+    /// Whether the transport is Kafka: only then are the `kafka_` counters kept and rendered.
+    pub kafka: bool,
+    /// Kafka: events the brokers acknowledged.
+    pub kafka_produced: AtomicU64,
+    /// Kafka: failed delivery reports, one per failed attempt of an event (librdkafka's own
+    /// retries not counted).
+    pub kafka_failed: AtomicU64,
+    /// Kafka: events sent again after a failed delivery report (`kafka::resend`).
+    pub kafka_retried: AtomicU64,
+    /// Kafka: events given up after a failed delivery report (refused on any attempt, the resend
+    /// buffer full, or still waiting at shutdown): lost lines.
+    pub kafka_dropped: AtomicU64,
+    /// Kafka: events waiting in the resend buffer now.
+    pub kafka_waiting: AtomicU64,
 }
 
 impl PublishStats {
     /// Appends the counters in Prometheus' text format: `wharf_bus_events_published_total` and
-    /// `wharf_bus_events_dropped_total` (access lines, dyno output and posted log events alike).
+    /// `wharf_bus_events_dropped_total` (access lines, dyno output and posted log events alike);
+    /// with Kafka, `wharf_bus_kafka_events_{produced,failed,retried,dropped}_total` and the
+    /// gauge `wharf_bus_kafka_events_waiting`: published = produced + kafka dropped + in flight,
+    /// and failed = retried + kafka dropped + waiting.
     pub fn render(&self, out: &mut String) {
         use std::fmt::Write;
         let _ = write!(
@@ -66,6 +84,32 @@ impl PublishStats {
             self.published.load(Ordering::Relaxed),
             self.dropped.load(Ordering::Relaxed),
         );
+        if self.kafka {
+            let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+            let _ = write!(
+                out,
+                "# HELP wharf_bus_kafka_events_produced_total Log events the Kafka brokers acknowledged (published = produced + kafka dropped + in flight).\n\
+                 # TYPE wharf_bus_kafka_events_produced_total counter\n\
+                 wharf_bus_kafka_events_produced_total {}\n\
+                 # HELP wharf_bus_kafka_events_failed_total Failed Kafka delivery reports, one per failed attempt (failed = retried + kafka dropped + waiting).\n\
+                 # TYPE wharf_bus_kafka_events_failed_total counter\n\
+                 wharf_bus_kafka_events_failed_total {}\n\
+                 # HELP wharf_bus_kafka_events_retried_total Log events sent to Kafka again after a failed delivery report.\n\
+                 # TYPE wharf_bus_kafka_events_retried_total counter\n\
+                 wharf_bus_kafka_events_retried_total {}\n\
+                 # HELP wharf_bus_kafka_events_dropped_total Log events given up after a failed delivery report (refused on any attempt, resend buffer full, or at shutdown).\n\
+                 # TYPE wharf_bus_kafka_events_dropped_total counter\n\
+                 wharf_bus_kafka_events_dropped_total {}\n\
+                 # HELP wharf_bus_kafka_events_waiting Log events waiting in the resend buffer to be sent to Kafka again.\n\
+                 # TYPE wharf_bus_kafka_events_waiting gauge\n\
+                 wharf_bus_kafka_events_waiting {}\n",
+                load(&self.kafka_produced),
+                load(&self.kafka_failed),
+                load(&self.kafka_retried),
+                load(&self.kafka_dropped),
+                load(&self.kafka_waiting),
+            );
+        }
     }
 }
 
@@ -497,7 +541,8 @@ impl Bus {
             #[cfg(feature = "kafka")]
             BusConfig::Kafka(k) => {
                 kafka::ensure_topics(k).await?;
-                let publisher = kafka::KafkaPublisher::new(k)?;
+                let stats = Arc::new(PublishStats { kafka: true, ..PublishStats::default() });
+                let publisher = kafka::KafkaPublisher::new(k, stats.clone())?;
                 Ok(Bus {
                     publisher: Publisher { inner: PublisherInner::Kafka(Arc::new(publisher)), stats },
                     source: None,

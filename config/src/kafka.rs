@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use wharf_domain::names::Hostname;
-use wharf_domain::units::HumanDuration;
+use wharf_domain::units::{ByteSize, HumanDuration};
 
 /// The Kafka log bus.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,6 +31,12 @@ pub struct KafkaConfig {
     /// to every line's delivery time: librdkafka's default of 500 ms made lines about 400 ms
     /// late (benches/RESULTS.md, logshuttle run 8).
     pub fetch_wait_max: HumanDuration,
+    /// The most bytes of log events (keys and payloads) a producer holds to send again after a
+    /// delivery failure librdkafka does not retry (a broker answering `UNKNOWN_SERVER_ERROR`
+    /// while it shuts down, a topic gone with its broker's data). An event that fails while the
+    /// buffer is full is dropped and counted (`wharf_bus_kafka_events_dropped_total`); the
+    /// oldest are kept. 64 MiB by default: about 130,000 access lines; 0 sends nothing again.
+    pub resend_buffer: ByteSize,
     /// Akkeris' per-space topics of fluentd/Kubernetes JSON lines to read as well. A topic's
     /// name is its space; the container name is the app (or `app--type`).
     pub akkeris_app_topics: Vec<String>,
@@ -48,6 +54,7 @@ impl Default for KafkaConfig {
             group_id: "wharf-logshuttle".into(),
             commit_interval: HumanDuration::secs(1),
             fetch_wait_max: HumanDuration::millis(50),
+            resend_buffer: ByteSize(64 << 20),
             akkeris_app_topics: Vec::new(),
             akkeris_build_topic: None,
         }

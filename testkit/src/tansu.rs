@@ -78,6 +78,19 @@ impl Tansu {
         self.child.kill().await.expect("tansu stops");
     }
 
+    /// Stops the broker as an operator does, with SIGTERM, and waits (at most 30 s, then
+    /// SIGKILL) for it to exit: a broker shutting down answers the produces in flight with
+    /// errors librdkafka does not retry (tansu 0.6: `UNKNOWN_SERVER_ERROR`), which a SIGKILL
+    /// never gives. [`Tansu::start_again`] starts it on the same port.
+    pub async fn terminate(&mut self) {
+        let pid = self.child.id().expect("tansu is running").to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().await.expect("kill runs");
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        if tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await.is_err() {
+            self.stop().await;
+        }
+    }
+
     /// Starts the broker again on its port, with its storage, after [`Tansu::stop`].
     pub async fn start_again(&mut self) {
         *self = Tansu::start_on(self.addr.port(), self.engine.clone(), self.bin.clone(), self.cwd.clone()).await;

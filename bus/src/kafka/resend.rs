@@ -1,0 +1,310 @@
+//! Sending again the log events whose delivery failed in a way librdkafka does not retry.
+//!
+//! librdkafka retries a produce that failed with a retriable error (a lost connection, a broker
+//! not yet the leader, a timeout) for `message.timeout.ms` by itself. Some failures it reports at
+//! once instead: a broker shutting down answers the produces in flight with
+//! `UNKNOWN_SERVER_ERROR` (tansu 0.6 on SIGTERM does), which Kafka's protocol does not mark
+//! retriable, and a topic that vanished with its broker's data is `UNKNOWN_TOPIC_OR_PARTITION`
+//! once librdkafka's own retries end. Each such event was already accepted from its producer
+//! (an access line, a posted log event, a dyno's output), so dropping it would lose a line while
+//! the broker comes back (benches/RESULTS.md, "Fleet drill", finding 6).
+//!
+//! So a failed delivery report puts the event in this buffer, which a thread of its own sends
+//! again after a backoff (100 ms doubling to 5 s per attempt of the event), oldest first. The
+//! buffer holds at most `kafka.resend_buffer` bytes of events: an event that fails while it is
+//! full is dropped (the oldest are kept, in order) and counted, as is an event whose failure
+//! another attempt cannot cure (too large for the broker, a record it calls invalid). An event
+//! sent again reaches the topic after the events its producer handed over after it: an app's
+//! lines around a broker restart may arrive out of order (their RFC 5424 timestamps are the
+//! original ones).
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
+
+use crate::PublishStats;
+
+/// The first attempt's backoff; each later attempt of the same event waits twice as long.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// The longest backoff, so that a broker that is back is written to within seconds.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// What a failed delivery report says to do with its event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Failure {
+    /// Send it again: the broker or the topic may come back.
+    Resend,
+    /// Drop it: the same event would fail the same way on any attempt.
+    Permanent,
+}
+
+impl Failure {
+    /// Sorts a delivery error. Only errors about the event itself are permanent: its size, its
+    /// format or its compression. Everything else (the broker's own errors, a missing topic,
+    /// librdkafka's local timeout after its retries) may pass once the broker is back.
+    pub(super) fn of(e: &RdError) -> Failure {
+        match e.rdkafka_error_code() {
+            Some(
+                RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::UnsupportedCompressionType,
+            ) => Failure::Permanent,
+            _ => Failure::Resend,
+        }
+    }
+}
+
+/// How long an event waits before its `attempt`th sending again (1 for the first).
+pub(super) fn backoff(attempt: u32) -> Duration {
+    BACKOFF_MIN.saturating_mul(1 << attempt.saturating_sub(1).min(16)).min(BACKOFF_MAX)
+}
+
+/// An event waiting to be sent again: its key (the app) and its encoded payload as produced.
+#[derive(Debug)]
+pub(super) struct Pending {
+    pub(super) key: Vec<u8>,
+    pub(super) payload: Vec<u8>,
+    /// How many times it has been sent again so far, plus one: its delivery opaque.
+    pub(super) attempt: u32,
+    /// Not sent again before this.
+    due: Instant,
+}
+
+impl Pending {
+    fn bytes(&self) -> u64 {
+        (self.key.len() + self.payload.len()) as u64
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    queue: VecDeque<Pending>,
+    bytes: u64,
+    stopped: bool,
+}
+
+/// The buffer of events to send again, shared by the producer's delivery reports (which fill
+/// it) and the resend thread (which empties it).
+#[derive(Debug)]
+pub(super) struct Resend {
+    state: Mutex<State>,
+    wake: Condvar,
+    /// Most bytes of keys and payloads held.
+    limit: u64,
+    stats: Arc<PublishStats>,
+}
+
+impl Resend {
+    pub(super) fn new(limit: u64, stats: Arc<PublishStats>) -> Arc<Resend> {
+        Arc::new(Resend { state: Mutex::default(), wake: Condvar::new(), limit, stats })
+    }
+
+    /// Takes a failed event (`attempt` is the number of times it was sent again, 0 for none).
+    /// Counts it dropped, and says so, when the failure is permanent or the buffer is full.
+    pub(super) fn failed(&self, key: &[u8], payload: &[u8], attempt: u32, error: &RdError) {
+        let failed = self.stats.kafka_failed.fetch_add(1, Ordering::Relaxed) + 1;
+        let why = match Failure::of(error) {
+            Failure::Permanent => "the broker refuses it on any attempt",
+            Failure::Resend => {
+                let pending =
+                    Pending { key: key.to_vec(), payload: payload.to_vec(), attempt: attempt + 1, due: Instant::now() };
+                match self.push(pending) {
+                    Ok(waiting) => {
+                        // One line per thousand failures: the counters are exact, the log readable.
+                        if failed % 1000 == 1 {
+                            tracing::warn!(error = %error, failed_total = failed, waiting, "log events could not be delivered to kafka; sending them again");
+                        }
+                        return;
+                    }
+                    Err(()) => "the resend buffer (kafka.resend_buffer) is full",
+                }
+            }
+        };
+        let dropped = self.stats.kafka_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        if dropped % 1000 == 1 {
+            tracing::error!(error = %error, dropped_total = dropped, why, "log events could not be delivered to kafka; dropped");
+        }
+    }
+
+    /// Queues `p` behind the others, due after its backoff; the number now waiting, or `Err`
+    /// when it does not fit.
+    fn push(&self, mut p: Pending) -> Result<u64, ()> {
+        let mut s = self.state.lock().expect("resend lock");
+        if s.bytes + p.bytes() > self.limit {
+            return Err(());
+        }
+        p.due = Instant::now() + backoff(p.attempt);
+        s.bytes += p.bytes();
+        s.queue.push_back(p);
+        let waiting = s.queue.len() as u64;
+        self.stats.kafka_waiting.store(waiting, Ordering::Relaxed);
+        self.wake.notify_one();
+        Ok(waiting)
+    }
+
+    /// Puts back, in front and in order, events taken by [`Resend::due`] but not sent, to be
+    /// tried again after `wait`.
+    fn put_back(&self, events: impl DoubleEndedIterator<Item = Pending>, wait: Duration) {
+        let mut s = self.state.lock().expect("resend lock");
+        let due = Instant::now() + wait;
+        for mut p in events.rev() {
+            p.due = due;
+            s.bytes += p.bytes();
+            s.queue.push_front(p);
+        }
+        self.stats.kafka_waiting.store(s.queue.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Waits until the oldest event is due and takes every due event from the front, in order;
+    /// `None` once stopped.
+    fn due(&self) -> Option<Vec<Pending>> {
+        let mut s = self.state.lock().expect("resend lock");
+        loop {
+            if s.stopped {
+                return None;
+            }
+            let now = Instant::now();
+            match s.queue.front().map(|p| p.due) {
+                Some(due) if due <= now => break,
+                Some(due) => s = self.wake.wait_timeout(s, due - now).expect("resend lock").0,
+                None => s = self.wake.wait(s).expect("resend lock"),
+            }
+        }
+        let now = Instant::now();
+        let mut taken = Vec::new();
+        while s.queue.front().is_some_and(|p| p.due <= now) {
+            let p = s.queue.pop_front().expect("a front");
+            s.bytes -= p.bytes();
+            taken.push(p);
+        }
+        self.stats.kafka_waiting.store(s.queue.len() as u64, Ordering::Relaxed);
+        Some(taken)
+    }
+
+    /// How many events wait to be sent again.
+    pub(super) fn waiting(&self) -> usize {
+        self.state.lock().expect("resend lock").queue.len()
+    }
+
+    /// Stops the thread; events still waiting are counted dropped (and said, as lost lines).
+    pub(super) fn stop(&self) {
+        let mut s = self.state.lock().expect("resend lock");
+        s.stopped = true;
+        let left = s.queue.len() as u64;
+        s.queue.clear();
+        s.bytes = 0;
+        self.stats.kafka_waiting.store(0, Ordering::Relaxed);
+        if left > 0 {
+            self.stats.kafka_dropped.fetch_add(left, Ordering::Relaxed);
+            tracing::error!(dropped = left, "log events still waiting to be sent to kafka again at shutdown; dropped");
+        }
+        self.wake.notify_all();
+    }
+
+    /// The resend thread's loop: sends due events with `send` (which returns an event it could
+    /// not queue, with librdkafka's error), until [`Resend::stop`]. An event librdkafka's queue
+    /// cannot take now goes back in front with the ones after it, to be tried again after the
+    /// shortest backoff.
+    pub(super) fn run(&self, send: impl Fn(Pending) -> Result<(), (RdError, Pending)>) {
+        while let Some(batch) = self.due() {
+            let mut events = batch.into_iter();
+            while let Some(p) = events.next() {
+                match send(p) {
+                    Ok(()) => {
+                        self.stats.kafka_retried.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err((e, p)) => {
+                        tracing::debug!(error = %e, "kafka producer did not take an event to send again; waiting");
+                        self.put_back(std::iter::once(p).chain(events), BACKOFF_MIN);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::error::KafkaError;
+
+    fn err(code: RDKafkaErrorCode) -> RdError {
+        KafkaError::MessageProduction(code)
+    }
+
+    /// Which delivery errors are sent again: the broker's and the topic's, not the event's own.
+    #[test]
+    fn failures_are_sent_again_unless_the_event_itself_is_refused() {
+        let check = |code, expected| assert_eq!(Failure::of(&err(code)), expected, "{code:?}");
+        check(RDKafkaErrorCode::Unknown, Failure::Resend);
+        check(RDKafkaErrorCode::UnknownTopicOrPartition, Failure::Resend);
+        check(RDKafkaErrorCode::MessageTimedOut, Failure::Resend);
+        check(RDKafkaErrorCode::NotLeaderForPartition, Failure::Resend);
+        check(RDKafkaErrorCode::BrokerTransportFailure, Failure::Resend);
+        check(RDKafkaErrorCode::MessageSizeTooLarge, Failure::Permanent);
+        check(RDKafkaErrorCode::InvalidMessageSize, Failure::Permanent);
+        check(RDKafkaErrorCode::InvalidRecord, Failure::Permanent);
+        check(RDKafkaErrorCode::UnsupportedCompressionType, Failure::Permanent);
+    }
+
+    #[test]
+    fn backoff_doubles_from_100_ms_to_5_s() {
+        let check = |attempt, ms| assert_eq!(backoff(attempt), Duration::from_millis(ms), "attempt {attempt}");
+        check(1, 100);
+        check(2, 200);
+        check(3, 400);
+        check(6, 3200);
+        check(7, 5000);
+        check(1000, 5000);
+    }
+
+    fn stats(out: &Resend) -> [u64; 4] {
+        let s = &out.stats;
+        [&s.kafka_failed, &s.kafka_retried, &s.kafka_dropped, &s.kafka_waiting].map(|c| c.load(Ordering::Relaxed))
+    }
+
+    /// The buffer keeps the oldest events within its bytes and sends them again in order; what
+    /// does not fit, and what can never be delivered, is counted dropped; failed = retried +
+    /// dropped + waiting.
+    #[test]
+    fn the_oldest_events_are_kept_in_order_and_the_rest_counted() {
+        let resend = Resend::new(30, Arc::default());
+        let unknown = err(RDKafkaErrorCode::Unknown);
+        for n in 0..4 {
+            resend.failed(b"app", format!("line {n}").as_bytes(), 0, &unknown);
+        }
+        resend.failed(b"app", b"too big", 0, &err(RDKafkaErrorCode::MessageSizeTooLarge));
+        // Each event is 3 + 6 bytes: three fit in 30.
+        assert_eq!(stats(&resend), [5, 0, 2, 3]);
+        let sent = Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                resend.run(|p| {
+                    let mut sent = sent.lock().unwrap();
+                    // The producer's queue is full once: the event and the rest wait, in order.
+                    if sent.len() == 1 && p.attempt == 1 {
+                        sent.push((String::from("full"), 0));
+                        return Err((err(RDKafkaErrorCode::QueueFull), p));
+                    }
+                    sent.push((String::from_utf8(p.payload).unwrap(), p.attempt));
+                    Ok(())
+                })
+            });
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while resend.waiting() > 0 || sent.lock().unwrap().len() < 4 {
+                assert!(Instant::now() < deadline, "sent: {:?}", sent.lock().unwrap());
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            resend.stop();
+        });
+        let sent: Vec<_> = sent.into_inner().unwrap().into_iter().filter(|(p, _)| p != "full").collect();
+        let expected = [("line 0", 1), ("line 1", 1), ("line 2", 1)].map(|(p, a)| (p.to_owned(), a));
+        assert_eq!(sent, expected);
+        assert_eq!(stats(&resend), [5, 3, 2, 0]);
+    }
+}
