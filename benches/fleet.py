@@ -725,6 +725,16 @@ def drill(args, tmp):
     print()
     print(f"requests {len(sent)}, answered {len(ok)}; snapshot version published {feed['version']}; "
           f"each data plane serves: {versions}")
+    # The routers' Kafka producers: what the brokers took, what failed and was sent again, and
+    # what was given up (router0's since its restart); and which partitions each live logshuttle owns.
+    for i, r in enumerate(routers):
+        counts = {k: int(r.metric(f"wharf_bus_kafka_events_{k}_total")) for k in ("produced", "failed", "retried", "dropped")}
+        print(f"router{i} kafka producer: {counts}, waiting {int(r.metric('wharf_bus_kafka_events_waiting'))}")
+        if counts["dropped"]:
+            broken.append(f"router{i} dropped {counts['dropped']} log events after failed deliveries")
+    owners = {f"shuttle{i}": int(s.metric("wharf_logshuttle_partitions_assigned"))
+              for i, s in enumerate(shuttles) if s.proc.poll() is None}
+    print(f"partitions each live logshuttle owns: {owners} (of {sum(owners.values())})")
     stale = {k: v for k, v in versions.items() if v != feed["version"]}
     if stale:
         broken.append(f"data planes behind the published version: {stale}")

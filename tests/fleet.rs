@@ -545,6 +545,44 @@ async fn the_fleet_survives_kill_9_of_each_part_under_load() {
     assert!(wanted.len() > 200, "the load ran: {} answered", wanted.len());
 }
 
+/// The partitions of Wharf's topic each of `shuttles` says in its `/metrics` that it owns
+/// (`wharf_logshuttle_partition_assigned`), in order; `None` while one has no assignment yet.
+async fn owned(shuttles: &[WharfLogshuttle]) -> Option<Vec<Vec<i32>>> {
+    let mut all = Vec::new();
+    for s in shuttles {
+        let text = client::send(s.addr, None, &Req::get("localhost", "/metrics")).await.ok()?.text();
+        let count: usize = text.lines().find_map(|l| l.strip_prefix("wharf_logshuttle_partitions_assigned ")?.parse().ok())?;
+        let prefix = "wharf_logshuttle_partition_assigned{topic=\"wharf-logs\",partition=\"";
+        let mine: Vec<i32> =
+            text.lines().filter_map(|l| l.strip_prefix(prefix)?.strip_suffix("\"} 1")?.parse().ok()).collect();
+        assert_eq!(mine.len(), count, "the count is the partitions listed:\n{text}");
+        all.push(mine);
+    }
+    Some(all)
+}
+
+/// Whether each of partitions `0..n` is owned by exactly one member and every member owns one.
+fn each_partition_owned_once(owned: &[Vec<i32>], n: i32) -> bool {
+    let mut all: Vec<i32> = owned.iter().flatten().copied().collect();
+    all.sort_unstable();
+    owned.iter().all(|m| !m.is_empty()) && all == (0..n).collect::<Vec<_>>()
+}
+
+/// The ownership rule the tests read from the members' `/metrics`: every partition owned by one
+/// member, and no member idle.
+#[test]
+fn ownership_is_each_partition_once_with_no_idle_member() {
+    let check = |owned: &[&[i32]], expected| {
+        let owned: Vec<Vec<i32>> = owned.iter().map(|m| m.to_vec()).collect();
+        assert_eq!(each_partition_owned_once(&owned, 4), expected, "{owned:?}");
+    };
+    check(&[&[0, 1], &[2, 3]], true);
+    check(&[&[0, 1, 2, 3]], true);
+    check(&[&[0, 1], &[1, 2, 3]], false);
+    check(&[&[0, 1], &[3]], false);
+    check(&[&[0, 1, 2, 3], &[]], false);
+}
+
 /// A consumer group of `members` `wharf logshuttle`s on 8 partitions, 8 apps with a drain
 /// each: once every member delivers, the busiest gets `kill -9`, and every line of every app,
 /// posted before and after the kill, reaches its drain with first arrivals in order, without
@@ -573,12 +611,10 @@ async fn check_kill_9_of_a_member(members: usize) {
         let data = dir.path().join(format!("shuttle{m}"));
         shuttles.push(WharfLogshuttle::start(WHARF, &api.url(), &brokers, &data, &env).await);
     }
-    // Every member owns partitions before the first line.
-    eventually(WAIT, "every member to own partitions", || async {
-        let owns = |log: String| {
-            log.lines().rfind(|l| l.contains("partitions assigned")).is_some_and(|l| !l.contains("partitions=[]"))
-        };
-        shuttles.iter().all(|s| owns(s.stderr())).then_some(())
+    // Every member owns partitions before the first line, each partition one member, as their
+    // /metrics say.
+    eventually(WAIT, "every member to own partitions, each partition once", || async {
+        owned(&shuttles).await.filter(|o| each_partition_owned_once(o, 8))
     })
     .await;
     for app in &apps {
@@ -605,13 +641,19 @@ async fn check_kill_9_of_a_member(members: usize) {
         let got = numbered::all_lines(drain, 2 * ROUND, WAIT, &what).await;
         repeats += numbered::check_all_in_order(app, &got, 2 * ROUND);
     }
+    // The survivors own every partition between them, as their /metrics say.
+    eventually(WAIT, "the survivors to own every partition once", || async {
+        owned(&shuttles).await.filter(|o| each_partition_owned_once(o, 8))
+    })
+    .await;
     // What the survivors' group watch did (on tansu: one of them left and joined again).
     let watched: Vec<&str> = shuttles
         .iter()
         .flat_map(|s| {
             let log = s.stderr();
             let acts = log.lines().filter(|l| l.contains("leaving and joining again"));
-            acts.map(|l| if l.contains("Departed") { "Departed" } else { "AloneShort" }).collect::<Vec<_>>()
+            acts.filter_map(|l| ["Departed", "AloneShort", "Absent"].into_iter().find(|sign| l.contains(sign)))
+                .collect::<Vec<_>>()
         })
         .collect();
     eprintln!(

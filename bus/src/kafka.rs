@@ -378,6 +378,10 @@ impl ConsumerContext for ConsumeContext {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 self.signals.assigned.store(tpl.count(), Ordering::Relaxed);
+                let mut owned: Vec<(String, i32)> =
+                    tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
+                owned.sort_unstable();
+                *self.stats.assigned.lock().expect("assigned lock") = Some(owned);
                 self.rewind(consumer, tpl);
                 if let Err(e) = consumer.assign(tpl) {
                     tracing::warn!(error = %e, "kafka assignment failed");
@@ -388,6 +392,7 @@ impl ConsumerContext for ConsumeContext {
                 self.pre_rebalance(consumer, &Rebalance::Revoke(tpl));
                 self.skip_below.lock().expect("skip lock").clear();
                 self.signals.assigned.store(0, Ordering::Relaxed);
+                *self.stats.assigned.lock().expect("assigned lock") = Some(Vec::new());
                 if let Err(e) = consumer.unassign() {
                     tracing::warn!(error = %e, "kafka unassignment failed");
                 }

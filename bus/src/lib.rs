@@ -262,6 +262,11 @@ pub struct SourceStats {
     /// Kafka's consumer lag of each assigned partition (newest offset minus committed offset)
     /// by topic name and partition number, as last reported; empty for the embedded bus.
     pub lag: std::sync::Mutex<Vec<(String, i32, i64)>>,
+    /// The partitions this Kafka consumer-group member owns now, by topic name and partition
+    /// number, sorted: set by each assignment, emptied by each revocation (the eager protocol
+    /// always hands over the whole assignment). `None` for the embedded bus and until the first
+    /// assignment.
+    pub assigned: std::sync::Mutex<Option<Vec<(String, i32)>>>,
 }
 
 /// The consumer side of the bus.

@@ -1,7 +1,7 @@
 //! The logshuttle's Prometheus metrics: per drain, lines in and out of its buffer as paired
 //! pushed/popped counts, lines sent, dropped (by reason), retries, errors and the last error;
 //! and a drain's catch-up from Kafka (lines read back, spells behind, partitions behind now);
-//! and, with Kafka, the log sessions' readers open now.
+//! and, with Kafka, the log sessions' readers open now and the partitions this member owns.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -47,6 +47,18 @@ pub(crate) fn render(out: &mut String, table: &DrainTable, shuttle: &ShuttleStat
     family(out, name, "Kafka messages after the committed offset: not yet delivered to every drain.", "gauge");
     for (topic, partition, lag) in shuttle.source.lag.lock().expect("lag lock").iter() {
         let _ = writeln!(out, "{name}{{topic=\"{}\",partition=\"{partition}\"}} {lag}", escape(topic));
+    }
+    // Which partitions this member owns (Kafka only), so that an operator sees from every
+    // member's /metrics that each partition has exactly one owner (docs/fleet.md).
+    if let Some(owned) = shuttle.source.assigned.lock().expect("assigned lock").as_ref() {
+        let name = "wharf_logshuttle_partitions_assigned";
+        family(out, name, "Kafka partitions this consumer-group member owns now.", "gauge");
+        let _ = writeln!(out, "{name} {}", owned.len());
+        let name = "wharf_logshuttle_partition_assigned";
+        family(out, name, "1 for each Kafka partition this consumer-group member owns now.", "gauge");
+        for (topic, partition) in owned {
+            let _ = writeln!(out, "{name}{{topic=\"{}\",partition=\"{partition}\"}} 1", escape(topic));
+        }
     }
     let labels: Vec<String> =
         table.all.iter().map(|d| format!("drain=\"{}\",owner=\"{}\"", d.id, escape(&d.label))).collect();

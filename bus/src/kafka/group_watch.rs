@@ -64,8 +64,13 @@ pub(super) struct Seen {
 pub(super) enum Sign {
     /// A member left the group and no rebalance reached this member.
     Departed,
-    /// This member is alone in the group and holds fewer partitions than there are.
+    /// This member is alone in the group and holds fewer partitions than there are, whether it
+    /// had an assignment callback or never got one.
     AloneShort,
+    /// The group is stable without this member: its join never completed, as when the
+    /// coordinator still lists members of processes that are gone (FE23 #7: a lone logshuttle
+    /// restarted into such a group idled with no partitions).
+    Absent,
 }
 
 /// The watch's decision rule; kept apart from the broker calls so that it can be tested with
@@ -107,9 +112,23 @@ impl Watch {
                 self.pending = Some((Sign::Departed, now));
             }
         }
+        // A stable group has finished its joins: a member listed alone in it has had its
+        // assignment handed out, so holding fewer partitions than there are is a sign even when
+        // no assignment callback ever came; and a member not listed at all is outside it.
         let alone = members.len() == 1 && members.iter().all(|m| self.is_mine(m));
-        if alone && seen.rebalances > 0 && seen.assigned < seen.partitions && self.pending.is_none() {
+        let absent = !members.iter().any(|m| self.is_mine(m));
+        let short = alone && seen.assigned < seen.partitions;
+        // Those two are states, not events: gone, their sign is too.
+        match self.pending {
+            Some((Sign::AloneShort, _)) if !short => self.pending = None,
+            Some((Sign::Absent, _)) if !absent => self.pending = None,
+            _ => {}
+        }
+        if short && self.pending.is_none() {
             self.pending = Some((Sign::AloneShort, now));
+        }
+        if absent && self.pending.is_none() {
+            self.pending = Some((Sign::Absent, now));
         }
         self.last = Some((members.clone(), seen.rebalances));
         match self.pending {
@@ -270,9 +289,29 @@ mod tests {
             &[None, None],
         );
         check(
-            "alone before any assignment (still joining): nothing",
-            &[(0, seen(&["a-1"], 0, 0)), (10, seen(&["a-1"], 0, 0))],
+            "alone in the stable group and no assignment callback came (FE23 #7): a acts after the grace",
+            &[(0, seen(&["a-1"], 0, 0)), (2, seen(&["a-1"], 0, 0)), (6, seen(&["a-1"], 0, 0)), (8, seen(&["a-1"], 2, 8))],
+            &[None, None, Some(AloneShort), None],
+        );
+        check(
+            "still joining (the group forming, not stable): nothing",
+            &[(0, seen(&["-"], 0, 0)), (10, seen(&["-"], 0, 0))],
             &[None, None],
+        );
+        check(
+            "the stable group lists only members that are gone, not a (FE23 #7): a acts after the grace",
+            &[(0, seen(&["b", "c"], 0, 0)), (2, seen(&["b", "c"], 0, 0)), (6, seen(&["b", "c"], 0, 0))],
+            &[None, None, Some(Absent)],
+        );
+        check(
+            "a joins a stable group: the rebalance lists it within the grace, nothing",
+            &[(0, seen(&["b", "c"], 0, 0)), (2, seen(&["-"], 0, 0)), (4, seen(&["a-1", "b", "c"], 2, 3)), (10, seen(&["a-1", "b", "c"], 2, 3))],
+            &[None, None, None, None],
+        );
+        check(
+            "a joins a stable group and the rebalance's callback comes first: nothing",
+            &[(0, seen(&["b", "c"], 0, 0)), (4, seen(&["b", "c"], 2, 3)), (6, seen(&["a-1", "b", "c"], 2, 3)), (12, seen(&["a-1", "b", "c"], 2, 3))],
+            &[None, None, None, None],
         );
         check(
             "a member joins: a rebalance follows, nothing",
