@@ -162,5 +162,7 @@ async fn a_broker_shut_down_under_load_loses_no_accepted_line() {
     );
     assert_eq!(dropped, 0, "no event given up");
     assert!(retried > 0 && retried <= failed, "failed {failed}, retried {retried}");
-    eprintln!("{restarts} SIGTERM restarts under load: {n} lines, none lost; {failed} failed deliveries, {retried} sent again");
+    eprintln!(
+        "{restarts} SIGTERM restarts under load: {n} lines, none lost; {failed} failed deliveries, {retried} sent again"
+    );
 }

@@ -551,7 +551,8 @@ async fn owned(shuttles: &[WharfLogshuttle]) -> Option<Vec<Vec<i32>>> {
     let mut all = Vec::new();
     for s in shuttles {
         let text = client::send(s.addr, None, &Req::get("localhost", "/metrics")).await.ok()?.text();
-        let count: usize = text.lines().find_map(|l| l.strip_prefix("wharf_logshuttle_partitions_assigned ")?.parse().ok())?;
+        let count: usize =
+            text.lines().find_map(|l| l.strip_prefix("wharf_logshuttle_partitions_assigned ")?.parse().ok())?;
         let prefix = "wharf_logshuttle_partition_assigned{topic=\"wharf-logs\",partition=\"";
         let mine: Vec<i32> =
             text.lines().filter_map(|l| l.strip_prefix(prefix)?.strip_suffix("\"} 1")?.parse().ok()).collect();
@@ -670,6 +671,50 @@ async fn a_killed_logshuttles_partitions_are_taken_over_without_restarting_anyon
     for members in [2, 3] {
         check_kill_9_of_a_member(members).await;
     }
+}
+
+/// Every member of a group of three `kill -9`ed at once, and one started again alone right
+/// away, while the coordinator may still list the dead members (FE23 #7): it comes to own every
+/// partition (its `/metrics`) and delivers a line posted after it started, nobody else started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_logshuttle_started_after_its_whole_group_died_owns_every_partition() {
+    let broker = Tansu::start().await;
+    let dir = TempDir::new("fleet-lone-restart");
+    let secrets = Secrets::new();
+    let brokers = broker.brokers();
+    let kafka = [("WHARF_KAFKA__PARTITIONS", "8")];
+    let env = secrets.env(&kafka);
+    let api = WharfControlApi::start(WHARF, &["--kafka", &brokers], &dir.path().join("api"), &env).await;
+    let app = "lone-default";
+    api.api.create_app(app, &[]).await;
+    let drain = SyslogReceiver::tcp().await;
+    api.api.expect("POST", &format!("/apps/{app}/log-drains"), serde_json::json!({"url": drain.url()}), 201).await;
+    let data = |m: usize| dir.path().join(format!("shuttle{m}"));
+    let mut shuttles = Vec::new();
+    for m in 0..3 {
+        shuttles.push(WharfLogshuttle::start(WHARF, &api.url(), &brokers, &data(m), &env).await);
+    }
+    eventually(WAIT, "the three to own every partition, each once", || async {
+        owned(&shuttles).await.filter(|o| each_partition_owned_once(o, 8))
+    })
+    .await;
+    for s in shuttles.drain(..) {
+        s.kill().await;
+    }
+    let lone = vec![WharfLogshuttle::start(WHARF, &api.url(), &brokers, &data(0), &env).await];
+    let t = Instant::now();
+    eventually(Duration::from_secs(90), "the lone member to own every partition", || async {
+        owned(&lone).await.filter(|o| each_partition_owned_once(o, 8))
+    })
+    .await;
+    numbered::post(&api.api, app, 0..10, 100).await;
+    numbered::all_lines(&drain, 10, WAIT, "the lines posted after the lone start").await;
+    let log = lone[0].stderr();
+    let acts: Vec<&str> = log.lines().filter(|l| l.contains("leaving and joining again")).collect();
+    eprintln!(
+        "a lone member after kill -9 of the whole group: every partition {:?} after its start; the group watch: {acts:?}",
+        t.elapsed()
+    );
 }
 
 /// A log session's stream, read in the background: its status and the lines so far.

@@ -223,7 +223,8 @@ impl KafkaPublisher {
                 let (producer, topic) = (producer.clone(), k.topic.clone());
                 move || {
                     resend.run(|p: Pending| {
-                        let record = BaseRecord::with_opaque_to(&topic, p.attempt as usize).key(&p.key).payload(&p.payload);
+                        let record =
+                            BaseRecord::with_opaque_to(&topic, p.attempt as usize).key(&p.key).payload(&p.payload);
                         match producer.send(record) {
                             Ok(()) => Ok(()),
                             Err((e, _)) => {

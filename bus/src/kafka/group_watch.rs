@@ -290,7 +290,12 @@ mod tests {
         );
         check(
             "alone in the stable group and no assignment callback came (FE23 #7): a acts after the grace",
-            &[(0, seen(&["a-1"], 0, 0)), (2, seen(&["a-1"], 0, 0)), (6, seen(&["a-1"], 0, 0)), (8, seen(&["a-1"], 2, 8))],
+            &[
+                (0, seen(&["a-1"], 0, 0)),
+                (2, seen(&["a-1"], 0, 0)),
+                (6, seen(&["a-1"], 0, 0)),
+                (8, seen(&["a-1"], 2, 8)),
+            ],
             &[None, None, Some(AloneShort), None],
         );
         check(
@@ -305,12 +310,22 @@ mod tests {
         );
         check(
             "a joins a stable group: the rebalance lists it within the grace, nothing",
-            &[(0, seen(&["b", "c"], 0, 0)), (2, seen(&["-"], 0, 0)), (4, seen(&["a-1", "b", "c"], 2, 3)), (10, seen(&["a-1", "b", "c"], 2, 3))],
+            &[
+                (0, seen(&["b", "c"], 0, 0)),
+                (2, seen(&["-"], 0, 0)),
+                (4, seen(&["a-1", "b", "c"], 2, 3)),
+                (10, seen(&["a-1", "b", "c"], 2, 3)),
+            ],
             &[None, None, None, None],
         );
         check(
             "a joins a stable group and the rebalance's callback comes first: nothing",
-            &[(0, seen(&["b", "c"], 0, 0)), (4, seen(&["b", "c"], 2, 3)), (6, seen(&["a-1", "b", "c"], 2, 3)), (12, seen(&["a-1", "b", "c"], 2, 3))],
+            &[
+                (0, seen(&["b", "c"], 0, 0)),
+                (4, seen(&["b", "c"], 2, 3)),
+                (6, seen(&["a-1", "b", "c"], 2, 3)),
+                (12, seen(&["a-1", "b", "c"], 2, 3)),
+            ],
             &[None, None, None, None],
         );
         check(
