@@ -231,7 +231,8 @@ impl KafkaPublisher {
                                 if TopicKeeper::is_missing(&e) {
                                     producer.context().keeper.missing();
                                 }
-                                Err((e, p))
+                                tracing::debug!(error = %e, "kafka producer did not take an event to send again; waiting");
+                                Err(p)
                             }
                         }
                     })

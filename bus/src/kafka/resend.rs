@@ -205,11 +205,10 @@ impl Resend {
         self.wake.notify_all();
     }
 
-    /// The resend thread's loop: sends due events with `send` (which returns an event it could
-    /// not queue, with librdkafka's error), until [`Resend::stop`]. An event librdkafka's queue
-    /// cannot take now goes back in front with the ones after it, to be tried again after the
-    /// shortest backoff.
-    pub(super) fn run(&self, send: impl Fn(Pending) -> Result<(), (RdError, Pending)>) {
+    /// The resend thread's loop: sends due events with `send` (which gives back an event
+    /// librdkafka's queue could not take), until [`Resend::stop`]. Such an event goes back in
+    /// front with the ones after it, to be tried again after the shortest backoff.
+    pub(super) fn run(&self, send: impl Fn(Pending) -> Result<(), Pending>) {
         while let Some(batch) = self.due() {
             let mut events = batch.into_iter();
             while let Some(p) = events.next() {
@@ -217,8 +216,7 @@ impl Resend {
                     Ok(()) => {
                         self.stats.kafka_retried.fetch_add(1, Ordering::Relaxed);
                     }
-                    Err((e, p)) => {
-                        tracing::debug!(error = %e, "kafka producer did not take an event to send again; waiting");
+                    Err(p) => {
                         self.put_back(std::iter::once(p).chain(events), BACKOFF_MIN);
                         break;
                     }
@@ -289,7 +287,7 @@ mod tests {
                     // The producer's queue is full once: the event and the rest wait, in order.
                     if sent.len() == 1 && p.attempt == 1 {
                         sent.push((String::from("full"), 0));
-                        return Err((err(RDKafkaErrorCode::QueueFull), p));
+                        return Err(p);
                     }
                     sent.push((String::from_utf8(p.payload).unwrap(), p.attempt));
                     Ok(())
