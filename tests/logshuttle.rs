@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use wharf_testkit::certs::TestCa;
 use wharf_testkit::client::{self, Api, Req};
 use wharf_testkit::logplex::LogplexReceiver;
+use wharf_testkit::numbered;
 use wharf_testkit::rfc5424::{SyslogMessage, line_numbers, numbered_line};
 use wharf_testkit::syslog::SyslogReceiver;
 use wharf_testkit::tansu::Tansu;
@@ -709,4 +710,50 @@ async fn a_receiver_that_closed_an_idle_connection_gets_the_next_line_on_a_new_o
     let label = format!("drain=\"{id}\"");
     assert_eq!(metric(&wharf, "wharf_drain_retries_total", &[&label]).await, Some(0), "seen closed before writing");
     assert_eq!(metric(&wharf, "wharf_drain_errors_total", &[&label]).await, Some(0));
+}
+
+/// A group whose committed offsets are past its partitions' ends, as after a broker that lost
+/// its data while a logshuttle kept committing the old topic's offsets into the new group
+/// (FE25 F0: the fleet then delivered nothing, for good): the logshuttle resets them to the
+/// oldest kept message at its assignment, warns, counts them, and delivers every line.
+#[tokio::test]
+async fn committed_offsets_past_the_partitions_end_are_reset_and_lines_delivered() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+    const PARTITIONS: i32 = 8;
+    const APP: &str = "api-default";
+    let broker = Tansu::start().await;
+    let dir = TempDir::new("offsets-past-the-end");
+    // The topic, and the logshuttles' group with offsets far past anything the topic holds.
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", broker.brokers()).create().expect("admin");
+    let topic = NewTopic::new("wharf-logs", PARTITIONS, TopicReplication::Fixed(1));
+    admin.create_topics([&topic], &AdminOptions::new()).await.expect("topic created");
+    let committer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .set("group.id", "wharf-logshuttle")
+        .create()
+        .expect("consumer");
+    let mut offsets = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        offsets.add_partition_offset("wharf-logs", p, Offset::Offset(5_000)).expect("offset");
+    }
+    tokio::task::spawn_blocking(move || committer.commit(&offsets, CommitMode::Sync))
+        .await
+        .unwrap()
+        .expect("offsets committed");
+
+    let wharf = Wharf::serve_on_kafka(WHARF, &broker, &dir.path().join("data"), &[]).await;
+    wharf.api.create_app(APP, &[]).await;
+    let receiver = SyslogReceiver::tcp().await;
+    add_drain(&wharf, APP, &receiver.url()).await;
+    numbered::post(&wharf.api, APP, 0..20, 100).await;
+    let got = numbered::all_lines(&receiver, 20, WAIT, "every line, from the reset offsets").await;
+    numbered::check_all_in_order(APP, &got, 20);
+    let reset = metric(&wharf, "wharf_logshuttle_positions_reset_total", &[]).await;
+    assert_eq!(reset, Some(PARTITIONS as u64), "every partition's offset was reset");
+    assert!(wharf.stderr().contains("committed offset outside the partition"), "a warning says so");
 }

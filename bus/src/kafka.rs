@@ -312,6 +312,12 @@ struct ConsumeContext {
 impl ConsumeContext {
     /// Starts each partition of `tpl` [`REWIND`] messages before its committed offset (not
     /// before the oldest kept), and notes the committed offset for the poll thread to skip to.
+    /// A committed offset outside the partition's kept messages is reset to the oldest kept one,
+    /// with a warning and [`SourceStats::positions_reset`]: past its end it belongs to a topic
+    /// that was created again since (a broker that lost its data, while a member committed the
+    /// old topic's offsets into its new group), and waiting for the new partition to reach it
+    /// would deliver nothing, as no broker answers `OFFSET_OUT_OF_RANGE` to a committed offset;
+    /// before its start, the messages in between are gone with the broker's retention.
     fn rewind(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
         let committed = match consumer.committed_offsets(tpl.clone(), START_TIMEOUT) {
             Ok(c) => c,
@@ -325,7 +331,29 @@ impl ConsumeContext {
             let (Offset::Offset(next), Some(topic_index)) = (e.offset(), self.topics.index(e.topic())) else {
                 continue;
             };
-            let low = consumer.fetch_watermarks(e.topic(), e.partition(), START_TIMEOUT).map_or(0, |(low, _)| low);
+            let marks = consumer.fetch_watermarks(e.topic(), e.partition(), START_TIMEOUT).ok();
+            let low = marks.map_or(0, |(low, _)| low);
+            if let Some((low, high)) = marks
+                && (next > high || next < low)
+            {
+                let why = if next > high {
+                    "past the partition's end (the topic was created again)"
+                } else {
+                    "before its oldest kept message"
+                };
+                tracing::warn!(
+                    topic = e.topic(),
+                    partition = e.partition(),
+                    committed = next,
+                    low,
+                    high,
+                    why,
+                    "committed offset outside the partition; reading from its oldest kept message"
+                );
+                self.stats.positions_reset.fetch_add(1, Ordering::Relaxed);
+                let _ = tpl.set_partition_offset(e.topic(), e.partition(), Offset::Offset(low));
+                continue;
+            }
             let start = (next - REWIND).max(low);
             if start < next && tpl.set_partition_offset(e.topic(), e.partition(), Offset::Offset(start)).is_ok() {
                 skip.insert(Partition { topic_index, number: e.partition() }, next);

@@ -267,6 +267,10 @@ pub struct SourceStats {
     /// always hands over the whole assignment). `None` for the embedded bus and until the first
     /// assignment.
     pub assigned: std::sync::Mutex<Option<Vec<(String, i32)>>>,
+    /// Kafka: committed offsets found outside their partition's kept messages at an assignment
+    /// (past its end: the topic was created again; before its start: retention), each reset to
+    /// the oldest kept message.
+    pub positions_reset: AtomicU64,
 }
 
 /// The consumer side of the bus.

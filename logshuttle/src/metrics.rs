@@ -43,6 +43,14 @@ pub(crate) fn render(out: &mut String, table: &DrainTable, shuttle: &ShuttleStat
         family(out, name, "Log sessions reading the Kafka topic now (each a client of its own).", "gauge");
         let _ = writeln!(out, "{name} {}", readers.open_count());
     }
+    let name = "wharf_logshuttle_positions_reset_total";
+    family(
+        out,
+        name,
+        "Committed Kafka offsets found outside their partition (topic created again, or retention) and reset to its oldest kept message.",
+        "counter",
+    );
+    let _ = writeln!(out, "{name} {}", shuttle.source.positions_reset.load(Relaxed));
     let name = "wharf_logshuttle_consumer_lag";
     family(out, name, "Kafka messages after the committed offset: not yet delivered to every drain.", "gauge");
     for (topic, partition, lag) in shuttle.source.lag.lock().expect("lag lock").iter() {
