@@ -319,6 +319,22 @@ impl Source {
         }
     }
 
+    /// `parts` in operators' words, for logs: `[wharf-logs/0, wharf-logs/3]` (topic name and
+    /// partition number); a topic this source does not read shows as its index.
+    pub fn partition_names(&self, parts: &[Partition]) -> String {
+        let name = |p: &Partition| -> String {
+            match &self.inner {
+                #[cfg(feature = "kafka")]
+                SourceInner::Kafka(k) => match k.config().topics().get(usize::from(p.topic_index)) {
+                    Some(topic) => format!("{topic}/{}", p.number),
+                    None => format!("{}/{}", p.topic_index, p.number),
+                },
+                _ => format!("{}/{}", p.topic_index, p.number),
+            }
+        };
+        format!("[{}]", parts.iter().map(name).collect::<Vec<_>>().join(", "))
+    }
+
     /// The apps' paces its consumer sets from its drains' buffers (see [`pace`]); `None` with
     /// Kafka, whose publisher is never paced.
     pub fn pacer(&self) -> Option<Arc<Pacer>> {

@@ -280,7 +280,7 @@ async fn dispatch(
                 }
             }
             Some(SourceEvent::Assigned(parts)) => {
-                tracing::info!(partitions = ?parts, "partitions assigned");
+                tracing::info!(partitions = %source.partition_names(&parts), "partitions assigned");
                 if let Some(c) = &catch_up {
                     let table = drains.load_full();
                     restore_cursors(c, &table, parts).await;
@@ -294,7 +294,7 @@ async fn dispatch(
                     committed.remove(p);
                 }
                 source.revoked_handled();
-                tracing::info!(partitions = ?parts, "partitions revoked");
+                tracing::info!(partitions = %source.partition_names(&parts), "partitions revoked");
             }
         }
     }

@@ -175,7 +175,7 @@ pub(super) fn run(
         if let Some(sign) = watch.observe(&seen, start) {
             tracing::warn!(
                 ?sign,
-                members = ?seen.members,
+                members = %seen.members.iter().flatten().cloned().collect::<Vec<_>>().join(", "),
                 assigned,
                 partitions,
                 "partitions of the consumer group may be consumed by no member (the coordinator did not rebalance); leaving and joining again"
