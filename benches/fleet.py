@@ -510,8 +510,11 @@ def drill(args, tmp):
                           flush=True)
                     phases[-1].setdefault("died", []).append(f"{name}{i} exited {code}")
 
+    deliberate = set()
+
     def killed(name, i, w):
         expected_dead.add((name, i, w.proc.pid))
+        deliberate.add((name, i, w.proc.pid))
 
     def begin(name):
         if phases:
@@ -572,11 +575,16 @@ def drill(args, tmp):
         """Restarts every running logshuttle (SIGTERM, then start), as an operator would, so that
         the next fault starts from a fleet that delivers."""
         print(f"  restarting the logshuttles: {why}", flush=True)
-        for sh in shuttles:
+        # A logshuttle that died by itself (librdkafka's SIGSEGV, finding 3) is started again too,
+        # as systemd's Restart=always would; it is reported first. One killed on purpose stays dead.
+        check_alive()
+        for i, sh in enumerate(shuttles):
             if sh.proc.poll() is None:
-                killed("shuttle", shuttles.index(sh), sh)
+                killed("shuttle", i, sh)
                 sh.proc.terminate()
                 sh.proc.wait(timeout=60)
+                sh.start()
+            elif ("shuttle", i, sh.proc.pid) not in deliberate:
                 sh.start()
         return first_line_after(time.time())
 
