@@ -378,10 +378,8 @@ async fn the_heap_asks_for_no_transparent_huge_pages() {
     }
     at_least(&receiver, 1000, "the lines").await;
     let smaps = std::fs::read_to_string(format!("/proc/{}/smaps", wharf.pid())).expect("smaps");
-    let advised: Vec<&str> = smaps
-        .lines()
-        .filter(|l| l.starts_with("VmFlags:") && l.split_whitespace().any(|f| f == "hg"))
-        .collect();
+    let advised: Vec<&str> =
+        smaps.lines().filter(|l| l.starts_with("VmFlags:") && l.split_whitespace().any(|f| f == "hg")).collect();
     assert!(smaps.contains("VmFlags:"), "this kernel shows no VmFlags");
     assert_eq!(advised, Vec::<&str>::new(), "mappings advised to use huge pages");
 }
