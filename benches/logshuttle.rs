@@ -5,7 +5,10 @@
 //! 3. Wharf from Kafka to 1,000 drains of 1,000 apps;
 //! 4. Wharf from Kafka to 1 and to 100 HTTPS drains (logplex-1 POSTs over TLS to a receiver in
 //!    the harness);
-//! 5. rsyslog relaying the same number of lines from TCP to TCP.
+//! 5. rsyslog relaying the same number of lines from TCP to TCP;
+//! 6. rsyslog relaying them from TCP to 1,000 destinations, each app's lines to its own (the
+//!    fan-out Wharf's 1,000 drains do), with a queue per destination (isolated, as Wharf's
+//!    drains are) and without (every destination run by the main queue's worker).
 //!
 //! For each: lines/s, MB/s, CPU seconds per million lines (and the kernel's share), lines per
 //! receive at the sink (per read for TCP, per POST for HTTPS: how many lines a write carried,
@@ -30,6 +33,9 @@
 //! With `WHARF_BENCH_WRAPPER=SCRIPT`, the 1,000-drains case runs `SCRIPT ARGS...` with
 //! Wharf's path in `WHARF_BENCH_BIN` instead of Wharf itself (to profile it, for example with a
 //! script that runs `exec valgrind --tool=callgrind "$WHARF_BENCH_BIN" "$@"`).
+//!
+//! With `WHARF_BENCH_PERF=DIR`, `perf stat` counts each Wharf and rsyslog case's system calls
+//! by kind, CPU time and context switches over its measured span into `DIR/CASE.txt`.
 //!
 //! Needs tansu (`./scripts/test` installs it) and rsyslog (Debian).
 
@@ -62,18 +68,39 @@ const BIG_BUFFERS: &[(&str, &str)] =
     &[("WHARF_LOGSHUTTLE__DRAIN_BUFFER_LINES", "5000000"), ("WHARF_LOGSHUTTLE__DRAIN_BUFFER_BYTES", "4GiB")];
 const TOPIC: &str = "wharf-logs";
 
-/// CPU seconds (user and system) a process has used, from /proc.
-fn cpu_seconds(pid: &str) -> f64 {
-    let (user, system) = cpu_split(pid);
-    user + system
-}
-
 /// CPU seconds a process has used in user space and in the kernel, from /proc.
 fn cpu_split(pid: &str) -> (f64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, f)| f.split_whitespace().collect()).unwrap_or_default();
     let ticks = |i: usize| fields.get(i).and_then(|t| t.parse::<f64>().ok()).unwrap_or(0.0) / 100.0;
     (ticks(11), ticks(12))
+}
+
+/// CPU seconds (user and system) each thread name of a process has used, from /proc: the
+/// threads of one name (the runtime's workers, librdkafka's broker threads) summed.
+fn cpu_by_thread(pid: &str) -> std::collections::BTreeMap<String, f64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return by_name };
+    for task in tasks.flatten() {
+        let tid = task.file_name().to_string_lossy().into_owned();
+        let name = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).unwrap_or_default();
+        let (user, system) = cpu_split(&format!("{pid}/task/{tid}"));
+        *by_name.entry(name.trim().to_owned()).or_insert(0.0) += user + system;
+    }
+    by_name
+}
+
+/// Prints, per thread name, the share of `seconds` of wall-clock time its threads were on a
+/// CPU between the two samples: a thread near 100% is a serial bound on the rate.
+fn print_thread_shares(name: &str, before: &std::collections::BTreeMap<String, f64>, pid: &str, seconds: f64) {
+    let after = cpu_by_thread(pid);
+    let shares: Vec<String> = after
+        .iter()
+        .map(|(thread, cpu)| (thread, cpu - before.get(thread).copied().unwrap_or(0.0)))
+        .filter(|(_, cpu)| *cpu > 0.0)
+        .map(|(thread, cpu)| format!("{thread} {:.0}%", cpu / seconds * 100.0))
+        .collect();
+    println!("{name}: CPU per thread name over the measured {seconds:.1} s (100% = one core): {}", shares.join(", "));
 }
 
 /// Resident memory of a process, in bytes.
@@ -477,6 +504,9 @@ async fn wharf_drains(
     let wharf =
         Wharf::serve_with(wrapper.as_deref().unwrap_or(WHARF), &["--kafka", &broker.brokers()], data, &env).await;
     let pid = wharf.pid();
+    // Counted from before the first line (so with the drains' connections) to the last line
+    // of the backlog.
+    let perf = Perf::attach(name, &pid);
     let waited = Instant::now();
     while sink.frames() == 0 {
         assert!(
@@ -486,7 +516,7 @@ async fn wharf_drains(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (start, cpu0) = (Instant::now(), cpu_split(&pid));
+    let (start, cpu0, threads0) = (Instant::now(), cpu_split(&pid), cpu_by_thread(&pid));
     let mut last = (0, Instant::now());
     while sink.frames() < n {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -503,6 +533,8 @@ async fn wharf_drains(
     let cpu1 = cpu_split(&pid);
     let (cpu, system) = (cpu1.0 + cpu1.1 - cpu0.0 - cpu0.1, cpu1.1 - cpu0.1);
     let seconds = start.elapsed().as_secs_f64();
+    print_thread_shares(name, &threads0, &pid, seconds);
+    perf.stop();
     let row = Row { name: name.into(), lines: n, receives: Some(sink.receives()), seconds, bytes, cpu, system };
     // Delivery latency: lines produced while Wharf runs, at a steady rate, from the line's
     // timestamp (set by the producer) to its arrival at the sink.
@@ -523,21 +555,91 @@ async fn wharf_drains(
     row
 }
 
-/// rsyslog receiving octet-counted frames over TCP and forwarding them over TCP to the sink.
-async fn rsyslog_relay(sink: &Sink, n: u64) -> Row {
+/// The system calls and scheduler events [`Perf`] counts.
+const PERF_EVENTS: &str = "syscalls:sys_enter_sendto,syscalls:sys_enter_write,syscalls:sys_enter_writev,\
+syscalls:sys_enter_sendmsg,syscalls:sys_enter_recvfrom,syscalls:sys_enter_read,syscalls:sys_enter_ioctl,\
+syscalls:sys_enter_getsockopt,syscalls:sys_enter_futex,syscalls:sys_enter_epoll_wait,task-clock,context-switches,\
+page-faults";
+
+/// `perf stat` attached to a measured process, when `WHARF_BENCH_PERF=DIR` is set: it counts
+/// [`PERF_EVENTS`] (system calls by kind, CPU time, context switches, page faults) over the
+/// measured span and writes them to `DIR/CASE.txt`, so that Wharf and rsyslog are counted the
+/// same way; with `WHARF_BENCH_PERF_RECORD=1` also `perf record -g` (CPU-clock samples at
+/// 999 Hz) over the same span, to `DIR/CASE.perf.data`.
+struct Perf(Vec<std::process::Child>);
+
+impl Perf {
+    /// Attaches to `pid` (all its threads) for the case `name`; does nothing without the
+    /// variable. perf needs a moment to attach, so it starts before the measured span does.
+    fn attach(name: &str, pid: &str) -> Perf {
+        let Ok(dir) = std::env::var("WHARF_BENCH_PERF") else { return Perf(Vec::new()) };
+        let file: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+        let out = |ext: &str| std::path::Path::new(&dir).join(format!("{file}.{ext}"));
+        let mut children = vec![
+            std::process::Command::new("perf")
+                .args(["stat", "-e", PERF_EVENTS, "-p", pid, "-o"])
+                .arg(out("txt"))
+                .spawn()
+                .expect("perf runs"),
+        ];
+        if std::env::var("WHARF_BENCH_PERF_RECORD").is_ok_and(|v| v == "1") {
+            let record = std::process::Command::new("perf")
+                .args(["record", "-q", "-e", "cpu-clock", "-F", "999", "-g", "-p", pid, "-o"])
+                .arg(out("perf.data"))
+                .spawn()
+                .expect("perf runs");
+            children.push(record);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        Perf(children)
+    }
+
+    /// Stops counting (perf writes its counts on SIGINT) and waits for the file.
+    fn stop(self) {
+        for mut child in self.0 {
+            let _ = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// rsyslog receiving octet-counted frames over TCP and forwarding them over TCP to the sink,
+/// each app's lines to a destination of its own when there are several `apps`: a lookup table
+/// from the RFC 5424 HOSTNAME (the app, as Wharf writes it) to a ruleset per destination with
+/// one `omfwd` action and its own queue, as isolated as a Wharf drain (its own buffer and
+/// task). The frames name `app{i % apps}-default`, as the Wharf cases' backlogs do.
+///
+/// Without `queued`, the actions have no queue of their own: the main queue's worker runs
+/// them, a batch of lines at a time, so a slow destination holds up every other one.
+async fn rsyslog_relay(name: &str, sink: &Sink, n: u64, apps: usize, queued: bool) -> Row {
     let port = wharf_testkit::free_port();
+    let queue = if queued { r#" queue.type="LinkedList" queue.size="1000000""# } else { "" };
+    let action = format!(
+        r#"action(type="omfwd" target="127.0.0.1" port="{sink}" protocol="tcp" TCP_Framing="octet-counted"
+       template="RSYSLOG_SyslogProtocol23Format"{queue})"#,
+        sink = sink.addr.port()
+    );
     let rsyslog = Rsyslog::start(
         |dir| {
-            format!(
-                r#"global(workDirectory="{dir}")
-module(load="imtcp" MaxSessions="100")
-input(type="imtcp" port="{port}" address="127.0.0.1")
-action(type="omfwd" target="127.0.0.1" port="{sink}" protocol="tcp" TCP_Framing="octet-counted"
-       template="RSYSLOG_SyslogProtocol23Format" queue.type="LinkedList" queue.size="1000000")
-"#,
-                dir = dir.display(),
-                sink = sink.addr.port()
-            )
+            let global =
+                format!("global(workDirectory=\"{}\")\nmodule(load=\"imtcp\" MaxSessions=\"100\")\n", dir.display());
+            if apps == 1 {
+                return format!("{global}input(type=\"imtcp\" port=\"{port}\" address=\"127.0.0.1\")\n{action}\n");
+            }
+            let table: Vec<serde_json::Value> =
+                (0..apps).map(|i| json!({"index": format!("app{i}-default"), "value": format!("d{i}")})).collect();
+            let file = dir.join("drains.json");
+            let lookup = json!({"version": 1, "nomatch": "none", "type": "string", "table": table});
+            std::fs::write(&file, lookup.to_string()).expect("write the lookup table");
+            let mut conf = format!("{global}lookup_table(name=\"drains\" file=\"{}\")\n", file.display());
+            for i in 0..apps {
+                conf.push_str(&format!("ruleset(name=\"d{i}\") {{\n{action}\n}}\n"));
+            }
+            conf.push_str(
+                "ruleset(name=\"route\") {\n set $.d = lookup(\"drains\", $hostname);\n call_indirect $.d;\n}\n",
+            );
+            conf.push_str(&format!("input(type=\"imtcp\" port=\"{port}\" address=\"127.0.0.1\" ruleset=\"route\")\n"));
+            conf
         },
         &[port],
     )
@@ -550,25 +652,34 @@ action(type="omfwd" target="127.0.0.1" port="{sink}" protocol="tcp" TCP_Framing=
     let mut bytes = 0;
     for i in 0..n {
         let mut msg = Vec::new();
-        let event = LogEvent::builder("api-default", "akkeris/router").message(&message(i));
+        let app = format!("app{}-default", i as usize % apps);
+        let app = if apps == 1 { "api-default" } else { &app };
+        let event = LogEvent::builder(app, "akkeris/router").message(&message(i));
         wharf_logshuttle::syslog::write_message(&mut msg, &event, None);
         bytes += event.encoded().len() as u64;
         frames.extend_from_slice(format!("{} ", msg.len()).as_bytes());
         frames.extend_from_slice(&msg);
     }
+    let perf = Perf::attach(name, &pid);
     let (start, cpu0) = (Instant::now(), cpu_split(&pid));
     tokio::io::AsyncWriteExt::write_all(&mut conn, &frames).await.unwrap();
     eventually(Duration::from_secs(600), "every line through rsyslog", || async { (sink.frames() >= n).then_some(()) })
         .await;
+    let cpu1 = cpu_split(&pid);
+    let seconds = start.elapsed().as_secs_f64();
+    perf.stop();
     let row = Row {
-        name: "rsyslog TCP to TCP".into(),
+        name: name.into(),
         lines: n,
         receives: Some(sink.receives()),
-        seconds: start.elapsed().as_secs_f64(),
+        seconds,
         bytes,
-        cpu: cpu_seconds(&pid) - cpu0.0 - cpu0.1,
-        system: cpu_split(&pid).1 - cpu0.1,
+        cpu: cpu1.0 + cpu1.1 - cpu0.0 - cpu0.1,
+        system: cpu1.1 - cpu0.1,
     };
+    if !rsyslog.stderr().trim().is_empty() {
+        eprintln!("{name}: rsyslog's standard error:\n{}", rsyslog.stderr());
+    }
     drop(rsyslog);
     row
 }
@@ -650,7 +761,10 @@ async fn main() {
         https_rows.push(wharf_drains(name, &trust, (&broker3, &data), &https_sink, backlog, (&[], &[])).await);
     }
 
-    let rsyslog = rsyslog_relay(&sink, n).await;
+    let rsyslog = rsyslog_relay("rsyslog TCP to TCP", &sink, n, 1, true).await;
+    let rsyslog_many = rsyslog_relay("rsyslog TCP to 1,000 destinations", &sink, n, 1000, true).await;
+    let rsyslog_direct =
+        rsyslog_relay("rsyslog TCP to 1,000 destinations, no action queues", &sink, n, 1000, false).await;
 
     println!(
         "\nlogshuttle benchmark: {n} lines of about 200 bytes, tansu broker, 2 cores; Wharf reads a backlog \
@@ -659,12 +773,12 @@ async fn main() {
         fetch_wait_max_ms()
     );
     println!(
-        "| case | lines/s | MB/s | CPU s per million lines | of which kernel | lines per receive | vs raw consumer (lines/s) | vs rsyslog (lines/s) | vs rsyslog (lines per CPU s) |"
+        "| case | lines/s | MB/s | CPU s per million lines | of which kernel | lines per receive | vs raw consumer (lines/s) | vs rsyslog (lines/s) | vs rsyslog (lines per CPU s) | vs rsyslog to 1,000 (lines per CPU s) |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-    for r in [&raw, &single, &many].into_iter().chain(&https_rows).chain([&rsyslog]) {
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for r in [&raw, &single, &many].into_iter().chain(&https_rows).chain([&rsyslog, &rsyslog_many, &rsyslog_direct]) {
         println!(
-            "| {} | {:.0} | {:.1} | {:.2} | {:.2} | {} | {:.2}x | {:.2}x | {:.2}x |",
+            "| {} | {:.0} | {:.1} | {:.2} | {:.2} | {} | {:.2}x | {:.2}x | {:.2}x | {:.2}x |",
             r.name,
             r.lines_per_sec(),
             r.bytes as f64 / r.seconds / 1e6,
@@ -674,6 +788,7 @@ async fn main() {
             r.lines_per_sec() / raw.lines_per_sec(),
             r.lines_per_sec() / rsyslog.lines_per_sec(),
             rsyslog.cpu_per_million() / r.cpu_per_million(),
+            rsyslog_many.cpu_per_million() / r.cpu_per_million(),
         );
     }
     println!(

@@ -4,7 +4,7 @@
 //! Kafka turned off; `tests/catch_up.rs` has it on), a hung drain that holds up nobody and
 //! leaves what it cannot take in Kafka, a `kill -9` in the middle of a stream that loses no line, and long lines
 //! from every Kafka input (Akkeris' fluentd and build topics, Wharf's own) arriving whole in
-//! chunks.
+//! chunks; and a heap without transparent huge pages.
 //!
 //! Lines enter through `POST /log-events`, the platform components' ingest, with times set
 //! by the test so that the notices that quote them can be checked exactly.
@@ -360,6 +360,29 @@ async fn log_events_refuses_a_bad_batch_whole() {
     api.expect("POST", "/log-events", json!([last]), 202).await;
     let msgs = at_least(&receiver, 1, "the accepted line").await;
     assert_eq!(msgs.iter().map(SyslogMessage::text).collect::<Vec<_>>(), ["the only line"]);
+}
+
+/// Wharf's heap asks for no transparent huge pages (`madvise(MADV_HUGEPAGE)`, shown as `hg` in a
+/// mapping's `VmFlags`): a huge page is zeroed whole on first touch, which was 43% of the
+/// logshuttle's CPU while a thousand drains' buffers grew (benches/RESULTS.md, logshuttle run
+/// 10). Checked on a running Wharf that has delivered lines, so its allocator has its arenas.
+#[tokio::test]
+async fn the_heap_asks_for_no_transparent_huge_pages() {
+    let wharf = Wharf::serve(WHARF, &[]).await;
+    let api = &wharf.api;
+    api.create_app("api-default", &[]).await;
+    let receiver = SyslogReceiver::tcp().await;
+    add_drain(&wharf, "api-default", &receiver.url()).await;
+    let line = json!({"app": "api-default", "source": "akkeris/build", "message": "x".repeat(1000)});
+    for _ in 0..10 {
+        api.expect("POST", "/log-events", Value::Array(vec![line.clone(); 100]), 202).await;
+    }
+    at_least(&receiver, 1000, "the lines").await;
+    let smaps = std::fs::read_to_string(format!("/proc/{}/smaps", wharf.pid())).expect("smaps");
+    let advised: Vec<&str> =
+        smaps.lines().filter(|l| l.starts_with("VmFlags:") && l.split_whitespace().any(|f| f == "hg")).collect();
+    assert!(smaps.contains("VmFlags:"), "this kernel shows no VmFlags");
+    assert_eq!(advised, Vec::<&str>::new(), "mappings advised to use huge pages");
 }
 
 /// A broker, and Wharf reading Akkeris' app topic `perf` and build topic `akkeris-builds` from
