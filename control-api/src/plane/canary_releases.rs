@@ -41,7 +41,6 @@ use wharf_bus::{LogEvent, Stream};
 use wharf_domain::timestamp::now_seconds;
 use wharf_domain::{AppKey, AppName, CanaryEvidence, CanaryPolicy, CanaryState, PolicyInput, Stage, new_id};
 
-use super::canary_down::CANARY_DYNO_DOWN_SECONDS;
 use super::canary_guards::refuse_unjudgeable;
 pub(super) use super::canary_guards::{refuse_canary_app, refuse_during_canary, refuse_unjudged_commands};
 use super::engine::ControlPlane;
@@ -399,17 +398,18 @@ impl ControlPlane {
                     return Some(gone("the canary's split was replaced or deleted"));
                 };
                 let (canary_down, production_down) = self.sides_down(m, cr);
-                if canary_down.is_some_and(|s| s >= CANARY_DYNO_DOWN_SECONDS) {
+                let after = self.canary_down_seconds();
+                if canary_down.is_some_and(|s| s >= after) {
                     return Some(gone(&format!(
-                        "the canary's web dyno has been down for {CANARY_DYNO_DOWN_SECONDS} s or more, so it could not be judged"
+                        "the canary's web dyno has been down for {after} s or more, so it could not be judged"
                     )));
                 }
                 // The baseline's side alike: a production without a web dyno gives the judge
                 // nothing to compare the canary with (FE22d #1).
-                if production_down.is_some_and(|s| s >= CANARY_DYNO_DOWN_SECONDS) {
+                if production_down.is_some_and(|s| s >= after) {
                     return Some(gone(&format!(
-                        "the production app has had no web dyno for {CANARY_DYNO_DOWN_SECONDS} s or more, so the canary \
-                         had nothing to be compared with"
+                        "the production app has had no web dyno for {after} s or more, so the canary had nothing \
+                         to be compared with"
                     )));
                 }
                 match c.state {
@@ -599,6 +599,46 @@ fn baseline_too_small(requests: u64, baseline: u64, min: u64, soak_requests: Opt
     baseline < min && requests >= asked.saturating_mul(BASELINE_WAIT_RATIO)
 }
 
+/// What `decision` says while a canary release's soak has the canary requests it asks (the
+/// larger of `min_requests` and `soak_requests`) and waits for production's `min_requests`:
+/// how many more, and at how many canary requests it is aborted as one that cannot be judged.
+/// `None` while the canary's side is still short, or production's is not.
+fn baseline_wait(requests: u64, baseline: u64, min: u64, soak_requests: Option<u64>) -> Option<String> {
+    let asked = min.max(soak_requests.unwrap_or(0));
+    (requests >= asked && baseline < min).then(|| {
+        format!(
+            "running: waiting for {} more baseline requests: the soak has {requests} of the {asked} canary requests \
+             it asks, and production {baseline} of the min_requests ({min}) it needs too; aborted as one that cannot \
+             be judged at {} canary requests",
+            min - baseline,
+            asked.saturating_mul(BASELINE_WAIT_RATIO),
+        )
+    })
+}
+
+impl ControlPlane {
+    /// A canary's evidence as `GET /apps/{app}/canary` shows it: [`ControlPlane::canary_evidence`],
+    /// whose `decision` says, while the canary of an open canary release waits for production's
+    /// requests (see [`baseline_wait`]), how many more it waits for.
+    pub fn canary_evidence_in(&self, m: &Model, c: &Canary) -> Option<CanaryEvidence> {
+        let mut evidence = self.canary_evidence(c)?;
+        let release = m.open_canary_releases().into_iter().find(|cr| cr.canary_id == Some(c.id));
+        if c.state == CanaryState::Running
+            && self.counts_canary_requests()
+            && let Some(cr) = release
+            && let Some(decision) = baseline_wait(
+                evidence.canary.requests,
+                evidence.baseline.requests,
+                c.policy.min_requests(),
+                cr.soak_requests,
+            )
+        {
+            evidence.decision = decision;
+        }
+        Some(evidence)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -623,6 +663,24 @@ mod tests {
         for &(requests, baseline, min, soak, want) in rows {
             assert_eq!(baseline_too_small(requests, baseline, min, soak), want, "{requests} {baseline} {min} {soak:?}");
         }
+    }
+
+    #[test]
+    fn the_decision_says_how_many_baseline_requests_the_soak_waits_for() {
+        // (canary requests, baseline requests, min_requests, soak_requests, the wait's start)
+        let rows: &[(u64, u64, u64, Option<u64>, Option<&str>)] = &[
+            (99, 0, 100, Some(100), None),                                       // the canary's side is short
+            (100, 0, 100, Some(300), None),                                      // so it is here: the soak asks 300
+            (100, 0, 100, Some(100), Some("running: waiting for 100 more baseline requests")),
+            (500, 97, 100, None, Some("running: waiting for 3 more baseline requests")), // a soak in seconds
+            (500, 100, 100, Some(100), None),                                    // production has its share
+        ];
+        for &(requests, baseline, min, soak, want) in rows {
+            let got = baseline_wait(requests, baseline, min, soak);
+            assert_eq!(got.as_deref().map(|d| &d[..want.map_or(0, str::len)]), want, "{requests} {baseline} {got:?}");
+        }
+        let full = baseline_wait(100, 1, 100, Some(100)).unwrap();
+        assert!(full.ends_with("aborted as one that cannot be judged at 10000 canary requests"), "{full}");
     }
 
     /// How a release of `prd` is asked for: each entry point the canary gate covers.
