@@ -158,7 +158,7 @@ pub(super) async fn patch_app_feature(
             (Some(n), _) => Ok(Some(Some(n))),
             // A whole number past u64 (`1e30`, `18446744073709551616`) arrives as a float.
             (None, Some(f)) if f >= 1.0 && f.fract() == 0.0 => {
-                Err(ApiError::invalid(format!("{name} {v} is too large: at most {} {unit}", u64::MAX)))
+                Err(ApiError::invalid(format!("{name} is too large: at most {} {unit}", u64::MAX)))
             }
             _ => Err(ApiError::invalid(format!("{name} must be a whole number of {unit}, or null"))),
         },
