@@ -186,7 +186,8 @@ async fn run(
         for (app_id, dynos) in adopt::by_app(adopted) {
             let names: Vec<&str> = dynos.iter().map(|o| o.dyno.as_str()).collect();
             tracing::info!(%app_id, dynos = ?names, "an earlier run's web dynos serve until this run's are healthy");
-            let (plane, registry, records, settings) = (plane.clone(), registry.clone(), records.clone(), settings.clone());
+            let (plane, registry, records, settings) =
+                (plane.clone(), registry.clone(), records.clone(), settings.clone());
             stopping.spawn(adopt::retire(plane, registry, records, settings, app_id, dynos, stopped.clone()));
         }
     }
