@@ -259,6 +259,7 @@ pub(crate) async fn open_plane(
         keep_slugs: config.control_api.keep_slugs,
         max_concurrent_builds: config.control_api.max_concurrent_builds,
     });
+    plane.set_canary_down_after(config.control_api.canary_down_after.0);
     let interrupted = plane.fail_interrupted_builds().await?;
     if interrupted > 0 {
         tracing::warn!(builds = interrupted, "builds an earlier run left pending are marked failed");

@@ -488,6 +488,16 @@ async fn bad_canary_settings_are_refused_and_change_nothing() {
         (json!({"min_requests": 4, "soak_requests": null}), "min_requests (4) must be at least min_errors (5)"),
         (json!({"soak_requests": true}), "soak_requests must be a whole number of requests, or null"),
         (json!({"soak_requests": null, "soak_seconds": null}), "a soak needs soak_requests or soak_seconds"),
+        // Only a soak's field takes null ("not waited for"); every judge's field refuses it.
+        (json!({"weight": null}), "weight cannot be null: null means a soak that is not waited for"),
+        (json!({"errors": null}), "errors cannot be null"),
+        (json!({"false_alarm_rate": null}), "false_alarm_rate cannot be null"),
+        (json!({"min_requests": null}), "min_requests cannot be null"),
+        (json!({"min_errors": null}), "min_errors cannot be null"),
+        (json!({"min_rate_ratio": null}), "min_rate_ratio cannot be null"),
+        (json!({"min_rate_difference": null}), "min_rate_difference cannot be null"),
+        (json!({"soak_requests": 1e30}), "soak_requests is too large: at most 18446744073709551615 requests"),
+        (json!({"soak_seconds": 1e30}), "soak_seconds is too large: at most 18446744073709551615 seconds"),
         // An unknown field is named with every field the feature has, the soak's and `enabled` too.
         (
             json!({"bogus": 1}),
@@ -747,5 +757,237 @@ async fn a_starting_canary_release_is_ended_by_hand_as_the_409s_say() {
             .await;
         }
         assert_eq!(api.call("DELETE", "/apps/webprd/canary", None).await.0, 404, "nothing left to end");
+    }
+}
+
+/// GET `/apps/webprd/canary`'s evidence: `(canary errors, baseline errors)`.
+async fn charged(api: &Api) -> (u64, u64, Value) {
+    let (status, c) = api.call("GET", "/apps/webprd/canary", None).await;
+    assert_eq!(status, 200, "{c}");
+    let e = &c["evidence"];
+    (e["canary"]["errors"].as_u64().unwrap(), e["baseline"]["errors"].as_u64().unwrap(), c)
+}
+
+/// Waits until production's dynos, as `GET /apps/webprd/dynos` lists them, are `quantity`
+/// dynos, all up, none of them named in `not`; returns their names.
+async fn production_dynos_up(api: &Api, quantity: usize, not: &[String]) -> Vec<String> {
+    eventually(WAIT, &format!("{quantity} new production dynos up"), || async {
+        let dynos = api.call("GET", "/apps/webprd/dynos", None).await.1;
+        let up: Vec<String> = dynos
+            .as_array()?
+            .iter()
+            .filter(|d| d["type"] == "web" && d["state"] == "up")
+            .map(|d| d["name"].as_str().unwrap().to_owned())
+            .collect();
+        let all = dynos.as_array()?.iter().filter(|d| d["type"] == "web").count();
+        (up.len() == quantity && all == quantity && up.iter().all(|n| !not.contains(n))).then_some(up)
+    })
+    .await
+}
+
+/// FE22d #3 and FE24 NEW-2: a dyno the platform stops is drained first, and nothing about it is
+/// charged to its app or to a canary of it. A good canary (production's code with another
+/// greeting) runs under load through every stop the platform makes of its own accord: a
+/// `kill -9` of Wharf (the new run adopts the old run's web dynos until its own are healthy),
+/// a scale up and down, a restart of one dyno and of all (`ps:restart`), and the canary's end
+/// by hand, which rolls production to the canary's code and deletes the canary app. Every
+/// request is answered by one of the two codes (no `503` "no web dynos", no failed connect),
+/// and the judge charges neither side an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn platform_stops_drain_their_dynos_first_and_charge_no_canary_an_error() {
+    let dir = TempDir::new("canary-platform-stops");
+    let (wharf, command) = Wharf::serve_with_web_dyno(WHARF, &dir).await;
+    staging_and_production(&wharf.api).await;
+    deployed(&wharf, "webprd", &format!("GREETING=old-code {command}"), "old-code").await;
+    deployed(&wharf, "webstg", &format!("GREETING=new-code {command}"), "new-code").await;
+    // A soak that does not end by itself while the rows run.
+    let feature = json!({"enabled": true, "weight": 50, "soak_requests": 10_000_000});
+    wharf.api.expect("PATCH", "/apps/webprd/features/canary", feature, 200).await;
+    let promote = json!({"pipeline": "web", "source": {"app": "webstg"}});
+    wharf.api.expect("POST", "/pipeline-promotions", promote, 201).await;
+    canary_release_in(&wharf.api, "webprd", "running").await;
+    let codes = ["old-code", "new-code"];
+    let before = production_dynos_up(&wharf.api, 1, &[]).await;
+
+    // kill -9 of Wharf: the load starts with the new run's router and lasts until the old
+    // run's dynos are gone (one process of each code with production's config: the new run's)
+    // and production's new dyno is up.
+    let killed = std::process::Command::new("kill").args(["-KILL", &wharf.pid()]).status().unwrap();
+    assert!(killed.success());
+    assert!(!wharf.wait_exit().await.0, "killed");
+    let wharf = Wharf::serve_again_with_web_dyno(WHARF, &dir).await;
+    let api = &wharf.api;
+    let (answers, ()) = Box::pin(under_load(&wharf, async {
+        production_dynos_up(api, 1, &before).await;
+        eventually(WAIT, "the old run's dynos to be stopped", || async {
+            let prd = processes_with(&["GREETING=old-code", "ROLE=production"]).len();
+            let canary = processes_with(&["GREETING=new-code", "ROLE=production"]).len();
+            (prd == 1 && canary == 1).then_some(())
+        })
+        .await;
+    }))
+    .await;
+    assert!(answers.len() >= 10, "requests flowed: {}", answers.len());
+    assert_eq!(failures(&answers, &codes), [], "kill -9: every request answered by one of the codes");
+    let (canary_errors, baseline_errors, c) = charged(api).await;
+    assert_eq!((canary_errors, baseline_errors), (0, 0), "kill -9: nothing charged: {c}");
+    assert!(c["evidence"]["canary"]["requests"].as_u64().unwrap() > 0, "the canary took its share: {c}");
+
+    // (what the platform does, production's web quantity after it)
+    let scale = |n: u32| json!({"updates": [{"type": "web", "quantity": n}]});
+    let rows: [(&str, u32); 4] = [("scale up", 2), ("scale down", 1), ("ps:restart web.N", 1), ("ps:restart", 1)];
+    let mut running = 1;
+    for (what, quantity) in rows {
+        let old = production_dynos_up(api, running, &[]).await;
+        running = quantity as usize;
+        let (answers, ()) = Box::pin(under_load(&wharf, async {
+            match what {
+                "scale up" | "scale down" => {
+                    api.expect("PATCH", "/apps/webprd/formation", scale(quantity), 200).await;
+                }
+                "ps:restart web.N" => {
+                    api.expect("DELETE", &format!("/apps/webprd/dynos/{}", old[0]), json!({}), 202).await;
+                }
+                _ => {
+                    api.expect("DELETE", "/apps/webprd/dynos", json!({}), 202).await;
+                }
+            }
+            // Scaling keeps the dynos that stay; a restart replaces them all.
+            let gone: &[String] = if what.starts_with("ps:") { &old } else { &[] };
+            let now = production_dynos_up(api, quantity as usize, gone).await;
+            if what == "scale down" {
+                assert!(now.iter().all(|n| old.contains(n)), "{now:?} {old:?}");
+            }
+            // A stopped dyno's process is gone too: its drain and stop are over.
+            eventually(WAIT, "the stopped dynos' processes to be gone", || async {
+                (processes_with(&["GREETING=old-code", "ROLE=production"]).len() == quantity as usize).then_some(())
+            })
+            .await;
+        }))
+        .await;
+        assert_eq!(failures(&answers, &codes), [], "{what}: every request answered by one of the codes");
+        let (canary_errors, baseline_errors, c) = charged(api).await;
+        assert_eq!((canary_errors, baseline_errors), (0, 0), "{what}: nothing charged: {c}");
+    }
+
+    // The canary's end by hand: production rolls to the canary's code, the canary app goes.
+    let (answers, promoted) = Box::pin(under_load(&wharf, async {
+        api.expect("POST", "/apps/webprd/canary/promote", json!({}), 200).await;
+        let promoted = canary_release_in(api, "webprd", "promoted").await;
+        eventually(WAIT, "production to run the canary's code alone", || async {
+            let settled = newest_release(api, "webprd").await["status"] == "succeeded";
+            let gone = api.call("GET", "/apps/webprdcanary", None).await.0 == 404;
+            let old = processes_with(&["GREETING=old-code", "ROLE=production"]).len();
+            let new = processes_with(&["GREETING=new-code", "ROLE=production"]).len();
+            (settled && gone && old == 0 && new == 1).then_some(())
+        })
+        .await;
+        promoted
+    }))
+    .await;
+    assert_eq!(failures(&answers, &codes), [], "canary end and roll: every request answered by one of the codes");
+    let after = load(wharf.http, PRD, "/", 20, 2).await.unwrap();
+    assert_eq!(failures(&after, &["new-code"]), [], "production serves the canary's code");
+    let release = newest_release(api, "webprd").await;
+    assert_eq!((&release["id"], &release["status"]), (&promoted["release"]["id"], &json!("succeeded")), "{release}");
+}
+
+/// FE24 NEW-1: a weight that leaves production too few requests to compare with. At 99.99
+/// production gets one request in 10,000, the judge can abort nothing (each canary error is
+/// evidence of at most 1/0.9999), and the soak waits for production's `min_requests`: the
+/// `decision` says so, with the count, and once the canary has had a hundred times what its
+/// soak asks the canary release is aborted as one that cannot be judged, its outcome saying
+/// why, and production never runs the bad code (one answer in five a 500).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_whose_weight_leaves_production_no_baseline_is_aborted_as_unjudgeable() {
+    let dir = TempDir::new("canary-weight");
+    let (wharf, command) = Wharf::serve_with_web_dyno(WHARF, &dir).await;
+    let api = &wharf.api;
+    staging_and_production(api).await;
+    deployed(&wharf, "webprd", &format!("GREETING=old-code {command}"), "old-code").await;
+    deployed(&wharf, "webstg", &format!("GREETING=bad-code FAIL_EVERY=5 {command}"), "bad-code").await;
+    // The soak asks 20 canary requests and 5 of production's: aborted at 2,000 canary requests.
+    let feature = json!({"enabled": true, "weight": 99.99, "min_requests": 5, "soak_requests": 20});
+    api.expect("PATCH", "/apps/webprd/features/canary", feature, 200).await;
+    let promote = json!({"pipeline": "web", "source": {"app": "webstg"}});
+    let promotion = api.expect("POST", "/pipeline-promotions", promote, 201).await;
+    let held = promotion["targets"][0]["release"]["id"].as_str().unwrap().to_owned();
+    canary_release_in(api, "webprd", "running").await;
+    load(wharf.http, PRD, "/", 60, 1).await.unwrap();
+    let (_, _, c) = charged(api).await;
+    let e = &c["evidence"];
+    let (requests, baseline) = (e["canary"]["requests"].as_u64().unwrap(), e["baseline"]["requests"].as_u64().unwrap());
+    assert!(requests >= 20 && baseline < 5, "{c}");
+    let waiting = format!("running: waiting for {} more baseline requests", 5 - baseline);
+    assert!(e["decision"].as_str().unwrap().starts_with(&waiting), "{c}");
+    assert!(e["decision"].as_str().unwrap().ends_with("cannot be judged at 2000 canary requests"), "{c}");
+    let (_, aborted) = Box::pin(under_load(&wharf, canary_release_in(api, "webprd", "aborted"))).await;
+    let outcome = aborted["outcome"].as_str().unwrap();
+    assert!(outcome.contains("fewer than min_requests (5), while the canary had"), "{aborted}");
+    assert!(outcome.ends_with("lower the weight"), "{aborted}");
+    assert!(aborted["evidence"]["canary"]["requests"].as_u64().unwrap() >= 2000, "{aborted}");
+    let release = api.call("GET", &format!("/apps/webprd/releases/{held}"), None).await.1;
+    assert_eq!(release["status"], "failed", "{release}");
+    let after = load(wharf.http, PRD, "/", 50, 2).await.unwrap();
+    assert_eq!(failures(&after, &["old-code"]), [], "production serves its old code, every request");
+}
+
+/// Either side of a running canary release without a web dyno for
+/// `control_api.canary_down_after` (3 s here, 120 s by default) aborts it, the outcome naming
+/// the side: a canary with no dyno cannot be judged, and a production with none gives it
+/// nothing to be compared with. Each side's dyno is made to crash at every start (its code
+/// exits while a file exists) and is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_side_without_a_web_dyno_for_canary_down_after_aborts_the_canary_release() {
+    let dir = TempDir::new("canary-down");
+    std::fs::write(dir.path().join("server.py"), wharf_testkit::dyno_server::PYTHON_WEB_DYNO).unwrap();
+    let script = dir.path().join("server.py");
+    let env = [("WHARF_CONTROL_API__CANARY_DOWN_AFTER", "3s")];
+    let wharf = Wharf::serve_again_with_web_dyno_and(WHARF, &dir, &env).await;
+    let api = &wharf.api;
+    staging_and_production(api).await;
+    let (prd_down, canary_down) = (dir.path().join("prd-down"), dir.path().join("canary-down"));
+    let crashes_while = |file: &std::path::Path, greeting: &str| {
+        format!("[ -e {} ] && exit 1; GREETING={greeting} exec python3 {}", file.display(), script.display())
+    };
+    deployed(&wharf, "webprd", &crashes_while(&prd_down, "old-code"), "old-code").await;
+    deployed(&wharf, "webstg", &crashes_while(&canary_down, "new-code"), "new-code").await;
+    api.expect("PATCH", "/apps/webprd/features/canary", json!({"enabled": true, "weight": 50}), 200).await;
+    // (the file that makes the side's dyno crash, the side's process, the outcome)
+    let rows = [
+        (
+            &canary_down,
+            ["GREETING=new-code", "ROLE=production"],
+            "the canary's web dyno has been down for 3 s or more, so it could not be judged",
+        ),
+        (
+            &prd_down,
+            ["GREETING=old-code", "ROLE=production"],
+            "the production app has had no web dyno for 3 s or more, so the canary had nothing to be compared with",
+        ),
+    ];
+    for (file, side, outcome) in rows {
+        let promote = json!({"pipeline": "web", "source": {"app": "webstg"}});
+        let promotion = api.expect("POST", "/pipeline-promotions", promote, 201).await;
+        let id = promotion["targets"][0]["canary_release"]["id"].as_str().unwrap().to_owned();
+        canary_release_in(api, "webprd", "running").await;
+        std::fs::write(file, "").unwrap();
+        for pid in processes_with(&side) {
+            let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        }
+        let ended = eventually(WAIT, "the canary release to end", || async {
+            let c = api.call("GET", &format!("/apps/webprd/canary-releases/{id}"), None).await.1;
+            (c["state"] != "running").then_some(c)
+        })
+        .await;
+        assert_eq!((ended["state"].as_str(), ended["outcome"].as_str()), (Some("aborted"), Some(outcome)), "{ended}");
+        assert_eq!(ended["release"]["status"], "failed", "{ended}");
+        std::fs::remove_file(file).unwrap();
+        // Production serves again (its crashed dyno restarts once the file is gone).
+        eventually(WAIT, "production to serve its old code", || async {
+            let r = wharf_testkit::client::send(wharf.http, None, &Req::get(PRD, "/")).await.ok()?;
+            (r.status == 200 && r.text() == "old-code").then_some(())
+        })
+        .await;
     }
 }

@@ -210,8 +210,14 @@ async fn after_a_kill_9_the_next_start_stops_what_the_last_one_left() {
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(processes_running(&["sleep", &sleep_for]).len(), 1, "exactly the quantity, not one more");
-    let web = dynos_of_type(&setup.wharf, "web").await;
-    assert!(web.len() == 1 && web[0].1 == "up", "{web:?}");
+    // The router served the old run's web dyno until the new run removed it, so "serving
+    // again" may have been that one: the new web dyno, on the same fixed port, starts only once
+    // the old one is stopped (after the connection grace), and comes up in its own time.
+    eventually(WAIT, "the new web dyno to be up", || async {
+        let web = dynos_of_type(&setup.wharf, "web").await;
+        (web.len() == 1 && web[0].1 == "up").then_some(())
+    })
+    .await;
     assert!(zombies_of(&setup.wharf).is_empty());
 }
 

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use wharf_domain::units::ByteSize;
+use wharf_domain::units::{ByteSize, HumanDuration};
 
 use crate::DatabaseUrl;
 use crate::dyno_size::{DynoSize, default_dyno_sizes};
@@ -60,6 +60,11 @@ pub struct ControlApiConfig {
     /// waits, `pending`, its output saying so, until one ends (builds use the disk and a core
     /// each, and a source may take up to 600 s to arrive). At least 1.
     pub max_concurrent_builds: usize,
+    /// How long either side of a running canary release (its canary app, or the production app
+    /// it is compared with) may have no web dyno before the canary release is aborted as one
+    /// that cannot be judged: 120 s, so that a crash or two, restarted with backoff, does not
+    /// abort it and a dyno that keeps crashing does. At least 1 s; whole seconds.
+    pub canary_down_after: HumanDuration,
 }
 
 impl Default for ControlApiConfig {
@@ -80,6 +85,7 @@ impl Default for ControlApiConfig {
             allow_file_urls: false,
             keep_slugs: 20,
             max_concurrent_builds: 4,
+            canary_down_after: HumanDuration::secs(120),
         }
     }
 }
@@ -93,6 +99,9 @@ impl ControlApiConfig {
         }
         if self.max_concurrent_builds == 0 {
             return invalid("control_api.max_concurrent_builds", "must be at least 1, or no build would ever run");
+        }
+        if self.canary_down_after.0 < std::time::Duration::from_secs(1) {
+            return invalid("control_api.canary_down_after", "must be at least 1s");
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return invalid("control_api.tls_cert", "tls_cert and tls_key go together");

@@ -688,6 +688,7 @@ mod tests {
         check_rejected("[kafka]\nakkeris_app_topics = [\"wharf-logs\"]", &[], "read once");
         check_rejected("[kafka]\npartitions = 0", &[], "kafka.partitions");
         check_rejected("[control_api]\nmax_quantity = 0", &[], "control_api.max_quantity");
+        check_rejected("[control_api]\ncanary_down_after = \"500ms\"", &[], "control_api.canary_down_after");
         check_rejected("[control_api]\ntls_cert = \"/c.pem\"", &[], "control_api.tls_cert");
         check_rejected("[control_api]\ntls_key = \"/k.pem\"", &[], "control_api.tls_cert");
         check_rejected("[feed]\nallow_insecure = true", &[], "unknown field `allow_insecure`");

@@ -5,7 +5,9 @@
 //! backoff (see [`crate::restart`]), until it is stopped. A dyno that never became healthy is
 //! restarted likewise: a first boot that fails is retried.
 //!
-//! A dyno is named `TYPE.RELEASE-XXXXX` (five random lowercase letters and digits), gets the
+//! A dyno is named `TYPE.RELEASE-XXXXX`: `RELEASE` is the entry's roll that started it (1, 2,
+//! ... in this run of Wharf), shared by all the roll's dynos as Akkeris' deployment number is,
+//! and `XXXXX` five random lowercase letters and digits, unique among the app's dynos. It gets the
 //! app's config vars, `DYNO` and, for a web dyno, `PORT`. Its output goes onto the bus as
 //! `app[TYPE.RELEASE-XXXXX]`; a crash is logged as Heroku's `at=error code=H10 desc="App crashed"`
 //! (<https://devcenter.heroku.com/articles/error-codes#h10-app-crashed>).
@@ -17,7 +19,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 use wharf_bus::{LogEvent, Publisher, Stream};
-use wharf_control_api::{ControlPlane, DynoState, LocalDyno};
+use wharf_control_api::{ControlPlane, DynoState, LocalDyno, LocalRuntime};
 use wharf_domain::timestamp::now_seconds;
 use wharf_domain::{DynoName, DynoType, Hostname};
 
@@ -122,7 +124,14 @@ pub(crate) struct DynoLauncher {
 
 impl LaunchDynos for DynoLauncher {
     fn launch(&self, release: u32, spec: &DynoSpec) -> RunningDyno {
-        let name = format!("{}.{release}-{}", self.dyno_type, name_suffix());
+        // The roll's number is every one of its dynos' (Akkeris' deployment part of a name), so
+        // the suffix alone tells them apart: one the app's listed dynos have is drawn again.
+        let name = loop {
+            let name = format!("{}.{release}-{}", self.dyno_type, name_suffix());
+            if self.registry.dyno(self.app_id, &name).is_none() {
+                break name;
+            }
+        };
         let (health_tx, health) = watch::channel(DynoHealth::Starting);
         let (stop, stopped) = watch::channel(false);
         let dyno = Dyno { launcher: self.clone(), name: name.clone(), spec: spec.clone() };

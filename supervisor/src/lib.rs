@@ -5,7 +5,10 @@
 //! dynos get a free port unless the formation names one) and `DYNO`; it is everything in that
 //! group, which is stopped as a whole (SIGTERM, SIGKILL after the grace) when the dyno is
 //! stopped and when its shell exits. Each running group is recorded in the data directory, and
-//! a start first stops the groups a killed Wharf left. Wharf is its dynos' child subreaper and
+//! a start first stops the groups a killed Wharf left, but for its registered web dynos, which
+//! serve until this run's replacements are healthy and are then drained and stopped (`adopt`):
+//! a dyno the platform stops, whatever the reason, leaves the router before it stops, so
+//! nothing about it is charged to its app or a canary of it. Wharf is its dynos' child subreaper and
 //! reaps the orphans they leave. A web dyno is registered
 //! with the control API, and so seen by the router, only once it passes its health check (a TCP
 //! connect, or an HTTP `GET` of the formation's `healthcheck` path). Its output goes onto the log
@@ -44,6 +47,7 @@
 
 #![forbid(unsafe_code)]
 
+mod adopt;
 mod desired;
 mod dyno;
 mod formation;
@@ -92,7 +96,8 @@ pub struct Supervisor {
 impl Supervisor {
     /// Starts following the control plane's formations on the current runtime: becomes the
     /// dynos' child subreaper, stops the process groups an earlier run recorded in
-    /// `settings.records_dir` and left running, removes the dynos it registered for the apps
+    /// `settings.records_dir` and left running (its registered web dynos once this run's are
+    /// healthy), removes the dynos it registered for the apps
     /// it runs, then keeps every formation entry that has a command running until
     /// [`Supervisor::shutdown`].
     pub fn start(plane: Arc<ControlPlane>, publisher: Publisher, settings: Settings) -> Supervisor {
@@ -133,17 +138,38 @@ async fn run(
     mut stopped: watch::Receiver<bool>,
 ) {
     reaper::start();
-    // Dynos an earlier run registered for apps the supervisor runs are gone with that run.
-    // Their registrations go first, before its processes are stopped (which waits up to the
-    // stop grace): until then the router sends them requests that fail to connect.
-    for (app, dyno) in plane.read(stale_dynos).await {
-        let _ = plane.delete_dyno(&app, &dyno).await;
-    }
+    // What an earlier run (a killed Wharf) left running, and of that what keeps serving until
+    // this run's replacements are healthy (see `adopt`).
     let records = settings.records_dir.clone().map(Records::new);
+    let orphans = records.as_ref().map(Records::living).unwrap_or_default();
+    let (adopted, orphans) = plane.read(|m| adopt::adoptable(m, orphans)).await;
+    // Every other dyno an earlier run registered for apps the supervisor runs is gone with
+    // that run. The registrations go first, and the processes only after the connection
+    // grace, as for any dyno the platform stops: the router, which starts with them, must not
+    // be refused a connection by a dyno it reached, which it would charge to its app.
+    let kept: BTreeSet<(String, String)> =
+        adopted.iter().map(|a| (a.app_id.to_string(), a.orphan.dyno.clone())).collect();
+    let mut unregistered = false;
+    for (app, dyno) in plane.read(stale_dynos).await {
+        if !kept.contains(&(app.clone(), dyno.clone())) {
+            unregistered |= plane.delete_dyno(&app, &dyno).await.is_ok();
+        }
+    }
     if let Some(records) = &records {
-        // What a killed Wharf left running goes before anything starts: its web dynos would
-        // hold fixed ports, and its workers would run twice.
-        let stopped = records.reclaim(settings.stop_grace).await;
+        // What a killed Wharf left running and nobody adopts goes before anything starts: its
+        // web dynos would hold fixed ports, and its workers would run twice.
+        if unregistered && !orphans.is_empty() {
+            tokio::time::sleep(settings.connection_grace).await;
+        }
+        let mut stops = tokio::task::JoinSet::new();
+        for orphan in orphans {
+            let (records, grace) = (records.clone(), settings.stop_grace);
+            stops.spawn(async move {
+                records.stop(&orphan, grace).await;
+                format!("{} {}", orphan.app, orphan.dyno)
+            });
+        }
+        let stopped = stops.join_all().await;
         if !stopped.is_empty() {
             tracing::warn!(dynos = ?stopped, "stopped the dynos an earlier run left running");
         }
@@ -155,6 +181,16 @@ async fn run(
     let mut services: HashMap<Uuid, LoopbackService> = HashMap::new();
     // Entries being stopped: their dynos' grace periods hold up no other entry.
     let mut stopping = tokio::task::JoinSet::new();
+    // Adopted dynos retire there too, so that a stop of Wharf waits for them as for any dyno.
+    if let Some(records) = &records {
+        for (app_id, dynos) in adopt::by_app(adopted) {
+            let names: Vec<&str> = dynos.iter().map(|o| o.dyno.as_str()).collect();
+            tracing::info!(%app_id, dynos = ?names, "an earlier run's web dynos serve until this run's are healthy");
+            let (plane, registry, records, settings) =
+                (plane.clone(), registry.clone(), records.clone(), settings.clone());
+            stopping.spawn(adopt::retire(plane, registry, records, settings, app_id, dynos, stopped.clone()));
+        }
+    }
     // Each running one-off dyno's own stop signal, by app and name: a one-off is never
     // restarted, so a restart or stop that names it (or all the app's dynos) stops it.
     let mut one_off_stops: HashMap<(Uuid, String), watch::Sender<bool>> = HashMap::new();

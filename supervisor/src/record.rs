@@ -1,7 +1,8 @@
 //! The dyno records: each running dyno's process group, written to `DATA_DIR/dynos/PGID` once
 //! its process is started and removed once its group is gone, so that a Wharf killed without
 //! its shutdown (`kill -9`, a crash, the OOM killer) leaves a list of what it ran, and the next
-//! start stops those groups before it starts any dyno.
+//! start stops those groups (or adopts them until their replacements are healthy, see
+//! `adopt`).
 //!
 //! A record is one line: `BOOT_ID START_TIME APP DYNO`. A process group's id is its first
 //! process's pid, and pids are reused, so a group is only stopped when it is the recorded one:
@@ -46,30 +47,62 @@ impl Records {
         self.dir.join(pgid.to_string())
     }
 
-    /// Stops every recorded group that is still the recorded one (SIGTERM, then SIGKILL after
-    /// `grace`), all at once, and removes every record; returns the dynos stopped, as
-    /// `APP DYNO`.
-    pub(crate) async fn reclaim(&self, grace: Duration) -> Vec<String> {
+    /// The dynos an earlier run left running: every recorded group that is still the recorded
+    /// one. The records of the others are removed; a living group's record stays until
+    /// [`Records::stop`], so that a Wharf killed again before then leaves it to the next run.
+    pub(crate) fn living(&self) -> Vec<Orphan> {
         let Ok(entries) = std::fs::read_dir(&self.dir) else { return Vec::new() };
         let boot = procfs::boot_id();
-        let mut stops = tokio::task::JoinSet::new();
+        let mut living = Vec::new();
         for entry in entries.flatten() {
             let path = entry.path();
             let text = std::fs::read_to_string(&path).unwrap_or_default();
-            let _ = std::fs::remove_file(&path);
-            let Some(pgid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
-            let Some(record) = Record::parse(&text) else { continue };
-            if record.boot_id == boot && is_recorded_group(pgid, record.start_time) {
-                tracing::warn!(app = record.app, dyno = record.dyno, pgid, "stopping a dyno an earlier run left");
-                let dyno = format!("{} {}", record.app, record.dyno);
-                stops.spawn(async move {
-                    crate::group::stop_group(pgid, grace).await;
-                    dyno
-                });
+            let pgid = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok());
+            match (pgid, Record::parse(&text)) {
+                (Some(pgid), Some(record)) if record.boot_id == boot && is_recorded_group(pgid, record.start_time) => {
+                    living.push(Orphan { pgid, app: record.app, dyno: record.dyno });
+                }
+                _ => {
+                    let _ = std::fs::remove_file(&path);
+                }
             }
+        }
+        living
+    }
+
+    /// Stops an orphan's process group (SIGTERM, then SIGKILL after `grace`) and removes its
+    /// record once the group is gone.
+    pub(crate) async fn stop(&self, orphan: &Orphan, grace: Duration) {
+        tracing::warn!(app = orphan.app, dyno = orphan.dyno, pgid = orphan.pgid, "stopping a dyno an earlier run left");
+        crate::group::stop_group(orphan.pgid, grace).await;
+        self.remove(orphan.pgid);
+    }
+
+    /// Stops every recorded group that is still the recorded one, all at once, and removes
+    /// every record; returns the dynos stopped, as `APP DYNO`.
+    #[cfg(test)]
+    pub(crate) async fn reclaim(&self, grace: Duration) -> Vec<String> {
+        let mut stops = tokio::task::JoinSet::new();
+        for orphan in self.living() {
+            let records = self.clone();
+            stops.spawn(async move {
+                records.stop(&orphan, grace).await;
+                format!("{} {}", orphan.app, orphan.dyno)
+            });
         }
         stops.join_all().await
     }
+}
+
+/// A dyno an earlier run of Wharf left running: its process group, still the recorded one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Orphan {
+    /// The dyno's process group id.
+    pub(crate) pgid: i32,
+    /// Its app's key (`name-space`).
+    pub(crate) app: String,
+    /// The dyno's name (`web.1-abcde`).
+    pub(crate) dyno: String,
 }
 
 /// One record's fields.
@@ -120,7 +153,9 @@ mod tests {
         let mut out = BufReader::new(leader.stdout.take().unwrap()).lines();
         let child: i32 = out.next_line().await.unwrap().unwrap().parse().unwrap();
         records.add(pgid, start_time, "api-default", "worker.1-abcde");
-        leader.wait().await.unwrap();
+        // Another test's reaper (`reaper::reap_orphans`, which reaps any zombie child it did not
+        // spawn through `process`) may have reaped the leader first: either way it has exited.
+        let _ = leader.wait().await;
         // A record of a group that no longer exists, and one from another boot.
         records.add(999_999_999, 1, "api-default", "worker.1-fghij");
         std::fs::write(dir.join("1"), "another-boot 1 api-default web.1-klmno\n").unwrap();

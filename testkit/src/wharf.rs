@@ -64,14 +64,20 @@ impl Wharf {
     /// Starts `wharf serve` again as [`Wharf::serve_with_web_dyno`] did, on the data it left in
     /// `dir` (after a `kill -9` of the first, say).
     pub async fn serve_again_with_web_dyno(bin: &str, dir: &TempDir) -> Wharf {
-        let env = [
+        Wharf::serve_again_with_web_dyno_and(bin, dir, &[]).await
+    }
+
+    /// [`Wharf::serve_again_with_web_dyno`] with `env` on top (`WHARF_SECTION__KEY` settings).
+    pub async fn serve_again_with_web_dyno_and(bin: &str, dir: &TempDir, env: &[(&str, &str)]) -> Wharf {
+        let mut all = vec![
             ("WHARF_ROUTER__HTTP_REDIRECT", "false"),
             ("WHARF_SUPERVISOR__RESTART_MIN", "200ms"),
             ("WHARF_SUPERVISOR__CONNECTION_GRACE", "200ms"),
             ("WHARF_SUPERVISOR__STOP_GRACE", "2s"),
             ("WHARF_SUPERVISOR__HEALTH_TIMEOUT", "20s"),
         ];
-        Wharf::serve_with(bin, &[], &dir.path().join("data"), &env).await
+        all.extend_from_slice(env);
+        Wharf::serve_with(bin, &[], &dir.path().join("data"), &all).await
     }
 }
 

@@ -47,7 +47,7 @@ fn canary_out(plane: &ControlPlane, m: &Model, c: &Canary) -> Option<CanaryOut> 
         canary_app: app_ref(m, canary),
         state: c.state.as_str(),
         policy: c.policy.clone().into(),
-        evidence: plane.canary_evidence(c),
+        evidence: plane.canary_evidence_in(m, c),
         created_at: format_seconds(c.created_at),
         updated_at: format_seconds(c.updated_at),
     })
@@ -79,6 +79,7 @@ pub(super) async fn put_canary(
         Some(_) => return Err(ApiError::invalid("canary_app must be a string: the canary app's id or name")),
         None => return Err(ApiError::invalid("canary_app is required: the canary app's id or name")),
     };
+    super::features::refuse_nulls(&req)?;
     let policy: CanaryPolicy = serde_json::from_value(serde_json::Value::Object(req)).map_err(ApiError::invalid)?;
     let (c, created) = plane.put_canary(&app, &canary_app, policy).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };

@@ -154,13 +154,18 @@ pub(super) async fn patch_app_feature(
     let mut soak = |name: &str, unit: &str| match req.remove(name) {
         None => Ok(None),
         Some(serde_json::Value::Null) => Ok(Some(None)),
-        Some(v) => v
-            .as_u64()
-            .map(|n| Some(Some(n)))
-            .ok_or_else(|| ApiError::invalid(format!("{name} must be a whole number of {unit}, or null"))),
+        Some(v) => match (v.as_u64(), v.as_f64()) {
+            (Some(n), _) => Ok(Some(Some(n))),
+            // A whole number past u64 (`1e30`, `18446744073709551616`) arrives as a float.
+            (None, Some(f)) if f >= 1.0 && f.fract() == 0.0 => {
+                Err(ApiError::invalid(format!("{name} is too large: at most {} {unit}", u64::MAX)))
+            }
+            _ => Err(ApiError::invalid(format!("{name} must be a whole number of {unit}, or null"))),
+        },
     };
     let soak_requests = soak("soak_requests", "requests")?;
     let soak_seconds = soak("soak_seconds", "seconds")?;
+    refuse_nulls(&req)?;
     // The judge's fields are `PolicyInput`'s, which refuses unknown ones naming only its own:
     // the three this handler took out are named too.
     let policy: PolicyInput = serde_json::from_value(serde_json::Value::Object(req)).map_err(|e| {
@@ -174,6 +179,20 @@ pub(super) async fn patch_app_feature(
     plane.set_canary_feature(&app, CanaryFeatureInput { enabled, soak_requests, soak_seconds, policy }).await?;
     let all = read_features(&plane, &app).await?;
     Ok(Json(all.into_iter().find(|f| f.canary.is_some())))
+}
+
+/// Refuses a judge's field given as `null` (422, naming it). Only a soak's fields have a
+/// meaning for `null` (that condition is not waited for); a judge's fields have no "none",
+/// and a `null` that kept (or defaulted) the value silently would look like a change that
+/// was made. Leaving a field out keeps it (`PATCH`) or takes its default (`PUT`).
+pub(super) fn refuse_nulls(req: &serde_json::Map<String, serde_json::Value>) -> ApiResult<()> {
+    match req.iter().find(|(_, v)| v.is_null()) {
+        Some((name, _)) => Err(ApiError::invalid(format!(
+            "{name} cannot be null: null means a soak that is not waited for, so only soak_requests and \
+             soak_seconds take it; leave {name} out instead"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Wharf's three app features, `internal-routing`, `canary` and `preview`, enabled as given.

@@ -1,6 +1,7 @@
 //! The down watch of a running canary release's two sides: how long its canary app, and its
 //! production app (the baseline), have had no web dyno, as this process saw it. Either side down
-//! for [`CANARY_DYNO_DOWN_SECONDS`] aborts the canary release (`canary_releases.rs`): a side
+//! for `control_api.canary_down_after` ([`CANARY_DYNO_DOWN_SECONDS`] by default) aborts the
+//! canary release (`canary_releases.rs`): a side
 //! without a web dyno takes no counted request, so it could be neither judged nor compared with.
 
 use uuid::Uuid;
@@ -12,13 +13,13 @@ use crate::model::{CanaryRelease, Model};
 /// The process type the router sends requests to.
 const WEB: &str = "web";
 
-/// How long, in seconds, a running canary release's canary app may have no web dyno before the
-/// release is aborted. A canary without a dyno takes no traffic (the router's own "no web dynos"
+/// How long, in seconds, a running canary release's canary app (or production app) may have no
+/// web dyno before the release is aborted, unless `control_api.canary_down_after` says otherwise. A canary without a dyno takes no traffic (the router's own "no web dynos"
 /// answers are not counted), so it would be neither judged nor soaked, and production's every
 /// release would wait on it (409) until someone ended it by hand. The local supervisor restarts
 /// a crashed dyno after 1, 2, 4, ... s (with as much again of jitter), so a crash or two does not
 /// abort; a dyno that keeps crashing, or that an external runtime stopped running, does.
-pub(super) const CANARY_DYNO_DOWN_SECONDS: i64 = 120;
+pub(super) const CANARY_DYNO_DOWN_SECONDS: u64 = 120;
 
 /// How long the canary app has had no web dyno, given whether it has one `now` and `down_since`,
 /// the record of this kept between looks (updated here). `None` while it has one.
@@ -40,6 +41,18 @@ pub(super) enum Side {
 }
 
 impl ControlPlane {
+    /// Sets how long either side of a running canary release may have no web dyno before the
+    /// release is aborted (`control_api.canary_down_after`); once, at start.
+    pub fn set_canary_down_after(&self, after: std::time::Duration) {
+        let _ = self.canary_down_after.set(after);
+    }
+
+    /// How long, in whole seconds (at least 1), either side may have no web dyno.
+    pub(super) fn canary_down_seconds(&self) -> i64 {
+        let after = self.canary_down_after.get().map_or(CANARY_DYNO_DOWN_SECONDS, |d| d.as_secs().max(1));
+        i64::try_from(after).unwrap_or(i64::MAX)
+    }
+
     /// How long the canary app and the production app of `cr` have each had no web dyno
     /// (`None` for a side that has one now), updating the record kept between looks.
     pub(super) fn sides_down(&self, m: &Model, cr: &CanaryRelease) -> (Option<i64>, Option<i64>) {

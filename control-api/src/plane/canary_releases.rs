@@ -41,7 +41,7 @@ use wharf_bus::{LogEvent, Stream};
 use wharf_domain::timestamp::now_seconds;
 use wharf_domain::{AppKey, AppName, CanaryEvidence, CanaryPolicy, CanaryState, PolicyInput, Stage, new_id};
 
-use super::canary_down::CANARY_DYNO_DOWN_SECONDS;
+use super::canary_baseline::baseline_too_small;
 use super::canary_guards::refuse_unjudgeable;
 pub(super) use super::canary_guards::{refuse_canary_app, refuse_during_canary, refuse_unjudged_commands};
 use super::engine::ControlPlane;
@@ -399,17 +399,18 @@ impl ControlPlane {
                     return Some(gone("the canary's split was replaced or deleted"));
                 };
                 let (canary_down, production_down) = self.sides_down(m, cr);
-                if canary_down.is_some_and(|s| s >= CANARY_DYNO_DOWN_SECONDS) {
+                let after = self.canary_down_seconds();
+                if canary_down.is_some_and(|s| s >= after) {
                     return Some(gone(&format!(
-                        "the canary's web dyno has been down for {CANARY_DYNO_DOWN_SECONDS} s or more, so it could not be judged"
+                        "the canary's web dyno has been down for {after} s or more, so it could not be judged"
                     )));
                 }
                 // The baseline's side alike: a production without a web dyno gives the judge
                 // nothing to compare the canary with (FE22d #1).
-                if production_down.is_some_and(|s| s >= CANARY_DYNO_DOWN_SECONDS) {
+                if production_down.is_some_and(|s| s >= after) {
                     return Some(gone(&format!(
-                        "the production app has had no web dyno for {CANARY_DYNO_DOWN_SECONDS} s or more, so the canary \
-                         had nothing to be compared with"
+                        "the production app has had no web dyno for {after} s or more, so the canary had nothing \
+                         to be compared with"
                     )));
                 }
                 match c.state {
@@ -585,20 +586,6 @@ impl ControlPlane {
     }
 }
 
-/// How many times the requests a soak asks of the canary (the larger of `min_requests` and
-/// `soak_requests`) it may have while production's stay below `min_requests`, before the canary
-/// release is aborted as one that cannot be judged. 100 lets a weight up to about 99% finish
-/// its soak (production then has 1 request in 100); a weight near 100% would otherwise leave the
-/// soak waiting forever while the canary takes nearly every request (FE24).
-const BASELINE_WAIT_RATIO: u64 = 100;
-
-/// Whether production's share is too small to judge the canary by: the baseline still has fewer
-/// than `min` requests while the canary has had [`BASELINE_WAIT_RATIO`] times what its soak asks.
-fn baseline_too_small(requests: u64, baseline: u64, min: u64, soak_requests: Option<u64>) -> bool {
-    let asked = min.max(soak_requests.unwrap_or(0));
-    baseline < min && requests >= asked.saturating_mul(BASELINE_WAIT_RATIO)
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -606,24 +593,6 @@ mod tests {
     use super::super::canary_down::canary_dyno_down_for;
     use super::*;
     use crate::plane::{FormationUpdate, NewSlug, PromotionInput, Quantity};
-
-    #[test]
-    fn a_baseline_too_small_to_compare_with_is_told_from_one_still_growing() {
-        // (canary requests, baseline requests, min_requests, soak_requests, too small?)
-        let rows: &[(u64, u64, u64, Option<u64>, bool)] = &[
-            (301, 0, 100, Some(100), false),      // early: the soak waits for production
-            (9_999, 99, 100, Some(100), false),   // weight 99: one short, still waiting
-            (10_000, 99, 100, Some(100), true),   // a hundred soaks' worth and production short
-            (10_000, 100, 100, Some(100), false), // production reached its minimum
-            (50_000, 0, 100, Some(1_000), false), // the soak asks more: it waits longer
-            (100_000, 0, 100, Some(1_000), true),
-            (10_000, 0, 100, None, true), // a soak in seconds alone: min_requests decides
-            (u64::MAX, 0, u64::MAX, None, true), // no overflow
-        ];
-        for &(requests, baseline, min, soak, want) in rows {
-            assert_eq!(baseline_too_small(requests, baseline, min, soak), want, "{requests} {baseline} {min} {soak:?}");
-        }
-    }
 
     /// How a release of `prd` is asked for: each entry point the canary gate covers.
     #[derive(Debug, Clone, Copy)]

@@ -225,6 +225,9 @@ pub struct ControlPlane {
     /// production app, has had no web dyno, as this process saw it (`canary_down.rs`); gone when
     /// it has one again.
     pub(super) canary_dyno_down: Mutex<std::collections::HashMap<(Uuid, super::canary_down::Side), i64>>,
+    /// How long a side of a running canary release may have no web dyno (see `canary_down`);
+    /// [`super::canary_down::CANARY_DYNO_DOWN_SECONDS`] until set.
+    pub(super) canary_down_after: OnceLock<std::time::Duration>,
     /// Woken when another replica may have committed (PostgreSQL).
     pub(super) store_changed: Option<Arc<tokio::sync::Notify>>,
     /// The local runtime (the supervisor, in `wharf serve`), once it has started.
@@ -276,6 +279,7 @@ impl ControlPlane {
             sessions,
             canary_reader: OnceLock::new(),
             canary_dyno_down: Mutex::default(),
+            canary_down_after: OnceLock::new(),
             outbound: OnceLock::new(),
             page_tls: OnceLock::new(),
             streams_end: watch::Sender::new(false),

@@ -20,6 +20,7 @@ mod apps;
 mod build_source;
 mod builds;
 mod canaries;
+mod canary_baseline;
 mod canary_down;
 mod canary_guards;
 mod canary_releases;
