@@ -5,7 +5,7 @@
 //!
 //! The watch stream is newline-delimited JSON: each line is a whole snapshot, never a delta, so
 //! a follower that missed versions only needs the newest line; an empty line is the server's
-//! heartbeat. Both clients follow one retry rule ([`Retries`]): after a failure they try the
+//! heartbeat. Both clients follow one retry rule (`Retries`): after a failure they try the
 //! next replica at once, and wait (exponential backoff with jitter) only when every replica in
 //! the list has failed in a row; a good snapshot starts the backoff again from its first step.
 //!
