@@ -56,6 +56,7 @@ async fn serve(config: Config, control_api: ControlApiUrl) -> Result<()> {
             SessionKey::generate()
         }
     };
+    let feed = control_api.clone();
     let (snapshots, follower) =
         follow(control_api, data_dir).with_context(|| format!("cannot keep the snapshot in {}", data_dir.display()))?;
     let logshuttle = Logshuttle::start(
@@ -74,6 +75,8 @@ async fn serve(config: Config, control_api: ControlApiUrl) -> Result<()> {
             axum::routing::get(move || {
                 let mut out = String::with_capacity(4096);
                 (*metrics)(&mut out);
+                // Which control API replica it follows now (`wharf_feed_following`).
+                feed.render_metrics(&mut out);
                 std::future::ready(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
             }),
         )

@@ -105,10 +105,15 @@ fn control_api_url(
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let filter = std::env::var("WHARF_LOG").unwrap_or_else(|_| "info".into());
+    // PostgreSQL's notices (`relation "wharf_schema" already exists, skipping` on every start)
+    // are the server's chatter, not Wharf's news: only from WARN up unless WHARF_LOG asks.
+    let filter = std::env::var("WHARF_LOG").unwrap_or_else(|_| "info,tokio_postgres=warn".into());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal: a log redirected to a file or journald is read
+        // by grep and jq, which the escape codes would break (FE25's F11).
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
     let result = match cli.command {

@@ -56,7 +56,13 @@ async fn serve(config: Config, control_api: ControlApiUrl) -> Result<()> {
     let mut router = Router::start(&config.router, listeners, certs, snapshots, bus.publisher.clone())?;
     // Access lines the bus could not take show in /metrics.
     let bus_stats = bus.publisher.stats();
-    router.add_metrics(Box::new(move |out: &mut String| bus_stats.render(out)));
+    // And which control API replica it follows now (`wharf_feed_following`). One closure: the
+    // router takes one.
+    let feed = control_api.clone();
+    router.add_metrics(Box::new(move |out: &mut String| {
+        bus_stats.render(out);
+        feed.render_metrics(out);
+    }));
     // Canary aborts this router decides apply here at once, and go to the control API, which
     // records them so that every router follows.
     let reporter = router.take_verdicts().map(|v| tokio::spawn(report_verdicts(control_api, v)));

@@ -375,11 +375,21 @@ async fn replicas_ride_out_a_database_restart() {
     })
     .await;
 
+    // `/healthz`: 200 throughout (reads are served), `storage` saying whether writes can be.
+    for api in [&a.api, &b.api] {
+        let (status, health) = api.call("GET", "/healthz", None).await;
+        assert_eq!((status, health["status"].as_str(), health["storage"].as_str()), (200, Some("ok"), Some("ok")));
+    }
     pg.stop().await;
     for api in [&a.api, &b.api] {
         assert_eq!(api.call("GET", "/apps/before-default", None).await.0, 200, "reads are served from memory");
         let out = api.expect("POST", "/apps", json!({"name": "during", "space": "default"}), 503).await;
         assert_eq!(out["id"], "service_unavailable", "{out}");
+        let (status, health) = api.call("GET", "/healthz", None).await;
+        assert_eq!(
+            (status, health["status"].as_str(), health["storage"].as_str()),
+            (200, Some("ok"), Some("unavailable"))
+        );
     }
 
     pg.start_again().await;
@@ -388,6 +398,12 @@ async fn replicas_ride_out_a_database_restart() {
         (b.api.call("GET", "/apps/after-default", None).await.0 == 200).then_some(())
     })
     .await;
+    for api in [&a.api, &b.api] {
+        wharf_testkit::eventually(std::time::Duration::from_secs(30), "healthz to say storage is back", || async {
+            (api.call("GET", "/healthz", None).await.1["storage"] == "ok").then_some(())
+        })
+        .await;
+    }
     for api in [&a.api, &b.api] {
         assert_eq!(api.call("GET", "/apps/during-default", None).await.0, 404, "a refused write left nothing");
     }

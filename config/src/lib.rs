@@ -488,6 +488,12 @@ impl Config {
         if let Err((field, message)) = self.control_api.validate() {
             return invalid(field, &message);
         }
+        if self.feed.silence_timeout.0 < std::time::Duration::from_secs(2) {
+            return invalid(
+                "feed.silence_timeout",
+                "must be at least 2s: the control api's heartbeat comes every second, and one late one must not end the stream",
+            );
+        }
         let l = &self.logshuttle;
         if l.drain_buffer_lines == 0 || l.drain_buffer_bytes.0 == 0 {
             return invalid("logshuttle.drain_buffer_lines", "drain buffers must hold at least one line and one byte");
@@ -709,6 +715,7 @@ mod tests {
         check_rejected(&format!("{sizes}{{name = \"a\", memory = \"0B\"}}]"), &[], "must have some memory");
         check_rejected(&format!("{sizes}{{name = \"a\", memory = \"1MiB\", cpu = 1}}]"), &[], "unknown field");
         check_rejected("[control_api]\ndatabase_url = \"mysql://db/wharf\"", &[], "must be a postgres:// URL");
+        check_rejected("[feed]\nsilence_timeout = \"1s\"", &[], "must be at least 2s");
         check_rejected("[control_api]\ndatabase_url = \"postgres://\"", &[], "must name a host");
         check_rejected("[supervisor]\nhealth_timeout = \"0s\"", &[], "supervisor.health_timeout");
         check_rejected(

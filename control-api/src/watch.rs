@@ -5,7 +5,9 @@
 //!
 //! The watch stream is newline-delimited JSON: each line is a whole snapshot, never a delta, so
 //! a follower that missed versions only needs the newest line; an empty line is the server's
-//! heartbeat. Both clients retry with exponential backoff and jitter while the API is away.
+//! heartbeat. Both clients follow one retry rule (`Retries`): after a failure they try the
+//! next replica at once, and wait (exponential backoff with jitter) only when every replica in
+//! the list has failed in a row; a good snapshot starts the backoff again from its first step.
 //!
 //! The feed holds secrets (certificates' keys for a router, drain credentials for a logshuttle),
 //! so a data plane follows an `https://` control API, verified against the Mozilla roots and the
@@ -39,9 +41,41 @@ fn backoff() -> ExponentialBackoff {
         .build()
 }
 
-/// How long a follower waits for a line or heartbeat before it reconnects: over three of the
-/// server's heartbeats ([`crate::http::HEARTBEAT`]).
-const SILENCE: Duration = Duration::from_secs(35);
+/// The retry rule of both feed clients, over a list of `replicas`: a failed attempt moves to
+/// the next replica with no wait, until every replica has failed in a row; only then does the
+/// client wait, each such round longer ([`backoff`]). A success (a snapshot taken, a verdict
+/// accepted) forgets the failures and starts the backoff again from 100 ms, so that a replica
+/// that dies after an earlier outage costs a follower one reconnection, not the grown delay
+/// (FE25's F1: routers stayed stale 11 to 17 s). A replica that answers and then fails at once
+/// is still not hammered: the next round of failures waits again.
+struct Retries {
+    replicas: usize,
+    failed: usize,
+    delays: ExponentialBackoff,
+}
+
+impl Retries {
+    fn new(replicas: usize) -> Retries {
+        Retries { replicas: replicas.max(1), failed: 0, delays: backoff() }
+    }
+
+    /// A success: the next failure moves on at once, and the next wait is the first step again.
+    fn succeeded(&mut self) {
+        self.failed = 0;
+        self.delays = backoff();
+    }
+
+    /// A failure: `None` to try the next replica now, or how long to wait first when every
+    /// replica has failed in a row.
+    fn failed(&mut self) -> Option<Duration> {
+        self.failed += 1;
+        if self.failed < self.replicas {
+            return None;
+        }
+        self.failed = 0;
+        Some(self.delays.next().expect("backoff without a limit"))
+    }
+}
 
 /// Why a control API URL cannot be followed.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +111,12 @@ pub struct ControlApiUrl {
     /// The index (modulo the count) of the replica in use, shared by the clones, so that the
     /// watch stream and the verdict reports move together.
     current: Arc<std::sync::atomic::AtomicUsize>,
+    /// The index plus one of the replica whose snapshot was last taken on a stream still open,
+    /// or 0 while none is: what `wharf_feed_following` shows.
+    following: Arc<std::sync::atomic::AtomicUsize>,
+    /// How long the follower waits for a line, a heartbeat or an answer before it takes the
+    /// replica for hung and moves on (`[feed] silence_timeout`).
+    silence: Duration,
     role: DataPlaneRole,
     token: String,
 }
@@ -124,7 +164,14 @@ impl ControlApiUrl {
     /// `feed.allow_cleartext`, [`FollowError::Ca`] when `feed.control_api_ca` is unusable.
     pub fn new(urls: &str, role: DataPlaneRole, token: &str, feed: &FeedConfig) -> Result<ControlApiUrl, FollowError> {
         let endpoints = urls.split(',').map(|url| Endpoint::new(url.trim(), feed)).collect::<Result<Vec<_>, _>>()?;
-        Ok(ControlApiUrl { endpoints: endpoints.into(), current: Arc::default(), role, token: token.to_owned() })
+        Ok(ControlApiUrl {
+            endpoints: endpoints.into(),
+            current: Arc::default(),
+            following: Arc::default(),
+            silence: feed.silence_timeout.0,
+            role,
+            token: token.to_owned(),
+        })
     }
 
     /// The replica in use.
@@ -137,6 +184,21 @@ impl ControlApiUrl {
     fn fail_over(&self) {
         if self.endpoints.len() > 1 {
             self.current.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Appends the Prometheus text of `wharf_feed_following`: one series per replica, labelled
+    /// `api="host:port"`, 1 for the replica whose watch stream this data plane follows now and
+    /// 0 for the others (all 0 while none answers).
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let following = self.following.load(std::sync::atomic::Ordering::Relaxed);
+        out.push_str(
+            "# HELP wharf_feed_following The control API replica whose snapshots this data plane follows (1).\n",
+        );
+        out.push_str("# TYPE wharf_feed_following gauge\n");
+        for (i, e) in self.endpoints.iter().enumerate() {
+            let _ = writeln!(out, "wharf_feed_following{{api=\"{}\"}} {}", e.authority, u8::from(following == i + 1));
         }
     }
 }
@@ -261,17 +323,23 @@ pub async fn report_verdicts(
     mut verdicts: tokio::sync::mpsc::UnboundedReceiver<CanaryVerdict>,
 ) {
     while let Some(verdict) = verdicts.recv().await {
-        let mut delays = backoff();
+        let mut retries = Retries::new(control_api.endpoints.len());
         loop {
             match post_verdict(&control_api, &verdict).await {
                 Ok(()) => break,
                 Err((e, retry)) => {
-                    tracing::warn!(canary = %verdict.id, error = %e, retry, "cannot report a canary abort");
+                    let api = control_api.endpoint().authority.clone();
                     if !retry {
+                        tracing::warn!(canary = %verdict.id, %api, error = %e, "the control api refused a canary abort");
                         break;
                     }
                     control_api.fail_over();
-                    tokio::time::sleep(delays.next().expect("backoff without a limit")).await;
+                    let wait = retries.failed();
+                    let retry_in_ms = wait.map_or(0, |d| d.as_millis());
+                    tracing::warn!(canary = %verdict.id, %api, error = %e, retry_in_ms, "cannot report a canary abort");
+                    if let Some(wait) = wait {
+                        tokio::time::sleep(wait).await;
+                    }
                 }
             }
         }
@@ -394,50 +462,69 @@ pub fn follow(
     }
     let (tx, rx) = watch::channel(Arc::new(start));
     let task = tokio::spawn(async move {
-        // One backoff for the task's life: like the loop it replaced, it is not reset when a
-        // connection succeeds, so a flapping API is not hammered.
-        let mut delays = backoff();
+        let mut retries = Retries::new(control_api.endpoints.len());
         loop {
-            let delay = delays.next().expect("backoff without a limit");
             let api = control_api.endpoint().authority.clone();
-            match watch_once(&control_api, &tx, &cache).await {
-                Ok(()) => tracing::warn!(%api, "control api closed the watch stream"),
-                Err(e) => {
-                    tracing::warn!(%api, error = %e, retry_in = ?delay, "control api unreachable; serving the last good snapshot")
-                }
+            let mut took = false;
+            let result = watch_once(&control_api, &tx, &cache, &mut took).await;
+            control_api.following.store(0, std::sync::atomic::Ordering::Relaxed);
+            if took {
+                retries.succeeded();
             }
             // The next attempt goes to the next replica, if there are several: the one that
             // failed may be gone for good.
             control_api.fail_over();
+            let next = control_api.endpoint().authority.clone();
+            let error = match result {
+                Ok(()) => "the control api closed the watch stream".to_owned(),
+                Err(e) => e,
+            };
             if tx.is_closed() {
                 return;
             }
-            tokio::time::sleep(delay).await;
+            match retries.failed() {
+                None => tracing::warn!(%api, %error, %next, "control api unreachable; trying the next replica now"),
+                Some(wait) => {
+                    let retry_in_ms = wait.as_millis();
+                    tracing::warn!(
+                        %api, %error, %next, retry_in_ms,
+                        "no control api replica answers; serving the last good snapshot until one does"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+            }
         }
     });
     Ok((rx, task))
 }
 
-/// One connection's worth of following; returns when the stream ends or fails.
+/// One connection's worth of following; returns when the stream ends or fails. Sets `took`
+/// once the stream has delivered a whole snapshot, and logs that this replica is followed.
 async fn watch_once(
     control_api: &ControlApiUrl,
     tx: &watch::Sender<Arc<Snapshot>>,
     cache: &Path,
+    took: &mut bool,
 ) -> Result<(), String> {
+    let silence = control_api.silence;
     let req = http::Request::get("/v1/snapshot/watch")
         .header(header::HOST, &control_api.endpoint().authority)
         .header(header::AUTHORIZATION, format!("Bearer {}", control_api.token))
         .body(http_body_util::Empty::<Bytes>::new())
         .map_err(|e| e.to_string())?;
-    let resp = control_api.send(req).await?;
+    // A hung replica may still complete TCP handshakes from the kernel's backlog: the answer's
+    // head must come within the silence timeout too.
+    let resp = tokio::time::timeout(silence, control_api.send(req))
+        .await
+        .map_err(|_| format!("no answer in {silence:?}"))??;
     if !resp.status().is_success() {
         return Err(format!("the control api answered {}", resp.status()));
     }
     let mut body = resp.into_body();
     let mut partial = Vec::new();
     loop {
-        let frame = match tokio::time::timeout(SILENCE, body.frame()).await {
-            Err(_) => return Err(format!("nothing heard for {SILENCE:?}")),
+        let frame = match tokio::time::timeout(silence, body.frame()).await {
+            Err(_) => return Err(format!("nothing heard for {silence:?}")),
             Ok(None) => return Ok(()),
             Ok(Some(frame)) => frame.map_err(|e| format!("reading: {e}"))?,
         };
@@ -450,6 +537,12 @@ async fn watch_once(
             }
             let snapshot: Snapshot = serde_json::from_slice(&line).map_err(|e| format!("bad snapshot: {e}"))?;
             let snapshot = snapshot.part_for(control_api.role);
+            if !*took {
+                *took = true;
+                let i = control_api.current.load(std::sync::atomic::Ordering::Relaxed) % control_api.endpoints.len();
+                control_api.following.store(i + 1, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(api = %control_api.endpoint().authority, version = snapshot.version, "following control api");
+            }
             if snapshot.version > tx.borrow().version {
                 if let Err(e) = store(cache, &snapshot) {
                     tracing::warn!(path = %cache.display(), error = %e, "cannot keep a copy of the snapshot");
@@ -472,7 +565,7 @@ mod tests {
     /// refusal's kind.
     #[track_caller]
     fn check(url: &str, allow_cleartext: bool, want: Result<(&str, &str, bool), &str>) {
-        let feed = FeedConfig { control_api_ca: None, allow_cleartext };
+        let feed = FeedConfig { control_api_ca: None, allow_cleartext, ..FeedConfig::default() };
         let got = match ControlApiUrl::new(url, DataPlaneRole::Router, "token", &feed) {
             Ok(u) => Ok((u.endpoint().authority.clone(), u.endpoint().host.clone(), u.endpoint().tls.is_some())),
             Err(FollowError::Url(_)) => Err("url"),
@@ -527,7 +620,7 @@ mod tests {
     /// follower moves through them in order, back to the first, after each failure.
     #[test]
     fn replica_lists() {
-        let feed = FeedConfig { control_api_ca: None, allow_cleartext: false };
+        let feed = FeedConfig { control_api_ca: None, allow_cleartext: false, ..FeedConfig::default() };
         let list = ControlApiUrl::new(
             "http://127.0.0.1:5000, https://control-b.internal:5000/,http://[::1]:5002",
             DataPlaneRole::Router,
@@ -565,9 +658,46 @@ mod tests {
         }
     }
 
+    /// The retry rule, as what each failure or success leads to: `now` (try the next replica
+    /// at once) or `wait` (every replica failed in a row), for lists of one to three replicas.
+    #[test]
+    fn retries_move_on_at_once_and_wait_only_when_every_replica_failed() {
+        #[track_caller]
+        fn check(replicas: usize, events: &str, want: &str) {
+            let mut r = super::Retries::new(replicas);
+            let mut got = Vec::new();
+            for e in events.split(' ') {
+                match e {
+                    "fail" => got.push(match r.failed() {
+                        None => "now".to_owned(),
+                        // The first step of the backoff is 100 ms plus up to as much jitter.
+                        Some(d) if d <= std::time::Duration::from_millis(200) => "wait1".to_owned(),
+                        Some(_) => "wait".to_owned(),
+                    }),
+                    "ok" => r.succeeded(),
+                    _ => unreachable!(),
+                }
+            }
+            assert_eq!(got.join(" "), want, "{replicas} replicas: {events}");
+        }
+        check(1, "fail fail fail fail fail ok fail", "wait1 wait wait wait wait wait1");
+        check(2, "fail fail fail fail", "now wait1 now wait");
+        // A success (a snapshot taken) forgets the failures and the grown backoff.
+        check(
+            2,
+            "fail fail fail fail fail fail fail fail ok fail fail",
+            "now wait1 now wait now wait now wait now wait1",
+        );
+        check(3, "fail fail fail fail ok fail fail fail", "now now wait1 now now now wait1");
+    }
+
     #[test]
     fn an_unreadable_ca_is_refused() {
-        let feed = FeedConfig { control_api_ca: Some("/nonexistent/ca.pem".into()), allow_cleartext: false };
+        let feed = FeedConfig {
+            control_api_ca: Some("/nonexistent/ca.pem".into()),
+            allow_cleartext: false,
+            ..FeedConfig::default()
+        };
         let err = ControlApiUrl::new("https://control.internal", DataPlaneRole::Logshuttle, "t", &feed).unwrap_err();
         assert!(matches!(err, FollowError::Ca(_)), "{err}");
         assert!(err.to_string().contains("[feed] control_api_ca"), "{err}");

@@ -275,8 +275,14 @@ async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
 
-/// `GET /healthz`: `{"status": "ok", "version": N}` with the model's version.
+/// `GET /healthz`: `{"status": "ok", "version": N, "storage": "ok"}` with the model's
+/// version. Always 200 while the process answers: it serves reads (and the data planes' feed)
+/// from memory even while its database is down, so a load balancer should keep it in on this
+/// status alone. `"storage": "unavailable"` says the store's last operation (a write, or the
+/// poll for other replicas' changes every 5 s) failed, so writes answer 503 until it is back:
+/// for monitoring and alerts, not for taking the replica out (every replica shares the database).
 async fn healthz(State(plane): State<Arc<ControlPlane>>) -> impl IntoResponse {
     let version = plane.read(Model::version).await;
-    Json(json!({ "status": "ok", "version": version }))
+    let storage = if plane.storage_available() { "ok" } else { "unavailable" };
+    Json(json!({ "status": "ok", "version": version, "storage": storage }))
 }

@@ -25,8 +25,12 @@ use super::auth::Caller;
 use super::wire::Json;
 use crate::plane::ControlPlane;
 
-/// How often the watch stream says it is alive when nothing changes.
-pub const HEARTBEAT: Duration = Duration::from_secs(10);
+/// How often the watch stream says it is alive when nothing changes: every second, so that a
+/// follower can take a replica that stays silent for a few seconds (`[feed] silence_timeout`,
+/// 5 s by default) for hung and move to another. A heartbeat is one empty chunk, a few bytes a
+/// second per follower, nothing beside the snapshots themselves. (It was 10 s, with a 35 s
+/// silence timeout: a stopped replica kept every data plane stale for 35 s and more, FE25's F2.)
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// What `caller` may read of `snapshot`: all of it for the admin, its role's part for a data
 /// plane.

@@ -22,9 +22,19 @@ pub(super) struct State {
     pub(super) model: RwLock<Model>,
     pub(super) store: Mutex<Box<dyn Store>>,
     pub(super) snapshots: watch::Sender<Arc<Snapshot>>,
+    /// Whether the store's last operation failed (a catch-up, a poll, a commit): what
+    /// `/healthz` reports as `"storage"`. Polled every [`STORE_POLL`] with a shared store, so it
+    /// turns within seconds even while nobody writes.
+    pub(super) storage_down: std::sync::atomic::AtomicBool,
 }
 
 impl State {
+    /// Records how a store operation ended, for `/healthz`, and passes its result on.
+    fn record<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        self.storage_down.store(result.is_err(), std::sync::atomic::Ordering::Relaxed);
+        result
+    }
+
     /// Brings the model up to the store's version, publishing the result if it moved. With
     /// `lock`, it takes the store's write lock first ([`Store::begin`]). Blocking.
     fn sync(&self, store: &mut dyn Store, lock: bool) -> Result<(), StoreError> {
@@ -121,7 +131,8 @@ impl ControlPlane {
             let state = self.state.clone();
             let synced = tokio::task::spawn_blocking(move || {
                 let mut store = state.store.lock().expect("store lock");
-                state.sync(&mut **store, false)
+                let synced = state.sync(&mut **store, false);
+                state.record(synced)
             })
             .await
             .expect("reading does not panic");
@@ -144,7 +155,7 @@ impl ControlPlane {
         let (writer, synced) = tokio::task::spawn_blocking(move || {
             let mut store = state.store.lock().expect("store lock");
             let synced = state.sync(&mut **store, true);
-            (writer, synced)
+            (writer, state.record(synced))
         })
         .await
         .expect("catching up does not panic");
@@ -168,7 +179,7 @@ impl ControlPlane {
             let mut store = state.store.lock().expect("store lock");
             let committed = state.commit(&mut **store, base, changes);
             drop(writer);
-            committed
+            state.record(committed)
         })
         .await
         .expect("commit does not panic")?;
@@ -273,7 +284,12 @@ impl ControlPlane {
         let model = Model::from_objects(loaded.version, loaded.objects);
         let (snapshots, _) = watch::channel(model.snapshot());
         let plane = ControlPlane {
-            state: Arc::new(State { model: RwLock::new(model), store: Mutex::new(store), snapshots }),
+            state: Arc::new(State {
+                model: RwLock::new(model),
+                store: Mutex::new(store),
+                snapshots,
+                storage_down: std::sync::atomic::AtomicBool::new(false),
+            }),
             writer: Arc::new(tokio::sync::Mutex::new(())),
             settings,
             sessions,
@@ -330,6 +346,12 @@ impl ControlPlane {
             // The sender lives as long as the plane, so the wait only ends when it turns true.
             let _ = rx.wait_for(|ended| *ended).await;
         }
+    }
+
+    /// Whether the store answered its last operation: false while the database is down (reads
+    /// are still served from memory; writes fail with 503), true again once an operation works.
+    pub fn storage_available(&self) -> bool {
+        !self.state.storage_down.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Follows every new snapshot.

@@ -312,7 +312,7 @@ impl Store for PostgresStore {
 
     fn abort(&mut self) {
         if let Err(e) = self.with_conn(async |conn| conn.end_stale().await) {
-            tracing::warn!(error = %e, "cannot release the database write lock; the session timeout will");
+            tracing::warn!(error = %e, "cannot release the database write lock; the server ends the transaction after its idle_in_transaction_session_timeout (60 s)");
         }
     }
 
