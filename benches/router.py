@@ -18,14 +18,16 @@ proxy under test has a core of its own; a sleeping proxy is then woken, at a cos
 backend on CPU 0, which bounds the new-connection rate.
 
     python3 benches/router.py [--duration 10] [--repeat 3] [--workers 1] [--no-pin]
-                              [--only http2,https-keep-alive] [--binary PATH]
+                              [--only http2,https-keep-alive] [--binary PATH[,PATH...]]
 
 Each measurement is repeated and the run with the median requests per second is reported; the
 proxies take turns within each repetition so that drifts in the machine's speed hit all alike.
 
 Needs nginx, haproxy, wrk and h2load (Debian packages, h2load in nghttp2-client; installed when
 missing) and builds Wharf in release mode unless `--binary` names a build. Wharf writes an access line per request into the app's log stream; nginx and HAProxy
-run with logging off, their fastest configuration.
+run with logging off, their fastest configuration. Several builds given to `--binary`, comma-separated,
+are measured side by side in the same rounds (each `wharf serve` with a data directory and ports of its
+own), so that a before-and-after comparison is not moved by what else the machine does between runs.
 """
 
 import argparse
@@ -222,17 +224,23 @@ http {{
     return proc, port
 
 
-def start_wharf(tmp, backend, workers, pin, binary):
+def start_wharf(tmp, backend, workers, pin, binary, name="wharf"):
+    """`wharf serve` from `binary`, in a data directory of its own under `tmp` and on free ports
+    only, so that several builds can run side by side; shown as `name`."""
     plain, tls, api = free_port(), free_port(), free_port()
+    data = os.path.join(tmp, name.replace(" ", "-").replace("/", "_"))
     env = {**os.environ,
            "WHARF_CONTROL_API__LISTEN": f"127.0.0.1:{api}",
            "WHARF_ROUTER__HTTP_LISTEN": f"127.0.0.1:{plain}",
            "WHARF_ROUTER__HTTPS_LISTEN": f"127.0.0.1:{tls}",
+           "WHARF_ROUTER__INTERNAL_LISTEN": f"127.0.0.1:{free_port()}",
+           "WHARF_ROUTER__ADMIN_LISTEN": f"127.0.0.1:{free_port()}",
+           "WHARF_LOGSHUTTLE__LISTEN": f"127.0.0.1:{free_port()}",
            "WHARF_ROUTER__HTTP_REDIRECT": "false",
            "WHARF_ROUTER__WORKERS": str(workers),
            "WHARF_ADMIN_TOKEN": "benchmark-admin-token-0123456789",
            "WHARF_LOG": "warn"}
-    proc = spawn(pinned([binary, "serve", "--data-dir", os.path.join(tmp, "wharf")], 1, pin),
+    proc = spawn(pinned([binary, "serve", "--data-dir", data], 1, pin),
                             env=env, stdout=subprocess.DEVNULL)
     wait_port(api)
 
@@ -252,7 +260,7 @@ def start_wharf(tmp, backend, workers, pin, binary):
         if r.stdout == "200":
             break
         time.sleep(0.05)
-    return Proxy("wharf", proc, plain, tls, host), os.path.join(tmp, "wharf", "tls")
+    return Proxy(name, proc, plain, tls, host), os.path.join(data, "tls")
 
 
 def start_nginx(tmp, backend, workers, cert, key, pin):
@@ -332,7 +340,9 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-pin", dest="pin", action="store_false")
     ap.add_argument("--only", default="", help="comma-separated scenarios, spaces as dashes (http2, https-keep-alive, ...)")
-    ap.add_argument("--binary", default=None, help="a Wharf build to measure instead of building target/release/wharf")
+    ap.add_argument("--binary", default=None,
+                    help="a Wharf build to measure instead of building target/release/wharf; several, comma-separated, "
+                         "are measured side by side in the same rounds")
     args = ap.parse_args()
     ensure_tools()
     binary = args.binary
@@ -342,10 +352,15 @@ def main():
     tmp = tempfile.mkdtemp(prefix="wharf-bench-")
     try:
         _, backend_port = start_backend(tmp, args.pin)
-        wharf, tls_dir = start_wharf(tmp, backend_port, args.workers, args.pin, binary)
+        binaries = binary.split(",")
+        wharfs = []
+        for b in binaries:
+            name = "wharf" if len(binaries) == 1 else f"wharf {b}"
+            wharfs.append(start_wharf(tmp, backend_port, args.workers, args.pin, b, name))
+        tls_dir = wharfs[0][1]
         cert, key = os.path.join(tls_dir, "localhost.pem"), os.path.join(tls_dir, "localhost.key")
-        proxies = [wharf, start_nginx(tmp, backend_port, args.workers, cert, key, args.pin),
-                   start_haproxy(tmp, backend_port, args.workers, cert, key, args.pin)]
+        proxies = [w for w, _ in wharfs] + [start_nginx(tmp, backend_port, args.workers, cert, key, args.pin),
+                                           start_haproxy(tmp, backend_port, args.workers, cert, key, args.pin)]
         scenarios = [("http keep-alive", lambda p: (f"http://127.0.0.1:{p.plain}/", False)),
                      ("https keep-alive", lambda p: (f"https://127.0.0.1:{p.tls}/", False)),
                      ("https new connections", lambda p: (f"https://127.0.0.1:{p.tls}/", True)),
@@ -386,7 +401,7 @@ def main():
             for p in proxies:
                 r = results[(scenario, p.name)]
                 ratios = ""
-                if p.name == "wharf":
+                if p.name.startswith("wharf"):
                     ratios = (f"{r['rps'] / n['rps']:.2f}x | {r['rps'] / h['rps']:.2f}x | "
                               f"{r['cpu_per_100k'] / n['cpu_per_100k']:.2f}x | {r['cpu_per_100k'] / h['cpu_per_100k']:.2f}x")
                 else:

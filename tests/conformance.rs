@@ -65,6 +65,14 @@ async fn serve_raw(mut s: TcpStream, log: Received, responses: Arc<Vec<Vec<u8>>>
                 s.write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
             return;
         }
+        if path == "/hold" {
+            // Part of a long body, then nothing, until the router closes the connection: what
+            // the router does with a dyno's body its client no longer wants.
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\nfirst").await;
+            while read_more(&mut s, &mut buf).await > 0 {}
+            log.lock().unwrap().push(HOLD_CLOSED.to_vec());
+            return;
+        }
         if path == "/continue" && s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
             return;
         }
@@ -105,6 +113,9 @@ async fn serve_raw(mut s: TcpStream, log: Received, responses: Arc<Vec<Vec<u8>>>
         }
     }
 }
+
+/// What the raw dyno records when the router closes a `/hold` connection.
+const HOLD_CLOSED: &[u8] = b"/hold: the router closed the connection";
 
 async fn read_more(s: &mut TcpStream, buf: &mut Vec<u8>) -> usize {
     buf.reserve(16 * 1024);
@@ -951,6 +962,36 @@ async fn http2_router_answers_are_http1s() {
     assert_eq!(connect.heads.last().unwrap().0, 400, "{connect:?}");
     let received = s.dyno.take();
     assert_eq!(received.len(), 1, "only the GET reaches the dyno: {received:?}");
+}
+
+/// A client that resets an HTTP/2 stream (RST_STREAM, RFC 9113 §6.4) while its response body
+/// is on the way no longer wants the rest: the router stops reading it and closes the dyno's
+/// connection (which a body left half-read cannot serve again), and the client's connection
+/// goes on serving.
+#[tokio::test]
+async fn a_reset_stream_ends_its_dynos_exchange() {
+    let s = setup(vec![], &[]).await;
+    let tls = client::tls_config(&s.wharf.ca, &[b"h2"]);
+    let tcp = TcpStream::connect(s.wharf.https).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from(APP.to_owned()).unwrap();
+    let stream = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await.unwrap();
+    let (mut sender, connection) = h2::client::handshake(stream).await.unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::get(format!("https://{APP}/hold")).body(()).unwrap();
+    let (response, mut send) = sender.send_request(request, true).unwrap();
+    let response = response.await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    assert_eq!(body.data().await.unwrap().unwrap(), &b"first"[..]);
+    send.send_reset(h2::Reason::CANCEL);
+    eventually(WAIT, "the dyno's connection to close", || async {
+        s.dyno.take().iter().any(|r| r == HOLD_CLOSED).then_some(())
+    })
+    .await;
+    let mut sender = sender.ready().await.unwrap();
+    let (response, _) =
+        sender.send_request(http::Request::get(format!("https://{APP}/")).body(()).unwrap(), true).unwrap();
+    assert_eq!(response.await.unwrap().status(), 200, "the connection serves on");
 }
 
 /// The rules that apply to HTTP/2 requests too: dot segments, underscore spoofs, several

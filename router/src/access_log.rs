@@ -30,16 +30,12 @@ pub(crate) struct AccessLog {
     pub(crate) stats: Arc<AppStats>,
     /// The site's domain, whose log stream gets the line too.
     pub(crate) site: Option<Arc<str>>,
-    /// The host, normalized.
-    pub(crate) host: String,
+    /// The request's host, target and id.
+    pub(crate) request: RequestText,
     /// The client's address.
     pub(crate) fwd: http::HeaderValue,
     /// The request's method.
     pub(crate) method: http::Method,
-    /// The request's target as the client sent it.
-    pub(crate) path: String,
-    /// The request id (`X-Request-Id`).
-    pub(crate) request_id: String,
     /// The dyno the request went to (its name is logged).
     pub(crate) dyno: Option<Arc<Dyno>>,
     /// The status the client got.
@@ -55,6 +51,59 @@ pub(crate) struct AccessLog {
     pub(crate) service_ms: u64,
     /// The error code, when the request failed.
     pub(crate) code: Option<Code>,
+}
+
+/// What the access line says of the request itself: its host (normalized, see
+/// [`crate::table::normalize_host`]), its target as the client sent it and its request id
+/// (`X-Request-Id`), in one buffer. The line is written when the response has ended, after the
+/// request is gone, so they are owned; one allocation a request holds all three, where three
+/// `String`s took three (benches/RESULTS.md, router run 19).
+#[derive(Debug)]
+pub(crate) struct RequestText {
+    /// The host, then the target, then the id.
+    text: String,
+    /// Where the host ends in `text`.
+    host_end: usize,
+    /// Where the target ends in `text`.
+    target_end: usize,
+}
+
+impl RequestText {
+    /// The text of a request to the host in `raw_host` (a `Host` field's or an authority's
+    /// bytes), normalized, with room for `more` bytes after it (the target and the id);
+    /// `None` when the bytes cannot be a host.
+    pub(crate) fn for_host(raw_host: &[u8], more: usize) -> Option<RequestText> {
+        let mut text = String::with_capacity(raw_host.len() + more);
+        if !crate::table::push_normalized_host(raw_host, &mut text) {
+            return None;
+        }
+        let host_end = text.len();
+        Some(RequestText { text, host_end, target_end: host_end })
+    }
+
+    /// Adds the target and the request id, which `id` writes (see
+    /// [`crate::forwarding::push_new_request_id`]) after it.
+    pub(crate) fn finish(&mut self, target: &str, id: impl FnOnce(&mut String)) {
+        self.text.truncate(self.host_end);
+        self.text.push_str(target);
+        self.target_end = self.text.len();
+        id(&mut self.text);
+    }
+
+    /// The host, normalized.
+    pub(crate) fn host(&self) -> &str {
+        &self.text[..self.host_end]
+    }
+
+    /// The target as the client sent it.
+    pub(crate) fn target(&self) -> &str {
+        &self.text[self.host_end..self.target_end]
+    }
+
+    /// The request id.
+    pub(crate) fn request_id(&self) -> &str {
+        &self.text[self.target_end..]
+    }
 }
 
 impl AccessLog {
@@ -106,11 +155,11 @@ impl AccessLog {
             line.push_str("\" ");
         }
         for (key, value) in [
-            ("host=", self.host.as_str()),
+            ("host=", self.request.host()),
             (" fwd=", self.fwd.to_str().unwrap_or("-")),
             (" method=", self.method.as_str()),
-            (" path=", self.path.as_str()),
-            (" request_id=", self.request_id.as_str()),
+            (" path=", self.request.target()),
+            (" request_id=", self.request.request_id()),
         ] {
             line.push_str(key);
             line.push_str(value);
@@ -136,16 +185,48 @@ impl AccessLog {
 mod tests {
     use super::*;
 
+    fn text(host: &str, target: &str, id: &str) -> RequestText {
+        let mut text = RequestText::for_host(host.as_bytes(), 0).expect("a host");
+        text.finish(target, |out| out.push_str(id));
+        text
+    }
+
+    #[test]
+    fn request_texts_keep_their_parts_apart() {
+        // (raw host, target, id) and the parts read back; the host as routing compares it.
+        for (raw, target, id, want) in [
+            ("Api.Example.COM:443", "/a?b=c", "r1", Some(("api.example.com", "/a?b=c", "r1"))),
+            (
+                "[::1]:8443",
+                "/",
+                "24FB1BE9-D54C-4BF8-AE0C-DCAEC5CD2BE1",
+                Some(("[::1]", "/", "24FB1BE9-D54C-4BF8-AE0C-DCAEC5CD2BE1")),
+            ),
+            ("h.", "", "", Some(("h", "", ""))),
+            ("a b", "/", "r1", None),
+            ("", "/", "r1", None),
+        ] {
+            let got = RequestText::for_host(raw.as_bytes(), target.len() + id.len()).map(|mut t| {
+                t.finish(target, |out| out.push_str(id));
+                (t.host().to_owned(), t.target().to_owned(), t.request_id().to_owned())
+            });
+            let want = want.map(|(h, t, i)| (h.to_owned(), t.to_owned(), i.to_owned()));
+            assert_eq!(got, want, "{raw:?} {target:?} {id:?}");
+        }
+        // Finishing twice leaves only the second target and id.
+        let mut t = text("h", "/first", "id-one");
+        t.finish("/second", |out| out.push_str("id-two"));
+        assert_eq!((t.host(), t.target(), t.request_id()), ("h", "/second", "id-two"));
+    }
+
     fn log(path: &str, status: u16, code: Option<Code>) -> AccessLog {
         AccessLog {
             app: "api-default".into(),
             stats: Arc::default(),
             site: None,
-            host: "api.example.com".into(),
+            request: text("api.example.com", path, "r1"),
             fwd: http::HeaderValue::from_static("10.0.0.1"),
             method: http::Method::GET,
-            path: path.into(),
-            request_id: "r1".into(),
             dyno: None,
             status,
             started: Instant::now(),

@@ -74,9 +74,11 @@ pub(crate) fn valid_request_id(b: &[u8]) -> bool {
 /// A random request id in UUID (version 4) form (RFC 9562, section 5.4), as Heroku's router
 /// makes them. Not a secret, so a fast generator suffices; the uuid crate sets the version and
 /// variant bits and writes the hyphenated text without going through `fmt`.
-pub(crate) fn new_request_id() -> String {
+/// Appended to `out`, which the caller gives room for it (36 bytes), so the id costs no
+/// allocation of its own.
+pub(crate) fn push_new_request_id(out: &mut String) {
     let id = uuid::Builder::from_random_bytes(fastrand::u128(..).to_ne_bytes()).into_uuid();
-    id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()).to_owned()
+    out.push_str(id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()));
 }
 
 /// Whether the client's field is one the platform writes its own of (`Via` is appended to,
@@ -155,6 +157,11 @@ mod tests {
         check(&"a".repeat(201), false);
         check("abcdefghij 0123456789", false);
         check("abcdefghij_0123456789", false);
+        let new_request_id = || {
+            let mut id = String::from("/x");
+            push_new_request_id(&mut id);
+            id.split_off(2)
+        };
         let id = new_request_id();
         assert_eq!(id.len(), 36);
         assert_eq!(id.as_bytes()[14], b'4', "version 4: {id}");

@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http::{Method, StatusCode, Version};
 
-use crate::access_log::AccessLog;
+use crate::access_log::{AccessLog, RequestText};
 use crate::canary::{Arm, Canary};
 use crate::client::{ClientConnection, Listener};
 use crate::deadline::Deadline;
@@ -24,7 +24,7 @@ use crate::path;
 use crate::pool;
 use crate::response_body::{DynoBody, ProxyBody};
 use crate::state::RouterState;
-use crate::table::{Chosen, WebDynos, millis_at, normalize_host, normalize_host_bytes};
+use crate::table::{Chosen, WebDynos, millis_at, normalize_host_bytes};
 
 /// A client's request as the proxy sees it, whichever protocol it came in.
 #[derive(Debug)]
@@ -55,12 +55,23 @@ impl ClientRequest<'_> {
         self.target.split_once('?').map(|(_, q)| q)
     }
 
+    /// The host the request is for, as it came: the authority, or the `Host` field.
+    fn raw_host(&self) -> Option<&[u8]> {
+        match self.authority {
+            Some(a) => Some(a.as_bytes()),
+            None => self.fields.get(FieldName::Host),
+        }
+    }
+
     /// The host the request is for, as routing compares it.
     fn host(&self) -> Option<String> {
-        match self.authority {
-            Some(a) => normalize_host(a),
-            None => normalize_host_bytes(self.fields.get(FieldName::Host)?),
-        }
+        normalize_host_bytes(self.raw_host()?)
+    }
+
+    /// The client's request id, when it sent a valid one (see
+    /// [`forwarding::valid_request_id`]).
+    fn request_id(&self) -> Option<&[u8]> {
+        self.fields.get(FieldName::XRequestId).filter(|v| forwarding::valid_request_id(v))
     }
 }
 
@@ -224,28 +235,28 @@ async fn proxy(
     first_byte: &mut Deadline,
 ) -> Result<Reply, RouterResponse> {
     let started = Instant::now();
-    let routed = route(req, conn, shared)?;
+    let mut routed = route(req, conn, shared)?;
     let Chosen { web_dynos, judged } = routed.chosen;
     let started_micros = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
-    let request_id = match req.fields.get(FieldName::XRequestId) {
-        Some(v) if forwarding::valid_request_id(v) => String::from_utf8_lossy(v).into_owned(),
-        _ => forwarding::new_request_id(),
-    };
+    routed.request.finish(req.target, |out| match req.request_id() {
+        // A valid id is ASCII.
+        Some(id) => out.push_str(&String::from_utf8_lossy(id)),
+        None => forwarding::push_new_request_id(out),
+    });
+    let request_id = routed.request.request_id();
     // An app in maintenance mode answers with its page and contacts no dyno; the table paused
     // its canary split, so nothing is judged (see `RoutingTable::compile`).
     let dyno_request = match &web_dynos.maintenance {
         Some(page) => Err(maintenance_response(page)),
-        None => Ok(dyno_request(req, conn, shared, routed.path, &routed.prefix, &request_id, started_micros)?),
+        None => Ok(dyno_request(req, conn, shared, routed.path, &routed.prefix, request_id, started_micros)?),
     };
     let mut log = AccessLog {
         app: web_dynos.app.clone(),
         stats: web_dynos.stats.clone(),
         site: routed.site,
-        host: routed.host,
+        request: routed.request,
         fwd: conn.peer_ip.clone(),
         method: req.method.clone(),
-        path: req.target.to_owned(),
-        request_id,
         dyno: None,
         status: 0,
         started,
@@ -275,8 +286,8 @@ struct Routed {
     chosen: Chosen,
     /// The site's domain, when the host is a site's.
     site: Option<Arc<str>>,
-    /// The host, normalized.
-    host: String,
+    /// The host, normalized, with room after it for the target and the request id.
+    request: RequestText,
     /// The path the dyno gets, when the route rewrites it.
     path: Option<String>,
     /// The route's prefix, for `X-Orig-Path`.
@@ -291,15 +302,18 @@ fn route(req: &ClientRequest<'_>, conn: &ClientConnection, shared: &RouterState)
     if let Err((status, body)) = check_limits(req, shared) {
         return Err(router_response(status, body));
     }
-    let Some(host) = req.host() else {
+    // A UUID, the id the router makes, is 36 bytes.
+    let more = req.target.len() + req.request_id().map_or(36, <[u8]>::len);
+    let Some(request) = req.raw_host().and_then(|raw| RequestText::for_host(raw, more)) else {
         return Err(router_response(StatusCode::BAD_REQUEST, "missing or invalid Host header\n"));
     };
+    let host = request.host();
     let table = shared.table.load();
     // Internal hosts exist only on the internal listener, and public ones only elsewhere:
     // to a client on the wrong side, the host does not exist.
     let internal = conn.listener == Listener::Internal;
     let not_found = || router_response(StatusCode::NOT_FOUND, "no such app\n");
-    let entry = table.host(&host).filter(|e| e.internal == internal).ok_or_else(not_found)?;
+    let entry = table.host(host).filter(|e| e.internal == internal).ok_or_else(not_found)?;
     // Dot segments go before the path is matched, so that the route that matches is the one
     // whose path the dyno resolves.
     let path = path::remove_dot_segments(req.path());
@@ -319,7 +333,7 @@ fn route(req: &ClientRequest<'_>, conn: &ClientConnection, shared: &RouterState)
     Ok(Routed {
         chosen: route.web_dynos.choose(),
         site: entry.site.clone(),
-        host,
+        request,
         path,
         prefix: route.prefix.to_string(),
         table_version: table.version,

@@ -265,9 +265,21 @@ pub fn normalize_host(raw: &str) -> Option<String> {
 
 /// [`normalize_host`] for a host as it came in a header field's bytes.
 pub fn normalize_host_bytes(b: &[u8]) -> Option<String> {
+    let mut host = String::new();
+    push_normalized_host(b, &mut host).then_some(host)
+}
+
+/// Appends the host in `b` (a header field's bytes), normalized as [`normalize_host`] does,
+/// to `out`; `false`, and `out` unchanged, when the bytes cannot be a host. Lowercased in a
+/// buffer on the stack, so routing a request allocates nothing for its host but the room the
+/// caller made in `out` (see `access_log::RequestText`).
+pub(crate) fn push_normalized_host(b: &[u8], out: &mut String) -> bool {
     let end = if b.first() == Some(&b'[') {
         // An IPv6 literal, with or without a port.
-        b.iter().position(|&c| c == b']')? + 1
+        match b.iter().position(|&c| c == b']') {
+            Some(close) => close + 1,
+            None => return false,
+        }
     } else {
         match b.iter().rposition(|&c| c == b':') {
             Some(colon) if b[colon + 1..].iter().all(u8::is_ascii_digit) => colon,
@@ -276,22 +288,28 @@ pub fn normalize_host_bytes(b: &[u8]) -> Option<String> {
     };
     let host = &b[..end];
     let host = host.strip_suffix(b".").unwrap_or(host);
-    if host.is_empty() || host.len() > 253 {
-        return None;
+    if host.is_empty() || host.len() > MAX_HOST {
+        return false;
     }
     // One pass maps each byte to its lowercase form and finds any the table refuses (0).
-    let mut lower = host.to_vec();
+    let mut lower = [0u8; MAX_HOST];
     let mut refused = false;
-    for c in &mut lower {
-        *c = HOST_BYTES[usize::from(*c)];
-        refused |= *c == 0;
+    for (to, &c) in lower.iter_mut().zip(host) {
+        *to = HOST_BYTES[usize::from(c)];
+        refused |= *to == 0;
     }
-    if refused {
-        return None;
+    // Every byte is one of the ASCII characters the table allows, so the text is UTF-8.
+    match std::str::from_utf8(&lower[..host.len()]) {
+        Ok(text) if !refused => {
+            out.push_str(text);
+            true
+        }
+        _ => false,
     }
-    // Every byte is one of the ASCII characters the table allows.
-    String::from_utf8(lower).ok()
 }
+
+/// The longest host name, in bytes (RFC 1035, section 2.3.4, in text form).
+const MAX_HOST: usize = 253;
 
 /// The bytes a host may hold, each mapped to its lowercase form; 0 for those it may not.
 static HOST_BYTES: [u8; 256] = {
