@@ -823,8 +823,8 @@ enum Code {
     Slow,
 }
 
-/// What a row does once its app's newest release failed (or, for `ConfigSetWhilePending`,
-/// while it still waits in its release phase).
+/// What a row does once its app's newest release failed (or, for the `...WhilePending` rows and
+/// `RollbackToPending`, while it still waits in its release phase, which then fails).
 #[derive(Debug, Clone, Copy)]
 enum Then {
     ConfigSet,
@@ -835,6 +835,25 @@ enum Then {
     Promote,
     OneOff,
     ConfigSetWhilePending,
+    CommandChangeWhilePending,
+    TwoConfigSetsWhilePending,
+    RollbackWhilePending,
+    RollbackToPending,
+}
+
+impl Then {
+    /// Whether the row acts while the failing release still waits in its phase.
+    fn while_pending(self) -> bool {
+        use Then::*;
+        matches!(
+            self,
+            ConfigSetWhilePending
+                | CommandChangeWhilePending
+                | TwoConfigSetsWhilePending
+                | RollbackWhilePending
+                | RollbackToPending
+        )
+    }
 }
 
 /// What a row expects: the action's status, and the code of the release it makes (`None`
@@ -909,10 +928,18 @@ async fn a_failed_release_changes_nothing_that_runs_and_no_later_release_builds_
         (RollbackToGood, Want { status: 201, release: Some((Code::Good, "succeeded")) }),
         (Promote, Want { status: 201, release: None }),
         (OneOff, Want { status: 201, release: None }),
-        // The base of a change while a release is pending is that release (it is on its way to
-        // run; a change that dropped it would settle it with code it never had). It fails as
-        // its base does, and the app returns to the release before both.
-        (ConfigSetWhilePending, Want { status: 200, release: Some((Code::Slow, "failed")) }),
+        // FE21c #3/#4: a change made while a release is pending builds on that release, and
+        // waits for its phase; when that phase fails, a release of changes (config vars,
+        // commands) is rebased onto the running release (its code, its own changes) and runs
+        // on the good code, rather than running the failed phase again. Several queued ones
+        // are rebased in turn (the older one then settles as superseded: succeeded, on the good
+        // code). A rollback brings its own code and runs as it is; a pending release is no
+        // rollback target.
+        (ConfigSetWhilePending, Want { status: 200, release: Some((Code::Good, "succeeded")) }),
+        (CommandChangeWhilePending, Want { status: 200, release: Some((Code::Good, "succeeded")) }),
+        (TwoConfigSetsWhilePending, Want { status: 200, release: Some((Code::Good, "succeeded")) }),
+        (RollbackWhilePending, Want { status: 201, release: Some((Code::Good, "succeeded")) }),
+        (RollbackToPending, Want { status: 422, release: None }),
     ];
     for (i, (then, want)) in rows.into_iter().enumerate() {
         let app = format!("row{i}");
@@ -930,7 +957,7 @@ async fn a_failed_release_changes_nothing_that_runs_and_no_later_release_builds_
         .await;
         let good = settled(api, &app, 2).await;
         assert_eq!(good["status"], "succeeded", "{then:?}: {good}");
-        let failing = if matches!(then, ConfigSetWhilePending) { Code::Slow } else { Code::Bad };
+        let failing = if then.while_pending() { Code::Slow } else { Code::Bad };
         let workers = || async {
             let (_, dynos) = api.call("GET", &path("/dynos"), None).await;
             let names = dynos.as_array().unwrap().iter().filter(|d| d["type"] == "worker").map(|d| d["name"].clone());
@@ -986,33 +1013,72 @@ async fn a_failed_release_changes_nothing_that_runs_and_no_later_release_builds_
                 api.call("POST", &path("/dynos"), Some(json!({"command": "echo \"ONEOFF $(cat body.txt)\""}))).await
             }
             ConfigSetWhilePending => api.call("PATCH", &path("/config-vars"), Some(json!({"X": "1"}))).await,
+            CommandChangeWhilePending => {
+                let update = json!({"updates": [{"type": "worker", "command": "exec sleep 3601"}]});
+                api.call("PATCH", &path("/formation"), Some(update)).await
+            }
+            TwoConfigSetsWhilePending => {
+                api.expect("PATCH", &path("/config-vars"), json!({"X": "1"}), 200).await;
+                api.call("PATCH", &path("/config-vars"), Some(json!({"Y": "2"}))).await
+            }
+            RollbackWhilePending => api.call("POST", &path("/releases"), Some(json!({"release": "v2"}))).await,
+            RollbackToPending => api.call("POST", &path("/releases"), Some(json!({"release": "v3"}))).await,
         };
         assert_eq!(status, want.status, "{then:?}: {out}");
-        let (newest, releases) = newest_of(api, &app).await;
+        if then.while_pending() {
+            // The row is what it says: the release it built on was still pending, and a
+            // pending release is no rollback target.
+            let pending = settled_or_pending(api, &app, 3).await;
+            assert_eq!(pending, "pending", "{then:?}");
+            let (_, v3) = api.call("GET", &path("/releases/3"), None).await;
+            assert_eq!(v3["eligible_for_rollback"], false, "{then:?}: {v3}");
+            if matches!(then, ConfigSetWhilePending) {
+                // Meanwhile a one-off dyno runs the current release, its code and its config.
+                let run = json!({"command": "echo \"PENDING-ONEOFF $(cat body.txt) X=${X:-unset}\""});
+                api.expect("POST", &path("/dynos"), run, 201).await;
+                let said = stream_lines_of(&setup, &app, json!({"lines": 100, "dyno": "run"}), "PENDING-ONEOFF").await;
+                assert!(said.contains("PENDING-ONEOFF good version X=unset"), "{said}");
+            }
+            std::fs::write(&go, "").unwrap();
+            assert_eq!(settled(api, &app, 3).await["status"], "failed", "{then:?}");
+            std::fs::remove_file(&go).unwrap();
+        }
+        let (_, releases) = newest_of(api, &app).await;
         match want.release {
             None => assert_eq!(releases, releases_before, "{then:?} makes no release"),
             Some((code, status)) => {
-                assert_eq!(newest["version"], 4, "{then:?}: {newest}");
-                assert_eq!(newest["slug"]["id"], slugs[&code], "{then:?}: the release's code");
-                if matches!(then, ConfigSetWhilePending) {
-                    // The row is what it says: the release it built on was still pending.
-                    assert_eq!(settled_or_pending(api, &app, 3).await, "pending", "{then:?}");
-                    // Meanwhile a one-off dyno runs the current release, its code and its config.
-                    let run = json!({"command": "echo \"PENDING-ONEOFF $(cat body.txt) X=${X:-unset}\""});
-                    api.expect("POST", &path("/dynos"), run, 201).await;
-                    let said =
-                        stream_lines_of(&setup, &app, json!({"lines": 100, "dyno": "run"}), "PENDING-ONEOFF").await;
-                    assert!(said.contains("PENDING-ONEOFF good version X=unset"), "{said}");
-                    std::fs::write(&go, "").unwrap();
-                    assert_eq!(settled(api, &app, 3).await["status"], "failed", "{then:?}");
-                }
-                let settled = settled(api, &app, 4).await;
+                let newest = if matches!(then, TwoConfigSetsWhilePending) { 5 } else { 4 };
+                let settled = settled(api, &app, newest).await;
                 assert_eq!(settled["status"], status, "{then:?}: {settled}");
+                assert_eq!(settled["slug"]["id"], slugs[&code], "{then:?}: the release's code: {settled}");
             }
         }
         match then {
             RollbackToFailed => {
                 assert!(out["message"].as_str().unwrap().contains("release v3 failed"), "{out}");
+            }
+            RollbackToPending => {
+                assert!(out["message"].as_str().unwrap().contains("release v3 is pending"), "{out}");
+            }
+            ConfigSetWhilePending => {
+                let said = stream_lines_of(&setup, &app, json!({"lines": 100}), "is rebased onto").await;
+                assert!(said.contains("release v4 (changes of config vars or commands) waited for v3"), "{said}");
+            }
+            TwoConfigSetsWhilePending => {
+                // v4 was superseded by v5 and settles as it did; it holds the good code and X.
+                let v4 = settled(api, &app, 4).await;
+                assert_eq!((&v4["status"], &v4["slug"]["id"]), (&json!("succeeded"), &slugs[&Code::Good]), "{v4}");
+                assert_eq!(v4["eligible_for_rollback"], true, "{v4}");
+                let (_, vars) = api.call("GET", &path("/config-vars"), None).await;
+                assert_eq!(vars["Y"], "2", "{vars}");
+            }
+            CommandChangeWhilePending => {
+                let (_, worker) = api.call("GET", &path("/formation/worker"), None).await;
+                assert_eq!(
+                    (&worker["command"], &worker["quantity"]),
+                    (&json!("exec sleep 3601"), &json!(1)),
+                    "{worker}"
+                );
             }
             Promote => {
                 let target = format!("{app}stg");
@@ -1046,7 +1112,11 @@ async fn a_failed_release_changes_nothing_that_runs_and_no_later_release_builds_
         let (_, web) = api.call("GET", &path("/formation/web"), None).await;
         assert_eq!(web["command"], GOOD_WEB, "{then:?}: {web}");
         let (_, vars) = api.call("GET", &path("/config-vars"), None).await;
-        let x = if matches!(then, ConfigSet) { json!("1") } else { Value::Null };
+        let x = if matches!(then, ConfigSet | ConfigSetWhilePending | TwoConfigSetsWhilePending) {
+            json!("1")
+        } else {
+            Value::Null
+        };
         assert_eq!(vars["X"], x, "{then:?}: a failed config change is undone, a good one kept: {vars}");
         // No dyno runs a release that failed.
         let (_, releases) = api.call("GET", &path("/releases"), None).await;

@@ -416,6 +416,7 @@ mod tests {
             }],
             slug_id: None,
             withdrawn,
+            brings: Default::default(),
             created_at: 0,
             updated_at: 0,
         })

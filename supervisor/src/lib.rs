@@ -412,7 +412,7 @@ async fn run(
                     }
                     if !ok {
                         match plane.settle_release(app_id, release, false).await {
-                            Ok(superseded) if !superseded.is_empty() => {
+                            Ok(settled) if settled != wharf_control_api::Settled::default() => {
                                 let named = plane
                                     .read(|m| {
                                         let app = m.apps().find(|a| a.id == app_id).map(|a| m.app_key(a).to_string());
@@ -420,7 +420,7 @@ async fn run(
                                     })
                                     .await;
                                 if let Some((app, version)) = named {
-                                    dyno::report_superseded(&publisher, &app, version, false, &superseded);
+                                    dyno::report_settled(&publisher, &app, version, false, &settled);
                                 }
                             }
                             Ok(_) => {}

@@ -315,9 +315,7 @@ impl ControlPlane {
             let vars = m.config_vars_of(a.id).map(|c| c.vars.clone()).unwrap_or_default();
             let description = description.unwrap_or_else(|| deploy_description(slug));
             let mut release = self.new_release(m, a.id, description, vars, processes);
-            if let Change::Put(Object::Release(r)) = &mut release {
-                r.slug_id = Some(slug.id);
-            }
+            super::releases::bring_code(&mut release, Some(slug.id));
             let Change::Put(Object::Release(out)) = &release else { unreachable!("new_release puts a release") };
             let mut out = out.clone();
             // A production app with the canary feature runs it as a canary first (a build's

@@ -422,7 +422,7 @@ async fn releases_of_locally_run_apps_are_pending_until_the_supervisor_settles_t
     assert_eq!(statuses(releases(&p, "ext").await), ["succeeded", "succeeded"], "no command: nothing to wait for");
     let (app, v3) = p.read(|m| (m.app("api").unwrap().id, m.release(m.app("api").unwrap().id, "3").unwrap().id)).await;
     assert_eq!(p.read(|m| m.current_release(app).map(|r| r.version)).await, Some(1));
-    assert_eq!(p.settle_release(app, v3, true).await.unwrap(), [2], "v2 was superseded");
+    assert_eq!(p.settle_release(app, v3, true).await.unwrap().superseded, [2], "v2 was superseded");
     assert_eq!(
         statuses(releases(&p, "api").await),
         ["succeeded", "succeeded", "succeeded"],
@@ -430,12 +430,12 @@ async fn releases_of_locally_run_apps_are_pending_until_the_supervisor_settles_t
     );
     assert_eq!(p.read(|m| m.current_release(app).map(|r| r.version)).await, Some(3));
     // Settled is settled.
-    assert!(p.settle_release(app, v3, false).await.unwrap().is_empty());
+    assert_eq!(p.settle_release(app, v3, false).await.unwrap(), Default::default());
     assert_eq!(statuses(releases(&p, "api").await), ["succeeded", "succeeded", "succeeded"]);
     p.update_config_vars("api", set(&[("A", Some("2"))])).await.unwrap(); // v4
     p.update_config_vars("api", set(&[("A", Some("3"))])).await.unwrap(); // v5
     let v5 = p.read(|m| m.release(app, "v5").unwrap().id).await;
-    assert_eq!(p.settle_release(app, v5, false).await.unwrap(), [4]);
+    assert_eq!(p.settle_release(app, v5, false).await.unwrap().superseded, [4]);
     assert_eq!(
         statuses(releases(&p, "api").await),
         ["succeeded", "succeeded", "succeeded", "failed", "failed"],
