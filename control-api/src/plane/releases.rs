@@ -195,14 +195,26 @@ fn restore_running(
         let declared = |p: &[ReleaseProcess]| p.iter().any(|p| p.dyno_type.as_str() == t && p.command.is_some());
         declared(&base.processes) && !declared(&failed.processes)
     };
-    for mut change in restore_processes(m, app_id, &base.processes, now) {
-        if let Change::Put(Object::Formation(f)) = &mut change
-            && f.quantity == 0
-            && dropped(f.dyno_type.as_str())
-        {
+    let restored = |f: &mut Formation| {
+        if f.quantity == 0 && dropped(f.dyno_type.as_str()) {
             f.quantity = running.get(f.dyno_type.as_str()).copied().unwrap_or(0);
         }
+    };
+    for mut change in restore_processes(m, app_id, &base.processes, now) {
+        if let Change::Put(Object::Formation(f)) = &mut change {
+            restored(f);
+        }
         changes.push(change);
+    }
+    // A type whose command a rebased release set already (a command change made while the
+    // failed release was pending) gets its dynos back all the same.
+    for f in m.formation_of(app_id) {
+        let put = changes.iter().any(|c| matches!(c, Change::Put(Object::Formation(p)) if p.id == f.id));
+        let mut back = f.clone();
+        restored(&mut back);
+        if !put && back.quantity != f.quantity {
+            changes.push(Change::Put(Object::Formation(Formation { updated_at: now, ..back })));
+        }
     }
     changes
 }
