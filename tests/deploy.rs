@@ -687,13 +687,21 @@ async fn slugs_are_uploaded_once_to_their_blob_url_checked_and_released() {
             api.call("POST", "/apps/hello/slugs", Some(json!({"process_types": {"web": "x"}, "image": bad}))).await;
         assert_eq!(status, 422, "{bad}: {body}");
     }
-    for bad in [
-        json!({"process_types": {"We b": "x"}}),
-        json!({"process_types": {"web": ""}}),
-        json!({"process_types": {}, "checksum": "SHA1:00"}),
+    // (body, what the refusal says): process types, their names and commands, in every kind
+    // of slug.
+    let image = "registry.example.com/hello@sha256:".to_owned() + &"0".repeat(64);
+    for (bad, says) in [
+        (json!({"process_types": {"We b": "x"}}), "process type \"We b\""),
+        (json!({"process_types": {"web": ""}}), "the web command"),
+        (json!({"process_types": {"web": "   "}}), "the web command"),
+        (json!({"process_types": {}}), "process_types is empty"),
+        (json!({"process_types": {}, "image": image}), "process_types is empty"),
+        (json!({"process_types": {"web": "x", "-bad": "y"}}), "process type \"-bad\""),
+        (json!({"process_types": {}, "checksum": "SHA1:00"}), ""),
     ] {
         let (status, body) = api.call("POST", "/apps/hello/slugs", Some(bad.clone())).await;
         assert_eq!(status, 422, "{bad}: {body}");
+        assert!(body["message"].as_str().unwrap().contains(says), "{bad}: {body}");
     }
 }
 
@@ -763,6 +771,17 @@ async fn a_deploy_drops_undeclared_types_runs_one_offs_in_its_files_and_supersed
     let superseded = format!("release v{} was superseded by v{}", first["version"], second["version"]);
     stream_lines(&setup, json!({"lines": 1500, "source": "akkeris/supervisor"}), &superseded).await;
     assert_eq!(answer(wharf).await.as_deref(), Some("second version"));
+
+    // FE21c #8: a build whose release was superseded while in its release phase says which
+    // release is live, not that its own is.
+    let built = setup.build(&slow, None).await;
+    assert_eq!(built["status"], "succeeded", "{built}");
+    let (_, first) =
+        api.call("GET", &format!("/apps/hello/releases/{}", built["release"]["id"].as_str().unwrap()), None).await;
+    let second = api.expect("POST", "/apps/hello/releases", json!({"slug": two_slug}), 201).await;
+    let output = output_of(api, &built).await;
+    let says = format!("Released v{}: superseded by v{}, which is live", first["version"], second["version"]);
+    assert!(output.contains(&says), "{output}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1045,7 +1064,11 @@ async fn a_failed_release_changes_nothing_that_runs_and_no_later_release_builds_
         }
         let (_, releases) = newest_of(api, &app).await;
         match want.release {
-            None => assert_eq!(releases, releases_before, "{then:?} makes no release"),
+            None => {
+                // Versions only: a release pending before the row settles meanwhile.
+                let versions = |r: &[(u64, String)]| r.iter().map(|r| r.0).collect::<Vec<u64>>();
+                assert_eq!(versions(&releases), versions(&releases_before), "{then:?} makes no release");
+            }
             Some((code, status)) => {
                 let newest = if matches!(then, TwoConfigSetsWhilePending) { 5 } else { 4 };
                 let settled = settled(api, &app, newest).await;
@@ -1687,4 +1710,42 @@ async fn a_running_release_phase_is_listed_as_a_dyno_and_stopping_it_fails_its_r
         assert!(!dynos.as_array().unwrap().iter().any(|d| d["type"] == "release"), "row {i}: {dynos}");
         assert_eq!(answer(wharf).await.as_deref(), Some("good version"), "row {i}");
     }
+}
+
+/// FE21c #6: deleting an app cancels its running build: its fetch stops, its build slot frees
+/// (with one slot, a build of another app waiting behind it then runs), its staged files are
+/// removed, and its output says it was cancelled. The source is held open by the test, so
+/// only the cancellation can end the build.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_an_app_cancels_its_build_frees_its_slot_and_removes_its_files() {
+    let setup = Setup::start(&[("WHARF_CONTROL_API__MAX_CONCURRENT_BUILDS", "1")]).await;
+    let api = &setup.wharf.api;
+    let hold = Arc::new(tokio::sync::Notify::new());
+    let host = misbehaving_host(hold.clone()).await;
+    api.expect("POST", "/apps", json!({"name": "doomed"}), 201).await;
+    let held = json!({"source_blob": {"url": format!("http://{host}/held")}});
+    let held = api.expect("POST", "/apps/doomed/builds", held, 201).await;
+    let staged = setup.wharf.data_dir().join("slugs/incoming").join(format!("build-{}", held["id"].as_str().unwrap()));
+    eventually(WAIT, "the held build to stage its files", || async { staged.exists().then_some(()) }).await;
+    // A build of another app waits for the one slot.
+    let good = archive_with(setup.dir.path(), "good", "good version", "tgz", "web: exec python3 app.py\n");
+    let blob = json!({"source_blob": {"url": setup.files.url(&good)}});
+    let waiting = api.expect("POST", "/apps/hello/builds", blob, 201).await;
+    let waiting_path = format!("/apps/hello/builds/{}", waiting["id"].as_str().unwrap());
+    let (_, w) = api.call("GET", &waiting_path, None).await;
+    assert_eq!(w["status"], "pending", "{w}");
+    let output = tokio::spawn({
+        let (api, held) = (api.clone(), held.clone());
+        async move { output_of(&api, &held).await }
+    });
+    api.expect("DELETE", "/apps/doomed", json!({}), 200).await;
+    let output = tokio::time::timeout(WAIT, output).await.expect("the cancelled build's output to end").unwrap();
+    assert!(output.contains("Build failed: cancelled: its app was deleted while it ran"), "{output}");
+    eventually(WAIT, "the cancelled build's files to go", || async { (!staged.exists()).then_some(()) }).await;
+    let built = eventually(WAIT, "the waiting build to run and end", || async {
+        let (_, b) = api.call("GET", &waiting_path, None).await;
+        (b["status"] != "pending").then_some(b)
+    })
+    .await;
+    assert_eq!(built["status"], "succeeded", "{built}");
 }

@@ -123,9 +123,17 @@ pub fn check_image(image: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks a slug's process types: valid type names, commands by the one rule
-/// (`formation::check_command`).
+/// Checks a slug's process types: at least one (as a build's Procfile must declare one: a
+/// release of a slug without any would run nothing), valid type names, commands by the one
+/// rule (`formation::check_command`).
 fn check_process_types(types: &BTreeMap<String, String>) -> Result<(), Error> {
+    if types.is_empty() {
+        return Err(Error::Invalid(
+            "process_types is empty: a slug declares at least one process type and its command (as a Procfile does), \
+             or a release of it would run nothing"
+                .into(),
+        ));
+    }
     if types.len() > MAX_PROCESS_TYPES {
         return Err(Error::Invalid(format!("a slug has at most {MAX_PROCESS_TYPES} process types")));
     }
