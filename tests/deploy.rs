@@ -1566,13 +1566,15 @@ async fn a_restart_mid_phase_or_mid_roll_keeps_the_current_release_serving() {
         let (mark, gate) = (dir.join("mark"), dir.join("gate"));
         {
             let (wharf, api) = (&setup.wharf, &setup.wharf.api);
-            for app in ["phase", "crash", "slow"] {
+            for app in ["phase", "crash", "slow", "queued"] {
                 let path = |rest: &str| format!("/apps/{app}{rest}");
                 api.expect("POST", "/apps", json!({"name": app}), 201).await;
                 api.expect("POST", &path("/releases"), json!({"slug": plain}), 201).await;
                 api.expect("PATCH", &path("/formation"), json!({"updates": [{"type": "web", "quantity": 1}]}), 200)
                     .await;
-                let vars = json!({"MARK": mark.to_str().unwrap(), "GATE": gate.to_str().unwrap(), "EXIT": "0"});
+                // `queued`'s phase will fail, and marks a file of its own.
+                let (mark, exit) = if app == "queued" { (dir.join("mark-queued"), "3") } else { (mark.clone(), "0") };
+                let vars = json!({"MARK": mark.to_str().unwrap(), "GATE": gate.to_str().unwrap(), "EXIT": exit});
                 api.expect("PATCH", &path("/config-vars"), vars, 200).await;
                 assert_eq!(settled(api, app, 3).await["status"], "succeeded", "{stop:?} {app}");
                 let host = format!("{app}-default.localhost");
@@ -1584,6 +1586,9 @@ async fn a_restart_mid_phase_or_mid_roll_keeps_the_current_release_serving() {
             api.expect("POST", "/apps/phase/releases", json!({"slug": phased}), 201).await;
             api.expect("POST", "/apps/crash/releases", json!({"slug": crash}), 201).await;
             api.expect("POST", "/apps/slow/releases", json!({"slug": slow}), 201).await;
+            // `queued`: a config change waits behind v4's phase, which will fail.
+            api.expect("POST", "/apps/queued/releases", json!({"slug": phased}), 201).await;
+            api.expect("PATCH", "/apps/queued/config-vars", json!({"X": "1"}), 200).await;
         }
         let first_pid: u32 = eventually(WAIT, "v4's release phase to run", || async {
             std::fs::read_to_string(&mark).ok()?.trim().parse().ok()
@@ -1597,6 +1602,7 @@ async fn a_restart_mid_phase_or_mid_roll_keeps_the_current_release_serving() {
         let _ = wharf.wait_exit().await;
         // The dead run's phase marker; its process (if a kill left it) is stopped at start.
         std::fs::remove_file(&mark).unwrap();
+        std::fs::remove_file(dir.join("mark-queued")).ok();
         let wharf = Wharf::serve_with(WHARF, &[], &tmp.path().join("data"), &Setup::env(&[])).await;
         let setup = Setup { wharf, files, dir: tmp };
         let (wharf, api) = (&setup.wharf, &setup.wharf.api);
@@ -1636,6 +1642,18 @@ async fn a_restart_mid_phase_or_mid_roll_keeps_the_current_release_serving() {
         let (newest, _) = newest_of(api, "crash").await;
         assert_eq!(newest["slug"]["id"], plain, "{stop:?}: the next change builds on the good code: {newest}");
 
+        // `queued`: v4's phase ran again and failed; v5 (X=1), recorded as a release of changes,
+        // is rebased onto the good code and runs.
+        assert_eq!(settled(api, "queued", 4).await["status"], "failed", "{stop:?}");
+        let v5 = settled(api, "queued", 5).await;
+        assert_eq!((&v5["status"], &v5["slug"]["id"]), (&json!("succeeded"), &plain), "{stop:?}: {v5}");
+        let (_, vars) = api.call("GET", "/apps/queued/config-vars", None).await;
+        assert_eq!(vars["X"], "1", "{stop:?}: {vars}");
+        eventually(WAIT, &format!("{stop:?}: queued's good code to serve"), || async {
+            (answer_at(wharf, "queued-default.localhost").await.as_deref() == Some("good version")).then_some(())
+        })
+        .await;
+
         // `slow`: its roll runs again, from the good code to v4.
         assert_eq!(settled(api, "slow", 4).await["status"], "succeeded", "{stop:?}");
         eventually(WAIT, &format!("{stop:?}: slow's v4 to serve"), || async {
@@ -1644,6 +1662,7 @@ async fn a_restart_mid_phase_or_mid_roll_keeps_the_current_release_serving() {
         .await;
         std::fs::remove_file(&gate).unwrap();
         std::fs::remove_file(&mark).ok();
+        std::fs::remove_file(dir.join("mark-queued")).ok();
     }
 }
 

@@ -167,7 +167,10 @@ fn shape_error(body: &serde_json::Value, e: &serde_path_to_error::Error<serde_js
         return format!("{what}: {place} is {}, expected {}", json_kind(value), in_json_words(expected));
     }
     let words = in_json_words(&inner);
-    if path.is_empty() { words } else { format!("{words} (at `{path}`)") }
+    // A top-level field's own refusal names what it refuses already (`invalid app name ...`);
+    // a nested one, or a field unknown or missing in a nested object, gets its place.
+    let placed = inner.starts_with("unknown field") || inner.starts_with("missing field");
+    if path.is_empty() || (segments.len() == 1 && !placed) { words } else { format!("{words} (at `{path}`)") }
 }
 
 /// What a JSON value is, in JSON's words: `null`, `a string "x"`, `the number 5`, `an array`.
