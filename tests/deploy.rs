@@ -1051,6 +1051,25 @@ async fn a_failed_release_changes_nothing_that_runs_and_no_later_release_builds_
             assert_eq!(pending, "pending", "{then:?}");
             let (_, v3) = api.call("GET", &path("/releases/3"), None).await;
             assert_eq!(v3["eligible_for_rollback"], false, "{then:?}: {v3}");
+            // The old dynos show the commands they run, not the pending release's, and every
+            // dyno (the release phase's `release.3` too) has an id, the same in every listing.
+            let listed = || async {
+                let (_, dynos) = api.call("GET", &path("/dynos"), None).await;
+                dynos.as_array().unwrap().iter().map(|d| (d["name"].clone(), d.clone())).collect::<Vec<_>>()
+            };
+            let (first, second) = (listed().await, listed().await);
+            assert!(first.iter().any(|(n, _)| n == "release.3"), "{then:?}: {first:?}");
+            for (name, d) in &first {
+                assert!(d["id"].is_string(), "{then:?}: {d}");
+                let again = second.iter().find(|(n, _)| n == name).map(|(_, d)| &d["id"]);
+                assert_eq!(again, Some(&d["id"]), "{then:?}: {name}'s id is stable");
+                let runs = match d["type"].as_str() {
+                    Some("web") => GOOD_WEB,
+                    Some("worker") => GOOD_WORKER,
+                    _ => continue,
+                };
+                assert_eq!(d["command"], runs, "{then:?}: {d}");
+            }
             if matches!(then, ConfigSetWhilePending) {
                 // Meanwhile a one-off dyno runs the current release, its code and its config.
                 let run = json!({"command": "echo \"PENDING-ONEOFF $(cat body.txt) X=${X:-unset}\""});

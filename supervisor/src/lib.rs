@@ -202,8 +202,17 @@ async fn run(
         desired.retain(|k, _| k.dyno_type.as_str() != release_phase::RELEASE);
         // Apps whose newest release waits for its release phase keep running what they run.
         let mut held: BTreeSet<Uuid> = BTreeSet::new();
-        for (key, entry) in release_commands {
-            let Some(release) = entry.spec.release else { continue };
+        for (key, mut entry) in release_commands {
+            let Some(mut release) = entry.spec.release else { continue };
+            // The first phase this run starts for an app is that of its oldest pending release
+            // with one (after a restart, the phase that was running), not the newest's.
+            if !phases.contains_key(&key.app_id)
+                && let Some(spec) = plane.read(|m| desired::first_pending_phase(m, key.app_id)).await
+                && let Some(older) = spec.release.filter(|r| r.version < release.version)
+            {
+                release = older;
+                entry.spec = spec;
+            }
             match phases.get(&key.app_id) {
                 Some((r, Some(true))) if *r == release.id => continue,
                 Some((r, _)) if *r == release.id => {}
