@@ -101,8 +101,9 @@ fn archive_slug(m: &Model, release: &wharf_control_api::model::Release) -> Optio
 /// (Wharf stopped during a phase, with a config change queued behind it) runs the phase that
 /// ran before the restart, not the newest release's: if it fails, the releases of changes
 /// behind it are rebased onto the running code (`ControlPlane::settle_release`) exactly as
-/// without the restart. `None` when the app has no such release.
-pub(crate) fn first_pending_phase(m: &Model, app_id: Uuid) -> Option<DynoSpec> {
+/// without the restart. `None` when the app has no such release. `phase_type` is the process
+/// type whose command is the release phase (`release_phase::RELEASE`).
+pub(crate) fn first_pending_phase(m: &Model, app_id: Uuid, phase_type: &str) -> Option<DynoSpec> {
     use wharf_control_api::model::{CanaryReleaseState, ReleaseStatus};
     // A release a canary release holds runs no phase here until it is promoted.
     let held = |id: Uuid| m.canary_release_making(id).is_some_and(|c| c.state != CanaryReleaseState::Promoted);
@@ -110,10 +111,8 @@ pub(crate) fn first_pending_phase(m: &Model, app_id: Uuid) -> Option<DynoSpec> {
         .releases_of(app_id)
         .into_iter()
         .filter(|r| r.status == ReleaseStatus::Pending && !r.withdrawn && !held(r.id))
-        .find(|r| {
-            r.processes.iter().any(|p| p.dyno_type.as_str() == crate::release_phase::RELEASE && p.command.is_some())
-        })?;
-    let phase = r.processes.iter().find(|p| p.dyno_type.as_str() == crate::release_phase::RELEASE)?;
+        .find(|r| r.processes.iter().any(|p| p.dyno_type.as_str() == phase_type && p.command.is_some()))?;
+    let phase = r.processes.iter().find(|p| p.dyno_type.as_str() == phase_type)?;
     Some(DynoSpec {
         command: phase.command.clone()?,
         env: r.config_vars.clone(),

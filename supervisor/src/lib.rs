@@ -207,7 +207,8 @@ async fn run(
             // The first phase this run starts for an app is that of its oldest pending release
             // with one (after a restart, the phase that was running), not the newest's.
             if !phases.contains_key(&key.app_id)
-                && let Some(spec) = plane.read(|m| desired::first_pending_phase(m, key.app_id)).await
+                && let Some(spec) =
+                    plane.read(|m| desired::first_pending_phase(m, key.app_id, release_phase::RELEASE)).await
                 && let Some(older) = spec.release.filter(|r| r.version < release.version)
             {
                 release = older;
