@@ -435,7 +435,16 @@ async fn apps_as_heroku_clients_create_address_and_rename_them() {
     api.expect("POST", "/apps", json!({"name": "api", "space": "prod"}), 201).await;
     refused(api, "PATCH", "/apps/web-prod", json!({"name": "api"}), 409, "already exists", "/apps").await;
     refused(api, "PATCH", "/apps/web-prod", json!({"name": "Web"}), 422, "invalid app name", "/apps").await;
-    refused(api, "PATCH", "/apps/web-prod", json!({"maintenance": "yes"}), 422, "expected a boolean", "/apps").await;
+    refused(
+        api,
+        "PATCH",
+        "/apps/web-prod",
+        json!({"maintenance": "yes"}),
+        422,
+        "invalid type: `maintenance` is a string \"yes\", expected true or false",
+        "/apps",
+    )
+    .await;
     refused(api, "PATCH", "/apps/nope", json!({"name": "x"}), 404, "no app", "/apps").await;
     assert_eq!(api.call("GET", "/apps/web-prod/addons", None).await, (200, json!([])));
     assert_eq!(api.call("GET", "/apps/nope/addons", None).await.0, 404);

@@ -687,13 +687,21 @@ async fn slugs_are_uploaded_once_to_their_blob_url_checked_and_released() {
             api.call("POST", "/apps/hello/slugs", Some(json!({"process_types": {"web": "x"}, "image": bad}))).await;
         assert_eq!(status, 422, "{bad}: {body}");
     }
-    for bad in [
-        json!({"process_types": {"We b": "x"}}),
-        json!({"process_types": {"web": ""}}),
-        json!({"process_types": {}, "checksum": "SHA1:00"}),
+    // (body, what the refusal says): process types, their names and commands, in every kind
+    // of slug.
+    let image = "registry.example.com/hello@sha256:".to_owned() + &"0".repeat(64);
+    for (bad, says) in [
+        (json!({"process_types": {"We b": "x"}}), "process type \"We b\""),
+        (json!({"process_types": {"web": ""}}), "the web command"),
+        (json!({"process_types": {"web": "   "}}), "the web command"),
+        (json!({"process_types": {}}), "process_types is empty"),
+        (json!({"process_types": {}, "image": image}), "process_types is empty"),
+        (json!({"process_types": {"web": "x", "-bad": "y"}}), "process type \"-bad\""),
+        (json!({"process_types": {}, "checksum": "SHA1:00"}), ""),
     ] {
         let (status, body) = api.call("POST", "/apps/hello/slugs", Some(bad.clone())).await;
         assert_eq!(status, 422, "{bad}: {body}");
+        assert!(body["message"].as_str().unwrap().contains(says), "{bad}: {body}");
     }
 }
 
@@ -763,6 +771,17 @@ async fn a_deploy_drops_undeclared_types_runs_one_offs_in_its_files_and_supersed
     let superseded = format!("release v{} was superseded by v{}", first["version"], second["version"]);
     stream_lines(&setup, json!({"lines": 1500, "source": "akkeris/supervisor"}), &superseded).await;
     assert_eq!(answer(wharf).await.as_deref(), Some("second version"));
+
+    // FE21c #8: a build whose release was superseded while in its release phase says which
+    // release is live, not that its own is.
+    let built = setup.build(&slow, None).await;
+    assert_eq!(built["status"], "succeeded", "{built}");
+    let (_, first) =
+        api.call("GET", &format!("/apps/hello/releases/{}", built["release"]["id"].as_str().unwrap()), None).await;
+    let second = api.expect("POST", "/apps/hello/releases", json!({"slug": two_slug}), 201).await;
+    let output = output_of(api, &built).await;
+    let says = format!("Released v{}: superseded by v{}, which is live", first["version"], second["version"]);
+    assert!(output.contains(&says), "{output}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -823,8 +842,8 @@ enum Code {
     Slow,
 }
 
-/// What a row does once its app's newest release failed (or, for `ConfigSetWhilePending`,
-/// while it still waits in its release phase).
+/// What a row does once its app's newest release failed (or, for the `...WhilePending` rows and
+/// `RollbackToPending`, while it still waits in its release phase, which then fails).
 #[derive(Debug, Clone, Copy)]
 enum Then {
     ConfigSet,
@@ -835,6 +854,25 @@ enum Then {
     Promote,
     OneOff,
     ConfigSetWhilePending,
+    CommandChangeWhilePending,
+    TwoConfigSetsWhilePending,
+    RollbackWhilePending,
+    RollbackToPending,
+}
+
+impl Then {
+    /// Whether the row acts while the failing release still waits in its phase.
+    fn while_pending(self) -> bool {
+        use Then::*;
+        matches!(
+            self,
+            ConfigSetWhilePending
+                | CommandChangeWhilePending
+                | TwoConfigSetsWhilePending
+                | RollbackWhilePending
+                | RollbackToPending
+        )
+    }
 }
 
 /// What a row expects: the action's status, and the code of the release it makes (`None`
@@ -909,10 +947,18 @@ async fn a_failed_release_changes_nothing_that_runs_and_no_later_release_builds_
         (RollbackToGood, Want { status: 201, release: Some((Code::Good, "succeeded")) }),
         (Promote, Want { status: 201, release: None }),
         (OneOff, Want { status: 201, release: None }),
-        // The base of a change while a release is pending is that release (it is on its way to
-        // run; a change that dropped it would settle it with code it never had). It fails as
-        // its base does, and the app returns to the release before both.
-        (ConfigSetWhilePending, Want { status: 200, release: Some((Code::Slow, "failed")) }),
+        // FE21c #3/#4: a change made while a release is pending builds on that release, and
+        // waits for its phase; when that phase fails, a release of changes (config vars,
+        // commands) is rebased onto the running release (its code, its own changes) and runs
+        // on the good code, rather than running the failed phase again. Several queued ones
+        // are rebased in turn (the older one then settles as superseded: succeeded, on the good
+        // code). A rollback brings its own code and runs as it is; a pending release is no
+        // rollback target.
+        (ConfigSetWhilePending, Want { status: 200, release: Some((Code::Good, "succeeded")) }),
+        (CommandChangeWhilePending, Want { status: 200, release: Some((Code::Good, "succeeded")) }),
+        (TwoConfigSetsWhilePending, Want { status: 200, release: Some((Code::Good, "succeeded")) }),
+        (RollbackWhilePending, Want { status: 201, release: Some((Code::Good, "succeeded")) }),
+        (RollbackToPending, Want { status: 422, release: None }),
     ];
     for (i, (then, want)) in rows.into_iter().enumerate() {
         let app = format!("row{i}");
@@ -930,7 +976,7 @@ async fn a_failed_release_changes_nothing_that_runs_and_no_later_release_builds_
         .await;
         let good = settled(api, &app, 2).await;
         assert_eq!(good["status"], "succeeded", "{then:?}: {good}");
-        let failing = if matches!(then, ConfigSetWhilePending) { Code::Slow } else { Code::Bad };
+        let failing = if then.while_pending() { Code::Slow } else { Code::Bad };
         let workers = || async {
             let (_, dynos) = api.call("GET", &path("/dynos"), None).await;
             let names = dynos.as_array().unwrap().iter().filter(|d| d["type"] == "worker").map(|d| d["name"].clone());
@@ -986,33 +1032,95 @@ async fn a_failed_release_changes_nothing_that_runs_and_no_later_release_builds_
                 api.call("POST", &path("/dynos"), Some(json!({"command": "echo \"ONEOFF $(cat body.txt)\""}))).await
             }
             ConfigSetWhilePending => api.call("PATCH", &path("/config-vars"), Some(json!({"X": "1"}))).await,
+            CommandChangeWhilePending => {
+                let update = json!({"updates": [{"type": "worker", "command": "exec sleep 3601"}]});
+                api.call("PATCH", &path("/formation"), Some(update)).await
+            }
+            TwoConfigSetsWhilePending => {
+                api.expect("PATCH", &path("/config-vars"), json!({"X": "1"}), 200).await;
+                api.call("PATCH", &path("/config-vars"), Some(json!({"Y": "2"}))).await
+            }
+            RollbackWhilePending => api.call("POST", &path("/releases"), Some(json!({"release": "v2"}))).await,
+            RollbackToPending => api.call("POST", &path("/releases"), Some(json!({"release": "v3"}))).await,
         };
         assert_eq!(status, want.status, "{then:?}: {out}");
-        let (newest, releases) = newest_of(api, &app).await;
+        if then.while_pending() {
+            // The row is what it says: the release it built on was still pending, and a
+            // pending release is no rollback target.
+            let pending = settled_or_pending(api, &app, 3).await;
+            assert_eq!(pending, "pending", "{then:?}");
+            let (_, v3) = api.call("GET", &path("/releases/3"), None).await;
+            assert_eq!(v3["eligible_for_rollback"], false, "{then:?}: {v3}");
+            // The old dynos show the commands they run, not the pending release's, and every
+            // dyno (the release phase's `release.3` too) has an id, the same in every listing.
+            let listed = || async {
+                let (_, dynos) = api.call("GET", &path("/dynos"), None).await;
+                dynos.as_array().unwrap().iter().map(|d| (d["name"].clone(), d.clone())).collect::<Vec<_>>()
+            };
+            let (first, second) = (listed().await, listed().await);
+            assert!(first.iter().any(|(n, _)| n == "release.3"), "{then:?}: {first:?}");
+            for (name, d) in &first {
+                assert!(d["id"].is_string(), "{then:?}: {d}");
+                let again = second.iter().find(|(n, _)| n == name).map(|(_, d)| &d["id"]);
+                assert_eq!(again, Some(&d["id"]), "{then:?}: {name}'s id is stable");
+                let runs = match d["type"].as_str() {
+                    Some("web") => GOOD_WEB,
+                    Some("worker") => GOOD_WORKER,
+                    _ => continue,
+                };
+                assert_eq!(d["command"], runs, "{then:?}: {d}");
+            }
+            if matches!(then, ConfigSetWhilePending) {
+                // Meanwhile a one-off dyno runs the current release, its code and its config.
+                let run = json!({"command": "echo \"PENDING-ONEOFF $(cat body.txt) X=${X:-unset}\""});
+                api.expect("POST", &path("/dynos"), run, 201).await;
+                let said = stream_lines_of(&setup, &app, json!({"lines": 100, "dyno": "run"}), "PENDING-ONEOFF").await;
+                assert!(said.contains("PENDING-ONEOFF good version X=unset"), "{said}");
+            }
+            std::fs::write(&go, "").unwrap();
+            assert_eq!(settled(api, &app, 3).await["status"], "failed", "{then:?}");
+            std::fs::remove_file(&go).unwrap();
+        }
+        let (_, releases) = newest_of(api, &app).await;
         match want.release {
-            None => assert_eq!(releases, releases_before, "{then:?} makes no release"),
+            None => {
+                // Versions only: a release pending before the row settles meanwhile.
+                let versions = |r: &[(u64, String)]| r.iter().map(|r| r.0).collect::<Vec<u64>>();
+                assert_eq!(versions(&releases), versions(&releases_before), "{then:?} makes no release");
+            }
             Some((code, status)) => {
-                assert_eq!(newest["version"], 4, "{then:?}: {newest}");
-                assert_eq!(newest["slug"]["id"], slugs[&code], "{then:?}: the release's code");
-                if matches!(then, ConfigSetWhilePending) {
-                    // The row is what it says: the release it built on was still pending.
-                    assert_eq!(settled_or_pending(api, &app, 3).await, "pending", "{then:?}");
-                    // Meanwhile a one-off dyno runs the current release, its code and its config.
-                    let run = json!({"command": "echo \"PENDING-ONEOFF $(cat body.txt) X=${X:-unset}\""});
-                    api.expect("POST", &path("/dynos"), run, 201).await;
-                    let said =
-                        stream_lines_of(&setup, &app, json!({"lines": 100, "dyno": "run"}), "PENDING-ONEOFF").await;
-                    assert!(said.contains("PENDING-ONEOFF good version X=unset"), "{said}");
-                    std::fs::write(&go, "").unwrap();
-                    assert_eq!(settled(api, &app, 3).await["status"], "failed", "{then:?}");
-                }
-                let settled = settled(api, &app, 4).await;
+                let newest = if matches!(then, TwoConfigSetsWhilePending) { 5 } else { 4 };
+                let settled = settled(api, &app, newest).await;
                 assert_eq!(settled["status"], status, "{then:?}: {settled}");
+                assert_eq!(settled["slug"]["id"], slugs[&code], "{then:?}: the release's code: {settled}");
             }
         }
         match then {
             RollbackToFailed => {
                 assert!(out["message"].as_str().unwrap().contains("release v3 failed"), "{out}");
+            }
+            RollbackToPending => {
+                assert!(out["message"].as_str().unwrap().contains("release v3 is pending"), "{out}");
+            }
+            ConfigSetWhilePending => {
+                let said = stream_lines_of(&setup, &app, json!({"lines": 100}), "is rebased onto").await;
+                assert!(said.contains("release v4 (changes of config vars or commands) waited for v3"), "{said}");
+            }
+            TwoConfigSetsWhilePending => {
+                // v4 was superseded by v5 and settles as it did; it holds the good code and X.
+                let v4 = settled(api, &app, 4).await;
+                assert_eq!((&v4["status"], &v4["slug"]["id"]), (&json!("succeeded"), &slugs[&Code::Good]), "{v4}");
+                assert_eq!(v4["eligible_for_rollback"], true, "{v4}");
+                let (_, vars) = api.call("GET", &path("/config-vars"), None).await;
+                assert_eq!(vars["Y"], "2", "{vars}");
+            }
+            CommandChangeWhilePending => {
+                let (_, worker) = api.call("GET", &path("/formation/worker"), None).await;
+                assert_eq!(
+                    (&worker["command"], &worker["quantity"]),
+                    (&json!("exec sleep 3601"), &json!(1)),
+                    "{worker}"
+                );
             }
             Promote => {
                 let target = format!("{app}stg");
@@ -1046,7 +1154,11 @@ async fn a_failed_release_changes_nothing_that_runs_and_no_later_release_builds_
         let (_, web) = api.call("GET", &path("/formation/web"), None).await;
         assert_eq!(web["command"], GOOD_WEB, "{then:?}: {web}");
         let (_, vars) = api.call("GET", &path("/config-vars"), None).await;
-        let x = if matches!(then, ConfigSet) { json!("1") } else { Value::Null };
+        let x = if matches!(then, ConfigSet | ConfigSetWhilePending | TwoConfigSetsWhilePending) {
+            json!("1")
+        } else {
+            Value::Null
+        };
         assert_eq!(vars["X"], x, "{then:?}: a failed config change is undone, a good one kept: {vars}");
         // No dyno runs a release that failed.
         let (_, releases) = api.call("GET", &path("/releases"), None).await;
@@ -1349,9 +1461,10 @@ async fn release_phases_run_one_at_a_time_a_failed_one_is_final_and_a_deleted_ap
     assert_eq!(v1["eligible_for_rollback"], false, "{v1}");
 
     use During::*;
-    // (action, the status v4 (the phase's release) and v5 (the action's) settle as).
+    // (action, the status v4 (the phase's release) and v5 (the action's) settle as). A config
+    // change waits for v4's phase, and when that fails is rebased onto the good code (FE21c #4).
     let rows = [
-        (ConfigChange, Some(("failed", "failed"))),
+        (ConfigChange, Some(("failed", "succeeded"))),
         (DeployWithoutPhase, Some(("failed", "succeeded"))),
         (Rollback, Some(("failed", "succeeded"))),
         (DeleteApp, None),
@@ -1403,21 +1516,21 @@ async fn release_phases_run_one_at_a_time_a_failed_one_is_final_and_a_deleted_ap
         assert_eq!(settled(api, &app, 5).await["status"], v5, "{during:?}");
         // v4 stays failed: a newer release settling takes along only pending ones.
         assert_eq!(settled_or_pending(api, &app, 4).await, "failed", "{during:?}: a failed phase is final");
-        let end = if during == ConfigChange { "Release phase of v5 failed" } else { "Release phase of v4 failed" };
-        let said = stream_lines_of(&setup, &app, json!({"lines": 300}), end).await;
+        let said = stream_lines_of(&setup, &app, json!({"lines": 300}), "Release phase of v4 failed").await;
         // The phase's own output line (the platform's "starting" line quotes the command).
         assert!(!said.contains("]: two release phases at once"), "{during:?}: {said}");
         if during == ConfigChange {
-            // v5 ran its own phase, after v4's ended.
-            let (ended, started) = (said.find("Release phase of v4 failed"), said.find("Release phase of v5 starting"));
-            assert!(ended.is_some() && ended < started, "{during:?}: {said}");
+            // v5 was rebased onto the good code, which has no phase: the failed one never ran again.
+            let said = stream_lines_of(&setup, &app, json!({"lines": 300}), "is rebased onto").await;
+            assert!(!said.contains("Release phase of v5 starting"), "{during:?}: {said}");
         }
         eventually(WAIT, &format!("{during:?}: the good code to serve"), || async {
             (answer_at(wharf, &host).await.as_deref() == Some("good version")).then_some(())
         })
         .await;
         let (_, vars) = api.call("GET", &path("/config-vars"), None).await;
-        assert_eq!(vars["Y"], Value::Null, "{during:?}: {vars}");
+        let y = if during == ConfigChange { json!("1") } else { Value::Null };
+        assert_eq!(vars["Y"], y, "{during:?}: the rebased config change is kept: {vars}");
         // Nothing builds on a failed release, the one that failed while another waited too.
         api.expect("PATCH", &path("/config-vars"), json!({"Z": "1"}), 200).await;
         let (newest, _) = newest_of(api, &app).await;
@@ -1473,13 +1586,15 @@ async fn a_restart_mid_phase_or_mid_roll_keeps_the_current_release_serving() {
         let (mark, gate) = (dir.join("mark"), dir.join("gate"));
         {
             let (wharf, api) = (&setup.wharf, &setup.wharf.api);
-            for app in ["phase", "crash", "slow"] {
+            for app in ["phase", "crash", "slow", "queued"] {
                 let path = |rest: &str| format!("/apps/{app}{rest}");
                 api.expect("POST", "/apps", json!({"name": app}), 201).await;
                 api.expect("POST", &path("/releases"), json!({"slug": plain}), 201).await;
                 api.expect("PATCH", &path("/formation"), json!({"updates": [{"type": "web", "quantity": 1}]}), 200)
                     .await;
-                let vars = json!({"MARK": mark.to_str().unwrap(), "GATE": gate.to_str().unwrap(), "EXIT": "0"});
+                // `queued`'s phase will fail, and marks a file of its own.
+                let (mark, exit) = if app == "queued" { (dir.join("mark-queued"), "3") } else { (mark.clone(), "0") };
+                let vars = json!({"MARK": mark.to_str().unwrap(), "GATE": gate.to_str().unwrap(), "EXIT": exit});
                 api.expect("PATCH", &path("/config-vars"), vars, 200).await;
                 assert_eq!(settled(api, app, 3).await["status"], "succeeded", "{stop:?} {app}");
                 let host = format!("{app}-default.localhost");
@@ -1491,6 +1606,9 @@ async fn a_restart_mid_phase_or_mid_roll_keeps_the_current_release_serving() {
             api.expect("POST", "/apps/phase/releases", json!({"slug": phased}), 201).await;
             api.expect("POST", "/apps/crash/releases", json!({"slug": crash}), 201).await;
             api.expect("POST", "/apps/slow/releases", json!({"slug": slow}), 201).await;
+            // `queued`: a config change waits behind v4's phase, which will fail.
+            api.expect("POST", "/apps/queued/releases", json!({"slug": phased}), 201).await;
+            api.expect("PATCH", "/apps/queued/config-vars", json!({"X": "1"}), 200).await;
         }
         let first_pid: u32 = eventually(WAIT, "v4's release phase to run", || async {
             std::fs::read_to_string(&mark).ok()?.trim().parse().ok()
@@ -1504,6 +1622,7 @@ async fn a_restart_mid_phase_or_mid_roll_keeps_the_current_release_serving() {
         let _ = wharf.wait_exit().await;
         // The dead run's phase marker; its process (if a kill left it) is stopped at start.
         std::fs::remove_file(&mark).unwrap();
+        std::fs::remove_file(dir.join("mark-queued")).ok();
         let wharf = Wharf::serve_with(WHARF, &[], &tmp.path().join("data"), &Setup::env(&[])).await;
         let setup = Setup { wharf, files, dir: tmp };
         let (wharf, api) = (&setup.wharf, &setup.wharf.api);
@@ -1543,6 +1662,18 @@ async fn a_restart_mid_phase_or_mid_roll_keeps_the_current_release_serving() {
         let (newest, _) = newest_of(api, "crash").await;
         assert_eq!(newest["slug"]["id"], plain, "{stop:?}: the next change builds on the good code: {newest}");
 
+        // `queued`: v4's phase ran again and failed; v5 (X=1), recorded as a release of changes,
+        // is rebased onto the good code and runs.
+        assert_eq!(settled(api, "queued", 4).await["status"], "failed", "{stop:?}");
+        let v5 = settled(api, "queued", 5).await;
+        assert_eq!((&v5["status"], &v5["slug"]["id"]), (&json!("succeeded"), &plain), "{stop:?}: {v5}");
+        let (_, vars) = api.call("GET", "/apps/queued/config-vars", None).await;
+        assert_eq!(vars["X"], "1", "{stop:?}: {vars}");
+        eventually(WAIT, &format!("{stop:?}: queued's good code to serve"), || async {
+            (answer_at(wharf, "queued-default.localhost").await.as_deref() == Some("good version")).then_some(())
+        })
+        .await;
+
         // `slow`: its roll runs again, from the good code to v4.
         assert_eq!(settled(api, "slow", 4).await["status"], "succeeded", "{stop:?}");
         eventually(WAIT, &format!("{stop:?}: slow's v4 to serve"), || async {
@@ -1551,6 +1682,7 @@ async fn a_restart_mid_phase_or_mid_roll_keeps_the_current_release_serving() {
         .await;
         std::fs::remove_file(&gate).unwrap();
         std::fs::remove_file(&mark).ok();
+        std::fs::remove_file(dir.join("mark-queued")).ok();
     }
 }
 
@@ -1617,4 +1749,42 @@ async fn a_running_release_phase_is_listed_as_a_dyno_and_stopping_it_fails_its_r
         assert!(!dynos.as_array().unwrap().iter().any(|d| d["type"] == "release"), "row {i}: {dynos}");
         assert_eq!(answer(wharf).await.as_deref(), Some("good version"), "row {i}");
     }
+}
+
+/// FE21c #6: deleting an app cancels its running build: its fetch stops, its build slot frees
+/// (with one slot, a build of another app waiting behind it then runs), its staged files are
+/// removed, and its output says it was cancelled. The source is held open by the test, so
+/// only the cancellation can end the build.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_an_app_cancels_its_build_frees_its_slot_and_removes_its_files() {
+    let setup = Setup::start(&[("WHARF_CONTROL_API__MAX_CONCURRENT_BUILDS", "1")]).await;
+    let api = &setup.wharf.api;
+    let hold = Arc::new(tokio::sync::Notify::new());
+    let host = misbehaving_host(hold.clone()).await;
+    api.expect("POST", "/apps", json!({"name": "doomed"}), 201).await;
+    let held = json!({"source_blob": {"url": format!("http://{host}/held")}});
+    let held = api.expect("POST", "/apps/doomed/builds", held, 201).await;
+    let staged = setup.wharf.data_dir().join("slugs/incoming").join(format!("build-{}", held["id"].as_str().unwrap()));
+    eventually(WAIT, "the held build to stage its files", || async { staged.exists().then_some(()) }).await;
+    // A build of another app waits for the one slot.
+    let good = archive_with(setup.dir.path(), "good", "good version", "tgz", "web: exec python3 app.py\n");
+    let blob = json!({"source_blob": {"url": setup.files.url(&good)}});
+    let waiting = api.expect("POST", "/apps/hello/builds", blob, 201).await;
+    let waiting_path = format!("/apps/hello/builds/{}", waiting["id"].as_str().unwrap());
+    let (_, w) = api.call("GET", &waiting_path, None).await;
+    assert_eq!(w["status"], "pending", "{w}");
+    let output = tokio::spawn({
+        let (api, held) = (api.clone(), held.clone());
+        async move { output_of(&api, &held).await }
+    });
+    api.expect("DELETE", "/apps/doomed", json!({}), 200).await;
+    let output = tokio::time::timeout(WAIT, output).await.expect("the cancelled build's output to end").unwrap();
+    assert!(output.contains("Build failed: cancelled: its app was deleted while it ran"), "{output}");
+    eventually(WAIT, "the cancelled build's files to go", || async { (!staged.exists()).then_some(()) }).await;
+    let built = eventually(WAIT, "the waiting build to run and end", || async {
+        let (_, b) = api.call("GET", &waiting_path, None).await;
+        (b["status"] != "pending").then_some(b)
+    })
+    .await;
+    assert_eq!(built["status"], "succeeded", "{built}");
 }

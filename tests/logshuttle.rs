@@ -343,7 +343,7 @@ async fn log_events_refuses_a_bad_batch_whole() {
         (json!([good, {"app": "api-default", "source": "s", "stream": "out", "message": "m"}]), 422, "stream is"),
         (json!([good, {"app": "api-default", "source": "s", "time": "today", "message": "m"}]), 422, "RFC 3339"),
         (json!([]), 422, "at least one event"),
-        (json!(good), 422, "expected a sequence"),
+        (json!(good), 422, "invalid type: the body is an object, expected a JSON array"),
         (Value::Array(vec![good.clone(); 1001]), 422, "at most 1000 events"),
     ] {
         let out = api.expect("POST", "/log-events", body, status).await;

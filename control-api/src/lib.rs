@@ -22,7 +22,7 @@ pub mod watch;
 pub use http::{AdminToken, router};
 pub use plane::{
     ControlPlane, DeploySettings, Drains, DynoRelease, DynoSizes, DynoState, Error, LocalDyno, LocalRuntime, OneOff,
-    Restart, Settings,
+    Restart, Settings, Settled,
 };
 pub use plane::{DynoMetrics, RequestMetrics};
 pub use store::postgres::PostgresStore;

@@ -95,6 +95,34 @@ fn archive_slug(m: &Model, release: &wharf_control_api::model::Release) -> Optio
     release.slug_id.filter(|id| m.slug(*id).is_some_and(|s| s.image.is_none()))
 }
 
+/// The release phase an app's pending releases wait for first: that of its oldest pending
+/// release (not withdrawn) that has a `release` command, as that release holds it (its command,
+/// config vars and slug). A supervisor that starts while several releases of an app are pending
+/// (Wharf stopped during a phase, with a config change queued behind it) runs the phase that
+/// ran before the restart, not the newest release's: if it fails, the releases of changes
+/// behind it are rebased onto the running code (`ControlPlane::settle_release`) exactly as
+/// without the restart. `None` when the app has no such release. `phase_type` is the process
+/// type whose command is the release phase (`release_phase::RELEASE`).
+pub(crate) fn first_pending_phase(m: &Model, app_id: Uuid, phase_type: &str) -> Option<DynoSpec> {
+    use wharf_control_api::model::{CanaryReleaseState, ReleaseStatus};
+    // A release a canary release holds runs no phase here until it is promoted.
+    let held = |id: Uuid| m.canary_release_making(id).is_some_and(|c| c.state != CanaryReleaseState::Promoted);
+    let r = m
+        .releases_of(app_id)
+        .into_iter()
+        .filter(|r| r.status == ReleaseStatus::Pending && !r.withdrawn && !held(r.id))
+        .find(|r| r.processes.iter().any(|p| p.dyno_type.as_str() == phase_type && p.command.is_some()))?;
+    let phase = r.processes.iter().find(|p| p.dyno_type.as_str() == phase_type)?;
+    Some(DynoSpec {
+        command: phase.command.clone()?,
+        env: r.config_vars.clone(),
+        port: phase.port,
+        healthcheck: phase.healthcheck.clone(),
+        release: Some(DynoRelease { id: r.id, version: r.version }),
+        slug: archive_slug(m, r),
+    })
+}
+
 /// The formation entries of each app's serving release, for the apps whose running release is
 /// `pending` (its release phase, or its roll, has not ended): the entries of the newest release
 /// before it that succeeded and was not withdrawn, with that release's commands, ports, health
@@ -416,6 +444,7 @@ mod tests {
             }],
             slug_id: None,
             withdrawn,
+            brings: Default::default(),
             created_at: 0,
             updated_at: 0,
         })

@@ -158,7 +158,7 @@ impl LaunchDynos for DynoLauncher {
         let publisher = self.publisher.clone();
         tokio::spawn(async move {
             match plane.settle_release(app_id, release.id, succeeded).await {
-                Ok(superseded) => report_superseded(&publisher, &app, release.version, succeeded, &superseded),
+                Ok(settled) => report_settled(&publisher, &app, release.version, succeeded, &settled),
                 Err(e) => {
                     tracing::warn!(app, version = release.version, error = %e, "cannot record the release's outcome")
                 }
@@ -167,21 +167,36 @@ impl LaunchDynos for DynoLauncher {
     }
 }
 
-/// Says in the app's log stream which older releases settled with release `version`: they were
-/// superseded before their dynos came up, and took its outcome (see
-/// `ControlPlane::settle_release`), so that a release's status never changes unexplained.
-pub(crate) fn report_superseded(
+/// Says in the app's log stream what settling release `version` did to others (see
+/// `ControlPlane::settle_release`), so that a release never changes unexplained: the older
+/// releases superseded before their dynos came up took its outcome, and the newer releases of
+/// changes that waited for it (when it failed) now build on the running release's code.
+pub(crate) fn report_settled(
     publisher: &wharf_bus::Publisher,
     app: &str,
     version: u32,
     succeeded: bool,
-    superseded: &[u32],
+    settled: &wharf_control_api::Settled,
 ) {
-    for old in superseded {
-        let outcome = if succeeded { "succeeded" } else { "failed" };
-        let text = format!(
-            "release v{old} was superseded by v{version} before its dynos came up; it settles as {outcome}, as v{version} did"
-        );
+    let outcome = if succeeded { "succeeded" } else { "failed" };
+    let mut lines: Vec<String> = settled
+        .superseded
+        .iter()
+        .map(|old| {
+            format!(
+                "release v{old} was superseded by v{version} before its dynos came up; it settles as {outcome}, as v{version} did"
+            )
+        })
+        .collect();
+    if let Some((rebased, base)) = &settled.rebased {
+        for newer in rebased {
+            lines.push(format!(
+                "release v{newer} (changes of config vars or commands) waited for v{version}, which failed: it is rebased onto \
+                 v{base}'s code, which serves, and keeps its own changes"
+            ));
+        }
+    }
+    for text in lines {
         publisher.publish(LogEvent::builder(app, "akkeris/supervisor").message(text.as_bytes()));
     }
 }

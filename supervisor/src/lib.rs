@@ -238,8 +238,18 @@ async fn run(
         desired.retain(|k, _| k.dyno_type.as_str() != release_phase::RELEASE);
         // Apps whose newest release waits for its release phase keep running what they run.
         let mut held: BTreeSet<Uuid> = BTreeSet::new();
-        for (key, entry) in release_commands {
-            let Some(release) = entry.spec.release else { continue };
+        for (key, mut entry) in release_commands {
+            let Some(mut release) = entry.spec.release else { continue };
+            // The first phase this run starts for an app is that of its oldest pending release
+            // with one (after a restart, the phase that was running), not the newest's.
+            if !phases.contains_key(&key.app_id)
+                && let Some(spec) =
+                    plane.read(|m| desired::first_pending_phase(m, key.app_id, release_phase::RELEASE)).await
+                && let Some(older) = spec.release.filter(|r| r.version < release.version)
+            {
+                release = older;
+                entry.spec = spec;
+            }
             match phases.get(&key.app_id) {
                 Some((r, Some(true))) if *r == release.id => continue,
                 Some((r, _)) if *r == release.id => {}
@@ -448,7 +458,7 @@ async fn run(
                     }
                     if !ok {
                         match plane.settle_release(app_id, release, false).await {
-                            Ok(superseded) if !superseded.is_empty() => {
+                            Ok(settled) if settled != wharf_control_api::Settled::default() => {
                                 let named = plane
                                     .read(|m| {
                                         let app = m.apps().find(|a| a.id == app_id).map(|a| m.app_key(a).to_string());
@@ -456,7 +466,7 @@ async fn run(
                                     })
                                     .await;
                                 if let Some((app, version)) = named {
-                                    dyno::report_superseded(&publisher, &app, version, false, &superseded);
+                                    dyno::report_settled(&publisher, &app, version, false, &settled);
                                 }
                             }
                             Ok(_) => {}

@@ -80,7 +80,7 @@ pub(super) async fn put_canary(
         None => return Err(ApiError::invalid("canary_app is required: the canary app's id or name")),
     };
     super::features::refuse_nulls(&req)?;
-    let policy: CanaryPolicy = serde_json::from_value(serde_json::Value::Object(req)).map_err(ApiError::invalid)?;
+    let policy: CanaryPolicy = super::wire::from_json_value(serde_json::Value::Object(req))?;
     let (c, created) = plane.put_canary(&app, &canary_app, policy).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, canary_response(&plane, &c).await?))

@@ -32,13 +32,16 @@ pub(super) struct DynoPut {
 #[derive(Serialize)]
 pub(super) struct DynoOut {
     /// A registered dyno's id; a dyno of the local supervisor that is not registered (a worker,
-    /// or a web dyno before its health check passes) has none.
+    /// a release phase `release.N`, a one-off, or a web dyno before its health check passes)
+    /// has the one its app and name give ([`local_id`]), the same in every listing. None only
+    /// in the answer to a one-off's creation, before the runtime lists it.
     id: Option<Uuid>,
     name: String,
     #[serde(rename = "type")]
     dyno_type: String,
     state: &'static str,
-    /// The formation's command for the dyno's type, if it has one.
+    /// The command the dyno runs: its release's for its type (during a roll, old dynos show
+    /// the old release's), a one-off's own, or the formation's for a dyno with no release.
     command: Option<String>,
     /// Heroku's dyno size: the formation entry's, or the configured default.
     size: String,
@@ -167,7 +170,7 @@ fn dyno_out(plane: &ControlPlane, m: &Model, d: &Dyno, local: Option<&LocalDyno>
         name: d.name.to_string(),
         dyno_type: d.dyno_type.to_string(),
         state: local.map_or("up", |l| l.state.as_str()),
-        command: command_of(m, d.app_id, &d.dyno_type),
+        command: command_of(m, d.app_id, &d.dyno_type, local.and_then(|l| l.release)),
         size: size_of(plane, m, d.app_id, &d.dyno_type),
         host: Some(d.host.to_string()),
         port: Some(d.port),
@@ -181,9 +184,29 @@ fn dyno_out(plane: &ControlPlane, m: &Model, d: &Dyno, local: Option<&LocalDyno>
     })
 }
 
-/// The formation's command for an app's dyno type.
-fn command_of(m: &Model, app_id: Uuid, dyno_type: &DynoType) -> Option<String> {
-    m.formation_of(app_id).into_iter().find(|f| &f.dyno_type == dyno_type).and_then(|f| f.command.clone())
+/// The command an app's dyno of `dyno_type` runs: that of the release it runs (`release`, as
+/// the local supervisor reports it), so that during a roll the old dynos show the command they
+/// run rather than the pending release's; else the formation's.
+fn command_of(m: &Model, app_id: Uuid, dyno_type: &DynoType, release: Option<DynoRelease>) -> Option<String> {
+    let of_release = release
+        .and_then(|r| m.release(app_id, &r.id.to_string()))
+        .and_then(|r| r.processes.iter().find(|p| &p.dyno_type == dyno_type))
+        .and_then(|p| p.command.clone());
+    of_release.or_else(|| {
+        m.formation_of(app_id).into_iter().find(|f| &f.dyno_type == dyno_type).and_then(|f| f.command.clone())
+    })
+}
+
+/// The id of a local dyno that is not registered: derived (SHA-256, as a version 8 UUID) from
+/// its app's id and its name, which is unique among the app's running dynos, so the same dyno
+/// has the same id in every listing and a client may key dynos by id.
+fn local_id(app_id: Uuid, name: &str) -> Uuid {
+    let mut input = app_id.as_bytes().to_vec();
+    input.extend_from_slice(name.as_bytes());
+    let digest = ring::digest::digest(&ring::digest::SHA256, &input);
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest.as_ref()[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
 /// The size of an app's dyno type: its formation entry's, or the configured default.
@@ -196,10 +219,10 @@ fn size_of(plane: &ControlPlane, m: &Model, app_id: Uuid, dyno_type: &DynoType) 
 fn local_dyno_out(plane: &ControlPlane, m: &Model, app: &App, d: &LocalDyno) -> DynoOut {
     let (command, size) = match &d.one_off {
         Some((command, size)) => (Some(command.clone()), plane.settings().dyno_sizes.of(size.as_deref()).to_owned()),
-        None => (command_of(m, app.id, &d.dyno_type), size_of(plane, m, app.id, &d.dyno_type)),
+        None => (command_of(m, app.id, &d.dyno_type, d.release), size_of(plane, m, app.id, &d.dyno_type)),
     };
     DynoOut {
-        id: None,
+        id: Some(local_id(app.id, &d.name)),
         name: d.name.clone(),
         dyno_type: d.dyno_type.to_string(),
         state: d.state.as_str(),

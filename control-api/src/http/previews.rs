@@ -75,7 +75,7 @@ pub(super) async fn patch_preview_feature(
     app: &str,
     req: serde_json::Map<String, serde_json::Value>,
 ) -> ApiResult<()> {
-    let req: PreviewFeatureIn = serde_json::from_value(serde_json::Value::Object(req)).map_err(ApiError::invalid)?;
+    let req: PreviewFeatureIn = super::wire::from_json_value(serde_json::Value::Object(req))?;
     let input = PreviewFeatureInput { enabled: req.enabled, secret: req.secret, max_age_seconds: req.max_age_seconds };
     plane.set_preview_feature(app, input).await?;
     Ok(())
@@ -338,8 +338,5 @@ pub(super) async fn webhook(
 /// The body as JSON of `T`, with [`Body`]'s answers: 400 for malformed JSON, 422 for the wrong
 /// shape.
 fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<Body<T>, ApiError> {
-    serde_json::from_slice(bytes).map(Body).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => ApiError::invalid(e),
-        _ => bad_request(format!("malformed JSON: {e}")),
-    })
+    super::wire::parse_json(bytes).map(Body)
 }

@@ -109,11 +109,138 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
             }
         })?;
         let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
-        serde_json::from_slice(bytes).map(Body).map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => ApiError::invalid(e),
-            _ => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("malformed JSON: {e}")),
-        })
+        parse_json(bytes).map(Body)
     }
+}
+
+/// Parses a JSON request body as `T`, the one place every endpoint's body is read: JSON that
+/// does not parse is a 400 `bad_request`, and JSON of the wrong shape a 422 `invalid_params`
+/// saying in JSON's words (not Rust's) where and what: the field's path (`source_blob.url`,
+/// `updates[0].type`) and what it is against what was expected (`invalid type: `source_blob`
+/// is null, expected a JSON object`), or which field is unknown or missing.
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("malformed JSON: {e}")))?;
+    serde_path_to_error::deserialize(&value).map_err(|e| ApiError::invalid(shape_error(&value, &e)))
+}
+
+/// A JSON value already parsed (a body's part a handler reads in a second step) as `T`, with
+/// [`parse_json`]'s words when its shape is wrong (422).
+pub(crate) fn from_json_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(&value).map_err(|e| ApiError::invalid(shape_error(&value, &e)))
+}
+
+/// The words for a body of the wrong shape: see [`parse_json`].
+fn shape_error(body: &serde_json::Value, e: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    use serde_path_to_error::Segment;
+    let mut segments: Vec<&Segment> = e.path().iter().collect();
+    let inner = e.inner().to_string();
+    // An unknown field's path ends in that field, which the message names already.
+    if inner.starts_with("unknown field") && matches!(segments.last(), Some(Segment::Map { .. })) {
+        segments.pop();
+    }
+    let mut path = String::new();
+    let mut at = Some(body);
+    for s in &segments {
+        match s {
+            Segment::Seq { index } => {
+                path.push_str(&format!("[{index}]"));
+                at = at.and_then(|v| v.get(index));
+            }
+            Segment::Map { key } => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+                at = at.and_then(|v| v.get(key));
+            }
+            Segment::Enum { .. } | Segment::Unknown => at = None,
+        }
+    }
+    let place = if path.is_empty() { "the body".to_owned() } else { format!("`{path}`") };
+    let what = if inner.starts_with("invalid type") || inner.starts_with("invalid length") {
+        Some("invalid type")
+    } else {
+        inner.starts_with("invalid value").then_some("invalid value")
+    };
+    if let (Some(what), Some(value), Some((_, expected))) = (what, at, inner.split_once(", expected ")) {
+        return format!("{what}: {place} is {}, expected {}", json_kind(value), in_json_words(expected));
+    }
+    let words = in_json_words(&inner);
+    // A top-level field's own refusal names what it refuses already (`invalid app name ...`);
+    // a nested one, or a field unknown or missing in a nested object, gets its place.
+    let placed = inner.starts_with("unknown field") || inner.starts_with("missing field");
+    if path.is_empty() || (segments.len() == 1 && !placed) { words } else { format!("{words} (at `{path}`)") }
+}
+
+/// What a JSON value is, in JSON's words: `null`, `a string "x"`, `the number 5`, `an array`.
+fn json_kind(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null".to_owned(),
+        Value::Bool(b) => format!("{b}"),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) if s.chars().count() > 40 => "a string".to_owned(),
+        Value::String(s) => format!("a string {}", Value::String(s.clone())),
+        Value::Array(_) => "an array".to_owned(),
+        Value::Object(_) => "an object".to_owned(),
+    }
+}
+
+/// serde's expectations in JSON's words: a Rust struct (`struct BuildIn with 2 elements`) is a
+/// JSON object, a sequence an array, `u32` a whole number, and so on; other words pass through.
+fn in_json_words(serde: &str) -> String {
+    let mut out = String::new();
+    let mut rest = serde;
+    while let Some(i) = rest.find("struct ") {
+        out.push_str(&rest[..i]);
+        // `struct NAME` and an optional ` with N element(s)`, with a `tuple ` before it.
+        let after = &rest[i + "struct ".len()..];
+        let name_end = after.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(after.len());
+        let mut tail = &after[name_end..];
+        if let Some(t) = tail.strip_prefix(" with ") {
+            let n = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+            let t = &t[n..];
+            tail = t.strip_prefix(" elements").or_else(|| t.strip_prefix(" element")).unwrap_or(t);
+        }
+        out = out.strip_suffix("tuple ").map(str::to_owned).unwrap_or(out);
+        out.push_str("a JSON object");
+        rest = tail;
+    }
+    out.push_str(rest);
+    let words = [
+        ("a sequence", "a JSON array"),
+        ("a map", "a JSON object"),
+        ("unit value", "null"),
+        ("a boolean", "true or false"),
+        ("a string", "a JSON string"),
+        ("usize", "a whole number"),
+        ("u64", "a whole number"),
+        ("u32", "a whole number"),
+        ("u16", "a whole number"),
+        ("u8", "a whole number"),
+        ("i64", "a whole number"),
+        ("i32", "a whole number"),
+        ("f64", "a number"),
+        ("f32", "a number"),
+    ];
+    words.iter().fold(out, |s, (from, to)| replace_word(&s, from, to))
+}
+
+/// `s` with each whole-word `from` (not part of a longer word) replaced by `to`.
+fn replace_word(s: &str, from: &str, to: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find(from) {
+        let before = rest[..i].chars().next_back();
+        let after = rest[i + from.len()..].chars().next();
+        let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '`');
+        out.push_str(&rest[..i]);
+        out.push_str(if word(before) || word(after) { from } else { to });
+        rest = &rest[i + from.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// An app as other resources embed it: `{"id", "name"}` with the name `app-space`.
@@ -162,3 +289,85 @@ pub(crate) const STACK: NamedRef =
 /// admin token's, so it has no teams to tell apart.
 pub(crate) const TEAM: NamedRef =
     NamedRef { id: Uuid::from_u128(0x7768_6172_6600_4000_8000_0000_0000_0030), name: "wharf" };
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct BuildIn {
+        source_blob: SourceBlobIn,
+        version: Option<String>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct SourceBlobIn {
+        url: String,
+        checksum: Option<String>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct FormationIn {
+        updates: Vec<UpdateIn>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct UpdateIn {
+        #[serde(rename = "type")]
+        dyno_type: String,
+        quantity: Option<u32>,
+        enabled: Option<bool>,
+        weight: Option<f64>,
+    }
+
+    /// FE21c #9: a body of the wrong shape is named in JSON's words, with the field's path,
+    /// never a Rust type; malformed JSON is a 400. Rows: (body, status, the whole message).
+    #[test]
+    fn shape_errors_name_the_field_and_json_types_never_rust_ones() {
+        let build = |body: &str| parse_json::<BuildIn>(body.as_bytes()).map(|_| ()).unwrap_err();
+        let formation = |body: &str| parse_json::<FormationIn>(body.as_bytes()).map(|_| ()).unwrap_err();
+        let rows: [(ApiError, u16, &str); 12] = [
+            (build("[]"), 422, "invalid type: the body is an array, expected a JSON object"),
+            (build("null"), 422, "invalid type: the body is null, expected a JSON object"),
+            (build("5"), 422, "invalid type: the body is the number 5, expected a JSON object"),
+            (build(r#"{"source_blob": null}"#), 422, "invalid type: `source_blob` is null, expected a JSON object"),
+            (build(r#"{"source_blob": []}"#), 422, "invalid type: `source_blob` is an array, expected a JSON object"),
+            (
+                build(r#"{"source_blob": {"url": 5}}"#),
+                422,
+                "invalid type: `source_blob.url` is the number 5, expected a JSON string",
+            ),
+            (
+                build(r#"{"source_blob": {"url": "x", "bogus": 1}}"#),
+                422,
+                "unknown field `bogus`, expected `url` or `checksum` (at `source_blob`)",
+            ),
+            (build(r#"{"colour": 1}"#), 422, "unknown field `colour`, expected `source_blob` or `version`"),
+            (build(r#"{"source_blob": {}}"#), 422, "missing field `url` (at `source_blob`)"),
+            (
+                formation(r#"{"updates": [{"type": "web", "quantity": -1}]}"#),
+                422,
+                "invalid value: `updates[0].quantity` is the number -1, expected a whole number",
+            ),
+            (
+                formation(r#"{"updates": [{"type": "web", "enabled": "yes", "weight": 1}]}"#),
+                422,
+                "invalid type: `updates[0].enabled` is a string \"yes\", expected true or false",
+            ),
+            (build("{"), 400, "malformed JSON: EOF while parsing an object at line 1 column 1"),
+        ];
+        for (i, (e, status, message)) in rows.into_iter().enumerate() {
+            assert_eq!((e.status.as_u16(), e.message.as_str()), (status, message), "row {i}");
+        }
+    }
+}

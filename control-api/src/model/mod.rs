@@ -27,8 +27,8 @@ pub use pipelines::{
 };
 pub use previews::{ActedOn, Preview, PreviewFeature, REMEMBERED_DELIVERIES};
 pub use records::{
-    App, Canary, Cert, Change, Compliance, ConfigVars, Drain, Dyno, Formation, Kind, Object, Owner, PageFetch, Release,
-    ReleaseProcess, ReleaseStatus, Route, Site, Space,
+    App, Brings, Canary, Cert, Change, Compliance, ConfigVars, Drain, Dyno, Formation, Kind, Object, Owner, PageFetch,
+    Release, ReleaseProcess, ReleaseStatus, Route, Site, Space,
 };
 pub use table::{Record, Table};
 
@@ -649,6 +649,7 @@ mod tests {
                 processes: vec![],
                 slug_id: None,
                 withdrawn: false,
+                brings: Brings::Code,
                 created_at: 0,
                 updated_at: 0,
             }),

@@ -319,10 +319,37 @@ pub struct Release {
     /// withdrawn.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub withdrawn: bool,
+    /// What the release brings (Wharf's record; Heroku's JSON does not show it): code of its
+    /// own, or changes to the release before it. A release of changes that waited for a
+    /// release whose phase or roll then failed is rebased onto the running release
+    /// (`ControlPlane::settle_release`), so that it never runs the failed code.
+    #[serde(default, skip_serializing_if = "Brings::is_code")]
+    pub brings: Brings,
     /// Creation time, seconds since the epoch.
     pub created_at: i64,
     /// Last change (of its status), seconds since the epoch.
     pub updated_at: i64,
+}
+
+/// What a release brings to its app.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Brings {
+    /// Its whole state, its code with it: a deploy of a slug, a rollback, a promotion, app
+    /// creation. Records written before this field existed read as this: they are never
+    /// rebased.
+    #[default]
+    Code,
+    /// Changes of config vars or of process types' commands, ports or health checks made to
+    /// the release before it (the newest when it was made), whose slug it keeps.
+    Changes,
+}
+
+impl Brings {
+    /// Whether it is [`Brings::Code`] (the default, left out of stored records).
+    pub fn is_code(&self) -> bool {
+        *self == Brings::Code
+    }
 }
 
 impl std::fmt::Debug for Release {
@@ -338,6 +365,7 @@ impl std::fmt::Debug for Release {
             .field("processes", &self.processes)
             .field("slug_id", &self.slug_id)
             .field("withdrawn", &self.withdrawn)
+            .field("brings", &self.brings)
             .finish_non_exhaustive()
     }
 }

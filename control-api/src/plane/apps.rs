@@ -58,7 +58,9 @@ impl ControlPlane {
                 created_at: now,
                 updated_at: now,
             };
-            let release = self.new_release(m, app.id, INITIAL_RELEASE.to_owned(), BTreeMap::new(), vec![]);
+            let mut release = self.new_release(m, app.id, INITIAL_RELEASE.to_owned(), BTreeMap::new(), vec![]);
+            // Nothing comes before it: it is the app's whole state.
+            super::releases::bring_code(&mut release, None);
             Ok((app.clone(), vec![Change::Put(Object::App(app)), release]))
         })
         .await

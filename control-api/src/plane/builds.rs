@@ -221,6 +221,19 @@ impl ControlPlane {
         .await
     }
 
+    /// Returns once the app `app_id` no longer exists (at once if it is gone already).
+    async fn app_gone(&self, app_id: Uuid) {
+        let mut changes = self.subscribe();
+        loop {
+            if self.read(|m| m.apps().all(|a| a.id != app_id)).await {
+                return;
+            }
+            if changes.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+
     /// Follows a running build's output; `None` when it is not running here (read the record).
     pub fn build_output(&self, build: Uuid) -> Option<watch::Receiver<BuildOutput>> {
         self.build_outputs.lock().expect("build outputs lock").get(&build).map(watch::Sender::subscribe)
@@ -245,22 +258,34 @@ impl ControlPlane {
         // the release, not while the release phase runs.
         let max = self.deploy().map_or(1, |d| d.max_concurrent_builds.max(1));
         let slots = self.build_slots.get_or_init(|| Arc::new(tokio::sync::Semaphore::new(max))).clone();
-        let slot = match slots.clone().try_acquire_owned() {
-            Ok(slot) => slot,
-            Err(_) => {
-                say(format!(
-                    "-----> Waiting for a build slot: {max} builds are running on this server \
-                     (control_api.max_concurrent_builds)"
-                ));
-                slots.acquire_owned().await.expect("the build slots are never closed")
+        let staging = self.incoming_dir().map(|d| d.join(format!("build-{}", build.id)));
+        let work = async {
+            let slot = match slots.clone().try_acquire_owned() {
+                Ok(slot) => slot,
+                Err(_) => {
+                    say(format!(
+                        "-----> Waiting for a build slot: {max} builds are running on this server \
+                         (control_api.max_concurrent_builds)"
+                    ));
+                    slots.acquire_owned().await.expect("the build slots are never closed")
+                }
+            };
+            let outcome = match &staging {
+                Ok(staging) => self.build_steps(&build, &app_key, &source, staging, &say).await,
+                Err(e) => Err(e.to_string()),
+            };
+            drop(slot);
+            outcome
+        };
+        // Deleting the app cancels the build (FE21c #6): its fetch or wait stops where it is
+        // and its slot frees, rather than holding a slot for a release no app will take.
+        let outcome = tokio::select! {
+            outcome = work => outcome,
+            () = self.app_gone(build.app_id) => {
+                tracing::info!(build = %build.id, app = app_key, "a build was cancelled: its app was deleted");
+                Err("cancelled: its app was deleted while it ran".to_owned())
             }
         };
-        let staging = self.incoming_dir().map(|d| d.join(format!("build-{}", build.id)));
-        let outcome = match &staging {
-            Ok(staging) => self.build_steps(&build, &app_key, &source, staging, &say).await,
-            Err(e) => Err(e.to_string()),
-        };
-        drop(slot);
         if let Ok(staging) = &staging {
             let _ = tokio::fs::remove_dir_all(staging).await;
         }
@@ -349,8 +374,33 @@ impl ControlPlane {
                 ),
             };
         }
+        // A release superseded before its dynos came up settled with the newer one's outcome
+        // (`settle_release`): the line names the release that is live, or that failed with it.
+        let (live, failed_with) = self
+            .read(|m| {
+                let live = m.current_release(app_id).map(|r| r.version);
+                let this = m.release(app_id, &release_id.to_string());
+                let failed_with = this.and_then(|t| {
+                    let newer = m.releases_of(app_id).into_iter().filter(|r| r.version > version);
+                    newer
+                        .filter(|r| r.status == ReleaseStatus::Failed && r.updated_at == t.updated_at)
+                        .map(|r| r.version)
+                        .max()
+                });
+                (live, failed_with)
+            })
+            .await;
         match waited {
-            Ok(Some(ReleaseStatus::Succeeded)) => format!("-----> Released v{version}: it is live"),
+            Ok(Some(ReleaseStatus::Succeeded)) => match live.filter(|l| *l != version) {
+                Some(live) => format!(
+                    "-----> Released v{version}: superseded by v{live}, which is live (v{version} never ran on its own)"
+                ),
+                None => format!("-----> Released v{version}: it is live"),
+            },
+            Ok(Some(ReleaseStatus::Failed)) if let Some(newer) = failed_with => format!(
+                " !     Release v{version} failed: v{newer} superseded it before its dynos came up, and v{newer}'s \
+                 release phase or new dynos' health check failed; the release before keeps serving"
+            ),
             Ok(Some(ReleaseStatus::Failed)) => format!(
                 " !     Release v{version} failed: its release phase or its new dynos' health check failed, and the \
                  release before keeps serving (the app's log stream, source akkeris/supervisor, says which)"

@@ -309,9 +309,7 @@ impl ControlPlane {
         let description = format!("Canary of {} v{}: {}", m.app_key(app), release.version, release.description);
         let mut canary_release =
             self.new_release(m, canary.id, description, release.config_vars.clone(), release.processes.clone());
-        if let Change::Put(Object::Release(r)) = &mut canary_release {
-            r.slug_id = release.slug_id;
-        }
+        super::releases::bring_code(&mut canary_release, release.slug_id);
         changes.push(canary_release);
         if let Some(c) = m.coupling_of(app.id) {
             changes.push(Change::Put(Object::Coupling(Coupling {

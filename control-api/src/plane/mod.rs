@@ -69,7 +69,7 @@ pub use previews::{
     DEFAULT_PREVIEW_MAX_AGE, MAX_PREVIEW_MAX_AGE, PreviewFeatureInput, PreviewOutcome, PullRequest, SWEEP_INTERVAL,
     SignatureError, verify_signature,
 };
-pub use releases::{INITIAL_RELEASE, check_rollback_target};
+pub use releases::{INITIAL_RELEASE, Settled, check_rollback_target};
 pub use routing::{MAX_CERTS, MAX_ROUTES_PER_SITE};
 pub use sessions::LogSession;
 pub use slug_retention::UNRELEASED_SLUG_TTL;

@@ -408,8 +408,8 @@ impl ControlPlane {
                 let vars = m.config_vars_of(a.id).map(|c| c.vars.clone()).unwrap_or_default();
                 let description = format!("Promotion of {source_key} v{}", release.version);
                 let mut change = self.new_release(m, a.id, description, vars, processes.clone());
+                super::releases::bring_code(&mut change, slug_id);
                 let Change::Put(Object::Release(r)) = &mut change else { unreachable!("new_release puts a release") };
-                r.slug_id = slug_id;
                 made.push(PromotionTarget { id: new_id(), app_id: a.id, release_id: r.id });
                 // A production app with the canary feature runs it as a canary first.
                 match self.start_canary_release(m, a, r, Some(promotion_id))? {

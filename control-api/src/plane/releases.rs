@@ -20,7 +20,7 @@ use wharf_domain::timestamp::now_seconds;
 
 use super::engine::ControlPlane;
 use super::error::{Error, not_found};
-use crate::model::{Change, ConfigVars, Formation, Model, Object, Release, ReleaseProcess, ReleaseStatus};
+use crate::model::{Brings, Change, ConfigVars, Formation, Model, Object, Release, ReleaseProcess, ReleaseStatus};
 
 /// The description of app creation's release, as Heroku writes it.
 pub const INITIAL_RELEASE: &str = "Initial release";
@@ -42,9 +42,10 @@ pub(super) fn check_slug_kept(m: &Model, release: &Release) -> Result<(), Error>
 /// Refuses (422) a rollback to `release` when it cannot be one: a release that failed (its
 /// release phase, its dynos' health check, or its canary: its code or config never ran, and
 /// rolling back to it would fail again, so Heroku's releases say `eligible_for_rollback:
-/// false`), or one whose slug was deleted (`check_slug_kept`). A pending release may be
-/// rolled back to: it may yet succeed, and rolling back to it deploys it again. The release
-/// JSON's `eligible_for_rollback` is this check. A release without code (no slug, such as v1,
+/// false`), one still pending (its release phase or roll has not ended: as on Heroku, only a
+/// release that went live is a rollback target, and rolling back to one whose phase then
+/// fails would run that phase again), or one whose slug was deleted (`check_slug_kept`). The
+/// release JSON's `eligible_for_rollback` is this check. A release without code (no slug, such as v1,
 /// `Initial release`) is no target either while the app runs code: rolling back to it would
 /// take every process type's command away and stop the app (FE21b #7). Apps that never had a
 /// slug (commands alone, or an external runtime) roll back among their slug-less releases.
@@ -55,6 +56,12 @@ pub fn check_rollback_target(m: &Model, release: &Release) -> Result<(), Error> 
             release.version
         )));
     }
+    if release.status == ReleaseStatus::Pending {
+        return Err(Error::Invalid(format!(
+            "release v{} is pending (its release phase or roll has not ended): only a release that went live can be rolled back to",
+            release.version
+        )));
+    }
     if release.slug_id.is_none() && m.running_release(release.app_id).is_some_and(|r| r.slug_id.is_some()) {
         return Err(Error::Invalid(format!(
             "release v{} has no code (no slug) and the app runs code: rolling back to it would stop every process type (roll back to a release with a slug)",
@@ -62,6 +69,16 @@ pub fn check_rollback_target(m: &Model, release: &Release) -> Result<(), Error> 
         )));
     }
     check_slug_kept(m, release)
+}
+
+/// Makes `release` (a change [`ControlPlane::new_release`] made) one that brings its own code,
+/// `slug_id` (or none), rather than changes to the release before it: a deploy, a rollback, a
+/// promotion. Such a release is never rebased when the release it waited for fails.
+pub(super) fn bring_code(release: &mut Change, slug_id: Option<Uuid>) {
+    if let Change::Put(Object::Release(r)) = release {
+        r.slug_id = slug_id;
+        r.brings = Brings::Code;
+    }
 }
 
 /// A formation's process types as a release holds them, by type.
@@ -155,21 +172,19 @@ pub(super) fn restore_processes(m: &Model, app_id: Uuid, processes: &[ReleasePro
     changes
 }
 
-/// The changes that give an app whose newest release `failed` failed back to its running
-/// release (the newest that has not failed, [`Model::running_release`] once `failed` is
-/// settled): that release's config vars and process types, and, for a type `failed` scaled to 0
-/// while the running release has a command for it, the number of its dynos that still run
-/// (`running`, by type). Nothing when there is no such release.
+/// The changes that give an app whose newest release `failed` failed back to `base`: its
+/// running release (the newest that succeeded), or the last of the releases of changes queued
+/// behind `failed` as [`rebase_queued`] rebased them onto it: `base`'s config vars and process
+/// types, and, for a type `failed` scaled to 0 while `base` has a command for it, the number
+/// of its dynos that still run (`running`, by type).
 fn restore_running(
     m: &Model,
     app_id: Uuid,
     failed: &Release,
+    base: &Release,
     running: &BTreeMap<String, u32>,
     now: i64,
 ) -> Vec<Change> {
-    // `failed` is still pending in `m`, and the older pending ones settle with it: the release
-    // to return to is the newest that succeeded.
-    let Some(base) = m.current_release(app_id) else { return vec![] };
     let mut changes = Vec::new();
     let vars = m.config_vars_of(app_id).map(|c| &c.vars);
     if vars != Some(&base.config_vars) {
@@ -180,16 +195,83 @@ fn restore_running(
         let declared = |p: &[ReleaseProcess]| p.iter().any(|p| p.dyno_type.as_str() == t && p.command.is_some());
         declared(&base.processes) && !declared(&failed.processes)
     };
-    for mut change in restore_processes(m, app_id, &base.processes, now) {
-        if let Change::Put(Object::Formation(f)) = &mut change
-            && f.quantity == 0
-            && dropped(f.dyno_type.as_str())
-        {
+    let restored = |f: &mut Formation| {
+        if f.quantity == 0 && dropped(f.dyno_type.as_str()) {
             f.quantity = running.get(f.dyno_type.as_str()).copied().unwrap_or(0);
+        }
+    };
+    for mut change in restore_processes(m, app_id, &base.processes, now) {
+        if let Change::Put(Object::Formation(f)) = &mut change {
+            restored(f);
         }
         changes.push(change);
     }
+    // A type whose command a rebased release set already (a command change made while the
+    // failed release was pending) gets its dynos back all the same.
+    for f in m.formation_of(app_id) {
+        let put = changes.iter().any(|c| matches!(c, Change::Put(Object::Formation(p)) if p.id == f.id));
+        let mut back = f.clone();
+        restored(&mut back);
+        if !put && back.quantity != f.quantity {
+            changes.push(Change::Put(Object::Formation(Formation { updated_at: now, ..back })));
+        }
+    }
     changes
+}
+
+/// The releases of changes ([`Brings::Changes`]: config vars, commands) that wait behind
+/// `failed`, whose release phase or roll failed, rebased onto `base` (the app's running release,
+/// the newest that succeeded): each keeps what it changed in the release before it (the config
+/// vars it set or removed, the process types whose command, port or health check it changed)
+/// and takes the rest, its slug with it, from the release it now follows. They go in version
+/// order and stop at the first release that is not pending or brings its own code (a deploy, a
+/// rollback: it and those after it never held the failed code as theirs). Returned in version
+/// order, as they are to be stored: a change of config made during a failing migration then
+/// runs on the code that serves, as on Heroku, rather than running the failed code again.
+pub(super) fn rebase_queued(m: &Model, app_id: Uuid, failed: &Release, base: &Release, now: i64) -> Vec<Release> {
+    let mut out: Vec<Release> = Vec::new();
+    let mut before = failed;
+    for r in m.releases_of(app_id).into_iter().filter(|r| r.version > failed.version) {
+        if r.status != ReleaseStatus::Pending || r.brings != Brings::Changes {
+            break;
+        }
+        let onto = out.last().unwrap_or(base);
+        let mut config_vars = onto.config_vars.clone();
+        for (k, v) in &r.config_vars {
+            if before.config_vars.get(k) != Some(v) {
+                config_vars.insert(k.clone(), v.clone());
+            }
+        }
+        for k in before.config_vars.keys().filter(|k| !r.config_vars.contains_key(*k)) {
+            config_vars.remove(k);
+        }
+        let process = |p: &[ReleaseProcess], t: &wharf_domain::DynoType| p.iter().find(|p| &p.dyno_type == t).cloned();
+        let mut types: Vec<_> = onto.processes.iter().chain(&r.processes).map(|p| p.dyno_type.clone()).collect();
+        types.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        types.dedup();
+        let processes = types
+            .iter()
+            .filter_map(|t| {
+                let changed = process(&before.processes, t) != process(&r.processes, t);
+                if changed { process(&r.processes, t) } else { process(&onto.processes, t) }
+            })
+            .collect();
+        let rebased = Release { config_vars, processes, slug_id: onto.slug_id, updated_at: now, ..r.clone() };
+        before = r;
+        out.push(rebased);
+    }
+    out
+}
+
+/// What settling a release did beside it ([`ControlPlane::settle_release`]): the versions of the
+/// older pending releases that settled with it (superseded), and of the newer releases of
+/// changes that waited for it and were rebased onto the running release (it failed).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Settled {
+    /// Older releases that were still pending, now settled as it was.
+    pub superseded: Vec<u32>,
+    /// Newer releases of changes rebased onto the running release, and the version it is.
+    pub rebased: Option<(Vec<u32>, u32)>,
 }
 
 impl ControlPlane {
@@ -217,9 +299,11 @@ impl ControlPlane {
             status,
             config_vars,
             processes,
-            // A change of config vars or commands runs the same code as before it.
+            // A change of config vars or commands runs the same code as before it; a caller
+            // that brings code of its own says so (`bring_code`).
             slug_id: m.running_release(app_id).and_then(|r| r.slug_id),
             withdrawn: false,
+            brings: Brings::Changes,
             created_at: now,
             updated_at: now,
         }))
@@ -242,9 +326,7 @@ impl ControlPlane {
             let mut release =
                 self.new_release(m, a.id, description, target.config_vars.clone(), target.processes.clone());
             // The code comes back too: a rollback runs the target's slug (or none).
-            if let Change::Put(Object::Release(r)) = &mut release {
-                r.slug_id = target.slug_id;
-            }
+            bring_code(&mut release, target.slug_id);
             let Change::Put(Object::Release(out)) = &release else { unreachable!("new_release puts a release") };
             let mut out = out.clone();
             // A production app with the canary feature runs it as a canary first.
@@ -283,7 +365,7 @@ impl ControlPlane {
     /// to 0) gets back as many dynos as the local runtime still runs of it: a failed release
     /// phase never stopped them. A failed release whose dynos replaced unhealthy ones anyway (a
     /// first boot) runs, and stays the base, retried with backoff.
-    pub async fn settle_release(&self, app_id: Uuid, release_id: Uuid, succeeded: bool) -> Result<Vec<u32>, Error> {
+    pub async fn settle_release(&self, app_id: Uuid, release_id: Uuid, succeeded: bool) -> Result<Settled, Error> {
         // What runs, read before the change: dynos are the runtime's, not the model's.
         let dynos: Vec<_> = self.local_runtime().dynos(app_id).into_iter().filter(|d| d.one_off.is_none()).collect();
         let mut running: BTreeMap<String, u32> = BTreeMap::new();
@@ -295,10 +377,10 @@ impl ControlPlane {
         let runs = dynos.iter().any(|d| d.release.is_some_and(|r| r.id == release_id));
         self.change(|m| {
             let Some(r) = m.releases_of(app_id).into_iter().find(|r| r.id == release_id) else {
-                return Ok((vec![], vec![]));
+                return Ok((Settled::default(), vec![]));
             };
             if r.status != ReleaseStatus::Pending {
-                return Ok((vec![], vec![]));
+                return Ok((Settled::default(), vec![]));
             }
             let now = now_seconds();
             let status = if succeeded { ReleaseStatus::Succeeded } else { ReleaseStatus::Failed };
@@ -318,10 +400,23 @@ impl ControlPlane {
                 let settled = Release { status, withdrawn, updated_at: now, ..o.clone() };
                 changes.push(Change::Put(Object::Release(settled)));
             }
-            if withdrawn && newest {
-                changes.extend(restore_running(m, app_id, r, &running, now));
+            let mut settled = Settled { superseded: versions, rebased: None };
+            // `r` is still pending in `m`, and the older pending ones settle with it: the
+            // release to return to is the newest that succeeded.
+            if withdrawn && let Some(base) = m.current_release(app_id) {
+                let rebased = rebase_queued(m, app_id, r, base, now);
+                // The app's state is the newest release's: `base` again, or the last rebased
+                // one when it is the newest (a release of code after them keeps its own).
+                let last = rebased.last().filter(|l| m.latest_release(app_id).is_some_and(|n| n.id == l.id));
+                if newest || last.is_some() {
+                    changes.extend(restore_running(m, app_id, r, last.unwrap_or(base), &running, now));
+                }
+                if !rebased.is_empty() {
+                    settled.rebased = Some((rebased.iter().map(|r| r.version).collect(), base.version));
+                }
+                changes.extend(rebased.into_iter().map(|r| Change::Put(Object::Release(r))));
             }
-            Ok((versions, changes))
+            Ok((settled, changes))
         })
         .await
     }

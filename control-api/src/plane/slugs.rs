@@ -123,9 +123,17 @@ pub fn check_image(image: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks a slug's process types: valid type names, commands by the one rule
-/// (`formation::check_command`).
+/// Checks a slug's process types: at least one (as a build's Procfile must declare one: a
+/// release of a slug without any would run nothing), valid type names, commands by the one
+/// rule (`formation::check_command`).
 fn check_process_types(types: &BTreeMap<String, String>) -> Result<(), Error> {
+    if types.is_empty() {
+        return Err(Error::Invalid(
+            "process_types is empty: a slug declares at least one process type and its command (as a Procfile does), \
+             or a release of it would run nothing"
+                .into(),
+        ));
+    }
     if types.len() > MAX_PROCESS_TYPES {
         return Err(Error::Invalid(format!("a slug has at most {MAX_PROCESS_TYPES} process types")));
     }
@@ -315,9 +323,7 @@ impl ControlPlane {
             let vars = m.config_vars_of(a.id).map(|c| c.vars.clone()).unwrap_or_default();
             let description = description.unwrap_or_else(|| deploy_description(slug));
             let mut release = self.new_release(m, a.id, description, vars, processes);
-            if let Change::Put(Object::Release(r)) = &mut release {
-                r.slug_id = Some(slug.id);
-            }
+            super::releases::bring_code(&mut release, Some(slug.id));
             let Change::Put(Object::Release(out)) = &release else { unreachable!("new_release puts a release") };
             let mut out = out.clone();
             // A production app with the canary feature runs it as a canary first (a build's

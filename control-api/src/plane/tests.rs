@@ -422,7 +422,7 @@ async fn releases_of_locally_run_apps_are_pending_until_the_supervisor_settles_t
     assert_eq!(statuses(releases(&p, "ext").await), ["succeeded", "succeeded"], "no command: nothing to wait for");
     let (app, v3) = p.read(|m| (m.app("api").unwrap().id, m.release(m.app("api").unwrap().id, "3").unwrap().id)).await;
     assert_eq!(p.read(|m| m.current_release(app).map(|r| r.version)).await, Some(1));
-    assert_eq!(p.settle_release(app, v3, true).await.unwrap(), [2], "v2 was superseded");
+    assert_eq!(p.settle_release(app, v3, true).await.unwrap().superseded, [2], "v2 was superseded");
     assert_eq!(
         statuses(releases(&p, "api").await),
         ["succeeded", "succeeded", "succeeded"],
@@ -430,12 +430,12 @@ async fn releases_of_locally_run_apps_are_pending_until_the_supervisor_settles_t
     );
     assert_eq!(p.read(|m| m.current_release(app).map(|r| r.version)).await, Some(3));
     // Settled is settled.
-    assert!(p.settle_release(app, v3, false).await.unwrap().is_empty());
+    assert_eq!(p.settle_release(app, v3, false).await.unwrap(), Default::default());
     assert_eq!(statuses(releases(&p, "api").await), ["succeeded", "succeeded", "succeeded"]);
     p.update_config_vars("api", set(&[("A", Some("2"))])).await.unwrap(); // v4
     p.update_config_vars("api", set(&[("A", Some("3"))])).await.unwrap(); // v5
     let v5 = p.read(|m| m.release(app, "v5").unwrap().id).await;
-    assert_eq!(p.settle_release(app, v5, false).await.unwrap(), [4]);
+    assert_eq!(p.settle_release(app, v5, false).await.unwrap().superseded, [4]);
     assert_eq!(
         statuses(releases(&p, "api").await),
         ["succeeded", "succeeded", "succeeded", "failed", "failed"],
@@ -492,4 +492,97 @@ async fn sizes_are_the_configured_ones_in_any_case_and_a_resize_is_no_release() 
     }
     assert_eq!(releases(&p, "api").await.len(), releases_before, "resizing is not a release, as on Heroku");
     assert_eq!(p.settings().dyno_sizes.of(None), "Standard-1X");
+}
+
+/// What is queued behind a release that then fails, in a row of the rebase table.
+#[derive(Debug, Clone, Copy)]
+enum Queued {
+    /// A config var set (name, value) or removed (name, None).
+    Var(&'static str, Option<&'static str>),
+    /// A process type's command set.
+    Command(&'static str, &'static str),
+    /// A rollback to v3.
+    RollbackToGood,
+}
+
+/// FE21c #3/#4: when a release fails, the releases of changes queued behind it are rebased onto
+/// the current release (their own changes over its state), in order, up to the first release of
+/// code, which is left as it was made; the app's config vars and commands are then the newest
+/// release's. Each row: v3 (`web: a`, `A=1`) succeeded; v4 (`web: bad`) pending; v5 (`Z=bad`)
+/// queued; the row's releases (v6, v7) queued; then v4 fails. Expected: the releases rebased,
+/// and v6's and v7's (config vars, web command, worker command) after.
+#[tokio::test]
+async fn releases_of_changes_queued_behind_a_failed_one_are_rebased_onto_the_current_one() {
+    use Queued::*;
+
+    use crate::model::{ReleaseProcess, ReleaseStatus};
+    type State = (&'static [(&'static str, &'static str)], &'static str, Option<&'static str>);
+    let rows: [(&[Queued], &[u32], &[State]); 5] = [
+        (&[Var("B", Some("2"))], &[5, 6], &[(&[("A", "1"), ("B", "2"), ("Z", "bad")], "a", None)]),
+        (&[Var("A", None)], &[5, 6], &[(&[("Z", "bad")], "a", None)]),
+        (&[Command("worker", "w")], &[5, 6], &[(&[("A", "1"), ("Z", "bad")], "a", Some("w"))]),
+        (
+            &[Var("B", Some("2")), Var("C", Some("3"))],
+            &[5, 6, 7],
+            &[
+                (&[("A", "1"), ("B", "2"), ("Z", "bad")], "a", None),
+                (&[("A", "1"), ("B", "2"), ("C", "3"), ("Z", "bad")], "a", None),
+            ],
+        ),
+        // A rollback brings its own whole state: it and what follows it stay as made.
+        (
+            &[RollbackToGood, Var("B", Some("2"))],
+            &[5],
+            &[(&[("A", "1")], "a", None), (&[("A", "1"), ("B", "2")], "a", None)],
+        ),
+    ];
+    for (i, (queued, rebased, after)) in rows.into_iter().enumerate() {
+        let p = plane().await;
+        p.set_local_runtime(Arc::new(Present));
+        let app = format!("r{i}");
+        p.create_app(app.parse().unwrap(), "default").await.unwrap();
+        let id = p.read(|m| m.app(&app).unwrap().id).await;
+        let release = |v: u32| p.read(move |m| m.release(id, &v.to_string()).unwrap().clone());
+        p.update_config_vars(&app, set(&[("A", Some("1"))])).await.unwrap(); // v2
+        p.update_formation(&app, vec![update("web", Some(1), Some("a"))]).await.unwrap(); // v3
+        p.settle_release(id, release(3).await.id, true).await.unwrap();
+        p.update_formation(&app, vec![update("web", None, Some("bad"))]).await.unwrap(); // v4
+        p.update_config_vars(&app, set(&[("Z", Some("bad"))])).await.unwrap(); // v5
+        for q in queued {
+            match *q {
+                Var(k, v) => drop(p.update_config_vars(&app, set(&[(k, v)])).await.unwrap()),
+                Command(t, c) => drop(p.update_formation(&app, vec![update(t, None, Some(c))]).await.unwrap()),
+                RollbackToGood => drop(p.rollback(&app, "v3").await.unwrap()),
+            }
+        }
+        let settled = p.settle_release(id, release(4).await.id, false).await.unwrap();
+        assert_eq!(settled.rebased, Some((rebased.to_vec(), 3)), "row {i}");
+        for (v, (vars, web, worker)) in (6..).zip(after) {
+            let r = release(v).await;
+            let want: std::collections::BTreeMap<String, String> =
+                vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+            let command =
+                |t: &str| r.processes.iter().find(|p| p.dyno_type.as_str() == t).and_then(|p| p.command.clone());
+            assert_eq!(r.config_vars, want, "row {i}: v{v}'s config vars");
+            assert_eq!(command("web").as_deref(), Some(*web), "row {i}: v{v}'s web command");
+            assert_eq!(command("worker").as_deref(), *worker, "row {i}: v{v}'s worker command");
+            assert_eq!(r.status, ReleaseStatus::Pending, "row {i}: v{v} still runs");
+        }
+        // The app is its newest release's.
+        let (vars, formation, newest) = p
+            .read(move |m| {
+                let vars = m.config_vars_of(id).unwrap().vars.clone();
+                let formation = super::releases::processes_of(m.formation_of(id));
+                (vars, formation, m.latest_release(id).unwrap().clone())
+            })
+            .await;
+        assert_eq!(vars, newest.config_vars, "row {i}: the app's config vars are the newest release's");
+        let commands = |p: &[ReleaseProcess]| {
+            p.iter()
+                .filter(|p| p.command.is_some())
+                .map(|p| (p.dyno_type.to_string(), p.command.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(commands(&formation), commands(&newest.processes), "row {i}: the formation is the newest release's");
+    }
 }
