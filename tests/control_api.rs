@@ -142,7 +142,19 @@ async fn formation_and_config_vars_in_heroku_shapes(args: &[&str]) -> String {
     }
     assert!(!wharf.stderr().contains("t0k3n-never-shown"), "config var values are never logged");
 
-    // Everything survives a restart.
+    // Everything survives a restart: the state once every release has settled. The local
+    // supervisor rolls to each release of these changes, and `npm start` runs nowhere here, so
+    // a roll still going when the test stops Wharf could fail after the restart and rightly
+    // withdraw its release (the app goes back to its running release's formation). With no
+    // dyno to run, every roll ends at once.
+    api.expect("PATCH", &format!("{formation}/web"), json!({"quantity": 0}), 200).await;
+    wharf_testkit::eventually(std::time::Duration::from_secs(60), "every release to settle", || async {
+        let (_, releases) = api.call("GET", "/apps/api-audited/releases", None).await;
+        let pending = releases.as_array()?.iter().any(|r| r["status"] == "pending");
+        (!pending).then_some(())
+    })
+    .await;
+    let (_, all) = api.call("GET", vars, None).await;
     let (_, formation_before) = api.call("GET", formation, None).await;
     let mut printed = wharf.stderr();
     let (ok, out) = wharf.terminate().await;
