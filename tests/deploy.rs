@@ -373,7 +373,7 @@ async fn a_source_built_from_a_url_is_served_rolled_without_a_failed_request_and
         (answer(wharf).await.as_deref() == Some("first version")).then_some(())
     })
     .await;
-    let first_dir = wharf.data_dir().join("releases").join(&first_release).join("app");
+    let first_dir = wharf.data_dir().join("releases").join(&first_release).join(&slug).join("app");
     assert_eq!(std::fs::read_to_string(first_dir.join("body.txt")).unwrap(), "first version");
 
     // The second build rolls while requests flow.
@@ -394,7 +394,12 @@ async fn a_source_built_from_a_url_is_served_rolled_without_a_failed_request_and
     assert!(bodies.iter().all(|b| b == "first version" || b == "second version"), "{bodies:?}");
     // The first release's files were not touched by the second's roll.
     assert_eq!(std::fs::read_to_string(first_dir.join("body.txt")).unwrap(), "first version");
-    let second_dir = wharf.data_dir().join("releases").join(built["release"]["id"].as_str().unwrap()).join("app");
+    let second_dir = wharf
+        .data_dir()
+        .join("releases")
+        .join(built["release"]["id"].as_str().unwrap())
+        .join(built["slug"]["id"].as_str().unwrap())
+        .join("app");
     assert_eq!(std::fs::read_to_string(second_dir.join("body.txt")).unwrap(), "second version");
 
     // A config change keeps the slug; a rollback to the first build's release restores its slug.
@@ -714,6 +719,7 @@ async fn a_deploy_drops_undeclared_types_runs_one_offs_in_its_files_and_supersed
     let built = setup.build(&one, None).await;
     assert_eq!(built["status"], "succeeded", "{built}");
     let first_release = built["release"]["id"].as_str().unwrap().to_owned();
+    let first_slug = built["slug"]["id"].as_str().unwrap().to_owned();
     let scale = json!({"updates": [{"type": "web", "quantity": 1}, {"type": "worker", "quantity": 1}]});
     api.expect("PATCH", "/apps/hello/formation", scale, 200).await;
     eventually(WAIT, "the first build to answer", || async {
@@ -727,7 +733,7 @@ async fn a_deploy_drops_undeclared_types_runs_one_offs_in_its_files_and_supersed
     let run = json!({"command": "echo \"ONEOFF $(cat body.txt) in $(pwd)\""});
     api.expect("POST", "/apps/hello/dynos", run, 201).await;
     let said = stream_lines(&setup, json!({"lines": 100, "dyno": "run"}), "ONEOFF first version").await;
-    assert!(said.contains(&format!("releases/{first_release}/app")), "{said}");
+    assert!(said.contains(&format!("releases/{first_release}/{first_slug}/app")), "{said}");
 
     // A slug whose Procfile no longer declares `worker` removes it: no command, quantity 0, and
     // the old worker never runs against the new files.

@@ -1,7 +1,13 @@
 //! Each release's own directory: the release's slug unpacked once into
-//! `DATA_DIR/releases/<release id>`, where every dyno of that release runs (its working directory
-//! is the slug's `app`, as Heroku's dynos run in `/app`), and the removal of the directories no
-//! release needs any more.
+//! `DATA_DIR/releases/<release id>/<slug id>`, where every dyno of that release runs (its working
+//! directory is the slug's `app`, as Heroku's dynos run in `/app`), and the removal of the
+//! directories no release needs any more.
+//!
+//! The slug's id is part of the path because a release's slug can change under its id: a release
+//! of config vars or commands queued behind a release that failed is rebased onto the running
+//! release's code (`wharf_control_api` `rebase_queued`). Keyed by the release alone, the directory
+//! unpacked from the failed slug before the rebase was used again, and the failed code served
+//! under a record naming the good slug (FE26 finding 1).
 //!
 //! A directory is made whole or not at all: the slug is unpacked into a scratch directory beside
 //! it (`.<id>.<random>`), which is renamed into place, so a dyno never starts in a half-unpacked
@@ -39,7 +45,7 @@ pub(crate) async fn working_dir(
     };
     let archive = plane.slug_archive(slug).ok_or_else(|| io::Error::other("this Wharf stores no slugs"))?;
     let limits = plane.deploy().map(|d| d.unpack_limits).unwrap_or_default();
-    let dir = tokio::task::spawn_blocking(move || prepare(&root, release.id, &archive, limits))
+    let dir = tokio::task::spawn_blocking(move || prepare(&root, release.id, slug, &archive, limits))
         .await
         .map_err(io::Error::other)??;
     Ok(Some(dir))
@@ -50,22 +56,23 @@ pub(crate) fn path_of(root: &Path, release: Uuid) -> PathBuf {
     root.join(release.to_string())
 }
 
-/// The working directory of a release's dynos: its slug's `app`.
-pub(crate) fn app_dir(root: &Path, release: Uuid) -> PathBuf {
-    path_of(root, release).join("app")
+/// The directory of `release` running the slug `slug_id`, under `root`.
+fn slug_dir(root: &Path, release: Uuid, slug_id: Uuid) -> PathBuf {
+    path_of(root, release).join(slug_id.to_string())
 }
 
-/// Makes sure `release`'s directory holds the slug archive at `slug` unpacked, and returns the
-/// dynos' working directory in it. Blocking: call it off the async threads.
+/// Makes sure `release`'s directory for the slug `slug_id` holds the slug archive at `slug`
+/// unpacked, and returns the dynos' working directory in it (its `app`). Blocking: call it off
+/// the async threads.
 ///
 /// # Errors
 ///
 /// When the archive cannot be read or unpacked (it was checked when it was stored, so this is a
 /// disk that failed or filled) or holds no `app` directory.
-pub(crate) fn prepare(root: &Path, release: Uuid, slug: &Path, limits: Limits) -> io::Result<PathBuf> {
-    let dir = path_of(root, release);
+pub(crate) fn prepare(root: &Path, release: Uuid, slug_id: Uuid, slug: &Path, limits: Limits) -> io::Result<PathBuf> {
+    let dir = slug_dir(root, release, slug_id);
     if !dir.is_dir() {
-        std::fs::create_dir_all(root)?;
+        std::fs::create_dir_all(path_of(root, release))?;
         let scratch = root.join(format!(".{release}.{}", wharf_domain::new_id().simple()));
         std::fs::create_dir(&scratch)?;
         let unpacked = archive::unpack(slug, &scratch, limits).map_err(|e| match e {
@@ -84,7 +91,7 @@ pub(crate) fn prepare(root: &Path, release: Uuid, slug: &Path, limits: Limits) -
             }
         }
     }
-    let app = app_dir(root, release);
+    let app = dir.join("app");
     if !app.is_dir() {
         return Err(io::Error::new(io::ErrorKind::NotFound, "the slug has no app directory"));
     }
@@ -130,14 +137,19 @@ mod tests {
         let tmp = std::env::temp_dir().join(format!("wharf-release-dir-{}", wharf_domain::new_id()));
         let root = tmp.join("releases");
         let (one, two) = (slug_with(&tmp.join("a"), "one"), slug_with(&tmp.join("b"), "two"));
+        let (slug_one, slug_two) = (wharf_domain::new_id(), wharf_domain::new_id());
         let release = wharf_domain::new_id();
-        let app = prepare(&root, release, &one, Limits::default()).unwrap();
+        let app = prepare(&root, release, slug_one, &one, Limits::default()).unwrap();
         assert_eq!(std::fs::read_to_string(app.join("index.txt")).unwrap(), "one");
-        // The same release asked again (another process type) keeps what is there.
-        let again = prepare(&root, release, &two, Limits::default()).unwrap();
+        // The same release and slug asked again (another process type) keep what is there.
+        let again = prepare(&root, release, slug_one, &two, Limits::default()).unwrap();
         assert_eq!(std::fs::read_to_string(again.join("index.txt")).unwrap(), "one");
+        // The same release rebased onto another slug runs that slug's files, never the first's.
+        let rebased = prepare(&root, release, slug_two, &two, Limits::default()).unwrap();
+        assert_eq!(std::fs::read_to_string(rebased.join("index.txt")).unwrap(), "two");
+        assert_eq!(std::fs::read_to_string(app.join("index.txt")).unwrap(), "one");
         let other = wharf_domain::new_id();
-        let app2 = prepare(&root, other, &two, Limits::default()).unwrap();
+        let app2 = prepare(&root, other, slug_two, &two, Limits::default()).unwrap();
         assert_eq!(std::fs::read_to_string(app2.join("index.txt")).unwrap(), "two");
         assert_eq!(std::fs::read_to_string(app.join("index.txt")).unwrap(), "one");
         let removed = prune(&root, &HashSet::from([other]));

@@ -22,7 +22,7 @@ pub struct Settings {
     /// (`DATA_DIR/dynos/PGID`), so that the next start stops what a killed Wharf left running;
     /// `None` records nothing.
     pub records_dir: Option<PathBuf>,
-    /// Where each release's slug is unpacked for its dynos (`DATA_DIR/releases/<id>`); `None`
+    /// Where each release's slug is unpacked for its dynos (`DATA_DIR/releases/<id>/<slug id>`); `None`
     /// runs no slug (dynos run in Wharf's working directory, as releases without a slug do).
     pub releases_dir: Option<PathBuf>,
     /// How many of an app's newest releases keep their directory beside those whose dynos
