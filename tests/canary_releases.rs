@@ -498,6 +498,9 @@ async fn bad_canary_settings_are_refused_and_change_nothing() {
         (json!({"min_rate_difference": null}), "min_rate_difference cannot be null"),
         (json!({"soak_requests": 1e30}), "soak_requests is too large: at most 18446744073709551615 requests"),
         (json!({"soak_seconds": 1e30}), "soak_seconds is too large: at most 18446744073709551615 seconds"),
+        // A judge's field of the wrong JSON type is refused in JSON's words, as in every body.
+        (json!({"weight": "half"}), "invalid type: `weight` is a string \"half\", expected "),
+        (json!({"errors": 5}), "invalid type: `errors` is the number 5, expected "),
         // An unknown field is named with every field the feature has, the soak's and `enabled` too.
         (
             json!({"bogus": 1}),

@@ -8,8 +8,9 @@
 //! nothing; slugs uploaded to their blob URL follow the
 //! same rules. A table of sequences after a release that failed its release phase (config
 //! change, scale, command change, rollbacks, promotion, one-off dyno, a change while the
-//! release is pending) checks that a failed release changes nothing that runs and that nothing
-//! builds on it; and FE21's lows: an over-cap `Content-Length`, builds waiting for a slot,
+//! release is pending, in its phase or its roll) checks that a failed release changes nothing that
+//! runs, that nothing builds on it, and (a probe of the router) that no other code than the good
+//! one ever serves; and FE21's lows: an over-cap `Content-Length`, builds waiting for a slot,
 //! fetch errors in words, `file://` paths, and one command rule everywhere.
 
 use std::path::{Path, PathBuf};
@@ -155,6 +156,14 @@ elif kind == "zip-macos":
             z.write(os.path.join(src, name), "repo/" + name)
             z.writestr("repo/._" + name, double)
             z.writestr("__MACOSX/repo/._" + name, double)
+elif kind == "dup-procfile":
+    hostile_tar(lambda t: t.addfile(*file_info("Procfile", b"web: echo EVIL; exec sleep 1000\n")))
+elif kind == "zip-dup-procfile":
+    import warnings
+    warnings.simplefilter("ignore")
+    with zipfile.ZipFile(out, "w") as z:
+        for name in sorted(os.listdir(src)): z.write(os.path.join(src, name), name)
+        z.writestr("Procfile", "web: echo EVIL; exec sleep 1000\n")
 elif kind == "long-name":
     hostile_tar(lambda t: t.addfile(*file_info("x" * 300)))
 elif kind == "gzip-not-tar":
@@ -524,6 +533,8 @@ async fn hostile_archives_are_refused_with_a_reason_and_change_nothing() {
         ("file-as-dir", "a/b: clashes with an earlier entry"),
         ("zip-file-as-dir", "a/b: clashes with an earlier entry"),
         ("long-name", "longer than 255 bytes"),
+        ("dup-procfile", "Procfile: the archive names it twice"),
+        ("zip-dup-procfile", "Procfile: the archive names it twice"),
         ("gzip-not-tar", "corrupt or truncated"),
     ];
     // A refusal names the entry and the rule, never where Wharf keeps its files, nor the
@@ -729,11 +740,22 @@ async fn a_deploy_drops_undeclared_types_runs_one_offs_in_its_files_and_supersed
     // The build's output ends with what became of its release.
     stream_lines(&setup, json!({"lines": 100, "source": "akkeris/build"}), "Released v2: it is live").await;
 
-    // A one-off dyno runs in the current release's files, as its formation dynos do.
-    let run = json!({"command": "echo \"ONEOFF $(cat body.txt) in $(pwd)\""});
+    // A one-off dyno runs in the current release's files, in a copy of its own (FE26 #2): what
+    // it writes there never reaches the web dynos, and the copy is gone once it exits.
+    let run = json!({"command": "echo \"ONEOFF $(cat body.txt) in $(pwd)\"; echo one-off > body.txt; rm app.py"});
     api.expect("POST", "/apps/hello/dynos", run, 201).await;
-    let said = stream_lines(&setup, json!({"lines": 100, "dyno": "run"}), "ONEOFF first version").await;
-    assert!(said.contains(&format!("releases/{first_release}/{first_slug}/app")), "{said}");
+    let said = stream_lines(&setup, json!({"lines": 100, "dyno": "run"}), "Process exited").await;
+    assert!(said.contains("ONEOFF first version in "), "{said}");
+    assert!(said.contains("/releases/runs/") && !said.contains(&first_release), "its own copy: {said}");
+    let runs = wharf.data_dir().join("releases").join("runs");
+    eventually(WAIT, "the one-off's copy to be removed", || async {
+        std::fs::read_dir(&runs).ok()?.next().is_none().then_some(())
+    })
+    .await;
+    let release_dir = wharf.data_dir().join("releases").join(&first_release).join(&first_slug).join("app");
+    assert_eq!(std::fs::read_to_string(release_dir.join("body.txt")).unwrap(), "first version");
+    assert!(release_dir.join("app.py").is_file(), "the release's files are as they were");
+    assert_eq!(answer(wharf).await.as_deref(), Some("first version"), "the web dyno serves what it did");
 
     // A slug whose Procfile no longer declares `worker` removes it: no command, quantity 0, and
     // the old worker never runs against the new files.
@@ -846,6 +868,25 @@ enum Code {
     Bad,
     /// As `Bad`, but its release phase waits for the test's `go` file first.
     Slow,
+    /// Its release phase passes and its worker comes up, but its web dynos wait for the test's
+    /// `go` file and then exit: its roll fails.
+    RollFail,
+    /// Its release phase passes, but its web dynos never listen (its roll times out), and it
+    /// drops the worker.
+    RollHang,
+}
+
+impl Code {
+    /// The body its files answer, so what the probe saw tells which code served.
+    fn body(self) -> &'static str {
+        match self {
+            Code::Good => "good version",
+            Code::Bad => "bad version",
+            Code::Slow => "slow version",
+            Code::RollFail => "rollfail version",
+            Code::RollHang => "rollhang version",
+        }
+    }
 }
 
 /// What a row does once its app's newest release failed (or, for the `...WhilePending` rows and
@@ -864,20 +905,88 @@ enum Then {
     TwoConfigSetsWhilePending,
     RollbackWhilePending,
     RollbackToPending,
+    ConfigSetWhileRolling,
+    CommandChangeWhileRolling,
+    TwoConfigSetsWhileRolling,
+    RollbackWhileRolling,
+    ConfigSetWhileRollTimesOut,
 }
 
 impl Then {
-    /// Whether the row acts while the failing release still waits in its phase.
+    /// Whether the row acts while the failing release is still pending (in its phase, or
+    /// rolling), which then fails.
     fn while_pending(self) -> bool {
+        self.failing() != Code::Bad
+    }
+
+    /// The code of the release that fails before (or while) the row acts.
+    fn failing(self) -> Code {
+        use Then::*;
+        match self {
+            ConfigSetWhilePending
+            | CommandChangeWhilePending
+            | TwoConfigSetsWhilePending
+            | RollbackWhilePending
+            | RollbackToPending => Code::Slow,
+            ConfigSetWhileRolling | CommandChangeWhileRolling | TwoConfigSetsWhileRolling | RollbackWhileRolling => {
+                Code::RollFail
+            }
+            ConfigSetWhileRollTimesOut => Code::RollHang,
+            _ => Code::Bad,
+        }
+    }
+
+    /// Whether the row sets `X=1` (and keeps it: the change is good).
+    fn sets_x(self) -> bool {
         use Then::*;
         matches!(
             self,
-            ConfigSetWhilePending
-                | CommandChangeWhilePending
+            ConfigSet
+                | ConfigSetWhilePending
                 | TwoConfigSetsWhilePending
-                | RollbackWhilePending
-                | RollbackToPending
+                | ConfigSetWhileRolling
+                | TwoConfigSetsWhileRolling
+                | ConfigSetWhileRollTimesOut
         )
+    }
+}
+
+/// The web command `CommandChangeWhileRolling` sets: one the failed slug's files would serve
+/// with (its `app.py` answers its own body), so its first dyno must never run there.
+const CHANGED_WEB: &str = "exec python3 app.py changed";
+
+/// What the router answered for `host`, every 50 ms until stopped: each 200's body with when
+/// it came, so that a row can say which code served and when.
+struct Probe {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<(Duration, String)>>,
+}
+
+impl Probe {
+    fn start(router: std::net::SocketAddr, host: String) -> Probe {
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                let (start, mut seen) = (tokio::time::Instant::now(), Vec::new());
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(r) = client::send(router, None, &Req::get(&host, "/")).await
+                        && r.status == 200
+                    {
+                        seen.push((start.elapsed(), r.text()));
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                seen
+            }
+        });
+        Probe { stop, task }
+    }
+
+    /// Stops probing; returns what was served, in order.
+    async fn served(self) -> Vec<(Duration, String)> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap()
     }
 }
 
@@ -890,6 +999,9 @@ struct Want {
 }
 
 const GOOD_PROCFILE: &str = "web: exec python3 app.py\nworker: exec sleep 3600\nrelease: echo phase passed\n";
+/// `RollHang`'s: its web dynos never listen (the roll ends at the health timeout), and it has
+/// no worker.
+const ROLL_HANG_PROCFILE: &str = "web: exec sleep 3600\nrelease: echo phase passed\n";
 const GOOD_WEB: &str = "exec python3 app.py";
 const GOOD_WORKER: &str = "exec sleep 3600";
 
@@ -912,9 +1024,11 @@ async fn settled(api: &client::Api, app: &str, version: u64) -> Value {
 
 /// Heroku's rule (FE21 finding 1): a release that fails changes nothing that runs, and is no
 /// base for the next. Each row deploys the good code on an app of its own, then code whose
-/// release phase fails (and which drops the worker), then does one thing; every row then
-/// expects the good code to serve, the formation to show the good commands (the worker's
-/// quantity kept), and a release the thing made to run the good slug.
+/// release phase fails (and which drops the worker), or whose roll fails (its web dynos crash or
+/// never listen), then does one thing; every row then expects the good code to serve, the
+/// formation to show the good commands (the worker's quantity kept), a release the thing made
+/// to run the good slug with every dyno on it, and a probe of the router to have seen no other
+/// code than the good one at any moment.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_release_changes_nothing_that_runs_and_no_later_release_builds_on_it() {
     let setup = Setup::start(&[]).await;
@@ -926,6 +1040,10 @@ async fn a_failed_release_changes_nothing_that_runs_and_no_later_release_builds_
         "web: exec python3 app.py slow\nrelease: while [ ! -e {} ]; do sleep 0.1; done; exit 3\n",
         go.display()
     );
+    let roll_fail_procfile = format!(
+        "web: while [ ! -e {} ]; do sleep 0.1; done; exit 1\nworker: exec sleep 3600\nrelease: echo phase passed\n",
+        go.display()
+    );
     // The slugs, built on apps of their own: the failing builds fail there (the release
     // phase), which is FE21's sequence on `hello`.
     let mut slugs = std::collections::HashMap::new();
@@ -933,8 +1051,10 @@ async fn a_failed_release_changes_nothing_that_runs_and_no_later_release_builds_
         (Code::Good, "hello", "good version", GOOD_PROCFILE),
         (Code::Bad, "hello", "bad version", bad_procfile),
         (Code::Slow, "slowsrc", "slow version", slow_procfile.as_str()),
+        (Code::RollFail, "rollsrc", "rollfail version", roll_fail_procfile.as_str()),
+        (Code::RollHang, "rollsrc", "rollhang version", ROLL_HANG_PROCFILE),
     ] {
-        if app != "hello" {
+        if app != "hello" && api.call("GET", &format!("/apps/{app}"), None).await.0 == 404 {
             api.expect("POST", "/apps", json!({"name": app}), 201).await;
         }
         let source = archive_with(dir, &format!("{code:?}").to_lowercase(), body, "tgz", procfile);
@@ -965,6 +1085,17 @@ async fn a_failed_release_changes_nothing_that_runs_and_no_later_release_builds_
         (TwoConfigSetsWhilePending, Want { status: 200, release: Some((Code::Good, "succeeded")) }),
         (RollbackWhilePending, Want { status: 201, release: Some((Code::Good, "succeeded")) }),
         (RollbackToPending, Want { status: 422, release: None }),
+        // FE26 #1, FE28: the same while the failing release *rolls* (its phase passed, its
+        // worker came up, its web dynos then crash, or never listen): a change queued behind it
+        // starts no dyno until it has settled, so none runs the failed slug (the command
+        // change's would serve it) and none of its crashes is charged to the change; the
+        // change is rebased and runs on the good code. The worker that came up on the failed
+        // release rolls back with it (the API's current release is what every type runs).
+        (ConfigSetWhileRolling, Want { status: 200, release: Some((Code::Good, "succeeded")) }),
+        (CommandChangeWhileRolling, Want { status: 200, release: Some((Code::Good, "succeeded")) }),
+        (TwoConfigSetsWhileRolling, Want { status: 200, release: Some((Code::Good, "succeeded")) }),
+        (RollbackWhileRolling, Want { status: 201, release: Some((Code::Good, "succeeded")) }),
+        (ConfigSetWhileRollTimesOut, Want { status: 200, release: Some((Code::Good, "succeeded")) }),
     ];
     for (i, (then, want)) in rows.into_iter().enumerate() {
         let app = format!("row{i}");
@@ -982,7 +1113,8 @@ async fn a_failed_release_changes_nothing_that_runs_and_no_later_release_builds_
         .await;
         let good = settled(api, &app, 2).await;
         assert_eq!(good["status"], "succeeded", "{then:?}: {good}");
-        let failing = if then.while_pending() { Code::Slow } else { Code::Bad };
+        let failing = then.failing();
+        let probe = Probe::start(wharf.http, host.clone());
         let workers = || async {
             let (_, dynos) = api.call("GET", &path("/dynos"), None).await;
             let names = dynos.as_array().unwrap().iter().filter(|d| d["type"] == "worker").map(|d| d["name"].clone());
@@ -991,6 +1123,14 @@ async fn a_failed_release_changes_nothing_that_runs_and_no_later_release_builds_
         let workers_before = workers().await;
         let made = api.expect("POST", &path("/releases"), json!({"slug": slugs[&failing]}), 201).await;
         assert_eq!(made["version"], 3, "{then:?}: {made}");
+        if matches!(failing, Code::RollFail | Code::RollHang) {
+            // The row acts while v3 rolls: its phase passed and its web dyno is starting.
+            eventually(WAIT, &format!("{then:?}: v3's web dyno to start"), || async {
+                let (_, dynos) = api.call("GET", &path("/dynos"), None).await;
+                dynos.as_array()?.iter().any(|d| d["type"] == "web" && d["release"]["version"] == 3).then_some(())
+            })
+            .await;
+        }
         if failing == Code::Bad {
             let failed = settled(api, &app, 3).await;
             assert_eq!(failed["status"], "failed", "{then:?}: {failed}");
@@ -1035,18 +1175,28 @@ async fn a_failed_release_changes_nothing_that_runs_and_no_later_release_builds_
                 api.call("POST", "/pipeline-promotions", Some(promote)).await
             }
             OneOff => {
-                api.call("POST", &path("/dynos"), Some(json!({"command": "echo \"ONEOFF $(cat body.txt)\""}))).await
+                let run = json!({"command": "echo \"ONEOFF $(cat body.txt)\"; exec sleep 30"});
+                api.call("POST", &path("/dynos"), Some(run)).await
             }
             ConfigSetWhilePending => api.call("PATCH", &path("/config-vars"), Some(json!({"X": "1"}))).await,
             CommandChangeWhilePending => {
                 let update = json!({"updates": [{"type": "worker", "command": "exec sleep 3601"}]});
                 api.call("PATCH", &path("/formation"), Some(update)).await
             }
-            TwoConfigSetsWhilePending => {
+            TwoConfigSetsWhilePending | TwoConfigSetsWhileRolling => {
                 api.expect("PATCH", &path("/config-vars"), json!({"X": "1"}), 200).await;
                 api.call("PATCH", &path("/config-vars"), Some(json!({"Y": "2"}))).await
             }
-            RollbackWhilePending => api.call("POST", &path("/releases"), Some(json!({"release": "v2"}))).await,
+            RollbackWhilePending | RollbackWhileRolling => {
+                api.call("POST", &path("/releases"), Some(json!({"release": "v2"}))).await
+            }
+            ConfigSetWhileRolling | ConfigSetWhileRollTimesOut => {
+                api.call("PATCH", &path("/config-vars"), Some(json!({"X": "1"}))).await
+            }
+            CommandChangeWhileRolling => {
+                let update = json!({"updates": [{"type": "web", "command": CHANGED_WEB}]});
+                api.call("PATCH", &path("/formation"), Some(update)).await
+            }
             RollbackToPending => api.call("POST", &path("/releases"), Some(json!({"release": "v3"}))).await,
         };
         assert_eq!(status, want.status, "{then:?}: {out}");
@@ -1064,11 +1214,17 @@ async fn a_failed_release_changes_nothing_that_runs_and_no_later_release_builds_
                 dynos.as_array().unwrap().iter().map(|d| (d["name"].clone(), d.clone())).collect::<Vec<_>>()
             };
             let (first, second) = (listed().await, listed().await);
-            assert!(first.iter().any(|(n, _)| n == "release.3"), "{then:?}: {first:?}");
+            if failing == Code::Slow {
+                assert!(first.iter().any(|(n, _)| n == "release.3"), "{then:?}: {first:?}");
+            }
             for (name, d) in &first {
                 assert!(d["id"].is_string(), "{then:?}: {d}");
                 let again = second.iter().find(|(n, _)| n == name).map(|(_, d)| &d["id"]);
                 assert_eq!(again, Some(&d["id"]), "{then:?}: {name}'s id is stable");
+                if d["release"]["version"] == 3 {
+                    // The rolling release's own new dynos.
+                    continue;
+                }
                 let runs = match d["type"].as_str() {
                     Some("web") => GOOD_WEB,
                     Some("worker") => GOOD_WORKER,
@@ -1095,7 +1251,7 @@ async fn a_failed_release_changes_nothing_that_runs_and_no_later_release_builds_
                 assert_eq!(versions(&releases), versions(&releases_before), "{then:?} makes no release");
             }
             Some((code, status)) => {
-                let newest = if matches!(then, TwoConfigSetsWhilePending) { 5 } else { 4 };
+                let newest = if matches!(then, TwoConfigSetsWhilePending | TwoConfigSetsWhileRolling) { 5 } else { 4 };
                 let settled = settled(api, &app, newest).await;
                 assert_eq!(settled["status"], status, "{then:?}: {settled}");
                 assert_eq!(settled["slug"]["id"], slugs[&code], "{then:?}: the release's code: {settled}");
@@ -1108,11 +1264,15 @@ async fn a_failed_release_changes_nothing_that_runs_and_no_later_release_builds_
             RollbackToPending => {
                 assert!(out["message"].as_str().unwrap().contains("release v3 is pending"), "{out}");
             }
-            ConfigSetWhilePending => {
+            ConfigSetWhilePending | ConfigSetWhileRolling | ConfigSetWhileRollTimesOut => {
                 let said = stream_lines_of(&setup, &app, json!({"lines": 100}), "is rebased onto").await;
                 assert!(said.contains("release v4 (changes of config vars or commands) waited for v3"), "{said}");
             }
-            TwoConfigSetsWhilePending => {
+            CommandChangeWhileRolling => {
+                let (_, web) = api.call("GET", &path("/formation/web"), None).await;
+                assert_eq!(web["command"], CHANGED_WEB, "the command change is kept: {web}");
+            }
+            TwoConfigSetsWhilePending | TwoConfigSetsWhileRolling => {
                 // v4 was superseded by v5 and settles as it did; it holds the good code and X.
                 let v4 = settled(api, &app, 4).await;
                 assert_eq!((&v4["status"], &v4["slug"]["id"]), (&json!("succeeded"), &slugs[&Code::Good]), "{v4}");
@@ -1138,6 +1298,11 @@ async fn a_failed_release_changes_nothing_that_runs_and_no_later_release_builds_
                 assert_eq!(promoted["slug"]["id"], slugs[&Code::Good], "the current release is promoted: {promoted}");
             }
             OneOff => {
+                // FE26 #6: the answer names the one-off's id, the one its listings give.
+                assert!(out["id"].is_string(), "{out}");
+                let (_, dynos) = api.call("GET", &path("/dynos"), None).await;
+                let listed = dynos.as_array().unwrap().iter().find(|d| d["name"] == out["name"]);
+                assert_eq!(listed.map(|d| &d["id"]), Some(&out["id"]), "{dynos}");
                 let said = stream_lines_of(&setup, &app, json!({"lines": 100, "dyno": "run"}), "ONEOFF").await;
                 assert!(said.contains("ONEOFF good version"), "a one-off runs the current release: {said}");
             }
@@ -1158,13 +1323,25 @@ async fn a_failed_release_changes_nothing_that_runs_and_no_later_release_builds_
         })
         .await;
         let (_, web) = api.call("GET", &path("/formation/web"), None).await;
-        assert_eq!(web["command"], GOOD_WEB, "{then:?}: {web}");
+        let web_command = if matches!(then, CommandChangeWhileRolling) { CHANGED_WEB } else { GOOD_WEB };
+        assert_eq!(web["command"], web_command, "{then:?}: {web}");
+        // The worker runs on, its quantity kept, even when the failed release dropped it while
+        // it rolled (`RollHang`).
+        let worker_command =
+            if matches!(then, CommandChange | CommandChangeWhilePending) { "exec sleep 3601" } else { GOOD_WORKER };
+        let (_, worker) = api.call("GET", &path("/formation/worker"), None).await;
+        assert_eq!(
+            (&worker["command"], &worker["quantity"]),
+            (&json!(worker_command), &json!(1)),
+            "{then:?}: {worker}"
+        );
+        eventually(WAIT, &format!("{then:?}: a worker to run"), || async {
+            let (_, dynos) = api.call("GET", &path("/dynos"), None).await;
+            dynos.as_array()?.iter().any(|d| d["type"] == "worker" && d["state"] == "up").then_some(())
+        })
+        .await;
         let (_, vars) = api.call("GET", &path("/config-vars"), None).await;
-        let x = if matches!(then, ConfigSet | ConfigSetWhilePending | TwoConfigSetsWhilePending) {
-            json!("1")
-        } else {
-            Value::Null
-        };
+        let x = if then.sets_x() { json!("1") } else { Value::Null };
         assert_eq!(vars["X"], x, "{then:?}: a failed config change is undone, a good one kept: {vars}");
         // No dyno runs a release that failed.
         let (_, releases) = api.call("GET", &path("/releases"), None).await;
@@ -1181,6 +1358,25 @@ async fn a_failed_release_changes_nothing_that_runs_and_no_later_release_builds_
             dynos.as_array().unwrap().iter().all(|d| !failed.contains(&d["release"]["version"])),
             "{then:?}: {dynos}"
         );
+        if want.release.is_some() {
+            // The change is live: every dyno runs the newest release (its record the good slug).
+            let (newest, _) = newest_of(api, &app).await;
+            eventually(WAIT, &format!("{then:?}: every dyno to run v{}", newest["version"]), || async {
+                let (_, dynos) = api.call("GET", &path("/dynos"), None).await;
+                let dynos = dynos.as_array()?.clone();
+                let formation: Vec<&Value> =
+                    dynos.iter().filter(|d| d["type"] == "web" || d["type"] == "worker").collect();
+                let on_newest =
+                    formation.iter().all(|d| d["release"]["version"] == newest["version"] && d["state"] == "up");
+                (!formation.is_empty() && on_newest).then_some(())
+            })
+            .await;
+        }
+        // No other code than the good one ever served, the failed slug's not at any moment.
+        let served = probe.served().await;
+        let other: Vec<&(Duration, String)> = served.iter().filter(|(_, b)| b != Code::Good.body()).collect();
+        assert!(other.is_empty(), "{then:?}: {} served: {other:?} (of {} answers)", failing.body(), served.len());
+        assert!(!served.is_empty(), "{then:?}: the probe saw answers");
     }
 }
 
@@ -1212,6 +1408,67 @@ async fn misbehaving_host(release: Arc<tokio::sync::Notify>) -> std::net::Socket
         }
     });
     addr
+}
+
+/// A source host whose every `GET` is answered with the file at `file` only once `go` is
+/// notified: a build of it ends when the test says.
+async fn held_source(file: PathBuf, go: Arc<tokio::sync::Notify>) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let (file, go) = (file.clone(), go.clone());
+            tokio::spawn(async move {
+                if read_head(&mut conn).await.is_none() {
+                    return;
+                }
+                go.notified().await;
+                let body = std::fs::read(&file).unwrap();
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                let _ = conn.write_all(head.as_bytes()).await;
+                let _ = conn.write_all(&body).await;
+                let _ = conn.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// FE26 #3: releases are made in the order builds finish, as on Heroku (and Akkeris, whose
+/// builds release on success): a build of an older source that finishes after a newer one's
+/// replaces its code. The rule is kept and made explicit: the older build's output says which
+/// newer release it replaces and how to go back; the newer build's says nothing of the kind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_build_that_finishes_later_replaces_newer_code_and_says_so() {
+    let setup = Setup::start(&[]).await;
+    let api = &setup.wharf.api;
+    let dir = setup.dir.path();
+    let old = archive_with(dir, "old", "old version", "tgz", "web: exec python3 app.py\n");
+    let new = archive_with(dir, "new", "new version", "tgz", "web: exec python3 app.py\n");
+    let go = Arc::new(tokio::sync::Notify::new());
+    let host = held_source(old, go.clone()).await;
+    let blob = json!({"source_blob": {"url": format!("http://{host}/old.tgz"), "version": "0ld0ld0ld"}});
+    let slow = api.expect("POST", "/apps/hello/builds", blob, 201).await;
+    let fast = setup.build(&new, None).await;
+    assert_eq!(fast["status"], "succeeded", "{fast}");
+    let (_, fast_release) =
+        api.call("GET", &format!("/apps/hello/releases/{}", fast["release"]["id"].as_str().unwrap()), None).await;
+    let newer = fast_release["version"].as_u64().unwrap();
+    assert!(!output_of(api, &fast).await.contains("was released after this build started"));
+    go.notify_one();
+    let path = format!("/apps/hello/builds/{}", slow["id"].as_str().unwrap());
+    let slow = eventually(WAIT, "the older build to end", || async {
+        let (_, b) = api.call("GET", &path, None).await;
+        (b["status"] != "pending").then_some(b)
+    })
+    .await;
+    assert_eq!(slow["status"], "succeeded", "{slow}");
+    let output = output_of(api, &slow).await;
+    let says = format!("v{newer} (Deploy abc1234d) was released after this build started: releases are made");
+    assert!(output.contains(&says) && output.contains(&format!("roll back to v{newer} to undo")), "{output}");
+    let (newest, _) = newest_of(api, "hello").await;
+    assert_eq!(newest["id"], slow["release"]["id"], "the older source's release is the newest: {newest}");
+    assert!(newest["version"].as_u64().unwrap() > newer, "{newest}");
 }
 
 /// The output of a build that failed (its stream has ended), through its `output_stream_url`.
@@ -1572,34 +1829,48 @@ enum Stop {
 /// phase (which waits for a gate file, then succeeds), `crash` rolling to a web command that
 /// exits at boot, `slow` rolling to good code that takes a while to boot. After the restart:
 /// `phase` serves its good code while its phase runs again from the start (v4 still pending,
-/// a new phase process), then rolls to v4 once the gate opens; `crash`'s v4 fails, is
+/// a new phase process), then rolls to v4 once the gate opens; `rollq`'s config change v5,
+/// queued behind v4's roll (its web dyno waits for a gate, then crashes), waits while v4 rolls
+/// again, and once v4 fails is rebased onto the good code and runs with its change; `cut`'s
+/// v4 phase, with a rollback queued behind it, runs again and fails, never settling as the
+/// rollback does; `crash`'s v4 fails, is
 /// withdrawn (the formation's command is the good one again) and the good code serves; `slow`
 /// rolls to v4 and serves it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_mid_phase_or_mid_roll_keeps_the_current_release_serving() {
+    // `rollq`'s v4 must still be rolling when Wharf stops: its gate, not the health timeout,
+    // ends its roll.
+    let env = [("WHARF_SUPERVISOR__HEALTH_TIMEOUT", "60s")];
     for stop in [Stop::Kill, Stop::Term] {
-        let setup = Setup::start(&[]).await;
+        let setup = Setup::start(&env).await;
         let dir = setup.dir.path().to_owned();
         let plain = archive_with(&dir, "plain", "good version", "tgz", "web: exec python3 app.py\n");
         let phased = archive_with(&dir, "phased", "phased version", "tgz", ONE_AT_A_TIME_PROCFILE);
         let crash = archive_with(&dir, "crash", "crash version", "tgz", "web: sleep 2; exit 1\n");
         let slow = archive_with(&dir, "slow", "slow version", "tgz", "web: sleep 3; exec python3 app.py\n");
+        let roll_gate = dir.join("rollgate");
+        let gated = format!("web: while [ ! -e {} ]; do sleep 0.1; done; exit 1\n", roll_gate.display());
+        let gated = archive_with(&dir, "gated", "gated version", "tgz", &gated);
         let slug = |b: Value| b["slug"]["id"].clone();
         let plain = slug(setup.build_on("hello", &plain, None).await);
         let phased = slug(setup.build_on("hello", &phased, None).await);
         let crash = slug(setup.build_on("hello", &crash, None).await);
         let slow = slug(setup.build_on("hello", &slow, None).await);
+        let gated = slug(setup.build_on("hello", &gated, None).await);
         let (mark, gate) = (dir.join("mark"), dir.join("gate"));
         {
             let (wharf, api) = (&setup.wharf, &setup.wharf.api);
-            for app in ["phase", "crash", "slow", "queued"] {
+            for app in ["phase", "crash", "slow", "queued", "rollq", "cut"] {
                 let path = |rest: &str| format!("/apps/{app}{rest}");
                 api.expect("POST", "/apps", json!({"name": app}), 201).await;
                 api.expect("POST", &path("/releases"), json!({"slug": plain}), 201).await;
                 api.expect("PATCH", &path("/formation"), json!({"updates": [{"type": "web", "quantity": 1}]}), 200)
                     .await;
-                // `queued`'s phase will fail, and marks a file of its own.
-                let (mark, exit) = if app == "queued" { (dir.join("mark-queued"), "3") } else { (mark.clone(), "0") };
+                // `queued`'s and `cut`'s phases will fail, and mark files of their own.
+                let (mark, exit) = match app {
+                    "queued" | "cut" => (dir.join(format!("mark-{app}")), "3"),
+                    _ => (mark.clone(), "0"),
+                };
                 let vars = json!({"MARK": mark.to_str().unwrap(), "GATE": gate.to_str().unwrap(), "EXIT": exit});
                 api.expect("PATCH", &path("/config-vars"), vars, 200).await;
                 assert_eq!(settled(api, app, 3).await["status"], "succeeded", "{stop:?} {app}");
@@ -1615,6 +1886,22 @@ async fn a_restart_mid_phase_or_mid_roll_keeps_the_current_release_serving() {
             // `queued`: a config change waits behind v4's phase, which will fail.
             api.expect("POST", "/apps/queued/releases", json!({"slug": phased}), 201).await;
             api.expect("PATCH", "/apps/queued/config-vars", json!({"X": "1"}), 200).await;
+            // `rollq`: a config change queued behind v4's roll, whose web dyno waits for
+            // `rollgate` and then crashes; Wharf stops while v4 rolls.
+            api.expect("POST", "/apps/rollq/releases", json!({"slug": gated}), 201).await;
+            eventually(WAIT, &format!("{stop:?}: rollq's v4 to roll"), || async {
+                let (_, dynos) = api.call("GET", "/apps/rollq/dynos", None).await;
+                dynos.as_array()?.iter().any(|d| d["release"]["version"] == 4).then_some(())
+            })
+            .await;
+            api.expect("PATCH", "/apps/rollq/config-vars", json!({"X": "1"}), 200).await;
+            // `cut`: a rollback (no release phase) waits behind v4's phase, which will fail.
+            api.expect("POST", "/apps/cut/releases", json!({"slug": phased}), 201).await;
+            eventually(WAIT, &format!("{stop:?}: cut's v4 phase to run"), || async {
+                std::fs::read_to_string(dir.join("mark-cut")).ok()?.trim().parse::<u32>().ok()
+            })
+            .await;
+            api.expect("POST", "/apps/cut/releases", json!({"release": "v3"}), 201).await;
         }
         let first_pid: u32 = eventually(WAIT, "v4's release phase to run", || async {
             std::fs::read_to_string(&mark).ok()?.trim().parse().ok()
@@ -1629,9 +1916,37 @@ async fn a_restart_mid_phase_or_mid_roll_keeps_the_current_release_serving() {
         // The dead run's phase marker; its process (if a kill left it) is stopped at start.
         std::fs::remove_file(&mark).unwrap();
         std::fs::remove_file(dir.join("mark-queued")).ok();
-        let wharf = Wharf::serve_with(WHARF, &[], &tmp.path().join("data"), &Setup::env(&[])).await;
+        std::fs::remove_file(dir.join("mark-cut")).ok();
+        let wharf = Wharf::serve_with(WHARF, &[], &tmp.path().join("data"), &Setup::env(&env)).await;
         let setup = Setup { wharf, files, dir: tmp };
         let (wharf, api) = (&setup.wharf, &setup.wharf.api);
+
+        // `rollq`: v4 rolls again from the start while the good code serves, and v5 waits for
+        // it (no dyno of v5 runs the gated slug); then v4 fails and v5 is rebased onto the good
+        // code, keeps X=1, and runs (FE26 1b, FE28 k9).
+        eventually(WAIT, &format!("{stop:?}: rollq's v4 to roll again"), || async {
+            let (_, dynos) = api.call("GET", "/apps/rollq/dynos", None).await;
+            dynos.as_array()?.iter().any(|d| d["release"]["version"] == 4).then_some(())
+        })
+        .await;
+        let (_, dynos) = api.call("GET", "/apps/rollq/dynos", None).await;
+        assert!(dynos.as_array().unwrap().iter().all(|d| d["release"]["version"] != 5), "{stop:?}: {dynos}");
+        assert_eq!(settled_or_pending(api, "rollq", 5).await, "pending", "{stop:?}");
+        std::fs::write(&roll_gate, "").unwrap();
+        assert_eq!(settled(api, "rollq", 4).await["status"], "failed", "{stop:?}");
+        let v5 = settled(api, "rollq", 5).await;
+        assert_eq!((&v5["status"], &v5["slug"]["id"]), (&json!("succeeded"), &plain), "{stop:?}: {v5}");
+        let (_, vars) = api.call("GET", "/apps/rollq/config-vars", None).await;
+        assert_eq!(vars["X"], "1", "{stop:?}: {vars}");
+        eventually(WAIT, &format!("{stop:?}: rollq's v5 to serve the good code"), || async {
+            let (_, dynos) = api.call("GET", "/apps/rollq/dynos", None).await;
+            let dynos = dynos.as_array()?;
+            let on_v5 = !dynos.is_empty() && dynos.iter().all(|d| d["release"]["version"] == 5 && d["state"] == "up");
+            (on_v5 && answer_at(wharf, "rollq-default.localhost").await.as_deref() == Some("good version"))
+                .then_some(())
+        })
+        .await;
+        std::fs::remove_file(&roll_gate).unwrap();
 
         // `phase`: the good code serves while v4's phase runs again.
         let again: u32 = eventually(WAIT, &format!("{stop:?}: v4's release phase to run again"), || async {
@@ -1680,6 +1995,20 @@ async fn a_restart_mid_phase_or_mid_roll_keeps_the_current_release_serving() {
         })
         .await;
 
+        // `cut`: v4's phase, cut short by the stop, runs again before the rollback queued behind
+        // it (FE26 #8), fails once the gate opened, and stays failed; the rollback then runs.
+        eventually(WAIT, &format!("{stop:?}: cut's v4 phase to run again"), || async {
+            std::fs::read_to_string(dir.join("mark-cut")).ok()?.trim().parse::<u32>().ok()
+        })
+        .await;
+        let v4 = settled(api, "cut", 4).await;
+        assert_eq!((&v4["status"], &v4["eligible_for_rollback"]), (&json!("failed"), &json!(false)), "{stop:?}: {v4}");
+        assert_eq!(settled(api, "cut", 5).await["status"], "succeeded", "{stop:?}");
+        eventually(WAIT, &format!("{stop:?}: cut's good code to serve"), || async {
+            (answer_at(wharf, "cut-default.localhost").await.as_deref() == Some("good version")).then_some(())
+        })
+        .await;
+
         // `slow`: its roll runs again, from the good code to v4.
         assert_eq!(settled(api, "slow", 4).await["status"], "succeeded", "{stop:?}");
         eventually(WAIT, &format!("{stop:?}: slow's v4 to serve"), || async {
@@ -1689,6 +2018,7 @@ async fn a_restart_mid_phase_or_mid_roll_keeps_the_current_release_serving() {
         std::fs::remove_file(&gate).unwrap();
         std::fs::remove_file(&mark).ok();
         std::fs::remove_file(dir.join("mark-queued")).ok();
+        std::fs::remove_file(dir.join("mark-cut")).ok();
     }
 }
 
@@ -1760,7 +2090,8 @@ async fn a_running_release_phase_is_listed_as_a_dyno_and_stopping_it_fails_its_r
 /// FE21c #6: deleting an app cancels its running build: its fetch stops, its build slot frees
 /// (with one slot, a build of another app waiting behind it then runs), its staged files are
 /// removed, and its output says it was cancelled. The source is held open by the test, so
-/// only the cancellation can end the build.
+/// only the cancellation can end the build. A slug upload in progress is cut short the same
+/// way (404, its partial file removed), its client still holding the rest of the body.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_an_app_cancels_its_build_frees_its_slot_and_removes_its_files() {
     let setup = Setup::start(&[("WHARF_CONTROL_API__MAX_CONCURRENT_BUILDS", "1")]).await;
@@ -1783,7 +2114,38 @@ async fn deleting_an_app_cancels_its_build_frees_its_slot_and_removes_its_files(
         let (api, held) = (api.clone(), held.clone());
         async move { output_of(&api, &held).await }
     });
+    // A slug upload in progress (its body half sent, the client holding the rest) is cut short
+    // too: 404, and nothing of it is kept in the incoming directory.
+    let slug = api.expect("POST", "/apps/doomed/slugs", json!({"process_types": {"web": "x"}}), 201).await;
+    let blob = slug["blob"]["url"].as_str().unwrap().to_owned();
+    let rest = blob.split_once("://").unwrap().1;
+    let (authority, target) = rest.split_once('/').unwrap();
+    let mut upload = tokio::net::TcpStream::connect(authority).await.unwrap();
+    let head = format!("PUT /{target} HTTP/1.1\r\nHost: {authority}\r\nContent-Length: 100000\r\n\r\n");
+    upload.write_all(head.as_bytes()).await.unwrap();
+    upload.write_all(&[0x1f; 5000]).await.unwrap();
+    let incoming = setup.wharf.data_dir().join("slugs").join("incoming");
+    let uploads = || {
+        std::fs::read_dir(&incoming)
+            .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".upload")).count())
+            .unwrap_or(0)
+    };
+    eventually(WAIT, "the upload to arrive", || async { (uploads() == 1).then_some(()) }).await;
     api.expect("DELETE", "/apps/doomed", json!({}), 200).await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(WAIT, async {
+        let mut buf = [0; 1024];
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            match upload.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    });
+    read.await.expect("the cut upload to be answered while its client still holds the rest");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    eventually(WAIT, "the cut upload's file to go", || async { (uploads() == 0).then_some(()) }).await;
     let output = tokio::time::timeout(WAIT, output).await.expect("the cancelled build's output to end").unwrap();
     assert!(output.contains("Build failed: cancelled: its app was deleted while it ran"), "{output}");
     eventually(WAIT, "the cancelled build's files to go", || async { (!staged.exists()).then_some(()) }).await;

@@ -15,7 +15,8 @@
 //!   contiguous and sparse files); zip archives may hold no links at all;
 //! - more than [`Limits::max_bytes`] of content or [`Limits::max_entries`] entries (counted as
 //!   read, so a zip entry that lies about its size is cut off too);
-//! - anything that is neither a gzip'd tar nor a zip, and a truncated or corrupt stream.
+//! - anything that is neither a gzip'd tar nor a zip, and a truncated or corrupt stream;
+//! - a file or link named twice (the later one would run, not the one a reader sees first).
 //!
 //! macOS's own metadata is left out, as it is no part of the app: the `__MACOSX/` directory
 //! the Finder's "Compress" adds to a zip, and AppleDouble files (`._NAME` whose content starts
@@ -356,6 +357,14 @@ fn shown(rel: &Path) -> String {
     }
 }
 
+/// The refusal of a second file or link of the name `rel` (see the module comment).
+fn named_twice(rel: &Path) -> ArchiveError {
+    refused(format!(
+        "{}: the archive names it twice; each file is named once, so what is read is what runs",
+        shown(rel)
+    ))
+}
+
 /// Why entry `rel` could not be written, as a refusal naming the entry and the rule it broke
 /// when the archive is at fault (a name clash, a name too long), or as an [`ArchiveError::Io`]
 /// when the server is (a full disk). Never the server's path or the OS's bare words: the
@@ -384,7 +393,7 @@ fn unpack_tar_gz(file: fs::File, into: &Path, limits: Limits) -> Result<Unpacked
     tar.set_preserve_permissions(false);
     tar.set_unpack_xattrs(false);
     tar.set_overwrite(true);
-    let mut done = Unpacked::default();
+    let (mut done, mut names) = (Unpacked::default(), std::collections::HashSet::new());
     let mut skipped: u64 = 0;
     for entry in tar.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
@@ -413,6 +422,9 @@ fn unpack_tar_gz(file: fs::File, into: &Path, limits: Limits) -> Result<Unpacked
             continue;
         };
         count_entry(&mut done, limits)?;
+        if kind != tar::EntryType::Directory && !names.insert(rel.clone()) {
+            return Err(named_twice(&rel));
+        }
         check_no_link_above(into, &rel)?;
         let mut hard_link_source = None;
         match kind {
@@ -507,7 +519,7 @@ fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
 fn unpack_zip(file: fs::File, into: &Path, limits: Limits) -> Result<Unpacked, ArchiveError> {
     let bad = |e: zip::result::ZipError| refused(format!("the zip archive is corrupt: {e}"));
     let mut zip = zip::ZipArchive::new(io::BufReader::new(file)).map_err(bad)?;
-    let mut done = Unpacked::default();
+    let (mut done, mut names) = (Unpacked::default(), std::collections::HashSet::new());
     for i in 0..zip.len() {
         let mut entry = zip.by_index(i).map_err(bad)?;
         let raw = PathBuf::from(entry.name().map_err(bad)?.into_owned());
@@ -531,6 +543,9 @@ fn unpack_zip(file: fs::File, into: &Path, limits: Limits) -> Result<Unpacked, A
             }
         };
         count_entry(&mut done, limits)?;
+        if !entry.is_dir() && !names.insert(rel.clone()) {
+            return Err(named_twice(&rel));
+        }
         check_no_link_above(into, &rel)?;
         let mode = entry.unix_mode();
         let file_type = mode.map(|m| m & 0o170_000);
@@ -694,6 +709,31 @@ mod tests {
         }
         out.sort();
         out
+    }
+
+    #[test]
+    fn a_file_named_twice_is_refused_and_a_directory_listed_twice_is_not() {
+        let tmp = std::env::temp_dir().join(format!("wharf-archive-twice-{}", wharf_domain::new_id()));
+        fs::create_dir_all(&tmp).unwrap();
+        // (entries, the refusal's start, if refused)
+        let rows: [(Entries, Option<&str>); 4] = [
+            (&[("Procfile", b"web: good"), ("Procfile", b"web: evil")], Some("Procfile: the archive names it twice")),
+            (&[("a/", b""), ("a/x", b"1"), ("b", b"2"), ("a/x", b"3")], Some("a/x: the archive names it twice")),
+            (&[("./Procfile", b"web: good"), ("Procfile", b"web: evil")], Some("Procfile: the archive names it twice")),
+            (&[("a/", b""), ("a/", b""), ("a/x", b"1")], None),
+        ];
+        for (i, (entries, refusal)) in rows.into_iter().enumerate() {
+            let out = tmp.join(format!("{i}.tgz"));
+            tar_gz(entries, &out);
+            let into = tmp.join(format!("into{i}"));
+            fs::create_dir_all(&into).unwrap();
+            match (unpack(&out, &into, Limits::default()), refusal) {
+                (Err(ArchiveError::Refused(m)), Some(start)) => assert!(m.starts_with(start), "row {i}: {m}"),
+                (Ok(_), None) => {}
+                (got, want) => panic!("row {i}: {got:?}, want {want:?}"),
+            }
+        }
+        fs::remove_dir_all(&tmp).unwrap();
     }
 
     #[test]

@@ -62,9 +62,17 @@ pub(crate) struct DesiredFormation {
 /// app's config vars only: the space's services (see [`service_env`]) are added when each dyno
 /// starts, so that a service opening or closing in the space restarts no other app's dynos
 /// (as Kubernetes' service variables, fixed when a container starts).
+///
+/// An app whose newest release is one of changes queued behind an older pending release runs
+/// that older release's entries instead (see [`rolls_first`]): the queued one starts no dyno
+/// until the release it waits for has settled and its own record, rebased or not, is written.
 pub(crate) fn desired_formations(m: &Model) -> HashMap<FormationKey, DesiredFormation> {
     let mut out = HashMap::new();
     for app in m.apps() {
+        if let Some(first) = rolls_first(m, app.id) {
+            out.extend(release_formations(m, app, first));
+            continue;
+        }
         let key = m.app_key(app).to_string();
         let env: BTreeMap<String, String> = m.config_vars_of(app.id).map(|c| c.vars.clone()).unwrap_or_default();
         let latest = m.running_release(app.id);
@@ -91,7 +99,7 @@ pub(crate) fn desired_formations(m: &Model) -> HashMap<FormationKey, DesiredForm
 
 /// The release's slug when it is an archive this supervisor unpacks and runs; `None` for a
 /// release without a slug and for an image slug, which is an external runtime's to pull.
-fn archive_slug(m: &Model, release: &wharf_control_api::model::Release) -> Option<Uuid> {
+pub(crate) fn archive_slug(m: &Model, release: &wharf_control_api::model::Release) -> Option<Uuid> {
     release.slug_id.filter(|id| m.slug(*id).is_some_and(|s| s.image.is_none()))
 }
 
@@ -144,27 +152,72 @@ pub(crate) fn serving_formations(m: &Model) -> HashMap<FormationKey, DesiredForm
             .filter(|r| r.status == ReleaseStatus::Succeeded && !r.withdrawn && r.version < running.version)
             .max_by_key(|r| r.version);
         let Some(serving) = serving else { continue };
-        let key = m.app_key(app).to_string();
-        let release = Some(DynoRelease { id: serving.id, version: serving.version });
-        let slug = archive_slug(m, serving);
-        for f in m.formation_of(app.id) {
-            let process = serving.processes.iter().find(|p| p.dyno_type == f.dyno_type);
-            let Some((process, command)) = process.and_then(|p| p.command.as_ref().map(|c| (p, c))) else { continue };
-            let spec = DynoSpec {
-                command: command.clone(),
-                env: serving.config_vars.clone(),
-                port: process.port,
-                healthcheck: process.healthcheck.clone(),
-                release,
-                slug,
-            };
-            out.insert(
-                FormationKey { app_id: app.id, dyno_type: f.dyno_type.clone() },
-                DesiredFormation { app: key.clone(), quantity: f.quantity, spec },
-            );
-        }
+        out.extend(release_formations(m, app, serving));
     }
     out
+}
+
+/// The formation entries of `app` running `release` as its record holds it: its commands,
+/// ports, health checks, config vars and slug, with the formation's quantities; a process type
+/// without a command in the record is not among them.
+fn release_formations(
+    m: &Model,
+    app: &wharf_control_api::model::App,
+    release: &wharf_control_api::model::Release,
+) -> HashMap<FormationKey, DesiredFormation> {
+    let mut out = HashMap::new();
+    let key = m.app_key(app).to_string();
+    let dyno_release = Some(DynoRelease { id: release.id, version: release.version });
+    let slug = archive_slug(m, release);
+    for f in m.formation_of(app.id) {
+        let process = release.processes.iter().find(|p| p.dyno_type == f.dyno_type);
+        let Some((process, command)) = process.and_then(|p| p.command.as_ref().map(|c| (p, c))) else { continue };
+        let spec = DynoSpec {
+            command: command.clone(),
+            env: release.config_vars.clone(),
+            port: process.port,
+            healthcheck: process.healthcheck.clone(),
+            release: dyno_release,
+            slug,
+        };
+        out.insert(
+            FormationKey { app_id: app.id, dyno_type: f.dyno_type.clone() },
+            DesiredFormation { app: key.clone(), quantity: f.quantity, spec },
+        );
+    }
+    out
+}
+
+/// The older pending release an app's entries roll to before its newest, when its newest is a
+/// release of changes (`Brings::Changes`: config vars, commands) made while an older release
+/// was still pending (in its release phase, its roll, or not yet started). Such a release is
+/// built on the one before it, and is rebased onto the running code if that one fails
+/// (`ControlPlane::settle_release`); so it starts no dyno, and runs no release phase, until
+/// every release before it has settled and its own record (rebased or not) is written. Started
+/// earlier, its first dynos would run the older release's slug, which may be the one that
+/// fails, and their crash would be charged to it (FE26 finding 1, FE28).
+///
+/// Of the older pending releases (not withdrawn, not held by a canary release, newer than the
+/// current one), the newest that brings its own code rolls first: it supersedes those before it
+/// as any deploy does (they settle with it). Without one, the oldest rolls first: each release
+/// of changes then rolls on its own, in version order, so that one whose own change fails is
+/// rebased away from rather than taking the next one along. `None` when the newest release runs
+/// now (it brings code, is not pending, or no older release is pending).
+pub(crate) fn rolls_first(m: &Model, app_id: Uuid) -> Option<&wharf_control_api::model::Release> {
+    use wharf_control_api::model::{Brings, CanaryReleaseState, ReleaseStatus};
+    let newest = m.running_release(app_id)?;
+    if newest.status != ReleaseStatus::Pending || newest.brings != Brings::Changes {
+        return None;
+    }
+    let current = m.current_release(app_id).map_or(0, |r| r.version);
+    let held = |id: Uuid| m.canary_release_making(id).is_some_and(|c| c.state != CanaryReleaseState::Promoted);
+    let waited_for: Vec<&wharf_control_api::model::Release> = m
+        .releases_of(app_id)
+        .into_iter()
+        .filter(|r| r.status == ReleaseStatus::Pending && !r.withdrawn && !held(r.id))
+        .filter(|r| r.version > current && r.version < newest.version)
+        .collect();
+    waited_for.iter().rev().find(|r| r.brings == Brings::Code).or(waited_for.first()).copied()
 }
 
 /// Each app's view of its space's services: `NAME_SERVICE_HOST` and `NAME_SERVICE_PORT` for
@@ -485,6 +538,78 @@ mod tests {
             if want.is_some() {
                 assert_eq!(serving[&key(w.other, "web")].quantity, 1, "the formation's quantity");
             }
+        }
+    }
+
+    #[test]
+    fn a_release_of_changes_waits_for_the_pending_releases_before_it_and_starts_nothing_meanwhile() {
+        use ReleaseStatus::{Failed, Pending, Succeeded};
+        use wharf_control_api::model::Brings::{Changes, Code};
+        /// An app's releases: (status, withdrawn, brings).
+        type Releases<'a> = &'a [(ReleaseStatus, bool, wharf_control_api::model::Brings)];
+        // (the app's releases, v1 first, and the version its entries roll to now).
+        let rows: [(Releases, u32); 10] = [
+            // A config change made while a deploy rolls waits for the deploy to settle.
+            (&[(Succeeded, false, Code), (Pending, false, Code), (Pending, false, Changes)], 2),
+            (&[(Succeeded, false, Code), (Pending, false, Code)], 2),
+            (&[(Succeeded, false, Code), (Pending, false, Changes)], 2),
+            // Releases of changes roll one at a time, oldest first.
+            (&[(Succeeded, false, Code), (Pending, false, Changes), (Pending, false, Changes)], 2),
+            // The newest deploy supersedes the pending ones before it, as any deploy does.
+            (&[(Succeeded, false, Code), (Pending, false, Code), (Pending, false, Code), (Pending, false, Changes)], 3),
+            (
+                &[
+                    (Succeeded, false, Code),
+                    (Pending, false, Code),
+                    (Pending, false, Changes),
+                    (Pending, false, Changes),
+                ],
+                2,
+            ),
+            (
+                &[
+                    (Succeeded, false, Code),
+                    (Pending, false, Changes),
+                    (Pending, false, Code),
+                    (Pending, false, Changes),
+                ],
+                3,
+            ),
+            // Behind a failed (withdrawn) release, the rebased one rolls at once.
+            (&[(Succeeded, false, Code), (Failed, true, Code), (Pending, false, Changes)], 3),
+            // A pending release older than the current one waits for nothing (it never will).
+            (&[(Pending, false, Code), (Succeeded, false, Code), (Pending, false, Changes)], 3),
+            (&[(Succeeded, false, Code), (Succeeded, false, Changes)], 2),
+        ];
+        for (releases, want) in rows {
+            let w = world();
+            let objects: Vec<Object> = releases
+                .iter()
+                .enumerate()
+                .map(|(i, (status, withdrawn, brings))| {
+                    let mut r = release(w.other, i as u32 + 1, *status, *withdrawn, &format!("v{}", i + 1));
+                    if let Object::Release(r) = &mut r {
+                        r.brings = *brings;
+                    }
+                    r
+                })
+                .collect();
+            let mut m = w.model.clone();
+            m.apply(2, objects.into_iter().map(wharf_control_api::model::Change::Put));
+            let desired = desired_formations(&m);
+            let web = &desired[&key(w.other, "web")];
+            let got = web.spec.release.map(|r| r.version);
+            assert_eq!(got, Some(want), "{releases:?}");
+            let newest = releases.len() as u32;
+            if want == newest {
+                assert_eq!(web.spec.command, "exec other", "the newest runs the formation as it is: {releases:?}");
+            } else {
+                // The release waited for runs as its record holds it, not the newer changes.
+                let v = format!("v{want}");
+                assert_eq!((web.spec.command.as_str(), web.spec.env["GREETING"].as_str()), (v.as_str(), v.as_str()));
+                assert_eq!(web.quantity, 1, "the formation's quantity");
+            }
+            assert_eq!(desired[&key(w.api, "web")].spec.release, None, "other apps are as they were");
         }
     }
 

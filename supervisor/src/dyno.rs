@@ -95,9 +95,10 @@ pub(crate) trait LaunchDynos: Send + Sync + 'static {
     fn report_failed_release(&self, roll: u32, spec: &DynoSpec);
 
     /// Tells the control plane how the roll to `spec` ended for this entry: `healthy` when its
-    /// new dynos passed their health check. The app's release is settled once every entry of
-    /// the app has reported (see `Registry::release_outcome`).
-    fn report_release(&self, spec: &DynoSpec, healthy: bool);
+    /// new dynos passed their health check, `kept` when they run now (healthy, or in the place
+    /// of old dynos that were not healthy either). The app's release is settled once every entry
+    /// of the app has reported (see `Registry::release_outcome`).
+    fn report_release(&self, spec: &DynoSpec, healthy: bool, kept: bool);
 }
 
 /// What every dyno of one formation entry needs: the control plane, the log bus, the
@@ -151,13 +152,29 @@ impl LaunchDynos for DynoLauncher {
         self.publisher.publish(LogEvent::builder(&self.app, "akkeris/supervisor").message(text.as_bytes()));
     }
 
-    fn report_release(&self, spec: &DynoSpec, healthy: bool) {
+    fn report_release(&self, spec: &DynoSpec, healthy: bool, kept: bool) {
         let Some(release) = spec.release else { return };
-        let Some(succeeded) = self.registry.release_outcome(release.id, &self.dyno_type, healthy) else { return };
         let (plane, app_id, app) = (self.plane.clone(), self.app_id, self.app.clone());
-        let publisher = self.publisher.clone();
+        let (publisher, registry, dyno_type, slug) =
+            (self.publisher.clone(), self.registry.clone(), self.dyno_type.clone(), spec.slug);
         tokio::spawn(async move {
-            match plane.settle_release(app_id, release.id, succeeded).await {
+            // A release is charged only for dynos that ran the slug its record names now: a
+            // release rebased while this roll ran (its record's slug changed) is rolled again
+            // to its new slug, and that roll's report counts instead.
+            let recorded = plane
+                .read(|m| {
+                    let r = m.releases_of(app_id).into_iter().find(|r| r.id == release.id)?;
+                    Some(crate::desired::archive_slug(m, r))
+                })
+                .await;
+            if recorded != Some(slug) {
+                tracing::info!(app, version = release.version, dyno_type = %dyno_type, ?slug, ?recorded,
+                    "a roll ran another slug than its release's record names; its outcome is not the release's");
+                return;
+            }
+            let Some(outcome) = registry.release_outcome(release.id, &dyno_type, healthy, kept) else { return };
+            let succeeded = outcome.succeeded;
+            match plane.settle_rolled_release(app_id, release.id, succeeded, outcome.failed_runs).await {
                 Ok(settled) => report_settled(&publisher, &app, release.version, succeeded, &settled),
                 Err(e) => {
                     tracing::warn!(app, version = release.version, error = %e, "cannot record the release's outcome")

@@ -238,7 +238,8 @@ impl<L: LaunchDynos> Formation<L> {
         let new: Vec<RunningDyno> = (0..target.quantity).map(|_| self.launcher.launch(release, &target.spec)).collect();
         let (app, dyno_type) = (&self.app, &self.dyno_type);
         let healthy = all_healthy(&new, self.health_timeout).await;
-        if healthy || !self.serving() {
+        let kept = healthy || !self.serving();
+        if kept {
             if healthy {
                 tracing::info!(app, %dyno_type, release, "release is healthy; stopping the old dynos");
             } else {
@@ -255,7 +256,7 @@ impl<L: LaunchDynos> Formation<L> {
             self.failed = Some(target.spec.clone());
         }
         // A release replacing unhealthy dynos anyway is still one whose dynos did not pass.
-        self.launcher.report_release(&target.spec, healthy);
+        self.launcher.report_release(&target.spec, healthy, kept);
     }
 
     /// The roll of a web entry on a fixed port: the old dynos stop first, then the new start;
@@ -274,10 +275,10 @@ impl<L: LaunchDynos> Formation<L> {
             self.dynos = new;
             self.current = Some(target.spec.clone());
             self.failed = None;
-            self.launcher.report_release(&target.spec, healthy);
+            self.launcher.report_release(&target.spec, healthy, true);
             return;
         }
-        self.launcher.report_release(&target.spec, false);
+        self.launcher.report_release(&target.spec, false, false);
         tracing::warn!(app, %dyno_type, release, "new release failed its health check; starting the old one again");
         self.launcher.report_failed_release(release, &target.spec);
         stop_all(new).await;
@@ -432,7 +433,7 @@ mod tests {
 
         /// Records `vN succeeded` or `vN failed` for a spec that names a release (as the real
         /// launcher settles only those).
-        fn report_release(&self, spec: &DynoSpec, healthy: bool) {
+        fn report_release(&self, spec: &DynoSpec, healthy: bool, _kept: bool) {
             let Some(release) = spec.release else { return };
             let outcome = if healthy { "succeeded" } else { "failed" };
             self.events.lock().unwrap().push(format!("v{} {outcome}", release.version));

@@ -174,6 +174,10 @@ async fn run(
             tracing::warn!(dynos = ?stopped, "stopped the dynos an earlier run left running");
         }
     }
+    // No one-off dyno runs now (an earlier run's were stopped above): their copies go.
+    if let Some(root) = settings.releases_dir.clone() {
+        let _ = tokio::task::spawn_blocking(move || release_dir::clear_runs(&root)).await;
+    }
     let mut snapshots = plane.subscribe();
     let mut formations: HashMap<FormationKey, FormationHandle> = HashMap::new();
     // The release each app's entries were last told to roll to.
@@ -236,6 +240,27 @@ async fn run(
             .map(|(k, e)| (k.clone(), e.clone()))
             .collect();
         desired.retain(|k, _| k.dyno_type.as_str() != release_phase::RELEASE);
+        // An app whose first phase of this run belongs to an older pending release than the one
+        // it rolls to (Wharf stopped during that phase, and a release without a `release` type
+        // was made behind it) runs that phase again first, as any other app does: a phase cut
+        // short by a stop never passes for one that ran.
+        let mut release_commands = release_commands;
+        let without_phase: BTreeSet<(Uuid, String, Option<u32>)> = desired
+            .iter()
+            .filter(|(k, _)| !phases.contains_key(&k.app_id))
+            .filter(|(k, _)| !release_commands.iter().any(|(r, _)| r.app_id == k.app_id))
+            .map(|(k, e)| (k.app_id, e.app.clone(), e.spec.release.map(|r| r.version)))
+            .collect();
+        for (app_id, app, version) in without_phase {
+            let first = plane.read(|m| desired::first_pending_phase(m, app_id, release_phase::RELEASE)).await;
+            if let Some(spec) = first.filter(|s| s.release.is_some_and(|r| Some(r.version) < version)) {
+                let key = FormationKey {
+                    app_id,
+                    dyno_type: DynoType::try_new(release_phase::RELEASE).expect("a valid type"),
+                };
+                release_commands.push((key, desired::DesiredFormation { app, quantity: 1, spec }));
+            }
+        }
         // Apps whose newest release waits for its release phase keep running what they run.
         let mut held: BTreeSet<Uuid> = BTreeSet::new();
         for (key, mut entry) in release_commands {
@@ -400,9 +425,25 @@ async fn run(
             });
         }
         // An app held by its release phase keeps every entry it runs, even one the new release
-        // drops: a release that fails its phase changes nothing that runs, as on Heroku.
-        let gone: Vec<_> =
-            formations.keys().filter(|k| !desired.contains_key(*k) && !held.contains(&k.app_id)).cloned().collect();
+        // drops: a release that fails its phase changes nothing that runs, as on Heroku. So does
+        // an app whose release is rolling: the entries it drops stop once it has succeeded, and
+        // if it fails they still run, and the app's formation gets them back.
+        let rolling_apps: BTreeSet<Uuid> = plane
+            .read(|m| {
+                m.apps()
+                    .filter(|a| {
+                        m.running_release(a.id)
+                            .is_some_and(|r| r.status == wharf_control_api::model::ReleaseStatus::Pending)
+                    })
+                    .map(|a| a.id)
+                    .collect()
+            })
+            .await;
+        let gone: Vec<_> = formations
+            .keys()
+            .filter(|k| !desired.contains_key(*k) && !held.contains(&k.app_id) && !rolling_apps.contains(&k.app_id))
+            .cloned()
+            .collect();
         for key in gone {
             if let Some(handle) = formations.remove(&key) {
                 stopping.spawn(handle.stop());

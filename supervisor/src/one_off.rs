@@ -1,5 +1,5 @@
 //! One-off dynos (Heroku's `run:detached`): a command run once with the app's config vars, in
-//! the newest release's own directory as that release's formation dynos are (`release_dir`), its
+//! a copy of the current release's files of its own, removed when it exits (`release_dir`), its
 //! output in the app's log stream as `run.N`, listed while it runs, and gone when it exits: its
 //! whole process group is stopped and reaped then, as a formation dyno's is, and it is never
 //! restarted: a restart or stop that names it, or restarts all of its app's dynos (Heroku's
@@ -55,9 +55,13 @@ pub(crate) async fn run(
         slug: one_off.slug,
     };
     let (app, app_id) = (one_off.app.as_str(), one_off.app_id);
-    let spawned = match release_dir::working_dir(&cx.plane, &cx.settings, &spec).await {
-        Ok(dir) => process::spawn(&spec, &name, 0, app, &cx.publisher, cx.records.as_ref(), dir.as_deref()),
-        Err(e) => Err(e),
+    // Its own copy of the release's files, so that what it writes stays its own.
+    let (spawned, copy) = match release_dir::one_off_dir(&cx.plane, &cx.settings, &spec).await {
+        Ok(copy) => {
+            let dir = copy.as_ref().map(|c| c.app.as_path());
+            (process::spawn(&spec, &name, 0, app, &cx.publisher, cx.records.as_ref(), dir), copy)
+        }
+        Err(e) => (Err(e), None),
     };
     let status = match spawned {
         Ok(mut process) => {
@@ -73,6 +77,9 @@ pub(crate) async fn run(
         }
         Err(e) => format!("cannot start: {e}"),
     };
+    if let Some(copy) = copy {
+        copy.remove().await;
+    }
     tracing::info!(app, dyno = name, status, "one-off dyno ended");
     // Heroku announces a one-off's end in its stream as the platform: `State changed from up to
     // complete`; Wharf says how it ended as well.

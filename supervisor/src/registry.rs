@@ -17,11 +17,24 @@ use wharf_domain::DynoType;
 use crate::metrics::DynoMetrics;
 
 /// A release the supervisor is rolling an app to: the formation entries that have not reported
-/// yet, and whether one that did failed.
+/// yet, whether one that did failed, and whether one that failed runs all the same (its new
+/// dynos replaced old ones that were not healthy either).
 #[derive(Debug)]
 struct Rolling {
     waiting: BTreeSet<DynoType>,
     failed: bool,
+    failed_runs: bool,
+}
+
+/// How the roll to a release ended, once every formation entry of its app reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RollOutcome {
+    /// Every entry's new dynos passed their health check.
+    pub(crate) succeeded: bool,
+    /// An entry whose new dynos failed put them in the place of old ones that were not healthy
+    /// either (a first boot, or dynos that all crashed): the failed release runs. Otherwise no
+    /// entry that failed runs it, and the release is withdrawn (`ControlPlane::settle_rolled_release`).
+    pub(crate) failed_runs: bool,
 }
 
 /// The dynos this supervisor runs, by app and name, and the channel restart requests arrive on.
@@ -100,26 +113,34 @@ impl Registry {
     /// happens when that release is already waited for.
     pub(crate) fn expect_release(&self, release: Uuid, dyno_types: BTreeSet<DynoType>) {
         let mut rolling = self.rolling.lock().expect("registry lock");
-        rolling.entry(release).or_insert(Rolling { waiting: dyno_types, failed: false });
+        rolling.entry(release).or_insert(Rolling { waiting: dyno_types, failed: false, failed_runs: false });
     }
 
-    /// Records that the entry `dyno_type` rolled to `release`, its dynos `healthy` or not.
-    /// Returns the release's outcome (true: succeeded) once the last entry waited for has
+    /// Records that the entry `dyno_type` rolled to `release`, its dynos `healthy` or not, and
+    /// whether they run now (`kept`: healthy, or put in the place of old dynos that were not
+    /// healthy either). Returns the release's outcome once the last entry waited for has
     /// reported, and forgets the release; `None` before, and for a release not waited for (a
     /// restart's roll, or a report already counted).
-    pub(crate) fn release_outcome(&self, release: Uuid, dyno_type: &DynoType, healthy: bool) -> Option<bool> {
+    pub(crate) fn release_outcome(
+        &self,
+        release: Uuid,
+        dyno_type: &DynoType,
+        healthy: bool,
+        kept: bool,
+    ) -> Option<RollOutcome> {
         let mut rolling = self.rolling.lock().expect("registry lock");
         let r = rolling.get_mut(&release)?;
         if !r.waiting.remove(dyno_type) {
             return None;
         }
         r.failed |= !healthy;
+        r.failed_runs |= !healthy && kept;
         if !r.waiting.is_empty() {
             return None;
         }
-        let failed = r.failed;
+        let outcome = RollOutcome { succeeded: !r.failed, failed_runs: r.failed_runs };
         rolling.remove(&release);
-        Some(!failed)
+        Some(outcome)
     }
 
     /// The one-off dynos the control plane asks for, with their names; only the first call gets
@@ -221,23 +242,31 @@ mod tests {
         let (one, two, unknown) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
         r.expect_release(one, [t("web"), t("worker")].into());
         r.expect_release(two, [t("web"), t("worker")].into());
-        // (release, entry, healthy, the outcome reported)
+        let three = Uuid::from_u128(4);
+        r.expect_release(three, [t("web"), t("worker")].into());
+        let ended = |succeeded, failed_runs| Some(RollOutcome { succeeded, failed_runs });
+        // (release, entry, healthy, kept, the outcome reported). A failed release runs only when
+        // an entry that failed kept its new dynos: a worker that rolled fine while the web entry
+        // kept its old dynos does not make it run (it is withdrawn, and the worker rolls back).
         let steps = [
-            (unknown, "web", true, None),
-            (one, "web", true, None),
-            (one, "web", true, None),
-            (one, "worker", true, Some(true)),
-            (one, "worker", true, None),
-            (two, "worker", false, None),
-            (two, "web", true, Some(false)),
+            (unknown, "web", true, true, None),
+            (one, "web", true, true, None),
+            (one, "web", true, true, None),
+            (one, "worker", true, true, ended(true, false)),
+            (one, "worker", true, true, None),
+            (two, "worker", true, true, None),
+            (two, "web", false, false, ended(false, false)),
+            (three, "worker", true, true, None),
+            (three, "web", false, true, ended(false, true)),
         ];
-        for (release, entry, healthy, expected) in steps {
-            assert_eq!(r.release_outcome(release, &t(entry), healthy), expected, "{release} {entry} {healthy}");
+        for (release, entry, healthy, kept, expected) in steps {
+            let got = r.release_outcome(release, &t(entry), healthy, kept);
+            assert_eq!(got, expected, "{release} {entry} {healthy} {kept}");
         }
         // Expecting a release again after it settled waits for it again (a restarted supervisor).
         r.expect_release(one, [t("web")].into());
         r.expect_release(one, [t("web"), t("worker")].into());
-        assert_eq!(r.release_outcome(one, &t("web"), true), Some(true), "the first expectation holds");
+        assert_eq!(r.release_outcome(one, &t("web"), true, true), ended(true, false), "the first expectation holds");
     }
 
     #[tokio::test]

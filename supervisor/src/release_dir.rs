@@ -16,6 +16,12 @@
 //! place: a roll to a new release unpacks a new one, so the files under a running dyno never
 //! change. Directories are removed only when no dyno of theirs runs and they are not among the
 //! app's newest `keep_releases` (see [`prune`]).
+//!
+//! A one-off dyno (`heroku run`) gets a copy of its own, `DATA_DIR/releases/runs/<random>/app`,
+//! unpacked for it and removed when it exits ([`one_off_dir`]): as on Heroku, where each dyno has
+//! its own ephemeral filesystem, what a one-off writes (`collectstatic`, a cleanup, a SQLite
+//! file) never changes the files the release's web dynos serve (FE26 #2). A restart of Wharf
+//! stops every one-off and removes what a killed run left there ([`clear_runs`]).
 
 use std::collections::HashSet;
 use std::io;
@@ -51,6 +57,77 @@ pub(crate) async fn working_dir(
     Ok(Some(dir))
 }
 
+/// Where one-off dynos' own copies are, under `root`; not a release id, so [`prune`] leaves it.
+const RUNS: &str = "runs";
+
+/// A one-off dyno's own copy of its release's slug, removed by [`OneOffDir::remove`] (or, after
+/// a crash of Wharf, by [`clear_runs`] at the next start).
+#[derive(Debug)]
+pub(crate) struct OneOffDir {
+    /// `runs/<random>`, what is removed.
+    top: PathBuf,
+    /// Its `app`, the one-off's working directory.
+    pub(crate) app: PathBuf,
+}
+
+impl OneOffDir {
+    /// Removes the copy, off the async threads.
+    pub(crate) async fn remove(self) {
+        let top = self.top;
+        let removed = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&top).map_err(|e| (top, e))).await;
+        if let Ok(Err((top, e))) = removed {
+            tracing::warn!(dir = %top.display(), error = %e, "cannot remove a one-off dyno's copy of its release");
+        }
+    }
+}
+
+/// A fresh copy of `spec`'s slug for one one-off dyno (see the module's comment); none for a
+/// release without a slug, or a supervisor without a releases directory (the one-off runs in
+/// Wharf's working directory then, as the formation's dynos do).
+///
+/// # Errors
+///
+/// When the slug cannot be unpacked.
+pub(crate) async fn one_off_dir(
+    plane: &ControlPlane,
+    settings: &Settings,
+    spec: &DynoSpec,
+) -> io::Result<Option<OneOffDir>> {
+    let (Some(slug), Some(root)) = (spec.slug, settings.releases_dir.clone()) else {
+        return Ok(None);
+    };
+    let archive = plane.slug_archive(slug).ok_or_else(|| io::Error::other("this Wharf stores no slugs"))?;
+    let limits = plane.deploy().map(|d| d.unpack_limits).unwrap_or_default();
+    let unpack = move || {
+        let top = root.join(RUNS).join(wharf_domain::new_id().simple().to_string());
+        std::fs::create_dir_all(&top)?;
+        let app = top.join("app");
+        match unpack_into(&archive, &top, limits) {
+            Ok(()) if app.is_dir() => Ok(OneOffDir { top, app }),
+            Ok(()) => {
+                let _ = std::fs::remove_dir_all(&top);
+                Err(io::Error::new(io::ErrorKind::NotFound, "the slug has no app directory"))
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&top);
+                Err(e)
+            }
+        }
+    };
+    tokio::task::spawn_blocking(unpack).await.map_err(io::Error::other)?.map(Some)
+}
+
+/// Removes every one-off dyno's copy under `root`: at start, when no one-off runs (an earlier
+/// run's were stopped). Blocking.
+pub(crate) fn clear_runs(root: &Path) {
+    let runs = root.join(RUNS);
+    if let Err(e) = std::fs::remove_dir_all(&runs)
+        && e.kind() != io::ErrorKind::NotFound
+    {
+        tracing::warn!(dir = %runs.display(), error = %e, "cannot remove the one-off dynos' old copies");
+    }
+}
+
 /// The directory of `release` under `root`.
 pub(crate) fn path_of(root: &Path, release: Uuid) -> PathBuf {
     root.join(release.to_string())
@@ -75,11 +152,7 @@ pub(crate) fn prepare(root: &Path, release: Uuid, slug_id: Uuid, slug: &Path, li
         std::fs::create_dir_all(path_of(root, release))?;
         let scratch = root.join(format!(".{release}.{}", wharf_domain::new_id().simple()));
         std::fs::create_dir(&scratch)?;
-        let unpacked = archive::unpack(slug, &scratch, limits).map_err(|e| match e {
-            archive::ArchiveError::Io(e) => e,
-            refused @ archive::ArchiveError::Refused(_) => io::Error::new(io::ErrorKind::InvalidData, refused),
-        });
-        if let Err(e) = unpacked {
+        if let Err(e) = unpack_into(slug, &scratch, limits) {
             let _ = std::fs::remove_dir_all(&scratch);
             return Err(e);
         }
@@ -96,6 +169,15 @@ pub(crate) fn prepare(root: &Path, release: Uuid, slug_id: Uuid, slug: &Path, li
         return Err(io::Error::new(io::ErrorKind::NotFound, "the slug has no app directory"));
     }
     Ok(app)
+}
+
+/// Unpacks the slug archive at `slug` into `dir`; a refusal (the archive was checked when it was
+/// stored, so only a changed file is refused) is `InvalidData`. Blocking.
+fn unpack_into(slug: &Path, dir: &Path, limits: Limits) -> io::Result<()> {
+    archive::unpack(slug, dir, limits).map(drop).map_err(|e| match e {
+        archive::ArchiveError::Io(e) => e,
+        refused @ archive::ArchiveError::Refused(_) => io::Error::new(io::ErrorKind::InvalidData, refused),
+    })
 }
 
 /// Removes every release directory under `root` whose release is not in `keep` (scratch

@@ -33,9 +33,9 @@ pub(super) struct DynoPut {
 pub(super) struct DynoOut {
     /// A registered dyno's id; a dyno of the local supervisor that is not registered (a worker,
     /// a release phase `release.N`, a one-off, or a web dyno before its health check passes)
-    /// has the one its app and name give ([`local_id`]), the same in every listing. None only
-    /// in the answer to a one-off's creation, before the runtime lists it.
-    id: Option<Uuid>,
+    /// has the one its app and name give ([`local_id`]), the same in every listing and in the
+    /// answer to a one-off's creation.
+    id: Uuid,
     name: String,
     #[serde(rename = "type")]
     dyno_type: String,
@@ -143,7 +143,7 @@ pub(super) async fn create_dyno(
             let size = req.size.as_deref().and_then(|s| plane.settings().dyno_sizes.find(s)).map(|s| s.name.clone());
             let now = format_seconds(wharf_domain::timestamp::now_seconds());
             Some(DynoOut {
-                id: None,
+                id: local_id(a.id, &name),
                 name,
                 dyno_type: "run".to_owned(),
                 state: DynoState::Starting.as_str(),
@@ -166,7 +166,7 @@ pub(super) async fn create_dyno(
 fn dyno_out(plane: &ControlPlane, m: &Model, d: &Dyno, local: Option<&LocalDyno>) -> Option<DynoOut> {
     let app = m.app(&d.app_id.to_string())?;
     Some(DynoOut {
-        id: Some(d.id),
+        id: d.id,
         name: d.name.to_string(),
         dyno_type: d.dyno_type.to_string(),
         state: local.map_or("up", |l| l.state.as_str()),
@@ -222,7 +222,7 @@ fn local_dyno_out(plane: &ControlPlane, m: &Model, app: &App, d: &LocalDyno) -> 
         None => (command_of(m, app.id, &d.dyno_type, d.release), size_of(plane, m, app.id, &d.dyno_type)),
     };
     DynoOut {
-        id: Some(local_id(app.id, &d.name)),
+        id: local_id(app.id, &d.name),
         name: d.name.clone(),
         dyno_type: d.dyno_type.to_string(),
         state: d.state.as_str(),

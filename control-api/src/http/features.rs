@@ -166,16 +166,10 @@ pub(super) async fn patch_app_feature(
     let soak_requests = soak("soak_requests", "requests")?;
     let soak_seconds = soak("soak_seconds", "seconds")?;
     refuse_nulls(&req)?;
-    // The judge's fields are `PolicyInput`'s, which refuses unknown ones naming only its own:
-    // the three this handler took out are named too.
-    let policy: PolicyInput = serde_json::from_value(serde_json::Value::Object(req)).map_err(|e| {
-        let message = e.to_string().replacen(
-            "expected one of ",
-            "expected one of `enabled`, `soak_requests`, `soak_seconds`, ",
-            1,
-        );
-        ApiError::invalid(message)
-    })?;
+    // The judge's fields are `PolicyInput`'s, read as every body is (the field's path and JSON's
+    // words); an unknown field's refusal names the three this handler took out too.
+    let taken = ["enabled", "soak_requests", "soak_seconds"];
+    let policy: PolicyInput = super::wire::from_json_value_without(serde_json::Value::Object(req), &taken)?;
     plane.set_canary_feature(&app, CanaryFeatureInput { enabled, soak_requests, soak_seconds, policy }).await?;
     let all = read_features(&plane, &app).await?;
     Ok(Json(all.into_iter().find(|f| f.canary.is_some())))

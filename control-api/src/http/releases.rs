@@ -232,11 +232,37 @@ pub(super) async fn get_release_config_vars(
 }
 
 /// A release to roll back to: its id, or its version as a number or `"N"`/`"vN"`.
-#[derive(Deserialize)]
-#[serde(untagged)]
 pub(super) enum ReleaseId {
     Version(u32),
     Named(String),
+}
+
+/// What a release reference is, in the words a refusal of another JSON value uses (`invalid
+/// type: `release` is true, expected ...`): never serde's own (`untagged enum ReleaseId`).
+const RELEASE_ID_EXPECTED: &str =
+    "a release: its id (a UUID string), or its version as a whole number (3) or a string (\"3\", \"v3\")";
+
+impl<'de> Deserialize<'de> for ReleaseId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{Unexpected, Visitor};
+        struct Id;
+        impl Visitor<'_> for Id {
+            type Value = ReleaseId;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(RELEASE_ID_EXPECTED)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ReleaseId, E> {
+                u32::try_from(v).map(ReleaseId::Version).map_err(|_| E::invalid_value(Unexpected::Unsigned(v), &self))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ReleaseId, E> {
+                u32::try_from(v).map(ReleaseId::Version).map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ReleaseId, E> {
+                Ok(ReleaseId::Named(v.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(Id)
+    }
 }
 
 /// `POST /apps/{app}/releases`: Heroku's release create, with either `release` (a rollback)
@@ -283,6 +309,39 @@ pub(super) async fn rollback(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// FE26 #5: a `release` of the wrong kind is refused in JSON's words, saying what a release
+    /// reference is, never serde's (`untagged enum ReleaseId`).
+    #[test]
+    fn a_release_reference_of_the_wrong_kind_is_refused_saying_what_one_is() {
+        // (body, what the refusal says of the value)
+        let rows = [
+            (r#"{"release": [1]}"#, "invalid type: `release` is an array"),
+            (r#"{"release": true}"#, "invalid type: `release` is true"),
+            (r#"{"release": {"id": "x"}}"#, "invalid type: `release` is an object"),
+            (r#"{"release": -3}"#, "invalid value: `release` is the number -3"),
+            (r#"{"release": 1.5}"#, "invalid type: `release` is the number 1.5"),
+            (r#"{"release": 4294967296}"#, "invalid value: `release` is the number 4294967296"),
+            (r#"{"release": 99999999999999999999}"#, "invalid type: `release` is the number"),
+        ];
+        for (body, says) in rows {
+            let e = super::super::wire::parse_json::<ReleaseIn>(body.as_bytes()).map(|_| ()).unwrap_err();
+            let said = format!("{e:?}");
+            assert!(said.contains("invalid_params") && said.contains(says), "{body}: {said}");
+            assert!(said.contains(", expected a release: its id (a UUID string), or its version"), "{body}: {said}");
+            assert!(!said.contains("untagged") && !said.contains("ReleaseId"), "{body}: {said}");
+        }
+        // (body, the release named)
+        for (body, named) in [(r#"{"release": 3}"#, "3"), (r#"{"release": "v3"}"#, "v3"), (r#"{"release": "0"}"#, "0")]
+        {
+            let parsed = super::super::wire::parse_json::<ReleaseIn>(body.as_bytes()).ok().and_then(|r| r.release);
+            let got = parsed.map(|r| match r {
+                ReleaseId::Version(v) => v.to_string(),
+                ReleaseId::Named(s) => s,
+            });
+            assert_eq!(got.as_deref(), Some(named), "{body}");
+        }
+    }
 
     fn range(start: Option<(u32, bool)>, end: Option<u32>, max: usize, order: Order) -> VersionRange {
         VersionRange { start, end, max, order }

@@ -193,7 +193,17 @@ pub(super) async fn put_blob(
         }
     }
     let max = plane.deploy().map_or(0, |d| d.max_slug_bytes);
-    let upload = receive(&plane, body, max).await?;
+    // Deleting the slug's app (and so the slug) cuts the upload short: nothing would keep it.
+    let upload = tokio::select! {
+        upload = receive(&plane, body, max) => upload?,
+        () = plane.slug_gone(id) => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("slug {id} was deleted (its app was) while its archive arrived; nothing was kept"),
+            ));
+        }
+    };
     let slug = plane.store_slug_archive(id, &token, upload).await?;
     let out = plane
         .read(|m| slug_out(m, &slug, None))
@@ -202,11 +212,24 @@ pub(super) async fn put_blob(
     Ok(Json(out))
 }
 
+/// A file being received, removed unless it was received whole (an error, or an upload cut
+/// short by dropping [`receive`]'s future, leaves nothing in the incoming directory).
+struct Partial(Option<PathBuf>);
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 /// Streams a request body into a new file in the incoming directory, at most `max` bytes (413
-/// past it, and the partial file removed).
+/// past it, and the partial file removed, as it is when the future is dropped).
 async fn receive(plane: &ControlPlane, body: RawBody, max: u64) -> ApiResult<PathBuf> {
     let dir = plane.incoming_dir()?;
     let path = dir.join(format!("{}.upload", wharf_domain::new_id()));
+    let mut partial = Partial(Some(path.clone()));
     let outcome = async {
         let mut file = tokio::fs::File::create(&path)
             .await
@@ -231,11 +254,8 @@ async fn receive(plane: &ControlPlane, body: RawBody, max: u64) -> ApiResult<Pat
         Ok(())
     }
     .await;
-    match outcome {
-        Ok(()) => Ok(path),
-        Err(e) => {
-            let _ = tokio::fs::remove_file(&path).await;
-            Err(e)
-        }
+    if outcome.is_ok() {
+        partial.0 = None;
     }
+    outcome.map(|()| path)
 }

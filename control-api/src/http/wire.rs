@@ -130,6 +130,28 @@ pub(crate) fn from_json_value<T: DeserializeOwned>(value: serde_json::Value) -> 
     serde_path_to_error::deserialize(&value).map_err(|e| ApiError::invalid(shape_error(&value, &e)))
 }
 
+/// As [`from_json_value`], for what is left of a body a handler took fields out of first
+/// (`taken`, read by the handler itself): a refusal of an unknown field names those among the
+/// fields expected too, so it lists every field the endpoint takes.
+pub(crate) fn from_json_value_without<T: DeserializeOwned>(
+    value: serde_json::Value,
+    taken: &[&str],
+) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(&value).map_err(|e| {
+        let message = shape_error(&value, &e);
+        if !message.starts_with("unknown field") || taken.is_empty() {
+            return ApiError::invalid(message);
+        }
+        let named: String = taken.iter().map(|t| format!("`{t}`, ")).collect();
+        let message = if message.contains("expected one of ") {
+            message.replacen("expected one of ", &format!("expected one of {named}"), 1)
+        } else {
+            message.replacen(", expected ", &format!(", expected one of {named}"), 1)
+        };
+        ApiError::invalid(message)
+    })
+}
+
 /// The words for a body of the wrong shape: see [`parse_json`].
 fn shape_error(body: &serde_json::Value, e: &serde_path_to_error::Error<serde_json::Error>) -> String {
     use serde_path_to_error::Segment;

@@ -223,9 +223,15 @@ impl ControlPlane {
 
     /// Returns once the app `app_id` no longer exists (at once if it is gone already).
     async fn app_gone(&self, app_id: Uuid) {
+        self.until(|m| m.apps().all(|a| a.id != app_id)).await;
+    }
+
+    /// Returns once `done` holds of the model (at once if it does already); never, if the
+    /// model's changes end first (the plane is going away).
+    pub(super) async fn until(&self, done: impl Fn(&crate::model::Model) -> bool) {
         let mut changes = self.subscribe();
         loop {
-            if self.read(|m| m.apps().all(|a| a.id != app_id)).await {
+            if self.read(&done).await {
                 return;
             }
             if changes.changed().await.is_err() {
@@ -259,6 +265,9 @@ impl ControlPlane {
         let max = self.deploy().map_or(1, |d| d.max_concurrent_builds.max(1));
         let slots = self.build_slots.get_or_init(|| Arc::new(tokio::sync::Semaphore::new(max))).clone();
         let staging = self.incoming_dir().map(|d| d.join(format!("build-{}", build.id)));
+        // The app's newest release when the build started: code released after it came from
+        // a newer source, which this build's release then replaces (see `newer_code`).
+        let started_after = self.read(|m| m.latest_release(build.app_id).map_or(0, |r| r.version)).await;
         let work = async {
             let slot = match slots.clone().try_acquire_owned() {
                 Ok(slot) => slot,
@@ -302,6 +311,9 @@ impl ControlPlane {
         // `git push` waits for the release phase too) rather than claiming it went live.
         self.record_build_end(build.id, Some((status, slug_id, release_id)), &out).await;
         if let Ok((slug, (release_id, version))) = outcome {
+            if let Some(line) = self.read(|m| newer_code(m, build.app_id, started_after, version)).await {
+                say(line);
+            }
             say(format!("-----> Releasing v{version} of slug {slug}: waiting for its release phase and new dynos"));
             say(self.release_outcome(build.app_id, release_id, version).await);
             self.record_build_end(build.id, None, &out).await;
@@ -524,6 +536,26 @@ impl ControlPlane {
             .map_err(|e| format!("cannot release the slug: {e}"))?;
         Ok((slug_id, (release.id, release.version)))
     }
+}
+
+/// The warning for a build released as `version` that started when the app's newest release
+/// was `started_after`, when code was released in between (a newer build, a rollback, a
+/// promotion): releases are made in the order builds finish, as on Heroku, so this one's older
+/// source now replaces that code, and its output says so, with the way back. `None` when no
+/// code was released meanwhile (failed releases do not count: their code never ran).
+fn newer_code(m: &crate::model::Model, app_id: Uuid, started_after: u32, version: u32) -> Option<String> {
+    use crate::model::{Brings, ReleaseStatus};
+    let newer = m
+        .releases_of(app_id)
+        .into_iter()
+        .filter(|r| r.version > started_after && r.version < version)
+        .filter(|r| r.brings == Brings::Code && r.status != ReleaseStatus::Failed)
+        .max_by_key(|r| r.version)?;
+    Some(format!(
+        " !     v{} ({}) was released after this build started: releases are made in the order builds finish \
+         (as on Heroku), so v{version} replaces it; roll back to v{} to undo",
+        newer.version, newer.description, newer.version
+    ))
 }
 
 /// The directory a build is made of: the tree itself, or its single directory when the tree

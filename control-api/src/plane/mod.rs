@@ -41,6 +41,8 @@ pub mod outbound_http;
 mod outbound_tests;
 mod pipelines;
 mod previews;
+#[cfg(test)]
+mod release_tests;
 mod releases;
 mod routing;
 mod sessions;

@@ -366,6 +366,35 @@ impl ControlPlane {
     /// phase never stopped them. A failed release whose dynos replaced unhealthy ones anyway (a
     /// first boot) runs, and stays the base, retried with backoff.
     pub async fn settle_release(&self, app_id: Uuid, release_id: Uuid, succeeded: bool) -> Result<Settled, Error> {
+        self.settle(app_id, release_id, succeeded, None).await
+    }
+
+    /// Settles a pending release as [`ControlPlane::settle_release`] does, for a runtime that
+    /// knows whether a failed release runs (`failed_runs`: one of its process types' new dynos
+    /// took the place of old ones that were not healthy either, so they stay and are retried)
+    /// rather than having it guessed from the dynos listed. A release that failed and does not
+    /// run is withdrawn even while another process type's dynos of it still run (a worker that
+    /// came up while the web dynos crashed): those roll back with the rest, so the release the
+    /// API calls current is the one every process type runs.
+    pub async fn settle_rolled_release(
+        &self,
+        app_id: Uuid,
+        release_id: Uuid,
+        succeeded: bool,
+        failed_runs: bool,
+    ) -> Result<Settled, Error> {
+        self.settle(app_id, release_id, succeeded, Some(failed_runs)).await
+    }
+
+    /// What [`ControlPlane::settle_release`] and [`ControlPlane::settle_rolled_release`] share:
+    /// `failed_runs` as the runtime says it, or guessed from its dynos when it says nothing.
+    async fn settle(
+        &self,
+        app_id: Uuid,
+        release_id: Uuid,
+        succeeded: bool,
+        failed_runs: Option<bool>,
+    ) -> Result<Settled, Error> {
         // What runs, read before the change: dynos are the runtime's, not the model's.
         let dynos: Vec<_> = self.local_runtime().dynos(app_id).into_iter().filter(|d| d.one_off.is_none()).collect();
         let mut running: BTreeMap<String, u32> = BTreeMap::new();
@@ -374,7 +403,7 @@ impl ControlPlane {
         }
         // A roll that found no healthy dyno to keep replaced them anyway: that release runs,
         // and is retried with backoff, so it is not withdrawn.
-        let runs = dynos.iter().any(|d| d.release.is_some_and(|r| r.id == release_id));
+        let runs = failed_runs.unwrap_or_else(|| dynos.iter().any(|d| d.release.is_some_and(|r| r.id == release_id)));
         self.change(|m| {
             let Some(r) = m.releases_of(app_id).into_iter().find(|r| r.id == release_id) else {
                 return Ok((Settled::default(), vec![]));

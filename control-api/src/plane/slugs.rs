@@ -245,6 +245,12 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// Returns once slug `id` no longer exists (its app was deleted): an upload of its archive
+    /// in progress is then cut short rather than read to its end and refused.
+    pub async fn slug_gone(&self, id: Uuid) {
+        self.until(|m| m.slug(id).is_none()).await;
+    }
+
     /// Keeps the uploaded archive at `upload` (in [`ControlPlane::incoming_dir`]) as slug `id`'s,
     /// once it passed every check: the token ([`ControlPlane::check_slug_upload`], again, as
     /// another upload may have won), the announced checksum, and a safe unpack with the app

@@ -267,11 +267,11 @@ async fn releases(p: &ControlPlane, app: &str) -> Vec<(u32, String, &'static str
     .await
 }
 
-fn set(pairs: &[(&str, Option<&str>)]) -> std::collections::BTreeMap<String, Option<String>> {
+pub(super) fn set(pairs: &[(&str, Option<&str>)]) -> std::collections::BTreeMap<String, Option<String>> {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), v.map(str::to_owned))).collect()
 }
 
-fn update(dyno_type: &str, quantity: Option<u32>, command: Option<&str>) -> FormationUpdate {
+pub(super) fn update(dyno_type: &str, quantity: Option<u32>, command: Option<&str>) -> FormationUpdate {
     FormationUpdate {
         dyno_type: dyno_type.parse().unwrap(),
         quantity: quantity.map(Quantity::Exactly),

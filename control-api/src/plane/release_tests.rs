@@ -1,0 +1,86 @@
+//! Settling releases rolled by the local supervisor: which failed release is withdrawn (so that
+//! the release the API calls current is the one every process type runs).
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::tests::{plane, set, update};
+use super::*;
+
+/// A local runtime listing the dynos the test puts in it.
+#[derive(Default)]
+struct Listing(std::sync::Mutex<Vec<LocalDyno>>);
+
+impl LocalRuntime for Listing {
+    fn dynos(&self, _app_id: Uuid) -> Vec<LocalDyno> {
+        self.0.lock().unwrap().clone()
+    }
+    fn restart(&self, _restart: Restart) {}
+    fn run(&self, _one_off: OneOff) -> Option<String> {
+        None
+    }
+}
+
+/// FE28: the release the API calls current is the one every process type runs. A release whose
+/// web dynos failed while its worker came up is withdrawn when the supervisor says no failed
+/// type runs it (the worker rolls back), and the config change queued behind it is rebased;
+/// guessed from the dynos listed, the worker's dyno kept it as the base. When a failed type
+/// runs it (its dynos replaced unhealthy ones), it stays the base.
+#[tokio::test]
+async fn a_failed_release_is_withdrawn_unless_a_type_that_failed_runs_it() {
+    use crate::model::ReleaseStatus;
+    // (how it is settled: Some(failed_runs) from the supervisor, None guessed; withdrawn; rebased)
+    let rows = [(Some(false), true, true), (Some(true), false, false), (None, false, false)];
+    for (i, (failed_runs, withdrawn, rebased)) in rows.into_iter().enumerate() {
+        let p = plane().await;
+        let runtime = Arc::new(Listing::default());
+        p.set_local_runtime(runtime.clone());
+        let app = format!("w{i}");
+        p.create_app(app.parse().unwrap(), "default").await.unwrap();
+        let id = p.read(|m| m.app(&app).unwrap().id).await;
+        let release = |v: u32| p.read(move |m| m.release(id, &v.to_string()).unwrap().clone());
+        let both = vec![update("web", Some(1), Some("a")), update("worker", Some(1), Some("w"))];
+        p.update_formation(&app, both).await.unwrap(); // v2
+        p.settle_release(id, release(2).await.id, true).await.unwrap();
+        p.update_formation(&app, vec![update("web", None, Some("bad")), update("worker", None, Some("w2"))])
+            .await
+            .unwrap(); // v3
+        p.update_config_vars(&app, set(&[("X", Some("1"))])).await.unwrap(); // v4
+        let v3 = release(3).await;
+        // v3's worker came up; its web dynos failed and were stopped.
+        runtime.0.lock().unwrap().push(LocalDyno {
+            name: "worker.2-abcde".into(),
+            dyno_type: wharf_domain::DynoType::try_new("worker").unwrap(),
+            state: DynoState::Up,
+            started_at: 0,
+            release: Some(DynoRelease { id: v3.id, version: 3 }),
+            one_off: None,
+        });
+        let settled = match failed_runs {
+            Some(runs) => p.settle_rolled_release(id, v3.id, false, runs).await.unwrap(),
+            None => p.settle_release(id, v3.id, false).await.unwrap(),
+        };
+        let v3 = release(3).await;
+        assert_eq!((v3.status, v3.withdrawn), (ReleaseStatus::Failed, withdrawn), "row {i}");
+        assert_eq!(settled.rebased.is_some(), rebased, "row {i}: {settled:?}");
+        let (current, running) =
+            p.read(move |m| (m.current_release(id).map(|r| r.version), m.running_release(id).map(|r| r.version))).await;
+        assert_eq!(current, Some(2), "row {i}");
+        if withdrawn {
+            let v4 = release(4).await;
+            let web = v4.processes.iter().find(|p| p.dyno_type.as_str() == "web").and_then(|p| p.command.clone());
+            assert_eq!(
+                (web.as_deref(), v4.config_vars.get("X").map(String::as_str)),
+                (Some("a"), Some("1")),
+                "row {i}"
+            );
+            assert_eq!(running, Some(4), "row {i}: the rebased change runs next");
+        } else {
+            assert_eq!(running, Some(4), "row {i}");
+            let v4 = release(4).await;
+            let web = v4.processes.iter().find(|p| p.dyno_type.as_str() == "web").and_then(|p| p.command.clone());
+            assert_eq!(web.as_deref(), Some("bad"), "row {i}: not rebased, v4 builds on v3");
+        }
+    }
+}
