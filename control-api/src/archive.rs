@@ -28,6 +28,9 @@
 //! Permissions keep only the owner/group/other read, write and execute bits (no setuid); files
 //! are owned by Wharf. A refused archive may leave a partly written directory behind: callers
 //! unpack into a fresh staging directory and remove it on error, so nothing changes.
+//!
+//! Why one file: tar and zip are held to the same rules (paths, links, special entries, caps,
+//! names given twice) by the same checks, which must not drift apart between two modules.
 
 use std::fs;
 use std::io::{self, Read, Seek};
@@ -519,6 +522,12 @@ fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
 fn unpack_zip(file: fs::File, into: &Path, limits: Limits) -> Result<Unpacked, ArchiveError> {
     let bad = |e: zip::result::ZipError| refused(format!("the zip archive is corrupt: {e}"));
     let mut zip = zip::ZipArchive::new(io::BufReader::new(file)).map_err(bad)?;
+    // Its central directory may list a name twice, which the reader keeps once (the later).
+    if zip.has_duplicate_names() {
+        return Err(refused(
+            "the zip archive names a file twice; each file is named once, so what is read is what runs",
+        ));
+    }
     let (mut done, mut names) = (Unpacked::default(), std::collections::HashSet::new());
     for i in 0..zip.len() {
         let mut entry = zip.by_index(i).map_err(bad)?;

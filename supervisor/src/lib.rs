@@ -233,6 +233,17 @@ async fn run(
         // Before any dyno starts: the services it will see. A change here restarts nothing.
         registry.set_services(plane.read(|m| desired::service_env(m, &ports)).await);
         let mut desired = plane.read(desired_formations).await;
+        // The first release this run tells an app's entries is its oldest pending one (Wharf
+        // stopped while it was pending, with newer ones queued behind it): it rolls, and runs
+        // its phase, again and gets its own verdict, rather than a newer release superseding it
+        // (`desired::oldest_pending_formations`).
+        let untold: BTreeSet<Uuid> = desired.keys().map(|k| k.app_id).filter(|a| !releases.contains_key(a)).collect();
+        for app_id in untold {
+            if let Some(first) = plane.read(|m| desired::oldest_pending_formations(m, app_id)).await {
+                desired.retain(|k, _| k.app_id != app_id);
+                desired.extend(first);
+            }
+        }
         // The `release` type is the release phase's command, never a formation of dynos.
         let release_commands: Vec<(FormationKey, desired::DesiredFormation)> = desired
             .iter()
@@ -240,27 +251,6 @@ async fn run(
             .map(|(k, e)| (k.clone(), e.clone()))
             .collect();
         desired.retain(|k, _| k.dyno_type.as_str() != release_phase::RELEASE);
-        // An app whose first phase of this run belongs to an older pending release than the one
-        // it rolls to (Wharf stopped during that phase, and a release without a `release` type
-        // was made behind it) runs that phase again first, as any other app does: a phase cut
-        // short by a stop never passes for one that ran.
-        let mut release_commands = release_commands;
-        let without_phase: BTreeSet<(Uuid, String, Option<u32>)> = desired
-            .iter()
-            .filter(|(k, _)| !phases.contains_key(&k.app_id))
-            .filter(|(k, _)| !release_commands.iter().any(|(r, _)| r.app_id == k.app_id))
-            .map(|(k, e)| (k.app_id, e.app.clone(), e.spec.release.map(|r| r.version)))
-            .collect();
-        for (app_id, app, version) in without_phase {
-            let first = plane.read(|m| desired::first_pending_phase(m, app_id, release_phase::RELEASE)).await;
-            if let Some(spec) = first.filter(|s| s.release.is_some_and(|r| Some(r.version) < version)) {
-                let key = FormationKey {
-                    app_id,
-                    dyno_type: DynoType::try_new(release_phase::RELEASE).expect("a valid type"),
-                };
-                release_commands.push((key, desired::DesiredFormation { app, quantity: 1, spec }));
-            }
-        }
         // Apps whose newest release waits for its release phase keep running what they run.
         let mut held: BTreeSet<Uuid> = BTreeSet::new();
         for (key, mut entry) in release_commands {

@@ -191,32 +191,50 @@ fn restore_running(
         let vars = ConfigVars { id: app_id, vars: base.config_vars.clone(), updated_at: now };
         changes.push(Change::Put(Object::ConfigVars(vars)));
     }
-    let dropped = |t: &str| {
-        let declared = |p: &[ReleaseProcess]| p.iter().any(|p| p.dyno_type.as_str() == t && p.command.is_some());
-        declared(&base.processes) && !declared(&failed.processes)
-    };
-    let restored = |f: &mut Formation| {
-        if f.quantity == 0 && dropped(f.dyno_type.as_str()) {
-            f.quantity = running.get(f.dyno_type.as_str()).copied().unwrap_or(0);
-        }
-    };
     for mut change in restore_processes(m, app_id, &base.processes, now) {
-        if let Change::Put(Object::Formation(f)) = &mut change {
-            restored(f);
+        if let Change::Put(Object::Formation(f)) = &mut change
+            && f.quantity == 0
+            && dropped(failed, base, f.dyno_type.as_str())
+        {
+            f.quantity = running.get(f.dyno_type.as_str()).copied().unwrap_or(0);
         }
         changes.push(change);
     }
     // A type whose command a rebased release set already (a command change made while the
     // failed release was pending) gets its dynos back all the same.
-    for f in m.formation_of(app_id) {
-        let put = changes.iter().any(|c| matches!(c, Change::Put(Object::Formation(p)) if p.id == f.id));
-        let mut back = f.clone();
-        restored(&mut back);
-        if !put && back.quantity != f.quantity {
-            changes.push(Change::Put(Object::Formation(Formation { updated_at: now, ..back })));
-        }
-    }
+    let back = give_back_dropped(m, app_id, failed, base, running, &changes, now);
+    changes.extend(back);
     changes
+}
+
+/// Whether `base` runs a command for process type `t` that `failed` dropped.
+fn dropped(failed: &Release, base: &Release, t: &str) -> bool {
+    let declared = |p: &[ReleaseProcess]| p.iter().any(|p| p.dyno_type.as_str() == t && p.command.is_some());
+    declared(&base.processes) && !declared(&failed.processes)
+}
+
+/// The changes that give each formation entry `failed` dropped (scaled to 0) and `base` runs
+/// the dynos of it that still run (`running`, by type): the failed release's scale-down never
+/// ran (its phase or roll failed first). Entries `put` already changes are left to it.
+fn give_back_dropped(
+    m: &Model,
+    app_id: Uuid,
+    failed: &Release,
+    base: &Release,
+    running: &BTreeMap<String, u32>,
+    put: &[Change],
+    now: i64,
+) -> Vec<Change> {
+    let put = |f: &Formation| put.iter().any(|c| matches!(c, Change::Put(Object::Formation(p)) if p.id == f.id));
+    m.formation_of(app_id)
+        .into_iter()
+        .filter(|f| !put(f) && f.quantity == 0 && dropped(failed, base, f.dyno_type.as_str()))
+        .filter_map(|f| {
+            let quantity = running.get(f.dyno_type.as_str()).copied().unwrap_or(0);
+            (quantity != 0)
+                .then(|| Change::Put(Object::Formation(Formation { quantity, updated_at: now, ..f.clone() })))
+        })
+        .collect()
 }
 
 /// The releases of changes ([`Brings::Changes`]: config vars, commands) that wait behind
@@ -439,6 +457,10 @@ impl ControlPlane {
                 let last = rebased.last().filter(|l| m.latest_release(app_id).is_some_and(|n| n.id == l.id));
                 if newest || last.is_some() {
                     changes.extend(restore_running(m, app_id, r, last.unwrap_or(base), &running, now));
+                } else if let Some(latest) = m.latest_release(app_id) {
+                    // A newer release of code made meanwhile (a rollback, a deploy) keeps its own
+                    // state, but a type the failed release dropped and it runs keeps its dynos.
+                    changes.extend(give_back_dropped(m, app_id, r, latest, &running, &[], now));
                 }
                 if !rebased.is_empty() {
                     settled.rebased = Some((rebased.iter().map(|r| r.version).collect(), base.version));
