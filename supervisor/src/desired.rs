@@ -188,14 +188,17 @@ fn release_formations(
     out
 }
 
-/// The entries of an app's oldest pending release (not withdrawn, not held by a canary release,
-/// newer than its current one), when it is older than the release the app rolls to: what a
-/// supervisor tells an app's entries first in a run (see `lib.rs`). Wharf stopped while that
+/// An app's oldest pending release (not withdrawn, not held by a canary release, newer than its
+/// current one) and its entries, when it is older than the release the app rolls to: what a
+/// supervisor tells an app's entries first in a run, until it has settled (see `lib.rs`). Wharf stopped while that
 /// release was pending, in its phase or its roll, with newer ones queued behind it; it rolls
 /// again and gets its own verdict, as it would have without the stop, rather than being
 /// superseded by a newer release and settling with that one's outcome although its dynos had
 /// run (FE29). `None` for an app with no such release.
-pub(crate) fn oldest_pending_formations(m: &Model, app_id: Uuid) -> Option<HashMap<FormationKey, DesiredFormation>> {
+pub(crate) fn oldest_pending_formations(
+    m: &Model,
+    app_id: Uuid,
+) -> Option<(Uuid, HashMap<FormationKey, DesiredFormation>)> {
     use wharf_control_api::model::{CanaryReleaseState, ReleaseStatus};
     let newest = m.running_release(app_id)?;
     let current = m.current_release(app_id).map_or(0, |r| r.version);
@@ -206,7 +209,7 @@ pub(crate) fn oldest_pending_formations(m: &Model, app_id: Uuid) -> Option<HashM
         .filter(|r| r.status == ReleaseStatus::Pending && !r.withdrawn && !held(r.id))
         .find(|r| r.version > current && r.version < newest.version)?;
     let app = m.apps().find(|a| a.id == app_id)?;
-    Some(release_formations(m, app, oldest))
+    Some((oldest.id, release_formations(m, app, oldest)))
 }
 
 /// The older pending release an app's entries roll to before its newest, when its newest is a

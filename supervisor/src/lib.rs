@@ -237,9 +237,12 @@ async fn run(
         // stopped while it was pending, with newer ones queued behind it): it rolls, and runs
         // its phase, again and gets its own verdict, rather than a newer release superseding it
         // (`desired::oldest_pending_formations`).
-        let untold: BTreeSet<Uuid> = desired.keys().map(|k| k.app_id).filter(|a| !releases.contains_key(a)).collect();
-        for app_id in untold {
-            if let Some(first) = plane.read(|m| desired::oldest_pending_formations(m, app_id)).await {
+        // It stays their target until it has settled.
+        let apps: BTreeSet<Uuid> = desired.keys().map(|k| k.app_id).collect();
+        for app_id in apps {
+            if let Some((oldest, first)) = plane.read(|m| desired::oldest_pending_formations(m, app_id)).await
+                && releases.get(&app_id).is_none_or(|told| *told == oldest)
+            {
                 desired.retain(|k, _| k.app_id != app_id);
                 desired.extend(first);
             }
