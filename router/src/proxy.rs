@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{Method, StatusCode, Version};
 
 use crate::access_log::{AccessLog, RequestText};
-use crate::canary::{Arm, Canary};
+use crate::canary::{Arm, Canary, Outcome};
 use crate::client::{ClientConnection, Listener};
 use crate::deadline::Deadline;
 use crate::dyno_client::{DynoConnection, Failed, RequestBody};
@@ -24,7 +24,7 @@ use crate::path;
 use crate::pool;
 use crate::response_body::{DynoBody, ProxyBody};
 use crate::state::RouterState;
-use crate::table::{Chosen, WebDynos, millis_at, normalize_host_bytes};
+use crate::table::{Busy, Chosen, WebDynos, millis_at, normalize_host_bytes};
 
 /// A client's request as the proxy sees it, whichever protocol it came in.
 #[derive(Debug)]
@@ -276,8 +276,57 @@ async fn proxy(
     };
     let body = if req.has_body { body } else { None };
     let attempt = Attempt { request: &dyno_request, method: req.method, table_version: routed.table_version };
-    let outcome = attempt.run(&web_dynos, body, shared, first_byte, &mut log).await;
-    Ok(finish(outcome, judged, &web_dynos, log, shared))
+    let mut pending = judged.map(|(canary, arm)| Pending { canary, arm, shared: shared.clone(), counted: false });
+    let outcome = {
+        let run = std::pin::pin!(attempt.run(&web_dynos, body, shared, first_byte, &mut log));
+        match pending.as_mut().and_then(|p| Some((p.canary.slow_after()?, p))) {
+            // A judged request still without a response head at the bound counts as slow now,
+            // and goes on: its client may still want the answer, late as it is.
+            Some((slow_after, p)) => {
+                let bound = tokio::time::Instant::from_std(started + slow_after);
+                tokio::select! {
+                    biased;
+                    outcome = &mut run => outcome,
+                    () = tokio::time::sleep_until(bound) => {
+                        p.count(Outcome::Slow);
+                        run.await
+                    }
+                }
+            }
+            None => run.await,
+        }
+    };
+    Ok(finish(outcome, pending, &web_dynos, log, shared))
+}
+
+/// A judged request whose outcome the canary's judge has not counted yet. Each judged request
+/// is counted once, at the first of: its response head or the router's error (`finish`),
+/// `slow_seconds` without a response head (`proxy`), or this being dropped uncounted, which is
+/// its client going away before a response head (an HTTP/2 stream reset, or the router
+/// stopping): counted as abandoned, a kind of slow. Before this, a canary that hung was counted
+/// only when the router's 30 s timeout ended a request whose client still waited, so with
+/// clients that give up sooner it took its share of production's users with next to nothing
+/// counted (FE27 #1).
+struct Pending {
+    canary: Arc<Canary>,
+    arm: Arm,
+    shared: Arc<RouterState>,
+    counted: bool,
+}
+
+impl Pending {
+    /// Counts the request's outcome, unless it was counted already.
+    fn count(&mut self, outcome: Outcome) {
+        if !std::mem::replace(&mut self.counted, true) {
+            self.canary.judge(&self.shared.publisher, &self.shared.verdicts, self.arm, outcome);
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.count(Outcome::Abandoned);
+    }
 }
 
 /// Where routing sent a request.
@@ -446,7 +495,7 @@ impl Attempt<'_> {
             let Some(dyno) = web_dynos.pick(now).cloned() else {
                 return Err(ProxyError::bare(Code::H14));
             };
-            log.dyno = Some(dyno.clone());
+            log.dyno = Some(Busy::new(dyno.clone()));
             let connect_from = attempt_start;
             let checkout =
                 pool::checkout(&dyno, settings.connect_timeout, shared, self.table_version, connect_from).await;
@@ -495,12 +544,12 @@ impl Attempt<'_> {
     }
 }
 
-/// Phase four: the canary judges the outcome, and the client gets the dyno's response (whose
-/// body writes the access line when it ends), a tunnel, or the router's error response (the
-/// access line written now).
+/// Phase four: the canary judges the outcome (unless it counted the request as slow already),
+/// and the client gets the dyno's response (whose body writes the access line when it ends), a
+/// tunnel, or the router's error response (the access line written now).
 fn finish(
     outcome: Result<(ResponseHead, DynoConnection), ProxyError>,
-    judged: Option<(Arc<Canary>, Arm)>,
+    judged: Option<Pending>,
     web_dynos: &WebDynos,
     mut log: AccessLog,
     shared: &Arc<RouterState>,
@@ -518,12 +567,13 @@ fn finish(
     // process gone (a crash), and counts.
     let unjudged = matches!(&outcome, Err(e) if e.code == Code::H14
         || (e.code.retryable() && log.dyno.as_ref().is_some_and(|d| !d.was_reached())));
-    if let Some((canary, arm)) = judged.filter(|_| !unjudged) {
-        let status = match &outcome {
-            Ok((resp, _)) => resp.status.as_u16(),
-            Err(e) => e.code.status().as_u16(),
-        };
-        canary.judge(&shared.publisher, &shared.verdicts, arm, status);
+    if let Some(mut pending) = judged {
+        match &outcome {
+            // Not counted at all: dropped counted, so not taken for abandoned either.
+            _ if unjudged => pending.counted = true,
+            Ok((resp, _)) => pending.count(Outcome::Status(resp.status.as_u16())),
+            Err(e) => pending.count(Outcome::Status(e.code.status().as_u16())),
+        }
     }
     match outcome {
         Ok((resp, c)) if resp.status == StatusCode::SWITCHING_PROTOCOLS => {
