@@ -25,21 +25,28 @@ const POLL: Duration = Duration::from_millis(50);
 /// while requests are at it, for at most `request_grace` more (see the module's comment).
 pub(crate) async fn wait_for_requests(settings: &Settings, dyno: &str, port: u16) {
     tokio::time::sleep(settings.connection_grace).await;
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    until_idle(settings, &[(dyno, port)]).await;
+}
+
+/// Waits while the router has requests at any of `dynos` (name, port), for at most
+/// `request_grace`.
+pub(crate) async fn until_idle(settings: &Settings, dynos: &[(&str, u16)]) {
     let deadline = tokio::time::Instant::now() + settings.request_grace;
-    let waiting = settings.in_flight.at(addr);
-    if waiting == 0 {
+    let at = |port: u16| settings.in_flight.at(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    let busy = || dynos.iter().filter(|(_, port)| at(*port) > 0).map(|(name, port)| (*name, at(*port))).collect::<Vec<_>>();
+    let waiting = busy();
+    if waiting.is_empty() {
         return;
     }
-    tracing::info!(dyno, requests = waiting, "a stopping dyno waits for the requests at it to end");
+    tracing::info!(dynos = ?waiting, "stopping dynos wait for the requests at them to end");
     loop {
         tokio::time::sleep(POLL).await;
-        let left = settings.in_flight.at(addr);
-        if left == 0 {
+        let left = busy();
+        if left.is_empty() {
             return;
         }
         if tokio::time::Instant::now() >= deadline {
-            tracing::warn!(dyno, requests = left, request_grace = ?settings.request_grace, "requests still at a stopping dyno after request_grace; stopping it");
+            tracing::warn!(dynos = ?left, request_grace = ?settings.request_grace, "requests still at stopping dynos after request_grace; stopping them");
             return;
         }
     }
