@@ -1012,7 +1012,8 @@ async fn impatient_load<T>(
         clients.spawn(async move {
             let mut answers = Vec::new();
             while !done.load(Ordering::Relaxed) {
-                let sent = wharf_testkit::client::send(addr, None, &Req::get(PRD, "/"));
+                let req = Req::get(PRD, "/");
+                let sent = wharf_testkit::client::send(addr, None, &req);
                 answers.push(match tokio::time::timeout(patience, sent).await {
                     Ok(Ok(r)) => (r.status.as_u16(), r.text()),
                     Ok(Err(e)) => panic!("a request failed outright: {e}"),

@@ -382,7 +382,7 @@ fn port_of(said: &[wharf_testkit::rfc5424::SyslogMessage], name: &str) -> std::n
 /// then is stopped once the router has no request at it (or `request_grace` passed), where the
 /// fixed `connection_grace` (500 ms here) cut every request slower than it with a 503. A row for
 /// each way the platform stops a web dyno: a config change's roll, a deploy (a command change),
-/// `ps:restart` of every dyno and of one, and a scale down; in each, 4 s requests at every dyno
+/// `ps:restart` of every dyno and of one, and a scale down; in each, 5 s requests at every dyno
 /// when it begins (each seen at the dyno through its output at the drain) are answered 200.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_in_flight_on_a_dyno_the_platform_stops_finish() {
@@ -406,7 +406,8 @@ async fn requests_in_flight_on_a_dyno_the_platform_stops_finish() {
         for _ in 0..4 {
             let addr = wharf.http;
             requests.spawn(async move {
-                let sent = client::send(addr, None, &Req::get(HOST, "/sleep/4"));
+                let req = Req::get(HOST, "/sleep/5");
+                let sent = client::send(addr, None, &req);
                 tokio::time::timeout(Duration::from_secs(30), sent).await.map(|r| r.map(|r| (r.status.as_u16(), r.text())))
             });
         }

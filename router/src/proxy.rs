@@ -278,7 +278,7 @@ async fn proxy(
     let attempt = Attempt { request: &dyno_request, method: req.method, table_version: routed.table_version };
     let mut pending = judged.map(|(canary, arm)| Pending { canary, arm, shared: shared.clone(), counted: false });
     let outcome = {
-        let run = std::pin::pin!(attempt.run(&web_dynos, body, shared, first_byte, &mut log));
+        let mut run = std::pin::pin!(attempt.run(&web_dynos, body, shared, first_byte, &mut log));
         match pending.as_mut().and_then(|p| Some((p.canary.slow_after()?, p))) {
             // A judged request still without a response head at the bound counts as slow now,
             // and goes on: its client may still want the answer, late as it is.

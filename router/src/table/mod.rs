@@ -524,7 +524,7 @@ mod tests {
                 .map(|_| {
                     let chosen = b.choose();
                     if let Some((c, arm)) = &chosen.judged {
-                        c.record(*arm, 200);
+                        c.record(*arm, crate::canary::Outcome::Status(200));
                     }
                     chosen.web_dynos.pick(0).unwrap().port
                 })
