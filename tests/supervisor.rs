@@ -395,7 +395,11 @@ async fn requests_in_flight_on_a_dyno_the_platform_stops_finish() {
         ("a deploy", "PATCH /apps/api-default/formation", Some(deploy)),
         ("ps:restart", "DELETE /apps/api-default/dynos", None),
         ("ps:restart of one dyno", "DELETE /apps/api-default/dynos/FIRST", None),
-        ("a scale down", "PATCH /apps/api-default/formation", Some(json!({"updates": [{"type": "web", "quantity": 1}]}))),
+        (
+            "a scale down",
+            "PATCH /apps/api-default/formation",
+            Some(json!({"updates": [{"type": "web", "quantity": 1}]})),
+        ),
     ];
     let sleeping = || setup.receiver.messages().into_iter().filter(|m| m.text().starts_with("sleeping for")).count();
     for (name, call, body) in rows {
@@ -408,7 +412,9 @@ async fn requests_in_flight_on_a_dyno_the_platform_stops_finish() {
             requests.spawn(async move {
                 let req = Req::get(HOST, "/sleep/5");
                 let sent = client::send(addr, None, &req);
-                tokio::time::timeout(Duration::from_secs(30), sent).await.map(|r| r.map(|r| (r.status.as_u16(), r.text())))
+                tokio::time::timeout(Duration::from_secs(30), sent)
+                    .await
+                    .map(|r| r.map(|r| (r.status.as_u16(), r.text())))
             });
         }
         // The router sends the four round robin: two at each dyno.

@@ -158,7 +158,14 @@ impl Judge {
     pub fn new(policy: CanaryPolicy) -> Judge {
         let kinds = f64::from(policy.errors().kinds().max(1));
         let threshold = (kinds / policy.false_alarm_rate()).ln();
-        Judge { policy, baseline: Tally::default(), canary: Tally::default(), tests: [Test::default(); 3], threshold, verdict: None }
+        Judge {
+            policy,
+            baseline: Tally::default(),
+            canary: Tally::default(),
+            tests: [Test::default(); 3],
+            threshold,
+            verdict: None,
+        }
     }
 
     /// Counts one request's status (see [`Judge::record_outcome`]).
@@ -262,7 +269,11 @@ impl Judge {
             format!("min_requests ({} of {} canary requests)", self.canary.requests, p.min_requests()),
             format!("min_errors ({} of {} canary errors)", kind.count(self.canary), p.min_errors()),
             format!("min_rate_difference (the rates differ by {:.4}, not {})", c - b, p.min_rate_difference()),
-            format!("min_rate_ratio (the canary's rate is {:.2} times the baseline's, not {})", c / b, p.min_rate_ratio()),
+            format!(
+                "min_rate_ratio (the canary's rate is {:.2} times the baseline's, not {})",
+                c / b,
+                p.min_rate_ratio()
+            ),
         ];
         self.failing_guards(kind).into_iter().zip(texts).filter_map(|(failing, text)| failing.then_some(text)).collect()
     }
@@ -550,7 +561,8 @@ mod tests {
         // OVERWHELMING, before min_requests, on at least min_errors canary failures; FE27 #1's
         // 34 of 34 against 0 of 40 (p 1e-16) was held back until 100 canary requests.
         for (weight, min_requests) in [(50.0, 100), (10.0, 100), (10.0, 300), (1.0, 1000)] {
-            let input = PolicyInput { weight: Some(weight), min_requests: Some(min_requests), ..PolicyInput::default() };
+            let input =
+                PolicyInput { weight: Some(weight), min_requests: Some(min_requests), ..PolicyInput::default() };
             let policy = CanaryPolicy::try_from(input).unwrap();
             let split = Split::new(policy.weight().basis_points());
             let mut judge = Judge::new(policy);
@@ -560,14 +572,19 @@ mod tests {
                     let arm = if split.take() { Arm::Canary } else { Arm::Baseline };
                     let outcome = if arm == Arm::Canary { Outcome::Slow } else { Outcome::Status(200) };
                     let verdict = judge.record_outcome(arm, outcome);
-                    held_back_seen |= judge.evidence().decision.starts_with("running: an abort is held back by min_requests (");
+                    held_back_seen |=
+                        judge.evidence().decision.starts_with("running: an abort is held back by min_requests (");
                     verdict
                 })
                 .expect("aborted");
             let c = evidence.canary;
             assert!(c.requests < min_requests && c.slow >= 5 && c.slow == c.requests, "{weight}%: {evidence:?}");
             assert!(evidence.p_value <= 0.01 / OVERWHELMING, "{weight}%: {evidence:?}");
-            assert!(evidence.decision.starts_with("aborted: the canary's slow-request rate 100.000%"), "{}", evidence.decision);
+            assert!(
+                evidence.decision.starts_with("aborted: the canary's slow-request rate 100.000%"),
+                "{}",
+                evidence.decision
+            );
             assert!(held_back_seen, "{weight}%: the decision said what held the abort back before it came");
         }
     }
@@ -576,7 +593,8 @@ mod tests {
     fn the_decision_says_what_holds_an_abort_back() {
         // 12 canary failures at 50% against none: past the threshold (p about 1e-3 and less)
         // but short of the waiver; min_requests (100) holds the abort back, and says so.
-        let mut judge = Judge::new(CanaryPolicy::try_from(PolicyInput { weight: Some(50.0), ..PolicyInput::default() }).unwrap());
+        let mut judge =
+            Judge::new(CanaryPolicy::try_from(PolicyInput { weight: Some(50.0), ..PolicyInput::default() }).unwrap());
         for _ in 0..12 {
             judge.record_outcome(Arm::Baseline, Outcome::Status(200));
             assert!(judge.record_outcome(Arm::Canary, Outcome::Status(503)).is_none());
@@ -629,21 +647,40 @@ mod tests {
         let ok: Pick = |_| Outcome::Status(200);
         let rows: &[(&str, Pick, Pick, Option<&str>)] = &[
             // FE27 #3: 30% 404 where production answers 200.
-            ("404s", |r| Outcome::Status(if r.f64() < 0.3 { 404 } else { 200 }), ok, Some("aborted: the canary's 4xx rate")),
+            (
+                "404s",
+                |r| Outcome::Status(if r.f64() < 0.3 { 404 } else { 200 }),
+                ok,
+                Some("aborted: the canary's 4xx rate"),
+            ),
             // FE27 #4: every answer late.
             ("slow", |_| Outcome::Slow, ok, Some("aborted: the canary's slow-request rate")),
             // Both sides' usual 20% 404s, and the canary's 5% 500s on top.
             (
                 "5xx among usual 404s",
-                |r| Outcome::Status(match r.f64() { x if x < 0.2 => 404, x if x < 0.25 => 500, _ => 200 }),
+                |r| {
+                    Outcome::Status(match r.f64() {
+                        x if x < 0.2 => 404,
+                        x if x < 0.25 => 500,
+                        _ => 200,
+                    })
+                },
                 |r| Outcome::Status(if r.f64() < 0.2 { 404 } else { 200 }),
                 Some("aborted: the canary's error rate"),
             ),
             // The same 20% 404s and 10% slow on both sides: nothing to abort.
             (
                 "the same on both sides",
-                |r| match r.f64() { x if x < 0.2 => Outcome::Status(404), x if x < 0.3 => Outcome::Slow, _ => Outcome::Status(200) },
-                |r| match r.f64() { x if x < 0.2 => Outcome::Status(404), x if x < 0.3 => Outcome::Slow, _ => Outcome::Status(200) },
+                |r| match r.f64() {
+                    x if x < 0.2 => Outcome::Status(404),
+                    x if x < 0.3 => Outcome::Slow,
+                    _ => Outcome::Status(200),
+                },
+                |r| match r.f64() {
+                    x if x < 0.2 => Outcome::Status(404),
+                    x if x < 0.3 => Outcome::Slow,
+                    _ => Outcome::Status(200),
+                },
                 None,
             ),
         ];

@@ -33,7 +33,8 @@ pub(crate) async fn wait_for_requests(settings: &Settings, dyno: &str, port: u16
 pub(crate) async fn until_idle(settings: &Settings, dynos: &[(&str, u16)]) {
     let deadline = tokio::time::Instant::now() + settings.request_grace;
     let at = |port: u16| settings.in_flight.at(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
-    let busy = || dynos.iter().filter(|(_, port)| at(*port) > 0).map(|(name, port)| (*name, at(*port))).collect::<Vec<_>>();
+    let busy =
+        || dynos.iter().filter(|(_, port)| at(*port) > 0).map(|(name, port)| (*name, at(*port))).collect::<Vec<_>>();
     let waiting = busy();
     if waiting.is_empty() {
         return;

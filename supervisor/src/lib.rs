@@ -51,9 +51,9 @@
 mod adopt;
 mod desired;
 mod dyno;
-mod in_flight;
 mod formation;
 mod group;
+mod in_flight;
 mod metrics;
 mod one_off;
 mod output;

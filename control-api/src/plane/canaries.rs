@@ -62,7 +62,7 @@ impl ControlPlane {
     /// canary promoted before this kept none), else the router's live ones while it runs.
     pub fn canary_evidence(&self, c: &Canary) -> Option<CanaryEvidence> {
         match c.state {
-            CanaryState::Aborted | CanaryState::Promoted => c.evidence.clone(),
+            CanaryState::Aborted | CanaryState::Promoted => c.evidence.as_deref().cloned(),
             CanaryState::Running => Some(
                 self.canary_reader
                     .get()
@@ -121,7 +121,7 @@ impl ControlPlane {
             evidence.decision = "promoted by hand".into();
             let c = Canary {
                 state: CanaryState::Promoted,
-                evidence: Some(evidence),
+                evidence: Some(Box::new(evidence)),
                 updated_at: now_seconds(),
                 ..c.clone()
             };
@@ -167,7 +167,7 @@ impl ControlPlane {
             evidence.decision = "aborted by hand".into();
             let c = Canary {
                 state: CanaryState::Aborted,
-                evidence: Some(evidence),
+                evidence: Some(Box::new(evidence)),
                 updated_at: now_seconds(),
                 ..c.clone()
             };
@@ -184,7 +184,7 @@ impl ControlPlane {
             Some(c) if c.state == CanaryState::Running => {
                 let c = Canary {
                     state: CanaryState::Aborted,
-                    evidence: Some(verdict.evidence),
+                    evidence: Some(Box::new(verdict.evidence)),
                     updated_at: now_seconds(),
                     ..c.clone()
                 };

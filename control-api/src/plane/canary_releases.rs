@@ -416,10 +416,11 @@ impl ControlPlane {
                     )));
                 }
                 match c.state {
-                    CanaryState::Aborted => Some(aborted(c.evidence.clone())),
-                    CanaryState::Promoted => {
-                        Some(Step::Pass { outcome: "the canary was promoted by hand".into(), evidence: c.evidence.clone() })
-                    }
+                    CanaryState::Aborted => Some(aborted(c.evidence.as_deref().cloned())),
+                    CanaryState::Promoted => Some(Step::Pass {
+                        outcome: "the canary was promoted by hand".into(),
+                        evidence: c.evidence.as_deref().cloned(),
+                    }),
                     CanaryState::Running => {
                         // The router in this process may have aborted the canary on counts past
                         // the soak before its verdict reached the model: read both at once, and

@@ -227,7 +227,8 @@ impl RoutingTable {
         }
         table.dyno_addrs = Arc::new(table.dynos.values().filter_map(|d| d.known_addr()).collect());
         if let Some(p) = previous {
-            let left = p.dynos.iter().filter(|(key, _)| !table.dynos.contains_key(*key)).map(|(_, d)| Arc::downgrade(d));
+            let left =
+                p.dynos.iter().filter(|(key, _)| !table.dynos.contains_key(*key)).map(|(_, d)| Arc::downgrade(d));
             let still = p.leaving.iter().filter(|d| d.strong_count() > 0).cloned();
             table.leaving = left.chain(still).collect();
         }
