@@ -998,22 +998,30 @@ async fn a_side_without_a_web_dyno_for_canary_down_after_aborts_the_canary_relea
 
 /// Sends `GET /` to production from eight clients until `run` resolves, each giving up on a
 /// request after `patience` (a new connection per request, as a browser's fetch with a
-/// timeout); returns `(status, body)` of every answer, `(0, "")` for a request given up, and
-/// `run`'s result.
+/// timeout): a third over plain HTTP/1.1, a third over HTTPS with HTTP/1.1 and the rest over
+/// HTTPS with HTTP/2 (where giving up resets the stream, which the router sees). Returns
+/// `(status, body)` of every answer, `(0, "")` for a request given up, and `run`'s result.
 async fn impatient_load<T>(
     wharf: &Wharf,
     patience: Duration,
     run: impl std::future::Future<Output = T>,
 ) -> (Vec<(u16, String)>, T) {
     let done = Arc::new(AtomicBool::new(false));
+    let h1 = wharf_testkit::client::tls_config(&wharf.ca, &[b"http/1.1"]);
+    let h2 = wharf_testkit::client::tls_config(&wharf.ca, &[b"h2"]);
     let mut clients = tokio::task::JoinSet::new();
-    for _ in 0..8 {
-        let (done, addr) = (done.clone(), wharf.http);
+    for i in 0..8 {
+        let (addr, tls) = match i % 3 {
+            0 => (wharf.http, None),
+            1 => (wharf.https, Some(h1.clone())),
+            _ => (wharf.https, Some(h2.clone())),
+        };
+        let done = done.clone();
         clients.spawn(async move {
             let mut answers = Vec::new();
             while !done.load(Ordering::Relaxed) {
                 let req = Req::get(PRD, "/");
-                let sent = wharf_testkit::client::send(addr, None, &req);
+                let sent = wharf_testkit::client::send(addr, tls.as_ref(), &req);
                 answers.push(match tokio::time::timeout(patience, sent).await {
                     Ok(Ok(r)) => (r.status.as_u16(), r.text()),
                     Ok(Err(e)) => panic!("a request failed outright: {e}"),
@@ -1031,7 +1039,8 @@ async fn impatient_load<T>(
 /// FE27 #1, #3 and #4, and their siblings, with the default judge (5xx, 4xx and slow requests,
 /// each against production's own rate; slow after 2 s): new code that hangs, with clients that
 /// give up after 1.5 s (before the router's 30 s timeout, which was all that counted a hang, and
-/// before the slow bound: each is counted slow at 2 s whether its client waits or not), code
+/// before the slow bound: each HTTP/1.1 request, plain or HTTPS, is counted slow at 2 s whether
+/// its client waits or not, and each HTTP/2 one at its stream's reset, as abandoned), code
 /// that closes every connection without an answer, code that answers 3 s late, and code that
 /// answers 404 to every third request are each aborted, the outcome naming the kind, and
 /// production never runs them. The hang is aborted before `min_requests` (100) canary requests:
@@ -1078,8 +1087,13 @@ async fn canaries_that_hang_hang_up_answer_late_or_answer_404_are_aborted_by_the
         assert!(outcome.starts_with(want), "{settings}: {aborted} ({staged})");
         let canary = &aborted["evidence"]["canary"];
         if settings == "DELAY_SECONDS=120" {
+            // Every canary request counted slow: at 2 s over HTTP/1.1 (plain or HTTPS, whose
+            // clients' leaving the router does not see), at the stream's reset (1.5 s, before the
+            // bound: abandoned) over HTTP/2.
             let (requests, slow) = (canary["requests"].as_u64().unwrap(), canary["slow"].as_u64().unwrap());
             assert!((5..100).contains(&requests) && slow == requests, "before min_requests: {aborted}");
+            let abandoned = canary["abandoned"].as_u64().unwrap();
+            assert!(abandoned > 0 && abandoned < slow, "HTTP/2 resets abandoned, HTTP/1.1 counted at the bound: {aborted}");
             let gave_up = answers.iter().filter(|a| a.0 == 0).count();
             assert!(gave_up > 0, "the clients gave up on the canary's requests: {answers:?}");
         }
