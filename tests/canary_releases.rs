@@ -1093,7 +1093,10 @@ async fn canaries_that_hang_hang_up_answer_late_or_answer_404_are_aborted_by_the
             let (requests, slow) = (canary["requests"].as_u64().unwrap(), canary["slow"].as_u64().unwrap());
             assert!((5..100).contains(&requests) && slow == requests, "before min_requests: {aborted}");
             let abandoned = canary["abandoned"].as_u64().unwrap();
-            assert!(abandoned > 0 && abandoned < slow, "HTTP/2 resets abandoned, HTTP/1.1 counted at the bound: {aborted}");
+            assert!(
+                abandoned > 0 && abandoned < slow,
+                "HTTP/2 resets abandoned, HTTP/1.1 counted at the bound: {aborted}"
+            );
             let gave_up = answers.iter().filter(|a| a.0 == 0).count();
             assert!(gave_up > 0, "the clients gave up on the canary's requests: {answers:?}");
         }

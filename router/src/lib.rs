@@ -22,6 +22,7 @@ pub mod error;
 mod fields;
 mod forwarding;
 mod http1;
+mod judged;
 pub mod metrics;
 mod path;
 mod pool;

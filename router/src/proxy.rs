@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{Method, StatusCode, Version};
 
 use crate::access_log::{AccessLog, RequestText};
-use crate::canary::{Arm, Canary, Outcome};
+use crate::canary::Outcome;
 use crate::client::{ClientConnection, Listener};
 use crate::deadline::Deadline;
 use crate::dyno_client::{DynoConnection, Failed, RequestBody};
@@ -20,6 +20,7 @@ use crate::fields::{FieldName, Fields};
 use crate::forwarding::{self, HopByHop, is_replaced};
 use crate::http1::encode::encode_request_head;
 use crate::http1::response_head::ResponseHead;
+use crate::judged::{self, Pending};
 use crate::path;
 use crate::pool;
 use crate::response_body::{DynoBody, ProxyBody};
@@ -276,57 +277,10 @@ async fn proxy(
     };
     let body = if req.has_body { body } else { None };
     let attempt = Attempt { request: &dyno_request, method: req.method, table_version: routed.table_version };
-    let mut pending = judged.map(|(canary, arm)| Pending { canary, arm, shared: shared.clone(), counted: false });
-    let outcome = {
-        let mut run = std::pin::pin!(attempt.run(&web_dynos, body, shared, first_byte, &mut log));
-        match pending.as_mut().and_then(|p| Some((p.canary.slow_after()?, p))) {
-            // A judged request still without a response head at the bound counts as slow now,
-            // and goes on: its client may still want the answer, late as it is.
-            Some((slow_after, p)) => {
-                let bound = tokio::time::Instant::from_std(started + slow_after);
-                tokio::select! {
-                    biased;
-                    outcome = &mut run => outcome,
-                    () = tokio::time::sleep_until(bound) => {
-                        p.count(Outcome::Slow);
-                        run.await
-                    }
-                }
-            }
-            None => run.await,
-        }
-    };
+    let mut pending = judged.map(|(canary, arm)| Pending::new(canary, arm, shared.clone()));
+    let run = attempt.run(&web_dynos, body, shared, first_byte, &mut log);
+    let outcome = judged::timed(pending.as_mut(), started, run).await;
     Ok(finish(outcome, pending, &web_dynos, log, shared))
-}
-
-/// A judged request whose outcome the canary's judge has not counted yet. Each judged request
-/// is counted once, at the first of: its response head or the router's error (`finish`),
-/// `slow_seconds` without a response head (`proxy`), or this being dropped uncounted, which is
-/// its client going away before a response head (an HTTP/2 stream reset, or the router
-/// stopping): counted as abandoned, a kind of slow. Before this, a canary that hung was counted
-/// only when the router's 30 s timeout ended a request whose client still waited, so with
-/// clients that give up sooner it took its share of production's users with next to nothing
-/// counted (FE27 #1).
-struct Pending {
-    canary: Arc<Canary>,
-    arm: Arm,
-    shared: Arc<RouterState>,
-    counted: bool,
-}
-
-impl Pending {
-    /// Counts the request's outcome, unless it was counted already.
-    fn count(&mut self, outcome: Outcome) {
-        if !std::mem::replace(&mut self.counted, true) {
-            self.canary.judge(&self.shared.publisher, &self.shared.verdicts, self.arm, outcome);
-        }
-    }
-}
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        self.count(Outcome::Abandoned);
-    }
 }
 
 /// Where routing sent a request.
@@ -570,7 +524,7 @@ fn finish(
     if let Some(mut pending) = judged {
         match &outcome {
             // Not counted at all: dropped counted, so not taken for abandoned either.
-            _ if unjudged => pending.counted = true,
+            _ if unjudged => pending.skip(),
             Ok((resp, _)) => pending.count(Outcome::Status(resp.status.as_u16())),
             Err(e) => pending.count(Outcome::Status(e.code.status().as_u16())),
         }
