@@ -351,6 +351,8 @@ async fn serve(config: Config) -> Result<()> {
             health_timeout: config.supervisor.health_timeout.0,
             stop_grace: config.supervisor.stop_grace.0,
             connection_grace: config.supervisor.connection_grace.0,
+            request_grace: config.supervisor.request_grace.0,
+            in_flight: wharf_supervisor::InFlight::new(router.in_flight_reader()),
             restart_min: config.supervisor.restart_min.0,
             records_dir: Some(data_dir.join("dynos")),
             releases_dir: Some(absolute(data_dir).join("releases")),

@@ -889,6 +889,9 @@ async fn platform_stops_drain_their_dynos_first_and_charge_no_canary_an_error() 
     }))
     .await;
     assert_eq!(failures(&answers, &codes), [], "canary end and roll: every request answered by one of the codes");
+    let kept = &promoted["evidence"];
+    assert_eq!(kept["decision"], "promoted by hand", "a hand promote keeps the counts: {promoted}");
+    assert!(kept["canary"]["requests"].as_u64().unwrap() > 0, "{promoted}");
     let after = load(wharf.http, PRD, "/", 20, 2).await.unwrap();
     assert_eq!(failures(&after, &["new-code"]), [], "production serves the canary's code");
     let release = newest_release(api, "webprd").await;
@@ -985,6 +988,7 @@ async fn a_side_without_a_web_dyno_for_canary_down_after_aborts_the_canary_relea
         .await;
         assert_eq!((ended["state"].as_str(), ended["outcome"].as_str()), (Some("aborted"), Some(outcome)), "{ended}");
         assert_eq!(ended["release"]["status"], "failed", "{ended}");
+        assert!(ended["evidence"]["canary"]["requests"].is_u64(), "the counts so far are kept: {ended}");
         std::fs::remove_file(file).unwrap();
         // Production serves again (its crashed dyno restarts once the file is gone).
         eventually(WAIT, "production to serve its old code", || async {
@@ -992,5 +996,120 @@ async fn a_side_without_a_web_dyno_for_canary_down_after_aborts_the_canary_relea
             (r.status == 200 && r.text() == "old-code").then_some(())
         })
         .await;
+    }
+}
+
+/// Sends `GET /` to production from eight clients until `run` resolves, each giving up on a
+/// request after `patience` (a new connection per request, as a browser's fetch with a
+/// timeout): a third over plain HTTP/1.1, a third over HTTPS with HTTP/1.1 and the rest over
+/// HTTPS with HTTP/2 (where giving up resets the stream, which the router sees). Returns
+/// `(status, body)` of every answer, `(0, "")` for a request given up, and `run`'s result.
+async fn impatient_load<T>(
+    wharf: &Wharf,
+    patience: Duration,
+    run: impl std::future::Future<Output = T>,
+) -> (Vec<(u16, String)>, T) {
+    let done = Arc::new(AtomicBool::new(false));
+    let h1 = wharf_testkit::client::tls_config(&wharf.ca, &[b"http/1.1"]);
+    let h2 = wharf_testkit::client::tls_config(&wharf.ca, &[b"h2"]);
+    let mut clients = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let (addr, tls) = match i % 3 {
+            0 => (wharf.http, None),
+            1 => (wharf.https, Some(h1.clone())),
+            _ => (wharf.https, Some(h2.clone())),
+        };
+        let done = done.clone();
+        clients.spawn(async move {
+            let mut answers = Vec::new();
+            while !done.load(Ordering::Relaxed) {
+                let req = Req::get(PRD, "/");
+                let sent = wharf_testkit::client::send(addr, tls.as_ref(), &req);
+                answers.push(match tokio::time::timeout(patience, sent).await {
+                    Ok(Ok(r)) => (r.status.as_u16(), r.text()),
+                    Ok(Err(e)) => panic!("a request failed outright: {e}"),
+                    Err(_) => (0, String::new()),
+                });
+            }
+            answers
+        });
+    }
+    let out = run.await;
+    done.store(true, Ordering::Relaxed);
+    (clients.join_all().await.into_iter().flatten().collect(), out)
+}
+
+/// FE27 #1, #3 and #4, and their siblings, with the default judge (5xx, 4xx and slow requests,
+/// each against production's own rate; slow after 2 s): new code that hangs, with clients that
+/// give up after 1.5 s (before the router's 30 s timeout, which was all that counted a hang, and
+/// before the slow bound: each HTTP/1.1 request, plain or HTTPS, is counted slow at 2 s whether
+/// its client waits or not, and each HTTP/2 one at its stream's reset, as abandoned), code
+/// that closes every connection without an answer, code that answers 3 s late, and code that
+/// answers 404 to every third request are each aborted, the outcome naming the kind, and
+/// production never runs them. The hang is aborted before `min_requests` (100) canary requests:
+/// its evidence is overwhelming long before. The late code's requests in flight when its
+/// canary app is deleted finish (its dyno is stopped once they are answered): no client gets a
+/// 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canaries_that_hang_hang_up_answer_late_or_answer_404_are_aborted_by_the_default_judge() {
+    let dir = TempDir::new("canary-judged-kinds");
+    let (wharf, command) = Wharf::serve_with_web_dyno(WHARF, &dir).await;
+    let api = &wharf.api;
+    staging_and_production(api).await;
+    deployed(&wharf, "webprd", &format!("GREETING=old-code {command}"), "old-code").await;
+    // A soak the bad code would pass if its kind were not judged (FE27: the 404 canary passed
+    // 150 requests, the 3 s one too); the default judge otherwise.
+    let feature = json!({"enabled": true, "weight": 50, "soak_requests": 300});
+    let f = api.expect("PATCH", "/apps/webprd/features/canary", feature, 200).await;
+    assert_eq!(f["errors"], json!(["4xx", "5xx", "slow"]), "the default judge: {f}");
+    assert_eq!(f["slow_seconds"], json!(2.0), "{f}");
+    // (the new code's settings, the clients' patience, how the outcome starts)
+    let rows = [
+        ("DELAY_SECONDS=120", 1.5, "the canary was aborted: the canary's slow-request rate 100.000%"),
+        ("HANG_UP=1", 10.0, "the canary was aborted: the canary's error rate 100.000%"),
+        ("DELAY_SECONDS=3", 10.0, "the canary was aborted: the canary's slow-request rate 100.000%"),
+        ("NOT_FOUND_EVERY=3", 10.0, "the canary was aborted: the canary's 4xx rate"),
+    ];
+    for (settings, patience, want) in rows {
+        let web = format!("GREETING=new-code {settings} {command}");
+        let web = json!({"updates": [{"type": "web", "quantity": 1, "command": web}]});
+        let staged = api.expect("PATCH", "/apps/webstg/formation", web, 200).await;
+        eventually(WAIT, "staging's new release to succeed", || async {
+            let r = newest_release(api, "webstg").await;
+            (r["status"] == "succeeded" && r["id"] != Value::Null).then_some(())
+        })
+        .await;
+        let promote = json!({"pipeline": "web", "source": {"app": "webstg"}});
+        let promotion = api.expect("POST", "/pipeline-promotions", promote, 201).await;
+        let held = promotion["targets"][0]["release"]["id"].as_str().unwrap().to_owned();
+        canary_release_in(api, "webprd", "running").await;
+        let patience = Duration::from_secs_f64(patience);
+        let (answers, aborted) =
+            Box::pin(impatient_load(&wharf, patience, canary_release_in(api, "webprd", "aborted"))).await;
+        let outcome = aborted["outcome"].as_str().unwrap();
+        assert!(outcome.starts_with(want), "{settings}: {aborted} ({staged})");
+        let canary = &aborted["evidence"]["canary"];
+        if settings == "DELAY_SECONDS=120" {
+            // Every canary request counted slow: at 2 s over HTTP/1.1 (plain or HTTPS, whose
+            // clients' leaving the router does not see), at the stream's reset (1.5 s, before the
+            // bound: abandoned) over HTTP/2.
+            let (requests, slow) = (canary["requests"].as_u64().unwrap(), canary["slow"].as_u64().unwrap());
+            assert!((5..100).contains(&requests) && slow == requests, "before min_requests: {aborted}");
+            let abandoned = canary["abandoned"].as_u64().unwrap();
+            assert!(
+                abandoned > 0 && abandoned < slow,
+                "HTTP/2 resets abandoned, HTTP/1.1 counted at the bound: {aborted}"
+            );
+            let gave_up = answers.iter().filter(|a| a.0 == 0).count();
+            assert!(gave_up > 0, "the clients gave up on the canary's requests: {answers:?}");
+        }
+        if settings == "DELAY_SECONDS=3" {
+            let cut: Vec<_> = answers.iter().filter(|a| a.0 == 503).collect();
+            assert_eq!(cut, Vec::<&(u16, String)>::new(), "the canary's requests in flight at its end finished");
+        }
+        let release = api.call("GET", &format!("/apps/webprd/releases/{held}"), None).await.1;
+        assert_eq!(release["status"], "failed", "{settings}: {release}");
+        let after = load(wharf.http, PRD, "/", 20, 2).await.unwrap();
+        assert_eq!(failures(&after, &["old-code"]), [], "{settings}: production serves its old code");
     }
 }

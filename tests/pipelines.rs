@@ -162,6 +162,10 @@ async fn bad_input_is_refused_with_heroku_errors_and_changes_nothing() {
     coupled(api, "alpha", "web", "development", &[]).await;
     coupled(api, "beta", "web", "staging", &[]).await;
     coupled(api, "gamma", "web", "production", &[]).await;
+    // A pipeline whose staging is empty (FE27 #5: its app deleted or uncoupled).
+    api.expect("POST", "/pipelines", json!({"name": "gap"}), 201).await;
+    coupled(api, "gapdev", "gap", "development", &[]).await;
+    coupled(api, "gapprd", "gap", "production", &[]).await;
     api.expect("POST", "/apps", json!({"name": "loose"}), 201).await;
     let beta_release = newest_release(api, "beta").await["id"].as_str().unwrap().to_owned();
     let canary = json!({"enabled": true, "weight": 20, "soak_requests": 150});
@@ -188,6 +192,7 @@ async fn bad_input_is_refused_with_heroku_errors_and_changes_nothing() {
             "/apps/alpha/releases",
             "/apps/beta/releases",
             "/apps/gamma/releases",
+            "/apps/gapprd/releases",
             "/apps/alpha/releases/1/statuses",
             "/apps/beta/releases/1/statuses",
             "/apps/alpha/features",
@@ -247,6 +252,13 @@ async fn bad_input_is_refused_with_heroku_errors_and_changes_nothing() {
             "status context",
         ),
         ("POST", "/pipeline-promotions".into(), promote("gamma", None), 422, "cannot promote from production"),
+        (
+            "POST",
+            "/pipeline-promotions".into(),
+            json!({"pipeline": "gap", "source": {"app": "gapdev"}}),
+            422,
+            "pipeline gap has no app in staging, the stage after development",
+        ),
         (
             "POST",
             "/pipeline-promotions".into(),
@@ -318,7 +330,7 @@ async fn bad_input_is_refused_with_heroku_errors_and_changes_nothing() {
         (
             "POST",
             "/apps/alpha/hooks".into(),
-            json!({"url": "https://example.com/h", "events": ["build"], "secret": "s"}),
+            json!({"url": "https://example.com/h", "events": ["deploy"], "secret": "s"}),
             422,
             "unknown variant",
         ),

@@ -377,3 +377,66 @@ fn port_of(said: &[wharf_testkit::rfc5424::SyslogMessage], name: &str) -> std::n
     let port: u16 = m.text().split_whitespace().nth(2).and_then(|p| p.parse().ok()).expect("a port");
     ([127, 0, 0, 1], port).into()
 }
+
+/// FE27 #2: requests in flight on a dyno the platform stops finish. The dyno leaves the router,
+/// then is stopped once the router has no request at it (or `request_grace` passed), where the
+/// fixed `connection_grace` (500 ms here) cut every request slower than it with a 503. A row for
+/// each way the platform stops a web dyno: a config change's roll, a deploy (a command change),
+/// `ps:restart` of every dyno and of one, and a scale down; in each, 5 s requests at every dyno
+/// when it begins (each seen at the dyno through its output at the drain) are answered 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_on_a_dyno_the_platform_stops_finish() {
+    let setup = Setup::start().await;
+    let (wharf, api) = (&setup.wharf, &setup.wharf.api);
+    setup.run_web().await;
+    let deploy = json!({"updates": [{"type": "web", "quantity": 2, "command": format!("V=2 {}", setup.command)}]});
+    let rows: [(&str, &str, Option<serde_json::Value>); 5] = [
+        ("a config change's roll", "PATCH /apps/api-default/config-vars", Some(json!({"V": "1"}))),
+        ("a deploy", "PATCH /apps/api-default/formation", Some(deploy)),
+        ("ps:restart", "DELETE /apps/api-default/dynos", None),
+        ("ps:restart of one dyno", "DELETE /apps/api-default/dynos/FIRST", None),
+        (
+            "a scale down",
+            "PATCH /apps/api-default/formation",
+            Some(json!({"updates": [{"type": "web", "quantity": 1}]})),
+        ),
+    ];
+    let sleeping = || setup.receiver.messages().into_iter().filter(|m| m.text().starts_with("sleeping for")).count();
+    for (name, call, body) in rows {
+        let before = dyno_names(wharf).await;
+        assert_eq!(before.len(), 2, "{name}: {before:?}");
+        let seen = sleeping();
+        let mut requests = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let addr = wharf.http;
+            requests.spawn(async move {
+                let req = Req::get(HOST, "/sleep/5");
+                let sent = client::send(addr, None, &req);
+                tokio::time::timeout(Duration::from_secs(30), sent)
+                    .await
+                    .map(|r| r.map(|r| (r.status.as_u16(), r.text())))
+            });
+        }
+        // The router sends the four round robin: two at each dyno.
+        eventually(WAIT, "the requests to be at the dynos", || async { (sleeping() >= seen + 4).then_some(()) }).await;
+        let (method, path) = call.split_once(' ').unwrap();
+        let (status, out) = api.call(method, &path.replace("FIRST", &before[0]), body).await;
+        assert!(status == 200 || status == 202, "{name}: {status} {out}");
+        let answers: Vec<_> = requests.join_all().await;
+        for a in &answers {
+            assert!(matches!(a, Ok(Ok((200, body))) if body == "hello"), "{name}: {answers:?}");
+        }
+        // The stop is over (none of the dynos it stopped is listed) before the next row.
+        let wanted = if name == "a scale down" { 1 } else { 2 };
+        eventually(WAIT, "the stopped dynos to be gone", || async {
+            let names = dyno_names(wharf).await;
+            let gone = match name {
+                "a scale down" => names.len() == 1,
+                "ps:restart of one dyno" => !names.contains(&before[0]) && names.len() == 2,
+                _ => names.iter().all(|n| !before.contains(n)) && names.len() == 2,
+            };
+            (gone && names.len() == wanted).then_some(())
+        })
+        .await;
+    }
+}

@@ -144,6 +144,11 @@ pub struct SupervisorConfig {
     /// still accepted, its name before drain came to mean log drains only.
     #[serde(alias = "drain")]
     pub connection_grace: HumanDuration,
+    /// After `connection_grace`, the longest a stopping web dyno waits for the requests the
+    /// router has at it to end before SIGTERM: 30 s by default, the router's own limit on a
+    /// request's wait for its response (Heroku's H12). A roll, a scale down, a restart or a
+    /// canary's end then cuts no request that would have been answered.
+    pub request_grace: HumanDuration,
     /// First delay before a crashed dyno is restarted; it doubles up to a minute.
     pub restart_min: HumanDuration,
     /// How many of an app's newest releases keep their unpacked directory
@@ -164,6 +169,7 @@ impl Default for SupervisorConfig {
             health_timeout: HumanDuration::secs(60),
             stop_grace: HumanDuration::secs(10),
             connection_grace: HumanDuration::secs(1),
+            request_grace: HumanDuration::secs(30),
             restart_min: HumanDuration::secs(1),
             keep_releases: 5,
             runtime_metrics_interval: HumanDuration::secs(15 * 60),

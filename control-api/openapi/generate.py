@@ -46,7 +46,7 @@ schemas = {
                     "enabled": {"type": "boolean"}, "state": S, "weight": {"type": "number"},
                     "errors": {"type": "array", "items": S}, "false_alarm_rate": {"type": "number"},
                     "min_requests": INT, "min_errors": INT, "min_rate_ratio": {"type": "number"},
-                    "min_rate_difference": {"type": "number"}, "soak_requests": nullable(INT),
+                    "min_rate_difference": {"type": "number"}, "slow_seconds": {"type": "number"}, "soak_requests": nullable(INT),
                     "soak_seconds": nullable(INT), "secret": nullable(S), "max_age_seconds": INT},
                    required=["id", "name", "display_name", "description", "doc_url", "feedback_email", "enabled", "state"]),
     "Account": obj({"id": UUID, "email": S, "name": S, "allow_tracking": {"type": "boolean"}, "beta": {"type": "boolean"},
@@ -84,13 +84,14 @@ schemas = {
                   "source_path": S, "target_path": S, "created_at": TIME, "updated_at": TIME}),
     "Cert": obj({"id": UUID, "domains": {"type": "array", "items": S}, "subject": S, "issuer": S,
                  "fingerprint_sha256": S, "starts_at": TIME, "expires_at": TIME, "created_at": TIME, "updated_at": TIME}),
-    "Tally": obj({"requests": INT, "errors": INT}),
+    # Each request counted once; `errors` is the sum of the three kinds, `abandoned` a part of `slow`.
+    "Tally": obj({"requests": INT, "errors": INT, "server_errors": INT, "client_errors": INT, "slow": INT, "abandoned": INT}),
     "Evidence": obj({"baseline": ref("Tally"), "canary": ref("Tally"), "e_value": {"type": "number"},
                      "p_value": {"type": "number"}, "decision": S}),
     "Canary": obj({"id": UUID, "app": ref("AppRef"), "canary_app": ref("AppRef"), "state": {"type": "string", "enum": ["running", "promoted", "aborted"]},
                    "weight": {"type": "number"}, "errors": {"type": "array", "items": S}, "false_alarm_rate": {"type": "number"},
                    "min_requests": INT, "min_errors": INT, "min_rate_ratio": {"type": "number"},
-                   "min_rate_difference": {"type": "number"}, "evidence": nullable(ref("Evidence")),
+                   "min_rate_difference": {"type": "number"}, "slow_seconds": {"type": "number"}, "evidence": nullable(ref("Evidence")),
                    "created_at": TIME, "updated_at": TIME}),
     "Formation": obj({"id": UUID, "type": S, "quantity": INT, "command": nullable(S),
                       "port": nullable({"type": "integer", "minimum": 1, "maximum": 65535}), "healthcheck": nullable(S),
@@ -117,7 +118,9 @@ schemas = {
                   "stack": ref("NamedRef"), "status": {"type": "string", "enum": ["pending", "succeeded", "failed"]},
                   "user": ref("OwnerRef"), "created_at": TIME, "updated_at": TIME}),
     "Accepted": obj({"accepted": INT}),
-    "Health": obj({"status": S, "version": INT}),
+    "Health": obj({"status": S, "version": INT,
+                   "storage": {"type": "string", "enum": ["ok", "unavailable"],
+                               "description": "\"ok\", or \"unavailable\" when the store's last operation failed (writes answer 503; reads are served from memory)"}}),
     "Snapshot": {"type": "object", "required": ["version", "apps", "drains"], "additionalProperties": True,
                  "properties": {"version": INT, "apps": {"type": "array"}, "drains": {"type": "array"},
                                 "images": {"type": "array"}}},
@@ -150,9 +153,10 @@ bodies = {
     "SiteRouteCreate": obj({"app": S, "source_path": S, "target_path": S}, required=["app", "source_path"]),
     "CertCreate": obj({"certificate_chain": S, "private_key": S}),
     "CanaryPut": obj({"canary_app": S, "weight": {"type": "number", "minimum": 0, "maximum": 100},
-                      "errors": {"type": "array", "items": {"type": "string", "enum": ["4xx", "5xx"]}},
+                      "errors": {"type": "array", "items": {"type": "string", "enum": ["4xx", "5xx", "slow"]}},
                       "false_alarm_rate": {"type": "number"}, "min_requests": INT, "min_errors": INT,
-                      "min_rate_ratio": {"type": "number"}, "min_rate_difference": {"type": "number"}},
+                      "min_rate_ratio": {"type": "number"}, "min_rate_difference": {"type": "number"},
+                      "slow_seconds": {"type": "number", "minimum": 0.01, "maximum": 3600}},
                      required=["canary_app", "weight"]),
     # `size`: one of the configured dyno sizes, in any case.
     "FormationUpdate": obj({"quantity": QUANTITY, "command": S, "port": {"type": "integer", "minimum": 1, "maximum": 65535},
@@ -376,7 +380,7 @@ paths = {
 STAGE = {"type": "string", "enum": ["review", "development", "staging", "canary", "production"]}
 CHECK_STATE = {"type": "string", "enum": ["pending", "success", "failure", "error"]}
 REF_IN = {"oneOf": [S, obj({"id": S, "name": S}, required=[])]}
-HOOK_EVENT = {"type": "string", "enum": ["release", "promotion", "crashed", "destroy", "canary", "preview"]}
+HOOK_EVENT = {"type": "string", "enum": ["release", "build", "promotion", "crashed", "destroy", "canary", "preview"]}
 RELEASE_REF = obj({"id": UUID, "version": {"type": "integer", "minimum": 1}})
 PROMOTED_APP = obj({"id": UUID, "name": nullable(S)})
 PROMOTED_RELEASE = obj({"id": UUID, "version": nullable({"type": "integer", "minimum": 1})})
@@ -430,9 +434,10 @@ schemas.update({
                       required=["url", "events", "secret"]),
     # Absent fields keep their value; enabling needs the app in a pipeline's production stage.
     "CanaryFeatureUpdate": obj({"enabled": {"type": "boolean"}, "weight": {"type": "number", "minimum": 0, "maximum": 100},
-                                "errors": {"type": "array", "items": {"type": "string", "enum": ["4xx", "5xx"]}},
+                                "errors": {"type": "array", "items": {"type": "string", "enum": ["4xx", "5xx", "slow"]}},
                                 "false_alarm_rate": {"type": "number"}, "min_requests": INT, "min_errors": INT,
                                 "min_rate_ratio": {"type": "number"}, "min_rate_difference": {"type": "number"},
+                                "slow_seconds": {"type": "number", "minimum": 0.01, "maximum": 3600},
                                 "soak_requests": nullable({"type": "integer", "minimum": 1}),
                                 "soak_seconds": nullable({"type": "integer", "minimum": 1, "maximum": 604800})}, required=[]),
     "HookUpdate": obj({"url": S, "events": {"type": "array", "items": HOOK_EVENT}, "secret": S, "active": {"type": "boolean"}},

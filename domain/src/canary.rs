@@ -61,37 +61,71 @@ impl From<Weight> for f64 {
     }
 }
 
-/// Which response statuses count as the canary's errors.
+/// What the judge counts against a side: which response statuses, and whether slowness. Each
+/// kind judged is tested on its own (see the router's `canary` module), so a baseline's usual
+/// share of one kind (bots' 404s, a slow report endpoint) never hides a regression in another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "Vec<String>", into = "Vec<String>")]
 pub struct ErrorClasses {
     client: bool,
     server: bool,
+    slow: bool,
 }
 
 impl ErrorClasses {
-    /// 5xx only: the default, since a new release's 4xx are as often its clients' doing.
-    pub const SERVER: ErrorClasses = ErrorClasses { client: false, server: true };
+    /// 5xx only: the judge before 4xx and slowness were judged by default, and what the
+    /// simulation in `docs/canary.md` measures.
+    pub const SERVER: ErrorClasses = ErrorClasses { client: false, server: true, slow: false };
+
+    /// The default: 5xx, 4xx and slow requests, each compared with the baseline's own rate of
+    /// it. A release whose routes or authentication break answers 404 or 401/403 where
+    /// production answered 200 (FE27 #3: a canary answering 30% 404 was promoted), and one that
+    /// hangs or answers seconds late fails its users as surely as a 500 (FE27 #1, #4); since
+    /// each kind is compared with production's own rate of it, production's usual 4xx and slow
+    /// requests abort nothing.
+    pub const DEFAULT: ErrorClasses = ErrorClasses { client: true, server: true, slow: true };
 
     /// Whether a response with this status is an error.
     pub fn counts(self, status: u16) -> bool {
         (self.server && (500..600).contains(&status)) || (self.client && (400..500).contains(&status))
+    }
+
+    /// Whether 5xx answers (and the router's own errors, which are 5xx) are judged.
+    pub fn server(self) -> bool {
+        self.server
+    }
+
+    /// Whether 4xx answers are judged.
+    pub fn client(self) -> bool {
+        self.client
+    }
+
+    /// Whether slow requests (no response head within `slow_seconds`, or a client that went
+    /// away before one) are judged.
+    pub fn slow(self) -> bool {
+        self.slow
+    }
+
+    /// How many kinds are judged: the false-alarm rate is shared among them.
+    pub fn kinds(self) -> u32 {
+        u32::from(self.client) + u32::from(self.server) + u32::from(self.slow)
     }
 }
 
 impl TryFrom<Vec<String>> for ErrorClasses {
     type Error = CanaryError;
     fn try_from(v: Vec<String>) -> Result<Self, CanaryError> {
-        let mut c = ErrorClasses { client: false, server: false };
+        let mut c = ErrorClasses { client: false, server: false, slow: false };
         for s in &v {
             match s.as_str() {
                 "4xx" => c.client = true,
                 "5xx" => c.server = true,
-                other => return Err(CanaryError(format!("errors are \"4xx\" and \"5xx\", not {other:?}"))),
+                "slow" => c.slow = true,
+                other => return Err(CanaryError(format!("errors are \"4xx\", \"5xx\" and \"slow\", not {other:?}"))),
             }
         }
-        if !(c.client || c.server) {
-            return Err(CanaryError("errors must name at least one of \"4xx\" and \"5xx\"".into()));
+        if c.kinds() == 0 {
+            return Err(CanaryError("errors must name at least one of \"4xx\", \"5xx\" and \"slow\"".into()));
         }
         Ok(c)
     }
@@ -106,6 +140,9 @@ impl From<ErrorClasses> for Vec<String> {
         if c.server {
             v.push("5xx".to_owned());
         }
+        if c.slow {
+            v.push("slow".to_owned());
+        }
         v
     }
 }
@@ -116,8 +153,12 @@ impl From<ErrorClasses> for Vec<String> {
 pub struct PolicyInput {
     /// The canary's share of the app's requests, in percent.
     pub weight: Option<f64>,
-    /// Statuses counted as errors: `["5xx"]` by default, `["4xx", "5xx"]` to count both.
+    /// What is judged: `"5xx"`, `"4xx"` and `"slow"`, all three by default; each is compared
+    /// with the baseline's own rate of it.
     pub errors: Option<Vec<String>>,
+    /// A request whose response head has not come this many seconds after it arrived counts as
+    /// slow on its side (when `"slow"` is judged): 2 by default, between 0.01 and 3600.
+    pub slow_seconds: Option<f64>,
     /// The chance that a canary no worse than the baseline is ever aborted: 0.01 by default.
     pub false_alarm_rate: Option<f64>,
     /// Canary requests before any decision: 100 by default.
@@ -141,18 +182,27 @@ pub struct CanaryPolicy {
     min_errors: u64,
     min_rate_ratio: f64,
     min_rate_difference: f64,
+    slow_seconds: f64,
 }
+
+/// The default `slow_seconds`: web.dev calls a time to first byte over 1.8 s poor (its Core Web
+/// Vitals guidance), and a production answer that slow is a regression users notice; it is
+/// judged against production's own share of such requests, so an app whose usual answers are
+/// slower loses power, never a false abort, and raises the bound.
+pub const DEFAULT_SLOW_SECONDS: f64 = 2.0;
 
 // The floats are checked finite when built, so equality is reflexive.
 impl Eq for CanaryPolicy {}
 
 impl CanaryPolicy {
-    /// The defaults: 5xx errors, a 1% false-alarm rate, at least 100 canary requests and 5
-    /// canary errors, and an effect of at least 1.5 times and 0.5 percentage points.
+    /// The defaults: 5xx, 4xx and slow requests (over 2 s) judged, a 1% false-alarm rate, at
+    /// least 100 canary requests and 5 canary errors, and an effect of at least 1.5 times and
+    /// 0.5 percentage points.
     pub fn with_weight(weight: Weight) -> CanaryPolicy {
         CanaryPolicy {
             weight,
-            errors: ErrorClasses::SERVER,
+            errors: ErrorClasses::DEFAULT,
+            slow_seconds: DEFAULT_SLOW_SECONDS,
             false_alarm_rate: 0.01,
             min_requests: 100,
             min_errors: 5,
@@ -195,6 +245,11 @@ impl CanaryPolicy {
     pub fn min_rate_difference(&self) -> f64 {
         self.min_rate_difference
     }
+
+    /// How long a request may wait for its response head before it counts as slow.
+    pub fn slow_after(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.slow_seconds)
+    }
 }
 
 impl TryFrom<PolicyInput> for CanaryPolicy {
@@ -234,6 +289,12 @@ impl TryFrom<PolicyInput> for CanaryPolicy {
             }
             p.min_rate_difference = d;
         }
+        if let Some(t) = i.slow_seconds {
+            if !(0.01..=3600.0).contains(&t) {
+                return Err(CanaryError(format!("slow_seconds must be between 0.01 and 3600, not {t}")));
+            }
+            p.slow_seconds = t;
+        }
         Ok(p)
     }
 }
@@ -248,6 +309,7 @@ impl From<CanaryPolicy> for PolicyInput {
             min_errors: Some(p.min_errors),
             min_rate_ratio: Some(p.min_rate_ratio),
             min_rate_difference: Some(p.min_rate_difference),
+            slow_seconds: Some(p.slow_seconds),
         }
     }
 }
@@ -275,13 +337,29 @@ impl CanaryState {
     }
 }
 
-/// Outcomes of one side of a canary: requests answered, and how many were errors.
+/// Outcomes of one side of a canary: requests judged, and how many failed in a judged way.
+/// Each request is counted once, at the first of: its response head (its status), the router's
+/// error, `slow_seconds` without a response head, or its client going away before one.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tally {
-    /// Requests with a response (or a router error) recorded.
+    /// Requests counted.
     pub requests: u64,
-    /// Of those, the ones whose status counts as an error.
+    /// Of those, the ones that failed in a judged way: the sum of the three counts below.
     pub errors: u64,
+    /// Of the errors, 5xx answers and the router's own errors about the side's dynos.
+    #[serde(default)]
+    pub server_errors: u64,
+    /// Of the errors, 4xx answers.
+    #[serde(default)]
+    pub client_errors: u64,
+    /// Of the errors, requests with no response head after `slow_seconds`, or whose client went
+    /// away before one (`abandoned`).
+    #[serde(default)]
+    pub slow: u64,
+    /// Of the slow, those whose client went away before the response head and before
+    /// `slow_seconds`.
+    #[serde(default)]
+    pub abandoned: u64,
 }
 
 impl Tally {
@@ -382,6 +460,9 @@ mod tests {
         check(r#"{}"#, Err("weight is required"));
         check(r#"{"weight": 10, "errors": []}"#, Err("at least one"));
         check(r#"{"weight": 10, "errors": ["3xx"]}"#, Err("not \"3xx\""));
+        check(r#"{"weight": 10, "errors": ["slow"], "slow_seconds": 0.5}"#, Ok(()));
+        check(r#"{"weight": 10, "slow_seconds": 0}"#, Err("slow_seconds must be between 0.01 and 3600"));
+        check(r#"{"weight": 10, "slow_seconds": 4000}"#, Err("slow_seconds must be between 0.01 and 3600"));
         check(r#"{"weight": 10, "false_alarm_rate": 0.5}"#, Err("false_alarm_rate"));
         check(r#"{"weight": 10, "false_alarm_rate": 0}"#, Err("false_alarm_rate"));
         check(r#"{"weight": 10, "min_errors": 0}"#, Err("min_errors"));
@@ -389,6 +470,11 @@ mod tests {
         check(r#"{"weight": 10, "min_rate_difference": 1}"#, Err("min_rate_difference"));
         check(r#"{"weight": 10, "colour": "red"}"#, Err("unknown field"));
         let p: CanaryPolicy = serde_json::from_str(r#"{"weight": 10}"#).unwrap();
-        assert!(p.errors().counts(503) && !p.errors().counts(404) && !p.errors().counts(200));
+        // The default judges 5xx, 4xx and slowness (FE27 #1, #3, #4); 2xx and 3xx are never errors.
+        assert!(p.errors().counts(503) && p.errors().counts(404) && p.errors().slow() && !p.errors().counts(200));
+        assert!(!p.errors().counts(302) && p.errors().kinds() == 3);
+        assert_eq!(p.slow_after(), std::time::Duration::from_secs(2));
+        let only_5xx: CanaryPolicy = serde_json::from_str(r#"{"weight": 10, "errors": ["5xx"]}"#).unwrap();
+        assert!(!only_5xx.errors().counts(404) && !only_5xx.errors().slow() && only_5xx.errors().kinds() == 1);
     }
 }

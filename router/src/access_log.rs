@@ -9,7 +9,7 @@ use std::time::Instant;
 use crate::error::Code;
 use crate::metrics::AppStats;
 use crate::state::RouterState;
-use crate::table::Dyno;
+use crate::table::Busy;
 
 thread_local! {
     /// The worker thread's buffer for the line being written (see [`AccessLog::write_line`]):
@@ -36,8 +36,9 @@ pub(crate) struct AccessLog {
     pub(crate) fwd: http::HeaderValue,
     /// The request's method.
     pub(crate) method: http::Method,
-    /// The dyno the request went to (its name is logged).
-    pub(crate) dyno: Option<Arc<Dyno>>,
+    /// The dyno the request went to (its name is logged), counted among its requests in flight
+    /// until the line is written and dropped.
+    pub(crate) dyno: Option<Busy>,
     /// The status the client got.
     pub(crate) status: u16,
     /// When the router began serving the request.

@@ -53,20 +53,102 @@ impl Split {
     }
 }
 
-/// The sequential test over one canary's outcomes.
+/// What became of a judged request, as the judge counts it: once, at the first of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Its response head came (or the router answered with its own error), with this status.
+    Status(u16),
+    /// No response head came within the policy's `slow_seconds`.
+    Slow,
+    /// Its client went away before the response head, within `slow_seconds` (an HTTP/2 stream
+    /// reset, a connection closed): the client gave up waiting, so the request is counted as
+    /// slow. An HTTP/1.1 client's close is not seen while the router waits for the dyno; its
+    /// request is counted slow at `slow_seconds` instead.
+    Abandoned,
+}
+
+/// The kinds of failure the judge tests, each on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// 5xx answers and the router's errors about a side's dynos.
+    Server,
+    /// 4xx answers.
+    Client,
+    /// Requests with no response head within `slow_seconds`, or abandoned before one.
+    Slow,
+}
+
+impl Kind {
+    const ALL: [Kind; 3] = [Kind::Server, Kind::Client, Kind::Slow];
+
+    /// The kind's rate as the decision names it.
+    fn rate_name(self) -> &'static str {
+        match self {
+            Kind::Server => "error rate",
+            Kind::Client => "4xx rate",
+            Kind::Slow => "slow-request rate",
+        }
+    }
+
+    /// How many of a side's requests failed in this way.
+    fn count(self, t: Tally) -> u64 {
+        match self {
+            Kind::Server => t.server_errors,
+            Kind::Client => t.client_errors,
+            Kind::Slow => t.slow,
+        }
+    }
+
+    /// The side's rate of this kind; 0 before any request.
+    fn rate(self, t: Tally) -> f64 {
+        if t.requests == 0 { 0.0 } else { self.count(t) as f64 / t.requests as f64 }
+    }
+}
+
+/// How far past the abort threshold the evidence must be for `min_requests` to be waived: a
+/// thousand times (a p-value a thousandth of the false-alarm rate). `min_requests` is there so
+/// that an abort judges the size of a difference on enough requests; a lopsided start (34 of 34
+/// canary requests failed against none of 40, p 1e-16, FE27 #1) needs no more to know the
+/// canary is worse by more than any guard asks, and a canary that hangs must not take its share
+/// of production's users until `min_requests` of them have waited. The guards only ever hold an
+/// abort back, so the waiver cannot raise the false-alarm rate past `false_alarm_rate`; a canary
+/// no worse than the baseline reaches the waiver's level with a chance of at most a thousandth
+/// of it (Ville's inequality, as for the threshold).
+pub const OVERWHELMING: f64 = 1000.0;
+
+/// One kind's sequential test.
+#[derive(Debug, Clone, Copy, Default)]
+struct Test {
+    /// The log of each ratio's likelihood-ratio martingale.
+    log_lr: [f64; RATIOS.len()],
+    /// The log e-value now. It changes only at this kind's failures; it is kept so that the
+    /// requests between them, which can make the guards pass, cost a comparison and no logarithm.
+    log_e: f64,
+    /// The largest log e-value seen, for the anytime-valid p-value.
+    max_log_e: f64,
+}
+
+impl Test {
+    /// The log of the mixture's e-value: the mean of the ratios' likelihood ratios.
+    fn log_e_value(&self) -> f64 {
+        let max = self.log_lr.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let sum: f64 = self.log_lr.iter().map(|l| (l - max).exp()).sum();
+        max + (sum / RATIOS.len() as f64).ln()
+    }
+}
+
+/// The sequential tests over one canary's outcomes: one for each kind of failure the policy
+/// judges (5xx, 4xx, slow), each at `false_alarm_rate / kinds` so that together they keep
+/// `false_alarm_rate` (Bonferroni: the chance that any of them ever rejects a canary no worse in
+/// every kind is at most the sum of their chances).
 #[derive(Debug, Clone)]
 pub struct Judge {
     policy: CanaryPolicy,
     baseline: Tally,
     canary: Tally,
-    /// The log of each ratio's likelihood-ratio martingale.
-    log_lr: [f64; RATIOS.len()],
-    /// The log e-value now. It changes only at errors; it is kept so that the requests between
-    /// errors, which can make the guards pass, cost a comparison and no logarithm.
-    log_e: f64,
-    /// The largest log e-value seen, for the anytime-valid p-value.
-    max_log_e: f64,
-    /// `ln(1/α)`: the log e-value at which the test rejects, at the policy's false-alarm rate.
+    /// One test per kind, in [`Kind::ALL`]'s order; the kinds not judged stay at zero.
+    tests: [Test; 3],
+    /// `ln(kinds/α)`: the log e-value at which one kind's test rejects.
     threshold: f64,
     verdict: Option<CanaryEvidence>,
 }
@@ -74,103 +156,192 @@ pub struct Judge {
 impl Judge {
     /// A judge that has seen nothing.
     pub fn new(policy: CanaryPolicy) -> Judge {
-        let threshold = -policy.false_alarm_rate().ln();
+        let kinds = f64::from(policy.errors().kinds().max(1));
+        let threshold = (kinds / policy.false_alarm_rate()).ln();
         Judge {
             policy,
             baseline: Tally::default(),
             canary: Tally::default(),
-            log_lr: [0.0; RATIOS.len()],
-            log_e: 0.0,
-            max_log_e: 0.0,
+            tests: [Test::default(); 3],
             threshold,
             verdict: None,
         }
     }
 
-    /// Counts one outcome. Returns the evidence when this outcome decides to abort, once.
+    /// Counts one request's status (see [`Judge::record_outcome`]).
+    pub fn record(&mut self, arm: Arm, status: u16) -> Option<CanaryEvidence> {
+        self.record_outcome(arm, Outcome::Status(status))
+    }
+
+    /// The kind of failure an outcome is, when the policy judges it.
+    fn kind(&self, outcome: Outcome) -> Option<Kind> {
+        let judged = self.policy.errors();
+        match outcome {
+            Outcome::Status(s) if judged.server() && (500..600).contains(&s) => Some(Kind::Server),
+            Outcome::Status(s) if judged.client() && (400..500).contains(&s) => Some(Kind::Client),
+            Outcome::Status(_) => None,
+            Outcome::Slow | Outcome::Abandoned => judged.slow().then_some(Kind::Slow),
+        }
+    }
+
+    /// Counts one request's outcome. Returns the evidence when this outcome decides to abort, once.
     ///
-    /// The evidence moves only at errors, but the guards (minimum requests, minimum effect) can
+    /// The evidence moves only at failures, but the guards (minimum requests, minimum effect) can
     /// come to pass at a request that succeeds: evidence gathered from early errors, before
     /// `min_requests`, aborts at the request that reaches `min_requests`, not at the next error.
     /// Deciding only at errors let a soak of `min_requests` pass a canary the test had already
     /// rejected (a fresh user saw 19 of 100 canary errors against 0 of 100 promoted). Looking at
     /// every request does not change the false-alarm rate: Ville's inequality bounds the chance
     /// that the e-value *ever* reaches `1/α`, however often it is looked at.
-    pub fn record(&mut self, arm: Arm, status: u16) -> Option<CanaryEvidence> {
-        let error = self.policy.errors().counts(status);
+    pub fn record_outcome(&mut self, arm: Arm, outcome: Outcome) -> Option<CanaryEvidence> {
+        let kind = self.kind(outcome);
         let tally = match arm {
             Arm::Baseline => &mut self.baseline,
             Arm::Canary => &mut self.canary,
         };
         tally.requests += 1;
-        tally.errors += u64::from(error);
+        if let Some(kind) = kind {
+            tally.errors += 1;
+            match kind {
+                Kind::Server => tally.server_errors += 1,
+                Kind::Client => tally.client_errors += 1,
+                Kind::Slow => tally.slow += 1,
+            }
+            tally.abandoned += u64::from(outcome == Outcome::Abandoned);
+        }
         if self.verdict.is_some() {
             return None;
         }
-        if error {
-            // The canary's share of requests so far: what its share of errors would be if it
-            // were no worse. Clamped so that one side's first requests cannot make a ratio
-            // infinite.
+        if let Some(kind) = kind {
+            // The canary's share of requests so far: what its share of this kind's failures
+            // would be if it were no worse. Clamped so that one side's first requests cannot make
+            // a ratio infinite.
             let total = (self.baseline.requests + self.canary.requests) as f64;
             let share = (self.canary.requests as f64 / total).clamp(1e-4, 1.0 - 1e-4);
-            for (log_lr, r) in self.log_lr.iter_mut().zip(RATIOS) {
+            let test = &mut self.tests[kind as usize];
+            for (log_lr, r) in test.log_lr.iter_mut().zip(RATIOS) {
                 let expected = share * r + 1.0 - share;
                 *log_lr += match arm {
                     Arm::Canary => (r / expected).ln(),
                     Arm::Baseline => -expected.ln(),
                 };
             }
-            self.log_e = self.log_e_value();
-            self.max_log_e = self.max_log_e.max(self.log_e);
+            test.log_e = test.log_e_value();
+            test.max_log_e = test.max_log_e.max(test.log_e);
         }
-        if self.log_e >= self.threshold && self.guards_pass() {
-            let evidence = self.evidence_with(self.decision_text());
-            self.verdict = Some(evidence.clone());
-            return Some(evidence);
-        }
-        None
+        let deciding = Kind::ALL.into_iter().find(|&k| self.past_threshold(k) && self.guards_pass(k))?;
+        let evidence = self.evidence_with(self.decision_text(deciding));
+        self.verdict = Some(evidence.clone());
+        Some(evidence)
     }
 
-    /// The log of the mixture's e-value: the mean of the ratios' likelihood ratios.
-    fn log_e_value(&self) -> f64 {
-        let max = self.log_lr.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let sum: f64 = self.log_lr.iter().map(|l| (l - max).exp()).sum();
-        max + (sum / RATIOS.len() as f64).ln()
+    /// Whether a kind's evidence has reached the abort threshold.
+    fn past_threshold(&self, kind: Kind) -> bool {
+        self.tests[kind as usize].log_e >= self.threshold
     }
 
-    /// The minimum sample and the minimum effect: evidence alone does not abort a canary that
-    /// is worse by too little to matter, or judged on too few requests to be sure of the size.
-    fn guards_pass(&self) -> bool {
+    /// Which guards hold an abort on a kind's evidence back: `min_requests`, `min_errors`,
+    /// `min_rate_difference`, `min_rate_ratio`, in that order. They keep evidence alone from
+    /// aborting a canary that is worse by too little to matter, or judged on too few requests to
+    /// be sure of the size; `min_requests` is waived once the evidence is [`OVERWHELMING`].
+    fn failing_guards(&self, kind: Kind) -> [bool; 4] {
         let p = &self.policy;
-        let (c, b) = (self.canary.rate(), self.baseline.rate());
-        self.canary.requests >= p.min_requests()
-            && self.canary.errors >= p.min_errors()
-            && c - b >= p.min_rate_difference()
-            && c >= b * p.min_rate_ratio()
+        let (c, b) = (kind.rate(self.canary), kind.rate(self.baseline));
+        let overwhelming = self.tests[kind as usize].log_e >= self.threshold + OVERWHELMING.ln();
+        [
+            self.canary.requests < p.min_requests() && !overwhelming,
+            kind.count(self.canary) < p.min_errors(),
+            c - b < p.min_rate_difference(),
+            c < b * p.min_rate_ratio(),
+        ]
     }
 
-    fn decision_text(&self) -> String {
+    /// Whether no guard holds an abort on a kind's evidence back.
+    fn guards_pass(&self, kind: Kind) -> bool {
+        !self.failing_guards(kind).contains(&true)
+    }
+
+    /// The guards that hold an abort on a kind's evidence back, in words.
+    fn held_back_by(&self, kind: Kind) -> Vec<String> {
+        let p = &self.policy;
+        let (c, b) = (kind.rate(self.canary), kind.rate(self.baseline));
+        let texts = [
+            format!("min_requests ({} of {} canary requests)", self.canary.requests, p.min_requests()),
+            format!("min_errors ({} of {} canary errors)", kind.count(self.canary), p.min_errors()),
+            format!("min_rate_difference (the rates differ by {:.4}, not {})", c - b, p.min_rate_difference()),
+            format!(
+                "min_rate_ratio (the canary's rate is {:.2} times the baseline's, not {})",
+                c / b,
+                p.min_rate_ratio()
+            ),
+        ];
+        self.failing_guards(kind).into_iter().zip(texts).filter_map(|(failing, text)| failing.then_some(text)).collect()
+    }
+
+    /// The anytime-valid p-value over every kind: the smallest kind's, times the number of kinds.
+    fn p_value(&self) -> f64 {
+        let max_log_e = self.tests.iter().map(|t| t.max_log_e).fold(0.0, f64::max);
+        let kinds = f64::from(self.policy.errors().kinds().max(1));
+        (kinds * (-max_log_e).exp()).min(1.0)
+    }
+
+    /// What a kind's rates say, for the decision: the canary's and the baseline's.
+    fn rates_text(&self, kind: Kind) -> String {
         let (c, b) = (self.canary, self.baseline);
         format!(
-            "aborted: the canary's error rate {:.3}% ({} of {}) is higher than the baseline's {:.3}% ({} of {}), \
-             p-value {:.2e} at a false-alarm rate of {}",
-            c.rate() * 100.0,
-            c.errors,
+            "the canary's {} {:.3}% ({} of {}) against the baseline's {:.3}% ({} of {})",
+            kind.rate_name(),
+            kind.rate(c) * 100.0,
+            kind.count(c),
             c.requests,
-            b.rate() * 100.0,
-            b.errors,
+            kind.rate(b) * 100.0,
+            kind.count(b),
             b.requests,
-            (-self.max_log_e).exp().min(1.0),
+        )
+    }
+
+    fn decision_text(&self, kind: Kind) -> String {
+        let (c, b) = (self.canary, self.baseline);
+        format!(
+            "aborted: the canary's {} {:.3}% ({} of {}) is higher than the baseline's {:.3}% ({} of {}), \
+             p-value {:.2e} at a false-alarm rate of {}",
+            kind.rate_name(),
+            kind.rate(c) * 100.0,
+            kind.count(c),
+            c.requests,
+            kind.rate(b) * 100.0,
+            kind.count(b),
+            b.requests,
+            self.p_value(),
             self.policy.false_alarm_rate(),
         )
     }
 
+    /// What a running canary's decision says: that an abort is held back, and by what, when a
+    /// kind's evidence is past the threshold; else that there is no evidence yet.
+    fn running_text(&self) -> String {
+        let held = Kind::ALL.into_iter().filter(|&k| self.past_threshold(k)).map(|k| (k, self.held_back_by(k))).next();
+        match held {
+            Some((kind, guards)) => format!(
+                "running: an abort is held back by {}: {} is past the abort threshold (p-value {:.2e}); \
+                 min_requests is waived below a p-value of {:.1e}",
+                guards.join(", "),
+                self.rates_text(kind),
+                self.p_value(),
+                self.policy.false_alarm_rate() / OVERWHELMING,
+            ),
+            None => "running: no evidence yet that the canary is worse".into(),
+        }
+    }
+
     fn evidence_with(&self, decision: String) -> CanaryEvidence {
+        let log_e = self.tests.iter().map(Test::log_e_value).fold(f64::NEG_INFINITY, f64::max);
+        let kinds = f64::from(self.policy.errors().kinds().max(1));
         CanaryEvidence {
             baseline: self.baseline,
             canary: self.canary,
-            e_value: self.log_e_value().exp().min(f64::MAX),
-            p_value: (-self.max_log_e).exp().min(1.0),
+            e_value: (log_e.exp() / kinds).min(f64::MAX),
+            p_value: self.p_value(),
             decision,
         }
     }
@@ -179,7 +350,7 @@ impl Judge {
     pub fn evidence(&self) -> CanaryEvidence {
         match &self.verdict {
             Some(v) => CanaryEvidence { baseline: self.baseline, canary: self.canary, ..v.clone() },
-            None => self.evidence_with("running: no evidence yet that the canary is worse".into()),
+            None => self.evidence_with(self.running_text()),
         }
     }
 
@@ -201,6 +372,9 @@ pub struct Canary {
     /// The app taking the canary's share.
     pub canary_app: Arc<str>,
     split: Split,
+    /// How long a request may wait for its response head before it counts as slow; `None` when
+    /// slowness is not judged.
+    slow_after: Option<std::time::Duration>,
     judge: Mutex<Judge>,
     /// Set at once when the judge decides, before anything else happens.
     aborted: AtomicBool,
@@ -214,6 +388,7 @@ impl Canary {
             app,
             canary_app,
             split: Split::new(policy.weight().basis_points()),
+            slow_after: policy.errors().slow().then(|| policy.slow_after()),
             judge: Mutex::new(Judge::new(policy)),
             aborted: AtomicBool::new(false),
         }
@@ -224,10 +399,16 @@ impl Canary {
         if !self.aborted.load(Ordering::Relaxed) && self.split.take() { Arm::Canary } else { Arm::Baseline }
     }
 
+    /// How long a request may wait for its response head before it counts as slow; `None` when
+    /// slowness is not judged.
+    pub fn slow_after(&self) -> Option<std::time::Duration> {
+        self.slow_after
+    }
+
     /// Counts an outcome; returns the evidence when it decides to abort, once.
-    pub fn record(&self, arm: Arm, status: u16) -> Option<CanaryEvidence> {
+    pub fn record(&self, arm: Arm, outcome: Outcome) -> Option<CanaryEvidence> {
         let mut judge = self.judge.lock().unwrap_or_else(|e| e.into_inner());
-        let verdict = judge.record(arm, status);
+        let verdict = judge.record_outcome(arm, outcome);
         if verdict.is_some() {
             self.aborted.store(true, Ordering::Relaxed);
         }
@@ -254,9 +435,9 @@ impl Canary {
         publisher: &Publisher,
         verdicts: &tokio::sync::mpsc::UnboundedSender<CanaryVerdict>,
         arm: Arm,
-        status: u16,
+        outcome: Outcome,
     ) {
-        let Some(evidence) = self.record(arm, status) else { return };
+        let Some(evidence) = self.record(arm, outcome) else { return };
         let (b, c) = (evidence.baseline, evidence.canary);
         let ratio = if b.rate() > 0.0 { c.rate() / b.rate() } else { f64::INFINITY };
         let line = format!(
@@ -363,12 +544,6 @@ mod tests {
 
     #[test]
     fn guards_hold_back_a_decision() {
-        // The canary always fails and the baseline never does: overwhelming evidence, but not
-        // before the minimum number of canary requests.
-        let input = PolicyInput { weight: Some(10.0), min_requests: Some(300), ..PolicyInput::default() };
-        let (judge, at) = run(CanaryPolicy::try_from(input).unwrap(), 10_000, |arm, _| arm == Arm::Canary);
-        assert_eq!(at, Some(3000));
-        assert_eq!(judge.evidence().canary.requests, 300);
         // A canary worse by less than the minimum effect is never aborted, however long.
         let mut rng = fastrand::Rng::with_seed(3);
         let input = PolicyInput { weight: Some(50.0), min_rate_ratio: Some(3.0), ..PolicyInput::default() };
@@ -380,13 +555,162 @@ mod tests {
     }
 
     #[test]
+    fn a_lopsided_start_aborts_before_min_requests() {
+        // (weight, min_requests): a canary that fails every request (a hang: each one counted
+        // slow) against a baseline that fails none is aborted once the evidence is
+        // OVERWHELMING, before min_requests, on at least min_errors canary failures; FE27 #1's
+        // 34 of 34 against 0 of 40 (p 1e-16) was held back until 100 canary requests.
+        for (weight, min_requests) in [(50.0, 100), (10.0, 100), (10.0, 300), (1.0, 1000)] {
+            let input =
+                PolicyInput { weight: Some(weight), min_requests: Some(min_requests), ..PolicyInput::default() };
+            let policy = CanaryPolicy::try_from(input).unwrap();
+            let split = Split::new(policy.weight().basis_points());
+            let mut judge = Judge::new(policy);
+            let mut held_back_seen = false;
+            let evidence = (0..1_000_000)
+                .find_map(|_| {
+                    let arm = if split.take() { Arm::Canary } else { Arm::Baseline };
+                    let outcome = if arm == Arm::Canary { Outcome::Slow } else { Outcome::Status(200) };
+                    let verdict = judge.record_outcome(arm, outcome);
+                    held_back_seen |=
+                        judge.evidence().decision.starts_with("running: an abort is held back by min_requests (");
+                    verdict
+                })
+                .expect("aborted");
+            let c = evidence.canary;
+            assert!(c.requests < min_requests && c.slow >= 5 && c.slow == c.requests, "{weight}%: {evidence:?}");
+            assert!(evidence.p_value <= 0.01 / OVERWHELMING, "{weight}%: {evidence:?}");
+            assert!(
+                evidence.decision.starts_with("aborted: the canary's slow-request rate 100.000%"),
+                "{}",
+                evidence.decision
+            );
+            assert!(held_back_seen, "{weight}%: the decision said what held the abort back before it came");
+        }
+    }
+
+    #[test]
+    fn the_decision_says_what_holds_an_abort_back() {
+        // 12 canary failures at 50% against none: past the threshold (p about 1e-3 and less)
+        // but short of the waiver; min_requests (100) holds the abort back, and says so.
+        let mut judge =
+            Judge::new(CanaryPolicy::try_from(PolicyInput { weight: Some(50.0), ..PolicyInput::default() }).unwrap());
+        for _ in 0..12 {
+            judge.record_outcome(Arm::Baseline, Outcome::Status(200));
+            assert!(judge.record_outcome(Arm::Canary, Outcome::Status(503)).is_none());
+        }
+        let d = judge.evidence().decision;
+        assert!(
+            d.starts_with("running: an abort is held back by min_requests (12 of 100 canary requests): the canary's error rate 100.000% (12 of 12) against the baseline's 0.000% (0 of 12) is past the abort threshold"),
+            "{d}"
+        );
+        assert!(d.ends_with("min_requests is waived below a p-value of 1.0e-5"), "{d}");
+        // Nothing past the threshold: no evidence yet.
+        let quiet = Judge::new(policy(50.0));
+        assert_eq!(quiet.evidence().decision, "running: no evidence yet that the canary is worse");
+    }
+
+    #[test]
+    fn each_kind_is_judged_on_its_own() {
+        // (what is judged, a request's outcome, the tally it leaves: requests, errors, 5xx,
+        // 4xx, slow, abandoned)
+        let rows: &[(&[&str], Outcome, [u64; 6])] = &[
+            (&["5xx", "4xx", "slow"], Outcome::Status(200), [1, 0, 0, 0, 0, 0]),
+            (&["5xx", "4xx", "slow"], Outcome::Status(302), [1, 0, 0, 0, 0, 0]),
+            (&["5xx", "4xx", "slow"], Outcome::Status(503), [1, 1, 1, 0, 0, 0]),
+            (&["5xx", "4xx", "slow"], Outcome::Status(404), [1, 1, 0, 1, 0, 0]),
+            (&["5xx", "4xx", "slow"], Outcome::Slow, [1, 1, 0, 0, 1, 0]),
+            (&["5xx", "4xx", "slow"], Outcome::Abandoned, [1, 1, 0, 0, 1, 1]),
+            (&["5xx"], Outcome::Status(404), [1, 0, 0, 0, 0, 0]),
+            (&["5xx"], Outcome::Slow, [1, 0, 0, 0, 0, 0]),
+            (&["5xx"], Outcome::Abandoned, [1, 0, 0, 0, 0, 0]),
+            (&["4xx"], Outcome::Status(503), [1, 0, 0, 0, 0, 0]),
+            (&["slow"], Outcome::Abandoned, [1, 1, 0, 0, 1, 1]),
+            (&["slow"], Outcome::Status(500), [1, 0, 0, 0, 0, 0]),
+        ];
+        for (errors, outcome, want) in rows {
+            let errors = errors.iter().map(|e| (*e).to_owned()).collect();
+            let input = PolicyInput { weight: Some(10.0), errors: Some(errors), ..PolicyInput::default() };
+            let mut judge = Judge::new(CanaryPolicy::try_from(input).unwrap());
+            judge.record_outcome(Arm::Canary, *outcome);
+            let t = judge.evidence().canary;
+            let got = [t.requests, t.errors, t.server_errors, t.client_errors, t.slow, t.abandoned];
+            assert_eq!(&got, want, "{outcome:?}");
+        }
+    }
+
+    #[test]
+    fn a_regression_of_one_kind_is_aborted_and_the_baseline_s_usual_share_of_another_hides_nothing() {
+        // (name, the canary's and the baseline's outcome for request i, whether aborted, the
+        // decision's start): with the default judge.
+        type Pick = fn(&mut fastrand::Rng) -> Outcome;
+        let ok: Pick = |_| Outcome::Status(200);
+        let rows: &[(&str, Pick, Pick, Option<&str>)] = &[
+            // FE27 #3: 30% 404 where production answers 200.
+            (
+                "404s",
+                |r| Outcome::Status(if r.f64() < 0.3 { 404 } else { 200 }),
+                ok,
+                Some("aborted: the canary's 4xx rate"),
+            ),
+            // FE27 #4: every answer late.
+            ("slow", |_| Outcome::Slow, ok, Some("aborted: the canary's slow-request rate")),
+            // Both sides' usual 20% 404s, and the canary's 5% 500s on top.
+            (
+                "5xx among usual 404s",
+                |r| {
+                    Outcome::Status(match r.f64() {
+                        x if x < 0.2 => 404,
+                        x if x < 0.25 => 500,
+                        _ => 200,
+                    })
+                },
+                |r| Outcome::Status(if r.f64() < 0.2 { 404 } else { 200 }),
+                Some("aborted: the canary's error rate"),
+            ),
+            // The same 20% 404s and 10% slow on both sides: nothing to abort.
+            (
+                "the same on both sides",
+                |r| match r.f64() {
+                    x if x < 0.2 => Outcome::Status(404),
+                    x if x < 0.3 => Outcome::Slow,
+                    _ => Outcome::Status(200),
+                },
+                |r| match r.f64() {
+                    x if x < 0.2 => Outcome::Status(404),
+                    x if x < 0.3 => Outcome::Slow,
+                    _ => Outcome::Status(200),
+                },
+                None,
+            ),
+        ];
+        for (name, canary, baseline, want) in rows {
+            let mut rng = fastrand::Rng::with_seed(5);
+            let split = Split::new(Weight::from_percent(20.0).unwrap().basis_points());
+            let mut judge = Judge::new(policy(20.0));
+            let verdict = (0..50_000).find_map(|_| {
+                let arm = if split.take() { Arm::Canary } else { Arm::Baseline };
+                let outcome = if arm == Arm::Canary { canary(&mut rng) } else { baseline(&mut rng) };
+                judge.record_outcome(arm, outcome)
+            });
+            match (want, verdict) {
+                (Some(start), Some(e)) => assert!(e.decision.starts_with(start), "{name}: {}", e.decision),
+                (None, None) => {}
+                (want, got) => panic!("{name}: wanted {want:?}, got {got:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn evidence_from_before_the_minimum_aborts_when_the_minimum_is_reached() {
         // (canary errors among its first requests, min_requests, where the abort comes): the
         // canary fails early, then only succeeds. The test rejected it before `min_requests`; it
         // aborts at the canary request that reaches `min_requests`, though that request succeeds,
-        // and not later. With too few errors for `min_errors` it never aborts.
+        // and not later. With too few errors for `min_errors` it never aborts. Early errors
+        // enough for the evidence to be OVERWHELMING abort before `min_requests` (the last row:
+        // at the 21st error the waiver's level is passed).
         for (early_errors, min_requests, expected) in
-            [(20, 100, Some(100)), (30, 50, Some(50)), (19, 100, Some(100)), (4, 100, None)]
+            [(20, 100, Some(100)), (15, 50, Some(50)), (19, 100, Some(100)), (4, 100, None), (40, 100, Some(21))]
         {
             let input = PolicyInput { weight: Some(50.0), min_requests: Some(min_requests), ..PolicyInput::default() };
             let mut judge = Judge::new(CanaryPolicy::try_from(input).unwrap());
@@ -409,7 +733,7 @@ mod tests {
         let mut judge = Judge::new(CanaryPolicy::try_from(input).unwrap());
         judge.record(Arm::Canary, 404);
         judge.record(Arm::Canary, 503);
-        assert_eq!(judge.evidence().canary, Tally { requests: 2, errors: 1 });
+        assert_eq!(judge.evidence().canary, Tally { requests: 2, errors: 1, client_errors: 1, ..Tally::default() });
     }
 
     #[test]
@@ -418,7 +742,8 @@ mod tests {
         let mut verdicts = 0;
         for _ in 0..1000 {
             let arm = canary.choose();
-            verdicts += usize::from(canary.record(arm, if arm == Arm::Canary { 500 } else { 200 }).is_some());
+            let status = if arm == Arm::Canary { 500 } else { 200 };
+            verdicts += usize::from(canary.record(arm, Outcome::Status(status)).is_some());
         }
         assert_eq!(verdicts, 1);
         let e = canary.evidence();

@@ -22,6 +22,7 @@ pub mod error;
 mod fields;
 mod forwarding;
 mod http1;
+mod judged;
 pub mod metrics;
 mod path;
 mod pool;
@@ -278,6 +279,14 @@ impl Router {
     pub fn canary_reader(&self) -> impl Fn(uuid::Uuid) -> Option<(CanaryEvidence, bool)> + Send + Sync + 'static {
         let shared = Arc::downgrade(&self.shared);
         move |id| shared.upgrade()?.table.load().canary(id).map(|c| c.evidence_and_verdict())
+    }
+
+    /// A handle that reads how many requests this router has at the dynos listening at an
+    /// address (in flight: picked, and their response not yet ended), for the supervisor's wait
+    /// before it stops a dyno. 0 once the router is gone.
+    pub fn in_flight_reader(&self) -> impl Fn(std::net::SocketAddr) -> usize + Send + Sync + 'static {
+        let shared = Arc::downgrade(&self.shared);
+        move |addr| shared.upgrade().map_or(0, |s| s.table.load().in_flight(addr))
     }
 
     /// A handle that reads an app's requests per second (by app key, from `from` up to `to`,

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{Method, StatusCode, Version};
 
 use crate::access_log::{AccessLog, RequestText};
-use crate::canary::{Arm, Canary};
+use crate::canary::Outcome;
 use crate::client::{ClientConnection, Listener};
 use crate::deadline::Deadline;
 use crate::dyno_client::{DynoConnection, Failed, RequestBody};
@@ -20,11 +20,12 @@ use crate::fields::{FieldName, Fields};
 use crate::forwarding::{self, HopByHop, is_replaced};
 use crate::http1::encode::encode_request_head;
 use crate::http1::response_head::ResponseHead;
+use crate::judged::{self, Pending};
 use crate::path;
 use crate::pool;
 use crate::response_body::{DynoBody, ProxyBody};
 use crate::state::RouterState;
-use crate::table::{Chosen, WebDynos, millis_at, normalize_host_bytes};
+use crate::table::{Busy, Chosen, WebDynos, millis_at, normalize_host_bytes};
 
 /// A client's request as the proxy sees it, whichever protocol it came in.
 #[derive(Debug)]
@@ -276,8 +277,10 @@ async fn proxy(
     };
     let body = if req.has_body { body } else { None };
     let attempt = Attempt { request: &dyno_request, method: req.method, table_version: routed.table_version };
-    let outcome = attempt.run(&web_dynos, body, shared, first_byte, &mut log).await;
-    Ok(finish(outcome, judged, &web_dynos, log, shared))
+    let mut pending = judged.map(|(canary, arm)| Pending::new(canary, arm, shared.clone()));
+    let run = attempt.run(&web_dynos, body, shared, first_byte, &mut log);
+    let outcome = judged::timed(pending.as_mut(), started, run).await;
+    Ok(finish(outcome, pending, &web_dynos, log, shared))
 }
 
 /// Where routing sent a request.
@@ -446,7 +449,7 @@ impl Attempt<'_> {
             let Some(dyno) = web_dynos.pick(now).cloned() else {
                 return Err(ProxyError::bare(Code::H14));
             };
-            log.dyno = Some(dyno.clone());
+            log.dyno = Some(Busy::new(dyno.clone()));
             let connect_from = attempt_start;
             let checkout =
                 pool::checkout(&dyno, settings.connect_timeout, shared, self.table_version, connect_from).await;
@@ -495,12 +498,12 @@ impl Attempt<'_> {
     }
 }
 
-/// Phase four: the canary judges the outcome, and the client gets the dyno's response (whose
-/// body writes the access line when it ends), a tunnel, or the router's error response (the
-/// access line written now).
+/// Phase four: the canary judges the outcome (unless it counted the request as slow already),
+/// and the client gets the dyno's response (whose body writes the access line when it ends), a
+/// tunnel, or the router's error response (the access line written now).
 fn finish(
     outcome: Result<(ResponseHead, DynoConnection), ProxyError>,
-    judged: Option<(Arc<Canary>, Arm)>,
+    judged: Option<Pending>,
     web_dynos: &WebDynos,
     mut log: AccessLog,
     shared: &Arc<RouterState>,
@@ -518,12 +521,13 @@ fn finish(
     // process gone (a crash), and counts.
     let unjudged = matches!(&outcome, Err(e) if e.code == Code::H14
         || (e.code.retryable() && log.dyno.as_ref().is_some_and(|d| !d.was_reached())));
-    if let Some((canary, arm)) = judged.filter(|_| !unjudged) {
-        let status = match &outcome {
-            Ok((resp, _)) => resp.status.as_u16(),
-            Err(e) => e.code.status().as_u16(),
-        };
-        canary.judge(&shared.publisher, &shared.verdicts, arm, status);
+    if let Some(mut pending) = judged {
+        match &outcome {
+            // Not counted at all: dropped counted, so not taken for abandoned either.
+            _ if unjudged => pending.skip(),
+            Ok((resp, _)) => pending.count(Outcome::Status(resp.status.as_u16())),
+            Err(e) => pending.count(Outcome::Status(e.code.status().as_u16())),
+        }
     }
     match outcome {
         Ok((resp, c)) if resp.status == StatusCode::SWITCHING_PROTOCOLS => {

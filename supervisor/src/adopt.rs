@@ -1,7 +1,7 @@
 //! Adoption: the web dynos a killed Wharf left serving keep serving until this run's own web
 //! dynos of their app are healthy, and then leave the router and stop as every dyno the
 //! platform stops does (out of the router, `connection_grace` for the requests on their way,
-//! then SIGTERM).
+//! the wait while the router has requests at them, `in_flight`, then SIGTERM).
 //!
 //! Why: the rule for every stop the platform makes of its own accord (a roll's old dynos, a
 //! scale down, `ps:restart`, a canary's end, a formation change, and a restart's orphans) is
@@ -118,11 +118,16 @@ pub(crate) async fn retire(
         return;
     }
     // Drained as any dyno the platform stops: out of the router, a grace for the requests
-    // already on their way, then the process group.
+    // already on their way, the wait for those at it (`in_flight`), then the process group.
+    let ports: Vec<(String, u16)> = plane
+        .read(|m| adopted.iter().filter_map(|o| Some((o.dyno.clone(), m.dyno(app_id, &o.dyno)?.port))).collect())
+        .await;
     for o in &adopted {
         let _ = plane.delete_dyno(&app_id.to_string(), &o.dyno).await;
     }
     tokio::time::sleep(settings.connection_grace).await;
+    let ports: Vec<(&str, u16)> = ports.iter().map(|(name, port)| (name.as_str(), *port)).collect();
+    crate::in_flight::until_idle(&settings, &ports).await;
     let mut stops = tokio::task::JoinSet::new();
     for o in adopted {
         let (records, grace) = (records.clone(), settings.stop_grace);

@@ -362,10 +362,10 @@ impl Dyno {
             () = stop_requested(&mut *stopped) => DynoExit::Stopped,
         };
         if registered {
-            // Out of the router first; requests already on their way finish during the grace.
+            // Out of the router first; then the requests already at it end (see `drain`).
             let _ = self.launcher.plane.delete_dyno(&self.launcher.app_id.to_string(), &self.name).await;
             if exit == DynoExit::Stopped {
-                tokio::time::sleep(self.launcher.settings.connection_grace).await;
+                crate::in_flight::wait_for_requests(&self.launcher.settings, &self.name, port).await;
             }
         }
         exit

@@ -34,7 +34,8 @@
 //! `desired` computes what should run, `service` keeps each web app's loopback service,
 //! `formation` scales and rolls one formation entry, `dyno` runs one dyno's life with its
 //! `restart` policy, its `process` (whose `output` goes to the bus and whose `group` is
-//! stopped as a whole and kept in the `record`s) and its health check `probe`; `one_off` runs a
+//! stopped as a whole and kept in the `record`s), its health check `probe` and, before a web
+//! dyno's stop, the wait for the router's requests at it (`in_flight`); `one_off` runs a
 //! one-off dyno (`run:detached`) once with the same `process` code; `reaper` reaps adopted
 //! orphans, and `procfs` reads what they need of `/proc`. A release with a slug runs in its own
 //! unpacked directory (`release_dir`), and a release with a `release` process type first runs
@@ -52,6 +53,7 @@ mod desired;
 mod dyno;
 mod formation;
 mod group;
+mod in_flight;
 mod metrics;
 mod one_off;
 mod output;
@@ -84,7 +86,7 @@ use crate::formation::{FormationHandle, FormationTarget, restart_command};
 use crate::record::Records;
 use crate::registry::Registry;
 use crate::service::LoopbackService;
-pub use crate::settings::{RESTART_MAX, Settings};
+pub use crate::settings::{InFlight, RESTART_MAX, Settings};
 
 /// A running supervisor.
 #[derive(Debug)]

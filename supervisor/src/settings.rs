@@ -1,7 +1,9 @@
 //! The supervisor's settings: the periods it waits for dynos to start, stop and restart, where
 //! it records the dynos it runs, and where releases' slugs are unpacked.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How the supervisor runs dynos; `wharf serve` fills it from the `[supervisor]` section of
@@ -15,6 +17,11 @@ pub struct Settings {
     /// How long a web dyno keeps running after it left the router, so that the requests (and
     /// connections) already on their way to it finish before SIGTERM.
     pub connection_grace: Duration,
+    /// After `connection_grace`, the longest a stopping web dyno waits for the requests at it to
+    /// end before SIGTERM (see `in_flight`).
+    pub request_grace: Duration,
+    /// Reads the router's requests at a dyno, for that wait.
+    pub in_flight: InFlight,
     /// First delay before restarting a crashed dyno; it doubles, with jitter, up to
     /// [`RESTART_MAX`].
     pub restart_min: Duration,
@@ -35,6 +42,33 @@ pub struct Settings {
     pub release_phase_timeout: Duration,
 }
 
+/// Reads how many requests the router has at the dyno listening at an address (picked, their
+/// response not yet ended). `wharf serve` gives the router's; [`InFlight::none`] says 0.
+#[derive(Clone)]
+pub struct InFlight(Arc<dyn Fn(SocketAddr) -> usize + Send + Sync>);
+
+impl InFlight {
+    /// A reader of the router's count.
+    pub fn new(read: impl Fn(SocketAddr) -> usize + Send + Sync + 'static) -> InFlight {
+        InFlight(Arc::new(read))
+    }
+
+    /// No router to ask: a stopping dyno waits `connection_grace` only.
+    pub fn none() -> InFlight {
+        InFlight::new(|_| 0)
+    }
+
+    pub(crate) fn at(&self, addr: SocketAddr) -> usize {
+        (self.0)(addr)
+    }
+}
+
+impl std::fmt::Debug for InFlight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InFlight")
+    }
+}
+
 /// The longest delay before a crashed dyno's restart, before jitter.
 pub const RESTART_MAX: Duration = Duration::from_secs(60);
 
@@ -44,6 +78,8 @@ impl Default for Settings {
             health_timeout: Duration::from_secs(60),
             stop_grace: Duration::from_secs(10),
             connection_grace: Duration::from_secs(1),
+            request_grace: Duration::from_secs(30),
+            in_flight: InFlight::none(),
             restart_min: Duration::from_secs(1),
             records_dir: None,
             releases_dir: None,

@@ -234,18 +234,36 @@ impl Drop for DynoServer {
 /// A web dyno for the supervisor's tests, as a Python script run with `python3 SCRIPT`: listens on
 /// `127.0.0.1:$PORT`, answers `GET /` with `$GREETING` and `GET /NAME` with `$NAME` (or `none`),
 /// and prints `listening on PORT as DYNO PID` once it listens. With `FAIL_EVERY=N`, every `N`th
-/// request it serves answers 500 with the same body (a release with a known error rate).
+/// request it serves answers 500 with the same body (a release with a known error rate); with
+/// `NOT_FOUND_EVERY=N`, every `N`th answers 404 (a release whose routes broke); with
+/// `DELAY_SECONDS=S`, every answer waits `S` seconds first (a slow release, or with a long
+/// delay one that hangs); with `HANG_UP=1`, it closes every connection without an answer (one
+/// that crashes mid-request). `GET /sleep/S` prints `sleeping for /sleep/S` and answers
+/// `$GREETING` after `S` seconds (a long request, in flight while the dyno is stopped).
 pub const PYTHON_WEB_DYNO: &str = r#"
-import http.server, itertools, os
+import http.server, itertools, os, time
 fail_every = int(os.environ.get("FAIL_EVERY", "0"))
+not_found_every = int(os.environ.get("NOT_FOUND_EVERY", "0"))
+delay = float(os.environ.get("DELAY_SECONDS", "0"))
+hang_up = os.environ.get("HANG_UP") == "1"
 served = itertools.count(1)
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
+        if hang_up:
+            self.close_connection = True
+            return
         name = self.path[1:] or "GREETING"
+        if self.path.startswith("/sleep/"):
+            print("sleeping for", self.path, flush=True)
+            time.sleep(float(self.path[len("/sleep/"):]))
+            name = "GREETING"
+        time.sleep(delay)
         body = os.environ.get(name, "none").encode()
-        failed = fail_every > 0 and next(served) % fail_every == 0
-        self.send_response(500 if failed else 200)
+        n = next(served)
+        failed = fail_every > 0 and n % fail_every == 0
+        missing = not_found_every > 0 and n % not_found_every == 0
+        self.send_response(500 if failed else 404 if missing else 200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)

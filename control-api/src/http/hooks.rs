@@ -196,6 +196,10 @@ fn payload(d: &Delivery) -> Vec<u8> {
         }
         Happened::Crashed { dyno, status } => body["dyno"] = json!({"name": dyno, "status": status}),
         Happened::Destroy => {}
+        Happened::Build { id, status, release_id } => {
+            body["build"] =
+                json!({"id": id, "status": status.as_str(), "release": release_id.map(|r| json!({"id": r}))});
+        }
         Happened::Canary { id, outcome, reason, release, canary_app, evidence } => {
             body["canary"] = json!({
                 "id": id,

@@ -254,6 +254,8 @@ pub struct Promotion {
 pub enum HookEvent {
     /// A release was made, or its status settled.
     Release,
+    /// A build was started, or its status settled (`pending`, then `succeeded` or `failed`).
+    Build,
     /// A promotion was made from or to the app.
     Promotion,
     /// One of the app's dynos exited unasked (Heroku's H10).
@@ -268,8 +270,9 @@ pub enum HookEvent {
 
 impl HookEvent {
     /// Every event, in the API's order.
-    pub const ALL: [HookEvent; 6] = [
+    pub const ALL: [HookEvent; 7] = [
         HookEvent::Release,
+        HookEvent::Build,
         HookEvent::Promotion,
         HookEvent::Crashed,
         HookEvent::Destroy,
@@ -281,6 +284,7 @@ impl HookEvent {
     pub fn as_str(self) -> &'static str {
         match self {
             HookEvent::Release => "release",
+            HookEvent::Build => "build",
             HookEvent::Promotion => "promotion",
             HookEvent::Crashed => "crashed",
             HookEvent::Destroy => "destroy",

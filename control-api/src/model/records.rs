@@ -191,8 +191,9 @@ pub struct Canary {
     pub policy: CanaryPolicy,
     /// Running, promoted or aborted.
     pub state: CanaryState,
-    /// Why it was aborted: the deciding router's counts and statistics, or the operator's hand.
-    pub evidence: Option<CanaryEvidence>,
+    /// The counts and statistics at its end: the deciding router's, or those at the operator's
+    /// abort or promotion. Boxed: with the kinds' counts it made every `Change` too large (clippy).
+    pub evidence: Option<Box<CanaryEvidence>>,
     /// Creation time, seconds since the epoch.
     pub created_at: i64,
     /// Last change, seconds since the epoch.

@@ -613,6 +613,44 @@ mod tests {
         std::fs::remove_dir_all(data_dir).unwrap();
     }
 
+    #[tokio::test]
+    async fn a_build_s_start_and_settling_reach_the_app_s_build_hooks() {
+        use crate::model::HookEvent;
+        let p = super::super::tests::plane().await;
+        let app = p.create_app("api".parse().unwrap(), "default").await.unwrap();
+        let hook = |events: Vec<HookEvent>| crate::plane::HookInput {
+            url: Some(wharf_domain::HookUrl::try_new("https://hooks.example.com/h").unwrap()),
+            events: Some(events),
+            secret: Some("s".into()),
+            active: None,
+        };
+        let builds = p.create_hook("api", hook(vec![HookEvent::Build])).await.unwrap();
+        let releases = p.create_hook("api", hook(vec![HookEvent::Release])).await.unwrap();
+        let pending = Build {
+            id: new_id(),
+            app_id: app.id,
+            source_url: "https://example.com/s.tgz".into(),
+            source_checksum: None,
+            source_version: None,
+            status: BuildStatus::Pending,
+            slug_id: None,
+            release_id: None,
+            output: vec![],
+            created_at: 0,
+            updated_at: 0,
+        };
+        // (the build put, how many build deliveries there are after it): its start, a line of
+        // output (no news), its settling.
+        let more_output = Build { output: vec!["-----> Fetching".into()], ..pending.clone() };
+        let failed = Build { status: BuildStatus::Failed, ..more_output.clone() };
+        for (put, deliveries) in [(&pending, 1), (&more_output, 1), (&failed, 2)] {
+            p.change(|_| Ok(((), vec![Change::Put(Object::Build(put.clone()))]))).await.unwrap();
+            let events: Vec<HookEvent> = p.hook_deliveries(builds.id).iter().map(|d| d.event).collect();
+            assert_eq!(events, vec![HookEvent::Build; deliveries], "{:?}", put.status);
+        }
+        assert!(p.hook_deliveries(releases.id).is_empty(), "a release hook hears nothing of builds");
+    }
+
     #[test]
     fn a_procfile_is_read_as_utf8_within_its_cap_and_a_bom_is_dropped() {
         let dir = std::env::temp_dir().join(format!("wharf-procfile-{}", wharf_domain::new_id()));

@@ -58,11 +58,11 @@ impl ControlPlane {
         let _ = self.canary_reader.set(reader);
     }
 
-    /// A canary's counts and statistics: the decision's when it was aborted, else the router's
-    /// live ones while it runs.
+    /// A canary's counts and statistics: those at its end once it was aborted or promoted (a
+    /// canary promoted before this kept none), else the router's live ones while it runs.
     pub fn canary_evidence(&self, c: &Canary) -> Option<CanaryEvidence> {
         match c.state {
-            CanaryState::Aborted => c.evidence.clone(),
+            CanaryState::Aborted | CanaryState::Promoted => c.evidence.as_deref().cloned(),
             CanaryState::Running => Some(
                 self.canary_reader
                     .get()
@@ -70,7 +70,6 @@ impl ControlPlane {
                     .map(|(evidence, _)| evidence)
                     .unwrap_or_else(|| no_evidence("running: the router has not judged a request yet")),
             ),
-            CanaryState::Promoted => None,
         }
     }
 
@@ -116,7 +115,16 @@ impl ControlPlane {
                 }
                 CanaryState::Running => {}
             }
-            let c = Canary { state: CanaryState::Promoted, updated_at: now_seconds(), ..c.clone() };
+            // The counts at the promotion are kept, as an abort keeps them (FE27: a hand promote's
+            // record and `canary` webhook had `evidence: null`).
+            let mut evidence = self.canary_evidence(c).unwrap_or_else(|| no_evidence(""));
+            evidence.decision = "promoted by hand".into();
+            let c = Canary {
+                state: CanaryState::Promoted,
+                evidence: Some(Box::new(evidence)),
+                updated_at: now_seconds(),
+                ..c.clone()
+            };
             Ok((c.clone(), vec![Change::Put(Object::Canary(c))]))
         })
         .await
@@ -159,7 +167,7 @@ impl ControlPlane {
             evidence.decision = "aborted by hand".into();
             let c = Canary {
                 state: CanaryState::Aborted,
-                evidence: Some(evidence),
+                evidence: Some(Box::new(evidence)),
                 updated_at: now_seconds(),
                 ..c.clone()
             };
@@ -176,7 +184,7 @@ impl ControlPlane {
             Some(c) if c.state == CanaryState::Running => {
                 let c = Canary {
                     state: CanaryState::Aborted,
-                    evidence: Some(verdict.evidence),
+                    evidence: Some(Box::new(verdict.evidence)),
                     updated_at: now_seconds(),
                     ..c.clone()
                 };

@@ -106,6 +106,7 @@ fn merge(old: PolicyInput, new: PolicyInput) -> PolicyInput {
         min_errors: new.min_errors.or(old.min_errors),
         min_rate_ratio: new.min_rate_ratio.or(old.min_rate_ratio),
         min_rate_difference: new.min_rate_difference.or(old.min_rate_difference),
+        slow_seconds: new.slow_seconds.or(old.slow_seconds),
     }
 }
 
@@ -398,6 +399,9 @@ impl ControlPlane {
                 };
                 let (canary_down, production_down) = self.sides_down(m, cr);
                 let after = self.canary_down_seconds();
+                // A side that has been down ends the canary with the counts so far (FE27: the
+                // production-down abort's record had `evidence: null`).
+                let gone = |what: &str| Step::Abort { outcome: what.to_owned(), evidence: self.canary_evidence(c) };
                 if canary_down.is_some_and(|s| s >= after) {
                     return Some(gone(&format!(
                         "the canary's web dyno has been down for {after} s or more, so it could not be judged"
@@ -412,10 +416,11 @@ impl ControlPlane {
                     )));
                 }
                 match c.state {
-                    CanaryState::Aborted => Some(aborted(c.evidence.clone())),
-                    CanaryState::Promoted => {
-                        Some(Step::Pass { outcome: "the canary was promoted by hand".into(), evidence: None })
-                    }
+                    CanaryState::Aborted => Some(aborted(c.evidence.as_deref().cloned())),
+                    CanaryState::Promoted => Some(Step::Pass {
+                        outcome: "the canary was promoted by hand".into(),
+                        evidence: c.evidence.as_deref().cloned(),
+                    }),
                     CanaryState::Running => {
                         // The router in this process may have aborted the canary on counts past
                         // the soak before its verdict reached the model: read both at once, and

@@ -65,6 +65,15 @@ pub enum Happened {
     },
     /// The app was deleted.
     Destroy,
+    /// A build was started, or its status settled.
+    Build {
+        /// The build's id.
+        id: Uuid,
+        /// Its status now.
+        status: crate::model::BuildStatus,
+        /// The release it made, once it succeeded.
+        release_id: Option<Uuid>,
+    },
     /// A canary release of the app ended (`plane/canary_releases.rs`).
     Canary {
         /// The canary release's id.
@@ -103,6 +112,7 @@ impl Happened {
             Happened::Promotion { .. } => HookEvent::Promotion,
             Happened::Crashed { .. } => HookEvent::Crashed,
             Happened::Destroy => HookEvent::Destroy,
+            Happened::Build { .. } => HookEvent::Build,
             Happened::Canary { .. } => HookEvent::Canary,
             Happened::Preview { .. } => HookEvent::Preview,
         }
@@ -235,6 +245,10 @@ pub(super) fn deliveries_for(m: &Model, changes: &[Change]) -> Vec<Delivery> {
                     let (id, version, description, status) = (r.id, r.version, r.description.clone(), r.status);
                     happened.push((r.app_id, Happened::Release { id, version, description, status }));
                 }
+            }
+            // A build's start and its settling, as a release's (the issue's `build` event).
+            Change::Put(Object::Build(b)) if m.build(b.id).map(|o| o.status) != Some(b.status) => {
+                happened.push((b.app_id, Happened::Build { id: b.id, status: b.status, release_id: b.release_id }));
             }
             Change::Put(Object::Promotion(p)) if m.promotion(&p.id.to_string()).is_none() => {
                 let key =

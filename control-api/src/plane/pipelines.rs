@@ -9,7 +9,8 @@
 //!
 //! A promotion goes one stage on: to the nearest later stage that has apps in the pipeline
 //! (`review → development → staging → canary → production`), not counting the canary apps that
-//! automatic canary releases run (`canary_releases.rs`), which belong to their release. A target
+//! automatic canary releases run (`canary_releases.rs`), which belong to their release. Only an
+//! empty canary stage is passed over; any other empty stage on the way is a 422 naming it. A target
 //! with the `canary` feature gets its release through a canary first. It is refused, and nothing is
 //! deployed, when a target is not in that stage or the source is in the last (422), when a
 //! status check a target's coupling requires is not `success` on the source release (409,
@@ -331,6 +332,18 @@ impl ControlPlane {
                     coupling.stage, p.name, coupling.stage
                 ))
             })?;
+            // Only the canary stage may be passed over empty: automatic canary releases fill it
+            // of their own. Any other stage left empty (its app deleted or uncoupled) is not a
+            // way past it: development went straight to production when staging's app was
+            // deleted, and nothing said so (FE27 #5).
+            if let Some(empty) = coupling.stage.later().take_while(|s| *s != next).find(|s| *s != Stage::Canary) {
+                return Err(Error::Invalid(format!(
+                    "pipeline {} has no app in {empty}, the stage after {}: a promotion goes one stage on (only the \
+                     canary stage, which automatic canary releases fill, is passed over when empty); couple an app \
+                     to {empty} first",
+                    p.name, coupling.stage
+                )));
+            }
             let next_apps: Vec<&Coupling> = in_pipeline.iter().copied().filter(|c| c.stage == next).collect();
             let targets: Vec<&Coupling> = match &input.targets {
                 None => next_apps,

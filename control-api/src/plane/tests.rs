@@ -179,8 +179,8 @@ async fn canaries_are_checked_and_the_first_abort_wins() {
 
     // Two routers decide; the first verdict is recorded and published, the second is not.
     let evidence = |decision: &str| CanaryEvidence {
-        baseline: Tally { requests: 900, errors: 1 },
-        canary: Tally { requests: 100, errors: 9 },
+        baseline: Tally { requests: 900, errors: 1, server_errors: 1, ..Tally::default() },
+        canary: Tally { requests: 100, errors: 9, server_errors: 9, ..Tally::default() },
         e_value: 150.0,
         p_value: 1.0 / 150.0,
         decision: decision.into(),

@@ -32,6 +32,43 @@ pub struct Dyno {
     /// has never reached may be stale (left in the store by a Wharf that was killed, its
     /// process gone), so a failed connect to it says nothing about the code it was to run.
     reached: AtomicBool,
+    /// Requests at the dyno now (see [`Busy`]), for the supervisor's wait before it stops a dyno.
+    in_flight: InFlight,
+}
+
+/// A dyno's count of requests at it, alone on its cache line: every request writes it twice,
+/// and the other fields, read by every request, should not move between cores with it.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct InFlight(AtomicUsize);
+
+/// A request at a dyno: counted among the dyno's requests in flight from when the dyno is
+/// picked until this is dropped, when the request's response has ended (or failed, or its
+/// tunnel closed). The supervisor stops a dyno that left the routing table only once none is at
+/// it, or its `request_grace` passed (`RoutingTable::in_flight`), so that a roll, a scale down or
+/// a restart no longer cuts the requests a dyno is serving (FE27 #2).
+#[derive(Debug)]
+pub struct Busy(Arc<Dyno>);
+
+impl Busy {
+    /// Counts a request at `dyno` until the value is dropped.
+    pub fn new(dyno: Arc<Dyno>) -> Busy {
+        dyno.in_flight.0.fetch_add(1, Ordering::Relaxed);
+        Busy(dyno)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.in_flight.0.fetch_sub(1, Ordering::Release);
+    }
+}
+
+impl std::ops::Deref for Busy {
+    type Target = Dyno;
+    fn deref(&self) -> &Dyno {
+        &self.0
+    }
 }
 
 /// How long a host name's resolution is used before it is resolved again. The dyno's address
@@ -64,7 +101,13 @@ impl Dyno {
             resolved,
             quarantined_until: AtomicU64::new(0),
             reached: AtomicBool::new(false),
+            in_flight: InFlight::default(),
         }
+    }
+
+    /// How many requests are at the dyno now (see [`Busy`]).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.0.load(Ordering::Acquire)
     }
 
     /// The address to connect to at `now`: the IP literal, or the host name's resolution while

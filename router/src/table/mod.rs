@@ -7,7 +7,7 @@
 
 mod dynos;
 
-pub use dynos::{CanaryRoute, Chosen, Dyno, RESOLVED_FOR, WebDynos, millis_at};
+pub use dynos::{Busy, CanaryRoute, Chosen, Dyno, RESOLVED_FOR, WebDynos, millis_at};
 
 use std::collections::HashMap;
 
@@ -24,7 +24,7 @@ type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// A set of dyno addresses.
 pub(crate) type AddrSet = std::collections::HashSet<SocketAddr, foldhash::fast::RandomState>;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use uuid::Uuid;
 use wharf_domain::{CanaryState, Hostname, Snapshot};
@@ -116,6 +116,10 @@ pub struct RoutingTable {
     dyno_addrs: Arc<AddrSet>,
     /// Running canaries, by id: their counts carry over to the next table.
     canaries: Map<Uuid, Arc<Canary>>,
+    /// Dynos earlier tables had and this one does not, while anything (a request at one) still
+    /// holds them: their requests in flight hold a stopping dyno's process (see
+    /// [`RoutingTable::in_flight`]).
+    leaving: Vec<Weak<Dyno>>,
 }
 
 impl RoutingTable {
@@ -222,7 +226,22 @@ impl RoutingTable {
             };
         }
         table.dyno_addrs = Arc::new(table.dynos.values().filter_map(|d| d.known_addr()).collect());
+        if let Some(p) = previous {
+            let left =
+                p.dynos.iter().filter(|(key, _)| !table.dynos.contains_key(*key)).map(|(_, d)| Arc::downgrade(d));
+            let still = p.leaving.iter().filter(|d| d.strong_count() > 0).cloned();
+            table.leaving = left.chain(still).collect();
+        }
         table
+    }
+
+    /// How many requests are at the dynos listening at `addr` now, whether this table still
+    /// routes to them or they left it (a dyno being stopped): a stopping dyno's process is kept
+    /// until this is 0 or its `request_grace` passes.
+    pub fn in_flight(&self, addr: SocketAddr) -> usize {
+        let current = self.dynos.values().filter(|d| d.known_addr() == Some(addr)).map(|d| d.in_flight());
+        let left = self.leaving.iter().filter_map(Weak::upgrade);
+        current.sum::<usize>() + left.filter(|d| d.known_addr() == Some(addr)).map(|d| d.in_flight()).sum::<usize>()
     }
 
     /// The entry for a normalized host: exact first, then a wildcard one label up.
@@ -506,7 +525,7 @@ mod tests {
                 .map(|_| {
                     let chosen = b.choose();
                     if let Some((c, arm)) = &chosen.judged {
-                        c.record(*arm, 200);
+                        c.record(*arm, crate::canary::Outcome::Status(200));
                     }
                     chosen.web_dynos.pick(0).unwrap().port
                 })
