@@ -224,3 +224,56 @@ async fn logshuttles_leaving_and_joining_a_group_under_load_lose_nothing_and_kee
         APPS * LINES
     );
 }
+
+/// A drain's saved cursor past its partition's end (saved against a topic a broker lost and
+/// created again) is read as the partition's oldest kept message, with a warning, as the
+/// group's committed offsets are, and the drain gets every line. The drain's cursor and the
+/// group's offsets are saved by hand at 5,000 in every partition of a nearly empty topic, as a
+/// logshuttle would have saved them before the broker's loss. (With the reset turned off the
+/// lines still arrived here, through the live stream the drain joins at once, and only the
+/// warning was missing: the reset keeps the catch-up reader from skipping the new partition's
+/// lines below the old offset, which this test does not reach.)
+#[tokio::test]
+async fn a_drains_cursor_past_the_partitions_end_is_read_from_the_oldest_message() {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+    const LINES: usize = 20;
+    const PARTITIONS: &str = "4";
+    let broker = Tansu::start().await;
+    let dir = TempDir::new("cursor-past-the-end");
+    let data = dir.path().join("data");
+    let env = [("WHARF_KAFKA__PARTITIONS", PARTITIONS)];
+    let wharf = Wharf::serve_on_kafka(WHARF, &broker, &data, &env).await;
+    wharf.api.create_app("api-default", &[]).await;
+    let receiver = SyslogReceiver::tcp().await;
+    let label = add_drain(&wharf, wharf.admin, "api-default", &receiver.url()).await;
+    let drain = label.trim_start_matches("drain=\"").trim_end_matches('"').to_owned();
+    assert!(wharf.terminate().await.0);
+
+    for group in [format!("wharf-logshuttle.cursor.{drain}"), "wharf-logshuttle".to_owned()] {
+        let committer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", broker.brokers())
+            .set("group.id", &group)
+            .create()
+            .expect("consumer");
+        let mut offsets = TopicPartitionList::new();
+        for p in 0..PARTITIONS.parse().unwrap() {
+            offsets.add_partition_offset("wharf-logs", p, Offset::Offset(5_000)).expect("offset");
+        }
+        tokio::task::spawn_blocking(move || committer.commit(&offsets, CommitMode::Sync))
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{group}'s offsets saved: {e}"));
+    }
+
+    let wharf = Wharf::serve_on_kafka(WHARF, &broker, &data, &env).await;
+    eventually(WAIT, "the drain to run again", || async {
+        metric(wharf.admin, "wharf_drain_lines_pushed_total", &[&label]).await
+    })
+    .await;
+    ingest(&wharf.api, "api-default", 0..LINES, 100).await;
+    let got = all_lines(&receiver, LINES, "every line, from the reset cursor").await;
+    check_all_in_order("the drain", &got, LINES);
+    assert!(wharf.stderr().contains("saved offset past the partition's end"), "a warning says so");
+}

@@ -185,7 +185,10 @@ pub struct RouterConfig {
     pub internal_listen: SocketAddr,
     /// Prometheus metrics (`/metrics`) and health (`/healthz`), over plain HTTP.
     pub admin_listen: SocketAddr,
-    /// The port that HTTP-to-HTTPS redirects name; defaults to `https_listen`'s port.
+    /// The port clients reach the routers' HTTPS on (a load balancer's, say): what
+    /// HTTP-to-HTTPS redirects and apps' `web_url` name (443 leaves it out of the URL).
+    /// Defaults to `https_listen`'s port. A `wharf control-api`, which has no router, needs it
+    /// set to the routers' public port for `web_url` to be right.
     pub https_public_port: Option<u16>,
     /// Whether the plain-HTTP listener redirects to HTTPS. Turn it off only behind a load
     /// balancer that terminates TLS itself; requests are then proxied as plain HTTP.
