@@ -82,20 +82,43 @@ enum Origin {
 }
 
 /// A secret from its environment variable, else from its file in `data_dir`; `None` when it has
-/// neither. Errors when the variable is shorter than 16 characters or the file cannot be read.
+/// neither. The same rules hold for both: at least 16 characters (after trimming), and a file
+/// readable by its owner only (as Wharf writes them: a secret others may read is no secret).
+/// Errors when a secret breaks either rule or its file cannot be read, naming the variable or
+/// the file.
 fn read_secret(data_dir: &Path, spec: &SecretSpec) -> Result<Option<(String, Origin)>> {
     if let Ok(t) = std::env::var(spec.var) {
-        anyhow::ensure!(t.trim().len() >= 16, "{} must be at least 16 characters", spec.var);
+        anyhow::ensure!(t.trim().len() >= MIN_SECRET, "{} must be at least {MIN_SECRET} characters", spec.var);
         return Ok(Some((t.trim().to_owned(), Origin::Variable)));
     }
     let path = data_dir.join(spec.file);
-    match std::fs::read_to_string(&path) {
-        Ok(t) if !t.trim().is_empty() => Ok(Some((t.trim().to_owned(), Origin::File))),
-        Ok(_) => Ok(None),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-    }
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => t,
+        Ok(_) => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let shown = absolute(&path);
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path)?.permissions());
+    anyhow::ensure!(
+        mode & 0o077 == 0,
+        "{} ({}) may be read by others (mode {:o}): make it its owner's only (chmod 600 {})",
+        shown.display(),
+        spec.what,
+        mode & 0o777,
+        shown.display()
+    );
+    anyhow::ensure!(
+        text.trim().len() >= MIN_SECRET,
+        "{} ({}) must hold at least {MIN_SECRET} characters",
+        shown.display(),
+        spec.what
+    );
+    Ok(Some((text.trim().to_owned(), Origin::File)))
 }
+
+/// The shortest secret accepted, in characters, from a variable or a file alike.
+const MIN_SECRET: usize = 16;
 
 /// Makes a new secret (24 random bytes, hex) and stores it owner-only in its file in
 /// `data_dir`; it is never printed or logged, only where it is. Errors when the file cannot be

@@ -359,8 +359,31 @@ async fn a_replica_missing_a_shared_secret_refuses_to_start_and_names_it() {
     let first = WharfControlApi::start(WHARF, &args, &dir.path().join("first"), &REPLICA_SECRETS).await;
     let copied = dir.path().join("copied");
     std::fs::create_dir_all(&copied).unwrap();
+    let write = |dir: &std::path::Path, var: &str, value: &str, mode: u32| {
+        let file = dir.join(secret_file(var));
+        std::fs::write(&file, value).unwrap();
+        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+    };
+    // A file breaking a rule a variable must keep is refused too, named: too short, or readable
+    // by others (each with the other four files right).
+    for (bad, value, mode, says) in [
+        ("WHARF_ROUTER_TOKEN", "x", 0o600, "must hold at least 16 characters"),
+        ("WHARF_SESSION_SECRET", "short", 0o600, "must hold at least 16 characters"),
+        ("WHARF_ADMIN_TOKEN", ADMIN_TOKEN, 0o644, "may be read by others (mode 644)"),
+        ("WHARF_SESSION_SECRET", REPLICA_SECRETS[4].1, 0o640, "may be read by others (mode 640)"),
+    ] {
+        let data = dir.path().join(format!("bad-{bad}-{mode:o}"));
+        std::fs::create_dir_all(&data).unwrap();
+        for (var, good) in REPLICA_SECRETS {
+            let (value, mode) = if var == bad { (value, mode) } else { (good, 0o600) };
+            write(&data, var, value, mode);
+        }
+        let out = refused_to_start("control-api", &args, &data, &[]).await;
+        let file = data.join(secret_file(bad)).display().to_string();
+        assert!(out.contains(&file) && out.contains(says), "{bad} {value:?} {mode:o}: {out}");
+    }
     for (var, value) in REPLICA_SECRETS {
-        std::fs::write(copied.join(secret_file(var)), value).unwrap();
+        write(&copied, var, value, 0o600);
     }
     let mut second = WharfControlApi::start(WHARF, &args, &copied, &[]).await;
     assert_eq!(second.api.token.as_deref(), Some(ADMIN_TOKEN));
