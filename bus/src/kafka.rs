@@ -854,12 +854,6 @@ impl KafkaCatchUp {
     /// partition, and the offset to read from), and the group's committed offset of each of
     /// them that has one. Blocking: it lists the groups, then fetches the offsets of those
     /// that are cursors.
-    ///
-    /// An offset past its partition's end is the old topic's, saved before a broker that lost
-    /// its data created the topic again: it is read as the partition's oldest kept message,
-    /// with a warning, as the group's committed offsets are at assignment
-    /// ([`ConsumeContext::rewind`]). Kept as it was, a drain's catch-up would wait, delivering
-    /// nothing of that partition, until the new partition grew past it.
     pub(crate) fn cursors(&self, partitions: &[Partition]) -> Result<crate::SavedCursors, BusError> {
         let mut saved = crate::SavedCursors::default();
         if partitions.is_empty() {
@@ -896,32 +890,6 @@ impl KafkaCatchUp {
                     saved.cursors.push((name.clone(), p, next));
                 }
             }
-        }
-        let mut marks = std::collections::HashMap::new();
-        let mut in_partition = |whose: &str, p: Partition, next: i64| -> i64 {
-            let topic = &self.topics.0[usize::from(p.topic_index)].0;
-            let found = *marks.entry(p).or_insert_with(|| group.fetch_watermarks(topic, p.number, START_TIMEOUT).ok());
-            match found {
-                Some((low, high)) if next > high => {
-                    tracing::warn!(
-                        cursor = whose,
-                        topic = topic.as_str(),
-                        partition = p.number,
-                        saved = next,
-                        low,
-                        high,
-                        "saved offset past the partition's end (the topic was created again); reading from its oldest kept message"
-                    );
-                    low
-                }
-                _ => next,
-            }
-        };
-        for (p, next) in &mut saved.committed {
-            *next = in_partition("the group's committed offset", *p, *next);
-        }
-        for (name, p, next) in &mut saved.cursors {
-            *next = in_partition(name, *p, *next);
         }
         Ok(saved)
     }
