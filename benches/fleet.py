@@ -204,7 +204,7 @@ class Wharf:
 
     def start(self):
         env = dict(os.environ)
-        for k in ["WHARF_ADMIN_TOKEN", "WHARF_ROUTER_TOKEN", "WHARF_LOGSHUTTLE_TOKEN", "WHARF_SESSION_SECRET"]:
+        for k in ["WHARF_ADMIN_TOKEN", "WHARF_ROUTER_TOKEN", "WHARF_LOGSHUTTLE_TOKEN", "WHARF_RUNTIME_TOKEN", "WHARF_SESSION_SECRET"]:
             env.pop(k, None)
         env.update({"WHARF_LOG": "info"})
         env.update(self.env)
@@ -423,7 +423,7 @@ def main():
 
 def drill(args, tmp):
     secrets = {k: os.urandom(16).hex() for k in
-               ["WHARF_ADMIN_TOKEN", "WHARF_ROUTER_TOKEN", "WHARF_LOGSHUTTLE_TOKEN", "WHARF_SESSION_SECRET"]}
+               ["WHARF_ADMIN_TOKEN", "WHARF_ROUTER_TOKEN", "WHARF_LOGSHUTTLE_TOKEN", "WHARF_RUNTIME_TOKEN", "WHARF_SESSION_SECRET"]}
     admin = secrets["WHARF_ADMIN_TOKEN"]
     pg = Postgres(tmp)
     broker = Tansu(tmp, args.broker_storage)

@@ -40,11 +40,34 @@ pub(crate) fn run(args: ControlApiArgs) -> Result<()> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(config))
 }
 
+/// `GET /metrics` (Prometheus' text format), served beside the API without a token, as
+/// `/healthz` is: it holds counts only. A control API on its own has no router whose admin
+/// listener would carry them: the store's series (`ControlPlane::render_storage_metrics`) and,
+/// with `--kafka`, the producer's counters of `POST /log-events` and build output
+/// (`PublishStats::render`).
+fn metrics_route(
+    plane: std::sync::Arc<wharf_control_api::ControlPlane>,
+    publish: Option<std::sync::Arc<wharf_bus::PublishStats>>,
+) -> axum::Router {
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let mut out = String::new();
+            plane.render_storage_metrics(&mut out);
+            if let Some(p) = &publish {
+                p.render(&mut out);
+            }
+            async move { ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out) }
+        }),
+    )
+}
+
 async fn serve(config: Config) -> Result<()> {
     let data_dir = &config.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
-    let secrets = ApiSecrets::load(data_dir)?;
+    // With a database other replicas may share, every secret must be given (ApiSecrets::load).
+    let secrets = ApiSecrets::load(data_dir, config.control_api.database_url.is_some())?;
     let tls = api_tls(&config)?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     if config.control_api.database_url.is_none() {
@@ -77,7 +100,7 @@ async fn serve(config: Config) -> Result<()> {
         plane.clone(),
         secrets.tokens(),
         config.control_api.max_body.0 as usize,
-        None,
+        Some(metrics_route(plane.clone(), bus.as_ref().map(|b| b.publisher.stats()))),
         bus.as_ref().map(|b| b.publisher.clone()),
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -86,6 +109,7 @@ async fn serve(config: Config) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "Wharf control API is running.")?;
     writeln!(out, "  control API:  {scheme}://{addr}")?;
+    writeln!(out, "  metrics:      {scheme}://{addr}/metrics")?;
     match &config.kafka {
         Some(k) => writeln!(out, "  log events:   kafka at {} (topic {})", k.brokers, k.topic)?,
         None => writeln!(out, "  log events:   not served (no --kafka)")?,

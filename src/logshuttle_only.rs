@@ -23,7 +23,7 @@ pub(crate) struct LogshuttleArgs {
     /// with `[feed] allow_cleartext`), or its replicas' URLs separated by commas (one is
     /// followed; the next after a failure); the token comes from WHARF_LOGSHUTTLE_TOKEN (the control
     /// API's `logshuttle-token` file). Log session URLs verify with WHARF_SESSION_SECRET, the
-    /// control API's `session-secret` file.
+    /// control API's `session-secret` file, which it must be given.
     #[arg(long, value_name = "URL")]
     control_api: String,
     /// Kafka brokers (host:port, comma-separated), unless the configuration has a `[kafka]`
@@ -34,28 +34,36 @@ pub(crate) struct LogshuttleArgs {
 
 /// Runs a logshuttle that reads Kafka and follows the control API at `--control-api` for its
 /// snapshots, until SIGINT or SIGTERM. Errors when no Kafka brokers are configured, the
-/// configuration does not load, or the tail listener cannot bind.
+/// token or the session secret is missing, the configuration does not load, or the tail
+/// listener cannot bind.
 pub(crate) fn run(args: LogshuttleArgs) -> Result<()> {
     let config = args.common.load(args.kafka)?;
     anyhow::ensure!(config.kafka.is_some(), "wharf logshuttle reads Kafka: pass --kafka BROKERS or a [kafka] section");
     let control_api = crate::control_api_url(&args.control_api, wharf_domain::DataPlaneRole::Logshuttle, &config)?;
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(config, control_api))
+    let sessions = session_key()?;
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(config, control_api, sessions))
 }
 
-async fn serve(config: Config, control_api: ControlApiUrl) -> Result<()> {
+/// The key that verifies log session URLs: the control API's session secret, from
+/// WHARF_SESSION_SECRET. Errors when it is missing or shorter than 16 characters. A logshuttle
+/// with a key of its own would refuse every session URL the control APIs sign, at random
+/// behind a load balancer among logshuttles that have the right one, so it does not start
+/// without it (as a control API on a shared database does not start without its secrets).
+fn session_key() -> Result<SessionKey> {
+    let secret = std::env::var("WHARF_SESSION_SECRET").ok().filter(|s| !s.trim().is_empty()).context(
+        "WHARF_SESSION_SECRET must hold the control API's session secret (its session-secret file): log session URLs are signed with it",
+    )?;
+    anyhow::ensure!(secret.trim().len() >= 16, "WHARF_SESSION_SECRET must be at least 16 characters");
+    Ok(SessionKey::new(secret.trim().as_bytes()))
+}
+
+async fn serve(config: Config, control_api: ControlApiUrl, sessions: SessionKey) -> Result<()> {
     let data_dir = &config.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     let kafka = config.kafka.clone().context("a [kafka] section")?;
     let mut bus = Bus::connect(BusConfig::Kafka(kafka.clone())).await?;
     let source = bus.take_source()?;
-    let sessions = match std::env::var("WHARF_SESSION_SECRET") {
-        Ok(secret) => SessionKey::new(secret.trim().as_bytes()),
-        Err(_) => {
-            tracing::warn!("WHARF_SESSION_SECRET is not set: log session URLs from the control API will not open here");
-            SessionKey::generate()
-        }
-    };
     let feed = control_api.clone();
     let (snapshots, follower) =
         follow(control_api, data_dir).with_context(|| format!("cannot keep the snapshot in {}", data_dir.display()))?;

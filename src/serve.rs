@@ -47,37 +47,122 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(config))
 }
 
-/// A token: from the environment variable `var`, else the one stored in the data directory's
-/// file `file`, else a new one stored there. Returns it and whether it was just generated.
-fn load_token(data_dir: &Path, var: &str, file: &str) -> Result<(String, bool)> {
-    if let Ok(t) = std::env::var(var) {
-        anyhow::ensure!(t.trim().len() >= 16, "{var} must be at least 16 characters");
-        return Ok((t.trim().to_owned(), false));
+/// One secret every control API keeps: what it is called in messages, the environment variable
+/// that gives it, and its file in the data directory.
+struct SecretSpec {
+    what: &'static str,
+    var: &'static str,
+    file: &'static str,
+}
+
+/// The admin token.
+const ADMIN: SecretSpec = SecretSpec { what: "admin token", var: "WHARF_ADMIN_TOKEN", file: "admin-token" };
+/// What a `wharf router --control-api` sends.
+const ROUTER: SecretSpec = SecretSpec { what: "router token", var: "WHARF_ROUTER_TOKEN", file: "router-token" };
+/// What a `wharf logshuttle --control-api` sends.
+const LOGSHUTTLE: SecretSpec =
+    SecretSpec { what: "logshuttle token", var: "WHARF_LOGSHUTTLE_TOKEN", file: "logshuttle-token" };
+/// What an external runtime sends to read the images apps run.
+const RUNTIME: SecretSpec = SecretSpec { what: "runtime token", var: "WHARF_RUNTIME_TOKEN", file: "runtime-token" };
+/// The key that signs log session URLs.
+const SESSIONS: SecretSpec = SecretSpec { what: "session secret", var: "WHARF_SESSION_SECRET", file: "session-secret" };
+
+/// Every secret a control API keeps, which replicas on one database must all share.
+const SHARED_SECRETS: [&SecretSpec; 5] = [&ADMIN, &ROUTER, &LOGSHUTTLE, &RUNTIME, &SESSIONS];
+
+/// Where a secret came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// Its environment variable.
+    Variable,
+    /// Its file in the data directory.
+    File,
+    /// Made at this start and stored in its file.
+    Generated,
+}
+
+/// A secret from its environment variable, else from its file in `data_dir`; `None` when it has
+/// neither. The same rules hold for both: at least 16 characters (after trimming), and a file
+/// readable by its owner only (as Wharf writes them: a secret others may read is no secret).
+/// Errors when a secret breaks either rule or its file cannot be read, naming the variable or
+/// the file.
+fn read_secret(data_dir: &Path, spec: &SecretSpec) -> Result<Option<(String, Origin)>> {
+    if let Ok(t) = std::env::var(spec.var) {
+        anyhow::ensure!(t.trim().len() >= MIN_SECRET, "{} must be at least {MIN_SECRET} characters", spec.var);
+        return Ok(Some((t.trim().to_owned(), Origin::Variable)));
     }
-    let path = data_dir.join(file);
-    match std::fs::read_to_string(&path) {
-        Ok(t) if !t.trim().is_empty() => return Ok((t.trim().to_owned(), false)),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+    let path = data_dir.join(spec.file);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => t,
+        Ok(_) => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    }
+    };
+    let shown = absolute(&path);
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path)?.permissions());
+    anyhow::ensure!(
+        mode & 0o077 == 0,
+        "{} ({}) may be read by others (mode {:o}): make it its owner's only (chmod 600 {})",
+        shown.display(),
+        spec.what,
+        mode & 0o777,
+        shown.display()
+    );
+    anyhow::ensure!(
+        text.trim().len() >= MIN_SECRET,
+        "{} ({}) must hold at least {MIN_SECRET} characters",
+        shown.display(),
+        spec.what
+    );
+    Ok(Some((text.trim().to_owned(), Origin::File)))
+}
+
+/// The shortest secret accepted, in characters, from a variable or a file alike.
+const MIN_SECRET: usize = 16;
+
+/// Makes a new secret (24 random bytes, hex) and stores it owner-only in its file in
+/// `data_dir`; it is never printed or logged, only where it is. Errors when the file cannot be
+/// written.
+fn generate_secret(data_dir: &Path, spec: &SecretSpec) -> Result<(String, Origin)> {
+    let path = data_dir.join(spec.file);
     let token: String = wharf_domain::random_bytes::<24>().iter().map(|b| format!("{b:02x}")).collect();
     let mut f = {
         use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)
+        // An empty file left behind is replaced; `create_new` would refuse it.
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)
     }
     .with_context(|| format!("cannot write {}", path.display()))?;
-    f.write_all(token.as_bytes())?;
-    Ok((token, true))
+    f.write_all(token.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+    tracing::info!(secret = spec.what, file = %absolute(&path).display(), "generated a new secret (owner-only)");
+    Ok((token, Origin::Generated))
 }
 
-/// Where the banner says a token is: the variable it was given in (which wins over the file,
-/// as in [`load_token`]), or its file in `data_dir`.
-fn token_source(data_dir: &Path, var: &str, file: &str) -> String {
-    if std::env::var_os(var).is_some() {
-        format!("given in {var}")
+/// Why a control API on a shared database refuses to start without every secret, naming each
+/// missing one's variable and file and how to make them.
+fn missing_secrets_error(data_dir: &Path, missing: &[&SecretSpec]) -> anyhow::Error {
+    let dir = absolute(data_dir);
+    let mut text = String::from(
+        "this control API shares its database (control_api.database_url) with its replicas, so it does not make secrets of its own: \
+         every replica must have the same ones, and a replica with its own would answer the others' tokens with 401. Missing:",
+    );
+    for spec in missing {
+        text.push_str(&format!("\n  {}: set {} or write {}", spec.what, spec.var, dir.join(spec.file).display()));
+    }
+    text.push_str(&format!(
+        "\nCopy these files (owner-only) from another replica's data directory, or, for a new fleet, make each once and give \
+         every replica the same: (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \\n' > {}/FILE)",
+        dir.display()
+    ));
+    anyhow::anyhow!(text)
+}
+
+/// Where the banner says a secret is: the variable it was given in (which wins over the file,
+/// as in [`read_secret`]), or its file in `data_dir`.
+fn token_source(data_dir: &Path, spec: &SecretSpec) -> String {
+    if std::env::var_os(spec.var).is_some() {
+        format!("given in {}", spec.var)
     } else {
-        format!("{var} in {}", absolute(&data_dir.join(file)).display())
+        format!("{} in {}", spec.var, absolute(&data_dir.join(spec.file)).display())
     }
 }
 
@@ -121,10 +206,10 @@ pub(crate) fn router_tls(config: &Config, data_dir: &Path) -> Result<(Arc<tls::S
 
 /// What every control API reads from its data directory (or the environment): the admin
 /// token, each data-plane role's token, and the secret that signs log session URLs. Replicas
-/// of one control API must share all four (the same files, or the same `WHARF_*` variables).
+/// of one control API must share all five (the same files, or the same `WHARF_*` variables).
 pub(crate) struct ApiSecrets {
-    /// The admin token, and whether it was generated just now (then it is printed once).
-    admin: (String, bool),
+    /// The admin token, and where it came from.
+    admin: (String, Origin),
     /// `router-token`: what a `wharf router --control-api` sends.
     router: String,
     /// `logshuttle-token`: what a `wharf logshuttle --control-api` sends.
@@ -136,27 +221,54 @@ pub(crate) struct ApiSecrets {
 }
 
 impl ApiSecrets {
-    /// Loads (or generates and stores, owner-only) the four secrets in `data_dir`. Errors when
-    /// a file cannot be read or written or a variable is shorter than 16 characters.
-    pub(crate) fn load(data_dir: &Path) -> Result<ApiSecrets> {
-        let admin = load_token(data_dir, "WHARF_ADMIN_TOKEN", "admin-token")?;
-        // One token per data-plane role, so that each remote data plane reads only its part of
-        // the feed (least privilege). The one data-plane token of earlier versions read it all;
-        // it is no longer accepted (the configuration refuses WHARF_DATA_PLANE_TOKEN).
-        let (router, _) = load_token(data_dir, "WHARF_ROUTER_TOKEN", "router-token")?;
-        let (logshuttle, _) = load_token(data_dir, "WHARF_LOGSHUTTLE_TOKEN", "logshuttle-token")?;
-        let (runtime, _) = load_token(data_dir, "WHARF_RUNTIME_TOKEN", "runtime-token")?;
+    /// Loads the five secrets from their variables or files in `data_dir`. One that is missing
+    /// is generated and stored (owner-only), unless `shared` (the control API is given a
+    /// database other replicas may share): then every missing one is named in the error and
+    /// nothing is written, because a replica with secrets of its own refuses the others'
+    /// tokens. Errors also when a file cannot be read or written or a variable is shorter
+    /// than 16 characters.
+    ///
+    /// Why replicas are refused rather than given the secrets through the database: the
+    /// database would then hold the admin token and the session key beside the state, so
+    /// anyone who reads it or a backup of it could act as admin, and a data plane's token
+    /// would be one query away from every other's. Kept in files, each secret is only on the
+    /// machines that need it, and a missing one is found at start, not by random 401s.
+    pub(crate) fn load(data_dir: &Path, shared: bool) -> Result<ApiSecrets> {
+        let mut found = Vec::with_capacity(SHARED_SECRETS.len());
+        let mut missing = Vec::new();
+        for spec in SHARED_SECRETS {
+            let secret = read_secret(data_dir, spec)?;
+            if secret.is_none() {
+                missing.push(spec);
+            }
+            found.push(secret);
+        }
+        if shared && !missing.is_empty() {
+            return Err(missing_secrets_error(data_dir, &missing));
+        }
+        let mut secrets = Vec::with_capacity(SHARED_SECRETS.len());
+        for (spec, secret) in SHARED_SECRETS.into_iter().zip(found) {
+            secrets.push(match secret {
+                Some(s) => s,
+                None => generate_secret(data_dir, spec)?,
+            });
+        }
         if data_dir.join("data-plane-token").exists() {
+            // One token per data-plane role, so that each remote data plane reads only its part
+            // of the feed (least privilege). The one data-plane token of earlier versions read
+            // it all; it is no longer accepted (the configuration refuses WHARF_DATA_PLANE_TOKEN).
             tracing::warn!(
                 file = %data_dir.join("data-plane-token").display(),
                 "the data-plane token is no longer accepted: give remote routers router-token and remote logshuttles logshuttle-token, then delete this file"
             );
         }
-        // Log session URLs are signed with a secret kept in the data directory, so that they
-        // stay valid across restarts and a logshuttle elsewhere given the same secret can
-        // serve them.
-        let (session_secret, _) = load_token(data_dir, "WHARF_SESSION_SECRET", "session-secret")?;
-        let sessions = Arc::new(SessionKey::new(session_secret.as_bytes()));
+        let mut secrets = secrets.into_iter();
+        let mut next = || secrets.next().expect("one secret per spec");
+        let admin = next();
+        let (router, logshuttle, runtime) = (next().0, next().0, next().0);
+        // Log session URLs are signed with a kept secret, so that they stay valid across
+        // restarts and a logshuttle elsewhere given the same secret can serve them.
+        let sessions = Arc::new(SessionKey::new(next().0.as_bytes()));
         Ok(ApiSecrets { admin, router, logshuttle, runtime, sessions })
     }
 
@@ -168,32 +280,22 @@ impl ApiSecrets {
             .with_data_plane(DataPlaneRole::Runtime, &self.runtime)
     }
 
-    /// Prints where each token is, and the admin token itself if it was generated just now.
+    /// Prints where each token is, never a token itself: standard output goes to logs
+    /// (journald, files), which more people read than the owner-only files.
     pub(crate) fn print(&self, out: &mut impl std::io::Write, data_dir: &Path) -> std::io::Result<()> {
         // A token given as a variable has no file: the banner names the variable instead.
-        writeln!(
-            out,
-            "  data planes:  for wharf router --control-api: {}",
-            token_source(data_dir, "WHARF_ROUTER_TOKEN", "router-token")
-        )?;
-        writeln!(
-            out,
-            "                for wharf logshuttle --control-api: {}",
-            token_source(data_dir, "WHARF_LOGSHUTTLE_TOKEN", "logshuttle-token")
-        )?;
-        writeln!(
-            out,
-            "                for an external runtime (images): {}",
-            token_source(data_dir, "WHARF_RUNTIME_TOKEN", "runtime-token")
-        )?;
-        let file = absolute(&data_dir.join("admin-token"));
-        match &self.admin {
-            (token, true) => writeln!(
+        writeln!(out, "  data planes:  for wharf router --control-api: {}", token_source(data_dir, &ROUTER))?;
+        writeln!(out, "                for wharf logshuttle --control-api: {}", token_source(data_dir, &LOGSHUTTLE))?;
+        writeln!(out, "                for an external runtime (images): {}", token_source(data_dir, &RUNTIME))?;
+        let file = absolute(&data_dir.join(ADMIN.file));
+        match self.admin.1 {
+            Origin::Generated => writeln!(
                 out,
-                "  admin token:  {token}  (generated now and stored in {}; it is not printed again)",
+                "  admin token:  generated now and stored in {0} (owner-only; read it with: cat {0})",
                 file.display()
             ),
-            (_, false) => writeln!(out, "  admin token:  from WHARF_ADMIN_TOKEN or {}", file.display()),
+            Origin::File => writeln!(out, "  admin token:  in {}", file.display()),
+            Origin::Variable => writeln!(out, "  admin token:  given in {}", ADMIN.var),
         }
     }
 }
@@ -303,7 +405,8 @@ async fn serve(config: Config) -> Result<()> {
     let data_dir = &config.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
-    let secrets = ApiSecrets::load(data_dir)?;
+    // With a database other replicas may share, every secret must be given (ApiSecrets::load).
+    let secrets = ApiSecrets::load(data_dir, config.control_api.database_url.is_some())?;
     let api_tls = api_tls(&config)?;
     let api_scheme = if api_tls.is_some() { "https" } else { "http" };
 
@@ -339,10 +442,11 @@ async fn serve(config: Config) -> Result<()> {
         Logshuttle::start(&config.logshuttle, config.outbound, source, plane.subscribe(), sessions, commit_interval)?;
     // The router's /metrics carries the logshuttle's counters and the log bus's publish counts
     // (lines the bus dropped would otherwise be visible nowhere).
-    let (shuttle_metrics, bus_stats) = (logshuttle.metrics(), bus.publisher.stats());
+    let (shuttle_metrics, bus_stats, store) = (logshuttle.metrics(), bus.publisher.stats(), plane.clone());
     router.add_metrics(Box::new(move |out: &mut String| {
         shuttle_metrics(out);
         bus_stats.render(out);
+        store.render_storage_metrics(out);
     }));
     let supervisor = wharf_supervisor::Supervisor::start(
         plane.clone(),

@@ -7,7 +7,7 @@ use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use wharf_testkit::client::Api;
 use wharf_testkit::postgres::Postgres;
-use wharf_testkit::wharf::Wharf;
+use wharf_testkit::wharf::{REPLICA_SECRETS, Wharf, WharfControlApi};
 
 const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
 
@@ -42,7 +42,9 @@ async fn formation_and_config_vars_on_postgres() {
 async fn formation_and_config_vars_in_heroku_shapes(args: &[&str]) -> String {
     let dir = wharf_testkit::TempDir::new("control-api");
     let data = dir.path().join("data");
-    let wharf = Wharf::serve_in(WHARF, args, &data).await;
+    // On a database (a replica) every shared secret is given; alone on SQLite, it makes them.
+    let env: &[(&str, &str)] = if args.contains(&"--database-url") { &REPLICA_SECRETS } else { &[] };
+    let wharf = Wharf::serve_with(WHARF, args, &data, env).await;
     let api = &wharf.api;
     api.expect("POST", "/spaces", json!({"name": "audited", "compliance": ["socs"]}), 201).await;
     api.expect("POST", "/apps", json!({"name": "api", "space": "audited"}), 201).await;
@@ -160,7 +162,7 @@ async fn formation_and_config_vars_in_heroku_shapes(args: &[&str]) -> String {
     let (ok, out) = wharf.terminate().await;
     assert!(ok);
     printed.push_str(&out);
-    let wharf = Wharf::serve_in(WHARF, args, &data).await;
+    let wharf = Wharf::serve_with(WHARF, args, &data, env).await;
     let api = &wharf.api;
     assert_eq!(api.call("GET", formation, None).await, (200, formation_before));
     assert_eq!(api.call("GET", vars, None).await, (200, all));
@@ -174,8 +176,8 @@ async fn formation_and_config_vars_in_heroku_shapes(args: &[&str]) -> String {
     printed
 }
 
-const ADMIN_TOKEN: &str = "replica-admin-token-0123456789";
-const ROUTER_TOKEN: &str = "replica-router-token-0123456789";
+const ADMIN_TOKEN: &str = REPLICA_SECRETS[0].1;
+const ROUTER_TOKEN: &str = REPLICA_SECRETS[1].1;
 
 /// Reads a control API's watch stream, sending the version of each snapshot it pushes.
 async fn watch_versions(api: &Api) -> tokio::sync::mpsc::UnboundedReceiver<(u64, Value)> {
@@ -210,7 +212,7 @@ async fn two_replicas_on_one_postgres_stay_consistent() {
     let pg = Postgres::start().await;
     let url = pg.database("shared").await;
     let dir = wharf_testkit::TempDir::new("replicas");
-    let env = [("WHARF_ADMIN_TOKEN", ADMIN_TOKEN), ("WHARF_ROUTER_TOKEN", ROUTER_TOKEN)];
+    let env = REPLICA_SECRETS;
     let args = ["--database-url", url.as_str()];
     let (dir_a, dir_b) = (dir.path().join("a"), dir.path().join("b"));
     let (a, b) =
@@ -298,17 +300,137 @@ async fn two_replicas_on_one_postgres_stay_consistent() {
 
 /// Runs `wharf serve` expecting it to refuse to start; returns what it printed.
 async fn refused_at_start(args: &[&str], data: &std::path::Path) -> String {
-    let out = tokio::process::Command::new(WHARF)
-        .arg("serve")
-        .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .envs(wharf_testkit::wharf::FREE_PORTS)
-        .kill_on_drop(true)
-        .output();
+    refused_to_start("serve", args, data, &REPLICA_SECRETS).await
+}
+
+/// `wharf COMMAND ARGS --data-dir DATA` with only the secrets in `env` (none inherited); asserts
+/// that it refuses to start and returns what it printed.
+async fn refused_to_start(command: &str, args: &[&str], data: &std::path::Path, env: &[(&str, &str)]) -> String {
+    let mut cmd = tokio::process::Command::new(WHARF);
+    cmd.arg(command).args(args).arg("--data-dir").arg(data);
+    for (var, _) in REPLICA_SECRETS {
+        cmd.env_remove(var);
+    }
+    let out = cmd.envs(wharf_testkit::wharf::FREE_PORTS).envs(env.iter().copied()).kill_on_drop(true).output();
     let out = tokio::time::timeout(std::time::Duration::from_secs(30), out).await.expect("exits").expect("runs");
-    assert!(!out.status.success(), "wharf serve {args:?} should refuse to start");
+    assert!(!out.status.success(), "wharf {command} {args:?} should refuse to start");
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// The file in a data directory that holds the secret of the variable `var`.
+fn secret_file(var: &str) -> &'static str {
+    match var {
+        "WHARF_ADMIN_TOKEN" => "admin-token",
+        "WHARF_ROUTER_TOKEN" => "router-token",
+        "WHARF_LOGSHUTTLE_TOKEN" => "logshuttle-token",
+        "WHARF_RUNTIME_TOKEN" => "runtime-token",
+        "WHARF_SESSION_SECRET" => "session-secret",
+        other => panic!("no secret {other}"),
+    }
+}
+
+/// A control API on a database other replicas may share (`--database-url`) never makes a
+/// secret of its own, which would answer the other replicas' tokens with 401 at random behind
+/// a load balancer (FE25 finding 4): missing any of the five, `wharf control-api` and `wharf
+/// serve` refuse to start, name its variable and file, write nothing, and print no secret. Given
+/// the five as files copied from another replica, it starts and takes that replica's tokens.
+#[tokio::test]
+async fn a_replica_missing_a_shared_secret_refuses_to_start_and_names_it() {
+    let pg = Postgres::start().await;
+    let url = pg.database("secrets").await;
+    let dir = wharf_testkit::TempDir::new("replica-secrets");
+    let args = ["--database-url", url.as_str()];
+    for command in ["control-api", "serve"] {
+        for (missing, _) in REPLICA_SECRETS {
+            let data = dir.path().join(format!("{command}-{missing}"));
+            let given: Vec<(&str, &str)> = REPLICA_SECRETS.into_iter().filter(|(var, _)| *var != missing).collect();
+            let out = refused_to_start(command, &args, &data, &given).await;
+            let file = data.join(secret_file(missing));
+            assert!(out.contains(missing) && out.contains(&file.display().to_string()), "{command} {missing}: {out}");
+            assert!(out.contains("shares its database"), "{command} {missing}: {out}");
+            for (var, value) in REPLICA_SECRETS {
+                assert!(!out.contains(value), "{command} printed {var}: {out}");
+                assert!(!data.join(secret_file(var)).exists(), "{command} without {missing} wrote {var}'s file");
+            }
+        }
+    }
+
+    // The way docs/fleet.md starts a replica: the five files copied into its data directory.
+    let first = WharfControlApi::start(WHARF, &args, &dir.path().join("first"), &REPLICA_SECRETS).await;
+    let copied = dir.path().join("copied");
+    std::fs::create_dir_all(&copied).unwrap();
+    let write = |dir: &std::path::Path, var: &str, value: &str, mode: u32| {
+        let file = dir.join(secret_file(var));
+        std::fs::write(&file, value).unwrap();
+        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+    };
+    // A file breaking a rule a variable must keep is refused too, named: too short, or readable
+    // by others (each with the other four files right).
+    for (bad, value, mode, says) in [
+        ("WHARF_ROUTER_TOKEN", "x", 0o600, "must hold at least 16 characters"),
+        ("WHARF_SESSION_SECRET", "short", 0o600, "must hold at least 16 characters"),
+        ("WHARF_ADMIN_TOKEN", ADMIN_TOKEN, 0o644, "may be read by others (mode 644)"),
+        ("WHARF_SESSION_SECRET", REPLICA_SECRETS[4].1, 0o640, "may be read by others (mode 640)"),
+    ] {
+        let data = dir.path().join(format!("bad-{bad}-{mode:o}"));
+        std::fs::create_dir_all(&data).unwrap();
+        for (var, good) in REPLICA_SECRETS {
+            let (value, mode) = if var == bad { (value, mode) } else { (good, 0o600) };
+            write(&data, var, value, mode);
+        }
+        let out = refused_to_start("control-api", &args, &data, &[]).await;
+        let file = data.join(secret_file(bad)).display().to_string();
+        assert!(out.contains(&file) && out.contains(says), "{bad} {value:?} {mode:o}: {out}");
+    }
+    for (var, value) in REPLICA_SECRETS {
+        write(&copied, var, value, 0o600);
+    }
+    let mut second = WharfControlApi::start(WHARF, &args, &copied, &[]).await;
+    assert_eq!(second.api.token.as_deref(), Some(ADMIN_TOKEN));
+    first.api.expect("POST", "/apps", json!({"name": "both", "space": "default"}), 201).await;
+    wharf_testkit::eventually(std::time::Duration::from_secs(30), "the second replica to serve the app", || async {
+        (second.api.call("GET", "/apps/both-default", None).await.0 == 200).then_some(())
+    })
+    .await;
+    // The banner is printed before the process is ready; its pipe is read on another task.
+    let says = format!("admin token:  in {}", copied.join("admin-token").display());
+    let printed = wharf_testkit::eventually(std::time::Duration::from_secs(10), "the banner", || {
+        let printed = second.stdout();
+        let found = printed.contains(&says).then_some(printed);
+        async move { found }
+    })
+    .await;
+    let logs = second.stderr();
+    // A control API on its own serves /metrics beside the API, without a token.
+    assert_eq!(storage_metric(second.api.addr, "wharf_control_api_storage_available").await, Some(1));
+    for (var, value) in REPLICA_SECRETS {
+        assert!(!printed.contains(value) && !logs.contains(value), "{var} printed:\n{printed}\n{logs}");
+    }
+}
+
+/// No secret is ever printed, the generated ones included: `wharf serve`'s first start with no
+/// flags at all makes the five, stores them owner-only, and says where the admin token is
+/// instead of printing it; its next start says the same of the stored one.
+#[tokio::test]
+async fn a_first_start_says_where_its_generated_secrets_are_and_prints_none() {
+    let dir = wharf_testkit::TempDir::new("first-start");
+    let data = dir.path().join("data");
+    let admin_file = data.join("admin-token");
+    for (start, says) in [("first", "generated now and stored in"), ("second", "in")] {
+        let wharf = Wharf::serve_in(WHARF, &[], &data).await;
+        let logs = wharf.stderr();
+        let (ok, printed) = wharf.terminate().await;
+        assert!(ok);
+        assert!(printed.contains(&format!("admin token:  {says} {}", admin_file.display())), "{start}: {printed}");
+        for (var, _) in REPLICA_SECRETS {
+            let file = data.join(secret_file(var));
+            let secret = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{start}: {}: {e}", file.display()));
+            assert!(secret.trim().len() >= 32, "{var}");
+            let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+            assert_eq!(mode & 0o777, 0o600, "{var} is its owner's only");
+            assert!(!printed.contains(secret.trim()) && !logs.contains(secret.trim()), "{start} start printed {var}");
+        }
+    }
 }
 
 /// A database Wharf cannot use stops it at start with a message that says why, and never shows
@@ -334,7 +456,7 @@ async fn a_database_it_cannot_use_is_refused_at_start() {
     assert!(out.contains("must be a postgres:// URL"), "{out}");
 
     // A schema version this Wharf does not know is refused, and left as it is.
-    let wharf = Wharf::serve_in(WHARF, &["--database-url", &url], &data).await;
+    let wharf = Wharf::serve_with(WHARF, &["--database-url", &url], &data, &REPLICA_SECRETS).await;
     assert!(wharf.terminate().await.0);
     pg.query("wharf", "UPDATE wharf_schema SET version = 99").await;
     let out = refused_at_start(&["--database-url", &url], &data).await;
@@ -362,7 +484,8 @@ async fn the_database_server_certificate_is_verified() {
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, ca.pem()).unwrap();
     let ca_path = ca_file.display().to_string();
-    let env = [("WHARF_CONTROL_API__DATABASE_CA", ca_path.as_str())];
+    let mut env = vec![("WHARF_CONTROL_API__DATABASE_CA", ca_path.as_str())];
+    env.extend(REPLICA_SECRETS);
     let wharf = Wharf::serve_with(WHARF, &["--database-url", &format!("{url}?sslmode=require")], &data, &env).await;
     wharf.api.expect("POST", "/apps", json!({"name": "overtls", "space": "default"}), 201).await;
     let encrypted = pg.query("postgres", "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE s.ssl AND a.datname = 'wharf'").await;
@@ -376,7 +499,7 @@ async fn replicas_ride_out_a_database_restart() {
     let mut pg = Postgres::start().await;
     let url = pg.database("wharf").await;
     let dir = wharf_testkit::TempDir::new("db-restart");
-    let env = [("WHARF_ADMIN_TOKEN", ADMIN_TOKEN), ("WHARF_ROUTER_TOKEN", ROUTER_TOKEN)];
+    let env = REPLICA_SECRETS;
     let args = ["--database-url", url.as_str()];
     let (dir_a, dir_b) = (dir.path().join("a"), dir.path().join("b"));
     let a = Wharf::serve_with(WHARF, &args, &dir_a, &env).await;
@@ -393,15 +516,20 @@ async fn replicas_ride_out_a_database_restart() {
         assert_eq!((status, health["status"].as_str(), health["storage"].as_str()), (200, Some("ok"), Some("ok")));
     }
     pg.stop().await;
-    for api in [&a.api, &b.api] {
+    for (api, admin) in [(&a.api, a.admin), (&b.api, b.admin)] {
         assert_eq!(api.call("GET", "/apps/before-default", None).await.0, 200, "reads are served from memory");
-        let out = api.expect("POST", "/apps", json!({"name": "during", "space": "default"}), 503).await;
-        assert_eq!(out["id"], "service_unavailable", "{out}");
+        // Several refused writes: one outage, so one error line (below), however many requests.
+        for _ in 0..3 {
+            let out = api.expect("POST", "/apps", json!({"name": "during", "space": "default"}), 503).await;
+            assert_eq!(out["id"], "service_unavailable", "{out}");
+        }
         let (status, health) = api.call("GET", "/healthz", None).await;
         assert_eq!(
             (status, health["status"].as_str(), health["storage"].as_str()),
             (200, Some("ok"), Some("unavailable"))
         );
+        assert_eq!(storage_metric(admin, "wharf_control_api_storage_available").await, Some(0));
+        assert!(storage_metric(admin, "wharf_control_api_storage_failures_total").await >= Some(3));
     }
 
     pg.start_again().await;
@@ -420,6 +548,20 @@ async fn replicas_ride_out_a_database_restart() {
         assert_eq!(api.call("GET", "/apps/during-default", None).await.0, 404, "a refused write left nothing");
     }
     assert!(!a.stderr().contains(pg.password()) && !b.stderr().contains(pg.password()));
+    // The outage in each replica's log: once down, once back; no line per refused request.
+    for (name, log) in [("a", a.stderr()), ("b", b.stderr())] {
+        let count = |text: &str| log.lines().filter(|l| l.contains(text)).count();
+        let lines = (count("storage is unavailable"), count("storage answers again"), count("storage failed"));
+        assert_eq!(lines, (1, 1, 0), "replica {name}:\n{log}");
+        assert_eq!(count("cannot release the database write lock"), 0, "replica {name}:\n{log}");
+    }
+}
+
+/// The unlabelled series `name` on the Prometheus text at `addr`'s `/metrics`.
+async fn storage_metric(addr: std::net::SocketAddr, name: &str) -> Option<u64> {
+    let req = wharf_testkit::client::Req::get("localhost", "/metrics");
+    let text = wharf_testkit::client::send(addr, None, &req).await.expect("/metrics answers").text();
+    text.lines().find_map(|l| l.strip_prefix(&format!("{name} "))?.parse().ok())
 }
 
 /// Heroku clients' app rules: an app created without a space or a name lands in `default` with a

@@ -190,6 +190,7 @@ async fn refused_at_start(args: &[&str], env: &[(&str, &str)]) -> String {
             .env_remove("WHARF_DATA_PLANE_TOKEN")
             .env_remove("WHARF_ROUTER_TOKEN")
             .env_remove("WHARF_LOGSHUTTLE_TOKEN")
+            .env_remove("WHARF_SESSION_SECRET")
             .envs(FREE_PORTS)
             .envs(env.iter().copied())
             .kill_on_drop(true)
@@ -245,6 +246,14 @@ async fn a_remote_data_plane_refuses_cleartext_to_another_machine() {
     // A missing role token is refused too, naming the variable and the file.
     let stderr = refused_at_start(&["router", "--control-api", "http://127.0.0.1:5000"], &[]).await;
     assert!(stderr.contains("WHARF_ROUTER_TOKEN") && stderr.contains("router-token"), "{stderr}");
+    // So is a logshuttle's missing (or short) session secret: with a key of its own it would
+    // refuse every log session URL the control APIs sign.
+    let shuttle = ["logshuttle", "--control-api", "http://127.0.0.1:5000", "--kafka", "127.0.0.1:9092"];
+    for secret in [None, Some("short")] {
+        let env: Vec<(&str, &str)> = tokens.into_iter().chain(secret.map(|s| ("WHARF_SESSION_SECRET", s))).collect();
+        let stderr = refused_at_start(&shuttle, &env).await;
+        assert!(stderr.contains("WHARF_SESSION_SECRET"), "{secret:?}: {stderr}");
+    }
 
     // Loopback in every spelling starts (the control API need not be there), and so does
     // another machine when the operator allows cleartext.
@@ -325,9 +334,11 @@ async fn an_https_control_api_feeds_a_remote_logshuttle_its_part_only() {
     let cert = json!({"certificate_chain": uploaded.chain_pem, "private_key": uploaded.key_pem});
     assert_eq!(call("POST", "/certs", cert).await.0, 201);
 
+    let secret = token(&wharf.data_dir, "session-secret");
     let (token, ca) = (token(&wharf.data_dir, "logshuttle-token"), ca_file.display().to_string());
     let env = [
         ("WHARF_LOGSHUTTLE_TOKEN", token.as_str()),
+        ("WHARF_SESSION_SECRET", secret.as_str()),
         ("WHARF_FEED__CONTROL_API_CA", ca.as_str()),
         ("WHARF_LOGSHUTTLE__LISTEN", "127.0.0.1:0"),
     ];

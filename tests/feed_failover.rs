@@ -27,7 +27,7 @@ const FOLLOWING: &str = "following control api";
 /// The shared secrets of the replicas.
 fn secrets() -> Vec<(&'static str, String)> {
     let hex = || (0..32).map(|_| format!("{:x}", fastrand::u8(..16))).collect::<String>();
-    ["WHARF_ADMIN_TOKEN", "WHARF_ROUTER_TOKEN", "WHARF_LOGSHUTTLE_TOKEN", "WHARF_SESSION_SECRET"]
+    ["WHARF_ADMIN_TOKEN", "WHARF_ROUTER_TOKEN", "WHARF_LOGSHUTTLE_TOKEN", "WHARF_RUNTIME_TOKEN", "WHARF_SESSION_SECRET"]
         .into_iter()
         .map(|k| (k, hex()))
         .collect()

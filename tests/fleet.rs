@@ -36,10 +36,16 @@ impl Secrets {
     fn new() -> Secrets {
         let hex = || (0..32).map(|_| format!("{:x}", fastrand::u8(..16))).collect::<String>();
         Secrets(
-            ["WHARF_ADMIN_TOKEN", "WHARF_ROUTER_TOKEN", "WHARF_LOGSHUTTLE_TOKEN", "WHARF_SESSION_SECRET"]
-                .into_iter()
-                .map(|k| (k, hex()))
-                .collect(),
+            [
+                "WHARF_ADMIN_TOKEN",
+                "WHARF_ROUTER_TOKEN",
+                "WHARF_LOGSHUTTLE_TOKEN",
+                "WHARF_RUNTIME_TOKEN",
+                "WHARF_SESSION_SECRET",
+            ]
+            .into_iter()
+            .map(|k| (k, hex()))
+            .collect(),
         )
     }
 

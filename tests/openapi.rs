@@ -281,7 +281,11 @@ async fn random_requests_get_no_5xx_and_answers_that_fit_the_document_on_postgre
 /// The property run against `wharf serve` with `args`.
 async fn random_requests_get_no_5xx_and_answers_that_fit_the_document(args: &[&str]) {
     let doc = document();
-    let wharf = Wharf::serve(WHARF, args).await;
+    // On a database (a replica) every shared secret is given; alone on SQLite, it makes them.
+    let dir = wharf_testkit::TempDir::new("openapi");
+    let env: &[(&str, &str)] =
+        if args.contains(&"--database-url") { &wharf_testkit::wharf::REPLICA_SECRETS } else { &[] };
+    let wharf = Wharf::serve_with(WHARF, args, &dir.path().join("data"), env).await;
     let api = &wharf.api;
     let backend = DynoServer::start("ok").await;
     let (status, served) = api.call("GET", "/openapi.json", None).await;

@@ -93,6 +93,19 @@ pub enum ConfigError {
     },
 }
 
+/// The `section.key` of the `key = value` line of TOML `text` that holds byte `offset`, the
+/// section being the nearest `[header]` above it; `None` when that line is no such line.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let start = text.get(..offset)?.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?;
+    let key = line.split_once('=')?.0.trim();
+    let section = text[..start].lines().rev().find_map(|l| l.trim().strip_prefix('[')?.strip_suffix(']'));
+    Some(match section {
+        Some(s) => format!("{}.{key}", s.trim()),
+        None => key.to_owned(),
+    })
+}
+
 /// All of Wharf's configuration. Each service reads its own section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -191,7 +204,10 @@ pub struct RouterConfig {
     pub internal_listen: SocketAddr,
     /// Prometheus metrics (`/metrics`) and health (`/healthz`), over plain HTTP.
     pub admin_listen: SocketAddr,
-    /// The port that HTTP-to-HTTPS redirects name; defaults to `https_listen`'s port.
+    /// The port clients reach the routers' HTTPS on (a load balancer's, say): what
+    /// HTTP-to-HTTPS redirects and apps' `web_url` name (443 leaves it out of the URL).
+    /// Defaults to `https_listen`'s port. A `wharf control-api`, which has no router, needs it
+    /// set to the routers' public port for `web_url` to be right.
     pub https_public_port: Option<u16>,
     /// Whether the plain-HTTP listener redirects to HTTPS. Turn it off only behind a load
     /// balancer that terminates TLS itself; requests are then proxied as plain HTTP.
@@ -411,7 +427,17 @@ impl Config {
         let origin =
             if from_env.is_empty() { origin.to_owned() } else { format!("{origin} (with {})", from_env.join(", ")) };
         let merged = toml::to_string(&table).map_err(|e| parse_err(&origin, &e))?;
-        let config: Config = toml::from_str(&merged).map_err(|e| parse_err(&origin, &e))?;
+        // The parser's own text quotes the offending line of the merged document, value and
+        // all: a database URL in keyword form (`host=... password=...`) would put its password
+        // in the log, and "line 2" names a line of no file. The key and the parser's message
+        // say what is wrong without the value.
+        let config: Config = toml::from_str(&merged).map_err(|e: toml::de::Error| ConfigError::Parse {
+            origin: origin.clone(),
+            message: match e.span().and_then(|s| key_at(&merged, s.start)) {
+                Some(key) => format!("{key}: {}", e.message().trim().replace('\n', " ")),
+                None => e.message().trim().replace('\n', " "),
+            },
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -575,6 +601,22 @@ mod tests {
     fn check_rejected(text: &str, env: &[(&str, &str)], want: &str) {
         let err = load(text, env).expect_err("should be rejected");
         assert!(err.contains(want), "error {err:?} should mention {want:?}");
+    }
+
+    /// A value the parser refuses is named by its key, never quoted: a database URL in keyword
+    /// form would otherwise put its password in the log (FE31), from a variable or the file.
+    #[test]
+    fn a_refused_value_is_named_by_its_key_and_never_quoted() {
+        let keyword = "host=db.internal port=5432 user=wharf password=SUPERSECRET dbname=wharf";
+        for (text, env) in [
+            (String::new(), vec![("WHARF_CONTROL_API__DATABASE_URL", keyword)]),
+            (format!("[control_api]\ndatabase_url = \"{keyword}\""), vec![]),
+        ] {
+            let err = load(&text, &env).expect_err("a keyword-form URL is refused");
+            assert!(err.contains("control_api.database_url: must be a postgres:// URL"), "{err}");
+            assert!(!err.contains("SUPERSECRET") && !err.contains("line 2"), "{err}");
+        }
+        check_rejected("[router]\nworkers = \"many\"", &[], "router.workers: invalid type");
     }
 
     #[test]

@@ -209,13 +209,15 @@ impl std::fmt::Debug for LocalCa {
 }
 
 impl LocalCa {
-    /// Loads the CA that [`ensure_local_cert`] keeps in `dir`.
+    /// Loads the CA that [`ensure_local_cert`] keeps in `dir`. Errors when `ca.pem` or
+    /// `ca.key` cannot be read or parsed, or the key is not the certificate's.
     pub fn load(dir: &Path) -> Result<LocalCa, TlsError> {
         let read = |p: PathBuf| std::fs::read_to_string(&p).map_err(|source| TlsError::Io { path: p, source });
-        let key = rcgen::KeyPair::from_pem(&read(dir.join("ca.key"))?)?;
-        let ca_der = CertificateDer::from_pem_slice(read(dir.join("ca.pem"))?.as_bytes())
-            .map_err(|e| TlsError::Pem(format!("local CA: {e}")))?;
-        Ok(LocalCa { issuer: rcgen::Issuer::new(local_ca_params()?, key), ca_der, issued: Default::default() })
+        let (ca_pem, key_pem) = (read(dir.join("ca.pem"))?, read(dir.join("ca.key"))?);
+        let ca_der =
+            CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(|e| TlsError::Pem(format!("local CA: {e}")))?;
+        let issuer = stored_issuer(&ca_pem, &key_pem)?;
+        Ok(LocalCa { issuer, ca_der, issued: Default::default() })
     }
 
     /// The certificate for `name`, issued now if not before. `None` if issuing fails.
@@ -249,17 +251,53 @@ impl LocalCa {
     }
 }
 
-/// The local CA's parameters are the same every time, so an issuer rebuilt from them and the
-/// stored key signs certificates that chain to the stored CA certificate.
-fn local_ca_params() -> Result<rcgen::CertificateParams, rcgen::Error> {
+/// The common name every local CA had before names were made unique. Two routers' CAs of
+/// that name cannot both be trusted by one client: OpenSSL (curl, Python) looks an issuer up by
+/// its name, finds one of the two, and fails the other router's handshake.
+const SHARED_LOCAL_CA_NAME: &str = "Wharf local CA";
+
+/// A new local CA's parameters. Its common name carries the first 8 bytes (hex) of its key's
+/// identifier (SHA-256 of the public key, RFC 7093 section 2 method 1), so that each router's
+/// CA has a name of its own and a client can trust several routers' CAs at once
+/// (`Wharf local CA 1a2b3c4d5e6f7a8b`). The name is derived from the key rather than random so
+/// that it can be told again from the key alone.
+fn local_ca_params(key: &rcgen::KeyPair) -> Result<rcgen::CertificateParams, rcgen::Error> {
     use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyUsagePurpose};
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let id: String = params.key_identifier(key).iter().take(8).map(|b| format!("{b:02x}")).collect();
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "Wharf local CA");
+    dn.push(DnType::CommonName, format!("{SHARED_LOCAL_CA_NAME} {id}"));
     params.distinguished_name = dn;
     Ok(params)
+}
+
+/// The issuer of a stored local CA: its name, key identifier and key usages are read from the
+/// stored certificate itself, not rebuilt, so that certificates it issues name exactly the
+/// stored CA as their issuer whatever name that CA was made with (CAs made before names were
+/// unique keep working: clients that trust them need nothing new). Errors when the PEM does
+/// not parse or the key is not the certificate's.
+fn stored_issuer(ca_pem: &str, key_pem: &str) -> Result<rcgen::Issuer<'static, rcgen::KeyPair>, TlsError> {
+    // rustls checks that the key belongs to the certificate: a CA whose files were mixed up
+    // would otherwise issue certificates no client could verify.
+    certified_key(ca_pem.as_bytes(), key_pem.as_bytes())?;
+    let key = rcgen::KeyPair::from_pem(key_pem)?;
+    let ca_der =
+        CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(|e| TlsError::Pem(format!("local CA: {e}")))?;
+    Ok(rcgen::Issuer::from_ca_cert_der(&ca_der, key)?)
+}
+
+/// Whether the stored CA certificate lacks the unique name [`local_ca_params`] gives a CA of
+/// this key, that is, it was made with the name every earlier local CA shared. (A DER
+/// certificate holds its common name as the plain bytes of the string.)
+fn is_shared_name(ca_der: &CertificateDer<'_>, key: &rcgen::KeyPair) -> Result<bool, rcgen::Error> {
+    use rcgen::{DnType, DnValue};
+    let unique = match local_ca_params(key)?.distinguished_name.get(&DnType::CommonName) {
+        Some(DnValue::Utf8String(name)) => name.clone(),
+        _ => return Ok(false),
+    };
+    Ok(!ca_der.windows(unique.len()).any(|w| w == unique.as_bytes()))
 }
 
 /// The server configuration: TLS 1.3 and 1.2 only, ALPN h2 then http/1.1, stateless
@@ -310,23 +348,34 @@ pub fn ensure_local_cert(dir: &Path, domain: &str) -> Result<LocalCertPaths, Tls
         key: dir.join(format!("{domain}.key")),
     };
     let ca_key_path = dir.join("ca.key");
-    let (ca_pem, ca_key) = if paths.ca.exists() && ca_key_path.exists() {
+    let (ca_pem, issuer) = if paths.ca.exists() && ca_key_path.exists() {
         let pem = std::fs::read_to_string(&paths.ca).map_err(io(&paths.ca))?;
-        let key = KeyPair::from_pem(&std::fs::read_to_string(&ca_key_path).map_err(io(&ca_key_path))?)?;
-        (pem, key)
+        let key = std::fs::read_to_string(&ca_key_path).map_err(io(&ca_key_path))?;
+        let issuer = stored_issuer(&pem, &key)?;
+        let der =
+            CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| TlsError::Pem(format!("local CA: {e}")))?;
+        if is_shared_name(&der, issuer.key())? {
+            // Kept, not replaced: clients that trust it would stop trusting this router.
+            tracing::warn!(
+                ca = %paths.ca.display(),
+                name = SHARED_LOCAL_CA_NAME,
+                "this local CA has the name every earlier Wharf's local CA has, so a client cannot trust it beside another router's CA; to give it a name of its own, move the tls directory away and start again (clients must then trust the new ca.pem)"
+            );
+        }
+        (pem, issuer)
     } else {
         let key = KeyPair::generate()?;
-        let cert = local_ca_params()?.self_signed(&key)?;
+        let params = local_ca_params(&key)?;
+        let cert = params.self_signed(&key)?;
         write_private(&ca_key_path, key.serialize_pem().as_bytes()).map_err(io(&ca_key_path))?;
         std::fs::write(&paths.ca, cert.pem()).map_err(io(&paths.ca))?;
         // A new CA invalidates certificates signed by an old one.
         let _ = std::fs::remove_file(&paths.cert);
-        (cert.pem(), key)
+        (cert.pem(), Issuer::new(params, key))
     };
     if paths.cert.exists() && paths.key.exists() {
         return Ok(paths);
     }
-    let issuer = Issuer::new(local_ca_params()?, ca_key);
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(vec![format!("*.{domain}"), domain.clone()])?;
     let mut dn = DistinguishedName::new();
@@ -368,6 +417,77 @@ mod tests {
         let other = ensure_local_cert(&dir, "apps.test").unwrap();
         assert_eq!(std::fs::read(&other.ca).unwrap(), std::fs::read(&p.ca).unwrap(), "one CA for every domain");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Verifies `chain` for `name` as a client trusting only the CAs in `ca_pem` does.
+    fn verify(ca_pem: &[u8], chain: &CertifiedKey, name: &str) -> Result<(), rustls::Error> {
+        use rustls::client::danger::ServerCertVerifier as _;
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_slice_iter(ca_pem) {
+            roots.add(ca.unwrap()).unwrap();
+        }
+        let verifier =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider()).build().unwrap();
+        let name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
+        let now = rustls::pki_types::UnixTime::now();
+        verifier.verify_server_cert(&chain.cert[0], &chain.cert[1..], &name, &[], now).map(|_| ())
+    }
+
+    #[test]
+    fn each_new_local_ca_has_a_name_of_its_own_told_from_its_key() {
+        let (dir_a, dir_b) = (temp_dir(), temp_dir());
+        let mut names = Vec::new();
+        for dir in [&dir_a, &dir_b] {
+            let p = ensure_local_cert(dir, "localhost").unwrap();
+            let key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(dir.join("ca.key")).unwrap()).unwrap();
+            let name = match local_ca_params(&key).unwrap().distinguished_name.get(&rcgen::DnType::CommonName) {
+                Some(rcgen::DnValue::Utf8String(n)) => n.clone(),
+                other => panic!("{other:?}"),
+            };
+            let id = name.strip_prefix("Wharf local CA ").unwrap_or_else(|| panic!("{name}"));
+            assert!(id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{name}");
+            let der = CertificateDer::from_pem_slice(&std::fs::read(&p.ca).unwrap()).unwrap();
+            assert!(!is_shared_name(&der, &key).unwrap(), "the stored CA carries its key's name");
+            names.push(name);
+        }
+        assert_ne!(names[0], names[1]);
+        std::fs::remove_dir_all(dir_a).unwrap();
+        std::fs::remove_dir_all(dir_b).unwrap();
+    }
+
+    /// A CA stored by an earlier version (named `Wharf local CA`, the same for every router)
+    /// is kept, and the certificates made from it, the default one and those issued per name,
+    /// chain to it: clients that trust it need nothing new.
+    #[test]
+    fn a_stored_ca_of_the_old_shared_name_keeps_issuing_certificates_that_chain_to_it() {
+        let dir = temp_dir();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = local_ca_params(&key).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(rcgen::DnType::CommonName, SHARED_LOCAL_CA_NAME);
+        let old = params.self_signed(&key).unwrap();
+        std::fs::write(dir.join("ca.pem"), old.pem()).unwrap();
+        write_private(&dir.join("ca.key"), key.serialize_pem().as_bytes()).unwrap();
+        assert!(is_shared_name(old.der(), &key).unwrap());
+
+        let p = ensure_local_cert(&dir, "localhost").unwrap();
+        assert_eq!(std::fs::read_to_string(&p.ca).unwrap(), old.pem(), "the stored CA is kept");
+        let ca = std::fs::read(&p.ca).unwrap();
+        let default = certified_key(&std::fs::read(&p.cert).unwrap(), &std::fs::read(&p.key).unwrap()).unwrap();
+        verify(&ca, &default, "localhost").unwrap();
+        let issued = LocalCa::load(&dir).unwrap().issue("api-default.localhost").unwrap();
+        verify(&ca, &issued, "api-default.localhost").unwrap();
+        // The verification can fail: another CA's certificate does not chain to this one.
+        let other = temp_dir();
+        let q = ensure_local_cert(&other, "localhost").unwrap();
+        let foreign = certified_key(&std::fs::read(&q.cert).unwrap(), &std::fs::read(&q.key).unwrap()).unwrap();
+        assert!(verify(&ca, &foreign, "localhost").is_err());
+        // A CA whose key is another's is refused with a clear error rather than issuing
+        // certificates nobody can verify.
+        std::fs::copy(other.join("ca.key"), dir.join("ca.key")).unwrap();
+        assert!(matches!(LocalCa::load(&dir).unwrap_err(), TlsError::Key(_)));
+        std::fs::remove_dir_all(dir).unwrap();
+        std::fs::remove_dir_all(other).unwrap();
     }
 
     #[test]

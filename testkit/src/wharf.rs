@@ -127,6 +127,16 @@ impl Addresses {
     }
 }
 
+/// The five secrets that control API replicas on one database must share, as the variables
+/// that give them: with `--database-url`, a replica missing any of them refuses to start.
+pub const REPLICA_SECRETS: [(&str, &str); 5] = [
+    ("WHARF_ADMIN_TOKEN", "replica-admin-token-0123456789"),
+    ("WHARF_ROUTER_TOKEN", "replica-router-token-0123456789"),
+    ("WHARF_LOGSHUTTLE_TOKEN", "replica-logshuttle-token-0123456789"),
+    ("WHARF_RUNTIME_TOKEN", "replica-runtime-token-0123456789"),
+    ("WHARF_SESSION_SECRET", "replica-session-secret-0123456789"),
+];
+
 /// Every listener of `wharf serve` on a free loopback port, as environment variables, so that
 /// tests run side by side.
 pub const FREE_PORTS: [(&str, &str); 5] = [
@@ -150,6 +160,7 @@ async fn start(bin: &str, subcommand: &str, args: &[&str], data_dir: &Path, env:
         .env_remove("WHARF_DATA_PLANE_TOKEN")
         .env_remove("WHARF_ROUTER_TOKEN")
         .env_remove("WHARF_LOGSHUTTLE_TOKEN")
+        .env_remove("WHARF_RUNTIME_TOKEN")
         .env_remove("WHARF_SESSION_SECRET")
         .envs(FREE_PORTS)
         .env("WHARF_LOG", "info,wharf_router=debug,wharf_logshuttle=debug")
@@ -259,20 +270,32 @@ pub struct WharfControlApi {
     pub api: Api,
     child: Child,
     stderr: PathBuf,
+    stdout: tokio::sync::mpsc::UnboundedReceiver<String>,
+    printed: String,
 }
 
 impl WharfControlApi {
     /// Starts `wharf control-api ARGS` (`--database-url URL`, ...) with the data directory
     /// `data_dir` and `env` (the shared tokens of replicas, configuration).
     pub async fn start(bin: &str, args: &[&str], data_dir: &Path, env: &[(&str, &str)]) -> WharfControlApi {
-        let Started { child, addresses, stderr, .. } = start(bin, "control-api", args, data_dir, env).await;
+        let Started { child, addresses, stderr, stdout } = start(bin, "control-api", args, data_dir, env).await;
         let token = match env.iter().find(|(k, _)| *k == "WHARF_ADMIN_TOKEN") {
             Some((_, token)) => token.to_string(),
             None => {
                 std::fs::read_to_string(data_dir.join("admin-token")).expect("stored admin token").trim().to_owned()
             }
         };
-        WharfControlApi { api: Api { addr: addresses.addr("control_api"), token: Some(token) }, child, stderr }
+        let api = Api { addr: addresses.addr("control_api"), token: Some(token) };
+        WharfControlApi { api, child, stderr, stdout, printed: String::new() }
+    }
+
+    /// What the process printed on standard output so far (its banner), one line each.
+    pub fn stdout(&mut self) -> String {
+        while let Ok(line) = self.stdout.try_recv() {
+            self.printed.push_str(&line);
+            self.printed.push('\n');
+        }
+        self.printed.clone()
     }
 
     /// Its URL, `http://127.0.0.1:PORT`, for a data plane's `--control-api`.
@@ -346,7 +369,7 @@ impl Wharf {
     /// Starts `wharf serve` with the data directory `data_dir` and extra environment variables.
     pub async fn serve_with(bin: &str, args: &[&str], data_dir: &Path, env: &[(&str, &str)]) -> Wharf {
         let Started { child, addresses, stdout, stderr } = start(bin, "serve", args, data_dir, env).await;
-        // The token is the one given, or the one Wharf generated and stored (and printed once).
+        // The token is the one given, or the one Wharf generated and stored (it prints only where).
         let token = match env.iter().find(|(k, _)| *k == "WHARF_ADMIN_TOKEN") {
             Some((_, token)) => token.to_string(),
             None => {

@@ -78,7 +78,9 @@ impl From<Error> for ApiError {
             Error::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             Error::Invalid(m) => ApiError::invalid(m),
             Error::Store(e) => {
-                tracing::error!(error = %e, "control api storage failed");
+                // Logged once per outage where it is recorded (the plane's engine), not here
+                // once per request.
+                tracing::debug!(error = %e, "control api storage failed");
                 ApiError::unavailable("storage is unavailable; nothing was changed")
             }
         }

@@ -26,12 +26,33 @@ pub(super) struct State {
     /// `/healthz` reports as `"storage"`. Polled every [`STORE_POLL`] with a shared store, so it
     /// turns within seconds even while nobody writes.
     pub(super) storage_down: std::sync::atomic::AtomicBool,
+    /// Store operations that failed since start (`wharf_control_api_storage_failures_total`).
+    pub(super) storage_failures: std::sync::atomic::AtomicU64,
 }
 
 impl State {
-    /// Records how a store operation ended, for `/healthz`, and passes its result on.
+    /// Records how a store operation ended, for `/healthz` and the failure counter, and passes
+    /// its result on. An outage is logged once, at its first failure (`error!`: writes are
+    /// refused, an outage), and its end once (`info!`), not once per request: while the
+    /// database is down every write and every 5 s poll fails, and a line for each would bury
+    /// the log; the counter says how many failed.
     fn record<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
-        self.storage_down.store(result.is_err(), std::sync::atomic::Ordering::Relaxed);
+        use std::sync::atomic::Ordering::Relaxed;
+        let was_down = self.storage_down.swap(result.is_err(), Relaxed);
+        match (&result, was_down) {
+            (Err(e), false) => {
+                self.storage_failures.fetch_add(1, Relaxed);
+                tracing::error!(error = %e, "storage is unavailable: writes answer 503 and change nothing until it answers again; reads and the feed are served from memory");
+            }
+            (Err(_), true) => {
+                self.storage_failures.fetch_add(1, Relaxed);
+            }
+            (Ok(_), true) => tracing::info!(
+                failures = self.storage_failures.load(Relaxed),
+                "storage answers again; writes are accepted"
+            ),
+            (Ok(_), false) => {}
+        }
         result
     }
 
@@ -137,7 +158,8 @@ impl ControlPlane {
             .await
             .expect("reading does not panic");
             if let Err(e) = synced {
-                tracing::warn!(error = %e, "cannot read other replicas' changes; serving the last known state");
+                // The outage itself is logged once by `State::record`.
+                tracing::debug!(error = %e, "cannot read other replicas' changes; serving the last known state");
             }
         }
     }
@@ -289,6 +311,7 @@ impl ControlPlane {
                 store: Mutex::new(store),
                 snapshots,
                 storage_down: std::sync::atomic::AtomicBool::new(false),
+                storage_failures: std::sync::atomic::AtomicU64::new(0),
             }),
             writer: Arc::new(tokio::sync::Mutex::new(())),
             settings,
@@ -352,6 +375,21 @@ impl ControlPlane {
     /// are still served from memory; writes fail with 503), true again once an operation works.
     pub fn storage_available(&self) -> bool {
         !self.state.storage_down.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Appends the store's Prometheus series to `out`: `wharf_control_api_storage_available`
+    /// (gauge, 1 or 0, as `/healthz`'s `storage`) and `wharf_control_api_storage_failures_total`
+    /// (counter: store operations that failed since start, writes and the 5 s polls alike).
+    pub fn render_storage_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let failures = self.state.storage_failures.load(std::sync::atomic::Ordering::Relaxed);
+        let _ =
+            writeln!(out, "# HELP wharf_control_api_storage_available Whether the store answered its last operation.");
+        let _ = writeln!(out, "# TYPE wharf_control_api_storage_available gauge");
+        let _ = writeln!(out, "wharf_control_api_storage_available {}", u8::from(self.storage_available()));
+        let _ = writeln!(out, "# HELP wharf_control_api_storage_failures_total Store operations that failed.");
+        let _ = writeln!(out, "# TYPE wharf_control_api_storage_failures_total counter");
+        let _ = writeln!(out, "wharf_control_api_storage_failures_total {failures}");
     }
 
     /// Follows every new snapshot.

@@ -252,8 +252,13 @@ async fn migrate(client: &Client) -> Result<(), StoreError> {
 
 /// Listens for commits, on its own connection, waking `changed` for each and once after every
 /// (re)connection, for what was committed while it was away.
+///
+/// A database that stays down is reported once (a warning at the first failed connection, and a
+/// line when it listens again), not at every attempt: the 5 s poll covers the meantime, and the
+/// engine logs the outage itself.
 async fn listen(config: tokio_postgres::Config, tls: tls::MakeRustls, changed: Arc<Notify>) {
     let mut backoff = Duration::from_millis(100);
+    let mut failing = false;
     loop {
         match config.connect(tls.clone()).await {
             Ok((client, mut connection)) => {
@@ -275,13 +280,20 @@ async fn listen(config: tokio_postgres::Config, tls: tls::MakeRustls, changed: A
                     Ok(()) => {
                         backoff = Duration::from_millis(100);
                         changed.notify_one();
+                        if std::mem::take(&mut failing) {
+                            tracing::info!("hearing other replicas' changes again");
+                        }
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot listen for other replicas' changes"),
                 }
                 let _ = messages.await;
                 drop(client);
             }
-            Err(e) => tracing::warn!(error = %e, "cannot connect to hear other replicas' changes"),
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "cannot connect to hear other replicas' changes; trying again with backoff (up to 10 s), quietly until it works");
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot connect to hear other replicas' changes"),
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(10));
@@ -311,6 +323,12 @@ impl Store for PostgresStore {
     }
 
     fn abort(&mut self) {
+        // A connection that broke ended its transaction, and the lock with it: there is nothing
+        // to release, and trying would only connect again to a database that is likely down
+        // (a warning for every refused request while it is).
+        if self.conn.as_ref().is_none_or(|c| c.client.is_closed()) {
+            return;
+        }
         if let Err(e) = self.with_conn(async |conn| conn.end_stale().await) {
             tracing::warn!(error = %e, "cannot release the database write lock; the server ends the transaction after its idle_in_transaction_session_timeout (60 s)");
         }
