@@ -225,40 +225,54 @@ impl Buffer {
 
     /// Adds a line; drops the oldest ones when over budget. Never waits.
     pub fn push(&self, entry: Entry) {
+        self.push_all(std::iter::once(entry));
+    }
+
+    /// Adds lines, in order, as [`Buffer::push`] would one by one, under one lock, with one
+    /// count and at most one wake-up of the drain: the dispatcher hands a drain all its lines
+    /// of a batch at once. Never waits.
+    pub fn push_all(&self, entries: impl IntoIterator<Item = Entry>) {
         let mut inner = self.inner.lock().expect("buffer lock");
         if inner.closed {
             return;
         }
-        if self.catch_up
-            && let Some(p) = entry.position
-            && !self.take_live(&mut inner, p, cost(&entry))
-        {
-            return;
-        }
         let was_empty = inner.queue.is_empty();
-        Self::mark_pushed(&mut inner.cursors, &entry);
-        inner.bytes += cost(&entry);
-        inner.queue.push_back(entry);
-        let mut dropped = 0;
-        while inner.queue.len() > self.max_lines || (inner.bytes > self.max_bytes && inner.queue.len() > 1) {
-            let old = inner.queue.pop_front().expect("over budget means not empty");
-            inner.bytes -= cost(&old);
-            Self::mark_taken(&mut inner.cursors, &old);
-            let since = old.event.time_micros();
-            let o = inner.overflow.get_or_insert(Overflow { count: 0, since_micros: since });
-            o.count += 1;
-            dropped += 1;
+        let (mut pushed, mut dropped) = (0, 0);
+        for entry in entries {
+            if self.catch_up
+                && let Some(p) = entry.position
+                && !self.take_live(&mut inner, p, cost(&entry))
+            {
+                continue;
+            }
+            Self::mark_pushed(&mut inner.cursors, &entry);
+            inner.bytes += cost(&entry);
+            inner.queue.push_back(entry);
+            pushed += 1;
+            while inner.queue.len() > self.max_lines || (inner.bytes > self.max_bytes && inner.queue.len() > 1) {
+                let old = inner.queue.pop_front().expect("over budget means not empty");
+                inner.bytes -= cost(&old);
+                Self::mark_taken(&mut inner.cursors, &old);
+                let since = old.event.time_micros();
+                let o = inner.overflow.get_or_insert(Overflow { count: 0, since_micros: since });
+                o.count += 1;
+                dropped += 1;
+            }
         }
+        // Pushes only add, and a drop leaves the queue at its budget: once above the
+        // high-water mark in this call, it is still above it here.
         if !inner.pace.full && self.pace.is_some() && self.above_high(&inner) {
             let to = DrainState { full: true, ..inner.pace };
             self.set_pace(&mut inner, to);
         }
         drop(inner);
-        self.stats.pushed.fetch_add(1, Relaxed);
+        if pushed > 0 {
+            self.stats.pushed.fetch_add(pushed, Relaxed);
+        }
         if dropped > 0 {
             self.stats.dropped.fetch_add(dropped, Relaxed);
         }
-        if was_empty {
+        if was_empty && pushed > 0 {
             self.ready.notify_one();
         }
     }
@@ -313,10 +327,16 @@ impl Buffer {
     }
 
     fn mark_taken(cursors: &mut [Map<Partition, Cursor>; 2], entry: &Entry) {
-        if let Some(p) = entry.position
-            && let Some(c) = cursors[usize::from(entry.replayed)].get_mut(&p.partition)
-        {
-            c.taken = c.taken.max(p.offset);
+        if let Some(p) = entry.position {
+            Self::mark_taken_to(cursors, (usize::from(entry.replayed), p.partition, p.offset));
+        }
+    }
+
+    /// Records that lines of `kind` (0 live, 1 read back) in a partition left the queue, up to
+    /// `offset`.
+    fn mark_taken_to(cursors: &mut [Map<Partition, Cursor>; 2], (kind, partition, offset): (usize, Partition, i64)) {
+        if let Some(c) = cursors[kind].get_mut(&partition) {
+            c.taken = c.taken.max(offset);
         }
     }
 
@@ -524,12 +544,28 @@ impl Buffer {
                         n += 1;
                     }
                     let Inner { queue, cursors, in_flight, .. } = &mut *inner;
+                    // The books are kept per run of lines of one partition and kind (a drain's
+                    // lines are mostly all of one partition): the run's first offset is in
+                    // flight, and its last is taken.
+                    let mut run: Option<(usize, Partition, i64)> = None;
                     for e in queue.drain(..n) {
                         if let Some(p) = e.position {
-                            in_flight[usize::from(e.replayed)].entry(p.partition).or_insert(p.offset);
+                            let kind = usize::from(e.replayed);
+                            match &mut run {
+                                Some((k, q, last)) if *k == kind && *q == p.partition => *last = (*last).max(p.offset),
+                                _ => {
+                                    if let Some(r) = run.take() {
+                                        Self::mark_taken_to(cursors, r);
+                                    }
+                                    in_flight[kind].entry(p.partition).or_insert(p.offset);
+                                    run = Some((kind, p.partition, p.offset));
+                                }
+                            }
                         }
-                        Self::mark_taken(cursors, &e);
                         out.push(e);
+                    }
+                    if let Some(r) = run {
+                        Self::mark_taken_to(cursors, r);
                     }
                     let taken: usize = out[out.len() - n..].iter().map(cost).sum();
                     inner.bytes -= taken;
@@ -858,6 +894,87 @@ mod tests {
         let live_only = Buffer::new(2, usize::MAX).with_catch_up(true);
         live_only.push(entry(0, "0"));
         assert_eq!(live_only.forget(P0), None, "never behind: no cursor to save");
+    }
+
+    const P1: Partition = Partition { topic_index: 0, number: 1 };
+
+    fn entry_in(p: Partition, offset: i64) -> Entry {
+        Entry { position: Some(Position { partition: p, offset }), ..entry(offset, &format!("{}:{offset}", p.number)) }
+    }
+
+    /// What can be seen of a buffer: the lines a pop takes, the overflow it reports, where the
+    /// group's commit may go per partition (before and after the batch is done), whether it is
+    /// behind, and its counters.
+    async fn look(b: &Buffer, take: usize) -> (Vec<String>, Option<Overflow>, [Option<i64>; 4], [bool; 2], [u64; 3]) {
+        let mut out = Vec::new();
+        let overflow = if b.is_idle() { None } else { b.pop(&mut out, take).await.unwrap() };
+        let in_flight = [b.pending_from(P0), b.pending_from(P1)];
+        b.done();
+        let after = [b.pending_from(P0), b.pending_from(P1)];
+        let stats = [&b.stats.pushed, &b.stats.dropped, &b.stats.popped].map(|c| c.load(Relaxed));
+        (
+            messages(&out),
+            overflow,
+            [in_flight[0], in_flight[1], after[0], after[1]],
+            [b.is_behind(P0), b.is_behind(P1)],
+            stats,
+        )
+    }
+
+    /// Lines pushed together go in exactly as pushed one by one: the same queue, drops and
+    /// overflow, cursors, spells behind, counters; for budgets that hold them, that drop
+    /// (lines and bytes), and that make a catching-up drain fall behind, with lines of two
+    /// partitions interleaved.
+    #[tokio::test]
+    async fn lines_pushed_together_go_in_as_pushed_one_by_one() {
+        let one = entry_in(P0, 0).event.encoded().len();
+        // (lines, bytes, catch-up, lines taken per pop)
+        let cases = [
+            (100, usize::MAX, false, 100),
+            (4, usize::MAX, false, 3),
+            (100, one * 3, false, 2),
+            (4, usize::MAX, true, 3),
+            (100, one * 5, true, 100),
+        ];
+        for (lines, bytes, catch_up, take) in cases {
+            let single = Buffer::new(lines, bytes).with_catch_up(catch_up);
+            let together = Buffer::new(lines, bytes).with_catch_up(catch_up);
+            let mut offsets = [0i64; 2];
+            for round in 0..3 {
+                let chunk: Vec<Entry> = (0..7)
+                    .map(|i| {
+                        let p = if (i + round) % 3 == 0 { 1 } else { 0 };
+                        offsets[p] += 1;
+                        entry_in([P0, P1][p], offsets[p])
+                    })
+                    .collect();
+                for e in chunk.iter().cloned() {
+                    single.push(e);
+                }
+                together.push_all(chunk);
+                let case = (lines, bytes, catch_up, round);
+                assert_eq!(look(&single, take).await, look(&together, take).await, "{case:?}");
+            }
+        }
+    }
+
+    /// A pop of lines of two partitions interleaved keeps, per partition, its first line as in
+    /// flight and its last as taken: the commit waits for the batch, then for what is queued.
+    #[tokio::test]
+    async fn a_pop_across_partitions_keeps_each_partitions_books() {
+        let b = Buffer::new(100, usize::MAX);
+        for (p, o) in [(P0, 10), (P0, 11), (P1, 20), (P1, 21), (P0, 12), (P1, 22)] {
+            b.push(entry_in(p, o));
+        }
+        let mut out = Vec::new();
+        b.pop(&mut out, 4).await.unwrap();
+        assert_eq!((b.pending_from(P0), b.pending_from(P1)), (Some(10), Some(20)), "in flight");
+        b.done();
+        assert_eq!((b.pending_from(P0), b.pending_from(P1)), (Some(12), Some(22)), "still queued");
+        b.pop(&mut out, 100).await.unwrap();
+        b.done();
+        assert_eq!((b.pending_from(P0), b.pending_from(P1)), (None, None));
+        assert_eq!(messages(&out), ["0:10", "0:11", "1:20", "1:21", "0:12", "1:22"]);
     }
 
     #[tokio::test]
