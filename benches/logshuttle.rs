@@ -45,6 +45,9 @@
 //! own, alternating, `WHARF_BENCH_PAIRS` times (1 unless set). On a shared machine only such
 //! pairs say whether a change helped.
 //!
+//! `WHARF_BENCH_LIVE=0` leaves out the live loads and their latency (for a run under
+//! callgrind).
+//!
 //! `WHARF_BENCH_CASES=many,one,https,rsyslog-many` (all of them unless set) chooses the cases
 //! beside the raw consumer and rsyslog TCP to TCP, which every run measures, as every ratio is
 //! against them.
@@ -316,6 +319,12 @@ struct Live {
 /// that what is left is Wharf's.
 const LIVE: [Live; 2] = [Live { rate: 80_000, linger_ms: 20 }, Live { rate: 20_000, linger_ms: 5 }];
 
+/// `loads`, or none with `WHARF_BENCH_LIVE=0` (under callgrind, say, where Wharf is far too
+/// slow for them).
+fn live_loads(loads: &[Live]) -> &[Live] {
+    if std::env::var("WHARF_BENCH_LIVE").is_ok_and(|v| v == "0") { &[] } else { loads }
+}
+
 /// As [`produce`], at most `live.rate` lines a second with its linger when given.
 fn produce_at(brokers: &str, n: u64, apps: &[String], live: Option<Live>) -> u64 {
     let began = Instant::now();
@@ -550,7 +559,7 @@ async fn wharf_drains(
     let row = Row { name: name.into(), lines: n, receives: Some(sink.receives()), seconds, bytes, cpu, system };
     // Delivery latency: lines produced while Wharf runs, at a steady rate, from the line's
     // timestamp (set by the producer) to its arrival at the sink.
-    for &l in live {
+    for &l in live_loads(live) {
         let m = l.rate * 5;
         sink.reset();
         sink.record_latencies();
@@ -775,7 +784,7 @@ async fn main() {
             let backlog = Backlog { lines: n, bytes };
             rows.push(wharf_drains(name, bin, &[], (&broker2, &many_dir), &sink, backlog, (&apps, &LIVE)).await);
             // The same live loads without Wharf, on the same topic, after Wharf has stopped.
-            for live in LIVE {
+            for &live in live_loads(&LIVE) {
                 let (brokers, apps) = (broker2.brokers(), apps.clone());
                 let l = tokio::task::spawn_blocking(move || raw_latency(&brokers, &apps, live)).await.unwrap();
                 print_latency("raw rdkafka consumer (line's timestamp to the consumer)", live, &l);

@@ -225,54 +225,40 @@ impl Buffer {
 
     /// Adds a line; drops the oldest ones when over budget. Never waits.
     pub fn push(&self, entry: Entry) {
-        self.push_all(std::iter::once(entry));
-    }
-
-    /// Adds lines, in order, as [`Buffer::push`] would one by one, under one lock, with one
-    /// count and at most one wake-up of the drain: the dispatcher hands a drain all its lines
-    /// of a batch at once. Never waits.
-    pub fn push_all(&self, entries: impl IntoIterator<Item = Entry>) {
         let mut inner = self.inner.lock().expect("buffer lock");
         if inner.closed {
             return;
         }
-        let was_empty = inner.queue.is_empty();
-        let (mut pushed, mut dropped) = (0, 0);
-        for entry in entries {
-            if self.catch_up
-                && let Some(p) = entry.position
-                && !self.take_live(&mut inner, p, cost(&entry))
-            {
-                continue;
-            }
-            Self::mark_pushed(&mut inner.cursors, &entry);
-            inner.bytes += cost(&entry);
-            inner.queue.push_back(entry);
-            pushed += 1;
-            while inner.queue.len() > self.max_lines || (inner.bytes > self.max_bytes && inner.queue.len() > 1) {
-                let old = inner.queue.pop_front().expect("over budget means not empty");
-                inner.bytes -= cost(&old);
-                Self::mark_taken(&mut inner.cursors, &old);
-                let since = old.event.time_micros();
-                let o = inner.overflow.get_or_insert(Overflow { count: 0, since_micros: since });
-                o.count += 1;
-                dropped += 1;
-            }
+        if self.catch_up
+            && let Some(p) = entry.position
+            && !self.take_live(&mut inner, p, cost(&entry))
+        {
+            return;
         }
-        // Pushes only add, and a drop leaves the queue at its budget: once above the
-        // high-water mark in this call, it is still above it here.
+        let was_empty = inner.queue.is_empty();
+        Self::mark_pushed(&mut inner.cursors, &entry);
+        inner.bytes += cost(&entry);
+        inner.queue.push_back(entry);
+        let mut dropped = 0;
+        while inner.queue.len() > self.max_lines || (inner.bytes > self.max_bytes && inner.queue.len() > 1) {
+            let old = inner.queue.pop_front().expect("over budget means not empty");
+            inner.bytes -= cost(&old);
+            Self::mark_taken(&mut inner.cursors, &old);
+            let since = old.event.time_micros();
+            let o = inner.overflow.get_or_insert(Overflow { count: 0, since_micros: since });
+            o.count += 1;
+            dropped += 1;
+        }
         if !inner.pace.full && self.pace.is_some() && self.above_high(&inner) {
             let to = DrainState { full: true, ..inner.pace };
             self.set_pace(&mut inner, to);
         }
         drop(inner);
-        if pushed > 0 {
-            self.stats.pushed.fetch_add(pushed, Relaxed);
-        }
+        self.stats.pushed.fetch_add(1, Relaxed);
         if dropped > 0 {
             self.stats.dropped.fetch_add(dropped, Relaxed);
         }
-        if was_empty && pushed > 0 {
+        if was_empty {
             self.ready.notify_one();
         }
     }
@@ -900,62 +886,6 @@ mod tests {
 
     fn entry_in(p: Partition, offset: i64) -> Entry {
         Entry { position: Some(Position { partition: p, offset }), ..entry(offset, &format!("{}:{offset}", p.number)) }
-    }
-
-    /// What can be seen of a buffer: the lines a pop takes, the overflow it reports, where the
-    /// group's commit may go per partition (before and after the batch is done), whether it is
-    /// behind, and its counters.
-    async fn look(b: &Buffer, take: usize) -> (Vec<String>, Option<Overflow>, [Option<i64>; 4], [bool; 2], [u64; 3]) {
-        let mut out = Vec::new();
-        let overflow = if b.is_idle() { None } else { b.pop(&mut out, take).await.unwrap() };
-        let in_flight = [b.pending_from(P0), b.pending_from(P1)];
-        b.done();
-        let after = [b.pending_from(P0), b.pending_from(P1)];
-        let stats = [&b.stats.pushed, &b.stats.dropped, &b.stats.popped].map(|c| c.load(Relaxed));
-        (
-            messages(&out),
-            overflow,
-            [in_flight[0], in_flight[1], after[0], after[1]],
-            [b.is_behind(P0), b.is_behind(P1)],
-            stats,
-        )
-    }
-
-    /// Lines pushed together go in exactly as pushed one by one: the same queue, drops and
-    /// overflow, cursors, spells behind, counters; for budgets that hold them, that drop
-    /// (lines and bytes), and that make a catching-up drain fall behind, with lines of two
-    /// partitions interleaved.
-    #[tokio::test]
-    async fn lines_pushed_together_go_in_as_pushed_one_by_one() {
-        let one = entry_in(P0, 0).event.encoded().len();
-        // (lines, bytes, catch-up, lines taken per pop)
-        let cases = [
-            (100, usize::MAX, false, 100),
-            (4, usize::MAX, false, 3),
-            (100, one * 3, false, 2),
-            (4, usize::MAX, true, 3),
-            (100, one * 5, true, 100),
-        ];
-        for (lines, bytes, catch_up, take) in cases {
-            let single = Buffer::new(lines, bytes).with_catch_up(catch_up);
-            let together = Buffer::new(lines, bytes).with_catch_up(catch_up);
-            let mut offsets = [0i64; 2];
-            for round in 0..3 {
-                let chunk: Vec<Entry> = (0..7)
-                    .map(|i| {
-                        let p = if (i + round) % 3 == 0 { 1 } else { 0 };
-                        offsets[p] += 1;
-                        entry_in([P0, P1][p], offsets[p])
-                    })
-                    .collect();
-                for e in chunk.iter().cloned() {
-                    single.push(e);
-                }
-                together.push_all(chunk);
-                let case = (lines, bytes, catch_up, round);
-                assert_eq!(look(&single, take).await, look(&together, take).await, "{case:?}");
-            }
-        }
     }
 
     /// A pop of lines of two partitions interleaved keeps, per partition, its first line as in

@@ -382,16 +382,14 @@ async fn revoke(
 
 /// Hands each line of a batch to its app's and site's drains, and the batch to the tails.
 ///
-/// A batch interleaves many apps' lines (a partition holds the lines of hundreds of apps), so
-/// each drain's lines are first gathered, in batch order, and each drain then takes all its
-/// lines of the batch at once ([`buffer::Buffer::push_all`]): one lock, one count and at most
-/// one wake-up per drain and batch rather than per line, with the drain's memory in cache while
-/// its lines go in. A line's last drain takes the line itself and any other drain a clone, so a
-/// line with one drain (the usual case) is never cloned: its bytes stay as the bus decoded them,
-/// with no reference count to keep (benches/RESULTS.md, logshuttle run 11).
+/// A line's last drain takes the line itself and any other drain a clone, so a line with one
+/// drain (the usual case) is never cloned: its bytes stay as the bus decoded them, with no
+/// reference count to keep (benches/RESULTS.md, logshuttle run 11). Each line goes into its
+/// drains' buffers as it comes, not gathered per drain for the whole batch: a drain takes lines
+/// while the batch goes in, and a burst of one app's lines gathered at once would put a drain
+/// that keeps up over its budget (run 11 says how that was found).
 fn deliver(batch: Vec<Received>, drains: &DrainTable, history: &History, consumed: &mut Map<Partition, i64>) {
     history.record_received(&batch);
-    let mut gathered = Gathered::default();
     for Received { event, position } in batch {
         if let Some(p) = position {
             consumed.insert(p.partition, p.offset + 1);
@@ -401,33 +399,10 @@ fn deliver(batch: Vec<Received>, drains: &DrainTable, history: &History, consume
         let mut to = app.iter().chain(site);
         let Some(mut last) = to.next() else { continue };
         for next in to {
-            gathered.add(last, Entry { event: event.clone(), position, replayed: false });
+            last.buffer.push(Entry { event: event.clone(), position, replayed: false });
             last = next;
         }
-        gathered.add(last, Entry { event, position, replayed: false });
-    }
-    for (d, lines) in gathered.drains {
-        d.buffer.push_all(lines);
-    }
-}
-
-/// The lines of a batch per drain, in batch order.
-#[derive(Default)]
-struct Gathered<'t> {
-    /// Per drain that gets lines, in the order of its first line: the drain and its lines.
-    drains: Vec<(&'t Arc<Drain>, Vec<Entry>)>,
-    /// Where each drain is in `drains`, by the drain's address.
-    index: Map<usize, usize>,
-}
-
-impl<'t> Gathered<'t> {
-    fn add(&mut self, d: &'t Arc<Drain>, entry: Entry) {
-        let drains = &mut self.drains;
-        let i = *self.index.entry(Arc::as_ptr(d) as usize).or_insert_with(|| {
-            drains.push((d, Vec::new()));
-            drains.len() - 1
-        });
-        drains[i].1.push(entry);
+        last.buffer.push(Entry { event, position, replayed: false });
     }
 }
 
@@ -522,7 +497,8 @@ mod tests {
             let mut out = Vec::new();
             d.buffer.pop(&mut out, 100).await.unwrap();
             d.buffer.done();
-            let got: Vec<String> = out.iter().map(|e| String::from_utf8_lossy(e.event.message()).into_owned()).collect();
+            let got: Vec<String> =
+                out.iter().map(|e| String::from_utf8_lossy(e.event.message()).into_owned()).collect();
             assert_eq!(got, want, "drain of {}", d.label);
             assert!(d.buffer.is_idle(), "drain of {}: nothing more", d.label);
         }
