@@ -35,7 +35,22 @@
 //! script that runs `exec valgrind --tool=callgrind "$WHARF_BENCH_BIN" "$@"`).
 //!
 //! With `WHARF_BENCH_PERF=DIR`, `perf stat` counts each Wharf and rsyslog case's system calls
-//! by kind, CPU time and context switches over its measured span into `DIR/CASE.txt`.
+//! by kind, CPU time and context switches over its measured span into `DIR/CASE.txt`;
+//! `WHARF_BENCH_PERF_RECORD=1` adds `perf record -g` over the same span, and
+//! `WHARF_BENCH_PERF_RECORD=dwarf` the same with DWARF call graphs (callers through code built
+//! without frame pointers, such as the vDSO's `clock_gettime`).
+//!
+//! Side by side in one run: `WHARF_BENCH_BASE=PATH` runs the 1,000-drains case with the Wharf
+//! at PATH too (another build, say main's), each on a broker, topic and data directory of its
+//! own, alternating, `WHARF_BENCH_PAIRS` times (1 unless set). On a shared machine only such
+//! pairs say whether a change helped.
+//!
+//! `WHARF_BENCH_LIVE=0` leaves out the live loads and their latency (for a run under
+//! callgrind).
+//!
+//! `WHARF_BENCH_CASES=many,one,https,rsyslog-many` (all of them unless set) chooses the cases
+//! beside the raw consumer and rsyslog TCP to TCP, which every run measures, as every ratio is
+//! against them.
 //!
 //! Needs tansu (`./scripts/test` installs it) and rsyslog (Debian).
 
@@ -304,6 +319,12 @@ struct Live {
 /// that what is left is Wharf's.
 const LIVE: [Live; 2] = [Live { rate: 80_000, linger_ms: 20 }, Live { rate: 20_000, linger_ms: 5 }];
 
+/// `loads`, or none with `WHARF_BENCH_LIVE=0` (under callgrind, say, where Wharf is far too
+/// slow for them).
+fn live_loads(loads: &[Live]) -> &[Live] {
+    if std::env::var("WHARF_BENCH_LIVE").is_ok_and(|v| v == "0") { &[] } else { loads }
+}
+
 /// As [`produce`], at most `live.rate` lines a second with its linger when given.
 fn produce_at(brokers: &str, n: u64, apps: &[String], live: Option<Live>) -> u64 {
     let began = Instant::now();
@@ -482,6 +503,7 @@ struct Backlog {
 /// of `live` over `apps`, prints the delivery latency of lines produced while it runs.
 async fn wharf_drains(
     name: &str,
+    bin: &str,
     env: &[(&str, &str)],
     (broker, data): (&Tansu, &std::path::Path),
     sink: &Sink,
@@ -494,15 +516,14 @@ async fn wharf_drains(
     // `script ARGS...` with Wharf's path in `WHARF_BENCH_BIN` (for example a script that runs
     // `exec valgrind --tool=callgrind "$WHARF_BENCH_BIN" "$@"`), so the profile covers exactly
     // the measured run.
-    let wrapper = std::env::var("WHARF_BENCH_WRAPPER").ok().filter(|_| name == "wharf, 1,000 drains");
+    let wrapper = std::env::var("WHARF_BENCH_WRAPPER").ok().filter(|_| name.starts_with("wharf, 1,000 drains"));
     let mut env = [BIG_BUFFERS, env].concat();
-    env.push(("WHARF_BENCH_BIN", WHARF));
+    env.push(("WHARF_BENCH_BIN", bin));
     let fetch_wait = format!("{}ms", fetch_wait_max_ms());
     env.push(("WHARF_KAFKA__FETCH_WAIT_MAX", &fetch_wait));
     let log = std::env::var("WHARF_BENCH_LOG").unwrap_or_else(|_| "info".into());
     env.push(("WHARF_LOG", &log));
-    let wharf =
-        Wharf::serve_with(wrapper.as_deref().unwrap_or(WHARF), &["--kafka", &broker.brokers()], data, &env).await;
+    let wharf = Wharf::serve_with(wrapper.as_deref().unwrap_or(bin), &["--kafka", &broker.brokers()], data, &env).await;
     let pid = wharf.pid();
     // Counted from before the first line (so with the drains' connections) to the last line
     // of the backlog.
@@ -538,7 +559,7 @@ async fn wharf_drains(
     let row = Row { name: name.into(), lines: n, receives: Some(sink.receives()), seconds, bytes, cpu, system };
     // Delivery latency: lines produced while Wharf runs, at a steady rate, from the line's
     // timestamp (set by the producer) to its arrival at the sink.
-    for &l in live {
+    for &l in live_loads(live) {
         let m = l.rate * 5;
         sink.reset();
         sink.record_latencies();
@@ -582,9 +603,17 @@ impl Perf {
                 .spawn()
                 .expect("perf runs"),
         ];
-        if std::env::var("WHARF_BENCH_PERF_RECORD").is_ok_and(|v| v == "1") {
+        let graph = match std::env::var("WHARF_BENCH_PERF_RECORD").as_deref() {
+            Ok("1") => Some(["-F", "999", "-g"]),
+            // DWARF unwinding copies each sample's stack: fewer samples keep the file small.
+            Ok("dwarf") => Some(["-F", "499", "--call-graph=dwarf"]),
+            _ => None,
+        };
+        if let Some(graph) = graph {
             let record = std::process::Command::new("perf")
-                .args(["record", "-q", "-e", "cpu-clock", "-F", "999", "-g", "-p", pid, "-o"])
+                .args(["record", "-q", "-e", "cpu-clock"])
+                .args(graph)
+                .args(["-p", pid, "-o"])
                 .arg(out("perf.data"))
                 .spawn()
                 .expect("perf runs");
@@ -699,6 +728,10 @@ async fn main() {
     let dir = TempDir::new("logshuttle-bench");
     const TCP: &str = "syslog+tcp://127.0.0.1:PORT";
 
+    // Which cases run beside the raw consumer and rsyslog TCP to TCP.
+    let cases = std::env::var("WHARF_BENCH_CASES").ok();
+    let case = |c: &str| cases.as_deref().is_none_or(|cs| cs.split(',').any(|x| x.trim() == c));
+
     // One app, one drain.
     let one = dir.path().join("one");
     let apps = configure(Some(&broker), &one, Some((&sink, TCP)), 1).await;
@@ -707,64 +740,90 @@ async fn main() {
     let raw = raw_consumer(&broker.brokers(), n);
     eprintln!("raw consumer: {:.0} lines/s", raw.lines_per_sec());
     let backlog = Backlog { lines: n, bytes };
-    let single = wharf_drains("wharf, 1 drain", &[], (&broker, &one), &sink, backlog, (&[], &[])).await;
+    let mut rows = vec![raw];
+    if case("one") {
+        rows.push(wharf_drains("wharf, 1 drain", WHARF, &[], (&broker, &one), &sink, backlog, (&[], &[])).await);
+    }
 
-    // A thousand apps with a drain each, on a fresh topic.
-    let broker2 = Tansu::start().await;
-    let many_dir = dir.path().join("many");
-    let apps = configure(Some(&broker2), &many_dir, Some((&sink, TCP)), 1000).await;
-    // Memory per idle drain: a process with a thousand apps that have a drain each, against one
-    // with the same apps and no drains. The bus does not matter here, so both use the embedded
-    // one (two members leaving a tansu group at once leave it waiting minutes for a departed
-    // leader).
-    let idle = {
-        let bare = dir.path().join("bare");
-        configure(None, &bare, None, 1000).await;
-        let empty = Wharf::serve_in(WHARF, &[], &bare).await;
-        let loaded = Wharf::serve_in(WHARF, &[], &many_dir).await;
-        // Both have started their drains from the stored snapshot before printing their
-        // addresses; let their allocators settle before reading memory.
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let per = (rss(&loaded.pid()) as f64 - rss(&empty.pid()) as f64) / 1000.0;
-        let _ = loaded.terminate().await;
-        let _ = empty.terminate().await;
-        per
-    };
-    // Every Wharf case has a broker and topic of its own: a group member that starts from a
-    // committed offset reads each partition from 10,000 messages earlier (tansu's fix in
-    // `bus/src/kafka.rs`), which would burden a case that came second on a topic.
-    let bytes = produce(&broker2.brokers(), n, &apps);
-    let backlog = Backlog { lines: n, bytes };
-    let many = wharf_drains("wharf, 1,000 drains", &[], (&broker2, &many_dir), &sink, backlog, (&apps, &LIVE)).await;
-    // The same live loads without Wharf, on the same topic, after Wharf has stopped.
-    for live in LIVE {
-        let (brokers, apps) = (broker2.brokers(), apps.clone());
-        let l = tokio::task::spawn_blocking(move || raw_latency(&brokers, &apps, live)).await.unwrap();
-        print_latency("raw rdkafka consumer (line's timestamp to the consumer)", live, &l);
+    // A thousand apps with a drain each, each run on a fresh topic. Every Wharf case has a
+    // broker and topic of its own: a group member that starts from a committed offset reads
+    // each partition from 10,000 messages earlier (tansu's fix in `bus/src/kafka.rs`), which
+    // would burden a case that came second on a topic.
+    let mut idle = None;
+    if case("many") {
+        let base = std::env::var("WHARF_BENCH_BASE").ok();
+        let pairs: usize = std::env::var("WHARF_BENCH_PAIRS").ok().and_then(|p| p.parse().ok()).unwrap_or(1);
+        let mut runs: Vec<(String, String)> = Vec::new();
+        for _ in 0..pairs {
+            if let Some(b) = &base {
+                runs.push(("wharf, 1,000 drains, base".into(), b.clone()));
+            }
+            runs.push(("wharf, 1,000 drains".into(), WHARF.into()));
+        }
+        for (i, (name, bin)) in runs.iter().enumerate() {
+            let broker2 = Tansu::start().await;
+            let many_dir = dir.path().join(format!("many-{i}"));
+            let apps = configure(Some(&broker2), &many_dir, Some((&sink, TCP)), 1000).await;
+            // Memory per idle drain, once: a process with a thousand apps that have a drain
+            // each, against one with the same apps and no drains. The bus does not matter
+            // here, so both use the embedded one (two members leaving a tansu group at once
+            // leave it waiting minutes for a departed leader).
+            if idle.is_none() {
+                let bare = dir.path().join("bare");
+                configure(None, &bare, None, 1000).await;
+                let empty = Wharf::serve_in(WHARF, &[], &bare).await;
+                let loaded = Wharf::serve_in(WHARF, &[], &many_dir).await;
+                // Both have started their drains from the stored snapshot before printing
+                // their addresses; let their allocators settle before reading memory.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                idle = Some((rss(&loaded.pid()) as f64 - rss(&empty.pid()) as f64) / 1000.0);
+                let _ = loaded.terminate().await;
+                let _ = empty.terminate().await;
+            }
+            let bytes = produce(&broker2.brokers(), n, &apps);
+            let backlog = Backlog { lines: n, bytes };
+            rows.push(wharf_drains(name, bin, &[], (&broker2, &many_dir), &sink, backlog, (&apps, &LIVE)).await);
+            // The same live loads without Wharf, on the same topic, after Wharf has stopped.
+            for &live in live_loads(&LIVE) {
+                let (brokers, apps) = (broker2.brokers(), apps.clone());
+                let l = tokio::task::spawn_blocking(move || raw_latency(&brokers, &apps, live)).await.unwrap();
+                print_latency("raw rdkafka consumer (line's timestamp to the consumer)", live, &l);
+            }
+        }
     }
 
     // HTTPS drains (logplex-1 POSTs over TLS) to one receiver, 1 and 100 of them, each on a
     // fresh broker; Wharf trusts the receiver's CA through `trusted_ca`.
-    let ca = TestCa::new("bench receiver CA");
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, ca.pem()).unwrap();
-    let https_sink = Sink::start_https(&ca).await;
-    let trust = [("WHARF_LOGSHUTTLE__TRUSTED_CA", ca_file.to_str().unwrap())];
-    const HTTPS: &str = "https://localhost:PORT/logs";
-    let mut https_rows = Vec::new();
-    for (name, count) in [("wharf, 1 HTTPS drain", 1), ("wharf, 100 HTTPS drains", 100)] {
-        let broker3 = Tansu::start().await;
-        let data = dir.path().join(format!("https-{count}"));
-        let apps = configure(Some(&broker3), &data, Some((&https_sink, HTTPS)), count).await;
-        let bytes = produce(&broker3.brokers(), n, &apps);
-        let backlog = Backlog { lines: n, bytes };
-        https_rows.push(wharf_drains(name, &trust, (&broker3, &data), &https_sink, backlog, (&[], &[])).await);
+    if case("https") {
+        let ca = TestCa::new("bench receiver CA");
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca.pem()).unwrap();
+        let https_sink = Sink::start_https(&ca).await;
+        let trust = [("WHARF_LOGSHUTTLE__TRUSTED_CA", ca_file.to_str().unwrap())];
+        const HTTPS: &str = "https://localhost:PORT/logs";
+        for (name, count) in [("wharf, 1 HTTPS drain", 1), ("wharf, 100 HTTPS drains", 100)] {
+            let broker3 = Tansu::start().await;
+            let data = dir.path().join(format!("https-{count}"));
+            let apps = configure(Some(&broker3), &data, Some((&https_sink, HTTPS)), count).await;
+            let bytes = produce(&broker3.brokers(), n, &apps);
+            let backlog = Backlog { lines: n, bytes };
+            rows.push(wharf_drains(name, WHARF, &trust, (&broker3, &data), &https_sink, backlog, (&[], &[])).await);
+        }
     }
 
     let rsyslog = rsyslog_relay("rsyslog TCP to TCP", &sink, n, 1, true).await;
-    let rsyslog_many = rsyslog_relay("rsyslog TCP to 1,000 destinations", &sink, n, 1000, true).await;
-    let rsyslog_direct =
-        rsyslog_relay("rsyslog TCP to 1,000 destinations, no action queues", &sink, n, 1000, false).await;
+    let mut rsyslog_many = None;
+    if case("rsyslog-many") {
+        let queued = rsyslog_relay("rsyslog TCP to 1,000 destinations", &sink, n, 1000, true).await;
+        let direct = rsyslog_relay("rsyslog TCP to 1,000 destinations, no action queues", &sink, n, 1000, false).await;
+        rsyslog_many = Some(queued.cpu_per_million());
+        rows.push(queued);
+        rows.push(direct);
+    }
+    let raw_rate = rows[0].lines_per_sec();
+    rows.insert(rows.len() - if rsyslog_many.is_some() { 2 } else { 0 }, rsyslog);
+    let rsyslog = rows.iter().find(|r| r.name == "rsyslog TCP to TCP").expect("measured");
+    let (rsyslog_rate, rsyslog_cpu) = (rsyslog.lines_per_sec(), rsyslog.cpu_per_million());
 
     println!(
         "\nlogshuttle benchmark: {n} lines of about 200 bytes, tansu broker, 2 cores; Wharf reads a backlog \
@@ -776,24 +835,26 @@ async fn main() {
         "| case | lines/s | MB/s | CPU s per million lines | of which kernel | lines per receive | vs raw consumer (lines/s) | vs rsyslog (lines/s) | vs rsyslog (lines per CPU s) | vs rsyslog to 1,000 (lines per CPU s) |"
     );
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-    for r in [&raw, &single, &many].into_iter().chain(&https_rows).chain([&rsyslog, &rsyslog_many, &rsyslog_direct]) {
+    for r in &rows {
         println!(
-            "| {} | {:.0} | {:.1} | {:.2} | {:.2} | {} | {:.2}x | {:.2}x | {:.2}x | {:.2}x |",
+            "| {} | {:.0} | {:.1} | {:.2} | {:.2} | {} | {:.2}x | {:.2}x | {:.2}x | {} |",
             r.name,
             r.lines_per_sec(),
             r.bytes as f64 / r.seconds / 1e6,
             r.cpu_per_million(),
             r.system / r.lines as f64 * 1e6,
             r.receives.map_or("".into(), |k| format!("{:.1}", r.lines as f64 / k.max(1) as f64)),
-            r.lines_per_sec() / raw.lines_per_sec(),
-            r.lines_per_sec() / rsyslog.lines_per_sec(),
-            rsyslog.cpu_per_million() / r.cpu_per_million(),
-            rsyslog_many.cpu_per_million() / r.cpu_per_million(),
+            r.lines_per_sec() / raw_rate,
+            r.lines_per_sec() / rsyslog_rate,
+            rsyslog_cpu / r.cpu_per_million(),
+            rsyslog_many.map_or("".into(), |m| format!("{:.2}x", m / r.cpu_per_million())),
         );
     }
-    println!(
-        "\nWharf memory per idle drain: {:.1} KiB (resident memory with 1,000 apps that have a drain each, minus \
-         the same apps without drains, per drain; an idle drain holds no connection until it has lines)",
-        idle / 1024.0
-    );
+    if let Some(idle) = idle {
+        println!(
+            "\nWharf memory per idle drain: {:.1} KiB (resident memory with 1,000 apps that have a drain each, \
+             minus the same apps without drains, per drain; an idle drain holds no connection until it has lines)",
+            idle / 1024.0
+        );
+    }
 }

@@ -497,18 +497,33 @@ impl Topics {
         list.elements().iter().filter_map(known).collect()
     }
 
-    /// Reads a message of topic `index`: one event, or one per chunk of a long line, all at the
-    /// message's offset.
-    fn decode(&self, index: u16, payload: &[u8]) -> Result<Vec<LogEvent>, String> {
+    /// Reads a message of topic `index` at `position` onto `out`: one event, or one per chunk of
+    /// a long line, all at the message's offset. Nothing is added when it errs.
+    fn decode_into(
+        &self,
+        index: u16,
+        payload: &[u8],
+        position: Option<Position>,
+        out: &mut Vec<Received>,
+    ) -> Result<(), String> {
         let (name, kind) = &self.0[usize::from(index)];
-        match kind {
-            // Another producer may have put a longer line on the topic than Wharf's own would.
+        let events = match kind {
             Kind::Wharf => {
-                LogEvent::decode(Bytes::copy_from_slice(payload)).map(LogEvent::into_chunks).map_err(|e| e.to_string())
+                let event = LogEvent::decode(Bytes::copy_from_slice(payload)).map_err(|e| e.to_string())?;
+                // The usual line goes on as it is, with no vector of one around it: this runs
+                // for every message the consumer reads.
+                if event.message().len() <= crate::event::MAX_CHUNK {
+                    out.push(Received { event, position });
+                    return Ok(());
+                }
+                // Another producer may have put a longer line on the topic than Wharf's own would.
+                event.into_chunks()
             }
-            Kind::AkkerisApps => crate::akkeris::app_line(payload, name).map_err(|e| e.to_string()),
-            Kind::AkkerisBuilds => crate::akkeris::build_line(payload).map_err(|e| e.to_string()),
-        }
+            Kind::AkkerisApps => crate::akkeris::app_line(payload, name).map_err(|e| e.to_string())?,
+            Kind::AkkerisBuilds => crate::akkeris::build_line(payload).map_err(|e| e.to_string())?,
+        };
+        out.extend(events.into_iter().map(|event| Received { event, position }));
+        Ok(())
     }
 }
 
@@ -680,11 +695,9 @@ fn poll_loop(
                     if consumer.context().skipped(partition, m.offset()) {
                         continue;
                     }
-                    match topics.decode(topic, m.payload().unwrap_or_default()) {
-                        Ok(events) => {
-                            let position = Some(Position { partition, offset: m.offset() });
-                            batch.extend(events.into_iter().map(|event| Received { event, position }));
-                        }
+                    let position = Some(Position { partition, offset: m.offset() });
+                    match topics.decode_into(topic, m.payload().unwrap_or_default(), position, &mut batch) {
+                        Ok(()) => {}
                         Err(e) => {
                             bad_frames += 1;
                             stats.undecodable.fetch_add(1, Ordering::Relaxed);
@@ -997,10 +1010,8 @@ impl KafkaReader {
                     n += 1;
                     bytes += payload.len();
                     self.next = m.offset() + 1;
-                    if let Ok(events) = self.topics.decode(self.partition.topic_index, payload) {
-                        let position = Some(Position { partition: self.partition, offset: m.offset() });
-                        out.extend(events.into_iter().map(|event| Received { event, position }));
-                    }
+                    let position = Some(Position { partition: self.partition, offset: m.offset() });
+                    let _ = self.topics.decode_into(self.partition.topic_index, payload, position, &mut out);
                 }
                 Some(Err(RdError::PartitionEOF(_))) => break,
                 Some(Err(e)) => {

@@ -117,19 +117,35 @@ impl Batch {
     /// Appends one event: a framed message for streams and HTTPS, a datagram for UDP (counting
     /// in `truncated` a message cut to fit it).
     pub(crate) fn append(&mut self, url: &DrainUrl, event: &LogEvent, truncated: &mut u64) {
-        match url.scheme() {
-            DrainScheme::SyslogUdp => {
-                let max = url.max_size().unwrap_or(UDP_MAX_SIZE);
-                if syslog::write_message(&mut self.frames, event, Some(max)) {
-                    *truncated += 1;
-                }
-            }
-            // logplex-1 bodies are octet-counted RFC 5424 frames, whatever the URL says.
-            DrainScheme::Https => syslog::write_framed(&mut self.frames, event, SyslogFraming::OctetCounting),
-            _ => syslog::write_framed(&mut self.frames, event, url.framing()),
-        }
-        self.ends.push(self.frames.len());
+        frame(&mut self.frames, &mut self.ends, url, event, truncated);
     }
+
+    /// Appends every line of `entries`, in order, after the notices: the lines are borrowed
+    /// where they lie, not cloned (a clone would cost each line a reference count's round
+    /// trip).
+    pub(crate) fn append_entries(&mut self, url: &DrainUrl, truncated: &mut u64) {
+        let Batch { entries, frames, ends, .. } = self;
+        for e in entries.iter() {
+            frame(frames, ends, url, &e.event, truncated);
+        }
+    }
+}
+
+/// Frames one event onto `frames` and records its end in `ends`: a framed message for streams
+/// and HTTPS, a datagram for UDP (counting in `truncated` a message cut to fit it).
+fn frame(frames: &mut Vec<u8>, ends: &mut Vec<usize>, url: &DrainUrl, event: &LogEvent, truncated: &mut u64) {
+    match url.scheme() {
+        DrainScheme::SyslogUdp => {
+            let max = url.max_size().unwrap_or(UDP_MAX_SIZE);
+            if syslog::write_message(frames, event, Some(max)) {
+                *truncated += 1;
+            }
+        }
+        // logplex-1 bodies are octet-counted RFC 5424 frames, whatever the URL says.
+        DrainScheme::Https => syslog::write_framed(frames, event, SyslogFraming::OctetCounting),
+        _ => syslog::write_framed(frames, event, url.framing()),
+    }
+    ends.push(frames.len());
 }
 
 use crate::buffer::now_micros;

@@ -313,10 +313,16 @@ impl Buffer {
     }
 
     fn mark_taken(cursors: &mut [Map<Partition, Cursor>; 2], entry: &Entry) {
-        if let Some(p) = entry.position
-            && let Some(c) = cursors[usize::from(entry.replayed)].get_mut(&p.partition)
-        {
-            c.taken = c.taken.max(p.offset);
+        if let Some(p) = entry.position {
+            Self::mark_taken_to(cursors, (usize::from(entry.replayed), p.partition, p.offset));
+        }
+    }
+
+    /// Records that lines of `kind` (0 live, 1 read back) in a partition left the queue, up to
+    /// `offset`.
+    fn mark_taken_to(cursors: &mut [Map<Partition, Cursor>; 2], (kind, partition, offset): (usize, Partition, i64)) {
+        if let Some(c) = cursors[kind].get_mut(&partition) {
+            c.taken = c.taken.max(offset);
         }
     }
 
@@ -524,12 +530,28 @@ impl Buffer {
                         n += 1;
                     }
                     let Inner { queue, cursors, in_flight, .. } = &mut *inner;
+                    // The books are kept per run of lines of one partition and kind (a drain's
+                    // lines are mostly all of one partition): the run's first offset is in
+                    // flight, and its last is taken.
+                    let mut run: Option<(usize, Partition, i64)> = None;
                     for e in queue.drain(..n) {
                         if let Some(p) = e.position {
-                            in_flight[usize::from(e.replayed)].entry(p.partition).or_insert(p.offset);
+                            let kind = usize::from(e.replayed);
+                            match &mut run {
+                                Some((k, q, last)) if *k == kind && *q == p.partition => *last = (*last).max(p.offset),
+                                _ => {
+                                    if let Some(r) = run.take() {
+                                        Self::mark_taken_to(cursors, r);
+                                    }
+                                    in_flight[kind].entry(p.partition).or_insert(p.offset);
+                                    run = Some((kind, p.partition, p.offset));
+                                }
+                            }
                         }
-                        Self::mark_taken(cursors, &e);
                         out.push(e);
+                    }
+                    if let Some(r) = run {
+                        Self::mark_taken_to(cursors, r);
                     }
                     let taken: usize = out[out.len() - n..].iter().map(cost).sum();
                     inner.bytes -= taken;
@@ -858,6 +880,31 @@ mod tests {
         let live_only = Buffer::new(2, usize::MAX).with_catch_up(true);
         live_only.push(entry(0, "0"));
         assert_eq!(live_only.forget(P0), None, "never behind: no cursor to save");
+    }
+
+    const P1: Partition = Partition { topic_index: 0, number: 1 };
+
+    fn entry_in(p: Partition, offset: i64) -> Entry {
+        Entry { position: Some(Position { partition: p, offset }), ..entry(offset, &format!("{}:{offset}", p.number)) }
+    }
+
+    /// A pop of lines of two partitions interleaved keeps, per partition, its first line as in
+    /// flight and its last as taken: the commit waits for the batch, then for what is queued.
+    #[tokio::test]
+    async fn a_pop_across_partitions_keeps_each_partitions_books() {
+        let b = Buffer::new(100, usize::MAX);
+        for (p, o) in [(P0, 10), (P0, 11), (P1, 20), (P1, 21), (P0, 12), (P1, 22)] {
+            b.push(entry_in(p, o));
+        }
+        let mut out = Vec::new();
+        b.pop(&mut out, 4).await.unwrap();
+        assert_eq!((b.pending_from(P0), b.pending_from(P1)), (Some(10), Some(20)), "in flight");
+        b.done();
+        assert_eq!((b.pending_from(P0), b.pending_from(P1)), (Some(12), Some(22)), "still queued");
+        b.pop(&mut out, 100).await.unwrap();
+        b.done();
+        assert_eq!((b.pending_from(P0), b.pending_from(P1)), (None, None));
+        assert_eq!(messages(&out), ["0:10", "0:11", "1:20", "1:21", "0:12", "1:22"]);
     }
 
     #[tokio::test]

@@ -240,10 +240,7 @@ async fn run(drain: Arc<Drain>, settings: DrainSettings) {
             if let Some(o) = overflow {
                 batch.notice(&drain.url, &overflow_notice(&drain.label, o), &mut truncated);
             }
-            for i in 0..batch.entries.len() {
-                let event = batch.entries[i].event.clone();
-                batch.append(&drain.url, &event, &mut truncated);
-            }
+            batch.append_entries(&drain.url, &mut truncated);
             if truncated > 0 {
                 drain.stats.truncated.fetch_add(truncated, Relaxed);
             }

@@ -274,7 +274,7 @@ async fn dispatch(
             None => return,
             Some(SourceEvent::Batch(batch)) => {
                 stats.received.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                deliver(&batch, &drains.load(), &history, &mut consumed);
+                deliver(batch, &drains.load(), &history, &mut consumed);
                 if let Some(c) = &catch_up {
                     c.positions.raise(&consumed);
                 }
@@ -380,22 +380,30 @@ async fn revoke(
     source.commit_and_wait(&offsets);
 }
 
-fn deliver(batch: &[Received], drains: &DrainTable, history: &History, consumed: &mut Map<Partition, i64>) {
-    for r in batch {
-        if let Some(p) = r.position {
+/// Hands each line of a batch to its app's and site's drains, and the batch to the tails.
+///
+/// A line's last drain takes the line itself and any other drain a clone, so a line with one
+/// drain (the usual case) is never cloned: its bytes stay as the bus decoded them, with no
+/// reference count to keep (benches/RESULTS.md, logshuttle run 11). Each line goes into its
+/// drains' buffers as it comes, not gathered per drain for the whole batch: a drain takes lines
+/// while the batch goes in, and a burst of one app's lines gathered at once would put a drain
+/// that keeps up over its budget (run 11 says how that was found).
+fn deliver(batch: Vec<Received>, drains: &DrainTable, history: &History, consumed: &mut Map<Partition, i64>) {
+    history.record_received(&batch);
+    for Received { event, position } in batch {
+        if let Some(p) = position {
             consumed.insert(p.partition, p.offset + 1);
         }
-        if drains.all.is_empty() {
-            continue;
+        let app = drains.by_app.get(event.app()).map(Vec::as_slice).unwrap_or_default();
+        let site = event.site().and_then(|s| drains.by_site.get(s)).map(Vec::as_slice).unwrap_or_default();
+        let mut to = app.iter().chain(site);
+        let Some(mut last) = to.next() else { continue };
+        for next in to {
+            last.buffer.push(Entry { event: event.clone(), position, replayed: false });
+            last = next;
         }
-        let e = &r.event;
-        let app = drains.by_app.get(e.app()).map(Vec::as_slice).unwrap_or_default();
-        let site = e.site().and_then(|s| drains.by_site.get(s)).map(Vec::as_slice).unwrap_or_default();
-        for d in app.iter().chain(site) {
-            d.buffer.push(Entry { event: e.clone(), position: r.position, replayed: false });
-        }
+        last.buffer.push(Entry { event, position, replayed: false });
     }
-    history.record_received(batch);
 }
 
 /// Commits, per partition, the oldest offset some drain still needs, or everything received.
@@ -418,4 +426,82 @@ fn safe_offsets(
         }
     }
     offsets
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wharf_bus::{LogEvent, Position};
+    use wharf_domain::DrainSpec;
+
+    const P: Partition = Partition { topic_index: 0, number: 3 };
+
+    /// A table of drains to `targets` whose receiver the outbound policy refuses (loopback),
+    /// tried again only after an hour: the lines handed to them stay in their buffers, for the
+    /// test to take.
+    fn table(targets: &[DrainTarget]) -> DrainTable {
+        let settings = DrainSettings {
+            buffer_lines: 1000,
+            buffer_bytes: 1 << 20,
+            reconnect_min: Duration::from_secs(3600),
+            reconnect_max: Duration::from_secs(3600),
+            trusted: Arc::default(),
+            https_batch_bytes: 1 << 20,
+            outbound: Policy { allow_loopback: false, allow_private: false },
+            pacer: None,
+            catch_up: false,
+        };
+        let drains = targets
+            .iter()
+            .map(|target| DrainSpec {
+                id: wharf_domain::new_id(),
+                target: target.clone(),
+                url: "syslog+tcp://127.0.0.1:9".parse().unwrap(),
+                token: String::new(),
+                ca: None,
+            })
+            .collect();
+        DrainTable::build(&Snapshot { drains, ..Snapshot::default() }, &DrainTable::default(), &settings, None)
+    }
+
+    /// Every drain gets each of its lines of a batch once and in the batch's order, however
+    /// the batch interleaves apps: an app's drains (two of them here, so one takes clones), a
+    /// site's drain (lines of any app through the site), none for an app without drains.
+    #[tokio::test]
+    async fn each_drain_gets_its_lines_of_a_batch_once_and_in_order() {
+        let app = |k: &str| DrainTarget::App(k.parse().unwrap());
+        let site = || DrainTarget::Site("www.example.com".into());
+        let drains = table(&[app("a-default"), app("a-default"), app("b-default"), site()]);
+        // (app, site, message), in the batch's order.
+        let lines = [
+            ("a-default", "", "a1"),
+            ("b-default", "", "b1"),
+            ("a-default", "www.example.com", "a2"),
+            ("c-default", "www.example.com", "c1"),
+            ("c-default", "", "c2"),
+            ("b-default", "", "b2"),
+            ("a-default", "", "a3"),
+        ];
+        let batch = lines
+            .iter()
+            .zip(0..)
+            .map(|(&(app, site, msg), offset)| Received {
+                event: LogEvent::builder(app, "app").site(site).message(msg.as_bytes()),
+                position: Some(Position { partition: P, offset }),
+            })
+            .collect();
+        let mut consumed = Map::default();
+        deliver(batch, &drains, &History::new(100, 1 << 20), &mut consumed);
+        let expected: [&[&str]; 4] = [&["a1", "a2", "a3"], &["a1", "a2", "a3"], &["b1", "b2"], &["a2", "c1"]];
+        for (d, want) in drains.all.iter().zip(expected) {
+            let mut out = Vec::new();
+            d.buffer.pop(&mut out, 100).await.unwrap();
+            d.buffer.done();
+            let got: Vec<String> =
+                out.iter().map(|e| String::from_utf8_lossy(e.event.message()).into_owned()).collect();
+            assert_eq!(got, want, "drain of {}", d.label);
+            assert!(d.buffer.is_idle(), "drain of {}: nothing more", d.label);
+        }
+        assert_eq!(consumed.get(&P), Some(&7), "every line counts as consumed");
+    }
 }
