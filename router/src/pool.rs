@@ -178,9 +178,7 @@ async fn connect(addr: SocketAddr, connect_timeout: Duration) -> Result<DynoConn
 /// new connection or look-up.
 #[cold]
 #[inline(never)]
-fn out_of_line<'a, T>(
-    future: impl Future<Output = T> + Send + 'a,
-) -> Pin<Box<dyn Future<Output = T> + Send + 'a>> {
+fn out_of_line<'a, T>(future: impl Future<Output = T> + Send + 'a) -> Pin<Box<dyn Future<Output = T> + Send + 'a>> {
     Box::pin(future)
 }
 

@@ -20,22 +20,14 @@ pub(crate) const READ_SIZE: usize = 16 * 1024;
 /// Why not always `reserve(size)`: a message's head and body are split off the front of the
 /// buffer (and shared with the response on its way), so after one small message the free part
 /// is a little short of `size`, and `reserve` then leaves its inline check for `BytesMut`'s
-/// reclaiming path on every message (about 180 instructions, and a fresh buffer when the last
-/// message is still shared; callgrind, benches/RESULTS.md, router run 20). Reading into the
-/// free part instead, a buffer is reclaimed or replaced once per many small messages.
+/// out-of-line reclaiming path on every message (155-168 instructions an HTTP/2 request, and a
+/// fresh buffer when the last message is still shared; 56 with this, callgrind, benches/
+/// RESULTS.md, router run 20). Reading into the free part instead, a buffer is reclaimed or
+/// replaced once per many small messages. A read may then be as small as half of `size`.
 pub(crate) fn room_to_read(buf: &mut BytesMut, size: usize) {
-    if buf.capacity() - buf.len() < size / 2 || !*measure::ROOM {
+    if buf.capacity() - buf.len() < size / 2 {
         buf.reserve(size);
     }
-}
-
-/// Switches for measuring this stop's changes one at a time in one release build (benches/
-/// RESULTS.md, router run 20); temporary, removed once measured.
-mod measure {
-    /// Whether [`super::room_to_read`] reads into what is free (unset `WHARF_MEASURE_NO_ROOM`),
-    /// or reserves a whole read's size every time as before.
-    pub(super) static ROOM: std::sync::LazyLock<bool> =
-        std::sync::LazyLock::new(|| std::env::var_os("WHARF_MEASURE_NO_ROOM").is_none());
 }
 
 /// How a message body's length is known, and how much of it is still to come (RFC 9112,

@@ -70,15 +70,6 @@ const MAX_ERROR_RESETS: usize = 1024;
 /// the connection's buffers and windows.
 const SPARE: usize = 16;
 
-/// Switches for measuring this stop's changes one at a time in one release build (benches/
-/// RESULTS.md, router run 20); temporary, removed once measured.
-mod measure {
-    /// Whether a connection accepts every ready request before serving any (unset
-    /// `WHARF_MEASURE_NO_BATCH`), or one at a time as before.
-    pub(super) static BATCH: std::sync::LazyLock<bool> =
-        std::sync::LazyLock::new(|| std::env::var_os("WHARF_MEASURE_NO_BATCH").is_none());
-}
-
 /// The `h2` settings for a client connection.
 fn builder(shared: &RouterState) -> h2::server::Builder {
     // HPACK counts 32 bytes of overhead per field; the limit covers the same fields that
@@ -188,16 +179,11 @@ pub(super) async fn serve<IO>(
                     // Boxed: the stream's future holds the proxy's, several KiB, and
                     // `FuturesUnordered` moves what it is given into a node of its own.
                     Poll::Ready(Some(Ok((req, respond)))) => {
-                        let first_byte = spare
-                            .deadlines
-                            .pop()
-                            .unwrap_or_else(|| Deadline::new(shared.settings.first_byte_timeout));
+                        let first_byte =
+                            spare.deadlines.pop().unwrap_or_else(|| Deadline::new(shared.settings.first_byte_timeout));
                         let stream = serve_stream(req, respond, &conn, &shared, &activity, first_byte);
                         streams.push(Reusable(Some(boxed(spare.boxes.pop(), stream))));
                         accepted = true;
-                        if !*measure::BATCH {
-                            break;
-                        }
                     }
                     Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
                     Poll::Ready(None) => return Poll::Ready(Ok(())),
