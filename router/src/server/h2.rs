@@ -10,6 +10,10 @@
 //! every body and response, and has no way to send a 1xx response; serving with `h2` directly
 //! forwards a dyno's interim responses (RFC 9110 §15.2, RFC 9113 §8.1) and costs fewer
 //! instructions a request (benches/RESULTS.md, the HTTP/2 runs).
+//!
+//! Why one file: the connection's loop, a stream's future, the response head it builds and the
+//! body it sends are one request's path, read and measured together (the rare paths beside it
+//! are small cold functions); the connection's deadlines already live apart, in `h2/idle.rs`.
 
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
