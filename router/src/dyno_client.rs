@@ -7,7 +7,9 @@
 //! written and the response head parsed (httparse) by the task serving the client, and the body
 //! is read straight from the socket as the client's side asks for it.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
@@ -93,7 +95,7 @@ impl DynoConnection {
         self.interim = None;
         self.stream.write_all(head).await.map_err(Failed::NotSent)?;
         if let Some(body) = body.take()
-            && let Some(mut early) = self.send_body(body, chunked, method).await.map_err(Failed::Sent)?
+            && let Some(mut early) = self.upload(body, chunked, method).await.map_err(Failed::Sent)?
         {
             // The dyno answered before it had the whole upload: the connection carries the
             // rest of it unread, and goes no further.
@@ -121,6 +123,21 @@ impl DynoConnection {
         } else {
             write_interim_head(&mut interim.bytes, head);
         }
+    }
+
+    /// [`DynoConnection::send_body`]'s future, boxed behind `dyn`: most requests have no body,
+    /// and the upload's code (a few KiB: the watch for an early answer, `100 Continue`, the
+    /// chunked framing) then stays out of the exchange's, whose instructions every request
+    /// fetches (benches/RESULTS.md, router run 20). One allocation per request with a body.
+    #[cold]
+    #[inline(never)]
+    fn upload<'a>(
+        &'a mut self,
+        body: &'a mut (dyn RequestBody + Send),
+        chunked: bool,
+        method: &'a Method,
+    ) -> Pin<Box<dyn Future<Output = Result<Option<ResponseHead>, ProxyError>> + Send + 'a>> {
+        Box::pin(self.send_body(body, chunked, method))
     }
 
     /// Streams the client's body to the dyno, as it came or chunked, while watching for an
@@ -276,7 +293,7 @@ impl DynoConnection {
             if self.buf.len() > MAX_HEAD {
                 return Err(ProxyError::new(Code::H17, "response head too large"));
             }
-            self.buf.reserve(READ_SIZE);
+            decode::room_to_read(&mut self.buf, READ_SIZE);
             let n = self.stream.read_buf(&mut self.buf).await.map_err(|e| ProxyError::new(Code::H13, e))?;
             if n == 0 {
                 let what = if self.buf.is_empty() { Code::H13 } else { Code::H17 };

@@ -16,7 +16,9 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -140,7 +142,7 @@ pub(crate) async fn checkout(
     use std::sync::atomic::Ordering::Relaxed;
     let addr = match dyno.fresh_addr(now) {
         Some(a) => a,
-        None => resolve(dyno).await?,
+        None => out_of_line(resolve(dyno)).await?,
     };
     let stats = &shared.pool_stats;
     if let Some(mut conn) = pop_idle(addr, now, table_version, shared) {
@@ -148,6 +150,15 @@ pub(crate) async fn checkout(
         conn.table_version = table_version;
         return Ok(conn);
     }
+    let mut conn = out_of_line(connect(addr, connect_timeout)).await?;
+    stats.opened.fetch_add(1, Relaxed);
+    conn.table_version = table_version;
+    Ok(conn)
+}
+
+/// Opens a new connection to a dyno at `addr`: H19 when connecting timed out, H21 when it was
+/// refused.
+async fn connect(addr: SocketAddr, connect_timeout: Duration) -> Result<DynoConnection, ProxyError> {
     let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
         Err(_) => return Err(ProxyError::bare(Code::H19)),
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
@@ -157,10 +168,18 @@ pub(crate) async fn checkout(
         Ok(Ok(s)) => s,
     };
     let _ = stream.set_nodelay(true);
-    stats.opened.fetch_add(1, Relaxed);
-    let mut conn = DynoConnection::new(stream, addr);
-    conn.table_version = table_version;
-    Ok(conn)
+    Ok(DynoConnection::new(stream, addr))
+}
+
+/// `future` boxed behind `dyn`, so that its code stays out of the caller's: a checkout nearly
+/// always finds an idle connection and a fresh address, and the code of a connect or a name
+/// look-up (a few KiB, with their timers) would otherwise sit inside every request's, whose
+/// instructions each request fetches (benches/RESULTS.md, router run 20). One allocation per
+/// new connection or look-up.
+#[cold]
+#[inline(never)]
+fn out_of_line<'a, T>(future: impl Future<Output = T> + Send + 'a) -> Pin<Box<dyn Future<Output = T> + Send + 'a>> {
+    Box::pin(future)
 }
 
 /// Resolves a dyno's host name, which the table built (or last resolved) too long ago or could

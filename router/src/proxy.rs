@@ -25,7 +25,7 @@ use crate::path;
 use crate::pool;
 use crate::response_body::{DynoBody, ProxyBody};
 use crate::state::RouterState;
-use crate::table::{Busy, Chosen, WebDynos, millis_at, normalize_host_bytes};
+use crate::table::{Busy, Chosen, Dyno, WebDynos, millis_at, normalize_host_bytes};
 
 /// A client's request as the proxy sees it, whichever protocol it came in.
 #[derive(Debug)]
@@ -460,11 +460,7 @@ impl Attempt<'_> {
                     c
                 }
                 Err(e) => {
-                    // The quarantine counts from when the connect failed, not when it began.
-                    dyno.quarantine(millis_at(attempt_start) + settings.quarantine.as_millis() as u64);
-                    shared.metrics.connect_error();
-                    shared.metrics.quarantine();
-                    tracing::info!(app = %web_dynos.app, dyno = %dyno.name, code = e.code.as_str(), "dyno quarantined after a failed connect");
+                    quarantine(&dyno, web_dynos, shared, &e, attempt_start);
                     failed_connects += 1;
                     if e.code.retryable()
                         && failed_connects < settings.connect_attempts
@@ -496,6 +492,18 @@ impl Attempt<'_> {
             }
         }
     }
+}
+
+/// Quarantines a dyno that could not be connected to, from when the connect failed (not when
+/// it began). Out of line and cold, so that the path of a request whose connection is ready
+/// stays in one piece (benches/RESULTS.md, router run 20).
+#[cold]
+#[inline(never)]
+fn quarantine(dyno: &Dyno, web_dynos: &WebDynos, shared: &RouterState, e: &ProxyError, failed_at: Instant) {
+    dyno.quarantine(millis_at(failed_at) + shared.settings.quarantine.as_millis() as u64);
+    shared.metrics.connect_error();
+    shared.metrics.quarantine();
+    tracing::info!(app = %web_dynos.app, dyno = %dyno.name, code = e.code.as_str(), "dyno quarantined after a failed connect");
 }
 
 /// Phase four: the canary judges the outcome (unless it counted the request as slow already),

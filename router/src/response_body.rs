@@ -96,6 +96,24 @@ impl DynoBody {
     }
 }
 
+impl DynoBody {
+    /// Ends a body the dyno's connection failed in the middle of. The head has gone, so the
+    /// client can only be cut off (without the last chunk, or short of the length); the access
+    /// line says why: a body that does not decode (H17) or a connection that ended (H18). Out
+    /// of line and cold, so that the path of every body that ends well stays in one piece.
+    #[cold]
+    #[inline(never)]
+    fn cut_off(&mut self, e: std::io::Error) -> BodyError {
+        let code = if e.kind() == std::io::ErrorKind::InvalidData { Code::H17 } else { Code::H18 };
+        if let Some(log) = &mut self.log {
+            tracing::warn!(app = %log.app, code = code.as_str(), error = %e, bytes = self.bytes, "a dyno's response body was cut off");
+            log.code = Some(code);
+        }
+        self.finish(false);
+        e.into()
+    }
+}
+
 impl Drop for DynoBody {
     fn drop(&mut self) {
         if self.log.is_some() {
@@ -141,18 +159,7 @@ impl Body for ProxyBody {
                         }
                         Poll::Ready(Some(Ok(Frame::data(data))))
                     }
-                    Some(Err(e)) => {
-                        // The head has gone, so the client can only be cut off (without the
-                        // last chunk, or short of the length); the access line says why: a
-                        // body that does not decode (H17) or a connection that ended (H18).
-                        let code = if e.kind() == std::io::ErrorKind::InvalidData { Code::H17 } else { Code::H18 };
-                        if let Some(log) = &mut u.log {
-                            tracing::warn!(app = %log.app, code = code.as_str(), error = %e, bytes = u.bytes, "a dyno's response body was cut off");
-                            log.code = Some(code);
-                        }
-                        u.finish(false);
-                        Poll::Ready(Some(Err(e.into())))
-                    }
+                    Some(Err(e)) => Poll::Ready(Some(Err(u.cut_off(e)))),
                     None => {
                         u.finish(true);
                         Poll::Ready(None)

@@ -10,6 +10,10 @@
 //! every body and response, and has no way to send a 1xx response; serving with `h2` directly
 //! forwards a dyno's interim responses (RFC 9110 §15.2, RFC 9113 §8.1) and costs fewer
 //! instructions a request (benches/RESULTS.md, the HTTP/2 runs).
+//!
+//! Why one file: the connection's loop, a stream's future, the response head it builds and the
+//! body it sends are one request's path, read and measured together (the rare paths beside it
+//! are small cold functions); the connection's deadlines already live apart, in `h2/idle.rs`.
 
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
@@ -168,17 +172,30 @@ pub(super) async fn serve<IO>(
             while let Poll::Ready(Some(ended)) = streams.poll_next_unpin(cx) {
                 spare.keep(ended);
             }
-            match ready!(connection.poll_accept(cx)) {
-                // Boxed: the stream's future holds the proxy's, several KiB, and
-                // `FuturesUnordered` moves what it is given into a node of its own.
-                Some(Ok((req, respond))) => {
-                    let first_byte =
-                        spare.deadlines.pop().unwrap_or_else(|| Deadline::new(shared.settings.first_byte_timeout));
-                    let stream = serve_stream(req, respond, &conn, &shared, &activity, first_byte);
-                    streams.push(Reusable(Some(boxed(spare.boxes.pop(), stream))));
+            // Then every request the connection has ready, before any of them is served: the
+            // client's frames arrive together (h2load's ten streams in one read), and taking
+            // them all first runs `h2`'s accepting code for each in turn, then the proxy's for
+            // each in turn, rather than alternating the two, so each stays in the instruction
+            // cache for the next request (benches/RESULTS.md, router run 20).
+            let mut accepted = false;
+            loop {
+                match connection.poll_accept(cx) {
+                    // Boxed: the stream's future holds the proxy's, several KiB, and
+                    // `FuturesUnordered` moves what it is given into a node of its own.
+                    Poll::Ready(Some(Ok((req, respond)))) => {
+                        let first_byte =
+                            spare.deadlines.pop().unwrap_or_else(|| Deadline::new(shared.settings.first_byte_timeout));
+                        let stream = serve_stream(req, respond, &conn, &shared, &activity, first_byte);
+                        streams.push(Reusable(Some(boxed(spare.boxes.pop(), stream))));
+                        accepted = true;
+                    }
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
+                    Poll::Ready(None) => return Poll::Ready(Ok(())),
+                    Poll::Pending => break,
                 }
-                Some(Err(e)) => return Poll::Ready(Err(e)),
-                None => return Poll::Ready(Ok(())),
+            }
+            if !accepted {
+                return Poll::Pending;
             }
         }
     })
@@ -204,10 +221,7 @@ async fn serve_stream(
     let (parts, mut body) = req.into_parts();
     let head_only = parts.method == Method::HEAD;
     let reply = if parts.method == Method::CONNECT {
-        // CONNECT's target is an authority, not a path (RFC 9113 §8.5), and the router serves
-        // origin-form targets only, as it refuses an HTTP/1.1 CONNECT.
-        shared.metrics.record(StatusCode::BAD_REQUEST.as_u16(), 0);
-        Reply::Router(proxy::router_response(StatusCode::BAD_REQUEST, "invalid request target\n"))
+        connect_refused(shared)
     } else {
         let fields = Fields::from_map(&parts.headers);
         let request = ClientRequest {
@@ -227,7 +241,7 @@ async fn serve_stream(
         match reply {
             Some(reply) => reply,
             None => {
-                tracing::debug!("the client reset a stream before its response");
+                reset_before_response();
                 return first_byte;
             }
         }
@@ -237,25 +251,68 @@ async fn serve_stream(
     drop(body);
     drop(parts);
     let (response, interim, body) = response(reply, conn, shared, head_only);
-    for head in interim.iter().flat_map(|i| interim_responses(i)) {
-        if let Err(e) = respond.send_informational(head) {
-            tracing::debug!(error = %e, "an interim response could not be sent");
-        }
+    if let Some(interim) = interim {
+        send_interim(&mut respond, &interim);
     }
     let end = http_body::Body::is_end_stream(&body);
     let tx = match respond.send_response(response, end) {
         Ok(tx) => tx,
         Err(e) => {
-            tracing::debug!(error = %e, "a response could not be sent");
-            respond.send_reset(Reason::INTERNAL_ERROR);
+            response_failed(&mut respond, &e);
             return first_byte;
         }
     };
     let _in_flight = in_flight.into_body();
     if !end && let Err(e) = send_body(tx, body).await {
-        tracing::debug!(error = %e, "a response body was not sent whole");
+        body_failed(&e);
     }
     first_byte
+}
+
+// The paths a stream seldom takes, out of line and marked cold: the compiler then lays the
+// common path out in one piece, and a request's instruction fetches touch fewer cache lines
+// (benches/RESULTS.md, router run 20).
+
+/// The answer to CONNECT: its target is an authority, not a path (RFC 9113 §8.5), and the
+/// router serves origin-form targets only, as it refuses an HTTP/1.1 CONNECT.
+#[cold]
+#[inline(never)]
+fn connect_refused(shared: &RouterState) -> Reply {
+    shared.metrics.record(StatusCode::BAD_REQUEST.as_u16(), 0);
+    Reply::Router(proxy::router_response(StatusCode::BAD_REQUEST, "invalid request target\n"))
+}
+
+/// Notes a stream the client reset before its response.
+#[cold]
+#[inline(never)]
+fn reset_before_response() {
+    tracing::debug!("the client reset a stream before its response");
+}
+
+/// Sends the dyno's interim responses ahead of the final one.
+#[cold]
+#[inline(never)]
+fn send_interim(respond: &mut SendResponse<Bytes>, interim: &Interim) {
+    for head in interim_responses(interim) {
+        if let Err(e) = respond.send_informational(head) {
+            tracing::debug!(error = %e, "an interim response could not be sent");
+        }
+    }
+}
+
+/// Ends a stream whose response head could not be sent.
+#[cold]
+#[inline(never)]
+fn response_failed(respond: &mut SendResponse<Bytes>, e: &h2::Error) {
+    tracing::debug!(error = %e, "a response could not be sent");
+    respond.send_reset(Reason::INTERNAL_ERROR);
+}
+
+/// Notes a response body that was not sent whole.
+#[cold]
+#[inline(never)]
+fn body_failed(e: &BodyError) {
+    tracing::debug!(error = %e, "a response body was not sent whole");
 }
 
 /// What a connection's finished streams leave for its next ones: their first-byte deadlines and
@@ -348,17 +405,7 @@ fn response(
     // two hash look-ups a response fewer.
     let (status, mut headers, interim, body, has_date, has_hsts) = match reply {
         Reply::Router(o) => {
-            let mut headers = HeaderMap::new();
-            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(o.content_type));
-            if let Some(cache_control) = o.cache_control {
-                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
-            }
-            if let Some(location) = o.location.and_then(|l| HeaderValue::try_from(l).ok()) {
-                headers.insert(header::LOCATION, location);
-            }
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(o.body.len()));
-            // A response to HEAD has no content (RFC 9110 §9.3.2), only the length GET's has.
-            let body = if head_only { ProxyBody::Full(None) } else { ProxyBody::full(o.body) };
+            let (headers, body) = router_head(o.content_type, o.cache_control, o.location, o.body, head_only);
             (o.status, headers, None, body, false, false)
         }
         Reply::Dyno(head, body) => {
@@ -366,10 +413,7 @@ fn response(
             let kept = |name| head.fields.iter().any(|(known, n, _)| known == name && !hop.contains(known, n));
             let (mut headers, has_date, has_hsts) = match head.fields.to_map(|known, n| hop.contains(known, n)) {
                 Ok(map) => (map, kept(FieldName::Date), kept(FieldName::StrictTransportSecurity)),
-                Err(e) => {
-                    tracing::debug!(error = %e, "a response field HTTP/2 cannot carry was left out");
-                    (HeaderMap::new(), false, false)
-                }
+                Err(e) => (field_left_out(&e), false, false),
             };
             headers.append(header::VIA, VIA_VALUE.clone());
             (head.status, headers, head.interim, body, has_date, has_hsts)
@@ -390,6 +434,39 @@ fn response(
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     (response, interim, body)
+}
+
+/// The header fields and body of a response the router wrote (a `RouterResponse`'s); out of
+/// line, as the dyno's responses are the common case.
+#[cold]
+#[inline(never)]
+fn router_head(
+    content_type: &'static str,
+    cache_control: Option<&'static str>,
+    location: Option<String>,
+    body: Bytes,
+    head_only: bool,
+) -> (HeaderMap, ProxyBody) {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Some(cache_control) = cache_control {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
+    }
+    if let Some(location) = location.and_then(|l| HeaderValue::try_from(l).ok()) {
+        headers.insert(header::LOCATION, location);
+    }
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    // A response to HEAD has no content (RFC 9110 §9.3.2), only the length GET's has.
+    let body = if head_only { ProxyBody::Full(None) } else { ProxyBody::full(body) };
+    (headers, body)
+}
+
+/// The map for a dyno's response with a field HTTP/2 cannot carry: empty, the fields left out.
+#[cold]
+#[inline(never)]
+fn field_left_out(e: &http::Error) -> HeaderMap {
+    tracing::debug!(error = %e, "a response field HTTP/2 cannot carry was left out");
+    HeaderMap::new()
 }
 
 /// The dyno's interim responses, kept as HTTP/1.1 heads (`dyno_client`, which left their

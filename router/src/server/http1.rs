@@ -86,7 +86,7 @@ pub(crate) async fn serve<IO>(
             if buf.is_empty() && stopping {
                 return;
             }
-            buf.reserve(READ_SIZE);
+            decode::room_to_read(&mut buf, READ_SIZE);
             tokio::select! {
                 biased;
                 read = io.read_buf(&mut buf) => match read {
@@ -497,7 +497,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> ClientBody<'_, IO> {
         let wait = async {
             std::future::poll_fn(|cx| self.poll_continue(cx)).await.map_err(|_| timed_out)?;
             while !request_head::first_chunk_ok(self.buf)? {
-                self.buf.reserve(READ_SIZE);
+                decode::room_to_read(self.buf, READ_SIZE);
                 match self.io.read_buf(self.buf).await {
                     Ok(0) | Err(_) => {
                         return Err(Refusal { status: StatusCode::BAD_REQUEST, reason: "request body cut short" });
@@ -518,7 +518,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> RequestBody for ClientBody<'_, IO> {
             match request_head::first_chunk_ok(self.buf) {
                 Ok(true) => self.first_chunk_unchecked = false,
                 Ok(false) => {
-                    self.buf.reserve(READ_SIZE);
+                    decode::room_to_read(self.buf, READ_SIZE);
                     let read = ready!(std::pin::pin!(self.io.read_buf(self.buf)).poll(cx));
                     if matches!(read, Ok(0) | Err(_)) {
                         self.refused =
