@@ -287,9 +287,15 @@ impl Judge {
 
     /// What a kind's rates say, for the decision: the canary's and the baseline's.
     fn rates_text(&self, kind: Kind) -> String {
+        self.rates_joined(kind, "against")
+    }
+
+    /// The canary's and the baseline's rates of `kind`, with `between` between them (one
+    /// wording for the running decision and the abort's).
+    fn rates_joined(&self, kind: Kind, between: &str) -> String {
         let (c, b) = (self.canary, self.baseline);
         format!(
-            "the canary's {} {:.3}% ({} of {}) against the baseline's {:.3}% ({} of {})",
+            "the canary's {} {:.3}% ({} of {}) {between} the baseline's {:.3}% ({} of {})",
             kind.rate_name(),
             kind.rate(c) * 100.0,
             kind.count(c),
@@ -301,17 +307,9 @@ impl Judge {
     }
 
     fn decision_text(&self, kind: Kind) -> String {
-        let (c, b) = (self.canary, self.baseline);
         format!(
-            "aborted: the canary's {} {:.3}% ({} of {}) is higher than the baseline's {:.3}% ({} of {}), \
-             p-value {:.2e} at a false-alarm rate of {}",
-            kind.rate_name(),
-            kind.rate(c) * 100.0,
-            kind.count(c),
-            c.requests,
-            kind.rate(b) * 100.0,
-            kind.count(b),
-            b.requests,
+            "aborted: {}, p-value {:.2e} at a false-alarm rate of {}",
+            self.rates_joined(kind, "is higher than"),
             self.p_value(),
             self.policy.false_alarm_rate(),
         )
