@@ -343,6 +343,8 @@ async fn canary_releases_abort_bad_code_and_promote_good_code_after_their_soak()
     assert_eq!(new.len(), 1, "one roll, so one new production dyno: {seen:?}");
     assert!(promoted["evidence"]["canary"]["requests"].as_u64().unwrap() >= 200, "{promoted}");
     assert_eq!(promoted["evidence"]["canary"]["errors"], 0, "{promoted}");
+    let decision = promoted["evidence"]["decision"].as_str().unwrap_or_default();
+    assert!(decision.starts_with("promoted: the soak passed: "), "the kept decision says how it ended: {promoted}");
     assert!(failures(&answers, &["old-code", "new-code"]).is_empty(), "no request failed through the soak and roll");
     assert!(answers.iter().any(|a| a.body == "new-code"), "the canary took its share");
     let release = eventually(WAIT, "the release to succeed", || async {

@@ -454,12 +454,18 @@ impl ControlPlane {
                         let judged = !self.counts_canary_requests() || (requests >= min && baseline >= min);
                         let counted = judged && cr.soak_requests.is_none_or(|n| requests >= n);
                         let timed = cr.soak_seconds.is_none_or(|s| elapsed >= i64::try_from(s).unwrap_or(i64::MAX));
-                        (counted && timed).then(|| Step::Pass {
-                            outcome: format!(
+                        (counted && timed).then(|| {
+                            let outcome = format!(
                                 "the soak passed: {requests} canary requests (and {baseline} of production's) in \
                                  {elapsed} s without an abort"
-                            ),
-                            evidence,
+                            );
+                            // The kept evidence's decision says how it ended, as a hand promote's and
+                            // an abort's do: the judge's last "running: ..." would be stale (FE30, FE32).
+                            let evidence = evidence.map(|mut e| {
+                                e.decision = format!("promoted: {outcome}");
+                                e
+                            });
+                            Step::Pass { outcome, evidence }
                         })
                     }
                 }
