@@ -357,7 +357,7 @@ async fn bad_input_is_refused_with_heroku_errors_and_changes_nothing() {
             "not in a pipeline's production stage",
         ),
         ("PATCH", "/apps/gamma/features/canary".into(), json!({"weight": 100}), 422, "less than 100 percent"),
-        ("PATCH", "/apps/gamma/features/canary".into(), json!({"min_errors": -1}), 422, "expected u64"),
+        ("PATCH", "/apps/gamma/features/canary".into(), json!({"min_errors": -1}), 422, "expected a whole number"),
         ("PATCH", "/apps/gamma/features/canary".into(), json!({"enabled": "yes"}), 422, "enabled must be"),
         ("PATCH", "/apps/gamma/features/canary".into(), json!({"soak_requests": 0}), 422, "soak_requests"),
         ("PATCH", "/apps/gamma/features/canary".into(), json!({"soak_requests": 1.5}), 422, "soak_requests"),
