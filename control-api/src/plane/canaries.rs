@@ -12,6 +12,14 @@ use super::engine::{CanaryReader, ControlPlane};
 use super::error::{Error, not_found};
 use crate::model::{App, Canary, CanaryRelease, CanaryReleaseState, Change, Kind, Model, Object};
 
+/// A canary ended by hand (`state` promoted or aborted): the counts at that moment are kept,
+/// with `decision` saying how it ended, as an abort by the router keeps them.
+fn ended_by_hand(c: &Canary, evidence: Option<CanaryEvidence>, state: CanaryState, decision: &str) -> Canary {
+    let mut evidence = evidence.unwrap_or_else(|| no_evidence(""));
+    evidence.decision = decision.into();
+    Canary { state, evidence: Some(Box::new(evidence)), updated_at: now_seconds(), ..c.clone() }
+}
+
 /// Counts of a canary no request has reached.
 fn no_evidence(decision: &str) -> CanaryEvidence {
     CanaryEvidence {
@@ -117,14 +125,7 @@ impl ControlPlane {
             }
             // The counts at the promotion are kept, as an abort keeps them (FE27: a hand promote's
             // record and `canary` webhook had `evidence: null`).
-            let mut evidence = self.canary_evidence(c).unwrap_or_else(|| no_evidence(""));
-            evidence.decision = "promoted by hand".into();
-            let c = Canary {
-                state: CanaryState::Promoted,
-                evidence: Some(Box::new(evidence)),
-                updated_at: now_seconds(),
-                ..c.clone()
-            };
+            let c = ended_by_hand(c, self.canary_evidence(c), CanaryState::Promoted, "promoted by hand");
             Ok((c.clone(), vec![Change::Put(Object::Canary(c))]))
         })
         .await
@@ -163,14 +164,7 @@ impl ControlPlane {
             if c.state == CanaryState::Aborted {
                 return Ok((c.clone(), vec![]));
             }
-            let mut evidence = self.canary_evidence(c).unwrap_or_else(|| no_evidence(""));
-            evidence.decision = "aborted by hand".into();
-            let c = Canary {
-                state: CanaryState::Aborted,
-                evidence: Some(Box::new(evidence)),
-                updated_at: now_seconds(),
-                ..c.clone()
-            };
+            let c = ended_by_hand(c, self.canary_evidence(c), CanaryState::Aborted, "aborted by hand");
             Ok((c.clone(), vec![Change::Put(Object::Canary(c))]))
         })
         .await
