@@ -247,6 +247,27 @@ class Wharf:
                    or l.startswith(name + "{"))
 
 
+def topic_created_after(tmp, t):
+    """The time of the first `created kafka topic` line after `t` in any Wharf log of the run
+    (tracing's UTC timestamps), or None: when the topic existed again after a broker restart."""
+    import datetime
+    found = []
+    for name in os.listdir(tmp):
+        if not name.endswith(".log"):
+            continue
+        with open(os.path.join(tmp, name), errors="replace") as f:
+            for line in f:
+                if "created kafka topic" not in line:
+                    continue
+                try:
+                    at = datetime.datetime.fromisoformat(line.split()[0].replace("Z", "+00:00")).timestamp()
+                except (ValueError, IndexError):
+                    continue
+                if at > t:
+                    found.append(at)
+    return min(found) if found else None
+
+
 def api_call(api_addr, token, method, path, body=None):
     req = urllib.request.Request(f"http://{api_addr}{path}", method=method,
                                  data=json.dumps(body).encode() if body is not None else None,
@@ -678,6 +699,9 @@ def drill(args, tmp):
     while missing() and time.time() < deadline:
         time.sleep(0.5)
     lost = {(s[0], s[1], s[3], s[5]) for s in missing()}
+    for p in phases:
+        if "broker_back" in p:
+            p["topic_back"] = topic_created_after(tmp, p["broker_back"])
 
     versions = {f"router{i}": int(r.metric("wharf_router_snapshot_version")) for i, r in enumerate(routers)}
     versions.update({f"shuttle{i}": s.kept_version() for i, s in enumerate(shuttles) if s.proc.poll() is None})
@@ -694,9 +718,15 @@ def drill(args, tmp):
         lost_here = [k for k in lost if k[0] == i]
         # Lines of requests answered before the broker came back were in its memory (or in the
         # routers' producers, which may have handed them to the old broker): its storage's loss.
-        # A broker that keeps its data loses none: its lines count as any other.
+        # So are lines answered after its return but before its topic existed again: tansu 0.6
+        # in memory acknowledges a produce to a topic it does not have (tansu-storage's
+        # dynostore `produce` does not look the topic up) and starts the partition over when the
+        # topic is created (`create_topic` resets its watermarks), so it drops them. A broker that
+        # keeps its data loses none: its lines count as any other.
         in_memory = args.broker_storage == "memory"
-        broker_loss = [k for k in lost_here if in_memory and k[3] < p.get("broker_back", 0)]
+        memory_until = p.get("topic_back") or p.get("broker_back", 0)
+        broker_loss = [k for k in lost_here if in_memory and k[3] < memory_until]
+        before_topic = [k for k in broker_loss if k[3] >= p.get("broker_back", 0)]
         killed_loss = [k for k in lost_here if k[1] == p["killed_router"]]
         healthy_loss = len(lost_here) - len(broker_loss) - len(killed_loss)
         for s in mine:
@@ -718,7 +748,12 @@ def drill(args, tmp):
         if killed_loss:
             print(f"{'':58} lines of requests the killed router answered but had not handed to Kafka: {len(killed_loss)}")
         if broker_loss:
-            print(f"{'':58} lines lost with the broker's in-memory storage: {len(broker_loss)}")
+            print(f"{'':58} lines lost with the broker's in-memory storage: {len(broker_loss)} ({len(before_topic)} of them "
+                  f"answered after its return but before its topic existed again)")
+        if "broker_back" in p:
+            back = p.get("topic_back")
+            print(f"{'':58} the topic existed again "
+                  + (f"{back - p['broker_back']:.2f} s after the broker's return" if back else "(no process created it)"))
         errors = {}
         for s in mine:
             if not s[4]:

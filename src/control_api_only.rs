@@ -89,7 +89,7 @@ async fn serve(config: Config) -> Result<()> {
     let addr = listener.local_addr()?;
     // Apps' web URLs name the routers' public HTTPS port: the one routers are configured with.
     let https_port = config.router.https_public_port.unwrap_or(config.router.https_listen.port());
-    let plane = open_plane(&config, secrets.sessions.clone(), format!("{scheme}://{addr}"), https_port).await?;
+    let plane = open_plane(&config, &secrets, format!("{scheme}://{addr}"), https_port).await?;
     if let Some(bus) = &bus {
         plane.set_build_publisher(bus.publisher.clone());
     }

@@ -108,13 +108,17 @@ async fn serve(config: Config, control_api: ControlApiUrl, sessions: SessionKey)
     crate::addresses::Addresses { logshuttle: Some(addr), ..Default::default() }.write(data_dir)?;
 
     shutdown_signal().await;
+    // The feed is followed no more, before anything is said: a whole fleet stopping ends the
+    // control APIs' watch streams too, which is no outage to warn about. Awaited, so that a
+    // warning the follower is writing right now comes before "shutting down", never after.
+    follower.abort();
+    let _ = follower.await;
     tracing::info!("shutting down");
     crate::addresses::Addresses::remove(data_dir);
     // Live tails never end by themselves: they end first, so the server stops at once.
     logshuttle.end_tails();
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(config.logshuttle.shutdown_grace.0, server).await;
-    follower.abort();
     logshuttle.shutdown().await;
     writeln!(std::io::stdout(), "Wharf logshuttle stopped.")?;
     Ok(())

@@ -125,8 +125,49 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("wharf: error: {e:#}");
+            eprintln!("wharf: error: {}", error_text(e.chain().map(ToString::to_string)));
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// An error and its causes, outermost first, joined by ": " as anyhow's `{:#}` does, but a cause
+/// that the text so far already ends with is said once: an error that shows its source in its
+/// own message and also gives it as its source (thiserror's `{source}` field) would otherwise
+/// print it twice (`cannot listen on ADDR: Address already in use (os error 98): Address already
+/// in use (os error 98)`, FE31).
+fn error_text(chain: impl Iterator<Item = String>) -> String {
+    let mut text = String::new();
+    for cause in chain {
+        if text.ends_with(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    /// Each cause once, in order; one already at the end of the text is not said again.
+    #[test]
+    fn an_error_says_each_cause_once() {
+        let check = |chain: &[&str], expected: &str| {
+            assert_eq!(super::error_text(chain.iter().map(|c| c.to_string())), expected, "{chain:?}");
+        };
+        check(
+            &["cannot listen on 127.0.0.1:1: in use (os error 98)", "in use (os error 98)"],
+            "cannot listen on 127.0.0.1:1: in use (os error 98)",
+        );
+        check(
+            &["cannot listen on 127.0.0.1:1", "in use (os error 98)"],
+            "cannot listen on 127.0.0.1:1: in use (os error 98)",
+        );
+        check(&["a", "b: c", "c"], "a: b: c");
+        check(&["a: b", "a"], "a: b: a");
+        check(&["only"], "only");
     }
 }

@@ -90,12 +90,15 @@ async fn serve(config: Config, control_api: ControlApiUrl) -> Result<()> {
     .write(data_dir)?;
 
     shutdown_signal().await;
+    // The feed and the verdict reports stop before anything is said: a whole fleet stopping
+    // ends the control APIs' streams too, which is no outage to warn about. Awaited, so that a
+    // warning either is writing right now comes before "shutting down", never after.
+    for task in std::iter::once(follower).chain(reporter) {
+        task.abort();
+        let _ = task.await;
+    }
     tracing::info!("shutting down");
     crate::addresses::Addresses::remove(data_dir);
-    follower.abort();
-    if let Some(r) = reporter {
-        r.abort();
-    }
     router.shutdown().await;
     bus.publisher.flush(Duration::from_secs(5));
     writeln!(std::io::stdout(), "Wharf router stopped.")?;

@@ -218,6 +218,8 @@ pub(crate) struct ApiSecrets {
     runtime: String,
     /// The key of `session-secret`, which signs log session URLs.
     pub(crate) sessions: Arc<SessionKey>,
+    /// `session-secret` itself, for its fingerprint ([`ApiSecrets::check_shared`]).
+    session_secret: String,
 }
 
 impl ApiSecrets {
@@ -268,8 +270,38 @@ impl ApiSecrets {
         let (router, logshuttle, runtime) = (next().0, next().0, next().0);
         // Log session URLs are signed with a kept secret, so that they stay valid across
         // restarts and a logshuttle elsewhere given the same secret can serve them.
-        let sessions = Arc::new(SessionKey::new(next().0.as_bytes()));
-        Ok(ApiSecrets { admin, router, logshuttle, runtime, sessions })
+        let session_secret = next().0;
+        let sessions = Arc::new(SessionKey::new(session_secret.as_bytes()));
+        Ok(ApiSecrets { admin, router, logshuttle, runtime, sessions, session_secret })
+    }
+
+    /// Refuses to go on when a secret differs from the one the replicas on `store`'s database
+    /// use: their first start recorded a keyed fingerprint of each
+    /// ([`PostgresStore::check_secrets`]; a database without them gets this replica's). The
+    /// error names each differing secret, its variable or file in `data_dir`, and how to change
+    /// a secret on purpose; never a value. A replica with a secret of its own would start and
+    /// then answer the others' tokens with 401 (or refuse their log session URLs) at random
+    /// behind a load balancer. Errors too when the database fails.
+    pub(crate) async fn check_shared(&self, store: &PostgresStore, data_dir: &Path) -> Result<()> {
+        let values = [&self.admin.0, &self.router, &self.logshuttle, &self.runtime, &self.session_secret];
+        let named: Vec<(&str, &str)> =
+            SHARED_SECRETS.iter().zip(values).map(|(spec, value)| (spec.file, value.as_str())).collect();
+        let differ = store.check_secrets(&named).await.context("cannot check the shared secrets' fingerprints")?;
+        if differ.is_empty() {
+            return Ok(());
+        }
+        let mut text = String::from(
+            "this control API's secrets must be the ones its replicas on this database use (the database keeps a keyed fingerprint \
+             of each, recorded by the first replica, never the secret), and these differ:",
+        );
+        for spec in SHARED_SECRETS.iter().filter(|spec| differ.contains(&spec.file)) {
+            text.push_str(&format!("\n  {}: {}", spec.what, token_source(data_dir, spec)));
+        }
+        text.push_str(
+            "\nGive this replica the same files (or variables) as the others. To change a secret on purpose, stop every replica, \
+             forget its fingerprint (DELETE FROM wharf_secrets WHERE name = 'FILE', e.g. 'router-token'), and start them all with the new one.",
+        );
+        Err(anyhow::anyhow!(text))
     }
 
     /// The tokens the API accepts: the admin token, and each data-plane role's.
@@ -314,19 +346,23 @@ pub(crate) fn api_tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig
 /// Opens the store (PostgreSQL at `control_api.database_url`, else SQLite in the data
 /// directory) and the control plane over it, and follows other replicas' commits. Log session
 /// URLs point at `logshuttle.public_url`, else at `api_url`; slug blob and build output URLs at `api_url`. Errors when the store cannot be
-/// opened or migrated.
+/// opened or migrated, or when one of `secrets` differs from what the replicas on the same
+/// PostgreSQL database use ([`ApiSecrets::check_shared`]).
 pub(crate) async fn open_plane(
     config: &Config,
-    sessions: Arc<SessionKey>,
+    secrets: &ApiSecrets,
     api_url: String,
     https_port: u16,
 ) -> Result<Arc<ControlPlane>> {
+    let sessions = secrets.sessions.clone();
     let store: Box<dyn Store> = match &config.control_api.database_url {
-        Some(url) => Box::new(
-            PostgresStore::connect(url, config.control_api.database_ca.as_deref())
+        Some(url) => {
+            let store = PostgresStore::connect(url, config.control_api.database_ca.as_deref())
                 .await
-                .with_context(|| format!("cannot open the database {url}"))?,
-        ),
+                .with_context(|| format!("cannot open the database {url}"))?;
+            secrets.check_shared(&store, &config.data_dir).await?;
+            Box::new(store)
+        }
         None => Box::new(SqliteStore::open(&config.data_dir.join("wharf.db")).context("cannot open the database")?),
     };
     let settings = Settings {
@@ -427,7 +463,7 @@ async fn serve(config: Config) -> Result<()> {
     let https_port = config.router.https_public_port.unwrap_or(listeners.addrs().https.port());
 
     let sessions = secrets.sessions.clone();
-    let plane = open_plane(&config, sessions.clone(), format!("{api_scheme}://{api_addr}"), https_port).await?;
+    let plane = open_plane(&config, &secrets, format!("{api_scheme}://{api_addr}"), https_port).await?;
 
     let mut router = Router::start(&config.router, listeners, certs, plane.subscribe(), bus.publisher.clone())?;
     plane.set_canary_reader(Box::new(router.canary_reader()));

@@ -408,6 +408,63 @@ async fn a_replica_missing_a_shared_secret_refuses_to_start_and_names_it() {
     }
 }
 
+/// Replicas on one database refuse to start with a secret that differs from the others' (FE25
+/// finding 4's other half): the first replica records a keyed fingerprint of each of the five
+/// (never the secret), and a `wharf control-api` or `wharf serve` given a different one of any
+/// of them is refused, naming it by variable (or file) and printing no secret, old or new; the
+/// fingerprints stay as they were. A database from before fingerprints (schema version 1)
+/// gets them recorded at the next start, and is checked from then on.
+#[tokio::test]
+async fn a_replica_with_a_different_shared_secret_refuses_to_start_and_names_it() {
+    let pg = Postgres::start().await;
+    let url = pg.database("different").await;
+    let dir = wharf_testkit::TempDir::new("different-secrets");
+    let args = ["--database-url", url.as_str()];
+    let recorded =
+        || pg.query("different", "SELECT name || ' ' || salt || ' ' || fingerprint FROM wharf_secrets ORDER BY name");
+    let first = WharfControlApi::start(WHARF, &args, &dir.path().join("first"), &REPLICA_SECRETS).await;
+    let fingerprints = recorded().await;
+    let names: Vec<&str> = fingerprints.iter().map(|row| row.split(' ').next().unwrap()).collect();
+    assert_eq!(names, ["admin-token", "logshuttle-token", "router-token", "runtime-token", "session-secret"]);
+    for (var, value) in REPLICA_SECRETS {
+        assert!(fingerprints.iter().all(|row| !row.contains(value)), "the database holds {var}");
+    }
+    const OTHER: &str = "a-different-secret-of-32-chars!!";
+    for command in ["control-api", "serve"] {
+        for (changed, _) in REPLICA_SECRETS {
+            let data = dir.path().join(format!("{command}-{changed}"));
+            let given: Vec<(&str, &str)> =
+                REPLICA_SECRETS.into_iter().map(|(var, v)| (var, if var == changed { OTHER } else { v })).collect();
+            let out = refused_to_start(command, &args, &data, &given).await;
+            assert!(
+                out.contains("these differ") && out.contains(&format!("given in {changed}")),
+                "{command} {changed}: {out}"
+            );
+            for (var, _) in REPLICA_SECRETS.into_iter().filter(|(var, _)| *var != changed) {
+                assert!(!out.contains(var), "{command} {changed} named {var}, which is the same: {out}");
+            }
+            for (var, value) in given.iter().chain(&REPLICA_SECRETS) {
+                assert!(!out.contains(value), "{command} {changed} printed {var}: {out}");
+            }
+        }
+    }
+    assert_eq!(recorded().await, fingerprints, "a refused replica changes no fingerprint");
+    first.kill().await;
+
+    // A database of schema version 1 has no fingerprints: the next start records them.
+    pg.query("different", "DROP TABLE wharf_secrets").await;
+    pg.query("different", "UPDATE wharf_schema SET version = 1").await;
+    let again = WharfControlApi::start(WHARF, &args, &dir.path().join("again"), &REPLICA_SECRETS).await;
+    let migrated = recorded().await;
+    assert_eq!(migrated.len(), 5, "{migrated:?}");
+    assert_ne!(migrated, fingerprints, "new salts");
+    let mut given = REPLICA_SECRETS.to_vec();
+    given[1].1 = OTHER;
+    let out = refused_to_start("control-api", &args, &dir.path().join("after-migration"), &given).await;
+    assert!(out.contains("router token: given in WHARF_ROUTER_TOKEN"), "{out}");
+    again.kill().await;
+}
+
 /// No secret is ever printed, the generated ones included: `wharf serve`'s first start with no
 /// flags at all makes the five, stores them owner-only, and says where the admin token is
 /// instead of printing it; its next start says the same of the stored one.
@@ -462,6 +519,23 @@ async fn a_database_it_cannot_use_is_refused_at_start() {
     let out = refused_at_start(&["--database-url", &url], &data).await;
     assert!(out.contains("schema version 99 is newer"), "{out}");
     assert_eq!(pg.query("wharf", "SELECT version FROM wharf_schema").await, ["99"]);
+}
+
+/// A listener that cannot bind stops the start, saying which address and why once (FE31: the OS
+/// error was printed twice, from an error that showed its source and also gave it as its cause):
+/// the control API's listener and the router's, as `wharf serve` binds both.
+#[tokio::test]
+async fn a_taken_port_is_refused_at_start_and_said_once() {
+    let dir = wharf_testkit::TempDir::new("taken-port");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    for var in ["WHARF_CONTROL_API__LISTEN", "WHARF_ROUTER__HTTPS_LISTEN", "WHARF_ROUTER__HTTP_LISTEN"] {
+        let mut env = REPLICA_SECRETS.to_vec();
+        env.push((var, addr.as_str()));
+        let out = refused_to_start("serve", &[], &dir.path().join(var), &env).await;
+        assert!(out.contains(&format!("cannot listen on {addr}")), "{var}: {out}");
+        assert_eq!(out.matches("Address already in use").count(), 1, "{var}: {out}");
+    }
 }
 
 /// TLS to the database is verified: a server whose certificate no trusted CA signed is refused,
@@ -523,6 +597,14 @@ async fn replicas_ride_out_a_database_restart() {
             let out = api.expect("POST", "/apps", json!({"name": "during", "space": "default"}), 503).await;
             assert_eq!(out["id"], "service_unavailable", "{out}");
         }
+        // The 503 says when to try again (RFC 9110 section 10.2.3), as every 503 does.
+        let mut req = wharf_testkit::client::Req::get(&api.addr.to_string(), "/apps")
+            .header("authorization", &format!("Bearer {}", api.token.as_deref().unwrap_or_default()))
+            .header("content-type", "application/json");
+        req.method = http::Method::POST;
+        req.body = json!({"name": "during", "space": "default"}).to_string().into();
+        let refused = wharf_testkit::client::send(api.addr, None, &req).await.expect("answers");
+        assert_eq!((refused.status.as_u16(), refused.header("retry-after")), (503, Some("5")));
         let (status, health) = api.call("GET", "/healthz", None).await;
         assert_eq!(
             (status, health["status"].as_str(), health["storage"].as_str()),
@@ -554,6 +636,18 @@ async fn replicas_ride_out_a_database_restart() {
         let lines = (count("storage is unavailable"), count("storage answers again"), count("storage failed"));
         assert_eq!(lines, (1, 1, 0), "replica {name}:\n{log}");
         assert_eq!(count("cannot release the database write lock"), 0, "replica {name}:\n{log}");
+        // A server's error is shown with what the server said, not as a bare "db error".
+        assert!(!log.lines().any(|l| l.trim_end().ends_with("error=db error")), "replica {name}:\n{log}");
+    }
+    // The listener for other replicas' changes says when it hears them again, once per outage.
+    for (name, replica) in [("a", &a), ("b", &b)] {
+        let log = wharf_testkit::eventually(std::time::Duration::from_secs(30), "the listener to be back", || {
+            let log = replica.stderr();
+            async move { log.contains("hearing other replicas' changes again").then_some(log) }
+        })
+        .await;
+        let count = |text: &str| log.lines().filter(|l| l.contains(text)).count();
+        assert_eq!(count("hearing other replicas' changes again"), 1, "replica {name}:\n{log}");
     }
 }
 

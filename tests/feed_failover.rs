@@ -152,6 +152,13 @@ async fn a_killed_replica_costs_one_reconnection_even_after_an_earlier_outage() 
     .await;
     assert!(first <= 200, "the backoff started again from 100 ms (+ jitter), not from {grown} ms: {first} ms");
     assert!(following_metric(&router).await.is_empty(), "no replica followed while none answers");
+
+    // Stopped while it retries (as when a whole fleet stops), it says nothing of the feed after
+    // "shutting down" (FE31 LOW 8).
+    let (ok, log) = router.terminate().await;
+    assert!(ok, "{log}");
+    let after = &log[log.find("shutting down").expect("it says it shuts down")..];
+    assert!(!after.contains(ALL_FAILED) && !after.contains("control api unreachable"), "{after}");
 }
 
 /// A replica stopped with SIGSTOP (hung: the kernel still completes TCP handshakes for it) is

@@ -307,6 +307,9 @@ struct ConsumeContext {
     skip_below: std::sync::Mutex<std::collections::HashMap<Partition, i64>>,
     /// Rebalances and the assignment's size for the group watch, and its request to rejoin.
     signals: Arc<GroupSignals>,
+    /// Set while the last revocation was a lost assignment (see [`KafkaSource::commit`]), from
+    /// that revocation to the next assignment.
+    lost: Arc<AtomicBool>,
 }
 
 impl ConsumeContext {
@@ -361,9 +364,21 @@ impl ConsumeContext {
         }
     }
 
-    /// Whether a message at `offset` of `p` was read only because of the rewind.
+    /// Whether a message at `offset` of `p` was read only because of the rewind. The first
+    /// message at or past the committed offset ends the skipping for the partition: messages
+    /// come in offset order, so none of the assignment's is skipped after it, and a partition
+    /// created again under a consumer that is never reassigned (its offsets starting over from
+    /// 0) does not have its new messages skipped up to the old topic's offset.
     fn skipped(&self, p: Partition, offset: i64) -> bool {
-        self.skip_below.lock().expect("skip lock").get(&p).is_some_and(|&next| offset < next)
+        let mut skip = self.skip_below.lock().expect("skip lock");
+        match skip.get(&p) {
+            Some(&next) if offset < next => true,
+            Some(_) => {
+                skip.remove(&p);
+                false
+            }
+            None => false,
+        }
     }
 }
 
@@ -407,6 +422,7 @@ impl ConsumerContext for ConsumeContext {
         self.signals.rebalances.fetch_add(1, Ordering::Relaxed);
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.lost.store(false, Ordering::Relaxed);
                 self.signals.assigned.store(tpl.count(), Ordering::Relaxed);
                 let mut owned: Vec<(String, i32)> =
                     tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
@@ -419,6 +435,15 @@ impl ConsumerContext for ConsumeContext {
                 self.post_rebalance(consumer, &Rebalance::Assign(tpl));
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                // Before the revocation is reported: the commits made for it are then skipped.
+                if consumer.assignment_lost() {
+                    self.lost.store(true, Ordering::Relaxed);
+                    tracing::warn!(
+                        partitions = tpl.count(),
+                        "the group no longer knows this member (its session expired, or the broker lost the group); \
+                         its partitions' offsets are not committed: their next owner starts from the group's last commit"
+                    );
+                }
                 self.pre_rebalance(consumer, &Rebalance::Revoke(tpl));
                 self.skip_below.lock().expect("skip lock").clear();
                 self.signals.assigned.store(0, Ordering::Relaxed);
@@ -586,6 +611,7 @@ impl KafkaSource {
                 revoke_ack: std::sync::Mutex::new(acks),
                 skip_below: std::sync::Mutex::default(),
                 signals: signals.clone(),
+                lost: Arc::new(AtomicBool::new(false)),
             })
             .map_err(|e| BusError::Config(e.to_string()))?;
         consumer.subscribe(&k.topics()).map_err(|e| broker_err(k, "cannot subscribe", e))?;
@@ -639,8 +665,19 @@ impl KafkaSource {
     /// Commits, for each partition, the offset of the next message to read. With `wait` the call
     /// blocks until the group coordinator confirms; a failed commit (as during a rebalance) is
     /// logged at debug level and left to the next one.
+    ///
+    /// Nothing is committed between a lost assignment's revocation and the next assignment
+    /// (librdkafka's `rd_kafka_assignment_lost`: the coordinator no longer knows this member, so
+    /// the partitions may already be another's). Kafka refuses such commits anyway (the
+    /// generation is fenced); a broker that lost its group with its data (tansu in memory)
+    /// would take them into its new group, where offsets of the old topic would make the new
+    /// owner skip the re-created partition's lines below them.
     pub(crate) fn commit(&self, offsets: &[(Partition, i64)], wait: bool) {
         if offsets.is_empty() {
+            return;
+        }
+        if self.consumer.context().lost.load(Ordering::Relaxed) {
+            tracing::debug!(partitions = offsets.len(), "not committing the offsets of a lost assignment");
             return;
         }
         let mut list = TopicPartitionList::new();

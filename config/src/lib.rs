@@ -811,4 +811,40 @@ mod tests {
         assert!(!format!("{c:?}").contains("s3cret"), "a configuration's Debug hides the password");
         assert_eq!(c.control_api.database_url.unwrap().expose(), "postgres://wharf:s3cret@db/wharf");
     }
+
+    /// Every file in config/examples loads as its process would load it (the fleet's with the
+    /// variables their systemd units set: the keys come through credentials), and says what
+    /// docs/fleet.md says it does.
+    #[test]
+    fn every_example_configuration_loads() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        let check = |file: &str, env: &[(&str, &str)], expected: &dyn Fn(&Config) -> bool| {
+            let path = dir.join(file);
+            let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+            let c = Config::load(Some(&path), env).unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert!(expected(&c), "{file}: {c:?}");
+        };
+        let mut files: Vec<String> =
+            std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        files.sort();
+        assert_eq!(
+            files,
+            ["fleet-control-api.toml", "fleet-logshuttle.toml", "fleet-router.toml", "kafka.toml", "serve.toml"]
+        );
+        check(
+            "fleet-control-api.toml",
+            &[("WHARF_CONTROL_API__TLS_KEY", "/run/credentials/wharf-control-api.service/tls-key")],
+            &|c| c.control_api.tls_cert.is_some() && c.router.https_public_port == Some(443) && c.kafka.is_some(),
+        );
+        check(
+            "fleet-router.toml",
+            &[("WHARF_ROUTER__DEFAULT_KEY", "/run/credentials/wharf-router.service/default-key")],
+            &|c| c.router.default_cert.is_some() && c.feed.control_api_ca.is_some() && c.kafka.is_some(),
+        );
+        check("fleet-logshuttle.toml", &[], &|c| {
+            c.kafka.as_ref().is_some_and(|k| k.group_id == "wharf-logshuttle") && c.feed.control_api_ca.is_some()
+        });
+        check("kafka.toml", &[], &|c| c.kafka.is_some());
+        check("serve.toml", &[], &|c| c.kafka.is_none());
+    }
 }

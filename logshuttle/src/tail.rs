@@ -451,7 +451,10 @@ pub(crate) async fn stream(State(state): State<TailState>, Path(token): Path<Str
             }
             Err(e @ ReadBackError::Broker(_)) => {
                 tracing::warn!(app = %grant.app, error = %e, "a log session cannot read kafka");
-                return refuse(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", e);
+                // Every 503 says when to try again, as the busy one above does.
+                let mut refused = refuse(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", e);
+                refused.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+                return refused;
             }
         },
     };

@@ -257,6 +257,19 @@ impl WharfRouter {
         self.child.kill().await.expect("kill");
     }
 
+    /// Sends SIGTERM, waits (at most 30 s) for the process to exit, and returns whether it
+    /// exited successfully and its logs.
+    pub async fn terminate(mut self) -> (bool, String) {
+        let pid = self.child.id().expect("running").to_string();
+        let killed = Command::new("kill").args(["-TERM", &pid]).status().await.expect("kill runs");
+        assert!(killed.success(), "kill -TERM {pid} failed");
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("wharf router exits within 30 s of SIGTERM")
+            .expect("wait");
+        (status.success(), self.stderr())
+    }
+
     /// What the process wrote to standard error so far (its logs).
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()

@@ -65,9 +65,18 @@ impl ApiError {
     }
 }
 
+/// Seconds a client is told to wait before trying a refused request again
+/// (`Retry-After`, RFC 9110 section 10.2.3), on every 503: about the time the control API takes
+/// to notice that its store answers again (it polls every 5 s), as the logshuttle's busy 503 says.
+const RETRY_AFTER_SECONDS: &str = "5";
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "id": self.id, "message": self.message }))).into_response()
+        let mut response = (self.status, Json(json!({ "id": self.id, "message": self.message }))).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static(RETRY_AFTER_SECONDS));
+        }
+        response
     }
 }
 

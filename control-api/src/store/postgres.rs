@@ -46,7 +46,23 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE wharf_meta (version BIGINT NOT NULL);
      INSERT INTO wharf_meta (version) VALUES (0);
      CREATE TABLE wharf_changes (version BIGINT PRIMARY KEY, body TEXT NOT NULL);",
+    // 2: a keyed fingerprint of each secret the replicas share ([`PostgresStore::check_secrets`]),
+    // never the secret. A database from before has none: the first replica to start records them.
+    "CREATE TABLE wharf_secrets (name TEXT PRIMARY KEY, salt TEXT NOT NULL, fingerprint TEXT NOT NULL);",
 ];
+
+/// A secret's fingerprint as `wharf_secrets` keeps it: HMAC-SHA256, keyed with the row's random
+/// salt, of the secret's name, a NUL and the secret, in hex. The salt makes one database's
+/// fingerprints useless against another's; the secrets themselves are random (at least 16
+/// characters, Wharf's own 48 hex digits), so no guessing from a fingerprint is practical.
+fn fingerprint(salt: &str, name: &str, secret: &str) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, salt.as_bytes());
+    let mut ctx = ring::hmac::Context::with_key(&key);
+    ctx.update(name.as_bytes());
+    ctx.update(b"\0");
+    ctx.update(secret.as_bytes());
+    ctx.sign().as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
 
 fn pg(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
     move |error| StoreError::Postgres { context, error }
@@ -122,6 +138,40 @@ impl PostgresStore {
         Ok(PostgresStore { config, tls, runtime: Handle::current(), conn, changed, listener })
     }
 
+    /// Checks each of `secrets` (its name, as `router-token`, and its value) against the
+    /// fingerprint the first replica on this database recorded ([`fingerprint`]), recording it
+    /// when there is none yet (a new database, or one from before fingerprints). Returns the
+    /// names of the secrets that differ from the recorded ones, in the order given; the values
+    /// are never stored, logged or returned. Replicas that disagree on a secret answer each
+    /// other's tokens with 401 (or sign log session URLs the others refuse), so a control API
+    /// that gets any name back must not start. Errors when the database fails.
+    pub async fn check_secrets<'a>(&self, secrets: &[(&'a str, &str)]) -> Result<Vec<&'a str>, StoreError> {
+        let client = &self.conn.as_ref().expect("a store is made with a connection").client;
+        let mut differ = Vec::new();
+        for &(name, secret) in secrets {
+            let salt: String = wharf_domain::random_bytes::<16>().iter().map(|b| format!("{b:02x}")).collect();
+            // Two replicas starting at once: the first insert wins, and both compare with it.
+            client
+                .execute(
+                    "INSERT INTO wharf_secrets (name, salt, fingerprint) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+                    &[&name, &salt, &fingerprint(&salt, name, secret)],
+                )
+                .await
+                .map_err(pg("record a secret's fingerprint"))?;
+            let row = client
+                .query_one("SELECT salt, fingerprint FROM wharf_secrets WHERE name = $1", &[&name])
+                .await
+                .map_err(pg("read a secret's fingerprint"))?;
+            let (salt, recorded): (String, String) = (row.get(0), row.get(1));
+            let same: bool =
+                subtle::ConstantTimeEq::ct_eq(fingerprint(&salt, name, secret).as_bytes(), recorded.as_bytes()).into();
+            if !same {
+                differ.push(name);
+            }
+        }
+        Ok(differ)
+    }
+
     /// Runs `f` on a live connection, connecting again first if the last one broke (which
     /// also ended any transaction it had open).
     fn with_conn<T>(&mut self, f: impl AsyncFnOnce(&mut Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
@@ -150,7 +200,7 @@ async fn connect(config: &tokio_postgres::Config, tls: &tls::MakeRustls) -> Resu
     let (client, connection) = config.connect(tls.clone()).await.map_err(pg("connect"))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
-            tracing::warn!(error = %e, "database connection broke; the next operation reconnects");
+            tracing::warn!(error = %error_text(&e), "database connection broke; the next operation reconnects");
         }
     });
     // Should a replica stall while it holds the write lock, the server ends its session rather
@@ -253,11 +303,16 @@ async fn migrate(client: &Client) -> Result<(), StoreError> {
 /// Listens for commits, on its own connection, waking `changed` for each and once after every
 /// (re)connection, for what was committed while it was away.
 ///
-/// A database that stays down is reported once (a warning at the first failed connection, and a
-/// line when it listens again), not at every attempt: the 5 s poll covers the meantime, and the
-/// engine logs the outage itself.
+/// A database that stays down is reported once (a warning when the connection is lost or the
+/// first connection fails, and a line with the outage's length when it listens again), not at
+/// every attempt: the 5 s poll covers the meantime, and the engine logs the outage itself. Tries
+/// again with backoff up to [`LISTEN_BACKOFF_MAX`], so that other replicas' changes are heard
+/// again within about that long of the database's return.
 async fn listen(config: tokio_postgres::Config, tls: tls::MakeRustls, changed: Arc<Notify>) {
     let mut backoff = Duration::from_millis(100);
+    // When the listener last lost its connection (or first failed to make one): set for as long
+    // as it does not listen.
+    let mut deaf_since: Option<std::time::Instant> = None;
     let mut failing = false;
     loop {
         match config.connect(tls.clone()).await {
@@ -270,7 +325,7 @@ async fn listen(config: tokio_postgres::Config, tls: tls::MakeRustls, changed: A
                             Ok(AsyncMessage::Notification(_)) => changed_by_others.notify_one(),
                             Ok(_) => {}
                             Err(e) => {
-                                tracing::warn!(error = %e, "lost the database connection that hears other replicas' changes");
+                                tracing::warn!(error = %error_text(&e), "lost the database connection that hears other replicas' changes; connecting again");
                                 break;
                             }
                         }
@@ -279,24 +334,44 @@ async fn listen(config: tokio_postgres::Config, tls: tls::MakeRustls, changed: A
                 match client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
                     Ok(()) => {
                         backoff = Duration::from_millis(100);
+                        failing = false;
                         changed.notify_one();
-                        if std::mem::take(&mut failing) {
-                            tracing::info!("hearing other replicas' changes again");
+                        if let Some(since) = deaf_since.take() {
+                            let after_ms = since.elapsed().as_millis() as u64;
+                            tracing::info!(after_ms, "hearing other replicas' changes again");
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, "cannot listen for other replicas' changes"),
+                    Err(e) => tracing::warn!(error = %error_text(&e), "cannot listen for other replicas' changes"),
                 }
                 let _ = messages.await;
                 drop(client);
+                deaf_since.get_or_insert_with(std::time::Instant::now);
             }
             Err(e) if !failing => {
                 failing = true;
-                tracing::warn!(error = %e, "cannot connect to hear other replicas' changes; trying again with backoff (up to 10 s), quietly until it works");
+                deaf_since.get_or_insert_with(std::time::Instant::now);
+                tracing::warn!(error = %error_text(&e), "cannot connect to hear other replicas' changes; trying again with backoff (up to 2 s), quietly until it works");
             }
-            Err(e) => tracing::debug!(error = %e, "cannot connect to hear other replicas' changes"),
+            Err(e) => tracing::debug!(error = %error_text(&e), "cannot connect to hear other replicas' changes"),
         }
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(10));
+        backoff = (backoff * 2).min(LISTEN_BACKOFF_MAX);
+    }
+}
+
+/// The longest wait between the listener's attempts to connect: short, as other replicas' changes
+/// are late by up to this much after the database's return (the 5 s poll bounds it too).
+const LISTEN_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// A PostgreSQL client error with what the server said: tokio-postgres shows a server's error
+/// only as "db error", its message and code being the error's source.
+fn error_text(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {} ({})", e, db.message(), db.code().code()),
+        None => match std::error::Error::source(e) {
+            Some(source) => format!("{e}: {source}"),
+            None => e.to_string(),
+        },
     }
 }
 
@@ -511,6 +586,29 @@ mod tls {
         }
         fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
             Pin::new(&mut self.0).poll_shutdown(cx)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fingerprint;
+
+    /// A fingerprint is the same for the same salt, name and secret, and differs when any of
+    /// them does (a name or secret moved across the separator too); it never holds the secret.
+    #[test]
+    fn a_fingerprint_changes_with_its_salt_name_and_secret() {
+        let base = fingerprint("salt", "router-token", "0123456789abcdef");
+        assert_eq!(base, fingerprint("salt", "router-token", "0123456789abcdef"));
+        assert_eq!(base.len(), 64, "SHA-256 in hex");
+        assert!(!base.contains("0123456789abcdef"));
+        for (salt, name, secret) in [
+            ("SALT", "router-token", "0123456789abcdef"),
+            ("salt", "admin-token", "0123456789abcdef"),
+            ("salt", "router-token", "0123456789abcdeF"),
+            ("salt", "router-token0", "123456789abcdef"),
+        ] {
+            assert_ne!(base, fingerprint(salt, name, secret), "{salt} {name} {secret}");
         }
     }
 }
