@@ -30,7 +30,11 @@ snapshot version each data plane serves (routers' `/metrics`, logshuttles' kept 
 Needs tansu (./scripts/test installs it), Debian's PostgreSQL server, and a built `wharf`
 (`cargo build --release`; `--binary target/debug/wharf` works too, slower). Exits non-zero when a
 rule is broken. The broker keeps its data in memory by default: a restart loses what it held (the
-topic included), and lines lost that way are counted on their own line. With `--broker-storage
+topic included), and lines lost that way are counted on their own line: lines of requests answered
+before it came back, and those answered after its return but before its topic existed again
+(tansu 0.6 in memory acknowledges a produce to a topic it does not have and drops it when the
+topic is created; the time of the re-creation is the first `created kafka topic` line in the
+Wharf logs). Every other line lost at a healthy drain is a failure. With `--broker-storage
 sqlite` it keeps its data in an SQLite file, so that its restart is a Kafka's (logs on disk); that
 needs the tansu built with `--features dynostore,libsql` under ~/.cargo/tansu-sqlite (./scripts/test
 installs it).

@@ -782,20 +782,6 @@ mod tests {
     }
 
     #[test]
-    fn example_files_are_valid() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-        let mut seen = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "toml") {
-                Config::load(Some(&path), []).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                seen += 1;
-            }
-        }
-        assert!(seen >= 2, "expected example configs in {}", dir.display());
-    }
-
-    #[test]
     fn database_url_passwords_are_never_shown() {
         for (url, shown) in [
             ("postgres://wharf:s3cret@db:5432/wharf", "postgres://wharf:***@db:5432/wharf"),
@@ -814,9 +800,9 @@ mod tests {
 
     /// Every file in config/examples loads as its process would load it (the fleet's with the
     /// variables their systemd units set: the keys come through credentials), and says what
-    /// docs/fleet.md says it does.
+    /// docs/fleet.md says it does; a new example must be added here.
     #[test]
-    fn every_example_configuration_loads() {
+    fn example_files_are_valid() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
         let check = |file: &str, env: &[(&str, &str)], expected: &dyn Fn(&Config) -> bool| {
             let path = dir.join(file);
