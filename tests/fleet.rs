@@ -397,6 +397,7 @@ async fn the_fleet_survives_kill_9_of_each_part_under_load() {
         }
     }
     let addrs = |r: &WharfRouter| (r.https, r.ca.clone());
+    let load_start = Instant::now();
     let load = Load::start([addrs(routers[0].as_ref().unwrap()), addrs(routers[1].as_ref().unwrap())], APPS);
     load.run_for(40).await;
     // The group has formed and delivers before the first fault.
@@ -406,7 +407,8 @@ async fn the_fleet_survives_kill_9_of_each_part_under_load() {
         })
         .await;
     }
-    let mut report = Vec::new();
+    // The table's first row: the load before any fault (recovery: none to make).
+    let mut report = vec![("steady state (no fault)", load_start, Duration::ZERO)];
 
     // kill -9 a router: the load stops sending to it once it is gone; it restarts from its kept
     // copy and takes load again.

@@ -307,8 +307,9 @@ struct ConsumeContext {
     skip_below: std::sync::Mutex<std::collections::HashMap<Partition, i64>>,
     /// Rebalances and the assignment's size for the group watch, and its request to rejoin.
     signals: Arc<GroupSignals>,
-    /// Set while the last revocation was a lost assignment (see [`KafkaSource::commit`]), from
-    /// that revocation to the next assignment.
+    /// Set from a lost assignment's revocation, or from the moment the subscribed topic is
+    /// found missing, to the next assignment: no offset is committed meanwhile (see
+    /// [`KafkaSource::commit`]).
     lost: Arc<AtomicBool>,
 }
 
@@ -668,10 +669,11 @@ impl KafkaSource {
     ///
     /// Nothing is committed between a lost assignment's revocation and the next assignment
     /// (librdkafka's `rd_kafka_assignment_lost`: the coordinator no longer knows this member, so
-    /// the partitions may already be another's). Kafka refuses such commits anyway (the
-    /// generation is fenced); a broker that lost its group with its data (tansu in memory)
-    /// would take them into its new group, where offsets of the old topic would make the new
-    /// owner skip the re-created partition's lines below them.
+    /// the partitions may already be another's), nor between the moment the topic is found
+    /// missing and the next assignment (the offsets held are the old topic's). Kafka refuses
+    /// the first kind anyway (the generation is fenced); a broker that lost its group with its
+    /// data (tansu in memory) would take both into its new group, where offsets of the old topic
+    /// would make the new owner skip the re-created partition's lines below them.
     pub(crate) fn commit(&self, offsets: &[(Partition, i64)], wait: bool) {
         if offsets.is_empty() {
             return;
@@ -748,8 +750,11 @@ fn poll_loop(
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "kafka consumer error");
                     // "Subscribed topic not available": the consumer rejoins its group once the
-                    // topic exists again and the metadata refresh shows it.
+                    // topic exists again and the metadata refresh shows it. The offsets this
+                    // member holds are the old topic's from now on: none is committed until the
+                    // next assignment, so that none lands in the new topic's group.
                     if TopicKeeper::is_missing(&e) {
+                        consumer.context().lost.store(true, Ordering::Relaxed);
                         keeper.missing();
                     }
                     break;
