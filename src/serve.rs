@@ -334,12 +334,26 @@ impl ApiSecrets {
 
 /// The control API's TLS server configuration, when `control_api.tls_cert` and `tls_key` are
 /// set. Errors when either cannot be read or parsed.
+///
+/// Without them the API is plain HTTP, which is refused on an address that is not loopback
+/// unless `control_api.allow_cleartext` says so: the admin token and the feed (every private
+/// key and drain credential) would cross the network readable.
 pub(crate) fn api_tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>> {
     match (&config.control_api.tls_cert, &config.control_api.tls_key) {
         (Some(cert), Some(key)) => Ok(Some(
             wharf_control_api::http::server_config(cert, key).context("cannot serve the control API over HTTPS")?,
         )),
-        _ => Ok(None),
+        _ => {
+            let listen = config.control_api.listen;
+            anyhow::ensure!(
+                listen.ip().is_loopback() || config.control_api.allow_cleartext,
+                "control_api.listen {listen} is not a loopback address and the control API has no TLS: the admin token and \
+                 the data planes' feed (private keys, drain credentials) would cross the network in clear. Give it \
+                 control_api.tls_cert and tls_key, listen on 127.0.0.1, or set control_api.allow_cleartext = true for a \
+                 network encrypted by other means"
+            );
+            Ok(None)
+        }
     }
 }
 

@@ -538,6 +538,33 @@ async fn a_taken_port_is_refused_at_start_and_said_once() {
     }
 }
 
+/// A control API without TLS refuses to listen on an address that is not loopback (the admin
+/// token and the feed, private keys included, would cross the network in clear), naming the
+/// setting, unless `control_api.allow_cleartext` says the network is safe: `wharf control-api`
+/// and `wharf serve`, IPv4 and IPv6 wildcard addresses. Refused before it binds: nothing listens.
+#[tokio::test]
+async fn a_control_api_without_tls_refuses_a_network_address() {
+    let dir = wharf_testkit::TempDir::new("cleartext");
+    for command in ["control-api", "serve"] {
+        for host in ["0.0.0.0", "[::]"] {
+            let port = wharf_testkit::free_port();
+            let listen = format!("{host}:{port}");
+            let mut env = REPLICA_SECRETS.to_vec();
+            env.push(("WHARF_CONTROL_API__LISTEN", listen.as_str()));
+            let out = refused_to_start(command, &[], &dir.path().join(format!("{command}-{port}")), &env).await;
+            assert!(out.contains(&format!("control_api.listen {listen} is not a loopback address")), "{out}");
+            assert!(out.contains("control_api.allow_cleartext"), "{out}");
+            assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "{command} listened on {listen}");
+        }
+    }
+    // Said so, it serves.
+    let listen = format!("0.0.0.0:{}", wharf_testkit::free_port());
+    let mut env = REPLICA_SECRETS.to_vec();
+    env.extend([("WHARF_CONTROL_API__LISTEN", listen.as_str()), ("WHARF_CONTROL_API__ALLOW_CLEARTEXT", "true")]);
+    let api = WharfControlApi::start(WHARF, &[], &dir.path().join("allowed"), &env).await;
+    api.kill().await;
+}
+
 /// TLS to the database is verified: a server whose certificate no trusted CA signed is refused,
 /// under libpq's default `sslmode=prefer` as under `require`, and accepted with its CA given as
 /// `control_api.database_ca`, over TLS.

@@ -32,6 +32,12 @@ pub struct ControlApiConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// Whether the API may listen in clear (without `tls_cert`) on an address that is not
+    /// loopback. Off by default: the admin token, and the data planes' feed with every private
+    /// key and drain credential, would cross the network readable; a control API refuses to
+    /// start so. On for a network that is encrypted and trusted by other means (as
+    /// `[feed] allow_cleartext` on the data planes).
+    pub allow_cleartext: bool,
     /// PEM file of CAs trusted beside the Mozilla roots when the control plane fetches a URL an
     /// app names: its maintenance page (`MAINTENANCE_PAGE_URL`).
     pub trusted_ca: Option<PathBuf>,
@@ -77,6 +83,7 @@ impl Default for ControlApiConfig {
             database_ca: None,
             tls_cert: None,
             tls_key: None,
+            allow_cleartext: false,
             trusted_ca: None,
             dyno_sizes: default_dyno_sizes(),
             default_dyno_size: "Standard-1X".to_owned(),

@@ -504,4 +504,50 @@ mod tests {
         }
         assert_eq!(consumed.get(&P), Some(&7), "every line counts as consumed");
     }
+
+    /// What a commit (the periodic one, and the one a revocation makes before the partition is
+    /// handed over) may pass: per partition, the oldest line some drain has not delivered (in
+    /// flight or queued), or everything consumed once every drain delivered all; only offsets
+    /// that changed since the last commit. Rows: what each of the app's two drains took and
+    /// delivered of six lines (offsets 0-5), and whether its last batch is still in flight.
+    #[tokio::test]
+    async fn a_commit_passes_only_what_every_drain_delivered() {
+        let app = || DrainTarget::App("a-default".parse().unwrap());
+        // (taken by drain 0, delivered?), (taken by drain 1, delivered?), the offset safe to commit.
+        let check = async |d0: (usize, bool), d1: (usize, bool), expected: i64| {
+            let drains = table(&[app(), app()]);
+            let batch = (0..6)
+                .map(|offset| Received {
+                    event: LogEvent::builder("a-default", "app").message(b"x"),
+                    position: Some(Position { partition: P, offset }),
+                })
+                .collect();
+            let mut consumed = Map::default();
+            deliver(batch, &drains, &History::new(100, 1 << 20), &mut consumed);
+            for (d, (take, delivered)) in drains.all.iter().zip([d0, d1]) {
+                if take > 0 {
+                    d.buffer.pop(&mut Vec::new(), take).await.unwrap();
+                    if delivered {
+                        d.buffer.done();
+                    }
+                }
+            }
+            let mut committed = Map::default();
+            let rows = format!("{d0:?} {d1:?}");
+            assert_eq!(safe_offsets(&drains, &consumed, &mut committed), [(P, expected)], "{rows}");
+            assert_eq!(safe_offsets(&drains, &consumed, &mut committed), [], "{rows}: unchanged, not committed again");
+            // What a revocation then does: the drains forget the partition's queued lines (the new
+            // owner delivers them); what it committed stays what was delivered.
+            for d in &drains.all {
+                d.buffer.forget(P);
+            }
+            assert_eq!(committed.get(&P), Some(&expected), "{rows}");
+        };
+        check((0, false), (0, false), 0).await;
+        check((3, true), (0, false), 0).await;
+        check((3, true), (3, true), 3).await;
+        check((6, true), (3, true), 3).await;
+        check((6, true), (4, false), 0).await;
+        check((6, true), (6, true), 6).await;
+    }
 }
