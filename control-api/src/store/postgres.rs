@@ -139,7 +139,7 @@ impl PostgresStore {
     }
 
     /// Checks each of `secrets` (its name, as `router-token`, and its value) against the
-    /// fingerprint the first replica on this database recorded ([`fingerprint`]), recording it
+    /// fingerprint the first replica on this database recorded (HMAC-SHA256 under a random salt per row), recording it
     /// when there is none yet (a new database, or one from before fingerprints). Returns the
     /// names of the secrets that differ from the recorded ones, in the order given; the values
     /// are never stored, logged or returned. Replicas that disagree on a secret answer each
