@@ -275,13 +275,10 @@ impl ApiSecrets {
         Ok(ApiSecrets { admin, router, logshuttle, runtime, sessions, session_secret })
     }
 
-    /// Refuses to go on when a secret differs from the one the replicas on `store`'s database
-    /// use: their first start recorded a keyed fingerprint of each
-    /// ([`PostgresStore::check_secrets`]; a database without them gets this replica's). The
-    /// error names each differing secret, its variable or file in `data_dir`, and how to change
-    /// a secret on purpose; never a value. A replica with a secret of its own would start and
-    /// then answer the others' tokens with 401 (or refuse their log session URLs) at random
-    /// behind a load balancer. Errors too when the database fails.
+    /// Refuses to go on when a secret differs from the one the replicas on `store`'s database use
+    /// (a keyed fingerprint of each, [`PostgresStore::check_secrets`]), naming each and its
+    /// variable or file in `data_dir`, never a value: such a replica would answer the others'
+    /// tokens with 401 at random behind a load balancer. Errors too when the database fails.
     pub(crate) async fn check_shared(&self, store: &PostgresStore, data_dir: &Path) -> Result<()> {
         let values = [&self.admin.0, &self.router, &self.logshuttle, &self.runtime, &self.session_secret];
         let named: Vec<(&str, &str)> =
@@ -333,11 +330,8 @@ impl ApiSecrets {
 }
 
 /// The control API's TLS server configuration, when `control_api.tls_cert` and `tls_key` are
-/// set. Errors when either cannot be read or parsed.
-///
-/// Without them the API is plain HTTP, which is refused on an address that is not loopback
-/// unless `control_api.allow_cleartext` says so: the admin token and the feed (every private
-/// key and drain credential) would cross the network readable.
+/// set. Errors when either cannot be read or parsed, or without them on an address that is not
+/// loopback unless `control_api.allow_cleartext` (the admin token and feed would go in clear).
 pub(crate) fn api_tls(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>> {
     match (&config.control_api.tls_cert, &config.control_api.tls_key) {
         (Some(cert), Some(key)) => Ok(Some(
