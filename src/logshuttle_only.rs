@@ -62,11 +62,31 @@ async fn serve(config: Config, control_api: ControlApiUrl, sessions: SessionKey)
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     let kafka = config.kafka.clone().context("a [kafka] section")?;
-    let mut bus = Bus::connect(BusConfig::Kafka(kafka.clone())).await?;
-    let source = bus.take_source()?;
     let feed = control_api.clone();
     let (snapshots, follower) =
         follow(control_api, data_dir).with_context(|| format!("cannot keep the snapshot in {}", data_dir.display()))?;
+    // A logshuttle with no snapshot knows no drain. Were it to join the consumer group now, it
+    // would take partitions and commit their lines as handled while delivering them nowhere: a
+    // wrong token or CA lost every line of its partitions (FE36). So it joins only once it has
+    // a snapshot: the kept copy of an earlier run, or a control API's first answer.
+    if snapshots.borrow().version == 0 && !feed.has_heard() {
+        tracing::info!("waiting for a control api's first snapshot before joining the consumer group");
+        let heard = async {
+            while !feed.has_heard() {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        };
+        tokio::select! {
+            () = heard => {}
+            () = shutdown_signal() => {
+                follower.abort();
+                writeln!(std::io::stdout(), "Wharf logshuttle stopped (it never had a snapshot).")?;
+                return Ok(());
+            }
+        }
+    }
+    let mut bus = Bus::connect(BusConfig::Kafka(kafka.clone())).await?;
+    let source = bus.take_source()?;
     let logshuttle = Logshuttle::start(
         &config.logshuttle,
         config.outbound,

@@ -959,3 +959,66 @@ async fn a_log_session_through_any_member_streams_every_line_of_its_app() {
     }
     no_readers().await;
 }
+
+/// A logshuttle that has no snapshot yet (every control API refuses its token, or none
+/// answers) stays out of the consumer group (FE36: with a wrong CA or token it took partitions
+/// and committed their lines as handled, delivering them nowhere). Checked per way of having no
+/// snapshot: lines posted while it waits are all delivered by a member started afterwards, which
+/// owns every partition alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logshuttle_without_a_snapshot_takes_no_partition_and_loses_no_line() {
+    let broker = Tansu::start().await;
+    let dir = TempDir::new("fleet-no-snapshot");
+    let secrets = Secrets::new();
+    let brokers = broker.brokers();
+    let kafka = [("WHARF_KAFKA__PARTITIONS", "8")];
+    let env = secrets.env(&kafka);
+    let api = WharfControlApi::start(WHARF, &["--kafka", &brokers], &dir.path().join("api"), &env).await;
+    let app = "blind-default";
+    api.api.create_app(app, &[]).await;
+    let drain = SyslogReceiver::tcp().await;
+    api.api.expect("POST", &format!("/apps/{app}/log-drains"), serde_json::json!({"url": drain.url()}), 201).await;
+    let cases: [(&str, String, &str); 2] = [
+        ("a token the control api refuses", api.url(), "0123456789abcdef0123456789abcdef"),
+        ("no control api answering", "http://127.0.0.1:9".to_owned(), secrets.get("WHARF_LOGSHUTTLE_TOKEN")),
+    ];
+    let mut posted = 0;
+    for (i, (why, url, token)) in cases.iter().enumerate() {
+        let data = dir.path().join(format!("blind{i}"));
+        let stderr = data.with_extension("stderr");
+        let mut blind_env = secrets.env(&kafka);
+        blind_env.extend([("WHARF_LOGSHUTTLE_TOKEN", *token), ("WHARF_LOGSHUTTLE__LISTEN", "127.0.0.1:0")]);
+        let mut blind = tokio::process::Command::new(WHARF)
+            .args(["logshuttle", "--data-dir"])
+            .arg(&data)
+            .args(["--control-api", url, "--kafka", &brokers])
+            .envs(blind_env)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("wharf logshuttle");
+        eventually(WAIT, &format!("{why}: the logshuttle to say it waits for a snapshot"), || async {
+            let log = std::fs::read_to_string(&stderr).unwrap_or_default();
+            log.contains("waiting for a control api's first snapshot").then_some(())
+        })
+        .await;
+        numbered::post(&api.api, app, posted..posted + 10, 100).await;
+        posted += 10;
+        let member =
+            vec![WharfLogshuttle::start(WHARF, &api.url(), &brokers, &dir.path().join(format!("m{i}")), &env).await];
+        // Up to 90 s: the member of the case before was killed with -9, and the coordinator may
+        // wait for its session to time out before it hands its partitions on.
+        eventually(
+            Duration::from_secs(90),
+            &format!("{why}: the started member to own every partition alone"),
+            || async { owned(&member).await.filter(|o| each_partition_owned_once(o, 8)) },
+        )
+        .await;
+        numbered::all_lines(&drain, posted, WAIT, &format!("{why}: every line posted while it waited")).await;
+        blind.kill().await.expect("kill");
+        for m in member {
+            m.kill().await;
+        }
+    }
+}

@@ -114,6 +114,9 @@ pub struct ControlApiUrl {
     /// The index plus one of the replica whose snapshot was last taken on a stream still open,
     /// or 0 while none is: what `wharf_feed_following` shows.
     following: Arc<std::sync::atomic::AtomicUsize>,
+    /// Set once any replica's stream has delivered a whole snapshot, and never unset: what
+    /// [`ControlApiUrl::has_heard`] tells a data plane that must not start on nothing.
+    heard: Arc<std::sync::atomic::AtomicBool>,
     /// How long the follower waits for a line, a heartbeat or an answer before it takes the
     /// replica for hung and moves on (`[feed] silence_timeout`).
     silence: Duration,
@@ -168,6 +171,7 @@ impl ControlApiUrl {
             endpoints: endpoints.into(),
             current: Arc::default(),
             following: Arc::default(),
+            heard: Arc::default(),
             silence: feed.silence_timeout.0,
             role,
             token: token.to_owned(),
@@ -185,6 +189,13 @@ impl ControlApiUrl {
         if self.endpoints.len() > 1 {
             self.current.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
+    }
+
+    /// Whether a control API has delivered a whole snapshot to [`follow`]'s task since it
+    /// started (the kept copy does not count): false while every replica refuses this data
+    /// plane (a wrong token or CA) or cannot be reached.
+    pub fn has_heard(&self) -> bool {
+        self.heard.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Appends the Prometheus text of `wharf_feed_following`: one series per replica, labelled
@@ -550,6 +561,7 @@ async fn watch_once(
                 tracing::debug!(version = snapshot.version, "snapshot from the control api");
                 tx.send_replace(Arc::new(snapshot));
             }
+            control_api.heard.store(true, std::sync::atomic::Ordering::Release);
         }
     }
 }
