@@ -20,7 +20,7 @@ use crate::fields::{FieldName, Fields};
 use crate::forwarding::{self, HopByHop, is_replaced};
 use crate::http1::encode::encode_request_head;
 use crate::http1::response_head::ResponseHead;
-use crate::judged::{self, Pending};
+use crate::judged::{self, Pending, Waited};
 use crate::path;
 use crate::pool;
 use crate::response_body::{DynoBody, ProxyBody};
@@ -219,6 +219,7 @@ fn redirect(req: &ClientRequest<'_>, shared: &RouterState) -> RouterResponse {
 fn error_response(code: Code) -> RouterResponse {
     let body = match code {
         Code::H12 => "the app did not respond in time\n",
+        Code::C10 => "the app's canary was aborted while this request waited for it\n",
         Code::H14 => "the app has no web dynos running\n",
         Code::H17 => "the app sent an invalid response\n",
         Code::H19 | Code::H21 => "the app is not accepting connections\n",
@@ -237,7 +238,7 @@ async fn proxy(
 ) -> Result<Reply, RouterResponse> {
     let started = Instant::now();
     let mut routed = route(req, conn, shared)?;
-    let Chosen { web_dynos, judged } = routed.chosen;
+    let Chosen { web_dynos, judged, baseline } = routed.chosen;
     let started_micros = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
     routed.request.finish(req.target, |out| match req.request_id() {
         // A valid id is ASCII.
@@ -279,8 +280,42 @@ async fn proxy(
     let attempt = Attempt { request: &dyno_request, method: req.method, table_version: routed.table_version };
     let mut pending = judged.map(|(canary, arm)| Pending::new(canary, arm, shared.clone()));
     let run = attempt.run(&web_dynos, body, shared, first_byte, &mut log);
-    let outcome = judged::timed(pending.as_mut(), started, run).await;
-    Ok(finish(outcome, pending, &web_dynos, log, shared))
+    let waited = judged::timed(pending.as_mut(), started, run).await;
+    match waited {
+        Waited::Done(outcome) => Ok(finish(outcome, pending, &web_dynos, log, shared)),
+        Waited::CanaryEnded => {
+            // Boxed: the proxy's future, which every request carries, stays as large as it was.
+            let again = Box::pin(canary_ended(baseline, &web_dynos, req.has_body, &attempt, shared, first_byte, log));
+            Ok(again.await)
+        }
+    }
+}
+
+/// A request that was waiting at a canary's dynos for its response head when the canary was
+/// aborted. Nothing of a response has reached its client, so, as RFC 9110 (9.2.2) lets a proxy
+/// do for an idempotent request, one without a body (nothing of it lost with the dropped
+/// attempt) and of an idempotent method is sent again, to the app's own dynos, and answered as
+/// any request to them (not judged: the judge has decided). Any other (a `POST`, or a request
+/// whose body went to the canary) is answered 503 with `C10` at once, the abort's code, rather
+/// than the router's H12 at 30 s. It runs only at a canary's abort; the caller boxes it.
+async fn canary_ended(
+    baseline: Option<Arc<WebDynos>>,
+    canary: &WebDynos,
+    has_body: bool,
+    attempt: &Attempt<'_>,
+    shared: &Arc<RouterState>,
+    first_byte: &mut Deadline,
+    mut log: AccessLog,
+) -> Reply {
+    match baseline {
+        Some(baseline) if !has_body && attempt.method.is_idempotent() => {
+            log.app = baseline.app.clone();
+            log.stats = baseline.stats.clone();
+            let outcome = attempt.run(&baseline, None, shared, first_byte, &mut log).await;
+            finish(outcome, None, &baseline, log, shared)
+        }
+        _ => finish(Err(ProxyError::bare(Code::C10)), None, canary, log, shared),
+    }
 }
 
 /// Where routing sent a request.

@@ -40,6 +40,7 @@ mod metrics;
 mod pipelines;
 mod previews;
 mod releases;
+mod router_in_flight;
 mod routes;
 mod sites;
 mod slugs;
@@ -193,6 +194,7 @@ route_group! {
         GET "/v1/snapshot" => snapshot::snapshot,
         GET "/v1/snapshot/watch" => snapshot::stream,
         POST "/v1/canary-verdicts" => canaries::post_verdict,
+        POST "/v1/router-in-flight" => router_in_flight::post_in_flight,
     ]
 }
 
