@@ -110,7 +110,7 @@ impl RoutersInFlight {
 /// queued. It follows the replica the watch stream follows (`ControlApiUrl` clones move
 /// together), and does not move on itself: the watch stream notices a failed replica first.
 pub async fn report_in_flight(control_api: ControlApiUrl, read: impl Fn() -> (u64, Vec<DynoInFlight>) + Send) {
-    let router = Uuid::new_v4();
+    let router = wharf_domain::new_id();
     let mut last: Option<(u64, Vec<DynoInFlight>)> = None;
     let mut sent = Instant::now();
     let mut failing = false;
