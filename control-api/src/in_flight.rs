@@ -154,8 +154,7 @@ pub async fn report_in_flight(control_api: ControlApiUrl, read: impl Fn() -> (u6
 
 /// One report.
 async fn post(control_api: &ControlApiUrl, report: &InFlightReport) -> Result<(), String> {
-    let body = serde_json::to_vec(report).map_err(|e| e.to_string())?;
-    match control_api.post_json("/v1/router-in-flight", body, HEARTBEAT * 2).await? {
+    match control_api.post_json("/v1/router-in-flight", report, HEARTBEAT * 2).await? {
         s if s.is_success() => Ok(()),
         s => Err(format!("answered {s}")),
     }

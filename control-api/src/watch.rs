@@ -185,15 +185,16 @@ impl ControlApiUrl {
         &self.endpoint().authority
     }
 
-    /// `POST path` with the JSON `body` and the role's token to the replica in use, on a fresh
+    /// `POST path` with `body` as JSON and the role's token to the replica in use, on a fresh
     /// connection, waiting at most `timeout`; the answer's status, or why there is none. The
     /// data planes' reports (canary verdicts, requests in flight) go through it.
     pub(crate) async fn post_json(
         &self,
         path: &str,
-        body: Vec<u8>,
+        body: &impl serde::Serialize,
         timeout: Duration,
     ) -> Result<http::StatusCode, String> {
+        let body = serde_json::to_vec(body).map_err(|e| e.to_string())?;
         let req = http::Request::post(path)
             .header(header::HOST, &self.endpoint().authority)
             .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
@@ -372,9 +373,8 @@ pub async fn report_verdicts(
 
 /// One attempt; the error says whether another may succeed.
 async fn post_verdict(control_api: &ControlApiUrl, verdict: &CanaryVerdict) -> Result<(), (String, bool)> {
-    let body = serde_json::to_vec(verdict).map_err(|e| (e.to_string(), false))?;
     let status =
-        control_api.post_json("/v1/canary-verdicts", body, Duration::from_secs(20)).await.map_err(|e| (e, true))?;
+        control_api.post_json("/v1/canary-verdicts", verdict, Duration::from_secs(20)).await.map_err(|e| (e, true))?;
     match status {
         s if s.is_success() => Ok(()),
         s if s.is_server_error() || s == http::StatusCode::TOO_MANY_REQUESTS => Err((format!("answered {s}"), true)),

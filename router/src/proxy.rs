@@ -27,6 +27,8 @@ use crate::response_body::{DynoBody, ProxyBody};
 use crate::state::RouterState;
 use crate::table::{Busy, Chosen, Dyno, WebDynos, millis_at, normalize_host_bytes};
 
+mod canary_ended;
+
 /// A client's request as the proxy sees it, whichever protocol it came in.
 #[derive(Debug)]
 pub(crate) struct ClientRequest<'a> {
@@ -285,36 +287,17 @@ async fn proxy(
         Waited::Done(outcome) => Ok(finish(outcome, pending, &web_dynos, log, shared)),
         Waited::CanaryEnded => {
             // Boxed: the proxy's future, which every request carries, stays as large as it was.
-            let again = Box::pin(canary_ended(baseline, &web_dynos, req.has_body, &attempt, shared, first_byte, log));
+            let again = Box::pin(canary_ended::canary_ended(
+                baseline,
+                &web_dynos,
+                req.has_body,
+                &attempt,
+                shared,
+                first_byte,
+                log,
+            ));
             Ok(again.await)
         }
-    }
-}
-
-/// A request that was waiting at a canary's dynos for its response head when the canary was
-/// aborted. Nothing of a response has reached its client, so, as RFC 9110 (9.2.2) lets a proxy
-/// do for an idempotent request, one without a body (nothing of it lost with the dropped
-/// attempt) and of an idempotent method is sent again, to the app's own dynos, and answered as
-/// any request to them (not judged: the judge has decided). Any other (a `POST`, or a request
-/// whose body went to the canary) is answered 503 with `C10` at once, the abort's code, rather
-/// than the router's H12 at 30 s. It runs only at a canary's abort; the caller boxes it.
-async fn canary_ended(
-    baseline: Option<Arc<WebDynos>>,
-    canary: &WebDynos,
-    has_body: bool,
-    attempt: &Attempt<'_>,
-    shared: &Arc<RouterState>,
-    first_byte: &mut Deadline,
-    mut log: AccessLog,
-) -> Reply {
-    match baseline {
-        Some(baseline) if !has_body && attempt.method.is_idempotent() => {
-            log.app = baseline.app.clone();
-            log.stats = baseline.stats.clone();
-            let outcome = attempt.run(&baseline, None, shared, first_byte, &mut log).await;
-            finish(outcome, None, &baseline, log, shared)
-        }
-        _ => finish(Err(ProxyError::bare(Code::C10)), None, canary, log, shared),
     }
 }
 
