@@ -421,3 +421,138 @@ async fn hooks_are_retried_after_a_500_and_told_of_crashes_and_deletion() {
     })
     .await;
 }
+
+/// The working case of every pipeline, coupling, status, promotion and hook endpoint the other
+/// tests use only in passing (AU22): one pipeline read by name and by id, a coupling's required
+/// checks changed, a status with every optional field listed and read alone, a promotion naming
+/// everything by `{"id"}` with its source release, a hook changed (its URL checked again) and
+/// deleted, its deliveries under both names (Akkeris' `results`), then the coupling and the pipeline deleted (the
+/// apps stay). Each row: the call, the status wanted and fields of the answer wanted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_pipeline_endpoint_s_working_case_answers_as_documented() {
+    let dir = TempDir::new("pipelines-crud");
+    let (wharf, command) = Wharf::serve_with_web_dyno(WHARF, &dir).await;
+    let api = &wharf.api;
+    let pipeline = api.expect("POST", "/pipelines", json!({"name": "crud"}), 201).await;
+    let pid = pipeline["id"].as_str().unwrap().to_owned();
+    let dev = coupled(api, "cruddev", "crud", "development", &[]).await;
+    let stg = coupled(api, "crudstg", "crud", "staging", &[]).await;
+    let web = json!({"updates": [{"type": "web", "quantity": 1, "command": command}]});
+    api.expect("PATCH", "/apps/cruddev/formation", web, 200).await;
+    let source = eventually(WAIT, "dev's release to succeed", || async {
+        let r = newest_release(api, "cruddev").await;
+        (r["status"] == "succeeded").then_some(r)
+    })
+    .await;
+    let (rid, dev_id) = (source["id"].as_str().unwrap().to_owned(), dev["app"]["id"].as_str().unwrap().to_owned());
+    let statuses = format!("/apps/cruddev/releases/{rid}/statuses");
+    let status = json!({"state": "success", "context": "ci", "name": "CI", "description": "all green",
+                        "target_url": "https://ci.example.com/1"});
+    let receiver = HookReceiver::start(&[]).await;
+    let hook = api
+        .expect(
+            "POST",
+            "/apps/cruddev/hooks",
+            json!({"url": receiver.url(), "events": ["release"], "secret": "s3cret"}),
+            201,
+        )
+        .await;
+    let hooks = format!("/apps/cruddev/hooks/{}", hook["id"].as_str().unwrap());
+    let by_ids = json!({"pipeline": {"id": pid}, "source": {"app": {"id": dev_id}, "release": {"id": rid}},
+                        "targets": [{"app": {"id": stg["app"]["id"]}}]});
+    let stg_coupling = format!("/pipeline-couplings/{}", stg["id"].as_str().unwrap());
+    let rows: Vec<(&str, String, Option<Value>, u16, Vec<(&str, Value)>)> = vec![
+        ("GET", "/pipelines/crud".into(), None, 200, vec![("/id", json!(pid)), ("/name", json!("crud"))]),
+        ("GET", format!("/pipelines/{pid}"), None, 200, vec![("/name", json!("crud"))]),
+        (
+            "PATCH",
+            stg_coupling.clone(),
+            Some(json!({"required_status_checks": {"contexts": ["ci"]}})),
+            200,
+            vec![("/required_status_checks/contexts", json!(["ci"])), ("/stage", json!("staging"))],
+        ),
+        (
+            "GET",
+            "/apps/crudstg/pipeline-couplings".into(),
+            None,
+            200,
+            vec![("/required_status_checks/contexts", json!(["ci"]))],
+        ),
+        ("PATCH", stg_coupling.clone(), Some(json!({"stage": "nowhere"})), 422, vec![("/id", json!("invalid_params"))]),
+        ("POST", "/pipeline-promotions".into(), Some(by_ids.clone()), 409, vec![("/id", json!("conflict"))]),
+        (
+            "POST",
+            statuses.clone(),
+            Some(status),
+            201,
+            vec![("/name", json!("CI")), ("/target_url", json!("https://ci.example.com/1"))],
+        ),
+        (
+            "GET",
+            statuses.clone(),
+            None,
+            200,
+            vec![
+                ("/state", json!("success")),
+                ("/statuses/0/context", json!("ci")),
+                ("/statuses/0/description", json!("all green")),
+                ("/statuses/0/name", json!("CI")),
+            ],
+        ),
+        (
+            "GET",
+            format!("{statuses}/ci"),
+            None,
+            200,
+            vec![("/context", json!("ci")), ("/target_url", json!("https://ci.example.com/1"))],
+        ),
+        (
+            "POST",
+            "/pipeline-promotions".into(),
+            Some(by_ids),
+            201,
+            vec![("/targets/0/app/name", json!("crudstg-default")), ("/source/release/id", json!(rid))],
+        ),
+        (
+            "PATCH",
+            hooks.clone(),
+            Some(json!({"url": "ftp://example.com/"})),
+            422,
+            vec![("/id", json!("invalid_params"))],
+        ),
+        (
+            "PATCH",
+            hooks.clone(),
+            Some(json!({"url": "http://169.254.169.254/"})),
+            422,
+            vec![("/id", json!("invalid_params"))],
+        ),
+        (
+            "PATCH",
+            hooks.clone(),
+            Some(json!({"events": ["build"], "active": false})),
+            200,
+            vec![("/events", json!(["build"])), ("/active", json!(false)), ("/url", json!(receiver.url()))],
+        ),
+        ("GET", format!("{hooks}/deliveries"), None, 200, vec![]),
+        ("GET", format!("{hooks}/results"), None, 200, vec![]),
+        ("DELETE", hooks.clone(), None, 200, vec![("/events", json!(["build"]))]),
+        ("GET", hooks.clone(), None, 404, vec![("/id", json!("not_found"))]),
+        ("DELETE", stg_coupling.clone(), None, 200, vec![("/stage", json!("staging"))]),
+        ("GET", "/apps/crudstg/pipeline-couplings".into(), None, 404, vec![]),
+        ("DELETE", "/pipelines/crud".into(), None, 200, vec![("/name", json!("crud"))]),
+        ("GET", format!("/pipelines/{pid}"), None, 404, vec![]),
+        ("GET", "/apps/cruddev/pipeline-couplings".into(), None, 404, vec![]),
+        ("GET", "/apps/cruddev".into(), None, 200, vec![("/simple_name", json!("cruddev"))]),
+        ("GET", "/apps/crudstg".into(), None, 200, vec![("/simple_name", json!("crudstg"))]),
+    ];
+    for (method, path, body, want, fields) in rows {
+        let (status, got) = api.call(method, &path, body).await;
+        assert_eq!(status, want, "{method} {path}: {got}");
+        for (pointer, value) in fields {
+            assert_eq!(got.pointer(pointer), Some(&value), "{method} {path} {pointer}: {got}");
+        }
+    }
+    let (_, left) = api.call("GET", "/apps/cruddev/hooks", None).await;
+    assert_eq!(left, json!([]), "the hook is gone");
+}

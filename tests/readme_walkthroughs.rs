@@ -35,7 +35,9 @@ fn shape(line: &str) -> String {
     let mut out = String::new();
     let mut chars = line.trim().chars().peekable();
     while let Some(c) = chars.next() {
-        if c.is_ascii_hexdigit() && (c.is_ascii_digit() || chars.peek().is_some_and(|n| n.is_ascii_hexdigit() || *n == '-')) {
+        if c.is_ascii_hexdigit()
+            && (c.is_ascii_digit() || chars.peek().is_some_and(|n| n.is_ascii_hexdigit() || *n == '-'))
+        {
             // A run of hex digits and dashes that holds a digit is a number or an id.
             let mut run = String::from(c);
             while let Some(&n) = chars.peek().filter(|n| n.is_ascii_hexdigit() || **n == '-' || **n == '.') {

@@ -502,6 +502,8 @@ paths.update({
                                  "delete": op("Remove a webhook", 200, ref("Hook"), params=["app", "hook"])},
     "/apps/{app}/hooks/{hook}/deliveries": {"get": op("A webhook's recent deliveries, newest first", 200, arr("HookDelivery"),
                                                       params=["app", "hook"])},
+    "/apps/{app}/hooks/{hook}/results": {"get": op("A webhook's recent deliveries, newest first (Akkeris' name for /deliveries)",
+                                                   200, arr("HookDelivery"), params=["app", "hook"])},
 })
 
 # Preview apps (issue 22): a development app's pull requests, each a review-stage app.

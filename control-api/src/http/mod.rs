@@ -190,6 +190,8 @@ route_group! {
         PATCH "/apps/{app}/hooks/{hook}" => hooks::update_hook,
         DELETE "/apps/{app}/hooks/{hook}" => hooks::delete_hook,
         GET "/apps/{app}/hooks/{hook}/deliveries" => hooks::list_deliveries,
+        // Akkeris' name for the same list ("Getting Webhook Results").
+        GET "/apps/{app}/hooks/{hook}/results" => hooks::list_deliveries,
         GET "/apps/{app}/previews" => previews::list_previews,
         GET "/v1/snapshot" => snapshot::snapshot,
         GET "/v1/snapshot/watch" => snapshot::stream,
