@@ -407,6 +407,40 @@ async fn hooks_are_retried_after_a_500_and_told_of_crashes_and_deletion() {
     .await;
     assert_eq!((deliveries[0]["attempts"].as_u64(), deliveries[0]["last_status_code"].as_u64()), (Some(2), Some(200)));
 
+    // A hook switched off, or deleted, while its delivery waits for the next attempt is not
+    // tried again: the delivery is recorded failed, saying why, after exactly the attempts its
+    // receiver got (AU22). Each row's receiver answers 500 for good.
+    for (row, stop) in [("switched off", "PATCH"), ("deleted", "DELETE")] {
+        let failing = HookReceiver::start(&[500; 10]).await;
+        let body = json!({"url": failing.url(), "events": ["release"], "secret": "k"});
+        let hook = api.expect("POST", "/apps/hooked/hooks", body, 201).await;
+        let path = format!("/apps/hooked/hooks/{}", hook["id"].as_str().unwrap());
+        api.expect("PATCH", "/apps/hooked/config-vars", json!({"B": row}), 200).await;
+        eventually(WAIT, "the first attempt", || async { (!failing.received().is_empty()).then_some(()) }).await;
+        let off = (stop == "PATCH").then(|| json!({"active": false}));
+        let (status, out) = api.call(stop, &path, off).await;
+        assert_eq!(status, 200, "{row}: {out}");
+        // Wharf's log says when it gave the delivery up, and after how many attempts.
+        let delivery = failing.received()[0].headers["x-wharf-delivery"].clone();
+        let line = eventually(WAIT, "the delivery to be given up", || async {
+            let log = wharf.stderr();
+            log.lines().find(|l| l.contains("webhook delivery given up") && l.contains(&delivery)).map(str::to_owned)
+        })
+        .await;
+        assert!(line.contains(&format!("why=\"{row}\"")) || line.contains(&format!("why={row}")), "{line}");
+        let attempts = failing.received().iter().filter(|r| r.headers["x-wharf-delivery"] == delivery).count();
+        assert!(line.contains(&format!("attempts={attempts}")), "{row}: {attempts} attempts reached it: {line}");
+        if stop == "PATCH" {
+            let (_, d) = api.call("GET", &format!("{path}/deliveries"), None).await;
+            let error = format!("the hook was {row}; not tried again");
+            assert_eq!(
+                (d[0]["status"].as_str(), d[0]["last_error"].as_str()),
+                (Some("failed"), Some(error.as_str())),
+                "{d}"
+            );
+        }
+    }
+
     // A worker that exits is a crash; deleting the app is its last delivery.
     let worker = json!({"updates": [{"type": "worker", "quantity": 1, "command": "exit 3"}]});
     api.expect("PATCH", "/apps/hooked/formation", worker, 200).await;
