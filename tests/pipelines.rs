@@ -456,6 +456,10 @@ async fn hooks_are_retried_after_a_500_and_told_of_crashes_and_deletion() {
     .await;
 }
 
+/// A call (method, path, body), the status it must answer, and JSON pointers into the answer
+/// with the values they must have.
+type Row<'a> = (&'a str, String, Option<Value>, u16, Vec<(&'a str, Value)>);
+
 /// The working case of every pipeline, coupling, status, promotion and hook endpoint the other
 /// tests use only in passing (AU22): one pipeline read by name and by id, a coupling's required
 /// checks changed, a status with every optional field listed and read alone, a promotion naming
@@ -495,7 +499,7 @@ async fn every_pipeline_endpoint_s_working_case_answers_as_documented() {
     let by_ids = json!({"pipeline": {"id": pid}, "source": {"app": {"id": dev_id}, "release": {"id": rid}},
                         "targets": [{"app": {"id": stg["app"]["id"]}}]});
     let stg_coupling = format!("/pipeline-couplings/{}", stg["id"].as_str().unwrap());
-    let rows: Vec<(&str, String, Option<Value>, u16, Vec<(&str, Value)>)> = vec![
+    let rows: Vec<Row> = vec![
         ("GET", "/pipelines/crud".into(), None, 200, vec![("/id", json!(pid)), ("/name", json!("crud"))]),
         ("GET", format!("/pipelines/{pid}"), None, 200, vec![("/name", json!("crud"))]),
         (

@@ -525,18 +525,18 @@ mod tests {
         assert!(Arc::ptr_eq(dyno, &t2.host("api-default.localhost").unwrap().route("/").unwrap().web_dynos.dynos[0]));
     }
 
+    /// A canary `id` of api-default to next-default at 25%, in `state`.
+    fn next_default_canary(id: Uuid, state: CanaryState) -> wharf_domain::CanarySpec {
+        let policy = wharf_domain::CanaryPolicy::with_weight(wharf_domain::Weight::from_percent(25.0).unwrap());
+        let (app, canary) = ("api-default".parse().unwrap(), "next-default".parse().unwrap());
+        wharf_domain::CanarySpec { id, app, canary, policy, state }
+    }
+
     #[test]
     fn canaries_split_promote_and_abort() {
         let mut s = snapshot(&[("api-default", &[1]), ("next-default", &[2])]);
         let id = wharf_domain::new_id();
-        let policy = wharf_domain::CanaryPolicy::with_weight(wharf_domain::Weight::from_percent(25.0).unwrap());
-        let canary = |state| wharf_domain::CanarySpec {
-            id,
-            app: "api-default".parse().unwrap(),
-            canary: "next-default".parse().unwrap(),
-            policy: policy.clone(),
-            state,
-        };
+        let canary = |state| next_default_canary(id, state);
         let ports = |t: &RoutingTable, n: usize| -> Vec<u16> {
             let b = &t.host("api-default.localhost").unwrap().route("/").unwrap().web_dynos;
             (0..n)
@@ -591,14 +591,7 @@ mod tests {
     async fn a_canary_the_snapshot_says_aborted_ends_here() {
         let mut s = snapshot(&[("api-default", &[1]), ("next-default", &[2])]);
         let id = wharf_domain::new_id();
-        let policy = wharf_domain::CanaryPolicy::with_weight(wharf_domain::Weight::from_percent(25.0).unwrap());
-        let canary = |state| wharf_domain::CanarySpec {
-            id,
-            app: "api-default".parse().unwrap(),
-            canary: "next-default".parse().unwrap(),
-            policy: policy.clone(),
-            state,
-        };
+        let canary = |state| next_default_canary(id, state);
         for (state, ends) in [(CanaryState::Promoted, false), (CanaryState::Aborted, true)] {
             s.canaries = vec![canary(CanaryState::Running)];
             let t1 = RoutingTable::compile(&s, "localhost", None);
