@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use wharf_bus::{Bus, BusConfig};
 use wharf_config::Config;
+use wharf_control_api::in_flight::{DynoInFlight, report_in_flight};
 use wharf_control_api::watch::{ControlApiUrl, follow, report_verdicts};
 use wharf_router::{Listeners, Router};
 
@@ -65,7 +66,15 @@ async fn serve(config: Config, control_api: ControlApiUrl) -> Result<()> {
     }));
     // Canary aborts this router decides apply here at once, and go to the control API, which
     // records them so that every router follows.
-    let reporter = router.take_verdicts().map(|v| tokio::spawn(report_verdicts(control_api, v)));
+    let reporter = router.take_verdicts().map(|v| tokio::spawn(report_verdicts(control_api.clone(), v)));
+    // Its requests at the dynos that left its table go to the control API too, so that the
+    // supervisor of the `wharf serve` it follows waits for them before it stops such a dyno
+    // (`wharf_control_api::in_flight`).
+    let leaving = router.leaving_reader();
+    let in_flight = tokio::spawn(report_in_flight(control_api, move || {
+        let (version, at) = leaving();
+        (version, at.into_iter().map(|(address, requests)| DynoInFlight { address, requests }).collect())
+    }));
 
     let addrs = router.addrs();
     let mut out = std::io::stdout().lock();
@@ -99,7 +108,9 @@ async fn serve(config: Config, control_api: ControlApiUrl) -> Result<()> {
     }
     tracing::info!("shutting down");
     crate::addresses::Addresses::remove(data_dir);
+    // The in-flight reports go on while requests end: the supervisor may be waiting for them.
     router.shutdown().await;
+    in_flight.abort();
     bus.publisher.flush(Duration::from_secs(5));
     writeln!(std::io::stdout(), "Wharf router stopped.")?;
     Ok(())

@@ -437,6 +437,20 @@ pub(crate) fn spawn_api(
     })
 }
 
+/// The supervisor's count of requests at a stopping dyno: the embedded router's, plus what the
+/// routers in processes of their own that follow this control API reported, each of which
+/// counts as one request until it has reported the snapshot version the wait began at (the
+/// dyno was out of the snapshot by then; `wharf_control_api::in_flight` has the rule).
+fn in_flight(router: &Router, plane: &ControlPlane) -> wharf_supervisor::InFlight {
+    let (local, remote, snapshots) =
+        (Arc::new(router.in_flight_reader()), plane.routers_in_flight(), plane.subscribe());
+    wharf_supervisor::InFlight::new(move || {
+        let version = snapshots.borrow().version;
+        let (local, remote) = (local.clone(), remote.clone());
+        move |addr: std::net::SocketAddr| local(addr) + remote.at(addr, version)
+    })
+}
+
 /// Prints the database line of the banner (the URL shows no password).
 pub(crate) fn print_database(out: &mut impl std::io::Write, config: &Config) -> std::io::Result<()> {
     match &config.control_api.database_url {
@@ -500,7 +514,7 @@ async fn serve(config: Config) -> Result<()> {
             stop_grace: config.supervisor.stop_grace.0,
             connection_grace: config.supervisor.connection_grace.0,
             request_grace: config.supervisor.request_grace.0,
-            in_flight: wharf_supervisor::InFlight::new(router.in_flight_reader()),
+            in_flight: in_flight(&router, &plane),
             restart_min: config.supervisor.restart_min.0,
             records_dir: Some(data_dir.join("dynos")),
             releases_dir: Some(absolute(data_dir).join("releases")),

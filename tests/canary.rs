@@ -429,3 +429,73 @@ async fn the_first_router_to_abort_aborts_for_every_router() {
 async fn load_at(addr: std::net::SocketAddr, n: usize) -> Vec<Answer> {
     client::load(addr, BASE, "/", n, 4).await.expect("every request is answered")
 }
+
+/// FE32: a client still waiting at a canary for its response head when the canary is aborted is
+/// answered at once, not at the router's 30 s timeout (H12): a `GET` (idempotent, no body, so
+/// nothing of it went anywhere but the dropped attempt) is sent again to the app's own dynos and
+/// answered by them; a `POST` whose body went to the canary is answered 503 `C10`. A row for
+/// each way a router learns of an abort: its own judge (every canary request counted slow), and
+/// the snapshot (`DELETE /apps/{app}/canary`, as another router's verdict arrives). The canary
+/// never answers: its requests could only end by the abort within the clients' 25 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_waiting_at_an_aborted_canary_are_answered_at_once() {
+    let wharf = start().await;
+    let api = &wharf.api;
+    for (row, by_hand) in [("judge", false), ("hand", true)] {
+        let base = DynoServer::start("base").await;
+        // Held and never released: a canary that hangs.
+        let (next, _hold) = DynoServer::held("next").await;
+        let (b, n) = (format!("base{row}-default"), format!("next{row}-default"));
+        api.create_app(&b, &[&base]).await;
+        api.create_app(&n, &[&next]).await;
+        let policy = if by_hand {
+            // A judge that cannot abort by itself here: only 5xx are judged.
+            json!({"canary_app": n, "weight": 50, "errors": ["5xx"]})
+        } else {
+            json!({"canary_app": n, "weight": 50, "errors": ["slow"], "slow_seconds": 0.2,
+                   "min_requests": 5, "min_errors": 5})
+        };
+        api.expect("PUT", &format!("/apps/{b}/canary"), policy, 201).await;
+        let _probe = router_caught_up(&wharf, &format!("probe{row}-default")).await;
+        let host = format!("{b}.localhost");
+        let mut requests = tokio::task::JoinSet::new();
+        for i in 0..40 {
+            let (addr, host) = (wharf.http, host.clone());
+            requests.spawn(async move {
+                let mut req = Req::get(&host, "/");
+                if i % 2 == 1 {
+                    req.method = http::Method::POST;
+                    req.body = bytes::Bytes::from_static(b"an order");
+                }
+                let sent = tokio::time::timeout(Duration::from_secs(25), client::send(addr, None, &req)).await;
+                (req.method, sent.map(|r| r.map(|r| (r.status.as_u16(), r.text()))))
+            });
+        }
+        // Both kinds are waiting at the canary before it is aborted.
+        let waiting = |method: &str| next.seen().iter().filter(|s| s.method == method).count();
+        eventually(WAIT, "a GET and a POST to wait at the canary", || async {
+            (waiting("GET") > 0 && waiting("POST") > 0).then_some(())
+        })
+        .await;
+        if by_hand {
+            api.expect("DELETE", &format!("/apps/{b}/canary"), json!({}), 200).await;
+        }
+        let answers = requests.join_all().await;
+        let ended = "the app's canary was aborted while this request waited for it\n";
+        let mut refused = 0;
+        for (method, answer) in &answers {
+            match (method.as_str(), answer) {
+                (_, Ok(Ok((200, body)))) if body == "base" => {}
+                ("POST", Ok(Ok((503, body)))) if body == ended => refused += 1,
+                _ => panic!("{row}: {method} answered {answer:?}; all: {answers:?}"),
+            }
+        }
+        assert_eq!(refused, waiting("POST"), "{row}: each POST the canary held, and only those, was refused");
+        // The abort is recorded (the router's verdict reaches the control API on its own).
+        eventually(WAIT, "the canary to be recorded aborted", || async {
+            let (_, c) = api.call("GET", &format!("/apps/{b}/canary"), None).await;
+            (c["state"] == "aborted").then_some(())
+        })
+        .await;
+    }
+}

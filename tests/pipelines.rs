@@ -407,6 +407,40 @@ async fn hooks_are_retried_after_a_500_and_told_of_crashes_and_deletion() {
     .await;
     assert_eq!((deliveries[0]["attempts"].as_u64(), deliveries[0]["last_status_code"].as_u64()), (Some(2), Some(200)));
 
+    // A hook switched off, or deleted, while its delivery waits for the next attempt is not
+    // tried again: the delivery is recorded failed, saying why, after exactly the attempts its
+    // receiver got (AU22). Each row's receiver answers 500 for good.
+    for (row, stop) in [("switched off", "PATCH"), ("deleted", "DELETE")] {
+        let failing = HookReceiver::start(&[500; 10]).await;
+        let body = json!({"url": failing.url(), "events": ["release"], "secret": "k"});
+        let hook = api.expect("POST", "/apps/hooked/hooks", body, 201).await;
+        let path = format!("/apps/hooked/hooks/{}", hook["id"].as_str().unwrap());
+        api.expect("PATCH", "/apps/hooked/config-vars", json!({"B": row}), 200).await;
+        eventually(WAIT, "the first attempt", || async { (!failing.received().is_empty()).then_some(()) }).await;
+        let off = (stop == "PATCH").then(|| json!({"active": false}));
+        let (status, out) = api.call(stop, &path, off).await;
+        assert_eq!(status, 200, "{row}: {out}");
+        // Wharf's log says when it gave the delivery up, and after how many attempts.
+        let delivery = failing.received()[0].headers["x-wharf-delivery"].clone();
+        let line = eventually(WAIT, "the delivery to be given up", || async {
+            let log = wharf.stderr();
+            log.lines().find(|l| l.contains("webhook delivery given up") && l.contains(&delivery)).map(str::to_owned)
+        })
+        .await;
+        assert!(line.contains(&format!("why=\"{row}\"")) || line.contains(&format!("why={row}")), "{line}");
+        let attempts = failing.received().iter().filter(|r| r.headers["x-wharf-delivery"] == delivery).count();
+        assert!(line.contains(&format!("attempts={attempts}")), "{row}: {attempts} attempts reached it: {line}");
+        if stop == "PATCH" {
+            let (_, d) = api.call("GET", &format!("{path}/deliveries"), None).await;
+            let error = format!("the hook was {row}; not tried again");
+            assert_eq!(
+                (d[0]["status"].as_str(), d[0]["last_error"].as_str()),
+                (Some("failed"), Some(error.as_str())),
+                "{d}"
+            );
+        }
+    }
+
     // A worker that exits is a crash; deleting the app is its last delivery.
     let worker = json!({"updates": [{"type": "worker", "quantity": 1, "command": "exit 3"}]});
     api.expect("PATCH", "/apps/hooked/formation", worker, 200).await;
@@ -420,4 +454,143 @@ async fn hooks_are_retried_after_a_500_and_told_of_crashes_and_deletion() {
         receiver.received().into_iter().find(|r| r.headers["x-wharf-event"] == "destroy")
     })
     .await;
+}
+
+/// A call (method, path, body), the status it must answer, and JSON pointers into the answer
+/// with the values they must have.
+type Row<'a> = (&'a str, String, Option<Value>, u16, Vec<(&'a str, Value)>);
+
+/// The working case of every pipeline, coupling, status, promotion and hook endpoint the other
+/// tests use only in passing (AU22): one pipeline read by name and by id, a coupling's required
+/// checks changed, a status with every optional field listed and read alone, a promotion naming
+/// everything by `{"id"}` with its source release, a hook changed (its URL checked again) and
+/// deleted, its deliveries under both names (Akkeris' `results`), then the coupling and the pipeline deleted (the
+/// apps stay). Each row: the call, the status wanted and fields of the answer wanted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_pipeline_endpoint_s_working_case_answers_as_documented() {
+    let dir = TempDir::new("pipelines-crud");
+    let (wharf, command) = Wharf::serve_with_web_dyno(WHARF, &dir).await;
+    let api = &wharf.api;
+    let pipeline = api.expect("POST", "/pipelines", json!({"name": "crud"}), 201).await;
+    let pid = pipeline["id"].as_str().unwrap().to_owned();
+    let dev = coupled(api, "cruddev", "crud", "development", &[]).await;
+    let stg = coupled(api, "crudstg", "crud", "staging", &[]).await;
+    let web = json!({"updates": [{"type": "web", "quantity": 1, "command": command}]});
+    api.expect("PATCH", "/apps/cruddev/formation", web, 200).await;
+    let source = eventually(WAIT, "dev's release to succeed", || async {
+        let r = newest_release(api, "cruddev").await;
+        (r["status"] == "succeeded").then_some(r)
+    })
+    .await;
+    let (rid, dev_id) = (source["id"].as_str().unwrap().to_owned(), dev["app"]["id"].as_str().unwrap().to_owned());
+    let statuses = format!("/apps/cruddev/releases/{rid}/statuses");
+    let status = json!({"state": "success", "context": "ci", "name": "CI", "description": "all green",
+                        "target_url": "https://ci.example.com/1"});
+    let receiver = HookReceiver::start(&[]).await;
+    let hook = api
+        .expect(
+            "POST",
+            "/apps/cruddev/hooks",
+            json!({"url": receiver.url(), "events": ["release"], "secret": "s3cret"}),
+            201,
+        )
+        .await;
+    let hooks = format!("/apps/cruddev/hooks/{}", hook["id"].as_str().unwrap());
+    let by_ids = json!({"pipeline": {"id": pid}, "source": {"app": {"id": dev_id}, "release": {"id": rid}},
+                        "targets": [{"app": {"id": stg["app"]["id"]}}]});
+    let stg_coupling = format!("/pipeline-couplings/{}", stg["id"].as_str().unwrap());
+    let rows: Vec<Row> = vec![
+        ("GET", "/pipelines/crud".into(), None, 200, vec![("/id", json!(pid)), ("/name", json!("crud"))]),
+        ("GET", format!("/pipelines/{pid}"), None, 200, vec![("/name", json!("crud"))]),
+        (
+            "PATCH",
+            stg_coupling.clone(),
+            Some(json!({"required_status_checks": {"contexts": ["ci"]}})),
+            200,
+            vec![("/required_status_checks/contexts", json!(["ci"])), ("/stage", json!("staging"))],
+        ),
+        (
+            "GET",
+            "/apps/crudstg/pipeline-couplings".into(),
+            None,
+            200,
+            vec![("/required_status_checks/contexts", json!(["ci"]))],
+        ),
+        ("PATCH", stg_coupling.clone(), Some(json!({"stage": "nowhere"})), 422, vec![("/id", json!("invalid_params"))]),
+        ("POST", "/pipeline-promotions".into(), Some(by_ids.clone()), 409, vec![("/id", json!("conflict"))]),
+        (
+            "POST",
+            statuses.clone(),
+            Some(status),
+            201,
+            vec![("/name", json!("CI")), ("/target_url", json!("https://ci.example.com/1"))],
+        ),
+        (
+            "GET",
+            statuses.clone(),
+            None,
+            200,
+            vec![
+                ("/state", json!("success")),
+                ("/statuses/0/context", json!("ci")),
+                ("/statuses/0/description", json!("all green")),
+                ("/statuses/0/name", json!("CI")),
+            ],
+        ),
+        (
+            "GET",
+            format!("{statuses}/ci"),
+            None,
+            200,
+            vec![("/context", json!("ci")), ("/target_url", json!("https://ci.example.com/1"))],
+        ),
+        (
+            "POST",
+            "/pipeline-promotions".into(),
+            Some(by_ids),
+            201,
+            vec![("/targets/0/app/name", json!("crudstg-default")), ("/source/release/id", json!(rid))],
+        ),
+        (
+            "PATCH",
+            hooks.clone(),
+            Some(json!({"url": "ftp://example.com/"})),
+            422,
+            vec![("/id", json!("invalid_params"))],
+        ),
+        (
+            "PATCH",
+            hooks.clone(),
+            Some(json!({"url": "http://169.254.169.254/"})),
+            422,
+            vec![("/id", json!("invalid_params"))],
+        ),
+        (
+            "PATCH",
+            hooks.clone(),
+            Some(json!({"events": ["build"], "active": false})),
+            200,
+            vec![("/events", json!(["build"])), ("/active", json!(false)), ("/url", json!(receiver.url()))],
+        ),
+        ("GET", format!("{hooks}/deliveries"), None, 200, vec![]),
+        ("GET", format!("{hooks}/results"), None, 200, vec![]),
+        ("DELETE", hooks.clone(), None, 200, vec![("/events", json!(["build"]))]),
+        ("GET", hooks.clone(), None, 404, vec![("/id", json!("not_found"))]),
+        ("DELETE", stg_coupling.clone(), None, 200, vec![("/stage", json!("staging"))]),
+        ("GET", "/apps/crudstg/pipeline-couplings".into(), None, 404, vec![]),
+        ("DELETE", "/pipelines/crud".into(), None, 200, vec![("/name", json!("crud"))]),
+        ("GET", format!("/pipelines/{pid}"), None, 404, vec![]),
+        ("GET", "/apps/cruddev/pipeline-couplings".into(), None, 404, vec![]),
+        ("GET", "/apps/cruddev".into(), None, 200, vec![("/simple_name", json!("cruddev"))]),
+        ("GET", "/apps/crudstg".into(), None, 200, vec![("/simple_name", json!("crudstg"))]),
+    ];
+    for (method, path, body, want, fields) in rows {
+        let (status, got) = api.call(method, &path, body).await;
+        assert_eq!(status, want, "{method} {path}: {got}");
+        for (pointer, value) in fields {
+            assert_eq!(got.pointer(pointer), Some(&value), "{method} {path} {pointer}: {got}");
+        }
+    }
+    let (_, left) = api.call("GET", "/apps/cruddev/hooks", None).await;
+    assert_eq!(left, json!([]), "the hook is gone");
 }

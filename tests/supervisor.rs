@@ -15,7 +15,7 @@ use serde_json::json;
 use wharf_testkit::client::{self, Answer, Req};
 use wharf_testkit::rfc5424::SyslogMessage;
 use wharf_testkit::syslog::SyslogReceiver;
-use wharf_testkit::wharf::Wharf;
+use wharf_testkit::wharf::{Wharf, WharfRouter};
 use wharf_testkit::{TempDir, eventually};
 
 const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
@@ -387,7 +387,6 @@ fn port_of(said: &[wharf_testkit::rfc5424::SyslogMessage], name: &str) -> std::n
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_in_flight_on_a_dyno_the_platform_stops_finish() {
     let setup = Setup::start().await;
-    let (wharf, api) = (&setup.wharf, &setup.wharf.api);
     setup.run_web().await;
     let deploy = json!({"updates": [{"type": "web", "quantity": 2, "command": format!("V=2 {}", setup.command)}]});
     let rows: [(&str, &str, Option<serde_json::Value>); 5] = [
@@ -401,14 +400,64 @@ async fn requests_in_flight_on_a_dyno_the_platform_stops_finish() {
             Some(json!({"updates": [{"type": "web", "quantity": 1}]})),
         ),
     ];
+    stops_let_requests_finish(&setup, &[setup.wharf.http], rows).await;
+}
+
+/// The same through a router in a process of its own (`wharf router`, following this `wharf
+/// serve`'s control API), whose requests the supervisor knows only from the router's reports
+/// (`POST /v1/router-in-flight`): before them, the supervisor saw none of its requests and
+/// stopped the dyno after `connection_grace`, cutting them with 503s. Rows: 5 s requests through
+/// the separate router alone, across a roll (a config change) and a restart of one dyno; and
+/// through both routers at once (the supervisor waits for the sum), across a scale down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_through_a_separate_router_on_a_dyno_the_platform_stops_finish() {
+    let setup = Setup::start().await;
+    setup.run_web().await;
+    let dir = TempDir::new("separate-router");
+    let token = std::fs::read_to_string(setup.wharf.data_dir().join("router-token")).unwrap();
+    let api = format!("http://{}", setup.wharf.api.addr);
+    let plain = [("WHARF_ROUTER__HTTP_REDIRECT", "false")];
+    let router = WharfRouter::start_with(WHARF, &api, token.trim(), dir.path(), &plain).await;
+    eventually(WAIT, "the separate router to serve the app", || async {
+        let r = client::send(router.http, None, &Req::get(HOST, "/")).await.ok()?;
+        (r.status == 200 && r.text() == "hello").then_some(())
+    })
+    .await;
+    let separate = [router.http];
+    let both = [router.http, setup.wharf.http];
+    let rows: [(&str, &str, Option<serde_json::Value>, &[std::net::SocketAddr]); 3] = [
+        ("a config change's roll", "PATCH /apps/api-default/config-vars", Some(json!({"V": "1"})), &separate),
+        ("ps:restart of one dyno", "DELETE /apps/api-default/dynos/FIRST", None, &separate),
+        (
+            "a scale down",
+            "PATCH /apps/api-default/formation",
+            Some(json!({"updates": [{"type": "web", "quantity": 1}]})),
+            &both,
+        ),
+    ];
+    for (name, call, body, via) in rows {
+        stops_let_requests_finish(&setup, via, [(name, call, body)]).await;
+    }
+}
+
+/// For each row (its name, the `METHOD /path` that stops dynos, with `FIRST` for the first
+/// listed dyno's name, and its body): four 5 s requests sent through the routers at `via` in
+/// turn, each seen at a dyno, then the call; every request must answer 200, and the stopped
+/// dynos must be gone before the next row.
+async fn stops_let_requests_finish<const N: usize>(
+    setup: &Setup,
+    via: &[std::net::SocketAddr],
+    rows: [(&str, &str, Option<serde_json::Value>); N],
+) {
+    let (wharf, api) = (&setup.wharf, &setup.wharf.api);
     let sleeping = || setup.receiver.messages().into_iter().filter(|m| m.text().starts_with("sleeping for")).count();
     for (name, call, body) in rows {
         let before = dyno_names(wharf).await;
         assert_eq!(before.len(), 2, "{name}: {before:?}");
         let seen = sleeping();
         let mut requests = tokio::task::JoinSet::new();
-        for _ in 0..4 {
-            let addr = wharf.http;
+        for i in 0..4 {
+            let addr = via[i % via.len()];
             requests.spawn(async move {
                 let req = Req::get(HOST, "/sleep/5");
                 let sent = client::send(addr, None, &req);
@@ -417,7 +466,7 @@ async fn requests_in_flight_on_a_dyno_the_platform_stops_finish() {
                     .map(|r| r.map(|r| (r.status.as_u16(), r.text())))
             });
         }
-        // The router sends the four round robin: two at each dyno.
+        // Each router sends its requests round robin: at both dynos.
         eventually(WAIT, "the requests to be at the dynos", || async { (sleeping() >= seen + 4).then_some(()) }).await;
         let (method, path) = call.split_once(' ').unwrap();
         let (status, out) = api.call(method, &path.replace("FIRST", &before[0]), body).await;

@@ -160,7 +160,9 @@ pub struct SupervisorConfig {
     /// After `connection_grace`, the longest a stopping web dyno waits for the requests the
     /// router has at it to end before SIGTERM: 30 s by default, the router's own limit on a
     /// request's wait for its response (Heroku's H12). A roll, a scale down, a restart or a
-    /// canary's end then cuts no request that would have been answered.
+    /// canary's end then cuts no request that would have been answered. The requests counted
+    /// are the embedded router's and those of the `wharf router`s that follow this control API
+    /// and report them (`wharf_control_api::in_flight`).
     pub request_grace: HumanDuration,
     /// First delay before a crashed dyno is restarted; it doubles up to a minute.
     pub restart_min: HumanDuration,

@@ -175,6 +175,8 @@ bodies = {
     "SlugCreate": obj({"process_types": {"type": "object", "additionalProperties": S}, "commit": S, "commit_description": S,
                        "checksum": S, "image": S, "buildpack_provided_description": S, "stack": S}, required=["process_types"]),
     "CanaryVerdict": obj({"id": UUID, "app": S, "evidence": ref("Evidence")}),
+    "RouterInFlight": obj({"router": UUID, "version": {"type": "integer", "minimum": 0},
+                           "dynos": {"type": "array", "items": obj({"address": S, "requests": {"type": "integer", "minimum": 0}})}}),
     "LogEvents": {"type": "array", "minItems": 1, "maxItems": 1000,
                   "items": obj({"app": S, "source": S, "process": S, "stream": {"type": "string", "enum": ["stdout", "stderr"]},
                                 "time": TIME, "message": S}, required=["app", "source", "message"])},
@@ -372,6 +374,9 @@ paths = {
     "/v1/snapshot": {"get": op("The current snapshot: all of it for the admin token, its role's part for the router, logshuttle or runtime token", 200, ref("Snapshot"))},
     "/v1/canary-verdicts": {"post": op("A router elsewhere reports a canary it aborted (admin or router token)", 200,
                                        obj({"recorded": {"type": "boolean"}}), "CanaryVerdict")},
+    "/v1/router-in-flight": {"post": op("A router elsewhere reports the snapshot version it routes by and its requests at the dynos that "
+                                        "left its table, for the supervisor's wait before it stops one (router token); answers the routers counted now",
+                                        200, obj({"routers": {"type": "integer", "minimum": 1}}), "RouterInFlight")},
     "/v1/snapshot/watch": {"get": op("Every snapshot from now on, as newline-delimited JSON", 200, ref("Snapshot"),
                                      content="application/x-ndjson", streaming=True)},
 }
@@ -497,6 +502,8 @@ paths.update({
                                  "delete": op("Remove a webhook", 200, ref("Hook"), params=["app", "hook"])},
     "/apps/{app}/hooks/{hook}/deliveries": {"get": op("A webhook's recent deliveries, newest first", 200, arr("HookDelivery"),
                                                       params=["app", "hook"])},
+    "/apps/{app}/hooks/{hook}/results": {"get": op("A webhook's recent deliveries, newest first (Akkeris' name for /deliveries)",
+                                                   200, arr("HookDelivery"), params=["app", "hook"])},
 })
 
 # Preview apps (issue 22): a development app's pull requests, each a review-stage app.

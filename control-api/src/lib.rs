@@ -6,13 +6,15 @@
 //! engine that makes them durable and publishes them), [`model`] (records, their tables, the
 //! cascade of deletions, and the snapshot built from them), [`store`] (SQLite, or PostgreSQL
 //! shared by replicas). [`watch`] is the other side of the feed: the client a remote router or
-//! logshuttle follows the API with. The local supervisor meets the plane through the
+//! logshuttle follows the API with, and [`in_flight`] a remote router's requests at stopping dynos
+//! (reported and kept) for the supervisor's wait. The local supervisor meets the plane through the
 //! [`plane::local`] port.
 
 #![forbid(unsafe_code)]
 
 pub mod archive;
 pub mod http;
+pub mod in_flight;
 pub mod model;
 pub mod os_error;
 pub mod plane;

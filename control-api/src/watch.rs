@@ -184,6 +184,31 @@ impl ControlApiUrl {
         &self.endpoints[i]
     }
 
+    /// The replica in use, `host:port`.
+    pub(crate) fn authority(&self) -> &str {
+        &self.endpoint().authority
+    }
+
+    /// `POST path` with `body` as JSON and the role's token to the replica in use, on a fresh
+    /// connection, waiting at most `timeout`; the answer's status, or why there is none. The
+    /// data planes' reports (canary verdicts, requests in flight) go through it.
+    pub(crate) async fn post_json(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+        timeout: Duration,
+    ) -> Result<http::StatusCode, String> {
+        let body = serde_json::to_vec(body).map_err(|e| e.to_string())?;
+        let req = http::Request::post(path)
+            .header(header::HOST, &self.endpoint().authority)
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(http_body_util::Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        let resp = tokio::time::timeout(timeout, self.send(req)).await.map_err(|_| "timed out".to_owned())??;
+        Ok(resp.status())
+    }
+
     /// Moves to the next replica, after the one in use failed. With one URL, it stays.
     fn fail_over(&self) {
         if self.endpoints.len() > 1 {
@@ -359,21 +384,11 @@ pub async fn report_verdicts(
 
 /// One attempt; the error says whether another may succeed.
 async fn post_verdict(control_api: &ControlApiUrl, verdict: &CanaryVerdict) -> Result<(), (String, bool)> {
-    let retry = |e: String| (e, true);
-    let body = serde_json::to_vec(verdict).map_err(|e| (e.to_string(), false))?;
-    let req = http::Request::post("/v1/canary-verdicts")
-        .header(header::HOST, &control_api.endpoint().authority)
-        .header(header::AUTHORIZATION, format!("Bearer {}", control_api.token))
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(http_body_util::Full::new(Bytes::from(body)))
-        .map_err(|e| (e.to_string(), false))?;
-    let resp = tokio::time::timeout(Duration::from_secs(20), control_api.send(req))
-        .await
-        .map_err(|_| retry("timed out".into()))?
-        .map_err(retry)?;
-    match resp.status() {
+    let status =
+        control_api.post_json("/v1/canary-verdicts", verdict, Duration::from_secs(20)).await.map_err(|e| (e, true))?;
+    match status {
         s if s.is_success() => Ok(()),
-        s if s.is_server_error() || s == http::StatusCode::TOO_MANY_REQUESTS => Err(retry(format!("answered {s}"))),
+        s if s.is_server_error() || s == http::StatusCode::TOO_MANY_REQUESTS => Err((format!("answered {s}"), true)),
         s => Err((format!("answered {s}"), false)),
     }
 }

@@ -374,8 +374,12 @@ pub struct Canary {
     /// slowness is not judged.
     slow_after: Option<std::time::Duration>,
     judge: Mutex<Judge>,
-    /// Set at once when the judge decides, before anything else happens.
+    /// Set at once when the judge decides, before anything else happens, or when the control
+    /// API's snapshot says the canary was aborted ([`Canary::end`]).
     aborted: AtomicBool,
+    /// Wakes the requests waiting at the canary's dynos for a response head when it is aborted
+    /// ([`Canary::ended`]): they are answered at once, not at the router's 30 s timeout.
+    ended: tokio::sync::Notify,
 }
 
 impl Canary {
@@ -389,6 +393,7 @@ impl Canary {
             slow_after: policy.errors().slow().then(|| policy.slow_after()),
             judge: Mutex::new(Judge::new(policy)),
             aborted: AtomicBool::new(false),
+            ended: tokio::sync::Notify::new(),
         }
     }
 
@@ -408,9 +413,30 @@ impl Canary {
         let mut judge = self.judge.lock().unwrap_or_else(|e| e.into_inner());
         let verdict = judge.record_outcome(arm, outcome);
         if verdict.is_some() {
-            self.aborted.store(true, Ordering::Relaxed);
+            self.end();
         }
         verdict
+    }
+
+    /// Ends the canary: no more requests go to it, and those waiting at its dynos for a
+    /// response head are woken ([`Canary::ended`]). Called when this router's judge aborts it,
+    /// and when a snapshot says it was aborted (another router's verdict, or by hand).
+    pub fn end(&self) {
+        self.aborted.store(true, Ordering::Release);
+        self.ended.notify_waiters();
+    }
+
+    /// Resolves once the canary has ended ([`Canary::end`]); at once if it has. A request at
+    /// the canary's dynos waits on it beside its response head.
+    pub async fn ended(&self) {
+        let woken = self.ended.notified();
+        let mut woken = std::pin::pin!(woken);
+        // Registered before the flag is read, so an end between the two is not missed.
+        woken.as_mut().enable();
+        if self.aborted.load(Ordering::Acquire) {
+            return;
+        }
+        woken.await;
     }
 
     /// The live counts and statistics.

@@ -31,6 +31,11 @@ pub enum Code {
     /// The app is in maintenance mode: the router answered with its maintenance page. Not a
     /// failure: logged `at=info`.
     H80,
+    /// The request waited at a canary's dynos when the canary was aborted, and could not be
+    /// sent to the app's own dynos instead (not idempotent, or its body went to the canary):
+    /// answered at once. Wharf's code, as the abort's own log line (`C10 Canary aborted`);
+    /// Heroku has no canaries.
+    C10,
 }
 
 impl Code {
@@ -47,6 +52,7 @@ impl Code {
             Code::H21 => "H21",
             Code::H27 => "H27",
             Code::H80 => "H80",
+            Code::C10 => "C10",
         }
     }
 
@@ -63,6 +69,7 @@ impl Code {
             Code::H21 => "Backend connection refused",
             Code::H27 => "Client Request Interrupted",
             Code::H80 => "Maintenance mode",
+            Code::C10 => "Canary aborted",
         }
     }
 

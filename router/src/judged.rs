@@ -48,21 +48,58 @@ impl Drop for Pending {
     }
 }
 
+/// What a judged request's wait for its response head came to.
+pub(crate) enum Waited<T> {
+    /// The attempts ended (a response head, or the router's error).
+    Done(T),
+    /// The request was at the canary's dynos, still without a response head, when the canary
+    /// was aborted: its attempts were dropped (closing their connection to the canary's dyno)
+    /// and it was not counted, the judge having decided.
+    CanaryEnded,
+}
+
 /// Runs a request's attempts (`run`, which ends at the response head or an error); a judged
 /// request still without one `slow_seconds` after `started` is counted slow then and goes on:
-/// its client may still want the answer, late as it is.
-pub(crate) async fn timed<T>(pending: Option<&mut Pending>, started: Instant, run: impl Future<Output = T>) -> T {
+/// its client may still want the answer, late as it is. A request at the canary's dynos whose
+/// canary is aborted meanwhile ends at once ([`Waited::CanaryEnded`]): the canary is known bad
+/// and about to be removed, so its client should not wait out the router's 30 s timeout for it
+/// (FE32: a hanging canary's patient clients got their 503 only at 30 s).
+pub(crate) async fn timed<T>(
+    pending: Option<&mut Pending>,
+    started: Instant,
+    run: impl Future<Output = T>,
+) -> Waited<T> {
     let mut run = std::pin::pin!(run);
-    let Some((slow_after, pending)) = pending.and_then(|p| Some((p.canary.slow_after()?, p))) else {
-        return run.await;
+    let Some(pending) = pending else {
+        return Waited::Done(run.await);
     };
-    let bound = tokio::time::Instant::from_std(started + slow_after);
+    let (canary, arm) = (pending.canary.clone(), pending.arm);
+    let ended = async move {
+        match arm {
+            Arm::Canary => canary.ended().await,
+            // The app's own dynos stay: their requests go on whatever becomes of the canary.
+            Arm::Baseline => std::future::pending().await,
+        }
+    };
+    let mut ended = std::pin::pin!(ended);
+    if let Some(slow_after) = pending.canary.slow_after() {
+        let bound = tokio::time::Instant::from_std(started + slow_after);
+        tokio::select! {
+            biased;
+            outcome = &mut run => return Waited::Done(outcome),
+            () = &mut ended => {
+                pending.skip();
+                return Waited::CanaryEnded;
+            }
+            () = tokio::time::sleep_until(bound) => pending.count(Outcome::Slow),
+        }
+    }
     tokio::select! {
         biased;
-        outcome = &mut run => outcome,
-        () = tokio::time::sleep_until(bound) => {
-            pending.count(Outcome::Slow);
-            run.await
+        outcome = &mut run => Waited::Done(outcome),
+        () = &mut ended => {
+            pending.skip();
+            Waited::CanaryEnded
         }
     }
 }

@@ -289,6 +289,20 @@ impl Router {
         move |addr| shared.upgrade().map_or(0, |s| s.table.load().in_flight(addr))
     }
 
+    /// A handle that reads the snapshot version this router routes by and its requests at the
+    /// dynos that left its table ([`RoutingTable::leaving_in_flight`]), for a router in a
+    /// process of its own to report to the control API. Version 0 and nothing once the router
+    /// is gone.
+    pub fn leaving_reader(&self) -> impl Fn() -> (u64, Vec<(std::net::SocketAddr, usize)>) + Send + Sync + 'static {
+        let shared = Arc::downgrade(&self.shared);
+        move || {
+            shared.upgrade().map_or((0, Vec::new()), |s| {
+                let table = s.table.load();
+                (table.version, table.leaving_in_flight())
+            })
+        }
+    }
+
     /// A handle that reads an app's requests per second (by app key, from `from` up to `to`,
     /// seconds since the epoch), for the control API's `GET /apps/{app}/metrics`. Seconds are
     /// kept for the last hour; a second is there about a second after it ended.

@@ -20,12 +20,14 @@ use crate::fields::{FieldName, Fields};
 use crate::forwarding::{self, HopByHop, is_replaced};
 use crate::http1::encode::encode_request_head;
 use crate::http1::response_head::ResponseHead;
-use crate::judged::{self, Pending};
+use crate::judged::{self, Pending, Waited};
 use crate::path;
 use crate::pool;
 use crate::response_body::{DynoBody, ProxyBody};
 use crate::state::RouterState;
 use crate::table::{Busy, Chosen, Dyno, WebDynos, millis_at, normalize_host_bytes};
+
+mod canary_ended;
 
 /// A client's request as the proxy sees it, whichever protocol it came in.
 #[derive(Debug)]
@@ -219,6 +221,7 @@ fn redirect(req: &ClientRequest<'_>, shared: &RouterState) -> RouterResponse {
 fn error_response(code: Code) -> RouterResponse {
     let body = match code {
         Code::H12 => "the app did not respond in time\n",
+        Code::C10 => "the app's canary was aborted while this request waited for it\n",
         Code::H14 => "the app has no web dynos running\n",
         Code::H17 => "the app sent an invalid response\n",
         Code::H19 | Code::H21 => "the app is not accepting connections\n",
@@ -237,7 +240,7 @@ async fn proxy(
 ) -> Result<Reply, RouterResponse> {
     let started = Instant::now();
     let mut routed = route(req, conn, shared)?;
-    let Chosen { web_dynos, judged } = routed.chosen;
+    let Chosen { web_dynos, judged, baseline } = routed.chosen;
     let started_micros = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
     routed.request.finish(req.target, |out| match req.request_id() {
         // A valid id is ASCII.
@@ -279,8 +282,23 @@ async fn proxy(
     let attempt = Attempt { request: &dyno_request, method: req.method, table_version: routed.table_version };
     let mut pending = judged.map(|(canary, arm)| Pending::new(canary, arm, shared.clone()));
     let run = attempt.run(&web_dynos, body, shared, first_byte, &mut log);
-    let outcome = judged::timed(pending.as_mut(), started, run).await;
-    Ok(finish(outcome, pending, &web_dynos, log, shared))
+    let waited = judged::timed(pending.as_mut(), started, run).await;
+    match waited {
+        Waited::Done(outcome) => Ok(finish(outcome, pending, &web_dynos, log, shared)),
+        Waited::CanaryEnded => {
+            // Boxed: the proxy's future, which every request carries, stays as large as it was.
+            let again = Box::pin(canary_ended::canary_ended(
+                baseline,
+                &web_dynos,
+                req.has_body,
+                &attempt,
+                shared,
+                first_byte,
+                log,
+            ));
+            Ok(again.await)
+        }
+    }
 }
 
 /// Where routing sent a request.

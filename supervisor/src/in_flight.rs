@@ -10,8 +10,9 @@
 //! while any request is at it, for at most `request_grace` (30 s by default: Heroku's router
 //! ends a request with no response in 30 s (H12), so a request still waiting longer would be
 //! cut anyway; a response body still streaming then, or a WebSocket, is cut at SIGTERM, as
-//! Heroku's dyno stop does). Routers in other processes (`wharf router`) are not counted: they
-//! get the `connection_grace` alone.
+//! Heroku's dyno stop does). Routers in processes of their own (`wharf router`) that follow this
+//! `wharf serve` are counted too, from their reports (`wharf_control_api::in_flight`): a
+//! router that has not yet reported the snapshot without the dyno counts as a request there.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -32,7 +33,8 @@ pub(crate) async fn wait_for_requests(settings: &Settings, dyno: &str, port: u16
 /// `request_grace`.
 pub(crate) async fn until_idle(settings: &Settings, dynos: &[(&str, u16)]) {
     let deadline = tokio::time::Instant::now() + settings.request_grace;
-    let at = |port: u16| settings.in_flight.at(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    let count = settings.in_flight.begin();
+    let at = |port: u16| count(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
     let busy =
         || dynos.iter().filter(|(_, port)| at(*port) > 0).map(|(name, port)| (*name, at(*port))).collect::<Vec<_>>();
     let waiting = busy();

@@ -86,7 +86,7 @@ use crate::formation::{FormationHandle, FormationTarget, restart_command};
 use crate::record::Records;
 use crate::registry::Registry;
 use crate::service::LoopbackService;
-pub use crate::settings::{InFlight, RESTART_MAX, Settings};
+pub use crate::settings::{Count, InFlight, RESTART_MAX, Settings};
 
 /// A running supervisor.
 #[derive(Debug)]

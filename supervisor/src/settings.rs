@@ -42,24 +42,37 @@ pub struct Settings {
     pub release_phase_timeout: Duration,
 }
 
-/// Reads how many requests the router has at the dyno listening at an address (picked, their
-/// response not yet ended). `wharf serve` gives the router's; [`InFlight::none`] says 0.
+/// Reads how many requests the routers have at the dyno listening at an address (picked, their
+/// response not yet ended), for the wait before a stopping dyno's SIGTERM. `wharf serve` gives
+/// its embedded router's count plus what the routers in processes of their own reported
+/// (`wharf_control_api::in_flight`); [`InFlight::none`] says 0.
+///
+/// It is made per wait: `begin` runs once as a wait begins (the dyno already out of the
+/// snapshot) and returns the count that wait reads, so that the count may hold what was true
+/// then (the snapshot version a remote router must have taken for its count to say anything).
 #[derive(Clone)]
-pub struct InFlight(Arc<dyn Fn(SocketAddr) -> usize + Send + Sync>);
+pub struct InFlight(Arc<dyn Fn() -> Count + Send + Sync>);
+
+/// One wait's count: the requests at an address.
+pub type Count = Box<dyn Fn(SocketAddr) -> usize + Send + Sync>;
 
 impl InFlight {
-    /// A reader of the router's count.
-    pub fn new(read: impl Fn(SocketAddr) -> usize + Send + Sync + 'static) -> InFlight {
-        InFlight(Arc::new(read))
+    /// A reader whose waits each read the count `begin` returns as the wait begins.
+    pub fn new<C>(begin: impl Fn() -> C + Send + Sync + 'static) -> InFlight
+    where
+        C: Fn(SocketAddr) -> usize + Send + Sync + 'static,
+    {
+        InFlight(Arc::new(move || Box::new(begin())))
     }
 
     /// No router to ask: a stopping dyno waits `connection_grace` only.
     pub fn none() -> InFlight {
-        InFlight::new(|_| 0)
+        InFlight::new(|| |_: SocketAddr| 0)
     }
 
-    pub(crate) fn at(&self, addr: SocketAddr) -> usize {
-        (self.0)(addr)
+    /// The count for a wait that begins now.
+    pub(crate) fn begin(&self) -> Count {
+        (self.0)()
     }
 }
 

@@ -38,11 +38,12 @@ pub enum Caller {
 }
 
 /// The endpoints a data-plane role may call, method and exact path: its feed, and for the
-/// router the reports it writes (a canary it aborted). Everything else is 403 for it.
+/// router the reports it writes (a canary it aborted, its requests in flight at stopping dynos).
+/// Everything else is 403 for it.
 pub fn role_may(role: DataPlaneRole) -> &'static [(&'static str, &'static str)] {
     const FEED: [(&str, &str); 2] = [("GET", "/v1/snapshot"), ("GET", "/v1/snapshot/watch")];
     match role {
-        DataPlaneRole::Router => &[FEED[0], FEED[1], ("POST", "/v1/canary-verdicts")],
+        DataPlaneRole::Router => &[FEED[0], FEED[1], ("POST", "/v1/canary-verdicts"), ("POST", "/v1/router-in-flight")],
         DataPlaneRole::Logshuttle | DataPlaneRole::Runtime => &FEED,
     }
 }
@@ -195,12 +196,15 @@ mod tests {
             (Router, Method::HEAD, "/v1/snapshot", true),
             (Router, Method::GET, "/v1/snapshot/watch", true),
             (Router, Method::POST, "/v1/canary-verdicts", true),
+            (Router, Method::POST, "/v1/router-in-flight", true),
+            (Router, Method::GET, "/v1/router-in-flight", false),
             (Router, Method::POST, "/v1/snapshot", false),
             (Router, Method::GET, "/v1/snapshot/", false),
             (Router, Method::GET, "/apps", false),
             (Logshuttle, Method::GET, "/v1/snapshot", true),
             (Logshuttle, Method::GET, "/v1/snapshot/watch", true),
             (Logshuttle, Method::POST, "/v1/canary-verdicts", false),
+            (Logshuttle, Method::POST, "/v1/router-in-flight", false),
             (Logshuttle, Method::POST, "/log-events", false),
         ] {
             assert_eq!(allowed(role, &method, path), want, "{role} {method} {path}");

@@ -243,7 +243,10 @@ pub(super) fn start_deliveries(plane: Arc<ControlPlane>) {
     });
 }
 
-/// One delivery: attempts with backoff until a 2xx or [`ATTEMPTS`] attempts.
+/// One delivery: attempts with backoff until a 2xx or [`ATTEMPTS`] attempts, or until the hook
+/// is deleted or switched off (`active: false`): its owner no longer wants it, so the attempts
+/// still to come are dropped and the delivery is recorded failed, saying why (AU22, FE35: a
+/// deleted hook's retries went on, signed, for up to 15 s).
 async fn deliver(plane: Arc<ControlPlane>, d: Delivery) {
     let body = payload(&d);
     let signed = signature(&d.secret, &body);
@@ -251,6 +254,21 @@ async fn deliver(plane: Arc<ControlPlane>, d: Delivery) {
     for attempt in 0..ATTEMPTS {
         if let Some(wait) = attempt.checked_sub(1).and_then(|i| BACKOFF.get(i as usize)) {
             tokio::time::sleep(*wait).await;
+        }
+        // Before every attempt, the first too (the queue may have held it): still wanted? Not
+        // asked of `destroy`: the app's deletion took its hooks, and that delivery is their last.
+        if d.happened.event() != HookEvent::Destroy {
+            let hook = d.hook_id.to_string();
+            let active = plane.read(|m| m.hook(d.app.0, &hook).map(|h| h.active)).await;
+            if active != Some(true) {
+                record.status = DeliveryStatus::Failed;
+                let why = if active.is_none() { "deleted" } else { "switched off" };
+                record.last_error = Some(format!("the hook was {why}; not tried again"));
+                record.updated_at = now_seconds();
+                tracing::info!(hook = %d.hook_id, delivery = %d.id, attempts = record.attempts, why, "webhook delivery given up: the hook no longer wants it");
+                plane.record_delivery(d.hook_id, record);
+                return;
+            }
         }
         let outcome = tokio::time::timeout(ATTEMPT_TIMEOUT, post(&plane, &d, &body, &signed))
             .await

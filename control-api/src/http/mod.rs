@@ -40,6 +40,7 @@ mod metrics;
 mod pipelines;
 mod previews;
 mod releases;
+mod router_in_flight;
 mod routes;
 mod sites;
 mod slugs;
@@ -189,10 +190,13 @@ route_group! {
         PATCH "/apps/{app}/hooks/{hook}" => hooks::update_hook,
         DELETE "/apps/{app}/hooks/{hook}" => hooks::delete_hook,
         GET "/apps/{app}/hooks/{hook}/deliveries" => hooks::list_deliveries,
+        // Akkeris' name for the same list ("Getting Webhook Results").
+        GET "/apps/{app}/hooks/{hook}/results" => hooks::list_deliveries,
         GET "/apps/{app}/previews" => previews::list_previews,
         GET "/v1/snapshot" => snapshot::snapshot,
         GET "/v1/snapshot/watch" => snapshot::stream,
         POST "/v1/canary-verdicts" => canaries::post_verdict,
+        POST "/v1/router-in-flight" => router_in_flight::post_in_flight,
     ]
 }
 

@@ -280,6 +280,8 @@ pub struct ControlPlane {
     pub(super) dyno_metrics: OnceLock<Arc<dyn super::metrics::DynoMetrics>>,
     /// The in-process router's request counts (`metrics.rs`), once plugged in.
     pub(super) request_metrics: OnceLock<Arc<dyn super::metrics::RequestMetrics>>,
+    /// Remote routers' requests at stopping dynos, as they reported them (`crate::in_flight`).
+    pub(super) routers_in_flight: Arc<crate::in_flight::RoutersInFlight>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -331,6 +333,7 @@ impl ControlPlane {
             build_slots: OnceLock::new(),
             dyno_metrics: OnceLock::new(),
             request_metrics: OnceLock::new(),
+            routers_in_flight: Arc::default(),
         };
         if plane.read(|m| m.spaces().next().is_none()).await {
             // Another replica starting at the same time may create it first.
@@ -395,6 +398,12 @@ impl ControlPlane {
     /// Follows every new snapshot.
     pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
         self.state.snapshots.subscribe()
+    }
+
+    /// The remote routers' reports of their requests at stopping dynos (`POST
+    /// /v1/router-in-flight`), for the supervisor's wait before a dyno's SIGTERM.
+    pub fn routers_in_flight(&self) -> Arc<crate::in_flight::RoutersInFlight> {
+        self.routers_in_flight.clone()
     }
 
     /// The settings.

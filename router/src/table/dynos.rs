@@ -194,6 +194,9 @@ pub struct Chosen {
     pub web_dynos: Arc<WebDynos>,
     /// The canary judging this request, and the side it went to.
     pub judged: Option<(Arc<Canary>, Arm)>,
+    /// For a request a running canary's split sent to the canary, the app's own dynos: where it
+    /// is sent again when the canary is aborted while it waits (see `judged::timed`).
+    pub baseline: Option<Arc<WebDynos>>,
 }
 
 impl WebDynos {
@@ -211,12 +214,15 @@ impl WebDynos {
     /// The app that serves the next request: this one, or its canary for the canary's share.
     pub fn choose(self: &Arc<Self>) -> Chosen {
         match &self.canary {
-            None => Chosen { web_dynos: self.clone(), judged: None },
-            Some(CanaryRoute { web_dynos, judged: None }) => Chosen { web_dynos: web_dynos.clone(), judged: None },
+            None => Chosen { web_dynos: self.clone(), judged: None, baseline: None },
+            Some(CanaryRoute { web_dynos, judged: None }) => {
+                Chosen { web_dynos: web_dynos.clone(), judged: None, baseline: None }
+            }
             Some(CanaryRoute { web_dynos, judged: Some(canary) }) => {
                 let arm = canary.choose();
-                let chosen = if arm == Arm::Canary { web_dynos.clone() } else { self.clone() };
-                Chosen { web_dynos: chosen, judged: Some((canary.clone(), arm)) }
+                let (chosen, baseline) =
+                    if arm == Arm::Canary { (web_dynos.clone(), Some(self.clone())) } else { (self.clone(), None) };
+                Chosen { web_dynos: chosen, judged: Some((canary.clone(), arm)), baseline }
             }
         }
     }

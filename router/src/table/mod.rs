@@ -166,7 +166,14 @@ impl RoutingTable {
                 continue;
             };
             let judged = match c.state {
-                CanaryState::Aborted => continue,
+                CanaryState::Aborted => {
+                    // Aborted elsewhere (another router's verdict, or by hand): the requests
+                    // this router has waiting at the canary are answered now.
+                    if let Some(running) = previous.and_then(|p| p.canaries.get(&c.id)) {
+                        running.end();
+                    }
+                    continue;
+                }
                 CanaryState::Promoted => None,
                 CanaryState::Running => {
                     let canary = previous.and_then(|p| p.canaries.get(&c.id)).cloned().unwrap_or_else(|| {
@@ -242,6 +249,17 @@ impl RoutingTable {
         let current = self.dynos.values().filter(|d| d.known_addr() == Some(addr)).map(|d| d.in_flight());
         let left = self.leaving.iter().filter_map(Weak::upgrade);
         current.sum::<usize>() + left.filter(|d| d.known_addr() == Some(addr)).map(|d| d.in_flight()).sum::<usize>()
+    }
+
+    /// The addresses of the dynos that left this table (being stopped) and still have requests
+    /// at them, each with [`RoutingTable::in_flight`]'s count there: what a router in a process
+    /// of its own reports for the supervisor's wait (`wharf router`). Each address once.
+    pub fn leaving_in_flight(&self) -> Vec<(SocketAddr, usize)> {
+        let mut addrs: Vec<SocketAddr> =
+            self.leaving.iter().filter_map(Weak::upgrade).filter_map(|d| d.known_addr()).collect();
+        addrs.sort_unstable();
+        addrs.dedup();
+        addrs.into_iter().map(|a| (a, self.in_flight(a))).filter(|(_, n)| *n > 0).collect()
     }
 
     /// The entry for a normalized host: exact first, then a wildcard one label up.
@@ -507,18 +525,18 @@ mod tests {
         assert!(Arc::ptr_eq(dyno, &t2.host("api-default.localhost").unwrap().route("/").unwrap().web_dynos.dynos[0]));
     }
 
+    /// A canary `id` of api-default to next-default at 25%, in `state`.
+    fn next_default_canary(id: Uuid, state: CanaryState) -> wharf_domain::CanarySpec {
+        let policy = wharf_domain::CanaryPolicy::with_weight(wharf_domain::Weight::from_percent(25.0).unwrap());
+        let (app, canary) = ("api-default".parse().unwrap(), "next-default".parse().unwrap());
+        wharf_domain::CanarySpec { id, app, canary, policy, state }
+    }
+
     #[test]
     fn canaries_split_promote_and_abort() {
         let mut s = snapshot(&[("api-default", &[1]), ("next-default", &[2])]);
         let id = wharf_domain::new_id();
-        let policy = wharf_domain::CanaryPolicy::with_weight(wharf_domain::Weight::from_percent(25.0).unwrap());
-        let canary = |state| wharf_domain::CanarySpec {
-            id,
-            app: "api-default".parse().unwrap(),
-            canary: "next-default".parse().unwrap(),
-            policy: policy.clone(),
-            state,
-        };
+        let canary = |state| next_default_canary(id, state);
         let ports = |t: &RoutingTable, n: usize| -> Vec<u16> {
             let b = &t.host("api-default.localhost").unwrap().route("/").unwrap().web_dynos;
             (0..n)
@@ -545,6 +563,53 @@ mod tests {
         s.canaries = vec![canary(CanaryState::Aborted)];
         let t4 = RoutingTable::compile(&s, "localhost", Some(&t3));
         assert_eq!(ports(&t4, 4), [1, 1, 1, 1]);
+    }
+
+    /// What a router in a process of its own reports for the supervisor's wait: its requests
+    /// at the dynos that left its table, each address once, and nothing for one without any.
+    #[test]
+    fn the_requests_at_dynos_that_left_the_table_are_reported_by_address() {
+        let s = snapshot(&[("api-default", &[1, 2, 3])]);
+        let t1 = RoutingTable::compile(&s, "localhost", None);
+        let dynos = t1.host("api-default.localhost").unwrap().route("/").unwrap().web_dynos.dynos.clone();
+        let (_a, _b, _c) = (Busy::new(dynos[0].clone()), Busy::new(dynos[0].clone()), Busy::new(dynos[2].clone()));
+        assert_eq!(t1.leaving_in_flight(), [], "no dyno left yet");
+        // Dynos 1 and 2 leave (2 with no request at it); 3 stays with its request.
+        let t2 = RoutingTable::compile(&snapshot(&[("api-default", &[3])]), "localhost", Some(&t1));
+        let at = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        assert_eq!(t2.leaving_in_flight(), [(at(1), 2)]);
+        // Still reported by the next table, until the requests end.
+        let t3 = RoutingTable::compile(&snapshot(&[("api-default", &[3])]), "localhost", Some(&t2));
+        assert_eq!(t3.leaving_in_flight(), [(at(1), 2)]);
+        drop((_a, _b));
+        assert_eq!(t3.leaving_in_flight(), [], "their requests ended");
+    }
+
+    /// A canary aborted elsewhere (another router's verdict, or by hand) wakes this router's
+    /// requests waiting at it; a promoted one does not.
+    #[tokio::test]
+    async fn a_canary_the_snapshot_says_aborted_ends_here() {
+        let mut s = snapshot(&[("api-default", &[1]), ("next-default", &[2])]);
+        let id = wharf_domain::new_id();
+        let canary = |state| next_default_canary(id, state);
+        for (state, ends) in [(CanaryState::Promoted, false), (CanaryState::Aborted, true)] {
+            s.canaries = vec![canary(CanaryState::Running)];
+            let t1 = RoutingTable::compile(&s, "localhost", None);
+            let running = t1.canary(id).unwrap().clone();
+            let waiting = tokio::spawn(async move { running.ended().await });
+            tokio::task::yield_now().await;
+            s.canaries = vec![canary(state)];
+            let _t2 = RoutingTable::compile(&s, "localhost", Some(&t1));
+            // `timeout` polls the future before its deadline: ready now, or not at all.
+            let now = tokio::time::timeout(std::time::Duration::ZERO, t1.canary(id).unwrap().ended()).await.is_ok();
+            assert_eq!(now, ends, "{state:?}");
+            if ends {
+                let woken = tokio::time::timeout(std::time::Duration::from_secs(10), waiting).await;
+                woken.expect("the request waiting before the abort was woken").expect("no panic");
+            } else {
+                waiting.abort();
+            }
+        }
     }
 
     #[test]
