@@ -99,7 +99,7 @@ async fn a_type_a_failed_release_brought_leaves_the_formation_with_it() {
         .await
         .unwrap(); // v2
     p.settle_release(id, release(2).await.id, true).await.unwrap();
-    p.update_formation("brought", vec![update("web", None, Some("bad")), update("release", None, Some("migrate"))])
+    p.update_formation("brought", vec![update("web", None, Some("bad")), update("release", Some(0), Some("migrate"))])
         .await
         .unwrap();
     let failed = p.read(move |m| m.latest_release(id).unwrap().clone()).await;
