@@ -395,6 +395,17 @@ async fn a_source_built_from_a_url_is_served_rolled_without_a_failed_request_and
         (answer(wharf).await.as_deref() == Some("second version")).then_some(())
     })
     .await;
+    // The load goes on until the roll has settled (AU21): the release succeeded, both web dynos
+    // run it and are up, and the old ones are off the listing (out of the router and stopped).
+    let second = built["release"]["id"].as_str().unwrap().to_owned();
+    eventually(WAIT, "the roll to settle", || async {
+        let (_, release) = api.call("GET", &format!("/apps/hello/releases/{second}"), None).await;
+        let (_, dynos) = api.call("GET", "/apps/hello/dynos", None).await;
+        let web: Vec<&Value> = dynos.as_array()?.iter().filter(|d| d["type"] == "web").collect();
+        let on_second = web.iter().all(|d| d["release"]["version"] == release["version"] && d["state"] == "up");
+        (release["status"] == "succeeded" && web.len() == 2 && on_second).then_some(())
+    })
+    .await;
     done.store(true, Ordering::Relaxed);
     let answers = flowing.await.unwrap().expect("no request failed outright");
     let bad: Vec<_> = answers.iter().filter(|a| a.status != 200).map(|a| a.status).collect();
