@@ -29,7 +29,12 @@
 //! (`succeeded`) once its slug is released; its output then follows the release until it
 //! settles (at most [`RELEASE_WAIT`]), and its last line says whether the release went live or
 //! failed (its release phase or its dynos' health check), never "released" for a release that
-//! did not.
+//! did not. A build whose release a killed Wharf was still following is followed again at the
+//! next start ([`ControlPlane::finish_interrupted_outputs`]).
+//!
+//! Why one file: a build's run, its output (the live watch, the stored lines, the log stream)
+//! and the two start-up passes over builds a stopped Wharf left (failed when pending, followed
+//! again when mid-release) share the output's shape and its end lines (`is_release_fate`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
