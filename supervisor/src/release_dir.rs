@@ -131,10 +131,10 @@ pub(crate) fn clear_runs(root: &Path) {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let scratch = name.to_str().and_then(|n| n.strip_prefix('.')).and_then(|n| n.split_once('.'));
-        if scratch.is_some_and(|(release, _)| release.parse::<Uuid>().is_ok()) {
-            if let Err(e) = std::fs::remove_dir_all(entry.path()) {
-                tracing::warn!(dir = %entry.path().display(), error = %e, "cannot remove a half-unpacked release");
-            }
+        if scratch.is_some_and(|(release, _)| release.parse::<Uuid>().is_ok())
+            && let Err(e) = std::fs::remove_dir_all(entry.path())
+        {
+            tracing::warn!(dir = %entry.path().display(), error = %e, "cannot remove a half-unpacked release");
         }
     }
 }
