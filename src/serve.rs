@@ -410,6 +410,14 @@ pub(crate) async fn open_plane(
     if interrupted > 0 {
         tracing::warn!(builds = interrupted, "builds an earlier run left pending are marked failed");
     }
+    // A build whose release an earlier run was still following says what became of it.
+    let followed = plane.finish_interrupted_outputs().await;
+    if followed > 0 {
+        tracing::info!(
+            builds = followed,
+            "the outputs of builds an earlier run left mid-release follow their releases"
+        );
+    }
     // Slugs no release needs are deleted after every change, starting with what an earlier
     // run (or an earlier version, which never deleted them) left behind.
     tokio::spawn(plane.clone().retain_slugs());
@@ -515,6 +523,7 @@ async fn serve(config: Config) -> Result<()> {
             connection_grace: config.supervisor.connection_grace.0,
             request_grace: config.supervisor.request_grace.0,
             in_flight: in_flight(&router, &plane),
+            router_version: wharf_supervisor::RouterVersion::new(router.version_reader()),
             restart_min: config.supervisor.restart_min.0,
             records_dir: Some(data_dir.join("dynos")),
             releases_dir: Some(absolute(data_dir).join("releases")),

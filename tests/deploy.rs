@@ -395,6 +395,17 @@ async fn a_source_built_from_a_url_is_served_rolled_without_a_failed_request_and
         (answer(wharf).await.as_deref() == Some("second version")).then_some(())
     })
     .await;
+    // The load goes on until the roll has settled (AU21): the release succeeded, both web dynos
+    // run it and are up, and the old ones are off the listing (out of the router and stopped).
+    let second = built["release"]["id"].as_str().unwrap().to_owned();
+    eventually(WAIT, "the roll to settle", || async {
+        let (_, release) = api.call("GET", &format!("/apps/hello/releases/{second}"), None).await;
+        let (_, dynos) = api.call("GET", "/apps/hello/dynos", None).await;
+        let web: Vec<&Value> = dynos.as_array()?.iter().filter(|d| d["type"] == "web").collect();
+        let on_second = web.iter().all(|d| d["release"]["version"] == release["version"] && d["state"] == "up");
+        (release["status"] == "succeeded" && web.len() == 2 && on_second).then_some(())
+    })
+    .await;
     done.store(true, Ordering::Relaxed);
     let answers = flowing.await.unwrap().expect("no request failed outright");
     let bad: Vec<_> = answers.iter().filter(|a| a.status != 200).map(|a| a.status).collect();
@@ -2197,4 +2208,132 @@ async fn deleting_an_app_cancels_its_build_frees_its_slot_and_removes_its_files(
     })
     .await;
     assert_eq!(built["status"], "succeeded", "{built}");
+}
+
+/// A web process whose dynos split by the order they start in one release directory (each makes
+/// `../dynoN`, the first N free): the first serves `body.txt` and marks `../served` at its
+/// first request; the second waits until then (so the router sends the first one requests
+/// when the roll fails), exits 1; any later one never listens.
+const SPLIT_PY: &str = r#"
+import http.server, os, sys, time
+n = 1
+while True:
+    try:
+        os.close(os.open(os.path.join("..", "dyno%d" % n), os.O_CREAT | os.O_EXCL))
+        break
+    except FileExistsError:
+        n += 1
+served = os.path.join("..", "served")
+if n == 2:
+    while not os.path.exists(served):
+        time.sleep(0.02)
+    time.sleep(0.3)
+    sys.exit(1)
+if n > 2:
+    time.sleep(3600)
+body = open("body.txt", "rb").read()
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        open(served, "a").close()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+/// What the router answered for `/` at `host`, as fast as it answers, from two clients: each
+/// 200's body with when its request started (microseconds since the epoch).
+struct FastProbe {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<Vec<(i64, String)>>>,
+}
+
+impl FastProbe {
+    fn start(router: std::net::SocketAddr, host: &str) -> FastProbe {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..2)
+            .map(|_| {
+                let (stop, host) = (stop.clone(), host.to_owned());
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+                        if let Ok(r) = client::send(router, None, &Req::get(&host, "/")).await
+                            && r.status == 200
+                        {
+                            seen.push((started.as_micros() as i64, r.text()));
+                        }
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                    seen
+                })
+            })
+            .collect();
+        FastProbe { stop, tasks }
+    }
+
+    async fn served(self) -> Vec<(i64, String)> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all = Vec::new();
+        for t in self.tasks {
+            all.extend(t.await.unwrap());
+        }
+        all
+    }
+}
+
+/// FE29 HIGH-2, FE33: with two or more web dynos, one new dyno can pass its health check and
+/// serve while another of the same roll crashes. The failed release's code must not answer a
+/// request that starts after its failure is said (`code=R10`): the roll's dynos leave the
+/// router first (`supervisor/src/verdict.rs`). Rows: quantity 2 (one serves, one crashes once
+/// the router sends the first requests), quantity 3 (and the third never listens: the crash
+/// fails the roll at once, not at the health timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_roll_s_dynos_leave_the_router_before_its_failure_is_said() {
+    let setup = Setup::start(&[]).await;
+    let (wharf, api) = (&setup.wharf, &setup.wharf.api);
+    let dir = setup.dir.path();
+    let good = archive_with(dir, "good", "good version", "tgz", "web: exec python3 app.py\n");
+    std::fs::create_dir_all(dir.join("split")).unwrap();
+    std::fs::write(dir.join("split").join("split.py"), SPLIT_PY).unwrap();
+    let split = archive_with(dir, "split", "split version", "tgz", "web: exec python3 split.py\n");
+    let good = setup.build_on("hello", &good, None).await["slug"]["id"].clone();
+    let split = setup.build_on("hello", &split, None).await["slug"]["id"].clone();
+    for quantity in [2, 3] {
+        let app = format!("split{quantity}");
+        let host = format!("{app}-default.localhost");
+        let path = |rest: &str| format!("/apps/{app}{rest}");
+        api.expect("POST", "/apps", json!({"name": app}), 201).await;
+        api.expect("POST", &path("/releases"), json!({"slug": good}), 201).await;
+        let scale = json!({"updates": [{"type": "web", "quantity": quantity}]});
+        api.expect("PATCH", &path("/formation"), scale, 200).await;
+        eventually(WAIT, &format!("{app}: the good code on {quantity} dynos"), || async {
+            let (_, dynos) = api.call("GET", &path("/dynos"), None).await;
+            let up = dynos.as_array()?.iter().filter(|d| d["type"] == "web" && d["state"] == "up").count();
+            (up == quantity && answer_at(wharf, &host).await.as_deref() == Some("good version")).then_some(())
+        })
+        .await;
+        let probe = FastProbe::start(wharf.http, &host);
+        let made = api.expect("POST", &path("/releases"), json!({"slug": split}), 201).await;
+        let failed = settled(api, &app, made["version"].as_u64().unwrap()).await;
+        assert_eq!(failed["status"], "failed", "{app}: {failed}");
+        let said = stream_lines_of(&setup, &app, json!({"lines": 200}), "code=R10").await;
+        let r10 = said.lines().find(|l| l.contains("code=R10")).unwrap();
+        let failed_at = wharf_domain::timestamp::parse_micros(r10.split(' ').next().unwrap()).expect(r10);
+        assert!(r10.contains("exited before it was healthy") && r10.contains("left the router"), "{app}: {r10}");
+        eventually(WAIT, &format!("{app}: the good code to serve on"), || async {
+            (answer_at(wharf, &host).await.as_deref() == Some("good version")).then_some(())
+        })
+        .await;
+        let served = probe.served().await;
+        let split_served: Vec<i64> = served.iter().filter(|(_, b)| b == "split version").map(|(t, _)| *t).collect();
+        // The row is what it says: the failed release's first dyno served before the failure.
+        assert!(!split_served.is_empty(), "{app}: the split code never served ({} answers)", served.len());
+        let late: Vec<i64> = split_served.iter().filter(|t| **t > failed_at).map(|t| t - failed_at).collect();
+        assert!(late.is_empty(), "{app}: the failed code answered requests started this many µs after {r10}: {late:?}");
+    }
 }

@@ -635,6 +635,40 @@ async fn the_heroku_cli_sets_config_lists_releases_and_rolls_back() {
     assert_eq!(v6["description"], "Remove GREETING config vars", "{v6}");
 }
 
+/// Issue 21's "done when": code deployed from a tar.gz URL shows in `heroku releases` (AU21).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heroku_cli_lists_a_release_deployed_from_source() {
+    let dir = TempDir::new("heroku-deploy");
+    let env = [("WHARF_CONTROL_API__ALLOW_FILE_URLS", "true"), ("WHARF_ROUTER__HTTP_REDIRECT", "false")];
+    let wharf = Wharf::serve_with(WHARF, &[], &dir.path().join("data"), &env).await;
+    let api = &wharf.api;
+    let cli = Cli::new(&wharf);
+    api.expect("POST", "/apps", json!({"name": "hello"}), 201).await;
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("Procfile"), "web: exec python3 -m http.server $PORT\n").unwrap();
+    std::fs::write(src.join("index.html"), "deployed\n").unwrap();
+    let archive = dir.path().join("app.tgz");
+    let packed = Command::new("tar").arg("czf").arg(&archive).arg("-C").arg(&src).arg(".").status().unwrap();
+    assert!(packed.success());
+    let blob = json!({"source_blob": {"url": format!("file://{}", archive.display()), "version": "v1.0"}});
+    let build = api.expect("POST", "/apps/hello/builds", blob, 201).await;
+    let path = format!("/apps/hello/builds/{}", build["id"].as_str().unwrap());
+    eventually(Duration::from_secs(60), "the build's release to settle", || async {
+        let (_, b) = api.call("GET", &path, None).await;
+        let (_, r) = api.call("GET", "/apps/hello/releases/v2", None).await;
+        (b["status"] == "succeeded" && r["status"] == "succeeded").then_some(())
+    })
+    .await;
+    let steps =
+        vec![
+            step(&["releases", "-a", "hello"], 0, &["hello Releases", "v2", "Deploy v1.0", "v1", "Initial release"])
+                .then("/apps/hello/releases/v2", "/description", json!("Deploy v1.0")),
+            step(&["releases:info", "v2", "-a", "hello"], 0, &["Release v2", "Deploy v1.0"]),
+        ];
+    run_steps(&cli, api, steps).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_heroku_cli_sizes_dynos_from_the_configured_list() {
     let wharf = Wharf::serve(WHARF, &[]).await;

@@ -125,6 +125,12 @@ fn processes_running(args: &[&str]) -> Vec<i32> {
         .collect()
 }
 
+/// Whether process `pid` has a child.
+fn has_child(pid: &str) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return false };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()).any(|p| stat(p).is_some_and(|s| s[1] == pid))
+}
+
 /// Wharf's zombie children: orphans it adopted and did not reap.
 fn zombies_of(wharf: &Wharf) -> Vec<i32> {
     let me = wharf.pid();
@@ -219,6 +225,51 @@ async fn after_a_kill_9_the_next_start_stops_what_the_last_one_left() {
     })
     .await;
     assert!(zombies_of(&setup.wharf).is_empty());
+}
+
+/// FE33 MEDIUM-A: a `kill -9` of Wharf while it starts dynos, twice in a row, must leave no dyno
+/// that no record names: a dyno forked just before the kill and recorded after it was never
+/// adopted or stopped, and outlived a clean stop of the next run. A dyno's command now runs
+/// only once its group is recorded (`supervisor/src/process.rs`, the gate). The kills land in
+/// a start's storm of a dozen worker spawns, three times over; after a third start and a clean
+/// stop no worker may run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_twice_while_dynos_start_leaves_no_dyno_past_a_clean_stop() {
+    const WORKERS: usize = 12;
+    let setup = Setup::start().await;
+    let sleep_for = marker();
+    let worker = format!("exec sleep {sleep_for}");
+    setup.formation(json!([{"type": "worker", "quantity": WORKERS, "command": worker}])).await;
+    let running = || processes_running(&["sleep", &sleep_for]).len();
+    eventually(WAIT, "every worker", || async { (running() == WORKERS).then_some(()) }).await;
+    let Setup { mut wharf, receiver, dir } = setup;
+    for round in 0..3 {
+        let killed = std::process::Command::new("kill").args(["-KILL", &wharf.pid()]).status().unwrap();
+        assert!(killed.success());
+        let _ = wharf.wait_exit().await;
+        wharf = start_wharf(&dir, &[]).await;
+        // The new run stops the workers the killed one left, then starts its own: kill it as
+        // soon as it has a child (its first dyno forked), in the middle of its spawns.
+        let pid = wharf.pid();
+        let deadline = Instant::now() + WAIT;
+        while !has_child(&pid) {
+            assert!(Instant::now() < deadline, "round {round}: the new run to start its workers");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let killed = std::process::Command::new("kill").args(["-KILL", &wharf.pid()]).status().unwrap();
+    assert!(killed.success());
+    let _ = wharf.wait_exit().await;
+    let wharf = start_wharf(&dir, &[]).await;
+    let setup = Setup { wharf, receiver, dir };
+    eventually(WAIT, "exactly the workers asked for", || async {
+        let up = dynos_of_type(&setup.wharf, "worker").await.iter().filter(|(_, s)| s == "up").count();
+        (up == WORKERS && running() == WORKERS).then_some(())
+    })
+    .await;
+    let (stopped, _) = setup.wharf.terminate().await;
+    assert!(stopped, "a clean stop");
+    assert_eq!(running(), 0, "no worker outlives a clean stop: every one was recorded before it ran");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

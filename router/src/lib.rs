@@ -303,6 +303,14 @@ impl Router {
         }
     }
 
+    /// A handle that reads the snapshot version this router serves (its routing table's), for
+    /// the supervisor's wait until a failed roll's dynos are out of the table. `u64::MAX` once
+    /// the router is gone: nothing is routed then.
+    pub fn version_reader(&self) -> impl Fn() -> u64 + Send + Sync + 'static {
+        let shared = Arc::downgrade(&self.shared);
+        move || shared.upgrade().map_or(u64::MAX, |s| s.table.load().version)
+    }
+
     /// A handle that reads an app's requests per second (by app key, from `from` up to `to`,
     /// seconds since the epoch), for the control API's `GET /apps/{app}/metrics`. Seconds are
     /// kept for the last hour; a second is there about a second after it ended.

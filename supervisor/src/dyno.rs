@@ -12,6 +12,7 @@
 //! `app[TYPE.RELEASE-XXXXX]`; a crash is logged as Heroku's `at=error code=H10 desc="App crashed"`
 //! (<https://devcenter.heroku.com/articles/error-codes#h10-app-crashed>).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +32,7 @@ use crate::registry::Registry;
 use crate::release_dir;
 use crate::restart::RestartPolicy;
 use crate::settings::Settings;
+use crate::verdict;
 
 /// A dyno's health, as its task reports it to the formation that started it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,11 +90,23 @@ pub(crate) trait LaunchDynos: Send + Sync + 'static {
     /// Starts one dyno of `release` running `spec`.
     fn launch(&self, release: u32, spec: &DynoSpec) -> RunningDyno;
 
-    /// Tells the app's log that roll `roll` (to `spec`) failed its health check and the running
-    /// dynos keep serving: `at=error code=R10` (Heroku's boot timeout,
+    /// Records that roll `roll` (to `spec`) failed, `why`, while the running dynos keep
+    /// serving: first every web dyno of the roll leaves the router, of every process type (see
+    /// `verdict`), then the app's log says so: `at=error code=R10` (Heroku's boot timeout,
     /// <https://devcenter.heroku.com/articles/error-codes#r10-boot-timeout>), naming the app's
-    /// release `vN` when the spec has one, else the roll.
-    fn report_failed_release(&self, roll: u32, spec: &DynoSpec);
+    /// release `vN` when the spec has one, else the roll, and saying why.
+    fn fail_release(&self, roll: u32, spec: &DynoSpec, why: &RollFailure) -> impl Future<Output = ()> + Send;
+
+    /// Says that roll `roll` to `spec` starts (its new dynos are about to), so that a failure of
+    /// the same release in another process type's entry fails it too (see `verdict`).
+    fn roll_started(&self, roll: u32, spec: &DynoSpec);
+
+    /// Says that roll `roll` to `spec` has ended, whatever its outcome.
+    fn roll_ended(&self, roll: u32, spec: &DynoSpec);
+
+    /// Resolves once roll `roll` has failed: by this entry's dynos, or because another process
+    /// type's roll to the same release failed while it was in progress.
+    fn release_failed(&self, roll: u32) -> impl Future<Output = ()> + Send;
 
     /// Tells the control plane how the roll to `spec` ended for this entry: `healthy` when its
     /// new dynos passed their health check, `kept` when they run now (healthy, or in the place
@@ -123,6 +137,13 @@ pub(crate) struct DynoLauncher {
     pub(crate) registry: Arc<Registry>,
 }
 
+impl DynoLauncher {
+    /// The entry's roll `roll`, as `verdict` keeps it.
+    fn roll_key(&self, roll: u32) -> verdict::Roll {
+        (self.app_id, self.dyno_type.clone(), roll)
+    }
+}
+
 impl LaunchDynos for DynoLauncher {
     fn launch(&self, release: u32, spec: &DynoSpec) -> RunningDyno {
         // The roll's number is every one of its dynos' (Akkeris' deployment part of a name), so
@@ -135,21 +156,36 @@ impl LaunchDynos for DynoLauncher {
         };
         let (health_tx, health) = watch::channel(DynoHealth::Starting);
         let (stop, stopped) = watch::channel(false);
-        let dyno = Dyno { launcher: self.clone(), name: name.clone(), spec: spec.clone() };
+        let dyno = Dyno { launcher: self.clone(), name: name.clone(), spec: spec.clone(), roll: release };
         let task = tokio::spawn(dyno.run(health_tx, stopped));
         RunningDyno { name, health, stop, task }
     }
 
-    fn report_failed_release(&self, roll: u32, spec: &DynoSpec) {
-        let dyno_type = &self.dyno_type;
-        let what = match spec.release {
-            Some(release) => format!("release v{}", release.version),
-            None => format!("roll {roll}"),
-        };
-        let text = format!(
-            "at=error code=R10 desc=\"{what} failed its health check\" type={dyno_type}; the running dynos keep serving"
-        );
-        self.publisher.publish(LogEvent::builder(&self.app, "akkeris/supervisor").message(text.as_bytes()));
+    fn fail_release(&self, roll: u32, spec: &DynoSpec, why: &RollFailure) -> impl Future<Output = ()> + Send {
+        let (launcher, spec, why) = (self.clone(), spec.clone(), why.clone());
+        async move {
+            let (target, key) = (verdict::target_of(&spec), launcher.roll_key(roll));
+            let verdicts = &launcher.registry.verdicts;
+            let withdrawn = verdicts.fail(&launcher.plane, &launcher.settings, target, key).await;
+            let what = match spec.release {
+                Some(release) => format!("release v{}", release.version),
+                None => format!("roll {roll}"),
+            };
+            let text = failure_line(&what, &launcher.dyno_type, &why, &withdrawn);
+            launcher.publisher.publish(LogEvent::builder(&launcher.app, "akkeris/supervisor").message(text.as_bytes()));
+        }
+    }
+
+    fn roll_started(&self, roll: u32, spec: &DynoSpec) {
+        self.registry.verdicts.begin(verdict::target_of(spec), self.roll_key(roll));
+    }
+
+    fn roll_ended(&self, roll: u32, spec: &DynoSpec) {
+        self.registry.verdicts.end(verdict::target_of(spec), &self.roll_key(roll));
+    }
+
+    fn release_failed(&self, roll: u32) -> impl Future<Output = ()> + Send {
+        self.registry.verdicts.failed(self.roll_key(roll))
     }
 
     fn report_release(&self, spec: &DynoSpec, healthy: bool, kept: bool) {
@@ -182,6 +218,36 @@ impl LaunchDynos for DynoLauncher {
             }
         });
     }
+}
+
+/// Why a roll's new dynos did not all pass their health check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RollFailure {
+    /// This dyno exited (crashed) before it was healthy.
+    Exited(String),
+    /// Not every new dyno was healthy within the health timeout (a web dyno that never
+    /// listens, or never answers its health check path).
+    TimedOut(Duration),
+    /// Another process type's new dynos of the same release failed.
+    Elsewhere,
+}
+
+/// The line that says a roll failed (see [`LaunchDynos::fail_release`]): `what` is `release vN`
+/// or `roll N`; `withdrawn` the dynos of the roll that had joined the router and left it.
+fn failure_line(what: &str, dyno_type: &DynoType, why: &RollFailure, withdrawn: &[String]) -> String {
+    let desc = match why {
+        RollFailure::Exited(dyno) => format!("{what} failed: its dyno {dyno} exited before it was healthy"),
+        RollFailure::TimedOut(after) => {
+            format!("{what} failed its health check: its new dynos were not all healthy within {}s", after.as_secs())
+        }
+        RollFailure::Elsewhere => format!("{what} failed: another process type's new dynos failed"),
+    };
+    let left = if withdrawn.is_empty() {
+        String::new()
+    } else {
+        format!("; its dynos {} left the router", withdrawn.join(", "))
+    };
+    format!("at=error code=R10 desc=\"{desc}\" type={dyno_type}{left}; the running dynos keep serving")
 }
 
 /// Says in the app's log stream what settling release `version` did to others (see
@@ -229,6 +295,8 @@ struct Dyno {
     launcher: DynoLauncher,
     name: String,
     spec: DynoSpec,
+    /// The roll that started it (the `N` of its name).
+    roll: u32,
 }
 
 /// Why a dyno's process is no longer serving.
@@ -362,8 +430,10 @@ impl Dyno {
             () = stop_requested(&mut *stopped) => DynoExit::Stopped,
         };
         if registered {
-            // Out of the router first; then the requests already at it end (see `drain`).
+            // Out of the router first; then the requests already at it end (see `drain`). A dyno
+            // of a failed roll is out already (`verdict`): the wait for its requests still holds.
             let _ = self.launcher.plane.delete_dyno(&self.launcher.app_id.to_string(), &self.name).await;
+            self.launcher.registry.verdicts.unregistered(&self.launcher.roll_key(self.roll), &self.name).await;
             if exit == DynoExit::Stopped {
                 crate::in_flight::wait_for_requests(&self.launcher.settings, &self.name, port).await;
             }
@@ -371,19 +441,23 @@ impl Dyno {
         exit
     }
 
-    /// Registers the web dyno with the control API, and so the router; false when that fails.
+    /// Registers the web dyno with the control API, and so the router, unless its roll has
+    /// failed (`verdict`); false when it is not registered.
     async fn register(&self, port: u16) -> bool {
         let (Ok(name), Ok(host)) = (DynoName::try_new(&self.name), Hostname::try_new("127.0.0.1")) else {
             return false;
         };
         let app = self.launcher.app_id.to_string();
-        match self.launcher.plane.put_dyno(&app, name, self.launcher.dyno_type.clone(), host, port).await {
-            Ok(_) => true,
-            Err(e) => {
-                tracing::warn!(dyno = self.name, app = self.launcher.app, error = %e, "cannot register the dyno");
-                false
+        let put = async {
+            match self.launcher.plane.put_dyno(&app, name, self.launcher.dyno_type.clone(), host, port).await {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::warn!(dyno = self.name, app = self.launcher.app, error = %e, "cannot register the dyno");
+                    false
+                }
             }
-        }
+        };
+        self.launcher.registry.verdicts.register(self.launcher.roll_key(self.roll), &self.name, put).await
     }
 
     fn crashed(&self, health: &watch::Sender<DynoHealth>, status: &str) {

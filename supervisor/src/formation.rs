@@ -12,6 +12,14 @@
 //! healthy or not, and its dynos are restarted with backoff until they are, so a command that
 //! fails until something appears comes up once it does, and a restart does restart.
 //!
+//! A roll fails as soon as one new dyno exits before it is healthy, whichever of the roll's
+//! dynos it is (they are watched together), when they are not all healthy within the health
+//! timeout, or when another process type's roll of the same release failed. The failure takes
+//! every web dyno of the roll out of the router before it is said or anything else is done
+//! (`verdict`). A stop of the entry (Wharf stopping, the app deleted) ends a roll in progress
+//! at once: its new dynos stop and nothing is reported, so the release stays pending and the
+//! next start rolls it again.
+//!
 //! A web entry whose new and old spec name the same fixed `port` cannot run both releases at
 //! once (two processes cannot listen on one port), so it rolls the other way round: the old
 //! dynos stop, the new ones start, and if they fail, they stop and the old release starts again
@@ -25,7 +33,7 @@ use wharf_control_api::Restart;
 use wharf_domain::DynoType;
 
 use crate::desired::{DynoSpec, WEB};
-use crate::dyno::{DynoHealth, LaunchDynos, RunningDyno, stop_all};
+use crate::dyno::{DynoHealth, LaunchDynos, RollFailure, RunningDyno, stop_all};
 
 /// What a formation entry's task should run: `quantity` dynos running `spec`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,7 +113,8 @@ impl FormationHandle {
     ) -> FormationHandle {
         let (target_tx, target_rx) = watch::channel(Some(target));
         let (commands, commands_rx) = mpsc::unbounded_channel();
-        let formation = Formation::new(launcher, app, dyno_type, health_timeout);
+        let mut formation = Formation::new(launcher, app, dyno_type, health_timeout);
+        formation.stopping = Some(target_rx.clone());
         let task = tokio::spawn(formation.run(first, target_rx, commands_rx));
         FormationHandle { target: target_tx, commands, task }
     }
@@ -147,6 +156,20 @@ struct Formation<L> {
     /// The spec whose release last failed, not to be tried again until the spec changes.
     failed: Option<DynoSpec>,
     dynos: Vec<RunningDyno>,
+    /// The task's target, watched during a roll: `None` (or its sender gone) is a stop, which
+    /// ends the roll at once. `None` here for a formation driven without a task (tests).
+    stopping: Option<watch::Receiver<Option<FormationTarget>>>,
+}
+
+/// How the wait for a roll's new dynos ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Check {
+    /// Every one passed its health check.
+    Healthy,
+    /// The roll failed.
+    Failed(RollFailure),
+    /// The entry is stopping: the roll ends unsettled.
+    Stopping,
 }
 
 impl<L: LaunchDynos> Formation<L> {
@@ -160,6 +183,27 @@ impl<L: LaunchDynos> Formation<L> {
             current: None,
             failed: None,
             dynos: Vec::new(),
+            stopping: None,
+        }
+    }
+
+    /// Waits until every one of `dynos` (new dynos of roll `roll`) is healthy, or one fails, or
+    /// the health timeout passes, or the roll fails elsewhere (its release failed in another
+    /// entry), or the entry stops.
+    async fn check(&self, dynos: &[RunningDyno], roll: u32) -> Check {
+        let stopping = self.stopping.clone();
+        let stop = async move {
+            match stopping {
+                Some(mut target) => {
+                    let _ = target.wait_for(Option::is_none).await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            check = all_healthy(dynos, self.health_timeout) => check,
+            () = self.launcher.release_failed(roll) => Check::Failed(RollFailure::Elsewhere),
+            () = stop => Check::Stopping,
         }
     }
 
@@ -235,10 +279,20 @@ impl<L: LaunchDynos> Formation<L> {
         }
         self.release += 1;
         let release = self.release;
+        self.launcher.roll_started(release, &target.spec);
         let new: Vec<RunningDyno> = (0..target.quantity).map(|_| self.launcher.launch(release, &target.spec)).collect();
+        let check = self.check(&new, release).await;
+        // From here a failure of the release in another entry is left to its settling.
+        self.launcher.roll_ended(release, &target.spec);
         let (app, dyno_type) = (&self.app, &self.dyno_type);
-        let healthy = all_healthy(&new, self.health_timeout).await;
-        let kept = healthy || !self.serving();
+        if check == Check::Stopping {
+            tracing::info!(app, %dyno_type, release, "stopping while a release rolls; it stays pending");
+            return stop_all(new).await;
+        }
+        let healthy = check == Check::Healthy;
+        // A release another process type failed is not kept here either: its dynos left the
+        // router with that failure.
+        let kept = healthy || (!self.serving() && check != Check::Failed(RollFailure::Elsewhere));
         if kept {
             if healthy {
                 tracing::info!(app, %dyno_type, release, "release is healthy; stopping the old dynos");
@@ -250,8 +304,10 @@ impl<L: LaunchDynos> Formation<L> {
             self.current = Some(target.spec.clone());
             self.failed = None;
         } else {
-            tracing::warn!(app, %dyno_type, release, "new release failed its health check; keeping the old one");
-            self.launcher.report_failed_release(release, &target.spec);
+            tracing::warn!(app, %dyno_type, release, ?check, "new release failed; keeping the old one");
+            if let Check::Failed(why) = &check {
+                self.launcher.fail_release(release, &target.spec, why).await;
+            }
             stop_all(new).await;
             self.failed = Some(target.spec.clone());
         }
@@ -267,10 +323,17 @@ impl<L: LaunchDynos> Formation<L> {
         stop_all(self.dynos.drain(..)).await;
         self.release += 1;
         let release = self.release;
+        self.launcher.roll_started(release, &target.spec);
         let new: Vec<RunningDyno> = (0..target.quantity).map(|_| self.launcher.launch(release, &target.spec)).collect();
+        let check = self.check(&new, release).await;
+        self.launcher.roll_ended(release, &target.spec);
         let (app, dyno_type) = (&self.app, &self.dyno_type);
-        let healthy = all_healthy(&new, self.health_timeout).await;
-        if healthy || !was_serving {
+        if check == Check::Stopping {
+            tracing::info!(app, %dyno_type, release, "stopping while a release rolls; it stays pending");
+            return stop_all(new).await;
+        }
+        let healthy = check == Check::Healthy;
+        if healthy || (!was_serving && check != Check::Failed(RollFailure::Elsewhere)) {
             tracing::info!(app, %dyno_type, release, "release on a fixed port replaced the old one");
             self.dynos = new;
             self.current = Some(target.spec.clone());
@@ -278,9 +341,11 @@ impl<L: LaunchDynos> Formation<L> {
             self.launcher.report_release(&target.spec, healthy, true);
             return;
         }
+        tracing::warn!(app, %dyno_type, release, ?check, "new release failed; starting the old one again");
+        if let Check::Failed(why) = &check {
+            self.launcher.fail_release(release, &target.spec, why).await;
+        }
         self.launcher.report_release(&target.spec, false, false);
-        tracing::warn!(app, %dyno_type, release, "new release failed its health check; starting the old one again");
-        self.launcher.report_failed_release(release, &target.spec);
         stop_all(new).await;
         self.failed = Some(target.spec.clone());
         let old = self.current.clone().expect("a running release has a spec");
@@ -302,8 +367,11 @@ impl<L: LaunchDynos> Formation<L> {
             return;
         }
         let fresh = self.launcher.launch(self.release, spec);
-        let healthy = all_healthy(std::slice::from_ref(&fresh), self.health_timeout).await;
-        if healthy || !self.dynos[i].is_healthy() {
+        let check = self.check(std::slice::from_ref(&fresh), self.release).await;
+        if check == Check::Stopping {
+            return fresh.stop().await;
+        }
+        if check == Check::Healthy || !self.dynos[i].is_healthy() {
             let old = std::mem::replace(&mut self.dynos[i], fresh);
             old.stop().await;
         } else {
@@ -313,21 +381,32 @@ impl<L: LaunchDynos> Formation<L> {
     }
 }
 
-/// Whether every dyno becomes healthy within `timeout`; false as soon as one fails.
-async fn all_healthy(dynos: &[RunningDyno], timeout: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + timeout;
+/// Whether every dyno becomes healthy within `timeout`: they are watched together, so the roll
+/// fails as soon as any one of them exits before it is healthy, whichever it is (watched in
+/// turn, a crash of the second dyno went unseen while the first still started).
+async fn all_healthy(dynos: &[RunningDyno], timeout: Duration) -> Check {
+    let mut settling = tokio::task::JoinSet::new();
     for d in dynos {
-        let mut health = d.health.clone();
-        let settled = tokio::time::timeout_at(deadline, health.wait_for(|h| *h != DynoHealth::Starting)).await;
-        match settled {
-            Ok(Ok(h)) if *h == DynoHealth::Healthy => {}
-            _ => {
-                tracing::debug!(dyno = d.name, "dyno did not become healthy");
-                return false;
+        let (mut health, name) = (d.health.clone(), d.name.clone());
+        settling.spawn(async move {
+            let settled = health.wait_for(|h| *h != DynoHealth::Starting).await.map(|h| *h);
+            (name, settled.is_ok_and(|h| h == DynoHealth::Healthy))
+        });
+    }
+    let all = async {
+        while let Some(settled) = settling.join_next().await {
+            match settled {
+                Ok((_, true)) => {}
+                Ok((name, false)) => {
+                    tracing::debug!(dyno = name, "dyno did not become healthy");
+                    return Check::Failed(RollFailure::Exited(name));
+                }
+                Err(e) => return Check::Failed(RollFailure::Exited(e.to_string())),
             }
         }
-    }
-    true
+        Check::Healthy
+    };
+    tokio::time::timeout(timeout, all).await.unwrap_or(Check::Failed(RollFailure::TimedOut(timeout)))
 }
 
 #[cfg(test)]
@@ -358,6 +437,10 @@ mod tests {
         started: Arc<Mutex<u32>>,
         /// How long a dyno takes to stop once asked (a grace period).
         stop_delay: Arc<Mutex<Duration>>,
+        /// How the next dynos behave, one each, before `behaviour` applies again.
+        queue: Arc<Mutex<std::collections::VecDeque<Behaviour>>>,
+        /// Set when the release failed in another process type's entry.
+        elsewhere: Arc<watch::Sender<bool>>,
     }
 
     impl FakeLauncher {
@@ -367,11 +450,18 @@ mod tests {
                 behaviour: Arc::new(Mutex::new(Behaviour::Healthy(Duration::from_millis(10)))),
                 started: Arc::default(),
                 stop_delay: Arc::default(),
+                queue: Arc::default(),
+                elsewhere: Arc::new(watch::Sender::new(false)),
             }
         }
 
         fn behave(&self, b: Behaviour) {
             *self.behaviour.lock().unwrap() = b;
+        }
+
+        /// The next dynos behave so, one each, in launch order.
+        fn behave_each(&self, each: impl IntoIterator<Item = Behaviour>) {
+            self.queue.lock().unwrap().extend(each);
         }
 
         fn events(&self) -> Vec<String> {
@@ -395,7 +485,8 @@ mod tests {
             events.lock().unwrap().push(format!("start {name}"));
             let (health_tx, health) = watch::channel(DynoHealth::Starting);
             let (stop, mut stopped) = watch::channel(false);
-            let behaviour = *self.behaviour.lock().unwrap();
+            let next = self.queue.lock().unwrap().pop_front();
+            let behaviour = next.unwrap_or(*self.behaviour.lock().unwrap());
             let stop_delay = *self.stop_delay.lock().unwrap();
             let task = tokio::spawn({
                 let name = name.clone();
@@ -427,8 +518,25 @@ mod tests {
             RunningDyno { name, health, stop, task }
         }
 
-        fn report_failed_release(&self, release: u32, _spec: &DynoSpec) {
+        fn fail_release(
+            &self,
+            release: u32,
+            _spec: &DynoSpec,
+            _why: &RollFailure,
+        ) -> impl std::future::Future<Output = ()> + Send {
             self.events.lock().unwrap().push(format!("R10 {release}"));
+            std::future::ready(())
+        }
+
+        fn roll_started(&self, _roll: u32, _spec: &DynoSpec) {}
+
+        fn roll_ended(&self, _roll: u32, _spec: &DynoSpec) {}
+
+        fn release_failed(&self, _roll: u32) -> impl std::future::Future<Output = ()> + Send {
+            let mut elsewhere = self.elsewhere.subscribe();
+            async move {
+                let _ = elsewhere.wait_for(|failed| *failed).await;
+            }
         }
 
         /// Records `vN succeeded` or `vN failed` for a spec that names a release (as the real
@@ -522,6 +630,68 @@ mod tests {
         launcher.behave(Behaviour::Healthy(Duration::from_millis(10)));
         f.apply(&target(2, "fixed"), None).await;
         assert_eq!(names(&f), ["web.3-5", "web.3-6"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_roll_fails_as_soon_as_any_of_its_new_dynos_fails_whichever_it_is() {
+        // (how the two new dynos behave, in launch order): the roll fails when the failing one
+        // exits, not at the health timeout, even while the other one is still starting.
+        let rows = [
+            [Behaviour::Hang, Behaviour::Fail(Duration::from_secs(1))],
+            [Behaviour::Fail(Duration::from_secs(1)), Behaviour::Hang],
+            [Behaviour::Healthy(Duration::from_secs(3)), Behaviour::Fail(Duration::from_secs(1))],
+        ];
+        for each in rows {
+            let launcher = FakeLauncher::new();
+            let mut f = formation(&launcher);
+            f.apply(&target(2, "a"), None).await;
+            launcher.take_events();
+            launcher.behave_each(each);
+            let start = tokio::time::Instant::now();
+            f.apply(&target(2, "broken"), None).await;
+            assert!(start.elapsed() < Duration::from_secs(2), "{each:?}: failed at once, {:?}", start.elapsed());
+            assert_eq!(names(&f), ["web.1-1", "web.1-2"], "{each:?}");
+            let events = launcher.take_events();
+            assert!(events.contains(&"R10 2".to_owned()), "{each:?}: {events:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_roll_fails_when_another_process_type_failed_its_release() {
+        let launcher = FakeLauncher::new();
+        let mut f = formation(&launcher);
+        f.apply(&target(1, "a"), None).await;
+        launcher.take_events();
+        launcher.behave(Behaviour::Hang);
+        let elsewhere = launcher.elsewhere.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            elsewhere.send_replace(true);
+        });
+        let start = tokio::time::Instant::now();
+        f.apply(&target(1, "b"), None).await;
+        assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+        assert_eq!(names(&f), ["web.1-1"], "the old dyno serves on");
+        assert_eq!(launcher.take_events(), ["start web.2-2", "R10 2", "stop web.2-2"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_ends_a_roll_in_progress_at_once_and_settles_nothing() {
+        let launcher = FakeLauncher::new();
+        let web = DynoType::try_new("web").unwrap();
+        let handle = FormationHandle::start(launcher.clone(), "api-default", &web, released(1, "a", 1, None), TIMEOUT);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        launcher.behave(Behaviour::Hang);
+        handle.set_target(released(1, "b", 2, None));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let start = tokio::time::Instant::now();
+        handle.stop().await;
+        assert!(start.elapsed() < Duration::from_secs(1), "not the health timeout: {:?}", start.elapsed());
+        let events = launcher.events();
+        assert!(!events.iter().any(|e| e.starts_with("R10") || e == "v2 failed"), "{events:?}");
+        let (started, stopped) =
+            (events.iter().filter(|e| e.starts_with("start ")), events.iter().filter(|e| e.starts_with("stop ")));
+        assert_eq!((started.count(), stopped.count()), (2, 2), "every dyno stopped: {events:?}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -68,6 +68,7 @@ mod release_phase;
 mod restart;
 mod service;
 mod settings;
+mod verdict;
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
@@ -86,7 +87,7 @@ use crate::formation::{FormationHandle, FormationTarget, restart_command};
 use crate::record::Records;
 use crate::registry::Registry;
 use crate::service::LoopbackService;
-pub use crate::settings::{Count, InFlight, RESTART_MAX, Settings};
+pub use crate::settings::{Count, InFlight, RESTART_MAX, RouterVersion, Settings};
 
 /// A running supervisor.
 #[derive(Debug)]

@@ -92,6 +92,8 @@ struct Series {
 #[derive(Debug, Clone, Copy, Default)]
 struct Counted {
     ticks: u64,
+    /// Its waited-for children's CPU ticks (`procfs::ProcUsage::reaped_ticks`).
+    reaped: u64,
     read: u64,
     write: u64,
 }
@@ -202,9 +204,11 @@ impl DynoMetrics {
             let members = read.remove(pgid).unwrap_or_default();
             let (mut ticks, mut bytes_read, mut bytes_written, mut rss, mut swap, mut runnable) = (0, 0, 0, 0, 0, 0u32);
             let mut now = HashMap::with_capacity(members.len());
+            let mut reaped = 0;
             for m in &members {
                 let before = group.members.get(&(m.pid, m.start_time)).copied().unwrap_or_default();
                 ticks += m.counted.ticks.saturating_sub(before.ticks);
+                reaped += m.counted.reaped.saturating_sub(before.reaped);
                 bytes_read += m.counted.read.saturating_sub(before.read);
                 bytes_written += m.counted.write.saturating_sub(before.write);
                 rss += m.rss_kib;
@@ -212,6 +216,13 @@ impl DynoMetrics {
                 runnable += u32::from(m.runnable);
                 now.insert((m.pid, m.start_time), m.counted);
             }
+            // A member's children's time reaches its `cutime` when it waits for them: short
+            // commands a shell runs between samples are counted only there. A member that was
+            // sampled while it ran and has gone since was counted then: what its parent's count
+            // grew by includes that again, and is not counted twice.
+            let gone: u64 =
+                group.members.iter().filter(|(k, _)| !now.contains_key(*k)).map(|(_, c)| c.ticks + c.reaped).sum();
+            ticks += reaped.saturating_sub(gone);
             group.members = now;
             for (load, minutes) in group.load.iter_mut().zip([1.0, 5.0, 15.0]) {
                 // The kernel's exponentially damped average (kernel/sched/loadavg.c), per second.
@@ -320,7 +331,7 @@ impl Member {
             pid: p.pid,
             start_time: p.start_time,
             runnable: matches!(p.state, b'R' | b'D'),
-            counted: Counted { ticks: p.cpu_ticks, read, write },
+            counted: Counted { ticks: p.cpu_ticks, reaped: p.reaped_ticks, read, write },
             rss_kib,
             swap_kib,
         }
@@ -386,6 +397,39 @@ pub(crate) async fn run(
 mod tests {
     use super::*;
     use wharf_control_api::DynoMetrics as _;
+
+    #[test]
+    fn a_shell_s_short_commands_count_in_its_dyno_s_cpu() {
+        use std::os::unix::process::CommandExt as _;
+        // AU21: a dyno whose shell runs short commands in a loop spends its CPU in children
+        // that live less than a sample; the shell's count of its waited-for children has it.
+        let mut shell = std::process::Command::new("sh")
+            .args(["-c", "while :; do /bin/true; done"])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pgid = shell.id() as i32;
+        let metrics = Arc::new(DynoMetrics::default());
+        let app_id = Uuid::from_u128(fastrand::u128(..));
+        let hz = rustix::param::clock_ticks_per_second();
+        let sampled = metrics.sample(pgid, app_id, "app-default", "worker.1-abcde", "worker");
+        let leader = || procfs::parse_usage(&std::fs::read_to_string(format!("/proc/{pgid}/stat")).unwrap()).unwrap();
+        metrics.sample_now(100, SAMPLE_EVERY, Duration::from_secs(60), hz);
+        let before = leader();
+        std::thread::sleep(Duration::from_secs(1));
+        let after = leader();
+        metrics.sample_now(101, Duration::from_secs(1), Duration::from_secs(60), hz);
+        let own = after.cpu_ticks - before.cpu_ticks;
+        let all = own + after.reaped_ticks - before.reaped_ticks;
+        let seconds = metrics.dynos(app_id, 0, i64::MAX)[0].seconds.clone();
+        let counted = seconds[1].cpu_percent / 100.0 * hz as f64;
+        let _ = shell.kill();
+        let _ = shell.wait();
+        drop(sampled);
+        // The row is what it says: most of the CPU went to the children.
+        assert!(all >= own * 2 && all >= 5, "own {own} ticks, with the children's {all}");
+        assert!(counted >= all as f64 * 0.7, "counted {counted} ticks; the group used {all} ({own} its shell's own)");
+    }
 
     #[test]
     fn a_busy_group_is_sampled_with_its_cpu_memory_and_lines() {

@@ -17,6 +17,15 @@ use crate::{group, output, procfs, reaper};
 /// admin token), only its app's config.
 const INHERITED: [&str; 4] = ["PATH", "HOME", "LANG", "TMPDIR"];
 
+/// What `sh -c` runs before the dyno's command (its `$1`): it reads one line from its stdin, a
+/// pipe that Wharf writes `go` to only once the process group is recorded (`DATA_DIR/dynos/`),
+/// and exits (status 111) without running the command if the pipe closes first: a Wharf killed
+/// between the fork and the record (FE33: a second `kill -9` while dynos were starting) leaves
+/// no dyno that no record names and so nothing ever stops. Then stdin becomes `/dev/null`, the
+/// positional parameters are cleared, and the command runs as `sh -c COMMAND` runs it (`$0` is
+/// `sh`; its own variables are the gate's one `wharf_command`, which it does not export).
+const GATE: &str = "IFS= read -r wharf_go || exit 111; unset wharf_go; exec </dev/null; wharf_command=$1; set --; eval \"$wharf_command\"";
+
 /// A running dyno process and its process group.
 #[derive(Debug)]
 pub(crate) struct DynoProcess {
@@ -59,7 +68,7 @@ pub(crate) fn spawn(
     dir: Option<&std::path::Path>,
 ) -> std::io::Result<DynoProcess> {
     let mut cmd = Command::new("sh");
-    cmd.arg("-c").arg(&spec.command);
+    cmd.arg("-c").arg(GATE).arg("sh").arg(&spec.command);
     cmd.env_clear();
     for key in INHERITED {
         if let Ok(v) = std::env::var(key) {
@@ -74,7 +83,8 @@ pub(crate) fn spawn(
         cmd.env("PORT", port.to_string());
     }
     // Its own process group, so that stopping it stops what `sh` started too.
-    cmd.process_group(0).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    // Its stdin is the gate's pipe (see [`GATE`]), then `/dev/null`.
+    cmd.process_group(0).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     let spawning = reaper::spawning();
     let mut child = cmd.spawn()?;
     let pgid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
@@ -82,6 +92,13 @@ pub(crate) fn spawn(
     if let Some(records) = records {
         let start_time = procfs::stat(pgid).map_or(0, |p| p.start_time);
         records.add(pgid, start_time, app, dyno);
+    }
+    // Recorded: the command may run now. If the child is already gone, its wait says so.
+    if let Some(gate) = child.stdin.take()
+        && let Ok(fd) = gate.into_owned_fd()
+    {
+        use std::io::Write;
+        let _ = std::fs::File::from(fd).write_all(b"go\n");
     }
     let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
     let (p, a, d, s) = (publisher, app, dyno, &stopping_rx);
@@ -247,6 +264,48 @@ mod tests {
             }
         }
         assert_eq!(got, ["one", "two", "", "three"]);
+    }
+
+    #[tokio::test]
+    async fn a_dyno_s_command_runs_only_once_its_group_is_recorded() {
+        reaper::start();
+        let mut bus = Bus::connect(BusConfig::Embedded { capacity: 16 }).await.unwrap();
+        let mut source = bus.take_source().unwrap();
+        let dir = std::env::temp_dir().join(format!("wharf-gate-{}", std::process::id()));
+        let records = Records::new(dir.clone());
+        // The command lists the records as it starts, and says what its stdin and `$#` are.
+        let command = format!("echo \"$(ls {}) $# $(cat)\"; echo \"$0\"", dir.display());
+        let spec = DynoSpec { command, env: BTreeMap::new(), port: None, healthcheck: None, release: None, slug: None };
+        let mut process =
+            spawn(&spec, "worker.1-abcde", 0, "api-default", &bus.publisher, Some(&records), None).unwrap();
+        let pgid = process.pgid();
+        assert_eq!(process.wait().await, "exit status: 0");
+        let mut said = Vec::new();
+        while said.len() < 2 {
+            let Some(SourceEvent::Batch(batch)) = source.recv().await else { panic!("the bus closed") };
+            said.extend(batch.iter().map(|r| String::from_utf8_lossy(r.event.message()).into_owned()));
+        }
+        assert_eq!(said, [format!("{pgid} 0 "), "sh".to_owned()], "recorded first; stdin empty, no parameters");
+        process.stop(Duration::from_secs(1)).await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_gate_whose_writer_is_gone_runs_nothing() {
+        let marker = std::env::temp_dir().join(format!("wharf-gate-marker-{}", std::process::id()));
+        let command = format!("touch {}", marker.display());
+        // As a killed Wharf leaves it: the pipe's writing end closed without `go`. (Marked as
+        // tokio's to reap, so that another test's reaper leaves its status to the wait.)
+        let spawning = reaper::spawning();
+        let mut child =
+            Command::new("sh").arg("-c").arg(GATE).arg("sh").arg(&command).stdin(Stdio::piped()).spawn().unwrap();
+        let pid = child.id().unwrap() as i32;
+        spawning.started(pid);
+        drop(child.stdin.take());
+        let status = child.wait().await.unwrap();
+        reaper::reaped(pid);
+        assert_eq!(status.code(), Some(111));
+        assert!(!marker.exists(), "the command never ran");
     }
 
     #[test]

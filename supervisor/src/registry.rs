@@ -55,6 +55,9 @@ pub(crate) struct Registry {
     /// Each app's view of its space's services (`desired::service_env`), as the top task last
     /// saw them: what a dyno starting now gets.
     services: Mutex<HashMap<Uuid, BTreeMap<String, String>>>,
+    /// Which rolls failed, and which web dynos of each roll are registered with the router: a
+    /// failed roll's dynos leave the router at once and are never registered again (`verdict`).
+    pub(crate) verdicts: crate::verdict::Verdicts,
 }
 
 impl Default for Registry {
@@ -70,6 +73,7 @@ impl Default for Registry {
             runs: Mutex::default(),
             metrics: Arc::default(),
             services: Mutex::default(),
+            verdicts: crate::verdict::Verdicts::default(),
         }
     }
 }

@@ -117,14 +117,25 @@ pub(crate) async fn one_off_dir(
     tokio::task::spawn_blocking(unpack).await.map_err(io::Error::other)?.map(Some)
 }
 
-/// Removes every one-off dyno's copy under `root`: at start, when no one-off runs (an earlier
-/// run's were stopped). Blocking.
+/// Removes every one-off dyno's copy under `root`, and every scratch directory of an unpack
+/// (`.<release>.<random>`, see [`prepare`]) that a killed Wharf left half-written (AU21): at
+/// start, when no one-off runs (an earlier run's were stopped) and no unpack does. Blocking.
 pub(crate) fn clear_runs(root: &Path) {
     let runs = root.join(RUNS);
     if let Err(e) = std::fs::remove_dir_all(&runs)
         && e.kind() != io::ErrorKind::NotFound
     {
         tracing::warn!(dir = %runs.display(), error = %e, "cannot remove the one-off dynos' old copies");
+    }
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let scratch = name.to_str().and_then(|n| n.strip_prefix('.')).and_then(|n| n.split_once('.'));
+        if scratch.is_some_and(|(release, _)| release.parse::<Uuid>().is_ok())
+            && let Err(e) = std::fs::remove_dir_all(entry.path())
+        {
+            tracing::warn!(dir = %entry.path().display(), error = %e, "cannot remove a half-unpacked release");
+        }
     }
 }
 
@@ -238,5 +249,28 @@ mod tests {
         assert_eq!(removed, vec![release]);
         assert!(!path_of(&root, release).exists() && app2.is_dir());
         std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn a_start_clears_one_off_copies_and_half_unpacked_releases_and_nothing_else() {
+        let root = std::env::temp_dir().join(format!("wharf-release-clear-{}", wharf_domain::new_id()));
+        let release = wharf_domain::new_id();
+        // (what a killed run left, whether a start removes it)
+        let rows = [
+            (format!("{RUNS}/abc/app"), true),
+            (format!(".{release}.{}/app", wharf_domain::new_id().simple()), true),
+            (format!("{release}/{}/app", wharf_domain::new_id()), false),
+            (".hidden/app".to_owned(), false),
+            (".not-a-release.x/app".to_owned(), false),
+        ];
+        for (path, _) in &rows {
+            std::fs::create_dir_all(root.join(path)).unwrap();
+        }
+        clear_runs(&root);
+        for (path, removed) in &rows {
+            let top = path.split('/').next().unwrap();
+            assert_eq!(!root.join(top).exists(), *removed, "{path}");
+        }
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -22,6 +22,9 @@ pub struct Settings {
     pub request_grace: Duration,
     /// Reads the router's requests at a dyno, for that wait.
     pub in_flight: InFlight,
+    /// Reads the snapshot version the router serves, so that a failed roll's dynos are out of
+    /// the router before the failure is said (see `verdict`).
+    pub router_version: RouterVersion,
     /// First delay before restarting a crashed dyno; it doubles, with jitter, up to
     /// [`RESTART_MAX`].
     pub restart_min: Duration,
@@ -82,6 +85,33 @@ impl std::fmt::Debug for InFlight {
     }
 }
 
+/// Reads the version of the snapshot the router serves (its routing table's). `wharf serve`
+/// gives the router's; [`RouterVersion::none`] says `u64::MAX`: no router to wait for.
+#[derive(Clone)]
+pub struct RouterVersion(Arc<dyn Fn() -> u64 + Send + Sync>);
+
+impl RouterVersion {
+    /// A reader of the router's version.
+    pub fn new(read: impl Fn() -> u64 + Send + Sync + 'static) -> RouterVersion {
+        RouterVersion(Arc::new(read))
+    }
+
+    /// No router in this process: nothing to wait for.
+    pub fn none() -> RouterVersion {
+        RouterVersion::new(|| u64::MAX)
+    }
+
+    pub(crate) fn serves(&self) -> u64 {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for RouterVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RouterVersion")
+    }
+}
+
 /// The longest delay before a crashed dyno's restart, before jitter.
 pub const RESTART_MAX: Duration = Duration::from_secs(60);
 
@@ -93,6 +123,7 @@ impl Default for Settings {
             connection_grace: Duration::from_secs(1),
             request_grace: Duration::from_secs(30),
             in_flight: InFlight::none(),
+            router_version: RouterVersion::none(),
             restart_min: Duration::from_secs(1),
             records_dir: None,
             releases_dir: None,

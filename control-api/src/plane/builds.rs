@@ -29,7 +29,12 @@
 //! (`succeeded`) once its slug is released; its output then follows the release until it
 //! settles (at most [`RELEASE_WAIT`]), and its last line says whether the release went live or
 //! failed (its release phase or its dynos' health check), never "released" for a release that
-//! did not.
+//! did not. A build whose release a killed Wharf was still following is followed again at the
+//! next start ([`ControlPlane::finish_interrupted_outputs`]).
+//!
+//! Why one file: a build's run, its output (the live watch, the stored lines, the log stream)
+//! and the two start-up passes over builds a stopped Wharf left (failed when pending, followed
+//! again when mid-release) share the output's shape and its end lines (`is_release_fate`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -219,6 +224,55 @@ impl ControlPlane {
             Ok((changes.len(), changes))
         })
         .await
+    }
+
+    /// Finishes the output of the builds whose release a stopped Wharf was still following (a
+    /// `succeeded` build with a release whose output does not end with what became of it, FE29
+    /// LOW-1): called at start, like [`ControlPlane::fail_interrupted_builds`]. Each output says
+    /// the restart, then follows its release as a running build's does and ends with its fate
+    /// (`Released vN: it is live`, or `Release vN failed: ...`). Returns how many it follows.
+    /// With a store shared by replicas it does nothing, as `fail_interrupted_builds` does.
+    pub async fn finish_interrupted_outputs(self: &Arc<Self>) -> usize {
+        if self.store_changed.is_some() {
+            return 0;
+        }
+        let cut: Vec<(Build, String, Uuid, u32)> = self
+            .read(|m| {
+                let mut cut = Vec::new();
+                for a in m.apps() {
+                    for b in m.builds_of(a.id) {
+                        let ended = b.output.last().is_some_and(|l| is_release_fate(l));
+                        let release = b.release_id.and_then(|r| m.release(a.id, &r.to_string()));
+                        if let Some(r) = release.filter(|_| b.status == BuildStatus::Succeeded && !ended) {
+                            cut.push(((*b).clone(), m.app_key(a).to_string(), r.id, r.version));
+                        }
+                    }
+                }
+                cut
+            })
+            .await;
+        let followed = cut.len();
+        for (build, app_key, release_id, version) in cut {
+            let out = watch::Sender::new(BuildOutput { lines: build.output.clone(), done: false });
+            self.build_outputs.lock().expect("build outputs lock").insert(build.id, out.clone());
+            let plane = self.clone();
+            tokio::spawn(async move {
+                let say = |line: String| {
+                    if let Some(p) = plane.build_publisher.get() {
+                        let event =
+                            LogEvent::builder(&app_key, "akkeris/build").process("build").stream(Stream::Platform);
+                        p.publish(event.message(line.as_bytes()));
+                    }
+                    out.send_modify(|o| o.lines.push(line));
+                };
+                say(format!(" !     Wharf restarted while v{version} was being released; following it again"));
+                say(plane.release_outcome(build.app_id, release_id, version).await);
+                plane.record_build_end(build.id, None, &out).await;
+                out.send_modify(|o| o.done = true);
+                plane.build_outputs.lock().expect("build outputs lock").remove(&build.id);
+            });
+        }
+        followed
     }
 
     /// Returns once the app `app_id` no longer exists (at once if it is gone already).
@@ -543,6 +597,11 @@ impl ControlPlane {
 /// promotion): releases are made in the order builds finish, as on Heroku, so this one's older
 /// source now replaces that code, and its output says so, with the way back. `None` when no
 /// code was released meanwhile (failed releases do not count: their code never ran).
+/// Whether an output line is one [`ControlPlane::release_outcome`] ends a build's output with.
+fn is_release_fate(line: &str) -> bool {
+    ["-----> Released v", " !     Release v", "-----> Release v"].iter().any(|p| line.starts_with(p))
+}
+
 fn newer_code(m: &crate::model::Model, app_id: Uuid, started_after: u32, version: u32) -> Option<String> {
     use crate::model::{Brings, ReleaseStatus};
     let newer = m
@@ -611,6 +670,53 @@ mod tests {
         assert_eq!(std::fs::read_dir(&incoming).unwrap().count(), 0, "incoming/ is emptied");
         assert!(incoming.is_dir(), "incoming/ itself stays");
         std::fs::remove_dir_all(data_dir).unwrap();
+    }
+
+    /// FE29/FE33 LOW-1: a build whose release a killed Wharf was still following ended its
+    /// output at `Compressed slug`; the next start follows the release and says its fate.
+    #[tokio::test]
+    async fn a_build_cut_mid_release_by_a_restart_ends_its_output_with_the_release_s_fate() {
+        let p = Arc::new(super::super::tests::plane().await);
+        let app = p.create_app("api".parse().unwrap(), "default").await.unwrap();
+        let v1 = p.read(|m| m.latest_release(app.id).unwrap().clone()).await;
+        let build = |output: &str| Build {
+            id: new_id(),
+            app_id: app.id,
+            source_url: "https://example.com/s.tgz".into(),
+            source_checksum: None,
+            source_version: None,
+            status: BuildStatus::Succeeded,
+            slug_id: None,
+            release_id: Some(v1.id),
+            output: vec![output.to_owned()],
+            created_at: 0,
+            updated_at: 0,
+        };
+        let (cut, ended) = (build("-----> Compressed slug s: 10 bytes"), build("-----> Released v1: it is live"));
+        let puts = [&cut, &ended].map(|b| Change::Put(Object::Build(b.clone())));
+        p.change(|_| Ok(((), puts.to_vec()))).await.unwrap();
+        assert_eq!(p.finish_interrupted_outputs().await, 1, "only the cut one");
+        let said = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let output = p.read(|m| m.build(cut.id).unwrap().output.clone()).await;
+                if output.last().is_some_and(|l| is_release_fate(l)) {
+                    return output;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the cut build's output to end with its release's fate");
+        assert_eq!(
+            said,
+            [
+                "-----> Compressed slug s: 10 bytes",
+                " !     Wharf restarted while v1 was being released; following it again",
+                "-----> Released v1: it is live",
+            ]
+        );
+        let other = p.read(|m| m.build(ended.id).unwrap().output.clone()).await;
+        assert_eq!(other, ["-----> Released v1: it is live"], "an ended output is left as it is");
     }
 
     #[tokio::test]

@@ -146,6 +146,17 @@ impl ControlPlane {
         .await
     }
 
+    /// Removes the registrations of app `app_id`'s dynos `names` in one change, so that the
+    /// router drops them all with one snapshot; names not registered are skipped. The local
+    /// supervisor's way to take every web dyno of a failed roll out of the router at once.
+    pub async fn delete_dynos(&self, app_id: Uuid, names: &[String]) -> Result<(), Error> {
+        self.change(|m| {
+            let ids: Vec<Uuid> = names.iter().filter_map(|n| m.dyno(app_id, n).map(|d| d.id)).collect();
+            Ok(((), ids.into_iter().flat_map(|id| m.cascade(Kind::Dyno, id)).collect()))
+        })
+        .await
+    }
+
     /// Whether the local supervisor runs this app: its formation has a command.
     pub async fn supervised(&self, app: &str) -> Result<bool, Error> {
         self.read(|m| {

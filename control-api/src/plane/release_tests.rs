@@ -84,3 +84,32 @@ async fn a_failed_release_is_withdrawn_unless_a_type_that_failed_runs_it() {
         }
     }
 }
+
+/// FE29 LOW-2: a process type a failed release brought leaves the formation with it (a failed
+/// deploy's `release` type stayed as a command-less entry); a type an earlier release declared
+/// stays, as the running release's formation has it.
+#[tokio::test]
+async fn a_type_a_failed_release_brought_leaves_the_formation_with_it() {
+    let p = plane().await;
+    p.set_local_runtime(Arc::new(Listing::default()));
+    p.create_app("brought".parse().unwrap(), "default").await.unwrap();
+    let id = p.read(|m| m.app("brought").unwrap().id).await;
+    let release = |v: u32| p.read(move |m| m.release(id, &v.to_string()).unwrap().clone());
+    p.update_formation("brought", vec![update("web", Some(1), Some("a")), update("worker", None, Some("w"))])
+        .await
+        .unwrap(); // v2
+    p.settle_release(id, release(2).await.id, true).await.unwrap();
+    p.update_formation("brought", vec![update("web", None, Some("bad")), update("release", Some(0), Some("migrate"))])
+        .await
+        .unwrap();
+    let failed = p.read(move |m| m.latest_release(id).unwrap().clone()).await;
+    p.settle_rolled_release(id, failed.id, false, false).await.unwrap();
+    let formation: Vec<(String, Option<String>)> = p
+        .read(move |m| m.formation_of(id).iter().map(|f| (f.dyno_type.to_string(), f.command.clone())).collect())
+        .await;
+    let types: Vec<&str> = formation.iter().map(|(t, _)| t.as_str()).collect();
+    assert!(!types.contains(&"release"), "{formation:?}");
+    assert!(types.contains(&"web") && types.contains(&"worker"), "{formation:?}");
+    let web = formation.iter().find(|(t, _)| t == "web").unwrap();
+    assert_eq!(web.1.as_deref(), Some("a"), "{formation:?}");
+}

@@ -200,6 +200,19 @@ fn restore_running(
         }
         changes.push(change);
     }
+    // A process type the failed release brought (no release before it declared one) leaves the
+    // formation with it while it has no dynos: the formation shows what `base` runs, not a
+    // command-less entry of the failed code's (FE29 LOW-2: a failed deploy's `release` type).
+    let declares = |r: &Release, t: &str| r.processes.iter().any(|p| p.dyno_type.as_str() == t);
+    let declared_before =
+        |t: &str| m.releases_of(app_id).into_iter().any(|r| r.version < failed.version && declares(r, t));
+    for f in m.formation_of(app_id) {
+        let t = f.dyno_type.as_str();
+        if f.quantity == 0 && declares(failed, t) && !declares(base, t) && !declared_before(t) {
+            changes.retain(|c| !matches!(c, Change::Put(Object::Formation(p)) if p.id == f.id));
+            changes.extend(m.cascade(crate::model::Kind::Formation, f.id));
+        }
+    }
     // A type whose command a rebased release set already (a command change made while the
     // failed release was pending) gets its dynos back all the same.
     let back = give_back_dropped(m, app_id, failed, base, running, &changes, now);

@@ -346,13 +346,20 @@ impl ControlPlane {
     }
 }
 
-/// Heroku's description of a slug's release: `Deploy 1a2b3c4d` with the commit's first
-/// characters, or `Deploy` and the slug's id when it names no commit.
+/// Heroku's description of a slug's release: `Deploy 1a2b3c4d` with a commit id's first 8
+/// hex digits (as Heroku shortens a git SHA), `Deploy` and the whole version when it is
+/// anything else (a tag such as `release-2026-12-01a`: cut to 8 characters, two tags could read
+/// alike, FE29 LOW-3), or `Deploy` and the slug's id when it names no commit.
 fn deploy_description(slug: &Slug) -> String {
     match &slug.commit {
-        Some(c) => format!("Deploy {}", c.chars().take(8).collect::<String>()),
+        Some(c) => format!("Deploy {}", shown_commit(c)),
         None => format!("Deploy slug {}", slug.id),
     }
+}
+
+/// What a release's description shows of a slug's commit (see [`deploy_description`]).
+fn shown_commit(commit: &str) -> &str {
+    if commit.len() > 8 && commit.bytes().all(|b| b.is_ascii_hexdigit()) { &commit[..8] } else { commit }
 }
 
 /// The formation changes that give each of the slug's process types its command and remove
@@ -443,6 +450,21 @@ async fn check_slug_archive(path: PathBuf, limits: Limits, announced: Option<Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_commit_id_is_shortened_in_a_description_and_any_other_version_is_whole() {
+        let rows = [
+            ("0123456789abcdef0123456789abcdef01234567", "01234567"),
+            ("ABCDEF0123456789", "ABCDEF01"),
+            ("abc1234d", "abc1234d"),
+            ("release-2026-12-01a", "release-2026-12-01a"),
+            ("release-2026-12-01b", "release-2026-12-01b"),
+            ("v1.0", "v1.0"),
+        ];
+        for (commit, shown) in rows {
+            assert_eq!(shown_commit(commit), shown, "{commit}");
+        }
+    }
 
     #[test]
     fn images_are_pinned_by_digest_in_a_registry() {
