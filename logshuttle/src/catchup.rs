@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
-use wharf_bus::{CatchUp, CatchUpReader, LogEvent, Partition};
+use wharf_bus::{CatchUp, LogEvent, Partition};
 
 use crate::buffer::{Entry, Replayed};
 use crate::drain::Drain;
