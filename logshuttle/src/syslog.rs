@@ -21,11 +21,12 @@ const HOSTNAME_MAX: usize = 255;
 const APP_NAME_MAX: usize = 48;
 const PROCID_MAX: usize = 128;
 
-fn field(out: &mut Vec<u8>, value: &[u8], max: usize) {
+fn field(out: &mut Vec<u8>, value: &str, max: usize) {
     if value.is_empty() {
         out.push(b'-');
     } else {
-        out.extend_from_slice(&value[..wharf_bus::event::char_boundary(value, max)]);
+        let b = value.as_bytes();
+        out.extend_from_slice(&b[..wharf_bus::event::char_boundary(b, max)]);
     }
 }
 
@@ -34,22 +35,6 @@ fn field(out: &mut Vec<u8>, value: &[u8], max: usize) {
 /// it had to.
 pub fn write_message(out: &mut Vec<u8>, e: &LogEvent, max_len: Option<usize>) -> bool {
     let start = out.len();
-    write_header(out, e);
-    out.extend_from_slice(e.message());
-    match max_len {
-        Some(max) if out.len() - start > max => {
-            let cut = wharf_bus::event::char_boundary(&out[start..], max);
-            out.truncate(start + cut);
-            true
-        }
-        _ => false,
-    }
-}
-
-/// Appends everything of the RFC 5424 message for an event that comes before its text: a
-/// few dozen bytes, the header fields read as bytes (they are printable ASCII by construction,
-/// so not checked again).
-fn write_header(out: &mut Vec<u8>, e: &LogEvent) {
     let severity = if e.stream() == Stream::Stderr { ERR } else { INFO };
     out.push(b'<');
     push_u64(out, u64::from(FACILITY * 8 + severity));
@@ -61,32 +46,40 @@ fn write_header(out: &mut Vec<u8>, e: &LogEvent) {
         None => out.push(b'-'),
     }
     out.push(b' ');
-    field(out, e.app_bytes(), HOSTNAME_MAX);
+    field(out, e.app(), HOSTNAME_MAX);
     out.push(b' ');
-    field(out, e.source_bytes(), APP_NAME_MAX);
+    field(out, e.source(), APP_NAME_MAX);
     out.push(b' ');
-    field(out, e.process_bytes(), PROCID_MAX);
+    field(out, e.process(), PROCID_MAX);
     out.extend_from_slice(b" - - ");
+    out.extend_from_slice(e.message());
+    match max_len {
+        Some(max) if out.len() - start > max => {
+            let cut = wharf_bus::event::char_boundary(&out[start..], max);
+            out.truncate(start + cut);
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Appends one framed message for a stream transport.
 pub fn write_framed(out: &mut Vec<u8>, e: &LogEvent, framing: SyslogFraming) {
     match framing {
         SyslogFraming::OctetCounting => {
-            // Write the header first, then splice the message's length in front of it and
-            // append the text: moving the header (a few dozen bytes) up by the prefix's few
-            // bytes costs less than an allocation per line, or than moving the whole message.
+            // Write the message first, then splice its length in front of it.
+            // Moving the message up by the prefix's few bytes costs less than an allocation
+            // per line.
             let start = out.len();
-            write_header(out, e);
+            write_message(out, e, None);
             let end = out.len();
             let mut digits = itoa::Buffer::new();
-            let len = digits.format(end - start + e.message().len()).as_bytes();
+            let len = digits.format(end - start).as_bytes();
             let shift = len.len() + 1;
             out.resize(end + shift, 0);
             out.copy_within(start..end, start + shift);
             out[start..start + len.len()].copy_from_slice(len);
             out[start + len.len()] = b' ';
-            out.extend_from_slice(e.message());
         }
         SyslogFraming::NonTransparent => {
             let start = out.len();
