@@ -9,6 +9,10 @@
 //! embedded bus it is also paced by its app's drains ([`pace`], [`Publisher::pace`]). The logshuttle
 //! holds a [`Source`], which yields batches of [`Received`] events with their positions, and
 //! commits positions it no longer needs.
+//!
+//! Why one file: it is the bus's whole public surface over both transports (publishers, sources,
+//! catch-up readers and their counters), each a thin dispatch to `kafka.rs` or the embedded queue;
+//! split, every part would name the others' private transport types.
 
 #![forbid(unsafe_code)]
 
