@@ -477,6 +477,15 @@ impl ConsumerContext for ConsumeContext {
         }
     }
 
+    /// Counts a commit the broker did not take and has the logshuttle commit again
+    /// ([`crate::Source::take_commit_failed`]).
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _: &TopicPartitionList) {
+        if let Err(e) = result {
+            self.stats.note_commit_failed();
+            tracing::warn!(error = %e, "kafka commit failed; committed again at the next interval");
+        }
+    }
+
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(list) => {
@@ -664,8 +673,9 @@ impl KafkaSource {
     }
 
     /// Commits, for each partition, the offset of the next message to read. With `wait` the call
-    /// blocks until the group coordinator confirms; a failed commit (as during a rebalance) is
-    /// logged at debug level and left to the next one.
+    /// blocks until the group coordinator confirms. A failed commit (as during a rebalance) is
+    /// counted and warned about, here or in [`ConsumeContext::commit_callback`], and the
+    /// logshuttle commits again ([`crate::Source::take_commit_failed`]).
     ///
     /// Nothing is committed between a lost assignment's revocation and the next assignment
     /// (librdkafka's `rd_kafka_assignment_lost`: the coordinator no longer knows this member, so
@@ -691,8 +701,8 @@ impl KafkaSource {
         }
         let mode = if wait { CommitMode::Sync } else { CommitMode::Async };
         if let Err(e) = self.consumer.commit(&list, mode) {
-            // A commit fails while the group rebalances; the next one covers it.
-            tracing::debug!(error = %e, "kafka commit failed");
+            self.consumer.context().stats.note_commit_failed();
+            tracing::warn!(error = %e, "kafka commit failed; committed again at the next interval");
         }
     }
 }

@@ -9,6 +9,10 @@
 //! embedded bus it is also paced by its app's drains ([`pace`], [`Publisher::pace`]). The logshuttle
 //! holds a [`Source`], which yields batches of [`Received`] events with their positions, and
 //! commits positions it no longer needs.
+//!
+//! Why one file: it is the bus's whole public surface over both transports (publishers, sources,
+//! catch-up readers and their counters), each a thin dispatch to `kafka.rs` or the embedded queue;
+//! split, every part would name the others' private transport types.
 
 #![forbid(unsafe_code)]
 
@@ -271,6 +275,20 @@ pub struct SourceStats {
     /// (past its end: the topic was created again; before its start: retention), each reset to
     /// the oldest kept message.
     pub positions_reset: AtomicU64,
+    /// Kafka: commits of the group's offsets the broker did not take (as during a rebalance).
+    /// Each is made again at the next commit interval ([`Source::take_commit_failed`]).
+    pub commits_failed: AtomicU64,
+    /// Set by a failed commit, until [`Source::take_commit_failed`] reads it.
+    commit_failed: std::sync::atomic::AtomicBool,
+}
+
+impl SourceStats {
+    /// Notes a failed commit of the group's offsets.
+    #[cfg(feature = "kafka")]
+    pub(crate) fn note_commit_failed(&self) {
+        self.commits_failed.fetch_add(1, Ordering::Relaxed);
+        self.commit_failed.store(true, Ordering::Relaxed);
+    }
 }
 
 /// The consumer side of the bus.
@@ -364,6 +382,14 @@ impl Source {
         }
         #[cfg(not(feature = "kafka"))]
         let _ = offsets;
+    }
+
+    /// Whether a commit failed since the last call: the caller then commits its offsets again,
+    /// even those that did not move since (a consumer that commits only what moved would
+    /// otherwise leave the group's offsets behind for good, and a restart repeats everything
+    /// since them).
+    pub fn take_commit_failed(&self) -> bool {
+        self.stats.commit_failed.swap(false, Ordering::Relaxed)
     }
 
     /// Says that the last [`SourceEvent::Revoked`] is handled: what the drains delivered of

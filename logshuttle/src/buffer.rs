@@ -283,8 +283,10 @@ impl Buffer {
             return true;
         }
         match inner.behind.get_mut(&p.partition) {
-            // A live line older than the spell's start: only after a restart, while the live
-            // stream replays what the group had not committed; the spell starts here instead.
+            // A live line older than the spell's start. Not reached by construction: a
+            // restored spell skips the live lines before its start, and the live stream's
+            // offsets only grow. Were it reached, the spell starts here instead, which repeats
+            // lines rather than lose them.
             Some(b) => {
                 b.from = p.offset;
                 b.read_to = p.offset;
@@ -339,7 +341,11 @@ impl Buffer {
             return Replayed::Stale;
         };
         b.read_to = b.read_to.max(next);
-        let joined = b.read_to > b.live_seen;
+        let (joined, from) = (b.read_to > b.live_seen, b.from);
+        // The partition's books of lines read back exist from the first read on, even when
+        // none was this drain's, so that the cursor is saved as done once the spell is over
+        // (see [`Buffer::cursor_to_save`]).
+        inner.cursors[1].entry(partition).or_insert(Cursor { pushed: from - 1, taken: from - 1 });
         if joined {
             inner.behind.remove(&partition);
             inner.joined.insert(partition, next);
@@ -433,9 +439,10 @@ impl Buffer {
 
     /// Starts a spell of being behind in `partition` from `from`, found saved in Kafka when this
     /// logshuttle took the partition on, whose live stream starts at `live_start` (the group's
-    /// committed offset, if any). Live lines before `from` are still taken (they are what the
-    /// group had not committed); the spell joins only once read past `live_start`, since the
-    /// live stream never offers what lies before it.
+    /// committed offset, if any). Live lines before `from` are skipped: a saved cursor is the
+    /// oldest line the drain had not delivered, live or read back ([`Buffer::cursor_to_save`]),
+    /// so they were delivered, however far the group's commit lagged. The spell joins only once
+    /// read past `live_start`, since the live stream never offers what lies before it.
     pub fn restore(&self, partition: Partition, from: i64, live_start: Option<i64>) {
         let mut inner = self.inner.lock().expect("buffer lock");
         inner.epochs += 1;
@@ -443,15 +450,42 @@ impl Buffer {
         let live_seen = from.max(live_start.unwrap_or(from)) - 1;
         let b = Behind { from, read_to: from, live_seen, saved: true, epoch };
         inner.behind.insert(partition, b);
-        inner.joined.remove(&partition);
+        // The cursor holds every line the drain had not delivered when it was saved, live ones
+        // included: the live stream's lines before it (the group's commit may lag behind the
+        // cursor) came to the receiver already.
+        inner.joined.insert(partition, from);
         drop(inner);
         self.behind.notify_one();
     }
 
-    /// The drain's cursor for `partition`: the oldest offset it still needs read back (queued,
-    /// in flight, or not read yet), or `None` when it needs nothing more.
+    /// The oldest offset of `partition` the drain still needs read back (queued, in flight, or
+    /// not read yet), or `None` when it needs nothing more.
     pub fn replay_cursor(&self, partition: Partition) -> Option<i64> {
         Self::cursor(&self.inner.lock().expect("buffer lock"), partition)
+    }
+
+    /// The drain's cursor for `partition`, to save in Kafka: `Some(Some(offset))`, the oldest
+    /// offset of the partition the drain has not delivered, read back or live (lines queued
+    /// before the spell began count too), from which a restart reads it back and before which
+    /// it skips the live stream ([`Buffer::restore`]); `Some(None)` once it needs nothing more
+    /// read back (the group's commit covers its live lines); `None` when the buffer no longer
+    /// keeps the partition's catch-up books (the partition was revoked, and the revocation
+    /// saved the cursor [`Buffer::forget`] handed back: a save now would overwrite it).
+    pub fn cursor_to_save(&self, partition: Partition) -> Option<Option<i64>> {
+        let inner = self.inner.lock().expect("buffer lock");
+        Self::catching_up(&inner, partition).then(|| Self::save_cursor(&inner, partition))
+    }
+
+    /// Whether the buffer keeps catch-up books for `partition`: behind there, or holding lines
+    /// read back there that are not all delivered yet.
+    fn catching_up(inner: &Inner, partition: Partition) -> bool {
+        inner.behind.contains_key(&partition) || inner.cursors[1].contains_key(&partition)
+    }
+
+    /// See [`Buffer::cursor_to_save`].
+    fn save_cursor(inner: &Inner, partition: Partition) -> Option<i64> {
+        let live = Self::pending(inner, 0, partition);
+        Self::cursor(inner, partition).map(|c| live.map_or(c, |l| l.min(c)))
     }
 
     fn cursor(inner: &Inner, partition: Partition) -> Option<i64> {
@@ -604,11 +638,11 @@ impl Buffer {
     /// uncounted (the partition's new owner delivers them, in order, from the committed
     /// offset and the drain's cursor), and its spell behind ends. Returns, when the drain had
     /// lines read back or to read back there, its cursor as it was (see
-    /// [`Buffer::replay_cursor`]), to be saved before the group's commit.
+    /// [`Buffer::cursor_to_save`]), to be saved before the group's commit.
     pub fn forget(&self, partition: Partition) -> Option<Option<i64>> {
         let mut inner = self.inner.lock().expect("buffer lock");
-        let replaying = inner.behind.contains_key(&partition) || inner.cursors[1].contains_key(&partition);
-        let cursor = Self::cursor(&inner, partition);
+        let replaying = Self::catching_up(&inner, partition);
+        let cursor = Self::save_cursor(&inner, partition);
         let before = inner.queue.len();
         let mut freed = 0;
         inner.queue.retain(|e| {
@@ -836,12 +870,12 @@ mod tests {
         assert_eq!(b.stats.fell_behind.load(Relaxed), 1);
     }
 
-    /// A spell found saved in Kafka still takes the live lines before its start (what the group
-    /// had not committed), leaves the later ones to the catch-up, and joins only past the
-    /// lines the live stream offered. Revoking the partition forgets its queued lines and
-    /// hands back the cursor.
+    /// A spell found saved in Kafka skips the live lines before its start (the drain delivered
+    /// them: the group's commit lagged), leaves the later ones to the catch-up, and joins only
+    /// past the lines the live stream offered. Revoking the partition forgets its queued lines
+    /// and hands back the cursor.
     #[tokio::test]
-    async fn a_restored_spell_takes_older_live_lines_and_revoking_hands_back_the_cursor() {
+    async fn a_restored_spell_skips_older_live_lines_and_revoking_hands_back_the_cursor() {
         // The live stream starts at the group's offset, 20, past the cursor: the spell joins
         // only once read past 19, which the live stream never offers.
         let late = Buffer::new(100, usize::MAX).with_catch_up(true);
@@ -860,7 +894,7 @@ mod tests {
         }
         assert_eq!(b.push_replayed(P0, epoch, replayed(10..11), 11), Replayed::Queued, "11 came live");
         assert_eq!(b.push_replayed(P0, epoch, replayed(11..12), 12), Replayed::Joined);
-        assert_eq!(take_all(&b).await, ["8", "9", "10", "11"]);
+        assert_eq!(take_all(&b).await, ["10", "11"], "8 and 9 came before the cursor was saved");
         // Behind again, then revoked with lines read back still queued.
         let small = Buffer::new(2, usize::MAX).with_catch_up(true);
         for i in 0..4 {
@@ -880,6 +914,83 @@ mod tests {
         let live_only = Buffer::new(2, usize::MAX).with_catch_up(true);
         live_only.push(entry(0, "0"));
         assert_eq!(live_only.forget(P0), None, "never behind: no cursor to save");
+    }
+
+    /// A drain restarted from its saved cursor gets exactly the lines from the cursor on, once
+    /// each and in order, wherever the live stream starts (the group's commit: before the
+    /// cursor, after it, or none) and whether the live stream or the catch-up comes first.
+    #[tokio::test]
+    async fn a_restored_cursor_gives_exactly_the_lines_from_it_on() {
+        const CURSOR: i64 = 10;
+        const END: i64 = 16;
+        async fn check(live_start: Option<i64>, live_first: bool) {
+            let b = Buffer::new(100, usize::MAX).with_catch_up(true);
+            b.restore(P0, CURSOR, live_start);
+            let (_, epoch) = b.wait_behind().await.unwrap();
+            let live = |b: &Buffer| (live_start.unwrap_or(0)..END).for_each(|i| b.push(entry(i, &i.to_string())));
+            if live_first {
+                live(&b);
+            }
+            // Read back as the catch-up does: chunk after chunk until joined.
+            for (from, to) in [(CURSOR, 12), (12, END)] {
+                match b.push_replayed(P0, epoch, replayed(from..to), to) {
+                    Replayed::Joined => break,
+                    r => assert_eq!(r, Replayed::Queued, "live from {live_start:?}, live first: {live_first}"),
+                }
+            }
+            if !live_first {
+                live(&b);
+            }
+            b.push(entry(END, &END.to_string()));
+            let want: Vec<String> = (CURSOR..=END).map(|i| i.to_string()).collect();
+            assert_eq!(take_all(&b).await, want, "live from {live_start:?}, live first: {live_first}");
+        }
+        for live_start in [Some(4), Some(CURSOR), Some(14), None] {
+            for live_first in [true, false] {
+                check(live_start, live_first).await;
+            }
+        }
+    }
+
+    /// The cursor to save is the oldest line the drain has not delivered, live or read back:
+    /// live lines queued before the spell count, lines in flight count until done; it is done
+    /// once everything read back is delivered (also when nothing read back was the drain's),
+    /// and there is none to save once the partition is forgotten.
+    #[tokio::test]
+    async fn the_cursor_to_save_is_the_oldest_line_not_delivered_live_or_read_back() {
+        let b = Buffer::new(3, usize::MAX).with_catch_up(true);
+        for i in 0..5 {
+            b.push(entry(i, &i.to_string()));
+        }
+        let (_, epoch) = b.wait_behind().await.unwrap();
+        assert_eq!(b.cursor_to_save(P0), Some(Some(0)), "live lines queued before the spell");
+        let mut out = Vec::new();
+        b.pop(&mut out, 2).await.unwrap();
+        assert_eq!(b.cursor_to_save(P0), Some(Some(0)), "in flight");
+        b.done();
+        assert_eq!(b.cursor_to_save(P0), Some(Some(2)));
+        assert_eq!(take_all(&b).await, ["2"]);
+        assert_eq!(b.cursor_to_save(P0), Some(Some(3)), "the spell's start");
+        assert_eq!(b.push_replayed(P0, epoch, replayed(3..5), 5), Replayed::Joined);
+        assert_eq!(b.cursor_to_save(P0), Some(Some(3)), "read back, not delivered");
+        assert_eq!(take_all(&b).await, ["3", "4"]);
+        assert_eq!(b.cursor_to_save(P0), Some(None), "done");
+        b.replay_done(P0);
+        assert_eq!(b.cursor_to_save(P0), None, "nothing to save once done");
+        // A spell whose lines read back were none of the drain's is done too.
+        let other = Buffer::new(1, usize::MAX).with_catch_up(true);
+        other.push(entry(0, "0"));
+        other.push(entry(1, "1"));
+        let (_, epoch) = other.wait_behind().await.unwrap();
+        assert_eq!(other.push_replayed(P0, epoch, Vec::new(), 2), Replayed::Joined);
+        assert_eq!(take_all(&other).await, ["0"]);
+        assert_eq!(other.cursor_to_save(P0), Some(None), "joined with nothing read back: done");
+        // Forgotten: the revocation saves what forget handed back; nothing more is saved.
+        let revoked = Buffer::new(1, usize::MAX).with_catch_up(true);
+        revoked.push(entry(0, "0"));
+        revoked.push(entry(1, "1"));
+        assert_eq!(revoked.forget(P0), Some(Some(0)));
+        assert_eq!(revoked.cursor_to_save(P0), None);
     }
 
     const P1: Partition = Partition { topic_index: 0, number: 1 };

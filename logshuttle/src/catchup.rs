@@ -4,22 +4,29 @@
 //! Each drain with Kafka as the bus has a catch-up task that sleeps until its buffer falls
 //! behind in a partition ([`crate::buffer`]). It then waits for one of a few reader slots
 //! ([`READERS`]: the memory and threads of many drains behind at once stay bounded), opens a
-//! reader of that partition at the first offset the drain missed, saves that offset as the
-//! drain's cursor in Kafka ([`wharf_bus::CatchUp`]), and reads: each time the buffer holds at
-//! most half its budget, up to half a budget more of the drain's own lines (those of its app,
-//! or of its site). When it has read past every line the live stream offered the drain
-//! meanwhile, the buffer joins the live stream and the reader closes; the task keeps the
-//! cursor following delivery until every line read back is delivered, and then saves it as
-//! done. The cursor is saved every `SAVE_EVERY` (a second) while it moves, so a crash repeats at most
-//! that much to this drain, and nothing to any other.
+//! reader of that partition at the first offset the drain missed, saves the drain's cursor in
+//! Kafka ([`wharf_bus::CatchUp`]), and reads: each time the buffer holds at most half its
+//! budget, up to half a budget more of the drain's own lines (those of its app, or of its
+//! site). When it has read past every line the live stream offered the drain meanwhile, the
+//! buffer joins the live stream and the reader closes; the task keeps the cursor following
+//! delivery until every line read back is delivered, and then saves it as done.
+//!
+//! The cursor is the oldest offset of the partition the drain has not delivered, live or read
+//! back ([`crate::buffer::Buffer::cursor_to_save`]). It is saved every `SAVE_EVERY` (a second)
+//! while it moves, each save under the drain's save lock, so the newest value read is the last
+//! one to land. A restart (or the partition's next owner) reads this drain's lines back from
+//! the newest cursor saved and skips the live stream's lines before it, however far the group's
+//! commit lagged: a crash repeats to this drain exactly the lines it delivered since the last
+//! save that landed, and nothing to any other. A failed save is counted
+//! (`wharf_drain_cursor_saves_total{result="failed"}`) and warned about; the next one covers it.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
-use wharf_bus::{CatchUp, CatchUpReader, LogEvent, Partition};
+use wharf_bus::{CatchUp, LogEvent, Partition};
 
-use crate::Map;
 use crate::buffer::{Entry, Replayed};
 use crate::drain::Drain;
 
@@ -30,8 +37,7 @@ pub const READERS: usize = 8;
 const SAVE_EVERY: Duration = Duration::from_secs(1);
 /// How long to wait before trying again when the brokers do not answer a reader.
 const RETRY: Duration = Duration::from_secs(1);
-/// How often a waiting catch-up looks again at the live stream's position or the delivery of
-/// the lines it read back.
+/// How often a caught-up drain looks again at the delivery of the lines it read back.
 const LOOK: Duration = Duration::from_millis(50);
 
 /// A cursor found saved for a drain this logshuttle does not run (yet): the drain's id, the
@@ -45,8 +51,6 @@ pub struct CatchUpSettings {
     pub source: CatchUp,
     /// The reader slots ([`READERS`]).
     pub readers: Arc<Semaphore>,
-    /// How far the live stream has come per partition.
-    pub positions: Arc<Positions>,
     /// Cursors found saved for drains this logshuttle does not run yet (its first snapshot may
     /// come after its partitions): drain id, partition, cursor, and where the partition's live
     /// stream starts; a drain started later takes its own up.
@@ -56,12 +60,7 @@ pub struct CatchUpSettings {
 impl CatchUpSettings {
     /// Settings for drains catching up through `source`.
     pub fn new(source: CatchUp) -> Self {
-        CatchUpSettings {
-            source,
-            readers: Arc::new(Semaphore::new(READERS)),
-            positions: Arc::default(),
-            unclaimed: Arc::default(),
-        }
+        CatchUpSettings { source, readers: Arc::new(Semaphore::new(READERS)), unclaimed: Arc::default() }
     }
 
     /// Has a newly started `drain` carry on from the cursors saved for it, if any.
@@ -74,31 +73,6 @@ impl CatchUpSettings {
             drain.buffer.restore(*p, *from, *live_start);
             false
         });
-    }
-}
-
-/// Per partition, the offset after the last message the live consumer handed to the drains
-/// (or the group's committed offset when the partition was assigned, if higher).
-#[derive(Debug, Default)]
-pub struct Positions(Mutex<Map<Partition, i64>>);
-
-impl Positions {
-    /// Raises each partition's position to at least the given one.
-    pub(crate) fn raise<'a>(&self, to: impl IntoIterator<Item = (&'a Partition, &'a i64)>) {
-        let mut map = self.0.lock().expect("positions lock");
-        for (&p, &next) in to {
-            let at = map.entry(p).or_insert(next);
-            *at = (*at).max(next);
-        }
-    }
-
-    /// Forgets a partition this logshuttle no longer owns.
-    pub(crate) fn forget(&self, partition: Partition) {
-        self.0.lock().expect("positions lock").remove(&partition);
-    }
-
-    fn get(&self, partition: Partition) -> Option<i64> {
-        self.0.lock().expect("positions lock").get(&partition).copied()
     }
 }
 
@@ -123,36 +97,62 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f).await.map_err(|e| e.to_string())
 }
 
+/// Counts a save of `drain`'s cursor for `partition` and warns when it failed: until a later
+/// save lands, a restart or the partition's next owner repeats this drain's lines from the last
+/// cursor saved (repeats, never losses). Returns whether it was saved.
+pub(crate) fn note_save(drain: &Drain, partition: Partition, cursor: Option<i64>, result: Result<(), String>) -> bool {
+    match result {
+        Ok(()) => {
+            drain.stats.cursor_saves.fetch_add(1, Relaxed);
+            true
+        }
+        Err(e) => {
+            drain.stats.cursor_save_failures.fetch_add(1, Relaxed);
+            tracing::warn!(drain = %drain.id, partition = ?partition, cursor = ?cursor, error = %e, "cannot save a drain's cursor; after a restart it repeats its lines from the last cursor saved");
+            false
+        }
+    }
+}
+
 /// One spell of being behind in `partition`, to its end: joined and delivered, or over because
 /// the drain stopped or the partition went to another logshuttle.
+///
+/// Every save of the cursor reads its value and writes it while holding the drain's save lock
+/// (which a revocation holds too, around [`crate::buffer::Buffer::forget`] and its own save), so
+/// that saves land in the order their values were read and none lands after the partition was
+/// handed over: the newest cursor saved is always the one a restart reads.
 async fn catch_up(drain: &Arc<Drain>, s: &CatchUpSettings, partition: Partition, epoch: u64) -> Result<(), String> {
-    // A spell found saved in Kafka may start after where the live stream starts (what the group
-    // had not committed): its lines come first, so reading back waits for the live stream to
-    // pass the spell's start, and lines stay in order.
-    let from = loop {
-        let Some(from) = drain.buffer.behind_from(partition, epoch) else { return Ok(()) };
-        if s.positions.get(partition).is_some_and(|at| at >= from) {
-            break from;
-        }
-        tokio::time::sleep(LOOK).await;
-    };
+    // A spell found saved in Kafka may start after where the live stream starts (the group's
+    // commit may lag behind the drain's cursor): the live lines before its start are skipped
+    // ([`crate::buffer::Buffer::restore`]), so reading back starts at once.
+    let Some(from) = drain.buffer.behind_from(partition, epoch) else { return Ok(()) };
     let permit = s.readers.clone().acquire_owned().await.map_err(|e| e.to_string())?;
     let name = drain.id.to_string();
-    // Lines of an earlier spell may still wait for delivery: the cursor covers them too.
-    let cursor = drain.buffer.replay_cursor(partition).unwrap_or(from).min(from);
     let reader = blocking({
         let (source, name) = (s.source.clone(), name.clone());
-        move || -> Result<CatchUpReader, String> {
-            let reader = source.open(&name, partition, from).map_err(|e| e.to_string())?;
-            reader.save(Some(cursor)).map_err(|e| e.to_string())?;
-            Ok(reader)
-        }
+        move || source.open(&name, partition, from).map_err(|e| e.to_string())
     })
     .await??;
+    // The cursor covers the spell's start, lines of an earlier spell still waiting for
+    // delivery, and live lines queued before the spell began.
+    let saving = drain.saving.lock().await;
+    if drain.buffer.behind_from(partition, epoch).is_none() {
+        return Ok(());
+    }
+    let cursor = drain.buffer.cursor_to_save(partition).flatten().unwrap_or(from).min(from);
+    let (reader, saved) = blocking(move || {
+        let saved = reader.save(Some(cursor)).map_err(|e| e.to_string());
+        (reader, saved)
+    })
+    .await?;
+    if !note_save(drain, partition, Some(cursor), saved.clone()) {
+        return saved;
+    }
+    drop(saving);
     // Only now may the group's commit pass the spell's start.
     drain.buffer.saved(partition, cursor);
     drain.buffer.lost(partition, epoch, from, reader.oldest());
-    tracing::info!(drain = %drain.id, partition = ?partition, from, "drain fell behind; catching up from kafka");
+    tracing::info!(drain = %drain.id, partition = ?partition, from, cursor, "drain fell behind; catching up from kafka");
     let (max_lines, max_bytes) = drain.buffer.replay_chunk();
     let mut reader = Some(reader);
     let mut saved_at = tokio::time::Instant::now();
@@ -178,14 +178,18 @@ async fn catch_up(drain: &Arc<Drain>, s: &CatchUpSettings, partition: Partition,
             Replayed::Queued => {}
         }
         if saved_at.elapsed() >= SAVE_EVERY {
-            let cursor = drain.buffer.replay_cursor(partition);
-            r = blocking(move || {
-                if let Err(e) = r.save(cursor) {
-                    tracing::debug!(error = %e, "saving a drain's cursor failed; the next save covers it");
-                }
-                r
+            let saving = drain.saving.lock().await;
+            // Revoked meanwhile: the revocation saved the cursor.
+            let Some(cursor) = drain.buffer.cursor_to_save(partition) else { return Ok(()) };
+            let saved;
+            (r, saved) = blocking(move || {
+                let saved = r.save(cursor).map_err(|e| e.to_string());
+                (r, saved)
             })
             .await?;
+            drop(saving);
+            // A failed save is counted and warned about; the next one covers it.
+            note_save(drain, partition, cursor, saved);
             saved_at = tokio::time::Instant::now();
         }
         reader = Some(r);
@@ -199,13 +203,23 @@ async fn catch_up(drain: &Arc<Drain>, s: &CatchUpSettings, partition: Partition,
         if drain.buffer.is_behind(partition) || drain.buffer.is_closed() {
             return Ok(());
         }
-        let cursor = drain.buffer.replay_cursor(partition);
+        let saving = drain.saving.lock().await;
+        // Revoked meanwhile: the revocation saved the cursor.
+        let Some(cursor) = drain.buffer.cursor_to_save(partition) else { return Ok(()) };
         if (cursor.is_none() || saved_at.elapsed() >= SAVE_EVERY) && cursor != last {
             let (source, name2) = (s.source.clone(), name.clone());
-            blocking(move || source.save(&name2, &[(partition, cursor)])).await?.map_err(|e| e.to_string())?;
+            let saved =
+                blocking(move || source.save(&name2, &[(partition, cursor)]).map_err(|e| e.to_string())).await?;
             saved_at = tokio::time::Instant::now();
+            if !note_save(drain, partition, cursor, saved) {
+                // Tried again after a while, done or not.
+                drop(saving);
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
             last = cursor;
         }
+        drop(saving);
         if cursor.is_none() {
             drain.buffer.replay_done(partition);
             return Ok(());

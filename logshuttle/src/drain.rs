@@ -87,6 +87,11 @@ pub struct DrainStats {
     pub destination_refused: AtomicU64,
     /// Messages cut to fit a UDP datagram.
     pub truncated: AtomicU64,
+    /// Saves of the drain's catch-up cursor in Kafka that the broker confirmed.
+    pub cursor_saves: AtomicU64,
+    /// Saves of the drain's catch-up cursor that failed: until a later one lands, a restart or
+    /// the partition's next owner repeats this drain's lines from the last cursor saved.
+    pub cursor_save_failures: AtomicU64,
     /// What went wrong last, if anything has.
     pub last_error: std::sync::Mutex<Option<String>>,
 }
@@ -117,6 +122,10 @@ pub struct Drain {
     pub buffer: Buffer,
     /// Its counters.
     pub stats: DrainStats,
+    /// Held from reading the drain's cursor until Kafka has it saved (`catchup.rs`, and a
+    /// revocation's [`Buffer::forget`]), so that saves land in the order their values were
+    /// read and none lands after the partition was handed over.
+    pub(crate) saving: tokio::sync::Mutex<()>,
 }
 
 impl Drain {
@@ -138,6 +147,7 @@ impl Drain {
                 .with_pace(pace)
                 .with_catch_up(settings.catch_up),
             stats: DrainStats::default(),
+            saving: tokio::sync::Mutex::new(()),
         });
         tokio::spawn(run(drain.clone(), settings.clone()));
         drain

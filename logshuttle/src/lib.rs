@@ -265,6 +265,10 @@ async fn dispatch(
         let event = tokio::select! {
             event = source.recv() => event,
             _ = tick.tick(), if source.commits() => {
+                if source.take_commit_failed() {
+                    // Commit every partition again, moved or not.
+                    committed.clear();
+                }
                 commit(&source, &drains.load(), &consumed, &mut committed);
                 continue;
             }
@@ -275,9 +279,6 @@ async fn dispatch(
             Some(SourceEvent::Batch(batch)) => {
                 stats.received.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 deliver(batch, &drains.load(), &history, &mut consumed);
-                if let Some(c) = &catch_up {
-                    c.positions.raise(&consumed);
-                }
             }
             Some(SourceEvent::Assigned(parts)) => {
                 tracing::info!(partitions = %source.partition_names(&parts), "partitions assigned");
@@ -324,7 +325,6 @@ async fn restore_cursors(c: &catchup::CatchUpSettings, drains: &DrainTable, part
             return;
         }
     };
-    c.positions.raise(found.committed.iter().map(|(p, n)| (p, n)));
     let by_id: HashMap<String, &Arc<drain::Drain>> = drains.all.iter().map(|d| (d.id.to_string(), d)).collect();
     let live_start = |p: Partition| found.committed.iter().find(|(q, _)| *q == p).map(|&(_, next)| next);
     for (name, p, from) in &found.cursors {
@@ -342,7 +342,9 @@ async fn restore_cursors(c: &catchup::CatchUpSettings, drains: &DrainTable, part
 /// Hands revoked partitions over: what each drain delivered is committed, after each drain
 /// that was catching up has its cursor saved, and the drains forget the partitions' queued
 /// lines (the new owner delivers them, in order). Committed and saved before the rebalance
-/// goes on (the poll thread waits for [`Source::revoked_handled`]).
+/// goes on (the poll thread waits for [`Source::revoked_handled`]). Each drain's cursor is read
+/// and saved under its save lock ([`Drain`]), so that a save its catch-up had under way lands
+/// first and none lands after this one.
 async fn revoke(
     source: &Source,
     drains: &DrainTable,
@@ -352,30 +354,30 @@ async fn revoke(
     committed: &mut Map<Partition, i64>,
 ) {
     let offsets = safe_offsets(drains, consumed, committed);
-    let mut cursors: Vec<(String, Partition, Option<i64>)> = Vec::new();
-    for &p in parts {
-        for d in &drains.all {
-            if let Some(cursor) = d.buffer.forget(p) {
-                cursors.push((d.id.to_string(), p, cursor));
-            }
-        }
-        if let Some(c) = catch_up {
-            c.positions.forget(p);
-            c.unclaimed.lock().expect("unclaimed lock").retain(|(_, q, _, _)| *q != p);
-        }
+    if let Some(c) = catch_up {
+        c.unclaimed.lock().expect("unclaimed lock").retain(|(_, q, _, _)| !parts.contains(q));
     }
-    if let Some(c) = catch_up
-        && !cursors.is_empty()
-    {
-        let source = c.source.clone();
-        let saving = tokio::task::spawn_blocking(move || {
-            for (name, p, cursor) in cursors {
-                if let Err(e) = source.save(&name, &[(p, cursor)]) {
-                    tracing::warn!(drain = %name, partition = ?p, error = %e, "cannot save a drain's cursor on revoke; its new owner repeats from the last one saved");
-                }
+    for d in &drains.all {
+        let saving = match catch_up {
+            Some(_) => Some(d.saving.lock().await),
+            None => None,
+        };
+        let cursors: Vec<(Partition, Option<i64>)> =
+            parts.iter().filter_map(|&p| Some((p, d.buffer.forget(p)?))).collect();
+        if let Some(c) = catch_up
+            && !cursors.is_empty()
+        {
+            let (source, name) = (c.source.clone(), d.id.to_string());
+            let to_save = cursors.clone();
+            let saved = tokio::task::spawn_blocking(move || source.save(&name, &to_save).map_err(|e| e.to_string()))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|saved| saved);
+            for (p, cursor) in cursors {
+                catchup::note_save(d, p, cursor, saved.clone());
             }
-        });
-        let _ = saving.await;
+        }
+        drop(saving);
     }
     source.commit_and_wait(&offsets);
 }

@@ -1,6 +1,7 @@
 //! The logshuttle's Prometheus metrics: per drain, lines in and out of its buffer as paired
 //! pushed/popped counts, lines sent, dropped (by reason), retries, errors and the last error;
-//! and a drain's catch-up from Kafka (lines read back, spells behind, partitions behind now);
+//! and a drain's catch-up from Kafka (lines read back, spells behind, partitions behind now,
+//! cursor saves by result);
 //! and, with Kafka, the log sessions' readers open now and the partitions this member owns.
 
 use std::fmt::Write;
@@ -51,6 +52,9 @@ pub(crate) fn render(out: &mut String, table: &DrainTable, shuttle: &ShuttleStat
         "counter",
     );
     let _ = writeln!(out, "{name} {}", shuttle.source.positions_reset.load(Relaxed));
+    let name = "wharf_logshuttle_commits_failed_total";
+    family(out, name, "Commits of the group's Kafka offsets the broker did not take; each is made again.", "counter");
+    let _ = writeln!(out, "{name} {}", shuttle.source.commits_failed.load(Relaxed));
     let name = "wharf_logshuttle_consumer_lag";
     family(out, name, "Kafka messages after the committed offset: not yet delivered to every drain.", "gauge");
     for (topic, partition, lag) in shuttle.source.lag.lock().expect("lag lock").iter() {
@@ -102,6 +106,17 @@ pub(crate) fn render(out: &mut String, table: &DrainTable, shuttle: &ShuttleStat
     for (d, l) in table.all.iter().zip(&labels) {
         let _ = writeln!(out, "{name}{{{l},reason=\"overflow\"}} {}", d.buffer.stats.dropped.load(Relaxed));
         let _ = writeln!(out, "{name}{{{l},reason=\"refused\"}} {}", d.stats.rejected.load(Relaxed));
+    }
+    let name = "wharf_drain_cursor_saves_total";
+    family(
+        out,
+        name,
+        "Saves of a drain's catch-up cursor in Kafka, by result: saved, or failed (a restart repeats more).",
+        "counter",
+    );
+    for (d, l) in table.all.iter().zip(&labels) {
+        let _ = writeln!(out, "{name}{{{l},result=\"saved\"}} {}", d.stats.cursor_saves.load(Relaxed));
+        let _ = writeln!(out, "{name}{{{l},result=\"failed\"}} {}", d.stats.cursor_save_failures.load(Relaxed));
     }
     let name = "wharf_drain_partitions_behind";
     family(out, name, "Partitions in which a drain is catching up from Kafka.", "gauge");

@@ -16,6 +16,9 @@ struct Received {
     messages: Vec<SyslogMessage>,
     errors: Vec<String>,
     connections: usize,
+    /// Connections that ended (the peer closed, or a read or handshake failed), each read to
+    /// its end first.
+    ended: usize,
 }
 
 /// A running receiver.
@@ -156,12 +159,13 @@ impl SyslogReceiver {
                     let (received, tls, reading) = (received.clone(), tls.clone(), reading.subscribe());
                     conns.spawn(async move {
                         match tls {
-                            None => read_frames(stream, received, pace, reading).await,
+                            None => read_frames(stream, received.clone(), pace, reading).await,
                             Some(acceptor) => match acceptor.accept(stream).await {
-                                Ok(s) => read_frames(s, received, pace, reading).await,
+                                Ok(s) => read_frames(s, received.clone(), pace, reading).await,
                                 Err(e) => received.lock().unwrap().errors.push(format!("tls handshake: {e}")),
                             },
                         }
+                        received.lock().unwrap().ended += 1;
                     });
                 }
             }
@@ -211,6 +215,13 @@ impl SyslogReceiver {
     /// Connections accepted so far.
     pub fn connections(&self) -> usize {
         self.received.lock().unwrap().connections
+    }
+
+    /// Connections accepted so far that ended, each read to its end first: once it equals
+    /// [`SyslogReceiver::connections`] after a sender died, the receiver holds every message
+    /// the sender wrote, however much its socket still held when it died.
+    pub fn connections_ended(&self) -> usize {
+        self.received.lock().unwrap().ended
     }
 }
 
