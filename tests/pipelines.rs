@@ -5,6 +5,7 @@
 //! webhooks are signed, retried after a 500, and told of releases, promotions, crashes and
 //! deletions; and every kind of bad input is refused with Heroku's error body, changing nothing.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -454,6 +455,62 @@ async fn hooks_are_retried_after_a_500_and_told_of_crashes_and_deletion() {
         receiver.received().into_iter().find(|r| r.headers["x-wharf-event"] == "destroy")
     })
     .await;
+}
+
+/// A hook's deliveries never hold up what caused them, and failed attempts back off (AU22): with
+/// a receiver that takes connections and never answers, config changes still answer at once
+/// (each within the test's deadline, while every delivery hangs); with a receiver that answers
+/// 500 for good, the gaps between one delivery's attempts grow (the last gap over twice the
+/// first: compared with each other, no duration asserted) and the delivery ends `failed` after
+/// its attempts, each one the same signed delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hook_deliveries_block_nothing_and_back_off() {
+    let dir = TempDir::new("pipelines-hook-backoff");
+    let (wharf, _) = Wharf::serve_with_web_dyno(WHARF, &dir).await;
+    let api = &wharf.api;
+    api.expect("POST", "/apps", json!({"name": "patient"}), 201).await;
+
+    // A receiver that accepts and keeps every connection, and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}/hook", silent.local_addr().unwrap());
+    let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let holding = tokio::spawn({
+        let held = held.clone();
+        async move {
+            while let Ok((conn, _)) = silent.accept().await {
+                held.lock().unwrap().push(conn);
+            }
+        }
+    });
+    let body = json!({"url": silent_url, "events": ["release"], "secret": "k"});
+    api.expect("POST", "/apps/patient/hooks", body, 201).await;
+    for i in 0..5 {
+        let change = api.expect("PATCH", "/apps/patient/config-vars", json!({"N": i.to_string()}), 200);
+        tokio::time::timeout(WAIT, change).await.expect("a config change answers while its hook's receiver hangs");
+    }
+    eventually(WAIT, "the silent receiver to be called", || async { (!held.lock().unwrap().is_empty()).then_some(()) })
+        .await;
+    holding.abort();
+
+    // A receiver that answers 500 for good.
+    let failing = HookReceiver::start(&[500; 20]).await;
+    let body = json!({"url": failing.url(), "events": ["release"], "secret": "k"});
+    let hook = api.expect("POST", "/apps/patient/hooks", body, 201).await;
+    let path = format!("/apps/patient/hooks/{}/deliveries", hook["id"].as_str().unwrap());
+    api.expect("PATCH", "/apps/patient/config-vars", json!({"LAST": "1"}), 200).await;
+    let record = eventually(Duration::from_secs(120), "the delivery to be given up", || async {
+        let (_, d) = api.call("GET", &path, None).await;
+        (d[0]["status"] == "failed").then(|| d[0].clone())
+    })
+    .await;
+    let got = failing.received();
+    let attempts = record["attempts"].as_u64().unwrap() as usize;
+    assert!(attempts >= 3, "several attempts before giving up: {record}");
+    assert_eq!(got.len(), attempts, "each attempt reached the receiver once: {record}");
+    assert!(got.iter().all(|r| r.headers["x-wharf-delivery"] == got[0].headers["x-wharf-delivery"]), "one delivery");
+    assert!(got.iter().all(|r| r.headers["x-wharf-signature"] == sign("k", &r.body)), "each attempt signed");
+    let gaps: Vec<Duration> = got.windows(2).map(|w| w[1].at - w[0].at).collect();
+    assert!(*gaps.last().unwrap() > *gaps.first().unwrap() * 2, "the attempts back off: gaps {gaps:?}");
 }
 
 /// A call (method, path, body), the status it must answer, and JSON pointers into the answer

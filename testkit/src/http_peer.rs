@@ -19,6 +19,9 @@ pub struct Received {
     pub headers: HashMap<String, String>,
     /// Its body (`Content-Length` bytes).
     pub body: Vec<u8>,
+    /// When the whole request had been read (to compare gaps between attempts, never to
+    /// assert a duration).
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -60,7 +63,7 @@ async fn read_request(conn: &mut TcpStream) -> Option<Received> {
         buf.extend_from_slice(&chunk[..n]);
     }
     let body = buf[head_end..head_end + length].to_vec();
-    Some(Received { target, headers, body })
+    Some(Received { target, headers, body, at: std::time::Instant::now() })
 }
 
 /// Writes an answer with these extra header lines (each ending in CRLF) and body, and closes.
