@@ -6,6 +6,7 @@ mod addresses;
 mod control_api_only;
 mod logshuttle_only;
 mod router_only;
+mod secrets;
 mod serve;
 
 /// mimalloc: the proxy allocates a few small buffers per request, and mimalloc's per-thread
