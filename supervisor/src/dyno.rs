@@ -493,31 +493,18 @@ mod tests {
     use std::collections::BTreeMap;
     use std::time::Instant;
     use wharf_bus::{Bus, BusConfig, Source, SourceEvent};
-    use wharf_control_api::{Settings as PlaneSettings, SqliteStore};
-    use wharf_domain::SessionKey;
 
     /// A control plane in memory with app `api-default`, and a launcher for its `dyno_type`
     /// entry; the bus's source gets what the dynos say.
     async fn launcher(dyno_type: &str, settings: Settings) -> (DynoLauncher, Source) {
-        let plane_settings = PlaneSettings {
-            stack_domain: "localhost".into(),
-            https_port: 8443,
-            session_base_url: "http://127.0.0.1:1".into(),
-            session_ttl: Duration::from_secs(60),
-            max_session_lines: 100,
-            max_quantity: 100,
-            dyno_sizes: wharf_control_api::DynoSizes::default(),
-        };
-        let store = Box::new(SqliteStore::in_memory().unwrap());
-        let plane = ControlPlane::open(store, plane_settings, Arc::new(SessionKey::generate())).await.unwrap();
-        let app = plane.create_app("api".parse().unwrap(), "default").await.unwrap();
+        let (plane, app_id) = crate::test_plane::api_default().await;
         let mut bus = Bus::connect(BusConfig::Embedded { capacity: 1024 }).await.unwrap();
         let source = bus.take_source().unwrap();
         let launcher = DynoLauncher {
-            plane: Arc::new(plane),
+            plane,
             publisher: bus.publisher.clone(),
             settings,
-            app_id: app.id,
+            app_id,
             app: "api-default".to_owned(),
             dyno_type: DynoType::try_new(dyno_type).unwrap(),
             records: None,

@@ -68,6 +68,8 @@ mod release_phase;
 mod restart;
 mod service;
 mod settings;
+#[cfg(test)]
+mod test_plane;
 mod verdict;
 
 use std::collections::hash_map::Entry;

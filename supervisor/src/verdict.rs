@@ -183,26 +183,9 @@ impl Verdicts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-    use wharf_control_api::{Settings as PlaneSettings, SqliteStore};
-    use wharf_domain::{DynoName, Hostname, SessionKey};
+    use wharf_domain::{DynoName, Hostname};
 
-    /// A control plane in memory with app `api-default`; returns it and the app's id.
-    async fn plane() -> (Arc<ControlPlane>, Uuid) {
-        let settings = PlaneSettings {
-            stack_domain: "localhost".into(),
-            https_port: 8443,
-            session_base_url: "http://127.0.0.1:1".into(),
-            session_ttl: Duration::from_secs(60),
-            max_session_lines: 100,
-            max_quantity: 100,
-            dyno_sizes: wharf_control_api::DynoSizes::default(),
-        };
-        let store = Box::new(SqliteStore::in_memory().unwrap());
-        let plane = ControlPlane::open(store, settings, Arc::new(SessionKey::generate())).await.unwrap();
-        let app = plane.create_app("api".parse().unwrap(), "default").await.unwrap();
-        (Arc::new(plane), app.id)
-    }
+    use crate::test_plane::api_default as plane;
 
     /// Registers web dyno `name` of `roll` through `verdicts`, as a dyno does; whether it was.
     async fn register(verdicts: &Verdicts, plane: &ControlPlane, roll: &Roll, name: &str) -> bool {
