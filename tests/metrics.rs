@@ -1,8 +1,10 @@
 //! Dyno and router metrics (issue 21), with real dynos, a real router and a real drain: Heroku's
 //! log-runtime-metrics lines reach a drain at a short interval, with memory that moves when the
 //! dyno allocates; `GET /apps/{app}/metrics` shows a busy-looping dyno near one core and the
-//! router's per-second counts of the requests sent (errors and H codes included); bad queries
-//! are refused with 422 and change nothing.
+//! router's per-second counts of the requests sent (errors and H codes included); a dyno's
+//! storage bytes move by what it (or a child it waits for) reads and writes, counted once; the
+//! 5xx class and the latency percentiles move with the requests; bad queries are refused with
+//! 422 and change nothing.
 
 use std::time::Duration;
 
@@ -324,4 +326,151 @@ async fn bad_metrics_queries_are_refused_with_422() {
     assert_eq!(body["dynos"], json!([]));
     assert_eq!(body["requests"], json!([]));
     assert_eq!(body["resolution"], 1);
+}
+
+/// A web dyno that writes and reads files on request, in its own process or in a child it
+/// waits for, paced at 0.1 s a MiB so that each spans several samples: `GET
+/// /write?name=F&mb=N&child=0|1` writes N MiB to `F` and syncs it; `GET
+/// /read?name=F&child=0|1` drops `F` from the page cache (it is clean once synced) and reads it
+/// back from storage. `GET /fail` is a 500, `GET /slow` answers after 2.5 s, anything else a 200.
+/// Run as `io.py write F N` or `io.py read F`, it is that child.
+const IO_DYNO: &str = r#"
+import http.server, os, subprocess, sys, time, urllib.parse
+def write(path, mb):
+    with open(path, "wb") as f:
+        for _ in range(mb):
+            f.write(b"x" * (1 << 20))
+            f.flush()
+            time.sleep(0.1)
+        os.fsync(f.fileno())
+def read(path):
+    fd = os.open(path, os.O_RDONLY)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    while os.read(fd, 1 << 20):
+        time.sleep(0.1)
+    os.close(fd)
+if len(sys.argv) > 1:
+    write(sys.argv[2], int(sys.argv[3])) if sys.argv[1] == "write" else read(sys.argv[2])
+    sys.exit(0)
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        url = urllib.parse.urlparse(self.path)
+        q = dict(urllib.parse.parse_qsl(url.query))
+        status = 200
+        if url.path in ("/write", "/read"):
+            args = [url.path[1:], q["name"]] + ([q["mb"]] if url.path == "/write" else [])
+            if q["child"] == "1":
+                subprocess.run([sys.executable, os.path.abspath(__file__)] + args, check=True)
+            elif url.path == "/write":
+                write(q["name"], int(q["mb"]))
+            else:
+                read(q["name"])
+        elif url.path == "/fail":
+            status = 500
+        elif url.path == "/slow":
+            time.sleep(2.5)
+        self.send_response(status)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+/// The web dyno's bytes read and written (summed over its 1-second samples) from second `from`
+/// to `to`, once a second at or after `to` was sampled (so every second before it is in).
+async fn io_bytes(wharf: &Wharf, app: &str, from: i64, to: i64) -> (u64, u64) {
+    let web = |body: Value| -> Option<Vec<Value>> {
+        let web = body["dynos"].as_array()?.iter().find(|d| d["type"] == "web")?.clone();
+        web["samples"].as_array().cloned()
+    };
+    eventually(WAIT, "a second after the window to be sampled", || async {
+        let (_, later) = metrics(wharf, app, &format!("?from={}&to={}", rfc3339(to), rfc3339(to + 60))).await;
+        web(later)?.first()?;
+        let (status, body) = metrics(wharf, app, &format!("?from={}&to={}", rfc3339(from), rfc3339(to))).await;
+        assert_eq!(status, 200, "{body}");
+        let samples = web(body)?;
+        let sum = |key: &str| samples.iter().map(|s| s[key].as_u64().unwrap()).sum::<u64>();
+        Some((sum("read_bytes_per_second"), sum("write_bytes_per_second")))
+    })
+    .await
+}
+
+/// Issue 21's "filesystem I/O" through `GET /apps/{app}/metrics`: a dyno that writes 24 MiB
+/// shows about 24 MiB written over those seconds, and about as much read when it reads the file
+/// back from storage, whether its own process does it or a child it waits for (whose counts
+/// reach the parent's when it is reaped, and must not be counted twice). And the router's part:
+/// 20 requests of which 5 are answered 500 move the counts and the 5xx class by exactly that,
+/// and a slow endpoint moves the latency's p99 and max past its delay.
+#[tokio::test]
+async fn the_api_shows_a_dyno_s_storage_bytes_and_the_router_s_errors_and_latency() {
+    let dir = TempDir::new("metrics-io");
+    let wharf = start(&dir).await;
+    std::fs::write(dir.path().join("io.py"), IO_DYNO).unwrap();
+    let app = "io-default";
+    wharf.api.create_app(app, &[]).await;
+    let files = dir.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    let command = format!("cd {} && exec python3 {}", files.display(), dir.path().join("io.py").display());
+    let web = json!({"type": "web", "quantity": 1, "command": command});
+    wharf.api.expect("PATCH", &format!("/apps/{app}/formation"), json!({ "updates": [web] }), 200).await;
+    let host = "io-default.localhost";
+    let statuses = std::cell::RefCell::new(Vec::new());
+    eventually(WAIT, "the web dyno to serve", || async {
+        let r = client::send(wharf.http, None, &Req::get(host, "/")).await.ok()?;
+        statuses.borrow_mut().push(r.status.as_u16());
+        (r.status == 200).then_some(())
+    })
+    .await;
+    let waited = statuses.into_inner();
+
+    const MIB: u64 = 1 << 20;
+    const N: u64 = 24;
+    // (request, bytes it should read, bytes it should write)
+    let rows = [
+        (format!("/write?name=own&mb={N}&child=0"), 0, N * MIB),
+        (format!("/write?name=child&mb={N}&child=1"), 0, N * MIB),
+        ("/read?name=own&child=0".to_owned(), N * MIB, 0),
+        ("/read?name=child&child=1".to_owned(), N * MIB, 0),
+    ];
+    for (path, read, written) in rows {
+        let from = next_second().await - 1;
+        let r = client::send(wharf.http, None, &Req::get(host, &path)).await.unwrap();
+        assert_eq!(r.status, 200, "{path}");
+        let to = next_second().await + 2;
+        let (got_read, got_written) = io_bytes(&wharf, app, from, to).await;
+        eprintln!("{path}: read {got_read} B, written {got_written} B over {}s", to - from);
+        // About the bytes asked for: the interpreter's own reads and writes are small beside
+        // 24 MiB, and a count of a child's bytes twice would be twice as much.
+        let near = |got: u64, want: u64| {
+            if want == 0 { got < MIB } else { got >= want * 9 / 10 && got <= want * 5 / 4 }
+        };
+        assert!(near(got_read, read), "{path}: {got_read} bytes read, {read} expected");
+        assert!(near(got_written, written), "{path}: {got_written} bytes written, {written} expected");
+    }
+
+    // The router: 20 requests, 5 answered 500 by the dyno; then two slow ones.
+    for i in 0..20 {
+        let path = if i % 4 == 0 { "/fail" } else { "/" };
+        let status = client::send(wharf.http, None, &Req::get(host, path)).await.unwrap().status;
+        assert_eq!(status, if i % 4 == 0 { 500 } else { 200 }, "{path}");
+    }
+    for _ in 0..2 {
+        assert_eq!(client::send(wharf.http, None, &Req::get(host, "/slow")).await.unwrap().status, 200);
+    }
+    let sent = waited.len() as u64 + 4 + 20 + 2;
+    let errors = 5 + waited.iter().filter(|s| (500..600).contains(*s)).count() as u64;
+    let steps = eventually(WAIT, "the router's seconds to include every request", || async {
+        let (_, body) = metrics(&wharf, app, "?resolution=3600").await;
+        let steps = body["requests"].as_array()?.clone();
+        let sum = |key: &str| steps.iter().map(|s| s[key].as_u64().unwrap()).sum::<u64>();
+        (sum("requests") == sent).then_some(steps)
+    })
+    .await;
+    let sum = |key: &str| steps.iter().map(|s| s[key].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(sum("status_5xx"), errors, "{steps:?}");
+    let slowest = |key: &str| steps.iter().filter_map(|s| s["latency_ms"][key].as_u64()).max().unwrap_or(0);
+    assert!(slowest("p99") >= 2500 && slowest("max") >= 2500, "two requests took 2.5 s: {steps:?}");
 }

@@ -23,9 +23,12 @@
 //! no per-process equivalent (and sizes are not enforced without cgroups), so they are left out
 //! rather than made up.
 //!
-//! A process that leaves the group (`setsid`) is not counted, as it is not stopped. A process
-//! that exits between two samples loses its last second of CPU time and I/O: the kernel keeps
-//! no total for a group's exited members.
+//! A process that leaves the group (`setsid`) is not counted, as it is not stopped. The
+//! children a member waits for are counted once: their CPU time reaches its `cutime`, and their
+//! storage bytes its own `/proc/PID/io` counts, when it reaps them, and what was counted of a
+//! child while it ran is taken off that growth. A process that exits and is waited for outside
+//! the group (by Wharf, the orphans' subreaper) loses its last second of CPU time and I/O: the
+//! kernel keeps no total for a group's exited members.
 //!
 //! Memory: each dyno's seconds are [`Second`]s of 24 bytes, at most 3,600 of them (84 KiB) per
 //! dyno, growing as the dyno runs. A stopped dyno's seconds are kept while they are within the
@@ -91,6 +94,8 @@ struct Series {
 /// What one process contributed at the previous sample: its CPU ticks and I/O bytes so far.
 #[derive(Debug, Clone, Copy, Default)]
 struct Counted {
+    /// Its parent, whose storage bytes take its own in when it reaps it.
+    parent: i32,
     ticks: u64,
     /// Its waited-for children's CPU ticks (`procfs::ProcUsage::reaped_ticks`).
     reaped: u64,
@@ -202,15 +207,17 @@ impl DynoMetrics {
         let mut lines = Vec::new();
         for (pgid, group) in groups.iter_mut() {
             let members = read.remove(pgid).unwrap_or_default();
-            let (mut ticks, mut bytes_read, mut bytes_written, mut rss, mut swap, mut runnable) = (0, 0, 0, 0, 0, 0u32);
+            let (mut ticks, mut rss, mut swap, mut runnable) = (0, 0, 0, 0u32);
             let mut now = HashMap::with_capacity(members.len());
+            // Each member's storage bytes since the previous sample, by pid.
+            let mut io: HashMap<i32, (u64, u64)> = HashMap::with_capacity(members.len());
             let mut reaped = 0;
             for m in &members {
                 let before = group.members.get(&(m.pid, m.start_time)).copied().unwrap_or_default();
                 ticks += m.counted.ticks.saturating_sub(before.ticks);
                 reaped += m.counted.reaped.saturating_sub(before.reaped);
-                bytes_read += m.counted.read.saturating_sub(before.read);
-                bytes_written += m.counted.write.saturating_sub(before.write);
+                let grew = (m.counted.read.saturating_sub(before.read), m.counted.write.saturating_sub(before.write));
+                io.insert(m.pid, grew);
                 rss += m.rss_kib;
                 swap += m.swap_kib;
                 runnable += u32::from(m.runnable);
@@ -223,6 +230,8 @@ impl DynoMetrics {
             let gone: u64 =
                 group.members.iter().filter(|(k, _)| !now.contains_key(*k)).map(|(_, c)| c.ticks + c.reaped).sum();
             ticks += reaped.saturating_sub(gone);
+            uncount_reaped_io(&group.members, &now, &mut io);
+            let (bytes_read, bytes_written) = io.values().fold((0, 0), |(r, w), (dr, dw)| (r + dr, w + dw));
             group.members = now;
             for (load, minutes) in group.load.iter_mut().zip([1.0, 5.0, 15.0]) {
                 // The kernel's exponentially damped average (kernel/sched/loadavg.c), per second.
@@ -260,6 +269,36 @@ impl DynoMetrics {
         }
         forget_stopped(series, at);
         lines
+    }
+}
+
+/// Takes what was counted of each member gone since the previous sample (in `before`, not in
+/// `now`) off the storage bytes its parent's count grew by (`io`, by pid): a parent's
+/// `/proc/PID/io` takes in the whole count of a child it reaps, which was counted, up to the
+/// previous sample, while the child ran. A parent that is gone too passes it on to its own
+/// parent (a shell that ran a command, both reaped within the second). A child whose parent is
+/// not in the group was reaped outside it (by Wharf, the orphans' subreaper): nothing is taken.
+fn uncount_reaped_io(
+    before: &HashMap<(i32, u64), Counted>,
+    now: &HashMap<(i32, u64), Counted>,
+    io: &mut HashMap<i32, (u64, u64)>,
+) {
+    let gone: HashMap<i32, &Counted> =
+        before.iter().filter(|(k, _)| !now.contains_key(*k)).map(|((pid, _), c)| (*pid, c)).collect();
+    for counted in gone.values() {
+        let mut parent = counted.parent;
+        // A chain of gone parents is at most as long as the members that went.
+        for _ in 0..=gone.len() {
+            if let Some((read, write)) = io.get_mut(&parent) {
+                *read = read.saturating_sub(counted.read);
+                *write = write.saturating_sub(counted.write);
+                break;
+            }
+            match gone.get(&parent) {
+                Some(up) => parent = up.parent,
+                None => break,
+            }
+        }
     }
 }
 
@@ -331,7 +370,7 @@ impl Member {
             pid: p.pid,
             start_time: p.start_time,
             runnable: matches!(p.state, b'R' | b'D'),
-            counted: Counted { ticks: p.cpu_ticks, reaped: p.reaped_ticks, read, write },
+            counted: Counted { parent: p.ppid, ticks: p.cpu_ticks, reaped: p.reaped_ticks, read, write },
             rss_kib,
             swap_kib,
         }
@@ -466,6 +505,40 @@ mod tests {
         assert_eq!(metrics.dynos(app_id, 0, i64::MAX)[0].seconds.len(), 2);
         forget_stopped(&mut metrics.inner.lock().unwrap().series, 101 + WINDOW_SECONDS);
         assert!(metrics.dynos(app_id, 0, i64::MAX).is_empty());
+    }
+
+    #[test]
+    fn a_reaped_child_s_bytes_are_counted_once() {
+        /// A member's pid and bytes read and written.
+        type Bytes = (i32, u64, u64);
+        let member = |parent: i32, read: u64, write: u64| Counted { parent, read, write, ..Counted::default() };
+        // Before: a shell (10) running a command (11) that ran one of its own (12), and a
+        // process (13) whose parent (1) is not in the group.
+        let before = HashMap::from([
+            ((10, 0), member(1, 0, 0)),
+            ((11, 0), member(10, 5, 50)),
+            ((12, 0), member(11, 7, 70)),
+            ((13, 0), member(1, 9, 90)),
+        ]);
+        // (who is still there, what each that is grew by, what the growth becomes)
+        let rows: [(&[i32], &[Bytes], &[Bytes]); 4] = [
+            // Nothing went: nothing is taken off.
+            (&[10, 11, 12, 13], &[(10, 1, 2), (11, 3, 4)], &[(10, 1, 2), (11, 3, 4)]),
+            // 12 was reaped by 11, whose count took in its 7 and 70 and 1 and 10 more.
+            (&[10, 11, 13], &[(10, 0, 0), (11, 8, 80)], &[(10, 0, 0), (11, 1, 10)]),
+            // 11 and 12 both went; the shell took in both counts.
+            (&[10, 13], &[(10, 14, 140)], &[(10, 2, 20)]),
+            // 13 was reaped outside the group: the others' bytes stay.
+            (&[10, 11, 12], &[(10, 4, 40)], &[(10, 4, 40)]),
+        ];
+        for (i, (left, grew, want)) in rows.into_iter().enumerate() {
+            let now: HashMap<(i32, u64), Counted> =
+                before.iter().filter(|((pid, _), _)| left.contains(pid)).map(|(k, c)| (*k, *c)).collect();
+            let mut io: HashMap<i32, (u64, u64)> = grew.iter().map(|(p, r, w)| (*p, (*r, *w))).collect();
+            uncount_reaped_io(&before, &now, &mut io);
+            let want: HashMap<i32, (u64, u64)> = want.iter().map(|(p, r, w)| (*p, (*r, *w))).collect();
+            assert_eq!(io, want, "row {i}");
+        }
     }
 
     #[test]

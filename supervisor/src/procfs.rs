@@ -69,6 +69,9 @@ pub(crate) struct ProcUsage {
     pub(crate) pid: i32,
     /// Its state letter (`R` running, `D` uninterruptible sleep, ...).
     pub(crate) state: u8,
+    /// Its parent's process id: the process that waits for it, and whose storage bytes take
+    /// its own in when it does (see `metrics`).
+    pub(crate) ppid: i32,
     /// Its process group's id.
     pub(crate) pgrp: i32,
     /// When it started, in clock ticks after boot.
@@ -88,7 +91,8 @@ pub(crate) fn parse_usage(text: &str) -> Option<ProcUsage> {
     let pid = head.split_once(" (")?.0.trim().parse().ok()?;
     let mut fields = rest.split_whitespace();
     let state = *fields.next()?.as_bytes().first()?;
-    let pgrp = fields.nth(1)?.parse().ok()?; // field 5
+    let ppid = fields.next()?.parse().ok()?; // field 4
+    let pgrp = fields.next()?.parse().ok()?; // field 5
     let utime: u64 = fields.nth(8)?.parse().ok()?; // field 14
     let stime: u64 = fields.next()?.parse().ok()?; // field 15
     // Signed in proc(5) (`%ld`); never negative in practice.
@@ -96,7 +100,7 @@ pub(crate) fn parse_usage(text: &str) -> Option<ProcUsage> {
     let cstime: i64 = fields.next()?.parse().ok()?; // field 17
     let start_time = fields.nth(4)?.parse().ok()?; // field 22
     let reaped_ticks = u64::try_from(cutime.max(0) + cstime.max(0)).unwrap_or(0);
-    Some(ProcUsage { pid, state, pgrp, start_time, cpu_ticks: utime + stime, reaped_ticks })
+    Some(ProcUsage { pid, state, ppid, pgrp, start_time, cpu_ticks: utime + stime, reaped_ticks })
 }
 
 /// Every process's [`ProcUsage`], as far as `/proc` can be read: one directory listing and one
@@ -132,8 +136,9 @@ fn parse_memory(status: &str) -> (u64, u64) {
 }
 
 /// The bytes a process caused to be read from and written to storage so far (`read_bytes` and
-/// `write_bytes` of `/proc/PID/io`; readable for processes of the same user); `None` when it is
-/// gone or unreadable.
+/// `write_bytes` of `/proc/PID/io`; readable for processes of the same user), those of the
+/// children it waited for included (the kernel adds a child's counts to its parent's when the
+/// parent reaps it); `None` when it is gone or unreadable.
 pub(crate) fn io_bytes(pid: i32) -> Option<(u64, u64)> {
     Some(parse_io(&std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?))
 }
@@ -234,6 +239,7 @@ mod tests {
             Some(ProcUsage {
                 pid: 4242,
                 state: b'R',
+                ppid: 1,
                 pgrp: 4240,
                 start_time: 123456,
                 cpu_ticks: 100,
