@@ -167,7 +167,8 @@ pub struct SupervisorConfig {
     /// First delay before a crashed dyno is restarted; it doubles up to a minute.
     pub restart_min: HumanDuration,
     /// How many of an app's newest releases keep their unpacked directory
-    /// (`DATA_DIR/releases/<id>`) for a quick rollback, beside those whose dynos still run.
+    /// (`DATA_DIR/releases/<id>`) beside those whose dynos still run. A rollback is a new
+    /// release with a directory of its own: it does not reuse its target's.
     pub keep_releases: u32,
     /// How often each dyno's log-runtime-metrics lines (Heroku's `sample#load_avg_1m`,
     /// `sample#memory_rss`, ..., and `sample#cpu_percent`) go into its app's log stream. Dynos

@@ -411,8 +411,8 @@ async fn run(
             }
         }
         if let Some(root) = settings.releases_dir.clone() {
-            // Directories no dyno runs in and no quick rollback needs; their dynos were listed
-            // before they unpacked, so a release being started is never among them.
+            // Directories no dyno runs in, past the app's newest `keep_releases`; their dynos
+            // were listed before they unpacked, so a release being started is never among them.
             let mut keep = registry.running_releases();
             keep.extend(plane.read(|m| newest_releases(m, settings.keep_releases)).await);
             tokio::task::spawn_blocking(move || {

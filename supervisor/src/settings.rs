@@ -36,7 +36,8 @@ pub struct Settings {
     /// runs no slug (dynos run in Wharf's working directory, as releases without a slug do).
     pub releases_dir: Option<PathBuf>,
     /// How many of an app's newest releases keep their directory beside those whose dynos
-    /// still run: a rollback to one of them starts without unpacking.
+    /// still run (what recent releases ran, for an operator to look at). A rollback is a new
+    /// release, which unpacks a directory of its own whether its target's was kept or not.
     pub keep_releases: usize,
     /// How often each dyno's log-runtime-metrics lines (load, memory, CPU) go into its app's
     /// log stream; dynos are sampled every second whatever this is.

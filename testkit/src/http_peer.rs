@@ -140,21 +140,34 @@ enum Route {
 pub struct FileHost {
     addr: SocketAddr,
     routes: Arc<Mutex<HashMap<String, Route>>>,
+    /// The targets of the requests taken, oldest first.
+    taken: Arc<Mutex<Vec<String>>>,
+    /// Connections accepted, a request read from them or not.
+    connections: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl FileHost {
     /// Listens on a free loopback port, with nothing to serve yet.
     pub async fn start() -> FileHost {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+        FileHost::start_on(std::net::Ipv4Addr::LOCALHOST.into()).await
+    }
+
+    /// Listens on a free port of `ip` (an address of this machine), with nothing to serve yet.
+    pub async fn start_on(ip: std::net::IpAddr) -> FileHost {
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.expect("a free port");
         let addr = listener.local_addr().expect("bound");
         let routes: Arc<Mutex<HashMap<String, Route>>> = Arc::default();
-        let served = routes.clone();
+        let taken: Arc<Mutex<Vec<String>>> = Arc::default();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (served, seen, accepted) = (routes.clone(), taken.clone(), connections.clone());
         let task = tokio::spawn(async move {
             while let Ok((mut conn, _)) = listener.accept().await {
-                let served = served.clone();
+                accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let (served, seen) = (served.clone(), seen.clone());
                 tokio::spawn(async move {
                     let Some(request) = read_request(&mut conn).await else { return };
+                    seen.lock().expect("taken").push(request.target.clone());
                     let route = served.lock().expect("routes").get(&request.target).cloned();
                     match route {
                         Some(Route::File(body)) => answer(&mut conn, 200, "", &body).await,
@@ -164,12 +177,27 @@ impl FileHost {
                 });
             }
         });
-        FileHost { addr, routes, task }
+        FileHost { addr, routes, taken, connections, task }
     }
 
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// `http://ADDR` (an IPv6 address in brackets), to put a path after.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The targets of the requests taken so far, oldest first.
+    pub fn taken(&self) -> Vec<String> {
+        self.taken.lock().expect("taken").clone()
+    }
+
+    /// How many connections it accepted so far, whether a request came on them or not.
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Answers `GET path` with `body`.
