@@ -347,9 +347,9 @@ async fn a_source_resolving_to_a_refused_address_is_never_asked_and_changes_noth
 
 /// An `https` source behind nginx: fetched, its checksum checked, when its certificate chains to
 /// `control_api.trusted_ca` and names the URL's host; refused, the build's output naming the
-/// verification failure, when it chains to another CA or names another host, and then no
-/// request reaches the origin. A checksum that does not match, and a redirect from `https` down
-/// to `http`, fail too; no failure changes anything.
+/// verification failure, when it chains to another CA, names another host or has expired, and
+/// then no request reaches the origin. A checksum that does not match, and a redirect from
+/// `https` down to `http`, fail too; no failure changes anything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_https_source_is_fetched_only_from_a_server_wharf_verifies() {
     let dir = TempDir::new("deploy-edges-tls");
@@ -366,7 +366,8 @@ async fn an_https_source_is_fetched_only_from_a_server_wharf_verifies() {
     let loopback = "127.0.0.1:0".parse().unwrap();
     let trusted = Nginx::https_proxy(&ca, loopback, &["localhost"], origin.addr()).await;
     let stranger = Nginx::https_proxy(&TestCa::new("stranger"), loopback, &["localhost"], origin.addr()).await;
-    let (port, stranger_port) = (trusted.addr.port(), stranger.addr.port());
+    let expired = Nginx::https_proxy_presenting(&ca.issue(&["localhost"], -10, -1), loopback, origin.addr()).await;
+    let (port, stranger_port, expired_port) = (trusted.addr.port(), stranger.addr.port(), expired.addr.port());
 
     let built = build(api, "tls", &format!("https://localhost:{port}/app.tgz"), Some(&checksum)).await;
     assert_eq!(built["status"], "succeeded", "{built}");
@@ -382,6 +383,12 @@ async fn an_https_source_is_fetched_only_from_a_server_wharf_verifies() {
             format!("https://127.0.0.1:{port}/app.tgz"),
             None,
             "invalid peer certificate: certificate not valid for name",
+            false,
+        ),
+        (
+            format!("https://localhost:{expired_port}/app.tgz"),
+            None,
+            "invalid peer certificate: certificate expired",
             false,
         ),
         (format!("https://localhost:{port}/app.tgz"), Some(wrong.as_str()), "checksum mismatch", true),

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::certs::TestCa;
+use crate::certs::{Issued, TestCa};
 use crate::{TempDir, eventually};
 
 /// A running nginx, stopped when dropped.
@@ -23,13 +23,17 @@ impl Nginx {
     /// `names` issued by `ca`, passing every request to `http://backend`, with nginx's default
     /// body limit, and waits until it accepts connections.
     pub async fn https_proxy(ca: &TestCa, addr: SocketAddr, names: &[&str], backend: SocketAddr) -> Nginx {
+        Nginx::https_proxy_presenting(&ca.issue(names, -1, 30), addr, backend).await
+    }
+
+    /// As [`Nginx::https_proxy`], presenting `issued` (an expired certificate, say).
+    pub async fn https_proxy_presenting(issued: &Issued, addr: SocketAddr, backend: SocketAddr) -> Nginx {
         let dir = TempDir::new("nginx");
         let (ip, mut port) = (addr.ip(), addr.port());
         if port == 0 {
             port = std::net::TcpListener::bind((ip, 0)).expect("a free port").local_addr().expect("address").port();
         }
         let addr = SocketAddr::new(ip, port);
-        let issued = ca.issue(names, -1, 30);
         let d = dir.path();
         std::fs::write(d.join("cert.pem"), &issued.chain_pem).expect("write cert");
         std::fs::write(d.join("key.pem"), &issued.key_pem).expect("write key");
