@@ -32,7 +32,8 @@ pub(super) struct ReleaseOut {
     version: u32,
     description: String,
     status: &'static str,
-    /// The newest release that succeeded: what the app's dynos run.
+    /// Whether it is the app's current release (`Model::current_release`): the one its dynos
+    /// run, which a release that failed but runs is too.
     current: bool,
     /// Whether a rollback to it would be taken: not for a release that failed, nor one whose
     /// slug was deleted (`plane::check_rollback_target`, which refuses those rollbacks).
