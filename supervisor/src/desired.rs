@@ -518,6 +518,7 @@ mod tests {
             slug_id: None,
             withdrawn,
             brings: Default::default(),
+            output: Vec::new(),
             created_at: 0,
             updated_at: 0,
         })

@@ -325,6 +325,11 @@ impl Model {
         self.releases.values().find(|r| r.app_id == app_id && r.version == version)
     }
 
+    /// The release with this id, whichever app's it is.
+    pub fn release_by_id(&self, id: Uuid) -> Option<&Release> {
+        self.releases.get(&id)
+    }
+
     /// An app's builds, oldest first.
     pub fn builds_of(&self, app_id: Uuid) -> Vec<&Build> {
         let mut v: Vec<&Build> = self.builds.values().filter(|b| b.app_id == app_id).collect();
@@ -665,6 +670,7 @@ mod tests {
                 slug_id: None,
                 withdrawn: false,
                 brings: Brings::Code,
+                output: Vec::new(),
                 created_at: 0,
                 updated_at: 0,
             }),
