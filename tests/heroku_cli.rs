@@ -648,7 +648,8 @@ async fn the_heroku_cli_lists_a_release_deployed_from_source() {
     api.expect("POST", "/apps", json!({"name": "hello"}), 201).await;
     let src = dir.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
-    let procfile = "web: exec python3 -m http.server $PORT\nrelease: echo migrating the database; echo done migrating\n";
+    let procfile =
+        "web: exec python3 -m http.server $PORT\nrelease: echo migrating the database; echo done migrating\n";
     std::fs::write(src.join("Procfile"), procfile).unwrap();
     std::fs::write(src.join("index.html"), "deployed\n").unwrap();
     let archive = dir.path().join("app.tgz");
@@ -670,8 +671,11 @@ async fn the_heroku_cli_lists_a_release_deployed_from_source() {
             step(&["releases:info", "v2", "-a", "hello"], 0, &["Release v2", "Deploy v1.0"]),
             // The release phase's lines, read after it ended (from the release's record).
             step(&["releases:output", "v2", "-a", "hello"], 0, &["migrating the database", "done migrating"]),
-            step(&["releases:output", "v1", "-a", "hello"], 0, &["Release v1 has no release output available"])
-                .then("/apps/hello/releases/v1", "/output_stream_url", Value::Null),
+            step(&["releases:output", "v1", "-a", "hello"], 0, &["Release v1 has no release output available"]).then(
+                "/apps/hello/releases/v1",
+                "/output_stream_url",
+                Value::Null,
+            ),
         ];
     run_steps(&cli, api, steps).await;
 }

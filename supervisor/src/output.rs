@@ -95,21 +95,10 @@ struct Overflow {
 }
 
 /// Reads `pipe` until its end, putting each line on the log bus as the app's (`app[DYNO]`),
-/// paced by the app's drains until `stopping` says true (or its sender is gone).
+/// paced by the app's drains until `stopping` says true (or its sender is gone); each line is
+/// also pushed to `tee` when given: the output a release phase's `output_stream_url` streams
+/// (`plane::outputs`), which holds a bounded number of lines.
 pub(crate) async fn forward(
-    pipe: impl AsyncRead + Unpin + Send + 'static,
-    publisher: Publisher,
-    app: String,
-    dyno: String,
-    stream: Stream,
-    stopping: watch::Receiver<bool>,
-) {
-    forward_teed(pipe, publisher, app, dyno, stream, stopping, None).await;
-}
-
-/// [`forward`], each line also pushed to `tee` when given: the output a release phase's
-/// `output_stream_url` streams (`plane::outputs`), which holds a bounded number of lines.
-pub(crate) async fn forward_teed(
     mut pipe: impl AsyncRead + Unpin + Send + 'static,
     publisher: Publisher,
     app: String,
@@ -296,6 +285,7 @@ mod tests {
             "worker.1-abcde".into(),
             Stream::Stdout,
             stopping,
+            None,
         ));
         let mut got = Vec::new();
         while got.len() < 20_000 {
@@ -344,6 +334,7 @@ mod tests {
                 "worker.1-abcde".into(),
                 Stream::Stdout,
                 stopping,
+                None,
             ))
         };
         let (running, stopping) = watch::channel(false);

@@ -72,7 +72,7 @@ pub(crate) fn spawn(
 }
 
 /// [`spawn`], its output lines also pushed to `tee` when given (a release phase's
-/// `output_stream_url`, see [`output::forward_teed`]).
+/// `output_stream_url`, see [`output::forward`]).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn spawn_teed(
     spec: &DynoSpec,
@@ -82,7 +82,8 @@ pub(crate) fn spawn_teed(
     publisher: &Publisher,
     records: Option<&Records>,
     dir: Option<&std::path::Path>,
-    tee: Option<&OutputWriter>,) -> std::io::Result<DynoProcess> {
+    tee: Option<&OutputWriter>,
+) -> std::io::Result<DynoProcess> {
     let mut cmd = Command::new("sh");
     cmd.arg("-c").arg(GATE).arg("sh").arg(&spec.command);
     cmd.env_clear();
@@ -121,12 +122,12 @@ pub(crate) fn spawn_teed(
     let mut forwarders = Vec::with_capacity(2);
     if let Some(out) = child.stdout.take() {
         let (a, d, t) = (a.to_owned(), d.to_owned(), tee.cloned());
-        let forward = output::forward_teed(out, p.clone(), a, d, Stream::Stdout, s.clone(), t);
+        let forward = output::forward(out, p.clone(), a, d, Stream::Stdout, s.clone(), t);
         forwarders.push(tokio::spawn(forward));
     }
     if let Some(err) = child.stderr.take() {
         let (a, d, t) = (a.to_owned(), d.to_owned(), tee.cloned());
-        let forward = output::forward_teed(err, p.clone(), a, d, Stream::Stderr, s.clone(), t);
+        let forward = output::forward(err, p.clone(), a, d, Stream::Stderr, s.clone(), t);
         forwarders.push(tokio::spawn(forward));
     }
     Ok(DynoProcess { child, pgid, records: records.cloned(), stopped: false, stopping, forwarders })
@@ -268,7 +269,7 @@ mod tests {
         let pipe: &'static [u8] = b"one\r\ntwo\n\nthree";
         let (_running, stopping) = tokio::sync::watch::channel(false);
         let (app, dyno) = ("api-default".into(), "web.1-abcde".into());
-        output::forward(pipe, bus.publisher.clone(), app, dyno, Stream::Stderr, stopping).await;
+        output::forward(pipe, bus.publisher.clone(), app, dyno, Stream::Stderr, stopping, None).await;
         let mut got = Vec::new();
         while got.len() < 4 {
             let Some(SourceEvent::Batch(batch)) = source.recv().await else { panic!("the bus closed") };

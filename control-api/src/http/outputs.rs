@@ -26,7 +26,8 @@ pub(super) fn stream(
 ) -> ApiResult<Response> {
     let headers = [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")];
     let Some(rx) = id.and_then(|id| plane.output(id)) else {
-        let lines = stored.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no {what} {key:?}")))?;
+        let lines =
+            stored.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no {what} {key:?}")))?;
         let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
         return Ok((headers, text).into_response());
     };

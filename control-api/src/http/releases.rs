@@ -324,13 +324,12 @@ pub(super) async fn rollback(
 
 /// `GET /releases/{release}/output`: the release phase's output (`outputs::stream`); 404 for
 /// a release without a release phase, as for one that does not exist.
-pub(super) async fn release_output(
-    State(plane): Plane,
-    Path(release): Path<String>,
-) -> ApiResult<Response> {
+pub(super) async fn release_output(State(plane): Plane, Path(release): Path<String>) -> ApiResult<Response> {
     let id = release.parse::<Uuid>().ok();
     let stored = match id {
-        Some(id) => plane.read(|m| m.release_by_id(id).filter(|r| has_release_phase(r)).map(|r| r.output.clone())).await,
+        Some(id) => {
+            plane.read(|m| m.release_by_id(id).filter(|r| has_release_phase(r)).map(|r| r.output.clone())).await
+        }
         None => None,
     };
     // A phase runs only for a release that has one, so a running output is one of those.

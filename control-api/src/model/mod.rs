@@ -372,9 +372,8 @@ impl Model {
     /// vars, its formation's commands) is what the app's dynos run once no release is pending,
     /// and a restart never changes which release or config a dyno runs.
     pub fn current_release(&self, app_id: Uuid) -> Option<&Release> {
-        let held = |r: &Release| {
-            self.canary_release_making(r.id).is_some_and(|c| c.state != CanaryReleaseState::Promoted)
-        };
+        let held =
+            |r: &Release| self.canary_release_making(r.id).is_some_and(|c| c.state != CanaryReleaseState::Promoted);
         self.releases
             .values()
             .filter(|r| r.app_id == app_id && r.status != ReleaseStatus::Pending && !r.withdrawn && !held(r))

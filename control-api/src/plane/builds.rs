@@ -61,7 +61,6 @@ pub const SOURCE_FETCH_TIMEOUT: Duration = Duration::from_secs(600);
 /// pending: a release phase (a migration) may take a while, and so may a slow health check.
 const RELEASE_WAIT: Duration = Duration::from_secs(600);
 
-
 /// The most bytes of a Procfile read: a Procfile is a few lines, and it is read into memory.
 const MAX_PROCFILE_BYTES: u64 = 64 * 1024;
 
@@ -280,13 +279,7 @@ impl ControlPlane {
         }
     }
 
-    async fn run_build(
-        self: Arc<Self>,
-        build: Build,
-        app_key: String,
-        source: Source,
-        out: OutputWriter,
-    ) {
+    async fn run_build(self: Arc<Self>, build: Build, app_key: String, source: Source, out: OutputWriter) {
         let say = |line: String| {
             if let Some(p) = self.build_publisher.get() {
                 let event = LogEvent::builder(&app_key, "akkeris/build").process("build").stream(Stream::Platform);
