@@ -212,33 +212,41 @@ async fn every_reader_names_the_release_that_runs_after_a_release_fails_but_keep
     let old = Runs { greeting: "old", version: 3 };
     settled_on(&wharf, 1, &[], old, "v3 to serve").await;
     assert_eq!(release_status(api, 3).await, "succeeded");
+    // A release phase that passes: the release that fails but runs below has one (FE38: read as
+    // a failed phase, it held the app, so no scale or restart of Wharf changed its dynos).
+    let phase = json!({"updates": [{"type": "release", "quantity": 0, "command": "echo migrating"}]});
+    api.expect("PATCH", "/apps/hello/formation", phase, 200).await; // v4
+    eventually(WAIT, "v4 to succeed", || async { (release_status(api, 4).await == "succeeded").then_some(()) }).await;
+    let old = Runs { greeting: "old", version: 4 };
+    settled_on(&wharf, 1, &[], old, "v4 to serve").await;
 
-    // v3's dyno crashes, and every restart of it fails: no healthy dyno is left to keep.
+    // v4's dyno crashes, and every restart of it fails: no healthy dyno is left to keep.
     std::fs::remove_file(&ok).unwrap();
     eventually(WAIT, "v3's dyno to crash", || async {
         let web = web_dynos(api).await;
         (answer(&wharf).await.is_none() && web.iter().all(|d| d.1 != "up")).then_some(())
     })
     .await;
-    // v4's dynos fail too, and take the place of v3's: v4 is `failed`, and runs.
-    api.expect("PATCH", "/apps/hello/config-vars", json!({"GREETING": "new"}), 200).await; // v4
-    eventually(WAIT, "v4 to fail", || async { (release_status(api, 4).await == "failed").then_some(()) }).await;
+    // v5's dynos fail too, and take the place of v4's: v5 is `failed` (its phase passed, its
+    // roll failed), and runs.
+    api.expect("PATCH", "/apps/hello/config-vars", json!({"GREETING": "new"}), 200).await; // v5
+    eventually(WAIT, "v5 to fail", || async { (release_status(api, 5).await == "failed").then_some(()) }).await;
     std::fs::write(&ok, "").unwrap();
-    let new = Runs { greeting: "new", version: 4 };
-    settled_on(&wharf, 1, &[], new, "v4, failed, to serve once it can").await;
+    let new = Runs { greeting: "new", version: 5 };
+    settled_on(&wharf, 1, &[], new, "v5, failed, to serve once it can").await;
     for reader in READERS {
-        reader.check(&wharf, new, "v4 failed but runs").await;
+        reader.check(&wharf, new, "v5 failed but runs").await;
     }
 
-    // v5's release phase fails: v5 is withdrawn and the app goes back to what runs, v4 (it
-    // went back to v3's config, which no dyno ran, and rolled to it).
-    let phase = json!({"updates": [{"type": "release", "quantity": 0, "command": "echo migrating; exit 1"}]});
-    api.expect("PATCH", "/apps/hello/formation", phase, 200).await; // v5
-    eventually(WAIT, "v5 to fail", || async { (release_status(api, 5).await == "failed").then_some(()) }).await;
+    // v6's release phase fails: v6 is withdrawn and the app goes back to what runs, v5 (it
+    // went back to v4's config, which no dyno ran, and rolled to it).
+    let phase = json!({"updates": [{"type": "release", "command": "echo migrating; exit 1"}]});
+    api.expect("PATCH", "/apps/hello/formation", phase, 200).await; // v6
+    eventually(WAIT, "v6 to fail", || async { (release_status(api, 6).await == "failed").then_some(()) }).await;
     for reader in READERS {
-        reader.check(&wharf, new, "v5 failed its release phase").await;
+        reader.check(&wharf, new, "v6 failed its release phase").await;
     }
     let (_, formation) = api.call("GET", "/apps/hello/formation", None).await;
-    let types: Vec<&str> = formation.as_array().unwrap().iter().filter_map(|f| f["type"].as_str()).collect();
-    assert_eq!(types, ["web"], "the failed release's type left with it: {formation}");
+    let release = formation.as_array().unwrap().iter().find(|f| f["type"] == "release").cloned();
+    assert_eq!(release.map(|f| f["command"].clone()), Some(json!("echo migrating")), "v5's phase: {formation}");
 }
