@@ -7,8 +7,10 @@
 //! its URL carries, as Heroku's URL is); lines are pushed to it while it runs, and followers
 //! (`http/outputs.rs`) stream them as they come; once it ends, its lines are stored in its
 //! record (at most [`MAX_OUTPUT_LINES`]), and the URL answers them from there. An output holds
-//! at most [`MAX_OUTPUT_LINES`] lines while it runs too: past them, one line says how many more
-//! the app's log stream has, so a phase that prints without end does not grow Wharf.
+//! at most [`MAX_OUTPUT_LINES`] lines while it runs too: its first half, streamed as they come,
+//! and its newest half, handed to followers when it ends after one line saying how many were
+//! left out between (they are in the app's log stream), so a phase that prints without end does
+//! not grow Wharf and its end (a migration's error, the line saying how it ended) is kept.
 
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -27,6 +29,9 @@ pub struct Output {
     pub done: bool,
     /// Lines left out past [`MAX_OUTPUT_LINES`] (they are in the app's log stream).
     pub left_out: u64,
+    /// The newest lines past the first half of [`MAX_OUTPUT_LINES`], at most the other half;
+    /// appended to `lines` when the output ends.
+    pub tail: std::collections::VecDeque<String>,
 }
 
 /// The writing end of an output (see the module comment), for the code that runs what it
@@ -39,36 +44,42 @@ pub struct OutputWriter {
 }
 
 impl OutputWriter {
-    /// Adds a line; past [`MAX_OUTPUT_LINES`] it is only counted.
+    /// Adds a line: streamed while the output has fewer than half [`MAX_OUTPUT_LINES`], else
+    /// kept among the newest other half (the oldest of those is then left out, counted).
     pub fn push(&self, line: String) {
         self.tx.send_if_modified(|o| {
-            if o.lines.len() < MAX_OUTPUT_LINES {
+            if o.lines.len() < MAX_OUTPUT_LINES / 2 {
                 o.lines.push(line);
-                true
-            } else {
-                o.left_out += 1;
-                false
+                return true;
             }
+            o.tail.push_back(line);
+            if o.tail.len() > MAX_OUTPUT_LINES / 2 {
+                o.tail.pop_front();
+                o.left_out += 1;
+            }
+            false
         });
     }
 
-    /// The lines so far, with a last line saying how many were left out, if any.
+    /// The lines so far: the first half, a line saying how many were left out (if any), then
+    /// the newest.
     pub(super) fn lines(&self) -> Vec<String> {
         let o = self.tx.borrow();
         let mut lines = o.lines.clone();
         if o.left_out > 0 {
-            lines.push(format!(" !     {} more lines are in the app's log stream only", o.left_out));
+            lines.push(format!(" !     {} lines left out here are in the app's log stream only", o.left_out));
         }
+        lines.extend(o.tail.iter().cloned());
         lines
     }
 
-    /// Ends the output for its followers: they get the last line (if lines were left out) and
-    /// the end.
+    /// Ends the output for its followers: they get the rest of its lines and the end.
     pub(super) fn end(&self) {
         let lines = self.lines();
         self.tx.send_modify(|o| {
             o.lines = lines;
             o.left_out = 0;
+            o.tail.clear();
             o.done = true;
         });
     }
@@ -79,7 +90,7 @@ impl ControlPlane {
     /// again after a restart), and returns its writing end; followers find it by `id` until
     /// [`ControlPlane::forget_output`].
     pub(super) fn open_output(&self, id: Uuid, lines: Vec<String>) -> OutputWriter {
-        let tx = watch::Sender::new(Output { lines, done: false, left_out: 0 });
+        let tx = watch::Sender::new(Output { lines, ..Output::default() });
         self.outputs.lock().expect("outputs lock").insert(id, tx.clone());
         OutputWriter { id, tx }
     }
@@ -125,20 +136,23 @@ impl ControlPlane {
 mod tests {
     use super::*;
 
+    /// FE38 #3: a verbose phase keeps its head and its end (the error, how it ended).
     #[test]
-    fn an_output_holds_at_most_its_cap_and_says_how_many_more_the_stream_has() {
+    fn an_output_holds_at_most_its_cap_its_head_and_its_end_and_says_how_many_are_left_out() {
         let tx = watch::Sender::new(Output::default());
         let out = OutputWriter { id: Uuid::nil(), tx };
         let mut rx = out.tx.subscribe();
         for n in 0..MAX_OUTPUT_LINES + 3 {
             out.push(format!("line {n}"));
         }
-        assert_eq!(rx.borrow_and_update().lines.len(), MAX_OUTPUT_LINES);
+        out.push("FATAL: the end".to_owned());
+        assert_eq!(rx.borrow_and_update().lines.len(), MAX_OUTPUT_LINES / 2, "the head streams as it comes");
         out.end();
         let o = rx.borrow_and_update().clone();
         assert!(o.done);
         assert_eq!(o.lines.len(), MAX_OUTPUT_LINES + 1);
-        assert_eq!(o.lines.last().unwrap(), " !     3 more lines are in the app's log stream only");
-        assert_eq!(o.lines[0], "line 0", "the first lines are kept, so that a follower's place in them holds");
+        assert_eq!(o.lines[0], "line 0", "the first lines stay, so that a follower's place in them holds");
+        assert_eq!(o.lines[MAX_OUTPUT_LINES / 2], " !     4 lines left out here are in the app's log stream only");
+        assert_eq!(o.lines.last().unwrap(), "FATAL: the end", "the end is kept");
     }
 }
