@@ -136,11 +136,17 @@ async fn each_data_plane_token_reads_only_its_role_s_part_and_calls_only_its_end
 
     // Every endpoint behind the admin token that a role may not call is 403 for its token, and
     // nothing changes; the ones it may call are not refused.
-    // The open routes: no token, the two whose URL is the capability (a slug's blob URL, a
-    // build's output stream), which answer for the URL, not for a token, and GitHub's
+    // The open routes: no token, the three whose URL is the capability (a slug's blob URL, a
+    // build's and a release's output stream), which answer for the URL, not for a token, and GitHub's
     // pull-request webhook, authenticated by its signature.
-    let open =
-        ["/healthz", "/openapi.json", "/slugs/{slug}/blob", "/builds/{build}/output", "/apps/{app}/previews/webhook"];
+    let open = [
+        "/healthz",
+        "/openapi.json",
+        "/slugs/{slug}/blob",
+        "/builds/{build}/output",
+        "/releases/{release}/output",
+        "/apps/{app}/previews/webhook",
+    ];
     for (role, caller) in [(DataPlaneRole::Router, "router"), (DataPlaneRole::Logshuttle, "logshuttle")] {
         let token = tokens.iter().find(|(c, _)| *c == caller).unwrap().1.clone();
         let api = Api { addr: wharf.api.addr, token: Some(token) };

@@ -635,7 +635,9 @@ async fn the_heroku_cli_sets_config_lists_releases_and_rolls_back() {
     assert_eq!(v6["description"], "Remove GREETING config vars", "{v6}");
 }
 
-/// Issue 21's "done when": code deployed from a tar.gz URL shows in `heroku releases` (AU21).
+/// Issue 21's "done when": code deployed from a tar.gz URL shows in `heroku releases` (AU21),
+/// and `heroku releases:output` prints its release phase's output (a release without a phase
+/// has none, as on Heroku).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_heroku_cli_lists_a_release_deployed_from_source() {
     let dir = TempDir::new("heroku-deploy");
@@ -646,7 +648,9 @@ async fn the_heroku_cli_lists_a_release_deployed_from_source() {
     api.expect("POST", "/apps", json!({"name": "hello"}), 201).await;
     let src = dir.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(src.join("Procfile"), "web: exec python3 -m http.server $PORT\n").unwrap();
+    let procfile =
+        "web: exec python3 -m http.server $PORT\nrelease: echo migrating the database; echo done migrating\n";
+    std::fs::write(src.join("Procfile"), procfile).unwrap();
     std::fs::write(src.join("index.html"), "deployed\n").unwrap();
     let archive = dir.path().join("app.tgz");
     let packed = Command::new("tar").arg("czf").arg(&archive).arg("-C").arg(&src).arg(".").status().unwrap();
@@ -665,6 +669,13 @@ async fn the_heroku_cli_lists_a_release_deployed_from_source() {
             step(&["releases", "-a", "hello"], 0, &["hello Releases", "v2", "Deploy v1.0", "v1", "Initial release"])
                 .then("/apps/hello/releases/v2", "/description", json!("Deploy v1.0")),
             step(&["releases:info", "v2", "-a", "hello"], 0, &["Release v2", "Deploy v1.0"]),
+            // The release phase's lines, read after it ended (from the release's record).
+            step(&["releases:output", "v2", "-a", "hello"], 0, &["migrating the database", "done migrating"]),
+            step(&["releases:output", "v1", "-a", "hello"], 0, &["Release v1 has no release output available"]).then(
+                "/apps/hello/releases/v1",
+                "/output_stream_url",
+                Value::Null,
+            ),
         ];
     run_steps(&cli, api, steps).await;
 }

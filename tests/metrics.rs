@@ -107,7 +107,7 @@ async fn metrics_lines_reach_a_drain_with_memory_that_moves_when_the_dyno_alloca
     // Every kind of dyno is sampled: a worker's lines come too, load and memory, in Heroku's form.
     let texts = eventually(WAIT, "a worker's load and memory lines", || async {
         let texts: Vec<String> =
-            receiver.messages().iter().filter(|m| m.procid.starts_with("worker.")).map(|m| m.text()).collect();
+            receiver.messages().iter().filter(|m| m.procid == "worker.1").map(|m| m.text()).collect();
         (texts.iter().any(|t| t.contains("sample#load_avg_1m="))
             && texts.iter().any(|t| t.contains("sample#memory_total=")))
         .then_some(texts)
@@ -115,7 +115,8 @@ async fn metrics_lines_reach_a_drain_with_memory_that_moves_when_the_dyno_alloca
     .await;
     for text in texts.iter().filter(|t| t.contains("sample#")) {
         let fields: Vec<&str> = text.split(' ').collect();
-        assert!(fields[0].starts_with("source=worker."), "{text}");
+        // Heroku's form: the process name (the worker's index), and the unique dyno beside it.
+        assert_eq!(fields[0], "source=worker.1", "{text}");
         assert!(fields[1].starts_with(&format!("dyno=heroku.{app_id}.")), "{text}");
         let names: Vec<&str> = fields[2..].iter().map(|f| f.split('=').next().unwrap()).collect();
         assert!(

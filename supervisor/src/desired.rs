@@ -132,10 +132,11 @@ pub(crate) fn first_pending_phase(m: &Model, app_id: Uuid, phase_type: &str) -> 
 }
 
 /// The formation entries of each app's serving release, for the apps whose running release is
-/// `pending` (its release phase, or its roll, has not ended): the entries of the newest release
-/// before it that succeeded and was not withdrawn, with that release's commands, ports, health
-/// checks, config vars and slug, and the formation's quantities. Empty for an app without such
-/// a release (its first deploy) and for every other app.
+/// `pending` (its release phase, or its roll, has not ended): the entries of its current release
+/// (`Model::current_release`: the newest before it that settled and runs, one that failed but
+/// ran too), with that release's commands, ports, health checks, config vars and slug, and the
+/// formation's quantities. Empty for an app without such a release (its first deploy) and for
+/// every other app.
 ///
 /// A supervisor that starts (after a restart of Wharf, a clean stop or `kill -9`) runs these
 /// first, so that production keeps serving the release that last succeeded while the pending
@@ -146,12 +147,7 @@ pub(crate) fn serving_formations(m: &Model) -> HashMap<FormationKey, DesiredForm
     let mut out = HashMap::new();
     for app in m.apps() {
         let Some(running) = m.running_release(app.id).filter(|r| r.status == ReleaseStatus::Pending) else { continue };
-        let serving = m
-            .releases_of(app.id)
-            .into_iter()
-            .filter(|r| r.status == ReleaseStatus::Succeeded && !r.withdrawn && r.version < running.version)
-            .max_by_key(|r| r.version);
-        let Some(serving) = serving else { continue };
+        let Some(serving) = m.current_release(app.id).filter(|r| r.version < running.version) else { continue };
         out.extend(release_formations(m, app, serving));
     }
     out
@@ -522,6 +518,7 @@ mod tests {
             slug_id: None,
             withdrawn,
             brings: Default::default(),
+            output: Vec::new(),
             created_at: 0,
             updated_at: 0,
         })
@@ -530,14 +527,17 @@ mod tests {
     use wharf_control_api::model::ReleaseStatus;
 
     #[test]
-    fn a_pending_release_is_served_by_the_newest_before_it_that_succeeded_and_was_not_withdrawn() {
+    fn a_pending_release_is_served_by_the_current_release_one_that_failed_but_runs_too() {
         use ReleaseStatus::{Failed, Pending, Succeeded};
         // (the app's releases as (status, withdrawn, command), the command the serving entry
         // runs, if any).
         /// An app's releases: (status, withdrawn, command).
         type Releases<'a> = &'a [(ReleaseStatus, bool, &'a str)];
-        let rows: [(Releases, Option<&str>); 6] = [
+        let rows: [(Releases, Option<&str>); 7] = [
             (&[(Succeeded, false, "v1"), (Pending, false, "v2")], Some("v1")),
+            // A release that failed but runs (not withdrawn: its dynos replaced unhealthy ones)
+            // is what serves, not the one before it (FE37).
+            (&[(Succeeded, false, "v1"), (Failed, false, "v2"), (Pending, false, "v3")], Some("v2")),
             // An older release still pending (superseded before it rolled) never ran.
             (&[(Succeeded, false, "v1"), (Pending, false, "v2"), (Pending, false, "v3")], Some("v1")),
             (&[(Succeeded, false, "v1"), (Failed, true, "v2"), (Pending, false, "v3")], Some("v1")),

@@ -47,11 +47,14 @@ pub(crate) enum DynoHealth {
     Crashed,
 }
 
-/// A dyno the supervisor runs: its name, its health, and how to stop it.
+/// A dyno the supervisor runs: its name, its index, its health, and how to stop it.
 #[derive(Debug)]
 pub(crate) struct RunningDyno {
     /// `TYPE.RELEASE-XXXXX`.
     pub(crate) name: String,
+    /// Its index among the running dynos of its formation entry, 1, 2, ...: its process name
+    /// is `TYPE.INDEX`, Heroku's `web.1` (see `formation`).
+    pub(crate) index: u32,
     /// Its health, as its task reports it.
     pub(crate) health: watch::Receiver<DynoHealth>,
     /// Set to true to stop it.
@@ -87,8 +90,9 @@ pub(crate) async fn stop_all(dynos: impl IntoIterator<Item = RunningDyno>) {
 /// Starts the dynos of one formation entry. A formation's scale and roll logic goes through
 /// this trait rather than [`DynoLauncher`] itself so that it can be tested without processes.
 pub(crate) trait LaunchDynos: Send + Sync + 'static {
-    /// Starts one dyno of `release` running `spec`.
-    fn launch(&self, release: u32, spec: &DynoSpec) -> RunningDyno;
+    /// Starts one dyno of `release` running `spec`, with index `index` (process name
+    /// `TYPE.INDEX`).
+    fn launch(&self, release: u32, index: u32, spec: &DynoSpec) -> RunningDyno;
 
     /// Records that roll `roll` (to `spec`) failed, `why`, while the running dynos keep
     /// serving: first every web dyno of the roll leaves the router, of every process type (see
@@ -145,7 +149,7 @@ impl DynoLauncher {
 }
 
 impl LaunchDynos for DynoLauncher {
-    fn launch(&self, release: u32, spec: &DynoSpec) -> RunningDyno {
+    fn launch(&self, release: u32, index: u32, spec: &DynoSpec) -> RunningDyno {
         // The roll's number is every one of its dynos' (Akkeris' deployment part of a name), so
         // the suffix alone tells them apart: one the app's listed dynos have is drawn again.
         let name = loop {
@@ -156,9 +160,10 @@ impl LaunchDynos for DynoLauncher {
         };
         let (health_tx, health) = watch::channel(DynoHealth::Starting);
         let (stop, stopped) = watch::channel(false);
-        let dyno = Dyno { launcher: self.clone(), name: name.clone(), spec: spec.clone(), roll: release };
+        let source = format!("{}.{index}", self.dyno_type);
+        let dyno = Dyno { launcher: self.clone(), name: name.clone(), source, spec: spec.clone(), roll: release };
         let task = tokio::spawn(dyno.run(health_tx, stopped));
-        RunningDyno { name, health, stop, task }
+        RunningDyno { name, index, health, stop, task }
     }
 
     fn fail_release(&self, roll: u32, spec: &DynoSpec, why: &RollFailure) -> impl Future<Output = ()> + Send {
@@ -294,6 +299,8 @@ fn name_suffix() -> String {
 struct Dyno {
     launcher: DynoLauncher,
     name: String,
+    /// Its process name, `TYPE.INDEX`: the `source` of its runtime metrics lines.
+    source: String,
     spec: DynoSpec,
     /// The roll that started it (the `N` of its name).
     roll: u32,
@@ -361,8 +368,9 @@ impl Dyno {
                 Ok(mut process) => {
                     policy.started();
                     let (app_id, dyno_type) = (self.launcher.app_id, self.launcher.dyno_type.as_str());
+                    let (name, source) = (&self.name, &self.source);
                     let _sampled =
-                        self.launcher.registry.metrics.sample(process.pgid(), app_id, app, &self.name, dyno_type);
+                        self.launcher.registry.metrics.sample(process.pgid(), app_id, app, name, source, dyno_type);
                     let exit = self.serve(&mut process, port, &health, &mut stopped).await;
                     if let DynoExit::Exited(status) = &exit {
                         self.crashed(&health, status);
@@ -561,7 +569,7 @@ mod tests {
         let settings = Settings { connection_grace: Duration::from_millis(300), ..Settings::default() };
         let (launcher, mut source) = launcher("web", settings).await;
         let command = "echo $GREETING from $DYNO on $PORT; exec python3 -m http.server $PORT --bind 127.0.0.1";
-        let dyno = launcher.launch(7, &spec(command, Some("/")));
+        let dyno = launcher.launch(7, 1, &spec(command, Some("/")));
         assert!(dyno.name.starts_with("web.7-") && dyno.name.len() == "web.7-".len() + 5, "{}", dyno.name);
         let mut health = dyno.health.clone();
         tokio::time::timeout(Duration::from_secs(20), health.wait_for(|h| *h != DynoHealth::Starting))
@@ -592,7 +600,7 @@ mod tests {
         let settings = Settings { restart_min: Duration::from_millis(100), ..Settings::default() };
         let (launcher, mut source) = launcher("worker", settings).await;
         let start = Instant::now();
-        let dyno = launcher.launch(1, &spec("echo boom; exit 3", None));
+        let dyno = launcher.launch(1, 1, &spec("echo boom; exit 3", None));
         let lines = lines_until(&mut source, |l| l.iter().filter(|(_, _, t)| t == "boom").count() >= 3).await;
         // Restarts after at least 100 ms and 200 ms.
         assert!(start.elapsed() >= Duration::from_millis(300), "{:?}", start.elapsed());
@@ -611,7 +619,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_web_dyno_that_exits_before_it_is_healthy_has_failed() {
         let (launcher, _source) = launcher("web", Settings::default()).await;
-        let dyno = launcher.launch(1, &spec("exit 1", None));
+        let dyno = launcher.launch(1, 1, &spec("exit 1", None));
         let mut health = dyno.health.clone();
         tokio::time::timeout(Duration::from_secs(20), health.wait_for(|h| *h != DynoHealth::Starting))
             .await

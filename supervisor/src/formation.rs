@@ -20,6 +20,13 @@
 //! at once: its new dynos stop and nothing is reported, so the release stays pending and the
 //! next start rolls it again.
 //!
+//! Each running dyno of an entry has an index, 1 to N, its process name `TYPE.INDEX` (Heroku's
+//! `web.1`, the `source` of its runtime metrics lines): a dyno gets the lowest index no running
+//! dyno of the entry has when it starts, and keeps it for its life, so a roll's new dynos get
+//! free ones beside the old (`web.3`, `web.4` while `web.1`, `web.2` serve); the replacement of
+//! one restarted dyno takes that dyno's index, as a restarted Heroku `web.1` is `web.1` again.
+//! Its name (`web.RELEASE-XXXXX`, `dyno`) stays unique where uniqueness matters.
+//!
 //! A web entry whose new and old spec name the same fixed `port` cannot run both releases at
 //! once (two processes cannot listen on one port), so it rolls the other way round: the old
 //! dynos stop, the new ones start, and if they fail, they stop and the old release starts again
@@ -247,11 +254,29 @@ impl<L: LaunchDynos> Formation<L> {
         }
     }
 
+    /// The lowest index (1, 2, ...) that neither a running dyno of the entry nor one of
+    /// `starting` has.
+    fn free_index(&self, starting: &[RunningDyno]) -> u32 {
+        let taken = |i: u32| self.dynos.iter().chain(starting).any(|d| d.index == i);
+        (1..).find(|i| !taken(*i)).expect("fewer dynos than indexes")
+    }
+
+    /// Starts `quantity` dynos of roll `release` running `spec`, each with the lowest free index.
+    fn launch_all(&self, release: u32, quantity: u32, spec: &DynoSpec) -> Vec<RunningDyno> {
+        let mut new = Vec::with_capacity(quantity as usize);
+        for _ in 0..quantity {
+            let index = self.free_index(&new);
+            new.push(self.launcher.launch(release, index, spec));
+        }
+        new
+    }
+
     /// Starts or stops dynos of the running release until there are `target.quantity`; the
     /// newest are asked to stop first, and they stop together.
     async fn scale(&mut self, target: &FormationTarget) {
         while self.dynos.len() < target.quantity as usize {
-            self.dynos.push(self.launcher.launch(self.release, &target.spec));
+            let index = self.free_index(&[]);
+            self.dynos.push(self.launcher.launch(self.release, index, &target.spec));
         }
         let quantity = target.quantity as usize;
         if self.dynos.len() > quantity {
@@ -280,7 +305,7 @@ impl<L: LaunchDynos> Formation<L> {
         self.release += 1;
         let release = self.release;
         self.launcher.roll_started(release, &target.spec);
-        let new: Vec<RunningDyno> = (0..target.quantity).map(|_| self.launcher.launch(release, &target.spec)).collect();
+        let new = self.launch_all(release, target.quantity, &target.spec);
         let check = self.check(&new, release).await;
         // From here a failure of the release in another entry is left to its settling.
         self.launcher.roll_ended(release, &target.spec);
@@ -324,7 +349,7 @@ impl<L: LaunchDynos> Formation<L> {
         self.release += 1;
         let release = self.release;
         self.launcher.roll_started(release, &target.spec);
-        let new: Vec<RunningDyno> = (0..target.quantity).map(|_| self.launcher.launch(release, &target.spec)).collect();
+        let new = self.launch_all(release, target.quantity, &target.spec);
         let check = self.check(&new, release).await;
         self.launcher.roll_ended(release, &target.spec);
         let (app, dyno_type) = (&self.app, &self.dyno_type);
@@ -351,7 +376,7 @@ impl<L: LaunchDynos> Formation<L> {
         let old = self.current.clone().expect("a running release has a spec");
         self.release += 1;
         let release = self.release;
-        self.dynos = (0..old_quantity).map(|_| self.launcher.launch(release, &old)).collect();
+        self.dynos = self.launch_all(release, old_quantity as u32, &old);
     }
 
     /// Replaces the dyno called `name`, if it is one of the entry's: its replacement starts,
@@ -360,13 +385,14 @@ impl<L: LaunchDynos> Formation<L> {
     /// dyno stops first.
     async fn replace(&mut self, name: &str, spec: &DynoSpec) {
         let Some(i) = self.dynos.iter().position(|d| d.name == name) else { return };
+        let index = self.dynos[i].index;
         if self.same_fixed_port(spec) {
             self.dynos.remove(i).stop().await;
-            let fresh = self.launcher.launch(self.release, spec);
+            let fresh = self.launcher.launch(self.release, index, spec);
             self.dynos.insert(i, fresh);
             return;
         }
-        let fresh = self.launcher.launch(self.release, spec);
+        let fresh = self.launcher.launch(self.release, index, spec);
         let check = self.check(std::slice::from_ref(&fresh), self.release).await;
         if check == Check::Stopping {
             return fresh.stop().await;
@@ -474,7 +500,7 @@ mod tests {
     }
 
     impl LaunchDynos for FakeLauncher {
-        fn launch(&self, release: u32, _spec: &DynoSpec) -> RunningDyno {
+        fn launch(&self, release: u32, index: u32, _spec: &DynoSpec) -> RunningDyno {
             let n = {
                 let mut started = self.started.lock().unwrap();
                 *started += 1;
@@ -515,7 +541,7 @@ mod tests {
                     events.lock().unwrap().push(format!("stop {name}"));
                 }
             });
-            RunningDyno { name, health, stop, task }
+            RunningDyno { name, index, health, stop, task }
         }
 
         fn fail_release(
@@ -589,6 +615,36 @@ mod tests {
         f.apply(&target(1, "a"), None).await;
         assert_eq!(names(&f), ["web.1-1"]);
         assert_eq!(launcher.take_events(), ["stop web.1-3", "stop web.1-2"], "the newest stop first");
+    }
+
+    fn indexes(f: &Formation<FakeLauncher>) -> Vec<u32> {
+        f.dynos.iter().map(|d| d.index).collect()
+    }
+
+    /// Each running dyno's index (its process name `web.N`): the lowest free at its start, kept
+    /// for its life; a roll's new dynos take free ones beside the old, a restarted dyno's
+    /// replacement takes its index.
+    #[tokio::test(start_paused = true)]
+    async fn each_dyno_has_the_lowest_free_index_at_its_start_for_its_life() {
+        let launcher = FakeLauncher::new();
+        let mut f = formation(&launcher);
+        // (the step, the indexes of the running dynos after it, in the entry's order)
+        f.apply(&target(3, "a"), None).await;
+        assert_eq!(indexes(&f), [1, 2, 3], "scaled up from none");
+        f.apply(&target(1, "a"), None).await;
+        assert_eq!(indexes(&f), [1], "the newest stop first");
+        f.apply(&target(2, "a"), None).await;
+        assert_eq!(indexes(&f), [1, 2], "a freed index is taken again");
+        f.apply(&target(2, "b"), None).await;
+        assert_eq!(indexes(&f), [3, 4], "a roll's new dynos start beside the old ones");
+        f.apply(&target(3, "b"), None).await;
+        assert_eq!(indexes(&f), [3, 4, 1], "the lowest free one");
+        let second = f.dynos[1].name.clone();
+        f.apply(&target(3, "b"), Some(FormationCommand::Restart(second.clone()))).await;
+        assert_eq!(indexes(&f), [3, 4, 1], "a restarted dyno's replacement keeps its index");
+        assert_ne!(f.dynos[1].name, second, "and is another dyno");
+        f.apply(&target(2, "c"), None).await;
+        assert_eq!(indexes(&f), [2, 5], "free beside 1, 3 and 4");
     }
 
     #[tokio::test(start_paused = true)]

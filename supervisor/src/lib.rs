@@ -281,11 +281,14 @@ async fn run(
                 _ => {
                     // A release settled before (by an earlier run of Wharf) ran its phase then.
                     let settled = plane
-                        .read(|m| m.release(key.app_id, &release.id.to_string()).map(|r| r.status))
+                        .read(|m| m.release(key.app_id, &release.id.to_string()).map(|r| (r.status, r.withdrawn)))
                         .await
-                        .filter(|s| *s != wharf_control_api::model::ReleaseStatus::Pending);
-                    if let Some(status) = settled {
-                        let passed = status == wharf_control_api::model::ReleaseStatus::Succeeded;
+                        .filter(|(s, _)| *s != wharf_control_api::model::ReleaseStatus::Pending);
+                    if let Some((status, withdrawn)) = settled {
+                        // A release that failed but was not withdrawn passed its phase: its roll
+                        // failed, and it runs (the app's current release). Read as a failed phase,
+                        // it held the app for good: no dyno after a restart, no scale (FE38).
+                        let passed = status == wharf_control_api::model::ReleaseStatus::Succeeded || !withdrawn;
                         phases.insert(key.app_id, (release.id, Some(passed)));
                         if passed {
                             continue;

@@ -8,12 +8,15 @@
 //! line and a memory line per dyno,
 //!
 //! ```text
-//! source=web.1-abcde dyno=heroku.APP_ID.RUN_ID sample#load_avg_1m=0.98 sample#load_avg_5m=0.40 sample#load_avg_15m=0.15 sample#cpu_percent=97.95
-//! source=web.1-abcde dyno=heroku.APP_ID.RUN_ID sample#memory_total=21.00MB sample#memory_rss=21.00MB sample#memory_swap=0.00MB
+//! source=web.1 dyno=heroku.APP_ID.RUN_ID sample#load_avg_1m=0.98 sample#load_avg_5m=0.40 sample#load_avg_15m=0.15 sample#cpu_percent=97.95
+//! source=web.1 dyno=heroku.APP_ID.RUN_ID sample#memory_total=21.00MB sample#memory_rss=21.00MB sample#memory_swap=0.00MB
 //! ```
 //!
-//! `source` is the dyno's name as its output lines give it, and `dyno` is `heroku.`, the app's
-//! id and an id of this run of the dyno (a new one each time it starts), as Heroku's. Load
+//! `source` is the dyno's process name, `TYPE.N` (Heroku's `web.1`: its index among the running
+//! dynos of its type, see `formation`), which is also the lines' process (`akkeris/supervisor[web.1]`,
+//! as Heroku's `heroku[web.1]`), and `dyno` is `heroku.`, the app's id and an id of this run of
+//! the dyno (a new one each time it starts), as Heroku's: unique where the process name is not.
+//! The API's figures (`GET /apps/{app}/metrics`) stay keyed by the dyno's unique name. Load
 //! averages are the kernel's formula over the group's runnable and uninterruptible processes,
 //! sampled each second; `cpu_percent` (a Wharf addition: the seed asks for CPU utilization) is
 //! the average over the interval, in percent of one core. Memory is a sample (`sample#`, as in
@@ -110,6 +113,8 @@ struct Group {
     key: (Uuid, String),
     /// The app's key, whose log stream gets the lines.
     app: String,
+    /// The dyno's process name, `TYPE.N`: the lines' `source` and process.
+    source: String,
     /// This run's id, for the lines' `dyno=`.
     run_id: Uuid,
     /// Each member's counts at the previous sample, by (pid, start time).
@@ -155,9 +160,17 @@ impl Drop for Sampled {
 }
 
 impl DynoMetrics {
-    /// Starts sampling process group `pgid`, dyno `dyno` (of type `dyno_type`) of app `app_id`
-    /// (key `app`), until the returned guard is dropped.
-    pub(crate) fn sample(self: &Arc<Self>, pgid: i32, app_id: Uuid, app: &str, dyno: &str, dyno_type: &str) -> Sampled {
+    /// Starts sampling process group `pgid`, dyno `dyno` (of type `dyno_type`, process name
+    /// `source`: `TYPE.N`) of app `app_id` (key `app`), until the returned guard is dropped.
+    pub(crate) fn sample(
+        self: &Arc<Self>,
+        pgid: i32,
+        app_id: Uuid,
+        app: &str,
+        dyno: &str,
+        source: &str,
+        dyno_type: &str,
+    ) -> Sampled {
         let key = (app_id, dyno.to_owned());
         let mut inner = self.inner.lock().expect("metrics lock");
         let series = inner.series.entry(key.clone()).or_insert_with(|| Series {
@@ -173,6 +186,7 @@ impl DynoMetrics {
             Group {
                 key,
                 app: app.to_owned(),
+                source: source.to_owned(),
                 // A random (version 4) id, from fastrand's bytes: uuid's own generator is a feature
                 // this crate does not need otherwise.
                 run_id: uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid(),
@@ -189,7 +203,7 @@ impl DynoMetrics {
 
     /// Reads `/proc` for every group being sampled and records second `at` (seconds since the
     /// epoch), `elapsed` after the previous sample. Returns the log lines due: those of groups
-    /// whose `since_line` reached `interval`, as (app key, dyno, lines).
+    /// whose `since_line` reached `interval`, as (app key, the dyno's process name, lines).
     fn sample_now(&self, at: i64, elapsed: Duration, interval: Duration, hz: u64) -> Vec<(String, String, String)> {
         let pgids: HashSet<i32> = self.inner.lock().expect("metrics lock").groups.keys().copied().collect();
         if pgids.is_empty() {
@@ -262,7 +276,7 @@ impl DynoMetrics {
                 }
             }
             if group.since_line >= interval {
-                lines.push((group.app.clone(), group.key.1.clone(), group.lines(hz)));
+                lines.push((group.app.clone(), group.source.clone(), group.lines(hz)));
                 group.ticks_since_line = 0;
                 group.since_line = Duration::ZERO;
             }
@@ -330,13 +344,13 @@ fn forget_stopped(series: &mut HashMap<(Uuid, String), Series>, at: i64) {
 impl Group {
     /// Heroku's two log-runtime-metrics lines for this group, load then memory.
     fn lines(&self, hz: u64) -> String {
-        let (dyno, app_id) = (&self.key.1, self.key.0);
+        let (source, app_id) = (&self.source, self.key.0);
         let cpu = self.ticks_since_line as f64 / hz.max(1) as f64 / self.since_line.as_secs_f64().max(0.001) * 100.0;
         let mb = |kib: u64| kib as f64 / 1024.0;
         format!(
-            "source={dyno} dyno=heroku.{app_id}.{run} sample#load_avg_1m={:.2} sample#load_avg_5m={:.2} \
+            "source={source} dyno=heroku.{app_id}.{run} sample#load_avg_1m={:.2} sample#load_avg_5m={:.2} \
              sample#load_avg_15m={:.2} sample#cpu_percent={cpu:.2}\n\
-             source={dyno} dyno=heroku.{app_id}.{run} sample#memory_total={:.2}MB sample#memory_rss={:.2}MB \
+             source={source} dyno=heroku.{app_id}.{run} sample#memory_total={:.2}MB sample#memory_rss={:.2}MB \
              sample#memory_swap={:.2}MB",
             self.load[0],
             self.load[1],
@@ -451,7 +465,7 @@ mod tests {
         let metrics = Arc::new(DynoMetrics::default());
         let app_id = Uuid::from_u128(fastrand::u128(..));
         let hz = rustix::param::clock_ticks_per_second();
-        let sampled = metrics.sample(pgid, app_id, "app-default", "worker.1-abcde", "worker");
+        let sampled = metrics.sample(pgid, app_id, "app-default", "worker.1-abcde", "worker.1", "worker");
         let leader = || procfs::parse_usage(&std::fs::read_to_string(format!("/proc/{pgid}/stat")).unwrap()).unwrap();
         metrics.sample_now(100, SAMPLE_EVERY, Duration::from_secs(60), hz);
         let before = leader();
@@ -476,7 +490,7 @@ mod tests {
         let me = procfs::stat(std::process::id() as i32).unwrap();
         let app_id = Uuid::from_u128(fastrand::u128(..));
         let hz = rustix::param::clock_ticks_per_second();
-        let sampled = metrics.sample(me.pgrp, app_id, "app-default", "web.1-abcde", "web");
+        let sampled = metrics.sample(me.pgrp, app_id, "app-default", "web.1-abcde", "web.1", "web");
         assert!(metrics.sample_now(100, SAMPLE_EVERY, Duration::from_secs(2), hz).is_empty());
         // Busy for a while, so the next sample counts CPU time.
         let start = Instant::now();
@@ -486,9 +500,10 @@ mod tests {
         let lines = metrics.sample_now(101, SAMPLE_EVERY, Duration::from_secs(2), hz);
         assert_eq!(lines.len(), 1, "two seconds since the start: the lines are due");
         let (app, dyno, text) = &lines[0];
-        assert_eq!((app.as_str(), dyno.as_str()), ("app-default", "web.1-abcde"));
+        assert_eq!((app.as_str(), dyno.as_str()), ("app-default", "web.1"), "the process name, as Heroku's");
         let text: Vec<&str> = text.lines().collect();
-        assert!(text[0].starts_with(&format!("source=web.1-abcde dyno=heroku.{app_id}.")), "{text:?}");
+        assert!(text[0].starts_with(&format!("source=web.1 dyno=heroku.{app_id}.")), "{text:?}");
+        assert!(text[1].starts_with(&format!("source=web.1 dyno=heroku.{app_id}.")), "{text:?}");
         assert!(text[0].contains(" sample#load_avg_1m=") && text[0].contains(" sample#cpu_percent="), "{text:?}");
         assert!(text[1].contains(" sample#memory_total=") && text[1].ends_with("MB"), "{text:?}");
         let series = metrics.dynos(app_id, 0, i64::MAX);

@@ -66,7 +66,7 @@ pub(crate) async fn run(
     let status = match spawned {
         Ok(mut process) => {
             cx.registry.set_state(app_id, &name, DynoState::Up);
-            let _sampled = cx.registry.metrics.sample(process.pgid(), app_id, app, &name, "run");
+            let _sampled = cx.registry.metrics.sample(process.pgid(), app_id, app, &name, &name, "run");
             let status = tokio::select! {
                 status = process.wait() => status,
                 () = stop_requested(&mut stopped) => "stopped with Wharf".to_owned(),

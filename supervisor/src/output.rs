@@ -22,6 +22,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::watch;
 use wharf_bus::event::{char_boundary, split_message};
 use wharf_bus::{AppPace, LogEvent, Publisher, Stream};
+use wharf_control_api::plane::OutputWriter;
 
 /// The longest line put on the bus, in bytes: the bus's chunk size for every input, Heroku's limit
 /// on a log line (<https://devcenter.heroku.com/articles/logging#log-format>: "split into 10000
@@ -94,7 +95,9 @@ struct Overflow {
 }
 
 /// Reads `pipe` until its end, putting each line on the log bus as the app's (`app[DYNO]`),
-/// paced by the app's drains until `stopping` says true (or its sender is gone).
+/// paced by the app's drains until `stopping` says true (or its sender is gone); each line is
+/// also pushed to `tee` when given: the output a release phase's `output_stream_url` streams
+/// (`plane::outputs`), which holds a bounded number of lines.
 pub(crate) async fn forward(
     mut pipe: impl AsyncRead + Unpin + Send + 'static,
     publisher: Publisher,
@@ -102,6 +105,7 @@ pub(crate) async fn forward(
     dyno: String,
     stream: Stream,
     stopping: watch::Receiver<bool>,
+    tee: Option<OutputWriter>,
 ) {
     let mut buf = vec![0u8; READ_SIZE];
     let mut splitter = LineSplitter::default();
@@ -116,6 +120,7 @@ pub(crate) async fn forward(
         batch: Vec::new(),
         bytes: 0,
         overflow: Overflow::default(),
+        tee,
     };
     loop {
         let n = match pipe.read(&mut buf).await {
@@ -154,11 +159,16 @@ struct Batcher {
     batch: Vec<LogEvent>,
     bytes: usize,
     overflow: Overflow,
+    /// Where each line goes besides the bus, if anywhere.
+    tee: Option<OutputWriter>,
 }
 
 impl Batcher {
     /// Adds a line; returns the batch when it is full.
     fn add(&mut self, line: &[u8]) -> Option<Vec<LogEvent>> {
+        if let Some(tee) = &self.tee {
+            tee.push(String::from_utf8_lossy(line).into_owned());
+        }
         let event = LogEvent::builder(&self.app, "app").process(&self.dyno).stream(self.stream).message(line);
         self.batch.push(event);
         self.bytes += line.len();
@@ -275,6 +285,7 @@ mod tests {
             "worker.1-abcde".into(),
             Stream::Stdout,
             stopping,
+            None,
         ));
         let mut got = Vec::new();
         while got.len() < 20_000 {
@@ -323,6 +334,7 @@ mod tests {
                 "worker.1-abcde".into(),
                 Stream::Stdout,
                 stopping,
+                None,
             ))
         };
         let (running, stopping) = watch::channel(false);

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 use wharf_bus::{Publisher, Stream};
+use wharf_control_api::plane::OutputWriter;
 
 use crate::desired::DynoSpec;
 use crate::record::Records;
@@ -67,6 +68,22 @@ pub(crate) fn spawn(
     records: Option<&Records>,
     dir: Option<&std::path::Path>,
 ) -> std::io::Result<DynoProcess> {
+    spawn_teed(spec, dyno, port, app, publisher, records, dir, None)
+}
+
+/// [`spawn`], its output lines also pushed to `tee` when given (a release phase's
+/// `output_stream_url`, see [`output::forward`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn spawn_teed(
+    spec: &DynoSpec,
+    dyno: &str,
+    port: u16,
+    app: &str,
+    publisher: &Publisher,
+    records: Option<&Records>,
+    dir: Option<&std::path::Path>,
+    tee: Option<&OutputWriter>,
+) -> std::io::Result<DynoProcess> {
     let mut cmd = Command::new("sh");
     cmd.arg("-c").arg(GATE).arg("sh").arg(&spec.command);
     cmd.env_clear();
@@ -104,11 +121,13 @@ pub(crate) fn spawn(
     let (p, a, d, s) = (publisher, app, dyno, &stopping_rx);
     let mut forwarders = Vec::with_capacity(2);
     if let Some(out) = child.stdout.take() {
-        let forward = output::forward(out, p.clone(), a.to_owned(), d.to_owned(), Stream::Stdout, s.clone());
+        let (a, d, t) = (a.to_owned(), d.to_owned(), tee.cloned());
+        let forward = output::forward(out, p.clone(), a, d, Stream::Stdout, s.clone(), t);
         forwarders.push(tokio::spawn(forward));
     }
     if let Some(err) = child.stderr.take() {
-        let forward = output::forward(err, p.clone(), a.to_owned(), d.to_owned(), Stream::Stderr, s.clone());
+        let (a, d, t) = (a.to_owned(), d.to_owned(), tee.cloned());
+        let forward = output::forward(err, p.clone(), a, d, Stream::Stderr, s.clone(), t);
         forwarders.push(tokio::spawn(forward));
     }
     Ok(DynoProcess { child, pgid, records: records.cloned(), stopped: false, stopping, forwarders })
@@ -250,7 +269,7 @@ mod tests {
         let pipe: &'static [u8] = b"one\r\ntwo\n\nthree";
         let (_running, stopping) = tokio::sync::watch::channel(false);
         let (app, dyno) = ("api-default".into(), "web.1-abcde".into());
-        output::forward(pipe, bus.publisher.clone(), app, dyno, Stream::Stderr, stopping).await;
+        output::forward(pipe, bus.publisher.clone(), app, dyno, Stream::Stderr, stopping, None).await;
         let mut got = Vec::new();
         while got.len() < 4 {
             let Some(SourceEvent::Batch(batch)) = source.recv().await else { panic!("the bus closed") };

@@ -17,13 +17,15 @@ use wharf_domain::DynoType;
 use crate::metrics::DynoMetrics;
 
 /// A release the supervisor is rolling an app to: the formation entries that have not reported
-/// yet, whether one that did failed, and whether one that failed runs all the same (its new
-/// dynos replaced old ones that were not healthy either).
+/// yet, whether one that did failed, whether one that failed runs all the same (its new dynos
+/// replaced old ones that were not healthy either), and whether one that failed kept its old
+/// dynos instead.
 #[derive(Debug)]
 struct Rolling {
     waiting: BTreeSet<DynoType>,
     failed: bool,
     failed_runs: bool,
+    failed_kept_old: bool,
 }
 
 /// How the roll to a release ended, once every formation entry of its app reported.
@@ -31,9 +33,12 @@ struct Rolling {
 pub(crate) struct RollOutcome {
     /// Every entry's new dynos passed their health check.
     pub(crate) succeeded: bool,
-    /// An entry whose new dynos failed put them in the place of old ones that were not healthy
-    /// either (a first boot, or dynos that all crashed): the failed release runs. Otherwise no
-    /// entry that failed runs it, and the release is withdrawn (`ControlPlane::settle_rolled_release`).
+    /// Every entry whose new dynos failed put them in the place of old ones that were not
+    /// healthy either (a first boot, or dynos that all crashed): the failed release runs, in
+    /// every process type. Otherwise an entry that failed kept its old dynos (or none kept the
+    /// new ones), and the release is withdrawn (`ControlPlane::settle_rolled_release`): the
+    /// entries that run it roll back with the rest, so that no app runs two releases at once
+    /// while the API calls one of them current (FE37).
     pub(crate) failed_runs: bool,
 }
 
@@ -117,7 +122,12 @@ impl Registry {
     /// happens when that release is already waited for.
     pub(crate) fn expect_release(&self, release: Uuid, dyno_types: BTreeSet<DynoType>) {
         let mut rolling = self.rolling.lock().expect("registry lock");
-        rolling.entry(release).or_insert(Rolling { waiting: dyno_types, failed: false, failed_runs: false });
+        rolling.entry(release).or_insert(Rolling {
+            waiting: dyno_types,
+            failed: false,
+            failed_runs: false,
+            failed_kept_old: false,
+        });
     }
 
     /// Records that the entry `dyno_type` rolled to `release`, its dynos `healthy` or not, and
@@ -139,10 +149,11 @@ impl Registry {
         }
         r.failed |= !healthy;
         r.failed_runs |= !healthy && kept;
+        r.failed_kept_old |= !healthy && !kept;
         if !r.waiting.is_empty() {
             return None;
         }
-        let outcome = RollOutcome { succeeded: !r.failed, failed_runs: r.failed_runs };
+        let outcome = RollOutcome { succeeded: !r.failed, failed_runs: r.failed_runs && !r.failed_kept_old };
         rolling.remove(&release);
         Some(outcome)
     }
@@ -248,6 +259,8 @@ mod tests {
         r.expect_release(two, [t("web"), t("worker")].into());
         let three = Uuid::from_u128(4);
         r.expect_release(three, [t("web"), t("worker")].into());
+        let four = Uuid::from_u128(5);
+        r.expect_release(four, [t("web"), t("worker")].into());
         let ended = |succeeded, failed_runs| Some(RollOutcome { succeeded, failed_runs });
         // (release, entry, healthy, kept, the outcome reported). A failed release runs only when
         // an entry that failed kept its new dynos: a worker that rolled fine while the web entry
@@ -262,6 +275,10 @@ mod tests {
             (two, "web", false, false, ended(false, false)),
             (three, "worker", true, true, None),
             (three, "web", false, true, ended(false, true)),
+            // A worker that failed and kept its new dynos while the web entry kept its old ones:
+            // no single release runs, so it is withdrawn and the worker rolls back (FE37).
+            (four, "worker", false, true, None),
+            (four, "web", false, false, ended(false, false)),
         ];
         for (release, entry, healthy, kept, expected) in steps {
             let got = r.release_outcome(release, &t(entry), healthy, kept);

@@ -3,7 +3,9 @@
 //! dyno of the release starts. Exit status 0 lets the release roll; anything else (or a command
 //! that cannot start) makes the release `failed`, and the dynos of the release before it keep
 //! serving. Its output is in the app's log stream as `release.<version>`, and its end is
-//! announced there by the platform.
+//! announced there by the platform; the release's `output_stream_url` streams the same lines
+//! (the command's and those two) while it runs, and answers them from the release's record
+//! once it ended (`plane::outputs`).
 //!
 //! A phase may run at most `supervisor.release_phase_timeout` (an hour, Heroku's limit); past it,
 //! its process group is stopped and the release fails.
@@ -89,13 +91,21 @@ pub(crate) async fn run(
         one_off: Some((spec.command.clone(), None)),
     };
     cx.registry.set(app_id, listing);
+    // The release's `output_stream_url` streams the phase's lines, and its record keeps them.
+    let output = spec.release.map(|r| cx.plane.open_release_output(r.id));
     let say = |text: String| {
         let event = LogEvent::builder(&app, "akkeris/supervisor").process(&name).stream(Stream::Platform);
         cx.publisher.publish(event.message(text.as_bytes()));
+        if let Some(out) = &output {
+            out.push(text);
+        }
     };
     say(format!("Release phase of v{version} starting: {}", spec.command));
     let spawned = match release_dir::working_dir(&cx.plane, &cx.settings, &spec).await {
-        Ok(dir) => process::spawn(&spec, &name, 0, &app, &cx.publisher, cx.records.as_ref(), dir.as_deref()),
+        Ok(dir) => {
+            let (records, tee) = (cx.records.as_ref(), output.as_ref());
+            process::spawn_teed(&spec, &name, 0, &app, &cx.publisher, records, dir.as_deref(), tee)
+        }
         Err(e) => Err(e),
     };
     let (ok, status) = match spawned {
@@ -127,6 +137,9 @@ pub(crate) async fn run(
         say(format!("Release phase of v{version} failed ({status}); the running release keeps serving"));
     }
     tracing::info!(app, version, status, "release phase ended");
+    if let Some(out) = &output {
+        cx.plane.close_release_output(out).await;
+    }
     cx.registry.remove(app_id, &name);
     ok
 }

@@ -4,21 +4,20 @@
 //! As Heroku's, the output URL needs no API token (the CLI streams it with a plain GET): the
 //! build's id, 122 random bits seen only by holders of the admin token, is the capability. It
 //! streams `text/plain` lines while the build runs and ends with the build; afterwards it
-//! answers the lines the build record kept.
+//! answers the lines the build record kept (`outputs.rs`, which a release's output shares).
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use wharf_domain::timestamp::format_seconds;
 
 use super::account::{OwnerRef, owner_ref};
 use super::slugs::base_url;
-use super::wire::{ApiError, ApiResult, AppRef, Body, Json, NamedRef, Plane, STACK, app_ref};
+use super::wire::{ApiResult, AppRef, Body, Json, NamedRef, Plane, STACK, app_ref};
 use crate::model::{Build, Model};
 use crate::plane::{ControlPlane, Error};
 
@@ -150,40 +149,15 @@ pub(super) async fn get_build(
     Ok(Json(out))
 }
 
-/// `GET /builds/{build}/output`: the build's output as `text/plain` lines, streamed while it
-/// runs (ending with it, or when Wharf shuts down), else the lines its record kept.
+/// `GET /builds/{build}/output`: the build's output (`outputs::stream`).
 pub(super) async fn build_output(
     State(plane): State<Arc<ControlPlane>>,
     Path(build): Path<String>,
 ) -> ApiResult<Response> {
-    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no build {build:?}"));
-    let id: Uuid = build.parse().map_err(|_| not_found())?;
-    let headers = [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")];
-    let Some(rx) = plane.build_output(id) else {
-        let lines = plane.read(|m| m.build(id).map(|b| b.output.clone())).await.ok_or_else(not_found)?;
-        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-        return Ok((headers, text).into_response());
+    let id = build.parse::<Uuid>().ok();
+    let stored = match id {
+        Some(id) => plane.read(|m| m.build(id).map(|b| b.output.clone())).await,
+        None => None,
     };
-    let ended = Box::pin(plane.streams_ended());
-    let body = futures_util::stream::unfold((rx, ended, 0usize, false), |(mut rx, mut ended, sent, done)| async move {
-        if done {
-            return None;
-        }
-        loop {
-            let (chunk, finished) = {
-                let o = rx.borrow_and_update();
-                let chunk: String = o.lines[sent.min(o.lines.len())..].iter().map(|l| format!("{l}\n")).collect();
-                (chunk, (o.done, o.lines.len()))
-            };
-            if !chunk.is_empty() || finished.0 {
-                let next = (rx, ended, finished.1, finished.0);
-                return Some((Ok::<_, std::io::Error>(Bytes::from(chunk)), next));
-            }
-            tokio::select! {
-                () = &mut ended => return None,
-                changed = rx.changed() => if changed.is_err() { return None },
-            }
-        }
-    });
-    Ok((headers, axum::body::Body::from_stream(body)).into_response())
+    super::outputs::stream(&plane, "build", &build, id, stored)
 }

@@ -37,6 +37,7 @@ mod hooks;
 mod log_events;
 mod log_sessions;
 mod metrics;
+mod outputs;
 mod pipelines;
 mod previews;
 mod releases;
@@ -215,6 +216,8 @@ route_group! {
         PUT "/slugs/{slug}/blob" => slugs::put_blob,
         // A build's output_stream_url: the build's random id is the capability, as Heroku's URL.
         GET "/builds/{build}/output" => builds::build_output,
+        // A release's output_stream_url (its release phase's output): its random id likewise.
+        GET "/releases/{release}/output" => releases::release_output,
         // GitHub's pull_request events cannot carry the admin token: each is authenticated by
         // its HMAC signature under the app's preview secret.
         POST "/apps/{app}/previews/webhook" => previews::webhook,

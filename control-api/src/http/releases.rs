@@ -16,6 +16,7 @@ use wharf_domain::timestamp::format_seconds;
 
 use super::account::{OwnerRef, owner_ref};
 use super::config_vars::config_vars_out;
+use super::slugs::base_url;
 use super::wire::{ApiError, ApiResult, AppRef, Body, Json, Plane, app_ref};
 use crate::model::{App, Model, Release};
 use crate::plane::{ControlPlane, Error};
@@ -32,7 +33,8 @@ pub(super) struct ReleaseOut {
     version: u32,
     description: String,
     status: &'static str,
-    /// The newest release that succeeded: what the app's dynos run.
+    /// Whether it is the app's current release (`Model::current_release`): the one its dynos
+    /// run, which a release that failed but runs is too.
     current: bool,
     /// Whether a rollback to it would be taken: not for a release that failed, nor one whose
     /// slug was deleted (`plane::check_rollback_target`, which refuses those rollbacks).
@@ -45,8 +47,10 @@ pub(super) struct ReleaseOut {
     slug: Option<SlugRef>,
     /// Releases are made with the admin token, the one account.
     user: OwnerRef,
-    /// Always null: the release phase's output goes to the app's log stream
-    /// (`app[release.N]`), not to a stream of its own.
+    /// For a release with a release phase (a `release` process type with a command), the URL
+    /// its phase's output streams from while it runs and is read from once it ended
+    /// (`GET /releases/{id}/output`, no token: `outputs.rs`); null for a release without one,
+    /// as Heroku's. The lines are in the app's log stream too (`app[release.N]`).
     output_stream_url: Option<String>,
     created_at: String,
     updated_at: String,
@@ -57,7 +61,14 @@ pub(super) struct SlugRef {
     id: Uuid,
 }
 
-fn release_out(plane: &ControlPlane, m: &Model, r: &Release) -> Option<ReleaseOut> {
+/// Whether the release has a release phase: a `release` process type with a command.
+fn has_release_phase(r: &Release) -> bool {
+    r.processes.iter().any(|p| p.dyno_type.as_str() == "release" && p.command.is_some())
+}
+
+/// The release in Heroku's shape; `base` is the API's own URL (`slugs::base_url`), for its
+/// `output_stream_url`.
+fn release_out(plane: &ControlPlane, m: &Model, r: &Release, base: &str) -> Option<ReleaseOut> {
     let app = m.app(&r.app_id.to_string())?;
     Some(ReleaseOut {
         id: r.id,
@@ -71,7 +82,7 @@ fn release_out(plane: &ControlPlane, m: &Model, r: &Release) -> Option<ReleaseOu
         app: app_ref(m, app),
         slug: r.slug_id.map(|id| SlugRef { id }),
         user: owner_ref(plane),
-        output_stream_url: None,
+        output_stream_url: has_release_phase(r).then(|| format!("{base}/releases/{}/output", r.id)),
         created_at: format_seconds(r.created_at),
         updated_at: format_seconds(r.updated_at),
     })
@@ -165,6 +176,7 @@ pub(super) async fn list_releases(
         Some(v) => parse_range(v.to_str().unwrap_or_default())
             .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m))?,
     };
+    let base = base_url(&plane, &headers);
     let (out, more) = plane
         .read(|m| {
             let a = m.app(&app).ok_or(Error::NotFound { what: "app", key: app.clone() })?;
@@ -174,7 +186,7 @@ pub(super) async fn list_releases(
             let out: Vec<ReleaseOut> = picked
                 .iter()
                 .filter_map(|v| releases.iter().find(|r| r.version == *v))
-                .filter_map(|r| release_out(&plane, m, r))
+                .filter_map(|r| release_out(&plane, m, r, &base))
                 .collect();
             Ok::<_, Error>((out, more))
         })
@@ -206,11 +218,13 @@ fn app_release<'m>(m: &'m Model, app: &str, release: &str) -> Result<(&'m App, &
 pub(super) async fn get_release(
     State(plane): Plane,
     Path((app, release)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> ApiResult<impl IntoResponse> {
+    let base = base_url(&plane, &headers);
     let out = plane
         .read(|m| {
             let (_, r) = app_release(m, &app, &release)?;
-            release_out(&plane, m, r).ok_or(Error::NotFound { what: "app", key: app.clone() })
+            release_out(&plane, m, r, &base).ok_or(Error::NotFound { what: "app", key: app.clone() })
         })
         .await?;
     Ok(Json(out))
@@ -285,6 +299,7 @@ pub(super) struct ReleaseIn {
 pub(super) async fn rollback(
     State(plane): Plane,
     Path(app): Path<String>,
+    headers: HeaderMap,
     Body(req): Body<ReleaseIn>,
 ) -> ApiResult<impl IntoResponse> {
     if req.description.as_ref().is_some_and(|d| d.len() > 1024) {
@@ -301,9 +316,24 @@ pub(super) async fn rollback(
         (None, Some(slug)) => plane.release_slug(&app, &slug, req.description).await?,
         _ => return Err(ApiError::invalid("name exactly one of release (a rollback) and slug (a deploy)")),
     };
-    let out = plane.read(|m| release_out(&plane, m, &made)).await;
+    let base = base_url(&plane, &headers);
+    let out = plane.read(|m| release_out(&plane, m, &made, &base)).await;
     let out = out.ok_or(Error::NotFound { what: "app", key: app })?;
     Ok((StatusCode::CREATED, Json(out)))
+}
+
+/// `GET /releases/{release}/output`: the release phase's output (`outputs::stream`); 404 for
+/// a release without a release phase, as for one that does not exist.
+pub(super) async fn release_output(State(plane): Plane, Path(release): Path<String>) -> ApiResult<Response> {
+    let id = release.parse::<Uuid>().ok();
+    let stored = match id {
+        Some(id) => {
+            plane.read(|m| m.release_by_id(id).filter(|r| has_release_phase(r)).map(|r| r.output.clone())).await
+        }
+        None => None,
+    };
+    // A phase runs only for a release that has one, so a running output is one of those.
+    super::outputs::stream(&plane, "release", &release, id, stored)
 }
 
 #[cfg(test)]

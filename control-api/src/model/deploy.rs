@@ -101,7 +101,7 @@ pub struct Build {
     /// The release of that slug.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release_id: Option<Uuid>,
-    /// The build's output lines, once it ended (at most `plane::MAX_BUILD_OUTPUT_LINES`).
+    /// The build's output lines, once it ended (at most `plane::MAX_OUTPUT_LINES`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub output: Vec<String>,
     /// Creation time, seconds since the epoch.

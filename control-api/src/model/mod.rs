@@ -325,6 +325,11 @@ impl Model {
         self.releases.values().find(|r| r.app_id == app_id && r.version == version)
     }
 
+    /// The release with this id, whichever app's it is.
+    pub fn release_by_id(&self, id: Uuid) -> Option<&Release> {
+        self.releases.get(&id)
+    }
+
     /// An app's builds, oldest first.
     pub fn builds_of(&self, app_id: Uuid) -> Vec<&Build> {
         let mut v: Vec<&Build> = self.builds.values().filter(|b| b.app_id == app_id).collect();
@@ -352,12 +357,26 @@ impl Model {
         self.releases.values().filter(|r| r.app_id == app_id).max_by_key(|r| r.version)
     }
 
-    /// The app's current release (Heroku's `current`): the newest that succeeded, which is what
-    /// its dynos run.
+    /// The app's current release (Heroku's `current`): the release its dynos run now, and so
+    /// the one every reader of "what runs" names (the releases' `current`, one-off dynos, the
+    /// release a failed one gives the app back to, what a restarted Wharf serves first). It is
+    /// the newest release that has settled and runs: not one still `pending` (its release
+    /// phase, roll or canary has not ended; the dynos still run this one meanwhile), not one
+    /// withdrawn (it failed and no dyno runs it: `Release::withdrawn`), and not one whose canary
+    /// has not been promoted (the app never ran it). A release that failed but runs (its dynos
+    /// replaced ones that were not healthy either, and are retried with backoff) is current:
+    /// its code and config vars are what serve, as on Heroku, where a release whose dynos crash
+    /// is still the current one. `None` for an app without such a release.
+    ///
+    /// Architecture invariant: what the API says is current (this release, the app's config
+    /// vars, its formation's commands) is what the app's dynos run once no release is pending,
+    /// and a restart never changes which release or config a dyno runs.
     pub fn current_release(&self, app_id: Uuid) -> Option<&Release> {
+        let held =
+            |r: &Release| self.canary_release_making(r.id).is_some_and(|c| c.state != CanaryReleaseState::Promoted);
         self.releases
             .values()
-            .filter(|r| r.app_id == app_id && r.status == ReleaseStatus::Succeeded)
+            .filter(|r| r.app_id == app_id && r.status != ReleaseStatus::Pending && !r.withdrawn && !held(r))
             .max_by_key(|r| r.version)
     }
 
@@ -650,6 +669,7 @@ mod tests {
                 slug_id: None,
                 withdrawn: false,
                 brings: Brings::Code,
+                output: Vec::new(),
                 created_at: 0,
                 updated_at: 0,
             }),

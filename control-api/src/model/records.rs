@@ -326,6 +326,11 @@ pub struct Release {
     /// (`ControlPlane::settle_release`), so that it never runs the failed code.
     #[serde(default, skip_serializing_if = "Brings::is_code")]
     pub brings: Brings,
+    /// The output of its release phase, once the phase ended (at most
+    /// `plane::MAX_OUTPUT_LINES` lines): what its `output_stream_url` answers then. Empty for a
+    /// release without a release phase, and until its phase ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub output: Vec<String>,
     /// Creation time, seconds since the epoch.
     pub created_at: i64,
     /// Last change (of its status), seconds since the epoch.
@@ -367,6 +372,7 @@ impl std::fmt::Debug for Release {
             .field("slug_id", &self.slug_id)
             .field("withdrawn", &self.withdrawn)
             .field("brings", &self.brings)
+            .field("output_lines", &self.output.len())
             .finish_non_exhaustive()
     }
 }

@@ -41,7 +41,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
 use uuid::Uuid;
 use wharf_bus::{LogEvent, Stream};
 use wharf_domain::DynoType;
@@ -51,6 +50,7 @@ use wharf_domain::timestamp::now_seconds;
 use super::build_source::Source;
 use super::engine::ControlPlane;
 use super::error::{Error, not_found};
+use super::outputs::OutputWriter;
 use crate::archive;
 use crate::model::{Build, BuildStatus, Change, Object, ReleaseStatus, Slug};
 
@@ -60,18 +60,6 @@ pub const SOURCE_FETCH_TIMEOUT: Duration = Duration::from_secs(600);
 /// Most time a build's output waits for its release to settle before saying it is still
 /// pending: a release phase (a migration) may take a while, and so may a slow health check.
 const RELEASE_WAIT: Duration = Duration::from_secs(600);
-
-/// Most output lines a build keeps in its record.
-pub const MAX_BUILD_OUTPUT_LINES: usize = 1000;
-
-/// A build's output as it grows: its lines so far, and whether it ended.
-#[derive(Debug, Clone, Default)]
-pub struct BuildOutput {
-    /// Lines so far, oldest first.
-    pub lines: Vec<String>,
-    /// Whether the build ended (no more lines will come).
-    pub done: bool,
-}
 
 /// The most bytes of a Procfile read: a Procfile is a few lines, and it is read into memory.
 const MAX_PROCFILE_BYTES: u64 = 64 * 1024;
@@ -174,8 +162,7 @@ impl ControlPlane {
                 Ok(((build.clone(), m.app_key(a).to_string()), vec![Change::Put(Object::Build(build))]))
             })
             .await?;
-        let (tx, _) = watch::channel(BuildOutput::default());
-        self.build_outputs.lock().expect("build outputs lock").insert(build.id, tx.clone());
+        let tx = self.open_output(build.id, Vec::new());
         let plane = self.clone();
         let b = build.clone();
         tokio::spawn(async move { plane.run_build(b, app_key, source, tx).await });
@@ -253,8 +240,7 @@ impl ControlPlane {
             .await;
         let followed = cut.len();
         for (build, app_key, release_id, version) in cut {
-            let out = watch::Sender::new(BuildOutput { lines: build.output.clone(), done: false });
-            self.build_outputs.lock().expect("build outputs lock").insert(build.id, out.clone());
+            let out = self.open_output(build.id, build.output.clone());
             let plane = self.clone();
             tokio::spawn(async move {
                 let say = |line: String| {
@@ -263,13 +249,12 @@ impl ControlPlane {
                             LogEvent::builder(&app_key, "akkeris/build").process("build").stream(Stream::Platform);
                         p.publish(event.message(line.as_bytes()));
                     }
-                    out.send_modify(|o| o.lines.push(line));
+                    out.push(line);
                 };
                 say(format!(" !     Wharf restarted while v{version} was being released; following it again"));
                 say(plane.release_outcome(build.app_id, release_id, version).await);
                 plane.record_build_end(build.id, None, &out).await;
-                out.send_modify(|o| o.done = true);
-                plane.build_outputs.lock().expect("build outputs lock").remove(&build.id);
+                plane.forget_output(&out);
             });
         }
         followed
@@ -294,24 +279,13 @@ impl ControlPlane {
         }
     }
 
-    /// Follows a running build's output; `None` when it is not running here (read the record).
-    pub fn build_output(&self, build: Uuid) -> Option<watch::Receiver<BuildOutput>> {
-        self.build_outputs.lock().expect("build outputs lock").get(&build).map(watch::Sender::subscribe)
-    }
-
-    async fn run_build(
-        self: Arc<Self>,
-        build: Build,
-        app_key: String,
-        source: Source,
-        out: watch::Sender<BuildOutput>,
-    ) {
+    async fn run_build(self: Arc<Self>, build: Build, app_key: String, source: Source, out: OutputWriter) {
         let say = |line: String| {
             if let Some(p) = self.build_publisher.get() {
                 let event = LogEvent::builder(&app_key, "akkeris/build").process("build").stream(Stream::Platform);
                 p.publish(event.message(line.as_bytes()));
             }
-            out.send_modify(|o| o.lines.push(line));
+            out.push(line);
         };
         // At most `max_concurrent_builds` builds run at once; the others wait in turn (a
         // semaphore is fair), still `pending`, and say so. A slot is held from the fetch to
@@ -372,20 +346,18 @@ impl ControlPlane {
             say(self.release_outcome(build.app_id, release_id, version).await);
             self.record_build_end(build.id, None, &out).await;
         }
-        out.send_modify(|o| o.done = true);
-        self.build_outputs.lock().expect("build outputs lock").remove(&build.id);
+        self.forget_output(&out);
     }
 
-    /// Stores the build's output so far (its last [`MAX_BUILD_OUTPUT_LINES`]) and, when given,
+    /// Stores the build's output so far (at most `MAX_OUTPUT_LINES`) and, when given,
     /// its status, slug and release.
     async fn record_build_end(
         &self,
         build: Uuid,
         ended: Option<(BuildStatus, Option<Uuid>, Option<Uuid>)>,
-        out: &watch::Sender<BuildOutput>,
+        out: &OutputWriter,
     ) {
-        let lines = out.borrow().lines.clone();
-        let kept: Vec<String> = lines.iter().rev().take(MAX_BUILD_OUTPUT_LINES).rev().cloned().collect();
+        let kept = out.lines();
         let stored = self
             .change(|m| {
                 let Some(b) = m.build(build) else { return Ok(((), vec![])) };

@@ -247,9 +247,9 @@ impl ControlPlane {
             .read(|m| {
                 let a = m.app(app).ok_or_else(|| not_found("app", app))?;
                 // The current release (Heroku's rule for one-off dynos), code and config vars: the
-                // newest that succeeded, not one still pending in its release phase, its roll or its
-                // canary, nor one that failed. Its code is run as its formation dynos run it (an
-                // image is never run here).
+                // one the formation dynos run (`Model::current_release`), not one still pending in
+                // its release phase, its roll or its canary, nor one that failed and runs nowhere.
+                // Its code is run as its formation dynos run it (an image is never run here).
                 let running = m.current_release(a.id);
                 let mut vars = match running {
                     Some(r) => r.config_vars.clone(),

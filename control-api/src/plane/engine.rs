@@ -271,8 +271,9 @@ pub struct ControlPlane {
     pub(super) deploy: OnceLock<super::slugs::DeploySettings>,
     /// Where build output lines go (`builds.rs`): the log bus, once `wharf serve` set it.
     pub(super) build_publisher: OnceLock<wharf_bus::Publisher>,
-    /// The output of each build running in this process, for its `output_stream_url`.
-    pub(super) build_outputs: Mutex<std::collections::HashMap<Uuid, watch::Sender<super::builds::BuildOutput>>>,
+    /// The output of each build and release phase running in this process, by the build's or
+    /// the release's id, for its `output_stream_url` (`outputs.rs`).
+    pub(super) outputs: Mutex<std::collections::HashMap<Uuid, watch::Sender<super::outputs::Output>>>,
     /// The slots builds take to run (`builds.rs`: `max_concurrent_builds` of them), made at the
     /// first build.
     pub(super) build_slots: OnceLock<Arc<tokio::sync::Semaphore>>,
@@ -329,7 +330,7 @@ impl ControlPlane {
             hooks: super::hooks::HookQueue::new(),
             deploy: OnceLock::new(),
             build_publisher: OnceLock::new(),
-            build_outputs: Mutex::default(),
+            outputs: Mutex::default(),
             build_slots: OnceLock::new(),
             dyno_metrics: OnceLock::new(),
             request_metrics: OnceLock::new(),

@@ -39,6 +39,7 @@ pub mod metrics;
 pub mod outbound_http;
 #[cfg(test)]
 mod outbound_tests;
+mod outputs;
 mod pipelines;
 mod previews;
 #[cfg(test)]
@@ -51,7 +52,7 @@ mod slugs;
 #[cfg(test)]
 mod tests;
 
-pub use builds::{BuildOutput, MAX_BUILD_OUTPUT_LINES, SOURCE_FETCH_TIMEOUT, parse_procfile};
+pub use builds::{SOURCE_FETCH_TIMEOUT, parse_procfile};
 pub use canary_releases::{
     CanaryFeatureInput, DEFAULT_CANARY_WEIGHT, DEFAULT_SOAK_REQUESTS, DEFAULT_SOAK_SECONDS, MAX_SOAK_SECONDS,
 };
@@ -66,6 +67,7 @@ pub use hooks::{Delivery, DeliveryRecord, DeliveryStatus, Happened, HookInput, M
 pub use local::{DynoRelease, DynoState, LocalDyno, LocalRuntime, OneOff, Restart};
 pub use maintenance::{PAGE_FETCH_TIMEOUT, fetch_page};
 pub use metrics::{DynoMetrics, RequestMetrics};
+pub use outputs::{MAX_OUTPUT_LINES, Output, OutputWriter};
 pub use pipelines::{CheckInput, MAX_REQUIRED_CONTEXTS, PromotionInput};
 pub use previews::{
     DEFAULT_PREVIEW_MAX_AGE, MAX_PREVIEW_MAX_AGE, PreviewFeatureInput, PreviewOutcome, PullRequest, SWEEP_INTERVAL,

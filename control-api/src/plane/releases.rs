@@ -335,6 +335,7 @@ impl ControlPlane {
             slug_id: m.running_release(app_id).and_then(|r| r.slug_id),
             withdrawn: false,
             brings: Brings::Changes,
+            output: Vec::new(),
             created_at: now,
             updated_at: now,
         }))
