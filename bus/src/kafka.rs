@@ -729,6 +729,8 @@ fn poll_loop(
     let mut bad_frames = 0u64;
     // While a subscribed topic is missing: when to ask the broker next whether it is back.
     let mut topic_gone: Option<Instant> = None;
+    // Whether the broker was seen without a subscribed topic since the last rejoin.
+    let mut topic_missing = false;
     // When to leave and join once it is back: after librdkafka's own metadata refresh saw it.
     let mut rejoin_at: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
@@ -739,14 +741,23 @@ fn poll_loop(
             && Instant::now() >= next
         {
             topic_gone = Some(Instant::now() + TOPIC_BACK_EVERY);
-            if topics_exist(consumer, topics) {
-                topic_gone = None;
-                rejoin_at = Some(Instant::now() + TOPIC_SEEN_AFTER);
-            } else {
-                // Asked again until it exists: librdkafka reports the topic missing once, and
-                // the keeper drops a request less than a second after its last attempt (a
-                // broker that lost its data twice in a second kept no topic).
-                keeper.missing();
+            match topics_exist(consumer, topics) {
+                Some(true) => {
+                    topic_gone = None;
+                    if std::mem::take(&mut topic_missing) {
+                        rejoin_at = Some(Instant::now() + TOPIC_SEEN_AFTER);
+                    }
+                }
+                // Asked again until it exists: librdkafka reports the topic missing once, late
+                // (seconds after a broker's return), and the keeper drops a request less than a
+                // second after its last attempt. Until it exists, tansu acknowledges what the
+                // producers send and loses it when the topic is created again.
+                Some(false) => {
+                    topic_missing = true;
+                    keeper.missing();
+                }
+                // The broker does not answer (yet): asked again.
+                None => {}
             }
         }
         if let Some(at) = rejoin_at
@@ -798,6 +809,13 @@ fn poll_loop(
                     if TopicKeeper::is_missing(&e) {
                         consumer.context().lost.store(true, Ordering::Relaxed);
                         keeper.missing();
+                        topic_missing = true;
+                        topic_gone.get_or_insert_with(|| Instant::now() + TOPIC_BACK_EVERY);
+                    }
+                    // The brokers went away: when they answer again, the topics are looked for
+                    // at once (a broker may come back without its data), not at the next
+                    // metadata refresh that reports them missing.
+                    if matches!(e.rdkafka_error_code(), Some(RDKafkaErrorCode::AllBrokersDown)) {
                         topic_gone.get_or_insert_with(|| Instant::now() + TOPIC_BACK_EVERY);
                     }
                     break;
@@ -823,12 +841,14 @@ const TOPIC_SEEN_AFTER: Duration = Duration::from_millis(2500);
 
 /// Whether the broker has every subscribed topic, each with partitions (asked now, not from
 /// librdkafka's cache, whose answer also refreshes the cache for the join that follows).
-fn topics_exist(consumer: &BaseConsumer<ConsumeContext>, topics: &Topics) -> bool {
-    topics.0.iter().all(|(name, _)| {
-        consumer.fetch_metadata(Some(name), Duration::from_secs(2)).is_ok_and(|m| {
-            m.topics().iter().any(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty())
-        })
-    })
+/// `None` when the broker does not answer.
+fn topics_exist(consumer: &BaseConsumer<ConsumeContext>, topics: &Topics) -> Option<bool> {
+    let mut all = true;
+    for (name, _) in &topics.0 {
+        let m = consumer.fetch_metadata(Some(name), Duration::from_secs(1)).ok()?;
+        all &= m.topics().iter().any(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty());
+    }
+    Some(all)
 }
 
 /// Leaves the group and joins it again (`group_watch`, or a topic back after it went missing): the leave starts a new generation, in
