@@ -3,8 +3,7 @@
 //! broken on purpose under load. `benches/fleet.py` is the full-size drill (its numbers are in
 //! benches/RESULTS.md); this is the small one, with the same rules: only requests in flight on a
 //! killed router may fail, no line of a request answered by a surviving router is lost at a
-//! drain (but for what an in-memory broker loses at its restart), and every data plane follows
-//! the control API that is left. Log sessions opened
+//! drain, and every data plane follows the control API that is left. Log sessions opened
 //! through any member of a logshuttle group stream every line of their app.
 //!
 //! Why one file: every test here starts the same processes with the same shared secrets and
@@ -329,34 +328,20 @@ async fn lines_sent(shuttle: &WharfLogshuttle) -> u64 {
 
 const APPS: &[&str] = &["alpha-default", "beta-default"];
 
-/// How long before an in-memory broker's stop a line may have been answered and still be only in
-/// the broker (not yet read by a logshuttle), so lost with it: as benches/fleet.py's `HELD`.
-const BROKER_HELD: Duration = Duration::from_secs(5);
-
-/// How many times the routers' and logshuttles' logs say they created Wharf's topic (each
-/// process that finds it missing, at start or after a broker lost it, creates it).
-fn topic_creations(routers: &[Option<WharfRouter>], shuttles: &[Option<WharfLogshuttle>]) -> usize {
-    let logs =
-        routers.iter().flatten().map(WharfRouter::stderr).chain(shuttles.iter().flatten().map(WharfLogshuttle::stderr));
-    logs.map(|log| log.matches("created kafka topic").count()).sum()
-}
-
 /// The small drill: two control APIs on PostgreSQL, two routers, three logshuttles in one Kafka
 /// group, HTTPS load across both routers, and one fault at a time: kill -9 a router (and
-/// restart it from its kept snapshot), a logshuttle and a control API, restart the broker (in
-/// memory, so it comes back empty), restart PostgreSQL, add a fourth logshuttle. After the
-/// logshuttle's kill, the broker's return and the fourth's arrival, a line of a request
-/// answered after it reaches every drain with nobody restarted (the time is printed), and no
-/// logshuttle died at the broker's restart. At the end: only the request in flight on the
-/// killed router failed; every line of every request answered on a healthy path is at its
-/// app's drain (but for what the in-memory broker held or acknowledged before its topic was
-/// back: counted), and the killed router's lost lines are only the last it answered before the
-/// kill; repeats are counted; every data plane saw the newest snapshot version.
+/// restart it from its kept snapshot), a logshuttle and a control API, restart PostgreSQL, add
+/// a fourth logshuttle. After the logshuttle's kill and the fourth's arrival, a line of a
+/// request answered after it reaches every drain with nobody restarted (the time is printed).
+/// At the end: only the request in flight on the killed router failed; every line of every
+/// request answered on a healthy path is at its app's drain, and the killed router's lost lines
+/// are only the last it answered before the kill; repeats are counted; every data plane saw the
+/// newest snapshot version.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_fleet_survives_kill_9_of_each_part_under_load() {
     let mut pg = Postgres::start().await;
     let url = pg.database("drill").await;
-    let mut broker = Tansu::start().await;
+    let broker = Tansu::start().await;
     let dir = TempDir::new("fleet-drill");
     let secrets = Secrets::new();
     let brokers = broker.brokers();
@@ -470,30 +455,6 @@ async fn the_fleet_survives_kill_9_of_each_part_under_load() {
     report.push(("kill -9 api0 (change through api1 served everywhere)", t, t.elapsed()));
     load.run_for(20).await;
 
-    // Restart the broker (SIGTERM, start on its port). tansu keeps its data in memory here, so it
-    // comes back without the topic, the offsets and the group: no process crashes (librdkafka
-    // did, src/fetch_leader_guard.c), a Wharf process creates the topic again, the
-    // group forms again by itself, and every line of a request answered once the topic is back
-    // reaches its drain. What the broker held when it stopped, and what it acknowledged before
-    // its topic was back, went with its memory: allowed, and counted below.
-    let t = Instant::now();
-    let broker_stop = t;
-    let created = topic_creations(&routers, &shuttles);
-    broker.terminate().await;
-    broker.start_again().await;
-    let topic_back = eventually(WAIT, "a Wharf process to create the topic again on the empty broker", || async {
-        (topic_creations(&routers, &shuttles) > created).then(Instant::now)
-    })
-    .await;
-    load.delivering_after(topic_back, &drains).await;
-    for (i, s) in shuttles.iter_mut().enumerate() {
-        if let Some(s) = s {
-            assert_eq!(s.exit_status(), None, "shuttle{i} died at the broker's restart:\n{}", s.stderr());
-        }
-    }
-    report.push(("restart the broker, in memory (delivering after its topic is back)", t, t.elapsed()));
-    load.run_for(20).await;
-
     // Restart PostgreSQL: the API serves reads and the data planes their snapshots meanwhile;
     // writes work again once it is back.
     let t = Instant::now();
@@ -540,10 +501,7 @@ async fn the_fleet_survives_kill_9_of_each_part_under_load() {
     // restart) is at its app's drain. Router 0's lines still in its producer's buffer when it
     // was killed may be gone: counted, and checked to be only those.
     let wanted: Vec<&Sent> = sent.iter().filter(|s| s.ok).collect();
-    // The in-memory broker's loss: lines answered from BROKER_HELD before its stop (not yet read
-    // from it) until its topic existed again.
-    let with_broker = |s: &Sent| s.done + BROKER_HELD >= broker_stop && s.done <= topic_back;
-    let healthy = |s: &&&Sent| (s.router == 1 || s.done > router0_killed) && !with_broker(s);
+    let healthy = |s: &&&Sent| s.router == 1 || s.done > router0_killed;
     let seen = eventually(WAIT, "every line of a request answered on a healthy path at its drain", || async {
         let seen: Vec<HashMap<String, usize>> = drains.iter().map(paths_at).collect();
         wanted.iter().filter(healthy).all(|s| seen[s.app].contains_key(&s.path)).then_some(seen)
@@ -552,14 +510,11 @@ async fn the_fleet_survives_kill_9_of_each_part_under_load() {
     // Router 0's lost lines can only be those it answered just before its kill and had not
     // yet handed to Kafka: its producer sends each partition's lines in order, so per app they
     // are the last of its answers before the kill. Nothing it answered after its restart is lost.
-    let (lost_with_broker, lost): (Vec<&&Sent>, Vec<&&Sent>) =
-        wanted.iter().filter(|s| !seen[s.app].contains_key(&s.path)).partition(|s| with_broker(s));
+    let lost: Vec<&&Sent> = wanted.iter().filter(|s| !seen[s.app].contains_key(&s.path)).collect();
     assert!(lost.iter().all(|s| s.router == 0 && s.done <= router0_killed), "lost on a healthy path: {lost:?}");
     for app in 0..APPS.len() {
-        let before: Vec<&&Sent> = wanted
-            .iter()
-            .filter(|s| s.router == 0 && s.app == app && s.done <= router0_killed && !with_broker(s))
-            .collect();
+        let before: Vec<&&Sent> =
+            wanted.iter().filter(|s| s.router == 0 && s.app == app && s.done <= router0_killed).collect();
         let kept = before.iter().take_while(|s| seen[app].contains_key(&s.path)).count();
         assert!(
             before[kept..].iter().all(|s| !seen[app].contains_key(&s.path)),
@@ -607,12 +562,10 @@ async fn the_fleet_survives_kill_9_of_each_part_under_load() {
         eprintln!("{fault:66} {:>8} {failed:>6} {lost:>5} {dup:>4} {took:>10.2?}", mine.len());
     }
     eprintln!(
-        "requests {} failed {} (on the killed router: {}), lines lost on surviving routers 0, lost from the killed router's buffer {lost_killed}, lost with the in-memory broker {} (topic back {:.2?} after its stop), duplicates {duplicates}, versions {versions:?} (newest {newest})",
+        "requests {} failed {} (on the killed router: {}), lines lost on surviving routers 0, lost from the killed router's buffer {lost_killed}, duplicates {duplicates}, versions {versions:?} (newest {newest})",
         sent.len(),
         failed.len(),
-        failed_on(0),
-        lost_with_broker.len(),
-        topic_back - broker_stop
+        failed_on(0)
     );
     assert!(wanted.len() > 200, "the load ran: {} answered", wanted.len());
 }
