@@ -727,8 +727,46 @@ fn poll_loop(
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut bad_frames = 0u64;
+    // While a subscribed topic is missing: when to ask the broker next whether it is back.
+    let mut topic_gone: Option<Instant> = None;
+    // Whether the broker was seen without a subscribed topic since the last rejoin.
+    let mut topic_missing = false;
+    // When to leave and join once it is back: after librdkafka's own metadata refresh saw it.
+    let mut rejoin_at: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
         if consumer.context().signals.rejoin.swap(false, Ordering::Relaxed) {
+            rejoin(consumer, topics);
+        }
+        if let Some(next) = topic_gone
+            && Instant::now() >= next
+        {
+            topic_gone = Some(Instant::now() + TOPIC_BACK_EVERY);
+            match topics_exist(consumer, topics) {
+                Some(true) => {
+                    topic_gone = None;
+                    if std::mem::take(&mut topic_missing) {
+                        rejoin_at = Some(Instant::now() + TOPIC_SEEN_AFTER);
+                    }
+                }
+                // Asked again until it exists: librdkafka reports the topic missing once, late
+                // (seconds after a broker's return), and the keeper drops a request less than a
+                // second after its last attempt. Until it exists, tansu acknowledges what the
+                // producers send and loses it when the topic is created again.
+                Some(false) => {
+                    topic_missing = true;
+                    keeper.missing();
+                }
+                // The broker does not answer (yet): asked again.
+                None => {}
+            }
+        }
+        if let Some(at) = rejoin_at
+            && Instant::now() >= at
+        {
+            rejoin_at = None;
+            tracing::info!(
+                "kafka topic exists again; leaving and joining the consumer group so that its partitions are assigned"
+            );
             rejoin(consumer, topics);
         }
         // Block briefly for the first message, then take whatever else is already fetched.
@@ -763,9 +801,22 @@ fn poll_loop(
                     // topic exists again and the metadata refresh shows it. The offsets this
                     // member holds are the old topic's from now on: none is committed until the
                     // next assignment, so that none lands in the new topic's group.
+                    // The group may then be assigned while the topic is still missing in this
+                    // member's metadata, with no partition to anyone, and neither librdkafka
+                    // nor tansu 0.6 rebalances when the topic appears (the group keeps its
+                    // generation): once the broker has the topic again, this member leaves and
+                    // joins, which starts a new generation assigned with it.
                     if TopicKeeper::is_missing(&e) {
                         consumer.context().lost.store(true, Ordering::Relaxed);
                         keeper.missing();
+                        topic_missing = true;
+                        topic_gone.get_or_insert_with(|| Instant::now() + TOPIC_BACK_EVERY);
+                    }
+                    // The brokers went away: when they answer again, the topics are looked for
+                    // at once (a broker may come back without its data), not at the next
+                    // metadata refresh that reports them missing.
+                    if matches!(e.rdkafka_error_code(), Some(RDKafkaErrorCode::AllBrokersDown)) {
+                        topic_gone.get_or_insert_with(|| Instant::now() + TOPIC_BACK_EVERY);
                     }
                     break;
                 }
@@ -781,7 +832,26 @@ fn poll_loop(
     }
 }
 
-/// Leaves the group and joins it again (`group_watch`): the leave starts a new generation, in
+/// How often a member whose subscribed topic went missing asks the broker whether it is back.
+const TOPIC_BACK_EVERY: Duration = Duration::from_millis(500);
+/// How long after the topic is back the member leaves and joins: past the next periodic metadata
+/// refresh (`topic.metadata.refresh.interval.ms`, 2 s), from which librdkafka's group code takes
+/// the topics it assigns.
+const TOPIC_SEEN_AFTER: Duration = Duration::from_millis(2500);
+
+/// Whether the broker has every subscribed topic, each with partitions (asked now, not from
+/// librdkafka's cache, whose answer also refreshes the cache for the join that follows).
+/// `None` when the broker does not answer.
+fn topics_exist(consumer: &BaseConsumer<ConsumeContext>, topics: &Topics) -> Option<bool> {
+    let mut all = true;
+    for (name, _) in &topics.0 {
+        let m = consumer.fetch_metadata(Some(name), Duration::from_secs(1)).ok()?;
+        all &= m.topics().iter().any(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty());
+    }
+    Some(all)
+}
+
+/// Leaves the group and joins it again (`group_watch`, or a topic back after it went missing): the leave starts a new generation, in
 /// which the coordinator assigns every partition to the members there are. This member's
 /// partitions are revoked first, through the rebalance callback, as in any rebalance.
 fn rejoin(consumer: &BaseConsumer<ConsumeContext>, topics: &Topics) {

@@ -65,7 +65,7 @@ impl Tansu {
 
     /// Starts a broker that keeps its topics, offsets and groups in the SQLite file `db`, so
     /// that [`Tansu::stop`] and [`Tansu::start_again`] bring it back with its data. (An
-    /// in-memory broker restarted under a consumer crashes librdkafka: tests/broker_restart.rs.)
+    /// in-memory broker comes back empty: tests/broker_restart.rs restarts both kinds.)
     pub async fn start_keeping(db: &std::path::Path) -> Tansu {
         // tansu 0.6.0 takes the file's path relative to its working directory, even when absolute.
         let name = db.file_name().expect("a file name").to_string_lossy();
