@@ -418,7 +418,7 @@ async fn an_https_control_api_feeds_a_remote_router_that_trusts_its_ca_and_no_ot
         let data = dir.path().join(format!("router{i}"));
         let router = WharfRouter::start_with(WHARF, url, &router_token, &data, &env).await;
         if *followed {
-            eventually(WAIT, "the router following the HTTPS API to serve the app", || async {
+            eventually(WAIT, &format!("{case}: the router following the HTTPS API to serve the app"), || async {
                 (body(&router, "one-default.localhost").await.as_deref() == Some("one")).then_some(())
             })
             .await;
