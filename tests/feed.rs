@@ -400,6 +400,9 @@ async fn an_https_control_api_feeds_a_remote_router_that_trusts_its_ca_and_no_ot
         std::fs::copy(from, d.join("a-ca.pem")).unwrap();
     }
     let path = |p: &Path| p.display().to_string();
+    let empty_dir = dir.path().join("empty-dir");
+    std::fs::create_dir(&empty_dir).unwrap();
+    let nothing = vec![("SSL_CERT_FILE", path(&dir.path().join("missing.pem"))), ("SSL_CERT_DIR", path(&empty_dir))];
     let by_name = format!("https://localhost:{}", wharf.api.addr.port());
     let by_address = format!("https://{listen}");
     // (case, URL, environment, followed)
@@ -412,6 +415,9 @@ async fn an_https_control_api_feeds_a_remote_router_that_trusts_its_ca_and_no_ot
         ("the machine's own store", &by_address, vec![], false),
         ("another CA in SSL_CERT_FILE", &by_address, vec![("SSL_CERT_FILE", path(&wrong_ca))], false),
         ("another CA in SSL_CERT_DIR", &by_name, vec![("SSL_CERT_DIR", path(&wrong_dir))], false),
+        // Variables naming no certificate (a typo, an empty directory) trust nothing of the
+        // system, not the compiled-in roots (FE39).
+        ("a missing SSL_CERT_FILE and an empty SSL_CERT_DIR", &by_address, nothing.clone(), false),
     ];
     for (i, (case, url, env, followed)) in cases.iter().enumerate() {
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -428,7 +434,9 @@ async fn an_https_control_api_feeds_a_remote_router_that_trusts_its_ca_and_no_ot
             })
             .await;
             let log = router.stderr();
-            assert!(log.contains("signed by no CA this data plane trusts (the system's trust store"), "{case}: {log}");
+            assert!(log.contains("signed by no CA trusted here (the system's trust store"), "{case}: {log}");
+            let named_nothing = log.contains("SSL_CERT_FILE/SSL_CERT_DIR name no usable certificate");
+            assert_eq!(named_nothing, case.starts_with("a missing"), "{case}: {log}");
             assert_eq!(body(&router, "one-default.localhost").await, None, "{case}: nothing served");
             assert!(!data.join("feed/snapshot.json").exists(), "{case}: no snapshot kept");
         }

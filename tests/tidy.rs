@@ -395,7 +395,7 @@ const CONFINED: &[(&str, &str, &[&str], &str)] = &[
     (
         "",
         "webpki_roots",
-        &["domain/src/trust.rs"],
+        &["domain/src/trust.rs", "tests/tidy.rs"],
         "every outbound TLS client trusts the system's store and its configured CAs, through wharf_domain::trust",
     ),
     ("supervisor/src/", "thread::sleep", &[], "the supervisor waits on tokio's clock, so tests can pause it"),

@@ -316,7 +316,7 @@ impl ControlApiUrl {
         let stream = tokio::time::timeout(Duration::from_secs(10), tls.connect(name, tcp))
             .await
             .map_err(|_| "tls handshake timed out".to_owned())?
-            .map_err(|e| handshake_error(&e))?;
+            .map_err(|e| wharf_domain::trust::handshake_error(&e, "the control api", "[feed] control_api_ca"))?;
         exchange(hyper_util::rt::TokioIo::new(stream), req).await
     }
 }
@@ -339,20 +339,6 @@ fn connector(ca: Option<&Path>) -> Result<tokio_rustls::TlsConnector, FollowErro
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
-}
-
-/// Why a TLS handshake with a replica failed. A certificate signed by no trusted CA (a replica
-/// with a wrong certificate, or a data plane missing its CA) also says where this data plane's
-/// trust comes from, so that the operator knows what to give it.
-fn handshake_error(e: &std::io::Error) -> String {
-    let inner = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
-    match inner {
-        Some(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)) => format!(
-            "tls: {e}: the control api's certificate is signed by no CA this data plane trusts (the system's \
-             trust store: SSL_CERT_FILE, SSL_CERT_DIR or the distribution's bundle; and [feed] control_api_ca)"
-        ),
-        _ => format!("tls: {e}"),
-    }
 }
 
 /// One HTTP/1.1 request on a fresh connection `io`.

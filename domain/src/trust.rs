@@ -13,10 +13,12 @@
 //! `control_api.database_ca`, `control_api.trusted_ca`, `logshuttle.trusted_ca`).
 //!
 //! The store is read once per process, at the first TLS client built: a CA added to the system
-//! later is trusted after a restart. A machine whose store holds no certificate at all (a
-//! minimal container image without `ca-certificates`, or `SSL_CERT_FILE` naming an empty or
-//! missing file) gets the Mozilla roots compiled into Wharf instead, with a warning, so that
-//! drains and pages on public CAs keep working there.
+//! later is trusted after a restart. Unlike OpenSSL, setting only one of `SSL_CERT_FILE` and
+//! `SSL_CERT_DIR` drops the distribution's other location. When either is set and names no usable
+//! certificate, nothing of the system is trusted (an error is logged): never more than the
+//! operator named. A machine whose own store holds no certificate, neither variable set (a minimal
+//! container image without `ca-certificates`), gets the Mozilla roots compiled into Wharf
+//! instead, with a warning, so that drains and pages on public CAs keep working there.
 
 use std::sync::OnceLock;
 
@@ -52,6 +54,16 @@ pub fn system() -> &'static SystemRoots {
         for problem in &problems {
             tracing::warn!(%problem, ?file, ?dir, "reading the system's trust store");
         }
+        if store.roots.is_empty() && (file.is_some() || dir.is_some()) {
+            // The operator named the store: a missing or empty one trusts nothing from the
+            // system, never more than was named (FE39).
+            tracing::error!(
+                ?file,
+                ?dir,
+                "SSL_CERT_FILE/SSL_CERT_DIR name no usable certificate: trusting only the configured CAs"
+            );
+            return SystemRoots { anchors: Vec::new(), mozilla_fallback: false, problems };
+        }
         if store.roots.is_empty() {
             tracing::warn!(
                 ?file,
@@ -86,6 +98,29 @@ pub fn roots<'a, 'b: 'a>(
         store.add(der.clone())?;
     }
     Ok(store)
+}
+
+/// Why a TLS handshake with `server` (e.g. "the control api") failed, from the handshake's I/O
+/// error. A certificate signed by no trusted CA says where trust comes from (the system's store
+/// and `configured`, the setting that adds a CA); a CA certificate served as the server's own
+/// (`openssl req -x509`'s default) says to sign a server certificate with a CA instead.
+pub fn handshake_error(e: &std::io::Error, server: &str, configured: &str) -> String {
+    use rustls::{CertificateError, Error};
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) {
+        Some(Error::InvalidCertificate(CertificateError::UnknownIssuer)) => format!(
+            "tls: {e}: {server}'s certificate is signed by no CA trusted here (the system's trust store: \
+             SSL_CERT_FILE, SSL_CERT_DIR or the distribution's bundle; and {configured})"
+        ),
+        Some(Error::InvalidCertificate(CertificateError::Other(other)))
+            if format!("{other:?}").contains("CaUsedAsEndEntity") =>
+        {
+            format!(
+                "tls: {e}: {server} serves a CA certificate (basicConstraints CA:TRUE, as `openssl req -x509` \
+                 makes by default) as its own; serve a certificate signed by a CA and trust that CA ({configured})"
+            )
+        }
+        _ => format!("tls: {e}"),
+    }
 }
 
 #[cfg(test)]
