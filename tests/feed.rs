@@ -1,9 +1,10 @@
 //! The security of the data planes' feed, through real processes: each data-plane role's token
 //! reads only its role's part of `/v1/snapshot` and calls nothing but its role's endpoints; the
 //! retired data-plane token stops start-up; a remote data plane refuses a plain-HTTP control API
-//! that is not on this machine; an HTTPS control API feeds a remote router that trusts its CA and
-//! none that does not; and the copy a data plane keeps on disk is owner-only and holds only its
-//! role's part, older copies included.
+//! that is not on this machine; an HTTPS control API feeds a remote router that trusts its CA
+//! (`[feed] control_api_ca`, or the system's trust store through `SSL_CERT_FILE` and
+//! `SSL_CERT_DIR`) and none that does not; and the copy a data plane keeps on disk is
+//! owner-only and holds only its role's part, older copies included.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -393,35 +394,58 @@ async fn an_https_control_api_feeds_a_remote_router_that_trusts_its_ca_and_no_ot
     assert_eq!(status, 201, "{session}");
     assert!(session["logplex_url"].as_str().unwrap().starts_with("https://"), "sessions on the HTTPS API: {session}");
 
-    // A router trusting the API's CA follows it, by address or by name.
+    // A router trusting the API's CA follows it, by address or by name, whether the CA is its
+    // `[feed] control_api_ca` or in the system's trust store as OpenSSL (and rustls-native-certs)
+    // finds it: `SSL_CERT_FILE`, or a file in `SSL_CERT_DIR`. One trusting another CA in any of
+    // these, or only the machine's own store, refuses the API's certificate, says where its
+    // trust comes from, and never receives the feed.
     let router_token = token(&control, "router-token");
-    let ca_s = ca_file.display().to_string();
-    for (i, url) in
-        [format!("https://{listen}"), format!("https://localhost:{}", wharf.api.addr.port())].iter().enumerate()
-    {
-        let env = [("WHARF_FEED__CONTROL_API_CA", ca_s.as_str())];
-        let router = WharfRouter::start_with(WHARF, url, &router_token, &dir.path().join(format!("ok{i}")), &env).await;
-        eventually(WAIT, "the router following the HTTPS API to serve the app", || async {
-            (body(&router, "one-default.localhost").await.as_deref() == Some("one")).then_some(())
-        })
-        .await;
-        router.kill().await;
+    let (ca_dir, wrong_dir) = (dir.path().join("ca-dir"), dir.path().join("wrong-dir"));
+    for (d, from) in [(&ca_dir, &ca_file), (&wrong_dir, &wrong_ca)] {
+        std::fs::create_dir(d).unwrap();
+        std::fs::copy(from, d.join("a-ca.pem")).unwrap();
     }
-
-    // A router trusting another CA, or only the Mozilla roots, refuses the API's certificate
-    // and never receives the feed.
-    let wrong_s = wrong_ca.display().to_string();
-    for (name, env) in [("wrong", vec![("WHARF_FEED__CONTROL_API_CA", wrong_s.as_str())]), ("roots", vec![])] {
-        let router =
-            WharfRouter::start_with(WHARF, &format!("https://{listen}"), &router_token, &dir.path().join(name), &env)
-                .await;
-        eventually(WAIT, "the router to refuse the API's certificate", || async {
-            router.stderr().contains("invalid peer certificate: UnknownIssuer").then_some(())
-        })
-        .await;
-        assert_eq!(body(&router, "one-default.localhost").await, None, "{name}: nothing served");
-        let kept = dir.path().join(name).join("feed/snapshot.json");
-        assert!(!kept.exists(), "{name}: no snapshot kept");
+    let path = |p: &Path| p.display().to_string();
+    let empty_dir = dir.path().join("empty-dir");
+    std::fs::create_dir(&empty_dir).unwrap();
+    let nothing = vec![("SSL_CERT_FILE", path(&dir.path().join("missing.pem"))), ("SSL_CERT_DIR", path(&empty_dir))];
+    let by_name = format!("https://localhost:{}", wharf.api.addr.port());
+    let by_address = format!("https://{listen}");
+    // (case, URL, environment, followed)
+    let cases = [
+        ("control_api_ca", &by_address, vec![("WHARF_FEED__CONTROL_API_CA", path(&ca_file))], true),
+        ("control_api_ca, by name", &by_name, vec![("WHARF_FEED__CONTROL_API_CA", path(&ca_file))], true),
+        ("SSL_CERT_FILE", &by_address, vec![("SSL_CERT_FILE", path(&ca_file))], true),
+        ("SSL_CERT_DIR", &by_name, vec![("SSL_CERT_DIR", path(&ca_dir))], true),
+        ("another control_api_ca", &by_address, vec![("WHARF_FEED__CONTROL_API_CA", path(&wrong_ca))], false),
+        ("the machine's own store", &by_address, vec![], false),
+        ("another CA in SSL_CERT_FILE", &by_address, vec![("SSL_CERT_FILE", path(&wrong_ca))], false),
+        ("another CA in SSL_CERT_DIR", &by_name, vec![("SSL_CERT_DIR", path(&wrong_dir))], false),
+        // Variables naming no certificate (a typo, an empty directory) trust nothing of the
+        // system, not the compiled-in roots (FE39).
+        ("a missing SSL_CERT_FILE and an empty SSL_CERT_DIR", &by_address, nothing.clone(), false),
+    ];
+    for (i, (case, url, env, followed)) in cases.iter().enumerate() {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let data = dir.path().join(format!("router{i}"));
+        let router = WharfRouter::start_with(WHARF, url, &router_token, &data, &env).await;
+        if *followed {
+            eventually(WAIT, &format!("{case}: the router following the HTTPS API to serve the app"), || async {
+                (body(&router, "one-default.localhost").await.as_deref() == Some("one")).then_some(())
+            })
+            .await;
+        } else {
+            eventually(WAIT, "the router to refuse the API's certificate", || async {
+                router.stderr().contains("invalid peer certificate: UnknownIssuer").then_some(())
+            })
+            .await;
+            let log = router.stderr();
+            assert!(log.contains("signed by no CA trusted here (the system's trust store"), "{case}: {log}");
+            let named_nothing = log.contains("SSL_CERT_FILE/SSL_CERT_DIR name no usable certificate");
+            assert_eq!(named_nothing, case.starts_with("a missing"), "{case}: {log}");
+            assert_eq!(body(&router, "one-default.localhost").await, None, "{case}: nothing served");
+            assert!(!data.join("feed/snapshot.json").exists(), "{case}: no snapshot kept");
+        }
         router.kill().await;
     }
 }

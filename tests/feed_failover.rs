@@ -3,15 +3,21 @@
 //! costs the router one reconnection to the other, at once, even after an earlier outage grew
 //! its backoff (the backoff starts again after every snapshot taken); a hung (SIGSTOP) replica
 //! is left after `[feed] silence_timeout`. The router logs every replica it follows and shows it
-//! in `wharf_feed_following`.
+//! in `wharf_feed_following`. Over HTTPS, a router and a logshuttle move past a replica whose
+//! certificate their CA did not sign, and follow only verified ones.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+use wharf_testkit::certs::TestCa;
 use wharf_testkit::client::{self, Req};
 use wharf_testkit::dyno_server::DynoServer;
 use wharf_testkit::postgres::Postgres;
-use wharf_testkit::wharf::{WharfControlApi, WharfRouter};
+use wharf_testkit::syslog::SyslogReceiver;
+use wharf_testkit::tansu::Tansu;
+use wharf_testkit::wharf::{WharfControlApi, WharfLogshuttle, WharfRouter};
 use wharf_testkit::{TempDir, eventually, free_port};
 
 const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
@@ -202,4 +208,144 @@ async fn a_hung_replica_is_left_after_the_silence_timeout() {
     assert!(log.contains("nothing heard for 5s"), "the default silence timeout ended a's stream:\n{log}");
     assert_eq!(followed(&log), Some(format!("127.0.0.1:{}", ports[1])), "{log}");
     drop(a);
+}
+
+/// Calls the HTTPS control API at `addr` with the admin token of `secrets`; the status.
+async fn https_call(
+    addr: std::net::SocketAddr,
+    tls: &Arc<rustls::ClientConfig>,
+    secrets: &[(&'static str, String)],
+    method: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> u16 {
+    let admin = &secrets.iter().find(|(k, _)| *k == "WHARF_ADMIN_TOKEN").expect("admin token").1;
+    let mut req = Req::get("127.0.0.1", path)
+        .header("authorization", &format!("Bearer {admin}"))
+        .header("content-type", "application/json");
+    req.method = method.parse().expect("method");
+    req.body = body.to_string().into();
+    let r = client::send(addr, Some(tls), &req).await.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    r.status.as_u16()
+}
+
+/// The data planes' log lines since `mark` that name `api` as followed.
+fn followed_lines<'a>(log: &'a str, api: &str) -> Vec<&'a str> {
+    log.lines().filter(|l| l.contains(FOLLOWING) && field(l, "api") == Some(api)).collect()
+}
+
+/// HTTPS replicas, a router and a logshuttle following `https://a,https://c,https://b`: a and b
+/// serve certificates of the fleet's CA (the data planes' `[feed] control_api_ca`); c is a
+/// replica on the same database with the same secrets but a certificate of another CA, so that
+/// only verification keeps the data planes off it. Both follow a; kill -9 a: both try c, refuse
+/// its certificate, and follow b, where a change made after the kill reaches both: a new app
+/// answers through the router, and a new drain of it receives the router's access line through
+/// the logshuttle. c is never followed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_replicas_fail_over_and_one_with_a_wrong_certificate_is_never_followed() {
+    let pg = Postgres::start().await;
+    let db = pg.database("https_failover").await;
+    let broker = Tansu::start().await;
+    let brokers = broker.brokers();
+    let dir = TempDir::new("feed-https-failover");
+    let secrets = secrets();
+    let (fleet, other) = (TestCa::new("fleet CA"), TestCa::new("not the fleet's CA"));
+    let ca_file = dir.path().join("fleet-ca.pem");
+    std::fs::write(&ca_file, fleet.pem()).unwrap();
+    // a, c, b: in the order the data planes are given them.
+    let names = ["a", "c", "b"];
+    let ports = [free_port(), free_port(), free_port()];
+    let apis_at: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let mut apis = Vec::new();
+    for (i, ca) in [&fleet, &other, &fleet].into_iter().enumerate() {
+        let issued = ca.issue(&["127.0.0.1", "localhost"], -1, 30);
+        let (cert, key) = (dir.path().join(format!("{}.pem", names[i])), dir.path().join(format!("{}.key", names[i])));
+        std::fs::write(&cert, &issued.chain_pem).unwrap();
+        std::fs::write(&key, &issued.key_pem).unwrap();
+        let (cert, key) = (cert.display().to_string(), key.display().to_string());
+        let mut env: Vec<(&str, &str)> = secrets.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        env.extend([
+            ("WHARF_CONTROL_API__LISTEN", apis_at[i].as_str()),
+            ("WHARF_CONTROL_API__TLS_CERT", cert.as_str()),
+            ("WHARF_CONTROL_API__TLS_KEY", key.as_str()),
+        ]);
+        let data = dir.path().join(names[i]);
+        apis.push(Some(WharfControlApi::start(WHARF, &["--database-url", db.as_str()], &data, &env).await));
+    }
+    let urls = apis_at.iter().map(|a| format!("https://{a}")).collect::<Vec<_>>().join(",");
+    let get = |k: &str| secrets.iter().find(|(name, _)| *name == k).expect("a secret").1.clone();
+    let ca = ca_file.display().to_string();
+    let kafka = [("WHARF_KAFKA__BROKERS", brokers.as_str()), ("WHARF_FEED__CONTROL_API_CA", ca.as_str())];
+    let router_token = get("WHARF_ROUTER_TOKEN");
+    let router = WharfRouter::start_with(WHARF, &urls, &router_token, &dir.path().join("router"), &kafka).await;
+    let (shuttle_token, session) = (get("WHARF_LOGSHUTTLE_TOKEN"), get("WHARF_SESSION_SECRET"));
+    let shuttle_env = [
+        ("WHARF_LOGSHUTTLE_TOKEN", shuttle_token.as_str()),
+        ("WHARF_SESSION_SECRET", session.as_str()),
+        ("WHARF_FEED__CONTROL_API_CA", ca.as_str()),
+    ];
+    let shuttle = WharfLogshuttle::start(WHARF, &urls, &brokers, &dir.path().join("shuttle"), &shuttle_env).await;
+    let tls = client::tls_config(&ca_file, &[b"http/1.1"]);
+    let (a, b) = (apis[0].as_ref().expect("a").api.addr, apis[2].as_ref().expect("b").api.addr);
+    let one = DynoServer::start("one").await;
+    assert_eq!(https_call(a, &tls, &secrets, "POST", "/apps", json!({"name": "one", "space": "default"})).await, 201);
+    let dyno = json!({"type": "web", "host": "127.0.0.1", "port": one.port()});
+    assert_eq!(https_call(a, &tls, &secrets, "PUT", "/apps/one-default/dynos/web.1", dyno).await, 201);
+    eventually(WAIT, "the router to serve the app created through a", || async {
+        (body(&router, "one-default.localhost").await.as_deref() == Some("one")).then_some(())
+    })
+    .await;
+    for (what, log) in [("router", router.stderr()), ("logshuttle", shuttle.stderr())] {
+        assert_eq!(followed(&log).as_deref(), Some(apis_at[0].as_str()), "the {what} follows a first:\n{log}");
+    }
+    let marks = (router.stderr().len(), shuttle.stderr().len());
+
+    // kill -9 a; a change through b: a new app with a drain.
+    apis[0].take().expect("a").kill().await;
+    let killed = Instant::now();
+    let two = DynoServer::start("two").await;
+    let drain = SyslogReceiver::tcp().await;
+    assert_eq!(https_call(b, &tls, &secrets, "POST", "/apps", json!({"name": "two", "space": "default"})).await, 201);
+    let dyno = json!({"type": "web", "host": "127.0.0.1", "port": two.port()});
+    assert_eq!(https_call(b, &tls, &secrets, "PUT", "/apps/two-default/dynos/web.1", dyno).await, 201);
+    let added =
+        https_call(b, &tls, &secrets, "POST", "/apps/two-default/log-drains", json!({"url": drain.url()})).await;
+    assert_eq!(added, 201);
+    eventually(WAIT, "the router to serve the app created through b after a's kill", || async {
+        (body(&router, "two-default.localhost").await.as_deref() == Some("two")).then_some(())
+    })
+    .await;
+    let served = killed.elapsed();
+    // Requests until one's access line reaches the new drain: the logshuttle took the drain
+    // from b (and consumes the router's lines).
+    let mut n = 0;
+    let (at_router, at_drain) = (&router, &drain);
+    eventually(WAIT, "a line of the new app at the drain added through b", move || {
+        n += 1;
+        let path = format!("/after-kill-{n}");
+        let (router, drain) = (at_router, at_drain);
+        async move {
+            let tls = client::tls_config(&router.ca, &[b"http/1.1"]);
+            let _ = client::send(router.https, Some(&tls), &Req::get("two-default.localhost", &path)).await;
+            drain.messages().iter().any(|m| m.text().contains("path=/after-kill-")).then_some(())
+        }
+    })
+    .await;
+    let delivered = killed.elapsed();
+    eprintln!(
+        "kill -9 of the followed HTTPS replica: the router served the change {served:?} after, the drain had a line {delivered:?} after"
+    );
+
+    // Both moved past c, refusing its certificate, to b; c was never followed, before or after.
+    for (what, log, mark) in [("router", router.stderr(), marks.0), ("logshuttle", shuttle.stderr(), marks.1)] {
+        let since = &log[mark..];
+        assert_eq!(followed(since).as_deref(), Some(apis_at[2].as_str()), "the {what} follows b:\n{since}");
+        let refused = since.lines().any(|l| {
+            field(l, "api") == Some(apis_at[1].as_str()) && l.contains("invalid peer certificate: UnknownIssuer")
+        });
+        assert!(refused, "the {what} refused c's certificate:\n{since}");
+        assert!(followed_lines(&log, &apis_at[1]).is_empty(), "the {what} never followed c:\n{log}");
+    }
+    let following = following_metric(&router).await;
+    assert_eq!(following, [format!("wharf_feed_following{{api=\"{}\"}} 1", apis_at[2])]);
 }

@@ -392,6 +392,12 @@ const CONFINED: &[(&str, &str, &[&str], &str)] = &[
         &["supervisor/src/process.rs", "testkit/", "tests/", "benches/", "router/tests/", "router/benches/"],
         "only the supervisor's process.rs starts processes, so every other child is an orphan to reap",
     ),
+    (
+        "",
+        "webpki_roots",
+        &["domain/src/trust.rs", "tests/tidy.rs"],
+        "every outbound TLS client trusts the system's store and its configured CAs, through wharf_domain::trust",
+    ),
     ("supervisor/src/", "thread::sleep", &[], "the supervisor waits on tokio's clock, so tests can pause it"),
     ("supervisor/src/desired.rs", "async", &[], "desired state is computed, never acted on"),
     ("supervisor/src/desired.rs", "tokio", &[], "desired state is computed, never acted on"),

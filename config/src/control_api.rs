@@ -25,7 +25,7 @@ pub struct ControlApiConfig {
     /// is in an embedded SQLite database in the data directory.
     pub database_url: Option<DatabaseUrl>,
     /// PEM file of the CA that signs the database server's certificate, trusted beside the
-    /// Mozilla roots when the connection uses TLS (`sslmode=prefer`, the default, or `require`).
+    /// system's trust store when the connection uses TLS (`sslmode=prefer`, the default, or `require`).
     pub database_ca: Option<PathBuf>,
     /// PEM certificate chain (leaf first) to serve the API over HTTPS with. Without it the API
     /// is plain HTTP, which remote data planes accept only on a loopback address.
@@ -38,7 +38,7 @@ pub struct ControlApiConfig {
     /// start so. On for a network that is encrypted and trusted by other means (as
     /// `[feed] allow_cleartext` on the data planes).
     pub allow_cleartext: bool,
-    /// PEM file of CAs trusted beside the Mozilla roots when the control plane fetches a URL an
+    /// PEM file of CAs trusted beside the system's trust store when the control plane fetches a URL an
     /// app names: its maintenance page (`MAINTENANCE_PAGE_URL`).
     pub trusted_ca: Option<PathBuf>,
     /// The dyno sizes a formation entry may ask for (Heroku's `size`, as `ps:type` and

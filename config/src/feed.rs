@@ -11,8 +11,8 @@ use wharf_domain::units::HumanDuration;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FeedConfig {
-    /// PEM file of the CA that signs the control API's certificate, trusted beside the Mozilla
-    /// roots when `--control-api` is an `https://` URL.
+    /// PEM file of the CA that signs the control API's certificate, trusted beside the
+    /// system's trust store (`wharf_domain::trust`) when `--control-api` is an `https://` URL.
     pub control_api_ca: Option<PathBuf>,
     /// Lets `--control-api` be a plain `http://` URL whose host is not a loopback address. The
     /// feed then crosses the network in clear, token and secrets included: only for a network

@@ -344,8 +344,8 @@ pub struct LogshuttleConfig {
     /// How long, at shutdown, drains may take to deliver what they hold before the last commit;
     /// `wharf logshuttle` also gives its listener's requests in flight this long to finish.
     pub shutdown_grace: HumanDuration,
-    /// A PEM file of CAs that `syslog+tls://` and `https://` drains trust beside the Mozilla
-    /// roots: an organisation's internal CA. A drain's own CAs come as PEM through the API.
+    /// A PEM file of CAs that `syslog+tls://` and `https://` drains trust beside the
+    /// system's trust store: an organisation's internal CA. A drain's own CAs come as PEM through the API.
     pub trusted_ca: Option<PathBuf>,
     /// Largest body of one HTTPS drain POST, in bytes (estimated from the lines' sizes before
     /// framing): logplex aims at about 100 KB. A receiver that answers 413 gets the batch again

@@ -10,10 +10,11 @@
 //! the list has failed in a row; a good snapshot starts the backoff again from its first step.
 //!
 //! The feed holds secrets (certificates' keys for a router, drain credentials for a logshuttle),
-//! so a data plane follows an `https://` control API, verified against the Mozilla roots and the
-//! operator's `[feed] control_api_ca`; a plain `http://` one only on a loopback address, unless
-//! the operator sets `[feed] allow_cleartext` ([`ControlApiUrl::new`]). Each data plane sends its
-//! role's token and keeps only its role's part, on disk too, in an owner-only directory.
+//! so a data plane follows an `https://` control API, verified against the system's trust store
+//! and the operator's `[feed] control_api_ca` ([`wharf_domain::trust`]); a plain `http://` one
+//! only on a loopback address, unless the operator sets `[feed] allow_cleartext`
+//! ([`ControlApiUrl::new`]). Each data plane sends its role's token and keeps only its role's
+//! part, on disk too, in an owner-only directory.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -97,8 +98,8 @@ pub enum FollowError {
 }
 
 /// The control API a data plane follows: where its replicas are, how to reach each (plain TCP
-/// to a loopback address, or TLS verified against the Mozilla roots and the operator's CA), the
-/// role it follows as, and that role's bearer token.
+/// to a loopback address, or TLS verified against the system's trust store and the operator's
+/// CA), the role it follows as, and that role's bearer token.
 ///
 /// Several replicas (control APIs on one PostgreSQL database) may be named: the data plane
 /// talks to one at a time and moves to the next after each failure (`fail_over`),
@@ -315,19 +316,21 @@ impl ControlApiUrl {
         let stream = tokio::time::timeout(Duration::from_secs(10), tls.connect(name, tcp))
             .await
             .map_err(|_| "tls handshake timed out".to_owned())?
-            .map_err(|e| format!("tls: {e}"))?;
+            .map_err(|e| wharf_domain::trust::handshake_error(&e, "the control api", "[feed] control_api_ca"))?;
         exchange(hyper_util::rt::TokioIo::new(stream), req).await
     }
 }
 
-/// A TLS connector verifying the control API against the Mozilla roots and the CAs in `ca`.
+/// A TLS connector verifying the control API against the system's trust store and the CAs in
+/// `ca` ([`wharf_domain::trust`]).
 fn connector(ca: Option<&Path>) -> Result<tokio_rustls::TlsConnector, FollowError> {
-    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-    if let Some(ca) = ca {
-        for der in wharf_domain::cert::read_ca(ca).map_err(|e| FollowError::Ca(e.to_string()))? {
-            roots.add(der).map_err(|e| FollowError::Ca(format!("{}: {e}", ca.display())))?;
-        }
-    }
+    let configured = match ca {
+        Some(ca) => wharf_domain::cert::read_ca(ca).map_err(|e| FollowError::Ca(e.to_string()))?,
+        None => Vec::new(),
+    };
+    let roots = wharf_domain::trust::roots(&configured).map_err(|e| {
+        FollowError::Ca(format!("{}: {e}", ca.map_or_else(Default::default, |ca| ca.display().to_string())))
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -12,7 +12,7 @@
 //! [`DrainUrl::expose`] returns it.
 //!
 //! A URL never names a file on the server: the `ca=` parameter is refused, and the CAs a TLS
-//! or HTTPS drain trusts beyond the Mozilla roots come as PEM through the API ([`DrainCa`]).
+//! or HTTPS drain trusts beyond the system's trust store come as PEM through the API ([`DrainCa`]).
 //! Two URLs that name the same receiver compare equal under [`DrainUrl::normalized`] (scheme
 //! and host case, default ports, IP literals in canonical form), which is what duplicates are
 //! refused on. Where Wharf writes a host on the wire (the HTTP `Host` field), it writes it as
@@ -397,7 +397,7 @@ impl Serialize for DrainUrl {
 
 impl<'de> Deserialize<'de> for DrainUrl {
     /// Parses a stored URL. One stored before `ca=` was refused loads without that parameter:
-    /// its drain then trusts only the Mozilla roots and the operator's CAs, which is stricter,
+    /// its drain then trusts only the system's trust store and the operator's CAs, which is stricter,
     /// never looser, and its TLS errors say so on the drain.
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;

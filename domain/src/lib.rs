@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod session;
 pub mod snapshot;
 pub mod timestamp;
+pub mod trust;
 pub mod units;
 
 pub use canary::{

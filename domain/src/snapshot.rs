@@ -159,7 +159,7 @@ pub struct DrainSpec {
     pub url: DrainUrl,
     /// Sent to HTTPS receivers as `Logplex-Drain-Token`.
     pub token: String,
-    /// CAs this drain trusts beside the Mozilla roots and the operator's, as the API took them.
+    /// CAs this drain trusts beside the system's trust store and the operator's, as the API took them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca: Option<DrainCa>,
 }

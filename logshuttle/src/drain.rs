@@ -57,7 +57,7 @@ pub struct DrainSettings {
     pub reconnect_min: Duration,
     /// Longest reconnection delay.
     pub reconnect_max: Duration,
-    /// CAs every TLS and HTTPS drain trusts beside the Mozilla roots.
+    /// CAs every TLS and HTTPS drain trusts beside the system's trust store.
     pub trusted: Arc<Vec<CertificateDer<'static>>>,
     /// Largest HTTPS POST body, in bytes (estimated before framing).
     pub https_batch_bytes: usize,

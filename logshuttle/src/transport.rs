@@ -5,7 +5,7 @@
 //! against [`wharf_domain::outbound::Policy`]: a name that resolves to a refused address (the
 //! cloud metadata service, a broadcast address, loopback where the operator refused it) gets
 //! no connection, and the refusal is the drain's error, counted and announced by the caller.
-//! TLS verifies the receiver's certificate against the Mozilla roots, the operator's
+//! TLS verifies the receiver's certificate against the system's trust store, the operator's
 //! `trusted_ca` and the drain's own CAs; an IP literal gets no SNI (RFC 6066 §3).
 
 use std::net::SocketAddr;
@@ -65,7 +65,7 @@ impl From<std::io::Error> for ConnectError {
 #[derive(Debug)]
 pub(crate) struct Endpoint<'a> {
     pub(crate) url: &'a DrainUrl,
-    /// The operator's CAs and the drain's own, beside the Mozilla roots.
+    /// The operator's CAs and the drain's own, beside the system's trust store.
     pub(crate) trusted: &'a [CertificateDer<'static>],
     pub(crate) own_ca: &'a [CertificateDer<'static>],
     pub(crate) policy: Policy,
@@ -189,14 +189,12 @@ async fn tcp(url: &DrainUrl, policy: &Policy) -> Result<TcpStream, ConnectError>
     Ok(s)
 }
 
-/// The TLS settings of a drain: the Mozilla roots, the configured trusted CAs, and the drain's
+/// The TLS settings of a drain: the system's trust store, the configured trusted CAs, and the drain's
 /// own CAs from the API.
 fn tls_config(end: &Endpoint<'_>) -> std::io::Result<Arc<rustls::ClientConfig>> {
     let invalid = |msg: String| std::io::Error::new(std::io::ErrorKind::InvalidData, msg);
-    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-    for cert in end.trusted.iter().chain(end.own_ca) {
-        roots.add(cert.clone()).map_err(|e| invalid(format!("ca: {e}")))?;
-    }
+    let roots =
+        wharf_domain::trust::roots(end.trusted.iter().chain(end.own_ca)).map_err(|e| invalid(format!("ca: {e}")))?;
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| invalid(e.to_string()))?

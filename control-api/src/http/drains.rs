@@ -19,7 +19,7 @@ use crate::plane::{ControlPlane, Drains, Error};
 #[serde(deny_unknown_fields)]
 pub(super) struct DrainCreate {
     url: String,
-    /// PEM certificates the drain trusts beside the Mozilla roots (TLS and HTTPS drains).
+    /// PEM certificates the drain trusts beside the system's trust store (TLS and HTTPS drains).
     #[serde(default)]
     ca: Option<String>,
 }

@@ -122,7 +122,7 @@ pub struct Drain {
     pub url: DrainUrl,
     /// Identifies the drain to HTTPS receivers (`Logplex-Drain-Token`).
     pub token: String,
-    /// CAs the drain trusts beside the Mozilla roots and the operator's, as PEM from the API.
+    /// CAs the drain trusts beside the system's trust store and the operator's, as PEM from the API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca: Option<wharf_domain::DrainCa>,
     /// Creation time, seconds since the epoch.

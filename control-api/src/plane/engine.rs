@@ -246,8 +246,8 @@ pub struct ControlPlane {
     pub(super) settings: Settings,
     /// Where drains may point (see `set_outbound` in `drains.rs`); the default policy until set.
     pub(super) outbound: OnceLock<wharf_domain::outbound::Policy>,
-    /// TLS for fetching the pages apps name (`maintenance.rs`): the Mozilla roots and the
-    /// operator's `control_api.trusted_ca`; the Mozilla roots alone until set.
+    /// TLS for fetching the pages apps name (`maintenance.rs`): the system's trust store and the
+    /// operator's `control_api.trusted_ca`; the system's trust store alone until set.
     pub(super) page_tls: OnceLock<Arc<rustls::ClientConfig>>,
     /// True once the process is shutting down: every endless response stream (the snapshot
     /// watch) ends when it turns, so that no client holds the shutdown for its whole grace.

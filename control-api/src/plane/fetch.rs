@@ -1,7 +1,7 @@
 //! `GET` of a URL a user gives the control plane (maintenance pages, build sources): the URL's
 //! rules, then one `GET` over HTTP/1.1 sent through `outbound_http` (every resolved address
-//! checked against the outbound policy before it is dialled, TLS verified against the Mozilla
-//! roots and `control_api.trusted_ca`), the exchange webhooks use too. Callers parse their own
+//! checked against the outbound policy before it is dialled, TLS verified against the
+//! system's trust store and `control_api.trusted_ca`), the exchange webhooks use too. Callers parse their own
 //! URL rules (which schemes) and read the body with their own size cap and deadline; one that
 //! follows redirects resolves each with [`redirect_target`], so that every hop meets the rules.
 

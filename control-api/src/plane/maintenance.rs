@@ -5,7 +5,7 @@
 //!
 //! The fetch follows the rules of every URL a user gives Wharf: `https` only, every resolved
 //! address checked against the outbound policy before it is dialled, the server's certificate
-//! verified (Mozilla roots and `control_api.trusted_ca`), a timeout, and a size cap
+//! verified (the system's trust store and `control_api.trusted_ca`), a timeout, and a size cap
 //! ([`MaintenancePage::MAX_BYTES`]). A page that cannot be fetched leaves the router's default
 //! page in place, and the reason is kept on the app (`maintenance_page.error` in its JSON) and
 //! logged. The outcome is stored only if the app still names the same URL when the fetch ends,
@@ -75,22 +75,23 @@ impl ControlPlane {
         }
     }
 
-    /// The roots a fetched URL's certificate is verified against: the Mozilla roots and the
+    /// The roots a fetched URL's certificate is verified against: the system's trust store and the
     /// operator's `control_api.trusted_ca`.
     pub(crate) fn trusted_roots(&self) -> Arc<rustls::ClientConfig> {
         self.page_tls.get().cloned().unwrap_or_else(|| client_config(&[]))
     }
 
-    /// Trusts these CAs (DER) beside the Mozilla roots when fetching pages apps name; set once,
+    /// Trusts these CAs (DER) beside the system's trust store when fetching pages apps name; set once,
     /// from `control_api.trusted_ca`, before any fetch.
     pub fn set_trusted_ca(&self, cas: Vec<rustls::pki_types::CertificateDer<'static>>) {
         let _ = self.page_tls.set(client_config(&cas));
     }
 }
 
-/// A TLS client configuration trusting the Mozilla roots and `extra`.
+/// A TLS client configuration trusting the system's trust store and `extra`
+/// ([`wharf_domain::trust`]).
 fn client_config(extra: &[rustls::pki_types::CertificateDer<'static>]) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    let mut roots = wharf_domain::trust::system_store();
     for der in extra {
         // A CA the store cannot take was already refused when the configuration was read.
         let _ = roots.add(der.clone());

@@ -120,7 +120,7 @@ impl Drop for PostgresStore {
 
 impl PostgresStore {
     /// Connects, brings the schema up to date, and starts listening for other replicas'
-    /// commits. `ca` is a PEM file trusted beside the Mozilla roots for the server's TLS.
+    /// commits. `ca` is a PEM file trusted beside the system's trust store for the server's TLS.
     pub async fn connect(url: &DatabaseUrl, ca: Option<&Path>) -> Result<PostgresStore, StoreError> {
         let mut config: tokio_postgres::Config = url.expose().parse().map_err(pg("URL"))?;
         if config.get_connect_timeout().is_none() {
@@ -483,7 +483,7 @@ impl Store for PostgresStore {
     }
 }
 
-/// TLS to the database server with rustls, verified against the Mozilla roots and an optional
+/// TLS to the database server with rustls, verified against the system's trust store and an optional
 /// CA of the operator's.
 ///
 /// Written here rather than taken from `tokio-postgres-rustls`: that crate always builds SCRAM
@@ -509,13 +509,13 @@ mod tls {
 
     impl MakeRustls {
         pub(super) fn new(ca: Option<&Path>) -> Result<MakeRustls, StoreError> {
-            let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-            if let Some(ca) = ca {
-                let certs = wharf_domain::cert::read_ca(ca).map_err(|e| StoreError::Tls(e.to_string()))?;
-                for der in certs {
-                    roots.add(der).map_err(|e| StoreError::Tls(format!("{}: {e}", ca.display())))?;
-                }
-            }
+            let configured = match ca {
+                Some(ca) => wharf_domain::cert::read_ca(ca).map_err(|e| StoreError::Tls(e.to_string()))?,
+                None => Vec::new(),
+            };
+            let roots = wharf_domain::trust::roots(&configured).map_err(|e| {
+                StoreError::Tls(format!("{}: {e}", ca.map_or_else(Default::default, |ca| ca.display().to_string())))
+            })?;
             let provider = Arc::new(rustls::crypto::ring::default_provider());
             let config = rustls::ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
