@@ -28,24 +28,9 @@ const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
 const WAIT: Duration = Duration::from_secs(60);
 const HOST: &str = "hello-default.localhost";
 
-/// The app: a web process answering `body.txt` of its working directory (so the answer tells
-/// which release's files it runs in), a worker, and a release command.
-const APP_PY: &str = r#"
-import http.server, os
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        body = open("body.txt", "rb").read()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-port = int(os.environ["PORT"])
-print("listening on", port, "in", os.getcwd(), flush=True)
-http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
-"#;
+/// The app (a web process answering `body.txt` of its working directory, so the answer tells
+/// which release's files it runs in), with a worker and a release command in the Procfiles below.
+use wharf_testkit::dyno_server::BODY_TXT_APP_PY as APP_PY;
 
 const PROCFILE: &str = "web: exec python3 app.py\nworker: exec python3 -c 'import time; print(\"working\", flush=True); time.sleep(3600)'\nrelease: echo migrating\n";
 

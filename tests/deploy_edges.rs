@@ -24,22 +24,7 @@ use wharf_testkit::{TempDir, eventually};
 const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
 const WAIT: Duration = Duration::from_secs(60);
 
-/// A web process answering `body.txt` of its working directory, so the answer tells which
-/// release's files it runs in.
-const APP_PY: &str = r#"
-import http.server, os
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        body = open("body.txt", "rb").read()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"#;
+use wharf_testkit::dyno_server::BODY_TXT_APP_PY as APP_PY;
 
 const WEB: &str = "web: exec python3 app.py\n";
 

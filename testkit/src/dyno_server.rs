@@ -273,3 +273,24 @@ port = int(os.environ["PORT"])
 print("listening on", port, "as", os.environ["DYNO"], os.getpid(), flush=True)
 http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
 "#;
+
+/// A web dyno's program for tests that deploy code (`app.py`, run by `python3 app.py` from a
+/// Procfile): an HTTP/1.1 server on `$PORT` answering every GET with the bytes of `body.txt` in its
+/// working directory, so that an answer tells which release's files the dyno runs in. It prints
+/// `listening on PORT in DIR` once it listens.
+pub const BODY_TXT_APP_PY: &str = r#"
+import http.server, os
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = open("body.txt", "rb").read()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+port = int(os.environ["PORT"])
+print("listening on", port, "in", os.getcwd(), flush=True)
+http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+"#;
