@@ -242,6 +242,28 @@ impl LogEvent {
         self.field(self.process)
     }
 
+    /// [`LogEvent::app`] as bytes, not checked again as UTF-8 (they are printable ASCII by
+    /// construction): for what looks at every line's header fields, the logshuttle's drain
+    /// lookup and syslog writer.
+    pub fn app_bytes(&self) -> &[u8] {
+        self.raw(self.app)
+    }
+
+    /// [`LogEvent::site`] as bytes (empty when none); see [`LogEvent::app_bytes`].
+    pub fn site_bytes(&self) -> &[u8] {
+        self.raw(self.site)
+    }
+
+    /// [`LogEvent::source`] as bytes; see [`LogEvent::app_bytes`].
+    pub fn source_bytes(&self) -> &[u8] {
+        self.raw(self.source)
+    }
+
+    /// [`LogEvent::process`] as bytes (empty when none); see [`LogEvent::app_bytes`].
+    pub fn process_bytes(&self) -> &[u8] {
+        self.raw(self.process)
+    }
+
     /// The line itself.
     pub fn message(&self) -> &[u8] {
         &self.buf[self.message as usize..]
@@ -393,6 +415,10 @@ mod tests {
         );
         let again = LogEvent::decode(e.encoded().clone()).unwrap();
         assert_eq!(again, e);
+        let bytes = (again.app_bytes(), again.source_bytes(), again.process_bytes(), again.site_bytes());
+        assert_eq!(bytes, (&b"api-default"[..], &b"app"[..], &b"web.1-abcde"[..], &b"www.example.com"[..]));
+        let bare = LogEvent::builder("api-default", "app").message(b"");
+        assert_eq!((bare.process_bytes(), bare.site_bytes()), (&b""[..], &b""[..]), "none: empty");
     }
 
     #[test]

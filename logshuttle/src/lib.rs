@@ -47,11 +47,11 @@ use buffer::Entry;
 /// Maps looked up once per line use foldhash rather than SipHash.
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-/// Which drains receive which lines.
+/// Which drains receive which lines, by the app key's or site's bytes.
 #[derive(Debug, Default)]
 struct DrainTable {
-    by_app: Map<Box<str>, Vec<Arc<Drain>>>,
-    by_site: Map<Box<str>, Vec<Arc<Drain>>>,
+    by_app: Map<Box<[u8]>, Vec<Arc<Drain>>>,
+    by_site: Map<Box<[u8]>, Vec<Arc<Drain>>>,
     all: Vec<Arc<Drain>>,
 }
 
@@ -91,7 +91,7 @@ impl DrainTable {
                 DrainTarget::App(_) => &mut table.by_app,
                 DrainTarget::Site(_) => &mut table.by_site,
             };
-            map.entry((*label).into()).or_default().push(drain.clone());
+            map.entry(label.as_bytes().into()).or_default().push(drain.clone());
             table.all.push(drain);
         }
         for gone in existing.into_values() {
@@ -396,8 +396,12 @@ fn deliver(batch: Vec<Received>, drains: &DrainTable, history: &History, consume
         if let Some(p) = position {
             consumed.insert(p.partition, p.offset + 1);
         }
-        let app = drains.by_app.get(event.app()).map(Vec::as_slice).unwrap_or_default();
-        let site = event.site().and_then(|s| drains.by_site.get(s)).map(Vec::as_slice).unwrap_or_default();
+        // Looked up by the header fields' bytes: a `&str` would check them as UTF-8 again.
+        let app = drains.by_app.get(event.app_bytes()).map(Vec::as_slice).unwrap_or_default();
+        let site = match event.site_bytes() {
+            [] => &[],
+            s => drains.by_site.get(s).map(Vec::as_slice).unwrap_or_default(),
+        };
         let mut to = app.iter().chain(site);
         let Some(mut last) = to.next() else { continue };
         for next in to {
