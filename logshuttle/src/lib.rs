@@ -34,7 +34,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use uuid::Uuid;
-use wharf_bus::{Partition, Received, Source, SourceEvent};
+use wharf_bus::{Partition, Position, Received, Source, SourceEvent};
 use wharf_config::LogshuttleConfig;
 use wharf_domain::outbound::Policy;
 use wharf_domain::{DrainTarget, SessionKey, Snapshot};
@@ -392,9 +392,15 @@ async fn revoke(
 /// that keeps up over its budget (run 11 says how that was found).
 fn deliver(batch: Vec<Received>, drains: &DrainTable, history: &History, consumed: &mut Map<Partition, i64>) {
     history.record_received(&batch);
+    // A batch comes in runs of one partition's lines (a fetch's), so the offset consumed is
+    // noted once per run rather than once per line.
+    let mut run: Option<Position> = None;
     for Received { event, position } in batch {
         if let Some(p) = position {
-            consumed.insert(p.partition, p.offset + 1);
+            if let Some(r) = run.filter(|r| r.partition != p.partition) {
+                consumed.insert(r.partition, r.offset + 1);
+            }
+            run = Some(p);
         }
         // Looked up by the header fields' bytes: a `&str` would check them as UTF-8 again.
         let app = drains.by_app.get(event.app_bytes()).map(Vec::as_slice).unwrap_or_default();
@@ -409,6 +415,9 @@ fn deliver(batch: Vec<Received>, drains: &DrainTable, history: &History, consume
             last = next;
         }
         last.buffer.push(Entry { event, position, replayed: false });
+    }
+    if let Some(r) = run {
+        consumed.insert(r.partition, r.offset + 1);
     }
 }
 
