@@ -511,22 +511,25 @@ impl Buffer {
         }
     }
 
-    /// Waits until lines are queued, without taking them; `false` once the buffer is closed.
-    /// A drain connects after this and takes lines only once connected, so that while its
-    /// receiver is down the lines stay here, where the budget and the overflow count apply.
-    pub async fn wait_ready(&self) -> bool {
+    /// Waits until lines are queued, without taking them: `Some(waited)`, whether there were
+    /// none at first; `None` once the buffer is closed. A drain connects after this and takes
+    /// lines only once connected, so that while its receiver is down the lines stay here,
+    /// where the budget and the overflow count apply.
+    pub async fn wait_ready(&self) -> Option<bool> {
+        let mut waited = false;
         loop {
             let notified = self.ready.notified();
             {
                 let inner = self.inner.lock().expect("buffer lock");
                 if inner.closed {
-                    return false;
+                    return None;
                 }
                 if !inner.queue.is_empty() {
-                    return true;
+                    return Some(waited);
                 }
             }
             notified.await;
+            waited = true;
         }
     }
 

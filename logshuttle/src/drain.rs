@@ -202,10 +202,16 @@ async fn run(drain: Arc<Drain>, settings: DrainSettings) {
         }
     };
     loop {
-        if batch.is_empty() && !drain.buffer.wait_ready().await {
-            return;
+        // Whether the drain waited since its last batch (for lines, or a batch carried over
+        // waited out a backoff), so that the connection may have been idle for long.
+        let mut waited = !batch.is_empty();
+        if batch.is_empty() {
+            match drain.buffer.wait_ready().await {
+                Some(w) => waited = w,
+                None => return,
+            }
         }
-        if conn.as_ref().is_some_and(|c| !c.is_open()) {
+        if conn.as_ref().is_some_and(|c| !c.is_open(waited)) {
             conn = None;
         }
         let c = match &mut conn {

@@ -34,7 +34,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use uuid::Uuid;
-use wharf_bus::{Partition, Received, Source, SourceEvent};
+use wharf_bus::{Partition, Position, Received, Source, SourceEvent};
 use wharf_config::LogshuttleConfig;
 use wharf_domain::outbound::Policy;
 use wharf_domain::{DrainTarget, SessionKey, Snapshot};
@@ -47,11 +47,11 @@ use buffer::Entry;
 /// Maps looked up once per line use foldhash rather than SipHash.
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-/// Which drains receive which lines.
+/// Which drains receive which lines, by the app key's or site's bytes.
 #[derive(Debug, Default)]
 struct DrainTable {
-    by_app: Map<Box<str>, Vec<Arc<Drain>>>,
-    by_site: Map<Box<str>, Vec<Arc<Drain>>>,
+    by_app: Map<Box<[u8]>, Vec<Arc<Drain>>>,
+    by_site: Map<Box<[u8]>, Vec<Arc<Drain>>>,
     all: Vec<Arc<Drain>>,
 }
 
@@ -91,7 +91,7 @@ impl DrainTable {
                 DrainTarget::App(_) => &mut table.by_app,
                 DrainTarget::Site(_) => &mut table.by_site,
             };
-            map.entry((*label).into()).or_default().push(drain.clone());
+            map.entry(label.as_bytes().into()).or_default().push(drain.clone());
             table.all.push(drain);
         }
         for gone in existing.into_values() {
@@ -392,12 +392,22 @@ async fn revoke(
 /// that keeps up over its budget (run 11 says how that was found).
 fn deliver(batch: Vec<Received>, drains: &DrainTable, history: &History, consumed: &mut Map<Partition, i64>) {
     history.record_received(&batch);
+    // A batch comes in runs of one partition's lines (a fetch's), so the offset consumed is
+    // noted once per run rather than once per line.
+    let mut run: Option<Position> = None;
     for Received { event, position } in batch {
         if let Some(p) = position {
-            consumed.insert(p.partition, p.offset + 1);
+            if let Some(r) = run.filter(|r| r.partition != p.partition) {
+                consumed.insert(r.partition, r.offset + 1);
+            }
+            run = Some(p);
         }
-        let app = drains.by_app.get(event.app()).map(Vec::as_slice).unwrap_or_default();
-        let site = event.site().and_then(|s| drains.by_site.get(s)).map(Vec::as_slice).unwrap_or_default();
+        // Looked up by the header fields' bytes: a `&str` would check them as UTF-8 again.
+        let app = drains.by_app.get(event.app_bytes()).map(Vec::as_slice).unwrap_or_default();
+        let site = match event.site_bytes() {
+            [] => &[],
+            s => drains.by_site.get(s).map(Vec::as_slice).unwrap_or_default(),
+        };
         let mut to = app.iter().chain(site);
         let Some(mut last) = to.next() else { continue };
         for next in to {
@@ -405,6 +415,9 @@ fn deliver(batch: Vec<Received>, drains: &DrainTable, history: &History, consume
             last = next;
         }
         last.buffer.push(Entry { event, position, replayed: false });
+    }
+    if let Some(r) = run {
+        consumed.insert(r.partition, r.offset + 1);
     }
 }
 

@@ -21,12 +21,11 @@ const HOSTNAME_MAX: usize = 255;
 const APP_NAME_MAX: usize = 48;
 const PROCID_MAX: usize = 128;
 
-fn field(out: &mut Vec<u8>, value: &str, max: usize) {
+fn field(out: &mut Vec<u8>, value: &[u8], max: usize) {
     if value.is_empty() {
         out.push(b'-');
     } else {
-        let b = value.as_bytes();
-        out.extend_from_slice(&b[..wharf_bus::event::char_boundary(b, max)]);
+        out.extend_from_slice(&value[..wharf_bus::event::char_boundary(value, max)]);
     }
 }
 
@@ -35,23 +34,7 @@ fn field(out: &mut Vec<u8>, value: &str, max: usize) {
 /// it had to.
 pub fn write_message(out: &mut Vec<u8>, e: &LogEvent, max_len: Option<usize>) -> bool {
     let start = out.len();
-    let severity = if e.stream() == Stream::Stderr { ERR } else { INFO };
-    out.push(b'<');
-    push_u64(out, u64::from(FACILITY * 8 + severity));
-    out.extend_from_slice(b">1 ");
-    // A producer's clock can say anything; RFC 5424 has four-digit years, and a nil timestamp
-    // for times it cannot write.
-    match wharf_domain::timestamp::micros_bytes(e.time_micros()) {
-        Some(ts) => out.extend_from_slice(&ts),
-        None => out.push(b'-'),
-    }
-    out.push(b' ');
-    field(out, e.app(), HOSTNAME_MAX);
-    out.push(b' ');
-    field(out, e.source(), APP_NAME_MAX);
-    out.push(b' ');
-    field(out, e.process(), PROCID_MAX);
-    out.extend_from_slice(b" - - ");
+    write_header(out, e);
     out.extend_from_slice(e.message());
     match max_len {
         Some(max) if out.len() - start > max => {
@@ -63,23 +46,47 @@ pub fn write_message(out: &mut Vec<u8>, e: &LogEvent, max_len: Option<usize>) ->
     }
 }
 
+/// Appends everything of the RFC 5424 message for an event that comes before its text: a
+/// few dozen bytes, the header fields read as bytes (they are printable ASCII by construction,
+/// so not checked again).
+fn write_header(out: &mut Vec<u8>, e: &LogEvent) {
+    let severity = if e.stream() == Stream::Stderr { ERR } else { INFO };
+    out.push(b'<');
+    push_u64(out, u64::from(FACILITY * 8 + severity));
+    out.extend_from_slice(b">1 ");
+    // A producer's clock can say anything; RFC 5424 has four-digit years, and a nil timestamp
+    // for times it cannot write.
+    match wharf_domain::timestamp::micros_bytes(e.time_micros()) {
+        Some(ts) => out.extend_from_slice(&ts),
+        None => out.push(b'-'),
+    }
+    out.push(b' ');
+    field(out, e.app_bytes(), HOSTNAME_MAX);
+    out.push(b' ');
+    field(out, e.source_bytes(), APP_NAME_MAX);
+    out.push(b' ');
+    field(out, e.process_bytes(), PROCID_MAX);
+    out.extend_from_slice(b" - - ");
+}
+
 /// Appends one framed message for a stream transport.
 pub fn write_framed(out: &mut Vec<u8>, e: &LogEvent, framing: SyslogFraming) {
     match framing {
         SyslogFraming::OctetCounting => {
-            // Write the message first, then splice its length in front of it.
-            // Moving the message up by the prefix's few bytes costs less than an allocation
-            // per line.
+            // Write the header first, then splice the message's length in front of it and
+            // append the text: moving the header (a few dozen bytes) up by the prefix's few
+            // bytes costs less than an allocation per line, or than moving the whole message.
             let start = out.len();
-            write_message(out, e, None);
+            write_header(out, e);
             let end = out.len();
             let mut digits = itoa::Buffer::new();
-            let len = digits.format(end - start).as_bytes();
+            let len = digits.format(end - start + e.message().len()).as_bytes();
             let shift = len.len() + 1;
             out.resize(end + shift, 0);
             out.copy_within(start..end, start + shift);
             out[start..start + len.len()].copy_from_slice(len);
             out[start + len.len()] = b' ';
+            out.extend_from_slice(e.message());
         }
         SyslogFraming::NonTransparent => {
             let start = out.len();
