@@ -123,9 +123,9 @@ impl Conn {
     /// (a receiver closing it since shows in the next batch's acknowledgement check, and that
     /// batch is sent again).
     ///
-    /// Saves one `recvfrom` per batch a drain writes back to back (by construction; the
-    /// measurement, benches/RESULTS.md logshuttle run 15, was not taken in time on the shared
-    /// machine).
+    /// Saves one `recvfrom` per batch a drain writes back to back (by construction; with K9's
+    /// other per-line changes, -1,020 instructions a line under callgrind with 1,000 drains,
+    /// benches/RESULTS.md logshuttle run 15; the system calls themselves were not counted).
     pub(crate) fn is_open(&self, waited: bool) -> bool {
         match self {
             Conn::Https(sender) => !sender.is_closed(),
@@ -172,8 +172,9 @@ fn peer_open(s: &TcpStream) -> bool {
 /// acknowledged only ever count what the receiver's TCP took, a reset does not move them, and
 /// a reset or a timeout moves the connection out of those states, to the two calls, which
 /// report its error. One system call a check instead of two, by construction (K8's profile of
-/// main, run 14: 20,726 `ioctl` and 21,353 `getsockopt` per million lines with 1,000 drains; the
-/// measurement of this change, run 15, was not taken in time on the shared machine).
+/// main, run 14: 20,726 `ioctl` and 21,353 `getsockopt` per million lines with 1,000 drains;
+/// run 15's callgrind pair counts the instructions of K9's changes together, -1,020 a line, but
+/// not the system calls).
 async fn acknowledged(s: &TcpStream, acked_at_end: Option<u64>) -> std::io::Result<bool> {
     use crate::acked::{CLOSE_WAIT, ESTABLISHED};
     tokio::task::yield_now().await;
