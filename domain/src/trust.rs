@@ -14,9 +14,10 @@
 //!
 //! The store is read once per process, at the first TLS client built: a CA added to the system
 //! later is trusted after a restart. Unlike OpenSSL, setting only one of `SSL_CERT_FILE` and
-//! `SSL_CERT_DIR` drops the distribution's other location. When either is set and names no usable
+//! `SSL_CERT_DIR` drops the distribution's other location. When the ones set name no usable
 //! certificate, nothing of the system is trusted (an error is logged): never more than the
-//! operator named. A machine whose own store holds no certificate, neither variable set (a minimal
+//! operator named; when one of two names nothing, a warning says so and the other's are
+//! trusted. A machine whose own store holds no certificate, neither variable set (a minimal
 //! container image without `ca-certificates`), gets the Mozilla roots compiled into Wharf
 //! instead, with a warning, so that drains and pages on public CAs keep working there.
 
