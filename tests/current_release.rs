@@ -89,16 +89,7 @@ async fn settled_on(wharf: &Wharf, quantity: usize, old: &[String], runs: Runs, 
 
 /// The app's log history through a log session with these filters, once it has `wanted`.
 async fn stream_lines(api: &Api, filters: Value, wanted: &str) -> String {
-    eventually(WAIT, wanted, || async {
-        let session = api.expect("POST", "/apps/hello/log-sessions", filters.clone(), 201).await;
-        let url = session["logplex_url"].as_str().unwrap().to_owned();
-        let rest = url.split_once("://").unwrap().1;
-        let (authority, path) = rest.split_once('/').unwrap();
-        let r = client::send(authority.parse().unwrap(), None, &Req::get(authority, &format!("/{path}"))).await.ok()?;
-        let text = r.text();
-        text.contains(wanted).then_some(text)
-    })
-    .await
+    api.log_session_until("hello", filters, wanted, WAIT).await
 }
 
 /// A reader of what runs. Each checks, after an event, that it sees `Runs`, and leaves one web

@@ -481,18 +481,7 @@ async fn stream_lines(setup: &Setup, filters: Value, wanted: &str) -> String {
 
 /// As [`stream_lines`], for `app`.
 async fn stream_lines_of(setup: &Setup, app: &str, filters: Value, wanted: &str) -> String {
-    let api = &setup.wharf.api;
-    let path = format!("/apps/{app}/log-sessions");
-    eventually(WAIT, wanted, || async {
-        let session = api.expect("POST", &path, filters.clone(), 201).await;
-        let url = session["logplex_url"].as_str().unwrap().to_owned();
-        let rest = url.split_once("://").unwrap().1;
-        let (authority, path) = rest.split_once('/').unwrap();
-        let r = client::send(authority.parse().unwrap(), None, &Req::get(authority, &format!("/{path}"))).await.ok()?;
-        let text = r.text();
-        text.contains(wanted).then_some(text)
-    })
-    .await
+    setup.wharf.api.log_session_until(app, filters, wanted, WAIT).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

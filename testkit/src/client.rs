@@ -291,6 +291,29 @@ impl Api {
         out
     }
 
+    /// The text of app `app`'s log history through a new log session with `filters`
+    /// (`POST /apps/{app}/log-sessions`, then a `GET` of its `logplex_url`), asked again until it
+    /// contains `wanted`; panics after `wait`.
+    pub async fn log_session_until(
+        &self,
+        app: &str,
+        filters: serde_json::Value,
+        wanted: &str,
+        wait: std::time::Duration,
+    ) -> String {
+        let path = format!("/apps/{app}/log-sessions");
+        crate::eventually(wait, wanted, || async {
+            let session = self.expect("POST", &path, filters.clone(), 201).await;
+            let url = session["logplex_url"].as_str().expect("a logplex_url").to_owned();
+            let rest = url.split_once("://").expect("an absolute logplex_url").1;
+            let (authority, path) = rest.split_once('/').expect("a path in the logplex_url");
+            let r = send(authority.parse().ok()?, None, &Req::get(authority, &format!("/{path}"))).await.ok()?;
+            let text = r.text();
+            text.contains(wanted).then_some(text)
+        })
+        .await
+    }
+
     /// Creates the app `key` (`name-space`) with one web dyno per backend.
     pub async fn create_app(&self, key: &str, backends: &[&crate::dyno_server::DynoServer]) {
         let (name, space) = key.split_once('-').expect("an app key");
