@@ -307,20 +307,19 @@ async fn the_heroku_cli_scales_the_formation() {
     run_steps(&cli, api, steps).await;
 }
 
-/// The app's local dynos of `dyno_type` that are up, oldest first (Heroku's `type.N` order).
+/// The names of the app's local dynos of `dyno_type` that are up, by name: `type.N-xxxxx`, so
+/// by index (Heroku's `type.N`) while there are fewer than ten.
 async fn up_dynos(api: &Api, app: &str, dyno_type: &str) -> Vec<String> {
     let (_, dynos) = api.call("GET", &format!("/apps/{app}/dynos"), None).await;
-    let mut up: Vec<(String, String)> = dynos
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|d| d["type"] == dyno_type && d["state"] == "up")
-        .map(|d| {
-            (d["created_at"].as_str().unwrap_or_default().to_owned(), d["name"].as_str().unwrap_or_default().to_owned())
-        })
-        .collect();
+    let up = dynos.as_array().into_iter().flatten().filter(|d| d["type"] == dyno_type && d["state"] == "up");
+    let mut up: Vec<String> = up.map(|d| d["name"].as_str().unwrap_or_default().to_owned()).collect();
     up.sort();
-    up.into_iter().map(|(_, name)| name).collect()
+    up
+}
+
+/// Whether `names` are one `type.1-xxxxx` to `type.N-xxxxx` each, in order.
+fn indexed(names: &[String], dyno_type: &str) -> bool {
+    names.iter().enumerate().all(|(i, n)| n.starts_with(&format!("{dyno_type}.{}-", i + 1)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -339,17 +338,18 @@ async fn the_heroku_cli_restarts_and_stops_dynos_by_heroku_names() {
         (up.len() == 2).then_some(up)
     })
     .await;
-    // `type.N` is the N-th dyno of the type, oldest first.
+    // `type.N` is the dyno of index N, whose name `heroku ps` shows as `type.N-xxxxx`.
+    assert!(indexed(&first, "worker"), "{first:?}");
     let (_, one) = api.call("GET", "/apps/hello/dynos/worker.1", None).await;
     assert_eq!((&one["size"], &one["command"]), (&json!("Standard-1X"), &json!("exec sleep 600")), "{one}");
-    assert!(first.contains(&one["name"].as_str().unwrap().to_owned()), "{one} among {first:?}");
-    cli.ok(&["ps", "-a", "hello"], &["(Standard-1X): exec sleep 600 (2)", &first[0], &first[1]]);
+    assert_eq!(one["name"].as_str(), Some(first[0].as_str()), "{one}");
+    cli.ok(&["ps", "-a", "hello"], &["(Standard-1X): exec sleep 600 (2)", &format!("{}: up", first[0]), &first[1]]);
 
+    // A restarted dyno's replacement keeps its index: `worker.1` is `worker.1` again.
     cli.ok(&["ps:restart", "worker.1", "-a", "hello"], &["Restarting dyno worker.1 on hello... done"]);
-    let gone = one["name"].as_str().unwrap().to_owned();
     let second = eventually(wait, "worker.1 replaced", || async {
         let up = up_dynos(api, "hello", "worker").await;
-        (up.len() == 2 && !up.contains(&gone)).then_some(up)
+        (up.len() == 2 && up[0] != first[0] && up[1] == first[1] && indexed(&up, "worker")).then_some(up)
     })
     .await;
 
@@ -359,16 +359,17 @@ async fn the_heroku_cli_restarts_and_stops_dynos_by_heroku_names() {
     );
     let third = eventually(wait, "every worker replaced", || async {
         let up = up_dynos(api, "hello", "worker").await;
-        (up.len() == 2 && !up.iter().any(|n| second.contains(n))).then_some(up)
+        (up.len() == 2 && !up.iter().any(|n| second.contains(n)) && indexed(&up, "worker")).then_some(up)
     })
     .await;
 
     cli.ok(&["ps:stop", "worker.2", "-a", "hello"], &["Stopping dyno worker.2 on hello... done"]);
-    eventually(wait, "worker.2 stopped and replaced", || async {
+    let fourth = eventually(wait, "worker.2 stopped and replaced by a worker.2", || async {
         let up = up_dynos(api, "hello", "worker").await;
-        (up.len() == 2 && !up.contains(&third[1])).then_some(())
+        (up.len() == 2 && up[0] == third[0] && up[1] != third[1] && indexed(&up, "worker")).then_some(up)
     })
     .await;
+    cli.ok(&["ps", "-a", "hello"], &[&format!("{}: up", fourth[0]), &format!("{}: up", fourth[1])]);
 
     // A dyno that does not exist: Heroku's error body.
     let run = cli.run(&["ps:restart", "worker.9", "-a", "hello"]);

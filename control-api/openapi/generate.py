@@ -205,7 +205,7 @@ P = {
     "space": param("space", "the space's id or name"),
     "domain": param("domain", "the domain's hostname"),
     "team": param("team", "the team's id or name (Wharf has one, `wharf`)"),
-    "dyno": param("dyno", "the dyno's name, `type.suffix`, or Heroku's `type.N`: the N-th local dyno of the type, oldest first"),
+    "dyno": param("dyno", "the dyno's name (`type.N-xxxxx` for a dyno the local supervisor runs), or Heroku's `type.N`: the local dyno of the type with index N"),
     "type": param("type", "the dyno type"),
     "drain": param("drain", "the drain's id, url or token"),
     "site": param("site", "the site's id or domain"),

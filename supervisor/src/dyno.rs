@@ -5,12 +5,13 @@
 //! backoff (see [`crate::restart`]), until it is stopped. A dyno that never became healthy is
 //! restarted likewise: a first boot that fails is retried.
 //!
-//! A dyno is named `TYPE.RELEASE-XXXXX`: `RELEASE` is the entry's roll that started it (1, 2,
-//! ... in this run of Wharf), shared by all the roll's dynos as Akkeris' deployment number is,
-//! and `XXXXX` five random lowercase letters and digits, unique among the app's dynos. It gets the
-//! app's config vars, `DYNO` and, for a web dyno, `PORT`. Its output goes onto the bus as
-//! `app[TYPE.RELEASE-XXXXX]`; a crash is logged as Heroku's `at=error code=H10 desc="App crashed"`
-//! (<https://devcenter.heroku.com/articles/error-codes#h10-app-crashed>).
+//! A dyno is named `TYPE.INDEX-XXXXX` (Akkeris' shape, `type.N-xxxxx`): `INDEX` is its index
+//! among the running dynos of its type, 1 to N (see `formation`), the `N` of Heroku's `web.N`
+//! and of its runtime metrics lines' `source=TYPE.INDEX`, and `XXXXX` five random lowercase
+//! letters and digits, unique among the app's dynos (during a roll an old and a new `web.1` run
+//! side by side). It gets the app's config vars, `DYNO` and, for a web dyno, `PORT`. Its output
+//! goes onto the bus as `app[TYPE.INDEX-XXXXX]`; a crash is logged as Heroku's `at=error
+//! code=H10 desc="App crashed"` (<https://devcenter.heroku.com/articles/error-codes#h10-app-crashed>).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -50,7 +51,7 @@ pub(crate) enum DynoHealth {
 /// A dyno the supervisor runs: its name, its index, its health, and how to stop it.
 #[derive(Debug)]
 pub(crate) struct RunningDyno {
-    /// `TYPE.RELEASE-XXXXX`.
+    /// `TYPE.INDEX-XXXXX`.
     pub(crate) name: String,
     /// Its index among the running dynos of its formation entry, 1, 2, ...: its process name
     /// is `TYPE.INDEX`, Heroku's `web.1` (see `formation`).
@@ -90,8 +91,8 @@ pub(crate) async fn stop_all(dynos: impl IntoIterator<Item = RunningDyno>) {
 /// Starts the dynos of one formation entry. A formation's scale and roll logic goes through
 /// this trait rather than [`DynoLauncher`] itself so that it can be tested without processes.
 pub(crate) trait LaunchDynos: Send + Sync + 'static {
-    /// Starts one dyno of `release` running `spec`, with index `index` (process name
-    /// `TYPE.INDEX`).
+    /// Starts one dyno of roll `release` running `spec`, with index `index` (process name
+    /// `TYPE.INDEX`, name `TYPE.INDEX-XXXXX`).
     fn launch(&self, release: u32, index: u32, spec: &DynoSpec) -> RunningDyno;
 
     /// Records that roll `roll` (to `spec`) failed, `why`, while the running dynos keep
@@ -150,10 +151,10 @@ impl DynoLauncher {
 
 impl LaunchDynos for DynoLauncher {
     fn launch(&self, release: u32, index: u32, spec: &DynoSpec) -> RunningDyno {
-        // The roll's number is every one of its dynos' (Akkeris' deployment part of a name), so
-        // the suffix alone tells them apart: one the app's listed dynos have is drawn again.
+        // An old and a new dyno of one index run side by side during a roll, so the suffix
+        // alone tells them apart: one the app's listed dynos have is drawn again.
         let name = loop {
-            let name = format!("{}.{release}-{}", self.dyno_type, name_suffix());
+            let name = format!("{}.{index}-{}", self.dyno_type, name_suffix());
             if self.registry.dyno(self.app_id, &name).is_none() {
                 break name;
             }
@@ -161,7 +162,8 @@ impl LaunchDynos for DynoLauncher {
         let (health_tx, health) = watch::channel(DynoHealth::Starting);
         let (stop, stopped) = watch::channel(false);
         let source = format!("{}.{index}", self.dyno_type);
-        let dyno = Dyno { launcher: self.clone(), name: name.clone(), source, spec: spec.clone(), roll: release };
+        let dyno =
+            Dyno { launcher: self.clone(), name: name.clone(), source, index, spec: spec.clone(), roll: release };
         let task = tokio::spawn(dyno.run(health_tx, stopped));
         RunningDyno { name, index, health, stop, task }
     }
@@ -301,8 +303,10 @@ struct Dyno {
     name: String,
     /// Its process name, `TYPE.INDEX`: the `source` of its runtime metrics lines.
     source: String,
+    /// Its index among the running dynos of its type (see `formation`).
+    index: u32,
     spec: DynoSpec,
-    /// The roll that started it (the `N` of its name).
+    /// The roll that started it.
     roll: u32,
 }
 
@@ -340,6 +344,7 @@ impl Dyno {
             state: DynoState::Starting,
             started_at: now_seconds(),
             release: self.spec.release,
+            index: Some(self.index),
             one_off: None,
         };
         self.launcher.registry.set(self.launcher.app_id, listing);
@@ -569,8 +574,8 @@ mod tests {
         let settings = Settings { connection_grace: Duration::from_millis(300), ..Settings::default() };
         let (launcher, mut source) = launcher("web", settings).await;
         let command = "echo $GREETING from $DYNO on $PORT; exec python3 -m http.server $PORT --bind 127.0.0.1";
-        let dyno = launcher.launch(7, 1, &spec(command, Some("/")));
-        assert!(dyno.name.starts_with("web.7-") && dyno.name.len() == "web.7-".len() + 5, "{}", dyno.name);
+        let dyno = launcher.launch(7, 3, &spec(command, Some("/")));
+        assert!(dyno.name.starts_with("web.3-") && dyno.name.len() == "web.3-".len() + 5, "{}", dyno.name);
         let mut health = dyno.health.clone();
         tokio::time::timeout(Duration::from_secs(20), health.wait_for(|h| *h != DynoHealth::Starting))
             .await
@@ -578,6 +583,8 @@ mod tests {
             .unwrap();
         assert_eq!(*dyno.health.borrow(), DynoHealth::Healthy);
         assert_eq!(state_of(&launcher, &dyno.name), Some(DynoState::Up));
+        let listing = wharf_control_api::LocalRuntime::dyno(launcher.registry.as_ref(), launcher.app_id, &dyno.name);
+        assert_eq!(listing.and_then(|d| d.index), Some(3), "listed with its index");
         let listed = registered(&launcher).await;
         let [(name, port)] = &listed[..] else { panic!("one registered dyno: {listed:?}") };
         assert_eq!(name, &dyno.name);

@@ -20,12 +20,13 @@
 //! at once: its new dynos stop and nothing is reported, so the release stays pending and the
 //! next start rolls it again.
 //!
-//! Each running dyno of an entry has an index, 1 to N, its process name `TYPE.INDEX` (Heroku's
-//! `web.1`, the `source` of its runtime metrics lines): a dyno gets the lowest index no running
-//! dyno of the entry has when it starts, and keeps it for its life, so a roll's new dynos get
-//! free ones beside the old (`web.3`, `web.4` while `web.1`, `web.2` serve); the replacement of
-//! one restarted dyno takes that dyno's index, as a restarted Heroku `web.1` is `web.1` again.
-//! Its name (`web.RELEASE-XXXXX`, `dyno`) stays unique where uniqueness matters.
+//! Each running dyno of an entry has an index, 1 to N, kept for its life: its process name
+//! `TYPE.INDEX` (Heroku's `web.1`, the `source` of its runtime metrics lines) and the start of
+//! its name (`web.1-xxxxx`), which is how the control API's `type.N` finds it. The indexes stay
+//! 1 to N, as Heroku's do: a roll's new dynos take 1 to N (each the index of the old dyno it
+//! replaces, so old and new `web.1` run side by side until the roll ends), the replacement of
+//! one restarted dyno takes that dyno's index, a scale-up takes the lowest free indexes, and a
+//! scale-down stops the highest first.
 //!
 //! A web entry whose new and old spec name the same fixed `port` cannot run both releases at
 //! once (two processes cannot listen on one port), so it rolls the other way round: the old
@@ -156,7 +157,7 @@ struct Formation<L> {
     dyno_type: DynoType,
     health_timeout: Duration,
     /// The number of the latest release started; the first is 1. It counts this supervisor's
-    /// rolls, and appears in dyno names (`web.3-xxxxx`).
+    /// rolls (each roll's key in `verdict`); no name shows it.
     release: u32,
     /// The spec the running dynos run.
     current: Option<DynoSpec>,
@@ -254,30 +255,28 @@ impl<L: LaunchDynos> Formation<L> {
         }
     }
 
-    /// The lowest index (1, 2, ...) that neither a running dyno of the entry nor one of
-    /// `starting` has.
-    fn free_index(&self, starting: &[RunningDyno]) -> u32 {
-        let taken = |i: u32| self.dynos.iter().chain(starting).any(|d| d.index == i);
+    /// The lowest index (1, 2, ...) that no running dyno of the entry has.
+    fn free_index(&self) -> u32 {
+        let taken = |i: u32| self.dynos.iter().any(|d| d.index == i);
         (1..).find(|i| !taken(*i)).expect("fewer dynos than indexes")
     }
 
-    /// Starts `quantity` dynos of roll `release` running `spec`, each with the lowest free index.
+    /// Starts `quantity` dynos of roll `release` running `spec`, indexes 1 to `quantity`: each
+    /// takes the index of the running dyno it is to replace, so that a roll leaves the entry
+    /// with `web.1` to `web.N` whatever indexes the old dynos had.
     fn launch_all(&self, release: u32, quantity: u32, spec: &DynoSpec) -> Vec<RunningDyno> {
-        let mut new = Vec::with_capacity(quantity as usize);
-        for _ in 0..quantity {
-            let index = self.free_index(&new);
-            new.push(self.launcher.launch(release, index, spec));
-        }
-        new
+        (1..=quantity).map(|index| self.launcher.launch(release, index, spec)).collect()
     }
 
-    /// Starts or stops dynos of the running release until there are `target.quantity`; the
-    /// newest are asked to stop first, and they stop together.
+    /// Starts or stops dynos of the running release until there are `target.quantity`: a new
+    /// dyno takes the lowest free index, and the dynos with the highest indexes are asked to
+    /// stop first (Heroku's order), and they stop together.
     async fn scale(&mut self, target: &FormationTarget) {
         while self.dynos.len() < target.quantity as usize {
-            let index = self.free_index(&[]);
+            let index = self.free_index();
             self.dynos.push(self.launcher.launch(self.release, index, &target.spec));
         }
+        self.dynos.sort_by_key(|d| d.index);
         let quantity = target.quantity as usize;
         if self.dynos.len() > quantity {
             stop_all(self.dynos.drain(quantity..).rev()).await;
@@ -614,37 +613,51 @@ mod tests {
         launcher.take_events();
         f.apply(&target(1, "a"), None).await;
         assert_eq!(names(&f), ["web.1-1"]);
-        assert_eq!(launcher.take_events(), ["stop web.1-3", "stop web.1-2"], "the newest stop first");
+        assert_eq!(launcher.take_events(), ["stop web.1-3", "stop web.1-2"], "the highest indexes stop first");
     }
 
     fn indexes(f: &Formation<FakeLauncher>) -> Vec<u32> {
         f.dynos.iter().map(|d| d.index).collect()
     }
 
-    /// Each running dyno's index (its process name `web.N`): the lowest free at its start, kept
-    /// for its life; a roll's new dynos take free ones beside the old, a restarted dyno's
-    /// replacement takes its index.
+    /// A step of an index test: how the new dynos behave, the target, the position of a dyno to
+    /// restart, the indexes after it in the entry's order, which positions keep their dyno, why.
+    type IndexStep = (Behaviour, FormationTarget, Option<usize>, &'static [u32], &'static [usize], &'static str);
+
+    /// The running dynos of an entry are indexed 1 to N whatever happened (each index is its
+    /// process name `web.N` and the start of its name): a roll's new dynos take the old ones'
+    /// indexes, a restarted dyno's replacement its own, a scale-up the lowest free, and a
+    /// scale-down stops the highest first; a failed roll leaves the old dynos theirs.
     #[tokio::test(start_paused = true)]
-    async fn each_dyno_has_the_lowest_free_index_at_its_start_for_its_life() {
+    async fn the_running_dynos_of_an_entry_are_always_indexed_1_to_n() {
+        let ok = Behaviour::Healthy(Duration::from_millis(10));
+        let fail = Behaviour::Fail(Duration::from_millis(10));
+        let steps: [IndexStep; 12] = [
+            (ok, target(3, "a"), None, &[1, 2, 3], &[], "scaled up from none"),
+            (ok, target(1, "a"), None, &[1], &[0], "a scale-down stops the highest first"),
+            (ok, target(2, "a"), None, &[1, 2], &[0], "a freed index is taken again"),
+            (ok, target(2, "b"), None, &[1, 2], &[], "a roll's new dynos take the old ones' indexes"),
+            (ok, target(3, "c"), None, &[1, 2, 3], &[], "a roll that scales up too"),
+            (ok, target(3, "c"), Some(1), &[1, 2, 3], &[0, 2], "a restarted dyno's replacement keeps its index"),
+            (fail, target(3, "d"), None, &[1, 2, 3], &[0, 1, 2], "a failed roll keeps the old dynos and theirs"),
+            (ok, on_port(2, "e", 5000), None, &[1, 2], &[], "a roll onto a fixed port"),
+            (ok, on_port(3, "f", 5000), None, &[1, 2, 3], &[], "a roll on that port, the old stopping first"),
+            (ok, on_port(3, "f", 5000), Some(0), &[1, 2, 3], &[1, 2], "a restart on a fixed port"),
+            (fail, on_port(3, "g", 5000), None, &[1, 2, 3], &[], "a failed roll there: the old spec again"),
+            (ok, on_port(1, "f", 5000), None, &[1], &[0], "a scale-down on a fixed port"),
+        ];
         let launcher = FakeLauncher::new();
         let mut f = formation(&launcher);
-        // (the step, the indexes of the running dynos after it, in the entry's order)
-        f.apply(&target(3, "a"), None).await;
-        assert_eq!(indexes(&f), [1, 2, 3], "scaled up from none");
-        f.apply(&target(1, "a"), None).await;
-        assert_eq!(indexes(&f), [1], "the newest stop first");
-        f.apply(&target(2, "a"), None).await;
-        assert_eq!(indexes(&f), [1, 2], "a freed index is taken again");
-        f.apply(&target(2, "b"), None).await;
-        assert_eq!(indexes(&f), [3, 4], "a roll's new dynos start beside the old ones");
-        f.apply(&target(3, "b"), None).await;
-        assert_eq!(indexes(&f), [3, 4, 1], "the lowest free one");
-        let second = f.dynos[1].name.clone();
-        f.apply(&target(3, "b"), Some(FormationCommand::Restart(second.clone()))).await;
-        assert_eq!(indexes(&f), [3, 4, 1], "a restarted dyno's replacement keeps its index");
-        assert_ne!(f.dynos[1].name, second, "and is another dyno");
-        f.apply(&target(2, "c"), None).await;
-        assert_eq!(indexes(&f), [2, 5], "free beside 1, 3 and 4");
+        for (behaviour, target, restart, expected, kept, why) in steps {
+            launcher.behave(behaviour);
+            let before: Vec<String> = names(&f).into_iter().map(str::to_owned).collect();
+            let command = restart.map(|i| FormationCommand::Restart(before[i].clone()));
+            f.apply(&target, command).await;
+            assert_eq!(indexes(&f), expected, "{why}");
+            for (i, name) in names(&f).into_iter().enumerate() {
+                assert_eq!(kept.contains(&i), before.get(i).is_some_and(|b| b == name), "{why}: position {i}");
+            }
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -210,6 +210,7 @@ impl LocalRuntime for Registry {
             state: DynoState::Starting,
             started_at: wharf_domain::timestamp::now_seconds(),
             release: one_off.release,
+            index: None,
             one_off: Some((one_off.command.clone(), one_off.size.clone())),
         };
         let app_id = one_off.app_id;
@@ -234,6 +235,7 @@ mod tests {
             state,
             started_at: 0,
             release: None,
+            index: Some(1),
             one_off: None,
         }
     }

@@ -87,6 +87,7 @@ pub(crate) async fn run(
         state: DynoState::Up,
         started_at: wharf_domain::timestamp::now_seconds(),
         release: spec.release,
+        index: None,
         // Shown as a one-off's is: its own command, and never counted as a formation dyno.
         one_off: Some((spec.command.clone(), None)),
     };

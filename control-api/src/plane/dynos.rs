@@ -2,9 +2,12 @@
 //! for (through [`super::local`]'s broadcast).
 //!
 //! A dyno is named by its own name (`web.1` as an external runtime registered it, or
-//! `web.<release>-<suffix>` as the local supervisor runs it) or, as Heroku names dynos, by
-//! `type.N`: the N-th dyno of that type the local supervisor runs, oldest first. Heroku's names
-//! are positions, not identities: after `web.1` restarts, its replacement is the newest.
+//! `web.N-xxxxx` as the local supervisor runs it) or, as Heroku names dynos, by `type.N`: the
+//! dyno of that type the local supervisor runs with index N. Every running dyno of a formation
+//! entry has one index, 1 to N (the supervisor's `formation` keeps them so), which is also the
+//! `N` of its name, of its runtime metrics lines' `source=type.N`, and what `heroku ps` shows:
+//! after `web.1` restarts, its replacement is `web.1` again, and after a deploy the app has
+//! `web.1` to `web.N` again.
 
 use uuid::Uuid;
 use wharf_domain::timestamp::now_seconds;
@@ -167,17 +170,19 @@ impl ControlPlane {
     }
 
     /// The name of the app's dyno that `name` means: `name` itself when a registered dyno or
-    /// one the local supervisor runs has it, else Heroku's `type.N` (see the module comment).
+    /// one the local supervisor runs has it, else Heroku's `type.N`: the local dyno of that type
+    /// with index N (see the module comment). While a roll runs, an old and a new dyno share an
+    /// index: `type.N` is the newer, which keeps the index once the roll is done.
     pub fn dyno_name(&self, m: &Model, app_id: Uuid, name: &str) -> Option<String> {
         if m.dyno(app_id, name).is_some() || self.local_runtime().dyno(app_id, name).is_some() {
             return Some(name.to_owned());
         }
         let (dyno_type, n) = name.split_once('.')?;
-        let n: usize = n.parse().ok().filter(|n| *n >= 1)?;
-        let mut local: Vec<_> =
-            self.local_runtime().dynos(app_id).into_iter().filter(|d| d.dyno_type.as_str() == dyno_type).collect();
-        local.sort_by(|a, b| (a.started_at, &a.name).cmp(&(b.started_at, &b.name)));
-        local.into_iter().nth(n - 1).map(|d| d.name)
+        let n: u32 = n.parse().ok()?;
+        let local = self.local_runtime().dynos(app_id).into_iter();
+        let mut indexed: Vec<_> = local.filter(|d| d.dyno_type.as_str() == dyno_type && d.index == Some(n)).collect();
+        indexed.sort_by(|a, b| (a.started_at, &a.name).cmp(&(b.started_at, &b.name)));
+        indexed.pop().map(|d| d.name)
     }
 
     /// Asks the local supervisor to restart an app's dynos: all of them, rolling, or one (of

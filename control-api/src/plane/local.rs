@@ -93,7 +93,8 @@ pub struct DynoRelease {
 /// endpoint to register), and web dynos appear here before they are healthy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalDyno {
-    /// `type.release-xxxxx`.
+    /// `type.N-xxxxx` for a dyno of the formation (`N` its index), `release.N` for a release
+    /// phase, `run.N` for a one-off dyno.
     pub name: String,
     /// Its formation entry's type.
     pub dyno_type: DynoType,
@@ -104,6 +105,10 @@ pub struct LocalDyno {
     /// The release it runs; none for an app that has no release (a database older than
     /// releases, until its next change).
     pub release: Option<DynoRelease>,
+    /// A formation dyno's index among the running dynos of its type, 1 to N (Heroku's `web.N`,
+    /// which [`crate::ControlPlane::dyno_name`] resolves by it); `None` for a release phase or
+    /// a one-off dyno, whose name holds its own number.
+    pub index: Option<u32>,
     /// A one-off dyno's command and size (a formation dyno's are its entry's): `None` for those.
     pub one_off: Option<(String, Option<String>)>,
 }

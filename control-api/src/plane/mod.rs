@@ -27,6 +27,8 @@ mod canary_releases;
 mod config_vars;
 mod domains;
 mod drains;
+#[cfg(test)]
+mod dyno_name_tests;
 mod dynos;
 mod engine;
 mod error;

@@ -10,7 +10,7 @@ use super::*;
 
 /// A local runtime listing the dynos the test puts in it.
 #[derive(Default)]
-struct Listing(std::sync::Mutex<Vec<LocalDyno>>);
+pub(super) struct Listing(pub(super) std::sync::Mutex<Vec<LocalDyno>>);
 
 impl LocalRuntime for Listing {
     fn dynos(&self, _app_id: Uuid) -> Vec<LocalDyno> {
@@ -50,11 +50,12 @@ async fn a_failed_release_is_withdrawn_unless_a_type_that_failed_runs_it() {
         let v3 = release(3).await;
         // v3's worker came up; its web dynos failed and were stopped.
         runtime.0.lock().unwrap().push(LocalDyno {
-            name: "worker.2-abcde".into(),
+            name: "worker.1-abcde".into(),
             dyno_type: wharf_domain::DynoType::try_new("worker").unwrap(),
             state: DynoState::Up,
             started_at: 0,
             release: Some(DynoRelease { id: v3.id, version: 3 }),
+            index: Some(1),
             one_off: None,
         });
         let settled = match failed_runs {

@@ -1,0 +1,61 @@
+//! Heroku's `type.N`: which dyno it reaches ([`ControlPlane::dyno_name`]): the local dyno of
+//! that type with index N, whatever its position among the others; the newer of two while a
+//! roll runs them side by side; a dyno's own name, and a registered one, before that.
+
+use std::sync::Arc;
+
+use super::release_tests::Listing;
+use super::tests::plane;
+use super::*;
+
+/// A local formation dyno (or, without an index, a release phase or one-off) started at `at`.
+fn local(name: &str, dyno_type: &str, index: Option<u32>, at: i64) -> LocalDyno {
+    let dyno_type = wharf_domain::DynoType::try_new(dyno_type).unwrap();
+    LocalDyno {
+        name: name.into(),
+        dyno_type,
+        state: DynoState::Up,
+        started_at: at,
+        release: None,
+        index,
+        one_off: None,
+    }
+}
+
+#[tokio::test]
+async fn type_n_reaches_the_dyno_of_index_n_and_the_newer_of_two_during_a_roll() {
+    let p = plane().await;
+    let runtime = Arc::new(Listing::default());
+    p.set_local_runtime(runtime.clone());
+    p.create_app("api".parse().unwrap(), "default").await.unwrap();
+    let id = p.read(|m| m.app("api").unwrap().id).await;
+    *runtime.0.lock().unwrap() = vec![
+        local("web.2-ccccc", "web", Some(2), 5),
+        local("web.1-aaaaa", "web", Some(1), 10),
+        local("web.1-bbbbb", "web", Some(1), 20),
+        local("worker.1-ddddd", "worker", Some(1), 30),
+        local("release.4", "release", None, 40),
+        local("run.1", "run", None, 50),
+    ];
+    let registered = ("web.3".parse().unwrap(), "web".parse().unwrap(), "127.0.0.1".parse().unwrap());
+    p.put_dyno("api", registered.0, registered.1, registered.2, 9000).await.unwrap();
+    // (what is asked, the dyno it reaches, why)
+    let rows = [
+        ("web.1", Some("web.1-bbbbb"), "the newer of a roll's two, which keeps the index"),
+        ("web.2", Some("web.2-ccccc"), "by index, not by position (it is the oldest)"),
+        ("worker.1", Some("worker.1-ddddd"), "each type has its own indexes"),
+        ("worker.2", None, "no worker has index 2"),
+        ("web.0", None, "indexes start at 1"),
+        ("web.x", None, "not a number"),
+        ("web.1-aaaaa", Some("web.1-aaaaa"), "a dyno's own name"),
+        ("release.4", Some("release.4"), "a release phase by its name"),
+        ("release.1", None, "a release phase has no index"),
+        ("run.1", Some("run.1"), "a one-off by its name"),
+        ("web.3", Some("web.3"), "a registered dyno by its name"),
+        ("web", None, "a type alone"),
+    ];
+    for (asked, reached, why) in rows {
+        let got = p.read(|m| p.dyno_name(m, id, asked)).await;
+        assert_eq!(got.as_deref(), reached, "{asked}: {why}");
+    }
+}
