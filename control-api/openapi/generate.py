@@ -213,6 +213,8 @@ P = {
     "cert": param("cert", "the certificate's id"),
     "name": param("name", "the SNI endpoint's name: its certificate's id"),
     "release": param("release", "the release's id, or its version: `3` or `v3`"),
+    # The path of a release's output stream, which takes the id alone (no app to read a version in).
+    "release_id": param("release", "the release's id"),
     "token": param("token", "the signed log session grant"),
     "slug": param("slug", "the slug's id"),
     "build": param("build", "the build's id"),
@@ -319,6 +321,9 @@ paths = {
     "/apps/{app}/builds/{build}": {"get": op("Show a build", 200, ref("Build"), params=["app", "build"])},
     "/builds/{build}/output": {"get": op("A build's output, streamed while it runs (its output_stream_url; no token)", 200, S,
                                          params=["build"], secure=False, content="text/plain", streaming=True)},
+    "/releases/{release}/output": {"get": op(
+        "A release's release phase output, streamed while it runs (its output_stream_url; no token)", 200, S,
+        params=["release_id"], secure=False, content="text/plain", streaming=True)},
     "/apps/{app}/releases/{release}": {"get": op("Show a release", 200, ref("Release"), params=["app", "release"])},
     "/apps/{app}/releases/{release}/config-vars": {"get": op("The config vars as of a release", 200, ref("ConfigVars"),
                                                              params=["app", "release"])},
