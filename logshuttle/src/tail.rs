@@ -223,17 +223,19 @@ fn short_history_line(app: &str, asked: u32, got: usize, cuts: &[HistoryCut], no
 }
 
 /// Whether a line passes a session's source and dyno filters. A dyno filter matches the dyno
-/// (`web.1562910588-cg82f`) or every dyno of a type (`web`).
+/// (`web.1-cg82f`), every dyno of a type (`web`), or Heroku's `type.N` (`web.1`): the lines of
+/// the dyno of index 1, named `web.1-xxxxx` (both of them while a roll runs an old and a new
+/// one), and its runtime metrics lines, whose process is `web.1`.
 fn passes(grant: &SessionGrant, e: &LogEvent) -> bool {
     if grant.source.as_deref().is_some_and(|s| s != e.source()) {
         return false;
     }
     match grant.dyno.as_deref() {
         None => true,
-        Some(d) => {
-            let p = e.process();
-            p == d || (p.len() > d.len() && p.starts_with(d) && p.as_bytes()[d.len()] == b'.')
-        }
+        Some(d) => match e.process().strip_prefix(d) {
+            Some(rest) => rest.is_empty() || rest.starts_with('.') || (rest.starts_with('-') && d.contains('.')),
+            None => false,
+        },
     }
 }
 
@@ -583,6 +585,31 @@ mod tests {
         assert_eq!(msgs(grant(10, None, Some("web.4"))), ["4"]);
         assert_eq!(msgs(grant(10, None, Some("web"))), ["3", "4"]);
         assert_eq!(msgs(grant(10, None, Some("we"))), Vec::<String>::new());
+    }
+
+    /// (the session's dyno filter, a line's process, whether it passes)
+    #[test]
+    fn a_dyno_filter_is_a_dyno_a_type_or_heroku_s_type_n() {
+        let rows = [
+            ("web.1-abcde", "web.1-abcde", true),
+            ("web.1-abcde", "web.1-fghij", false),
+            ("web", "web.1-abcde", true),
+            ("web", "web.1", true),
+            ("web", "worker.1-abcde", false),
+            ("web", "web-api.1-abcde", false),
+            ("web.1", "web.1-abcde", true),
+            ("web.1", "web.1", true),
+            ("web.1", "web.12-abcde", false),
+            ("web.1", "web.2-abcde", false),
+            ("web.1", "worker.1-abcde", false),
+            ("we", "web.1-abcde", false),
+            ("run.1", "run.1", true),
+            ("run.1", "run.12", false),
+        ];
+        for (filter, process, want) in rows {
+            let got = passes(&grant(1, None, Some(filter)), &event(process, "app", "x"));
+            assert_eq!(got, want, "--dyno {filter} on {process}");
+        }
     }
 
     #[test]
