@@ -3,8 +3,9 @@
 //! down, a restart and a stop of one dyno by Heroku's `type.N`, a deploy, a restart of all), the
 //! app's web dynos are `web.1` to `web.N`, and every place that names them agrees: the API's
 //! dyno names (`web.N-xxxxx`), which dyno `GET`, `DELETE` and `actions/stop` of
-//! `/apps/{app}/dynos/web.N` reach, the `source` of the runtime metrics lines of each process
-//! the step started, and the router's `dyno=`; an index no running dyno has is Heroku's 404.
+//! `/apps/{app}/dynos/web.N` reach, each new dyno's own `DYNO` (Heroku's `web.N`), the `source`
+//! of the runtime metrics lines of each process the step started, and the router's `dyno=`; an
+//! index no running dyno has is Heroku's 404.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -138,6 +139,18 @@ async fn every_running_dyno_of_a_type_has_one_index_1_to_n_everywhere() {
             "{what}: every dyno on the newest release"
         );
         before = after.into_iter().map(|(i, d)| (i, d[0].0.clone())).collect();
+
+        // Each new dyno's `DYNO` is its index's `web.N` (the test server says it when it listens).
+        for index in fresh {
+            let name = &before[index];
+            let said = eventually(WAIT, &format!("{what}: {name} to say it listens"), || async {
+                let msgs = receiver.messages();
+                let m = msgs.iter().find(|m| &m.procid == name && m.text().starts_with("listening on"))?;
+                m.text().split(' ').nth(4).map(str::to_owned)
+            })
+            .await;
+            assert_eq!(said, format!("web.{index}"), "{what}: {name}'s DYNO");
+        }
 
         // The processes the step started say their own index in their metrics lines' source.
         let expected: BTreeSet<String> = fresh.iter().map(|i| format!("web.{i}")).collect();

@@ -9,7 +9,7 @@
 //! among the running dynos of its type, 1 to N (see `formation`), the `N` of Heroku's `web.N`
 //! and of its runtime metrics lines' `source=TYPE.INDEX`, and `XXXXX` five random lowercase
 //! letters and digits, unique among the app's dynos (during a roll an old and a new `web.1` run
-//! side by side). It gets the app's config vars, `DYNO` and, for a web dyno, `PORT`. Its output
+//! side by side). It gets the app's config vars, `DYNO` (`TYPE.INDEX`, Heroku's `web.1`) and, for a web dyno, `PORT`. Its output
 //! goes onto the bus as `app[TYPE.INDEX-XXXXX]`; a crash is logged as Heroku's `at=error
 //! code=H10 desc="App crashed"` (<https://devcenter.heroku.com/articles/error-codes#h10-app-crashed>).
 
@@ -589,7 +589,7 @@ mod tests {
         let [(name, port)] = &listed[..] else { panic!("one registered dyno: {listed:?}") };
         assert_eq!(name, &dyno.name);
         let said = lines_until(&mut source, |l| !l.is_empty()).await;
-        let expected = format!("hello from {} on {port}", dyno.name);
+        let expected = format!("hello from web.3 on {port}");
         assert_eq!(said[0], ("app".to_owned(), dyno.name.clone(), expected));
 
         let port = *port;

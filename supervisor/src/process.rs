@@ -51,7 +51,7 @@ pub(crate) struct DynoProcess {
 const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
 
 /// Starts dyno `dyno` of `app` (its key): `sh -c` of the spec's command, with the spec's
-/// environment, `DYNO` and, unless `port` is 0, `PORT`, in a process group of its own that is
+/// environment, `DYNO` (Heroku's, see [`heroku_dyno`]) and, unless `port` is 0, `PORT`, in a process group of its own that is
 /// recorded in `records`, and forwards its stdout and stderr lines to `publisher`. With `dir`
 /// (its release's unpacked slug) it runs there, with `HOME` set to it as Heroku's dynos have
 /// `HOME=/app`; without, in Wharf's working directory.
@@ -69,6 +69,15 @@ pub(crate) fn spawn(
     dir: Option<&std::path::Path>,
 ) -> std::io::Result<DynoProcess> {
     spawn_teed(spec, dyno, port, app, publisher, records, dir, None)
+}
+
+/// Heroku's `DYNO` of dyno `dyno`: its process name, `web.1` for `web.1-abcde` (the dyno of
+/// index 1: the `-xxxxx` only keeps names unique), as its runtime metrics lines' `source` and
+/// the API's `type.N` name it, so that an app's `DYNO == "web.1"` (one dyno running a singleton
+/// job) holds for exactly one running dyno (two while a roll runs an old and a new one, as on
+/// Heroku); a one-off's `run.N` and a release phase's `release.N` as they are.
+pub(crate) fn heroku_dyno(dyno: &str) -> &str {
+    dyno.rsplit_once('-').map_or(dyno, |(process, _)| process)
 }
 
 /// [`spawn`], its output lines also pushed to `tee` when given (a release phase's
@@ -95,7 +104,7 @@ pub(crate) fn spawn_teed(
     if let Some(dir) = dir {
         cmd.current_dir(dir).env("HOME", dir);
     }
-    cmd.envs(&spec.env).env("DYNO", dyno);
+    cmd.envs(&spec.env).env("DYNO", heroku_dyno(dyno));
     if port != 0 {
         cmd.env("PORT", port.to_string());
     }
@@ -347,11 +356,14 @@ mod tests {
         assert_eq!(child.wait().await, "exit status: 0");
         let Some(SourceEvent::Batch(batch)) = source.recv().await else { panic!("the bus closed") };
         let said = String::from_utf8_lossy(batch[0].event.message()).into_owned();
-        assert_eq!(said, "hello web.1-abcde 5006 unset path");
+        assert_eq!(said, "hello web.1 5006 unset path", "Heroku's DYNO: the process name");
         let mut child = spawn(&spec, "worker.1-abcde", 0, "api-default", &bus.publisher, None, None).unwrap();
         assert_eq!(child.wait().await, "exit status: 0");
         let Some(SourceEvent::Batch(batch)) = source.recv().await else { panic!("the bus closed") };
         let said = String::from_utf8_lossy(batch[0].event.message()).into_owned();
-        assert_eq!(said, "hello worker.1-abcde  unset path", "no PORT for a worker");
+        assert_eq!(said, "hello worker.1  unset path", "no PORT for a worker");
+        for (name, dyno) in [("web.12-abcde", "web.12"), ("run.3", "run.3"), ("release.4", "release.4")] {
+            assert_eq!(heroku_dyno(name), dyno);
+        }
     }
 }
