@@ -22,6 +22,12 @@ fn local(name: &str, dyno_type: &str, index: Option<u32>, at: i64) -> LocalDyno 
     }
 }
 
+/// [`local`], a web dyno running release `version`.
+fn on_release(name: &str, index: u32, at: i64, version: u32) -> LocalDyno {
+    let release = Some(DynoRelease { id: uuid::Uuid::from_u128(version.into()), version });
+    LocalDyno { release, ..local(name, "web", Some(index), at) }
+}
+
 #[tokio::test]
 async fn type_n_reaches_the_dyno_of_index_n_and_the_newer_of_two_during_a_roll() {
     let p = plane().await;
@@ -36,6 +42,8 @@ async fn type_n_reaches_the_dyno_of_index_n_and_the_newer_of_two_during_a_roll()
         local("worker.1-ddddd", "worker", Some(1), 30),
         local("release.4", "release", None, 40),
         local("run.1", "run", None, 50),
+        on_release("web.4-zzzzz", 4, 60, 2),
+        on_release("web.4-aaaaa", 4, 60, 3),
     ];
     let registered = ("web.3".parse().unwrap(), "web".parse().unwrap(), "127.0.0.1".parse().unwrap());
     p.put_dyno("api", registered.0, registered.1, registered.2, 9000).await.unwrap();
@@ -53,6 +61,7 @@ async fn type_n_reaches_the_dyno_of_index_n_and_the_newer_of_two_during_a_roll()
         ("run.1", Some("run.1"), "a one-off by its name"),
         ("web.3", Some("web.3"), "a registered dyno by its name"),
         ("web", None, "a type alone"),
+        ("web.4", Some("web.4-aaaaa"), "the newer release's, started in the same second"),
     ];
     for (asked, reached, why) in rows {
         let got = p.read(|m| p.dyno_name(m, id, asked)).await;

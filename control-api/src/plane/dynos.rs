@@ -172,7 +172,9 @@ impl ControlPlane {
     /// The name of the app's dyno that `name` means: `name` itself when a registered dyno or
     /// one the local supervisor runs has it, else Heroku's `type.N`: the local dyno of that type
     /// with index N (see the module comment). While a roll runs, an old and a new dyno share an
-    /// index: `type.N` is the newer, which keeps the index once the roll is done.
+    /// index: `type.N` is the newer, which keeps the index once the roll is done: the one on the
+    /// newer release, else the one started later (`started_at` is in seconds: a tie within one
+    /// second, a restart's roll started as its dynos came up, goes by name).
     pub fn dyno_name(&self, m: &Model, app_id: Uuid, name: &str) -> Option<String> {
         if m.dyno(app_id, name).is_some() || self.local_runtime().dyno(app_id, name).is_some() {
             return Some(name.to_owned());
@@ -181,7 +183,8 @@ impl ControlPlane {
         let n: u32 = n.parse().ok()?;
         let local = self.local_runtime().dynos(app_id).into_iter();
         let mut indexed: Vec<_> = local.filter(|d| d.dyno_type.as_str() == dyno_type && d.index == Some(n)).collect();
-        indexed.sort_by(|a, b| (a.started_at, &a.name).cmp(&(b.started_at, &b.name)));
+        let newer = |d: &super::local::LocalDyno| (d.release.map(|r| r.version), d.started_at, d.name.clone());
+        indexed.sort_by_key(newer);
         indexed.pop().map(|d| d.name)
     }
 
