@@ -316,6 +316,13 @@ fn paths_at(drain: &SyslogReceiver) -> HashMap<String, usize> {
     seen
 }
 
+/// The value of the unlabelled metric `name` at the router's `/metrics` (its admin listener), 0
+/// when absent.
+async fn router_metric(router: &WharfRouter, name: &str) -> u64 {
+    let r = client::send(router.admin, None, &Req::get("localhost", "/metrics")).await.expect("metrics");
+    r.text().lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok()).unwrap_or(0)
+}
+
 /// How many lines the logshuttle's drains delivered (its `/metrics`).
 async fn lines_sent(shuttle: &WharfLogshuttle) -> u64 {
     let r = client::send(shuttle.addr, None, &Req::get("localhost", "/metrics")).await.expect("metrics");
@@ -330,18 +337,23 @@ const APPS: &[&str] = &["alpha-default", "beta-default"];
 
 /// The small drill: two control APIs on PostgreSQL, two routers, three logshuttles in one Kafka
 /// group, HTTPS load across both routers, and one fault at a time: kill -9 a router (and
-/// restart it from its kept snapshot), a logshuttle and a control API, restart PostgreSQL, add
-/// a fourth logshuttle. After the logshuttle's kill and the fourth's arrival, a line of a
-/// request answered after it reaches every drain with nobody restarted (the time is printed).
-/// At the end: only the request in flight on the killed router failed; every line of every
-/// request answered on a healthy path is at its app's drain, and the killed router's lost lines
-/// are only the last it answered before the kill; repeats are counted; every data plane saw the
-/// newest snapshot version.
+/// restart it from its kept snapshot), a logshuttle and a control API, restart the broker
+/// (SIGTERM; it keeps its data, as a Kafka does), restart PostgreSQL, add a fourth logshuttle.
+/// After the logshuttle's kill, the broker's return and the fourth's arrival, a line of a
+/// request answered after it reaches every drain with nobody restarted (the time is printed),
+/// and no Wharf process died at the broker's restart. At the end: only the request in flight on
+/// the killed router failed; every line of every request answered on a healthy path is at its
+/// app's drain (the broker's restart included: none is excused), and the killed router's lost
+/// lines are only the last it answered before the kill; no router's producer gave a line up;
+/// repeats are counted; every data plane saw the newest snapshot version.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_fleet_survives_kill_9_of_each_part_under_load() {
     let mut pg = Postgres::start().await;
     let url = pg.database("drill").await;
-    let broker = Tansu::start().await;
+    // The broker keeps its topics, offsets and group in a PostgreSQL server of its own (tansu's
+    // engine that holds a group of several members), since the drill restarts the fleet's.
+    let broker_pg = Postgres::start().await;
+    let mut broker = Tansu::start_on_postgres(&broker_pg).await;
     let dir = TempDir::new("fleet-drill");
     let secrets = Secrets::new();
     let brokers = broker.brokers();
@@ -455,6 +467,22 @@ async fn the_fleet_survives_kill_9_of_each_part_under_load() {
     report.push(("kill -9 api0 (change through api1 served everywhere)", t, t.elapsed()));
     load.run_for(20).await;
 
+    // Restart the broker as an operator does (SIGTERM, then start on its port). It keeps its
+    // data, so the topic, the committed offsets and the group are there when it is back: no
+    // Wharf process dies, delivery resumes by itself, and no line is lost (asserted at the end
+    // with every other: what the stopping broker refused, the producers send again).
+    let t = Instant::now();
+    broker.terminate().await;
+    broker.start_again().await;
+    load.delivering_after(Instant::now(), &drains).await;
+    for (i, s) in shuttles.iter_mut().enumerate() {
+        if let Some(s) = s {
+            assert_eq!(s.exit_status(), None, "shuttle{i} died at the broker's restart:\n{}", s.stderr());
+        }
+    }
+    report.push(("restart the broker, SIGTERM (delivering again at every drain)", t, t.elapsed()));
+    load.run_for(20).await;
+
     // Restart PostgreSQL: the API serves reads and the data planes their snapshots meanwhile;
     // writes work again once it is back.
     let t = Instant::now();
@@ -546,6 +574,17 @@ async fn the_fleet_survives_kill_9_of_each_part_under_load() {
     }
     for s in &failed {
         eprintln!("failed on router{}: {} {}", s.router, s.path, s.error);
+    }
+    // The routers' producers gave no line up (router0's since its restart): what the stopping
+    // broker refused was sent again.
+    for (i, r) in routers.iter().enumerate() {
+        let r = r.as_ref().expect("both routers run at the end");
+        let mut counts = Vec::new();
+        for what in ["produced", "failed", "retried", "dropped"] {
+            counts.push((what, router_metric(r, &format!("wharf_bus_kafka_events_{what}_total")).await));
+        }
+        eprintln!("router{i}'s kafka producer: {counts:?}");
+        assert_eq!(counts[3].1, 0, "router{i}'s producer dropped lines: {counts:?}");
     }
     // The columns per fault, from its start to the next one's: requests answered in it,
     // failed, lines lost (only those the killed router had not handed to Kafka, asserted above:
