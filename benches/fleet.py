@@ -749,7 +749,7 @@ def drill(args, tmp):
     broken = []
     print()
     print("lost: lines of answered requests not at their drain 60 s after the load stopped, at healthy drains;")
-    print("unsent: those a killed router answered before its kill and had not handed to Kafka;")
+    print("unsent: those a killed router answered before its kill and the broker had not acknowledged (lost with its producer);")
     print("memory: those an in-memory broker held (answered from 5 s before its stop until its topic existed again);")
     print("versions: the snapshot version router0,router1,shuttle0..3 served at the end of the fault's phase")
     print(f"{'fault':58} {'requests':>9} {'failed r0/r1':>13} {'lost':>5} {'unsent':>6} {'memory':>6} {'dup':>5} "
