@@ -25,21 +25,23 @@ more than once, the time to recover (what "recovered" means is printed beside it
 snapshot version each data plane serves (routers' `/metrics`, logshuttles' kept copy).
 
     python3 benches/fleet.py [--binary target/release/wharf] [--phase 8] [--clients 3] [--apps 4]
-                             [--broker-storage sqlite|memory]
+                             [--broker-storage postgres|memory|sqlite]
 
 Needs tansu (./scripts/test installs it), Debian's PostgreSQL server, and a built `wharf`
 (`cargo build --release`; `--binary target/debug/wharf` works too, slower). Exits non-zero when a
-rule is broken. The broker keeps its data in memory by default: a restart loses what it held (the
-topic included), and lines lost that way are counted on their own line: lines of requests answered
-before it came back, and those answered after its return but before its topic existed again
-(tansu 0.6 in memory acknowledges a produce to a topic it does not have and drops it when the
-topic is created; the time of the re-creation is the first `created kafka topic` line in the
-Wharf logs). Every other line lost at a healthy drain is a failure. With `--broker-storage
-sqlite` it keeps its data in an SQLite file, so that its restart is a Kafka's (logs on disk); that
-needs the tansu built with `--features dynostore,libsql` under ~/.cargo/tansu-sqlite (./scripts/test
-installs it). Memory is the default because tansu 0.6's SQLite engine cannot hold a consumer group of
-three (benches/RESULTS.md run 14: lines undelivered with no fault at all), not because a broker
-that loses its data is the case to plan for.
+rule is broken. The broker keeps its data by default, as a Kafka keeps its logs on disk: tansu on
+PostgreSQL (`--broker-storage postgres`, a PostgreSQL server of its own, apart from the fleet's
+that the drill restarts; the tansu built with `--features dynostore,postgres` under
+~/.cargo/tansu-postgres, with its schema, which ./scripts/test installs). Then no line may be lost
+at a healthy drain across the broker's restart either. With `--broker-storage memory` a restart
+loses what the broker held (the topic included), and lines lost that way are counted on their
+own line: lines of requests answered before it came back, and those answered after its return but
+before its topic existed again (tansu 0.6 in memory acknowledges a produce to a topic it does not
+have and drops it when the topic is created; the time of the re-creation is the first `created
+kafka topic` line in the Wharf logs). Every other line lost at a healthy drain is a failure.
+`--broker-storage sqlite` keeps the data in an SQLite file (the tansu built with `--features
+dynostore,libsql` under ~/.cargo/tansu-sqlite), but tansu 0.6's SQLite engine cannot hold a
+consumer group of three (benches/RESULTS.md run 14: lines undelivered with no fault at all).
 """
 
 import argparse
@@ -113,14 +115,14 @@ def stop_all():
 class Postgres:
     """Debian's server in a cluster of its own (as the `postgres` user when run as root)."""
 
-    def __init__(self, tmp):
+    def __init__(self, tmp, name="postgres", database="wharf"):
         versions = sorted(
             (d for d in os.listdir("/usr/lib/postgresql") if d.isdigit()), key=int
         ) if os.path.isdir("/usr/lib/postgresql") else []
         if not versions:
             sys.exit("PostgreSQL's server is not installed (./scripts/test installs it)")
         self.bin = f"/usr/lib/postgresql/{versions[-1]}/bin"
-        self.dir = os.path.join(tmp, "postgres")
+        self.dir = os.path.join(tmp, name)
         os.makedirs(self.dir)
         pw = os.path.join(self.dir, "pw")
         with open(pw, "w") as f:
@@ -133,8 +135,8 @@ class Postgres:
         self.port = free_port()
         self.proc = None
         self.start()
-        self.psql("CREATE DATABASE wharf")
-        self.url = f"postgres://{PG_USER}:{PG_PASSWORD}@127.0.0.1:{self.port}/wharf"
+        self.psql(f"CREATE DATABASE {database}")
+        self.url = f"postgres://{PG_USER}:{PG_PASSWORD}@127.0.0.1:{self.port}/{database}"
 
     def as_user(self, cmd):
         if os.geteuid() == 0:
@@ -151,25 +153,38 @@ class Postgres:
         self.proc.send_signal(signal.SIGINT)
         self.proc.wait(timeout=30)
 
-    def psql(self, sql, check=True):
+    def psql(self, sql, check=True, database="postgres"):
         env = dict(os.environ, PGPASSWORD=PG_PASSWORD)
         r = subprocess.run([f"{self.bin}/psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", PG_USER, "-d",
-                            "postgres", "-qAtc", sql], env=env, capture_output=True)
+                            database, "-qAtc", sql], env=env, capture_output=True)
         if check and r.returncode != 0:
             sys.exit(f"psql {sql!r}: {r.stderr.decode()}")
         return r.returncode
 
 
 class Tansu:
-    """tansu with `storage` "sqlite" (its data in a file under `tmp`, kept across a restart as a
-    Kafka keeps its logs on disk; the tansu ./scripts/test installs under ~/.cargo/tansu-sqlite)
-    or "memory" (a restart loses the topic, the offsets and the group)."""
+    """tansu with `storage` "postgres" (its data in a PostgreSQL server of its own, started here,
+    kept across a restart as a Kafka keeps its logs on disk; the tansu ./scripts/test installs
+    under ~/.cargo/tansu-postgres, with the engine's schema beside it), "sqlite" (its data in a
+    file under `tmp`; the tansu built with `--features dynostore,libsql`, if installed under
+    ~/.cargo/tansu-sqlite) or "memory" (a restart loses the topic, the offsets and the group)."""
 
     def __init__(self, tmp, storage):
         self.port, self.cwd = free_port(), tmp
         self.log = os.path.join(tmp, "tansu.log")
-        if storage == "sqlite":
-            self.tansu = os.path.join(os.environ.get("CARGO_HOME", os.path.expanduser("~/.cargo")), "tansu-sqlite/bin/tansu")
+        home = os.environ.get("CARGO_HOME", os.path.expanduser("~/.cargo"))
+        if storage == "postgres":
+            root = os.path.join(home, "tansu-postgres")
+            self.tansu, schema = os.path.join(root, "bin/tansu"), os.path.join(root, "010-schema.sql")
+            if not os.path.exists(schema):
+                sys.exit(f"{schema} is missing (./scripts/test installs it)")
+            # Its own server: the drill restarts the fleet's PostgreSQL as a fault of its own.
+            self.pg = Postgres(tmp, name="postgres-broker", database="tansu")
+            with open(schema) as f:
+                self.pg.psql(f.read(), database="tansu")
+            self.engine = self.pg.url
+        elif storage == "sqlite":
+            self.tansu = os.path.join(home, "tansu-sqlite/bin/tansu")
             # tansu 0.6.0 takes the file's path relative to its working directory, even when
             # absolute (as testkit's Tansu::start_keeping does): it runs in `tmp`.
             self.engine = "sqlite://tansu.db"
@@ -426,8 +441,8 @@ def main():
     ap.add_argument("--clients", type=int, default=3, help="keep-alive HTTPS clients per router")
     ap.add_argument("--apps", type=int, default=4)
     ap.add_argument("--keep", action="store_true", help="keep the data directories and logs")
-    ap.add_argument("--broker-storage", choices=["sqlite", "memory"], default="memory",
-                    help="the broker's storage: kept across its restart (sqlite) or lost (memory)")
+    ap.add_argument("--broker-storage", choices=["postgres", "sqlite", "memory"], default="postgres",
+                    help="the broker's storage: kept across its restart (postgres, sqlite) or lost (memory)")
     ap.add_argument("--dyno", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.dyno:
@@ -734,7 +749,7 @@ def drill(args, tmp):
     broken = []
     print()
     print("lost: lines of answered requests not at their drain 60 s after the load stopped, at healthy drains;")
-    print("unsent: those a killed router answered before its kill and had not handed to Kafka;")
+    print("unsent: those a killed router answered before its kill and the broker had not acknowledged (lost with its producer);")
     print("memory: those an in-memory broker held (answered from 5 s before its stop until its topic existed again);")
     print("versions: the snapshot version router0,router1,shuttle0..3 served at the end of the fault's phase")
     print(f"{'fault':58} {'requests':>9} {'failed r0/r1':>13} {'lost':>5} {'unsent':>6} {'memory':>6} {'dup':>5} "
@@ -778,7 +793,7 @@ def drill(args, tmp):
         if broker_loss:
             print(f"{'':58} of the lines lost with the broker's in-memory storage, {len(before_topic)} were answered after "
                   f"its return but before its topic existed again")
-        if "broker_back" in p:
+        if "broker_back" in p and args.broker_storage == "memory":
             back = p.get("topic_back")
             print(f"{'':58} the topic existed again "
                   + (f"{back - p['broker_back']:.2f} s after the broker's return" if back else "(no process created it)"))

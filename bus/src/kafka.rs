@@ -56,6 +56,17 @@ fn fetch_wait_max(k: &KafkaConfig) -> String {
     k.fetch_wait_max.0.as_millis().to_string()
 }
 
+/// Every consumer's `isolation.level`: read what the brokers hold, committed or not. No Wharf
+/// producer is transactional, so on Wharf's topic both levels read the same lines and the same
+/// end (a partition's last stable offset is its high watermark), and Akkeris' producers are
+/// not transactional either. librdkafka's default, `read_committed`, makes every latest-offset
+/// lookup (the watermarks a member reads at each assignment, and a log session's) ask for the
+/// last stable offset, which tansu 0.6 on PostgreSQL answers with a query PostgreSQL 15
+/// refuses (a subquery without an alias, valid from 16): the broker drops the connection, and
+/// the group's heartbeats and joins with it, so every rebalance stalled about 30 s and a
+/// killed member's partitions were not taken over in 60 s (benches/RESULTS.md, fleet run 18).
+const ISOLATION_LEVEL: &str = "read_uncommitted";
+
 fn base_config(k: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &k.brokers).set_log_level(RDKafkaLogLevel::Warning);
@@ -604,6 +615,7 @@ impl KafkaSource {
             .set("group.id", &k.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
+            .set("isolation.level", ISOLATION_LEVEL)
             // A new group starts at the oldest event still kept: nothing produced before the first
             // logshuttle started is skipped.
             .set("auto.offset.reset", "earliest")
@@ -898,6 +910,7 @@ impl KafkaCatchUp {
             .set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
+            .set("isolation.level", ISOLATION_LEVEL)
             // An offset the topic no longer holds reads from the oldest it does; the reader
             // tells the lines in between apart by the low watermark.
             .set("auto.offset.reset", "earliest")

@@ -1,6 +1,7 @@
 //! A real Kafka-protocol broker for tests: tansu, started as a child process on a free port
-//! with in-memory storage (or, with [`Tansu::start_keeping`], its data in an SQLite file, kept
-//! across restarts as a Kafka keeps its logs on disk), and stopped when dropped.
+//! with in-memory storage (or, with [`Tansu::start_keeping`], its data in an SQLite file, and
+//! with [`Tansu::start_on_postgres`] in a PostgreSQL database, both kept across restarts as a
+//! Kafka keeps its logs on disk), and stopped when dropped.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,6 +39,23 @@ fn sqlite_binary() -> PathBuf {
     bin
 }
 
+/// Where the tansu that has PostgreSQL storage (the `postgres` feature) is installed:
+/// `tansu-postgres` under Cargo's home, with `bin/tansu` and the engine's schema, `010-schema.sql`
+/// (tansu 0.6.0's `etc/initdb.d/010-schema.sql`: its PostgreSQL engine does not create its
+/// tables, and no crate ships the file). ./scripts/test installs both.
+fn postgres_install() -> (PathBuf, PathBuf) {
+    let root = cargo_home().map(|c| c.join("tansu-postgres")).unwrap_or_default();
+    let (bin, schema) = (root.join("bin/tansu"), root.join("010-schema.sql"));
+    assert!(
+        bin.is_file() && schema.is_file(),
+        "{} or {} is missing: ./scripts/test installs them (cargo install tansu --version 0.6.0 --features \
+         dynostore,postgres --locked --root ~/.cargo/tansu-postgres, and tansu's v0.6.0 etc/initdb.d/010-schema.sql)",
+        bin.display(),
+        schema.display()
+    );
+    (bin, schema)
+}
+
 /// Cargo's home: `CARGO_HOME`, else `~/.cargo`.
 fn cargo_home() -> Option<PathBuf> {
     std::env::var_os("CARGO_HOME")
@@ -71,6 +89,20 @@ impl Tansu {
         let name = db.file_name().expect("a file name").to_string_lossy();
         let cwd = db.parent().expect("a directory").to_path_buf();
         Tansu::start_on(crate::free_port(), format!("sqlite://{name}"), sqlite_binary(), cwd).await
+    }
+
+    /// Starts a broker that keeps its topics, offsets and groups in a new database `tansu` of
+    /// `pg` (tansu's PostgreSQL engine, its schema loaded first), so that [`Tansu::stop`] or
+    /// [`Tansu::terminate`] and [`Tansu::start_again`] bring it back with its data. Unlike
+    /// SQLite's, this engine holds a consumer group of several members (benches/RESULTS.md,
+    /// "Fleet drill"). `pg` must outlive the broker, and is its own: a test that restarts the
+    /// PostgreSQL it tests gives the broker another.
+    pub async fn start_on_postgres(pg: &crate::postgres::Postgres) -> Tansu {
+        let (bin, schema) = postgres_install();
+        let url = pg.database("tansu").await;
+        let sql = std::fs::read_to_string(&schema).expect("the schema reads");
+        pg.query("tansu", &sql).await;
+        Tansu::start_on(crate::free_port(), url, bin, std::env::temp_dir()).await
     }
 
     /// Stops the broker (SIGKILL); [`Tansu::start_again`] starts it on the same port.

@@ -358,6 +358,11 @@ impl WharfLogshuttle {
         self.child.id().map(|p| p.to_string()).unwrap_or_default()
     }
 
+    /// How the process ended (a crash shows as a signal), or `None` while it runs.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("wait")
+    }
+
     /// Kills the process with SIGKILL and waits for it to be gone.
     pub async fn kill(mut self) {
         self.child.kill().await.expect("kill");
