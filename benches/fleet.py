@@ -32,7 +32,7 @@ Needs tansu (./scripts/test installs it), Debian's PostgreSQL server, and a buil
 rule is broken. The broker keeps its data by default, as a Kafka keeps its logs on disk: tansu on
 PostgreSQL (`--broker-storage postgres`, a PostgreSQL server of its own, apart from the fleet's
 that the drill restarts; the tansu built with `--features dynostore,postgres` under
-~/.cargo/tansu-postgres, with its schema, which ./scripts/test installs). Then no line may be lost
+~/.cargo/tansu-postgres, which ./scripts/test installs; its schema is testkit/tansu/010-schema.sql). Then no line may be lost
 at a healthy drain across the broker's restart either. With `--broker-storage memory` a restart
 loses what the broker held (the topic included), and lines lost that way are counted on their
 own line: lines of requests answered before it came back, and those answered after its return but
@@ -165,7 +165,7 @@ class Postgres:
 class Tansu:
     """tansu with `storage` "postgres" (its data in a PostgreSQL server of its own, started here,
     kept across a restart as a Kafka keeps its logs on disk; the tansu ./scripts/test installs
-    under ~/.cargo/tansu-postgres, with the engine's schema beside it), "sqlite" (its data in a
+    under ~/.cargo/tansu-postgres, given tansu's schema from testkit/tansu/010-schema.sql), "sqlite" (its data in a
     file under `tmp`; the tansu built with `--features dynostore,libsql`, if installed under
     ~/.cargo/tansu-sqlite) or "memory" (a restart loses the topic, the offsets and the group)."""
 
@@ -174,10 +174,10 @@ class Tansu:
         self.log = os.path.join(tmp, "tansu.log")
         home = os.environ.get("CARGO_HOME", os.path.expanduser("~/.cargo"))
         if storage == "postgres":
-            root = os.path.join(home, "tansu-postgres")
-            self.tansu, schema = os.path.join(root, "bin/tansu"), os.path.join(root, "010-schema.sql")
-            if not os.path.exists(schema):
-                sys.exit(f"{schema} is missing (./scripts/test installs it)")
+            self.tansu = os.path.join(home, "tansu-postgres/bin/tansu")
+            # tansu's PostgreSQL engine does not create its tables: the tree keeps its schema.
+            schema = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testkit", "tansu",
+                                  "010-schema.sql")
             # Its own server: the drill restarts the fleet's PostgreSQL as a fault of its own.
             self.pg = Postgres(tmp, name="postgres-broker", database="tansu")
             with open(schema) as f:

@@ -40,21 +40,22 @@ fn sqlite_binary() -> PathBuf {
 }
 
 /// Where the tansu that has PostgreSQL storage (the `postgres` feature) is installed:
-/// `tansu-postgres` under Cargo's home, with `bin/tansu` and the engine's schema, `010-schema.sql`
-/// (tansu 0.6.0's `etc/initdb.d/010-schema.sql`: its PostgreSQL engine does not create its
-/// tables, and no crate ships the file). ./scripts/test installs both.
-fn postgres_install() -> (PathBuf, PathBuf) {
-    let root = cargo_home().map(|c| c.join("tansu-postgres")).unwrap_or_default();
-    let (bin, schema) = (root.join("bin/tansu"), root.join("010-schema.sql"));
+/// `tansu-postgres/bin/tansu` under Cargo's home. ./scripts/test installs it.
+fn postgres_install() -> PathBuf {
+    let bin = cargo_home().map(|c| c.join("tansu-postgres")).unwrap_or_default().join("bin/tansu");
     assert!(
-        bin.is_file() && schema.is_file(),
-        "{} or {} is missing: ./scripts/test installs them (cargo install tansu --version 0.6.0 --features \
-         dynostore,postgres --locked --root ~/.cargo/tansu-postgres, and tansu's v0.6.0 etc/initdb.d/010-schema.sql)",
-        bin.display(),
-        schema.display()
+        bin.is_file(),
+        "{} is missing: ./scripts/test installs it (cargo install tansu --version 0.6.0 --features \
+         dynostore,postgres --locked --root ~/.cargo/tansu-postgres)",
+        bin.display()
     );
-    (bin, schema)
+    bin
 }
+
+/// tansu 0.6.0's PostgreSQL schema (its repository's `etc/initdb.d/010-schema.sql`): its
+/// PostgreSQL engine does not create its tables, and no crate ships the file, so the tree keeps
+/// a copy (testkit/tansu/README.md says where it comes from).
+const POSTGRES_SCHEMA: &str = include_str!("../tansu/010-schema.sql");
 
 /// Cargo's home: `CARGO_HOME`, else `~/.cargo`.
 fn cargo_home() -> Option<PathBuf> {
@@ -98,10 +99,9 @@ impl Tansu {
     /// "Fleet drill"). `pg` must outlive the broker, and is its own: a test that restarts the
     /// PostgreSQL it tests gives the broker another.
     pub async fn start_on_postgres(pg: &crate::postgres::Postgres) -> Tansu {
-        let (bin, schema) = postgres_install();
+        let bin = postgres_install();
         let url = pg.database("tansu").await;
-        let sql = std::fs::read_to_string(&schema).expect("the schema reads");
-        pg.query("tansu", &sql).await;
+        pg.query("tansu", POSTGRES_SCHEMA).await;
         Tansu::start_on(crate::free_port(), url, bin, std::env::temp_dir()).await
     }
 
