@@ -1,0 +1,145 @@
+//! Builds' and releases' output URLs (`output_stream_url`) at their edges, through real
+//! `wharf serve` processes, real release phases and a real HTTP server serving a source: a
+//! graceful stop cuts what runs, its followers are told so (never a bare end), and the next
+//! start's records say it was cut short.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wharf_testkit::client::{Api, Followed};
+use wharf_testkit::wharf::Wharf;
+use wharf_testkit::{TempDir, eventually};
+
+const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The settings of a quick supervisor, with `file://` sources allowed.
+const ENV: [(&str, &str); 4] = [
+    ("WHARF_CONTROL_API__ALLOW_FILE_URLS", "true"),
+    ("WHARF_ROUTER__HTTP_REDIRECT", "false"),
+    ("WHARF_SUPERVISOR__CONNECTION_GRACE", "500ms"),
+    ("WHARF_SUPERVISOR__STOP_GRACE", "2s"),
+];
+
+/// A tar.gz of a source whose Procfile is `procfile`, made by `tar` (not Wharf's code).
+fn source(dir: &Path, procfile: &str) -> PathBuf {
+    let src = dir.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("Procfile"), procfile).unwrap();
+    let archive = dir.join("app.tgz");
+    let packed = Command::new("tar").arg("czf").arg(&archive).arg("-C").arg(&src).arg(".").status().unwrap();
+    assert!(packed.success());
+    archive
+}
+
+/// A source host that answers the head of a 1 MB archive and a few bytes, then holds the
+/// connection: a build fetching from it stays pending.
+async fn held_source() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0; 4096];
+                let _ = conn.read(&mut buf).await;
+                let head = "HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\nContent-Type: application/gzip\r\n\r\n";
+                let _ = conn.write_all(head.as_bytes()).await;
+                let _ = conn.write_all(&[0x1f, 0x8b]).await;
+                let _ = conn.read(&mut buf).await;
+            });
+        }
+    });
+    addr
+}
+
+/// The path of an output URL (`output_stream_url`) on `api`.
+fn path_of(api: &Api, url: &Value) -> String {
+    url.as_str().unwrap().split_once(&api.addr.to_string()).unwrap().1.to_owned()
+}
+
+/// Issue 21: a release phase and a build that run when Wharf is stopped (SIGTERM) end their
+/// followers' streams with a line saying so, never a bare end; after the restart the build is
+/// `failed` and its record keeps its lines, the cut and why, and the release is still `pending`
+/// (ARCHITECTURE.md: a phase cut short runs again from its start), its URL keeps the cut run's
+/// lines, says it runs again, and follows the new run to its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_cuts_running_outputs_with_a_word_and_the_restart_s_records_say_so() {
+    let dir = TempDir::new("outputs-stop");
+    let data = dir.path().join("data");
+    let wharf = Wharf::serve_with(WHARF, &[], &data, &ENV).await;
+    let api = &wharf.api;
+    api.expect("POST", "/apps", json!({"name": "hello"}), 201).await;
+    let gate = dir.path().join("gate");
+    api.expect("PATCH", "/apps/hello/config-vars", json!({"GATE": gate.to_str().unwrap()}), 200).await;
+    let procfile = "web: exec python3 -m http.server $PORT\n\
+                    release: echo migrating; while [ ! -e \"$GATE\" ]; do sleep 0.1; done; echo done migrating\n";
+    let blob = json!({"source_blob": {"url": format!("file://{}", source(dir.path(), procfile).display())}});
+    let build = api.expect("POST", "/apps/hello/builds", blob, 201).await;
+    let build_path = format!("/apps/hello/builds/{}", build["id"].as_str().unwrap());
+    eventually(WAIT, "the build's release v3", || async {
+        let (_, b) = api.call("GET", &build_path, None).await;
+        b["release"]["id"].as_str().map(|_| ())
+    })
+    .await;
+    let (_, v3) = api.call("GET", "/apps/hello/releases/v3", None).await;
+    let phase = Followed::start(api.addr, &path_of(api, &v3["output_stream_url"])).await;
+    phase.until("migrating", WAIT).await;
+    let held = held_source().await;
+    let blob = json!({"source_blob": {"url": format!("http://{held}/app.tgz")}});
+    let fetching = api.expect("POST", "/apps/hello/builds", blob, 201).await;
+    let fetch = Followed::start(api.addr, &path_of(api, &fetching["output_stream_url"])).await;
+    fetch.until("Fetching source", WAIT).await;
+
+    let (stopped, _) = wharf.terminate().await;
+    assert!(stopped, "wharf stops cleanly");
+    // (what ran, what its follower was told last)
+    let cut = [
+        (
+            &phase,
+            " !     Wharf stopped while v3's release phase ran: it is cut short here, and runs again from its start \
+             when Wharf starts again (v3 stays pending until then)",
+        ),
+        (&fetch, " !     Wharf stopped while this build ran: it is cut short here, and fails (start it again)"),
+    ];
+    for (followed, last) in cut {
+        let said = followed.ended(WAIT).await;
+        assert_eq!(said.lines().last(), Some(last), "{said}");
+    }
+
+    let wharf = Wharf::serve_with(WHARF, &[], &data, &ENV).await;
+    let api = &wharf.api;
+    let (_, b) = api.call("GET", &format!("/apps/hello/builds/{}", fetching["id"].as_str().unwrap()), None).await;
+    assert_eq!(b["status"], "failed", "{b}");
+    let stored = Followed::start(api.addr, &path_of(api, &b["output_stream_url"])).await.ended(WAIT).await;
+    let lines: Vec<&str> = stored.lines().collect();
+    assert!(lines[0].starts_with("-----> Fetching source http://"), "{stored}");
+    assert_eq!(
+        lines[lines.len() - 2..],
+        [cut[1].1, " !     Build failed: Wharf stopped while it ran; start it again"],
+        "{stored}"
+    );
+    let (_, v3) = api.call("GET", "/apps/hello/releases/v3", None).await;
+    assert_eq!(v3["status"], "pending", "a release whose phase was cut short stays pending: {v3}");
+    let again = Followed::start(api.addr, &path_of(api, &v3["output_stream_url"])).await;
+    let said = again.until("v3 was pending: its release phase runs again from its start", WAIT).await;
+    assert!(said.contains(&format!("migrating\n{}\n", cut[0].1)), "the cut run's lines come first: {said}");
+    std::fs::write(&gate, "").unwrap();
+    let said = again.ended(WAIT).await;
+    assert!(said.trim_end().ends_with("Release phase of v3 succeeded"), "{said}");
+    assert_eq!(said.matches("Release phase of v3 starting").count(), 2, "the cut run and the new one: {said}");
+    eventually(WAIT, "v3 to succeed", || async {
+        let (_, r) = api.call("GET", "/apps/hello/releases/v3", None).await;
+        (r["status"] == "succeeded").then_some(())
+    })
+    .await;
+    let (_, v3) = api.call("GET", "/apps/hello/releases/v3", None).await;
+    let stored = Followed::start(api.addr, &path_of(api, &v3["output_stream_url"])).await.ended(WAIT).await;
+    // The record keeps what the follower saw, but the line it was told while it waited.
+    let seen: String =
+        said.lines().filter(|l| !l.starts_with("-----> v3's release phase runs again")).map(|l| format!("{l}\n")).collect();
+    assert_eq!(stored, seen, "the record keeps what the follower saw");
+}
