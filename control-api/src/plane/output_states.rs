@@ -177,3 +177,183 @@ pub(crate) fn rerun_seed(r: &Release) -> Vec<String> {
     lines.push(format!(" !     Wharf started again while v{} was pending: its release phase runs again from its start", r.version));
     lines
 }
+
+#[cfg(test)]
+mod tests {
+    use wharf_domain::new_id;
+
+    use super::super::outputs::dropped_line;
+    use super::*;
+    use crate::model::{Build, Change, Object, ReleaseProcess};
+
+    fn lines(l: &[&str]) -> Vec<String> {
+        l.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    /// Issue 21: every state of a release or a build has its answer, and none is a bare end
+    /// for something that has not ended.
+    #[tokio::test]
+    async fn an_output_url_says_what_state_its_release_or_build_is_in() {
+        let p = super::super::tests::plane().await;
+        let app = p.create_app("api".parse().unwrap(), "default").await.unwrap();
+        let v1 = p.read(|m| m.latest_release(app.id).unwrap().clone()).await;
+        let phase = ReleaseProcess {
+            dyno_type: "release".parse().unwrap(),
+            command: Some("migrate".into()),
+            port: None,
+            healthcheck: None,
+        };
+        let release = |version: u32, status: ReleaseStatus, output: &[&str], at: i64| Release {
+            id: new_id(),
+            version,
+            status,
+            processes: vec![phase.clone()],
+            output: lines(output),
+            updated_at: at,
+            ..v1.clone()
+        };
+        use ReleaseStatus::*;
+        let cut = format!("{CUT_PREFIX} v4's release phase ran: ...");
+        let rs = [
+            // v2 and v3 settled in one commit (second 50): v3 ran its phase, v2 never did.
+            release(2, Succeeded, &[], 50),
+            release(3, Succeeded, &["Release phase of v3 succeeded"], 50),
+            release(4, Pending, &["migrating", &cut], 60),
+            release(5, Pending, &[], 60),
+            release(6, Failed, &[], 70),
+            Release { processes: vec![], ..release(7, Pending, &[], 70) },
+        ];
+        let puts: Vec<Change> = rs.iter().map(|r| Change::Put(Object::Release(r.clone()))).collect();
+        p.change(|_| Ok(((), puts))).await.unwrap();
+        let not_yet = |l: &[&str], why: &str| OutputState::NotYet { lines: lines(l), why: why.to_owned() };
+        // (release, what its URL answers)
+        let rows = [
+            (2, OutputState::Ended(vec![superseded_line(2, 3, Succeeded)])),
+            (3, OutputState::Ended(lines(&["Release phase of v3 succeeded"]))),
+            (
+                4,
+                not_yet(
+                    &["migrating", &cut],
+                    "-----> v4's release phase runs again from its start when Wharf's supervisor gets to it (Wharf \
+                     stopped while it ran); this stream follows it then",
+                ),
+            ),
+            (
+                5,
+                not_yet(
+                    &[],
+                    "-----> v5's release phase has not started yet: v4 is pending before it (an app runs one release \
+                     phase at a time); this stream follows it when it starts",
+                ),
+            ),
+            (
+                6,
+                OutputState::Ended(lines(&[
+                    " !     v6's release phase never ran: the release was failed without it (no supervisor in this \
+                     Wharf ran it)",
+                ])),
+            ),
+            (7, OutputState::Missing),
+        ];
+        for (v, want) in rows {
+            let id = rs[v - 2].id;
+            assert_eq!(p.read(|m| release_output_state(m, id)).await, want, "v{v}");
+        }
+        assert_eq!(p.read(|m| release_output_state(m, new_id())).await, OutputState::Missing);
+        // The first run of a pending release with nothing ahead of it.
+        p.change(|m| Ok(((), m.cascade(crate::model::Kind::Release, rs[2].id)))).await.unwrap();
+        let first = not_yet(&[], "-----> v5's release phase has not started yet; this stream follows it when it starts");
+        assert_eq!(p.read(|m| release_output_state(m, rs[3].id)).await, first);
+
+        let build = |status: BuildStatus, release: Option<Uuid>, output: &[&str]| Build {
+            id: new_id(),
+            app_id: app.id,
+            source_url: "https://example.com/s.tgz".into(),
+            source_checksum: None,
+            source_version: None,
+            status,
+            slug_id: None,
+            release_id: release,
+            output: lines(output),
+            created_at: 0,
+            updated_at: 0,
+        };
+        let elsewhere = "-----> This build is not running in this process (another Wharf sharing its store runs it, \
+                         or Wharf is starting): this stream follows it when it runs here, or gives its output when it \
+                         ends";
+        let fate = "-----> Released v3: it is live";
+        // (build, what its URL answers)
+        let rows = [
+            (build(BuildStatus::Pending, None, &["-----> Fetching"]), not_yet(&["-----> Fetching"], elsewhere)),
+            (build(BuildStatus::Failed, None, &[" !     Build failed: x"]), OutputState::Ended(lines(&[" !     Build failed: x"]))),
+            (build(BuildStatus::Succeeded, Some(rs[1].id), &[fate]), OutputState::Ended(lines(&[fate]))),
+            (build(BuildStatus::Succeeded, Some(rs[3].id), &["-----> Compressed"]), not_yet(&["-----> Compressed"], elsewhere)),
+            (build(BuildStatus::Succeeded, Some(rs[1].id), &["-----> Compressed"]), OutputState::Ended(lines(&["-----> Compressed"]))),
+        ];
+        for (b, want) in rows {
+            p.change(|_| Ok(((), vec![Change::Put(Object::Build(b.clone()))]))).await.unwrap();
+            assert_eq!(p.read(|m| build_output_state(m, b.id)).await, want, "{:?} {:?}", b.status, b.output);
+        }
+        assert_eq!(p.read(|m| build_output_state(m, new_id())).await, OutputState::Missing);
+    }
+
+    /// Issue 21: storing an output drops the stored outputs of the app's releases and builds
+    /// past its newest `KEPT_OUTPUTS` (a line says so), but pending ones'; other apps' stay.
+    #[tokio::test]
+    async fn an_app_keeps_the_outputs_of_its_newest_releases_and_builds_only() {
+        use super::super::outputs::KEPT_OUTPUTS;
+        let p = super::super::tests::plane().await;
+        let (api, other) = (
+            p.create_app("api".parse().unwrap(), "default").await.unwrap(),
+            p.create_app("other".parse().unwrap(), "default").await.unwrap(),
+        );
+        let v1 = p.read(|m| m.latest_release(api.id).unwrap().clone()).await;
+        let count = KEPT_OUTPUTS + 5;
+        let mut puts = Vec::new();
+        for n in 0..count {
+            let status = if n == 0 { ReleaseStatus::Pending } else { ReleaseStatus::Succeeded };
+            let output = lines(&["its phase"]);
+            let r = Release { id: new_id(), version: n as u32 + 2, status, output, ..v1.clone() };
+            puts.push(Change::Put(Object::Release(r)));
+            for app_id in [api.id, other.id] {
+                let b = Build {
+                    id: new_id(),
+                    app_id,
+                    source_url: "https://example.com/s.tgz".into(),
+                    source_checksum: None,
+                    source_version: None,
+                    status: BuildStatus::Failed,
+                    slug_id: None,
+                    release_id: None,
+                    output: lines(&["its build"]),
+                    created_at: n as i64,
+                    updated_at: n as i64,
+                };
+                puts.push(Change::Put(Object::Build(b)));
+            }
+        }
+        p.change(|_| Ok(((), puts))).await.unwrap();
+        let newest = p.read(|m| m.latest_release(api.id).unwrap().id).await;
+        p.store_output(newest, lines(&["its phase, again"])).await;
+        let dropped = vec![dropped_line()];
+        let (releases, builds, others) = p
+            .read(|m| {
+                let outputs = |v: Vec<&Vec<String>>| v.into_iter().cloned().collect::<Vec<_>>();
+                (
+                    outputs(m.releases_of(api.id).iter().map(|r| &r.output).collect()),
+                    outputs(m.builds_of(api.id).iter().map(|b| &b.output).collect()),
+                    outputs(m.builds_of(other.id).iter().map(|b| &b.output).collect()),
+                )
+            })
+            .await;
+        // v1 (app creation, no output), v2 (pending: kept), then 4 dropped, then the newest 10.
+        assert_eq!(releases[0], Vec::<String>::new());
+        assert_eq!(releases[1], lines(&["its phase"]), "a pending release keeps its output");
+        assert!(releases[2..count + 1 - KEPT_OUTPUTS].iter().all(|o| *o == dropped), "{releases:?}");
+        assert!(releases[count + 1 - KEPT_OUTPUTS..count].iter().all(|o| *o == lines(&["its phase"])), "{releases:?}");
+        assert_eq!(releases[count], lines(&["its phase, again"]));
+        assert!(builds[..count - KEPT_OUTPUTS].iter().all(|o| *o == dropped), "{builds:?}");
+        assert!(builds[count - KEPT_OUTPUTS..].iter().all(|o| *o == lines(&["its build"])), "{builds:?}");
+        assert!(others.iter().all(|o| *o == lines(&["its build"])), "another app's outputs stay: {others:?}");
+    }
+}
