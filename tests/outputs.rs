@@ -56,6 +56,15 @@ async fn held_source() -> std::net::SocketAddr {
     addr
 }
 
+/// The first 300 bytes of `text` (at a character's boundary), for a failure's message.
+fn short(text: &str) -> &str {
+    let mut end = text.len().min(300);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// The path of an output URL (`output_stream_url`) on `api`.
 fn path_of(api: &Api, url: &Value) -> String {
     url.as_str().unwrap().split_once(&api.addr.to_string()).unwrap().1.to_owned()
@@ -142,4 +151,59 @@ async fn a_stop_cuts_running_outputs_with_a_word_and_the_restart_s_records_say_s
     let seen: String =
         said.lines().filter(|l| !l.starts_with("-----> v3's release phase runs again")).map(|l| format!("{l}\n")).collect();
     assert_eq!(stored, seen, "the record keeps what the follower saw");
+}
+
+/// Issue 21: what outputs hold is bounded whatever a phase prints (one 5 MB line, then 2,000
+/// lines of 5 KB: each line is cut to 1,024 bytes and says how many were cut, the output keeps
+/// its first and newest lines within 128 KiB and says how many it left out, and its end), and
+/// an app keeps the outputs of its newest 10 releases only: an older one's URL says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outputs_are_bounded_in_lines_bytes_and_releases() {
+    let dir = TempDir::new("outputs-bounds");
+    let wharf = Wharf::serve_with(WHARF, &[], &dir.path().join("data"), &ENV).await;
+    let api = &wharf.api;
+    api.expect("POST", "/apps", json!({"name": "hello"}), 201).await;
+    let procfile = "web: exec python3 -m http.server $PORT\n\
+                    release: python3 -c \"print('x' * 5000000); [print('%05d ' % i + 'y' * 5000) for i in range(2000)]\"\n";
+    let blob = json!({"source_blob": {"url": format!("file://{}", source(dir.path(), procfile).display())}});
+    api.expect("POST", "/apps/hello/builds", blob, 201).await;
+    let settled = |v: u32| async move {
+        eventually(WAIT, &format!("v{v} to settle"), || async {
+            let (_, r) = api.call("GET", &format!("/apps/hello/releases/v{v}"), None).await;
+            r["status"].as_str().is_some_and(|s| s != "pending").then_some(r.clone())
+        })
+        .await
+    };
+    let v2 = settled(2).await;
+    assert_eq!(v2["status"], "succeeded", "{v2}");
+    let url = path_of(api, &v2["output_stream_url"]);
+    let said = Followed::start(api.addr, &url).await.ended(WAIT).await;
+    assert!(said.len() <= 128 * 1024 + 200, "{} bytes", said.len());
+    let lines: Vec<&str> = said.lines().collect();
+    assert!(lines[0].starts_with("Release phase of v2 starting"), "{}", lines[0]);
+    // The dyno's output splits the 5 MB line at 10,000 bytes; each piece is cut to 1,024.
+    assert!(lines[1] == format!("{}… [8976 bytes cut]", "x".repeat(1024)), "{}", short(lines[1]));
+    assert!(lines.iter().all(|l| l.len() <= 1024 + 30), "a line over its cap");
+    assert!(lines.iter().any(|l| l.ends_with("lines left out here are in the app's log stream only")), "{}", short(&said));
+    assert!(lines[lines.len() - 2].starts_with("01999 yyy"), "the newest lines are kept: {}", short(lines[lines.len() - 2]));
+    assert_eq!(lines[lines.len() - 1], "Release phase of v2 succeeded");
+
+    // Ten more releases, each running the phase: v2's output is no longer kept, and says so.
+    let procfile = "web: exec python3 -m http.server $PORT\nrelease: echo migrated\n";
+    let blob = json!({"source_blob": {"url": format!("file://{}", source(dir.path(), procfile).display())}});
+    api.expect("POST", "/apps/hello/builds", blob, 201).await;
+    assert_eq!(settled(3).await["status"], "succeeded");
+    for n in 4..=12 {
+        api.expect("PATCH", "/apps/hello/config-vars", json!({"N": n.to_string()}), 200).await;
+        assert_eq!(settled(n).await["status"], "succeeded", "v{n}");
+    }
+    let said = Followed::start(api.addr, &url).await.ended(WAIT).await;
+    assert_eq!(
+        short(&said),
+        " !     This output is no longer kept: Wharf keeps the outputs of each app's newest 10 releases and 10 \
+         builds (all its lines went to the app's log stream)\n"
+    );
+    let (_, v3) = api.call("GET", "/apps/hello/releases/v3", None).await;
+    let kept = Followed::start(api.addr, &path_of(api, &v3["output_stream_url"])).await.ended(WAIT).await;
+    assert!(kept.contains("migrated\nRelease phase of v3 succeeded"), "{kept}");
 }
