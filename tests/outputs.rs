@@ -148,8 +148,11 @@ async fn a_stop_cuts_running_outputs_with_a_word_and_the_restart_s_records_say_s
     let (_, v3) = api.call("GET", "/apps/hello/releases/v3", None).await;
     let stored = Followed::start(api.addr, &path_of(api, &v3["output_stream_url"])).await.ended(WAIT).await;
     // The record keeps what the follower saw, but the line it was told while it waited.
-    let seen: String =
-        said.lines().filter(|l| !l.starts_with("-----> v3's release phase runs again")).map(|l| format!("{l}\n")).collect();
+    let seen: String = said
+        .lines()
+        .filter(|l| !l.starts_with("-----> v3's release phase runs again"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     assert_eq!(stored, seen, "the record keeps what the follower saw");
 }
 
@@ -184,8 +187,16 @@ async fn outputs_are_bounded_in_lines_bytes_and_releases() {
     // The dyno's output splits the 5 MB line at 10,000 bytes; each piece is cut to 1,024.
     assert!(lines[1] == format!("{}… [8976 bytes cut]", "x".repeat(1024)), "{}", short(lines[1]));
     assert!(lines.iter().all(|l| l.len() <= 1024 + 30), "a line over its cap");
-    assert!(lines.iter().any(|l| l.ends_with("lines left out here are in the app's log stream only")), "{}", short(&said));
-    assert!(lines[lines.len() - 2].starts_with("01999 yyy"), "the newest lines are kept: {}", short(lines[lines.len() - 2]));
+    assert!(
+        lines.iter().any(|l| l.ends_with("lines left out here are in the app's log stream only")),
+        "{}",
+        short(&said)
+    );
+    assert!(
+        lines[lines.len() - 2].starts_with("01999 yyy"),
+        "the newest lines are kept: {}",
+        short(lines[lines.len() - 2])
+    );
     assert_eq!(lines[lines.len() - 1], "Release phase of v2 succeeded");
 
     // Ten more releases, each running the phase: v2's output is no longer kept, and says so.

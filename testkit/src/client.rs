@@ -408,7 +408,8 @@ pub struct Followed {
 impl Followed {
     /// `GET path` at `addr` (plain HTTP/1.1), its body read in the background as it comes.
     pub async fn start(addr: SocketAddr, path: &str) -> Followed {
-        let res = send_streaming(addr, None, &Req::get(&addr.to_string(), path)).await.expect("the request is answered");
+        let res =
+            send_streaming(addr, None, &Req::get(&addr.to_string(), path)).await.expect("the request is answered");
         let status = res.status();
         let body = Arc::new(std::sync::Mutex::new((String::new(), false)));
         let into = body.clone();

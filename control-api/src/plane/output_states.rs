@@ -116,7 +116,8 @@ pub(crate) fn superseded_line(v: u32, by: u32, status: ReleaseStatus) -> String 
 /// or that release settled), else what its record holds so far while another process runs it.
 pub fn build_output_state(m: &Model, id: Uuid) -> OutputState {
     let Some(b) = m.build(id) else { return OutputState::Missing };
-    let release_settled = b.release_id.and_then(|r| m.release_by_id(r)).is_none_or(|r| r.status != ReleaseStatus::Pending);
+    let release_settled =
+        b.release_id.and_then(|r| m.release_by_id(r)).is_none_or(|r| r.status != ReleaseStatus::Pending);
     let fate = b.output.last().is_some_and(|l| super::builds::is_release_fate(l));
     let ended = match b.status {
         BuildStatus::Failed => true,
@@ -174,7 +175,10 @@ pub(crate) fn rerun_seed(r: &Release) -> Vec<String> {
         return vec![];
     }
     let mut lines = rerun_lines(&r.output);
-    lines.push(format!(" !     Wharf started again while v{} was pending: its release phase runs again from its start", r.version));
+    lines.push(format!(
+        " !     Wharf started again while v{} was pending: its release phase runs again from its start",
+        r.version
+    ));
     lines
 }
 
@@ -262,7 +266,8 @@ mod tests {
         assert_eq!(p.read(|m| release_output_state(m, new_id())).await, OutputState::Missing);
         // The first run of a pending release with nothing ahead of it.
         p.change(|m| Ok(((), m.cascade(crate::model::Kind::Release, rs[2].id)))).await.unwrap();
-        let first = not_yet(&[], "-----> v5's release phase has not started yet; this stream follows it when it starts");
+        let first =
+            not_yet(&[], "-----> v5's release phase has not started yet; this stream follows it when it starts");
         assert_eq!(p.read(|m| release_output_state(m, rs[3].id)).await, first);
 
         let build = |status: BuildStatus, release: Option<Uuid>, output: &[&str]| Build {
@@ -285,10 +290,19 @@ mod tests {
         // (build, what its URL answers)
         let rows = [
             (build(BuildStatus::Pending, None, &["-----> Fetching"]), not_yet(&["-----> Fetching"], elsewhere)),
-            (build(BuildStatus::Failed, None, &[" !     Build failed: x"]), OutputState::Ended(lines(&[" !     Build failed: x"]))),
+            (
+                build(BuildStatus::Failed, None, &[" !     Build failed: x"]),
+                OutputState::Ended(lines(&[" !     Build failed: x"])),
+            ),
             (build(BuildStatus::Succeeded, Some(rs[1].id), &[fate]), OutputState::Ended(lines(&[fate]))),
-            (build(BuildStatus::Succeeded, Some(rs[3].id), &["-----> Compressed"]), not_yet(&["-----> Compressed"], elsewhere)),
-            (build(BuildStatus::Succeeded, Some(rs[1].id), &["-----> Compressed"]), OutputState::Ended(lines(&["-----> Compressed"]))),
+            (
+                build(BuildStatus::Succeeded, Some(rs[3].id), &["-----> Compressed"]),
+                not_yet(&["-----> Compressed"], elsewhere),
+            ),
+            (
+                build(BuildStatus::Succeeded, Some(rs[1].id), &["-----> Compressed"]),
+                OutputState::Ended(lines(&["-----> Compressed"])),
+            ),
         ];
         for (b, want) in rows {
             p.change(|_| Ok(((), vec![Change::Put(Object::Build(b.clone()))]))).await.unwrap();
