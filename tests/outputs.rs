@@ -218,3 +218,64 @@ async fn outputs_are_bounded_in_lines_bytes_and_releases() {
     let kept = Followed::start(api.addr, &path_of(api, &v3["output_stream_url"])).await.ended(WAIT).await;
     assert!(kept.contains("migrated\nRelease phase of v3 succeeded"), "{kept}");
 }
+
+/// What ends a release's wait for its phase other than its phase (issue 21, the siblings of
+/// "superseded"): a release of changes queued behind a phase that fails is rebased onto the
+/// running code, which has no phase; an app deleted meanwhile takes its releases along. Either
+/// way the follower is told, never given a bare end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_release_s_follower_is_told_when_its_phase_will_never_run() {
+    let dir = TempDir::new("outputs-queued");
+    let wharf = Wharf::serve_with(WHARF, &[], &dir.path().join("data"), &ENV).await;
+    let api = &wharf.api;
+    api.expect("POST", "/apps", json!({"name": "builder"}), 201).await;
+    let slug_of = |procfile: &'static str, name: &'static str| {
+        let dir = dir.path().join(name);
+        async move {
+            std::fs::create_dir_all(&dir).unwrap();
+            let blob = json!({"source_blob": {"url": format!("file://{}", source(&dir, procfile).display())}});
+            let build = api.expect("POST", "/apps/builder/builds", blob, 201).await;
+            let path = format!("/apps/builder/builds/{}", build["id"].as_str().unwrap());
+            eventually(WAIT, "the build's slug", || async {
+                let (_, b) = api.call("GET", &path, None).await;
+                b["slug"]["id"].as_str().map(str::to_owned)
+            })
+            .await
+        }
+    };
+    let plain = slug_of("web: exec python3 -m http.server $PORT\n", "plain").await;
+    let phased = slug_of(
+        "web: exec python3 -m http.server $PORT\n\
+         release: echo migrating; while [ ! -e \"$GATE\" ]; do sleep 0.1; done; exit 3\n",
+        "phased",
+    )
+    .await;
+    // (what happens while v4's phase runs, what v5's follower is told last)
+    let gone = " !     This release has no output any more: it was deleted with its app, or (a release of changes) \
+                rebased onto the running release, which has no release phase";
+    let rows = [("a config change, rebased when v4's phase fails", gone), ("the app's deletion", gone)];
+    for (i, (what, last)) in rows.into_iter().enumerate() {
+        let app = format!("queued{i}");
+        let path = |rest: &str| format!("/apps/{app}{rest}");
+        let gate = dir.path().join(format!("gate{i}"));
+        api.expect("POST", "/apps", json!({"name": app}), 201).await;
+        api.expect("POST", &path("/releases"), json!({"slug": plain}), 201).await;
+        api.expect("PATCH", &path("/config-vars"), json!({"GATE": gate.to_str().unwrap()}), 200).await;
+        let v4 = api.expect("POST", &path("/releases"), json!({"slug": phased}), 201).await;
+        let phase = Followed::start(api.addr, &path_of(api, &v4["output_stream_url"])).await;
+        phase.until("migrating", WAIT).await;
+        api.expect("PATCH", &path("/config-vars"), json!({"Y": "1"}), 200).await;
+        let (_, v5) = api.call("GET", &path("/releases/v5"), None).await;
+        let queued = Followed::start(api.addr, &path_of(api, &v5["output_stream_url"])).await;
+        queued.until("v5's release phase has not started yet: v4 is pending before it", WAIT).await;
+        if i == 0 {
+            std::fs::write(&gate, "").unwrap();
+            let said = phase.ended(WAIT).await;
+            assert!(said.contains("Release phase of v4 failed (exit status: 3)"), "{what}: {said}");
+        } else {
+            api.expect("DELETE", &path(""), json!({}), 200).await;
+        }
+        let said = queued.ended(WAIT).await;
+        assert_eq!(said.lines().last(), Some(last), "{what}: {said}");
+    }
+}

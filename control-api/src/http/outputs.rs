@@ -92,7 +92,11 @@ where
         }
         match plane.read(|m| state(m, id)).await {
             OutputState::Missing => {
-                return send(tx, format!(" !     This {what} no longer exists (its app was deleted)\n")).await;
+                let gone = format!(
+                    " !     This {what} has no output any more: it was deleted with its app, or (a release of \
+                     changes) rebased onto the running release, which has no release phase\n"
+                );
+                return send(tx, gone).await;
             }
             OutputState::Ended(lines) => return send(tx, text(&lines[sent.min(lines.len())..])).await,
             OutputState::NotYet { lines, why } => {
