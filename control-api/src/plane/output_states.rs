@@ -152,16 +152,16 @@ pub(crate) fn cut_line(m: &Model, id: Uuid) -> String {
 }
 
 /// The lines a release phase that runs again keeps of its run before (`output`, its record):
-/// as many of the first as fit in the first half of an output's caps, less a line, so that the
-/// run's own lines still stream as they come.
+/// as many of the first as fit in a quarter of an output's caps, so that the new run's own
+/// first lines still stream as they come (the first half streams).
 fn rerun_lines(output: &[String]) -> Vec<String> {
     let mut bytes = 0;
     output
         .iter()
-        .take(MAX_OUTPUT_LINES / 2 - 1)
+        .take(MAX_OUTPUT_LINES / 4)
         .take_while(|l| {
             bytes += l.len();
-            bytes <= MAX_OUTPUT_BYTES / 2 - 512
+            bytes <= MAX_OUTPUT_BYTES / 4
         })
         .cloned()
         .collect()
@@ -309,6 +309,26 @@ mod tests {
             assert_eq!(p.read(|m| build_output_state(m, b.id)).await, want, "{:?} {:?}", b.status, b.output);
         }
         assert_eq!(p.read(|m| build_output_state(m, new_id())).await, OutputState::Missing);
+    }
+
+    /// A phase that runs again after a long run that a stop cut starts with what its followers
+    /// were given of that run, and its own lines still stream as they come.
+    #[tokio::test]
+    async fn a_phase_run_again_after_a_long_cut_run_streams_its_own_lines() {
+        let p = super::super::tests::plane().await;
+        let app = p.create_app("api".parse().unwrap(), "default").await.unwrap();
+        let v1 = p.read(|m| m.latest_release(app.id).unwrap().clone()).await;
+        let mut output: Vec<String> = (0..MAX_OUTPUT_LINES).map(|n| format!("line {n}")).collect();
+        output.push(format!("{CUT_PREFIX} v1's release phase ran: ..."));
+        let given = rerun_lines(&output);
+        assert_eq!(given.len(), MAX_OUTPUT_LINES / 4, "a quarter of the caps");
+        let seed = rerun_seed(&Release { output, ..v1.clone() });
+        assert_eq!(seed[..given.len()], given[..], "followers were given the seed's first lines");
+        assert!(seed.last().unwrap().contains("its release phase runs again from its start"), "{seed:?}");
+        let out = p.open_output(v1.id, seed);
+        let rx = p.output(v1.id).unwrap();
+        out.push("the new run".into());
+        assert_eq!(rx.borrow().lines.last().map(String::as_str), Some("the new run"), "it streams as it comes");
     }
 
     /// Issue 21: storing an output drops the stored outputs of the app's releases and builds
