@@ -112,8 +112,7 @@ where
             changed = changes.changed() => if changed.is_err() { return Ok(()) },
             changed = opened.changed() => if changed.is_err() { return Ok(()) },
             () = &mut ended => {
-                return send(tx, format!(" !     Wharf stopped before this {what} started; follow this URL again once \
-                                        Wharf runs again\n")).await;
+                return send(tx, " !     Wharf is stopping: follow this URL again once it runs again\n".to_owned()).await;
             }
             () = tokio::time::sleep_until(deadline) => {
                 return send(tx, format!(" !     This {what} has not started after {}s: follow this URL again to go on \
