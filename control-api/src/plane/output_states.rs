@@ -63,7 +63,13 @@ pub fn release_output_state(m: &Model, id: Uuid) -> OutputState {
         return OutputState::Ended(r.output.clone());
     }
     let ahead = m.releases_of(r.app_id).into_iter().find(|o| o.version < v && o.status == ReleaseStatus::Pending);
+    let canary = m.canary_release_making(r.id).filter(|c| c.state.is_open());
     let why = match (r.output.is_empty(), ahead) {
+        (true, _) if let Some(c) = canary => format!(
+            "-----> v{v}'s release phase has not started yet: it runs once its canary release on {} is promoted; \
+             this stream follows it then",
+            c.canary_app
+        ),
         (false, _) => format!(
             "-----> v{v}'s release phase runs again from its start when Wharf's supervisor gets to it (Wharf \
              stopped while it ran); this stream follows it then"
@@ -86,6 +92,15 @@ pub fn release_output_state(m: &Model, id: Uuid) -> OutputState {
 /// older records the same way.
 fn never_ran(m: &Model, r: &Release) -> String {
     let v = r.version;
+    // A release held by a canary release runs its phase once the canary is promoted; an
+    // aborted canary fails it before.
+    if let Some(c) = m.canary_release_making(r.id) {
+        let outcome = c.outcome.clone().unwrap_or_default();
+        return format!(
+            " !     v{v}'s release phase never ran: its canary release on {} ended first ({outcome})",
+            c.canary_app
+        );
+    }
     let by = m.releases_of(r.app_id).into_iter().find(|o| {
         o.version > v
             && o.updated_at == r.updated_at
@@ -188,7 +203,9 @@ mod tests {
 
     use super::super::outputs::dropped_line;
     use super::*;
-    use crate::model::{Build, Change, Object, ReleaseProcess};
+    use wharf_domain::CanaryPolicy;
+
+    use crate::model::{Build, CanaryRelease, CanaryReleaseState, Change, Object, ReleaseProcess};
 
     fn lines(l: &[&str]) -> Vec<String> {
         l.iter().map(|s| (*s).to_owned()).collect()
@@ -227,8 +244,55 @@ mod tests {
             release(6, Failed, &[], 70),
             Release { processes: vec![], ..release(7, Pending, &[], 70) },
         ];
-        let puts: Vec<Change> = rs.iter().map(|r| Change::Put(Object::Release(r.clone()))).collect();
+        let mut puts: Vec<Change> = rs.iter().map(|r| Change::Put(Object::Release(r.clone()))).collect();
+        // v8 waits for its canary release; v9's canary was aborted.
+        let (v8, v9) = (release(8, Pending, &[], 80), release(9, Failed, &[], 90));
+        for (r, state, outcome) in [
+            (&v8, CanaryReleaseState::Running, None),
+            (&v9, CanaryReleaseState::Aborted, Some("the canary was aborted by hand".to_owned())),
+        ] {
+            puts.push(Change::Put(Object::Release(r.clone())));
+            puts.push(Change::Put(Object::CanaryRelease(Box::new(CanaryRelease {
+                id: new_id(),
+                app_id: app.id,
+                canary_app_id: new_id(),
+                canary_app: "apicanary-default".into(),
+                canary_id: None,
+                release_id: r.id,
+                promotion_id: None,
+                policy: CanaryPolicy::with_weight(wharf_domain::Weight::from_percent(10.0).unwrap()),
+                soak_requests: Some(10),
+                soak_seconds: None,
+                state,
+                evidence: None,
+                outcome,
+                running_since: None,
+                created_at: 0,
+                updated_at: 0,
+            }))));
+        }
         p.change(|_| Ok(((), puts))).await.unwrap();
+        let canary_rows = [
+            (
+                v8.id,
+                OutputState::NotYet {
+                    lines: vec![],
+                    why: "-----> v8's release phase has not started yet: it runs once its canary release on \
+                          apicanary-default is promoted; this stream follows it then"
+                        .into(),
+                },
+            ),
+            (
+                v9.id,
+                OutputState::Ended(lines(&[
+                    " !     v9's release phase never ran: its canary release on apicanary-default ended first (the \
+                     canary was aborted by hand)",
+                ])),
+            ),
+        ];
+        for (id, want) in canary_rows {
+            assert_eq!(p.read(|m| release_output_state(m, id)).await, want);
+        }
         let not_yet = |l: &[&str], why: &str| OutputState::NotYet { lines: lines(l), why: why.to_owned() };
         // (release, what its URL answers)
         let rows = [
