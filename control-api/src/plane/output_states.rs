@@ -4,14 +4,14 @@
 //!
 //! - Running in this process: its lines stream as they come, and the stream ends with it.
 //! - Ended: its stored lines, the last saying how it ended.
-//! - Not started yet (a release queued behind another release's phase or roll; a build another
-//!   process runs; a phase cut short by Wharf's stop, which runs again at the next start): the
+//! - Not started yet (a release queued behind another release's phase or roll, or held by its
+//!   canary release; a build another process runs; a phase cut short by Wharf's stop, which runs again at the next start): the
 //!   stream opens at once with the lines so far and a line saying what it waits for, then
 //!   follows it when it starts ([`OutputState::NotYet`]); Heroku answers 404 there, which its
 //!   CLI's `releases:output` reads as "not started yet, try again", while a stream that waits
 //!   serves `releases:output`, `rollback`, `container:release` and `curl` alike.
-//! - Never ran (a release superseded before its phase started, or settled where no supervisor
-//!   runs phases): a final text saying so, and by which release.
+//! - Never ran (a release superseded before its phase started, one whose canary release was
+//!   aborted, or one settled where no supervisor runs phases): a final text saying so, and why.
 //! - A release without a release phase, or nothing of that id: 404.
 
 use uuid::Uuid;
