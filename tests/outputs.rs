@@ -279,3 +279,38 @@ async fn a_queued_release_s_follower_is_told_when_its_phase_will_never_run() {
         assert_eq!(said.lines().last(), Some(last), "{what}: {said}");
     }
 }
+
+/// FE43 #1: a follower of a running phase gets every line as it comes, past the first half of
+/// the caps too (65 lines of 1 KB fill the first 64 KiB): the line before a long wait shows
+/// while the phase waits, not only when it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_phase_streams_every_line_as_it_comes_past_its_first_half() {
+    let dir = TempDir::new("outputs-live");
+    let wharf = Wharf::serve_with(WHARF, &[], &dir.path().join("data"), &ENV).await;
+    let api = &wharf.api;
+    api.expect("POST", "/apps", json!({"name": "hello"}), 201).await;
+    let (start, end) = (dir.path().join("start"), dir.path().join("end"));
+    let vars = json!({"START": start.to_str().unwrap(), "END": end.to_str().unwrap()});
+    api.expect("PATCH", "/apps/hello/config-vars", vars, 200).await;
+    let procfile = "web: exec python3 -m http.server $PORT\n\
+                    release: echo waiting-$((1 + 1)); while [ ! -e \"$START\" ]; do sleep 0.1; done; \
+                    for i in $(seq 1 600); do printf '%01000d\\n' $i; done; echo NOW-MIGRATING-$((6 * 7)); \
+                    while [ ! -e \"$END\" ]; do sleep 0.1; done; echo DONE\n";
+    let blob = json!({"source_blob": {"url": format!("file://{}", source(dir.path(), procfile).display())}});
+    api.expect("POST", "/apps/hello/builds", blob, 201).await;
+    let v3 = eventually(WAIT, "release v3", || async {
+        let (_, r) = api.call("GET", "/apps/hello/releases/v3", None).await;
+        r["output_stream_url"].as_str().map(|_| r.clone())
+    })
+    .await;
+    // The follower is there before the lines come: it gets them as they come, the line the
+    // phase then waits after among them, while it waits.
+    let live = Followed::start(api.addr, &path_of(api, &v3["output_stream_url"])).await;
+    live.until("waiting-2", WAIT).await;
+    std::fs::write(&start, "").unwrap();
+    let said = live.until("NOW-MIGRATING-42", WAIT).await;
+    assert!(said.contains(&format!("{:01000}\n", 600)), "the 600th line came before it: {}", short(&said));
+    std::fs::write(&end, "").unwrap();
+    let said = live.ended(WAIT).await;
+    assert!(said.trim_end().ends_with("DONE\nRelease phase of v3 succeeded"), "{}", short(&said));
+}

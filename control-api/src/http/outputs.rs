@@ -127,18 +127,21 @@ where
 /// (the output was cut, so its last line says so), the rest of its lines and the end.
 async fn stream_running(
     mut rx: tokio::sync::watch::Receiver<crate::plane::Output>,
-    mut sent: usize,
+    sent: usize,
     ended: &mut (impl std::future::Future<Output = ()> + Unpin),
     tx: &mpsc::Sender<Bytes>,
 ) -> Result<(), ()> {
     let mut stopping = false;
+    // The number of the next line it wants (`Output::since`).
+    let mut next = sent as u64;
     loop {
-        let (chunk, len, done) = {
+        let (chunk, at, done) = {
             let o = rx.borrow_and_update();
-            (text(&o.lines[sent.min(o.lines.len())..]), o.lines.len(), o.done)
+            let (lines, at) = o.since(next);
+            (text(&lines), at, o.done)
         };
         send(tx, chunk).await?;
-        sent = sent.max(len);
+        next = at;
         if done {
             return Ok(());
         }

@@ -55,23 +55,41 @@ pub(crate) fn dropped_line() -> String {
     )
 }
 
-/// An output as it grows: its lines so far, and whether it ended.
+/// An output as it grows: its first lines, its newest, and whether it ended. Line `n` (from 0,
+/// in the order pushed) is `lines[n]` while `n < lines.len()`, then, past the `left_out` lines
+/// no longer held, in `tail`; a follower keeps the number of the next line it wants and reads
+/// from there ([`Output::since`]), so it gets every line as it comes while it keeps up.
 #[derive(Debug, Clone, Default)]
 pub struct Output {
-    /// Lines so far, oldest first.
+    /// Its first lines (at most the first half of the caps), oldest first.
     pub lines: Vec<String>,
     /// Whether it ended (no more lines will come).
     pub done: bool,
-    /// Lines left out past the caps (they are in the app's log stream).
+    /// Lines pushed after `lines` and no longer held (they are in the app's log stream).
     pub left_out: u64,
-    /// The newest lines past the first half of the caps, at most the other half; appended to
-    /// `lines` when the output ends.
+    /// The newest lines after `lines` and the ones left out, at most the other half of the caps.
     pub tail: std::collections::VecDeque<String>,
     /// Bytes of `lines` (while it runs) and of `tail`.
     head_bytes: usize,
     tail_bytes: usize,
     /// Whether Wharf's stop cut it ([`ControlPlane::cut_outputs`]): its record has its lines.
     cut: bool,
+}
+
+impl Output {
+    /// The lines from line `from` on (see [`Output`]), with one saying how many were left out
+    /// first when some of them are no longer held, and the number of the next line.
+    pub fn since(&self, from: u64) -> (Vec<String>, u64) {
+        let head = self.lines.len() as u64;
+        let mut out: Vec<String> = self.lines.get(from.min(head) as usize..).unwrap_or_default().to_vec();
+        let tail_start = head + self.left_out;
+        let from = from.max(head);
+        if from < tail_start {
+            out.push(format!(" !     {} lines left out here are in the app's log stream only", tail_start - from));
+        }
+        out.extend(self.tail.iter().skip(from.saturating_sub(tail_start) as usize).cloned());
+        (out, tail_start + self.tail.len() as u64)
+    }
 }
 
 /// `line`, or its first [`MAX_OUTPUT_LINE_BYTES`] bytes (at a character's boundary) and how many
@@ -97,9 +115,10 @@ pub struct OutputWriter {
 }
 
 impl OutputWriter {
-    /// Adds a line (cut to [`MAX_OUTPUT_LINE_BYTES`]): streamed while the output holds less
-    /// than half its caps, else kept among the newest other half (the oldest of those is then
-    /// left out, counted). A line pushed once the output ended (Wharf's stop cut it) is dropped.
+    /// Adds a line (cut to [`MAX_OUTPUT_LINE_BYTES`]), which followers get at once: held among
+    /// the first lines while they are under half the caps, else among the newest other half
+    /// (the oldest of those is then left out, counted). A line pushed once the output ended
+    /// (Wharf's stop cut it) is dropped.
     pub fn push(&self, line: String) {
         let line = capped(line);
         self.tx.send_if_modified(|o| {
@@ -107,7 +126,11 @@ impl OutputWriter {
                 return false;
             }
             let n = line.len();
-            if o.tail.is_empty() && o.lines.len() < MAX_OUTPUT_LINES / 2 && o.head_bytes + n <= MAX_OUTPUT_BYTES / 2 {
+            if o.tail.is_empty()
+                && o.left_out == 0
+                && o.lines.len() < MAX_OUTPUT_LINES / 2
+                && o.head_bytes + n <= MAX_OUTPUT_BYTES / 2
+            {
                 o.head_bytes += n;
                 o.lines.push(line);
                 return true;
@@ -119,32 +142,19 @@ impl OutputWriter {
                 o.tail_bytes -= gone.len();
                 o.left_out += 1;
             }
-            false
+            true
         });
     }
 
-    /// The lines so far: the first half, a line saying how many were left out (if any), then
-    /// the newest.
+    /// The lines held: the first half, a line saying how many were left out (if any), then the
+    /// newest; what the record keeps.
     pub(super) fn lines(&self) -> Vec<String> {
-        let o = self.tx.borrow();
-        let mut lines = o.lines.clone();
-        if o.left_out > 0 {
-            lines.push(format!(" !     {} lines left out here are in the app's log stream only", o.left_out));
-        }
-        lines.extend(o.tail.iter().cloned());
-        lines
+        self.tx.borrow().since(0).0
     }
 
     /// Ends the output for its followers: they get the rest of its lines and the end.
     pub(super) fn end(&self) {
-        let lines = self.lines();
-        self.tx.send_modify(|o| {
-            o.lines = lines;
-            o.left_out = 0;
-            o.tail.clear();
-            o.tail_bytes = 0;
-            o.done = true;
-        });
+        self.tx.send_modify(|o| o.done = true);
     }
 
     /// Ends the output with `line` (Wharf stops): its followers get it, and nothing pushed
@@ -278,23 +288,35 @@ mod tests {
         OutputWriter { id: Uuid::nil(), tx: watch::Sender::new(Output::default()) }
     }
 
-    /// FE38 #3: a verbose phase keeps its head and its end (the error, how it ended).
+    /// FE38 #3: a verbose phase keeps its head and its end (the error, how it ended); FE43 #1:
+    /// a follower that keeps up gets every line as it comes, one that falls behind is told how
+    /// many it missed.
     #[test]
-    fn an_output_holds_at_most_its_cap_its_head_and_its_end_and_says_how_many_are_left_out() {
+    fn an_output_holds_at_most_its_cap_its_head_and_its_end_and_streams_every_line_as_it_comes() {
         let out = writer();
-        let mut rx = out.tx.subscribe();
+        let rx = out.tx.subscribe();
+        let mut next = 0;
         for n in 0..MAX_OUTPUT_LINES + 3 {
             out.push(format!("line {n}"));
+            if n % 100 == 0 || n == MAX_OUTPUT_LINES / 2 + 10 {
+                let (got, at) = rx.borrow().since(next);
+                assert_eq!(got.last().map(String::as_str), Some(&*format!("line {n}")), "line {n} streams at once");
+                assert!(!got.iter().any(|l| l.contains("left out")), "a follower that keeps up misses nothing");
+                next = at;
+            }
         }
+        assert_eq!(next, MAX_OUTPUT_LINES as u64 + 1, "line numbers count every line pushed");
+        let (late, _) = rx.borrow().since(MAX_OUTPUT_LINES as u64 / 2);
+        assert_eq!(late[0], " !     3 lines left out here are in the app's log stream only", "it fell behind");
         out.push("FATAL: the end".to_owned());
-        assert_eq!(rx.borrow_and_update().lines.len(), MAX_OUTPUT_LINES / 2, "the head streams as it comes");
         out.end();
-        let o = rx.borrow_and_update().clone();
+        let o = rx.borrow().clone();
         assert!(o.done);
-        assert_eq!(o.lines.len(), MAX_OUTPUT_LINES + 1);
-        assert_eq!(o.lines[0], "line 0", "the first lines stay, so that a follower's place in them holds");
-        assert_eq!(o.lines[MAX_OUTPUT_LINES / 2], " !     4 lines left out here are in the app's log stream only");
-        assert_eq!(o.lines.last().unwrap(), "FATAL: the end", "the end is kept");
+        let kept = out.lines();
+        assert_eq!(kept.len(), MAX_OUTPUT_LINES + 1);
+        assert_eq!(kept[0], "line 0", "the first lines stay, so that a follower's place in them holds");
+        assert_eq!(kept[MAX_OUTPUT_LINES / 2], " !     4 lines left out here are in the app's log stream only");
+        assert_eq!(kept.last().unwrap(), "FATAL: the end", "the end is kept");
         out.push("after the end".to_owned());
         assert_eq!(out.lines().last().unwrap(), "FATAL: the end", "nothing is added once it ended");
     }
