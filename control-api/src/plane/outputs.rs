@@ -11,11 +11,12 @@
 //!
 //! What an output holds is bounded, while it runs and in its record: a line keeps its first
 //! [`MAX_OUTPUT_LINE_BYTES`] bytes and says how many were cut (`… [N bytes cut]`); an output
-//! keeps its first half of [`MAX_OUTPUT_LINES`] lines and [`MAX_OUTPUT_BYTES`] bytes, streamed as
-//! they come, and its newest other half, handed to followers when it ends after one line saying
-//! how many were left out between (all of them are in the app's log stream), so a phase that
-//! prints without end, or one huge line, does not grow Wharf and its end (a migration's error,
-//! the line saying how it ended) is kept. Each app keeps the outputs of its newest
+//! keeps its first half of [`MAX_OUTPUT_LINES`] lines and [`MAX_OUTPUT_BYTES`] bytes and its
+//! newest other half, with one line between saying how many were left out (all of them are in
+//! the app's log stream), so a phase that prints without end, or one huge line, does not grow
+//! Wharf and its end (a migration's error, the line saying how it ended) is kept. Followers get
+//! every line as it comes ([`Output::since`]); one that falls more than the newest half behind
+//! is told how many it missed. Each app keeps the outputs of its newest
 //! [`KEPT_OUTPUTS`] releases and of its newest [`KEPT_OUTPUTS`] builds; an older one's record
 //! keeps one line saying so ([`dropped_outputs`]), so all outputs together hold at most
 //! `2 × KEPT_OUTPUTS × MAX_OUTPUT_BYTES` per app.
