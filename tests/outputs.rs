@@ -314,3 +314,28 @@ async fn a_running_phase_streams_every_line_as_it_comes_past_its_first_half() {
     let said = live.ended(WAIT).await;
     assert!(said.trim_end().ends_with("DONE\nRelease phase of v3 succeeded"), "{}", short(&said));
 }
+
+/// FE43 #2: a build a `kill -9` cut is `failed` at the next start and its output URL says why
+/// (the lines it had streamed went with the killed process; the app's log stream had them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_a_kill_cut_says_why_it_failed() {
+    let dir = TempDir::new("outputs-kill");
+    let data = dir.path().join("data");
+    let wharf = Wharf::serve_with(WHARF, &[], &data, &ENV).await;
+    let api = &wharf.api;
+    api.expect("POST", "/apps", json!({"name": "hello"}), 201).await;
+    let held = held_source().await;
+    let blob = json!({"source_blob": {"url": format!("http://{held}/app.tgz")}});
+    let fetching = api.expect("POST", "/apps/hello/builds", blob, 201).await;
+    let fetch = Followed::start(api.addr, &path_of(api, &fetching["output_stream_url"])).await;
+    fetch.until("Fetching source", WAIT).await;
+    let killed = Command::new("kill").args(["-9", &wharf.pid()]).status().unwrap();
+    assert!(killed.success());
+    drop(wharf);
+    let wharf = Wharf::serve_with(WHARF, &[], &data, &ENV).await;
+    let api = &wharf.api;
+    let (_, b) = api.call("GET", &format!("/apps/hello/builds/{}", fetching["id"].as_str().unwrap()), None).await;
+    assert_eq!(b["status"], "failed", "{b}");
+    let said = Followed::start(api.addr, &path_of(api, &b["output_stream_url"])).await.ended(WAIT).await;
+    assert_eq!(said, " !     Build failed: Wharf stopped while it ran; start it again\n");
+}
