@@ -339,3 +339,41 @@ async fn a_build_a_kill_cut_says_why_it_failed() {
     let said = Followed::start(api.addr, &path_of(api, &b["output_stream_url"])).await.ended(WAIT).await;
     assert_eq!(said, " !     Build failed: Wharf stopped while it ran; start it again\n");
 }
+
+/// FE43 #3: a release phase a `kill -9` cut runs again at the next start, and its URL says so:
+/// the killed run's line, then that it runs again, then the new run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phase_a_kill_cut_says_it_runs_again() {
+    let dir = TempDir::new("outputs-kill-phase");
+    let data = dir.path().join("data");
+    let wharf = Wharf::serve_with(WHARF, &[], &data, &ENV).await;
+    let api = &wharf.api;
+    api.expect("POST", "/apps", json!({"name": "hello"}), 201).await;
+    let gate = dir.path().join("gate");
+    api.expect("PATCH", "/apps/hello/config-vars", json!({"GATE": gate.to_str().unwrap()}), 200).await;
+    let procfile = "web: exec python3 -m http.server $PORT\n\
+                    release: echo run-$((1 + 1)); while [ ! -e \"$GATE\" ]; do sleep 0.1; done; echo done\n";
+    let blob = json!({"source_blob": {"url": format!("file://{}", source(dir.path(), procfile).display())}});
+    api.expect("POST", "/apps/hello/builds", blob, 201).await;
+    let v3 = eventually(WAIT, "release v3", || async {
+        let (_, r) = api.call("GET", "/apps/hello/releases/v3", None).await;
+        r["output_stream_url"].as_str().map(|_| r.clone())
+    })
+    .await;
+    Followed::start(api.addr, &path_of(api, &v3["output_stream_url"])).await.until("run-2", WAIT).await;
+    let killed = Command::new("kill").args(["-9", &wharf.pid()]).status().unwrap();
+    assert!(killed.success());
+    drop(wharf);
+    let wharf = Wharf::serve_with(WHARF, &[], &data, &ENV).await;
+    let api = &wharf.api;
+    let (_, v3) = api.call("GET", "/apps/hello/releases/v3", None).await;
+    assert_eq!(v3["status"], "pending", "{v3}");
+    let again = Followed::start(api.addr, &path_of(api, &v3["output_stream_url"])).await;
+    let said = again.until("v3 was pending: its release phase runs again from its start", WAIT).await;
+    let killed = " !     Wharf stopped while v3's release phase ran (it was killed: the lines it printed went to the \
+                  app's log stream only)";
+    assert!(said.starts_with(&format!("{killed}\n")), "{said}");
+    std::fs::write(&gate, "").unwrap();
+    let said = again.ended(WAIT).await;
+    assert!(said.trim_end().ends_with("done\nRelease phase of v3 succeeded"), "{said}");
+}

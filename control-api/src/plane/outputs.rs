@@ -231,8 +231,19 @@ impl ControlPlane {
     /// that runs again (Wharf stopped while it ran, or while its release rolled) starts with
     /// what its record kept of the run before and a line saying it runs again.
     pub async fn open_release_output(&self, release_id: Uuid) -> OutputWriter {
-        let seed = self.read(|m| m.release_by_id(release_id).map(super::output_states::rerun_seed)).await;
-        self.open_output(release_id, seed.unwrap_or_default())
+        let seeded =
+            self.read(|m| m.release_by_id(release_id).map(|r| (super::output_states::rerun_seed(r), r.version))).await;
+        let (seed, version) = seeded.unwrap_or_default();
+        let out = self.open_output(release_id, seed.clone());
+        // The record says at once that the phase runs, in a line its end (or a graceful stop's
+        // cut) replaces: a start that finds it last knows a kill cut the phase (FE43 #3).
+        let mut stored = seed;
+        stored.push(format!(
+            "{CUT_PREFIX} v{version}'s release phase ran (it was killed: the lines it printed went to the app's \
+             log stream only)"
+        ));
+        self.store_output(release_id, stored).await;
+        out
     }
 
     /// Stores a release phase's output in its release's record (see the module comment for
