@@ -124,6 +124,9 @@ async fn serve(config: Config) -> Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     crate::addresses::Addresses::remove(data_dir);
+    // Builds and release phases running here are cut first: their records keep their lines
+    // with one saying Wharf stopped, and their output URLs' followers get that line.
+    plane.cut_outputs().await;
     // Snapshot watches never end by themselves: they end first, so the server stops at once.
     plane.end_streams();
     let _ = stop_tx.send(true);

@@ -340,6 +340,9 @@ async fn serve(config: Config) -> Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     crate::addresses::Addresses::remove(data_dir);
+    // Builds and release phases running here are cut first: their records keep their lines
+    // with one saying Wharf stopped, and their output URLs' followers get that line.
+    plane.cut_outputs().await;
     // Endless responses (snapshot watches, live tails) end first: the API's graceful shutdown
     // then waits only for requests that end by themselves, not for the whole grace.
     plane.end_streams();

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use wharf_testkit::client::{Api, Req};
+use wharf_testkit::client::{Api, Followed, Req};
 use wharf_testkit::wharf::Wharf;
 use wharf_testkit::{TempDir, eventually};
 
@@ -678,6 +678,109 @@ async fn the_heroku_cli_lists_a_release_deployed_from_source() {
                 Value::Null,
             ),
         ];
+    run_steps(&cli, api, steps).await;
+}
+
+/// Issue 21: the output URL of a release whose phase has not started yet (queued behind
+/// another release's phase) is no bare empty end: it says what it waits for and follows the
+/// phase once it starts, so `heroku releases:output` (and `curl`) waits for it and prints it;
+/// a release superseded before its phase started says its phase never ran, and by whom.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heroku_cli_follows_a_release_phase_that_has_not_started_yet() {
+    let dir = TempDir::new("heroku-queued");
+    let env = [
+        ("WHARF_CONTROL_API__ALLOW_FILE_URLS", "true"),
+        ("WHARF_ROUTER__HTTP_REDIRECT", "false"),
+        ("WHARF_SUPERVISOR__CONNECTION_GRACE", "500ms"),
+        ("WHARF_SUPERVISOR__STOP_GRACE", "2s"),
+    ];
+    let wharf = Wharf::serve_with(WHARF, &[], &dir.path().join("data"), &env).await;
+    let api = &wharf.api;
+    let cli = Cli::new(&wharf);
+    let wait = Duration::from_secs(60);
+    api.expect("POST", "/apps", json!({"name": "hello"}), 201).await;
+    let gate = dir.path().join("gate");
+    api.expect("PATCH", "/apps/hello/config-vars", json!({"GATE": gate.to_str().unwrap()}), 200).await;
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let procfile = "web: exec python3 -m http.server $PORT\n\
+                    release: echo migrating; while [ ! -e \"$GATE\" ]; do sleep 0.1; done; echo done migrating\n";
+    std::fs::write(src.join("Procfile"), procfile).unwrap();
+    let archive = dir.path().join("app.tgz");
+    let packed = Command::new("tar").arg("czf").arg(&archive).arg("-C").arg(&src).arg(".").status().unwrap();
+    assert!(packed.success());
+    let blob = json!({"source_blob": {"url": format!("file://{}", archive.display())}});
+    let build = api.expect("POST", "/apps/hello/builds", blob, 201).await;
+    let build_path = format!("/apps/hello/builds/{}", build["id"].as_str().unwrap());
+    let slug = eventually(wait, "the build's slug", || async {
+        let (_, b) = api.call("GET", &build_path, None).await;
+        b["slug"]["id"].as_str().map(str::to_owned)
+    })
+    .await;
+    let output_of = |v: u32| async move {
+        let (_, r) = api.call("GET", &format!("/apps/hello/releases/v{v}"), None).await;
+        let url = r["output_stream_url"].as_str().expect("a release with a phase has an output URL").to_owned();
+        Followed::start(api.addr, url.split_once(&api.addr.to_string()).unwrap().1).await
+    };
+    // v3's phase runs and waits at the gate; v4 and v5, two deploys of the slug, wait for it.
+    let v3 = output_of(3).await;
+    v3.until("migrating", wait).await;
+    for _ in 0..2 {
+        api.expect("POST", "/apps/hello/releases", json!({"slug": slug}), 201).await;
+    }
+    let (v4, v5) = (output_of(4).await, output_of(5).await);
+    assert_eq!((v4.status.as_u16(), v5.status.as_u16()), (200, 200));
+    v4.until("v4's release phase has not started yet: v3 is pending before it", wait).await;
+    v5.until("v5's release phase has not started yet: v3 is pending before it", wait).await;
+    let mut follower = cli
+        .command(&cli.token, &["releases:output", "v5", "-a", "hello"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the Heroku CLI runs");
+    // What the CLI prints, as it prints it (Node writes a pipe synchronously on Linux).
+    let printed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let (mut stdout, printed) = (follower.stdout.take().unwrap(), printed.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = std::io::Read::read(&mut stdout, &mut buf) {
+                printed.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    // The CLI follows v5's stream, and waits, before the phase can start.
+    eventually(wait, "the CLI to say v5's phase has not started yet", || async {
+        printed.lock().unwrap().contains("v5's release phase has not started yet").then_some(())
+    })
+    .await;
+    std::fs::write(&gate, "").unwrap();
+
+    let said = v3.ended(wait).await;
+    assert!(said.trim_end().ends_with("Release phase of v3 succeeded"), "{said}");
+    let said = v5.ended(wait).await;
+    for piece in ["has not started yet", "Release phase of v5 starting", "done migrating"] {
+        assert!(said.contains(piece), "{piece:?}: {said}");
+    }
+    assert!(said.trim_end().ends_with("Release phase of v5 succeeded"), "{said}");
+    // v5 superseded v4 before v4's phase could start: v4's URL says so, then and later.
+    let said = v4.ended(wait).await;
+    const NEVER: &str = "v4's release phase never ran: v5 superseded it before it started, and v4 is succeeded with v5";
+    assert!(said.trim_end().ends_with(NEVER), "{said}");
+    let run = tokio::time::timeout(wait, tokio::task::spawn_blocking(move || follower.wait_with_output().unwrap()))
+        .await
+        .expect("heroku releases:output v5 to end with v5's phase")
+        .unwrap();
+    reader.join().unwrap();
+    let (stdout, stderr) = (printed.lock().unwrap().clone(), String::from_utf8_lossy(&run.stderr).into_owned());
+    assert_eq!(run.status.code(), Some(0), "{stdout}{stderr}");
+    for piece in ["has not started yet", "Release phase of v5 starting", "Release phase of v5 succeeded"] {
+        assert!(stdout.contains(piece), "{piece:?}: {stdout}{stderr}");
+    }
+    let steps = vec![
+        step(&["releases:output", "v4", "-a", "hello"], 0, &[NEVER]),
+        step(&["releases:output", "v5", "-a", "hello"], 0, &["done migrating", "Release phase of v5 succeeded"]),
+    ];
     run_steps(&cli, api, steps).await;
 }
 

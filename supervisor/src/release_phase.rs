@@ -59,6 +59,9 @@ pub(crate) type PhaseStop = Option<&'static str>;
 /// Why a phase stops when its app is deleted.
 pub(crate) const APP_DELETED: &str = "stopped: its app was deleted";
 
+/// Why a phase stops when Wharf stops (the release stays pending: its phase runs again).
+const STOPPED_WITH_WHARF: &str = "stopped with Wharf";
+
 /// Why a phase stops when its dyno is stopped through the API.
 pub(crate) const STOPPED_BY_REQUEST: &str = "stopped by request (its dyno was stopped)";
 
@@ -93,7 +96,10 @@ pub(crate) async fn run(
     };
     cx.registry.set(app_id, listing);
     // The release's `output_stream_url` streams the phase's lines, and its record keeps them.
-    let output = spec.release.map(|r| cx.plane.open_release_output(r.id));
+    let output = match spec.release {
+        Some(r) => Some(cx.plane.open_release_output(r.id).await),
+        None => None,
+    };
     let say = |text: String| {
         let event = LogEvent::builder(&app, "akkeris/supervisor").process(&name).stream(Stream::Platform);
         cx.publisher.publish(event.message(text.as_bytes()));
@@ -114,7 +120,7 @@ pub(crate) async fn run(
             let limit = cx.settings.release_phase_timeout;
             let outcome = tokio::select! {
                 status = process.wait() => Ok(status),
-                () = stop_requested(&mut stopped) => Err("stopped with Wharf".to_owned()),
+                () = stop_requested(&mut stopped) => Err(STOPPED_WITH_WHARF.to_owned()),
                 why = own.wait_for(Option::is_some) => {
                     Err(why.ok().and_then(|w| *w).unwrap_or(APP_DELETED).to_owned())
                 }
@@ -134,6 +140,13 @@ pub(crate) async fn run(
     };
     if ok {
         say(format!("Release phase of v{version} succeeded"));
+    } else if status == STOPPED_WITH_WHARF {
+        // Not a failure: the release stays pending, and the next start runs its phase again
+        // (its output URL's followers were told so when Wharf cut it: `plane::outputs`).
+        say(format!(
+            "Release phase of v{version} cut short: Wharf stopped while it ran; it runs again from its start when \
+             Wharf starts (v{version} stays pending)"
+        ));
     } else {
         say(format!("Release phase of v{version} failed ({status}); the running release keeps serving"));
     }

@@ -395,3 +395,66 @@ pub async fn load(
     let answers = std::mem::take(&mut *answers.lock().expect("answers lock"));
     Ok(answers)
 }
+
+/// A response body read as it streams (an `output_stream_url`, a log session): what arrived so
+/// far, and whether it ended.
+#[derive(Debug, Clone)]
+pub struct Followed {
+    /// The status.
+    pub status: StatusCode,
+    body: Arc<std::sync::Mutex<(String, bool)>>,
+}
+
+impl Followed {
+    /// `GET path` at `addr` (plain HTTP/1.1), its body read in the background as it comes.
+    pub async fn start(addr: SocketAddr, path: &str) -> Followed {
+        let res =
+            send_streaming(addr, None, &Req::get(&addr.to_string(), path)).await.expect("the request is answered");
+        let status = res.status();
+        let body = Arc::new(std::sync::Mutex::new((String::new(), false)));
+        let into = body.clone();
+        tokio::spawn(async move {
+            let mut stream = res.into_body();
+            while let Some(Ok(frame)) = stream.frame().await {
+                if let Ok(data) = frame.into_data() {
+                    into.lock().unwrap().0.push_str(&String::from_utf8_lossy(&data));
+                }
+            }
+            into.lock().unwrap().1 = true;
+        });
+        Followed { status, body }
+    }
+
+    /// What arrived so far.
+    pub fn text(&self) -> String {
+        self.body.lock().unwrap().0.clone()
+    }
+
+    /// Waits (at most `timeout`) until what arrived contains `piece`; returns it all. Panics,
+    /// naming `piece` and what arrived, past the deadline or if the body ends without it.
+    pub async fn until(&self, piece: &str, timeout: std::time::Duration) -> String {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let (text, ended) = self.body.lock().unwrap().clone();
+            if text.contains(piece) {
+                return text;
+            }
+            assert!(!ended, "the stream ended without {piece:?}: {text}");
+            assert!(tokio::time::Instant::now() < deadline, "no {piece:?} within {timeout:?}: {text}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits (at most `timeout`) for the body to end; returns it all.
+    pub async fn ended(&self, timeout: std::time::Duration) -> String {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let (text, ended) = self.body.lock().unwrap().clone();
+            if ended {
+                return text;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the stream did not end within {timeout:?}: {text}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}

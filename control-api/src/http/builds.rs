@@ -149,15 +149,12 @@ pub(super) async fn get_build(
     Ok(Json(out))
 }
 
-/// `GET /builds/{build}/output`: the build's output (`outputs::stream`).
+/// `GET /builds/{build}/output`: the build's output (`outputs::stream`, under
+/// `plane::output_states`' rule).
 pub(super) async fn build_output(
     State(plane): State<Arc<ControlPlane>>,
     Path(build): Path<String>,
 ) -> ApiResult<Response> {
     let id = build.parse::<Uuid>().ok();
-    let stored = match id {
-        Some(id) => plane.read(|m| m.build(id).map(|b| b.output.clone())).await,
-        None => None,
-    };
-    super::outputs::stream(&plane, "build", &build, id, stored)
+    super::outputs::stream(plane, "build", &build, id, crate::plane::build_output_state).await
 }

@@ -19,7 +19,7 @@ use super::config_vars::config_vars_out;
 use super::slugs::base_url;
 use super::wire::{ApiError, ApiResult, AppRef, Body, Json, Plane, app_ref};
 use crate::model::{App, Model, Release};
-use crate::plane::{ControlPlane, Error};
+use crate::plane::{ControlPlane, Error, has_release_phase};
 
 /// Most releases one page holds when the `Range` names no `max`, and the most it may name
 /// (Heroku's 200 and 1000).
@@ -59,11 +59,6 @@ pub(super) struct ReleaseOut {
 #[derive(Serialize)]
 pub(super) struct SlugRef {
     id: Uuid,
-}
-
-/// Whether the release has a release phase: a `release` process type with a command.
-fn has_release_phase(r: &Release) -> bool {
-    r.processes.iter().any(|p| p.dyno_type.as_str() == "release" && p.command.is_some())
 }
 
 /// The release in Heroku's shape; `base` is the API's own URL (`slugs::base_url`), for its
@@ -322,18 +317,12 @@ pub(super) async fn rollback(
     Ok((StatusCode::CREATED, Json(out)))
 }
 
-/// `GET /releases/{release}/output`: the release phase's output (`outputs::stream`); 404 for
-/// a release without a release phase, as for one that does not exist.
+/// `GET /releases/{release}/output`: the release phase's output (`outputs::stream`, under
+/// `plane::output_states`' rule); 404 for a release without a release phase, as for one that
+/// does not exist.
 pub(super) async fn release_output(State(plane): Plane, Path(release): Path<String>) -> ApiResult<Response> {
     let id = release.parse::<Uuid>().ok();
-    let stored = match id {
-        Some(id) => {
-            plane.read(|m| m.release_by_id(id).filter(|r| has_release_phase(r)).map(|r| r.output.clone())).await
-        }
-        None => None,
-    };
-    // A phase runs only for a release that has one, so a running output is one of those.
-    super::outputs::stream(&plane, "release", &release, id, stored)
+    super::outputs::stream(plane, "release", &release, id, crate::plane::release_output_state).await
 }
 
 #[cfg(test)]

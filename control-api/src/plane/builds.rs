@@ -349,8 +349,8 @@ impl ControlPlane {
         self.forget_output(&out);
     }
 
-    /// Stores the build's output so far (at most `MAX_OUTPUT_LINES`) and, when given,
-    /// its status, slug and release.
+    /// Stores the build's output so far (capped: `outputs.rs`) and, when given, its status,
+    /// slug and release; the outputs of its app's builds past `KEPT_OUTPUTS` are dropped.
     async fn record_build_end(
         &self,
         build: Uuid,
@@ -365,7 +365,9 @@ impl ControlPlane {
                 if let Some((status, slug_id, release_id)) = ended {
                     (b.status, b.slug_id, b.release_id) = (status, slug_id, release_id);
                 }
-                Ok(((), vec![Change::Put(Object::Build(b))]))
+                let mut changes = super::outputs::dropped_outputs(m, b.app_id, b.id);
+                changes.push(Change::Put(Object::Build(b)));
+                Ok(((), changes))
             })
             .await;
         if let Err(e) = stored {
@@ -570,7 +572,7 @@ impl ControlPlane {
 /// source now replaces that code, and its output says so, with the way back. `None` when no
 /// code was released meanwhile (failed releases do not count: their code never ran).
 /// Whether an output line is one [`ControlPlane::release_outcome`] ends a build's output with.
-fn is_release_fate(line: &str) -> bool {
+pub(super) fn is_release_fate(line: &str) -> bool {
     ["-----> Released v", " !     Release v", "-----> Release v"].iter().any(|p| line.starts_with(p))
 }
 

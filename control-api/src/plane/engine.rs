@@ -274,6 +274,8 @@ pub struct ControlPlane {
     /// The output of each build and release phase running in this process, by the build's or
     /// the release's id, for its `output_stream_url` (`outputs.rs`).
     pub(super) outputs: Mutex<std::collections::HashMap<Uuid, watch::Sender<super::outputs::Output>>>,
+    /// Bumped each time an output opens, so that a follower waiting for one to start wakes.
+    pub(super) outputs_opened: watch::Sender<u64>,
     /// The slots builds take to run (`builds.rs`: `max_concurrent_builds` of them), made at the
     /// first build.
     pub(super) build_slots: OnceLock<Arc<tokio::sync::Semaphore>>,
@@ -331,6 +333,7 @@ impl ControlPlane {
             deploy: OnceLock::new(),
             build_publisher: OnceLock::new(),
             outputs: Mutex::default(),
+            outputs_opened: watch::Sender::new(0),
             build_slots: OnceLock::new(),
             dyno_metrics: OnceLock::new(),
             request_metrics: OnceLock::new(),

@@ -41,6 +41,7 @@ pub mod metrics;
 pub mod outbound_http;
 #[cfg(test)]
 mod outbound_tests;
+mod output_states;
 mod outputs;
 mod pipelines;
 mod previews;
@@ -69,7 +70,8 @@ pub use hooks::{Delivery, DeliveryRecord, DeliveryStatus, Happened, HookInput, M
 pub use local::{DynoRelease, DynoState, LocalDyno, LocalRuntime, OneOff, Restart};
 pub use maintenance::{PAGE_FETCH_TIMEOUT, fetch_page};
 pub use metrics::{DynoMetrics, RequestMetrics};
-pub use outputs::{MAX_OUTPUT_LINES, Output, OutputWriter};
+pub use output_states::{OutputState, build_output_state, has_release_phase, release_output_state};
+pub use outputs::{KEPT_OUTPUTS, MAX_OUTPUT_BYTES, MAX_OUTPUT_LINE_BYTES, MAX_OUTPUT_LINES, Output, OutputWriter};
 pub use pipelines::{CheckInput, MAX_REQUIRED_CONTEXTS, PromotionInput};
 pub use previews::{
     DEFAULT_PREVIEW_MAX_AGE, MAX_PREVIEW_MAX_AGE, PreviewFeatureInput, PreviewOutcome, PullRequest, SWEEP_INTERVAL,

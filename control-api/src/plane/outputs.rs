@@ -6,32 +6,104 @@
 //! or the release's: 122 random bits that only holders of the admin token see, the capability
 //! its URL carries, as Heroku's URL is); lines are pushed to it while it runs, and followers
 //! (`http/outputs.rs`) stream them as they come; once it ends, its lines are stored in its
-//! record (at most [`MAX_OUTPUT_LINES`]), and the URL answers them from there. An output holds
-//! at most [`MAX_OUTPUT_LINES`] lines while it runs too: its first half, streamed as they come,
-//! and its newest half, handed to followers when it ends after one line saying how many were
-//! left out between (they are in the app's log stream), so a phase that prints without end does
-//! not grow Wharf and its end (a migration's error, the line saying how it ended) is kept.
+//! record, and the URL answers them from there (`output_states.rs` says what the URL answers in
+//! every state: not started yet, running, ended, never ran, cut short).
+//!
+//! What an output holds is bounded, while it runs and in its record: a line keeps its first
+//! [`MAX_OUTPUT_LINE_BYTES`] bytes and says how many were cut (`… [N bytes cut]`); an output
+//! keeps its first half of [`MAX_OUTPUT_LINES`] lines and [`MAX_OUTPUT_BYTES`] bytes and its
+//! newest other half, with one line between saying how many were left out (all of them are in
+//! the app's log stream), so a phase that prints without end, or one huge line, does not grow
+//! Wharf and its end (a migration's error, the line saying how it ended) is kept. Followers get
+//! every line as it comes ([`Output::since`]); one that falls more than the newest half behind
+//! is told how many it missed. Each app keeps the outputs of its newest
+//! [`KEPT_OUTPUTS`] releases and of its newest [`KEPT_OUTPUTS`] builds; an older one's record
+//! keeps one line saying so ([`dropped_outputs`]), so all outputs together hold at most
+//! `2 × KEPT_OUTPUTS × MAX_OUTPUT_BYTES` per app.
+//!
+//! Wharf's graceful stop cuts every running output ([`ControlPlane::cut_outputs`]): its last
+//! line says that Wharf stopped while it ran and what becomes of it, its followers get that line
+//! and the end, and its record keeps its lines so far with that line; whatever it pushes
+//! afterwards is dropped (what it belongs to runs again, or fails, at the next start).
 
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::engine::ControlPlane;
+use crate::model::{BuildStatus, Change, Model, Object, ReleaseStatus};
 
 /// Most lines an output holds while it runs, and keeps in its record once it ended.
 pub const MAX_OUTPUT_LINES: usize = 1000;
 
-/// An output as it grows: its lines so far, and whether it ended.
+/// Most bytes of one output line kept; the rest is cut, and the line says how many bytes were.
+pub const MAX_OUTPUT_LINE_BYTES: usize = 1024;
+
+/// Most bytes of lines an output holds while it runs and keeps in its record (half for its
+/// first lines, half for its newest), besides the line saying how many were left out.
+pub const MAX_OUTPUT_BYTES: usize = 128 * 1024;
+
+/// How many of an app's newest releases, and of its newest builds, keep their output.
+pub const KEPT_OUTPUTS: usize = 10;
+
+/// How the line that ends an output cut by Wharf's stop starts ([`ControlPlane::cut_outputs`]).
+pub(crate) const CUT_PREFIX: &str = " !     Wharf stopped while";
+
+/// The line an output past [`KEPT_OUTPUTS`] keeps in its record.
+pub(crate) fn dropped_line() -> String {
+    format!(
+        " !     This output is no longer kept: Wharf keeps the outputs of each app's newest {KEPT_OUTPUTS} releases \
+         and {KEPT_OUTPUTS} builds (all its lines went to the app's log stream)"
+    )
+}
+
+/// An output as it grows: its first lines, its newest, and whether it ended. Line `n` (from 0,
+/// in the order pushed) is `lines[n]` while `n < lines.len()`, then, past the `left_out` lines
+/// no longer held, in `tail`; a follower keeps the number of the next line it wants and reads
+/// from there ([`Output::since`]), so it gets every line as it comes while it keeps up.
 #[derive(Debug, Clone, Default)]
 pub struct Output {
-    /// Lines so far, oldest first.
+    /// Its first lines (at most the first half of the caps), oldest first.
     pub lines: Vec<String>,
     /// Whether it ended (no more lines will come).
     pub done: bool,
-    /// Lines left out past [`MAX_OUTPUT_LINES`] (they are in the app's log stream).
+    /// Lines pushed after `lines` and no longer held (they are in the app's log stream).
     pub left_out: u64,
-    /// The newest lines past the first half of [`MAX_OUTPUT_LINES`], at most the other half;
-    /// appended to `lines` when the output ends.
+    /// The newest lines after `lines` and the ones left out, at most the other half of the caps.
     pub tail: std::collections::VecDeque<String>,
+    /// Bytes of `lines` (while it runs) and of `tail`.
+    head_bytes: usize,
+    tail_bytes: usize,
+    /// Whether Wharf's stop cut it ([`ControlPlane::cut_outputs`]): its record has its lines.
+    cut: bool,
+}
+
+impl Output {
+    /// The lines from line `from` on (see [`Output`]), with one saying how many were left out
+    /// first when some of them are no longer held, and the number of the next line.
+    pub fn since(&self, from: u64) -> (Vec<String>, u64) {
+        let head = self.lines.len() as u64;
+        let mut out: Vec<String> = self.lines.get(from.min(head) as usize..).unwrap_or_default().to_vec();
+        let tail_start = head + self.left_out;
+        let from = from.max(head);
+        if from < tail_start {
+            out.push(format!(" !     {} lines left out here are in the app's log stream only", tail_start - from));
+        }
+        out.extend(self.tail.iter().skip(from.saturating_sub(tail_start) as usize).cloned());
+        (out, tail_start + self.tail.len() as u64)
+    }
+}
+
+/// `line`, or its first [`MAX_OUTPUT_LINE_BYTES`] bytes (at a character's boundary) and how many
+/// bytes were cut.
+fn capped(line: String) -> String {
+    if line.len() <= MAX_OUTPUT_LINE_BYTES {
+        return line;
+    }
+    let mut end = MAX_OUTPUT_LINE_BYTES;
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… [{} bytes cut]", &line[..end], line.len() - end)
 }
 
 /// The writing end of an output (see the module comment), for the code that runs what it
@@ -44,45 +116,82 @@ pub struct OutputWriter {
 }
 
 impl OutputWriter {
-    /// Adds a line: streamed while the output has fewer than half [`MAX_OUTPUT_LINES`], else
-    /// kept among the newest other half (the oldest of those is then left out, counted).
+    /// Adds a line (cut to [`MAX_OUTPUT_LINE_BYTES`]), which followers get at once: held among
+    /// the first lines while they are under half the caps, else among the newest other half
+    /// (the oldest of those is then left out, counted). A line pushed once the output ended
+    /// (Wharf's stop cut it) is dropped.
     pub fn push(&self, line: String) {
+        let line = capped(line);
         self.tx.send_if_modified(|o| {
-            if o.lines.len() < MAX_OUTPUT_LINES / 2 {
+            if o.done {
+                return false;
+            }
+            let n = line.len();
+            if o.tail.is_empty()
+                && o.left_out == 0
+                && o.lines.len() < MAX_OUTPUT_LINES / 2
+                && o.head_bytes + n <= MAX_OUTPUT_BYTES / 2
+            {
+                o.head_bytes += n;
                 o.lines.push(line);
                 return true;
             }
+            o.tail_bytes += n;
             o.tail.push_back(line);
-            if o.tail.len() > MAX_OUTPUT_LINES / 2 {
-                o.tail.pop_front();
+            while o.tail.len() > MAX_OUTPUT_LINES / 2 || o.tail_bytes > MAX_OUTPUT_BYTES / 2 {
+                let gone = o.tail.pop_front().expect("a tail over its caps has lines");
+                o.tail_bytes -= gone.len();
                 o.left_out += 1;
             }
-            false
+            true
         });
     }
 
-    /// The lines so far: the first half, a line saying how many were left out (if any), then
-    /// the newest.
+    /// The lines held: the first half, a line saying how many were left out (if any), then the
+    /// newest; what the record keeps.
     pub(super) fn lines(&self) -> Vec<String> {
-        let o = self.tx.borrow();
-        let mut lines = o.lines.clone();
-        if o.left_out > 0 {
-            lines.push(format!(" !     {} lines left out here are in the app's log stream only", o.left_out));
-        }
-        lines.extend(o.tail.iter().cloned());
-        lines
+        self.tx.borrow().since(0).0
     }
 
     /// Ends the output for its followers: they get the rest of its lines and the end.
     pub(super) fn end(&self) {
-        let lines = self.lines();
-        self.tx.send_modify(|o| {
-            o.lines = lines;
-            o.left_out = 0;
-            o.tail.clear();
-            o.done = true;
-        });
+        self.tx.send_modify(|o| o.done = true);
     }
+
+    /// Ends the output with `line` (Wharf stops): its followers get it, and nothing pushed
+    /// afterwards is kept.
+    fn cut(&self, line: String) {
+        self.push(line);
+        self.tx.send_modify(|o| o.cut = true);
+        self.end();
+    }
+
+    /// Whether Wharf's stop cut the output.
+    fn is_cut(&self) -> bool {
+        self.tx.borrow().cut
+    }
+}
+
+/// The changes that replace, by [`dropped_line`], the stored outputs of `app_id`'s releases and
+/// builds past its newest [`KEPT_OUTPUTS`] of each, but `except` (the record being stored) and
+/// any still pending.
+pub(crate) fn dropped_outputs(m: &Model, app_id: Uuid, except: Uuid) -> Vec<Change> {
+    let dropped = dropped_line();
+    let keeps = |output: &[String]| output.is_empty() || output == std::slice::from_ref(&dropped);
+    let releases = m.releases_of(app_id);
+    let old_releases = releases.iter().rev().skip(KEPT_OUTPUTS);
+    let mut changes: Vec<Change> = old_releases
+        .filter(|r| r.id != except && r.status != ReleaseStatus::Pending && !keeps(&r.output))
+        .map(|r| Change::Put(Object::Release(crate::model::Release { output: vec![dropped.clone()], ..(*r).clone() })))
+        .collect();
+    let builds = m.builds_of(app_id);
+    let old_builds = builds.iter().rev().skip(KEPT_OUTPUTS);
+    changes.extend(
+        old_builds
+            .filter(|b| b.id != except && b.status != BuildStatus::Pending && !keeps(&b.output))
+            .map(|b| Change::Put(Object::Build(crate::model::Build { output: vec![dropped.clone()], ..(*b).clone() }))),
+    );
+    changes
 }
 
 impl ControlPlane {
@@ -90,15 +199,20 @@ impl ControlPlane {
     /// again after a restart), and returns its writing end; followers find it by `id` until
     /// [`ControlPlane::forget_output`].
     pub(super) fn open_output(&self, id: Uuid, lines: Vec<String>) -> OutputWriter {
-        let tx = watch::Sender::new(Output { lines, ..Output::default() });
+        let head_bytes = lines.iter().map(String::len).sum();
+        let tx = watch::Sender::new(Output { lines, head_bytes, ..Output::default() });
         self.outputs.lock().expect("outputs lock").insert(id, tx.clone());
+        self.outputs_opened.send_modify(|n| *n += 1);
         OutputWriter { id, tx }
     }
 
     /// Ends the output for its followers and forgets it: its URL answers from its record now.
     pub(super) fn forget_output(&self, out: &OutputWriter) {
         out.end();
-        self.outputs.lock().expect("outputs lock").remove(&out.id);
+        let mut outputs = self.outputs.lock().expect("outputs lock");
+        if outputs.get(&out.id).is_some_and(|tx| tx.same_channel(&out.tx)) {
+            outputs.remove(&out.id);
+        }
     }
 
     /// Follows the output of the build or release `id` while it runs here; `None` when it does
@@ -107,28 +221,74 @@ impl ControlPlane {
         self.outputs.lock().expect("outputs lock").get(&id).map(watch::Sender::subscribe)
     }
 
-    /// Opens the output of release `release_id`'s release phase, which the local supervisor
-    /// runs: its URL (the release's `output_stream_url`) streams what is pushed to it.
-    pub fn open_release_output(&self, release_id: Uuid) -> OutputWriter {
-        self.open_output(release_id, Vec::new())
+    /// Follows the opening of outputs: it changes each time one opens.
+    pub(crate) fn outputs_opened(&self) -> watch::Receiver<u64> {
+        self.outputs_opened.subscribe()
     }
 
-    /// Stores a release phase's output in its release's record (at most [`MAX_OUTPUT_LINES`]
-    /// lines), then ends it for its followers. A release deleted meanwhile (its app was) keeps
-    /// nothing.
+    /// Opens the output of release `release_id`'s release phase, which the local supervisor
+    /// runs: its URL (the release's `output_stream_url`) streams what is pushed to it. A phase
+    /// that runs again (Wharf stopped while it ran, or while its release rolled) starts with
+    /// what its record kept of the run before and a line saying it runs again.
+    pub async fn open_release_output(&self, release_id: Uuid) -> OutputWriter {
+        let seeded =
+            self.read(|m| m.release_by_id(release_id).map(|r| (super::output_states::rerun_seed(r), r.version))).await;
+        let (seed, version) = seeded.unwrap_or_default();
+        let out = self.open_output(release_id, seed.clone());
+        // The record says at once that the phase runs, in a line its end (or a graceful stop's
+        // cut) replaces: a start that finds it last knows a kill cut the phase (FE43 #3).
+        let mut stored = seed;
+        stored.push(format!(
+            "{CUT_PREFIX} v{version}'s release phase ran (it was killed: the lines it printed went to the app's \
+             log stream only)"
+        ));
+        self.store_output(release_id, stored).await;
+        out
+    }
+
+    /// Stores a release phase's output in its release's record (see the module comment for
+    /// its caps), then ends it for its followers. A release deleted meanwhile (its app was)
+    /// keeps nothing, and one Wharf's stop cut keeps what the cut stored.
     pub async fn close_release_output(&self, out: &OutputWriter) {
-        let lines = out.lines();
+        if !out.is_cut() {
+            self.store_output(out.id, out.lines()).await;
+        }
+        self.forget_output(out);
+    }
+
+    /// Stores `lines` as the output of the release or build `id`, and drops what its app's
+    /// older records keep past [`KEPT_OUTPUTS`], in one change.
+    pub(super) async fn store_output(&self, id: Uuid, lines: Vec<String>) {
         let stored = self
             .change(|m| {
-                let Some(r) = m.release_by_id(out.id) else { return Ok(((), vec![])) };
-                let r = crate::model::Release { output: lines.clone(), ..r.clone() };
-                Ok(((), vec![crate::model::Change::Put(crate::model::Object::Release(r))]))
+                let (put, app_id) = if let Some(r) = m.release_by_id(id) {
+                    (Object::Release(crate::model::Release { output: lines, ..r.clone() }), r.app_id)
+                } else if let Some(b) = m.build(id) {
+                    (Object::Build(crate::model::Build { output: lines, ..b.clone() }), b.app_id)
+                } else {
+                    return Ok(((), vec![]));
+                };
+                let mut changes = vec![Change::Put(put)];
+                changes.extend(dropped_outputs(m, app_id, id));
+                Ok(((), changes))
             })
             .await;
         if let Err(e) = stored {
-            tracing::warn!(release = %out.id, error = %e, "cannot store a release phase's output");
+            tracing::warn!(output = %id, error = %e, "cannot store an output");
         }
-        self.forget_output(out);
+    }
+
+    /// Cuts every output running here (Wharf stops gracefully; see the module comment): each
+    /// ends with a line saying so and what becomes of what it belongs to, and its record keeps
+    /// its lines. Called before the API's streams end, so that their followers get that line.
+    pub async fn cut_outputs(&self) {
+        let running: Vec<(Uuid, watch::Sender<Output>)> = self.outputs.lock().expect("outputs lock").drain().collect();
+        for (id, tx) in running {
+            let out = OutputWriter { id, tx };
+            let line = self.read(|m| super::output_states::cut_line(m, id)).await;
+            out.cut(line);
+            self.store_output(id, out.lines()).await;
+        }
     }
 }
 
@@ -136,23 +296,78 @@ impl ControlPlane {
 mod tests {
     use super::*;
 
-    /// FE38 #3: a verbose phase keeps its head and its end (the error, how it ended).
+    fn writer() -> OutputWriter {
+        OutputWriter { id: Uuid::nil(), tx: watch::Sender::new(Output::default()) }
+    }
+
+    /// FE38 #3: a verbose phase keeps its head and its end (the error, how it ended); FE43 #1:
+    /// a follower that keeps up gets every line as it comes, one that falls behind is told how
+    /// many it missed.
     #[test]
-    fn an_output_holds_at_most_its_cap_its_head_and_its_end_and_says_how_many_are_left_out() {
-        let tx = watch::Sender::new(Output::default());
-        let out = OutputWriter { id: Uuid::nil(), tx };
-        let mut rx = out.tx.subscribe();
+    fn an_output_holds_at_most_its_cap_its_head_and_its_end_and_streams_every_line_as_it_comes() {
+        let out = writer();
+        let rx = out.tx.subscribe();
+        let mut next = 0;
         for n in 0..MAX_OUTPUT_LINES + 3 {
             out.push(format!("line {n}"));
+            if n % 100 == 0 || n == MAX_OUTPUT_LINES / 2 + 10 {
+                let (got, at) = rx.borrow().since(next);
+                assert_eq!(got.last().map(String::as_str), Some(&*format!("line {n}")), "line {n} streams at once");
+                assert!(!got.iter().any(|l| l.contains("left out")), "a follower that keeps up misses nothing");
+                next = at;
+            }
         }
+        assert_eq!(next, MAX_OUTPUT_LINES as u64 + 1, "line numbers count every line pushed");
+        let (late, _) = rx.borrow().since(MAX_OUTPUT_LINES as u64 / 2);
+        assert_eq!(late[0], " !     3 lines left out here are in the app's log stream only", "it fell behind");
         out.push("FATAL: the end".to_owned());
-        assert_eq!(rx.borrow_and_update().lines.len(), MAX_OUTPUT_LINES / 2, "the head streams as it comes");
         out.end();
-        let o = rx.borrow_and_update().clone();
+        let o = rx.borrow().clone();
         assert!(o.done);
-        assert_eq!(o.lines.len(), MAX_OUTPUT_LINES + 1);
-        assert_eq!(o.lines[0], "line 0", "the first lines stay, so that a follower's place in them holds");
-        assert_eq!(o.lines[MAX_OUTPUT_LINES / 2], " !     4 lines left out here are in the app's log stream only");
-        assert_eq!(o.lines.last().unwrap(), "FATAL: the end", "the end is kept");
+        let kept = out.lines();
+        assert_eq!(kept.len(), MAX_OUTPUT_LINES + 1);
+        assert_eq!(kept[0], "line 0", "the first lines stay, so that a follower's place in them holds");
+        assert_eq!(kept[MAX_OUTPUT_LINES / 2], " !     4 lines left out here are in the app's log stream only");
+        assert_eq!(kept.last().unwrap(), "FATAL: the end", "the end is kept");
+        out.push("after the end".to_owned());
+        assert_eq!(out.lines().last().unwrap(), "FATAL: the end", "nothing is added once it ended");
+    }
+
+    /// Issue 21: an output's lines are capped in length and its bytes in total, whatever the
+    /// phase prints: one 5 MB line, 2,000 long lines, 2,000 short ones.
+    #[test]
+    fn an_output_caps_each_line_and_its_bytes_and_keeps_its_first_and_last_lines() {
+        let long = |n: usize, bytes: usize| format!("{n:05} {}", "é".repeat(bytes / 2));
+        // (what is pushed, the first stored line's start, how many lines are left out, whether
+        // a line is cut)
+        let rows: Vec<(&str, Vec<String>, u64, bool)> = vec![
+            ("one 5 MB line", vec![long(0, 5_000_000)], 0, true),
+            ("2,000 lines of 5 KB", (0..2000).map(|n| long(n, 5000)).collect(), 1876, true),
+            ("2,000 lines of 1 KB", (0..2000).map(|n| long(n, 900)).collect(), 1856, false),
+            ("2,000 short lines", (0..2000).map(|n| format!("line {n}")).collect(), 1000, false),
+        ];
+        for (what, pushed, left_out, cut) in rows {
+            let out = writer();
+            for line in &pushed {
+                out.push(line.clone());
+            }
+            out.end();
+            let stored = out.lines();
+            let bytes: usize = stored.iter().map(String::len).sum();
+            assert!(bytes <= MAX_OUTPUT_BYTES + 100, "{what}: {bytes} bytes kept");
+            assert!(stored.iter().all(|l| l.len() <= MAX_OUTPUT_LINE_BYTES + 30), "{what}: a line is over its cap");
+            assert_eq!(stored[0].get(..5), pushed[0].get(..5), "{what}: the first line is kept");
+            let last = stored.last().unwrap();
+            assert_eq!(last.get(..5), pushed.last().unwrap().get(..5), "{what}: the last line is kept");
+            let said = format!(" !     {left_out} lines left out here are in the app's log stream only");
+            assert_eq!(stored.contains(&said), left_out > 0, "{what}: {said}");
+            assert_eq!(stored.len() as u64, pushed.len() as u64 - left_out + u64::from(left_out > 0), "{what}");
+            let marked = stored.iter().any(|l| l.ends_with(" bytes cut]"));
+            assert_eq!(marked, cut, "{what}: a cut line says how many bytes were cut");
+        }
+        let one = capped("x".repeat(MAX_OUTPUT_LINE_BYTES + 7));
+        assert_eq!(one, format!("{}… [7 bytes cut]", "x".repeat(MAX_OUTPUT_LINE_BYTES)));
+        let at_boundary = capped(format!("{}é", "x".repeat(MAX_OUTPUT_LINE_BYTES - 1)));
+        assert_eq!(at_boundary, format!("{}… [2 bytes cut]", "x".repeat(MAX_OUTPUT_LINE_BYTES - 1)));
     }
 }

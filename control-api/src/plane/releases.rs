@@ -458,7 +458,11 @@ impl ControlPlane {
                 .collect();
             let versions = superseded.iter().map(|o| o.version).collect();
             for o in superseded {
-                let settled = Release { status, withdrawn, updated_at: now, ..o.clone() };
+                let mut settled = Release { status, withdrawn, updated_at: now, ..o.clone() };
+                // Its phase never ran (a phase that ran stored its lines): its output URL says so.
+                if settled.output.is_empty() && super::has_release_phase(o) {
+                    settled.output = vec![super::output_states::superseded_line(o.version, r.version, status)];
+                }
                 changes.push(Change::Put(Object::Release(settled)));
             }
             let mut settled = Settled { superseded: versions, rebased: None };
