@@ -17,9 +17,18 @@
 //! sent again reaches the topic after the events its producer handed over after it: an app's
 //! lines around a broker restart may arrive out of order (their RFC 5424 timestamps are the
 //! original ones).
+//!
+//! The same buffer holds events back while the producer is not sure that its topic exists
+//! ([`Hold`]): from the moment the brokers all went down, or a send or a delivery said the topic
+//! is unknown, until a metadata request shows the topic (created again if the broker lost it).
+//! A broker that came back without its data (tansu in memory) acknowledges a produce to a topic
+//! it does not have and loses it when the topic is created again; a producer that waits for the
+//! topic loses nothing there, whichever process creates the topic (a router-only fleet has no
+//! consumer to notice). Events held are never a failed delivery: `wharf_bus_kafka_events_held`
+//! counts them apart from those waiting to be sent again.
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,6 +40,35 @@ use crate::PublishStats;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// The longest backoff, so that a broker that is back is written to within seconds.
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// How often a producer holding events asks the brokers whether its topic exists.
+pub(super) const CHECK_EVERY: Duration = Duration::from_millis(250);
+
+/// Why the producer holds events back rather than handing them to librdkafka.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Hold {
+    /// Every broker connection went down: the broker that answers next may have lost the topic.
+    BrokersDown,
+    /// A broker said the topic does not exist (it is being created again).
+    TopicMissing,
+}
+
+impl Hold {
+    fn code(self) -> u8 {
+        match self {
+            Hold::BrokersDown => 1,
+            Hold::TopicMissing => 2,
+        }
+    }
+
+    fn of(code: u8) -> Option<Hold> {
+        match code {
+            1 => Some(Hold::BrokersDown),
+            2 => Some(Hold::TopicMissing),
+            _ => None,
+        }
+    }
+}
 
 /// What a failed delivery report says to do with its event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +106,8 @@ pub(super) fn backoff(attempt: u32) -> Duration {
 pub(super) struct Pending {
     pub(super) key: Vec<u8>,
     pub(super) payload: Vec<u8>,
-    /// How many times it has been sent again so far, plus one: its delivery opaque.
+    /// How many times it has been sent again so far, plus one: its delivery opaque. 0 for an
+    /// event held before its first sending ([`Hold`]), which has never failed.
     pub(super) attempt: u32,
     /// Not sent again before this.
     due: Instant,
@@ -84,7 +123,33 @@ impl Pending {
 struct State {
     queue: VecDeque<Pending>,
     bytes: u64,
+    /// How many of `queue` are held events (attempt 0).
+    held: u64,
     stopped: bool,
+    /// Set when the producer starts holding, until the resend thread has taken librdkafka's
+    /// queue back ([`Resend::run`]).
+    purge: bool,
+    /// Counts the calls to [`Resend::start_holding`]: a check that confirmed the topic opens
+    /// only if no reason to hold came meanwhile.
+    holds: u64,
+}
+
+impl State {
+    /// Sets the gauges from the queue: events that failed, and events held.
+    fn gauges(&self, stats: &PublishStats) {
+        stats.kafka_waiting.store(self.queue.len() as u64 - self.held, Ordering::Relaxed);
+        stats.kafka_held.store(self.held, Ordering::Relaxed);
+    }
+
+    fn add(&mut self, p: &Pending) {
+        self.bytes += p.bytes();
+        self.held += u64::from(p.attempt == 0);
+    }
+
+    fn remove(&mut self, p: &Pending) {
+        self.bytes -= p.bytes();
+        self.held -= u64::from(p.attempt == 0);
+    }
 }
 
 /// The buffer of events to send again, shared by the producer's delivery reports (which fill
@@ -96,11 +161,47 @@ pub(super) struct Resend {
     /// Most bytes of keys and payloads held.
     limit: u64,
     stats: Arc<PublishStats>,
+    /// [`Hold::code`] while events are held, 0 when they go to librdkafka: read on every send.
+    hold: AtomicU8,
 }
 
 impl Resend {
     pub(super) fn new(limit: u64, stats: Arc<PublishStats>) -> Arc<Resend> {
-        Arc::new(Resend { state: Mutex::default(), wake: Condvar::new(), limit, stats })
+        Arc::new(Resend { state: Mutex::default(), wake: Condvar::new(), limit, stats, hold: AtomicU8::new(0) })
+    }
+
+    /// Why events are held now, if they are.
+    pub(super) fn holding(&self) -> Option<Hold> {
+        Hold::of(self.hold.load(Ordering::Acquire))
+    }
+
+    /// Starts holding events (or says why anew): the resend thread takes back what librdkafka
+    /// still queues and looks for the topic until it is there ([`Resend::run`]).
+    pub(super) fn start_holding(&self, why: Hold) {
+        let mut s = self.state.lock().expect("resend lock");
+        let before = self.hold.swap(why.code(), Ordering::AcqRel);
+        if before == 0 {
+            tracing::warn!(why = ?why, "kafka producer holding log events until its topic is confirmed");
+        }
+        s.purge = true;
+        s.holds += 1;
+        self.wake.notify_all();
+    }
+
+    /// Holds an event that has not been delivered yet, behind the others, to be sent when the
+    /// topic is confirmed: one taken while holding (`attempt` 0), or one librdkafka's queue gave
+    /// back. False, and nothing held, when it does not fit.
+    pub(super) fn hold(&self, key: &[u8], payload: &[u8], attempt: u32) -> bool {
+        let p = Pending { key: key.to_vec(), payload: payload.to_vec(), attempt, due: Instant::now() };
+        let mut s = self.state.lock().expect("resend lock");
+        if s.bytes + p.bytes() > self.limit {
+            return false;
+        }
+        s.add(&p);
+        s.queue.push_back(p);
+        s.gauges(&self.stats);
+        self.wake.notify_one();
+        true
     }
 
     /// Takes a failed event (`attempt` is the number of times it was sent again, 0 for none).
@@ -138,10 +239,10 @@ impl Resend {
             return Err(());
         }
         p.due = Instant::now() + backoff(p.attempt);
-        s.bytes += p.bytes();
+        s.add(&p);
         s.queue.push_back(p);
-        let waiting = s.queue.len() as u64;
-        self.stats.kafka_waiting.store(waiting, Ordering::Relaxed);
+        let waiting = s.queue.len() as u64 - s.held;
+        s.gauges(&self.stats);
         self.wake.notify_one();
         Ok(waiting)
     }
@@ -153,19 +254,22 @@ impl Resend {
         let due = Instant::now() + wait;
         for mut p in events.rev() {
             p.due = due;
-            s.bytes += p.bytes();
+            s.add(&p);
             s.queue.push_front(p);
         }
-        self.stats.kafka_waiting.store(s.queue.len() as u64, Ordering::Relaxed);
+        s.gauges(&self.stats);
     }
 
     /// Waits until the oldest event is due and takes every due event from the front, in order;
-    /// `None` once stopped.
+    /// `None` once stopped, and nothing once events are held.
     fn due(&self) -> Option<Vec<Pending>> {
         let mut s = self.state.lock().expect("resend lock");
         loop {
             if s.stopped {
                 return None;
+            }
+            if self.holding().is_some() {
+                return Some(Vec::new());
             }
             let now = Instant::now();
             match s.queue.front().map(|p| p.due) {
@@ -178,10 +282,10 @@ impl Resend {
         let mut taken = Vec::new();
         while s.queue.front().is_some_and(|p| p.due <= now) {
             let p = s.queue.pop_front().expect("a front");
-            s.bytes -= p.bytes();
+            s.remove(&p);
             taken.push(p);
         }
-        self.stats.kafka_waiting.store(s.queue.len() as u64, Ordering::Relaxed);
+        s.gauges(&self.stats);
         Some(taken)
     }
 
@@ -197,7 +301,8 @@ impl Resend {
         let left = s.queue.len() as u64;
         s.queue.clear();
         s.bytes = 0;
-        self.stats.kafka_waiting.store(0, Ordering::Relaxed);
+        s.held = 0;
+        s.gauges(&self.stats);
         if left > 0 {
             self.stats.kafka_dropped.fetch_add(left, Ordering::Relaxed);
             tracing::error!(dropped = left, "log events still waiting to be sent to kafka again at shutdown; dropped");
@@ -205,16 +310,60 @@ impl Resend {
         self.wake.notify_all();
     }
 
+    /// Waits up to `wait` or until stopped; true when stopped.
+    fn pause(&self, wait: Duration) -> bool {
+        let s = self.state.lock().expect("resend lock");
+        if s.stopped {
+            return true;
+        }
+        self.wake.wait_timeout(s, wait).expect("resend lock").0.stopped
+    }
+
     /// The resend thread's loop: sends due events with `send` (which gives back an event
     /// librdkafka's queue could not take), until [`Resend::stop`]. Such an event goes back in
     /// front with the ones after it, to be tried again after the shortest backoff.
-    pub(super) fn run(&self, send: impl Fn(Pending) -> Result<(), Pending>) {
-        while let Some(batch) = self.due() {
+    ///
+    /// While events are held ([`Hold`]) it sends nothing: every [`CHECK_EVERY`] it calls
+    /// `check` (with `true` the first time after holding started, for it to take librdkafka's
+    /// queue back first), which answers `None` once the topic is confirmed (the held events then
+    /// go, oldest first) or why it still holds.
+    pub(super) fn run(&self, mut check: impl FnMut(bool) -> Option<Hold>, send: impl Fn(Pending) -> Result<(), Pending>) {
+        loop {
+            if self.holding().is_some() {
+                let (purge, holds) = {
+                    let mut s = self.state.lock().expect("resend lock");
+                    (std::mem::take(&mut s.purge), s.holds)
+                };
+                match check(purge) {
+                    None => {
+                        let s = self.state.lock().expect("resend lock");
+                        if s.holds == holds {
+                            self.hold.store(0, Ordering::Release);
+                            tracing::info!(held = s.held, "kafka topic confirmed; sending the held log events");
+                        }
+                    }
+                    Some(why) => {
+                        self.hold.store(why.code(), Ordering::Release);
+                        if self.pause(CHECK_EVERY) {
+                            return;
+                        }
+                    }
+                }
+                continue;
+            }
+            let Some(batch) = self.due() else { return };
             let mut events = batch.into_iter();
             while let Some(p) = events.next() {
+                if self.holding().is_some() {
+                    self.put_back(std::iter::once(p).chain(events), Duration::ZERO);
+                    break;
+                }
+                let attempt = p.attempt;
                 match send(p) {
                     Ok(()) => {
-                        self.stats.kafka_retried.fetch_add(1, Ordering::Relaxed);
+                        if attempt > 0 {
+                            self.stats.kafka_retried.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                     Err(p) => {
                         self.put_back(std::iter::once(p).chain(events), BACKOFF_MIN);
@@ -282,7 +431,7 @@ mod tests {
         let sent = Mutex::new(Vec::new());
         std::thread::scope(|scope| {
             scope.spawn(|| {
-                resend.run(|p| {
+                resend.run(|_| None, |p| {
                     let mut sent = sent.lock().unwrap();
                     // The producer's queue is full once: the event and the rest wait, in order.
                     if sent.len() == 1 && p.attempt == 1 {
@@ -304,5 +453,70 @@ mod tests {
         let expected = [("line 0", 1), ("line 1", 1), ("line 2", 1)].map(|(p, a)| (p.to_owned(), a));
         assert_eq!(sent, expected);
         assert_eq!(stats(&resend), [5, 3, 2, 0]);
+    }
+
+    /// While held, events go nowhere and the check runs (told to take librdkafka's queue back
+    /// the first time after each start); once it confirms the topic, the held events go first,
+    /// oldest first, counted neither failed nor retried; a new start holds again.
+    #[test]
+    fn held_events_wait_for_the_topic_and_then_go_in_order() {
+        let resend = Resend::new(1 << 20, Arc::default());
+        let gauges = |r: &Resend| [r.stats.kafka_held.load(Ordering::Relaxed), r.stats.kafka_waiting.load(Ordering::Relaxed)];
+        resend.start_holding(Hold::BrokersDown);
+        for n in 0..3 {
+            assert!(resend.hold(b"app", format!("held {n}").as_bytes(), 0));
+        }
+        resend.failed(b"app", b"failed", 0, &err(RDKafkaErrorCode::Unknown));
+        assert_eq!(gauges(&resend), [3, 1]);
+        // The check's answers, in order: the brokers down, the topic missing, then there.
+        let answers = Mutex::new(vec![None, Some(Hold::TopicMissing), Some(Hold::BrokersDown)]);
+        let (checks, sent) = (Mutex::new(Vec::new()), Mutex::new(Vec::new()));
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                resend.run(
+                    |purge| {
+                        checks.lock().unwrap().push(purge);
+                        answers.lock().unwrap().pop().unwrap_or(None)
+                    },
+                    |p| {
+                        sent.lock().unwrap().push(String::from_utf8(p.payload).unwrap());
+                        Ok(())
+                    },
+                )
+            });
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while sent.lock().unwrap().len() < 4 {
+                assert!(Instant::now() < deadline, "sent: {:?}", sent.lock().unwrap());
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            assert_eq!(*checks.lock().unwrap(), [true, false, false], "the queue is taken back once, first");
+            assert_eq!(resend.holding(), None);
+            // Held again: nothing goes until the next check confirms the topic.
+            resend.start_holding(Hold::TopicMissing);
+            assert!(resend.hold(b"app", b"held 3", 0));
+            while checks.lock().unwrap().len() < 4 || resend.holding().is_some() {
+                assert!(Instant::now() < deadline, "checks: {:?}", checks.lock().unwrap());
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            while sent.lock().unwrap().len() < 5 {
+                assert!(Instant::now() < deadline, "sent: {:?}", sent.lock().unwrap());
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            resend.stop();
+        });
+        assert_eq!(*sent.lock().unwrap(), ["held 0", "held 1", "held 2", "failed", "held 3"]);
+        assert_eq!(checks.lock().unwrap()[3], true, "a new start takes the queue back again");
+        assert_eq!(stats(&resend), [1, 1, 0, 0], "failed, retried, dropped, waiting: only the failed one counts");
+        assert_eq!(gauges(&resend), [0, 0]);
+    }
+
+    /// Held events fill the buffer like failed ones: the one that does not fit is refused.
+    #[test]
+    fn held_events_are_bounded_by_the_buffer() {
+        let resend = Resend::new(20, Arc::default());
+        resend.start_holding(Hold::BrokersDown);
+        assert!(resend.hold(b"app", b"line 0", 0));
+        assert!(!resend.hold(b"app", b"line 1 is too long", 0));
+        assert_eq!(resend.waiting(), 1);
     }
 }

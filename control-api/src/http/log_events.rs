@@ -17,7 +17,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::json;
-use wharf_bus::{LogEvent, Publisher, Stream};
+use wharf_bus::{LogEvent, Publisher, Refused, Stream};
 
 use super::wire::{ApiError, Body, Json};
 use crate::plane::ControlPlane;
@@ -84,7 +84,8 @@ fn event(e: &EventIn, key: &str) -> Result<Vec<LogEvent>, String> {
 }
 
 /// The handler: 202 with the count when every event is on the bus, 503 when the bus could not
-/// take them all (the client retries; lines may then arrive twice, never not at all).
+/// take them all (the client retries; lines may then arrive twice, never not at all), naming
+/// the cause ([`refusal`]).
 pub(super) async fn post(
     State(plane): State<Arc<ControlPlane>>,
     Extension(publisher): Extension<Publisher>,
@@ -108,14 +109,22 @@ pub(super) async fn post(
     }
     let n = events.len() as u64;
     let chunks = encoded.len() as u64;
-    let published = publisher.publish_batch(encoded);
-    if published < chunks {
-        return Err(ApiError::unavailable(format!(
-            "the log bus is full: {} of {chunks} events (long messages count a chunk each) were not taken; retry later",
-            chunks - published
-        )));
-    }
+    publisher.try_publish_batch(encoded).map_err(|r| refusal(r, chunks))?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": n }))))
+}
+
+/// The 503 for a batch of `chunks` events the bus did not all take: its cause in words and a
+/// `Retry-After` as long as the cause usually lasts.
+fn refusal(r: Refused, chunks: u64) -> ApiError {
+    ApiError::unavailable_for(
+        format!(
+            "{}: {} of {chunks} events (long messages count a chunk each) were not taken; retry in {} s",
+            r.why.cause(),
+            r.refused,
+            r.why.retry_after_seconds()
+        ),
+        r.why.retry_after_seconds(),
+    )
 }
 
 #[cfg(test)]
