@@ -187,11 +187,15 @@ impl ProducerContext for ProduceContext {
                 let (key, payload) = (message.key().unwrap_or_default(), message.payload().unwrap_or_default());
                 // Taken back from librdkafka's queue when holding started (`send_held`): held
                 // again, not a failure.
-                if matches!(e.rdkafka_error_code(), Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight))
-                {
-                    if !self.resend.hold(key, payload, attempt as u32) {
+                if matches!(
+                    e.rdkafka_error_code(),
+                    Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
+                ) {
+                    if !self.resend.hold(key, payload, attempt as u32, true) {
                         self.stats.kafka_dropped.fetch_add(1, Ordering::Relaxed);
-                        tracing::error!("a log event taken back from the kafka producer's queue does not fit kafka.resend_buffer; dropped");
+                        tracing::error!(
+                            "a log event taken back from the kafka producer's queue does not fit kafka.resend_buffer; dropped"
+                        );
                     }
                     return;
                 }
@@ -336,7 +340,7 @@ impl KafkaPublisher {
 
     /// Holds `event` while the producer holds events for `why`.
     fn send_held(&self, event: &LogEvent, why: Hold) -> Result<(), Refusal> {
-        if self.producer.context().resend.hold(event.app().as_bytes(), &event.encoded()[..], 0) {
+        if self.producer.context().resend.hold(event.app().as_bytes(), &event.encoded()[..], 0, false) {
             return Ok(());
         }
         Err(match why {

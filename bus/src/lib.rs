@@ -148,7 +148,11 @@ impl PublishStats {
     fn note_refused(&self, n: u64, why: Refusal) {
         let before = self.refused[why.index()].fetch_add(n, Ordering::Relaxed);
         if before / 1000 != (before + n) / 1000 || before == 0 {
-            tracing::warn!(refused_total = before + n, cause = why.cause(), "log events dropped: the log bus did not take them");
+            tracing::warn!(
+                refused_total = before + n,
+                cause = why.cause(),
+                "log events dropped: the log bus did not take them"
+            );
         }
     }
 }

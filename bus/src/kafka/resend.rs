@@ -132,6 +132,10 @@ struct State {
     /// Counts the calls to [`Resend::start_holding`]: a check that confirmed the topic opens
     /// only if no reason to hold came meanwhile.
     holds: u64,
+    /// Where in `queue` the next event taken back from librdkafka goes: behind those queued
+    /// before holding started and those taken back before it, in front of those held since (it
+    /// was handed to librdkafka before them).
+    taken_back_at: usize,
 }
 
 impl State {
@@ -185,20 +189,28 @@ impl Resend {
         }
         s.purge = true;
         s.holds += 1;
+        s.taken_back_at = s.queue.len();
         self.wake.notify_all();
     }
 
-    /// Holds an event that has not been delivered yet, behind the others, to be sent when the
-    /// topic is confirmed: one taken while holding (`attempt` 0), or one librdkafka's queue gave
-    /// back. False, and nothing held, when it does not fit.
-    pub(super) fn hold(&self, key: &[u8], payload: &[u8], attempt: u32) -> bool {
+    /// Holds an event that has not been delivered yet, to be sent when the topic is confirmed:
+    /// one taken while holding (`attempt` 0, behind the others), or one librdkafka's queue gave
+    /// back (`taken_back`, in front of those held since holding started). False, and nothing
+    /// held, when it does not fit.
+    pub(super) fn hold(&self, key: &[u8], payload: &[u8], attempt: u32, taken_back: bool) -> bool {
         let p = Pending { key: key.to_vec(), payload: payload.to_vec(), attempt, due: Instant::now() };
         let mut s = self.state.lock().expect("resend lock");
         if s.bytes + p.bytes() > self.limit {
             return false;
         }
         s.add(&p);
-        s.queue.push_back(p);
+        if taken_back {
+            let at = s.taken_back_at.min(s.queue.len());
+            s.queue.insert(at, p);
+            s.taken_back_at = at + 1;
+        } else {
+            s.queue.push_back(p);
+        }
         s.gauges(&self.stats);
         self.wake.notify_one();
         true
@@ -256,6 +268,7 @@ impl Resend {
             p.due = due;
             s.add(&p);
             s.queue.push_front(p);
+            s.taken_back_at += 1;
         }
         s.gauges(&self.stats);
     }
@@ -283,6 +296,7 @@ impl Resend {
         while s.queue.front().is_some_and(|p| p.due <= now) {
             let p = s.queue.pop_front().expect("a front");
             s.remove(&p);
+            s.taken_back_at = s.taken_back_at.saturating_sub(1);
             taken.push(p);
         }
         s.gauges(&self.stats);
@@ -327,7 +341,11 @@ impl Resend {
     /// `check` (with `true` the first time after holding started, for it to take librdkafka's
     /// queue back first), which answers `None` once the topic is confirmed (the held events then
     /// go, oldest first) or why it still holds.
-    pub(super) fn run(&self, mut check: impl FnMut(bool) -> Option<Hold>, send: impl Fn(Pending) -> Result<(), Pending>) {
+    pub(super) fn run(
+        &self,
+        mut check: impl FnMut(bool) -> Option<Hold>,
+        send: impl Fn(Pending) -> Result<(), Pending>,
+    ) {
         loop {
             if self.holding().is_some() {
                 let (purge, holds) = {
@@ -431,16 +449,19 @@ mod tests {
         let sent = Mutex::new(Vec::new());
         std::thread::scope(|scope| {
             scope.spawn(|| {
-                resend.run(|_| None, |p| {
-                    let mut sent = sent.lock().unwrap();
-                    // The producer's queue is full once: the event and the rest wait, in order.
-                    if sent.len() == 1 && p.attempt == 1 {
-                        sent.push((String::from("full"), 0));
-                        return Err(p);
-                    }
-                    sent.push((String::from_utf8(p.payload).unwrap(), p.attempt));
-                    Ok(())
-                })
+                resend.run(
+                    |_| None,
+                    |p| {
+                        let mut sent = sent.lock().unwrap();
+                        // The producer's queue is full once: the event and the rest wait, in order.
+                        if sent.len() == 1 && p.attempt == 1 {
+                            sent.push((String::from("full"), 0));
+                            return Err(p);
+                        }
+                        sent.push((String::from_utf8(p.payload).unwrap(), p.attempt));
+                        Ok(())
+                    },
+                )
             });
             let deadline = Instant::now() + Duration::from_secs(10);
             while resend.waiting() > 0 || sent.lock().unwrap().len() < 4 {
@@ -461,13 +482,18 @@ mod tests {
     #[test]
     fn held_events_wait_for_the_topic_and_then_go_in_order() {
         let resend = Resend::new(1 << 20, Arc::default());
-        let gauges = |r: &Resend| [r.stats.kafka_held.load(Ordering::Relaxed), r.stats.kafka_waiting.load(Ordering::Relaxed)];
+        let gauges =
+            |r: &Resend| [r.stats.kafka_held.load(Ordering::Relaxed), r.stats.kafka_waiting.load(Ordering::Relaxed)];
         resend.start_holding(Hold::BrokersDown);
         for n in 0..3 {
-            assert!(resend.hold(b"app", format!("held {n}").as_bytes(), 0));
+            assert!(resend.hold(b"app", format!("held {n}").as_bytes(), 0, false));
         }
         resend.failed(b"app", b"failed", 0, &err(RDKafkaErrorCode::Unknown));
-        assert_eq!(gauges(&resend), [3, 1]);
+        // Handed to librdkafka before holding started, and given back by its queue's purge:
+        // ahead of those held since.
+        assert!(resend.hold(b"app", b"taken back 0", 0, true));
+        assert!(resend.hold(b"app", b"taken back 1", 0, true));
+        assert_eq!(gauges(&resend), [5, 1]);
         // The check's answers, in order: the brokers down, the topic missing, then there.
         let answers = Mutex::new(vec![None, Some(Hold::TopicMissing), Some(Hold::BrokersDown)]);
         let (checks, sent) = (Mutex::new(Vec::new()), Mutex::new(Vec::new()));
@@ -485,7 +511,7 @@ mod tests {
                 )
             });
             let deadline = Instant::now() + Duration::from_secs(10);
-            while sent.lock().unwrap().len() < 4 {
+            while sent.lock().unwrap().len() < 6 {
                 assert!(Instant::now() < deadline, "sent: {:?}", sent.lock().unwrap());
                 std::thread::sleep(Duration::from_millis(5));
             }
@@ -493,18 +519,19 @@ mod tests {
             assert_eq!(resend.holding(), None);
             // Held again: nothing goes until the next check confirms the topic.
             resend.start_holding(Hold::TopicMissing);
-            assert!(resend.hold(b"app", b"held 3", 0));
+            assert!(resend.hold(b"app", b"held 3", 0, false));
             while checks.lock().unwrap().len() < 4 || resend.holding().is_some() {
                 assert!(Instant::now() < deadline, "checks: {:?}", checks.lock().unwrap());
                 std::thread::sleep(Duration::from_millis(5));
             }
-            while sent.lock().unwrap().len() < 5 {
+            while sent.lock().unwrap().len() < 7 {
                 assert!(Instant::now() < deadline, "sent: {:?}", sent.lock().unwrap());
                 std::thread::sleep(Duration::from_millis(5));
             }
             resend.stop();
         });
-        assert_eq!(*sent.lock().unwrap(), ["held 0", "held 1", "held 2", "failed", "held 3"]);
+        let want = ["taken back 0", "taken back 1", "held 0", "held 1", "held 2", "failed", "held 3"];
+        assert_eq!(*sent.lock().unwrap(), want);
         assert_eq!(checks.lock().unwrap()[3], true, "a new start takes the queue back again");
         assert_eq!(stats(&resend), [1, 1, 0, 0], "failed, retried, dropped, waiting: only the failed one counts");
         assert_eq!(gauges(&resend), [0, 0]);
@@ -515,8 +542,8 @@ mod tests {
     fn held_events_are_bounded_by_the_buffer() {
         let resend = Resend::new(20, Arc::default());
         resend.start_holding(Hold::BrokersDown);
-        assert!(resend.hold(b"app", b"line 0", 0));
-        assert!(!resend.hold(b"app", b"line 1 is too long", 0));
+        assert!(resend.hold(b"app", b"line 0", 0, false));
+        assert!(!resend.hold(b"app", b"line 1 is too long", 0, true));
         assert_eq!(resend.waiting(), 1);
     }
 }
