@@ -252,7 +252,15 @@ impl Resend {
         }
         p.due = Instant::now() + backoff(p.attempt);
         s.add(&p);
-        s.queue.push_back(p);
+        // While holding, a failed event was handed to librdkafka before holding started: in
+        // front of those held since, as one taken back.
+        if self.holding().is_some() {
+            let at = s.taken_back_at.min(s.queue.len());
+            s.queue.insert(at, p);
+            s.taken_back_at = at + 1;
+        } else {
+            s.queue.push_back(p);
+        }
         let waiting = s.queue.len() as u64 - s.held;
         s.gauges(&self.stats);
         self.wake.notify_one();
@@ -477,8 +485,9 @@ mod tests {
     }
 
     /// While held, events go nowhere and the check runs (told to take librdkafka's queue back
-    /// the first time after each start); once it confirms the topic, the held events go first,
-    /// oldest first, counted neither failed nor retried; a new start holds again.
+    /// the first time after each start); once it confirms the topic, the events go in the order
+    /// they were handed to librdkafka, held ones counted neither failed nor retried; a new start
+    /// holds again.
     #[test]
     fn held_events_wait_for_the_topic_and_then_go_in_order() {
         let resend = Resend::new(1 << 20, Arc::default());
@@ -488,9 +497,9 @@ mod tests {
         for n in 0..3 {
             assert!(resend.hold(b"app", format!("held {n}").as_bytes(), 0, false));
         }
+        // Handed to librdkafka before holding started, and failed or given back by its queue's
+        // purge: ahead of those held since.
         resend.failed(b"app", b"failed", 0, &err(RDKafkaErrorCode::Unknown));
-        // Handed to librdkafka before holding started, and given back by its queue's purge:
-        // ahead of those held since.
         assert!(resend.hold(b"app", b"taken back 0", 0, true));
         assert!(resend.hold(b"app", b"taken back 1", 0, true));
         assert_eq!(gauges(&resend), [5, 1]);
@@ -530,7 +539,9 @@ mod tests {
             }
             resend.stop();
         });
-        let want = ["taken back 0", "taken back 1", "held 0", "held 1", "held 2", "failed", "held 3"];
+        // What librdkafka had before holding started (failed, then taken back, as reported)
+        // goes before what was held since.
+        let want = ["failed", "taken back 0", "taken back 1", "held 0", "held 1", "held 2", "held 3"];
         assert_eq!(*sent.lock().unwrap(), want);
         assert_eq!(checks.lock().unwrap()[3], true, "a new start takes the queue back again");
         assert_eq!(stats(&resend), [1, 1, 0, 0], "failed, retried, dropped, waiting: only the failed one counts");
