@@ -332,13 +332,19 @@ impl Resend {
         self.wake.notify_all();
     }
 
-    /// Waits up to `wait` or until stopped; true when stopped.
+    /// Waits `wait`, whatever wakes the thread meanwhile (every held event does), or until
+    /// stopped; true when stopped. Under load the checks would otherwise follow each other
+    /// milliseconds apart (FE44), a metadata request per held line.
     fn pause(&self, wait: Duration) -> bool {
-        let s = self.state.lock().expect("resend lock");
-        if s.stopped {
-            return true;
+        let deadline = Instant::now() + wait;
+        let mut s = self.state.lock().expect("resend lock");
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if s.stopped || left.is_zero() {
+                return s.stopped;
+            }
+            s = self.wake.wait_timeout(s, left).expect("resend lock").0;
         }
-        self.wake.wait_timeout(s, wait).expect("resend lock").0.stopped
     }
 
     /// The resend thread's loop: sends due events with `send` (which gives back an event
@@ -556,5 +562,34 @@ mod tests {
         assert!(resend.hold(b"app", b"line 0", 0, false));
         assert!(!resend.hold(b"app", b"line 1 is too long", 0, true));
         assert_eq!(resend.waiting(), 1);
+    }
+
+    /// Held events arriving without pause do not hurry the checks: one per [`CHECK_EVERY`]
+    /// (FE44: each held event woke the thread into another check, milliseconds apart).
+    #[test]
+    fn held_events_do_not_hurry_the_checks() {
+        let resend = Resend::new(1 << 20, Arc::default());
+        resend.start_holding(Hold::TopicMissing);
+        let checks = std::sync::atomic::AtomicUsize::new(0);
+        let start = Instant::now();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                resend.run(
+                    |_| {
+                        checks.fetch_add(1, Ordering::Relaxed);
+                        Some(Hold::TopicMissing)
+                    },
+                    |_| Ok(()),
+                )
+            });
+            for n in 0..300 {
+                assert!(resend.hold(b"app", format!("line {n}").as_bytes(), 0, false));
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            resend.stop();
+        });
+        let periods = (start.elapsed().as_millis() / CHECK_EVERY.as_millis()) as usize;
+        let checks = checks.load(Ordering::Relaxed);
+        assert!(checks <= periods + 1, "{checks} checks in {periods} periods of {CHECK_EVERY:?}");
     }
 }
