@@ -109,6 +109,11 @@ pub(super) struct Pending {
     /// How many times it has been sent again so far, plus one: its delivery opaque. 0 for an
     /// event held before its first sending ([`Hold`]), which has never failed.
     pub(super) attempt: u32,
+    /// Whether it waits after a failed delivery (counted in `kafka_waiting`, and in
+    /// `kafka_retried` when sent), rather than held (counted in `kafka_held`): an event sent
+    /// again and then taken back from librdkafka's queue is held, its failure already matched by
+    /// its retry.
+    failed: bool,
     /// Not sent again before this.
     due: Instant,
 }
@@ -123,7 +128,7 @@ impl Pending {
 struct State {
     queue: VecDeque<Pending>,
     bytes: u64,
-    /// How many of `queue` are held events (attempt 0).
+    /// How many of `queue` are held events (not `failed`).
     held: u64,
     stopped: bool,
     /// Set when the producer starts holding, until the resend thread has taken librdkafka's
@@ -147,12 +152,12 @@ impl State {
 
     fn add(&mut self, p: &Pending) {
         self.bytes += p.bytes();
-        self.held += u64::from(p.attempt == 0);
+        self.held += u64::from(!p.failed);
     }
 
     fn remove(&mut self, p: &Pending) {
         self.bytes -= p.bytes();
-        self.held -= u64::from(p.attempt == 0);
+        self.held -= u64::from(!p.failed);
     }
 }
 
@@ -198,7 +203,7 @@ impl Resend {
     /// back (`taken_back`, in front of those held since holding started). False, and nothing
     /// held, when it does not fit.
     pub(super) fn hold(&self, key: &[u8], payload: &[u8], attempt: u32, taken_back: bool) -> bool {
-        let p = Pending { key: key.to_vec(), payload: payload.to_vec(), attempt, due: Instant::now() };
+        let p = Pending { key: key.to_vec(), payload: payload.to_vec(), attempt, failed: false, due: Instant::now() };
         let mut s = self.state.lock().expect("resend lock");
         if s.bytes + p.bytes() > self.limit {
             return false;
@@ -223,8 +228,13 @@ impl Resend {
         let why = match Failure::of(error) {
             Failure::Permanent => "the broker refuses it on any attempt",
             Failure::Resend => {
-                let pending =
-                    Pending { key: key.to_vec(), payload: payload.to_vec(), attempt: attempt + 1, due: Instant::now() };
+                let pending = Pending {
+                    key: key.to_vec(),
+                    payload: payload.to_vec(),
+                    attempt: attempt + 1,
+                    failed: true,
+                    due: Instant::now(),
+                };
                 match self.push(pending) {
                     Ok(waiting) => {
                         // One line per thousand failures: the counters are exact, the log readable.
@@ -390,10 +400,10 @@ impl Resend {
                     self.put_back(std::iter::once(p).chain(events), Duration::ZERO);
                     break;
                 }
-                let attempt = p.attempt;
+                let failed = p.failed;
                 match send(p) {
                     Ok(()) => {
-                        if attempt > 0 {
+                        if failed {
                             self.stats.kafka_retried.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -507,7 +517,8 @@ mod tests {
         // purge: ahead of those held since.
         resend.failed(b"app", b"failed", 0, &err(RDKafkaErrorCode::Unknown));
         assert!(resend.hold(b"app", b"taken back 0", 0, true));
-        assert!(resend.hold(b"app", b"taken back 1", 0, true));
+        // One that had failed and been sent again: its retry is counted once, already.
+        assert!(resend.hold(b"app", b"taken back 1", 1, true));
         assert_eq!(gauges(&resend), [5, 1]);
         // The check's answers, in order: the brokers down, the topic missing, then there.
         let answers = Mutex::new(vec![None, Some(Hold::TopicMissing), Some(Hold::BrokersDown)]);
