@@ -142,7 +142,7 @@ fn held_events_wait_for_the_topic_and_then_go_in_order() {
     // goes before what was held since.
     let want = ["failed", "taken back 0", "taken back 1", "held 0", "held 1", "held 2", "held 3"];
     assert_eq!(*sent.lock().unwrap(), want);
-    assert_eq!(checks.lock().unwrap()[3], true, "a new start takes the queue back again");
+    assert!(checks.lock().unwrap()[3], "a new start takes the queue back again");
     assert_eq!(stats(&resend), [1, 1, 0, 0], "failed, retried, dropped, waiting: only the failed one counts");
     assert_eq!(gauges(&resend), [0, 0]);
 }
