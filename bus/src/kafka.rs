@@ -272,10 +272,12 @@ impl std::fmt::Debug for KafkaPublisher {
 impl KafkaPublisher {
     /// A librdkafka producer for `k.topic` that lingers 5 ms to batch and retries a message for
     /// up to 5 minutes, then sends again what still failed from a buffer of `k.resend_buffer`
-    /// bytes ([`resend`]); it counts in `stats`. Errors with [`BusError::Config`] when librdkafka
+    /// bytes ([`resend`]); it counts in `stats`. It holds events from the start until its resend
+    /// thread has seen the topic ([`Hold`]). Errors with [`BusError::Config`] when librdkafka
     /// rejects the settings or the resend thread cannot start; it does not contact the brokers.
     pub(crate) fn new(k: &KafkaConfig, stats: Arc<PublishStats>) -> Result<Self, BusError> {
         let resend = Resend::new(k.resend_buffer.0, stats.clone());
+        resend.hold_from_the_start();
         let producer: ThreadedProducer<ProduceContext> = base_config(k)
             // A short linger batches the router's access lines without delaying them noticeably.
             .set("linger.ms", "5")
@@ -325,7 +327,11 @@ impl KafkaPublisher {
     pub(crate) fn send(&self, event: LogEvent) -> Result<(), Refusal> {
         let resend = &self.producer.context().resend;
         if let Some(why) = resend.holding() {
-            return self.send_held(&event, why);
+            return self.send_held(&event, Some(why));
+        }
+        if resend.draining() {
+            // Behind the held events still to go, in order; refused as any full queue.
+            return self.send_held(&event, None);
         }
         let record = BaseRecord::with_opaque_to(&self.topic, 0).key(event.app()).payload(&event.encoded()[..]);
         match self.producer.send(record) {
@@ -333,7 +339,7 @@ impl KafkaPublisher {
             Err((e, _)) if TopicKeeper::is_missing(&e) => {
                 self.producer.context().keeper.missing();
                 resend.start_holding(Hold::TopicMissing);
-                self.send_held(&event, Hold::TopicMissing)
+                self.send_held(&event, Some(Hold::TopicMissing))
             }
             Err((e, _)) if matches!(e.rdkafka_error_code(), Some(RDKafkaErrorCode::QueueFull)) => Err(Refusal::Full),
             Err((e, _)) => {
@@ -343,14 +349,16 @@ impl KafkaPublisher {
         }
     }
 
-    /// Holds `event` while the producer holds events for `why`.
-    fn send_held(&self, event: &LogEvent, why: Hold) -> Result<(), Refusal> {
+    /// Holds `event` while the producer holds events for `why` (`None`: while it sends the held
+    /// ones).
+    fn send_held(&self, event: &LogEvent, why: Option<Hold>) -> Result<(), Refusal> {
         if self.producer.context().resend.hold(event.app().as_bytes(), &event.encoded()[..], 0, false) {
             return Ok(());
         }
         Err(match why {
-            Hold::BrokersDown => Refusal::BrokersUnreachable,
-            Hold::TopicMissing => Refusal::TopicMissing,
+            Some(Hold::BrokersDown) => Refusal::BrokersUnreachable,
+            Some(Hold::TopicMissing) => Refusal::TopicMissing,
+            None => Refusal::Full,
         })
     }
 

@@ -19,8 +19,9 @@
 //! original ones).
 //!
 //! The same buffer holds events back while the producer is not sure that its topic exists
-//! ([`Hold`]): from the moment the brokers all went down, or a send or a delivery said the topic
-//! is unknown, until a metadata request shows the topic (created again if the broker lost it).
+//! ([`Hold`]): from its start, and from the moment the brokers all went down or a send or a
+//! delivery said the topic is unknown, until a metadata request shows the topic (created again
+//! if the broker lost it).
 //! A broker that came back without its data (tansu in memory) acknowledges a produce to a topic
 //! it does not have and loses it when the topic is created again; a producer that waits for the
 //! topic loses nothing there, whichever process creates the topic (a router-only fleet has no
@@ -172,16 +173,33 @@ pub(super) struct Resend {
     stats: Arc<PublishStats>,
     /// [`Hold::code`] while events are held, 0 when they go to librdkafka: read on every send.
     hold: AtomicU8,
+    /// Held events not yet handed to librdkafka: until none is left, new events queue behind
+    /// them rather than overtake them ([`Resend::draining`]).
+    unsent_held: std::sync::atomic::AtomicU64,
 }
 
 impl Resend {
     pub(super) fn new(limit: u64, stats: Arc<PublishStats>) -> Arc<Resend> {
-        Arc::new(Resend { state: Mutex::default(), wake: Condvar::new(), limit, stats, hold: AtomicU8::new(0) })
+        Arc::new(Resend {
+            state: Mutex::default(),
+            wake: Condvar::new(),
+            limit,
+            stats,
+            hold: AtomicU8::new(0),
+            unsent_held: Default::default(),
+        })
     }
 
     /// Why events are held now, if they are.
     pub(super) fn holding(&self) -> Option<Hold> {
         Hold::of(self.hold.load(Ordering::Acquire))
+    }
+
+    /// Whether held events are still to be handed to librdkafka (the topic confirmed, the
+    /// resend thread sending them): a new event then queues behind them, so that one process's
+    /// lines keep their order through a hold.
+    pub(super) fn draining(&self) -> bool {
+        self.unsent_held.load(Ordering::Acquire) > 0
     }
 
     /// Starts holding events (or says why anew): the resend thread takes back what librdkafka
@@ -198,6 +216,13 @@ impl Resend {
         self.wake.notify_all();
     }
 
+    /// Holds events from the start, quietly, until the topic is confirmed: a producer that has
+    /// never reached a broker hears of no broker going down, and the first broker it reaches may
+    /// be one that came back without its data.
+    pub(super) fn hold_from_the_start(&self) {
+        self.hold.store(Hold::BrokersDown.code(), Ordering::Release);
+    }
+
     /// Holds an event that has not been delivered yet, to be sent when the topic is confirmed:
     /// one taken while holding (`attempt` 0, behind the others), or one librdkafka's queue gave
     /// back (`taken_back`, in front of those held since holding started). False, and nothing
@@ -209,6 +234,7 @@ impl Resend {
             return false;
         }
         s.add(&p);
+        self.unsent_held.fetch_add(1, Ordering::AcqRel);
         if taken_back {
             let at = s.taken_back_at.min(s.queue.len());
             s.queue.insert(at, p);
@@ -334,6 +360,7 @@ impl Resend {
         s.queue.clear();
         s.bytes = 0;
         s.held = 0;
+        self.unsent_held.store(0, Ordering::Release);
         s.gauges(&self.stats);
         if left > 0 {
             self.stats.kafka_dropped.fetch_add(left, Ordering::Relaxed);
@@ -405,6 +432,8 @@ impl Resend {
                     Ok(()) => {
                         if failed {
                             self.stats.kafka_retried.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            self.unsent_held.fetch_sub(1, Ordering::AcqRel);
                         }
                     }
                     Err(p) => {
