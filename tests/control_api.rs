@@ -580,6 +580,11 @@ async fn the_database_server_certificate_is_verified() {
     for url in [url.clone(), format!("{url}?sslmode=require")] {
         let out = refused_at_start(&["--database-url", &url], &data).await;
         assert!(out.contains("cannot open the database") && out.contains("UnknownIssuer"), "{out}");
+        // Where trust comes from, in the words every outbound TLS connection uses.
+        let hint = "TLS with the database at localhost: invalid peer certificate: UnknownIssuer: its certificate is \
+                    signed by no CA trusted here (the system's trust store: SSL_CERT_FILE, SSL_CERT_DIR or the \
+                    distribution's bundle; and control_api.database_ca)";
+        assert!(out.contains(hint), "{out}");
     }
 
     let ca_file = dir.path().join("ca.pem");

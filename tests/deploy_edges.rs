@@ -363,7 +363,13 @@ async fn an_https_source_is_fetched_only_from_a_server_wharf_verifies() {
     let wrong = format!("SHA256:{}", "0".repeat(64));
     // (URL, checksum, what the build's output says, whether the origin is asked)
     let rows = [
-        (format!("https://localhost:{stranger_port}/app.tgz"), None, "invalid peer certificate: UnknownIssuer", false),
+        (
+            format!("https://localhost:{stranger_port}/app.tgz"),
+            None,
+            "invalid peer certificate: UnknownIssuer: its certificate is signed by no CA trusted here (the system's \
+             trust store: SSL_CERT_FILE, SSL_CERT_DIR or the distribution's bundle; and control_api.trusted_ca)",
+            false,
+        ),
         (
             format!("https://127.0.0.1:{port}/app.tgz"),
             None,

@@ -425,3 +425,35 @@ async fn a_drains_ca_comes_as_pem_never_as_a_server_path() {
     let got = syslog_lines(&tls, 1, "the line over TLS verified with the drain's CA").await;
     assert_eq!(got[0].text(), "trusted");
 }
+
+/// A drain whose server presents a certificate no trusted CA signed is never sent a line, and
+/// the logshuttle's warning says where trust comes from, in the words every outbound TLS
+/// connection uses (`wharf_domain::trust::handshake_error`; the feed's, PostgreSQL's and build
+/// sources' are checked in tests/feed.rs, tests/control_api.rs and tests/deploy_edges.rs):
+/// both TLS drain kinds. Mutation-checked: without the call in logshuttle/src/transport.rs the
+/// warning has rustls' words only and the first row times out.
+#[tokio::test]
+async fn a_drain_signed_by_an_unknown_ca_is_refused_saying_where_trust_comes_from() {
+    let dir = TempDir::new("drain-unknown-ca");
+    let wharf = start(&dir, &[]).await;
+    let stranger = TestCa::new("a CA nobody trusts");
+    let tls = SyslogReceiver::tls(&stranger).await;
+    let https = LogplexReceiver::start(&stranger, &[200]).await;
+    let rows = [("syslog+tls", tls.url(), tls.addr), ("https", https.url("", "/logs"), https.addr)];
+    for (kind, url, addr) in &rows {
+        wharf.api.expect("POST", &format!("/apps/{APP}/log-drains"), json!({ "url": url }), 201).await;
+        let want = format!(
+            "TLS with the drain at {addr}: invalid peer certificate: UnknownIssuer: its certificate is signed by no CA \
+             trusted here (the system's trust store: SSL_CERT_FILE, SSL_CERT_DIR or the distribution's bundle; and \
+             logshuttle.trusted_ca or the drain's own CA)"
+        );
+        ingest(&wharf, &[format!("for the {kind} drain")]).await;
+        eventually(WAIT, &format!("the {kind} drain's handshake error in the log"), || {
+            let log = wharf.stderr();
+            let found = log.lines().any(|l| l.contains("drain unreachable") && l.contains(&want));
+            async move { found.then_some(()) }
+        })
+        .await;
+    }
+    assert!(tls.messages().is_empty() && https.posts().is_empty(), "nothing was sent");
+}

@@ -63,18 +63,108 @@ pub struct PublishStats {
     /// Kafka: events sent again after a failed delivery report (`kafka::resend`).
     pub kafka_retried: AtomicU64,
     /// Kafka: events given up after a failed delivery report (refused on any attempt, the resend
-    /// buffer full, or still waiting at shutdown): lost lines.
+    /// buffer full, or still waiting at shutdown), or held and still waiting at shutdown: lost
+    /// lines.
     pub kafka_dropped: AtomicU64,
-    /// Kafka: events waiting in the resend buffer now.
+    /// Kafka: events waiting in the resend buffer now, after a failed delivery report.
     pub kafka_waiting: AtomicU64,
+    /// Kafka: events held now before their first sending, until the producer confirms that its
+    /// topic exists (after its brokers all went down, or the topic was reported missing).
+    pub kafka_held: AtomicU64,
+    /// How many events were refused, per [`Refusal`], in its order: for the warning that says
+    /// why (one per thousand).
+    refused: [AtomicU64; Refusal::ALL.len()],
+}
+
+/// Why the bus did not take events ([`Publisher::try_publish_batch`]): each says what a
+/// producer's client or operator can do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The queue is full: the consumer (embedded) or the brokers (Kafka) do not keep up.
+    Full,
+    /// Kafka: every broker is unreachable, and the events held meanwhile fill
+    /// `kafka.resend_buffer`.
+    BrokersUnreachable,
+    /// Kafka: the topic does not exist (a broker that lost its data; it is being created
+    /// again), and the events held meanwhile fill `kafka.resend_buffer`.
+    TopicMissing,
+    /// Kafka: the producer refused the event itself (librdkafka's error, logged).
+    Refused,
+    /// The bus is shutting down.
+    Closed,
+}
+
+impl Refusal {
+    /// Every kind, in the order of [`PublishStats`]' counts.
+    pub const ALL: [Refusal; 5] =
+        [Refusal::Full, Refusal::BrokersUnreachable, Refusal::TopicMissing, Refusal::Refused, Refusal::Closed];
+
+    /// The cause in words, for an operator or an API client: what is wrong and where.
+    pub fn cause(self) -> &'static str {
+        match self {
+            Refusal::Full => "the log bus is full (its consumers or brokers do not keep up)",
+            Refusal::BrokersUnreachable => {
+                "the kafka brokers are unreachable and the lines held meanwhile fill kafka.resend_buffer"
+            }
+            Refusal::TopicMissing => {
+                "the kafka topic is missing (a broker lost it; it is being created again) and the lines held \
+                 meanwhile fill kafka.resend_buffer"
+            }
+            Refusal::Refused => "the kafka producer refused the lines (see the log)",
+            Refusal::Closed => "the log bus is shutting down",
+        }
+    }
+
+    /// Seconds a client should wait before trying again: about how long the cause lasts (a full
+    /// queue drains within a second; brokers come back and a topic is created within seconds).
+    pub fn retry_after_seconds(self) -> u32 {
+        match self {
+            Refusal::Full | Refusal::TopicMissing => 1,
+            Refusal::BrokersUnreachable | Refusal::Refused | Refusal::Closed => 5,
+        }
+    }
+
+    fn index(self) -> usize {
+        Refusal::ALL.iter().position(|r| *r == self).unwrap_or(0)
+    }
+}
+
+/// Events the bus did not take: how many of the batch it did take (the first ones, in order,
+/// unless the transport refused some in the middle), and why the others were not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    /// Events the bus took.
+    pub taken: u64,
+    /// Events it did not take.
+    pub refused: u64,
+    /// Why (the first refusal's cause).
+    pub why: Refusal,
+}
+
+impl PublishStats {
+    /// Counts `n` refused events and says why, once per thousand of each cause (the counters
+    /// are exact, the log readable): every producer (routers' access lines, dyno output, posted
+    /// events) names the same cause as `POST /log-events`' 503.
+    fn note_refused(&self, n: u64, why: Refusal) {
+        let before = self.refused[why.index()].fetch_add(n, Ordering::Relaxed);
+        if before / 1000 != (before + n) / 1000 || before == 0 {
+            tracing::warn!(
+                refused_total = before + n,
+                cause = why.cause(),
+                "log events dropped: the log bus did not take them"
+            );
+        }
+    }
 }
 
 impl PublishStats {
     /// Appends the counters in Prometheus' text format: `wharf_bus_events_published_total` and
     /// `wharf_bus_events_dropped_total` (access lines, dyno output and posted log events alike);
     /// with Kafka, `wharf_bus_kafka_events_{produced,failed,retried,dropped}_total` and the
-    /// gauge `wharf_bus_kafka_events_waiting`: published = produced + kafka dropped + in flight,
-    /// and failed = retried + kafka dropped + waiting.
+    /// gauges `wharf_bus_kafka_events_waiting` and `wharf_bus_kafka_events_held`: published =
+    /// produced + kafka dropped + in flight (held ones included), and failed = retried + kafka
+    /// dropped + waiting (but for held events still waiting at shutdown, dropped without a
+    /// failure).
     pub fn render(&self, out: &mut String) {
         use std::fmt::Write;
         let _ = write!(
@@ -106,12 +196,16 @@ impl PublishStats {
                  wharf_bus_kafka_events_dropped_total {}\n\
                  # HELP wharf_bus_kafka_events_waiting Log events waiting in the resend buffer to be sent to Kafka again.\n\
                  # TYPE wharf_bus_kafka_events_waiting gauge\n\
-                 wharf_bus_kafka_events_waiting {}\n",
+                 wharf_bus_kafka_events_waiting {}\n\
+                 # HELP wharf_bus_kafka_events_held Log events held before their first sending until the producer confirms its topic exists (after its brokers went down).\n\
+                 # TYPE wharf_bus_kafka_events_held gauge\n\
+                 wharf_bus_kafka_events_held {}\n",
                 load(&self.kafka_produced),
                 load(&self.kafka_failed),
                 load(&self.kafka_retried),
                 load(&self.kafka_dropped),
                 load(&self.kafka_waiting),
+                load(&self.kafka_held),
             );
         }
     }
@@ -148,22 +242,46 @@ impl Publisher {
     /// Returns how many it put on the bus.
     pub fn publish_batch(&self, events: Vec<LogEvent>) -> u64 {
         let n = events.len() as u64;
-        let published = match &self.inner {
-            PublisherInner::Embedded(tx, _) => {
-                if tx.try_send((events, None)).is_ok() {
-                    n
-                } else {
-                    0
-                }
-            }
+        self.try_publish_batch(events).map_or_else(|r| r.taken, |()| n)
+    }
+
+    /// As [`Publisher::publish_batch`], and says why when the bus did not take every event
+    /// (the dropped ones are counted, and the cause logged once per thousand, either way).
+    ///
+    /// # Errors
+    ///
+    /// [`Refused`], with how many were taken and why the others were not.
+    pub fn try_publish_batch(&self, events: Vec<LogEvent>) -> Result<(), Refused> {
+        let n = events.len() as u64;
+        let (published, why) = match &self.inner {
+            PublisherInner::Embedded(tx, _) => match tx.try_send((events, None)) {
+                Ok(()) => (n, None),
+                Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => (0, Some(Refusal::Full)),
+                Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => (0, Some(Refusal::Closed)),
+            },
             #[cfg(feature = "kafka")]
-            PublisherInner::Kafka(k) => events.into_iter().map(|e| u64::from(k.send(e))).sum(),
+            PublisherInner::Kafka(k) => {
+                let (mut taken, mut why) = (0, None);
+                for e in events {
+                    match k.send(e) {
+                        Ok(()) => taken += 1,
+                        Err(w) => {
+                            why.get_or_insert(w);
+                        }
+                    }
+                }
+                (taken, why)
+            }
         };
         self.stats.published.fetch_add(published, Ordering::Relaxed);
-        if published < n {
-            self.stats.dropped.fetch_add(n - published, Ordering::Relaxed);
+        match why {
+            None => Ok(()),
+            Some(why) => {
+                self.stats.dropped.fetch_add(n - published, Ordering::Relaxed);
+                self.stats.note_refused(n - published, why);
+                Err(Refused { taken: published, refused: n - published, why })
+            }
         }
-        published
     }
 
     /// Puts events on the bus, in order, waiting for room in the embedded bus rather than
@@ -188,6 +306,9 @@ impl Publisher {
         };
         self.stats.published.fetch_add(published, Ordering::Relaxed);
         self.stats.dropped.fetch_add(n - published, Ordering::Relaxed);
+        if published < n {
+            self.stats.note_refused(n - published, Refusal::Closed);
+        }
         published
     }
 
@@ -659,5 +780,20 @@ mod tests {
         bus.publisher.stats().render(&mut out);
         assert!(out.contains("\nwharf_bus_events_published_total 3\n"), "{out}");
         assert!(out.contains("\nwharf_bus_events_dropped_total 0\n"), "{out}");
+    }
+
+    /// The embedded bus names why it did not take a batch: full while its consumer lags, closed
+    /// once the consumer is gone.
+    #[tokio::test]
+    async fn a_refused_batch_says_why() {
+        let mut bus = Bus::connect(BusConfig::Embedded { capacity: 1 }).await.unwrap();
+        let source = bus.take_source().unwrap();
+        let line = || LogEvent::builder("app-space", "app").message(b"line");
+        assert_eq!(bus.publisher.try_publish_batch(vec![line(), line()]), Ok(()));
+        let full = Refused { taken: 0, refused: 1, why: Refusal::Full };
+        assert_eq!(bus.publisher.try_publish_batch(vec![line()]), Err(full));
+        drop(source);
+        let closed = Refused { taken: 0, refused: 2, why: Refusal::Closed };
+        assert_eq!(bus.publisher.try_publish_batch(vec![line(), line()]), Err(closed));
     }
 }

@@ -101,26 +101,30 @@ pub fn roots<'a, 'b: 'a>(
     Ok(store)
 }
 
-/// Why a TLS handshake with `server` (e.g. "the control api") failed, from the handshake's I/O
-/// error. A certificate signed by no trusted CA says where trust comes from (the system's store
-/// and `configured`, the setting that adds a CA); a CA certificate served as the server's own
-/// (`openssl req -x509`'s default) says to sign a server certificate with a CA instead.
+/// Why a TLS handshake with `server` failed, from the handshake's I/O error: one text for every
+/// outbound TLS connection (the feed's control API, PostgreSQL, drains, webhooks, build sources,
+/// maintenance pages), `TLS with {server}: {error}`, and a hint for the two mistakes an operator
+/// can fix here. A certificate signed by no trusted CA says where trust comes from (the
+/// system's store, and `configured`: the setting, or the API field, that adds a CA for this kind
+/// of connection); a CA certificate served as the server's own (`openssl req -x509`'s default)
+/// says to sign a server certificate with a CA instead. `server` names it as the operator knows
+/// it: "the control api", "the database at db.example.com", "the drain at logs.example.com:6514".
 pub fn handshake_error(e: &std::io::Error, server: &str, configured: &str) -> String {
     use rustls::{CertificateError, Error};
     match e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) {
         Some(Error::InvalidCertificate(CertificateError::UnknownIssuer)) => format!(
-            "tls: {e}: {server}'s certificate is signed by no CA trusted here (the system's trust store: \
+            "TLS with {server}: {e}: its certificate is signed by no CA trusted here (the system's trust store: \
              SSL_CERT_FILE, SSL_CERT_DIR or the distribution's bundle; and {configured})"
         ),
         Some(Error::InvalidCertificate(CertificateError::Other(other)))
             if format!("{other:?}").contains("CaUsedAsEndEntity") =>
         {
             format!(
-                "tls: {e}: {server} serves a CA certificate (basicConstraints CA:TRUE, as `openssl req -x509` \
+                "TLS with {server}: {e}: it serves a CA certificate (basicConstraints CA:TRUE, as `openssl req -x509` \
                  makes by default) as its own; serve a certificate signed by a CA and trust that CA ({configured})"
             )
         }
-        _ => format!("tls: {e}"),
+        _ => format!("TLS with {server}: {e}"),
     }
 }
 

@@ -274,7 +274,13 @@ async fn tls(
     let stream = tcp(end.url, &end.policy).await?;
     let tls = tokio::time::timeout(CONNECT_TIMEOUT, tokio_rustls::TlsConnector::from(config).connect(name, stream))
         .await
-        .map_err(|_| timed_out("tls handshake"))??;
+        .map_err(|_| timed_out("tls handshake"))?
+        .map_err(|e| {
+            let server = format!("the drain at {}:{}", end.url.host(), end.url.port());
+            let words =
+                wharf_domain::trust::handshake_error(&e, &server, "logshuttle.trusted_ca or the drain's own CA");
+            std::io::Error::new(e.kind(), words)
+        })?;
     Ok(tls)
 }
 

@@ -17,9 +17,19 @@
 //! sent again reaches the topic after the events its producer handed over after it: an app's
 //! lines around a broker restart may arrive out of order (their RFC 5424 timestamps are the
 //! original ones).
+//!
+//! The same buffer holds events back while the producer is not sure that its topic exists
+//! ([`Hold`]): from its start, and from the moment the brokers all went down or a send or a
+//! delivery said the topic is unknown, until a metadata request shows the topic (created again
+//! if the broker lost it).
+//! A broker that came back without its data (tansu in memory) acknowledges a produce to a topic
+//! it does not have and loses it when the topic is created again; a producer that waits for the
+//! topic loses nothing there, whichever process creates the topic (a router-only fleet has no
+//! consumer to notice). Events held are never a failed delivery: `wharf_bus_kafka_events_held`
+//! counts them apart from those waiting to be sent again.
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,6 +41,35 @@ use crate::PublishStats;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// The longest backoff, so that a broker that is back is written to within seconds.
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// How often a producer holding events asks the brokers whether its topic exists.
+pub(super) const CHECK_EVERY: Duration = Duration::from_millis(250);
+
+/// Why the producer holds events back rather than handing them to librdkafka.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Hold {
+    /// Every broker connection went down: the broker that answers next may have lost the topic.
+    BrokersDown,
+    /// A broker said the topic does not exist (it is being created again).
+    TopicMissing,
+}
+
+impl Hold {
+    fn code(self) -> u8 {
+        match self {
+            Hold::BrokersDown => 1,
+            Hold::TopicMissing => 2,
+        }
+    }
+
+    fn of(code: u8) -> Option<Hold> {
+        match code {
+            1 => Some(Hold::BrokersDown),
+            2 => Some(Hold::TopicMissing),
+            _ => None,
+        }
+    }
+}
 
 /// What a failed delivery report says to do with its event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,8 +107,14 @@ pub(super) fn backoff(attempt: u32) -> Duration {
 pub(super) struct Pending {
     pub(super) key: Vec<u8>,
     pub(super) payload: Vec<u8>,
-    /// How many times it has been sent again so far, plus one: its delivery opaque.
+    /// How many times it has been sent again so far, plus one: its delivery opaque. 0 for an
+    /// event held before its first sending ([`Hold`]), which has never failed.
     pub(super) attempt: u32,
+    /// Whether it waits after a failed delivery (counted in `kafka_waiting`, and in
+    /// `kafka_retried` when sent), rather than held (counted in `kafka_held`): an event sent
+    /// again and then taken back from librdkafka's queue is held, its failure already matched by
+    /// its retry.
+    failed: bool,
     /// Not sent again before this.
     due: Instant,
 }
@@ -84,7 +129,37 @@ impl Pending {
 struct State {
     queue: VecDeque<Pending>,
     bytes: u64,
+    /// How many of `queue` are held events (not `failed`).
+    held: u64,
     stopped: bool,
+    /// Set when the producer starts holding, until the resend thread has taken librdkafka's
+    /// queue back ([`Resend::run`]).
+    purge: bool,
+    /// Counts the calls to [`Resend::start_holding`]: a check that confirmed the topic opens
+    /// only if no reason to hold came meanwhile.
+    holds: u64,
+    /// Where in `queue` the next event taken back from librdkafka goes: behind those queued
+    /// before holding started and those taken back before it, in front of those held since (it
+    /// was handed to librdkafka before them).
+    taken_back_at: usize,
+}
+
+impl State {
+    /// Sets the gauges from the queue: events that failed, and events held.
+    fn gauges(&self, stats: &PublishStats) {
+        stats.kafka_waiting.store(self.queue.len() as u64 - self.held, Ordering::Relaxed);
+        stats.kafka_held.store(self.held, Ordering::Relaxed);
+    }
+
+    fn add(&mut self, p: &Pending) {
+        self.bytes += p.bytes();
+        self.held += u64::from(!p.failed);
+    }
+
+    fn remove(&mut self, p: &Pending) {
+        self.bytes -= p.bytes();
+        self.held -= u64::from(!p.failed);
+    }
 }
 
 /// The buffer of events to send again, shared by the producer's delivery reports (which fill
@@ -96,11 +171,80 @@ pub(super) struct Resend {
     /// Most bytes of keys and payloads held.
     limit: u64,
     stats: Arc<PublishStats>,
+    /// [`Hold::code`] while events are held, 0 when they go to librdkafka: read on every send.
+    hold: AtomicU8,
+    /// Held events not yet handed to librdkafka: until none is left, new events queue behind
+    /// them rather than overtake them ([`Resend::draining`]).
+    unsent_held: std::sync::atomic::AtomicU64,
 }
 
 impl Resend {
     pub(super) fn new(limit: u64, stats: Arc<PublishStats>) -> Arc<Resend> {
-        Arc::new(Resend { state: Mutex::default(), wake: Condvar::new(), limit, stats })
+        Arc::new(Resend {
+            state: Mutex::default(),
+            wake: Condvar::new(),
+            limit,
+            stats,
+            hold: AtomicU8::new(0),
+            unsent_held: Default::default(),
+        })
+    }
+
+    /// Why events are held now, if they are.
+    pub(super) fn holding(&self) -> Option<Hold> {
+        Hold::of(self.hold.load(Ordering::Acquire))
+    }
+
+    /// Whether held events are still to be handed to librdkafka (the topic confirmed, the
+    /// resend thread sending them): a new event then queues behind them, so that one process's
+    /// lines keep their order through a hold.
+    pub(super) fn draining(&self) -> bool {
+        self.unsent_held.load(Ordering::Acquire) > 0
+    }
+
+    /// Starts holding events (or says why anew): the resend thread takes back what librdkafka
+    /// still queues and looks for the topic until it is there ([`Resend::run`]).
+    pub(super) fn start_holding(&self, why: Hold) {
+        let mut s = self.state.lock().expect("resend lock");
+        let before = self.hold.swap(why.code(), Ordering::AcqRel);
+        if before == 0 {
+            tracing::warn!(why = ?why, "kafka producer holding log events until its topic is confirmed");
+        }
+        s.purge = true;
+        s.holds += 1;
+        s.taken_back_at = s.queue.len();
+        self.wake.notify_all();
+    }
+
+    /// Holds events from the start, quietly, until the topic is confirmed: a producer that has
+    /// never reached a broker hears of no broker going down, and the first broker it reaches may
+    /// be one that came back without its data.
+    pub(super) fn hold_from_the_start(&self) {
+        self.hold.store(Hold::BrokersDown.code(), Ordering::Release);
+    }
+
+    /// Holds an event that has not been delivered yet, to be sent when the topic is confirmed:
+    /// one taken while holding (`attempt` 0, behind the others), or one librdkafka's queue gave
+    /// back (`taken_back`, in front of those held since holding started). False, and nothing
+    /// held, when it does not fit.
+    pub(super) fn hold(&self, key: &[u8], payload: &[u8], attempt: u32, taken_back: bool) -> bool {
+        let p = Pending { key: key.to_vec(), payload: payload.to_vec(), attempt, failed: false, due: Instant::now() };
+        let mut s = self.state.lock().expect("resend lock");
+        if s.bytes + p.bytes() > self.limit {
+            return false;
+        }
+        s.add(&p);
+        self.unsent_held.fetch_add(1, Ordering::AcqRel);
+        if taken_back {
+            let at = s.taken_back_at.min(s.queue.len());
+            s.queue.insert(at, p);
+            s.taken_back_at = at + 1;
+        } else {
+            s.queue.push_back(p);
+        }
+        s.gauges(&self.stats);
+        self.wake.notify_one();
+        true
     }
 
     /// Takes a failed event (`attempt` is the number of times it was sent again, 0 for none).
@@ -110,8 +254,13 @@ impl Resend {
         let why = match Failure::of(error) {
             Failure::Permanent => "the broker refuses it on any attempt",
             Failure::Resend => {
-                let pending =
-                    Pending { key: key.to_vec(), payload: payload.to_vec(), attempt: attempt + 1, due: Instant::now() };
+                let pending = Pending {
+                    key: key.to_vec(),
+                    payload: payload.to_vec(),
+                    attempt: attempt + 1,
+                    failed: true,
+                    due: Instant::now(),
+                };
                 match self.push(pending) {
                     Ok(waiting) => {
                         // One line per thousand failures: the counters are exact, the log readable.
@@ -138,10 +287,18 @@ impl Resend {
             return Err(());
         }
         p.due = Instant::now() + backoff(p.attempt);
-        s.bytes += p.bytes();
-        s.queue.push_back(p);
-        let waiting = s.queue.len() as u64;
-        self.stats.kafka_waiting.store(waiting, Ordering::Relaxed);
+        s.add(&p);
+        // While holding, a failed event was handed to librdkafka before holding started: in
+        // front of those held since, as one taken back.
+        if self.holding().is_some() {
+            let at = s.taken_back_at.min(s.queue.len());
+            s.queue.insert(at, p);
+            s.taken_back_at = at + 1;
+        } else {
+            s.queue.push_back(p);
+        }
+        let waiting = s.queue.len() as u64 - s.held;
+        s.gauges(&self.stats);
         self.wake.notify_one();
         Ok(waiting)
     }
@@ -153,19 +310,23 @@ impl Resend {
         let due = Instant::now() + wait;
         for mut p in events.rev() {
             p.due = due;
-            s.bytes += p.bytes();
+            s.add(&p);
             s.queue.push_front(p);
+            s.taken_back_at += 1;
         }
-        self.stats.kafka_waiting.store(s.queue.len() as u64, Ordering::Relaxed);
+        s.gauges(&self.stats);
     }
 
     /// Waits until the oldest event is due and takes every due event from the front, in order;
-    /// `None` once stopped.
+    /// `None` once stopped, and nothing once events are held.
     fn due(&self) -> Option<Vec<Pending>> {
         let mut s = self.state.lock().expect("resend lock");
         loop {
             if s.stopped {
                 return None;
+            }
+            if self.holding().is_some() {
+                return Some(Vec::new());
             }
             let now = Instant::now();
             match s.queue.front().map(|p| p.due) {
@@ -178,10 +339,11 @@ impl Resend {
         let mut taken = Vec::new();
         while s.queue.front().is_some_and(|p| p.due <= now) {
             let p = s.queue.pop_front().expect("a front");
-            s.bytes -= p.bytes();
+            s.remove(&p);
+            s.taken_back_at = s.taken_back_at.saturating_sub(1);
             taken.push(p);
         }
-        self.stats.kafka_waiting.store(s.queue.len() as u64, Ordering::Relaxed);
+        s.gauges(&self.stats);
         Some(taken)
     }
 
@@ -197,7 +359,9 @@ impl Resend {
         let left = s.queue.len() as u64;
         s.queue.clear();
         s.bytes = 0;
-        self.stats.kafka_waiting.store(0, Ordering::Relaxed);
+        s.held = 0;
+        self.unsent_held.store(0, Ordering::Release);
+        s.gauges(&self.stats);
         if left > 0 {
             self.stats.kafka_dropped.fetch_add(left, Ordering::Relaxed);
             tracing::error!(dropped = left, "log events still waiting to be sent to kafka again at shutdown; dropped");
@@ -205,16 +369,72 @@ impl Resend {
         self.wake.notify_all();
     }
 
+    /// Waits `wait`, whatever wakes the thread meanwhile (every held event does), or until
+    /// stopped; true when stopped. Under load the checks would otherwise follow each other
+    /// milliseconds apart (FE44), a metadata request per held line.
+    fn pause(&self, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        let mut s = self.state.lock().expect("resend lock");
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if s.stopped || left.is_zero() {
+                return s.stopped;
+            }
+            s = self.wake.wait_timeout(s, left).expect("resend lock").0;
+        }
+    }
+
     /// The resend thread's loop: sends due events with `send` (which gives back an event
     /// librdkafka's queue could not take), until [`Resend::stop`]. Such an event goes back in
     /// front with the ones after it, to be tried again after the shortest backoff.
-    pub(super) fn run(&self, send: impl Fn(Pending) -> Result<(), Pending>) {
-        while let Some(batch) = self.due() {
+    ///
+    /// While events are held ([`Hold`]) it sends nothing: every [`CHECK_EVERY`] it calls
+    /// `check` (with `true` the first time after holding started, for it to take librdkafka's
+    /// queue back first), which answers `None` once the topic is confirmed (the held events then
+    /// go, oldest first) or why it still holds.
+    pub(super) fn run(
+        &self,
+        mut check: impl FnMut(bool) -> Option<Hold>,
+        send: impl Fn(Pending) -> Result<(), Pending>,
+    ) {
+        loop {
+            if self.holding().is_some() {
+                let (purge, holds) = {
+                    let mut s = self.state.lock().expect("resend lock");
+                    (std::mem::take(&mut s.purge), s.holds)
+                };
+                match check(purge) {
+                    None => {
+                        let s = self.state.lock().expect("resend lock");
+                        if s.holds == holds {
+                            self.hold.store(0, Ordering::Release);
+                            tracing::info!(held = s.held, "kafka topic confirmed; sending the held log events");
+                        }
+                    }
+                    Some(why) => {
+                        self.hold.store(why.code(), Ordering::Release);
+                        if self.pause(CHECK_EVERY) {
+                            return;
+                        }
+                    }
+                }
+                continue;
+            }
+            let Some(batch) = self.due() else { return };
             let mut events = batch.into_iter();
             while let Some(p) = events.next() {
+                if self.holding().is_some() {
+                    self.put_back(std::iter::once(p).chain(events), Duration::ZERO);
+                    break;
+                }
+                let failed = p.failed;
                 match send(p) {
                     Ok(()) => {
-                        self.stats.kafka_retried.fetch_add(1, Ordering::Relaxed);
+                        if failed {
+                            self.stats.kafka_retried.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            self.unsent_held.fetch_sub(1, Ordering::AcqRel);
+                        }
                     }
                     Err(p) => {
                         self.put_back(std::iter::once(p).chain(events), BACKOFF_MIN);
@@ -227,82 +447,4 @@ impl Resend {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use rdkafka::error::KafkaError;
-
-    fn err(code: RDKafkaErrorCode) -> RdError {
-        KafkaError::MessageProduction(code)
-    }
-
-    /// Which delivery errors are sent again: the broker's and the topic's, not the event's own.
-    #[test]
-    fn failures_are_sent_again_unless_the_event_itself_is_refused() {
-        let check = |code, expected| assert_eq!(Failure::of(&err(code)), expected, "{code:?}");
-        check(RDKafkaErrorCode::Unknown, Failure::Resend);
-        check(RDKafkaErrorCode::UnknownTopicOrPartition, Failure::Resend);
-        check(RDKafkaErrorCode::MessageTimedOut, Failure::Resend);
-        check(RDKafkaErrorCode::NotLeaderForPartition, Failure::Resend);
-        check(RDKafkaErrorCode::BrokerTransportFailure, Failure::Resend);
-        check(RDKafkaErrorCode::MessageSizeTooLarge, Failure::Permanent);
-        check(RDKafkaErrorCode::InvalidMessageSize, Failure::Permanent);
-        check(RDKafkaErrorCode::InvalidRecord, Failure::Permanent);
-        check(RDKafkaErrorCode::UnsupportedCompressionType, Failure::Permanent);
-    }
-
-    #[test]
-    fn backoff_doubles_from_100_ms_to_5_s() {
-        let check = |attempt, ms| assert_eq!(backoff(attempt), Duration::from_millis(ms), "attempt {attempt}");
-        check(1, 100);
-        check(2, 200);
-        check(3, 400);
-        check(6, 3200);
-        check(7, 5000);
-        check(1000, 5000);
-    }
-
-    fn stats(out: &Resend) -> [u64; 4] {
-        let s = &out.stats;
-        [&s.kafka_failed, &s.kafka_retried, &s.kafka_dropped, &s.kafka_waiting].map(|c| c.load(Ordering::Relaxed))
-    }
-
-    /// The buffer keeps the oldest events within its bytes and sends them again in order; what
-    /// does not fit, and what can never be delivered, is counted dropped; failed = retried +
-    /// dropped + waiting.
-    #[test]
-    fn the_oldest_events_are_kept_in_order_and_the_rest_counted() {
-        let resend = Resend::new(30, Arc::default());
-        let unknown = err(RDKafkaErrorCode::Unknown);
-        for n in 0..4 {
-            resend.failed(b"app", format!("line {n}").as_bytes(), 0, &unknown);
-        }
-        resend.failed(b"app", b"too big", 0, &err(RDKafkaErrorCode::MessageSizeTooLarge));
-        // Each event is 3 + 6 bytes: three fit in 30.
-        assert_eq!(stats(&resend), [5, 0, 2, 3]);
-        let sent = Mutex::new(Vec::new());
-        std::thread::scope(|scope| {
-            scope.spawn(|| {
-                resend.run(|p| {
-                    let mut sent = sent.lock().unwrap();
-                    // The producer's queue is full once: the event and the rest wait, in order.
-                    if sent.len() == 1 && p.attempt == 1 {
-                        sent.push((String::from("full"), 0));
-                        return Err(p);
-                    }
-                    sent.push((String::from_utf8(p.payload).unwrap(), p.attempt));
-                    Ok(())
-                })
-            });
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while resend.waiting() > 0 || sent.lock().unwrap().len() < 4 {
-                assert!(Instant::now() < deadline, "sent: {:?}", sent.lock().unwrap());
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            resend.stop();
-        });
-        let sent: Vec<_> = sent.into_inner().unwrap().into_iter().filter(|(p, _)| p != "full").collect();
-        let expected = [("line 0", 1), ("line 1", 1), ("line 2", 1)].map(|(p, a)| (p.to_owned(), a));
-        assert_eq!(sent, expected);
-        assert_eq!(stats(&resend), [5, 3, 2, 0]);
-    }
-}
+mod tests;

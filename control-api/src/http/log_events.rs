@@ -17,7 +17,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::json;
-use wharf_bus::{LogEvent, Publisher, Stream};
+use wharf_bus::{LogEvent, Publisher, Refused, Stream};
 
 use super::wire::{ApiError, Body, Json};
 use crate::plane::ControlPlane;
@@ -84,7 +84,8 @@ fn event(e: &EventIn, key: &str) -> Result<Vec<LogEvent>, String> {
 }
 
 /// The handler: 202 with the count when every event is on the bus, 503 when the bus could not
-/// take them all (the client retries; lines may then arrive twice, never not at all).
+/// take them all (the client retries; lines may then arrive twice, never not at all), naming
+/// the cause ([`refusal`]).
 pub(super) async fn post(
     State(plane): State<Arc<ControlPlane>>,
     Extension(publisher): Extension<Publisher>,
@@ -108,14 +109,22 @@ pub(super) async fn post(
     }
     let n = events.len() as u64;
     let chunks = encoded.len() as u64;
-    let published = publisher.publish_batch(encoded);
-    if published < chunks {
-        return Err(ApiError::unavailable(format!(
-            "the log bus is full: {} of {chunks} events (long messages count a chunk each) were not taken; retry later",
-            chunks - published
-        )));
-    }
+    publisher.try_publish_batch(encoded).map_err(|r| refusal(r, chunks))?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": n }))))
+}
+
+/// The 503 for a batch of `chunks` events the bus did not all take: its cause in words and a
+/// `Retry-After` as long as the cause usually lasts.
+fn refusal(r: Refused, chunks: u64) -> ApiError {
+    ApiError::unavailable_for(
+        format!(
+            "{}: {} of {chunks} events (long messages count a chunk each) were not taken; retry in {} s",
+            r.why.cause(),
+            r.refused,
+            r.why.retry_after_seconds()
+        ),
+        r.why.retry_after_seconds(),
+    )
 }
 
 #[cfg(test)]
@@ -171,5 +180,33 @@ mod tests {
                 .unwrap();
         let got = event(&e, "api-default").unwrap().remove(0);
         assert_eq!(wharf_domain::timestamp::format_micros(got.time_micros()), "2024-01-02T03:04:05.500000Z");
+    }
+
+    /// Each reason the bus gives for not taking a batch is a 503 that names it, with how many
+    /// events were not taken and a `Retry-After` as long as the cause usually lasts. The table
+    /// covers every [`wharf_bus::Refusal`]: a new one must be added here.
+    #[tokio::test]
+    async fn each_refusal_is_a_503_naming_its_cause() {
+        use wharf_bus::Refusal;
+        let table = [
+            (Refusal::Full, "the log bus is full", "1"),
+            (Refusal::BrokersUnreachable, "the kafka brokers are unreachable", "5"),
+            (Refusal::TopicMissing, "the kafka topic is missing", "1"),
+            (Refusal::Refused, "the kafka producer refused the lines", "5"),
+            (Refusal::Closed, "the log bus is shutting down", "5"),
+        ];
+        assert_eq!(table.len(), Refusal::ALL.len(), "every refusal has a row");
+        for (why, cause, retry_after) in table {
+            let response = refusal(Refused { taken: 1, refused: 2, why }, 3).into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{why:?}");
+            assert_eq!(response.headers()["retry-after"], retry_after, "{why:?}");
+            let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body["id"], "service_unavailable");
+            let message = body["message"].as_str().unwrap();
+            assert!(message.starts_with(cause), "{why:?}: {message}");
+            assert!(message.contains("2 of 3 events"), "{why:?}: {message}");
+            assert!(message.ends_with(&format!("retry in {retry_after} s")), "{why:?}: {message}");
+        }
     }
 }

@@ -46,12 +46,14 @@ pub struct ApiError {
     status: StatusCode,
     id: &'static str,
     message: String,
+    /// A 503's `Retry-After` in seconds, when the cause says better than [`RETRY_AFTER_SECONDS`].
+    retry_after: Option<u32>,
 }
 
 impl ApiError {
     /// A refusal with this status, Heroku error id and message.
     pub(crate) fn new(status: StatusCode, id: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, id, message: message.into() }
+        ApiError { status, id, message: message.into(), retry_after: None }
     }
 
     /// 422 `invalid_params`: the request is well formed but a value is not allowed.
@@ -62,6 +64,11 @@ impl ApiError {
     /// 503 `service_unavailable`: a dependency (the store, the log bus) cannot take the request now.
     pub(crate) fn unavailable(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", message)
+    }
+
+    /// 503 `service_unavailable` whose cause passes in about `seconds` (its `Retry-After`).
+    pub(crate) fn unavailable_for(message: impl Into<String>, seconds: u32) -> Self {
+        ApiError { retry_after: Some(seconds), ..ApiError::unavailable(message) }
     }
 }
 
@@ -74,7 +81,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(json!({ "id": self.id, "message": self.message }))).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static(RETRY_AFTER_SECONDS));
+            let seconds = match self.retry_after {
+                Some(s) => header::HeaderValue::from(s),
+                None => header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            };
+            response.headers_mut().insert(header::RETRY_AFTER, seconds);
         }
         response
     }

@@ -93,7 +93,7 @@ pub async fn exchange(
         let stream = tokio_rustls::TlsConnector::from(tls)
             .connect(name, tcp)
             .await
-            .map_err(|e| format!("TLS with {authority}: {}", words(&e)))?;
+            .map_err(|e| wharf_domain::trust::handshake_error(&e, &authority, "control_api.trusted_ca"))?;
         Ok(send(hyper_util::rt::TokioIo::new(stream), request).await?)
     } else {
         Ok(send(hyper_util::rt::TokioIo::new(tcp), request).await?)

@@ -550,7 +550,11 @@ mod tls {
 
         fn connect(self, stream: S) -> Self::Future {
             Box::pin(async move {
-                let tls = TlsConnector::from(self.config).connect(self.name, stream).await?;
+                let server = format!("the database at {}", self.name.to_str());
+                let tls = TlsConnector::from(self.config).connect(self.name, stream).await.map_err(|e| {
+                    let words = wharf_domain::trust::handshake_error(&e, &server, "control_api.database_ca");
+                    std::io::Error::new(e.kind(), words)
+                })?;
                 Ok(Stream(tls))
             })
         }
