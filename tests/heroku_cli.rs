@@ -371,6 +371,31 @@ async fn the_heroku_cli_restarts_and_stops_dynos_by_heroku_names() {
     .await;
     cli.ok(&["ps", "-a", "hello"], &[&format!("{}: up", fourth[0]), &format!("{}: up", fourth[1])]);
 
+    // The CLI's positional `ps:stop worker` and `ps:restart worker` send the type where a dyno's
+    // name goes (`/dynos/worker`): as on Heroku, every dyno of the type stops or restarts.
+    let mut last = fourth;
+    for (args, said) in [
+        (["ps:stop", "worker"], "Stopping dyno worker on hello... done"),
+        (["ps:restart", "worker"], "Restarting dyno worker on hello... done"),
+    ] {
+        cli.ok(&[args[0], args[1], "-a", "hello"], &[said]);
+        last = eventually(wait, &format!("{args:?}: every worker replaced"), || async {
+            let up = up_dynos(api, "hello", "worker").await;
+            (up.len() == 2 && !up.iter().any(|n| last.contains(n)) && indexed(&up, "worker")).then_some(up)
+        })
+        .await;
+    }
+
+    // A dyno by the id the API shows for it (a worker's, derived: workers are not registered).
+    let (_, one) = api.call("GET", "/apps/hello/dynos/worker.2", None).await;
+    let id = one["id"].as_str().unwrap().to_owned();
+    cli.ok(&["ps:restart", "--dyno-name", &id, "-a", "hello"], &[&format!("Restarting dyno {id} on hello... done")]);
+    eventually(wait, "worker.2 restarted by its id", || async {
+        let up = up_dynos(api, "hello", "worker").await;
+        (up.len() == 2 && up[0] == last[0] && up[1] != last[1] && indexed(&up, "worker")).then_some(up)
+    })
+    .await;
+
     // A dyno that does not exist: Heroku's error body.
     let run = cli.run(&["ps:restart", "worker.9", "-a", "hello"]);
     assert_eq!(run.code, Some(2), "{}", run.stderr);
