@@ -895,20 +895,38 @@ async fn the_heroku_cli_runs_detached_one_off_dynos_whose_output_reaches_the_log
         dynos.as_array()?.is_empty().then_some(())
     })
     .await;
-    cli.ok(&["run:detached", "echo last words; exec sleep 600", "-a", "hello"], &["--dyno run.3"]);
-    eventually(wait, "run.3 to be up", || async {
-        let (_, d) = api.call("GET", "/apps/hello/dynos/run.3", None).await;
+    // The CLI's own example, `ps:stop --process-type run`, stops every one-off (and the
+    // positional `ps:stop run` sends the type as a dyno's name).
+    let stops: [&[&str]; 2] =
+        [&["ps:stop", "--process-type", "run", "-a", "hello"], &["ps:stop", "run", "-a", "hello"]];
+    for (name, stop) in ["run.3", "run.4"].into_iter().zip(stops) {
+        cli.ok(&["run:detached", "exec sleep 600", "-a", "hello"], &[&format!("--dyno {name}")]);
+        eventually(wait, &format!("{name} to be listed"), || async {
+            let (status, _) = api.call("GET", &format!("/apps/hello/dynos/{name}"), None).await;
+            (status == 200).then_some(())
+        })
+        .await;
+        cli.ok(stop, &["done"]);
+        eventually(wait, &format!("{stop:?}: {name} to be stopped and leave the dyno list"), || async {
+            let (_, dynos) = api.call("GET", "/apps/hello/dynos", None).await;
+            dynos.as_array()?.is_empty().then_some(())
+        })
+        .await;
+    }
+    cli.ok(&["run:detached", "echo last words; exec sleep 600", "-a", "hello"], &["--dyno run.5"]);
+    eventually(wait, "run.5 to be up", || async {
+        let (_, d) = api.call("GET", "/apps/hello/dynos/run.5", None).await;
         (d["state"] == "up").then_some(())
     })
     .await;
     // Heroku's `ps:restart` restarts every dyno: a one-off cannot be, so it is stopped.
     cli.ok(&["ps:restart", "-a", "hello"], &[]);
-    let shown = eventually(wait, "run.3's end in the logs", || async {
+    let shown = eventually(wait, "run.5's end in the logs", || async {
         let run = cli.run(&["logs", "-n", "100", "-a", "hello"]);
-        (run.code == Some(0) && run.stdout.contains("[run.3]: Process exited")).then_some(run.stdout)
+        (run.code == Some(0) && run.stdout.contains("[run.5]: Process exited")).then_some(run.stdout)
     })
     .await;
-    assert!(shown.contains("akkeris/supervisor[run.3]: Process exited: stopped by request"), "{shown}");
-    let (last, exited) = (shown.find("app[run.3]: last words"), shown.find("[run.3]: Process exited"));
+    assert!(shown.contains("akkeris/supervisor[run.5]: Process exited: stopped by request"), "{shown}");
+    let (last, exited) = (shown.find("app[run.5]: last words"), shown.find("[run.5]: Process exited"));
     assert!(last.is_some_and(|l| exited.is_some_and(|e| l < e)), "the dyno's lines come first: {shown}");
 }

@@ -202,7 +202,7 @@ impl ControlPlane {
 
     /// Heroku's `DELETE /apps/{app}/dynos/{type}` and `POST /apps/{app}/dynos/{type}/actions/stop`,
     /// what the Heroku CLI sends for `ps:restart worker` and `ps:stop worker`: when `dyno` names
-    /// no dyno ([`Self::dyno_name`]) but is a type of the app's formation, restarts every dyno
+    /// no dyno ([`Self::dyno_name`]) but is a type of the app's (its formation's, or a running dyno's: `run` for one-offs), restarts every dyno
     /// of that type as [`Self::restart_dyno_type`] does (and is refused as it is) and returns
     /// how many; `None` when `dyno` is not such a type, for the caller to address one dyno.
     pub async fn restart_type_named(&self, app: &str, dyno: &str) -> Result<Option<usize>, Error> {
@@ -210,7 +210,7 @@ impl ControlPlane {
             .read(|m| {
                 let a = m.app(app).ok_or_else(|| not_found("app", app))?;
                 let named = self.dyno_name(m, a.id, dyno).is_some();
-                Ok::<_, Error>(!named && m.formation_of(a.id).iter().any(|f| f.dyno_type.as_str() == dyno))
+                Ok::<_, Error>(!named && self.has_type(m, a.id, dyno))
             })
             .await?;
         if !is_type {
@@ -239,12 +239,15 @@ impl ControlPlane {
 
     /// Asks the local supervisor to restart every dyno of one type (Heroku's
     /// `DELETE /apps/{app}/formations/{type}`), each at once rather than rolling; returns how
-    /// many. Refused as [`Self::restart_dynos`] is, and for a type the app's formation lacks.
+    /// many. A one-off (`run`, as the Heroku CLI's `ps:stop --process-type run` asks) or a
+    /// release phase is stopped, as a restart of it by name does. Refused as
+    /// [`Self::restart_dynos`] is, and for a type neither the app's formation nor a running dyno
+    /// has.
     pub async fn restart_dyno_type(&self, app: &str, dyno_type: &str) -> Result<usize, Error> {
         let (app_id, names) = self
             .read(|m| {
                 let a = self.supervised_app(m, app)?;
-                if !m.formation_of(a).iter().any(|f| f.dyno_type.as_str() == dyno_type) {
+                if !self.has_type(m, a, dyno_type) {
                     return Err(not_found("formation", dyno_type));
                 }
                 let local = self.local_runtime().dynos(a);
@@ -258,6 +261,13 @@ impl ControlPlane {
             self.local_runtime().restart(Restart { app_id, dyno: Some(name.clone()) });
         }
         Ok(names.len())
+    }
+
+    /// Whether app `app_id` has dynos of type `dyno_type`: its formation has the type, or the
+    /// local supervisor runs a dyno of it (one-offs are `run`, release phases `release`).
+    fn has_type(&self, m: &Model, app_id: Uuid, dyno_type: &str) -> bool {
+        m.formation_of(app_id).iter().any(|f| f.dyno_type.as_str() == dyno_type)
+            || self.local_runtime().dynos(app_id).iter().any(|d| d.dyno_type.as_str() == dyno_type)
     }
 
     /// Runs a one-off dyno of the app under the local supervisor (Heroku's `run:detached`):
