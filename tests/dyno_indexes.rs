@@ -1,11 +1,12 @@
 //! One dyno index per process type (issue 21; FE38/FE41 finding 2), with real dynos, a real
 //! router and a real drain. After each way the platform starts or stops dynos (a scale up or
-//! down, a restart and a stop of one dyno by Heroku's `type.N`, a deploy, a restart of all), the
-//! app's web dynos are `web.1` to `web.N`, and every place that names them agrees: the API's
+//! down, a restart and a stop of one dyno by Heroku's `type.N` or by its id, a deploy, a restart
+//! of all), the app's web dynos are `web.1` to `web.N`, and every place that names them agrees: the API's
 //! dyno names (`web.N-xxxxx`), which dyno `GET`, `DELETE` and `actions/stop` of
-//! `/apps/{app}/dynos/web.N` reach, each new dyno's own `DYNO` (Heroku's `web.N`), the `source`
-//! of the runtime metrics lines of each process the step started, and the router's `dyno=`; an
-//! index no running dyno has is Heroku's 404.
+//! `/apps/{app}/dynos/web.N` (and of the dyno's id) reach, each new dyno's own `DYNO` (Heroku's
+//! `web.N`), the `source` of the runtime metrics lines of each process the step started, and the
+//! router's `dyno=`; an index no running dyno has, or written otherwise than Heroku writes it
+//! (`web.01`, `web.+1`), is Heroku's 404.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -49,7 +50,8 @@ fn metrics_lines(receiver: &SyslogReceiver) -> Vec<(String, String)> {
     texts.filter_map(|t| Some((field(&t, "dyno=")?, field(&t, "source=")?))).collect()
 }
 
-/// One step: (what it is, the request: method, path under the app, body, status), then the
+/// One step: (what it is, the request: method, path under the app (`{id of web.N}` in it is
+/// that dyno's id, as the API shows it before the step), body, status), then the
 /// web dynos after it (`web.1` to `web.N`: N), and the indexes whose dyno the step replaced or
 /// started (the others keep theirs).
 type Step = (&'static str, &'static str, &'static str, Value, u16, u32, &'static [u32]);
@@ -91,6 +93,8 @@ async fn every_running_dyno_of_a_type_has_one_index_1_to_n_everywhere() {
         ),
         ("ps:restart web.2", "DELETE", "/dynos/web.2", Value::Null, 202, 3, &[2]),
         ("ps:stop web.3", "POST", "/dynos/web.3/actions/stop", Value::Null, 202, 3, &[3]),
+        ("ps:restart by id", "DELETE", "/dynos/{id of web.1}", Value::Null, 202, 3, &[1]),
+        ("ps:stop by id", "POST", "/dynos/{id of web.2}/actions/stop", Value::Null, 202, 3, &[2]),
         (
             "a deploy (a release of config vars rolls)",
             "PATCH",
@@ -110,13 +114,21 @@ async fn every_running_dyno_of_a_type_has_one_index_1_to_n_everywhere() {
     let mut seen_runs: BTreeSet<String> = BTreeSet::new();
     for (what, method, path, body, status, n, fresh) in steps {
         let body = (!body.is_null()).then_some(body);
+        // The index of the dyno the step addresses, by `web.N` or by id (then looked up now).
+        let by_id = path.strip_prefix("/dynos/{id of web.").and_then(|p| p.split('}').next()?.parse::<u32>().ok());
+        let by_name = path.strip_prefix("/dynos/web.").and_then(|p| p.split('/').next()?.parse::<u32>().ok());
+        let mut path = path.to_owned();
+        if let Some(index) = by_id {
+            let (_, one) = api.call("GET", &format!("/apps/{APP}/dynos/web.{index}"), None).await;
+            path = path.replace(&format!("{{id of web.{index}}}"), one["id"].as_str().unwrap());
+        }
         let (got, out) = api.call(method, &format!("/apps/{APP}{path}"), body).await;
         assert_eq!(got, status, "{what}: {out}");
         if status == 404 {
             assert_eq!(out["id"], "not_found", "{what}: Heroku's error shape: {out}");
         }
         // A restart or stop of `web.N` answers with the dyno it reached: the one of index N.
-        if let Some(index) = path.strip_prefix("/dynos/web.").and_then(|p| p.split('/').next()?.parse::<u32>().ok())
+        if let Some(index) = by_name.or(by_id)
             && status == 202
         {
             assert_eq!(out["name"].as_str(), before.get(&index).map(String::as_str), "{what}: {out}");
@@ -164,10 +176,18 @@ async fn every_running_dyno_of_a_type_has_one_index_1_to_n_everywhere() {
         assert_eq!(new_sources, expected, "{what}: the new processes' sources");
         seen_runs.extend(metrics_lines(&receiver).into_iter().map(|(run, _)| run));
 
-        // `web.N` reaches the dyno of index N; one past the last is Heroku's 404.
+        // `web.N` and the dyno's id reach the dyno of index N; one past the last, and `N`
+        // written otherwise than Heroku writes it, are Heroku's 404.
         for (index, name) in &before {
             let (got, out) = api.call("GET", &format!("/apps/{APP}/dynos/web.{index}"), None).await;
             assert_eq!((got, out["name"].as_str()), (200, Some(name.as_str())), "{what}: web.{index}");
+            let id = out["id"].as_str().unwrap_or_default().to_owned();
+            let (got, out) = api.call("GET", &format!("/apps/{APP}/dynos/{id}"), None).await;
+            assert_eq!((got, out["name"].as_str()), (200, Some(name.as_str())), "{what}: {name}'s id {id}");
+            for other in [format!("web.0{index}"), format!("web.%2B{index}")] {
+                let (got, out) = api.call("GET", &format!("/apps/{APP}/dynos/{other}"), None).await;
+                assert_eq!((got, out["id"].as_str()), (404, Some("not_found")), "{what}: {other}: {out}");
+            }
         }
         let (got, out) = api.call("GET", &format!("/apps/{APP}/dynos/web.{}", n + 1), None).await;
         assert_eq!((got, out["id"].as_str()), (404, Some("not_found")), "{what}: web.{}: {out}", n + 1);

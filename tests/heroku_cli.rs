@@ -371,6 +371,31 @@ async fn the_heroku_cli_restarts_and_stops_dynos_by_heroku_names() {
     .await;
     cli.ok(&["ps", "-a", "hello"], &[&format!("{}: up", fourth[0]), &format!("{}: up", fourth[1])]);
 
+    // The CLI's positional `ps:stop worker` and `ps:restart worker` send the type where a dyno's
+    // name goes (`/dynos/worker`): as on Heroku, every dyno of the type stops or restarts.
+    let mut last = fourth;
+    for (args, said) in [
+        (["ps:stop", "worker"], "Stopping dyno worker on hello... done"),
+        (["ps:restart", "worker"], "Restarting dyno worker on hello... done"),
+    ] {
+        cli.ok(&[args[0], args[1], "-a", "hello"], &[said]);
+        last = eventually(wait, &format!("{args:?}: every worker replaced"), || async {
+            let up = up_dynos(api, "hello", "worker").await;
+            (up.len() == 2 && !up.iter().any(|n| last.contains(n)) && indexed(&up, "worker")).then_some(up)
+        })
+        .await;
+    }
+
+    // A dyno by the id the API shows for it (a worker's, derived: workers are not registered).
+    let (_, one) = api.call("GET", "/apps/hello/dynos/worker.2", None).await;
+    let id = one["id"].as_str().unwrap().to_owned();
+    cli.ok(&["ps:restart", "--dyno-name", &id, "-a", "hello"], &[&format!("Restarting dyno {id} on hello... done")]);
+    eventually(wait, "worker.2 restarted by its id", || async {
+        let up = up_dynos(api, "hello", "worker").await;
+        (up.len() == 2 && up[0] == last[0] && up[1] != last[1] && indexed(&up, "worker")).then_some(up)
+    })
+    .await;
+
     // A dyno that does not exist: Heroku's error body.
     let run = cli.run(&["ps:restart", "worker.9", "-a", "hello"]);
     assert_eq!(run.code, Some(2), "{}", run.stderr);
@@ -973,20 +998,38 @@ async fn the_heroku_cli_runs_detached_one_off_dynos_whose_output_reaches_the_log
         dynos.as_array()?.is_empty().then_some(())
     })
     .await;
-    cli.ok(&["run:detached", "echo last words; exec sleep 600", "-a", "hello"], &["--dyno run.3"]);
-    eventually(wait, "run.3 to be up", || async {
-        let (_, d) = api.call("GET", "/apps/hello/dynos/run.3", None).await;
+    // The CLI's own example, `ps:stop --process-type run`, stops every one-off (and the
+    // positional `ps:stop run` sends the type as a dyno's name).
+    let stops: [&[&str]; 2] =
+        [&["ps:stop", "--process-type", "run", "-a", "hello"], &["ps:stop", "run", "-a", "hello"]];
+    for (name, stop) in ["run.3", "run.4"].into_iter().zip(stops) {
+        cli.ok(&["run:detached", "exec sleep 600", "-a", "hello"], &[&format!("--dyno {name}")]);
+        eventually(wait, &format!("{name} to be listed"), || async {
+            let (status, _) = api.call("GET", &format!("/apps/hello/dynos/{name}"), None).await;
+            (status == 200).then_some(())
+        })
+        .await;
+        cli.ok(stop, &["done"]);
+        eventually(wait, &format!("{stop:?}: {name} to be stopped and leave the dyno list"), || async {
+            let (_, dynos) = api.call("GET", "/apps/hello/dynos", None).await;
+            dynos.as_array()?.is_empty().then_some(())
+        })
+        .await;
+    }
+    cli.ok(&["run:detached", "echo last words; exec sleep 600", "-a", "hello"], &["--dyno run.5"]);
+    eventually(wait, "run.5 to be up", || async {
+        let (_, d) = api.call("GET", "/apps/hello/dynos/run.5", None).await;
         (d["state"] == "up").then_some(())
     })
     .await;
     // Heroku's `ps:restart` restarts every dyno: a one-off cannot be, so it is stopped.
     cli.ok(&["ps:restart", "-a", "hello"], &[]);
-    let shown = eventually(wait, "run.3's end in the logs", || async {
+    let shown = eventually(wait, "run.5's end in the logs", || async {
         let run = cli.run(&["logs", "-n", "100", "-a", "hello"]);
-        (run.code == Some(0) && run.stdout.contains("[run.3]: Process exited")).then_some(run.stdout)
+        (run.code == Some(0) && run.stdout.contains("[run.5]: Process exited")).then_some(run.stdout)
     })
     .await;
-    assert!(shown.contains("akkeris/supervisor[run.3]: Process exited: stopped by request"), "{shown}");
-    let (last, exited) = (shown.find("app[run.3]: last words"), shown.find("[run.3]: Process exited"));
+    assert!(shown.contains("akkeris/supervisor[run.5]: Process exited: stopped by request"), "{shown}");
+    let (last, exited) = (shown.find("app[run.5]: last words"), shown.find("[run.5]: Process exited"));
     assert!(last.is_some_and(|l| exited.is_some_and(|e| l < e)), "the dyno's lines come first: {shown}");
 }

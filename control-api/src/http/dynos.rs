@@ -1,8 +1,10 @@
 //! `/apps/{app}/dynos`: an app's dynos, both those an external runtime registered with their
 //! endpoint and those the local supervisor runs (Heroku's dyno resource: list, info, restart,
 //! stop; and restart or stop of one type through `/apps/{app}/formations/{type}`), plus `PUT`
-//! to register an endpoint. A dyno is addressed by its name or Heroku's `type.N`
-//! ([`ControlPlane::dyno_name`]).
+//! to register an endpoint. A dyno is addressed by its name, its id or Heroku's `type.N`
+//! ([`ControlPlane::dyno_name`]); `DELETE` and `actions/stop` also take a process type, as the
+//! Heroku CLI's `ps:restart worker` and `ps:stop worker` send it, and then restart or stop every
+//! dyno of the type ([`ControlPlane::restart_type_named`]).
 //!
 //! Stopping a dyno of the formation is restarting it: as on Heroku, the formation starts a
 //! replacement at once, so `actions/stop` answers as a restart does.
@@ -18,7 +20,7 @@ use wharf_domain::{DynoName, DynoType, Hostname};
 
 use super::wire::{ApiError, ApiResult, AppRef, Body, Json, Plane, app_ref};
 use crate::model::{App, Dyno, Model};
-use crate::plane::{ControlPlane, DynoDeletion, DynoRelease, DynoState, Error, LocalDyno};
+use crate::plane::{ControlPlane, DynoDeletion, DynoRelease, DynoState, Error, LocalDyno, local_dyno_id};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,7 +35,7 @@ pub(super) struct DynoPut {
 pub(super) struct DynoOut {
     /// A registered dyno's id; a dyno of the local supervisor that is not registered (a worker,
     /// a release phase `release.N`, a one-off, or a web dyno before its health check passes)
-    /// has the one its app and name give ([`local_id`]), the same in every listing and in the
+    /// has the one its app and name give ([`local_dyno_id`]), the same in every listing and in the
     /// answer to a one-off's creation.
     id: Uuid,
     name: String,
@@ -143,7 +145,7 @@ pub(super) async fn create_dyno(
             let size = req.size.as_deref().and_then(|s| plane.settings().dyno_sizes.find(s)).map(|s| s.name.clone());
             let now = format_seconds(wharf_domain::timestamp::now_seconds());
             Some(DynoOut {
-                id: local_id(a.id, &name),
+                id: local_dyno_id(a.id, &name),
                 name,
                 dyno_type: "run".to_owned(),
                 state: DynoState::Starting.as_str(),
@@ -197,18 +199,6 @@ fn command_of(m: &Model, app_id: Uuid, dyno_type: &DynoType, release: Option<Dyn
     })
 }
 
-/// The id of a local dyno that is not registered: derived (SHA-256, as a version 8 UUID) from
-/// its app's id and its name, which is unique among the app's running dynos, so the same dyno
-/// has the same id in every listing and a client may key dynos by id.
-fn local_id(app_id: Uuid, name: &str) -> Uuid {
-    let mut input = app_id.as_bytes().to_vec();
-    input.extend_from_slice(name.as_bytes());
-    let digest = ring::digest::digest(&ring::digest::SHA256, &input);
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest.as_ref()[..16]);
-    uuid::Builder::from_custom_bytes(bytes).into_uuid()
-}
-
 /// The size of an app's dyno type: its formation entry's, or the configured default.
 fn size_of(plane: &ControlPlane, m: &Model, app_id: Uuid, dyno_type: &DynoType) -> String {
     let f = m.formation_of(app_id).into_iter().find(|f| &f.dyno_type == dyno_type);
@@ -222,7 +212,7 @@ fn local_dyno_out(plane: &ControlPlane, m: &Model, app: &App, d: &LocalDyno) -> 
         None => (command_of(m, app.id, &d.dyno_type, d.release), size_of(plane, m, app.id, &d.dyno_type)),
     };
     DynoOut {
-        id: local_id(app.id, &d.name),
+        id: local_dyno_id(app.id, &d.name),
         name: d.name.clone(),
         dyno_type: d.dyno_type.to_string(),
         state: d.state.as_str(),
@@ -305,8 +295,12 @@ async fn dyno_by_heroku_name(plane: &ControlPlane, app: &str, dyno: &str) -> Opt
 
 /// Restarts a dyno the local supervisor runs (202), or removes one that is only registered
 /// (200), by an external runtime or by hand beside the supervisor's
-/// ([`ControlPlane::delete_or_restart_dyno`]).
+/// ([`ControlPlane::delete_or_restart_dyno`]); given a process type, restarts every dyno of it
+/// (202, `{"restarted": N}`, as `DELETE /apps/{app}/formations/{type}`).
 pub(super) async fn delete_dyno(State(plane): Plane, Path((app, dyno)): Path<(String, String)>) -> ApiResult<Response> {
+    if let Some(n) = plane.restart_type_named(&app, &dyno).await? {
+        return Ok((StatusCode::ACCEPTED, Json(json!({ "restarted": n }))).into_response());
+    }
     let out = dyno_by_heroku_name(&plane, &app, &dyno).await;
     match plane.delete_or_restart_dyno(&app, &dyno).await? {
         DynoDeletion::Restarted => Ok((StatusCode::ACCEPTED, Json(out)).into_response()),
@@ -322,8 +316,12 @@ pub(super) async fn restart_dynos(State(plane): Plane, Path(app): Path<String>) 
 }
 
 /// `POST /apps/{app}/dynos/{dyno}/actions/stop`: stops one dyno the local supervisor runs, which
-/// the formation replaces at once (a restart); 202 with the dyno.
+/// the formation replaces at once (a restart); 202 with the dyno. Given a process type, every
+/// dyno of it (202, `{"restarted": N}`, as `POST /apps/{app}/formations/{type}/actions/stop`).
 pub(super) async fn stop_dyno(State(plane): Plane, Path((app, dyno)): Path<(String, String)>) -> ApiResult<Response> {
+    if let Some(n) = plane.restart_type_named(&app, &dyno).await? {
+        return Ok((StatusCode::ACCEPTED, Json(json!({ "restarted": n }))).into_response());
+    }
     let out = dyno_by_heroku_name(&plane, &app, &dyno).await;
     plane.restart_dynos(&app, Some(&dyno)).await?;
     Ok((StatusCode::ACCEPTED, Json(out)).into_response())

@@ -1,6 +1,7 @@
 //! Heroku's `type.N`: which dyno it reaches ([`ControlPlane::dyno_name`]): the local dyno of
 //! that type with index N, whatever its position among the others; the newer of two while a
-//! roll runs them side by side; a dyno's own name, and a registered one, before that.
+//! roll runs them side by side; a dyno's own name or id, and a registered one's, before that;
+//! `N` written as Heroku writes it.
 
 use std::sync::Arc;
 
@@ -46,9 +47,20 @@ async fn type_n_reaches_the_dyno_of_index_n_and_the_newer_of_two_during_a_roll()
         on_release("web.4-aaaaa", 4, 60, 3),
     ];
     let registered = ("web.3".parse().unwrap(), "web".parse().unwrap(), "127.0.0.1".parse().unwrap());
-    p.put_dyno("api", registered.0, registered.1, registered.2, 9000).await.unwrap();
+    let (registered, _) = p.put_dyno("api", registered.0, registered.1, registered.2, 9000).await.unwrap();
+    let (id_of_registered, id_of_web_2) = (registered.id.to_string(), local_dyno_id(id, "web.2-ccccc").to_string());
+    let id_of_other_app = local_dyno_id(uuid::Uuid::nil(), "web.2-ccccc").to_string();
     // (what is asked, the dyno it reaches, why)
     let rows = [
+        (id_of_registered.as_str(), Some("web.3"), "a registered dyno by its id"),
+        (id_of_web_2.as_str(), Some("web.2-ccccc"), "a local dyno by the id the API shows"),
+        (&id_of_web_2.to_uppercase(), Some("web.2-ccccc"), "an id in capitals, as an app's id is taken"),
+        (id_of_other_app.as_str(), None, "the id another app's dyno of that name would have"),
+        ("00000000-0000-0000-0000-000000000000", None, "an id no dyno has"),
+        ("web.01", None, "a leading zero: Heroku writes web.1"),
+        ("web.+1", None, "a sign"),
+        ("web.1 ", None, "a space"),
+        ("web.", None, "no index"),
         ("web.1", Some("web.1-bbbbb"), "the newer of a roll's two, which keeps the index"),
         ("web.2", Some("web.2-ccccc"), "by index, not by position (it is the oldest)"),
         ("worker.1", Some("worker.1-ddddd"), "each type has its own indexes"),

@@ -2,8 +2,8 @@
 //! for (through [`super::local`]'s broadcast).
 //!
 //! A dyno is named by its own name (`web.1` as an external runtime registered it, or
-//! `web.N-xxxxx` as the local supervisor runs it) or, as Heroku names dynos, by `type.N`: the
-//! dyno of that type the local supervisor runs with index N. Every running dyno of a formation
+//! `web.N-xxxxx` as the local supervisor runs it), by its id, or, as Heroku names dynos, by
+//! `type.N`: the dyno of that type the local supervisor runs with index N. Every running dyno of a formation
 //! entry has one index, 1 to N (the supervisor's `formation` keeps them so), which is also the
 //! `N` of its name, of its runtime metrics lines' `source=type.N`, and what `heroku ps` shows:
 //! after `web.1` restarts, its replacement is `web.1` again, and after a deploy the app has
@@ -169,23 +169,54 @@ impl ControlPlane {
         .await
     }
 
-    /// The name of the app's dyno that `name` means: `name` itself when a registered dyno or
-    /// one the local supervisor runs has it, else Heroku's `type.N`: the local dyno of that type
-    /// with index N (see the module comment). While a roll runs, an old and a new dyno share an
-    /// index: `type.N` is the newer, which keeps the index once the roll is done: the one on the
-    /// newer release, else the one started later (`started_at` is in seconds: a tie within one
-    /// second, a restart's roll started as its dynos came up, goes by name).
+    /// The name of the app's dyno that `name` means, as Heroku's `dyno_id_or_name` does: a
+    /// registered dyno's name or id, or the name or id (as the API shows it, [`local_dyno_id`])
+    /// of a dyno the local supervisor runs, else Heroku's `type.N`: the local dyno of that type
+    /// with index N (see the module comment), N written as Heroku writes it (`web.01` and
+    /// `web.+1` are no dyno). While a roll runs, an old and a new dyno share an index: `type.N`
+    /// is the newer, which keeps the index once the roll is done: the one on the newer release,
+    /// else the one started later (`started_at` is in seconds: a tie within one second, a
+    /// restart's roll started as its dynos came up, goes by name).
     pub fn dyno_name(&self, m: &Model, app_id: Uuid, name: &str) -> Option<String> {
-        if m.dyno(app_id, name).is_some() || self.local_runtime().dyno(app_id, name).is_some() {
+        if let Some(d) = m.dyno(app_id, name) {
+            return Some(d.name.to_string());
+        }
+        let local = self.local_runtime().dynos(app_id);
+        if local.iter().any(|d| d.name == name) {
             return Some(name.to_owned());
         }
+        if let Ok(id) = name.parse::<Uuid>() {
+            return local.into_iter().find(|d| local_dyno_id(app_id, &d.name) == id).map(|d| d.name);
+        }
         let (dyno_type, n) = name.split_once('.')?;
+        if n.starts_with('0') || !n.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
         let n: u32 = n.parse().ok()?;
-        let local = self.local_runtime().dynos(app_id).into_iter();
-        let mut indexed: Vec<_> = local.filter(|d| d.dyno_type.as_str() == dyno_type && d.index == Some(n)).collect();
+        let mut indexed: Vec<_> =
+            local.into_iter().filter(|d| d.dyno_type.as_str() == dyno_type && d.index == Some(n)).collect();
         let newer = |d: &super::local::LocalDyno| (d.release.map(|r| r.version), d.started_at, d.name.clone());
         indexed.sort_by_key(newer);
         indexed.pop().map(|d| d.name)
+    }
+
+    /// Heroku's `DELETE /apps/{app}/dynos/{type}` and `POST /apps/{app}/dynos/{type}/actions/stop`,
+    /// what the Heroku CLI sends for `ps:restart worker` and `ps:stop worker`: when `dyno` names
+    /// no dyno ([`Self::dyno_name`]) but is a type of the app's (its formation's, or a running dyno's: `run` for one-offs), restarts every dyno
+    /// of that type as [`Self::restart_dyno_type`] does (and is refused as it is) and returns
+    /// how many; `None` when `dyno` is not such a type, for the caller to address one dyno.
+    pub async fn restart_type_named(&self, app: &str, dyno: &str) -> Result<Option<usize>, Error> {
+        let is_type = self
+            .read(|m| {
+                let a = m.app(app).ok_or_else(|| not_found("app", app))?;
+                let named = self.dyno_name(m, a.id, dyno).is_some();
+                Ok::<_, Error>(!named && self.has_type(m, a.id, dyno))
+            })
+            .await?;
+        if !is_type {
+            return Ok(None);
+        }
+        self.restart_dyno_type(app, dyno).await.map(Some)
     }
 
     /// Asks the local supervisor to restart an app's dynos: all of them, rolling, or one (of
@@ -208,12 +239,15 @@ impl ControlPlane {
 
     /// Asks the local supervisor to restart every dyno of one type (Heroku's
     /// `DELETE /apps/{app}/formations/{type}`), each at once rather than rolling; returns how
-    /// many. Refused as [`Self::restart_dynos`] is, and for a type the app's formation lacks.
+    /// many. A one-off (`run`, as the Heroku CLI's `ps:stop --process-type run` asks) or a
+    /// release phase is stopped, as a restart of it by name does. Refused as
+    /// [`Self::restart_dynos`] is, and for a type neither the app's formation nor a running dyno
+    /// has.
     pub async fn restart_dyno_type(&self, app: &str, dyno_type: &str) -> Result<usize, Error> {
         let (app_id, names) = self
             .read(|m| {
                 let a = self.supervised_app(m, app)?;
-                if !m.formation_of(a).iter().any(|f| f.dyno_type.as_str() == dyno_type) {
+                if !self.has_type(m, a, dyno_type) {
                     return Err(not_found("formation", dyno_type));
                 }
                 let local = self.local_runtime().dynos(a);
@@ -227,6 +261,13 @@ impl ControlPlane {
             self.local_runtime().restart(Restart { app_id, dyno: Some(name.clone()) });
         }
         Ok(names.len())
+    }
+
+    /// Whether app `app_id` has dynos of type `dyno_type`: its formation has the type, or the
+    /// local supervisor runs a dyno of it (one-offs are `run`, release phases `release`).
+    fn has_type(&self, m: &Model, app_id: Uuid, dyno_type: &str) -> bool {
+        m.formation_of(app_id).iter().any(|f| f.dyno_type.as_str() == dyno_type)
+            || self.local_runtime().dynos(app_id).iter().any(|d| d.dyno_type.as_str() == dyno_type)
     }
 
     /// Runs a one-off dyno of the app under the local supervisor (Heroku's `run:detached`):
@@ -291,4 +332,17 @@ impl ControlPlane {
         }
         Ok(a.id)
     }
+}
+
+/// The id the API shows for a dyno the local supervisor runs that is not registered: derived
+/// (SHA-256, as a version 8 UUID) from its app's id and its name, which is unique among the
+/// app's running dynos, so the same dyno has the same id in every listing, a client may key
+/// dynos by id, and [`ControlPlane::dyno_name`] finds the dyno by it.
+pub fn local_dyno_id(app_id: Uuid, name: &str) -> Uuid {
+    let mut input = app_id.as_bytes().to_vec();
+    input.extend_from_slice(name.as_bytes());
+    let digest = ring::digest::digest(&ring::digest::SHA256, &input);
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest.as_ref()[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }

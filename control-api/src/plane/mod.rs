@@ -62,7 +62,7 @@ pub use canary_releases::{
 pub use config_vars::MAX_CONFIG_VARS;
 pub use domains::{domain_site, domain_sites};
 pub use drains::{Drains, MAX_DRAINS_PER_APP};
-pub use dynos::DynoDeletion;
+pub use dynos::{DynoDeletion, local_dyno_id};
 pub use engine::{CanaryReader, ControlPlane, Settings};
 pub use error::Error;
 pub use formation::{DynoSizes, FormationUpdate, MAX_COMMAND, Quantity};
