@@ -36,6 +36,20 @@ fn source(dir: &Path, procfile: &str) -> PathBuf {
     archive
 }
 
+/// Creates the app `hello` and builds it from a source whose release phase runs `before`, waits
+/// for the file the app's `GATE` config var names, then runs `after`. Returns the gate's path
+/// (write it to let the phase end) and the build.
+async fn gated_build(api: &Api, dir: &Path, before: &str, after: &str) -> (PathBuf, Value) {
+    api.expect("POST", "/apps", json!({"name": "hello"}), 201).await;
+    let gate = dir.join("gate");
+    api.expect("PATCH", "/apps/hello/config-vars", json!({"GATE": gate.to_str().unwrap()}), 200).await;
+    let procfile = format!(
+        "web: exec python3 -m http.server $PORT\nrelease: {before}; while [ ! -e \"$GATE\" ]; do sleep 0.1; done; {after}\n"
+    );
+    let blob = json!({"source_blob": {"url": format!("file://{}", source(dir, &procfile).display())}});
+    (gate, api.expect("POST", "/apps/hello/builds", blob, 201).await)
+}
+
 /// A source host that answers the head of a 1 MB archive and a few bytes, then holds the
 /// connection: a build fetching from it stays pending.
 async fn held_source() -> std::net::SocketAddr {
@@ -81,13 +95,7 @@ async fn a_stop_cuts_running_outputs_with_a_word_and_the_restart_s_records_say_s
     let data = dir.path().join("data");
     let wharf = Wharf::serve_with(WHARF, &[], &data, &ENV).await;
     let api = &wharf.api;
-    api.expect("POST", "/apps", json!({"name": "hello"}), 201).await;
-    let gate = dir.path().join("gate");
-    api.expect("PATCH", "/apps/hello/config-vars", json!({"GATE": gate.to_str().unwrap()}), 200).await;
-    let procfile = "web: exec python3 -m http.server $PORT\n\
-                    release: echo migrating; while [ ! -e \"$GATE\" ]; do sleep 0.1; done; echo done migrating\n";
-    let blob = json!({"source_blob": {"url": format!("file://{}", source(dir.path(), procfile).display())}});
-    let build = api.expect("POST", "/apps/hello/builds", blob, 201).await;
+    let (gate, build) = gated_build(api, dir.path(), "echo migrating", "echo done migrating").await;
     let build_path = format!("/apps/hello/builds/{}", build["id"].as_str().unwrap());
     eventually(WAIT, "the build's release v3", || async {
         let (_, b) = api.call("GET", &build_path, None).await;
@@ -348,13 +356,7 @@ async fn a_phase_a_kill_cut_says_it_runs_again() {
     let data = dir.path().join("data");
     let wharf = Wharf::serve_with(WHARF, &[], &data, &ENV).await;
     let api = &wharf.api;
-    api.expect("POST", "/apps", json!({"name": "hello"}), 201).await;
-    let gate = dir.path().join("gate");
-    api.expect("PATCH", "/apps/hello/config-vars", json!({"GATE": gate.to_str().unwrap()}), 200).await;
-    let procfile = "web: exec python3 -m http.server $PORT\n\
-                    release: echo run-$((1 + 1)); while [ ! -e \"$GATE\" ]; do sleep 0.1; done; echo done\n";
-    let blob = json!({"source_blob": {"url": format!("file://{}", source(dir.path(), procfile).display())}});
-    api.expect("POST", "/apps/hello/builds", blob, 201).await;
+    let (gate, _build) = gated_build(api, dir.path(), "echo run-$((1 + 1))", "echo done").await;
     let v3 = eventually(WAIT, "release v3", || async {
         let (_, r) = api.call("GET", "/apps/hello/releases/v3", None).await;
         r["output_stream_url"].as_str().map(|_| r.clone())
