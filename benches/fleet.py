@@ -35,7 +35,8 @@ that the drill restarts; the tansu built with `--features dynostore,postgres` un
 ~/.cargo/tansu-postgres, which ./scripts/test installs; its schema is testkit/tansu/010-schema.sql). Then no line may be lost
 at a healthy drain across the broker's restart either. With `--broker-storage memory` a restart
 loses what the broker held (the topic included), and lines lost that way are counted on their
-own line: lines of requests answered in the 5 s before its stop. Lines answered while it is away,
+own line: lines of requests answered from 5 s before its stop until it has ended (a broker stopped
+with SIGTERM acknowledges what it is sent until then). Lines answered while it is away,
 or after its return but before its topic exists again, are held by their producers until the topic
 is back, so losing one is a failure (tansu 0.6 in memory acknowledges a produce to a topic it does
 not have and drops it when the topic is created; the time of the re-creation, the first `created
@@ -205,6 +206,8 @@ class Tansu:
     def restart(self):
         self.proc.terminate()
         self.proc.wait(timeout=30)
+        # When it had ended: until then a stopping broker still acknowledges what it is sent.
+        self.gone = time.time()
         until("tansu's port to be free", lambda: not listening(self.port))
         self.start()
 
@@ -682,7 +685,7 @@ def drill(args, tmp):
     p = begin(f"restart the broker (tansu, {args.broker_storage} storage)")
     p["broker_stop"] = time.time()
     broker.restart()
-    p["broker_back"] = time.time()
+    p["broker_gone"], p["broker_back"] = broker.gone, time.time()
     p["timeout"] = 30
     p["recovery"] = first_line_after(p["broker_back"], timeout=p["timeout"])
     p["what"] = "from the broker's return, a line of a request answered after it at every drain"
@@ -747,13 +750,14 @@ def drill(args, tmp):
         if restart and args.broker_storage == "memory" else None
     # Since every producer holds its lines while its brokers are away and until it has seen its
     # topic again (docs/fleet.md, "restart the broker"), only the lines the broker held when it
-    # stopped are its loss: those answered after its stop count as any other's.
-    memory_until = restart["broker_stop"] if memory_window else 0
+    # ended are its loss (it acknowledges produces until it has ended, after SIGTERM too): those
+    # answered after that count as any other's.
+    memory_until = restart["broker_gone"] if memory_window else 0
     broken = []
     print()
     print("lost: lines of answered requests not at their drain 60 s after the load stopped, at healthy drains;")
     print("unsent: those a killed router answered before its kill and the broker had not acknowledged (lost with its producer);")
-    print("memory: those an in-memory broker held (answered in the 5 s before its stop);")
+    print("memory: those an in-memory broker held (answered from 5 s before its stop until it had ended);")
     print("versions: the snapshot version router0,router1,shuttle0..3 served at the end of the fault's phase")
     print(f"{'fault':58} {'requests':>9} {'failed r0/r1':>13} {'lost':>5} {'unsent':>6} {'memory':>6} {'dup':>5} "
           f"{'recovery':>9}  {'versions':17} recovered when")
@@ -791,6 +795,12 @@ def drill(args, tmp):
             rep = "never" if p["repair"] is None else f"{p['repair']:.2f} s"
             print(f"{'':58} not recovered in {p.get('timeout', 60)} s; after the logshuttles were restarted by hand, "
                   f"lines flowed in {rep}")
+        if "broker_back" in p and lost_here:
+            # Where the lost lines fall around the restart, for the one who has to find out why.
+            when = sorted(round(k[3] - p["broker_stop"], 2) for k in lost_here)
+            print(f"{'':58} lost lines answered at (s from the SIGTERM; it had ended at "
+                  f"{p['broker_gone'] - p['broker_stop']:.2f}, back at {p['broker_back'] - p['broker_stop']:.2f}): "
+                  f"{when[:12]}{' ...' if len(when) > 12 else ''}")
         if "broker_back" in p and args.broker_storage == "memory":
             back = p.get("topic_back")
             print(f"{'':58} the topic existed again "

@@ -167,19 +167,30 @@ pub(crate) fn cut_line(m: &Model, id: Uuid) -> String {
 }
 
 /// The lines a release phase that runs again keeps of its run before (`output`, its record):
-/// as many of the first as fit in a quarter of an output's caps, so that the new run's own
-/// first lines still stream as they come (the first half streams).
+/// within a quarter of an output's caps, so that the new run's own first lines still stream as
+/// they come (the first half streams): its first lines in half of that, its last in the other
+/// half (the last says how the run was cut), and between them, when any were left out, a line
+/// saying how many (FE45: keeping only the first lines hid the cut).
 fn rerun_lines(output: &[String]) -> Vec<String> {
-    let mut bytes = 0;
-    output
-        .iter()
-        .take(MAX_OUTPUT_LINES / 4)
-        .take_while(|l| {
-            bytes += l.len();
-            bytes <= MAX_OUTPUT_BYTES / 4
-        })
-        .cloned()
-        .collect()
+    let (lines, bytes) = (MAX_OUTPUT_LINES / 8, MAX_OUTPUT_BYTES / 8);
+    let within = |it: &mut dyn Iterator<Item = &String>| {
+        let mut used = 0;
+        it.take(lines)
+            .take_while(|l| {
+                used += l.len();
+                used <= bytes
+            })
+            .count()
+    };
+    let head = within(&mut output.iter());
+    let tail = within(&mut output[head..].iter().rev());
+    let left_out = output.len() - head - tail;
+    let mut kept = output[..head].to_vec();
+    if left_out > 0 {
+        kept.push(format!(" !     {left_out} lines left out here are in the app's log stream only"));
+    }
+    kept.extend_from_slice(&output[output.len() - tail..]);
+    kept
 }
 
 /// What the output of `r`'s release phase starts with when the phase starts: nothing for its
@@ -385,7 +396,16 @@ mod tests {
         let mut output: Vec<String> = (0..MAX_OUTPUT_LINES).map(|n| format!("line {n}")).collect();
         output.push(format!("{CUT_PREFIX} v1's release phase ran: ..."));
         let given = rerun_lines(&output);
-        assert_eq!(given.len(), MAX_OUTPUT_LINES / 4, "a quarter of the caps");
+        // (FE45) The first and the last eighth of the caps, with the count of those left out
+        // between: the last says how the run was cut.
+        let eighth = MAX_OUTPUT_LINES / 8;
+        assert_eq!(given.len(), 2 * eighth + 1, "a quarter of the caps and the count: {given:?}");
+        assert_eq!(
+            given[eighth],
+            format!(" !     {} lines left out here are in the app's log stream only", 1001 - 2 * eighth)
+        );
+        assert!(given.last().unwrap().starts_with(CUT_PREFIX), "{given:?}");
+        assert_eq!(rerun_lines(&output[..10]), output[..10], "a short run is kept whole");
         let seed = rerun_seed(&Release { output, ..v1.clone() });
         assert_eq!(seed[..given.len()], given[..], "followers were given the seed's first lines");
         assert!(seed.last().unwrap().contains("its release phase runs again from its start"), "{seed:?}");
