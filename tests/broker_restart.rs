@@ -69,6 +69,24 @@ async fn wharf_with_drain(broker: &Tansu, dir: &TempDir) -> (Wharf, SyslogReceiv
     (wharf, receiver)
 }
 
+/// FE46: a Wharf started while its broker is down serves (a router restarted during a Kafka
+/// outage must route), holds the lines it takes, and delivers them, in order, once the broker
+/// answers. Mutation-checked: with the start's topic check an error again, Wharf exits at start
+/// ("cannot read metadata") and the test fails there.
+#[tokio::test]
+async fn a_wharf_started_while_its_broker_is_down_serves_and_delivers_once_it_answers() {
+    let dir = TempDir::new("broker-down-at-start");
+    let mut broker = Tansu::start().await;
+    broker.stop().await;
+    let (mut wharf, receiver) = wharf_with_drain(&broker, &dir).await;
+    numbered::post(&wharf.api, APP, 0..LINES, 100).await;
+    broker.start_again().await;
+    numbered::post(&wharf.api, APP, LINES..2 * LINES, 100).await;
+    let repeats =
+        every_line(&receiver, &mut wharf, 2 * LINES, "every line taken before and after the broker answered").await;
+    eprintln!("started with the broker down: {} lines, none lost, {repeats} repeats", 2 * LINES);
+}
+
 /// Needs the tansu with SQLite storage under `~/.cargo/tansu-sqlite` (./scripts/test installs it).
 #[tokio::test]
 async fn a_broker_restarted_with_its_data_crashes_nothing_and_loses_nothing() {

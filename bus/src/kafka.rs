@@ -137,26 +137,61 @@ pub(crate) async fn ensure_topics(k: &KafkaConfig) -> Result<(), BusError> {
     Ok(())
 }
 
+/// [`ensure_topics`] at a process's start, where brokers that do not answer at all are no error:
+/// a router (or any Wharf) restarted during a Kafka outage must serve, not exit and loop under
+/// its service manager (FE46). It starts with a warning; its producers hold their lines (up to
+/// `kafka.resend_buffer`) from their start until they have seen the topic, creating it if
+/// missing, and its consumer joins the group once the brokers answer. A broker that answers and
+/// refuses (to create the topic, say) is still an error here.
+pub(crate) async fn ensure_topics_at_start(k: &KafkaConfig) -> Result<(), BusError> {
+    for topic in k.topics() {
+        match topic_exists(k, topic).await {
+            Ok(true) => {}
+            Ok(false) => create_topic(k, topic).await?,
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    "kafka does not answer at start; starting anyway: log lines are held until the brokers answer \
+                     and the topic is there (check the address if this stays)"
+                );
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Creates the topic when it does not exist.
 async fn ensure_topic(k: &KafkaConfig, topic: &str) -> Result<(), BusError> {
+    if topic_exists(k, topic).await? {
+        return Ok(());
+    }
+    create_topic(k, topic).await
+}
+
+/// Whether the brokers know `topic` with partitions; an error when they do not answer within
+/// [`START_TIMEOUT`].
+async fn topic_exists(k: &KafkaConfig, topic: &str) -> Result<bool, BusError> {
     let admin: AdminClient<DefaultClientContext> =
         base_config(k).create().map_err(|e| BusError::Config(e.to_string()))?;
     let topic = topic.to_owned();
-    let (admin, exists) = tokio::task::spawn_blocking({
-        let topic = topic.clone();
-        move || {
-            let found = admin.inner().fetch_metadata(Some(&topic), START_TIMEOUT).map(|m| {
-                m.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
-            });
-            (admin, found)
-        }
+    let exists = tokio::task::spawn_blocking(move || {
+        admin
+            .inner()
+            .fetch_metadata(Some(&topic), START_TIMEOUT)
+            .map(|m| m.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()))
     })
     .await
     .map_err(|e| BusError::Config(e.to_string()))?;
-    if exists.map_err(|e| broker_err(k, "cannot read metadata", e))? {
-        return Ok(());
-    }
-    let new = NewTopic::new(&topic, k.partitions as i32, TopicReplication::Fixed(k.replication_factor.into()));
+    exists.map_err(|e| broker_err(k, "cannot read metadata", e))
+}
+
+/// Creates `topic` with the configured partitions and replication; one that already exists
+/// (another process created it meanwhile) is no error.
+async fn create_topic(k: &KafkaConfig, topic: &str) -> Result<(), BusError> {
+    let admin: AdminClient<DefaultClientContext> =
+        base_config(k).create().map_err(|e| BusError::Config(e.to_string()))?;
+    let new = NewTopic::new(topic, k.partitions as i32, TopicReplication::Fixed(k.replication_factor.into()));
     let opts = AdminOptions::new().operation_timeout(Some(START_TIMEOUT));
     let results = admin.create_topics([&new], &opts).await.map_err(|e| broker_err(k, "cannot create topic", e))?;
     for r in results {

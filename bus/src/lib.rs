@@ -691,8 +691,10 @@ pub struct Bus {
 }
 
 impl Bus {
-    /// Connects to the bus. For Kafka this creates the topic when missing and checks that the
-    /// brokers answer, so a wrong address fails here rather than silently later.
+    /// Connects to the bus. For Kafka this creates the topic when missing; brokers that do not
+    /// answer within 15 s are only a warning (a process restarted during a Kafka outage serves,
+    /// its log lines held until they answer: docs/fleet.md), while brokers that answer and
+    /// refuse are an error ([`BusError::Broker`]).
     pub async fn connect(config: BusConfig) -> Result<Bus, BusError> {
         let stats = Arc::new(PublishStats::default());
         match &config {
@@ -712,7 +714,7 @@ impl Bus {
             BusConfig::Kafka(_) => Err(BusError::Config("this wharf was built without Kafka support".into())),
             #[cfg(feature = "kafka")]
             BusConfig::Kafka(k) => {
-                kafka::ensure_topics(k).await?;
+                kafka::ensure_topics_at_start(k).await?;
                 let stats = Arc::new(PublishStats { kafka: true, ..PublishStats::default() });
                 let publisher = kafka::KafkaPublisher::new(k, stats.clone())?;
                 Ok(Bus {
