@@ -277,7 +277,7 @@ impl TopicCheck {
     fn check(&mut self, purge: bool) -> Option<Hold> {
         if purge {
             self.seen = 0;
-            self.producer.purge(PurgeConfig::default().queue().inflight());
+            self.take_back();
         }
         let found = self.producer.client().fetch_metadata(Some(&self.topic), Duration::from_secs(1)).map(|m| {
             m.topics().iter().any(|t| t.name() == self.topic && t.error().is_none() && !t.partitions().is_empty())
@@ -285,7 +285,14 @@ impl TopicCheck {
         match found {
             Ok(true) => {
                 self.seen += 1;
-                (self.seen < 2).then_some(Hold::TopicMissing)
+                if self.seen < 2 {
+                    return Some(Hold::TopicMissing);
+                }
+                // Once more before the held events go: an event handed to librdkafka by a
+                // sender that saw no hold an instant before it started is in its queue now,
+                // and would otherwise go before the held ones (or to a topic not there yet).
+                self.take_back();
+                None
             }
             Ok(false) => {
                 self.seen = 0;
@@ -297,6 +304,19 @@ impl TopicCheck {
                 self.seen = 0;
                 Some(Hold::BrokersDown)
             }
+        }
+    }
+}
+
+impl TopicCheck {
+    /// Takes back every event librdkafka still queues or has in flight, and waits (up to a
+    /// second) until their reports have put them in the hold, so that a hold said again or
+    /// ended after this finds them in their place ([`Resend::hold`]).
+    fn take_back(&self) {
+        self.producer.purge(PurgeConfig::default().queue().inflight());
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while self.producer.in_flight_count() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 }

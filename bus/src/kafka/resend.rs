@@ -115,6 +115,9 @@ pub(super) struct Pending {
     /// again and then taken back from librdkafka's queue is held, its failure already matched by
     /// its retry.
     failed: bool,
+    /// Whether librdkafka had it before it came here (failed, or taken back from its queue):
+    /// older than every event held here that was never handed to librdkafka.
+    handed_over: bool,
     /// Not sent again before this.
     due: Instant,
 }
@@ -138,9 +141,15 @@ struct State {
     /// Counts the calls to [`Resend::start_holding`]: a check that confirmed the topic opens
     /// only if no reason to hold came meanwhile.
     holds: u64,
-    /// Where in `queue` the next event taken back from librdkafka goes: behind those queued
-    /// before holding started and those taken back before it, in front of those held since (it
-    /// was handed to librdkafka before them).
+    /// Where in `queue` the next event taken back from librdkafka goes: the index of the first
+    /// event never handed to librdkafka (held, not `handed_over`), or the queue's length when
+    /// there is none. librdkafka had every event it gives back before any of those (held
+    /// events leave this queue from the front, in order), so one taken back goes in front of
+    /// them, behind those taken back before it. Kept by every change to `queue`, whether
+    /// holding or not: a hold may start, or be said again, while librdkafka's reports of the
+    /// events its last purge took back are still to come (the stop 33 CI run: a reason said
+    /// again moved this behind ten events held since, and forty lines taken back then arrived
+    /// after them).
     taken_back_at: usize,
 }
 
@@ -159,6 +168,14 @@ impl State {
     fn remove(&mut self, p: &Pending) {
         self.bytes -= p.bytes();
         self.held -= u64::from(!p.failed);
+    }
+
+    /// Puts an event librdkafka had (taken back from its queue, or failed while holding) in
+    /// front of every event never handed to it, behind those it gave back before.
+    fn insert_taken_back(&mut self, p: Pending) {
+        let at = self.taken_back_at.min(self.queue.len());
+        self.queue.insert(at, p);
+        self.taken_back_at = at + 1;
     }
 }
 
@@ -212,7 +229,6 @@ impl Resend {
         }
         s.purge = true;
         s.holds += 1;
-        s.taken_back_at = s.queue.len();
         self.wake.notify_all();
     }
 
@@ -228,7 +244,14 @@ impl Resend {
     /// back (`taken_back`, in front of those held since holding started). False, and nothing
     /// held, when it does not fit.
     pub(super) fn hold(&self, key: &[u8], payload: &[u8], attempt: u32, taken_back: bool) -> bool {
-        let p = Pending { key: key.to_vec(), payload: payload.to_vec(), attempt, failed: false, due: Instant::now() };
+        let p = Pending {
+            key: key.to_vec(),
+            payload: payload.to_vec(),
+            attempt,
+            failed: false,
+            handed_over: taken_back,
+            due: Instant::now(),
+        };
         let mut s = self.state.lock().expect("resend lock");
         if s.bytes + p.bytes() > self.limit {
             return false;
@@ -236,10 +259,9 @@ impl Resend {
         s.add(&p);
         self.unsent_held.fetch_add(1, Ordering::AcqRel);
         if taken_back {
-            let at = s.taken_back_at.min(s.queue.len());
-            s.queue.insert(at, p);
-            s.taken_back_at = at + 1;
+            s.insert_taken_back(p);
         } else {
+            // Behind the others: `taken_back_at` stays (at this one when it was the length).
             s.queue.push_back(p);
         }
         s.gauges(&self.stats);
@@ -259,6 +281,7 @@ impl Resend {
                     payload: payload.to_vec(),
                     attempt: attempt + 1,
                     failed: true,
+                    handed_over: true,
                     due: Instant::now(),
                 };
                 match self.push(pending) {
@@ -291,10 +314,11 @@ impl Resend {
         // While holding, a failed event was handed to librdkafka before holding started: in
         // front of those held since, as one taken back.
         if self.holding().is_some() {
-            let at = s.taken_back_at.min(s.queue.len());
-            s.queue.insert(at, p);
-            s.taken_back_at = at + 1;
+            s.insert_taken_back(p);
         } else {
+            if s.taken_back_at == s.queue.len() {
+                s.taken_back_at += 1;
+            }
             s.queue.push_back(p);
         }
         let waiting = s.queue.len() as u64 - s.held;
@@ -311,8 +335,9 @@ impl Resend {
         for mut p in events.rev() {
             p.due = due;
             s.add(&p);
+            // A held event never handed over is now the first such; any other moves it on.
+            s.taken_back_at = if p.handed_over { s.taken_back_at + 1 } else { 0 };
             s.queue.push_front(p);
-            s.taken_back_at += 1;
         }
         s.gauges(&self.stats);
     }
@@ -340,7 +365,11 @@ impl Resend {
         while s.queue.front().is_some_and(|p| p.due <= now) {
             let p = s.queue.pop_front().expect("a front");
             s.remove(&p);
-            s.taken_back_at = s.taken_back_at.saturating_sub(1);
+            s.taken_back_at = match s.taken_back_at.checked_sub(1) {
+                Some(at) => at,
+                // The first held event left: the next one is the first again.
+                None => s.queue.iter().position(|p| !p.handed_over).unwrap_or(s.queue.len()),
+            };
             taken.push(p);
         }
         s.gauges(&self.stats);
@@ -360,6 +389,7 @@ impl Resend {
         s.queue.clear();
         s.bytes = 0;
         s.held = 0;
+        s.taken_back_at = 0;
         self.unsent_held.store(0, Ordering::Release);
         s.gauges(&self.stats);
         if left > 0 {
