@@ -285,6 +285,13 @@ async fn a_queued_release_s_follower_is_told_when_its_phase_will_never_run() {
         }
         let said = queued.ended(WAIT).await;
         assert_eq!(said.lines().last(), Some(last), "{what}: {said}");
+        if i == 0 {
+            // Asked afterwards, the rebased release's URL says why it has no output (a 404, as
+            // Heroku's), never that the release does not exist.
+            let (status, out) = api.call("GET", &path_of(api, &v5["output_stream_url"]), None).await;
+            let why = "release v5 has no release phase (its Procfile has no `release` process), so it has no output";
+            assert_eq!((status, out["message"].as_str()), (404, Some(why)), "{what}: {out}");
+        }
     }
 }
 

@@ -44,6 +44,7 @@ where
     if plane.output(id).is_none() {
         match plane.read(|m| state(m, id)).await {
             OutputState::Missing => return Err(not_found()),
+            OutputState::NoOutput(why) => return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", why)),
             OutputState::Ended(lines) => return Ok((headers, text(&lines)).into_response()),
             OutputState::NotYet { .. } => {}
         }
@@ -91,7 +92,7 @@ where
             return stream_running(rx, sent, &mut ended, tx).await;
         }
         match plane.read(|m| state(m, id)).await {
-            OutputState::Missing => {
+            OutputState::Missing | OutputState::NoOutput(_) => {
                 let gone = format!(
                     " !     This {what} has no output any more: it was deleted with its app, or (a release of \
                      changes) rebased onto the running release, which has no release phase\n"

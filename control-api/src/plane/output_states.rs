@@ -24,8 +24,11 @@ use super::outputs::{CUT_PREFIX, MAX_OUTPUT_BYTES, MAX_OUTPUT_LINES};
 /// output runs in this process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutputState {
-    /// Nothing of that id has an output: 404.
+    /// Nothing of that id exists: 404.
     Missing,
+    /// It exists and has no output, for this reason (a release without a release phase): 404
+    /// saying so, so that a client is not told the release does not exist.
+    NoOutput(String),
     /// It ended: these lines, and the end.
     Ended(Vec<String>),
     /// It has not started (again) yet: `lines` so far, then `why` (a line for the follower
@@ -50,8 +53,13 @@ fn is_cut(line: &str) -> bool {
 
 /// What the output URL of release `id` answers now (besides a phase running here).
 pub fn release_output_state(m: &Model, id: Uuid) -> OutputState {
-    let Some(r) = m.release_by_id(id).filter(|r| has_release_phase(r)) else { return OutputState::Missing };
+    let Some(r) = m.release_by_id(id) else { return OutputState::Missing };
     let v = r.version;
+    if !has_release_phase(r) {
+        return OutputState::NoOutput(format!(
+            "release v{v} has no release phase (its Procfile has no `release` process), so it has no output"
+        ));
+    }
     if r.status != ReleaseStatus::Pending {
         if r.output.is_empty() {
             return OutputState::Ended(vec![never_ran(m, r)]);
@@ -332,7 +340,13 @@ mod tests {
                      Wharf ran it)",
                 ])),
             ),
-            (7, OutputState::Missing),
+            (
+                7,
+                OutputState::NoOutput(
+                    "release v7 has no release phase (its Procfile has no `release` process), so it has no output"
+                        .into(),
+                ),
+            ),
         ];
         for (v, want) in rows {
             let id = rs[v - 2].id;
