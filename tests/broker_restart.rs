@@ -33,7 +33,7 @@ use std::time::Duration;
 use serde_json::json;
 use wharf_testkit::client::{self, Req};
 use wharf_testkit::numbered;
-use wharf_testkit::rfc5424::line_numbers;
+use wharf_testkit::rfc5424::{line_numbers, numbered_line};
 use wharf_testkit::syslog::SyslogReceiver;
 use wharf_testkit::tansu::Tansu;
 use wharf_testkit::wharf::Wharf;
@@ -338,4 +338,56 @@ async fn a_broker_shut_down_under_load_loses_no_accepted_line() {
     eprintln!(
         "{restarts} SIGTERM restarts under load: {n} lines, none lost; {failed} failed deliveries, {retried} sent again"
     );
+}
+
+/// FE46 LOW: a `POST /log-events` the bus took only part of says which part (the first events,
+/// in order), so a client that sends the rest again, as the 503 says, gets every line to the
+/// drain once and in order. Wharf starts with its broker down and a resend buffer that holds
+/// about 40 of the 100 lines: the first request is a 503 naming the first event to send again,
+/// the client sends from there until the broker is back, and the drain gets lines 0..100 with
+/// no repeat.
+#[tokio::test]
+async fn a_partly_taken_batch_says_which_events_to_send_again() {
+    const N: usize = 100;
+    let dir = TempDir::new("broker-partly-taken");
+    let mut broker = Tansu::start().await;
+    broker.stop().await;
+    let env = [("WHARF_KAFKA__RESEND_BUFFER", "24KiB")];
+    let mut wharf = Wharf::serve_with(WHARF, &["--kafka", &broker.brokers()], &dir.path().join("data"), &env).await;
+    wharf.api.create_app(APP, &[]).await;
+    let receiver = SyslogReceiver::tcp().await;
+    wharf.api.expect("POST", &format!("/apps/{APP}/log-drains"), json!({"url": receiver.url()}), 201).await;
+    let events = |from: usize| {
+        let events = (from..N).map(
+            |i| json!({"app": APP, "source": "akkeris/build", "process": "build.1", "message": numbered_line(i, 500)}),
+        );
+        serde_json::Value::Array(events.collect())
+    };
+    let (mut from, mut refusals) = (0, Vec::new());
+    while from < N {
+        let (status, out) = wharf.api.call("POST", "/log-events", Some(events(from))).await;
+        if status == 202 {
+            assert_eq!(out["accepted"], N - from, "{out}");
+            break;
+        }
+        assert_eq!(status, 503, "{out}");
+        let message = out["message"].as_str().unwrap().to_owned();
+        // "... events 0 to K-1 of M are on the bus: send the rest again, from event K ..."
+        let next = match message.split_once("from event ") {
+            Some((_, rest)) => rest.split(';').next().unwrap().parse::<usize>().unwrap(),
+            None => {
+                assert!(message.contains("none of the request's events is on the bus"), "{message}");
+                0
+            }
+        };
+        from += next;
+        if refusals.is_empty() {
+            assert!(from > 0 && from < N, "the first request is taken in part: {message}");
+            broker.start_again().await;
+        }
+        refusals.push(message);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let repeats = every_line(&receiver, &mut wharf, N, "every line, the rest sent again as the 503 said").await;
+    assert_eq!(repeats, 0, "no line twice; the 503s said: {refusals:#?}");
 }

@@ -133,7 +133,7 @@ impl Refusal {
 /// unless the transport refused some in the middle), and why the others were not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refused {
-    /// Events the bus took.
+    /// Events the bus took: the batch's first ones.
     pub taken: u64,
     /// Events it did not take.
     pub refused: u64,
@@ -246,7 +246,9 @@ impl Publisher {
     }
 
     /// As [`Publisher::publish_batch`], and says why when the bus did not take every event
-    /// (the dropped ones are counted, and the cause logged once per thousand, either way).
+    /// (the dropped ones are counted, and the cause logged once per thousand, either way). The
+    /// bus takes the events in order and stops at the first it cannot take: those taken are the
+    /// batch's first [`Refused::taken`].
     ///
     /// # Errors
     ///
@@ -261,12 +263,16 @@ impl Publisher {
             },
             #[cfg(feature = "kafka")]
             PublisherInner::Kafka(k) => {
+                // In order, stopping at the first refusal: the events taken are the batch's
+                // first ones (a caller can say which to send again), and none goes on the bus
+                // ahead of an older one of the same batch that was refused.
                 let (mut taken, mut why) = (0, None);
                 for e in events {
                     match k.send(e) {
                         Ok(()) => taken += 1,
                         Err(w) => {
-                            why.get_or_insert(w);
+                            why = Some(w);
+                            break;
                         }
                     }
                 }

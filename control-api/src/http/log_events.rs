@@ -101,24 +101,50 @@ pub(super) async fn post(
         .read(|m| events.iter().map(|e| m.app(&e.app).map(|a| m.app_key(a).to_string())).collect::<Vec<_>>())
         .await;
     let mut encoded = Vec::with_capacity(events.len());
+    // How many bus events (chunks) each posted event became, to say which were taken.
+    let mut chunks_of = Vec::with_capacity(events.len());
     for (i, (e, key)) in events.iter().zip(keys).enumerate() {
         let Some(key) = key else {
             return Err(ApiError::invalid(format!("event {i}: no app {:?}", e.app)));
         };
-        encoded.extend(event(e, &key).map_err(|m| ApiError::invalid(format!("event {i}: {m}")))?);
+        let chunks = event(e, &key).map_err(|m| ApiError::invalid(format!("event {i}: {m}")))?;
+        chunks_of.push(chunks.len() as u64);
+        encoded.extend(chunks);
     }
     let n = events.len() as u64;
-    let chunks = encoded.len() as u64;
-    publisher.try_publish_batch(encoded).map_err(|r| refusal(r, chunks))?;
+    publisher.try_publish_batch(encoded).map_err(|r| refusal(r, &chunks_of))?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": n }))))
 }
 
-/// The 503 for a batch of `chunks` events the bus did not all take: its cause in words and a
-/// `Retry-After` as long as the cause usually lasts.
-fn refusal(r: Refused, chunks: u64) -> ApiError {
+/// The 503 for a batch the bus did not all take (`chunks_of`: how many bus events each posted
+/// event became): its cause in words, which of the request's events are on the bus (the bus
+/// takes a batch in order and stops at its first refusal, so they are the first ones: a client
+/// that sends the rest again sends no line twice, but for the chunks of an event cut in two), and
+/// a `Retry-After` as long as the cause usually lasts.
+fn refusal(r: Refused, chunks_of: &[u64]) -> ApiError {
+    let (n, chunks) = (chunks_of.len(), chunks_of.iter().sum::<u64>());
+    let mut whole = 0;
+    let mut left = r.taken;
+    for &c in chunks_of {
+        if c > left {
+            break;
+        }
+        left -= c;
+        whole += 1;
+    }
+    let taken = match (whole, left) {
+        (0, 0) => "none of the request's events is on the bus: send them all again".to_owned(),
+        (0, _) => format!("only {left} chunk(s) of event 0 are on the bus: send them all again"),
+        (w, 0) => format!("events 0 to {} of {n} are on the bus: send the rest again, from event {w}", w - 1),
+        (w, _) => format!(
+            "events 0 to {} of {n} and {left} chunk(s) of event {w} are on the bus: send the rest again, \
+             from event {w}",
+            w - 1
+        ),
+    };
     ApiError::unavailable_for(
         format!(
-            "{}: {} of {chunks} events (long messages count a chunk each) were not taken; retry in {} s",
+            "{}: {} of {chunks} events (long messages count a chunk each) were not taken; {taken}; retry in {} s",
             r.why.cause(),
             r.refused,
             r.why.retry_after_seconds()
@@ -197,7 +223,7 @@ mod tests {
         ];
         assert_eq!(table.len(), Refusal::ALL.len(), "every refusal has a row");
         for (why, cause, retry_after) in table {
-            let response = refusal(Refused { taken: 1, refused: 2, why }, 3).into_response();
+            let response = refusal(Refused { taken: 1, refused: 2, why }, &[1, 1, 1]).into_response();
             assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{why:?}");
             assert_eq!(response.headers()["retry-after"], retry_after, "{why:?}");
             let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
@@ -206,7 +232,32 @@ mod tests {
             let message = body["message"].as_str().unwrap();
             assert!(message.starts_with(cause), "{why:?}: {message}");
             assert!(message.contains("2 of 3 events"), "{why:?}: {message}");
+            assert!(
+                message.contains("events 0 to 0 of 3 are on the bus: send the rest again, from event 1"),
+                "{message}"
+            );
             assert!(message.ends_with(&format!("retry in {retry_after} s")), "{why:?}: {message}");
         }
+    }
+
+    /// Which of a partly refused request's events are on the bus, by the chunks taken: the
+    /// message names the first event to send again (FE46 LOW: it said only how many).
+    #[test]
+    fn a_partly_refused_request_says_which_events_to_send_again() {
+        let check = |chunks_of: &[u64], taken: u64, says: &str| {
+            let refused = chunks_of.iter().sum::<u64>() - taken;
+            let e = refusal(Refused { taken, refused, why: wharf_bus::Refusal::Full }, chunks_of);
+            let said = format!("{e:?}");
+            assert!(said.contains(says), "{chunks_of:?} taken {taken}: {said}");
+        };
+        check(&[1, 1, 1], 0, "none of the request's events is on the bus: send them all again");
+        check(&[1, 1, 1], 2, "events 0 to 1 of 3 are on the bus: send the rest again, from event 2");
+        check(&[3, 1], 2, "only 2 chunk(s) of event 0 are on the bus: send them all again");
+        check(
+            &[1, 3, 1],
+            3,
+            "events 0 to 0 of 3 and 2 chunk(s) of event 1 are on the bus: send the rest again, from event 1",
+        );
+        check(&[1, 3, 1], 4, "events 0 to 1 of 3 are on the bus: send the rest again, from event 2");
     }
 }
