@@ -363,7 +363,7 @@ async fn a_phase_a_kill_cut_says_it_runs_again() {
     let data = dir.path().join("data");
     let wharf = Wharf::serve_with(WHARF, &[], &data, &ENV).await;
     let api = &wharf.api;
-    let (gate, _build) = gated_build(api, dir.path(), "echo run-$((1 + 1))", "echo done").await;
+    let (gate, build) = gated_build(api, dir.path(), "echo run-$((1 + 1))", "echo done").await;
     let v3 = eventually(WAIT, "release v3", || async {
         let (_, r) = api.call("GET", "/apps/hello/releases/v3", None).await;
         r["output_stream_url"].as_str().map(|_| r.clone())
@@ -385,4 +385,9 @@ async fn a_phase_a_kill_cut_says_it_runs_again() {
     std::fs::write(&gate, "").unwrap();
     let said = again.ended(WAIT).await;
     assert!(said.trim_end().ends_with("done\nRelease phase of v3 succeeded"), "{said}");
+    // The build's output kept its lines up to the release it made, which the kill did not take
+    // (FE45 LOW: its "Releasing" line was lost).
+    let url = format!("/builds/{}/output", build["id"].as_str().unwrap());
+    let said = Followed::start(api.addr, &url).await.ended(WAIT).await;
+    assert!(said.contains("\n-----> Releasing v3 of slug "), "{said}");
 }

@@ -343,6 +343,9 @@ impl ControlPlane {
                 say(line);
             }
             say(format!("-----> Releasing v{version} of slug {slug}: waiting for its release phase and new dynos"));
+            // Stored at once, as the build's end above: a `kill -9` while the release phase runs
+            // (minutes, maybe) would otherwise take these lines with it.
+            self.record_build_end(build.id, None, &out).await;
             say(self.release_outcome(build.app_id, release_id, version).await);
             self.record_build_end(build.id, None, &out).await;
         }
