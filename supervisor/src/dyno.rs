@@ -343,6 +343,7 @@ impl Dyno {
             dyno_type,
             state: DynoState::Starting,
             started_at: now_seconds(),
+            launched: wharf_control_api::plane::local::next_launch(),
             release: self.spec.release,
             index: Some(self.index),
             one_off: None,

@@ -89,6 +89,7 @@ pub(crate) async fn run(
         dyno_type: DynoType::try_new(RELEASE).expect("a valid dyno type"),
         state: DynoState::Up,
         started_at: wharf_domain::timestamp::now_seconds(),
+        launched: wharf_control_api::plane::local::next_launch(),
         release: spec.release,
         index: None,
         // Shown as a one-off's is: its own command, and never counted as a formation dyno.

@@ -17,6 +17,7 @@ fn local(name: &str, dyno_type: &str, index: Option<u32>, at: i64) -> LocalDyno 
         dyno_type,
         state: DynoState::Up,
         started_at: at,
+        launched: 0,
         release: None,
         index,
         one_off: None,
@@ -45,6 +46,10 @@ async fn type_n_reaches_the_dyno_of_index_n_and_the_newer_of_two_during_a_roll()
         local("run.1", "run", None, 50),
         on_release("web.4-zzzzz", 4, 60, 2),
         on_release("web.4-aaaaa", 4, 60, 3),
+        // A restart of all: the same release, the same second, the replacement started later
+        // and drawn a suffix that sorts first.
+        LocalDyno { launched: 2, ..on_release("web.5-zzzzz", 5, 70, 3) },
+        LocalDyno { launched: 3, ..on_release("web.5-aaaaa", 5, 70, 3) },
     ];
     let registered = ("web.3".parse().unwrap(), "web".parse().unwrap(), "127.0.0.1".parse().unwrap());
     let (registered, _) = p.put_dyno("api", registered.0, registered.1, registered.2, 9000).await.unwrap();
@@ -74,6 +79,7 @@ async fn type_n_reaches_the_dyno_of_index_n_and_the_newer_of_two_during_a_roll()
         ("web.3", Some("web.3"), "a registered dyno by its name"),
         ("web", None, "a type alone"),
         ("web.4", Some("web.4-aaaaa"), "the newer release's, started in the same second"),
+        ("web.5", Some("web.5-aaaaa"), "the later started of the same release in the same second"),
     ];
     for (asked, reached, why) in rows {
         let got = p.read(|m| p.dyno_name(m, id, asked)).await;

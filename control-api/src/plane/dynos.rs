@@ -195,7 +195,7 @@ impl ControlPlane {
         let n: u32 = n.parse().ok()?;
         let mut indexed: Vec<_> =
             local.into_iter().filter(|d| d.dyno_type.as_str() == dyno_type && d.index == Some(n)).collect();
-        let newer = |d: &super::local::LocalDyno| (d.release.map(|r| r.version), d.started_at, d.name.clone());
+        let newer = |d: &super::local::LocalDyno| (d.release.map(|r| r.version), d.started_at, d.launched);
         indexed.sort_by_key(newer);
         indexed.pop().map(|d| d.name)
     }

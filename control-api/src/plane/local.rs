@@ -102,6 +102,10 @@ pub struct LocalDyno {
     pub state: DynoState,
     /// When it was started, in seconds since the epoch.
     pub started_at: i64,
+    /// Its place in the order this process started dynos ([`next_launch`]): of two dynos
+    /// started in the same second (a roll's replacement and the dyno it replaces), the later
+    /// has the greater.
+    pub launched: u64,
     /// The release it runs; none for an app that has no release (a database older than
     /// releases, until its next change).
     pub release: Option<DynoRelease>,
@@ -111,6 +115,12 @@ pub struct LocalDyno {
     pub index: Option<u32>,
     /// A one-off dyno's command and size (a formation dyno's are its entry's): `None` for those.
     pub one_off: Option<(String, Option<String>)>,
+}
+
+/// The next number in the order this process starts dynos ([`LocalDyno::launched`]), from 1.
+pub fn next_launch() -> u64 {
+    static LAUNCHED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    LAUNCHED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
 }
 
 /// What the control plane needs from a runtime that runs dynos on this machine. The plane reads

@@ -54,6 +54,7 @@ async fn a_failed_release_is_withdrawn_unless_a_type_that_failed_runs_it() {
             dyno_type: wharf_domain::DynoType::try_new("worker").unwrap(),
             state: DynoState::Up,
             started_at: 0,
+            launched: 0,
             release: Some(DynoRelease { id: v3.id, version: 3 }),
             index: Some(1),
             one_off: None,
