@@ -341,25 +341,28 @@ async fn a_broker_shut_down_under_load_loses_no_accepted_line() {
 }
 
 /// FE46 LOW: a `POST /log-events` the bus took only part of says which part (the first events,
-/// in order), so a client that sends the rest again, as the 503 says, gets every line to the
-/// drain once and in order. Wharf starts with its broker down and a resend buffer that holds
-/// about 40 of the 100 lines: the first request is a 503 naming the first event to send again,
-/// the client sends from there until the broker is back, and the drain gets lines 0..100 with
-/// no repeat.
+/// in order, each whole), so a client that sends the rest again, as the 503 says, gets every
+/// line to the drain once and in order. Wharf starts with its broker down and a resend buffer
+/// that holds a few of the 100 lines (some of them two chunks long): the first request is a 503
+/// naming the first event to send again, the client sends from there until the broker is back,
+/// and the drain gets lines 0..100 and every chunk with no repeat.
 #[tokio::test]
 async fn a_partly_taken_batch_says_which_events_to_send_again() {
     const N: usize = 100;
     let dir = TempDir::new("broker-partly-taken");
     let mut broker = Tansu::start().await;
     broker.stop().await;
-    let env = [("WHARF_KAFKA__RESEND_BUFFER", "24KiB")];
+    let env = [("WHARF_KAFKA__RESEND_BUFFER", "40KiB")];
+    // Every fifth line is 20,000 bytes: two chunks on the bus, which are taken whole or not at
+    // all (FE47: the first chunk of one cut in two came twice).
+    let size = |i: usize| if i % 5 == 4 { 20_000 } else { 500 };
     let mut wharf = Wharf::serve_with(WHARF, &["--kafka", &broker.brokers()], &dir.path().join("data"), &env).await;
     wharf.api.create_app(APP, &[]).await;
     let receiver = SyslogReceiver::tcp().await;
     wharf.api.expect("POST", &format!("/apps/{APP}/log-drains"), json!({"url": receiver.url()}), 201).await;
     let events = |from: usize| {
         let events = (from..N).map(
-            |i| json!({"app": APP, "source": "akkeris/build", "process": "build.1", "message": numbered_line(i, 500)}),
+            |i| json!({"app": APP, "source": "akkeris/build", "process": "build.1", "message": numbered_line(i, size(i))}),
         );
         serde_json::Value::Array(events.collect())
     };
@@ -390,4 +393,12 @@ async fn a_partly_taken_batch_says_which_events_to_send_again() {
     }
     let repeats = every_line(&receiver, &mut wharf, N, "every line, the rest sent again as the 503 said").await;
     assert_eq!(repeats, 0, "no line twice; the 503s said: {refusals:#?}");
+    // Each long line's second chunk came once too (it follows its first, which came once).
+    let seconds = eventually(WAIT, "every long line's second chunk", || async {
+        let n = receiver.messages().iter().filter(|m| m.text().starts_with("xxxxxxxxxx")).count();
+        (n >= N / 5).then_some(n)
+    })
+    .await;
+    assert_eq!(seconds, N / 5, "the second chunks; the 503s said: {refusals:#?}");
+    assert!(refusals.iter().all(|r| !r.contains("chunk")), "no event was taken in part: {refusals:#?}");
 }

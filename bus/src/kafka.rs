@@ -415,17 +415,45 @@ impl KafkaPublisher {
         }
     }
 
+    /// Sends one message's chunks ([`crate::Publisher::try_publish_messages`]): while the
+    /// producer holds events, all of them held or none; otherwise each in turn. The number of
+    /// chunks taken, and why the rest were not.
+    pub(crate) fn send_whole(&self, chunks: Vec<LogEvent>) -> Result<u64, (u64, Refusal)> {
+        let resend = &self.producer.context().resend;
+        let why = resend.holding();
+        if chunks.len() > 1 && (why.is_some() || resend.draining()) {
+            let encoded: Vec<_> = chunks.iter().map(|e| (e.app().as_bytes(), e.encoded())).collect();
+            let pairs: Vec<(&[u8], &[u8])> = encoded.iter().map(|(k, p)| (*k, &p[..])).collect();
+            if resend.hold_all(&pairs) {
+                return Ok(chunks.len() as u64);
+            }
+            return Err((0, Self::hold_refusal(why)));
+        }
+        let mut taken = 0;
+        for e in chunks {
+            self.send(e).map_err(|w| (taken, w))?;
+            taken += 1;
+        }
+        Ok(taken)
+    }
+
+    /// Why an event the hold did not fit is refused, while holding for `why` (`None`: while
+    /// the held events are sent).
+    fn hold_refusal(why: Option<Hold>) -> Refusal {
+        match why {
+            Some(Hold::BrokersDown) => Refusal::BrokersUnreachable,
+            Some(Hold::TopicMissing) => Refusal::TopicMissing,
+            None => Refusal::Full,
+        }
+    }
+
     /// Holds `event` while the producer holds events for `why` (`None`: while it sends the held
     /// ones).
     fn send_held(&self, event: &LogEvent, why: Option<Hold>) -> Result<(), Refusal> {
         if self.producer.context().resend.hold(event.app().as_bytes(), &event.encoded()[..], 0, false) {
             return Ok(());
         }
-        Err(match why {
-            Some(Hold::BrokersDown) => Refusal::BrokersUnreachable,
-            Some(Hold::TopicMissing) => Refusal::TopicMissing,
-            None => Refusal::Full,
-        })
+        Err(Self::hold_refusal(why))
     }
 
     /// Waits up to `timeout` for queued events, and those waiting to be sent again, to reach

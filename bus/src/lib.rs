@@ -279,6 +279,44 @@ impl Publisher {
                 (taken, why)
             }
         };
+        self.counted(n, published, why)
+    }
+
+    /// As [`Publisher::try_publish_batch`] for messages that may have been cut into chunks
+    /// (`messages`: each message's events, [`LogEventBuilder::messages`]): each message is
+    /// taken whole or not at all, so that a client told which messages to send again gets no
+    /// chunk twice. With Kafka, a message is held whole or refused whole while the producer
+    /// holds its events (the case that fills: `kafka.resend_buffer`); only librdkafka's own
+    /// queue (500,000 events) filling between two chunks of one message can still take part of
+    /// it. [`Refused::taken`] counts events (chunks).
+    ///
+    /// # Errors
+    ///
+    /// [`Refused`], with how many events were taken and why the others were not.
+    pub fn try_publish_messages(&self, messages: Vec<Vec<LogEvent>>) -> Result<(), Refused> {
+        match &self.inner {
+            PublisherInner::Embedded(..) => self.try_publish_batch(messages.into_iter().flatten().collect()),
+            #[cfg(feature = "kafka")]
+            PublisherInner::Kafka(k) => {
+                let n = messages.iter().map(|m| m.len() as u64).sum();
+                let (mut taken, mut why) = (0, None);
+                for message in messages {
+                    match k.send_whole(message) {
+                        Ok(chunks) => taken += chunks,
+                        Err((chunks, w)) => {
+                            taken += chunks;
+                            why = Some(w);
+                            break;
+                        }
+                    }
+                }
+                self.counted(n, taken, why)
+            }
+        }
+    }
+
+    /// Counts `published` of `n` events, and the rest dropped for `why`.
+    fn counted(&self, n: u64, published: u64, why: Option<Refusal>) -> Result<(), Refused> {
         self.stats.published.fetch_add(published, Ordering::Relaxed);
         match why {
             None => Ok(()),

@@ -269,6 +269,32 @@ impl Resend {
         true
     }
 
+    /// Holds every one of `events` (keys and payloads, never handed to librdkafka, in order)
+    /// behind the others, or none when they do not all fit: one message's chunks.
+    pub(super) fn hold_all(&self, events: &[(&[u8], &[u8])]) -> bool {
+        let mut s = self.state.lock().expect("resend lock");
+        let bytes: u64 = events.iter().map(|(k, p)| (k.len() + p.len()) as u64).sum();
+        if s.bytes + bytes > self.limit {
+            return false;
+        }
+        for (key, payload) in events {
+            let p = Pending {
+                key: key.to_vec(),
+                payload: payload.to_vec(),
+                attempt: 0,
+                failed: false,
+                handed_over: false,
+                due: Instant::now(),
+            };
+            s.add(&p);
+            s.queue.push_back(p);
+        }
+        self.unsent_held.fetch_add(events.len() as u64, Ordering::AcqRel);
+        s.gauges(&self.stats);
+        self.wake.notify_one();
+        true
+    }
+
     /// Takes a failed event (`attempt` is the number of times it was sent again, 0 for none).
     /// Counts it dropped, and says so, when the failure is permanent or the buffer is full.
     pub(super) fn failed(&self, key: &[u8], payload: &[u8], attempt: u32, error: &RdError) {

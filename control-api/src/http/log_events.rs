@@ -109,20 +109,23 @@ pub(super) async fn post(
         };
         let chunks = event(e, &key).map_err(|m| ApiError::invalid(format!("event {i}: {m}")))?;
         chunks_of.push(chunks.len() as u64);
-        encoded.extend(chunks);
+        encoded.push(chunks);
     }
     let n = events.len() as u64;
-    publisher.try_publish_batch(encoded).map_err(|r| refusal(r, &chunks_of))?;
+    // Each event whole or not at all (FE47: a 503 that named an event cut in two had its
+    // first chunks arrive twice when the client sent it again, as told).
+    publisher.try_publish_messages(encoded).map_err(|r| refusal(r, &chunks_of))?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": n }))))
 }
 
 /// The 503 for a batch the bus did not all take (`chunks_of`: how many bus events each posted
 /// event became): its cause in words, which of the request's events are on the bus (the bus
-/// takes a batch in order and stops at its first refusal, so they are the first ones: a client
-/// that sends the rest again sends no line twice, but for the chunks of an event cut in two), and
-/// a `Retry-After` as long as the cause usually lasts.
+/// takes a batch in order, each event whole or not at all, and stops at its first refusal, so
+/// they are the first ones: a client that sends the rest again sends no line twice; only
+/// librdkafka's own queue filling between two chunks of one event can leave part of it on the
+/// bus, which the message then says), and a `Retry-After` as long as the cause usually lasts.
 fn refusal(r: Refused, chunks_of: &[u64]) -> ApiError {
-    let (n, chunks) = (chunks_of.len(), chunks_of.iter().sum::<u64>());
+    let n = chunks_of.len();
     let mut whole = 0;
     let mut left = r.taken;
     for &c in chunks_of {
@@ -144,9 +147,9 @@ fn refusal(r: Refused, chunks_of: &[u64]) -> ApiError {
     };
     ApiError::unavailable_for(
         format!(
-            "{}: {} of {chunks} events (long messages count a chunk each) were not taken; {taken}; retry in {} s",
+            "{}: {} of the request's {n} events were not taken; {taken}; retry in {} s",
             r.why.cause(),
-            r.refused,
+            n - whole,
             r.why.retry_after_seconds()
         ),
         r.why.retry_after_seconds(),
@@ -231,7 +234,7 @@ mod tests {
             assert_eq!(body["id"], "service_unavailable");
             let message = body["message"].as_str().unwrap();
             assert!(message.starts_with(cause), "{why:?}: {message}");
-            assert!(message.contains("2 of 3 events"), "{why:?}: {message}");
+            assert!(message.contains("2 of the request's 3 events were not taken"), "{why:?}: {message}");
             assert!(
                 message.contains("events 0 to 0 of 3 are on the bus: send the rest again, from event 1"),
                 "{message}"

@@ -56,9 +56,11 @@ pub fn release_output_state(m: &Model, id: Uuid) -> OutputState {
     let Some(r) = m.release_by_id(id) else { return OutputState::Missing };
     let v = r.version;
     if !has_release_phase(r) {
-        return OutputState::NoOutput(format!(
-            "release v{v} has no release phase (its Procfile has no `release` process), so it has no output"
-        ));
+        let why = match r.slug_id {
+            Some(_) => "its Procfile has no `release` process",
+            None => "it has no slug",
+        };
+        return OutputState::NoOutput(format!("release v{v} has no release phase ({why}), so it has no output"));
     }
     if r.status != ReleaseStatus::Pending {
         if r.output.is_empty() {
@@ -340,19 +342,18 @@ mod tests {
                      Wharf ran it)",
                 ])),
             ),
-            (
-                7,
-                OutputState::NoOutput(
-                    "release v7 has no release phase (its Procfile has no `release` process), so it has no output"
-                        .into(),
-                ),
-            ),
+            (7, OutputState::NoOutput("release v7 has no release phase (it has no slug), so it has no output".into())),
         ];
         for (v, want) in rows {
             let id = rs[v - 2].id;
             assert_eq!(p.read(|m| release_output_state(m, id)).await, want, "v{v}");
         }
         assert_eq!(p.read(|m| release_output_state(m, new_id())).await, OutputState::Missing);
+        // A release of code without a `release` process says so (tests/outputs.rs, through the API).
+        let coded = Release { slug_id: Some(new_id()), processes: vec![], ..rs[5].clone() };
+        p.change(|_| Ok(((), vec![Change::Put(Object::Release(coded.clone()))]))).await.unwrap();
+        let said = "release v7 has no release phase (its Procfile has no `release` process), so it has no output";
+        assert_eq!(p.read(|m| release_output_state(m, coded.id)).await, OutputState::NoOutput(said.into()));
         // The first run of a pending release with nothing ahead of it.
         p.change(|m| Ok(((), m.cascade(crate::model::Kind::Release, rs[2].id)))).await.unwrap();
         let first =

@@ -157,6 +157,17 @@ fn held_events_are_bounded_by_the_buffer() {
     assert_eq!(resend.waiting(), 1);
 }
 
+/// One message's chunks are held all or none: the second of two that does not fit leaves the
+/// first out too (FE47: a client sending the message again got its first chunk twice).
+#[test]
+fn a_message_s_chunks_are_held_whole_or_not_at_all() {
+    let resend = Resend::new(40, Arc::default());
+    resend.start_holding(Hold::BrokersDown);
+    assert!(resend.hold_all(&[(b"app", b"chunk 1 of 2"), (b"app", b"chunk 2 of 2")]));
+    assert!(!resend.hold_all(&[(b"app", b"chunk 1 of 2"), (b"app", b"chunk 2 of 2")]), "30 + 30 bytes > 40");
+    assert_eq!(waiting(&resend), ["chunk 1 of 2", "chunk 2 of 2"]);
+}
+
 /// Held events arriving without pause do not hurry the checks: one per [`CHECK_EVERY`]
 /// (FE44: each held event woke the thread into another check, milliseconds apart).
 #[test]
