@@ -243,10 +243,14 @@ impl ProducerContext for ProduceContext {
                     Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
                 ) {
                     if !self.resend.hold(key, payload, attempt as u32, true) {
-                        self.stats.kafka_dropped.fetch_add(1, Ordering::Relaxed);
-                        tracing::error!(
-                            "a log event taken back from the kafka producer's queue does not fit kafka.resend_buffer; dropped"
-                        );
+                        // One line per thousand, as every drop: a purge reports a whole queue at once.
+                        let dropped = self.stats.kafka_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                        if dropped % 1000 == 1 {
+                            tracing::error!(
+                                dropped_total = dropped,
+                                "log events taken back from the kafka producer's queue do not fit kafka.resend_buffer; dropped"
+                            );
+                        }
                     }
                     return;
                 }
