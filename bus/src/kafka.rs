@@ -1,9 +1,10 @@
 //! The Kafka transport: a producer keyed by app, and a consumer-group member on its own thread.
 //!
 //! Events are keyed by app key, so one app's lines land in one partition and stay in order.
-//! The consumer runs librdkafka's poll loop on a dedicated thread and hands batches to the async
-//! side through a bounded channel; rebalances are reported in the same channel, in order with
-//! the batches. Offsets are never committed automatically: the logshuttle commits what every
+//! The consumer runs librdkafka's poll loop on a dedicated thread, reads the fetched messages a
+//! batch at a time from a queue of their own (`fetch`), and hands batches to the async side
+//! through a bounded channel; rebalances are reported in the same channel, in order with the
+//! batches. Offsets are never committed automatically: the logshuttle commits what every
 //! drain has taken responsibility for.
 //!
 //! Why one file: the producer, the group member and the catch-up readers share librdkafka's
