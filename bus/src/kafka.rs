@@ -1063,7 +1063,8 @@ struct FetchQueueBack<'a>(&'a ConsumeContext);
 
 impl Drop for FetchQueueBack<'_> {
     fn drop(&mut self) {
-        let queue = self.0.fetched.lock().map(|mut q| q.take());
+        // Even after a panic that poisoned the lock: the queue holds the consumer.
+        let queue = self.0.fetched.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
         drop(queue);
     }
 }
