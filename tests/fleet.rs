@@ -807,6 +807,78 @@ async fn a_lone_logshuttle_started_after_its_whole_group_died_owns_every_partiti
     );
 }
 
+/// A second logshuttle joins a group of one in the middle of a stream (8 apps on 8 partitions,
+/// lines posted throughout): the partitions end up shared, each owned once (the members'
+/// `/metrics`), and every line of every app, posted before, during and after the rebalance,
+/// reaches its drain with first arrivals in order (repeats counted: at least once). The member
+/// that was alone had its partitions revoked and some assigned again, each assignment routing
+/// them to its fetch queue anew (bus/src/kafka/fetch.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logshuttle_joining_in_the_middle_of_a_stream_loses_and_reorders_no_line() {
+    const APPS: usize = 8;
+    const ROUND: usize = 50;
+    let broker = Tansu::start().await;
+    let dir = TempDir::new("fleet-join");
+    let secrets = Secrets::new();
+    let brokers = broker.brokers();
+    let kafka = [("WHARF_KAFKA__PARTITIONS", "8")];
+    let env = secrets.env(&kafka);
+    let api = WharfControlApi::start(WHARF, &["--kafka", &brokers], &dir.path().join("api"), &env).await;
+    let apps: Vec<String> = (0..APPS).map(|a| format!("app{a}-default")).collect();
+    let mut drains = Vec::new();
+    for app in &apps {
+        api.api.create_app(app, &[]).await;
+        let drain = SyslogReceiver::tcp().await;
+        api.api.expect("POST", &format!("/apps/{app}/log-drains"), serde_json::json!({"url": drain.url()}), 201).await;
+        drains.push(drain);
+    }
+    let mut shuttles =
+        vec![WharfLogshuttle::start(WHARF, &api.url(), &brokers, &dir.path().join("shuttle0"), &env).await];
+    eventually(WAIT, "the first member to own every partition", || async {
+        owned(&shuttles).await.filter(|o| each_partition_owned_once(o, 8))
+    })
+    .await;
+
+    // Rounds of lines for every app, posted until told to stop (after the join) and a few more.
+    let joined = Arc::new(AtomicBool::new(false));
+    let posting = tokio::spawn({
+        let (api, apps, joined) = (api.api.clone(), apps.clone(), joined.clone());
+        async move {
+            let mut rounds = 0;
+            let mut after = 0;
+            while after < 5 {
+                for app in &apps {
+                    numbered::post(&api, app, rounds * ROUND..(rounds + 1) * ROUND, 100).await;
+                }
+                rounds += 1;
+                if joined.load(Ordering::Relaxed) {
+                    after += 1;
+                }
+            }
+            rounds * ROUND
+        }
+    });
+    numbered::all_lines(&drains[0], ROUND, WAIT, "the stream to be under way").await;
+    shuttles.push(WharfLogshuttle::start(WHARF, &api.url(), &brokers, &dir.path().join("shuttle1"), &env).await);
+    let t = Instant::now();
+    let shared = eventually(WAIT, "the two members to share the partitions, each owned once", || async {
+        owned(&shuttles).await.filter(|o| each_partition_owned_once(o, 8))
+    })
+    .await;
+    joined.store(true, Ordering::Relaxed);
+    let lines = posting.await.expect("the posting task");
+    let mut repeats = 0;
+    for (drain, app) in drains.iter().zip(&apps) {
+        let what = format!("every line of {app} across a member's join");
+        let got = numbered::all_lines(drain, lines, WAIT, &what).await;
+        repeats += numbered::check_all_in_order(app, &got, lines);
+    }
+    eprintln!(
+        "a second member joined mid-stream: partitions {shared:?} {:?} after its start; {lines} lines of each of {APPS} apps, every one in order, {repeats} repeats",
+        t.elapsed()
+    );
+}
+
 /// A log session's stream, read in the background: its status and the lines so far.
 struct Session {
     lines: Arc<Mutex<Vec<String>>>,

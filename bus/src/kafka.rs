@@ -1,9 +1,10 @@
 //! The Kafka transport: a producer keyed by app, and a consumer-group member on its own thread.
 //!
 //! Events are keyed by app key, so one app's lines land in one partition and stay in order.
-//! The consumer runs librdkafka's poll loop on a dedicated thread and hands batches to the async
-//! side through a bounded channel; rebalances are reported in the same channel, in order with
-//! the batches. Offsets are never committed automatically: the logshuttle commits what every
+//! The consumer runs librdkafka's poll loop on a dedicated thread, reads the fetched messages a
+//! batch at a time from a queue of their own (`fetch`), and hands batches to the async side
+//! through a bounded channel; rebalances are reported in the same channel, in order with the
+//! batches. Offsets are never committed automatically: the logshuttle commits what every
 //! drain has taken responsibility for.
 //!
 //! Why one file: the producer, the group member and the catch-up readers share librdkafka's
@@ -29,8 +30,10 @@ use wharf_config::KafkaConfig;
 
 use crate::{BusError, LogEvent, Partition, Position, PublishStats, Received, Refusal, SourceEvent, SourceStats};
 
+mod fetch;
 mod group_watch;
 mod resend;
+use fetch::FetchQueue;
 use group_watch::GroupSignals;
 use resend::{Hold, Pending, Resend};
 
@@ -514,6 +517,14 @@ struct ConsumeContext {
     /// found missing, to the next assignment: no offset is committed meanwhile (see
     /// [`KafkaSource::commit`]).
     lost: Arc<AtomicBool>,
+    /// The fetched messages' own queue (`fetch`), read a batch at a time: set by
+    /// [`KafkaSource::join`], given back by the poll thread when it ends (before the consumer is
+    /// closed). Locked by the poll thread only, between its calls to `BaseConsumer::poll`, and
+    /// by the rebalance callbacks, which run inside those calls.
+    fetched: Mutex<Option<FetchQueue<ConsumeContext>>>,
+    /// Partitions' errors read from the fetch queue while handing it over at a revocation, for
+    /// the poll thread to act on.
+    fetch_errors: Mutex<Vec<RdError>>,
 }
 
 impl ConsumeContext {
@@ -574,15 +585,88 @@ impl ConsumeContext {
     /// created again under a consumer that is never reassigned (its offsets starting over from
     /// 0) does not have its new messages skipped up to the old topic's offset.
     fn skipped(&self, p: Partition, offset: i64) -> bool {
-        let mut skip = self.skip_below.lock().expect("skip lock");
-        match skip.get(&p) {
-            Some(&next) if offset < next => true,
-            Some(_) => {
-                skip.remove(&p);
-                false
+        skipped_in(&mut self.skip_below.lock().expect("skip lock"), p, offset)
+    }
+
+    /// Decodes the message at `offset` of `p` onto `batch`; an undecodable one is counted
+    /// ([`SourceStats::undecodable`]), warned about once in a thousand, and skipped.
+    fn decode(&self, p: Partition, offset: i64, payload: &[u8], batch: &mut Vec<Received>) {
+        let position = Some(Position { partition: p, offset });
+        if let Err(e) = self.topics.decode_into(p.topic_index, payload, position, batch) {
+            let bad_frames = self.stats.undecodable.fetch_add(1, Ordering::Relaxed) + 1;
+            if bad_frames % 1000 == 1 {
+                let topic = &self.topics.0[usize::from(p.topic_index)].0;
+                tracing::warn!(error = %e, topic, partition = p.number, offset, bad_frames, "skipping undecodable log event");
             }
-            None => false,
         }
+    }
+
+    /// Reads the fetch queue onto `batch`, at most [`BATCH`] events in all: what it holds, or,
+    /// when it holds nothing, what arrives first within `wait` and with it. Messages read only
+    /// because of the rewind are left out; partitions' errors go onto `errors`, in order.
+    /// Returns how many messages and errors were taken off the queue.
+    fn read_fetched(&self, wait: Duration, batch: &mut Vec<Received>, errors: &mut Vec<RdError>) -> usize {
+        let queue = self.fetched.lock().expect("fetch queue lock");
+        let Some(q) = queue.as_ref() else {
+            // Only once the poll thread has ended; not to spin meanwhile.
+            std::thread::sleep(wait);
+            return 0;
+        };
+        let fetched = q.read(wait, BATCH.saturating_sub(batch.len()));
+        let mut skip = self.skip_below.lock().expect("skip lock");
+        // The last topic seen, as its handle and its index: a batch is mostly one topic's.
+        let mut last: Option<(usize, Option<u16>)> = None;
+        for m in fetched.iter() {
+            if let Some(e) = m.error() {
+                errors.push(e);
+                continue;
+            }
+            let index = match last {
+                Some((id, index)) if id == m.topic_id() => index,
+                _ => {
+                    let index = m.topic().and_then(|name| self.topics.index(name));
+                    last = Some((m.topic_id(), index));
+                    index
+                }
+            };
+            let Some(topic_index) = index else { continue };
+            let p = Partition { topic_index, number: m.partition };
+            if !skip.is_empty() && skipped_in(&mut skip, p, m.offset) {
+                continue;
+            }
+            self.decode(p, m.offset, m.payload, batch);
+        }
+        fetched.len()
+    }
+
+    /// Sends what the fetch queue still holds, before a revocation is reported: lines read
+    /// before a rebalance reach the logshuttle before it, as they would read one by one. What
+    /// arrives after the revocation is outdated once the partitions stop, and librdkafka drops it.
+    fn hand_over_fetched(&self) {
+        // Bounded: the partitions keep fetching until they are unassigned.
+        for _ in 0..64 {
+            let (mut batch, mut errors) = (Vec::with_capacity(BATCH), Vec::new());
+            let taken = self.read_fetched(Duration::ZERO, &mut batch, &mut errors);
+            self.fetch_errors.lock().expect("fetch errors lock").append(&mut errors);
+            if !batch.is_empty() {
+                self.report(SourceEvent::Batch(batch));
+            }
+            if taken < BATCH {
+                break;
+            }
+        }
+    }
+}
+
+/// [`ConsumeContext::skipped`] on the locked map.
+fn skipped_in(skip: &mut std::collections::HashMap<Partition, i64>, p: Partition, offset: i64) -> bool {
+    match skip.get(&p) {
+        Some(&next) if offset < next => true,
+        Some(_) => {
+            skip.remove(&p);
+            false
+        }
+        None => false,
     }
 }
 
@@ -633,6 +717,18 @@ impl ConsumerContext for ConsumeContext {
                 owned.sort_unstable();
                 *self.stats.assigned.lock().expect("assigned lock") = Some(owned);
                 self.rewind(consumer, tpl);
+                // Before the assignment starts fetching: see `fetch` for why every time.
+                if let Some(q) = self.fetched.lock().expect("fetch queue lock").as_ref() {
+                    for e in tpl.elements() {
+                        if !q.route(e.topic(), e.partition()) {
+                            tracing::warn!(
+                                topic = e.topic(),
+                                partition = e.partition(),
+                                "partition not routed to the fetch queue; its messages are read one by one"
+                            );
+                        }
+                    }
+                }
                 if let Err(e) = consumer.assign(tpl) {
                     tracing::warn!(error = %e, "kafka assignment failed");
                 }
@@ -668,6 +764,7 @@ impl ConsumerContext for ConsumeContext {
         if let Rebalance::Revoke(list) = rebalance {
             let acks = self.revoke_ack.lock().expect("revoke ack lock");
             while acks.try_recv().is_ok() {}
+            self.hand_over_fetched();
             self.report(SourceEvent::Revoked(self.topics.partitions(list)));
             // Looked at every 100 ms, so that a source being dropped does not wait.
             let deadline = std::time::Instant::now() + REVOKE_WAIT;
@@ -826,18 +923,28 @@ impl KafkaSource {
                 skip_below: std::sync::Mutex::default(),
                 signals: signals.clone(),
                 lost: Arc::new(AtomicBool::new(false)),
+                fetched: Mutex::new(None),
+                fetch_errors: Mutex::default(),
             })
             .map_err(|e| BusError::Config(e.to_string()))?;
         consumer.subscribe(&k.topics()).map_err(|e| broker_err(k, "cannot subscribe", e))?;
         let consumer = Arc::new(consumer);
+        // Before the poll thread starts: the first assignment is routed to it.
+        let queue =
+            FetchQueue::new(&consumer).ok_or_else(|| BusError::Config("librdkafka made no fetch queue".into()))?;
+        *consumer.context().fetched.lock().expect("fetch queue lock") = Some(queue);
         let thread = std::thread::Builder::new()
             .name("kafka-consumer".into())
             .spawn({
                 let (consumer, stop, topics) = (consumer.clone(), stop.clone(), topics.clone());
                 let keeper = TopicKeeper::new(k);
-                move || poll_loop(&consumer, &topics, &tx, &stop, &stats, &keeper)
+                move || poll_loop(&consumer, &topics, &tx, &stop, &keeper)
             })
-            .map_err(|e| BusError::Config(e.to_string()))?;
+            .map_err(|e| {
+                // The queue holds the consumer: given back here, or neither would ever be freed.
+                consumer.context().fetched.lock().expect("fetch queue lock").take();
+                BusError::Config(e.to_string())
+            })?;
         let watch = std::thread::Builder::new()
             .name("kafka-group-watch".into())
             .spawn({
@@ -921,35 +1028,30 @@ impl Drop for KafkaSource {
     }
 }
 
-fn poll_loop(
-    consumer: &BaseConsumer<ConsumeContext>,
-    topics: &Topics,
-    tx: &mpsc::Sender<SourceEvent>,
-    stop: &AtomicBool,
-    stats: &SourceStats,
-    keeper: &Arc<TopicKeeper>,
-) {
-    let mut batch = Vec::with_capacity(BATCH);
-    let mut bad_frames = 0u64;
-    // While a subscribed topic is missing: when to ask the broker next whether it is back.
-    let mut topic_gone: Option<Instant> = None;
-    // Whether the broker was seen without a subscribed topic since the last rejoin.
-    let mut topic_missing = false;
-    // When to leave and join once it is back: after librdkafka's own metadata refresh saw it.
-    let mut rejoin_at: Option<Instant> = None;
-    while !stop.load(Ordering::Relaxed) {
-        if consumer.context().signals.rejoin.swap(false, Ordering::Relaxed) {
-            rejoin(consumer, topics);
-        }
-        if let Some(next) = topic_gone
+/// The poll thread's view of the subscribed topics: whether one went missing, and when to look
+/// again or leave and join the group once it is back.
+#[derive(Debug, Default)]
+struct TopicWatch {
+    /// While a subscribed topic is missing: when to ask the broker next whether it is back.
+    gone: Option<Instant>,
+    /// Whether the broker was seen without a subscribed topic since the last rejoin.
+    missing: bool,
+    /// When to leave and join once it is back: after librdkafka's own metadata refresh saw it.
+    rejoin_at: Option<Instant>,
+}
+
+impl TopicWatch {
+    /// Asks the broker whether a missing topic is back, and rejoins once it is, when it is time.
+    fn tick(&mut self, consumer: &BaseConsumer<ConsumeContext>, topics: &Topics, keeper: &Arc<TopicKeeper>) {
+        if let Some(next) = self.gone
             && Instant::now() >= next
         {
-            topic_gone = Some(Instant::now() + TOPIC_BACK_EVERY);
+            self.gone = Some(Instant::now() + TOPIC_BACK_EVERY);
             match topics_exist(consumer, topics) {
                 Some(true) => {
-                    topic_gone = None;
-                    if std::mem::take(&mut topic_missing) {
-                        rejoin_at = Some(Instant::now() + TOPIC_SEEN_AFTER);
+                    self.gone = None;
+                    if std::mem::take(&mut self.missing) {
+                        self.rejoin_at = Some(Instant::now() + TOPIC_SEEN_AFTER);
                     }
                 }
                 // Asked again until it exists: librdkafka reports the topic missing once, late
@@ -957,75 +1059,119 @@ fn poll_loop(
                 // second after its last attempt. Until it exists, tansu acknowledges what the
                 // producers send and loses it when the topic is created again.
                 Some(false) => {
-                    topic_missing = true;
+                    self.missing = true;
                     keeper.missing();
                 }
                 // The broker does not answer (yet): asked again.
                 None => {}
             }
         }
-        if let Some(at) = rejoin_at
+        if let Some(at) = self.rejoin_at
             && Instant::now() >= at
         {
-            rejoin_at = None;
+            self.rejoin_at = None;
             tracing::info!(
                 "kafka topic exists again; leaving and joining the consumer group so that its partitions are assigned"
             );
             rejoin(consumer, topics);
         }
-        // Block briefly for the first message, then take whatever else is already fetched.
-        let mut timeout = Duration::from_millis(100);
-        while batch.len() < BATCH {
-            match consumer.poll(timeout) {
-                None => break,
+    }
+
+    /// Acts on a consumer error (other than a partition's end).
+    fn error(&mut self, consumer: &BaseConsumer<ConsumeContext>, keeper: &Arc<TopicKeeper>, e: &RdError) {
+        tracing::warn!(error = %e, "kafka consumer error");
+        // "Subscribed topic not available": the consumer rejoins its group once the topic
+        // exists again and the metadata refresh shows it. The offsets this member holds are the
+        // old topic's from now on: none is committed until the next assignment, so that none
+        // lands in the new topic's group. The group may then be assigned while the topic is
+        // still missing in this member's metadata, with no partition to anyone, and neither
+        // librdkafka nor tansu 0.6 rebalances when the topic appears (the group keeps its
+        // generation): once the broker has the topic again, this member leaves and joins,
+        // which starts a new generation assigned with it.
+        if TopicKeeper::is_missing(e) {
+            consumer.context().lost.store(true, Ordering::Relaxed);
+            keeper.missing();
+            self.missing = true;
+            self.gone.get_or_insert_with(|| Instant::now() + TOPIC_BACK_EVERY);
+        }
+        // The brokers went away: when they answer again, the topics are looked for at once (a
+        // broker may come back without its data), not at the next metadata refresh that
+        // reports them missing.
+        if matches!(e.rdkafka_error_code(), Some(RDKafkaErrorCode::AllBrokersDown)) {
+            self.gone.get_or_insert_with(|| Instant::now() + TOPIC_BACK_EVERY);
+        }
+    }
+}
+
+/// How long the poll thread waits for a message when none is there, between its looks at the
+/// consumer's events and its stop flag.
+const POLL_WAIT: Duration = Duration::from_millis(100);
+/// Most events served between two reads of the fetch queue.
+const EVENTS_PER_TURN: usize = 64;
+
+/// Gives the fetch queue back to librdkafka when the poll thread ends, however it ends: before
+/// the consumer is closed, and so that the queue no longer holds the consumer.
+struct FetchQueueBack<'a>(&'a ConsumeContext);
+
+impl Drop for FetchQueueBack<'_> {
+    fn drop(&mut self) {
+        // Even after a panic that poisoned the lock: the queue holds the consumer.
+        let queue = self.0.fetched.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        drop(queue);
+    }
+}
+
+/// The poll thread: serves the consumer's events (rebalances through [`ConsumeContext`], commit
+/// results, statistics, errors) with `BaseConsumer::poll`, and reads the fetched messages a batch
+/// at a time from the fetch queue (`fetch`), handing each batch to the async side.
+fn poll_loop(
+    consumer: &BaseConsumer<ConsumeContext>,
+    topics: &Topics,
+    tx: &mpsc::Sender<SourceEvent>,
+    stop: &AtomicBool,
+    keeper: &Arc<TopicKeeper>,
+) {
+    let context = consumer.context();
+    let _back = FetchQueueBack(context);
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut errors = Vec::new();
+    let mut watch = TopicWatch::default();
+    while !stop.load(Ordering::Relaxed) {
+        if context.signals.rejoin.swap(false, Ordering::Relaxed) {
+            rejoin(consumer, topics);
+        }
+        watch.tick(consumer, topics, keeper);
+        // Events first, each `poll` serving one. A rebalance's callbacks run in it: the batch
+        // read before is sent already, so the revocation follows the lines read before it.
+        for _ in 0..EVENTS_PER_TURN {
+            if !context.fetched.lock().expect("fetch queue lock").as_ref().is_none_or(FetchQueue::events_waiting) {
+                break;
+            }
+            match consumer.poll(Duration::ZERO) {
+                None => {}
+                // A partition librdkafka did not route to the fetch queue: its messages come
+                // here. Sent before the next event is served, for the same order.
                 Some(Ok(m)) => {
-                    let Some(topic) = topics.index(m.topic()) else {
-                        continue;
-                    };
-                    let partition = Partition { topic_index: topic, number: m.partition() };
-                    if consumer.context().skipped(partition, m.offset()) {
-                        continue;
-                    }
-                    let position = Some(Position { partition, offset: m.offset() });
-                    match topics.decode_into(topic, m.payload().unwrap_or_default(), position, &mut batch) {
-                        Ok(()) => {}
-                        Err(e) => {
-                            bad_frames += 1;
-                            stats.undecodable.fetch_add(1, Ordering::Relaxed);
-                            if bad_frames % 1000 == 1 {
-                                tracing::warn!(error = %e, topic = m.topic(), partition = m.partition(), offset = m.offset(), bad_frames, "skipping undecodable log event");
-                            }
-                        }
-                    }
-                }
-                Some(Err(RdError::PartitionEOF(_))) => {}
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "kafka consumer error");
-                    // "Subscribed topic not available": the consumer rejoins its group once the
-                    // topic exists again and the metadata refresh shows it. The offsets this
-                    // member holds are the old topic's from now on: none is committed until the
-                    // next assignment, so that none lands in the new topic's group.
-                    // The group may then be assigned while the topic is still missing in this
-                    // member's metadata, with no partition to anyone, and neither librdkafka
-                    // nor tansu 0.6 rebalances when the topic appears (the group keeps its
-                    // generation): once the broker has the topic again, this member leaves and
-                    // joins, which starts a new generation assigned with it.
-                    if TopicKeeper::is_missing(&e) {
-                        consumer.context().lost.store(true, Ordering::Relaxed);
-                        keeper.missing();
-                        topic_missing = true;
-                        topic_gone.get_or_insert_with(|| Instant::now() + TOPIC_BACK_EVERY);
-                    }
-                    // The brokers went away: when they answer again, the topics are looked for
-                    // at once (a broker may come back without its data), not at the next
-                    // metadata refresh that reports them missing.
-                    if matches!(e.rdkafka_error_code(), Some(RDKafkaErrorCode::AllBrokersDown)) {
-                        topic_gone.get_or_insert_with(|| Instant::now() + TOPIC_BACK_EVERY);
+                    let Some(topic_index) = topics.index(m.topic()) else { continue };
+                    let p = Partition { topic_index, number: m.partition() };
+                    if !context.skipped(p, m.offset()) {
+                        context.decode(p, m.offset(), m.payload().unwrap_or_default(), &mut batch);
                     }
                     break;
                 }
+                Some(Err(RdError::PartitionEOF(_))) => {}
+                Some(Err(e)) => errors.push(e),
             }
-            timeout = Duration::ZERO;
+        }
+        errors.append(&mut context.fetch_errors.lock().expect("fetch errors lock"));
+        // Then the messages: waiting briefly for the first when there is nothing to send, then
+        // whatever else is already fetched.
+        let wait = if batch.is_empty() && errors.is_empty() { POLL_WAIT } else { Duration::ZERO };
+        context.read_fetched(wait, &mut batch, &mut errors);
+        for e in errors.drain(..) {
+            if !matches!(e, RdError::PartitionEOF(_)) {
+                watch.error(consumer, keeper, &e);
+            }
         }
         if !batch.is_empty() {
             let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));

@@ -14,7 +14,9 @@
 //! catch-up readers and their counters), each a thin dispatch to `kafka.rs` or the embedded queue;
 //! split, every part would name the others' private transport types.
 
-#![forbid(unsafe_code)]
+// Unsafe code is allowed in `kafka/fetch.rs` alone, to read librdkafka's fetched messages a
+// batch at a time.
+#![deny(unsafe_code)]
 
 pub mod akkeris;
 pub mod event;
