@@ -56,7 +56,14 @@ async fn every_line(receiver: &SyslogReceiver, wharf: &mut Wharf, n: usize, what
         }
     })
     .await;
-    numbered::check_all_in_order(what, &got, n)
+    // On a failure, Wharf's log says what its producer and consumer did around the restarts.
+    match std::panic::catch_unwind(|| numbered::check_all_in_order(what, &got, n)) {
+        Ok(repeats) => repeats,
+        Err(failure) => {
+            eprintln!("Wharf's log:\n{}", wharf.stderr());
+            std::panic::resume_unwind(failure)
+        }
+    }
 }
 
 /// `wharf serve --kafka` on `broker`, with the app and a drain.

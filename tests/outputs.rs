@@ -1,7 +1,8 @@
 //! Builds' and releases' output URLs (`output_stream_url`) at their edges, through real
 //! `wharf serve` processes, real release phases and a real HTTP server serving a source: a
 //! graceful stop cuts what runs, its followers are told so (never a bare end), and the next
-//! start's records say it was cut short.
+//! start's records say it was cut short; after a `kill -9` they keep the lines said before it
+//! (stored every 2 s while it runs).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -77,6 +78,24 @@ fn short(text: &str) -> &str {
         end -= 1;
     }
     &text[..end]
+}
+
+/// Waits until the record of release `id` in the store under `data` (what the next start reads)
+/// holds `line`: the running phase's lines so far were stored (every 2 s while it runs). No API
+/// shows a running phase's record: its URL streams the live lines.
+async fn stored_in_record(data: &Path, id: &str, line: &str) {
+    use wharf_control_api::Store as _;
+    use wharf_control_api::model::Object;
+    let mut store = wharf_control_api::SqliteStore::open(&data.join("wharf.db")).unwrap();
+    eventually(WAIT, &format!("release {id}'s record to hold {line:?}"), || {
+        let loaded = store.load().unwrap();
+        let held = loaded
+            .objects
+            .iter()
+            .any(|o| matches!(o, Object::Release(r) if r.id.to_string() == id && r.output.iter().any(|l| l == line)));
+        std::future::ready(held.then_some(()))
+    })
+    .await;
 }
 
 /// The path of an output URL (`output_stream_url`) on `api`.
@@ -330,8 +349,9 @@ async fn a_running_phase_streams_every_line_as_it_comes_past_its_first_half() {
     assert!(said.trim_end().ends_with("DONE\nRelease phase of v3 succeeded"), "{}", short(&said));
 }
 
-/// FE43 #2: a build a `kill -9` cut is `failed` at the next start and its output URL says why
-/// (the lines it had streamed went with the killed process; the app's log stream had them).
+/// FE43 #2: a build a `kill -9` cut is `failed` at the next start and its output URL says why;
+/// FE47: after the lines it had said before the kill (stored every 2 s while it runs: its
+/// `updated_at` moves when they are), so a long build's log is not lost whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_build_a_kill_cut_says_why_it_failed() {
     let dir = TempDir::new("outputs-kill");
@@ -344,19 +364,33 @@ async fn a_build_a_kill_cut_says_why_it_failed() {
     let fetching = api.expect("POST", "/apps/hello/builds", blob, 201).await;
     let fetch = Followed::start(api.addr, &path_of(api, &fetching["output_stream_url"])).await;
     fetch.until("Fetching source", WAIT).await;
+    // Its record is stored once its lines changed (the fetch then holds: no other line comes).
+    let build_path = format!("/apps/hello/builds/{}", fetching["id"].as_str().unwrap());
+    eventually(WAIT, "the build's record to be stored", || async {
+        let (_, b) = api.call("GET", &build_path, None).await;
+        (b["updated_at"] != b["created_at"]).then_some(())
+    })
+    .await;
     let killed = Command::new("kill").args(["-9", &wharf.pid()]).status().unwrap();
     assert!(killed.success());
     drop(wharf);
     let wharf = Wharf::serve_with(WHARF, &[], &data, &ENV).await;
     let api = &wharf.api;
-    let (_, b) = api.call("GET", &format!("/apps/hello/builds/{}", fetching["id"].as_str().unwrap()), None).await;
+    let (_, b) = api.call("GET", &build_path, None).await;
     assert_eq!(b["status"], "failed", "{b}");
     let said = Followed::start(api.addr, &path_of(api, &b["output_stream_url"])).await.ended(WAIT).await;
-    assert_eq!(said, " !     Build failed: Wharf stopped while it ran; start it again\n");
+    assert_eq!(
+        said,
+        format!(
+            "-----> Fetching source http://{held}/app.tgz\n !     Build failed: Wharf stopped while it ran; start it \
+             again\n"
+        )
+    );
 }
 
 /// FE43 #3: a release phase a `kill -9` cut runs again at the next start, and its URL says so:
-/// the killed run's line, then that it runs again, then the new run.
+/// the killed run's lines (FE47: those stored before the kill, every 2 s while it runs), the
+/// line saying a kill cut it, then that it runs again, then the new run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_phase_a_kill_cut_says_it_runs_again() {
     let dir = TempDir::new("outputs-kill-phase");
@@ -370,6 +404,7 @@ async fn a_phase_a_kill_cut_says_it_runs_again() {
     })
     .await;
     Followed::start(api.addr, &path_of(api, &v3["output_stream_url"])).await.until("run-2", WAIT).await;
+    stored_in_record(&data, v3["id"].as_str().unwrap(), "run-2").await;
     let killed = Command::new("kill").args(["-9", &wharf.pid()]).status().unwrap();
     assert!(killed.success());
     drop(wharf);
@@ -379,9 +414,10 @@ async fn a_phase_a_kill_cut_says_it_runs_again() {
     assert_eq!(v3["status"], "pending", "{v3}");
     let again = Followed::start(api.addr, &path_of(api, &v3["output_stream_url"])).await;
     let said = again.until("v3 was pending: its release phase runs again from its start", WAIT).await;
-    let killed = " !     Wharf stopped while v3's release phase ran (it was killed: the lines it printed went to the \
-                  app's log stream only)";
-    assert!(said.starts_with(&format!("{killed}\n")), "{said}");
+    let killed = " !     Wharf stopped while v3's release phase ran (it was killed: what it printed in its last 2 \
+                  seconds may be missing here; the app's log stream had every line)";
+    assert!(said.starts_with("Release phase of v3 starting: echo run-$((1 + 1)); "), "{said}");
+    assert!(said.contains(&format!("\nrun-2\n{killed}\n")), "the killed run's lines, then the cut: {said}");
     std::fs::write(&gate, "").unwrap();
     let said = again.ended(WAIT).await;
     assert!(said.trim_end().ends_with("done\nRelease phase of v3 succeeded"), "{said}");

@@ -5,7 +5,8 @@
 //! serving. Its output is in the app's log stream as `release.<version>`, and its end is
 //! announced there by the platform; the release's `output_stream_url` streams the same lines
 //! (the command's and those two) while it runs, and answers them from the release's record
-//! once it ended (`plane::outputs`).
+//! once it ended (`plane::outputs`), which holds its lines so far every 2 s while it runs too,
+//! so that a `kill -9` of Wharf loses at most the last seconds' lines from the URL.
 //!
 //! A phase may run at most `supervisor.release_phase_timeout` (an hour, Heroku's limit); past it,
 //! its process group is stopped and the release fails.

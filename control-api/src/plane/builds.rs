@@ -25,7 +25,9 @@
 //!
 //! Every step writes a line to the build's output: to the app's log stream (source
 //! `akkeris/build`, dyno `build`, as Akkeris' build logs) and to the build's
-//! `output_stream_url` while it runs, and into the build record when it ends. A build ends
+//! `output_stream_url` while it runs, and into the build record every 2 s while it changes
+//! (`outputs::STORE_EVERY`: a `kill -9` loses at most the last seconds' lines, and the next
+//! start adds why the build failed) and when it ends. A build ends
 //! (`succeeded`) once its slug is released; its output then follows the release until it
 //! settles (at most [`RELEASE_WAIT`]), and its last line says whether the release went live or
 //! failed (its release phase or its dynos' health check), never "released" for a release that
@@ -171,11 +173,13 @@ impl ControlPlane {
 
     /// Marks every build still `pending` as `failed`: called at start, before any build runs,
     /// so a build that a stopped Wharf was running does not stay pending for ever. Its output
-    /// says why. It also empties `DATA_DIR/slugs/incoming`, where builds and slug uploads stage
+    /// keeps the lines stored while it ran (after a `kill -9`, all but its last seconds') and
+    /// ends saying why. It also empties `DATA_DIR/slugs/incoming`, where builds and slug uploads stage
     /// their files: none runs yet, so what is there a killed run left half-written (FE21c #7;
     /// an upload's slug stays waiting, and a retried `PUT` stores it). With a store shared by
-    /// replicas it does nothing: another replica may be running them (those stay pending if
-    /// their replica dies; see the notes in ARCHITECTURE.md).
+    /// replicas it does nothing: another replica may be running them, storing their lines as
+    /// they run (those stay pending if their replica dies, their URLs giving the lines it stored;
+    /// see the notes in ARCHITECTURE.md).
     pub async fn fail_interrupted_builds(&self) -> Result<usize, Error> {
         if self.store_changed.is_some() {
             return Ok(0);

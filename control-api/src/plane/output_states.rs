@@ -405,7 +405,7 @@ mod tests {
     /// were given of that run, and its own lines still stream as they come.
     #[tokio::test]
     async fn a_phase_run_again_after_a_long_cut_run_streams_its_own_lines() {
-        let p = super::super::tests::plane().await;
+        let p = std::sync::Arc::new(super::super::tests::plane().await);
         let app = p.create_app("api".parse().unwrap(), "default").await.unwrap();
         let v1 = p.read(|m| m.latest_release(app.id).unwrap().clone()).await;
         let mut output: Vec<String> = (0..MAX_OUTPUT_LINES).map(|n| format!("line {n}")).collect();

@@ -9,6 +9,15 @@
 //! record, and the URL answers them from there (`output_states.rs` says what the URL answers in
 //! every state: not started yet, running, ended, never ran, cut short).
 //!
+//! While it runs, its lines so far are stored in its record too, every [`STORE_EVERY`] when
+//! they changed ([`ControlPlane::open_output`]'s task, through the same record as its end), so
+//! that a `kill -9` of Wharf loses at most the lines of its last seconds (they are in the app's
+//! log stream): a build's record keeps its lines (the next start adds why it failed), and a
+//! release phase's ends with the line that tells the next start a kill cut it ([`kill_line`]),
+//! which its end, or a graceful stop's cut, replaces. The cost is bounded: no store per line,
+//! none while nothing changed, one change of one record per output every [`STORE_EVERY`] at
+//! most, and none once the output ended (its end is stored last: the task stops first).
+//!
 //! What an output holds is bounded, while it runs and in its record: a line keeps its first
 //! [`MAX_OUTPUT_LINE_BYTES`] bytes and says how many were cut (`… [N bytes cut]`); an output
 //! keeps its first half of [`MAX_OUTPUT_LINES`] lines and [`MAX_OUTPUT_BYTES`] bytes and its
@@ -26,6 +35,9 @@
 //! and the end, and its record keeps its lines so far with that line; whatever it pushes
 //! afterwards is dropped (what it belongs to runs again, or fails, at the next start).
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -42,11 +54,26 @@ pub const MAX_OUTPUT_LINE_BYTES: usize = 1024;
 /// first lines, half for its newest), besides the line saying how many were left out.
 pub const MAX_OUTPUT_BYTES: usize = 128 * 1024;
 
+/// How often a running output's lines are stored in its record when they changed (see the
+/// module comment): what a `kill -9` of Wharf can lose of it.
+pub(crate) const STORE_EVERY: Duration = Duration::from_secs(2);
+
 /// How many of an app's newest releases, and of its newest builds, keep their output.
 pub const KEPT_OUTPUTS: usize = 10;
 
 /// How the line that ends an output cut by Wharf's stop starts ([`ControlPlane::cut_outputs`]).
 pub(crate) const CUT_PREFIX: &str = " !     Wharf stopped while";
+
+/// The line a running release phase's record ends with (version `version`): its end, or a
+/// graceful stop's cut, replaces it, so a start that finds it last knows a kill cut the phase
+/// (FE43 #3). The lines before it were stored at most [`STORE_EVERY`] before the kill.
+pub(crate) fn kill_line(version: u32) -> String {
+    format!(
+        "{CUT_PREFIX} v{version}'s release phase ran (it was killed: what it printed in its last {} seconds may be \
+         missing here; the app's log stream had every line)",
+        STORE_EVERY.as_secs()
+    )
+}
 
 /// The line an output past [`KEPT_OUTPUTS`] keeps in its record.
 pub(crate) fn dropped_line() -> String {
@@ -75,6 +102,8 @@ pub struct Output {
     tail_bytes: usize,
     /// Whether Wharf's stop cut it ([`ControlPlane::cut_outputs`]): its record has its lines.
     cut: bool,
+    /// Whether its end is being stored: the task that stores it while it runs stores no more.
+    sealed: bool,
 }
 
 impl Output {
@@ -170,6 +199,15 @@ impl OutputWriter {
     fn is_cut(&self) -> bool {
         self.tx.borrow().cut
     }
+
+    /// Stops the stores of the output while it runs (its end is stored next, and no store of
+    /// its lines so far may follow it); followers are not woken: nothing they read changed.
+    fn seal(&self) {
+        self.tx.send_if_modified(|o| {
+            o.sealed = true;
+            false
+        });
+    }
 }
 
 /// The changes that replace, by [`dropped_line`], the stored outputs of `app_id`'s releases and
@@ -194,16 +232,92 @@ pub(crate) fn dropped_outputs(m: &Model, app_id: Uuid, except: Uuid) -> Vec<Chan
     changes
 }
 
+/// The changes that store `put` (release or build `id` with its output) and drop what its app's
+/// older records keep past [`KEPT_OUTPUTS`].
+fn output_changes(m: &Model, id: Uuid, put: Object) -> Vec<Change> {
+    let app_id = match &put {
+        Object::Release(r) => r.app_id,
+        Object::Build(b) => b.app_id,
+        _ => return vec![],
+    };
+    let mut changes = vec![Change::Put(put)];
+    changes.extend(dropped_outputs(m, app_id, id));
+    changes
+}
+
 impl ControlPlane {
     /// Opens the output of the build or release `id`, starting with `lines` (an output followed
-    /// again after a restart), and returns its writing end; followers find it by `id` until
-    /// [`ControlPlane::forget_output`].
-    pub(super) fn open_output(&self, id: Uuid, lines: Vec<String>) -> OutputWriter {
+    /// again after a restart, whose record holds them already), and returns its writing end;
+    /// followers find it by `id` until [`ControlPlane::forget_output`]. A task stores its lines
+    /// in its record every [`STORE_EVERY`] while they change, until it ends (see the module
+    /// comment).
+    pub(super) fn open_output(self: &Arc<Self>, id: Uuid, lines: Vec<String>) -> OutputWriter {
         let head_bytes = lines.iter().map(String::len).sum();
         let tx = watch::Sender::new(Output { lines, head_bytes, ..Output::default() });
         self.outputs.lock().expect("outputs lock").insert(id, tx.clone());
         self.outputs_opened.send_modify(|n| *n += 1);
+        let (plane, rx) = (self.clone(), tx.subscribe());
+        tokio::spawn(async move { plane.keep_stored(id, rx).await });
         OutputWriter { id, tx }
+    }
+
+    /// Stores the lines of the running output `id` (read from `rx`) every [`STORE_EVERY`] when
+    /// they changed (or the store before failed), until it ends or its end is being stored.
+    async fn keep_stored(&self, id: Uuid, mut rx: watch::Receiver<Output>) {
+        let (mut ends, mut failed) = (rx.clone(), false);
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(STORE_EVERY) => {}
+                _ = ends.wait_for(|o| o.done) => return,
+            }
+            match rx.has_changed() {
+                Ok(changed) if changed || failed => {}
+                Ok(_) => continue,
+                // Its writer and its entry are gone: nothing more will come.
+                Err(_) => return,
+            }
+            match self.store_running(id, &mut rx).await {
+                Ok(true) => failed = false,
+                Ok(false) => return,
+                Err(()) => failed = true,
+            }
+        }
+    }
+
+    /// Stores the lines so far of the running output `id` (`rx`) in its record: a build's as
+    /// they are, a release phase's followed by [`kill_line`]. The lines are read in the change,
+    /// after any store before it, so a store never puts older lines over newer ones; nothing is
+    /// stored when the record holds them already. False once the output ended or its end is
+    /// being stored (which stores its lines itself), or its record is gone; `Err` when the store
+    /// refused the change (the next period tries again; the record keeps the store before).
+    async fn store_running(&self, id: Uuid, rx: &mut watch::Receiver<Output>) -> Result<bool, ()> {
+        let stored = self
+            .change(|m| {
+                let lines = {
+                    let o = rx.borrow_and_update();
+                    if o.done || o.sealed {
+                        return Ok((false, vec![]));
+                    }
+                    o.since(0).0
+                };
+                let put = if let Some(r) = m.release_by_id(id) {
+                    let mut output = lines;
+                    output.push(kill_line(r.version));
+                    (r.output != output).then(|| Object::Release(crate::model::Release { output, ..r.clone() }))
+                } else if let Some(b) = m.build(id) {
+                    let touched = wharf_domain::timestamp::now_seconds();
+                    let build = crate::model::Build { output: lines, updated_at: touched, ..b.clone() };
+                    (b.output != build.output).then_some(Object::Build(build))
+                } else {
+                    return Ok((false, vec![]));
+                };
+                Ok((true, put.map(|put| output_changes(m, id, put)).unwrap_or_default()))
+            })
+            .await;
+        stored.map_err(|e| {
+            // A store outage is logged once by the engine (`State::record`), not every period.
+            tracing::debug!(output = %id, error = %e, "cannot store a running output's lines so far");
+        })
     }
 
     /// Ends the output for its followers and forgets it: its URL answers from its record now.
@@ -230,18 +344,16 @@ impl ControlPlane {
     /// runs: its URL (the release's `output_stream_url`) streams what is pushed to it. A phase
     /// that runs again (Wharf stopped while it ran, or while its release rolled) starts with
     /// what its record kept of the run before and a line saying it runs again.
-    pub async fn open_release_output(&self, release_id: Uuid) -> OutputWriter {
+    pub async fn open_release_output(self: &Arc<Self>, release_id: Uuid) -> OutputWriter {
         let seeded =
             self.read(|m| m.release_by_id(release_id).map(|r| (super::output_states::rerun_seed(r), r.version))).await;
         let (seed, version) = seeded.unwrap_or_default();
         let out = self.open_output(release_id, seed.clone());
         // The record says at once that the phase runs, in a line its end (or a graceful stop's
-        // cut) replaces: a start that finds it last knows a kill cut the phase (FE43 #3).
+        // cut) replaces: a start that finds it last knows a kill cut the phase (FE43 #3). The
+        // output's task stores the lines before it as they come (`keep_stored`).
         let mut stored = seed;
-        stored.push(format!(
-            "{CUT_PREFIX} v{version}'s release phase ran (it was killed: the lines it printed went to the app's \
-             log stream only)"
-        ));
+        stored.push(kill_line(version));
         self.store_output(release_id, stored).await;
         out
     }
@@ -250,6 +362,7 @@ impl ControlPlane {
     /// its caps), then ends it for its followers. A release deleted meanwhile (its app was)
     /// keeps nothing, and one Wharf's stop cut keeps what the cut stored.
     pub async fn close_release_output(&self, out: &OutputWriter) {
+        out.seal();
         if !out.is_cut() {
             self.store_output(out.id, out.lines()).await;
         }
@@ -261,16 +374,14 @@ impl ControlPlane {
     pub(super) async fn store_output(&self, id: Uuid, lines: Vec<String>) {
         let stored = self
             .change(|m| {
-                let (put, app_id) = if let Some(r) = m.release_by_id(id) {
-                    (Object::Release(crate::model::Release { output: lines, ..r.clone() }), r.app_id)
+                let put = if let Some(r) = m.release_by_id(id) {
+                    Object::Release(crate::model::Release { output: lines, ..r.clone() })
                 } else if let Some(b) = m.build(id) {
-                    (Object::Build(crate::model::Build { output: lines, ..b.clone() }), b.app_id)
+                    Object::Build(crate::model::Build { output: lines, ..b.clone() })
                 } else {
                     return Ok(((), vec![]));
                 };
-                let mut changes = vec![Change::Put(put)];
-                changes.extend(dropped_outputs(m, app_id, id));
-                Ok(((), changes))
+                Ok(((), output_changes(m, id, put)))
             })
             .await;
         if let Err(e) = stored {
@@ -331,6 +442,96 @@ mod tests {
         assert_eq!(kept.last().unwrap(), "FATAL: the end", "the end is kept");
         out.push("after the end".to_owned());
         assert_eq!(out.lines().last().unwrap(), "FATAL: the end", "nothing is added once it ended");
+    }
+
+    /// FE47: a running output's lines so far are stored in its record, through the same record
+    /// as its end: a build's as they are (its `updated_at` moves), a release phase's followed by
+    /// the line telling the next start a kill cut it; nothing is stored when the record holds
+    /// them already, and nothing once the output ended (its end is what the record keeps).
+    #[tokio::test]
+    async fn a_running_output_s_lines_so_far_are_stored_in_its_record_until_it_ends() {
+        use crate::model::{Build, BuildStatus};
+        let p = Arc::new(super::super::tests::plane().await);
+        let app = p.create_app("api".parse().unwrap(), "default").await.unwrap();
+        let v1 = p.read(|m| m.latest_release(app.id).unwrap().clone()).await;
+        let build = Build {
+            id: wharf_domain::new_id(),
+            app_id: app.id,
+            source_url: "https://example.com/s.tgz".into(),
+            source_checksum: None,
+            source_version: None,
+            status: BuildStatus::Pending,
+            slug_id: None,
+            release_id: None,
+            output: vec![],
+            created_at: 0,
+            updated_at: 0,
+        };
+        p.change(|_| Ok(((), vec![Change::Put(Object::Build(build.clone()))]))).await.unwrap();
+        let record = |id: Uuid| {
+            let p = p.clone();
+            async move {
+                p.read(|m| {
+                    let r = m.release_by_id(id).map(|r| (r.output.clone(), 0));
+                    r.or_else(|| m.build(id).map(|b| (b.output.clone(), b.updated_at))).unwrap()
+                })
+                .await
+            }
+        };
+        let kill = kill_line(v1.version);
+        assert!(kill.starts_with(CUT_PREFIX), "the next start reads it as a cut: {kill}");
+        let phase = p.open_release_output(v1.id).await;
+        assert_eq!(record(v1.id).await.0, vec![kill.clone()], "a phase's record says at once that it runs");
+        let built = p.open_output(build.id, vec![]);
+        // (the output, the line pushed, what its record holds once stored)
+        let rows = [
+            (&phase, "Release phase of v1 starting: migrate", vec!["Release phase of v1 starting: migrate", &kill]),
+            (
+                &built,
+                "-----> Fetching source https://example.com/s.tgz",
+                vec!["-----> Fetching source https://example.com/s.tgz"],
+            ),
+        ];
+        for (out, line, want) in rows {
+            out.push(line.to_owned());
+            let mut rx = out.tx.subscribe();
+            assert_eq!(p.store_running(out.id, &mut rx).await, Ok(true), "{line}: it runs on");
+            let (stored, touched) = record(out.id).await;
+            assert_eq!(stored, want, "{line}");
+            let version = p.read(|m| m.version()).await;
+            assert_eq!(p.store_running(out.id, &mut rx).await, Ok(true));
+            assert_eq!(p.read(|m| m.version()).await, version, "{line}: nothing changed, nothing is stored");
+            if out.id == build.id {
+                assert!(touched > 0, "a build's updated_at moves with its stored output");
+            }
+        }
+        // The task stores what comes next within a period or two, with no call.
+        phase.push("migrating".into());
+        let want = vec!["Release phase of v1 starting: migrate".to_owned(), "migrating".into(), kill.clone()];
+        tokio::time::timeout(STORE_EVERY * 5, async {
+            while record(v1.id).await.0 != want {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the phase's new line to be stored by its task");
+        // Its end is what the record keeps: no store of its lines so far follows it.
+        phase.push("Release phase of v1 succeeded".into());
+        p.close_release_output(&phase).await;
+        let ended = record(v1.id).await.0;
+        assert_eq!(ended.last().map(String::as_str), Some("Release phase of v1 succeeded"), "{ended:?}");
+        let mut rx = phase.tx.subscribe();
+        assert_eq!(p.store_running(v1.id, &mut rx).await, Ok(false), "an ended output is not stored again");
+        assert_eq!(record(v1.id).await.0, ended);
+        p.forget_output(&built);
+        // The tasks end with their outputs: they hold the plane no longer.
+        tokio::time::timeout(STORE_EVERY * 5, async {
+            while Arc::strong_count(&p) > 1 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the outputs' tasks to end with them");
     }
 
     /// Issue 21: an output's lines are capped in length and its bytes in total, whatever the
