@@ -626,17 +626,8 @@ mod tests {
         std::fs::write(incoming.join("2.upload"), "partial").unwrap();
         let app = p.create_app("api".parse().unwrap(), "default").await.unwrap();
         let build = |status: BuildStatus| Build {
-            id: new_id(),
-            app_id: app.id,
-            source_url: "https://example.com/s.tgz".into(),
-            source_checksum: None,
-            source_version: None,
-            status,
-            slug_id: None,
-            release_id: None,
             output: vec!["-----> Fetching source https://example.com/s.tgz".into()],
-            created_at: 0,
-            updated_at: 0,
+            ..super::super::tests::test_build(app.id, status)
         };
         let (pending, done, failed) =
             (build(BuildStatus::Pending), build(BuildStatus::Succeeded), build(BuildStatus::Failed));
@@ -661,17 +652,9 @@ mod tests {
         let app = p.create_app("api".parse().unwrap(), "default").await.unwrap();
         let v1 = p.read(|m| m.latest_release(app.id).unwrap().clone()).await;
         let build = |output: &str| Build {
-            id: new_id(),
-            app_id: app.id,
-            source_url: "https://example.com/s.tgz".into(),
-            source_checksum: None,
-            source_version: None,
-            status: BuildStatus::Succeeded,
-            slug_id: None,
             release_id: Some(v1.id),
             output: vec![output.to_owned()],
-            created_at: 0,
-            updated_at: 0,
+            ..super::super::tests::test_build(app.id, BuildStatus::Succeeded)
         };
         let (cut, ended) = (build("-----> Compressed slug s: 10 bytes"), build("-----> Released v1: it is live"));
         let puts = [&cut, &ended].map(|b| Change::Put(Object::Build(b.clone())));
@@ -713,19 +696,7 @@ mod tests {
         };
         let builds = p.create_hook("api", hook(vec![HookEvent::Build])).await.unwrap();
         let releases = p.create_hook("api", hook(vec![HookEvent::Release])).await.unwrap();
-        let pending = Build {
-            id: new_id(),
-            app_id: app.id,
-            source_url: "https://example.com/s.tgz".into(),
-            source_checksum: None,
-            source_version: None,
-            status: BuildStatus::Pending,
-            slug_id: None,
-            release_id: None,
-            output: vec![],
-            created_at: 0,
-            updated_at: 0,
-        };
+        let pending = super::super::tests::test_build(app.id, BuildStatus::Pending);
         // (the build put, how many build deliveries there are after it): its start, a line of
         // output (no news), its settling.
         let more_output = Build { output: vec!["-----> Fetching".into()], ..pending.clone() };

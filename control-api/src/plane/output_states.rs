@@ -361,17 +361,9 @@ mod tests {
         assert_eq!(p.read(|m| release_output_state(m, rs[3].id)).await, first);
 
         let build = |status: BuildStatus, release: Option<Uuid>, output: &[&str]| Build {
-            id: new_id(),
-            app_id: app.id,
-            source_url: "https://example.com/s.tgz".into(),
-            source_checksum: None,
-            source_version: None,
-            status,
-            slug_id: None,
             release_id: release,
             output: lines(output),
-            created_at: 0,
-            updated_at: 0,
+            ..super::super::tests::test_build(app.id, status)
         };
         let elsewhere = "-----> This build is not running in this process (another Wharf sharing its store runs it, \
                          or Wharf is starting): this stream follows it when it runs here, or gives its output when it \
@@ -450,17 +442,10 @@ mod tests {
             puts.push(Change::Put(Object::Release(r)));
             for app_id in [api.id, other.id] {
                 let b = Build {
-                    id: new_id(),
-                    app_id,
-                    source_url: "https://example.com/s.tgz".into(),
-                    source_checksum: None,
-                    source_version: None,
-                    status: BuildStatus::Failed,
-                    slug_id: None,
-                    release_id: None,
                     output: lines(&["its build"]),
                     created_at: n as i64,
                     updated_at: n as i64,
+                    ..super::super::tests::test_build(app_id, BuildStatus::Failed)
                 };
                 puts.push(Change::Put(Object::Build(b)));
             }

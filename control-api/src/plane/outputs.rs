@@ -450,23 +450,11 @@ mod tests {
     /// them already, and nothing once the output ended (its end is what the record keeps).
     #[tokio::test]
     async fn a_running_output_s_lines_so_far_are_stored_in_its_record_until_it_ends() {
-        use crate::model::{Build, BuildStatus};
+        use crate::model::BuildStatus;
         let p = Arc::new(super::super::tests::plane().await);
         let app = p.create_app("api".parse().unwrap(), "default").await.unwrap();
         let v1 = p.read(|m| m.latest_release(app.id).unwrap().clone()).await;
-        let build = Build {
-            id: wharf_domain::new_id(),
-            app_id: app.id,
-            source_url: "https://example.com/s.tgz".into(),
-            source_checksum: None,
-            source_version: None,
-            status: BuildStatus::Pending,
-            slug_id: None,
-            release_id: None,
-            output: vec![],
-            created_at: 0,
-            updated_at: 0,
-        };
+        let build = super::super::tests::test_build(app.id, BuildStatus::Pending);
         p.change(|_| Ok(((), vec![Change::Put(Object::Build(build.clone()))]))).await.unwrap();
         let record = |id: Uuid| {
             let p = p.clone();
