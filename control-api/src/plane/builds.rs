@@ -627,7 +627,7 @@ mod tests {
         let app = p.create_app("api".parse().unwrap(), "default").await.unwrap();
         let build = |status: BuildStatus| Build {
             output: vec!["-----> Fetching source https://example.com/s.tgz".into()],
-            ..super::super::tests::test_build(app.id, status)
+            ..super::super::release_tests::test_build(app.id, status)
         };
         let (pending, done, failed) =
             (build(BuildStatus::Pending), build(BuildStatus::Succeeded), build(BuildStatus::Failed));
@@ -654,7 +654,7 @@ mod tests {
         let build = |output: &str| Build {
             release_id: Some(v1.id),
             output: vec![output.to_owned()],
-            ..super::super::tests::test_build(app.id, BuildStatus::Succeeded)
+            ..super::super::release_tests::test_build(app.id, BuildStatus::Succeeded)
         };
         let (cut, ended) = (build("-----> Compressed slug s: 10 bytes"), build("-----> Released v1: it is live"));
         let puts = [&cut, &ended].map(|b| Change::Put(Object::Build(b.clone())));
@@ -696,7 +696,7 @@ mod tests {
         };
         let builds = p.create_hook("api", hook(vec![HookEvent::Build])).await.unwrap();
         let releases = p.create_hook("api", hook(vec![HookEvent::Release])).await.unwrap();
-        let pending = super::super::tests::test_build(app.id, BuildStatus::Pending);
+        let pending = super::super::release_tests::test_build(app.id, BuildStatus::Pending);
         // (the build put, how many build deliveries there are after it): its start, a line of
         // output (no news), its settling.
         let more_output = Build { output: vec!["-----> Fetching".into()], ..pending.clone() };

@@ -363,7 +363,7 @@ mod tests {
         let build = |status: BuildStatus, release: Option<Uuid>, output: &[&str]| Build {
             release_id: release,
             output: lines(output),
-            ..super::super::tests::test_build(app.id, status)
+            ..super::super::release_tests::test_build(app.id, status)
         };
         let elsewhere = "-----> This build is not running in this process (another Wharf sharing its store runs it, \
                          or Wharf is starting): this stream follows it when it runs here, or gives its output when it \
@@ -445,7 +445,7 @@ mod tests {
                     output: lines(&["its build"]),
                     created_at: n as i64,
                     updated_at: n as i64,
-                    ..super::super::tests::test_build(app_id, BuildStatus::Failed)
+                    ..super::super::release_tests::test_build(app_id, BuildStatus::Failed)
                 };
                 puts.push(Change::Put(Object::Build(b)));
             }

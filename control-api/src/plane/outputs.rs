@@ -454,7 +454,7 @@ mod tests {
         let p = Arc::new(super::super::tests::plane().await);
         let app = p.create_app("api".parse().unwrap(), "default").await.unwrap();
         let v1 = p.read(|m| m.latest_release(app.id).unwrap().clone()).await;
-        let build = super::super::tests::test_build(app.id, BuildStatus::Pending);
+        let build = super::super::release_tests::test_build(app.id, BuildStatus::Pending);
         p.change(|_| Ok(((), vec![Change::Put(Object::Build(build.clone()))]))).await.unwrap();
         let record = |id: Uuid| {
             let p = p.clone();

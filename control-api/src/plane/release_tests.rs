@@ -1,5 +1,6 @@
 //! Settling releases rolled by the local supervisor: which failed release is withdrawn (so that
-//! the release the API calls current is the one every process type runs).
+//! the release the API calls current is the one every process type runs); and [`test_build`], the
+//! build record the plane's tests start from.
 
 use std::sync::Arc;
 
@@ -116,4 +117,22 @@ async fn a_type_a_failed_release_brought_leaves_the_formation_with_it() {
     assert!(types.contains(&"web") && types.contains(&"worker"), "{formation:?}");
     let web = formation.iter().find(|(t, _)| t == "web").unwrap();
     assert_eq!(web.1.as_deref(), Some("a"), "{formation:?}");
+}
+
+/// A build of app `app_id` in state `status`, from a source URL nothing fetches, with no slug,
+/// release or output yet: tests set the fields they look at with `..test_build(..)`.
+pub(super) fn test_build(app_id: Uuid, status: crate::model::BuildStatus) -> crate::model::Build {
+    crate::model::Build {
+        id: wharf_domain::new_id(),
+        app_id,
+        source_url: "https://example.com/s.tgz".into(),
+        source_checksum: None,
+        source_version: None,
+        status,
+        slug_id: None,
+        release_id: None,
+        output: vec![],
+        created_at: 0,
+        updated_at: 0,
+    }
 }

@@ -11,24 +11,6 @@ use crate::model::Compliance;
 use crate::store::SqliteStore;
 use uuid::Uuid;
 
-/// A build of app `app_id` in state `status`, from a source URL nothing fetches, with no slug,
-/// release or output yet: tests set the fields they look at with `..test_build(..)`.
-pub(super) fn test_build(app_id: Uuid, status: crate::model::BuildStatus) -> crate::model::Build {
-    crate::model::Build {
-        id: wharf_domain::new_id(),
-        app_id,
-        source_url: "https://example.com/s.tgz".into(),
-        source_checksum: None,
-        source_version: None,
-        status,
-        slug_id: None,
-        release_id: None,
-        output: vec![],
-        created_at: 0,
-        updated_at: 0,
-    }
-}
-
 pub(super) async fn plane() -> ControlPlane {
     let settings = Settings {
         stack_domain: "localhost".into(),
