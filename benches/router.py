@@ -21,7 +21,13 @@ backend on CPU 0, which bounds the new-connection rate.
                               [--only http2,https-keep-alive] [--binary PATH[,PATH...]]
 
 Each measurement is repeated and the run with the median requests per second is reported; the
-proxies take turns within each repetition so that drifts in the machine's speed hit all alike.
+proxies take turns within each repetition so that drifts in the machine's speed hit all alike,
+in the opposite order every other repetition so that none is always measured first. Below the
+table, each Wharf build's ratios to HAProxy are also taken round by round (its requests per
+second and CPU per request over HAProxy's in the same repetition) and printed as their median
+and range: paired this way, a drift in the machine's speed between rounds (this VM's rate moves
+by 10-15% from one minute to the next) cancels out, where the table's medians of each proxy
+taken apart do not.
 
 Needs nginx, haproxy, wrk and h2load (Debian packages, h2load in nghttp2-client; installed when
 missing) and builds Wharf in release mode unless `--binary` names a build. Wharf writes an access line per request into the app's log stream; nginx and HAProxy
@@ -378,8 +384,8 @@ def main():
 
             for p in proxies:
                 drive(p, 2)  # warm up: connections, pools, caches
-            for _ in range(args.repeat):
-                for p in proxies:
+            for round_ in range(args.repeat):
+                for p in (proxies if round_ % 2 == 0 else proxies[::-1]):
                     before, slept = cpu_seconds(p.proc.pid), sleeps(p.proc.pid)
                     r = drive(p, args.duration)
                     r["cpu_per_100k"] = (cpu_seconds(p.proc.pid) - before) / r["requests"] * 100_000
@@ -408,6 +414,17 @@ def main():
                     ratios = " | | | "
                 print(f"| {scenario} | {p.name} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
                       f"{r['cpu_per_100k']:.2f} | {r['sleeps']:.2f} | {ratios} |")
+        print("\nround by round against HAProxy (median, range):\n")
+        for scenario, _ in scenarios:
+            h = runs[(scenario, "haproxy")]
+            for p in proxies:
+                if not p.name.startswith("wharf"):
+                    continue
+                w = runs[(scenario, p.name)]
+                rate = sorted(a["rps"] / b["rps"] for a, b in zip(w, h))
+                cpu = sorted(a["cpu_per_100k"] / b["cpu_per_100k"] for a, b in zip(w, h))
+                print(f"- {scenario}, {p.name}: req/s {rate[len(rate) // 2]:.2f}x ({rate[0]:.2f}-{rate[-1]:.2f}), "
+                      f"CPU per request {cpu[len(cpu) // 2]:.2f}x ({cpu[0]:.2f}-{cpu[-1]:.2f}), {len(rate)} rounds")
     finally:
         stop_all()
         shutil.rmtree(tmp, ignore_errors=True)

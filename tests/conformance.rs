@@ -1305,6 +1305,21 @@ async fn h2_request(s: &Setup, tls: &Arc<rustls::ClientConfig>, method: http::Me
 }
 
 /// The frames in `bytes` as (type, flags, stream), for failure messages.
+/// The payloads of the HEADERS frames on `stream` in `bytes` (the router neither pads nor
+/// prioritises them).
+fn h2_header_blocks(bytes: &[u8], stream: u32) -> Vec<Vec<u8>> {
+    let mut blocks = Vec::new();
+    let mut at = 0;
+    while at + 9 <= bytes.len() {
+        let len = usize::from(bytes[at]) << 16 | usize::from(bytes[at + 1]) << 8 | usize::from(bytes[at + 2]);
+        if bytes[at + 3] == 1 && bytes[at + 5..at + 9] == stream.to_be_bytes() && at + 9 + len <= bytes.len() {
+            blocks.push(bytes[at + 9..at + 9 + len].to_vec());
+        }
+        at += 9 + len;
+    }
+    blocks
+}
+
 fn h2_frames(bytes: &[u8]) -> Vec<(u8, u8, u32)> {
     let mut frames = Vec::new();
     let mut at = 0;
@@ -1357,6 +1372,11 @@ enum H2Outcome {
 
 /// Runs `steps` on a new HTTP/2 connection over TLS and tells what the client saw.
 async fn raw_h2(s: &Setup, steps: &[H2Step]) -> (H2Outcome, Vec<u8>) {
+    raw_h2_answering(s, steps, &[1]).await
+}
+
+/// [`raw_h2`], the client done once each of `streams` was answered with a 200.
+async fn raw_h2_answering(s: &Setup, steps: &[H2Step], streams: &[u32]) -> (H2Outcome, Vec<u8>) {
     let h2 = client::tls_config(&s.wharf.ca, &[b"h2"]);
     let tcp = TcpStream::connect(s.wharf.https).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from(APP.to_owned()).unwrap();
@@ -1394,19 +1414,11 @@ async fn raw_h2(s: &Setup, steps: &[H2Step]) -> (H2Outcome, Vec<u8>) {
             H2Step::Pause(d) => tokio::time::sleep(*d).await,
         }
     }
-    // The client is done: it was answered on stream 1 (a HEADERS frame whose block starts with
-    // `:status 200` from the static table), or the router closed first.
+    // The client is done: it was answered on each stream (a HEADERS frame whose block starts
+    // with `:status 200` from the static table), or the router closed first.
     let answered = || {
         let got = received.lock().unwrap();
-        let mut at = 0;
-        while at + 9 <= got.len() {
-            let len = usize::from(got[at]) << 16 | usize::from(got[at + 1]) << 8 | usize::from(got[at + 2]);
-            if got[at + 3] == 1 && got[at + 5..at + 9] == [0, 0, 0, 1] && got.get(at + 9) == Some(&0x88) {
-                return true;
-            }
-            at += 9 + len;
-        }
-        false
+        streams.iter().all(|&stream| h2_header_blocks(&got, stream).iter().any(|b| b.first() == Some(&0x88)))
     };
     let deadline = tokio::time::Instant::now() + WAIT;
     while !answered() && !is_closed() {
@@ -1484,4 +1496,32 @@ async fn http2_heads_and_idle_connections_have_deadlines() {
         }
     }
     assert!(failures.is_empty(), "{} rows failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// HTTP/2 responses' fields are HPACK literals against the static table only, as HAProxy sends
+/// them (vendor/h2/WHARF.md, issue 17's CPU target): two responses on one connection each carry
+/// every field's value as plain bytes (not Huffman-coded), the second again in full (no dynamic
+/// table entry stands for it), and `:status 200` is the static table's index.
+#[tokio::test]
+async fn http2_response_fields_are_static_table_literals() {
+    let dyno_response =
+        b"HTTP/1.1 200 OK\r\nServer: raw-dyno/1.0\r\nX-Custom: spelled-out-value\r\nContent-Length: 2\r\n\r\nok";
+    let s = setup(vec![dyno_response.to_vec()], &[]).await;
+    let head = h2_head_for(0x82, "/respond/0");
+    let mut requests = h2_frame(1, 0x5, 1, &head);
+    requests.extend(h2_frame(1, 0x5, 3, &head));
+    let (outcome, bytes) = raw_h2_answering(&s, &[H2Step::Write(requests)], &[1, 3]).await;
+    assert_eq!(outcome, H2Outcome::Answered, "frames (type, flags, stream) {:?}", h2_frames(&bytes));
+    for stream in [1, 3] {
+        let blocks = h2_header_blocks(&bytes, stream);
+        assert_eq!(blocks.len(), 1, "stream {stream}: {blocks:?}");
+        let block = &blocks[0];
+        assert_eq!(block[0], 0x88, "stream {stream}: `:status 200` is static entry 8");
+        for value in ["raw-dyno/1.0", "spelled-out-value", "1.1 wharf", "x-custom"] {
+            assert!(
+                block.windows(value.len()).any(|w| w == value.as_bytes()),
+                "stream {stream}: {value:?} is not in the header block as plain bytes: {block:02x?}"
+            );
+        }
+    }
 }

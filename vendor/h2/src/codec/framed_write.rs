@@ -92,7 +92,8 @@ where
             inner,
             final_flush_done: false,
             encoder: Encoder {
-                hpack: hpack::Encoder::default(),
+                // Wharf: see `hpack::Encoder::static_only` and vendor/h2/WHARF.md.
+                hpack: hpack::Encoder::static_only(),
                 buf: Cursor::new(BytesMut::with_capacity(DEFAULT_BUFFER_CAPACITY)),
                 next: None,
                 last_data_frame: None,

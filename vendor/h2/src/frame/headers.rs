@@ -992,6 +992,16 @@ impl HeaderBlock {
     fn into_encoding(self, encoder: &mut hpack::Encoder) -> EncodingHeaderBlock {
         let mut hpack = encoder.take_scratch();
         hpack.clear();
+        if encoder.is_static_only() {
+            // Wharf: the fields by reference (`hpack::Encoder::encode_static_only`); the map
+            // is dropped whole below.
+            let pseudo = Iter {
+                pseudo: Some(self.pseudo),
+                fields: HeaderMap::new().into_iter(),
+            };
+            encoder.encode_static_only(pseudo, &self.fields, &mut hpack);
+            return EncodingHeaderBlock { hpack };
+        }
         let headers = Iter {
             pseudo: Some(self.pseudo),
             fields: self.fields.into_iter(),

@@ -79,16 +79,20 @@ impl Send {
 
     fn check_headers(fields: &http::HeaderMap) -> Result<(), UserError> {
         // 8.1.2.2. Connection-Specific Header Fields
-        if fields.contains_key(http::header::CONNECTION)
-            || fields.contains_key(http::header::TRANSFER_ENCODING)
-            || fields.contains_key(http::header::UPGRADE)
-            || fields.contains_key("keep-alive")
-            || fields.contains_key("proxy-connection")
-        {
-            tracing::debug!("illegal connection-specific headers found");
-            return Err(UserError::MalformedHeaders);
-        } else if let Some(te) = fields.get(http::header::TE) {
-            if te != "trailers" {
+        //
+        // Wharf: each name of the map is looked at once, where upstream made five hashed
+        // look-ups (two of them parsing a name from a string first) and a sixth for `TE`:
+        // 1,193 -> 187 instructions for a proxied response's eight fields (vendor/h2/WHARF.md).
+        // Every `TE` value is checked, not only the first.
+        for (name, value) in fields {
+            let illegal = match *name {
+                http::header::CONNECTION
+                | http::header::TRANSFER_ENCODING
+                | http::header::UPGRADE => true,
+                http::header::TE => value != "trailers",
+                _ => matches!(name.as_str(), "keep-alive" | "proxy-connection"),
+            };
+            if illegal {
                 tracing::debug!("illegal connection-specific headers found");
                 return Err(UserError::MalformedHeaders);
             }
@@ -663,5 +667,55 @@ impl Send {
 
     pub(crate) fn is_extended_connect_protocol_enabled(&self) -> bool {
         self.is_extended_connect_protocol_enabled
+    }
+}
+
+/// Wharf: `check_headers` (rewritten, see there) still refuses exactly the connection-specific
+/// fields of RFC 9113 §8.2.2, whatever their place among the others.
+#[cfg(test)]
+mod wharf_tests {
+    use super::Send;
+    use http::{HeaderMap, HeaderName, HeaderValue};
+
+    #[test]
+    fn connection_specific_fields_are_refused_wherever_they_are() {
+        for (fields, ok) in [
+            (&[][..], true),
+            (
+                &[("content-type", "text/plain"), ("via", "1.1 wharf")][..],
+                true,
+            ),
+            (&[("te", "trailers")][..], true),
+            (&[("connection", "close")][..], false),
+            (
+                &[("date", "x"), ("transfer-encoding", "chunked")][..],
+                false,
+            ),
+            (&[("upgrade", "websocket")][..], false),
+            (
+                &[("server", "a"), ("via", "b"), ("keep-alive", "timeout=5")][..],
+                false,
+            ),
+            (&[("proxy-connection", "keep-alive")][..], false),
+            (&[("te", "gzip")][..], false),
+            (&[("te", "trailers"), ("te", "gzip")][..], false),
+            (
+                &[
+                    ("keep-alives", "x"),
+                    ("proxy-connections", "x"),
+                    ("tee", "x"),
+                ][..],
+                true,
+            ),
+        ] {
+            let mut map = HeaderMap::new();
+            for (name, value) in fields {
+                map.append(
+                    HeaderName::from_static(name),
+                    HeaderValue::from_static(value),
+                );
+            }
+            assert_eq!(Send::check_headers(&map).is_ok(), ok, "{:?}", fields);
+        }
     }
 }
