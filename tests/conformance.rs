@@ -1304,7 +1304,6 @@ async fn h2_request(s: &Setup, tls: &Arc<rustls::ClientConfig>, method: http::Me
     H2Got { heads, body, cut }
 }
 
-/// The frames in `bytes` as (type, flags, stream), for failure messages.
 /// The payloads of the HEADERS frames on `stream` in `bytes` (the router neither pads nor
 /// prioritises them).
 fn h2_header_blocks(bytes: &[u8], stream: u32) -> Vec<Vec<u8>> {
@@ -1320,6 +1319,7 @@ fn h2_header_blocks(bytes: &[u8], stream: u32) -> Vec<Vec<u8>> {
     blocks
 }
 
+/// The frames in `bytes` as (type, flags, stream), for failure messages.
 fn h2_frames(bytes: &[u8]) -> Vec<(u8, u8, u32)> {
     let mut frames = Vec::new();
     let mut at = 0;
@@ -1364,7 +1364,8 @@ enum H2Outcome {
     Closed,
     /// The router ended the connection, without an answer, after the client was done.
     Ended,
-    /// The router answered stream 1 with a 200 and kept the connection.
+    /// The router answered each stream waited for (stream 1 unless told) with a 200 and kept
+    /// the connection.
     Answered,
     /// Neither, 30 s after the client was done.
     Open,
@@ -1517,10 +1518,17 @@ async fn http2_response_fields_are_static_table_literals() {
         assert_eq!(blocks.len(), 1, "stream {stream}: {blocks:?}");
         let block = &blocks[0];
         assert_eq!(block[0], 0x88, "stream {stream}: `:status 200` is static entry 8");
-        for value in ["raw-dyno/1.0", "spelled-out-value", "1.1 wharf", "x-custom"] {
+        // Each field a literal not indexed (RFC 7541 §6.2.2, `0000` and a 4-bit name index:
+        // `server` is static entry 54, `via` 60) or with a new name (`00`), each string's length
+        // with H = 0 (§5.2) and its bytes as they are.
+        for (field, want) in [
+            ("server", &b"\x0f\x27\x0craw-dyno/1.0"[..]),
+            ("x-custom", &b"\x00\x08x-custom\x11spelled-out-value"[..]),
+            ("via", &b"\x0f\x2d\x091.1 wharf"[..]),
+        ] {
             assert!(
-                block.windows(value.len()).any(|w| w == value.as_bytes()),
-                "stream {stream}: {value:?} is not in the header block as plain bytes: {block:02x?}"
+                block.windows(want.len()).any(|w| w == want),
+                "stream {stream}: {field} is not a plain literal {want:02x?} in the header block {block:02x?}"
             );
         }
     }

@@ -875,7 +875,10 @@ mod test {
     }
 
     /// Wharf: `encode_static_only` (fields by reference) writes what `encode` writes for the
-    /// same fields on a static-only encoder.
+    /// same map taken apart (`HeaderMap::into_iter`, a repeated name's later values nameless) on
+    /// a static-only encoder. One difference is allowed and not in this map: a whole static entry
+    /// repeated (`accept-encoding: gzip, deflate` twice) is its index each time by reference,
+    /// an index then a literal by value; both are valid HPACK.
     #[test]
     fn test_static_only_by_reference_matches_by_value() {
         let mut map = HeaderMap::new();

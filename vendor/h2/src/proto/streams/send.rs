@@ -80,9 +80,9 @@ impl Send {
     fn check_headers(fields: &http::HeaderMap) -> Result<(), UserError> {
         // 8.1.2.2. Connection-Specific Header Fields
         //
-        // Wharf: each name of the map is looked at once, where upstream made five hashed
+        // Wharf: each field of the map is looked at once, where upstream made five hashed
         // look-ups (two of them parsing a name from a string first) and a sixth for `TE`:
-        // 1,193 -> 187 instructions for a proxied response's eight fields (vendor/h2/WHARF.md).
+        // 1,177 -> 241 instructions for a proxied response (vendor/h2/WHARF.md).
         // Every `TE` value is checked, not only the first.
         for (name, value) in fields {
             let illegal = match *name {
