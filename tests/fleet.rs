@@ -59,6 +59,29 @@ impl Secrets {
     }
 }
 
+/// Where each logshuttle-group test starts: a tansu broker and a control API on it, its topic
+/// set by `kafka` (also the logshuttles' setting), under a directory named `name`. The broker
+/// lives as long as this does.
+struct KafkaStart {
+    _broker: Tansu,
+    dir: TempDir,
+    secrets: Secrets,
+    brokers: String,
+    api: WharfControlApi,
+}
+
+impl KafkaStart {
+    async fn new(name: &str, kafka: &[(&str, &str)]) -> KafkaStart {
+        let broker = Tansu::start().await;
+        let dir = TempDir::new(name);
+        let secrets = Secrets::new();
+        let brokers = broker.brokers();
+        let api =
+            WharfControlApi::start(WHARF, &["--kafka", &brokers], &dir.path().join("api"), &secrets.env(kafka)).await;
+        KafkaStart { _broker: broker, dir, secrets, brokers, api }
+    }
+}
+
 /// A client of the feed of the control API at `api`, with the router token.
 fn router_feed(api: &WharfControlApi, secrets: &Secrets) -> Api {
     Api { addr: api.api.addr, token: Some(secrets.get("WHARF_ROUTER_TOKEN").to_owned()) }
@@ -768,13 +791,9 @@ async fn a_killed_logshuttles_partitions_are_taken_over_on_a_broker_that_keeps_i
 /// partition (its `/metrics`) and delivers a line posted after it started, nobody else started.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lone_logshuttle_started_after_its_whole_group_died_owns_every_partition() {
-    let broker = Tansu::start().await;
-    let dir = TempDir::new("fleet-lone-restart");
-    let secrets = Secrets::new();
-    let brokers = broker.brokers();
     let kafka = [("WHARF_KAFKA__PARTITIONS", "8")];
+    let KafkaStart { _broker, dir, secrets, brokers, api } = KafkaStart::new("fleet-lone-restart", &kafka).await;
     let env = secrets.env(&kafka);
-    let api = WharfControlApi::start(WHARF, &["--kafka", &brokers], &dir.path().join("api"), &env).await;
     let app = "lone-default";
     api.api.create_app(app, &[]).await;
     let drain = SyslogReceiver::tcp().await;
@@ -817,13 +836,9 @@ async fn a_lone_logshuttle_started_after_its_whole_group_died_owns_every_partiti
 async fn a_logshuttle_joining_in_the_middle_of_a_stream_loses_and_reorders_no_line() {
     const APPS: usize = 8;
     const ROUND: usize = 50;
-    let broker = Tansu::start().await;
-    let dir = TempDir::new("fleet-join");
-    let secrets = Secrets::new();
-    let brokers = broker.brokers();
     let kafka = [("WHARF_KAFKA__PARTITIONS", "8")];
+    let KafkaStart { _broker, dir, secrets, brokers, api } = KafkaStart::new("fleet-join", &kafka).await;
     let env = secrets.env(&kafka);
-    let api = WharfControlApi::start(WHARF, &["--kafka", &brokers], &dir.path().join("api"), &env).await;
     let apps: Vec<String> = (0..APPS).map(|a| format!("app{a}-default")).collect();
     let mut drains = Vec::new();
     for app in &apps {
@@ -959,13 +974,8 @@ async fn a_log_session_through_any_member_streams_every_line_of_its_app() {
     const APPS: usize = 3;
     const ROUND: usize = 100;
     const HISTORY: usize = 40;
-    let broker = Tansu::start().await;
-    let dir = TempDir::new("fleet-sessions");
-    let secrets = Secrets::new();
-    let brokers = broker.brokers();
     let kafka = [("WHARF_KAFKA__PARTITIONS", "4")];
-    let api =
-        WharfControlApi::start(WHARF, &["--kafka", &brokers], &dir.path().join("api"), &secrets.env(&kafka)).await;
+    let KafkaStart { _broker, dir, secrets, brokers, api } = KafkaStart::new("fleet-sessions", &kafka).await;
     let apps: Vec<String> = (0..APPS).map(|a| format!("app{a}-default")).collect();
     for app in &apps {
         api.api.create_app(app, &[]).await;
@@ -1104,13 +1114,9 @@ async fn a_log_session_through_any_member_streams_every_line_of_its_app() {
 /// owns every partition alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logshuttle_without_a_snapshot_takes_no_partition_and_loses_no_line() {
-    let broker = Tansu::start().await;
-    let dir = TempDir::new("fleet-no-snapshot");
-    let secrets = Secrets::new();
-    let brokers = broker.brokers();
     let kafka = [("WHARF_KAFKA__PARTITIONS", "8")];
+    let KafkaStart { _broker, dir, secrets, brokers, api } = KafkaStart::new("fleet-no-snapshot", &kafka).await;
     let env = secrets.env(&kafka);
-    let api = WharfControlApi::start(WHARF, &["--kafka", &brokers], &dir.path().join("api"), &env).await;
     let app = "blind-default";
     api.api.create_app(app, &[]).await;
     let drain = SyslogReceiver::tcp().await;
